@@ -1,0 +1,12 @@
+"""gpuad: full Jacobians, Hessians, JVPs and VJPs in one vectorised sweep, on GPU (CuPy) or CPU (NumPy).
+
+    import gpuad, gpuad.numpy as gnp
+    J = gpuad.jacfwd(lambda x: gnp.array([x[0] ** 2 * x[1], gnp.sin(x[2])]))(gnp.array([1.0, 2.0, 0.5]))
+"""
+from . import numpy  # noqa: F401  (installs the array methods of traced values)
+from .api import (block_until_ready, grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize,  # noqa: F401
+                  value_and_grad, vjp, vmap)
+from .backends import backend, set_backend  # noqa: F401
+from .tree import tree_flatten, tree_leaves, tree_map, tree_unflatten  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,47 @@
+"""Backend selection. The core reaches arrays only through the object `current()` returns.
+
+GPUAD_BACKEND=auto|numpy|cupy chooses at first use; auto takes CuPy when a GPU is usable.
+"""
+import os
+
+_current = None
+NAMES = ("auto", "numpy", "cupy")
+
+
+def current():
+    if _current is None:
+        set_backend(os.environ.get("GPUAD_BACKEND", "auto"))
+    return _current
+
+
+def cupy_usable():
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no CuPy, no driver, no device: all mean "not usable"
+        return False
+
+
+def set_backend(name):
+    """Select the array backend: "numpy", "cupy" or "auto". Returns the backend's name."""
+    global _current
+    if name not in NAMES:
+        raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(NAMES)}")
+    if name == "auto":
+        name = "cupy" if cupy_usable() else "numpy"
+    if name == "cupy":
+        if not cupy_usable():
+            raise ValueError("the cupy backend needs CuPy and a usable NVIDIA GPU; "
+                             "install gpuad[cuda12] or gpuad[cuda13], or use the numpy backend")
+        from .cupy import CupyBackend
+        _current = CupyBackend()
+    else:
+        from .numpy import NumpyBackend
+        _current = NumpyBackend()
+    return name
+
+
+def backend():
+    """The name of the active backend ("numpy" or "cupy")."""
+    return current().name

@@ -1,0 +1,44 @@
+"""vmap: a batch tracer holds its value with the batch axis moved to the front.
+
+Keeping the batch axis leading means every primitive's batching rule is its `lead`
+form, the same one the derivative bundles use.
+"""
+from .core import Trace, Tracer, shape
+
+
+class BatchTracer(Tracer):
+    __slots__ = ("value",)
+
+    def __init__(self, trace, value):
+        self._trace, self.value = trace, value
+
+    @property
+    def shape(self):
+        return shape(self.value)[1:]
+
+    def _inner(self):
+        return self.value
+
+    def __bool__(self):
+        raise TypeError(
+            "the truth value of a batched value is ambiguous under vmap: each example in the batch "
+            "may take a different branch. Use gpuad.numpy.where(cond, a, b) instead of Python if/while.")
+
+    def __repr__(self):
+        return f"BatchTracer(batch of {shape(self.value)[0]}, shape {self.shape})"
+
+
+class BatchTrace(Trace):
+    __slots__ = ("size",)
+
+    def __init__(self, level, size):
+        self.level, self.size = level, size
+
+    def process(self, prim, args, params):
+        vals, batched = [], []
+        for a in args:
+            mine = isinstance(a, BatchTracer) and a._trace is self
+            vals.append(a.value if mine else a)
+            batched.append(mine)
+        out, out_batched = prim.batch(vals, batched, **params)
+        return BatchTracer(self, out) if out_batched else out

@@ -1,0 +1,148 @@
+"""Values, levels and primitive dispatch.
+
+Every transform (forward, reverse, vmap) is a *trace* with a level: its depth in
+the stack of active transforms. A traced value (a `Tracer`) belongs to one trace.
+`bind` applies a primitive: it hands the call to the highest-level trace among the
+arguments, whose rule applies the primitive again to the values one level down,
+until plain backend arrays are reached and the primitive's `impl` runs. Levels keep
+nested derivatives apart (no perturbation confusion).
+"""
+import contextlib
+
+from . import backends
+
+# Primitive evaluations on backend arrays since import; tests read it to show that a
+# Jacobian's cost in primitive applications does not grow with the number of directions.
+stats = {"evals": 0}
+
+_stack = []  # active traces, innermost last
+
+
+class Primitive:
+    """One operation and its rules.
+
+    impl(*arrays, **params)             evaluate on backend arrays
+    jvp(primals, tangents, **params)    -> (out, tangent bundle or None); tangents hold None for zero;
+                                           a bundle carries K directions on a leading axis
+    vjp(ct, args, out, needed, **params) -> one cotangent bundle (or None) per argument
+    batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
+    Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
+    """
+    __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff")
+
+    def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False):
+        self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
+        self.nondiff = nondiff
+
+    def __call__(self, *args, **params):
+        return bind(self, *args, **params)
+
+    def __repr__(self):
+        return f"<primitive {self.name}>"
+
+
+def bind(prim, *args, **params):
+    coerce = backends.current().coerce
+    top = None
+    vals = []
+    for a in args:
+        if isinstance(a, Tracer):
+            if top is None or a._trace.level > top.level:
+                top = a._trace
+            vals.append(a)
+        else:
+            vals.append(coerce(a))  # lists, and NumPy arrays on the CuPy backend
+    if top is None:
+        stats["evals"] += 1
+        return prim.impl(*vals, **params)
+    return top.process(prim, vals, params)
+
+
+class Trace:
+    """Base of the transforms' traces; `level` orders them."""
+    __slots__ = ("level",)
+
+    def process(self, prim, args, params):
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def new_trace(cls, *init):
+    trace = cls(len(_stack) + 1, *init)
+    _stack.append(trace)
+    try:
+        yield trace
+    finally:
+        _stack.pop()
+
+
+class Tracer:
+    """A value under a transform. Array methods and operators are installed by gpuad.numpy."""
+    __slots__ = ("_trace",)
+    __array_priority__ = 1000
+    __array_ufunc__ = None  # make NumPy defer to our reflected operators (W @ x with W a NumPy array)
+
+    @property
+    def shape(self):
+        return shape(self._inner())
+
+    @property
+    def dtype(self):
+        return dtype(self._inner())
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __array__(self, *a, **k):
+        raise TypeError(
+            f"a traced value (shape {self.shape}) cannot be converted to a NumPy array: it carries "
+            "derivatives. Use gpuad.numpy functions instead of numpy ones inside transformed functions.")
+
+    def __float__(self):
+        raise TypeError(
+            "float() of a traced value would drop its derivative; keep it as an array "
+            "(use gpuad.numpy functions), or compute the value outside the transform.")
+
+    __int__ = __complex__ = __index__ = __float__
+
+    def __bool__(self):
+        return bool(self._inner())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._inner()!r})"
+
+    def _inner(self):
+        """The value one level down (the primal of a dual number, the value of a tape entry)."""
+        raise NotImplementedError
+
+
+def shape(x):
+    s = getattr(x, "shape", None)
+    return () if s is None else tuple(s)
+
+
+def dtype(x):
+    d = getattr(x, "dtype", None)
+    if d is None:
+        return backends.current().xp.result_type(x)
+    return d
+
+
+def is_inexact(x):
+    return dtype(x).kind in "fc"

@@ -1,0 +1,23 @@
+"""gpuad.numpy: the numpy names and semantics, on values gpuad can differentiate.
+
+    import gpuad.numpy as gnp
+    y = gnp.sin(x) @ W          # works on plain arrays and on traced values alike
+"""
+import numpy as _onp
+
+from . import linalg  # noqa: F401
+from .creation import (arange, array, asarray, eye, full, full_like, identity, linspace, ones,  # noqa: F401
+                       ones_like, zeros, zeros_like)
+from .elementwise import *  # noqa: F401,F403
+from .indexing import at  # noqa: F401
+from .methods import install as _install
+from .products import dot, einsum, inner, matmul, outer, tensordot, trace  # noqa: F401
+from .reductions import amax, amin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401,A004
+from .shapes import (atleast_1d, broadcast_to, concatenate, diag, diagonal, expand_dims, flip,  # noqa: F401
+                     hstack, moveaxis, ravel, repeat, reshape, roll, split, squeeze, stack, swapaxes,
+                     take, tile, transpose, tril, triu, vstack)
+
+pi, e, inf, nan, newaxis = _onp.pi, _onp.e, _onp.inf, _onp.nan, None
+float32, float64, int32, int64, bool_ = _onp.float32, _onp.float64, _onp.int32, _onp.int64, _onp.bool_
+
+_install()

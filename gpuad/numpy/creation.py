@@ -1,0 +1,81 @@
+"""Array creation. Constants carry no derivative; `array` of traced scalars stacks them."""
+import numpy as onp
+
+from .. import backends
+from ..core import Tracer
+from ..ops.structural import astype as _astype
+
+
+def _xp():
+    return backends.current().xp
+
+
+def _has_tracer(obj):
+    if isinstance(obj, Tracer):
+        return True
+    return isinstance(obj, (list, tuple)) and any(_has_tracer(o) for o in obj)
+
+
+def array(obj, dtype=None):
+    """Like numpy.array; a (nested) list holding traced values becomes a traced array.
+
+    >>> array([1.0, 2.0]).shape
+    (2,)
+    """
+    if _has_tracer(obj):
+        from .shapes import stack
+        out = obj if isinstance(obj, Tracer) else stack([array(o) for o in obj])
+        return out if dtype is None else _astype(out, dtype=onp.dtype(dtype))
+    return backends.current().asarray(obj, dtype=dtype)
+
+
+def asarray(obj, dtype=None):
+    """Like numpy.asarray: traced values pass through (cast when dtype differs)."""
+    if isinstance(obj, Tracer):
+        return obj if dtype is None or obj.dtype == onp.dtype(dtype) else _astype(obj, dtype=onp.dtype(dtype))
+    return array(obj, dtype=dtype)
+
+
+def _like(a, dtype):
+    return (tuple(a.shape) if hasattr(a, "shape") else ()), (dtype or getattr(a, "dtype", None) or float)
+
+
+def zeros(shape, dtype=float):
+    return _xp().zeros(shape, dtype=dtype)
+
+
+def ones(shape, dtype=float):
+    return _xp().ones(shape, dtype=dtype)
+
+
+def full(shape, fill_value, dtype=None):
+    return _xp().full(shape, fill_value, dtype=dtype)
+
+
+def zeros_like(a, dtype=None):
+    return zeros(*_like(a, dtype))
+
+
+def ones_like(a, dtype=None):
+    return ones(*_like(a, dtype))
+
+
+def full_like(a, fill_value, dtype=None):
+    s, d = _like(a, dtype)
+    return full(s, fill_value, dtype=d)
+
+
+def eye(N, M=None, k=0, dtype=float):
+    return _xp().eye(N, M, k, dtype=dtype)
+
+
+def identity(n, dtype=float):
+    return eye(n, dtype=dtype)
+
+
+def arange(*args, **kwargs):
+    return _xp().arange(*args, **kwargs)
+
+
+def linspace(start, stop, num=50, endpoint=True, dtype=None):
+    return _xp().linspace(start, stop, num, endpoint=endpoint, dtype=dtype)

@@ -1,0 +1,48 @@
+"""Elementwise functions of gpuad.numpy: the table's primitives, and a few composed from them."""
+from ..ops.elementwise import PRIMS
+from ..ops.structural import where as _where
+
+globals().update(PRIMS)
+
+true_divide = PRIMS["divide"]
+fabs = PRIMS["abs"]
+absolute = PRIMS["abs"]
+around = PRIMS["round"]
+pow = PRIMS["power"]  # noqa: A001 - numpy's own alias
+
+
+def where(condition, x, y):
+    """Choose x where condition holds, else y (numpy.where with three arguments).
+
+    >>> where(arange(3) > 0, 1.0, -1.0)
+    array([-1.,  1.,  1.])
+    """
+    return _where(condition, x, y)
+
+
+def positive(x):
+    return x
+
+
+def clip(a, a_min=None, a_max=None):
+    """Limit values to [a_min, a_max]; the derivative is 1 inside, 0 outside, 1/2 on an edge."""
+    if a_min is not None:
+        a = PRIMS["maximum"](a, a_min)
+    if a_max is not None:
+        a = PRIMS["minimum"](a, a_max)
+    return a
+
+
+def logaddexp(a, b):
+    """log(exp(a) + exp(b)) without overflow."""
+    m = PRIMS["maximum"](a, b)
+    return m + PRIMS["log"](PRIMS["exp"](a - m) + PRIMS["exp"](b - m))
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), written with tanh so it neither overflows nor loses precision."""
+    return 0.5 * PRIMS["tanh"](0.5 * x) + 0.5
+
+
+__all__ = sorted(PRIMS) + ["true_divide", "fabs", "absolute", "around", "pow", "where", "positive",
+                           "clip", "logaddexp", "sigmoid"]

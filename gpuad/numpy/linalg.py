@@ -1,0 +1,1 @@
+"""gpuad.numpy.linalg (filled in below)."""

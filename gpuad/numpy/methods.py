@@ -1,0 +1,66 @@
+"""Operators and array methods of traced values, so they behave like arrays."""
+import numpy as onp
+
+from ..core import Primitive, Tracer
+from ..ops.structural import astype
+from . import elementwise as E, products as P, reductions as R, shapes as S
+from .indexing import _At, take_index
+
+
+def _swap(f):
+    return lambda self, other: f(other, self)
+
+
+def _pow(x, p):
+    if isinstance(p, (int, float)) and p == 2:
+        return E.square(x)
+    return E.power(x, p)
+
+
+def _setitem(self, key, value):
+    raise TypeError("traced values are immutable: instead of x[idx] = v, write x = x.at[idx].set(v) "
+                    "(or .add(v)), as in JAX")
+
+
+def _astype(self, dtype):
+    dtype = onp.dtype(dtype)
+    return self if self.dtype == dtype else astype(self, dtype=dtype)
+
+
+def _reshape(self, *shape, order="C"):
+    return S.reshape(self, shape[0] if len(shape) == 1 else shape, order=order)
+
+
+def _transpose(self, *axes):
+    return S.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+
+METHODS = {
+    "__add__": E.add, "__radd__": _swap(E.add), "__sub__": E.subtract, "__rsub__": _swap(E.subtract),
+    "__mul__": E.multiply, "__rmul__": _swap(E.multiply), "__truediv__": E.divide,
+    "__rtruediv__": _swap(E.divide), "__pow__": _pow, "__rpow__": _swap(E.power),
+    "__matmul__": P.matmul, "__rmatmul__": _swap(P.matmul),
+    "__neg__": E.negative, "__pos__": E.positive, "__abs__": E.abs,
+    "__lt__": E.less, "__le__": E.less_equal, "__gt__": E.greater, "__ge__": E.greater_equal,
+    "__eq__": E.equal, "__ne__": E.not_equal,
+    "__and__": E.logical_and, "__or__": E.logical_or, "__invert__": E.logical_not,
+    "__getitem__": take_index, "__setitem__": _setitem, "__hash__": object.__hash__,
+    "at": property(_At), "T": property(lambda self: S.transpose(self)),
+    "astype": _astype, "reshape": _reshape, "transpose": _transpose, "ravel": S.ravel,
+    "flatten": S.ravel, "squeeze": S.squeeze, "swapaxes": S.swapaxes, "repeat": S.repeat,
+    "sum": R.sum, "mean": R.mean, "prod": R.prod, "max": R.max, "min": R.min, "var": R.var,
+    "std": R.std, "cumsum": R.cumsum, "dot": P.dot, "clip": E.clip, "diagonal": S.diagonal,
+    "trace": P.trace,
+}
+
+
+def _method(f):
+    """Primitives are callable objects, not functions, so they need wrapping to bind `self`."""
+    if isinstance(f, Primitive):
+        return lambda self, *args: f(self, *args)
+    return f
+
+
+def install():
+    for name, f in METHODS.items():
+        setattr(Tracer, name, _method(f))

@@ -1,0 +1,70 @@
+"""The small expression language of the elementwise table.
+
+A rule such as ``1 + y*y`` is parsed once with Python's `ast` and turned into
+(a) a Python function over any namespace of array functions (NumPy, CuPy, or
+gpuad's own differentiable ops, so rules nest to any order), and (b) a CUDA C
+expression for the generated kernels. Both come from the same parse tree, so the
+kernels and the reference evaluation cannot drift apart.
+"""
+import ast
+
+# Function names in the table, mapped to their CUDA spelling. Names starting with
+# gpuad_ are defined in kernels/gpuad_math.cuh.
+CUDA_NAMES = {
+    "sin": "sin", "cos": "cos", "tan": "tan", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
+    "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "arcsinh": "asinh", "arccosh": "acosh",
+    "arctanh": "atanh", "exp": "exp", "exp2": "exp2", "expm1": "expm1", "log": "log", "log2": "log2",
+    "log10": "log10", "log1p": "log1p", "sqrt": "sqrt", "cbrt": "cbrt", "abs": "fabs",
+    "floor": "floor", "ceil": "ceil", "round": "rint", "power": "pow", "arctan2": "atan2",
+    "hypot": "hypot", "sign": "gpuad_sign", "maximum": "gpuad_maximum", "minimum": "gpuad_minimum",
+}
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+class Expr:
+    """One parsed rule expression over named variables."""
+    __slots__ = ("text", "tree", "const")
+
+    def __init__(self, text):
+        self.text = text
+        self.tree = ast.parse(text, mode="eval").body
+        self.const = _constant(self.tree)
+
+    def names(self):
+        return {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)} - set(CUDA_NAMES)
+
+    def function(self, args, namespace):
+        """A Python function of `args` evaluating this expression with `namespace`'s functions."""
+        src = f"lambda {', '.join(args)}: {self.text}"
+        return eval(compile(src, f"<rule {self.text}>", "eval"), dict(namespace))  # noqa: S307
+
+    def cuda(self, rename=None):
+        """CUDA C source of this expression; `rename` maps variable names to C expressions."""
+        return _cuda(self.tree, rename or {})
+
+
+def _constant(node):
+    """The number a constant expression stands for (``1``, ``-1``), else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _constant(node.operand)
+        return None if inner is None else -inner
+    return None
+
+
+def _cuda(node, rename):
+    if isinstance(node, ast.Constant):
+        return f"T({node.value!r})"
+    if isinstance(node, ast.Name):
+        return rename.get(node.id, node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return f"(-{_cuda(node.operand, rename)})"
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return f"({_cuda(node.left, rename)} {_BINOPS[type(node.op)]} {_cuda(node.right, rename)})"
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        return f"pow({_cuda(node.left, rename)}, {_cuda(node.right, rename)})"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CUDA_NAMES:
+        args = ", ".join(_cuda(a, rename) for a in node.args)
+        return f"{CUDA_NAMES[node.func.id]}({args})"
+    raise ValueError(f"cannot translate {ast.unparse(node)!r} to CUDA")

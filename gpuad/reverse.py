@@ -1,0 +1,91 @@
+"""Reverse mode: a tape of equations recorded during one forward run, swept back once.
+
+The sweep carries a cotangent bundle of M directions (shape (M, *S)) per value, so
+`jacrev` gets all m rows of a Jacobian from one backward pass over the tape. The tape
+is kept, so the same recording can be swept again (chunks) or forward (`linearize`).
+"""
+from .core import Trace, Tracer, is_inexact, shape
+from .ops.elementwise import PRIMS
+from .ops.structural import unbroadcast
+
+_add = PRIMS["add"]
+
+
+class RevTracer(Tracer):
+    __slots__ = ("value", "id")
+
+    def __init__(self, trace, value, id_):
+        self._trace, self.value, self.id = trace, value, id_
+
+    def _inner(self):
+        return self.value
+
+
+class Equation:
+    __slots__ = ("prim", "ids", "out", "args", "value", "params")
+
+    def __init__(self, prim, ids, out, args, value, params):
+        self.prim, self.ids, self.out, self.args, self.value, self.params = prim, ids, out, args, value, params
+
+
+class RevTrace(Trace):
+    __slots__ = ("tape", "_next")
+
+    def __init__(self, level):
+        self.level = level
+        self.tape = []
+        self._next = 0
+
+    def new(self, value):
+        """A fresh input variable of this tape."""
+        self._next += 1
+        return RevTracer(self, value, self._next)
+
+    def process(self, prim, args, params):
+        vals, ids = [], []
+        for a in args:
+            if isinstance(a, RevTracer) and a._trace is self:
+                vals.append(a.value)
+                ids.append(a.id)
+            else:
+                vals.append(a)
+                ids.append(None)
+        out = prim(*vals, **params)
+        if prim.nondiff or not is_inexact(out):
+            return out
+        tracer = self.new(out)
+        self.tape.append(Equation(prim, ids, tracer.id, vals, out, params))
+        return tracer
+
+    def backward(self, seeds):
+        """Sweep the tape back from {id: cotangent bundle}; returns the bundles of all ids reached."""
+        ct = dict(seeds)
+        for eq in reversed(self.tape):
+            g = ct.pop(eq.out, None)
+            if g is None:
+                continue
+            needed = [i is not None for i in eq.ids]
+            for i, a, c in zip(eq.ids, eq.args, eq.prim.vjp(g, eq.args, eq.value, needed, **eq.params)):
+                if i is None or c is None:
+                    continue
+                if shape(c)[1:] != shape(a):
+                    c = unbroadcast(c, shape(a))
+                ct[i] = c if i not in ct else _add(ct[i], c)
+        return ct
+
+    def forward(self, tangents):
+        """Sweep the tape forward from {input id: tangent bundle}; returns the bundles of all ids."""
+        tan = dict(tangents)
+        for eq in self.tape:
+            ts = [tan.get(i) if i is not None else None for i in eq.ids]
+            if any(t is not None for t in ts):
+                _, t = eq.prim.jvp(eq.args, ts, **eq.params)
+                if t is not None:
+                    tan[eq.out] = t
+        return tan
+
+    def unpack(self, x):
+        """(value, id or None) of a value seen at this level."""
+        if isinstance(x, RevTracer) and x._trace is self:
+            return x.value, x.id
+        return x, None

@@ -1,0 +1,95 @@
+"""Pytrees: tuples, lists, dicts and None are containers; everything else is a leaf.
+
+Dicts flatten in sorted-key order, as in JAX, so two dicts with the same keys line up.
+"""
+
+_NODES = (tuple, list, dict)
+
+
+class TreeDef:
+    """The structure of a pytree with its leaves taken out."""
+    __slots__ = ("kind", "meta", "children")
+
+    def __init__(self, kind, meta, children):
+        self.kind, self.meta, self.children = kind, meta, children
+
+    def __eq__(self, other):
+        return (isinstance(other, TreeDef) and self.kind == other.kind
+                and self.meta == other.meta and self.children == other.children)
+
+    def __repr__(self):
+        if self.kind is None:
+            return "*"
+        if self.kind is type(None):
+            return "None"
+        inner = ", ".join(map(repr, self.children))
+        if self.kind is dict:
+            inner = ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.meta, self.children))
+            return "{" + inner + "}"
+        return f"{self.kind.__name__}({inner})"
+
+    @property
+    def num_leaves(self):
+        if self.kind is None:
+            return 1
+        return sum(c.num_leaves for c in self.children)
+
+    def unflatten(self, leaves):
+        it = iter(leaves)
+        out = self._build(it)
+        return out
+
+    def _build(self, it):
+        if self.kind is None:
+            return next(it)
+        if self.kind is type(None):
+            return None
+        kids = [c._build(it) for c in self.children]
+        if self.kind is dict:
+            return dict(zip(self.meta, kids))
+        if self.kind is list:
+            return kids
+        if self.kind is tuple:
+            return tuple(kids)
+        return self.kind(*kids)  # namedtuple
+
+
+LEAF = TreeDef(None, None, ())
+
+
+def tree_flatten(tree):
+    """Return (leaves, treedef)."""
+    leaves = []
+    return leaves, _flatten(tree, leaves)
+
+
+def _flatten(tree, leaves):
+    if tree is None:
+        return TreeDef(type(None), None, ())
+    if isinstance(tree, dict):
+        keys = sorted(tree)
+        return TreeDef(dict, tuple(keys), tuple(_flatten(tree[k], leaves) for k in keys))
+    if isinstance(tree, (tuple, list)):
+        return TreeDef(type(tree), None, tuple(_flatten(c, leaves) for c in tree))
+    leaves.append(tree)
+    return LEAF
+
+
+def tree_unflatten(treedef, leaves):
+    return treedef.unflatten(leaves)
+
+
+def tree_leaves(tree):
+    return tree_flatten(tree)[0]
+
+
+def tree_map(f, tree, *rest):
+    """Apply f leafwise to `tree` and to trees of the same structure in `rest`."""
+    leaves, td = tree_flatten(tree)
+    others = []
+    for r in rest:
+        rl, rtd = tree_flatten(r)
+        if rtd != td:
+            raise ValueError(f"tree structures differ: {td} and {rtd}")
+        others.append(rl)
+    return td.unflatten([f(*xs) for xs in zip(leaves, *others)])
