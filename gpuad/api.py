@@ -5,6 +5,7 @@ once, `jacrev` sweeps the recorded tape back once with all m basis cotangents. T
 loop over directions is `chunk_size`, which bounds memory by sweeping k directions at a time.
 """
 import functools
+import warnings
 
 from . import backends
 from .batching import BatchTrace, BatchTracer
@@ -19,14 +20,17 @@ from .tree import tree_flatten, tree_map
 
 def _argnums(argnums, nargs, name):
     single = isinstance(argnums, int)
-    nums = (argnums,) if single else tuple(argnums)
+    nums = (argnums,) if single else tuple(argnums) if isinstance(argnums, (tuple, list)) else ()
     if not nums or not all(isinstance(i, int) for i in nums):
         raise TypeError(f"{name}: argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
     for i in nums:
         if not -nargs <= i < nargs:
             raise ValueError(f"{name}: argnums {i} is out of range for a function called with {nargs} "
                              "positional arguments")
-    return tuple(i % nargs for i in nums), single
+    nums = tuple(i % nargs for i in nums)
+    if len(set(nums)) != len(nums):  # one argument cannot be two independent inputs
+        raise ValueError(f"{name}: argnums {argnums!r} names the same argument twice")
+    return nums, single
 
 
 def _as_input(x, name, where):
@@ -95,12 +99,54 @@ def _prod(s):
     return functools.reduce(lambda a, b: a * b, s, 1)
 
 
-def _chunks(n, chunk_size):
+# Share of the free device memory chunk_size="auto" lets one sweep's bundles take: the estimate
+# counts the bundle of every value on the tape, not the temporaries the rules make on the way.
+_AUTO_SHARE = 0.5
+
+
+def _sweeps(n, chunk_size, sweep, bytes_per_direction):
+    """[sweep(lo, hi) for each chunk of the n directions]. chunk_size: None (one sweep), an int,
+    or "auto" (as many directions as fit in free device memory, bytes_per_direction() each).
+    A sweep that runs out of memory is retried with half as many directions, down to one, and
+    the smaller chunk is kept for the rest; one warning names the chunk size that fit."""
+    size = _chunk_size(n, chunk_size, bytes_per_direction)
+    if n == 0:
+        return [sweep(0, 0)]
+    parts, lo, first = [], 0, size
+    while lo < n:
+        hi = min(lo + size, n)
+        try:
+            parts.append(sweep(lo, hi))
+        except MemoryError:  # cupy.cuda.memory.OutOfMemoryError is one
+            if hi - lo == 1:
+                raise
+            size = (hi - lo + 1) // 2
+            continue
+        lo = hi
+    if size < first:
+        warnings.warn(f"out of memory sweeping {min(first, n)} directions at once; used chunks of {size} "
+                      f"(pass chunk_size={size} to start there)", RuntimeWarning, stacklevel=3)
+    return parts
+
+
+def _chunk_size(n, chunk_size, bytes_per_direction):
     if chunk_size is None:
-        return [(0, n)]
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    return [(lo, min(lo + chunk_size, n)) for lo in range(0, n, chunk_size)] or [(0, 0)]
+        return max(n, 1)
+    if chunk_size == "auto":
+        # Backends without a device memory bound (NumPy) have no free_memory: one sweep.
+        free = getattr(backends.current(), "free_memory", lambda: None)()
+        if free is None:
+            return max(n, 1)
+        return max(1, min(n, int(free * _AUTO_SHARE) // max(bytes_per_direction(), 1)))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
+    return chunk_size
+
+
+def _bundle_bytes(trace, leaves):
+    """Bytes one direction adds to a sweep over this tape: a bundle slice per input and per value."""
+    values = list(leaves) + [eq.value for eq in trace.tape]
+    return sum(int(_prod(shape(v))) * dtype(v).itemsize for v in values)
 
 
 def _basis_slice(x, offset, lo, hi):
@@ -172,7 +218,9 @@ def _bundle(t, like, name, what):
 def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     """Jacobian by forward mode: one run of fun carrying all n input directions at once.
 
-    Leaf shapes are out.shape + in.shape. chunk_size=k runs fun once per k directions to bound memory.
+    Leaf shapes are out.shape + in.shape. chunk_size=k runs fun once per k directions to bound memory;
+    chunk_size="auto" picks k from free device memory (one sweep on NumPy). A sweep that runs out of
+    memory is retried in halves, with a warning.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.jacfwd(lambda x: gnp.array([x[0] * x[1], gnp.sin(x[1])]))(gnp.array([2.0, 0.0]))
@@ -183,12 +231,17 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     def jacfun(*args):
         nums, single, leaves, tree = _inputs(args, argnums, "jacfwd")
         sizes, offsets, n = _sizes(leaves)
-        parts = []
-        for lo, hi in _chunks(n, chunk_size):
+
+        def sweep(lo, hi):
             bundles = [_basis_slice(x, o, lo, hi) for x, o in zip(leaves, offsets)]
-            po, to, out_tree, aux = _forward(fun, args, nums, single, leaves, tree, bundles, has_aux, "jacfwd")
-            parts.append(to)
-        tangents = [_cat(ts) for ts in zip(*parts)]
+            return _forward(fun, args, nums, single, leaves, tree, bundles, has_aux, "jacfwd")
+
+        def bytes_per_direction():  # a recorded run shows the values each direction's tangents shadow
+            return _bundle_bytes(_record(fun, args, nums, single, leaves, tree, has_aux, "jacfwd")[0], leaves)
+
+        runs = _sweeps(n, chunk_size, sweep, bytes_per_direction)
+        po, _, out_tree, aux = runs[-1]
+        tangents = [_cat(ts) for ts in zip(*(to for _, to, _, _ in runs))]
         jac = out_tree.unflatten([_columns(t, leaves, sizes, offsets, tree, p) for t, p in zip(tangents, po)])
         return (jac, aux) if has_aux else jac
     return jacfun
@@ -261,7 +314,8 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
         nums, single, leaves, tree = _inputs(args, argnums, "jacrev")
         trace, in_ids, pairs, out_tree, aux = _record(fun, args, nums, single, leaves, tree, has_aux, "jacrev")
         m = sum(int(_prod(shape(v))) for v, _ in pairs)
-        parts = [_sweep_rows(trace, in_ids, leaves, pairs, lo, hi) for lo, hi in _chunks(m, chunk_size)]
+        parts = _sweeps(m, chunk_size, lambda lo, hi: _sweep_rows(trace, in_ids, leaves, pairs, lo, hi),
+                        functools.partial(_bundle_bytes, trace, leaves))
         jac = _assemble_rev([_cat(cs) for cs in zip(*parts)], pairs, out_tree, tree)
         return (jac, aux) if has_aux else jac
     return jacfun
@@ -284,13 +338,16 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
         trace, in_ids, pairs, out_tree, aux = _record(fun, args, nums, single, leaves, tree, has_aux, "jacobian")
         sizes, offsets, n = _sizes(leaves)
         m = sum(int(_prod(shape(v))) for v, _ in pairs)
+        per_direction = functools.partial(_bundle_bytes, trace, leaves)
         if n < m:
-            parts = [_tape_forward(trace, in_ids, leaves, offsets, pairs, lo, hi) for lo, hi in _chunks(n, chunk_size)]
+            parts = _sweeps(n, chunk_size, lambda lo, hi: _tape_forward(trace, in_ids, leaves, offsets, pairs, lo, hi),
+                            per_direction)
             tangents = [_cat(ts) for ts in zip(*parts)]
             jac = out_tree.unflatten([_columns(t, leaves, sizes, offsets, tree, v)
                                       for t, (v, _) in zip(tangents, pairs)])
         else:
-            parts = [_sweep_rows(trace, in_ids, leaves, pairs, lo, hi) for lo, hi in _chunks(m, chunk_size)]
+            parts = _sweeps(m, chunk_size, lambda lo, hi: _sweep_rows(trace, in_ids, leaves, pairs, lo, hi),
+                            per_direction)
             jac = _assemble_rev([_cat(cs) for cs in zip(*parts)], pairs, out_tree, tree)
         return (jac, aux) if has_aux else jac
     return jacfun

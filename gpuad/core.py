@@ -9,6 +9,8 @@ nested derivatives apart (no perturbation confusion).
 """
 import contextlib
 
+import numpy as onp
+
 from . import backends
 
 # Primitive evaluations on backend arrays since import; tests read it to show that a
@@ -116,7 +118,7 @@ class Tracer:
 
     def __float__(self):
         raise TypeError(
-            "float() of a traced value would drop its derivative; keep it as an array "
+            "float() (or int(), complex()) of a traced value would drop its derivative; keep it as an array "
             "(use gpuad.numpy functions), or compute the value outside the transform.")
 
     __int__ = __complex__ = __index__ = __float__
@@ -134,7 +136,9 @@ class Tracer:
 
 def shape(x):
     s = getattr(x, "shape", None)
-    return () if s is None else tuple(s)
+    if s is None:  # Python scalars, and nested lists that bind() will turn into arrays
+        return () if isinstance(x, (int, float, complex)) else onp.shape(x)
+    return tuple(s)
 
 
 def dtype(x):

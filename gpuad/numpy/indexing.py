@@ -26,6 +26,8 @@ def normalize_index(key, ndim):
                 k = k._inner()
         if isinstance(k, list) or be.is_array(k) or isinstance(k, onp.ndarray):
             arr = be.asarray(k)
+            if arr.size == 0 and isinstance(k, list):  # x[[]] selects nothing, as in NumPy
+                arr = arr.astype(onp.intp)
             if arr.dtype == bool:
                 out.extend(arr.nonzero())
                 continue
@@ -34,13 +36,15 @@ def normalize_index(key, ndim):
             out.append(arr)
         else:
             out.append(k)
+    # identity tests only: `==` on index arrays would compare elementwise
     used = sum(1 if (k is not None and k is not Ellipsis) else 0 for k in out)
-    if out.count(Ellipsis) > 1:
+    ellipses = [i for i, k in enumerate(out) if k is Ellipsis]
+    if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     if used > ndim:
         raise IndexError(f"too many indices: array is {ndim}-dimensional, but {used} were indexed")
-    if Ellipsis in out:
-        i = out.index(Ellipsis)
+    if ellipses:
+        i = ellipses[0]
         out[i:i + 1] = [slice(None)] * (ndim - used)
     return tuple(out)
 

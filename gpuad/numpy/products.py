@@ -27,7 +27,7 @@ def matmul(a, b):
         batch = onp.broadcast_shapes(shape(a)[:-2], shape(b)[:-2])
         a, b = broadcast_to(a, batch + shape(a)[-2:]), broadcast_to(b, batch + shape(b)[-2:])
         na = nb = len(batch) + 2
-    lb = _LETTERS[:max(na, nb) - 2]
+    lb = _LETTERS[:max(na, nb, 2) - 2]
     sa = lb[len(lb) - max(na - 2, 0):] + ("ik" if na > 1 else "k")
     sb = lb[len(lb) - max(nb - 2, 0):] + ("kj" if nb > 1 else "k")
     so = lb + ("i" if na > 1 else "") + ("j" if nb > 1 else "")

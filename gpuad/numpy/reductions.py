@@ -13,7 +13,7 @@ def _axes(axis, ndim):
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
     out = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < (ndim or 1):  # the builtin max is shadowed below
             raise ValueError(f"axis {a} is out of bounds for an array of dimension {ndim}")
         out.append(a % ndim if ndim else 0)
     return tuple(sorted(set(out)))
@@ -54,7 +54,8 @@ def max(x, axis=None, keepdims=False):  # noqa: A001
 
 
 def min(x, axis=None, keepdims=False):  # noqa: A001
-    return -reduce_max(-x, axes=_axes(axis, len(shape(x))), keepdims=keepdims)
+    neg = PRIMS["negative"]  # not unary minus: x may be a list
+    return neg(reduce_max(neg(x), axes=_axes(axis, len(shape(x))), keepdims=keepdims))
 
 
 amax, amin = max, min
@@ -66,20 +67,20 @@ def prod(x, axis=None, keepdims=False):
     s = shape(x)
     axes = _axes(axis, len(s))
     rest = [a for a in range(len(s)) if a not in axes]
-    x = reshape(transpose(x, rest + list(axes)), tuple(s[a] for a in rest) + (_count(x, axes),))
+    x = reshape(transpose(x, rest + list(axes)), shape=tuple(s[a] for a in rest) + (_count(x, axes),))
     keep = (slice(None),) * len(rest)
     while shape(x)[-1] > 1:
         n = shape(x)[-1]
         h = n // 2
         pairs = getitem(x, idx=keep + (slice(0, h),)) * getitem(x, idx=keep + (slice(h, 2 * h),))
         x = concatenate([pairs, getitem(x, idx=keep + (slice(n - 1, n),))], axis=-1) if n % 2 else pairs
-    out = reshape(x, shape(x)[:-1])
+    out = reshape(x, shape=shape(x)[:-1])
     if keepdims:
-        out = reshape(out, tuple(1 if a in axes else d for a, d in enumerate(s)))
+        out = reshape(out, shape=tuple(1 if a in axes else d for a, d in enumerate(s)))
     return out
 
 
 def cumsum(x, axis=None):
     if axis is None:
-        x, axis = reshape(x, (int(onp.prod(shape(x))),)), 0
+        x, axis = reshape(x, shape=(int(onp.prod(shape(x))),)), 0
     return _cumsum(x, axis=_axes(axis, len(shape(x)))[0])

@@ -123,10 +123,10 @@ def _getitem_lead(t, idx):
 
 def _scatter_lead(ct, xs, idx):
     """Adjoint of _getitem_lead: add a bundle of slices back into zeros of (M, *xs)."""
+    zeros = _xp().zeros(ct.shape[:1] + xs, dtype=ct.dtype)  # before the lead axis moves
     if _split_adv(idx):
         n = _adv_ndim(idx)
         ct = transpose(ct, perm=tuple(range(1, n + 1)) + (0,) + tuple(range(n + 1, len(ct.shape))))
-    zeros = _xp().zeros(ct.shape[:1] + xs, dtype=ct.dtype)
     return index_add(zeros, ct, idx=(slice(None),) + idx)
 
 

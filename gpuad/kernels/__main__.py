@@ -1,0 +1,58 @@
+"""python -m gpuad.kernels --check [--warm]
+
+--check  compile every generated kernel source, float32 and float64, with NVRTC (no GPU needed);
+         print how many compiled and exit 1 if any failed.
+--warm   compile every kernel for this machine's GPU through CuPy, filling its kernel cache
+         ahead of the first Jacobian; skipped with a message where no GPU is usable.
+"""
+import argparse
+import sys
+
+from .nvrtc import CompileError, compile_ptx, version
+from .source import every_kernel, kernel_name, render
+
+
+def check():
+    """Compile every kernel source with NVRTC; True when all compiled."""
+    try:
+        major, minor = version()
+    except Exception as e:  # noqa: BLE001 - any load failure means the check cannot run
+        print(f"--check: NVRTC cannot be loaded ({e}); pip install cupy-cuda13x nvidia-cuda-nvrtc")
+        return False
+    kernels = every_kernel()
+    failed = 0
+    for k in kernels:
+        try:
+            compile_ptx(render(*k), kernel_name(*k))
+        except (CompileError, ValueError) as e:  # ValueError: a rule Expr.cuda cannot translate
+            failed += 1
+            print(f"FAILED {kernel_name(*k)}: {e}", file=sys.stderr)
+    print(f"--check: NVRTC {major}.{minor} compiled {len(kernels) - failed} of {len(kernels)} kernel sources")
+    return failed == 0
+
+
+def warm():
+    """Compile every kernel on this GPU through CuPy (its on-disk cache keeps them)."""
+    from ..backends import cupy_usable
+    if not cupy_usable():
+        print("--warm: skipped, no usable GPU")
+        return
+    from .launch import warm as compile_all
+    print(f"--warm: compiled {compile_all()} kernels for this GPU into CuPy's kernel cache")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gpuad.kernels", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compile every kernel source with NVRTC")
+    parser.add_argument("--warm", action="store_true", help="fill CuPy's kernel cache on this GPU")
+    args = parser.parse_args(argv)
+    if not (args.check or args.warm):
+        parser.error("give --check, --warm or both")
+    ok = check() if args.check else True
+    if args.warm:
+        warm()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

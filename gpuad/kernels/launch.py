@@ -1,0 +1,48 @@
+"""Compile and launch the fused elementwise kernels with CuPy. Only the CuPy backend imports this.
+
+Each kernel is a cupy.RawKernel created once per (row, mode, variant, dtype) and kept here;
+CuPy compiles it with NVRTC at its first launch on a device and caches the binary on disk.
+"""
+import cupy
+
+from .plan import jvp_launch, vjp_launch
+from .source import every_kernel, kernel_name, render
+
+_kernels = {}  # (row name, mode, variant, dtype name) -> cupy.RawKernel
+
+
+def kernel(row, mode, variant, dtype):
+    """The cupy.RawKernel of one kernel variant, created at first request."""
+    key = (row.name, mode, variant, dtype.name)
+    k = _kernels.get(key)
+    if k is None:
+        k = _kernels[key] = cupy.RawKernel(render(row, mode, variant, dtype),
+                                           kernel_name(row, mode, variant, dtype))
+    return k
+
+
+def _run(call):
+    if call is None:
+        return None
+    grid, block = call.grid
+    kernel(call.row, call.mode, call.variant, call.dtype)(grid, block, tuple(call.args))
+    return call.outputs
+
+
+def jvp(row, primals, tangents):
+    """(y, tangent bundle) of one elementwise op in one launch, or None where the kernels do not apply."""
+    out = _run(jvp_launch(row, primals, tangents, cupy))
+    return None if out is None else tuple(out)
+
+
+def vjp(row, args, y, ct, needed):
+    """One cotangent bundle per argument (None where not needed) in one launch, or None."""
+    return _run(vjp_launch(row, args, y, ct, needed, cupy))
+
+
+def warm():
+    """Compile every kernel for the current device now, filling CuPy's kernel cache; returns the count."""
+    kernels = every_kernel()
+    for k in kernels:
+        kernel(*k).compile()
+    return len(kernels)

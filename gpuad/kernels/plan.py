@@ -1,0 +1,105 @@
+"""Which fused kernel an elementwise JVP/VJP call can use, and its argument list.
+
+Pure array bookkeeping over an array module `xp` (CuPy in production, NumPy in the tests that
+run the kernels' C source on the host), so every decision here is testable without a GPU.
+A call takes the fused path when all arrays share one float32/float64 dtype and every
+derivative-bearing argument has the output's full shape; otherwise the plan is None and the
+backend runs the generic rule of the elementwise table.
+"""
+import math
+
+import numpy
+
+from ..core import shape
+from .source import DTYPES, MODES
+
+BLOCK = 256          # threads per block: a multiple of the warp size, good occupancy on sm_70+
+MAX_BLOCKS = 65535   # the kernels loop with a grid stride, so a capped grid still covers any n
+
+
+class Launch:
+    """One fused-kernel call: the kernel (row, mode, variant, dtype), the element count n, the
+    arguments in the order of the kernel's parameters, and the arrays it fills (None for an
+    unneeded cotangent)."""
+    __slots__ = ("row", "mode", "variant", "dtype", "n", "args", "outputs")
+
+    def __init__(self, row, mode, variant, dtype, n, args, outputs):
+        self.row, self.mode, self.variant, self.dtype = row, mode, variant, dtype
+        self.n, self.args, self.outputs = n, args, outputs
+
+    @property
+    def grid(self):
+        return launch_config(self.n)
+
+
+def launch_config(n):
+    """(grid, block) for n elements: one thread per element up to MAX_BLOCKS blocks.
+
+    >>> launch_config(1000)
+    ((4,), (256,))
+    """
+    return (max(1, min(-(-n // BLOCK), MAX_BLOCKS)),), (BLOCK,)
+
+
+def jvp_launch(row, primals, tangents, xp):
+    """The forward kernel call computing y and its K-direction tangent bundle, or None."""
+    dtype = _dtype(list(primals) + [t for t in tangents if t is not None], xp)
+    if dtype is None:
+        return None
+    ys = numpy.broadcast_shapes(*(shape(p) for p in primals))
+    k = next(shape(t)[0] for t in tangents if t is not None)
+    n = math.prod(ys)
+    full = all(shape(p) == ys and shape(t) == (k,) + ys for p, t in zip(primals, tangents) if t is not None)
+    if not full or n == 0 or k == 0:
+        return None
+    variant, args = "", []
+    for p, t in zip(primals, tangents):
+        if t is None:
+            code, more = _plain(p, ys, dtype, xp)
+        else:
+            code, more = "t", [xp.ascontiguousarray(p), xp.ascontiguousarray(t)]
+        variant += code
+        args += more
+    y, dy = xp.empty(ys, dtype), xp.empty((k,) + ys, dtype)
+    return Launch(row, "jvp", variant, dtype, n, args + [y, dy, numpy.int64(n), numpy.int64(k)], [y, dy])
+
+
+def vjp_launch(row, args, y, ct, needed, xp):
+    """The reverse kernel call applying the partials to an M-direction cotangent bundle, or None."""
+    dtype = _dtype(list(args) + [y, ct], xp)
+    if dtype is None:
+        return None
+    ys = shape(y)
+    m, n = shape(ct)[0], math.prod(ys)
+    if shape(ct) != (m,) + ys or n == 0 or m == 0:
+        return None
+    variant, params = "", []
+    for a, need in zip(args, needed):
+        code, more = _plain(a, ys, dtype, xp)
+        if need and code == "s":
+            return None
+        variant += MODES["vjp"][1] if need else code
+        params += more
+    outputs = [xp.empty((m,) + ys, dtype) if need else None for need in needed]
+    params += [xp.ascontiguousarray(y), xp.ascontiguousarray(ct)] + [c for c in outputs if c is not None]
+    return Launch(row, "vjp", variant, dtype, n, params + [numpy.int64(n), numpy.int64(m)], outputs)
+
+
+def _dtype(values, xp):
+    """The one kernel dtype of these values, or None. Python scalars are weak (NumPy 2 rules:
+    float32_array * 2.0 stays float32), so they adopt the arrays' dtype; a complex one cannot."""
+    dtypes = {v.dtype for v in values if hasattr(v, "dtype")}
+    if len(dtypes) != 1 or any(isinstance(v, complex) for v in values):
+        return None
+    dtype = dtypes.pop()
+    return dtype if dtype in DTYPES and any(isinstance(v, xp.ndarray) for v in values) else None
+
+
+def _plain(p, ys, dtype, xp):
+    """(code, kernel arguments) of an argument without a derivative in this call: a scalar by
+    value, one element read with stride 0, or an array of the output's shape with stride 1."""
+    if not isinstance(p, xp.ndarray):
+        return "s", [dtype.type(p)]
+    if p.size == 1:
+        return "a", [p, numpy.int64(0)]
+    return "a", [xp.ascontiguousarray(xp.broadcast_to(p, ys)), numpy.int64(1)]

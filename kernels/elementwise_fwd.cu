@@ -1,0 +1,30 @@
+// Forward mode of one elementwise op on a bundle of K tangent directions, in one launch.
+// Thread i reads its arguments and computes the primal and the partials once, then writes all K
+// tangents dy[k, i] = sum_j d_j * dx_j[k, i]. Bundles are (K, n) row-major, so for every k the
+// threads of a warp touch consecutive addresses.
+//
+// Slots (filled by gpuad/kernels/source.py from one row of the elementwise table):
+//   T        element type             name      kernel name (gpuad_jvp_<op>_<variant>_<f32|f64>)
+//   params   the arguments' pointers, strides and by-value scalars
+//   loads    reads the array arguments into locals named as in the table (x, or a and b)
+//   primal   the row's primal expression   partials  d_j for each argument with a tangent
+//   tangent  sum_j d_j * t_j[at]
+#include "gpuad_math.cuh"
+
+typedef ${T} T;
+
+extern "C" __global__ void ${name}(${params},
+                                   T* __restrict__ p_y, T* __restrict__ t_y,
+                                   const long long n, const long long K) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        ${loads}
+        const T y = ${primal};
+        p_y[i] = y;
+        ${partials}
+        for (long long k = 0; k < K; ++k) {
+            const long long at = k * n + i;
+            t_y[at] = ${tangent};
+        }
+    }
+}

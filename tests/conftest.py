@@ -1,0 +1,36 @@
+"""Shared pytest setup: GPU tests skip cleanly where CuPy sees no usable GPU.
+
+Tests marked `gpu` need one. With GPUAD_BACKEND=cupy the whole suite runs on CuPy, so without
+a GPU the session ends at once, successfully, with a message, instead of failing at the first
+backend call.
+"""
+import os
+
+import pytest
+
+import gpuad
+from gpuad import backends
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs CuPy and a usable NVIDIA GPU; skipped otherwise")
+    # Before collection: test modules may build arrays at import, which needs the backend.
+    if os.environ.get("GPUAD_BACKEND") == "cupy" and not backends.cupy_usable():
+        pytest.exit("GPUAD_BACKEND=cupy, but CuPy sees no usable GPU: no test run", returncode=0)
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if "gpu" in item.keywords]
+    if marked and not backends.cupy_usable():
+        skip = pytest.mark.skip(reason="no usable GPU: CuPy cannot see a device")
+        for item in marked:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def cupy_backend():
+    """The CuPy backend for one test (mark the test `gpu`), then the backend that was active."""
+    before = backends.backend()
+    gpuad.set_backend("cupy")
+    yield backends.current()
+    gpuad.set_backend(before)

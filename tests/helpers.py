@@ -1,0 +1,172 @@
+"""Shared test helpers: the one finite-difference checker, and small conversions.
+
+The checker is three functions, one per property, so a failure names what broke:
+`check_first_order`, `check_second_order` and `check_dot_product` take a function of
+arrays (returning one array) and float64 NumPy inputs; they compare gpuad's forward and
+reverse derivatives with central differences computed here, independently of gpuad's
+derivative machinery (only the plain forward evaluation of f is used).
+"""
+import numpy as np
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad import backends, core
+from gpuad.reverse import RevTrace
+
+EPS = 1e-5          # central-difference step, float64
+RTOL = 1e-6
+ATOL = 1e-6
+
+
+def to_np(x):
+    """A backend array (or Python scalar) as a NumPy array."""
+    return np.asarray(backends.current().to_numpy(x))
+
+
+def tree_np(tree):
+    return gpuad.tree_map(to_np, tree)
+
+
+def on_backend(*xs):
+    """NumPy inputs as arrays of the active backend."""
+    return tuple(gnp.asarray(x) for x in xs)
+
+
+def assert_close(actual, expected, rtol=RTOL, atol=ATOL, what=""):
+    actual, expected = to_np(actual), to_np(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)
+
+
+def assert_tree_close(actual, expected, rtol=RTOL, atol=ATOL, what=""):
+    la, ta = gpuad.tree_flatten(actual)
+    le, te = gpuad.tree_flatten(expected)
+    assert ta == te, f"{what}: tree {ta} != {te}"
+    for k, (a, e) in enumerate(zip(la, le)):
+        assert_close(a, e, rtol, atol, f"{what} leaf {k}")
+
+
+def random_inputs(shapes, domain, seed=0):
+    """float64 inputs drawn uniformly from domain: one (lo, hi) for all, or a list, one per shape."""
+    rng = np.random.default_rng(seed)
+    domains = domain if isinstance(domain, list) else [domain] * len(shapes)
+    return tuple(rng.uniform(lo, hi, size=s) for s, (lo, hi) in zip(shapes, domains))
+
+
+def numerical_jacobian(f, xs, argnum, eps=EPS):
+    """d f(*xs) / d xs[argnum] by central differences; shape out.shape + in.shape (NumPy)."""
+    x = np.asarray(xs[argnum], dtype=np.float64)
+    cols = []
+    for k in range(x.size):
+        d = np.zeros(x.size)
+        d[k] = eps
+        d = d.reshape(x.shape)
+        plus = list(xs)
+        minus = list(xs)
+        plus[argnum], minus[argnum] = x + d, x - d
+        fp = tree_np(f(*on_backend(*plus)))
+        fm = tree_np(f(*on_backend(*minus)))
+        cols.append(gpuad.tree_map(lambda a, b: (a - b) / (2 * eps), fp, fm))
+    out = tree_np(f(*on_backend(*xs)))
+    return gpuad.tree_map(lambda o, *cs: np.stack(cs, axis=-1).reshape(o.shape + x.shape)
+                          if cs else np.zeros(o.shape + x.shape), out, *cols)
+
+
+def numerical_jacobian_tree(f, args, argnums=0):
+    """Central-difference Jacobian of f(*args) with JAX's structure: the output tree, each leaf
+    holding the tree of the differentiated arguments (a tuple of them when argnums is a tuple),
+    each block of shape out.shape + in.shape. args are NumPy arrays or pytrees of them."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    dyn = args[nums[0]] if isinstance(argnums, int) else tuple(args[i] for i in nums)
+    leaves, in_tree = gpuad.tree_flatten(dyn)
+
+    def g(*ls):
+        new = list(args)
+        sub = in_tree.unflatten(list(ls))
+        for i, v in zip(nums, (sub,) if isinstance(argnums, int) else sub):
+            new[i] = gpuad.tree_map(gnp.asarray, v)
+        return f(*new)
+
+    blocks = [gpuad.tree_flatten(numerical_jacobian(g, leaves, k))[0] for k in range(len(leaves))]
+    out_tree = gpuad.tree_flatten(g(*on_backend(*leaves)))[1]
+    return out_tree.unflatten([in_tree.unflatten([b[o] for b in blocks]) for o in range(out_tree.num_leaves)])
+
+
+def _argnums(xs):
+    return tuple(range(len(xs)))
+
+
+def check_first_order(f, xs, rtol=RTOL, atol=ATOL, eps=EPS, seed=1):
+    """jvp, jacfwd, vjp and jacrev of f at xs against central differences."""
+    rng = np.random.default_rng(seed)
+    args = on_backend(*xs)
+    nums = _argnums(xs)
+    J = [numerical_jacobian(f, xs, i, eps) for i in nums]
+    y = to_np(f(*args))
+
+    fwd, rev = gpuad.jacfwd(f, argnums=nums)(*args), gpuad.jacrev(f, argnums=nums)(*args)
+    for i in nums:
+        assert_close(fwd[i], J[i], rtol, atol, f"jacfwd wrt arg {i}")
+        assert_close(rev[i], J[i], rtol, atol, f"jacrev wrt arg {i}")
+
+    vs = [rng.standard_normal(np.shape(x)) for x in xs]
+    y_jvp, t = gpuad.jvp(f, args, on_backend(*vs))
+    assert_close(y_jvp, y, what="jvp primal")
+    expected_t = sum(np.tensordot(J[i], vs[i], axes=np.ndim(xs[i])) for i in nums)
+    assert_close(t, expected_t, rtol, atol, "jvp tangent")
+
+    u = rng.standard_normal(y.shape)
+    y_vjp, pullback = gpuad.vjp(f, *args)
+    assert_close(y_vjp, y, what="vjp primal")
+    cts = pullback(gnp.asarray(u))
+    assert isinstance(cts, tuple) and len(cts) == len(xs)
+    for i in nums:
+        expected = np.tensordot(u, J[i], axes=y.ndim)
+        assert_close(cts[i], expected, rtol, atol, f"vjp cotangent of arg {i}")
+
+
+def check_second_order(f, xs, rtol=1e-5, atol=1e-5, eps=EPS):
+    """All four compositions of jacfwd/jacrev against differences of the (checked) reverse Jacobian.
+
+    Block [i][j] of each has shape out.shape + xs[i].shape + xs[j].shape.
+    """
+    args = on_backend(*xs)
+    nums = _argnums(xs)
+    jac = gpuad.jacrev(f, argnums=nums)
+    expected = [numerical_jacobian(jac, xs, j, eps) for j in nums]  # [j][i]
+    for outer in (gpuad.jacfwd, gpuad.jacrev):
+        for inner in (gpuad.jacfwd, gpuad.jacrev):
+            H = outer(inner(f, argnums=nums), argnums=nums)(*args)
+            name = f"{outer.__name__}({inner.__name__})"
+            for i in nums:
+                for j in nums:
+                    assert_close(H[i][j], expected[j][i], rtol, atol, f"{name} block [{i}][{j}]")
+
+
+def check_dot_product(f, xs, rtol=1e-10, atol=1e-10, seed=2):
+    """<u, J v> by forward mode equals <J^T u, v> by reverse mode, for random u, v."""
+    rng = np.random.default_rng(seed)
+    args = on_backend(*xs)
+    vs = [rng.standard_normal(np.shape(x)) for x in xs]
+    y, t = gpuad.jvp(f, args, on_backend(*vs))
+    u = rng.standard_normal(np.shape(to_np(y)))
+    _, pullback = gpuad.vjp(f, *args)
+    cts = pullback(gnp.asarray(u))
+    lhs = float(np.sum(u * to_np(t)))
+    rhs = float(sum(np.sum(to_np(c) * v) for c, v in zip(cts, vs)))
+    np.testing.assert_allclose(lhs, rhs, rtol=rtol, atol=atol * max(1.0, abs(lhs)))
+
+
+def primitives_used(f, xs):
+    """Names of the primitives f records on a reverse-mode tape at xs."""
+    with core.new_trace(RevTrace) as trace:
+        f(*[trace.new(x) for x in on_backend(*xs)])
+    return {eq.prim.name for eq in trace.tape}
+
+
+def count_evals(fn, *args):
+    """(result, number of primitive evaluations on backend arrays during fn(*args))."""
+    before = core.stats["evals"]
+    out = fn(*args)
+    return out, core.stats["evals"] - before

@@ -1,0 +1,130 @@
+"""Misuse raises TypeError or ValueError with a message that says what was wrong."""
+import numpy as np
+import pytest
+
+import gpuad
+import gpuad.numpy as gnp
+
+X = gnp.asarray([1.0, 2.0])
+
+
+def loss(x):
+    return gnp.sum(x ** 2)
+
+
+def double(x):
+    return x * 2
+
+
+def _pullback():
+    return gpuad.vjp(double, X)[1]
+
+
+def _linearized():
+    return gpuad.linearize(double, X)[1]
+
+
+def _assign(x):
+    x[0] = 1.0
+    return gnp.sum(x)
+
+
+DIFF_TRANSFORMS = [gpuad.grad, gpuad.value_and_grad, gpuad.jacfwd, gpuad.jacrev, gpuad.jacobian, gpuad.hessian]
+NON_FLOAT_INPUTS = {"int_array": np.array([1, 2]), "bool_array": np.array([True, False]), "python_int": 3}
+
+
+@pytest.mark.parametrize("transform", DIFF_TRANSFORMS, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("value", list(NON_FLOAT_INPUTS.values()), ids=list(NON_FLOAT_INPUTS))
+def test_non_float_inputs_are_refused(transform, value):
+    with pytest.raises(TypeError, match=r"dtype (int|bool).*floating-point.*asarray\(x, dtype=float\)"):
+        transform(loss)(value)
+
+
+@pytest.mark.parametrize("transform", DIFF_TRANSFORMS + [
+    lambda f: lambda x: gpuad.jvp(f, (x,), (x,)), lambda f: lambda x: gpuad.vjp(f, x),
+    lambda f: lambda x: gpuad.linearize(f, x), lambda f: gpuad.vmap(f)])
+def test_function_returning_a_string(transform):
+    with pytest.raises(TypeError, match="must return arrays.*returned a str"):
+        transform(lambda x: "not an array")(X)
+
+
+CASES = {
+    # ------------------------------------------------------------ outputs and argnums
+    "grad_of_vector_output": (lambda: gpuad.grad(double)(X), TypeError, r"one scalar output.*\(2,\).*jacrev"),
+    "grad_of_integer_output": (lambda: gpuad.grad(lambda x: 3)(X), TypeError, "floating-point output.*int"),
+    "has_aux_without_pair": (lambda: gpuad.grad(loss, has_aux=True)(X), TypeError, r"has_aux=True.*pair"),
+    "argnums_out_of_range": (lambda: gpuad.grad(loss, argnums=1)(X), ValueError, "argnums 1 is out of range"),
+    "argnums_string": (lambda: gpuad.jacfwd(loss, argnums="0")(X), TypeError, "argnums must be an int"),
+    "argnums_float": (lambda: gpuad.jacrev(loss, argnums=0.5)(X), TypeError, "argnums must be an int"),
+    "argnums_empty": (lambda: gpuad.jacrev(loss, argnums=())(X), TypeError, "non-empty tuple"),
+    "argnums_repeated": (lambda: gpuad.jacrev(lambda a, b: a * b, argnums=(0, 0))(X, X), ValueError,
+                         "same argument twice"),
+    "chunk_size_zero": (lambda: gpuad.jacfwd(double, chunk_size=0)(X), ValueError, "chunk_size must be a positive"),
+    "chunk_size_float": (lambda: gpuad.jacrev(double, chunk_size=1.5)(X), ValueError, "chunk_size.*1.5"),
+    "chunk_size_negative_hessian": (lambda: gpuad.hessian(loss, chunk_size=-2)(X), ValueError,
+                                    "chunk_size.*-2"),
+    "jacobian_mode": (lambda: gpuad.jacobian(double, mode="sideways"), ValueError, "mode must be.*sideways"),
+    "string_input": (lambda: gpuad.grad(loss)("abc"), TypeError, "must be an array or a Python float, got str"),
+    # ------------------------------------------------------------ tangents and cotangents
+    "jvp_tangent_shape": (lambda: gpuad.jvp(double, (X,), (gnp.ones(3),)), ValueError,
+                          r"tangent has shape \(3,\) but its primal has shape \(2,\)"),
+    "jvp_tangent_dtype": (lambda: gpuad.jvp(double, (X,), (gnp.ones(2, dtype=np.float32),)), TypeError,
+                          "tangent has dtype float32 but its primal has dtype float64"),
+    "jvp_tangent_int_dtype": (lambda: gpuad.jvp(double, (X,), (np.array([1, 2]),)), TypeError,
+                              "tangent has dtype int64"),
+    "jvp_tangent_count": (lambda: gpuad.jvp(double, (X,), (X, X)), ValueError, "1 primals but 2 tangents"),
+    "jvp_tangent_structure": (lambda: gpuad.jvp(lambda p: p["a"], ({"a": X},), ({"b": X},)), ValueError,
+                              "tangents have structure"),
+    "jvp_not_tuples": (lambda: gpuad.jvp(double, X, X), TypeError, "must be tuples"),
+    "vjp_cotangent_shape": (lambda: _pullback()(gnp.ones(3)), ValueError,
+                            r"cotangent has shape \(3,\) but its primal has shape \(2,\)"),
+    "vjp_cotangent_dtype": (lambda: _pullback()(gnp.ones(2, dtype=np.float32)), TypeError,
+                            "cotangent has dtype float32 but its primal has dtype float64"),
+    "vjp_cotangent_structure": (lambda: _pullback()((gnp.ones(2),)), ValueError, "cotangent has structure"),
+    "linearize_tangent_shape": (lambda: _linearized()(gnp.ones(3)), ValueError, r"tangent has shape \(3,\)"),
+    "linearize_tangent_dtype": (lambda: _linearized()(gnp.ones(2, dtype=np.float32)), TypeError,
+                                "tangent has dtype float32"),
+    "linearize_tangent_count": (lambda: _linearized()(X, X), ValueError, "tangents have structure"),
+    # ------------------------------------------------------------ vmap axes
+    "vmap_in_axes_out_of_range": (lambda: gpuad.vmap(loss, in_axes=2)(gnp.ones((2, 3))), ValueError,
+                                  r"in_axes 2 is out of range.*\(2, 3\)"),
+    "vmap_negative_in_axes_out_of_range": (lambda: gpuad.vmap(loss, in_axes=-3)(gnp.ones((2, 3))), ValueError,
+                                           "in_axes -3 is out of range"),
+    "vmap_scalar_argument": (lambda: gpuad.vmap(double)(2.0), ValueError, r"out of range.*shape \(\)"),
+    "vmap_different_sizes": (lambda: gpuad.vmap(lambda a, b: a + b)(gnp.ones(2), gnp.ones(3)), ValueError,
+                             "same size.*size 2.*size 3"),
+    "vmap_in_axes_length": (lambda: gpuad.vmap(lambda a, b: a + b, in_axes=(0,))(X, X), ValueError,
+                            "in_axes has 1 entries but the function got 2 arguments"),
+    "vmap_nothing_mapped": (lambda: gpuad.vmap(double, in_axes=None)(X), ValueError, "no argument is mapped"),
+    "vmap_out_axes_out_of_range": (lambda: gpuad.vmap(double, out_axes=3)(X), ValueError,
+                                   "out_axes 3 is out of range"),
+    "vmap_out_axes_none_for_batched": (lambda: gpuad.vmap(double, out_axes=None)(X), ValueError,
+                                       "out_axes is None.*varies"),
+    "vmap_in_axes_structure": (lambda: gpuad.vmap(double, in_axes=({"a": 0},))(X), ValueError,
+                               "does not match the structure"),
+    "vmap_if_on_batched_value": (lambda: gpuad.vmap(lambda x: x if x > 0 else -x)(X), TypeError,
+                                 r"truth value of a batched value.*vmap.*where"),
+    # ------------------------------------------------------------ traced values
+    "item_assignment": (lambda: gpuad.grad(_assign)(X), TypeError, r"immutable.*x\.at\[idx\]\.set\(v\)"),
+    "float_of_traced": (lambda: gpuad.grad(lambda x: float(x[0]))(X), TypeError,
+                        r"float\(\).*traced value.*derivative"),
+    "int_of_traced": (lambda: gpuad.jacfwd(lambda x: int(x[0]))(X), TypeError, r"int\(\).*traced value"),
+    "np_asarray_of_traced": (lambda: gpuad.grad(lambda x: np.asarray(x).sum())(X), TypeError,
+                             "cannot be converted to a NumPy array.*gpuad.numpy"),
+    "np_array_of_traced": (lambda: gpuad.jacfwd(lambda x: np.array(x))(X), TypeError,
+                           "cannot be converted to a NumPy array"),
+    "len_of_scalar": (lambda: gpuad.grad(lambda x: len(x))(2.0), TypeError, "len.*0-d"),
+    "float_index_array": (lambda: gpuad.grad(lambda x: x[np.array([0.5])].sum())(X), TypeError,
+                          "index arrays must be integer or boolean"),
+    "batched_index_array": (lambda: gpuad.vmap(lambda x, i: x[i])(gnp.ones((2, 2)), np.array([0, 1])),
+                            (TypeError, ValueError), "batched index"),
+    "bad_reshape": (lambda: gpuad.grad(lambda x: x.reshape(3).sum())(X), ValueError, "cannot reshape"),
+    "bad_matmul": (lambda: gpuad.grad(lambda x: (x @ gnp.ones(3)).sum())(X), ValueError, "do not line up"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_clear_error(name):
+    call, error, pattern = CASES[name]
+    with pytest.raises(error, match=pattern):
+        call()

@@ -1,0 +1,76 @@
+"""The CuPy backend on a real GPU: every fused kernel against the NumPy path, and no host round
+trip while a Jacobian is computed. Skipped without a usable GPU (tests/conftest.py).
+"""
+import numpy as np
+import pytest
+
+import gpuad
+import gpuad.numpy as gnp
+from helpers import assert_close
+from test_kernels import IDS, KERNELS, NUMPY, PLAIN_SHAPES, assert_kernel_close, call_arguments
+
+cupy = pytest.importorskip("cupy")
+pytestmark = pytest.mark.gpu
+
+
+def _on_device(params):
+    """A call's NumPy arrays as CuPy arrays, inside argument lists too."""
+    def move(v):
+        return cupy.asarray(v) if isinstance(v, np.ndarray) else v
+    return [[move(v) for v in p] if isinstance(p, list) else move(p) for p in params]
+
+
+@pytest.mark.parametrize("row,mode,variant,dtype", KERNELS, ids=IDS)
+def test_fused_kernel_matches_the_numpy_path(cupy_backend, row, mode, variant, dtype):
+    from gpuad.kernels import launch
+    rng = np.random.default_rng(0)
+    for plain_shape in PLAIN_SHAPES if "a" in variant else [None]:
+        params = call_arguments(row, mode, variant, dtype, plain_shape, rng)
+        fused = (launch.jvp if mode == "jvp" else launch.vjp)(row, *_on_device(params))
+        assert fused is not None, "the call fell back to the generic rule"
+        generic = (NUMPY.ew_jvp if mode == "jvp" else NUMPY.ew_vjp)(row, *params)
+        for got, want in zip(fused, generic):
+            assert (got is None) == (want is None)
+            if got is not None:
+                assert_kernel_close(cupy_backend.to_numpy(got), want, dtype)
+
+
+def _f(x, w):
+    """R^n -> R^m through a matmul, fused elementwise ops with arrays and scalars, and reductions."""
+    h = gnp.tanh(w @ x) * 2.0 + gnp.sin(x[:3]).sum()
+    return h / (1.0 + gnp.exp(-h)) + gnp.maximum(h, 0.1) ** 2
+
+
+def _g(x, w):
+    return gnp.sum(_f(x, w) ** 2)
+
+
+def _forbidden(name):
+    def raise_(*args, **kwargs):
+        raise AssertionError(f"host round trip inside a sweep: {name}")
+    return raise_
+
+
+def test_no_host_round_trip_while_jacobians_are_computed(cupy_backend, monkeypatch):
+    rng = np.random.default_rng(3)
+    x_np, w_np = rng.uniform(-1, 1, 6), rng.uniform(-1, 1, (5, 6))
+    x, w = cupy.asarray(x_np), cupy.asarray(w_np)
+    transforms = {"jacfwd": gpuad.jacfwd(_f), "jacrev": gpuad.jacrev(_f), "hessian": gpuad.hessian(_g)}
+    with monkeypatch.context() as m:
+        for name in ("get", "__array__", "__float__", "__int__", "__bool__", "item", "tolist"):
+            m.setattr(cupy.ndarray, name, _forbidden(f"cupy.ndarray.{name}"))
+        m.setattr(cupy, "asnumpy", _forbidden("cupy.asnumpy"))
+        m.setattr(cupy.cuda.Stream, "synchronize", _forbidden("Stream.synchronize"))
+        m.setattr(cupy.cuda.runtime, "deviceSynchronize", _forbidden("deviceSynchronize"))
+        on_gpu = {name: t(x, w) for name, t in transforms.items()}
+    assert all(isinstance(v, cupy.ndarray) for v in on_gpu.values())
+    gpuad.set_backend("numpy")
+    for name, t in transforms.items():
+        assert_close(cupy.asnumpy(on_gpu[name]), t(x_np, w_np), rtol=1e-12, atol=1e-12, what=name)
+
+
+def test_numpy_inputs_give_cupy_results_and_block_until_ready_returns_them(cupy_backend):
+    x = np.linspace(0.1, 1.0, 6)
+    w = np.ones((5, 6))
+    jac = gpuad.block_until_ready(gpuad.jacrev(_f)(x, w))
+    assert isinstance(jac, cupy.ndarray) and jac.shape == (5, 6)

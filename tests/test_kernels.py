@@ -1,0 +1,281 @@
+"""The fused-kernel layer without a GPU: generated sources, launch plans, host runs, NVRTC.
+
+The generated CUDA source of every kernel is also compiled as C++ for the CPU (a few macros
+stand in for CUDA's qualifiers and a one-thread grid) and run on NumPy arrays, so the
+arithmetic and indexing of every kernel are checked against the NumPy path here; the GPU
+tests (test_gpu.py) repeat that through CuPy on a device.
+"""
+import ctypes
+import fnmatch
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpuad import backends
+from gpuad.backends.numpy import NumpyBackend
+from gpuad.kernels import __main__ as cli
+from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
+from gpuad.kernels.plan import BLOCK, MAX_BLOCKS, jvp_launch, launch_config, vjp_launch
+from gpuad.kernels.source import DTYPES, every_kernel, kernel_name, render, template_dir, variants
+from gpuad.ops.elementwise import DIFFERENTIABLE, NONDIFF, ROWS, Row
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNELS = every_kernel()
+IDS = [kernel_name(*k) for k in KERNELS]
+SHAPE, K = (3, 4), 3
+DOMAINS = {"arccosh": (1.2, 2.0)}  # every other row is smooth on (0.2, 0.9)
+F32, F64 = DTYPES
+NUMPY = NumpyBackend()
+
+
+# ---------------------------------------------------------------- generated sources
+
+def test_every_differentiable_row_has_one_kernel_per_variant_and_dtype():
+    assert len(set(IDS)) == len(IDS) == sum(2 * len(variants(r, m)) for r in DIFFERENTIABLE for m in ("jvp", "vjp"))
+    assert variants(ROWS["sin"], "jvp") == ["t"] and variants(ROWS["sin"], "vjp") == ["n"]
+    assert variants(ROWS["power"], "jvp") == ["tt", "ta", "ts", "at", "st"]
+    assert variants(ROWS["power"], "vjp") == ["nn", "na", "ns", "an", "sn"]
+    assert kernel_name(ROWS["multiply"], "jvp", "ts", F32) == "gpuad_jvp_multiply_ts_f32"
+
+
+@pytest.mark.parametrize("row", NONDIFF, ids=lambda r: r.name)
+def test_rows_without_derivative_have_no_kernel(row):
+    with pytest.raises(ValueError, match="no derivative"):
+        render(row, "jvp", "t", F64)
+
+
+def test_an_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="not a jvp variant"):
+        render(ROWS["multiply"], "jvp", "aa", F64)
+
+
+@pytest.mark.parametrize("row,mode,variant,dtype", KERNELS, ids=IDS)
+def test_source_holds_the_rows_own_expressions(row, mode, variant, dtype):
+    text = render(row, mode, variant, dtype)
+    assert f'extern "C" __global__ void {kernel_name(row, mode, variant, dtype)}(' in text
+    assert f"typedef {'float' if dtype == F32 else 'double'} T;" in text
+    assert "${" not in text and "#include" not in text  # slots filled, header inlined
+    assert "gpuad_sign(T x)" in text
+    assert (f"const T y = {row.primal.cuda()};" in text) == (mode == "jvp")
+    for j, code in enumerate(variant):  # a partial is computed exactly for the arguments that need it
+        assert (f"const T d{j} = {row.partials[j].cuda()};" in text) == (code in "tn")
+
+
+def test_numpy_path_and_kernel_read_the_same_row():
+    """A row that is in no table: its one partial reaches both the NumPy rule and the CUDA text."""
+    row = Row("scaled_sin", "sin(x)", "3 * cos(x)")
+    assert "const T d0 = (T(3) * cos(x));" in render(row, "jvp", "t", F64)
+    x, t = np.array([0.1, 0.7]), np.ones((1, 2))
+    _, dy = NUMPY.ew_jvp(row, [x], [t])
+    np.testing.assert_allclose(dy[0], 3 * np.cos(x), rtol=1e-15)
+
+
+def test_the_templates_read_are_the_checkouts():
+    for f in (ROOT / "kernels").iterdir():
+        assert (template_dir() / f.name).read_text() == f.read_text()
+
+
+def test_pyproject_lists_every_package_and_ships_the_templates():
+    tomllib = pytest.importorskip("tomllib")
+    setuptools = pytest.importorskip("setuptools")
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = setuptools.find_namespace_packages(
+        str(ROOT), include=["gpuad", "gpuad.*", "bench", "bench.*"], exclude=["*__pycache__"])
+    assert set(cfg["packages"]) == set(on_disk) | {"gpuad.kernels.cuda"}
+    assert cfg["package-dir"]["gpuad.kernels.cuda"] == "kernels"
+    globs = cfg["package-data"]["gpuad.kernels.cuda"]
+    for f in (ROOT / "kernels").iterdir():
+        assert any(fnmatch.fnmatch(f.name, g) for g in globs), f"{f.name} would not ship"
+
+
+# ---------------------------------------------------------------- launch plans
+
+def test_launch_config_covers_every_element_with_a_capped_grid():
+    assert BLOCK % 32 == 0
+    for n in (1, 255, 256, 257, 10**6):
+        (grid,), (block,) = launch_config(n)
+        assert block == BLOCK and grid * block >= n and (grid - 1) * block < n
+    (grid,), _ = launch_config(MAX_BLOCKS * BLOCK * 4)
+    assert grid == MAX_BLOCKS  # the grid-stride loop covers the rest
+
+
+def _multiply_jvp(a, b, ta):
+    return jvp_launch(ROWS["multiply"], [a, b], [ta, None], np)
+
+
+def test_plan_reads_one_element_with_stride_0_and_broadcasts_others():
+    a, ta = np.ones(SHAPE), np.ones((K,) + SHAPE)
+    b = np.array(2.0)
+    call = _multiply_jvp(a, b, ta)
+    assert call.variant == "ta" and call.args[2] is b and call.args[3] == 0
+    call = _multiply_jvp(a, np.arange(4.0), ta)
+    assert call.args[2].shape == SHAPE and call.args[2].flags.c_contiguous and call.args[3] == 1
+    assert call.n == 12 and [o.shape for o in call.outputs] == [SHAPE, (K,) + SHAPE]
+
+
+def test_plan_passes_python_scalars_by_value_in_the_arrays_dtype():
+    a = np.ones(SHAPE, np.float32)
+    call = _multiply_jvp(a, 2, np.ones((K,) + SHAPE, np.float32))
+    assert call.variant == "ts" and type(call.args[2]) is np.float32 and call.dtype == F32
+
+
+@pytest.mark.parametrize("case", [
+    "mixed dtypes", "integer arrays", "float16", "complex scalar", "broadcast tangent", "empty", "no directions"])
+def test_plan_leaves_other_calls_to_the_generic_rule(case):
+    f64 = np.ones(SHAPE)
+    t = np.ones((K,) + SHAPE)
+    a, b, ta = {
+        "mixed dtypes": (f64, np.ones(SHAPE, np.float32), t),
+        "integer arrays": (np.ones(SHAPE, int), np.ones(SHAPE, int), np.ones((K,) + SHAPE, int)),
+        "float16": (np.ones(SHAPE, np.float16), 2.0, np.ones((K,) + SHAPE, np.float16)),
+        "complex scalar": (f64, 1j, t),
+        "broadcast tangent": (np.ones(4), f64, np.ones((K, 4))),
+        "empty": (np.ones((0, 4)), 2.0, np.ones((K, 0, 4))),
+        "no directions": (f64, 2.0, np.ones((0,) + SHAPE)),
+    }[case]
+    assert _multiply_jvp(a, b, ta) is None
+
+
+def test_vjp_plan_refuses_a_needed_scalar_and_keeps_unneeded_slots_empty():
+    row, y, ct = ROWS["multiply"], np.ones(SHAPE), np.ones((K,) + SHAPE)
+    assert vjp_launch(row, [np.ones(SHAPE), 2.0], y, ct, [True, True], np) is None
+    call = vjp_launch(row, [np.ones(SHAPE), 2.0], y, ct, [True, False], np)
+    assert call.variant == "ns" and call.outputs[1] is None and call.outputs[0].shape == (K,) + SHAPE
+
+
+# ---------------------------------------------------------------- the kernels, run on the CPU
+
+_HOST_SHIM = r"""
+#include <cmath>
+using namespace std;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+struct gpuad_dim3 { unsigned x, y, z; };
+static const gpuad_dim3 blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+"""
+
+
+@pytest.fixture(scope="module")
+def host_kernels(tmp_path_factory):
+    """Every generated kernel built as C++ into one shared library (one namespace per source)."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed to run the kernels' source on the CPU")
+    d = tmp_path_factory.mktemp("host_kernels")
+    code = _HOST_SHIM + "".join(f"namespace k{i} {{\n{render(*k)}\n}}\n" for i, k in enumerate(KERNELS))
+    (d / "kernels.cpp").write_text(code)
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(d / "kernels.so"), str(d / "kernels.cpp")],
+                   check=True, capture_output=True)
+    return ctypes.CDLL(str(d / "kernels.so"))
+
+
+def _c_arg(a):
+    if isinstance(a, np.ndarray):
+        return ctypes.c_void_p(a.ctypes.data)
+    return {np.float32: ctypes.c_float, np.float64: ctypes.c_double, np.int64: ctypes.c_longlong}[type(a)](a)
+
+
+def _run_on_host(lib, call):
+    getattr(lib, kernel_name(call.row, call.mode, call.variant, call.dtype))(*map(_c_arg, call.args))
+    return call.outputs
+
+
+def call_arguments(row, mode, variant, dtype, plain_shape, rng):
+    """NumPy arguments of one elementwise call of this kernel variant: (primals, tangents) for a
+    JVP, (args, y, ct, needed) for a VJP. Plain arrays ("a") take plain_shape, to be broadcast."""
+    lo, hi = DOMAINS.get(row.name, (0.2, 0.9))
+    args = [float(rng.uniform(lo, hi)) if code == "s" else
+            rng.uniform(lo, hi, plain_shape if code == "a" else SHAPE).astype(dtype) for code in variant]
+    if mode == "jvp":
+        return args, [rng.standard_normal((K,) + SHAPE).astype(dtype) if c == "t" else None for c in variant]
+    ct = rng.standard_normal((K,) + SHAPE).astype(dtype)
+    return args, NUMPY.ops.fn(row)(*args), ct, [c == "n" for c in variant]
+
+
+PLAIN_SHAPES = [(4,), ()]  # plain arrays broadcast to the output, or read as one element
+
+
+def assert_kernel_close(actual, expected, dtype):
+    # Values only: the NumPy path promotes a float32 tangent to float64 when a partial applies a
+    # function to a Python scalar (log(a) for 2.0 ** x gives a NumPy float64); kernels keep float32.
+    rtol = 2e-5 if dtype == F32 else 1e-12
+    np.testing.assert_allclose(actual, np.broadcast_to(expected, actual.shape), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("row,mode,variant,dtype", KERNELS, ids=IDS)
+def test_kernel_computes_what_the_numpy_path_computes(host_kernels, row, mode, variant, dtype):
+    rng = np.random.default_rng(0)
+    for plain_shape in PLAIN_SHAPES if "a" in variant else [None]:
+        params = call_arguments(row, mode, variant, dtype, plain_shape, rng)
+        plan, generic = (jvp_launch, NUMPY.ew_jvp) if mode == "jvp" else (vjp_launch, NUMPY.ew_vjp)
+        call = plan(row, *params, np)
+        assert call.variant == variant
+        for got, want in zip(_run_on_host(host_kernels, call), generic(row, *params)):
+            assert (got is None) == (want is None)
+            if got is not None:
+                assert_kernel_close(got, want, dtype)
+
+
+def test_vjp_kernel_gives_broadcast_arguments_full_shaped_cotangents(host_kernels):
+    """The sweep sums broadcast cotangents down; the kernel writes them at the output's shape."""
+    row, rng = ROWS["divide"], np.random.default_rng(1)
+    a, b = rng.uniform(0.5, 1, SHAPE), rng.uniform(0.5, 1, (4,))
+    y, ct = a / b, rng.standard_normal((K,) + SHAPE)
+    call = vjp_launch(row, [a, b], y, ct, [True, True], np)
+    assert call.variant == "nn" and call.args[3] == 1
+    ca, cb = _run_on_host(host_kernels, call)
+    np.testing.assert_allclose(cb, -y / b * ct, rtol=1e-13)
+    np.testing.assert_allclose(ca, ct / b, rtol=1e-13)
+
+
+# ---------------------------------------------------------------- NVRTC and the command line
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    try:
+        return version()
+    except Exception as e:  # noqa: BLE001 - no CuPy or no NVRTC library: nothing to check here
+        pytest.skip(f"NVRTC cannot be loaded: {e}")
+
+
+# One variant per row and mode, and every variant of one binary row: the full set is CI's
+# `python -m gpuad.kernels --check`.
+SAMPLE = [k for k in KERNELS if k[2] == variants(k[0], k[1])[0] and k[3] == F32] + [
+    k for k in KERNELS if k[0].name == "power"]
+
+
+@pytest.mark.parametrize("row,mode,variant,dtype", SAMPLE, ids=[kernel_name(*k) for k in SAMPLE])
+def test_nvrtc_compiles_the_kernel(nvrtc, row, mode, variant, dtype):
+    ptx = compile_ptx(render(row, mode, variant, dtype), kernel_name(row, mode, variant, dtype)).decode()
+    assert f".entry {kernel_name(row, mode, variant, dtype)}(" in ptx
+
+
+def test_nvrtc_reports_a_broken_source(nvrtc):
+    with pytest.raises(CompileError, match="gpuad_broken"):
+        compile_ptx('extern "C" __global__ void gpuad_broken() { undeclared_name = 1; }', "gpuad_broken")
+
+
+def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypatch, capsys):
+    two = [(ROWS["sin"], "jvp", "t", F32), (ROWS["multiply"], "vjp", "ns", F64)]
+    monkeypatch.setattr(cli, "every_kernel", lambda: two)
+    assert cli.main(["--check"]) == 0
+    assert "compiled 2 of 2 kernel sources" in capsys.readouterr().out
+    monkeypatch.setattr(cli, "render", lambda *k: "broken" if k[0].name == "sin" else render(*k))
+    assert cli.main(["--check"]) == 1
+    out = capsys.readouterr()
+    assert "compiled 1 of 2" in out.out and "FAILED gpuad_jvp_sin_t_f32" in out.err
+
+
+def test_warm_skips_without_a_gpu(monkeypatch, capsys):
+    monkeypatch.setattr(backends, "cupy_usable", lambda: False)
+    assert cli.main(["--warm"]) == 0
+    assert "skipped, no usable GPU" in capsys.readouterr().out
+
+
+def test_the_command_needs_an_action():
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([])
+    assert exit_.value.code == 2
