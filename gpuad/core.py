@@ -56,7 +56,9 @@ def bind(prim, *args, **params):
             vals.append(coerce(a))  # lists, and NumPy arrays on the CuPy backend
     if top is None:
         stats["evals"] += 1
-        return prim.impl(*vals, **params)
+        out = prim.impl(*vals, **params)
+        # NumPy returns scalars for 0-d results; results stay arrays, as the transforms promise
+        return onp.asarray(out) if isinstance(out, onp.generic) else out
     return top.process(prim, vals, params)
 
 

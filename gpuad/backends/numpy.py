@@ -40,7 +40,7 @@ class NumpyBackend:
     # ------------------------------------------------------------------ kernels
     def ew_jvp(self, row, primals, tangents):
         """Primal and tangent bundle of one elementwise op on backend arrays."""
-        y = self.ops.fn(row)(*primals)
+        y = self.xp.asarray(self.ops.fn(row)(*primals))  # 0-d results stay arrays
         return y, tangent_out(row, primals, tangents, y, self.ops)
 
     def ew_vjp(self, row, args, y, ct, needed):

@@ -14,7 +14,8 @@ pow = PRIMS["power"]  # noqa: A001 - numpy's own alias
 def where(condition, x, y):
     """Choose x where condition holds, else y (numpy.where with three arguments).
 
-    >>> where(arange(3) > 0, 1.0, -1.0)
+    >>> import gpuad.numpy as gnp
+    >>> gnp.where(gnp.arange(3) > 0, 1.0, -1.0)
     array([-1.,  1.,  1.])
     """
     return _where(condition, x, y)

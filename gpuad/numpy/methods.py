@@ -17,6 +17,19 @@ def _pow(x, p):
     return E.power(x, p)
 
 
+_UFUNCS = dict(vars(E))
+_UFUNCS.update(absolute=E.abs, matmul=P.matmul)
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    """NumPy ufuncs on traced values (np.sin(x), W @ x with W a NumPy array) run as gpuad ops."""
+    f = _UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+    if f is None:
+        raise TypeError(f"numpy.{ufunc.__name__}{'.' + method if method != '__call__' else ''} cannot "
+                        "take traced values; use the gpuad.numpy function instead")
+    return f(*inputs)
+
+
 def _setitem(self, key, value):
     raise TypeError("traced values are immutable: instead of x[idx] = v, write x = x.at[idx].set(v) "
                     "(or .add(v)), as in JAX")
@@ -44,7 +57,7 @@ METHODS = {
     "__lt__": E.less, "__le__": E.less_equal, "__gt__": E.greater, "__ge__": E.greater_equal,
     "__eq__": E.equal, "__ne__": E.not_equal,
     "__and__": E.logical_and, "__or__": E.logical_or, "__invert__": E.logical_not,
-    "__getitem__": take_index, "__setitem__": _setitem, "__hash__": object.__hash__,
+    "__array_ufunc__": _array_ufunc, "__getitem__": take_index, "__setitem__": _setitem, "__hash__": object.__hash__,
     "at": property(_At), "T": property(lambda self: S.transpose(self)),
     "astype": _astype, "reshape": _reshape, "transpose": _transpose, "ravel": S.ravel,
     "flatten": S.ravel, "squeeze": S.squeeze, "swapaxes": S.swapaxes, "repeat": S.repeat,

@@ -15,7 +15,8 @@ _LETTERS = string.ascii_lowercase
 def matmul(a, b):
     """numpy.matmul, batch dimensions broadcast.
 
-    >>> matmul(eye(2), ones(2))
+    >>> import gpuad.numpy as gnp
+    >>> gnp.matmul(gnp.eye(2), gnp.ones(2))
     array([1., 1.])
     """
     na, nb = len(shape(a)), len(shape(b))
@@ -78,7 +79,8 @@ def trace(x, offset=0, axis1=0, axis2=1):
 def einsum(subscripts, *operands):
     """numpy.einsum without '...': contracts pairwise, left to right, with one GEMM each.
 
-    >>> einsum("ij,j->i", eye(2), ones(2))
+    >>> import gpuad.numpy as gnp
+    >>> gnp.einsum("ij,j->i", gnp.eye(2), gnp.ones(2))
     array([1., 1.])
     """
     if "." in subscripts:

@@ -22,7 +22,8 @@ def _axes(axis, ndim):
 def sum(x, axis=None, keepdims=False):  # noqa: A001
     """Sum over axes, as numpy.sum.
 
-    >>> sum(ones((2, 3)), axis=1)
+    >>> import gpuad.numpy as gnp
+    >>> gnp.sum(gnp.ones((2, 3)), axis=1)
     array([3., 3.])
     """
     return reduce_sum(x, axes=_axes(axis, len(shape(x))), keepdims=keepdims)

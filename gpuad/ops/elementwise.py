@@ -7,7 +7,7 @@ and VJP rules on tangent/cotangent bundles, their differentiable versions used w
 transforms nest, the vmap rule, and the CUDA source of the fused kernels.
 """
 from .. import backends
-from ..core import Primitive, Tracer, bind, shape
+from ..core import Primitive, Tracer, bind, dtype, shape
 from .expr import Expr
 
 
@@ -57,7 +57,7 @@ DIFFERENTIABLE = [
     Row("subtract", "a - b", "1", "-1"),
     Row("multiply", "a * b", "b", "a"),
     Row("divide", "a / b", "1 / b", "-y / b"),
-    Row("power", "power(a, b)", "b * power(a, b - 1)", "log(a) * y"),
+    Row("power", "power(a, b)", "b * power(a, b - 1)", "log(where(a == 0, 1, a)) * y"),  # 0 ** b: 0
     Row("maximum", "maximum(a, b)", "0.5 + 0.5 * sign(a - b)", "0.5 - 0.5 * sign(a - b)"),
     Row("minimum", "minimum(a, b)", "0.5 - 0.5 * sign(a - b)", "0.5 + 0.5 * sign(a - b)"),
     Row("arctan2", "arctan2(a, b)", "b / (a * a + b * b)", "-a / (a * a + b * b)"),
@@ -112,7 +112,15 @@ class Ops:
             return bundle
         if c == -1:
             return self.negative(bundle)
-        return self.multiply(self.fn(row, i)(*args, y), bundle)
+        return self.multiply(self.fn(row, i)(*_typed(args, y), y), bundle)
+
+
+def _typed(args, y):
+    """Python scalars take the output's dtype, so a float32 rule stays float32 (as in 2.0 ** x)."""
+    if not any(isinstance(a, (int, float)) for a in args):
+        return args
+    make = dtype(y).type
+    return [make(a) if isinstance(a, (int, float)) else a for a in args]
 
 
 def tangent_out(row, primals, tangents, y, ops):
@@ -168,8 +176,8 @@ PRIMS = {name: _make(row) for name, row in ROWS.items()}
 
 
 def _traced_ops():
-    from .structural import broadcast_to, reshape
-    ns = dict(PRIMS)
+    from .structural import broadcast_to, reshape, where
+    ns = dict(PRIMS, where=where)
     return Ops(ns, PRIMS["multiply"], PRIMS["add"], PRIMS["negative"],
                lambda x, s: reshape(x, shape=tuple(s)), lambda x, s: broadcast_to(x, shape=tuple(s)))
 

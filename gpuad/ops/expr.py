@@ -19,6 +19,7 @@ CUDA_NAMES = {
     "hypot": "hypot", "sign": "gpuad_sign", "maximum": "gpuad_maximum", "minimum": "gpuad_minimum",
 }
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 
 
 class Expr:
@@ -29,9 +30,6 @@ class Expr:
         self.text = text
         self.tree = ast.parse(text, mode="eval").body
         self.const = _constant(self.tree)
-
-    def names(self):
-        return {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)} - set(CUDA_NAMES)
 
     def function(self, args, namespace):
         """A Python function of `args` evaluating this expression with `namespace`'s functions."""
@@ -64,6 +62,12 @@ def _cuda(node, rename):
         return f"({_cuda(node.left, rename)} {_BINOPS[type(node.op)]} {_cuda(node.right, rename)})"
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
         return f"pow({_cuda(node.left, rename)}, {_cuda(node.right, rename)})"
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
+        op = _COMPARE[type(node.ops[0])]
+        return f"({_cuda(node.left, rename)} {op} {_cuda(node.comparators[0], rename)})"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "where":
+        c, a, b = (_cuda(n, rename) for n in node.args)
+        return f"({c} ? {a} : {b})"
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CUDA_NAMES:
         args = ", ".join(_cuda(a, rename) for a in node.args)
         return f"{CUDA_NAMES[node.func.id]}({args})"

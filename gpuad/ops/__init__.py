@@ -1,0 +1,1 @@
+"""Primitives: the elementwise table, structural ops, the contraction, linear algebra."""

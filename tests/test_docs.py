@@ -1,0 +1,22 @@
+"""The examples in docstrings run and print what they say (on the NumPy backend)."""
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import gpuad
+from gpuad import backends
+
+# Modules that import CuPy at the top cannot load without it; their examples need a GPU anyway.
+_CUPY_ONLY = {"gpuad.backends.cupy", "gpuad.kernels.launch"}
+MODULES = sorted(m.name for m in pkgutil.walk_packages(gpuad.__path__, "gpuad.")
+                 if m.name not in _CUPY_ONLY and not m.name.endswith("__main__"))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    if backends.backend() != "numpy":
+        pytest.skip("the examples print NumPy arrays")
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
