@@ -133,8 +133,7 @@ def _chunk_size(n, chunk_size, bytes_per_direction):
     if chunk_size is None:
         return max(n, 1)
     if chunk_size == "auto":
-        # Backends without a device memory bound (NumPy) have no free_memory: one sweep.
-        free = getattr(backends.current(), "free_memory", lambda: None)()
+        free = backends.current().free_memory()  # None where no device bounds it (NumPy): one sweep
         if free is None:
             return max(n, 1)
         return max(1, min(n, int(free * _AUTO_SHARE) // max(bytes_per_direction(), 1)))

@@ -37,6 +37,10 @@ class NumpyBackend:
     def block_until_ready(self, tree):
         return tree
 
+    def free_memory(self):
+        """Bytes a sweep may still allocate on the device; None: host memory, no fixed bound."""
+        return None
+
     # ------------------------------------------------------------------ kernels
     def ew_jvp(self, row, primals, tangents):
         """Primal and tangent bundle of one elementwise op on backend arrays."""

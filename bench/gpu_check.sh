@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The GPU check of the CuPy backend: one prepared run on a lent device, under 6 minutes on an
+# H100 (each step has its own time limit, and they add up to 350 s). The script carries on
+# after a failing step so that one run shows everything; its exit status counts failed steps.
+#
+#     bash bench/gpu_check.sh 2>&1 | tee gpu-check.txt
+cd "$(dirname "$0")/.." || exit 1
+export PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}
+failed=0
+
+step() {  # step SECONDS TITLE COMMAND...
+    local limit=$1 title=$2 start=$SECONDS rc
+    shift 2
+    echo
+    echo "=== $title"
+    timeout -k 5 "$limit" "$@"
+    rc=$?
+    echo "=== $title: exit $rc after $((SECONDS - start)) s (limit $limit s)"
+    [ "$rc" -eq 0 ] || failed=$((failed + 1))
+}
+
+step 10 "GPUs" nvidia-smi -L
+step 170 "test suite on CuPy" env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests -x -q -p no:cacheprovider --durations=10
+step 30 "no host round trip during jacfwd/jacrev/hessian" \
+    env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests/test_gpu.py -q -p no:cacheprovider -k no_host_round_trip
+step 50 "NVRTC check and CuPy kernel cache" "$PYTHON" -m gpuad.kernels --check --warm
+step 90 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --budget 1  # 1 s of timed calls per case
+echo
+echo "=== gpu_check: $failed step(s) failed"
+exit "$failed"

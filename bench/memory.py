@@ -1,0 +1,56 @@
+"""Memory: the host allocator's policy for the run, and the peak memory of one call measured
+where the engine's arrays live. The peak functions return (bytes, how it was measured); the
+table states the measure, because host and device figures are not the same quantity.
+"""
+import ctypes
+import gc
+import tracemalloc
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
+
+
+def keep_freed_memory():
+    """Have glibc keep freed memory for reuse: serve blocks up to 32 MiB (its maximum) from the
+    heap, and keep up to 2 GiB of free heap instead of trimming it. By default glibc returns big blocks to the OS, and each call then
+    page-faults its temporaries back in; how often depends on what ran before (the threshold
+    adapts), so times would depend on the order of the run. Every engine here shares this
+    allocator. Returns False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
+def host_peak(call, block):
+    """Bytes newly allocated at the peak of one call, traced by tracemalloc (NumPy reports its
+    buffers to it). Run apart from the timed calls: tracing slows Python down."""
+    tracemalloc.start()
+    try:
+        block(call())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, "host, tracemalloc"
+
+
+def cupy_pool_peak(call, block):
+    """Growth of CuPy's memory pool over one call, started from an emptied pool. The pool keeps
+    freed blocks, so its size afterwards bounds the peak of live device bytes from above."""
+    import cupy
+    pool = cupy.get_default_memory_pool()
+    gc.collect()
+    pool.free_all_blocks()
+    before = pool.total_bytes()
+    block(call())
+    return pool.total_bytes() - before, "device, CuPy pool"
+
+
+def torch_cuda_peak(call, block):
+    import torch
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    block(call())
+    return torch.cuda.max_memory_allocated() - before, "device, torch allocator"

@@ -1,0 +1,105 @@
+"""Run cases on engines: build, check against the closed form, then time and measure memory.
+
+A wrong result is never timed: it is recorded as "wrong" with the size of the error, and
+the run ends with a failure status.
+"""
+import gc
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as onp
+
+from . import check, timing
+from .problems import SIZES
+
+
+@dataclass
+class Result:
+    case: str
+    engine: str
+    status: str                     # ok | wrong | error | n/a | unavailable
+    detail: str = ""
+    warmup_s: float | None = None
+    median_s: float | None = None
+    min_s: float | None = None
+    reps: int | None = None
+    rel_error: float | None = None
+    peak_bytes: int | None = None
+    peak_how: str | None = None
+
+
+def prepare(case, engine, s):
+    """The zero-argument call that computes case's result on engine (None if unsupported)."""
+    make = engine.transforms.get(case.transform)
+    if make is None:
+        return None
+    f, host_args = case.setup(engine.np, s)
+    fn = make(f)
+    args = [engine.asarray(a) for a in host_args]
+    return lambda: fn(*args)
+
+
+def expected_result(case, s):
+    _, host_args = case.setup(onp, s)
+    return case.reference(host_args, s)
+
+
+def measure(case, engine, s, expected, budget):
+    """One case on one engine, as a Result."""
+    res = Result(case.name, engine.name, "ok")
+    try:
+        call = prepare(case, engine, s)
+        if call is None:
+            res.status, res.detail = "n/a", f"no {case.transform}"
+            return res
+        out, res.warmup_s = timing.first_call(call, engine.block)
+        got = engine.to_numpy(out)
+        del out
+        res.rel_error = check.error(got, expected)
+        if not res.rel_error <= check.RTOL:
+            res.status, res.detail = "wrong", check.describe_failure(got, expected)
+            return res
+        t = timing.steady(call, engine.block, *budget)
+        res.median_s, res.min_s, res.reps = t.median_s, t.min_s, t.reps
+        if engine.peak is not None:
+            res.peak_bytes, res.peak_how = engine.peak(call, engine.block)
+    except Exception as e:  # noqa: BLE001 - any failure of an engine is a result to report, not a crash
+        res.status, res.detail = "error", f"{type(e).__name__}: {e}".splitlines()[0][:200]
+    return res
+
+
+def run(cases, engines, unavailable, size, budget=None, settle_s=0.0):
+    """All results; engines is {name: Engine}, unavailable is {name: reason}.
+
+    Engine by engine, not case by case: each library keeps worker threads that spin for a
+    while after its last call (OpenBLAS for ~0.1 s), and on a 2-core machine a peer timed in
+    that window loses its cores to them. settle_s of idle time between engines lets them sleep.
+    """
+    s = SIZES[size]
+    budget = budget or timing.BUDGETS[size]
+    expected = {case.name: expected_result(case, s) for case in cases}
+    results = [Result(case.name, name, "unavailable", reason) for name, reason in unavailable.items()
+               for case in cases]
+    for engine in engines.values():
+        gc.collect()  # the last engine's garbage goes now, not inside this one's timings
+        time.sleep(settle_s)
+        t0 = time.perf_counter()
+        for i, case in enumerate(cases, 1):
+            res = measure(case, engine, s, expected[case.name], budget)
+            _progress(f"[{engine.name} {i}/{len(cases)}] {case.name:<20} {_summary(res)}")
+            results.append(res)
+        _progress(f"[{engine.name}] done in {time.perf_counter() - t0:.1f} s")
+    return results
+
+
+def _summary(res):
+    if res.status == "ok":
+        return f"{res.median_s * 1e3:10.3f} ms  ({res.reps} calls; first call {res.warmup_s * 1e3:.3g} ms)"
+    if res.status in ("wrong", "error"):
+        return f"*** {res.status.upper()}: {res.detail}"
+    return f"{res.status}: {res.detail}"
+
+
+def _progress(line):
+    print(line, file=sys.stderr, flush=True)

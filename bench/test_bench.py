@@ -1,0 +1,62 @@
+"""The benchmark problems as a pytest-benchmark suite for gpuad: each case is timed at the
+quick sizes and its result asserted against the closed form. The closed forms themselves are
+checked against finite differences, and the runner's handling of wrong results is tested.
+Speed is only measured here, never asserted."""
+import json
+
+import numpy as onp
+import pytest
+
+from . import check, engines, problems, runner
+from .__main__ import main
+
+QUICK = problems.SIZES["quick"]
+# Small enough for finite differences of every case in milliseconds.
+TINY = {"coupled": 7, "mlp": (6, 5, 3), "logistic": (5, 9), "batch": 4, "rosenbrock": 8, "tall": (3, 9), "wide": (9, 3)}
+IDS = [c.name for c in problems.CASES]
+
+
+@pytest.fixture(scope="module")
+def gpuad_engine():
+    return engines.load("gpuad", engines.gpuad_device())
+
+
+@pytest.mark.parametrize("case", problems.CASES, ids=IDS)
+def test_gpuad(benchmark, gpuad_engine, case):
+    call = runner.prepare(case, gpuad_engine, QUICK)
+    out = benchmark.pedantic(lambda: gpuad_engine.block(call()), rounds=3, iterations=1, warmup_rounds=1)
+    expected = runner.expected_result(case, QUICK)
+    got = gpuad_engine.to_numpy(out)
+    assert check.error(got, expected) <= check.RTOL, check.describe_failure(got, expected)
+
+
+@pytest.mark.parametrize("case", problems.CASES, ids=IDS)
+def test_closed_form_matches_finite_differences(case):
+    f, args = case.setup(onp, TINY)
+    fd = check.finite_differences(case.transform, f, args)
+    assert check.error(case.reference(args, TINY), fd) < 1e-6
+
+
+def test_wrong_result_is_reported_not_timed():
+    case = next(c for c in problems.CASES if c.name == "readme_jacfwd")
+    liar = engines.Engine("liar", "0", onp, {"jacfwd": lambda f: (lambda x: onp.zeros((2, 3)))},
+                          lambda out: out, onp.asarray)
+    res = runner.measure(case, liar, QUICK, runner.expected_result(case, QUICK), (0.01, 1, 1))
+    assert res.status == "wrong" and res.median_s is None and "relative error" in res.detail
+
+
+def test_unsupported_transform_is_na():
+    case = next(c for c in problems.CASES if c.name == "batched_vmap_jacfwd")
+    engine = engines.Engine("novmap", "0", onp, {"vmap_jacfwd": None}, lambda out: out, onp.asarray)
+    assert runner.measure(case, engine, QUICK, None, (0.01, 1, 1)).status == "n/a"
+
+
+def test_command_line_writes_report_and_json(tmp_path, capsys):
+    path = tmp_path / "out.json"
+    # --glibc-malloc: leave this test process's allocator alone
+    assert main(["--quick", "--problems", "readme_jacfwd,tall", "--engines", "gpuad", "--budget", "0.01",
+                 "--glibc-malloc", "--json", str(path)]) == 0
+    report = capsys.readouterr().out
+    assert "| tall_jacobian | J 128x8 |" in report
+    data = json.loads(path.read_text())
+    assert {r["status"] for r in data["results"]} == {"ok"} and len(data["results"]) == 4
