@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check of the CuPy backend: one prepared run on a lent device, under 6 minutes on an
-# H100 (each step has its own time limit, and they add up to 300 s, leaving room in a 7-minute call for the shared peers harness). The script carries on
-# after a failing step so that one run shows everything; its exit status counts failed steps.
+# The GPU check of the CuPy backend: one prepared run on a lent device, under 5 minutes on an
+# H100 (each step has its own time limit; they add up to 300 s, which leaves room in a 7-minute
+# device call for the shared peers harness). The script carries on after a failing step so that
+# one run shows everything; its exit status counts failed steps.
 #
 #     bash bench/gpu_check.sh 2>&1 | tee gpu-check.txt
 cd "$(dirname "$0")/.." || exit 1
