@@ -65,9 +65,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     a = parse(argv)
     import gpuad
-    if a.backend:
-        gpuad.set_backend(a.backend)
     try:
+        if a.backend:
+            gpuad.set_backend(a.backend)
         cases = problems.select(a.problems)
         names = engine_names(a.engines)
     except ValueError as e:
