@@ -42,6 +42,9 @@ def _as_input(x, name, where):
         v = backends.current().coerce(x)
         if isinstance(v, (int, float, complex)):
             v = backends.current().asarray(v)
+    if dtype(v).kind == "c":
+        raise TypeError(f"{name}: {where} is complex ({dtype(v)}); gpuad differentiates real "
+                        "floating-point inputs only. Split it into real and imaginary parts.")
     if not is_inexact(v):
         raise TypeError(
             f"{name}: {where} has dtype {dtype(v)}; derivatives are defined for floating-point inputs "

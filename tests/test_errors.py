@@ -40,6 +40,12 @@ def test_non_float_inputs_are_refused(transform, value):
         transform(loss)(value)
 
 
+@pytest.mark.parametrize("transform", DIFF_TRANSFORMS, ids=lambda t: t.__name__)
+def test_complex_inputs_are_refused(transform):
+    with pytest.raises(TypeError, match="complex.*real floating-point inputs only"):
+        transform(loss)(np.array([1.0 + 2.0j, 3.0]))
+
+
 @pytest.mark.parametrize("transform", DIFF_TRANSFORMS + [
     lambda f: lambda x: gpuad.jvp(f, (x,), (x,)), lambda f: lambda x: gpuad.vjp(f, x),
     lambda f: lambda x: gpuad.linearize(f, x), lambda f: gpuad.vmap(f)])
