@@ -1,7 +1,8 @@
 // Reverse mode of one elementwise op on a bundle of M cotangent directions, in one launch.
 // Thread i reads its arguments and the saved output once, computes the partials once, then writes
-// ct_j[m, i] = d_j * ct[m, i] for every needed argument j and all M directions. The results keep
-// the output's shape: the backward sweep sums broadcast arguments down (gpuad/reverse.py).
+// ct_j[m, i] = d_j * ct[m, i] for every needed argument j and its share of the M directions
+// (blocks along y split them, as in elementwise_fwd.cu). The results keep the output's shape:
+// the backward sweep sums broadcast arguments down (gpuad/reverse.py).
 //
 // Slots (filled by gpuad/kernels/source.py from one row of the elementwise table):
 //   T        element type             name      kernel name (gpuad_vjp_<op>_<variant>_<f32|f64>)
@@ -21,7 +22,7 @@ extern "C" __global__ void ${name}(${params},
         ${loads}
         const T y = p_y[i];
         ${partials}
-        for (long long m = 0; m < M; ++m) {
+        for (long long m = blockIdx.y; m < M; m += gridDim.y) {
             const long long at = m * n + i;
             const T g = ct[at];
             ${writes}

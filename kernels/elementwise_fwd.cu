@@ -1,7 +1,9 @@
 // Forward mode of one elementwise op on a bundle of K tangent directions, in one launch.
-// Thread i reads its arguments and computes the primal and the partials once, then writes all K
-// tangents dy[k, i] = sum_j d_j * dx_j[k, i]. Bundles are (K, n) row-major, so for every k the
-// threads of a warp touch consecutive addresses.
+// Thread i reads its arguments and computes the primal and the partials once, then writes the
+// tangents dy[k, i] = sum_j d_j * dx_j[k, i] of its share of the K directions: blocks along y
+// split the directions (k = blockIdx.y, + gridDim.y, ...), so a small n with many directions
+// still fills the GPU; with one block along y (large n) the primal is computed once per element.
+// Bundles are (K, n) row-major, so for every k the threads of a warp touch consecutive addresses.
 //
 // Slots (filled by gpuad/kernels/source.py from one row of the elementwise table):
 //   T        element type             name      kernel name (gpuad_jvp_<op>_<variant>_<f32|f64>)
@@ -20,9 +22,9 @@ extern "C" __global__ void ${name}(${params},
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         ${loads}
         const T y = ${primal};
-        p_y[i] = y;
+        if (blockIdx.y == 0) p_y[i] = y;
         ${partials}
-        for (long long k = 0; k < K; ++k) {
+        for (long long k = blockIdx.y; k < K; k += gridDim.y) {
             const long long at = k * n + i;
             t_y[at] = ${tangent};
         }

@@ -18,7 +18,7 @@ from gpuad import backends
 from gpuad.backends.numpy import NumpyBackend
 from gpuad.kernels import __main__ as cli
 from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
-from gpuad.kernels.plan import BLOCK, MAX_BLOCKS, jvp_launch, launch_config, vjp_launch
+from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, jvp_launch, launch_config, vjp_launch
 from gpuad.kernels.source import DTYPES, every_kernel, kernel_name, render, template_dir, variants
 from gpuad.ops.elementwise import DIFFERENTIABLE, NONDIFF, ROWS, Row
 
@@ -95,10 +95,30 @@ def test_pyproject_lists_every_package_and_ships_the_templates():
 def test_launch_config_covers_every_element_with_a_capped_grid():
     assert BLOCK % 32 == 0
     for n in (1, 255, 256, 257, 10**6):
-        (grid,), (block,) = launch_config(n)
-        assert block == BLOCK and grid * block >= n and (grid - 1) * block < n
-    (grid,), _ = launch_config(MAX_BLOCKS * BLOCK * 4)
+        (grid, gy), (block,) = launch_config(n)
+        assert block == BLOCK and grid * block >= n and (grid - 1) * block < n and gy == 1
+    (grid, _), _ = launch_config(MAX_BLOCKS * BLOCK * 4)
     assert grid == MAX_BLOCKS  # the grid-stride loop covers the rest
+
+
+def test_launch_config_splits_directions_only_when_elements_cannot_fill_the_gpu():
+    (gx, gy), _ = launch_config(4094, k=4096)  # a 4096-input Jacobian of a small map
+    assert gx * gy >= FILL_BLOCKS // 2 and 1 < gy <= 4096
+    assert launch_config(10, k=3)[0] == (1, 3)  # never more y-blocks than directions
+    (gx, gy), _ = launch_config(10**8, k=4096)  # a large n: the primal once per element
+    assert gy == 1
+
+
+@pytest.mark.parametrize("name,mode,variant", [("tanh", "jvp", "t"), ("divide", "jvp", "tt"),
+                                               ("hypot", "vjp", "nn"), ("power", "vjp", "na")])
+def test_kernels_split_over_direction_blocks_give_the_same_bundles(host_kernels, name, mode, variant):
+    row, rng = ROWS[name], np.random.default_rng(3)
+    params = call_arguments(row, mode, variant, F64, SHAPE, rng)
+    plan = jvp_launch if mode == "jvp" else vjp_launch
+    one = _run_on_host(host_kernels, plan(row, *params, np))
+    split = _run_on_host(host_kernels, plan(row, *params, np), blocks_y=K - 1)
+    for a, b in zip(one, split):
+        np.testing.assert_array_equal(a, b)
 
 
 def _multiply_jvp(a, b, ta):
@@ -154,7 +174,9 @@ using namespace std;
 #define __device__
 #define __forceinline__ inline
 struct gpuad_dim3 { unsigned x, y, z; };
-static const gpuad_dim3 blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+static const gpuad_dim3 threadIdx = {0, 0, 0}, blockDim = {1, 1, 1};
+static gpuad_dim3 blockIdx = {0, 0, 0}, gridDim = {1, 1, 1};
+extern "C" void gpuad_host_grid_y(unsigned blocks, unsigned block) { gridDim.y = blocks; blockIdx.y = block; }
 """
 
 
@@ -177,8 +199,13 @@ def _c_arg(a):
     return {np.float32: ctypes.c_float, np.float64: ctypes.c_double, np.int64: ctypes.c_longlong}[type(a)](a)
 
 
-def _run_on_host(lib, call):
-    getattr(lib, kernel_name(call.row, call.mode, call.variant, call.dtype))(*map(_c_arg, call.args))
+def _run_on_host(lib, call, blocks_y=1):
+    """Run a kernel as one thread per block, once for each of blocks_y blocks along y."""
+    kernel = getattr(lib, kernel_name(call.row, call.mode, call.variant, call.dtype))
+    for block in range(blocks_y):
+        lib.gpuad_host_grid_y(blocks_y, block)
+        kernel(*map(_c_arg, call.args))
+    lib.gpuad_host_grid_y(1, 0)
     return call.outputs
 
 

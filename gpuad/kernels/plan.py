@@ -15,30 +15,37 @@ from .source import DTYPES, MODES
 
 BLOCK = 256          # threads per block: a multiple of the warp size, good occupancy on sm_70+
 MAX_BLOCKS = 65535   # the kernels loop with a grid stride, so a capped grid still covers any n
+FILL_BLOCKS = 2048   # blocks that keep an H100 (132 SMs x 8 resident blocks of 256) busy twice over
 
 
 class Launch:
     """One fused-kernel call: the kernel (row, mode, variant, dtype), the element count n, the
     arguments in the order of the kernel's parameters, and the arrays it fills (None for an
     unneeded cotangent)."""
-    __slots__ = ("row", "mode", "variant", "dtype", "n", "args", "outputs")
+    __slots__ = ("row", "mode", "variant", "dtype", "n", "k", "args", "outputs")
 
-    def __init__(self, row, mode, variant, dtype, n, args, outputs):
+    def __init__(self, row, mode, variant, dtype, n, k, args, outputs):
         self.row, self.mode, self.variant, self.dtype = row, mode, variant, dtype
-        self.n, self.args, self.outputs = n, args, outputs
+        self.n, self.k, self.args, self.outputs = n, k, args, outputs
 
     @property
     def grid(self):
-        return launch_config(self.n)
+        return launch_config(self.n, self.k)
 
 
-def launch_config(n):
-    """(grid, block) for n elements: one thread per element up to MAX_BLOCKS blocks.
+def launch_config(n, k=1):
+    """(grid, block) for n elements and k directions: one thread per element (x, up to MAX_BLOCKS
+    blocks), and as many blocks along y, each taking every gy-th direction, as it takes to reach
+    FILL_BLOCKS. A large n gets one block along y: its primal is computed once per element.
 
     >>> launch_config(1000)
-    ((4,), (256,))
+    ((4, 1), (256,))
+    >>> launch_config(1000, k=4096)
+    ((4, 512), (256,))
     """
-    return (max(1, min(-(-n // BLOCK), MAX_BLOCKS)),), (BLOCK,)
+    gx = max(1, min(-(-n // BLOCK), MAX_BLOCKS))
+    gy = max(1, min(k, FILL_BLOCKS // gx, MAX_BLOCKS))
+    return (gx, gy), (BLOCK,)
 
 
 def jvp_launch(row, primals, tangents, xp):
@@ -61,7 +68,7 @@ def jvp_launch(row, primals, tangents, xp):
         variant += code
         args += more
     y, dy = xp.empty(ys, dtype), xp.empty((k,) + ys, dtype)
-    return Launch(row, "jvp", variant, dtype, n, args + [y, dy, numpy.int64(n), numpy.int64(k)], [y, dy])
+    return Launch(row, "jvp", variant, dtype, n, k, args + [y, dy, numpy.int64(n), numpy.int64(k)], [y, dy])
 
 
 def vjp_launch(row, args, y, ct, needed, xp):
@@ -82,7 +89,7 @@ def vjp_launch(row, args, y, ct, needed, xp):
         params += more
     outputs = [xp.empty((m,) + ys, dtype) if need else None for need in needed]
     params += [xp.ascontiguousarray(y), xp.ascontiguousarray(ct)] + [c for c in outputs if c is not None]
-    return Launch(row, "vjp", variant, dtype, n, params + [numpy.int64(n), numpy.int64(m)], outputs)
+    return Launch(row, "vjp", variant, dtype, n, m, params + [numpy.int64(n), numpy.int64(m)], outputs)
 
 
 def _dtype(values, xp):
