@@ -54,7 +54,14 @@ class NumpyBackend:
         return contract(self.xp, a, b, spec)
 
     def index_add(self, base, idx, v):
-        out = base.copy()
+        """A copy of base with v added at idx."""
+        return self._add_at(base.copy(), idx, v)
+
+    def scatter(self, v, shape, idx):
+        """Zeros of `shape` with v added at idx."""
+        return self._add_at(self.xp.zeros(shape, dtype=v.dtype), idx, v)
+
+    def _add_at(self, out, idx, v):
         if any(isinstance(i, self._array_types) for i in idx):
             self.xp.add.at(out, idx, v)  # repeated integer indices must add up
         else:

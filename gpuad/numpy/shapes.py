@@ -180,9 +180,7 @@ def diag(v, k=0):
     n = shape(v)[0] + abs(k)
     i = onp.arange(shape(v)[0])
     be = backends.current()
-    zeros = be.xp.zeros((n, n), dtype=getattr(v, "dtype", float))
-    idx = (be.asarray(i + max(-k, 0)), be.asarray(i + max(k, 0)))
-    return S.index_add(zeros, v, idx=idx)
+    return S.scatter(v, shape=(n, n), idx=(be.asarray(i + max(-k, 0)), be.asarray(i + max(k, 0))))
 
 
 def _tri_mask(x, k, lower):

@@ -122,16 +122,21 @@ def _getitem_lead(t, idx):
 
 
 def _scatter_lead(ct, xs, idx):
-    """Adjoint of _getitem_lead: add a bundle of slices back into zeros of (M, *xs)."""
-    zeros = _xp().zeros(ct.shape[:1] + xs, dtype=ct.dtype)  # before the lead axis moves
+    """Adjoint of _getitem_lead: add a bundle of slices into zeros of (M, *xs)."""
+    m = ct.shape[:1]  # before the lead axis moves
     if _split_adv(idx):
         n = _adv_ndim(idx)
         ct = transpose(ct, perm=tuple(range(1, n + 1)) + (0,) + tuple(range(n + 1, len(ct.shape))))
-    return index_add(zeros, ct, idx=(slice(None),) + idx)
+    return scatter(ct, shape=m + xs, idx=(slice(None),) + idx)
 
 
+# getitem and scatter (x[idx] added into zeros of a shape) are each other's adjoint.
 getitem = linear_unary(
     "getitem", lambda x, idx: x[idx], _getitem_lead, _scatter_lead)
+scatter = linear_unary(
+    "scatter", lambda v, shape, idx: backends.current().scatter(v, shape, idx),
+    lambda t, shape, idx: _scatter_lead(t, shape, idx),
+    lambda ct, vs, shape, idx: _getitem_lead(ct, idx))
 
 
 def _index_update(name, impl, base_ct):
