@@ -142,7 +142,10 @@ def cotangents_in(row, args, y, ct, needed, ops):
 
 
 def _traced(values):
-    return any(isinstance(v, Tracer) for v in values)
+    for v in values:
+        if isinstance(v, Tracer):
+            return True
+    return False
 
 
 def _make(row):
@@ -175,21 +178,13 @@ def _make(row):
 PRIMS = {name: _make(row) for name, row in ROWS.items()}
 
 
-def _traced_ops():
-    from .structural import broadcast_to, reshape, where
-    ns = dict(PRIMS, where=where)
-    return Ops(ns, PRIMS["multiply"], PRIMS["add"], PRIMS["negative"],
-               lambda x, s: reshape(x, shape=tuple(s)), lambda x, s: broadcast_to(x, shape=tuple(s)))
+def _structural():
+    from . import structural  # imported late: structural.py imports this module
+    return structural
 
 
-class _LazyOps:
-    """TRACED is built on first use: structural.py imports this module."""
-    _ops = None
-
-    def __getattr__(self, name):
-        if _LazyOps._ops is None:
-            _LazyOps._ops = _traced_ops()
-        return getattr(_LazyOps._ops, name)
-
-
-TRACED = _LazyOps()
+# The bundle rules over gpuad's own primitives, used whenever a value is traced (nesting).
+TRACED = Ops(dict(PRIMS, where=lambda c, a, b: _structural().where(c, a, b)),
+             PRIMS["multiply"], PRIMS["add"], PRIMS["negative"],
+             lambda x, s: _structural().reshape(x, shape=tuple(s)),
+             lambda x, s: _structural().broadcast_to(x, shape=tuple(s)))
