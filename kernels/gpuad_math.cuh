@@ -15,3 +15,9 @@ template <typename T> __device__ __forceinline__ T gpuad_maximum(T a, T b) {
 template <typename T> __device__ __forceinline__ T gpuad_minimum(T a, T b) {
     return (a < b || a != a) ? a : b;
 }
+
+// NumPy's remainder takes the sign of the divisor (Python's %); CUDA's fmod takes the dividend's.
+template <typename T> __device__ __forceinline__ T gpuad_remainder(T a, T b) {
+    const T r = fmod(a, b);
+    return (r != T(0) && ((r < T(0)) != (b < T(0)))) ? r + b : r;
+}

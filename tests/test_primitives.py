@@ -47,6 +47,7 @@ UNARY = {
 BINARY = {
     "add": W, "subtract": W, "multiply": W, "divide": [W, POS], "power": [POS, W],
     "maximum": W, "minimum": W, "arctan2": [POS, W], "hypot": [POS, W],
+    "remainder": [(0.1, 0.9), (1.0, 2.0)],  # a / b in (0, 1): away from the jumps
 }
 BROADCAST = [((2, 3), (2, 3)), ((2, 3), (3,)), ((3, 1), (1, 4)), ((), (2, 2)), ((2, 2), ())]
 
@@ -91,6 +92,7 @@ S("rpow_scalar", lambda m, x: 2.0 ** x, (2, 3))
 S("pow_int", lambda m, x: x ** 3, (2, 3))
 S("pow_two", lambda m, x: x ** 2, (2, 3))
 S("pow_half", lambda m, x: x ** 0.5, (2, 3), domain=POS)
+S("mod_operators", lambda m, x: x % 1.5 + 2.0 % (x + 2.5) + (x // 0.7) * x, (2, 3), domain=(0.05, 0.65))
 S("neg_abs_ops", lambda m, x: -abs(x) + (+x), (2, 3))
 S("sigmoid", lambda m, x: m.sigmoid(x), (2, 3), ref=np_sigmoid)
 S("logaddexp", lambda m, a, b: m.logaddexp(a, b), (2, 3), (3,))

@@ -9,6 +9,7 @@ fabs = PRIMS["abs"]
 absolute = PRIMS["abs"]
 around = PRIMS["round"]
 pow = PRIMS["power"]  # noqa: A001 - numpy's own alias
+mod = PRIMS["remainder"]
 
 
 def where(condition, x, y):
@@ -45,5 +46,5 @@ def sigmoid(x):
     return 0.5 * PRIMS["tanh"](0.5 * x) + 0.5
 
 
-__all__ = sorted(PRIMS) + ["true_divide", "fabs", "absolute", "around", "pow", "where", "positive",
+__all__ = sorted(PRIMS) + ["true_divide", "fabs", "absolute", "around", "pow", "mod", "where", "positive",
                            "clip", "logaddexp", "sigmoid"]

@@ -52,6 +52,8 @@ METHODS = {
     "__add__": E.add, "__radd__": _swap(E.add), "__sub__": E.subtract, "__rsub__": _swap(E.subtract),
     "__mul__": E.multiply, "__rmul__": _swap(E.multiply), "__truediv__": E.divide,
     "__rtruediv__": _swap(E.divide), "__pow__": _pow, "__rpow__": _swap(E.power),
+    "__mod__": E.remainder, "__rmod__": _swap(E.remainder),
+    "__floordiv__": E.floor_divide, "__rfloordiv__": _swap(E.floor_divide),
     "__matmul__": P.matmul, "__rmatmul__": _swap(P.matmul),
     "__neg__": E.negative, "__pos__": E.positive, "__abs__": E.abs,
     "__lt__": E.less, "__le__": E.less_equal, "__gt__": E.greater, "__ge__": E.greater_equal,

@@ -62,6 +62,7 @@ DIFFERENTIABLE = [
     Row("minimum", "minimum(a, b)", "0.5 - 0.5 * sign(a - b)", "0.5 + 0.5 * sign(a - b)"),
     Row("arctan2", "arctan2(a, b)", "b / (a * a + b * b)", "-a / (a * a + b * b)"),
     Row("hypot", "hypot(a, b)", "a / y", "b / y"),
+    Row("remainder", "remainder(a, b)", "1", "-floor(a / b)"),
 ]
 
 # ---------------------------------------------------------------- non-differentiable rows
@@ -75,7 +76,7 @@ NONDIFF = [
     Row("less", "less(a, b)", arity=2), Row("less_equal", "less_equal(a, b)", arity=2),
     Row("greater", "greater(a, b)", arity=2), Row("greater_equal", "greater_equal(a, b)", arity=2),
     Row("logical_and", "logical_and(a, b)", arity=2), Row("logical_or", "logical_or(a, b)", arity=2),
-    Row("logical_xor", "logical_xor(a, b)", arity=2),
+    Row("logical_xor", "logical_xor(a, b)", arity=2), Row("floor_divide", "floor_divide(a, b)", arity=2),
 ]
 
 ROWS = {r.name: r for r in DIFFERENTIABLE + NONDIFF}
