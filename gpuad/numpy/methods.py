@@ -64,7 +64,7 @@ METHODS = {
     "astype": _astype, "reshape": _reshape, "transpose": _transpose, "ravel": S.ravel,
     "flatten": S.ravel, "squeeze": S.squeeze, "swapaxes": S.swapaxes, "repeat": S.repeat,
     "sum": R.sum, "mean": R.mean, "prod": R.prod, "max": R.max, "min": R.min, "var": R.var,
-    "std": R.std, "cumsum": R.cumsum, "dot": P.dot, "clip": E.clip, "diagonal": S.diagonal,
+    "std": R.std, "cumsum": R.cumsum, "argmax": R.argmax, "argmin": R.argmin, "dot": P.dot, "clip": E.clip, "diagonal": S.diagonal,
     "trace": P.trace,
 }
 

@@ -4,7 +4,7 @@ import numpy as onp
 
 from ..core import shape
 from ..ops.elementwise import PRIMS
-from ..ops.structural import cumsum as _cumsum, getitem, reduce_max, reduce_sum, reshape
+from ..ops.structural import argmax as _argmax, cumsum as _cumsum, getitem, reduce_max, reduce_sum, reshape
 
 
 def _axes(axis, ndim):
@@ -85,3 +85,15 @@ def cumsum(x, axis=None):
     if axis is None:
         x, axis = reshape(x, shape=(int(onp.prod(shape(x))),)), 0
     return _cumsum(x, axis=_axes(axis, len(shape(x)))[0])
+
+
+def argmax(x, axis=None):
+    """Index of the first maximum (numpy.argmax); an integer array, so it carries no derivative."""
+    if axis is None:
+        x, axis = reshape(x, shape=(int(onp.prod(shape(x))),)), 0
+    return _argmax(x, axis=_axes(axis, len(shape(x)))[0])
+
+
+def argmin(x, axis=None):
+    """Index of the first minimum (numpy.argmin)."""
+    return argmax(-x, axis=axis)

@@ -341,3 +341,9 @@ reduce_max = Primitive(
     lambda args, batched, axes, keepdims: (
         reduce_max(args[0], axes=tuple(a + 1 for a in axes), keepdims=keepdims), True))
 
+
+
+# ---------------------------------------------------------------- index of the max (no derivative)
+argmax = Primitive(
+    "argmax", lambda x, axis: _xp().argmax(x, axis=axis),
+    batch=lambda args, batched, axis: (argmax(args[0], axis=axis + 1), True), nondiff=True)
