@@ -34,3 +34,10 @@ def cupy_backend():
     gpuad.set_backend("cupy")
     yield backends.current()
     gpuad.set_backend(before)
+
+
+@pytest.fixture(scope="session")
+def host_kernels(tmp_path_factory):
+    """Every generated kernel compiled for the CPU (g++), once per test session."""
+    from host_kernels import build
+    return build(tmp_path_factory.mktemp("host_kernels"))

@@ -5,10 +5,7 @@ stand in for CUDA's qualifiers and a one-thread grid) and run on NumPy arrays, s
 arithmetic and indexing of every kernel are checked against the NumPy path here; the GPU
 tests (test_gpu.py) repeat that through CuPy on a device.
 """
-import ctypes
 import fnmatch
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
 from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, jvp_launch, launch_config, vjp_launch
 from gpuad.kernels.source import DTYPES, every_kernel, kernel_name, render, template_dir, variants
 from gpuad.ops.elementwise import DIFFERENTIABLE, NONDIFF, ROWS, Row
+from host_kernels import run_on_host as _run_on_host
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = every_kernel()
@@ -166,48 +164,6 @@ def test_vjp_plan_refuses_a_needed_scalar_and_keeps_unneeded_slots_empty():
 
 
 # ---------------------------------------------------------------- the kernels, run on the CPU
-
-_HOST_SHIM = r"""
-#include <cmath>
-using namespace std;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-struct gpuad_dim3 { unsigned x, y, z; };
-static const gpuad_dim3 threadIdx = {0, 0, 0}, blockDim = {1, 1, 1};
-static gpuad_dim3 blockIdx = {0, 0, 0}, gridDim = {1, 1, 1};
-extern "C" void gpuad_host_grid_y(unsigned blocks, unsigned block) { gridDim.y = blocks; blockIdx.y = block; }
-"""
-
-
-@pytest.fixture(scope="module")
-def host_kernels(tmp_path_factory):
-    """Every generated kernel built as C++ into one shared library (one namespace per source)."""
-    if shutil.which("g++") is None:
-        pytest.skip("g++ is needed to run the kernels' source on the CPU")
-    d = tmp_path_factory.mktemp("host_kernels")
-    code = _HOST_SHIM + "".join(f"namespace k{i} {{\n{render(*k)}\n}}\n" for i, k in enumerate(KERNELS))
-    (d / "kernels.cpp").write_text(code)
-    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(d / "kernels.so"), str(d / "kernels.cpp")],
-                   check=True, capture_output=True)
-    return ctypes.CDLL(str(d / "kernels.so"))
-
-
-def _c_arg(a):
-    if isinstance(a, np.ndarray):
-        return ctypes.c_void_p(a.ctypes.data)
-    return {np.float32: ctypes.c_float, np.float64: ctypes.c_double, np.int64: ctypes.c_longlong}[type(a)](a)
-
-
-def _run_on_host(lib, call, blocks_y=1):
-    """Run a kernel as one thread per block, once for each of blocks_y blocks along y."""
-    kernel = getattr(lib, kernel_name(call.row, call.mode, call.variant, call.dtype))
-    for block in range(blocks_y):
-        lib.gpuad_host_grid_y(blocks_y, block)
-        kernel(*map(_c_arg, call.args))
-    lib.gpuad_host_grid_y(1, 0)
-    return call.outputs
-
 
 def call_arguments(row, mode, variant, dtype, plain_shape, rng):
     """NumPy arguments of one elementwise call of this kernel variant: (primals, tangents) for a

@@ -1,0 +1,76 @@
+"""The generated CUDA kernels compiled as C++ and run on the CPU, on NumPy arrays.
+
+A few macros stand in for CUDA's qualifiers and a grid of one thread per block; the y-blocks
+that split the directions are run one after another. test_kernels.py checks each kernel
+against the NumPy path with this; test_kernel_backend.py runs whole transforms through it.
+"""
+import ctypes
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from gpuad.backends.numpy import NumpyBackend
+from gpuad.kernels.plan import jvp_launch, vjp_launch
+from gpuad.kernels.source import every_kernel, kernel_name, render
+
+_HOST_SHIM = r"""
+#include <cmath>
+using namespace std;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+struct gpuad_dim3 { unsigned x, y, z; };
+static const gpuad_dim3 threadIdx = {0, 0, 0}, blockDim = {1, 1, 1};
+static gpuad_dim3 blockIdx = {0, 0, 0}, gridDim = {1, 1, 1};
+extern "C" void gpuad_host_grid_y(unsigned blocks, unsigned block) { gridDim.y = blocks; blockIdx.y = block; }
+"""
+
+
+def build(directory):
+    """Every generated kernel built into one shared library (one namespace per source)."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed to run the kernels' source on the CPU")
+    code = _HOST_SHIM + "".join(f"namespace k{i} {{\n{render(*k)}\n}}\n" for i, k in enumerate(every_kernel()))
+    (directory / "kernels.cpp").write_text(code)
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(directory / "kernels.so"),
+                    str(directory / "kernels.cpp")], check=True, capture_output=True)
+    return ctypes.CDLL(str(directory / "kernels.so"))
+
+
+def _c_arg(a):
+    if isinstance(a, np.ndarray):
+        return ctypes.c_void_p(a.ctypes.data)
+    return {np.float32: ctypes.c_float, np.float64: ctypes.c_double, np.int64: ctypes.c_longlong}[type(a)](a)
+
+
+def run_on_host(lib, call, blocks_y=1):
+    """Run a kernel as one thread per block, once for each of blocks_y blocks along y."""
+    kernel = getattr(lib, kernel_name(call.row, call.mode, call.variant, call.dtype))
+    for block in range(blocks_y):
+        lib.gpuad_host_grid_y(blocks_y, block)
+        kernel(*map(_c_arg, call.args))
+    lib.gpuad_host_grid_y(1, 0)
+    return call.outputs
+
+
+class HostKernelBackend(NumpyBackend):
+    """The NumPy backend with the CuPy backend's elementwise fast paths: the same launch plans,
+    the same kernels (run on the CPU), the same fallback to the generic rule."""
+
+    def __init__(self, lib):
+        super().__init__()
+        self.lib, self.launches = lib, 0
+
+    def _launch(self, call):
+        self.launches += 1
+        return run_on_host(self.lib, call, blocks_y=call.grid[0][1])
+
+    def ew_jvp(self, row, primals, tangents):
+        call = jvp_launch(row, primals, tangents, np)
+        return super().ew_jvp(row, primals, tangents) if call is None else tuple(self._launch(call))
+
+    def ew_vjp(self, row, args, y, ct, needed):
+        call = vjp_launch(row, args, y, ct, needed, np)
+        return super().ew_vjp(row, args, y, ct, needed) if call is None else self._launch(call)
