@@ -383,3 +383,26 @@ def test_argmax_argmin_match_numpy_batch_and_select_without_derivative(name, axi
     expected = np.zeros(5)
     expected[getattr(np, name)(x[0])] = 3.0
     assert_close(g, expected)
+
+
+@pytest.mark.parametrize("unbatched_shape", [(), (3,), (2, 3)])
+def test_vmap_over_many_small_examples_matches_numpy(unbatched_shape):
+    """Large batches of small examples take NumPy's batch-innermost layout (ops/elementwise.py)."""
+    x = random_inputs([(300, 3)], POS, seed=11)[0]
+    c = random_inputs([unbatched_shape], POS, seed=12)[0]
+    f = lambda v, w: gnp.sin(v) * w + gnp.hypot(v, w) / (v + 1.0)  # noqa: E731
+    got = gpuad.vmap(f, in_axes=(0, None))(gnp.asarray(x), gnp.asarray(c))
+    ref = np.stack([np.sin(v) * c + np.hypot(v, c) / (v + 1.0) for v in x])
+    assert_close(got, ref, rtol=1e-13, atol=1e-13)
+
+
+def test_vmap_of_jacfwd_over_many_small_examples_matches_the_closed_form():
+    x = random_inputs([(500, 3)], W, seed=13)[0]
+    g = lambda v: gnp.stack([v[0] * v[1], v[1] * gnp.exp(v[2]), gnp.sin(v[0]) + v[2] ** 2])  # noqa: E731
+    J = gpuad.vmap(gpuad.jacfwd(g))(gnp.asarray(x))
+    a, b, c = x.T
+    ref = np.zeros((500, 3, 3))
+    ref[:, 0, 0], ref[:, 0, 1] = b, a
+    ref[:, 1, 1], ref[:, 1, 2] = np.exp(c), b * np.exp(c)
+    ref[:, 2, 0], ref[:, 2, 2] = np.cos(a), 2 * c
+    assert_close(J, ref, rtol=1e-13, atol=1e-13)

@@ -13,6 +13,7 @@ from .numpy import NumpyBackend
 class CupyBackend(NumpyBackend):
     name = "cupy"
     xp = cupy
+    batch_innermost = False  # GPU threads read batch-first arrays coalesced
 
     def to_numpy(self, x):
         return cupy.asnumpy(x)

@@ -12,6 +12,7 @@ from ..ops.contract import contract
 class NumpyBackend:
     name = "numpy"
     xp = numpy
+    batch_innermost = True  # vmap of many small examples: see ops/elementwise.py
 
     def __init__(self):
         xp = self.xp

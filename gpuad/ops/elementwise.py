@@ -6,6 +6,8 @@ rows a and b; y is the output). From a row come the NumPy/CuPy evaluation, the J
 and VJP rules on tangent/cotangent bundles, their differentiable versions used when
 transforms nest, the vmap rule, and the CUDA source of the fused kernels.
 """
+import math
+
 from .. import backends
 from ..core import Primitive, Tracer, bind, dtype, shape
 from .expr import Expr
@@ -168,12 +170,37 @@ def _make(row):
 
     def batch(args, batched):
         ndim = max(len(shape(a)) - b for a, b in zip(args, batched))
+        if _batch_last(args, batched, ndim):
+            return _batch_innermost(prim, args, batched), True
         padded = [TRACED.pad(a, ndim) if b else a for a, b in zip(args, batched)]
         return bind(prim, *padded), True
 
     prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff)
     row.prim = prim
     return prim
+
+
+# A batch of many small examples (per-sample Jacobians: B x 3 x 3) laid out batch-first leaves
+# NumPy's inner loops a few elements long. On raw NumPy arrays the elementwise ops of such a
+# batch run with the batch axis innermost instead; the result is a transposed view, and NumPy
+# keeps that layout for what is computed from it. CuPy has no inner loops: it keeps batch-first.
+SMALL_EXAMPLE, LARGE_BATCH = 16, 256
+
+
+def _batch_last(args, batched, ndim):
+    be = backends.current()
+    if not be.batch_innermost or _traced(args):
+        return False
+    b = next(shape(a)[0] for a, f in zip(args, batched) if f)
+    per_example = max(math.prod(shape(a)[f:]) for a, f in zip(args, batched))
+    return ndim > 0 and b >= LARGE_BATCH and per_example <= SMALL_EXAMPLE
+
+
+def _batch_innermost(prim, args, batched):
+    xp = backends.current().xp
+    moved = [xp.moveaxis(a, 0, -1) if f else (a[..., None] if len(shape(a)) else a)
+             for a, f in zip(args, batched)]
+    return xp.moveaxis(bind(prim, *moved), -1, 0)
 
 
 PRIMS = {name: _make(row) for name, row in ROWS.items()}
