@@ -63,6 +63,11 @@ def _inputs(args, argnums, name):
     return nums, single, leaves, tree
 
 
+def _with_kwargs(fun, kwargs):
+    """Keyword arguments pass through the derivative transforms undifferentiated, as in JAX."""
+    return functools.partial(fun, **kwargs) if kwargs else fun
+
+
 def _substitute(args, nums, single, values):
     args = list(args)
     for i, v in zip(nums, (values,) if single else values):
@@ -230,16 +235,17 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
            [0., 1.]])
     """
     @functools.wraps(fun)
-    def jacfun(*args):
+    def jacfun(*args, **kwargs):
+        f = _with_kwargs(fun, kwargs)
         nums, single, leaves, tree = _inputs(args, argnums, "jacfwd")
         sizes, offsets, n = _sizes(leaves)
 
         def sweep(lo, hi):
             bundles = [_basis_slice(x, o, lo, hi) for x, o in zip(leaves, offsets)]
-            return _forward(fun, args, nums, single, leaves, tree, bundles, has_aux, "jacfwd")
+            return _forward(f, args, nums, single, leaves, tree, bundles, has_aux, "jacfwd")
 
         def bytes_per_direction():  # a recorded run shows the values each direction's tangents shadow
-            return _bundle_bytes(_record(fun, args, nums, single, leaves, tree, has_aux, "jacfwd")[0], leaves)
+            return _bundle_bytes(_record(f, args, nums, single, leaves, tree, has_aux, "jacfwd")[0], leaves)
 
         runs = _sweeps(n, chunk_size, sweep, bytes_per_direction)
         po, _, out_tree, aux = runs[-1]
@@ -312,9 +318,10 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     array([2., 4.])
     """
     @functools.wraps(fun)
-    def jacfun(*args):
+    def jacfun(*args, **kwargs):
         nums, single, leaves, tree = _inputs(args, argnums, "jacrev")
-        trace, in_ids, pairs, out_tree, aux = _record(fun, args, nums, single, leaves, tree, has_aux, "jacrev")
+        trace, in_ids, pairs, out_tree, aux = _record(_with_kwargs(fun, kwargs), args, nums, single, leaves, tree,
+                                                      has_aux, "jacrev")
         m = sum(int(_prod(shape(v))) for v, _ in pairs)
         parts = _sweeps(m, chunk_size, lambda lo, hi: _sweep_rows(trace, in_ids, leaves, pairs, lo, hi),
                         functools.partial(_bundle_bytes, trace, leaves))
@@ -335,9 +342,10 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
         raise ValueError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
 
     @functools.wraps(fun)
-    def jacfun(*args):
+    def jacfun(*args, **kwargs):
         nums, single, leaves, tree = _inputs(args, argnums, "jacobian")
-        trace, in_ids, pairs, out_tree, aux = _record(fun, args, nums, single, leaves, tree, has_aux, "jacobian")
+        trace, in_ids, pairs, out_tree, aux = _record(_with_kwargs(fun, kwargs), args, nums, single, leaves, tree,
+                                                      has_aux, "jacobian")
         sizes, offsets, n = _sizes(leaves)
         m = sum(int(_prod(shape(v))) for v, _ in pairs)
         per_direction = functools.partial(_bundle_bytes, trace, leaves)
@@ -418,9 +426,10 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     (array(10.), array([2., 6.]))
     """
     @functools.wraps(fun)
-    def vg(*args):
+    def vg(*args, **kwargs):
         nums, single, leaves, tree = _inputs(args, argnums, "grad")
-        trace, in_ids, pairs, out_tree, aux = _record(fun, args, nums, single, leaves, tree, has_aux, "grad")
+        trace, in_ids, pairs, out_tree, aux = _record(_with_kwargs(fun, kwargs), args, nums, single, leaves, tree,
+                                                      has_aux, "grad")
         if len(pairs) != 1 or shape(pairs[0][0]) != ():
             shapes = [shape(v) for v, _ in pairs]
             raise TypeError(f"grad requires a function with one scalar output, but it returned shape(s) "
@@ -444,8 +453,8 @@ def grad(fun, argnums=0, has_aux=False):
     vg = value_and_grad(fun, argnums, has_aux)
 
     @functools.wraps(fun)
-    def g(*args):
-        (value, aux), gr = vg(*args) if has_aux else ((None, None), vg(*args)[1])
+    def g(*args, **kwargs):
+        (value, aux), gr = vg(*args, **kwargs) if has_aux else ((None, None), vg(*args, **kwargs)[1])
         return (gr, aux) if has_aux else gr
     return g
 
@@ -494,16 +503,18 @@ def vmap(fun, in_axes=0, out_axes=0):
     array([2., 2., 2.])
     """
     @functools.wraps(fun)
-    def batched(*args):
+    def batched(*args, **kwargs):
         spec = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         if isinstance(in_axes, (tuple, list)) and len(in_axes) != len(args):
             raise ValueError(f"vmap: in_axes has {len(in_axes)} entries but the function got {len(args)} arguments")
-        leaves, tree = tree_flatten(tuple(args))
-        axes = _axes_for(tuple(spec), tuple(args), "in_axes")
+        leaves, tree = tree_flatten((tuple(args), kwargs))
+        # keyword arguments are mapped over their leading axis, as in JAX
+        axes = _axes_for(tuple(spec), tuple(args), "in_axes") + _axes_for(0, kwargs, "in_axes")
         size = _batch_size(leaves, axes)
         with new_trace(BatchTrace, size) as trace:
             wrapped = [x if a is None else BatchTracer(trace, _move(x, a, 0)) for x, a in zip(leaves, axes)]
-            out = fun(*tree.unflatten(wrapped))
+            new_args, new_kwargs = tree.unflatten(wrapped)
+            out = fun(*new_args, **new_kwargs)
             outs, out_tree = tree_flatten(out)
             outs = [_output(o, "vmap") for o in outs]
         oaxes = _axes_for(out_axes, out, "out_axes")

@@ -567,3 +567,16 @@ def test_chunking_is_the_only_loop():
     _, one = count_evals(gpuad.jacfwd(f), x)
     _, three = count_evals(gpuad.jacfwd(f, chunk_size=4), x)
     assert three > one  # each chunk is one more sweep
+
+
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev, gpuad.jacobian, gpuad.hessian, gpuad.grad])
+def test_keyword_arguments_pass_through_undifferentiated(transform):
+    f = lambda x, scale=1.0: gnp.sum(gnp.sin(x)) * scale  # noqa: E731
+    x = gnp.asarray(r(3))
+    assert_close(transform(f)(x, scale=2.5), 2.5 * to_np(transform(f)(x)), rtol=1e-13, atol=1e-13)
+
+
+def test_vmap_maps_keyword_arguments_over_their_leading_axis():
+    a, b = r(4, 2), r(4, 2)
+    got = gpuad.vmap(lambda x, y=None: x * gnp.sum(y))(gnp.asarray(a), y=gnp.asarray(b))
+    assert_close(got, a * b.sum(axis=1, keepdims=True), rtol=1e-13, atol=1e-13)
