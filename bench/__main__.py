@@ -21,7 +21,8 @@ def parse(argv):
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="problems: " + ", ".join(c.name for c in problems.CASES)
                                  + "\n(a family name such as 'tall' or 'readme' selects all its cases)")
-    ap.add_argument("--size", choices=sorted(problems.SIZES), default="cpu", help="problem sizes (default: cpu)")
+    ap.add_argument("--size", choices=sorted(problems.SIZES),
+                    help="problem sizes (default: gpu on the CuPy backend, else cpu)")
     ap.add_argument("--quick", action="store_const", const="quick", dest="size", help="same as --size quick")
     ap.add_argument("--problems", default="", help="comma-separated problems (default: all)")
     ap.add_argument("--engines", default=",".join(engines.NAMES),
@@ -74,6 +75,7 @@ def main(argv=None):
         sys.exit(f"python -m bench: {e}")
     kept = not a.glibc_malloc and memory.keep_freed_memory()  # before anything allocates: one policy for all
     device = engines.gpuad_device()
+    a.size = a.size or device
     loaded, unavailable = load_engines(names, device)
     budget = timing.BUDGETS[a.size] if a.budget is None else (a.budget,) + timing.BUDGETS[a.size][1:]
     meta = _meta(a, argv, device, loaded, unavailable, names)  # before the run: the load is others' work

@@ -25,11 +25,12 @@ step 10 "GPUs" nvidia-smi -L
 # Compile every kernel first, so the tests load them from CuPy's cache instead of timing out.
 step 60 "NVRTC check and CuPy kernel cache" "$PYTHON" -m gpuad.kernels --check --warm
 # No -x: one run should list every failure; --tb=line keeps that list short.
-step 140 "test suite on CuPy" env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests -q -p no:cacheprovider \
+step 120 "test suite on CuPy" env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests -q -p no:cacheprovider \
     --maxfail=100 --tb=line -rf --durations=10
 step 20 "no host round trip during jacfwd/jacrev/hessian" \
     env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests/test_gpu.py -q -p no:cacheprovider -k no_host_round_trip
-step 70 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --budget 1  # 1 s of timed calls per case
+# gpuad against JAX-jit and torch.func; per-case progress goes to stderr, so a cut run still tells.
+step 90 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --engines gpuad,jax-jit,torch --budget 0.5
 echo
 echo "=== gpu_check: $failed step(s) failed"
 exit "$failed"
