@@ -77,21 +77,23 @@ def trace(x, offset=0, axis1=0, axis2=1):
 
 
 def einsum(subscripts, *operands):
-    """numpy.einsum without '...': contracts pairwise, left to right, with one GEMM each.
+    """numpy.einsum: contracts pairwise, left to right, with one GEMM each.
 
     >>> import gpuad.numpy as gnp
     >>> gnp.einsum("ij,j->i", gnp.eye(2), gnp.ones(2))
     array([1., 1.])
+    >>> gnp.einsum("...ij,...j->...i", gnp.ones((5, 2, 3)), gnp.ones(3)).shape
+    (5, 2)
     """
-    if "." in subscripts:
-        raise ValueError("einsum: '...' is not supported; write out the axes")
     ins, out = subscripts.replace(" ", "").split("->") if "->" in subscripts else (subscripts, None)
     specs = ins.split(",")
     if len(specs) != len(operands):
         raise ValueError(f"einsum: {len(specs)} subscripts for {len(operands)} operands")
+    specs, ellipsis, operands = _name_ellipsis(specs, operands)
     if out is None:
-        counts = {c: ins.count(c) for c in set(ins) if c != ","}
-        out = "".join(sorted(c for c, n in counts.items() if n == 1))
+        letters = "".join(specs)
+        out = ellipsis + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in ellipsis))
+    out = out.replace("...", ellipsis)
     ops = [_undiagonal(x, s) for x, s in zip(operands, specs)]
     for c in out:
         if not any(c in s for _, s in ops):
@@ -105,6 +107,27 @@ def einsum(subscripts, *operands):
         ops = [(contract(a, b, spec=(sa, sb, so)), so)] + ops[2:]
     x, s = _sum_lone(*ops[0], out)
     return transpose(x, [s.index(c) for c in out])
+
+
+def _name_ellipsis(specs, operands):
+    """Give the axes under '...' letters of their own. As in NumPy they align to the right and
+    broadcast, so operands with size-1 (or fewer) such axes are broadcast first."""
+    if not any("..." in s for s in specs):
+        return specs, "", operands
+    counts = [len(shape(x)) - len(s.replace("...", "")) if "..." in s else 0 for x, s in zip(operands, specs)]
+    free = [c for c in string.ascii_uppercase if c not in "".join(specs)]
+    n = max(counts)
+    named = "".join(free[:n])
+    parts = [shape(x)[s.index("..."):s.index("...") + k] if "..." in s else ()
+             for x, s, k in zip(operands, specs, counts)]
+    common = onp.broadcast_shapes(*parts)
+    out_ops = []
+    for x, s, k, part in zip(operands, specs, counts, parts):
+        if part != common[n - k:]:
+            i = s.index("...")
+            x = broadcast_to(x, shape(x)[:i] + common[n - k:] + shape(x)[i + k:])
+        out_ops.append(x)
+    return [s.replace("...", named[n - k:]) for s, k in zip(specs, counts)], named, out_ops
 
 
 def _undiagonal(x, s):
