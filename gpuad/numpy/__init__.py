@@ -21,3 +21,11 @@ pi, e, inf, nan, newaxis = _onp.pi, _onp.e, _onp.inf, _onp.nan, None
 float32, float64, int32, int64, bool_ = _onp.float32, _onp.float64, _onp.int32, _onp.int64, _onp.bool_
 
 _install()
+
+
+def __getattr__(name):
+    """A clear error for numpy names gpuad.numpy does not have (yet)."""
+    if hasattr(_onp, name):
+        raise AttributeError(f"gpuad.numpy has no {name!r} yet (numpy.{name} exists). Compose it from "
+                             "gpuad.numpy functions, or compute it outside the transformed function.")
+    raise AttributeError(f"module 'gpuad.numpy' has no attribute {name!r}")
