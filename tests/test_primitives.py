@@ -221,6 +221,25 @@ S("tril_k", lambda m, x: m.tril(x, -1), (3, 4))
 S("take", lambda m, x: m.take(x, [0, 3, 3]), (2, 3))
 S("take_axis", lambda m, x: m.take(x, [2, 0, -1], axis=1), (2, 4))
 
+# ---------------------------------------------------------------- sorting, gathers along an axis
+ALONG = np.array([[0, 3, 3, 1, 0], [2, 2, 2, 2, 1], [3, 0, 1, 2, 3]])  # repeats: the adjoint adds
+
+
+def np_along_grad(x):
+    """The gradient of sum(take_along_axis(x, ALONG, 1) ** 2): 2 x[ALONG] added back at ALONG."""
+    g = np.zeros_like(x)
+    rows = np.arange(3)[:, None]
+    np.add.at(g, (rows, ALONG), 2 * x[rows, ALONG])
+    return g
+
+
+S("sort_last", lambda m, x: m.sort(x), (3, 4))
+S("sort_first_axis", lambda m, x: m.sort(x, axis=0) ** 2, (3, 4))
+S("sort_flat", lambda m, x: m.sort(x, axis=None)[::2], (3, 4))
+S("take_along_repeated", lambda m, x: m.take_along_axis(x, ALONG, axis=1), (3, 4))
+S("take_along_grad", lambda m, x: gpuad.grad(lambda v: gnp.sum(gnp.take_along_axis(v, ALONG, axis=1) ** 2))(
+    m.asarray(x)), (3, 4), ref=np_along_grad)
+
 # ---------------------------------------------------------------- indexing
 S("index_basic", lambda m, x: x[1:3, ::2], (4, 5))
 S("index_negative_steps", lambda m, x: x[::-1, 3:0:-2], (4, 5))
@@ -408,3 +427,18 @@ def test_vmap_of_jacfwd_over_many_small_examples_matches_the_closed_form():
     ref[:, 1, 1], ref[:, 1, 2] = np.exp(c), b * np.exp(c)
     ref[:, 2, 0], ref[:, 2, 2] = np.cos(a), 2 * c
     assert_close(J, ref, rtol=1e-13, atol=1e-13)
+
+
+def test_argsort_matches_numpy_also_under_vmap():
+    x = random_inputs([(4, 5)], W, seed=9)[0]
+    for axis in (None, 0, -1):
+        np.testing.assert_array_equal(to_np(gnp.argsort(gnp.asarray(x), axis=axis)), np.argsort(x, axis=axis))
+    np.testing.assert_array_equal(to_np(gpuad.vmap(gnp.argsort)(gnp.asarray(x))), np.argsort(x, axis=1))
+
+
+def test_take_along_axis_with_batched_indices_under_vmap():
+    x, idx = random_inputs([(4, 5)], W, seed=10)[0], ALONG[:, :4].T  # (4, 3) positions per row
+    gather = gpuad.vmap(lambda r, i: gnp.take_along_axis(r, i, axis=0))
+    assert_close(gather(gnp.asarray(x), gnp.asarray(idx)), np.take_along_axis(x, idx, axis=1))
+    J = gpuad.jacrev(lambda v: gather(v, gnp.asarray(idx)))(gnp.asarray(x))
+    assert_close(J, gpuad.jacfwd(lambda v: gather(v, gnp.asarray(idx)))(gnp.asarray(x)), rtol=1e-14, atol=1e-14)

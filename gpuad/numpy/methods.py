@@ -3,7 +3,7 @@ import numpy as onp
 
 from ..core import Primitive, Tracer
 from ..ops.structural import astype
-from . import elementwise as E, products as P, reductions as R, shapes as S
+from . import elementwise as E, products as P, reductions as R, shapes as S, sorting
 from .indexing import _At, take_index
 
 
@@ -64,7 +64,8 @@ METHODS = {
     "astype": _astype, "reshape": _reshape, "transpose": _transpose, "ravel": S.ravel,
     "flatten": S.ravel, "squeeze": S.squeeze, "swapaxes": S.swapaxes, "repeat": S.repeat,
     "sum": R.sum, "mean": R.mean, "prod": R.prod, "max": R.max, "min": R.min, "var": R.var,
-    "std": R.std, "cumsum": R.cumsum, "argmax": R.argmax, "argmin": R.argmin, "dot": P.dot, "clip": E.clip, "diagonal": S.diagonal,
+    "std": R.std, "cumsum": R.cumsum, "argmax": R.argmax, "argmin": R.argmin,
+    "argsort": sorting.argsort, "dot": P.dot, "clip": E.clip, "diagonal": S.diagonal,
     "trace": P.trace,
 }
 

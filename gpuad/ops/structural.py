@@ -8,6 +8,8 @@ import numpy as onp
 
 from .. import backends
 from ..core import Primitive, shape
+
+_shape = shape  # for rules whose `shape` parameter hides it
 from .elementwise import PRIMS as EW
 
 
@@ -347,3 +349,64 @@ reduce_max = Primitive(
 argmax = Primitive(
     "argmax", lambda x, axis: _xp().argmax(x, axis=axis),
     batch=lambda args, batched, axis: (argmax(args[0], axis=axis + 1), True), nondiff=True)
+
+
+# ---------------------------------------------------------------- gathers along an axis
+# take_along(x, idx) reads x at integer positions idx along one axis (numpy.take_along_axis);
+# put_along(v, idx) adds v into zeros at those positions. Each is the other's adjoint. The
+# indices are an argument, not a parameter, so under vmap they may be batched themselves.
+def _put_along_impl(v, idx, shape, axis):
+    xp = _xp()
+    full = onp.broadcast_shapes(idx.shape, v.shape)
+    grids = xp.ix_(*[xp.arange(n) for n in full])
+    where = tuple(xp.broadcast_to(idx, full) if d == axis else g for d, g in enumerate(grids))
+    out = xp.zeros(shape, dtype=v.dtype)
+    xp.add.at(out, where, xp.broadcast_to(v, full))  # positions may repeat: they add up
+    return out
+
+
+def _lead(a):
+    return reshape(a, shape=(1,) + _shape(a))
+
+
+def _lead_all(args, batched):
+    """Every argument with a leading axis: size 1 (broadcast by the gather) where unbatched."""
+    return [a if f else _lead(a) for a, f in zip(args, batched)]
+
+
+def _take_jvp(primals, tangents, axis):
+    x, idx = primals
+    return take_along(x, idx, axis=axis), take_along(tangents[0], _lead(idx), axis=axis + 1)
+
+
+def _take_vjp(ct, args, out, needed, axis):
+    x, idx = args
+    return [put_along(ct, _lead(idx), shape=_shape(ct)[:1] + _shape(x), axis=axis + 1), None]
+
+
+take_along = Primitive(
+    "take_along", lambda x, idx, axis: _xp().take_along_axis(x, idx, axis=axis), _take_jvp, _take_vjp,
+    lambda args, batched, axis: (take_along(*_lead_all(args, batched), axis=axis + 1), True))
+
+
+def _put_jvp(primals, tangents, shape, axis):
+    v, idx = primals
+    t = tangents[0]
+    return (put_along(v, idx, shape=shape, axis=axis),
+            put_along(t, _lead(idx), shape=_shape(t)[:1] + shape, axis=axis + 1))
+
+
+def _put_batch(args, batched, shape, axis):
+    size = next(_shape(a)[0] for a, f in zip(args, batched) if f)
+    return put_along(*_lead_all(args, batched), shape=(size,) + shape, axis=axis + 1), True
+
+
+put_along = Primitive(
+    "put_along", _put_along_impl, _put_jvp,
+    lambda ct, args, out, needed, shape, axis: [take_along(ct, _lead(args[1]), axis=axis + 1), None],
+    _put_batch)
+
+
+argsort = Primitive(
+    "argsort", lambda x, axis: _xp().argsort(x, axis=axis),
+    batch=lambda args, batched, axis: (argsort(args[0], axis=axis + 1), True), nondiff=True)
