@@ -24,6 +24,13 @@ class BatchTracer(Tracer):
             "the truth value of a batched value is ambiguous under vmap: each example in the batch "
             "may take a different branch. Use gpuad.numpy.where(cond, a, b) instead of Python if/while.")
 
+    def __array__(self, *a, **k):
+        raise TypeError(
+            "a batched value cannot become a NumPy array. Inside vmap, index and compute with "
+            "gpuad.numpy (gnp.take(W, i), gnp.asarray(W)[i] on CuPy) rather than NumPy arrays.")
+
+    __index__ = __array__
+
     def __repr__(self):
         return f"BatchTracer(batch of {shape(self.value)[0]}, shape {self.shape})"
 

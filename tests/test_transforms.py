@@ -580,3 +580,18 @@ def test_vmap_maps_keyword_arguments_over_their_leading_axis():
     a, b = r(4, 2), r(4, 2)
     got = gpuad.vmap(lambda x, y=None: x * gnp.sum(y))(gnp.asarray(a), y=gnp.asarray(b))
     assert_close(got, a * b.sum(axis=1, keepdims=True), rtol=1e-13, atol=1e-13)
+
+
+def test_vmap_over_integer_positions_gathers_and_differentiates():
+    """x[i] and gnp.take with a batched i: each example picks its own rows (repeats included)."""
+    X, idx = r(6, 3), np.array([[4, 0], [0, 5], [2, 2]])
+    rows = gpuad.vmap(lambda i: gnp.take(gnp.asarray(X), i, axis=0))(idx)
+    assert_close(rows, X[idx], rtol=0, atol=0)
+    cols = gpuad.vmap(lambda i: gnp.take(gnp.asarray(X), i, axis=1))(idx[:, 0] % 3)
+    assert_close(cols, X[:, idx[:, 0] % 3].T, rtol=0, atol=0)
+    f = lambda x: gpuad.vmap(lambda i: gnp.sin(gnp.take(x, i, axis=0)))(idx)  # noqa: E731
+    expected = numerical_jacobian_tree(f, (X,))
+    assert_close(gpuad.jacrev(f)(gnp.asarray(X)), expected, rtol=1e-7, atol=1e-8)
+    assert_close(gpuad.jacfwd(f)(gnp.asarray(X)), expected, rtol=1e-7, atol=1e-8)
+    g = lambda x: gpuad.vmap(lambda i: x[i] ** 2)(idx)  # noqa: E731  x is traced: x[i] itself gathers
+    assert_close(gpuad.jacrev(g)(gnp.asarray(X)), gpuad.jacfwd(g)(gnp.asarray(X)), rtol=1e-14, atol=1e-14)

@@ -9,7 +9,7 @@ import numpy as onp
 from .. import backends
 from ..batching import BatchTracer
 from ..core import Tracer, shape
-from ..ops.structural import getitem, index_add, index_set
+from ..ops.structural import getitem, index_add, index_set, reshape, take_along
 
 
 def normalize_index(key, ndim):
@@ -19,8 +19,8 @@ def normalize_index(key, ndim):
     for k in key:
         if isinstance(k, Tracer):
             if isinstance(k, BatchTracer):
-                raise TypeError("indexing with a batched index array under vmap is not supported; "
-                                "index with a constant array, or use gpuad.numpy.where.")
+                raise TypeError("under vmap, a batched index works alone (x[i]), not inside a tuple "
+                                "of indices; use gpuad.numpy.take_along_axis, or gpuad.numpy.where.")
             k = k._inner()
             while isinstance(k, Tracer):
                 k = k._inner()
@@ -51,7 +51,23 @@ def normalize_index(key, ndim):
 
 def take_index(x, key):
     """x[key] for any value x."""
+    if isinstance(key, BatchTracer):
+        return _gather_leading(x, key)
     return getitem(x, idx=normalize_index(key, len(shape(x))))
+
+
+def _gather_leading(x, idx):
+    """x[idx] for integer positions idx that vary under vmap: a gather along x's first axis,
+    result shape idx.shape + x.shape[1:], through take_along (which takes batched indices)."""
+    if idx.dtype.kind not in "iu":
+        raise TypeError("under vmap, x[i] with a batched i needs integer positions; a batched boolean "
+                        "mask would give each example its own shape: use gpuad.numpy.where instead")
+    si, sx = shape(idx), shape(x)
+    if not sx:
+        raise IndexError("too many indices: a 0-d array cannot be indexed")
+    xs = reshape(x, shape=(1,) * len(si) + sx)
+    ids = reshape(idx, shape=si + (1,) * len(sx))
+    return reshape(take_along(xs, ids, axis=len(si)), shape=si + sx[1:])
 
 
 class _At:

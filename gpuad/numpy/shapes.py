@@ -3,7 +3,7 @@ concatenate and where."""
 import numpy as onp
 
 from .. import backends
-from ..core import shape
+from ..core import Tracer, shape
 from ..ops import structural as S
 from .indexing import take_index
 from .reductions import _axes
@@ -131,9 +131,15 @@ def _along(x, index, axis):
 
 
 def take(x, indices, axis=None):
+    """numpy.take; under vmap the indices may be batched (each example picks its own)."""
     if axis is None:
         x, axis = ravel(x), 0
-    return _along(x, indices, axis % _ndim(x))
+    axis %= _ndim(x)
+    if isinstance(indices, Tracer):
+        picked = take_index(moveaxis(x, axis, 0), indices)  # indices.shape + the other axes
+        k = _ndim(indices)
+        return moveaxis(picked, tuple(range(k)), tuple(range(axis, axis + k)))
+    return _along(x, indices, axis)
 
 
 def roll(x, shift, axis=None):

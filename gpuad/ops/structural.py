@@ -358,7 +358,8 @@ argmax = Primitive(
 def _put_along_impl(v, idx, shape, axis):
     xp = _xp()
     full = onp.broadcast_shapes(idx.shape, v.shape)
-    grids = xp.ix_(*[xp.arange(n) for n in full])
+    # an axis of size 1 in `shape` was broadcast by the gather: everything along it adds into 0
+    grids = xp.ix_(*[xp.arange(n) if m == n else xp.zeros(n, dtype=int) for n, m in zip(full, shape)])
     where = tuple(xp.broadcast_to(idx, full) if d == axis else g for d, g in enumerate(grids))
     out = xp.zeros(shape, dtype=v.dtype)
     xp.add.at(out, where, xp.broadcast_to(v, full))  # positions may repeat: they add up
