@@ -1,16 +1,16 @@
-"""Shape, indexing and reduction primitives, and `where`, `astype`, the contraction.
+"""Shape, indexing, gather and reduction primitives, and `where`, `astype`, the contraction.
 
 Most are linear. For a linear primitive of one array, JVP, vmap and VJP all follow from
 two functions: `lead`, the same op on an array with one extra leading axis (a bundle of
-directions or a batch), and `transpose`, its adjoint on a cotangent bundle.
+directions or a batch), and `adjoint`, its transpose on a cotangent bundle.
 """
 import numpy as onp
 
 from .. import backends
 from ..core import Primitive, shape
+from .elementwise import PRIMS as EW
 
 _shape = shape  # for rules whose `shape` parameter hides it
-from .elementwise import PRIMS as EW
 
 
 def _xp():
