@@ -12,8 +12,13 @@ from ..core import Tracer, shape
 from ..ops.structural import getitem, index_add, index_set, reshape, take_along
 
 
+_BASIC = (int, slice)
+
+
 def normalize_index(key, ndim):
     key = key if isinstance(key, tuple) else (key,)
+    if len(key) <= ndim and all(type(k) in _BASIC for k in key):
+        return key  # ints and slices only (x[0], x[1:-1]): the common case needs no work
     be = backends.current()
     out = []
     for k in key:
