@@ -62,7 +62,7 @@ def expand_dims(x, axis):
     s = list(shape(x))
     for a in axes:
         s.insert(a, 1)
-    return reshape(x, tuple(s))
+    return S.reshape(x, shape=tuple(s))  # same size by construction: no checks needed
 
 
 def squeeze(x, axis=None):
@@ -70,7 +70,7 @@ def squeeze(x, axis=None):
     axes = [a for a, d in enumerate(s) if d == 1] if axis is None else _axes(axis, len(s))
     if any(s[a] != 1 for a in axes):
         raise ValueError(f"cannot squeeze an axis whose size is not 1 (shape {s})")
-    return reshape(x, tuple(d for a, d in enumerate(s) if a not in axes))
+    return S.reshape(x, shape=tuple(d for a, d in enumerate(s) if a not in axes))
 
 
 def broadcast_to(x, shape_):
