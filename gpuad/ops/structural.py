@@ -8,7 +8,7 @@ import numpy as onp
 
 from .. import backends
 from ..core import Primitive, shape
-from .elementwise import PRIMS as EW
+from .elementwise import PRIMS as EW, TRACED
 
 _shape = shape  # for rules whose `shape` parameter hides it
 
@@ -158,7 +158,7 @@ def _index_update(name, impl, base_ct):
         split = _split_adv(idx)
         n = _adv_ndim(idx) if split else 0
         lead_first = target[n:n + 1] + target[:n] + target[n + 1:]
-        v = broadcast_to(_pad(v, len(target) - 1), shape=lead_first)
+        v = broadcast_to(TRACED.pad(v, len(target) - 1), shape=lead_first)
         if split:  # NumPy wants the advanced dims first, then the lead axis
             v = transpose(v, perm=tuple(range(1, n + 1)) + (0,) + tuple(range(n + 1, len(target))))
         return prim(b, v, idx=(slice(None),) + idx)
@@ -228,18 +228,12 @@ def _where_jvp(primals, tangents):
     _, ta, tb = tangents
     like = ta if ta is not None else tb
     ys = onp.broadcast_shapes(shape(c), shape(a), shape(b))
-    ta = _pad(ta, len(ys)) if ta is not None else _xp().zeros((), dtype=like.dtype)
-    tb = _pad(tb, len(ys)) if tb is not None else _xp().zeros((), dtype=like.dtype)
+    ta = TRACED.pad(ta, len(ys)) if ta is not None else _xp().zeros((), dtype=like.dtype)
+    tb = TRACED.pad(tb, len(ys)) if tb is not None else _xp().zeros((), dtype=like.dtype)
     t = where(c, ta, tb)
     if t.shape[1:] != ys:
         t = broadcast_to(t, shape=t.shape[:1] + ys)
     return where(c, a, b), t
-
-
-def _pad(t, ndim):
-    """(K, *S) -> (K, 1, ..., *S) with ndim dims after the lead, so S aligns with an output."""
-    ts = shape(t)
-    return reshape(t, shape=ts[:1] + (1,) * (ndim + 1 - len(ts)) + ts[1:]) if len(ts) < ndim + 1 else t
 
 
 def _where_vjp(ct, args, out, needed):
@@ -250,7 +244,7 @@ def _where_vjp(ct, args, out, needed):
 
 def _where_batch(args, batched):
     ndim = max(len(shape(a)) - f for a, f in zip(args, batched))
-    padded = [_pad(a, ndim) if f else a for a, f in zip(args, batched)]
+    padded = [TRACED.pad(a, ndim) if f else a for a, f in zip(args, batched)]
     return where(*padded), True
 
 
