@@ -11,6 +11,7 @@ from . import backends
 from .batching import BatchTrace, BatchTracer
 from .core import Tracer, dtype, is_inexact, new_trace, shape
 from .forward import JVPTrace, JVPTracer
+from .numpy.shapes import moveaxis
 from .ops import structural as S
 from .reverse import RevTrace
 from .tree import tree_flatten, tree_map
@@ -512,7 +513,7 @@ def vmap(fun, in_axes=0, out_axes=0):
         axes = _axes_for(tuple(spec), tuple(args), "in_axes") + _axes_for(0, kwargs, "in_axes")
         size = _batch_size(leaves, axes)
         with new_trace(BatchTrace, size) as trace:
-            wrapped = [x if a is None else BatchTracer(trace, _move(x, a, 0)) for x, a in zip(leaves, axes)]
+            wrapped = [x if a is None else BatchTracer(trace, moveaxis(x, a, 0)) for x, a in zip(leaves, axes)]
             new_args, new_kwargs = tree.unflatten(wrapped)
             out = fun(*new_args, **new_kwargs)
             outs, out_tree = tree_flatten(out)
@@ -539,12 +540,6 @@ def _batch_size(leaves, axes):
     return next(iter(sizes.values()))
 
 
-def _move(x, src, dst):
-    from .numpy.shapes import moveaxis
-    nd = len(shape(x))
-    return x if src % nd == dst % nd else moveaxis(x, src, dst)
-
-
 def _unbatch(o, axis, trace, size):
     batched = isinstance(o, BatchTracer) and o._trace is trace
     if axis is None:
@@ -555,7 +550,7 @@ def _unbatch(o, axis, trace, size):
     nd = len(shape(v))
     if not -nd <= axis < nd:
         raise ValueError(f"vmap: out_axes {axis} is out of range for an output of {nd - 1} dimensions")
-    return _move(v, 0, axis)
+    return moveaxis(v, 0, axis)
 
 
 def block_until_ready(tree):
