@@ -20,3 +20,15 @@ def test_docstring_examples(name):
         pytest.skip("the examples print NumPy arrays")
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+def test_readme_example_prints_what_the_readme_shows(capsys):
+    """The README's example block, run as is, prints the output block that follows it."""
+    import re
+    from pathlib import Path
+    if backends.backend() != "numpy":
+        pytest.skip("the README shows NumPy's printout")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code, shown = re.search(r"```python\n(import gpuad.*?)```\s*```\n(.*?)```", text, re.S).groups()
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the project's own README
+    assert capsys.readouterr().out == shown
