@@ -512,7 +512,7 @@ def vmap(fun, in_axes=0, out_axes=0):
         # keyword arguments are mapped over their leading axis, as in JAX
         axes = _axes_for(tuple(spec), tuple(args), "in_axes") + _axes_for(0, kwargs, "in_axes")
         size = _batch_size(leaves, axes)
-        with new_trace(BatchTrace, size) as trace:
+        with new_trace(BatchTrace) as trace:
             wrapped = [x if a is None else BatchTracer(trace, moveaxis(x, a, 0)) for x, a in zip(leaves, axes)]
             new_args, new_kwargs = tree.unflatten(wrapped)
             out = fun(*new_args, **new_kwargs)

@@ -36,10 +36,10 @@ class BatchTracer(Tracer):
 
 
 class BatchTrace(Trace):
-    __slots__ = ("size",)
+    __slots__ = ()
 
-    def __init__(self, level, size):
-        self.level, self.size = level, size
+    def __init__(self, level):
+        self.level = level
 
     def process(self, prim, args, params):
         vals, batched = [], []

@@ -71,8 +71,8 @@ class Trace:
 
 
 @contextlib.contextmanager
-def new_trace(cls, *init):
-    trace = cls(len(_stack) + 1, *init)
+def new_trace(cls):
+    trace = cls(len(_stack) + 1)
     _stack.append(trace)
     try:
         yield trace

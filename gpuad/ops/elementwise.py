@@ -14,7 +14,7 @@ from .expr import Expr
 
 
 class Row:
-    __slots__ = ("name", "args", "primal", "partials", "prim")
+    __slots__ = ("name", "args", "primal", "partials")
 
     def __init__(self, name, primal, *partials, arity=None):
         self.name = name
@@ -176,7 +176,6 @@ def _make(row):
         return bind(prim, *padded), True
 
     prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff)
-    row.prim = prim
     return prim
 
 
