@@ -4,8 +4,20 @@
     J = gpuad.jacfwd(lambda x: gnp.array([x[0] ** 2 * x[1], gnp.sin(x[2])]))(gnp.array([1.0, 2.0, 0.5]))
 """
 from . import numpy  # noqa: F401  (installs the array methods of traced values)
-from .api import (block_until_ready, grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize,  # noqa: F401
-                  value_and_grad, vjp, vmap)
+from .api import (  # noqa: F401
+                  block_until_ready,
+                  grad,
+                  hessian,
+                  hvp,
+                  jacfwd,
+                  jacobian,
+                  jacrev,
+                  jvp,
+                  linearize,
+                  value_and_grad,
+                  vjp,
+                  vmap,
+)
 from .backends import backend, set_backend  # noqa: F401
 from .tree import tree_flatten, tree_leaves, tree_map, tree_unflatten  # noqa: F401
 

@@ -5,6 +5,7 @@ once, `jacrev` sweeps the recorded tape back once with all m basis cotangents. T
 loop over directions is `chunk_size`, which bounds memory by sweeping k directions at a time.
 """
 import functools
+import math
 import warnings
 
 from . import backends
@@ -12,13 +13,147 @@ from .batching import BatchTrace, BatchTracer
 from .core import Tracer, dtype, is_inexact, new_trace, shape
 from .forward import JVPTrace, JVPTracer
 from .numpy.shapes import moveaxis
-from .ops import structural as S
+from .ops.indexing import concatenate, getitem
+from .ops.shape import broadcast_to, reshape, transpose
 from .reverse import RevTrace
 from .tree import tree_flatten, tree_map
 
+
+# ---------------------------------------------------------------- one differentiation call
+class Call:
+    """One call of a derivative transform: the function (keyword arguments bound), its arguments,
+    which of them are differentiated (argnums) with their leaves as backend arrays and their tree,
+    and whether the function returns aux data. `name` is the transform's, for error messages."""
+
+    def __init__(self, name, fun, args, kwargs, argnums, has_aux):
+        self.name, self.args, self.has_aux = name, tuple(args), has_aux
+        self.fun = functools.partial(fun, **kwargs) if kwargs else fun  # undifferentiated, as in JAX
+        self.nums, self.single = _argnums(argnums, len(args), name)
+        dyn = args[self.nums[0]] if self.single else tuple(args[i] for i in self.nums)
+        leaves, self.tree = tree_flatten(dyn)
+        if not leaves:
+            raise ValueError(f"{name}: the differentiated arguments hold no arrays")
+        self.leaves = [_as_input(x, name, f"input {k} of the differentiated arguments") for k, x in enumerate(leaves)]
+        self.sizes = [math.prod(shape(x)) for x in self.leaves]
+        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        self.n = sum(self.sizes)
+
+    def run(self, leaves):
+        """fun with the differentiated leaves replaced: ([output leaves], output tree, aux)."""
+        args = list(self.args)
+        sub = self.tree.unflatten(leaves)
+        for i, v in zip(self.nums, (sub,) if self.single else sub):
+            args[i] = v
+        out = self.fun(*args)
+        if self.has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError(f"{self.name}: with has_aux=True the function must return a pair (output, aux)")
+            out, aux = out
+        else:
+            aux = None
+        outs, out_tree = tree_flatten(out)
+        return [_output(o, self.name) for o in outs], out_tree, aux
+
+    def forward(self, bundles):
+        """One forward run carrying a tangent bundle per input leaf (all with K directions)."""
+        with new_trace(JVPTrace) as trace:
+            outs, out_tree, aux = self.run([JVPTracer(trace, x, t) for x, t in zip(self.leaves, bundles)])
+            primals, tangents = trace.split(outs)
+        k = shape(bundles[0])[0]
+        return primals, [_or_zeros(t, k, p) for p, t in zip(primals, tangents)], out_tree, _lower(aux, trace)
+
+    def record(self):
+        """One run on a fresh tape, for sweeps back (rows) or forward (columns) afterwards."""
+        with new_trace(RevTrace) as trace:
+            inputs = [trace.new_input(x) for x in self.leaves]
+            outs, out_tree, aux = self.run(inputs)
+            values, ids = trace.split(outs)
+        return Recording(self, trace, [t.id for t in inputs], values, ids, out_tree, _lower(aux, trace))
+
+    def basis(self, lo, hi):
+        """Input directions lo..hi of the n x n identity, one bundle per input leaf."""
+        return [_basis_slice(x, off, lo, hi) for x, off in zip(self.leaves, self.offsets)]
+
+    def columns(self, tangent, out_value):
+        """A tangent bundle (n, *So) of one output as its Jacobian blocks, one per input leaf,
+        each shaped So + Sj."""
+        so = shape(out_value)
+        blocks = []
+        for x, size, off in zip(self.leaves, self.sizes, self.offsets):
+            b = tangent if size == shape(tangent)[0] else getitem(tangent, idx=(slice(off, off + size),))
+            b = reshape(b, shape=shape(x) + so)
+            nx = len(shape(x))
+            perm = tuple(range(nx, nx + len(so))) + tuple(range(nx))
+            blocks.append(transpose(b, perm=perm) if nx and so else b)
+        return self.tree.unflatten(blocks)
+
+    def result(self, jac, aux):
+        return (jac, aux) if self.has_aux else jac
+
+
+class Recording:
+    """A tape recorded once for a Call: its input ids, and the outputs' values and ids (None for
+    an output that does not depend on the inputs)."""
+
+    def __init__(self, call, trace, in_ids, values, ids, out_tree, aux):
+        self.call, self.trace, self.in_ids = call, trace, in_ids
+        self.values, self.ids, self.out_tree, self.aux = values, ids, out_tree, aux
+        self.m = sum(math.prod(shape(v)) for v in values)
+
+    def rows(self, lo, hi):
+        """Cotangent bundles of the inputs for output directions lo..hi (one backward sweep)."""
+        seeds, off = {}, 0
+        for value, oid in zip(self.values, self.ids):
+            size = math.prod(shape(value))
+            if oid is not None and lo < off + size and off < hi:
+                seed = _basis_slice(value, off, lo, hi)
+                seeds[oid] = seed if oid not in seeds else seeds[oid] + seed
+            off += size
+        return self.pull(seeds, hi - lo)
+
+    def pull(self, seeds, m):
+        """The inputs' cotangent bundles (m directions) from {output id: seed bundle}."""
+        ct = self.trace.sweep_backward(seeds) if seeds else {}
+        return [_or_zeros(ct.get(i), m, x) for i, x in zip(self.in_ids, self.call.leaves)]
+
+    def columns(self, lo, hi):
+        """Tangent bundles of the outputs for input directions lo..hi (one forward sweep)."""
+        return self.push(dict(zip(self.in_ids, self.call.basis(lo, hi))), hi - lo)
+
+    def push(self, tangents, k):
+        """The outputs' tangent bundles (k directions) from {input id: tangent bundle}."""
+        tan = self.trace.sweep_forward(tangents)
+        return [_or_zeros(tan.get(oid) if oid is not None else None, k, v) for v, oid in zip(self.values, self.ids)]
+
+    def bytes_per_direction(self):
+        """Bytes one direction adds to a sweep over this tape: a bundle slice per input and per value."""
+        values = list(self.call.leaves) + [eq.value for eq in self.trace.tape]
+        return sum(math.prod(shape(v)) * dtype(v).itemsize for v in values)
+
+    def jacobian_by_rows(self, chunk_size):
+        """The Jacobian from backward sweeps: output tree of input trees, blocks So + Sj."""
+        parts = _sweeps(self.m, chunk_size, self.rows, self.bytes_per_direction)
+        per_input = [self._split_rows(_cat(cs)) for cs in zip(*parts)]
+        blocks = [self.call.tree.unflatten([b[o] for b in per_input]) for o in range(len(self.values))]
+        return self.out_tree.unflatten(blocks)
+
+    def jacobian_by_columns(self, chunk_size):
+        parts = _sweeps(self.call.n, chunk_size, self.columns, self.bytes_per_direction)
+        tangents = [_cat(ts) for ts in zip(*parts)]
+        return self.out_tree.unflatten([self.call.columns(t, v) for t, v in zip(tangents, self.values)])
+
+    def _split_rows(self, c):
+        """An input's cotangent bundle (m, *Sj) as one block per output leaf, So + Sj."""
+        out, off = [], 0
+        for value in self.values:
+            size = math.prod(shape(value))
+            b = c if size == shape(c)[0] else getitem(c, idx=(slice(off, off + size),))
+            out.append(reshape(b, shape=shape(value) + shape(c)[1:]))
+            off += size
+        return out
+
+
 # ---------------------------------------------------------------- argument handling
-
-
 def _argnums(argnums, nargs, name):
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums) if isinstance(argnums, (tuple, list)) else ()
@@ -37,7 +172,7 @@ def _argnums(argnums, nargs, name):
 def _as_input(x, name, where):
     if isinstance(x, Tracer):
         v = x
-    elif isinstance(x, (bool,)) or not (isinstance(x, (int, float, complex)) or hasattr(x, "shape")):
+    elif isinstance(x, bool) or not (isinstance(x, (int, float, complex)) or hasattr(x, "shape")):
         raise TypeError(f"{name}: {where} must be an array or a Python float, got {type(x).__name__}")
     else:
         v = backends.current().coerce(x)
@@ -53,29 +188,6 @@ def _as_input(x, name, where):
     return v
 
 
-def _inputs(args, argnums, name):
-    """The differentiated leaves of args, as backend arrays, with their tree."""
-    nums, single = _argnums(argnums, len(args), name)
-    dyn = args[nums[0]] if single else tuple(args[i] for i in nums)
-    leaves, tree = tree_flatten(dyn)
-    if not leaves:
-        raise ValueError(f"{name}: the differentiated arguments hold no arrays")
-    leaves = [_as_input(x, name, f"input {k} of the differentiated arguments") for k, x in enumerate(leaves)]
-    return nums, single, leaves, tree
-
-
-def _with_kwargs(fun, kwargs):
-    """Keyword arguments pass through the derivative transforms undifferentiated, as in JAX."""
-    return functools.partial(fun, **kwargs) if kwargs else fun
-
-
-def _substitute(args, nums, single, values):
-    args = list(args)
-    for i, v in zip(nums, (values,) if single else values):
-        args[i] = v
-    return tuple(args)
-
-
 def _output(x, name):
     if isinstance(x, Tracer) or backends.current().is_array(x):
         return x
@@ -85,29 +197,49 @@ def _output(x, name):
                     f"but it returned a {type(x).__name__}")
 
 
-def _split_aux(out, has_aux, name):
-    if not has_aux:
-        return out, None
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise TypeError(f"{name}: with has_aux=True the function must return a pair (output, aux)")
-    return out[0], out[1]
-
-
 def _lower(tree, trace):
-    """Strip one trace level off every value in tree (for aux data and primal outputs)."""
-    return tree_map(lambda x: trace.unpack(x)[0] if isinstance(x, Tracer) else x, tree)
+    """Strip one trace level off every value in tree (aux data)."""
+    return tree_map(trace.lower, tree)
 
 
-def _sizes(leaves):
-    sizes = [int(_prod(shape(x))) for x in leaves]
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    return sizes, offsets, sum(sizes)
+def _bundle(t, like, name, what):
+    """A single tangent or cotangent as a bundle of one direction, after checking it fits."""
+    if not isinstance(t, Tracer):
+        t = backends.current().coerce(t)
+        if isinstance(t, (int, float)):
+            t = backends.current().asarray(t, dtype=dtype(like))
+    if shape(t) != shape(like):
+        raise ValueError(f"{name}: {what} has shape {shape(t)} but its primal has shape {shape(like)}")
+    if dtype(t) != dtype(like):
+        raise TypeError(f"{name}: {what} has dtype {dtype(t)} but its primal has dtype {dtype(like)}; "
+                        f"cast it with .astype({dtype(like)})")
+    return reshape(t, shape=(1,) + shape(t))
 
 
-def _prod(s):
-    return functools.reduce(lambda a, b: a * b, s, 1)
+def _single(bundle, like):
+    """The one direction of a bundle (1, *S) as a value of shape S (zeros for None)."""
+    return reshape(_or_zeros(bundle, 1, like), shape=shape(like))
 
 
+def _basis_slice(x, offset, lo, hi):
+    """Rows lo..hi of the n x n identity, restricted to one leaf's columns, as a (hi-lo, *S) bundle."""
+    size = math.prod(shape(x))
+    e = backends.xp().eye(hi - lo, size, k=lo - offset, dtype=dtype(x))
+    return e.reshape((hi - lo,) + shape(x))
+
+
+def _or_zeros(bundle, k, like):
+    """A bundle, or k directions of zeros shaped like `like` where there is none (no dependence)."""
+    if bundle is not None:
+        return bundle
+    return backends.xp().zeros((k,) + shape(like), dtype=dtype(like))
+
+
+def _cat(parts):
+    return parts[0] if len(parts) == 1 else concatenate(*parts, axis=0)
+
+
+# ---------------------------------------------------------------- chunks of directions
 # Share of the free device memory chunk_size="auto" lets one sweep's bundles take: the estimate
 # counts the bundle of every value on the tape, not the temporaries the rules make on the way.
 _AUTO_SHARE = 0.5
@@ -151,42 +283,7 @@ def _chunk_size(n, chunk_size, bytes_per_direction):
     return chunk_size
 
 
-def _bundle_bytes(trace, leaves):
-    """Bytes one direction adds to a sweep over this tape: a bundle slice per input and per value."""
-    values = list(leaves) + [eq.value for eq in trace.tape]
-    return sum(int(_prod(shape(v))) * dtype(v).itemsize for v in values)
-
-
-def _basis_slice(x, offset, lo, hi):
-    """Rows lo..hi of the n x n identity, restricted to one leaf's columns, as a (hi-lo, *S) bundle."""
-    size = int(_prod(shape(x)))
-    xp = backends.current().xp
-    e = xp.eye(hi - lo, size, k=lo - offset, dtype=dtype(x))
-    return e.reshape((hi - lo,) + shape(x))
-
-
-def _zeros(k, like):
-    return backends.current().xp.zeros((k,) + shape(like), dtype=dtype(like))
-
-
-def _cat(parts):
-    return parts[0] if len(parts) == 1 else S.concatenate(*parts, axis=0)
-
-
 # ---------------------------------------------------------------- forward mode
-
-def _forward(fun, args, nums, single, leaves, tree, bundles, has_aux, name):
-    with new_trace(JVPTrace) as trace:
-        tracers = tree.unflatten([JVPTracer(trace, x, t) for x, t in zip(leaves, bundles)])
-        out, aux = _split_aux(fun(*_substitute(args, nums, single, tracers)), has_aux, name)
-        outs, out_tree = tree_flatten(out)
-        pairs = [trace.unpack(_output(o, name)) for o in outs]
-    k = shape(bundles[0])[0]
-    primals = [p for p, _ in pairs]
-    tangents = [t if t is not None else _zeros(k, p) for p, t in pairs]
-    return primals, tangents, out_tree, _lower(aux, trace)
-
-
 def jvp(fun, primals, tangents, has_aux=False):
     """Forward-mode Jacobian-vector product: (fun(*primals), J @ tangents).
 
@@ -198,29 +295,14 @@ def jvp(fun, primals, tangents, has_aux=False):
         raise TypeError("jvp: primals and tangents must be tuples (one entry per argument of fun)")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    nums = tuple(range(len(primals)))
-    _, _, leaves, tree = _inputs(tuple(primals), nums, "jvp")
+    call = Call("jvp", fun, primals, {}, tuple(range(len(primals))), has_aux)
     tleaves, ttree = tree_flatten(tuple(tangents))
-    if ttree != tree:
-        raise ValueError(f"jvp: tangents have structure {ttree} but primals have {tree}")
-    bundles = [_bundle(t, x, "jvp", "tangent") for t, x in zip(tleaves, leaves)]
-    po, to, out_tree, aux = _forward(fun, primals, nums, False, leaves, tree, bundles, has_aux, "jvp")
-    res = out_tree.unflatten(po), out_tree.unflatten([S.reshape(t, shape=shape(t)[1:]) for t in to])
+    if ttree != call.tree:
+        raise ValueError(f"jvp: tangents have structure {ttree} but primals have {call.tree}")
+    bundles = [_bundle(t, x, "jvp", "tangent") for t, x in zip(tleaves, call.leaves)]
+    po, to, out_tree, aux = call.forward(bundles)
+    res = out_tree.unflatten(po), out_tree.unflatten([_single(t, p) for t, p in zip(to, po)])
     return res + (aux,) if has_aux else res
-
-
-def _bundle(t, like, name, what):
-    """A single tangent or cotangent as a bundle of one direction, after checking it fits."""
-    if not isinstance(t, Tracer):
-        t = backends.current().coerce(t)
-        if isinstance(t, (int, float)):
-            t = backends.current().asarray(t, dtype=dtype(like))
-    if shape(t) != shape(like):
-        raise ValueError(f"{name}: {what} has shape {shape(t)} but its primal has shape {shape(like)}")
-    if dtype(t) != dtype(like):
-        raise TypeError(f"{name}: {what} has dtype {dtype(t)} but its primal has dtype {dtype(like)}; "
-                        f"cast it with .astype({dtype(like)})")
-    return S.reshape(t, shape=(1,) + shape(t))
 
 
 def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
@@ -237,80 +319,17 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     """
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
-        f = _with_kwargs(fun, kwargs)
-        nums, single, leaves, tree = _inputs(args, argnums, "jacfwd")
-        sizes, offsets, n = _sizes(leaves)
-
-        def sweep(lo, hi):
-            bundles = [_basis_slice(x, o, lo, hi) for x, o in zip(leaves, offsets)]
-            return _forward(f, args, nums, single, leaves, tree, bundles, has_aux, "jacfwd")
-
-        def bytes_per_direction():  # a recorded run shows the values each direction's tangents shadow
-            return _bundle_bytes(_record(f, args, nums, single, leaves, tree, has_aux, "jacfwd")[0], leaves)
-
-        runs = _sweeps(n, chunk_size, sweep, bytes_per_direction)
+        call = Call("jacfwd", fun, args, kwargs, argnums, has_aux)
+        # a recorded run shows the values each direction's tangents shadow
+        runs = _sweeps(call.n, chunk_size, lambda lo, hi: call.forward(call.basis(lo, hi)),
+                       lambda: call.record().bytes_per_direction())
         po, _, out_tree, aux = runs[-1]
         tangents = [_cat(ts) for ts in zip(*(to for _, to, _, _ in runs))]
-        jac = out_tree.unflatten([_columns(t, leaves, sizes, offsets, tree, p) for t, p in zip(tangents, po)])
-        return (jac, aux) if has_aux else jac
+        return call.result(out_tree.unflatten([call.columns(t, p) for t, p in zip(tangents, po)]), aux)
     return jacfun
 
 
-def _columns(t, leaves, sizes, offsets, tree, primal):
-    """Split a tangent bundle (n, *So) into one block per input leaf, shaped So + Sj."""
-    so = shape(primal)
-    blocks = []
-    for x, size, off in zip(leaves, sizes, offsets):
-        b = t if size == shape(t)[0] else S.getitem(t, idx=(slice(off, off + size),))
-        b = S.reshape(b, shape=shape(x) + so)
-        nx = len(shape(x))
-        perm = tuple(range(nx, nx + len(so))) + tuple(range(nx))
-        blocks.append(S.transpose(b, perm=perm) if nx and so else b)
-    return tree.unflatten(blocks)
-
-
 # ---------------------------------------------------------------- reverse mode
-
-def _record(fun, args, nums, single, leaves, tree, has_aux, name):
-    """Run fun once on a fresh tape. Returns the trace, input ids, outputs and aux."""
-    with new_trace(RevTrace) as trace:
-        tracers = [trace.new(x) for x in leaves]
-        out, aux = _split_aux(fun(*_substitute(args, nums, single, tree.unflatten(tracers))), has_aux, name)
-        outs, out_tree = tree_flatten(out)
-        pairs = [trace.unpack(_output(o, name)) for o in outs]
-    return trace, [t.id for t in tracers], pairs, out_tree, _lower(aux, trace)
-
-
-def _sweep_rows(trace, in_ids, leaves, pairs, lo, hi):
-    """Cotangent bundles of the inputs for output directions lo..hi (one backward sweep)."""
-    seeds = {}
-    off = 0
-    for value, oid in pairs:
-        m = int(_prod(shape(value)))
-        if oid is not None and lo < off + m and off < hi:
-            seed = _basis_slice(value, off, lo, hi)
-            seeds[oid] = seed if oid not in seeds else seeds[oid] + seed
-        off += m
-    ct = trace.backward(seeds) if seeds else {}
-    return [ct.get(i) if ct.get(i) is not None else _zeros(hi - lo, x) for i, x in zip(in_ids, leaves)]
-
-
-def _rows(c, pairs, tree):
-    """Split an input's cotangent bundle (m, *Sj) into one block per output leaf, So + Sj."""
-    out, off = [], 0
-    for value, _ in pairs:
-        m = int(_prod(shape(value)))
-        b = c if m == shape(c)[0] else S.getitem(c, idx=(slice(off, off + m),))
-        out.append(S.reshape(b, shape=shape(value) + shape(c)[1:]))
-        off += m
-    return out
-
-
-def _assemble_rev(cts, pairs, out_tree, tree):
-    per_input = [_rows(c, pairs, tree) for c in cts]
-    return out_tree.unflatten([tree.unflatten([blocks[o] for blocks in per_input]) for o in range(len(pairs))])
-
-
 def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     """Jacobian by reverse mode: one recorded run, one backward sweep with all m output directions.
 
@@ -320,14 +339,8 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     """
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
-        nums, single, leaves, tree = _inputs(args, argnums, "jacrev")
-        trace, in_ids, pairs, out_tree, aux = _record(_with_kwargs(fun, kwargs), args, nums, single, leaves, tree,
-                                                      has_aux, "jacrev")
-        m = sum(int(_prod(shape(v))) for v, _ in pairs)
-        parts = _sweeps(m, chunk_size, lambda lo, hi: _sweep_rows(trace, in_ids, leaves, pairs, lo, hi),
-                        functools.partial(_bundle_bytes, trace, leaves))
-        jac = _assemble_rev([_cat(cs) for cs in zip(*parts)], pairs, out_tree, tree)
-        return (jac, aux) if has_aux else jac
+        rec = Call("jacrev", fun, args, kwargs, argnums, has_aux).record()
+        return rec.call.result(rec.jacobian_by_rows(chunk_size), rec.aux)
     return jacfun
 
 
@@ -344,30 +357,10 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
 
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
-        nums, single, leaves, tree = _inputs(args, argnums, "jacobian")
-        trace, in_ids, pairs, out_tree, aux = _record(_with_kwargs(fun, kwargs), args, nums, single, leaves, tree,
-                                                      has_aux, "jacobian")
-        sizes, offsets, n = _sizes(leaves)
-        m = sum(int(_prod(shape(v))) for v, _ in pairs)
-        per_direction = functools.partial(_bundle_bytes, trace, leaves)
-        if n < m:
-            parts = _sweeps(n, chunk_size, lambda lo, hi: _tape_forward(trace, in_ids, leaves, offsets, pairs, lo, hi),
-                            per_direction)
-            tangents = [_cat(ts) for ts in zip(*parts)]
-            jac = out_tree.unflatten([_columns(t, leaves, sizes, offsets, tree, v)
-                                      for t, (v, _) in zip(tangents, pairs)])
-        else:
-            parts = _sweeps(m, chunk_size, lambda lo, hi: _sweep_rows(trace, in_ids, leaves, pairs, lo, hi),
-                            per_direction)
-            jac = _assemble_rev([_cat(cs) for cs in zip(*parts)], pairs, out_tree, tree)
-        return (jac, aux) if has_aux else jac
+        rec = Call("jacobian", fun, args, kwargs, argnums, has_aux).record()
+        by = rec.jacobian_by_columns if rec.call.n < rec.m else rec.jacobian_by_rows
+        return rec.call.result(by(chunk_size), rec.aux)
     return jacfun
-
-
-def _tape_forward(trace, in_ids, leaves, offsets, pairs, lo, hi):
-    tan = trace.forward({i: _basis_slice(x, o, lo, hi) for i, x, o in zip(in_ids, leaves, offsets)})
-    return [tan.get(oid) if oid is not None and tan.get(oid) is not None else _zeros(hi - lo, v)
-            for v, oid in pairs]
 
 
 def vjp(fun, *primals, has_aux=False):
@@ -379,44 +372,37 @@ def vjp(fun, *primals, has_aux=False):
     >>> pullback(gnp.asarray(3.0))
     (array(3.),)
     """
-    nums = tuple(range(len(primals)))
-    _, _, leaves, tree = _inputs(primals, nums, "vjp")
-    trace, in_ids, pairs, out_tree, aux = _record(fun, primals, nums, False, leaves, tree, has_aux, "vjp")
+    rec = Call("vjp", fun, primals, {}, tuple(range(len(primals))), has_aux).record()
 
     def pullback(ct):
         cleaves, ctree = tree_flatten(ct)
-        if ctree != out_tree:
-            raise ValueError(f"vjp: the cotangent has structure {ctree} but the output has {out_tree}")
+        if ctree != rec.out_tree:
+            raise ValueError(f"vjp: the cotangent has structure {ctree} but the output has {rec.out_tree}")
         seeds = {}
-        for c, (value, oid) in zip(cleaves, pairs):
+        for c, value, oid in zip(cleaves, rec.values, rec.ids):
             b = _bundle(c, value, "vjp", "cotangent")
             if oid is not None:
                 seeds[oid] = b if oid not in seeds else seeds[oid] + b
-        got = trace.backward(seeds) if seeds else {}
-        return tree.unflatten([S.reshape(got[i], shape=shape(x)) if got.get(i) is not None
-                               else _zeros(1, x)[0] for i, x in zip(in_ids, leaves)])
+        return rec.call.tree.unflatten([_single(c, x) for c, x in zip(rec.pull(seeds, 1), rec.call.leaves)])
 
-    out = out_tree.unflatten([v for v, _ in pairs])
-    return (out, pullback, aux) if has_aux else (out, pullback)
+    out = rec.out_tree.unflatten(rec.values)
+    return (out, pullback, rec.aux) if has_aux else (out, pullback)
 
 
 def linearize(fun, *primals):
     """(fun(*primals), f_jvp): f_jvp(*tangents) = J @ tangents, computed by a forward sweep of
     the tape recorded once here (fun is not run again)."""
-    nums = tuple(range(len(primals)))
-    _, _, leaves, tree = _inputs(primals, nums, "linearize")
-    trace, in_ids, pairs, out_tree, _ = _record(fun, primals, nums, False, leaves, tree, False, "linearize")
+    rec = Call("linearize", fun, primals, {}, tuple(range(len(primals))), False).record()
 
     def f_jvp(*tangents):
         tleaves, ttree = tree_flatten(tuple(tangents))
-        if ttree != tree:
-            raise ValueError(f"linearize: tangents have structure {ttree} but primals have {tree}")
-        tan = trace.forward({i: _bundle(t, x, "linearize", "tangent")
-                             for i, t, x in zip(in_ids, tleaves, leaves)})
-        return out_tree.unflatten([S.reshape(tan[oid], shape=shape(v)) if tan.get(oid) is not None
-                                   else _zeros(1, v)[0] for v, oid in pairs])
+        if ttree != rec.call.tree:
+            raise ValueError(f"linearize: tangents have structure {ttree} but primals have {rec.call.tree}")
+        bundles = [_bundle(t, x, "linearize", "tangent") for t, x in zip(tleaves, rec.call.leaves)]
+        outs = rec.push(dict(zip(rec.in_ids, bundles)), 1)
+        return rec.out_tree.unflatten([_single(t, v) for t, v in zip(outs, rec.values)])
 
-    return out_tree.unflatten([v for v, _ in pairs]), f_jvp
+    return rec.out_tree.unflatten(rec.values), f_jvp
 
 
 def value_and_grad(fun, argnums=0, has_aux=False):
@@ -428,19 +414,16 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     """
     @functools.wraps(fun)
     def vg(*args, **kwargs):
-        nums, single, leaves, tree = _inputs(args, argnums, "grad")
-        trace, in_ids, pairs, out_tree, aux = _record(_with_kwargs(fun, kwargs), args, nums, single, leaves, tree,
-                                                      has_aux, "grad")
-        if len(pairs) != 1 or shape(pairs[0][0]) != ():
-            shapes = [shape(v) for v, _ in pairs]
+        rec = Call("grad", fun, args, kwargs, argnums, has_aux).record()
+        if len(rec.values) != 1 or shape(rec.values[0]) != ():
+            shapes = [shape(v) for v in rec.values]
             raise TypeError(f"grad requires a function with one scalar output, but it returned shape(s) "
                             f"{shapes}. Use jacrev for vector outputs, or reduce the output (e.g. sum).")
-        value, oid = pairs[0]
+        value = rec.values[0]
         if not is_inexact(value):
             raise TypeError(f"grad requires a floating-point output, got dtype {dtype(value)}")
-        cts = _sweep_rows(trace, in_ids, leaves, pairs, 0, 1)
-        g = tree.unflatten([S.reshape(c, shape=shape(x)) for c, x in zip(cts, leaves)])
-        return ((value, aux), g) if has_aux else (value, g)
+        g = rec.call.tree.unflatten([_single(c, x) for c, x in zip(rec.rows(0, 1), rec.call.leaves)])
+        return ((value, rec.aux), g) if has_aux else (value, g)
     return vg
 
 
@@ -455,7 +438,7 @@ def grad(fun, argnums=0, has_aux=False):
 
     @functools.wraps(fun)
     def g(*args, **kwargs):
-        (value, aux), gr = vg(*args, **kwargs) if has_aux else ((None, None), vg(*args, **kwargs)[1])
+        (_, aux), gr = vg(*args, **kwargs) if has_aux else ((None, None), vg(*args, **kwargs)[1])
         return (gr, aux) if has_aux else gr
     return g
 
@@ -546,7 +529,7 @@ def _unbatch(o, axis, trace, size):
         if batched:
             raise ValueError("vmap: out_axes is None for an output that varies along the batch")
         return o
-    v = o.value if batched else S.broadcast_to(o, shape=(size,) + shape(o))
+    v = o.value if batched else broadcast_to(o, shape=(size,) + shape(o))
     nd = len(shape(v))
     if not -nd <= axis < nd:
         raise ValueError(f"vmap: out_axes {axis} is out of range for an output of {nd - 1} dimensions")

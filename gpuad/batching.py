@@ -19,6 +19,9 @@ class BatchTracer(Tracer):
     def _inner(self):
         return self.value
 
+    def _payload(self):
+        return True  # batched: the value leads with the batch axis
+
     def __bool__(self):
         raise TypeError(
             "the truth value of a batched value is ambiguous under vmap: each example in the batch "
@@ -38,14 +41,7 @@ class BatchTracer(Tracer):
 class BatchTrace(Trace):
     __slots__ = ()
 
-    def __init__(self, level):
-        self.level = level
-
     def process(self, prim, args, params):
-        vals, batched = [], []
-        for a in args:
-            mine = isinstance(a, BatchTracer) and a._trace is self
-            vals.append(a.value if mine else a)
-            batched.append(mine)
-        out, out_batched = prim.batch(vals, batched, **params)
+        values, marks = self.split(args)
+        out, out_batched = prim.batch(values, [m is not None for m in marks], **params)
         return BatchTracer(self, out) if out_batched else out

@@ -43,6 +43,17 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
+def linear(name, impl, lead, adjoint):
+    """A primitive linear in its one argument. Its JVP and vmap rules are `lead`, the same op on
+    an array with one extra leading axis (a bundle of directions, or a batch); its VJP is
+    `adjoint(ct, arg_shape, **params)`, the transpose on a cotangent bundle."""
+    prim = Primitive(name, impl)
+    prim.jvp = lambda primals, tangents, **kw: (prim(primals[0], **kw), lead(tangents[0], **kw))
+    prim.batch = lambda args, batched, **kw: (lead(args[0], **kw), True)
+    prim.vjp = lambda ct, args, out, needed, **kw: [adjoint(ct, shape(args[0]), **kw)]
+    return prim
+
+
 def bind(prim, *args, **params):
     coerce = backends.current().coerce
     top = None
@@ -63,11 +74,31 @@ def bind(prim, *args, **params):
 
 
 class Trace:
-    """Base of the transforms' traces; `level` orders them."""
+    """Base of the transforms' traces; `level` orders them. A tracer of a trace carries a value
+    one level down and the trace's own payload: a tangent bundle, a tape id, a batch mark."""
     __slots__ = ("level",)
+
+    def __init__(self, level):
+        self.level = level
 
     def process(self, prim, args, params):
         raise NotImplementedError
+
+    def split(self, args):
+        """([value one level down], [payload, or None where an argument is not this trace's])."""
+        values, payloads = [], []
+        for a in args:
+            if isinstance(a, Tracer) and a._trace is self:
+                values.append(a._inner())
+                payloads.append(a._payload())
+            else:
+                values.append(a)
+                payloads.append(None)
+        return values, payloads
+
+    def lower(self, x):
+        """x with this trace's level stripped (the primal of a dual number, a tape entry's value)."""
+        return x._inner() if isinstance(x, Tracer) and x._trace is self else x
 
 
 @contextlib.contextmanager
@@ -133,6 +164,10 @@ class Tracer:
 
     def _inner(self):
         """The value one level down (the primal of a dual number, the value of a tape entry)."""
+        raise NotImplementedError
+
+    def _payload(self):
+        """What this tracer's trace adds to the value below: a tangent bundle, a tape id, ..."""
         raise NotImplementedError
 
 

@@ -15,31 +15,18 @@ class JVPTracer(Tracer):
     def _inner(self):
         return self.primal
 
+    def _payload(self):
+        return self.tangent
+
 
 class JVPTrace(Trace):
     __slots__ = ()
 
-    def __init__(self, level):
-        self.level = level
-
     def process(self, prim, args, params):
-        primals, tangents = [], []
-        for a in args:
-            if isinstance(a, JVPTracer) and a._trace is self:
-                primals.append(a.primal)
-                tangents.append(a.tangent)
-            else:
-                primals.append(a)
-                tangents.append(None)
+        primals, tangents = self.split(args)
         if prim.nondiff:
             return prim(*primals, **params)
         out, tangent = prim.jvp(primals, tangents, **params)
         if tangent is None or not is_inexact(out):
             return out
         return JVPTracer(self, out, tangent)
-
-    def unpack(self, x):
-        """(primal, tangent bundle or None) of a value seen at this level."""
-        if isinstance(x, JVPTracer) and x._trace is self:
-            return x.primal, x.tangent
-        return x, None

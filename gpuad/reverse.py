@@ -5,10 +5,8 @@ The sweep carries a cotangent bundle of M directions (shape (M, *S)) per value, 
 is kept, so the same recording can be swept again (chunks) or forward (`linearize`).
 """
 from .core import Trace, Tracer, is_inexact, shape
-from .ops.elementwise import PRIMS
-from .ops.structural import unbroadcast
-
-_add = PRIMS["add"]
+from .ops.elementwise import add
+from .ops.shape import unbroadcast
 
 
 class RevTracer(Tracer):
@@ -20,48 +18,47 @@ class RevTracer(Tracer):
     def _inner(self):
         return self.value
 
+    def _payload(self):
+        return self.id
+
 
 class Equation:
-    __slots__ = ("prim", "ids", "out", "args", "value", "params")
+    """One primitive application on the tape: its argument ids (None for constants), its output's
+    id, and the argument values and output value its rules need."""
+    __slots__ = ("prim", "ids", "out_id", "args", "value", "params")
 
-    def __init__(self, prim, ids, out, args, value, params):
-        self.prim, self.ids, self.out, self.args, self.value, self.params = prim, ids, out, args, value, params
+    def __init__(self, prim, ids, out_id, args, value, params):
+        self.prim, self.ids, self.out_id = prim, ids, out_id
+        self.args, self.value, self.params = args, value, params
 
 
 class RevTrace(Trace):
     __slots__ = ("tape", "_next")
 
     def __init__(self, level):
-        self.level = level
+        super().__init__(level)
         self.tape = []
         self._next = 0
 
-    def new(self, value):
+    def new_input(self, value):
         """A fresh input variable of this tape."""
         self._next += 1
         return RevTracer(self, value, self._next)
 
     def process(self, prim, args, params):
-        vals, ids = [], []
-        for a in args:
-            if isinstance(a, RevTracer) and a._trace is self:
-                vals.append(a.value)
-                ids.append(a.id)
-            else:
-                vals.append(a)
-                ids.append(None)
-        out = prim(*vals, **params)
+        values, ids = self.split(args)
+        out = prim(*values, **params)
         if prim.nondiff or not is_inexact(out):
             return out
-        tracer = self.new(out)
-        self.tape.append(Equation(prim, ids, tracer.id, vals, out, params))
+        tracer = self.new_input(out)
+        self.tape.append(Equation(prim, ids, tracer.id, values, out, params))
         return tracer
 
-    def backward(self, seeds):
+    def sweep_backward(self, seeds):
         """Sweep the tape back from {id: cotangent bundle}; returns the bundles of all ids reached."""
         ct = dict(seeds)
         for eq in reversed(self.tape):
-            g = ct.pop(eq.out, None)
+            g = ct.pop(eq.out_id, None)
             if g is None:
                 continue
             needed = [i is not None for i in eq.ids]
@@ -70,10 +67,10 @@ class RevTrace(Trace):
                     continue
                 if shape(c)[1:] != shape(a):
                     c = unbroadcast(c, shape(a))
-                ct[i] = c if i not in ct else _add(ct[i], c)
+                ct[i] = c if i not in ct else add(ct[i], c)
         return ct
 
-    def forward(self, tangents):
+    def sweep_forward(self, tangents):
         """Sweep the tape forward from {input id: tangent bundle}; returns the bundles of all ids."""
         tan = dict(tangents)
         for eq in self.tape:
@@ -81,11 +78,5 @@ class RevTrace(Trace):
             if any(t is not None for t in ts):
                 _, t = eq.prim.jvp(eq.args, ts, **eq.params)
                 if t is not None:
-                    tan[eq.out] = t
+                    tan[eq.out_id] = t
         return tan
-
-    def unpack(self, x):
-        """(value, id or None) of a value seen at this level."""
-        if isinstance(x, RevTracer) and x._trace is self:
-            return x.value, x.id
-        return x, None

@@ -3,9 +3,6 @@
 Dicts flatten in sorted-key order, as in JAX, so two dicts with the same keys line up.
 """
 
-_NODES = (tuple, list, dict)
-
-
 class TreeDef:
     """The structure of a pytree with its leaves taken out."""
     __slots__ = ("kind", "meta", "children")
@@ -35,9 +32,7 @@ class TreeDef:
         return sum(c.num_leaves for c in self.children)
 
     def unflatten(self, leaves):
-        it = iter(leaves)
-        out = self._build(it)
-        return out
+        return self._build(iter(leaves))
 
     def _build(self, it):
         if self.kind is None:

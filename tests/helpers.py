@@ -161,7 +161,7 @@ def check_dot_product(f, xs, rtol=1e-10, atol=1e-10, seed=2):
 def primitives_used(f, xs):
     """Names of the primitives f records on a reverse-mode tape at xs."""
     with core.new_trace(RevTrace) as trace:
-        f(*[trace.new(x) for x in on_backend(*xs)])
+        f(*[trace.new_input(x) for x in on_backend(*xs)])
     return {eq.prim.name for eq in trace.tape}
 
 

@@ -56,8 +56,8 @@ def run_on_host(lib, call, blocks_y=1):
 
 
 class HostKernelBackend(NumpyBackend):
-    """The NumPy backend with the CuPy backend's elementwise fast paths: the same launch plans,
-    the same kernels (run on the CPU), the same fallback to the generic rule."""
+    """The NumPy backend with the CuPy backend's fused hooks: the same launch plans, the same
+    kernels (run on the CPU), the same fallback to the generic rule where no kernel applies."""
 
     def __init__(self, lib):
         super().__init__()
@@ -67,10 +67,10 @@ class HostKernelBackend(NumpyBackend):
         self.launches += 1
         return run_on_host(self.lib, call, blocks_y=call.grid[0][1])
 
-    def ew_jvp(self, row, primals, tangents):
+    def fused_jvp(self, row, primals, tangents):
         call = jvp_launch(row, primals, tangents, np)
-        return super().ew_jvp(row, primals, tangents) if call is None else tuple(self._launch(call))
+        return None if call is None else tuple(self._launch(call))
 
-    def ew_vjp(self, row, args, y, ct, needed):
+    def fused_vjp(self, row, args, y, ct, needed):
         call = vjp_launch(row, args, y, ct, needed, np)
-        return super().ew_vjp(row, args, y, ct, needed) if call is None else self._launch(call)
+        return None if call is None else self._launch(call)

@@ -8,11 +8,11 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import assert_close, on_backend
 
 import gpuad
 import gpuad.numpy as gnp
 from gpuad import backends
-from helpers import assert_close, on_backend
 
 N = 10
 
@@ -26,14 +26,14 @@ def _expected():
 
 
 def _limit_directions(monkeypatch, method, most):
-    """Make the backend's elementwise rule `method` fail above `most` directions; returns the
-    list of direction counts it was called with."""
+    """Make the backend's fused elementwise hook `method` (which every elementwise JVP or VJP on
+    arrays asks first) fail above `most` directions; returns the direction counts it saw."""
     be = backends.current()
     real, seen = getattr(be, method), []
 
     def limited(row, *args):
-        # ew_jvp(row, primals, tangents), ew_vjp(row, args, y, ct, needed)
-        k = next(t for t in args[1] if t is not None).shape[0] if method == "ew_jvp" else args[2].shape[0]
+        # fused_jvp(row, primals, tangents), fused_vjp(row, args, y, ct, needed)
+        k = next(t for t in args[1] if t is not None).shape[0] if method == "fused_jvp" else args[2].shape[0]
         seen.append(k)
         if k > most:
             raise MemoryError(f"simulated: {k} directions")
@@ -42,7 +42,7 @@ def _limit_directions(monkeypatch, method, most):
     return seen
 
 
-@pytest.mark.parametrize("transform,method", [(gpuad.jacfwd, "ew_jvp"), (gpuad.jacrev, "ew_vjp")])
+@pytest.mark.parametrize("transform,method", [(gpuad.jacfwd, "fused_jvp"), (gpuad.jacrev, "fused_vjp")])
 def test_out_of_memory_sweep_is_retried_in_halves_with_one_warning(monkeypatch, transform, method):
     expected = _expected()
     seen = _limit_directions(monkeypatch, method, most=3)
@@ -54,13 +54,13 @@ def test_out_of_memory_sweep_is_retried_in_halves_with_one_warning(monkeypatch, 
 
 
 def test_out_of_memory_with_one_direction_is_raised(monkeypatch):
-    _limit_directions(monkeypatch, "ew_jvp", most=0)
+    _limit_directions(monkeypatch, "fused_jvp", most=0)
     with pytest.raises(MemoryError, match="simulated: 1 directions"):
         gpuad.jacfwd(_f)(*on_backend(np.linspace(0.1, 1.0, N)))
 
 
 @pytest.mark.parametrize("free,sizes", [(None, {N}), (0, {1}), (10**12, {N})])
-@pytest.mark.parametrize("transform,method", [(gpuad.jacfwd, "ew_jvp"), (gpuad.jacrev, "ew_vjp")])
+@pytest.mark.parametrize("transform,method", [(gpuad.jacfwd, "fused_jvp"), (gpuad.jacrev, "fused_vjp")])
 def test_auto_chunk_follows_free_memory(monkeypatch, transform, method, free, sizes):
     """No memory bound (NumPy): one sweep; none free: one direction a sweep; plenty: one sweep."""
     expected = _expected()

@@ -7,10 +7,11 @@ second order, forward and reverse, under vmap) are checked through the kernel pa
 without a GPU.
 """
 import pytest
+import test_primitives as tp  # a module import: its tests are called here, not collected twice
+from host_kernels import HostKernelBackend
 
 from gpuad import backends
-from host_kernels import HostKernelBackend
-import test_primitives as tp  # a module import: its tests are called here, not collected twice
+
 
 @pytest.fixture
 def kernel_backend(host_kernels, monkeypatch):

@@ -4,18 +4,30 @@ A spec's function takes the array namespace first: `fn(gnp, *xs)` is what gpuad
 differentiates, `fn(numpy, *xs)` is the NumPy reference for its forward value (or `ref`
 where NumPy spells it differently). Inputs are drawn from the spec's domain.
 """
+import importlib
+import pkgutil
 import zlib
 from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
+import test_linalg  # a module import: its CASES are read here, its tests are not collected twice
+from helpers import (
+    assert_close,
+    check_dot_product,
+    check_first_order,
+    check_second_order,
+    on_backend,
+    primitives_used,
+    random_inputs,
+    to_np,
+)
 
 import gpuad
 import gpuad.numpy as gnp
+from gpuad import ops
 from gpuad.core import Primitive
-from gpuad.ops import elementwise, structural
-from helpers import assert_close, check_dot_product, check_first_order, check_second_order, on_backend, \
-    primitives_used, random_inputs, to_np
+from gpuad.ops import elementwise, table
 
 
 class Spec(NamedTuple):
@@ -298,7 +310,7 @@ def test_nested_lists_are_array_like(spec):
     lists = [x.tolist() for x in xs]
     try:
         same = np.shape(ref(*lists)) == expected.shape and np.allclose(ref(*lists), expected)
-    except Exception:  # noqa: BLE001 - NumPy refuses lists here (x.T, x.copy(), ...)
+    except Exception:
         same = False
     if not same:
         pytest.skip("NumPy itself needs arrays here")
@@ -355,15 +367,21 @@ def test_vmap_and_vmap_of_jvp_match_a_loop(spec, others):
 
 
 def _differentiable_primitives():
-    prims = {p.name for p in elementwise.PRIMS.values() if not p.nondiff}
-    return prims | {p.name for p in vars(structural).values() if isinstance(p, Primitive) and not p.nondiff}
+    """Every differentiable primitive of every module in gpuad/ops (the table's rows included)."""
+    names = {p.name for p in elementwise.PRIMS.values() if not p.nondiff}
+    for info in pkgutil.iter_modules(ops.__path__):
+        module = importlib.import_module(f"gpuad.ops.{info.name}")
+        names |= {p.name for p in vars(module).values() if isinstance(p, Primitive) and not p.nondiff}
+    return names
 
 
 def test_every_differentiable_primitive_has_a_spec():
-    """Adding a row to the elementwise table (or a structural primitive) without a spec fails here."""
+    """Adding a row to the rule table, or a primitive to any ops module, without a spec fails here."""
     used = set()
     for spec in SPECS:
         used |= primitives_used(spec.f, spec.inputs())
+    for f, x in test_linalg.CASES.values():  # linalg's derivative checks have their own table
+        used |= primitives_used(f, (x,))
     missing = _differentiable_primitives() - used
     assert not missing, f"primitives with no op spec: {sorted(missing)}"
 
@@ -376,7 +394,7 @@ def _weight(m, v):
     return m.where(v, 2.0, 1.0) if v.dtype == bool else v
 
 
-@pytest.mark.parametrize("row", elementwise.NONDIFF, ids=lambda r: r.name)
+@pytest.mark.parametrize("row", table.NONDIFF, ids=lambda r: r.name)
 def test_nondifferentiable_rows_match_numpy_and_carry_no_derivative(row):
     xs = tuple(np.round(x, 1) for x in random_inputs(NONDIFF_ARGS[len(row.args)], W, seed=3))
     if row.name.startswith("logical"):

@@ -8,12 +8,13 @@ Rows with kinks (abs, maximum, minimum) are left out: differences across a kink 
 derivatives.
 """
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from helpers import assert_close, check_dot_product, check_first_order, check_second_order, on_backend
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_primitives import BINARY, UNARY
 
 import gpuad
 import gpuad.numpy as gnp
-from helpers import assert_close, check_dot_product, check_first_order, check_second_order, on_backend
-from test_primitives import BINARY, UNARY
 
 KINKED = {"abs", "maximum", "minimum"}
 

@@ -2,10 +2,10 @@
 gpuad.numpy where the text uses jax and jax.numpy, checked against closed forms."""
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import gpuad
 import gpuad.numpy as gnp
-from helpers import assert_close
 
 
 def func(x):

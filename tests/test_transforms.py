@@ -5,10 +5,10 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
+from helpers import assert_close, assert_tree_close, count_evals, numerical_jacobian_tree, to_np
 
 import gpuad
 import gpuad.numpy as gnp
-from helpers import assert_close, assert_tree_close, count_evals, numerical_jacobian_tree, to_np
 
 RNG = np.random.default_rng(0)
 
@@ -202,7 +202,7 @@ def test_linearize_equals_jvp(case):
     assert_tree_close(y, case.fn(*args), rtol=0, atol=0)
     for seed in range(2):
         rng = np.random.default_rng(seed)
-        ts = gpuad.tree_map(lambda a: gnp.asarray(rng.standard_normal(np.shape(a))), args)
+        ts = gpuad.tree_map(lambda a, rng=rng: gnp.asarray(rng.standard_normal(np.shape(a))), args)
         y2, t2 = gpuad.jvp(case.fn, args, ts)
         assert_tree_close(f_jvp(*ts), t2, rtol=1e-12, atol=1e-12)
         assert_tree_close(y2, y, rtol=0, atol=0)
@@ -346,7 +346,7 @@ def test_nested_transforms_match_a_loop(name):
 def test_grad_and_hessian_through_vmap():
     def loss(w):
         return gnp.sum(gpuad.vmap(lambda x: gnp.tanh(x @ w))(XS))
-    assert_close(gpuad.grad(loss)(X0), sum(to_np(gpuad.grad(lambda w: gnp.tanh(x @ w))(X0)) for x in XS))
+    assert_close(gpuad.grad(loss)(X0), sum(to_np(gpuad.grad(lambda w, x=x: gnp.tanh(x @ w))(X0)) for x in XS))
     assert_close(gpuad.hessian(loss)(X0), numerical_jacobian_tree(gpuad.grad(loss), (X0,)), rtol=1e-5, atol=1e-5)
 
 

@@ -14,12 +14,17 @@ def current():
     return _current
 
 
+def xp():
+    """The active backend's array module (numpy or cupy)."""
+    return current().xp
+
+
 def cupy_usable():
     """True when CuPy imports and sees at least one GPU."""
     try:
         import cupy
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no CuPy, no driver, no device: all mean "not usable"
+    except Exception:
         return False
 
 

@@ -2,7 +2,6 @@
 
 Everything stays on the device during a sweep: nothing here copies to the host or waits for
 the GPU except `to_numpy` and `block_until_ready`, which users call on results.
-`index_add` needs no override: cupy.add.at is CuPy's atomic scatter-add (cupyx.scatter_add).
 """
 import cupy
 
@@ -22,15 +21,11 @@ class CupyBackend(NumpyBackend):
         cupy.cuda.get_current_stream().synchronize()
         return tree
 
-    def ew_jvp(self, row, primals, tangents):
-        """One fused launch for the primal and all K tangents when the kernels apply."""
-        out = launch.jvp(row, primals, tangents)
-        return out if out is not None else super().ew_jvp(row, primals, tangents)
+    def fused_jvp(self, row, primals, tangents):
+        return launch.jvp(row, primals, tangents)
 
-    def ew_vjp(self, row, args, y, ct, needed):
-        """One fused launch for the cotangents of every needed argument when the kernels apply."""
-        out = launch.vjp(row, args, y, ct, needed)
-        return out if out is not None else super().ew_vjp(row, args, y, ct, needed)
+    def fused_vjp(self, row, args, y, ct, needed):
+        return launch.vjp(row, args, y, ct, needed)
 
     def free_memory(self):
         """Bytes a sweep may still allocate: free device memory plus what CuPy's pool holds

@@ -10,7 +10,6 @@ import math
 
 import numpy
 
-from ..core import shape
 from .source import DTYPES, MODES
 
 BLOCK = 256          # threads per block: a multiple of the warp size, good occupancy on sm_70+
@@ -53,10 +52,11 @@ def jvp_launch(row, primals, tangents, xp):
     dtype = _dtype(list(primals) + [t for t in tangents if t is not None], xp)
     if dtype is None:
         return None
-    ys = numpy.broadcast_shapes(*(shape(p) for p in primals))
-    k = next(shape(t)[0] for t in tangents if t is not None)
+    ys = numpy.broadcast_shapes(*(numpy.shape(p) for p in primals))
+    k = next(numpy.shape(t)[0] for t in tangents if t is not None)
     n = math.prod(ys)
-    full = all(shape(p) == ys and shape(t) == (k,) + ys for p, t in zip(primals, tangents) if t is not None)
+    full = all(numpy.shape(p) == ys and numpy.shape(t) == (k,) + ys
+               for p, t in zip(primals, tangents) if t is not None)
     if not full or n == 0 or k == 0:
         return None
     variant, args = "", []
@@ -76,9 +76,9 @@ def vjp_launch(row, args, y, ct, needed, xp):
     dtype = _dtype(list(args) + [y, ct], xp)
     if dtype is None:
         return None
-    ys = shape(y)
-    m, n = shape(ct)[0], math.prod(ys)
-    if shape(ct) != (m,) + ys or n == 0 or m == 0:
+    ys = numpy.shape(y)
+    m, n = numpy.shape(ct)[0], math.prod(ys)
+    if numpy.shape(ct) != (m,) + ys or n == 0 or m == 0:
         return None
     variant, params = "", []
     for a, need in zip(args, needed):

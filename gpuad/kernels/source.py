@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy
 
-from ..ops.elementwise import DIFFERENTIABLE
+from ..ops.table import DIFFERENTIABLE
 
 MODES = {"jvp": ("elementwise_fwd.cu", "t"), "vjp": ("elementwise_bwd.cu", "n")}
 DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -55,7 +55,7 @@ def kernel_name(row, mode, variant, dtype):
 def render(row, mode, variant, dtype):
     """The complete CUDA source of one kernel: no includes, ready for NVRTC or cupy.RawKernel.
 
-    >>> from gpuad.ops.elementwise import ROWS
+    >>> from gpuad.ops.table import ROWS
     >>> "cos(x)" in render(ROWS["sin"], "jvp", "t", "float64")
     True
     """

@@ -6,17 +6,51 @@
 import numpy as _onp
 
 from . import linalg  # noqa: F401
-from .creation import (arange, array, asarray, eye, full, full_like, identity, linspace, ones,  # noqa: F401
-                       ones_like, zeros, zeros_like)
-from .elementwise import *  # noqa: F401,F403
+from .creation import (  # noqa: F401
+    arange,
+    array,
+    asarray,
+    eye,
+    full,
+    full_like,
+    identity,
+    linspace,
+    ones,
+    ones_like,
+    zeros,
+    zeros_like,
+)
+from .elementwise import *  # noqa: F403
 from .indexing import at  # noqa: F401
 from .methods import install as _install
 from .products import dot, einsum, inner, matmul, outer, tensordot, trace  # noqa: F401
-from .reductions import amax, amin, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401,A004
+from .reductions import amax, amin, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401
+from .shapes import (  # noqa: F401
+    atleast_1d,
+    broadcast_to,
+    concatenate,
+    diag,
+    diagonal,
+    expand_dims,
+    flip,
+    hstack,
+    moveaxis,
+    ravel,
+    repeat,
+    reshape,
+    roll,
+    split,
+    squeeze,
+    stack,
+    swapaxes,
+    take,
+    tile,
+    transpose,
+    tril,
+    triu,
+    vstack,
+)
 from .sorting import argsort, sort, take_along_axis  # noqa: F401
-from .shapes import (atleast_1d, broadcast_to, concatenate, diag, diagonal, expand_dims, flip,  # noqa: F401
-                     hstack, moveaxis, ravel, repeat, reshape, roll, split, squeeze, stack, swapaxes,
-                     take, tile, transpose, tril, triu, vstack)
 
 pi, e, inf, nan, newaxis = _onp.pi, _onp.e, _onp.inf, _onp.nan, None
 float32, float64, int32, int64, bool_ = _onp.float32, _onp.float64, _onp.int32, _onp.int64, _onp.bool_

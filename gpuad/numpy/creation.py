@@ -3,7 +3,8 @@ import numpy as onp
 
 from .. import backends
 from ..core import Tracer
-from ..ops.structural import astype as _astype
+from ..ops.elementwise import astype as _astype
+from .shapes import stack
 
 
 def _xp():
@@ -23,7 +24,6 @@ def array(obj, dtype=None):
     (2,)
     """
     if _has_tracer(obj):
-        from .shapes import stack
         out = obj if isinstance(obj, Tracer) else stack([array(o) for o in obj])
         return out if dtype is None else _astype(out, dtype=onp.dtype(dtype))
     return backends.current().asarray(obj, dtype=dtype)

@@ -1,6 +1,6 @@
 """Elementwise functions of gpuad.numpy: the table's primitives, and a few composed from them."""
 from ..ops.elementwise import PRIMS
-from ..ops.structural import where as _where
+from ..ops.elementwise import where as _where
 
 globals().update(PRIMS)
 
@@ -8,7 +8,7 @@ true_divide = PRIMS["divide"]
 fabs = PRIMS["abs"]
 absolute = PRIMS["abs"]
 around = PRIMS["round"]
-pow = PRIMS["power"]  # noqa: A001 - numpy's own alias
+pow = PRIMS["power"]
 mod = PRIMS["remainder"]
 
 

@@ -9,8 +9,8 @@ import numpy as onp
 from .. import backends
 from ..batching import BatchTracer
 from ..core import Tracer, shape
-from ..ops.structural import getitem, index_add, index_set, reshape, take_along
-
+from ..ops.indexing import getitem, index_add, index_set, take_along
+from ..ops.shape import reshape
 
 _BASIC = (int, slice)
 

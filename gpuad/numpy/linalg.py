@@ -12,7 +12,7 @@ import numpy as onp
 from ..core import shape
 from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
-from ..ops.structural import astype, where
+from ..ops.elementwise import astype, where
 from . import reductions as R
 from .creation import asarray
 from .shapes import broadcast_to, reshape, squeeze, swapaxes
@@ -131,7 +131,7 @@ def cholesky(a, upper=False):
 _MATRIX_ORDS = (None, "fro", 1, -1, onp.inf, -onp.inf)
 
 
-def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 - numpy's name
+def norm(x, ord=None, axis=None, keepdims=False):
     """Vector or matrix norm, as numpy.linalg.norm.
 
     Vectors (axis an int, or x 1-D): ord None or 2, 1, inf, -inf, 0 (count of non-zeros) and

@@ -2,8 +2,11 @@
 import numpy as onp
 
 from ..core import Primitive, Tracer
-from ..ops.structural import astype
-from . import elementwise as E, products as P, reductions as R, shapes as S, sorting
+from ..ops.elementwise import astype
+from . import elementwise as E
+from . import products as P
+from . import reductions as R
+from . import shapes, sorting
 from .indexing import _At, take_index
 
 
@@ -41,11 +44,11 @@ def _astype(self, dtype):
 
 
 def _reshape(self, *shape, order="C"):
-    return S.reshape(self, shape[0] if len(shape) == 1 else shape, order=order)
+    return shapes.reshape(self, shape[0] if len(shape) == 1 else shape, order=order)
 
 
 def _transpose(self, *axes):
-    return S.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+    return shapes.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 
 
 METHODS = {
@@ -60,12 +63,12 @@ METHODS = {
     "__eq__": E.equal, "__ne__": E.not_equal,
     "__and__": E.logical_and, "__or__": E.logical_or, "__invert__": E.logical_not,
     "__array_ufunc__": _array_ufunc, "__getitem__": take_index, "__setitem__": _setitem, "__hash__": object.__hash__,
-    "at": property(_At), "T": property(lambda self: S.transpose(self)),
-    "astype": _astype, "reshape": _reshape, "transpose": _transpose, "ravel": S.ravel,
-    "flatten": S.ravel, "squeeze": S.squeeze, "swapaxes": S.swapaxes, "repeat": S.repeat,
+    "at": property(_At), "T": property(lambda self: shapes.transpose(self)),
+    "astype": _astype, "reshape": _reshape, "transpose": _transpose, "ravel": shapes.ravel,
+    "flatten": shapes.ravel, "squeeze": shapes.squeeze, "swapaxes": shapes.swapaxes, "repeat": shapes.repeat,
     "sum": R.sum, "mean": R.mean, "prod": R.prod, "max": R.max, "min": R.min, "var": R.var,
     "std": R.std, "cumsum": R.cumsum, "argmax": R.argmax, "argmin": R.argmin,
-    "argsort": sorting.argsort, "dot": P.dot, "clip": E.clip, "diagonal": S.diagonal,
+    "argsort": sorting.argsort, "dot": P.dot, "clip": E.clip, "diagonal": shapes.diagonal,
     "trace": P.trace,
 }
 

@@ -5,7 +5,8 @@ import string
 import numpy as onp
 
 from ..core import shape
-from ..ops.structural import contract, reduce_sum
+from ..ops.contract import contract
+from ..ops.shape import reduce_sum
 from .elementwise import multiply
 from .shapes import broadcast_to, diagonal, ravel, transpose
 

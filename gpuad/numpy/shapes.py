@@ -3,10 +3,12 @@ concatenate and where."""
 import numpy as onp
 
 from .. import backends
+from ..axes import normalize_axes
 from ..core import Tracer, shape
-from ..ops import structural as S
+from ..ops import indexing as index_prims
+from ..ops import shape as shape_prims
+from ..ops.elementwise import where
 from .indexing import take_index
-from .reductions import _axes
 
 
 def _ndim(x):
@@ -24,7 +26,7 @@ def reshape(x, newshape, order="C"):
         newshape = tuple(size // known if d == -1 else d for d in newshape)
     if int(onp.prod(newshape)) != size:
         raise ValueError(f"cannot reshape array of shape {shape(x)} into shape {newshape}")
-    return x if newshape == shape(x) else S.reshape(x, shape=newshape)
+    return x if newshape == shape(x) else shape_prims.reshape(x, shape=newshape)
 
 
 def ravel(x):
@@ -36,7 +38,7 @@ def transpose(x, axes=None):
     perm = tuple(reversed(range(n))) if axes is None else tuple(a % n for a in axes)
     if sorted(perm) != list(range(n)):
         raise ValueError(f"axes {axes} are not a permutation of the {n} axes")
-    return x if perm == tuple(range(n)) else S.transpose(x, perm=perm)
+    return x if perm == tuple(range(n)) else shape_prims.transpose(x, perm=perm)
 
 
 def swapaxes(x, axis1, axis2):
@@ -58,25 +60,21 @@ def moveaxis(x, source, destination):
 def expand_dims(x, axis):
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
     n = _ndim(x) + len(axes)
-    axes = sorted(a % n for a in axes)
-    s = list(shape(x))
-    for a in axes:
-        s.insert(a, 1)
-    return S.reshape(x, shape=tuple(s))  # same size by construction: no checks needed
+    return shape_prims.with_unit_axes_at(x, [a % n for a in axes])  # same size: no checks needed
 
 
 def squeeze(x, axis=None):
     s = shape(x)
-    axes = [a for a, d in enumerate(s) if d == 1] if axis is None else _axes(axis, len(s))
+    axes = [a for a, d in enumerate(s) if d == 1] if axis is None else normalize_axes(axis, len(s))
     if any(s[a] != 1 for a in axes):
         raise ValueError(f"cannot squeeze an axis whose size is not 1 (shape {s})")
-    return S.reshape(x, shape=tuple(d for a, d in enumerate(s) if a not in axes))
+    return shape_prims.reshape(x, shape=tuple(d for a, d in enumerate(s) if a not in axes))
 
 
 def broadcast_to(x, shape_):
     shape_ = tuple(shape_)
     onp.broadcast_shapes(shape(x), shape_)  # raises a clear ValueError on a mismatch
-    return x if shape(x) == shape_ else S.broadcast_to(x, shape=shape_)
+    return x if shape(x) == shape_ else shape_prims.broadcast_to(x, shape=shape_)
 
 
 def atleast_1d(x):
@@ -90,7 +88,7 @@ def concatenate(arrays, axis=0):
     n = _ndim(arrays[0])
     if n == 0:
         raise ValueError("zero-dimensional arrays cannot be concatenated")
-    return S.concatenate(*arrays, axis=axis % n)
+    return index_prims.concatenate(*arrays, axis=axis % n)
 
 
 def stack(arrays, axis=0):
@@ -122,7 +120,7 @@ def split(x, indices_or_sections, axis=0):
 
 
 def flip(x, axis=None):
-    axes = _axes(axis, _ndim(x))
+    axes = normalize_axes(axis, _ndim(x))
     return take_index(x, tuple(slice(None, None, -1) if a in axes else slice(None) for a in range(_ndim(x))))
 
 
@@ -186,7 +184,7 @@ def diag(v, k=0):
     n = shape(v)[0] + abs(k)
     i = onp.arange(shape(v)[0])
     be = backends.current()
-    return S.scatter(v, shape=(n, n), idx=(be.asarray(i + max(-k, 0)), be.asarray(i + max(k, 0))))
+    return index_prims.scatter(v, shape=(n, n), idx=(be.asarray(i + max(-k, 0)), be.asarray(i + max(k, 0))))
 
 
 def _tri_mask(x, k, lower):
@@ -196,8 +194,8 @@ def _tri_mask(x, k, lower):
 
 
 def triu(x, k=0):
-    return S.where(_tri_mask(x, k, False), x, 0.0)
+    return where(_tri_mask(x, k, False), x, 0.0)
 
 
 def tril(x, k=0):
-    return S.where(_tri_mask(x, k, True), x, 0.0)
+    return where(_tri_mask(x, k, True), x, 0.0)

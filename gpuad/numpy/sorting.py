@@ -1,9 +1,10 @@
 """Sorting and gathers along an axis. The order is found on the values (no derivative); the
 values are then moved with take_along, whose derivative moves the tangents the same way."""
 from .. import backends
+from ..axes import normalize_axes
 from ..core import Tracer, shape
-from ..ops import structural as S
-from .reductions import _axes
+from ..ops.indexing import argsort as _argsort
+from ..ops.indexing import take_along
 from .shapes import ravel
 
 
@@ -24,14 +25,14 @@ def take_along_axis(arr, indices, axis):
     if len(shape(indices)) != len(shape(arr)):
         raise ValueError(f"take_along_axis: indices have {len(shape(indices))} dimensions but arr has "
                          f"{len(shape(arr))}; they must have the same number")
-    return S.take_along(arr, indices, axis=_axes(axis, len(shape(arr)))[0])
+    return take_along(arr, indices, axis=normalize_axes(axis, len(shape(arr)))[0])
 
 
 def argsort(x, axis=-1):
     """Indices that sort x along axis (numpy.argsort); integers, so no derivative."""
     if axis is None:
         x, axis = ravel(x), 0
-    return S.argsort(x, axis=_axes(axis, len(shape(x)))[0])
+    return _argsort(x, axis=normalize_axes(axis, len(shape(x)))[0])
 
 
 def sort(x, axis=-1):

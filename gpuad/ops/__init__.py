@@ -1,1 +1,2 @@
-"""Primitives: the elementwise table, structural ops, the contraction, linear algebra."""
+"""Primitives, grouped by kind: the rule table and its elementwise primitives, shapes, indexing,
+reductions, the contraction, linear algebra."""

@@ -7,8 +7,13 @@ one (batched) GEMM: on CuPy that is one cuBLAS call for all directions of a bund
 """
 from math import prod
 
+from ..backends import xp
+from ..core import Primitive
+from .elementwise import add
 
-def contract(xp, a, b, spec):
+
+def contract_arrays(np_, a, b, spec):
+    """The contraction of arrays of the module np_ (numpy or cupy)."""
     sa, sb, so = spec
     batch = [c for c in so if c in sa and c in sb]
     summed = [c for c in sa if c in sb and c not in so]
@@ -16,16 +21,58 @@ def contract(xp, a, b, spec):
     free_b = [c for c in sb if c not in sa]
     dims = dict(zip(sa, a.shape))
     dims.update(zip(sb, b.shape))
-    size = lambda letters: prod(dims[c] for c in letters)  # noqa: E731
-    A = _arrange(xp, a, sa, batch + free_a + summed, [size(batch), size(free_a), size(summed)])
-    B = _arrange(xp, b, sb, batch + summed + free_b, [size(batch), size(summed), size(free_b)])
+
+    def size(letters):
+        return prod(dims[c] for c in letters)
+
+    A = _arrange(np_, a, sa, batch + free_a + summed, [size(batch), size(free_a), size(summed)])
+    B = _arrange(np_, b, sb, batch + summed + free_b, [size(batch), size(summed), size(free_b)])
     if not batch:
         A, B = A[0], B[0]
-    out = xp.matmul(A, B).reshape([dims[c] for c in batch + free_a + free_b])
+    out = np_.matmul(A, B).reshape([dims[c] for c in batch + free_a + free_b])
     order = batch + free_a + free_b
-    return xp.transpose(out, [order.index(c) for c in so])
+    return np_.transpose(out, [order.index(c) for c in so])
 
 
-def _arrange(xp, x, letters, order, shape3):
-    x = xp.transpose(x, [letters.index(c) for c in order])
+def _arrange(np_, x, letters, order, shape3):
+    x = np_.transpose(x, [letters.index(c) for c in order])
     return x.reshape(shape3)
+
+
+def _fresh(spec):
+    """A letter no operand of spec uses: the axis of a bundle's directions."""
+    used = set("".join(spec))
+    return next(c for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in used)
+
+
+def _contract_jvp(primals, tangents, spec):
+    a, b = primals
+    ta, tb = tangents
+    sa, sb, so = spec
+    k = _fresh(spec)
+    t = None
+    if ta is not None:
+        t = contract(ta, b, spec=(k + sa, sb, k + so))
+    if tb is not None:
+        tb_term = contract(a, tb, spec=(sa, k + sb, k + so))
+        t = tb_term if t is None else add(t, tb_term)
+    return contract(a, b, spec=spec), t
+
+
+def _contract_vjp(ct, args, out, needed, spec):
+    a, b = args
+    sa, sb, so = spec
+    k = _fresh(spec)
+    return [contract(ct, b, spec=(k + so, sb, k + sa)) if needed[0] else None,
+            contract(ct, a, spec=(k + so, sa, k + sb)) if needed[1] else None]
+
+
+def _contract_batch(args, batched, spec):
+    sa, sb, so = spec
+    k = _fresh(spec)
+    return contract(*args, spec=(k + sa if batched[0] else sa, k + sb if batched[1] else sb, k + so)), True
+
+
+contract = Primitive(
+    "contract", lambda a, b, spec: contract_arrays(xp(), a, b, spec),
+    _contract_jvp, _contract_vjp, _contract_batch)

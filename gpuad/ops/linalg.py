@@ -11,22 +11,19 @@ inverse for all K directions through a single batched GEMM.
 """
 import math
 
-from .. import backends
+from ..backends import xp
 from ..core import Primitive, shape
-from .elementwise import PRIMS as EW
-from .structural import broadcast_to, contract, reshape, transpose
+from .contract import contract
+from .elementwise import multiply, negative, subtract
+from .shape import broadcast_to, reshape, transpose
 
-_BATCH = "pqrstuvw"  # letters for the stack axes of '.' in _dot specs
-
-
-def _xp():
-    return backends.current().xp
+_BATCH = "pqrstuvw"  # letters for the stack axes of '.' in _einsum specs
 
 
-def _dot(spec, x, y, nbatch):
-    """A contraction written like einsum, with '.' standing for `nbatch` stack axes.
+def _einsum(spec, x, y, nbatch):
+    """A two-operand contraction written like einsum, with '.' standing for `nbatch` stack axes.
 
-    _dot("K.ij,.jk->K.ik", dA, x, 1) multiplies each direction of a bundle dA (K, B, n, n)
+    _einsum("K.ij,.jk->K.ik", dA, x, 1) multiplies each direction of a bundle dA (K, B, n, n)
     by x (B, n, r) without broadcasting x to K copies.
     """
     ins, out = spec.replace(".", _BATCH[:nbatch]).split("->")
@@ -70,15 +67,15 @@ def _solve_jvp(primals, tangents):
     x = solve(a, b)
     rhs = tb
     if ta is not None:  # d(A x) = d(b)  =>  A dx = db - dA x
-        dax = _dot("K.ij,.jk->K.ik", ta, x, len(shape(a)) - 2)
-        rhs = EW["negative"](dax) if tb is None else EW["subtract"](tb, dax)
+        dax = _einsum("K.ij,.jk->K.ik", ta, x, len(shape(a)) - 2)
+        rhs = negative(dax) if tb is None else subtract(tb, dax)
     return x, solve_lead(a, rhs, 1)
 
 
 def _solve_vjp(ct, args, x, needed):
     a, _ = args
     ct_b = solve_lead(_swap_last(a), ct, 1)
-    ct_a = EW["negative"](_dot("M.ij,.kj->M.ik", ct_b, x, len(shape(a)) - 2)) if needed[0] else None
+    ct_a = negative(_einsum("M.ij,.kj->M.ik", ct_b, x, len(shape(a)) - 2)) if needed[0] else None
     return [ct_a, ct_b if needed[1] else None]
 
 
@@ -93,13 +90,13 @@ def _solve_batch(args, batched):
 
 # x with a @ x = b, for a (..., n, n) and b (..., n, r) with the same stack axes.
 solve = Primitive(
-    "solve", lambda a, b: _xp().linalg.solve(a, b), _solve_jvp, _solve_vjp, _solve_batch)
+    "solve", lambda a, b: xp().linalg.solve(a, b), _solve_jvp, _solve_vjp, _solve_batch)
 
 
 def inv(a):
     """The inverse of each matrix of a stack, as solve(a, I)."""
     s = shape(a)
-    eye = _xp().eye(s[-1], dtype=a.dtype)
+    eye = xp().eye(s[-1], dtype=a.dtype)
     return solve(a, broadcast_to(eye, shape=s) if len(s) > 2 else eye)
 
 
@@ -116,27 +113,27 @@ def _logabsdet_jvp(primals, tangents):
     # d log|det A| = trace(A^-1 dA) = <A^-T, dA>: one inverse, then one GEMM for all K
     # directions, cheaper than solving against each direction's n columns.
     ainv = inv(a)
-    return logabsdet(a), _dot(".ji,K.ij->K.", ainv, tangents[0], len(shape(a)) - 2)
+    return logabsdet(a), _einsum(".ji,K.ij->K.", ainv, tangents[0], len(shape(a)) - 2)
 
 
 def _logabsdet_vjp(ct, args, out, needed):
     a, = args
-    return [_dot("M.,.ji->M.ij", ct, inv(a), len(shape(a)) - 2)]
+    return [_einsum("M.,.ji->M.ij", ct, inv(a), len(shape(a)) - 2)]
 
 
 logabsdet = _matrix_unary(
-    "logabsdet", lambda a: _xp().linalg.slogdet(a)[1], _logabsdet_jvp, _logabsdet_vjp)
+    "logabsdet", lambda a: xp().linalg.slogdet(a)[1], _logabsdet_jvp, _logabsdet_vjp)
 # The sign of the determinant is piecewise constant: its derivative is zero.
-det_sign = _matrix_unary("det_sign", lambda a: _xp().linalg.slogdet(a)[0], nondiff=True)
+det_sign = _matrix_unary("det_sign", lambda a: xp().linalg.slogdet(a)[0], nondiff=True)
 
 
 # ---------------------------------------------------------------- cholesky
 def _phi(x):
     """The lower triangle with the diagonal halved; self-adjoint (a fixed elementwise mask)."""
     n = shape(x)[-1]
-    xp = _xp()
-    mask = xp.tril(xp.ones((n, n), dtype=x.dtype), -1) + 0.5 * xp.eye(n, dtype=x.dtype)
-    return EW["multiply"](mask, x)
+    np_ = xp()
+    mask = np_.tril(np_.ones((n, n), dtype=x.dtype), -1) + 0.5 * np_.eye(n, dtype=x.dtype)
+    return multiply(mask, x)
 
 
 def _cholesky_jvp(primals, tangents):
@@ -147,17 +144,17 @@ def _cholesky_jvp(primals, tangents):
     # dA = dL L^T + L dL^T, so L^-1 dA L^-T = M + M^T with M = L^-1 dL lower triangular;
     # Φ recovers M from that sum when dA is symmetric (gpuad.numpy.linalg.cholesky
     # symmetrises its input, so it is): dL = L Φ(L^-1 dA L^-T).
-    x = _dot(".ij,K.jk->K.ik", linv, _dot("K.ij,.kj->K.ik", tangents[0], linv, nb), nb)
-    return low, _dot(".ij,K.jk->K.ik", low, _phi(x), nb)
+    x = _einsum(".ij,K.jk->K.ik", linv, _einsum("K.ij,.kj->K.ik", tangents[0], linv, nb), nb)
+    return low, _einsum(".ij,K.jk->K.ik", low, _phi(x), nb)
 
 
 def _cholesky_vjp(ct, args, low, needed):
     # The adjoint of the JVP above: dA -> L Φ(L^-1 dA L^-T) is ct -> L^-T Φ(L^T ct) L^-1.
     nb = len(shape(low)) - 2
     linv = inv(low)
-    p = _phi(_dot(".ki,M.kj->M.ij", low, ct, nb))
-    return [_dot("M.ij,.jk->M.ik", _dot(".ki,M.kj->M.ij", linv, p, nb), linv, nb)]
+    p = _phi(_einsum(".ki,M.kj->M.ij", low, ct, nb))
+    return [_einsum("M.ij,.jk->M.ik", _einsum(".ki,M.kj->M.ij", linv, p, nb), linv, nb)]
 
 
 cholesky = _matrix_unary(
-    "cholesky", lambda a: _xp().linalg.cholesky(a), _cholesky_jvp, _cholesky_vjp)
+    "cholesky", lambda a: xp().linalg.cholesky(a), _cholesky_jvp, _cholesky_vjp)

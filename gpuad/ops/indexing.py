@@ -1,0 +1,206 @@
+"""Indexing primitives: getitem and its adjoint scatter, functional updates (x.at[idx]),
+concatenate, and the gathers along an axis (take_along, put_along, and argsort, which finds
+the positions a sort gathers).
+
+Indices reach these primitives normalised by gpuad.numpy (slices, None, ints, integer arrays).
+"""
+import numpy as onp
+
+from ..backends import xp
+from ..core import Primitive, linear, shape
+from .elementwise import ON_PRIMITIVES
+from .shape import broadcast_to, transpose, with_unit_axes_at
+
+
+def _is_adv(i):
+    return not isinstance(i, (slice, type(None)))
+
+
+def _split_adv(idx):
+    """True when advanced indices are separated, so NumPy moves their dims to the front."""
+    pos = [k for k, i in enumerate(idx) if _is_adv(i)]
+    return bool(pos) and pos[-1] - pos[0] + 1 != len(pos)
+
+
+def _adv_ndim(idx):
+    return len(onp.broadcast_shapes(*(shape(i) for i in idx if _is_adv(i))))
+
+
+def _indexed_shape(xs, idx):
+    """The shape of x[idx] for x of shape xs, computed without touching data."""
+    probe = tuple(onp.zeros(shape(i), dtype=onp.intp) if _is_adv(i) else i for i in idx)
+    return onp.broadcast_to(onp.empty((), bool), xs)[probe].shape
+
+
+def _getitem_lead(t, idx):
+    out = getitem(t, idx=(slice(None),) + idx)
+    if _split_adv(idx):  # the lead axis landed after the advanced dims: bring it back first
+        n = _adv_ndim(idx)
+        out = transpose(out, perm=(n,) + tuple(range(n)) + tuple(range(n + 1, len(out.shape))))
+    return out
+
+
+def _scatter_lead(ct, xs, idx):
+    """Adjoint of _getitem_lead: add a bundle of slices into zeros of (M, *xs)."""
+    m = ct.shape[:1]  # before the lead axis moves
+    if _split_adv(idx):
+        n = _adv_ndim(idx)
+        ct = transpose(ct, perm=tuple(range(1, n + 1)) + (0,) + tuple(range(n + 1, len(ct.shape))))
+    return scatter(ct, shape=m + xs, idx=(slice(None),) + idx)
+
+
+def add_at(out, idx, v):
+    """out with v added at idx, in place; returns out."""
+    if any(not isinstance(i, (slice, int, type(None))) for i in idx):
+        xp().add.at(out, idx, v)  # repeated integer indices must add up
+    else:
+        out[idx] += v  # slices and ints never repeat: plain in-place add is far faster
+    return out
+
+
+# getitem and scatter (x[idx] added into zeros of a shape) are each other's adjoint.
+getitem = linear("getitem", lambda x, idx: x[idx], _getitem_lead, _scatter_lead)
+scatter = linear(
+    "scatter", lambda v, shape, idx: add_at(xp().zeros(shape, dtype=v.dtype), idx, v),
+    lambda t, shape, idx: _scatter_lead(t, shape, idx), lambda ct, vs, shape, idx: _getitem_lead(ct, idx))
+
+
+# ---------------------------------------------------------------- x.at[idx].add(v), .set(v)
+def _update(name, impl, base_ct):
+    """A functional update: linear in (x, v) together."""
+    def jvp(primals, tangents, idx):
+        base, v = primals
+        tb, tv = tangents
+        k = (tb if tb is not None else tv).shape[0]
+        if tb is None:
+            tb = xp().zeros((k,) + shape(base), dtype=tv.dtype)
+        if tv is None:
+            tv = xp().zeros((k,) + shape(v), dtype=tb.dtype)
+        return prim(base, v, idx=idx), _update_lead(tb, tv, idx)
+
+    def _update_lead(b, v, idx):
+        target = _indexed_shape(shape(b), (slice(None),) + idx)
+        split = _split_adv(idx)
+        n = _adv_ndim(idx) if split else 0
+        lead_first = target[n:n + 1] + target[:n] + target[n + 1:]
+        v = broadcast_to(ON_PRIMITIVES.to_rank(v, len(target) - 1), shape=lead_first)
+        if split:  # NumPy wants the advanced dims first, then the lead axis
+            v = transpose(v, perm=tuple(range(1, n + 1)) + (0,) + tuple(range(n + 1, len(target))))
+        return prim(b, v, idx=(slice(None),) + idx)
+
+    def vjp(ct, args, out, needed, idx):
+        return [base_ct(ct, idx) if needed[0] else None,
+                _getitem_lead(ct, idx) if needed[1] else None]
+
+    def batch(args, batched, idx):
+        b, v = args
+        if not batched[0]:
+            b = broadcast_to(b, shape=v.shape[:1] + shape(b))
+        if not batched[1]:
+            v = broadcast_to(v, shape=b.shape[:1] + shape(v))
+        return _update_lead(b, v, idx), True
+
+    prim = Primitive(name, impl, jvp, vjp, batch)
+    return prim
+
+
+def _set_impl(base, v, idx):
+    out = base.copy()
+    out[idx] = v
+    return out
+
+
+index_add = _update("index_add", lambda base, v, idx: add_at(base.copy(), idx, v), lambda ct, idx: ct)
+index_set = _update(
+    "index_set", _set_impl,
+    lambda ct, idx: index_set(ct, xp().zeros((), dtype=ct.dtype), idx=(slice(None),) + idx))
+
+
+# ---------------------------------------------------------------- concatenate
+def _concat_vjp(ct, args, out, needed, axis):
+    cuts, start = [], 0
+    for a, need in zip(args, needed):
+        stop = start + shape(a)[axis]
+        cuts.append(getitem(ct, idx=(slice(None),) * (axis + 1) + (slice(start, stop),)) if need else None)
+        start = stop
+    return cuts
+
+
+def _concat_jvp(primals, tangents, axis):
+    like = next(t for t in tangents if t is not None)
+    ts = [t if t is not None else xp().zeros(like.shape[:1] + shape(p), dtype=like.dtype)
+          for p, t in zip(primals, tangents)]
+    return concatenate(*primals, axis=axis), concatenate(*ts, axis=axis + 1)
+
+
+def _concat_batch(args, batched, axis):
+    b = next(a for a, f in zip(args, batched) if f).shape[0]
+    xs = [a if f else broadcast_to(a, shape=(b,) + shape(a)) for a, f in zip(args, batched)]
+    return concatenate(*xs, axis=axis + 1), True
+
+
+concatenate = Primitive(
+    "concatenate", lambda *xs, axis: xp().concatenate(xs, axis=axis),
+    _concat_jvp, _concat_vjp, _concat_batch)
+
+
+# ---------------------------------------------------------------- gathers along an axis
+# take_along(x, idx) reads x at integer positions idx along one axis (numpy.take_along_axis);
+# put_along(v, idx) adds v into zeros at those positions. Each is the other's adjoint. The
+# indices are an argument, not a parameter, so under vmap they may be batched themselves.
+def _put_along_impl(v, idx, shape, axis):
+    np_ = xp()
+    full = onp.broadcast_shapes(idx.shape, v.shape)
+    # an axis of size 1 in `shape` was broadcast by the gather: everything along it adds into 0
+    grids = np_.ix_(*[np_.arange(n) if m == n else np_.zeros(n, dtype=int) for n, m in zip(full, shape)])
+    at = tuple(np_.broadcast_to(idx, full) if d == axis else g for d, g in enumerate(grids))
+    out = np_.zeros(shape, dtype=v.dtype)
+    np_.add.at(out, at, np_.broadcast_to(v, full))  # positions may repeat: they add up
+    return out
+
+
+def _lead(a):
+    return with_unit_axes_at(a, (0,))
+
+
+def _lead_all(args, batched):
+    """Every argument with a leading axis: size 1 (broadcast by the gather) where unbatched."""
+    return [a if f else _lead(a) for a, f in zip(args, batched)]
+
+
+def _take_jvp(primals, tangents, axis):
+    x, idx = primals
+    return take_along(x, idx, axis=axis), take_along(tangents[0], _lead(idx), axis=axis + 1)
+
+
+def _take_vjp(ct, args, out, needed, axis):
+    x, idx = args
+    return [put_along(ct, _lead(idx), shape=shape(ct)[:1] + shape(x), axis=axis + 1), None]
+
+
+take_along = Primitive(
+    "take_along", lambda x, idx, axis: xp().take_along_axis(x, idx, axis=axis), _take_jvp, _take_vjp,
+    lambda args, batched, axis: (take_along(*_lead_all(args, batched), axis=axis + 1), True))
+
+
+def _put_jvp(primals, tangents, shape, axis):
+    v, idx = primals
+    t = tangents[0]
+    return (put_along(v, idx, shape=shape, axis=axis),
+            put_along(t, _lead(idx), shape=t.shape[:1] + shape, axis=axis + 1))
+
+
+def _put_batch(args, batched, shape, axis):
+    size = next(a.shape[0] for a, f in zip(args, batched) if f)
+    return put_along(*_lead_all(args, batched), shape=(size,) + shape, axis=axis + 1), True
+
+
+put_along = Primitive(
+    "put_along", _put_along_impl, _put_jvp,
+    lambda ct, args, out, needed, shape, axis: [take_along(ct, _lead(args[1]), axis=axis + 1), None],
+    _put_batch)
+
+
+argsort = Primitive(
+    "argsort", lambda x, axis: xp().argsort(x, axis=axis),
+    batch=lambda args, batched, axis: (argsort(args[0], axis=axis + 1), True), nondiff=True)

@@ -1,0 +1,68 @@
+"""Shape primitives: reshape, transpose, broadcast_to, and reduce_sum, broadcasting's adjoint.
+
+All are linear (core.linear): each is given by its `lead` form, the op on an array with one
+extra leading axis, and its `adjoint` on a cotangent bundle. broadcast_to and reduce_sum are
+each other's adjoint, so they live together, with `unbroadcast`, which the backward sweep
+calls once per input so that rules never undo broadcasting themselves.
+"""
+import numpy as onp
+
+from ..axes import lead_to_rank, with_unit_axes
+from ..backends import xp
+from ..core import linear, shape
+
+reshape = linear(
+    "reshape", lambda x, shape: xp().reshape(x, shape),
+    lambda t, shape: reshape(t, shape=t.shape[:1] + shape),
+    lambda ct, xs, shape: reshape(ct, shape=ct.shape[:1] + xs))
+
+
+def with_unit_axes_at(x, positions):
+    """x reshaped with size-1 axes standing at `positions` of the result."""
+    return reshape(x, shape=with_unit_axes(shape(x), positions))
+
+
+def _shift(perm):
+    return (0,) + tuple(p + 1 for p in perm)
+
+
+transpose = linear(
+    "transpose", lambda x, perm: xp().transpose(x, perm),
+    lambda t, perm: transpose(t, perm=_shift(perm)),
+    lambda ct, xs, perm: transpose(ct, perm=_shift(tuple(onp.argsort(perm)))))
+
+
+def _broadcast_lead(t, shape):
+    ts = t.shape
+    return broadcast_to(reshape(t, shape=lead_to_rank(ts, len(shape))), shape=ts[:1] + shape)
+
+
+broadcast_to = linear(
+    "broadcast_to", lambda x, shape: xp().broadcast_to(x, shape),
+    _broadcast_lead, lambda ct, xs, shape: unbroadcast(ct, xs))
+
+
+def unbroadcast(ct, target):
+    """Sum a cotangent bundle (M, *S) down to (M, *target) where S broadcast from target."""
+    s = shape(ct)[1:]
+    lead = len(s) - len(target)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(target) if d == 1 and s[lead + i] != 1)
+    if axes:
+        ct = reduce_sum(ct, axes=tuple(a + 1 for a in axes), keepdims=False)
+    if shape(ct)[1:] != tuple(target):
+        ct = reshape(ct, shape=shape(ct)[:1] + tuple(target))
+    return ct
+
+
+def spread(ct, xs, axes, keepdims):
+    """The adjoint of a sum over `axes` of an array of shape xs: ct broadcast back over them."""
+    if not keepdims:
+        ct = with_unit_axes_at(ct, [a + 1 for a in axes])
+    return broadcast_to(ct, shape=shape(ct)[:1] + xs)
+
+
+reduce_sum = linear(
+    "reduce_sum", lambda x, axes, keepdims: xp().sum(x, axis=axes, keepdims=keepdims),
+    lambda t, axes, keepdims: reduce_sum(t, axes=tuple(a + 1 for a in axes), keepdims=keepdims),
+    spread)

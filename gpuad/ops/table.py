@@ -1,0 +1,152 @@
+"""The elementwise rule table: every elementwise primitive is one row, and the generic rules.
+
+A row gives the primal expression and one partial derivative per argument, written
+in the expression language of `expr.py` (unary rows name their argument x, binary
+rows a and b; y is the output). From a row come the NumPy/CuPy evaluation, the JVP
+and VJP rules on tangent/cotangent bundles (`tangent_out`, `cotangents_in` below, over
+any `RuleNamespace`), their differentiable versions used when transforms nest, the vmap
+rule, and the CUDA source of the fused kernels.
+
+This module is a leaf: the primitives (ops/elementwise.py), the backends and the kernel
+generator all read it, and it imports nothing of gpuad but the expression language.
+"""
+import numpy
+
+from ..axes import lead_to_rank
+from .expr import Expr
+
+
+class Row:
+    __slots__ = ("name", "args", "primal", "partials")
+
+    def __init__(self, name, primal, *partials, arity=None):
+        self.name = name
+        self.args = ("x",) if (arity or len(partials)) == 1 else ("a", "b")
+        self.primal = Expr(primal)
+        self.partials = tuple(Expr(p) for p in partials)
+
+    @property
+    def nondiff(self):
+        return not self.partials
+
+
+# ---------------------------------------------------------------- differentiable rows
+# name          primal              partial derivatives (x, or a and b; y is the output)
+DIFFERENTIABLE = [
+    Row("negative", "-x", "-1"),
+    Row("abs", "abs(x)", "sign(x)"),
+    Row("sqrt", "sqrt(x)", "0.5 / y"),
+    Row("cbrt", "cbrt(x)", "1 / (3 * y * y)"),
+    Row("square", "x * x", "2 * x"),
+    Row("reciprocal", "1 / x", "-y * y"),
+    Row("exp", "exp(x)", "y"),
+    Row("exp2", "exp2(x)", "0.6931471805599453 * y"),
+    Row("expm1", "expm1(x)", "y + 1"),
+    Row("log", "log(x)", "1 / x"),
+    Row("log2", "log2(x)", "1.4426950408889634 / x"),
+    Row("log10", "log10(x)", "0.4342944819032518 / x"),
+    Row("log1p", "log1p(x)", "1 / (1 + x)"),
+    Row("sin", "sin(x)", "cos(x)"),
+    Row("cos", "cos(x)", "-sin(x)"),
+    Row("tan", "tan(x)", "1 + y * y"),
+    Row("arcsin", "arcsin(x)", "1 / sqrt(1 - x * x)"),
+    Row("arccos", "arccos(x)", "-1 / sqrt(1 - x * x)"),
+    Row("arctan", "arctan(x)", "1 / (1 + x * x)"),
+    Row("sinh", "sinh(x)", "cosh(x)"),
+    Row("cosh", "cosh(x)", "sinh(x)"),
+    Row("tanh", "tanh(x)", "1 - y * y"),
+    Row("arcsinh", "arcsinh(x)", "1 / sqrt(x * x + 1)"),
+    Row("arccosh", "arccosh(x)", "1 / sqrt(x * x - 1)"),
+    Row("arctanh", "arctanh(x)", "1 / (1 - x * x)"),
+    Row("add", "a + b", "1", "1"),
+    Row("subtract", "a - b", "1", "-1"),
+    Row("multiply", "a * b", "b", "a"),
+    Row("divide", "a / b", "1 / b", "-y / b"),
+    Row("power", "power(a, b)", "b * power(a, b - 1)", "log(where(a == 0, 1, a)) * y"),  # 0 ** b: 0
+    Row("maximum", "maximum(a, b)", "0.5 + 0.5 * sign(a - b)", "0.5 - 0.5 * sign(a - b)"),
+    Row("minimum", "minimum(a, b)", "0.5 - 0.5 * sign(a - b)", "0.5 + 0.5 * sign(a - b)"),
+    Row("arctan2", "arctan2(a, b)", "b / (a * a + b * b)", "-a / (a * a + b * b)"),
+    Row("hypot", "hypot(a, b)", "a / y", "b / y"),
+    Row("remainder", "remainder(a, b)", "1", "-floor(a / b)"),
+]
+
+# ---------------------------------------------------------------- non-differentiable rows
+# Their derivative is zero (or undefined): under a transform they drop to the value below.
+NONDIFF = [
+    Row("sign", "sign(x)", arity=1), Row("floor", "floor(x)", arity=1),
+    Row("ceil", "ceil(x)", arity=1), Row("round", "round(x)", arity=1),
+    Row("isnan", "isnan(x)", arity=1), Row("isinf", "isinf(x)", arity=1),
+    Row("isfinite", "isfinite(x)", arity=1), Row("logical_not", "logical_not(x)", arity=1),
+    Row("equal", "equal(a, b)", arity=2), Row("not_equal", "not_equal(a, b)", arity=2),
+    Row("less", "less(a, b)", arity=2), Row("less_equal", "less_equal(a, b)", arity=2),
+    Row("greater", "greater(a, b)", arity=2), Row("greater_equal", "greater_equal(a, b)", arity=2),
+    Row("logical_and", "logical_and(a, b)", arity=2), Row("logical_or", "logical_or(a, b)", arity=2),
+    Row("logical_xor", "logical_xor(a, b)", arity=2), Row("floor_divide", "floor_divide(a, b)", arity=2),
+]
+
+ROWS = {r.name: r for r in DIFFERENTIABLE + NONDIFF}
+
+
+class RuleNamespace:
+    """The array functions a row's rules are evaluated with: a backend's array module (raw
+    arrays, the fast path) or gpuad's own primitives (traced values, so rules nest)."""
+
+    def __init__(self, functions, multiply, add, negative, reshape, broadcast_to):
+        self.functions = functions
+        self.multiply, self.add, self.negative = multiply, add, negative
+        self.reshape, self.broadcast_to = reshape, broadcast_to
+        self._compiled = {}
+
+    def fn(self, row, i=None):
+        """The compiled primal (i None) or i-th partial of a row over this namespace."""
+        key = (row.name, i)
+        f = self._compiled.get(key)
+        if f is None:
+            expr, args = (row.primal, row.args) if i is None else (row.partials[i], row.args + ("y",))
+            f = self._compiled[key] = expr.function(args, self.functions)
+        return f
+
+    def to_rank(self, bundle, ndim):
+        """A bundle (K, *S) reshaped to line up with values of `ndim` dims: (K, 1, ..., 1, *S)."""
+        s = numpy.shape(bundle)
+        target = lead_to_rank(s, ndim)
+        return bundle if target == s else self.reshape(bundle, target)
+
+    def term(self, row, i, args, y, bundle):
+        """(d y / d arg i) * bundle, skipping the multiply for the constant partials 1 and -1."""
+        c = row.partials[i].const
+        if c == 1:
+            return bundle
+        if c == -1:
+            return self.negative(bundle)
+        return self.multiply(self.fn(row, i)(*_typed(args, y), y), bundle)
+
+
+def _typed(args, y):
+    """Python scalars take the output's dtype, so a float32 rule stays float32 (as in 2.0 ** x)."""
+    if not any(isinstance(a, (int, float)) for a in args):
+        return args
+    make = y.dtype.type
+    return [make(a) if isinstance(a, (int, float)) else a for a in args]
+
+
+def fit_output(bundle, ys, ns):
+    """A bundle broadcast to (K, *ys), the output's shape with the directions in front."""
+    full = numpy.shape(bundle)[:1] + tuple(ys)
+    return bundle if numpy.shape(bundle) == full else ns.broadcast_to(bundle, full)
+
+
+def tangent_out(row, primals, tangents, y, ns):
+    """dy = sum_i (df/dx_i) dx_i for a bundle of K directions; the partials are computed once."""
+    ys = numpy.shape(y)
+    dy = None
+    for i, t in enumerate(tangents):
+        if t is not None:
+            term = ns.term(row, i, primals, y, ns.to_rank(t, len(ys)))
+            dy = term if dy is None else ns.add(dy, term)
+    return fit_output(dy, ys, ns)
+
+
+def cotangents_in(row, args, y, ct, needed, ns):
+    """ct_i = (df/dx_i) ct for each needed argument; the sweep undoes broadcasting."""
+    return [ns.term(row, i, args, y, ct) if need else None for i, need in enumerate(needed)]
