@@ -5,20 +5,22 @@
 """
 from . import numpy  # noqa: F401  (installs the array methods of traced values)
 from .api import (  # noqa: F401
-                  block_until_ready,
-                  grad,
-                  hessian,
-                  hvp,
-                  jacfwd,
-                  jacobian,
-                  jacrev,
-                  jvp,
-                  linearize,
-                  value_and_grad,
-                  vjp,
-                  vmap,
+    block_until_ready,
+    grad,
+    hessian,
+    hvp,
+    jacfwd,
+    jacobian,
+    jacrev,
+    jvp,
+    linearize,
+    value_and_grad,
+    vjp,
+    vmap,
 )
 from .backends import backend, set_backend  # noqa: F401
+from .core import ShapeDtypeStruct  # noqa: F401
+from .jit import eval_shape, jit  # noqa: F401
 from .tree import tree_flatten, tree_leaves, tree_map, tree_unflatten  # noqa: F401
 
 __version__ = "0.1.0"

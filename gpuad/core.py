@@ -8,6 +8,7 @@ until plain backend arrays are reached and the primitive's `impl` runs. Levels k
 nested derivatives apart (no perturbation confusion).
 """
 import contextlib
+import math
 
 import numpy as onp
 
@@ -20,21 +21,63 @@ stats = {"evals": 0}
 _stack = []  # active traces, innermost last
 
 
+class ShapeDtypeStruct:
+    """A shape and a dtype standing for an array without its data (as jax.ShapeDtypeStruct):
+    what abstract rules compute, what gpuad.eval_shape returns, what gpuad.jit(f).lower takes.
+
+    >>> ShapeDtypeStruct((2, 3), "float32")
+    ShapeDtypeStruct(shape=(2, 3), dtype=float32)
+    """
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(int(d) for d in shape), onp.dtype(dtype)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def __eq__(self, other):
+        return isinstance(other, ShapeDtypeStruct) and (self.shape, self.dtype) == (other.shape, other.dtype)
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self):
+        return f"ShapeDtypeStruct(shape={self.shape}, dtype={self.dtype.name})"
+
+
+def result_dtype(*args):
+    """NumPy's promotion of the arguments' dtypes; Python scalars are weak (float32 * 2.0 is float32)."""
+    return onp.result_type(*(a if isinstance(a, (bool, int, float, complex)) else dtype(a) for a in args))
+
+
+def same(x):
+    """The abstract value of an argument: its shape and dtype (the rule of shape-preserving ops)."""
+    return ShapeDtypeStruct(shape(x), dtype(x))
+
+
 class Primitive:
     """One operation and its rules.
 
     impl(*arrays, **params)             evaluate on backend arrays
+    abstract(*args, **params)           -> ShapeDtypeStruct of the output, from the arguments' shapes
+                                           and dtypes alone (gpuad.jit traces with it)
     jvp(primals, tangents, **params)    -> (out, tangent bundle or None); tangents hold None for zero;
                                            a bundle carries K directions on a leading axis
     vjp(ct, args, out, needed, **params) -> one cotangent bundle (or None) per argument
     batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
     Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
     """
-    __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff")
+    __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract")
 
-    def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False):
+    def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
-        self.nondiff = nondiff
+        self.nondiff, self.abstract = nondiff, abstract
 
     def __call__(self, *args, **params):
         return bind(self, *args, **params)
@@ -43,11 +86,11 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
-def linear(name, impl, lead, adjoint):
+def linear(name, impl, lead, adjoint, abstract):
     """A primitive linear in its one argument. Its JVP and vmap rules are `lead`, the same op on
     an array with one extra leading axis (a bundle of directions, or a batch); its VJP is
     `adjoint(ct, arg_shape, **params)`, the transpose on a cotangent bundle."""
-    prim = Primitive(name, impl)
+    prim = Primitive(name, impl, abstract=abstract)
     prim.jvp = lambda primals, tangents, **kw: (prim(primals[0], **kw), lead(tangents[0], **kw))
     prim.batch = lambda args, batched, **kw: (lead(args[0], **kw), True)
     prim.vjp = lambda ct, args, out, needed, **kw: [adjoint(ct, shape(args[0]), **kw)]

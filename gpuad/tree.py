@@ -14,6 +14,9 @@ class TreeDef:
         return (isinstance(other, TreeDef) and self.kind == other.kind
                 and self.meta == other.meta and self.children == other.children)
 
+    def __hash__(self):
+        return hash((self.kind, self.meta, self.children))
+
     def __repr__(self):
         if self.kind is None:
             return "*"

@@ -8,7 +8,7 @@ one (batched) GEMM: on CuPy that is one cuBLAS call for all directions of a bund
 from math import prod
 
 from ..backends import xp
-from ..core import Primitive
+from ..core import Primitive, ShapeDtypeStruct, result_dtype, shape
 from .elementwise import add
 
 
@@ -73,6 +73,13 @@ def _contract_batch(args, batched, spec):
     return contract(*args, spec=(k + sa if batched[0] else sa, k + sb if batched[1] else sb, k + so)), True
 
 
+def _contract_abstract(a, b, spec):
+    sa, sb, so = spec
+    dims = dict(zip(sa, shape(a)))
+    dims.update(zip(sb, shape(b)))
+    return ShapeDtypeStruct([dims[c] for c in so], result_dtype(a, b))
+
+
 contract = Primitive(
     "contract", lambda a, b, spec: contract_arrays(xp(), a, b, spec),
-    _contract_jvp, _contract_vjp, _contract_batch)
+    _contract_jvp, _contract_vjp, _contract_batch, abstract=_contract_abstract)

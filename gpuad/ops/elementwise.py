@@ -9,7 +9,7 @@ import math
 import numpy as onp
 
 from .. import backends
-from ..core import Primitive, Tracer, bind, shape
+from ..core import Primitive, ShapeDtypeStruct, Tracer, bind, dtype, result_dtype, shape
 from .shape import broadcast_to, reshape
 from .table import ROWS, RuleNamespace, cotangents_in, fit_output, tangent_out
 
@@ -68,8 +68,26 @@ def _row_primitive(row):
             return _batch_innermost(prim, args, batched), True
         return broadcast_batch(prim, args, batched)
 
-    prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff)
+    def abstract(*args):
+        return ShapeDtypeStruct(onp.broadcast_shapes(*map(shape, args)), _row_dtype(row, args))
+
+    prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff, abstract=abstract)
     return prim
+
+
+_row_dtypes = {}  # (row name, argument dtypes or Python scalar types) -> output dtype
+
+
+def _row_dtype(row, args):
+    """The row's output dtype, found once per input dtypes by evaluating it on 0-d NumPy values
+    (Python scalars stay Python scalars: weak, as in NumPy's promotion)."""
+    kinds = tuple(type(a) if isinstance(a, (bool, int, float)) else dtype(a) for a in args)
+    out = _row_dtypes.get((row.name, kinds))
+    if out is None:
+        probe = [k(0) if isinstance(k, type) else onp.zeros((), k) for k in kinds]
+        with onp.errstate(all="ignore"):
+            out = _row_dtypes[row.name, kinds] = onp.asarray(on_arrays(onp).fn(row)(*probe)).dtype
+    return out
 
 
 def broadcast_batch(prim, args, batched):
@@ -128,7 +146,9 @@ def _where_vjp(ct, args, out, needed):
 
 
 where = Primitive("where", lambda c, a, b: backends.xp().where(c, a, b), _where_jvp, _where_vjp,
-                  lambda args, batched: broadcast_batch(where, args, batched))
+                  lambda args, batched: broadcast_batch(where, args, batched),
+                  abstract=lambda c, a, b: ShapeDtypeStruct(onp.broadcast_shapes(shape(c), shape(a), shape(b)),
+                                                            result_dtype(a, b)))
 
 
 # ---------------------------------------------------------------- astype
@@ -140,7 +160,8 @@ def _astype_jvp(primals, tangents, dtype):
 astype = Primitive(
     "astype", lambda x, dtype: x.astype(dtype), _astype_jvp,
     lambda ct, args, out, needed, dtype: [astype(ct, dtype=args[0].dtype)],
-    lambda args, batched, dtype: (astype(args[0], dtype=dtype), True))
+    lambda args, batched, dtype: (astype(args[0], dtype=dtype), True),
+    abstract=lambda x, dtype: ShapeDtypeStruct(shape(x), dtype))
 
 
 # The table's rules over gpuad's own primitives, used whenever a value is traced (nesting).

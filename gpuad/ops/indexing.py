@@ -7,7 +7,7 @@ Indices reach these primitives normalised by gpuad.numpy (slices, None, ints, in
 import numpy as onp
 
 from ..backends import xp
-from ..core import Primitive, linear, shape
+from ..core import Primitive, ShapeDtypeStruct, dtype, linear, result_dtype, same, shape
 from .elementwise import ON_PRIMITIVES
 from .shape import broadcast_to, transpose, with_unit_axes_at
 
@@ -59,10 +59,12 @@ def add_at(out, idx, v):
 
 
 # getitem and scatter (x[idx] added into zeros of a shape) are each other's adjoint.
-getitem = linear("getitem", lambda x, idx: x[idx], _getitem_lead, _scatter_lead)
+getitem = linear("getitem", lambda x, idx: x[idx], _getitem_lead, _scatter_lead,
+                 lambda x, idx: ShapeDtypeStruct(_indexed_shape(shape(x), idx), dtype(x)))
 scatter = linear(
     "scatter", lambda v, shape, idx: add_at(xp().zeros(shape, dtype=v.dtype), idx, v),
-    lambda t, shape, idx: _scatter_lead(t, shape, idx), lambda ct, vs, shape, idx: _getitem_lead(ct, idx))
+    lambda t, shape, idx: _scatter_lead(t, shape, idx), lambda ct, vs, shape, idx: _getitem_lead(ct, idx),
+    lambda v, shape, idx: ShapeDtypeStruct(shape, dtype(v)))
 
 
 # ---------------------------------------------------------------- x.at[idx].add(v), .set(v)
@@ -100,7 +102,7 @@ def _update(name, impl, base_ct):
             v = broadcast_to(v, shape=b.shape[:1] + shape(v))
         return _update_lead(b, v, idx), True
 
-    prim = Primitive(name, impl, jvp, vjp, batch)
+    prim = Primitive(name, impl, jvp, vjp, batch, abstract=lambda base, v, idx: same(base))
     return prim
 
 
@@ -139,9 +141,15 @@ def _concat_batch(args, batched, axis):
     return concatenate(*xs, axis=axis + 1), True
 
 
+def _concat_abstract(*xs, axis):
+    s = list(shape(xs[0]))
+    s[axis] = sum(shape(x)[axis] for x in xs)
+    return ShapeDtypeStruct(s, result_dtype(*xs))
+
+
 concatenate = Primitive(
     "concatenate", lambda *xs, axis: xp().concatenate(xs, axis=axis),
-    _concat_jvp, _concat_vjp, _concat_batch)
+    _concat_jvp, _concat_vjp, _concat_batch, abstract=_concat_abstract)
 
 
 # ---------------------------------------------------------------- gathers along an axis
@@ -178,9 +186,19 @@ def _take_vjp(ct, args, out, needed, axis):
     return [put_along(ct, _lead(idx), shape=shape(ct)[:1] + shape(x), axis=axis + 1), None]
 
 
+def _take_abstract(x, idx, axis):
+    """numpy.take_along_axis: idx's length along `axis`, the other axes broadcast."""
+    xs = list(shape(x))
+    xs[axis] = 1
+    out = list(onp.broadcast_shapes(tuple(xs), shape(idx)))
+    out[axis] = shape(idx)[axis]
+    return ShapeDtypeStruct(out, dtype(x))
+
+
 take_along = Primitive(
     "take_along", lambda x, idx, axis: xp().take_along_axis(x, idx, axis=axis), _take_jvp, _take_vjp,
-    lambda args, batched, axis: (take_along(*_lead_all(args, batched), axis=axis + 1), True))
+    lambda args, batched, axis: (take_along(*_lead_all(args, batched), axis=axis + 1), True),
+    abstract=_take_abstract)
 
 
 def _put_jvp(primals, tangents, shape, axis):
@@ -198,9 +216,10 @@ def _put_batch(args, batched, shape, axis):
 put_along = Primitive(
     "put_along", _put_along_impl, _put_jvp,
     lambda ct, args, out, needed, shape, axis: [take_along(ct, _lead(args[1]), axis=axis + 1), None],
-    _put_batch)
+    _put_batch, abstract=lambda v, idx, shape, axis: ShapeDtypeStruct(shape, dtype(v)))
 
 
 argsort = Primitive(
     "argsort", lambda x, axis: xp().argsort(x, axis=axis),
-    batch=lambda args, batched, axis: (argsort(args[0], axis=axis + 1), True), nondiff=True)
+    batch=lambda args, batched, axis: (argsort(args[0], axis=axis + 1), True), nondiff=True,
+    abstract=lambda x, axis: ShapeDtypeStruct(shape(x), onp.intp))

@@ -12,7 +12,7 @@ inverse for all K directions through a single batched GEMM.
 import math
 
 from ..backends import xp
-from ..core import Primitive, shape
+from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
 from .elementwise import multiply, negative, subtract
 from .shape import broadcast_to, reshape, transpose
@@ -90,7 +90,8 @@ def _solve_batch(args, batched):
 
 # x with a @ x = b, for a (..., n, n) and b (..., n, r) with the same stack axes.
 solve = Primitive(
-    "solve", lambda a, b: xp().linalg.solve(a, b), _solve_jvp, _solve_vjp, _solve_batch)
+    "solve", lambda a, b: xp().linalg.solve(a, b), _solve_jvp, _solve_vjp, _solve_batch,
+    abstract=lambda a, b: ShapeDtypeStruct(shape(b), result_dtype(a, b)))
 
 
 def inv(a):
@@ -101,9 +102,11 @@ def inv(a):
 
 
 # ---------------------------------------------------------------- determinant
-def _matrix_unary(name, impl, jvp=None, vjp=None, nondiff=False):
-    """A primitive of one stack of matrices: a batch axis is one more stack axis."""
-    prim = Primitive(name, impl, jvp, vjp, nondiff=nondiff)
+def _matrix_unary(name, impl, jvp=None, vjp=None, nondiff=False, abstract=None):
+    """A primitive of one stack of matrices: a batch axis is one more stack axis. Its abstract
+    value is by default one number per matrix of the stack."""
+    abstract = abstract or (lambda a: ShapeDtypeStruct(shape(a)[:-2], dtype(a)))
+    prim = Primitive(name, impl, jvp, vjp, nondiff=nondiff, abstract=abstract)
     prim.batch = lambda args, batched: (prim(args[0]), True)
     return prim
 
@@ -157,4 +160,4 @@ def _cholesky_vjp(ct, args, low, needed):
 
 
 cholesky = _matrix_unary(
-    "cholesky", lambda a: xp().linalg.cholesky(a), _cholesky_jvp, _cholesky_vjp)
+    "cholesky", lambda a: xp().linalg.cholesky(a), _cholesky_jvp, _cholesky_vjp, abstract=same)

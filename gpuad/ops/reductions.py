@@ -1,9 +1,11 @@
 """Reductions along axes beyond the sum (ops/shape.py): reduce_max, cumsum, argmax."""
+import numpy as onp
+
 from ..backends import xp
-from ..core import Primitive, linear, shape
+from ..core import Primitive, dtype, linear, same, shape
 from .elementwise import PRIMS, astype, divide, multiply
 from .indexing import getitem
-from .shape import reduce_sum, spread, with_unit_axes_at
+from .shape import reduce_sum, reduced, spread, summed_dtype, with_unit_axes_at
 
 
 # ---------------------------------------------------------------- max
@@ -30,7 +32,8 @@ reduce_max = Primitive(
     "reduce_max", lambda x, axes, keepdims: xp().max(x, axis=axes, keepdims=keepdims),
     _max_jvp, _max_vjp,
     lambda args, batched, axes, keepdims: (
-        reduce_max(args[0], axes=tuple(a + 1 for a in axes), keepdims=keepdims), True))
+        reduce_max(args[0], axes=tuple(a + 1 for a in axes), keepdims=keepdims), True),
+    abstract=lambda x, axes, keepdims: reduced(x, axes, keepdims, dtype(x)))
 
 
 # ---------------------------------------------------------------- cumulative sum
@@ -41,10 +44,12 @@ def _flip(x, axis):
 cumsum = linear(
     "cumsum", lambda x, axis: xp().cumsum(x, axis=axis),
     lambda t, axis: cumsum(t, axis=axis + 1),
-    lambda ct, xs, axis: _flip(cumsum(_flip(ct, axis + 1), axis=axis + 1), axis + 1))
+    lambda ct, xs, axis: _flip(cumsum(_flip(ct, axis + 1), axis=axis + 1), axis + 1),
+    lambda x, axis: same(x) if dtype(x).kind in "fc" else reduced(x, (), False, summed_dtype(x)))
 
 
 # ---------------------------------------------------------------- index of the max (no derivative)
 argmax = Primitive(
     "argmax", lambda x, axis: xp().argmax(x, axis=axis),
-    batch=lambda args, batched, axis: (argmax(args[0], axis=axis + 1), True), nondiff=True)
+    batch=lambda args, batched, axis: (argmax(args[0], axis=axis + 1), True), nondiff=True,
+    abstract=lambda x, axis: reduced(x, (axis,), False, onp.dtype(onp.intp)))

@@ -9,12 +9,17 @@ import numpy as onp
 
 from ..axes import lead_to_rank, with_unit_axes
 from ..backends import xp
-from ..core import linear, shape
+from ..core import ShapeDtypeStruct, dtype, linear, shape
+
+
+def _reshaped(x, shape):
+    return ShapeDtypeStruct(shape, dtype(x))
+
 
 reshape = linear(
     "reshape", lambda x, shape: xp().reshape(x, shape),
     lambda t, shape: reshape(t, shape=t.shape[:1] + shape),
-    lambda ct, xs, shape: reshape(ct, shape=ct.shape[:1] + xs))
+    lambda ct, xs, shape: reshape(ct, shape=ct.shape[:1] + xs), _reshaped)
 
 
 def with_unit_axes_at(x, positions):
@@ -29,7 +34,8 @@ def _shift(perm):
 transpose = linear(
     "transpose", lambda x, perm: xp().transpose(x, perm),
     lambda t, perm: transpose(t, perm=_shift(perm)),
-    lambda ct, xs, perm: transpose(ct, perm=_shift(tuple(onp.argsort(perm)))))
+    lambda ct, xs, perm: transpose(ct, perm=_shift(tuple(onp.argsort(perm)))),
+    lambda x, perm: ShapeDtypeStruct([shape(x)[p] for p in perm], dtype(x)))
 
 
 def _broadcast_lead(t, shape):
@@ -39,7 +45,7 @@ def _broadcast_lead(t, shape):
 
 broadcast_to = linear(
     "broadcast_to", lambda x, shape: xp().broadcast_to(x, shape),
-    _broadcast_lead, lambda ct, xs, shape: unbroadcast(ct, xs))
+    _broadcast_lead, lambda ct, xs, shape: unbroadcast(ct, xs), _reshaped)
 
 
 def unbroadcast(ct, target):
@@ -62,7 +68,20 @@ def spread(ct, xs, axes, keepdims):
     return broadcast_to(ct, shape=shape(ct)[:1] + xs)
 
 
+def reduced(x, axes, keepdims, out_dtype):
+    """The abstract value of a reduction of x over axes."""
+    s = shape(x)
+    kept = [1 if a in axes else d for a, d in enumerate(s)] if keepdims else [d for a, d in enumerate(s)
+                                                                              if a not in axes]
+    return ShapeDtypeStruct(kept, out_dtype)
+
+
+def summed_dtype(x):
+    """The dtype NumPy sums x in (booleans and small integers widen)."""
+    return onp.sum(onp.zeros(1, dtype(x))).dtype
+
+
 reduce_sum = linear(
     "reduce_sum", lambda x, axes, keepdims: xp().sum(x, axis=axes, keepdims=keepdims),
     lambda t, axes, keepdims: reduce_sum(t, axes=tuple(a + 1 for a in axes), keepdims=keepdims),
-    spread)
+    spread, lambda x, axes, keepdims: reduced(x, axes, keepdims, summed_dtype(x)))

@@ -1,0 +1,175 @@
+"""gpuad.jit: trace a function (with the transforms inside it) once per signature into a program,
+optimise it, and replay it without Python dispatch; and eval_shape, which traces only.
+
+A compiled function is cached per (argument tree, shapes and dtypes, static arguments,
+backend). Called on arrays, it runs the program's replay; called on values of an enclosing
+transform (jacfwd(jit(f)), vmap(jit(f)), grad(jit(f))), it evaluates the program with `bind`,
+so the transform runs over the program.
+"""
+import functools
+
+from . import backends
+from .core import ShapeDtypeStruct, Tracer, dtype, shape
+from .program import Replay, aval_of, trace_program
+from .tree import tree_flatten
+
+
+def jit(fun=None, *, static_argnums=(), static_argnames=()):
+    """Compile fun: trace it once per input signature into a program, optimise it, replay it.
+
+    Usable as a decorator, with or without arguments. Inside fun, Python control flow cannot
+    depend on the values of the (non-static) arguments: use gpuad.numpy.where, or mark the
+    argument static (static_argnums, static_argnames: hashable values, part of the cache key).
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> f = gpuad.jit(gpuad.jacfwd(lambda x: gnp.sin(x) * x[0]))
+    >>> f(gnp.array([0.0, 1.0]))
+    array([[0.        , 0.        ],
+           [0.84147098, 0.        ]])
+    """
+    if fun is None:
+        return functools.partial(jit, static_argnums=static_argnums, static_argnames=static_argnames)
+    return Jitted(fun, static_argnums, static_argnames)
+
+
+class Jitted:
+    """A function compiled by gpuad.jit; call it like the function, or `lower` it."""
+
+    def __init__(self, fun, static_argnums, static_argnames):
+        self.fun = fun
+        self.static_argnums = _int_tuple(static_argnums, "static_argnums")
+        self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        self._cache = {}
+        functools.update_wrapper(self, fun, updated=())  # fun's __dict__ would overwrite these
+
+    def __call__(self, *args, **kwargs):
+        sig = _Signature(self, args, kwargs)
+        entry = self._entry(sig)
+        if any(isinstance(x, Tracer) for x in sig.leaves):  # under an enclosing transform
+            outs = entry.program.evaluate(sig.leaves)
+        else:
+            outs = entry.replay().run(*sig.leaves)
+        return entry.out_tree.unflatten(outs)
+
+    def lower(self, *args, **kwargs):
+        """Trace for these arguments (arrays or ShapeDtypeStructs) without running anything."""
+        return Lowered(self._entry(_Signature(self, args, kwargs)))
+
+    def _entry(self, sig):
+        entry = self._cache.get(sig.key)
+        if entry is None:
+            entry = _Entry(self.fun, sig)
+            if entry.program.cacheable:
+                self._cache[sig.key] = entry
+        return entry
+
+
+class _Signature:
+    """A call's arguments split into the static ones and the leaves of the rest, with its cache key."""
+
+    def __init__(self, jitted, args, kwargs):
+        n = len(args)
+        for i in jitted.static_argnums:
+            if not -n <= i < n:
+                raise ValueError(f"jit: static_argnums {i} is out of range for a call with {n} positional "
+                                 "arguments")
+        nums = {i % n for i in jitted.static_argnums}
+        static = [(i, args[i]) for i in sorted(nums)] + [(k, kwargs[k]) for k in sorted(kwargs)
+                                                         if k in jitted.static_argnames]
+        for where, value in static:
+            try:
+                hash(value)
+            except TypeError:
+                raise TypeError(f"jit: static argument {where!r} has unhashable type {type(value).__name__}; "
+                                "static values are part of the cache key: pass a hashable value (a tuple, "
+                                "not a list), or leave the argument dynamic") from None
+        dyn = (tuple(a for i, a in enumerate(args) if i not in nums),
+               {k: v for k, v in kwargs.items() if k not in jitted.static_argnames})
+        leaves, self.tree = tree_flatten(dyn)
+        self.leaves = [_leaf(x, k) for k, x in enumerate(leaves)]
+        self.static, self.nargs = static, n
+        self.key = (self.tree, tuple((shape(x), dtype(x)) for x in self.leaves), tuple(static),
+                    backends.backend())
+
+    def rebuild(self, leaves):
+        """(args, kwargs) of the function with these leaves in place of the dynamic values."""
+        dyn_args, kwargs = self.tree.unflatten(leaves)
+        it = iter(dyn_args)
+        statics = dict(self.static)
+        args = [statics[i] if i in statics else next(it) for i in range(self.nargs)]
+        kwargs.update((k, v) for k, v in self.static if isinstance(k, str))
+        return args, kwargs
+
+
+def _leaf(x, k):
+    if isinstance(x, (Tracer, ShapeDtypeStruct)):
+        return x
+    if isinstance(x, bool) or not (isinstance(x, (int, float, complex)) or hasattr(x, "shape")):
+        raise TypeError(f"jit: argument leaf {k} is a {type(x).__name__}, not an array; pass arrays (or "
+                        "pytrees of them), or mark the argument static with static_argnums/static_argnames")
+    return backends.current().asarray(backends.current().coerce(x))
+
+
+class _Entry:
+    """One cache entry: the optimised program for one signature, and its replay once needed."""
+
+    def __init__(self, fun, sig):
+        self.out_tree = None
+
+        def flat(inputs):
+            args, kwargs = sig.rebuild(inputs)
+            outs, self.out_tree = tree_flatten(fun(*args, **kwargs))
+            return [_output(o) for o in outs]
+
+        avals = [aval_of(x) for x in sig.leaves]
+        self.program = trace_program(flat, avals, [f"jit argument leaf {k}" for k in range(len(avals))])
+        self._replay = None
+
+    def replay(self):
+        if self._replay is None:
+            self._replay = Replay(self.program)
+        return self._replay
+
+
+def _output(x):
+    if isinstance(x, Tracer) or backends.current().is_array(x):
+        return x
+    if isinstance(x, (int, float, complex)) and not isinstance(x, bool) or hasattr(x, "__array_interface__"):
+        return backends.current().asarray(x)
+    raise TypeError(f"jit: the function must return arrays (or pytrees of arrays), but it returned a "
+                    f"{type(x).__name__}")
+
+
+class Lowered:
+    """A traced and optimised program, before it runs (gpuad.jit(f).lower(*args))."""
+
+    def __init__(self, entry):
+        self.program = entry.program
+        self.out_tree = entry.out_tree
+
+    def as_text(self):
+        """The optimised program, one equation a line (inputs and outputs typed)."""
+        return self.program.text()
+
+    def out_info(self):
+        """ShapeDtypeStructs of the outputs, in the output tree."""
+        return self.out_tree.unflatten([aval_of(o) for o in self.program.outs])
+
+
+def eval_shape(fun, *args, **kwargs):
+    """Shapes and dtypes of fun's outputs (a tree of ShapeDtypeStructs), computed without data;
+    args may be arrays or ShapeDtypeStructs.
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> gpuad.eval_shape(gpuad.jacfwd(gnp.sin), gpuad.ShapeDtypeStruct((3,), "float32"))
+    ShapeDtypeStruct(shape=(3, 3), dtype=float32)
+    """
+    return jit(fun).lower(*args, **kwargs).out_info()
+
+
+def _int_tuple(nums, what):
+    nums = (nums,) if isinstance(nums, int) else tuple(nums)
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in nums):
+        raise TypeError(f"jit: {what} must be an int or a tuple of ints, got {nums!r}")
+    return nums
+

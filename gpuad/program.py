@@ -1,0 +1,256 @@
+"""Programs: a function traced once, abstractly, into a straight list of equations.
+
+`trace_program` runs a function on abstract values (shape and dtype, no data) under a
+`ProgramTrace`: every primitive applied to them becomes an `Equation` of typed variables,
+integer index arithmetic and non-differentiable ops included. Operations on constants alone
+are evaluated while tracing (constant folding comes free from `bind`). A program is then
+optimised by small passes (`dead_code`, `common_subexpressions`), and either evaluated with
+`bind` on any values (so every transform of a compiled function runs over its program, with
+no second copy of any rule) or compiled by `Replay` into one Python function over backend
+arrays, with no per-primitive dispatch.
+"""
+import functools
+import itertools
+
+import numpy as onp
+
+from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
+
+
+class Var:
+    """A typed variable of a program."""
+    __slots__ = ("id", "shape", "dtype")
+
+    def __init__(self, id_, aval):
+        self.id, self.shape, self.dtype = id_, aval.shape, aval.dtype
+
+    def __repr__(self):
+        return f"v{self.id}"
+
+
+class Equation:
+    """out = prim(*ins, **params); an input is a Var or a constant (array or Python scalar)."""
+    __slots__ = ("prim", "ins", "out", "params")
+
+    def __init__(self, prim, ins, out, params):
+        self.prim, self.ins, self.out, self.params = prim, ins, out, params
+
+
+class Program:
+    """Equations over variables: inputs in `ins`, outputs in `outs` (Vars or constants)."""
+
+    def __init__(self, ins, equations, outs):
+        self.ins, self.equations, self.outs = ins, equations, outs
+
+    @property
+    def cacheable(self):
+        """False when a constant is a value of an enclosing transform (a closure over a tracer):
+        such a program is valid for the call that traced it only."""
+        return not any(isinstance(a, Tracer) for eq in self.equations for a in eq.ins) and \
+            not any(isinstance(o, Tracer) for o in self.outs)
+
+    def evaluate(self, values):
+        """The outputs for input values of any kind (arrays, or tracers of outer transforms), by
+        binding each equation's primitive: transforms of a compiled function run over it here."""
+        env = dict(zip(self.ins, values))
+        for eq in self.equations:
+            env[eq.out] = bind(eq.prim, *[env[a] if isinstance(a, Var) else a for a in eq.ins], **eq.params)
+        return [env[o] if isinstance(o, Var) else o for o in self.outs]
+
+    def text(self):
+        """The program, one equation a line, readable like a jaxpr."""
+        lines = [f"{{ lambda {', '.join(_typed(v) for v in self.ins)} ."]
+        for eq in self.equations:
+            params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items())
+            args = " ".join(_atom(a) for a in eq.ins)
+            lines.append(f"    {_typed(eq.out)} = {eq.prim.name}{'[' + params + ']' if params else ''} {args}")
+        lines.append(f"  in ({', '.join(_atom(o) for o in self.outs)}) }}")
+        return "\n".join(lines)
+
+
+def _typed(v):
+    return f"{v}:{v.dtype.name}{list(v.shape)}"
+
+
+def _atom(a):
+    if isinstance(a, Var):
+        return repr(a)
+    if hasattr(a, "shape") and a.shape:
+        return f"const:{a.dtype.name}{list(a.shape)}"
+    return repr(a.item() if hasattr(a, "item") else a)
+
+
+def _short(p):
+    if isinstance(p, tuple):
+        return "(" + ", ".join(_short(x) for x in p) + ")"
+    if hasattr(p, "shape") and not isinstance(p, onp.dtype):
+        return f"array{list(p.shape)}"
+    if isinstance(p, slice):
+        return ":".join("" if x is None else str(x) for x in (p.start, p.stop, p.step)).rstrip(":") or ":"
+    return repr(p)
+
+
+# ---------------------------------------------------------------- abstract tracing
+class ProgramTracer(Tracer):
+    """A value while a program is traced: a variable with a shape and a dtype, no data."""
+    __slots__ = ("var", "origin")
+
+    def __init__(self, trace, var, origin):
+        self._trace, self.var, self.origin = trace, var, origin
+
+    @property
+    def shape(self):
+        return self.var.shape
+
+    @property
+    def dtype(self):
+        return self.var.dtype
+
+    def _inner(self):
+        raise TypeError(
+            f"the value of {self.origin} (shape {self.shape}, {self.dtype}) is not known while gpuad.jit "
+            "traces the function: Python control flow (if, while, bool(), float(), int(), indexing with it) "
+            "cannot depend on it. Use gpuad.numpy.where (or gnp.take for positions), or mark the argument "
+            "static with static_argnums / static_argnames.")
+
+    def _payload(self):
+        return self.var
+
+    __float__ = __int__ = __complex__ = __index__ = __array__ = lambda self, *a, **k: self._inner()
+
+    def __repr__(self):
+        return f"Traced<{self.dtype.name}{list(self.shape)}>({self.var})"
+
+
+class ProgramTrace(Trace):
+    __slots__ = ("equations", "_ids")
+
+    def __init__(self, level):
+        super().__init__(level)
+        self.equations = []
+        self._ids = itertools.count()
+
+    def new_input(self, aval, origin):
+        return ProgramTracer(self, Var(next(self._ids), aval), origin)
+
+    def process(self, prim, args, params):
+        if prim.abstract is None:
+            raise NotImplementedError(f"primitive {prim.name} has no abstract rule: gpuad.jit cannot trace it")
+        aval = prim.abstract(*args, **params)
+        out = Var(next(self._ids), aval)
+        ins = [a.var if isinstance(a, ProgramTracer) and a._trace is self else a for a in args]
+        self.equations.append(Equation(prim, ins, out, params))
+        return ProgramTracer(self, out, f"{prim.name}(...)")
+
+
+def trace_program(fun, avals, names):
+    """Trace fun(*leaves) over abstract inputs (ShapeDtypeStructs; `names` says what each is, for
+    error messages). fun returns a flat list of outputs. Returns the optimised Program."""
+    with new_trace(ProgramTrace) as trace:
+        inputs = [trace.new_input(a, n) for a, n in zip(avals, names)]
+        outs = fun(inputs)
+        outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else o for o in outs]
+    program = Program([t.var for t in inputs], trace.equations, outs)
+    return dead_code(common_subexpressions(program))
+
+
+def aval_of(x):
+    """A ShapeDtypeStruct for an array, a traced value or a ShapeDtypeStruct."""
+    return x if isinstance(x, ShapeDtypeStruct) else ShapeDtypeStruct(x.shape, x.dtype)
+
+
+# ---------------------------------------------------------------- passes
+def dead_code(program):
+    """Drop the equations no output depends on (a Hessian does not compute the function value)."""
+    live = {o for o in program.outs if isinstance(o, Var)}
+    kept = []
+    for eq in reversed(program.equations):
+        if eq.out in live:
+            kept.append(eq)
+            live.update(a for a in eq.ins if isinstance(a, Var))
+    return Program(program.ins, kept[::-1], program.outs)
+
+
+def common_subexpressions(program):
+    """Compute each (primitive, inputs, params) once; later copies read the first's output."""
+    seen, rename, kept = {}, {}, []
+    for eq in program.equations:
+        ins = [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins]
+        key = (eq.prim, tuple(map(_key, ins)), _key(eq.params))
+        first = seen.get(key)
+        if first is not None:
+            rename[eq.out] = first
+            continue
+        seen[key] = eq.out
+        kept.append(Equation(eq.prim, ins, eq.out, eq.params))
+    outs = [rename.get(o, o) if isinstance(o, Var) else o for o in program.outs]
+    return Program(program.ins, kept, outs)
+
+
+def _key(x):
+    """A hashable stand-in for an equation's input or parameter; arrays by identity."""
+    if isinstance(x, (Var, Tracer)) or hasattr(x, "__array_interface__") or hasattr(x, "__cuda_array_interface__"):
+        return ("id", id(x))
+    if isinstance(x, dict):
+        return tuple((k, _key(v)) for k, v in sorted(x.items()))
+    if isinstance(x, (tuple, list)):
+        return (type(x).__name__,) + tuple(_key(v) for v in x)
+    if isinstance(x, slice):
+        return ("slice", x.start, x.stop, x.step)
+    if isinstance(x, float) and x != x:  # nan != nan: key NaNs by identity, never merge them
+        return ("id", id(x))
+    return (type(x).__name__, x)
+
+
+# ---------------------------------------------------------------- replay
+class Replay:
+    """A program compiled into one Python function over backend arrays: each equation calls its
+    primitive's impl directly (no bind, no dispatch), and a value is dropped after its last use
+    so that the allocator can reuse its memory within the call."""
+
+    def __init__(self, program):
+        names, env = {}, {}
+        for k, v in enumerate(program.ins):
+            names[v] = f"x{k}"
+        last = {}
+        for i, eq in enumerate(program.equations):
+            for a in eq.ins:
+                if isinstance(a, Var):
+                    last[a] = i
+        outs = {o for o in program.outs if isinstance(o, Var)}
+        lines = [f"def replay({', '.join(names[v] for v in program.ins)}):"]
+        for i, eq in enumerate(program.equations):
+            f = functools.partial(eq.prim.impl, **eq.params) if eq.params else eq.prim.impl
+            if not eq.out.shape:  # NumPy returns scalars for 0-d results: keep arrays
+                f = _as_array(f)
+            env[f"f{i}"] = f
+            args = []
+            for a in eq.ins:
+                if isinstance(a, Var):
+                    args.append(names[a])
+                else:
+                    env[f"c{len(env)}"] = a
+                    args.append(f"c{len(env) - 1}")
+            names[eq.out] = f"v{i}"
+            lines.append(f"    v{i} = f{i}({', '.join(args)})")
+            dead = [names[a] for a in dict.fromkeys(a for a in eq.ins if isinstance(a, Var))
+                    if last[a] == i and a not in outs and a not in program.ins]
+            if dead:
+                lines.append(f"    del {', '.join(dead)}")
+        results = []
+        for o in program.outs:
+            if isinstance(o, Var):
+                results.append(names[o])
+            else:
+                env[f"c{len(env)}"] = o
+                results.append(f"c{len(env) - 1}")
+        lines.append(f"    return [{', '.join(results)}]")
+        exec(compile("\n".join(lines), "<gpuad.jit replay>", "exec"), env)
+        self.source, self.run = "\n".join(lines), env["replay"]
+
+
+def _as_array(f):
+    def g(*args):
+        out = f(*args)
+        return onp.asarray(out) if isinstance(out, onp.generic) else out
+    return g

@@ -1,0 +1,208 @@
+"""gpuad.jit: compiled derivatives equal eager ones (every op spec, every transform case), jit composes
+with the transforms both ways and with itself, abstract shapes and dtypes are exact, the cache
+re-traces only on a new signature, the passes do what they say, and misuse gets clear errors."""
+import numpy as np
+import pytest
+import test_primitives as tp  # module imports: their tables are read here, their tests not collected twice
+import test_transforms as tt
+from helpers import assert_close, assert_tree_close, on_backend
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad.program import Equation, Program, Var, common_subexpressions, dead_code
+
+TRACEABLE = [s for s in tp.SPECS if s.batchable]  # the rest have value-dependent shapes (masks)
+specs = pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])
+
+
+def _argnums(spec):
+    return tuple(range(len(spec.shapes)))
+
+
+# ---------------------------------------------------------------- compiled equals eager
+@specs
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev, gpuad.hessian],
+                         ids=["jacfwd", "jacrev", "hessian"])
+def test_jit_of_transform_equals_eager(spec, transform):
+    args = on_backend(*spec.inputs())
+    t = transform(spec.f, argnums=_argnums(spec))
+    assert_tree_close(gpuad.jit(t)(*args), t(*args), rtol=1e-12, atol=1e-12)
+
+
+@specs
+def test_transforms_of_jit_equal_eager(spec):
+    """jacfwd, jacrev and vmap run over the compiled function's program."""
+    xs = spec.inputs()
+    args, nums = on_backend(*xs), _argnums(spec)
+    compiled = gpuad.jit(spec.f)
+    assert_tree_close(gpuad.jacfwd(compiled, argnums=nums)(*args), gpuad.jacfwd(spec.f, argnums=nums)(*args),
+                      rtol=1e-12, atol=1e-12)
+    assert_tree_close(gpuad.jacrev(compiled, argnums=nums)(*args), gpuad.jacrev(spec.f, argnums=nums)(*args),
+                      rtol=1e-12, atol=1e-12)
+    batch = on_backend(*[np.stack([x, x * 0.5 + 0.1 * np.sign(x)]) for x in xs])
+    if spec.domain == tp.W:  # the scaled copy stays inside the domain of the unrestricted specs
+        assert_tree_close(gpuad.vmap(compiled)(*batch), gpuad.vmap(spec.f)(*batch), rtol=1e-12, atol=1e-12)
+
+
+@specs
+def test_eval_shape_is_exact_for_values_and_derivatives(spec):
+    args, nums = on_backend(*spec.inputs()), _argnums(spec)
+    for fun in (spec.f, gpuad.jacfwd(spec.f, argnums=nums), gpuad.jacrev(spec.f, argnums=nums)):
+        got = gpuad.eval_shape(fun, *[gpuad.ShapeDtypeStruct(a.shape, a.dtype) for a in args])
+        want = gpuad.tree_map(lambda y: gpuad.ShapeDtypeStruct(y.shape, y.dtype), fun(*args))
+        assert got == want
+
+
+@tt.cases
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev, gpuad.jacobian, gpuad.hessian])
+def test_jit_of_transform_cases_with_pytrees_and_argnums(case, transform):
+    args = tt.backend_tree(case.args)
+    t = transform(case.fn, argnums=case.argnums)
+    assert_tree_close(gpuad.jit(t)(*args), t(*args), rtol=1e-12, atol=1e-12)
+
+
+def _f(x):
+    return gnp.sum(gnp.sin(x) * x[0]) + gnp.prod(x[1:] ** 2)
+
+
+X = np.array([0.3, -1.2, 0.7, 2.0])
+
+
+@pytest.mark.parametrize("name,build", [
+    ("jit_jit", lambda: gpuad.jit(gpuad.jit(gpuad.grad(_f)))),
+    ("grad_jit", lambda: gpuad.grad(gpuad.jit(_f))),
+    ("hessian_jit", lambda: gpuad.hessian(gpuad.jit(_f))),
+    ("jit_hessian_jit", lambda: gpuad.jit(gpuad.hessian(gpuad.jit(_f)))),
+    ("jacfwd_jit_grad", lambda: gpuad.jacfwd(gpuad.jit(gpuad.grad(_f)))),
+])
+def test_jit_nests_with_transforms_and_itself(name, build):
+    x = gnp.asarray(X)
+    want = gpuad.hessian(_f)(x) if "hessian" in name or "jacfwd" in name else gpuad.grad(_f)(x)
+    assert_close(build()(x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_jit_hvp_and_vmap_of_jit():
+    x, v = gnp.asarray(X), gnp.asarray(X[::-1].copy())
+    hvp = gpuad.jit(lambda x, v: gpuad.hvp(_f, (x,), (v,)))
+    assert_close(hvp(x, v), gpuad.hessian(_f)(x) @ v, rtol=1e-12, atol=1e-12)
+    xs = gnp.asarray(np.stack([X, 2 * X, -X]))
+    assert_close(gpuad.vmap(gpuad.jit(gpuad.grad(_f)))(xs), gpuad.vmap(gpuad.grad(_f))(xs), rtol=1e-12, atol=1e-12)
+
+
+def test_pytrees_keywords_and_aux():
+    def loss(p, x, scale=1.0):
+        y = gnp.tanh(x @ p["w"] + p["b"])
+        return gnp.sum(y ** 2) * scale, {"y": y}
+
+    p = {"w": gnp.asarray(np.linspace(-1, 1, 6).reshape(3, 2)), "b": gnp.asarray(np.array([0.1, -0.2]))}
+    x = gnp.asarray(np.linspace(0, 1, 12).reshape(4, 3))
+    g = gpuad.grad(loss, has_aux=True)
+    got, want = gpuad.jit(g)(p, x, scale=2.0), g(p, x, scale=2.0)
+    assert_tree_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept(dtype):
+    x = gnp.asarray(X.astype(dtype))
+    h = gpuad.jit(gpuad.hessian(_f))(x)
+    assert h.dtype == dtype
+    assert_close(h, gpuad.hessian(_f)(x), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_closure_over_an_enclosing_transforms_value():
+    """The inner compiled function captures x, a value of the outer jacfwd: still right."""
+    def f(x):
+        return gpuad.jit(lambda y: gnp.sin(x * y))(x)
+    x = gnp.asarray(X)
+    assert_close(gpuad.jacfwd(f)(x), gpuad.jacfwd(lambda x: gnp.sin(x * x))(x), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- the cache
+def test_traces_once_per_signature_and_captures_constants():
+    traces = []
+    W = np.linspace(-1, 1, 12).reshape(3, 4)  # a NumPy constant: part of the program
+
+    @gpuad.jit
+    def f(x):
+        traces.append(1)
+        return gnp.tanh(W @ x)
+
+    for k in range(3):
+        assert_close(f(gnp.asarray(X + k)), np.tanh(W @ (X + k)), rtol=1e-12)
+    assert len(traces) == 1
+    f(gnp.asarray(X.astype(np.float32)))
+    f(gnp.asarray(np.ones(4)))
+    assert len(traces) == 2  # a new dtype traces again, new values do not
+
+
+def test_static_arguments_allow_python_control_flow():
+    traces = []
+
+    def f(x, n, mode="sin"):
+        traces.append((n, mode))
+        for _ in range(n):
+            x = gnp.sin(x) if mode == "sin" else gnp.cos(x)
+        return x
+
+    g = gpuad.jit(f, static_argnums=1, static_argnames="mode")
+    x = gnp.asarray(X)
+    assert_close(g(x, 3), np.sin(np.sin(np.sin(X))), rtol=1e-12)
+    assert_close(g(x, 3, mode="cos"), np.cos(np.cos(np.cos(X))), rtol=1e-12)
+    g(x, 3)
+    assert traces == [(3, "sin"), (3, "cos")]
+
+
+# ---------------------------------------------------------------- passes
+def test_dead_code_and_common_subexpressions():
+    def f(x):
+        unused = gnp.exp(x) * 3.0  # noqa: F841 - traced, then dropped
+        return gnp.sin(x) + gnp.sin(x)
+
+    text = gpuad.jit(f).lower(gnp.asarray(X)).as_text()
+    assert text.count(" sin ") == 1 and "exp" not in text
+
+
+def test_hessian_does_not_compute_the_function_value():
+    lowered = gpuad.jit(gpuad.hessian(lambda x: gnp.sum(gnp.exp(x) * x))).lower(gnp.asarray(X))
+    sums = [line for line in lowered.as_text().splitlines() if "reduce_sum" in line and "[]" in line.split("=")[0]]
+    assert not sums, "a 0-d sum (the function value) survived dead-code elimination"
+
+
+def test_passes_on_a_hand_built_program():
+    from gpuad.core import ShapeDtypeStruct
+    from gpuad.ops.elementwise import PRIMS
+    aval = ShapeDtypeStruct((3,), np.float64)
+    x, a, b, c, d = (Var(i, aval) for i in range(5))
+    eqs = [Equation(PRIMS["sin"], [x], a, {}), Equation(PRIMS["sin"], [x], b, {}),
+           Equation(PRIMS["add"], [a, b], c, {}), Equation(PRIMS["exp"], [x], d, {})]
+    out = dead_code(common_subexpressions(Program([x], eqs, [c])))
+    assert [e.prim.name for e in out.equations] == ["sin", "add"]
+    assert out.equations[1].ins == [a, a]
+
+
+# ---------------------------------------------------------------- errors
+def test_python_control_flow_on_traced_values_is_a_clear_error():
+    def branch(x):
+        return x * 2 if gnp.sum(x) > 0 else -x
+    with pytest.raises(TypeError, match=r"value of greater.*gpuad.numpy.where.*static_argnums"):
+        gpuad.jit(branch)(gnp.asarray(X))
+    with pytest.raises(TypeError, match="not known while gpuad.jit traces"):
+        gpuad.jit(lambda x: gnp.ones(int(x[0])))(gnp.asarray(X))
+    with pytest.raises(TypeError, match="not known while gpuad.jit traces"):
+        gpuad.jit(lambda x: x[x > 0])(gnp.asarray(X))
+    with pytest.raises(TypeError, match="not known while gpuad.jit traces"):
+        gpuad.jit(gpuad.jacfwd(lambda x: x if x[0] > 0 else -x))(gnp.asarray(X))
+
+
+def test_bad_static_arguments_and_inputs_are_clear_errors():
+    x = gnp.asarray(X)
+    with pytest.raises(ValueError, match="static_argnums 3 is out of range"):
+        gpuad.jit(lambda x, n: x * n, static_argnums=3)(x, 2)
+    with pytest.raises(TypeError, match="unhashable type list"):
+        gpuad.jit(lambda x, n: x * len(n), static_argnums=1)(x, [1, 2])
+    with pytest.raises(TypeError, match="must be an int or a tuple of ints"):
+        gpuad.jit(lambda x: x, static_argnums="0")
+    with pytest.raises(TypeError, match="argument leaf 1 is a str"):
+        gpuad.jit(lambda x, s: x)(x, "name")
+    with pytest.raises(TypeError, match="must return arrays"):
+        gpuad.jit(lambda x: "nope")(x)
