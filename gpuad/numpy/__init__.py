@@ -6,10 +6,12 @@
 import numpy as _onp
 
 from . import linalg  # noqa: F401
+from .building import *  # noqa: F401,F403
 from .creation import (arange, array, asarray, eye, full, full_like, identity, linspace, ones,  # noqa: F401
                        ones_like, zeros, zeros_like)
 from .elementwise import *  # noqa: F401,F403
 from .indexing import at  # noqa: F401
+from .mathematical import *  # noqa: F401,F403
 from .methods import install as _install
 from .products import dot, einsum, inner, matmul, outer, tensordot, trace  # noqa: F401
 from .reductions import amax, amin, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401,A004
