@@ -4,14 +4,17 @@ gpuad.scipy.special), through the one finite-difference checker, driven by a tab
 As in test_primitives.py, a spec's function takes the namespace first: `fn(gnp, *xs)` is what
 gpuad differentiates, `fn(numpy, *xs)` is the reference (or `ref`, e.g. scipy.special).
 """
+import warnings
 import zlib
 from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
+import scipy.special
 
 import gpuad
 import gpuad.numpy as gnp
+import gpuad.scipy.special as gsp
 from helpers import assert_close, check_first_order, check_second_order, on_backend, random_inputs, to_np
 
 
@@ -125,6 +128,71 @@ S("heaviside", lambda m, a, b: m.heaviside(a * ZEROS, b), (2, 3), (3,))
 S("copysign", lambda m, a, b: m.copysign(a, b), (2, 3), (3,), second=False)  # |a|: a kink at 0
 S("real_imag_conj", lambda m, x: m.real(x) * 2 + m.imag(x) + m.conj(x) * m.conjugate(x), (2, 3))
 S("angle", lambda m, x: m.angle(x) * x + m.angle(x, deg=True), (2, 3))
+
+# ---------------------------------------------------------------- statistics.py
+NANS = np.where(MASK, 0.0, np.nan)   # every row and column keeps a number
+S("nansum", lambda m, x: m.nansum(x + NANS) + m.nansum(x + NANS, axis=0, keepdims=True), (2, 3))
+S("nanmean", lambda m, x: m.nanmean(x + NANS, axis=1), (2, 3))
+S("nanmax", lambda m, x: m.nanmax(x + NANS, axis=0) + m.nanmax(x + NANS), (2, 3), second=False)
+S("nanmin", lambda m, x: m.nanmin(x + NANS, axis=-1, keepdims=True), (2, 3), second=False)
+S("ptp", lambda m, x: m.ptp(x, axis=1), (3, 4), second=False)
+S("average", lambda m, x: m.average(x, axis=0), (3, 4))
+S("average_weights", lambda m, x, w: m.average(x, weights=w), (3, 4), (3, 4), domain=[W, POS])
+S("average_weights_along_axis", lambda m, x, w: m.stack(m.average(x, axis=1, weights=w, returned=True)),
+  (3, 4), (4,), domain=[W, POS])
+S("average_returned_keepdims", lambda m, x: m.concatenate(m.average(x, axis=1, returned=True, keepdims=True)),
+  (3, 4))
+S("median_odd", lambda m, x: m.median(x), (5,), second=False)
+S("median_even_axis", lambda m, x: m.median(x, axis=0), (4, 3), second=False)
+S("quantile_many", lambda m, x: m.quantile(x, [0.0, 0.3, 0.75, 1.0], axis=1), (3, 5), second=False)
+S("quantile_axes_keepdims", lambda m, x: m.quantile(x, np.array([[0.2], [0.9]]), axis=(0, 2), keepdims=True),
+  (2, 3, 4), second=False)
+S("percentile", lambda m, x: m.percentile(x, 37.0, axis=-1), (3, 4), second=False)
+S("cumprod", lambda m, x: m.cumprod(x, axis=1), (3, 6))
+S("cumprod_flat", lambda m, x: m.cumprod(x), (2, 3))
+S("cumprod_zeros", lambda m, x: m.cumprod(x), (7,), xs=([2.0, 0.0, -1.5, 0.0, 3.0, 0.5, 1.2],))
+S("cov", lambda m, x: m.cov(x), (3, 5))
+S("cov_columns_y", lambda m, x, y: m.cov(x, y, rowvar=False), (5, 2), (5,))
+S("cov_bias_ddof", lambda m, x: m.cov(x, bias=True) + m.cov(x, ddof=2), (2, 5))
+S("cov_vector", lambda m, x: m.cov(x), (5,))
+S("corrcoef", lambda m, x: m.corrcoef(x), (3, 5))
+S("corrcoef_pair", lambda m, x, y: m.corrcoef(x, y), (5,), (5,))
+for mode in ("full", "same", "valid"):
+    S(f"convolve_{mode}", lambda m, a, v, mode=mode: m.convolve(a, v, mode), (5,), (3,))
+    S(f"convolve_{mode}_longer_v", lambda m, a, v, mode=mode: m.convolve(a, v, mode), (2,), (5,))
+    S(f"correlate_{mode}", lambda m, a, v, mode=mode: m.correlate(a, v, mode), (5,), (4,))
+S("correlate_longer_v", lambda m, a, v: m.correlate(a, v), (3,), (5,))
+S("convolve_scalar_kernel", lambda m, a, v: m.convolve(a, v, "same"), (4,), (1,))
+S("polyval", lambda m, p, x: m.polyval(p, x), (4,), (2, 3))
+S("polyval_constant_coefficients", lambda m, x: m.polyval([0.5, -1.0, 2.0], x), (3,))
+XP = np.array([-2.0, -1.0, 0.2, 0.9, 2.0])
+S("interp", lambda m, x, fp: m.interp(x, XP, fp), (8,), (5,), domain=[(-2.5, 2.5), W], second=False)
+S("interp_left_right", lambda m, x: m.interp(x, XP, np.cos(XP), left=-3.0, right=4.0), (8,), domain=(-2.5, 2.5),
+  second=False)
+S("interp_one_point", lambda m, x, fp: m.interp(x, XP[:1], fp), (6,), (1,), domain=[(-2.5, 2.5), W])
+S("trapezoid", lambda m, y: m.trapezoid(y, dx=0.3), (3, 5))
+S("trapezoid_x", lambda m, y, x: m.trapezoid(y, x), (3, 5), (5,))
+S("trapezoid_x_axis0", lambda m, y, x: m.trapezoid(y, x, axis=0), (4, 2), (4, 2))
+
+# ---------------------------------------------------------------- gpuad.scipy.special, against scipy's
+SP = {np: scipy.special, gnp: gsp}  # the special-function namespace that goes with each array namespace
+S("expit", lambda m, x: SP[m].expit(x), (2, 3), domain=(-8.0, 8.0))
+S("expit_tails", lambda m, x: SP[m].expit(x), (6,), xs=([-40.0, -700.0, -5.0, 0.0, 5.0, 40.0],))
+S("logit", lambda m, x: SP[m].logit(x), (2, 3), domain=UNIT)
+S("logsumexp", lambda m, x: SP[m].logsumexp(x), (3, 4))
+S("logsumexp_axis_keepdims", lambda m, x: SP[m].logsumexp(x, axis=1, keepdims=True), (3, 4))
+S("logsumexp_huge", lambda m, x: SP[m].logsumexp(x, axis=0), (3, 2), domain=(900.0, 1000.0))
+S("logsumexp_b", lambda m, x, b: SP[m].logsumexp(x, axis=(0, 1), b=b), (2, 3), (3,), domain=[W, POS])
+S("logsumexp_sign", lambda m, x, b: m.stack(SP[m].logsumexp(x, axis=-1, b=b, return_sign=True)), (2, 3), (2, 3))
+S("log_softmax", lambda m, x: SP[m].log_softmax(x, axis=-1), (3, 4))
+S("softmax", lambda m, x: SP[m].softmax(x, axis=0), (3, 4), domain=(-50.0, 50.0), tol=1e-4)
+S("softmax_all", lambda m, x: SP[m].softmax(x), (2, 3))
+S("xlogy", lambda m, x, y: SP[m].xlogy(x, y), (2, 3), (3,), domain=[W, POS])
+S("xlogy_zero_x", lambda m, x, y: SP[m].xlogy(x * ZEROS, y), (2, 3), (2, 3), domain=[W, POS])
+S("xlogy_zero_both", lambda m, x, y: SP[m].xlogy(x * ZEROS, y * ZEROS), (2, 3), (2, 3), domain=[W, POS])
+S("xlog1py", lambda m, x, y: SP[m].xlog1py(x, y), (2, 3), (2, 3), domain=[W, (-0.9, 2.0)])
+S("xlog1py_zeros", lambda m, x, y: SP[m].xlog1py(x * ZEROS, y * ZEROS - 1.0), (2, 3), (2, 3), domain=[W, POS])
+S("entr", lambda m, x: SP[m].entr(x), (2, 3), domain=POS)
 
 assert len({s.name for s in SPECS}) == len(SPECS), "spec names must be unique"
 ids = pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
@@ -273,6 +341,19 @@ ERRORS = {
     "searchsorted_side": (lambda: gnp.searchsorted(gnp.ones(3), 1.0, side="middle"), ValueError, "'left' or 'right'"),
     "searchsorted_matrix": (lambda: gnp.searchsorted(X23, 1.0), ValueError, "1-d"),
     "real_of_complex": (lambda: gnp.real(np.ones(2, complex)), TypeError, "real inputs"),
+    "quantile_range": (lambda: gnp.quantile(X23, 1.5), ValueError, r"range \[0, 1\]"),
+    "quantile_method": (lambda: gnp.quantile(X23, 0.5, method="nearest"), NotImplementedError, "method='linear'"),
+    "percentile_range": (lambda: gnp.percentile(X23, -1), ValueError, r"range \[0, 100\]"),
+    "average_weights_axis": (lambda: gnp.average(X23, weights=gnp.ones(3)), TypeError, "one integer axis"),
+    "average_weights_length": (lambda: gnp.average(X23, axis=1, weights=gnp.ones(2)), ValueError, "do not fit axis 1"),
+    "cov_weights": (lambda: gnp.cov(X23, fweights=[1, 2, 1]), NotImplementedError, "fweights"),
+    "cov_3d": (lambda: gnp.cov(gnp.ones((2, 2, 2))), ValueError, "more than 2 dimensions"),
+    "convolve_mode": (lambda: gnp.convolve(gnp.ones(3), gnp.ones(2), "circular"), ValueError, "'full', 'same'"),
+    "convolve_matrix": (lambda: gnp.convolve(X23, gnp.ones(2)), ValueError, "a must be a non-empty vector"),
+    "convolve_empty": (lambda: gnp.convolve(gnp.ones(3), gnp.ones(0)), ValueError, "v must be a non-empty"),
+    "interp_period": (lambda: gnp.interp(0.5, [0.0, 1.0], [0.0, 1.0], period=1.0), NotImplementedError, "period"),
+    "interp_lengths": (lambda: gnp.interp(0.5, [0.0, 1.0], [0.0, 1.0, 2.0]), ValueError, "one length"),
+    "interp_empty": (lambda: gnp.interp(0.5, [], []), ValueError, "empty"),
     "allclose_under_vmap": (lambda: gpuad.vmap(lambda x: gnp.allclose(x, 1.0))(X23), TypeError, "gpuad.numpy.where"),
 }
 
@@ -282,3 +363,38 @@ def test_misuse_raises_a_clear_error(case):
     fn, exc, match = case
     with pytest.raises(exc, match=match):
         fn()
+
+
+# ---------------------------------------------------------------- statistics.py and scipy.special: special values
+def test_nan_and_infinity_handling_follows_numpy_and_scipy():
+    rows = np.array([[np.nan, np.nan], [1.0, np.nan], [3.0, 2.0]])
+    for name in ("nanmax", "nanmin", "nanmean", "nansum"):
+        with warnings.catch_warnings():  # numpy warns about the all-NaN row
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = getattr(np, name)(rows, axis=1)
+        assert_close(getattr(gnp, name)(gnp.asarray(rows), axis=1), expected, what=name)
+    assert_close(gnp.median(gnp.asarray(rows), axis=1), np.median(rows, axis=1))
+    x = np.array([[-np.inf, -np.inf], [np.inf, 1.0], [-np.inf, 0.0]])
+    same = lambda got, expected: np.testing.assert_allclose(to_np(got), expected, rtol=1e-12)  # noqa: E731
+    same(gsp.logsumexp(gnp.asarray(x), axis=1), scipy.special.logsumexp(x, axis=1))
+    e = np.array([-1.0, 0.0, 0.5, np.inf])
+    same(gsp.entr(gnp.asarray(e)), scipy.special.entr(e))
+    y = np.array([0.0, -1.0, np.inf, np.nan, -2.0])
+    for name, shift in (("xlogy", 0.0), ("xlog1py", -1.0)):
+        for x0 in (0.0, 2.0):
+            got = getattr(gsp, name)(x0, gnp.asarray(y + shift))
+            same(got, getattr(scipy.special, name)(x0, y + shift))
+
+
+def test_xlogy_at_zero_has_finite_derivatives():
+    """d/dy xlogy(0, y) = 0 also at y = 0; d/dx xlogy(x, y) at x = 0 is log(y)."""
+    y = np.array([0.0, 0.5, 2.0])
+    dy = gpuad.jacfwd(lambda v: gsp.xlogy(gnp.zeros(3), v))(gnp.asarray(y))
+    assert_close(dy, np.zeros((3, 3)))
+    dx = gpuad.grad(lambda u: gnp.sum(gsp.xlogy(u, gnp.asarray(y[1:]))))(gnp.zeros(2))
+    assert_close(dx, np.log(y[1:]))
+
+
+def test_missing_scipy_special_name_says_so():
+    with pytest.raises(AttributeError, match="gpuad.scipy.special has no 'erf'.*logsumexp.*primitives"):
+        gsp.erf  # noqa: B018

@@ -16,6 +16,7 @@ from .methods import install as _install
 from .products import dot, einsum, inner, matmul, outer, tensordot, trace  # noqa: F401
 from .reductions import amax, amin, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401,A004
 from .sorting import argsort, sort, take_along_axis  # noqa: F401
+from .statistics import *  # noqa: F401,F403
 from .shapes import (atleast_1d, broadcast_to, concatenate, diag, diagonal, expand_dims, flip,  # noqa: F401
                      hstack, moveaxis, ravel, repeat, reshape, roll, split, squeeze, stack, swapaxes,
                      take, tile, transpose, tril, triu, vstack)

@@ -26,6 +26,13 @@ def _slab(x, axis, start, stop):
     return take_index(x, (slice(None),) * axis + (slice(start, stop),))
 
 
+def _filled(x, axis, width, value):
+    """A block shaped like x but `width` long on axis, every element `value` (in x's dtype)."""
+    s = list(shape(x))
+    s[axis] = width
+    return broadcast_to(asarray(value, dtype=dtype(x)), tuple(s))
+
+
 def _as_pairs(width, ndim, what):
     """numpy's forms of a per-axis (before, after) pair: n, (n,), (before, after) or one pair per axis."""
     pairs = onp.asarray(width)
@@ -93,12 +100,8 @@ def pad(array, pad_width, mode="constant", constant_values=0):
 
 
 def _pad_constant(x, axis, before, after, values):
-    def block(width, value):
-        s = list(shape(x))
-        s[axis] = width
-        return broadcast_to(asarray(value, dtype=dtype(x)), tuple(s))
-
-    parts = ([block(before, values[0])] if before else []) + [x] + ([block(after, values[1])] if after else [])
+    parts = [_filled(x, axis, before, values[0])] if before else []
+    parts += [x] + ([_filled(x, axis, after, values[1])] if after else [])
     return concatenate(parts, axis=axis)
 
 
@@ -194,12 +197,8 @@ def dsplit(ary, indices_or_sections):
 
 # ---------------------------------------------------------------- differences
 def _edge(value, x, axis):
-    """prepend/append values for diff: scalars broadcast to one slab of x along axis."""
-    if _ndim(value) == 0:
-        s = list(shape(x))
-        s[axis] = 1
-        return broadcast_to(asarray(value, dtype=dtype(x)), tuple(s))
-    return value
+    """prepend/append values for diff: a scalar fills one slab of x along axis."""
+    return _filled(x, axis, 1, value) if _ndim(value) == 0 else value
 
 
 def diff(a, n=1, axis=-1, prepend=None, append=None):
