@@ -80,6 +80,7 @@ def pad(array, pad_width, mode="constant", constant_values=0):
         raise NotImplementedError(f"pad: mode {mode!r} is not supported; supported modes: {_PAD_MODES}")
     if mode not in _PAD_MODES:
         raise ValueError(f"pad: mode {mode!r} is not one of numpy's; supported modes: {_PAD_MODES}")
+    array = asarray(array)
     n = _ndim(array)
     widths = _as_pairs(pad_width, n, "pad_width")
     if any(w < 0 or int(w) != w for pair in widths for w in pair):
@@ -210,6 +211,7 @@ def diff(a, n=1, axis=-1, prepend=None, append=None):
     """
     if n < 0:
         raise ValueError(f"diff: order n must be non-negative, got {n}")
+    a = asarray(a)
     axis = _axes(axis, _ndim(a))[0]
     if prepend is not None or append is not None:
         a = concatenate(([_edge(prepend, a, axis)] if prepend is not None else []) + [a]
@@ -391,6 +393,8 @@ def select(condlist, choicelist, default=0):
     array([2., 5., 9.])
     """
     condlist, choicelist = list(condlist), list(choicelist)
+    if not condlist:
+        raise ValueError("select: the list of conditions is empty")
     if len(condlist) != len(choicelist):
         raise ValueError(f"select: {len(condlist)} conditions for {len(choicelist)} choices; "
                          "the lists must have the same length")

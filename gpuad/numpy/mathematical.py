@@ -7,9 +7,9 @@ NaN or an infinity from the branch that is not taken.
 import numpy as onp
 
 from ..core import dtype, is_inexact, shape
-from .creation import zeros_like
+from .creation import asarray, zeros_like
 from .elementwise import (abs, arctan2, equal, isfinite, isnan, less, less_equal, logaddexp, logical_and,  # noqa: A004
-                          logical_not, logical_or, maximum, minimum, sin, where)
+                          logical_not, logical_or, maximum, minimum, multiply, sin, where)
 from .reductions import sum as _sum
 
 _LN2 = onp.log(2.0)
@@ -22,12 +22,12 @@ def deg2rad(x):
     >>> gnp.deg2rad(gnp.array([180.0]))
     array([3.14159265])
     """
-    return x * (onp.pi / 180.0)
+    return multiply(x, onp.pi / 180.0)
 
 
 def rad2deg(x):
     """numpy.rad2deg: radians to degrees."""
-    return x * (180.0 / onp.pi)
+    return multiply(x, 180.0 / onp.pi)
 
 
 radians, degrees = deg2rad, rad2deg
@@ -45,7 +45,7 @@ def sinc(x):
     >>> round(float(gpuad.grad(gpuad.grad(gnp.sinc))(0.0)), 12)  # -pi^2 / 3
     -3.289868133696
     """
-    t = x * onp.pi
+    t = multiply(x, onp.pi)
     small = less(abs(t), 1e-3)  # the series' next term, t^6 / 5040, is below 1e-19 here
     safe = where(small, 1.0, t)
     t2 = t * t
@@ -54,7 +54,7 @@ def sinc(x):
 
 def logaddexp2(a, b):
     """numpy.logaddexp2: log2(2**a + 2**b) without overflow."""
-    return logaddexp(a * _LN2, b * _LN2) / _LN2
+    return logaddexp(multiply(a, _LN2), multiply(b, _LN2)) / _LN2
 
 
 def _nan_replaced(a, b):
@@ -106,26 +106,26 @@ def copysign(x1, x2):
 
 
 def _real_only(name, x):
+    """x as an array, refused if complex."""
+    x = asarray(x)
     if dtype(x).kind == "c":
         raise TypeError(f"gpuad.numpy.{name} takes real inputs; gpuad does not differentiate complex values")
+    return x
 
 
 def real(val):
     """numpy.real of a real array: the array itself."""
-    _real_only("real", val)
-    return val
+    return _real_only("real", val)
 
 
 def imag(val):
     """numpy.imag of a real array: zeros."""
-    _real_only("imag", val)
-    return zeros_like(val)
+    return zeros_like(_real_only("imag", val))
 
 
 def conjugate(x):
     """numpy.conjugate of a real array: the array itself."""
-    _real_only("conjugate", x)
-    return x
+    return _real_only("conjugate", x)
 
 
 conj = conjugate
@@ -133,7 +133,7 @@ conj = conjugate
 
 def angle(z, deg=False):
     """numpy.angle of real numbers: 0 for x >= +0.0, pi for x <= -0.0, NaN for NaN; no derivative."""
-    _real_only("angle", z)
+    z = _real_only("angle", z)
     a = where(isnan(z), onp.nan, where(_signbit(z), onp.pi, 0.0))
     return a * (180.0 / onp.pi) if deg else a
 

@@ -8,8 +8,8 @@ import numpy as onp
 
 from ..core import shape
 from .building import _filled, _slab, diff, pad, searchsorted
-from .creation import zeros_like
-from .elementwise import clip, equal, isnan, logical_not, sqrt, where
+from .creation import asarray, zeros_like
+from .elementwise import clip, equal, isnan, logical_not, negative, sqrt, where
 from .products import matmul
 from .reductions import _axes, max as _max, mean, min as _min, sum as _sum  # noqa: A004
 from .shapes import broadcast_to, concatenate, diagonal, flip, moveaxis, ravel, reshape, squeeze, take, transpose
@@ -50,7 +50,7 @@ def nanmax(a, axis=None, keepdims=False):
 
 def nanmin(a, axis=None, keepdims=False):
     """numpy.nanmin: the minimum of the non-NaN elements (NaN for an all-NaN slice)."""
-    return -nanmax(-a, axis=axis, keepdims=keepdims)
+    return negative(nanmax(negative(a), axis=axis, keepdims=keepdims))
 
 
 def ptp(a, axis=None, keepdims=False):
@@ -67,6 +67,7 @@ def average(a, axis=None, weights=None, returned=False, keepdims=False):
     >>> float(gnp.average(gnp.array([1.0, 2.0, 4.0]), weights=gnp.array([1.0, 1.0, 2.0])))
     2.75
     """
+    a = asarray(a)
     if weights is None:
         avg = mean(a, axis=axis, keepdims=keepdims)
         total = onp.asarray(onp.prod(shape(a)) / onp.prod(shape(avg)), dtype=float)
@@ -147,6 +148,7 @@ def cumprod(a, axis=None):
            [0., 2., 0.],
            [0., 6., 0.]])
     """
+    a = asarray(a)
     if axis is None:
         a, axis = ravel(a), 0
     axis = _axes(axis, _ndim(a))[0]
@@ -207,6 +209,7 @@ def convolve(a, v, mode="full"):
     for name, x in (("a", a), ("v", v)):
         if _ndim(x) != 1 or shape(x)[0] == 0:
             raise ValueError(f"convolve: {name} must be a non-empty vector, got shape {shape(x)}")
+    a, v = asarray(a), asarray(v)
     if shape(v)[0] > shape(a)[0]:  # as numpy's: the longer one slides under the shorter one
         a, v = v, a
     n, k = shape(a)[0], shape(v)[0]
@@ -229,6 +232,7 @@ def polyval(p, x):
     >>> gnp.polyval([1.0, 0.0, -2.0], gnp.array([2.0, 3.0]))
     array([2., 7.])
     """
+    x = asarray(x)
     y = zeros_like(x)
     for c in p:
         y = y * x + c
@@ -252,7 +256,7 @@ def interp(x, xp, fp, left=None, right=None, period=None):
         raise NotImplementedError("interp: period is not supported")
     if _ndim(xp) != 1 or shape(xp) != shape(fp):
         raise ValueError(f"interp: xp and fp must be vectors of one length, got shapes {shape(xp)} and {shape(fp)}")
-    n = shape(xp)[0]
+    x, n = asarray(x), shape(xp)[0]
     if n == 0:
         raise ValueError("interp: xp and fp are empty")
     if n == 1:

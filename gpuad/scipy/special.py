@@ -16,6 +16,7 @@ def expit(x):
     >>> gsp.expit(gnp.array([-40.0, 0.0, 40.0]))
     array([4.24835426e-18, 5.00000000e-01, 1.00000000e+00])
     """
+    x = gnp.asarray(x)
     positive = gnp.greater_equal(x, 0)
     e = gnp.exp(gnp.where(positive, -x, x))  # in (0, 1]; not abs(x), whose derivative at 0 is 0
     return gnp.where(positive, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -24,7 +25,7 @@ def expit(x):
 def logit(p):
     """scipy.special.logit, log(p / (1 - p)), the inverse of expit."""
     with onp.errstate(divide="ignore", invalid="ignore"):  # -inf at 0, inf at 1, NaN outside: no warning
-        return gnp.log(p) - gnp.log1p(-p)
+        return gnp.log(p) - gnp.log1p(gnp.negative(p))
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
@@ -98,7 +99,7 @@ def xlog1py(x, y):
 def entr(x):
     """scipy.special.entr: -x log(x) for x > 0, 0 at 0, -inf for x < 0."""
     negative = gnp.less(x, 0)
-    return gnp.where(negative, -onp.inf, xlogy(-x, gnp.where(negative, 1.0, x)))
+    return gnp.where(negative, -onp.inf, xlogy(gnp.negative(x), gnp.where(negative, 1.0, x)))
 
 
 def __getattr__(name):
