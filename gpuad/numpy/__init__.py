@@ -6,6 +6,7 @@
 import numpy as _onp
 
 from . import linalg  # noqa: F401
+from .building import *  # noqa: F403  # noqa: F403
 from .creation import (  # noqa: F401
     arange,
     array,
@@ -22,6 +23,7 @@ from .creation import (  # noqa: F401
 )
 from .elementwise import *  # noqa: F403
 from .indexing import at  # noqa: F401
+from .mathematical import *  # noqa: F403
 from .methods import install as _install
 from .products import dot, einsum, inner, matmul, outer, tensordot, trace  # noqa: F401
 from .reductions import amax, amin, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401
@@ -51,6 +53,7 @@ from .shapes import (  # noqa: F401
     vstack,
 )
 from .sorting import argsort, sort, take_along_axis  # noqa: F401
+from .statistics import *  # noqa: F403
 
 pi, e, inf, nan, newaxis = _onp.pi, _onp.e, _onp.inf, _onp.nan, None
 float32, float64, int32, int64, bool_ = _onp.float32, _onp.float64, _onp.int32, _onp.int64, _onp.bool_

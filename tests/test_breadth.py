@@ -1,0 +1,417 @@
+"""The functions composed from gpuad.numpy's own (building.py, mathematical.py, statistics.py,
+gpuad.scipy.special), through the one finite-difference checker, driven by a table of specs.
+
+As in test_primitives.py, a spec's function takes the namespace first: `fn(gnp, *xs)` is what
+gpuad differentiates, `fn(numpy, *xs)` is the reference (or `ref`, e.g. scipy.special).
+"""
+import warnings
+import zlib
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pytest
+import scipy.special
+from helpers import assert_close, check_first_order, check_second_order, on_backend, random_inputs, to_np
+
+import gpuad
+import gpuad.numpy as gnp
+import gpuad.scipy.special as gsp
+
+
+class Spec(NamedTuple):
+    name: str
+    fn: Callable
+    shapes: tuple
+    domain: object = (-2.0, 2.0)
+    ref: Callable = None      # the reference, when fn(numpy, ...) is not it
+    xs: tuple = None          # fixed inputs instead of random ones from domain
+    tol: float = 1e-5
+    second: bool = True       # checked at second order too (smooth where checked)
+
+    def inputs(self):
+        if self.xs is not None:
+            return tuple(np.asarray(x, dtype=float) for x in self.xs)
+        return random_inputs(self.shapes, self.domain, seed=zlib.crc32(self.name.encode()))
+
+    def f(self, *xs):
+        return self.fn(gnp, *xs)
+
+    def expected(self, *xs):
+        return self.ref(*xs) if self.ref else self.fn(np, *xs)
+
+
+W, POS, UNIT = (-2.0, 2.0), (0.5, 3.0), (0.05, 0.95)
+SPECS = []
+
+
+def S(name, fn, *shapes, **kw):
+    SPECS.append(Spec(name, fn, shapes, **kw))
+
+
+def cat(m, parts):
+    """Pieces of a split joined back, each scaled differently so that a mix-up shows."""
+    return m.concatenate([p * (k + 1) for k, p in enumerate(parts)], axis=-1)
+
+
+MASK = np.array([[True, False, True], [False, True, True]])
+ZEROS = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])   # multiplies some entries to exactly 0
+
+# ---------------------------------------------------------------- building.py: pad
+S("pad_int", lambda m, x: m.pad(x, 1), (3, 4))
+S("pad_constant_pairs", lambda m, x: m.pad(x, ((1, 0), (2, 1)), constant_values=((1.5, -1.0), (0.5, 2.0))), (3, 4))
+S("pad_edge", lambda m, x: m.pad(x, (2, 1), mode="edge"), (3, 4))
+S("pad_reflect_wide", lambda m, x: m.pad(x, ((2, 5), (1, 1)), mode="reflect"), (3, 4))
+S("pad_reflect_one", lambda m, x: m.pad(x, 2, mode="reflect"), (1,))
+S("pad_symmetric", lambda m, x: m.pad(x, ((4, 1),), mode="symmetric"), (3,))
+S("pad_wrap_wide", lambda m, x: m.pad(x, [(0, 0), (3, 7)], mode="wrap"), (2, 3))
+# ---------------------------------------------------------------- joining and splitting
+S("append_flat", lambda m, a, b: m.append(a, b), (2, 3), (4,))
+S("append_axis", lambda m, a, b: m.append(a, b, axis=0), (2, 3), (1, 3))
+S("column_stack", lambda m, a, b: m.column_stack([a, b]), (3,), (3, 2))
+S("row_stack", lambda m, a, b: m.row_stack([a, b]), (3,), (2, 3), ref=lambda a, b: np.vstack([a, b]))
+S("dstack", lambda m, a, b: m.dstack([a, b]), (2, 3), (2, 3))
+S("dstack_vectors", lambda m, a, b: m.dstack([a, b]), (3,), (3,))
+S("atleast_2d", lambda m, a, b: m.atleast_2d(a) * m.atleast_2d(b), (), (3,))
+S("atleast_3d", lambda m, a, b, c: m.atleast_3d(a) + m.atleast_3d(b, c)[0] * m.atleast_3d(b, c)[1], (), (3,), (2, 3))
+S("atleast_3d_matrix", lambda m, x: m.atleast_3d(x), (2, 3))
+S("array_split_uneven", lambda m, x: cat(m, m.array_split(x, 3, axis=-1)), (2, 7))
+S("array_split_indices", lambda m, x: cat(m, m.array_split(x, [1, 4])), (6,))
+S("hsplit", lambda m, x: cat(m, m.hsplit(x, 2)), (3, 4))
+S("hsplit_vector", lambda m, x: cat(m, m.hsplit(x, [2])), (5,))
+S("vsplit", lambda m, x: cat(m, m.vsplit(x, 2)), (4, 3))
+S("dsplit", lambda m, x: cat(m, m.dsplit(x, [1])), (2, 3, 3))
+# ---------------------------------------------------------------- differences
+S("diff", lambda m, x: m.diff(x), (3, 5))
+S("diff_n2_axis0", lambda m, x: m.diff(x, n=2, axis=0), (4, 3))
+S("diff_prepend_append", lambda m, x, a: m.diff(x, axis=1, prepend=0.5, append=a), (3, 4), (3, 1))
+S("gradient_1d", lambda m, x: m.gradient(x), (6,))
+S("gradient_2d_spacings", lambda m, x: m.stack(m.gradient(x, 0.5, 2.0)), (4, 5))
+S("gradient_axis", lambda m, x: m.gradient(x, 0.25, axis=-1), (3, 4))
+S("gradient_axes_order", lambda m, x: m.stack(m.gradient(x, axis=(1, 0))), (3, 3))
+# ---------------------------------------------------------------- products, rotations
+S("cross", lambda m, a, b: m.cross(a, b), (3,), (3,))
+S("cross_broadcast", lambda m, a, b: m.cross(a, b), (4, 3), (3,))
+S("cross_axes", lambda m, a, b: m.cross(a, b, axisa=0, axisb=-1, axisc=0), (3, 2), (2, 3))
+S("cross_axis", lambda m, a, b: m.cross(a, b, axis=0), (3, 2), (3, 2))
+S("kron", lambda m, a, b: m.kron(a, b), (2, 3), (2, 2))
+S("kron_ranks", lambda m, a, b: m.kron(a, b), (3,), (2, 2))
+for k in (1, 2, 3, -1):
+    S(f"rot90_k{k}", lambda m, x, k=k: m.rot90(x, k, axes=(1, 2)), (2, 3, 4))
+S("rot90_default", lambda m, x: m.rot90(x), (2, 3))
+S("fliplr", lambda m, x: m.fliplr(x), (2, 3))
+S("flipud", lambda m, x: m.flipud(x), (2, 3))
+S("rollaxis", lambda m, x: m.rollaxis(x, 2), (2, 3, 4))
+S("rollaxis_start", lambda m, x: m.rollaxis(x, 0, 3), (2, 3, 4))
+S("rollaxis_negative", lambda m, x: m.rollaxis(x, -1, -2), (2, 3, 4))
+S("meshgrid_xy", lambda m, a, b: m.stack(m.meshgrid(a, b)), (3,), (2,))
+S("meshgrid_ij_three", lambda m, a, b, c: m.stack(m.meshgrid(a, b, c, indexing="ij")), (3,), (2,), (2,))
+S("meshgrid_sparse", lambda m, a, b, c: sum(p * (k + 1) for k, p in enumerate(m.meshgrid(a, b, c, sparse=True))),
+  (3,), (2,), (2,))
+S("select", lambda m, x: m.select([x < -0.5, x < 0.5], [x ** 2, m.sin(x)], default=x * 3), (3, 4))
+S("ix_", lambda m, x: x[m.ix_([0, 2], [1, 3, 0])], (3, 4))
+# ---------------------------------------------------------------- mathematical.py
+S("deg2rad", lambda m, x: m.deg2rad(x) + m.radians(x * 2), (2, 3), domain=(-360.0, 360.0))
+S("rad2deg", lambda m, x: m.rad2deg(x) + m.degrees(x * 2), (2, 3))
+S("sinc", lambda m, x: m.sinc(x), (2, 3))
+S("sinc_near_zero", lambda m, x: m.sinc(x), (4,), xs=([0.0, 2e-4, -3e-4, 4e-3],))
+S("logaddexp2", lambda m, a, b: m.logaddexp2(a, b), (2, 3), (3,))
+S("logaddexp2_far", lambda m, a, b: m.logaddexp2(a, b), (3,), (3,), domain=[(-1100.0, -1000.0), (1000.0, 1100.0)])
+S("fmax", lambda m, a, b: m.fmax(a, b), (2, 3), (3,))
+S("fmin", lambda m, a, b: m.fmin(a, b), (2, 3), (2, 3))
+S("fmax_nan", lambda m, a, b: m.fmax(m.where(MASK, a, np.nan), m.where(MASK[::-1], b, np.nan)), (2, 3), (2, 3),
+  second=False)
+S("fmin_nan", lambda m, a, b: m.fmin(m.where(MASK, a, np.nan), b), (2, 3), (3,), second=False)
+SPECIALS = np.array([0.0, np.inf, -np.inf, np.nan, 0.0, 0.0])
+S("nan_to_num", lambda m, x: m.nan_to_num(x + SPECIALS), (6,))
+S("nan_to_num_values", lambda m, x: m.nan_to_num(x + SPECIALS, nan=-1.0, posinf=5.0, neginf=-7.0), (6,))
+S("heaviside", lambda m, a, b: m.heaviside(a * ZEROS, b), (2, 3), (3,))
+S("copysign", lambda m, a, b: m.copysign(a, b), (2, 3), (3,), second=False)  # |a|: a kink at 0
+S("real_imag_conj", lambda m, x: m.real(x) * 2 + m.imag(x) + m.conj(x) * m.conjugate(x), (2, 3))
+S("angle", lambda m, x: m.angle(x) * x + m.angle(x, deg=True), (2, 3))
+
+# ---------------------------------------------------------------- statistics.py
+NANS = np.where(MASK, 0.0, np.nan)   # every row and column keeps a number
+S("nansum", lambda m, x: m.nansum(x + NANS) + m.nansum(x + NANS, axis=0, keepdims=True), (2, 3))
+S("nanmean", lambda m, x: m.nanmean(x + NANS, axis=1), (2, 3))
+S("nanmax", lambda m, x: m.nanmax(x + NANS, axis=0) + m.nanmax(x + NANS), (2, 3), second=False)
+S("nanmin", lambda m, x: m.nanmin(x + NANS, axis=-1, keepdims=True), (2, 3), second=False)
+S("ptp", lambda m, x: m.ptp(x, axis=1), (3, 4), second=False)
+S("average", lambda m, x: m.average(x, axis=0), (3, 4))
+S("average_weights", lambda m, x, w: m.average(x, weights=w), (3, 4), (3, 4), domain=[W, POS])
+S("average_weights_along_axis", lambda m, x, w: m.stack(m.average(x, axis=1, weights=w, returned=True)),
+  (3, 4), (4,), domain=[W, POS])
+S("average_returned_keepdims", lambda m, x: m.concatenate(m.average(x, axis=1, returned=True, keepdims=True)),
+  (3, 4))
+S("median_odd", lambda m, x: m.median(x), (5,), second=False)
+S("median_even_axis", lambda m, x: m.median(x, axis=0), (4, 3), second=False)
+S("quantile_many", lambda m, x: m.quantile(x, [0.0, 0.3, 0.75, 1.0], axis=1), (3, 5), second=False)
+S("quantile_axes_keepdims", lambda m, x: m.quantile(x, np.array([[0.2], [0.9]]), axis=(0, 2), keepdims=True),
+  (2, 3, 4), second=False)
+S("percentile", lambda m, x: m.percentile(x, 37.0, axis=-1), (3, 4), second=False)
+S("cumprod", lambda m, x: m.cumprod(x, axis=1), (3, 6))
+S("cumprod_flat", lambda m, x: m.cumprod(x), (2, 3))
+S("cumprod_zeros", lambda m, x: m.cumprod(x), (7,), xs=([2.0, 0.0, -1.5, 0.0, 3.0, 0.5, 1.2],))
+S("cov", lambda m, x: m.cov(x), (3, 5))
+S("cov_columns_y", lambda m, x, y: m.cov(x, y, rowvar=False), (5, 2), (5,))
+S("cov_bias_ddof", lambda m, x: m.cov(x, bias=True) + m.cov(x, ddof=2), (2, 5))
+S("cov_vector", lambda m, x: m.cov(x), (5,))
+S("corrcoef", lambda m, x: m.corrcoef(x), (3, 5))
+S("corrcoef_pair", lambda m, x, y: m.corrcoef(x, y), (5,), (5,))
+for mode in ("full", "same", "valid"):
+    S(f"convolve_{mode}", lambda m, a, v, mode=mode: m.convolve(a, v, mode), (5,), (3,))
+    S(f"convolve_{mode}_longer_v", lambda m, a, v, mode=mode: m.convolve(a, v, mode), (2,), (5,))
+    S(f"correlate_{mode}", lambda m, a, v, mode=mode: m.correlate(a, v, mode), (5,), (4,))
+S("correlate_longer_v", lambda m, a, v: m.correlate(a, v), (3,), (5,))
+S("convolve_scalar_kernel", lambda m, a, v: m.convolve(a, v, "same"), (4,), (1,))
+S("polyval", lambda m, p, x: m.polyval(p, x), (4,), (2, 3))
+S("polyval_constant_coefficients", lambda m, x: m.polyval([0.5, -1.0, 2.0], x), (3,))
+XP = np.array([-2.0, -1.0, 0.2, 0.9, 2.0])
+S("interp", lambda m, x, fp: m.interp(x, XP, fp), (8,), (5,), domain=[(-2.5, 2.5), W], second=False)
+S("interp_left_right", lambda m, x: m.interp(x, XP, np.cos(XP), left=-3.0, right=4.0), (8,), domain=(-2.5, 2.5),
+  second=False)
+S("interp_one_point", lambda m, x, fp: m.interp(x, XP[:1], fp), (6,), (1,), domain=[(-2.5, 2.5), W])
+S("trapezoid", lambda m, y: m.trapezoid(y, dx=0.3), (3, 5))
+S("trapezoid_x", lambda m, y, x: m.trapezoid(y, x), (3, 5), (5,))
+S("trapezoid_x_axis0", lambda m, y, x: m.trapezoid(y, x, axis=0), (4, 2), (4, 2))
+
+# ---------------------------------------------------------------- gpuad.scipy.special, against scipy's
+SP = {np: scipy.special, gnp: gsp}  # the special-function namespace that goes with each array namespace
+S("expit", lambda m, x: SP[m].expit(x), (2, 3), domain=(-8.0, 8.0))
+S("expit_tails", lambda m, x: SP[m].expit(x), (6,), xs=([-40.0, -700.0, -5.0, 0.0, 5.0, 40.0],))
+S("logit", lambda m, x: SP[m].logit(x), (2, 3), domain=UNIT)
+S("logsumexp", lambda m, x: SP[m].logsumexp(x), (3, 4))
+S("logsumexp_axis_keepdims", lambda m, x: SP[m].logsumexp(x, axis=1, keepdims=True), (3, 4))
+S("logsumexp_huge", lambda m, x: SP[m].logsumexp(x, axis=0), (3, 2), domain=(900.0, 1000.0))
+S("logsumexp_b", lambda m, x, b: SP[m].logsumexp(x, axis=(0, 1), b=b), (2, 3), (3,), domain=[W, POS])
+S("logsumexp_sign", lambda m, x, b: m.stack(SP[m].logsumexp(x, axis=-1, b=b, return_sign=True)), (2, 3), (2, 3))
+S("log_softmax", lambda m, x: SP[m].log_softmax(x, axis=-1), (3, 4))
+S("softmax", lambda m, x: SP[m].softmax(x, axis=0), (3, 4), domain=(-50.0, 50.0), tol=1e-4)
+S("softmax_all", lambda m, x: SP[m].softmax(x), (2, 3))
+S("xlogy", lambda m, x, y: SP[m].xlogy(x, y), (2, 3), (3,), domain=[W, POS])
+S("xlogy_zero_x", lambda m, x, y: SP[m].xlogy(x * ZEROS, y), (2, 3), (2, 3), domain=[W, POS])
+S("xlogy_zero_both", lambda m, x, y: SP[m].xlogy(x * ZEROS, y * ZEROS), (2, 3), (2, 3), domain=[W, POS])
+S("xlog1py", lambda m, x, y: SP[m].xlog1py(x, y), (2, 3), (2, 3), domain=[W, (-0.9, 2.0)])
+S("xlog1py_zeros", lambda m, x, y: SP[m].xlog1py(x * ZEROS, y * ZEROS - 1.0), (2, 3), (2, 3), domain=[W, POS])
+S("entr", lambda m, x: SP[m].entr(x), (2, 3), domain=POS)
+
+assert len({s.name for s in SPECS}) == len(SPECS), "spec names must be unique"
+ids = pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+second_ids = pytest.mark.parametrize("spec", [s for s in SPECS if s.second], ids=[s.name for s in SPECS if s.second])
+
+
+@ids
+def test_forward_value_matches_the_reference(spec):
+    xs = spec.inputs()
+    assert_close(spec.f(*on_backend(*xs)), np.asarray(spec.expected(*xs)), rtol=1e-12, atol=1e-12, what=spec.name)
+
+
+@ids
+def test_nested_lists_are_array_like(spec):
+    """Where the reference gives a list the meaning of an array, gpuad does too."""
+    xs = spec.inputs()
+    expected = np.asarray(spec.expected(*xs))
+    lists = [x.tolist() for x in xs]
+    try:
+        from_lists = np.asarray(spec.expected(*lists))
+        same = from_lists.shape == expected.shape and np.allclose(from_lists, expected, equal_nan=True)
+    except Exception:
+        same = False
+    if not same:
+        pytest.skip("the reference itself needs arrays here")
+    assert_close(spec.f(*lists), expected, rtol=1e-12, atol=1e-12, what=spec.name)
+
+
+@ids
+def test_first_order(spec):
+    check_first_order(spec.f, spec.inputs(), rtol=spec.tol, atol=spec.tol)
+
+
+@second_ids
+def test_second_order(spec):
+    check_second_order(spec.f, spec.inputs(), rtol=spec.tol, atol=spec.tol)
+
+
+BATCH = 3
+
+
+@ids
+def test_vmap_matches_a_loop(spec):
+    """Every argument batched on axis 0: values and jvp tangents equal those of a Python loop."""
+    samples = [tuple(x + 0.01 * k for x in spec.inputs()) for k in range(BATCH)]
+    tangents = [random_inputs(spec.shapes, (-1.0, 1.0), seed=k) for k in range(BATCH)]
+    stacked = [np.stack(xs) for xs in zip(*samples)] + [np.stack(ts) for ts in zip(*tangents)]
+    n = len(spec.shapes)
+    ys, ts = gpuad.vmap(lambda *a: gpuad.jvp(spec.f, a[:n], a[n:]))(*on_backend(*stacked))
+    for k in range(BATCH):
+        y, t = gpuad.jvp(spec.f, on_backend(*samples[k]), on_backend(*tangents[k]))
+        assert_close(ys[k], y, rtol=1e-12, atol=1e-12, what=f"value {k}")
+        assert_close(ts[k], t, rtol=1e-12, atol=1e-12, what=f"tangent {k}")
+
+
+# ---------------------------------------------------------------- integer results: values, no derivative
+SORTED = np.array([-1.5, -0.2, 0.3, 0.3, 1.1])
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_searchsorted_matches_numpy_under_vmap_and_carries_no_derivative(side):
+    v = np.array([[-2.0, 0.3, 0.5], [1.1, 3.0, -0.2]])  # ties with SORTED too: side decides
+    got = gnp.searchsorted(gnp.asarray(SORTED), gnp.asarray(v), side=side)
+    np.testing.assert_array_equal(to_np(got), np.searchsorted(SORTED, v, side=side))
+    assert to_np(got).dtype.kind == "i"
+    per_row = gpuad.vmap(lambda r: gnp.searchsorted(gnp.asarray(SORTED), r, side=side))(gnp.asarray(v))
+    np.testing.assert_array_equal(to_np(per_row), np.searchsorted(SORTED, v, side=side))
+    order = np.array([4, 0, 2, 1, 3])
+    shuffled = SORTED[np.argsort(order)]
+    np.testing.assert_array_equal(to_np(gnp.searchsorted(gnp.asarray(shuffled), gnp.asarray(v), side, order)),
+                                  np.searchsorted(shuffled, v, side, order))
+    g = gpuad.grad(lambda w: gnp.sum(v[0] * gnp.searchsorted(w, v[0], side=side)))(gnp.asarray(SORTED))
+    assert_close(g, np.zeros(5))  # the counts are integers: nothing flows back to the sorted values
+    g = gpuad.grad(lambda u: gnp.sum(u * gnp.searchsorted(gnp.asarray(SORTED), u, side=side)))(gnp.asarray(v[0]))
+    assert_close(g, np.searchsorted(SORTED, v[0], side=side).astype(float))
+
+
+@pytest.mark.parametrize("name, args", [("tril_indices", (4,)), ("tril_indices", (3, 1, 4)),
+                                        ("triu_indices", (4, -1)), ("triu_indices", (3, 0, 2)),
+                                        ("diag_indices", (3,)), ("diag_indices", (2, 3))])
+def test_index_helpers_match_numpy_and_select_without_derivative(name, args):
+    got, expected = getattr(gnp, name)(*args), getattr(np, name)(*args)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(to_np(g), e)
+    x = random_inputs([(4,) * len(expected)], W, seed=5)[0]
+    grad = gpuad.grad(lambda v: gnp.sum(v[getattr(gnp, name)(*args)] ** 2))(gnp.asarray(x))
+    ref = np.zeros_like(x)
+    np.add.at(ref, expected, 2 * x[expected])
+    assert_close(grad, ref)
+
+
+def test_ix_matches_numpy_with_boolean_sequences():
+    got = gnp.ix_([True, False, True], [2, 0])
+    for g, e in zip(got, np.ix_([True, False, True], [2, 0])):
+        np.testing.assert_array_equal(to_np(g), e)
+
+
+# ---------------------------------------------------------------- comparisons and signs
+A = np.array([1.0, np.inf, -np.inf, np.nan, 0.0, 1e-9, 100.0, np.inf])
+B = np.array([1.0 + 1e-6, np.inf, np.inf, np.nan, 1e-8, 0.0, 100.001, 1e300])
+
+
+@pytest.mark.parametrize("kw", [{}, {"equal_nan": True}, {"rtol": 0.0, "atol": 1e-7}, {"rtol": 1e-3}])
+def test_isclose_allclose_array_equal_match_numpy(kw):
+    np.testing.assert_array_equal(to_np(gnp.isclose(gnp.asarray(A), gnp.asarray(B), **kw)), np.isclose(A, B, **kw))
+    for i in range(len(A)):
+        assert gnp.allclose(gnp.asarray(A[i:]), gnp.asarray(B[i:]), **kw) is np.allclose(A[i:], B[i:], **kw)
+    equal_nan = kw.get("equal_nan", False)
+    for a, b in [(A, A), (A, B), (A[4:], A[4:] + 0.0), (A, A[:3]), (A[:4], A[:4, None])]:
+        assert gnp.array_equal(gnp.asarray(a), gnp.asarray(b), equal_nan) is np.array_equal(a, b, equal_nan)
+
+
+def test_allclose_of_traced_values_compares_values_without_derivative():
+    seen = []
+
+    def f(x):
+        seen.append(gnp.allclose(x, 2.0 * x - 1.0))  # true at x = 1 only
+        return gnp.sum(x * gnp.isclose(x, 1.0))
+
+    g = gpuad.grad(f)(gnp.asarray([1.0, 1.0]))
+    assert seen == [True]
+    assert_close(g, np.ones(2))  # isclose is a constant mask: d/dx (x * 1) = 1
+    assert gpuad.grad(f)(gnp.asarray([1.0, 3.0])) is not None and seen[-1] is False
+
+
+def test_signed_zeros_follow_numpy():
+    x = np.array([0.0, -0.0, 2.0, -3.0, np.nan, np.inf, -np.inf])
+    np.testing.assert_array_equal(to_np(gnp.copysign(1.5, gnp.asarray(x[:4]))), np.copysign(1.5, x[:4]))
+    np.testing.assert_array_equal(to_np(gnp.angle(gnp.asarray(x))), np.angle(x))
+    np.testing.assert_array_equal(to_np(gnp.heaviside(gnp.asarray(x), 0.5)), np.heaviside(x, 0.5))
+    np.testing.assert_array_equal(to_np(gnp.sinc(gnp.asarray(x[:4]))), np.sinc(x[:4]))
+    both = np.array([np.nan, 1.0])
+    np.testing.assert_array_equal(to_np(gnp.fmax(gnp.asarray(both), np.nan)), np.fmax(both, np.nan))
+    np.testing.assert_array_equal(to_np(gnp.nan_to_num(gnp.asarray(x))), np.nan_to_num(x))
+
+
+# ---------------------------------------------------------------- misuse
+X23 = gnp.ones((2, 3))
+ERRORS = {
+    "pad_unknown_mode": (lambda: gnp.pad(X23, 1, mode="mirror"), ValueError, "mode 'mirror'.*supported modes"),
+    "pad_numpy_mode_skipped": (lambda: gnp.pad(X23, 1, mode="median"), NotImplementedError,
+                               "mode 'median' is not supported.*'reflect'"),
+    "pad_width_shape": (lambda: gnp.pad(X23, ((1, 2, 3),)), ValueError, "pad_width.*does not fit.*2 dimensions"),
+    "pad_width_negative": (lambda: gnp.pad(X23, -1), ValueError, "non-negative integers"),
+    "pad_empty_axis": (lambda: gnp.pad(gnp.ones((0, 2)), 1, mode="edge"), ValueError, "cannot pad axis 0"),
+    "array_split_zero": (lambda: gnp.array_split(X23, 0), ValueError, "larger than 0"),
+    "vsplit_vector": (lambda: gnp.vsplit(gnp.ones(4), 2), ValueError, "vsplit needs.*at least 2 dimensions, got 1"),
+    "dsplit_matrix": (lambda: gnp.dsplit(X23, 2), ValueError, "dsplit needs.*at least 3"),
+    "diff_negative": (lambda: gnp.diff(X23, n=-1), ValueError, "non-negative"),
+    "gradient_edge_order": (lambda: gnp.gradient(X23, edge_order=2), NotImplementedError, "edge_order=1"),
+    "gradient_coordinates": (lambda: gnp.gradient(gnp.ones(3), gnp.arange(3.0)), NotImplementedError,
+                             "coordinate arrays"),
+    "gradient_short": (lambda: gnp.gradient(gnp.ones((1, 3))), ValueError, "at least 2"),
+    "cross_two_vectors": (lambda: gnp.cross(gnp.ones(2), gnp.ones(2)), ValueError, "3 components"),
+    "rot90_same_axes": (lambda: gnp.rot90(X23, axes=(1, 1)), ValueError, "two different axes"),
+    "fliplr_vector": (lambda: gnp.fliplr(gnp.ones(3)), ValueError, "fliplr needs.*at least 2"),
+    "rollaxis_bounds": (lambda: gnp.rollaxis(X23, 2), ValueError, "out of bounds"),
+    "meshgrid_indexing": (lambda: gnp.meshgrid(gnp.ones(2), indexing="yx"), ValueError, "'xy' or 'ij'"),
+    "select_lengths": (lambda: gnp.select([X23 > 0], [X23, X23]), ValueError, "1 conditions for 2 choices"),
+    "select_empty": (lambda: gnp.select([], []), ValueError, "list of conditions is empty"),
+    "select_not_boolean": (lambda: gnp.select([X23], [X23]), TypeError, "boolean.*float64"),
+    "searchsorted_side": (lambda: gnp.searchsorted(gnp.ones(3), 1.0, side="middle"), ValueError, "'left' or 'right'"),
+    "searchsorted_matrix": (lambda: gnp.searchsorted(X23, 1.0), ValueError, "1-d"),
+    "real_of_complex": (lambda: gnp.real(np.ones(2, complex)), TypeError, "real inputs"),
+    "quantile_range": (lambda: gnp.quantile(X23, 1.5), ValueError, r"range \[0, 1\]"),
+    "quantile_method": (lambda: gnp.quantile(X23, 0.5, method="nearest"), NotImplementedError, "method='linear'"),
+    "percentile_range": (lambda: gnp.percentile(X23, -1), ValueError, r"range \[0, 100\]"),
+    "average_weights_axis": (lambda: gnp.average(X23, weights=gnp.ones(3)), TypeError, "one integer axis"),
+    "average_weights_length": (lambda: gnp.average(X23, axis=1, weights=gnp.ones(2)), ValueError, "do not fit axis 1"),
+    "cov_weights": (lambda: gnp.cov(X23, fweights=[1, 2, 1]), NotImplementedError, "fweights"),
+    "cov_3d": (lambda: gnp.cov(gnp.ones((2, 2, 2))), ValueError, "more than 2 dimensions"),
+    "convolve_mode": (lambda: gnp.convolve(gnp.ones(3), gnp.ones(2), "circular"), ValueError, "'full', 'same'"),
+    "convolve_matrix": (lambda: gnp.convolve(X23, gnp.ones(2)), ValueError, "a must be a non-empty vector"),
+    "convolve_empty": (lambda: gnp.convolve(gnp.ones(3), gnp.ones(0)), ValueError, "v must be a non-empty"),
+    "interp_period": (lambda: gnp.interp(0.5, [0.0, 1.0], [0.0, 1.0], period=1.0), NotImplementedError, "period"),
+    "interp_lengths": (lambda: gnp.interp(0.5, [0.0, 1.0], [0.0, 1.0, 2.0]), ValueError, "one length"),
+    "interp_empty": (lambda: gnp.interp(0.5, [], []), ValueError, "empty"),
+    "allclose_under_vmap": (lambda: gpuad.vmap(lambda x: gnp.allclose(x, 1.0))(X23), TypeError, "gpuad.numpy.where"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS.values()), ids=list(ERRORS))
+def test_misuse_raises_a_clear_error(case):
+    fn, exc, match = case
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+# ---------------------------------------------------------------- statistics.py and scipy.special: special values
+def test_nan_and_infinity_handling_follows_numpy_and_scipy():
+    rows = np.array([[np.nan, np.nan], [1.0, np.nan], [3.0, 2.0]])
+    for name in ("nanmax", "nanmin", "nanmean", "nansum"):
+        with warnings.catch_warnings():  # numpy warns about the all-NaN row
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = getattr(np, name)(rows, axis=1)
+        assert_close(getattr(gnp, name)(gnp.asarray(rows), axis=1), expected, what=name)
+    assert_close(gnp.median(gnp.asarray(rows), axis=1), np.median(rows, axis=1))
+    x = np.array([[-np.inf, -np.inf], [np.inf, 1.0], [-np.inf, 0.0]])
+    same = lambda got, expected: np.testing.assert_allclose(to_np(got), expected, rtol=1e-12)  # noqa: E731
+    same(gsp.logsumexp(gnp.asarray(x), axis=1), scipy.special.logsumexp(x, axis=1))
+    e = np.array([-1.0, 0.0, 0.5, np.inf])
+    same(gsp.entr(gnp.asarray(e)), scipy.special.entr(e))
+    y = np.array([0.0, -1.0, np.inf, np.nan, -2.0])
+    for name, shift in (("xlogy", 0.0), ("xlog1py", -1.0)):
+        for x0 in (0.0, 2.0):
+            got = getattr(gsp, name)(x0, gnp.asarray(y + shift))
+            same(got, getattr(scipy.special, name)(x0, y + shift))
+
+
+def test_xlogy_at_zero_has_finite_derivatives():
+    """d/dy xlogy(0, y) = 0 also at y = 0; d/dx xlogy(x, y) at x = 0 is log(y)."""
+    y = np.array([0.0, 0.5, 2.0])
+    dy = gpuad.jacfwd(lambda v: gsp.xlogy(gnp.zeros(3), v))(gnp.asarray(y))
+    assert_close(dy, np.zeros((3, 3)))
+    dx = gpuad.grad(lambda u: gnp.sum(gsp.xlogy(u, gnp.asarray(y[1:]))))(gnp.zeros(2))
+    assert_close(dx, np.log(y[1:]))
+
+
+def test_missing_scipy_special_name_says_so():
+    with pytest.raises(AttributeError, match="gpuad.scipy.special has no 'erf'.*logsumexp.*primitives"):
+        gsp.erf  # noqa: B018
