@@ -93,7 +93,7 @@ def main(argv=None):
         report.write_json(a.json, results, meta)
     if a.plot:
         print(report.plot(a.plot, results, meta, cases), file=sys.stderr)
-    failed = [r for r in results if r.status == "wrong" or (r.status == "error" and r.engine == "gpuad")]
+    failed = [r for r in results if r.status == "wrong" or (r.status == "error" and r.engine.startswith("gpuad"))]
     for r in failed:
         print(f"FAILED: {r.case} on {r.engine}: {r.status}: {r.detail}", file=sys.stderr)
     return 1 if failed else 0

@@ -15,9 +15,9 @@ import numpy as onp
 
 from . import memory
 
-NAMES = ("gpuad", "jax-jit", "jax", "torch", "autograd")
-LABELS = {"gpuad": "gpuad", "jax-jit": "JAX jit", "jax": "JAX op-by-op", "torch": "torch.func",
-          "autograd": "autograd"}
+NAMES = ("gpuad", "gpuad-jit", "jax-jit", "jax", "torch", "autograd")
+LABELS = {"gpuad": "gpuad", "gpuad-jit": "gpuad jit", "jax-jit": "JAX jit", "jax": "JAX op-by-op",
+          "torch": "torch.func", "autograd": "autograd"}
 
 
 class Unavailable(Exception):
@@ -48,7 +48,8 @@ def load(name, device):
     """The engine called name, on device; raises Unavailable with the reason otherwise."""
     if name not in NAMES:
         raise ValueError(f"unknown engine {name!r}; choose from {', '.join(NAMES)}")
-    loader = {"gpuad": _gpuad, "jax-jit": lambda d: _jax(d, jit=True), "jax": lambda d: _jax(d, jit=False),
+    loader = {"gpuad": _gpuad, "gpuad-jit": lambda d: _gpuad(d, jit=True),
+              "jax-jit": lambda d: _jax(d, jit=True), "jax": lambda d: _jax(d, jit=False),
               "torch": _torch, "autograd": _autograd}[name]
     try:
         return loader(device)
@@ -68,17 +69,19 @@ def _jax_style(m, jacobian, wrap=lambda g: g):
     }
 
 
-def _gpuad(device):
+def _gpuad(device, jit=False):
     import gpuad
     import gpuad.numpy as gnp
-    transforms = _jax_style(gpuad, lambda f: gpuad.jacobian(f, mode="auto"))
-    transforms["hvp"] = lambda f: (lambda x, v: gpuad.hvp(f, (x,), (v,)))
+    wrap = gpuad.jit if jit else (lambda g: g)
+    transforms = _jax_style(gpuad, lambda f: gpuad.jacobian(f, mode="auto"), wrap)
+    transforms["hvp"] = lambda f: wrap(lambda x, v: gpuad.hvp(f, (x,), (v,)))
     if device == "gpu":
         import cupy
         to_numpy, peak = cupy.asnumpy, memory.cupy_pool_peak
     else:
         to_numpy, peak = onp.asarray, memory.host_peak
-    return Engine("gpuad", gpuad.__version__, gnp, transforms, gpuad.block_until_ready, to_numpy, peak)
+    return Engine("gpuad-jit" if jit else "gpuad", gpuad.__version__, gnp, transforms, gpuad.block_until_ready,
+                  to_numpy, peak)
 
 
 def _jax(device, jit):

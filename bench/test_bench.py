@@ -16,9 +16,9 @@ TINY = {"coupled": 7, "mlp": (6, 5, 3), "logistic": (5, 9), "batch": 4, "rosenbr
 IDS = [c.name for c in problems.CASES]
 
 
-@pytest.fixture(scope="module")
-def gpuad_engine():
-    return engines.load("gpuad", engines.gpuad_device())
+@pytest.fixture(scope="module", params=["gpuad", "gpuad-jit"])
+def gpuad_engine(request):
+    return engines.load(request.param, engines.gpuad_device())
 
 
 @pytest.mark.parametrize("case", problems.CASES, ids=IDS)

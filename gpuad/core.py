@@ -8,6 +8,7 @@ until plain backend arrays are reached and the primitive's `impl` runs. Levels k
 nested derivatives apart (no perturbation confusion).
 """
 import contextlib
+import functools
 import math
 
 import numpy as onp
@@ -73,14 +74,20 @@ class Primitive:
     batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
     Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
     """
-    __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract")
+    __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
         self.nondiff, self.abstract = nondiff, abstract
+        self.impl_for = None  # xp -> impl on that array module with no backend lookup, where there is one
 
     def __call__(self, *args, **params):
         return bind(self, *args, **params)
+
+    def impl_on(self, xp, **params):
+        """impl with its parameters bound, for arrays of the module xp (a compiled program's step)."""
+        f = self.impl if self.impl_for is None else self.impl_for(xp)
+        return functools.partial(f, **params) if params else f
 
     def __repr__(self):
         return f"<primitive {self.name}>"
@@ -157,6 +164,7 @@ def new_trace(cls):
 class Tracer:
     """A value under a transform. Array methods and operators are installed by gpuad.numpy."""
     __slots__ = ("_trace",)
+    replayed = False  # True for values of a compiled program: their ops cost no dispatch when it runs
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (W @ x with W a NumPy array)
 

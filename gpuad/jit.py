@@ -40,16 +40,23 @@ class Jitted:
         self.static_argnums = _int_tuple(static_argnums, "static_argnums")
         self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
         self._cache = {}
+        self._by_arrays = {}  # the common call, positional backend arrays only: (backend, avals) -> entry
         functools.update_wrapper(self, fun, updated=())  # fun's __dict__ would overwrite these
 
     def __call__(self, *args, **kwargs):
+        be = backends.current()
+        plain = not kwargs and not self.static_argnums and all(type(a) is be.xp.ndarray for a in args)
+        if plain:  # skip flattening and key building: the signature is the arrays' shapes and dtypes
+            entry = self._by_arrays.get((be, tuple((a.shape, a.dtype) for a in args)))
+            if entry is not None:
+                return entry.out_tree.unflatten(entry.replay().run(*args))
         sig = _Signature(self, args, kwargs)
         entry = self._entry(sig)
         if any(isinstance(x, Tracer) for x in sig.leaves):  # under an enclosing transform
-            outs = entry.program.evaluate(sig.leaves)
-        else:
-            outs = entry.replay().run(*sig.leaves)
-        return entry.out_tree.unflatten(outs)
+            return entry.out_tree.unflatten(entry.program.evaluate(sig.leaves))
+        if plain and entry.program.cacheable:
+            self._by_arrays[be, tuple((a.shape, a.dtype) for a in args)] = entry
+        return entry.out_tree.unflatten(entry.replay().run(*sig.leaves))
 
     def lower(self, *args, **kwargs):
         """Trace for these arguments (arrays or ShapeDtypeStructs) without running anything."""

@@ -9,11 +9,11 @@ optimised by small passes (`dead_code`, `common_subexpressions`), and either eva
 no second copy of any rule) or compiled by `Replay` into one Python function over backend
 arrays, with no per-primitive dispatch.
 """
-import functools
 import itertools
 
 import numpy as onp
 
+from . import backends
 from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
 
 
@@ -94,6 +94,7 @@ def _short(p):
 class ProgramTracer(Tracer):
     """A value while a program is traced: a variable with a shape and a dtype, no data."""
     __slots__ = ("var", "origin")
+    replayed = True
 
     def __init__(self, trace, var, origin):
         self._trace, self.var, self.origin = trace, var, origin
@@ -151,7 +152,7 @@ def trace_program(fun, avals, names):
         outs = fun(inputs)
         outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else o for o in outs]
     program = Program([t.var for t in inputs], trace.equations, outs)
-    return dead_code(common_subexpressions(program))
+    return dead_code(common_subexpressions(simplify(program)))
 
 
 def aval_of(x):
@@ -169,6 +170,56 @@ def dead_code(program):
             kept.append(eq)
             live.update(a for a in eq.ins if isinstance(a, Var))
     return Program(program.ins, kept[::-1], program.outs)
+
+
+def simplify(program):
+    """Drop equations that return one of their inputs unchanged: reshapes, broadcasts and
+    transposes to the same shape, casts to the same dtype, x * 1, x + 0, x - 0, x / 1, x ** 1
+    (the ones and zeros are constants: seeds and the rules' unit cotangents leave many)."""
+    rename, kept = {}, []
+    for eq in program.equations:
+        ins = [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins]
+        same = _unchanged(eq.prim.name, ins, eq.params)
+        if same is not None and _aval(same) == (eq.out.shape, eq.out.dtype):
+            rename[eq.out] = same
+            continue
+        kept.append(Equation(eq.prim, ins, eq.out, eq.params))
+    outs = [rename.get(o, o) if isinstance(o, Var) else o for o in program.outs]
+    return Program(program.ins, kept, outs)
+
+
+# name -> (which argument may be the neutral constant, the neutral value): x * 1, 1 * x, x + 0, ...
+_NEUTRAL = {"multiply": ((0, 1), 1), "add": ((0, 1), 0), "subtract": ((1,), 0), "divide": ((1,), 1),
+            "power": ((1,), 1)}
+_SMALL = 1 << 12  # constants up to this size are looked at; larger ones are never neutral seeds
+
+
+def _unchanged(name, ins, params):
+    """The input an equation returns unchanged, or None."""
+    if name in ("reshape", "broadcast_to", "astype"):
+        return ins[0]  # the caller checks that shape and dtype did not change
+    if name == "transpose":
+        return ins[0] if params["perm"] == tuple(range(len(params["perm"]))) else None
+    if name in _NEUTRAL:
+        positions, neutral = _NEUTRAL[name]
+        for k in positions:
+            if _is_constant(ins[k], neutral):
+                return ins[1 - k]
+    return None
+
+
+def _is_constant(x, value):
+    if isinstance(x, (Var, Tracer)):
+        return False
+    if isinstance(x, (bool, int, float)):
+        return x == value
+    return getattr(x, "size", _SMALL + 1) <= _SMALL and bool((x == value).all())
+
+
+def _aval(x):
+    if isinstance(x, (bool, int, float)):
+        return None  # a Python scalar never stands for an array output
+    return tuple(x.shape), x.dtype
 
 
 def common_subexpressions(program):
@@ -219,8 +270,9 @@ class Replay:
                     last[a] = i
         outs = {o for o in program.outs if isinstance(o, Var)}
         lines = [f"def replay({', '.join(names[v] for v in program.ins)}):"]
+        xp = backends.xp()
         for i, eq in enumerate(program.equations):
-            f = functools.partial(eq.prim.impl, **eq.params) if eq.params else eq.prim.impl
+            f = eq.prim.impl_on(xp, **eq.params)
             if not eq.out.shape:  # NumPy returns scalars for 0-d results: keep arrays
                 f = _as_array(f)
             env[f"f{i}"] = f

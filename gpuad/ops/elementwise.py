@@ -10,7 +10,7 @@ import numpy as onp
 
 from .. import backends
 from ..core import Primitive, ShapeDtypeStruct, Tracer, bind, dtype, result_dtype, shape
-from .shape import broadcast_to, reshape
+from .shape import broadcast_to, reshape, transpose, with_unit_axes_at
 from .table import ROWS, RuleNamespace, cotangents_in, fit_output, tangent_out
 
 _arrays = {}  # array module -> its RuleNamespace
@@ -72,6 +72,7 @@ def _row_primitive(row):
         return ShapeDtypeStruct(onp.broadcast_shapes(*map(shape, args)), _row_dtype(row, args))
 
     prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff, abstract=abstract)
+    prim.impl_for = lambda xp: on_arrays(xp).fn(row)
     return prim
 
 
@@ -98,14 +99,18 @@ def broadcast_batch(prim, args, batched):
 
 
 # A batch of many small examples (per-sample Jacobians: B x 3 x 3) laid out batch-first leaves
-# NumPy's inner loops a few elements long. On raw NumPy arrays the elementwise ops of such a
-# batch run with the batch axis innermost instead; the result is a transposed view, and NumPy
-# keeps that layout for what is computed from it. CuPy has no inner loops: it keeps batch-first.
+# NumPy's inner loops a few elements long. On NumPy arrays the elementwise ops of such a batch
+# run with the batch axis innermost instead; the result is a transposed view, and NumPy keeps
+# that layout for what is computed from it. The same holds for a compiled program replayed on
+# NumPy (its values' transposes are views too); under the other transforms each transpose would
+# be one more dispatch, so they keep batch-first. CuPy has no inner loops: it keeps batch-first.
 SMALL_EXAMPLE, LARGE_BATCH = 16, 256
 
 
 def _batch_last(args, batched):
-    if not backends.current().batch_innermost or _traced(args):
+    if not backends.current().batch_innermost:
+        return False
+    if any(isinstance(a, Tracer) and not a.replayed for a in args):
         return False
     ndim = max(len(shape(a)) - b for a, b in zip(args, batched))
     b = next(shape(a)[0] for a, f in zip(args, batched) if f)
@@ -114,10 +119,16 @@ def _batch_last(args, batched):
 
 
 def _batch_innermost(prim, args, batched):
-    xp = backends.xp()
-    moved = [xp.moveaxis(a, 0, -1) if f else (a[..., None] if len(shape(a)) else a)
+    moved = [_batch_to_last(a) if f else (with_unit_axes_at(a, (len(shape(a)),)) if len(shape(a)) else a)
              for a, f in zip(args, batched)]
-    return xp.moveaxis(bind(prim, *moved), -1, 0)
+    y = prim(*moved)
+    n = len(shape(y))
+    return transpose(y, perm=(n - 1,) + tuple(range(n - 1)))
+
+
+def _batch_to_last(a):
+    n = len(shape(a))
+    return transpose(a, perm=tuple(range(1, n)) + (0,))
 
 
 PRIMS = {name: _row_primitive(row) for name, row in ROWS.items()}
