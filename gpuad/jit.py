@@ -10,7 +10,9 @@ import functools
 
 from . import backends
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
-from .program import Replay, aval_of, trace_program
+from .kernels import launches
+from .program import aval_of, trace_program
+from .replay import Replay
 from .tree import tree_flatten
 
 
@@ -58,9 +60,14 @@ class Jitted:
             self._by_arrays[be, tuple((a.shape, a.dtype) for a in args)] = entry
         return entry.out_tree.unflatten(entry.replay().run(*sig.leaves))
 
-    def lower(self, *args, **kwargs):
-        """Trace for these arguments (arrays or ShapeDtypeStructs) without running anything."""
-        return Lowered(self._entry(_Signature(self, args, kwargs)))
+    def lower(self, *args, backend=None, **kwargs):
+        """Trace for these arguments (arrays or ShapeDtypeStructs) without running anything.
+        backend="cupy" plans for CuPy on any machine (no GPU, no data needed); the result is not
+        cached for calls."""
+        if backend is None or backend == backends.backend():
+            return Lowered(self._entry(_Signature(self, args, kwargs)), backends.backend())
+        with backends.planning(backend):
+            return Lowered(_Entry(self.fun, _Signature(self, args, kwargs)), backend)
 
     def _entry(self, sig):
         entry = self._cache.get(sig.key)
@@ -150,13 +157,18 @@ def _output(x):
 class Lowered:
     """A traced and optimised program, before it runs (gpuad.jit(f).lower(*args))."""
 
-    def __init__(self, entry):
-        self.program = entry.program
-        self.out_tree = entry.out_tree
+    def __init__(self, entry, backend):
+        self.program, self.out_tree, self.backend = entry.program, entry.out_tree, backend
 
     def as_text(self):
         """The optimised program, one equation a line (inputs and outputs typed)."""
         return self.program.text()
+
+    @property
+    def launches(self):
+        """Device launches one call makes on CuPy (kernels, cuBLAS/cuSOLVER/CUB calls, memsets,
+        copies; setup excluded), by the model of gpuad/kernels/launches.py."""
+        return launches.count(self.program)
 
     def out_info(self):
         """ShapeDtypeStructs of the outputs, in the output tree."""

@@ -4,16 +4,15 @@
 `ProgramTrace`: every primitive applied to them becomes an `Equation` of typed variables,
 integer index arithmetic and non-differentiable ops included. Operations on constants alone
 are evaluated while tracing (constant folding comes free from `bind`). A program is then
-optimised by small passes (`dead_code`, `common_subexpressions`), and either evaluated with
-`bind` on any values (so every transform of a compiled function runs over its program, with
-no second copy of any rule) or compiled by `Replay` into one Python function over backend
-arrays, with no per-primitive dispatch.
+optimised by small passes (`simplify`, `common_subexpressions`, `dead_code`), and either
+evaluated with `bind` on any values (so every transform of a compiled function runs over its
+program, with no second copy of any rule) or compiled by `replay.Replay` into one Python
+function over backend arrays, with no per-primitive dispatch.
 """
 import itertools
 
 import numpy as onp
 
-from . import backends
 from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
 
 
@@ -251,58 +250,3 @@ def _key(x):
     if isinstance(x, float) and x != x:  # nan != nan: key NaNs by identity, never merge them
         return ("id", id(x))
     return (type(x).__name__, x)
-
-
-# ---------------------------------------------------------------- replay
-class Replay:
-    """A program compiled into one Python function over backend arrays: each equation calls its
-    primitive's impl directly (no bind, no dispatch), and a value is dropped after its last use
-    so that the allocator can reuse its memory within the call."""
-
-    def __init__(self, program):
-        names, env = {}, {}
-        for k, v in enumerate(program.ins):
-            names[v] = f"x{k}"
-        last = {}
-        for i, eq in enumerate(program.equations):
-            for a in eq.ins:
-                if isinstance(a, Var):
-                    last[a] = i
-        outs = {o for o in program.outs if isinstance(o, Var)}
-        lines = [f"def replay({', '.join(names[v] for v in program.ins)}):"]
-        xp = backends.xp()
-        for i, eq in enumerate(program.equations):
-            f = eq.prim.impl_on(xp, **eq.params)
-            if not eq.out.shape:  # NumPy returns scalars for 0-d results: keep arrays
-                f = _as_array(f)
-            env[f"f{i}"] = f
-            args = []
-            for a in eq.ins:
-                if isinstance(a, Var):
-                    args.append(names[a])
-                else:
-                    env[f"c{len(env)}"] = a
-                    args.append(f"c{len(env) - 1}")
-            names[eq.out] = f"v{i}"
-            lines.append(f"    v{i} = f{i}({', '.join(args)})")
-            dead = [names[a] for a in dict.fromkeys(a for a in eq.ins if isinstance(a, Var))
-                    if last[a] == i and a not in outs and a not in program.ins]
-            if dead:
-                lines.append(f"    del {', '.join(dead)}")
-        results = []
-        for o in program.outs:
-            if isinstance(o, Var):
-                results.append(names[o])
-            else:
-                env[f"c{len(env)}"] = o
-                results.append(f"c{len(env) - 1}")
-        lines.append(f"    return [{', '.join(results)}]")
-        exec(compile("\n".join(lines), "<gpuad.jit replay>", "exec"), env)
-        self.source, self.run = "\n".join(lines), env["replay"]
-
-
-def _as_array(f):
-    def g(*args):
-        out = f(*args)
-        return onp.asarray(out) if isinstance(out, onp.generic) else out
-    return g

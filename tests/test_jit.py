@@ -206,3 +206,61 @@ def test_bad_static_arguments_and_inputs_are_clear_errors():
         gpuad.jit(lambda x, s: x)(x, "name")
     with pytest.raises(TypeError, match="must return arrays"):
         gpuad.jit(lambda x: "nope")(x)
+
+
+# ---------------------------------------------------------------- lowering, launches, replay
+def test_lower_takes_shapes_alone_and_plans_for_cupy_without_a_gpu():
+    f = gpuad.jit(gpuad.jacfwd(lambda x: gnp.sin(x) * gnp.sum(x)))
+    spec = gpuad.ShapeDtypeStruct((5,), np.float32)
+    lowered = f.lower(spec)
+    assert lowered.out_info() == gpuad.ShapeDtypeStruct((5, 5), np.float32)
+    assert "v0:float32[5]" in lowered.as_text()
+    planned = f.lower(spec, backend="cupy")
+    assert planned.backend == "cupy" and planned.launches == lowered.launches > 0
+    assert gpuad.backend() == "numpy"  # planning left the active backend as it was
+
+
+def test_vmap_layout_follows_the_planned_backend():
+    """NumPy runs a batch of small examples batch-innermost (transposes, free views); CuPy does not."""
+    g = gpuad.jit(gpuad.vmap(gpuad.jacfwd(lambda x: gnp.sin(x) * x[0])))
+    spec = gpuad.ShapeDtypeStruct((1000, 3), np.float64)
+    on_numpy, on_cupy = (g.lower(spec, backend=b).as_text().count(" transpose") for b in ("numpy", "cupy"))
+    assert on_numpy > on_cupy
+
+
+def test_launch_model_counts_views_as_free_and_scatters_as_two():
+    from gpuad.kernels.launches import count
+    from gpuad.program import trace_program
+    aval = gpuad.ShapeDtypeStruct((4, 3), np.float64)
+    views = trace_program(lambda xs: [gnp.reshape(xs[0].T, (12,))[2:5]], [aval], ["x"])
+    assert count(views) == 0
+    adds = trace_program(lambda xs: [gnp.sin(xs[0]).at[1].add(1.0)], [aval], ["x"])
+    assert count(adds) == 1 + 2
+
+
+def test_replay_adds_in_place_into_dead_owned_values_only():
+    from gpuad.replay import Replay
+
+    def f(x):
+        a = gnp.sin(x)
+        return a + gnp.cos(x), x + 1.0  # a is dead after the add; x is an input: never written
+    program = gpuad.jit(f).lower(gnp.asarray(X)).program
+    x = gnp.asarray(X.copy())
+    replay = Replay(program)
+    y, z = replay.run(x)
+    assert_close(y, np.sin(X) + np.cos(X), rtol=1e-15)
+    assert_close(z, X + 1.0, rtol=1e-15)
+    assert_close(x, X, rtol=0)  # the input is untouched
+    names = [getattr(s.fn, "__name__", "") for s in replay.steps]
+    assert names.count("add_into") == 1, names  # sin(x) + cos(x) in place; x + 1.0 not
+
+
+def test_replay_accumulates_a_slice_adjoint_without_its_zeros():
+    """The adjoint of x[1:] + x[:-1] adds two scatters: one becomes an add at the positions."""
+    from gpuad.replay import Replay
+    g = gpuad.jit(gpuad.grad(lambda x: gnp.sum(gnp.sin(x[1:]) * x[:-1])))
+    replay = Replay(g.lower(gnp.asarray(X)).program)
+    names = [getattr(s.fn, "__name__", "") for s in replay.steps]
+    assert "add_at_into" in names, names
+    assert_close(replay.run(gnp.asarray(X))[0], gpuad.grad(lambda x: gnp.sum(gnp.sin(x[1:]) * x[:-1]))(
+        gnp.asarray(X)), rtol=1e-14)

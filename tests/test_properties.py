@@ -8,7 +8,14 @@ Rows with kinks (abs, maximum, minimum) are left out: differences across a kink 
 derivatives.
 """
 import numpy as np
-from helpers import assert_close, check_dot_product, check_first_order, check_second_order, on_backend
+from helpers import (
+    assert_close,
+    assert_tree_close,
+    check_dot_product,
+    check_first_order,
+    check_second_order,
+    on_backend,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_primitives import BINARY, UNARY
@@ -118,3 +125,19 @@ def test_random_programs_vmap_matches_loop(program):
     for k in range(3):
         expected = gpuad.grad(lambda *a: gnp.sum(f(*a)))(*on_backend(*[b[k] for b in batch]))
         assert_close(grads[k], expected, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_random_programs_compiled_equal_eager(program):
+    """gpuad.jit of the value, the Jacobians and the Hessian of a sum equals the eager result."""
+    steps, xs = program
+    f = program_function(steps)
+    nums = tuple(range(len(xs)))
+    args = on_backend(*xs)
+
+    def total(*a):
+        return gnp.sum(f(*a))
+
+    for fun in (f, gpuad.jacfwd(f, argnums=nums), gpuad.jacrev(f, argnums=nums), gpuad.hessian(total, argnums=nums)):
+        assert_tree_close(gpuad.jit(fun)(*args), fun(*args), rtol=1e-12, atol=1e-12, what=str(steps))

@@ -2,6 +2,7 @@
 
 GPUAD_BACKEND=auto|numpy|cupy chooses at first use; auto takes CuPy when a GPU is usable.
 """
+import contextlib
 import os
 
 _current = None
@@ -50,3 +51,21 @@ def set_backend(name):
 def backend():
     """The name of the active backend ("numpy" or "cupy")."""
     return current().name
+
+
+@contextlib.contextmanager
+def planning(name):
+    """Trace for backend `name` without its device: inside, the active backend computes with NumPy
+    but makes the layout decisions of `name` (gpuad.jit(f).lower(..., backend="cupy") on a CPU)."""
+    global _current
+    if name not in ("numpy", "cupy"):
+        raise ValueError(f"unknown backend {name!r} to plan for: choose numpy or cupy")
+    before = current()
+    from .numpy import NumpyBackend
+    plan = NumpyBackend()
+    plan.name, plan.batch_innermost = name, name == "numpy"
+    _current = plan
+    try:
+        yield plan
+    finally:
+        _current = before
