@@ -27,10 +27,12 @@ step 60 "NVRTC check and CuPy kernel cache" "$PYTHON" -m gpuad.kernels --check -
 # No -x: one run should list every failure; --tb=line keeps that list short.
 step 120 "test suite on CuPy" env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests -q -p no:cacheprovider \
     --maxfail=100 --tb=line -rf --durations=10
-step 20 "no host round trip during jacfwd/jacrev/hessian" \
+step 20 "no host round trip during jacfwd/jacrev/hessian, eager and compiled (gpuad.jit replay)" \
     env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests/test_gpu.py -q -p no:cacheprovider -k no_host_round_trip
-# gpuad against JAX-jit and torch.func; per-case progress goes to stderr, so a cut run still tells.
-step 90 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --engines gpuad,jax-jit,torch --budget 0.5
+# gpuad (eager and compiled) against JAX-jit and torch.func; per-case progress goes to stderr, so a
+# cut run still tells. The test suite above runs tests/test_jit.py on CuPy: the compiled path.
+step 90 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --engines gpuad,gpuad-jit,jax-jit,torch \
+    --budget 0.4
 echo
 echo "=== gpu_check: $failed step(s) failed"
 exit "$failed"
