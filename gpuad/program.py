@@ -85,7 +85,8 @@ def _short(p):
     if hasattr(p, "shape") and not isinstance(p, onp.dtype):
         return f"array{list(p.shape)}"
     if isinstance(p, slice):
-        return ":".join("" if x is None else str(x) for x in (p.start, p.stop, p.step)).rstrip(":") or ":"
+        text = ":".join("" if x is None else str(x) for x in (p.start, p.stop))
+        return text + (f":{p.step}" if p.step is not None else "")
     return repr(p)
 
 

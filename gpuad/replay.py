@@ -1,14 +1,21 @@
 """Replay: a program compiled into one Python function over backend arrays.
 
-Each step calls its primitive's impl directly (no bind, no dispatch), with its parameters bound
-once. A value is dropped after its last use, so the allocator reuses its memory within the call,
-and where the program adds into a value nothing reads afterwards, the step adds in place:
-`a + b` writes into a's buffer, and `a + scatter(v, idx)` (a slice's adjoint accumulated)
-becomes `a[idx] += v` with no zeros-sized temporary.
+`plan` turns a program into steps without touching a device: plain equations, fusion regions
+(gpuad/fusion.py) and in-place accumulations. `Replay` gives each step its function: a
+primitive's impl with its parameters bound once (no bind, no dispatch), a region's generated
+kernel (CUDA on CuPy, the same source compiled for the CPU on NumPy), and generates one Python
+function calling them in order. A value is dropped after its last use, so the allocator reuses its
+memory within the call; where the program adds into a value nothing reads afterwards, the step
+adds in place: `a + b` writes into a's buffer, and `a + scatter(v, idx)` (a slice's adjoint
+accumulated) becomes `a[idx] += v` with no zeros-sized temporary.
 """
+import os
+
 import numpy as onp
 
 from . import backends
+from .fusion import Region, fuse
+from .kernels import region as region_source
 from .ops.indexing import add_at
 from .program import Var
 
@@ -17,26 +24,88 @@ _VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})
 
 
 class Step:
-    __slots__ = ("fn", "ins", "out")
+    """outs = (what `kind` says)(*ins). kind: "eq" (node is the Equation), "region" (node is the
+    Region), "add_into" (node is the add), "add_at_into" (node is the add; `idx` its positions)."""
+    __slots__ = ("kind", "node", "ins", "outs", "idx", "fn")
 
-    def __init__(self, fn, ins, out):
-        self.fn, self.ins, self.out = fn, ins, out
+    def __init__(self, kind, node, ins, outs, idx=None):
+        self.kind, self.node, self.ins, self.outs, self.idx, self.fn = kind, node, ins, outs, idx, None
+
+
+def fusion_wanted():
+    """GPUAD_FUSION=off turns the fused kernels off (the replay then runs each primitive)."""
+    return os.environ.get("GPUAD_FUSION", "on") != "off"
+
+
+def plan(program, fusion=True):
+    """The program's steps, in order, with adds done in place where nothing reads the target after."""
+    nodes = fuse(program) if fusion else program.equations
+    steps = [Step("region", n, list(n.ins), list(n.outs)) if isinstance(n, Region) else
+             Step("eq", n, list(n.ins), [n.out]) for n in nodes]
+    return _in_place(program, steps)
 
 
 class Replay:
-    """`run(*inputs)` -> the program's outputs (a list), for backend arrays of the traced signature."""
+    """`run(*inputs)` -> the program's outputs (a list), for backend arrays of the traced signature.
+    `regions` counts the fused kernels among the steps."""
 
-    def __init__(self, program):
-        self.steps = _in_place(program, _steps(program, backends.xp()))
+    def __init__(self, program, fusion=None):
+        fusion = fusion_wanted() if fusion is None else fusion
+        xp = backends.xp()
+        self.steps = plan(program, fusion)
+        if not _bind(program, self.steps, xp):  # the region kernels cannot be built here
+            self.steps = plan(program, False)
+            _bind(program, self.steps, xp)
+        self.regions = sum(s.kind == "region" for s in self.steps)
         self.source, self.run = _generate(program, self.steps)
 
 
-def _steps(program, xp):
-    steps = []
-    for eq in program.equations:
-        f = eq.prim.impl_on(xp, **eq.params)
-        steps.append(Step(_as_array(f) if not eq.out.shape else f, list(eq.ins), eq.out))
-    return steps
+def _bind(program, steps, xp):
+    """Give every step its function; False when the region kernels cannot be built."""
+    regions = [s for s in steps if s.kind == "region"]
+    runners = _region_runners([s.node for s in regions], xp, _private(program, steps))
+    if runners is None:
+        return False
+    for s in steps:
+        if s.kind == "region":
+            s.fn = runners[id(s.node)]
+        elif s.kind == "add_into":
+            s.fn = _add_into(xp)
+        elif s.kind == "add_at_into":
+            s.fn = _add_at_into(s.idx)
+        else:
+            f = s.node.prim.impl_on(xp, **s.node.params)
+            s.fn = _as_array(f) if not s.node.out.shape else f
+    return True
+
+
+def _region_runners(regions, xp, private):
+    """{id(region): function} on this backend, or None when its kernels cannot be built."""
+    if not regions:
+        return {}
+    if backends.backend() == "cupy":  # CuPy's pool already reuses device memory
+        from .kernels.launch import region_launcher
+        return {id(r): region_launcher(region_source.render(r, "cuda")) for r in regions}
+    from .kernels import host
+    kernels = [region_source.render(r, "host") for r in regions]
+    lib = host.library(kernels)
+    if lib is None:
+        return None
+    return {id(r): host.launcher(lib, k, private) for r, k in zip(regions, kernels)}
+
+
+def _private(program, steps):
+    """Region outputs that never leave a call: not outputs of the program, and read only by steps
+    that make fresh results (not views of them, not adds that write into them)."""
+    readers = {}
+    for s in steps:
+        for a in s.ins:
+            if isinstance(a, Var):
+                readers.setdefault(a, []).append(s)
+    out = {o for o in program.outs if isinstance(o, Var)}
+    return {v for s in steps if s.kind == "region" for v in s.outs
+            if v not in out and all(r.kind == "region" or (r.kind == "eq" and r.node.prim.name not in _VIEWS)
+                                    for r in readers.get(v, ()))}
 
 
 def _as_array(f):
@@ -51,20 +120,20 @@ def _in_place(program, steps):
     """Rewrite adds whose first (or second) operand is an owned, otherwise dead value of the
     output's shape and dtype: into that operand's buffer, and through a scatter made for the
     add alone, as an add at the scatter's positions."""
-    producer = {eq.out: eq for eq in program.equations}
-    uses = _use_counts(program)
-    owned = {eq.out for eq in program.equations if eq.prim.name not in _VIEWS}
+    producer = {s.outs[0]: s.node for s in steps if s.kind == "eq"}
+    uses = _use_counts(program, steps)
+    owned = {v for s in steps if s.kind != "eq" or s.node.prim.name not in _VIEWS for v in s.outs}
     keep = {o for o in program.outs if isinstance(o, Var)}
-    xp = backends.xp()
     out, skip = [], set()
-    for eq, step in zip(program.equations, steps):
-        if eq.prim.name == "add":
-            step = _accumulate(eq, step, producer, uses, owned, keep, skip, xp)
+    for step in steps:
+        if step.kind == "eq" and step.node.prim.name == "add":
+            step = _accumulate(step, producer, uses, owned, keep, skip)
         out.append(step)
-    return [s for s in out if s.out not in skip]
+    return [s for s in out if not set(s.outs) & skip]
 
 
-def _accumulate(eq, step, producer, uses, owned, keep, skip, xp):
+def _accumulate(step, producer, uses, owned, keep, skip):
+    eq = step.node
     for k in (0, 1):
         target, other = eq.ins[k], eq.ins[1 - k]
         if not (isinstance(target, Var) and target in owned and target not in keep and uses[target] == 1
@@ -74,8 +143,8 @@ def _accumulate(eq, step, producer, uses, owned, keep, skip, xp):
         if src is not None and src.prim.name == "scatter" and uses[other] == 1 and other not in keep \
                 and src.params["shape"] == eq.out.shape and src.ins[0].dtype == eq.out.dtype:
             skip.add(other)
-            return Step(_add_at_into(src.params["idx"]), [target, src.ins[0]], eq.out)
-        return Step(_add_into(xp), [target, other], eq.out)
+            return Step("add_at_into", eq, [target, src.ins[0]], [eq.out], src.params["idx"])
+        return Step("add_into", eq, [target, other], [eq.out])
     return step
 
 
@@ -91,10 +160,10 @@ def _add_at_into(idx):
     return add_at_into
 
 
-def _use_counts(program):
+def _use_counts(program, steps):
     uses = {}
-    for eq in program.equations:
-        for a in eq.ins:
+    for step in steps:
+        for a in step.ins:
             if isinstance(a, Var):
                 uses[a] = uses.get(a, 0) + 1
     for o in program.outs:
@@ -124,8 +193,10 @@ def _generate(program, steps):
     for i, step in enumerate(steps):
         env[f"f{i}"] = step.fn
         args = ", ".join(ref(a) for a in step.ins)
-        names[step.out] = f"v{i}"
-        lines.append(f"    v{i} = f{i}({args})")
+        for k, v in enumerate(step.outs):
+            names[v] = f"v{i}_{k}"
+        targets = ", ".join(names[v] for v in step.outs) + ("," if step.kind == "region" else "")
+        lines.append(f"    {targets} = f{i}({args})")
         dead = [names[a] for a in dict.fromkeys(a for a in step.ins if isinstance(a, Var))
                 if last[a] == i and a not in keep]
         if dead:

@@ -4,8 +4,9 @@ Each kernel is a cupy.RawKernel created once per (row, mode, variant, dtype) and
 CuPy compiles it with NVRTC at its first launch on a device and caches the binary on disk.
 """
 import cupy
+import numpy
 
-from .plan import jvp_launch, vjp_launch
+from .plan import jvp_launch, launch_config, vjp_launch
 from .source import every_kernel, kernel_name, render
 
 _kernels = {}  # (row name, mode, variant, dtype name) -> cupy.RawKernel
@@ -46,3 +47,27 @@ def warm():
     for k in kernels:
         kernel(*k).compile()
     return len(kernels)
+
+
+_regions = {}  # kernel name -> cupy.RawKernel
+
+
+def region_launcher(kernel):
+    """A function (*arrays) -> outputs running one fusion region's kernel (gpuad/kernels/region.py)."""
+    raw = _regions.get(kernel.name)
+    if raw is None:
+        raw = _regions[kernel.name] = cupy.RawKernel(kernel.text, kernel.name)
+    (gx, _), block = launch_config(kernel.size)
+    n = numpy.int64(kernel.size)
+    outs = [(v.shape, v.dtype) for v in kernel.outs]
+
+    def run(*arrays):
+        args = []
+        for a, along in zip(arrays, kernel.axes):
+            lead = len(kernel.shape) - a.ndim
+            args.append(a)
+            args += [numpy.int64(a.strides[d - lead] // a.itemsize) for d in along]
+        results = [cupy.empty(s, d) for s, d in outs]
+        raw((gx,), block, tuple(args + results + [n]))
+        return results
+    return run

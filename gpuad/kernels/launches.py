@@ -1,10 +1,13 @@
 """How many device launches a compiled program makes per call on CuPy: a model, counted without a GPU.
 
-Each primitive's impl is one CuPy call; the table says how many kernels (or cuBLAS/cuSOLVER/CUB
-calls, memsets, copies) that call launches. Views launch nothing. Not counted: copies CuPy makes
-to lay out a non-contiguous operand that the model cannot see (a reshape of a transposed view),
-and one-time setup (compilation, the constants' transfer).
+The count follows the replay's plan (gpuad/replay.py): a fusion region is one kernel, an add in
+place one, and each other step one CuPy call, which the table says how many kernels (or
+cuBLAS/cuSOLVER/CUB calls, memsets, copies) launches. Views launch nothing. Not counted: copies
+CuPy makes to lay out a non-contiguous operand that the model cannot see (a reshape of a
+transposed view), and one-time setup (compilation, the constants' transfer).
 """
+from ..replay import plan
+
 # primitive name -> launches per call; a callable takes the equation
 _LAUNCHES = {
     "reshape": 0, "transpose": 0, "broadcast_to": 0,
@@ -19,12 +22,15 @@ _LAUNCHES = {
 }
 
 
-def count(program):
+def count(program, fusion=True):
     """Launches of one call of the program on CuPy, by the model above (default: one per step)."""
     total = 0
-    for eq in program.equations:
-        n = _LAUNCHES.get(eq.prim.name, 1)
-        total += n(eq) if callable(n) else n
+    for step in plan(program, fusion):
+        if step.kind != "eq":
+            total += 1
+            continue
+        n = _LAUNCHES.get(step.node.prim.name, 1)
+        total += n(step.node) if callable(n) else n
     return total
 
 

@@ -1,0 +1,123 @@
+"""The fusion regions' kernels compiled for the CPU with the system's C++ compiler, run on NumPy.
+
+One shared library per program (all its regions), built with OpenMP, cached on disk by the hash
+of its source ($GPUAD_CACHE_DIR, else ~/.cache/gpuad): a program traced again in a later process
+loads it without compiling. Where no compiler works, `library` returns None and says why once;
+the caller then replays without fusion.
+"""
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy
+
+from .region import host_library
+
+_loaded = {}      # source hash -> ctypes.CDLL
+_warned = []
+
+
+def _array_struct_offsets():
+    """Offsets of the data pointer and of the strides pointer in NumPy's array object (the
+    PyArrayObject_fields of NumPy's C API: data, nd, dimensions, strides follow the object
+    header), found on a probe and checked on a second array; None where they do not check out."""
+    probe = numpy.empty((3, 5))[:, ::2]
+    words = numpy.frombuffer(ctypes.string_at(id(probe), 96), dtype=numpy.uintp)
+    hits = numpy.flatnonzero(words == probe.__array_interface__["data"][0])
+    if not hits.size:
+        return None
+    data, strides = int(hits[0]) * 8, int(hits[0]) * 8 + 24
+    check = numpy.empty((4, 6, 2), numpy.float32)[::-1, 1:, :1]
+    raw = ctypes.string_at(id(check) + data, 32)
+    pointers = numpy.frombuffer(raw, dtype=numpy.uintp)
+    got = numpy.frombuffer(ctypes.string_at(int(pointers[3]), 24), dtype=numpy.int64)
+    ok = int(pointers[0]) == check.__array_interface__["data"][0] and tuple(got) == check.strides
+    return (data, strides) if ok else None
+
+
+OFFSETS = _array_struct_offsets()
+
+
+def cache_dir():
+    return Path(os.environ.get("GPUAD_CACHE_DIR") or Path.home() / ".cache" / "gpuad") / "host"
+
+
+def compiler():
+    """The C++ compiler to use ($CXX, else g++ or c++ on the PATH), or None."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _passive_threads():
+    """OpenMP threads that sleep instead of spinning between kernels: spinning threads fight the
+    caller's other work (and each other on a busy machine) for the cores. The user's setting wins;
+    it is read when the first library loads."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+
+def library(kernels):
+    """The loaded library holding these kernels, compiling it on first use; None without a compiler
+    (or where NumPy's array struct could not be read)."""
+    if OFFSETS is None:
+        _warn_once("this NumPy's array layout is not the one the fused kernels read")
+        return None
+    text = host_library(kernels, OFFSETS)
+    key = hashlib.sha1(text.encode()).hexdigest()
+    lib = _loaded.get(key)
+    if lib is None:
+        path = cache_dir() / f"gpuad_{key}.so"
+        if not path.exists() and not _build(text, path):
+            return None
+        _passive_threads()
+        lib = _loaded[key] = ctypes.CDLL(str(path))
+    return lib
+
+
+def _build(text, path):
+    cxx = compiler()
+    if cxx is None:
+        _warn_once("no C++ compiler found (set CXX, or install g++)")
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "regions.cpp", Path(tmp) / "regions.so"
+        src.write_text(text)
+        for flags in (["-fopenmp"], []):  # OpenMP where the compiler has it
+            done = subprocess.run([cxx, "-O2", "-shared", "-fPIC", *flags, "-o", str(out), str(src)],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(out, path)  # atomic: a concurrent process sees the whole file or none
+                return True
+    _warn_once(f"{cxx} could not compile the fused kernels:\n{done.stderr[-2000:]}")
+    return False
+
+
+def _warn_once(why):
+    if not _warned:
+        _warned.append(why)
+        warnings.warn(f"gpuad.jit: {why}; compiled functions run without fused kernels on the CPU",
+                      RuntimeWarning, stacklevel=4)
+
+
+def launcher(lib, kernel, reuse=()):
+    """A function (*arrays) -> outputs running one region's kernel on NumPy arrays. Outputs in
+    `reuse` are written into buffers kept from call to call (values the caller never lets out):
+    large fresh buffers would be page-faulted in again at every call."""
+    fn = getattr(lib, f"{kernel.name}_objects")
+    fn.restype = None
+    fn.argtypes = [ctypes.py_object] * (len(kernel.arrays) + len(kernel.outs))
+    outs = [(v.shape, v.dtype) for v in kernel.outs]
+    kept = [numpy.empty(s, d) if v in reuse else None for (s, d), v in zip(outs, kernel.outs)]
+
+    def run(*arrays):
+        results = [k if k is not None else numpy.empty(s, d) for k, (s, d) in zip(kept, outs)]
+        fn(*arrays, *results)
+        return results
+    return run

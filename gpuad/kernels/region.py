@@ -1,0 +1,124 @@
+"""Source of a fusion region's kernel (gpuad/fusion.py), for CUDA and for the CPU.
+
+A pure function of the region: the body is rendered from the rule table's expressions through
+`Expr.cuda`, the same parse trees the NumPy path evaluates, so a fused kernel holds no second copy
+of any math. Shapes are baked into the source; input strides and the element count are arguments,
+so one kernel serves every layout of its inputs (transposed and sliced views are read in place).
+"""
+import hashlib
+import math
+import string
+
+import numpy
+
+from ..ops.table import ROWS
+from ..program import Var
+from .source import _read
+
+C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
+
+
+class Kernel:
+    """A region's kernel: its name, the text of its function, and how to call it. `arrays` are
+    the region inputs passed as pointers (Vars, or constant arrays), each with the axes of the
+    iteration space along which it is not broadcast (one stride argument per such axis)."""
+
+    def __init__(self, name, text, arrays, axes, outs, shape):
+        self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+
+def render(region, target):
+    """The Kernel of a region for target "cuda" or "host"."""
+    shape = region.shape
+    arrays, axes, loads, params, names = [], [], [], [], {}
+    for key, value in region.literals.items():
+        names[("c", key)] = f"T({float(value)!r})"
+    for a in region.ins:
+        j = len(arrays)
+        along = _unbroadcast_axes(a.shape, shape)
+        arrays.append(a)
+        axes.append(along)
+        ctype = C_TYPES[numpy.dtype(a.dtype).name]
+        params.append(f"const {ctype}* __restrict__ in{j}")
+        params += [f"const long long s{j}_{d}" for d in along]
+        offset = " + ".join(f"d{d} * s{j}_{d}" for d in along) or "0"
+        loads.append(f"const {ctype} a{j} = in{j}[{offset}];")
+        names[_key(a)] = f"a{j}"
+    lines = [f"const long long d{d} = i / {math.prod(shape[d + 1:])}LL % {shape[d]}LL;" for d in range(len(shape))]
+    lines += loads
+    for eq in region.equations:
+        ctype = C_TYPES[eq.out.dtype.name]
+        lines.append(f"{ctype} v{eq.out.id};")
+        lines.append(f"{{ typedef {ctype} T; v{eq.out.id} = {_expression(eq, names)}; }}")
+        names[_key(eq.out)] = f"v{eq.out.id}"
+    for k, v in enumerate(region.outs):
+        ctype = C_TYPES[v.dtype.name]
+        params.append(f"{ctype}* __restrict__ out{k}")
+        lines.append(f"out{k}[i] = v{v.id};")
+    body = "\n        ".join(lines)
+    digest = hashlib.sha1(f"{target}\n{', '.join(params)}\n{body}".encode()).hexdigest()[:16]
+    name = f"gpuad_region_{digest}"
+    template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
+    text = string.Template(template).substitute(name=name, params=", ".join(params), body=body)
+    if target == "host":
+        text += _objects_entry(name, arrays, axes, region.outs, shape)
+    return Kernel(name, text, arrays, axes, list(region.outs), shape)
+
+
+def _objects_entry(name, arrays, axes, outs, shape):
+    """A CPU entry `<name>_objects` taking the NumPy arrays themselves (PyObject pointers) and
+    reading their data pointers and strides from NumPy's array struct (GPUAD_DATA and
+    GPUAD_STRIDES, its field offsets, measured at import by gpuad/kernels/host.py): one cheap
+    argument per array instead of a pointer and strides converted in Python."""
+    params, args = [], []
+    for j, (a, along) in enumerate(zip(arrays, axes)):
+        ctype = C_TYPES[numpy.dtype(a.dtype).name]
+        params.append(f"const char* o{j}")
+        args.append(f"*(const {ctype}* const*)(o{j} + GPUAD_DATA)")
+        lead = len(shape) - len(a.shape)
+        args += [f"(*(const long long* const*)(o{j} + GPUAD_STRIDES))[{d - lead}] / {numpy.dtype(a.dtype).itemsize}"
+                 for d in along]
+    for k, v in enumerate(outs):
+        params.append(f"const char* r{k}")
+        args.append(f"*({C_TYPES[v.dtype.name]}* const*)(r{k} + GPUAD_DATA)")
+    args.append(f"{math.prod(shape)}LL")
+    return f'extern "C" void {name}_objects({", ".join(params)}) {{\n    {name}({", ".join(args)});\n}}\n'
+
+
+def host_library(kernels, offsets):
+    """One C++ source holding the CPU build of several regions; offsets: (data, strides) of
+    NumPy's array struct."""
+    data, strides = offsets
+    return (f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
+            + "\n".join(k.text for k in kernels))
+
+
+def _unbroadcast_axes(in_shape, shape):
+    """Axes of the iteration space along which an input of in_shape varies (right-aligned)."""
+    lead = len(shape) - len(in_shape)
+    return [lead + k for k, d in enumerate(in_shape) if d != 1 and shape[lead + k] != 1]
+
+
+def _key(a):
+    return ("v", a.id) if isinstance(a, Var) else ("c", id(a))
+
+
+def _operand(a, names):
+    if isinstance(a, (bool, int, float)):
+        return f"T({float(a)!r})"
+    return names[_key(a)]
+
+
+def _expression(eq, names):
+    name = eq.prim.name
+    ops = [_operand(a, names) for a in eq.ins]
+    if name == "where":
+        return f"({ops[0]} ? T({ops[1]}) : T({ops[2]}))"
+    if name in ("astype", "reshape"):
+        return f"T({ops[0]})"
+    row = ROWS[name]
+    return row.primal.cuda(dict(zip(row.args, ops)))

@@ -1,0 +1,116 @@
+"""Fusion regions: the pass groups what it should, the fused replay equals the unfused one (odd
+sizes, float32, broadcasting from size-1 axes, strided and sliced inputs), every region kernel the
+op specs produce compiles with NVRTC for the GPU, and without a C++ compiler the replay falls back
+with one warning. (tests/test_jit.py and test_properties.py run every compiled function fused.)"""
+import warnings
+
+import numpy as np
+import pytest
+import test_primitives as tp  # module import: its table is read here, its tests not collected twice
+from helpers import assert_close, assert_tree_close, on_backend
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad.fusion import Region, fuse
+from gpuad.kernels import host, region
+from gpuad.kernels.launches import count
+from gpuad.replay import Replay
+
+TRACEABLE = [s for s in tp.SPECS if s.batchable]
+
+
+def _rosen(x):
+    return gnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def _program(fun, *args):
+    return gpuad.jit(fun).lower(*args).program
+
+
+def _both(program, *args):
+    return Replay(program, fusion=False).run(*args), Replay(program, fusion=True).run(*args)
+
+
+# ---------------------------------------------------------------- the pass
+def test_rosenbrock_hvp_fuses_into_a_few_regions_and_fewer_launches():
+    x = gnp.asarray(np.linspace(-1, 1, 101))
+    program = _program(lambda x, v: gpuad.hvp(_rosen, (x,), (v,)), x, x)
+    regions = [n for n in fuse(program) if isinstance(n, Region)]
+    assert len(regions) >= 3 and sum(len(r.equations) for r in regions) >= 15
+    assert count(program) < count(program, fusion=False)
+
+
+def test_regions_respect_dependencies_through_other_steps():
+    """b needs a reduction of a; c needs both: a, b and c cannot all be one region."""
+    def f(x):
+        a = gnp.sin(x) * 2.0
+        b = a / gnp.sum(a) + 1.0
+        return gnp.exp(b) * a
+    x = gnp.asarray(np.linspace(0.1, 1.0, 7))
+    fused, plain = _both(_program(f, x), x)[::-1]
+    assert_close(fused[0], plain[0], rtol=1e-14)
+    assert_close(fused[0], f(x), rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 33, 1000])
+def test_odd_sizes_and_dtypes(n, dtype):
+    x = gnp.asarray(np.linspace(-1, 1, n).astype(dtype) + 0.25)
+    g = gpuad.jit(gpuad.grad(lambda x: gnp.sum(gnp.tanh(x) * x ** 3 + gnp.exp(-x * x))))
+    plain, fused = _both(g.lower(x).program, x)
+    assert fused[0].dtype == dtype
+    assert_close(fused[0], plain[0], rtol=1e-5 if dtype == np.float32 else 1e-13)
+
+
+def test_broadcast_strided_and_transposed_inputs_are_read_in_place():
+    rng = np.random.default_rng(0)
+    big = rng.uniform(-1, 1, (6, 10))
+
+    def f(a, row, col):
+        return gnp.sin(a[::2, 1::3]) * row + gnp.cos(col) * a[::2, 1::3] ** 2
+
+    a, row, col = gnp.asarray(big), gnp.asarray(rng.uniform(size=(1, 3))), gnp.asarray(rng.uniform(size=(3, 1)))
+    program = _program(f, a, row, col)
+    plain, fused = _both(program, a, row, col)
+    assert_close(fused[0], plain[0], rtol=1e-14)
+    at = gnp.asarray(big.T.copy()).T  # a transposed (non-contiguous) view as the input itself
+    assert_close(Replay(program, fusion=True).run(at, row, col)[0], plain[0], rtol=1e-14)
+
+
+@pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])
+def test_every_spec_fused_equals_unfused_and_compiles_for_cuda(spec, nvrtc):
+    args, nums = on_backend(*spec.inputs()), tuple(range(len(spec.shapes)))
+    program = _program(gpuad.hessian(lambda *a: gnp.sum(spec.f(*a)), argnums=nums), *args)
+    plain, fused = _both(program, *args)
+    assert_tree_close(fused, plain, rtol=1e-12, atol=1e-12)
+    for node in fuse(program):
+        if isinstance(node, Region) and nvrtc is not None:
+            kernel = region.render(node, "cuda")
+            nvrtc.compile_ptx(kernel.text, kernel.name)
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    """gpuad.kernels.nvrtc where NVRTC loads (CI installs it), else None: the host checks still run."""
+    from gpuad.kernels import nvrtc
+    try:
+        nvrtc.version()
+    except Exception:
+        return None
+    return nvrtc
+
+
+# ---------------------------------------------------------------- no compiler
+def test_without_a_compiler_the_replay_runs_unfused_and_warns_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPUAD_CACHE_DIR", str(tmp_path))  # nothing cached: a build is needed
+    monkeypatch.setattr(host, "compiler", lambda: None)
+    monkeypatch.setattr(host, "_warned", [])
+    x = gnp.asarray(np.linspace(0.1, 1.0, 9) * 1.37)
+    f = lambda x: gpuad.grad(lambda y: gnp.sum(gnp.sin(y) * y ** 2))(x)  # noqa: E731
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
+        replay = Replay(_program(f, x), fusion=True)
+    assert replay.regions == 0
+    assert_close(replay.run(x)[0], f(x), rtol=1e-14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Replay(_program(f, x * 2), fusion=True)  # once only
