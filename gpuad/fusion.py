@@ -64,7 +64,9 @@ def fuse(program, min_size=2):
     g = _Grouping()
     for eq in program.equations:
         g.add(eq)
-    regions = [r for r in g.regions if sum(eq.prim.name != "reshape" for eq in r.equations) >= min_size]
+    _merge(program, g.region_of)
+    grown = {id(r): r for r in g.region_of.values()}.values()
+    regions = [r for r in grown if sum(eq.prim.name != "reshape" for eq in r.equations) >= min_size]
     kept = {id(r) for r in regions}
     region_of = {v: r for v, r in g.region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
@@ -120,6 +122,44 @@ class _Grouping:
                 seen.add(r)
                 stack.extend(self.edges.get(r, ()))
         return False
+
+
+def _merge(program, region_of):
+    """Join regions of one shape that an equation reads together (greedy growth puts an add of two
+    fresh products in one of their regions only), where no path leaves the union and comes back."""
+    order = {id(eq): k for k, eq in enumerate(program.equations)}
+    readers = {}
+    for eq in program.equations:
+        for a in eq.ins:
+            if isinstance(a, Var):
+                readers.setdefault(a, []).append(eq)
+    for eq in program.equations:
+        r = region_of.get(eq.out)
+        for a in eq.ins:
+            q = region_of.get(a) if isinstance(a, Var) else None
+            if r is None or q is None or q is r or q.shape != r.shape:
+                continue
+            members = {e.out for e in r.equations} | {e.out for e in q.equations}
+            if not _leaves_and_returns(members, readers, region_of):
+                r.equations = sorted(r.equations + q.equations, key=lambda e: order[id(e)])
+                for e in q.equations:
+                    region_of[e.out] = r
+
+
+def _leaves_and_returns(members, readers, region_of):
+    """Whether a path from the members' values through a non-member comes back to a member."""
+    stack = [e for v in members for e in readers.get(v, ()) if e.out not in members]
+    seen = set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        for later in readers.get(e.out, ()):
+            if later.out in members:
+                return True
+            stack.append(later)
+    return False
 
 
 def _connect(program, regions, region_of):

@@ -10,6 +10,7 @@ adds in place: `a + b` writes into a's buffer, and `a + scatter(v, idx)` (a slic
 accumulated) becomes `a[idx] += v` with no zeros-sized temporary.
 """
 import os
+import warnings
 
 import numpy as onp
 
@@ -85,7 +86,12 @@ def _region_runners(regions, xp, private):
         return {}
     if backends.backend() == "cupy":  # CuPy's pool already reuses device memory
         from .kernels.launch import region_launcher
-        return {id(r): region_launcher(region_source.render(r, "cuda")) for r in regions}
+        try:
+            return {id(r): region_launcher(region_source.render(r, "cuda")) for r in regions}
+        except Exception as e:  # any build failure: run unfused, and say so
+            warnings.warn(f"gpuad.jit: a fused CUDA kernel could not be built ({e}); running unfused",
+                          RuntimeWarning, stacklevel=4)
+            return None
     from .kernels import host
     kernels = [region_source.render(r, "host") for r in regions]
     lib = host.library(kernels)

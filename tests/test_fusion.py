@@ -36,8 +36,8 @@ def test_rosenbrock_hvp_fuses_into_a_few_regions_and_fewer_launches():
     x = gnp.asarray(np.linspace(-1, 1, 101))
     program = _program(lambda x, v: gpuad.hvp(_rosen, (x,), (v,)), x, x)
     regions = [n for n in fuse(program) if isinstance(n, Region)]
-    assert len(regions) >= 3 and sum(len(r.equations) for r in regions) >= 15
-    assert count(program) < count(program, fusion=False)
+    assert sum(len(r.equations) for r in regions) >= 20  # of the program's 34 equations
+    assert count(program) <= count(program, fusion=False) // 3
 
 
 def test_regions_respect_dependencies_through_other_steps():

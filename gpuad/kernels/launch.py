@@ -56,7 +56,9 @@ def region_launcher(kernel):
     """A function (*arrays) -> outputs running one fusion region's kernel (gpuad/kernels/region.py)."""
     raw = _regions.get(kernel.name)
     if raw is None:
-        raw = _regions[kernel.name] = cupy.RawKernel(kernel.text, kernel.name)
+        raw = cupy.RawKernel(kernel.text, kernel.name)
+        raw.compile()  # now, so that a kernel that cannot build fails while the replay is planned
+        _regions[kernel.name] = raw
     (gx, _), block = launch_config(kernel.size)
     n = numpy.int64(kernel.size)
     outs = [(v.shape, v.dtype) for v in kernel.outs]
