@@ -21,7 +21,8 @@ class Region:
 
     def __init__(self, shape):
         self.shape, self.equations, self.ins, self.outs = iteration_shape(shape), [], [], []
-        self.literals = {}  # id(constant array) -> its one value, for constants filled with one value
+        self.literals = {}    # id(constant array) -> its one value, for constants filled with one value
+        self.identities = {}  # id(constant array) -> (value, k): value * eye(rows, cols, k) reshaped
 
     def __repr__(self):
         return f"Region({list(self.shape)}: {' '.join(eq.prim.name for eq in self.equations)})"
@@ -177,8 +178,11 @@ def _connect(program, regions, region_of):
             for a in eq.ins:
                 if isinstance(a, (bool, int, float)) or (isinstance(a, Var) and a in inside):
                     continue
-                if not isinstance(a, Var) and _uniform(a):  # seeds, broadcast scalars: a literal
+                if not isinstance(a, Var) and _uniform(a):  # broadcast scalars: a literal
                     r.literals[id(a)] = a.ravel()[0].item()
+                    continue
+                if not isinstance(a, Var) and _identity(a) is not None:  # seeds: made from indices
+                    r.identities[id(a)] = (a, *_identity(a))
                     continue
                 key = a if isinstance(a, Var) else id(a)
                 if key not in seen:
@@ -191,6 +195,21 @@ def _uniform(c):
     """Whether a constant array holds one value throughout."""
     flat = c.ravel()
     return bool(flat.size) and bool((flat == flat[0]).all())
+
+
+def _identity(c):
+    """(value, k) when the constant, its first axis as rows and the rest flattened as columns, is
+    value * eye(rows, cols, k): the basis seeds of jacfwd/jacrev and their shifts; else None."""
+    if c.ndim < 2 or c.dtype.kind != "f":
+        return None
+    m = c.reshape(c.shape[0], -1)
+    rows, cols = m.nonzero()
+    if rows.size == 0:
+        return None
+    k, value = int(cols[0] - rows[0]), m[rows[0], cols[0]].item()
+    diagonal = max(0, min(m.shape[0], m.shape[1] - k) - max(0, -k))  # elements on the k-th diagonal
+    same = bool(((cols - rows) == k).all()) and bool((m[rows, cols] == value).all())
+    return (value, k) if rows.size == diagonal and same else None
 
 
 def _schedule(program, regions, region_of):

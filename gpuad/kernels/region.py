@@ -37,6 +37,8 @@ def render(region, target):
     arrays, axes, loads, params, names = [], [], [], [], {}
     for key, value in region.literals.items():
         names[("c", key)] = f"T({float(value)!r})"
+    for key, (c, value, k) in region.identities.items():
+        names[("c", key)] = _identity_expression(c.shape, shape, value, k)
     for a in region.ins:
         j = len(arrays)
         along = _unbroadcast_axes(a.shape, shape)
@@ -95,6 +97,20 @@ def host_library(kernels, offsets):
     data, strides = offsets
     return (f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
             + "\n".join(k.text for k in kernels))
+
+
+def _identity_expression(c_shape, shape, value, k):
+    """value * eye(rows, cols, k)[row, col] at this element, from the indices: the constant's first
+    axis is the row, its other axes flattened (C order) the column; size-1 axes broadcast."""
+    lead = len(shape) - len(c_shape)
+    row = f"d{lead}" if c_shape[0] != 1 else "0LL"
+    terms, stride = [], 1
+    for j in range(len(c_shape) - 1, 0, -1):
+        if c_shape[j] != 1:
+            terms.append(f"d{lead + j} * {stride}LL")
+        stride *= c_shape[j]
+    col = " + ".join(terms) or "0LL"
+    return f"(({col}) - ({row}) == {k}LL ? T({float(value)!r}) : T(0.0))"
 
 
 def _unbroadcast_axes(in_shape, shape):
