@@ -127,39 +127,46 @@ class _Grouping:
 
 def _merge(program, region_of):
     """Join regions of one shape that an equation reads together (greedy growth puts an add of two
-    fresh products in one of their regions only), where no path leaves the union and comes back."""
+    fresh products in one of their regions only), where neither reaches the other through a third
+    step: regions run as whole steps, so such a path would be a cycle."""
     order = {id(eq): k for k, eq in enumerate(program.equations)}
-    readers = {}
-    for eq in program.equations:
-        for a in eq.ins:
-            if isinstance(a, Var):
-                readers.setdefault(a, []).append(eq)
     for eq in program.equations:
         r = region_of.get(eq.out)
         for a in eq.ins:
             q = region_of.get(a) if isinstance(a, Var) else None
             if r is None or q is None or q is r or q.shape != r.shape:
                 continue
-            members = {e.out for e in r.equations} | {e.out for e in q.equations}
-            if not _leaves_and_returns(members, readers, region_of):
+            successors = _step_graph(program, region_of)
+            if not _reaches_through_another(successors, id(q), id(r)) and \
+                    not _reaches_through_another(successors, id(r), id(q)):
                 r.equations = sorted(r.equations + q.equations, key=lambda e: order[id(e)])
                 for e in q.equations:
                     region_of[e.out] = r
 
 
-def _leaves_and_returns(members, readers, region_of):
-    """Whether a path from the members' values through a non-member comes back to a member."""
-    stack = [e for v in members for e in readers.get(v, ()) if e.out not in members]
-    seen = set()
+def _step_graph(program, region_of):
+    """{step: steps reading it}, a step being a region (its id) or a plain equation (its id)."""
+    step = {}
+    for eq in program.equations:
+        r = region_of.get(eq.out)
+        step[eq.out] = id(r) if r is not None else id(eq)
+    successors = {}
+    for eq in program.equations:
+        for a in eq.ins:
+            if isinstance(a, Var) and a in step and step[a] != step[eq.out]:
+                successors.setdefault(step[a], set()).add(step[eq.out])
+    return successors
+
+
+def _reaches_through_another(successors, src, dst):
+    stack, seen = [s for s in successors.get(src, ()) if s != dst], set()
     while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        for later in readers.get(e.out, ()):
-            if later.out in members:
-                return True
-            stack.append(later)
+        node = stack.pop()
+        if node == dst:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(successors.get(node, ()))
     return False
 
 

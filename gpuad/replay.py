@@ -10,6 +10,7 @@ adds in place: `a + b` writes into a's buffer, and `a + scatter(v, idx)` (a slic
 accumulated) becomes `a[idx] += v` with no zeros-sized temporary.
 """
 import os
+import threading
 import warnings
 
 import numpy as onp
@@ -58,7 +59,18 @@ class Replay:
             self.steps = plan(program, False)
             _bind(program, self.steps, xp)
         self.regions = sum(s.kind == "region" for s in self.steps)
-        self.source, self.run = _generate(program, self.steps)
+        self.source, run = _generate(program, self.steps)
+        self.run = _one_at_a_time(run) if self.regions and backends.backend() == "numpy" else run
+
+
+def _one_at_a_time(run):
+    """The CPU regions keep buffers from call to call: calls from several threads take turns."""
+    lock = threading.Lock()
+
+    def locked(*args):
+        with lock:
+            return run(*args)
+    return locked
 
 
 def _bind(program, steps, xp):

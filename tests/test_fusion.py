@@ -130,3 +130,23 @@ def test_without_a_compiler_the_replay_runs_unfused_and_warns_once(monkeypatch, 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Replay(_program(f, x * 2), fusion=True)  # once only
+
+
+def test_threads_calling_one_compiled_function_get_their_own_results():
+    """The CPU regions keep private buffers between calls; concurrent calls must not share them."""
+    import threading
+    g = gpuad.jit(gpuad.grad(lambda x: gnp.sum(gnp.sin(x) * gnp.cos(x) * x)))
+    xs = [gnp.asarray(np.linspace(-1, 1, 300_000) * k) for k in range(1, 5)]
+    want = [g(x) for x in xs]
+    got = [None] * len(xs)
+
+    def work(k):
+        for _ in range(3):
+            got[k] = g(xs[k])
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(got, want):
+        assert_close(a, b, rtol=0)
