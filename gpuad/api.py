@@ -6,14 +6,14 @@ loop over directions is `chunk_size`, which bounds memory by sweeping k directio
 """
 import functools
 import math
-import warnings
 
 from . import backends
 from .batching import BatchTrace, BatchTracer
+from .chunking import Chunks, Footprint, held_bytes
 from .core import Tracer, dtype, is_inexact, new_trace, shape
 from .forward import JVPTrace, JVPTracer
 from .numpy.shapes import moveaxis
-from .ops.indexing import concatenate, getitem
+from .ops.indexing import getitem
 from .ops.shape import broadcast_to, reshape, transpose
 from .reverse import RevTrace
 from .tree import tree_flatten, tree_map
@@ -26,7 +26,7 @@ class Call:
     and whether the function returns aux data. `name` is the transform's, for error messages."""
 
     def __init__(self, name, fun, args, kwargs, argnums, has_aux):
-        self.name, self.args, self.has_aux = name, tuple(args), has_aux
+        self.name, self.args, self.kwargs, self.has_aux = name, tuple(args), kwargs, has_aux
         self.fun = functools.partial(fun, **kwargs) if kwargs else fun  # undifferentiated, as in JAX
         self.nums, self.single = _argnums(argnums, len(args), name)
         dyn = args[self.nums[0]] if self.single else tuple(args[i] for i in self.nums)
@@ -90,6 +90,13 @@ class Call:
     def result(self, jac, aux):
         return (jac, aux) if self.has_aux else jac
 
+    def signature(self):
+        """What a sweep's memory depends on: the arguments' tree, shapes and dtypes (and bytes held
+        under enclosing transforms), and the integers and strings among them (sizes, modes)."""
+        leaves, tree = tree_flatten((self.args, self.kwargs, self.nums))
+        return tree, tuple((shape(x), str(dtype(x)), held_bytes(x)) if hasattr(x, "shape")
+                           else x if isinstance(x, (int, str)) else type(x).__name__ for x in leaves)
+
 
 class Recording:
     """A tape recorded once for a Call: its input ids, and the outputs' values and ids (None for
@@ -125,21 +132,19 @@ class Recording:
         tan = self.trace.sweep_forward(tangents)
         return [_or_zeros(tan.get(oid) if oid is not None else None, k, v) for v, oid in zip(self.values, self.ids)]
 
-    def bytes_per_direction(self):
-        """Bytes one direction adds to a sweep over this tape: a bundle slice per input and per value."""
-        values = list(self.call.leaves) + [eq.value for eq in self.trace.tape]
-        return sum(math.prod(shape(v)) * dtype(v).itemsize for v in values)
+    def footprint(self, by_rows):
+        """The memory one direction of a sweep over this tape takes (chunking.Footprint)."""
+        return Footprint.of(self.call.leaves, [eq.value for eq in self.trace.tape], self.values, by_rows)
 
-    def jacobian_by_rows(self, chunk_size):
+    def jacobian_by_rows(self, chunks):
         """The Jacobian from backward sweeps: output tree of input trees, blocks So + Sj."""
-        parts = _sweeps(self.m, chunk_size, self.rows, self.bytes_per_direction)
-        per_input = [self._split_rows(_cat(cs)) for cs in zip(*parts)]
+        rows = chunks.stacked(self.call, self.m, self.rows, lambda: self.footprint(by_rows=True))
+        per_input = [self._split_rows(c) for c in rows]
         blocks = [self.call.tree.unflatten([b[o] for b in per_input]) for o in range(len(self.values))]
         return self.out_tree.unflatten(blocks)
 
-    def jacobian_by_columns(self, chunk_size):
-        parts = _sweeps(self.call.n, chunk_size, self.columns, self.bytes_per_direction)
-        tangents = [_cat(ts) for ts in zip(*parts)]
+    def jacobian_by_columns(self, chunks):
+        tangents = chunks.stacked(self.call, self.call.n, self.columns, lambda: self.footprint(by_rows=False))
         return self.out_tree.unflatten([self.call.columns(t, v) for t, v in zip(tangents, self.values)])
 
     def _split_rows(self, c):
@@ -235,54 +240,6 @@ def _or_zeros(bundle, k, like):
     return backends.xp().zeros((k,) + shape(like), dtype=dtype(like))
 
 
-def _cat(parts):
-    return parts[0] if len(parts) == 1 else concatenate(*parts, axis=0)
-
-
-# ---------------------------------------------------------------- chunks of directions
-# Share of the free device memory chunk_size="auto" lets one sweep's bundles take: the estimate
-# counts the bundle of every value on the tape, not the temporaries the rules make on the way.
-_AUTO_SHARE = 0.5
-
-
-def _sweeps(n, chunk_size, sweep, bytes_per_direction):
-    """[sweep(lo, hi) for each chunk of the n directions]. chunk_size: None (one sweep), an int,
-    or "auto" (as many directions as fit in free device memory, bytes_per_direction() each).
-    A sweep that runs out of memory is retried with half as many directions, down to one, and
-    the smaller chunk is kept for the rest; one warning names the chunk size that fit."""
-    size = _chunk_size(n, chunk_size, bytes_per_direction)
-    if n == 0:
-        return [sweep(0, 0)]
-    parts, lo, first = [], 0, size
-    while lo < n:
-        hi = min(lo + size, n)
-        try:
-            parts.append(sweep(lo, hi))
-        except MemoryError:  # cupy.cuda.memory.OutOfMemoryError is one
-            if hi - lo == 1:
-                raise
-            size = (hi - lo + 1) // 2
-            continue
-        lo = hi
-    if size < first:
-        warnings.warn(f"out of memory sweeping {min(first, n)} directions at once; used chunks of {size} "
-                      f"(pass chunk_size={size} to start there)", RuntimeWarning, stacklevel=3)
-    return parts
-
-
-def _chunk_size(n, chunk_size, bytes_per_direction):
-    if chunk_size is None:
-        return max(n, 1)
-    if chunk_size == "auto":
-        free = backends.current().free_memory()  # None where no device bounds it (NumPy): one sweep
-        if free is None:
-            return max(n, 1)
-        return max(1, min(n, int(free * _AUTO_SHARE) // max(bytes_per_direction(), 1)))
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
-    return chunk_size
-
-
 # ---------------------------------------------------------------- forward mode
 def jvp(fun, primals, tangents, has_aux=False):
     """Forward-mode Jacobian-vector product: (fun(*primals), J @ tangents).
@@ -309,23 +266,30 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     """Jacobian by forward mode: one run of fun carrying all n input directions at once.
 
     Leaf shapes are out.shape + in.shape. chunk_size=k runs fun once per k directions to bound memory;
-    chunk_size="auto" picks k from free device memory (one sweep on NumPy). A sweep that runs out of
-    memory is retried in halves, with a warning.
+    chunk_size="auto" picks k before the first run from the available memory and an estimate of what
+    one direction takes (gpuad/chunking.py), and remembers it per input signature. A sweep that runs
+    out of memory is retried in halves, with a warning.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.jacfwd(lambda x: gnp.array([x[0] * x[1], gnp.sin(x[1])]))(gnp.array([2.0, 0.0]))
     array([[0., 2.],
            [0., 1.]])
     """
+    chunks = Chunks(chunk_size)
+
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
         call = Call("jacfwd", fun, args, kwargs, argnums, has_aux)
-        # a recorded run shows the values each direction's tangents shadow
-        runs = _sweeps(call.n, chunk_size, lambda lo, hi: call.forward(call.basis(lo, hi)),
-                       lambda: call.record().bytes_per_direction())
-        po, _, out_tree, aux = runs[-1]
-        tangents = [_cat(ts) for ts in zip(*(to for _, to, _, _ in runs))]
-        return call.result(out_tree.unflatten([call.columns(t, p) for t, p in zip(tangents, po)]), aux)
+        last = {}
+
+        def sweep(lo, hi):
+            last["po"], tangents, last["tree"], last["aux"] = call.forward(call.basis(lo, hi))
+            return tangents
+
+        # "auto" records a run once per signature: its values show what a direction takes
+        tangents = chunks.stacked(call, call.n, sweep, lambda: call.record().footprint(by_rows=False))
+        outs = [call.columns(t, p) for t, p in zip(tangents, last["po"])]
+        return call.result(last["tree"].unflatten(outs), last["aux"])
     return jacfun
 
 
@@ -336,11 +300,15 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.jacrev(lambda x: gnp.sum(x * x))(gnp.array([1.0, 2.0]))
     array([2., 4.])
+
+    chunk_size is jacfwd's, for the m output directions.
     """
+    chunks = Chunks(chunk_size)
+
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
         rec = Call("jacrev", fun, args, kwargs, argnums, has_aux).record()
-        return rec.call.result(rec.jacobian_by_rows(chunk_size), rec.aux)
+        return rec.call.result(rec.jacobian_by_rows(chunks), rec.aux)
     return jacfun
 
 
@@ -354,12 +322,13 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
         return jacrev(fun, argnums, has_aux, chunk_size)
     if mode != "auto":
         raise ValueError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+    chunks = Chunks(chunk_size)
 
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
         rec = Call("jacobian", fun, args, kwargs, argnums, has_aux).record()
         by = rec.jacobian_by_columns if rec.call.n < rec.m else rec.jacobian_by_rows
-        return rec.call.result(by(chunk_size), rec.aux)
+        return rec.call.result(by(chunks), rec.aux)
     return jacfun
 
 

@@ -1,0 +1,135 @@
+"""Chunks of directions: how many one sweep carries, and the memory estimate that decides it.
+
+A sweep with k directions holds a bundle (k, *S) for values of the function. Its peak is
+estimated from the shapes of the values alone, before the sweep allocates anything:
+
+    peak(k) = n * result + k * per_direction     (only k * per_direction when k = n: one sweep)
+
+`result` is one direction's share of the Jacobian; a direction costs, from the values of a
+recording (inputs, tape, outputs), at most every value's bundle at once, plus TEMPORARIES
+bundles of the largest value for what a rule makes on the way (mul's JVP, t * b + a * s,
+holds three). chunk_size="auto" fits this upper estimate in AUTO_SHARE of the available memory.
+Values under an enclosing transform count what they carry for it (held_bytes): inside
+jacfwd with K directions a value holds its primal and K tangents.
+"""
+import math
+import warnings
+
+from . import backends
+from .batching import BatchTracer
+from .core import dtype, shape
+from .forward import JVPTracer
+from .ops.indexing import concatenate
+from .reverse import RevTracer
+
+TEMPORARIES = 3
+AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
+
+
+def held_bytes(x):
+    """Bytes x holds, with its payloads for the transforms it is under.
+
+    >>> import numpy
+    >>> held_bytes(numpy.zeros(3))
+    24
+    """
+    if isinstance(x, JVPTracer):
+        return held_bytes(x.primal) + held_bytes(x.tangent)
+    if isinstance(x, (RevTracer, BatchTracer)):
+        return held_bytes(x.value)
+    return math.prod(shape(x)) * dtype(x).itemsize  # arrays, and values of a program being traced
+
+
+class Footprint:
+    """Bytes of one direction of a sweep: its share of the result, and the upper estimate of what
+    the sweep holds for it (see the module's docstring)."""
+    __slots__ = ("result", "upper")
+
+    def __init__(self, result, upper):
+        self.result, self.upper = result, upper
+
+    @classmethod
+    def of(cls, inputs, tape, outputs, by_rows):
+        """From the values of a recording; by_rows: a backward sweep (its result is the inputs')."""
+        ins, outs = sum(map(held_bytes, inputs)), sum(map(held_bytes, outputs))
+        held = [held_bytes(v) for v in tape] + [ins, outs]
+        return cls(ins if by_rows else outs, sum(held) + TEMPORARIES * max(held))
+
+    def peak(self, k, n, per_direction):
+        return (n * self.result if k < n else 0) + k * per_direction
+
+
+class Chunks:
+    """A transform's chunk_size (None, an int or "auto"), and the size that fit, remembered per
+    input signature so that later calls go straight to it."""
+
+    def __init__(self, chunk_size):
+        if not (chunk_size is None or chunk_size == "auto" or
+                isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1):
+            raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
+        self.chunk_size, self.fitted = chunk_size, {}
+
+    def stacked(self, call, n, sweep, footprint):
+        """The bundles of all n directions, one per leaf, directions leading: sweep(lo, hi) returns
+        the bundles of directions lo..hi; footprint() estimates its memory (called only when needed).
+        A sweep that runs out of memory is retried with half as many directions, down to one, and
+        the smaller size is kept; one warning names it."""
+        if n == 0:
+            return sweep(0, 0)
+        size = first = self._size(call, n, footprint)
+        stacks, lo = None, 0
+        while lo < n:
+            hi = min(lo + size, n)
+            try:
+                part = sweep(lo, hi)
+            except MemoryError:  # cupy.cuda.memory.OutOfMemoryError is one
+                if hi - lo == 1:
+                    raise
+                size = (hi - lo + 1) // 2
+                continue
+            stacks = stacks or [_Stack(n) for _ in part]
+            for s, b in zip(stacks, part):
+                s.put(lo, b)
+            lo = hi
+        if size < first:
+            self.fitted[call.signature()] = size
+            warnings.warn(f"out of memory sweeping {min(first, n)} directions at once; used chunks of {size} "
+                          f"(pass chunk_size={size} to start there)", RuntimeWarning, stacklevel=3)
+        return [s.value() for s in stacks]
+
+    def _size(self, call, n, footprint):
+        if self.fitted:
+            fitted = self.fitted.get(call.signature())
+            if fitted:
+                return fitted
+        if isinstance(self.chunk_size, int):
+            return self.chunk_size
+        if self.chunk_size is None:
+            return n
+        available = backends.current().free_memory()
+        if available is None:  # nothing says how much there is: one sweep
+            return n
+        size = _fit(footprint(), n, available)
+        self.fitted[call.signature()] = size
+        return size
+
+
+def _fit(fp, n, available):
+    """The most directions whose upper estimate fits in AUTO_SHARE of the available memory."""
+    if fp.peak(n, n, fp.upper) <= AUTO_SHARE * available:
+        return n
+    k = int((AUTO_SHARE * available - n * fp.result) // max(fp.upper, 1))
+    return max(1, min(k, n - 1))
+
+
+class _Stack:
+    """One leaf's bundles of all n directions, chunk by chunk."""
+
+    def __init__(self, n):
+        self.parts = []
+
+    def put(self, lo, part):
+        self.parts.append(part)
+
+    def value(self):
+        return self.parts[0] if len(self.parts) == 1 else concatenate(*self.parts, axis=0)

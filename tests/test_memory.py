@@ -1,0 +1,135 @@
+"""The memory of Jacobian sweeps (gpuad/chunking.py): chunk_size="auto" sized before the first
+sweep from the estimate and the available memory (faked here through the backend's
+free_memory), the size remembered per input signature, and a real run under an address-space
+limit that one sweep would exceed.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from helpers import assert_close, on_backend
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad import api, backends, chunking
+
+N = 10
+BY_ROWS = {"jacfwd": False, "jacrev": True}
+
+
+def _f(x):
+    return gnp.sin(x) * gnp.sum(x ** 2) + x[::-1]
+
+
+def _x(n=N):
+    return on_backend(np.linspace(0.1, 1.0, n))
+
+
+@pytest.fixture
+def sweeps(monkeypatch):
+    """The number of directions of every sweep: forward runs, and sweeps of a recorded tape."""
+    seen = []
+
+    def spy(cls, name, directions):
+        real = getattr(cls, name)
+
+        def counted(self, *args):
+            seen.append(directions(*args))
+            return real(self, *args)
+        monkeypatch.setattr(cls, name, counted)
+    spy(api.Call, "forward", lambda bundles: bundles[0].shape[0])
+    spy(api.Recording, "rows", lambda lo, hi: hi - lo)
+    spy(api.Recording, "columns", lambda lo, hi: hi - lo)
+    return seen
+
+
+@pytest.fixture
+def memory(monkeypatch):
+    """memory(b) makes the backend report b bytes available; memory.asked counts its answers since."""
+    def fake(b):
+        fake.asked = 0
+
+        def free_memory():
+            fake.asked += 1
+            return b
+        monkeypatch.setattr(backends.current(), "free_memory", free_memory)
+    return fake
+
+
+def _room_for(name, k, n=N):
+    """Available bytes in which "auto" fits exactly k of n directions (by the upper estimate)."""
+    fp = api.Call(name, _f, _x(n), {}, 0, False).record().footprint(by_rows=BY_ROWS[name])
+    return int((n * fp.result + k * fp.upper) / chunking.AUTO_SHARE) + 1
+
+
+def _chunks(k, n=N):
+    return [k] * (n // k) + ([n % k] if n % k else [])
+
+
+# ---------------------------------------------------------------- chunk_size="auto"
+@pytest.mark.parametrize("name", list(BY_ROWS))
+@pytest.mark.parametrize("k", [1, 3, 7, N])
+def test_auto_fits_the_estimate_in_the_available_memory(name, k, sweeps, memory):
+    transform = getattr(gpuad, name)
+    expected = transform(_f)(*_x())
+    memory(_room_for(name, k))
+    sweeps.clear()
+    jac = transform(_f, chunk_size="auto")(*_x())
+    assert sweeps == _chunks(k)
+    assert_close(jac, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_auto_remembers_the_size_per_input_signature(sweeps, memory, monkeypatch):
+    records = []
+    real = api.Call.record
+    monkeypatch.setattr(api.Call, "record", lambda self: records.append(1) or real(self))
+    jac = gpuad.jacfwd(_f, chunk_size="auto")
+    memory(_room_for("jacfwd", 4))
+    first = jac(*_x())
+    records.clear()
+    memory(10**15)  # plenty: one sweep, if it were asked
+    sweeps.clear()
+    again = jac(*_x())
+    assert sweeps == _chunks(4) and memory.asked == 0 and not records  # straight to the size that fit
+    assert_close(again, first, rtol=0, atol=0)
+    sweeps.clear()
+    jac(*_x(6))  # another signature is sized afresh
+    assert sweeps == [6] and memory.asked == 1
+
+
+# ---------------------------------------------------------------- a real limit
+UNDER_A_LIMIT = """
+    import resource, warnings
+    resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+    import numpy as np
+    import gpuad, gpuad.numpy as gnp
+    gpuad.set_backend("numpy")
+    n = 5000                     # the Jacobian takes 191 MiB; one sweep over 1 GiB
+    x = np.linspace(0.1, 1.0, n)
+    f = lambda x: gnp.sin(x) * gnp.sum(x ** 2) + x[::-1]
+    v = np.cos(np.arange(n))     # J @ v in closed form, without an n x n array
+    jv = np.cos(x) * np.sum(x ** 2) * v + 2 * np.sin(x) * (x @ v) + v[::-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sized before the sweep: no retry, no warning
+        J = gpuad.jacfwd(f, chunk_size="auto")(x)
+    assert np.allclose(J @ v, jv, rtol=1e-12, atol=1e-9)
+    del J
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        gpuad.jacfwd(f)(x)
+    assert "out of memory sweeping 5000 directions" in str(w[0].message)
+    print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+def test_auto_completes_where_one_sweep_runs_out_of_address_space():
+    root = pathlib.Path(gpuad.__file__).parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), OPENBLAS_NUM_THREADS="1", GPUAD_BACKEND="numpy")
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(UNDER_A_LIMIT)], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
