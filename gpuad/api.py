@@ -97,6 +97,10 @@ class Call:
         return tree, tuple((shape(x), str(dtype(x)), held_bytes(x)) if hasattr(x, "shape")
                            else x if isinstance(x, (int, str)) else type(x).__name__ for x in leaves)
 
+    def seeds_footprint(self):
+        """The memory of a forward run before it has run: only its seeds are known."""
+        return Footprint(0, sum(map(held_bytes, self.leaves)))
+
 
 class Recording:
     """A tape recorded once for a Call: its input ids, and the outputs' values and ids (None for
@@ -267,8 +271,9 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
 
     Leaf shapes are out.shape + in.shape. chunk_size=k runs fun once per k directions to bound memory;
     chunk_size="auto" picks k before the first run from the available memory and an estimate of what
-    one direction takes (gpuad/chunking.py), and remembers it per input signature. A sweep that runs
-    out of memory is retried in halves, with a warning.
+    one direction takes (README, "Memory"), and remembers it per input signature; chunk_size=None
+    (one run) raises MemoryError, before running, when its seeds alone exceed the available memory.
+    A sweep that runs out of memory is retried in halves, with a warning.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.jacfwd(lambda x: gnp.array([x[0] * x[1], gnp.sin(x[1])]))(gnp.array([2.0, 0.0]))
@@ -286,8 +291,9 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
             last["po"], tangents, last["tree"], last["aux"] = call.forward(call.basis(lo, hi))
             return tangents
 
-        # "auto" records a run once per signature: its values show what a direction takes
-        tangents = chunks.stacked(call, call.n, sweep, lambda: call.record().footprint(by_rows=False))
+        def footprint():  # "auto" records a run once per signature: its values show what a direction takes
+            return call.seeds_footprint() if chunk_size is None else call.record().footprint(by_rows=False)
+        tangents = chunks.stacked(call, call.n, sweep, footprint)
         outs = [call.columns(t, p) for t, p in zip(tangents, last["po"])]
         return call.result(last["tree"].unflatten(outs), last["aux"])
     return jacfun
@@ -301,7 +307,8 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     >>> gpuad.jacrev(lambda x: gnp.sum(x * x))(gnp.array([1.0, 2.0]))
     array([2., 4.])
 
-    chunk_size is jacfwd's, for the m output directions.
+    chunk_size is jacfwd's, for the m output directions; the check of chunk_size=None runs after
+    the recording, on the shapes of all the values it holds.
     """
     chunks = Chunks(chunk_size)
 

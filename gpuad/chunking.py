@@ -6,9 +6,15 @@ estimated from the shapes of the values alone, before the sweep allocates anythi
     peak(k) = n * result + k * per_direction     (only k * per_direction when k = n: one sweep)
 
 `result` is one direction's share of the Jacobian; a direction costs, from the values of a
-recording (inputs, tape, outputs), at most every value's bundle at once, plus TEMPORARIES
-bundles of the largest value for what a rule makes on the way (mul's JVP, t * b + a * s,
-holds three). chunk_size="auto" fits this upper estimate in AUTO_SHARE of the available memory.
+recording (inputs, tape, outputs):
+- upper: every value's bundle at once, plus TEMPORARIES bundles of the largest value for what
+  a rule makes on the way (mul's JVP, t * b + a * s, holds three). chunk_size="auto" fits
+  this in AUTO_SHARE of the available memory.
+- lower: the seeds and the bundles swept out (outputs forward, inputs backward), which every
+  sweep holds at its end (jacfwd, which runs the function without recording it, knows only
+  its seeds beforehand). chunk_size=None raises MemoryError when even this exceeds the
+  available memory: a sweep that must fail is not started. Below CHECK_FROM nothing is
+  checked, so that small calls do not pay for reading the available memory.
 Values under an enclosing transform count what they carry for it (held_bytes): inside
 jacfwd with K directions a value holds its primal and K tangents.
 """
@@ -24,6 +30,7 @@ from .reverse import RevTracer
 
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
+CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose lower estimate is at least this
 
 
 def held_bytes(x):
@@ -41,19 +48,19 @@ def held_bytes(x):
 
 
 class Footprint:
-    """Bytes of one direction of a sweep: its share of the result, and the upper estimate of what
-    the sweep holds for it (see the module's docstring)."""
-    __slots__ = ("result", "upper")
+    """Bytes of one direction of a sweep: its share of the result, and the lower and upper
+    estimates of what the sweep holds for it (see the module's docstring)."""
+    __slots__ = ("result", "lower", "upper")
 
-    def __init__(self, result, upper):
-        self.result, self.upper = result, upper
+    def __init__(self, result, lower, upper=None):
+        self.result, self.lower, self.upper = result, lower, upper
 
     @classmethod
     def of(cls, inputs, tape, outputs, by_rows):
         """From the values of a recording; by_rows: a backward sweep (its result is the inputs')."""
         ins, outs = sum(map(held_bytes, inputs)), sum(map(held_bytes, outputs))
         held = [held_bytes(v) for v in tape] + [ins, outs]
-        return cls(ins if by_rows else outs, sum(held) + TEMPORARIES * max(held))
+        return cls(ins if by_rows else outs, ins + outs, sum(held) + TEMPORARIES * max(held))
 
     def peak(self, k, n, per_direction):
         return (n * self.result if k < n else 0) + k * per_direction
@@ -104,22 +111,46 @@ class Chunks:
                 return fitted
         if isinstance(self.chunk_size, int):
             return self.chunk_size
-        if self.chunk_size is None:
-            return n
+        fp = footprint()
+        if self.chunk_size is None and fp.peak(n, n, fp.lower) < CHECK_FROM:
+            return n  # too small to take a machine down: spare every call the look at free memory
         available = backends.current().free_memory()
         if available is None:  # nothing says how much there is: one sweep
             return n
-        size = _fit(footprint(), n, available)
+        if self.chunk_size is None:
+            _check(call.name, fp, n, n, available)
+            return n
+        size = _fit(call.name, fp, n, available)
         self.fitted[call.signature()] = size
         return size
 
 
-def _fit(fp, n, available):
+def _fit(name, fp, n, available):
     """The most directions whose upper estimate fits in AUTO_SHARE of the available memory."""
     if fp.peak(n, n, fp.upper) <= AUTO_SHARE * available:
         return n
     k = int((AUTO_SHARE * available - n * fp.result) // max(fp.upper, 1))
+    if k < 1:
+        _check(name, fp, n, 1, available)  # raises when even the lower estimate does not fit
     return max(1, min(k, n - 1))
+
+
+def _check(name, fp, n, k, available):
+    need = fp.peak(k, n, fp.lower)
+    if need <= available:
+        return
+    what = f"a sweep of {k} direction{'s' if k > 1 else ''}" + (f" (of {n})" if k < n else "")
+    hint = ('pass chunk_size="auto" (or an int) to sweep fewer directions at a time'
+            if k > 1 and fp.peak(1, n, fp.lower) <= available else
+            "the Jacobian itself does not fit: differentiate fewer inputs or outputs at once")
+    raise MemoryError(f"{name}: {what} needs at least {_text(need)} (a lower estimate from the shapes of "
+                      f"the function's values), but {_text(available)} of memory is available; {hint}")
+
+
+def _text(b):
+    """Bytes in the largest binary unit that keeps them at least 1: 1.5 GiB, 300 MiB."""
+    unit = next((u for u in range(4, 0, -1) if b >= 1024**u), 0)
+    return f"{b / 1024**unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"
 
 
 class _Stack:

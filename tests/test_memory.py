@@ -1,7 +1,8 @@
 """The memory of Jacobian sweeps (gpuad/chunking.py): chunk_size="auto" sized before the first
 sweep from the estimate and the available memory (faked here through the backend's
-free_memory), the size remembered per input signature, and a real run under an address-space
-limit that one sweep would exceed.
+free_memory), the size remembered per input signature, chunk_size=None refusing before it
+starts a sweep that cannot fit, and a real run under an address-space limit that one sweep
+would exceed.
 """
 import os
 import pathlib
@@ -99,6 +100,38 @@ def test_auto_remembers_the_size_per_input_signature(sweeps, memory, monkeypatch
     sweeps.clear()
     jac(*_x(6))  # another signature is sized afresh
     assert sweeps == [6] and memory.asked == 1
+
+
+@pytest.mark.parametrize("name", list(BY_ROWS))
+def test_auto_refuses_when_not_even_the_result_fits(name, sweeps, memory):
+    memory(0)
+    with pytest.raises(MemoryError, match="the Jacobian itself does not fit"):
+        getattr(gpuad, name)(_f, chunk_size="auto")(*_x())
+    assert sweeps == []
+
+
+# ---------------------------------------------------------------- chunk_size=None
+AUTO_HINT = 'pass chunk_size="auto"'
+TOO_BIG = "the Jacobian itself does not fit"
+
+
+@pytest.mark.parametrize("name,need,available,hint", [
+    ("jacfwd", "122 MiB", 100, AUTO_HINT), ("jacrev", "244 MiB", 200, AUTO_HINT),
+    ("jacobian", "244 MiB", 200, AUTO_HINT), ("jacrev", "244 MiB", 100, TOO_BIG)])
+def test_one_sweep_that_cannot_fit_is_refused_before_it_starts(name, need, available, hint, sweeps, memory):
+    """4000 directions: jacfwd's seeds alone take 122 MiB; jacrev's seeds and rows 244 MiB, of
+    which the Jacobian (rows) is 122 MiB."""
+    memory(available * 2**20)
+    with pytest.raises(MemoryError, match=rf"{name}: a sweep of 4000 directions needs at least {need} .*"
+                       rf"but {available} MiB of memory is available; {hint}"):
+        getattr(gpuad, name)(_f)(*_x(4000))
+    assert sweeps == []
+
+
+def test_small_sweeps_do_not_ask_for_free_memory(memory):
+    memory(0)
+    gpuad.jacrev(_f)(*_x())  # far below chunking.CHECK_FROM: not checked, so nothing to refuse
+    assert memory.asked == 0
 
 
 # ---------------------------------------------------------------- a real limit
