@@ -5,8 +5,8 @@ estimated from the shapes of the values alone, before the sweep allocates anythi
 
     peak(k) = n * result + k * per_direction     (only k * per_direction when k = n: one sweep)
 
-`result` is one direction's share of the Jacobian; a direction costs, from the values of a
-recording (inputs, tape, outputs):
+`result` is one direction's share of the Jacobian, which chunks fill one array per leaf; a
+direction costs, from the values of a recording (inputs, tape, outputs):
 - upper: every value's bundle at once, plus TEMPORARIES bundles of the largest value for what
   a rule makes on the way (mul's JVP, t * b + a * s, holds three). chunk_size="auto" fits
   this in AUTO_SHARE of the available memory.
@@ -23,7 +23,7 @@ import warnings
 
 from . import backends
 from .batching import BatchTracer
-from .core import dtype, shape
+from .core import Tracer, dtype, shape
 from .forward import JVPTracer
 from .ops.indexing import concatenate
 from .reverse import RevTracer
@@ -154,13 +154,25 @@ def _text(b):
 
 
 class _Stack:
-    """One leaf's bundles of all n directions, chunk by chunk."""
+    """One leaf's bundles of all n directions, put chunk by chunk into one array allocated at the
+    first chunk: the peak holds the result and one chunk, not the chunks and their concatenation.
+    Values of an enclosing transform (tracers) cannot be written in place: they are concatenated."""
 
     def __init__(self, n):
-        self.parts = []
+        self.n, self.array, self.parts = n, None, []
 
     def put(self, lo, part):
-        self.parts.append(part)
+        k = shape(part)[0]
+        if k == self.n:  # one sweep: nothing to stack
+            self.array = part
+        elif isinstance(part, Tracer) or self.parts:
+            if self.array is not None:
+                self.parts, self.array = [self.array[:lo]], None
+            self.parts.append(part)
+        else:
+            if self.array is None:
+                self.array = backends.xp().empty((self.n,) + shape(part)[1:], dtype=dtype(part))
+            self.array[lo:lo + k] = part
 
     def value(self):
-        return self.parts[0] if len(self.parts) == 1 else concatenate(*self.parts, axis=0)
+        return concatenate(*self.parts, axis=0) if self.parts else self.array

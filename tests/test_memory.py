@@ -1,18 +1,19 @@
 """The memory of Jacobian sweeps (gpuad/chunking.py): chunk_size="auto" sized before the first
 sweep from the estimate and the available memory (faked here through the backend's
 free_memory), the size remembered per input signature, chunk_size=None refusing before it
-starts a sweep that cannot fit, and a real run under an address-space limit that one sweep
-would exceed.
+starts a sweep that cannot fit, chunks written into one result array, and a real run under an
+address-space limit that one sweep would exceed.
 """
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 
 import numpy as np
 import pytest
-from helpers import assert_close, on_backend
+from helpers import assert_close, assert_tree_close, on_backend
 
 import gpuad
 import gpuad.numpy as gnp
@@ -132,6 +133,32 @@ def test_small_sweeps_do_not_ask_for_free_memory(memory):
     memory(0)
     gpuad.jacrev(_f)(*_x())  # far below chunking.CHECK_FROM: not checked, so nothing to refuse
     assert memory.asked == 0
+
+
+# ---------------------------------------------------------------- one result array
+def _tree_f(p):
+    return {"u": gnp.sin(p["a"]) * p["b"][0], "v": (gnp.sum(p["a"] ** 2), p["b"] * p["a"][0, 0])}
+
+
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev, gpuad.jacobian])
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 4, 10, 11])
+def test_chunks_of_pytrees_fill_the_same_jacobian(transform, chunk_size):
+    rng = np.random.default_rng(0)
+    p = {"a": gnp.asarray(rng.normal(size=(2, 3))), "b": gnp.asarray(rng.normal(size=4))}  # n = 10, m = 11
+    assert_tree_close(transform(_tree_f, chunk_size=chunk_size)(p), transform(_tree_f)(p), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(backends.backend() != "numpy", reason="tracemalloc sees host memory only")
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev])
+def test_chunked_peak_is_the_result_and_one_chunk(transform):
+    x = _x(1000)[0]
+    tracemalloc.start()
+    try:
+        jac = transform(gnp.sin, chunk_size=50)(x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * jac.nbytes  # the chunks and their concatenation would hold it twice
 
 
 # ---------------------------------------------------------------- a real limit
