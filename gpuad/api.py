@@ -97,9 +97,9 @@ class Call:
         return tree, tuple((shape(x), str(dtype(x)), held_bytes(x)) if hasattr(x, "shape")
                            else x if isinstance(x, (int, str)) else type(x).__name__ for x in leaves)
 
-    def seeds_footprint(self):
-        """The memory of a forward run before it has run: only its seeds are known."""
-        return Footprint(0, sum(map(held_bytes, self.leaves)))
+    def seed_bytes(self):
+        """Bytes per direction of the seeds, known before anything runs."""
+        return sum(map(held_bytes, self.leaves))
 
 
 class Recording:
@@ -133,22 +133,27 @@ class Recording:
 
     def push(self, tangents, k):
         """The outputs' tangent bundles (k directions) from {input id: tangent bundle}."""
-        tan = self.trace.sweep_forward(tangents)
+        tan = self.trace.sweep_forward(tangents, {oid for oid in self.ids if oid is not None})
         return [_or_zeros(tan.get(oid) if oid is not None else None, k, v) for v, oid in zip(self.values, self.ids)]
 
     def footprint(self, by_rows):
         """The memory one direction of a sweep over this tape takes (chunking.Footprint)."""
-        return Footprint.of(self.call.leaves, [eq.value for eq in self.trace.tape], self.values, by_rows)
+        return Footprint.of(self.call.leaves, self.trace.tape, self.values, by_rows)
+
+    def bound_bytes(self):
+        """Bytes per direction of the seeds and the bundles swept out: a lower bound, without the tape."""
+        return self.call.seed_bytes() + sum(map(held_bytes, self.values))
 
     def jacobian_by_rows(self, chunks):
         """The Jacobian from backward sweeps: output tree of input trees, blocks So + Sj."""
-        rows = chunks.stacked(self.call, self.m, self.rows, lambda: self.footprint(by_rows=True))
+        rows = chunks.stacked(self.call, self.m, self.rows, self.bound_bytes(), lambda: self.footprint(by_rows=True))
         per_input = [self._split_rows(c) for c in rows]
         blocks = [self.call.tree.unflatten([b[o] for b in per_input]) for o in range(len(self.values))]
         return self.out_tree.unflatten(blocks)
 
     def jacobian_by_columns(self, chunks):
-        tangents = chunks.stacked(self.call, self.call.n, self.columns, lambda: self.footprint(by_rows=False))
+        tangents = chunks.stacked(self.call, self.call.n, self.columns, self.bound_bytes(),
+                                  lambda: self.footprint(by_rows=False))
         return self.out_tree.unflatten([self.call.columns(t, v) for t, v in zip(tangents, self.values)])
 
     def _split_rows(self, c):
@@ -272,7 +277,7 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     Leaf shapes are out.shape + in.shape. chunk_size=k runs fun once per k directions to bound memory;
     chunk_size="auto" picks k before the first run from the available memory and an estimate of what
     one direction takes (README, "Memory"), and remembers it per input signature; chunk_size=None
-    (one run) raises MemoryError, before running, when its seeds alone exceed the available memory.
+    (one run) raises MemoryError, before running, when that estimate exceeds the available memory.
     A sweep that runs out of memory is retried in halves, with a warning.
 
     >>> import gpuad, gpuad.numpy as gnp
@@ -291,9 +296,9 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
             last["po"], tangents, last["tree"], last["aux"] = call.forward(call.basis(lo, hi))
             return tangents
 
-        def footprint():  # "auto" records a run once per signature: its values show what a direction takes
-            return call.seeds_footprint() if chunk_size is None else call.record().footprint(by_rows=False)
-        tangents = chunks.stacked(call, call.n, sweep, footprint)
+        # a recorded run (once per input signature, when needed) shows what a direction takes
+        tangents = chunks.stacked(call, call.n, sweep, call.seed_bytes(),
+                                  lambda: call.record().footprint(by_rows=False))
         outs = [call.columns(t, p) for t, p in zip(tangents, last["po"])]
         return call.result(last["tree"].unflatten(outs), last["aux"])
     return jacfun
@@ -307,8 +312,7 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     >>> gpuad.jacrev(lambda x: gnp.sum(x * x))(gnp.array([1.0, 2.0]))
     array([2., 4.])
 
-    chunk_size is jacfwd's, for the m output directions; the check of chunk_size=None runs after
-    the recording, on the shapes of all the values it holds.
+    chunk_size is jacfwd's, for the m output directions.
     """
     chunks = Chunks(chunk_size)
 

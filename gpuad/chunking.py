@@ -1,22 +1,26 @@
 """Chunks of directions: how many one sweep carries, and the memory estimate that decides it.
 
 A sweep with k directions holds a bundle (k, *S) for values of the function. Its peak is
-estimated from the shapes of the values alone, before the sweep allocates anything:
+estimated from the shapes of a recording's values, before the sweep allocates anything:
 
     peak(k) = n * result + k * per_direction     (only k * per_direction when k = n: one sweep)
 
-`result` is one direction's share of the Jacobian, which chunks fill one array per leaf; a
-direction costs, from the values of a recording (inputs, tape, outputs):
-- upper: every value's bundle at once, plus TEMPORARIES bundles of the largest value for what
-  a rule makes on the way (mul's JVP, t * b + a * s, holds three). chunk_size="auto" fits
-  this in AUTO_SHARE of the available memory.
-- lower: the seeds and the bundles swept out (outputs forward, inputs backward), which every
-  sweep holds at its end (jacfwd, which runs the function without recording it, knows only
-  its seeds beforehand). chunk_size=None raises MemoryError when even this exceeds the
-  available memory: a sweep that must fail is not started. Below CHECK_FROM nothing is
-  checked, so that small calls do not pay for reading the available memory.
-Values under an enclosing transform count what they carry for it (held_bytes): inside
-jacfwd with K directions a value holds its primal and K tangents.
+`result` is one direction's share of the Jacobian, which chunks fill one array per leaf.
+Per direction, the estimate follows the sweep through the tape: the seeds and the bundles
+swept out (inputs and outputs) are held throughout, any other value's bundle from the
+equation that makes it to the last one that uses it (a forward sweep drops it there; a
+backward sweep meets the same span in reverse), and the equation at hand makes TEMPORARIES
+bundles of its largest value on the way (mul's JVP, t * b + a * s, holds three). Measured
+with tracemalloc on NumPy, the real peak is 0.5-1.2x the estimate (README, "Memory"); a
+forward run (jacfwd) holds a value longer where Python keeps a reference to it.
+
+chunk_size="auto" fits the estimate in AUTO_SHARE of the available memory (and within the
+backend's auto_sweep_bytes, where it has one); chunk_size=None raises MemoryError when the
+estimate of its one sweep exceeds the available memory. The estimate needs a recording (jacfwd
+makes one, once per input signature): None looks at it only when the lower bound that needs no
+recording, the seeds and the bundles swept out, reaches CHECK_FROM, so small calls pay nothing.
+Values under an enclosing transform count what they carry for it (held_bytes): inside jacfwd
+with K directions a value holds its primal and K tangents.
 """
 import math
 import warnings
@@ -30,7 +34,7 @@ from .reverse import RevTracer
 
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
-CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose lower estimate is at least this
+CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose lower bound is at least this
 
 
 def held_bytes(x):
@@ -48,42 +52,60 @@ def held_bytes(x):
 
 
 class Footprint:
-    """Bytes of one direction of a sweep: its share of the result, and the lower and upper
-    estimates of what the sweep holds for it (see the module's docstring)."""
-    __slots__ = ("result", "lower", "upper")
+    """Bytes per direction of a sweep: its share of the Jacobian, and the estimate of what the
+    sweep holds for it (see the module's docstring)."""
+    __slots__ = ("result", "estimate")
 
-    def __init__(self, result, lower, upper=None):
-        self.result, self.lower, self.upper = result, lower, upper
+    def __init__(self, result, estimate):
+        self.result, self.estimate = result, estimate
 
     @classmethod
     def of(cls, inputs, tape, outputs, by_rows):
-        """From the values of a recording; by_rows: a backward sweep (its result is the inputs')."""
+        """From a recording: its input values, tape (equations) and output values; by_rows: a
+        backward sweep, whose result is the inputs' bundles (a forward one's, the outputs')."""
         ins, outs = sum(map(held_bytes, inputs)), sum(map(held_bytes, outputs))
-        held = [held_bytes(v) for v in tape] + [ins, outs]
-        return cls(ins if by_rows else outs, ins + outs, sum(held) + TEMPORARIES * max(held))
+        return cls(ins if by_rows else outs, ins + outs + _live_peak(tape))
 
-    def peak(self, k, n, per_direction):
-        return (n * self.result if k < n else 0) + k * per_direction
+    def peak(self, k, n):
+        return (n * self.result if k < n else 0) + k * self.estimate
+
+
+def _live_peak(tape):
+    """The most bytes the bundles of the tape's values take at once, with the temporaries of the
+    equation at hand, each value alive from its equation to its last use."""
+    last = {i: k for k, eq in enumerate(tape) for i in eq.ids if i is not None}
+    ending, live, peak = {}, 0, 0
+    for k, eq in enumerate(tape):
+        size = held_bytes(eq.value)
+        largest = max([size] + [held_bytes(a) for a, i in zip(eq.args, eq.ids) if i is not None])
+        live += size
+        peak = max(peak, live + TEMPORARIES * largest)
+        end = last.get(eq.out_id, k)
+        ending[end] = ending.get(end, 0) + size
+        live -= ending.pop(k, 0)
+    return peak
 
 
 class Chunks:
-    """A transform's chunk_size (None, an int or "auto"), and the size that fit, remembered per
-    input signature so that later calls go straight to it."""
+    """A transform's chunk_size (None, an int or "auto"); per input signature, the estimate and
+    the size that fit, remembered so that later calls go straight to it."""
 
     def __init__(self, chunk_size):
         if not (chunk_size is None or chunk_size == "auto" or
                 isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1):
             raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
-        self.chunk_size, self.fitted = chunk_size, {}
+        self.chunk_size, self.fitted, self.footprints = chunk_size, {}, {}
 
-    def stacked(self, call, n, sweep, footprint):
+    def stacked(self, call, n, sweep, lower, footprint):
         """The bundles of all n directions, one per leaf, directions leading: sweep(lo, hi) returns
-        the bundles of directions lo..hi; footprint() estimates its memory (called only when needed).
-        A sweep that runs out of memory is retried with half as many directions, down to one, and
-        the smaller size is kept; one warning names it."""
+        the bundles of directions lo..hi. lower: bytes per direction known without a recording
+        (the seeds, and the bundles swept out where known); footprint() estimates the sweep (called
+        only when needed, once per input signature). A sweep that runs out of memory is retried
+        with half as many directions, down to one, and the smaller size is kept; one warning
+        names it."""
         if n == 0:
             return sweep(0, 0)
-        size = first = self._size(call, n, footprint)
+        size = first = self._size(call, n, lower, footprint)
         stacks, lo = None, 0
         while lo < n:
             hi = min(lo + size, n)
@@ -104,47 +126,48 @@ class Chunks:
                           f"(pass chunk_size={size} to start there)", RuntimeWarning, stacklevel=3)
         return [s.value() for s in stacks]
 
-    def _size(self, call, n, footprint):
-        if self.fitted:
-            fitted = self.fitted.get(call.signature())
-            if fitted:
-                return fitted
+    def _size(self, call, n, lower, footprint):
+        key = call.signature() if self.fitted or self.chunk_size == "auto" or n * lower >= CHECK_FROM else None
+        if key in self.fitted:
+            return self.fitted[key]
         if isinstance(self.chunk_size, int):
             return self.chunk_size
-        fp = footprint()
-        if self.chunk_size is None and fp.peak(n, n, fp.lower) < CHECK_FROM:
-            return n  # too small to take a machine down: spare every call the look at free memory
+        if key is None:  # chunk_size=None and a sweep too small to take a machine down
+            return n
         available = backends.current().free_memory()
         if available is None:  # nothing says how much there is: one sweep
             return n
+        fp = self.footprints[key] = self.footprints.get(key) or footprint()
         if self.chunk_size is None:
             _check(call.name, fp, n, n, available)
             return n
-        size = _fit(call.name, fp, n, available)
-        self.fitted[call.signature()] = size
-        return size
+        self.fitted[key] = _fit(call.name, fp, n, available)
+        return self.fitted[key]
 
 
 def _fit(name, fp, n, available):
-    """The most directions whose upper estimate fits in AUTO_SHARE of the available memory."""
-    if fp.peak(n, n, fp.upper) <= AUTO_SHARE * available:
+    """The most directions whose estimate fits in AUTO_SHARE of the available memory, the sweep
+    itself within the backend's auto_sweep_bytes."""
+    room = AUTO_SHARE * available
+    if fp.peak(n, n) <= min(room, backends.current().auto_sweep_bytes or room):
         return n
-    k = int((AUTO_SHARE * available - n * fp.result) // max(fp.upper, 1))
+    room -= n * fp.result
+    k = int(min(room, backends.current().auto_sweep_bytes or room) // max(fp.estimate, 1))
     if k < 1:
-        _check(name, fp, n, 1, available)  # raises when even the lower estimate does not fit
+        _check(name, fp, n, 1, available)  # raises when not even one direction fits
     return max(1, min(k, n - 1))
 
 
 def _check(name, fp, n, k, available):
-    need = fp.peak(k, n, fp.lower)
+    need = fp.peak(k, n)
     if need <= available:
         return
     what = f"a sweep of {k} direction{'s' if k > 1 else ''}" + (f" (of {n})" if k < n else "")
     hint = ('pass chunk_size="auto" (or an int) to sweep fewer directions at a time'
-            if k > 1 and fp.peak(1, n, fp.lower) <= available else
+            if k > 1 and fp.peak(1, n) <= available else
             "the Jacobian itself does not fit: differentiate fewer inputs or outputs at once")
-    raise MemoryError(f"{name}: {what} needs at least {_text(need)} (a lower estimate from the shapes of "
-                      f"the function's values), but {_text(available)} of memory is available; {hint}")
+    raise MemoryError(f"{name}: {what} needs about {_text(need)} (estimated from the shapes of the function's "
+                      f"values), but {_text(available)} of memory is available; {hint}")
 
 
 def _text(b):

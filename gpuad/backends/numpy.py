@@ -14,6 +14,10 @@ class NumpyBackend:
     name = "numpy"
     xp = numpy
     batch_innermost = True  # vmap of many small examples: see ops/elementwise.py
+    # chunk_size="auto" keeps a sweep's estimate under this: on a CPU larger sweeps are hardly
+    # faster (jacrev(hessian(f)) at n=200: 10.9 s a call in chunks of 1000, 10.5 s in chunks of
+    # 2000, 14.5 s in chunks of 500), and the host's memory is everyone's.
+    auto_sweep_bytes = 2**31
 
     def __init__(self):
         self._array_types = (self.xp.ndarray, self.xp.generic)
