@@ -426,12 +426,19 @@ def grad(fun, argnums=0, has_aux=False):
 def hessian(fun, argnums=0, has_aux=False, chunk_size=None):
     """Hessian as jacfwd(jacrev(fun)): leaf shapes out.shape + in.shape + in.shape.
 
+    chunk_size applies at both levels: the outer jacfwd sweeps at most k of the n input directions
+    at a time, and under each of its runs the inner jacrev at most k of fun's m output directions
+    (there is one when fun is scalar), so the innermost bundles hold at most k * k directions. With
+    "auto" each level sizes its chunks from the memory available when it runs, its values counted
+    with the k tangents they carry for the level above. It bounds this transform's sweeps only: an
+    enclosing transform, as in jacrev(hessian(f, chunk_size="auto")), needs its own chunk_size.
+
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.hessian(lambda x: x[0] ** 2 * x[1] + x[1] ** 3)(gnp.array([1.0, 2.0]))
     array([[ 4.,  2.],
            [ 2., 12.]])
     """
-    return jacfwd(jacrev(fun, argnums, has_aux), argnums, has_aux, chunk_size)
+    return jacfwd(jacrev(fun, argnums, has_aux, chunk_size), argnums, has_aux, chunk_size)
 
 
 def hvp(fun, primals, tangents):

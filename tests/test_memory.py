@@ -31,16 +31,29 @@ def _x(n=N):
     return on_backend(np.linspace(0.1, 1.0, n))
 
 
+class _Log(list):
+    def __init__(self):
+        super().__init__()
+        self.of = {"forward": [], "rows": [], "columns": []}
+
+    def clear(self):
+        super().clear()
+        for v in self.of.values():
+            v.clear()
+
+
 @pytest.fixture
 def sweeps(monkeypatch):
-    """The number of directions of every sweep: forward runs, and sweeps of a recorded tape."""
-    seen = []
+    """The number of directions of every sweep: forward runs, and sweeps of a recorded tape
+    (also by kind in seen.of["forward" | "rows" | "columns"])."""
+    seen = _Log()
 
     def spy(cls, name, directions):
         real = getattr(cls, name)
 
         def counted(self, *args):
             seen.append(directions(*args))
+            seen.of[name].append(seen[-1])
             return real(self, *args)
         monkeypatch.setattr(cls, name, counted)
     spy(api.Call, "forward", lambda bundles: bundles[0].shape[0])
@@ -160,6 +173,31 @@ def test_a_forward_sweep_of_a_tape_drops_tangents_after_their_last_use():
         tracemalloc.stop()
     bundle = 200 * x.nbytes
     assert jac.nbytes == 2 * bundle and peak < 12 * bundle  # not the 100 tangents of the tape
+
+
+# ---------------------------------------------------------------- nested transforms
+def _g(x):  # R^5 -> R^4
+    return gnp.stack([gnp.sum(gnp.sin(x) * x), x[0] * x[1] * x[2], gnp.prod(x), gnp.sum(x ** 3) * x[4]])
+
+
+def test_hessian_chunks_both_of_its_levels(sweeps):
+    x = _x(5)
+    expected = gpuad.hessian(_g)(*x)
+    sweeps.clear()
+    H = gpuad.hessian(_g, chunk_size=2)(*x)
+    assert sweeps.count(2) == 2 + 3 * 2 and sweeps.count(1) == 1  # jacfwd: 2, 2, 1; each run: rows 2, 2
+    assert_close(H, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_jacrev_of_hessian_chunks_every_level_in_little_memory(sweeps, memory):
+    x = _x(6)
+    expected = gpuad.jacrev(gpuad.hessian(gnp.prod))(*x)
+    memory(64 * 2**10)
+    sweeps.clear()
+    T = gpuad.jacrev(gpuad.hessian(gnp.prod, chunk_size="auto"), chunk_size="auto")(*x)
+    outer = [k for k in sweeps.of["rows"] if k > 1]  # the inner jacrev of a scalar sweeps one row
+    assert sum(outer) == 36 and len(outer) > 1
+    assert_close(T, expected, rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------- one result array
