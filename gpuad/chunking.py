@@ -11,7 +11,7 @@ swept out (inputs and outputs) are held throughout, any other value's bundle fro
 equation that makes it to the last one that uses it (a forward sweep drops it there; a
 backward sweep meets the same span in reverse), and the equation at hand makes TEMPORARIES
 bundles of its largest value on the way (mul's JVP, t * b + a * s, holds three). Measured
-with tracemalloc on NumPy, the real peak is 0.5-1.2x the estimate (README, "Memory"); a
+with tracemalloc on NumPy, the real peak is 0.33-0.75x the estimate (README, "Memory"); a
 forward run (jacfwd) holds a value longer where Python keeps a reference to it.
 
 chunk_size="auto" fits the estimate in AUTO_SHARE of the available memory (and within the
