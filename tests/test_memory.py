@@ -85,6 +85,30 @@ def _chunks(k, n=N):
     return [k] * (n // k) + ([n % k] if n % k else [])
 
 
+# ---------------------------------------------------------------- the available memory
+def test_host_memory_is_the_least_of_meminfo_cgroup_and_address_space(monkeypatch):
+    from gpuad.backends import numpy as host
+    files = {"/proc/meminfo": "MemTotal:  9000000 kB\nMemAvailable:  8000000 kB\n",
+             "/sys/fs/cgroup/memory.max": "6000000000\n", "/sys/fs/cgroup/memory.current": "1000000000\n"}
+    limit = [host.resource.RLIM_INFINITY]
+    monkeypatch.setattr(host, "_read", files.get)
+    monkeypatch.setattr(host.resource, "getrlimit", lambda _: (limit[0], limit[0]))
+    free = host.NumpyBackend().free_memory
+    assert free() == 5 * 10**9                          # cgroup v2: limit minus usage
+    files["/sys/fs/cgroup/memory.max"] = "max\n"
+    assert free() == 8000000 * 1024                     # no limit: MemAvailable
+    del files["/sys/fs/cgroup/memory.max"]
+    files["/sys/fs/cgroup/memory/memory.limit_in_bytes"] = "3000000000\n"
+    files["/sys/fs/cgroup/memory/memory.usage_in_bytes"] = "500000000\n"
+    assert free() == 2500000000                         # cgroup v1
+    files["/sys/fs/cgroup/memory/memory.limit_in_bytes"] = "9223372036854771712\n"
+    limit[0], files["/proc/self/statm"] = 2 * 10**9, "100000 2000 300 0 0 0 0\n"
+    assert free() == 2 * 10**9 - 100000 * host.resource.getpagesize()  # v1's "no limit"; ulimit -v
+    files.clear()
+    limit[0] = host.resource.RLIM_INFINITY
+    assert free() is None                               # nothing to read: no bound
+
+
 # ---------------------------------------------------------------- chunk_size="auto"
 @pytest.mark.parametrize("name", list(BY_ROWS))
 @pytest.mark.parametrize("k", [1, 3, 7, N])
