@@ -290,7 +290,7 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
         call = Call("jacfwd", fun, args, kwargs, argnums, has_aux)
-        last = {}
+        last = {}  # the primal outputs, their tree and aux: the same from every run, kept from the last
 
         def sweep(lo, hi):
             last["po"], tangents, last["tree"], last["aux"] = call.forward(call.basis(lo, hi))

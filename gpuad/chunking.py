@@ -30,7 +30,7 @@ from .batching import BatchTracer
 from .core import Tracer, dtype, shape
 from .forward import JVPTracer
 from .ops.indexing import concatenate
-from .reverse import RevTracer
+from .reverse import RevTracer, last_uses
 
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
@@ -67,13 +67,14 @@ class Footprint:
         return cls(ins if by_rows else outs, ins + outs + _live_peak(tape))
 
     def peak(self, k, n):
+        """Bytes a sweep of k of the n directions holds at its peak, the Jacobian apart when chunked."""
         return (n * self.result if k < n else 0) + k * self.estimate
 
 
 def _live_peak(tape):
     """The most bytes the bundles of the tape's values take at once, with the temporaries of the
     equation at hand, each value alive from its equation to its last use."""
-    last = {i: k for k, eq in enumerate(tape) for i in eq.ids if i is not None}
+    last = last_uses(tape)
     ending, live, peak = {}, 0, 0
     for k, eq in enumerate(tape):
         size = held_bytes(eq.value)

@@ -74,7 +74,7 @@ class RevTrace(Trace):
         """Sweep the tape forward from {input id: tangent bundle}; returns the bundles of the ids in
         keep. Any other tangent is dropped after its last use, as in a forward run, so the sweep holds
         only the live ones."""
-        tan, last = dict(tangents), self.last_uses()
+        tan, last = dict(tangents), last_uses(self.tape)
         for k, eq in enumerate(self.tape):
             ts = [tan.get(i) if i is not None else None for i in eq.ids]
             if any(t is not None for t in ts):
@@ -86,6 +86,7 @@ class RevTrace(Trace):
                     tan.pop(i, None)
         return {i: tan.get(i) for i in keep}
 
-    def last_uses(self):
-        """{id: index of the last equation on the tape that uses it as an argument}."""
-        return {i: k for k, eq in enumerate(self.tape) for i in eq.ids if i is not None}
+
+def last_uses(tape):
+    """{id: index of the last equation on the tape that uses it as an argument}."""
+    return {i: k for k, eq in enumerate(tape) for i in eq.ids if i is not None}
