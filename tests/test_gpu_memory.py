@@ -102,8 +102,18 @@ def test_cupy_out_of_memory_is_retried_in_halves(cupy_backend, pool_limit):
     expected = cupy.asnumpy(gpuad.jacrev(_wide(b))(x))
     pool_limit(700 * 2**20)  # one full sweep needs over 1 GiB, a half fits
     with pytest.warns(RuntimeWarning, match="used chunks of"):
-        jac = gpuad.jacrev(_wide(b))(x)
+        jac = gpuad.jacrev(_wide(b), chunk_size=64)(x)  # an int is not checked: the sweep runs out
     assert_close(cupy.asnumpy(jac), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_cupy_one_sweep_past_the_pool_limit_is_refused(cupy_backend, pool_limit):
+    import cupy
+    rng = np.random.default_rng(0)
+    b, x = cupy.asarray(rng.uniform(-1, 1, (2**20, 16)) / 4), cupy.asarray(rng.uniform(-1, 1, 16))
+    pool_limit(700 * 2**20)
+    with pytest.raises(MemoryError, match=r"a sweep of 64 directions needs about 2\.5 GiB .* pass chunk_size=\"auto\""):
+        gpuad.jacrev(_wide(b))(x)
 
 
 @pytest.mark.gpu
