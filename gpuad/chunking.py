@@ -16,9 +16,10 @@ forward run (jacfwd) holds a value longer where Python keeps a reference to it.
 
 chunk_size="auto" fits the estimate in AUTO_SHARE of the available memory (and within the
 backend's auto_sweep_bytes, where it has one); chunk_size=None raises MemoryError when the
-estimate of its one sweep exceeds the available memory. The estimate needs a recording (jacfwd
-makes one, once per input signature): None looks at it only when the lower bound that needs no
-recording, the seeds and the bundles swept out, reaches CHECK_FROM, so small calls pay nothing.
+estimate of its one sweep exceeds the available memory. The estimate needs a recording (jacfwd,
+which runs the function without one, records it on its first call with an input signature) and
+is remembered per signature; None reads the available memory only for estimates from
+CHECK_FROM up, so that later calls pay a dictionary lookup.
 Values under an enclosing transform count what they carry for it (held_bytes): inside jacfwd
 with K directions a value holds its primal and K tangents.
 """
@@ -34,7 +35,7 @@ from .reverse import RevTracer, last_uses
 
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
-CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose lower bound is at least this
+CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at least this
 
 
 def held_bytes(x):
@@ -97,16 +98,14 @@ class Chunks:
             raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
         self.chunk_size, self.fitted, self.footprints = chunk_size, {}, {}
 
-    def stacked(self, call, n, sweep, lower, footprint):
+    def stacked(self, call, n, sweep, footprint):
         """The bundles of all n directions, one per leaf, directions leading: sweep(lo, hi) returns
-        the bundles of directions lo..hi. lower: bytes per direction known without a recording
-        (the seeds, and the bundles swept out where known); footprint() estimates the sweep (called
-        only when needed, once per input signature). A sweep that runs out of memory is retried
-        with half as many directions, down to one, and the smaller size is kept; one warning
-        names it."""
+        the bundles of directions lo..hi; footprint() estimates the sweep (once per input signature,
+        where needed). A sweep that runs out of memory is retried with half as many directions,
+        down to one, and the smaller size is kept; one warning names it."""
         if n == 0:
             return sweep(0, 0)
-        size = first = self._size(call, n, lower, footprint)
+        size = first = self._size(call, n, footprint)
         stacks, lo = None, 0
         while lo < n:
             hi = min(lo + size, n)
@@ -127,18 +126,20 @@ class Chunks:
                           f"(pass chunk_size={size} to start there)", RuntimeWarning, stacklevel=3)
         return [s.value() for s in stacks]
 
-    def _size(self, call, n, lower, footprint):
-        key = call.signature() if self.fitted or self.chunk_size == "auto" or n * lower >= CHECK_FROM else None
+    def _size(self, call, n, footprint):
+        if isinstance(self.chunk_size, int) and not self.fitted:
+            return self.chunk_size
+        key = call.signature()
         if key in self.fitted:
             return self.fitted[key]
         if isinstance(self.chunk_size, int):
             return self.chunk_size
-        if key is None:  # chunk_size=None and a sweep too small to take a machine down
-            return n
+        fp = self.footprints[key] = self.footprints.get(key) or footprint()
+        if self.chunk_size is None and fp.peak(n, n) < CHECK_FROM:
+            return n  # too small to take a machine down: no need to read the available memory
         available = backends.current().free_memory()
         if available is None:  # nothing says how much there is: one sweep
             return n
-        fp = self.footprints[key] = self.footprints.get(key) or footprint()
         if self.chunk_size is None:
             _check(call.name, fp, n, n, available)
             return n

@@ -166,6 +166,26 @@ def test_one_sweep_that_cannot_fit_is_refused_before_it_starts(name, hint, sweep
     assert sweeps == []
 
 
+def _wide(b):
+    """R^16 -> R^64 through 2^17 intermediates: small seeds and results, large bundles between."""
+    return lambda x: gnp.sum(gnp.reshape(gnp.tanh(b @ x), (64, -1)), axis=1)
+
+
+@pytest.mark.parametrize("name", ["jacfwd", "jacrev"])
+def test_one_sweep_through_large_intermediates_is_refused(name, sweeps, memory, monkeypatch):
+    records = []
+    real = api.Call.record
+    monkeypatch.setattr(api.Call, "record", lambda self: records.append(1) or real(self))
+    rng = np.random.default_rng(0)
+    jac = getattr(gpuad, name)(_wide(gnp.asarray(rng.uniform(-1, 1, (2**17, 16)))))
+    x = gnp.asarray(rng.uniform(-1, 1, 16))
+    memory(50 * 2**20)  # the estimate: 80 MiB (jacfwd, 16 directions), 320 MiB (jacrev, 64)
+    for _ in range(2):
+        with pytest.raises(MemoryError, match=f"{name}: a sweep of (16|64) directions needs about"):
+            jac(x)
+    assert sweeps == [] and len(records) == (2 if name == "jacrev" else 1)  # jacfwd records once
+
+
 def test_small_sweeps_do_not_ask_for_free_memory(memory):
     memory(0)
     gpuad.jacrev(_f)(*_x())  # far below chunking.CHECK_FROM: not checked, so nothing to refuse
