@@ -9,8 +9,8 @@ import math
 
 from . import backends
 from .batching import BatchTrace, BatchTracer
-from .chunking import Chunks, Footprint, held_bytes
-from .core import Tracer, dtype, is_inexact, new_trace, shape
+from .chunking import Chunks, Footprint
+from .core import Tracer, dtype, held_bytes, is_inexact, new_trace, shape
 from .forward import JVPTrace, JVPTracer
 from .numpy.shapes import moveaxis
 from .ops.indexing import getitem
@@ -54,9 +54,11 @@ class Call:
         outs, out_tree = tree_flatten(out)
         return [_output(o, self.name) for o in outs], out_tree, aux
 
-    def forward(self, bundles):
-        """One forward run carrying a tangent bundle per input leaf (all with K directions)."""
+    def forward(self, bundles, watch=None):
+        """One forward run carrying a tangent bundle per input leaf (all with K directions); watch:
+        the tangent bytes it may make before it stops (JVPTrace.watch)."""
         with new_trace(JVPTrace) as trace:
+            trace.watch = watch
             outs, out_tree, aux = self.run([JVPTracer(trace, x, t) for x, t in zip(self.leaves, bundles)])
             primals, tangents = trace.split(outs)
         k = shape(bundles[0])[0]
@@ -286,12 +288,13 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
         call = Call("jacfwd", fun, args, kwargs, argnums, has_aux)
         last = {}  # the primal outputs, their tree and aux: the same from every run, kept from the last
 
-        def sweep(lo, hi):
-            last["po"], tangents, last["tree"], last["aux"] = call.forward(call.basis(lo, hi))
+        def sweep(lo, hi, watch=None):
+            last["po"], tangents, last["tree"], last["aux"] = call.forward(call.basis(lo, hi), watch)
             return tangents
 
-        # a recorded run (once per input signature) shows what a direction takes
-        tangents = chunks.stacked(call, call.n, sweep, lambda: call.record().footprint(by_rows=False))
+        # a recorded run (once per input signature, where a sweep is not small) shows what a direction takes
+        tangents = chunks.stacked(call, call.n, sweep, lambda: call.record().footprint(by_rows=False),
+                                  seeds=sum(map(held_bytes, call.leaves)))
         outs = [call.columns(t, p) for t, p in zip(tangents, last["po"])]
         return call.result(last["tree"].unflatten(outs), last["aux"])
     return jacfun

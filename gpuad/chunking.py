@@ -16,40 +16,25 @@ forward run (jacfwd) holds a value longer where Python keeps a reference to it.
 
 chunk_size="auto" fits the estimate in AUTO_SHARE of the available memory (and within the
 backend's auto_sweep_bytes, where it has one); chunk_size=None raises MemoryError when the
-estimate of its one sweep exceeds the available memory. The estimate needs a recording (jacfwd,
-which runs the function without one, records it on its first call with an input signature) and
-is remembered per signature; None reads the available memory only for estimates from
-CHECK_FROM up, so that later calls pay a dictionary lookup.
-Values under an enclosing transform count what they carry for it (held_bytes): inside jacfwd
-with K directions a value holds its primal and K tangents.
+estimate of its one sweep exceeds the available memory. The estimate needs a recording, and is
+remembered per input signature; None reads the available memory only for estimates from
+CHECK_FROM up. jacfwd runs the function without a recording: with None its run is watched,
+and past CHECK_FROM bytes of tangents it stops, records the function for the estimate, and
+starts again if it fits; small runs never record.
+Values under an enclosing transform count what they carry for it (core.held_bytes): inside
+jacfwd with K directions a value holds its primal and K tangents.
 """
-import math
 import warnings
 
 from . import backends
-from .batching import BatchTracer
-from .core import Tracer, dtype, shape
-from .forward import JVPTracer
+from .core import Tracer, dtype, held_bytes, shape
+from .forward import SweepTooLarge
 from .ops.indexing import concatenate
-from .reverse import RevTracer, last_uses
+from .reverse import last_uses
 
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
 CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at least this
-
-
-def held_bytes(x):
-    """Bytes x holds, with its payloads for the transforms it is under.
-
-    >>> import numpy
-    >>> held_bytes(numpy.zeros(3))
-    24
-    """
-    if isinstance(x, JVPTracer):
-        return held_bytes(x.primal) + held_bytes(x.tangent)
-    if isinstance(x, (RevTracer, BatchTracer)):
-        return held_bytes(x.value)
-    return math.prod(shape(x)) * dtype(x).itemsize  # arrays, and values of a program being traced
 
 
 class Footprint:
@@ -98,19 +83,26 @@ class Chunks:
             raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
         self.chunk_size, self.fitted, self.footprints = chunk_size, {}, {}
 
-    def stacked(self, call, n, sweep, footprint):
+    def stacked(self, call, n, sweep, footprint, seeds=None):
         """The bundles of all n directions, one per leaf, directions leading: sweep(lo, hi) returns
         the bundles of directions lo..hi; footprint() estimates the sweep (once per input signature,
-        where needed). A sweep that runs out of memory is retried with half as many directions,
-        down to one, and the smaller size is kept; one warning names it."""
+        where needed). seeds: for a sweep that can be watched, the bytes per direction of its seeds:
+        sweep(lo, hi, budget) stops with SweepTooLarge past budget bytes of tangents, so that
+        chunk_size=None can start it without the estimate, and make one only when it turns out
+        large. A sweep that runs out of memory is retried with half as many directions, down to
+        one, and the smaller size is kept; one warning names it."""
         if n == 0:
             return sweep(0, 0)
-        size = first = self._size(call, n, footprint)
-        stacks, lo = None, 0
+        size, budget = self._size(call, n, footprint, seeds)
+        stacks, lo, first = None, 0, size
         while lo < n:
             hi = min(lo + size, n)
             try:
-                part = sweep(lo, hi)
+                part = sweep(lo, hi) if budget is None else sweep(lo, hi, budget)
+            except SweepTooLarge:  # not small after all: the estimate decides
+                self._check(call, call.signature(), n, footprint)
+                budget = None
+                continue
             except MemoryError:  # cupy.cuda.memory.OutOfMemoryError is one
                 if hi - lo == 1:
                     raise
@@ -126,25 +118,39 @@ class Chunks:
                           f"(pass chunk_size={size} to start there)", RuntimeWarning, stacklevel=3)
         return [s.value() for s in stacks]
 
-    def _size(self, call, n, footprint):
+    def _size(self, call, n, footprint, seeds):
+        """(directions a sweep, None or the budget of tangent bytes to watch the first one with)."""
         if isinstance(self.chunk_size, int) and not self.fitted:
-            return self.chunk_size
+            return self.chunk_size, None
         key = call.signature()
         if key in self.fitted:
-            return self.fitted[key]
+            return self.fitted[key], None
         if isinstance(self.chunk_size, int):
-            return self.chunk_size
-        fp = self.footprints[key] = self.footprints.get(key) or footprint()
-        if self.chunk_size is None and fp.peak(n, n) < CHECK_FROM:
-            return n  # too small to take a machine down: no need to read the available memory
+            return self.chunk_size, None
+        if self.chunk_size is None:
+            if seeds is not None and key not in self.footprints and n * seeds < CHECK_FROM:
+                return n, CHECK_FROM - n * seeds
+            self._check(call, key, n, footprint)
+            return n, None
         available = backends.current().free_memory()
         if available is None:  # nothing says how much there is: one sweep
-            return n
-        if self.chunk_size is None:
+            return n, None
+        self.fitted[key] = _fit(call.name, self._footprint(key, footprint), n, available)
+        return self.fitted[key], None
+
+    def _footprint(self, key, footprint):
+        if key not in self.footprints:
+            self.footprints[key] = footprint()
+        return self.footprints[key]
+
+    def _check(self, call, key, n, footprint):
+        """chunk_size=None: MemoryError when the estimate of the one sweep exceeds the available memory."""
+        fp = self._footprint(key, footprint)
+        if fp.peak(n, n) < CHECK_FROM:
+            return  # too small to take a machine down: no need to read the available memory
+        available = backends.current().free_memory()
+        if available is not None:
             _check(call.name, fp, n, n, available)
-            return n
-        self.fitted[key] = _fit(call.name, fp, n, available)
-        return self.fitted[key]
 
 
 def _fit(name, fp, n, available):
