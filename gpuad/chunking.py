@@ -21,6 +21,7 @@ remembered per input signature; None reads the available memory only for estimat
 CHECK_FROM up. jacfwd runs the function without a recording: with None its run is watched,
 and past CHECK_FROM bytes of tangents it stops, records the function for the estimate, and
 starts again if it fits; small runs never record.
+
 Values under an enclosing transform count what they carry for it (core.held_bytes): inside
 jacfwd with K directions a value holds its primal and K tangents.
 """
