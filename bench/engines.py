@@ -75,6 +75,10 @@ def _gpuad(device, jit=False):
     wrap = gpuad.jit if jit else (lambda g: g)
     transforms = _jax_style(gpuad, lambda f: gpuad.jacobian(f, mode="auto"), wrap)
     transforms["hvp"] = lambda f: wrap(lambda x, v: gpuad.hvp(f, (x,), (v,)))
+    # the memory problems: gpuad's chunk_size="auto" (the peers have no automatic chunking)
+    transforms["auto_jacfwd"] = lambda f: wrap(gpuad.jacfwd(f, chunk_size="auto"))
+    transforms["auto_jacrev_hessian"] = lambda f: wrap(
+        gpuad.jacrev(gpuad.hessian(f, chunk_size="auto"), chunk_size="auto"))
     if device == "gpu":
         import cupy
         to_numpy, peak = cupy.asnumpy, memory.cupy_pool_peak

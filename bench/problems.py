@@ -12,14 +12,19 @@ from dataclasses import dataclass
 import numpy as onp
 
 # Dimensions per size. quick: the whole run in under a minute on a 2-core CPU; cpu: the
-# default; gpu: fills an H100 (dense Jacobians of hundreds of MB, long vectors).
+# default; gpu: fills an H100 (dense Jacobians of hundreds of MB, long vectors). The memory
+# problems' results: cpu 64 MB (third derivatives, n=200) and 200 MB (jacfwd, n=5000; the
+# issue's n=20000 would be 3.2 GB, too much to risk on a small shared machine); gpu 216 MB and 3.2 GB.
 SIZES = {
     "quick": {"coupled": 64, "mlp": (128, 64, 8), "logistic": (32, 64), "batch": 1_000,
-              "rosenbrock": 10_000, "tall": (8, 128), "wide": (128, 8)},
+              "rosenbrock": 10_000, "tall": (8, 128), "wide": (128, 8),
+              "memory_jacfwd": 500, "memory_third": (30, 8)},
     "cpu": {"coupled": 512, "mlp": (512, 256, 16), "logistic": (256, 512), "batch": 100_000,
-            "rosenbrock": 1_000_000, "tall": (32, 2048), "wide": (2048, 32)},
+            "rosenbrock": 1_000_000, "tall": (32, 2048), "wide": (2048, 32),
+            "memory_jacfwd": 5_000, "memory_third": (200, 8)},
     "gpu": {"coupled": 8192, "mlp": (8192, 4096, 64), "logistic": (4096, 8192), "batch": 2_000_000,
-            "rosenbrock": 20_000_000, "tall": (256, 16384), "wide": (16384, 256)},
+            "rosenbrock": 20_000_000, "tall": (256, 16384), "wide": (16384, 256),
+            "memory_jacfwd": 20_000, "memory_third": (300, 8)},
 }
 F8 = 8  # bytes per float64
 
@@ -77,12 +82,12 @@ def readme_scalar_hess(args, s):
 
 # ---------------------------------------------------------------- 2. nearest-neighbour coupled map
 
-def coupled(np, s):
+def coupled(np, s, key="coupled"):
     """A PDE-residual shape: row i couples x[i-1], x[i], x[i+1]; the ends are fixed."""
     def f(x):
         inner = x[1:-1] ** 2 * np.sin(x[:-2]) - 2.0 * x[1:-1] + np.exp(-x[2:])
         return np.concatenate([x[:1], inner, x[-1:]])
-    return f, (_rng(0).normal(size=s["coupled"]),)
+    return f, (_rng(0).normal(size=s[key]),)
 
 
 def coupled_jac(args, s):
@@ -213,6 +218,29 @@ def _jac_shape(key):
     return lambda s: f"J {s[key][1]}x{s[key][0]}"
 
 
+# ---------------------------------------------------------------- 8. memory: chunk_size="auto"
+
+def _quartic_data(s):
+    n, p = s["memory_third"]
+    r = _rng(6)
+    return r.normal(size=(p, n)) / onp.sqrt(n), r.normal(size=n)
+
+
+def quartic(np, s):
+    """A sum of p ridge functions (a_i . x)^4 / 4: every third derivative is nonzero."""
+    A, x = _quartic_data(s)
+    A = np.asarray(A)
+
+    def f(x):
+        return 0.25 * np.sum((A @ x) ** 4)
+    return f, (x,)
+
+
+def quartic_third(args, s):
+    A, _ = _quartic_data(s)
+    return onp.einsum("i,ij,ik,il->jkl", 6 * (A @ args[0]), A, A, A, optimize=True)
+
+
 # ---------------------------------------------------------------- the cases
 
 def _cases():
@@ -234,6 +262,13 @@ def _cases():
              lambda s: f"{s['batch']} x J 3x3", lambda s: F8 * 12 * s["batch"]),
         Case("rosenbrock_hvp", "6 Rosenbrock", "hvp", with_direction(rosenbrock), rosenbrock_hvp,
              lambda s: f"Hv, n={s['rosenbrock']}", lambda s: F8 * 3 * s["rosenbrock"]),
+    ]
+    memory = "8 memory"
+    cases += [
+        Case("memory_jacfwd", memory, "auto_jacfwd", lambda np, s: coupled(np, s, "memory_jacfwd"),
+             coupled_jac, lambda s: f"J {s['memory_jacfwd']}x{s['memory_jacfwd']}"),
+        Case("memory_jacrev_hessian", memory, "auto_jacrev_hessian", quartic, quartic_third,
+             lambda s: "T {0}x{0}x{0} ({1} ridges)".format(*s["memory_third"])),
     ]
     for key in ("tall", "wide"):
         for transform in ("jacfwd", "jacrev", "jacobian"):

@@ -12,7 +12,8 @@ from .__main__ import main
 
 QUICK = problems.SIZES["quick"]
 # Small enough for finite differences of every case in milliseconds.
-TINY = {"coupled": 7, "mlp": (6, 5, 3), "logistic": (5, 9), "batch": 4, "rosenbrock": 8, "tall": (3, 9), "wide": (9, 3)}
+TINY = {"coupled": 7, "mlp": (6, 5, 3), "logistic": (5, 9), "batch": 4, "rosenbrock": 8, "tall": (3, 9), "wide": (9, 3),
+        "memory_jacfwd": 6, "memory_third": (4, 3)}
 IDS = [c.name for c in problems.CASES]
 
 

@@ -6,14 +6,14 @@ loop over directions is `chunk_size`, which bounds memory by sweeping k directio
 """
 import functools
 import math
-import warnings
 
 from . import backends
 from .batching import BatchTrace, BatchTracer
-from .core import Tracer, dtype, is_inexact, new_trace, shape
+from .chunking import Chunks, Footprint
+from .core import Tracer, dtype, held_bytes, is_inexact, new_trace, shape
 from .forward import JVPTrace, JVPTracer
 from .numpy.shapes import moveaxis
-from .ops.indexing import concatenate, getitem
+from .ops.indexing import getitem
 from .ops.shape import broadcast_to, reshape, transpose
 from .reverse import RevTrace
 from .tree import tree_flatten, tree_map
@@ -26,7 +26,7 @@ class Call:
     and whether the function returns aux data. `name` is the transform's, for error messages."""
 
     def __init__(self, name, fun, args, kwargs, argnums, has_aux):
-        self.name, self.args, self.has_aux = name, tuple(args), has_aux
+        self.name, self.args, self.kwargs, self.has_aux = name, tuple(args), kwargs, has_aux
         self.fun = functools.partial(fun, **kwargs) if kwargs else fun  # undifferentiated, as in JAX
         self.nums, self.single = _argnums(argnums, len(args), name)
         dyn = args[self.nums[0]] if self.single else tuple(args[i] for i in self.nums)
@@ -54,9 +54,11 @@ class Call:
         outs, out_tree = tree_flatten(out)
         return [_output(o, self.name) for o in outs], out_tree, aux
 
-    def forward(self, bundles):
-        """One forward run carrying a tangent bundle per input leaf (all with K directions)."""
+    def forward(self, bundles, watch=None):
+        """One forward run carrying a tangent bundle per input leaf (all with K directions); watch:
+        the tangent bytes it may make before it stops (JVPTrace.watch)."""
         with new_trace(JVPTrace) as trace:
+            trace.watch = watch
             outs, out_tree, aux = self.run([JVPTracer(trace, x, t) for x, t in zip(self.leaves, bundles)])
             primals, tangents = trace.split(outs)
         k = shape(bundles[0])[0]
@@ -90,6 +92,16 @@ class Call:
     def result(self, jac, aux):
         return (jac, aux) if self.has_aux else jac
 
+    def signature(self):
+        """What a sweep's memory depends on: the arguments' tree, shapes and dtypes (and bytes held
+        under enclosing transforms), and the integers and strings among them (sizes, modes)."""
+        array = backends.current().xp.ndarray
+        if not self.kwargs and all(type(a) is array for a in self.args):  # the common call, made cheap
+            return self.nums, tuple((a.shape, a.dtype) for a in self.args)
+        leaves, tree = tree_flatten((self.args, self.kwargs, self.nums))
+        return tree, tuple((shape(x), str(dtype(x)), held_bytes(x)) if hasattr(x, "shape")
+                           else x if isinstance(x, (int, str)) else type(x).__name__ for x in leaves)
+
 
 class Recording:
     """A tape recorded once for a Call: its input ids, and the outputs' values and ids (None for
@@ -122,24 +134,22 @@ class Recording:
 
     def push(self, tangents, k):
         """The outputs' tangent bundles (k directions) from {input id: tangent bundle}."""
-        tan = self.trace.sweep_forward(tangents)
+        tan = self.trace.sweep_forward(tangents, {oid for oid in self.ids if oid is not None})
         return [_or_zeros(tan.get(oid) if oid is not None else None, k, v) for v, oid in zip(self.values, self.ids)]
 
-    def bytes_per_direction(self):
-        """Bytes one direction adds to a sweep over this tape: a bundle slice per input and per value."""
-        values = list(self.call.leaves) + [eq.value for eq in self.trace.tape]
-        return sum(math.prod(shape(v)) * dtype(v).itemsize for v in values)
+    def footprint(self, by_rows):
+        """The memory one direction of a sweep over this tape takes (chunking.Footprint)."""
+        return Footprint.of(self.call.leaves, self.trace.tape, self.values, by_rows)
 
-    def jacobian_by_rows(self, chunk_size):
+    def jacobian_by_rows(self, chunks):
         """The Jacobian from backward sweeps: output tree of input trees, blocks So + Sj."""
-        parts = _sweeps(self.m, chunk_size, self.rows, self.bytes_per_direction)
-        per_input = [self._split_rows(_cat(cs)) for cs in zip(*parts)]
+        rows = chunks.stacked(self.call, self.m, self.rows, lambda: self.footprint(by_rows=True))
+        per_input = [self._split_rows(c) for c in rows]
         blocks = [self.call.tree.unflatten([b[o] for b in per_input]) for o in range(len(self.values))]
         return self.out_tree.unflatten(blocks)
 
-    def jacobian_by_columns(self, chunk_size):
-        parts = _sweeps(self.call.n, chunk_size, self.columns, self.bytes_per_direction)
-        tangents = [_cat(ts) for ts in zip(*parts)]
+    def jacobian_by_columns(self, chunks):
+        tangents = chunks.stacked(self.call, self.call.n, self.columns, lambda: self.footprint(by_rows=False))
         return self.out_tree.unflatten([self.call.columns(t, v) for t, v in zip(tangents, self.values)])
 
     def _split_rows(self, c):
@@ -235,54 +245,6 @@ def _or_zeros(bundle, k, like):
     return backends.xp().zeros((k,) + shape(like), dtype=dtype(like))
 
 
-def _cat(parts):
-    return parts[0] if len(parts) == 1 else concatenate(*parts, axis=0)
-
-
-# ---------------------------------------------------------------- chunks of directions
-# Share of the free device memory chunk_size="auto" lets one sweep's bundles take: the estimate
-# counts the bundle of every value on the tape, not the temporaries the rules make on the way.
-_AUTO_SHARE = 0.5
-
-
-def _sweeps(n, chunk_size, sweep, bytes_per_direction):
-    """[sweep(lo, hi) for each chunk of the n directions]. chunk_size: None (one sweep), an int,
-    or "auto" (as many directions as fit in free device memory, bytes_per_direction() each).
-    A sweep that runs out of memory is retried with half as many directions, down to one, and
-    the smaller chunk is kept for the rest; one warning names the chunk size that fit."""
-    size = _chunk_size(n, chunk_size, bytes_per_direction)
-    if n == 0:
-        return [sweep(0, 0)]
-    parts, lo, first = [], 0, size
-    while lo < n:
-        hi = min(lo + size, n)
-        try:
-            parts.append(sweep(lo, hi))
-        except MemoryError:  # cupy.cuda.memory.OutOfMemoryError is one
-            if hi - lo == 1:
-                raise
-            size = (hi - lo + 1) // 2
-            continue
-        lo = hi
-    if size < first:
-        warnings.warn(f"out of memory sweeping {min(first, n)} directions at once; used chunks of {size} "
-                      f"(pass chunk_size={size} to start there)", RuntimeWarning, stacklevel=3)
-    return parts
-
-
-def _chunk_size(n, chunk_size, bytes_per_direction):
-    if chunk_size is None:
-        return max(n, 1)
-    if chunk_size == "auto":
-        free = backends.current().free_memory()  # None where no device bounds it (NumPy): one sweep
-        if free is None:
-            return max(n, 1)
-        return max(1, min(n, int(free * _AUTO_SHARE) // max(bytes_per_direction(), 1)))
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
-    return chunk_size
-
-
 # ---------------------------------------------------------------- forward mode
 def jvp(fun, primals, tangents, has_aux=False):
     """Forward-mode Jacobian-vector product: (fun(*primals), J @ tangents).
@@ -309,23 +271,32 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     """Jacobian by forward mode: one run of fun carrying all n input directions at once.
 
     Leaf shapes are out.shape + in.shape. chunk_size=k runs fun once per k directions to bound memory;
-    chunk_size="auto" picks k from free device memory (one sweep on NumPy). A sweep that runs out of
-    memory is retried in halves, with a warning.
+    chunk_size="auto" picks k before the first run from the available memory and an estimate of what
+    one direction takes (README, "Memory"), and remembers it per input signature; chunk_size=None
+    (one run) raises MemoryError, before running, when that estimate exceeds the available memory.
+    A sweep that runs out of memory is retried in halves, with a warning.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.jacfwd(lambda x: gnp.array([x[0] * x[1], gnp.sin(x[1])]))(gnp.array([2.0, 0.0]))
     array([[0., 2.],
            [0., 1.]])
     """
+    chunks = Chunks(chunk_size)
+
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
         call = Call("jacfwd", fun, args, kwargs, argnums, has_aux)
-        # a recorded run shows the values each direction's tangents shadow
-        runs = _sweeps(call.n, chunk_size, lambda lo, hi: call.forward(call.basis(lo, hi)),
-                       lambda: call.record().bytes_per_direction())
-        po, _, out_tree, aux = runs[-1]
-        tangents = [_cat(ts) for ts in zip(*(to for _, to, _, _ in runs))]
-        return call.result(out_tree.unflatten([call.columns(t, p) for t, p in zip(tangents, po)]), aux)
+        last = {}  # the primal outputs, their tree and aux: the same from every run, kept from the last
+
+        def sweep(lo, hi, watch=None):
+            last["po"], tangents, last["tree"], last["aux"] = call.forward(call.basis(lo, hi), watch)
+            return tangents
+
+        # a recorded run (once per input signature, where a sweep is not small) shows what a direction takes
+        tangents = chunks.stacked(call, call.n, sweep, lambda: call.record().footprint(by_rows=False),
+                                  seeds=sum(map(held_bytes, call.leaves)))
+        outs = [call.columns(t, p) for t, p in zip(tangents, last["po"])]
+        return call.result(last["tree"].unflatten(outs), last["aux"])
     return jacfun
 
 
@@ -336,11 +307,15 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.jacrev(lambda x: gnp.sum(x * x))(gnp.array([1.0, 2.0]))
     array([2., 4.])
+
+    chunk_size is jacfwd's, for the m output directions.
     """
+    chunks = Chunks(chunk_size)
+
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
         rec = Call("jacrev", fun, args, kwargs, argnums, has_aux).record()
-        return rec.call.result(rec.jacobian_by_rows(chunk_size), rec.aux)
+        return rec.call.result(rec.jacobian_by_rows(chunks), rec.aux)
     return jacfun
 
 
@@ -354,12 +329,13 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
         return jacrev(fun, argnums, has_aux, chunk_size)
     if mode != "auto":
         raise ValueError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+    chunks = Chunks(chunk_size)
 
     @functools.wraps(fun)
     def jacfun(*args, **kwargs):
         rec = Call("jacobian", fun, args, kwargs, argnums, has_aux).record()
         by = rec.jacobian_by_columns if rec.call.n < rec.m else rec.jacobian_by_rows
-        return rec.call.result(by(chunk_size), rec.aux)
+        return rec.call.result(by(chunks), rec.aux)
     return jacfun
 
 
@@ -446,12 +422,19 @@ def grad(fun, argnums=0, has_aux=False):
 def hessian(fun, argnums=0, has_aux=False, chunk_size=None):
     """Hessian as jacfwd(jacrev(fun)): leaf shapes out.shape + in.shape + in.shape.
 
+    chunk_size applies at both levels: the outer jacfwd sweeps at most k of the n input directions
+    at a time, and under each of its runs the inner jacrev at most k of fun's m output directions
+    (there is one when fun is scalar), so the innermost bundles hold at most k * k directions. With
+    "auto" each level sizes its chunks from the memory available when it runs, its values counted
+    with the k tangents they carry for the level above. It bounds this transform's sweeps only: an
+    enclosing transform, as in jacrev(hessian(f, chunk_size="auto")), needs its own chunk_size.
+
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.hessian(lambda x: x[0] ** 2 * x[1] + x[1] ** 3)(gnp.array([1.0, 2.0]))
     array([[ 4.,  2.],
            [ 2., 12.]])
     """
-    return jacfwd(jacrev(fun, argnums, has_aux), argnums, has_aux, chunk_size)
+    return jacfwd(jacrev(fun, argnums, has_aux, chunk_size), argnums, has_aux, chunk_size)
 
 
 def hvp(fun, primals, tangents):

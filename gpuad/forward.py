@@ -3,7 +3,12 @@
 `jacfwd` seeds the bundle with all n basis vectors, so one run of the function gives
 the whole Jacobian; `jvp` is the same with K = 1.
 """
-from .core import Trace, Tracer, is_inexact
+from .core import Trace, Tracer, held_bytes, is_inexact
+
+
+class SweepTooLarge(BaseException):
+    """A watched forward run made more tangent bytes than it was allowed (JVPTrace.watch).
+    A BaseException, so that no `except Exception` in the user's function stops it."""
 
 
 class JVPTracer(Tracer):
@@ -18,9 +23,18 @@ class JVPTracer(Tracer):
     def _payload(self):
         return self.tangent
 
+    def _held_bytes(self):
+        return held_bytes(self.primal) + held_bytes(self.tangent)
+
 
 class JVPTrace(Trace):
-    __slots__ = ()
+    """watch: None, or the tangent bytes this run may still make before it stops with
+    SweepTooLarge (chunk_size=None lets a run go unchecked while it stays small)."""
+    __slots__ = ("watch",)
+
+    def __init__(self, level):
+        super().__init__(level)
+        self.watch = None
 
     def process(self, prim, args, params):
         primals, tangents = self.split(args)
@@ -29,4 +43,8 @@ class JVPTrace(Trace):
         out, tangent = prim.jvp(primals, tangents, **params)
         if tangent is None or not is_inexact(out):
             return out
+        if self.watch is not None:
+            self.watch -= held_bytes(tangent)
+            if self.watch < 0:
+                raise SweepTooLarge
         return JVPTracer(self, out, tangent)

@@ -10,6 +10,7 @@ program, with no second copy of any rule) or compiled by `replay.Replay` into on
 function over backend arrays, with no per-primitive dispatch.
 """
 import itertools
+import math
 
 import numpy as onp
 
@@ -116,6 +117,9 @@ class ProgramTracer(Tracer):
 
     def _payload(self):
         return self.var
+
+    def _held_bytes(self):
+        return self.var.dtype.itemsize * math.prod(self.shape)
 
     __float__ = __int__ = __complex__ = __index__ = __array__ = lambda self, *a, **k: self._inner()
 

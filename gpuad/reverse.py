@@ -70,13 +70,23 @@ class RevTrace(Trace):
                 ct[i] = c if i not in ct else add(ct[i], c)
         return ct
 
-    def sweep_forward(self, tangents):
-        """Sweep the tape forward from {input id: tangent bundle}; returns the bundles of all ids."""
-        tan = dict(tangents)
-        for eq in self.tape:
+    def sweep_forward(self, tangents, keep):
+        """Sweep the tape forward from {input id: tangent bundle}; returns the bundles of the ids in
+        keep. Any other tangent is dropped after its last use, as in a forward run, so the sweep holds
+        only the live ones."""
+        tan, last = dict(tangents), last_uses(self.tape)
+        for k, eq in enumerate(self.tape):
             ts = [tan.get(i) if i is not None else None for i in eq.ids]
             if any(t is not None for t in ts):
                 _, t = eq.prim.jvp(eq.args, ts, **eq.params)
                 if t is not None:
                     tan[eq.out_id] = t
-        return tan
+            for i in eq.ids:
+                if last.get(i) == k and i not in keep:
+                    tan.pop(i, None)
+        return {i: tan.get(i) for i in keep}
+
+
+def last_uses(tape):
+    """{id: index of the last equation on the tape that uses it as an argument}."""
+    return {i: k for k, eq in enumerate(tape) for i in eq.ids if i is not None}

@@ -13,6 +13,7 @@ class CupyBackend(NumpyBackend):
     name = "cupy"
     xp = cupy
     batch_innermost = False  # GPU threads read batch-first arrays coalesced
+    auto_sweep_bytes = None  # the device's memory is there for the sweeps: fill it
 
     def to_numpy(self, x):
         return cupy.asnumpy(x)

@@ -5,6 +5,8 @@ The fused hooks let a backend run an elementwise JVP/VJP as one kernel; this one
 so the rule table's generic rules run (gpuad/ops/elementwise.py). The CuPy backend subclasses
 it, swapping the array module and filling the hooks.
 """
+import resource
+
 import numpy
 
 
@@ -12,6 +14,10 @@ class NumpyBackend:
     name = "numpy"
     xp = numpy
     batch_innermost = True  # vmap of many small examples: see ops/elementwise.py
+    # chunk_size="auto" keeps a sweep's estimate under this: on a CPU larger sweeps are hardly
+    # faster (jacrev(hessian(f)) at n=200: 10.9 s a call in chunks of 1000, 10.5 s in chunks of
+    # 2000, 14.5 s in chunks of 500), and the host's memory is everyone's.
+    auto_sweep_bytes = 2**31
 
     def __init__(self):
         self._array_types = (self.xp.ndarray, self.xp.generic)
@@ -36,8 +42,15 @@ class NumpyBackend:
         return tree
 
     def free_memory(self):
-        """Bytes a sweep may still allocate on the device; None: host memory, no fixed bound."""
-        return None
+        """Bytes a sweep may still allocate in host memory: the least of what the kernel can give
+        without swapping (MemAvailable), the room left under the cgroup's memory limit, and under
+        the address-space limit (ulimit -v). None where none of them can be read (not Linux).
+
+        >>> NumpyBackend().free_memory() > 0
+        True
+        """
+        rooms = [r for r in (_mem_available(), _cgroup_room(), _address_space_room()) if r is not None]
+        return max(0, min(rooms)) if rooms else None
 
     # ------------------------------------------------------------------ fused hooks
     def fused_jvp(self, row, primals, tangents):
@@ -47,3 +60,45 @@ class NumpyBackend:
     def fused_vjp(self, row, args, y, ct, needed):
         """The cotangent bundles of one elementwise op in one kernel, or None."""
         return None
+
+
+# ---------------------------------------------------------------- host memory (Linux)
+_NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
+_CGROUP_FILES = (("memory.max", "memory.current"),                                 # v2
+                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))  # v1
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _mem_available():
+    text = _read("/proc/meminfo")
+    for line in (text or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _cgroup_room():
+    """Limit minus usage of this process's memory cgroup (v2, else v1), None without a limit."""
+    for limit, usage in _CGROUP_FILES:
+        lim = _read("/sys/fs/cgroup/" + limit)
+        if lim is not None:
+            lim = lim.strip()
+            if lim == "max" or int(lim) >= _NO_LIMIT:
+                return None
+            use = _read("/sys/fs/cgroup/" + usage)
+            return None if use is None else int(lim) - int(use)
+    return None
+
+
+def _address_space_room():
+    """RLIMIT_AS minus this process's virtual size: past it, allocations fail (MemoryError)."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    statm = None if limit == resource.RLIM_INFINITY else _read("/proc/self/statm")
+    return None if statm is None else limit - int(statm.split()[0]) * resource.getpagesize()

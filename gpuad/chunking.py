@@ -1,0 +1,210 @@
+"""Chunks of directions: how many one sweep carries, and the memory estimate that decides it.
+
+A sweep with k directions holds a bundle (k, *S) for values of the function. Its peak is
+estimated from the shapes of a recording's values, before the sweep allocates anything:
+
+    peak(k) = n * result + k * per_direction     (only k * per_direction when k = n: one sweep)
+
+`result` is one direction's share of the Jacobian, which chunks fill one array per leaf.
+Per direction, the estimate follows the sweep through the tape: the seeds and the bundles
+swept out (inputs and outputs) are held throughout, any other value's bundle from the
+equation that makes it to the last one that uses it (a forward sweep drops it there; a
+backward sweep meets the same span in reverse), and the equation at hand makes TEMPORARIES
+bundles of its largest value on the way (mul's JVP, t * b + a * s, holds three). Measured
+with tracemalloc on NumPy, the real peak is 0.33-0.75x the estimate (README, "Memory"); a
+forward run (jacfwd) holds a value longer where Python keeps a reference to it.
+
+chunk_size="auto" fits the estimate in AUTO_SHARE of the available memory (and within the
+backend's auto_sweep_bytes, where it has one); chunk_size=None raises MemoryError when the
+estimate of its one sweep exceeds the available memory. The estimate needs a recording, and is
+remembered per input signature; None reads the available memory only for estimates from
+CHECK_FROM up. jacfwd runs the function without a recording: with None its run is watched,
+and past CHECK_FROM bytes of tangents it stops, records the function for the estimate, and
+starts again if it fits; small runs never record.
+
+Values under an enclosing transform count what they carry for it (core.held_bytes): inside
+jacfwd with K directions a value holds its primal and K tangents.
+"""
+import warnings
+
+from . import backends
+from .core import Tracer, dtype, held_bytes, shape
+from .forward import SweepTooLarge
+from .ops.indexing import concatenate
+from .reverse import last_uses
+
+TEMPORARIES = 3
+AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
+CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at least this
+
+
+class Footprint:
+    """Bytes per direction of a sweep: its share of the Jacobian, and the estimate of what the
+    sweep holds for it (see the module's docstring)."""
+    __slots__ = ("result", "estimate")
+
+    def __init__(self, result, estimate):
+        self.result, self.estimate = result, estimate
+
+    @classmethod
+    def of(cls, inputs, tape, outputs, by_rows):
+        """From a recording: its input values, tape (equations) and output values; by_rows: a
+        backward sweep, whose result is the inputs' bundles (a forward one's, the outputs')."""
+        ins, outs = sum(map(held_bytes, inputs)), sum(map(held_bytes, outputs))
+        return cls(ins if by_rows else outs, ins + outs + _live_peak(tape))
+
+    def peak(self, k, n):
+        """Bytes a sweep of k of the n directions holds at its peak, the Jacobian apart when chunked."""
+        return (n * self.result if k < n else 0) + k * self.estimate
+
+
+def _live_peak(tape):
+    """The most bytes the bundles of the tape's values take at once, with the temporaries of the
+    equation at hand, each value alive from its equation to its last use."""
+    last = last_uses(tape)
+    ending, live, peak = {}, 0, 0
+    for k, eq in enumerate(tape):
+        size = held_bytes(eq.value)
+        largest = max([size] + [held_bytes(a) for a, i in zip(eq.args, eq.ids) if i is not None])
+        live += size
+        peak = max(peak, live + TEMPORARIES * largest)
+        end = last.get(eq.out_id, k)
+        ending[end] = ending.get(end, 0) + size
+        live -= ending.pop(k, 0)
+    return peak
+
+
+class Chunks:
+    """A transform's chunk_size (None, an int or "auto"); per input signature, the estimate and
+    the size that fit, remembered so that later calls go straight to it."""
+
+    def __init__(self, chunk_size):
+        if not (chunk_size is None or chunk_size == "auto" or
+                isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1):
+            raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
+        self.chunk_size, self.fitted, self.footprints = chunk_size, {}, {}
+
+    def stacked(self, call, n, sweep, footprint, seeds=None):
+        """The bundles of all n directions, one per leaf, directions leading: sweep(lo, hi) returns
+        the bundles of directions lo..hi; footprint() estimates the sweep (once per input signature,
+        where needed). seeds: for a sweep that can be watched, the bytes per direction of its seeds:
+        sweep(lo, hi, budget) stops with SweepTooLarge past budget bytes of tangents, so that
+        chunk_size=None can start it without the estimate, and make one only when it turns out
+        large. A sweep that runs out of memory is retried with half as many directions, down to
+        one, and the smaller size is kept; one warning names it."""
+        if n == 0:
+            return sweep(0, 0)
+        size, budget = self._size(call, n, footprint, seeds)
+        stacks, lo, first = None, 0, size
+        while lo < n:
+            hi = min(lo + size, n)
+            try:
+                part = sweep(lo, hi) if budget is None else sweep(lo, hi, budget)
+            except SweepTooLarge:  # not small after all: the estimate decides
+                self._check(call, call.signature(), n, footprint)
+                budget = None
+                continue
+            except MemoryError:  # cupy.cuda.memory.OutOfMemoryError is one
+                if hi - lo == 1:
+                    raise
+                size = (hi - lo + 1) // 2
+                continue
+            stacks = stacks or [_Stack(n) for _ in part]
+            for s, b in zip(stacks, part):
+                s.put(lo, b)
+            lo = hi
+        if size < first:
+            self.fitted[call.signature()] = size
+            warnings.warn(f"out of memory sweeping {min(first, n)} directions at once; used chunks of {size} "
+                          f"(pass chunk_size={size} to start there)", RuntimeWarning, stacklevel=3)
+        return [s.value() for s in stacks]
+
+    def _size(self, call, n, footprint, seeds):
+        """(directions a sweep, None or the budget of tangent bytes to watch the first one with)."""
+        if isinstance(self.chunk_size, int) and not self.fitted:
+            return self.chunk_size, None
+        key = call.signature()
+        if key in self.fitted:
+            return self.fitted[key], None
+        if isinstance(self.chunk_size, int):
+            return self.chunk_size, None
+        if self.chunk_size is None:
+            if seeds is not None and key not in self.footprints and n * seeds < CHECK_FROM:
+                return n, CHECK_FROM - n * seeds
+            self._check(call, key, n, footprint)
+            return n, None
+        available = backends.current().free_memory()
+        if available is None:  # nothing says how much there is: one sweep
+            return n, None
+        self.fitted[key] = _fit(call.name, self._footprint(key, footprint), n, available)
+        return self.fitted[key], None
+
+    def _footprint(self, key, footprint):
+        if key not in self.footprints:
+            self.footprints[key] = footprint()
+        return self.footprints[key]
+
+    def _check(self, call, key, n, footprint):
+        """chunk_size=None: MemoryError when the estimate of the one sweep exceeds the available memory."""
+        fp = self._footprint(key, footprint)
+        if fp.peak(n, n) < CHECK_FROM:
+            return  # too small to take a machine down: no need to read the available memory
+        available = backends.current().free_memory()
+        if available is not None:
+            _check(call.name, fp, n, n, available)
+
+
+def _fit(name, fp, n, available):
+    """The most directions whose estimate fits in AUTO_SHARE of the available memory, the sweep
+    itself within the backend's auto_sweep_bytes."""
+    room = AUTO_SHARE * available
+    if fp.peak(n, n) <= min(room, backends.current().auto_sweep_bytes or room):
+        return n
+    room -= n * fp.result
+    k = int(min(room, backends.current().auto_sweep_bytes or room) // max(fp.estimate, 1))
+    if k < 1:
+        _check(name, fp, n, 1, available)  # raises when not even one direction fits
+    return max(1, min(k, n - 1))
+
+
+def _check(name, fp, n, k, available):
+    need = fp.peak(k, n)
+    if need <= available:
+        return
+    what = f"a sweep of {k} direction{'s' if k > 1 else ''}" + (f" (of {n})" if k < n else "")
+    hint = ('pass chunk_size="auto" (or an int) to sweep fewer directions at a time'
+            if k > 1 and fp.peak(1, n) <= available else
+            "the Jacobian itself does not fit: differentiate fewer inputs or outputs at once")
+    raise MemoryError(f"{name}: {what} needs about {_text(need)} (estimated from the shapes of the function's "
+                      f"values), but {_text(available)} of memory is available; {hint}")
+
+
+def _text(b):
+    """Bytes in the largest binary unit that keeps them at least 1: 1.5 GiB, 300 MiB."""
+    unit = next((u for u in range(4, 0, -1) if b >= 1024**u), 0)
+    return f"{b / 1024**unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"
+
+
+class _Stack:
+    """One leaf's bundles of all n directions, put chunk by chunk into one array allocated at the
+    first chunk: the peak holds the result and one chunk, not the chunks and their concatenation.
+    Values of an enclosing transform (tracers) cannot be written in place: they are concatenated."""
+
+    def __init__(self, n):
+        self.n, self.array, self.parts = n, None, []
+
+    def put(self, lo, part):
+        k = shape(part)[0]
+        if k == self.n:  # one sweep: nothing to stack
+            self.array = part
+        elif isinstance(part, Tracer) or self.parts:
+            if self.array is not None:
+                self.parts, self.array = [self.array[:lo]], None
+            self.parts.append(part)
+        else:
+            if self.array is None:
+                self.array = backends.xp().empty((self.n,) + shape(part)[1:], dtype=dtype(part))
+            self.array[lo:lo + k] = part
+
+    def value(self):
+        return concatenate(*self.parts, axis=0) if self.parts else self.array
