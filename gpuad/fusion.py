@@ -44,7 +44,7 @@ def fusible(eq):
             return False
     elif name not in ROWS and name not in ("where", "astype"):
         return False
-    if eq.out.dtype.name not in ("float32", "float64") or not iteration_shape(eq.out.shape):
+    if eq.out.dtype.name not in ("float32", "float64"):
         return False
     if name in ROWS and not _renders(ROWS[name]):
         return False
