@@ -3,9 +3,11 @@ differences (first and second order), against each other (jacfwd == jacrev), aga
 forms, under vmap, with many directions at once, and on stacks of matrices."""
 import numpy as np
 import pytest
+import scipy.linalg
 
 import gpuad
 import gpuad.numpy as gnp
+import gpuad.scipy.linalg as gsl
 from gpuad import backends, core
 
 la = gnp.linalg
@@ -119,6 +121,15 @@ CASES = {
     "cond": (la.cond, well(3, 3)),
     "cond_minus_2": (lambda a: la.cond(a, -2), normal(3, 2)),
     "cond_fro": (lambda a: la.cond(a, "fro"), well(2, 3, 3)),
+    "solve_triangular_lower": (lambda a: gsl.solve_triangular(a, B32, lower=True), A3),
+    "solve_triangular_trans_unit": (lambda a: gsl.solve_triangular(a, BVEC, trans="T", unit_diagonal=True), A3),
+    "solve_triangular_wrt_b": (lambda b: gsl.solve_triangular(A3, b), BSTACK),
+    "cho_solve": (lambda a: gsl.cho_solve(gsl.cho_factor(a), B32), spd(3, 3)),
+    "cho_solve_lower_wrt_b": (lambda b: gsl.cho_solve(gsl.cho_factor(spd(3, 3), lower=True), b), BVEC),
+    "expm": (gsl.expm, normal(3, 3) / 2),
+    "expm_squared": (gsl.expm, normal(3, 3, seed=9) * 2),
+    "expm_stack": (gsl.expm, normal(2, 2, 2, seed=10)),
+    "block_diag": (lambda a: gsl.block_diag(a, 2 * a[0], 3.0), normal(2, 3)),
 }
 NAMES = sorted(CASES)
 
@@ -402,6 +413,48 @@ def test_decompositions_under_vmap_and_jit(name):
     close(gpuad.vmap(gpuad.jacrev(f))(xs), np.stack([to_np(gpuad.jacfwd(f)(v)) for v in xs]), atol=1e-10)
     close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), atol=1e-12)
     close(gpuad.jit(gpuad.hessian(f))(x), gpuad.hessian(f)(x), atol=1e-10)
+
+
+# ---------------------------------------------------------------- gpuad.scipy.linalg
+def test_scipy_linalg_matches_scipy():
+    a, b = well(4, 4), normal(4, 2)
+    for kw in ({}, {"lower": True}, {"trans": 1}, {"trans": "C", "lower": True, "unit_diagonal": True}):
+        close(gsl.solve_triangular(a, b, **kw), scipy.linalg.solve_triangular(a, b, **kw), atol=1e-12)
+    s = spd(4, 4)
+    for lower in (False, True):
+        c, low = gsl.cho_factor(s, lower=lower)
+        ref = scipy.linalg.cho_factor(s, lower=lower)[0]
+        close(c, np.tril(ref) if lower else np.triu(ref), atol=1e-12)
+        close(gsl.cho_solve((c, low), b), scipy.linalg.cho_solve(scipy.linalg.cho_factor(s, lower=lower), b),
+              atol=1e-12)
+    for m in (normal(3, 3) / 10, normal(3, 3), normal(3, 3) * 6, normal(2, 3, 3)):
+        close(gsl.expm(m), scipy.linalg.expm(m), rtol=1e-11, atol=1e-12)
+    close(gsl.expm(np.zeros((2, 2), dtype=int)), np.eye(2), atol=0)
+    blocks = (np.ones((2, 2)), 3.0, [1.0, 2.0], np.zeros((0, 2)))
+    close(gsl.block_diag(*blocks), scipy.linalg.block_diag(*blocks), atol=0)
+    assert to_np(gsl.block_diag()).shape == scipy.linalg.block_diag().shape
+
+
+def test_expm_under_vmap_and_its_limit_under_jit():
+    ms = normal(3, 2, 2) * np.array([0.1, 1.0, 8.0])[:, None, None]  # one number of squarings for all
+    close(gpuad.vmap(gsl.expm)(ms), scipy.linalg.expm(ms), rtol=1e-11, atol=1e-12)
+    close(gpuad.vmap(gpuad.jacfwd(gsl.expm))(ms), np.stack([to_np(gpuad.jacrev(gsl.expm)(m)) for m in ms]),
+          rtol=1e-9, atol=1e-10)
+    with pytest.raises(TypeError, match="gpuad.jit"):
+        gpuad.jit(gsl.expm)(ms[0])
+
+
+def test_scipy_linalg_errors():
+    with pytest.raises(ValueError, match="trans"):
+        gsl.solve_triangular(A3, BVEC, trans=3)
+    with pytest.raises(ValueError, match="square"):
+        gsl.solve_triangular(np.ones((3, 2)), BVEC)
+    with pytest.raises(ValueError, match="square"):
+        gsl.expm(np.ones(3))
+    with pytest.raises(ValueError, match="at most 2"):
+        gsl.block_diag(np.ones((2, 2, 2)))
+    with pytest.raises(AttributeError, match="gpuad.scipy.linalg has no 'lu_factor'"):
+        gsl.lu_factor  # noqa: B018
 
 
 # ---------------------------------------------------------------- errors
