@@ -435,7 +435,7 @@ def test_special_functions_without_scipy_raise_an_import_error_naming_it(monkeyp
     real = importlib.import_module
     monkeypatch.setattr(importlib, "import_module",
                         lambda name: (_ for _ in ()).throw(ImportError(name)) if "scipy" in name else real(name))
-    erf = backends.special_functions(np, ["erf"])["erf"]
+    erf = backends.scipy_functions(np, "special", ["erf"])["erf"]
     with pytest.raises(ImportError, match="scipy.special.*pip install scipy"):
         erf(np.ones(2))
 

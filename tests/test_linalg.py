@@ -126,6 +126,10 @@ CASES = {
     "solve_triangular_wrt_b": (lambda b: gsl.solve_triangular(A3, b), BSTACK),
     "cho_solve": (lambda a: gsl.cho_solve(gsl.cho_factor(a), B32), spd(3, 3)),
     "cho_solve_lower_wrt_b": (lambda b: gsl.cho_solve(gsl.cho_factor(spd(3, 3), lower=True), b), BVEC),
+    "lu_factor": (lambda a: gsl.lu_factor(a)[0], normal(3, 3)),
+    "lu_factor_stack": (lambda a: gsl.lu_factor(a)[0], normal(2, 3, 3, seed=11)),
+    "lu_solve": (lambda a: gsl.lu_solve(gsl.lu_factor(a), B32), well(3, 3)),
+    "lu_solve_trans_wrt_b": (lambda b: gsl.lu_solve(gsl.lu_factor(normal(3, 3)), b, trans=1), BVEC),
     "expm": (gsl.expm, normal(3, 3) / 2),
     "expm_squared": (gsl.expm, normal(3, 3, seed=9) * 2),
     "expm_stack": (gsl.expm, normal(2, 2, 2, seed=10)),
@@ -405,7 +409,7 @@ def test_eigenvector_jacobian_matches_the_closed_form():
 
 
 @pytest.mark.parametrize("name", ["eigh_vectors", "svd_u_tall", "svd_vh_wide", "qr_q", "pinv_tall", "cond",
-                                  "matrix_power_minus_2"])
+                                  "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve"])
 def test_decompositions_under_vmap_and_jit(name):
     f, x = CASES[name]
     xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=20)])
@@ -427,6 +431,14 @@ def test_scipy_linalg_matches_scipy():
         close(c, np.tril(ref) if lower else np.triu(ref), atol=1e-12)
         close(gsl.cho_solve((c, low), b), scipy.linalg.cho_solve(scipy.linalg.cho_factor(s, lower=lower), b),
               atol=1e-12)
+    for x in (normal(4, 4), normal(2, 3, 3)):
+        lu, piv = gsl.lu_factor(x)
+        ref = scipy.linalg.lu_factor(x)
+        close(lu, ref[0], atol=1e-12)
+        np.testing.assert_array_equal(to_np(piv), ref[1])
+    for trans in (0, 1, 2):
+        close(gsl.lu_solve(gsl.lu_factor(a), b, trans=trans),
+              scipy.linalg.lu_solve(scipy.linalg.lu_factor(a), b, trans=trans), atol=1e-12)
     for m in (normal(3, 3) / 10, normal(3, 3), normal(3, 3) * 6, normal(2, 3, 3)):
         close(gsl.expm(m), scipy.linalg.expm(m), rtol=1e-11, atol=1e-12)
     close(gsl.expm(np.zeros((2, 2), dtype=int)), np.eye(2), atol=0)
@@ -453,8 +465,12 @@ def test_scipy_linalg_errors():
         gsl.expm(np.ones(3))
     with pytest.raises(ValueError, match="at most 2"):
         gsl.block_diag(np.ones((2, 2, 2)))
-    with pytest.raises(AttributeError, match="gpuad.scipy.linalg has no 'lu_factor'"):
-        gsl.lu_factor  # noqa: B018
+    with pytest.raises(ValueError, match="square"):
+        gsl.lu_factor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="trans"):
+        gsl.lu_solve(gsl.lu_factor(A3), BVEC, trans="X")
+    with pytest.raises(AttributeError, match="gpuad.scipy.linalg has no 'schur'"):
+        gsl.schur  # noqa: B018
 
 
 # ---------------------------------------------------------------- errors

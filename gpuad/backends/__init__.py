@@ -21,22 +21,21 @@ def xp():
     return current().xp
 
 
-# Where an array module's special functions (erf, gammaln, ...) live: NumPy has none.
-_SPECIAL_MODULES = {"numpy": "scipy.special", "cupy": "cupyx.scipy.special"}
+# Where an array module's SciPy functions (erf, gammaln, lu_factor, ...) live: NumPy has none.
+_SCIPY = {"numpy": "scipy", "cupy": "cupyx.scipy"}
 
 
-def special_functions(xp, names):
-    """{name: function} for arrays of the module xp, from scipy.special (NumPy) or
-    cupyx.scipy.special (CuPy). Where that module is missing, each function raises an ImportError
-    that names it when called: gpuad works without SciPy until a special function is used."""
-    module_name = _SPECIAL_MODULES[xp.__name__]
+def scipy_functions(xp, submodule, names):
+    """{name: function} for arrays of the module xp, from scipy.<submodule> (NumPy) or
+    cupyx.scipy.<submodule> (CuPy). Where that module is missing, each function raises an
+    ImportError that names it when called: gpuad works without SciPy until such a function is used."""
+    module_name = f"{_SCIPY[xp.__name__]}.{submodule}"
     try:
         module = importlib.import_module(module_name)
     except ImportError:
         def missing(*args, **kwargs):
-            raise ImportError(f"gpuad's special functions ({', '.join(sorted(names))}) evaluate with "
-                              f"{module_name} on the {xp.__name__} backend; it is not installed "
-                              "(pip install scipy)")
+            raise ImportError(f"gpuad's {', '.join(sorted(names))} evaluate with {module_name} on the "
+                              f"{xp.__name__} backend; it is not installed (pip install scipy)")
         return dict.fromkeys(names, missing)
     functions = {name: getattr(module, name) for name in names}
     if "polygamma" in functions:

@@ -20,7 +20,7 @@ def on_arrays(xp):
     """The rule namespace over a backend's array module (raw arrays: the fast path)."""
     ns = _arrays.get(xp)
     if ns is None:
-        functions = dict(vars(xp), **backends.special_functions(xp, SPECIAL_NAMES))
+        functions = dict(vars(xp), **backends.scipy_functions(xp, "special", SPECIAL_NAMES))
         ns = _arrays[xp] = RuleNamespace(functions, xp.multiply, xp.add, xp.negative, xp.reshape,
                                          xp.broadcast_to)
     return ns

@@ -1,4 +1,4 @@
-"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`, `svd`, `qr`.
+"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`, `svd`, `qr`, `lu`.
 
 All act on the last two axes of a stack of matrices (..., n, n), so a leading bundle or
 batch axis is just one more stack axis. Everything else (inv, det, slogdet, norm) is
@@ -11,10 +11,13 @@ inverse for all K directions through a single batched GEMM.
 """
 import math
 
+import numpy as onp
+
+from .. import backends
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
-from .elementwise import PRIMS, add, divide, multiply, negative, subtract, where
+from .elementwise import PRIMS, add, astype, divide, multiply, negative, subtract, where
 from .indexing import concatenate, getitem
 from .shape import broadcast_to, reduce_sum, reshape, transpose
 
@@ -363,3 +366,82 @@ def _qr_abstract(a):
 
 # The reduced QR of matrices (..., m, n), k = min(m, n), packed [Q; R^T] (..., m + n, k).
 qr = _matrix_unary("qr", _qr_impl, _qr_jvp, _qr_vjp, abstract=_qr_abstract)
+
+
+# ---------------------------------------------------------------- lu
+def _lu_impl(a):
+    """scipy.linalg.lu_factor's (lu, piv), packed [lu; piv] (..., n + 1, n): the pivots are small
+    integers, exact in floating point. A stack is factorised matrix by matrix, as cupyx's
+    lu_factor takes one matrix at a time."""
+    factor = backends.scipy_functions(xp(), "linalg", ("lu_factor",))["lu_factor"]
+    n = a.shape[-1]
+    flat = a.reshape((-1, n, n))
+    packed = xp().empty((flat.shape[0], n + 1, n), dtype=a.dtype)
+    for k, m in enumerate(flat):
+        packed[k, :n], packed[k, n] = factor(m)
+    return packed.reshape(a.shape[:-2] + (n + 1, n))
+
+
+def _masks(n, like):
+    """The strictly lower triangle and the upper one (diagonal included), as 0/1 matrices."""
+    low = xp().tril(xp().ones((n, n), dtype=dtype(like)), -1)
+    return low, 1 - low
+
+
+def lu_permutation(piv):
+    """The 0/1 matrix P with P @ A = the rows of A in the order lu_factor's pivots put them
+    (row i swapped with row piv[i], for i = 0, 1, ...): the swaps run on a permutation vector with
+    elementwise ops, so pivots computed under gpuad.jit work too. No derivative."""
+    n = shape(piv)[-1]
+    idx = xp().arange(n)
+    perm = broadcast_to(idx, shape=shape(piv))
+    column = reshape(piv, shape=shape(piv) + (1,))
+    for i in range(n):
+        p = reshape(_part(column, i, i + 1), shape=shape(piv)[:-1] + (1,))  # the pivot of step i
+        at_p = PRIMS["equal"](idx, p)
+        at_i = PRIMS["equal"](idx, i)
+        row_i = reduce_sum(where(at_i, perm, 0), axes=(len(shape(perm)) - 1,), keepdims=True)
+        row_p = reduce_sum(where(at_p, perm, 0), axes=(len(shape(perm)) - 1,), keepdims=True)
+        perm = where(at_i, row_p, where(at_p, row_i, perm))
+    return PRIMS["equal"](reshape(perm, shape=shape(perm) + (1,)), idx)
+
+
+def _lu_parts(packed):
+    n = shape(packed)[-1]
+    lu_ = _part(packed, 0, n)
+    piv = astype(_part(packed, n, n + 1), dtype=onp.dtype(onp.int64))
+    p = astype(lu_permutation(reshape(piv, shape=shape(piv)[:-2] + (n,))), dtype=dtype(packed))
+    low, up = _masks(n, packed)
+    return add(multiply(low, lu_), _eye(n, packed)), multiply(up, lu_), p, low, up
+
+
+def _lu_jvp(primals, tangents):
+    # P A = L U: with X = L^-1 P dA U^-1, dL = L tril(X, -1) and dU = triu(X) U; lu holds both.
+    a, = primals
+    packed = lu(a)
+    low_l, up_u, p, low, up = _lu_parts(packed)
+    nb = len(shape(a)) - 2
+    y = solve_lead(low_l, _einsum(".ij,K.jk->K.ik", p, tangents[0], nb), 1)
+    x = _swap_last(solve_lead(_swap_last(up_u), _swap_last(y), 1))
+    d_lu = add(_einsum(".ij,K.jk->K.ik", low_l, multiply(low, x), nb),
+               _einsum("K.ij,.jk->K.ik", multiply(up, x), up_u, nb))
+    pivots = xp().zeros(shape(d_lu)[:-2] + (1, shape(d_lu)[-1]), dtype=dtype(d_lu))  # no derivative
+    return packed, _pack(d_lu, pivots)
+
+
+def _lu_vjp(ct, args, packed, needed):
+    # The JVP's adjoint: ct_X = tril(L^T ct, -1) + triu(ct U^T), ct_A = P^T L^-T ct_X U^-T.
+    low_l, up_u, p, low, up = _lu_parts(packed)
+    n, nb = shape(p)[-1], len(shape(p)) - 2
+    ct_lu = _part(ct, 0, n)
+    ct_x = add(multiply(low, _einsum(".ji,M.jk->M.ik", low_l, ct_lu, nb)),
+               multiply(up, _einsum("M.ij,.kj->M.ik", ct_lu, up_u, nb)))
+    z = solve_lead(_swap_last(low_l), ct_x, 1)
+    w = _swap_last(solve_lead(up_u, _swap_last(z), 1))
+    return [_einsum(".ji,M.jk->M.ik", p, w, nb)]
+
+
+# scipy.linalg.lu_factor of square matrices (..., n, n), packed [lu; piv] (..., n + 1, n).
+lu = _matrix_unary(
+    "lu", _lu_impl, _lu_jvp, _lu_vjp,
+    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))

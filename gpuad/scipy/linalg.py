@@ -10,8 +10,9 @@ import numpy as onp
 from .. import backends
 from .. import numpy as gnp
 from ..core import Tracer
+from ..ops import linalg as L
 
-__all__ = ["solve_triangular", "cho_factor", "cho_solve", "expm", "block_diag"]
+__all__ = ["solve_triangular", "cho_factor", "cho_solve", "lu_factor", "lu_solve", "expm", "block_diag"]
 
 _TRANS = {0: False, "N": False, 1: True, "T": True, 2: True, "C": True}  # real input: C is T
 
@@ -62,6 +63,49 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
     c, lower = c_and_lower
     low = c if lower else gnp.swapaxes(gnp.asarray(c), -1, -2)
     return solve_triangular(low, solve_triangular(low, b, lower=True), lower=True, trans=1)
+
+
+def lu_factor(a, overwrite_a=False, check_finite=True):
+    """(lu, piv): the LU factorisation with partial pivoting of a square matrix or stack, as
+    scipy.linalg.lu_factor (computed by it on NumPy, by cupyx's on CuPy): L (unit lower, below
+    the diagonal) and U share lu; row i was swapped with row piv[i]. lu is differentiable
+    (dL = L tril(X, -1), dU = triu(X) U with X = L^-1 P dA U^-1); piv carries no derivative.
+
+    >>> import gpuad.numpy as gnp, gpuad.scipy.linalg as gsl
+    >>> lu, piv = gsl.lu_factor(gnp.array([[1.0, 2.0], [3.0, 4.0]]))
+    >>> print(lu.round(6), piv)
+    [[3.       4.      ]
+     [0.333333 0.666667]] [1 1]
+    """
+    a = gnp.asarray(a)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"lu_factor: expected a square matrix or a stack of them, got shape {a.shape}")
+    if a.dtype.kind not in "fc":
+        a = a.astype(gnp.float64)
+    n = a.shape[-1]
+    packed = L.lu(a)
+    return packed[..., :n, :], packed[..., n, :].astype(gnp.int32)
+
+
+def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
+    """x with a @ x = b (trans 0) or a.T @ x = b (1 or 2), from lu_factor(a) = (lu, piv):
+    a permutation and two triangular solves, differentiable in lu and b.
+
+    >>> import gpuad.numpy as gnp, gpuad.scipy.linalg as gsl
+    >>> a = gnp.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> print(gsl.lu_solve(gsl.lu_factor(a), gnp.array([5.0, 11.0])))
+    [1. 2.]
+    """
+    if trans not in _TRANS:
+        raise ValueError(f"lu_solve: trans must be 0, 1, 2, 'N', 'T' or 'C', got {trans!r}")
+    lu, piv = lu_and_piv
+    lu = gnp.asarray(lu)
+    p = L.lu_permutation(gnp.asarray(piv)).astype(lu.dtype)  # p @ a = l @ u
+    if _TRANS[trans]:  # a^T = u^T l^T p: x = p^T l^-T u^-T b
+        y = solve_triangular(lu, solve_triangular(lu, b, trans=1), lower=True, unit_diagonal=True, trans=1)
+        return gnp.swapaxes(p, -1, -2) @ y
+    y = solve_triangular(lu, p @ gnp.asarray(b), lower=True, unit_diagonal=True)
+    return solve_triangular(lu, y)
 
 
 # Higham's [13/13] Pade approximant of exp ("The scaling and squaring method for the matrix
