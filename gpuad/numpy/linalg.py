@@ -233,12 +233,6 @@ def qr(a, mode="reduced"):
 
 
 # ---------------------------------------------------------------- composed from svd
-def _inverse_above(s, cutoff):
-    """1 / s where s > cutoff, else 0 (the singular values a pseudo-inverse keeps)."""
-    keep = EW["greater"](s, cutoff)
-    return where(keep, EW["divide"](1.0, where(keep, s, 1.0)), 0.0)
-
-
 def pinv(a, rcond=None, hermitian=False, *, rtol=None):
     """The Moore-Penrose pseudo-inverse V diag(1/s) U^T of a matrix or stack, dropping singular
     values at or below rcond (or rtol, numpy 2's name; default 1e-15, numpy's) times the largest.
@@ -251,11 +245,18 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=None):
     """
     if rcond is not None and rtol is not None:
         raise ValueError("pinv: rtol and rcond can't be both set")
-    u, s, vh = svd(a, full_matrices=False)
     tol = (1e-15 if rcond is None and rtol is None else rcond if rcond is not None else rtol)
-    cutoff = EW["multiply"](tol, R.max(s, axis=-1, keepdims=True))
-    scaled = EW["multiply"](expand_dims(_inverse_above(s, cutoff), -1), swapaxes(u, -1, -2))
-    return matmul(swapaxes(vh, -1, -2), scaled)
+    return _pinv_of(svd(a, full_matrices=False), tol)[0]
+
+
+def _pinv_of(usv, tol):
+    """(the pseudo-inverse V diag(1/s) U^T, the kept singular values' mask) from a reduced SVD,
+    keeping the singular values above tol times the largest."""
+    u, s, vh = usv
+    keep = EW["greater"](s, EW["multiply"](tol, R.max(s, axis=-1, keepdims=True)))
+    inverse = where(keep, EW["divide"](1.0, where(keep, s, 1.0)), 0.0)
+    scaled = EW["multiply"](expand_dims(inverse, -1), swapaxes(u, -1, -2))
+    return matmul(swapaxes(vh, -1, -2), scaled), keep
 
 
 def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
@@ -280,7 +281,8 @@ def lstsq(a, b, rcond=None):
     """The least-squares solution of a @ x = b, as numpy.linalg.lstsq: (x, residuals, rank, s).
     x = pinv(a) @ b, with singular values at or below rcond times the largest dropped (default:
     max(m, n) times eps, numpy's); residuals are the squared 2-norms of b - a @ x per column when
-    rank == n < m, else empty. rank is concrete: under gpuad.jit, use pinv(a) @ b.
+    rank == n < m, else empty. The shapes depend on the rank, a Python int read from the value: under
+    gpuad.jit or vmap, use pinv(a) @ b.
 
     >>> import gpuad.numpy as gnp
     >>> x, res, rank, s = gnp.linalg.lstsq(gnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), gnp.array([1.0, 1.0, 3.0]))
@@ -291,15 +293,15 @@ def lstsq(a, b, rcond=None):
     if len(shape(a)) != 2 or len(shape(b)) not in (1, 2) or shape(b)[0] != shape(a)[0]:
         raise ValueError(f"lstsq: a must be (m, n) and b (m,) or (m, k); got {shape(a)} and {shape(b)}")
     m, n = shape(a)
-    tol = onp.finfo(a.dtype).eps * max(m, n) if rcond is None else rcond
-    x = matmul(pinv(a, tol), b)
-    s = svd(a, compute_uv=False)
-    rank = int(matrix_rank(a, tol=EW["multiply"](tol, R.max(s))))
+    usv = svd(a, full_matrices=False)
+    ainv, keep = _pinv_of(usv, onp.finfo(a.dtype).eps * max(m, n) if rcond is None else rcond)
+    x = matmul(ainv, b)
+    rank = int(R.sum(astype(keep, dtype=onp.dtype(onp.int64))))
     if rank == n and m > n:
         residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
     else:
         residuals = asarray(onp.zeros((0,), dtype=a.dtype))
-    return x, residuals, rank, s
+    return x, residuals, rank, usv.S
 
 
 def cond(x, p=None):
