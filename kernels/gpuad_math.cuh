@@ -22,48 +22,59 @@ template <typename T> __device__ __forceinline__ T gpuad_remainder(T a, T b) {
     return (r != T(0) && ((r < T(0)) != (b < T(0)))) ? r + b : r;
 }
 
-// scipy.special.erfinv. Giles' single-precision approximation ("Approximating the erfinv
-// function", GPU Computing Gems, 2011), then Halley steps, which bring it to
-// the precision of T. Written here rather than with CUDA's erfinv so that the host build of the
-// same kernels (the CPU's <cmath> has none) computes the same thing.
-template <typename T> __device__ __forceinline__ T gpuad_erfinv(T y) {
-    if (!(fabs(y) < T(1))) {
-        return fabs(y) == T(1) ? y / T(0) : (y - y) / T(0);  // +-inf at +-1; NaN outside [-1, 1]
-    }
-    T w = -log((T(1) - y) * (T(1) + y)), p;
+// x >= 0 with erf(x) = y and erfc(x) = q, given both (q = 1 - y, exact): the shared core of
+// erfinv and erfcinv. A start from Giles' single-precision approximation ("Approximating the
+// erfinv function", GPU Computing Gems, 2011) or, far in the tail, from erfc's asymptotic form;
+// then Newton's or Halley's steps, which bring it to the precision of T.
+// Written here rather than with CUDA's erfinv so that the host build of the same kernels (the
+// CPU's <cmath> has none) computes the same thing.
+template <typename T> __device__ __forceinline__ T gpuad_inverse_erf(T y, T q) {
+    T w = -log(q * (T(2) - q)), x;  // -log(1 - y^2)
     if (w < T(5)) {
         w = w - T(2.5);
-        p = T(2.81022636e-08);
+        T p = T(2.81022636e-08);
         p = T(3.43273939e-07) + p * w;   p = T(-3.5233877e-06) + p * w;
         p = T(-4.39150654e-06) + p * w;  p = T(0.00021858087) + p * w;
         p = T(-0.00125372503) + p * w;   p = T(-0.00417768164) + p * w;
         p = T(0.246640727) + p * w;      p = T(1.50140941) + p * w;
-    } else {
-        w = sqrt(w) - T(3);
-        p = T(-0.000200214257);
-        p = T(0.000100950558) + p * w;   p = T(0.00134934322) + p * w;
-        p = T(-0.00367342844) + p * w;   p = T(0.00573950773) + p * w;
-        p = T(-0.0076224613) + p * w;    p = T(0.00943887047) + p * w;
-        p = T(1.00167406) + p * w;       p = T(2.83297682) + p * w;
+        x = p * y;
+    } else {  // q < 0.0034: erfc(x) ~ exp(-x^2) / (x sqrt(pi)), inverted to leading order
+        const T l = -log(q);
+        x = sqrt(l - T(0.5) * log(l) - T(0.5723649429247001));
     }
-    // Solve erf(x) = |y| for x > 0. In the tail (|y| > 1/2) by Newton's steps on
-    // log erfc(x) = log(1 - |y|), exact there and nearly quadratic in x (erf(x) near 1 holds too
-    // few digits of the difference, and Halley's steps on it crawl); else by Halley's steps on
-    // erf(x) - |y|, whose f'' = -2 x f' makes the step f / (f' + x f).
-    const T ay = fabs(y), c = T(1.1283791670955126);  // 2 / sqrt(pi)
-    T x = p * ay;
+    // In the tail (y > 1/2) Newton's steps on log erfc(x) = log q, exact there and nearly
+    // quadratic in x (erf(x) near 1 holds too few digits of the difference, and Halley's steps on
+    // it crawl); else Halley's steps on erf(x) - y, whose f'' = -2 x f' makes the step f / (f' + x f).
+    const T c = T(1.1283791670955126);  // 2 / sqrt(pi)
     for (int i = 0; i < 4; ++i) {
         const T slope = c * exp(-x * x);
-        if (ay > T(0.5)) {
+        if (y > T(0.5)) {
             const T e = erfc(x);
-            x = x + log(e / (T(1) - ay)) * e / slope;
+            x = x + log(e / q) * e / slope;
         } else {
-            const T f = erf(x) - ay;
+            const T f = erf(x) - y;
             x = x - f / (slope + x * f);
         }
     }
-    x = y < T(0) ? -x : x;
     return x;
+}
+
+// scipy.special.erfinv: +-inf at +-1, NaN outside [-1, 1].
+template <typename T> __device__ __forceinline__ T gpuad_erfinv(T y) {
+    if (!(fabs(y) < T(1))) {
+        return fabs(y) == T(1) ? y / T(0) : (y - y) / T(0);
+    }
+    const T x = gpuad_inverse_erf(fabs(y), T(1) - fabs(y));
+    return y < T(0) ? -x : x;
+}
+
+// scipy.special.erfcinv, accurate for q near 0 (where erfinv(1 - q) would lose q's digits):
+// inf at 0, -inf at 2, NaN outside [0, 2]; erfcinv(q) = -erfcinv(2 - q), 2 - q exact for q >= 1.
+template <typename T> __device__ __forceinline__ T gpuad_erfcinv(T q) {
+    if (!(q > T(0) && q < T(2))) {
+        return q == T(0) ? T(1) / T(0) : (q == T(2) ? T(-1) / T(0) : (q - q) / T(0));
+    }
+    return q <= T(1) ? gpuad_inverse_erf(T(1) - q, q) : -gpuad_inverse_erf(q - T(1), T(2) - q);
 }
 
 // scipy.special.digamma: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10, then the

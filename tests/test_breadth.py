@@ -448,6 +448,15 @@ def test_log_ndtr_is_finite_and_matches_scipy_far_in_the_tails():
     np.testing.assert_allclose(g, np.exp(-x * x / 2 - scipy.special.log_ndtr(x)) / np.sqrt(2 * np.pi), rtol=1e-9)
 
 
+def test_ndtri_is_accurate_in_the_tails():
+    p = np.array([1e-300, 1e-30, 1e-9, 0.5, 1 - 1e-9])
+    x = scipy.special.ndtri(p)
+    assert_close(gsp.ndtri(gnp.asarray(p)), x, rtol=1e-13)
+    # d ndtri / dp = 1 / pdf(ndtri(p)) = sqrt(2 pi) exp(x^2 / 2)
+    g = gpuad.vmap(gpuad.grad(gsp.ndtri))(gnp.asarray(p[1:]))
+    np.testing.assert_allclose(to_np(g), np.sqrt(2 * np.pi) * np.exp(x[1:] ** 2 / 2), rtol=1e-12)
+
+
 def test_float32_special_functions_stay_float32():
     x = np.linspace(0.5, 2.0, 4, dtype=np.float32)
     for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v)):

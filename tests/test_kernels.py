@@ -210,6 +210,7 @@ def test_kernel_computes_what_the_numpy_path_computes(host_kernels, row, mode, v
 SPECIAL_POINTS = {
     "digamma": [-3.7, -1.5, -0.2, 1e-3, 0.4, 1.0, 2.5, 9.9, 10.1, 37.0, 1e4],
     "erfinv": [-1 + 1e-12, -0.999, -0.6, -1e-9, 0.0, 0.3, 0.9, 0.99999, 1 - 1e-15],
+    "erfcinv": [1e-300, 1e-100, 1e-20, 1e-8, 0.003, 0.3, 0.5, 1.0, 1.2, 1.9, 1.9999],
     "gammaln": [-2.5, -0.5, 0.1, 1.0, 3.3, 171.5],
     "polygamma": [-2.5, -0.5, 0.2, 1.0, 4.2, 14.9, 15.1, 60.0],
 }

@@ -71,7 +71,7 @@ def _shape_id(shapes):
 
 
 # The special-function rows: gpuad.scipy.special's, with scipy.special as the reference.
-SPECIAL = {"erf": W, "erfc": W, "erfinv": UNIT, "gammaln": POS, "digamma": POS}
+SPECIAL = {"erf": W, "erfc": W, "erfinv": UNIT, "erfcinv": (0.2, 1.8), "gammaln": POS, "digamma": POS}
 
 SPECS = [Spec(n, lambda m, x, n=n: getattr(m, n)(x), ((2, 3),), d) for n, d in UNARY.items()]
 SPECS += [Spec(n, lambda m, x, n=n: getattr(gsp, n)(x), ((2, 3),), d, ref=getattr(scipy.special, n))

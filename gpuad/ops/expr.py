@@ -18,7 +18,7 @@ CUDA_NAMES = {
     "floor": "floor", "ceil": "ceil", "round": "rint", "power": "pow", "arctan2": "atan2",
     "hypot": "hypot", "sign": "gpuad_sign", "maximum": "gpuad_maximum", "minimum": "gpuad_minimum",
     "remainder": "gpuad_remainder", "erf": "erf", "erfc": "erfc", "gammaln": "lgamma",
-    "erfinv": "gpuad_erfinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
+    "erfinv": "gpuad_erfinv", "erfcinv": "gpuad_erfcinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
 }
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}

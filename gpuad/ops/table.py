@@ -79,6 +79,7 @@ SPECIAL = [
     Row("erf", "erf(x)", "1.1283791670955126 * exp(-x * x)"),      # 2 / sqrt(pi) exp(-x^2)
     Row("erfc", "erfc(x)", "-1.1283791670955126 * exp(-x * x)"),
     Row("erfinv", "erfinv(x)", "0.886226925452758 * exp(y * y)"),   # sqrt(pi) / 2 exp(y^2)
+    Row("erfcinv", "erfcinv(x)", "-0.886226925452758 * exp(y * y)"),
     Row("gammaln", "gammaln(x)", "digamma(x)"),
     Row("digamma", "digamma(x)", "polygamma(1, x)"),
     Row("polygamma", "polygamma(a, b)", "0", "polygamma(a + 1, b)"),

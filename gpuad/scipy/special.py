@@ -1,6 +1,6 @@
 """gpuad.scipy.special: scipy.special's names and semantics, differentiable in every mode.
 
-erf, erfc, erfinv, gammaln, digamma and polygamma are rows of the elementwise table
+erf, erfc, erfinv, erfcinv, gammaln, digamma and polygamma are rows of the elementwise table
 (gpuad/ops/table.py: fused CUDA kernels, every derivative order, vmap); the rest is composed
 from them and from gpuad.numpy, numerically stable. On the NumPy backend the rows evaluate with
 scipy.special (an ImportError names it where SciPy is not installed), on CuPy with
@@ -12,10 +12,11 @@ from .. import numpy as gnp
 from ..ops.elementwise import PRIMS
 
 __all__ = ["expit", "logit", "log_softmax", "softmax", "logsumexp", "xlogy", "xlog1py", "entr",
-           "erf", "erfc", "erfinv", "gammaln", "digamma", "psi", "polygamma", "gamma", "betaln", "beta",
+           "erf", "erfc", "erfinv", "erfcinv", "gammaln", "digamma", "psi", "polygamma", "gamma", "betaln", "beta",
            "ndtr", "log_ndtr", "ndtri"]
 
-erf, erfc, erfinv, gammaln, digamma = (PRIMS[n] for n in ("erf", "erfc", "erfinv", "gammaln", "digamma"))
+erf, erfc, erfinv, erfcinv, gammaln, digamma = (PRIMS[n] for n in ("erf", "erfc", "erfinv", "erfcinv", "gammaln",
+                                                                    "digamma"))
 psi = digamma
 _SQRT2 = 1.4142135623730951
 
@@ -109,14 +110,13 @@ def log_ndtr(x):
 
 
 def ndtri(p):
-    """scipy.special.ndtri, the inverse of ndtr: sqrt(2) erfinv(2p - 1). Computed through 2p - 1,
-    it loses relative precision for p below about 1e-8 (scipy's own algorithm does not).
+    """scipy.special.ndtri, the inverse of ndtr: -sqrt(2) erfcinv(2p), accurate for small p too.
 
-    >>> import gpuad.scipy.special as gsp
-    >>> print(gsp.ndtri(0.975).round(10))
-    1.9599639845
+    >>> import gpuad.scipy.special as gsp, gpuad.numpy as gnp
+    >>> print(gsp.ndtri(gnp.array([0.975, 1e-20])).round(6))
+    [ 1.959964 -9.26234 ]
     """
-    return _SQRT2 * erfinv(2.0 * gnp.asarray(p) - 1.0)
+    return -_SQRT2 * erfcinv(2.0 * gnp.asarray(p))
 
 
 def expit(x):
