@@ -95,6 +95,9 @@ CASES = {
     "norm_matrix_inf": (lambda x: la.norm(x, np.inf), normal(3, 3)),
     "norm_matrix_axes": (lambda x: la.norm(x, -1, axis=(2, 0)), normal(3, 2, 3)),
     "norm_matrix_2": (lambda x: la.norm(x, 2), normal(3, 2)),
+    "vector_norm_axes": (lambda x: la.vector_norm(x, axis=(0, 2), ord=3), normal(2, 2, 3)),
+    "matrix_norm_nuc": (lambda x: la.matrix_norm(x, ord="nuc"), normal(2, 3, 2)),
+    "svdvals": (la.svdvals, normal(2, 4)),
     "norm_matrix_minus_2": (lambda x: la.norm(x, -2), normal(3, 3)),
     "norm_nuc_axes_keepdims": (lambda x: la.norm(x, "nuc", axis=(0, 2), keepdims=True), normal(2, 2, 3)),
     "eigh_values": (lambda a: la.eigh(a).eigenvalues, sym(3, 3)),
@@ -385,6 +388,24 @@ def test_singular_value_norms_match_numpy(ord_):
     for axes, keep in [((1, 2), False), ((2, 0), True)]:
         close(la.norm(x, ord_, axis=axes, keepdims=keep), np.linalg.norm(x, ord_, axis=axes, keepdims=keep),
               rtol=1e-12)
+
+
+@pytest.mark.parametrize("ord_", [2, 1, np.inf, 0.5])
+@pytest.mark.parametrize("axis", [None, 1, (0, 2), (-1, 0)])
+def test_vector_norm_matches_numpy(ord_, axis):
+    x = normal(2, 3, 4)
+    for keep in (False, True):
+        close(la.vector_norm(x, axis=axis, keepdims=keep, ord=ord_),
+              np.linalg.vector_norm(x, axis=axis, keepdims=keep, ord=ord_), rtol=1e-12)
+
+
+@pytest.mark.parametrize("ord_", ["fro", "nuc", 2, -2, 1, np.inf])
+def test_matrix_norm_and_svdvals_match_numpy(ord_):
+    x = normal(2, 3, 4)
+    for keep in (False, True):
+        close(la.matrix_norm(x, keepdims=keep, ord=ord_), np.linalg.matrix_norm(x, keepdims=keep, ord=ord_),
+              rtol=1e-12)
+    close(la.svdvals(x), np.linalg.svdvals(x), rtol=1e-12)
 
 
 def test_eigenvalue_derivatives_are_finite_at_repeated_eigenvalues():

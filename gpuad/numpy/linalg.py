@@ -1,9 +1,9 @@
 """gpuad.numpy.linalg: numpy.linalg's names and semantics, differentiable in every mode.
 
 solve, cholesky, log|det|, eigh, svd and qr are primitives (gpuad/ops/linalg.py); inv, det,
-slogdet, norm, eigvalsh, pinv, lstsq, matrix_power, multi_dot, cond and matrix_rank are
-composed from them and from gpuad.numpy, so their derivatives come for free. Integer input is
-computed in float64, as numpy.linalg does.
+slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, pinv, lstsq, matrix_power,
+multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
+derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
 are distinct, as in JAX; at repeated ones their derivative is not defined, and the rules take
@@ -404,6 +404,44 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if len(axes) == 1:
         return _vector_norm(x, ord, axes[0], keepdims)
     return _matrix_norm(x, ord, axes, keepdims)
+
+
+def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    """The vector norm over axis (numpy.linalg.vector_norm): several axes, or all of them for
+    axis=None, count as one flattened vector; ord as in norm's vector norms.
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.vector_norm(gnp.array([[3.0, 0.0], [0.0, 4.0]])))
+    5.0
+    """
+    x = _float(x)
+    nd = len(shape(x))
+    axes = tuple(range(nd)) if axis is None else tuple(a % nd for a in (axis if isinstance(axis, tuple)
+                                                                        else (axis,)))
+    moved = moveaxis(x, axes, tuple(range(nd - len(axes), nd)))
+    flat = reshape(moved, shape(moved)[:nd - len(axes)] + (-1,))
+    y = _vector_norm(flat, ord, nd - len(axes), False)
+    return expand_dims(y, tuple(sorted(axes))) if keepdims else y
+
+
+def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+    """The matrix norm of the last two axes (numpy.linalg.matrix_norm); ord as in norm's matrix norms.
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.matrix_norm(gnp.array([[3.0, 0.0], [0.0, 4.0]]), ord=2))
+    4.0
+    """
+    return norm(_matrix(x, "matrix_norm"), ord, axis=(-2, -1), keepdims=keepdims)
+
+
+def svdvals(x, /):
+    """The singular values, descending, of a matrix or stack (numpy.linalg.svdvals).
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.svdvals(gnp.array([[3.0, 0.0], [0.0, -4.0]])))
+    [4. 3.]
+    """
+    return svd(x, compute_uv=False)
 
 
 def _norm_axes(axis, nd):
