@@ -236,7 +236,7 @@ def qr(a, mode="reduced"):
 def pinv(a, rcond=None, hermitian=False, *, rtol=None):
     """The Moore-Penrose pseudo-inverse V diag(1/s) U^T of a matrix or stack, dropping singular
     values at or below rcond (or rtol, numpy 2's name; default 1e-15, numpy's) times the largest.
-    Differentiable where the rank does not change.
+    Differentiable where the rank does not change. `hermitian` changes nothing here (the SVD serves).
 
     >>> import gpuad.numpy as gnp
     >>> print(gnp.linalg.pinv(gnp.array([[2.0, 0.0], [0.0, 0.0]])))
@@ -261,7 +261,8 @@ def _pinv_of(usv, tol):
 
 def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
     """The number of singular values above tol (default: the largest times max(m, n) times the
-    dtype's eps, as numpy), per matrix of a stack; an integer, without derivative.
+    dtype's eps, as numpy), per matrix of a stack; an integer, without derivative. `hermitian`
+    changes nothing here.
 
     >>> import gpuad.numpy as gnp
     >>> print(gnp.linalg.matrix_rank(gnp.array([[1.0, 2.0], [2.0, 4.0]])))
