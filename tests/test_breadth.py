@@ -193,6 +193,17 @@ S("xlogy_zero_both", lambda m, x, y: SP[m].xlogy(x * ZEROS, y * ZEROS), (2, 3), 
 S("xlog1py", lambda m, x, y: SP[m].xlog1py(x, y), (2, 3), (2, 3), domain=[W, (-0.9, 2.0)])
 S("xlog1py_zeros", lambda m, x, y: SP[m].xlog1py(x * ZEROS, y * ZEROS - 1.0), (2, 3), (2, 3), domain=[W, POS])
 S("entr", lambda m, x: SP[m].entr(x), (2, 3), domain=POS)
+S("gamma", lambda m, x: SP[m].gamma(x), (2, 3), domain=(0.3, 4.0))
+S("gamma_negative", lambda m, x: SP[m].gamma(x), (4,), xs=([-0.5, -1.3, -2.7, -3.2],))
+S("betaln", lambda m, a, b: SP[m].betaln(a, b), (2, 3), (3,), domain=POS)
+S("beta", lambda m, a, b: SP[m].beta(a, b), (2, 3), (2, 3), domain=POS)
+S("beta_negative", lambda m, a, b: SP[m].beta(a, b), (3,), (3,), xs=([-0.5, -1.5, 2.5], [1.2, 0.7, -0.3]))
+S("polygamma_orders", lambda m, x: SP[m].polygamma(np.arange(4.0), x), (4,), domain=POS)
+S("psi", lambda m, x: SP[m].psi(x), (2, 3), domain=POS)
+S("ndtr", lambda m, x: SP[m].ndtr(x), (2, 3), domain=(-4.0, 4.0))
+S("ndtri", lambda m, p: SP[m].ndtri(p), (2, 3), domain=UNIT, tol=1e-4)
+S("log_ndtr", lambda m, x: SP[m].log_ndtr(x), (2, 3), domain=(-4.0, 4.0))
+S("log_ndtr_tails", lambda m, x: SP[m].log_ndtr(x), (6,), xs=([-40.0, -20.5, -19.5, 5.5, 6.5, 12.0],))
 
 assert len({s.name for s in SPECS}) == len(SPECS), "spec names must be unique"
 ids = pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
@@ -413,5 +424,41 @@ def test_xlogy_at_zero_has_finite_derivatives():
 
 
 def test_missing_scipy_special_name_says_so():
-    with pytest.raises(AttributeError, match="gpuad.scipy.special has no 'erf'.*logsumexp.*primitives"):
-        gsp.erf  # noqa: B018
+    with pytest.raises(AttributeError, match="gpuad.scipy.special has no 'zeta'.*logsumexp"):
+        gsp.zeta  # noqa: B018
+
+
+def test_special_functions_without_scipy_raise_an_import_error_naming_it(monkeypatch):
+    import importlib
+
+    from gpuad import backends
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name: (_ for _ in ()).throw(ImportError(name)) if "scipy" in name else real(name))
+    erf = backends.scipy_functions(np, "special", ["erf"])["erf"]
+    with pytest.raises(ImportError, match="scipy.special.*pip install scipy"):
+        erf(np.ones(2))
+
+
+def test_log_ndtr_is_finite_and_matches_scipy_far_in_the_tails():
+    x = np.array([-1e3, -60.0, -20.0, 6.0, 40.0])
+    assert_close(gsp.log_ndtr(gnp.asarray(x)), scipy.special.log_ndtr(x), rtol=1e-13)
+    g = to_np(gpuad.vmap(gpuad.grad(gsp.log_ndtr))(gnp.asarray(x)))
+    # d log ndtr / dx = pdf / cdf: -x for x -> -inf, pdf(x) for x -> +inf
+    np.testing.assert_allclose(g, np.exp(-x * x / 2 - scipy.special.log_ndtr(x)) / np.sqrt(2 * np.pi), rtol=1e-9)
+
+
+def test_ndtri_is_accurate_in_the_tails():
+    p = np.array([1e-300, 1e-30, 1e-9, 0.5, 1 - 1e-9])
+    x = scipy.special.ndtri(p)
+    assert_close(gsp.ndtri(gnp.asarray(p)), x, rtol=1e-13)
+    # d ndtri / dp = 1 / pdf(ndtri(p)) = sqrt(2 pi) exp(x^2 / 2)
+    g = gpuad.vmap(gpuad.grad(gsp.ndtri))(gnp.asarray(p[1:]))
+    np.testing.assert_allclose(to_np(g), np.sqrt(2 * np.pi) * np.exp(x[1:] ** 2 / 2), rtol=1e-12)
+
+
+def test_float32_special_functions_stay_float32():
+    x = np.linspace(0.5, 2.0, 4, dtype=np.float32)
+    for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v)):
+        assert to_np(f(gnp.asarray(x))).dtype == np.float32
+        assert to_np(gpuad.hessian(lambda v, f=f: gnp.sum(f(v)))(gnp.asarray(x))).dtype == np.float32

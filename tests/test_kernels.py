@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNELS = every_kernel()
 IDS = [kernel_name(*k) for k in KERNELS]
 SHAPE, K = (3, 4), 3
-DOMAINS = {"arccosh": (1.2, 2.0)}  # every other row is smooth on (0.2, 0.9)
+# every other row is smooth on (0.2, 0.9); polygamma's order must be an integer (both arguments
+# draw from one domain: this is polygamma(1, 1); test_special_function_kernels_... covers the rest)
+DOMAINS = {"arccosh": (1.2, 2.0), "polygamma": (1.0, 1.0)}
 F32, F64 = DTYPES
 # The generic rule of each mode on NumPy arrays: the reference every fused kernel must match.
 GENERIC = {"jvp": lambda row, *params: array_jvp(row, *params, np),
@@ -201,6 +203,34 @@ def test_kernel_computes_what_the_numpy_path_computes(host_kernels, row, mode, v
             assert (got is None) == (want is None)
             if got is not None:
                 assert_kernel_close(got, want, dtype)
+
+
+# The special functions' device helpers (kernels/gpuad_math.cuh) over their whole range: poles,
+# negative arguments, tails, and polygamma at the orders a fourth derivative of gammaln reaches.
+SPECIAL_POINTS = {
+    "digamma": [-3.7, -1.5, -0.2, 1e-3, 0.4, 1.0, 2.5, 9.9, 10.1, 37.0, 1e4],
+    "erfinv": [-1 + 1e-12, -0.999, -0.6, -1e-9, 0.0, 0.3, 0.9, 0.99999, 1 - 1e-15],
+    "erfcinv": [1e-300, 1e-100, 1e-20, 1e-8, 0.003, 0.3, 0.5, 1.0, 1.2, 1.9, 1.9999],
+    "gammaln": [-2.5, -0.5, 0.1, 1.0, 3.3, 171.5],
+    "polygamma": [-2.5, -0.5, 0.2, 1.0, 4.2, 14.9, 15.1, 60.0],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPECIAL_POINTS))
+def test_special_function_kernels_match_scipy_over_their_range(host_kernels, name):
+    scipy_special = pytest.importorskip("scipy.special")
+    x = np.array(SPECIAL_POINTS[name])
+    for n in (0, 1, 2, 3, 4) if name == "polygamma" else (None,):
+        args = [x] if n is None else [np.full_like(x, n), x]
+        expected = getattr(scipy_special, name)(*args)
+        slope = scipy_special.polygamma(n + 1, x) if n is not None else None
+        call = jvp_launch(ROWS[name], args, [None] * (len(args) - 1) + [np.ones((1,) + x.shape)], np)
+        y, dy = _run_on_host(host_kernels, call)
+        np.testing.assert_allclose(y, expected, rtol=1e-12, err_msg=f"{name} order {n}")
+        if slope is not None:
+            np.testing.assert_allclose(dy[0], slope, rtol=1e-12, err_msg=f"d {name} order {n}")
+    assert np.isnan(_run_on_host(host_kernels, jvp_launch(ROWS["polygamma"], [np.array([0.5]), np.array([1.0])],
+                                                          [None, np.ones((1, 1))], np))[0]).all()
 
 
 def test_vjp_kernel_gives_broadcast_arguments_full_shaped_cotangents(host_kernels):

@@ -3,9 +3,11 @@ differences (first and second order), against each other (jacfwd == jacrev), aga
 forms, under vmap, with many directions at once, and on stacks of matrices."""
 import numpy as np
 import pytest
+import scipy.linalg
 
 import gpuad
 import gpuad.numpy as gnp
+import gpuad.scipy.linalg as gsl
 from gpuad import backends, core
 
 la = gnp.linalg
@@ -31,6 +33,12 @@ def spd(*shape, seed=0):
 
 def normal(*shape, seed=1):
     return _rng(seed).standard_normal(shape)
+
+
+def sym(*shape, seed=0):
+    """Symmetric matrices with well-separated eigenvalues: M + M^T plus a spread diagonal."""
+    m = _rng(seed).standard_normal(shape)
+    return m + np.swapaxes(m, -1, -2) + np.diag(np.arange(shape[-1]) * 3.0)
 
 
 def to_np(x):
@@ -86,6 +94,49 @@ CASES = {
     "norm_matrix_1": (lambda x: la.norm(x, 1), normal(3, 3)),
     "norm_matrix_inf": (lambda x: la.norm(x, np.inf), normal(3, 3)),
     "norm_matrix_axes": (lambda x: la.norm(x, -1, axis=(2, 0)), normal(3, 2, 3)),
+    "norm_matrix_2": (lambda x: la.norm(x, 2), normal(3, 2)),
+    "vector_norm_axes": (lambda x: la.vector_norm(x, axis=(0, 2), ord=3), normal(2, 2, 3)),
+    "matrix_norm_nuc": (lambda x: la.matrix_norm(x, ord="nuc"), normal(2, 3, 2)),
+    "svdvals": (la.svdvals, normal(2, 4)),
+    "norm_matrix_minus_2": (lambda x: la.norm(x, -2), normal(3, 3)),
+    "norm_nuc_axes_keepdims": (lambda x: la.norm(x, "nuc", axis=(0, 2), keepdims=True), normal(2, 2, 3)),
+    "eigh_values": (lambda a: la.eigh(a).eigenvalues, sym(3, 3)),
+    "eigh_vectors": (lambda a: la.eigh(a).eigenvectors, sym(3, 3)),
+    "eigh_stack": (lambda a: la.eigh(a)[1], sym(2, 3, 3, seed=3)),
+    "eigvalsh": (la.eigvalsh, sym(4, 4, seed=4)),
+    "svd_values": (lambda a: la.svd(a, compute_uv=False), normal(3, 3)),
+    "svd_u_tall": (lambda a: la.svd(a, full_matrices=False).U, normal(4, 2)),
+    "svd_vh_tall": (lambda a: la.svd(a, full_matrices=False).Vh, normal(4, 2)),
+    "svd_u_wide": (lambda a: la.svd(a, full_matrices=False)[0], normal(2, 4)),
+    "svd_vh_wide": (lambda a: la.svd(a, full_matrices=False)[2], normal(2, 4)),
+    "svd_stack": (lambda a: la.svd(a)[0], normal(2, 3, 3, seed=5)),
+    "qr_q": (lambda a: la.qr(a).Q, well(3, 3)),
+    "qr_r": (lambda a: la.qr(a).R, well(3, 3)),
+    "qr_tall_q": (lambda a: la.qr(a)[0], normal(4, 2)),
+    "qr_tall_r_stack": (lambda a: la.qr(a, mode="r"), normal(2, 4, 3, seed=6)),
+    "pinv_tall": (la.pinv, normal(4, 2)),
+    "pinv_wide_stack": (la.pinv, normal(2, 2, 3, seed=7)),
+    "lstsq": (lambda a: la.lstsq(a, normal(4, 2, seed=8))[0], normal(4, 3)),
+    "lstsq_residuals": (lambda b: la.lstsq(normal(4, 2), b)[1], normal(4)),
+    "matrix_power_5": (lambda a: la.matrix_power(a, 5), well(3, 3) / 3),
+    "matrix_power_minus_2": (lambda a: la.matrix_power(a, -2), well(2, 3, 3)),
+    "multi_dot": (lambda a: la.multi_dot([normal(3), a, a.T, normal(3, 2)]), normal(3, 2)),
+    "cond": (la.cond, well(3, 3)),
+    "cond_minus_2": (lambda a: la.cond(a, -2), normal(3, 2)),
+    "cond_fro": (lambda a: la.cond(a, "fro"), well(2, 3, 3)),
+    "solve_triangular_lower": (lambda a: gsl.solve_triangular(a, B32, lower=True), A3),
+    "solve_triangular_trans_unit": (lambda a: gsl.solve_triangular(a, BVEC, trans="T", unit_diagonal=True), A3),
+    "solve_triangular_wrt_b": (lambda b: gsl.solve_triangular(A3, b), BSTACK),
+    "cho_solve": (lambda a: gsl.cho_solve(gsl.cho_factor(a), B32), spd(3, 3)),
+    "cho_solve_lower_wrt_b": (lambda b: gsl.cho_solve(gsl.cho_factor(spd(3, 3), lower=True), b), BVEC),
+    "lu_factor": (lambda a: gsl.lu_factor(a)[0], normal(3, 3)),
+    "lu_factor_stack": (lambda a: gsl.lu_factor(a)[0], normal(2, 3, 3, seed=11)),
+    "lu_solve": (lambda a: gsl.lu_solve(gsl.lu_factor(a), B32), well(3, 3)),
+    "lu_solve_trans_wrt_b": (lambda b: gsl.lu_solve(gsl.lu_factor(normal(3, 3)), b, trans=1), BVEC),
+    "expm": (gsl.expm, normal(3, 3) / 2),
+    "expm_squared": (gsl.expm, normal(3, 3, seed=9) * 2),
+    "expm_stack": (gsl.expm, normal(2, 2, 2, seed=10)),
+    "block_diag": (lambda a: gsl.block_diag(a, 2 * a[0], 3.0), normal(2, 3)),
 }
 NAMES = sorted(CASES)
 
@@ -293,6 +344,156 @@ def test_vmap_of_jacobians_and_jacobian_of_vmap():
           fd_jacobian(gpuad.grad(lambda b: gnp.sum(solve_each(b) ** 2)), BSTACK, eps=1e-5), rtol=1e-5)
 
 
+# ---------------------------------------------------------------- eigh, svd, qr and what is composed from them
+def test_decompositions_match_numpy():
+    a = sym(2, 4, 4)
+    w, v = la.eigh(a)
+    close(w, np.linalg.eigh(a).eigenvalues, atol=1e-12)
+    close(np.abs(to_np(v)), np.abs(np.linalg.eigh(a).eigenvectors), atol=1e-12)  # up to sign
+    close(la.eigvalsh(a), np.linalg.eigvalsh(a), atol=1e-12)
+    for x in (normal(4, 2), normal(2, 4), normal(3, 3, 3)):
+        u, s, vh = la.svd(x, full_matrices=False)
+        close(s, np.linalg.svd(x, compute_uv=False), atol=1e-12)
+        close(to_np(u) * to_np(s)[..., None, :] @ to_np(vh), x, atol=1e-12)
+        close(la.pinv(x), np.linalg.pinv(x), atol=1e-12)
+        close(la.matrix_rank(x), np.linalg.matrix_rank(x), atol=0)
+    for x in (normal(4, 2), well(2, 3, 3)):
+        q, r = la.qr(x)
+        close(np.abs(to_np(r)), np.abs(np.linalg.qr(x).R), atol=1e-12)
+        close(to_np(q) @ to_np(r), x, atol=1e-12)
+    close(la.matrix_rank(np.outer([1.0, 2.0, 3.0], [1.0, -1.0])), 1, atol=0)
+
+
+def test_composed_functions_match_numpy():
+    a, b = normal(5, 3), normal(5, 2)
+    for got, want in zip(la.lstsq(a, b), np.linalg.lstsq(a, b)):
+        close(got, want, atol=1e-12)
+    x, res, rank, s = la.lstsq(np.outer([1.0, 2.0, 3.0], [1.0, 1.0]), np.ones(3))
+    ref = np.linalg.lstsq(np.outer([1.0, 2.0, 3.0], [1.0, 1.0]), np.ones(3))
+    close(x, ref[0], atol=1e-12)
+    assert to_np(res).shape == (0,) and rank == ref[2] == 1
+    m = well(3, 3) / 3
+    for n in (0, 1, 2, 5, -1, -3):
+        close(la.matrix_power(m, n), np.linalg.matrix_power(m, n), rtol=1e-10, atol=1e-12)
+    arrays = [normal(3), normal(3, 4), normal(4, 2), normal(2)]
+    close(la.multi_dot(arrays), np.linalg.multi_dot(arrays), atol=1e-12)
+    for p in (None, 2, -2, "fro", "nuc", 1, -1, np.inf, -np.inf):
+        close(la.cond(well(2, 3, 3), p), np.linalg.cond(well(2, 3, 3), p), rtol=1e-10)
+
+
+@pytest.mark.parametrize("ord_", [2, -2, "nuc"])
+def test_singular_value_norms_match_numpy(ord_):
+    x = normal(3, 2, 4)
+    close(la.norm(x[0], ord_), np.linalg.norm(x[0], ord_), rtol=1e-12)
+    for axes, keep in [((1, 2), False), ((2, 0), True)]:
+        close(la.norm(x, ord_, axis=axes, keepdims=keep), np.linalg.norm(x, ord_, axis=axes, keepdims=keep),
+              rtol=1e-12)
+
+
+@pytest.mark.parametrize("ord_", [2, 1, np.inf, 0.5])
+@pytest.mark.parametrize("axis", [None, 1, (0, 2), (-1, 0)])
+def test_vector_norm_matches_numpy(ord_, axis):
+    x = normal(2, 3, 4)
+    for keep in (False, True):
+        close(la.vector_norm(x, axis=axis, keepdims=keep, ord=ord_),
+              np.linalg.vector_norm(x, axis=axis, keepdims=keep, ord=ord_), rtol=1e-12)
+
+
+@pytest.mark.parametrize("ord_", ["fro", "nuc", 2, -2, 1, np.inf])
+def test_matrix_norm_and_svdvals_match_numpy(ord_):
+    x = normal(2, 3, 4)
+    for keep in (False, True):
+        close(la.matrix_norm(x, keepdims=keep, ord=ord_), np.linalg.matrix_norm(x, keepdims=keep, ord=ord_),
+              rtol=1e-12)
+    close(la.svdvals(x), np.linalg.svdvals(x), rtol=1e-12)
+
+
+def test_eigenvalue_derivatives_are_finite_at_repeated_eigenvalues():
+    """d w_i = v_i^T dA v_i; the eigenvectors' derivative is not defined there, the values' sum is."""
+    g = gpuad.grad(lambda a: gnp.sum(la.eigvalsh(a)))(np.eye(3))
+    close(g, np.eye(3), atol=1e-12)
+    assert np.all(np.isfinite(to_np(gpuad.jacrev(la.eigvalsh)(np.eye(3)))))
+    assert np.all(np.isfinite(to_np(gpuad.jacrev(lambda a: la.svd(a, compute_uv=False))(np.eye(3)))))
+
+
+def test_eigenvector_jacobian_matches_the_closed_form():
+    """dv_k = sum_{j != k} v_j (v_j^T dA v_k) / (w_k - w_j)."""
+    a = sym(3, 3)
+    w, v = np.linalg.eigh(a)
+    expected = np.zeros((3, 3, 3, 3))
+    for k in range(3):
+        for j in range(3):
+            if j != k:
+                expected[:, k] += np.einsum("i,p,q->ipq", v[:, j], v[:, j], v[:, k]) / (w[k] - w[j])
+    expected = 0.5 * (expected + np.swapaxes(expected, 2, 3))  # the input is symmetrised
+    close(gpuad.jacfwd(lambda m: la.eigh(m).eigenvectors)(a), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["eigh_vectors", "svd_u_tall", "svd_vh_wide", "qr_q", "pinv_tall", "cond",
+                                  "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve"])
+def test_decompositions_under_vmap_and_jit(name):
+    f, x = CASES[name]
+    xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=20)])
+    close(gpuad.vmap(f)(xs), np.stack([to_np(f(v)) for v in xs]), atol=1e-12)
+    close(gpuad.vmap(gpuad.jacrev(f))(xs), np.stack([to_np(gpuad.jacfwd(f)(v)) for v in xs]), atol=1e-10)
+    close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), atol=1e-12)
+    close(gpuad.jit(gpuad.hessian(f))(x), gpuad.hessian(f)(x), atol=1e-10)
+
+
+# ---------------------------------------------------------------- gpuad.scipy.linalg
+def test_scipy_linalg_matches_scipy():
+    a, b = well(4, 4), normal(4, 2)
+    for kw in ({}, {"lower": True}, {"trans": 1}, {"trans": "C", "lower": True, "unit_diagonal": True}):
+        close(gsl.solve_triangular(a, b, **kw), scipy.linalg.solve_triangular(a, b, **kw), atol=1e-12)
+    s = spd(4, 4)
+    for lower in (False, True):
+        c, low = gsl.cho_factor(s, lower=lower)
+        ref = scipy.linalg.cho_factor(s, lower=lower)[0]
+        close(c, np.tril(ref) if lower else np.triu(ref), atol=1e-12)
+        close(gsl.cho_solve((c, low), b), scipy.linalg.cho_solve(scipy.linalg.cho_factor(s, lower=lower), b),
+              atol=1e-12)
+    for x in (normal(4, 4), normal(2, 3, 3)):
+        lu, piv = gsl.lu_factor(x)
+        ref = scipy.linalg.lu_factor(x)
+        close(lu, ref[0], atol=1e-12)
+        np.testing.assert_array_equal(to_np(piv), ref[1])
+    for trans in (0, 1, 2):
+        close(gsl.lu_solve(gsl.lu_factor(a), b, trans=trans),
+              scipy.linalg.lu_solve(scipy.linalg.lu_factor(a), b, trans=trans), atol=1e-12)
+    for m in (normal(3, 3) / 10, normal(3, 3), normal(3, 3) * 6, normal(2, 3, 3)):
+        close(gsl.expm(m), scipy.linalg.expm(m), rtol=1e-11, atol=1e-12)
+    close(gsl.expm(np.zeros((2, 2), dtype=int)), np.eye(2), atol=0)
+    blocks = (np.ones((2, 2)), 3.0, [1.0, 2.0], np.zeros((0, 2)))
+    close(gsl.block_diag(*blocks), scipy.linalg.block_diag(*blocks), atol=0)
+    assert to_np(gsl.block_diag()).shape == scipy.linalg.block_diag().shape
+
+
+def test_expm_under_vmap_and_its_limit_under_jit():
+    ms = normal(3, 2, 2) * np.array([0.1, 1.0, 8.0])[:, None, None]  # one number of squarings for all
+    close(gpuad.vmap(gsl.expm)(ms), scipy.linalg.expm(ms), rtol=1e-11, atol=1e-12)
+    close(gpuad.vmap(gpuad.jacfwd(gsl.expm))(ms), np.stack([to_np(gpuad.jacrev(gsl.expm)(m)) for m in ms]),
+          rtol=1e-9, atol=1e-10)
+    with pytest.raises(TypeError, match="gpuad.jit"):
+        gpuad.jit(gsl.expm)(ms[0])
+
+
+def test_scipy_linalg_errors():
+    with pytest.raises(ValueError, match="trans"):
+        gsl.solve_triangular(A3, BVEC, trans=3)
+    with pytest.raises(ValueError, match="square"):
+        gsl.solve_triangular(np.ones((3, 2)), BVEC)
+    with pytest.raises(ValueError, match="square"):
+        gsl.expm(np.ones(3))
+    with pytest.raises(ValueError, match="at most 2"):
+        gsl.block_diag(np.ones((2, 2, 2)))
+    with pytest.raises(ValueError, match="square"):
+        gsl.lu_factor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="trans"):
+        gsl.lu_solve(gsl.lu_factor(A3), BVEC, trans="X")
+    with pytest.raises(AttributeError, match="gpuad.scipy.linalg has no 'schur'"):
+        gsl.schur  # noqa: B018
+
+
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize("fun", [la.inv, la.det, la.cholesky, lambda a: la.slogdet(a), lambda a: la.solve(a, BVEC)])
 def test_non_square_matrix_is_a_value_error(fun):
@@ -313,11 +514,36 @@ def test_solve_shape_errors():
         la.solve(well(2, 3, 3), np.ones((3, 3, 1)))
 
 
+def test_decomposition_errors():
+    with pytest.raises(NotImplementedError, match="full_matrices=False"):
+        la.svd(normal(3, 2))
+    with pytest.raises(NotImplementedError, match="mode 'raw'"):
+        la.qr(normal(3, 2), mode="raw")
+    with pytest.raises(NotImplementedError, match="m >= n"):
+        gpuad.jacfwd(lambda a: la.qr(a).R)(normal(2, 3))
+    with pytest.raises(ValueError, match="square"):
+        la.eigh(normal(3, 2))
+    with pytest.raises(ValueError, match="UPLO"):
+        la.eigh(A3, UPLO="X")
+    with pytest.raises(ValueError, match="matrix"):
+        la.svd(np.ones(3))
+    with pytest.raises(TypeError, match="integer"):
+        la.matrix_power(A3, 1.5)
+    with pytest.raises(ValueError, match="at least two"):
+        la.multi_dot([A3])
+    with pytest.raises(ValueError, match="2-D"):
+        la.multi_dot([A3, np.ones((3, 3, 3)), A3])
+    with pytest.raises(ValueError, match="lstsq"):
+        la.lstsq(A3, np.ones(4))
+    with pytest.raises(ValueError, match="both"):
+        la.pinv(A3, rcond=1e-3, rtol=1e-3)
+
+
 def test_norm_errors():
     with pytest.raises(ValueError, match="not supported"):
-        la.norm(np.ones((2, 2)), "nuc")
+        la.norm(np.ones((2, 2)), "nucular")
     with pytest.raises(ValueError, match="not supported"):
-        la.norm(np.ones((2, 2)), 2)
+        la.norm(np.ones((2, 2)), 3)
     with pytest.raises(ValueError, match="vector norm"):
         la.norm(np.ones(3), "fro")
     with pytest.raises(ValueError, match="1-D or 2-D"):

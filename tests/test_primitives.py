@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
+import scipy.special
 import test_linalg  # a module import: its CASES are read here, its tests are not collected twice
 from helpers import (
     assert_close,
@@ -25,6 +26,7 @@ from helpers import (
 
 import gpuad
 import gpuad.numpy as gnp
+import gpuad.scipy.special as gsp
 from gpuad import ops
 from gpuad.core import Primitive
 from gpuad.ops import elementwise, table
@@ -68,7 +70,12 @@ def _shape_id(shapes):
     return ",".join("x".join(map(str, s)) or "()" for s in shapes)
 
 
+# The special-function rows: gpuad.scipy.special's, with scipy.special as the reference.
+SPECIAL = {"erf": W, "erfc": W, "erfinv": UNIT, "erfcinv": (0.2, 1.8), "gammaln": POS, "digamma": POS}
+
 SPECS = [Spec(n, lambda m, x, n=n: getattr(m, n)(x), ((2, 3),), d) for n, d in UNARY.items()]
+SPECS += [Spec(n, lambda m, x, n=n: getattr(gsp, n)(x), ((2, 3),), d, ref=getattr(scipy.special, n))
+          for n, d in SPECIAL.items()]
 SPECS += [Spec(f"{n}[{_shape_id(s)}]", lambda m, a, b, n=n: getattr(m, n)(a, b), s, d)
           for n, d in BINARY.items() for s in BROADCAST]
 
@@ -96,6 +103,12 @@ def np_add(x, idx, v):
 def S(name, fn, *shapes, domain=W, ref=None, **kw):
     SPECS.append(Spec(name, fn, shapes, domain, ref, **kw))
 
+
+S("gammaln_negative", lambda m, x: gsp.gammaln(x), (2, 3), domain=(-0.9, -0.1), ref=scipy.special.gammaln)
+S("digamma_negative", lambda m, x: gsp.digamma(x), (2, 3), domain=(-1.9, -1.1), ref=scipy.special.digamma)
+S("polygamma_1", lambda m, x: gsp.polygamma(1, x), (2, 3), domain=POS, ref=lambda x: scipy.special.polygamma(1, x))
+S("polygamma_3", lambda m, x: gsp.polygamma(3, x), (2, 3), domain=(1.0, 3.0),
+  ref=lambda x: scipy.special.polygamma(3, x))
 
 # ---------------------------------------------------------------- operators, composed elementwise
 S("rsub_scalar", lambda m, x: 3.0 - x, (2, 3))

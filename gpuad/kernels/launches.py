@@ -6,6 +6,8 @@ cuBLAS/cuSOLVER/CUB calls, memsets, copies) launches. Views launch nothing. Not 
 CuPy makes to lay out a non-contiguous operand that the model cannot see (a reshape of a
 transposed view), and one-time setup (compilation, the constants' transfer).
 """
+from math import prod
+
 from ..replay import plan
 
 # primitive name -> launches per call; a callable takes the equation
@@ -18,6 +20,8 @@ _LAUNCHES = {
     "argsort": 3,         # CUB radix sort passes
     "solve": 4, "logabsdet": 4, "det_sign": 4,  # LU factorisation, solve or reductions, copies
     "cholesky": 2,
+    "eigh": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy
+    "lu": lambda eq: 3 * prod(eq.ins[0].shape[:-2]) + 1,  # cupyx's lu_factor, one matrix at a time
     "contract": lambda eq: 1 + sum(_copies(eq)),
 }
 

@@ -1,8 +1,10 @@
 """Elementwise functions of gpuad.numpy: the table's primitives, and a few composed from them."""
 from ..ops.elementwise import PRIMS
 from ..ops.elementwise import where as _where
+from ..ops.table import SPECIAL_NAMES
 
-globals().update(PRIMS)
+_NUMPY_ROWS = sorted(set(PRIMS) - SPECIAL_NAMES)  # erf, gammaln, ...: gpuad.scipy.special's
+globals().update({name: PRIMS[name] for name in _NUMPY_ROWS})
 
 true_divide = PRIMS["divide"]
 fabs = PRIMS["abs"]
@@ -46,5 +48,5 @@ def sigmoid(x):
     return 0.5 * PRIMS["tanh"](0.5 * x) + 0.5
 
 
-__all__ = sorted(PRIMS) + ["true_divide", "fabs", "absolute", "around", "pow", "mod", "where", "positive",
+__all__ = _NUMPY_ROWS + ["true_divide", "fabs", "absolute", "around", "pow", "mod", "where", "positive",
                            "clip", "logaddexp", "sigmoid"]

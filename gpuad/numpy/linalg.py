@@ -1,10 +1,16 @@
 """gpuad.numpy.linalg: numpy.linalg's names and semantics, differentiable in every mode.
 
-solve, cholesky and log|det| are primitives (gpuad/ops/linalg.py); inv, det, slogdet and
-norm are composed from them and from gpuad.numpy, so their derivatives come for free.
-Integer input is computed in float64, as numpy.linalg does.
+solve, cholesky, log|det|, eigh, svd and qr are primitives (gpuad/ops/linalg.py); inv, det,
+slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, pinv, lstsq, matrix_power,
+multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
+derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
+
+Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
+are distinct, as in JAX; at repeated ones their derivative is not defined, and the rules take
+the ill-defined part as 0, so the derivatives of the values themselves stay finite there.
 """
 import numbers
+import operator
 from collections import namedtuple
 
 import numpy as onp
@@ -14,8 +20,9 @@ from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
 from ..ops.elementwise import astype, where
 from . import reductions as R
-from .creation import asarray
-from .shapes import broadcast_to, reshape, squeeze, swapaxes
+from .creation import asarray, eye
+from .products import matmul
+from .shapes import broadcast_to, expand_dims, moveaxis, reshape, squeeze, swapaxes
 
 
 def _float(x):
@@ -123,12 +130,253 @@ def cholesky(a, upper=False):
     """
     a = _float(a)
     _square(a, "cholesky")
-    low = L.cholesky(EW["multiply"](0.5, EW["add"](a, swapaxes(a, -1, -2))))
+    low = L.cholesky(_symmetric(a))
     return swapaxes(low, -1, -2) if upper else low
 
 
+def _symmetric(a):
+    """(a + a^T) / 2: the symmetric matrix a function of a symmetric matrix sees, so that its
+    derivative is that of a function of the whole matrix, not of one triangle."""
+    return EW["multiply"](0.5, EW["add"](a, swapaxes(a, -1, -2)))
+
+
+# ---------------------------------------------------------------- eigh, svd, qr
+EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
+QRResult = namedtuple("QRResult", ["Q", "R"])
+
+
+def _matrix(a, name):
+    a = _float(a)
+    if len(shape(a)) < 2:
+        raise ValueError(f"{name}: expected a matrix or a stack of them, shape (..., m, n); got shape {shape(a)}")
+    return a
+
+
+def eigh(a, UPLO="L"):
+    """(eigenvalues ascending, eigenvectors as columns) of a symmetric matrix or stack, as a named
+    tuple like numpy's. The input is symmetrised, (a + a.T) / 2, as in cholesky (UPLO is accepted
+    for numpy's signature: for a symmetric a both triangles agree). With S = V^T dA V:
+    dw = diag(S) and dV = V (F o S), F_ij = 1 / (w_j - w_i).
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> w, v = gnp.linalg.eigh(gnp.array([[2.0, 1.0], [1.0, 2.0]]))
+    >>> print(w)
+    [1. 3.]
+    >>> print(gpuad.grad(lambda a: gnp.linalg.eigh(a).eigenvalues[1])(gnp.array([[1.0, 0.0], [0.0, 3.0]])))
+    [[0. 0.]
+     [0. 1.]]
+    """
+    if UPLO not in ("L", "U"):
+        raise ValueError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    a = _float(a)
+    n = _square(a, "eigh")
+    packed = L.eigh(_symmetric(a))
+    return EighResult(packed[..., 0, :], packed[..., 1:n + 1, :])
+
+
+def eigvalsh(a, UPLO="L"):
+    """The eigenvalues, ascending, of a symmetric matrix or stack (numpy.linalg.eigvalsh); d w_i =
+    v_i^T dA v_i.
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.eigvalsh(gnp.array([[2.0, 0.0], [0.0, -1.0]])))
+    [-1.  2.]
+    """
+    return eigh(a, UPLO).eigenvalues
+
+
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    """The singular value decomposition a = U @ diag(S) @ Vh of a matrix or stack, as numpy's
+    (U, S, Vh) named tuple, or S alone with compute_uv=False. U and Vh are the reduced factors
+    (k = min(m, n) columns): full_matrices=True is refused for a non-square a, whose extra
+    columns have no derivative (pass full_matrices=False). `hermitian` changes nothing here.
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> print(gnp.linalg.svd(gnp.array([[3.0, 0.0], [0.0, -4.0]]), compute_uv=False))
+    [4. 3.]
+    >>> print(gpuad.grad(lambda a: gnp.linalg.svd(a, compute_uv=False)[0])(gnp.array([[3.0, 0.0], [0.0, -4.0]])))
+    [[ 0.  0.]
+     [ 0. -1.]]
+    """
+    a = _matrix(a, "svd")
+    m, n = shape(a)[-2:]
+    if compute_uv and full_matrices and m != n:
+        raise NotImplementedError(f"svd: full_matrices=True for a non-square matrix {(m, n)} is not supported "
+                                  "(its extra columns have no derivative); pass full_matrices=False")
+    packed = L.svd(a)
+    s = packed[..., m, :]
+    if not compute_uv:
+        return s
+    return SVDResult(packed[..., :m, :], s, swapaxes(packed[..., m + 1:, :], -1, -2))
+
+
+def qr(a, mode="reduced"):
+    """The QR decomposition a = Q @ R of a matrix or stack (numpy.linalg.qr): mode 'reduced'
+    gives the named tuple (Q, R), 'r' gives R; 'complete' equals 'reduced' for m <= n. The
+    derivative needs m >= n.
+
+    >>> import gpuad.numpy as gnp
+    >>> q, r = gnp.linalg.qr(gnp.array([[3.0, 1.0], [4.0, 2.0]]))
+    >>> print(abs(r).round(12))
+    [[5.  2.2]
+     [0.  0.4]]
+    """
+    a = _matrix(a, "qr")
+    m, n = shape(a)[-2:]
+    if mode not in ("reduced", "r", "complete") or (mode == "complete" and m > n):
+        raise NotImplementedError(f"qr: mode {mode!r} is not supported for a matrix of shape {(m, n)}; use "
+                                  "'reduced' or 'r' ('complete' where m <= n)")
+    packed = L.qr(a)
+    r = swapaxes(packed[..., m:, :], -1, -2)
+    return r if mode == "r" else QRResult(packed[..., :m, :], r)
+
+
+# ---------------------------------------------------------------- composed from svd
+def pinv(a, rcond=None, hermitian=False, *, rtol=None):
+    """The Moore-Penrose pseudo-inverse V diag(1/s) U^T of a matrix or stack, dropping singular
+    values at or below rcond (or rtol, numpy 2's name; default 1e-15, numpy's) times the largest.
+    Differentiable where the rank does not change. `hermitian` changes nothing here (the SVD serves).
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.pinv(gnp.array([[2.0, 0.0], [0.0, 0.0]])))
+    [[0.5 0. ]
+     [0.  0. ]]
+    """
+    if rcond is not None and rtol is not None:
+        raise ValueError("pinv: rtol and rcond can't be both set")
+    tol = (1e-15 if rcond is None and rtol is None else rcond if rcond is not None else rtol)
+    return _pinv_of(svd(a, full_matrices=False), tol)[0]
+
+
+def _pinv_of(usv, tol):
+    """(the pseudo-inverse V diag(1/s) U^T, the kept singular values' mask) from a reduced SVD,
+    keeping the singular values above tol times the largest."""
+    u, s, vh = usv
+    keep = EW["greater"](s, EW["multiply"](tol, R.max(s, axis=-1, keepdims=True)))
+    inverse = where(keep, EW["divide"](1.0, where(keep, s, 1.0)), 0.0)
+    scaled = EW["multiply"](expand_dims(inverse, -1), swapaxes(u, -1, -2))
+    return matmul(swapaxes(vh, -1, -2), scaled), keep
+
+
+def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
+    """The number of singular values above tol (default: the largest times max(m, n) times the
+    dtype's eps, as numpy), per matrix of a stack; an integer, without derivative. `hermitian`
+    changes nothing here.
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.matrix_rank(gnp.array([[1.0, 2.0], [2.0, 4.0]])))
+    1
+    """
+    A = _float(A)
+    if len(shape(A)) < 2:
+        return astype(R.sum(EW["not_equal"](A, 0.0)) > 0, dtype=onp.dtype(onp.int64))
+    s = svd(A, compute_uv=False)
+    if tol is None:
+        relative = onp.finfo(A.dtype).eps * max(shape(A)[-2:]) if rtol is None else rtol
+        tol = EW["multiply"](relative, R.max(s, axis=-1, keepdims=True))
+    return R.sum(astype(EW["greater"](s, tol), dtype=onp.dtype(onp.int64)), axis=-1)
+
+
+def lstsq(a, b, rcond=None):
+    """The least-squares solution of a @ x = b, as numpy.linalg.lstsq: (x, residuals, rank, s).
+    x = pinv(a) @ b, with singular values at or below rcond times the largest dropped (default:
+    max(m, n) times eps, numpy's); residuals are the squared 2-norms of b - a @ x per column when
+    rank == n < m, else empty. The shapes depend on the rank, a Python int read from the value: under
+    gpuad.jit or vmap, use pinv(a) @ b.
+
+    >>> import gpuad.numpy as gnp
+    >>> x, res, rank, s = gnp.linalg.lstsq(gnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), gnp.array([1.0, 1.0, 3.0]))
+    >>> print(x.round(6), res.round(6), rank)
+    [1.333333 1.333333] [0.333333] 2
+    """
+    a, b = _float(a), _float(b)
+    if len(shape(a)) != 2 or len(shape(b)) not in (1, 2) or shape(b)[0] != shape(a)[0]:
+        raise ValueError(f"lstsq: a must be (m, n) and b (m,) or (m, k); got {shape(a)} and {shape(b)}")
+    m, n = shape(a)
+    usv = svd(a, full_matrices=False)
+    ainv, keep = _pinv_of(usv, onp.finfo(a.dtype).eps * max(m, n) if rcond is None else rcond)
+    x = matmul(ainv, b)
+    rank = int(R.sum(astype(keep, dtype=onp.dtype(onp.int64))))
+    if rank == n and m > n:
+        residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
+    else:
+        residuals = asarray(onp.zeros((0,), dtype=a.dtype))
+    return x, residuals, rank, usv.S
+
+
+def cond(x, p=None):
+    """The condition number of a matrix or stack (numpy.linalg.cond): s_max / s_min for p None
+    or 2, s_min / s_max for -2, else norm(x, p) * norm(inv(x), p).
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.cond(gnp.array([[4.0, 0.0], [0.0, 0.5]])))
+    8.0
+    """
+    x = _matrix(x, "cond")
+    if p in (None, 2, -2):
+        s = svd(x, compute_uv=False)
+        big, small = R.max(s, axis=-1), R.min(s, axis=-1)
+        return EW["divide"](small, big) if p == -2 else EW["divide"](big, small)
+    return EW["multiply"](norm(x, p, axis=(-2, -1)), norm(inv(x), p, axis=(-2, -1)))
+
+
+# ---------------------------------------------------------------- products
+def matrix_power(a, n):
+    """a raised to the integer power n (numpy.linalg.matrix_power), by repeated squaring; n < 0
+    raises the inverse, n = 0 gives the identity.
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.matrix_power(gnp.array([[1.0, 1.0], [0.0, 1.0]]), 3))
+    [[1. 3.]
+     [0. 1.]]
+    """
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"matrix_power: the exponent must be an integer, got {n!r}") from None
+    a = asarray(a)
+    size = _square(a, "matrix_power")
+    if n == 0:
+        return broadcast_to(eye(size, dtype=a.dtype), shape(a))
+    if n < 0:
+        a, n = inv(a), -n
+    result = None
+    while n:
+        if n & 1:
+            result = a if result is None else matmul(result, a)
+        n >>= 1
+        if n:
+            a = matmul(a, a)
+    return result
+
+
+def multi_dot(arrays, *, out=None):
+    """The product of two or more arrays, left to right (numpy.linalg.multi_dot): the first may
+    be 1-D (a row vector) and the last 1-D (a column vector), the others 2-D.
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.multi_dot([gnp.ones(2), gnp.eye(2) * 2, gnp.ones(2)]))
+    4.0
+    """
+    if out is not None:
+        raise TypeError("multi_dot: out= is not supported (gpuad arrays are not written in place)")
+    arrays = [asarray(x) for x in arrays]
+    if len(arrays) < 2:
+        raise ValueError("multi_dot: expecting at least two arrays")
+    for k, x in enumerate(arrays):
+        ends = k in (0, len(arrays) - 1)
+        if len(shape(x)) != 2 and not (ends and len(shape(x)) == 1):
+            raise ValueError(f"multi_dot: array {k} has {len(shape(x))} dimensions; the first and last "
+                             "must be 1-D or 2-D, the others 2-D")
+    result = arrays[0]
+    for x in arrays[1:]:
+        result = matmul(result, x)
+    return result
+
+
 # ---------------------------------------------------------------- norms
-_MATRIX_ORDS = (None, "fro", 1, -1, onp.inf, -onp.inf)
+_MATRIX_ORDS = (None, "fro", 1, -1, 2, -2, "nuc", onp.inf, -onp.inf)
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
@@ -136,7 +384,8 @@ def norm(x, ord=None, axis=None, keepdims=False):
 
     Vectors (axis an int, or x 1-D): ord None or 2, 1, inf, -inf, 0 (count of non-zeros) and
     any other number p. Matrices (axis a pair, or x 2-D with ord given): None/'fro', 1, -1,
-    inf, -inf. axis=None with ord=None is the 2-norm of all entries, for any ndim. Roots
+    inf, -inf, and through the singular values 2 (the largest), -2 (the smallest), 'nuc' (their
+    sum). axis=None with ord=None is the 2-norm of all entries, for any ndim. Roots
     (the 2-norm, Frobenius, p-norms) have derivative 0 at x = 0, a subgradient, not nan.
 
     >>> import gpuad.numpy as gnp
@@ -156,6 +405,44 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if len(axes) == 1:
         return _vector_norm(x, ord, axes[0], keepdims)
     return _matrix_norm(x, ord, axes, keepdims)
+
+
+def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    """The vector norm over axis (numpy.linalg.vector_norm): several axes, or all of them for
+    axis=None, count as one flattened vector; ord as in norm's vector norms.
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.vector_norm(gnp.array([[3.0, 0.0], [0.0, 4.0]])))
+    5.0
+    """
+    x = _float(x)
+    nd = len(shape(x))
+    axes = tuple(range(nd)) if axis is None else tuple(a % nd for a in (axis if isinstance(axis, tuple)
+                                                                        else (axis,)))
+    moved = moveaxis(x, axes, tuple(range(nd - len(axes), nd)))
+    flat = reshape(moved, shape(moved)[:nd - len(axes)] + (-1,))
+    y = _vector_norm(flat, ord, nd - len(axes), False)
+    return expand_dims(y, tuple(sorted(axes))) if keepdims else y
+
+
+def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+    """The matrix norm of the last two axes (numpy.linalg.matrix_norm); ord as in norm's matrix norms.
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.matrix_norm(gnp.array([[3.0, 0.0], [0.0, 4.0]]), ord=2))
+    4.0
+    """
+    return norm(_matrix(x, "matrix_norm"), ord, axis=(-2, -1), keepdims=keepdims)
+
+
+def svdvals(x, /):
+    """The singular values, descending, of a matrix or stack (numpy.linalg.svdvals).
+
+    >>> import gpuad.numpy as gnp
+    >>> print(gnp.linalg.svdvals(gnp.array([[3.0, 0.0], [0.0, -4.0]])))
+    [4. 3.]
+    """
+    return svd(x, compute_uv=False)
 
 
 def _norm_axes(axis, nd):
@@ -201,10 +488,14 @@ def _vector_norm(x, ord, axis, keepdims):
 
 def _matrix_norm(x, ord, axes, keepdims):
     if ord not in _MATRIX_ORDS:
-        raise ValueError(f"norm: matrix norm ord={ord!r} is not supported; use None, 'fro', 1, -1, inf "
-                         "or -inf (2, -2 and 'nuc' need singular values)")
+        raise ValueError(f"norm: matrix norm ord={ord!r} is not supported; use None, 'fro', 1, -1, 2, -2, "
+                         "'nuc', inf or -inf")
     if ord in (None, "fro"):
         return _root(R.sum(EW["square"](x), axes, keepdims), 2)
+    if ord in (2, -2, "nuc"):
+        s = svd(moveaxis(x, axes, (-2, -1)), compute_uv=False)
+        y = {2: R.max, -2: R.min, "nuc": R.sum}[ord](s, axis=-1)
+        return expand_dims(y, tuple(sorted(axes))) if keepdims else y
     row, col = axes
     # ord 1: the largest absolute column sum (summed over rows); ord inf: the largest row sum.
     summed, picked = (row, col) if abs(ord) == 1 else (col, row)

@@ -1,4 +1,7 @@
-"""Operators and array methods of traced values, so they behave like arrays."""
+"""Operators and array methods of traced values, so they behave like arrays, and NumPy's own
+functions and ufuncs called on them (NEP 13 and NEP 18), which run as gpuad's."""
+import importlib
+
 import numpy as onp
 
 from ..core import Primitive, Tracer
@@ -25,12 +28,41 @@ _UFUNCS.update(absolute=E.abs, matmul=P.matmul)
 
 
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
-    """NumPy ufuncs on traced values (np.sin(x), W @ x with W a NumPy array) run as gpuad ops."""
-    f = _UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+    """NumPy ufuncs on traced values (np.sin(x), W @ x with W a NumPy array) run as gpuad ops, and
+    so do scipy.special's (scipy.special.erf(x) runs gpuad.scipy.special.erf)."""
+    f = None
+    if method == "__call__" and not kwargs:
+        f = _UFUNCS.get(ufunc.__name__) or _counterpart("gpuad.scipy.special", ufunc.__name__)
     if f is None:
         raise TypeError(f"numpy.{ufunc.__name__}{'.' + method if method != '__call__' else ''} cannot "
                         "take traced values; use the gpuad.numpy function instead")
     return f(*inputs)
+
+
+# NumPy's modules and the gpuad namespaces that hold their functions under the same names.
+_NAMESPACES = {"numpy": "gpuad.numpy", "numpy.linalg": "gpuad.numpy.linalg"}
+# NumPy functions that only read shape attributes: NumPy's own code serves traced values too.
+_METADATA = {"shape", "ndim", "size"}
+
+
+def _counterpart(namespace, name):
+    """namespace.name where it exists (imported on first use: gpuad.numpy is being built when
+    this module loads, and gpuad.scipy imports gpuad.numpy), else None."""
+    module = importlib.import_module(namespace)
+    return getattr(module, name, None) if name in getattr(module, "__all__", dir(module)) else None
+
+
+def _array_function(self, func, types, args, kwargs):
+    """NEP 18: NumPy's functions on traced values (np.sum(x), np.dot(W, x), np.concatenate,
+    np.linalg.solve(a, x)) run as the gpuad.numpy functions of the same name."""
+    module = func.__module__
+    if module == "numpy" and func.__name__ in _METADATA:
+        return func._implementation(*args, **kwargs)
+    f = _counterpart(_NAMESPACES[module], func.__name__) if module in _NAMESPACES else None
+    if f is None:
+        raise TypeError(f"{module}.{func.__name__} has no gpuad counterpart yet, so it cannot take traced "
+                        "values; compose it from gpuad.numpy functions (import gpuad.numpy as gnp)")
+    return f(*args, **kwargs)
 
 
 def _setitem(self, key, value):
@@ -62,7 +94,8 @@ METHODS = {
     "__lt__": E.less, "__le__": E.less_equal, "__gt__": E.greater, "__ge__": E.greater_equal,
     "__eq__": E.equal, "__ne__": E.not_equal,
     "__and__": E.logical_and, "__or__": E.logical_or, "__invert__": E.logical_not,
-    "__array_ufunc__": _array_ufunc, "__getitem__": take_index, "__setitem__": _setitem, "__hash__": object.__hash__,
+    "__array_ufunc__": _array_ufunc, "__array_function__": _array_function,
+    "__getitem__": take_index, "__setitem__": _setitem, "__hash__": object.__hash__,
     "at": property(_At), "T": property(lambda self: shapes.transpose(self)),
     "astype": _astype, "reshape": _reshape, "transpose": _transpose, "ravel": shapes.ravel,
     "flatten": shapes.ravel, "squeeze": shapes.squeeze, "swapaxes": shapes.swapaxes, "repeat": shapes.repeat,

@@ -11,7 +11,7 @@ import numpy as onp
 from .. import backends
 from ..core import Primitive, ShapeDtypeStruct, Tracer, bind, dtype, result_dtype, shape
 from .shape import broadcast_to, reshape, transpose, with_unit_axes_at
-from .table import ROWS, RuleNamespace, cotangents_in, fit_output, tangent_out
+from .table import ROWS, SPECIAL_NAMES, RuleNamespace, cotangents_in, fit_output, tangent_out
 
 _arrays = {}  # array module -> its RuleNamespace
 
@@ -20,7 +20,8 @@ def on_arrays(xp):
     """The rule namespace over a backend's array module (raw arrays: the fast path)."""
     ns = _arrays.get(xp)
     if ns is None:
-        ns = _arrays[xp] = RuleNamespace(dict(vars(xp)), xp.multiply, xp.add, xp.negative, xp.reshape,
+        functions = dict(vars(xp), **backends.scipy_functions(xp, "special", SPECIAL_NAMES))
+        ns = _arrays[xp] = RuleNamespace(functions, xp.multiply, xp.add, xp.negative, xp.reshape,
                                          xp.broadcast_to)
     return ns
 

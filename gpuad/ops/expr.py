@@ -17,7 +17,8 @@ CUDA_NAMES = {
     "log10": "log10", "log1p": "log1p", "sqrt": "sqrt", "cbrt": "cbrt", "abs": "fabs",
     "floor": "floor", "ceil": "ceil", "round": "rint", "power": "pow", "arctan2": "atan2",
     "hypot": "hypot", "sign": "gpuad_sign", "maximum": "gpuad_maximum", "minimum": "gpuad_minimum",
-    "remainder": "gpuad_remainder",
+    "remainder": "gpuad_remainder", "erf": "erf", "erfc": "erfc", "gammaln": "lgamma",
+    "erfinv": "gpuad_erfinv", "erfcinv": "gpuad_erfcinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
 }
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}

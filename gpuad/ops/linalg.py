@@ -1,4 +1,4 @@
-"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign` and `cholesky`.
+"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`, `svd`, `qr`, `lu`.
 
 All act on the last two axes of a stack of matrices (..., n, n), so a leading bundle or
 batch axis is just one more stack axis. Everything else (inv, det, slogdet, norm) is
@@ -11,11 +11,15 @@ inverse for all K directions through a single batched GEMM.
 """
 import math
 
+import numpy as onp
+
+from .. import backends
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
-from .elementwise import multiply, negative, subtract
-from .shape import broadcast_to, reshape, transpose
+from .elementwise import PRIMS, add, astype, divide, multiply, negative, subtract, where
+from .indexing import concatenate, getitem
+from .shape import broadcast_to, reduce_sum, reshape, transpose
 
 _BATCH = "pqrstuvw"  # letters for the stack axes of '.' in _einsum specs
 
@@ -161,3 +165,283 @@ def _cholesky_vjp(ct, args, low, needed):
 
 cholesky = _matrix_unary(
     "cholesky", lambda a: xp().linalg.cholesky(a), _cholesky_jvp, _cholesky_vjp, abstract=same)
+
+
+# ---------------------------------------------------------------- factorisations, packed
+# A primitive has one output, so each factorisation returns its factors stacked along the rows of
+# one array (eigh: [w; V], svd: [U; s; V], qr: [Q; R^T]); gpuad.numpy.linalg slices them apart.
+# One factorisation then serves every factor, and its rules see all of them at once.
+def _part(x, start, stop):
+    """Rows start:stop of each matrix of a stack (or bundle) x: one factor of a packed result."""
+    return getitem(x, idx=(slice(None),) * (len(shape(x)) - 2) + (slice(start, stop), slice(None)))
+
+
+def _pack(*parts):
+    return concatenate(*parts, axis=len(shape(parts[0])) - 2)
+
+
+def _eye(n, like):
+    return xp().eye(n, dtype=dtype(like))
+
+
+def _diagonal_row(x):
+    """The diagonals of a stack (or bundle) of square matrices, as rows: (..., n, n) -> (..., 1, n)."""
+    return reduce_sum(multiply(_eye(shape(x)[-1], x), x), axes=(len(shape(x)) - 2,), keepdims=True)
+
+
+def _reciprocal_or_zero(x):
+    """1 / x, and 0 where x == 0: the gaps between equal eigenvalues (or singular values, or the
+    diagonal's own), where the factor's derivative is not defined and is taken to be 0, so that
+    derivatives of the values alone stay finite there."""
+    zero = PRIMS["equal"](x, 0.0)
+    return where(zero, 0.0, divide(1.0, where(zero, 1.0, x)))
+
+
+def _gaps(row, square=False):
+    """F[i, j] = 1 / (v_j - v_i) (or 1 / (v_j^2 - v_i^2)), 0 on the diagonal, from v as a row (..., 1, n)."""
+    col = _swap_last(row)
+    diff = subtract(row, col)
+    return _reciprocal_or_zero(multiply(add(row, col), diff) if square else diff)
+
+
+# ---------------------------------------------------------------- eigh
+def _eigh_impl(a):
+    w, v = xp().linalg.eigh(a)
+    return xp().concatenate([w[..., None, :], v], axis=-2)
+
+
+def _eigh_parts(packed):
+    n = shape(packed)[-1]
+    w, v = _part(packed, 0, 1), _part(packed, 1, n + 1)
+    return v, _gaps(w)
+
+
+def _eigh_jvp(primals, tangents):
+    # A = V diag(w) V^T: with S = V^T dA V, dw = diag(S) and dV = V (F o S), F_ij = 1/(w_j - w_i).
+    a, = primals
+    packed = eigh(a)
+    v, f = _eigh_parts(packed)
+    nb = len(shape(a)) - 2
+    s = _einsum(".ji,K.jk->K.ik", v, _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
+    return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, multiply(f, s), nb))
+
+
+def _eigh_vjp(ct, args, packed, needed):
+    # The adjoint of the JVP: ct_A = V (diag(ct_w) + F o (V^T ct_V)) V^T.
+    v, f = _eigh_parts(packed)
+    n, nb = shape(v)[-1], len(shape(v)) - 2
+    ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
+    inner = add(multiply(_eye(n, ct), ct_w), multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))
+    return [_einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", v, inner, nb), v, nb)]
+
+
+# The eigenvalues (ascending) and eigenvectors of symmetric matrices (..., n, n), packed (..., n + 1, n).
+eigh = _matrix_unary(
+    "eigh", _eigh_impl, _eigh_jvp, _eigh_vjp,
+    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+
+
+# ---------------------------------------------------------------- svd
+def _svd_impl(a):
+    u, s, vh = xp().linalg.svd(a, full_matrices=False)
+    return xp().concatenate([u, s[..., None, :], _swap_last(vh)], axis=-2)
+
+
+def _svd_parts(packed, m):
+    n = shape(packed)[-2] - m - 1
+    u, s, v = _part(packed, 0, m), _part(packed, m, m + 1), _part(packed, m + 1, m + 1 + n)
+    return u, s, v, n
+
+
+def _without(basis, x, nb, lead="K"):
+    """x minus its projection on the columns of the orthonormal basis: (I - B B^T) x."""
+    return subtract(x, _einsum(f".ij,{lead}.jk->{lead}.ik", basis, _einsum(f".ji,{lead}.jk->{lead}.ik",
+                                                                         basis, x, nb), nb))
+
+
+def _svd_jvp(primals, tangents):
+    # A = U S V^T, P = U^T dA V: ds = diag(P), dU = U (F o (P S + S P^T)), dV = V (F o (S P + P^T S))
+    # with F_ij = 1/(s_j^2 - s_i^2); a tall A adds (I - U U^T) dA V S^-1 to dU, a wide one
+    # (I - V V^T) dA^T U S^-1 to dV (the directions the reduced factors do not span).
+    a, = primals
+    da = tangents[0]
+    m, n = shape(a)[-2:]
+    nb = len(shape(a)) - 2
+    packed = svd(a)
+    u, s, v, _ = _svd_parts(packed, m)
+    f, s_col = _gaps(s, square=True), _swap_last(s)
+    p = _einsum(".ji,K.jk->K.ik", u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
+    ps, sp = multiply(p, s), multiply(s_col, p)
+    du = _einsum(".ij,K.jk->K.ik", u, multiply(f, add(ps, _swap_last(ps))), nb)
+    dv = _einsum(".ij,K.jk->K.ik", v, multiply(f, add(sp, _swap_last(sp))), nb)
+    if m > n:
+        du = add(du, multiply(_without(u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb), _reciprocal_or_zero(s)))
+    if n > m:
+        dv = add(dv, multiply(_without(v, _einsum("K.ji,.jk->K.ik", da, u, nb), nb), _reciprocal_or_zero(s)))
+    return packed, _pack(du, _diagonal_row(p), dv)
+
+
+def _svd_vjp(ct, args, packed, needed):
+    a, = args
+    m, n = shape(a)[-2:]
+    nb = len(shape(a)) - 2
+    u, s, v, _ = _svd_parts(packed, m)
+    f, s_col = _gaps(s, square=True), _swap_last(s)
+    ct_u, ct_s, ct_v = _svd_parts(ct, m)[:3]
+    g = multiply(f, _einsum(".ji,M.jk->M.ik", u, ct_u, nb))
+    h = multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb))
+    ct_p = add(add(multiply(_eye(shape(s)[-1], ct), ct_s), multiply(add(g, _swap_last(g)), s)),
+               multiply(s_col, add(h, _swap_last(h))))
+    ct_a = _einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", u, ct_p, nb), v, nb)
+    if m > n:
+        w = multiply(_without(u, ct_u, nb, "M"), _reciprocal_or_zero(s))
+        ct_a = add(ct_a, _einsum("M.ij,.kj->M.ik", w, v, nb))
+    if n > m:
+        w = multiply(_without(v, ct_v, nb, "M"), _reciprocal_or_zero(s))
+        ct_a = add(ct_a, _einsum(".ik,M.jk->M.ij", u, w, nb))
+    return [ct_a]
+
+
+def _svd_abstract(a):
+    m, n = shape(a)[-2:]
+    return ShapeDtypeStruct(shape(a)[:-2] + (m + 1 + n, min(m, n)), dtype(a))
+
+
+# The reduced SVD of matrices (..., m, n), k = min(m, n), packed [U; s; V] (..., m + 1 + n, k).
+svd = _matrix_unary("svd", _svd_impl, _svd_jvp, _svd_vjp, abstract=_svd_abstract)
+
+
+# ---------------------------------------------------------------- qr
+def _qr_impl(a):
+    q, r = xp().linalg.qr(a)
+    return xp().concatenate([q, _swap_last(r)], axis=-2)
+
+
+def _qr_parts(packed, a):
+    m, n = shape(a)[-2:]
+    if m < n:
+        raise NotImplementedError(f"qr: the derivative is defined here for m >= n (a tall or square matrix); "
+                                  f"got a matrix of shape {(m, n)}")
+    return _part(packed, 0, m), _swap_last(_part(packed, m, m + n)), len(shape(a)) - 2
+
+
+def _strictly_lower(x):
+    n = shape(x)[-1]
+    return multiply(xp().tril(xp().ones((n, n), dtype=dtype(x)), -1), x)
+
+
+def _qr_jvp(primals, tangents):
+    # With X = dA R^-1 and C = Q^T X: dR = (C - W) R and dQ = Q (W - C) + X, where the
+    # skew-symmetric W = tril(C, -1) - tril(C, -1)^T keeps Q^T Q = I and R upper triangular.
+    a, = primals
+    packed = qr(a)
+    q, r, nb = _qr_parts(packed, a)
+    x = _swap_last(solve_lead(_swap_last(r), _swap_last(tangents[0]), 1))
+    c = _einsum(".ji,K.jk->K.ik", q, x, nb)
+    low = _strictly_lower(c)
+    w = subtract(low, _swap_last(low))
+    dq = add(_einsum(".ij,K.jk->K.ik", q, subtract(w, c), nb), x)
+    dr = _einsum("K.ij,.jk->K.ik", subtract(c, w), r, nb)
+    return packed, _pack(dq, _swap_last(dr))
+
+
+def _qr_vjp(ct, args, packed, needed):
+    # The JVP's steps transposed in reverse order.
+    a, = args
+    q, r, nb = _qr_parts(packed, a)
+    m = shape(a)[-2]
+    ct_q, ct_r = _part(ct, 0, m), _swap_last(_part(ct, m, shape(ct)[-2]))
+    d = _einsum("M.ij,.kj->M.ik", ct_r, r, nb)
+    e = _einsum(".ji,M.jk->M.ik", q, ct_q, nb)
+    ct_w = subtract(e, d)
+    ct_c = add(subtract(d, e), _strictly_lower(subtract(ct_w, _swap_last(ct_w))))
+    ct_x = add(ct_q, _einsum(".ij,M.jk->M.ik", q, ct_c, nb))
+    return [_swap_last(solve_lead(r, _swap_last(ct_x), 1))]
+
+
+def _qr_abstract(a):
+    m, n = shape(a)[-2:]
+    return ShapeDtypeStruct(shape(a)[:-2] + (m + n, min(m, n)), dtype(a))
+
+
+# The reduced QR of matrices (..., m, n), k = min(m, n), packed [Q; R^T] (..., m + n, k).
+qr = _matrix_unary("qr", _qr_impl, _qr_jvp, _qr_vjp, abstract=_qr_abstract)
+
+
+# ---------------------------------------------------------------- lu
+def _lu_impl(a):
+    """scipy.linalg.lu_factor's (lu, piv), packed [lu; piv] (..., n + 1, n): the pivots are small
+    integers, exact in floating point. A stack is factorised matrix by matrix, as cupyx's
+    lu_factor takes one matrix at a time."""
+    factor = backends.scipy_functions(xp(), "linalg", ("lu_factor",))["lu_factor"]
+    n = a.shape[-1]
+    flat = a.reshape((-1, n, n))
+    packed = xp().empty((flat.shape[0], n + 1, n), dtype=a.dtype)
+    for k, m in enumerate(flat):
+        packed[k, :n], packed[k, n] = factor(m)
+    return packed.reshape(a.shape[:-2] + (n + 1, n))
+
+
+def _masks(n, like):
+    """The strictly lower triangle and the upper one (diagonal included), as 0/1 matrices."""
+    low = xp().tril(xp().ones((n, n), dtype=dtype(like)), -1)
+    return low, 1 - low
+
+
+def lu_permutation(piv):
+    """The 0/1 matrix P with P @ A = the rows of A in the order lu_factor's pivots put them
+    (row i swapped with row piv[i], for i = 0, 1, ...): the swaps run on a permutation vector with
+    elementwise ops, so pivots computed under gpuad.jit work too. No derivative."""
+    n = shape(piv)[-1]
+    idx = xp().arange(n)
+    perm = broadcast_to(idx, shape=shape(piv))
+    column = reshape(piv, shape=shape(piv) + (1,))
+    for i in range(n):
+        p = reshape(_part(column, i, i + 1), shape=shape(piv)[:-1] + (1,))  # the pivot of step i
+        at_p = PRIMS["equal"](idx, p)
+        at_i = PRIMS["equal"](idx, i)
+        row_i = reduce_sum(where(at_i, perm, 0), axes=(len(shape(perm)) - 1,), keepdims=True)
+        row_p = reduce_sum(where(at_p, perm, 0), axes=(len(shape(perm)) - 1,), keepdims=True)
+        perm = where(at_i, row_p, where(at_p, row_i, perm))
+    return PRIMS["equal"](reshape(perm, shape=shape(perm) + (1,)), idx)
+
+
+def _lu_parts(packed):
+    n = shape(packed)[-1]
+    lu_ = _part(packed, 0, n)
+    piv = astype(_part(packed, n, n + 1), dtype=onp.dtype(onp.int64))
+    p = astype(lu_permutation(reshape(piv, shape=shape(piv)[:-2] + (n,))), dtype=dtype(packed))
+    low, up = _masks(n, packed)
+    return add(multiply(low, lu_), _eye(n, packed)), multiply(up, lu_), p, low, up
+
+
+def _lu_jvp(primals, tangents):
+    # P A = L U: with X = L^-1 P dA U^-1, dL = L tril(X, -1) and dU = triu(X) U; lu holds both.
+    a, = primals
+    packed = lu(a)
+    low_l, up_u, p, low, up = _lu_parts(packed)
+    nb = len(shape(a)) - 2
+    y = solve_lead(low_l, _einsum(".ij,K.jk->K.ik", p, tangents[0], nb), 1)
+    x = _swap_last(solve_lead(_swap_last(up_u), _swap_last(y), 1))
+    d_lu = add(_einsum(".ij,K.jk->K.ik", low_l, multiply(low, x), nb),
+               _einsum("K.ij,.jk->K.ik", multiply(up, x), up_u, nb))
+    pivots = xp().zeros(shape(d_lu)[:-2] + (1, shape(d_lu)[-1]), dtype=dtype(d_lu))  # no derivative
+    return packed, _pack(d_lu, pivots)
+
+
+def _lu_vjp(ct, args, packed, needed):
+    # The JVP's adjoint: ct_X = tril(L^T ct, -1) + triu(ct U^T), ct_A = P^T L^-T ct_X U^-T.
+    low_l, up_u, p, low, up = _lu_parts(packed)
+    n, nb = shape(p)[-1], len(shape(p)) - 2
+    ct_lu = _part(ct, 0, n)
+    ct_x = add(multiply(low, _einsum(".ji,M.jk->M.ik", low_l, ct_lu, nb)),
+               multiply(up, _einsum("M.ij,.kj->M.ik", ct_lu, up_u, nb)))
+    z = solve_lead(_swap_last(low_l), ct_x, 1)
+    w = _swap_last(solve_lead(up_u, _swap_last(z), 1))
+    return [_einsum(".ji,M.jk->M.ik", p, w, nb)]
+
+
+# scipy.linalg.lu_factor of square matrices (..., n, n), packed [lu; piv] (..., n + 1, n).
+lu = _matrix_unary(
+    "lu", _lu_impl, _lu_jvp, _lu_vjp,
+    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))

@@ -32,7 +32,7 @@ class Row:
 
 # ---------------------------------------------------------------- differentiable rows
 # name          primal              partial derivatives (x, or a and b; y is the output)
-DIFFERENTIABLE = [
+ELEMENTARY = [
     Row("negative", "-x", "-1"),
     Row("abs", "abs(x)", "sign(x)"),
     Row("sqrt", "sqrt(x)", "0.5 / y"),
@@ -69,6 +69,23 @@ DIFFERENTIABLE = [
     Row("hypot", "hypot(a, b)", "a / y", "b / y"),
     Row("remainder", "remainder(a, b)", "1", "-floor(a / b)"),
 ]
+
+# ---------------------------------------------------------------- special functions
+# gpuad.scipy.special exports these (gpuad.numpy does not: NumPy has no such names). Arrays
+# evaluate them with scipy.special or cupyx.scipy.special, kernels with kernels/gpuad_math.cuh.
+# Each partial is again a row, so every order is exact: gammaln -> digamma -> polygamma(1, .)
+# -> polygamma(2, .) ... The order n of polygamma is an integer: it carries no derivative.
+SPECIAL = [
+    Row("erf", "erf(x)", "1.1283791670955126 * exp(-x * x)"),      # 2 / sqrt(pi) exp(-x^2)
+    Row("erfc", "erfc(x)", "-1.1283791670955126 * exp(-x * x)"),
+    Row("erfinv", "erfinv(x)", "0.886226925452758 * exp(y * y)"),   # sqrt(pi) / 2 exp(y^2)
+    Row("erfcinv", "erfcinv(x)", "-0.886226925452758 * exp(y * y)"),
+    Row("gammaln", "gammaln(x)", "digamma(x)"),
+    Row("digamma", "digamma(x)", "polygamma(1, x)"),
+    Row("polygamma", "polygamma(a, b)", "0", "polygamma(a + 1, b)"),
+]
+SPECIAL_NAMES = frozenset(r.name for r in SPECIAL)
+DIFFERENTIABLE = ELEMENTARY + SPECIAL
 
 # ---------------------------------------------------------------- non-differentiable rows
 # Their derivative is zero (or undefined): under a transform they drop to the value below.
