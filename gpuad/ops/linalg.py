@@ -161,3 +161,21 @@ def _cholesky_vjp(ct, args, low, needed):
 
 cholesky = _matrix_unary(
     "cholesky", lambda a: xp().linalg.cholesky(a), _cholesky_jvp, _cholesky_vjp, abstract=same)
+
+
+# ---------------------------------------------------------------- sparsity patterns
+from . import patterns  # noqa: E402  (here with the rules it serves)
+
+
+# Dense in the matrix axes: an inverse mixes every entry of a matrix into every entry of the
+# result (its exact structure would need a symbolic factorisation); stacks stay apart.
+def _solve_pattern(args, out):
+    a, b = args
+    return [patterns.stacked(out, "XY", a, "ZW") if patterns.unknown(a) else None,
+            patterns.stacked(out, "XY", b, "ZY") if patterns.unknown(b) else None]
+
+
+solve.pattern = _solve_pattern
+logabsdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
+cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
+det_sign.pattern = patterns.none

@@ -1,0 +1,177 @@
+"""Sparsity patterns, found by propagating index sets through the function's traced program.
+
+The function is traced abstractly (gpuad.program.trace_program: shapes and dtypes, no data), so
+the pattern holds for every value of the inputs: it is the union of the patterns of all the
+branches a value could take, and Python control flow on input values cannot occur (tracing
+refuses it, as gpuad.jit does). Each value's pattern is a boolean CSR matrix (its elements x the
+n input elements); a primitive's `pattern` rule (gpuad/ops/patterns.py) gives its local pattern
+per argument, and the output's is the union of local @ argument pattern. No derivative is
+computed and nothing is random. The other arguments' arrays are traced abstractly too, so the
+pattern holds for all their values; their non-array leaves (Python numbers, strings) are static.
+"""
+import functools
+import math
+
+import numpy as onp
+import scipy.sparse as sp
+
+from .. import backends
+from ..api import _argnums, _as_input, grad
+from ..core import ShapeDtypeStruct, Tracer, dtype, shape
+from ..program import Var, trace_program
+from ..tree import tree_flatten
+
+
+def jacobian_sparsity(fun, argnums=0):
+    """The structural pattern of fun's Jacobian: a boolean scipy.sparse.csr_array of shape
+    (output size, input size), inputs and outputs raveled in C order (pytree leaves one after
+    the other, as jacfwd(f)(x).reshape(m, n) for one array each). An entry is True where the
+    derivative can be non-zero for some input values. Cached per input signature.
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> p = gpuad.sparse.jacobian_sparsity(lambda x: x[1:] - x[:-1])(gnp.zeros(4))
+    >>> p.toarray().astype(int)
+    array([[1, 1, 0, 0],
+           [0, 1, 1, 0],
+           [0, 0, 1, 1]])
+    """
+    return _cached(fun, argnums, "jacobian_sparsity", _pattern)
+
+
+def hessian_sparsity(fun, argnums=0):
+    """The symmetric structural pattern of a scalar function's Hessian (the Jacobian pattern of
+    its gradient, traced), as a boolean scipy.sparse.csr_array (n, n).
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> p = gpuad.sparse.hessian_sparsity(lambda x: gnp.sum(x[1:] * x[:-1]) + x[0] ** 3)(gnp.zeros(3))
+    >>> p.toarray().astype(int)
+    array([[1, 1, 0],
+           [1, 0, 1],
+           [0, 1, 0]])
+    """
+    return _cached(fun, argnums, "hessian_sparsity", hessian_pattern)
+
+
+def _cached(fun, argnums, name, find):
+    """fun's pattern as a function of its arguments, found once per signature."""
+    cache = {}
+
+    @functools.wraps(fun)
+    def pattern(*args):
+        sig = Signature(name, args, argnums)
+        if sig.key not in cache:
+            cache[sig.key] = find(fun, argnums, name, sig)
+        return cache[sig.key]
+    return pattern
+
+
+def hessian_pattern(fun, argnums, name, sig):
+    p = _pattern(grad(fun, argnums), argnums, name, sig)
+    return (p + p.T).tocsr()  # symmetric by construction; the union guards rules that are not exact
+
+
+class Signature:
+    """One call's arguments: the differentiated leaves (`leaves`, backend arrays), the other
+    arguments' array leaves (traced abstractly) and their other leaves (static), and the cache key."""
+
+    def __init__(self, name, args, argnums):
+        self.name, self.args = name, tuple(args)
+        self.nums, self.single = _argnums(argnums, len(args), name)
+        self.trees, self.leaves, self.rest = [], [], []
+        for i, a in enumerate(self.args):
+            leaves, tree = tree_flatten(a)
+            self.trees.append(tree)
+            for k, x in enumerate(leaves):
+                if i in self.nums:
+                    self.leaves.append(_as_input(x, name, f"leaf {k} of argument {i}"))
+                elif hasattr(x, "shape") and hasattr(x, "dtype") or isinstance(x, Tracer):
+                    self.rest.append(ShapeDtypeStruct(shape(x), dtype(x)))
+                else:
+                    self.rest.append(x)
+        self.sizes = [math.prod(shape(x)) for x in self.leaves]
+        self.n = sum(self.sizes)
+        avals = tuple(ShapeDtypeStruct(shape(x), dtype(x)) for x in self.leaves)
+        self.key = (tuple(self.trees), self.nums, avals, tuple(_static_key(x, name) for x in self.rest),
+                    backends.backend())
+
+    def rebuild(self, leaves, rest):
+        """The argument tuple with these differentiated leaves and these other array leaves."""
+        dyn, others, static = iter(leaves), iter(rest), iter(self.rest)
+        args = []
+        for i, tree in enumerate(self.trees):
+            picked = []
+            for _ in range(tree.num_leaves):
+                s = next(static) if i not in self.nums else None
+                picked.append(next(dyn) if i in self.nums else next(others) if isinstance(s, ShapeDtypeStruct) else s)
+            args.append(tree.unflatten(picked))
+        return args
+
+
+def _static_key(x, name):
+    try:
+        hash(x)
+    except TypeError:
+        raise TypeError(f"{name}: argument leaf {x!r} is neither an array nor hashable; pass arrays, "
+                        "numbers or hashable values") from None
+    return x
+
+
+def _pattern(fun, argnums, name, sig):
+    """Trace fun at this signature and propagate the input patterns to its outputs."""
+    program = _trace(fun, sig)
+    eye = sp.eye_array(sig.n, dtype=bool, format="csr")
+    offsets = onp.cumsum([0] + sig.sizes)
+    inputs = [eye[lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
+    outs = propagate(program, inputs + [None] * (len(program.ins) - len(inputs)), sig.n)
+    return sp.vstack(outs, format="csr") if outs else sp.csr_array((0, sig.n), dtype=bool)
+
+
+def _trace(fun, sig):
+    abstract_rest = [x for x in sig.rest if isinstance(x, ShapeDtypeStruct)]
+
+    def flat(inputs):
+        args = sig.rebuild(inputs[:len(sig.leaves)], inputs[len(sig.leaves):])
+        return tree_flatten(fun(*args))[0]
+
+    avals = [ShapeDtypeStruct(shape(x), dtype(x)) for x in sig.leaves] + abstract_rest
+    names = [f"{sig.name} input leaf {k}" for k in range(len(sig.leaves))] + \
+        [f"{sig.name} argument leaf {k} (not differentiated)" for k in range(len(abstract_rest))]
+    program = trace_program(flat, avals, names)
+    if not program.cacheable:
+        raise TypeError(f"{sig.name}: the function closes over values of an enclosing transform; "
+                        "find the pattern outside it")
+    return program
+
+
+def propagate(program, inputs, n):
+    """The pattern of each program output, from the patterns of its inputs (None: no dependence)."""
+    env = dict(zip(program.ins, inputs))
+    be = backends.current()
+    for eq in program.equations:
+        pats = [env.get(a) if isinstance(a, Var) else None for a in eq.ins]
+        if all(p is None for p in pats):
+            continue
+        rule = eq.prim.pattern
+        if rule is None:
+            raise NotImplementedError(f"gpuad.sparse: primitive {eq.prim.name!r} has no sparsity rule, so the "
+                                      "pattern of a function that uses it cannot be found; pass sparsity=")
+        args = [ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else
+                be.to_numpy(a) if be.is_array(a) else a for a in eq.ins]
+        out = ShapeDtypeStruct(eq.out.shape, eq.out.dtype)
+        env[eq.out] = _union(out.size, n, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
+                                            if loc is not None and p is not None])
+    return [_or_empty(env.get(o) if isinstance(o, Var) else None, math.prod(shape(o)), n) for o in program.outs]
+
+
+def _union(size, n, terms):
+    """OR over the arguments of (local pattern) @ (argument pattern); None when nothing depends."""
+    out = None
+    for (rows, cols), p in terms:
+        local = sp.csr_array((onp.ones(len(rows), dtype=bool), (rows, cols)), shape=(size, p.shape[0]))
+        term = local @ p  # boolean products and sums: an OR of ANDs, no cancellation
+        out = term if out is None else out + term
+    return out
+
+
+def _or_empty(p, size, n):
+    return p if p is not None else sp.csr_array((size, n), dtype=bool)
