@@ -219,6 +219,16 @@ def test_pytrees_stack_their_leaves():
     assert J.nnz == sparse.jacobian_sparsity(f, argnums=(0, 1))(x, y).nnz == 3 * 2 + 4 + 1
 
 
+def test_hessians_of_several_arguments_are_one_symmetric_matrix():
+    def f(x, y):
+        return gnp.sum(x[1:] * x[:-1] ** 2) + gnp.sum(y ** 3 * x[:2])
+    x, y = gnp.asarray(RNG.normal(size=4)), gnp.asarray(RNG.normal(size=2))
+    blocks = gpuad.hessian(f, argnums=(0, 1))(x, y)
+    dense = np.block([[_host(blocks[i][j]) for j in range(2)] for i in range(2)])
+    np.testing.assert_allclose(sparse.hessian(f, argnums=(0, 1))(x, y).toarray(), dense, rtol=1e-12)
+    assert sparse.hessian_sparsity(f, argnums=(0, 1))(x, y).nnz == np.count_nonzero(dense)
+
+
 def test_other_arguments_are_traced_so_the_pattern_holds_for_all_their_values():
     f = lambda x, w, k: x * w + x[::-1] * k  # noqa: E731
     p = sparse.jacobian_sparsity(f)(gnp.zeros(4), gnp.zeros(4), 2.0)

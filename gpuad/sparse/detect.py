@@ -158,19 +158,20 @@ def propagate(program, inputs, n):
         args = [ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else
                 be.to_numpy(a) if be.is_array(a) else a for a in eq.ins]
         out = ShapeDtypeStruct(eq.out.shape, eq.out.dtype)
-        env[eq.out] = _union(out.size, n, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
+        env[eq.out] = _union(out.size, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
                                             if loc is not None and p is not None])
     return [_or_empty(env.get(o) if isinstance(o, Var) else None, math.prod(shape(o)), n) for o in program.outs]
 
 
-def _union(size, n, terms):
-    """OR over the arguments of (local pattern) @ (argument pattern); None when nothing depends."""
-    out = None
-    for (rows, cols), p in terms:
-        local = sp.csr_array((onp.ones(len(rows), dtype=bool), (rows, cols)), shape=(size, p.shape[0]))
-        term = local @ p  # boolean products and sums: an OR of ANDs, no cancellation
-        out = term if out is None else out + term
-    return out
+def _union(size, terms):
+    """OR over the arguments of (local pattern) @ (argument pattern), as one product of the locals
+    side by side with the patterns stacked; None when nothing depends. Boolean sums and products:
+    an OR of ANDs, no cancellation."""
+    if not terms:
+        return None
+    local = sp.hstack([sp.csr_array((onp.ones(len(rows), dtype=bool), (rows, cols)), shape=(size, p.shape[0]))
+                       for (rows, cols), p in terms], format="csr")
+    return local @ sp.vstack([p for _, p in terms], format="csr")
 
 
 def _or_empty(p, size, n):
