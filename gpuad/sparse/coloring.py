@@ -38,14 +38,13 @@ def color(pattern, mode="column"):
 
 
 def as_pattern(pattern, name):
-    """A boolean CSR array from a SciPy sparse array or matrix, or a dense 2-D array."""
-    if sp.issparse(pattern):
-        p = sp.csr_array(pattern)
-    elif hasattr(pattern, "shape") and len(pattern.shape) == 2 and not hasattr(pattern, "_trace"):
-        p = sp.csr_array(onp.asarray(pattern.get() if hasattr(pattern, "get") else pattern))
-    else:
+    """A boolean CSR array (sorted indices) from a SciPy sparse array or matrix, or a dense 2-D
+    array; CuPy arrays and cupyx sparse matrices are read back to the host first."""
+    if hasattr(pattern, "get") and not sp.issparse(pattern):  # CuPy: .get() is the host copy
+        pattern = pattern.get()
+    if not (sp.issparse(pattern) or isinstance(pattern, onp.ndarray) and pattern.ndim == 2):
         raise TypeError(f"{name}: a pattern is a 2-D array or a scipy.sparse array, got {type(pattern).__name__}")
-    p = sp.csr_array(p != 0)
+    p = sp.csr_array(sp.csr_array(pattern) != 0)
     p.sort_indices()
     return p
 
