@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import test_primitives  # a module import: its op specs are read here, its tests are not collected twice
 
 import gpuad
 import gpuad.numpy as gnp
@@ -288,3 +289,42 @@ def test_every_primitive_has_a_rule():
              for p in vars(m).values() if isinstance(p, Primitive)]
     prims += list(elementwise.PRIMS.values())
     assert [p.name for p in prims if p.pattern is None] == []
+
+
+# Every op spec of tests/test_primitives.py (one or more per primitive), but those whose output
+# shape depends on values (they cannot be traced): the pattern holds the dense Jacobian, and the
+# Hessian pattern of a scalar function of it (which traces the reverse rules: scatters, puts) the
+# dense Hessian.
+TRACEABLE = [s for s in test_primitives.SPECS if s.batchable]
+
+
+def _dense_blocks(spec, xs):
+    """The dense Jacobian of every output leaf in every input, as one (m, n) matrix."""
+    nums = tuple(range(len(xs)))
+    jac = gpuad.tree_leaves(gpuad.jacfwd(spec.f, argnums=nums)(*xs))
+    sizes = [np.size(o) for o in gpuad.tree_leaves(spec.f(*xs))]
+    it = iter(jac)
+    return np.vstack([np.hstack([_host(next(it)).reshape(m, np.size(x)) for x in xs]) for m in sizes])
+
+
+@pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])
+def test_every_primitive_spec_pattern_holds_its_jacobian(spec):
+    xs = spec.inputs()
+    p = sparse.jacobian_sparsity(spec.f, argnums=tuple(range(len(xs))))(*xs).toarray()
+    dense = _dense_blocks(spec, xs)
+    assert p.shape == dense.shape
+    assert not np.any((dense != 0) & ~p)
+
+
+ONE_INPUT = [s for s in TRACEABLE if len(s.shapes) == 1]
+
+
+@pytest.mark.parametrize("spec", ONE_INPUT, ids=[s.name for s in ONE_INPUT])
+def test_every_primitive_spec_hessian_pattern_holds_its_hessian(spec):
+    x, = spec.inputs()
+
+    def g(v):
+        return gnp.sum(gpuad.tree_leaves(spec.f(v))[0] ** 2)
+    p = sparse.hessian_sparsity(g)(x).toarray()
+    dense = _host(gpuad.hessian(g)(x)).reshape(p.shape)
+    assert not np.any((dense != 0) & ~p)
