@@ -246,13 +246,17 @@ def test_a_given_sparsity_skips_detection_and_is_checked():
         sparse.jacobian(tridiagonal, sparsity=band(5, 1, 1))(x)
     with pytest.raises(ValueError, match="rows"):
         sparse.jacobian(tridiagonal, sparsity=band(7, 1, 1)[:, :6])(x)
+    with pytest.raises(ValueError, match="symmetric"):
+        sparse.hessian(HESSIANS[0][1], sparsity=band(6, 0, 1))(x)
+    H = sparse.hessian(HESSIANS[0][1], sparsity=band(6, 1, 1))(x)
+    np.testing.assert_allclose(H.toarray(), _host(gpuad.hessian(HESSIANS[0][1])(x)))
 
 
 def test_patterns_are_found_once_per_signature(monkeypatch):
     from gpuad.sparse import compressed
     calls = []
-    real = compressed._distance2
-    monkeypatch.setattr(compressed, "_distance2", lambda p: calls.append(1) or real(p))
+    real = compressed.distance2
+    monkeypatch.setattr(compressed, "distance2", lambda p: calls.append(1) or real(p))
     jac = sparse.jacobian(tridiagonal, mode="forward")
     for _ in range(3):
         jac(gnp.asarray(RNG.normal(size=6)))

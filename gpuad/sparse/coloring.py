@@ -33,8 +33,8 @@ def color(pattern, mode="column"):
         raise ValueError(f"color: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
     p = as_pattern(pattern, "color")
     if mode == "star":
-        return _star(_symmetric(p))
-    return _distance2(p if mode == "column" else p.T.tocsr())
+        return star(symmetric(p, "color"))
+    return distance2(p if mode == "column" else p.T.tocsr())
 
 
 def as_pattern(pattern, name):
@@ -49,7 +49,7 @@ def as_pattern(pattern, name):
     return p
 
 
-def _distance2(p):
+def distance2(p):
     """Column colors: columns that share a row differ."""
     csc = p.tocsc()
     # Largest first, by the number of entries in the column's rows: a bound on its degree in the
@@ -72,13 +72,14 @@ def _distance2(p):
     return onp.array(colors, dtype=onp.intp)
 
 
-def _symmetric(p):
+def symmetric(p, name):
+    """p, after checking that it is symmetric (what a star coloring and its recovery need)."""
     if p.shape[0] != p.shape[1] or (p != p.T).nnz:
-        raise ValueError(f"color: a star coloring needs a symmetric pattern, got one of shape {p.shape} that is not")
+        raise ValueError(f"{name}: a star coloring needs a symmetric pattern, got one of shape {p.shape} that is not")
     return p
 
 
-def _star(p):
+def star(p):
     """Star coloring (Gebremedhin, Manne and Pothen 2005): a distance-1 coloring in which no path
     on four vertices takes two colors. A path is checked when its last vertex is colored, as an
     endpoint (v-w-x-y) or inside (u-v-w-x); `seen[x][c]` counts x's neighbors of color c."""

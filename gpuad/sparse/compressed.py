@@ -15,8 +15,8 @@ import numpy as onp
 from .. import backends
 from ..api import Call, grad
 from ..core import dtype, shape
-from .coloring import _distance2, _star, as_pattern
-from .detect import Signature, _pattern, hessian_pattern
+from .coloring import as_pattern, distance2, star, symmetric
+from .detect import Signature, hessian_pattern, jacobian_pattern
 
 _MODES = ("auto", "forward", "reverse")
 NEARLY_DENSE = 0.5  # share of the dense sweep's directions above which compression is worth a warning
@@ -35,7 +35,7 @@ def jacobian(fun, argnums=0, mode="auto", sparsity=None):
     """
     if mode not in _MODES:
         raise ValueError(f"sparse.jacobian: mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
-    plans = _Plans("sparse.jacobian", fun, argnums, sparsity, _pattern, functools.partial(_jacobian_plan, mode))
+    plans = _Plans("sparse.jacobian", fun, argnums, sparsity, jacobian_pattern, functools.partial(_jacobian_plan, mode))
 
     @functools.wraps(fun)
     def jac(*args):
@@ -87,8 +87,8 @@ class _Plans:
 
 def _jacobian_plan(mode, name, pattern):
     m, n = pattern.shape
-    cols = _distance2(pattern) if mode != "reverse" else None
-    rows = _distance2(pattern.T.tocsr()) if mode != "forward" else None
+    cols = distance2(pattern) if mode != "reverse" else None
+    rows = distance2(pattern.T.tocsr()) if mode != "forward" else None
     forward = rows is None or cols is not None and _count(cols) <= _count(rows)
     colors = cols if forward else rows
     _warn_if_dense(name, _count(colors), "column" if forward else "row", m, n, pattern.nnz)
@@ -97,7 +97,7 @@ def _jacobian_plan(mode, name, pattern):
 
 
 def _hessian_plan(name, pattern):
-    colors = _star(pattern)
+    colors = star(symmetric(pattern, name))
     _warn_if_dense(name, _count(colors), "star", *pattern.shape, pattern.nnz)
     return lambda call, sig: _symmetric_recovery(call, pattern, colors)
 

@@ -35,7 +35,7 @@ def jacobian_sparsity(fun, argnums=0):
            [0, 1, 1, 0],
            [0, 0, 1, 1]])
     """
-    return _cached(fun, argnums, "jacobian_sparsity", _pattern)
+    return _cached(fun, argnums, "jacobian_sparsity", jacobian_pattern)
 
 
 def hessian_sparsity(fun, argnums=0):
@@ -66,7 +66,7 @@ def _cached(fun, argnums, name, find):
 
 
 def hessian_pattern(fun, argnums, name, sig):
-    p = _pattern(grad(fun, argnums), argnums, name, sig)
+    p = jacobian_pattern(grad(fun, argnums), argnums, name, sig)
     return (p + p.T).tocsr()  # symmetric by construction; the union guards rules that are not exact
 
 
@@ -116,7 +116,7 @@ def _static_key(x, name):
     return x
 
 
-def _pattern(fun, argnums, name, sig):
+def jacobian_pattern(fun, argnums, name, sig):
     """Trace fun at this signature and propagate the input patterns to its outputs."""
     program = _trace(fun, sig)
     eye = sp.eye_array(sig.n, dtype=bool, format="csr")
