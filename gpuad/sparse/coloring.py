@@ -83,10 +83,9 @@ def star(p):
     """Star coloring (Gebremedhin, Manne and Pothen 2005): a distance-1 coloring in which no path
     on four vertices takes two colors. A path is checked when its last vertex is colored, as an
     endpoint (v-w-x-y) or inside (u-v-w-x); `seen[x][c]` counts x's neighbors of color c."""
-    g = p.tolil()
-    g.setdiag(False)
-    g = sp.csr_array(g)
-    g.eliminate_zeros()
+    rows, cols = p.nonzero()
+    off = rows != cols  # the graph's edges: the diagonal is no edge
+    g = sp.csr_array((onp.ones(off.sum(), dtype=bool), (rows[off], cols[off])), shape=p.shape)
     order = onp.argsort(-onp.diff(g.indptr), kind="stable")
     ptr, nbr = g.indptr.tolist(), g.indices.tolist()
     n = p.shape[0]
