@@ -39,9 +39,8 @@ def jacobian(fun, argnums=0, mode="auto", sparsity=None):
 
     @functools.wraps(fun)
     def jac(*args):
-        plan, sig = plans.get(args)
-        call = Call("sparse.jacobian", fun, args, {}, argnums, False)
-        return plan(call, sig)
+        plan = plans.get(args)
+        return plan(Call("sparse.jacobian", fun, args, {}, argnums, False))
     return jac
 
 
@@ -60,13 +59,14 @@ def hessian(fun, argnums=0, sparsity=None):
 
     @functools.wraps(fun)
     def hess(*args):
-        plan, sig = plans.get(args)
-        return plan(Call("sparse.hessian", grad(fun, argnums), args, {}, argnums, False), sig)
+        plan = plans.get(args)
+        return plan(Call("sparse.hessian", grad(fun, argnums), args, {}, argnums, False))
     return hess
 
 
 class _Plans:
-    """Per input signature: the pattern (found, or given), its coloring and the sweep to run."""
+    """Per input signature: the pattern (found, or given), its coloring, and the sweep to run (a
+    function of the api.Call that runs it)."""
 
     def __init__(self, name, fun, argnums, sparsity, find, plan):
         self.name, self.fun, self.argnums, self.find, self.plan = name, fun, argnums, find, plan
@@ -82,7 +82,7 @@ class _Plans:
                 raise ValueError(f"{self.name}: the sparsity pattern has {pattern.shape[1]} columns but the "
                                  f"differentiated arguments have {sig.n} elements")
             plan = self.cache[sig.key] = self.plan(self.name, pattern)
-        return plan, sig
+        return plan
 
 
 def _jacobian_plan(mode, name, pattern):
@@ -93,13 +93,13 @@ def _jacobian_plan(mode, name, pattern):
     colors = cols if forward else rows
     _warn_if_dense(name, _count(colors), "column" if forward else "row", m, n, pattern.nnz)
     sweep = _forward if forward else _reverse
-    return lambda call, sig: sweep(call, pattern, colors)
+    return lambda call: sweep(call, pattern, colors)
 
 
 def _hessian_plan(name, pattern):
     colors = star(symmetric(pattern, name))
     _warn_if_dense(name, _count(colors), "star", *pattern.shape, pattern.nnz)
-    return lambda call, sig: _symmetric_recovery(call, pattern, colors)
+    return lambda call: _symmetric_recovery(call, pattern, colors)
 
 
 def _count(colors):
@@ -110,9 +110,9 @@ def _warn_if_dense(name, k, kind, m, n, nnz):
     dense = min(m, n)
     if k > max(16, NEARLY_DENSE * dense):
         warnings.warn(f"{name}: the {kind} coloring of this {m}x{n} pattern ({nnz} non-zeros) needs {k} "
-                      f"directions, against {dense} for the dense Jacobian: a sweep costs about {k} function "
-                      "evaluations, and the pattern has dense rows and columns (arrow-shaped?)",
-                      RuntimeWarning, stacklevel=4)
+                      f"directions, against {dense} for a dense sweep: the sweep costs about {k} function "
+                      "evaluations; the pattern has dense rows and columns (arrow-shaped?)",
+                      RuntimeWarning, stacklevel=5)
 
 
 # ---------------------------------------------------------------- sweeps

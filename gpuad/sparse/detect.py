@@ -67,44 +67,52 @@ def _cached(fun, argnums, name, find):
 
 def hessian_pattern(fun, argnums, name, sig):
     p = jacobian_pattern(grad(fun, argnums), argnums, name, sig)
-    return (p + p.T).tocsr()  # symmetric by construction; the union guards rules that are not exact
+    # H is symmetric: where an entry can be non-zero, so can its mirror (the traced reverse rules
+    # may show one of the two only)
+    return (p + p.T).tocsr()
 
 
 class Signature:
-    """One call's arguments: the differentiated leaves (`leaves`, backend arrays), the other
-    arguments' array leaves (traced abstractly) and their other leaves (static), and the cache key."""
+    """One call's arguments: the differentiated leaves (`leaves`, backend arrays), and per other
+    argument its leaves (`rest`): ShapeDtypeStructs for arrays (traced abstractly), the values
+    themselves for the others (static); and the cache key."""
 
     def __init__(self, name, args, argnums):
-        self.name, self.args = name, tuple(args)
-        self.nums, self.single = _argnums(argnums, len(args), name)
+        self.name = name
+        self.nums, _ = _argnums(argnums, len(args), name)
         self.trees, self.leaves, self.rest = [], [], []
-        for i, a in enumerate(self.args):
+        for i, a in enumerate(args):
             leaves, tree = tree_flatten(a)
             self.trees.append(tree)
-            for k, x in enumerate(leaves):
-                if i in self.nums:
-                    self.leaves.append(_as_input(x, name, f"leaf {k} of argument {i}"))
-                elif hasattr(x, "shape") and hasattr(x, "dtype") or isinstance(x, Tracer):
-                    self.rest.append(ShapeDtypeStruct(shape(x), dtype(x)))
-                else:
-                    self.rest.append(x)
+            if i in self.nums:
+                self.leaves += [_as_input(x, name, f"leaf {k} of argument {i}") for k, x in enumerate(leaves)]
+            self.rest.append([] if i in self.nums else [_abstract_or_static(x) for x in leaves])
         self.sizes = [math.prod(shape(x)) for x in self.leaves]
         self.n = sum(self.sizes)
         avals = tuple(ShapeDtypeStruct(shape(x), dtype(x)) for x in self.leaves)
-        self.key = (tuple(self.trees), self.nums, avals, tuple(_static_key(x, name) for x in self.rest),
-                    backends.backend())
+        static = tuple(_static_key(x, name) for r in self.rest for x in r)
+        self.key = (tuple(self.trees), self.nums, avals, static, backends.backend())
+
+    def abstract_rest(self):
+        return [x for r in self.rest for x in r if isinstance(x, ShapeDtypeStruct)]
 
     def rebuild(self, leaves, rest):
-        """The argument tuple with these differentiated leaves and these other array leaves."""
-        dyn, others, static = iter(leaves), iter(rest), iter(self.rest)
+        """The arguments with these differentiated leaves and these values for the other arrays."""
+        dyn, others = iter(leaves), iter(rest)
         args = []
         for i, tree in enumerate(self.trees):
-            picked = []
-            for _ in range(tree.num_leaves):
-                s = next(static) if i not in self.nums else None
-                picked.append(next(dyn) if i in self.nums else next(others) if isinstance(s, ShapeDtypeStruct) else s)
+            if i in self.nums:
+                picked = [next(dyn) for _ in range(tree.num_leaves)]
+            else:
+                picked = [next(others) if isinstance(x, ShapeDtypeStruct) else x for x in self.rest[i]]
             args.append(tree.unflatten(picked))
         return args
+
+
+def _abstract_or_static(x):
+    if isinstance(x, Tracer) or hasattr(x, "shape") and hasattr(x, "dtype"):
+        return ShapeDtypeStruct(shape(x), dtype(x))
+    return x
 
 
 def _static_key(x, name):
@@ -127,7 +135,7 @@ def jacobian_pattern(fun, argnums, name, sig):
 
 
 def _trace(fun, sig):
-    abstract_rest = [x for x in sig.rest if isinstance(x, ShapeDtypeStruct)]
+    abstract_rest = sig.abstract_rest()
 
     def flat(inputs):
         args = sig.rebuild(inputs[:len(sig.leaves)], inputs[len(sig.leaves):])
