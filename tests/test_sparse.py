@@ -238,6 +238,13 @@ def test_other_arguments_are_traced_so_the_pattern_holds_for_all_their_values():
     np.testing.assert_allclose(sparse.jacobian(f)(x, w, 3.0).toarray(), _dense(lambda v: f(v, w, 3.0), x))
 
 
+def test_compiled_functions_are_traced_through():
+    f = gpuad.jit(laplace_2d, static_argnums=1)
+    x = gnp.asarray(RNG.normal(size=25))
+    np.testing.assert_array_equal(sparse.jacobian_sparsity(f)(x, 5).toarray(), five_point(5))
+    np.testing.assert_allclose(sparse.jacobian(f)(x, 5).toarray(), _dense(lambda v: laplace_2d(v, 5), x))
+
+
 def test_a_given_sparsity_skips_detection_and_is_checked():
     x = gnp.asarray(RNG.normal(size=6))
     J = sparse.jacobian(tridiagonal, sparsity=band(6, 1, 1))(x)
@@ -277,6 +284,8 @@ def test_clear_errors():
         sparse.jacobian_sparsity(tridiagonal)(np.arange(4))
     with pytest.raises(TypeError, match="control flow"):
         sparse.jacobian_sparsity(lambda x: x if x[0] > 0 else -x)(gnp.zeros(3))
+    with pytest.raises(TypeError, match="scalar"):
+        sparse.hessian(tridiagonal)(gnp.zeros(4))
     with pytest.raises(TypeError, match="hashable"):
         sparse.jacobian_sparsity(lambda x, s: x * len(s))(gnp.zeros(3), {1, 2})
 
