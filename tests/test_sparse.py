@@ -21,6 +21,11 @@ def _host(x):
     return backends.current().to_numpy(x)
 
 
+def values_of(matrix):
+    """A result (scipy.sparse on NumPy, cupyx.scipy.sparse on CuPy) as a dense NumPy array."""
+    return _host(matrix.toarray())
+
+
 def band(n, lo, hi):
     """The pattern with diagonals -lo..hi."""
     return sum(np.eye(n, k=k, dtype=bool) for k in range(-lo, hi + 1)) > 0
@@ -114,8 +119,8 @@ def test_sparse_jacobian_equals_dense(name, fun, n, known, mode):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         J = sparse.jacobian(fun, mode=mode)(x)
-    np.testing.assert_allclose(J.toarray(), _dense(fun, x), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(J.toarray(), _host(gpuad.jacrev(fun)(x)).reshape(-1, n), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(values_of(J), _dense(fun, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(values_of(J), _host(gpuad.jacrev(fun)(x)).reshape(-1, n), rtol=1e-12, atol=1e-12)
 
 
 HESSIANS = [
@@ -138,7 +143,7 @@ def test_sparse_hessian_equals_dense(name, fun, n, known):
     x = gnp.asarray(RNG.normal(size=n) * 0.5)
     dense = _host(gpuad.hessian(fun)(x))
     assert not np.any((dense != 0) & ~p.toarray())
-    np.testing.assert_allclose(sparse.hessian(fun)(x).toarray(), dense, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(values_of(sparse.hessian(fun)(x)), dense, rtol=1e-10, atol=1e-10)
 
 
 def test_arrow_hessian_takes_two_star_colors():
@@ -196,17 +201,17 @@ def test_dtypes_carry_through(dt):
     J = sparse.jacobian(tridiagonal)(x)
     assert J.dtype == np.dtype(dt)
     tol = 1e-5 if dt == "float32" else 1e-12
-    np.testing.assert_allclose(J.toarray(), _dense(tridiagonal, x), rtol=tol, atol=tol)
+    np.testing.assert_allclose(values_of(J), _dense(tridiagonal, x), rtol=tol, atol=tol)
     H = sparse.hessian(HESSIANS[0][1])(x)
     assert H.dtype == np.dtype(dt)
-    np.testing.assert_allclose(H.toarray(), _host(gpuad.hessian(HESSIANS[0][1])(x)), rtol=tol * 10, atol=tol * 100)
+    np.testing.assert_allclose(values_of(H), _host(gpuad.hessian(HESSIANS[0][1])(x)), rtol=tol * 10, atol=tol * 100)
 
 
 def test_an_arrow_jacobian_is_right_and_warns_of_the_cost():
     x = gnp.asarray(RNG.normal(size=40))
     with pytest.warns(RuntimeWarning, match="needs 40 directions"):
         J = sparse.jacobian(arrow)(x)
-    np.testing.assert_allclose(J.toarray(), _dense(arrow, x))
+    np.testing.assert_allclose(values_of(J), _dense(arrow, x))
 
 
 def test_pytrees_stack_their_leaves():
@@ -216,7 +221,7 @@ def test_pytrees_stack_their_leaves():
     J = sparse.jacobian(f, argnums=(0, 1))(x, y)
     jx, jy = gpuad.jacfwd(f, argnums=(0, 1))(x, y)["a"], gpuad.jacfwd(f, argnums=(0, 1))(x, y)["b"]
     dense = np.block([[_host(jx[0]), _host(jx[1])], [_host(jy[0])[None], _host(jy[1])[None]]])
-    np.testing.assert_allclose(J.toarray(), dense)
+    np.testing.assert_allclose(values_of(J), dense)
     assert J.nnz == sparse.jacobian_sparsity(f, argnums=(0, 1))(x, y).nnz == 3 * 2 + 4 + 1
 
 
@@ -226,7 +231,7 @@ def test_hessians_of_several_arguments_are_one_symmetric_matrix():
     x, y = gnp.asarray(RNG.normal(size=4)), gnp.asarray(RNG.normal(size=2))
     blocks = gpuad.hessian(f, argnums=(0, 1))(x, y)
     dense = np.block([[_host(blocks[i][j]) for j in range(2)] for i in range(2)])
-    np.testing.assert_allclose(sparse.hessian(f, argnums=(0, 1))(x, y).toarray(), dense, rtol=1e-12)
+    np.testing.assert_allclose(values_of(sparse.hessian(f, argnums=(0, 1))(x, y)), dense, rtol=1e-12)
     assert sparse.hessian_sparsity(f, argnums=(0, 1))(x, y).nnz == np.count_nonzero(dense)
 
 
@@ -235,20 +240,20 @@ def test_other_arguments_are_traced_so_the_pattern_holds_for_all_their_values():
     p = sparse.jacobian_sparsity(f)(gnp.zeros(4), gnp.zeros(4), 2.0)
     np.testing.assert_array_equal(p.toarray(), (np.eye(4) + np.eye(4)[::-1]) > 0)
     x, w = gnp.asarray(RNG.normal(size=4)), gnp.asarray(RNG.normal(size=4))
-    np.testing.assert_allclose(sparse.jacobian(f)(x, w, 3.0).toarray(), _dense(lambda v: f(v, w, 3.0), x))
+    np.testing.assert_allclose(values_of(sparse.jacobian(f)(x, w, 3.0)), _dense(lambda v: f(v, w, 3.0), x))
 
 
 def test_compiled_functions_are_traced_through():
     f = gpuad.jit(laplace_2d, static_argnums=1)
     x = gnp.asarray(RNG.normal(size=25))
     np.testing.assert_array_equal(sparse.jacobian_sparsity(f)(x, 5).toarray(), five_point(5))
-    np.testing.assert_allclose(sparse.jacobian(f)(x, 5).toarray(), _dense(lambda v: laplace_2d(v, 5), x))
+    np.testing.assert_allclose(values_of(sparse.jacobian(f)(x, 5)), _dense(lambda v: laplace_2d(v, 5), x))
 
 
 def test_a_given_sparsity_skips_detection_and_is_checked():
     x = gnp.asarray(RNG.normal(size=6))
     J = sparse.jacobian(tridiagonal, sparsity=band(6, 1, 1))(x)
-    np.testing.assert_allclose(J.toarray(), _dense(tridiagonal, x))
+    np.testing.assert_allclose(values_of(J), _dense(tridiagonal, x))
     with pytest.raises(ValueError, match="columns"):
         sparse.jacobian(tridiagonal, sparsity=band(5, 1, 1))(x)
     with pytest.raises(ValueError, match="rows"):
@@ -256,7 +261,7 @@ def test_a_given_sparsity_skips_detection_and_is_checked():
     with pytest.raises(ValueError, match="symmetric"):
         sparse.hessian(HESSIANS[0][1], sparsity=band(6, 0, 1))(x)
     H = sparse.hessian(HESSIANS[0][1], sparsity=band(6, 1, 1))(x)
-    np.testing.assert_allclose(H.toarray(), _host(gpuad.hessian(HESSIANS[0][1])(x)))
+    np.testing.assert_allclose(values_of(H), _host(gpuad.hessian(HESSIANS[0][1])(x)))
 
 
 def test_patterns_are_found_once_per_signature(monkeypatch):
