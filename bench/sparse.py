@@ -2,7 +2,7 @@
 detection and coloring timed apart from the compressed sweep, against dense gpuad and dense
 jit-compiled JAX where the dense matrix fits in memory.
 
-    python -m bench.sparse                 # n = 10^3, 10^4, 10^5
+    python -m bench.sparse                 # n = 1000, 4000, 10^4, 10^5 (dense up to 4096)
     python -m bench.sparse --sizes 1000000
 
 The markdown table goes to stdout. Detection and coloring run once per input signature (their
@@ -100,7 +100,7 @@ def table(rows):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.sparse", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="1000,10000,100000", help="comma-separated n (default: 10^3..10^5)")
+    ap.add_argument("--sizes", default="1000,4000,10000,100000", help="comma-separated n")
     ap.add_argument("--problems", default=",".join(FAMILIES), help=f"of {', '.join(FAMILIES)}")
     args = ap.parse_args(argv)
     try:
