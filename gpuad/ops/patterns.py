@@ -3,8 +3,9 @@
 A primitive's `pattern` rule is called as `rule(args, out, **params)`, where an argument is a
 `ShapeDtypeStruct` when its values are unknown (a variable of a traced program) or the constant
 itself, and `out` is the output's ShapeDtypeStruct. It returns, per argument, its local pattern
-as a pair `(rows, cols)` of flat element indices (output element, argument element), or None
-where the output does not depend on that argument. gpuad.sparse chains these local patterns
+as a pair `(rows, cols)` of flat element indices (output element, argument element), or a
+`Through` (the same, factored through an intermediate space), or None where the output does not
+depend on that argument. gpuad.sparse chains these local patterns
 through a program. Rules are structural: the entries they give can be non-zero for some values
 of the unknown arguments; a constant's zeros are used (a product with a constant mask is masked).
 
@@ -14,6 +15,7 @@ included: a size-1 axis matches every position). This module holds only NumPy in
 (no SciPy: gpuad imports without it).
 """
 import math
+from typing import NamedTuple
 
 import numpy as onp
 
@@ -38,13 +40,34 @@ def nonzero(a):
     return None if unknown(a) else onp.asarray(a) != 0
 
 
+class Through(NamedTuple):
+    """A local pattern factored through an intermediate index space of `size` elements: the
+    argument's elements reach it by `first` (rows in it, cols in the argument), the output's by
+    `then` (rows in the output, cols in it). A dense mix (a matrix product, an inverse) is then
+    out.size + arg.size pairs, not their product."""
+    size: int
+    first: tuple
+    then: tuple
+
+
 def mixing(out_shape, out_letters, arg_shape, arg_letters, masks=()):
-    """(rows, cols): the output elements paired with the argument elements that agree with them
-    on the letters they share; masks are (boolean array, its letters) that must hold too.
+    """The output elements paired with the argument elements that agree with them on the letters
+    they share; masks are (boolean array, its letters) that must hold too. Without masks, and
+    with letters of its own on each side, the pairs go through the shared letters (a Through).
 
     >>> mixing((2,), "a", (2, 3), "ab")  # a sum over b
     (array([0, 0, 0, 1, 1, 1]), array([0, 1, 2, 3, 4, 5]))
     """
+    if not masks and set(out_letters) - set(arg_letters) and set(arg_letters) - set(out_letters):
+        shared = "".join(c for c in out_letters if c in arg_letters)
+        mid = tuple(max(out_shape[out_letters.index(c)], arg_shape[arg_letters.index(c)]) for c in shared)
+        return Through(math.prod(mid), _pairs(mid, shared, arg_shape, arg_letters),
+                       _pairs(out_shape, out_letters, mid, shared))
+    return _pairs(out_shape, out_letters, arg_shape, arg_letters, masks)
+
+
+def _pairs(out_shape, out_letters, arg_shape, arg_letters, masks=()):
+    """(rows, cols) of mixing over the grid of all the letters."""
     letters = "".join(dict.fromkeys(out_letters + arg_letters + "".join(m for _, m in masks)))
     placed = [_place(ids(out_shape), out_letters, letters), _place(ids(arg_shape), arg_letters, letters)]
     placed += [_place(m, ml, letters) for m, ml in masks]

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from .. import backends
 from ..api import _argnums, _as_input, grad
 from ..core import ShapeDtypeStruct, Tracer, dtype, shape
+from ..ops.patterns import Through
 from ..program import Var, trace_program
 from ..tree import tree_flatten
 
@@ -177,9 +178,21 @@ def _union(size, terms):
     an OR of ANDs, no cancellation."""
     if not terms:
         return None
-    local = sp.hstack([sp.csr_array((onp.ones(len(rows), dtype=bool), (rows, cols)), shape=(size, p.shape[0]))
-                       for (rows, cols), p in terms], format="csr")
+    terms = [_through(loc, p) for loc, p in terms]
+    local = sp.hstack([_matrix(loc, size, p.shape[0]) for loc, p in terms], format="csr")
     return local @ sp.vstack([p for _, p in terms], format="csr")
+
+
+def _through(loc, p):
+    """(the local pattern to the output, the pattern it applies to): a Through's first step done."""
+    if isinstance(loc, Through):
+        return loc.then, _matrix(loc.first, loc.size, p.shape[0]) @ p
+    return loc, p
+
+
+def _matrix(pairs, rows, cols):
+    r, c = pairs
+    return sp.csr_array((onp.ones(len(r), dtype=bool), (r, c)), shape=(rows, cols))
 
 
 def _or_empty(p, size, n):
