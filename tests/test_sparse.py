@@ -73,6 +73,15 @@ def gathers(x):
     return gnp.take(x, np.array([3, 0, 0, 5])) * gnp.sum(x[::2]) + gnp.cumsum(x)[:4]
 
 
+def matmul_pattern():
+    """out[i, k] of A (2x3, x[:6]) @ B (3x2, x[6:]) depends on row i of A and column k of B."""
+    p = np.zeros((4, 12), dtype=bool)
+    for i in range(2):
+        for k in range(2):
+            p[2 * i + k, [3 * i + j for j in range(3)] + [6 + 2 * j + k for j in range(3)]] = True
+    return p
+
+
 # name, function, input size, known pattern (None: only checked against dense Jacobians)
 CASES = [
     ("tridiagonal", tridiagonal, 8, band(8, 1, 1)),
@@ -91,6 +100,10 @@ CASES = [
     ("solve", lambda x: solve(gnp.eye(3) * 4 + x[:9].reshape(3, 3), x[9:]), 12, None),
     ("cholesky", lambda x: cholesky(x.reshape(3, 3) @ x.reshape(3, 3).T + gnp.eye(3)).reshape(9), 9,
      np.repeat(np.tri(3, dtype=bool).reshape(9, 1), 9, axis=1)),
+    ("matmul", lambda x: (x[:6].reshape(2, 3) @ x[6:].reshape(3, 2)).reshape(4), 12, matmul_pattern()),
+    # an inverse is dense in its matrix (documented: no symbolic factorisation), even of a diagonal
+    ("inverse", lambda x: gnp.linalg.inv(gnp.eye(3) * 4 + gnp.diag(x[:3])).reshape(9) * x[3], 4,
+     np.ones((9, 4), dtype=bool)),
     ("matrix_2d_out", lambda x: gnp.outer(x[:3], x[3:]) + x[:3, None], 5, None),
 ]
 
