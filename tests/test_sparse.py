@@ -308,6 +308,11 @@ def test_clear_errors():
         sparse.jacobian_sparsity(lambda x, s: x * len(s))(gnp.zeros(3), {1, 2})
 
 
+def test_a_pattern_too_dense_to_list_is_refused_before_it_is_allocated():
+    with pytest.raises(MemoryError, match="sparsity="):
+        sparse.jacobian_sparsity(gnp.cumsum)(gnp.zeros(100_000))  # 5e9 entries, lower triangular
+
+
 def test_a_primitive_without_a_rule_is_named():
     mystery = Primitive("mystery", lambda x: x, abstract=same)
     with pytest.raises(NotImplementedError, match="mystery"):

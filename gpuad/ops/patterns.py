@@ -22,6 +22,7 @@ import numpy as onp
 from .. import backends
 from ..core import ShapeDtypeStruct
 
+MAX_PAIRS = 1 << 28  # (output, input) pairs one rule may list: 4 GiB of int64 rows and columns
 _AXES = "abcdefghijklmnopqrstuvwxyz"  # letters of ordinary axes; upper case ones are the rules' own
 
 
@@ -72,6 +73,9 @@ def _pairs(out_shape, out_letters, arg_shape, arg_letters, masks=()):
     placed = [_place(ids(out_shape), out_letters, letters), _place(ids(arg_shape), arg_letters, letters)]
     placed += [_place(m, ml, letters) for m, ml in masks]
     grid = onp.broadcast_shapes(*(p.shape for p in placed))
+    if math.prod(grid) > MAX_PAIRS:  # refuse before allocating: the machine may not survive trying
+        raise MemoryError(f"gpuad.sparse: a primitive's local pattern spans {math.prod(grid)} (output, input) "
+                          f"pairs, over the limit of {MAX_PAIRS}: too dense to find this way; pass sparsity=")
     rows, cols = (onp.broadcast_to(p, grid) for p in placed[:2])
     if not masks:
         return rows.ravel(), cols.ravel()
