@@ -2,9 +2,11 @@
 colored, and the derivative computed in one sweep with one direction per color; results are
 CSR matrices (scipy.sparse.csr_array on NumPy, cupyx.scipy.sparse.csr_matrix on CuPy).
 
-    import gpuad, gpuad.numpy as gnp
-    f = lambda x: x[1:] * x[:-1]                      # a bidiagonal Jacobian
-    J = gpuad.sparse.jacobian(f)(gnp.ones(1000))      # 2 colors: one forward sweep of 2 directions
+>>> import gpuad, gpuad.numpy as gnp
+>>> f = lambda x: x[1:] * x[:-1]                       # a bidiagonal Jacobian: 2 column colors
+>>> J = gpuad.sparse.jacobian(f)(gnp.ones(1000))       # so one forward sweep of 2 directions
+>>> J.shape, J.nnz
+((999, 1000), 1998)
 
 Needs SciPy (pip install gpuad[sparse]).
 """
