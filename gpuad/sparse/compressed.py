@@ -92,14 +92,34 @@ def _jacobian_plan(mode, name, pattern):
     forward = rows is None or cols is not None and _count(cols) <= _count(rows)
     colors = cols if forward else rows
     _warn_if_dense(name, _count(colors), "column" if forward else "row", m, n, pattern.nnz)
-    sweep = _forward if forward else _reverse
-    return lambda call: sweep(call, pattern, colors)
+    r, c = _entries(pattern)
+    # J[i, j] is (J S)[i, color[j]] forward, (S^T J)[color[i], j] in reverse
+    return _Sweep(pattern, colors, forward, (colors[c], r) if forward else (colors[r], c))
 
 
 def _hessian_plan(name, pattern):
     colors = star(symmetric(pattern, name))
     _warn_if_dense(name, _count(colors), "star", *pattern.shape, pattern.nnz)
-    return lambda call: _symmetric_recovery(call, pattern, colors)
+    r, c = _entries(pattern)
+    # From B = H S: H[i, j] is B[i, color[j]] when no other entry of row i has j's color, else
+    # B[j, color[i]] (its mirror; a star coloring guarantees one of the two)
+    _, where, count = onp.unique(r * _count(colors) + colors[c], return_inverse=True, return_counts=True)
+    direct = count[where] == 1
+    return _Sweep(pattern, colors, True, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c)))
+
+
+class _Sweep:
+    """One compressed sweep and its decompression, prepared once per signature: `pick` says where
+    each stored entry of the pattern sits in the compressed matrix (direction, element)."""
+
+    def __init__(self, pattern, colors, forward, pick):
+        xp = backends.xp()
+        self.pattern, self.colors, self.forward = pattern, colors, forward
+        self.pick = tuple(xp.asarray(i) for i in pick)  # on the device once, on CuPy
+
+    def __call__(self, call):
+        product = _forward_product if self.forward else _reverse_product
+        return _csr(product(call, self.colors, self.pattern.shape[0])[self.pick], self.pattern)
 
 
 def _count(colors):
@@ -141,45 +161,25 @@ def _joined(bundles, k):
     return flat[0] if len(flat) == 1 else xp.concatenate(flat, axis=1)
 
 
-def _forward(call, pattern, colors):
+def _forward_product(call, colors, m):
+    """J S (as (K, m): direction k is J @ seed k), by one forward run with K directions."""
     k = _count(colors)
     _, tangents, _, _ = call.forward(_split(_seeds(colors, dtype(call.leaves[0])), call.leaves))
-    compressed = _joined(tangents, k)  # (K, m): column k is J @ seed k
-    _check_rows(call.name, pattern, compressed.shape[1])
-    rows, cols = _entries(pattern)
-    return _csr(_at(compressed, colors[cols], rows), pattern)
+    product = _joined(tangents, k)
+    _check_rows(call.name, m, product.shape[1])
+    return product
 
 
-def _reverse(call, pattern, colors):
+def _reverse_product(call, colors, m):
+    """S^T J (as (M, n): direction k is seed k @ J), by one recorded run and one backward sweep."""
     rec = call.record()
-    _check_rows(call.name, pattern, rec.m)
+    _check_rows(call.name, m, rec.m)
     dt = dtype(rec.values[0]) if rec.values else dtype(call.leaves[0])
     seeds = {}
     for oid, s in zip(rec.ids, _split(_seeds(colors, dt), rec.values)):
         if oid is not None:
             seeds[oid] = s if oid not in seeds else seeds[oid] + s
-    compressed = _joined(rec.pull(seeds, _count(colors)), _count(colors))  # (M, n): row k is seed k @ J
-    rows, cols = _entries(pattern)
-    return _csr(_at(compressed, colors[rows], cols), pattern)
-
-
-def _symmetric_recovery(call, pattern, colors):
-    """H from B = H S (forward over reverse, K = star colors): H[i, j] is B[i, color[j]] when no
-    other entry of row i has j's color, else B[j, color[i]] (a star coloring guarantees one)."""
-    k = _count(colors)
-    _, tangents, _, _ = call.forward(_split(_seeds(colors, dtype(call.leaves[0])), call.leaves))
-    b = _joined(tangents, k)  # (K, n): b[c, i] = sum of H[i, j] over j of color c
-    rows, cols = _entries(pattern)
-    _, where, count = onp.unique(rows * k + colors[cols], return_inverse=True, return_counts=True)
-    direct = count[where] == 1
-    xp = backends.xp()
-    return _csr(xp.where(xp.asarray(direct), _at(b, colors[cols], rows), _at(b, colors[rows], cols)), pattern)
-
-
-def _at(matrix, i, j):
-    """matrix[i, j] for host index arrays i, j (moved to the device on CuPy)."""
-    xp = backends.xp()
-    return matrix[xp.asarray(i), xp.asarray(j)]
+    return _joined(rec.pull(seeds, _count(colors)), _count(colors))
 
 
 def _entries(pattern):
@@ -187,10 +187,9 @@ def _entries(pattern):
     return onp.repeat(onp.arange(pattern.shape[0]), onp.diff(pattern.indptr)), pattern.indices
 
 
-def _check_rows(name, pattern, m):
-    if pattern.shape[0] != m:
-        raise ValueError(f"{name}: the sparsity pattern has {pattern.shape[0]} rows but the function has {m} "
-                         "output elements")
+def _check_rows(name, rows, m):
+    if rows != m:
+        raise ValueError(f"{name}: the sparsity pattern has {rows} rows but the function has {m} output elements")
 
 
 def _csr(data, pattern):
