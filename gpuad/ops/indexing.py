@@ -234,6 +234,9 @@ from . import patterns  # noqa: E402  (here with the rules it serves)
 for _prim in (getitem, concatenate, index_set):
     _prim.pattern = patterns.moves(_prim)
 scatter.pattern = patterns.spreads(lambda out_ids, args, shape, idx: patterns.run(getitem, [out_ids], {"idx": idx}))
+_take_known = patterns.moves(take_along, data=(0,))
+_put_known = patterns.spreads(
+    lambda out_ids, args, shape, axis: patterns.run(take_along, [out_ids, args[1]], {"axis": axis}))
 
 
 def _index_add_pattern(args, out, idx):
@@ -256,9 +259,6 @@ def _put_pattern(args, out, shape, axis):
     return _put_known(args, out, shape=shape, axis=axis)
 
 
-_take_known = patterns.moves(take_along, data=(0,))
-_put_known = patterns.spreads(
-    lambda out_ids, args, shape, axis: patterns.run(take_along, [out_ids, args[1]], {"axis": axis}))
 index_add.pattern = _index_add_pattern
 take_along.pattern = _take_pattern
 put_along.pattern = _put_pattern
