@@ -5,7 +5,12 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import test_primitives  # a module import: its op specs are read here, its tests are not collected twice
+import test_primitives
+from hypothesis import HealthCheck, given, settings
+from test_properties import (  # a module import: its op specs are read here, its tests are not collected twice
+    program_function,
+    programs,
+)
 
 import gpuad
 import gpuad.numpy as gnp
@@ -364,3 +369,30 @@ def test_every_primitive_spec_hessian_pattern_holds_its_hessian(spec):
     p = sparse.hessian_sparsity(g)(x).toarray()
     dense = _host(gpuad.hessian(g)(x)).reshape(p.shape)
     assert not np.any((dense != 0) & ~p)
+
+
+# Random programs of tests/test_properties.py (elementwise rows, broadcasting, reductions,
+# cumsum, flips, rolls...): sparse results equal dense ones, and patterns hold them.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_random_programs_sparse_equals_dense(program):
+    steps, xs = program
+    f = program_function(steps)
+    nums = tuple(range(len(xs)))
+    args = [gnp.asarray(x) for x in xs]
+    blocks = gpuad.jacfwd(f, argnums=nums)(*args)
+    m = np.size(_host(f(*args)))
+    dense = np.hstack([_host(b).reshape(m, np.size(x)) for b, x in zip(blocks, xs)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        J = sparse.jacobian(f, argnums=nums)(*args)
+    np.testing.assert_allclose(values_of(J), dense, rtol=1e-10, atol=1e-12)
+    assert not np.any((dense != 0) & ~sparse.jacobian_sparsity(f, argnums=nums)(*args).toarray())
+
+    def g(*a):
+        return gnp.sum(f(*a) ** 2)
+    hb = gpuad.hessian(g, argnums=nums)(*args)
+    h = np.block([[_host(hb[i][j]).reshape(np.size(xs[i]), np.size(xs[j])) for j in nums] for i in nums])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_allclose(values_of(sparse.hessian(g, argnums=nums)(*args)), h, rtol=1e-9, atol=1e-10)
