@@ -73,14 +73,20 @@ def _pairs(out_shape, out_letters, arg_shape, arg_letters, masks=()):
     placed = [_place(ids(out_shape), out_letters, letters), _place(ids(arg_shape), arg_letters, letters)]
     placed += [_place(m, ml, letters) for m, ml in masks]
     grid = onp.broadcast_shapes(*(p.shape for p in placed))
-    if math.prod(grid) > MAX_PAIRS:  # refuse before allocating: the machine may not survive trying
-        raise MemoryError(f"gpuad.sparse: a primitive's local pattern spans {math.prod(grid)} (output, input) "
-                          f"pairs, over the limit of {MAX_PAIRS}: too dense to find this way; pass sparsity=")
+    affordable(math.prod(grid))
     rows, cols = (onp.broadcast_to(p, grid) for p in placed[:2])
     if not masks:
         return rows.ravel(), cols.ravel()
     keep = onp.broadcast_to(onp.logical_and.reduce([onp.broadcast_to(p, grid) for p in placed[2:]]), grid)
     return rows[keep], cols[keep]
+
+
+def affordable(pairs):
+    """Refuse a local pattern of this many (output, input) pairs before allocating anything for it:
+    the machine may not survive trying."""
+    if pairs > MAX_PAIRS:
+        raise MemoryError(f"gpuad.sparse: a primitive's local pattern spans {pairs} (output, input) pairs, over "
+                          f"the limit of {MAX_PAIRS}: too dense to find this way; pass sparsity=")
 
 
 def _place(x, named, letters):
@@ -156,6 +162,7 @@ def prefix(args, out, axis, **params):
     """cumsum along axis: element i depends on elements 0..i of its line."""
     x, = args
     size = x.shape[axis]
+    affordable(math.prod(out.shape) * size)  # before the size x size mask
     return [along(x.shape, out.shape, axis, onp.tri(size, dtype=bool))]
 
 
