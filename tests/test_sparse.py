@@ -130,7 +130,7 @@ def test_pattern_holds_the_dense_jacobian_and_matches_the_known_structure(name, 
         np.testing.assert_array_equal(p.toarray(), known)
 
 
-@pytest.mark.parametrize("mode", ["auto", "forward", "reverse"])
+@pytest.mark.parametrize("mode", ["auto", "forward", "reverse", "bidirectional"])
 @pytest.mark.parametrize("name, fun, n, known", CASES, ids=[c[0] for c in CASES])
 def test_sparse_jacobian_equals_dense(name, fun, n, known, mode):
     x = gnp.asarray(RNG.normal(size=n))
@@ -228,9 +228,23 @@ def test_dtypes_carry_through(dt):
 
 def test_an_arrow_jacobian_is_right_and_warns_of_the_cost():
     x = gnp.asarray(RNG.normal(size=40))
-    with pytest.warns(RuntimeWarning, match="needs 40 directions"):
+    with pytest.warns(RuntimeWarning, match="needs 40 directions.*bidirectional"):
         J = sparse.jacobian(arrow)(x)
     np.testing.assert_allclose(values_of(J), _dense(arrow, x))
+
+
+def test_bidirectional_mode_takes_an_arrow_in_three_directions(monkeypatch):
+    from gpuad.sparse import compressed
+    seen = []
+    real = compressed._seeds
+    monkeypatch.setattr(compressed, "_seeds", lambda colors, dt: seen.append(compressed._count(colors)) or
+                        real(colors, dt))
+    x = gnp.asarray(RNG.normal(size=40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no density warning: 3 directions of 40
+        J = sparse.jacobian(arrow, mode="bidirectional")(x)
+    np.testing.assert_allclose(values_of(J), _dense(arrow, x))
+    assert sorted(seen) == [1, 2]  # the dense row backward, the rest forward in 2 colors
 
 
 def test_pytrees_stack_their_leaves():
@@ -384,10 +398,11 @@ def test_random_programs_sparse_equals_dense(program):
     blocks = gpuad.jacfwd(f, argnums=nums)(*args)
     m = np.size(_host(f(*args)))
     dense = np.hstack([_host(b).reshape(m, np.size(x)) for b, x in zip(blocks, xs)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        J = sparse.jacobian(f, argnums=nums)(*args)
-    np.testing.assert_allclose(values_of(J), dense, rtol=1e-10, atol=1e-12)
+    for mode in ("auto", "bidirectional"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            J = sparse.jacobian(f, argnums=nums, mode=mode)(*args)
+        np.testing.assert_allclose(values_of(J), dense, rtol=1e-10, atol=1e-12)
     assert not np.any((dense != 0) & ~sparse.jacobian_sparsity(f, argnums=nums)(*args).toarray())
 
     def g(*a):

@@ -11,6 +11,7 @@ import math
 import warnings
 
 import numpy as onp
+import scipy.sparse as sp
 
 from .. import backends
 from ..api import Call, grad
@@ -18,14 +19,16 @@ from ..core import dtype, shape
 from .coloring import as_pattern, distance2, star, symmetric
 from .detect import Signature, hessian_pattern, jacobian_pattern
 
-_MODES = ("auto", "forward", "reverse")
+_MODES = ("auto", "forward", "reverse", "bidirectional")
 NEARLY_DENSE = 0.5  # share of the dense sweep's directions above which compression is worth a warning
 
 
 def jacobian(fun, argnums=0, mode="auto", sparsity=None):
     """The Jacobian of fun as a CSR matrix (output size, input size), inputs and outputs raveled
-    as in jacobian_sparsity. mode: "forward" (K = column colors), "reverse" (M = row colors) or
-    "auto" (fewer colors; forward on a tie). sparsity: a known pattern, skipping detection.
+    as in jacobian_sparsity. mode: "forward" (K = column colors), "reverse" (M = row colors),
+    "auto" (fewer colors; forward on a tie) or "bidirectional" (the densest rows by reverse mode,
+    the rest by forward mode: an arrow-shaped Jacobian in 3 directions where one-sided colorings
+    need n). sparsity: a known pattern, skipping detection.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> J = gpuad.sparse.jacobian(lambda x: x[1:] * x[:-1])(gnp.array([1.0, 2.0, 3.0]))
@@ -86,6 +89,8 @@ class _Plans:
 
 
 def _jacobian_plan(mode, name, pattern):
+    if mode == "bidirectional":
+        return _bidirectional_plan(name, pattern)
     m, n = pattern.shape
     cols = distance2(pattern) if mode != "reverse" else None
     rows = distance2(pattern.T.tocsr()) if mode != "forward" else None
@@ -94,7 +99,30 @@ def _jacobian_plan(mode, name, pattern):
     _warn_if_dense(name, _count(colors), "column" if forward else "row", m, n, pattern.nnz)
     r, c = _entries(pattern)
     # J[i, j] is (J S)[i, color[j]] forward, (S^T J)[color[i], j] in reverse
-    return _Sweep(pattern, colors, forward, (colors[c], r) if forward else (colors[r], c))
+    if forward:
+        return _Sweep(pattern, forward=(colors, (colors[c], r)))
+    return _Sweep(pattern, reverse=(colors, (colors[r], c)))
+
+
+def _bidirectional_plan(name, pattern):
+    """The r longest rows by reverse mode (r directions, or fewer where they share no column), the
+    others by forward mode, whose column coloring is bounded below by the longest row left: r
+    minimises r + that bound."""
+    m, n = pattern.shape
+    lengths = onp.diff(pattern.indptr)
+    order = onp.argsort(-lengths, kind="stable")
+    r = int(onp.argmin(onp.arange(m + 1) + onp.append(lengths[order], 0)))
+    dense = onp.zeros(m, dtype=bool)
+    dense[order[:r]] = True
+    keep = sp.diags_array(~dense, dtype=bool) @ pattern  # the pattern with the dense rows emptied
+    cols = distance2(keep)
+    rows = onp.where(dense, distance2((pattern - keep).T.tocsr()), -1)  # -1: no reverse direction
+    forward, reverse = r < m, r > 0  # a sweep with nothing to find is left out
+    _warn_if_dense(name, _count(cols) * forward + _count(rows), "bidirectional", m, n, pattern.nnz)
+    i, j = _entries(pattern)
+    return _Sweep(pattern, forward=(cols, (cols[j], i)) if forward else None,
+                  reverse=(rows, (onp.maximum(rows[i], 0), j)) if reverse else None,
+                  from_reverse=dense[i] if forward and reverse else None)
 
 
 def _hessian_plan(name, pattern):
@@ -105,34 +133,41 @@ def _hessian_plan(name, pattern):
     # B[j, color[i]] (its mirror; a star coloring guarantees one of the two)
     _, where, count = onp.unique(r * _count(colors) + colors[c], return_inverse=True, return_counts=True)
     direct = count[where] == 1
-    return _Sweep(pattern, colors, True, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c)))
+    return _Sweep(pattern, forward=(colors, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c))))
 
 
 class _Sweep:
-    """One compressed sweep and its decompression, prepared once per signature: `pick` says where
-    each stored entry of the pattern sits in the compressed matrix (direction, element)."""
+    """Compressed sweeps and their decompression, prepared once per signature: for a forward
+    and/or a reverse sweep, its colors and where each stored entry of the pattern sits in its
+    compressed product (direction, element); with both, from_reverse says which one an entry
+    takes."""
 
-    def __init__(self, pattern, colors, forward, pick):
-        xp = backends.xp()
-        self.pattern, self.colors, self.forward = pattern, colors, forward
-        self.pick = tuple(xp.asarray(i) for i in pick)  # on the device once, on CuPy
+    def __init__(self, pattern, forward=None, reverse=None, from_reverse=None):
+        xp = backends.xp()  # the index arrays go to the device once, on CuPy
+        self.pattern = pattern
+        self.parts = [(product, part[0], tuple(xp.asarray(i) for i in part[1]))
+                      for product, part in ((_forward_product, forward), (_reverse_product, reverse))
+                      if part is not None]
+        self.from_reverse = None if from_reverse is None else xp.asarray(from_reverse)
 
     def __call__(self, call):
-        product = _forward_product if self.forward else _reverse_product
-        return _csr(product(call, self.colors, self.pattern.shape[0])[self.pick], self.pattern)
+        values = [product(call, colors, self.pattern.shape[0])[pick] for product, colors, pick in self.parts]
+        data = values[0] if len(values) == 1 else backends.xp().where(self.from_reverse, values[1], values[0])
+        return _csr(data, self.pattern)
 
 
 def _count(colors):
+    """Directions a coloring takes (a color of -1 takes none)."""
     return int(colors.max()) + 1 if colors.size else 0
 
 
 def _warn_if_dense(name, k, kind, m, n, nnz):
     dense = min(m, n)
     if k > max(16, NEARLY_DENSE * dense):
+        hint = "" if kind in ("bidirectional", "star") else ' (arrow-shaped? mode="bidirectional" may need far fewer)'
         warnings.warn(f"{name}: the {kind} coloring of this {m}x{n} pattern ({nnz} non-zeros) needs {k} "
                       f"directions, against {dense} for a dense sweep: the sweep costs about {k} function "
-                      "evaluations; the pattern has dense rows and columns (arrow-shaped?)",
-                      RuntimeWarning, stacklevel=5)
+                      f"evaluations; the pattern has dense rows and columns{hint}", RuntimeWarning, stacklevel=5)
 
 
 # ---------------------------------------------------------------- sweeps
@@ -140,7 +175,8 @@ def _seeds(colors, dt):
     """The compressed seed matrix (K, n): row k sums the basis vectors of color k."""
     xp = backends.xp()
     s = xp.zeros((_count(colors), colors.size), dtype=dt)
-    s[xp.asarray(colors), xp.arange(colors.size)] = 1
+    seeded = onp.flatnonzero(colors >= 0)
+    s[xp.asarray(colors[seeded]), xp.asarray(seeded)] = 1
     return s
 
 
