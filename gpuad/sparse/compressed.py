@@ -114,9 +114,8 @@ def _bidirectional_plan(name, pattern):
     r = int(onp.argmin(onp.arange(m + 1) + onp.append(lengths[order], 0)))
     dense = onp.zeros(m, dtype=bool)
     dense[order[:r]] = True
-    keep = sp.diags_array(~dense, dtype=bool) @ pattern  # the pattern with the dense rows emptied
-    cols = distance2(keep)
-    rows = onp.where(dense, distance2((pattern - keep).T.tocsr()), -1)  # -1: no reverse direction
+    cols = distance2(sp.diags_array(~dense, dtype=bool) @ pattern)  # the other rows' columns
+    rows = onp.where(dense, distance2((sp.diags_array(dense, dtype=bool) @ pattern).T.tocsr()), -1)  # -1: none
     forward, reverse = r < m, r > 0  # a sweep with nothing to find is left out
     _warn_if_dense(name, _count(cols) * forward + _count(rows), "bidirectional", m, n, pattern.nnz)
     i, j = _entries(pattern)
