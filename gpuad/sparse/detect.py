@@ -8,6 +8,8 @@ n input elements); a primitive's `pattern` rule (gpuad/ops/patterns.py) gives it
 per argument, and the output's is the union of local @ argument pattern. No derivative is
 computed and nothing is random. The other arguments' arrays are traced abstractly too, so the
 pattern holds for all their values; their non-array leaves (Python numbers, strings) are static.
+A constant the function closes over is known, and its zeros count (W @ x with a constant W has
+W's pattern). Patterns are structural: x - x still depends on x.
 """
 import functools
 import math
