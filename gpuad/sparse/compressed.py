@@ -148,11 +148,12 @@ class _Sweep:
                       for product, part in ((_forward_product, forward), (_reverse_product, reverse))
                       if part is not None]
         self.from_reverse = None if from_reverse is None else xp.asarray(from_reverse)
+        self.structure = xp.asarray(pattern.indices), xp.asarray(pattern.indptr)
 
     def __call__(self, call):
         values = [product(call, colors, self.pattern.shape[0])[pick] for product, colors, pick in self.parts]
         data = values[0] if len(values) == 1 else backends.xp().where(self.from_reverse, values[1], values[0])
-        return _csr(data, self.pattern)
+        return _csr(data, *self.structure, self.pattern.shape)
 
 
 def _count(colors):
@@ -227,12 +228,9 @@ def _check_rows(name, rows, m):
         raise ValueError(f"{name}: the sparsity pattern has {rows} rows but the function has {m} output elements")
 
 
-def _csr(data, pattern):
-    """A CSR matrix of the backend with the pattern's structure and these values."""
+def _csr(data, indices, indptr, shape):
+    """A CSR matrix of the backend (copies of the structure: each result owns its arrays)."""
     if backends.backend() == "cupy":
-        import cupy
         import cupyx.scipy.sparse
-        return cupyx.scipy.sparse.csr_matrix(
-            (data, cupy.asarray(pattern.indices), cupy.asarray(pattern.indptr)), shape=pattern.shape)
-    import scipy.sparse as sp
-    return sp.csr_array((data, pattern.indices.copy(), pattern.indptr.copy()), shape=pattern.shape)
+        return cupyx.scipy.sparse.csr_matrix((data, indices.copy(), indptr.copy()), shape=shape)
+    return sp.csr_array((data, indices.copy(), indptr.copy()), shape=shape)
