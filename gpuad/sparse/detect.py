@@ -72,7 +72,9 @@ def hessian_pattern(fun, argnums, name, sig):
     p = jacobian_pattern(grad(fun, argnums), argnums, name, sig)
     # H is symmetric: where an entry can be non-zero, so can its mirror (the traced reverse rules
     # may show one of the two only)
-    return (p + p.T).tocsr()
+    h = (p + p.T).tocsr()
+    h.sort_indices()
+    return h
 
 
 class Signature:
@@ -134,7 +136,9 @@ def jacobian_pattern(fun, argnums, name, sig):
     offsets = onp.cumsum([0] + sig.sizes)
     inputs = [eye[lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
     outs = propagate(program, inputs + [None] * (len(program.ins) - len(inputs)), sig.n)
-    return sp.vstack(outs, format="csr") if outs else sp.csr_array((0, sig.n), dtype=bool)
+    p = sp.vstack(outs, format="csr") if outs else sp.csr_array((0, sig.n), dtype=bool)
+    p.sort_indices()  # canonical: products leave the columns of a row in any order
+    return p
 
 
 def _trace(fun, sig):
