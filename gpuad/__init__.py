@@ -24,3 +24,12 @@ from .jit import eval_shape, jit  # noqa: F401
 from .tree import tree_flatten, tree_leaves, tree_map, tree_unflatten  # noqa: F401
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # gpuad.sparse needs SciPy, an optional extra: it is imported on first use, so that gpuad
+    # itself imports without SciPy (and the error names the extra where SciPy is missing)
+    if name == "sparse":
+        import importlib
+        return importlib.import_module(".sparse", __name__)
+    raise AttributeError(f"module 'gpuad' has no attribute {name!r}")

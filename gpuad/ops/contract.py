@@ -83,3 +83,22 @@ def _contract_abstract(a, b, spec):
 contract = Primitive(
     "contract", lambda a, b, spec: contract_arrays(xp(), a, b, spec),
     _contract_jvp, _contract_vjp, _contract_batch, abstract=_contract_abstract)
+
+
+# ---------------------------------------------------------------- sparsity patterns
+from . import patterns  # noqa: E402  (here with the rules it serves)
+
+
+def _contract_pattern(args, out, spec):
+    """An output element depends on the elements its letters meet; a constant operand's zeros cut."""
+    (a, b), (sa, sb, so) = args, spec
+    return [patterns.mixing(out.shape, so, a.shape, sa, _masks(b, sb)) if patterns.unknown(a) else None,
+            patterns.mixing(out.shape, so, b.shape, sb, _masks(a, sa)) if patterns.unknown(b) else None]
+
+
+def _masks(other, letters):
+    mask = patterns.nonzero(other)
+    return () if mask is None else ((mask, letters),)
+
+
+contract.pattern = _contract_pattern

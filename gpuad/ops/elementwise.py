@@ -180,3 +180,13 @@ astype = Primitive(
 ON_PRIMITIVES = RuleNamespace(dict(PRIMS, where=where), multiply, add, negative,
                               lambda x, s: reshape(x, shape=tuple(s)),
                               lambda x, s: broadcast_to(x, shape=tuple(s)))
+
+
+# ---------------------------------------------------------------- sparsity patterns
+from . import patterns  # noqa: E402  (here with the rules it serves)
+
+for _prim in PRIMS.values():
+    _prim.pattern = patterns.none if _prim.nondiff else patterns.elementwise
+multiply.pattern = patterns.product  # a constant factor's zeros cut the dependence
+where.pattern = patterns.select
+astype.pattern = patterns.cast

@@ -223,3 +223,43 @@ argsort = Primitive(
     "argsort", lambda x, axis: xp().argsort(x, axis=axis),
     batch=lambda args, batched, axis: (argsort(args[0], axis=axis + 1), True), nondiff=True,
     abstract=lambda x, axis: ShapeDtypeStruct(shape(x), onp.intp))
+
+
+# ---------------------------------------------------------------- sparsity patterns
+from . import patterns  # noqa: E402  (here with the rules it serves)
+
+# Indices are constants under tracing (gpuad.numpy normalises them), except the positions of
+# take_along and put_along, which may be computed (a sort's argsort): then any position on the
+# line along the axis may be read or written.
+for _prim in (getitem, concatenate, index_set):
+    _prim.pattern = patterns.moves(_prim)
+scatter.pattern = patterns.spreads(lambda out_ids, args, shape, idx: patterns.run(getitem, [out_ids], {"idx": idx}))
+_take_known = patterns.moves(take_along, data=(0,))
+_put_known = patterns.spreads(
+    lambda out_ids, args, shape, axis: patterns.run(take_along, [out_ids, args[1]], {"axis": axis}))
+
+
+def _index_add_pattern(args, out, idx):
+    base, v = args
+    return [patterns.elementwise([base], out)[0] if patterns.unknown(base) else None,
+            scatter.pattern([v], out, shape=out.shape, idx=idx)[0] if patterns.unknown(v) else None]
+
+
+def _take_pattern(args, out, axis):
+    x, idx = args
+    if patterns.unknown(idx):
+        return [patterns.along(x.shape, out.shape, axis), None]
+    return _take_known(args, out, axis=axis)
+
+
+def _put_pattern(args, out, shape, axis):
+    v, idx = args
+    if patterns.unknown(idx):
+        return [patterns.along(v.shape, out.shape, axis), None]
+    return _put_known(args, out, shape=shape, axis=axis)
+
+
+index_add.pattern = _index_add_pattern
+take_along.pattern = _take_pattern
+put_along.pattern = _put_pattern
+argsort.pattern = patterns.none

@@ -445,3 +445,24 @@ def _lu_vjp(ct, args, packed, needed):
 lu = _matrix_unary(
     "lu", _lu_impl, _lu_jvp, _lu_vjp,
     abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+
+
+# ---------------------------------------------------------------- sparsity patterns
+from . import patterns  # noqa: E402  (here with the rules it serves)
+
+
+# Dense in the matrix axes: an inverse mixes every entry of a matrix into every entry of the
+# result (its exact structure would need a symbolic factorisation); stacks stay apart.
+def _solve_pattern(args, out):
+    a, b = args
+    return [patterns.stacked(out, "XY", a, "ZW") if patterns.unknown(a) else None,
+            patterns.stacked(out, "XY", b, "ZY") if patterns.unknown(b) else None]
+
+
+solve.pattern = _solve_pattern
+logabsdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
+cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
+det_sign.pattern = patterns.none
+# The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).
+for _factorisation in (eigh, svd, qr, lu):
+    _factorisation.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]

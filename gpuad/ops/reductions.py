@@ -53,3 +53,11 @@ argmax = Primitive(
     "argmax", lambda x, axis: xp().argmax(x, axis=axis),
     batch=lambda args, batched, axis: (argmax(args[0], axis=axis + 1), True), nondiff=True,
     abstract=lambda x, axis: reduced(x, (axis,), False, onp.dtype(onp.intp)))
+
+
+# ---------------------------------------------------------------- sparsity patterns
+from . import patterns  # noqa: E402  (here with the rules it serves)
+
+reduce_max.pattern = patterns.reduction  # any element of the slice may be the max
+cumsum.pattern = patterns.prefix
+argmax.pattern = patterns.none

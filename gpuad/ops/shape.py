@@ -85,3 +85,11 @@ reduce_sum = linear(
     "reduce_sum", lambda x, axes, keepdims: xp().sum(x, axis=axes, keepdims=keepdims),
     lambda t, axes, keepdims: reduce_sum(t, axes=tuple(a + 1 for a in axes), keepdims=keepdims),
     spread, lambda x, axes, keepdims: reduced(x, axes, keepdims, summed_dtype(x)))
+
+
+# ---------------------------------------------------------------- sparsity patterns
+from . import patterns  # noqa: E402  (here with the rules it serves)
+
+for _prim in (reshape, transpose, broadcast_to):
+    _prim.pattern = patterns.moves(_prim)
+reduce_sum.pattern = patterns.reduction

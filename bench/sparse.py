@@ -1,0 +1,120 @@
+"""python -m bench.sparse: sparse Jacobians and Hessians of stencils with gpuad.sparse, the pattern
+detection and coloring timed apart from the compressed sweep, against dense gpuad and dense
+jit-compiled JAX where the dense matrix fits in memory.
+
+    python -m bench.sparse                 # n = 1000, 4000, 10^4, 10^5 (dense up to 4096)
+    python -m bench.sparse --sizes 1000000
+
+The markdown table goes to stdout. Detection and coloring run once per input signature (their
+first-call times); the sweep is the median of repeated calls, decompression into CSR included.
+"""
+import argparse
+import math
+import sys
+
+import numpy as onp
+
+from . import timing
+
+DENSE_MAX = 4_096  # dense Jacobians up to this n: a bundle of n x n float64 is 128 MB
+
+
+def stencil_1d(np):
+    """A 1-D reaction-diffusion residual: tridiagonal Jacobian."""
+    def f(x):
+        inner = x[:-2] - 2 * x[1:-1] + x[2:] + np.sin(x[1:-1]) * x[1:-1]
+        return np.concatenate([x[:1] ** 2 + x[1:2], inner, np.exp(x[-1:]) * x[-2:-1]])
+    return f
+
+
+def laplace_2d(np):
+    """A 2-D five-point Laplacian plus a cubic term on a k x k grid, zero boundary."""
+    def f(x):
+        k = math.isqrt(x.shape[0])
+        u = np.pad(x.reshape(k, k), 1)
+        lap = u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:] - 4 * u[1:-1, 1:-1]
+        return (lap + x.reshape(k, k) ** 3).reshape(k * k)
+    return f
+
+
+def rosenbrock(np):
+    """The chained Rosenbrock function: tridiagonal Hessian."""
+    def f(x):
+        return np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+    return f
+
+
+# name -> (function of a namespace, derivative, coloring mode, size rounding)
+FAMILIES = {
+    "stencil_1d": (stencil_1d, "jacobian", "column", lambda n: n),
+    "laplace_2d": (laplace_2d, "jacobian", "column", lambda n: math.isqrt(n) ** 2),
+    "rosenbrock": (rosenbrock, "hessian", "star", lambda n: n),
+}
+
+
+def run_case(name, n, jax):
+    import gpuad
+    import gpuad.numpy as gnp
+    make, kind, mode, rounded = FAMILIES[name]
+    n = rounded(n)
+    f = make(gnp)
+    x = gnp.asarray(onp.random.default_rng(0).normal(size=n) * 0.5)
+    find = gpuad.sparse.jacobian_sparsity if kind == "jacobian" else gpuad.sparse.hessian_sparsity
+    pattern, detect = timing.first_call(lambda: find(f)(x), lambda r: r)
+    colors, color = timing.first_call(lambda: gpuad.sparse.color(pattern, mode), lambda r: r)
+    sparse_fn = getattr(gpuad.sparse, kind)(f)
+    result, _ = timing.first_call(lambda: sparse_fn(x), lambda r: r)
+    row = {"problem": name, "n": n, "nnz": pattern.nnz, "colors": int(colors.max()) + 1,
+           "detect": detect, "color": color, "sweep": _steady(lambda: sparse_fn(x)).median_s}
+    if n <= DENSE_MAX:
+        dense_fn = gpuad.jacfwd(f) if kind == "jacobian" else gpuad.hessian(f)
+        dense = onp.asarray(dense_fn(x))
+        assert onp.allclose(result.toarray(), dense, rtol=1e-10, atol=1e-10), f"{name}: sparse != dense"
+        row["dense gpuad"] = _steady(lambda: dense_fn(x)).median_s
+        if jax is not None:
+            jf = jax.jit((jax.jacfwd if kind == "jacobian" else jax.hessian)(make(jax.numpy)))
+            xj = jax.numpy.asarray(onp.asarray(x))
+            jf(xj).block_until_ready()
+            row["dense JAX jit"] = _steady(lambda: jf(xj).block_until_ready()).median_s
+    return row
+
+
+def _steady(call):
+    return timing.steady(call, lambda r: r, budget_s=1.0, min_reps=3, max_reps=50)
+
+
+def _ms(s):
+    return "n/a" if s is None else f"{s * 1e3:.3g} ms"
+
+
+COLUMNS = ("problem", "n", "nnz", "colors", "detect", "color", "sweep", "dense gpuad", "dense JAX jit")
+
+
+def table(rows):
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for r in rows:
+        cells = [str(r[c]) if c in ("problem", "n", "nnz", "colors") else _ms(r.get(c)) for c in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.sparse", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,4000,10000,100000", help="comma-separated n")
+    ap.add_argument("--problems", default=",".join(FAMILIES), help=f"of {', '.join(FAMILIES)}")
+    args = ap.parse_args(argv)
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+    except ImportError:
+        jax = None
+    rows = []
+    for name in args.problems.split(","):
+        for n in map(int, args.sizes.split(",")):
+            rows.append(run_case(name, n, jax))
+            print(f"{name} n={rows[-1]['n']} done", file=sys.stderr, flush=True)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

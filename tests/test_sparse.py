@@ -1,0 +1,416 @@
+"""gpuad.sparse: detected patterns against dense Jacobians and known structures, colorings,
+and compressed sweeps against dense jacfwd/jacrev/hessian."""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import test_primitives
+from hypothesis import HealthCheck, given, settings
+from test_properties import (  # a module import: its op specs are read here, its tests are not collected twice
+    program_function,
+    programs,
+)
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad import backends, sparse
+from gpuad.core import Primitive, same
+from gpuad.numpy.linalg import cholesky, solve
+
+RNG = np.random.default_rng(0)
+W = np.where(RNG.random((7, 9)) < 0.3, RNG.normal(size=(7, 9)), 0.0)  # a constant with structural zeros
+
+
+def _host(x):
+    return backends.current().to_numpy(x)
+
+
+def values_of(matrix):
+    """A result (scipy.sparse on NumPy, cupyx.scipy.sparse on CuPy) as a dense NumPy array."""
+    return _host(matrix.toarray())
+
+
+def band(n, lo, hi):
+    """The pattern with diagonals -lo..hi."""
+    return sum(np.eye(n, k=k, dtype=bool) for k in range(-lo, hi + 1)) > 0
+
+
+def five_point(k):
+    grid = np.arange(k * k).reshape(k, k)
+    p = np.eye(k * k, dtype=bool)
+    for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+        ok = (0 <= i + di) & (i + di < k) & (0 <= j + dj) & (j + dj < k)
+        p[grid[ok], grid[(i + di)[ok], (j + dj)[ok]]] = True
+    return p
+
+
+def tridiagonal(x):
+    inner = x[:-2] - 2 * x[1:-1] + x[2:] + gnp.sin(x[1:-1]) * x[1:-1]
+    return gnp.concatenate([x[:1] ** 2 + x[1:2], inner, gnp.exp(x[-1:]) * x[-2:-1]])
+
+
+def laplace_2d(x, k):
+    u = gnp.pad(x.reshape(k, k), 1)
+    lap = u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:] - 4 * u[1:-1, 1:-1]
+    return (lap + x.reshape(k, k) ** 3).reshape(k * k)
+
+
+def pentadiagonal(x):
+    return x * x + gnp.pad(x[2:] * x[1:-1], (0, 2)) * 0.5 - gnp.pad(gnp.tanh(x[:-1]), (1, 0)) + gnp.pad(x[1:], (0, 1))
+
+
+def blocks(x):
+    b = x.reshape(4, 3)
+    return (b * gnp.sum(b ** 2, axis=1, keepdims=True)).reshape(12)
+
+
+def arrow(x):
+    return gnp.concatenate([gnp.sum(x ** 2)[None], x[1:] * x[0] + x[1:] ** 2])
+
+
+def per_sample(x):
+    return gpuad.vmap(lambda v: gnp.array([v[0] * v[1], gnp.sin(v[1])]))(x.reshape(5, 2)).reshape(10)
+
+
+def gathers(x):
+    return gnp.take(x, np.array([3, 0, 0, 5])) * gnp.sum(x[::2]) + gnp.cumsum(x)[:4]
+
+
+def matmul_pattern():
+    """out[i, k] of A (2x3, x[:6]) @ B (3x2, x[6:]) depends on row i of A and column k of B."""
+    p = np.zeros((4, 12), dtype=bool)
+    for i in range(2):
+        for k in range(2):
+            p[2 * i + k, [3 * i + j for j in range(3)] + [6 + 2 * j + k for j in range(3)]] = True
+    return p
+
+
+# name, function, input size, known pattern (None: only checked against dense Jacobians)
+CASES = [
+    ("tridiagonal", tridiagonal, 8, band(8, 1, 1)),
+    ("stencil_1d", lambda x: x[:-2] - 2 * x[1:-1] + x[2:] ** 2, 9, band(9, 0, 2)[:7]),
+    ("laplace_2d", lambda x: laplace_2d(x, 4), 16, five_point(4)),
+    ("pentadiagonal", pentadiagonal, 10, band(10, 1, 2)),
+    ("blocks", blocks, 12, np.kron(np.eye(4, dtype=bool), np.ones((3, 3), dtype=bool))),
+    ("arrow", arrow, 6, (np.eye(6) + np.eye(6)[:1] + np.eye(6)[:, :1]) > 0),
+    ("per_sample", per_sample, 10, np.kron(np.eye(5, dtype=bool), np.array([[1, 1], [0, 1]], dtype=bool))),
+    ("constant_matmul", lambda x: gnp.asarray(W) @ gnp.tanh(x), 9, W != 0),
+    ("where_const", lambda x: gnp.where(np.arange(6) % 2 == 0, x ** 2, x[::-1]), 6,
+     (np.eye(6) * (np.arange(6) % 2 == 0)[:, None] + np.eye(6)[::-1] * (np.arange(6) % 2 == 1)[:, None]) > 0),
+    ("gathers", gathers, 7, None),
+    ("sort", lambda x: gnp.sort(x.reshape(2, 4), axis=1).reshape(8) * x, 8, None),
+    ("max_reduce", lambda x: gnp.max(x.reshape(3, 3), axis=0) * x[:3], 9, None),
+    ("solve", lambda x: solve(gnp.eye(3) * 4 + x[:9].reshape(3, 3), x[9:]), 12, None),
+    ("cholesky", lambda x: cholesky(x.reshape(3, 3) @ x.reshape(3, 3).T + gnp.eye(3)).reshape(9), 9,
+     np.repeat(np.tri(3, dtype=bool).reshape(9, 1), 9, axis=1)),
+    ("matmul", lambda x: (x[:6].reshape(2, 3) @ x[6:].reshape(3, 2)).reshape(4), 12, matmul_pattern()),
+    # an inverse is dense in its matrix (documented: no symbolic factorisation), even of a diagonal
+    ("inverse", lambda x: gnp.linalg.inv(gnp.eye(3) * 4 + gnp.diag(x[:3])).reshape(9) * x[3], 4,
+     np.ones((9, 4), dtype=bool)),
+    ("matrix_2d_out", lambda x: gnp.outer(x[:3], x[3:]) + x[:3, None], 5, None),
+]
+
+
+def _dense(fun, x):
+    return _host(gpuad.jacfwd(fun)(x)).reshape(-1, x.size)
+
+
+@pytest.mark.parametrize("name, fun, n, known", CASES, ids=[c[0] for c in CASES])
+def test_pattern_holds_the_dense_jacobian_and_matches_the_known_structure(name, fun, n, known):
+    p = sparse.jacobian_sparsity(fun)(gnp.zeros(n))
+    assert isinstance(p, sp.csr_array) and p.dtype == bool
+    for _ in range(3):
+        x = gnp.asarray(RNG.normal(size=n))
+        dense = _dense(fun, x)
+        assert p.shape == dense.shape
+        assert not np.any((dense != 0) & ~p.toarray()), "a non-zero of the Jacobian outside the pattern"
+    if known is not None:
+        np.testing.assert_array_equal(p.toarray(), known)
+
+
+@pytest.mark.parametrize("mode", ["auto", "forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("name, fun, n, known", CASES, ids=[c[0] for c in CASES])
+def test_sparse_jacobian_equals_dense(name, fun, n, known, mode):
+    x = gnp.asarray(RNG.normal(size=n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        J = sparse.jacobian(fun, mode=mode)(x)
+    np.testing.assert_allclose(values_of(J), _dense(fun, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(values_of(J), _host(gpuad.jacrev(fun)(x)).reshape(-1, n), rtol=1e-12, atol=1e-12)
+
+
+HESSIANS = [
+    ("rosenbrock", lambda x: gnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2), 8, band(8, 1, 1)),
+    ("chain", lambda x: gnp.sum(x[1:] * x[:-1] ** 2) + gnp.sum(gnp.cos(x)), 7, band(7, 1, 1)),
+    ("arrow", lambda x: x[0] * gnp.sum(x[1:] ** 2) + gnp.sum(gnp.exp(x)), 9,
+     (np.eye(9) + np.eye(9)[:1] + np.eye(9)[:, :1]) > 0),
+    ("grid", lambda x: gnp.sum(laplace_2d(x, 3) ** 2), 9, None),
+    ("blocks", lambda x: gnp.sum(gnp.log(1 + gnp.sum(x.reshape(3, 3) ** 2, axis=1))), 9,
+     np.kron(np.eye(3, dtype=bool), np.ones((3, 3), dtype=bool))),
+]
+
+
+@pytest.mark.parametrize("name, fun, n, known", HESSIANS, ids=[h[0] for h in HESSIANS])
+def test_sparse_hessian_equals_dense(name, fun, n, known):
+    p = sparse.hessian_sparsity(fun)(gnp.zeros(n))
+    assert (p != p.T).nnz == 0
+    if known is not None:
+        np.testing.assert_array_equal(p.toarray(), known)
+    x = gnp.asarray(RNG.normal(size=n) * 0.5)
+    dense = _host(gpuad.hessian(fun)(x))
+    assert not np.any((dense != 0) & ~p.toarray())
+    np.testing.assert_allclose(values_of(sparse.hessian(fun)(x)), dense, rtol=1e-10, atol=1e-10)
+
+
+def test_arrow_hessian_takes_two_star_colors():
+    p = sparse.hessian_sparsity(HESSIANS[2][1])(gnp.zeros(50))
+    assert sparse.color(p, "star").max() + 1 == 2
+    assert sparse.color(p, "column").max() + 1 == 50
+
+
+def test_tridiagonal_takes_three_colors_and_banded_the_band_width():
+    for n in (5, 50, 1000):
+        assert sparse.color(band(n, 1, 1)).max() + 1 == 3
+        assert sparse.color(band(n, 1, 1), "row").max() + 1 == 3
+    assert sparse.color(band(200, 2, 3)).max() + 1 == 6
+    assert sparse.color(sparse.jacobian_sparsity(tridiagonal)(gnp.zeros(100))).max() + 1 == 3
+
+
+@pytest.mark.parametrize("k", [3, 5, 10, 17, 32])
+def test_five_point_stencil_takes_at_most_eight_colors(k):
+    p = sparse.jacobian_sparsity(lambda x: laplace_2d(x, k))(gnp.zeros(k * k))
+    colors = sparse.color(p)
+    assert colors.max() + 1 <= 8
+    _assert_column_coloring(p, colors)
+
+
+def _assert_column_coloring(p, colors):
+    p = sp.csr_array(p)
+    rows = np.repeat(np.arange(p.shape[0]), np.diff(p.indptr))
+    pairs = np.unique(np.stack([rows, colors[p.indices]]), axis=1)
+    assert pairs.shape[1] == p.nnz, "two columns of one color share a row"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_colorings_of_random_patterns_are_valid(seed):
+    rng = np.random.default_rng(seed)
+    p = sp.random_array((40, 30), density=0.08, rng=rng, format="csr") != 0
+    _assert_column_coloring(p, sparse.color(p))
+    _assert_column_coloring(p.T, sparse.color(p, "row"))
+    a = sp.random_array((30, 30), density=0.1, rng=rng) != 0
+    s = sp.csr_array((a + a.T + sp.eye_array(30, dtype=bool)) != 0)  # a random graph, with the diagonal
+    colors = sparse.color(s, "star")
+    rows = np.repeat(np.arange(30), np.diff(s.indptr))
+    cols = s.indices
+    off = rows != cols
+    assert not np.any(colors[rows[off]] == colors[cols[off]]), "neighbours share a color"
+    # every entry is recoverable: its column's color is alone in its row, or its row's in its column
+    key = lambda r, c: r * 100 + colors[c]  # noqa: E731
+    counts = dict(zip(*np.unique(key(rows, cols), return_counts=True)))
+    alone = np.array([counts[k] == 1 for k in key(rows, cols)])
+    alone_t = np.array([counts[k] == 1 for k in key(cols, rows)])
+    assert np.all(alone | alone_t)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_dtypes_carry_through(dt):
+    x = gnp.asarray(RNG.normal(size=12), dtype=dt)
+    J = sparse.jacobian(tridiagonal)(x)
+    assert J.dtype == np.dtype(dt)
+    tol = 1e-5 if dt == "float32" else 1e-12
+    np.testing.assert_allclose(values_of(J), _dense(tridiagonal, x), rtol=tol, atol=tol)
+    H = sparse.hessian(HESSIANS[0][1])(x)
+    assert H.dtype == np.dtype(dt)
+    np.testing.assert_allclose(values_of(H), _host(gpuad.hessian(HESSIANS[0][1])(x)), rtol=tol * 10, atol=tol * 100)
+
+
+def test_an_arrow_jacobian_is_right_and_warns_of_the_cost():
+    x = gnp.asarray(RNG.normal(size=40))
+    with pytest.warns(RuntimeWarning, match="needs 40 directions.*bidirectional"):
+        J = sparse.jacobian(arrow)(x)
+    np.testing.assert_allclose(values_of(J), _dense(arrow, x))
+
+
+def test_bidirectional_mode_takes_an_arrow_in_three_directions(monkeypatch):
+    from gpuad.sparse import compressed
+    seen = []
+    real = compressed._seeds
+    monkeypatch.setattr(compressed, "_seeds", lambda colors, dt: seen.append(compressed._count(colors)) or
+                        real(colors, dt))
+    x = gnp.asarray(RNG.normal(size=40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no density warning: 3 directions of 40
+        J = sparse.jacobian(arrow, mode="bidirectional")(x)
+    np.testing.assert_allclose(values_of(J), _dense(arrow, x))
+    assert sorted(seen) == [1, 2]  # the dense row backward, the rest forward in 2 colors
+
+
+def test_pytrees_stack_their_leaves():
+    def f(x, y):
+        return {"a": x[1:] * y, "b": gnp.sum(x) + y[0]}
+    x, y = gnp.asarray(RNG.normal(size=4)), gnp.asarray(RNG.normal(size=3))
+    J = sparse.jacobian(f, argnums=(0, 1))(x, y)
+    jx, jy = gpuad.jacfwd(f, argnums=(0, 1))(x, y)["a"], gpuad.jacfwd(f, argnums=(0, 1))(x, y)["b"]
+    dense = np.block([[_host(jx[0]), _host(jx[1])], [_host(jy[0])[None], _host(jy[1])[None]]])
+    np.testing.assert_allclose(values_of(J), dense)
+    assert J.nnz == sparse.jacobian_sparsity(f, argnums=(0, 1))(x, y).nnz == 3 * 2 + 4 + 1
+
+
+def test_hessians_of_several_arguments_are_one_symmetric_matrix():
+    def f(x, y):
+        return gnp.sum(x[1:] * x[:-1] ** 2) + gnp.sum(y ** 3 * x[:2])
+    x, y = gnp.asarray(RNG.normal(size=4)), gnp.asarray(RNG.normal(size=2))
+    blocks = gpuad.hessian(f, argnums=(0, 1))(x, y)
+    dense = np.block([[_host(blocks[i][j]) for j in range(2)] for i in range(2)])
+    np.testing.assert_allclose(values_of(sparse.hessian(f, argnums=(0, 1))(x, y)), dense, rtol=1e-12)
+    assert sparse.hessian_sparsity(f, argnums=(0, 1))(x, y).nnz == np.count_nonzero(dense)
+
+
+def test_other_arguments_are_traced_so_the_pattern_holds_for_all_their_values():
+    f = lambda x, w, k: x * w + x[::-1] * k  # noqa: E731
+    p = sparse.jacobian_sparsity(f)(gnp.zeros(4), gnp.zeros(4), 2.0)
+    np.testing.assert_array_equal(p.toarray(), (np.eye(4) + np.eye(4)[::-1]) > 0)
+    x, w = gnp.asarray(RNG.normal(size=4)), gnp.asarray(RNG.normal(size=4))
+    np.testing.assert_allclose(values_of(sparse.jacobian(f)(x, w, 3.0)), _dense(lambda v: f(v, w, 3.0), x))
+
+
+def test_compiled_functions_are_traced_through():
+    f = gpuad.jit(laplace_2d, static_argnums=1)
+    x = gnp.asarray(RNG.normal(size=25))
+    np.testing.assert_array_equal(sparse.jacobian_sparsity(f)(x, 5).toarray(), five_point(5))
+    np.testing.assert_allclose(values_of(sparse.jacobian(f)(x, 5)), _dense(lambda v: laplace_2d(v, 5), x))
+
+
+def test_a_given_sparsity_skips_detection_and_is_checked():
+    x = gnp.asarray(RNG.normal(size=6))
+    J = sparse.jacobian(tridiagonal, sparsity=band(6, 1, 1))(x)
+    np.testing.assert_allclose(values_of(J), _dense(tridiagonal, x))
+    with pytest.raises(ValueError, match="columns"):
+        sparse.jacobian(tridiagonal, sparsity=band(5, 1, 1))(x)
+    with pytest.raises(ValueError, match="rows"):
+        sparse.jacobian(tridiagonal, sparsity=band(7, 1, 1)[:, :6])(x)
+    with pytest.raises(ValueError, match="symmetric"):
+        sparse.hessian(HESSIANS[0][1], sparsity=band(6, 0, 1))(x)
+    H = sparse.hessian(HESSIANS[0][1], sparsity=band(6, 1, 1))(x)
+    np.testing.assert_allclose(values_of(H), _host(gpuad.hessian(HESSIANS[0][1])(x)))
+
+
+def test_patterns_are_found_once_per_signature(monkeypatch):
+    from gpuad.sparse import compressed
+    calls = []
+    real = compressed.distance2
+    monkeypatch.setattr(compressed, "distance2", lambda p: calls.append(1) or real(p))
+    jac = sparse.jacobian(tridiagonal, mode="forward")
+    for _ in range(3):
+        jac(gnp.asarray(RNG.normal(size=6)))
+    first = jac(gnp.asarray(RNG.normal(size=7)))
+    assert len(calls) == 2
+    first.indices[:] = 0  # a result owns its structure: the next one is untouched
+    np.testing.assert_array_equal(_host(jac(gnp.zeros(7)).indices), sp.csr_array(band(7, 1, 1)).indices)
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="mode"):
+        sparse.jacobian(tridiagonal, mode="sideways")
+    with pytest.raises(ValueError, match="mode"):
+        sparse.color(band(4, 1, 1), "diagonal")
+    with pytest.raises(TypeError, match="pattern"):
+        sparse.color([[1, 0], [0, 1]])
+    with pytest.raises(ValueError, match="symmetric"):
+        sparse.color(band(4, 0, 1), "star")
+    with pytest.raises(TypeError, match="floating-point"):
+        sparse.jacobian_sparsity(tridiagonal)(np.arange(4))
+    with pytest.raises(TypeError, match="control flow"):
+        sparse.jacobian_sparsity(lambda x: x if x[0] > 0 else -x)(gnp.zeros(3))
+    with pytest.raises(TypeError, match="scalar"):
+        sparse.hessian(tridiagonal)(gnp.zeros(4))
+    with pytest.raises(TypeError, match="hashable"):
+        sparse.jacobian_sparsity(lambda x, s: x * len(s))(gnp.zeros(3), {1, 2})
+
+
+def test_a_pattern_too_dense_to_list_is_refused_before_it_is_allocated():
+    with pytest.raises(MemoryError, match="sparsity="):
+        sparse.jacobian_sparsity(gnp.cumsum)(gnp.zeros(100_000))  # 5e9 entries, lower triangular
+
+
+def test_a_primitive_without_a_rule_is_named():
+    mystery = Primitive("mystery", lambda x: x, abstract=same)
+    with pytest.raises(NotImplementedError, match="mystery"):
+        sparse.jacobian_sparsity(lambda x: mystery(x * 2))(gnp.zeros(3))
+
+
+def test_every_primitive_has_a_rule():
+    from gpuad.ops import contract, elementwise, indexing, linalg, reductions, shape
+    prims = [p for m in (contract, elementwise, indexing, linalg, reductions, shape)
+             for p in vars(m).values() if isinstance(p, Primitive)]
+    prims += list(elementwise.PRIMS.values())
+    assert [p.name for p in prims if p.pattern is None] == []
+
+
+# Every op spec of tests/test_primitives.py (one or more per primitive), but those whose output
+# shape depends on values (they cannot be traced): the pattern holds the dense Jacobian, and the
+# Hessian pattern of a scalar function of it (which traces the reverse rules: scatters, puts) the
+# dense Hessian.
+TRACEABLE = [s for s in test_primitives.SPECS if s.batchable]
+
+
+def _dense_blocks(spec, xs):
+    """The dense Jacobian of every output leaf in every input, as one (m, n) matrix."""
+    nums = tuple(range(len(xs)))
+    jac = gpuad.tree_leaves(gpuad.jacfwd(spec.f, argnums=nums)(*xs))
+    sizes = [np.size(o) for o in gpuad.tree_leaves(spec.f(*xs))]
+    it = iter(jac)
+    return np.vstack([np.hstack([_host(next(it)).reshape(m, np.size(x)) for x in xs]) for m in sizes])
+
+
+@pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])
+def test_every_primitive_spec_pattern_holds_its_jacobian(spec):
+    xs = spec.inputs()
+    p = sparse.jacobian_sparsity(spec.f, argnums=tuple(range(len(xs))))(*xs).toarray()
+    dense = _dense_blocks(spec, xs)
+    assert p.shape == dense.shape
+    assert not np.any((dense != 0) & ~p)
+
+
+ONE_INPUT = [s for s in TRACEABLE if len(s.shapes) == 1]
+
+
+@pytest.mark.parametrize("spec", ONE_INPUT, ids=[s.name for s in ONE_INPUT])
+def test_every_primitive_spec_hessian_pattern_holds_its_hessian(spec):
+    x, = spec.inputs()
+
+    def g(v):
+        return gnp.sum(gpuad.tree_leaves(spec.f(v))[0] ** 2)
+    p = sparse.hessian_sparsity(g)(x).toarray()
+    dense = _host(gpuad.hessian(g)(x)).reshape(p.shape)
+    assert not np.any((dense != 0) & ~p)
+
+
+# Random programs of tests/test_properties.py (elementwise rows, broadcasting, reductions,
+# cumsum, flips, rolls...): sparse results equal dense ones, and patterns hold them.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_random_programs_sparse_equals_dense(program):
+    steps, xs = program
+    f = program_function(steps)
+    nums = tuple(range(len(xs)))
+    args = [gnp.asarray(x) for x in xs]
+    blocks = gpuad.jacfwd(f, argnums=nums)(*args)
+    m = np.size(_host(f(*args)))
+    dense = np.hstack([_host(b).reshape(m, np.size(x)) for b, x in zip(blocks, xs)])
+    for mode in ("auto", "bidirectional"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            J = sparse.jacobian(f, argnums=nums, mode=mode)(*args)
+        np.testing.assert_allclose(values_of(J), dense, rtol=1e-10, atol=1e-12)
+    assert not np.any((dense != 0) & ~sparse.jacobian_sparsity(f, argnums=nums)(*args).toarray())
+
+    def g(*a):
+        return gnp.sum(f(*a) ** 2)
+    hb = gpuad.hessian(g, argnums=nums)(*args)
+    h = np.block([[_host(hb[i][j]).reshape(np.size(xs[i]), np.size(xs[j])) for j in nums] for i in nums])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_allclose(values_of(sparse.hessian(g, argnums=nums)(*args)), h, rtol=1e-9, atol=1e-10)
