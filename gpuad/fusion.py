@@ -109,20 +109,22 @@ class _Grouping:
         for a in outside:
             r = self.region_of.get(a)
             if r is not None and r.shape == iteration_shape(eq.out.shape) and not any(
-                    self._reaches(self._needs(b), id(r)) for b in outside if self.region_of.get(b) is not r):
+                    _reaches(self.edges, self._needs(b), id(r)) for b in outside if self.region_of.get(b) is not r):
                 return r
         return None
 
-    def _reaches(self, start, goal):
-        stack, seen = list(start), set()
-        while stack:
-            r = stack.pop()
-            if r == goal:
-                return True
-            if r not in seen:
-                seen.add(r)
-                stack.extend(self.edges.get(r, ()))
-        return False
+
+def _reaches(successors, start, goal):
+    """Whether goal is reached from the nodes in start along {node: successor nodes}."""
+    stack, seen = list(start), set()
+    while stack:
+        node = stack.pop()
+        if node == goal:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(successors.get(node, ()))
+    return False
 
 
 def _merge(program, region_of):
@@ -159,15 +161,7 @@ def _step_graph(program, region_of):
 
 
 def _reaches_through_another(successors, src, dst):
-    stack, seen = [s for s in successors.get(src, ()) if s != dst], set()
-    while stack:
-        node = stack.pop()
-        if node == dst:
-            return True
-        if node not in seen:
-            seen.add(node)
-            stack.extend(successors.get(node, ()))
-    return False
+    return _reaches(successors, [s for s in successors.get(src, ()) if s != dst], dst)
 
 
 def _connect(program, regions, region_of):
