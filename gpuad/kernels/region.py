@@ -34,61 +34,92 @@ class Kernel:
 def render(region, target):
     """The Kernel of a region for target "cuda" or "host"."""
     shape = region.shape
-    arrays, axes, loads, params, names = [], [], [], [], {}
+    arrays = list(region.ins)
+    axes = [_unbroadcast_axes(a.shape, shape) for a in arrays]
+    params = []
+    for j, (a, along) in enumerate(zip(arrays, axes)):
+        params.append(f"const {C_TYPES[numpy.dtype(a.dtype).name]}* __restrict__ in{j}")
+        params += [f"const long long s{j}_{d}" for d in along]
+    params += [f"{C_TYPES[v.dtype.name]}* __restrict__ out{k}" for k, v in enumerate(region.outs)]
+    strided = [" + ".join(f"d{d} * s{j}_{d}" for d in along) or "0" for j, along in enumerate(axes)]
+    body = _body(region, strided)
+    digest = hashlib.sha1(f"{target}\n{', '.join(params)}\n{body}".encode()).hexdigest()[:16]
+    name = f"gpuad_region_{digest}"
+    template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
+    text = string.Template(template).substitute(name=name, params=", ".join(params), body=body)
+    if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
+        dense = [p for p in params if not p.startswith("const long long")]
+        body = _body(region, [_contiguous_offset(a.shape, shape) for a in arrays])
+        text += string.Template(template).substitute(name=f"{name}_c", params=", ".join(dense), body=body)
+        text += _objects_entry(name, arrays, axes, region.outs, shape)
+    return Kernel(name, text, arrays, axes, list(region.outs), shape)
+
+
+def _body(region, offsets):
+    """The loop body: the element's indices, its inputs read at `offsets`, the equations, the outputs."""
+    shape = region.shape
+    names = {}
     for key, value in region.literals.items():
         names[("c", key)] = f"T({float(value)!r})"
     for key, (c, value, k) in region.identities.items():
         names[("c", key)] = _identity_expression(c.shape, shape, value, k)
-    for a in region.ins:
-        j = len(arrays)
-        along = _unbroadcast_axes(a.shape, shape)
-        arrays.append(a)
-        axes.append(along)
-        ctype = C_TYPES[numpy.dtype(a.dtype).name]
-        params.append(f"const {ctype}* __restrict__ in{j}")
-        params += [f"const long long s{j}_{d}" for d in along]
-        offset = " + ".join(f"d{d} * s{j}_{d}" for d in along) or "0"
-        loads.append(f"const {ctype} a{j} = in{j}[{offset}];")
-        names[_key(a)] = f"a{j}"
     lines = [f"const long long d{d} = i / {math.prod(shape[d + 1:])}LL % {shape[d]}LL;" for d in range(len(shape))]
-    lines += loads
+    for j, (a, offset) in enumerate(zip(region.ins, offsets)):
+        lines.append(f"const {C_TYPES[numpy.dtype(a.dtype).name]} a{j} = in{j}[{offset}];")
+        names[_key(a)] = f"a{j}"
     for eq in region.equations:
         ctype = C_TYPES[eq.out.dtype.name]
         lines.append(f"{ctype} v{eq.out.id};")
         lines.append(f"{{ typedef {ctype} T; v{eq.out.id} = {_expression(eq, names)}; }}")
         names[_key(eq.out)] = f"v{eq.out.id}"
-    for k, v in enumerate(region.outs):
-        ctype = C_TYPES[v.dtype.name]
-        params.append(f"{ctype}* __restrict__ out{k}")
-        lines.append(f"out{k}[i] = v{v.id};")
-    body = "\n        ".join(lines)
-    digest = hashlib.sha1(f"{target}\n{', '.join(params)}\n{body}".encode()).hexdigest()[:16]
-    name = f"gpuad_region_{digest}"
-    template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
-    text = string.Template(template).substitute(name=name, params=", ".join(params), body=body)
-    if target == "host":
-        text += _objects_entry(name, arrays, axes, region.outs, shape)
-    return Kernel(name, text, arrays, axes, list(region.outs), shape)
+    lines += [f"out{k}[i] = v{v.id};" for k, v in enumerate(region.outs)]
+    return "\n        ".join(lines)
+
+
+def _contiguous_strides(in_shape):
+    return [math.prod(in_shape[m + 1:]) for m in range(len(in_shape))]
+
+
+def _contiguous_offset(in_shape, shape):
+    """An input's offset when it is C-contiguous: the element's index itself where it spans the
+    whole iteration space, else its indices times the input's own C strides."""
+    if math.prod(in_shape) == math.prod(shape):
+        return "i"
+    lead = len(shape) - len(in_shape)
+    strides = _contiguous_strides(in_shape)
+    return " + ".join(f"d{d} * {strides[d - lead]}LL" for d in _unbroadcast_axes(in_shape, shape)) or "0"
 
 
 def _objects_entry(name, arrays, axes, outs, shape):
     """A CPU entry `<name>_objects` taking the NumPy arrays themselves (PyObject pointers) and
     reading their data pointers and strides from NumPy's array struct (GPUAD_DATA and
     GPUAD_STRIDES, its field offsets, measured at import by gpuad/kernels/host.py): one cheap
-    argument per array instead of a pointer and strides converted in Python."""
-    params, args = [], []
+    argument per array instead of a pointer and strides converted in Python. It runs the
+    contiguous build when every input is C-contiguous along the axes it is read on."""
+    params, pointers, strides, checks = [], [], [], []
     for j, (a, along) in enumerate(zip(arrays, axes)):
-        ctype = C_TYPES[numpy.dtype(a.dtype).name]
+        ctype, size = C_TYPES[numpy.dtype(a.dtype).name], numpy.dtype(a.dtype).itemsize
         params.append(f"const char* o{j}")
-        args.append(f"*(const {ctype}* const*)(o{j} + GPUAD_DATA)")
+        pointers.append(f"*(const {ctype}* const*)(o{j} + GPUAD_DATA)")
         lead = len(shape) - len(a.shape)
-        args += [f"(*(const long long* const*)(o{j} + GPUAD_STRIDES))[{d - lead}] / {numpy.dtype(a.dtype).itemsize}"
-                 for d in along]
+        dense = _contiguous_strides(a.shape)
+        for d in along:
+            stride = f"(*(const long long* const*)(o{j} + GPUAD_STRIDES))[{d - lead}] / {size}"
+            strides.append((len(pointers) - 1, stride))
+            checks.append(f"{stride} == {dense[d - lead]}LL")
     for k, v in enumerate(outs):
         params.append(f"const char* r{k}")
-        args.append(f"*({C_TYPES[v.dtype.name]}* const*)(r{k} + GPUAD_DATA)")
-    args.append(f"{math.prod(shape)}LL")
-    return f'extern "C" void {name}_objects({", ".join(params)}) {{\n    {name}({", ".join(args)});\n}}\n'
+        pointers.append(f"*({C_TYPES[v.dtype.name]}* const*)(r{k} + GPUAD_DATA)")
+    generic = []
+    for p, text in enumerate(pointers):
+        generic.append(text)
+        generic += [stride for owner, stride in strides if owner == p]
+    n = f"{math.prod(shape)}LL"
+    call_dense = f"{name}_c({', '.join(pointers + [n])})"
+    call_strided = f"{name}({', '.join(generic + [n])})"
+    test = " && ".join(checks) or "true"
+    return (f'extern "C" void {name}_objects({", ".join(params)}) {{\n'
+            f"    if ({test}) {call_dense}; else {call_strided};\n}}\n")
 
 
 def host_library(kernels, offsets):
