@@ -34,9 +34,9 @@ class custom_jvp:
 
     The rule, set by `f.defjvp(rule)`, is called as rule(*nondiff_args, primals, tangents) with
     tuples of the differentiated arguments and their tangents, and returns (primal_out,
-    tangent_out), linear in the tangents. gpuad computes the primal output with f itself, so that
-    enclosing transforms see the rule too; primal_out is not used. Reverse mode uses the rule's
-    transpose; the Hessian differentiates the rule again.
+    tangent_out), linear in the tangents; primal_out is the output under forward mode, as in JAX
+    (compute it by calling f, so that enclosing transforms use the rule there too). Reverse mode
+    uses the rule's transpose; the Hessian differentiates the rule again.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> @gpuad.custom_jvp
@@ -69,8 +69,9 @@ class custom_vjp:
 
     `f.defvjp(fwd, bwd)`: fwd(*args) returns (output, residuals); bwd(*nondiff_args, residuals,
     cotangent) returns a tuple with one cotangent per differentiated argument (None for zero),
-    linear in the cotangent. Forward mode uses bwd's transpose. fwd runs again when a derivative
-    rule needs the residuals (the output comes from f), so f and fwd must agree.
+    linear in the cotangent. Forward mode runs fwd and transposes bwd; reverse mode records f and
+    runs fwd again when the backward sweep reaches the call (for the residuals), so f and fwd must
+    agree.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> @gpuad.custom_vjp
@@ -109,12 +110,11 @@ def _int_tuple(nums):
 
 # ---------------------------------------------------------------- the primitive
 def _jvp(primals, tangents, spec):
-    out = custom_call(*primals, spec=spec)
     if all(t is None for t in tangents):
-        return out, None
+        return custom_call(*primals, spec=spec), None
     k = next(shape(t)[0] for t in tangents if t is not None)
     bundles = [_zeros((k,) + shape(p), dtype(p)) if t is None else t for p, t in zip(primals, tangents)]
-    return out, spec.tangents(primals, out, bundles)
+    return spec.jvp(primals, bundles)
 
 
 def _vjp(ct, args, out, needed, spec):
@@ -177,8 +177,15 @@ class _Spec:
         return [self.args[i] if i in self.nums else next(it) for i in range(len(self.args))]
 
     def call(self, leaves):
-        """The function on the leaves, packed; it records the output's structure."""
-        outs, self.out_tree = tree_flatten(self.custom.fun(*self.full_args(list(leaves))))
+        """The function on the leaves, packed."""
+        return self.record(self.custom.fun(*self.full_args(list(leaves))))
+
+    def record(self, tree):
+        """An output of the function (or of the rule that stands for it), packed; its structure is
+        recorded the first time (to unpack it) and checked afterwards."""
+        if self.out_tree is not None:
+            return self.pack_like_output(tree, "the output")
+        outs, self.out_tree = tree_flatten(tree)
         outs = [o if isinstance(o, Tracer) else backends.current().asarray(o) for o in outs]
         self.out_avals = [same(o) for o in outs]
         return _pack(outs)
@@ -202,8 +209,8 @@ class _Spec:
 
 
 class _JVPSpec(_Spec):
-    def tangent(self, primals, tangents):
-        """The rule's tangent of the output for one direction, packed."""
+    def rule(self, primals, tangents):
+        """The rule for one direction: (primal_out, tangent_out), both packed."""
         rule = self.custom.jvp
         if rule is None:
             raise TypeError(f"custom_jvp function {self.custom.__name__} has no JVP rule: define one with "
@@ -211,24 +218,26 @@ class _JVPSpec(_Spec):
         pair = rule(*self.nondiff(), self.diff_args(list(primals)), self.diff_args(list(tangents)))
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"{self.custom.__name__}: the JVP rule must return a pair (primal_out, tangent_out)")
-        return self.pack_like_output(pair[1], "the JVP rule's tangent_out")
+        return self.record(pair[0]), self.pack_like_output(pair[1], "the JVP rule's tangent_out")
 
-    def tangents(self, primals, out, bundles):
-        return vmap(lambda *ts: self.tangent(primals, ts))(*bundles)
+    def jvp(self, primals, bundles):
+        # primal_out does not depend on the direction: out_axes None keeps one copy of it
+        return vmap(lambda *ts: self.rule(primals, ts), out_axes=(None, 0))(*bundles)
 
     def cotangents(self, primals, out, ct):
-        return _transpose(lambda ts: [self.tangent(primals, ts)], primals, [ct])
+        return _transpose(lambda ts: [self.rule(primals, ts)[1]], primals, [ct])
 
 
 class _VJPSpec(_Spec):
-    def residuals(self, primals):
+    def fwd(self, primals):
+        """fwd on the leaves: (output, residuals)."""
         if self.custom.fwd is None:
             raise TypeError(f"custom_vjp function {self.custom.__name__} has no VJP rule: define one with "
                             f"{self.custom.__name__}.defvjp(fwd, bwd) before differentiating it")
         pair = self.custom.fwd(*self.full_args(list(primals)))
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"{self.custom.__name__}: fwd must return a pair (output, residuals)")
-        return pair[1]
+        return pair
 
     def cotangent(self, primals, res, ct):
         """bwd's cotangents of the differentiated leaves for one direction ct (packed)."""
@@ -251,12 +260,13 @@ class _VJPSpec(_Spec):
         return leaves
 
     def cotangents(self, primals, out, ct):
-        res = self.residuals(primals)
+        res = self.fwd(primals)[1]  # the tape keeps the output, not the residuals: fwd runs again
         return vmap(lambda c: self.cotangent(primals, res, c))(ct)
 
-    def tangents(self, primals, out, bundles):
-        res = self.residuals(primals)
-        return _transpose(lambda cs: self.cotangent(primals, res, cs[0]), [out], bundles)[0]
+    def jvp(self, primals, bundles):
+        out, res = self.fwd(primals)
+        out = self.record(out)
+        return out, _transpose(lambda cs: self.cotangent(primals, res, cs[0]), [out], bundles)[0]
 
 
 class _Batched:
@@ -272,11 +282,10 @@ class _Batched:
     def call(self, leaves):
         return vmap(lambda *xs: self.base.call(xs), in_axes=self.axes)(*leaves)
 
-    def tangents(self, primals, out, bundles):
+    def jvp(self, primals, bundles):
         # bundles are (K, B, ...) where batched: the direction axis stays first
-        one = vmap(self.base.tangents, in_axes=(self.axes, 0, tuple(1 if a == 0 else None for a in self.axes)),
-                   out_axes=1)
-        return one(tuple(primals), out, tuple(bundles))
+        axes = (self.axes, tuple(1 if a == 0 else None for a in self.axes))
+        return vmap(self.base.jvp, in_axes=axes, out_axes=(0, 1))(tuple(primals), tuple(bundles))
 
     def cotangents(self, primals, out, ct):
         cts = vmap(self.base.cotangents, in_axes=(self.axes, 0, 1), out_axes=1)(tuple(primals), out, ct)

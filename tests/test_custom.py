@@ -100,6 +100,23 @@ def test_the_primal_is_the_function():
     assert_close(thrice_sin(x), np.sin(X))
 
 
+def test_forward_mode_runs_the_function_once():
+    runs = []
+
+    @gpuad.custom_jvp
+    def f(x):
+        runs.append(1)
+        return gnp.sin(x)
+    f.defjvp(lambda p, t: (f(p[0]), gnp.cos(p[0]) * t[0]))  # primal_out from f: one run
+    g = gpuad.custom_vjp(f.fun)
+    g.defvjp(lambda x: (g(x), x), lambda x, ct: (gnp.cos(x) * ct,))
+    x, = on_backend(X)
+    for h in (f, g):
+        runs.clear()
+        assert_close(gpuad.jacfwd(h)(x), np.diag(np.cos(X)))
+        assert len(runs) == 1
+
+
 # ---------------------------------------------------------------- correct rules: both modes, FD
 @pytest.mark.parametrize("f", CORRECT, ids=["custom_jvp", "custom_vjp"])
 def test_jacfwd_equals_jacrev_equals_finite_differences(f):
