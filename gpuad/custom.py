@@ -178,23 +178,24 @@ class _Spec:
 
     def call(self, leaves):
         """The function on the leaves, packed."""
-        return self.record(self.custom.fun(*self.full_args(list(leaves))))
+        return self.record(self.custom.fun(*self.full_args(list(leaves))), "the function's output")
 
-    def record(self, tree):
+    def record(self, tree, what):
         """An output of the function (or of the rule that stands for it), packed; its structure is
         recorded the first time (to unpack it) and checked afterwards."""
         if self.out_tree is not None:
-            return self.pack_like_output(tree, "the output")
+            return self.pack_like_output(tree, what)
         outs, self.out_tree = tree_flatten(tree)
         outs = [o if isinstance(o, Tracer) else backends.current().asarray(o) for o in outs]
         self.out_avals = [same(o) for o in outs]
         return _pack(outs)
 
     def pack_like_output(self, tree, what):
-        """A rule's tangent (or cotangent) of the output, checked against the output, packed."""
+        """A value shaped like the output (a rule's tangent of it, say), checked against it, packed."""
         leaves, td = tree_flatten(tree)
         if td != self.out_tree:
-            raise ValueError(f"{self.custom.__name__}: {what} has structure {td}, the output has {self.out_tree}")
+            raise ValueError(f"{self.custom.__name__}: {what} has structure {td}, but the function's output "
+                             f"has {self.out_tree}")
         return _pack([_checked(x, a, self.custom.__name__, what) for x, a in zip(leaves, self.out_avals)])
 
     def unpack(self, packed):
@@ -218,7 +219,8 @@ class _JVPSpec(_Spec):
         pair = rule(*self.nondiff(), self.diff_args(list(primals)), self.diff_args(list(tangents)))
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"{self.custom.__name__}: the JVP rule must return a pair (primal_out, tangent_out)")
-        return self.record(pair[0]), self.pack_like_output(pair[1], "the JVP rule's tangent_out")
+        out = self.record(pair[0], "the JVP rule's primal_out")
+        return out, self.pack_like_output(pair[1], "the JVP rule's tangent_out")
 
     def jvp(self, primals, bundles):
         # primal_out does not depend on the direction: out_axes None keeps one copy of it
@@ -265,7 +267,7 @@ class _VJPSpec(_Spec):
 
     def jvp(self, primals, bundles):
         out, res = self.fwd(primals)
-        out = self.record(out)
+        out = self.record(out, "fwd's output")
         return out, _transpose(lambda cs: self.cotangent(primals, res, cs[0]), [out], bundles)[0]
 
 

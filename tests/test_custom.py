@@ -142,6 +142,25 @@ def test_hessian_of_a_correct_rule_matches_finite_differences(f):
     assert_close(gpuad.hessian(g)(*on_backend(X)), fd, rtol=1e-6, atol=1e-7)
 
 
+def test_pytree_arguments_and_cotangents():
+    @gpuad.custom_vjp
+    def weighted(p):
+        return p["w"] * gnp.sin(p["x"])
+
+    weighted.defvjp(lambda p: (weighted(p), p),
+                    lambda p, g: ({"w": g * gnp.sin(p["x"]), "x": g * p["w"] * gnp.cos(p["x"])},))
+    p = {"w": gnp.asarray(1.5 + X), "x": gnp.asarray(X)}
+    fd = numerical_jacobian_tree(weighted, ({"w": 1.5 + X, "x": X},))
+    assert_tree_close(gpuad.jacrev(weighted)(p), fd, rtol=1e-6, atol=1e-8)
+    assert_tree_close(gpuad.jacfwd(weighted)(p), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_sparsity_sees_a_custom_function_as_dense():
+    pytest.importorskip("scipy")
+    f = gpuad.custom_jvp(lambda x: x * 2.0)  # diagonal inside, but opaque to the pattern
+    assert gpuad.sparse.jacobian_sparsity(f)(*on_backend(X)).toarray().all()
+
+
 # ---------------------------------------------------------------- vmap
 @pytest.mark.parametrize("f", CORRECT + [twice_sin, thrice_sin], ids=["jvp", "vjp", "twice", "thrice"])
 def test_vmap_and_its_derivatives_match_row_by_row(f):
