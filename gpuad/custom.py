@@ -69,9 +69,10 @@ class custom_vjp:
 
     `f.defvjp(fwd, bwd)`: fwd(*args) returns (output, residuals); bwd(*nondiff_args, residuals,
     cotangent) returns a tuple with one cotangent per differentiated argument (None for zero),
-    linear in the cotangent. Forward mode runs fwd and transposes bwd; reverse mode records f and
-    runs fwd again when the backward sweep reaches the call (for the residuals), so f and fwd must
-    agree.
+    linear in the cotangent. Forward mode runs fwd and transposes bwd. A call on arrays runs fwd and
+    keeps its residuals for a backward sweep (under higher-order transforms and vmap, and for a
+    value of another transform, fwd runs again when the sweep reaches the call), so f and fwd
+    must agree; a compiled program runs f.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> @gpuad.custom_vjp
@@ -86,6 +87,7 @@ class custom_vjp:
         _wrap(self, fun)
         self.fun, self.nondiff_argnums = fun, _int_tuple(nondiff_argnums)
         self.fwd = self.bwd = None
+        self.in_fwd = 0  # fwd runs now: its own call of the function must run the function
 
     def defvjp(self, fwd, bwd):
         """Set the forward function (output and residuals) and the backward rule."""
@@ -135,7 +137,11 @@ def _pattern(args, out, spec):
             for a in args]
 
 
-custom_call = Primitive("custom_call", lambda *xs, spec: spec.call(xs), _jvp, _vjp, _batch, abstract=_abstract)
+custom_call = Primitive("custom_call", lambda *xs, spec: spec.call(xs, keep=True), _jvp, _vjp, _batch,
+                        abstract=_abstract)
+# a compiled program replays the function alone: its derivative rules were traced with it, and
+# kept residuals would only hold the last call's arrays alive
+custom_call.impl_for = lambda xp: lambda *xs, spec: spec.call(xs)
 custom_call.pattern = _pattern
 
 
@@ -176,8 +182,8 @@ class _Spec:
         it = iter(self.diff_args(leaves))
         return [self.args[i] if i in self.nums else next(it) for i in range(len(self.args))]
 
-    def call(self, leaves):
-        """The function on the leaves, packed."""
+    def call(self, leaves, keep=False):
+        """The function on the leaves, packed (keep: see _VJPSpec)."""
         return self.record(self.custom.fun(*self.full_args(list(leaves))), "the function's output")
 
     def record(self, tree, what):
@@ -231,14 +237,32 @@ class _JVPSpec(_Spec):
 
 
 class _VJPSpec(_Spec):
-    def fwd(self, primals):
-        """fwd on the leaves: (output, residuals)."""
+    kept = None  # (argument arrays, fwd's (output, residuals)) of the call's run on arrays
+
+    def call(self, leaves, keep=False):
+        """On arrays, with keep (an eager run, or the one a tape records), the output comes from fwd and
+        its residuals are kept, so that a backward sweep reaching this call does not run fwd again."""
+        if not keep or self.custom.fwd is None or self.custom.in_fwd or any(isinstance(x, Tracer) for x in leaves):
+            return super().call(leaves)
+        return self.record(self.fwd(leaves, keep=True)[0], "fwd's output")
+
+    def fwd(self, primals, keep=False):
+        """fwd on the leaves: (output, residuals); the kept ones where the leaves are the same arrays."""
+        if self.kept is not None and len(self.kept[0]) == len(primals) and all(
+                a is b for a, b in zip(self.kept[0], primals)):
+            return self.kept[1]
         if self.custom.fwd is None:
             raise TypeError(f"custom_vjp function {self.custom.__name__} has no VJP rule: define one with "
                             f"{self.custom.__name__}.defvjp(fwd, bwd) before differentiating it")
-        pair = self.custom.fwd(*self.full_args(list(primals)))
+        self.custom.in_fwd += 1
+        try:
+            pair = self.custom.fwd(*self.full_args(list(primals)))
+        finally:
+            self.custom.in_fwd -= 1
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"{self.custom.__name__}: fwd must return a pair (output, residuals)")
+        if keep:
+            self.kept = tuple(primals), pair
         return pair
 
     def cotangent(self, primals, res, ct):
@@ -262,7 +286,7 @@ class _VJPSpec(_Spec):
         return leaves
 
     def cotangents(self, primals, out, ct):
-        res = self.fwd(primals)[1]  # the tape keeps the output, not the residuals: fwd runs again
+        res = self.fwd(primals)[1]
         return vmap(lambda c: self.cotangent(primals, res, c))(ct)
 
     def jvp(self, primals, bundles):
@@ -281,7 +305,7 @@ class _Batched:
     def __repr__(self):
         return f"vmap({self.base!r}, in_axes={self.axes})"
 
-    def call(self, leaves):
+    def call(self, leaves, keep=False):
         return vmap(lambda *xs: self.base.call(xs), in_axes=self.axes)(*leaves)
 
     def jvp(self, primals, bundles):

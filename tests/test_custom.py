@@ -117,6 +117,23 @@ def test_forward_mode_runs_the_function_once():
         assert len(runs) == 1
 
 
+def test_reverse_mode_keeps_the_residuals_of_fwd():
+    runs = []
+
+    @gpuad.custom_vjp
+    def f(x):
+        runs.append("f")
+        return gnp.sin(x)
+
+    def fwd(x):
+        runs.append("fwd")
+        return f(x), gnp.cos(x)
+    f.defvjp(fwd, lambda c, ct: (c * ct,))
+    x, = on_backend(X)
+    assert_close(gpuad.jacrev(f, chunk_size=1)(x), np.diag(np.cos(X)))  # three sweeps, one fwd
+    assert runs == ["fwd", "f"]
+
+
 # ---------------------------------------------------------------- correct rules: both modes, FD
 @pytest.mark.parametrize("f", CORRECT, ids=["custom_jvp", "custom_vjp"])
 def test_jacfwd_equals_jacrev_equals_finite_differences(f):
