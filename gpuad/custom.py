@@ -1,7 +1,8 @@
 """User-defined derivative rules: `custom_jvp` and `custom_vjp`, with JAX's API.
 
 A call of a custom function binds one primitive, `custom_call`, whose parameter `spec` holds the
-function, its rules and the call's static arguments. Its impl runs the function on arrays; its
+function, its rules and the call's static arguments. Its impl runs the function on arrays (a
+custom_vjp function's fwd, whose residuals the spec keeps for the backward sweep); its
 abstract value is the function's, traced (gpuad.jit records one equation and replays the function);
 vmap binds it again with a spec whose function and rules are vmapped, so the rules still apply
 under vmap. Forward mode applies the JVP rule to all K directions of a bundle at once (the rule
@@ -69,10 +70,10 @@ class custom_vjp:
 
     `f.defvjp(fwd, bwd)`: fwd(*args) returns (output, residuals); bwd(*nondiff_args, residuals,
     cotangent) returns a tuple with one cotangent per differentiated argument (None for zero),
-    linear in the cotangent. Forward mode runs fwd and transposes bwd. A call on arrays runs fwd and
-    keeps its residuals for a backward sweep (under higher-order transforms and vmap, and for a
-    value of another transform, fwd runs again when the sweep reaches the call), so f and fwd
-    must agree; a compiled program runs f.
+    linear in the cotangent. Forward mode runs fwd and transposes bwd. Called on arrays (eagerly, or
+    where a tape records it) f runs as fwd, and the call keeps the residuals for the backward sweep;
+    where they would carry another transform's values (higher orders, vmap) fwd runs again at the
+    sweep. So f and fwd must agree. A compiled program runs f.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> @gpuad.custom_vjp
