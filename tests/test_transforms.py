@@ -595,3 +595,24 @@ def test_vmap_over_integer_positions_gathers_and_differentiates():
     assert_close(gpuad.jacfwd(f)(gnp.asarray(X)), expected, rtol=1e-7, atol=1e-8)
     g = lambda x: gpuad.vmap(lambda i: x[i] ** 2)(idx)  # noqa: E731  x is traced: x[i] itself gathers
     assert_close(gpuad.jacrev(g)(gnp.asarray(X)), gpuad.jacfwd(g)(gnp.asarray(X)), rtol=1e-14, atol=1e-14)
+
+
+# ---------------------------------------------------------------- special points: finite, not nan
+@pytest.mark.parametrize("f,x,expected", [
+    (lambda x: x ** 0.0, 0.0, [0.0, 0.0, 0.0]),           # constant: every derivative 0, also at 0
+    (lambda x: x ** 1.0, 0.0, [1.0, 0.0, 0.0]),
+    (lambda x: x ** 2.0, 0.0, [0.0, 2.0, 0.0]),
+    (lambda x: x ** 3.0, 0.0, [0.0, 0.0, 6.0]),
+    (lambda x: gnp.std(gnp.stack([x])), 1.5, [0.0, 0.0, 0.0]),    # std of one element: 0
+    (lambda x: gnp.var(gnp.stack([x])), 1.5, [0.0, 0.0, 0.0]),
+])
+def test_derivatives_at_special_points_are_finite(f, x, expected):
+    """First to third derivatives where the function is smooth (or constant) but a naive rule
+    divides by zero: x ** b at 0, the std of one element. Eager, both modes, and compiled."""
+    x = gnp.asarray(x)
+    d1, d2 = gpuad.grad(f), gpuad.grad(gpuad.grad(f))
+    d3 = gpuad.grad(d2)
+    for fun, want in zip((d1, d2, d3), expected):
+        assert_close(fun(x), np.asarray(want))
+        assert_close(gpuad.jit(fun)(x), np.asarray(want))
+    assert_close(gpuad.jacfwd(gpuad.jacfwd(f))(x), np.asarray(expected[1]))

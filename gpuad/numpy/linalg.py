@@ -395,7 +395,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     x = _float(x)
     nd = len(shape(x))
     if axis is None and ord is None:
-        return _root(R.sum(EW["square"](x), keepdims=keepdims), 2)
+        return R.root(R.sum(EW["square"](x), keepdims=keepdims), 2)
     if axis is None:
         if nd not in (1, 2):
             raise ValueError(f"norm: with ord={ord!r} and axis=None, x must be 1-D or 2-D; got {nd}-D. "
@@ -458,20 +458,9 @@ def _norm_axes(axis, nd):
     return axes
 
 
-def _root(s, p):
-    """s ** (1/p), with derivative 0 rather than nan where s == 0 (at x = 0 for a norm).
-
-    Both branches of the outer `where` are finite: the root only ever sees s > 0 (or 1),
-    so no inf * 0 reaches the tangent, at any order."""
-    pos = EW["greater"](s, 0.0)
-    safe = where(pos, s, 1.0)
-    r = EW["sqrt"](safe) if p == 2 else EW["power"](safe, 1.0 / p)
-    return where(pos, r, 0.0)
-
-
 def _vector_norm(x, ord, axis, keepdims):
     if ord is None or ord == 2:
-        return _root(R.sum(EW["square"](x), axis, keepdims), 2)
+        return R.root(R.sum(EW["square"](x), axis, keepdims), 2)
     if not isinstance(ord, numbers.Real):
         raise ValueError(f"norm: invalid order {ord!r} for a vector norm; use a number, inf or -inf")
     mag = EW["abs"](x)
@@ -483,7 +472,7 @@ def _vector_norm(x, ord, axis, keepdims):
         return R.sum(astype(EW["not_equal"](x, 0.0), dtype=x.dtype), axis, keepdims)
     if ord == 1:
         return R.sum(mag, axis, keepdims)
-    return _root(R.sum(EW["power"](mag, float(ord)), axis, keepdims), ord)
+    return R.root(R.sum(EW["power"](mag, float(ord)), axis, keepdims), ord)
 
 
 def _matrix_norm(x, ord, axes, keepdims):
@@ -491,7 +480,7 @@ def _matrix_norm(x, ord, axes, keepdims):
         raise ValueError(f"norm: matrix norm ord={ord!r} is not supported; use None, 'fro', 1, -1, 2, -2, "
                          "'nuc', inf or -inf")
     if ord in (None, "fro"):
-        return _root(R.sum(EW["square"](x), axes, keepdims), 2)
+        return R.root(R.sum(EW["square"](x), axes, keepdims), 2)
     if ord in (2, -2, "nuc"):
         s = svd(moveaxis(x, axes, (-2, -1)), compute_uv=False)
         y = {2: R.max, -2: R.min, "nuc": R.sum}[ord](s, axis=-1)

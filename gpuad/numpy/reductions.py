@@ -4,7 +4,7 @@ import numpy as onp
 
 from ..axes import normalize_axes
 from ..core import shape
-from ..ops.elementwise import PRIMS
+from ..ops.elementwise import PRIMS, where
 from ..ops.indexing import getitem
 from ..ops.reductions import argmax as _argmax
 from ..ops.reductions import cumsum as _cumsum
@@ -40,7 +40,19 @@ def var(x, axis=None, ddof=0, keepdims=False):
 
 
 def std(x, axis=None, ddof=0, keepdims=False):
-    return PRIMS["sqrt"](var(x, axis=axis, ddof=ddof, keepdims=keepdims))
+    """The standard deviation; its derivative is 0 where it is 0 (constant data, one element)."""
+    return root(var(x, axis=axis, ddof=ddof, keepdims=keepdims), 2)
+
+
+def root(s, p):
+    """s ** (1/p), with derivative 0 rather than nan where s == 0 (a norm at 0, a std of one value).
+
+    Both branches of the outer `where` are finite: the root only ever sees s > 0 (or 1),
+    so no inf * 0 reaches the tangent, at any order."""
+    pos = PRIMS["greater"](s, 0.0)
+    safe = where(pos, s, 1.0)
+    r = PRIMS["sqrt"](safe) if p == 2 else PRIMS["power"](safe, 1.0 / p)
+    return where(pos, r, 0.0)
 
 
 def max(x, axis=None, keepdims=False):

@@ -62,7 +62,10 @@ ELEMENTARY = [
     Row("subtract", "a - b", "1", "-1"),
     Row("multiply", "a * b", "b", "a"),
     Row("divide", "a / b", "1 / b", "-y / b"),
-    Row("power", "power(a, b)", "b * power(a, b - 1)", "log(where(a == 0, 1, a)) * y"),  # 0 ** b: 0
+    # d/da: 0 where b == 0 (a ** 0 is constant, also at a == 0), through a base that keeps the
+    # unused branch finite, so no inf * 0 reaches a derivative at any order; d/db of 0 ** b: 0
+    Row("power", "power(a, b)", "where(b == 0, 0, b * power(where(b == 0, 1, a), b - 1))",
+        "log(where(a == 0, 1, a)) * y"),
     Row("maximum", "maximum(a, b)", "0.5 + 0.5 * sign(a - b)", "0.5 - 0.5 * sign(a - b)"),
     Row("minimum", "minimum(a, b)", "0.5 - 0.5 * sign(a - b)", "0.5 + 0.5 * sign(a - b)"),
     Row("arctan2", "arctan2(a, b)", "b / (a * a + b * b)", "-a / (a * a + b * b)"),
