@@ -13,6 +13,7 @@ from .chunking import Chunks, Footprint
 from .core import Tracer, dtype, held_bytes, is_inexact, new_trace, shape
 from .forward import JVPTrace, JVPTracer
 from .numpy.shapes import moveaxis
+from .ops.elementwise import astype
 from .ops.indexing import getitem
 from .ops.shape import broadcast_to, reshape, transpose
 from .reverse import RevTrace
@@ -126,7 +127,7 @@ class Recording:
     def pull(self, seeds, m):
         """The inputs' cotangent bundles (m directions) from {output id: seed bundle}."""
         ct = self.trace.sweep_backward(seeds) if seeds else {}
-        return [_or_zeros(ct.get(i), m, x) for i, x in zip(self.in_ids, self.call.leaves)]
+        return [_in_dtype_of(_or_zeros(ct.get(i), m, x), x) for i, x in zip(self.in_ids, self.call.leaves)]
 
     def columns(self, lo, hi):
         """Tangent bundles of the outputs for input directions lo..hi (one forward sweep)."""
@@ -236,6 +237,13 @@ def _basis_slice(x, offset, lo, hi):
     size = math.prod(shape(x))
     e = backends.xp().eye(hi - lo, size, k=lo - offset, dtype=dtype(x))
     return e.reshape((hi - lo,) + shape(x))
+
+
+def _in_dtype_of(bundle, leaf):
+    """A cotangent of a leaf in the leaf's dtype, as JAX gives it: a float32 input has a float32
+    gradient even where float64 constants inside the function promoted its values. (Forward mode
+    keeps the outputs' dtype, as JAX's jacfwd does.)"""
+    return bundle if dtype(bundle) == dtype(leaf) else astype(bundle, dtype=dtype(leaf))
 
 
 def _or_zeros(bundle, k, like):

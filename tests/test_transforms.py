@@ -498,6 +498,20 @@ def test_mixed_precision_follows_numpy_promotion():
     assert_close(J, np.diag(c64))
 
 
+def test_reverse_mode_derivatives_take_the_input_dtype():
+    """As in JAX: float64 constants inside a function of float32 inputs promote its values, but
+    the gradient, jacrev and vjp cotangents come back in the input's dtype (jacfwd follows the output's)."""
+    x32 = gnp.asarray([1.0, 2.0], dtype=np.float32)
+    c64 = np.array([0.5, 0.25])
+    g = gpuad.grad(lambda x: gnp.sum(x ** 2 * c64))(x32)
+    assert to_np(g).dtype == np.float32
+    assert_close(g, 2 * np.array([1.0, 2.0]) * c64, rtol=1e-6)
+    assert to_np(gpuad.jacrev(lambda x: x * c64)(x32)).dtype == np.float32
+    assert to_np(gpuad.vjp(lambda x: x * c64, x32)[1](gnp.ones(2))[0]).dtype == np.float32
+    assert to_np(gpuad.hessian(lambda x: gnp.sum(x ** 3 * c64))(x32)).dtype == np.float32
+    assert to_np(gpuad.jit(gpuad.grad(lambda x: gnp.sum(x ** 2 * c64)))(x32)).dtype == np.float32
+
+
 def test_astype_derivative_follows_the_cast():
     x = gnp.asarray([1.0, 2.0])
     J = gpuad.jacfwd(lambda x: x.astype(np.float32) * 2)(x)
