@@ -192,9 +192,14 @@ S("einsum_outer", lambda m, a, b: m.einsum("i,j->ij", a, b), (2,), (3,))
 S("einsum_frobenius", lambda m, a, b: m.einsum("ij,ij->", a, b), (2, 3), (2, 3))
 S("einsum_three_way_elementwise", lambda m, a, b, c: m.einsum("i,i,i->i", a, b, c), (3,), (3,), (3,))
 S("einsum_batched_transposed", lambda m, a, b: m.einsum("bij,bkj->bik", a, b), (2, 3, 4), (2, 2, 4))
+S("einsum_interleaved", lambda m, a, b: m.einsum(a, [0, 1], b, [1, 2], [0, 2]), (2, 3), (3, 4))
+S("einsum_interleaved_ellipsis", lambda m, a, b: m.einsum(a, [Ellipsis, 0], b, [0], [Ellipsis]), (2, 3), (3,))
 S("trace", lambda m, x: m.trace(x), (3, 3))
 S("trace_offset", lambda m, x: m.trace(x, offset=1), (3, 4))
 S("trace_axes_method", lambda m, x: x.trace(0, 1, 2), (2, 3, 3))
+
+S("linspace_traced_endpoints", lambda m, a, b: m.linspace(a, b, 5), (), ())
+S("linspace_array_endpoints", lambda m, a, b: m.linspace(a, b, 4, endpoint=False), (3,), (3,))
 
 # ---------------------------------------------------------------- shapes
 S("reshape", lambda m, x: m.reshape(x, (6, 4)), (2, 3, 4))

@@ -7,10 +7,6 @@ from ..ops.elementwise import astype as _astype
 from .shapes import stack
 
 
-def _xp():
-    return backends.current().xp
-
-
 def _has_tracer(obj):
     if isinstance(obj, Tracer):
         return True
@@ -41,15 +37,15 @@ def _like(a, dtype):
 
 
 def zeros(shape, dtype=float):
-    return _xp().zeros(shape, dtype=dtype)
+    return backends.xp().zeros(shape, dtype=dtype)
 
 
 def ones(shape, dtype=float):
-    return _xp().ones(shape, dtype=dtype)
+    return backends.xp().ones(shape, dtype=dtype)
 
 
 def full(shape, fill_value, dtype=None):
-    return _xp().full(shape, fill_value, dtype=dtype)
+    return backends.xp().full(shape, fill_value, dtype=dtype)
 
 
 def zeros_like(a, dtype=None):
@@ -66,7 +62,7 @@ def full_like(a, fill_value, dtype=None):
 
 
 def eye(N, M=None, k=0, dtype=float):
-    return _xp().eye(N, M, k, dtype=dtype)
+    return backends.xp().eye(N, M, k, dtype=dtype)
 
 
 def identity(n, dtype=float):
@@ -74,8 +70,21 @@ def identity(n, dtype=float):
 
 
 def arange(*args, **kwargs):
-    return _xp().arange(*args, **kwargs)
+    return backends.xp().arange(*args, **kwargs)
 
 
 def linspace(start, stop, num=50, endpoint=True, dtype=None):
-    return _xp().linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
+    """numpy.linspace; traced endpoints (scalars or arrays, samples along a new first axis) carry
+    their derivatives.
+
+    >>> import gpuad
+    >>> gpuad.jacfwd(lambda b: linspace(0.0, b, 3))(2.0)
+    array([0. , 0.5, 1. ])
+    """
+    if not (isinstance(start, Tracer) or isinstance(stop, Tracer)):
+        return backends.xp().linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
+    steps = max(num - 1, 1) if endpoint else max(num, 1)
+    ndim = max(onp.ndim(start), onp.ndim(stop))
+    t = backends.xp().arange(num, dtype=float).reshape((num,) + (1,) * ndim) / steps
+    out = start + (stop - start) * t
+    return out if dtype is None else _astype(out, dtype=onp.dtype(dtype))

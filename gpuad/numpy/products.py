@@ -78,14 +78,19 @@ def trace(x, offset=0, axis1=0, axis2=1):
 
 
 def einsum(subscripts, *operands):
-    """numpy.einsum: contracts pairwise, left to right, with one GEMM each.
+    """numpy.einsum: contracts pairwise, left to right, with one GEMM each. The interleaved form
+    einsum(a, [0, 1], b, [1, 2], [0, 2]) works too.
 
     >>> import gpuad.numpy as gnp
     >>> gnp.einsum("ij,j->i", gnp.eye(2), gnp.ones(2))
     array([1., 1.])
     >>> gnp.einsum("...ij,...j->...i", gnp.ones((5, 2, 3)), gnp.ones(3)).shape
     (5, 2)
+    >>> gnp.einsum(gnp.eye(2), [0, 1], gnp.ones(2), [1], [0])
+    array([1., 1.])
     """
+    if not isinstance(subscripts, str):
+        subscripts, operands = _interleaved(subscripts, operands)
     ins, out = subscripts.replace(" ", "").split("->") if "->" in subscripts else (subscripts, None)
     specs = ins.split(",")
     if len(specs) != len(operands):
@@ -108,6 +113,27 @@ def einsum(subscripts, *operands):
         ops = [(contract(a, b, spec=(sa, sb, so)), so)] + ops[2:]
     x, s = _sum_lone(*ops[0], out)
     return transpose(x, [s.index(c) for c in out])
+
+
+def _interleaved(first, rest):
+    """The subscripts string and operands of einsum(op, sublist, op, sublist, ..., [out])."""
+    args = (first,) + tuple(rest)
+    pairs, out = (args, None) if len(args) % 2 == 0 else (args[:-1], args[-1])
+    subscripts = ",".join(map(_sublist_letters, pairs[1::2]))
+    return subscripts + ("" if out is None else "->" + _sublist_letters(out)), pairs[0::2]
+
+
+def _sublist_letters(sublist):
+    """An interleaved sublist ([0, 1], Ellipsis allowed) as subscript letters (a-z, then A-Z)."""
+    text = []
+    for s in sublist:
+        if s is Ellipsis:
+            text.append("...")
+        elif isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 52:
+            text.append((string.ascii_lowercase + string.ascii_uppercase)[s])
+        else:
+            raise ValueError(f"einsum: sublist entries must be ints in [0, 52) or Ellipsis, got {s!r}")
+    return "".join(text)
 
 
 def _name_ellipsis(specs, operands):
