@@ -512,6 +512,18 @@ def test_reverse_mode_derivatives_take_the_input_dtype():
     assert to_np(gpuad.jit(gpuad.grad(lambda x: gnp.sum(x ** 2 * c64)))(x32)).dtype == np.float32
 
 
+def test_numpy_scalar_types_cast_traced_values():
+    """gnp.float32(x) casts a traced x (the derivative follows); gnp.int64(x) drops it, as in JAX;
+    the same names still work as dtypes and on plain values."""
+    x = gnp.asarray([1.5, -2.5])
+    g = gpuad.grad(lambda x: gnp.sum(gnp.float32(x) ** 2))(x)
+    assert to_np(g).dtype == np.float64 and np.allclose(to_np(g), [3.0, -5.0])
+    assert_close(gpuad.jacfwd(lambda x: gnp.int64(x) * 1.0 + x)(x), np.eye(2))
+    assert gnp.zeros(2, dtype=gnp.float32).dtype == gnp.float32 == np.float32
+    assert type(gnp.float32(2.5)) is np.float32
+    assert gpuad.jit(lambda x: gnp.float32(x))(x).dtype == np.float32
+
+
 def test_astype_derivative_follows_the_cast():
     x = gnp.asarray([1.0, 2.0])
     J = gpuad.jacfwd(lambda x: x.astype(np.float32) * 2)(x)

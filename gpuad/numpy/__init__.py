@@ -21,6 +21,7 @@ from .creation import (  # noqa: F401
     zeros,
     zeros_like,
 )
+from .dtypes import bool_, float16, float32, float64, int8, int16, int32, int64, uint8  # noqa: F401
 from .elementwise import *  # noqa: F403
 from .indexing import at  # noqa: F401
 from .mathematical import *  # noqa: F403
@@ -56,7 +57,6 @@ from .sorting import argsort, sort, take_along_axis  # noqa: F401
 from .statistics import *  # noqa: F403
 
 pi, e, inf, nan, newaxis = _onp.pi, _onp.e, _onp.inf, _onp.nan, None
-float32, float64, int32, int64, bool_ = _onp.float32, _onp.float64, _onp.int32, _onp.int64, _onp.bool_
 
 _install()
 
