@@ -642,3 +642,44 @@ def test_derivatives_at_special_points_are_finite(f, x, expected):
         assert_close(fun(x), np.asarray(want))
         assert_close(gpuad.jit(fun)(x), np.asarray(want))
     assert_close(gpuad.jacfwd(gpuad.jacfwd(f))(x), np.asarray(expected[1]))
+
+
+# ---------------------------------------------------------------- arrays of other libraries (DLPack)
+class _DLPackOnly:
+    """An array of some other library: DLPack, a shape and a dtype, nothing else gpuad knows."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def __dlpack__(self, **kwargs):
+        return self._array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._array.__dlpack_device__()
+
+    @property
+    def shape(self):
+        return self._array.shape
+
+    @property
+    def dtype(self):
+        return self._array.dtype
+
+
+def test_dlpack_inputs_are_taken_without_a_copy_and_differentiated():
+    base = to_np(gnp.asarray(np.linspace(0.1, 1.0, 4)))
+    other = _DLPackOnly(base)
+    if gpuad.backend() == "numpy":
+        assert np.shares_memory(gnp.asarray(other), base)
+    assert_close(gpuad.jacfwd(gnp.sin)(other), np.diag(np.cos(base)))
+    assert_close(gpuad.jit(gpuad.grad(lambda x: gnp.sum(x ** 2)))(other), 2 * base)
+
+
+def test_torch_tensors_in_and_results_back_by_dlpack():
+    torch = pytest.importorskip("torch")
+    if gpuad.backend() != "numpy":
+        pytest.skip("a CPU tensor on the CPU backend")
+    t = torch.linspace(0.0, 1.0, 3, dtype=torch.float64)
+    jac = gpuad.jacfwd(gnp.exp)(t)
+    back = torch.from_dlpack(jac)
+    assert torch.allclose(back, torch.diag(torch.exp(t)))

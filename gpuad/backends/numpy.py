@@ -27,9 +27,13 @@ class NumpyBackend:
         """Pass Python scalars and this backend's arrays through; convert anything else."""
         if isinstance(x, (float, int, complex, bool)) or isinstance(x, self._array_types):
             return x
-        return self.xp.asarray(x)
+        return self.asarray(x)
 
     def asarray(self, x, dtype=None):
+        """An array of this backend. Arrays of other libraries that speak DLPack (PyTorch, JAX,
+        CuPy on NumPy's device or CuPy's) are taken without a copy where the device allows."""
+        if hasattr(x, "__dlpack__") and not isinstance(x, self._array_types):
+            x = self.xp.from_dlpack(x)
         return self.xp.asarray(x, dtype=dtype)
 
     def to_numpy(self, x):
