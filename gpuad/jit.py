@@ -170,6 +170,11 @@ class Lowered:
         copies; setup excluded), by the model of gpuad/kernels/launches.py."""
         return launches.count(self.program)
 
+    @property
+    def bytes_moved(self):
+        """Bytes one call reads and writes in device memory, by the same model (no caches)."""
+        return launches.bytes_moved(self.program)
+
     def out_info(self):
         """ShapeDtypeStructs of the outputs, in the output tree."""
         return self.out_tree.unflatten([aval_of(o) for o in self.program.outs])

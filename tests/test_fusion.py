@@ -150,3 +150,12 @@ def test_threads_calling_one_compiled_function_get_their_own_results():
         t.join()
     for a, b in zip(got, want):
         assert_close(a, b, rtol=0)
+
+
+def test_bytes_moved_counts_one_pass_for_a_fused_chain():
+    from gpuad.kernels.launches import bytes_moved
+    x = gnp.asarray(np.linspace(0, 1, 1000))
+    program = _program(lambda x: gnp.sin(x) * 2.0 + 1.0, x)
+    assert bytes_moved(program) == 2 * 8000            # read x, write the result: one region
+    assert bytes_moved(program, fusion=False) == 3 * 2 * 8000  # three passes, each a read and a write
+    assert gpuad.jit(lambda x: gnp.sin(x) * 2.0 + 1.0).lower(x).bytes_moved == 16000

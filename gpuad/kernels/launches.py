@@ -1,13 +1,21 @@
-"""How many device launches a compiled program makes per call on CuPy: a model, counted without a GPU.
+"""What one call of a compiled program costs on CuPy, by a model counted without a GPU: device
+launches, and bytes moved to and from device memory.
 
 The count follows the replay's plan (gpuad/replay.py): a fusion region is one kernel, an add in
 place one, and each other step one CuPy call, which the table says how many kernels (or
 cuBLAS/cuSOLVER/CUB calls, memsets, copies) launches. Views launch nothing. Not counted: copies
 CuPy makes to lay out a non-contiguous operand that the model cannot see (a reshape of a
 transposed view), and one-time setup (compilation, the constants' transfer).
+
+Bytes: each step reads its array inputs once and writes its outputs once (a region reads only
+the arrays it cannot make from indices or literals; an add in place reads and writes its target,
+an add at positions only the part it lands on;
+a GEMM's transposed operands cost a copy each); views move nothing. Caches are not modelled, so
+this is the traffic of a machine whose cache holds none of the step's data.
 """
 from math import prod
 
+from ..program import Var
 from ..replay import plan
 
 # primitive name -> launches per call; a callable takes the equation
@@ -28,14 +36,33 @@ _LAUNCHES = {
 
 def count(program, fusion=True):
     """Launches of one call of the program on CuPy, by the model above (default: one per step)."""
+    return sum(1 if step.kind != "eq" else _launches(step.node) for step in plan(program, fusion))
+
+
+def _launches(eq):
+    n = _LAUNCHES.get(eq.prim.name, 1)
+    return n(eq) if callable(n) else n
+
+
+def bytes_moved(program, fusion=True):
+    """Bytes one call of the program reads and writes in device memory, by the model above."""
     total = 0
     for step in plan(program, fusion):
-        if step.kind != "eq":
-            total += 1
+        if step.kind == "eq" and _launches(step.node) == 0:
+            continue  # a view
+        if step.kind == "add_at_into":  # the added values, and the part of the target they land on
+            total += 3 * _bytes(step.ins[1])
             continue
-        n = _LAUNCHES.get(step.node.prim.name, 1)
-        total += n(step.node) if callable(n) else n
+        arrays = {id(a): a for a in step.ins if isinstance(a, Var) or hasattr(a, "nbytes")}.values()
+        read, written = sum(map(_bytes, arrays)), sum(map(_bytes, step.outs))  # add_into: its target both
+        if step.kind == "eq" and step.node.prim.name == "contract":
+            read += 2 * sum(_bytes(a) for a, copy in zip(step.ins, _copies(step.node)) if copy)
+        total += read + written
     return total
+
+
+def _bytes(a):
+    return prod(a.shape) * a.dtype.itemsize
 
 
 def _copies(eq):
