@@ -53,7 +53,7 @@ class Call:
         else:
             aux = None
         outs, out_tree = tree_flatten(out)
-        return [_output(o, self.name) for o in outs], out_tree, aux
+        return [as_output(o, self.name) for o in outs], out_tree, aux
 
     def forward(self, bundles, watch=None):
         """One forward run carrying a tangent bundle per input leaf (all with K directions); watch:
@@ -199,11 +199,13 @@ def _as_input(x, name, where):
     return v
 
 
-def _output(x, name):
+def as_output(x, name):
+    """An output of a transformed function as an array (or traced value); a clear TypeError for
+    anything else. `name` is the transform's, for the message."""
     if isinstance(x, Tracer) or backends.current().is_array(x):
         return x
     if isinstance(x, (int, float, complex)) and not isinstance(x, bool) or hasattr(x, "__array_interface__"):
-        return backends.current().coerce(backends.current().asarray(x))
+        return backends.current().asarray(x)
     raise TypeError(f"{name}: the function must return arrays (or pytrees of arrays), "
                     f"but it returned a {type(x).__name__}")
 
@@ -491,7 +493,7 @@ def vmap(fun, in_axes=0, out_axes=0):
             new_args, new_kwargs = tree.unflatten(wrapped)
             out = fun(*new_args, **new_kwargs)
             outs, out_tree = tree_flatten(out)
-            outs = [_output(o, "vmap") for o in outs]
+            outs = [as_output(o, "vmap") for o in outs]
         oaxes = _axes_for(out_axes, out, "out_axes")
         return out_tree.unflatten([_unbatch(o, a, trace, size) for o, a in zip(outs, oaxes)])
     return batched

@@ -9,6 +9,7 @@ so the transform runs over the program.
 import functools
 
 from . import backends
+from .api import as_output
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .kernels import launches
 from .program import aval_of, trace_program
@@ -133,7 +134,7 @@ class _Entry:
         def flat(inputs):
             args, kwargs = sig.rebuild(inputs)
             outs, self.out_tree = tree_flatten(fun(*args, **kwargs))
-            return [_output(o) for o in outs]
+            return [as_output(o, "jit") for o in outs]
 
         avals = [aval_of(x) for x in sig.leaves]
         self.program = trace_program(flat, avals, [f"jit argument leaf {k}" for k in range(len(avals))])
@@ -143,15 +144,6 @@ class _Entry:
         if self._replay is None:
             self._replay = Replay(self.program)
         return self._replay
-
-
-def _output(x):
-    if isinstance(x, Tracer) or backends.current().is_array(x):
-        return x
-    if isinstance(x, (int, float, complex)) and not isinstance(x, bool) or hasattr(x, "__array_interface__"):
-        return backends.current().asarray(x)
-    raise TypeError(f"jit: the function must return arrays (or pytrees of arrays), but it returned a "
-                    f"{type(x).__name__}")
 
 
 class Lowered:
