@@ -1,23 +1,43 @@
-"""Fusion: group a program's elementwise equations into regions, each to run as one kernel.
+"""Fusion: group a program's equations into regions, each to run as one kernel.
 
-A region is a set of elementwise equations (rows of the rule table, `where`, `astype`) that all
-produce values of one shape, its iteration space. Its inputs may be smaller (they broadcast) and
-strided (they are read in place); the values it produces for the rest of the program are its
-outputs. Regions are grown greedily over the program in order: an equation joins the region of
-one of its inputs' producers when the shapes match and joining cannot make a cycle (a region
-must be able to run as one step, after everything it reads). The rest of the program (GEMMs,
-reductions, scatters, views) stays as it is, and the steps are put back in a valid order.
+A region computes its outputs (its roots, the values something outside reads), which share one
+iteration space: their shape without leading unit axes. A thread owning element i of that space
+pulls every value it needs at the index that element reads, through the members' index maps.
+Members are elementwise equations (rows of the rule table, `where`, `astype`) and data movement
+with a static index map (reshape, transpose, broadcast_to, getitem and scatter with ints and
+slices, concatenate), so the slices, shifts, pads and concatenations of a Jacobian cost no pass
+of their own, and a value read only inside its region is never stored.
+
+Regions are built from the program's end: an equation joins the region of its readers when they
+all lie in one region (the readers' regions are merged first when they share an iteration space),
+unless that region would evaluate it many more times than it has elements (a computed value
+broadcast into a much bigger space: computing it once and reading it is cheaper). Regions of one
+iteration space that read a common value are then merged: one kernel reads it once. Built this way, a
+region can run as one step after everything it reads: a path leaving a region starts at a root,
+which comes after every member. Only merging two regions can make a cycle (a path from one to the
+other through a third step), and it is checked there. The rest of the program (GEMMs, reductions,
+gathers at index arrays) stays as it is, and the steps are put back in a valid order.
 """
+from math import prod
+
+import numpy as onp
+
+from . import backends
 from .ops.table import ROWS
 from .program import Var
 
 _C_DTYPES = ("float32", "float64", "bool")
+MOVES = frozenset({"reshape", "transpose", "broadcast_to", "getitem", "scatter", "concatenate"})
+VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})
+_TINY = 64  # a value this small is recomputed wherever it is read: cheaper than its own pass
+# How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
+# is nearly free beside a pass over memory; on a CPU, a transcendental redone costs more than a
+# pass over cache-resident data.
+_REPEATS = {"cupy": 4, "numpy": 1}
 
 
 class Region:
-    """Equations fused into one kernel: `ins` (Vars and constants read), `outs` (Vars written).
-    Its shape is the iteration space: the members' shape without leading unit axes (a value of
-    shape (1, n) and one of shape (n,) are the same n elements in the same order)."""
+    """Equations fused into one kernel: `ins` (Vars and constants read), `outs` (Vars written)."""
 
     def __init__(self, shape):
         self.shape, self.equations, self.ins, self.outs = iteration_shape(shape), [], [], []
@@ -37,18 +57,24 @@ def iteration_shape(shape):
 
 
 def fusible(eq):
-    """Whether an equation can be one line of a region's kernel."""
+    """Whether an equation can be part of a region's kernel."""
     name = eq.prim.name
-    if name == "reshape":  # adding or dropping leading unit axes relabels the same elements
-        if iteration_shape(eq.ins[0].shape) != iteration_shape(eq.out.shape):
-            return False
-    elif name not in ROWS and name not in ("where", "astype"):
+    if eq.out.dtype.name not in _C_DTYPES or not prod(eq.out.shape):
         return False
-    if eq.out.dtype.name not in ("float32", "float64"):
+    if not all(isinstance(a, (bool, int, float)) or a.dtype.name in _C_DTYPES for a in eq.ins):
         return False
-    if name in ROWS and not _renders(ROWS[name]):
+    if name in MOVES:
+        return name not in ("getitem", "scatter") or all(_basic(i) for i in eq.params["idx"])
+    if eq.out.dtype.name == "bool":
         return False
-    return all(isinstance(a, (bool, int, float)) or a.dtype.name in _C_DTYPES for a in eq.ins)
+    if name in ROWS:
+        return _renders(ROWS[name])
+    return name in ("where", "astype")
+
+
+def _basic(i):
+    """An index the kernels map statically: an int, a slice, or None (a new unit axis)."""
+    return i is None or isinstance(i, slice) or (isinstance(i, (int, onp.integer)) and not isinstance(i, bool))
 
 
 def _renders(row):
@@ -59,59 +85,109 @@ def _renders(row):
         return False
 
 
-def fuse(program, min_size=2):
-    """The program's steps in a valid order: Equations, and Regions of at least `min_size`
-    computing equations (smaller groups, and relabelling reshapes alone, stay plain equations)."""
-    g = _Grouping()
-    for eq in program.equations:
-        g.add(eq)
-    _merge(program, g.region_of)
-    grown = {id(r): r for r in g.region_of.values()}.values()
-    regions = [r for r in grown if sum(eq.prim.name != "reshape" for eq in r.equations) >= min_size]
+def fuse(program, backend=None):
+    """The program's steps in a valid order: Equations, and Regions worth a kernel of their own
+    (at least two members, one of which computes or scatters; lone equations and pure views stay
+    as they are), planned for `backend` (default: the active one)."""
+    repeats = _REPEATS[backend or backends.backend()]
+    readers = _readers(program)
+    outs = {o for o in program.outs if isinstance(o, Var)}
+    made_by = {eq.out: eq for eq in program.equations}
+    region_of, evaluations = {}, {}
+    for eq in reversed(program.equations):
+        if fusible(eq) and not _adds_a_scatter(eq, made_by):
+            r = _joined(program, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
+            if r is None and eq.prim.name in VIEWS:  # a view read by several steps costs nothing as it is
+                continue
+            if r is None:
+                r = Region(eq.out.shape)
+                evaluations[eq.out] = prod(r.shape)
+            r.equations.append(eq)
+            region_of[eq.out] = r
+    _merge_siblings(program, region_of)
+    order = {id(eq): k for k, eq in enumerate(program.equations)}
+    regions = [r for r in {id(r): r for r in region_of.values()}.values() if _worth_a_kernel(r)]
+    for r in regions:
+        r.equations.sort(key=lambda e: order[id(e)])
     kept = {id(r) for r in regions}
-    region_of = {v: r for v, r in g.region_of.items() if id(r) in kept}
+    region_of = {v: r for v, r in region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
     return _schedule(program, regions, region_of)
 
 
-class _Grouping:
-    """Greedy growth of regions with a cycle check. A value's `direct` set holds the regions it
-    needs done first (its own region, or those its plain producer's inputs need); `edges` holds,
-    per region, the regions its members need. Joining region R is refused when R can be reached
-    back from what the new member reads from outside R."""
+def _readers(program):
+    """{Var: equations reading it}."""
+    out = {}
+    for eq in program.equations:
+        for a in {a for a in eq.ins if isinstance(a, Var)}:
+            out.setdefault(a, []).append(eq)
+    return out
 
-    def __init__(self):
-        self.regions, self.region_of, self.direct, self.edges = [], {}, {}, {}
-        self.scattered = set()  # values made by a scatter: an add of one accumulates in place instead
 
-    def add(self, eq):
-        outside = [a for a in eq.ins if isinstance(a, Var)]
-        if eq.prim.name == "scatter":
-            self.scattered.add(eq.out)
-        fits = fusible(eq) and not (eq.prim.name == "add" and any(a in self.scattered for a in outside))
-        target = self._join(eq, outside) if fits else None
-        if target is None and fits:
-            target = Region(eq.out.shape)
-            self.regions.append(target)
-            self.edges[id(target)] = set()
-        if target is None:
-            self.direct[eq.out] = set().union(*(self._needs(a) for a in outside))
-            return
-        target.equations.append(eq)
-        self.region_of[eq.out] = target
-        self.direct[eq.out] = {id(target)}
-        self.edges[id(target)].update(*(self._needs(a) for a in outside if self.region_of.get(a) is not target))
+def _adds_a_scatter(eq, made_by):
+    """An add of a scatter at index arrays: the replay adds it in place at its positions instead."""
+    return eq.prim.name == "add" and any(
+        isinstance(a, Var) and a in made_by and made_by[a].prim.name == "scatter" and not fusible(made_by[a])
+        for a in eq.ins)
 
-    def _needs(self, a):
-        return self.direct.get(a, set())
 
-    def _join(self, eq, outside):
-        for a in outside:
-            r = self.region_of.get(a)
-            if r is not None and r.shape == iteration_shape(eq.out.shape) and not any(
-                    _reaches(self.edges, self._needs(b), id(r)) for b in outside if self.region_of.get(b) is not r):
-                return r
+def _joined(program, eq, readers, region_of, outs, evaluations, repeats):
+    """The region of eq's readers, which eq can join (merging the readers' regions), or None.
+    Records how many times the region would evaluate eq's elements (`evaluations`)."""
+    if eq.out in outs or not readers:
         return None
+    regions = list({id(r): r for r in (region_of.get(c.out) for c in readers)}.values())
+    if any(r is None or r.shape != regions[0].shape for r in regions):
+        return None
+    times = max(evaluations[c.out] * _share(c, eq.out) for c in readers)
+    n = prod(eq.out.shape)
+    if eq.prim.name not in MOVES and n > _TINY and times > repeats * n:  # data movement costs nothing to redo
+        return None
+    target = regions[0]
+    for other in regions[1:]:
+        if not _merge(program, region_of, target, other):
+            return None
+    evaluations[eq.out] = times
+    return target
+
+
+def _share(reader, v):
+    """The fraction of its evaluations in which reader evaluates v: a scatter or concatenation
+    reads each input only where it lands."""
+    if reader.prim.name in ("scatter", "concatenate"):
+        return prod(v.shape) / prod(reader.out.shape)
+    return 1.0
+
+
+def _merge(program, region_of, target, other):
+    """Move other's equations into target, unless a path through a third step joins them."""
+    successors = _step_graph(program, region_of)
+    if _reaches_through_another(successors, id(target), id(other)) or \
+            _reaches_through_another(successors, id(other), id(target)):
+        return False
+    target.equations += other.equations
+    for e in other.equations:
+        region_of[e.out] = target
+    return True
+
+
+def _merge_siblings(program, region_of):
+    """Merge regions of one iteration space that read a common value."""
+    readers = {}  # (value read, iteration shape) -> a member of each region reading it
+    for eq in program.equations:
+        r = region_of.get(eq.out)
+        for a in eq.ins:
+            if r is not None and isinstance(a, Var) and region_of.get(a) is not r:
+                readers.setdefault((a, r.shape), []).append(eq.out)
+    for members in readers.values():
+        for v in members[1:]:
+            target, other = region_of[members[0]], region_of[v]
+            if other is not target:
+                _merge(program, region_of, target, other)
+
+
+def _worth_a_kernel(region):
+    return len(region.equations) >= 2 and any(eq.prim.name not in VIEWS for eq in region.equations)
 
 
 def _reaches(successors, start, goal):
@@ -125,25 +201,6 @@ def _reaches(successors, start, goal):
             seen.add(node)
             stack.extend(successors.get(node, ()))
     return False
-
-
-def _merge(program, region_of):
-    """Join regions of one shape that an equation reads together (greedy growth puts an add of two
-    fresh products in one of their regions only), where neither reaches the other through a third
-    step: regions run as whole steps, so such a path would be a cycle."""
-    order = {id(eq): k for k, eq in enumerate(program.equations)}
-    for eq in program.equations:
-        r = region_of.get(eq.out)
-        for a in eq.ins:
-            q = region_of.get(a) if isinstance(a, Var) else None
-            if r is None or q is None or q is r or q.shape != r.shape:
-                continue
-            successors = _step_graph(program, region_of)
-            if not _reaches_through_another(successors, id(q), id(r)) and \
-                    not _reaches_through_another(successors, id(r), id(q)):
-                r.equations = sorted(r.equations + q.equations, key=lambda e: order[id(e)])
-                for e in q.equations:
-                    region_of[e.out] = r
 
 
 def _step_graph(program, region_of):
@@ -190,6 +247,7 @@ def _connect(program, regions, region_of):
                     seen.add(key)
                     r.ins.append(a)
         r.outs = [eq.out for eq in r.equations if eq.out in used_outside]
+        assert all(iteration_shape(v.shape) == r.shape for v in r.outs), r
 
 
 def _uniform(c):
@@ -199,11 +257,12 @@ def _uniform(c):
 
 
 def _identity(c):
-    """(value, k) when the constant, its first axis as rows and the rest flattened as columns, is
-    value * eye(rows, cols, k): the basis seeds of jacfwd/jacrev and their shifts; else None."""
-    if c.ndim < 2 or c.dtype.kind != "f":
+    """(value, k) when the constant, its first axis as rows and the rest flattened as columns (a
+    vector: one row), is value * eye(rows, cols, k): the basis seeds of jacfwd/jacrev, their
+    shifts, and single basis vectors; else None."""
+    if c.ndim < 1 or c.dtype.kind != "f":
         return None
-    m = c.reshape(c.shape[0], -1)
+    m = c.reshape(c.shape[0], -1) if c.ndim > 1 else c.reshape(1, -1)
     rows, cols = m.nonzero()
     if rows.size == 0:
         return None

@@ -39,9 +39,10 @@ def fusion_wanted():
     return os.environ.get("GPUAD_FUSION", "on") != "off"
 
 
-def plan(program, fusion=True):
-    """The program's steps, in order, with adds done in place where nothing reads the target after."""
-    nodes = fuse(program) if fusion else program.equations
+def plan(program, fusion=True, backend=None):
+    """The program's steps for `backend` (default: the active one), in order, with adds done in
+    place where nothing reads the target after."""
+    nodes = fuse(program, backend) if fusion else program.equations
     steps = [Step("region", n, list(n.ins), list(n.outs)) if isinstance(n, Region) else
              Step("eq", n, list(n.ins), [n.out]) for n in nodes]
     return _in_place(program, steps)
@@ -49,12 +50,13 @@ def plan(program, fusion=True):
 
 class Replay:
     """`run(*inputs)` -> the program's outputs (a list), for backend arrays of the traced signature.
-    `regions` counts the fused kernels among the steps."""
+    `regions` counts the fused kernels among the steps. `plan_for` fuses as for another backend
+    (the tests run the regions planned for CuPy on the CPU)."""
 
-    def __init__(self, program, fusion=None):
+    def __init__(self, program, fusion=None, plan_for=None):
         fusion = fusion_wanted() if fusion is None else fusion
         xp = backends.xp()
-        self.steps = plan(program, fusion)
+        self.steps = plan(program, fusion, plan_for)
         if not _bind(program, self.steps, xp):  # the region kernels cannot be built here
             self.steps = plan(program, False)
             _bind(program, self.steps, xp)

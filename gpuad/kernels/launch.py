@@ -66,9 +66,8 @@ def region_launcher(kernel):
     def run(*arrays):
         args = []
         for a, along in zip(arrays, kernel.axes):
-            lead = len(kernel.shape) - a.ndim
             args.append(a)
-            args += [numpy.int64(a.strides[d - lead] // a.itemsize) for d in along]
+            args += [numpy.int64(a.strides[d] // a.itemsize) for d in along]
         results = [cupy.empty(s, d) for s, d in outs]
         raw((gx,), block, tuple(args + results + [n]))
         return results

@@ -36,7 +36,7 @@ _LAUNCHES = {
 
 def count(program, fusion=True):
     """Launches of one call of the program on CuPy, by the model above (default: one per step)."""
-    return sum(1 if step.kind != "eq" else _launches(step.node) for step in plan(program, fusion))
+    return sum(1 if step.kind != "eq" else _launches(step.node) for step in plan(program, fusion, "cupy"))
 
 
 def _launches(eq):
@@ -47,7 +47,7 @@ def _launches(eq):
 def bytes_moved(program, fusion=True):
     """Bytes one call of the program reads and writes in device memory, by the model above."""
     total = 0
-    for step in plan(program, fusion):
+    for step in plan(program, fusion, "cupy"):
         if step.kind == "eq" and _launches(step.node) == 0:
             continue  # a view
         if step.kind == "add_at_into":  # the added values, and the part of the target they land on

@@ -2,11 +2,13 @@
 
 A pure function of the region: the body is rendered from the rule table's expressions through
 `Expr.cuda`, the same parse trees the NumPy path evaluates, so a fused kernel holds no second copy
-of any math. Shapes are baked into the source; input strides and the element count are arguments,
-so one kernel serves every layout of its inputs (transposed and sliced views are read in place).
+of any math, and the members' index maps (slices, shifts, transposes, scatters, concatenations)
+become index arithmetic. Shapes are baked into the source; input strides and the element count
+are arguments, so one kernel serves every layout of its inputs (views are read in place).
 """
 import hashlib
 import math
+import re
 import string
 
 import numpy
@@ -20,8 +22,8 @@ C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
 
 class Kernel:
     """A region's kernel: its name, the text of its function, and how to call it. `arrays` are
-    the region inputs passed as pointers (Vars, or constant arrays), each with the axes of the
-    iteration space along which it is not broadcast (one stride argument per such axis)."""
+    the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
+    than 1 (one stride argument per such axis)."""
 
     def __init__(self, name, text, arrays, axes, outs, shape):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
@@ -35,59 +37,246 @@ def render(region, target):
     """The Kernel of a region for target "cuda" or "host"."""
     shape = region.shape
     arrays = list(region.ins)
-    axes = [_unbroadcast_axes(a.shape, shape) for a in arrays]
+    axes = [[k for k, d in enumerate(a.shape) if d != 1] for a in arrays]
     params = []
     for j, (a, along) in enumerate(zip(arrays, axes)):
         params.append(f"const {C_TYPES[numpy.dtype(a.dtype).name]}* __restrict__ in{j}")
-        params += [f"const long long s{j}_{d}" for d in along]
+        params += [f"const long long s{j}_{k}" for k in along]
     params += [f"{C_TYPES[v.dtype.name]}* __restrict__ out{k}" for k, v in enumerate(region.outs)]
-    strided = [" + ".join(f"d{d} * s{j}_{d}" for d in along) or "0" for j, along in enumerate(axes)]
-    body = _body(region, strided)
+
+    def strided(j, idx):
+        return " + ".join(f"{idx[k]} * s{j}_{k}" for k in axes[j]) or "0"
+    body = _Body(region, strided).text()
     digest = hashlib.sha1(f"{target}\n{', '.join(params)}\n{body}".encode()).hexdigest()[:16]
     name = f"gpuad_region_{digest}"
     template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
     text = string.Template(template).substitute(name=name, params=", ".join(params), body=body)
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long")]
-        body = _body(region, [_contiguous_offset(a.shape, shape) for a in arrays])
+
+        def contiguous(j, idx):
+            return _contiguous_offset(arrays[j].shape, idx, shape)
+        body = _Body(region, contiguous).text()
         text += string.Template(template).substitute(name=f"{name}_c", params=", ".join(dense), body=body)
         text += _objects_entry(name, arrays, axes, region.outs, shape)
     return Kernel(name, text, arrays, axes, list(region.outs), shape)
 
 
-def _body(region, offsets):
-    """The loop body: the element's indices, its inputs read at `offsets`, the equations, the outputs."""
-    shape = region.shape
-    names = {}
-    for key, value in region.literals.items():
-        names[("c", key)] = f"T({float(value)!r})"
-    for key, (c, value, k) in region.identities.items():
-        names[("c", key)] = _identity_expression(c.shape, shape, value, k)
-    lines = [f"const long long d{d} = i / {math.prod(shape[d + 1:])}LL % {shape[d]}LL;" for d in range(len(shape))]
-    for j, (a, offset) in enumerate(zip(region.ins, offsets)):
-        lines.append(f"const {C_TYPES[numpy.dtype(a.dtype).name]} a{j} = in{j}[{offset}];")
-        names[_key(a)] = f"a{j}"
-    for eq in region.equations:
-        ctype = C_TYPES[eq.out.dtype.name]
-        lines.append(f"{ctype} v{eq.out.id};")
-        lines.append(f"{{ typedef {ctype} T; v{eq.out.id} = {_expression(eq, names)}; }}")
-        names[_key(eq.out)] = f"v{eq.out.id}"
-    lines += [f"out{k}[i] = v{v.id};" for k, v in enumerate(region.outs)]
-    return "\n        ".join(lines)
+class _Body:
+    """The loop body of a region's kernel for element i: every value a root needs is pulled at
+    the index tuple the root's element reads it at (one C expression per axis), through the
+    members' index maps, and computed once per index tuple (`memo`). Values under a condition
+    (a scatter's positions, a concatenation's pieces) are computed inside their `if` block only:
+    what a block computes is forgotten after it."""
+
+    def __init__(self, region, offset):
+        self.region, self.offset = region, offset
+        self.made = {eq.out: eq for eq in region.equations}
+        self.inputs = {_key(a): j for j, a in enumerate(region.ins)}
+        self.lines, self.memo, self.temps = [], {}, 0
+
+    def text(self):
+        shape = self.region.shape
+        self.lines = [f"const long long d{d} = i / {math.prod(shape[d + 1:])}LL % {shape[d]}LL;"
+                      for d in range(len(shape))]
+        index = tuple(f"d{d}" for d in range(len(shape)))
+        for k, v in enumerate(self.region.outs):
+            value = self.value(v, ("0LL",) * (len(v.shape) - len(shape)) + index)
+            self.lines.append(f"out{k}[i] = {value};")
+        return "\n        ".join(self.lines)
+
+    def value(self, a, idx):
+        """A C expression for a at the index tuple idx."""
+        if isinstance(a, (bool, int, float)):
+            return f"T({float(a)!r})"
+        key = _key(a)
+        if key[1] in self.region.literals:
+            return f"T({float(self.region.literals[key[1]])!r})"
+        idx = tuple("0LL" if d == 1 else i for d, i in zip(a.shape, idx))
+        if key[1] in self.region.identities:
+            c, value, k = self.region.identities[key[1]]
+            return _identity_expression(c.shape, idx, value, k)
+        if (key, idx) not in self.memo:
+            self.memo[key, idx] = self._compute(a, idx)
+        return self.memo[key, idx]
+
+    def _compute(self, a, idx):
+        if _key(a) in self.inputs:
+            j = self.inputs[_key(a)]
+            return self._temp(a.dtype, f"in{j}[{self.offset(j, idx)}]")
+        eq = self.made[a]
+        name, p = eq.prim.name, eq.params
+        if name == "reshape":
+            return self.value(eq.ins[0], _reshape_index(eq.ins[0].shape, a.shape, idx))
+        if name == "broadcast_to":
+            return self.value(eq.ins[0], _broadcast_index(eq.ins[0], idx))
+        if name == "transpose":
+            return self.value(eq.ins[0], _transpose_index(p["perm"], idx))
+        if name == "getitem":
+            return self.value(eq.ins[0], _getitem_index(eq.ins[0].shape, p["idx"], idx))
+        if name == "scatter":
+            return self._cases(a.dtype, [_scatter_case(a.shape, p["idx"], idx, eq.ins[0])], "T(0.0)")
+        if name == "concatenate":
+            return self._cases(a.dtype, _concatenate_cases(eq.ins, p["axis"], idx), None)
+        ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
+        return self._temp(a.dtype, _expression(eq, ops))
+
+    def _temp(self, dtype, expr):
+        name, ctype = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name]
+        self.temps += 1
+        self.lines.append(f"{ctype} {name}; {{ typedef {ctype} T; {name} = {expr}; }}")
+        return name
+
+    def _cases(self, dtype, cases, otherwise):
+        """A value chosen by conditions: [(condition, value, its index)], first match, else `otherwise`
+        (None: the last case holds whenever the others do not)."""
+        name, ctype = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name]
+        self.temps += 1
+        self.lines.append(f"{ctype} {name} = {ctype}(0);")
+        for k, (cond, v, idx) in enumerate(cases):
+            last = otherwise is None and k == len(cases) - 1
+            head = "else " if k else ""
+            self.lines.append(f"{head}{{" if last and k else f"{head}if ({cond}) {{")
+            saved = dict(self.memo)
+            self.lines.append(f"    {{ typedef {ctype} T; {name} = {self.value(v, idx)}; }}")
+            self.memo = saved
+            self.lines.append("}")
+        return name
+
+
+def _broadcast_index(a, idx):
+    """The index of a, right-aligned against idx (size-1 axes read at 0)."""
+    if isinstance(a, (bool, int, float)):
+        return ()
+    lead = len(idx) - len(a.shape)
+    return tuple("0LL" if d == 1 else idx[lead + k] for k, d in enumerate(a.shape))
+
+
+def _reshape_index(in_shape, out_shape, idx):
+    """The index of a reshape's input: axes matched one to one where only unit axes differ, else
+    through the flat position."""
+    ins = [k for k, d in enumerate(in_shape) if d != 1]
+    outs = [k for k, d in enumerate(out_shape) if d != 1]
+    mapped = ["0LL"] * len(in_shape)
+    if [in_shape[k] for k in ins] == [out_shape[k] for k in outs]:
+        for a, b in zip(ins, outs):
+            mapped[a] = idx[b]
+        return tuple(mapped)
+    flat = " + ".join(f"{idx[k]} * {math.prod(out_shape[k + 1:])}LL" for k in outs) or "0LL"
+    for k in ins:
+        mapped[k] = f"(({flat}) / {math.prod(in_shape[k + 1:])}LL % {in_shape[k]}LL)"
+    return tuple(mapped)
+
+
+def _transpose_index(perm, idx):
+    mapped = [None] * len(perm)
+    for k, p in enumerate(perm):
+        mapped[p] = idx[k]
+    return tuple(mapped)
+
+
+def _affine(e, start, step):
+    """The index start + step * e."""
+    if step == 1:
+        return _shifted(e, start)
+    return _shifted(f"({step}LL * {e})", start)
+
+
+def _shifted(e, by):
+    """The index e + by, constants folded ((d0 + -1LL) + 1LL is d0), so that one element read
+    along two paths is one value of the kernel."""
+    base, c = e, 0
+    m = re.fullmatch(r"\((.+) \+ (-?\d+)LL\)", e)
+    if m and _balanced(m.group(1)):
+        base, c = m.group(1), int(m.group(2))
+    if re.fullmatch(r"-?\d+LL", base):
+        return f"{int(base[:-2]) + c + by}LL"
+    c += by
+    return base if c == 0 else f"({base} + {c}LL)"
+
+
+def _balanced(text):
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _getitem_index(in_shape, items, idx):
+    """The index of x in x[items] (ints, slices, None) at idx of the result."""
+    mapped, o, k = [], 0, 0
+    for item in items:
+        if item is None:  # a new unit axis of the result
+            o += 1
+            continue
+        if isinstance(item, slice):
+            start, _, step = item.indices(in_shape[k])
+            mapped.append(_affine(idx[o], start, step))
+            o += 1
+        else:
+            mapped.append(f"{int(item) % in_shape[k]}LL")
+        k += 1
+    return tuple(mapped) + tuple(idx[o:])
+
+
+def _scatter_case(out_shape, items, idx, v):
+    """(condition, v, index of v): where zeros(out_shape)[items] = v puts v's element at idx."""
+    conds, mapped, k = [], [], 0
+    for item in items:
+        if item is None:  # a unit axis of v
+            mapped.append("0LL")
+            continue
+        e, n = idx[k], out_shape[k]
+        if isinstance(item, slice):
+            start, stop, step = item.indices(n)
+            c, m = _slice_inverse(e, start, step, len(range(start, stop, step)), n)
+            conds += c
+            mapped.append(m)
+        else:
+            conds.append(f"{e} == {int(item) % n}LL")
+        k += 1
+    return " && ".join(conds) or "true", v, tuple(mapped) + tuple(idx[k:])
+
+
+def _slice_inverse(e, start, step, length, n):
+    """(conditions, position in the slice) of index e of an axis of n, for slice start::step of length."""
+    if length == 0:
+        return ["false"], "0LL"
+    if step == 1:
+        conds = ([f"{e} >= {start}LL"] if start else []) + ([f"{e} < {start + length}LL"] if start + length < n else [])
+        return conds, _shifted(e, -start)
+    t = f"({e} - {start}LL)"
+    sign = ">=" if step > 0 else "<="
+    bound = f"{t} {'<' if step > 0 else '>'} {step * length}LL"
+    return [f"{t} {sign} 0", f"{t} % {step}LL == 0", bound], f"({t} / {step}LL)"
+
+
+def _concatenate_cases(pieces, axis, idx):
+    cases, start = [], 0
+    for v in pieces:
+        n = v.shape[axis]
+        if n:
+            at = idx[:axis] + (_shifted(idx[axis], -start),) + idx[axis + 1:]
+            cases.append((f"{idx[axis]} < {start + n}LL", v, at))
+        start += n
+    return cases
 
 
 def _contiguous_strides(in_shape):
     return [math.prod(in_shape[m + 1:]) for m in range(len(in_shape))]
 
 
-def _contiguous_offset(in_shape, shape):
-    """An input's offset when it is C-contiguous: the element's index itself where it spans the
-    whole iteration space, else its indices times the input's own C strides."""
-    if math.prod(in_shape) == math.prod(shape):
+def _contiguous_offset(in_shape, idx, shape):
+    """An input's offset at idx when it is C-contiguous: the element's own index i where it is read
+    at its element (same elements as the iteration space, at the thread's indices), else idx
+    times the input's C strides."""
+    along = [k for k, d in enumerate(in_shape) if d != 1]
+    if [in_shape[k] for k in along] == list(shape) and [idx[k] for k in along] == [f"d{d}" for d in range(len(shape))]:
         return "i"
-    lead = len(shape) - len(in_shape)
     strides = _contiguous_strides(in_shape)
-    return " + ".join(f"d{d} * {strides[d - lead]}LL" for d in _unbroadcast_axes(in_shape, shape)) or "0"
+    return " + ".join(f"{idx[k]} * {strides[k]}LL" for k in along) or "0"
 
 
 def _objects_entry(name, arrays, axes, outs, shape):
@@ -101,12 +290,11 @@ def _objects_entry(name, arrays, axes, outs, shape):
         ctype, size = C_TYPES[numpy.dtype(a.dtype).name], numpy.dtype(a.dtype).itemsize
         params.append(f"const char* o{j}")
         pointers.append(f"*(const {ctype}* const*)(o{j} + GPUAD_DATA)")
-        lead = len(shape) - len(a.shape)
         dense = _contiguous_strides(a.shape)
         for d in along:
-            stride = f"(*(const long long* const*)(o{j} + GPUAD_STRIDES))[{d - lead}] / {size}"
+            stride = f"(*(const long long* const*)(o{j} + GPUAD_STRIDES))[{d}] / {size}"
             strides.append((len(pointers) - 1, stride))
-            checks.append(f"{stride} == {dense[d - lead]}LL")
+            checks.append(f"{stride} == {dense[d]}LL")
     for k, v in enumerate(outs):
         params.append(f"const char* r{k}")
         pointers.append(f"*({C_TYPES[v.dtype.name]}* const*)(r{k} + GPUAD_DATA)")
@@ -124,48 +312,38 @@ def _objects_entry(name, arrays, axes, outs, shape):
 
 def host_library(kernels, offsets):
     """One C++ source holding the CPU build of several regions; offsets: (data, strides) of
-    NumPy's array struct."""
+    NumPy's array struct. Regions that render alike (one name) are defined once."""
     data, strides = offsets
+    texts = {k.name: k.text for k in kernels}.values()
     return (f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
-            + "\n".join(k.text for k in kernels))
+            + "\n".join(texts))
 
 
-def _identity_expression(c_shape, shape, value, k):
-    """value * eye(rows, cols, k)[row, col] at this element, from the indices: the constant's first
-    axis is the row, its other axes flattened (C order) the column; size-1 axes broadcast."""
-    lead = len(shape) - len(c_shape)
-    row = f"d{lead}" if c_shape[0] != 1 else "0LL"
+def _identity_expression(c_shape, idx, value, k):
+    """value * eye(rows, cols, k)[row, col] at idx, from the indices: the constant's first axis is
+    the row, its other axes flattened (C order) the column (a vector is one row); size-1 axes
+    read at 0."""
+    if len(c_shape) == 1:
+        c_shape, idx = (1,) + tuple(c_shape), ("0LL",) + tuple(idx)
     terms, stride = [], 1
     for j in range(len(c_shape) - 1, 0, -1):
         if c_shape[j] != 1:
-            terms.append(f"d{lead + j} * {stride}LL")
+            terms.append(f"{idx[j]} * {stride}LL")
         stride *= c_shape[j]
     col = " + ".join(terms) or "0LL"
-    return f"(({col}) - ({row}) == {k}LL ? T({float(value)!r}) : T(0.0))"
-
-
-def _unbroadcast_axes(in_shape, shape):
-    """Axes of the iteration space along which an input of in_shape varies (right-aligned)."""
-    lead = len(shape) - len(in_shape)
-    return [lead + k for k, d in enumerate(in_shape) if d != 1 and shape[lead + k] != 1]
+    return f"(({col}) - ({idx[0]}) == {k}LL ? T({float(value)!r}) : T(0.0))"
 
 
 def _key(a):
     return ("v", a.id) if isinstance(a, Var) else ("c", id(a))
 
 
-def _operand(a, names):
-    if isinstance(a, (bool, int, float)):
-        return f"T({float(a)!r})"
-    return names[_key(a)]
-
-
-def _expression(eq, names):
+def _expression(eq, ops):
+    """The C expression of an elementwise equation over its operands' expressions."""
     name = eq.prim.name
-    ops = [_operand(a, names) for a in eq.ins]
     if name == "where":
         return f"({ops[0]} ? T({ops[1]}) : T({ops[2]}))"
-    if name in ("astype", "reshape"):
+    if name == "astype":
         return f"T({ops[0]})"
     row = ROWS[name]
     return row.primal.cuda(dict(zip(row.args, ops)))
