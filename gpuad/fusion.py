@@ -61,7 +61,7 @@ def fusible(eq):
     name = eq.prim.name
     if eq.out.dtype.name not in _C_DTYPES or not prod(eq.out.shape):
         return False
-    if not all(isinstance(a, (bool, int, float)) or a.dtype.name in _C_DTYPES for a in eq.ins):
+    if not all(isinstance(a, (bool, int, float)) or (a.dtype.name in _C_DTYPES and prod(a.shape)) for a in eq.ins):
         return False
     if name in MOVES:
         return name not in ("getitem", "scatter") or all(_basic(i) for i in eq.params["idx"])
@@ -172,18 +172,26 @@ def _merge(program, region_of, target, other):
 
 
 def _merge_siblings(program, region_of):
-    """Merge regions of one iteration space that read a common value."""
-    readers = {}  # (value read, iteration shape) -> a member of each region reading it
+    """Merge regions of one iteration space that no path through another step joins: one kernel
+    makes all their elements (those reading a common value read it once). Regions reading a
+    common value are tried first."""
+    candidates = []  # pairs of members of two regions
     for eq in program.equations:
         r = region_of.get(eq.out)
         for a in eq.ins:
             if r is not None and isinstance(a, Var) and region_of.get(a) is not r:
-                readers.setdefault((a, r.shape), []).append(eq.out)
-    for members in readers.values():
-        for v in members[1:]:
-            target, other = region_of[members[0]], region_of[v]
-            if other is not target:
-                _merge(program, region_of, target, other)
+                candidates.append((a, r.shape, eq.out))
+    first = {}
+    for a, shape, member in candidates:
+        first.setdefault((id(a), shape), member)
+    pairs = [(first[id(a), shape], member) for a, shape, member in candidates]
+    by_shape = {}
+    for v, r in region_of.items():
+        by_shape.setdefault(r.shape, v)
+    pairs += [(by_shape[r.shape], v) for v, r in region_of.items()]
+    for u, v in pairs:
+        if region_of[u] is not region_of[v]:
+            _merge(program, region_of, region_of[u], region_of[v])
 
 
 def _worth_a_kernel(region):

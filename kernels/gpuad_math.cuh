@@ -2,6 +2,12 @@
 // CUDA math library has no exact counterpart. The generated kernels inline this file, so each
 // source compiles on its own (NVRTC has no include path to search).
 
+// An index into [0, hi]: where a fused kernel computes a value it may then not select (the piece of
+// a concatenation or a scatter an element does not read), it reads in range.
+__device__ __forceinline__ long long gpuad_clamp(long long i, long long hi) {
+    return i < 0 ? 0 : (i > hi ? hi : i);
+}
+
 // NumPy: sign(0) is 0 and sign(nan) is nan, so anything neither positive nor negative passes through.
 template <typename T> __device__ __forceinline__ T gpuad_sign(T x) {
     return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x);

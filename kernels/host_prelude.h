@@ -5,3 +5,28 @@ using namespace std;
 #define __device__
 #define __forceinline__ inline
 #include "gpuad_math.cuh"
+
+#ifdef GPUAD_SIMD_MATH
+// glibc's vector math library (libmvec, linked by gpuad/kernels/host.py where it exists): its
+// functions declared SIMD-callable, so that a region's loop computes 2 (SSE2) or 4 (AVX2) elements
+// per call, within 4 ulp of the scalar functions; each kernel is built for AVX2 and for the
+// baseline, chosen when the library loads.
+extern "C" {
+double sin(double) __attribute__((simd("notinbranch")));
+double cos(double) __attribute__((simd("notinbranch")));
+double exp(double) __attribute__((simd("notinbranch")));
+double log(double) __attribute__((simd("notinbranch")));
+double pow(double, double) __attribute__((simd("notinbranch")));
+float sinf(float) __attribute__((simd("notinbranch")));
+float cosf(float) __attribute__((simd("notinbranch")));
+float expf(float) __attribute__((simd("notinbranch")));
+float logf(float) __attribute__((simd("notinbranch")));
+float powf(float, float) __attribute__((simd("notinbranch")));
+}
+#define GPUAD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define GPUAD_CLONES
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif

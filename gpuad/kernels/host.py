@@ -89,9 +89,12 @@ def _build(text, path):
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "regions.cpp", Path(tmp) / "regions.so"
         src.write_text(text)
-        # no fused multiply-adds (results round as NumPy's do); OpenMP where the compiler has it
-        for flags in (["-fopenmp"], []):
-            command = [cxx, "-O2", "-ffp-contract=off", "-shared", "-fPIC", *flags, "-o", str(out), str(src)]
+        # No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
+        # then does not select its result (no trapping math: the branch-free loops vectorise).
+        # OpenMP and glibc's vector math where the compiler and the C library have them.
+        for flags, libs in ((["-fopenmp", "-DGPUAD_SIMD_MATH"], ["-lmvec"]), (["-fopenmp"], []), ([], [])):
+            command = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-shared", "-fPIC", *flags,
+                       "-o", str(out), str(src), *libs]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode == 0:
                 os.replace(out, path)  # atomic: a concurrent process sees the whole file or none

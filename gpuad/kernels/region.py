@@ -18,6 +18,9 @@ from ..program import Var
 from .source import _read
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
+_UNROLLED = 16  # elements of the trailing axes one loop element computes together
+_UNROLLED_LINES = 4096  # ... as long as their equations, unrolled, are at most this many
+_SELECTED_LINES = 24  # cases of a choice up to this many lines of code are all computed, then one selected
 
 
 class Kernel:
@@ -25,12 +28,9 @@ class Kernel:
     the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
     than 1 (one stride argument per such axis)."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape):
+    def __init__(self, name, text, arrays, axes, outs, shape, size):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
-
-    @property
-    def size(self):
-        return math.prod(self.shape)
+        self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
 
 
 def render(region, target):
@@ -47,19 +47,26 @@ def render(region, target):
     def strided(j, idx):
         return " + ".join(f"{idx[k]} * s{j}_{k}" for k in axes[j]) or "0"
     body = _Body(region, strided).text()
-    digest = hashlib.sha1(f"{target}\n{', '.join(params)}\n{body}".encode()).hexdigest()[:16]
+    signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
+    digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
     template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
-    text = string.Template(template).substitute(name=name, params=", ".join(params), body=body)
+    text = string.Template(template).substitute(name=name, params=", ".join(params), body=body,
+                                                args=_names(params))
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long")]
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
         body = _Body(region, contiguous).text()
-        text += string.Template(template).substitute(name=f"{name}_c", params=", ".join(dense), body=body)
-        text += _objects_entry(name, arrays, axes, region.outs, shape)
-    return Kernel(name, text, arrays, axes, list(region.outs), shape)
+        text += string.Template(template).substitute(name=f"{name}_c", params=", ".join(dense), body=body,
+                                                     args=_names(dense))
+        text += _objects_entry(name, arrays, axes, region.outs, _loop_size(region))
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, _loop_size(region))
+
+
+def _names(params):
+    return ", ".join(p.split()[-1] for p in params)
 
 
 class _Body:
@@ -76,13 +83,19 @@ class _Body:
         self.lines, self.memo, self.temps = [], {}, 0
 
     def text(self):
-        shape = self.region.shape
-        self.lines = [f"const long long d{d} = i / {math.prod(shape[d + 1:])}LL % {shape[d]}LL;"
-                      for d in range(len(shape))]
-        index = tuple(f"d{d}" for d in range(len(shape)))
-        for k, v in enumerate(self.region.outs):
-            value = self.value(v, ("0LL",) * (len(v.shape) - len(shape)) + index)
-            self.lines.append(f"out{k}[i] = {value};")
+        """Element i of the loop owns the elements of the iteration space whose leading indices
+        are i's digits over the outer axes; the inner axes are unrolled, their indices constants
+        (conditions on them fold away, and what does not depend on them is computed once)."""
+        shape, inner = self.region.shape, inner_axes(self.region)
+        outer, per = shape[:len(shape) - inner], math.prod(shape[len(shape) - inner:])
+        self.lines = [f"const long long d{d} = {_digit(outer, d)};" for d in range(len(outer))]
+        for j in range(per):
+            digits = [f"{j // math.prod(shape[d + 1:]) % shape[d]}LL" for d in range(len(outer), len(shape))]
+            index = tuple(f"d{d}" for d in range(len(outer))) + tuple(digits)
+            at = "i" if per == 1 else f"i * {per}LL + {j}LL"
+            for k, v in enumerate(self.region.outs):
+                value = self.value(v, ("0LL",) * (len(v.shape) - len(shape)) + index)
+                self.lines.append(f"out{k}[{at}] = {value};")
         return "\n        ".join(self.lines)
 
     def value(self, a, idx):
@@ -128,12 +141,30 @@ class _Body:
         return name
 
     def _cases(self, dtype, cases, otherwise):
-        """A value chosen by conditions: [(condition, value, its index)], first match, else `otherwise`
-        (None: the last case holds whenever the others do not)."""
+        """A value chosen by conditions: [(condition, value, its index, that index clamped into
+        range)], first match, else `otherwise` (None: the last case holds where the others do
+        not). Cheap cases are all computed, at clamped indices, and one selected: no branch, so
+        the loop vectorises; costly ones are computed in `if` blocks, only where they hold."""
+        start, saved = len(self.lines), dict(self.memo)
+        name = self._select(dtype, cases, otherwise)
+        if len(self.lines) - start <= _SELECTED_LINES:
+            return name
+        del self.lines[start:]
+        self.memo = saved
+        return self._branches(dtype, cases, otherwise)
+
+    def _select(self, dtype, cases, otherwise):
+        values = [(cond, self.value(v, clamped)) for cond, v, _, clamped in cases]
+        expr, chosen = (otherwise, values) if otherwise is not None else (f"T({values[-1][1]})", values[:-1])
+        for cond, value in reversed(chosen):
+            expr = f"({cond} ? T({value}) : {expr})"
+        return self._temp(dtype, expr)
+
+    def _branches(self, dtype, cases, otherwise):
         name, ctype = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name]
         self.temps += 1
         self.lines.append(f"{ctype} {name} = {ctype}(0);")
-        for k, (cond, v, idx) in enumerate(cases):
+        for k, (cond, v, idx, _) in enumerate(cases):
             last = otherwise is None and k == len(cases) - 1
             head = "else " if k else ""
             self.lines.append(f"{head}{{" if last and k else f"{head}if ({cond}) {{")
@@ -142,6 +173,28 @@ class _Body:
             self.memo = saved
             self.lines.append("}")
         return name
+
+
+def inner_axes(region):
+    """How many trailing axes of its iteration space one loop element of a region unrolls: the
+    longest suffix of at most _UNROLLED elements (a per-sample Jacobian's rows and columns), as
+    long as the unrolled body stays small enough to compile quickly."""
+    shape, k = region.shape, 0
+    while k < len(shape) and math.prod(shape[len(shape) - k - 1:]) <= _UNROLLED and \
+            math.prod(shape[len(shape) - k - 1:]) * len(region.equations) <= _UNROLLED_LINES:
+        k += 1
+    return k
+
+
+def _loop_size(region):
+    return math.prod(region.shape[:len(region.shape) - inner_axes(region)])
+
+
+def _digit(shape, d):
+    """Index d of element i of the iteration space (i < its size: the first needs no modulo)."""
+    stride = math.prod(shape[d + 1:])
+    index = "i" if stride == 1 else f"i / {stride}LL"
+    return index if d == 0 else f"{index} % {shape[d]}LL"
 
 
 def _broadcast_index(a, idx):
@@ -222,35 +275,40 @@ def _getitem_index(in_shape, items, idx):
 
 
 def _scatter_case(out_shape, items, idx, v):
-    """(condition, v, index of v): where zeros(out_shape)[items] = v puts v's element at idx."""
-    conds, mapped, k = [], [], 0
+    """(condition, v, index of v, that index clamped into v): where zeros(out_shape)[items] = v
+    puts v's element at idx."""
+    conds, mapped, clamped, k = [], [], [], 0
     for item in items:
         if item is None:  # a unit axis of v
             mapped.append("0LL")
+            clamped.append("0LL")
             continue
         e, n = idx[k], out_shape[k]
         if isinstance(item, slice):
             start, stop, step = item.indices(n)
-            c, m = _slice_inverse(e, start, step, len(range(start, stop, step)), n)
+            c, m, m_clamped = _slice_inverse(e, start, step, len(range(start, stop, step)), n)
             conds += c
             mapped.append(m)
+            clamped.append(m_clamped)
         else:
             conds.append(f"{e} == {int(item) % n}LL")
         k += 1
-    return " && ".join(conds) or "true", v, tuple(mapped) + tuple(idx[k:])
+    rest = tuple(idx[k:])
+    return " && ".join(conds) or "true", v, tuple(mapped) + rest, tuple(clamped) + rest
 
 
 def _slice_inverse(e, start, step, length, n):
-    """(conditions, position in the slice) of index e of an axis of n, for slice start::step of length."""
-    if length == 0:
-        return ["false"], "0LL"
+    """(conditions, position in the slice, that position clamped) of index e of an axis of n, for
+    the slice start::step of `length` (not 0)."""
     if step == 1:
         conds = ([f"{e} >= {start}LL"] if start else []) + ([f"{e} < {start + length}LL"] if start + length < n else [])
-        return conds, _shifted(e, -start)
-    t = f"({e} - {start}LL)"
-    sign = ">=" if step > 0 else "<="
-    bound = f"{t} {'<' if step > 0 else '>'} {step * length}LL"
-    return [f"{t} {sign} 0", f"{t} % {step}LL == 0", bound], f"({t} / {step}LL)"
+        m = _shifted(e, -start)
+    else:
+        t = f"({e} - {start}LL)"
+        sign = ">=" if step > 0 else "<="
+        bound = f"{t} {'<' if step > 0 else '>'} {step * length}LL"
+        conds, m = [f"{t} {sign} 0", f"{t} % {step}LL == 0", bound], f"({t} / {step}LL)"
+    return conds, m, (f"gpuad_clamp({m}, {length - 1}LL)" if conds else m)
 
 
 def _concatenate_cases(pieces, axis, idx):
@@ -258,8 +316,10 @@ def _concatenate_cases(pieces, axis, idx):
     for v in pieces:
         n = v.shape[axis]
         if n:
-            at = idx[:axis] + (_shifted(idx[axis], -start),) + idx[axis + 1:]
-            cases.append((f"{idx[axis]} < {start + n}LL", v, at))
+            at = _shifted(idx[axis], -start)
+            clamped = f"gpuad_clamp({at}, {n - 1}LL)"
+            cases.append((f"{idx[axis]} < {start + n}LL", v, idx[:axis] + (at,) + idx[axis + 1:],
+                          idx[:axis] + (clamped,) + idx[axis + 1:]))
         start += n
     return cases
 
@@ -279,7 +339,7 @@ def _contiguous_offset(in_shape, idx, shape):
     return " + ".join(f"{idx[k]} * {strides[k]}LL" for k in along) or "0"
 
 
-def _objects_entry(name, arrays, axes, outs, shape):
+def _objects_entry(name, arrays, axes, outs, count):
     """A CPU entry `<name>_objects` taking the NumPy arrays themselves (PyObject pointers) and
     reading their data pointers and strides from NumPy's array struct (GPUAD_DATA and
     GPUAD_STRIDES, its field offsets, measured at import by gpuad/kernels/host.py): one cheap
@@ -302,7 +362,7 @@ def _objects_entry(name, arrays, axes, outs, shape):
     for p, text in enumerate(pointers):
         generic.append(text)
         generic += [stride for owner, stride in strides if owner == p]
-    n = f"{math.prod(shape)}LL"
+    n = f"{count}LL"
     call_dense = f"{name}_c({', '.join(pointers + [n])})"
     call_strided = f"{name}({', '.join(generic + [n])})"
     test = " && ".join(checks) or "true"
