@@ -60,7 +60,7 @@ def _body(region, offsets):
     shape = region.shape
     names = {}
     for key, value in region.literals.items():
-        names[("c", key)] = f"T({float(value)!r})"
+        names[("c", key)] = _literal(value)
     for key, (c, value, k) in region.identities.items():
         names[("c", key)] = _identity_expression(c.shape, shape, value, k)
     lines = [f"const long long d{d} = i / {math.prod(shape[d + 1:])}LL % {shape[d]}LL;" for d in range(len(shape))]
@@ -141,7 +141,13 @@ def _identity_expression(c_shape, shape, value, k):
             terms.append(f"d{lead + j} * {stride}LL")
         stride *= c_shape[j]
     col = " + ".join(terms) or "0LL"
-    return f"(({col}) - ({row}) == {k}LL ? T({float(value)!r}) : T(0.0))"
+    return f"(({col}) - ({row}) == {k}LL ? {_literal(value)} : T(0.0))"
+
+
+def _literal(value):
+    """A number as C source; inf and NaN as the quotients gpuad_math.cuh writes them (C has no literal)."""
+    v = float(value)
+    return f"T({v!r})" if math.isfinite(v) else f"(T({math.copysign(1.0, v) if math.isinf(v) else 0.0}) / T(0))"
 
 
 def _unbroadcast_axes(in_shape, shape):
@@ -156,7 +162,7 @@ def _key(a):
 
 def _operand(a, names):
     if isinstance(a, (bool, int, float)):
-        return f"T({float(a)!r})"
+        return _literal(a)
     return names[_key(a)]
 
 
