@@ -30,6 +30,7 @@ from .products import dot, einsum, inner, matmul, outer, tensordot, trace  # noq
 from .reductions import amax, amin, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401
 from .shapes import (  # noqa: F401
     atleast_1d,
+    broadcast_arrays,
     broadcast_to,
     concatenate,
     diag,
