@@ -224,9 +224,47 @@ S("betainc", lambda m, a, b, x: SP[m].betainc(a, b, x), (2, 3), (3,), (2, 3), do
 S("betainc_skewed", lambda m, a, b, x: SP[m].betainc(a, b, x), (4,), (4,), (4,),
   xs=([50.0, 0.5, 120.0, 3.0], [0.5, 50.0, 80.0, 200.0], [0.97, 0.03, 0.62, 0.01]))
 
+# ---------------------------------------------------------------- JAX's x.at[idx] on the arrays gnp makes
+COMPILED = len(SPECS)  # the specs from here on run compiled too (test_under_jit_equals_eager)
+
+
+def at_chain(v):
+    """zeros, set, add, multiply, min, max and get, each on the result of the one before."""
+    y = gnp.zeros((2, 4))
+    y = y.at[0].set(v).at[1, 1:].add(v[:3] * v[3]).at[0, ::2].multiply(v[1:3])
+    return y.at[1, 0].min(v[0]).at[1, 3].max(v[2]).at[:, 1:].get()
+
+
+def at_chain_ref(v):
+    y = np.zeros((2, 4))
+    y[0] = v
+    y[1, 1:] += v[:3] * v[3]
+    y[0, ::2] *= v[1:3]
+    y[1, 0] = min(y[1, 0], v[0])
+    y[1, 3] = max(y[1, 3], v[2])
+    return y[:, 1:]
+
+
+def np_update(x, idx, v):
+    x = np.array(x, dtype=float)
+    x[idx] = v
+    return x
+
+
+S("at_zeros_chain", lambda m, v: at_chain(v), (4,), ref=at_chain_ref)
+S("at_ones_like_arithmetic", lambda m, v: (gnp.ones_like(v) * 2.0).at[1:].set(v[:2] ** 2), (3,),
+  ref=lambda v: np_update(np.full(3, 2.0), slice(1, None), v[:2] ** 2))
+S("at_arange_eye_full", lambda m, v: gnp.arange(3.0).at[::2].add(v[0]) + gnp.eye(3).at[0, 1].set(v[1])
+  + gnp.full((3, 3), 0.5).at[2].multiply(v), (3,),
+  ref=lambda v: np_update(np.arange(3.0), slice(None, None, 2), v[0] + np.arange(3.0)[::2])
+  + np_update(np.eye(3), (0, 1), v[1]) + np_update(np.full((3, 3), 0.5), 2, 0.5 * v))
+S("at_asarray_linspace", lambda m, v: gnp.asarray(ZEROS).at[1, [0, 2]].set(v[:2])
+  * gnp.linspace(0.0, 1.0, 3).at[1].get() + gnp.array([[1.0, 2.0, 3.0]]).at[0, 1].max(v[2]), (3,),
+  ref=lambda v: np_update(ZEROS, (1, [0, 2]), v[:2]) * 0.5 + np.array([[1.0, max(2.0, v[2]), 3.0]]))
+
 # ---------------------------------------------------------------- gpuad.scipy.stats, against scipy.stats
 ST = {np: scipy.stats, gnp: gst}
-STATS = len(SPECS)  # the specs from here on are the stats ones (run compiled below too)
+STATS = len(SPECS)  # the specs from here on are the stats ones
 for fn in ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf"):
     S(f"norm_{fn}", lambda m, x, loc, scale, fn=fn: getattr(ST[m].norm, fn)(x, loc, scale), (2, 3), (3,), (3,),
       domain=[(-3.0, 3.0), W, POS])
@@ -519,16 +557,46 @@ def test_float32_special_functions_stay_float32():
         assert to_np(gpuad.hessian(lambda v, f=f: gnp.sum(f(v)))(gnp.asarray(x))).dtype == np.float32
 
 
-# ---------------------------------------------------------------- gpuad.scipy.stats: compiled, float32, misuse
+# ---------------------------------------------------------------- x.at and gpuad.scipy.stats: compiled, float32, misuse
 STATS_SPECS = SPECS[STATS:]
 
 
-@pytest.mark.parametrize("spec", STATS_SPECS, ids=[s.name for s in STATS_SPECS])
-def test_stats_under_jit_equal_eager(spec):
+@pytest.mark.parametrize("spec", SPECS[COMPILED:], ids=[s.name for s in SPECS[COMPILED:]])
+def test_under_jit_equals_eager(spec):
     args, nums = on_backend(*spec.inputs()), tuple(range(len(spec.shapes)))
     assert_close(gpuad.jit(spec.f)(*args), spec.f(*args), rtol=1e-12, atol=1e-12, what="value")
     hess = gpuad.hessian(spec.f, argnums=nums)
     assert_tree_close(gpuad.jit(hess)(*args), hess(*args), rtol=1e-10, atol=1e-10, what="hessian")
+
+
+def test_arrays_gnp_makes_are_numpy_arrays_with_at():
+    import pickle
+    if gpuad.backend() != "numpy":
+        pytest.skip("on CuPy gnp makes plain CuPy arrays: gnp.at(y)[i] is the spelling there")
+    y = gnp.zeros(3)
+    assert isinstance(y, np.ndarray) and repr(y) == repr(np.zeros(3)) and str(y) == str(np.zeros(3))
+    assert type(np.asarray(y)) is np.ndarray  # NumPy's asarray hands back a plain array
+    assert gnp.asarray(y) is y and gnp.asarray(y, dtype=np.float32).dtype == np.float32
+    for z in (np.sin(y) + 1.0, y[1:], pickle.loads(pickle.dumps(y)), gnp.asarray([1.0, 2.0]).reshape(2, 1)):
+        assert_close(z.at[0].set(7.0)[0], np.full(z.shape[1:], 7.0))
+    y.at[0].set(1.0)
+    assert_close(y, np.zeros(3))  # functional: y itself is unchanged
+    y[1] = 2.0  # in place, as on any NumPy array
+    assert_close(y, [0.0, 2.0, 0.0])
+    compiled = gpuad.jit(lambda v: gnp.zeros(3).at[1].set(v))
+    assert_close(compiled(gnp.asarray(2.0)), compiled(2.0))
+
+
+def test_writing_a_traced_value_into_a_gnp_array_says_to_use_at():
+    def f(x):
+        y = gnp.zeros(3)
+        y[0] = x[0]
+        return y
+
+    if gpuad.backend() != "numpy":
+        pytest.skip("CuPy's arrays are CuPy's own")
+    with pytest.raises(TypeError, match=r"y = y.at\[i\].set\(v\) instead"):
+        gpuad.jacfwd(f)(gnp.ones(2))
 
 
 @pytest.mark.parametrize("spec", STATS_SPECS, ids=[s.name for s in STATS_SPECS])
