@@ -421,7 +421,8 @@ def test_eigenvector_jacobian_matches_the_closed_form():
 
 
 @pytest.mark.parametrize("name", ["eigh_vectors", "svd_u_tall", "svd_vh_wide", "qr_q", "pinv_tall", "cond",
-                                  "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve"])
+                                  "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve", "expm_squared",
+                                  "expm_stack"])
 def test_decompositions_under_vmap_and_jit(name):
     f, x = CASES[name]
     xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=20)])
@@ -459,13 +460,34 @@ def test_scipy_linalg_matches_scipy():
     assert to_np(gsl.block_diag()).shape == scipy.linalg.block_diag().shape
 
 
-def test_expm_under_vmap_and_its_limit_under_jit():
-    ms = normal(3, 2, 2) * np.array([0.1, 1.0, 8.0])[:, None, None]  # one number of squarings for all
+@pytest.mark.parametrize("a", [normal(5, 3), np.outer([1.0, 2.0, 3.0, 4.0], [1.0, 1.0]), normal(2, 3)],
+                         ids=["tall", "rank_deficient", "wide"])
+def test_lstsq_under_jit_and_vmap_has_jax_residuals(a):
+    """Rank unknown while tracing, or batched: rank an integer array, residuals of a column's length,
+    0 where NumPy's are empty; x, rank and s as NumPy's, and derivatives as eager ones."""
+    b = normal(a.shape[0], 2, seed=3)
+    x, res, rank, s = np.linalg.lstsq(a, b)
+    jax_res = res if res.size else np.zeros(2)
+    for got in (gpuad.jit(la.lstsq)(a, b), [v[0] for v in gpuad.vmap(la.lstsq)(a[None], b[None])]):
+        close(got[0], x, atol=1e-12)
+        close(got[1], jax_res, atol=1e-10)
+        assert int(to_np(got[2])) == rank
+        close(got[3], s, atol=1e-12)
+    f = lambda a: la.lstsq(a, b)[1]  # noqa: E731  (compiled: the rank of the traced a is not known)
+    close(gpuad.jit(gpuad.jacrev(f))(a), gpuad.jacfwd(f)(a) if res.size else np.zeros((2,) + a.shape), atol=1e-10)
+
+
+def test_expm_under_vmap_and_jit():
+    """Each example, and each compiled call, squares as often as its own norm needs."""
+    ms = normal(3, 2, 2) * np.array([0.1, 1.0, 8.0])[:, None, None]
     close(gpuad.vmap(gsl.expm)(ms), scipy.linalg.expm(ms), rtol=1e-11, atol=1e-12)
     close(gpuad.vmap(gpuad.jacfwd(gsl.expm))(ms), np.stack([to_np(gpuad.jacrev(gsl.expm)(m)) for m in ms]),
           rtol=1e-9, atol=1e-10)
-    with pytest.raises(TypeError, match="gpuad.jit"):
-        gpuad.jit(gsl.expm)(ms[0])
+    compiled = gpuad.jit(gsl.expm)
+    for m in (*ms, normal(3, 3) * 30, np.zeros((2, 2))):  # 0 to 7 squarings, one program per shape
+        close(compiled(m), scipy.linalg.expm(m), rtol=1e-11, atol=1e-12)
+    close(compiled(ms), scipy.linalg.expm(ms), rtol=1e-11, atol=1e-12)
+    close(gpuad.jit(gpuad.jacrev(gsl.expm))(ms[2]), gpuad.jacfwd(gsl.expm)(ms[2]), rtol=1e-10, atol=1e-10)
 
 
 def test_scipy_linalg_errors():

@@ -15,14 +15,24 @@ from collections import namedtuple
 
 import numpy as onp
 
-from ..core import shape
+from ..core import Tracer, shape
 from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
 from ..ops.elementwise import astype, where
+from ..program import ProgramTracer
 from . import reductions as R
 from .creation import asarray, eye
 from .products import matmul
 from .shapes import broadcast_to, expand_dims, moveaxis, reshape, squeeze, swapaxes
+
+
+def _known(x):
+    """The backend array beneath a value's transforms, or None while gpuad.jit traces it (no data)."""
+    while isinstance(x, Tracer):
+        if isinstance(x, ProgramTracer):
+            return None
+        x = x._inner()
+    return x
 
 
 def _float(x):
@@ -282,8 +292,9 @@ def lstsq(a, b, rcond=None):
     """The least-squares solution of a @ x = b, as numpy.linalg.lstsq: (x, residuals, rank, s).
     x = pinv(a) @ b, with singular values at or below rcond times the largest dropped (default:
     max(m, n) times eps, numpy's); residuals are the squared 2-norms of b - a @ x per column when
-    rank == n < m, else empty. The shapes depend on the rank, a Python int read from the value: under
-    gpuad.jit or vmap, use pinv(a) @ b.
+    rank == n < m, else empty. Where the rank is not one known number (under gpuad.jit, which
+    traces without values, and under vmap) rank is an integer array and residuals always have a
+    column's length, 0 where NumPy's would be empty, as jax.numpy.linalg.lstsq gives them.
 
     >>> import gpuad.numpy as gnp
     >>> x, res, rank, s = gnp.linalg.lstsq(gnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), gnp.array([1.0, 1.0, 3.0]))
@@ -297,10 +308,14 @@ def lstsq(a, b, rcond=None):
     usv = svd(a, full_matrices=False)
     ainv, keep = _pinv_of(usv, onp.finfo(a.dtype).eps * max(m, n) if rcond is None else rcond)
     x = matmul(ainv, b)
-    rank = int(R.sum(astype(keep, dtype=onp.dtype(onp.int64))))
-    if rank == n and m > n:
-        residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
-    else:
+    rank = R.sum(astype(keep, dtype=onp.dtype(onp.int64)))
+    residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
+    known = _known(rank)
+    if known is None or shape(known) != ():  # JAX's form: the residuals, zeroed where NumPy's are empty
+        full = EW["logical_and"](EW["equal"](rank, n), m > n)
+        return x, where(full, residuals, 0.0), rank, usv.S
+    rank = int(known)
+    if not (rank == n and m > n):
         residuals = asarray(onp.zeros((0,), dtype=a.dtype))
     return x, residuals, rank, usv.S
 
