@@ -81,6 +81,11 @@ S("append_axis", lambda m, a, b: m.append(a, b, axis=0), (2, 3), (1, 3))
 S("column_stack", lambda m, a, b: m.column_stack([a, b]), (3,), (3, 2))
 S("row_stack", lambda m, a, b: m.row_stack([a, b]), (3,), (2, 3), ref=lambda a, b: np.vstack([a, b]))
 S("dstack", lambda m, a, b: m.dstack([a, b]), (2, 3), (2, 3))
+S("r_", lambda m, x, y: m.r_[x, 0.5, 1:3, y, 0:1:3j], (3,), (2,))
+S("r_directive_rows", lambda m, x, y: m.r_["0,2,1", x, y], (3,), (2, 3))
+S("r_directive_axis", lambda m, x, y: m.r_["1", x, y * 2.0], (2, 2), (2, 1))
+S("c_", lambda m, x, y: m.c_[x, y, m.sin(x)], (3,), (3, 2))
+S("c_directive_3d", lambda m, x: m.c_["0,3,-1", x, x ** 2], (2,))
 S("broadcast_arrays", lambda m, a, b, c: m.stack(m.broadcast_arrays(a, b, c)), (2, 1), (3,), ())
 S("dstack_vectors", lambda m, a, b: m.dstack([a, b]), (3,), (3,))
 S("atleast_2d", lambda m, a, b: m.atleast_2d(a) * m.atleast_2d(b), (), (3,))
@@ -475,6 +480,10 @@ ERRORS = {
     "interp_period": (lambda: gnp.interp(0.5, [0.0, 1.0], [0.0, 1.0], period=1.0), NotImplementedError, "period"),
     "interp_lengths": (lambda: gnp.interp(0.5, [0.0, 1.0], [0.0, 1.0, 2.0]), ValueError, "one length"),
     "interp_empty": (lambda: gnp.interp(0.5, [], []), ValueError, "empty"),
+    "r_matrix": (lambda: gnp.r_["r", X23], NotImplementedError, "numpy.matrix"),
+    "r_directive": (lambda: gnp.r_["0,x", X23], ValueError, "'axis\\[,ndmin\\[,trans1d\\]\\]'"),
+    "c_directive_length": (lambda: gnp.c_["0,1,2,3", X23], ValueError, "4 numbers; it takes 1 to 3"),
+    "r_empty": (lambda: gnp.r_[()], ValueError, "at least one piece"),
     "allclose_under_vmap": (lambda: gpuad.vmap(lambda x: gnp.allclose(x, 1.0))(X23), TypeError, "gpuad.numpy.where"),
 }
 
