@@ -41,6 +41,13 @@ def sym(*shape, seed=0):
     return m + np.swapaxes(m, -1, -2) + np.diag(np.arange(shape[-1]) * 3.0)
 
 
+def real_eig(*shape, seed=0):
+    """Non-symmetric matrices with real, well-separated eigenvalues: V diag(w) V^-1."""
+    v = _rng(seed).standard_normal(shape) + 2 * np.eye(shape[-1])
+    w = np.arange(shape[-1]) * 1.5 - 1.0 + _rng(seed + 1).uniform(0, 0.5, shape[:-1])
+    return v @ (w[..., :, None] * np.linalg.inv(v))
+
+
 def to_np(x):
     """A result of the active backend (NumPy or CuPy) as a NumPy array."""
     return np.asarray(backends.current().to_numpy(x))
@@ -104,6 +111,9 @@ CASES = {
     "eigh_vectors": (lambda a: la.eigh(a).eigenvectors, sym(3, 3)),
     "eigh_stack": (lambda a: la.eigh(a)[1], sym(2, 3, 3, seed=3)),
     "eigvalsh": (la.eigvalsh, sym(4, 4, seed=4)),
+    "eig_values": (lambda a: la.eig(a).eigenvalues, real_eig(3, 3)),
+    "eig_vectors": (lambda a: la.eig(a).eigenvectors, real_eig(3, 3, seed=2)),
+    "eig_stack": (lambda a: la.eig(a)[1] * la.eigvals(a)[..., None, :], real_eig(2, 3, 3, seed=5)),
     "svd_values": (lambda a: la.svd(a, compute_uv=False), normal(3, 3)),
     "svd_u_tall": (lambda a: la.svd(a, full_matrices=False).U, normal(4, 2)),
     "svd_vh_tall": (lambda a: la.svd(a, full_matrices=False).Vh, normal(4, 2)),
@@ -222,7 +232,7 @@ def test_second_order_against_finite_differences(name):
     close(hess, gpuad.jacfwd(gpuad.jacfwd(f))(x), rtol=1e-10, atol=1e-11)
 
 
-@pytest.mark.parametrize("name", ["solve_wrt_a", "solve_stack", "inv", "det", "cholesky", "norm_3"])
+@pytest.mark.parametrize("name", ["solve_wrt_a", "solve_stack", "inv", "det", "cholesky", "norm_3", "eig_vectors"])
 def test_dot_product_forward_reverse(name):
     """<u, J v> from one jvp equals <J^T u, v> from one vjp."""
     f, x = CASES[name]
@@ -422,7 +432,7 @@ def test_eigenvector_jacobian_matches_the_closed_form():
 
 @pytest.mark.parametrize("name", ["eigh_vectors", "svd_u_tall", "svd_vh_wide", "qr_q", "pinv_tall", "cond",
                                   "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve", "expm_squared",
-                                  "expm_stack"])
+                                  "expm_stack", "eig_vectors"])
 def test_decompositions_under_vmap_and_jit(name):
     f, x = CASES[name]
     xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=20)])
@@ -550,6 +560,23 @@ def test_decomposition_errors():
         la.lstsq(A3, np.ones(4))
     with pytest.raises(ValueError, match="both"):
         la.pinv(A3, rcond=1e-3, rtol=1e-3)
+    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])  # eigenvalues +-i
+    for run in (la.eig, la.eigvals, gpuad.jacrev(la.eigvals), gpuad.jit(la.eigvals)):
+        with pytest.raises(ValueError, match="complex eigenvalues.*real ones only.*eigh"):
+            run(rotation)
+    with pytest.raises(ValueError, match="square"):
+        la.eig(normal(3, 2))
+
+
+def test_eig_matches_numpy_and_missing_linalg_names_say_so():
+    for a in (real_eig(4, 4, seed=3), real_eig(2, 3, 3, seed=6)):
+        w, v = la.eig(a)
+        ref = np.linalg.eig(a)
+        close(w, ref.eigenvalues, rtol=1e-12)
+        close(v, ref.eigenvectors, atol=1e-12)
+        close(la.eigvals(a), ref.eigenvalues, rtol=1e-12)
+    with pytest.raises(AttributeError, match="gpuad.numpy.linalg has no 'tensorsolve' yet.*numpy.linalg.tensorsolve"):
+        la.tensorsolve  # noqa: B018
 
 
 def test_norm_errors():

@@ -196,6 +196,35 @@ def eigvalsh(a, UPLO="L"):
     return eigh(a, UPLO).eigenvalues
 
 
+EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
+
+
+def eig(a):
+    """(eigenvalues, eigenvectors as unit columns) of a square matrix or stack, as numpy's named
+    tuple, for matrices whose eigenvalues are all real (a ValueError otherwise: gpuad has no
+    complex values). With S = V^-1 dA V: dw = diag(S), dV = V (F o S), F_ij = 1/(w_j - w_i),
+    less its part along V, which keeps the columns at unit norm; defined where the eigenvalues
+    are distinct (repeated ones get 0 there, as in eigh).
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> w, v = gnp.linalg.eig(gnp.array([[2.0, 1.0], [0.0, 3.0]]))
+    >>> print(w)
+    [2. 3.]
+    >>> print(gpuad.jacfwd(lambda a: gnp.linalg.eig(a).eigenvalues)(gnp.array([[2.0, 1.0], [0.0, 3.0]]))[0])
+    [[ 1.  0.]
+     [-1.  0.]]
+    """
+    a = _float(a)
+    n = _square(a, "eig")
+    packed = L.eig(a)
+    return EigResult(packed[..., 0, :], packed[..., 1:n + 1, :])
+
+
+def eigvals(a):
+    """The eigenvalues of a square matrix or stack whose eigenvalues are all real (numpy.linalg.eigvals)."""
+    return eig(a).eigenvalues
+
+
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """The singular value decomposition a = U @ diag(S) @ Vh of a matrix or stack, as numpy's
     (U, S, Vh) named tuple, or S alone with compute_uv=False. U and Vh are the reduced factors
@@ -506,3 +535,11 @@ def _matrix_norm(x, ord, axes, keepdims):
     pick = R.max if ord > 0 else R.min
     y = pick(R.sum(EW["abs"](x), summed, keepdims=True), picked, keepdims=True)
     return y if keepdims else squeeze(y, axes)
+
+
+def __getattr__(name):
+    """A clear error for numpy.linalg names that gpuad.numpy.linalg does not have (yet)."""
+    if hasattr(onp.linalg, name):
+        raise AttributeError(f"gpuad.numpy.linalg has no {name!r} yet (numpy.linalg.{name} exists). Compose it "
+                             "from gpuad.numpy.linalg functions, or compute it outside the transformed function.")
+    raise AttributeError(f"module 'gpuad.numpy.linalg' has no attribute {name!r}")
