@@ -23,7 +23,7 @@ from ..program import ProgramTracer
 from . import reductions as R
 from .creation import asarray, eye
 from .products import matmul
-from .shapes import broadcast_to, expand_dims, moveaxis, reshape, squeeze, swapaxes
+from .shapes import broadcast_to, concatenate, expand_dims, moveaxis, reshape, squeeze, swapaxes
 
 
 def _known(x):
@@ -252,8 +252,9 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
 
 def qr(a, mode="reduced"):
     """The QR decomposition a = Q @ R of a matrix or stack (numpy.linalg.qr): mode 'reduced'
-    gives the named tuple (Q, R), 'r' gives R; 'complete' equals 'reduced' for m <= n. The
-    derivative needs m >= n.
+    gives the named tuple (Q, R), 'r' gives R; 'complete' equals 'reduced' for m <= n. A wide
+    matrix [X Y] (m < n) is factorised as X = Q R1 and R = [R1, Q^T Y], as JAX does: the same
+    factors as LAPACK's, and a derivative that needs only the square X's.
 
     >>> import gpuad.numpy as gnp
     >>> q, r = gnp.linalg.qr(gnp.array([[3.0, 1.0], [4.0, 2.0]]))
@@ -266,6 +267,10 @@ def qr(a, mode="reduced"):
     if mode not in ("reduced", "r", "complete") or (mode == "complete" and m > n):
         raise NotImplementedError(f"qr: mode {mode!r} is not supported for a matrix of shape {(m, n)}; use "
                                   "'reduced' or 'r' ('complete' where m <= n)")
+    if m < n:
+        q, r = qr(a[..., :m])
+        r = concatenate([r, matmul(swapaxes(q, -1, -2), a[..., m:])], axis=-1)
+        return r if mode == "r" else QRResult(q, r)
     packed = L.qr(a)
     r = swapaxes(packed[..., m:, :], -1, -2)
     return r if mode == "r" else QRResult(packed[..., :m, :], r)

@@ -360,9 +360,6 @@ def _qr_impl(a):
 
 def _qr_parts(packed, a):
     m, n = shape(a)[-2:]
-    if m < n:
-        raise NotImplementedError(f"qr: the derivative is defined here for m >= n (a tall or square matrix); "
-                                  f"got a matrix of shape {(m, n)}")
     return _part(packed, 0, m), _swap_last(_part(packed, m, m + n)), len(shape(a)) - 2
 
 
@@ -405,7 +402,8 @@ def _qr_abstract(a):
     return ShapeDtypeStruct(shape(a)[:-2] + (m + n, min(m, n)), dtype(a))
 
 
-# The reduced QR of matrices (..., m, n), k = min(m, n), packed [Q; R^T] (..., m + n, k).
+# The reduced QR of matrices (..., m, n), m >= n (gpuad.numpy.linalg.qr splits wide ones), packed
+# [Q; R^T] (..., m + n, n).
 qr = _matrix_unary("qr", _qr_impl, _qr_jvp, _qr_vjp, abstract=_qr_abstract)
 
 
