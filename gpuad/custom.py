@@ -15,6 +15,7 @@ custom_jvp function differentiates its JVP rule, as in JAX).
 A primitive returns one array, so a call's output leaves travel packed: raveled and concatenated.
 """
 import functools
+import inspect
 
 import numpy as onp
 
@@ -27,7 +28,7 @@ from .ops.elementwise import add
 from .ops.patterns import Through
 from .program import aval_of
 from .reverse import RevTrace
-from .tree import tree_flatten
+from .tree import tree_flatten, tree_map
 
 
 class custom_jvp:
@@ -63,8 +64,33 @@ class custom_jvp:
         self.jvp = jvp
         return jvp
 
-    def __call__(self, *args):
-        return _JVPSpec(self, args).bind()
+    def defjvps(self, *jvps):
+        """Set the JVP rule from one function per argument, jvp_i(tangent_i, primal_out, *primals)
+        -> its term of the tangent of the output (None: no dependence), as jax's defjvps; the
+        terms are summed. Not with nondiff_argnums (use defjvp).
+
+        >>> import gpuad, gpuad.numpy as gnp
+        >>> f = gpuad.custom_jvp(lambda x, y: gnp.sin(x) * y)
+        >>> f.defjvps(lambda g, ans, x, y: gnp.cos(x) * y * g, lambda g, ans, x, y: gnp.sin(x) * g)
+        >>> print(gpuad.grad(f, argnums=(0, 1))(0.0, 2.0))
+        (array(2.), array(0.))
+        """
+        if self.nondiff_argnums:
+            raise TypeError(f"{self.__name__}: defjvps cannot be used with nondiff_argnums; use defjvp")
+
+        def rule(primals, tangents):
+            if len(jvps) != len(primals):
+                raise TypeError(f"{self.__name__}: defjvps was given {len(jvps)} functions for a call with "
+                                f"{len(primals)} arguments")
+            out = self(*primals)
+            terms = [jvp(t, out, *primals) for jvp, t in zip(jvps, tangents) if jvp is not None]
+            if not terms:
+                return out, tree_map(gnp.zeros_like, out)
+            return out, tree_map(lambda *ts: functools.reduce(add, ts), *terms)
+        self.defjvp(rule)
+
+    def __call__(self, *args, **kwargs):
+        return _JVPSpec(self, _positional(self, args, kwargs)).bind()
 
 
 class custom_vjp:
@@ -96,14 +122,37 @@ class custom_vjp:
         """Set the forward function (output and residuals) and the backward rule."""
         self.fwd, self.bwd = fwd, bwd
 
-    def __call__(self, *args):
-        return _VJPSpec(self, args).bind()
+    def __call__(self, *args, **kwargs):
+        return _VJPSpec(self, _positional(self, args, kwargs)).bind()
 
 
 def _wrap(custom, fun):
     functools.update_wrapper(custom, fun)
     if not hasattr(custom, "__name__"):  # a gpuad primitive, a functools.partial: errors still name it
         custom.__name__ = repr(fun)
+    try:
+        custom.signature = inspect.signature(fun)
+    except (TypeError, ValueError):  # a builtin without one: positional arguments only
+        custom.signature = None
+
+
+def _positional(custom, args, kwargs):
+    """The call's arguments as positions, defaults filled in, by the function's signature (as JAX
+    resolves them): the rules and nondiff_argnums see positional arguments only."""
+    sig = custom.signature
+    if sig is None:
+        if kwargs:
+            raise TypeError(f"{custom.__name__}: keyword arguments need a function with a signature")
+        return args
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{custom.__name__}: {e}") from None
+    bound.apply_defaults()
+    if bound.kwargs:
+        raise TypeError(f"{custom.__name__}: keyword-only arguments ({', '.join(bound.kwargs)}) cannot be "
+                        "passed to a custom_jvp or custom_vjp function, as in JAX: make them positional")
+    return bound.args
 
 
 def _int_tuple(nums):
