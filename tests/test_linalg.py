@@ -48,6 +48,11 @@ def real_eig(*shape, seed=0):
     return v @ (w[..., :, None] * np.linalg.inv(v))
 
 
+def complement_projector(u2):
+    """u2 u2^T: the same for every orthonormal basis u2 of a space."""
+    return u2 @ u2.T
+
+
 def to_np(x):
     """A result of the active backend (NumPy or CuPy) as a NumPy array."""
     return np.asarray(backends.current().to_numpy(x))
@@ -120,6 +125,12 @@ CASES = {
     "svd_u_wide": (lambda a: la.svd(a, full_matrices=False)[0], normal(2, 4)),
     "svd_vh_wide": (lambda a: la.svd(a, full_matrices=False)[2], normal(2, 4)),
     "svd_stack": (lambda a: la.svd(a)[0], normal(2, 3, 3, seed=5)),
+    # full_matrices=True, non-square: one extra column is unique up to sign, so FD sees its derivative;
+    # with more, the basis is not unique and the projector on the complement is what is determined
+    "svd_full_u_one_extra": (lambda a: la.svd(a)[0], normal(3, 2, seed=14)),
+    "svd_full_vh_one_extra_stack": (lambda a: la.svd(a).Vh, normal(2, 2, 3, seed=15)),
+    "svd_full_u_projector": (lambda a: complement_projector(la.svd(a)[0][..., 2:]), normal(5, 2, seed=16)),
+    "svd_full_vh_projector": (lambda a: complement_projector(la.svd(a).Vh[1:].T), normal(1, 4, seed=17)),
     "qr_q": (lambda a: la.qr(a).Q, well(3, 3)),
     "qr_r": (lambda a: la.qr(a).R, well(3, 3)),
     "qr_tall_q": (lambda a: la.qr(a)[0], normal(4, 2)),
@@ -376,6 +387,18 @@ def test_decompositions_match_numpy():
     close(la.matrix_rank(np.outer([1.0, 2.0, 3.0], [1.0, -1.0])), 1, atol=0)
 
 
+@pytest.mark.parametrize("a", [normal(5, 2, seed=18), normal(2, 3, 5, seed=19)], ids=["tall", "wide_stack"])
+def test_full_svd_matches_numpy_and_stays_orthonormal_to_second_order(a):
+    ref = np.linalg.svd(a)
+    for got, want in zip(la.svd(a), ref):
+        close(got, want, atol=1e-12)
+    for factor, full in ((lambda b: la.svd(b)[0], ref[0]), (lambda b: la.svd(b).Vh, ref[2])):
+        gram = lambda b, f=factor: gnp.matmul(gnp.swapaxes(f(b), -1, -2), f(b))  # noqa: E731  (I near a)
+        k, lead = full.shape[-1], a.shape[:-2]
+        close(gpuad.jacfwd(gram)(a), np.zeros(lead + (k, k) + a.shape), atol=1e-12)
+        close(gpuad.hessian(gram)(a), np.zeros(lead + (k, k) + a.shape * 2), atol=1e-10)
+
+
 def test_composed_functions_match_numpy():
     a, b = normal(5, 3), normal(5, 2)
     for got, want in zip(la.lstsq(a, b), np.linalg.lstsq(a, b)):
@@ -434,7 +457,8 @@ def test_eigenvector_jacobian_matches_the_closed_form():
 
 @pytest.mark.parametrize("name", ["eigh_vectors", "svd_u_tall", "svd_vh_wide", "qr_q", "pinv_tall", "cond",
                                   "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve", "expm_squared",
-                                  "expm_stack", "eig_vectors", "qr_wide_r_stack"])
+                                  "expm_stack", "eig_vectors", "qr_wide_r_stack",
+                                  "svd_full_vh_one_extra_stack"])
 def test_decompositions_under_vmap_and_jit(name):
     f, x = CASES[name]
     xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=20)])
@@ -540,8 +564,6 @@ def test_solve_shape_errors():
 
 
 def test_decomposition_errors():
-    with pytest.raises(NotImplementedError, match="full_matrices=False"):
-        la.svd(normal(3, 2))
     with pytest.raises(NotImplementedError, match="mode 'raw'"):
         la.qr(normal(3, 2), mode="raw")
     with pytest.raises(ValueError, match="square"):

@@ -227,9 +227,11 @@ def eigvals(a):
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """The singular value decomposition a = U @ diag(S) @ Vh of a matrix or stack, as numpy's
-    (U, S, Vh) named tuple, or S alone with compute_uv=False. U and Vh are the reduced factors
-    (k = min(m, n) columns): full_matrices=True is refused for a non-square a, whose extra
-    columns have no derivative (pass full_matrices=False). `hermitian` changes nothing here.
+    (U, S, Vh) named tuple, or S alone with compute_uv=False. For a non-square a, full_matrices=True
+    adds an orthonormal basis of the complement to U (tall a) or Vh (wide a): NumPy's columns, and,
+    as any basis of that space would do, a derivative that keeps the basis orthonormal and
+    orthogonal to the other columns (the basis is not unique, so its derivative is one choice; its
+    projector's is exact). `hermitian` changes nothing here.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> print(gnp.linalg.svd(gnp.array([[3.0, 0.0], [0.0, -4.0]]), compute_uv=False))
@@ -240,14 +242,25 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """
     a = _matrix(a, "svd")
     m, n = shape(a)[-2:]
-    if compute_uv and full_matrices and m != n:
-        raise NotImplementedError(f"svd: full_matrices=True for a non-square matrix {(m, n)} is not supported "
-                                  "(its extra columns have no derivative); pass full_matrices=False")
     packed = L.svd(a)
-    s = packed[..., m, :]
+    u, s, v = packed[..., :m, :], packed[..., m, :], packed[..., m + 1:, :]
     if not compute_uv:
         return s
-    return SVDResult(packed[..., :m, :], s, swapaxes(packed[..., m + 1:, :], -1, -2))
+    if full_matrices and m > n:
+        u = concatenate([u, _complete(u, L.svd_complement(a))], axis=-1)
+    if full_matrices and m < n:
+        v = concatenate([v, _complete(v, L.svd_complement(a))], axis=-1)
+    return SVDResult(u, s, swapaxes(v, -1, -2))
+
+
+def _complete(basis, c):
+    """An orthonormal basis of the complement of basis's (orthonormal) columns, made from c, a
+    basis of it at the value (no derivative): P c L^-T with P = I - basis basis^T and L L^T =
+    (P c)^T P c. It equals c at the value and is an orthonormal basis of the complement nearby,
+    so its derivatives of every order are those of one."""
+    pc = c - matmul(basis, matmul(swapaxes(basis, -1, -2), c))
+    low = cholesky(matmul(swapaxes(pc, -1, -2), pc))
+    return swapaxes(solve(low, swapaxes(pc, -1, -2)), -1, -2)
 
 
 def qr(a, mode="reduced"):

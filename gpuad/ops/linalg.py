@@ -352,6 +352,21 @@ def _svd_abstract(a):
 svd = _matrix_unary("svd", _svd_impl, _svd_jvp, _svd_vjp, abstract=_svd_abstract)
 
 
+def _svd_complement_impl(a):
+    m, n = a.shape[-2:]
+    u, _, vh = xp().linalg.svd(a, full_matrices=True)
+    return u[..., :, n:] if m > n else _swap_last(vh[..., m:, :])
+
+
+# The columns full_matrices=True adds to a non-square matrix's reduced SVD: U's last m - n for a tall
+# one, V's last n - m for a wide one, as LAPACK picks them. Not unique, so no derivative here:
+# gpuad.numpy.linalg.svd makes a differentiable basis of that complement from them.
+svd_complement = _matrix_unary(
+    "svd_complement", _svd_complement_impl, nondiff=True,
+    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (max(shape(a)[-2:]), abs(shape(a)[-1] - shape(a)[-2])),
+                                        dtype(a)))
+
+
 # ---------------------------------------------------------------- qr
 def _qr_impl(a):
     q, r = xp().linalg.qr(a)
@@ -501,7 +516,7 @@ def _solve_pattern(args, out):
 solve.pattern = _solve_pattern
 logabsdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
-det_sign.pattern = patterns.none
+det_sign.pattern = svd_complement.pattern = patterns.none
 # The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).
 for _factorisation in (eigh, eig, svd, qr, lu):
     _factorisation.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
