@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 import pytest
-from helpers import assert_close, assert_tree_close, numerical_jacobian_tree, on_backend
+from helpers import assert_close, assert_tree_close, numerical_jacobian_tree, on_backend, to_np
 
 import gpuad
 import gpuad.numpy as gnp
@@ -132,6 +132,39 @@ def test_reverse_mode_keeps_the_residuals_of_fwd():
     x, = on_backend(X)
     assert_close(gpuad.jacrev(f, chunk_size=1)(x), np.diag(np.cos(X)))  # three sweeps, one fwd
     assert runs == ["fwd", "f"]
+
+
+def test_higher_orders_and_vmap_run_fwd_once_where_jax_does():
+    """A tape that records the call on another transform's values runs fwd on them and keeps the
+    residuals for its sweep. The Hessian's one extra fwd (and bwd) is fwd's own call of f under the
+    forward level, which runs f's rule there, as it would in JAX."""
+    runs = {"f": 0, "fwd": 0, "bwd": 0}
+
+    @gpuad.custom_vjp
+    def f(x):
+        runs["f"] += 1
+        return gnp.sin(x) * x
+
+    def fwd(x):
+        runs["fwd"] += 1
+        return f(x), x
+
+    def bwd(x, g):
+        runs["bwd"] += 1
+        return (g * (gnp.cos(x) * x + gnp.sin(x)),)
+    f.defvjp(fwd, bwd)
+    x, xs = gnp.asarray(X), gnp.asarray(np.stack([X, X[::-1]]))
+    loss = lambda v: gnp.sum(f(v))  # noqa: E731
+    second = np.diag(2 * np.cos(X) - X * np.sin(X))
+    cases = [(lambda: gpuad.hessian(loss)(x), second, (1, 2, 2)),
+             (lambda: gpuad.jacrev(gpuad.jacrev(loss))(x), second, (1, 1, 1)),
+             (lambda: gpuad.vmap(gpuad.grad(loss))(xs), np.cos(to_np(xs)) * to_np(xs) + np.sin(to_np(xs)), (1, 1, 1)),
+             (lambda: gpuad.grad(lambda v: gnp.sum(gpuad.vmap(f)(v)))(xs),
+              np.cos(to_np(xs)) * to_np(xs) + np.sin(to_np(xs)), (1, 1, 1))]
+    for run, expected, counts in cases:
+        runs.update(f=0, fwd=0, bwd=0)
+        assert_close(run(), expected)
+        assert (runs["f"], runs["fwd"], runs["bwd"]) == counts
 
 
 # ---------------------------------------------------------------- correct rules: both modes, FD
