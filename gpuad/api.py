@@ -97,7 +97,7 @@ class Call:
         """What a sweep's memory depends on: the arguments' tree, shapes and dtypes (and bytes held
         under enclosing transforms), and the integers and strings among them (sizes, modes)."""
         array = backends.current().xp.ndarray
-        if not self.kwargs and all(type(a) is array for a in self.args):  # the common call, made cheap
+        if not self.kwargs and all(isinstance(a, array) for a in self.args):  # the common call, made cheap
             return self.nums, tuple((a.shape, a.dtype) for a in self.args)
         leaves, tree = tree_flatten((self.args, self.kwargs, self.nums))
         return tree, tuple((shape(x), str(dtype(x)), held_bytes(x)) if hasattr(x, "shape")

@@ -15,6 +15,7 @@ custom_jvp function differentiates its JVP rule, as in JAX).
 A primitive returns one array, so a call's output leaves travel packed: raveled and concatenated.
 """
 import functools
+import inspect
 
 import numpy as onp
 
@@ -27,7 +28,7 @@ from .ops.elementwise import add
 from .ops.patterns import Through
 from .program import aval_of
 from .reverse import RevTrace
-from .tree import tree_flatten
+from .tree import tree_flatten, tree_map
 
 
 class custom_jvp:
@@ -63,8 +64,33 @@ class custom_jvp:
         self.jvp = jvp
         return jvp
 
-    def __call__(self, *args):
-        return _JVPSpec(self, args).bind()
+    def defjvps(self, *jvps):
+        """Set the JVP rule from one function per argument, jvp_i(tangent_i, primal_out, *primals)
+        -> its term of the tangent of the output (None: no dependence), as jax's defjvps; the
+        terms are summed. Not with nondiff_argnums (use defjvp).
+
+        >>> import gpuad, gpuad.numpy as gnp
+        >>> f = gpuad.custom_jvp(lambda x, y: gnp.sin(x) * y)
+        >>> f.defjvps(lambda g, ans, x, y: gnp.cos(x) * y * g, lambda g, ans, x, y: gnp.sin(x) * g)
+        >>> print(gpuad.grad(f, argnums=(0, 1))(0.0, 2.0))
+        (array(2.), array(0.))
+        """
+        if self.nondiff_argnums:
+            raise TypeError(f"{self.__name__}: defjvps cannot be used with nondiff_argnums; use defjvp")
+
+        def rule(primals, tangents):
+            if len(jvps) != len(primals):
+                raise TypeError(f"{self.__name__}: defjvps was given {len(jvps)} functions for a call with "
+                                f"{len(primals)} arguments")
+            out = self(*primals)
+            terms = [jvp(t, out, *primals) for jvp, t in zip(jvps, tangents) if jvp is not None]
+            if not terms:
+                return out, tree_map(gnp.zeros_like, out)
+            return out, tree_map(lambda *ts: functools.reduce(add, ts), *terms)
+        self.defjvp(rule)
+
+    def __call__(self, *args, **kwargs):
+        return _JVPSpec(self, _positional(self, args, kwargs)).bind()
 
 
 class custom_vjp:
@@ -72,10 +98,11 @@ class custom_vjp:
 
     `f.defvjp(fwd, bwd)`: fwd(*args) returns (output, residuals); bwd(*nondiff_args, residuals,
     cotangent) returns a tuple with one cotangent per differentiated argument (None for zero),
-    linear in the cotangent. Forward mode runs fwd and transposes bwd. Called on arrays (eagerly, or
-    where a tape records it) f runs as fwd, and the call keeps the residuals for the backward sweep;
-    where they would carry another transform's values (higher orders, vmap) fwd runs again at the
-    sweep. So f and fwd must agree. A compiled program runs f.
+    linear in the cotangent. Forward mode runs fwd and transposes bwd. Where a tape records the call
+    (eagerly, on arrays or on another transform's values: higher orders, vmap) f runs as fwd, and
+    the call keeps the residuals for the backward sweep, so fwd runs once; the enclosing
+    transforms differentiate fwd and bwd, as in JAX. So f and fwd must agree. A compiled program
+    runs f.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> @gpuad.custom_vjp
@@ -96,14 +123,37 @@ class custom_vjp:
         """Set the forward function (output and residuals) and the backward rule."""
         self.fwd, self.bwd = fwd, bwd
 
-    def __call__(self, *args):
-        return _VJPSpec(self, args).bind()
+    def __call__(self, *args, **kwargs):
+        return _VJPSpec(self, _positional(self, args, kwargs)).bind()
 
 
 def _wrap(custom, fun):
     functools.update_wrapper(custom, fun)
     if not hasattr(custom, "__name__"):  # a gpuad primitive, a functools.partial: errors still name it
         custom.__name__ = repr(fun)
+    try:
+        custom.signature = inspect.signature(fun)
+    except (TypeError, ValueError):  # a builtin without one: positional arguments only
+        custom.signature = None
+
+
+def _positional(custom, args, kwargs):
+    """The call's arguments as positions, defaults filled in, by the function's signature (as JAX
+    resolves them): the rules and nondiff_argnums see positional arguments only."""
+    sig = custom.signature
+    if sig is None:
+        if kwargs:
+            raise TypeError(f"{custom.__name__}: keyword arguments need a function with a signature")
+        return args
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{custom.__name__}: {e}") from None
+    bound.apply_defaults()
+    if bound.kwargs:
+        raise TypeError(f"{custom.__name__}: keyword-only arguments ({', '.join(bound.kwargs)}) cannot be "
+                        "passed to a custom_jvp or custom_vjp function, as in JAX: make them positional")
+    return bound.args
 
 
 def _int_tuple(nums):
@@ -146,6 +196,7 @@ custom_call = Primitive("custom_call", lambda *xs, spec: spec.call(xs, keep=True
 # kept residuals would only hold the last call's arrays alive
 custom_call.impl_for = lambda xp: lambda *xs, spec: spec.call(xs)
 custom_call.pattern = _pattern
+custom_call.rev_forward = lambda values, spec: spec.recorded(values)
 
 
 # ---------------------------------------------------------------- one call of a custom function
@@ -177,6 +228,10 @@ class _Spec:
 
     def nondiff(self):
         return [self.args[i] for i in sorted(self.nums)]
+
+    def recorded(self, values):
+        """The call's output where a tape records it, on the values one level down."""
+        return custom_call(*values, spec=self)
 
     def diff_args(self, leaves):
         return self.in_tree.unflatten(leaves)
@@ -249,6 +304,14 @@ class _VJPSpec(_Spec):
             return super().call(leaves)
         return self.record(self.fwd(leaves, keep=True)[0], "fwd's output")
 
+    def recorded(self, values):
+        """Where a tape records the call on values of other transforms (a Hessian's, vmap's), fwd runs
+        on them and its residuals are kept for the sweep, as JAX differentiates fwd there: fwd runs
+        once, not once for the output and again at the sweep. On arrays the impl keeps them."""
+        if self.custom.fwd is None or self.custom.in_fwd or not any(isinstance(v, Tracer) for v in values):
+            return super().recorded(values)
+        return self.record(self.fwd(values, keep=True)[0], "fwd's output")
+
     def fwd(self, primals, keep=False):
         """fwd on the leaves: (output, residuals); the kept ones where the leaves are the same arrays."""
         if self.kept is not None and len(self.kept[0]) == len(primals) and all(
@@ -288,8 +351,8 @@ class _VJPSpec(_Spec):
                        for x, g in zip(xs, cs)]
         return leaves
 
-    def cotangents(self, primals, out, ct):
-        res = self.fwd(primals)[1]
+    def cotangents(self, primals, out, ct, res=None):
+        res = self.fwd(primals)[1] if res is None else res
         return vmap(lambda c: self.cotangent(primals, res, c))(ct)
 
     def jvp(self, primals, bundles):
@@ -302,6 +365,8 @@ class _Batched:
     """The call vmap makes of a custom function: arguments where `batched` lead with a batch axis,
     the function and both rules of `base` vmapped over it (so the user's rules still apply)."""
 
+    kept = None  # (argument values, fwd's residuals batched) where a tape recorded the call
+
     def __init__(self, base, batched):
         self.base, self.axes = base, tuple(0 if b else None for b in batched)
 
@@ -311,13 +376,29 @@ class _Batched:
     def call(self, leaves, keep=False):
         return vmap(lambda *xs: self.base.call(xs), in_axes=self.axes)(*leaves)
 
+    def recorded(self, values):
+        """As _VJPSpec.recorded: a tape records the call, so fwd runs (batched) and its residuals
+        are kept for the sweep."""
+        base = self.base
+        if not isinstance(base, _VJPSpec) or base.custom.fwd is None or base.custom.in_fwd:
+            return custom_call(*values, spec=self)
+        out, res = vmap(lambda *xs: (lambda pair: (base.record(pair[0], "fwd's output"), pair[1]))(base.fwd(xs)),
+                        in_axes=self.axes)(*values)
+        self.kept = tuple(values), res
+        return out
+
     def jvp(self, primals, bundles):
         # bundles are (K, B, ...) where batched: the direction axis stays first
         axes = (self.axes, tuple(1 if a == 0 else None for a in self.axes))
         return vmap(self.base.jvp, in_axes=axes, out_axes=(0, 1))(tuple(primals), tuple(bundles))
 
     def cotangents(self, primals, out, ct):
-        cts = vmap(self.base.cotangents, in_axes=(self.axes, 0, 1), out_axes=1)(tuple(primals), out, ct)
+        kept = self.kept
+        if kept is not None and len(kept[0]) == len(primals) and all(a is b for a, b in zip(kept[0], primals)):
+            cts = vmap(lambda p, o, c, r: self.base.cotangents(p, o, c, r), in_axes=(self.axes, 0, 1, 0),
+                       out_axes=1)(tuple(primals), out, ct, kept[1])
+        else:
+            cts = vmap(self.base.cotangents, in_axes=(self.axes, 0, 1), out_axes=1)(tuple(primals), out, ct)
         # an argument without the batch axis gets the sum of its cotangents over the batch
         return [c if a == 0 else gnp.sum(c, axis=1) for c, a in zip(cts, self.axes)]
 

@@ -48,7 +48,7 @@ class Jitted:
 
     def __call__(self, *args, **kwargs):
         be = backends.current()
-        plain = not kwargs and not self.static_argnums and all(type(a) is be.xp.ndarray for a in args)
+        plain = not kwargs and not self.static_argnums and all(isinstance(a, be.xp.ndarray) for a in args)
         if plain:  # skip flattening and key building: the signature is the arrays' shapes and dtypes
             entry = self._by_arrays.get((be, tuple((a.shape, a.dtype) for a in args)))
             if entry is not None:

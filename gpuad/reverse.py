@@ -47,7 +47,8 @@ class RevTrace(Trace):
 
     def process(self, prim, args, params):
         values, ids = self.split(args)
-        out = prim(*values, **params)
+        forward = prim.rev_forward  # a primitive that keeps something for its VJP computes its value itself
+        out = prim(*values, **params) if forward is None else forward(values, **params)
         if prim.nondiff or not is_inexact(out):
             return out
         tracer = self.new_input(out)

@@ -11,8 +11,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pytest
 import scipy.special
+import scipy.stats
 from helpers import (
     assert_close,
+    assert_tree_close,
     check_first_order,
     check_lists_like_arrays,
     check_second_order,
@@ -24,6 +26,7 @@ from helpers import (
 import gpuad
 import gpuad.numpy as gnp
 import gpuad.scipy.special as gsp
+import gpuad.scipy.stats as gst
 
 
 class Spec(NamedTuple):
@@ -78,6 +81,12 @@ S("append_axis", lambda m, a, b: m.append(a, b, axis=0), (2, 3), (1, 3))
 S("column_stack", lambda m, a, b: m.column_stack([a, b]), (3,), (3, 2))
 S("row_stack", lambda m, a, b: m.row_stack([a, b]), (3,), (2, 3), ref=lambda a, b: np.vstack([a, b]))
 S("dstack", lambda m, a, b: m.dstack([a, b]), (2, 3), (2, 3))
+S("r_", lambda m, x, y: m.r_[x, 0.5, 1:3, y, 0:1:3j], (3,), (2,))
+S("r_directive_rows", lambda m, x, y: m.r_["0,2,1", x, y], (3,), (2, 3))
+S("r_directive_axis", lambda m, x, y: m.r_["1", x, y * 2.0], (2, 2), (2, 1))
+S("c_", lambda m, x, y: m.c_[x, y, m.sin(x)], (3,), (3, 2))
+S("c_directive_3d", lambda m, x: m.c_["0,3,-1", x, x ** 2], (2,))
+S("broadcast_arrays", lambda m, a, b, c: m.stack(m.broadcast_arrays(a, b, c)), (2, 1), (3,), ())
 S("dstack_vectors", lambda m, a, b: m.dstack([a, b]), (3,), (3,))
 S("atleast_2d", lambda m, a, b: m.atleast_2d(a) * m.atleast_2d(b), (), (3,))
 S("atleast_3d", lambda m, a, b, c: m.atleast_3d(a) + m.atleast_3d(b, c)[0] * m.atleast_3d(b, c)[1], (), (3,), (2, 3))
@@ -212,6 +221,97 @@ S("ndtr", lambda m, x: SP[m].ndtr(x), (2, 3), domain=(-4.0, 4.0))
 S("ndtri", lambda m, p: SP[m].ndtri(p), (2, 3), domain=UNIT, tol=1e-4)
 S("log_ndtr", lambda m, x: SP[m].log_ndtr(x), (2, 3), domain=(-4.0, 4.0))
 S("log_ndtr_tails", lambda m, x: SP[m].log_ndtr(x), (6,), xs=([-40.0, -20.5, -19.5, 5.5, 6.5, 12.0],))
+S("gammainc", lambda m, a, x: SP[m].gammainc(a, x) + SP[m].gammaincc(a, 2 * x), (2, 3), (2, 3),
+  domain=[POS, (0.1, 8.0)])
+S("gammainc_large", lambda m, a, x: SP[m].gammainc(a, x), (4,), (4,), xs=([0.5, 40.0, 300.0, 600.0],
+                                                                           [80.0, 30.0, 320.0, 900.0]))
+S("betainc", lambda m, a, b, x: SP[m].betainc(a, b, x), (2, 3), (3,), (2, 3), domain=[POS, POS, UNIT])
+S("betainc_skewed", lambda m, a, b, x: SP[m].betainc(a, b, x), (4,), (4,), (4,),
+  xs=([50.0, 0.5, 120.0, 3.0], [0.5, 50.0, 80.0, 200.0], [0.97, 0.03, 0.62, 0.01]))
+
+# ---------------------------------------------------------------- JAX's x.at[idx] on the arrays gnp makes
+COMPILED = len(SPECS)  # the specs from here on run compiled too (test_under_jit_equals_eager)
+
+
+def at_chain(v):
+    """zeros, set, add, multiply, min, max and get, each on the result of the one before."""
+    y = gnp.zeros((2, 4))
+    y = y.at[0].set(v).at[1, 1:].add(v[:3] * v[3]).at[0, ::2].multiply(v[1:3])
+    return y.at[1, 0].min(v[0]).at[1, 3].max(v[2]).at[:, 1:].get()
+
+
+def at_chain_ref(v):
+    y = np.zeros((2, 4))
+    y[0] = v
+    y[1, 1:] += v[:3] * v[3]
+    y[0, ::2] *= v[1:3]
+    y[1, 0] = min(y[1, 0], v[0])
+    y[1, 3] = max(y[1, 3], v[2])
+    return y[:, 1:]
+
+
+def np_update(x, idx, v):
+    x = np.array(x, dtype=float)
+    x[idx] = v
+    return x
+
+
+S("at_zeros_chain", lambda m, v: at_chain(v), (4,), ref=at_chain_ref)
+S("at_ones_like_arithmetic", lambda m, v: (gnp.ones_like(v) * 2.0).at[1:].set(v[:2] ** 2), (3,),
+  ref=lambda v: np_update(np.full(3, 2.0), slice(1, None), v[:2] ** 2))
+S("at_arange_eye_full", lambda m, v: gnp.arange(3.0).at[::2].add(v[0]) + gnp.eye(3).at[0, 1].set(v[1])
+  + gnp.full((3, 3), 0.5).at[2].multiply(v), (3,),
+  ref=lambda v: np_update(np.arange(3.0), slice(None, None, 2), v[0] + np.arange(3.0)[::2])
+  + np_update(np.eye(3), (0, 1), v[1]) + np_update(np.full((3, 3), 0.5), 2, 0.5 * v))
+S("at_asarray_linspace", lambda m, v: gnp.asarray(ZEROS).at[1, [0, 2]].set(v[:2])
+  * gnp.linspace(0.0, 1.0, 3).at[1].get() + gnp.array([[1.0, 2.0, 3.0]]).at[0, 1].max(v[2]), (3,),
+  ref=lambda v: np_update(ZEROS, (1, [0, 2]), v[:2]) * 0.5 + np.array([[1.0, max(2.0, v[2]), 3.0]]))
+
+# ---------------------------------------------------------------- gpuad.scipy.stats, against scipy.stats
+ST = {np: scipy.stats, gnp: gst}
+STATS = len(SPECS)  # the specs from here on are the stats ones
+for fn in ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf"):
+    S(f"norm_{fn}", lambda m, x, loc, scale, fn=fn: getattr(ST[m].norm, fn)(x, loc, scale), (2, 3), (3,), (3,),
+      domain=[(-3.0, 3.0), W, POS])
+S("norm_ppf", lambda m, q, loc, scale: ST[m].norm.ppf(q, loc, scale), (2, 3), (3,), (2, 3), domain=[UNIT, W, POS],
+  tol=1e-4)
+S("norm_defaults", lambda m, x: ST[m].norm.logpdf(x) + ST[m].norm.cdf(x), (4,))
+for fn in ("logpdf", "pdf", "cdf"):
+    S(f"t_{fn}", lambda m, x, df, loc, scale, fn=fn: getattr(ST[m].t, fn)(x, df, loc, scale), (2, 3), (3,), (), (),
+      domain=[(-4.0, 4.0), (0.5, 30.0), W, POS])
+    S(f"gamma_{fn}", lambda m, x, a, scale, fn=fn: getattr(ST[m].gamma, fn)(x, a, 0.2, scale), (2, 3), (3,), (),
+      domain=[(0.5, 6.0), POS, (0.5, 2.0)])
+    S(f"beta_{fn}", lambda m, x, a, b, scale, fn=fn: getattr(ST[m].beta, fn)(x, a, b, -0.1, scale), (2, 3), (3,), (),
+      (), domain=[UNIT, POS, POS, (1.0, 1.5)])
+S("t_cdf_large_df", lambda m, x, df: ST[m].t.cdf(x, df), (4,), (4,), domain=[(-3.0, 3.0), (80.0, 300.0)])
+S("gamma_cdf_defaults", lambda m, x, a: ST[m].gamma.cdf(x, a), (5,), (5,), domain=[(0.1, 40.0), (0.3, 30.0)])
+S("beta_logpdf_defaults", lambda m, x, a, b: ST[m].beta.logpdf(x, a, b), (5,), (), (), domain=[UNIT, POS, POS])
+COUNTS = np.array([[0.0, 1.0, 4.0], [2.0, 7.0, 3.0]])
+
+
+def like(constant, x):
+    """A constant in x's float type, so that float32 inputs keep float32 results."""
+    return np.asarray(constant, dtype=getattr(x, "dtype", float))
+
+
+S("poisson_logpmf", lambda m, mu: ST[m].poisson.logpmf(like(COUNTS, mu), mu), (3,), domain=POS)
+S("poisson_pmf_loc", lambda m, mu: ST[m].poisson.pmf(like(COUNTS, mu), mu, loc=-1), (2, 3), domain=POS)
+
+
+def mvn(fn, cov):
+    """multivariate_normal.fn of points x for mean mu and the covariance cov(m, c) made from c."""
+    return lambda m, x, mu, c: getattr(ST[m].multivariate_normal, fn)(x, mu, cov(m, c))
+
+
+SPD = lambda m, c: c @ c.T + like(np.eye(3), c)  # noqa: E731
+S("mvn_logpdf", mvn("logpdf", SPD), (4, 3), (3,), (3, 3))
+S("mvn_pdf_one_point", mvn("pdf", SPD), (3,), (3,), (3, 3), tol=1e-4)
+S("mvn_logpdf_points_grid", mvn("logpdf", SPD), (2, 2, 3), (3,), (3, 3))
+S("mvn_logpdf_diagonal", mvn("logpdf", lambda m, c: c), (4, 2), (2,), (2,), domain=[W, W, POS])
+S("mvn_logpdf_scalar_cov", mvn("logpdf", lambda m, c: c), (4, 2), (2,), (), domain=[W, W, POS])
+S("mvn_logpdf_one_dimension", mvn("logpdf", lambda m, c: c), (5,), (1,), (), domain=[W, W, POS])
+S("mvn_logpdf_default_mean", lambda m, x: ST[m].multivariate_normal.logpdf(x, cov=like(np.eye(2) * 2.0, x)),
+  (3, 2))
 
 assert len({s.name for s in SPECS}) == len(SPECS), "spec names must be unique"
 ids = pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
@@ -380,6 +480,10 @@ ERRORS = {
     "interp_period": (lambda: gnp.interp(0.5, [0.0, 1.0], [0.0, 1.0], period=1.0), NotImplementedError, "period"),
     "interp_lengths": (lambda: gnp.interp(0.5, [0.0, 1.0], [0.0, 1.0, 2.0]), ValueError, "one length"),
     "interp_empty": (lambda: gnp.interp(0.5, [], []), ValueError, "empty"),
+    "r_matrix": (lambda: gnp.r_["r", X23], NotImplementedError, "numpy.matrix"),
+    "r_directive": (lambda: gnp.r_["0,x", X23], ValueError, "'axis\\[,ndmin\\[,trans1d\\]\\]'"),
+    "c_directive_length": (lambda: gnp.c_["0,1,2,3", X23], ValueError, "4 numbers; it takes 1 to 3"),
+    "r_empty": (lambda: gnp.r_[()], ValueError, "at least one piece"),
     "allclose_under_vmap": (lambda: gpuad.vmap(lambda x: gnp.allclose(x, 1.0))(X23), TypeError, "gpuad.numpy.where"),
 }
 
@@ -460,3 +564,86 @@ def test_float32_special_functions_stay_float32():
     for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v)):
         assert to_np(f(gnp.asarray(x))).dtype == np.float32
         assert to_np(gpuad.hessian(lambda v, f=f: gnp.sum(f(v)))(gnp.asarray(x))).dtype == np.float32
+
+
+# ---------------------------------------------------------------- x.at and gpuad.scipy.stats: compiled, float32, misuse
+STATS_SPECS = SPECS[STATS:]
+
+
+@pytest.mark.parametrize("spec", SPECS[COMPILED:], ids=[s.name for s in SPECS[COMPILED:]])
+def test_under_jit_equals_eager(spec):
+    args, nums = on_backend(*spec.inputs()), tuple(range(len(spec.shapes)))
+    assert_close(gpuad.jit(spec.f)(*args), spec.f(*args), rtol=1e-12, atol=1e-12, what="value")
+    hess = gpuad.hessian(spec.f, argnums=nums)
+    assert_tree_close(gpuad.jit(hess)(*args), hess(*args), rtol=1e-10, atol=1e-10, what="hessian")
+
+
+def test_arrays_gnp_makes_are_numpy_arrays_with_at():
+    import pickle
+    if gpuad.backend() != "numpy":
+        pytest.skip("on CuPy gnp makes plain CuPy arrays: gnp.at(y)[i] is the spelling there")
+    y = gnp.zeros(3)
+    assert isinstance(y, np.ndarray) and repr(y) == repr(np.zeros(3)) and str(y) == str(np.zeros(3))
+    assert type(np.asarray(y)) is np.ndarray  # NumPy's asarray hands back a plain array
+    assert gnp.asarray(y) is y and gnp.asarray(y, dtype=np.float32).dtype == np.float32
+    for z in (np.sin(y) + 1.0, y[1:], pickle.loads(pickle.dumps(y)), gnp.asarray([1.0, 2.0]).reshape(2, 1)):
+        assert_close(z.at[0].set(7.0)[0], np.full(z.shape[1:], 7.0))
+    y.at[0].set(1.0)
+    assert_close(y, np.zeros(3))  # functional: y itself is unchanged
+    y[1] = 2.0  # in place, as on any NumPy array
+    assert_close(y, [0.0, 2.0, 0.0])
+    compiled = gpuad.jit(lambda v: gnp.zeros(3).at[1].set(v))
+    assert_close(compiled(gnp.asarray(2.0)), compiled(2.0))
+
+
+def test_writing_a_traced_value_into_a_gnp_array_says_to_use_at():
+    def f(x):
+        y = gnp.zeros(3)
+        y[0] = x[0]
+        return y
+
+    if gpuad.backend() != "numpy":
+        pytest.skip("CuPy's arrays are CuPy's own")
+    with pytest.raises(TypeError, match=r"y = y.at\[i\].set\(v\) instead"):
+        gpuad.jacfwd(f)(gnp.ones(2))
+
+
+@pytest.mark.parametrize("spec", STATS_SPECS, ids=[s.name for s in STATS_SPECS])
+def test_stats_of_float32_inputs_are_float32_and_match_scipy(spec):
+    xs = tuple(x.astype(np.float32) for x in spec.inputs())
+    got = to_np(spec.f(*on_backend(*xs)))
+    assert got.dtype == np.float32
+    expected = np.asarray(spec.expected(*[x.astype(np.float64) for x in xs]))
+    np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-5 * max(1.0, np.max(np.abs(expected))))
+
+
+@pytest.mark.parametrize("name", ["norm", "t", "gamma", "beta", "multivariate_normal", "poisson"])
+def test_stats_missing_names_say_what_exists(name):
+    with pytest.raises(AttributeError, match=f"gpuad.scipy.stats.{name} has no 'entropy' yet: it has .*p[dm]f"):
+        getattr(gst, name).entropy  # noqa: B018
+    with pytest.raises(AttributeError, match="gpuad.scipy.stats has no 'cauchy' yet: it has norm, t.*scipy.stats"):
+        gst.cauchy  # noqa: B018
+
+
+def test_stats_outside_the_support_and_bad_parameters_follow_scipy():
+    x = np.array([-0.5, 0.0, 0.5, 1.0, 1.5])
+    for got, expected in [(gst.norm.logpdf(gnp.asarray(x), 0.0, -1.0), scipy.stats.norm.logpdf(x, 0.0, -1.0)),
+                          (gst.gamma.logpdf(gnp.asarray(x), 2.0), scipy.stats.gamma.logpdf(x, 2.0)),
+                          (gst.gamma.cdf(gnp.asarray(x), 2.0), scipy.stats.gamma.cdf(x, 2.0)),
+                          (gst.beta.logpdf(gnp.asarray(x), 2.0, 3.0), scipy.stats.beta.logpdf(x, 2.0, 3.0)),
+                          (gst.beta.cdf(gnp.asarray(x), 2.0, 3.0), scipy.stats.beta.cdf(x, 2.0, 3.0)),
+                          (gst.t.cdf(gnp.asarray(x), -1.0), scipy.stats.t.cdf(x, -1.0)),
+                          (gst.poisson.logpmf(gnp.asarray(x), 2.0), scipy.stats.poisson.logpmf(x, 2.0))]:
+        np.testing.assert_array_equal(np.isnan(to_np(got)), np.isnan(expected))
+        np.testing.assert_allclose(to_np(got), expected, rtol=1e-12)
+    g = gpuad.grad(lambda mu: gnp.sum(gst.poisson.logpmf(gnp.asarray(x), mu)))(2.0)
+    assert_close(g, np.sum(np.where(x % 1 == 0, x / 2.0 - 1.0, 0.0)))  # the counts only; -inf elsewhere
+
+
+def test_multivariate_normal_misuse_raises_clear_errors():
+    with pytest.raises(ValueError, match="cov has shape \\(2, 3\\).*scalar, a vector of 2 variances"):
+        gst.multivariate_normal.logpdf(gnp.ones(2), gnp.zeros(2), gnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="x has 3 components per point, mean 2"):
+        gst.multivariate_normal.logpdf(gnp.ones(3), gnp.zeros(2))
+    with pytest.raises(NotImplementedError, match="allow_singular"):
+        gst.multivariate_normal.logpdf(gnp.ones(2), gnp.zeros(2), allow_singular=True)

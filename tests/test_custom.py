@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 import pytest
-from helpers import assert_close, assert_tree_close, numerical_jacobian_tree, on_backend
+from helpers import assert_close, assert_tree_close, numerical_jacobian_tree, on_backend, to_np
 
 import gpuad
 import gpuad.numpy as gnp
@@ -134,6 +134,39 @@ def test_reverse_mode_keeps_the_residuals_of_fwd():
     assert runs == ["fwd", "f"]
 
 
+def test_higher_orders_and_vmap_run_fwd_once_where_jax_does():
+    """A tape that records the call on another transform's values runs fwd on them and keeps the
+    residuals for its sweep. The Hessian's one extra fwd (and bwd) is fwd's own call of f under the
+    forward level, which runs f's rule there, as it would in JAX."""
+    runs = {"f": 0, "fwd": 0, "bwd": 0}
+
+    @gpuad.custom_vjp
+    def f(x):
+        runs["f"] += 1
+        return gnp.sin(x) * x
+
+    def fwd(x):
+        runs["fwd"] += 1
+        return f(x), x
+
+    def bwd(x, g):
+        runs["bwd"] += 1
+        return (g * (gnp.cos(x) * x + gnp.sin(x)),)
+    f.defvjp(fwd, bwd)
+    x, xs = gnp.asarray(X), gnp.asarray(np.stack([X, X[::-1]]))
+    loss = lambda v: gnp.sum(f(v))  # noqa: E731
+    second = np.diag(2 * np.cos(X) - X * np.sin(X))
+    cases = [(lambda: gpuad.hessian(loss)(x), second, (1, 2, 2)),
+             (lambda: gpuad.jacrev(gpuad.jacrev(loss))(x), second, (1, 1, 1)),
+             (lambda: gpuad.vmap(gpuad.grad(loss))(xs), np.cos(to_np(xs)) * to_np(xs) + np.sin(to_np(xs)), (1, 1, 1)),
+             (lambda: gpuad.grad(lambda v: gnp.sum(gpuad.vmap(f)(v)))(xs),
+              np.cos(to_np(xs)) * to_np(xs) + np.sin(to_np(xs)), (1, 1, 1))]
+    for run, expected, counts in cases:
+        runs.update(f=0, fwd=0, bwd=0)
+        assert_close(run(), expected)
+        assert (runs["f"], runs["fwd"], runs["bwd"]) == counts
+
+
 # ---------------------------------------------------------------- correct rules: both modes, FD
 @pytest.mark.parametrize("f", CORRECT, ids=["custom_jvp", "custom_vjp"])
 def test_jacfwd_equals_jacrev_equals_finite_differences(f):
@@ -232,6 +265,61 @@ def test_nondiff_argnums():
     assert_close(gpuad.hessian(lambda v: gnp.sum(power(3, v)))(x), np.diag(6 * X))
     assert_close(gpuad.jacfwd(scale)(x, 2.5), 2.5 * np.eye(3))
     assert_close(gpuad.jit(gpuad.jacrev(scale), static_argnums=1)(x, 2.5), 2.5 * np.eye(3))
+
+
+# ---------------------------------------------------------------- keyword arguments, defjvps
+@gpuad.custom_jvp
+def scaled_sin(x, scale=2.0):
+    return scale * gnp.sin(x)
+
+
+@scaled_sin.defjvp
+def _scaled_sin_jvp(primals, tangents):
+    (x, scale), (dx, dscale) = primals, tangents  # the default arrives as a position, as in JAX
+    return scaled_sin(x, scale), scale * gnp.cos(x) * dx + gnp.sin(x) * dscale
+
+
+scaled_sin_vjp = gpuad.custom_vjp(scaled_sin.fun)
+scaled_sin_vjp.defvjp(lambda x, scale=2.0: (scaled_sin_vjp(x, scale), (x, scale)),
+                      lambda res, g: (res[1] * gnp.cos(res[0]) * g, gnp.sum(gnp.sin(res[0]) * g)))
+
+
+@pytest.mark.parametrize("f", [scaled_sin, scaled_sin_vjp], ids=["custom_jvp", "custom_vjp"])
+def test_keyword_arguments_and_defaults_become_positions(f):
+    x, = on_backend(X)
+    for call, scale in [(lambda v: f(v), 2.0), (lambda v: f(v, scale=3.0), 3.0), (lambda v: f(x=v, scale=0.5), 0.5)]:
+        for transform in (gpuad.jacfwd, gpuad.jacrev):
+            assert_close(transform(call)(x), np.diag(scale * np.cos(X)))
+    assert_close(gpuad.grad(lambda s: gnp.sum(f(x, scale=s)))(1.5), np.sum(np.sin(X)))
+    assert_close(gpuad.hessian(lambda v: gnp.sum(f(v, scale=3.0)))(x), np.diag(-3.0 * np.sin(X)))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'shift'"):
+        f(x, shift=1.0)
+
+
+def test_keyword_only_arguments_are_refused_as_in_jax():
+    f = gpuad.custom_jvp(lambda x, *, k: x * k)
+    with pytest.raises(TypeError, match=r"keyword-only arguments \(k\).*make them positional"):
+        f(1.0, k=2.0)
+
+
+def test_defjvps_sums_one_rule_per_argument():
+    f = gpuad.custom_jvp(lambda x, y: gnp.sin(x) * y)
+    f.defjvps(lambda g, ans, x, y: 3.0 * gnp.cos(x) * y * g, lambda g, ans, x, y: gnp.sin(x) * g)
+    x, y = on_backend(X, X[::-1])
+    jx, jy = gpuad.jacrev(f, argnums=(0, 1))(x, y)
+    assert_close(jx, np.diag(3.0 * np.cos(X) * X[::-1]))  # the rule's factor 3 shows: it is used
+    assert_close(jy, np.diag(np.sin(X)))
+    assert_tree_close(gpuad.jacfwd(f, argnums=(0, 1))(x, y), (jx, jy))
+    g = gpuad.custom_jvp(lambda x, y: gnp.sin(x) * y)
+    g.defjvps(None, lambda t, ans, x, y: gnp.sin(x) * t)  # None: no dependence on x
+    assert_close(gpuad.jacfwd(g)(x, y), np.zeros((3, 3)))
+    assert_close(gpuad.hessian(lambda v: gnp.sum(g(x, v) ** 2))(y), np.diag(2.0 * np.sin(X) ** 2))
+    with pytest.raises(TypeError, match="defjvps was given 1 functions for a call with 2 arguments"):
+        h = gpuad.custom_jvp(lambda x, y: x * y)
+        h.defjvps(lambda t, ans, x, y: t * y)
+        gpuad.jacfwd(h)(x, y)
+    with pytest.raises(TypeError, match="nondiff_argnums; use defjvp"):
+        gpuad.custom_jvp(lambda n, x: x ** n, nondiff_argnums=(0,)).defjvps(None, None)
 
 
 # ---------------------------------------------------------------- the implicit-function example

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import test_primitives as tp  # module import: its table is read here, its tests not collected twice
-from helpers import assert_close, assert_tree_close, on_backend
+from helpers import assert_close, assert_tree_close, on_backend, to_np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -101,6 +101,18 @@ def test_every_spec_fused_equals_unfused_and_compiles_for_cuda(spec, nvrtc):
     plain, fused = _both(program, *args)
     assert_tree_close(fused, plain, rtol=1e-12, atol=1e-12)
     _check_cupy_plan(program, args, plain, nvrtc, rtol=1e-12)
+
+
+def test_infinite_and_nan_constants_compile(nvrtc):
+    """inf and NaN constants (scipy.stats' -inf outside a support) render as C quotients, not names."""
+    x = gnp.asarray(np.linspace(-1.0, 1.0, 7))
+    f = lambda x: gnp.where(x > 0, x * 2.0, -np.inf) + gnp.where(x < 0.5, 1.0, np.nan)  # noqa: E731
+    program = _program(f, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain, fused = _both(program, x)
+    np.testing.assert_array_equal(to_np(fused[0]), to_np(plain[0]))
+    _check_cupy_plan(program, [x], plain, nvrtc, rtol=0)
 
 
 def _check_cupy_plan(program, args, plain, nvrtc, rtol):

@@ -41,6 +41,18 @@ def sym(*shape, seed=0):
     return m + np.swapaxes(m, -1, -2) + np.diag(np.arange(shape[-1]) * 3.0)
 
 
+def real_eig(*shape, seed=0):
+    """Non-symmetric matrices with real, well-separated eigenvalues: V diag(w) V^-1."""
+    v = _rng(seed).standard_normal(shape) + 2 * np.eye(shape[-1])
+    w = np.arange(shape[-1]) * 1.5 - 1.0 + _rng(seed + 1).uniform(0, 0.5, shape[:-1])
+    return v @ (w[..., :, None] * np.linalg.inv(v))
+
+
+def complement_projector(u2):
+    """u2 u2^T: the same for every orthonormal basis u2 of a space."""
+    return u2 @ u2.T
+
+
 def to_np(x):
     """A result of the active backend (NumPy or CuPy) as a NumPy array."""
     return np.asarray(backends.current().to_numpy(x))
@@ -104,16 +116,27 @@ CASES = {
     "eigh_vectors": (lambda a: la.eigh(a).eigenvectors, sym(3, 3)),
     "eigh_stack": (lambda a: la.eigh(a)[1], sym(2, 3, 3, seed=3)),
     "eigvalsh": (la.eigvalsh, sym(4, 4, seed=4)),
+    "eig_values": (lambda a: la.eig(a).eigenvalues, real_eig(3, 3)),
+    "eig_vectors": (lambda a: la.eig(a).eigenvectors, real_eig(3, 3, seed=2)),
+    "eig_stack": (lambda a: la.eig(a)[1] * la.eigvals(a)[..., None, :], real_eig(2, 3, 3, seed=5)),
     "svd_values": (lambda a: la.svd(a, compute_uv=False), normal(3, 3)),
     "svd_u_tall": (lambda a: la.svd(a, full_matrices=False).U, normal(4, 2)),
     "svd_vh_tall": (lambda a: la.svd(a, full_matrices=False).Vh, normal(4, 2)),
     "svd_u_wide": (lambda a: la.svd(a, full_matrices=False)[0], normal(2, 4)),
     "svd_vh_wide": (lambda a: la.svd(a, full_matrices=False)[2], normal(2, 4)),
     "svd_stack": (lambda a: la.svd(a)[0], normal(2, 3, 3, seed=5)),
+    # full_matrices=True, non-square: one extra column is unique up to sign, so FD sees its derivative;
+    # with more, the basis is not unique and the projector on the complement is what is determined
+    "svd_full_u_one_extra": (lambda a: la.svd(a)[0], normal(3, 2, seed=14)),
+    "svd_full_vh_one_extra_stack": (lambda a: la.svd(a).Vh, normal(2, 2, 3, seed=15)),
+    "svd_full_u_projector": (lambda a: complement_projector(la.svd(a)[0][..., 2:]), normal(5, 2, seed=16)),
+    "svd_full_vh_projector": (lambda a: complement_projector(la.svd(a).Vh[1:].T), normal(1, 4, seed=17)),
     "qr_q": (lambda a: la.qr(a).Q, well(3, 3)),
     "qr_r": (lambda a: la.qr(a).R, well(3, 3)),
     "qr_tall_q": (lambda a: la.qr(a)[0], normal(4, 2)),
     "qr_tall_r_stack": (lambda a: la.qr(a, mode="r"), normal(2, 4, 3, seed=6)),
+    "qr_wide_q": (lambda a: la.qr(a).Q, normal(2, 4, seed=12)),
+    "qr_wide_r_stack": (lambda a: la.qr(a, mode="r"), normal(2, 3, 5, seed=13)),
     "pinv_tall": (la.pinv, normal(4, 2)),
     "pinv_wide_stack": (la.pinv, normal(2, 2, 3, seed=7)),
     "lstsq": (lambda a: la.lstsq(a, normal(4, 2, seed=8))[0], normal(4, 3)),
@@ -222,7 +245,7 @@ def test_second_order_against_finite_differences(name):
     close(hess, gpuad.jacfwd(gpuad.jacfwd(f))(x), rtol=1e-10, atol=1e-11)
 
 
-@pytest.mark.parametrize("name", ["solve_wrt_a", "solve_stack", "inv", "det", "cholesky", "norm_3"])
+@pytest.mark.parametrize("name", ["solve_wrt_a", "solve_stack", "inv", "det", "cholesky", "norm_3", "eig_vectors"])
 def test_dot_product_forward_reverse(name):
     """<u, J v> from one jvp equals <J^T u, v> from one vjp."""
     f, x = CASES[name]
@@ -357,11 +380,23 @@ def test_decompositions_match_numpy():
         close(to_np(u) * to_np(s)[..., None, :] @ to_np(vh), x, atol=1e-12)
         close(la.pinv(x), np.linalg.pinv(x), atol=1e-12)
         close(la.matrix_rank(x), np.linalg.matrix_rank(x), atol=0)
-    for x in (normal(4, 2), well(2, 3, 3)):
+    for x in (normal(4, 2), well(2, 3, 3), normal(2, 3, 5)):
         q, r = la.qr(x)
         close(np.abs(to_np(r)), np.abs(np.linalg.qr(x).R), atol=1e-12)
         close(to_np(q) @ to_np(r), x, atol=1e-12)
     close(la.matrix_rank(np.outer([1.0, 2.0, 3.0], [1.0, -1.0])), 1, atol=0)
+
+
+@pytest.mark.parametrize("a", [normal(5, 2, seed=18), normal(2, 3, 5, seed=19)], ids=["tall", "wide_stack"])
+def test_full_svd_matches_numpy_and_stays_orthonormal_to_second_order(a):
+    ref = np.linalg.svd(a)
+    for got, want in zip(la.svd(a), ref):
+        close(got, want, atol=1e-12)
+    for factor, full in ((lambda b: la.svd(b)[0], ref[0]), (lambda b: la.svd(b).Vh, ref[2])):
+        gram = lambda b, f=factor: gnp.matmul(gnp.swapaxes(f(b), -1, -2), f(b))  # noqa: E731  (I near a)
+        k, lead = full.shape[-1], a.shape[:-2]
+        close(gpuad.jacfwd(gram)(a), np.zeros(lead + (k, k) + a.shape), atol=1e-12)
+        close(gpuad.hessian(gram)(a), np.zeros(lead + (k, k) + a.shape * 2), atol=1e-10)
 
 
 def test_composed_functions_match_numpy():
@@ -421,7 +456,9 @@ def test_eigenvector_jacobian_matches_the_closed_form():
 
 
 @pytest.mark.parametrize("name", ["eigh_vectors", "svd_u_tall", "svd_vh_wide", "qr_q", "pinv_tall", "cond",
-                                  "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve"])
+                                  "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve", "expm_squared",
+                                  "expm_stack", "eig_vectors", "qr_wide_r_stack",
+                                  "svd_full_vh_one_extra_stack"])
 def test_decompositions_under_vmap_and_jit(name):
     f, x = CASES[name]
     xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=20)])
@@ -459,13 +496,34 @@ def test_scipy_linalg_matches_scipy():
     assert to_np(gsl.block_diag()).shape == scipy.linalg.block_diag().shape
 
 
-def test_expm_under_vmap_and_its_limit_under_jit():
-    ms = normal(3, 2, 2) * np.array([0.1, 1.0, 8.0])[:, None, None]  # one number of squarings for all
+@pytest.mark.parametrize("a", [normal(5, 3), np.outer([1.0, 2.0, 3.0, 4.0], [1.0, 1.0]), normal(2, 3)],
+                         ids=["tall", "rank_deficient", "wide"])
+def test_lstsq_under_jit_and_vmap_has_jax_residuals(a):
+    """Rank unknown while tracing, or batched: rank an integer array, residuals of a column's length,
+    0 where NumPy's are empty; x, rank and s as NumPy's, and derivatives as eager ones."""
+    b = normal(a.shape[0], 2, seed=3)
+    x, res, rank, s = np.linalg.lstsq(a, b)
+    jax_res = res if res.size else np.zeros(2)
+    for got in (gpuad.jit(la.lstsq)(a, b), [v[0] for v in gpuad.vmap(la.lstsq)(a[None], b[None])]):
+        close(got[0], x, atol=1e-12)
+        close(got[1], jax_res, atol=1e-10)
+        assert int(to_np(got[2])) == rank
+        close(got[3], s, atol=1e-12)
+    f = lambda a: la.lstsq(a, b)[1]  # noqa: E731  (compiled: the rank of the traced a is not known)
+    close(gpuad.jit(gpuad.jacrev(f))(a), gpuad.jacfwd(f)(a) if res.size else np.zeros((2,) + a.shape), atol=1e-10)
+
+
+def test_expm_under_vmap_and_jit():
+    """Each example, and each compiled call, squares as often as its own norm needs."""
+    ms = normal(3, 2, 2) * np.array([0.1, 1.0, 8.0])[:, None, None]
     close(gpuad.vmap(gsl.expm)(ms), scipy.linalg.expm(ms), rtol=1e-11, atol=1e-12)
     close(gpuad.vmap(gpuad.jacfwd(gsl.expm))(ms), np.stack([to_np(gpuad.jacrev(gsl.expm)(m)) for m in ms]),
           rtol=1e-9, atol=1e-10)
-    with pytest.raises(TypeError, match="gpuad.jit"):
-        gpuad.jit(gsl.expm)(ms[0])
+    compiled = gpuad.jit(gsl.expm)
+    for m in (*ms, normal(3, 3) * 30, np.zeros((2, 2))):  # 0 to 7 squarings, one program per shape
+        close(compiled(m), scipy.linalg.expm(m), rtol=1e-11, atol=1e-12)
+    close(compiled(ms), scipy.linalg.expm(ms), rtol=1e-11, atol=1e-12)
+    close(gpuad.jit(gpuad.jacrev(gsl.expm))(ms[2]), gpuad.jacfwd(gsl.expm)(ms[2]), rtol=1e-10, atol=1e-10)
 
 
 def test_scipy_linalg_errors():
@@ -506,12 +564,8 @@ def test_solve_shape_errors():
 
 
 def test_decomposition_errors():
-    with pytest.raises(NotImplementedError, match="full_matrices=False"):
-        la.svd(normal(3, 2))
     with pytest.raises(NotImplementedError, match="mode 'raw'"):
         la.qr(normal(3, 2), mode="raw")
-    with pytest.raises(NotImplementedError, match="m >= n"):
-        gpuad.jacfwd(lambda a: la.qr(a).R)(normal(2, 3))
     with pytest.raises(ValueError, match="square"):
         la.eigh(normal(3, 2))
     with pytest.raises(ValueError, match="UPLO"):
@@ -528,6 +582,23 @@ def test_decomposition_errors():
         la.lstsq(A3, np.ones(4))
     with pytest.raises(ValueError, match="both"):
         la.pinv(A3, rcond=1e-3, rtol=1e-3)
+    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])  # eigenvalues +-i
+    for run in (la.eig, la.eigvals, gpuad.jacrev(la.eigvals), gpuad.jit(la.eigvals)):
+        with pytest.raises(ValueError, match="complex eigenvalues.*real ones only.*eigh"):
+            run(rotation)
+    with pytest.raises(ValueError, match="square"):
+        la.eig(normal(3, 2))
+
+
+def test_eig_matches_numpy_and_missing_linalg_names_say_so():
+    for a in (real_eig(4, 4, seed=3), real_eig(2, 3, 3, seed=6)):
+        w, v = la.eig(a)
+        ref = np.linalg.eig(a)
+        close(w, ref.eigenvalues, rtol=1e-12)
+        close(v, ref.eigenvectors, atol=1e-12)
+        close(la.eigvals(a), ref.eigenvalues, rtol=1e-12)
+    with pytest.raises(AttributeError, match="gpuad.numpy.linalg has no 'tensorsolve' yet.*numpy.linalg.tensorsolve"):
+        la.tensorsolve  # noqa: B018
 
 
 def test_norm_errors():

@@ -28,7 +28,7 @@ _LAUNCHES = {
     "argsort": 3,         # CUB radix sort passes
     "solve": 4, "logabsdet": 4, "det_sign": 4,  # LU factorisation, solve or reductions, copies
     "cholesky": 2,
-    "eigh": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy
+    "eigh": 4, "eig": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy
     "lu": lambda eq: 3 * prod(eq.ins[0].shape[:-2]) + 1,  # cupyx's lu_factor, one matrix at a time
     "contract": lambda eq: 1 + sum(_copies(eq)),
 }

@@ -101,10 +101,10 @@ class _Body:
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
         if isinstance(a, (bool, int, float)):
-            return f"T({float(a)!r})"
+            return _literal(a)
         key = _key(a)
         if key[1] in self.region.literals:
-            return f"T({float(self.region.literals[key[1]])!r})"
+            return _literal(self.region.literals[key[1]])
         idx = tuple("0LL" if d == 1 else i for d, i in zip(a.shape, idx))
         if key[1] in self.region.identities:
             c, value, k = self.region.identities[key[1]]
@@ -391,7 +391,13 @@ def _identity_expression(c_shape, idx, value, k):
             terms.append(f"{idx[j]} * {stride}LL")
         stride *= c_shape[j]
     col = " + ".join(terms) or "0LL"
-    return f"(({col}) - ({idx[0]}) == {k}LL ? T({float(value)!r}) : T(0.0))"
+    return f"(({col}) - ({idx[0]}) == {k}LL ? {_literal(value)} : T(0.0))"
+
+
+def _literal(value):
+    """A number as C source; inf and NaN as the quotients gpuad_math.cuh writes them (C has no literal)."""
+    v = float(value)
+    return f"T({v!r})" if math.isfinite(v) else f"(T({math.copysign(1.0, v) if math.isinf(v) else 0.0}) / T(0))"
 
 
 def _key(a):

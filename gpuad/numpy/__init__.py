@@ -23,6 +23,7 @@ from .creation import (  # noqa: F401
 )
 from .dtypes import bool_, float16, float32, float64, int8, int16, int32, int64, uint8  # noqa: F401
 from .elementwise import *  # noqa: F403
+from .index_tricks import c_, r_  # noqa: F401
 from .indexing import at  # noqa: F401
 from .mathematical import *  # noqa: F403
 from .methods import install as _install
@@ -30,6 +31,7 @@ from .products import dot, einsum, inner, matmul, outer, tensordot, trace  # noq
 from .reductions import amax, amin, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401
 from .shapes import (  # noqa: F401
     atleast_1d,
+    broadcast_arrays,
     broadcast_to,
     concatenate,
     diag,

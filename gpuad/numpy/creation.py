@@ -1,9 +1,11 @@
-"""Array creation. Constants carry no derivative; `array` of traced scalars stacks them."""
+"""Array creation. Constants carry no derivative; `array` of traced scalars stacks them. On the
+NumPy backend the arrays made here have JAX's `x.at[idx]` updates (indexing.ndarray)."""
 import numpy as onp
 
 from .. import backends
 from ..core import Tracer
 from ..ops.elementwise import astype as _astype
+from .indexing import ndarray, updatable
 from .shapes import stack
 
 
@@ -22,13 +24,13 @@ def array(obj, dtype=None):
     if _has_tracer(obj):
         out = obj if isinstance(obj, Tracer) else stack([array(o) for o in obj])
         return out if dtype is None else _astype(out, dtype=onp.dtype(dtype))
-    return backends.current().asarray(obj, dtype=dtype)
+    return updatable(backends.current().asarray(obj, dtype=dtype))
 
 
 def asarray(obj, dtype=None):
     """Like numpy.asarray: traced values pass through (cast when dtype differs)."""
-    if isinstance(obj, Tracer):
-        return obj if dtype is None or obj.dtype == onp.dtype(dtype) else _astype(obj, dtype=onp.dtype(dtype))
+    if isinstance(obj, (Tracer, ndarray)):
+        return obj if dtype is None or obj.dtype == onp.dtype(dtype) else obj.astype(onp.dtype(dtype))
     return array(obj, dtype=dtype)
 
 
@@ -37,15 +39,15 @@ def _like(a, dtype):
 
 
 def zeros(shape, dtype=float):
-    return backends.xp().zeros(shape, dtype=dtype)
+    return updatable(backends.xp().zeros(shape, dtype=dtype))
 
 
 def ones(shape, dtype=float):
-    return backends.xp().ones(shape, dtype=dtype)
+    return updatable(backends.xp().ones(shape, dtype=dtype))
 
 
 def full(shape, fill_value, dtype=None):
-    return backends.xp().full(shape, fill_value, dtype=dtype)
+    return updatable(backends.xp().full(shape, fill_value, dtype=dtype))
 
 
 def zeros_like(a, dtype=None):
@@ -62,7 +64,7 @@ def full_like(a, fill_value, dtype=None):
 
 
 def eye(N, M=None, k=0, dtype=float):
-    return backends.xp().eye(N, M, k, dtype=dtype)
+    return updatable(backends.xp().eye(N, M, k, dtype=dtype))
 
 
 def identity(n, dtype=float):
@@ -70,7 +72,7 @@ def identity(n, dtype=float):
 
 
 def arange(*args, **kwargs):
-    return backends.xp().arange(*args, **kwargs)
+    return updatable(backends.xp().arange(*args, **kwargs))
 
 
 def linspace(start, stop, num=50, endpoint=True, dtype=None):
@@ -82,7 +84,7 @@ def linspace(start, stop, num=50, endpoint=True, dtype=None):
     array([0. , 0.5, 1. ])
     """
     if not (isinstance(start, Tracer) or isinstance(stop, Tracer)):
-        return backends.xp().linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
+        return updatable(backends.xp().linspace(start, stop, num, endpoint=endpoint, dtype=dtype))
     steps = max(num - 1, 1) if endpoint else max(num, 1)
     ndim = max(onp.ndim(start), onp.ndim(stop))
     t = backends.xp().arange(num, dtype=float).reshape((num,) + (1,) * ndim) / steps

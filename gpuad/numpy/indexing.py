@@ -9,6 +9,7 @@ import numpy as onp
 from .. import backends
 from ..batching import BatchTracer
 from ..core import Tracer, shape
+from ..ops.elementwise import PRIMS
 from ..ops.indexing import getitem, index_add, index_set, take_along
 from ..ops.shape import reshape
 
@@ -76,7 +77,8 @@ def _gather_leading(x, idx):
 
 
 class _At:
-    """`x.at[idx].set(v)`, `.add(v)`, `.multiply(v)`, `.get()`: functional updates, as in JAX."""
+    """`x.at[idx].set(v)`, `.add(v)`, `.multiply(v)`, `.min(v)`, `.max(v)`, `.get()`: functional
+    updates, as in JAX."""
     __slots__ = ("x",)
 
     def __init__(self, x):
@@ -101,12 +103,42 @@ class _AtIndex:
         return index_add(self.x, v, idx=self.idx)
 
     def multiply(self, v):
+        """x with x[idx] * v at idx (a repeated index takes one of its products, where JAX multiplies
+        them all; likewise min and max)."""
         return self.set(self.get() * v)
+
+    def min(self, v):
+        return self.set(PRIMS["minimum"](self.get(), v))
+
+    def max(self, v):
+        return self.set(PRIMS["maximum"](self.get(), v))
 
     def get(self):
         return getitem(self.x, idx=self.idx)
 
 
 def at(x):
-    """`at(x)[idx].set(v)` works for plain arrays too (traced values also have `x.at`)."""
+    """`at(x)[idx].set(v)` works for any array (traced values and gpuad.numpy's arrays have `x.at`)."""
     return _At(x)
+
+
+class ndarray(onp.ndarray):
+    """The NumPy arrays gpuad.numpy makes: numpy.ndarray with JAX's `x.at[idx]` updates, so that
+    `y = gnp.zeros(3); y = y.at[0].set(v)` runs as in JAX, eagerly and under every transform. In
+    all else a NumPy array (NumPy's functions take it, results of its arithmetic keep `.at`); it
+    prints as one."""
+    at = property(_At)
+
+    def __setitem__(self, key, value):
+        if isinstance(value, Tracer):  # NumPy would say "setting an array element with a sequence"
+            raise TypeError("a traced value cannot be written into an array (y[i] = v): it carries derivatives. "
+                            "Write y = y.at[i].set(v) instead, as in JAX.")
+        super().__setitem__(key, value)
+
+    def __repr__(self):
+        return repr(self.view(onp.ndarray))
+
+
+def updatable(a):
+    """A NumPy array of gpuad.numpy's as the ndarray above (a view, no copy); anything else as is."""
+    return a.view(ndarray) if type(a) is onp.ndarray else a

@@ -15,14 +15,24 @@ from collections import namedtuple
 
 import numpy as onp
 
-from ..core import shape
+from ..core import Tracer, shape
 from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
 from ..ops.elementwise import astype, where
+from ..program import ProgramTracer
 from . import reductions as R
 from .creation import asarray, eye
 from .products import matmul
-from .shapes import broadcast_to, expand_dims, moveaxis, reshape, squeeze, swapaxes
+from .shapes import broadcast_to, concatenate, expand_dims, moveaxis, reshape, squeeze, swapaxes
+
+
+def _known(x):
+    """The backend array beneath a value's transforms, or None while gpuad.jit traces it (no data)."""
+    while isinstance(x, Tracer):
+        if isinstance(x, ProgramTracer):
+            return None
+        x = x._inner()
+    return x
 
 
 def _float(x):
@@ -186,11 +196,42 @@ def eigvalsh(a, UPLO="L"):
     return eigh(a, UPLO).eigenvalues
 
 
+EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
+
+
+def eig(a):
+    """(eigenvalues, eigenvectors as unit columns) of a square matrix or stack, as numpy's named
+    tuple, for matrices whose eigenvalues are all real (a ValueError otherwise: gpuad has no
+    complex values). With S = V^-1 dA V: dw = diag(S), dV = V (F o S), F_ij = 1/(w_j - w_i),
+    less its part along V, which keeps the columns at unit norm; defined where the eigenvalues
+    are distinct (repeated ones get 0 there, as in eigh).
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> w, v = gnp.linalg.eig(gnp.array([[2.0, 1.0], [0.0, 3.0]]))
+    >>> print(w)
+    [2. 3.]
+    >>> print(gpuad.jacfwd(lambda a: gnp.linalg.eig(a).eigenvalues)(gnp.array([[2.0, 1.0], [0.0, 3.0]]))[0])
+    [[ 1.  0.]
+     [-1.  0.]]
+    """
+    a = _float(a)
+    n = _square(a, "eig")
+    packed = L.eig(a)
+    return EigResult(packed[..., 0, :], packed[..., 1:n + 1, :])
+
+
+def eigvals(a):
+    """The eigenvalues of a square matrix or stack whose eigenvalues are all real (numpy.linalg.eigvals)."""
+    return eig(a).eigenvalues
+
+
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """The singular value decomposition a = U @ diag(S) @ Vh of a matrix or stack, as numpy's
-    (U, S, Vh) named tuple, or S alone with compute_uv=False. U and Vh are the reduced factors
-    (k = min(m, n) columns): full_matrices=True is refused for a non-square a, whose extra
-    columns have no derivative (pass full_matrices=False). `hermitian` changes nothing here.
+    (U, S, Vh) named tuple, or S alone with compute_uv=False. For a non-square a, full_matrices=True
+    adds an orthonormal basis of the complement to U (tall a) or Vh (wide a): NumPy's columns, and,
+    as any basis of that space would do, a derivative that keeps the basis orthonormal and
+    orthogonal to the other columns (the basis is not unique, so its derivative is one choice; its
+    projector's is exact). `hermitian` changes nothing here.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> print(gnp.linalg.svd(gnp.array([[3.0, 0.0], [0.0, -4.0]]), compute_uv=False))
@@ -201,20 +242,32 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """
     a = _matrix(a, "svd")
     m, n = shape(a)[-2:]
-    if compute_uv and full_matrices and m != n:
-        raise NotImplementedError(f"svd: full_matrices=True for a non-square matrix {(m, n)} is not supported "
-                                  "(its extra columns have no derivative); pass full_matrices=False")
     packed = L.svd(a)
-    s = packed[..., m, :]
+    u, s, v = packed[..., :m, :], packed[..., m, :], packed[..., m + 1:, :]
     if not compute_uv:
         return s
-    return SVDResult(packed[..., :m, :], s, swapaxes(packed[..., m + 1:, :], -1, -2))
+    if full_matrices and m > n:
+        u = concatenate([u, _complete(u, L.svd_complement(a))], axis=-1)
+    if full_matrices and m < n:
+        v = concatenate([v, _complete(v, L.svd_complement(a))], axis=-1)
+    return SVDResult(u, s, swapaxes(v, -1, -2))
+
+
+def _complete(basis, c):
+    """An orthonormal basis of the complement of basis's (orthonormal) columns, made from c, a
+    basis of it at the value (no derivative): P c L^-T with P = I - basis basis^T and L L^T =
+    (P c)^T P c. It equals c at the value and is an orthonormal basis of the complement nearby,
+    so its derivatives of every order are those of one."""
+    pc = c - matmul(basis, matmul(swapaxes(basis, -1, -2), c))
+    low = cholesky(matmul(swapaxes(pc, -1, -2), pc))
+    return swapaxes(solve(low, swapaxes(pc, -1, -2)), -1, -2)
 
 
 def qr(a, mode="reduced"):
     """The QR decomposition a = Q @ R of a matrix or stack (numpy.linalg.qr): mode 'reduced'
-    gives the named tuple (Q, R), 'r' gives R; 'complete' equals 'reduced' for m <= n. The
-    derivative needs m >= n.
+    gives the named tuple (Q, R), 'r' gives R; 'complete' equals 'reduced' for m <= n. A wide
+    matrix [X Y] (m < n) is factorised as X = Q R1 and R = [R1, Q^T Y], as JAX does: the same
+    factors as LAPACK's, and a derivative that needs only the square X's.
 
     >>> import gpuad.numpy as gnp
     >>> q, r = gnp.linalg.qr(gnp.array([[3.0, 1.0], [4.0, 2.0]]))
@@ -227,6 +280,10 @@ def qr(a, mode="reduced"):
     if mode not in ("reduced", "r", "complete") or (mode == "complete" and m > n):
         raise NotImplementedError(f"qr: mode {mode!r} is not supported for a matrix of shape {(m, n)}; use "
                                   "'reduced' or 'r' ('complete' where m <= n)")
+    if m < n:
+        q, r = qr(a[..., :m])
+        r = concatenate([r, matmul(swapaxes(q, -1, -2), a[..., m:])], axis=-1)
+        return r if mode == "r" else QRResult(q, r)
     packed = L.qr(a)
     r = swapaxes(packed[..., m:, :], -1, -2)
     return r if mode == "r" else QRResult(packed[..., :m, :], r)
@@ -282,8 +339,9 @@ def lstsq(a, b, rcond=None):
     """The least-squares solution of a @ x = b, as numpy.linalg.lstsq: (x, residuals, rank, s).
     x = pinv(a) @ b, with singular values at or below rcond times the largest dropped (default:
     max(m, n) times eps, numpy's); residuals are the squared 2-norms of b - a @ x per column when
-    rank == n < m, else empty. The shapes depend on the rank, a Python int read from the value: under
-    gpuad.jit or vmap, use pinv(a) @ b.
+    rank == n < m, else empty. Where the rank is not one known number (under gpuad.jit, which
+    traces without values, and under vmap) rank is an integer array and residuals always have a
+    column's length, 0 where NumPy's would be empty, as jax.numpy.linalg.lstsq gives them.
 
     >>> import gpuad.numpy as gnp
     >>> x, res, rank, s = gnp.linalg.lstsq(gnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), gnp.array([1.0, 1.0, 3.0]))
@@ -297,10 +355,14 @@ def lstsq(a, b, rcond=None):
     usv = svd(a, full_matrices=False)
     ainv, keep = _pinv_of(usv, onp.finfo(a.dtype).eps * max(m, n) if rcond is None else rcond)
     x = matmul(ainv, b)
-    rank = int(R.sum(astype(keep, dtype=onp.dtype(onp.int64))))
-    if rank == n and m > n:
-        residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
-    else:
+    rank = R.sum(astype(keep, dtype=onp.dtype(onp.int64)))
+    residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
+    known = _known(rank)
+    if known is None or shape(known) != ():  # JAX's form: the residuals, zeroed where NumPy's are empty
+        full = EW["logical_and"](EW["equal"](rank, n), m > n)
+        return x, where(full, residuals, 0.0), rank, usv.S
+    rank = int(known)
+    if not (rank == n and m > n):
         residuals = asarray(onp.zeros((0,), dtype=a.dtype))
     return x, residuals, rank, usv.S
 
@@ -491,3 +553,11 @@ def _matrix_norm(x, ord, axes, keepdims):
     pick = R.max if ord > 0 else R.min
     y = pick(R.sum(EW["abs"](x), summed, keepdims=True), picked, keepdims=True)
     return y if keepdims else squeeze(y, axes)
+
+
+def __getattr__(name):
+    """A clear error for numpy.linalg names that gpuad.numpy.linalg does not have (yet)."""
+    if hasattr(onp.linalg, name):
+        raise AttributeError(f"gpuad.numpy.linalg has no {name!r} yet (numpy.linalg.{name} exists). Compose it "
+                             "from gpuad.numpy.linalg functions, or compute it outside the transformed function.")
+    raise AttributeError(f"module 'gpuad.numpy.linalg' has no attribute {name!r}")

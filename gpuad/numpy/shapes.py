@@ -77,6 +77,13 @@ def broadcast_to(x, shape_):
     return x if shape(x) == shape_ else shape_prims.broadcast_to(x, shape=shape_)
 
 
+def broadcast_arrays(*args):
+    """numpy.broadcast_arrays: the arguments broadcast to one shape, as a list."""
+    args = [a if isinstance(a, Tracer) else backends.current().asarray(a) for a in args]
+    target = onp.broadcast_shapes(*(shape(a) for a in args))
+    return [broadcast_to(a, target) for a in args]
+
+
 def atleast_1d(x):
     return reshape(x, (1,)) if _ndim(x) == 0 else x
 

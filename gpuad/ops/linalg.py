@@ -1,4 +1,4 @@
-"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`, `svd`, `qr`, `lu`.
+"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`, `eig`, `svd`, `qr`, `lu`.
 
 All act on the last two axes of a stack of matrices (..., n, n), so a leading bundle or
 batch axis is just one more stack axis. Everything else (inv, det, slogdet, norm) is
@@ -241,6 +241,47 @@ eigh = _matrix_unary(
     abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
 
 
+# ---------------------------------------------------------------- eig (real eigenvalues)
+def _eig_impl(a):
+    w, v = xp().linalg.eig(a)
+    if w.dtype.kind == "c":  # numpy returns real arrays when every eigenvalue is real
+        raise ValueError("eig: the matrix has complex eigenvalues; gpuad.numpy.linalg.eig supports real ones "
+                         "only (for a symmetric matrix use eigh)")
+    return xp().concatenate([w[..., None, :], v], axis=-2)
+
+
+def _eig_jvp(primals, tangents):
+    # A = V diag(w) V^-1: with S = V^-1 dA V, dw = diag(S) and dV = V H, H = G - I o (V^T V G),
+    # G = F o S, F_ij = 1/(w_j - w_i); the second term keeps the columns of V at unit norm.
+    a, = primals
+    packed = eig(a)
+    v, f = _eigh_parts(packed)
+    nb = len(shape(a)) - 2
+    s = _einsum(".ij,K.jk->K.ik", inv(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
+    g = multiply(f, s)
+    vtv = _einsum(".ji,.jk->.ik", v, v, nb)
+    h = subtract(g, multiply(_eye(shape(v)[-1], g), _einsum(".ij,K.jk->K.ik", vtv, g, nb)))
+    return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, h, nb))
+
+
+def _eig_vjp(ct, args, packed, needed):
+    # The adjoint of the JVP: ct_A = V^-T (diag(ct_w) + F o (ct_H - V^T V (I o ct_H))) V^T, ct_H = V^T ct_V.
+    v, f = _eigh_parts(packed)
+    n, nb = shape(v)[-1], len(shape(v)) - 2
+    ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
+    eye = _eye(n, ct)
+    ct_h = _einsum(".ji,M.jk->M.ik", v, ct_v, nb)
+    ct_g = subtract(ct_h, _einsum(".ji,M.jk->M.ik", _einsum(".ji,.jk->.ik", v, v, nb), multiply(eye, ct_h), nb))
+    inner = add(multiply(eye, ct_w), multiply(f, ct_g))
+    return [_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", inv(v), inner, nb), v, nb)]
+
+
+# The real eigenvalues (numpy's order) and unit eigenvectors of matrices (..., n, n), packed (..., n + 1, n).
+eig = _matrix_unary(
+    "eig", _eig_impl, _eig_jvp, _eig_vjp,
+    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+
+
 # ---------------------------------------------------------------- svd
 def _svd_impl(a):
     u, s, vh = xp().linalg.svd(a, full_matrices=False)
@@ -311,6 +352,21 @@ def _svd_abstract(a):
 svd = _matrix_unary("svd", _svd_impl, _svd_jvp, _svd_vjp, abstract=_svd_abstract)
 
 
+def _svd_complement_impl(a):
+    m, n = a.shape[-2:]
+    u, _, vh = xp().linalg.svd(a, full_matrices=True)
+    return u[..., :, n:] if m > n else _swap_last(vh[..., m:, :])
+
+
+# The columns full_matrices=True adds to a non-square matrix's reduced SVD: U's last m - n for a tall
+# one, V's last n - m for a wide one, as LAPACK picks them. Not unique, so no derivative here:
+# gpuad.numpy.linalg.svd makes a differentiable basis of that complement from them.
+svd_complement = _matrix_unary(
+    "svd_complement", _svd_complement_impl, nondiff=True,
+    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (max(shape(a)[-2:]), abs(shape(a)[-1] - shape(a)[-2])),
+                                        dtype(a)))
+
+
 # ---------------------------------------------------------------- qr
 def _qr_impl(a):
     q, r = xp().linalg.qr(a)
@@ -319,9 +375,6 @@ def _qr_impl(a):
 
 def _qr_parts(packed, a):
     m, n = shape(a)[-2:]
-    if m < n:
-        raise NotImplementedError(f"qr: the derivative is defined here for m >= n (a tall or square matrix); "
-                                  f"got a matrix of shape {(m, n)}")
     return _part(packed, 0, m), _swap_last(_part(packed, m, m + n)), len(shape(a)) - 2
 
 
@@ -364,7 +417,8 @@ def _qr_abstract(a):
     return ShapeDtypeStruct(shape(a)[:-2] + (m + n, min(m, n)), dtype(a))
 
 
-# The reduced QR of matrices (..., m, n), k = min(m, n), packed [Q; R^T] (..., m + n, k).
+# The reduced QR of matrices (..., m, n), m >= n (gpuad.numpy.linalg.qr splits wide ones), packed
+# [Q; R^T] (..., m + n, n).
 qr = _matrix_unary("qr", _qr_impl, _qr_jvp, _qr_vjp, abstract=_qr_abstract)
 
 
@@ -462,7 +516,7 @@ def _solve_pattern(args, out):
 solve.pattern = _solve_pattern
 logabsdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
-det_sign.pattern = patterns.none
+det_sign.pattern = svd_complement.pattern = patterns.none
 # The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).
-for _factorisation in (eigh, svd, qr, lu):
+for _factorisation in (eigh, eig, svd, qr, lu):
     _factorisation.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]

@@ -3,13 +3,12 @@
 Everything here is composed from gpuad.numpy (solve, cholesky, matmul), so derivatives of any
 order, vmap and gpuad.jit come from those primitives' rules.
 """
-import math
 
 import numpy as onp
 
 from .. import backends
 from .. import numpy as gnp
-from ..core import Tracer
+from ..numpy.linalg import _known
 from ..ops import linalg as L
 
 __all__ = ["solve_triangular", "cho_factor", "cho_solve", "lu_factor", "lu_solve", "expm", "block_diag"]
@@ -117,24 +116,29 @@ _PADE13 = (64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353
 _THETA13 = 5.371920351148152
 
 
+_MAX_SQUARINGS = 40  # under gpuad.jit: enough for 1-norms up to theta_13 * 2^40, about 6e12
+
+
 def _squarings(a):
-    """The number of squarings s that bring the 1-norm of a / 2^s under theta_13. It depends on
-    the value of a: taken from the value beneath any transforms, one s for a whole stack (and
-    vmap batch), which only adds accuracy for the smaller matrices. On CuPy this reads A back
-    from the device (one wait for the GPU); under gpuad.jit, whose values are abstract, a
-    TypeError says so."""
-    v = a
-    while isinstance(v, Tracer):
-        v = v._inner()
-    norm1 = float(onp.max(onp.sum(onp.abs(backends.current().to_numpy(v)), axis=-2), initial=0.0))
-    return max(0, math.ceil(math.log2(norm1 / _THETA13))) if norm1 > _THETA13 else 0
+    """The number s of squarings that bring the 1-norm of a / 2^s under theta_13, per matrix (one
+    for a whole stack, one per example under vmap), and how many squarings the loop runs: the
+    largest s, read from the value beneath any transforms (on CuPy one wait for the GPU), or
+    _MAX_SQUARINGS while gpuad.jit traces, whose values are abstract. s carries no derivative."""
+    norm1 = gnp.max(gnp.sum(gnp.abs(a), axis=-2), axis=-1)
+    if a.ndim > 2:
+        norm1 = gnp.max(norm1)
+    with onp.errstate(divide="ignore"):  # log2(0) = -inf: no squaring for the zero matrix
+        s = gnp.clip(gnp.ceil(gnp.log2(norm1 / _THETA13)), 0, _MAX_SQUARINGS)
+    value = _known(s)
+    return s, _MAX_SQUARINGS if value is None else int(backends.current().to_numpy(value).max())
 
 
 def expm(A):
     """The matrix exponential of a square matrix or stack, by scaling and squaring with Higham's
     [13/13] Pade approximant, composed from matmul and solve: its derivatives of any order are
-    those of the approximant, accurate to the same precision. The number of squarings depends
-    on the norm of A's value, so under gpuad.jit expm raises a TypeError (call it outside jit).
+    those of the approximant, accurate to the same precision. The number of squarings depends on
+    the norm of A; under gpuad.jit, which traces without values, the program holds 40 squarings,
+    each kept where it is needed (1-norms up to about 6e12).
 
     >>> import gpuad, gpuad.numpy as gnp, gpuad.scipy.linalg as gsl
     >>> print(gsl.expm(gnp.array([[0.0, 1.0], [0.0, 0.0]])))
@@ -148,8 +152,9 @@ def expm(A):
         raise ValueError(f"expm: expected a square matrix or a stack of them, got shape {a.shape}")
     if a.dtype.kind not in "fc":
         a = a.astype(gnp.float64)
-    s = _squarings(a)
-    a = a * (0.5 ** s)
+    s, loops = _squarings(a)
+    s = s.astype(a.dtype)
+    a = a * gnp.power(0.5, s)[..., None, None]
     b = _PADE13
     eye = gnp.broadcast_to(gnp.eye(a.shape[-1], dtype=a.dtype), a.shape)
     a2 = a @ a
@@ -158,8 +163,8 @@ def expm(A):
     u = a @ (a6 @ (b[13] * a6 + b[11] * a4 + b[9] * a2) + b[7] * a6 + b[5] * a4 + b[3] * a2 + b[1] * eye)
     v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * eye
     r = gnp.linalg.solve(v - u, v + u)
-    for _ in range(s):
-        r = r @ r
+    for k in range(loops):
+        r = gnp.where(gnp.less(k, s)[..., None, None], r @ r, r)
     return r
 
 
