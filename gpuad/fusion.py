@@ -29,6 +29,8 @@ from .program import Var
 _C_DTYPES = ("float32", "float64", "bool")
 MOVES = frozenset({"reshape", "transpose", "broadcast_to", "getitem", "scatter", "concatenate"})
 VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})
+_SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
+_PARALLEL = 4096  # a longer sum is fused when it makes at least this many elements (the kernel's parallelism)
 _TINY = 64  # a value this small is recomputed wherever it is read: cheaper than its own pass
 # How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
 # is nearly free beside a pass over memory; on a CPU, a transcendental redone costs more than a
@@ -67,6 +69,9 @@ def fusible(eq):
         return name not in ("getitem", "scatter") or all(_basic(i) for i in eq.params["idx"])
     if eq.out.dtype.name == "bool":
         return False
+    if name == "reduce_sum":  # each output element sums its own elements: enough of them to run in parallel
+        n = prod(eq.ins[0].shape[a] for a in eq.params["axes"])
+        return n <= _SUMMED or prod(eq.out.shape) >= _PARALLEL
     if name in ROWS:
         return _renders(ROWS[name])
     return name in ("where", "astype")
@@ -153,8 +158,8 @@ def _joined(program, eq, readers, region_of, outs, evaluations, repeats):
 
 def _share(reader, v):
     """The fraction of its evaluations in which reader evaluates v: a scatter or concatenation
-    reads each input only where it lands."""
-    if reader.prim.name in ("scatter", "concatenate"):
+    reads each input only where it lands, a sum each element once."""
+    if reader.prim.name in ("scatter", "concatenate", "reduce_sum"):
         return prod(v.shape) / prod(reader.out.shape)
     return 1.0
 

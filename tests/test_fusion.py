@@ -225,3 +225,28 @@ def test_random_slice_and_concatenation_programs_fused_equal_eager(n, ops, dtype
     plain, fused = _both(program, x)
     assert_tree_close(fused, plain, rtol=tol, atol=tol)
     _check_cupy_plan(program, [x], plain, nvrtc, rtol=tol)
+
+
+@pytest.mark.parametrize("shape, axis, keepdims", [((64, 5), 1, False), ((5, 64), 0, True), ((4100, 20), 1, True),
+                                                   ((20, 4100), 0, False), ((3, 4, 1400), (0, 1), False)])
+def test_sums_fuse_as_epilogues(shape, axis, keepdims, nvrtc):
+    """A sum over a few elements (unrolled) or making many elements (a loop per element) joins the
+    region that computes what it sums, in the values, the Jacobians and the cotangents' sums."""
+    rng = np.random.default_rng(1)
+    x = gnp.asarray(rng.uniform(-1, 1, shape))
+
+    def f(x):
+        s = gnp.sum(gnp.sin(x) * x + 1.0, axis=axis, keepdims=keepdims)
+        return gnp.exp(0.1 * s) * 2.0
+
+    program = _program(f, x)
+    assert any(e.prim.name == "reduce_sum" for r in fuse(program) if isinstance(r, Region) for e in r.equations)
+    plain, fused = _both(program, x)
+    assert_close(fused[0], plain[0], rtol=1e-13)
+    assert_close(fused[0], f(x), rtol=1e-13)
+    _check_cupy_plan(program, [x], plain, nvrtc, rtol=1e-13)
+    small = gnp.asarray(rng.uniform(-1, 1, shape)[..., :3])  # derivatives on a slice of it
+    for transform in (gpuad.jacfwd, gpuad.jacrev):
+        program = _program(transform(f), small)
+        plain, fused = _both(program, small)
+        assert_close(fused[0], plain[0], rtol=1e-13)

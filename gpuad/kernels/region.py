@@ -90,8 +90,7 @@ class _Body:
         outer, per = shape[:len(shape) - inner], math.prod(shape[len(shape) - inner:])
         self.lines = [f"const long long d{d} = {_digit(outer, d)};" for d in range(len(outer))]
         for j in range(per):
-            digits = [f"{j // math.prod(shape[d + 1:]) % shape[d]}LL" for d in range(len(outer), len(shape))]
-            index = tuple(f"d{d}" for d in range(len(outer))) + tuple(digits)
+            index = tuple(f"d{d}" for d in range(len(outer))) + tuple(_digits(j, shape[len(outer):]))
             at = "i" if per == 1 else f"i * {per}LL + {j}LL"
             for k, v in enumerate(self.region.outs):
                 value = self.value(v, ("0LL",) * (len(v.shape) - len(shape)) + index)
@@ -131,6 +130,8 @@ class _Body:
             return self._cases(a.dtype, [_scatter_case(a.shape, p["idx"], idx, eq.ins[0])], "T(0.0)")
         if name == "concatenate":
             return self._cases(a.dtype, _concatenate_cases(eq.ins, p["axis"], idx), None)
+        if name == "reduce_sum":
+            return self._sum(a.dtype, eq.ins[0], p["axes"], p["keepdims"], idx)
         ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
         return self._temp(a.dtype, _expression(eq, ops))
 
@@ -138,6 +139,27 @@ class _Body:
         name, ctype = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name]
         self.temps += 1
         self.lines.append(f"{ctype} {name}; {{ typedef {ctype} T; {name} = {expr}; }}")
+        return name
+
+    def _sum(self, dtype, x, axes, keepdims, idx):
+        """The sum of x over axes at idx of the result: unrolled when short, else a loop whose
+        body's values are forgotten after it."""
+        axes = sorted(a % len(x.shape) for a in axes)
+        dims = [x.shape[a] for a in axes]
+        n = math.prod(dims)
+        if n <= _UNROLLED:
+            terms = [self.value(x, _summed_index(x, axes, keepdims, idx, _digits(j, dims))) for j in range(n)]
+            return self._temp(dtype, " + ".join(terms))
+        name, ctype, r = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name], f"r{self.temps}"
+        self.temps += 1
+        self.lines.append(f"{ctype} {name} = {ctype}(0);")
+        self.lines.append(f"for (long long {r} = 0; {r} < {n}LL; ++{r}) {{")
+        saved = dict(self.memo)
+        digits = [f"({r} / {math.prod(dims[m + 1:])}LL % {d}LL)" for m, d in enumerate(dims)]
+        term = self.value(x, _summed_index(x, axes, keepdims, idx, digits))
+        self.lines.append(f"    {{ typedef {ctype} T; {name} += {term}; }}")
+        self.memo = saved
+        self.lines.append("}")
         return name
 
     def _cases(self, dtype, cases, otherwise):
@@ -188,6 +210,18 @@ def inner_axes(region):
 
 def _loop_size(region):
     return math.prod(region.shape[:len(region.shape) - inner_axes(region)])
+
+
+def _digits(j, dims):
+    """The constant indices of element j of an array of shape dims."""
+    return [f"{j // math.prod(dims[m + 1:]) % d}LL" for m, d in enumerate(dims)]
+
+
+def _summed_index(x, axes, keepdims, idx, digits):
+    """The index of x in sum(x, axes) at idx of the sum, the summed axes at `digits`."""
+    chosen = dict(zip(axes, digits))
+    rest = iter(i for k, i in enumerate(idx) if not (keepdims and k in chosen))
+    return tuple(chosen[k] if k in chosen else next(rest) for k in range(len(x.shape)))
 
 
 def _digit(shape, d):
