@@ -31,11 +31,10 @@ MOVES = frozenset({"reshape", "transpose", "broadcast_to", "getitem", "scatter",
 VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
 _PARALLEL = 4096  # a longer sum is fused when it makes at least this many elements (the kernel's parallelism)
-_TINY = 64  # a value this small is recomputed wherever it is read: cheaper than its own pass
 # How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
-# is nearly free beside a pass over memory; on a CPU, a transcendental redone costs more than a
-# pass over cache-resident data.
-_REPEATS = {"cupy": 4, "numpy": 1}
+# is nearly free beside a pass over memory; on a CPU, a transcendental redone for each of K
+# directions costs more than a pass over cache-resident data (a value read at two shifts is fine).
+_REPEATS = {"cupy": 4, "numpy": 2}
 
 
 class Region:
@@ -144,9 +143,9 @@ def _joined(program, eq, readers, region_of, outs, evaluations, repeats):
     regions = list({id(r): r for r in (region_of.get(c.out) for c in readers)}.values())
     if any(r is None or r.shape != regions[0].shape for r in regions):
         return None
-    times = max(evaluations[c.out] * _share(c, eq.out) for c in readers)
+    times = _evaluations(eq.out, readers, evaluations)
     n = prod(eq.out.shape)
-    if eq.prim.name not in MOVES and n > _TINY and times > repeats * n:  # data movement costs nothing to redo
+    if n > 1 and times > repeats * n:  # a scalar is one value wherever it is read: computed once per element
         return None
     target = regions[0]
     for other in regions[1:]:
@@ -154,6 +153,16 @@ def _joined(program, eq, readers, region_of, outs, evaluations, repeats):
             return None
     evaluations[eq.out] = times
     return target
+
+
+def _evaluations(v, readers, evaluations):
+    """How many times a region would evaluate v's elements: elementwise readers of one shape read
+    it at the same index (once per element of theirs), every other reader at an index of its own."""
+    at = {}
+    for c in readers:
+        key = ("same", c.out.shape) if c.prim.name in ROWS or c.prim.name in ("where", "astype") else id(c)
+        at[key] = max(at.get(key, 0), evaluations[c.out] * _share(c, v))
+    return sum(at.values())
 
 
 def _share(reader, v):

@@ -3,11 +3,12 @@
 // of the region's iteration space reads its inputs through their strides (0 along broadcast
 // axes), computes the region's values in registers and writes the outputs the program needs.
 // The loop over a range of elements is its own function, vectorised (`omp simd`, glibc's vector
-// math where built with it, an AVX2 clone beside the baseline): OpenMP's outlined parallel
-// loops would lose both. Above 256k elements the range is split over the threads.
+// math where built with it, an AVX2 clone beside the baseline for the contiguous build): OpenMP's
+// outlined parallel loops would lose both. Above 256k elements the range is split over the threads.
 //
-// Slots (filled by gpuad/kernels/region.py): name, params, args (the parameters' names), body.
-static GPUAD_CLONES void ${name}_range(${params}, const long long begin, const long long end) {
+// Slots (filled by gpuad/kernels/region.py): name, params, args (the parameters' names), body,
+// clones (GPUAD_CLONES or nothing).
+static ${clones} void ${name}_range(${params}, const long long begin, const long long end) {
 #pragma omp simd
     for (long long i = begin; i < end; ++i) {
         ${body}

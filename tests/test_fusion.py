@@ -250,3 +250,26 @@ def test_sums_fuse_as_epilogues(shape, axis, keepdims, nvrtc):
         program = _program(transform(f), small)
         plain, fused = _both(program, small)
         assert_close(fused[0], plain[0], rtol=1e-13)
+
+
+def test_long_chains_and_deep_stencils_compile_and_match():
+    """A region of a thousand members is pulled without hitting Python's recursion limit, and a
+    stencil applied layer over layer is cut into regions before its reads at shifted indices
+    multiply (each layer reads the last at two shifts)."""
+    def chain(x):
+        for _ in range(400):
+            x = gnp.sin(x) * 0.9 + 0.1
+        return x
+
+    def stencil(x):
+        for _ in range(12):
+            x = gnp.tanh(x[1:] * 1.01 + x[:-1]) + gnp.concatenate([x[:1], x[1:-1] * 0.5, x[-1:]])[:-1]
+        return x
+
+    x = gnp.asarray(np.linspace(-1, 1, 40))
+    for f in (chain, stencil):
+        program = _program(f, x)
+        regions = [n for n in fuse(program) if isinstance(n, Region)]
+        assert max(len(r.equations) for r in regions) >= 12
+        assert_close(gpuad.jit(f)(x), f(x), rtol=1e-13)
+    assert_close(gpuad.jit(gpuad.jacrev(stencil))(x), gpuad.jacfwd(stencil)(x), rtol=1e-12)

@@ -10,6 +10,7 @@ import hashlib
 import math
 import re
 import string
+import sys
 
 import numpy
 
@@ -20,7 +21,7 @@ from .source import _read
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
 _UNROLLED = 16  # elements of the trailing axes one loop element computes together
 _UNROLLED_LINES = 4096  # ... as long as their equations, unrolled, are at most this many
-_SELECTED_LINES = 24  # cases of a choice up to this many lines of code are all computed, then one selected
+_SELECTED_MEMBERS = 24  # cases of a choice made of up to this many members are all computed, then one selected
 
 
 class Kernel:
@@ -35,6 +36,8 @@ class Kernel:
 
 def render(region, target):
     """The Kernel of a region for target "cuda" or "host"."""
+    # values are pulled recursively, a few frames per member along the longest chain
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 8 * len(region.equations) + 1000))
     shape = region.shape
     arrays = list(region.ins)
     axes = [[k for k, d in enumerate(a.shape) if d != 1] for a in arrays]
@@ -52,7 +55,7 @@ def render(region, target):
     name = f"gpuad_region_{digest}"
     template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
     text = string.Template(template).substitute(name=name, params=", ".join(params), body=body,
-                                                args=_names(params))
+                                                args=_names(params), clones="")
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long")]
 
@@ -60,7 +63,7 @@ def render(region, target):
             return _contiguous_offset(arrays[j].shape, idx, shape)
         body = _Body(region, contiguous).text()
         text += string.Template(template).substitute(name=f"{name}_c", params=", ".join(dense), body=body,
-                                                     args=_names(dense))
+                                                     args=_names(dense), clones="GPUAD_CLONES")
         text += _objects_entry(name, arrays, axes, region.outs, _loop_size(region))
     return Kernel(name, text, arrays, axes, list(region.outs), shape, _loop_size(region))
 
@@ -167,13 +170,21 @@ class _Body:
         range)], first match, else `otherwise` (None: the last case holds where the others do
         not). Cheap cases are all computed, at clamped indices, and one selected: no branch, so
         the loop vectorises; costly ones are computed in `if` blocks, only where they hold."""
-        start, saved = len(self.lines), dict(self.memo)
-        name = self._select(dtype, cases, otherwise)
-        if len(self.lines) - start <= _SELECTED_LINES:
-            return name
-        del self.lines[start:]
-        self.memo = saved
+        if self._few([v for _, v, _, _ in cases]):
+            return self._select(dtype, cases, otherwise)
         return self._branches(dtype, cases, otherwise)
+
+    def _few(self, values):
+        """Whether the members these values are made of number at most _SELECTED_MEMBERS."""
+        seen, stack = set(), list(values)
+        while stack:
+            a = stack.pop()
+            if isinstance(a, Var) and a in self.made and a not in seen:
+                seen.add(a)
+                if len(seen) > _SELECTED_MEMBERS:
+                    return False
+                stack.extend(self.made[a].ins)
+        return True
 
     def _select(self, dtype, cases, otherwise):
         values = [(cond, self.value(v, clamped)) for cond, v, _, clamped in cases]
