@@ -36,8 +36,6 @@ class Kernel:
 
 def render(region, target):
     """The Kernel of a region for target "cuda" or "host"."""
-    # values are pulled recursively, a few frames per member along the longest chain
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 8 * len(region.equations) + 1000))
     shape = region.shape
     arrays = list(region.ins)
     axes = [[k for k, d in enumerate(a.shape) if d != 1] for a in arrays]
@@ -49,7 +47,7 @@ def render(region, target):
 
     def strided(j, idx):
         return " + ".join(f"{idx[k]} * s{j}_{k}" for k in axes[j]) or "0"
-    body = _Body(region, strided).text()
+    body = _pulled(region, strided)
     signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
@@ -61,11 +59,23 @@ def render(region, target):
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
-        body = _Body(region, contiguous).text()
+        body = _pulled(region, contiguous)
         text += string.Template(template).substitute(name=f"{name}_c", params=", ".join(dense), body=body,
                                                      args=_names(dense), clones="GPUAD_CLONES")
         text += _objects_entry(name, arrays, axes, region.outs, _loop_size(region))
     return Kernel(name, text, arrays, axes, list(region.outs), shape, _loop_size(region))
+
+
+def _pulled(region, offset):
+    """The body of the region's loop, reading inputs at `offset(j, index)`. Values are pulled
+    recursively, a few frames per member along the longest chain: the recursion limit is raised
+    for that while it runs."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 8 * len(region.equations) + 1000))
+    try:
+        return _Body(region, offset).text()
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _names(params):
