@@ -141,6 +141,64 @@ def test_auto_remembers_the_size_per_input_signature(sweeps, memory, monkeypatch
 
 
 @pytest.mark.parametrize("name", list(BY_ROWS))
+def test_auto_keeps_a_chunk_within_a_share_of_the_jacobian(name, sweeps, memory, monkeypatch):
+    """Plenty of memory: the chunks, not the memory, bound the sweep (the floor set aside)."""
+    n = 400
+    monkeypatch.setattr(chunking, "CHUNK_FLOOR", 0)
+    fp = api.Call(name, _f, _x(n), {}, 0, False).record().footprint(by_rows=BY_ROWS[name])
+    k = int(chunking.CHUNK_SHARE * n * fp.result // fp.estimate)
+    assert 1 < k < n // 4
+    memory(10**15)
+    sweeps.clear()
+    getattr(gpuad, name)(_f, chunk_size="auto")(*_x(n))
+    assert sweeps == _chunks(k, n)
+
+
+@pytest.mark.skipif(backends.backend() != "numpy", reason="tracemalloc sees host memory only")
+def test_auto_peaks_near_the_jacobian_where_one_sweep_holds_several_times_it(monkeypatch):
+    """The coupled map of the benchmarks: one forward sweep holds each intermediate's bundle."""
+    def f(x):
+        inner = x[1:-1] ** 2 * gnp.sin(x[:-2]) - 2.0 * x[1:-1] + gnp.exp(-x[2:])
+        return gnp.concatenate([x[:1], inner, x[-1:]])
+    monkeypatch.setattr(chunking, "CHUNK_FLOOR", 2**20)  # the floor as at a size 8x larger
+    x = _x(1000)[0]
+    peaks = []
+    for chunk_size in (None, "auto"):
+        tracemalloc.start()
+        try:
+            jac = gpuad.jacfwd(f, chunk_size=chunk_size)(x)
+            peaks.append(tracemalloc.get_traced_memory()[1] / jac.nbytes)
+        finally:
+            tracemalloc.stop()
+    assert peaks[0] > 3 and peaks[1] < 1.5, peaks
+
+
+@pytest.mark.skipif(backends.backend() != "numpy", reason="fakes the host's /proc/meminfo")
+def test_auto_fits_a_remembered_size_again_when_memavailable_drops(sweeps, monkeypatch):
+    from gpuad.backends import numpy as host
+    meminfo = {}
+    monkeypatch.setattr(host, "_read", lambda path: meminfo.get(path))  # no cgroup, no statm
+    monkeypatch.setattr(host.resource, "getrlimit", lambda _: (host.resource.RLIM_INFINITY,) * 2)
+    monkeypatch.setattr(chunking, "CHECK_FROM", 0)  # the estimate of N directions is small
+
+    def available(b):
+        meminfo["/proc/meminfo"] = f"MemAvailable: {b // 1024 + 1} kB\n"
+    expected = gpuad.jacfwd(_f)(*_x())
+    jac = gpuad.jacfwd(_f, chunk_size="auto")
+    # room for: 4 (fitted), 4 (still fits), 2 (fitted again), 3 (2 still fits: kept)
+    for room, chunks in ((4, 4), (4, 4), (2, 2), (3, 2)):
+        available(_room_for("jacfwd", room))
+        sweeps.clear()
+        assert_close(jac(*_x()), expected, rtol=0, atol=0)
+        assert sweeps == _chunks(chunks)
+    available(0)  # not even the Jacobian: refused before a sweep
+    sweeps.clear()
+    with pytest.raises(MemoryError, match="the Jacobian itself does not fit"):
+        jac(*_x())
+    assert sweeps == []
+
+
+@pytest.mark.parametrize("name", list(BY_ROWS))
 def test_auto_refuses_when_not_even_the_result_fits(name, sweeps, memory):
     memory(0)
     with pytest.raises(MemoryError, match="the Jacobian itself does not fit"):
