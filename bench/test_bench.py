@@ -52,9 +52,10 @@ def test_unsupported_transform_is_na():
     assert runner.measure(case, engine, QUICK, None, (0.01, 1, 1)).status == "n/a"
 
 
-def test_command_line_writes_report_and_json(tmp_path, capsys):
+def test_command_line_writes_report_and_json(tmp_path, capsys, monkeypatch):
     path = tmp_path / "out.json"
-    # --glibc-malloc: leave this test process's allocator alone
+    # --glibc-malloc: leave this test process's allocator alone (it sets GPUAD_MALLOC: undone after)
+    monkeypatch.setenv("GPUAD_MALLOC", "default")
     assert main(["--quick", "--problems", "readme_jacfwd,tall", "--engines", "gpuad", "--budget", "0.01",
                  "--glibc-malloc", "--json", str(path)]) == 0
     report = capsys.readouterr().out

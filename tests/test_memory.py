@@ -364,3 +364,54 @@ def test_auto_completes_where_one_sweep_would_run_out_of_address_space():
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(UNDER_A_LIMIT)], env=env, cwd=root,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- the host allocator
+def test_the_numpy_backend_keeps_freed_memory_unless_told_otherwise(monkeypatch):
+    from gpuad.backends import numpy as host
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+    monkeypatch.setattr(host.ctypes, "CDLL", lambda name: Libc())
+    for v in ("GPUAD_MALLOC",) + host._GLIBC_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    assert host.keep_freed_memory()
+    assert calls == [(host.M_MMAP_THRESHOLD, 32 << 20), (host.M_TRIM_THRESHOLD, 256 << 20)]
+    for name, value in (("GPUAD_MALLOC", "default"), ("MALLOC_TRIM_THRESHOLD_", "0")):
+        calls.clear()
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            assert not host.keep_freed_memory() and not calls  # the user's choice stands
+
+
+TEMPORARIES_AGAIN = """
+    import resource
+    import numpy as np
+    import gpuad
+    gpuad.set_backend("numpy")
+
+    def temporaries():
+        a = [np.ones(2 << 20) for _ in range(8)]  # 8 x 16 MiB, freed together: the heap's top
+        del a
+    temporaries()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    temporaries()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_temporaries_of_a_later_call_are_not_faulted_in_again():
+    root = pathlib.Path(gpuad.__file__).parents[1]
+    faults = []
+    for policy in ("gpuad", "default"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+        env.update(PYTHONPATH=str(root), GPUAD_MALLOC=policy)
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(TEMPORARIES_AGAIN)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        faults.append(int(done.stdout))
+    assert faults[0] < 100 < 1000 < faults[1], faults  # 128 MiB is 32768 pages

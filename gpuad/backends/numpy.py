@@ -5,6 +5,8 @@ The fused hooks let a backend run an elementwise JVP/VJP as one kernel; this one
 so the rule table's generic rules run (gpuad/ops/elementwise.py). The CuPy backend subclasses
 it, swapping the array module and filling the hooks.
 """
+import ctypes
+import os
 import resource
 
 import numpy
@@ -106,3 +108,27 @@ def _address_space_room():
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     statm = None if limit == resource.RLIM_INFINITY else _read("/proc/self/statm")
     return None if statm is None else limit - int(statm.split()[0]) * resource.getpagesize()
+
+
+# ---------------------------------------------------------------- the host allocator (glibc)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
+KEPT_BLOCK = 32 << 20   # glibc's most: larger blocks are always mapped afresh
+KEPT_HEAP = 256 << 20  # free heap kept for the next call, not returned to the system (2 GiB: no faster)
+_GLIBC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+
+
+def keep_freed_memory():
+    """Have glibc keep freed memory for reuse: serve blocks up to KEPT_BLOCK from the heap and
+    keep up to KEPT_HEAP of free heap instead of trimming it. By default glibc maps big blocks
+    afresh and returns them when freed, so every call page-faults its temporaries in again
+    (the kernel zeroes each page): eager Jacobians of 2000 inputs took 1.6-2x longer
+    (bench/allocator.py; compiled ones keep their buffers already). Left alone under
+    GPUAD_MALLOC=default or where the user tuned malloc (MALLOC_MMAP_THRESHOLD_,
+    MALLOC_TRIM_THRESHOLD_, GLIBC_TUNABLES). True when set; False there and without glibc."""
+    if os.environ.get("GPUAD_MALLOC") == "default" or any(v in os.environ for v in _GLIBC_VARIABLES):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, KEPT_BLOCK) and mallopt(M_TRIM_THRESHOLD, KEPT_HEAP))
