@@ -154,6 +154,18 @@ def test_auto_keeps_a_chunk_within_a_share_of_the_jacobian(name, sweeps, memory,
     assert sweeps == _chunks(k, n)
 
 
+def test_auto_keeps_each_bundle_within_the_backends_block(sweeps, memory, monkeypatch):
+    """On NumPy: glibc maps larger blocks afresh, and every use faults them in again."""
+    n = 400
+    fp = api.Call("jacfwd", _f, _x(n), {}, 0, False).record().footprint(by_rows=False)
+    assert fp.largest == 8 * n  # one direction of x's bundle, or of the output's
+    monkeypatch.setattr(backends.current(), "auto_bundle_bytes", 37 * fp.largest + 1)
+    memory(10**15)
+    sweeps.clear()
+    gpuad.jacfwd(_f, chunk_size="auto")(*_x(n))
+    assert sweeps == _chunks(37, n)
+
+
 @pytest.mark.skipif(backends.backend() != "numpy", reason="tracemalloc sees host memory only")
 def test_auto_peaks_near_the_jacobian_where_one_sweep_holds_several_times_it(monkeypatch):
     """The coupled map of the benchmarks: one forward sweep holds each intermediate's bundle."""

@@ -11,15 +11,23 @@ import resource
 
 import numpy
 
+# The host allocator (glibc), tuned by keep_freed_memory at the end of this module
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
+KEPT_BLOCK = 32 << 20   # glibc's most: larger blocks are always mapped afresh
+KEPT_HEAP = 256 << 20  # free heap kept for the next call, not returned to the system (2 GiB: no faster)
+
 
 class NumpyBackend:
     name = "numpy"
     xp = numpy
     batch_innermost = True  # vmap of many small examples: see ops/elementwise.py
-    # chunk_size="auto" keeps a sweep's estimate under this: on a CPU larger sweeps are hardly
-    # faster (jacrev(hessian(f)) at n=200: 10.9 s a call in chunks of 1000, 10.5 s in chunks of
-    # 2000, 14.5 s in chunks of 500), and the host's memory is everyone's.
+    # chunk_size="auto" keeps a sweep's estimate under this: on a CPU larger sweeps are no
+    # faster, and the host's memory is everyone's
     auto_sweep_bytes = 2**31
+    # and each bundle under glibc's largest heap block (keep_freed_memory): a larger one is mapped
+    # afresh, page-faulted in at every use (jacfwd of the coupled map at n=10000: chunks of 625,
+    # 50 MB bundles, 3.0 s a call; of 312, 25 MB, 1.4 s)
+    auto_bundle_bytes = KEPT_BLOCK
 
     def __init__(self):
         self._array_types = (self.xp.ndarray, self.xp.generic)
@@ -111,9 +119,6 @@ def _address_space_room():
 
 
 # ---------------------------------------------------------------- the host allocator (glibc)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
-KEPT_BLOCK = 32 << 20   # glibc's most: larger blocks are always mapped afresh
-KEPT_HEAP = 256 << 20  # free heap kept for the next call, not returned to the system (2 GiB: no faster)
 _GLIBC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
 
