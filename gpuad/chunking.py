@@ -18,7 +18,8 @@ chunk_size="auto" keeps a chunk's working set (k * per_direction) within CHUNK_S
 Jacobian, or CHUNK_FLOOR where that is more, so that the peak stays near the Jacobian itself:
 one sweep of n directions can hold several times it (every intermediate's bundle). The
 Jacobian and the chunk fit in AUTO_SHARE of the available memory, the chunk within the
-backend's auto_sweep_bytes and each of its bundles within auto_bundle_bytes, where it has them.
+backend's auto_sweep_bytes and each of its bundles within auto_bundle_bytes, where it has them
+(for a program traced by gpuad.jit, the available memory and auto_sweep_bytes alone: see _fit).
 chunk_size=None raises MemoryError when the
 estimate of its one sweep exceeds the available memory. The estimate needs a recording, and is
 remembered per input signature, with the size "auto" chose: before a later sweep whose estimate
@@ -146,7 +147,7 @@ class Chunks:
         available = backends.current().free_memory()
         if available is None:  # nothing says how much there is: one sweep
             return n, None
-        self.fitted[key] = _fit(call.name, self._footprint(key, footprint), n, available)
+        self.fitted[key] = _fit(call, self._footprint(key, footprint), n, available)
         return self.fitted[key], None
 
     def _remembered(self, call, key, n):
@@ -158,7 +159,7 @@ class Chunks:
             return size
         available = backends.current().free_memory()
         if available is not None and fp.peak(size, n) > AUTO_SHARE * available:
-            self.fitted[key] = size = min(size, _fit(call.name, fp, n, available))
+            self.fitted[key] = size = min(size, _fit(call, fp, n, available))
         return size
 
     def _footprint(self, key, footprint):
@@ -176,21 +177,35 @@ class Chunks:
             _check(call.name, fp, n, n, available)
 
 
-def _fit(name, fp, n, available):
+def _fit(call, fp, n, available):
     """The most directions whose working set fits within CHUNK_SHARE of the Jacobian (or
     CHUNK_FLOOR) and the backend's auto_sweep_bytes, each bundle within its auto_bundle_bytes,
     the Jacobian and the chunk within AUTO_SHARE of the available memory. One sweep where that
-    holds no more than chunks would."""
+    holds no more than chunks would. A program traced for gpuad.jit takes the available memory
+    and auto_sweep_bytes alone: its replay fuses elementwise chains and drops each value after
+    its last use, so the estimate overstates what a chunk holds, and it concatenates its chunks."""
     be = backends.current()
     jac, room = n * fp.result, AUTO_SHARE * available
-    chunk = min(be.auto_sweep_bytes or room, max(CHUNK_SHARE * jac, CHUNK_FLOOR))
-    bundled = be.auto_bundle_bytes // max(fp.largest, 1) if be.auto_bundle_bytes else n
+    chunk = be.auto_sweep_bytes or room
+    bundled = n
+    if not _compiled(call.leaves[0]):
+        chunk = min(chunk, max(CHUNK_SHARE * jac, CHUNK_FLOOR))
+        bundled = be.auto_bundle_bytes // max(fp.largest, 1) if be.auto_bundle_bytes else n
     if fp.peak(n, n) <= min(room, jac + chunk) and bundled >= n:
         return n
     k = min(int(min(room - jac, chunk) // max(fp.estimate, 1)), bundled)
     if k < 1:
-        _check(name, fp, n, 1, available)  # raises when not even one direction fits
+        _check(call.name, fp, n, 1, available)  # raises when not even one direction fits
     return max(1, min(k, n - 1))
+
+
+def _compiled(x):
+    """Whether x is a value of a program being traced (gpuad.jit), under any transforms."""
+    while isinstance(x, Tracer):
+        if x.replayed:
+            return True
+        x = x._inner()
+    return False
 
 
 def _check(name, fp, n, k, available):

@@ -166,6 +166,16 @@ def test_auto_keeps_each_bundle_within_the_backends_block(sweeps, memory, monkey
     assert sweeps == _chunks(37, n)
 
 
+def test_auto_under_jit_sizes_by_the_available_memory_alone(memory, monkeypatch):
+    """The replay fuses and frees values, and concatenates chunks: chunks would only add to it."""
+    monkeypatch.setattr(chunking, "CHUNK_FLOOR", 0)
+    monkeypatch.setattr(backends.current(), "auto_bundle_bytes", 1)
+    memory(10**15)
+    assert "concatenate" not in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
+    memory(_room_for("jacfwd", 100, 400))
+    assert "concatenate" in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
+
+
 @pytest.mark.skipif(backends.backend() != "numpy", reason="tracemalloc sees host memory only")
 def test_auto_peaks_near_the_jacobian_where_one_sweep_holds_several_times_it(monkeypatch):
     """The coupled map of the benchmarks: one forward sweep holds each intermediate's bundle."""
