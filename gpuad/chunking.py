@@ -18,8 +18,8 @@ chunk_size="auto" keeps a chunk's working set (k * per_direction) within CHUNK_S
 Jacobian, or CHUNK_FLOOR where that is more, so that the peak stays near the Jacobian itself:
 one sweep of n directions can hold several times it (every intermediate's bundle). The
 Jacobian and the chunk fit in AUTO_SHARE of the available memory, the chunk within the
-backend's auto_sweep_bytes and each of its bundles within auto_bundle_bytes, where it has them
-(for a program traced by gpuad.jit, the available memory and auto_sweep_bytes alone: see _fit).
+backend's auto_chunk_bytes and auto_sweep_bytes, where it has them (for a program traced by
+gpuad.jit, the available memory and auto_sweep_bytes alone: see _fit).
 chunk_size=None raises MemoryError when the
 estimate of its one sweep exceeds the available memory. The estimate needs a recording, and is
 remembered per input signature, with the size "auto" chose: before a later sweep whose estimate
@@ -48,20 +48,19 @@ CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at le
 
 
 class Footprint:
-    """Bytes per direction of a sweep: its share of the Jacobian, the estimate of what the
-    sweep holds for it (see the module's docstring), and its largest bundle's share."""
-    __slots__ = ("result", "estimate", "largest")
+    """Bytes per direction of a sweep: its share of the Jacobian, and the estimate of what the
+    sweep holds for it (see the module's docstring)."""
+    __slots__ = ("result", "estimate")
 
-    def __init__(self, result, estimate, largest):
-        self.result, self.estimate, self.largest = result, estimate, largest
+    def __init__(self, result, estimate):
+        self.result, self.estimate = result, estimate
 
     @classmethod
     def of(cls, inputs, tape, outputs, by_rows):
         """From a recording: its input values, tape (equations) and output values; by_rows: a
         backward sweep, whose result is the inputs' bundles (a forward one's, the outputs')."""
         ins, outs = sum(map(held_bytes, inputs)), sum(map(held_bytes, outputs))
-        largest = max(map(held_bytes, [*inputs, *outputs, *(eq.value for eq in tape)]))
-        return cls(ins if by_rows else outs, ins + outs + _live_peak(tape), largest)
+        return cls(ins if by_rows else outs, ins + outs + _live_peak(tape))
 
     def peak(self, k, n):
         """Bytes a sweep of k of the n directions holds at its peak, the Jacobian apart when chunked."""
@@ -179,21 +178,19 @@ class Chunks:
 
 def _fit(call, fp, n, available):
     """The most directions whose working set fits within CHUNK_SHARE of the Jacobian (or
-    CHUNK_FLOOR) and the backend's auto_sweep_bytes, each bundle within its auto_bundle_bytes,
-    the Jacobian and the chunk within AUTO_SHARE of the available memory. One sweep where that
-    holds no more than chunks would. A program traced for gpuad.jit takes the available memory
-    and auto_sweep_bytes alone: its replay fuses elementwise chains and drops each value after
-    its last use, so the estimate overstates what a chunk holds, and it concatenates its chunks."""
+    CHUNK_FLOOR), the backend's auto_chunk_bytes and auto_sweep_bytes, the Jacobian and the
+    chunk within AUTO_SHARE of the available memory. One sweep where that holds no more than
+    chunks would. A program traced for gpuad.jit takes the available memory and auto_sweep_bytes
+    alone: its replay fuses elementwise chains and drops each value after its last use, so the
+    estimate overstates what a chunk holds, and it concatenates its chunks."""
     be = backends.current()
     jac, room = n * fp.result, AUTO_SHARE * available
     chunk = be.auto_sweep_bytes or room
-    bundled = n
     if not _compiled(call.leaves[0]):
-        chunk = min(chunk, max(CHUNK_SHARE * jac, CHUNK_FLOOR))
-        bundled = be.auto_bundle_bytes // max(fp.largest, 1) if be.auto_bundle_bytes else n
-    if fp.peak(n, n) <= min(room, jac + chunk) and bundled >= n:
+        chunk = min(chunk, max(CHUNK_SHARE * jac, CHUNK_FLOOR), be.auto_chunk_bytes or chunk)
+    if fp.peak(n, n) <= min(room, jac + chunk):
         return n
-    k = min(int(min(room - jac, chunk) // max(fp.estimate, 1)), bundled)
+    k = int(min(room - jac, chunk) // max(fp.estimate, 1))
     if k < 1:
         _check(call.name, fp, n, 1, available)  # raises when not even one direction fits
     return max(1, min(k, n - 1))

@@ -154,12 +154,11 @@ def test_auto_keeps_a_chunk_within_a_share_of_the_jacobian(name, sweeps, memory,
     assert sweeps == _chunks(k, n)
 
 
-def test_auto_keeps_each_bundle_within_the_backends_block(sweeps, memory, monkeypatch):
-    """On NumPy: glibc maps larger blocks afresh, and every use faults them in again."""
+def test_auto_keeps_a_chunk_within_the_backends_chunk_bytes(sweeps, memory, monkeypatch):
+    """On NumPy: chunks near the CPU's cache."""
     n = 400
     fp = api.Call("jacfwd", _f, _x(n), {}, 0, False).record().footprint(by_rows=False)
-    assert fp.largest == 8 * n  # one direction of x's bundle, or of the output's
-    monkeypatch.setattr(backends.current(), "auto_bundle_bytes", 37 * fp.largest + 1)
+    monkeypatch.setattr(backends.current(), "auto_chunk_bytes", 37 * fp.estimate + 1)
     memory(10**15)
     sweeps.clear()
     gpuad.jacfwd(_f, chunk_size="auto")(*_x(n))
@@ -169,7 +168,7 @@ def test_auto_keeps_each_bundle_within_the_backends_block(sweeps, memory, monkey
 def test_auto_under_jit_sizes_by_the_available_memory_alone(memory, monkeypatch):
     """The replay fuses and frees values, and concatenates chunks: chunks would only add to it."""
     monkeypatch.setattr(chunking, "CHUNK_FLOOR", 0)
-    monkeypatch.setattr(backends.current(), "auto_bundle_bytes", 1)
+    monkeypatch.setattr(backends.current(), "auto_chunk_bytes", 1)
     memory(10**15)
     assert "concatenate" not in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
     memory(_room_for("jacfwd", 100, 400))
