@@ -125,7 +125,7 @@ def keep_freed_memory():
     """Have glibc keep freed memory for reuse: serve blocks up to KEPT_BLOCK from the heap and
     keep up to KEPT_HEAP of free heap instead of trimming it. By default glibc maps big blocks
     afresh and returns them when freed, so every call page-faults its temporaries in again
-    (the kernel zeroes each page): eager Jacobians of 2000 inputs took 1.6-2x longer
+    (the kernel zeroes each page): eager Jacobians of 2000 inputs took 1.5-2x longer
     (bench/allocator.py; compiled ones keep their buffers already). Left alone under
     GPUAD_MALLOC=default or where the user tuned malloc (MALLOC_MMAP_THRESHOLD_,
     MALLOC_TRIM_THRESHOLD_, GLIBC_TUNABLES). True when set; False there and without glibc."""
