@@ -53,7 +53,6 @@ def one(n, reps):
     """Measure every case in this process: {case: (seconds a call, minor faults a call)}."""
     import gpuad
     import gpuad.numpy as gnp
-    gpuad.set_backend("numpy")
     rows = {}
     for name, make in CASES.items():
         f, x = make(gnp, n)

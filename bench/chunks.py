@@ -55,7 +55,7 @@ def _transform(kind, chunk, compiled, n):
 def one(kind, n, chunk, compiled, reps):
     """Measure in this process: a dict of figures (bytes, seconds)."""
     import gpuad
-    gpuad.set_backend("numpy")
+    gpuad.backends.current()  # imported and started before the baseline: not the call's memory
     chunk = chunk if chunk == "auto" else None if chunk == "none" else int(chunk)
     base = _rss("VmRSS")
     _reset_peak()

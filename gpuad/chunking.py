@@ -19,15 +19,14 @@ Jacobian, or CHUNK_FLOOR where that is more, so that the peak stays near the Jac
 one sweep of n directions can hold several times it (every intermediate's bundle). The
 Jacobian and the chunk fit in AUTO_SHARE of the available memory, the chunk within the
 backend's auto_chunk_bytes and auto_sweep_bytes, where it has them (for a program traced by
-gpuad.jit, the available memory and auto_sweep_bytes alone: see _fit).
-chunk_size=None raises MemoryError when the
-estimate of its one sweep exceeds the available memory. The estimate needs a recording, and is
-remembered per input signature, with the size "auto" chose: before a later sweep whose estimate
-is at least CHECK_FROM, "auto" reads the available memory again and, where it has dropped below
-the estimate, fits the size again. None reads the available memory only for estimates from
-CHECK_FROM up. jacfwd runs the function without a recording: with None its run is watched,
-and past CHECK_FROM bytes of tangents it stops, records the function for the estimate, and
-starts again if it fits; small runs never record.
+gpuad.jit, the available memory and auto_sweep_bytes alone: see _fit). chunk_size=None raises
+MemoryError when the estimate of its one sweep exceeds the available memory. The estimate needs
+a recording, and is remembered per input signature, with the size "auto" chose: before a later
+sweep whose estimate is at least CHECK_FROM, "auto" reads the available memory again and, where
+it has dropped below the estimate, fits the size again. None reads the available memory only for
+estimates from CHECK_FROM up. jacfwd runs the function without a recording: with None its run
+is watched, and past CHECK_FROM bytes of tangents it stops, records the function for the
+estimate, and starts again if it fits; small runs never record.
 
 Values under an enclosing transform count what they carry for it (core.held_bytes): inside
 jacfwd with K directions a value holds its primal and K tangents.
@@ -43,7 +42,7 @@ from .reverse import last_uses
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
 CHUNK_SHARE = 0.25  # of the Jacobian: "auto" chunks peak near 1.25x it where one sweep holds 6x
-CHUNK_FLOOR = 64 * 2**20  # but chunks need not be smaller: below this, "auto" sweeps once
+CHUNK_FLOOR = 64 * 2**20  # however small the Jacobian, a chunk may hold this (fewer, longer sweeps)
 CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at least this
 
 
