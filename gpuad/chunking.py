@@ -42,7 +42,9 @@ from .reverse import last_uses
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
 CHUNK_SHARE = 0.25  # of the Jacobian: "auto" chunks peak near 1.25x it where one sweep holds 6x
-CHUNK_FLOOR = 64 * 2**20  # however small the Jacobian, a chunk may hold this (fewer, longer sweeps)
+# however small the Jacobian, a chunk may hold this: on a GPU a 64 MiB bundle streams through in
+# tens of microseconds, a few launches' time (NumPy's auto_chunk_bytes is far less: the CPU's cache)
+CHUNK_FLOOR = 2**30
 CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at least this
 
 
