@@ -13,7 +13,7 @@ import os
 import pathlib
 import sys
 
-from . import engines, machine, memory, problems, report, runner, timing
+from . import engines, machine, problems, report, runner, timing
 
 
 def parse(argv):
@@ -65,7 +65,10 @@ def load_engines(names, device):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     a = parse(argv)
+    if a.glibc_malloc:  # before gpuad's NumPy backend starts: it would keep freed memory
+        os.environ["GPUAD_MALLOC"] = "default"
     import gpuad
+    from gpuad.backends.numpy import keep_freed_memory
     try:
         if a.backend:
             gpuad.set_backend(a.backend)
@@ -73,7 +76,7 @@ def main(argv=None):
         names = engine_names(a.engines)
     except ValueError as e:
         sys.exit(f"python -m bench: {e}")
-    kept = not a.glibc_malloc and memory.keep_freed_memory()  # before anything allocates: one policy for all
+    kept = not a.glibc_malloc and keep_freed_memory()  # before the peers allocate: one policy for all
     device = engines.gpuad_device()
     a.size = a.size or device
     loaded, unavailable = load_engines(names, device)

@@ -1,25 +1,9 @@
-"""Memory: the host allocator's policy for the run, and the peak memory of one call measured
-where the engine's arrays live. The peak functions return (bytes, how it was measured); the
-table states the measure, because host and device figures are not the same quantity.
+"""Memory: the peak memory of one call, measured where the engine's arrays live. The functions
+return (bytes, how it was measured); the table states the measure, because host and device
+figures are not the same quantity.
 """
-import ctypes
 import gc
 import tracemalloc
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
-
-
-def keep_freed_memory():
-    """Have glibc keep freed memory for reuse: serve blocks up to 32 MiB (its maximum) from the
-    heap, and keep up to 2 GiB of free heap instead of trimming it. By default glibc returns big
-    blocks to the OS, and each call then page-faults its temporaries back in; how often depends
-    on what ran before (the threshold adapts), so times would depend on the order of the run.
-    Every engine here shares this allocator. Returns False where there is no glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
 
 
 def host_peak(call, block):

@@ -3,11 +3,12 @@ quick sizes and its result asserted against the closed form. The closed forms th
 checked against finite differences, and the runner's handling of wrong results is tested.
 Speed is only measured here, never asserted."""
 import json
+import sys
 
 import numpy as onp
 import pytest
 
-from . import check, engines, problems, runner
+from . import allocator, check, chunks, engines, problems, runner
 from .__main__ import main
 
 QUICK = problems.SIZES["quick"]
@@ -52,12 +53,27 @@ def test_unsupported_transform_is_na():
     assert runner.measure(case, engine, QUICK, None, (0.01, 1, 1)).status == "n/a"
 
 
-def test_command_line_writes_report_and_json(tmp_path, capsys):
+def test_command_line_writes_report_and_json(tmp_path, capsys, monkeypatch):
     path = tmp_path / "out.json"
-    # --glibc-malloc: leave this test process's allocator alone
+    # --glibc-malloc: leave this test process's allocator alone (it sets GPUAD_MALLOC: undone after)
+    monkeypatch.setenv("GPUAD_MALLOC", "default")
     assert main(["--quick", "--problems", "readme_jacfwd,tall", "--engines", "gpuad", "--budget", "0.01",
                  "--glibc-malloc", "--json", str(path)]) == 0
     report = capsys.readouterr().out
     assert "| tall_jacobian | J 128x8 |" in report
     data = json.loads(path.read_text())
     assert {r["status"] for r in data["results"]} == {"ok"} and len(data["results"]) == 4
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/status and clear_refs")
+@pytest.mark.parametrize("kind,n,size", [("jacfwd", 300, 300 * 300 * 8), ("third", 6, 6**3 * 8),
+                                         ("third-outer", 6, 6**3 * 8)])
+def test_chunk_measures_in_this_process(kind, n, size):
+    r = chunks.one(kind, n, "auto", False, 2)
+    assert r["result"] == size and 0 < r["min_s"] <= r["median_s"] and r["first_s"] > 0
+
+
+def test_allocator_measures_every_case_in_this_process():
+    rows = allocator.one(50, 2)
+    assert set(rows) == {f"{c}, {m}" for c in allocator.CASES for m in ("eager", "jit")}
+    assert all(t > 0 and faults >= 0 for t, faults in rows.values())

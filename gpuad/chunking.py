@@ -14,13 +14,19 @@ bundles of its largest value on the way (mul's JVP, t * b + a * s, holds three).
 with tracemalloc on NumPy, the real peak is 0.33-0.75x the estimate (README, "Memory"); a
 forward run (jacfwd) holds a value longer where Python keeps a reference to it.
 
-chunk_size="auto" fits the estimate in AUTO_SHARE of the available memory (and within the
-backend's auto_sweep_bytes, where it has one); chunk_size=None raises MemoryError when the
-estimate of its one sweep exceeds the available memory. The estimate needs a recording, and is
-remembered per input signature; None reads the available memory only for estimates from
-CHECK_FROM up. jacfwd runs the function without a recording: with None its run is watched,
-and past CHECK_FROM bytes of tangents it stops, records the function for the estimate, and
-starts again if it fits; small runs never record.
+chunk_size="auto" keeps a chunk's working set (k * per_direction) within CHUNK_SHARE of the
+Jacobian, or CHUNK_FLOOR where that is more, so that the peak stays near the Jacobian itself:
+one sweep of n directions can hold several times it (every intermediate's bundle). The
+Jacobian and the chunk fit in AUTO_SHARE of the available memory, the chunk within the
+backend's auto_chunk_bytes and auto_sweep_bytes, where it has them (for a program traced by
+gpuad.jit, the available memory and auto_sweep_bytes alone: see _fit). chunk_size=None raises
+MemoryError when the estimate of its one sweep exceeds the available memory. The estimate needs
+a recording, and is remembered per input signature, with the size "auto" chose: before a later
+sweep whose estimate is at least CHECK_FROM, "auto" reads the available memory again and, where
+it has dropped below the estimate, fits the size again. None reads the available memory only for
+estimates from CHECK_FROM up. jacfwd runs the function without a recording: with None its run
+is watched, and past CHECK_FROM bytes of tangents it stops, records the function for the
+estimate, and starts again if it fits; small runs never record.
 
 Values under an enclosing transform count what they carry for it (core.held_bytes): inside
 jacfwd with K directions a value holds its primal and K tangents.
@@ -35,6 +41,10 @@ from .reverse import last_uses
 
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
+CHUNK_SHARE = 0.25  # of the Jacobian: "auto" chunks peak near 1.25x it where one sweep holds 6x
+# however small the Jacobian, a chunk may hold this: on a GPU a 64 MiB bundle streams through in
+# tens of microseconds, a few launches' time (NumPy's auto_chunk_bytes is far less: the CPU's cache)
+CHUNK_FLOOR = 2**30
 CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at least this
 
 
@@ -112,6 +122,7 @@ class Chunks:
             stacks = stacks or [_Stack(n) for _ in part]
             for s, b in zip(stacks, part):
                 s.put(lo, b)
+            part = b = None  # copied into the result: not held through the next sweep
             lo = hi
         if size < first:
             self.fitted[call.signature()] = size
@@ -125,7 +136,7 @@ class Chunks:
             return self.chunk_size, None
         key = call.signature()
         if key in self.fitted:
-            return self.fitted[key], None
+            return self._remembered(call, key, n), None
         if isinstance(self.chunk_size, int):
             return self.chunk_size, None
         if self.chunk_size is None:
@@ -136,8 +147,20 @@ class Chunks:
         available = backends.current().free_memory()
         if available is None:  # nothing says how much there is: one sweep
             return n, None
-        self.fitted[key] = _fit(call.name, self._footprint(key, footprint), n, available)
+        self.fitted[key] = _fit(call, self._footprint(key, footprint), n, available)
         return self.fitted[key], None
+
+    def _remembered(self, call, key, n):
+        """The size that fitted before. "auto" checks it again where its estimate is large enough
+        to matter: when the available memory has dropped below what it needs (others took some
+        since), the size is fitted again to what is left, never larger than it was."""
+        size, fp = self.fitted[key], self.footprints.get(key)
+        if self.chunk_size != "auto" or fp is None or fp.peak(size, n) < CHECK_FROM:
+            return size
+        available = backends.current().free_memory()
+        if available is not None and fp.peak(size, n) > AUTO_SHARE * available:
+            self.fitted[key] = size = min(size, _fit(call, fp, n, available))
+        return size
 
     def _footprint(self, key, footprint):
         if key not in self.footprints:
@@ -154,17 +177,33 @@ class Chunks:
             _check(call.name, fp, n, n, available)
 
 
-def _fit(name, fp, n, available):
-    """The most directions whose estimate fits in AUTO_SHARE of the available memory, the sweep
-    itself within the backend's auto_sweep_bytes."""
-    room = AUTO_SHARE * available
-    if fp.peak(n, n) <= min(room, backends.current().auto_sweep_bytes or room):
+def _fit(call, fp, n, available):
+    """The most directions whose working set fits within CHUNK_SHARE of the Jacobian (or
+    CHUNK_FLOOR), the backend's auto_chunk_bytes and auto_sweep_bytes, the Jacobian and the
+    chunk within AUTO_SHARE of the available memory. One sweep where that holds no more than
+    chunks would. A program traced for gpuad.jit takes the available memory and auto_sweep_bytes
+    alone: its replay fuses elementwise chains and drops each value after its last use, so the
+    estimate overstates what a chunk holds, and it concatenates its chunks."""
+    be = backends.current()
+    jac, room = n * fp.result, AUTO_SHARE * available
+    chunk = be.auto_sweep_bytes or room
+    if not _compiled(call.leaves[0]):
+        chunk = min(chunk, max(CHUNK_SHARE * jac, CHUNK_FLOOR), be.auto_chunk_bytes or chunk)
+    if fp.peak(n, n) <= min(room, jac + chunk):
         return n
-    room -= n * fp.result
-    k = int(min(room, backends.current().auto_sweep_bytes or room) // max(fp.estimate, 1))
+    k = int(min(room - jac, chunk) // max(fp.estimate, 1))
     if k < 1:
-        _check(name, fp, n, 1, available)  # raises when not even one direction fits
+        _check(call.name, fp, n, 1, available)  # raises when not even one direction fits
     return max(1, min(k, n - 1))
+
+
+def _compiled(x):
+    """Whether x is a value of a program being traced (gpuad.jit), under any transforms."""
+    while isinstance(x, Tracer):
+        if x.replayed:
+            return True
+        x = x._inner()
+    return False
 
 
 def _check(name, fp, n, k, available):

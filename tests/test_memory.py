@@ -141,6 +141,85 @@ def test_auto_remembers_the_size_per_input_signature(sweeps, memory, monkeypatch
 
 
 @pytest.mark.parametrize("name", list(BY_ROWS))
+def test_auto_keeps_a_chunk_within_a_share_of_the_jacobian(name, sweeps, memory, monkeypatch):
+    """Plenty of memory: the chunks, not the memory, bound the sweep (the floor set aside)."""
+    n = 400
+    monkeypatch.setattr(chunking, "CHUNK_FLOOR", 0)
+    fp = api.Call(name, _f, _x(n), {}, 0, False).record().footprint(by_rows=BY_ROWS[name])
+    k = int(chunking.CHUNK_SHARE * n * fp.result // fp.estimate)
+    assert 1 < k < n // 4
+    memory(10**15)
+    sweeps.clear()
+    getattr(gpuad, name)(_f, chunk_size="auto")(*_x(n))
+    assert sweeps == _chunks(k, n)
+
+
+def test_auto_keeps_a_chunk_within_the_backends_chunk_bytes(sweeps, memory, monkeypatch):
+    """On NumPy: chunks near the CPU's cache."""
+    n = 400
+    fp = api.Call("jacfwd", _f, _x(n), {}, 0, False).record().footprint(by_rows=False)
+    monkeypatch.setattr(backends.current(), "auto_chunk_bytes", 37 * fp.estimate + 1)
+    memory(10**15)
+    sweeps.clear()
+    gpuad.jacfwd(_f, chunk_size="auto")(*_x(n))
+    assert sweeps == _chunks(37, n)
+
+
+def test_auto_under_jit_sizes_by_the_available_memory_alone(memory, monkeypatch):
+    """The replay fuses and frees values, and concatenates chunks: chunks would only add to it."""
+    monkeypatch.setattr(chunking, "CHUNK_FLOOR", 0)
+    monkeypatch.setattr(backends.current(), "auto_chunk_bytes", 1)
+    memory(10**15)
+    assert "concatenate" not in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
+    memory(_room_for("jacfwd", 100, 400))
+    assert "concatenate" in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
+
+
+@pytest.mark.skipif(backends.backend() != "numpy", reason="tracemalloc sees host memory only")
+def test_auto_peaks_near_the_jacobian_where_one_sweep_holds_several_times_it(monkeypatch):
+    """The coupled map of the benchmarks: one forward sweep holds each intermediate's bundle."""
+    def f(x):
+        inner = x[1:-1] ** 2 * gnp.sin(x[:-2]) - 2.0 * x[1:-1] + gnp.exp(-x[2:])
+        return gnp.concatenate([x[:1], inner, x[-1:]])
+    monkeypatch.setattr(chunking, "CHUNK_FLOOR", 2**20)  # the floor as at a size 8x larger
+    x = _x(1000)[0]
+    peaks = []
+    for chunk_size in (None, "auto"):
+        tracemalloc.start()
+        try:
+            jac = gpuad.jacfwd(f, chunk_size=chunk_size)(x)
+            peaks.append(tracemalloc.get_traced_memory()[1] / jac.nbytes)
+        finally:
+            tracemalloc.stop()
+    assert peaks[0] > 3 and peaks[1] < 1.5, peaks
+
+
+@pytest.mark.skipif(backends.backend() != "numpy", reason="fakes the host's /proc/meminfo")
+def test_auto_fits_a_remembered_size_again_when_memavailable_drops(sweeps, monkeypatch):
+    from gpuad.backends import numpy as host
+    meminfo = {}
+    monkeypatch.setattr(host, "_read", lambda path: meminfo.get(path))  # no cgroup, no statm
+    monkeypatch.setattr(host.resource, "getrlimit", lambda _: (host.resource.RLIM_INFINITY,) * 2)
+    monkeypatch.setattr(chunking, "CHECK_FROM", 0)  # the estimate of N directions is small
+
+    def available(b):
+        meminfo["/proc/meminfo"] = f"MemAvailable: {b // 1024 + 1} kB\n"
+    expected = gpuad.jacfwd(_f)(*_x())
+    jac = gpuad.jacfwd(_f, chunk_size="auto")
+    # room for: 4 (fitted), 4 (still fits), 2 (fitted again), 3 (2 still fits: kept)
+    for room, chunks in ((4, 4), (4, 4), (2, 2), (3, 2)):
+        available(_room_for("jacfwd", room))
+        sweeps.clear()
+        assert_close(jac(*_x()), expected, rtol=0, atol=0)
+        assert sweeps == _chunks(chunks)
+    available(0)  # not even the Jacobian: refused before a sweep
+    sweeps.clear()
+    with pytest.raises(MemoryError, match="the Jacobian itself does not fit"):
+        jac(*_x())
+    assert sweeps == []
+
+
+@pytest.mark.parametrize("name", list(BY_ROWS))
 def test_auto_refuses_when_not_even_the_result_fits(name, sweeps, memory):
     memory(0)
     with pytest.raises(MemoryError, match="the Jacobian itself does not fit"):
@@ -306,3 +385,54 @@ def test_auto_completes_where_one_sweep_would_run_out_of_address_space():
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(UNDER_A_LIMIT)], env=env, cwd=root,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- the host allocator
+def test_the_numpy_backend_keeps_freed_memory_unless_told_otherwise(monkeypatch):
+    from gpuad.backends import numpy as host
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+    monkeypatch.setattr(host.ctypes, "CDLL", lambda name: Libc())
+    for v in ("GPUAD_MALLOC",) + host._GLIBC_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    assert host.keep_freed_memory()
+    assert calls == [(host.M_MMAP_THRESHOLD, 32 << 20), (host.M_TRIM_THRESHOLD, 256 << 20)]
+    for name, value in (("GPUAD_MALLOC", "default"), ("MALLOC_TRIM_THRESHOLD_", "0")):
+        calls.clear()
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            assert not host.keep_freed_memory() and not calls  # the user's choice stands
+
+
+TEMPORARIES_AGAIN = """
+    import resource
+    import numpy as np
+    import gpuad
+    gpuad.set_backend("numpy")
+
+    def temporaries():
+        a = [np.ones(2 << 20) for _ in range(8)]  # 8 x 16 MiB, freed together: the heap's top
+        del a
+    temporaries()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    temporaries()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_temporaries_of_a_later_call_are_not_faulted_in_again():
+    root = pathlib.Path(gpuad.__file__).parents[1]
+    faults = []
+    for policy in ("gpuad", "default"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+        env.update(PYTHONPATH=str(root), GPUAD_MALLOC=policy)
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(TEMPORARIES_AGAIN)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        faults.append(int(done.stdout))
+    assert faults[0] < 100 < 1000 < faults[1], faults  # 128 MiB is 32768 pages

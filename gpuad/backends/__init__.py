@@ -79,7 +79,8 @@ def set_backend(name):
         from .cupy import CupyBackend
         _current = CupyBackend()
     else:
-        from .numpy import NumpyBackend
+        from .numpy import NumpyBackend, keep_freed_memory
+        keep_freed_memory()  # the host's temporaries are reused, not faulted in again each call
         _current = NumpyBackend()
     return name
 

@@ -14,6 +14,7 @@ class CupyBackend(NumpyBackend):
     xp = cupy
     batch_innermost = False  # GPU threads read batch-first arrays coalesced
     auto_sweep_bytes = None  # the device's memory is there for the sweeps: fill it
+    auto_chunk_bytes = None  # a GPU's chunks are made large to amortise its launches
 
     def to_numpy(self, x):
         return cupy.asnumpy(x)
