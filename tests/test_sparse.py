@@ -193,6 +193,19 @@ def _assert_column_coloring(p, colors):
     assert pairs.shape[1] == p.nnz, "two columns of one color share a row"
 
 
+def _assert_star_coloring(s, colors):
+    """Neighbours differ, and every entry is recoverable: its column's color is alone in its row,
+    or its row's color alone in its column."""
+    s = sp.csr_array(s)
+    rows = np.repeat(np.arange(s.shape[0]), np.diff(s.indptr))
+    cols = s.indices
+    off = rows != cols
+    assert not np.any(colors[rows[off]] == colors[cols[off]]), "neighbours share a color"
+    keys, counts = np.unique(rows * (colors.max() + 1) + colors[cols], return_counts=True)
+    alone = lambda r, c: counts[np.searchsorted(keys, r * (colors.max() + 1) + colors[c])] == 1  # noqa: E731
+    assert np.all(alone(rows, cols) | alone(cols, rows)), "an entry that no product holds alone"
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_colorings_of_random_patterns_are_valid(seed):
     rng = np.random.default_rng(seed)
@@ -201,17 +214,33 @@ def test_colorings_of_random_patterns_are_valid(seed):
     _assert_column_coloring(p.T, sparse.color(p, "row"))
     a = sp.random_array((30, 30), density=0.1, rng=rng) != 0
     s = sp.csr_array((a + a.T + sp.eye_array(30, dtype=bool)) != 0)  # a random graph, with the diagonal
-    colors = sparse.color(s, "star")
-    rows = np.repeat(np.arange(30), np.diff(s.indptr))
-    cols = s.indices
-    off = rows != cols
-    assert not np.any(colors[rows[off]] == colors[cols[off]]), "neighbours share a color"
-    # every entry is recoverable: its column's color is alone in its row, or its row's in its column
-    key = lambda r, c: r * 100 + colors[c]  # noqa: E731
-    counts = dict(zip(*np.unique(key(rows, cols), return_counts=True)))
-    alone = np.array([counts[k] == 1 for k in key(rows, cols)])
-    alone_t = np.array([counts[k] == 1 for k in key(cols, rows)])
-    assert np.all(alone | alone_t)
+    _assert_star_coloring(s, sparse.color(s, "star"))
+
+
+def sparse_five_point(k):
+    line = sp.diags_array([np.ones(k - 1), np.ones(k), np.ones(k - 1)], offsets=[-1, 0, 1], dtype=bool)
+    return sp.csr_array((sp.kron(line, sp.eye_array(k)) + sp.kron(sp.eye_array(k), line)) != 0)
+
+
+# large grids, past the sequential greedy's range: k = 250 takes j mod 6, k = 420 no j mod K below
+# 9 (the lockstep greedy takes fewer), 61 and 120 likewise on small grids
+@pytest.mark.parametrize("k", [61, 120, 250, 420])
+def test_five_point_stencils_of_any_size_take_at_most_eight_colors(k):
+    p = sparse_five_point(k)
+    colors = sparse.color(p)
+    assert colors.max() + 1 <= 8
+    _assert_column_coloring(p, colors)
+    _assert_star_coloring(p, sparse.color(p, "star"))
+
+
+@pytest.mark.parametrize("n", [40, 100_000])
+def test_banded_star_colorings_are_valid(n):
+    tridiagonal = sp.csr_array(sp.diags_array([np.ones(n - 1), np.ones(n), np.ones(n - 1)], offsets=[-1, 0, 1]) != 0)
+    colors = sparse.color(tridiagonal, "star")
+    assert colors.max() + 1 == 3
+    _assert_star_coloring(tridiagonal, colors)
+    pentadiagonal = sp.csr_array(sp.diags_array([np.ones(n - abs(d)) for d in range(-2, 3)], offsets=range(-2, 3)) != 0)
+    _assert_star_coloring(pentadiagonal, sparse.color(pentadiagonal, "star"))
 
 
 @pytest.mark.parametrize("dt", ["float32", "float64"])
