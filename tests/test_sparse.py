@@ -312,6 +312,43 @@ def test_compiled_functions_are_traced_through():
     np.testing.assert_allclose(values_of(sparse.jacobian(f)(x, 5)), _dense(lambda v: laplace_2d(v, 5), x))
 
 
+@pytest.mark.parametrize("mode", ["forward", "reverse", "bidirectional"])
+def test_compiling_a_sparse_jacobian_gives_the_same_csr_matrix(mode):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        compiled = gpuad.jit(sparse.jacobian(arrow, mode=mode))
+        for _ in range(2):  # the second call replays the compiled sweep
+            x = gnp.asarray(RNG.normal(size=12))
+            J = compiled(x)
+            eager = sparse.jacobian(arrow, mode=mode)(x)
+            assert type(J) is type(eager)
+            np.testing.assert_array_equal(_host(J.indices), _host(eager.indices))
+            np.testing.assert_array_equal(_host(J.indptr), _host(eager.indptr))
+            np.testing.assert_allclose(_host(J.data), _host(eager.data), rtol=1e-13)
+            np.testing.assert_allclose(values_of(J), _dense(arrow, x), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(values_of(sparse.jacobian(gpuad.jit(arrow), mode=mode)(x)), values_of(J),
+                                       rtol=1e-13)
+
+
+def test_compiling_a_sparse_hessian_and_returning_it_in_a_pytree():
+    f = HESSIANS[1][1]
+    x = gnp.asarray(RNG.normal(size=7))
+    out = gpuad.jit(lambda v: {"H": sparse.hessian(f)(v), "g": gpuad.grad(f)(v)})(x)
+    np.testing.assert_allclose(values_of(out["H"]), _host(gpuad.hessian(f)(x)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_host(out["g"]), _host(gpuad.grad(f)(x)), rtol=1e-12)
+
+
+def test_a_sparse_result_is_no_value_for_other_transforms():
+    jac = sparse.jacobian(tridiagonal)
+    x = gnp.asarray(RNG.normal(size=6))
+    with pytest.raises(TypeError, match="block-diagonal"):
+        gpuad.vmap(jac)(gnp.stack([x, x]))
+    with pytest.raises(TypeError, match="order 3"):
+        gpuad.jacfwd(jac)(x)
+    with pytest.raises(TypeError, match="only be returned"):
+        gpuad.jit(lambda v: jac(v).toarray())(x)
+
+
 def test_a_given_sparsity_skips_detection_and_is_checked():
     x = gnp.asarray(RNG.normal(size=6))
     J = sparse.jacobian(tridiagonal, sparsity=band(6, 1, 1))(x)

@@ -5,6 +5,12 @@ vectors of that color) and runs the function once: K = colors, not n. Reverse mo
 recorded tape back once with one cotangent per row color. Entries come back from the compressed
 product by direct lookup (column coloring: J[i, j] = (J S)[i, color[j]]). Pattern and colorings
 are found once per input signature and cached.
+
+Under gpuad.jit the sweep and the lookup are traced into the compiled program and the result is
+a TracedCSR: the values traced, the structure (the pattern) known, a pytree node, so the compiled
+function returns the backend's CSR matrix. Other transforms cannot take a CSR matrix as a value
+(vmap would need a batch of them, jacfwd a sparse tensor of order 3): they raise a TypeError that
+says what to do instead.
 """
 import functools
 import math
@@ -14,8 +20,11 @@ import numpy as onp
 import scipy.sparse as sp
 
 from .. import backends
+from .. import numpy as gnp
 from ..api import Call, grad
-from ..core import dtype, shape
+from ..core import Tracer, dtype, shape
+from ..program import ProgramTracer
+from ..tree import register_pytree_node
 from .coloring import as_pattern, distance2, star, symmetric
 from .detect import Signature, hessian_pattern, jacobian_pattern
 
@@ -132,7 +141,8 @@ def _hessian_plan(name, pattern):
     # B[j, color[i]] (its mirror; a star coloring guarantees one of the two)
     _, where, count = onp.unique(r * _count(colors) + colors[c], return_inverse=True, return_counts=True)
     direct = count[where] == 1
-    return _Sweep(pattern, forward=(colors, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c))))
+    return _Sweep(pattern, forward=(colors, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c))),
+                  symmetric=True)
 
 
 class _Sweep:
@@ -141,9 +151,9 @@ class _Sweep:
     compressed product (direction, element); with both, from_reverse says which one an entry
     takes."""
 
-    def __init__(self, pattern, forward=None, reverse=None, from_reverse=None):
+    def __init__(self, pattern, forward=None, reverse=None, from_reverse=None, symmetric=False):
         xp = backends.xp()  # the index arrays go to the device once, on CuPy
-        self.pattern = pattern
+        self.pattern, self.symmetric = pattern, symmetric
         self.parts = [(product, part[0], tuple(xp.asarray(i) for i in part[1]))
                       for product, part in ((_forward_product, forward), (_reverse_product, reverse))
                       if part is not None]
@@ -152,8 +162,40 @@ class _Sweep:
 
     def __call__(self, call):
         values = [product(call, colors, self.pattern.shape[0])[pick] for product, colors, pick in self.parts]
-        data = values[0] if len(values) == 1 else backends.xp().where(self.from_reverse, values[1], values[0])
+        return self.result(values[0] if len(values) == 1 else gnp.where(self.from_reverse, values[1], values[0]))
+
+    def result(self, data):
+        """The CSR matrix with these values (its stored entries in order), or a TracedCSR under jit."""
+        if isinstance(data, ProgramTracer):
+            return TracedCSR(data, self)
+        if isinstance(data, Tracer):
+            raise TypeError(
+                f"{_name(self)}: a sparse result is a CSR matrix, which gpuad.jit can return but no other "
+                "transform can take as a value (vmap would make a batch of matrices, jacfwd/jacrev/grad a sparse "
+                "tensor of order 3). For per-sample Jacobians take gpuad.sparse.jacobian of the batched function "
+                "(its pattern is block-diagonal, its colors those of one sample); for second derivatives "
+                "gpuad.sparse.hessian")
         return _csr(data, *self.structure, self.pattern.shape)
+
+
+def _name(sweep):
+    return "gpuad.sparse.hessian" if sweep.symmetric else "gpuad.sparse.jacobian"
+
+
+class TracedCSR:
+    """A sparse result while gpuad.jit traces: `data`, the traced values of the stored entries of
+    `sweep.pattern`, in CSR order. A pytree node whose structure is the sweep, so a compiled
+    function that returns it returns the CSR matrix; it can do nothing else while tracing."""
+
+    def __init__(self, data, sweep):
+        self.data, self.sweep = data, sweep
+
+    def __getattr__(self, name):
+        raise TypeError(f"{_name(self.sweep)} inside gpuad.jit: the sparse result can only be returned from "
+                        f"the compiled function (its .{name} is not available while tracing); use it after the call")
+
+
+register_pytree_node(TracedCSR, lambda t: ((t.data,), t.sweep), lambda sweep, kids: sweep.result(kids[0]))
 
 
 def _count(colors):
@@ -191,10 +233,9 @@ def _split(matrix, like):
 
 
 def _joined(bundles, k):
-    """Bundles (K, *S) side by side as one matrix (K, total)."""
-    xp = backends.xp()
-    flat = [xp.reshape(b, (k, -1)) for b in bundles]
-    return flat[0] if len(flat) == 1 else xp.concatenate(flat, axis=1)
+    """Bundles (K, *S) side by side as one matrix (K, total); arrays or values traced by jit."""
+    flat = [gnp.reshape(b, (k, -1)) for b in bundles]
+    return flat[0] if len(flat) == 1 else gnp.concatenate(flat, axis=1)
 
 
 def _forward_product(call, colors, m):
