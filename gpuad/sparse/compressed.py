@@ -109,8 +109,8 @@ def _jacobian_plan(mode, name, pattern):
     r, c = _entries(pattern)
     # J[i, j] is (J S)[i, color[j]] forward, (S^T J)[color[i], j] in reverse
     if forward:
-        return _Sweep(pattern, forward=(colors, (colors[c], r)))
-    return _Sweep(pattern, reverse=(colors, (colors[r], c)))
+        return _Sweep(name, pattern, forward=(colors, (colors[c], r)))
+    return _Sweep(name, pattern, reverse=(colors, (colors[r], c)))
 
 
 def _bidirectional_plan(name, pattern):
@@ -128,7 +128,7 @@ def _bidirectional_plan(name, pattern):
     forward, reverse = r < m, r > 0  # a sweep with nothing to find is left out
     _warn_if_dense(name, _count(cols) * forward + _count(rows), "bidirectional", m, n, pattern.nnz)
     i, j = _entries(pattern)
-    return _Sweep(pattern, forward=(cols, (cols[j], i)) if forward else None,
+    return _Sweep(name, pattern, forward=(cols, (cols[j], i)) if forward else None,
                   reverse=(rows, (onp.maximum(rows[i], 0), j)) if reverse else None,
                   from_reverse=dense[i] if forward and reverse else None)
 
@@ -141,19 +141,19 @@ def _hessian_plan(name, pattern):
     # B[j, color[i]] (its mirror; a star coloring guarantees one of the two)
     _, where, count = onp.unique(r * _count(colors) + colors[c], return_inverse=True, return_counts=True)
     direct = count[where] == 1
-    return _Sweep(pattern, forward=(colors, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c))),
-                  symmetric=True)
+    return _Sweep(name, pattern, forward=(colors, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c))))
 
 
 class _Sweep:
-    """Compressed sweeps and their decompression, prepared once per signature: for a forward
+    """Compressed sweeps and their decompression, prepared once per signature (`name`: the
+    transform's, for messages): for a forward
     and/or a reverse sweep, its colors and where each stored entry of the pattern sits in its
     compressed product (direction, element); with both, from_reverse says which one an entry
     takes."""
 
-    def __init__(self, pattern, forward=None, reverse=None, from_reverse=None, symmetric=False):
+    def __init__(self, name, pattern, forward=None, reverse=None, from_reverse=None):
         xp = backends.xp()  # the index arrays go to the device once, on CuPy
-        self.pattern, self.symmetric = pattern, symmetric
+        self.name, self.pattern = name, pattern
         self.parts = [(product, part[0], tuple(xp.asarray(i) for i in part[1]))
                       for product, part in ((_forward_product, forward), (_reverse_product, reverse))
                       if part is not None]
@@ -170,16 +170,12 @@ class _Sweep:
             return TracedCSR(data, self)
         if isinstance(data, Tracer):
             raise TypeError(
-                f"{_name(self)}: a sparse result is a CSR matrix, which gpuad.jit can return but no other "
+                f"{self.name}: a sparse result is a CSR matrix, which gpuad.jit can return but no other "
                 "transform can take as a value (vmap would make a batch of matrices, jacfwd/jacrev/grad a sparse "
                 "tensor of order 3). For per-sample Jacobians take gpuad.sparse.jacobian of the batched function "
                 "(its pattern is block-diagonal, its colors those of one sample); for second derivatives "
                 "gpuad.sparse.hessian")
         return _csr(data, *self.structure, self.pattern.shape)
-
-
-def _name(sweep):
-    return "gpuad.sparse.hessian" if sweep.symmetric else "gpuad.sparse.jacobian"
 
 
 class TracedCSR:
@@ -191,8 +187,10 @@ class TracedCSR:
         self.data, self.sweep = data, sweep
 
     def __getattr__(self, name):
-        raise TypeError(f"{_name(self.sweep)} inside gpuad.jit: the sparse result can only be returned from "
-                        f"the compiled function (its .{name} is not available while tracing); use it after the call")
+        if name.startswith("__"):  # protocol probes (copy, NumPy) get the usual answer
+            raise AttributeError(name)
+        raise TypeError(f"{self.sweep.name} inside gpuad.jit: the sparse result can only be returned from the "
+                        f"compiled function (its .{name} is not available while tracing); use it after the call")
 
 
 register_pytree_node(TracedCSR, lambda t: ((t.data,), t.sweep), lambda sweep, kids: sweep.result(kids[0]))
