@@ -146,10 +146,9 @@ def _hessian_plan(name, pattern):
 
 class _Sweep:
     """Compressed sweeps and their decompression, prepared once per signature (`name`: the
-    transform's, for messages): for a forward
-    and/or a reverse sweep, its colors and where each stored entry of the pattern sits in its
-    compressed product (direction, element); with both, from_reverse says which one an entry
-    takes."""
+    transform's, for messages): for a forward and/or a reverse sweep, its colors and where each
+    stored entry of the pattern sits in its compressed product (direction, element); with both,
+    from_reverse says which one an entry takes."""
 
     def __init__(self, name, pattern, forward=None, reverse=None, from_reverse=None):
         xp = backends.xp()  # the index arrays go to the device once, on CuPy
