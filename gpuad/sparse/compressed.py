@@ -147,21 +147,32 @@ def _hessian_plan(name, pattern):
 class _Sweep:
     """Compressed sweeps and their decompression, prepared once per signature (`name`: the
     transform's, for messages): for a forward and/or a reverse sweep, its colors and where each
-    stored entry of the pattern sits in its compressed product (direction, element); with both,
-    from_reverse says which one an entry takes."""
+    stored entry of the pattern sits in its compressed product (direction, element), kept as
+    its position in the raveled product (one gather); with both, from_reverse says which one an
+    entry takes. Seed matrices are made once per dtype."""
 
     def __init__(self, name, pattern, forward=None, reverse=None, from_reverse=None):
         xp = backends.xp()  # the index arrays go to the device once, on CuPy
         self.name, self.pattern = name, pattern
-        self.parts = [(product, part[0], tuple(xp.asarray(i) for i in part[1]))
-                      for product, part in ((_forward_product, forward), (_reverse_product, reverse))
+        m, n = pattern.shape
+        self.parts = [(product, part[0], xp.asarray(part[1][0] * width + part[1][1]))
+                      for product, part, width in ((_forward_product, forward, m), (_reverse_product, reverse, n))
                       if part is not None]
         self.from_reverse = None if from_reverse is None else xp.asarray(from_reverse)
         self.structure = xp.asarray(pattern.indices), xp.asarray(pattern.indptr)
+        self.seeds = {}
 
     def __call__(self, call):
-        values = [product(call, colors, self.pattern.shape[0])[pick] for product, colors, pick in self.parts]
+        values = [gnp.take(gnp.reshape(product(call, functools.partial(self.seed, colors), self.pattern.shape[0]),
+                                       (-1,)), at) for product, colors, at in self.parts]
         return self.result(values[0] if len(values) == 1 else gnp.where(self.from_reverse, values[1], values[0]))
+
+    def seed(self, colors, dt):
+        """The compressed seed matrix of these colors (one of the parts'), made once per dtype."""
+        key = id(colors), dt
+        if key not in self.seeds:
+            self.seeds[key] = _seeds(colors, dt)
+        return self.seeds[key]
 
     def result(self, data):
         """The CSR matrix with these values (its stored entries in order), or a TracedCSR under jit."""
@@ -235,25 +246,27 @@ def _joined(bundles, k):
     return flat[0] if len(flat) == 1 else gnp.concatenate(flat, axis=1)
 
 
-def _forward_product(call, colors, m):
-    """J S (as (K, m): direction k is J @ seed k), by one forward run with K directions."""
-    k = _count(colors)
-    _, tangents, _, _ = call.forward(_split(_seeds(colors, dtype(call.leaves[0])), call.leaves))
-    product = _joined(tangents, k)
+def _forward_product(call, seeds, m):
+    """J S (as (K, m): direction k is J @ seed k), by one forward run with K directions; seeds(dtype)
+    gives S^T (K, n)."""
+    s = seeds(dtype(call.leaves[0]))
+    _, tangents, _, _ = call.forward(_split(s, call.leaves))
+    product = _joined(tangents, s.shape[0])
     _check_rows(call.name, m, product.shape[1])
     return product
 
 
-def _reverse_product(call, colors, m):
-    """S^T J (as (M, n): direction k is seed k @ J), by one recorded run and one backward sweep."""
+def _reverse_product(call, seeds, m):
+    """S^T J (as (M, n): direction k is seed k @ J), by one recorded run and one backward sweep;
+    seeds(dtype) gives S^T (M, m)."""
     rec = call.record()
     _check_rows(call.name, m, rec.m)
-    dt = dtype(rec.values[0]) if rec.values else dtype(call.leaves[0])
-    seeds = {}
-    for oid, s in zip(rec.ids, _split(_seeds(colors, dt), rec.values)):
+    s = seeds(dtype(rec.values[0]) if rec.values else dtype(call.leaves[0]))
+    by_output = {}
+    for oid, part in zip(rec.ids, _split(s, rec.values)):
         if oid is not None:
-            seeds[oid] = s if oid not in seeds else seeds[oid] + s
-    return _joined(rec.pull(seeds, _count(colors)), _count(colors))
+            by_output[oid] = part if oid not in by_output else by_output[oid] + part
+    return _joined(rec.pull(by_output, s.shape[0]), s.shape[0])
 
 
 def _entries(pattern):
