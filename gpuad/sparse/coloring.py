@@ -55,6 +55,9 @@ def as_pattern(pattern, name):
         pattern = pattern.get()
     if not (sp.issparse(pattern) or isinstance(pattern, onp.ndarray) and pattern.ndim == 2):
         raise TypeError(f"{name}: a pattern is a 2-D array or a scipy.sparse array, got {type(pattern).__name__}")
+    if isinstance(pattern, sp.csr_array) and pattern.dtype == bool and pattern.has_sorted_indices \
+            and pattern.data.all():
+        return pattern  # already one (a detected pattern): no copy of its entries
     p = sp.csr_array(sp.csr_array(pattern) != 0)
     p.sort_indices()
     return p
