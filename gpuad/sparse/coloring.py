@@ -160,14 +160,14 @@ def _sequential_columns(p):
 def star(p):
     """Star coloring: a distance-1 coloring in which no path on four vertices takes two colors, so
     each entry is alone in its row's or its column's color. j mod K for the smallest valid K up to
-    twice the typical degree (a larger K rarely beats the greedy), on large patterns; on small
+    twice the typical degree plus one, or 3 (a larger K rarely beats the greedy), on large patterns; on small
     ones (or where no such K is valid) the sequential greedy where it takes fewer colors."""
     n = p.shape[0]
     v, w = _row_of_entries(p), p.indices
     off = v != w  # the graph's edges: the diagonal is no edge
     v, w = v[off], w[off]
     typical = int(onp.median(onp.bincount(v, minlength=n))) if n else 0
-    k = next((k for k in range(1 if v.size == 0 else 2, min(2 * typical + 1, STAR_CYCLES) + 1)
+    k = next((k for k in range(1 if v.size == 0 else 2, min(max(2 * typical + 1, 3), STAR_CYCLES) + 1)
               if _is_star(v, w, onp.arange(n) % k, k)), None)
     if k is not None and n > SEQUENTIAL_MAX:
         return onp.arange(n) % k
