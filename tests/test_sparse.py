@@ -233,6 +233,19 @@ def test_five_point_stencils_of_any_size_take_at_most_eight_colors(k):
     _assert_star_coloring(p, sparse.color(p, "star"))
 
 
+def test_stored_zeros_and_unsorted_columns_are_no_entries():
+    rows, cols = np.nonzero(band(30, 1, 1))
+    data = np.r_[np.ones(rows.size, dtype=bool), False]  # a stored zero at (29, 26)
+    coo = sp.csr_array((data, (np.r_[rows, 29], np.r_[cols, 26])), shape=(30, 30))
+    last = slice(coo.indptr[29], None)  # row 29, its columns in reverse
+    stored = sp.csr_array((np.r_[coo.data[:last.start], coo.data[last][::-1]],
+                           np.r_[coo.indices[:last.start], coo.indices[last][::-1]], coo.indptr), shape=(30, 30))
+    assert stored.nnz == rows.size + 1 and not stored.has_sorted_indices
+    colors = sparse.color(stored)
+    assert colors.max() + 1 == 3  # counted as an entry, it would take a fourth color
+    _assert_column_coloring(band(30, 1, 1), colors)
+
+
 @pytest.mark.parametrize("n", [40, 100_000])
 def test_banded_star_colorings_are_valid(n):
     tridiagonal = sp.csr_array(sp.diags_array([np.ones(n - 1), np.ones(n), np.ones(n - 1)], offsets=[-1, 0, 1]) != 0)
