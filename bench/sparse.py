@@ -2,11 +2,14 @@
 detection and coloring timed apart from the compressed sweep, against dense gpuad and dense
 jit-compiled JAX where the dense matrix fits in memory.
 
-    python -m bench.sparse                 # n = 1000, 4000, 10^4, 10^5 (dense up to 4096)
+    python -m bench.sparse                 # n = 1000, 4000, 10^4, 10^5
     python -m bench.sparse --sizes 1000000
 
 The markdown table goes to stdout. Detection and coloring run once per input signature (their
-first-call times); the sweep is the median of repeated calls, decompression into CSR included.
+first-call times); the sweep is the median of repeated calls, decompression into CSR included,
+eager (gpuad.sparse.jacobian(f)) and compiled (gpuad.jit of it). Dense gpuad runs up to n = 4096,
+dense JAX up to 10^4 (its n x n bundles: 800 MB each, under 2 GB at the peak); the sparse result
+is checked against each dense one, and "JAX / sparse" is dense JAX's time over the eager sweep's.
 """
 import argparse
 import math
@@ -16,7 +19,8 @@ import numpy as onp
 
 from . import timing
 
-DENSE_MAX = 4_096  # dense Jacobians up to this n: a bundle of n x n float64 is 128 MB
+DENSE_MAX = 4_096  # dense gpuad Jacobians up to this n: a bundle of n x n float64 is 128 MB
+JAX_DENSE_MAX = 10_000  # dense JAX up to this n: peak resident memory under 2 GB at 10^4
 
 
 def stencil_1d(np):
@@ -63,20 +67,29 @@ def run_case(name, n, jax):
     pattern, detect = timing.first_call(lambda: find(f)(x), lambda r: r)
     colors, color = timing.first_call(lambda: gpuad.sparse.color(pattern, mode), lambda r: r)
     sparse_fn = getattr(gpuad.sparse, kind)(f)
+    compiled = gpuad.jit(sparse_fn)
     result, _ = timing.first_call(lambda: sparse_fn(x), lambda r: r)
+    same = compiled(x)
+    assert (same.indices == result.indices).all() and onp.allclose(same.data, result.data, rtol=1e-12), \
+        f"{name}: compiled sparse != sparse"
     row = {"problem": name, "n": n, "nnz": pattern.nnz, "colors": int(colors.max()) + 1,
-           "detect": detect, "color": color, "sweep": _steady(lambda: sparse_fn(x)).median_s}
+           "detect": detect, "color": color, "sweep": _steady(lambda: sparse_fn(x)).median_s,
+           "sweep jit": _steady(lambda: compiled(x)).median_s}
     if n <= DENSE_MAX:
         dense_fn = gpuad.jacfwd(f) if kind == "jacobian" else gpuad.hessian(f)
-        dense = onp.asarray(dense_fn(x))
-        assert onp.allclose(result.toarray(), dense, rtol=1e-10, atol=1e-10), f"{name}: sparse != dense"
+        _check(name, dense_fn(x), result, "dense gpuad")
         row["dense gpuad"] = _steady(lambda: dense_fn(x)).median_s
-        if jax is not None:
-            jf = jax.jit((jax.jacfwd if kind == "jacobian" else jax.hessian)(make(jax.numpy)))
-            xj = jax.numpy.asarray(onp.asarray(x))
-            jf(xj).block_until_ready()
-            row["dense JAX jit"] = _steady(lambda: jf(xj).block_until_ready()).median_s
+    if jax is not None and n <= JAX_DENSE_MAX:
+        jf = jax.jit((jax.jacfwd if kind == "jacobian" else jax.hessian)(make(jax.numpy)))
+        xj = jax.numpy.asarray(onp.asarray(x))
+        _check(name, jf(xj), result, "dense JAX")
+        row["dense JAX jit"] = _steady(lambda: jf(xj).block_until_ready()).median_s
+        row["JAX / sparse"] = row["dense JAX jit"] / row["sweep"]
     return row
+
+
+def _check(name, dense, result, what):
+    assert onp.allclose(onp.asarray(dense), result.toarray(), rtol=1e-10, atol=1e-10), f"{name}: sparse != {what}"
 
 
 def _steady(call):
@@ -87,15 +100,21 @@ def _ms(s):
     return "n/a" if s is None else f"{s * 1e3:.3g} ms"
 
 
-COLUMNS = ("problem", "n", "nnz", "colors", "detect", "color", "sweep", "dense gpuad", "dense JAX jit")
+COLUMNS = ("problem", "n", "nnz", "colors", "detect", "color", "sweep", "sweep jit", "dense gpuad",
+           "dense JAX jit", "JAX / sparse")
 
 
 def table(rows):
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for r in rows:
-        cells = [str(r[c]) if c in ("problem", "n", "nnz", "colors") else _ms(r.get(c)) for c in COLUMNS]
+        cells = [str(r[c]) if c in ("problem", "n", "nnz", "colors") else _ratio(r.get(c)) if c == "JAX / sparse"
+                 else _ms(r.get(c)) for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _ratio(r):
+    return "n/a" if r is None else f"{r:,.0f}x"
 
 
 def main(argv=None):

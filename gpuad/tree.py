@@ -1,7 +1,17 @@
-"""Pytrees: tuples, lists, dicts and None are containers; everything else is a leaf.
+"""Pytrees: tuples, lists, dicts and None are containers, and the types given to
+register_pytree_node; everything else is a leaf.
 
 Dicts flatten in sorted-key order, as in JAX, so two dicts with the same keys line up.
 """
+_NODES = {}  # type -> (flatten: node -> (children, hashable meta), unflatten: (meta, children) -> node)
+
+
+def register_pytree_node(cls, flatten, unflatten):
+    """Make instances of cls containers, as jax.tree_util.register_pytree_node: flatten(node)
+    gives (children, meta), meta hashable and static (part of the tree structure), and
+    unflatten(meta, children) rebuilds a node (or what the children make of it)."""
+    _NODES[cls] = flatten, unflatten
+
 
 class TreeDef:
     """The structure of a pytree with its leaves taken out."""
@@ -43,6 +53,8 @@ class TreeDef:
         if self.kind is type(None):
             return None
         kids = [c._build(it) for c in self.children]
+        if self.kind in _NODES:
+            return _NODES[self.kind][1](self.meta, kids)
         if self.kind is dict:
             return dict(zip(self.meta, kids))
         if self.kind is list:
@@ -69,6 +81,9 @@ def _flatten(tree, leaves):
         return TreeDef(dict, tuple(keys), tuple(_flatten(tree[k], leaves) for k in keys))
     if isinstance(tree, (tuple, list)):
         return TreeDef(type(tree), None, tuple(_flatten(c, leaves) for c in tree))
+    if type(tree) in _NODES:
+        children, meta = _NODES[type(tree)][0](tree)
+        return TreeDef(type(tree), meta, tuple(_flatten(c, leaves) for c in children))
     leaves.append(tree)
     return LEAF
 

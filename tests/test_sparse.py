@@ -193,6 +193,19 @@ def _assert_column_coloring(p, colors):
     assert pairs.shape[1] == p.nnz, "two columns of one color share a row"
 
 
+def _assert_star_coloring(s, colors):
+    """Neighbours differ, and every entry is recoverable: its column's color is alone in its row,
+    or its row's color alone in its column."""
+    s = sp.csr_array(s)
+    rows = np.repeat(np.arange(s.shape[0]), np.diff(s.indptr))
+    cols = s.indices
+    off = rows != cols
+    assert not np.any(colors[rows[off]] == colors[cols[off]]), "neighbours share a color"
+    keys, counts = np.unique(rows * (colors.max() + 1) + colors[cols], return_counts=True)
+    alone = lambda r, c: counts[np.searchsorted(keys, r * (colors.max() + 1) + colors[c])] == 1  # noqa: E731
+    assert np.all(alone(rows, cols) | alone(cols, rows)), "an entry that no product holds alone"
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_colorings_of_random_patterns_are_valid(seed):
     rng = np.random.default_rng(seed)
@@ -201,17 +214,46 @@ def test_colorings_of_random_patterns_are_valid(seed):
     _assert_column_coloring(p.T, sparse.color(p, "row"))
     a = sp.random_array((30, 30), density=0.1, rng=rng) != 0
     s = sp.csr_array((a + a.T + sp.eye_array(30, dtype=bool)) != 0)  # a random graph, with the diagonal
-    colors = sparse.color(s, "star")
-    rows = np.repeat(np.arange(30), np.diff(s.indptr))
-    cols = s.indices
-    off = rows != cols
-    assert not np.any(colors[rows[off]] == colors[cols[off]]), "neighbours share a color"
-    # every entry is recoverable: its column's color is alone in its row, or its row's in its column
-    key = lambda r, c: r * 100 + colors[c]  # noqa: E731
-    counts = dict(zip(*np.unique(key(rows, cols), return_counts=True)))
-    alone = np.array([counts[k] == 1 for k in key(rows, cols)])
-    alone_t = np.array([counts[k] == 1 for k in key(cols, rows)])
-    assert np.all(alone | alone_t)
+    _assert_star_coloring(s, sparse.color(s, "star"))
+
+
+def sparse_five_point(k):
+    line = sp.diags_array([np.ones(k - 1), np.ones(k), np.ones(k - 1)], offsets=[-1, 0, 1], dtype=bool)
+    return sp.csr_array((sp.kron(line, sp.eye_array(k)) + sp.kron(sp.eye_array(k), line)) != 0)
+
+
+# large grids, past the sequential greedy's range: k = 250 takes j mod 6, k = 420 no j mod K below
+# 9 (the lockstep greedy takes fewer), 61 and 120 likewise on small grids
+@pytest.mark.parametrize("k", [61, 120, 250, 420])
+def test_five_point_stencils_of_any_size_take_at_most_eight_colors(k):
+    p = sparse_five_point(k)
+    colors = sparse.color(p)
+    assert colors.max() + 1 <= 8
+    _assert_column_coloring(p, colors)
+    _assert_star_coloring(p, sparse.color(p, "star"))
+
+
+def test_stored_zeros_and_unsorted_columns_are_no_entries():
+    rows, cols = np.nonzero(band(30, 1, 1))
+    data = np.r_[np.ones(rows.size, dtype=bool), False]  # a stored zero at (29, 26)
+    coo = sp.csr_array((data, (np.r_[rows, 29], np.r_[cols, 26])), shape=(30, 30))
+    last = slice(coo.indptr[29], None)  # row 29, its columns in reverse
+    stored = sp.csr_array((np.r_[coo.data[:last.start], coo.data[last][::-1]],
+                           np.r_[coo.indices[:last.start], coo.indices[last][::-1]], coo.indptr), shape=(30, 30))
+    assert stored.nnz == rows.size + 1 and not stored.has_sorted_indices
+    colors = sparse.color(stored)
+    assert colors.max() + 1 == 3  # counted as an entry, it would take a fourth color
+    _assert_column_coloring(band(30, 1, 1), colors)
+
+
+@pytest.mark.parametrize("n", [40, 100_000])
+def test_banded_star_colorings_are_valid(n):
+    tridiagonal = sp.csr_array(sp.diags_array([np.ones(n - 1), np.ones(n), np.ones(n - 1)], offsets=[-1, 0, 1]) != 0)
+    colors = sparse.color(tridiagonal, "star")
+    assert colors.max() + 1 == 3
+    _assert_star_coloring(tridiagonal, colors)
+    pentadiagonal = sp.csr_array(sp.diags_array([np.ones(n - abs(d)) for d in range(-2, 3)], offsets=range(-2, 3)) != 0)
+    _assert_star_coloring(pentadiagonal, sparse.color(pentadiagonal, "star"))
 
 
 @pytest.mark.parametrize("dt", ["float32", "float64"])
@@ -242,7 +284,9 @@ def test_bidirectional_mode_takes_an_arrow_in_three_directions(monkeypatch):
     x = gnp.asarray(RNG.normal(size=40))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no density warning: 3 directions of 40
-        J = sparse.jacobian(arrow, mode="bidirectional")(x)
+        jac = sparse.jacobian(arrow, mode="bidirectional")
+        J = jac(x)
+        jac(x * 2)  # seeds are made once per plan and dtype
     np.testing.assert_allclose(values_of(J), _dense(arrow, x))
     assert sorted(seen) == [1, 2]  # the dense row backward, the rest forward in 2 colors
 
@@ -281,6 +325,43 @@ def test_compiled_functions_are_traced_through():
     x = gnp.asarray(RNG.normal(size=25))
     np.testing.assert_array_equal(sparse.jacobian_sparsity(f)(x, 5).toarray(), five_point(5))
     np.testing.assert_allclose(values_of(sparse.jacobian(f)(x, 5)), _dense(lambda v: laplace_2d(v, 5), x))
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse", "bidirectional"])
+def test_compiling_a_sparse_jacobian_gives_the_same_csr_matrix(mode):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        compiled = gpuad.jit(sparse.jacobian(arrow, mode=mode))
+        for _ in range(2):  # the second call replays the compiled sweep
+            x = gnp.asarray(RNG.normal(size=12))
+            J = compiled(x)
+            eager = sparse.jacobian(arrow, mode=mode)(x)
+            assert type(J) is type(eager)
+            np.testing.assert_array_equal(_host(J.indices), _host(eager.indices))
+            np.testing.assert_array_equal(_host(J.indptr), _host(eager.indptr))
+            np.testing.assert_allclose(_host(J.data), _host(eager.data), rtol=1e-13)
+            np.testing.assert_allclose(values_of(J), _dense(arrow, x), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(values_of(sparse.jacobian(gpuad.jit(arrow), mode=mode)(x)), values_of(J),
+                                       rtol=1e-13)
+
+
+def test_compiling_a_sparse_hessian_and_returning_it_in_a_pytree():
+    f = HESSIANS[1][1]
+    x = gnp.asarray(RNG.normal(size=7))
+    out = gpuad.jit(lambda v: {"H": sparse.hessian(f)(v), "g": gpuad.grad(f)(v)})(x)
+    np.testing.assert_allclose(values_of(out["H"]), _host(gpuad.hessian(f)(x)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_host(out["g"]), _host(gpuad.grad(f)(x)), rtol=1e-12)
+
+
+def test_a_sparse_result_is_no_value_for_other_transforms():
+    jac = sparse.jacobian(tridiagonal)
+    x = gnp.asarray(RNG.normal(size=6))
+    with pytest.raises(TypeError, match="block-diagonal"):
+        gpuad.vmap(jac)(gnp.stack([x, x]))
+    with pytest.raises(TypeError, match="order 3"):
+        gpuad.jacfwd(jac)(x)
+    with pytest.raises(TypeError, match="only be returned"):
+        gpuad.jit(lambda v: jac(v).toarray())(x)
 
 
 def test_a_given_sparsity_skips_detection_and_is_checked():

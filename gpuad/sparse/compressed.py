@@ -5,6 +5,12 @@ vectors of that color) and runs the function once: K = colors, not n. Reverse mo
 recorded tape back once with one cotangent per row color. Entries come back from the compressed
 product by direct lookup (column coloring: J[i, j] = (J S)[i, color[j]]). Pattern and colorings
 are found once per input signature and cached.
+
+Under gpuad.jit the sweep and the lookup are traced into the compiled program and the result is
+a TracedCSR: the values traced, the structure (the pattern) known, a pytree node, so the compiled
+function returns the backend's CSR matrix. Other transforms cannot take a CSR matrix as a value
+(vmap would need a batch of them, jacfwd a sparse tensor of order 3): they raise a TypeError that
+says what to do instead.
 """
 import functools
 import math
@@ -14,8 +20,11 @@ import numpy as onp
 import scipy.sparse as sp
 
 from .. import backends
+from .. import numpy as gnp
 from ..api import Call, grad
-from ..core import dtype, shape
+from ..core import Tracer, dtype, shape
+from ..program import ProgramTracer
+from ..tree import register_pytree_node
 from .coloring import as_pattern, distance2, star, symmetric
 from .detect import Signature, hessian_pattern, jacobian_pattern
 
@@ -100,8 +109,8 @@ def _jacobian_plan(mode, name, pattern):
     r, c = _entries(pattern)
     # J[i, j] is (J S)[i, color[j]] forward, (S^T J)[color[i], j] in reverse
     if forward:
-        return _Sweep(pattern, forward=(colors, (colors[c], r)))
-    return _Sweep(pattern, reverse=(colors, (colors[r], c)))
+        return _Sweep(name, pattern, forward=(colors, (colors[c], r)))
+    return _Sweep(name, pattern, reverse=(colors, (colors[r], c)))
 
 
 def _bidirectional_plan(name, pattern):
@@ -119,7 +128,7 @@ def _bidirectional_plan(name, pattern):
     forward, reverse = r < m, r > 0  # a sweep with nothing to find is left out
     _warn_if_dense(name, _count(cols) * forward + _count(rows), "bidirectional", m, n, pattern.nnz)
     i, j = _entries(pattern)
-    return _Sweep(pattern, forward=(cols, (cols[j], i)) if forward else None,
+    return _Sweep(name, pattern, forward=(cols, (cols[j], i)) if forward else None,
                   reverse=(rows, (onp.maximum(rows[i], 0), j)) if reverse else None,
                   from_reverse=dense[i] if forward and reverse else None)
 
@@ -132,28 +141,69 @@ def _hessian_plan(name, pattern):
     # B[j, color[i]] (its mirror; a star coloring guarantees one of the two)
     _, where, count = onp.unique(r * _count(colors) + colors[c], return_inverse=True, return_counts=True)
     direct = count[where] == 1
-    return _Sweep(pattern, forward=(colors, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c))))
+    return _Sweep(name, pattern, forward=(colors, (onp.where(direct, colors[c], colors[r]), onp.where(direct, r, c))))
 
 
 class _Sweep:
-    """Compressed sweeps and their decompression, prepared once per signature: for a forward
-    and/or a reverse sweep, its colors and where each stored entry of the pattern sits in its
-    compressed product (direction, element); with both, from_reverse says which one an entry
-    takes."""
+    """Compressed sweeps and their decompression, prepared once per signature (`name`: the
+    transform's, for messages): for a forward and/or a reverse sweep, its colors and where each
+    stored entry of the pattern sits in its compressed product (direction, element), kept as
+    its position in the raveled product (one gather); with both, from_reverse says which one an
+    entry takes. Seed matrices are made once per dtype."""
 
-    def __init__(self, pattern, forward=None, reverse=None, from_reverse=None):
+    def __init__(self, name, pattern, forward=None, reverse=None, from_reverse=None):
         xp = backends.xp()  # the index arrays go to the device once, on CuPy
-        self.pattern = pattern
-        self.parts = [(product, part[0], tuple(xp.asarray(i) for i in part[1]))
-                      for product, part in ((_forward_product, forward), (_reverse_product, reverse))
+        self.name, self.pattern = name, pattern
+        m, n = pattern.shape
+        self.parts = [(product, part[0], xp.asarray(part[1][0] * width + part[1][1]))
+                      for product, part, width in ((_forward_product, forward, m), (_reverse_product, reverse, n))
                       if part is not None]
         self.from_reverse = None if from_reverse is None else xp.asarray(from_reverse)
         self.structure = xp.asarray(pattern.indices), xp.asarray(pattern.indptr)
+        self.seeds = {}
 
     def __call__(self, call):
-        values = [product(call, colors, self.pattern.shape[0])[pick] for product, colors, pick in self.parts]
-        data = values[0] if len(values) == 1 else backends.xp().where(self.from_reverse, values[1], values[0])
+        values = [gnp.take(gnp.reshape(product(call, functools.partial(self.seed, colors), self.pattern.shape[0]),
+                                       (-1,)), at) for product, colors, at in self.parts]
+        return self.result(values[0] if len(values) == 1 else gnp.where(self.from_reverse, values[1], values[0]))
+
+    def seed(self, colors, dt):
+        """The compressed seed matrix of these colors (one of the parts'), made once per dtype."""
+        key = id(colors), dt
+        if key not in self.seeds:
+            self.seeds[key] = _seeds(colors, dt)
+        return self.seeds[key]
+
+    def result(self, data):
+        """The CSR matrix with these values (its stored entries in order), or a TracedCSR under jit."""
+        if isinstance(data, ProgramTracer):
+            return TracedCSR(data, self)
+        if isinstance(data, Tracer):
+            raise TypeError(
+                f"{self.name}: a sparse result is a CSR matrix, which gpuad.jit can return but no other "
+                "transform can take as a value (vmap would make a batch of matrices, jacfwd/jacrev/grad a sparse "
+                "tensor of order 3). For per-sample Jacobians take gpuad.sparse.jacobian of the batched function "
+                "(its pattern is block-diagonal, its colors those of one sample); for second derivatives "
+                "gpuad.sparse.hessian")
         return _csr(data, *self.structure, self.pattern.shape)
+
+
+class TracedCSR:
+    """A sparse result while gpuad.jit traces: `data`, the traced values of the stored entries of
+    `sweep.pattern`, in CSR order. A pytree node whose structure is the sweep, so a compiled
+    function that returns it returns the CSR matrix; it can do nothing else while tracing."""
+
+    def __init__(self, data, sweep):
+        self.data, self.sweep = data, sweep
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # protocol probes (copy, NumPy) get the usual answer
+            raise AttributeError(name)
+        raise TypeError(f"{self.sweep.name} inside gpuad.jit: the sparse result can only be returned from the "
+                        f"compiled function (its .{name} is not available while tracing); use it after the call")
+
+
+register_pytree_node(TracedCSR, lambda t: ((t.data,), t.sweep), lambda sweep, kids: sweep.result(kids[0]))
 
 
 def _count(colors):
@@ -191,31 +241,32 @@ def _split(matrix, like):
 
 
 def _joined(bundles, k):
-    """Bundles (K, *S) side by side as one matrix (K, total)."""
-    xp = backends.xp()
-    flat = [xp.reshape(b, (k, -1)) for b in bundles]
-    return flat[0] if len(flat) == 1 else xp.concatenate(flat, axis=1)
+    """Bundles (K, *S) side by side as one matrix (K, total); arrays or values traced by jit."""
+    flat = [gnp.reshape(b, (k, -1)) for b in bundles]
+    return flat[0] if len(flat) == 1 else gnp.concatenate(flat, axis=1)
 
 
-def _forward_product(call, colors, m):
-    """J S (as (K, m): direction k is J @ seed k), by one forward run with K directions."""
-    k = _count(colors)
-    _, tangents, _, _ = call.forward(_split(_seeds(colors, dtype(call.leaves[0])), call.leaves))
-    product = _joined(tangents, k)
+def _forward_product(call, seeds, m):
+    """J S (as (K, m): direction k is J @ seed k), by one forward run with K directions; seeds(dtype)
+    gives S^T (K, n)."""
+    s = seeds(dtype(call.leaves[0]))
+    _, tangents, _, _ = call.forward(_split(s, call.leaves))
+    product = _joined(tangents, s.shape[0])
     _check_rows(call.name, m, product.shape[1])
     return product
 
 
-def _reverse_product(call, colors, m):
-    """S^T J (as (M, n): direction k is seed k @ J), by one recorded run and one backward sweep."""
+def _reverse_product(call, seeds, m):
+    """S^T J (as (M, n): direction k is seed k @ J), by one recorded run and one backward sweep;
+    seeds(dtype) gives S^T (M, m)."""
     rec = call.record()
     _check_rows(call.name, m, rec.m)
-    dt = dtype(rec.values[0]) if rec.values else dtype(call.leaves[0])
-    seeds = {}
-    for oid, s in zip(rec.ids, _split(_seeds(colors, dt), rec.values)):
+    s = seeds(dtype(rec.values[0]) if rec.values else dtype(call.leaves[0]))
+    by_output = {}
+    for oid, part in zip(rec.ids, _split(s, rec.values)):
         if oid is not None:
-            seeds[oid] = s if oid not in seeds else seeds[oid] + s
-    return _joined(rec.pull(seeds, _count(colors)), _count(colors))
+            by_output[oid] = part if oid not in by_output else by_output[oid] + part
+    return _joined(rec.pull(by_output, s.shape[0]), s.shape[0])
 
 
 def _entries(pattern):
