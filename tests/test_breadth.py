@@ -641,6 +641,18 @@ def test_float32_special_functions_stay_float32():
         assert to_np(gpuad.hessian(lambda v, f=f: gnp.sum(f(v)))(gnp.asarray(x))).dtype == np.float32
 
 
+def test_piecewise_and_partition_of_float32_stay_float32():
+    x = np.linspace(1.0, -1.0, 5, dtype=np.float32)
+
+    def f(m, v):  # the kth element: the one partition places the same on every backend
+        return m.piecewise(v, [v < 0], [lambda u: u * 2.0, m.exp]) * m.partition(v ** 3, 1)[1]
+
+    got = to_np(f(gnp, gnp.asarray(x)))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, f(np, x), rtol=1e-6)
+    assert to_np(gpuad.grad(lambda v: gnp.sum(f(gnp, v)))(gnp.asarray(x))).dtype == np.float32
+
+
 # ---------------------------------------------------------------- x.at and gpuad.scipy.stats: compiled, float32, misuse
 STATS_SPECS = SPECS[STATS:]
 
