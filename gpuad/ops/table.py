@@ -74,7 +74,7 @@ ELEMENTARY = [
 ]
 
 # ---------------------------------------------------------------- special functions
-# gpuad.scipy.special exports these (gpuad.numpy does not: NumPy has no such names). Arrays
+# gpuad.scipy.special exports these (gpuad.numpy only i0, the one NumPy has too). Arrays
 # evaluate them with scipy.special or cupyx.scipy.special, kernels with kernels/gpuad_math.cuh.
 # Each partial is again a row, so every order is exact: gammaln -> digamma -> polygamma(1, .)
 # -> polygamma(2, .) ... The order n of polygamma is an integer: it carries no derivative.
