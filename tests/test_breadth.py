@@ -126,6 +126,32 @@ S("meshgrid_sparse", lambda m, a, b, c: sum(p * (k + 1) for k, p in enumerate(m.
   (3,), (2,), (2,))
 S("select", lambda m, x: m.select([x < -0.5, x < 0.5], [x ** 2, m.sin(x)], default=x * 3), (3, 4))
 S("ix_", lambda m, x: x[m.ix_([0, 2], [1, 3, 0])], (3, 4))
+S("piecewise", lambda m, x: m.piecewise(x, [x < -0.5, x > 0.5], [lambda v: v ** 2, m.sin, 0.25]), (3, 4))
+S("piecewise_each_inside_its_domain", lambda m, x: m.piecewise(  # sqrt and log see their own side only
+    x, [x < 0, x >= 0], [lambda v, a, b: a * m.sqrt(-v) + b, lambda v, a, b: m.log(v) * a], 1.5, b=0.25), (3, 4))
+S("piecewise_one_condition", lambda m, x: m.piecewise(x, x > 0, [m.exp, lambda v: 1 + v]), (5,))
+S("piecewise_last_wins", lambda m, x: m.piecewise(x, [x < 1.0, x > -1.0], [m.cos, lambda v: 3 * v]), (2, 3))
+S("piecewise_stacked_conditions", lambda m, x: m.piecewise(x, m.stack([x < 0, x > 0.5]), [m.sin, 2.0, m.cos]), (6,))
+S("piecewise_scalar", lambda m, x: m.piecewise(x, [x < 0.3], [m.cos, m.sin]), ())
+S("piecewise_empty_piece", lambda m, x: m.piecewise(x, [x < 0, x > 0], [lambda v: m.log(-v), m.log]), (3,),
+  xs=([0.5, 1.2, 2.0],))  # log(-v) has no element: nothing of it reaches the derivatives
+S("piecewise_traced_value", lambda m, x, a: m.piecewise(x, [x < 0], [lambda v: v * a[0], a[1]]), (4,), (2,))
+
+
+def by_piece(m, y, kth):
+    """y's pieces between the kth positions (last axis) each sorted: partition promises which
+    elements each piece holds and the elements at kth, not the order within a piece (NumPy's is
+    its own, CuPy's argpartition sorts)."""
+    parts, start = [], 0
+    for k in sorted(kth):
+        parts += [m.sort(y[..., start:k], axis=-1), y[..., k:k + 1]]
+        start = k + 1
+    return m.concatenate(parts + [m.sort(y[..., start:], axis=-1)], axis=-1)
+
+
+S("partition", lambda m, x: by_piece(m, m.partition(x, 2), [2]), (3, 6))
+S("partition_kths_axis0", lambda m, x: by_piece(m, m.partition(x, (-1, 1), axis=0).T, [1, 4]).T, (5, 3))
+S("partition_flat", lambda m, x: by_piece(m, m.partition(x, 5, axis=None), [5]), (2, 4))
 # ---------------------------------------------------------------- mathematical.py
 S("deg2rad", lambda m, x: m.deg2rad(x) + m.radians(x * 2), (2, 3), domain=(-360.0, 360.0))
 S("rad2deg", lambda m, x: m.rad2deg(x) + m.degrees(x * 2), (2, 3))
@@ -379,6 +405,24 @@ def test_searchsorted_matches_numpy_under_vmap_and_carries_no_derivative(side):
     assert_close(g, np.searchsorted(SORTED, v[0], side=side).astype(float))
 
 
+@pytest.mark.parametrize("kth, axis", [(4, -1), ((0, -1, 5), 1), (2, 0), (7, None)])
+def test_argpartition_is_numpys_under_vmap_and_jit_and_carries_no_derivative(kth, axis):
+    """NumPy's own order on NumPy; on any backend the elements at kth are those a sort puts there."""
+    x = np.random.default_rng(3).standard_normal((4, 9))
+    got = to_np(gnp.argpartition(gnp.asarray(x), kth, axis=axis))
+    assert got.dtype.kind == "i"
+    flat = x.ravel() if axis is None else x
+    a = -1 if axis is None else axis
+    np.testing.assert_array_equal(np.take(np.take_along_axis(flat, got, a), kth, a), np.take(np.sort(flat, a), kth, a))
+    same = np.testing.assert_array_equal if gpuad.backend() == "numpy" else lambda *_: None
+    same(got, np.argpartition(x, kth, axis=axis))
+    same(to_np(gnp.partition(gnp.asarray(x), kth, axis=axis)), np.partition(x, kth, axis=axis))
+    same(to_np(gpuad.vmap(lambda r: gnp.argpartition(r, kth, axis=axis))(gnp.asarray(x[None]))), got[None])
+    np.testing.assert_array_equal(to_np(gpuad.jit(lambda v: gnp.argpartition(v, kth, axis=axis))(x)), got)
+    g = gpuad.grad(lambda v: gnp.sum(v * v.argpartition(3)))(gnp.asarray(x))  # the method of traced values
+    assert_close(g, to_np(gnp.argpartition(gnp.asarray(x), 3)).astype(float))  # the integers carry nothing back
+
+
 @pytest.mark.parametrize("name, args", [("tril_indices", (4,)), ("tril_indices", (3, 1, 4)),
                                         ("triu_indices", (4, -1)), ("triu_indices", (3, 0, 2)),
                                         ("diag_indices", (3,)), ("diag_indices", (2, 3))])
@@ -464,6 +508,12 @@ ERRORS = {
     "select_lengths": (lambda: gnp.select([X23 > 0], [X23, X23]), ValueError, "1 conditions for 2 choices"),
     "select_empty": (lambda: gnp.select([], []), ValueError, "list of conditions is empty"),
     "select_not_boolean": (lambda: gnp.select([X23], [X23]), TypeError, "boolean.*float64"),
+    "piecewise_funclist_length": (lambda: gnp.piecewise(X23, [X23 > 0], [1.0, 2.0, 3.0]), ValueError,
+                                  r"with 1 condition\(s\), either 1 or 2 functions are expected"),
+    "piecewise_array_entry": (lambda: gnp.piecewise(X23, [X23 > 0], [gnp.ones(3)]), TypeError,
+                              "function or a scalar, got .* shape \\(3,\\)"),
+    "partition_kth_bounds": (lambda: gnp.partition(X23, -4), ValueError, r"kth\(=-4\) out of bounds \(3\)"),
+    "argpartition_kth_float": (lambda: gnp.argpartition(X23, 1.5), TypeError, "integer or a sequence of integers"),
     "searchsorted_side": (lambda: gnp.searchsorted(gnp.ones(3), 1.0, side="middle"), ValueError, "'left' or 'right'"),
     "searchsorted_matrix": (lambda: gnp.searchsorted(X23, 1.0), ValueError, "1-d"),
     "real_of_complex": (lambda: gnp.real(np.ones(2, complex)), TypeError, "real inputs"),
@@ -559,11 +609,48 @@ def test_ndtri_is_accurate_in_the_tails():
     np.testing.assert_allclose(to_np(g), np.sqrt(2 * np.pi) * np.exp(x[1:] ** 2 / 2), rtol=1e-12)
 
 
+def _central(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("name", ["i0", "i1", "i0e", "i1e"])
+def test_bessel_derivatives_at_zero_are_finite_and_match_differences(name):
+    """I1' = I0 - I1 / x is 1/2 at 0, not 0 / 0; I0e and I1e have a kink at 0, where their
+    derivatives are the mean of the two sides, as abs's. Every mode agrees with central
+    differences of scipy's values there, and each order of I1 up to the fifth with differences of
+    the order below (the band near 0 where the partial is a polynomial, and across it)."""
+    f, ref = getattr(gsp, name), getattr(scipy.special, name)
+    x = gnp.asarray([0.0, -0.0, 0.05, -0.3])
+    expected = _central(ref, to_np(x), 1e-7)  # at a kink off by h/2 times the jump of f''
+    for jac in (gpuad.jacfwd, gpuad.jacrev):
+        assert_close(gnp.diagonal(jac(f)(x)), expected, rtol=1e-7, atol=1e-7, what=name)
+    assert np.isfinite(to_np(gpuad.hessian(lambda v: gnp.sum(f(v)))(x))).all()
+    if name == "i1":
+        order = f
+        for _ in range(5):
+            below, order = order, gpuad.grad(order)
+            for x0 in (0.0, 0.08, 0.12):
+                assert_close(order(x0), _central(below, x0, 1e-4), rtol=1e-6, atol=1e-6, what=f"{name} at {x0}")
+
+
 def test_float32_special_functions_stay_float32():
     x = np.linspace(0.5, 2.0, 4, dtype=np.float32)
-    for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v)):
+    for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v), gsp.i0, gsp.i1, gsp.i0e,
+              gsp.i1e, gnp.i0):
         assert to_np(f(gnp.asarray(x))).dtype == np.float32
         assert to_np(gpuad.hessian(lambda v, f=f: gnp.sum(f(v)))(gnp.asarray(x))).dtype == np.float32
+
+
+def test_piecewise_and_partition_of_float32_stay_float32():
+    x = np.linspace(1.0, -1.0, 5, dtype=np.float32)
+
+    def f(m, v):  # the kth element: the one partition places the same on every backend
+        return m.piecewise(v, [v < 0], [lambda u: u * 2.0, m.exp]) * m.partition(v ** 3, 1)[1]
+
+    got = to_np(f(gnp, gnp.asarray(x)))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, f(np, x), rtol=1e-6)
+    assert to_np(gpuad.grad(lambda v: gnp.sum(f(gnp, v)))(gnp.asarray(x))).dtype == np.float32
 
 
 # ---------------------------------------------------------------- x.at and gpuad.scipy.stats: compiled, float32, misuse

@@ -214,6 +214,10 @@ SPECIAL_POINTS = {
     "gammaln": [-2.5, -0.5, 0.1, 1.0, 3.3, 171.5],
     "polygamma": [-2.5, -0.5, 0.2, 1.0, 4.2, 14.9, 15.1, 60.0],
 }
+# The Bessel functions across their two series (|x| = 8), overflowing (I0, I1 from 710), at +-0, inf, NaN.
+BESSEL_POINTS = [-np.inf, -714.0, -30.0, -8.0, -7.99, -0.5, -0.0, 0.0, 1e-300, 0.05, 2.0, 8.0, 8.01, 100.0, 700.0,
+                 714.0, 1e300, np.inf, np.nan]
+SPECIAL_POINTS.update(dict.fromkeys(["i0", "i1", "i0e", "i1e"], BESSEL_POINTS))
 
 
 @pytest.mark.parametrize("name", sorted(SPECIAL_POINTS))

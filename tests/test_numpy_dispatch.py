@@ -24,6 +24,7 @@ FUNCTIONS = {
     "linalg_norm_eigvalsh": (lambda m, a: m.linalg.norm(a) + m.linalg.eigvalsh(a + a.T), (3, 3)),
     "reshape_transpose_cumsum": (lambda m, x: m.cumsum(m.transpose(m.reshape(x, (2, 3))), axis=1), (6,)),
     "scipy_special": (lambda m, x: SP[m].erf(x) * SP[m].gammaln(x + 2.0) + SP[m].expit(x), (4,)),
+    "i0_partition_piecewise": (lambda m, x: m.partition(m.i0(x), 2) * m.piecewise(x, [x < 0], [m.sin, m.cos]), (5,)),
 }
 IDS = sorted(FUNCTIONS)
 

@@ -25,7 +25,7 @@ _LAUNCHES = {
     "scatter": 2,         # zeros, then the add at the positions
     "index_add": 2, "index_set": 2,  # copy, then the update
     "put_along": 3,       # zeros, the index grids, the scatter-add
-    "argsort": 3,         # CUB radix sort passes
+    "argsort": 3, "argpartition": 3,  # CUB radix sort passes (CuPy's argpartition sorts)
     "solve": 4, "logabsdet": 4, "det_sign": 4,  # LU factorisation, solve or reductions, copies
     "cholesky": 2,
     "eigh": 4, "eig": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy

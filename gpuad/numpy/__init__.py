@@ -55,7 +55,7 @@ from .shapes import (  # noqa: F401
     triu,
     vstack,
 )
-from .sorting import argsort, sort, take_along_axis  # noqa: F401
+from .sorting import argpartition, argsort, partition, sort, take_along_axis  # noqa: F401
 from .statistics import *  # noqa: F403
 
 pi, e, inf, nan, newaxis = _onp.pi, _onp.e, _onp.inf, _onp.nan, None

@@ -5,16 +5,20 @@ constant positions, so its derivative moves the tangents the same way. The integ
 helpers (`tril_indices`, `searchsorted`, ...) return backend integer arrays and carry no
 derivative.
 """
+from functools import reduce
+
 import numpy as onp
 
 from .. import backends
 from ..axes import normalize_axes
 from ..core import dtype, shape
-from .creation import asarray
-from .elementwise import less, less_equal, multiply, subtract, where
+from .creation import asarray, zeros_like
+from .elementwise import less, less_equal, logical_not, logical_or, multiply, not_equal, subtract, where
 from .indexing import take_index
+from .reductions import argmax
 from .reductions import sum as _sum
 from .shapes import broadcast_to, concatenate, flip, moveaxis, ravel, reshape, split, stack, take, transpose, vstack
+from .sorting import take_along_axis
 
 
 def _ndim(x):
@@ -407,6 +411,69 @@ def select(condlist, choicelist, default=0):
     return out
 
 
+def piecewise(x, condlist, funclist, *args, **kw):
+    """numpy.piecewise: funclist[i](x, *args, **kw) where condlist[i] holds (the last condition
+    that holds wins, as in NumPy), one more function where none holds, 0 elsewhere; an entry may
+    be a number instead of a function. Made of where, so derivatives flow through each piece.
+
+    NumPy calls a function on its piece's elements; here it gets all of x, with the elements
+    outside its piece replaced by one inside it (by 0 where the piece is empty), so it must be
+    elementwise, and it sees no value outside its piece (no sqrt of the negative side, whose NaN
+    would reach the derivatives).
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> x = gnp.array([-2.0, 0.0, 4.0])
+    >>> gnp.piecewise(x, [x < 0, x > 0], [lambda v: -v, gnp.sqrt, 0.5])
+    array([2. , 0.5, 2. ])
+    >>> gpuad.jacfwd(lambda v: gnp.piecewise(v, [v < 0, v > 0], [lambda v: -v, gnp.sqrt, 0.5]))(x).diagonal()
+    array([-1.  ,  0.  ,  0.25])
+    """
+    x = asarray(x)
+    conds = [_condition(c) for c in _conditions(condlist, x)]
+    n = len(conds)
+    if len(funclist) == n + 1:  # the last function where no condition holds
+        conds.append(logical_not(reduce(logical_or, conds, False)))
+    elif len(funclist) != n:
+        raise ValueError(f"with {n} condition(s), either {n} or {n + 1} functions are expected")
+    out = zeros_like(x)
+    for cond, func in zip(conds, funclist):
+        out = where(cond, _piece(func, x, cond, args, kw), out)
+    return out if dtype(out) == dtype(x) else out.astype(dtype(x))  # NumPy's result has x's dtype
+
+
+def _conditions(condlist, x):
+    """NumPy's reading of condlist: a list of conditions, or a single one (a bool, an array of
+    x's dimensions, or a list of bools for an x of one dimension or more)."""
+    if not isinstance(condlist, (list, tuple)):  # an array: one condition, or a stack of them
+        return [condlist] if _ndim(condlist) <= _ndim(x) else [condlist[i] for i in range(shape(condlist)[0])]
+    if _ndim(x) > 0 and condlist and not isinstance(condlist[0], (list, tuple)) and _ndim(condlist[0]) == 0:
+        return [condlist]  # a list of bools
+    return list(condlist)
+
+
+def _condition(c):
+    c = asarray(c)
+    return c if dtype(c) == onp.bool_ else not_equal(c, 0)  # NumPy casts conditions to bool
+
+
+def _piece(func, x, cond, args, kw):
+    if callable(func):
+        return func(_inside(x, cond), *args, **kw)
+    if _ndim(func) != 0:
+        raise TypeError(f"piecewise: each entry of funclist must be a function or a scalar, got "
+                        f"{type(func).__name__} of shape {shape(func)}")
+    return func
+
+
+def _inside(x, cond):
+    """x where cond holds; elsewhere the first element of x where it holds (0 where it holds
+    nowhere: then no derivative flows from the elements outside back into x)."""
+    flat = ravel(broadcast_to(cond, shape(x)))
+    first = reshape(argmax(flat), (1,))
+    fill = where(take_along_axis(flat, first, 0), take_along_axis(ravel(x), first, 0), 0)
+    return where(cond, x, reshape(fill, ()))
+
+
 def searchsorted(a, v, side="left", sorter=None):
     """numpy.searchsorted: where v's values would go in the sorted vector a; integers, no derivative.
 
@@ -430,4 +497,4 @@ def searchsorted(a, v, side="left", sorter=None):
 __all__ = ["pad", "append", "atleast_2d", "atleast_3d", "column_stack", "row_stack", "dstack", "array_split",
            "hsplit", "vsplit", "dsplit", "diff", "gradient", "cross", "kron", "rot90", "fliplr", "flipud",
            "rollaxis", "meshgrid", "tril_indices", "triu_indices", "diag_indices", "ix_", "select",
-           "searchsorted"]
+           "piecewise", "searchsorted"]

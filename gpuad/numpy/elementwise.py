@@ -12,6 +12,7 @@ absolute = PRIMS["abs"]
 around = PRIMS["round"]
 pow = PRIMS["power"]
 mod = PRIMS["remainder"]
+i0 = PRIMS["i0"]  # numpy.i0 is scipy.special.i0: the same row
 
 
 def where(condition, x, y):
@@ -48,5 +49,5 @@ def sigmoid(x):
     return 0.5 * PRIMS["tanh"](0.5 * x) + 0.5
 
 
-__all__ = _NUMPY_ROWS + ["true_divide", "fabs", "absolute", "around", "pow", "mod", "where", "positive",
+__all__ = _NUMPY_ROWS + ["true_divide", "fabs", "absolute", "around", "pow", "mod", "i0", "where", "positive",
                            "clip", "logaddexp", "sigmoid"]

@@ -101,8 +101,8 @@ METHODS = {
     "flatten": shapes.ravel, "squeeze": shapes.squeeze, "swapaxes": shapes.swapaxes, "repeat": shapes.repeat,
     "sum": R.sum, "mean": R.mean, "prod": R.prod, "max": R.max, "min": R.min, "var": R.var,
     "std": R.std, "cumsum": R.cumsum, "argmax": R.argmax, "argmin": R.argmin,
-    "argsort": sorting.argsort, "dot": P.dot, "clip": E.clip, "diagonal": shapes.diagonal,
-    "trace": P.trace,
+    "argsort": sorting.argsort, "argpartition": sorting.argpartition, "dot": P.dot, "clip": E.clip,
+    "diagonal": shapes.diagonal, "trace": P.trace,
 }
 
 

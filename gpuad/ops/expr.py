@@ -19,6 +19,7 @@ CUDA_NAMES = {
     "hypot": "hypot", "sign": "gpuad_sign", "maximum": "gpuad_maximum", "minimum": "gpuad_minimum",
     "remainder": "gpuad_remainder", "erf": "erf", "erfc": "erfc", "gammaln": "lgamma",
     "erfinv": "gpuad_erfinv", "erfcinv": "gpuad_erfcinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
+    "i0": "gpuad_i0", "i1": "gpuad_i1", "i0e": "gpuad_i0e", "i1e": "gpuad_i1e",
 }
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}

@@ -1,6 +1,6 @@
 """Indexing primitives: getitem and its adjoint scatter, functional updates (x.at[idx]),
-concatenate, and the gathers along an axis (take_along, put_along, and argsort, which finds
-the positions a sort gathers).
+concatenate, and the gathers along an axis (take_along, put_along, and argsort and
+argpartition, which find the positions a sort or a partition gathers).
 
 Indices reach these primitives normalised by gpuad.numpy (slices, None, ints, integer arrays).
 """
@@ -223,6 +223,10 @@ argsort = Primitive(
     "argsort", lambda x, axis: xp().argsort(x, axis=axis),
     batch=lambda args, batched, axis: (argsort(args[0], axis=axis + 1), True), nondiff=True,
     abstract=lambda x, axis: ShapeDtypeStruct(shape(x), onp.intp))
+argpartition = Primitive(  # kth: a tuple of non-negative positions along axis
+    "argpartition", lambda x, kth, axis: xp().argpartition(x, kth, axis=axis),
+    batch=lambda args, batched, kth, axis: (argpartition(args[0], kth=kth, axis=axis + 1), True), nondiff=True,
+    abstract=lambda x, kth, axis: ShapeDtypeStruct(shape(x), onp.intp))
 
 
 # ---------------------------------------------------------------- sparsity patterns
@@ -262,4 +266,4 @@ def _put_pattern(args, out, shape, axis):
 index_add.pattern = _index_add_pattern
 take_along.pattern = _take_pattern
 put_along.pattern = _put_pattern
-argsort.pattern = patterns.none
+argsort.pattern = argpartition.pattern = patterns.none

@@ -74,10 +74,16 @@ ELEMENTARY = [
 ]
 
 # ---------------------------------------------------------------- special functions
-# gpuad.scipy.special exports these (gpuad.numpy does not: NumPy has no such names). Arrays
+# gpuad.scipy.special exports these (gpuad.numpy only i0, the one NumPy has too). Arrays
 # evaluate them with scipy.special or cupyx.scipy.special, kernels with kernels/gpuad_math.cuh.
 # Each partial is again a row, so every order is exact: gammaln -> digamma -> polygamma(1, .)
 # -> polygamma(2, .) ... The order n of polygamma is an integer: it carries no derivative.
+# I1'(x) = I0(x) - I1(x) / x is 1/2 at 0, where the quotient is 0 / 0 and its derivatives cancel
+# ever more digits (an n-th one loses about 1/x^(n+1)): below |x| = 0.1 it is its Taylor polynomial
+# instead, sum (2k+1) (x/2)^2k / (2 k! (k+1)!) to k = 4 (exact to double there; derivatives of I1
+# of every order up to 10 exact at 0). I1e's is the same times exp(-|x|), less sign(x) I1e(x).
+_I1_SLOPE_AT_0 = ("(0.5 + x * x * (0.1875 + x * x * (0.013020833333333334 + x * x * (0.0003797743055555556"
+                  " + x * x * 6.103515625e-06))))")
 SPECIAL = [
     Row("erf", "erf(x)", "1.1283791670955126 * exp(-x * x)"),      # 2 / sqrt(pi) exp(-x^2)
     Row("erfc", "erfc(x)", "-1.1283791670955126 * exp(-x * x)"),
@@ -86,6 +92,11 @@ SPECIAL = [
     Row("gammaln", "gammaln(x)", "digamma(x)"),
     Row("digamma", "digamma(x)", "polygamma(1, x)"),
     Row("polygamma", "polygamma(a, b)", "0", "polygamma(a + 1, b)"),
+    Row("i0", "i0(x)", "i1(x)"),
+    Row("i1", "i1(x)", f"where(abs(x) < 0.1, {_I1_SLOPE_AT_0}, i0(x) - y / where(abs(x) < 0.1, 1, x))"),
+    Row("i0e", "i0e(x)", "i1e(x) - sign(x) * y"),      # exp(-|x|) I0(x): a kink at 0, sign(0) = 0 there
+    Row("i1e", "i1e(x)",
+        f"where(abs(x) < 0.1, exp(-abs(x)) * {_I1_SLOPE_AT_0}, i0e(x) - y / where(abs(x) < 0.1, 1, x)) - sign(x) * y"),
 ]
 SPECIAL_NAMES = frozenset(r.name for r in SPECIAL)
 DIFFERENTIABLE = ELEMENTARY + SPECIAL

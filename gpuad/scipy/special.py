@@ -1,6 +1,7 @@
 """gpuad.scipy.special: scipy.special's names and semantics, differentiable in every mode.
 
-erf, erfc, erfinv, erfcinv, gammaln, digamma and polygamma are rows of the elementwise table
+erf, erfc, erfinv, erfcinv, gammaln, digamma, polygamma and the modified Bessel functions i0,
+i1, i0e and i1e are rows of the elementwise table
 (gpuad/ops/table.py: fused CUDA kernels, every derivative order, vmap); the rest is composed
 from them and from gpuad.numpy, numerically stable. On the NumPy backend the rows evaluate with
 scipy.special (an ImportError names it where SciPy is not installed), on CuPy with
@@ -13,10 +14,11 @@ from ..ops.elementwise import PRIMS
 
 __all__ = ["expit", "logit", "log_softmax", "softmax", "logsumexp", "xlogy", "xlog1py", "entr",
            "erf", "erfc", "erfinv", "erfcinv", "gammaln", "digamma", "psi", "polygamma", "gamma", "betaln", "beta",
-           "ndtr", "log_ndtr", "ndtri", "gammainc", "gammaincc", "betainc"]
+           "ndtr", "log_ndtr", "ndtri", "gammainc", "gammaincc", "betainc", "i0", "i1", "i0e", "i1e"]
 
 erf, erfc, erfinv, erfcinv, gammaln, digamma = (PRIMS[n] for n in ("erf", "erfc", "erfinv", "erfcinv", "gammaln",
                                                                     "digamma"))
+i0, i1, i0e, i1e = (PRIMS[n] for n in ("i0", "i1", "i0e", "i1e"))  # I0' = I1, I1' = I0 - I1 / x (1/2 at 0)
 psi = digamma
 _SQRT2 = 1.4142135623730951
 
