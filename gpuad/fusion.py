@@ -35,6 +35,8 @@ _PARALLEL = 4096  # a longer sum is fused when it makes at least this many eleme
 # is nearly free beside a pass over memory; on a CPU, a transcendental redone for each of K
 # directions costs more than a pass over cache-resident data (a value read at two shifts is fine).
 _REPEATS = {"cupy": 4, "numpy": 2}
+# arithmetic this cheap may be redone twice as often
+_CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
 
 
 class Region:
@@ -145,7 +147,8 @@ def _joined(program, eq, readers, region_of, outs, evaluations, repeats):
         return None
     times = _evaluations(eq.out, readers, evaluations)
     n = prod(eq.out.shape)
-    if n > 1 and times > repeats * n:  # a scalar is one value wherever it is read: computed once per element
+    # a view costs nothing to redo, and a scalar is one value wherever it is read (once per element)
+    if eq.prim.name not in VIEWS and n > 1 and times > repeats * n * (2 if eq.prim.name in _CHEAP else 1):
         return None
     target = regions[0]
     for other in regions[1:]:

@@ -5,14 +5,34 @@
 // The loop over a range of elements is its own function, vectorised (`omp simd`, glibc's vector
 // math where built with it, an AVX2 clone beside the baseline for the contiguous build): OpenMP's
 // outlined parallel loops would lose both. Above 256k elements the range is split over the threads.
+// Where the body clamps indices into range (shifted reads near the ends), the elements between
+// lo and hi run the body without the clamps (fast_body): plain loads instead of gathers.
 //
 // Slots (filled by gpuad/kernels/region.py): name, params, args (the parameters' names), body,
-// clones (GPUAD_CLONES or nothing).
-static ${clones} void ${name}_range(${params}, const long long begin, const long long end) {
+// clones (GPUAD_CLONES or nothing), fast_body (empty where there is none), lo, hi.
+static ${clones} void ${name}_safe(${params}, const long long begin, const long long end) {
 #pragma omp simd
     for (long long i = begin; i < end; ++i) {
         ${body}
     }
+}
+
+static ${clones} void ${name}_fast(${params}, const long long begin, const long long end) {
+#pragma omp simd
+    for (long long i = begin; i < end; ++i) {
+        ${fast_body}
+    }
+}
+
+static void ${name}_range(${params}, const long long begin, const long long end) {
+    const long long lo = begin > ${lo}LL ? begin : ${lo}LL, hi = end < ${hi}LL ? end : ${hi}LL;
+    if (lo >= hi) {
+        ${name}_safe(${args}, begin, end);
+        return;
+    }
+    ${name}_safe(${args}, begin, lo);
+    ${name}_fast(${args}, lo, hi);
+    ${name}_safe(${args}, hi, end);
 }
 
 extern "C" void ${name}(${params}, const long long n) {

@@ -52,18 +52,47 @@ def render(region, target):
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
     template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
-    text = string.Template(template).substitute(name=name, params=", ".join(params), body=body,
-                                                args=_names(params), clones="")
+    text = _fill(template, region, name, params, body, "")
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long")]
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
-        body = _pulled(region, contiguous)
-        text += string.Template(template).substitute(name=f"{name}_c", params=", ".join(dense), body=body,
-                                                     args=_names(dense), clones="GPUAD_CLONES")
+        text += _fill(template, region, f"{name}_c", dense, _pulled(region, contiguous), "GPUAD_CLONES")
         text += _objects_entry(name, arrays, axes, region.outs, _loop_size(region))
     return Kernel(name, text, arrays, axes, list(region.outs), shape, _loop_size(region))
+
+
+def _fill(template, region, name, params, body, clones):
+    fast, lo, hi = _interior(body, region)
+    return string.Template(template).substitute(name=name, params=", ".join(params), body=body, args=_names(params),
+                                                clones=clones, fast_body=fast, lo=lo, hi=hi)
+
+
+_CLAMP = "gpuad_clamp("
+
+
+def _interior(body, region):
+    """(the body without its clamps, lo, hi): on a loop over one axis whose clamped indices are
+    all d0 + c, elements lo <= i < hi read in range unclamped; ("", 0, 0) where that does not
+    apply (no clamps, several loop axes, or a clamp of another form)."""
+    if len(region.shape) - inner_axes(region) != 1 or _CLAMP not in body:
+        return "", 0, 0
+    lo, hi, pieces, k = 0, _loop_size(region), [], 0
+    while (p := body.find(_CLAMP, k)) >= 0:
+        q, depth = p + len(_CLAMP), 1
+        while depth:
+            depth += {"(": 1, ")": -1}.get(body[q], 0)
+            q += 1
+        x, _, top = body[p + len(_CLAMP):q - 1].rpartition(", ")
+        m = re.fullmatch(r"d0|\(d0 \+ (-?\d+)LL\)", x)
+        if m is None:
+            return "", 0, 0
+        c = int(m.group(1) or 0)
+        lo, hi = max(lo, -c), min(hi, int(top[:-2]) - c + 1)
+        pieces.append(body[k:p] + f"({x})")
+        k = q
+    return "".join(pieces) + body[k:], lo, max(lo, hi)
 
 
 def _pulled(region, offset):
