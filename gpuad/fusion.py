@@ -28,7 +28,7 @@ from .program import Var
 
 _C_DTYPES = ("float32", "float64", "bool")
 MOVES = frozenset({"reshape", "transpose", "broadcast_to", "getitem", "scatter", "concatenate"})
-VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})
+VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
 _PARALLEL = 4096  # a longer sum is fused when it makes at least this many elements (the kernel's parallelism)
 # How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
