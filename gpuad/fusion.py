@@ -3,10 +3,11 @@
 A region computes its outputs (its roots, the values something outside reads), which share one
 iteration space: their shape without leading unit axes. A thread owning element i of that space
 pulls every value it needs at the index that element reads, through the members' index maps.
-Members are elementwise equations (rows of the rule table, `where`, `astype`) and data movement
+Members are elementwise equations (rows of the rule table, `where`, `astype`), data movement
 with a static index map (reshape, transpose, broadcast_to, getitem and scatter with ints and
-slices, concatenate), so the slices, shifts, pads and concatenations of a Jacobian cost no pass
-of their own, and a value read only inside its region is never stored.
+slices, concatenate) and sums that each output element can make in its own thread, so the
+slices, shifts, pads and concatenations of a Jacobian cost no pass of their own, and a value
+read only inside its region is never stored.
 
 Regions are built from the program's end: an equation joins the region of its readers when they
 all lie in one region (the readers' regions are merged first when they share an iteration space),
