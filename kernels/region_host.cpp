@@ -3,21 +3,21 @@
 // of the region's iteration space reads its inputs through their strides (0 along broadcast
 // axes), computes the region's values in registers and writes the outputs the program needs.
 // The loop over a range of elements is its own function, vectorised (`omp simd`, glibc's vector
-// math where built with it, an AVX2 clone beside the baseline for the contiguous build): OpenMP's
-// outlined parallel loops would lose both. Above 256k elements the range is split over the threads.
+// math where built with it, an AVX2 clone beside the baseline): OpenMP's outlined parallel loops
+// would lose both. Above 256k elements the range is split over the threads.
 // Where the body clamps indices into range (shifted reads near the ends), the elements between
 // lo and hi run the body without the clamps (fast_body): plain loads instead of gathers.
 //
 // Slots (filled by gpuad/kernels/region.py): name, params, args (the parameters' names), body,
-// clones (GPUAD_CLONES or nothing), fast_body (empty where there is none), lo, hi.
-static ${clones} void ${name}_safe(${params}, const long long begin, const long long end) {
+// fast_body (empty where there is none), lo, hi.
+static GPUAD_CLONES void ${name}_safe(${params}, const long long begin, const long long end) {
 #pragma omp simd
     for (long long i = begin; i < end; ++i) {
         ${body}
     }
 }
 
-static ${clones} void ${name}_fast(${params}, const long long begin, const long long end) {
+static GPUAD_CLONES void ${name}_fast(${params}, const long long begin, const long long end) {
 #pragma omp simd
     for (long long i = begin; i < end; ++i) {
         ${fast_body}

@@ -52,21 +52,21 @@ def render(region, target):
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
     template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
-    text = _fill(template, region, name, params, body, "")
+    text = _fill(template, region, name, params, body)
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long")]
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
-        text += _fill(template, region, f"{name}_c", dense, _pulled(region, contiguous), "GPUAD_CLONES")
+        text += _fill(template, region, f"{name}_c", dense, _pulled(region, contiguous))
         text += _objects_entry(name, arrays, axes, region.outs, _loop_size(region))
     return Kernel(name, text, arrays, axes, list(region.outs), shape, _loop_size(region))
 
 
-def _fill(template, region, name, params, body, clones):
+def _fill(template, region, name, params, body):
     fast, lo, hi = _interior(body, region)
     return string.Template(template).substitute(name=name, params=", ".join(params), body=body, args=_names(params),
-                                                clones=clones, fast_body=fast, lo=lo, hi=hi)
+                                                fast_body=fast, lo=lo, hi=hi)
 
 
 _CLAMP = "gpuad_clamp("
