@@ -207,9 +207,15 @@ def _merge_siblings(program, region_of):
     for v, r in region_of.items():
         by_shape.setdefault(r.shape, v)
     pairs += [(by_shape[r.shape], v) for v, r in region_of.items()]
+    refused = set()  # pairs refused since the last merge: only a merge changes the answer
     for u, v in pairs:
-        if region_of[u] is not region_of[v]:
-            _merge(program, region_of, region_of[u], region_of[v])
+        target, other = region_of[u], region_of[v]
+        if target is other or (id(target), id(other)) in refused:
+            continue
+        if _merge(program, region_of, target, other):
+            refused.clear()
+        else:
+            refused.add((id(target), id(other)))
 
 
 def _worth_a_kernel(region):

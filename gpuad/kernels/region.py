@@ -36,7 +36,7 @@ class Kernel:
 
 def render(region, target):
     """The Kernel of a region for target "cuda" or "host"."""
-    shape = region.shape
+    shape, size = region.shape, _loop_size(region)
     arrays = list(region.ins)
     axes = [[k for k, d in enumerate(a.shape) if d != 1] for a in arrays]
     params = []
@@ -59,8 +59,8 @@ def render(region, target):
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
         text += _fill(template, region, f"{name}_c", dense, _pulled(region, contiguous))
-        text += _objects_entry(name, arrays, axes, region.outs, _loop_size(region))
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, _loop_size(region))
+        text += _objects_entry(name, arrays, axes, region.outs, size)
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size)
 
 
 def _fill(template, region, name, params, body):
@@ -115,8 +115,9 @@ class _Body:
     """The loop body of a region's kernel for element i: every value a root needs is pulled at
     the index tuple the root's element reads it at (one C expression per axis), through the
     members' index maps, and computed once per index tuple (`memo`). Values under a condition
-    (a scatter's positions, a concatenation's pieces) are computed inside their `if` block only:
-    what a block computes is forgotten after it."""
+    (a scatter's positions, a concatenation's pieces) are computed at clamped indices and
+    selected where they are cheap, else inside their `if` block only; what a block (or a sum's
+    loop) computes is forgotten after it."""
 
     def __init__(self, region, offset):
         self.region, self.offset = region, offset
