@@ -104,7 +104,11 @@ def _region_runners(regions, xp, private):
                           RuntimeWarning, stacklevel=4)
             return None
     from .kernels import host
-    kernels = [region_source.render(r, "host") for r in regions]
+    try:
+        kernels = [region_source.render(r, "host") for r in regions]
+    except region_source.TooLarge as e:
+        warnings.warn(f"gpuad.jit: {e}; running unfused", RuntimeWarning, stacklevel=4)
+        return None
     lib = host.library(kernels)
     if lib is None:
         return None

@@ -273,3 +273,14 @@ def test_long_chains_and_deep_stencils_compile_and_match():
         assert max(len(r.equations) for r in regions) >= 12
         assert_close(gpuad.jit(f)(x), f(x), rtol=1e-13)
     assert_close(gpuad.jit(gpuad.jacrev(stencil))(x), gpuad.jacfwd(stencil)(x), rtol=1e-12)
+
+
+def test_a_region_too_long_to_compile_runs_unfused_with_a_warning(monkeypatch):
+    """The kernel size is bounded directly too: past the bound the replay runs unfused and says so."""
+    monkeypatch.setattr(region, "MAX_LINES", 3)
+    x = gnp.asarray(np.linspace(-1, 1, 9))
+    program = _program(lambda x: gnp.sin(x) * gnp.exp(x) + x * x, x)
+    with pytest.warns(RuntimeWarning, match="would exceed 3 lines"):
+        replay = Replay(program, fusion=True)
+    assert replay.regions == 0
+    assert_close(replay.run(x)[0], Replay(program, fusion=False).run(x)[0], rtol=0)

@@ -21,7 +21,12 @@ from .source import _read
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
 _UNROLLED = 16  # elements of the trailing axes one loop element computes together
 _UNROLLED_LINES = 4096  # ... as long as their equations, unrolled, are at most this many
+MAX_LINES = 20000  # a body longer than this (values read at too many index paths) is not built
 _SELECTED_MEMBERS = 24  # cases of a choice made of up to this many members are all computed, then one selected
+
+
+class TooLarge(ValueError):
+    """A region whose kernel would be too long to compile in reasonable time and memory."""
 
 
 class Kernel:
@@ -153,6 +158,8 @@ class _Body:
             return _identity_expression(c.shape, idx, value, k)
         if (key, idx) not in self.memo:
             self.memo[key, idx] = self._compute(a, idx)
+            if len(self.lines) > MAX_LINES:
+                raise TooLarge(f"a fused region's kernel would exceed {MAX_LINES} lines")
         return self.memo[key, idx]
 
     def _compute(self, a, idx):
