@@ -5,9 +5,11 @@ iteration space: their shape without leading unit axes. A thread owning element 
 pulls every value it needs at the index that element reads, through the members' index maps.
 Members are elementwise equations (rows of the rule table, `where`, `astype`), data movement
 with a static index map (reshape, transpose, broadcast_to, getitem and scatter with ints and
-slices, concatenate) and sums that each output element can make in its own thread, so the
-slices, shifts, pads and concatenations of a Jacobian cost no pass of their own, and a value
-read only inside its region is never stored.
+slices, concatenate), gathers (getitem at integer arrays, take_along: the element's index into
+the gathered value is loaded from the index array, a constant or a value computed before the
+region) and sums that each output element can make in its own thread, so the slices, shifts,
+pads, concatenations and gathers of a Jacobian cost no pass of their own, and a value read only
+inside its region is never stored.
 
 Regions are built from the program's end: an equation joins the region of its readers when they
 all lie in one region (the readers' regions are merged first when they share an iteration space),
@@ -17,7 +19,8 @@ iteration space that read a common value are then merged: one kernel reads it on
 region can run as one step after everything it reads: a path leaving a region starts at a root,
 which comes after every member. Only merging two regions can make a cycle (a path from one to the
 other through a third step), and it is checked there. The rest of the program (GEMMs, reductions,
-gathers at index arrays) stays as it is, and the steps are put back in a valid order.
+scatters at index arrays, which add up where positions repeat: no pull) stays as it is, and the
+steps are put back in a valid order.
 """
 from math import prod
 
@@ -28,8 +31,10 @@ from .ops.table import ROWS
 from .program import Var
 
 _C_DTYPES = ("float32", "float64", "bool")
+_INDEX_DTYPES = ("int32", "int64")  # the gathers' positions a kernel loads
 MOVES = frozenset({"reshape", "transpose", "broadcast_to", "getitem", "scatter", "concatenate"})
-VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
+_VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})
+_LOADS = _VIEWS | {"take_along"}
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
 _PARALLEL = 4096  # a longer sum is fused when it makes at least this many elements (the kernel's parallelism)
 # How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
@@ -65,10 +70,17 @@ def fusible(eq):
     name = eq.prim.name
     if eq.out.dtype.name not in _C_DTYPES or not prod(eq.out.shape):
         return False
-    if not all(isinstance(a, (bool, int, float)) or (a.dtype.name in _C_DTYPES and prod(a.shape)) for a in eq.ins):
+    data = eq.ins[:1] if name == "take_along" else eq.ins
+    if not all(isinstance(a, (bool, int, float)) or (a.dtype.name in _C_DTYPES and prod(a.shape)) for a in data):
         return False
+    if name == "take_along":
+        return _positions(eq.ins[1], eq.ins[0].shape[eq.params["axis"]])
+    if name == "getitem":
+        return all(basic(i) or _positions(i, n) for i, n in _indexed_axes(eq.params["idx"], eq.ins[0].shape))
+    if name == "scatter":  # at index arrays, repeated positions add up: not a pull
+        return all(basic(i) for i in eq.params["idx"])
     if name in MOVES:
-        return name not in ("getitem", "scatter") or all(_basic(i) for i in eq.params["idx"])
+        return True
     if eq.out.dtype.name == "bool":
         return False
     if name == "reduce_sum":  # each output element sums its own elements: enough of them to run in parallel
@@ -79,9 +91,28 @@ def fusible(eq):
     return name in ("where", "astype")
 
 
-def _basic(i):
+def view(eq):
+    """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
+    broadcast, a getitem at ints and slices; not a gather, which copies)."""
+    return eq.prim.name in _VIEWS and (eq.prim.name != "getitem" or all(map(basic, eq.params["idx"])))
+
+
+def basic(i):
     """An index the kernels map statically: an int, a slice, or None (a new unit axis)."""
     return i is None or isinstance(i, slice) or (isinstance(i, (int, onp.integer)) and not isinstance(i, bool))
+
+
+def _indexed_axes(items, shape):
+    """(item, length of the axis it indexes) for the items of an index that take an axis (not None)."""
+    return zip([i for i in items if i is not None], shape)
+
+
+def _positions(p, n):
+    """Whether p can be a gather's positions along an axis of n: an integer array (a constant's
+    entries in NumPy's range -n..n-1, else NumPy's step says it is out of bounds)."""
+    if p.dtype.name not in _INDEX_DTYPES or not prod(p.shape):
+        return False
+    return isinstance(p, Var) or bool(((p >= -n) & (p < n)).all())
 
 
 def _renders(row):
@@ -104,7 +135,7 @@ def fuse(program, backend=None):
     for eq in reversed(program.equations):
         if fusible(eq) and not _adds_a_scatter(eq, made_by):
             r = _joined(program, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
-            if r is None and eq.prim.name in VIEWS:  # a view read by several steps costs nothing as it is
+            if r is None and view(eq):  # a view read by several steps costs nothing as it is
                 continue
             if r is None:
                 r = Region(eq.out.shape)
@@ -148,8 +179,9 @@ def _joined(program, eq, readers, region_of, outs, evaluations, repeats):
         return None
     times = _evaluations(eq.out, readers, evaluations)
     n = prod(eq.out.shape)
-    # a view costs nothing to redo, and a scalar is one value wherever it is read (once per element)
-    if eq.prim.name not in VIEWS and n > 1 and times > repeats * n * (2 if eq.prim.name in _CHEAP else 1):
+    # data movement only loads (a gather its position too): cheap to redo; a scalar is one value
+    # wherever it is read (once per element)
+    if eq.prim.name not in _LOADS and n > 1 and times > repeats * n * (2 if eq.prim.name in _CHEAP else 1):
         return None
     target = regions[0]
     for other in regions[1:]:
@@ -219,7 +251,7 @@ def _merge_siblings(program, region_of):
 
 
 def _worth_a_kernel(region):
-    return len(region.equations) >= 2 and any(eq.prim.name not in VIEWS for eq in region.equations)
+    return len(region.equations) >= 2 and not all(map(view, region.equations))
 
 
 def _reaches(successors, start, goal):
@@ -265,7 +297,7 @@ def _connect(program, regions, region_of):
         inside = {eq.out for eq in r.equations}
         seen = set()
         for eq in r.equations:
-            for a in eq.ins:
+            for a in _operands(eq):
                 if isinstance(a, (bool, int, float)) or (isinstance(a, Var) and a in inside):
                     continue
                 if not isinstance(a, Var) and _uniform(a):  # broadcast scalars: a literal
@@ -280,6 +312,13 @@ def _connect(program, regions, region_of):
                     r.ins.append(a)
         r.outs = [eq.out for eq in r.equations if eq.out in used_outside]
         assert all(iteration_shape(v.shape) == r.shape for v in r.outs), r
+
+
+def _operands(eq):
+    """What an equation's kernel code reads: its inputs, and a getitem's index arrays."""
+    if eq.prim.name != "getitem":
+        return eq.ins
+    return list(eq.ins) + [i for i in eq.params["idx"] if not basic(i)]
 
 
 def _uniform(c):

@@ -16,7 +16,7 @@ import warnings
 import numpy as onp
 
 from . import backends
-from .fusion import VIEWS, Region, fuse
+from .fusion import Region, fuse, view
 from .kernels import region as region_source
 from .ops.indexing import add_at
 from .program import Var
@@ -125,7 +125,7 @@ def _private(program, steps):
                 readers.setdefault(a, []).append(s)
     out = {o for o in program.outs if isinstance(o, Var)}
     return {v for s in steps if s.kind == "region" for v in s.outs
-            if v not in out and all(r.kind == "region" or (r.kind == "eq" and r.node.prim.name not in VIEWS)
+            if v not in out and all(r.kind == "region" or (r.kind == "eq" and not view(r.node))
                                     for r in readers.get(v, ()))}
 
 
@@ -143,7 +143,7 @@ def _in_place(program, steps):
     add alone, as an add at the scatter's positions."""
     producer = {s.outs[0]: s.node for s in steps if s.kind == "eq"}
     uses = _use_counts(program, steps)
-    owned = {v for s in steps if s.kind != "eq" or s.node.prim.name not in VIEWS for v in s.outs}
+    owned = {v for s in steps if s.kind != "eq" or not view(s.node) for v in s.outs}
     keep = {o for o in program.outs if isinstance(o, Var)}
     out, skip = [], set()
     for step in steps:

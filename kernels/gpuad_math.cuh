@@ -8,6 +8,13 @@ __device__ __forceinline__ long long gpuad_clamp(long long i, long long hi) {
     return i < 0 ? 0 : (i > hi ? hi : i);
 }
 
+// A gather's position i along an axis of n: negative positions count from the end, as in NumPy;
+// any other position wraps around, as CuPy's integer indexing does, so none reads out of bounds.
+__device__ __forceinline__ long long gpuad_wrap(long long i, long long n) {
+    const long long r = i % n;
+    return r < 0 ? r + n : r;
+}
+
 // NumPy: sign(0) is 0 and sign(nan) is nan, so anything neither positive nor negative passes through.
 template <typename T> __device__ __forceinline__ T gpuad_sign(T x) {
     return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x);

@@ -252,6 +252,83 @@ def test_sums_fuse_as_epilogues(shape, axis, keepdims, nvrtc):
         assert_close(fused[0], plain[0], rtol=1e-13)
 
 
+# ---------------------------------------------------------------- gathers at index arrays
+_GATHERS = {  # x's shape, and an index of NumPy's advanced layouts (positions repeat, some negative)
+    "vector": ((7,), (np.array([3, -1, 0, 3, 5, -7]),)),
+    "2-d positions": ((9,), (np.array([[0, 8, 2], [2, -3, 4]]),)),
+    "middle axis": ((4, 6, 5), (slice(None), np.array([[5, 0, -1], [2, 2, 3]]), slice(1, None))),
+    "arrays apart": ((4, 6, 5), (np.array([3, 0, -4]), slice(None, None, 2), np.array([1, 1, 4]))),
+    "int and array apart": ((4, 6, 5), (0, slice(None), np.array([4, -5]))),
+    "int and array adjacent": ((4, 6, 5), (slice(None), 2, np.array([[4], [0]]))),
+    "broadcast arrays": ((4, 6, 5), (np.array([[1], [3]]), np.array([0, 5, -2]))),
+    "new axes": ((4, 6, 5), (None, slice(None), np.array([1, 2]), None)),
+    "one position": ((4, 6, 5), (slice(None), np.array([-2, -2]))),
+}
+
+
+def _gathers(nodes):
+    """The gathers (getitem at arrays, take_along) among equations."""
+    return [e for e in nodes if e.prim.name == "take_along" or
+            (e.prim.name == "getitem" and any(hasattr(i, "shape") for i in e.params["idx"]))]
+
+
+def _check_gathers_fuse(f, args, nvrtc, tol):
+    """f and its Jacobians (argument 0) compiled with the gathers in regions, against eager and
+    unfused, on both plans (the CuPy plan's CUDA compiled by NVRTC)."""
+    compiled = gpuad.jit(lambda *a: (f(*a), gpuad.jacfwd(f)(*a), gpuad.jacrev(f)(*a)))
+    value, forward, reverse = compiled(*args)
+    assert_close(value, f(*args), rtol=tol, atol=tol)
+    J = gpuad.jacfwd(f)(*args)
+    assert_close(forward, J, rtol=tol, atol=tol)
+    assert_close(reverse, J, rtol=tol, atol=tol)
+    program = compiled.lower(*args).program
+    for backend in ("numpy", "cupy"):
+        assert _gathers(e for r in fuse(program, backend) if isinstance(r, Region) for e in r.equations)
+    plain, fused = _both(program, *args)
+    assert_tree_close(fused, plain, rtol=tol, atol=tol)
+    _check_cupy_plan(program, args, plain, nvrtc, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", list(_GATHERS))
+def test_gathers_at_constant_index_arrays_fuse(case, dtype, nvrtc):
+    shape, index = _GATHERS[case]
+    x = gnp.asarray((np.linspace(-1, 1, int(np.prod(shape))).reshape(shape) + 0.3).astype(dtype))
+
+    def f(x):
+        y = gnp.sin(x) * x
+        return gnp.exp(y[index]) * 2.0 + y[index] ** 2
+    _check_gathers_fuse(f, [x], nvrtc, 2e-5 if dtype == np.float32 else 1e-12)
+
+
+_POSITIONS = np.array([[2, -1, 0, 2], [4, 4, -5, 1], [0, 3, 3, -2]])
+_AT_POSITIONS = {  # gathers along an axis: take_along at constants, a sort's computed positions, vmap's per-sample ones
+    "take_along_axis": lambda x, i: gnp.take_along_axis(gnp.tanh(x), _POSITIONS[:, :2], axis=1) * x[:, 1:3],
+    "take along a middle axis": lambda x, i: gnp.cos(gnp.take(x[:, None, :] * x[:, :, None], _POSITIONS, axis=1)),
+    "sort": lambda x, i: gnp.sort(gnp.sin(x) * x, axis=1) * x + gnp.median(x * x, axis=0),
+    "vmap, positions batched": lambda x, i: gpuad.vmap(lambda row, k: gnp.sin(row[k]) * row)(x, i),
+    "vmap, positions an argument": lambda x, i: gpuad.vmap(lambda r: gnp.take_along_axis(gnp.exp(r), i, 0) * r[1])(x),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", list(_AT_POSITIONS))
+def test_gathers_at_computed_and_per_sample_positions_fuse(case, dtype, nvrtc):
+    x = gnp.asarray((np.linspace(-1, 1, 15).reshape(3, 5) + 0.1).astype(dtype))
+    i = gnp.asarray(np.array([4, -1, 2]))
+    _check_gathers_fuse(_AT_POSITIONS[case], [x, i], nvrtc, 2e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_a_gather_costs_no_pass_of_its_own():
+    """A gather along a middle axis feeding arithmetic: one launch, reading x, its positions once."""
+    x = gnp.asarray(np.random.default_rng(2).uniform(size=(40, 300, 6)))
+    mid = np.arange(300)[::-1] - 150
+    lowered = gpuad.jit(lambda x: gnp.exp(x[:, mid, :] * 0.5) + x).lower(x)
+    assert lowered.launches == 1
+    assert lowered.bytes_moved == 2 * x.nbytes + mid.nbytes
+    assert gpuad.jit(gpuad.vmap(gpuad.jacfwd(lambda r, k: gnp.sin(r[k]) * r))).lower(x[0], mid).launches == 2
+
+
 def test_long_chains_and_deep_stencils_compile_and_match():
     """A region of a thousand members is pulled without hitting Python's recursion limit, and a
     stencil applied layer over layer is cut into regions before its reads at shifted indices

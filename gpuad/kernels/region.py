@@ -3,8 +3,9 @@
 A pure function of the region: the body is rendered from the rule table's expressions through
 `Expr.cuda`, the same parse trees the NumPy path evaluates, so a fused kernel holds no second copy
 of any math, and the members' index maps (slices, shifts, transposes, scatters, concatenations)
-become index arithmetic. Shapes are baked into the source; input strides and the element count
-are arguments, so one kernel serves every layout of its inputs (views are read in place).
+become index arithmetic (a gather's index is loaded from its index array). Shapes are baked
+into the source; input strides and the element count are arguments, so one kernel serves every
+layout of its inputs (views are read in place).
 """
 import hashlib
 import math
@@ -14,11 +15,12 @@ import sys
 
 import numpy
 
+from ..fusion import basic
 from ..ops.table import ROWS
 from ..program import Var
 from .source import _read
 
-C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
+C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
 _UNROLLED = 16  # elements of the trailing axes one loop element computes together
 _UNROLLED_LINES = 4096  # ... as long as their equations, unrolled, are at most this many
 MAX_LINES = 20000  # a body longer than this (values read at too many index paths) is not built
@@ -59,7 +61,7 @@ def render(region, target):
     template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
     text = _fill(template, region, name, params, body)
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
-        dense = [p for p in params if not p.startswith("const long long")]
+        dense = [p for p in params if not p.startswith("const long long s")]
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
@@ -129,6 +131,7 @@ class _Body:
         self.made = {eq.out: eq for eq in region.equations}
         self.inputs = {_key(a): j for j, a in enumerate(region.ins)}
         self.lines, self.memo, self.temps = [], {}, 0
+        self.nonnegative = {}  # id(constant positions) -> whether none is negative
 
     def text(self):
         """Element i of the loop owns the elements of the iteration space whose leading indices
@@ -151,7 +154,8 @@ class _Body:
             return _literal(a)
         key = _key(a)
         if key[1] in self.region.literals:
-            return _literal(self.region.literals[key[1]])
+            value = self.region.literals[key[1]]
+            return f"{value}LL" if a.dtype.kind == "i" else _literal(value)  # int: a gather's position
         idx = tuple("0LL" if d == 1 else i for d, i in zip(a.shape, idx))
         if key[1] in self.region.identities:
             c, value, k = self.region.identities[key[1]]
@@ -175,7 +179,11 @@ class _Body:
         if name == "transpose":
             return self.value(eq.ins[0], _transpose_index(p["perm"], idx))
         if name == "getitem":
-            return self.value(eq.ins[0], _getitem_index(eq.ins[0].shape, p["idx"], idx))
+            return self.value(eq.ins[0], _getitem_index(eq.ins[0].shape, p["idx"], idx, self._position))
+        if name == "take_along":
+            x, positions, axis = eq.ins[0], eq.ins[1], p["axis"]
+            at = self._position(positions, idx, x.shape[axis])
+            return self.value(x, idx[:axis] + (at,) + idx[axis + 1:])
         if name == "scatter":
             return self._cases(a.dtype, [_scatter_case(a.shape, p["idx"], idx, eq.ins[0])], "T(0.0)")
         if name == "concatenate":
@@ -184,6 +192,19 @@ class _Body:
             return self._sum(a.dtype, eq.ins[0], p["axes"], p["keepdims"], idx)
         ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
         return self._temp(a.dtype, _expression(eq, ops))
+
+    def _position(self, p, idx, n):
+        """The index along an axis of n that a gather's positions p give at idx (p broadcast
+        against idx): negative positions wrapped unless a constant has none."""
+        at = self.value(p, _broadcast_index(p, idx))
+        if re.fullmatch(r"-?\d+LL", at):
+            return f"{int(at[:-2]) % n}LL"
+        if not isinstance(p, Var):
+            if id(p) not in self.nonnegative:
+                self.nonnegative[id(p)] = bool((p >= 0).all())
+            if self.nonnegative[id(p)]:
+                return at
+        return f"gpuad_wrap({at}, {n}LL)"
 
     def _temp(self, dtype, expr):
         name, ctype = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name]
@@ -349,9 +370,18 @@ def _balanced(text):
     return depth == 0
 
 
-def _getitem_index(in_shape, items, idx):
-    """The index of x in x[items] (ints, slices, None) at idx of the result."""
-    mapped, o, k = [], 0, 0
+def _getitem_index(in_shape, items, idx, position):
+    """The index of x in x[items] at idx of the result. Items are ints, slices, None and integer
+    arrays; where there are arrays, the ints and arrays are NumPy's advanced indices: their
+    broadcast axes stand in the result where the first of them is when they are adjacent, else
+    first, and an array's entry there (`position(array, index in those axes, axis length)`)
+    is the index along its axis."""
+    arrays = [i for i in items if not basic(i)]
+    block = len(numpy.broadcast_shapes(*(a.shape for a in arrays))) if arrays else 0
+    advanced = [k for k, i in enumerate(items) if i is not None and not isinstance(i, slice)]
+    adjacent = not arrays or advanced[-1] - advanced[0] + 1 == len(advanced)
+    at, o = (None, 0) if adjacent else (0, block)  # where the advanced axes stand; the next result axis
+    mapped, k = [], 0
     for item in items:
         if item is None:  # a new unit axis of the result
             o += 1
@@ -361,7 +391,12 @@ def _getitem_index(in_shape, items, idx):
             mapped.append(_affine(idx[o], start, step))
             o += 1
         else:
-            mapped.append(f"{int(item) % in_shape[k]}LL")
+            if arrays and at is None:
+                at, o = o, o + block
+            if basic(item):
+                mapped.append(f"{int(item) % in_shape[k]}LL")
+            else:
+                mapped.append(position(item, idx[at:at + block], in_shape[k]))
         k += 1
     return tuple(mapped) + tuple(idx[o:])
 
