@@ -183,7 +183,7 @@ def test_bytes_moved_counts_one_pass_for_a_fused_chain():
     assert gpuad.jit(lambda x: gnp.sin(x) * 2.0 + 1.0).lower(x).bytes_moved == 16000
 
 
-# ---------------------------------------------------------------- random programs of data movement
+# ---------------------------------------------------------------- random programs of data movement and gathers
 def _grow(values, op, k):
     """One step of a random program: a new value from the list's values (all vectors)."""
     a, b = values[k % len(values)], values[-1]
@@ -195,20 +195,21 @@ def _grow(values, op, k):
         "concat": lambda: gnp.concatenate([a, b[:2], gnp.tanh(a[:1])]),
         "pad": lambda: gnp.pad(a, (1, 2)), "roll": lambda: gnp.roll(b, 1),
         "outer": lambda: (a[:, None] * b[None, :3]).T.reshape(-1),
+        "gather": lambda: a[(np.arange(a.shape[0] + 2) * (k + 2) + k) % (2 * a.shape[0]) - a.shape[0]],
     }
     return steps[op]()
 
 
-_OPS = ["sin", "exp", "square", "mul", "add", "shift", "stride", "concat", "pad", "roll", "outer"]
+_OPS = ["sin", "exp", "square", "mul", "add", "shift", "stride", "concat", "pad", "roll", "outer", "gather"]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(2, 9), ops=st.lists(st.tuples(st.sampled_from(_OPS), st.integers(0, 5)), min_size=1,
                                          max_size=6), dtype=st.sampled_from([np.float64, np.float32]))
 def test_random_slice_and_concatenation_programs_fused_equal_eager(n, ops, dtype, nvrtc):
-    """Programs of slices, shifts, strides, pads, concatenations, rolls and transposes between
-    elementwise ops, compiled (fused) and differentiated in both modes, against eager jacfwd; their
-    regions as planned for CuPy compile with NVRTC."""
+    """Programs of slices, shifts, strides, pads, concatenations, rolls, transposes and gathers
+    (positions repeated and negative) between elementwise ops, compiled (fused) and differentiated
+    in both modes, against eager jacfwd; their regions as planned for CuPy compile with NVRTC."""
     def f(x):
         values = [x]
         for op, k in ops:
