@@ -7,9 +7,9 @@ Members are elementwise equations (rows of the rule table, `where`, `astype`), d
 with a static index map (reshape, transpose, broadcast_to, getitem and scatter with ints and
 slices, concatenate), gathers (getitem at integer arrays, take_along: the element's index into
 the gathered value is loaded from the index array, a constant or a value computed before the
-region) and sums that each output element can make in its own thread, so the slices, shifts,
-pads, concatenations and gathers of a Jacobian cost no pass of their own, and a value read only
-inside its region is never stored.
+region; on the CPU only along short axes) and sums that each output element can make in its own
+thread, so the slices, shifts, pads, concatenations and gathers of a Jacobian cost no pass of
+their own, and a value read only inside its region is never stored.
 
 Regions are built from the program's end: an equation joins the region of its readers when they
 all lie in one region (the readers' regions are merged first when they share an iteration space),
@@ -22,7 +22,7 @@ other through a third step), and it is checked there. The rest of the program (G
 scatters at index arrays, which add up where positions repeat: no pull) stays as it is, and the
 steps are put back in a valid order.
 """
-from math import prod
+from math import inf, prod
 
 import numpy as onp
 
@@ -41,6 +41,11 @@ _PARALLEL = 4096  # a longer sum is fused when it makes at least this many eleme
 # is nearly free beside a pass over memory; on a CPU, a transcendental redone for each of K
 # directions costs more than a pass over cache-resident data (a value read at two shifts is fine).
 _REPEATS = {"cupy": 4, "numpy": 2}
+# The longest axis a region gathers along. A GPU hides a gather's scattered reads behind other
+# threads; a CPU loop gathering along a long axis stalls on cache misses that NumPy's own gather (a
+# tight loop) overlaps, and its index arithmetic stops the loop's vectorisation (measured 1.5-2x
+# slower): there only picks along short axes (per-sample positions under vmap) join a region.
+_GATHERED = {"cupy": inf, "numpy": _SUMMED}
 # arithmetic this cheap may be redone twice as often
 _CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
 
@@ -107,6 +112,15 @@ def _indexed_axes(items, shape):
     return zip([i for i in items if i is not None], shape)
 
 
+def _gathered_axes(eq):
+    """The lengths of the axes an equation gathers along (at index arrays)."""
+    if eq.prim.name == "take_along":
+        return [eq.ins[0].shape[eq.params["axis"]]]
+    if eq.prim.name == "getitem":
+        return [n for i, n in _indexed_axes(eq.params["idx"], eq.ins[0].shape) if not basic(i)]
+    return []
+
+
 def _positions(p, n):
     """Whether p can be a gather's positions along an axis of n: an integer array (a constant's
     entries in NumPy's range -n..n-1, else NumPy's step says it is out of bounds)."""
@@ -127,13 +141,14 @@ def fuse(program, backend=None):
     """The program's steps in a valid order: Equations, and Regions worth a kernel of their own
     (at least two members, one of which computes or scatters; lone equations and pure views stay
     as they are), planned for `backend` (default: the active one)."""
-    repeats = _REPEATS[backend or backends.backend()]
+    backend = backend or backends.backend()
+    repeats, gathered = _REPEATS[backend], _GATHERED[backend]
     readers = _readers(program)
     outs = {o for o in program.outs if isinstance(o, Var)}
     made_by = {eq.out: eq for eq in program.equations}
     region_of, evaluations = {}, {}
     for eq in reversed(program.equations):
-        if fusible(eq) and not _adds_a_scatter(eq, made_by):
+        if fusible(eq) and max(_gathered_axes(eq), default=0) <= gathered and not _adds_a_scatter(eq, made_by):
             r = _joined(program, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
                 continue
