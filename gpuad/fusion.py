@@ -7,7 +7,8 @@ Members are elementwise equations (rows of the rule table, `where`, `astype`), d
 with a static index map (reshape, transpose, broadcast_to, getitem and scatter with ints and
 slices, concatenate), gathers (getitem at integer arrays, take_along: the element's index into
 the gathered value is loaded from the index array, a constant or a value computed before the
-region; on the CPU only along short axes) and sums that each output element can make in its own
+region; scatters at constant arrays where no two positions meet, through the positions inverted;
+on the CPU only along short axes) and sums that each output element can make in its own
 thread, so the slices, shifts, pads, concatenations and gathers of a Jacobian cost no pass of
 their own, and a value read only inside its region is never stored.
 
@@ -19,8 +20,8 @@ iteration space that read a common value are then merged: one kernel reads it on
 region can run as one step after everything it reads: a path leaving a region starts at a root,
 which comes after every member. Only merging two regions can make a cycle (a path from one to the
 other through a third step), and it is checked there. The rest of the program (GEMMs, reductions,
-scatters at index arrays, which add up where positions repeat: no pull) stays as it is, and the
-steps are put back in a valid order.
+scatters at index arrays that add up where positions repeat or that are computed: no pull) stays
+as it is, and the steps are put back in a valid order.
 """
 from math import inf, prod
 
@@ -57,6 +58,7 @@ class Region:
         self.shape, self.equations, self.ins, self.outs = iteration_shape(shape), [], [], []
         self.literals = {}    # id(constant array) -> its one value, for constants filled with one value
         self.identities = {}  # id(constant array) -> (value, k): value * eye(rows, cols, k) reshaped
+        self.inverses = {}  # a scatter's out Var -> its positions inverted (_inverse), for scatters at arrays
 
     def __repr__(self):
         return f"Region({list(self.shape)}: {' '.join(eq.prim.name for eq in self.equations)})"
@@ -82,8 +84,10 @@ def fusible(eq):
         return _positions(eq.ins[1], eq.ins[0].shape[eq.params["axis"]])
     if name == "getitem":
         return all(basic(i) or _positions(i, n) for i, n in _indexed_axes(eq.params["idx"], eq.ins[0].shape))
-    if name == "scatter":  # at index arrays, repeated positions add up: not a pull
-        return all(basic(i) for i in eq.params["idx"])
+    if name == "scatter":  # at index arrays, a pull only where no two elements land on one position
+        items = eq.params["idx"]
+        return all(map(basic, items)) or (all(basic(i) or _positions(i, n) for i, n in _indexed_axes(
+            items, eq.params["shape"])) and _landings(eq) is not None)
     if name in MOVES:
         return True
     if eq.out.dtype.name == "bool":
@@ -113,12 +117,33 @@ def _indexed_axes(items, shape):
 
 
 def _gathered_axes(eq):
-    """The lengths of the axes an equation gathers along (at index arrays)."""
+    """The lengths of the axes an equation gathers (or scatters) along at index arrays."""
     if eq.prim.name == "take_along":
         return [eq.ins[0].shape[eq.params["axis"]]]
-    if eq.prim.name == "getitem":
-        return [n for i, n in _indexed_axes(eq.params["idx"], eq.ins[0].shape) if not basic(i)]
+    if eq.prim.name in ("getitem", "scatter"):
+        shape = eq.ins[0].shape if eq.prim.name == "getitem" else eq.params["shape"]
+        return [n for i, n in _indexed_axes(eq.params["idx"], shape) if not basic(i)]
     return []
+
+
+def _landings(eq):
+    """Where a scatter at index arrays puts each element of their broadcast block: its flat
+    position over the axes the arrays index; None where two land on one (they add up)."""
+    arrays = [(backends.current().to_numpy(i), n) for i, n in _indexed_axes(eq.params["idx"], eq.params["shape"])
+              if not basic(i)]
+    block = onp.broadcast_shapes(*(a.shape for a, _ in arrays))
+    flat = onp.ravel_multi_index([onp.broadcast_to(a % n, block) for a, n in arrays], [n for _, n in arrays])
+    return flat.ravel() if onp.bincount(flat.ravel()).max() <= 1 else None
+
+
+def _inverse(eq):
+    """A scatter's positions inverted, as a backend array over the axes its arrays index: the
+    flat position in their block of the element landing there, or -1."""
+    dims = _gathered_axes(eq)
+    landings = _landings(eq)
+    inverse = onp.full(prod(dims), -1, onp.int64)
+    inverse[landings] = onp.arange(landings.size)
+    return backends.xp().asarray(inverse.reshape(dims))
 
 
 def _positions(p, n):
@@ -148,7 +173,7 @@ def fuse(program, backend=None):
     made_by = {eq.out: eq for eq in program.equations}
     region_of, evaluations = {}, {}
     for eq in reversed(program.equations):
-        if fusible(eq) and max(_gathered_axes(eq), default=0) <= gathered and not _adds_a_scatter(eq, made_by):
+        if _member(eq, gathered) and not _adds_a_scatter(eq, made_by, gathered):
             r = _joined(program, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
                 continue
@@ -177,10 +202,17 @@ def _readers(program):
     return out
 
 
-def _adds_a_scatter(eq, made_by):
-    """An add of a scatter at index arrays: the replay adds it in place at its positions instead."""
+def _member(eq, gathered):
+    """Whether eq may be a region's member on a backend whose regions gather along axes of at
+    most `gathered` elements."""
+    return fusible(eq) and max(_gathered_axes(eq), default=0) <= gathered
+
+
+def _adds_a_scatter(eq, made_by, gathered):
+    """An add of a scatter at index arrays left out of regions: the replay adds it in place at its
+    positions instead."""
     return eq.prim.name == "add" and any(
-        isinstance(a, Var) and a in made_by and made_by[a].prim.name == "scatter" and not fusible(made_by[a])
+        isinstance(a, Var) and a in made_by and made_by[a].prim.name == "scatter" and not _member(made_by[a], gathered)
         for a in eq.ins)
 
 
@@ -312,7 +344,9 @@ def _connect(program, regions, region_of):
         inside = {eq.out for eq in r.equations}
         seen = set()
         for eq in r.equations:
-            for a in _operands(eq):
+            if eq.prim.name == "scatter" and not all(map(basic, eq.params["idx"])):
+                r.inverses[eq.out] = _inverse(eq)
+            for a in _operands(eq, r):
                 if isinstance(a, (bool, int, float)) or (isinstance(a, Var) and a in inside):
                     continue
                 if not isinstance(a, Var) and _uniform(a):  # broadcast scalars: a literal
@@ -329,11 +363,12 @@ def _connect(program, regions, region_of):
         assert all(iteration_shape(v.shape) == r.shape for v in r.outs), r
 
 
-def _operands(eq):
-    """What an equation's kernel code reads: its inputs, and a getitem's index arrays."""
-    if eq.prim.name != "getitem":
-        return eq.ins
-    return list(eq.ins) + [i for i in eq.params["idx"] if not basic(i)]
+def _operands(eq, region):
+    """What an equation's kernel code reads: its inputs, a getitem's index arrays, and a scatter's
+    inverted positions."""
+    if eq.prim.name == "getitem":
+        return list(eq.ins) + [i for i in eq.params["idx"] if not basic(i)]
+    return list(eq.ins) + ([region.inverses[eq.out]] if eq.out in region.inverses else [])
 
 
 def _uniform(c):

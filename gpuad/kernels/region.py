@@ -185,7 +185,9 @@ class _Body:
             at = self._position(positions, idx, x.shape[axis])
             return self.value(x, idx[:axis] + (at,) + idx[axis + 1:])
         if name == "scatter":
-            return self._cases(a.dtype, [_scatter_case(a.shape, p["idx"], idx, eq.ins[0])], "T(0.0)")
+            inverse = self.region.inverses.get(a)
+            case = _scatter_case(a.shape, p["idx"], idx, eq.ins[0], lambda at: self.value(inverse, at))
+            return self._cases(a.dtype, [case], "T(0.0)")
         if name == "concatenate":
             return self._cases(a.dtype, _concatenate_cases(eq.ins, p["axis"], idx), None)
         if name == "reduce_sum":
@@ -226,8 +228,7 @@ class _Body:
         self.lines.append(f"{ctype} {name} = {ctype}(0);")
         self.lines.append(f"for (long long {r} = 0; {r} < {n}LL; ++{r}) {{")
         saved = dict(self.memo)
-        digits = [f"({r} / {math.prod(dims[m + 1:])}LL % {d}LL)" for m, d in enumerate(dims)]
-        term = self.value(x, _summed_index(x, axes, keepdims, idx, digits))
+        term = self.value(x, _summed_index(x, axes, keepdims, idx, _digits_of(r, dims)))
         self.lines.append(f"    {{ typedef {ctype} T; {name} += {term}; }}")
         self.memo = saved
         self.lines.append("}")
@@ -370,58 +371,81 @@ def _balanced(text):
     return depth == 0
 
 
-def _getitem_index(in_shape, items, idx, position):
-    """The index of x in x[items] at idx of the result. Items are ints, slices, None and integer
-    arrays; where there are arrays, the ints and arrays are NumPy's advanced indices: their
-    broadcast axes stand in the result where the first of them is when they are adjacent, else
-    first, and an array's entry there (`position(array, index in those axes, axis length)`)
-    is the index along its axis."""
+def _result_axes(items):
+    """How x[items] lays out its result (NumPy's rules): for each item that takes an axis of x
+    (not None), the result axis a slice maps to, or where the index arrays' broadcast axes (the
+    block) stand for an int or an array among arrays (None for a lone int: no axis); the block's
+    rank; and the result axis after those the items make. The block stands where the first of
+    the ints and arrays is when they are adjacent, else first."""
     arrays = [i for i in items if not basic(i)]
     block = len(numpy.broadcast_shapes(*(a.shape for a in arrays))) if arrays else 0
     advanced = [k for k, i in enumerate(items) if i is not None and not isinstance(i, slice)]
     adjacent = not arrays or advanced[-1] - advanced[0] + 1 == len(advanced)
-    at, o = (None, 0) if adjacent else (0, block)  # where the advanced axes stand; the next result axis
-    mapped, k = [], 0
+    at, o, axes = (None, 0, []) if adjacent else (0, block, [])
     for item in items:
         if item is None:  # a new unit axis of the result
             o += 1
-            continue
-        if isinstance(item, slice):
-            start, _, step = item.indices(in_shape[k])
-            mapped.append(_affine(idx[o], start, step))
+        elif isinstance(item, slice):
+            axes.append(o)
             o += 1
-        else:
-            if arrays and at is None:
+        elif arrays:
+            if at is None:
                 at, o = o, o + block
-            if basic(item):
-                mapped.append(f"{int(item) % in_shape[k]}LL")
-            else:
-                mapped.append(position(item, idx[at:at + block], in_shape[k]))
-        k += 1
-    return tuple(mapped) + tuple(idx[o:])
+            axes.append(at)
+        else:
+            axes.append(None)
+    return axes, block, o
 
 
-def _scatter_case(out_shape, items, idx, v):
+def _getitem_index(in_shape, items, idx, position):
+    """The index of x in x[items] at idx of the result, items being ints, slices, None and integer
+    arrays: an array's entry at idx (`position(array, idx over the block, axis length)`) is the
+    index along its axis."""
+    axes, block, rest = _result_axes(items)
+    mapped = []
+    for item, n, o in zip([i for i in items if i is not None], in_shape, axes):
+        if isinstance(item, slice):
+            start, _, step = item.indices(n)
+            mapped.append(_affine(idx[o], start, step))
+        elif basic(item):
+            mapped.append(f"{int(item) % n}LL")
+        else:
+            mapped.append(position(item, idx[o:o + block], n))
+    return tuple(mapped) + tuple(idx[rest:])
+
+
+def _scatter_case(out_shape, items, idx, v, inverse):
     """(condition, v, index of v, that index clamped into v): where zeros(out_shape)[items] = v
-    puts v's element at idx."""
-    conds, mapped, clamped, k = [], [], [], 0
-    for item in items:
-        if item is None:  # a unit axis of v
-            mapped.append("0LL")
-            clamped.append("0LL")
-            continue
-        e, n = idx[k], out_shape[k]
+    puts v's element at idx. Where items hold arrays (no two of their elements landing on one
+    position), `inverse(idx over the axes they index)` says which element of their block lands
+    there (-1: none)."""
+    axes, block, rest = _result_axes(items)
+    taken = [i for i in items if i is not None]
+    mapped = ["0LL"] * (rest + len(out_shape) - len(taken))  # v's unit axes (None items) read at 0
+    mapped[rest:] = idx[len(taken):]
+    clamped, conds, along = list(mapped), [], []
+    for item, n, o, e in zip(taken, out_shape, axes, idx):
         if isinstance(item, slice):
             start, stop, step = item.indices(n)
-            c, m, m_clamped = _slice_inverse(e, start, step, len(range(start, stop, step)), n)
+            c, mapped[o], clamped[o] = _slice_inverse(e, start, step, len(range(start, stop, step)), n)
             conds += c
-            mapped.append(m)
-            clamped.append(m_clamped)
-        else:
+        elif basic(item):
             conds.append(f"{e} == {int(item) % n}LL")
-        k += 1
-    rest = tuple(idx[k:])
-    return " && ".join(conds) or "true", v, tuple(mapped) + rest, tuple(clamped) + rest
+        else:
+            along.append(e)
+    if along:
+        dims = numpy.broadcast_shapes(*(i.shape for i in items if not basic(i)))
+        b = inverse(tuple(along))
+        conds.append(f"{b} >= 0LL")
+        o = next(o for o, i in zip(axes, taken) if not basic(i))
+        mapped[o:o + block] = _digits_of(b, dims)
+        clamped[o:o + block] = _digits_of(f"gpuad_clamp({b}, {math.prod(dims) - 1}LL)", dims)
+    return " && ".join(conds) or "true", v, tuple(mapped), tuple(clamped)
+
+
+def _digits_of(e, dims):
+    """The indices over an array of shape dims of its flat position e."""
+    return [f"({e} / {math.prod(dims[m + 1:])}LL % {d}LL)" for m, d in enumerate(dims)]
 
 
 def _slice_inverse(e, start, step, length, n):
