@@ -24,7 +24,8 @@ MemoryError when the estimate of its one sweep exceeds the available memory. The
 a recording, and is remembered per input signature, with the size "auto" chose: before a later
 sweep whose estimate is at least CHECK_FROM, "auto" reads the available memory again and, where
 it has dropped below the estimate, fits the size again. None reads the available memory only for
-estimates from CHECK_FROM up. jacfwd runs the function without a recording: with None its run
+estimates from CHECK_FROM up; in a function traced by gpuad.jit it checks nothing while tracing:
+the compiled program checks its own planned buffers before each call (replay.peak_bytes). jacfwd runs the function without a recording: with None its run
 is watched, and past CHECK_FROM bytes of tangents it stops, records the function for the
 estimate, and starts again if it fits; small runs never record.
 
@@ -140,6 +141,8 @@ class Chunks:
         if isinstance(self.chunk_size, int):
             return self.chunk_size, None
         if self.chunk_size is None:
+            if _compiled(call.leaves[0]):  # gpuad.jit checks the compiled program's own plan instead
+                return n, None
             if seeds is not None and key not in self.footprints and n * seeds < CHECK_FROM:
                 return n, CHECK_FROM - n * seeds
             self._check(call, key, n, footprint)
@@ -214,11 +217,11 @@ def _check(name, fp, n, k, available):
     hint = ('pass chunk_size="auto" (or an int) to sweep fewer directions at a time'
             if k > 1 and fp.peak(1, n) <= available else
             "the Jacobian itself does not fit: differentiate fewer inputs or outputs at once")
-    raise MemoryError(f"{name}: {what} needs about {_text(need)} (estimated from the shapes of the function's "
-                      f"values), but {_text(available)} of memory is available; {hint}")
+    raise MemoryError(f"{name}: {what} needs about {size_text(need)} (estimated from the shapes of the function's "
+                      f"values), but {size_text(available)} of memory is available; {hint}")
 
 
-def _text(b):
+def size_text(b):
     """Bytes in the largest binary unit that keeps them at least 1: 1.5 GiB, 300 MiB."""
     unit = next((u for u in range(4, 0, -1) if b >= 1024**u), 0)
     return f"{b / 1024**unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"

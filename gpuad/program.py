@@ -3,8 +3,10 @@
 `trace_program` runs a function on abstract values (shape and dtype, no data) under a
 `ProgramTrace`: every primitive applied to them becomes an `Equation` of typed variables,
 integer index arithmetic and non-differentiable ops included. Operations on constants alone
-are evaluated while tracing (constant folding comes free from `bind`). A program is then
-optimised by small passes (`simplify`, `common_subexpressions`, `dead_code`), and either
+are evaluated while tracing (constant folding comes free from `bind`); primitives without
+arguments (the `eye` of Jacobian seeds) are staged as equations, and `fold_constants` decides
+after tracing which of the values made from them to evaluate. A program is then optimised by
+small passes (`fold_constants`, `simplify`, `common_subexpressions`, `dead_code`), and either
 evaluated with `bind` on any values (so every transform of a compiled function runs over its
 program, with no second copy of any rule) or compiled by `replay.Replay` into one Python
 function over backend arrays, with no per-primitive dispatch.
@@ -81,6 +83,8 @@ def _atom(a):
 
 
 def _short(p):
+    if isinstance(p, onp.dtype):
+        return p.name
     if isinstance(p, tuple):
         return "(" + ", ".join(_short(x) for x in p) + ")"
     if hasattr(p, "shape") and not isinstance(p, onp.dtype):
@@ -129,6 +133,7 @@ class ProgramTracer(Tracer):
 
 class ProgramTrace(Trace):
     __slots__ = ("equations", "_ids")
+    stages = True
 
     def __init__(self, level):
         super().__init__(level)
@@ -156,7 +161,7 @@ def trace_program(fun, avals, names):
         outs = fun(inputs)
         outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else o for o in outs]
     program = Program([t.var for t in inputs], trace.equations, outs)
-    return dead_code(common_subexpressions(simplify(program)))
+    return dead_code(common_subexpressions(simplify(fold_constants(program))))
 
 
 def aval_of(x):
@@ -174,6 +179,63 @@ def dead_code(program):
             kept.append(eq)
             live.update(a for a in eq.ins if isinstance(a, Var))
     return Program(program.ins, kept[::-1], program.outs)
+
+
+def fold_constants(program):
+    """Evaluate now the equations of constants alone (seeds made by `eye` count as constants) whose
+    results are small, no larger than the constant arrays they combine, or much smaller than the
+    seeds they read: W @ seed is W transposed, a seed summed is a vector. An equation making a
+    large array from indices (a seed, its slices and shifts, its products with scalars) stays in
+    the program, so that it is made where it is used and not held for the program's life."""
+    made, rename, kept = {}, {}, []
+    for eq in program.equations:
+        eq = Equation(eq.prim, [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins], eq.out, eq.params)
+        if all(a in made if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
+            needed = _ancestors(eq, made)
+            if _worth_folding(eq) and sum(_nbytes(v) for v in needed) <= _FOLDED_BYTES:
+                rename[eq.out] = _evaluate(eq, needed, made)
+                continue
+            made[eq.out] = eq
+        kept.append(eq)
+    outs = [rename.get(o, o) if isinstance(o, Var) else o for o in program.outs]
+    return Program(program.ins, kept, outs)
+
+
+_FOLDED_BYTES = 1 << 28  # the most bytes of seeds one folding may make on the way
+_SHRINK = 16  # a result this many times smaller than the seed it reads (a sum) is folded
+
+
+def _worth_folding(eq):
+    size = math.prod(eq.out.shape)
+    arrays = [math.prod(a.shape) for a in eq.ins if not isinstance(a, (Var, bool, int, float))]
+    seeds = [math.prod(a.shape) for a in eq.ins if isinstance(a, Var)]
+    return size <= max([_SMALL] + arrays) or size * _SHRINK <= max(seeds, default=0)
+
+
+def _ancestors(eq, made):
+    """The unevaluated constant Vars eq needs, in program order."""
+    needed, stack = set(), [a for a in eq.ins if isinstance(a, Var)]
+    while stack:
+        v = stack.pop()
+        if v not in needed:
+            needed.add(v)
+            stack.extend(a for a in made[v].ins if isinstance(a, Var))
+    return [v for v in made if v in needed]
+
+
+def _nbytes(v):
+    return math.prod(v.shape) * v.dtype.itemsize
+
+
+def _evaluate(eq, needed, made):
+    """eq's value from its constants, by the primitives' impls (bind would stage an `eye` into an
+    enclosing trace)."""
+    values = {}
+    for step in [made[v] for v in needed] + [eq]:
+        args = [values[a] if isinstance(a, Var) else a for a in step.ins]
+        out = step.prim.impl(*args, **step.params)
+        values[step.out] = onp.asarray(out) if isinstance(out, onp.generic) else out
+    return values[eq.out]
 
 
 def simplify(program):

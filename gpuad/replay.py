@@ -12,10 +12,12 @@ accumulated) becomes `a[idx] += v` with no zeros-sized temporary.
 import os
 import threading
 import warnings
+from math import prod
 
 import numpy as onp
 
 from . import backends
+from .chunking import CHECK_FROM, size_text
 from .fusion import VIEWS, Region, fuse
 from .kernels import region as region_source
 from .ops.indexing import add_at
@@ -58,8 +60,55 @@ class Replay:
             self.steps = plan(program, False)
             _bind(program, self.steps, xp)
         self.regions = sum(s.kind == "region" for s in self.steps)
+        self.peak = peak_bytes(program, self.steps)
         self.source, run = _generate(program, self.steps)
-        self.run = _one_at_a_time(run) if self.regions and backends.backend() == "numpy" else run
+        run = _one_at_a_time(run) if self.regions and backends.backend() == "numpy" else run
+        self.run = run if self.peak < CHECK_FROM else _checked(run, self.peak)
+
+
+def peak_bytes(program, steps):
+    """The most bytes of buffers a call holds at once, by the plan: each step's new outputs (views
+    and in-place adds share their argument's buffer) alive until the last name for them is
+    dropped, program outputs to the end, region buffers kept between calls throughout; the
+    inputs and constants exist already. Temporaries inside a step (a GEMM's workspace) are not
+    counted."""
+    buffer, size = {}, {}  # Var -> its buffer's id; buffer id -> bytes
+    for s in steps:
+        shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and s.node.prim.name in VIEWS)
+        for v in s.outs:
+            buffer[v] = buffer.get(s.ins[0], id(v)) if shares and isinstance(s.ins[0], Var) else id(v)
+            size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
+    last = {a: i for i, s in enumerate(steps) for a in s.ins if isinstance(a, Var)}
+    names = {}  # buffer id -> live names
+    for v in [v for s in steps for v in s.outs]:
+        names[buffer[v]] = names.get(buffer[v], 0) + 1
+    live, peak, held = 0, 0, set()
+    ends = {o for o in program.outs if isinstance(o, Var)} | set(program.ins)
+    for i, s in enumerate(steps):
+        for v in s.outs:
+            if buffer[v] not in held:
+                held.add(buffer[v])
+                live += size[buffer[v]]
+        peak = max(peak, live)
+        for v in {a for a in s.ins if isinstance(a, Var) and last[a] == i and a not in ends} | \
+                {v for v in s.outs if v not in last and v not in ends}:
+            names[buffer[v]] -= 1
+            if not names[buffer[v]]:
+                live -= size[buffer[v]]
+    return peak
+
+
+def _checked(run, peak):
+    """run, refused with a MemoryError before it allocates when its buffers exceed the memory available."""
+    def checked(*args):
+        available = backends.current().free_memory()
+        if available is not None and peak > available:
+            raise MemoryError(f"gpuad.jit: a call needs about {size_text(peak)} of buffers (planned from the "
+                              f"compiled program), but {size_text(available)} of memory is available; pass "
+                              'chunk_size="auto" (or an int) to the Jacobian transforms inside jit to sweep '
+                              "fewer directions at a time")
+        return run(*args)
+    return checked
 
 
 def _one_at_a_time(run):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.fusion import Region, _identity, _uniform, fuse
+from gpuad.fusion import Region, fuse
 from gpuad.kernels import host, region
 from gpuad.kernels.launches import count
 from gpuad.program import Var
@@ -58,13 +58,13 @@ def test_regions_respect_dependencies_through_other_steps():
 def test_jacobian_seeds_are_made_from_indices_not_read_from_memory():
     def f(x):
         return gnp.sin(x[1:]) * x[:-1] + gnp.exp(x[2:].sum() * 0.1)
-    x = gnp.asarray(np.linspace(-1, 1, 40))
+    x = gnp.asarray(np.linspace(-1, 1, 100))  # seeds of 10^4 elements: not folded into constants
     for transform in (gpuad.jacfwd, gpuad.jacrev):
         program = _program(transform(f), x)
         regions = [n for n in fuse(program) if isinstance(n, Region)]
-        assert any(r.identities for r in regions)
-        constants = [a for r in regions for a in r.ins if not isinstance(a, Var)]
-        assert not any(_identity(c) is not None or _uniform(c) for c in constants), "a region reads a seed"
+        assert any(eq.prim.name == "eye" for r in regions for eq in r.equations)
+        held = [a.size for eq in program.equations for a in eq.ins if not isinstance(a, (Var, float, int))]
+        assert max(held, default=0) <= x.size, "the program holds a seed (n x n) folded into a constant"
         plain, fused = _both(program, x)
         assert_close(fused[0], plain[0], rtol=1e-14)
 

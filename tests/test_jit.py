@@ -180,6 +180,49 @@ def test_passes_on_a_hand_built_program():
     assert out.equations[1].ins == [a, a]
 
 
+def _array_constants(lowered):
+    return [a for eq in lowered.program.equations for a in eq.ins if hasattr(a, "ndim") and a.ndim
+            and not isinstance(a, Var)]
+
+
+def test_seeds_are_equations_and_only_small_or_shrinking_work_on_them_folds():
+    """The n x n seed and its slices stay equations (made from indices where used); W @ seed (as
+    big as W) and a seed summed (a vector) are folded into constants once; small seeds fold."""
+    n = 100
+    W = np.random.default_rng(0).normal(size=(30, n))
+
+    def f(x):
+        w = W[:, :x.size - 1]
+        return gnp.sin(x[1:]) * x[:-1] + w @ x[1:] @ w + gnp.sum(x[2:])
+    x = gnp.asarray(np.linspace(-1, 1, n))
+    lowered = gpuad.jit(gpuad.jacfwd(f)).lower(x)
+    assert " eye[" in lowered.as_text()
+    sizes = sorted(a.size for a in _array_constants(lowered))
+    assert sizes and max(sizes) <= W.size, sizes  # W's own (folded W @ seed slices), never n x n
+    assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), rtol=1e-13)
+    small = gpuad.jit(gpuad.jacfwd(f)).lower(x[:20])  # a 20 x 20 seed: folded, as any small constant
+    assert " eye[" not in small.as_text()
+
+
+def test_gnp_eye_is_an_equation_under_jit_and_an_array_outside():
+    g = gpuad.jit(lambda x: gnp.eye(300, k=1) @ x)
+    x = gnp.asarray(np.linspace(0, 1, 300))
+    assert " eye[rows=300, cols=300, k=1, dtype=float64]" in g.lower(x).as_text()
+    assert_close(g(x), np.eye(300, k=1) @ np.linspace(0, 1, 300), rtol=1e-15)
+    e = gnp.eye(3, 4, k=-1, dtype=np.float32)
+    assert e.dtype == np.float32 and np.array_equal(np.asarray(e), np.eye(3, 4, k=-1))
+
+
+def test_peak_bytes_counts_buffers_alive_at_once():
+    x = gnp.asarray(np.linspace(0, 1, 1000))  # 8000 bytes
+    views = gpuad.jit(lambda x: gnp.reshape(x * 2.0, (10, 100)).T[::2])
+    assert views.lower(x).peak_bytes == 8000  # one buffer; its views share it
+    chain = gpuad.jit(lambda x: gnp.exp(gnp.sum(x)) * gnp.sin(x))
+    assert chain.lower(x).peak_bytes == 8000 + 8  # the output and the sum
+    jac = gpuad.jit(gpuad.jacfwd(lambda x: gnp.sin(x) * x[::-1]))
+    assert 8 * 1000 * 1000 <= jac.lower(x).peak_bytes <= 8 * 1000 * 1000 + 3 * 8000  # the Jacobian, vectors
+
+
 # ---------------------------------------------------------------- errors
 def test_python_control_flow_on_traced_values_is_a_clear_error():
     def branch(x):

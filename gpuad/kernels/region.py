@@ -153,9 +153,6 @@ class _Body:
         if key[1] in self.region.literals:
             return _literal(self.region.literals[key[1]])
         idx = tuple("0LL" if d == 1 else i for d, i in zip(a.shape, idx))
-        if key[1] in self.region.identities:
-            c, value, k = self.region.identities[key[1]]
-            return _identity_expression(c.shape, idx, value, k)
         if (key, idx) not in self.memo:
             self.memo[key, idx] = self._compute(a, idx)
             if len(self.lines) > MAX_LINES:
@@ -180,6 +177,8 @@ class _Body:
             return self._cases(a.dtype, [_scatter_case(a.shape, p["idx"], idx, eq.ins[0])], "T(0.0)")
         if name == "concatenate":
             return self._cases(a.dtype, _concatenate_cases(eq.ins, p["axis"], idx), None)
+        if name == "eye":
+            return self._temp(a.dtype, f"({idx[1]} - {idx[0]} == {p['k']}LL ? T(1.0) : T(0.0))")
         if name == "reduce_sum":
             return self._sum(a.dtype, eq.ins[0], p["axes"], p["keepdims"], idx)
         ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
@@ -469,21 +468,6 @@ def host_library(kernels, offsets):
     texts = {k.name: k.text for k in kernels}.values()
     return (f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
             + "\n".join(texts))
-
-
-def _identity_expression(c_shape, idx, value, k):
-    """value * eye(rows, cols, k)[row, col] at idx, from the indices: the constant's first axis is
-    the row, its other axes flattened (C order) the column (a vector is one row); size-1 axes
-    read at 0."""
-    if len(c_shape) == 1:
-        c_shape, idx = (1,) + tuple(c_shape), ("0LL",) + tuple(idx)
-    terms, stride = [], 1
-    for j in range(len(c_shape) - 1, 0, -1):
-        if c_shape[j] != 1:
-            terms.append(f"{idx[j]} * {stride}LL")
-        stride *= c_shape[j]
-    col = " + ".join(terms) or "0LL"
-    return f"(({col}) - ({idx[0]}) == {k}LL ? {_literal(value)} : T(0.0))"
 
 
 def _literal(value):
