@@ -25,9 +25,10 @@ a recording, and is remembered per input signature, with the size "auto" chose: 
 sweep whose estimate is at least CHECK_FROM, "auto" reads the available memory again and, where
 it has dropped below the estimate, fits the size again. None reads the available memory only for
 estimates from CHECK_FROM up; in a function traced by gpuad.jit it checks nothing while tracing:
-the compiled program checks its own planned buffers before each call (replay.peak_bytes). jacfwd runs the function without a recording: with None its run
-is watched, and past CHECK_FROM bytes of tangents it stops, records the function for the
-estimate, and starts again if it fits; small runs never record.
+the compiled program checks its own planned buffers before each call (replay.peak_bytes).
+jacfwd runs the function without a recording: with None its run is watched, and past
+CHECK_FROM bytes of tangents it stops, records the function for the estimate, and starts again
+if it fits; small runs never record.
 
 Values under an enclosing transform count what they carry for it (core.held_bytes): inside
 jacfwd with K directions a value holds its primal and K tangents.

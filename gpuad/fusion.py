@@ -27,11 +27,11 @@ import numpy as onp
 
 from . import backends
 from .core import Tracer
+from .ops import MOVES
 from .ops.table import ROWS
 from .program import Var
 
 _C_DTYPES = ("float32", "float64", "bool")
-MOVES = frozenset({"reshape", "transpose", "broadcast_to", "getitem", "scatter", "concatenate"})
 VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
 # a longer sum is fused when it makes at least this many elements: a GPU's threads, a CPU's vector lanes

@@ -17,6 +17,8 @@ import math
 import numpy as onp
 
 from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
+from .ops import MOVES
+from .ops.table import ROWS
 
 
 class Var:
@@ -183,18 +185,22 @@ def dead_code(program):
 
 def fold_constants(program):
     """Evaluate now the equations of constants alone (seeds made by `eye` count as constants) whose
-    results are small, no larger than the constant arrays they combine, or much smaller than the
-    seeds they read: W @ seed is W transposed, a seed summed is a vector. An equation making a
-    large array from indices (a seed, its slices and shifts, its products with scalars) stays in
-    the program, so that it is made where it is used and not held for the program's life."""
-    made, rename, kept = {}, {}, []
+    results are much smaller than the seeds they read (a seed summed), or small or no larger than
+    the constant arrays they combine (W @ seed is W transposed). A seed and what is made from it
+    by moves and scalar arithmetic alone (its slices, shifts, multiples) stay in the program, made
+    where they are used (fused: from indices) rather than held for the program's life."""
+    made, seeds, rename, kept = {}, set(), {}, []
     for eq in program.equations:
         eq = Equation(eq.prim, [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins], eq.out, eq.params)
         if all(a in made if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
-            needed = _ancestors(eq, made)
-            if _worth_folding(eq) and sum(_nbytes(v) for v in needed) <= _FOLDED_BYTES:
-                rename[eq.out] = _evaluate(eq, needed, made)
-                continue
+            seed = _from_seeds(eq, seeds)
+            if seed is None:
+                needed = _ancestors(eq, made)
+                if sum(_nbytes(v) for v in needed) <= _FOLDED_BYTES:
+                    rename[eq.out] = _evaluate(eq, needed, made)
+                    continue
+            elif seed:
+                seeds.add(eq.out)
             made[eq.out] = eq
         kept.append(eq)
     outs = [rename.get(o, o) if isinstance(o, Var) else o for o in program.outs]
@@ -203,13 +209,21 @@ def fold_constants(program):
 
 _FOLDED_BYTES = 1 << 28  # the most bytes of seeds one folding may make on the way
 _SHRINK = 16  # a result this many times smaller than the seed it reads (a sum) is folded
+_KEEPS = MOVES | set(ROWS) | {"where", "astype"}  # a seed's structure survives these: index arithmetic
 
 
-def _worth_folding(eq):
-    size = math.prod(eq.out.shape)
+def _from_seeds(eq, seeds):
+    """How to treat an equation of constants alone: None to fold it; True when it keeps a seed's
+    structure (made from seeds and scalars, no smaller than them: a seed, its slices, multiples);
+    False to keep it unfolded (too large beside the constants it combines)."""
     arrays = [math.prod(a.shape) for a in eq.ins if not isinstance(a, (Var, bool, int, float))]
-    seeds = [math.prod(a.shape) for a in eq.ins if isinstance(a, Var)]
-    return size <= max([_SMALL] + arrays) or size * _SHRINK <= max(seeds, default=0)
+    if (eq.prim.name in _KEEPS or not eq.ins) and max(arrays, default=1) == 1 and \
+            all(a in seeds for a in eq.ins if isinstance(a, Var)):
+        return True
+    size = math.prod(eq.out.shape)
+    if size * _SHRINK <= max([math.prod(a.shape) for a in eq.ins if isinstance(a, Var)], default=0):
+        return None
+    return None if size <= max([_SMALL] + arrays) else False
 
 
 def _ancestors(eq, made):
