@@ -162,8 +162,20 @@ def trace_program(fun, avals, names):
         inputs = [trace.new_input(a, n) for a, n in zip(avals, names)]
         outs = fun(inputs)
         outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else o for o in outs]
-    program = Program([t.var for t in inputs], trace.equations, outs)
+    return optimised(Program([t.var for t in inputs], trace.equations, outs))
+
+
+def optimised(program):
     return dead_code(common_subexpressions(simplify(fold_constants(program))))
+
+
+def program_so_far(values):
+    """The optimised program making these values of a program being traced, from what has been
+    traced so far (its inputs: the variables it reads and does not make)."""
+    trace = values[0]._trace
+    made = {eq.out for eq in trace.equations}
+    ins = list(dict.fromkeys(a for eq in trace.equations for a in eq.ins if isinstance(a, Var) and a not in made))
+    return optimised(Program(ins, list(trace.equations), [v.var for v in values]))
 
 
 def aval_of(x):

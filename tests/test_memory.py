@@ -165,14 +165,17 @@ def test_auto_keeps_a_chunk_within_the_backends_chunk_bytes(sweeps, memory, monk
     assert sweeps == _chunks(37, n)
 
 
-def test_auto_under_jit_sizes_by_the_available_memory_alone(memory, monkeypatch):
-    """The replay fuses and frees values, and concatenates chunks: chunks would only add to it."""
-    monkeypatch.setattr(chunking, "CHUNK_FLOOR", 0)
-    monkeypatch.setattr(backends.current(), "auto_chunk_bytes", 1)
-    memory(10**15)
-    assert "concatenate" not in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
-    memory(_room_for("jacfwd", 100, 400))
-    assert "concatenate" in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
+@pytest.mark.parametrize("fusion", ["on", "off"])
+def test_auto_under_jit_sweeps_once_where_the_compiled_plan_fits(fusion, memory, monkeypatch):
+    """A fused compiled sweep holds little beside its result: where the replay's plan for one
+    sweep fits, "auto" sweeps once, though the estimate (of an unfused eager sweep) would chunk;
+    unfused, the plan holds every bundle and does not fit, and the estimate's chunks are used."""
+    monkeypatch.setenv("GPUAD_FUSION", fusion)
+    memory(_room_for("jacfwd", 50, 400))
+    text = gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
+    assert ("concatenate" in text) == (fusion == "off")
+    jac = gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto"))(*_x(400))
+    assert_close(jac, gpuad.jacfwd(_f)(*_x(400)), rtol=1e-14)
 
 
 @pytest.mark.skipif(backends.backend() != "numpy", reason="tracemalloc sees host memory only")
