@@ -98,10 +98,11 @@ def _renders(row):
         return False
 
 
-def fuse(program, backend=None):
+def fuse(program, backend=None, apart=()):
     """The program's steps in a valid order: Equations, and Regions worth a kernel of their own
     (at least two members, one of which computes or scatters; lone equations and pure views stay
-    as they are), planned for `backend` (default: the active one)."""
+    as they are), planned for `backend` (default: the active one); the equations making the
+    values in `apart` stay as they are."""
     backend = backend or backends.backend()
     repeats = _REPEATS[backend]
     readers = _readers(program)
@@ -110,7 +111,8 @@ def fuse(program, backend=None):
     region_of, evaluations = {}, {}
     free = _index_made(program, backend)
     for eq in reversed(program.equations):
-        if eq.out not in free and fusible(eq, backend) and not _adds_a_scatter(eq, made_by, backend):
+        if eq.out not in free and eq.out not in apart and fusible(eq, backend) and \
+                not _adds_a_scatter(eq, made_by, backend):
             r = _joined(program, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
             if r is None and eq.prim.name in VIEWS:  # a view read by several steps costs nothing as it is
                 continue

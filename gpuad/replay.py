@@ -38,10 +38,10 @@ def fusion_wanted():
     return os.environ.get("GPUAD_FUSION", "on") != "off"
 
 
-def plan(program, fusion=True, backend=None):
+def plan(program, fusion=True, backend=None, apart=()):
     """The program's steps for `backend` (default: the active one), in order, with adds done in
-    place where nothing reads the target after."""
-    nodes = fuse(program, backend) if fusion else program.equations
+    place where nothing reads the target after; the equations making `apart` are not fused."""
+    nodes = fuse(program, backend, apart) if fusion else program.equations
     steps = [Step("region", n, list(n.ins), list(n.outs)) if isinstance(n, Region) else
              Step("eq", n, list(n.ins), [n.out]) for n in nodes]
     return _in_place(program, steps)
@@ -55,8 +55,18 @@ class Replay:
     def __init__(self, program, fusion=None, plan_for=None):
         fusion = fusion_wanted() if fusion is None else fusion
         xp = backends.xp()
-        self.steps = plan(program, fusion, plan_for)
-        if not _bind(program, self.steps, xp):  # the region kernels cannot be built here
+        apart = set()
+        while True:  # a region whose kernel would be too long runs unfused; the others stay fused
+            self.steps = plan(program, fusion, plan_for, apart)
+            try:
+                built = _bind(program, self.steps, xp)
+                break
+            except _TooLarge as e:
+                apart |= {eq.out for r in e.regions for eq in r.equations}
+        if apart:
+            warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {region_source.MAX_LINES} lines; "
+                          f"its {len(apart)} equations run unfused", RuntimeWarning, stacklevel=2)
+        if not built:  # the region kernels cannot be built here
             self.steps = plan(program, False)
             _bind(program, self.steps, xp)
         self.regions = sum(s.kind == "region" for s in self.steps)
@@ -140,24 +150,42 @@ def _bind(program, steps, xp):
     return True
 
 
+class _TooLarge(Exception):
+    """Regions whose kernels would be too long to build."""
+
+    def __init__(self, regions):
+        super().__init__(f"{len(regions)} regions too long")
+        self.regions = regions
+
+
+def _rendered(regions, target):
+    """Each region's Kernel for target; _TooLarge naming the regions that are too long."""
+    kernels, large = [], []
+    for r in regions:
+        try:
+            kernels.append(region_source.render(r, target))
+        except region_source.TooLarge:
+            large.append(r)
+    if large:
+        raise _TooLarge(large)
+    return kernels
+
+
 def _region_runners(regions, xp, private):
     """{id(region): function} on this backend, or None when its kernels cannot be built."""
     if not regions:
         return {}
     if backends.backend() == "cupy":  # CuPy's pool already reuses device memory
         from .kernels.launch import region_launcher
+        kernels = _rendered(regions, "cuda")
         try:
-            return {id(r): region_launcher(region_source.render(r, "cuda")) for r in regions}
+            return {id(r): region_launcher(k) for r, k in zip(regions, kernels)}
         except Exception as e:  # any build failure: run unfused, and say so
             warnings.warn(f"gpuad.jit: a fused CUDA kernel could not be built ({e}); running unfused",
                           RuntimeWarning, stacklevel=4)
             return None
     from .kernels import host
-    try:
-        kernels = [region_source.render(r, "host") for r in regions]
-    except region_source.TooLarge as e:
-        warnings.warn(f"gpuad.jit: {e}; running unfused", RuntimeWarning, stacklevel=4)
-        return None
+    kernels = _rendered(regions, "host")
     lib = host.library(kernels)
     if lib is None:
         return None

@@ -275,12 +275,22 @@ def test_long_chains_and_deep_stencils_compile_and_match():
     assert_close(gpuad.jit(gpuad.jacrev(stencil))(x), gpuad.jacfwd(stencil)(x), rtol=1e-12)
 
 
-def test_a_region_too_long_to_compile_runs_unfused_with_a_warning(monkeypatch):
-    """The kernel size is bounded directly too: past the bound the replay runs unfused and says so."""
-    monkeypatch.setattr(region, "MAX_LINES", 3)
+def test_a_region_too_long_to_compile_runs_unfused_and_the_others_stay_fused(monkeypatch):
+    """The kernel size is bounded directly too: past the bound a region's equations run unfused,
+    with a warning, and the program's other regions keep their kernels."""
     x = gnp.asarray(np.linspace(-1, 1, 9))
-    program = _program(lambda x: gnp.sin(x) * gnp.exp(x) + x * x, x)
-    with pytest.warns(RuntimeWarning, match="would exceed 3 lines"):
+
+    def f(x):
+        small = gnp.sin(x[:4]) * 2.0  # regions of different shapes: two kernels (short axes unrolled)
+        big = gnp.exp(x) * gnp.cos(x) + gnp.tanh(x) * x + gnp.sqrt(x * x + 1.0)
+        return small, big
+    program = _program(f, x)
+    whole = Replay(program, fusion=True)
+    sizes = sorted(len(s.node.equations) for s in whole.steps if s.kind == "region")
+    assert len(sizes) >= 2
+    monkeypatch.setattr(region, "MAX_LINES", 20)  # the small region's body takes 15 lines, the other more
+    with pytest.warns(RuntimeWarning, match="would exceed 20 lines; its .* equations run unfused"):
         replay = Replay(program, fusion=True)
-    assert replay.regions == 0
-    assert_close(replay.run(x)[0], Replay(program, fusion=False).run(x)[0], rtol=0)
+    assert 0 < replay.regions < whole.regions
+    for got, want in zip(replay.run(x), Replay(program, fusion=False).run(x)):
+        assert_close(got, want, rtol=1e-15)
