@@ -461,13 +461,17 @@ def _objects_entry(name, arrays, axes, outs, count):
             f"    if ({test}) {call_dense}; else {call_strided};\n}}\n")
 
 
-def host_library(kernels, offsets):
-    """One C++ source holding the CPU build of several regions; offsets: (data, strides) of
-    NumPy's array struct. Regions that render alike (one name) are defined once."""
+def host_sources(kernels, offsets, parts=1):
+    """C++ sources holding the CPU build of several regions between them, in `parts` files of
+    about equal length (compiled side by side); offsets: (data, strides) of NumPy's array
+    struct. Regions that render alike (one name) are defined once."""
     data, strides = offsets
-    texts = {k.name: k.text for k in kernels}.values()
-    return (f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
-            + "\n".join(texts))
+    texts = sorted({k.name: k.text for k in kernels}.values(), key=len, reverse=True)
+    groups = [[] for _ in range(max(1, min(parts, len(texts))))]
+    for text in texts:  # the longest first, each to the shortest group so far
+        min(groups, key=lambda g: sum(map(len, g))).append(text)
+    head = f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
+    return [head + "\n".join(g) for g in groups]
 
 
 def _literal(value):
