@@ -6,7 +6,8 @@ integer index arithmetic and non-differentiable ops included. Operations on cons
 are evaluated while tracing (constant folding comes free from `bind`); primitives without
 arguments (the `eye` of Jacobian seeds) are staged as equations, and `fold_constants` decides
 after tracing which of the values made from them to evaluate. A program is then optimised by
-small passes (`fold_constants`, `simplify`, `common_subexpressions`, `dead_code`), and either
+small passes (`fold_constants`, `simplify`, `diagonal_contractions`, `common_subexpressions`,
+`dead_code`), and either
 evaluated with `bind` on any values (so every transform of a compiled function runs over its
 program, with no second copy of any rule) or compiled by `replay.Replay` into one Python
 function over backend arrays, with no per-primitive dispatch.
@@ -18,6 +19,8 @@ import numpy as onp
 
 from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
 from .ops import MOVES
+from .ops.elementwise import multiply
+from .ops.shape import reshape, transpose
 from .ops.table import ROWS
 
 
@@ -166,7 +169,8 @@ def trace_program(fun, avals, names):
 
 
 def optimised(program):
-    return dead_code(common_subexpressions(simplify(fold_constants(program))))
+    program = simplify(fold_constants(program))  # a seed's same-shape reshapes go before contractions are read
+    return dead_code(common_subexpressions(simplify(diagonal_contractions(program))))
 
 
 def program_so_far(values):
@@ -262,6 +266,71 @@ def _evaluate(eq, needed, made):
         out = step.prim.impl(*args, **step.params)
         values[step.out] = onp.asarray(out) if isinstance(out, onp.generic) else out
     return values[eq.out]
+
+
+def diagonal_contractions(program):
+    """Contractions with a diagonal matrix, d * eye (the seed of a Jacobian meeting a linear
+    layer: jacrev's cotangents through W @ x), as the scaled other operand: sum_q d[q] delta(p, q)
+    B[..q..] is d[p] * B[..p..], a broadcast product (which fuses) instead of a GEMM."""
+    made = {eq.out: eq for eq in program.equations}
+    ids = itertools.count(max([v.id for v in made] + [v.id for v in program.ins], default=0) + 1)
+    out = []
+    for eq in program.equations:
+        scaled = _as_scaled(eq, made, ids) if eq.prim.name == "contract" else None
+        out.extend(scaled or [eq])
+    return Program(program.ins, out, program.outs)
+
+
+def _as_scaled(eq, made, ids):
+    """Equations computing eq (a contraction) as d * (the other operand, its axes in the output's
+    order), where one operand is d * eye(n) with one of its axes summed and the other kept; else None."""
+    for j in (0, 1):
+        diagonal = _diagonal(eq.ins[j], made)
+        spec, other = eq.params["spec"], eq.ins[1 - j]
+        if diagonal is None or len(spec[j]) != 2 or eq.out.dtype != eq.ins[j].dtype:
+            continue
+        p, q = spec[j] if spec[j][1] in spec[1 - j] else spec[j][::-1]  # q: the summed letter
+        if q in spec[2] or p in spec[1 - j] or p not in spec[2] or not set(spec[1 - j]) <= set(spec[2]) | {q}:
+            continue
+        letters = spec[1 - j].replace(q, p)
+        steps = []
+        if letters != spec[2]:
+            other = _staged(steps, transpose, ids, other, perm=tuple(letters.index(c) for c in spec[2]))
+        if diagonal is not True:
+            n = eq.ins[j].shape[0]
+            axis = tuple(n if c == p else 1 for c in spec[2])
+            d = _staged(steps, reshape, ids, diagonal, shape=axis)
+            steps.append(Equation(multiply, [d, other], eq.out, {}))
+        else:
+            steps.append(Equation(reshape, [other], eq.out, {"shape": eq.out.shape}))
+        return steps
+    return None
+
+
+def _diagonal(x, made):
+    """For x = eye(n), True; for x = d * eye(n) with d a vector (or a row or column of n), d; else None."""
+    eq = made.get(x) if isinstance(x, Var) else None
+    if eq is None:
+        return None
+    if _is_identity(eq):
+        return True
+    if eq.prim.name != "multiply" or len(x.shape) != 2:
+        return None
+    for e, d in ((eq.ins[1], eq.ins[0]), (eq.ins[0], eq.ins[1])):
+        if isinstance(e, Var) and e in made and _is_identity(made[e]) and isinstance(d, Var) \
+                and math.prod(d.shape) == x.shape[0] and d.shape in ((x.shape[0],), (1, x.shape[0]), (x.shape[0], 1)):
+            return d
+    return None
+
+
+def _is_identity(eq):
+    return eq.prim.name == "eye" and eq.params["k"] == 0 and eq.params["rows"] == eq.params["cols"]
+
+
+def _staged(steps, prim, ids, x, **params):
+    out = Var(next(ids), prim.abstract(x, **params))
+    steps.append(Equation(prim, [x], out, params))
+    return out
 
 
 def simplify(program):

@@ -204,6 +204,55 @@ def test_seeds_are_equations_and_what_combines_or_sums_them_folds():
     assert not any(eq.ins[0].shape == (n, n - 2) for eq in sums), "the seed's sum (a constant) was not folded"
 
 
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev, gpuad.hessian])
+def test_contractions_with_a_scaled_seed_become_broadcast_products(transform):
+    """jacrev through W @ tanh(...) contracts W with d * eye; jacfwd contracts eye-seeded bundles
+    with W: no GEMM with a seed is left, and the derivatives are those of the eager transforms."""
+    rng = np.random.default_rng(1)
+    W1, W2 = rng.normal(size=(20, 12)), rng.normal(size=(6, 20))
+
+    def mlp(x):
+        return gnp.tanh(W2 @ gnp.tanh(W1 @ x)) * 2.0
+
+    def f(x):
+        return mlp(x) if transform is not gpuad.hessian else gnp.sum(mlp(x) ** 2)
+    x = gnp.asarray(rng.normal(size=12))
+    lowered = gpuad.jit(transform(f)).lower(x)
+    made = {eq.out: eq for eq in lowered.program.equations}
+    seeded = [eq for eq in lowered.program.equations if eq.prim.name == "contract" and any(
+        isinstance(a, Var) and a in made and "eye" in (made[a].prim.name, *(
+            made[b].prim.name for b in made[a].ins if isinstance(b, Var) and b in made)) for a in eq.ins)]
+    assert not seeded, lowered.as_text()
+    assert_close(gpuad.jit(transform(f))(x), transform(f)(x), rtol=1e-13)
+
+
+def test_diagonal_contractions_in_every_arrangement():
+    """d * eye on either side, summed along either axis, d as a vector, row or column, the other
+    operand's axes in any order, and eye alone: each equals the contraction it replaces."""
+    from gpuad.ops.contract import contract
+    from gpuad.ops.creation import eye
+    from gpuad.ops.elementwise import multiply
+    rng = np.random.default_rng(2)
+    n, dims = 5, {"p": 5, "q": 5, "k": 3}
+    cases = [(("pq", "qk", "pk"), (n,)), (("pq", "qk", "kp"), (1, n)), (("qp", "qk", "pk"), (n, 1)),
+             (("pq", "kq", "kp"), (n,)), (("pq", "qk", "pk"), None)]
+    for spec, dshape in cases:
+        for side in (0, 1):
+            d = rng.normal(size=dshape) if dshape else None
+            b = rng.normal(size=[dims[c] for c in spec[1]])
+            spec_ = spec if side == 0 else (spec[1], spec[0], spec[2])
+            full = np.eye(n) * (d if d is not None else 1.0)
+            want = np.einsum(f"{spec_[0]},{spec_[1]}->{spec_[2]}", *((full, b) if side == 0 else (b, full)))
+
+            def g(b, d=d, side=side, spec_=spec_):
+                e = eye(rows=n, cols=n, k=0, dtype=np.dtype(float))
+                a = e if d is None else multiply(gnp.asarray(d) + b.ravel()[0] * 0.0, e)  # d: a traced value
+                return contract(*((a, b) if side == 0 else (b, a)), spec=spec_)
+            program = gpuad.jit(g).lower(b).program
+            assert not any(eq.prim.name == "contract" for eq in program.equations), (spec_, program.text())
+            assert_close(gpuad.jit(g)(b), want, rtol=1e-14)
+
+
 def test_gnp_eye_is_an_equation_under_jit_and_an_array_outside():
     g = gpuad.jit(lambda x: gnp.eye(300, k=1) @ x)
     x = gnp.asarray(np.linspace(0, 1, 300))

@@ -2,8 +2,9 @@
 
 One shared library per program (all its regions; a large source compiled in parts side by side,
 one per core), built with OpenMP, cached on disk by the hash of its source ($GPUAD_CACHE_DIR,
-else ~/.cache/gpuad): a program traced again in a later process loads it without compiling. Where no compiler works, `library` returns None and says why once;
-the caller then replays without fusion.
+else ~/.cache/gpuad): a program traced again in a later process loads it without compiling.
+Where no compiler works, `library` returns None and says why once; the caller then replays
+without fusion.
 """
 import ctypes
 import hashlib
