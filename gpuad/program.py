@@ -271,14 +271,24 @@ def _evaluate(eq, needed, made):
 def diagonal_contractions(program):
     """Contractions with a diagonal matrix, d * eye (the seed of a Jacobian meeting a linear
     layer: jacrev's cotangents through W @ x), as the scaled other operand: sum_q d[q] delta(p, q)
-    B[..q..] is d[p] * B[..p..], a broadcast product (which fuses) instead of a GEMM."""
+    B[..q..] is d[p] * B[..p..], a broadcast product (which fuses) instead of a GEMM; and a sum of
+    d * eye along one axis (jacfwd's tangent of a sum of the inputs' function) as d."""
     made = {eq.out: eq for eq in program.equations}
     ids = itertools.count(max([v.id for v in made] + [v.id for v in program.ins], default=0) + 1)
     out = []
     for eq in program.equations:
-        scaled = _as_scaled(eq, made, ids) if eq.prim.name == "contract" else None
+        scaled = _as_scaled(eq, made, ids) if eq.prim.name == "contract" else \
+            _summed(eq, made) if eq.prim.name == "reduce_sum" else None
         out.extend(scaled or [eq])
     return Program(program.ins, out, program.outs)
+
+
+def _summed(eq, made):
+    """A sum of d * eye(n) along one of its axes (jacfwd's tangent of a sum) as d itself, reshaped."""
+    d = _diagonal(eq.ins[0], made)
+    if d is None or d is True or len(eq.params["axes"]) != 1 or eq.out.dtype != d.dtype:
+        return None
+    return [Equation(reshape, [d], eq.out, {"shape": eq.out.shape})]
 
 
 def _as_scaled(eq, made, ids):

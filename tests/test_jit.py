@@ -226,6 +226,17 @@ def test_contractions_with_a_scaled_seed_become_broadcast_products(transform):
     assert_close(gpuad.jit(transform(f))(x), transform(f)(x), rtol=1e-13)
 
 
+def test_jacfwd_of_a_sum_reads_the_diagonal_not_the_seed():
+    """The tangent of sum(g(x)) is the sum of g'(x) * eye: that is g'(x), no n x n sum."""
+    def f(x):
+        return gnp.sin(x) * gnp.sum(x ** 2) + gnp.sum(gnp.exp(x), axis=0, keepdims=True)
+    x = gnp.asarray(np.linspace(-1, 1, 300))
+    program = gpuad.jit(gpuad.jacfwd(f)).lower(x).program
+    sums = [eq for eq in program.equations if eq.prim.name == "reduce_sum"]
+    assert sums and all(eq.ins[0].shape == (300,) for eq in sums), program.text()
+    assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacrev(f)(x), rtol=1e-13)
+
+
 def test_diagonal_contractions_in_every_arrangement():
     """d * eye on either side, summed along either axis, d as a vector, row or column, the other
     operand's axes in any order, and eye alone: each equals the contraction it replaces."""
