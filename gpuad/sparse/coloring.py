@@ -206,8 +206,8 @@ def star(p):
     """Star coloring: a distance-1 coloring in which no path on four vertices takes two colors, so
     each entry is alone in its row's or its column's color. j mod K for the smallest valid K up to
     twice the typical degree plus one, or 3 (a larger K rarely beats the greedy), on large patterns;
-    on small ones (or where no such K is valid) the greedy in rounds, or the sequential one where
-    it is cheap and takes fewer colors."""
+    on small ones (or where no such K is valid) the greedy where it takes fewer colors: the
+    sequential one where it is cheap (small, no high degrees), else the one in rounds."""
     n = p.shape[0]
     v, w = _row_of_entries(p), p.indices
     off = v != w  # the graph's edges: the diagonal is no edge
@@ -216,9 +216,8 @@ def star(p):
     k = _star_cycle(v, w, n, min(max(2 * typical + 1, 3), STAR_CYCLES))
     if k is not None and n > SEQUENTIAL_MAX:
         return onp.arange(n) % k
-    greedy = _frontier_star(p)
-    if n <= SEQUENTIAL_MAX and (onp.bincount(v, minlength=n) ** 2).sum() <= SEQUENTIAL_PATHS:
-        greedy = min(greedy, _sequential_star(p), key=onp.max)
+    cheap = n <= SEQUENTIAL_MAX and (onp.bincount(v, minlength=n) ** 2).sum() <= SEQUENTIAL_PATHS
+    greedy = _sequential_star(p) if cheap else _frontier_star(p)
     return greedy if k is None or greedy.max() < k else onp.arange(n) % k
 
 
