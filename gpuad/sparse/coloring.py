@@ -18,17 +18,18 @@ to SEQUENTIAL_MAX vertices) the sequential greedy, one Python step per vertex, w
 order colors stencils best; on large ones the same greedy in rounds over a frontier (Jones and
 Plassmann with the greedy order as priorities), each round coloring at once every vertex whose
 earlier neighbours are all colored, all rounds together one pass over the entries. For columns
-that is the sequential greedy's coloring in its order (3x faster at 10^6 on a random pattern;
+that is the sequential greedy's coloring in its order (3-4x faster at 10^6 on a random pattern;
 rows longer than FRONTIER_ROW, which take a round per column, keep the sequential greedy);
 for star colorings a round's vertices can close two-colored paths between them, and all but the
-earliest of each such group wait for the next round (on a 13-point pattern at 10^6: 4 s, 19-20
-colors, against the sequential greedy's 17 s and 16-17). Ties in the order go by j mod 64, then
-j: in index order a stencil's rounds would chain one by one. (Tried and left out: rounds
-passing over all entries, as plain Jones and Plassmann does, ~75 of them on a random pattern at
-10^6, 3x slower than the sequential loop, and over a thousand for star colorings at 10^5, whose
-rounds kept vertices three edges apart; a lockstep star greedy on banded patterns, 19 colors on
-a 13-point pattern; ties in a pseudo-random order, 1-2 colors more than by j mod 64 on
-stencils.)
+earliest of each such group wait for the next round (at 10^6: a random pattern 6.5 s against
+50 s, same colors; a 13-point one 4-5 s and 19 colors against 13 s and 17, where j mod 19 takes
+1.2 s). Ties in the order go by j mod 64, then j: in index order a stencil's rounds would
+chain one by one. (Tried and left out: rounds passing over all entries, as plain Jones and
+Plassmann does, ~75 of them on a random pattern at 10^6, 3x slower than the sequential loop, and
+over a thousand for star colorings at 10^5, whose rounds kept vertices three edges apart; a
+lockstep star greedy on banded patterns, 19 colors on a 13-point pattern; ties in a
+pseudo-random order, 1-2 colors more than by j mod 64 on stencils, and by j mod 16, fewer on
+some grids and more on others, in up to twice the time.)
 """
 import numpy as onp
 import scipy.sparse as sp
