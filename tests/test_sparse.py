@@ -284,6 +284,18 @@ def test_star_colorings_in_rounds_are_valid(s):
     _assert_star_coloring(s, coloring._frontier_star(coloring.as_pattern(s, "test")))
 
 
+def test_colorings_in_rounds_past_one_mask_word():
+    a = np.random.default_rng(3).random((150, 150)) < 0.5
+    p = coloring.as_pattern(a, "test")
+    colors = coloring._frontier_columns(p)
+    assert colors.max() >= 64
+    np.testing.assert_array_equal(colors, _greedy_in_order(a, np.argsort(coloring._ranks(p.T @ np.diff(p.indptr)))))
+    s = coloring.as_pattern(a | a.T | np.eye(150, dtype=bool), "test")
+    star = coloring._frontier_star(s)
+    assert star.max() >= 64
+    _assert_star_coloring(s, star)
+
+
 def sym_random(n, per_row, seed):
     rng = np.random.default_rng(seed)
     a = sp.csr_array((np.ones(n * per_row, dtype=bool), (np.repeat(np.arange(n), per_row),
