@@ -251,9 +251,7 @@ def _sequential_star(p):
     """The sequential greedy star coloring (Gebremedhin, Manne and Pothen 2005), largest first. A
     path is checked when its last vertex is colored, as an endpoint (v-w-x-y) or inside (u-v-w-x);
     `seen[x][c]` counts x's neighbors of color c."""
-    rows, cols = p.nonzero()
-    off = rows != cols  # the graph's edges: the diagonal is no edge
-    g = sp.csr_array((onp.ones(off.sum(), dtype=bool), (rows[off], cols[off])), shape=p.shape)
+    g = _graph(p)
     order = onp.argsort(-onp.diff(g.indptr), kind="stable")
     ptr, nbr = g.indptr.tolist(), g.indices.tolist()
     n = p.shape[0]
