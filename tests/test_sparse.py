@@ -274,7 +274,7 @@ def test_column_colorings_in_rounds_are_the_greedy_in_their_order(p):
     q = coloring.as_pattern(p, "test")
     colors = coloring._frontier_columns(q)
     _assert_column_coloring(q, colors)
-    order = np.argsort(coloring._ranks(q.T @ np.diff(q.indptr)))
+    order = np.argsort(coloring._ranks(q.T @ np.diff(q.indptr), coloring._previous_in_rows(q)))
     np.testing.assert_array_equal(colors, _greedy_in_order(p, order))
 
 
@@ -289,11 +289,40 @@ def test_colorings_in_rounds_past_one_mask_word():
     p = coloring.as_pattern(a, "test")
     colors = coloring._frontier_columns(p)
     assert colors.max() >= 64
-    np.testing.assert_array_equal(colors, _greedy_in_order(a, np.argsort(coloring._ranks(p.T @ np.diff(p.indptr)))))
+    np.testing.assert_array_equal(colors, _greedy_in_order(a, np.argsort(coloring._ranks(p.T @ np.diff(p.indptr),
+                                                                                coloring._previous_in_rows(p)))))
     s = coloring.as_pattern(a | a.T | np.eye(150, dtype=bool), "test")
     star = coloring._frontier_star(s)
     assert star.max() >= 64
     _assert_star_coloring(s, star)
+
+
+def test_greedy_ties_go_in_index_order_unless_that_chains_the_rounds():
+    assert coloring._depth(np.arange(-1, 99)) == 99  # a chain of 100
+    assert coloring._depth(np.array([-1, 0, 0, 1, 1, 2, 2])) == 2  # a binary tree
+    n = 60_000  # past the sequential greedy's range
+    line = np.arange(n)
+    ring = coloring.as_pattern(sp.csr_array((np.ones(3 * n, dtype=bool), (np.repeat(line, 3),
+                                             (line[:, None] + [-1, 0, 1]).ravel() % n)), shape=(n, n)), "test")
+    assert coloring._depth(coloring._previous_in_rows(ring)) > coloring.ROUNDS  # in index order, n rounds
+    for mode, assert_valid in (("column", _assert_column_coloring), ("star", _assert_star_coloring)):
+        colors = sparse.color(ring, mode)
+        assert_valid(ring, colors)
+        assert colors.max() + 1 <= 4
+
+
+def periodic_five_point(k):
+    line = sp.csr_array(sp.diags_array([np.ones(k - 1), np.ones(k), np.ones(k - 1), [1], [1]],
+                                       offsets=[-1, 0, 1, k - 1, 1 - k], dtype=bool))
+    return coloring.as_pattern(sp.kron(line, sp.eye_array(k)) + sp.kron(sp.eye_array(k), line), "test")
+
+
+def test_periodic_stencils_take_the_greedy_in_rounds_in_index_order():
+    p = periodic_five_point(316)  # not banded, past the sequential greedy's range
+    colors, star = sparse.color(p), sparse.color(p, "star")
+    _assert_column_coloring(p, colors)
+    _assert_star_coloring(p, star)
+    assert colors.max() + 1 <= 11 and star.max() + 1 == 5
 
 
 def sym_random(n, per_row, seed):

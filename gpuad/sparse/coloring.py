@@ -38,9 +38,11 @@ MODES = ("column", "row", "star")
 WORD = 64  # colors per mask word; also the largest cyclic K tried for columns
 BANDED_STEPS = 4096  # the widest row span colored in lockstep: 2-D grids up to 2047 x 2047
 STAR_CYCLES = 32  # the largest cyclic K tried for star colorings (a full check counts n x K pairs)
+QUICK_CYCLES = 8  # a cyclic star coloring taken without the greedy beside it, on large patterns
 WINDOW = 1 << 14  # vertices of the subgraph on which a cyclic star coloring is tried first
 SEQUENTIAL_MAX = 50_000  # vertices up to which the sequential greedy (< 0.1 s) is tried beside a cyclic coloring
 SEQUENTIAL_PATHS = 10**7  # paths on three vertices up to which the sequential star greedy (< 0.5 s) is tried
+ROUNDS = 8192  # the longest chain of earlier neighbours that ties in index order may make rounds of
 FRONTIER_ROW = 256  # the longest row colored in rounds (each moves a row on by one column; masks widen)
 
 
@@ -182,7 +184,7 @@ def _frontier_columns(p):
     rows' heads on: one pass over each entry in all, the same colors as the sequential greedy in
     that order. Each row's colors so far are a bit mask, so P^T P is never formed."""
     m, n = p.shape
-    rank = _ranks(p.T @ onp.diff(p.indptr))  # weight: the entries in a column's rows, a bound on its degree
+    rank = _ranks(p.T @ onp.diff(p.indptr), _previous_in_rows(p))  # weight: a bound on the column's degree
     q = sp.csr_array((onp.ones(p.nnz, dtype=bool), rank[p.indices], p.indptr), shape=(m, n))
     q.sort_indices()  # each row's columns in priority order
     rows, cols = _row_of_entries(q), q.indices
@@ -206,8 +208,8 @@ def _frontier_columns(p):
 def star(p):
     """Star coloring: a distance-1 coloring in which no path on four vertices takes two colors, so
     each entry is alone in its row's or its column's color. j mod K for the smallest valid K up to
-    twice the typical degree plus one, or 3 (a larger K rarely beats the greedy), on large patterns;
-    on small ones (or where no such K is valid) the greedy where it takes fewer colors: the
+    twice the typical degree plus one, or 3 (a larger K rarely beats the greedy): on large
+    patterns at once if K <= QUICK_CYCLES; otherwise the greedy where it takes fewer colors, the
     sequential one where it is cheap (small, no high degrees), else the one in rounds."""
     n = p.shape[0]
     v, w = _row_of_entries(p), p.indices
@@ -215,7 +217,7 @@ def star(p):
     v, w = v[off], w[off]
     typical = int(onp.median(onp.bincount(v, minlength=n))) if n else 0
     k = _star_cycle(v, w, n, min(max(2 * typical + 1, 3), STAR_CYCLES))
-    if k is not None and n > SEQUENTIAL_MAX:
+    if k is not None and k <= QUICK_CYCLES and n > SEQUENTIAL_MAX:
         return onp.arange(n) % k
     cheap = n <= SEQUENTIAL_MAX and (onp.bincount(v, minlength=n) ** 2).sum() <= SEQUENTIAL_PATHS
     greedy = _sequential_star(p) if cheap else _frontier_star(p)
@@ -288,7 +290,9 @@ def _frontier_star(p):
     n = p.shape[0]
     g = _graph(p)
     source = _row_of_entries(g)
-    rank = _ranks(onp.diff(g.indptr))
+    earlier = onp.full(n, -1, dtype=onp.intp)
+    onp.maximum.at(earlier, source, onp.where(g.indices < source, g.indices, -1))  # the largest earlier neighbour
+    rank = _ranks(onp.diff(g.indptr), earlier)
     later = rank[g.indices] > rank[source]  # the edge's far end comes later in the order
     waits = onp.bincount(source[~later], minlength=n)  # uncolored neighbours earlier in the order
     colors = onp.full(n, -1, dtype=onp.intp)
@@ -305,6 +309,15 @@ def _frontier_star(p):
         _commit(g, masks, colors, ready[owner[kept]], near[kept], tentative[owner[kept]])
         ready = onp.r_[ready[lost], _released(waits, near[kept & later[where]])]
     return colors
+
+
+def _previous_in_rows(p):
+    """Per column, the largest smaller column it shares a row with (-1 for none)."""
+    rows = _row_of_entries(p)
+    same = onp.r_[False, rows[1:] == rows[:-1]] if rows.size else rows.astype(bool)
+    parent = onp.full(p.shape[1], -1, dtype=onp.intp)
+    onp.maximum.at(parent, p.indices[same], p.indices[onp.flatnonzero(same) - 1])
+    return parent
 
 
 def _graph(p):
@@ -409,15 +422,29 @@ def _widen3(masks, colors):
 
 
 # ---------------------------------------------------------------- shared array steps
-def _ranks(weight):
-    """Each vertex's place in the greedy order: heaviest first, ties by index mod WORD, then index
-    (natural order keeps a stencil's colors few, and the classes of j mod WORD keep its rounds
-    few: in plain index order they would chain one by one)."""
+def _ranks(weight, parent):
+    """Each vertex's place in the greedy order: heaviest first, ties in index order (the sequential
+    greedy's, which colors stencils best) where that keeps the rounds few, else by index mod WORD,
+    then index. A vertex waits for its earlier neighbours, so in index order the rounds are at
+    least the longest chain of `parent`s (each vertex's largest earlier neighbour, or -1): about
+    i + j on a 2-D grid, but one per vertex on a 1-D chain; past ROUNDS, the classes of j mod
+    WORD cut such chains."""
     index = onp.arange(weight.size)
-    order = onp.lexsort((index, index % WORD, -weight))
+    ties = index if _depth(parent) <= ROUNDS else index % WORD
+    order = onp.lexsort((index, ties, -weight))
     rank = onp.empty_like(order)
     rank[order] = index
     return rank
+
+
+def _depth(parent):
+    """The most links on a chain of parents (parent[v] < v, or -1), by pointer jumping."""
+    depth = (parent >= 0).astype(onp.int64)
+    up = parent.copy()
+    while (on := onp.flatnonzero(up >= 0)).size:
+        depth[on] += depth[up[on]]
+        up[on] = up[up[on]]
+    return int(depth.max(initial=0))
 
 
 def _ranges(ptr, keys):
