@@ -64,13 +64,14 @@ def _csr(rows, cols, n):
     return p
 
 
-def grid(n, offsets):
-    """The pattern of a stencil with the given (di, dj) on a k x k grid (k = isqrt(n)), natural order."""
+def grid(n, offsets, wrap=False):
+    """The pattern of a stencil with the given (di, dj) on a k x k grid (k = isqrt(n)), natural
+    order; wrap: periodic both ways."""
     k = math.isqrt(n)
     i, j = onp.divmod(onp.arange(k * k), k)
-    ok = [(0 <= i + di) & (i + di < k) & (0 <= j + dj) & (j + dj < k) for di, dj in offsets]
+    ok = [wrap | (0 <= i + di) & (i + di < k) & (0 <= j + dj) & (j + dj < k) for di, dj in offsets]
     return _csr(onp.concatenate([onp.flatnonzero(o) for o in ok]),
-                onp.concatenate([((i + di) * k + j + dj)[o] for (di, dj), o in zip(offsets, ok)]), k * k)
+                onp.concatenate([((i + di) % k * k + (j + dj) % k)[o] for (di, dj), o in zip(offsets, ok)]), k * k)
 
 
 def random_pattern(n, per_row=3):
@@ -99,6 +100,7 @@ PATTERNS = {
     "arrow": arrow,
     "block-diagonal, 8 x 8": lambda n: sp.csr_array(sp.block_diag([onp.ones((8, 8), dtype=bool)] * (n // 8))),
     "five-point, permuted": lambda n: permuted(grid(n, FIVE)),
+    "five-point, periodic": lambda n: grid(n, FIVE, wrap=True),
 }
 
 

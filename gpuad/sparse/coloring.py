@@ -14,22 +14,25 @@ grid: 5 to 7 for most k; star colorings of a 13-point one: 14 to 19), and for co
 greedy coloring in the natural order, run in lockstep: the columns j mod (the widest row's span)
 share no row, so each such class is one vectorised step (a 2-D grid: 2k + 1 steps; at most 8
 colors on five-point stencils). Other patterns take the greedy largest first: on small ones (up
-to SEQUENTIAL_MAX vertices) the sequential greedy, one Python step per vertex, whose natural
-order colors stencils best; on large ones the same greedy in rounds over a frontier (Jones and
-Plassmann with the greedy order as priorities), each round coloring at once every vertex whose
-earlier neighbours are all colored, all rounds together one pass over the entries. For columns
-that is the sequential greedy's coloring in its order (3-4x faster at 10^6 on a random pattern;
-rows longer than FRONTIER_ROW, which take a round per column, keep the sequential greedy);
-for star colorings a round's vertices can close two-colored paths between them, and all but the
-earliest of each such group wait for the next round (at 10^6: a random pattern 6.5 s against
-50 s, same colors; a 13-point one 4-5 s and 19 colors against 13 s and 17, where j mod 19 takes
-1.2 s). Ties in the order go by j mod 64, then j: in index order a stencil's rounds would
-chain one by one. (Tried and left out: rounds passing over all entries, as plain Jones and
-Plassmann does, ~75 of them on a random pattern at 10^6, 3x slower than the sequential loop, and
-over a thousand for star colorings at 10^5, whose rounds kept vertices three edges apart; a
-lockstep star greedy on banded patterns, 19 colors on a 13-point pattern; ties in a
-pseudo-random order, 1-2 colors more than by j mod 64 on stencils, and by j mod 16, fewer on
-some grids and more on others, in up to twice the time.)
+to SEQUENTIAL_MAX vertices) the sequential greedy, one Python step per vertex; on large ones the
+same greedy in rounds over a frontier (Jones and Plassmann with the greedy order as
+priorities), each round coloring at once every vertex whose earlier neighbours are all colored,
+all rounds together one pass over the entries. For columns that is the sequential greedy's
+coloring in its order (rows longer than FRONTIER_ROW, which take a round per column, keep the
+sequential greedy); for star colorings a round's vertices can close two-colored paths between
+them, and all but the earliest of each such group wait for the next round. Ties in the order go
+by index, as in the sequential greedy, whose natural order colors stencils best: a 2-D grid
+takes about i + j rounds; where the chain of earlier neighbours is longer than ROUNDS (a 1-D
+chain or ring: a round per vertex), by j mod 64, then j. At 10^6, a random pattern with 3
+entries a row takes 7 column colors in ~1 s and 17 star colors in ~5 s, the sequential greedy
+4.6 and 50 s; a 13-point star coloring 17 colors in ~6 s (13 s sequentially; j mod 19 in 1.2
+s). (Tried and left out: rounds passing over all entries, as plain Jones and Plassmann does,
+~75 of them on a random pattern at 10^6, 3x slower than the sequential loop, and over a
+thousand for star colorings at 10^5, whose rounds kept vertices three edges apart; a lockstep
+star greedy on banded patterns, 19 colors on a 13-point pattern; ties by j mod 64 throughout:
+19-20 star colors on the 13-point pattern, 8 on a periodic five-point one, 24 column colors on
+the 13-point one, where index order takes 17, 5 and 19; ties in a pseudo-random order, 1-2
+colors more still.)
 """
 import numpy as onp
 import scipy.sparse as sp
