@@ -4,6 +4,7 @@ jit-compiled JAX where the dense matrix fits in memory.
 
     python -m bench.sparse                 # n = 1000, 4000, 10^4, 10^5
     python -m bench.sparse --sizes 1000000
+    python -m bench.sparse --colorings --sizes 10000,100000   # gpuad.sparse.color on more patterns
 
 The markdown table goes to stdout. Detection and coloring run once per input signature (their
 first-call times); the sweep is the median of repeated calls, decompression into CSR included,
@@ -16,6 +17,7 @@ import math
 import sys
 
 import numpy as onp
+import scipy.sparse as sp
 
 from . import timing
 
@@ -54,6 +56,68 @@ FAMILIES = {
     "laplace_2d": (laplace_2d, "jacobian", "column", lambda n: math.isqrt(n) ** 2),
     "rosenbrock": (rosenbrock, "hessian", "star", lambda n: n),
 }
+
+
+def _csr(rows, cols, n):
+    p = sp.csr_array((onp.ones(rows.size, dtype=bool), (rows, cols)), shape=(n, n))
+    p.sum_duplicates()
+    return p
+
+
+def grid(n, offsets, wrap=False):
+    """The pattern of a stencil with the given (di, dj) on a k x k grid (k = isqrt(n)), natural
+    order; wrap: periodic both ways."""
+    k = math.isqrt(n)
+    i, j = onp.divmod(onp.arange(k * k), k)
+    ok = [wrap | (0 <= i + di) & (i + di < k) & (0 <= j + dj) & (j + dj < k) for di, dj in offsets]
+    return _csr(onp.concatenate([onp.flatnonzero(o) for o in ok]),
+                onp.concatenate([((i + di) % k * k + (j + dj) % k)[o] for (di, dj), o in zip(offsets, ok)]), k * k)
+
+
+def random_pattern(n, per_row=3):
+    rows = onp.repeat(onp.arange(n), per_row)
+    return _csr(rows, onp.random.default_rng(0).integers(0, n, rows.size), n)
+
+
+def arrow(n):
+    line = onp.arange(n)
+    return _csr(onp.r_[line, line * 0, line], onp.r_[line, line, line * 0], n)
+
+
+def permuted(p):
+    order = onp.random.default_rng(1).permutation(p.shape[0])
+    return sp.csr_array(p[order][:, order])
+
+
+FIVE = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
+# name -> pattern of n (a grid: the nearest square); made symmetric, with its diagonal, for star colorings
+PATTERNS = {
+    "tridiagonal": lambda n: _csr(onp.r_[0:n, 1:n, 0:n - 1], onp.r_[0:n, 0:n - 1, 1:n], n),
+    "five-point": lambda n: grid(n, FIVE),
+    "13-point": lambda n: grid(n, [(a, b) for a in range(-2, 3) for b in range(-2, 3) if abs(a) + abs(b) <= 2]),
+    "9-point box": lambda n: grid(n, [(a, b) for a in range(-1, 2) for b in range(-1, 2)]),
+    "random, 3 a row": random_pattern,
+    "arrow": arrow,
+    "block-diagonal, 8 x 8": lambda n: sp.csr_array(sp.block_diag([onp.ones((8, 8), dtype=bool)] * (n // 8))),
+    "five-point, permuted": lambda n: permuted(grid(n, FIVE)),
+    "five-point, periodic": lambda n: grid(n, FIVE, wrap=True),
+}
+
+
+def coloring_rows(sizes, color):
+    """Colors and first-call times of color(pattern, mode), column and star, per pattern and n."""
+    rows = []
+    for name, make in PATTERNS.items():
+        for n in sizes:
+            p = make(n)
+            s = sp.csr_array((p + p.T + sp.eye_array(p.shape[0], dtype=bool)) != 0)
+            row = {"pattern": name, "n": p.shape[0]}
+            for mode, q in (("column", p), ("star", s)):
+                colors, row[mode] = timing.first_call(lambda q=q, mode=mode: color(q, mode), lambda r: r)
+                row[mode + " colors"] = int(colors.max()) + 1
+            rows.append(row)
+            print(f"{name} n={n} done", file=sys.stderr, flush=True)
+    return rows
 
 
 def run_case(name, n, jax):
@@ -104,11 +168,14 @@ COLUMNS = ("problem", "n", "nnz", "colors", "detect", "color", "sweep", "sweep j
            "dense JAX jit", "JAX / sparse")
 
 
-def table(rows):
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+COLORING_COLUMNS = ("pattern", "n", "column colors", "column", "star colors", "star")
+
+
+def table(rows, columns=COLUMNS):
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for r in rows:
-        cells = [str(r[c]) if c in ("problem", "n", "nnz", "colors") else _ratio(r.get(c)) if c == "JAX / sparse"
-                 else _ms(r.get(c)) for c in COLUMNS]
+        cells = [_ratio(r.get(c)) if c == "JAX / sparse" else _ms(r[c]) if isinstance(r.get(c), float)
+                 else str(r[c]) if c in r else "n/a" for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -121,7 +188,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.sparse", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,4000,10000,100000", help="comma-separated n")
     ap.add_argument("--problems", default=",".join(FAMILIES), help=f"of {', '.join(FAMILIES)}")
+    ap.add_argument("--colorings", action="store_true", help="time gpuad.sparse.color on PATTERNS instead")
     args = ap.parse_args(argv)
+    if args.colorings:
+        import gpuad.sparse
+        print(table(coloring_rows(list(map(int, args.sizes.split(","))), gpuad.sparse.color), COLORING_COLUMNS))
+        return
     try:
         import jax
         jax.config.update("jax_enable_x64", True)

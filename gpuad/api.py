@@ -13,6 +13,7 @@ from .chunking import Chunks, Footprint
 from .core import Tracer, dtype, held_bytes, is_inexact, new_trace, shape
 from .forward import JVPTrace, JVPTracer
 from .numpy.shapes import moveaxis
+from .ops.creation import eye
 from .ops.elementwise import astype
 from .ops.indexing import getitem
 from .ops.shape import broadcast_to, reshape, transpose
@@ -236,9 +237,8 @@ def _single(bundle, like):
 
 def _basis_slice(x, offset, lo, hi):
     """Rows lo..hi of the n x n identity, restricted to one leaf's columns, as a (hi-lo, *S) bundle."""
-    size = math.prod(shape(x))
-    e = backends.xp().eye(hi - lo, size, k=lo - offset, dtype=dtype(x))
-    return e.reshape((hi - lo,) + shape(x))
+    e = eye(rows=hi - lo, cols=math.prod(shape(x)), k=lo - offset, dtype=dtype(x))
+    return reshape(e, shape=(hi - lo,) + shape(x))
 
 
 def _in_dtype_of(bundle, leaf):

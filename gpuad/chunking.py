@@ -18,15 +18,20 @@ chunk_size="auto" keeps a chunk's working set (k * per_direction) within CHUNK_S
 Jacobian, or CHUNK_FLOOR where that is more, so that the peak stays near the Jacobian itself:
 one sweep of n directions can hold several times it (every intermediate's bundle). The
 Jacobian and the chunk fit in AUTO_SHARE of the available memory, the chunk within the
-backend's auto_chunk_bytes and auto_sweep_bytes, where it has them (for a program traced by
-gpuad.jit, the available memory and auto_sweep_bytes alone: see _fit). chunk_size=None raises
+backend's auto_chunk_bytes and auto_sweep_bytes, where it has them. In a program traced by
+gpuad.jit "auto" first traces one sweep and asks the replay's plan of it (replay.peak_bytes):
+where that fits in AUTO_SHARE of the available memory it is the sweep (fused, it holds little
+beside the Jacobian); else chunks by the available memory and auto_sweep_bytes alone (see
+_fit), and the traced sweep is dead code. chunk_size=None raises
 MemoryError when the estimate of its one sweep exceeds the available memory. The estimate needs
 a recording, and is remembered per input signature, with the size "auto" chose: before a later
 sweep whose estimate is at least CHECK_FROM, "auto" reads the available memory again and, where
 it has dropped below the estimate, fits the size again. None reads the available memory only for
-estimates from CHECK_FROM up. jacfwd runs the function without a recording: with None its run
-is watched, and past CHECK_FROM bytes of tangents it stops, records the function for the
-estimate, and starts again if it fits; small runs never record.
+estimates from CHECK_FROM up; in a function traced by gpuad.jit it checks nothing while tracing:
+the compiled program checks its own planned buffers before each call (replay.peak_bytes).
+jacfwd runs the function without a recording: with None its run is watched, and past
+CHECK_FROM bytes of tangents it stops, records the function for the estimate, and starts again
+if it fits; small runs never record.
 
 Values under an enclosing transform count what they carry for it (core.held_bytes): inside
 jacfwd with K directions a value holds its primal and K tangents.
@@ -105,6 +110,12 @@ class Chunks:
         if n == 0:
             return sweep(0, 0)
         size, budget = self._size(call, n, footprint, seeds)
+        if budget is _PLAN:  # compiled "auto": one sweep where the program's plan of it fits
+            part = sweep(0, n)
+            if _plan_fits(part):
+                self.fitted[call.signature()] = n
+                return part
+            size, budget = self._auto(call, call.signature(), n, footprint), None  # the estimate's chunks
         stacks, lo, first = None, 0, size
         while lo < n:
             hi = min(lo + size, n)
@@ -140,15 +151,22 @@ class Chunks:
         if isinstance(self.chunk_size, int):
             return self.chunk_size, None
         if self.chunk_size is None:
+            if _compiled(call.leaves[0]):  # gpuad.jit checks the compiled program's own plan instead
+                return n, None
             if seeds is not None and key not in self.footprints and n * seeds < CHECK_FROM:
                 return n, CHECK_FROM - n * seeds
             self._check(call, key, n, footprint)
             return n, None
+        if _compiled(call.leaves[0]):
+            return n, _PLAN
+        return self._auto(call, key, n, footprint), None
+
+    def _auto(self, call, key, n, footprint):
+        """The size "auto" fits from the estimate and the available memory (all n where nothing
+        says how much there is), remembered."""
         available = backends.current().free_memory()
-        if available is None:  # nothing says how much there is: one sweep
-            return n, None
-        self.fitted[key] = _fit(call, self._footprint(key, footprint), n, available)
-        return self.fitted[key], None
+        self.fitted[key] = n if available is None else _fit(call, self._footprint(key, footprint), n, available)
+        return self.fitted[key]
 
     def _remembered(self, call, key, n):
         """The size that fitted before. "auto" checks it again where its estimate is large enough
@@ -197,6 +215,30 @@ def _fit(call, fp, n, available):
     return max(1, min(k, n - 1))
 
 
+_PLAN = "plan"  # _size's answer for a compiled "auto": sweep once, then ask the program's plan
+
+
+def _plan_fits(part):
+    """Whether the replay's planned buffers for the program making this sweep's bundles (traced
+    for gpuad.jit, under any transforms) fit in AUTO_SHARE of the available memory: fused, a
+    compiled sweep holds little beside its result, far less than the estimate says."""
+    from .program import program_so_far  # the compiler's modules build on this one
+    from .replay import fusion_wanted, peak_bytes, plan
+    values = [v for v in map(_program_value, part) if v is not None]
+    available = backends.current().free_memory()
+    if not values or available is None:
+        return True
+    program = program_so_far(values)
+    return peak_bytes(program, plan(program, fusion_wanted())) <= AUTO_SHARE * available
+
+
+def _program_value(x):
+    """The value of the program being traced inside x (through enclosing transforms), or None."""
+    while isinstance(x, Tracer) and not x.replayed:
+        x = x._inner()
+    return x if isinstance(x, Tracer) else None
+
+
 def _compiled(x):
     """Whether x is a value of a program being traced (gpuad.jit), under any transforms."""
     while isinstance(x, Tracer):
@@ -214,11 +256,11 @@ def _check(name, fp, n, k, available):
     hint = ('pass chunk_size="auto" (or an int) to sweep fewer directions at a time'
             if k > 1 and fp.peak(1, n) <= available else
             "the Jacobian itself does not fit: differentiate fewer inputs or outputs at once")
-    raise MemoryError(f"{name}: {what} needs about {_text(need)} (estimated from the shapes of the function's "
-                      f"values), but {_text(available)} of memory is available; {hint}")
+    raise MemoryError(f"{name}: {what} needs about {size_text(need)} (estimated from the shapes of the function's "
+                      f"values), but {size_text(available)} of memory is available; {hint}")
 
 
-def _text(b):
+def size_text(b):
     """Bytes in the largest binary unit that keeps them at least 1: 1.5 GiB, 300 MiB."""
     unit = next((u for u in range(4, 0, -1) if b >= 1024**u), 0)
     return f"{b / 1024**unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"

@@ -117,6 +117,8 @@ def bind(prim, *args, **params):
             vals.append(a)
         else:
             vals.append(coerce(a))  # lists, and NumPy arrays on the CuPy backend
+    if top is None and not args:
+        top = _staging()  # made from its parameters alone: part of the program being traced, if any
     if top is None:
         stats["evals"] += 1
         out = prim.impl(*vals, **params)
@@ -125,10 +127,16 @@ def bind(prim, *args, **params):
     return top.process(prim, vals, params)
 
 
+def _staging():
+    """The innermost active trace that stages primitives without arguments (a traced program's), or None."""
+    return next((t for t in reversed(_stack) if t.stages), None)
+
+
 class Trace:
     """Base of the transforms' traces; `level` orders them. A tracer of a trace carries a value
     one level down and the trace's own payload: a tangent bundle, a tape id, a batch mark."""
     __slots__ = ("level",)
+    stages = False  # whether primitives without arguments are recorded here, not evaluated
 
     def __init__(self, level):
         self.level = level

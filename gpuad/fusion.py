@@ -10,7 +10,10 @@ the gathered value is loaded from the index array, a constant or a value compute
 region; scatters at constant arrays where no two positions meet, through the positions inverted;
 on the CPU only along short axes) and sums that each output element can make in its own
 thread, so the slices, shifts, pads, concatenations and gathers of a Jacobian cost no pass of
-their own, and a value read only inside its region is never stored.
+their own, and a value read only inside its region is never stored. Values made from indices and
+constants alone (an identity seed, `eye`, its slices and scalar multiples) belong to no region of
+their own: every region that reads one makes it, and it is stored only where a step outside the
+regions reads it.
 
 Regions are built from the program's end: an equation joins the region of its readers when they
 all lie in one region (the readers' regions are merged first when they share an iteration space),
@@ -28,16 +31,17 @@ from math import inf, prod
 import numpy as onp
 
 from . import backends
+from .core import Tracer
+from .ops import MOVES
 from .ops.table import ROWS
 from .program import Var
 
 _C_DTYPES = ("float32", "float64", "bool")
 _INDEX_DTYPES = ("int32", "int64")  # the gathers' positions a kernel loads
-MOVES = frozenset({"reshape", "transpose", "broadcast_to", "getitem", "scatter", "concatenate"})
-_VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})
-_LOADS = _VIEWS | {"take_along"}
+VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
-_PARALLEL = 4096  # a longer sum is fused when it makes at least this many elements (the kernel's parallelism)
+# a longer sum is fused when it makes at least this many elements: a GPU's threads, a CPU's vector lanes
+_PARALLEL = {"cupy": 4096, "numpy": 256}
 # How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
 # is nearly free beside a pass over memory; on a CPU, a transcendental redone for each of K
 # directions costs more than a pass over cache-resident data (a value read at two shifts is fine).
@@ -49,6 +53,7 @@ _REPEATS = {"cupy": 4, "numpy": 2}
 _GATHERED = {"cupy": inf, "numpy": _SUMMED}
 # arithmetic this cheap may be redone twice as often
 _CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
+_FREE = VIEWS | {"eye", "take_along"}  # index arithmetic and loads alone: redone wherever read
 
 
 class Region:
@@ -56,8 +61,7 @@ class Region:
 
     def __init__(self, shape):
         self.shape, self.equations, self.ins, self.outs = iteration_shape(shape), [], [], []
-        self.literals = {}    # id(constant array) -> its one value, for constants filled with one value
-        self.identities = {}  # id(constant array) -> (value, k): value * eye(rows, cols, k) reshaped
+        self.literals = {}  # id(constant array) -> its one value, for constants filled with one value
         self.inverses = {}  # a scatter's out Var -> its positions inverted (_inverse), for scatters at arrays
 
     def __repr__(self):
@@ -72,13 +76,15 @@ def iteration_shape(shape):
     return tuple(shape[k:])
 
 
-def fusible(eq):
-    """Whether an equation can be part of a region's kernel."""
+def fusible(eq, backend="cupy"):
+    """Whether an equation can be part of a region's kernel planned for `backend`."""
     name = eq.prim.name
     if eq.out.dtype.name not in _C_DTYPES or not prod(eq.out.shape):
         return False
     data = eq.ins[:1] if name == "take_along" else eq.ins
     if not all(isinstance(a, (bool, int, float)) or (a.dtype.name in _C_DTYPES and prod(a.shape)) for a in data):
+        return False
+    if max(_gathered_axes(eq), default=0) > _GATHERED[backend]:
         return False
     if name == "take_along":
         return _positions(eq.ins[1], eq.ins[0].shape[eq.params["axis"]])
@@ -92,9 +98,11 @@ def fusible(eq):
         return True
     if eq.out.dtype.name == "bool":
         return False
+    if name == "eye":  # its elements come from the indices
+        return True
     if name == "reduce_sum":  # each output element sums its own elements: enough of them to run in parallel
         n = prod(eq.ins[0].shape[a] for a in eq.params["axes"])
-        return n <= _SUMMED or prod(eq.out.shape) >= _PARALLEL
+        return n <= _SUMMED or prod(eq.out.shape) >= _PARALLEL[backend]
     if name in ROWS:
         return _renders(ROWS[name])
     return name in ("where", "astype")
@@ -103,7 +111,7 @@ def fusible(eq):
 def view(eq):
     """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
     broadcast, a getitem at ints and slices; not a gather, which copies)."""
-    return eq.prim.name in _VIEWS and (eq.prim.name != "getitem" or all(map(basic, eq.params["idx"])))
+    return eq.prim.name in VIEWS and (eq.prim.name != "getitem" or all(map(basic, eq.params["idx"])))
 
 
 def basic(i):
@@ -162,18 +170,21 @@ def _renders(row):
         return False
 
 
-def fuse(program, backend=None):
+def fuse(program, backend=None, apart=()):
     """The program's steps in a valid order: Equations, and Regions worth a kernel of their own
     (at least two members, one of which computes or scatters; lone equations and pure views stay
-    as they are), planned for `backend` (default: the active one)."""
+    as they are), planned for `backend` (default: the active one); the equations making the
+    values in `apart` stay as they are."""
     backend = backend or backends.backend()
-    repeats, gathered = _REPEATS[backend], _GATHERED[backend]
+    repeats = _REPEATS[backend]
     readers = _readers(program)
     outs = {o for o in program.outs if isinstance(o, Var)}
     made_by = {eq.out: eq for eq in program.equations}
     region_of, evaluations = {}, {}
+    free = _index_made(program, backend)
     for eq in reversed(program.equations):
-        if _member(eq, gathered) and not _adds_a_scatter(eq, made_by, gathered):
+        if eq.out not in free and eq.out not in apart and fusible(eq, backend) and \
+                not _adds_a_scatter(eq, made_by, backend):
             r = _joined(program, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
                 continue
@@ -184,13 +195,46 @@ def fuse(program, backend=None):
             region_of[eq.out] = r
     _merge_siblings(program, region_of)
     order = {id(eq): k for k, eq in enumerate(program.equations)}
-    regions = [r for r in {id(r): r for r in region_of.values()}.values() if _worth_a_kernel(r)]
-    for r in regions:
-        r.equations.sort(key=lambda e: order[id(e)])
+    regions = list({id(r): r for r in region_of.values()}.values())
+    for r in regions:  # the index-made values a region reads become its members too
+        made = _made_from([a for eq in r.equations for a in eq.ins if isinstance(a, Var)], free, made_by)
+        r.equations = sorted(r.equations + [made_by[v] for v in made], key=lambda e: order[id(e)])
+    regions = [r for r in regions if _worth_a_kernel(r)]
     kept = {id(r) for r in regions}
     region_of = {v: r for v, r in region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
-    return _schedule(program, regions, region_of)
+    unread = free - _read_outside_regions(program, region_of, free, made_by)
+    return _schedule(program, regions, region_of, unread)
+
+
+def _index_made(program, backend):
+    """Values made from the indices and constants alone by fusible equations other than sums: a
+    seed, its slices and shifts, their scalar multiples. Each region reading one makes it itself."""
+    free = set()
+    for eq in program.equations:
+        if eq.prim.name != "reduce_sum" and fusible(eq, backend) and \
+                all(a in free if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
+            free.add(eq.out)
+    return free
+
+
+def _made_from(values, free, made_by):
+    """The index-made values among `values`, with the index-made values they are made from."""
+    out, stack = set(), [v for v in values if v in free]
+    while stack:
+        v = stack.pop()
+        if v not in out:
+            out.add(v)
+            stack.extend(a for a in made_by[v].ins if isinstance(a, Var))
+    return out
+
+
+def _read_outside_regions(program, region_of, free, made_by):
+    """The index-made values a plain step or the caller reads: their equations stay as steps."""
+    reads = [o for o in program.outs if isinstance(o, Var)]
+    reads += [a for eq in program.equations if eq.out not in region_of and eq.out not in free
+              for a in eq.ins if isinstance(a, Var)]
+    return _made_from(reads, free, made_by)
 
 
 def _readers(program):
@@ -202,17 +246,11 @@ def _readers(program):
     return out
 
 
-def _member(eq, gathered):
-    """Whether eq may be a region's member on a backend whose regions gather along axes of at
-    most `gathered` elements."""
-    return fusible(eq) and max(_gathered_axes(eq), default=0) <= gathered
-
-
-def _adds_a_scatter(eq, made_by, gathered):
+def _adds_a_scatter(eq, made_by, backend):
     """An add of a scatter at index arrays left out of regions: the replay adds it in place at its
     positions instead."""
     return eq.prim.name == "add" and any(
-        isinstance(a, Var) and a in made_by and made_by[a].prim.name == "scatter" and not _member(made_by[a], gathered)
+        isinstance(a, Var) and a in made_by and made_by[a].prim.name == "scatter" and not fusible(made_by[a], backend)
         for a in eq.ins)
 
 
@@ -226,9 +264,9 @@ def _joined(program, eq, readers, region_of, outs, evaluations, repeats):
         return None
     times = _evaluations(eq.out, readers, evaluations)
     n = prod(eq.out.shape)
-    # data movement only loads (a gather its position too): cheap to redo; a scalar is one value
-    # wherever it is read (once per element)
-    if eq.prim.name not in _LOADS and n > 1 and times > repeats * n * (2 if eq.prim.name in _CHEAP else 1):
+    # a view, a seed or a gather only loads or makes from indices: free to redo (a gather loads its
+    # position too); a scalar is one value wherever it is read (once per element)
+    if eq.prim.name not in _FREE and n > 1 and times > repeats * n * (2 if eq.prim.name in _CHEAP else 1):
         return None
     target = regions[0]
     for other in regions[1:]:
@@ -352,9 +390,6 @@ def _connect(program, regions, region_of):
                 if not isinstance(a, Var) and _uniform(a):  # broadcast scalars: a literal
                     r.literals[id(a)] = a.ravel()[0].item()
                     continue
-                if not isinstance(a, Var) and _identity(a) is not None:  # seeds: made from indices
-                    r.identities[id(a)] = (a, *_identity(a))
-                    continue
                 key = a if isinstance(a, Var) else id(a)
                 if key not in seen:
                     seen.add(key)
@@ -377,27 +412,14 @@ def _uniform(c):
     return bool(flat.size) and bool((flat == flat[0]).all())
 
 
-def _identity(c):
-    """(value, k) when the constant, its first axis as rows and the rest flattened as columns (a
-    vector: one row), is value * eye(rows, cols, k): the basis seeds of jacfwd/jacrev, their
-    shifts, and single basis vectors; else None."""
-    if c.ndim < 1 or c.dtype.kind != "f":
-        return None
-    m = c.reshape(c.shape[0], -1) if c.ndim > 1 else c.reshape(1, -1)
-    rows, cols = m.nonzero()
-    if rows.size == 0:
-        return None
-    k, value = int(cols[0] - rows[0]), m[rows[0], cols[0]].item()
-    diagonal = max(0, min(m.shape[0], m.shape[1] - k) - max(0, -k))  # elements on the k-th diagonal
-    same = bool(((cols - rows) == k).all()) and bool((m[rows, cols] == value).all())
-    return (value, k) if rows.size == diagonal and same else None
-
-
-def _schedule(program, regions, region_of):
-    """Topological order of the plain equations and the regions (Kahn), stable in program order."""
+def _schedule(program, regions, region_of, unread):
+    """Topological order of the plain equations and the regions (Kahn), stable in program order;
+    `unread`: index-made values only regions read (each makes its own)."""
     nodes = []  # Equation or Region, first appearance in program order
     seen = set()
     for eq in program.equations:
+        if eq.out in unread:
+            continue
         r = region_of.get(eq.out)
         node = r if r is not None else eq
         if id(node) not in seen:
@@ -411,7 +433,7 @@ def _schedule(program, regions, region_of):
     pending = list(nodes)
     while pending:
         for k, node in enumerate(pending):
-            if all(v in produced for v in _reads(node) if made_by.get(v) is not node):
+            if all(v in produced for v in _reads(node)):
                 order.append(node)
                 produced.update(_outs(node))
                 del pending[k]
@@ -422,9 +444,9 @@ def _schedule(program, regions, region_of):
 
 
 def _reads(node):
-    eqs = node.equations if isinstance(node, Region) else [node]
-    return [a for eq in eqs for a in eq.ins if isinstance(a, Var)]
+    """The values a step reads that other steps make."""
+    return [a for a in node.ins if isinstance(a, Var)]  # a region's ins are its reads from outside
 
 
 def _outs(node):
-    return [eq.out for eq in node.equations] if isinstance(node, Region) else [node.out]
+    return node.outs if isinstance(node, Region) else [node.out]

@@ -8,7 +8,7 @@ so the transform runs over the program.
 """
 import functools
 
-from . import backends
+from . import backends, replay
 from .api import as_output
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .kernels import launches
@@ -166,6 +166,12 @@ class Lowered:
     def bytes_moved(self):
         """Bytes one call reads and writes in device memory, by the same model (no caches)."""
         return launches.bytes_moved(self.program)
+
+    @property
+    def peak_bytes(self):
+        """The most bytes of buffers one call holds at once, by the replay's plan (replay.peak_bytes):
+        what a call checks against the available memory before it runs."""
+        return replay.peak_bytes(self.program, replay.plan(self.program, backend=self.backend))
 
     def out_info(self):
         """ShapeDtypeStructs of the outputs, in the output tree."""

@@ -3,8 +3,11 @@
 `trace_program` runs a function on abstract values (shape and dtype, no data) under a
 `ProgramTrace`: every primitive applied to them becomes an `Equation` of typed variables,
 integer index arithmetic and non-differentiable ops included. Operations on constants alone
-are evaluated while tracing (constant folding comes free from `bind`). A program is then
-optimised by small passes (`simplify`, `common_subexpressions`, `dead_code`), and either
+are evaluated while tracing (constant folding comes free from `bind`); primitives without
+arguments (the `eye` of Jacobian seeds) are staged as equations, and `fold_constants` decides
+after tracing which of the values made from them to evaluate. A program is then optimised by
+small passes (`fold_constants`, `simplify`, `diagonal_contractions`, `common_subexpressions`,
+`dead_code`), and either
 evaluated with `bind` on any values (so every transform of a compiled function runs over its
 program, with no second copy of any rule) or compiled by `replay.Replay` into one Python
 function over backend arrays, with no per-primitive dispatch.
@@ -15,6 +18,10 @@ import math
 import numpy as onp
 
 from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
+from .ops import MOVES
+from .ops.elementwise import multiply
+from .ops.shape import reshape, transpose
+from .ops.table import ROWS
 
 
 class Var:
@@ -81,6 +88,8 @@ def _atom(a):
 
 
 def _short(p):
+    if isinstance(p, onp.dtype):
+        return p.name
     if isinstance(p, tuple):
         return "(" + ", ".join(_short(x) for x in p) + ")"
     if hasattr(p, "shape") and not isinstance(p, onp.dtype):
@@ -129,6 +138,7 @@ class ProgramTracer(Tracer):
 
 class ProgramTrace(Trace):
     __slots__ = ("equations", "_ids")
+    stages = True
 
     def __init__(self, level):
         super().__init__(level)
@@ -155,8 +165,21 @@ def trace_program(fun, avals, names):
         inputs = [trace.new_input(a, n) for a, n in zip(avals, names)]
         outs = fun(inputs)
         outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else o for o in outs]
-    program = Program([t.var for t in inputs], trace.equations, outs)
-    return dead_code(common_subexpressions(simplify(program)))
+    return optimised(Program([t.var for t in inputs], trace.equations, outs))
+
+
+def optimised(program):
+    program = simplify(fold_constants(program))  # a seed's same-shape reshapes go before contractions are read
+    return dead_code(common_subexpressions(simplify(diagonal_contractions(program))))
+
+
+def program_so_far(values):
+    """The optimised program making these values of a program being traced, from what has been
+    traced so far (its inputs: the variables it reads and does not make)."""
+    trace = values[0]._trace
+    made = {eq.out for eq in trace.equations}
+    ins = list(dict.fromkeys(a for eq in trace.equations for a in eq.ins if isinstance(a, Var) and a not in made))
+    return optimised(Program(ins, list(trace.equations), [v.var for v in values]))
 
 
 def aval_of(x):
@@ -174,6 +197,150 @@ def dead_code(program):
             kept.append(eq)
             live.update(a for a in eq.ins if isinstance(a, Var))
     return Program(program.ins, kept[::-1], program.outs)
+
+
+def fold_constants(program):
+    """Evaluate now the equations of constants alone (seeds made by `eye` count as constants) whose
+    results are much smaller than the seeds they read (a seed summed), or small or no larger than
+    the constant arrays they combine (W @ seed is W transposed). A seed and what is made from it
+    by moves and scalar arithmetic alone (its slices, shifts, multiples) stay in the program, made
+    where they are used (fused: from indices) rather than held for the program's life."""
+    made, seeds, rename, kept = {}, set(), {}, []
+    for eq in program.equations:
+        eq = Equation(eq.prim, [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins], eq.out, eq.params)
+        if all(a in made if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
+            seed = _from_seeds(eq, seeds)
+            if seed is None:
+                needed = _ancestors(eq, made)
+                if sum(_nbytes(v) for v in needed) <= _FOLDED_BYTES:
+                    rename[eq.out] = _evaluate(eq, needed, made)
+                    continue
+            elif seed:
+                seeds.add(eq.out)
+            made[eq.out] = eq
+        kept.append(eq)
+    outs = [rename.get(o, o) if isinstance(o, Var) else o for o in program.outs]
+    return Program(program.ins, kept, outs)
+
+
+_FOLDED_BYTES = 1 << 28  # the most bytes of seeds one folding may make on the way
+_SHRINK = 16  # a result this many times smaller than the seed it reads (a sum) is folded
+_KEEPS = MOVES | set(ROWS) | {"where", "astype"}  # a seed's structure survives these: index arithmetic
+
+
+def _from_seeds(eq, seeds):
+    """How to treat an equation of constants alone: None to fold it; True when it keeps a seed's
+    structure (made from seeds and scalars, no smaller than them: a seed, its slices, multiples);
+    False to keep it unfolded (too large beside the constants it combines)."""
+    arrays = [math.prod(a.shape) for a in eq.ins if not isinstance(a, (Var, bool, int, float))]
+    if (eq.prim.name in _KEEPS or not eq.ins) and max(arrays, default=1) == 1 and \
+            all(a in seeds for a in eq.ins if isinstance(a, Var)):
+        return True
+    size = math.prod(eq.out.shape)
+    if size * _SHRINK <= max([math.prod(a.shape) for a in eq.ins if isinstance(a, Var)], default=0):
+        return None
+    return None if size <= max([_SMALL] + arrays) else False
+
+
+def _ancestors(eq, made):
+    """The unevaluated constant Vars eq needs, in program order."""
+    needed, stack = set(), [a for a in eq.ins if isinstance(a, Var)]
+    while stack:
+        v = stack.pop()
+        if v not in needed:
+            needed.add(v)
+            stack.extend(a for a in made[v].ins if isinstance(a, Var))
+    return [v for v in made if v in needed]
+
+
+def _nbytes(v):
+    return math.prod(v.shape) * v.dtype.itemsize
+
+
+def _evaluate(eq, needed, made):
+    """eq's value from its constants, by the primitives' impls (bind would stage an `eye` into an
+    enclosing trace)."""
+    values = {}
+    for step in [made[v] for v in needed] + [eq]:
+        args = [values[a] if isinstance(a, Var) else a for a in step.ins]
+        out = step.prim.impl(*args, **step.params)
+        values[step.out] = onp.asarray(out) if isinstance(out, onp.generic) else out
+    return values[eq.out]
+
+
+def diagonal_contractions(program):
+    """Contractions with a diagonal matrix, d * eye (the seed of a Jacobian meeting a linear
+    layer: jacrev's cotangents through W @ x), as the scaled other operand: sum_q d[q] delta(p, q)
+    B[..q..] is d[p] * B[..p..], a broadcast product (which fuses) instead of a GEMM; and a sum of
+    d * eye along one axis (jacfwd's tangent of a sum of the inputs' function) as d."""
+    made = {eq.out: eq for eq in program.equations}
+    ids = itertools.count(max([v.id for v in made] + [v.id for v in program.ins], default=0) + 1)
+    out = []
+    for eq in program.equations:
+        scaled = _as_scaled(eq, made, ids) if eq.prim.name == "contract" else \
+            _summed(eq, made) if eq.prim.name == "reduce_sum" else None
+        out.extend(scaled or [eq])
+    return Program(program.ins, out, program.outs)
+
+
+def _summed(eq, made):
+    """A sum of d * eye(n) along one of its axes (jacfwd's tangent of a sum) as d itself, reshaped."""
+    d = _diagonal(eq.ins[0], made)
+    if d is None or d is True or len(eq.params["axes"]) != 1 or eq.out.dtype != d.dtype:
+        return None
+    return [Equation(reshape, [d], eq.out, {"shape": eq.out.shape})]
+
+
+def _as_scaled(eq, made, ids):
+    """Equations computing eq (a contraction) as d * (the other operand, its axes in the output's
+    order), where one operand is d * eye(n) with one of its axes summed and the other kept; else None."""
+    for j in (0, 1):
+        diagonal = _diagonal(eq.ins[j], made)
+        spec, other = eq.params["spec"], eq.ins[1 - j]
+        if diagonal is None or len(spec[j]) != 2 or eq.out.dtype != eq.ins[j].dtype:
+            continue
+        p, q = spec[j] if spec[j][1] in spec[1 - j] else spec[j][::-1]  # q: the summed letter
+        if q in spec[2] or p in spec[1 - j] or p not in spec[2] or not set(spec[1 - j]) <= set(spec[2]) | {q}:
+            continue
+        letters = spec[1 - j].replace(q, p)
+        steps = []
+        if letters != spec[2]:
+            other = _staged(steps, transpose, ids, other, perm=tuple(letters.index(c) for c in spec[2]))
+        if diagonal is not True:
+            n = eq.ins[j].shape[0]
+            axis = tuple(n if c == p else 1 for c in spec[2])
+            d = _staged(steps, reshape, ids, diagonal, shape=axis)
+            steps.append(Equation(multiply, [d, other], eq.out, {}))
+        else:
+            steps.append(Equation(reshape, [other], eq.out, {"shape": eq.out.shape}))
+        return steps
+    return None
+
+
+def _diagonal(x, made):
+    """For x = eye(n), True; for x = d * eye(n) with d a vector (or a row or column of n), d; else None."""
+    eq = made.get(x) if isinstance(x, Var) else None
+    if eq is None:
+        return None
+    if _is_identity(eq):
+        return True
+    if eq.prim.name != "multiply" or len(x.shape) != 2:
+        return None
+    for e, d in ((eq.ins[1], eq.ins[0]), (eq.ins[0], eq.ins[1])):
+        if isinstance(e, Var) and e in made and _is_identity(made[e]) and isinstance(d, Var) \
+                and math.prod(d.shape) == x.shape[0] and d.shape in ((x.shape[0],), (1, x.shape[0]), (x.shape[0], 1)):
+            return d
+    return None
+
+
+def _is_identity(eq):
+    return eq.prim.name == "eye" and eq.params["k"] == 0 and eq.params["rows"] == eq.params["cols"]
+
+
+def _staged(steps, prim, ids, x, **params):
+    out = Var(next(ids), prim.abstract(x, **params))
+    steps.append(Equation(prim, [x], out, params))
+    return out
 
 
 def simplify(program):

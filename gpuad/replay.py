@@ -12,10 +12,12 @@ accumulated) becomes `a[idx] += v` with no zeros-sized temporary.
 import os
 import threading
 import warnings
+from math import prod
 
 import numpy as onp
 
 from . import backends
+from .chunking import CHECK_FROM, size_text
 from .fusion import Region, fuse, view
 from .kernels import region as region_source
 from .ops.indexing import add_at
@@ -36,10 +38,10 @@ def fusion_wanted():
     return os.environ.get("GPUAD_FUSION", "on") != "off"
 
 
-def plan(program, fusion=True, backend=None):
+def plan(program, fusion=True, backend=None, apart=()):
     """The program's steps for `backend` (default: the active one), in order, with adds done in
-    place where nothing reads the target after."""
-    nodes = fuse(program, backend) if fusion else program.equations
+    place where nothing reads the target after; the equations making `apart` are not fused."""
+    nodes = fuse(program, backend, apart) if fusion else program.equations
     steps = [Step("region", n, list(n.ins), list(n.outs)) if isinstance(n, Region) else
              Step("eq", n, list(n.ins), [n.out]) for n in nodes]
     return _in_place(program, steps)
@@ -53,13 +55,70 @@ class Replay:
     def __init__(self, program, fusion=None, plan_for=None):
         fusion = fusion_wanted() if fusion is None else fusion
         xp = backends.xp()
-        self.steps = plan(program, fusion, plan_for)
-        if not _bind(program, self.steps, xp):  # the region kernels cannot be built here
+        apart = set()
+        while True:  # a region whose kernel would be too long runs unfused; the others stay fused
+            self.steps = plan(program, fusion, plan_for, apart)
+            try:
+                built = _bind(program, self.steps, xp)
+                break
+            except _TooLarge as e:
+                apart |= {eq.out for r in e.regions for eq in r.equations}
+        if apart:
+            warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {region_source.MAX_LINES} lines; "
+                          f"its {len(apart)} equations run unfused", RuntimeWarning, stacklevel=2)
+        if not built:  # the region kernels cannot be built here
             self.steps = plan(program, False)
             _bind(program, self.steps, xp)
         self.regions = sum(s.kind == "region" for s in self.steps)
+        self.peak = peak_bytes(program, self.steps)
         self.source, run = _generate(program, self.steps)
-        self.run = _one_at_a_time(run) if self.regions and backends.backend() == "numpy" else run
+        run = _one_at_a_time(run) if self.regions and backends.backend() == "numpy" else run
+        self.run = run if self.peak < CHECK_FROM else _checked(run, self.peak)
+
+
+def peak_bytes(program, steps):
+    """The most bytes of buffers a call holds at once, by the plan: each step's new outputs (views
+    and in-place adds share their argument's buffer) alive until the last name for them is
+    dropped, program outputs to the end, region buffers kept between calls throughout; the
+    inputs and constants exist already. Temporaries inside a step (a GEMM's workspace) are not
+    counted."""
+    buffer, size = {}, {}  # Var -> its buffer's id; buffer id -> bytes
+    for s in steps:
+        shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and view(s.node))
+        for v in s.outs:
+            buffer[v] = buffer.get(s.ins[0], id(v)) if shares and isinstance(s.ins[0], Var) else id(v)
+            size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
+    last = {a: i for i, s in enumerate(steps) for a in s.ins if isinstance(a, Var)}
+    names = {}  # buffer id -> live names
+    for v in [v for s in steps for v in s.outs]:
+        names[buffer[v]] = names.get(buffer[v], 0) + 1
+    live, peak, held = 0, 0, set()
+    ends = {o for o in program.outs if isinstance(o, Var)} | set(program.ins)
+    for i, s in enumerate(steps):
+        for v in s.outs:
+            if buffer[v] not in held:
+                held.add(buffer[v])
+                live += size[buffer[v]]
+        peak = max(peak, live)
+        for v in {a for a in s.ins if isinstance(a, Var) and last[a] == i and a not in ends} | \
+                {v for v in s.outs if v not in last and v not in ends}:
+            names[buffer[v]] -= 1
+            if not names[buffer[v]]:
+                live -= size[buffer[v]]
+    return peak
+
+
+def _checked(run, peak):
+    """run, refused with a MemoryError before it allocates when its buffers exceed the memory available."""
+    def checked(*args):
+        available = backends.current().free_memory()
+        if available is not None and peak > available:
+            raise MemoryError(f"gpuad.jit: a call needs about {size_text(peak)} of buffers (planned from the "
+                              f"compiled program), but {size_text(available)} of memory is available; pass "
+                              'chunk_size="auto" (or an int) to the Jacobian transforms inside jit to sweep '
+                              "fewer directions at a time")
+        return run(*args)
+    return checked
 
 
 def _one_at_a_time(run):
@@ -91,24 +150,42 @@ def _bind(program, steps, xp):
     return True
 
 
+class _TooLarge(Exception):
+    """Regions whose kernels would be too long to build."""
+
+    def __init__(self, regions):
+        super().__init__(f"{len(regions)} regions too long")
+        self.regions = regions
+
+
+def _rendered(regions, target):
+    """Each region's Kernel for target; _TooLarge naming the regions that are too long."""
+    kernels, large = [], []
+    for r in regions:
+        try:
+            kernels.append(region_source.render(r, target))
+        except region_source.TooLarge:
+            large.append(r)
+    if large:
+        raise _TooLarge(large)
+    return kernels
+
+
 def _region_runners(regions, xp, private):
     """{id(region): function} on this backend, or None when its kernels cannot be built."""
     if not regions:
         return {}
     if backends.backend() == "cupy":  # CuPy's pool already reuses device memory
         from .kernels.launch import region_launcher
+        kernels = _rendered(regions, "cuda")
         try:
-            return {id(r): region_launcher(region_source.render(r, "cuda")) for r in regions}
+            return {id(r): region_launcher(k) for r, k in zip(regions, kernels)}
         except Exception as e:  # any build failure: run unfused, and say so
             warnings.warn(f"gpuad.jit: a fused CUDA kernel could not be built ({e}); running unfused",
                           RuntimeWarning, stacklevel=4)
             return None
     from .kernels import host
-    try:
-        kernels = [region_source.render(r, "host") for r in regions]
-    except region_source.TooLarge as e:
-        warnings.warn(f"gpuad.jit: {e}; running unfused", RuntimeWarning, stacklevel=4)
-        return None
+    kernels = _rendered(regions, "host")
     lib = host.library(kernels)
     if lib is None:
         return None

@@ -180,6 +180,109 @@ def test_passes_on_a_hand_built_program():
     assert out.equations[1].ins == [a, a]
 
 
+def _array_constants(lowered):
+    return [a for eq in lowered.program.equations for a in eq.ins if hasattr(a, "ndim") and a.ndim
+            and not isinstance(a, Var)]
+
+
+def test_seeds_are_equations_and_what_combines_or_sums_them_folds():
+    """The n x n seed and its slices stay equations (made from indices where used); W @ seed (as
+    big as W) and a seed summed (a vector) are folded into constants once."""
+    n = 100
+    W = np.random.default_rng(0).normal(size=(30, n))
+
+    def f(x):
+        w = W[:, :x.size - 1]
+        return gnp.sin(x[1:]) * x[:-1] + w @ x[1:] @ w + gnp.sum(x[2:])
+    x = gnp.asarray(np.linspace(-1, 1, n))
+    lowered = gpuad.jit(gpuad.jacfwd(f)).lower(x)
+    assert " eye[" in lowered.as_text()
+    sizes = sorted(a.size for a in _array_constants(lowered))
+    assert sizes and max(sizes) <= W.size, sizes  # W's own (folded W @ seed slices), never n x n
+    assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), rtol=1e-13)
+    sums = [eq for eq in lowered.program.equations if eq.prim.name == "reduce_sum"]
+    assert not any(eq.ins[0].shape == (n, n - 2) for eq in sums), "the seed's sum (a constant) was not folded"
+
+
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev, gpuad.hessian])
+def test_contractions_with_a_scaled_seed_become_broadcast_products(transform):
+    """jacrev through W @ tanh(...) contracts W with d * eye; jacfwd contracts eye-seeded bundles
+    with W: no GEMM with a seed is left, and the derivatives are those of the eager transforms."""
+    rng = np.random.default_rng(1)
+    W1, W2 = rng.normal(size=(20, 12)), rng.normal(size=(6, 20))
+
+    def mlp(x):
+        return gnp.tanh(W2 @ gnp.tanh(W1 @ x)) * 2.0
+
+    def f(x):
+        return mlp(x) if transform is not gpuad.hessian else gnp.sum(mlp(x) ** 2)
+    x = gnp.asarray(rng.normal(size=12))
+    lowered = gpuad.jit(transform(f)).lower(x)
+    made = {eq.out: eq for eq in lowered.program.equations}
+    seeded = [eq for eq in lowered.program.equations if eq.prim.name == "contract" and any(
+        isinstance(a, Var) and a in made and "eye" in (made[a].prim.name, *(
+            made[b].prim.name for b in made[a].ins if isinstance(b, Var) and b in made)) for a in eq.ins)]
+    assert not seeded, lowered.as_text()
+    assert_close(gpuad.jit(transform(f))(x), transform(f)(x), rtol=1e-13)
+
+
+def test_jacfwd_of_a_sum_reads_the_diagonal_not_the_seed():
+    """The tangent of sum(g(x)) is the sum of g'(x) * eye: that is g'(x), no n x n sum."""
+    def f(x):
+        return gnp.sin(x) * gnp.sum(x ** 2) + gnp.sum(gnp.exp(x), axis=0, keepdims=True)
+    x = gnp.asarray(np.linspace(-1, 1, 300))
+    program = gpuad.jit(gpuad.jacfwd(f)).lower(x).program
+    sums = [eq for eq in program.equations if eq.prim.name == "reduce_sum"]
+    assert sums and all(eq.ins[0].shape == (300,) for eq in sums), program.text()
+    assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacrev(f)(x), rtol=1e-13)
+
+
+def test_diagonal_contractions_in_every_arrangement():
+    """d * eye on either side, summed along either axis, d as a vector, row or column, the other
+    operand's axes in any order, and eye alone: each equals the contraction it replaces."""
+    from gpuad.ops.contract import contract
+    from gpuad.ops.creation import eye
+    from gpuad.ops.elementwise import multiply
+    rng = np.random.default_rng(2)
+    n, dims = 5, {"p": 5, "q": 5, "k": 3}
+    cases = [(("pq", "qk", "pk"), (n,)), (("pq", "qk", "kp"), (1, n)), (("qp", "qk", "pk"), (n, 1)),
+             (("pq", "kq", "kp"), (n,)), (("pq", "qk", "pk"), None)]
+    for spec, dshape in cases:
+        for side in (0, 1):
+            d = rng.normal(size=dshape) if dshape else None
+            b = rng.normal(size=[dims[c] for c in spec[1]])
+            spec_ = spec if side == 0 else (spec[1], spec[0], spec[2])
+            full = np.eye(n) * (d if d is not None else 1.0)
+            want = np.einsum(f"{spec_[0]},{spec_[1]}->{spec_[2]}", *((full, b) if side == 0 else (b, full)))
+
+            def g(b, d=d, side=side, spec_=spec_):
+                e = eye(rows=n, cols=n, k=0, dtype=np.dtype(float))
+                a = e if d is None else multiply(gnp.asarray(d) + b.ravel()[0] * 0.0, e)  # d: a traced value
+                return contract(*((a, b) if side == 0 else (b, a)), spec=spec_)
+            program = gpuad.jit(g).lower(b).program
+            assert not any(eq.prim.name == "contract" for eq in program.equations), (spec_, program.text())
+            assert_close(gpuad.jit(g)(b), want, rtol=1e-14)
+
+
+def test_gnp_eye_is_an_equation_under_jit_and_an_array_outside():
+    g = gpuad.jit(lambda x: gnp.eye(300, k=1) @ x)
+    x = gnp.asarray(np.linspace(0, 1, 300))
+    assert " eye[rows=300, cols=300, k=1, dtype=float64]" in g.lower(x).as_text()
+    assert_close(g(x), np.eye(300, k=1) @ np.linspace(0, 1, 300), rtol=1e-15)
+    e = gnp.eye(3, 4, k=-1, dtype=np.float32)
+    assert e.dtype == np.float32 and np.array_equal(np.asarray(e), np.eye(3, 4, k=-1))
+
+
+def test_peak_bytes_counts_buffers_alive_at_once():
+    x = gnp.asarray(np.linspace(0, 1, 1000))  # 8000 bytes
+    views = gpuad.jit(lambda x: gnp.reshape(x * 2.0, (10, 100)).T[::2])
+    assert views.lower(x).peak_bytes == 8000  # one buffer; its views share it
+    chain = gpuad.jit(lambda x: gnp.exp(gnp.sum(x)) * gnp.sin(x))
+    assert chain.lower(x).peak_bytes == 8000 + 8  # the output and the sum
+    jac = gpuad.jit(gpuad.jacfwd(lambda x: gnp.sin(x) * x[::-1]))
+    assert 8 * 1000 * 1000 <= jac.lower(x).peak_bytes <= 8 * 1000 * 1000 + 3 * 8000  # the Jacobian, vectors
+
+
 # ---------------------------------------------------------------- errors
 def test_python_control_flow_on_traced_values_is_a_clear_error():
     def branch(x):

@@ -165,14 +165,17 @@ def test_auto_keeps_a_chunk_within_the_backends_chunk_bytes(sweeps, memory, monk
     assert sweeps == _chunks(37, n)
 
 
-def test_auto_under_jit_sizes_by_the_available_memory_alone(memory, monkeypatch):
-    """The replay fuses and frees values, and concatenates chunks: chunks would only add to it."""
-    monkeypatch.setattr(chunking, "CHUNK_FLOOR", 0)
-    monkeypatch.setattr(backends.current(), "auto_chunk_bytes", 1)
-    memory(10**15)
-    assert "concatenate" not in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
-    memory(_room_for("jacfwd", 100, 400))
-    assert "concatenate" in gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
+@pytest.mark.parametrize("fusion", ["on", "off"])
+def test_auto_under_jit_sweeps_once_where_the_compiled_plan_fits(fusion, memory, monkeypatch):
+    """A fused compiled sweep holds little beside its result: where the replay's plan for one
+    sweep fits, "auto" sweeps once, though the estimate (of an unfused eager sweep) would chunk;
+    unfused, the plan holds every bundle and does not fit, and the estimate's chunks are used."""
+    monkeypatch.setenv("GPUAD_FUSION", fusion)
+    memory(_room_for("jacfwd", 50, 400))
+    text = gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto")).lower(*_x(400)).as_text()
+    assert ("concatenate" in text) == (fusion == "off")
+    jac = gpuad.jit(gpuad.jacfwd(_f, chunk_size="auto"))(*_x(400))
+    assert_close(jac, gpuad.jacfwd(_f)(*_x(400)), rtol=1e-14)
 
 
 @pytest.mark.skipif(backends.backend() != "numpy", reason="tracemalloc sees host memory only")
@@ -240,7 +243,8 @@ def test_one_sweep_that_cannot_fit_is_refused_before_it_starts(name, hint, sweep
     assert fp.peak(1, n) <= available or "auto" not in hint
     memory(available)
     with pytest.raises(MemoryError, match=rf"{name}: a sweep of {n} directions needs about "
-                       rf"{chunking._text(need)} .* but {chunking._text(available)} of memory is available; {hint}"):
+                       rf"{chunking.size_text(need)} .* but {chunking.size_text(available)} of memory is "
+                       rf"available; {hint}"):
         getattr(gpuad, name)(_f)(*_x(n))
     assert sweeps == []
 
@@ -266,6 +270,25 @@ def test_one_sweep_through_large_intermediates_is_refused(name, sweeps, memory, 
         assert sweeps == [] and len(records) == 2
     else:  # starts watched: stops past 64 MiB of tangents, records once, and knows from then on
         assert sweeps == [16] and len(records) == 1
+
+
+@pytest.mark.parametrize("name", ["jacfwd", "jacrev"])
+def test_jit_checks_its_own_plan_not_the_estimate_of_a_sweep(name, memory):
+    """Under gpuad.jit, chunk_size=None is checked against the compiled program's buffers (the
+    Jacobian and little else once fused) instead of the estimate of an unfused sweep (8x more)."""
+    n = 4000
+    fp = api.Call(name, _f, _x(n), {}, 0, False).record().footprint(by_rows=BY_ROWS[name])
+    jac = gpuad.jit(getattr(gpuad, name)(_f))
+    planned = jac.lower(*_x(n)).peak_bytes
+    assert 8 * n * n <= planned < 1.1 * 8 * n * n < fp.peak(n, n) / 4
+    memory(fp.peak(n, n) // 2)
+    with pytest.raises(MemoryError, match="a sweep of 4000 directions"):  # eager: the estimate
+        getattr(gpuad, name)(_f)(*_x(n))
+    assert_close(jac(*_x(n)), getattr(gpuad, name)(_f, chunk_size=500)(*_x(n)), rtol=1e-13)
+    memory(planned - 1)
+    with pytest.raises(MemoryError, match=rf"gpuad.jit: a call needs about {chunking.size_text(planned)} of "
+                       r'buffers .* pass chunk_size="auto"'):
+        jac(*_x(n))
 
 
 def test_small_sweeps_do_not_ask_for_free_memory(memory):
@@ -374,6 +397,8 @@ UNDER_A_LIMIT = """
         raise SystemExit("one sweep of 5000 directions was not refused")
     except MemoryError as e:     # refused before it starts
         assert "a sweep of 5000 directions needs about" in str(e), e
+    J = gpuad.jit(gpuad.jacfwd(f))(x)  # compiled, one sweep fits: fused, it holds little beside J
+    assert np.allclose(J @ v, jv, rtol=1e-12, atol=1e-9)
     print("ok")
 """
 

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 import test_primitives
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_properties import (  # a module import: its op specs are read here, its tests are not collected twice
     program_function,
     programs,
@@ -17,6 +18,7 @@ import gpuad.numpy as gnp
 from gpuad import backends, sparse
 from gpuad.core import Primitive, same
 from gpuad.numpy.linalg import cholesky, solve
+from gpuad.sparse import coloring
 
 RNG = np.random.default_rng(0)
 W = np.where(RNG.random((7, 9)) < 0.3, RNG.normal(size=(7, 9)), 0.0)  # a constant with structural zeros
@@ -244,6 +246,125 @@ def test_stored_zeros_and_unsorted_columns_are_no_entries():
     colors = sparse.color(stored)
     assert colors.max() + 1 == 3  # counted as an entry, it would take a fourth color
     _assert_column_coloring(band(30, 1, 1), colors)
+
+
+@st.composite
+def random_patterns(draw, symmetric=False):
+    """Random patterns, some with a dense row (and, symmetric, column): a hub."""
+    m = draw(st.integers(1, 40))
+    n = m if symmetric else draw(st.integers(1, 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    p = rng.random((m, n)) < draw(st.floats(0, 0.4))
+    p[rng.integers(m)] |= draw(st.booleans())
+    return sp.csr_array(p | p.T | np.eye(n, dtype=bool)) if symmetric else p
+
+
+def _greedy_in_order(p, order):
+    """Reference: the sequential greedy column coloring in the given order, on the dense P^T P."""
+    conflicts = (p.T.astype(int) @ p.astype(int)) > 0
+    colors = np.full(p.shape[1], -1)
+    for j in order:
+        colors[j] = min(set(range(p.shape[1] + 1)) - set(colors[conflicts[j]]))
+    return colors
+
+
+@settings(max_examples=150, deadline=None)
+@given(random_patterns())
+def test_column_colorings_in_rounds_are_the_greedy_in_their_order(p):
+    q = coloring.as_pattern(p, "test")
+    colors = coloring._frontier_columns(q)
+    _assert_column_coloring(q, colors)
+    order = np.argsort(coloring._ranks(q.T @ np.diff(q.indptr), coloring._previous_in_rows(q)))
+    np.testing.assert_array_equal(colors, _greedy_in_order(p, order))
+
+
+@settings(max_examples=150, deadline=None)
+@given(random_patterns(symmetric=True))
+def test_star_colorings_in_rounds_are_valid(s):
+    _assert_star_coloring(s, coloring._frontier_star(coloring.as_pattern(s, "test")))
+
+
+def test_colorings_in_rounds_past_one_mask_word():
+    a = np.random.default_rng(3).random((150, 150)) < 0.5
+    p = coloring.as_pattern(a, "test")
+    colors = coloring._frontier_columns(p)
+    assert colors.max() >= 64
+    np.testing.assert_array_equal(colors, _greedy_in_order(a, np.argsort(coloring._ranks(p.T @ np.diff(p.indptr),
+                                                                                coloring._previous_in_rows(p)))))
+    s = coloring.as_pattern(a | a.T | np.eye(150, dtype=bool), "test")
+    star = coloring._frontier_star(s)
+    assert star.max() >= 64
+    _assert_star_coloring(s, star)
+
+
+def test_greedy_ties_go_in_index_order_unless_that_chains_the_rounds():
+    assert coloring._depth(np.arange(-1, 99)) == 99  # a chain of 100
+    assert coloring._depth(np.array([-1, 0, 0, 1, 1, 2, 2])) == 2  # a binary tree
+    n = 60_000  # past the sequential greedy's range
+    line = np.arange(n)
+    ring = coloring.as_pattern(sp.csr_array((np.ones(3 * n, dtype=bool), (np.repeat(line, 3),
+                                             (line[:, None] + [-1, 0, 1]).ravel() % n)), shape=(n, n)), "test")
+    assert coloring._depth(coloring._previous_in_rows(ring)) > coloring.ROUNDS  # in index order, n rounds
+    for mode, assert_valid in (("column", _assert_column_coloring), ("star", _assert_star_coloring)):
+        colors = sparse.color(ring, mode)
+        assert_valid(ring, colors)
+        assert colors.max() + 1 <= 4
+
+
+def periodic_five_point(k):
+    line = sp.csr_array(sp.diags_array([np.ones(k - 1), np.ones(k), np.ones(k - 1), [1], [1]],
+                                       offsets=[-1, 0, 1, k - 1, 1 - k], dtype=bool))
+    return coloring.as_pattern(sp.kron(line, sp.eye_array(k)) + sp.kron(sp.eye_array(k), line), "test")
+
+
+def test_periodic_stencils_take_the_greedy_in_rounds_in_index_order():
+    p = periodic_five_point(316)  # not banded, past the sequential greedy's range
+    colors, star = sparse.color(p), sparse.color(p, "star")
+    _assert_column_coloring(p, colors)
+    _assert_star_coloring(p, star)
+    assert colors.max() + 1 <= 11 and star.max() + 1 == 5
+
+
+def sym_random(n, per_row, seed):
+    rng = np.random.default_rng(seed)
+    a = sp.csr_array((np.ones(n * per_row, dtype=bool), (np.repeat(np.arange(n), per_row),
+                                                         rng.integers(0, n, n * per_row))), shape=(n, n))
+    return coloring.as_pattern(a + a.T + sp.eye_array(n, dtype=bool), "test")
+
+
+@pytest.mark.parametrize("n", [2_000, 60_000])
+def test_star_colorings_in_rounds_with_many_clashes_are_valid(n):
+    s = sym_random(n, 3, n)  # about a third of each round's vertices clash
+    colors = sparse.color(s, "star")
+    _assert_star_coloring(s, colors)
+    assert colors.max() + 1 <= 17
+
+
+def thirteen_point(k):
+    """The Hessian pattern of a sum of squared five-point residuals: |di| + |dj| <= 2."""
+    five = sparse_five_point(k)
+    return coloring.as_pattern(five @ five, "test")
+
+
+@pytest.mark.parametrize("k, most", [(40, 16), (100, 20), (250, 16)])
+def test_thirteen_point_star_colorings(k, most):
+    p = thirteen_point(k)
+    colors = sparse.color(p, "star")  # k = 250: j mod 16, past the sequential greedy's range
+    _assert_star_coloring(p, colors)
+    assert colors.max() + 1 <= most
+    in_rounds = coloring._frontier_star(p)
+    _assert_star_coloring(p, in_rounds)
+    assert in_rounds.max() + 1 <= 20
+
+
+def test_random_column_colorings_in_rounds_take_no_more_colors_than_the_sequential_greedy():
+    rng = np.random.default_rng(1)
+    n = 60_000
+    p = coloring.as_pattern(sp.csr_array((np.ones(3 * n, dtype=bool), (np.repeat(np.arange(n), 3),
+                                                                       rng.integers(0, n, 3 * n))), shape=(n, n)), "t")
+    colors = sparse.color(p)
+    _assert_column_coloring(p, colors)
+    assert colors.max() <= coloring._sequential_columns(p).max()
 
 
 @pytest.mark.parametrize("n", [40, 100_000])

@@ -1,9 +1,10 @@
 """The fusion regions' kernels compiled for the CPU with the system's C++ compiler, run on NumPy.
 
-One shared library per program (all its regions), built with OpenMP, cached on disk by the hash
-of its source ($GPUAD_CACHE_DIR, else ~/.cache/gpuad): a program traced again in a later process
-loads it without compiling. Where no compiler works, `library` returns None and says why once;
-the caller then replays without fusion.
+One shared library per program (all its regions; a large source compiled in parts side by side,
+one per core), built with OpenMP, cached on disk by the hash of its source ($GPUAD_CACHE_DIR,
+else ~/.cache/gpuad): a program traced again in a later process loads it without compiling.
+Where no compiler works, `library` returns None and says why once; the caller then replays
+without fusion.
 """
 import ctypes
 import hashlib
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import numpy
 
-from .region import host_library
+from .region import host_sources
 
+SPLIT_FROM = 100_000  # characters of source past which it is compiled in parts, one per core
+MAX_PARTS = 8  # compiler processes at once (each may take a GiB on a large program)
 _loaded = {}      # source hash -> ctypes.CDLL
 _warned = []
 
@@ -68,38 +71,51 @@ def library(kernels):
     if OFFSETS is None:
         _warn_once("this NumPy's array layout is not the one the fused kernels read")
         return None
-    text = host_library(kernels, OFFSETS)
+    (text,) = host_sources(kernels, OFFSETS)
     key = hashlib.sha1(text.encode()).hexdigest()
     lib = _loaded.get(key)
     if lib is None:
         path = cache_dir() / f"gpuad_{key}.so"
-        if not path.exists() and not _build(text, path):
+        parts = min(_cores(), MAX_PARTS) if len(text) > SPLIT_FROM else 1
+        if not path.exists() and not _build(host_sources(kernels, OFFSETS, parts), path):
             return None
         _passive_threads()
         lib = _loaded[key] = ctypes.CDLL(str(path))
     return lib
 
 
-def _build(text, path):
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _build(texts, path):
+    """Compile the sources side by side (one compiler process each) and link them into path."""
     cxx = compiler()
     if cxx is None:
         _warn_once("no C++ compiler found (set CXX, or install g++)")
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        src, out = Path(tmp) / "regions.cpp", Path(tmp) / "regions.so"
-        src.write_text(text)
+        srcs = [Path(tmp) / f"regions{k}.cpp" for k in range(len(texts))]
+        for src, text in zip(srcs, texts):
+            src.write_text(text)
+        out = Path(tmp) / "regions.so"
         # No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
         # then does not select its result (no trapping math: the branch-free loops vectorise).
         # OpenMP and glibc's vector math where the compiler and the C library have them.
         for flags, libs in ((["-fopenmp", "-DGPUAD_SIMD_MATH"], ["-lmvec"]), (["-fopenmp"], []), ([], [])):
-            command = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-shared", "-fPIC", *flags,
-                       "-o", str(out), str(src), *libs]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode == 0:
-                os.replace(out, path)  # atomic: a concurrent process sees the whole file or none
-                return True
-    _warn_once(f"{cxx} could not compile the fused kernels:\n{done.stderr[-2000:]}")
+            base = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", *flags]
+            jobs = [subprocess.Popen([*base, "-c", "-o", f"{src}.o", str(src)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for src in srcs]
+            errors = [err for job in jobs for err in [job.communicate()[1]] if job.returncode]
+            if not errors:
+                done = subprocess.run([*base, "-shared", "-o", str(out), *(f"{src}.o" for src in srcs), *libs],
+                                      capture_output=True, text=True)
+                if done.returncode == 0:
+                    os.replace(out, path)  # atomic: a concurrent process sees the whole file or none
+                    return True
+                errors = [done.stderr]
+    _warn_once(f"{cxx} could not compile the fused kernels:\n{errors[0][-2000:]}")
     return False
 
 

@@ -157,9 +157,6 @@ class _Body:
             value = self.region.literals[key[1]]
             return f"{value}LL" if a.dtype.kind == "i" else _literal(value)  # int: a gather's position
         idx = tuple("0LL" if d == 1 else i for d, i in zip(a.shape, idx))
-        if key[1] in self.region.identities:
-            c, value, k = self.region.identities[key[1]]
-            return _identity_expression(c.shape, idx, value, k)
         if (key, idx) not in self.memo:
             self.memo[key, idx] = self._compute(a, idx)
             if len(self.lines) > MAX_LINES:
@@ -190,6 +187,8 @@ class _Body:
             return self._cases(a.dtype, [case], "T(0.0)")
         if name == "concatenate":
             return self._cases(a.dtype, _concatenate_cases(eq.ins, p["axis"], idx), None)
+        if name == "eye":
+            return self._temp(a.dtype, f"({idx[1]} - {idx[0]} == {p['k']}LL ? T(1.0) : T(0.0))")
         if name == "reduce_sum":
             return self._sum(a.dtype, eq.ins[0], p["axes"], p["keepdims"], idx)
         ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
@@ -521,28 +520,17 @@ def _objects_entry(name, arrays, axes, outs, count):
             f"    if ({test}) {call_dense}; else {call_strided};\n}}\n")
 
 
-def host_library(kernels, offsets):
-    """One C++ source holding the CPU build of several regions; offsets: (data, strides) of
-    NumPy's array struct. Regions that render alike (one name) are defined once."""
+def host_sources(kernels, offsets, parts=1):
+    """C++ sources holding the CPU build of several regions between them, in `parts` files of
+    about equal length (compiled side by side); offsets: (data, strides) of NumPy's array
+    struct. Regions that render alike (one name) are defined once."""
     data, strides = offsets
-    texts = {k.name: k.text for k in kernels}.values()
-    return (f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
-            + "\n".join(texts))
-
-
-def _identity_expression(c_shape, idx, value, k):
-    """value * eye(rows, cols, k)[row, col] at idx, from the indices: the constant's first axis is
-    the row, its other axes flattened (C order) the column (a vector is one row); size-1 axes
-    read at 0."""
-    if len(c_shape) == 1:
-        c_shape, idx = (1,) + tuple(c_shape), ("0LL",) + tuple(idx)
-    terms, stride = [], 1
-    for j in range(len(c_shape) - 1, 0, -1):
-        if c_shape[j] != 1:
-            terms.append(f"{idx[j]} * {stride}LL")
-        stride *= c_shape[j]
-    col = " + ".join(terms) or "0LL"
-    return f"(({col}) - ({idx[0]}) == {k}LL ? {_literal(value)} : T(0.0))"
+    texts = sorted({k.name: k.text for k in kernels}.values(), key=len, reverse=True)
+    groups = [[] for _ in range(max(1, min(parts, len(texts))))]
+    for text in texts:  # the longest first, each to the shortest group so far
+        min(groups, key=lambda g: sum(map(len, g))).append(text)
+    head = f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
+    return [head + "\n".join(g) for g in groups]
 
 
 def _literal(value):

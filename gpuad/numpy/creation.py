@@ -4,6 +4,7 @@ import numpy as onp
 
 from .. import backends
 from ..core import Tracer
+from ..ops.creation import eye as _eye
 from ..ops.elementwise import astype as _astype
 from .indexing import ndarray, updatable
 from .shapes import stack
@@ -64,7 +65,8 @@ def full_like(a, fill_value, dtype=None):
 
 
 def eye(N, M=None, k=0, dtype=float):
-    return updatable(backends.xp().eye(N, M, k, dtype=dtype))
+    """numpy.eye; under gpuad.jit an equation of the program, made from indices, not a constant."""
+    return updatable(_eye(rows=int(N), cols=int(N if M is None else M), k=int(k), dtype=onp.dtype(dtype)))
 
 
 def identity(n, dtype=float):

@@ -13,6 +13,7 @@ W's pattern). Patterns are structural: x - x still depends on x.
 """
 import functools
 import math
+import operator
 
 import numpy as onp
 import scipy.sparse as sp
@@ -179,14 +180,35 @@ def propagate(program, inputs, n):
 
 
 def _union(size, terms):
-    """OR over the arguments of (local pattern) @ (argument pattern), as one product of the locals
-    side by side with the patterns stacked; None when nothing depends. Boolean sums and products:
-    an OR of ANDs, no cancellation."""
+    """OR over the arguments of (local pattern) @ (argument pattern); None when nothing depends.
+    A local that takes at most one element per output (elementwise, slices, gathers, reshapes)
+    picks rows of the argument's pattern; the others are one product of the locals side by side
+    with the patterns stacked. Boolean sums and products: an OR of ANDs, no cancellation."""
     if not terms:
         return None
     terms = [_through(loc, p) for loc, p in terms]
-    local = sp.hstack([_matrix(loc, size, p.shape[0]) for loc, p in terms], format="csr")
-    return local @ sp.vstack([p for _, p in terms], format="csr")
+    picked = [_picked(loc, size, p) for loc, p in terms]
+    mixed = [(loc, p) for (loc, p), rows in zip(terms, picked) if rows is None]
+    parts = [rows for rows in picked if rows is not None]
+    if mixed:
+        local = sp.hstack([_matrix(loc, size, p.shape[0]) for loc, p in mixed], format="csr")
+        parts.append(local @ sp.vstack([p for _, p in mixed], format="csr"))
+    return functools.reduce(operator.add, parts)
+
+
+def _picked(loc, size, p):
+    """local @ p by picking p's rows, where each output takes one argument element at most (None
+    where not): no product, and no copy for the identity."""
+    r, c = (onp.asarray(x) for x in loc)
+    if r.size > size or onp.bincount(r, minlength=size).max(initial=0) > 1:
+        return None
+    if r.size == size and onp.array_equal(r, onp.arange(size)):
+        return p if size == p.shape[0] and onp.array_equal(c, r) else p[c]
+    order = onp.argsort(r, kind="stable")
+    rows = p[c[order]]
+    lengths = onp.zeros(size, dtype=onp.int64)
+    lengths[r[order]] = onp.diff(rows.indptr)
+    return sp.csr_array((rows.data, rows.indices, onp.r_[0, onp.cumsum(lengths)]), shape=(size, p.shape[1]))
 
 
 def _through(loc, p):
