@@ -5,11 +5,15 @@ iteration space: their shape without leading unit axes. A thread owning element 
 pulls every value it needs at the index that element reads, through the members' index maps.
 Members are elementwise equations (rows of the rule table, `where`, `astype`), data movement
 with a static index map (reshape, transpose, broadcast_to, getitem and scatter with ints and
-slices, concatenate) and sums that each output element can make in its own thread, so the
-slices, shifts, pads and concatenations of a Jacobian cost no pass of their own, and a value
-read only inside its region is never stored. Values made from indices and constants alone (an
-identity seed, `eye`, its slices and scalar multiples) belong to no region of their own: every
-region that reads one makes it, and it is stored only where a step outside the regions reads it.
+slices, concatenate), gathers (getitem at integer arrays, take_along: the element's index into
+the gathered value is loaded from the index array, a constant or a value computed before the
+region; scatters at constant arrays where no two positions meet, through the positions inverted;
+on the CPU only along short axes) and sums that each output element can make in its own
+thread, so the slices, shifts, pads, concatenations and gathers of a Jacobian cost no pass of
+their own, and a value read only inside its region is never stored. Values made from indices and
+constants alone (an identity seed, `eye`, its slices and scalar multiples) belong to no region of
+their own: every region that reads one makes it, and it is stored only where a step outside the
+regions reads it.
 
 Regions are built from the program's end: an equation joins the region of its readers when they
 all lie in one region (the readers' regions are merged first when they share an iteration space),
@@ -19,9 +23,10 @@ iteration space that read a common value are then merged: one kernel reads it on
 region can run as one step after everything it reads: a path leaving a region starts at a root,
 which comes after every member. Only merging two regions can make a cycle (a path from one to the
 other through a third step), and it is checked there. The rest of the program (GEMMs, reductions,
-gathers at index arrays) stays as it is, and the steps are put back in a valid order.
+scatters at index arrays that add up where positions repeat or that are computed: no pull) stays
+as it is, and the steps are put back in a valid order.
 """
-from math import prod
+from math import inf, prod
 
 import numpy as onp
 
@@ -32,6 +37,7 @@ from .ops.table import ROWS
 from .program import Var
 
 _C_DTYPES = ("float32", "float64", "bool")
+_INDEX_DTYPES = ("int32", "int64")  # the gathers' positions a kernel loads
 VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
 # a longer sum is fused when it makes at least this many elements: a GPU's threads, a CPU's vector lanes
@@ -40,9 +46,14 @@ _PARALLEL = {"cupy": 4096, "numpy": 256}
 # is nearly free beside a pass over memory; on a CPU, a transcendental redone for each of K
 # directions costs more than a pass over cache-resident data (a value read at two shifts is fine).
 _REPEATS = {"cupy": 4, "numpy": 2}
+# The longest axis a region gathers along. A GPU hides a gather's scattered reads behind other
+# threads; a CPU loop gathering along a long axis stalls on cache misses that NumPy's own gather (a
+# tight loop) overlaps, and its index arithmetic stops the loop's vectorisation (measured 1.5-2x
+# slower): there only picks along short axes (per-sample positions under vmap) join a region.
+_GATHERED = {"cupy": inf, "numpy": _SUMMED}
 # arithmetic this cheap may be redone twice as often
 _CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
-_FREE = VIEWS | {"eye"}  # index arithmetic alone: redone wherever it is read
+_FREE = VIEWS | {"eye", "take_along"}  # index arithmetic and loads alone: redone wherever read
 
 
 class Region:
@@ -51,6 +62,7 @@ class Region:
     def __init__(self, shape):
         self.shape, self.equations, self.ins, self.outs = iteration_shape(shape), [], [], []
         self.literals = {}  # id(constant array) -> its one value, for constants filled with one value
+        self.inverses = {}  # a scatter's out Var -> its positions inverted (_inverse), for scatters at arrays
 
     def __repr__(self):
         return f"Region({list(self.shape)}: {' '.join(eq.prim.name for eq in self.equations)})"
@@ -69,10 +81,21 @@ def fusible(eq, backend="cupy"):
     name = eq.prim.name
     if eq.out.dtype.name not in _C_DTYPES or not prod(eq.out.shape):
         return False
-    if not all(isinstance(a, (bool, int, float)) or (a.dtype.name in _C_DTYPES and prod(a.shape)) for a in eq.ins):
+    data = eq.ins[:1] if name == "take_along" else eq.ins
+    if not all(isinstance(a, (bool, int, float)) or (a.dtype.name in _C_DTYPES and prod(a.shape)) for a in data):
         return False
+    if max(_gathered_axes(eq), default=0) > _GATHERED[backend]:
+        return False
+    if name == "take_along":
+        return _positions(eq.ins[1], eq.ins[0].shape[eq.params["axis"]])
+    if name == "getitem":
+        return all(basic(i) or _positions(i, n) for i, n in _indexed_axes(eq.params["idx"], eq.ins[0].shape))
+    if name == "scatter":  # at index arrays, a pull only where no two elements land on one position
+        items = eq.params["idx"]
+        return all(map(basic, items)) or (all(basic(i) or _positions(i, n) for i, n in _indexed_axes(
+            items, eq.params["shape"])) and _landings(eq) is not None)
     if name in MOVES:
-        return name not in ("getitem", "scatter") or all(_basic(i) for i in eq.params["idx"])
+        return True
     if eq.out.dtype.name == "bool":
         return False
     if name == "eye":  # its elements come from the indices
@@ -85,9 +108,58 @@ def fusible(eq, backend="cupy"):
     return name in ("where", "astype")
 
 
-def _basic(i):
+def view(eq):
+    """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
+    broadcast, a getitem at ints and slices; not a gather, which copies)."""
+    return eq.prim.name in VIEWS and (eq.prim.name != "getitem" or all(map(basic, eq.params["idx"])))
+
+
+def basic(i):
     """An index the kernels map statically: an int, a slice, or None (a new unit axis)."""
     return i is None or isinstance(i, slice) or (isinstance(i, (int, onp.integer)) and not isinstance(i, bool))
+
+
+def _indexed_axes(items, shape):
+    """(item, length of the axis it indexes) for the items of an index that take an axis (not None)."""
+    return zip([i for i in items if i is not None], shape)
+
+
+def _gathered_axes(eq):
+    """The lengths of the axes an equation gathers (or scatters) along at index arrays."""
+    if eq.prim.name == "take_along":
+        return [eq.ins[0].shape[eq.params["axis"]]]
+    if eq.prim.name in ("getitem", "scatter"):
+        shape = eq.ins[0].shape if eq.prim.name == "getitem" else eq.params["shape"]
+        return [n for i, n in _indexed_axes(eq.params["idx"], shape) if not basic(i)]
+    return []
+
+
+def _landings(eq):
+    """Where a scatter at index arrays puts each element of their broadcast block: its flat
+    position over the axes the arrays index; None where two land on one (they add up)."""
+    arrays = [(backends.current().to_numpy(i), n) for i, n in _indexed_axes(eq.params["idx"], eq.params["shape"])
+              if not basic(i)]
+    block = onp.broadcast_shapes(*(a.shape for a, _ in arrays))
+    flat = onp.ravel_multi_index([onp.broadcast_to(a % n, block) for a, n in arrays], [n for _, n in arrays])
+    return flat.ravel() if onp.bincount(flat.ravel()).max() <= 1 else None
+
+
+def _inverse(eq):
+    """A scatter's positions inverted, as a backend array over the axes its arrays index: the
+    flat position in their block of the element landing there, or -1."""
+    dims = _gathered_axes(eq)
+    landings = _landings(eq)
+    inverse = onp.full(prod(dims), -1, onp.int64)
+    inverse[landings] = onp.arange(landings.size)
+    return backends.xp().asarray(inverse.reshape(dims))
+
+
+def _positions(p, n):
+    """Whether p can be a gather's positions along an axis of n: an integer array (a constant's
+    entries in NumPy's range -n..n-1, else NumPy's step says it is out of bounds)."""
+    if p.dtype.name not in _INDEX_DTYPES or not prod(p.shape):
+        return False
+    return isinstance(p, Var) or bool(((p >= -n) & (p < n)).all())
 
 
 def _renders(row):
@@ -114,7 +186,7 @@ def fuse(program, backend=None, apart=()):
         if eq.out not in free and eq.out not in apart and fusible(eq, backend) and \
                 not _adds_a_scatter(eq, made_by, backend):
             r = _joined(program, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
-            if r is None and eq.prim.name in VIEWS:  # a view read by several steps costs nothing as it is
+            if r is None and view(eq):  # a view read by several steps costs nothing as it is
                 continue
             if r is None:
                 r = Region(eq.out.shape)
@@ -175,7 +247,8 @@ def _readers(program):
 
 
 def _adds_a_scatter(eq, made_by, backend):
-    """An add of a scatter at index arrays: the replay adds it in place at its positions instead."""
+    """An add of a scatter at index arrays left out of regions: the replay adds it in place at its
+    positions instead."""
     return eq.prim.name == "add" and any(
         isinstance(a, Var) and a in made_by and made_by[a].prim.name == "scatter" and not fusible(made_by[a], backend)
         for a in eq.ins)
@@ -191,7 +264,8 @@ def _joined(program, eq, readers, region_of, outs, evaluations, repeats):
         return None
     times = _evaluations(eq.out, readers, evaluations)
     n = prod(eq.out.shape)
-    # a view or a seed costs nothing to redo, and a scalar is one value wherever it is read (once per element)
+    # a view, a seed or a gather only loads or makes from indices: free to redo (a gather loads its
+    # position too); a scalar is one value wherever it is read (once per element)
     if eq.prim.name not in _FREE and n > 1 and times > repeats * n * (2 if eq.prim.name in _CHEAP else 1):
         return None
     target = regions[0]
@@ -262,7 +336,7 @@ def _merge_siblings(program, region_of):
 
 
 def _worth_a_kernel(region):
-    return len(region.equations) >= 2 and any(eq.prim.name not in VIEWS for eq in region.equations)
+    return len(region.equations) >= 2 and not all(map(view, region.equations))
 
 
 def _reaches(successors, start, goal):
@@ -308,7 +382,9 @@ def _connect(program, regions, region_of):
         inside = {eq.out for eq in r.equations}
         seen = set()
         for eq in r.equations:
-            for a in eq.ins:
+            if eq.prim.name == "scatter" and not all(map(basic, eq.params["idx"])):
+                r.inverses[eq.out] = _inverse(eq)
+            for a in _operands(eq, r):
                 if isinstance(a, (bool, int, float)) or (isinstance(a, Var) and a in inside):
                     continue
                 if not isinstance(a, Var) and _uniform(a):  # broadcast scalars: a literal
@@ -320,6 +396,14 @@ def _connect(program, regions, region_of):
                     r.ins.append(a)
         r.outs = [eq.out for eq in r.equations if eq.out in used_outside]
         assert all(iteration_shape(v.shape) == r.shape for v in r.outs), r
+
+
+def _operands(eq, region):
+    """What an equation's kernel code reads: its inputs, a getitem's index arrays, and a scatter's
+    inverted positions."""
+    if eq.prim.name == "getitem":
+        return list(eq.ins) + [i for i in eq.params["idx"] if not basic(i)]
+    return list(eq.ins) + ([region.inverses[eq.out]] if eq.out in region.inverses else [])
 
 
 def _uniform(c):

@@ -18,7 +18,7 @@ import numpy as onp
 
 from . import backends
 from .chunking import CHECK_FROM, size_text
-from .fusion import VIEWS, Region, fuse
+from .fusion import Region, fuse, view
 from .kernels import region as region_source
 from .ops.indexing import add_at
 from .program import Var
@@ -84,7 +84,7 @@ def peak_bytes(program, steps):
     counted."""
     buffer, size = {}, {}  # Var -> its buffer's id; buffer id -> bytes
     for s in steps:
-        shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and s.node.prim.name in VIEWS)
+        shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and view(s.node))
         for v in s.outs:
             buffer[v] = buffer.get(s.ins[0], id(v)) if shares and isinstance(s.ins[0], Var) else id(v)
             size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
@@ -202,7 +202,7 @@ def _private(program, steps):
                 readers.setdefault(a, []).append(s)
     out = {o for o in program.outs if isinstance(o, Var)}
     return {v for s in steps if s.kind == "region" for v in s.outs
-            if v not in out and all(r.kind == "region" or (r.kind == "eq" and r.node.prim.name not in VIEWS)
+            if v not in out and all(r.kind == "region" or (r.kind == "eq" and not view(r.node))
                                     for r in readers.get(v, ()))}
 
 
@@ -220,7 +220,7 @@ def _in_place(program, steps):
     add alone, as an add at the scatter's positions."""
     producer = {s.outs[0]: s.node for s in steps if s.kind == "eq"}
     uses = _use_counts(program, steps)
-    owned = {v for s in steps if s.kind != "eq" or s.node.prim.name not in VIEWS for v in s.outs}
+    owned = {v for s in steps if s.kind != "eq" or not view(s.node) for v in s.outs}
     keep = {o for o in program.outs if isinstance(o, Var)}
     out, skip = [], set()
     for step in steps:

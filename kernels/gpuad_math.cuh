@@ -8,6 +8,14 @@ __device__ __forceinline__ long long gpuad_clamp(long long i, long long hi) {
     return i < 0 ? 0 : (i > hi ? hi : i);
 }
 
+// A gather's position i along an axis of n: negative positions count from the end, as in NumPy
+// (which refuses any other); beyond the ends clamped, so that no read is out of bounds. Compares
+// and selects only: a loop of gathers still vectorises (a modulo of 64-bit integers would not).
+__device__ __forceinline__ long long gpuad_wrap(long long i, long long n) {
+    const long long j = i < 0 ? i + n : i;
+    return j < 0 ? 0 : (j < n ? j : n - 1);
+}
+
 // NumPy: sign(0) is 0 and sign(nan) is nan, so anything neither positive nor negative passes through.
 template <typename T> __device__ __forceinline__ T gpuad_sign(T x) {
     return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x);

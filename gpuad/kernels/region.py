@@ -3,8 +3,9 @@
 A pure function of the region: the body is rendered from the rule table's expressions through
 `Expr.cuda`, the same parse trees the NumPy path evaluates, so a fused kernel holds no second copy
 of any math, and the members' index maps (slices, shifts, transposes, scatters, concatenations)
-become index arithmetic. Shapes are baked into the source; input strides and the element count
-are arguments, so one kernel serves every layout of its inputs (views are read in place).
+become index arithmetic (a gather's index is loaded from its index array). Shapes are baked
+into the source; input strides and the element count are arguments, so one kernel serves every
+layout of its inputs (views are read in place).
 """
 import hashlib
 import math
@@ -14,11 +15,12 @@ import sys
 
 import numpy
 
+from ..fusion import basic
 from ..ops.table import ROWS
 from ..program import Var
 from .source import _read
 
-C_TYPES = {"float32": "float", "float64": "double", "bool": "bool"}
+C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
 _UNROLLED = 16  # elements of the trailing axes one loop element computes together
 _UNROLLED_LINES = 4096  # ... as long as their equations, unrolled, are at most this many
 MAX_LINES = 20000  # a body longer than this (values read at too many index paths) is not built
@@ -59,7 +61,7 @@ def render(region, target):
     template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
     text = _fill(template, region, name, params, body)
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
-        dense = [p for p in params if not p.startswith("const long long")]
+        dense = [p for p in params if not p.startswith("const long long s")]
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
@@ -129,6 +131,7 @@ class _Body:
         self.made = {eq.out: eq for eq in region.equations}
         self.inputs = {_key(a): j for j, a in enumerate(region.ins)}
         self.lines, self.memo, self.temps = [], {}, 0
+        self.nonnegative = {}  # id(constant positions) -> whether none is negative
 
     def text(self):
         """Element i of the loop owns the elements of the iteration space whose leading indices
@@ -151,7 +154,8 @@ class _Body:
             return _literal(a)
         key = _key(a)
         if key[1] in self.region.literals:
-            return _literal(self.region.literals[key[1]])
+            value = self.region.literals[key[1]]
+            return f"{value}LL" if a.dtype.kind == "i" else _literal(value)  # int: a gather's position
         idx = tuple("0LL" if d == 1 else i for d, i in zip(a.shape, idx))
         if (key, idx) not in self.memo:
             self.memo[key, idx] = self._compute(a, idx)
@@ -172,9 +176,15 @@ class _Body:
         if name == "transpose":
             return self.value(eq.ins[0], _transpose_index(p["perm"], idx))
         if name == "getitem":
-            return self.value(eq.ins[0], _getitem_index(eq.ins[0].shape, p["idx"], idx))
+            return self.value(eq.ins[0], _getitem_index(eq.ins[0].shape, p["idx"], idx, self._position))
+        if name == "take_along":
+            x, positions, axis = eq.ins[0], eq.ins[1], p["axis"]
+            at = self._position(positions, idx, x.shape[axis])
+            return self.value(x, idx[:axis] + (at,) + idx[axis + 1:])
         if name == "scatter":
-            return self._cases(a.dtype, [_scatter_case(a.shape, p["idx"], idx, eq.ins[0])], "T(0.0)")
+            inverse = self.region.inverses.get(a)
+            case = _scatter_case(a.shape, p["idx"], idx, eq.ins[0], lambda at: self.value(inverse, at))
+            return self._cases(a.dtype, [case], "T(0.0)")
         if name == "concatenate":
             return self._cases(a.dtype, _concatenate_cases(eq.ins, p["axis"], idx), None)
         if name == "eye":
@@ -183,6 +193,19 @@ class _Body:
             return self._sum(a.dtype, eq.ins[0], p["axes"], p["keepdims"], idx)
         ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
         return self._temp(a.dtype, _expression(eq, ops))
+
+    def _position(self, p, idx, n):
+        """The index along an axis of n that a gather's positions p give at idx (p broadcast
+        against idx): negative positions wrapped unless a constant has none."""
+        at = self.value(p, _broadcast_index(p, idx))
+        if re.fullmatch(r"-?\d+LL", at):
+            return f"{int(at[:-2]) % n}LL"
+        if not isinstance(p, Var):
+            if id(p) not in self.nonnegative:
+                self.nonnegative[id(p)] = bool((p >= 0).all())
+            if self.nonnegative[id(p)]:
+                return at
+        return f"gpuad_wrap({at}, {n}LL)"
 
     def _temp(self, dtype, expr):
         name, ctype = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name]
@@ -204,8 +227,7 @@ class _Body:
         self.lines.append(f"{ctype} {name} = {ctype}(0);")
         self.lines.append(f"for (long long {r} = 0; {r} < {n}LL; ++{r}) {{")
         saved = dict(self.memo)
-        digits = [f"({r} / {math.prod(dims[m + 1:])}LL % {d}LL)" for m, d in enumerate(dims)]
-        term = self.value(x, _summed_index(x, axes, keepdims, idx, digits))
+        term = self.value(x, _summed_index(x, axes, keepdims, idx, _digits_of(r, dims)))
         self.lines.append(f"    {{ typedef {ctype} T; {name} += {term}; }}")
         self.memo = saved
         self.lines.append("}")
@@ -348,44 +370,81 @@ def _balanced(text):
     return depth == 0
 
 
-def _getitem_index(in_shape, items, idx):
-    """The index of x in x[items] (ints, slices, None) at idx of the result."""
-    mapped, o, k = [], 0, 0
+def _result_axes(items):
+    """How x[items] lays out its result (NumPy's rules): for each item that takes an axis of x
+    (not None), the result axis a slice maps to, or where the index arrays' broadcast axes (the
+    block) stand for an int or an array among arrays (None for a lone int: no axis); the block's
+    rank; and the result axis after those the items make. The block stands where the first of
+    the ints and arrays is when they are adjacent, else first."""
+    arrays = [i for i in items if not basic(i)]
+    block = len(numpy.broadcast_shapes(*(a.shape for a in arrays))) if arrays else 0
+    advanced = [k for k, i in enumerate(items) if i is not None and not isinstance(i, slice)]
+    adjacent = not arrays or advanced[-1] - advanced[0] + 1 == len(advanced)
+    at, o, axes = (None, 0, []) if adjacent else (0, block, [])
     for item in items:
         if item is None:  # a new unit axis of the result
             o += 1
-            continue
-        if isinstance(item, slice):
-            start, _, step = item.indices(in_shape[k])
-            mapped.append(_affine(idx[o], start, step))
+        elif isinstance(item, slice):
+            axes.append(o)
             o += 1
+        elif arrays:
+            if at is None:
+                at, o = o, o + block
+            axes.append(at)
         else:
-            mapped.append(f"{int(item) % in_shape[k]}LL")
-        k += 1
-    return tuple(mapped) + tuple(idx[o:])
+            axes.append(None)
+    return axes, block, o
 
 
-def _scatter_case(out_shape, items, idx, v):
+def _getitem_index(in_shape, items, idx, position):
+    """The index of x in x[items] at idx of the result, items being ints, slices, None and integer
+    arrays: an array's entry at idx (`position(array, idx over the block, axis length)`) is the
+    index along its axis."""
+    axes, block, rest = _result_axes(items)
+    mapped = []
+    for item, n, o in zip([i for i in items if i is not None], in_shape, axes):
+        if isinstance(item, slice):
+            start, _, step = item.indices(n)
+            mapped.append(_affine(idx[o], start, step))
+        elif basic(item):
+            mapped.append(f"{int(item) % n}LL")
+        else:
+            mapped.append(position(item, idx[o:o + block], n))
+    return tuple(mapped) + tuple(idx[rest:])
+
+
+def _scatter_case(out_shape, items, idx, v, inverse):
     """(condition, v, index of v, that index clamped into v): where zeros(out_shape)[items] = v
-    puts v's element at idx."""
-    conds, mapped, clamped, k = [], [], [], 0
-    for item in items:
-        if item is None:  # a unit axis of v
-            mapped.append("0LL")
-            clamped.append("0LL")
-            continue
-        e, n = idx[k], out_shape[k]
+    puts v's element at idx. Where items hold arrays (no two of their elements landing on one
+    position), `inverse(idx over the axes they index)` says which element of their block lands
+    there (-1: none)."""
+    axes, block, rest = _result_axes(items)
+    taken = [i for i in items if i is not None]
+    mapped = ["0LL"] * (rest + len(out_shape) - len(taken))  # v's unit axes (None items) read at 0
+    mapped[rest:] = idx[len(taken):]
+    clamped, conds, along = list(mapped), [], []
+    for item, n, o, e in zip(taken, out_shape, axes, idx):
         if isinstance(item, slice):
             start, stop, step = item.indices(n)
-            c, m, m_clamped = _slice_inverse(e, start, step, len(range(start, stop, step)), n)
+            c, mapped[o], clamped[o] = _slice_inverse(e, start, step, len(range(start, stop, step)), n)
             conds += c
-            mapped.append(m)
-            clamped.append(m_clamped)
-        else:
+        elif basic(item):
             conds.append(f"{e} == {int(item) % n}LL")
-        k += 1
-    rest = tuple(idx[k:])
-    return " && ".join(conds) or "true", v, tuple(mapped) + rest, tuple(clamped) + rest
+        else:
+            along.append(e)
+    if along:
+        dims = numpy.broadcast_shapes(*(i.shape for i in items if not basic(i)))
+        b = inverse(tuple(along))
+        conds.append(f"{b} >= 0LL")
+        o = next(o for o, i in zip(axes, taken) if not basic(i))
+        mapped[o:o + block] = _digits_of(b, dims)
+        clamped[o:o + block] = _digits_of(f"gpuad_clamp({b}, {math.prod(dims) - 1}LL)", dims)
+    return " && ".join(conds) or "true", v, tuple(mapped), tuple(clamped)
+
+
+def _digits_of(e, dims):
+    """The indices over an array of shape dims of its flat position e."""
+    return [f"({e} / {math.prod(dims[m + 1:])}LL % {d}LL)" for m, d in enumerate(dims)]
 
 
 def _slice_inverse(e, start, step, length, n):
