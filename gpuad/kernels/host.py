@@ -103,7 +103,10 @@ def _build(texts, path):
         # No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
         # then does not select its result (no trapping math: the branch-free loops vectorise).
         # OpenMP and glibc's vector math where the compiler and the C library have them.
-        for flags, libs in ((["-fopenmp", "-DGPUAD_SIMD_MATH"], ["-lmvec"]), (["-fopenmp"], []), ([], [])):
+        # sin and cos as builtins would merge into one scalar sincos call, which does not vectorise.
+        simd = ["-fopenmp", "-DGPUAD_SIMD_MATH", "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
+                "-fno-builtin-cosf"]
+        for flags, libs in ((simd, ["-lmvec"]), (["-fopenmp"], []), ([], [])):
             base = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", *flags]
             jobs = [subprocess.Popen([*base, "-c", "-o", f"{src}.o", str(src)], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True) for src in srcs]
