@@ -17,6 +17,7 @@ import math
 
 import numpy as onp
 
+from . import backends
 from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
 from .ops import MOVES
 from .ops.elementwise import multiply
@@ -201,18 +202,23 @@ def dead_code(program):
 
 def fold_constants(program):
     """Evaluate now the equations of constants alone (seeds made by `eye` count as constants) whose
-    results are much smaller than the seeds they read (a seed summed), or small or no larger than
-    the constant arrays they combine (W @ seed is W transposed). A seed and what is made from it
-    by moves and scalar arithmetic alone (its slices, shifts, multiples) stay in the program, made
-    where they are used (fused: from indices) rather than held for the program's life."""
+    results are no larger than what they read (W @ seed is W transposed; a seed summed), or small.
+    A seed and what is made from it by moves and scalar arithmetic alone (its slices, shifts,
+    multiples) stay in the program, made where they are used (fused: from indices) rather than
+    held for the program's life."""
     made, seeds, rename, kept = {}, set(), {}, []
-    for eq in program.equations:
+    last = {a: i for i, eq in enumerate(program.equations) for a in eq.ins if isinstance(a, Var)}
+    outs = {o for o in program.outs if isinstance(o, Var)}
+    for i, eq in enumerate(program.equations):
+        for a in {a for a in eq.ins if isinstance(a, Var) and last[a] == i and a not in outs} & rename.keys():
+            eq = Equation(eq.prim, [rename[b] if b is a else b for b in eq.ins], eq.out, eq.params)
+            del rename[a]  # a folded value is held no longer than its last reader needs it
         eq = Equation(eq.prim, [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins], eq.out, eq.params)
         if all(a in made if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
             seed = _from_seeds(eq, seeds)
             if seed is None:
                 needed = _ancestors(eq, made)
-                if sum(_nbytes(v) for v in needed) <= _FOLDED_BYTES:
+                if 2 * max(map(_nbytes, needed), default=0) <= _fold_budget():  # a value and a copy at once
                     rename[eq.out] = _evaluate(eq, needed, made)
                     continue
             elif seed:
@@ -223,23 +229,26 @@ def fold_constants(program):
     return Program(program.ins, kept, outs)
 
 
-_FOLDED_BYTES = 1 << 28  # the most bytes of seeds one folding may make on the way
-_SHRINK = 16  # a result this many times smaller than the seed it reads (a sum) is folded
+_FOLDED_BYTES = 1 << 30  # the most bytes a folding may hold on the way (or a quarter of the memory)
 _KEEPS = MOVES | set(ROWS) | {"where", "astype"}  # a seed's structure survives these: index arithmetic
 
 
 def _from_seeds(eq, seeds):
     """How to treat an equation of constants alone: None to fold it; True when it keeps a seed's
-    structure (made from seeds and scalars, no smaller than them: a seed, its slices, multiples);
-    False to keep it unfolded (too large beside the constants it combines)."""
+    structure (made from seeds and scalars: a seed, its slices, multiples); False to keep it
+    unfolded. Index arithmetic with constant arrays folds where the result is no larger than those
+    arrays (or small); other work (a contraction, a sum) where it is no larger than what it reads."""
     arrays = [math.prod(a.shape) for a in eq.ins if not isinstance(a, (Var, bool, int, float))]
-    if (eq.prim.name in _KEEPS or not eq.ins) and max(arrays, default=1) == 1 and \
-            all(a in seeds for a in eq.ins if isinstance(a, Var)):
+    keeps = eq.prim.name in _KEEPS or not eq.ins
+    if keeps and max(arrays, default=1) == 1 and all(a in seeds for a in eq.ins if isinstance(a, Var)):
         return True
-    size = math.prod(eq.out.shape)
-    if size * _SHRINK <= max([math.prod(a.shape) for a in eq.ins if isinstance(a, Var)], default=0):
-        return None
-    return None if size <= max([_SMALL] + arrays) else False
+    read = [] if keeps else [math.prod(a.shape) for a in eq.ins if isinstance(a, Var)]
+    return None if math.prod(eq.out.shape) <= max([_SMALL] + arrays + read) else False
+
+
+def _fold_budget():
+    available = backends.current().free_memory()
+    return _FOLDED_BYTES if available is None else min(_FOLDED_BYTES, available // 4)
 
 
 def _ancestors(eq, made):

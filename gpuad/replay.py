@@ -78,13 +78,20 @@ class Replay:
 
 def peak_bytes(program, steps):
     """The most bytes of buffers a call holds at once, by the plan: each step's new outputs (views
-    and in-place adds share their argument's buffer) alive until the last name for them is
+    and in-place adds share their argument's buffer; a reshape of a transposed, sliced or
+    broadcast view is counted as a copy) alive until the last name for them is
     dropped, program outputs to the end, region buffers kept between calls throughout; the
     inputs and constants exist already. Temporaries inside a step (a GEMM's workspace) are not
     counted."""
     buffer, size = {}, {}  # Var -> its buffer's id; buffer id -> bytes
+    strided = set()  # views that may not be contiguous: reshaping one may copy it
     for s in steps:
         shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and view(s.node))
+        if shares and s.kind == "eq":
+            if s.node.prim.name != "reshape":
+                strided.update(s.outs)
+            elif isinstance(s.ins[0], Var) and s.ins[0] in strided:
+                shares = False
         for v in s.outs:
             buffer[v] = buffer.get(s.ins[0], id(v)) if shares and isinstance(s.ins[0], Var) else id(v)
             size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))

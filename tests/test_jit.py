@@ -9,6 +9,7 @@ from helpers import assert_close, assert_tree_close, on_backend
 
 import gpuad
 import gpuad.numpy as gnp
+from gpuad import replay
 from gpuad.program import Equation, Program, Var, common_subexpressions, dead_code
 
 TRACEABLE = [s for s in tp.SPECS if s.batchable]  # the rest have value-dependent shapes (masks)
@@ -262,6 +263,27 @@ def test_diagonal_contractions_in_every_arrangement():
             program = gpuad.jit(g).lower(b).program
             assert not any(eq.prim.name == "contract" for eq in program.equations), (spec_, program.text())
             assert_close(gpuad.jit(g)(b), want, rtol=1e-14)
+
+
+def test_a_seed_met_by_a_constant_matrix_folds_at_any_depth():
+    """jacrev(hessian(f)) of ridges a_r . x: the outer seed (n^2 x n^2) meets the constant ridges
+    in a contraction, which folds into a small constant (the seed would not fit at n = 200)."""
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(4, 12))
+
+    def f(x):
+        return gnp.sum((A @ x) ** 4)
+    x = gnp.asarray(rng.normal(size=12))
+    third = gpuad.jit(gpuad.jacrev(gpuad.hessian(f)))
+    assert " eye[" not in third.lower(x).as_text()
+    assert_close(third(x), np.einsum("r,ri,rj,rk->ijk", 24 * (A @ np.asarray(x)), A, A, A), rtol=1e-12)
+
+
+def test_peak_bytes_counts_a_reshape_of_a_transposed_view_as_a_copy():
+    x = gnp.asarray(np.linspace(0, 1, 1000))  # 8000 bytes
+    program = gpuad.jit(lambda x: gnp.reshape(gnp.reshape(x * 2.0, (10, 100)).T, (1000,)) + 1.0).lower(x).program
+    unfused = replay.plan(program, fusion=False)
+    assert replay.peak_bytes(program, unfused) == 2 * 8000  # x * 2 and its transposed copy (the add writes into it)
 
 
 def test_gnp_eye_is_an_equation_under_jit_and_an_array_outside():
