@@ -39,7 +39,7 @@ jacfwd with K directions a value holds its primal and K tangents.
 import warnings
 
 from . import backends
-from .core import Tracer, dtype, held_bytes, shape
+from .core import Tracer, dtype, held_bytes, program_value, shape
 from .forward import SweepTooLarge
 from .ops.indexing import concatenate
 from .reverse import last_uses
@@ -151,13 +151,13 @@ class Chunks:
         if isinstance(self.chunk_size, int):
             return self.chunk_size, None
         if self.chunk_size is None:
-            if _compiled(call.leaves[0]):  # gpuad.jit checks the compiled program's own plan instead
+            if program_value(call.leaves[0]) is not None:  # gpuad.jit checks the compiled program's own plan instead
                 return n, None
             if seeds is not None and key not in self.footprints and n * seeds < CHECK_FROM:
                 return n, CHECK_FROM - n * seeds
             self._check(call, key, n, footprint)
             return n, None
-        if _compiled(call.leaves[0]):
+        if program_value(call.leaves[0]) is not None:
             return n, _PLAN
         return self._auto(call, key, n, footprint), None
 
@@ -205,7 +205,7 @@ def _fit(call, fp, n, available):
     be = backends.current()
     jac, room = n * fp.result, AUTO_SHARE * available
     chunk = be.auto_sweep_bytes or room
-    if not _compiled(call.leaves[0]):
+    if not program_value(call.leaves[0]) is not None:
         chunk = min(chunk, max(CHUNK_SHARE * jac, CHUNK_FLOOR), be.auto_chunk_bytes or chunk)
     if fp.peak(n, n) <= min(room, jac + chunk):
         return n
@@ -224,7 +224,7 @@ def _plan_fits(part):
     compiled sweep holds little beside its result, far less than the estimate says."""
     from .program import program_so_far  # the compiler's modules build on this one
     from .replay import fusion_wanted, peak_bytes, plan
-    values = [v for v in map(_program_value, part) if v is not None]
+    values = [v for v in map(program_value, part) if v is not None]
     available = backends.current().free_memory()
     if not values or available is None:
         return True
@@ -232,20 +232,6 @@ def _plan_fits(part):
     return peak_bytes(program, plan(program, fusion_wanted())) <= AUTO_SHARE * available
 
 
-def _program_value(x):
-    """The value of the program being traced inside x (through enclosing transforms), or None."""
-    while isinstance(x, Tracer) and not x.replayed:
-        x = x._inner()
-    return x if isinstance(x, Tracer) else None
-
-
-def _compiled(x):
-    """Whether x is a value of a program being traced (gpuad.jit), under any transforms."""
-    while isinstance(x, Tracer):
-        if x.replayed:
-            return True
-        x = x._inner()
-    return False
 
 
 def _check(name, fp, n, k, available):

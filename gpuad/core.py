@@ -235,6 +235,13 @@ class Tracer:
         return held_bytes(self._inner())  # a tape id or a batch mark holds no array
 
 
+def program_value(x):
+    """The value of a program being traced (gpuad.jit) inside x, through any transforms over it, or None."""
+    while isinstance(x, Tracer) and not x.replayed:
+        x = x._inner()
+    return x if isinstance(x, Tracer) else None
+
+
 def shape(x):
     s = getattr(x, "shape", None)
     if s is None:  # Python scalars, and nested lists that bind() will turn into arrays

@@ -8,7 +8,7 @@ import numpy as onp
 
 from .. import backends
 from ..batching import BatchTracer
-from ..core import Tracer, shape
+from ..core import Tracer, program_value, shape
 from ..ops.elementwise import PRIMS
 from ..ops.indexing import getitem, index_add, index_set, take_along
 from ..ops.shape import reshape
@@ -56,18 +56,20 @@ def normalize_index(key, ndim):
 
 
 def take_index(x, key):
-    """x[key] for any value x."""
-    if isinstance(key, BatchTracer):
+    """x[key] for any value x; positions known only when the call runs (batched under vmap, or
+    values of a program gpuad.jit traces) are gathered along the first axis."""
+    if isinstance(key, BatchTracer) or program_value(key) is not None:
         return _gather_leading(x, key)
     return getitem(x, idx=normalize_index(key, len(shape(x))))
 
 
 def _gather_leading(x, idx):
-    """x[idx] for integer positions idx that vary under vmap: a gather along x's first axis,
+    """x[idx] for integer positions idx known only when the call runs: a gather along x's first axis,
     result shape idx.shape + x.shape[1:], through take_along (which takes batched indices)."""
     if idx.dtype.kind not in "iu":
-        raise TypeError("under vmap, x[i] with a batched i needs integer positions; a batched boolean "
-                        "mask would give each example its own shape: use gpuad.numpy.where instead")
+        raise TypeError("x[i] with positions i known only when the call runs (batched under vmap, or traced "
+                        "by gpuad.jit) needs integer positions; a boolean mask would give a shape that depends "
+                        "on values: use gpuad.numpy.where instead")
     si, sx = shape(idx), shape(x)
     if not sx:
         raise IndexError("too many indices: a 0-d array cannot be indexed")
