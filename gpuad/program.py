@@ -209,16 +209,18 @@ def fold_constants(program):
     made, seeds, rename, kept = {}, set(), {}, []
     last = {a: i for i, eq in enumerate(program.equations) for a in eq.ins if isinstance(a, Var)}
     outs = {o for o in program.outs if isinstance(o, Var)}
+    budget = None
     for i, eq in enumerate(program.equations):
-        for a in {a for a in eq.ins if isinstance(a, Var) and last[a] == i and a not in outs} & rename.keys():
-            eq = Equation(eq.prim, [rename[b] if b is a else b for b in eq.ins], eq.out, eq.params)
+        ins = eq.ins
+        eq = Equation(eq.prim, [rename.get(a, a) if isinstance(a, Var) else a for a in ins], eq.out, eq.params)
+        for a in {a for a in ins if isinstance(a, Var) and last[a] == i and a not in outs} & rename.keys():
             del rename[a]  # a folded value is held no longer than its last reader needs it
-        eq = Equation(eq.prim, [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins], eq.out, eq.params)
         if all(a in made if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
             seed = _from_seeds(eq, seeds)
             if seed is None:
                 needed = _ancestors(eq, made)
-                if 2 * max(map(_nbytes, needed), default=0) <= _fold_budget():  # a value and a copy at once
+                budget = _fold_budget() if budget is None else budget
+                if 2 * max(map(_nbytes, needed), default=0) <= budget:  # a value and a copy at once
                     rename[eq.out] = _evaluate(eq, needed, made)
                     continue
             elif seed:
