@@ -6,6 +6,9 @@ arrays (returning one array) and float64 NumPy inputs; they compare gpuad's forw
 reverse derivatives with central differences computed here, independently of gpuad's
 derivative machinery (only the plain forward evaluation of f is used).
 """
+import zlib
+from typing import Callable, NamedTuple
+
 import numpy as np
 
 import gpuad
@@ -52,6 +55,33 @@ def random_inputs(shapes, domain, seed=0):
     rng = np.random.default_rng(seed)
     domains = domain if isinstance(domain, list) else [domain] * len(shapes)
     return tuple(rng.uniform(lo, hi, size=s) for s, (lo, hi) in zip(shapes, domains))
+
+
+class Spec(NamedTuple):
+    """One function's test case (the op-spec tables of test_primitives and test_breadth): fn(np_,
+    *xs) written against a NumPy-like module, inputs of these shapes drawn from domain (or fixed
+    xs), compared with ref(*xs) or fn(numpy, *xs)."""
+    name: str
+    fn: Callable
+    shapes: tuple
+    domain: object = (-2.0, 2.0)
+    ref: Callable = None      # the reference, when fn(numpy, ...) is not it
+    xs: tuple = None          # fixed inputs instead of random ones from domain
+    tol: float = 1e-5
+    eps: float = 1e-5         # the finite-difference step
+    second: bool = True       # checked at second order too (smooth where checked)
+    batchable: bool = True    # False when output shapes depend on values (no vmap)
+
+    def inputs(self):
+        if self.xs is not None:
+            return tuple(np.asarray(x, dtype=float) for x in self.xs)
+        return random_inputs(self.shapes, self.domain, seed=zlib.crc32(self.name.encode()))
+
+    def f(self, *xs):
+        return self.fn(gnp, *xs)
+
+    def expected(self, *xs):
+        return self.ref(*xs) if self.ref else self.fn(np, *xs)
 
 
 def numerical_jacobian(f, xs, argnum, eps=EPS):

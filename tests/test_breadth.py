@@ -5,14 +5,13 @@ As in test_primitives.py, a spec's function takes the namespace first: `fn(gnp, 
 gpuad differentiates, `fn(numpy, *xs)` is the reference (or `ref`, e.g. scipy.special).
 """
 import warnings
-import zlib
-from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
 from helpers import (
+    Spec,
     assert_close,
     assert_tree_close,
     check_first_order,
@@ -27,29 +26,6 @@ import gpuad
 import gpuad.numpy as gnp
 import gpuad.scipy.special as gsp
 import gpuad.scipy.stats as gst
-
-
-class Spec(NamedTuple):
-    name: str
-    fn: Callable
-    shapes: tuple
-    domain: object = (-2.0, 2.0)
-    ref: Callable = None      # the reference, when fn(numpy, ...) is not it
-    xs: tuple = None          # fixed inputs instead of random ones from domain
-    tol: float = 1e-5
-    second: bool = True       # checked at second order too (smooth where checked)
-
-    def inputs(self):
-        if self.xs is not None:
-            return tuple(np.asarray(x, dtype=float) for x in self.xs)
-        return random_inputs(self.shapes, self.domain, seed=zlib.crc32(self.name.encode()))
-
-    def f(self, *xs):
-        return self.fn(gnp, *xs)
-
-    def expected(self, *xs):
-        return self.ref(*xs) if self.ref else self.fn(np, *xs)
-
 
 W, POS, UNIT = (-2.0, 2.0), (0.5, 3.0), (0.05, 0.95)
 SPECS = []

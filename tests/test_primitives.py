@@ -6,14 +6,13 @@ where NumPy spells it differently). Inputs are drawn from the spec's domain.
 """
 import importlib
 import pkgutil
-import zlib
-from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
 import scipy.special
 import test_linalg  # a module import: its CASES are read here, its tests are not collected twice
 from helpers import (
+    Spec,
     assert_close,
     check_dot_product,
     check_first_order,
@@ -31,24 +30,6 @@ import gpuad.scipy.special as gsp
 from gpuad import ops
 from gpuad.core import Primitive
 from gpuad.ops import elementwise, table
-
-
-class Spec(NamedTuple):
-    name: str
-    fn: Callable
-    shapes: tuple
-    domain: object = (-2.0, 2.0)
-    ref: Callable = None      # NumPy reference, when fn(numpy, ...) is not it
-    tol: float = 1e-5
-    eps: float = 1e-5
-    batchable: bool = True    # False when output shapes depend on values (no vmap)
-
-    def inputs(self):
-        return random_inputs(self.shapes, self.domain, seed=zlib.crc32(self.name.encode()))
-
-    def f(self, *xs):
-        return self.fn(gnp, *xs)
-
 
 W, POS, UNIT = (-2.0, 2.0), (0.5, 3.0), (-0.8, 0.8)
 
