@@ -308,8 +308,9 @@ def _as_scaled(eq, made, ids):
     for j in (0, 1):
         diagonal = _diagonal(eq.ins[j], made)
         spec, other = eq.params["spec"], eq.ins[1 - j]
-        if diagonal is None or len(spec[j]) != 2 or eq.out.dtype != eq.ins[j].dtype:
-            continue
+        if diagonal is None or len(spec[j]) != 2 or eq.out.dtype != (
+                other.dtype if diagonal is True else onp.result_type(diagonal.dtype, other.dtype)):
+            continue  # the product would promote otherwise than the contraction
         p, q = spec[j] if spec[j][1] in spec[1 - j] else spec[j][::-1]  # q: the summed letter
         if q in spec[2] or p in spec[1 - j] or p not in spec[2] or not set(spec[1 - j]) <= set(spec[2]) | {q}:
             continue
