@@ -111,11 +111,11 @@ class Chunks:
             return sweep(0, 0)
         size, budget = self._size(call, n, footprint, seeds)
         if budget is _PLAN:  # compiled "auto": one sweep where the program's plan of it fits
-            part = sweep(0, n)
+            part, key = sweep(0, n), call.signature()
             if _plan_fits(part):
-                self.fitted[call.signature()] = n
+                self.fitted[key] = n
                 return part
-            size, budget = self._auto(call, call.signature(), n, footprint), None  # the estimate's chunks
+            size, budget = self._auto(call, key, n, footprint), None  # the estimate's chunks
         stacks, lo, first = None, 0, size
         while lo < n:
             hi = min(lo + size, n)
@@ -150,14 +150,15 @@ class Chunks:
             return self._remembered(call, key, n), None
         if isinstance(self.chunk_size, int):
             return self.chunk_size, None
+        compiled = program_value(call.leaves[0]) is not None
         if self.chunk_size is None:
-            if program_value(call.leaves[0]) is not None:  # gpuad.jit checks the compiled program's own plan instead
+            if compiled:  # gpuad.jit checks the compiled program's own plan instead
                 return n, None
             if seeds is not None and key not in self.footprints and n * seeds < CHECK_FROM:
                 return n, CHECK_FROM - n * seeds
             self._check(call, key, n, footprint)
             return n, None
-        if program_value(call.leaves[0]) is not None:
+        if compiled:
             return n, _PLAN
         return self._auto(call, key, n, footprint), None
 
@@ -205,7 +206,7 @@ def _fit(call, fp, n, available):
     be = backends.current()
     jac, room = n * fp.result, AUTO_SHARE * available
     chunk = be.auto_sweep_bytes or room
-    if not program_value(call.leaves[0]) is not None:
+    if program_value(call.leaves[0]) is None:
         chunk = min(chunk, max(CHUNK_SHARE * jac, CHUNK_FLOOR), be.auto_chunk_bytes or chunk)
     if fp.peak(n, n) <= min(room, jac + chunk):
         return n
@@ -230,8 +231,6 @@ def _plan_fits(part):
         return True
     program = program_so_far(values)
     return peak_bytes(program, plan(program, fusion_wanted())) <= AUTO_SHARE * available
-
-
 
 
 def _check(name, fp, n, k, available):

@@ -93,7 +93,7 @@ def _short(p):
         return p.name
     if isinstance(p, tuple):
         return "(" + ", ".join(_short(x) for x in p) + ")"
-    if hasattr(p, "shape") and not isinstance(p, onp.dtype):
+    if hasattr(p, "shape"):
         return f"array{list(p.shape)}"
     if isinstance(p, slice):
         text = ":".join("" if x is None else str(x) for x in (p.start, p.stop))
