@@ -31,11 +31,14 @@ step 110 "test suite on CuPy (compiled functions unfused)" env GPUAD_BACKEND=cup
     "$PYTHON" -m pytest tests -q -p no:cacheprovider --maxfail=100 --tb=line -rf --durations=10
 step 30 "fused region kernels on CuPy" env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests/test_fusion.py \
     -q -p no:cacheprovider --tb=line -rf -k "not every_spec and not random"
-step 20 "no host round trip during jacfwd/jacrev/hessian, eager and compiled (gpuad.jit replay)" \
-    env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests/test_gpu.py -q -p no:cacheprovider -k no_host_round_trip
+# The CUDA graph test compiles its 60 region kernels with NVRTC first (the suite above ran unfused,
+# where runs of CuPy ufuncs are captured as graphs too).
+step 40 "no host round trip (eager and compiled), and the compiled replay's CUDA graphs" \
+    env GPUAD_BACKEND=cupy "$PYTHON" -m pytest tests/test_gpu.py -q -p no:cacheprovider --tb=short \
+    -k "no_host_round_trip or cuda_graph"
 # gpuad (eager and compiled) against JAX-jit and torch.func; per-case progress goes to stderr, so a
 # cut run still tells. The test suite above runs tests/test_jit.py on CuPy: the compiled path.
-step 80 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --engines gpuad,gpuad-jit,jax-jit,torch \
+step 60 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --engines gpuad,gpuad-jit,jax-jit,torch \
     --budget 0.4
 echo
 echo "=== gpu_check: $failed step(s) failed"

@@ -8,7 +8,7 @@ so the transform runs over the program.
 """
 import functools
 
-from . import backends, replay
+from . import backends, graphs, replay
 from .api import as_output
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .kernels import launches
@@ -166,6 +166,13 @@ class Lowered:
     def bytes_moved(self):
         """Bytes one call reads and writes in device memory, by the same model (no caches)."""
         return launches.bytes_moved(self.program)
+
+    @property
+    def graphs(self):
+        """Runs of steps a CuPy replay captures as CUDA graphs (gpuad/graphs.py), by the plan for
+        CuPy: each launches its kernels with one host call from the third call on."""
+        steps = replay.plan(self.program, backend="cupy")
+        return len(graphs.runs(self.program, steps, replay.staying(self.program, steps)))
 
     @property
     def peak_bytes(self):

@@ -16,7 +16,7 @@ from math import prod
 
 import numpy as onp
 
-from . import backends
+from . import backends, graphs
 from .chunking import CHECK_FROM, size_text
 from .fusion import Region, fuse, view
 from .kernels import region as region_source
@@ -26,7 +26,8 @@ from .program import Var
 
 class Step:
     """outs = (what `kind` says)(*ins). kind: "eq" (node is the Equation), "region" (node is the
-    Region), "add_into" (node is the add), "add_at_into" (node is the add; `idx` its positions)."""
+    Region), "add_into" (node is the add), "add_at_into" (node is the add; `idx` its positions),
+    "graph" (node is the graphs.Run of steps captured as one CUDA graph)."""
     __slots__ = ("kind", "node", "ins", "outs", "idx", "fn")
 
     def __init__(self, kind, node, ins, outs, idx=None):
@@ -49,12 +50,14 @@ def plan(program, fusion=True, backend=None, apart=()):
 
 class Replay:
     """`run(*inputs)` -> the program's outputs (a list), for backend arrays of the traced signature.
-    `regions` counts the fused kernels among the steps. `plan_for` fuses as for another backend
-    (the tests run the regions planned for CuPy on the CPU)."""
+    `regions` counts the fused kernels among the steps, `graphs` the runs of steps captured as CUDA
+    graphs. `plan_for` fuses as for another backend (the tests run the regions planned for CuPy on
+    the CPU)."""
 
     def __init__(self, program, fusion=None, plan_for=None):
         fusion = fusion_wanted() if fusion is None else fusion
-        xp = backends.xp()
+        be = backends.current()
+        xp = be.xp
         apart = set()
         while True:  # a region whose kernel would be too long runs unfused; the others stay fused
             self.steps = plan(program, fusion, plan_for, apart)
@@ -71,8 +74,13 @@ class Replay:
             _bind(program, self.steps, xp)
         self.regions = sum(s.kind == "region" for s in self.steps)
         self.peak = peak_bytes(program, self.steps)
+        if be.capture_graph is not None and graphs.wanted():
+            self.steps = _captured(program, self.steps, be)
+        self.graphs = [s.node for s in self.steps if s.kind == "graph"]
+        self.peak += sum(r.held for r in self.graphs)
         self.source, run = _generate(program, self.steps)
-        run = _one_at_a_time(run) if self.regions and backends.backend() == "numpy" else run
+        run = _one_at_a_time(run) if self.regions and be.name == "numpy" else run
+        run = graphs.in_turn(run, be) if self.graphs else run
         self.run = run if self.peak < CHECK_FROM else _checked(run, self.peak)
 
 
@@ -141,7 +149,7 @@ def _one_at_a_time(run):
 def _bind(program, steps, xp):
     """Give every step its function; False when the region kernels cannot be built."""
     regions = [s for s in steps if s.kind == "region"]
-    runners = _region_runners([s.node for s in regions], xp, _private(program, steps))
+    runners = _region_runners([s.node for s in regions], xp, staying(program, steps))
     if runners is None:
         return False
     for s in steps:
@@ -199,18 +207,30 @@ def _region_runners(regions, xp, private):
     return {id(r): host.launcher(lib, k, private) for r, k in zip(regions, kernels)}
 
 
-def _private(program, steps):
-    """Region outputs that never leave a call: not outputs of the program, and read only by steps
-    that make fresh results (not views of them, not adds that write into them)."""
+def staying(program, steps):
+    """Values that never leave a call: not outputs of the program, and read only by steps that make
+    fresh results (not views of them, not adds that write into them)."""
     readers = {}
     for s in steps:
         for a in s.ins:
             if isinstance(a, Var):
                 readers.setdefault(a, []).append(s)
     out = {o for o in program.outs if isinstance(o, Var)}
-    return {v for s in steps if s.kind == "region" for v in s.outs
-            if v not in out and all(r.kind == "region" or (r.kind == "eq" and not view(r.node))
+    return {v for s in steps for v in s.outs
+            if v not in out and all(r.kind in ("region", "graph") or (r.kind == "eq" and not view(r.node))
                                     for r in readers.get(v, ()))}
+
+
+def _captured(program, steps, be):
+    """steps with each run worth capturing (graphs.runs) made one "graph" step."""
+    out, at = [], 0
+    for run in graphs.runs(program, steps, staying(program, steps)):
+        step = Step("graph", run, run.ins, run.outs)
+        step.fn = graphs.Graphed(be, graphs.run_function(steps[run.start:run.stop], run.ins, run.outs),
+                                 run.escaping)
+        out += steps[at:run.start] + [step]
+        at = run.stop
+    return out + steps[at:]
 
 
 def _as_array(f):
@@ -300,7 +320,7 @@ def _generate(program, steps):
         args = ", ".join(ref(a) for a in step.ins)
         for k, v in enumerate(step.outs):
             names[v] = f"v{i}_{k}"
-        targets = ", ".join(names[v] for v in step.outs) + ("," if step.kind == "region" else "")
+        targets = ", ".join(names[v] for v in step.outs) + ("," if step.kind in ("region", "graph") else "")
         lines.append(f"    {targets} = f{i}({args})")
         dead = [names[a] for a in dict.fromkeys(a for a in step.ins if isinstance(a, Var))
                 if last[a] == i and a not in keep]

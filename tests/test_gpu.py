@@ -1,6 +1,8 @@
 """The CuPy backend on a real GPU: every fused kernel against the NumPy path, and no host round
 trip while a Jacobian is computed. Skipped without a usable GPU (tests/conftest.py).
 """
+import warnings
+
 import numpy as np
 import pytest
 from helpers import assert_close
@@ -79,3 +81,25 @@ def test_numpy_inputs_give_cupy_results_and_block_until_ready_returns_them(cupy_
     w = np.ones((5, 6))
     jac = gpuad.block_until_ready(gpuad.jacrev(_f)(x, w))
     assert isinstance(jac, cupy.ndarray) and jac.shape == (5, 6)
+
+
+def test_a_run_of_kernels_replays_as_a_cuda_graph(cupy_backend):
+    """A compiled stencil Jacobian (18 region kernels): plain at the first call, captured at the
+    second, one graph launch after; every result its own and equal to the eager one on the CPU."""
+    from test_graphs import _inputs, _stencil
+
+    from gpuad.replay import Replay
+    for transform in (gpuad.jacrev, gpuad.hessian):
+        f = _stencil if transform is gpuad.jacrev else (lambda x: gnp.sum(_stencil(x) ** 2))
+        program = gpuad.jit(transform(f)).lower(_inputs(0)).program
+        replay = Replay(program)
+        assert len(replay.graphs) == 1, "the run was not planned as a graph"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a capture that fails warns: fail here instead
+            got = [replay.run(_inputs(k))[0] for k in range(4)]
+        assert all(s.fn.captured is not None for s in replay.steps if s.kind == "graph")
+        gpuad.set_backend("numpy")
+        for k in range(4):
+            assert_close(cupy.asnumpy(got[k]), transform(f)(_inputs(k)), rtol=1e-12,
+                         what=f"{transform.__name__} call {k}")
+        gpuad.set_backend("cupy")

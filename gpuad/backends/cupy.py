@@ -1,8 +1,11 @@
 """The CuPy backend: the NumPy backend's code on CuPy arrays, plus the fused kernels.
 
 Everything stays on the device during a sweep: nothing here copies to the host or waits for
-the GPU except `to_numpy` and `block_until_ready`, which users call on results.
+the GPU except `to_numpy` and `block_until_ready`, which users call on results (and a compiled
+call holding CUDA graphs, made on another stream than the call before it: gpuad/graphs.py).
 """
+import contextlib
+
 import cupy
 
 from ..kernels import launch
@@ -28,6 +31,31 @@ class CupyBackend(NumpyBackend):
 
     def fused_vjp(self, row, args, y, ct, needed):
         return launch.vjp(row, args, y, ct, needed)
+
+    def current_stream(self):
+        return cupy.cuda.get_current_stream()
+
+    def capture_graph(self, run, arrays):
+        """run(*arrays) captured as a CUDA graph on buffers like arrays: (launch, the buffers it
+        reads, the arrays it writes). Everything the run allocates comes from a memory pool of
+        the graph's own, which nothing else allocates from: its addresses stay the graph's as
+        long as the graph lives (launch holds the pool). The launch goes on the current stream."""
+        pool, stream = cupy.cuda.MemoryPool(), cupy.cuda.Stream(non_blocking=True)
+        with cupy.cuda.using_allocator(pool.malloc), stream:
+            static_in = [cupy.empty(a.shape, a.dtype) for a in arrays]
+            stream.begin_capture()
+            try:
+                static_out = run(*static_in)
+            except Exception:
+                with contextlib.suppress(cupy.cuda.runtime.CUDARuntimeError):  # a failure invalidates the
+                    stream.end_capture()  # capture; ending it frees the stream, and the first error is the one to tell
+                raise
+            graph = stream.end_capture()
+
+        def launch():
+            graph.launch()
+        launch.pool = pool
+        return launch, static_in, static_out
 
     def free_memory(self):
         """Bytes a sweep may still allocate: free device memory plus what CuPy's pool holds

@@ -27,6 +27,7 @@ class NumpyBackend:
     # one operation to the next without a trip to memory. jacfwd of the coupled map at n=5000,
     # chunks of 50 (16 MB): 0.18 s a call; of 200: 0.22-0.29 s; of 400: 0.28-0.32 s.
     auto_chunk_bytes = 16 << 20
+    capture_graph = None  # a compiled program's steps run one by one: no graphs on the CPU
 
     def __init__(self):
         self._array_types = (self.xp.ndarray, self.xp.generic)
