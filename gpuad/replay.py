@@ -76,8 +76,8 @@ class Replay:
         self.peak = peak_bytes(program, self.steps)
         if be.capture_graph is not None and graphs.wanted():
             self.steps = _captured(program, self.steps, be)
-        self.graphs = [s.node for s in self.steps if s.kind == "graph"]
-        self.peak += sum(r.held for r in self.graphs)
+        self.graphs = sum(s.kind == "graph" for s in self.steps)
+        self.peak += sum(s.node.held for s in self.steps if s.kind == "graph")
         self.source, run = _generate(program, self.steps)
         run = _one_at_a_time(run) if self.regions and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run

@@ -151,6 +151,8 @@ HESSIANS = [
     ("grid", lambda x: gnp.sum(laplace_2d(x, 3) ** 2), 9, None),
     ("blocks", lambda x: gnp.sum(gnp.log(1 + gnp.sum(x.reshape(3, 3) ** 2, axis=1))), 9,
      np.kron(np.eye(3, dtype=bool), np.ones((3, 3), dtype=bool))),
+    ("where_computed", lambda x: gnp.sum(gnp.where(x > 0, x ** 2, x * x[0])), 6,
+     (np.eye(6) + np.eye(6)[:1] + np.eye(6)[:, :1]) > 0),
 ]
 
 
@@ -590,6 +592,28 @@ def test_every_primitive_spec_hessian_pattern_holds_its_hessian(spec):
     assert not np.any((dense != 0) & ~p)
 
 
+@pytest.mark.parametrize("spec", ONE_INPUT, ids=[s.name for s in ONE_INPUT])
+def test_every_primitive_spec_forward_jacobian_pattern_holds_its_derivative(spec):
+    """jacfwd carries an identity seed, zero off its diagonal: structural zeros through every
+    primitive's forward rule (gpuad/sparse/zeros.py) must keep each entry that can be non-zero."""
+    x, = spec.inputs()
+
+    def jac(v):
+        return gpuad.jacfwd(lambda u: gpuad.tree_leaves(spec.f(u))[0])(v)
+    p = sparse.jacobian_sparsity(jac)(x).toarray()
+    dense = _host(gpuad.jacfwd(jac)(x)).reshape(p.shape)
+    assert not np.any((dense != 0) & ~p)
+
+
+@pytest.mark.parametrize("name, fun, n, known", HESSIANS, ids=[h[0] for h in HESSIANS])
+def test_the_pattern_of_a_forward_gradient_is_the_hessians(name, fun, n, known):
+    """Forward mode's seed is zero off its diagonal, and products with it stay zero there: the
+    Jacobian pattern of jacfwd(f) is exact, as through grad, not dense."""
+    hess = sparse.hessian_sparsity(fun)(gnp.zeros(n)).toarray()
+    np.testing.assert_array_equal(sparse.jacobian_sparsity(gpuad.jacfwd(fun))(gnp.zeros(n)).toarray(), hess)
+    assert hess.sum() < n * n
+
+
 # Random programs of tests/test_properties.py (elementwise rows, broadcasting, reductions,
 # cumsum, flips, rolls...): sparse results equal dense ones, and patterns hold them.
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -616,3 +640,19 @@ def test_random_programs_sparse_equals_dense(program):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         np.testing.assert_allclose(values_of(sparse.hessian(g, argnums=nums)(*args)), h, rtol=1e-9, atol=1e-10)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_random_programs_forward_jacobian_patterns_hold_their_derivatives(program):
+    """The structural zeros of forward mode's seed through random programs: the pattern of jacfwd(f)
+    in its first input holds every non-zero of that Jacobian's own Jacobian."""
+    steps, xs = program
+    f = program_function(steps)
+    args = [gnp.asarray(x) for x in xs]
+
+    def jac(x0):
+        return gpuad.jacfwd(lambda u: f(u, *args[1:]))(x0)
+    p = sparse.jacobian_sparsity(jac)(args[0]).toarray()
+    dense = _host(gpuad.jacfwd(jac)(args[0])).reshape(p.shape)
+    assert not np.any((dense != 0) & ~p)

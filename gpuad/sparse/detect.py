@@ -9,7 +9,8 @@ per argument, and the output's is the union of local @ argument pattern. No deri
 computed and nothing is random. The other arguments' arrays are traced abstractly too, so the
 pattern holds for all their values; their non-array leaves (Python numbers, strings) are static.
 A constant the function closes over is known, and its zeros count (W @ x with a constant W has
-W's pattern). Patterns are structural: x - x still depends on x.
+W's pattern); so do a value's zeros for every input (gpuad/sparse/zeros.py: forward mode's seed
+off its diagonal, and products with it). Patterns are structural: x - x still depends on x.
 """
 import functools
 import math
@@ -21,9 +22,10 @@ import scipy.sparse as sp
 from .. import backends
 from ..api import _argnums, _as_input, grad
 from ..core import ShapeDtypeStruct, Tracer, dtype, shape
-from ..ops.patterns import Through
+from ..ops.patterns import Through, run, unknown
 from ..program import Var, trace_program
 from ..tree import tree_flatten
+from . import zeros
 
 
 def jacobian_sparsity(fun, argnums=0):
@@ -159,24 +161,56 @@ def _trace(fun, sig):
     return program
 
 
+_KNOWN = 1 << 22  # the most elements of a value computed from constants alone, to count its zeros
+
+
 def propagate(program, inputs, n):
-    """The pattern of each program output, from the patterns of its inputs (None: no dependence)."""
+    """The pattern of each program output, from the patterns of its inputs (None: no dependence).
+    Values made from constants alone (forward mode's identity seed, its slices and products with
+    constants) are computed where small, so that their zeros count as a constant's do."""
     env = dict(zip(program.ins, inputs))
-    be = backends.current()
-    for eq in program.equations:
-        pats = [env.get(a) if isinstance(a, Var) else None for a in eq.ins]
-        if all(p is None for p in pats):
-            continue
-        rule = eq.prim.pattern
-        if rule is None:
-            raise NotImplementedError(f"gpuad.sparse: primitive {eq.prim.name!r} has no sparsity rule, so the "
-                                      "pattern of a function that uses it cannot be found; pass sparsity=")
-        args = [ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else
-                be.to_numpy(a) if be.is_array(a) else a for a in eq.ins]
-        out = ShapeDtypeStruct(eq.out.shape, eq.out.dtype)
-        env[eq.out] = _union(out.size, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
-                                            if loc is not None and p is not None])
+    known, nonzero = {}, {}  # Var -> its value (made from constants alone); Var -> where it may be non-zero
+    last = {a: k for k, eq in enumerate(program.equations) for a in eq.ins if isinstance(a, Var)}
+    keep = {o for o in program.outs if isinstance(o, Var)}
+    for k, eq in enumerate(program.equations):
+        _propagate_one(eq, env, known, nonzero)
+        for a in eq.ins:  # what no later equation reads is dropped: the patterns of large programs add up
+            if isinstance(a, Var) and last[a] == k and a not in keep:
+                for d in (env, known, nonzero):
+                    d.pop(a, None)
     return [_or_empty(env.get(o) if isinstance(o, Var) else None, math.prod(shape(o)), n) for o in program.outs]
+
+
+def _propagate_one(eq, env, known, nonzero):
+    be = backends.current()
+    pats = [env.get(a) if isinstance(a, Var) else None for a in eq.ins]
+    args = [known.get(a, ShapeDtypeStruct(a.shape, a.dtype)) if isinstance(a, Var) else
+            be.to_numpy(a) if be.is_array(a) else a for a in eq.ins]
+    small = math.prod(eq.out.shape) <= _KNOWN
+    if all(p is None for p in pats):
+        if small and not any(map(unknown, args)):
+            known[eq.out] = run(eq.prim, args, eq.params)
+        return
+    rule = eq.prim.pattern
+    if rule is None:
+        raise NotImplementedError(f"gpuad.sparse: primitive {eq.prim.name!r} has no sparsity rule, so the "
+                                  "pattern of a function that uses it cannot be found; pass sparsity=")
+    out = ShapeDtypeStruct(eq.out.shape, eq.out.dtype)
+    p = _union(out.size, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
+                          if loc is not None and p is not None])
+    mask = zeros.may_be_nonzero(eq, [_mask(a, v, nonzero) for a, v in zip(args, eq.ins)]) if small else None
+    if mask is not None and p is not None:
+        nonzero[eq.out] = mask
+        p = p.multiply(mask.reshape(-1, 1)).tocsr()  # no dependence where the value is zero for every input
+    env[eq.out] = p
+
+
+def _mask(arg, v, nonzero):
+    """Where an argument may be non-zero: a constant's non-zeros, a computed value's mask, or None
+    (anywhere)."""
+    if not unknown(arg):
+        return onp.asarray(arg) != 0
+    return nonzero.get(v) if isinstance(v, Var) else None
 
 
 def _union(size, terms):
