@@ -74,20 +74,25 @@ class Primitive:
     batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
     Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
     """
-    __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "pattern", "rev_forward")
+    __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
+                 "rev_forward")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
         self.nondiff, self.abstract = nondiff, abstract
         self.impl_for = None  # xp -> impl on that array module with no backend lookup, where there is one
+        self.lower = None  # (xp, argument shapes, **params) -> a compiled step's function, planned once
         self.pattern = None   # the sparsity rule (gpuad.sparse), where the primitive has one
         self.rev_forward = None  # (values, **params) -> output, where a tape records it (custom_call)
 
     def __call__(self, *args, **params):
         return bind(self, *args, **params)
 
-    def impl_on(self, xp, **params):
-        """impl with its parameters bound, for arrays of the module xp (a compiled program's step)."""
+    def impl_on(self, xp, shapes=None, **params):
+        """impl with its parameters bound, for arrays of the module xp (a compiled program's step,
+        whose arguments have these shapes where given)."""
+        if self.lower is not None and shapes is not None:
+            return self.lower(xp, shapes, **params)
         f = self.impl if self.impl_for is None else self.impl_for(xp)
         return functools.partial(f, **params) if params else f
 

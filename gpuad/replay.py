@@ -160,7 +160,7 @@ def _bind(program, steps, xp):
         elif s.kind == "add_at_into":
             s.fn = _add_at_into(s.idx)
         else:
-            f = s.node.prim.impl_on(xp, **s.node.params)
+            f = s.node.prim.impl_on(xp, [onp.shape(a) for a in s.ins], **s.node.params)
             s.fn = _as_array(f) if not s.node.out.shape else f
     return True
 

@@ -15,6 +15,7 @@ this is the traffic of a machine whose cache holds none of the step's data.
 """
 from math import prod
 
+from ..ops.contract import plan as contract_plan
 from ..program import Var
 from ..replay import plan
 
@@ -68,9 +69,5 @@ def _bytes(a):
 def _copies(eq):
     """Operands of a contraction that must be transposed to (batch, free, summed) order in memory
     before the GEMM (gpuad/ops/contract.py): each is one copy."""
-    sa, sb, so = eq.params["spec"]
-    batch = [c for c in so if c in sa and c in sb]
-    summed = [c for c in sa if c in sb and c not in so]
-    order_a = batch + [c for c in sa if c not in sb] + summed
-    order_b = batch + summed + [c for c in sb if c not in sa]
-    return [list(letters) != order for letters, order in ((sa, order_a), (sb, order_b))]
+    arranged = contract_plan(eq.params["spec"], *(a.shape for a in eq.ins))
+    return [arranged[0] is not None, arranged[2] is not None]

@@ -14,29 +14,50 @@ from .elementwise import add
 
 def contract_arrays(np_, a, b, spec):
     """The contraction of arrays of the module np_ (numpy or cupy)."""
+    return _apply(np_, a, b, plan(spec, a.shape, b.shape))
+
+
+def plan(spec, shape_a, shape_b):
+    """How to contract arguments of these shapes: (a's transpose or None, its matrix shape, the same
+    for b, the product's shape, its transpose to the output's order or None)."""
     sa, sb, so = spec
     batch = [c for c in so if c in sa and c in sb]
     summed = [c for c in sa if c in sb and c not in so]
     free_a = [c for c in sa if c not in sb]
     free_b = [c for c in sb if c not in sa]
-    dims = dict(zip(sa, a.shape))
-    dims.update(zip(sb, b.shape))
+    dims = dict(zip(sa, shape_a))
+    dims.update(zip(sb, shape_b))
 
     def size(letters):
         return prod(dims[c] for c in letters)
-
-    A = _arrange(np_, a, sa, batch + free_a + summed, [size(batch), size(free_a), size(summed)])
-    B = _arrange(np_, b, sb, batch + summed + free_b, [size(batch), size(summed), size(free_b)])
-    if not batch:
-        A, B = A[0], B[0]
-    out = np_.matmul(A, B).reshape([dims[c] for c in batch + free_a + free_b])
+    lead = [size(batch)] if batch else []  # no batch axes: a plain matrix product
     order = batch + free_a + free_b
-    return np_.transpose(out, [order.index(c) for c in so])
+    return (_permutation(sa, batch + free_a + summed), lead + [size(free_a), size(summed)],
+            _permutation(sb, batch + summed + free_b), lead + [size(summed), size(free_b)],
+            [dims[c] for c in order], _permutation(order, list(so)))
 
 
-def _arrange(np_, x, letters, order, shape3):
-    x = np_.transpose(x, [letters.index(c) for c in order])
-    return x.reshape(shape3)
+def _permutation(letters, order):
+    """The axes of `letters` in `order`, or None where that is the order they are in."""
+    perm = [list(letters).index(c) for c in order]
+    return None if perm == sorted(perm) else perm
+
+
+def _apply(np_, a, b, planned):
+    perm_a, matrix_a, perm_b, matrix_b, product, perm_out = planned
+    a = (a if perm_a is None else np_.transpose(a, perm_a)).reshape(matrix_a)
+    b = (b if perm_b is None else np_.transpose(b, perm_b)).reshape(matrix_b)
+    out = np_.matmul(a, b).reshape(product)
+    return out if perm_out is None else np_.transpose(out, perm_out)
+
+
+def _lowered(xp, shapes, spec):
+    """The contraction for arguments of these shapes (a compiled step): its letters worked out once."""
+    planned = plan(spec, *shapes)
+
+    def contract_step(a, b):
+        return _apply(xp, a, b, planned)
+    return contract_step
 
 
 def _fresh(spec):
@@ -83,6 +104,7 @@ def _contract_abstract(a, b, spec):
 contract = Primitive(
     "contract", lambda a, b, spec: contract_arrays(xp(), a, b, spec),
     _contract_jvp, _contract_vjp, _contract_batch, abstract=_contract_abstract)
+contract.lower = _lowered
 
 
 # ---------------------------------------------------------------- sparsity patterns
