@@ -2,9 +2,11 @@
 
 Tests marked `gpu` need one. With GPUAD_BACKEND=cupy the whole suite runs on CuPy, so without
 a GPU the session ends at once, successfully, with a message, instead of failing at the first
-backend call.
+backend call. GPUAD_TEST_DEADLINE (seconds since the epoch) skips the tests not started by then,
+so that a run with a time limit (bench/gpu_check.sh) ends by itself and still lists its failures.
 """
 import os
+import time
 
 import pytest
 
@@ -25,6 +27,14 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="no usable GPU: CuPy cannot see a device")
         for item in marked:
             item.add_marker(skip)
+
+
+_DEADLINE = float(os.environ.get("GPUAD_TEST_DEADLINE", "inf"))
+
+
+def pytest_runtest_setup(item):
+    if time.time() > _DEADLINE:
+        pytest.skip("GPUAD_TEST_DEADLINE passed before this test started")
 
 
 @pytest.fixture
