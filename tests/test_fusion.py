@@ -2,6 +2,7 @@
 sizes, float32, broadcasting from size-1 axes, strided and sliced inputs), every region kernel the
 op specs produce compiles with NVRTC for the GPU, and without a C++ compiler the replay falls back
 with one warning. (tests/test_jit.py and test_properties.py run every compiled function fused.)"""
+import re
 import warnings
 
 import numpy as np
@@ -92,6 +93,39 @@ def test_broadcast_strided_and_transposed_inputs_are_read_in_place():
     assert_close(fused[0], plain[0], rtol=1e-14)
     at = gnp.asarray(big.T.copy()).T  # a transposed (non-contiguous) view as the input itself
     assert_close(Replay(program, fusion=True).run(at, row, col)[0], plain[0], rtol=1e-14)
+
+
+@pytest.mark.parametrize("leading", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 37), (40, 33), (2, 3, 45), (5, 999)])
+def test_regions_of_several_axes_loop_by_rows_on_the_cpu(shape, dtype, leading, nvrtc):
+    """A host loop of two or more axes, the last at least 32 long, runs row by row (no division
+    by the row length): shifted reads along the last axis (clamped near a row's ends, plain
+    between), along a leading axis (clamped throughout), strided and broadcast inputs, odd
+    lengths; equal to the unfused replay, and the same program compiles for CUDA."""
+    rng = np.random.default_rng(1)
+    big = rng.uniform(-1, 1, shape[:-1] + (2 * shape[-1],)).astype(dtype)
+    row = rng.uniform(-1, 1, shape[-1]).astype(dtype)
+
+    def f(a, row):
+        x = a[..., ::2]  # strided along the last axis
+        left = gnp.concatenate([x[..., :1], x[..., :-1]], axis=-1)
+        right = gnp.concatenate([x[..., 1:], x[..., -1:]], axis=-1)
+        up = gnp.concatenate([x[:1], x[:-1]], axis=0) if leading else x
+        return gnp.sin(left - 2 * x + right) * row + gnp.exp(0.1 * up) * x
+    a, row = gnp.asarray(big), gnp.asarray(row)
+    g = gpuad.jit(gpuad.jacfwd(lambda a: gnp.sum(f(a, row) ** 2, axis=0)))
+    program = _program(f, a, row)
+    texts = [region.render(r, "host").text for r in fuse(program, "numpy") if isinstance(r, Region)]
+    assert any("const long long i = r * " in t for t in texts)
+    # shifts along the last axis alone: the columns in range run without clamps
+    fast = [f for t in texts for f in re.findall(r"void \w+_fast\(.*?\n}\n", t, re.S) if "out0[" in f]
+    assert (fast or leading) and not any("gpuad_clamp" in f for f in fast)
+    plain, fused = _both(program, a, row)
+    assert_close(fused[0], plain[0], rtol=1e-5 if dtype == np.float32 else 1e-13)
+    assert_close(g(a), gpuad.jacfwd(lambda a: gnp.sum(f(a, row) ** 2, axis=0))(a),
+                 rtol=1e-4 if dtype == np.float32 else 1e-11)
+    _check_cupy_plan(program, [a, row], plain, nvrtc, rtol=1e-5 if dtype == np.float32 else 1e-13)
 
 
 @pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])

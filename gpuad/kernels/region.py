@@ -54,45 +54,57 @@ def render(region, target):
 
     def strided(j, idx):
         return " + ".join(f"{idx[k]} * s{j}_{k}" for k in axes[j]) or "0"
-    body = _pulled(region, strided)
+    cols = _row_length(region) if target == "host" else None
+    body = _pulled(region, strided, cols)
     signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
-    template = _read("region.cu" if target == "cuda" else "region_host.cpp")  # host: prelude once per library
-    text = _fill(template, region, name, params, body)
+    # host: the prelude comes once per library; a loop of rows where the last loop axis is long
+    template = _read("region.cu" if target == "cuda" else "region_host.cpp" if cols is None else "region_host_rows.cpp")
+    text = _fill(template, region, name, params, body, cols)
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long s")]
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
-        text += _fill(template, region, f"{name}_c", dense, _pulled(region, contiguous))
+        text += _fill(template, region, f"{name}_c", dense, _pulled(region, contiguous, cols), cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
     return Kernel(name, text, arrays, axes, list(region.outs), shape, size)
 
 
-def _fill(template, region, name, params, body):
-    fast, lo, hi = _interior(body, region)
+def _fill(template, region, name, params, body, cols=None):
+    loop = len(region.shape) - inner_axes(region)
+    fast, lo, hi = _interior(body, f"d{loop - 1}", cols or _loop_size(region)) if cols or loop == 1 else ("", 0, 0)
     return string.Template(template).substitute(name=name, params=", ".join(params), body=body, args=_names(params),
-                                                fast_body=fast, lo=lo, hi=hi)
+                                                fast_body=fast, lo=lo, hi=hi, cols=cols)
 
 
 _CLAMP = "gpuad_clamp("
+_ROWS_FROM = 32  # a host loop of two or more axes whose last is at least this long loops over rows
 
 
-def _interior(body, region):
-    """(the body without its clamps, lo, hi): on a loop over one axis whose clamped indices are
-    all d0 + c, elements lo <= i < hi read in range unclamped; ("", 0, 0) where that does not
-    apply (no clamps, several loop axes, or a clamp of another form)."""
-    if len(region.shape) - inner_axes(region) != 1 or _CLAMP not in body:
+def _row_length(region):
+    """The last loop axis's length where the host loop runs by rows (several loop axes, the last
+    long enough to vectorise along), else None."""
+    loop = region.shape[:len(region.shape) - inner_axes(region)]
+    return loop[-1] if len(loop) >= 2 and loop[-1] >= _ROWS_FROM else None
+
+
+def _interior(body, digit, length):
+    """(the body without its clamps, lo, hi): where every clamped index is `digit` + c (the
+    index along the loop's only or last axis, of `length` elements), the elements with
+    lo <= digit < hi read in range unclamped; ("", 0, 0) where that does not apply (no clamps,
+    or a clamp of another form)."""
+    if _CLAMP not in body:
         return "", 0, 0
-    lo, hi, pieces, k = 0, _loop_size(region), [], 0
+    lo, hi, pieces, k = 0, length, [], 0
     while (p := body.find(_CLAMP, k)) >= 0:
         q, depth = p + len(_CLAMP), 1
         while depth:
             depth += {"(": 1, ")": -1}.get(body[q], 0)
             q += 1
         x, _, top = body[p + len(_CLAMP):q - 1].rpartition(", ")
-        m = re.fullmatch(r"d0|\(d0 \+ (-?\d+)LL\)", x)
+        m = re.fullmatch(rf"{digit}|\({digit} \+ (-?\d+)LL\)", x)
         if m is None:
             return "", 0, 0
         c = int(m.group(1) or 0)
@@ -102,14 +114,14 @@ def _interior(body, region):
     return "".join(pieces) + body[k:], lo, max(lo, hi)
 
 
-def _pulled(region, offset):
-    """The body of the region's loop, reading inputs at `offset(j, index)`. Values are pulled
-    recursively, a few frames per member along the longest chain: the recursion limit is raised
-    for that while it runs."""
+def _pulled(region, offset, cols=None):
+    """The body of the region's loop, reading inputs at `offset(j, index)` (by rows of `cols`
+    elements where given: see _Body.text). Values are pulled recursively, a few frames per member
+    along the longest chain: the recursion limit is raised for that while it runs."""
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 8 * len(region.equations) + 1000))
     try:
-        return _Body(region, offset).text()
+        return _Body(region, offset).text(cols)
     finally:
         sys.setrecursionlimit(limit)
 
@@ -133,13 +145,16 @@ class _Body:
         self.lines, self.memo, self.temps = [], {}, 0
         self.nonnegative = {}  # id(constant positions) -> whether none is negative
 
-    def text(self):
+    def text(self, cols=None):
         """Element i of the loop owns the elements of the iteration space whose leading indices
         are i's digits over the outer axes; the inner axes are unrolled, their indices constants
-        (conditions on them fold away, and what does not depend on them is computed once)."""
+        (conditions on them fold away, and what does not depend on them is computed once). By
+        rows (cols: the last outer axis's length), the digits come from the row r and column j."""
         shape, inner = self.region.shape, inner_axes(self.region)
         outer, per = shape[:len(shape) - inner], math.prod(shape[len(shape) - inner:])
-        self.lines = [f"const long long d{d} = {_digit(outer, d)};" for d in range(len(outer))]
+        digits = [_digit(outer, d) for d in range(len(outer))] if cols is None else \
+            [_digit(outer[:-1], d, "r") for d in range(len(outer) - 1)] + ["j"]
+        self.lines = [f"const long long d{d} = {digit};" for d, digit in enumerate(digits)]
         for j in range(per):
             index = tuple(f"d{d}" for d in range(len(outer))) + tuple(_digits(j, shape[len(outer):]))
             at = "i" if per == 1 else f"i * {per}LL + {j}LL"
@@ -303,10 +318,10 @@ def _summed_index(x, axes, keepdims, idx, digits):
     return tuple(chosen[k] if k in chosen else next(rest) for k in range(len(x.shape)))
 
 
-def _digit(shape, d):
+def _digit(shape, d, i="i"):
     """Index d of element i of the iteration space (i < its size: the first needs no modulo)."""
     stride = math.prod(shape[d + 1:])
-    index = "i" if stride == 1 else f"i / {stride}LL"
+    index = i if stride == 1 else f"{i} / {stride}LL"
     return index if d == 0 else f"{index} % {shape[d]}LL"
 
 
