@@ -80,7 +80,7 @@ def _fill(template, region, name, params, body, cols=None):
 
 
 _CLAMP = "gpuad_clamp("
-_ROWS_FROM = 32  # a host loop of two or more axes whose last is at least this long loops over rows
+_ROWS_FROM = 8  # a host loop of two or more axes whose last is at least this long loops over rows
 
 
 def _row_length(region):
@@ -294,8 +294,15 @@ class _Body:
 def inner_axes(region):
     """How many trailing axes of its iteration space one loop element of a region unrolls: the
     longest suffix of at most _UNROLLED elements (a per-sample Jacobian's rows and columns), as
-    long as the unrolled body stays small enough to compile quickly."""
+    long as the unrolled body stays small enough to compile quickly, and unless its last axis of
+    more than one element is _ROWS_FROM long or longer: the loop runs along such an axis, reading
+    and writing contiguous elements (unrolled, each loop element would write `per` apart: a
+    (200000, 10) sin/cos region took 33 ms unrolled, 5 ms by rows on the CPU)."""
     shape, k = region.shape, 0
+    while k < len(shape) and shape[len(shape) - k - 1] == 1:
+        k += 1
+    if k < len(shape) and shape[len(shape) - k - 1] >= _ROWS_FROM:
+        return k
     while k < len(shape) and math.prod(shape[len(shape) - k - 1:]) <= _UNROLLED and \
             math.prod(shape[len(shape) - k - 1:]) * len(region.equations) <= _UNROLLED_LINES:
         k += 1
