@@ -80,7 +80,7 @@ def _fill(template, region, name, params, body, cols=None):
 
 
 _CLAMP = "gpuad_clamp("
-_ROWS_FROM = 8  # a host loop of two or more axes whose last is at least this long loops over rows
+_ROWS_FROM = 8  # a loop axis this long or longer is not unrolled, and the host loops by rows along it
 
 
 def _row_length(region):
