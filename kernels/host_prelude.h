@@ -10,7 +10,8 @@ using namespace std;
 // glibc's vector math library (libmvec, linked by gpuad/kernels/host.py where it exists): its
 // functions declared SIMD-callable, so that a region's loop computes 2 (SSE2) or 4 (AVX2) elements
 // per call, within 4 ulp of the scalar functions; each kernel is built for AVX2 and for the
-// baseline, chosen when the library loads.
+// baseline, chosen when the library loads (or, where gpuad/kernels/host.py finds AVX2 on this
+// machine, for AVX2 alone: half the compilation).
 extern "C" {
 double sin(double) __attribute__((simd("notinbranch")));
 double cos(double) __attribute__((simd("notinbranch")));
@@ -23,7 +24,11 @@ float expf(float) __attribute__((simd("notinbranch")));
 float logf(float) __attribute__((simd("notinbranch")));
 float powf(float, float) __attribute__((simd("notinbranch")));
 }
+#ifdef GPUAD_ONE_ISA  // built for this machine's AVX2 alone (-mavx2): one build of each loop
+#define GPUAD_CLONES
+#else
 #define GPUAD_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
 #else
 #define GPUAD_CLONES
 #endif

@@ -50,6 +50,19 @@ def cache_dir():
     return Path(os.environ.get("GPUAD_CACHE_DIR") or Path.home() / ".cache" / "gpuad") / "host"
 
 
+def _isa():
+    """Flags building the kernels for this machine's AVX2 alone, where /proc/cpuinfo lists it
+    (else both builds, AVX2 and the baseline, chosen at load: twice the compilation)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return ()
+    return ("-mavx2", "-DGPUAD_ONE_ISA") if "avx2" in flags.split() else ()
+
+
+ISA = _isa()
+
+
 def compiler():
     """The C++ compiler to use ($CXX, else g++ or c++ on the PATH), or None."""
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
@@ -72,7 +85,7 @@ def library(kernels):
         _warn_once("this NumPy's array layout is not the one the fused kernels read")
         return None
     (text,) = host_sources(kernels, OFFSETS)
-    key = hashlib.sha1(text.encode()).hexdigest()
+    key = hashlib.sha1((text + " ".join(ISA)).encode()).hexdigest()  # a build for AVX2 alone: its own file
     lib = _loaded.get(key)
     if lib is None:
         path = cache_dir() / f"gpuad_{key}.so"
@@ -104,7 +117,7 @@ def _build(texts, path):
         # then does not select its result (no trapping math: the branch-free loops vectorise).
         # OpenMP and glibc's vector math where the compiler and the C library have them.
         # sin and cos as builtins would merge into one scalar sincos call, which does not vectorise.
-        simd = ["-fopenmp", "-DGPUAD_SIMD_MATH", "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
+        simd = ["-fopenmp", "-DGPUAD_SIMD_MATH", *ISA, "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
                 "-fno-builtin-cosf"]
         for flags, libs in ((simd, ["-lmvec"]), (["-fopenmp"], []), ([], [])):
             base = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", *flags]
