@@ -84,13 +84,13 @@ def library(kernels):
     if OFFSETS is None:
         _warn_once("this NumPy's array layout is not the one the fused kernels read")
         return None
-    (text,) = host_sources(kernels, OFFSETS)
-    key = hashlib.sha1((text + " ".join(ISA)).encode()).hexdigest()  # a build for AVX2 alone: its own file
+    head, (body,) = host_sources(kernels, OFFSETS)
+    key = hashlib.sha1((head + body + " ".join(ISA)).encode()).hexdigest()  # a build for AVX2 alone: its own file
     lib = _loaded.get(key)
     if lib is None:
         path = cache_dir() / f"gpuad_{key}.so"
-        parts = min(_cores(), MAX_PARTS) if len(text) > SPLIT_FROM else 1
-        if not path.exists() and not _build(host_sources(kernels, OFFSETS, parts), path):
+        parts = min(_cores(), MAX_PARTS) if len(body) > SPLIT_FROM else 1
+        if not path.exists() and not _build(*host_sources(kernels, OFFSETS, parts), path):
             return None
         _passive_threads()
         lib = _loaded[key] = ctypes.CDLL(str(path))
@@ -101,27 +101,30 @@ def _cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _build(texts, path):
-    """Compile the sources side by side (one compiler process each) and link them into path."""
+def _build(head, bodies, path):
+    """Compile the sources (head + each body) side by side, one compiler process each, and link
+    them into path."""
     cxx = compiler()
     if cxx is None:
         _warn_once("no C++ compiler found (set CXX, or install g++)")
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
+    # No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
+    # then does not select its result (no trapping math: the branch-free loops vectorise).
+    # OpenMP and glibc's vector math where the compiler and the C library have them.
+    # sin and cos as builtins would merge into one scalar sincos call, which does not vectorise.
+    simd = ["-fopenmp", "-DGPUAD_SIMD_MATH", *ISA, "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
+            "-fno-builtin-cosf"]
     with tempfile.TemporaryDirectory() as tmp:
-        srcs = [Path(tmp) / f"regions{k}.cpp" for k in range(len(texts))]
-        for src, text in zip(srcs, texts):
-            src.write_text(text)
         out = Path(tmp) / "regions.so"
-        # No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
-        # then does not select its result (no trapping math: the branch-free loops vectorise).
-        # OpenMP and glibc's vector math where the compiler and the C library have them.
-        # sin and cos as builtins would merge into one scalar sincos call, which does not vectorise.
-        simd = ["-fopenmp", "-DGPUAD_SIMD_MATH", *ISA, "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
-                "-fno-builtin-cosf"]
         for flags, libs in ((simd, ["-lmvec"]), (["-fopenmp"], []), ([], [])):
             base = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", *flags]
-            jobs = [subprocess.Popen([*base, "-c", "-o", f"{src}.o", str(src)], stdout=subprocess.PIPE,
+            pch = _precompiled(base, head) if flags is simd else None
+            srcs = [Path(tmp) / f"regions{k}.cpp" for k in range(len(bodies))]
+            for src, body in zip(srcs, bodies):
+                src.write_text((f'#include "{_PRELUDE}"\n' if pch else head) + body)
+            include = ["-I", str(pch)] if pch else []
+            jobs = [subprocess.Popen([*base, *include, "-c", "-o", f"{src}.o", str(src)], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True) for src in srcs]
             errors = [err for job in jobs for err in [job.communicate()[1]] if job.returncode]
             if not errors:
@@ -133,6 +136,30 @@ def _build(texts, path):
                 errors = [done.stderr]
     _warn_once(f"{cxx} could not compile the fused kernels:\n{errors[0][-2000:]}")
     return False
+
+
+_PRELUDE = "gpuad_prelude.h"
+
+
+def _precompiled(base, head):
+    """A folder holding the prelude and its precompiled header for these compiler flags (built
+    once per machine, in the cache): a program's sources then include it instead of parsing
+    <cmath> again (0.25 -> 0.17 s for a small program). None where it cannot be built; a header
+    the compiler finds unusable is parsed as text instead, so nothing depends on it."""
+    folder = cache_dir() / f"pch_{hashlib.sha1((' '.join(base) + head).encode()).hexdigest()[:16]}"
+    if (folder / f"{_PRELUDE}.gch").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:  # each file appears whole or not at all
+        (Path(tmp) / _PRELUDE).write_text(head)
+        os.replace(Path(tmp) / _PRELUDE, folder / _PRELUDE)
+        gch = Path(tmp) / f"{_PRELUDE}.gch"
+        done = subprocess.run([*base, "-x", "c++-header", "-o", str(gch), str(folder / _PRELUDE)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            return None
+        os.replace(gch, folder / f"{_PRELUDE}.gch")
+    return folder
 
 
 def _warn_once(why):

@@ -543,16 +543,17 @@ def _objects_entry(name, arrays, axes, outs, count):
 
 
 def host_sources(kernels, offsets, parts=1):
-    """C++ sources holding the CPU build of several regions between them, in `parts` files of
-    about equal length (compiled side by side); offsets: (data, strides) of NumPy's array
-    struct. Regions that render alike (one name) are defined once."""
+    """(prelude, bodies): the C++ source of the CPU build of several regions, the prelude every
+    file starts with and the regions in `parts` bodies of about equal length (compiled side by
+    side); offsets: (data, strides) of NumPy's array struct. Regions that render alike (one name)
+    are defined once."""
     data, strides = offsets
     texts = sorted({k.name: k.text for k in kernels}.values(), key=len, reverse=True)
     groups = [[] for _ in range(max(1, min(parts, len(texts))))]
     for text in texts:  # the longest first, each to the shortest group so far
         min(groups, key=lambda g: sum(map(len, g))).append(text)
     head = f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
-    return [head + "\n".join(g) for g in groups]
+    return head, ["\n".join(g) for g in groups]
 
 
 def _literal(value):
