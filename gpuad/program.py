@@ -17,7 +17,7 @@ import math
 
 import numpy as onp
 
-from . import backends
+from . import backends, seeds
 from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
 from .ops import MOVES
 from .ops.elementwise import multiply
@@ -206,7 +206,7 @@ def fold_constants(program):
     A seed and what is made from it by moves and scalar arithmetic alone (its slices, shifts,
     multiples) stay in the program, made where they are used (fused: from indices) rather than
     held for the program's life."""
-    made, seeds, rename, kept = {}, set(), {}, []
+    made, seeded, rename, kept = {}, set(), {}, []
     last = {a: i for i, eq in enumerate(program.equations) for a in eq.ins if isinstance(a, Var)}
     outs = {o for o in program.outs if isinstance(o, Var)}
     budget = None
@@ -216,7 +216,11 @@ def fold_constants(program):
         for a in {a for a in ins if isinstance(a, Var) and last[a] == i and a not in outs} & rename.keys():
             del rename[a]  # a folded value is held no longer than its last reader needs it
         if all(a in made if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
-            seed = _from_seeds(eq, seeds)
+            seed = _from_seeds(eq, seeded)
+            folded = _seed_contraction(eq, made, seeded) if seed is None else None
+            if folded is not None:
+                rename[eq.out] = folded
+                continue
             if seed is None:
                 needed = _ancestors(eq, made)
                 budget = _fold_budget() if budget is None else budget
@@ -224,7 +228,7 @@ def fold_constants(program):
                     rename[eq.out] = _evaluate(eq, needed, made)
                     continue
             elif seed:
-                seeds.add(eq.out)
+                seeded.add(eq.out)
             made[eq.out] = eq
         kept.append(eq)
     outs = [rename.get(o, o) if isinstance(o, Var) else o for o in program.outs]
@@ -235,17 +239,35 @@ _FOLDED_BYTES = 1 << 30  # the most bytes a folding may hold on the way (or a qu
 _KEEPS = MOVES | set(ROWS) | {"where", "astype"}  # a seed's structure survives these: index arithmetic
 
 
-def _from_seeds(eq, seeds):
+def _from_seeds(eq, seeded):
     """How to treat an equation of constants alone: None to fold it; True when it keeps a seed's
     structure (made from seeds and scalars: a seed, its slices, multiples); False to keep it
     unfolded. Index arithmetic with constant arrays folds where the result is no larger than those
     arrays (or small); other work (a contraction, a sum) where it is no larger than what it reads."""
     arrays = [math.prod(a.shape) for a in eq.ins if not isinstance(a, (Var, bool, int, float))]
     keeps = eq.prim.name in _KEEPS or not eq.ins
-    if keeps and max(arrays, default=1) == 1 and all(a in seeds for a in eq.ins if isinstance(a, Var)):
+    if keeps and max(arrays, default=1) == 1 and all(a in seeded for a in eq.ins if isinstance(a, Var)):
         return True
     read = [] if keeps else [math.prod(a.shape) for a in eq.ins if isinstance(a, Var)]
     return None if math.prod(eq.out.shape) <= max([_SMALL] + arrays + read) else False
+
+
+def _seed_contraction(eq, made, seeded):
+    """A contraction of a seed with a constant array, folded from the seed's non-zeros
+    (gpuad/seeds.py): a gather of the constant, never the dense seed; None where that does not
+    apply (the other operand still unevaluated, or a seed made otherwise than by moves and scalars)."""
+    if eq.prim.name != "contract":
+        return None
+    be = backends.current()
+    for j in (0, 1):
+        seed, other = eq.ins[j], eq.ins[1 - j]
+        if isinstance(seed, Var) and seed in seeded and not isinstance(other, Var):
+            nz = seeds.nonzeros(seed, made)
+            if nz is not None:
+                value = seeds.contract(nz, be.to_numpy(other), eq.params["spec"], j == 0, eq.out.shape,
+                                              eq.out.dtype)
+                return be.asarray(value)
+    return None
 
 
 def _fold_budget():

@@ -283,6 +283,38 @@ def test_a_seed_met_by_a_constant_matrix_folds_at_any_depth():
     assert_close(third(x), np.einsum("r,ri,rj,rk->ijk", 24 * (A @ np.asarray(x)), A, A, A), rtol=1e-12)
 
 
+_RNG = np.random.default_rng(11)
+_B = _RNG.normal(size=(6, 4))
+_SEED_CHAINS = {  # a seed made by eye and moves, then contracted with a constant (folded from its non-zeros)
+    "W @ eye": lambda x: _B.T @ gnp.eye(6) * x[0],
+    "eye slice @ B": lambda x: gnp.eye(6)[:, 1:5] @ _B[1:5] * x[1],
+    "shifted rectangle, transposed": lambda x: gnp.eye(4, 6, k=2).T.T @ _B * x[0],
+    "reshaped, contracted on a trailing axis": lambda x: gnp.reshape(gnp.eye(12, 6, k=-3), (3, 4, 6)) @ _B * x[2],
+    "broadcast batch": lambda x: gnp.einsum("bij,bjk->bik", gnp.broadcast_to(gnp.eye(6)[None], (3, 6, 6)),
+                                            np.stack([_B] * 3)) * x[0],
+    "scaled, negated, cast": lambda x: (-(gnp.eye(6) * 2.5) / 4.0).astype(np.float32) @ _B.astype(np.float32) * x[0],
+    "an int row and a new axis": lambda x: gnp.eye(6)[2, None, :] @ _B * x[1],
+    "strided slice, reversed": lambda x: gnp.eye(6)[::-2] @ _B * x[0],
+    "a seed's entries summed": lambda x: gnp.einsum("ij,ij->", gnp.eye(6), _B @ _B.T) * x[0],
+    "several non-zeros in one row": lambda x: gnp.broadcast_to(gnp.eye(6)[:, :1], (6, 4)) @ _B[:4] * x[0],
+}
+
+
+@pytest.mark.parametrize("chain", list(_SEED_CHAINS))
+def test_a_seed_contracted_with_a_constant_folds_from_its_non_zeros(chain, monkeypatch):
+    """gpuad/seeds.py: the contraction of an eye moved, sliced, broadcast or scaled with a constant
+    is folded from the seed's non-zeros (a gather, never the dense seed), equal to the eager result."""
+    from gpuad import seeds
+    calls = []
+    contract = seeds.contract
+    monkeypatch.setattr(seeds, "contract", lambda *a: calls.append(1) or contract(*a))
+    f = _SEED_CHAINS[chain]
+    x = gnp.asarray(np.array([0.5, -1.5, 2.0]))
+    assert_close(gpuad.jit(f)(x), f(x), rtol=1e-6 if "cast" in chain else 1e-14)
+    assert calls, "the contraction was not folded from the seed's non-zeros"
+    assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), rtol=1e-6 if "cast" in chain else 1e-14)
+
+
 def test_peak_bytes_counts_a_reshape_of_a_transposed_view_as_a_copy():
     x = gnp.asarray(np.linspace(0, 1, 1000))  # 8000 bytes
     program = gpuad.jit(lambda x: gnp.reshape(gnp.reshape(x * 2.0, (10, 100)).T, (1000,)) + 1.0).lower(x).program
