@@ -78,7 +78,8 @@ def runs(program, steps, staying):
 def _worth(program, steps, i, j, staying):
     made = {v for s in steps[i:j] for v in s.outs}
     ins = list(dict.fromkeys(a for s in steps[i:j] for a in s.ins if isinstance(a, Var) and a not in made))
-    later = {a for s in steps[j:] for a in s.ins if isinstance(a, Var)} | set(program.outs)
+    read_after = [a for s in steps[j:] for a in s.ins] + list(program.outs)
+    later = {a for a in read_after if isinstance(a, Var)}
     outs = [v for v in dict.fromkeys(v for s in steps[i:j] for v in s.outs) if v in later]
     escaping = [v not in staying for v in outs]
     saved = sum(map(_launches, steps[i:j])) - 1 - len(ins) - sum(escaping)

@@ -9,6 +9,9 @@ import warnings
 import numpy as np
 import pytest
 from helpers import assert_close
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_properties import program_function, programs
 
 import gpuad
 import gpuad.numpy as gnp
@@ -148,3 +151,23 @@ def test_graphs_off_and_the_held_memory_in_the_peak(fake, monkeypatch):
     monkeypatch.setenv("GPUAD_GRAPHS", "off")
     assert Replay(program, plan_for="cupy").graphs == 0
     assert graphs.wanted() is False
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(programs(), st.sampled_from([gpuad.jacfwd, gpuad.jacrev]))
+def test_random_programs_replay_with_graphs_as_they_run_eagerly(fake, program, transform):
+    """Random elementwise programs (tests/test_properties.py), their Jacobians compiled unfused (runs
+    of CuPy ufuncs): three calls at different inputs through the stand-in's graphs equal the eager
+    Jacobians, whatever runs were captured."""
+    steps, xs = program
+    f = program_function(steps)
+    nums = tuple(range(len(xs)))
+    jac = transform(f, argnums=nums)
+    lowered = gpuad.jit(jac).lower(*[gnp.asarray(x) for x in xs])
+    replay = Replay(lowered.program, fusion=False)
+    for k in range(3):
+        args = [gnp.asarray(x * (1.0 - 0.2 * k)) for x in xs]
+        got = lowered.out_tree.unflatten(replay.run(*args))
+        for a, b in zip(gpuad.tree_leaves(got), gpuad.tree_leaves(jac(*args))):
+            assert_close(a, b, rtol=1e-12, atol=1e-12, what=f"call {k}: {steps}")
