@@ -155,17 +155,17 @@ def test_graphs_off_and_the_held_memory_in_the_peak(fake, monkeypatch):
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(programs(), st.sampled_from([gpuad.jacfwd, gpuad.jacrev]))
-def test_random_programs_replay_with_graphs_as_they_run_eagerly(fake, program, transform):
+@given(programs(), st.sampled_from([gpuad.jacfwd, gpuad.jacrev]), st.booleans())
+def test_random_programs_replay_with_graphs_as_they_run_eagerly(fake, program, transform, fused):
     """Random elementwise programs (tests/test_properties.py), their Jacobians compiled unfused (runs
-    of CuPy ufuncs): three calls at different inputs through the stand-in's graphs equal the eager
-    Jacobians, whatever runs were captured."""
+    of CuPy ufuncs) or fused as for CuPy: three calls at different inputs through the stand-in's
+    graphs equal the eager Jacobians, whatever runs were captured."""
     steps, xs = program
     f = program_function(steps)
     nums = tuple(range(len(xs)))
     jac = transform(f, argnums=nums)
     lowered = gpuad.jit(jac).lower(*[gnp.asarray(x) for x in xs])
-    replay = Replay(lowered.program, fusion=False)
+    replay = Replay(lowered.program, fusion=fused, plan_for="cupy")
     for k in range(3):
         args = [gnp.asarray(x * (1.0 - 0.2 * k)) for x in xs]
         got = lowered.out_tree.unflatten(replay.run(*args))
