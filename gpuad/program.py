@@ -380,7 +380,8 @@ def _staged(steps, prim, ids, x, **params):
 def simplify(program):
     """Drop equations that return one of their inputs unchanged: reshapes, broadcasts and
     transposes to the same shape, casts to the same dtype, x * 1, x + 0, x - 0, x / 1, x ** 1
-    (the ones and zeros are constants: seeds and the rules' unit cotangents leave many)."""
+    (the ones and zeros are constants: seeds and the rules' unit cotangents leave many), and a
+    `where` whose condition is a constant True or False."""
     rename, kept = {}, []
     for eq in program.equations:
         ins = [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins]
@@ -405,6 +406,11 @@ def _unchanged(name, ins, params):
         return ins[0]  # the caller checks that shape and dtype did not change
     if name == "transpose":
         return ins[0] if params["perm"] == tuple(range(len(params["perm"]))) else None
+    if name == "where":  # a condition that is a constant True or False picks its branch
+        for flag, branch in ((True, ins[1]), (False, ins[2])):
+            if _is_constant(ins[0], flag):
+                return branch
+        return None
     if name in _NEUTRAL:
         positions, neutral = _NEUTRAL[name]
         for k in positions:
