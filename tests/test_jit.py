@@ -315,6 +315,16 @@ def test_a_seed_contracted_with_a_constant_folds_from_its_non_zeros(chain, monke
     assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), rtol=1e-6 if "cast" in chain else 1e-14)
 
 
+def test_a_where_on_a_constant_condition_is_its_branch():
+    x = gnp.asarray(np.linspace(-1, 1, 5))
+
+    def f(x):
+        return gnp.where(True, gnp.sin(x), x) + gnp.where(np.zeros(5, bool), x, gnp.cos(x)) + gnp.where(x > 0, x, 0.0)
+    text = gpuad.jit(f).lower(x).as_text()
+    assert text.count(" where ") == 1  # the computed condition's alone
+    assert_close(gpuad.jit(f)(x), f(x), rtol=1e-15)
+
+
 def test_peak_bytes_counts_a_reshape_of_a_transposed_view_as_a_copy():
     x = gnp.asarray(np.linspace(0, 1, 1000))  # 8000 bytes
     program = gpuad.jit(lambda x: gnp.reshape(gnp.reshape(x * 2.0, (10, 100)).T, (1000,)) + 1.0).lower(x).program
