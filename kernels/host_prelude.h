@@ -35,3 +35,19 @@ float powf(float, float) __attribute__((simd("notinbranch")));
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+// Run range(begin, end) over `units` (a region's elements, or its rows), split over the OpenMP
+// threads where the region has 256k elements or more (n), else in the caller's thread.
+template <class Range> static void gpuad_split(const long long units, const long long n, Range range) {
+#ifdef _OPENMP
+    if (n >= 262144) {
+#pragma omp parallel
+        {
+            const long long parts = omp_get_num_threads(), k = omp_get_thread_num();
+            range(units * k / parts, units * (k + 1) / parts);
+        }
+        return;
+    }
+#endif
+    range(0, units);
+}

@@ -4,7 +4,7 @@
 // axes), computes the region's values in registers and writes the outputs the program needs.
 // The loop over a range of elements is its own function, vectorised (`omp simd`, glibc's vector
 // math where built with it, an AVX2 clone beside the baseline): OpenMP's outlined parallel loops
-// would lose both. Above 256k elements the range is split over the threads.
+// would lose both. Above 256k elements the range is split over the threads (gpuad_split).
 // Where the body clamps indices into range (shifted reads near the ends), the elements between
 // lo and hi run the body without the clamps (fast_body): plain loads instead of gathers.
 //
@@ -36,15 +36,7 @@ static void ${name}_range(${params}, const long long begin, const long long end)
 }
 
 extern "C" void ${name}(${params}, const long long n) {
-#ifdef _OPENMP
-    if (n >= 262144) {
-#pragma omp parallel
-        {
-            const long long parts = omp_get_num_threads(), k = omp_get_thread_num();
-            ${name}_range(${args}, n * k / parts, n * (k + 1) / parts);
-        }
-        return;
-    }
-#endif
-    ${name}_range(${args}, 0, n);
+    gpuad_split(n, n, [&](const long long begin, const long long end) {
+        ${name}_range(${args}, begin, end);
+    });
 }

@@ -35,16 +35,7 @@ static void ${name}_range(${params}, const long long begin, const long long end)
 }
 
 extern "C" void ${name}(${params}, const long long n) {
-    const long long rows = n / ${cols}LL;
-#ifdef _OPENMP
-    if (n >= 262144) {
-#pragma omp parallel
-        {
-            const long long parts = omp_get_num_threads(), k = omp_get_thread_num();
-            ${name}_range(${args}, rows * k / parts, rows * (k + 1) / parts);
-        }
-        return;
-    }
-#endif
-    ${name}_range(${args}, 0, rows);
+    gpuad_split(n / ${cols}LL, n, [&](const long long begin, const long long end) {
+        ${name}_range(${args}, begin, end);
+    });
 }

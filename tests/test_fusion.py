@@ -128,6 +128,19 @@ def test_regions_of_several_axes_loop_by_rows_on_the_cpu(shape, dtype, leading, 
     _check_cupy_plan(program, [a, row], plain, nvrtc, rtol=1e-5 if dtype == np.float32 else 1e-13)
 
 
+@pytest.mark.parametrize("shape", [(300_001,), (301, 1003)])
+def test_regions_of_256k_elements_or_more_split_over_the_threads(shape):
+    """The host loop's elements (or rows) split over the OpenMP threads from 262,144 elements."""
+    x = gnp.asarray(np.linspace(-1, 1, int(np.prod(shape))).reshape(shape))
+
+    def f(x):
+        return gnp.exp(x) * gnp.tanh(gnp.flip(x, axis=-1)) + gnp.roll(x, 1, axis=-1)
+    program = _program(f, x)
+    plain, fused = _both(program, x)
+    assert Replay(program, fusion=True).regions >= 1
+    assert_close(fused[0], plain[0], rtol=1e-14)
+
+
 @pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])
 def test_every_spec_fused_equals_unfused_and_compiles_for_cuda(spec, nvrtc):
     args, nums = on_backend(*spec.inputs()), tuple(range(len(spec.shapes)))
