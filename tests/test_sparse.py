@@ -468,6 +468,34 @@ def test_compiling_a_sparse_jacobian_gives_the_same_csr_matrix(mode):
                                        rtol=1e-13)
 
 
+@pytest.mark.parametrize("name, fun, n", [("laplace_2d", lambda x: laplace_2d(x, 70), 4900),
+                                          ("tridiagonal", tridiagonal, 5000)])  # seeds past the small constants
+def test_a_compiled_sparse_jacobian_planned_for_cupy_makes_its_seed_from_the_colors(name, fun, n):
+    """Traced for CuPy, the compressed seed is eye(K, K + 1) at the colors (a region makes it from
+    an n-vector), not a K x n constant; its regions, run on the host, give the eager values, and
+    their CUDA source compiles."""
+    from gpuad.fusion import Region, fuse
+    from gpuad.kernels import nvrtc, region
+    from gpuad.replay import Replay
+    if gpuad.backend() != "numpy":
+        pytest.skip("plans for CuPy while the NumPy backend runs the kernels on the host")
+    x = gnp.asarray(RNG.normal(size=n))
+    lowered = gpuad.jit(sparse.jacobian(fun)).lower(x, backend="cupy")
+    k = int(sparse.color(sparse.jacobian_sparsity(fun)(x)).max()) + 1
+    consts = [a for eq in lowered.program.equations for a in eq.ins if hasattr(a, "shape") and not hasattr(a, "id")]
+    assert not any(a.size >= k * n for a in consts), [a.shape for a in consts]
+    data = Replay(lowered.program, plan_for="cupy").run(x)[0]
+    np.testing.assert_allclose(data, sparse.jacobian(fun)(x).data, rtol=1e-13)
+    try:
+        nvrtc.version()
+    except Exception:
+        return  # no NVRTC here: the host run above still checked the regions
+    for node in fuse(lowered.program, "cupy"):
+        if isinstance(node, Region):
+            kernel = region.render(node, "cuda")
+            nvrtc.compile_ptx(kernel.text, kernel.name)
+
+
 def test_compiling_a_sparse_hessian_and_returning_it_in_a_pytree():
     f = HESSIANS[1][1]
     x = gnp.asarray(RNG.normal(size=7))

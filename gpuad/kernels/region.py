@@ -341,18 +341,36 @@ def _broadcast_index(a, idx):
 
 
 def _reshape_index(in_shape, out_shape, idx):
-    """The index of a reshape's input: axes matched one to one where only unit axes differ, else
-    through the flat position."""
+    """The index of a reshape's input, group by group of axes whose sizes multiply to the same
+    (what a reshape merges or splits: (6, 10000) -> (6, 100, 100) keeps the 6 and splits the
+    10000): a group's position is a sum of products of its output indices, divided only where
+    the group has several input axes; unit axes read 0."""
     ins = [k for k, d in enumerate(in_shape) if d != 1]
     outs = [k for k, d in enumerate(out_shape) if d != 1]
     mapped = ["0LL"] * len(in_shape)
-    if [in_shape[k] for k in ins] == [out_shape[k] for k in outs]:
-        for a, b in zip(ins, outs):
-            mapped[a] = idx[b]
-        return tuple(mapped)
-    flat = " + ".join(f"{idx[k]} * {math.prod(out_shape[k + 1:])}LL" for k in outs) or "0LL"
-    for k in ins:
-        mapped[k] = f"(({flat}) / {math.prod(in_shape[k + 1:])}LL % {in_shape[k]}LL)"
+    i = o = 0
+    while i < len(ins):
+        group_in, group_out = [ins[i]], [outs[o]]
+        size_in, size_out = in_shape[ins[i]], out_shape[outs[o]]
+        i, o = i + 1, o + 1
+        while size_in != size_out:  # both shapes have the same size: the products meet
+            if size_in < size_out:
+                group_in.append(ins[i])
+                size_in *= in_shape[ins[i]]
+                i += 1
+            else:
+                group_out.append(outs[o])
+                size_out *= out_shape[outs[o]]
+                o += 1
+        flat = " + ".join(idx[b] if b == group_out[-1] else
+                          f"{idx[b]} * {math.prod(out_shape[c] for c in group_out[group_out.index(b) + 1:])}LL"
+                          for b in group_out)
+        flat = flat if len(group_out) == 1 else f"({flat})"
+        for m, a in enumerate(group_in):
+            stride = math.prod(in_shape[c] for c in group_in[m + 1:])
+            e = flat if stride == 1 else f"{flat} / {stride}LL"
+            mapped[a] = e if m == 0 else f"({e} % {in_shape[a]}LL)"
+            mapped[a] = mapped[a] if m or stride == 1 else f"({mapped[a]})"
     return tuple(mapped)
 
 
