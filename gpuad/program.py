@@ -264,8 +264,7 @@ def _seed_contraction(eq, made, seeded):
         if isinstance(seed, Var) and seed in seeded and not isinstance(other, Var):
             nz = seeds.nonzeros(seed, made)
             if nz is not None:
-                value = seeds.contract(nz, be.to_numpy(other), eq.params["spec"], j == 0, eq.out.shape,
-                                              eq.out.dtype)
+                value = seeds.contract(nz, be.to_numpy(other), eq.params["spec"], j == 0, eq.out.shape, eq.out.dtype)
                 return be.asarray(value)
     return None
 

@@ -369,8 +369,7 @@ def _reshape_index(in_shape, out_shape, idx):
         for m, a in enumerate(group_in):
             stride = math.prod(in_shape[c] for c in group_in[m + 1:])
             e = flat if stride == 1 else f"{flat} / {stride}LL"
-            mapped[a] = e if m == 0 else f"({e} % {in_shape[a]}LL)"
-            mapped[a] = mapped[a] if m or stride == 1 else f"({mapped[a]})"
+            mapped[a] = f"({e} % {in_shape[a]}LL)" if m else e if stride == 1 else f"({e})"
     return tuple(mapped)
 
 
