@@ -217,21 +217,23 @@ def fold_constants(program):
             del rename[a]  # a folded value is held no longer than its last reader needs it
         if all(a in made if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
             seed = _from_seeds(eq, seeded)
-            folded = _seed_contraction(eq, made, seeded) if seed is None else None
-            if folded is not None:
-                rename[eq.out] = folded
-                continue
             if seed is None:
+                folded = _sparse_fold(eq, made, seeded)
+                if folded is not None:
+                    rename[eq.out] = folded
+                    continue
+                eq = _dense_ins(eq)
                 needed = _ancestors(eq, made)
                 budget = _fold_budget() if budget is None else budget
                 if 2 * max(map(_nbytes, needed), default=0) <= budget:  # a value and a copy at once
                     rename[eq.out] = _evaluate(eq, needed, made)
                     continue
-            elif seed:
+            eq = _dense_ins(eq)
+            if seed:
                 seeded.add(eq.out)
             made[eq.out] = eq
-        kept.append(eq)
-    outs = [rename.get(o, o) if isinstance(o, Var) else o for o in program.outs]
+        kept.append(_dense_ins(eq))
+    outs = [_dense(rename.get(o, o)) if isinstance(o, Var) else o for o in program.outs]
     return Program(program.ins, kept, outs)
 
 
@@ -252,21 +254,45 @@ def _from_seeds(eq, seeded):
     return None if math.prod(eq.out.shape) <= max([_SMALL] + arrays + read) else False
 
 
-def _seed_contraction(eq, made, seeded):
-    """A contraction of a seed with a constant array, folded from the seed's non-zeros
-    (gpuad/seeds.py): a gather of the constant, never the dense seed; None where that does not
-    apply (the other operand still unevaluated, or a seed made otherwise than by moves and scalars)."""
-    if eq.prim.name != "contract":
-        return None
+def _sparse_fold(eq, made, seeded):
+    """eq folded from the non-zeros of a seed or of a constant held as its entries (gpuad/seeds.py):
+    a contraction of a seed with a constant is a gather of the constant, never the dense seed;
+    products, moves, selects and sums of entries stay entries (or a small dense result). None
+    where that does not apply (the other operand still unevaluated, a seed made otherwise than by
+    moves and scalars, an operation with no rule for entries)."""
     be = backends.current()
-    for j in (0, 1):
-        seed, other = eq.ins[j], eq.ins[1 - j]
-        if isinstance(seed, Var) and seed in seeded and not isinstance(other, Var):
-            nz = seeds.nonzeros(seed, made)
-            if nz is not None:
-                value = seeds.contract(nz, be.to_numpy(other), eq.params["spec"], j == 0, eq.out.shape, eq.out.dtype)
-                return be.asarray(value)
-    return None
+    if eq.prim.name == "contract":
+        for j in (0, 1):
+            a, other = eq.ins[j], eq.ins[1 - j]
+            nz = a if isinstance(a, seeds.NonZeros) else \
+                seeds.nonzeros(a, made) if isinstance(a, Var) and a in seeded else None
+            if nz is not None and not isinstance(other, (Var, seeds.NonZeros)):
+                return _on_backend(seeds.contract(nz, be.to_numpy(other), eq.params["spec"], j == 0, eq.out.shape,
+                                                  eq.out.dtype))
+        return None
+    if not any(isinstance(a, seeds.NonZeros) for a in eq.ins):
+        return None
+    ins = []  # constants still unevaluated (a seed's scalars) are evaluated where small
+    for a in eq.ins:
+        if isinstance(a, Var) and math.prod(a.shape) > _SMALL:
+            return None
+        ins.append(_evaluate(made[a], _ancestors(made[a], made), made) if isinstance(a, Var) else a)
+    return _on_backend(seeds.fold(Equation(eq.prim, ins, eq.out, eq.params), be.to_numpy))
+
+
+def _on_backend(value):
+    return value if value is None or isinstance(value, seeds.NonZeros) else backends.current().asarray(value)
+
+
+def _dense(value):
+    return backends.current().asarray(seeds.dense(value)) if isinstance(value, seeds.NonZeros) else value
+
+
+def _dense_ins(eq):
+    """eq with its constants held as entries made dense arrays."""
+    if not any(isinstance(a, seeds.NonZeros) for a in eq.ins):
+        return eq
+    return Equation(eq.prim, [_dense(a) for a in eq.ins], eq.out, eq.params)
 
 
 def _fold_budget():

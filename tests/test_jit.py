@@ -315,6 +315,36 @@ def test_a_seed_contracted_with_a_constant_folds_from_its_non_zeros(chain, monke
     assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), rtol=1e-6 if "cast" in chain else 1e-14)
 
 
+_W3 = np.linspace(-1, 1, 60).reshape(20, 3)
+_SPARSE_STEPS = {  # what folds after a seed's contraction that is mostly zeros, held as its entries
+    "times a broadcast constant, divided": lambda c: c * _W3 / 2.0,
+    "negated, cast": lambda c: (-c).astype(np.float32),
+    "reshaped, transposed": lambda c: gnp.transpose(gnp.reshape(c, (400, 60))),
+    "a constant select": lambda c: gnp.where(True, c, 0.0),
+    "summed": lambda c: gnp.sum(c, axis=1),
+    "summed, kept dims": lambda c: gnp.sum(c, axis=(0, 2), keepdims=True),
+    "sliced, broadcast": lambda c: gnp.broadcast_to(c[::3, None, 2:], (134, 2, 18, 3)),
+}
+
+
+@pytest.mark.parametrize("step", list(_SPARSE_STEPS))
+def test_a_folded_product_that_is_mostly_zeros_folds_on_as_its_entries(step, monkeypatch):
+    """A seed's contraction with a constant that is mostly zeros (each of 400 seed rows meets one
+    of 20 blocks) is held as its entries (gpuad/seeds.py) through what folds after it, and made dense
+    only where the program reads it: equal to eager, and no dense seed contraction on the way."""
+    from gpuad import seeds
+    folds = []
+    fold = seeds.fold
+    monkeypatch.setattr(seeds, "fold", lambda *a: folds.append(1) or fold(*a))
+    x = gnp.asarray(np.array([0.5, -1.5]))
+
+    def f(x):
+        c = gnp.reshape(gnp.eye(400), (400, 20, 20)) @ np.linspace(0.5, 2.0, 60).reshape(20, 3)
+        return _SPARSE_STEPS[step](c) * x[0] + x[1]
+    assert_close(gpuad.jit(f)(x), f(x), rtol=1e-6 if "cast" in step else 1e-14)
+    assert folds, "the entries were not folded on"
+
+
 def test_a_where_on_a_constant_condition_is_its_branch():
     x = gnp.asarray(np.linspace(-1, 1, 5))
 
