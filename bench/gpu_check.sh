@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of the CuPy backend: one prepared run on a lent device, under 5 minutes on an
-# H100 (each step has its own time limit; they add up to 300 s, which leaves room in a 7-minute
-# device call for the shared peers harness). The script carries on after a failing step so that
+# H100 (each step has its own time limit; they add up to 270 s, which leaves 150 s of a 7-minute
+# device call for the shared peers harness, whose table the README's GPU table comes from). The script carries on after a failing step so that
 # one run shows everything; its exit status counts failed steps.
 #
 #     bash bench/gpu_check.sh 2>&1 | tee gpu-check.txt
@@ -31,7 +31,7 @@ step 50 "NVRTC check and CuPy kernel cache" "$PYTHON" -m gpuad.kernels --check -
 # The files in order of what the GPU run must show first (CuPy compiles each new elementwise kernel at
 # its first use, so the whole suite may not fit): every eager kernel against NumPy (compiled by the
 # step above), the transforms, the compiled path, memory, sparse. Two GPU tests have a step below.
-step 110 "test suite on CuPy (compiled functions unfused)" env GPUAD_BACKEND=cupy GPUAD_FUSION=off \
+step 100 "test suite on CuPy (compiled functions unfused)" env GPUAD_BACKEND=cupy GPUAD_FUSION=off \
     "$PYTHON" -m pytest -q -p no:cacheprovider --maxfail=100 --tb=line -rf --durations=10 \
     -k "not no_host_round_trip and not cuda_graph" tests/test_gpu.py tests/test_transforms.py tests/test_jit.py \
     tests/test_gpu_memory.py tests/test_memory.py tests/test_graphs.py tests/test_sparse.py tests/test_linalg.py \
@@ -47,7 +47,7 @@ step 40 "no host round trip (eager and compiled), and the compiled replay's CUDA
     -k "no_host_round_trip or cuda_graph"
 # gpuad (eager and compiled) against JAX-jit and torch.func; per-case progress goes to stderr, so a
 # cut run still tells. The test suite above runs tests/test_jit.py on CuPy: the compiled path.
-step 60 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --engines gpuad,gpuad-jit,jax-jit,torch \
+step 40 "benchmarks" "$PYTHON" -m bench --size gpu --backend cupy --engines gpuad,gpuad-jit,jax-jit,torch \
     --budget 0.4
 echo
 echo "=== gpu_check: $failed step(s) failed"
