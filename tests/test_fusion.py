@@ -471,3 +471,26 @@ def test_a_region_too_long_to_compile_runs_unfused_and_the_others_stay_fused(mon
     assert 0 < replay.regions < whole.regions
     for got, want in zip(replay.run(x), Replay(program, fusion=False).run(x)):
         assert_close(got, want, rtol=1e-15)
+
+
+def test_a_prelude_that_cannot_be_precompiled_is_compiled_as_text(monkeypatch, tmp_path):
+    """The precompiled prelude is only a shortcut: where it cannot be built (here: its folder cannot
+    be made), each source carries the prelude as text and the kernels still build and run."""
+    if gpuad.backend() != "numpy":
+        pytest.skip("the C++ compiler builds the fused kernels of the NumPy backend only")
+    monkeypatch.setenv("GPUAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(host, "_loaded", {})
+    made = []
+
+    def refuse(self, *args, **kwargs):
+        if self.name.startswith("pch_"):
+            made.append(self.name)
+            raise PermissionError("read-only")
+        return mkdir(self, *args, **kwargs)
+    mkdir = type(tmp_path).mkdir
+    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+    x = gnp.asarray(np.linspace(-1, 1, 37))
+    program = _program(lambda x: gnp.sin(x) * gnp.exp(x[::-1]) + 0.5, x)
+    plain, fused = _both(program, x)
+    assert made and Replay(program, fusion=True).regions == 1
+    assert_close(fused[0], plain[0], rtol=1e-14)

@@ -149,16 +149,19 @@ def _precompiled(base, head):
     folder = cache_dir() / f"pch_{hashlib.sha1((' '.join(base) + head).encode()).hexdigest()[:16]}"
     if (folder / f"{_PRELUDE}.gch").exists():
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:  # each file appears whole or not at all
-        (Path(tmp) / _PRELUDE).write_text(head)
-        os.replace(Path(tmp) / _PRELUDE, folder / _PRELUDE)
-        gch = Path(tmp) / f"{_PRELUDE}.gch"
-        done = subprocess.run([*base, "-x", "c++-header", "-o", str(gch), str(folder / _PRELUDE)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            return None
-        os.replace(gch, folder / f"{_PRELUDE}.gch")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:  # each file appears whole or not at all
+            (Path(tmp) / _PRELUDE).write_text(head)
+            os.replace(Path(tmp) / _PRELUDE, folder / _PRELUDE)
+            gch = Path(tmp) / f"{_PRELUDE}.gch"
+            done = subprocess.run([*base, "-x", "c++-header", "-o", str(gch), str(folder / _PRELUDE)],
+                                  capture_output=True, text=True)
+            if done.returncode:
+                return None
+            os.replace(gch, folder / f"{_PRELUDE}.gch")
+    except OSError:  # a cache that cannot take it: the sources carry the prelude as text
+        return None
     return folder
 
 
