@@ -18,9 +18,9 @@ where the kernels saved outnumber the copies added, and where what the graph hol
 import os
 import threading
 import warnings
-from math import prod
 from typing import NamedTuple
 
+from .core import held_bytes
 from .fusion import view
 from .ops.table import ROWS
 from .program import Var
@@ -83,12 +83,8 @@ def _worth(program, steps, i, j, staying):
     outs = [v for v in dict.fromkeys(v for s in steps[i:j] for v in s.outs) if v in later]
     escaping = [v not in staying for v in outs]
     saved = sum(map(_launches, steps[i:j])) - 1 - len(ins) - sum(escaping)
-    held = sum(_bytes(v) for v in ins) + sum(_bytes(v) for s in steps[i:j] if _launches(s) for v in s.outs)
+    held = sum(map(held_bytes, ins)) + sum(held_bytes(v) for s in steps[i:j] if _launches(s) for v in s.outs)
     return [Run(i, j, ins, outs, escaping, held)] if saved >= _SAVED and held <= _HELD else []
-
-
-def _bytes(v):
-    return v.dtype.itemsize * prod(v.shape)
 
 
 class Graphed:

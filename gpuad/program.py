@@ -265,7 +265,7 @@ def _sparse_fold(eq, made, seeded):
         for j in (0, 1):
             a, other = eq.ins[j], eq.ins[1 - j]
             nz = a if isinstance(a, seeds.NonZeros) else \
-                seeds.nonzeros(a, made) if isinstance(a, Var) and a in seeded else None
+                seeds.nonzeros(a, made, be.to_numpy) if isinstance(a, Var) and a in seeded else None
             if nz is not None and not isinstance(other, (Var, seeds.NonZeros)):
                 return _on_backend(seeds.contract(nz, be.to_numpy(other), eq.params["spec"], j == 0, eq.out.shape,
                                                   eq.out.dtype))

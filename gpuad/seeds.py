@@ -34,22 +34,25 @@ def dense(nz):
     return out
 
 
-def nonzeros(v, made):
-    """The non-zeros of the constant Var v (made: Var -> Equation) where it is a seed, else None."""
+def nonzeros(v, made, to_numpy):
+    """The non-zeros of the constant Var v (made: Var -> Equation) where it is a seed, else None:
+    an eye, then each equation on the way (with one Var, the seed, among its arguments) folded
+    from the entries so far (`fold`)."""
     eq = made.get(v)
     if eq is None:
         return None
-    name, p = eq.prim.name, eq.params
-    if name == "eye":
+    if eq.prim.name == "eye":
+        p = eq.params
         lo = max(0, -p["k"])
         rows = onp.arange(lo, max(lo, min(p["rows"], p["cols"] - p["k"])))
         return NonZeros((rows, rows + p["k"]), onp.ones(len(rows), p["dtype"]), (p["rows"], p["cols"]))
-    if name in ("multiply", "divide", "negative", "astype"):
-        return _scaled(eq, made, type(v))
-    x = eq.ins[0] if eq.ins else None
-    rule = _RULES.get(name) if isinstance(x, type(v)) else None  # the moved value, a Var as v is
-    nz = None if rule is None else nonzeros(x, made)
-    return None if nz is None else rule(nz, eq)
+    var = type(v)
+    inner = [a for a in eq.ins if isinstance(a, var)]
+    nz = nonzeros(inner[0], made, to_numpy) if len(inner) == 1 else None
+    if nz is None:
+        return None
+    value = fold(type(eq)(eq.prim, [nz if isinstance(a, var) else a for a in eq.ins], eq.out, eq.params), to_numpy)
+    return value if isinstance(value, NonZeros) else None
 
 
 def contract(nz, other, spec, seed_first, out_shape, out_dtype):
@@ -113,21 +116,6 @@ def fold(eq, to_numpy):
             out[...] = nz.values.sum()
         return out
     return None
-
-
-def _scaled(eq, made, var):
-    """seed * a, a * seed, seed / a (a a scalar), -seed, seed.astype(...): the same non-zeros."""
-    k = 0 if isinstance(eq.ins[0], var) else 1
-    x, a = eq.ins[k], (eq.ins[1 - k] if len(eq.ins) == 2 else None)
-    if not isinstance(x, var) or (eq.prim.name == "divide" and k) or not (a is None or _scalar(a)):
-        return None
-    nz = nonzeros(x, made)
-    if nz is None:
-        return None
-    a = a.item() if hasattr(a, "item") else a
-    values = {"multiply": lambda v: v * a, "divide": lambda v: v / a, "negative": lambda v: -v,
-              "astype": lambda v: v}[eq.prim.name](nz.values)
-    return NonZeros(nz.coords, values.astype(eq.out.dtype), nz.shape)
 
 
 def _scalar(a):

@@ -163,8 +163,10 @@ class _Sweep:
         self.seeds = {}
 
     def __call__(self, call):
-        values = [gnp.take(gnp.reshape(product(call, functools.partial(self.seed, colors), self.pattern.shape[0]),
-                                       (-1,)), at) for product, colors, at in self.parts]
+        traced = any(isinstance(x, ProgramTracer) for x in call.leaves)
+        values = [gnp.take(gnp.reshape(product(call, functools.partial(self.seed, colors, traced=traced),
+                                               self.pattern.shape[0]), (-1,)), at)
+                  for product, colors, at in self.parts]
         return self.result(values[0] if len(values) == 1 else gnp.where(self.from_reverse, values[1], values[0]))
 
     def seed(self, colors, dt, traced=False):
@@ -263,7 +265,7 @@ def _joined(bundles, k):
 def _forward_product(call, seeds, m):
     """J S (as (K, m): direction k is J @ seed k), by one forward run with K directions; seeds(dtype)
     gives S^T (K, n)."""
-    s = seeds(dtype(call.leaves[0]), any(isinstance(x, ProgramTracer) for x in call.leaves))
+    s = seeds(dtype(call.leaves[0]))
     _, tangents, _, _ = call.forward(_split(s, call.leaves))
     product = _joined(tangents, s.shape[0])
     _check_rows(call.name, m, product.shape[1])
@@ -275,8 +277,7 @@ def _reverse_product(call, seeds, m):
     seeds(dtype) gives S^T (M, m)."""
     rec = call.record()
     _check_rows(call.name, m, rec.m)
-    s = seeds(dtype(rec.values[0]) if rec.values else dtype(call.leaves[0]),
-              any(isinstance(x, ProgramTracer) for x in call.leaves))
+    s = seeds(dtype(rec.values[0]) if rec.values else dtype(call.leaves[0]))
     by_output = {}
     for oid, part in zip(rec.ids, _split(s, rec.values)):
         if oid is not None:
