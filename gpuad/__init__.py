@@ -3,7 +3,7 @@
     import gpuad, gpuad.numpy as gnp
     J = gpuad.jacfwd(lambda x: gnp.array([x[0] ** 2 * x[1], gnp.sin(x[2])]))(gnp.array([1.0, 2.0, 0.5]))
 """
-from . import numpy, scipy  # noqa: F401  (gpuad.numpy installs the array methods of traced values)
+from . import lax, numpy, scipy  # noqa: F401  (gpuad.numpy installs the array methods of traced values)
 from .api import (  # noqa: F401
     block_until_ready,
     grad,
