@@ -12,6 +12,9 @@ array(8.)
 >>> gpuad.grad(lambda x: gpuad.lax.fori_loop(0, 3, lambda i, y: y * x, x))(gnp.asarray(2.0))
 array(32.)
 """
+import functools
+import math
+
 import numpy as onp
 
 from . import backends
@@ -21,13 +24,17 @@ from .loops import Cond, Scan, While, cond_p, scan_p, trace_body, unpack, while_
 from .ops import patterns
 from .tree import tree_flatten, tree_map
 
-__all__ = ["fori_loop", "scan", "while_loop", "cond", "switch", "map", "stop_gradient"]
+__all__ = ["fori_loop", "scan", "while_loop", "cond", "switch", "map", "stop_gradient", "checkpoint", "remat"]
 
 
-def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
+def scan(f, init, xs=None, length=None, reverse=False, unroll=1, checkpoint=None):
     """Loop f(carry, x) -> (carry, y) over the leading axis of xs; returns (final carry, stacked ys),
     as jax.lax.scan. `reverse` scans from the end (ys still line up with xs); `unroll` is accepted
     for JAX's signature (a compiled loop replays its body's program, so unrolling gains nothing).
+    Reverse mode stores the carry of every step; `checkpoint` (an extension) stores fewer: an int k
+    runs the scan in blocks of k steps, storing the carry entering each block and, while the
+    backward sweep is in a block, that block's carries (about n/k + k instead of n, for one more
+    forward run); "sqrt" picks k = sqrt(n).
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.lax.scan(lambda c, x: (c + x, c * x), 0.0, gnp.arange(1.0, 4.0))
@@ -35,13 +42,19 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
     """
     if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
         raise TypeError(f"scan: unroll must be a positive int or a bool, got {unroll!r}")
-    return _scan(f, init, xs, length, reverse, "scan")
+    n = _length(xs, length)
+    if checkpoint is None:
+        return _scan(f, init, xs, n, reverse, "scan")
+    if checkpoint == "sqrt":
+        return _blocked(f, init, xs, n, max(1, math.isqrt(n)), reverse)
+    if isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1:
+        raise ValueError(f'scan: checkpoint must be None, a positive int (steps per block) or "sqrt", '
+                         f"got {checkpoint!r}")
+    return _blocked(f, init, xs, n, checkpoint, reverse)
 
 
-def _scan(f, init, xs, length, reverse, name):
-    x_leaves, x_tree = tree_flatten(xs)
-    x_leaves = [_array(x) for x in x_leaves]
-    lengths = {shape(x)[0] if shape(x) else None for x in x_leaves}
+def _length(xs, length):
+    lengths = {shape(x)[0] if shape(x) else None for x in tree_flatten(xs)[0]}
     if None in lengths:
         raise ValueError("scan: every leaf of xs needs a leading axis to scan over; a leaf is a scalar")
     if length is not None:
@@ -49,7 +62,37 @@ def _scan(f, init, xs, length, reverse, name):
     if len(lengths) != 1:
         raise ValueError(f"scan: the leaves of xs have leading axes of sizes {sorted(lengths)} (length included); "
                          "they must agree" if lengths else "scan: give length when xs is None")
-    n = lengths.pop()
+    return lengths.pop()
+
+
+def _blocked(f, init, xs, n, k, reverse):
+    """The scan as an outer scan over blocks of k steps, each an inner scan, then the n % k steps
+    left. Reverse mode stores the carry entering each block; sweeping a block back recomputes it
+    storing its k carries."""
+    blocks = n // k
+    if blocks <= 1:
+        return _scan(f, init, xs, n, reverse, "scan")
+    cut = blocks * k
+    head = tree_map(lambda x: gnp.reshape(x[:cut], (blocks, k) + shape(x)[1:]), xs)
+    tail = tree_map(lambda x: x[cut:], xs)
+
+    def run_head(c):
+        return _scan(lambda c, block: _scan(f, c, block, k, reverse, "scan"), c, head, blocks, reverse, "scan")
+
+    def run_tail(c):
+        return _scan(f, c, tail, n - cut, reverse, "scan")
+    if reverse:  # the steps left over come first
+        c, ys_tail = run_tail(init)
+        c, ys_head = run_head(c)
+    else:
+        c, ys_head = run_head(init)
+        c, ys_tail = run_tail(c)
+    return c, tree_map(lambda h, t: gnp.concatenate([gnp.reshape(h, (cut,) + shape(h)[2:]), t]), ys_head, ys_tail)
+
+
+def _scan(f, init, xs, n, reverse, name):
+    x_leaves, x_tree = tree_flatten(xs)
+    x_leaves = [_array(x) for x in x_leaves]
     carry, x_avals = _Carry(name, init), [ShapeDtypeStruct(shape(x)[1:], x.dtype) for x in x_leaves]
     y_tree = []
 
@@ -82,7 +125,7 @@ def fori_loop(lower, upper, body_fun, init_val):
     lo, hi = _concrete_int(lower, "lower"), _concrete_int(upper, "upper")
     dt = onp.result_type(onp.asarray(lower), onp.asarray(upper))
     steps = backends.current().asarray(onp.arange(lo, max(lo, hi), dtype=dt))
-    return _scan(lambda val, i: (body_fun(i, val), None), init_val, steps, None, False, "fori_loop")[0]
+    return _scan(lambda val, i: (body_fun(i, val), None), init_val, steps, len(steps), False, "fori_loop")[0]
 
 
 def while_loop(cond_fun, body_fun, init_val):
@@ -119,6 +162,13 @@ def switch(index, branches, *operands):
     branches = list(branches)
     if not branches or not all(callable(b) for b in branches):
         raise TypeError("switch: branches must be a non-empty sequence of functions")
+    index = gnp.asarray(index)
+    if shape(index) != () or index.dtype.kind not in "biu":
+        raise TypeError(f"switch: the index must be an integer scalar, got {same(index)}")
+    return _switch(index.astype("int64"), branches, operands, "cond")
+
+
+def _switch(index, branches, operands, name):
     leaves, tree = tree_flatten(operands)
     leaves = [_array(x) for x in leaves]
     avals = [same(x) for x in leaves]
@@ -139,11 +189,8 @@ def switch(index, branches, *operands):
     # every branch takes every branch's constants, then the operands
     programs = [trace_body(lambda vals, p=p, k=k: p.evaluate(vals[offsets[k]:offsets[k + 1]] + vals[n:]),
                            [same(c) for c in consts] + avals, f"branch {k}")[0] for k, (p, _) in enumerate(traced)]
-    spec = Cond(programs)
-    index = gnp.asarray(index)
-    if shape(index) != () or index.dtype.kind not in "biu":
-        raise TypeError(f"switch: the index must be an integer scalar, got {same(index)}")
-    return out[0][0].unflatten(unpack(cond_p(index.astype("int64"), *consts, *leaves, spec=spec), spec.out_avals))
+    spec = Cond(programs, name)
+    return out[0][0].unflatten(unpack(cond_p(index, *consts, *leaves, spec=spec), spec.out_avals))
 
 
 def cond(pred, true_fun, false_fun, *operands):
@@ -167,6 +214,37 @@ def map(f, xs):
     array([0., 1., 4.])
     """
     return scan(lambda c, x: (c, f(x)), None, xs)[1]
+
+
+def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
+    """fun, whose reverse-mode derivative stores only its arguments and recomputes fun's inside
+    when the backward sweep reaches it (jax.checkpoint, alias remat): memory for time. Its call is
+    one primitive (a one-branch cond) whose VJP rule reruns fun under the sweep. `policy` None
+    (save nothing inside fun) is the one supported; prevent_cse is accepted (the call is one
+    equation that common-subexpression elimination never splits).
+
+    >>> import gpuad, gpuad.numpy as gnp
+    >>> gpuad.grad(gpuad.checkpoint(lambda x: gnp.sin(gnp.sin(x))))(gnp.asarray(0.0))
+    array(1.)
+    """
+    if policy is not None:
+        raise ValueError("checkpoint: only policy=None (save nothing inside the function, recompute it in the "
+                         "backward sweep) is supported")
+    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+
+    @functools.wraps(fun)
+    def rematted(*args):
+        static = {i % len(args): args[i] for i in nums}
+        dynamic = [a for i, a in enumerate(args) if i not in static]
+
+        def call(*dyn):
+            it = iter(dyn)
+            return fun(*[static[i] if i in static else next(it) for i in range(len(args))])
+        return _switch(gnp.asarray(0), [call], dynamic, "checkpoint")
+    return rematted
+
+
+remat = checkpoint
 
 
 # ---------------------------------------------------------------- stop_gradient

@@ -165,16 +165,23 @@ class Scan:
         return list(args[:nc]), list(args[nc:nc + nk]), list(args[nc + nk:])
 
     def run(self, args, step):
-        """The loop on arrays, step(list) -> list running the body once."""
+        """The loop on arrays, step(list) -> list running the body once. Each step's outputs are
+        written into their places in the packed output (no list of them, no copy to stack them)."""
         consts, carry, xs = self.split(args)
-        order = range(self.length - 1, -1, -1) if self.reverse else range(self.length)
-        ys = [None] * self.length
-        for i in order:
+        out = packed_aval(self.out_avals)
+        flat = backends.current().xp.empty(out.size, dtype=out.dtype)
+        places, off = [], 0
+        for a in self.out_avals:
+            places.append(flat[off:off + a.size].reshape(a.shape))
+            off += a.size
+        for i in range(self.length - 1, -1, -1) if self.reverse else range(self.length):
             outs = step(consts + carry + [x[i, ...] for x in xs])
-            carry, ys[i] = list(outs[:self.n_carry]), outs[self.n_carry:]
-        stacked = [gnp.stack([y[j] for y in ys]) if self.length else zeros((0,), a)
-                   for j, a in enumerate(avals_of(self.body)[self.n_carry:])]
-        return pack(carry + stacked, self.out_avals)
+            carry = list(outs[:self.n_carry])
+            for place, y in zip(places[self.n_carry:], outs[self.n_carry:]):
+                place[i] = y
+        for place, c in zip(places, carry):
+            place[...] = c
+        return flat.reshape(out.shape)
 
     def stored(self):
         """This scan with the carry entering each iteration as extra stacked outputs (what the

@@ -8,7 +8,7 @@ from helpers import assert_close, numerical_jacobian, on_backend, to_np
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad import lax
+from gpuad import core, lax
 
 
 # ---------------------------------------------------------------- problems
@@ -249,3 +249,62 @@ def test_compiled_while_and_cond():
     assert_close(f(gnp.asarray([1.0, 2.0])), [2.0, 4.0])
     assert_close(f(gnp.asarray([-1.0, 2.0])), [1.0, -2.0])
     assert_close(gpuad.jit(lambda x: lax.fori_loop(0, x.shape[0], lambda i, c: c + x[i], 0.0))(gnp.arange(4.0)), 6.0)
+
+
+# ---------------------------------------------------------------- checkpointing
+def test_checkpoint_recomputes_and_keeps_every_derivative():
+    def block(x, w):
+        return gnp.tanh(w * gnp.sin(x)) * x
+    f = lambda x, w: gnp.sum(gpuad.checkpoint(block)(x, w) ** 2)  # noqa: E731
+    g = lambda x, w: gnp.sum(block(x, w) ** 2)  # noqa: E731
+    x, w = gnp.asarray([0.3, -1.2, 2.0]), gnp.asarray(0.7)
+    for argnum in (0, 1):
+        assert_close(gpuad.grad(f, argnums=argnum)(x, w), gpuad.grad(g, argnums=argnum)(x, w), rtol=1e-14)
+    assert_close(gpuad.hessian(f)(x, w), gpuad.hessian(g)(x, w), rtol=1e-12)
+    assert_close(gpuad.vmap(gpuad.grad(f), in_axes=(0, None))(gnp.stack([x, -x]), w),
+                 gpuad.vmap(gpuad.grad(g), in_axes=(0, None))(gnp.stack([x, -x]), w), rtol=1e-14)
+    assert_close(gpuad.jit(gpuad.grad(f))(x, w), gpuad.grad(g)(x, w), rtol=1e-14)
+    evals = []
+    for h in (g, f):
+        before = core.stats["evals"]
+        gpuad.grad(h)(x, w)
+        evals.append(core.stats["evals"] - before)
+    assert evals[1] >= evals[0] + 4  # the sweep reran block's four primitives (sin, multiply, tanh, multiply)
+    with pytest.raises(ValueError, match="policy"):
+        gpuad.checkpoint(block, policy="dots_saveable")
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("checkpoint", [4, "sqrt"])
+def test_checkpointed_scan_equals_the_plain_one(reverse, checkpoint):
+    rng = np.random.default_rng(3)
+    args = on_backend(rng.normal(size=3), rng.normal(size=(23, 3)), rng.normal(size=(3, 3)) * 0.5)
+
+    def run(checkpoint):
+        def f(h0, xs, w):
+            h, ys = lax.scan(lambda h, x: (gnp.tanh(w @ h + x), gnp.sum(h)), h0, xs, reverse=reverse,
+                             checkpoint=checkpoint)
+            return gnp.concatenate([h, ys])
+        return f
+    for argnum in range(3):
+        assert_close(gpuad.jacrev(run(checkpoint), argnums=argnum)(*args),
+                     gpuad.jacfwd(run(None), argnums=argnum)(*args), rtol=1e-10, atol=1e-12)
+    assert_close(run(checkpoint)(*args), run(None)(*args), rtol=1e-14)
+
+
+def test_checkpointed_scan_stores_a_fraction_of_the_carries():
+    import tracemalloc
+    w = gnp.asarray(np.linspace(0.5, 1.5, 20000))
+
+    def loss(checkpoint):
+        return lambda x: gnp.sum(lax.scan(lambda c, _: (gnp.sin(c) * w, None), x, None, length=400,
+                                          checkpoint=checkpoint)[0])
+    peaks = {}
+    for checkpoint in (None, "sqrt"):
+        tracemalloc.start()
+        g = gpuad.grad(loss(checkpoint))(w)
+        peaks[checkpoint] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        peaks[checkpoint, "grad"] = to_np(g)
+    np.testing.assert_allclose(peaks["sqrt", "grad"], peaks[None, "grad"], rtol=1e-12)
+    assert peaks["sqrt"] < 0.15 * peaks[None], peaks  # 400 carries stored against 20 + 20
