@@ -17,6 +17,9 @@ Every rule binds loops and gpuad.numpy ops, so the rules nest to any order. A pr
 array: a loop's output leaves (carries, then the stacked outputs of a scan) travel packed, raveled
 and concatenated in one dtype (`pack`), and are unpacked by the caller.
 """
+import functools
+import operator
+
 import numpy as onp
 
 from . import backends
@@ -634,3 +637,86 @@ def _cond_batch(args, batched, spec):
 cond_p = Primitive("cond", _cond_impl, _cond_jvp, _cond_vjp, _cond_batch,
                    abstract=lambda *args, spec: packed_aval(spec.out_avals))
 cond_p.lower = _cond_lower
+
+
+# ---------------------------------------------------------------- sparsity patterns (gpuad.sparse)
+def _columns(args):
+    """Each operand's identity pattern among all the operands' elements, side by side (SciPy CSR)."""
+    import scipy.sparse as sp
+    sizes = [int(onp.prod(shape(a))) for a in args]
+    offsets = onp.cumsum([0] + sizes)
+    n = int(offsets[-1])
+    eye = [sp.csr_array((onp.ones(s, bool), (onp.arange(s), offsets[k] + onp.arange(s))), shape=(s, n))
+           for k, s in enumerate(sizes)]
+    return eye, offsets, n
+
+
+def _locals(pattern, offsets):
+    """The output's pattern split by operand: (rows, cols) per operand, None where it is empty."""
+    out = []
+    for lo, hi in zip(offsets[:-1], offsets[1:]):
+        part = pattern[:, lo:hi].tocoo()
+        out.append((part.row, part.col) if part.nnz else None)
+    return out
+
+
+def _same(p, q):
+    return p.shape == q.shape and (p != q).nnz == 0
+
+
+def _scan_pattern(args, out, spec):
+    """A step's pattern propagated through the body: the carries' patterns step after step (until
+    they stop changing, or length steps), a scanned slice as the union over its slices, each
+    stacked output as the union over the steps."""
+    import scipy.sparse as sp
+
+    from .sparse.detect import propagate
+    eye, offsets, n = _columns(args)
+    nc, nk = spec.n_consts, spec.n_carry
+    slices = []
+    for k in range(nc + nk, len(args)):
+        length, s = shape(args[k])[0], eye[k].shape[0] // max(shape(args[k])[0], 1)
+        rows = onp.tile(onp.arange(s), length)
+        slices.append(sp.csr_array((onp.ones(rows.size, bool), (rows, offsets[k] + onp.arange(rows.size))),
+                                   shape=(s, n)))
+    carry, ys = eye[nc:nc + nk], None
+    for _ in range(spec.length):
+        outs = propagate(spec.body, eye[:nc] + carry + slices, n)
+        ys = outs[nk:] if ys is None else [a + b for a, b in zip(ys, outs[nk:])]
+        stable = all(_same(a, b) for a, b in zip(carry, outs[:nk]))
+        carry = outs[:nk]
+        if stable:
+            break
+    if ys is None:  # no steps
+        ys = [sp.csr_array((a.size // max(spec.length, 1), n), dtype=bool) for a in spec.out_avals[nk:]]
+    stacked = [sp.vstack([y] * spec.length, format="csr") if spec.length else
+               sp.csr_array((0, n), dtype=bool) for y in ys]
+    return _locals(sp.vstack(carry + stacked, format="csr"), offsets)
+
+
+def _while_pattern(args, out, spec):
+    """The carries' patterns through the body to a fixed point (the trip count is not known)."""
+    import scipy.sparse as sp
+
+    from .sparse.detect import propagate
+    eye, offsets, n = _columns(args)
+    start = spec.n_cc + spec.n_bc
+    carry = eye[start:]
+    while True:
+        grown = [a + b for a, b in zip(carry, propagate(spec.body, eye[spec.n_cc:start] + carry, n))]
+        if all(_same(a, b) for a, b in zip(carry, grown)):
+            return _locals(sp.vstack(carry, format="csr"), offsets)
+        carry = grown
+
+
+def _cond_pattern(args, out, spec):
+    """The union of the branches' patterns (the index does not enter them)."""
+    import scipy.sparse as sp
+
+    from .sparse.detect import propagate
+    eye, offsets, n = _columns(args)
+    outs = [sp.vstack(propagate(b, eye[1:], n), format="csr") for b in spec.branches]
+    return _locals(functools.reduce(operator.add, outs), offsets)
+
+
+scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern
