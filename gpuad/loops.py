@@ -341,8 +341,9 @@ def _scan_rev_forward(values, spec):
 def _scan_vjp(ct, args, out, needed, spec):
     """One backward scan over the stored carries: each iteration recomputes the body from its carry
     and sweeps the body's tape back with the M cotangents of its outputs."""
-    if _kept(spec.kept, args):
-        stored = spec.kept[1]
+    kept, spec.kept = spec.kept, None  # a later sweep recomputes them: the spec holds no arrays after a sweep
+    if _kept(kept, args):
+        stored = kept[1]
     else:
         stored = unpack(scan_p(*args, spec=spec.stored()), spec.stored().out_avals)[len(spec.out_avals):]
     m = shape(ct)[0]
@@ -508,7 +509,8 @@ def _while_rev_forward(values, spec):
 
 
 def _while_vjp(ct, args, out, needed, spec):
-    scan = spec.kept[1] if _kept(spec.kept, args) else spec.as_scan(_trip_count(args, spec))
+    kept, spec.kept = spec.kept, None
+    scan = kept[1] if _kept(kept, args) else spec.as_scan(_trip_count(args, spec))
     return _scan_vjp(ct, args, out, needed, scan)
 
 

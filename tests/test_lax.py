@@ -349,3 +349,34 @@ def test_sparsity_patterns_through_loops():
     f = lambda x: lax.cond(x[0] > 0, lambda y: y * y[0], lambda y: y[::-1], x)  # noqa: E731
     np.testing.assert_array_equal(sparse.jacobian_sparsity(f)(gnp.ones(3)).toarray(),
                                   np.eye(3, dtype=bool) | np.eye(3, dtype=bool)[::-1] | (np.arange(3)[None] == 0))
+
+
+@gpuad.custom_jvp
+def _softplus(x):
+    return gnp.log1p(gnp.exp(x))
+
+
+@_softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    return _softplus(primals[0]), tangents[0] / (1.0 + gnp.exp(-primals[0]))
+
+
+def test_custom_rules_inside_bodies_and_every_way_to_sweep():
+    f = lambda x: lax.fori_loop(0, 3, lambda i, y: _softplus(y) * x, x)  # noqa: E731
+    x = gnp.asarray([0.3, -0.2])
+    fwd = gpuad.jacfwd(f)(x)
+    assert_close(fwd, numerical_jacobian(f, [to_np(x)], 0), rtol=1e-6, atol=1e-8)
+    for other in (gpuad.jacrev(f)(x), gpuad.jacrev(f, chunk_size=1)(x), gpuad.jacobian(f)(x),
+                  gnp.stack([gpuad.linearize(f, x)[1](gnp.asarray(e)) for e in np.eye(2)], axis=1)):
+        assert_close(other, fwd, rtol=1e-12, atol=1e-14)
+    s = lambda x: gnp.sum(f(x))  # noqa: E731
+    assert_close(gpuad.hessian(s)(x), gpuad.jacrev(gpuad.jacrev(s))(x), rtol=1e-10, atol=1e-12)
+
+
+def test_traced_bounds_make_a_while_loop():
+    power = lambda x, n: lax.fori_loop(0, n, lambda i, c: c * x, 1.0)  # noqa: E731
+    x, n = gnp.asarray(2.0), gnp.asarray(5)
+    assert to_np(gpuad.jit(power)(x, n)) == 32.0
+    assert to_np(gpuad.jit(gpuad.jacfwd(power))(x, n)) == 80.0
+    assert "while_loop[" in gpuad.jit(power).lower(x, n).as_text()
+    assert to_np(gpuad.grad(power)(x, n)) == 80.0  # eagerly the trip count is known: reverse mode works
