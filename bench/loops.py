@@ -3,7 +3,9 @@ and as a Python loop (unrolled into the program), beside jax.jit with jax.lax.fo
 installed; first call (tracing and kernel builds, with a cold kernel cache) and steady calls,
 interleaved in one process.
 
-    python -m bench.loops [--steps 1000] [--unrolled 100]
+    python -m bench.loops [--steps 1000] [--unrolled 100] [--batch 100000]
+
+--batch B adds jit(vmap(jacfwd)) of the --unrolled-step loop over B initial conditions.
 """
 import argparse
 import functools
@@ -59,6 +61,7 @@ def main():
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--unrolled", type=int, default=100, help="steps of the Python-loop version")
     parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=0, help="initial conditions of the vmap case (0: none)")
     a = parser.parse_args()
     z = onp.array([0.7, -0.3, 1.3, 0.2])
     cases = [(f"gpuad jit(jacfwd), fori_loop, {a.steps} steps",
@@ -68,6 +71,11 @@ def main():
              (f"gpuad jit(jacfwd), fori_loop, {a.unrolled} steps",
               gpuad.jit(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, a.unrolled))), gnp.asarray(z),
               lambda x: x)]
+    zs = onp.random.default_rng(0).uniform(0.1, 1.0, size=(a.batch, 4))
+    if a.batch:
+        cases.append((f"gpuad jit(vmap(jacfwd)), fori_loop, {a.unrolled} steps, {a.batch} examples",
+                      gpuad.jit(gpuad.vmap(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, a.unrolled)))),
+                      gnp.asarray(zs), lambda x: x))
     try:
         import jax
         jax.config.update("jax_enable_x64", True)
@@ -75,6 +83,10 @@ def main():
             cases.append((f"jax.jit(jacfwd), lax.fori_loop, {steps} steps",
                           jax.jit(jax.jacfwd(integrator(jax.numpy, jax.lax.fori_loop, steps))), jax.numpy.asarray(z),
                           lambda x: x.block_until_ready()))
+        if a.batch:
+            cases.append((f"jax.jit(vmap(jacfwd)), lax.fori_loop, {a.unrolled} steps, {a.batch} examples",
+                          jax.jit(jax.vmap(jax.jacfwd(integrator(jax.numpy, jax.lax.fori_loop, a.unrolled)))),
+                          jax.numpy.asarray(zs), lambda x: x.block_until_ready()))
     except ImportError:
         print("JAX is not installed: gpuad alone")
     results = {}
@@ -88,10 +100,13 @@ def main():
     print("| case | first call | later calls (median) |\n| --- | --- | --- |")
     for name, (_, first, med) in results.items():
         print(f"| {name} | {first:.3f} s | {med * 1e3:.4f} ms |")
-    loop = onp.asarray(results[cases[0][0]][0])
+    by_problem = {}  # the same loop computed by gpuad and JAX must agree
     for name, (out, _, _) in results.items():
-        if f"{a.steps} steps" in name and not onp.allclose(onp.asarray(out), loop, rtol=1e-10, atol=1e-12):
-            raise SystemExit(f"{name} disagrees with gpuad's loop")
+        by_problem.setdefault(name.split("), ", 1)[1], []).append((name, onp.asarray(out)))
+    for outs in by_problem.values():
+        for name, out in outs[1:]:
+            if not onp.allclose(out, outs[0][1], rtol=1e-10, atol=1e-12):
+                raise SystemExit(f"{name} disagrees with {outs[0][0]}")
 
 if __name__ == "__main__":
     main()

@@ -37,7 +37,8 @@ def trace_body(fun, avals, what):
     values fun closes over that belong to other traces (returned as `consts`), then the avals'.
     Returns (program, consts)."""
     with new_trace(ProgramTrace) as trace:
-        inputs = [trace.new_input(a, f"{what}, input {k}") for k, a in enumerate(avals)]
+        inputs = [trace.new_input(a, f"{what}'s input {k} (bodies and branches are traced, as by gpuad.jit)")
+                  for k, a in enumerate(avals)]
         outs = [o if isinstance(o, Tracer) else backends.current().asarray(o) for o in fun(inputs)]
     hoisted, consts = {}, []
 
