@@ -19,7 +19,7 @@ import numpy as onp
 
 from . import backends
 from . import numpy as gnp
-from .core import Primitive, ShapeDtypeStruct, Tracer, same, shape
+from .core import Primitive, ShapeDtypeStruct, Tracer, held_bytes, same, shape
 from .loops import Cond, Scan, While, cond_p, scan_p, trace_body, unpack, while_p
 from .ops import patterns
 from .tree import tree_flatten, tree_map
@@ -34,7 +34,9 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1, checkpoint=None
     Reverse mode stores the carry of every step; `checkpoint` (an extension) stores fewer: an int k
     runs the scan in blocks of k steps, storing the carry entering each block and, while the
     backward sweep is in a block, that block's carries (about n/k + k instead of n, for one more
-    forward run); "sqrt" picks k = sqrt(n).
+    forward run); "sqrt" picks k = sqrt(n); "auto" stores every carry where they fit in a quarter of
+    the memory available, else nests blocks in L levels (L n^(1/L) carries, L - 1 more forward
+    runs) with the fewest levels that fit.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.lax.scan(lambda c, x: (c + x, c * x), 0.0, gnp.arange(1.0, 4.0))
@@ -46,11 +48,13 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1, checkpoint=None
     if checkpoint is None:
         return _scan(f, init, xs, n, reverse, "scan")
     if checkpoint == "sqrt":
-        return _blocked(f, init, xs, n, max(1, math.isqrt(n)), reverse)
+        return _nested(f, init, xs, n, 2, reverse)
+    if checkpoint == "auto":
+        return _nested(f, init, xs, n, _levels(init, n), reverse)
     if isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1:
-        raise ValueError(f'scan: checkpoint must be None, a positive int (steps per block) or "sqrt", '
+        raise ValueError(f'scan: checkpoint must be None, a positive int (steps per block), "sqrt" or "auto", '
                          f"got {checkpoint!r}")
-    return _blocked(f, init, xs, n, checkpoint, reverse)
+    return _blocked(f, init, xs, n, checkpoint, reverse, lambda f, c, block, k: _scan(f, c, block, k, reverse, "scan"))
 
 
 def _length(xs, length):
@@ -65,10 +69,31 @@ def _length(xs, length):
     return lengths.pop()
 
 
-def _blocked(f, init, xs, n, k, reverse):
-    """The scan as an outer scan over blocks of k steps, each an inner scan, then the n % k steps
-    left. Reverse mode stores the carry entering each block; sweeping a block back recomputes it
-    storing its k carries."""
+def _levels(init, n):
+    """The fewest levels of nested blocks whose stored carries (L n^(1/L) of them, with what they
+    carry for enclosing transforms) fit in a quarter of the available memory."""
+    available = backends.current().free_memory()
+    carry = sum(held_bytes(x) for x in tree_flatten(init)[0])
+    if available is None or not carry:
+        return 1
+    most = max(1, math.ceil(math.log2(max(n, 2))))
+    return next((levels for levels in range(1, most + 1) if levels * n ** (1 / levels) * carry <= available / 4),
+                most)
+
+
+def _nested(f, init, xs, n, levels, reverse):
+    """The scan in `levels` levels of nested blocks (1: a plain scan): blocks of n^((L-1)/L) steps,
+    each run in L - 1 levels."""
+    if levels <= 1 or n < 4:
+        return _scan(f, init, xs, n, reverse, "scan")
+    k = max(1, round(n ** ((levels - 1) / levels)))
+    return _blocked(f, init, xs, n, k, reverse, lambda f, c, block, k: _nested(f, c, block, k, levels - 1, reverse))
+
+
+def _blocked(f, init, xs, n, k, reverse, inner):
+    """The scan as an outer scan over blocks of k steps, each `inner(f, carry, block xs, k)`, then
+    the n % k steps left (by inner too). Reverse mode stores the carry entering each block; sweeping a block back
+    recomputes it storing its own carries."""
     blocks = n // k
     if blocks <= 1:
         return _scan(f, init, xs, n, reverse, "scan")
@@ -77,10 +102,10 @@ def _blocked(f, init, xs, n, k, reverse):
     tail = tree_map(lambda x: x[cut:], xs)
 
     def run_head(c):
-        return _scan(lambda c, block: _scan(f, c, block, k, reverse, "scan"), c, head, blocks, reverse, "scan")
+        return _scan(lambda c, block: inner(f, c, block, k), c, head, blocks, reverse, "scan")
 
     def run_tail(c):
-        return _scan(f, c, tail, n - cut, reverse, "scan")
+        return inner(f, c, tail, n - cut)
     if reverse:  # the steps left over come first
         c, ys_tail = run_tail(init)
         c, ys_head = run_head(c)
