@@ -131,19 +131,8 @@ def vjp_of(program, primals, wanted, cts, m):
             seeds[o.id] = g if o.id not in seeds else seeds[o.id] + g
     grads = t.sweep_backward(seeds)
     return [t.lower(o) for o in outs], [
-        (grads.get(x.id) if grads.get(x.id) is not None else zeros((m,), same(p))) if w else None
-        for x, p, w in zip(ins, primals, wanted)]
-
-
-def nonzero_tangents(make, nz):
-    """The fixed point of the carries' nonzero-tangent mask: make(mask) traces a body whose carries
-    have tangents where mask says and returns the mask of its carry outputs' tangents."""
-    while True:
-        out = make(nz)
-        grown = [a or b for a, b in zip(nz, out)]
-        if grown == nz:
-            return nz
-        nz = grown
+        (_like(grads[x.id], bundle(same(p), m)) if grads.get(x.id) is not None else zeros((m,), same(p))) if w
+        else None for x, p, w in zip(ins, primals, wanted)]
 
 
 # ---------------------------------------------------------------- scan
@@ -265,12 +254,14 @@ def jvp_body(program, sizes, masks, k, forced, what):
 
 
 def _carry_mask(traced, start, nk):
-    """The carries whose tangents are not zero: the fixed point of the body from `start`."""
+    """The carries whose tangents are not zero (the fixed point of the body from `start`), and the
+    JVP body traced with them: (mask, (body, mask of its outputs' tangents))."""
     mask = list(start)
     while True:
-        grown = [a or b for a, b in zip(mask, traced(mask)[1][:nk])]
+        made = traced(mask)
+        grown = [a or b for a, b in zip(mask, made[1][:nk])]
         if grown == mask:
-            return mask
+            return mask, made
         mask = grown
 
 
@@ -315,8 +306,7 @@ def _scan_jvp(primals, tangents, spec):
 
     def traced(k_nz):
         return jvp_body(spec.body, (nc, nk, len(xs)), c_nz + k_nz + x_nz, k, k_nz, f"the JVP of {spec.name}'s body")
-    k_nz = _carry_mask(traced, [t is not None and inexact(a) for t, a in zip(tk, ins[nc:])], nk)
-    body, nz = traced(k_nz)
+    k_nz, (body, nz) = _carry_mask(traced, [t is not None and inexact(a) for t, a in zip(tk, ins[nc:])], nk)
     y_nz = nz[nk:]
     new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name)
     operands = consts + _present(tc) + init + _filled(tk, k_nz, ins[nc:], k) + xs + \
@@ -468,8 +458,7 @@ def _while_jvp(primals, tangents, spec):
 
     def traced(k_nz):
         return jvp_body(spec.body, (spec.n_bc, nk), b_nz + k_nz, k, k_nz, f"the JVP of {spec.name}'s body")
-    k_nz = _carry_mask(traced, [t is not None and inexact(a) for t, a in zip(tk, spec.out_avals)], nk)
-    body, _ = traced(k_nz)
+    k_nz, (body, _) = _carry_mask(traced, [t is not None and inexact(a) for t, a in zip(tk, spec.out_avals)], nk)
     n_cc = spec.n_cc
     cond = retrace(lambda vals: spec.cond.evaluate(vals[:n_cc + nk]),
                    in_avals(spec.cond) + [bundle(a, k) for a, m in zip(spec.out_avals, k_nz) if m],
