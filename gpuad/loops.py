@@ -487,8 +487,9 @@ def _trip_count(args, spec):
             n = n._inner()
         except TypeError:
             raise TypeError(f"reverse-mode differentiation of {spec.name} needs its trip count, which is not known "
-                            "while gpuad.jit traces: use fori_loop with fixed bounds or scan (a fixed length), or "
-                            "take the derivative outside gpuad.jit (forward mode, jacfwd, works under jit)") from None
+                            "while a program is traced: under gpuad.jit, or inside the body of a loop, a cond or "
+                            "a checkpoint that reverse mode differentiates. Use fori_loop with fixed bounds or scan "
+                            "(a fixed length), or forward mode (jacfwd), which works there") from None
     return int(onp.max(backends.current().to_numpy(n)))
 
 

@@ -247,6 +247,10 @@ def test_compiled_while_and_cond():
     assert_close(gpuad.jit(gpuad.jacfwd(_newton_cbrt))(p), gpuad.jacfwd(_newton_cbrt)(p), rtol=1e-12)
     with pytest.raises(TypeError, match="trip count"):
         gpuad.jit(gpuad.jacrev(_newton_cbrt))(p)
+    nested = lambda p: lax.fori_loop(0, 2, lambda i, y: _newton_cbrt(p + y), p)  # noqa: E731
+    with pytest.raises(TypeError, match="inside the body of a loop"):
+        gpuad.jacrev(nested)(p)
+    assert_close(gpuad.jacfwd(nested)(p), numerical_jacobian(nested, [to_np(p)], 0), rtol=1e-6, atol=1e-8)
     f = gpuad.jit(lambda x: lax.cond(x[0] > 0, lambda y: y * 2.0, lambda y: -y, x))
     assert_close(f(gnp.asarray([1.0, 2.0])), [2.0, 4.0])
     assert_close(f(gnp.asarray([-1.0, 2.0])), [1.0, -2.0])
