@@ -333,14 +333,25 @@ def _softplus_jvp(primals, tangents):
     return _softplus(primals[0]), tangents[0] / (1.0 + gnp.exp(-primals[0]))
 
 
-def test_custom_rules_inside_bodies_and_every_way_to_sweep():
-    f = lambda x: lax.fori_loop(0, 3, lambda i, y: _softplus(y) * x, x)  # noqa: E731
+@gpuad.custom_vjp
+def _sine(x):
+    return gnp.sin(x)
+
+
+_sine.defvjp(lambda x: (gnp.sin(x), gnp.cos(x)), lambda cos, g: (g * cos,))
+
+
+@pytest.mark.parametrize("rule", [_softplus, _sine])
+def test_custom_rules_inside_bodies_and_every_way_to_sweep(rule):
+    f = lambda x: lax.fori_loop(0, 3, lambda i, y: rule(y) * x, x)  # noqa: E731
     x = gnp.asarray([0.3, -0.2])
     fwd = gpuad.jacfwd(f)(x)
     assert_close(fwd, numerical_jacobian(f, [to_np(x)], 0), rtol=1e-6, atol=1e-8)
     for other in (gpuad.jacrev(f)(x), gpuad.jacrev(f, chunk_size=1)(x), gpuad.jacobian(f)(x),
                   gnp.stack([gpuad.linearize(f, x)[1](gnp.asarray(e)) for e in np.eye(2)], axis=1)):
         assert_close(other, fwd, rtol=1e-12, atol=1e-14)
+    assert_close(gpuad.jit(gpuad.jacrev(f))(x), fwd, rtol=1e-12, atol=1e-14)
+    assert_close(gpuad.vmap(gpuad.jacrev(f))(gnp.stack([x, x * 2.0]))[1], gpuad.jacfwd(f)(x * 2.0), rtol=1e-12)
     s = lambda x: gnp.sum(f(x))  # noqa: E731
     assert_close(gpuad.hessian(s)(x), gpuad.jacrev(gpuad.jacrev(s))(x), rtol=1e-10, atol=1e-12)
 
