@@ -28,6 +28,7 @@ from .api import vmap
 from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
 from .program import Equation, Program, ProgramTrace, ProgramTracer, Var, optimised
+from .replay import Replay
 from .reverse import RevTrace, RevTracer
 
 
@@ -187,10 +188,9 @@ class Scan:
         return self._stored
 
     def compiled(self):
-        """run with the body's compiled replay (gpuad.jit replays a loop so)."""
+        """The body's compiled replay (gpuad.jit replays a loop with it)."""
         if self._runner is None:
-            from .replay import Replay
-            self._runner = Replay(self.body).run
+            self._runner = compiled(self.body)
         return self._runner
 
 
@@ -199,13 +199,15 @@ def _scan_impl(*args, spec):
 
 
 def _scan_lower(xp, shapes, spec):
-    run = spec.compiled()
-    return lambda *args: spec.run(list(args), _on_contiguous(run))
+    step = spec.compiled()
+    return lambda *args: spec.run(list(args), step)
 
 
-def _on_contiguous(run):
-    """A compiled body's replay called on a list of values; its kernels read contiguous arrays (a
-    slice of a scanned tangent bundle is strided)."""
+def compiled(program):
+    """A body's compiled replay (fused kernels, no dispatch), called on a list of values. The
+    kernels read contiguous arrays: a slice of a scanned tangent bundle, a transposed carry, is copied."""
+    run = Replay(program).run
+
     def step(vals):
         return run(*[v if v.flags.c_contiguous else v.copy() for v in vals])
     return step
@@ -421,8 +423,7 @@ class While:
 
     def compiled(self):
         if self._runners is None:
-            from .replay import Replay
-            self._runners = _on_contiguous(Replay(self.cond).run), _on_contiguous(Replay(self.body).run)
+            self._runners = compiled(self.cond), compiled(self.body)
         return self._runners
 
     def as_scan(self, n):
@@ -556,8 +557,7 @@ class Cond:
 
     def compiled(self):
         if self._runners is None:
-            from .replay import Replay
-            self._runners = [_on_contiguous(Replay(b).run) for b in self.branches]
+            self._runners = [compiled(b) for b in self.branches]
         return self._runners
 
 
