@@ -323,6 +323,51 @@ def test_auto_checkpointing_stores_every_carry_where_they_fit():
     assert lax._levels(gnp.ones(1000), 10 ** 12) > 2  # 8 PB
 
 
+def test_launches_count_each_trip_of_a_loop():
+    y0, p = on_backend(Y0, P)
+    counts = [gpuad.jit(gpuad.jacfwd(functools.partial(rk4_loop, steps=n), argnums=1)).lower(y0, p).launches
+              for n in (10, 20)]
+    f = gpuad.jit(gpuad.jacfwd(functools.partial(rk4_loop, steps=10), argnums=1))
+    body = next(eq for eq in f.lower(y0, p).program.equations if eq.prim.name == "scan").params["spec"].body
+    from gpuad.kernels import launches
+    assert launches.count(body) > 0 and counts[1] - counts[0] == 10 * launches.count(body)
+
+
+# ---------------------------------------------------------------- gpuad.sparse
+def _shift_step(y):
+    return y + 0.1 * gnp.sin(gnp.concatenate([y[1:], y[:1] * 0.0]) - y)
+
+
+def _smooth(x, steps):
+    return lax.fori_loop(0, steps, lambda i, y: _shift_step(y), x)
+
+
+def _smooth_python(x, steps):
+    for _ in range(steps):
+        x = _shift_step(x)
+    return x
+
+
+def test_sparsity_patterns_through_loops():
+    sparse = pytest.importorskip("scipy") and gpuad.sparse
+    x = gnp.asarray(np.linspace(0.1, 1.0, 12))
+    for steps in (1, 3):
+        loop, unrolled = functools.partial(_smooth, steps=steps), functools.partial(_smooth_python, steps=steps)
+        pattern = sparse.jacobian_sparsity(loop)(x).toarray()
+        np.testing.assert_array_equal(pattern, sparse.jacobian_sparsity(unrolled)(x).toarray())
+        assert pattern.sum() == sum(12 - k for k in range(steps + 1))  # an upper band of width steps
+        assert_close(sparse.jacobian(loop)(x).toarray(), gpuad.jacfwd(unrolled)(x), rtol=1e-13)
+        loss, loss_python = (lambda x, f=f: gnp.sum(f(x) ** 2) for f in (loop, unrolled))
+        np.testing.assert_array_equal(sparse.hessian_sparsity(loss)(x).toarray(),
+                                      sparse.hessian_sparsity(loss_python)(x).toarray())
+        assert_close(sparse.hessian(loss)(x).toarray(), gpuad.hessian(loss_python)(x), rtol=1e-12, atol=1e-14)
+    newton = sparse.jacobian_sparsity(_newton_cbrt)(gnp.asarray([0.5, 1.0, 3.0])).toarray()
+    np.testing.assert_array_equal(newton, np.eye(3, dtype=bool))  # elementwise: a fixed point at the diagonal
+    f = lambda x: lax.cond(x[0] > 0, lambda y: y * y[0], lambda y: y[::-1], x)  # noqa: E731
+    np.testing.assert_array_equal(sparse.jacobian_sparsity(f)(gnp.ones(3)).toarray(),
+                                  np.eye(3, dtype=bool) | np.eye(3, dtype=bool)[::-1] | (np.arange(3)[None] == 0))
+
+
 @gpuad.custom_jvp
 def _softplus(x):
     return gnp.log1p(gnp.exp(x))
