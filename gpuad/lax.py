@@ -155,8 +155,9 @@ def fori_loop(lower, upper, body_fun, init_val):
 
 def while_loop(cond_fun, body_fun, init_val):
     """Repeat val = body_fun(val) while cond_fun(val), as jax.lax.while_loop. Reverse mode works too
-    (JAX refuses it): the trip count is found, then the loop is differentiated as a scan of that
-    many steps storing every carry; under gpuad.jit only forward mode can differentiate it.
+    (JAX refuses it): the loop runs once counting its trips, then it is differentiated as a scan of
+    that many steps storing every carry. Where the loop is traced rather than run (under gpuad.jit,
+    inside another loop's body differentiated in reverse mode) only forward mode can differentiate it.
 
     >>> import gpuad
     >>> gpuad.lax.while_loop(lambda x: x < 10.0, lambda x: x * 3.0, 1.0)
