@@ -332,7 +332,7 @@ def _array(x):
 
 
 def _concrete_int(x, what):
-    try:
-        return int(onp.asarray(backends.current().to_numpy(_array(x))).item())
-    except (TypeError, ValueError):
-        raise TypeError(f"fori_loop: {what} must be an integer, got {x!r}") from None
+    value = onp.asarray(backends.current().to_numpy(_array(x)))
+    if value.shape or value.dtype.kind not in "iu":
+        raise TypeError(f"fori_loop: {what} must be an integer scalar, got {x!r}")
+    return int(value)

@@ -118,6 +118,8 @@ def test_a_body_that_changes_a_carry_names_the_leaf():
         lax.scan(lambda c, x: (c, x), 0.0, (gnp.ones(3), gnp.ones(4)))
     with pytest.raises(TypeError, match="boolean scalar"):
         lax.while_loop(lambda x: x, lambda x: x, 1.0)
+    with pytest.raises(TypeError, match="upper must be an integer"):
+        lax.fori_loop(0, 2.5, lambda i, x: x, 1.0)
     with pytest.raises(TypeError, match="Python control flow"):
         lax.fori_loop(0, 3, lambda i, x: x + 1.0 if x > 0 else x, 1.0)
 
