@@ -148,8 +148,7 @@ def fori_loop(lower, upper, body_fun, init_val):
             return i + 1, hi, body_fun(i, val)
         return while_loop(lambda state: state[0] < state[1], step, (_array(lower), _array(upper), init_val))[2]
     lo, hi = _concrete_int(lower, "lower"), _concrete_int(upper, "upper")
-    dt = onp.result_type(onp.asarray(lower), onp.asarray(upper))
-    steps = backends.current().asarray(onp.arange(lo, max(lo, hi), dtype=dt))
+    steps = backends.current().asarray(onp.arange(lo, max(lo, hi), dtype=onp.result_type(lo, hi)))
     return _scan(lambda val, i: (body_fun(i, val), None), init_val, steps, len(steps), False, "fori_loop")[0]
 
 
@@ -335,4 +334,4 @@ def _concrete_int(x, what):
     value = onp.asarray(backends.current().to_numpy(_array(x)))
     if value.shape or value.dtype.kind not in "iu":
         raise TypeError(f"fori_loop: {what} must be an integer scalar, got {x!r}")
-    return int(value)
+    return value[()]  # a NumPy integer: its dtype is the loop index's
