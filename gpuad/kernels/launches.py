@@ -32,6 +32,11 @@ _LAUNCHES = {
     "eigh": 4, "eig": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy
     "lu": lambda eq: 3 * prod(eq.ins[0].shape[:-2]) + 1,  # cupyx's lu_factor, one matrix at a time
     "contract": lambda eq: 1 + sum(_copies(eq)),
+    # loops and conditionals (gpuad/loops.py): their bodies' launches, per trip; a while loop's
+    # trip count is not known before it runs, so one trip is counted; a cond counts its longest branch
+    "scan": lambda eq: eq.params["spec"].length * count(eq.params["spec"].body),
+    "while_loop": lambda eq: count(eq.params["spec"].cond) + count(eq.params["spec"].body),
+    "cond": lambda eq: max(count(b) for b in eq.params["spec"].branches),
 }
 
 

@@ -1,0 +1,112 @@
+"""Loops compiled: jit(jacfwd) of an RK4 integration of a small ODE, written with gpuad.lax.fori_loop
+and as a Python loop (unrolled into the program), beside jax.jit with jax.lax.fori_loop when JAX is
+installed; first call (tracing and kernel builds, with a cold kernel cache) and steady calls,
+interleaved in one process.
+
+    python -m bench.loops [--steps 1000] [--unrolled 100] [--batch 100000]
+
+--batch B adds jit(vmap(jacfwd)) of the --unrolled-step loop over B initial conditions.
+"""
+import argparse
+import functools
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as onp
+
+os.environ.setdefault("GPUAD_CACHE_DIR", tempfile.mkdtemp(prefix="gpuad-loops-bench-"))  # a cold cache
+
+import gpuad
+import gpuad.numpy as gnp
+
+
+def integrator(np, fori_loop, steps, h=0.01):
+    """z = (y0, p) -> y(steps * h) of a damped pendulum by RK4; fori_loop None: a Python loop."""
+    def field(y, p):
+        return np.stack([y[1], -p[0] * np.sin(y[0]) - p[1] * y[1]])
+
+    def step(i, y, p):
+        k1 = field(y, p)
+        k2 = field(y + 0.5 * h * k1, p)
+        k3 = field(y + 0.5 * h * k2, p)
+        k4 = field(y + h * k3, p)
+        return y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    def run(z):
+        y, p = z[:2], z[2:]
+        if fori_loop is not None:
+            return fori_loop(0, steps, lambda i, y: step(i, y, p), y)
+        for i in range(steps):
+            y = step(i, y, p)
+        return y
+    return run
+
+
+def first_and_steady(call, block, reps):
+    t0 = time.perf_counter()
+    out = block(call())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        block(call())
+        times.append(time.perf_counter() - t0)
+    return out, first, statistics.median(times) if times else None
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--unrolled", type=int, default=100, help="steps of the Python-loop version")
+    parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=0, help="initial conditions of the vmap case (0: none)")
+    a = parser.parse_args()
+    z = onp.array([0.7, -0.3, 1.3, 0.2])
+    cases = [(f"gpuad jit(jacfwd), fori_loop, {a.steps} steps",
+              gpuad.jit(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, a.steps))), gnp.asarray(z), lambda x: x),
+             (f"gpuad jit(jacfwd), Python loop, {a.unrolled} steps",
+              gpuad.jit(gpuad.jacfwd(integrator(gnp, None, a.unrolled))), gnp.asarray(z), lambda x: x),
+             (f"gpuad jit(jacfwd), fori_loop, {a.unrolled} steps",
+              gpuad.jit(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, a.unrolled))), gnp.asarray(z),
+              lambda x: x)]
+    zs = onp.random.default_rng(0).uniform(0.1, 1.0, size=(a.batch, 4))
+    if a.batch:
+        cases.append((f"gpuad jit(vmap(jacfwd)), fori_loop, {a.unrolled} steps, {a.batch} examples",
+                      gpuad.jit(gpuad.vmap(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, a.unrolled)))),
+                      gnp.asarray(zs), lambda x: x))
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        for steps in (a.steps, a.unrolled):
+            cases.append((f"jax.jit(jacfwd), lax.fori_loop, {steps} steps",
+                          jax.jit(jax.jacfwd(integrator(jax.numpy, jax.lax.fori_loop, steps))), jax.numpy.asarray(z),
+                          lambda x: x.block_until_ready()))
+        if a.batch:
+            cases.append((f"jax.jit(vmap(jacfwd)), lax.fori_loop, {a.unrolled} steps, {a.batch} examples",
+                          jax.jit(jax.vmap(jax.jacfwd(integrator(jax.numpy, jax.lax.fori_loop, a.unrolled)))),
+                          jax.numpy.asarray(zs), lambda x: x.block_until_ready()))
+    except ImportError:
+        print("JAX is not installed: gpuad alone")
+    results = {}
+    for name, f, x, block in cases:  # first calls: each case's own tracing and kernel builds
+        results[name] = first_and_steady(functools.partial(f, x), block, 0)
+    for _ in range(3):  # steady calls interleaved, three rounds, the best round's median kept
+        for name, f, x, block in cases:
+            out, first, best = results[name]
+            med = first_and_steady(functools.partial(f, x), block, a.reps)[2]
+            results[name] = out, first, med if best is None else min(med, best)
+    print("| case | first call | later calls (median) |\n| --- | --- | --- |")
+    for name, (_, first, med) in results.items():
+        print(f"| {name} | {first:.3f} s | {med * 1e3:.4f} ms |")
+    by_problem = {}  # the same loop computed by gpuad and JAX must agree
+    for name, (out, _, _) in results.items():
+        by_problem.setdefault(name.split("), ", 1)[1], []).append((name, onp.asarray(out)))
+    for outs in by_problem.values():
+        for name, out in outs[1:]:
+            if not onp.allclose(out, outs[0][1], rtol=1e-10, atol=1e-12):
+                raise SystemExit(f"{name} disagrees with {outs[0][0]}")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,715 @@
+"""Loops and conditionals as primitives holding traced bodies: `scan`, `while_loop`, `cond`.
+
+A body is traced once, abstractly, into a Program (`trace_body`); the values it closes over that
+belong to other transforms become extra inputs of the body (its constants), so the transforms see
+them as operands of the loop. Each rule of a loop makes a new body by running the old one under a
+transform while tracing it, and binds the loop again:
+- forward mode carries the tangent bundles (K directions) of the carries, the constants and the
+  scanned slices through one loop;
+- reverse mode runs the loop once more storing the carry of every iteration (`rev_forward`), then
+  one backward loop whose body is the body's VJP for all M cotangents at once (the body is
+  recomputed from its stored carry, no tape of its primitives is kept); a while loop counts its
+  trips and is then differentiated as a scan of that many steps;
+- vmap makes a batched body; a while loop whose condition differs along the batch runs until every
+  example is done, each example's carry held once its condition is false; a cond whose index is
+  batched runs every branch and selects.
+Every rule binds loops and gpuad.numpy ops, so the rules nest to any order. A primitive returns one
+array: a loop's output leaves (carries, then the stacked outputs of a scan) travel packed, raveled
+and concatenated in one dtype (`pack`), and are unpacked by the caller.
+"""
+import functools
+import operator
+
+import numpy as onp
+
+from . import backends
+from . import numpy as gnp
+from .api import vmap
+from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
+from .forward import JVPTrace, JVPTracer
+from .program import Equation, Program, ProgramTrace, ProgramTracer, Var, optimised
+from .replay import Replay
+from .reverse import RevTrace, RevTracer
+
+
+# ---------------------------------------------------------------- bodies
+def trace_body(fun, avals, what):
+    """Trace fun(list of values) -> list of outputs over avals into a Program whose inputs are the
+    values fun closes over that belong to other traces (returned as `consts`), then the avals'.
+    Returns (program, consts)."""
+    with new_trace(ProgramTrace) as trace:
+        inputs = [trace.new_input(a, f"{what}'s input {k} (bodies and branches are traced, as by gpuad.jit)")
+                  for k, a in enumerate(avals)]
+        outs = [o if isinstance(o, Tracer) else backends.current().asarray(o) for o in fun(inputs)]
+    hoisted, consts = {}, []
+
+    def hoist(a):
+        if isinstance(a, ProgramTracer) and a._trace is trace:
+            return a.var
+        if not isinstance(a, Tracer):
+            return a
+        if id(a) not in hoisted:
+            hoisted[id(a)] = trace.new_input(same(a), "a closed-over value").var
+            consts.append(a)
+        return hoisted[id(a)]
+    equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.out, eq.params) for eq in trace.equations]
+    outs = [hoist(o) for o in outs]
+    return optimised(Program(list(hoisted.values()) + [t.var for t in inputs], equations, outs)), consts
+
+
+def avals_of(program):
+    return [ShapeDtypeStruct(v.shape, v.dtype) if isinstance(v, Var) else same(v) for v in program.outs]
+
+
+def in_avals(program):
+    return [ShapeDtypeStruct(v.shape, v.dtype) for v in program.ins]
+
+
+def inexact(aval):
+    return aval.dtype.kind in "fc"
+
+
+# ---------------------------------------------------------------- packing a loop's output leaves
+def packed_aval(avals):
+    if len(avals) == 1:
+        return avals[0]
+    return ShapeDtypeStruct((sum(a.size for a in avals),), _packed_dtype(avals))
+
+
+def _packed_dtype(avals):
+    return result_dtype(*[onp.zeros((), a.dtype) for a in avals]) if avals else onp.dtype("float64")
+
+
+def pack(leaves, avals, lead=None):
+    """The leaves raveled and concatenated in one dtype; with `lead` (a bundle's or a batch's size),
+    each leaf leads with that axis and the result has shape (lead, total)."""
+    if len(leaves) == 1:
+        return leaves[0]
+    dt = _packed_dtype(avals)
+    flat = [gnp.ravel(x) if lead is None else gnp.reshape(x, (lead, -1)) for x in leaves]
+    if not flat:
+        return gnp.zeros((0,) if lead is None else (lead, 0), dtype=dt)
+    return gnp.concatenate([x if dtype(x) == dt else x.astype(dt) for x in flat], axis=0 if lead is None else 1)
+
+
+def unpack(packed, avals, lead=None):
+    """pack undone: one value per aval (with a leading axis of `lead` where given)."""
+    if len(avals) == 1:
+        return [packed]
+    out, off = [], 0
+    pre = () if lead is None else (lead,)
+    for a in avals:
+        part = packed[off:off + a.size] if lead is None else packed[:, off:off + a.size]
+        part = gnp.reshape(part, pre + a.shape)
+        out.append(part if dtype(part) == a.dtype else part.astype(a.dtype))
+        off += a.size
+    return out
+
+
+def zeros(lead, aval):
+    return gnp.zeros(lead + aval.shape, dtype=aval.dtype)
+
+
+# ---------------------------------------------------------------- running a body under a transform
+def jvp_of(program, primals, tangents):
+    """program's outputs and their tangent bundles (None: zero) at primals with tangents (None: zero)."""
+    with new_trace(JVPTrace) as t:
+        outs = program.evaluate([p if d is None else JVPTracer(t, p, d) for p, d in zip(primals, tangents)])
+    return [t.lower(o) for o in outs], [o.tangent if isinstance(o, JVPTracer) and o._trace is t else None
+                                         for o in outs]
+
+
+def vjp_of(program, primals, wanted, cts, m):
+    """The program's outputs and the cotangent bundles (M directions) of the primals where `wanted`,
+    for the output cotangent bundles cts (None: zero): the program recorded on a tape and swept
+    back once."""
+    with new_trace(RevTrace) as t:
+        ins = [t.new_input(p) if w else p for p, w in zip(primals, wanted)]
+        outs = program.evaluate(ins)
+    seeds = {}
+    for o, g in zip(outs, cts):
+        if g is not None and isinstance(o, RevTracer) and o._trace is t:
+            seeds[o.id] = g if o.id not in seeds else seeds[o.id] + g
+    grads = t.sweep_backward(seeds)
+    return [t.lower(o) for o in outs], [
+        (_like(grads[x.id], bundle(same(p), m)) if grads.get(x.id) is not None else zeros((m,), same(p))) if w
+        else None for x, p, w in zip(ins, primals, wanted)]
+
+
+# ---------------------------------------------------------------- scan
+class Scan:
+    """A scan's static part: its body (inputs: constants, carries, one slice of each scanned array;
+    outputs: carries, then one slice of each stacked output), the counts, length and direction.
+    `kept` holds the stored carries of the last run a tape recorded (rev_forward), for its sweep."""
+
+    def __init__(self, body, n_consts, n_carry, length, reverse, name="scan"):
+        self.body, self.n_consts, self.n_carry = body, n_consts, n_carry
+        self.length, self.reverse, self.name = length, reverse, name
+        carries = in_avals(body)[n_consts:n_consts + n_carry]
+        ys = avals_of(body)[n_carry:]
+        self.out_avals = carries + [ShapeDtypeStruct((length,) + a.shape, a.dtype) for a in ys]
+        self.kept = None
+        self._stored = self._runner = None
+
+    def __repr__(self):
+        return f"{self.name}(length={self.length}{', reverse' if self.reverse else ''})"
+
+    def split(self, args):
+        nc, nk = self.n_consts, self.n_carry
+        return list(args[:nc]), list(args[nc:nc + nk]), list(args[nc + nk:])
+
+    def run(self, args, step):
+        """The loop on arrays, step(list) -> list running the body once. Each step's outputs are
+        written into their places in the packed output (no list of them, no copy to stack them)."""
+        consts, carry, xs = self.split(args)
+        out = packed_aval(self.out_avals)
+        flat = backends.current().xp.empty(out.size, dtype=out.dtype)
+        places, off = [], 0
+        for a in self.out_avals:
+            places.append(flat[off:off + a.size].reshape(a.shape))
+            off += a.size
+        for i in range(self.length - 1, -1, -1) if self.reverse else range(self.length):
+            outs = step(consts + carry + [x[i, ...] for x in xs])
+            carry = list(outs[:self.n_carry])
+            for place, y in zip(places[self.n_carry:], outs[self.n_carry:]):
+                place[i] = y
+        for place, c in zip(places, carry):
+            place[...] = c
+        return flat.reshape(out.shape)
+
+    def stored(self):
+        """This scan with the carry entering each iteration as extra stacked outputs (what the
+        backward loop reads)."""
+        if self._stored is None:
+            b = self.body
+            carries = b.ins[self.n_consts:self.n_consts + self.n_carry]
+            self._stored = Scan(Program(b.ins, b.equations, b.outs + carries), self.n_consts, self.n_carry,
+                                self.length, self.reverse, self.name)
+        return self._stored
+
+    def compiled(self):
+        """The body's compiled replay (gpuad.jit replays a loop with it)."""
+        if self._runner is None:
+            self._runner = compiled(self.body)
+        return self._runner
+
+
+def _scan_impl(*args, spec):
+    return spec.run(list(args), spec.body.evaluate)
+
+
+def _scan_lower(xp, shapes, spec):
+    step = spec.compiled()
+    return lambda *args: spec.run(list(args), step)
+
+
+def compiled(program):
+    """A body's compiled replay (fused kernels, no dispatch), called on a list of values. The
+    kernels read contiguous arrays: a slice of a scanned tangent bundle, a transposed carry, is copied."""
+    run = Replay(program).run
+
+    def step(vals):
+        return run(*[v if v.flags.c_contiguous else v.copy() for v in vals])
+    return step
+
+
+def retrace(fun, avals, what):
+    """A body made by a rule: trace_body of a function closing over no other trace's values."""
+    program, consts = trace_body(fun, avals, what)
+    assert not consts, "a rule's body closes over a traced value"
+    return program
+
+
+def bundle(aval, lead):
+    return ShapeDtypeStruct((lead,) + aval.shape, aval.dtype)
+
+
+def _like(x, aval):
+    return x if dtype(x) == aval.dtype else x.astype(aval.dtype)
+
+
+def jvp_body(program, sizes, masks, k, forced, what):
+    """The JVP of a body whose inputs come in groups of `sizes` (constants, carries, slices): a
+    body taking each group's primals then the tangent bundles (K directions) where `masks` says,
+    returning its first len(forced) outputs, their tangents where `forced` says (zeros where the
+    body makes none), then its other outputs and their tangents where they are not zero. Returns
+    (body, mask of the outputs that have a tangent)."""
+    ins, out_avals = in_avals(program), avals_of(program)
+    avals, pos = [], 0
+    for n in sizes:
+        avals += ins[pos:pos + n] + [bundle(a, k) for a, m in zip(ins[pos:pos + n], masks[pos:pos + n]) if m]
+        pos += n
+    nz, nf = [], len(forced)
+
+    def f(vals):
+        it, primals, tangents, pos = iter(vals), [], [], 0
+        for n in sizes:
+            primals += [next(it) for _ in range(n)]
+            tangents += [next(it) if m else None for m in masks[pos:pos + n]]
+            pos += n
+        outs, touts = jvp_of(program, primals, tangents)
+        touts = [None if t is None else _like(t, a) for t, a in zip(touts, out_avals)]
+        nz[:] = [t is not None for t in touts]
+        return outs[:nf] + [zeros((k,), a) if t is None else t for t, a, m in zip(touts, out_avals, forced) if m] + \
+            outs[nf:] + [t for t in touts[nf:] if t is not None]
+    return retrace(f, avals, what), nz
+
+
+def _carry_mask(traced, start, nk):
+    """The carries whose tangents are not zero (the fixed point of the body from `start`), and the
+    JVP body traced with them: (mask, (body, mask of its outputs' tangents))."""
+    mask = list(start)
+    while True:
+        made = traced(mask)
+        grown = [a or b for a, b in zip(mask, made[1][:nk])]
+        if grown == mask:
+            return mask, made
+        mask = grown
+
+
+def _present(xs):
+    return [x for x in xs if x is not None]
+
+
+def _filled(ts, mask, avals, k):
+    """Tangent bundles where mask says (zeros where the tangent is None)."""
+    return [zeros((k,), a) if t is None else _like(t, bundle(a, k)) for t, a, m in zip(ts, avals, mask) if m]
+
+
+def _lead(args, batched):
+    return next(shape(a)[0] for a, m in zip(args, batched) if m)
+
+
+def _vmapped(program, vals, axes, b):
+    """program's outputs under vmap over the values' axes (0 or None), each leading with the batch."""
+    if all(a is None for a in axes):
+        return [gnp.broadcast_to(o, (b,) + shape(o)) for o in program.evaluate(list(vals))]
+    return list(vmap(lambda *a: program.evaluate(list(a)), in_axes=list(axes))(*vals))
+
+
+def _batched_avals(avals, axes, b):
+    return [bundle(a, b) if x == 0 else a for a, x in zip(avals, axes)]
+
+
+def _kept(kept, args):
+    return kept is not None and len(kept[0]) == len(args) and all(a is b for a, b in zip(kept[0], args))
+
+
+# ---------------------------------------------------------------- scan's rules
+def _scan_jvp(primals, tangents, spec):
+    if all(t is None for t in tangents):
+        return scan_p(*primals, spec=spec), None
+    k = next(shape(t)[0] for t in tangents if t is not None)
+    nc, nk = spec.n_consts, spec.n_carry
+    consts, init, xs = spec.split(primals)
+    tc, tk, tx = spec.split(tangents)
+    ins = in_avals(spec.body)
+    c_nz, x_nz = [t is not None for t in tc], [t is not None for t in tx]
+
+    def traced(k_nz):
+        return jvp_body(spec.body, (nc, nk, len(xs)), c_nz + k_nz + x_nz, k, k_nz, f"the JVP of {spec.name}'s body")
+    k_nz, (body, nz) = _carry_mask(traced, [t is not None and inexact(a) for t, a in zip(tk, ins[nc:])], nk)
+    y_nz = nz[nk:]
+    new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name)
+    operands = consts + _present(tc) + init + _filled(tk, k_nz, ins[nc:], k) + xs + \
+        [gnp.moveaxis(t, 0, 1) for t in _present(tx)]
+    leaves = unpack(scan_p(*operands, spec=new), new.out_avals)
+    car, rest = leaves[:nk], leaves[nk:]
+    tcar, rest = iter(rest[:sum(k_nz)]), rest[sum(k_nz):]
+    ys, tys = rest[:len(y_nz)], iter(rest[len(y_nz):])
+    touts = [next(tcar) if m else zeros((k,), a) for m, a in zip(k_nz, spec.out_avals)] + \
+        [gnp.moveaxis(next(tys), 0, 1) if m else zeros((k,), a) for m, a in zip(y_nz, spec.out_avals[nk:])]
+    return pack(car + ys, spec.out_avals), pack(touts, spec.out_avals, lead=k)
+
+
+def _scan_rev_forward(values, spec):
+    """The scan where a tape records it: run once storing the carry entering each iteration."""
+    stored = spec.stored()
+    leaves = unpack(scan_p(*values, spec=stored), stored.out_avals)
+    n = len(spec.out_avals)
+    spec.kept = (list(values), leaves[n:])
+    return pack(leaves[:n], spec.out_avals)
+
+
+def _scan_vjp(ct, args, out, needed, spec):
+    """One backward scan over the stored carries: each iteration recomputes the body from its carry
+    and sweeps the body's tape back with the M cotangents of its outputs."""
+    kept, spec.kept = spec.kept, None  # a later sweep recomputes them: the spec holds no arrays after a sweep
+    if _kept(kept, args):
+        stored = kept[1]
+    else:
+        stored = unpack(scan_p(*args, spec=spec.stored()), spec.stored().out_avals)[len(spec.out_avals):]
+    m = shape(ct)[0]
+    nc, nk = spec.n_consts, spec.n_carry
+    consts, init, xs = spec.split(args)
+    ins, outs = in_avals(spec.body), avals_of(spec.body)
+    c_w = [needed[i] and inexact(a) for i, a in enumerate(ins[:nc])]
+    k_w = [inexact(a) for a in ins[nc:nc + nk]]
+    x_w = [needed[nc + nk + j] and inexact(a) for j, a in enumerate(ins[nc + nk:])]
+    y_w = [inexact(a) for a in outs[nk:]]
+    cts = unpack(ct, spec.out_avals, lead=m)
+
+    def f(vals):
+        it = iter(vals)
+        c = [next(it) for _ in range(nc)]
+        ctk = [next(it) if w else None for w in k_w]
+        acc = [next(it) for w in c_w if w]
+        car = [next(it) for _ in range(nk)]
+        x = [next(it) for _ in xs]
+        cty = [next(it) if w else None for w in y_w]
+        _, grads = vjp_of(spec.body, c + car + x, c_w + k_w + x_w, ctk + cty, m)
+        return _present(grads[nc:nc + nk]) + [a + g for a, g in zip(acc, _present(grads[:nc]))] + \
+            _present(grads[nc + nk:])
+    avals = ins[:nc] + [bundle(a, m) for a, w in zip(ins[nc:nc + nk], k_w) if w] + \
+        [bundle(a, m) for a, w in zip(ins[:nc], c_w) if w] + ins[nc:] + \
+        [bundle(a, m) for a, w in zip(outs[nk:], y_w) if w]
+    body = retrace(f, avals, f"the VJP of {spec.name}'s body")
+    back = Scan(body, nc, sum(k_w) + sum(c_w), spec.length, not spec.reverse, spec.name + " backward")
+    operands = consts + [c for c, w in zip(cts[:nk], k_w) if w] + [zeros((m,), a) for a, w in zip(ins, c_w) if w] + \
+        stored + xs + [gnp.moveaxis(c, 0, 1) for c, w in zip(cts[nk:], y_w) if w]
+    leaves = unpack(scan_p(*operands, spec=back), back.out_avals)
+    ct_init, ct_consts = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):sum(k_w) + sum(c_w)])
+    ct_xs = iter(leaves[sum(k_w) + sum(c_w):])
+    return [next(ct_consts) if w else None for w in c_w] + [next(ct_init) if w else None for w in k_w] + \
+        [gnp.moveaxis(next(ct_xs), 0, 1) if w else None for w in x_w]
+
+
+def _scan_batch(args, batched, spec):
+    b = _lead(args, batched)
+    nk = spec.n_carry
+    consts, init, xs = spec.split(args)
+    mc, mk, mx = spec.split(batched)
+    init = [x if m else gnp.broadcast_to(x, (b,) + shape(x)) for x, m in zip(init, mk)]
+    xs = [gnp.moveaxis(x, 0, 1) if m else x for x, m in zip(xs, mx)]
+    axes = [0 if m else None for m in mc] + [0] * nk + [0 if m else None for m in mx]
+    body = retrace(lambda vals: _vmapped(spec.body, vals, axes, b),
+                   _batched_avals(in_avals(spec.body), axes, b), f"{spec.name}'s body under vmap")
+    new = Scan(body, spec.n_consts, nk, spec.length, spec.reverse, spec.name)
+    leaves = unpack(scan_p(*consts, *init, *xs, spec=new), new.out_avals)
+    return pack(leaves[:nk] + [gnp.moveaxis(y, 1, 0) for y in leaves[nk:]], spec.out_avals, lead=b), True
+
+
+scan_p = Primitive("scan", _scan_impl, _scan_jvp, _scan_vjp, _scan_batch,
+                   abstract=lambda *args, spec: packed_aval(spec.out_avals))
+scan_p.lower = _scan_lower
+scan_p.rev_forward = _scan_rev_forward
+
+
+# ---------------------------------------------------------------- while_loop
+class While:
+    """A while loop's static part: its condition (inputs: its constants, the carries; output: a
+    boolean scalar) and body (inputs: its constants, the carries; outputs: the carries).
+    Operands: the condition's constants, the body's, the initial carries."""
+
+    def __init__(self, cond, body, n_cc, n_bc, name="while_loop"):
+        self.cond, self.body, self.n_cc, self.n_bc, self.name = cond, body, n_cc, n_bc, name
+        self.out_avals = in_avals(body)[n_bc:]
+        self.n_carry = len(self.out_avals)
+        self.kept = None  # (operands, the scan of the counted trips) where a tape recorded the loop
+        self._runners = None
+
+    def __repr__(self):
+        return self.name
+
+    def split(self, args):
+        a, b = self.n_cc, self.n_cc + self.n_bc
+        return list(args[:a]), list(args[a:b]), list(args[b:])
+
+    def run(self, args, cond, body):
+        cc, bc, carry = self.split(args)
+        while bool(cond(cc + carry)[0]):
+            carry = list(body(bc + carry))
+        return pack(carry, self.out_avals)
+
+    def compiled(self):
+        if self._runners is None:
+            self._runners = compiled(self.cond), compiled(self.body)
+        return self._runners
+
+    def as_scan(self, n):
+        """The loop as a scan of n steps, each step held where the condition is false (the same
+        carries for any n at least the trip count): what reverse mode differentiates."""
+        cc, nb = self.n_cc, self.n_bc
+
+        def step(vals):
+            carry = vals[cc + nb:]
+            go = self.cond.evaluate(vals[:cc] + carry)[0]
+            return [gnp.where(go, new, old) for new, old in zip(self.body.evaluate(vals[cc:]), carry)]
+        body = retrace(step, in_avals(self.cond)[:cc] + in_avals(self.body), f"{self.name}'s body, counted")
+        return Scan(body, cc + nb, self.n_carry, n, False, self.name)
+
+
+def _while_impl(*args, spec):
+    return spec.run(args, spec.cond.evaluate, spec.body.evaluate)
+
+
+def _while_lower(xp, shapes, spec):
+    cond, body = spec.compiled()
+    return lambda *args: spec.run(args, cond, body)
+
+
+def _while_jvp(primals, tangents, spec):
+    cc, bc, init = spec.split(primals)
+    _, tb, tk = spec.split(tangents)
+    if all(t is None for t in tb + tk):
+        return while_p(*primals, spec=spec), None
+    k = next(shape(t)[0] for t in tb + tk if t is not None)
+    nk, ins = spec.n_carry, in_avals(spec.body)
+    b_nz = [t is not None for t in tb]
+
+    def traced(k_nz):
+        return jvp_body(spec.body, (spec.n_bc, nk), b_nz + k_nz, k, k_nz, f"the JVP of {spec.name}'s body")
+    k_nz, (body, _) = _carry_mask(traced, [t is not None and inexact(a) for t, a in zip(tk, spec.out_avals)], nk)
+    n_cc = spec.n_cc
+    cond = retrace(lambda vals: spec.cond.evaluate(vals[:n_cc + nk]),
+                   in_avals(spec.cond) + [bundle(a, k) for a, m in zip(spec.out_avals, k_nz) if m],
+                   f"{spec.name}'s condition")
+    new = While(cond, body, n_cc, spec.n_bc + sum(b_nz), spec.name)
+    leaves = unpack(while_p(*cc, *bc, *_present(tb), *init, *_filled(tk, k_nz, ins[spec.n_bc:], k), spec=new),
+                    new.out_avals)
+    tcar = iter(leaves[nk:])
+    touts = [next(tcar) if m else zeros((k,), a) for m, a in zip(k_nz, spec.out_avals)]
+    return pack(leaves[:nk], spec.out_avals), pack(touts, spec.out_avals, lead=k)
+
+
+def _trip_count(args, spec):
+    """How many times the loop runs (the most over a batch), read from the values below every
+    transform: reverse mode stores that many carries."""
+    n_cc, nk = spec.n_cc, spec.n_carry
+    count = ShapeDtypeStruct((), "int64")
+    body = retrace(lambda vals: spec.body.evaluate(vals[:-1]) + [vals[-1] + 1], in_avals(spec.body) + [count],
+                   f"{spec.name}'s body, counted")
+    cond = retrace(lambda vals: spec.cond.evaluate(vals[:n_cc + nk]), in_avals(spec.cond) + [count],
+                   f"{spec.name}'s condition")
+    counting = While(cond, body, n_cc, spec.n_bc, spec.name)
+    n = unpack(while_p(*args, backends.current().asarray(onp.int64(0)), spec=counting), counting.out_avals)[-1]
+    while isinstance(n, Tracer):
+        try:
+            n = n._inner()
+        except TypeError:
+            raise TypeError(f"reverse-mode differentiation of {spec.name} needs its trip count, which is not known "
+                            "while a program is traced: under gpuad.jit, or inside the body of a loop, a cond or "
+                            "a checkpoint that reverse mode differentiates. Use fori_loop with fixed bounds or scan "
+                            "(a fixed length), or forward mode (jacfwd), which works there") from None
+    return int(onp.max(backends.current().to_numpy(n)))
+
+
+def _while_rev_forward(values, spec):
+    scan = spec.as_scan(_trip_count(values, spec))
+    spec.kept = (list(values), scan)
+    return _scan_rev_forward(values, scan)
+
+
+def _while_vjp(ct, args, out, needed, spec):
+    kept, spec.kept = spec.kept, None
+    scan = kept[1] if _kept(kept, args) else spec.as_scan(_trip_count(args, spec))
+    return _scan_vjp(ct, args, out, needed, scan)
+
+
+def _while_batch(args, batched, spec):
+    b = _lead(args, batched)
+    n_cc, n_bc, nk = spec.n_cc, spec.n_bc, spec.n_carry
+    cc, bc, init = spec.split(args)
+    mc, mb, mk = spec.split(batched)
+    init = [x if m else gnp.broadcast_to(x, (b,) + shape(x)) for x, m in zip(init, mk)]
+    c_axes = [0 if m else None for m in mc] + [0] * nk
+    b_axes = [0 if m else None for m in mb] + [0] * nk
+
+    def going(vals):  # each example's condition, on the condition's constants and the carries
+        return _vmapped(spec.cond, vals, c_axes, b)[0]
+
+    def step(vals):
+        carry = vals[n_cc + n_bc:]
+        go = going(vals[:n_cc] + carry)
+        new = _vmapped(spec.body, vals[n_cc:], b_axes, b)
+        return [gnp.where(gnp.reshape(go, (b,) + (1,) * (len(shape(o)) - 1)), n, o) for n, o in zip(new, carry)]
+    c_avals = _batched_avals(in_avals(spec.cond), c_axes, b)
+    cond = retrace(lambda vals: [gnp.max(gnp.where(going(vals), 1, 0)) > 0], c_avals,
+                   f"{spec.name}'s condition under vmap")
+    body = retrace(step, c_avals[:n_cc] + _batched_avals(in_avals(spec.body), b_axes, b),
+                   f"{spec.name}'s body under vmap")
+    new = While(cond, body, n_cc, n_cc + n_bc, spec.name)
+    return pack(unpack(while_p(*cc, *cc, *bc, *init, spec=new), new.out_avals), spec.out_avals, lead=b), True
+
+
+while_p = Primitive("while_loop", _while_impl, _while_jvp, _while_vjp, _while_batch,
+                    abstract=lambda *args, spec: packed_aval(spec.out_avals))
+while_p.lower = _while_lower
+while_p.rev_forward = _while_rev_forward
+
+
+# ---------------------------------------------------------------- cond
+class Cond:
+    """A conditional's static part: its branches, each a body over the same operands (the index
+    apart) with outputs of the same shapes and dtypes."""
+
+    def __init__(self, branches, name="cond"):
+        self.branches, self.name = branches, name
+        self.out_avals = avals_of(branches[0])
+        self._runners = None
+
+    def __repr__(self):
+        return f"{self.name}({len(self.branches)} branches)"
+
+    def run(self, index, ops, branches):
+        i = min(max(int(index), 0), len(branches) - 1)
+        return pack(list(branches[i](list(ops))), self.out_avals)
+
+    def compiled(self):
+        if self._runners is None:
+            self._runners = [compiled(b) for b in self.branches]
+        return self._runners
+
+
+def _cond_impl(index, *ops, spec):
+    return spec.run(index, ops, [b.evaluate for b in spec.branches])
+
+
+def _cond_lower(xp, shapes, spec):
+    runners = spec.compiled()
+    return lambda index, *ops: spec.run(index, ops, runners)
+
+
+def _cond_jvp(primals, tangents, spec):
+    index, ops, tops = primals[0], list(primals[1:]), tangents[1:]
+    if all(t is None for t in tops):
+        return cond_p(*primals, spec=spec), None
+    k = next(shape(t)[0] for t in tops if t is not None)
+    nz = [t is not None for t in tops]
+    forced = [inexact(a) for a in spec.out_avals]
+    new = Cond([jvp_body(b, (len(ops),), nz, k, forced, f"the JVP of a {spec.name} branch")[0]
+                for b in spec.branches], spec.name)
+    leaves = unpack(cond_p(index, *ops, *_present(tops), spec=new), new.out_avals)
+    n = len(spec.out_avals)
+    touts = iter(leaves[n:])
+    return pack(leaves[:n], spec.out_avals), pack(
+        [next(touts) if f else zeros((k,), a) for f, a in zip(forced, spec.out_avals)], spec.out_avals, lead=k)
+
+
+def _cond_vjp(ct, args, out, needed, spec):
+    index, ops = args[0], list(args[1:])
+    m = shape(ct)[0]
+    ins = in_avals(spec.branches[0])
+    w = [n and inexact(a) for n, a in zip(needed[1:], ins)]
+    y_w = [inexact(a) for a in spec.out_avals]
+    cts = unpack(ct, spec.out_avals, lead=m)
+
+    def vjp_branch(b):
+        def f(vals):
+            it = iter(vals[len(ops):])
+            _, grads = vjp_of(b, vals[:len(ops)], w, [next(it) if yw else None for yw in y_w], m)
+            return _present(grads)
+        return retrace(f, ins + [bundle(a, m) for a, yw in zip(spec.out_avals, y_w) if yw],
+                       f"the VJP of a {spec.name} branch")
+    if not any(w):
+        return [None] * len(args)
+    new = Cond([vjp_branch(b) for b in spec.branches], spec.name)
+    leaves = iter(unpack(cond_p(index, *ops, *[c for c, yw in zip(cts, y_w) if yw], spec=new), new.out_avals))
+    return [None] + [next(leaves) if x else None for x in w]
+
+
+def _cond_batch(args, batched, spec):
+    b = _lead(args, batched)
+    index, ops = args[0], list(args[1:])
+    axes = [0 if m else None for m in batched[1:]]
+    if not batched[0]:
+        new = Cond([retrace(lambda vals, br=br: _vmapped(br, vals, axes, b),
+                            _batched_avals(in_avals(br), axes, b), f"a {spec.name} branch under vmap")
+                    for br in spec.branches], spec.name)
+        return pack(unpack(cond_p(index, *ops, spec=new), new.out_avals), spec.out_avals, lead=b), True
+    # each example picks its own branch: run them all, select per example
+    index = gnp.clip(index, 0, len(spec.branches) - 1)
+    outs = [_vmapped(br, ops, axes, b) for br in spec.branches]
+    picked = outs[0]
+    for k, out in enumerate(outs[1:], 1):
+        picked = [gnp.where(gnp.reshape(index == k, (b,) + (1,) * (len(shape(o)) - 1)), o, p)
+                  for o, p in zip(out, picked)]
+    return pack(picked, spec.out_avals, lead=b), True
+
+
+cond_p = Primitive("cond", _cond_impl, _cond_jvp, _cond_vjp, _cond_batch,
+                   abstract=lambda *args, spec: packed_aval(spec.out_avals))
+cond_p.lower = _cond_lower
+
+
+# ---------------------------------------------------------------- sparsity patterns (gpuad.sparse)
+def _columns(args):
+    """Each operand's identity pattern among all the operands' elements, side by side (SciPy CSR)."""
+    import scipy.sparse as sp
+    sizes = [int(onp.prod(shape(a))) for a in args]
+    offsets = onp.cumsum([0] + sizes)
+    n = int(offsets[-1])
+    eye = [sp.csr_array((onp.ones(s, bool), (onp.arange(s), offsets[k] + onp.arange(s))), shape=(s, n))
+           for k, s in enumerate(sizes)]
+    return eye, offsets, n
+
+
+def _locals(pattern, offsets):
+    """The output's pattern split by operand: (rows, cols) per operand, None where it is empty."""
+    out = []
+    for lo, hi in zip(offsets[:-1], offsets[1:]):
+        part = pattern[:, lo:hi].tocoo()
+        out.append((part.row, part.col) if part.nnz else None)
+    return out
+
+
+def _same(p, q):
+    return p.shape == q.shape and (p != q).nnz == 0
+
+
+def _scan_pattern(args, out, spec):
+    """A step's pattern propagated through the body: the carries' patterns step after step (until
+    they stop changing, or length steps), a scanned slice as the union over its slices, each
+    stacked output as the union over the steps."""
+    import scipy.sparse as sp
+
+    from .sparse.detect import propagate
+    eye, offsets, n = _columns(args)
+    nc, nk = spec.n_consts, spec.n_carry
+    slices = []
+    for k in range(nc + nk, len(args)):
+        length, s = shape(args[k])[0], eye[k].shape[0] // max(shape(args[k])[0], 1)
+        rows = onp.tile(onp.arange(s), length)
+        slices.append(sp.csr_array((onp.ones(rows.size, bool), (rows, offsets[k] + onp.arange(rows.size))),
+                                   shape=(s, n)))
+    carry, ys = eye[nc:nc + nk], None
+    for _ in range(spec.length):
+        outs = propagate(spec.body, eye[:nc] + carry + slices, n)
+        ys = outs[nk:] if ys is None else [a + b for a, b in zip(ys, outs[nk:])]
+        stable = all(_same(a, b) for a, b in zip(carry, outs[:nk]))
+        carry = outs[:nk]
+        if stable:
+            break
+    if ys is None:  # no steps
+        ys = [sp.csr_array((a.size // max(spec.length, 1), n), dtype=bool) for a in spec.out_avals[nk:]]
+    stacked = [sp.vstack([y] * spec.length, format="csr") if spec.length else
+               sp.csr_array((0, n), dtype=bool) for y in ys]
+    return _locals(sp.vstack(carry + stacked, format="csr"), offsets)
+
+
+def _while_pattern(args, out, spec):
+    """The carries' patterns through the body to a fixed point (the trip count is not known)."""
+    import scipy.sparse as sp
+
+    from .sparse.detect import propagate
+    eye, offsets, n = _columns(args)
+    start = spec.n_cc + spec.n_bc
+    carry = eye[start:]
+    while True:
+        grown = [a + b for a, b in zip(carry, propagate(spec.body, eye[spec.n_cc:start] + carry, n))]
+        if all(_same(a, b) for a, b in zip(carry, grown)):
+            return _locals(sp.vstack(carry, format="csr"), offsets)
+        carry = grown
+
+
+def _cond_pattern(args, out, spec):
+    """The union of the branches' patterns (the index does not enter them)."""
+    import scipy.sparse as sp
+
+    from .sparse.detect import propagate
+    eye, offsets, n = _columns(args)
+    outs = [sp.vstack(propagate(b, eye[1:], n), format="csr") for b in spec.branches]
+    return _locals(functools.reduce(operator.add, outs), offsets)
+
+
+scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern

@@ -1,0 +1,412 @@
+"""gpuad.lax: loops and conditionals against the unrolled Python loop, finite differences, the
+other AD mode and closed forms, under every transform and gpuad.jit."""
+import functools
+
+import numpy as np
+import pytest
+from helpers import assert_close, numerical_jacobian, on_backend, to_np
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad import backends, core, lax
+
+
+# ---------------------------------------------------------------- problems
+def _field(y, p):
+    """A small nonlinear ODE (a damped pendulum with a parameter vector p)."""
+    return gnp.stack([y[1], -p[0] * gnp.sin(y[0]) - p[1] * y[1] + 0.1 * y[0] * y[1]])
+
+
+def _rk4_step(y, p, h=0.05):
+    k1 = _field(y, p)
+    k2 = _field(y + 0.5 * h * k1, p)
+    k3 = _field(y + 0.5 * h * k2, p)
+    k4 = _field(y + h * k3, p)
+    return y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+
+def rk4_loop(y0, p, steps=20):
+    return lax.fori_loop(0, steps, lambda i, y: _rk4_step(y, p), y0)
+
+
+def rk4_python(y0, p, steps=20):
+    y = y0
+    for _ in range(steps):
+        y = _rk4_step(y, p)
+    return y
+
+
+Y0, P = np.array([0.7, -0.3]), np.array([1.3, 0.2])
+
+
+def _recurrence(h0, xs, w):
+    """A scan with closed-over weights, per-step inputs and stacked outputs."""
+    def cell(h, x):
+        h = gnp.tanh(w @ h + x)
+        return h, gnp.sum(h * h)
+    return lax.scan(cell, h0, xs)
+
+
+def _recurrence_python(h0, xs, w):
+    h, ys = h0, []
+    for k in range(xs.shape[0]):
+        h = gnp.tanh(w @ h + xs[k])
+        ys.append(gnp.sum(h * h))
+    return h, gnp.stack(ys)
+
+
+def _newton_cbrt(p):
+    """y with y**3 + p*y - 1 = 0 by Newton's method to convergence, in a while_loop."""
+    def step(s):
+        y, _ = s
+        g = y ** 3 + p * y - 1.0
+        return y - g / (3.0 * y ** 2 + p), gnp.abs(g)
+    return lax.while_loop(lambda s: gnp.max(s[1]) > 1e-14, step, (gnp.ones_like(p), gnp.ones_like(p)))[0]
+
+
+# ---------------------------------------------------------------- eager semantics
+def test_loops_equal_their_python_loops():
+    y0, p = on_backend(Y0, P)
+    assert_close(rk4_loop(y0, p), rk4_python(y0, p), rtol=1e-14, atol=1e-14)
+    rng = np.random.default_rng(0)
+    h0, xs, w = on_backend(rng.normal(size=3), rng.normal(size=(6, 3)), rng.normal(size=(3, 3)) * 0.5)
+    for a, b in zip(_recurrence(h0, xs, w), _recurrence_python(h0, xs, w)):
+        assert_close(a, b, rtol=1e-14, atol=1e-14)
+    assert_close(lax.map(lambda x: gnp.sum(x * x), xs), gnp.sum(xs * xs, axis=1), rtol=1e-14)
+
+
+def test_reverse_scan_aligns_ys_with_xs():
+    c, ys = lax.scan(lambda c, x: (c * 10.0 + x, c), 0.0, gnp.asarray([1.0, 2.0, 3.0]), reverse=True)
+    assert to_np(c) == 321.0
+    np.testing.assert_array_equal(to_np(ys), [32.0, 3.0, 0.0])
+
+
+def test_pytree_carries_and_int_leaves():
+    out = lax.fori_loop(0, 5, lambda i, s: {"n": s["n"] + i, "x": (s["x"][0] * 2.0,)},
+                        {"n": 0, "x": (gnp.asarray([1.0, 3.0]),)})
+    assert to_np(out["n"]) == 10 and to_np(out["n"]).dtype.kind == "i"
+    np.testing.assert_array_equal(to_np(out["x"][0]), [32.0, 96.0])
+    assert to_np(lax.while_loop(lambda s: s[0] < 7, lambda s: (s[0] + 2, s[1] + 1.0), (0, 0.0))[1]) == 4.0
+    assert to_np(lax.fori_loop(3, 3, lambda i, x: x + 1.0, 5.0)) == 5.0  # no trips
+
+
+def test_cond_and_switch_run_the_branch_taken():
+    ran = []
+
+    def branch(k):
+        def f(x):
+            ran.append(k)
+            return x + float(k)
+        return f
+    x = gnp.asarray(1.0)
+    assert to_np(lax.switch(2, [branch(0), branch(1), branch(2)], x)) == 3.0
+    assert to_np(lax.switch(7, [branch(0), branch(1), branch(2)], x)) == 3.0  # clamped, as JAX
+    assert to_np(lax.cond(x > 2.0, branch(10), branch(20), x)) == 21.0
+
+
+def test_a_body_that_changes_a_carry_names_the_leaf():
+    with pytest.raises(TypeError, match=r"carry\['b'\].*float64\[2\] to float64\[3\]"):
+        lax.fori_loop(0, 2, lambda i, s: {"a": s["a"], "b": gnp.concatenate([s["b"], s["a"]])},
+                      {"a": gnp.ones(1), "b": gnp.ones(2)})
+    with pytest.raises(TypeError, match=r"carry\[1\].*int64\[\] to float64\[\]"):
+        lax.while_loop(lambda s: s[0] < 3, lambda s: (s[0] + 1, s[1] * 0.5), (0, 1))
+    with pytest.raises(TypeError, match="structure"):
+        lax.scan(lambda c, x: ((c, c), x), 0.0, gnp.ones(3))
+    with pytest.raises(TypeError, match="branch 1"):
+        lax.cond(True, lambda x: x, lambda x: x[:1], gnp.ones(2))
+    with pytest.raises(ValueError, match="leading axes"):
+        lax.scan(lambda c, x: (c, x), 0.0, (gnp.ones(3), gnp.ones(4)))
+    with pytest.raises(TypeError, match="boolean scalar"):
+        lax.while_loop(lambda x: x, lambda x: x, 1.0)
+    with pytest.raises(TypeError, match="upper must be an integer"):
+        lax.fori_loop(0, 2.5, lambda i, x: x, 1.0)
+    with pytest.raises(TypeError, match="Python control flow"):
+        lax.fori_loop(0, 3, lambda i, x: x + 1.0 if x > 0 else x, 1.0)
+
+
+def test_stop_gradient():
+    f = lambda x: x * lax.stop_gradient(x * x)  # noqa: E731
+    assert to_np(gpuad.grad(f)(3.0)) == 9.0
+    assert to_np(gpuad.jacfwd(f)(3.0)) == 9.0
+    assert to_np(gpuad.hessian(f)(3.0)) == 0.0
+
+
+# ---------------------------------------------------------------- derivatives
+def test_jacobians_of_an_integrator_match_the_unrolled_loop_and_finite_differences():
+    y0, p = on_backend(Y0, P)
+    for argnum in (0, 1):
+        fwd = gpuad.jacfwd(rk4_loop, argnums=argnum)(y0, p)
+        rev = gpuad.jacrev(rk4_loop, argnums=argnum)(y0, p)
+        assert_close(fwd, rev, rtol=1e-10, atol=1e-10)
+        assert_close(fwd, gpuad.jacfwd(rk4_python, argnums=argnum)(y0, p), rtol=1e-12, atol=1e-12)
+        assert_close(fwd, numerical_jacobian(rk4_loop, [Y0, P], argnum), rtol=1e-6, atol=1e-8)
+
+
+def test_scan_derivatives_for_carries_inputs_and_closed_over_weights():
+    rng = np.random.default_rng(1)
+    args = [rng.normal(size=3), rng.normal(size=(5, 3)), rng.normal(size=(3, 3)) * 0.5]
+    for f in (lambda *a: _recurrence(*a)[0], lambda *a: _recurrence(*a)[1]):
+        for argnum in range(3):
+            fwd = gpuad.jacfwd(f, argnums=argnum)(*on_backend(*args))
+            assert_close(fwd, gpuad.jacrev(f, argnums=argnum)(*on_backend(*args)), rtol=1e-10, atol=1e-10)
+            assert_close(fwd, numerical_jacobian(f, args, argnum), rtol=1e-6, atol=1e-8)
+
+
+def test_second_order_and_nesting():
+    y0, p = on_backend(Y0, P)
+    g = lambda p: gnp.sum(rk4_loop(y0, p) ** 2)  # noqa: E731
+    h = gpuad.hessian(g)(p)
+    assert_close(h, gpuad.jacrev(gpuad.jacrev(g))(p), rtol=1e-9, atol=1e-10)
+    assert_close(h, gpuad.hessian(lambda p: gnp.sum(rk4_python(y0, p) ** 2))(p), rtol=1e-10, atol=1e-12)
+    assert_close(gpuad.hvp(g, (p,), (gnp.asarray([1.0, -2.0]),)), h @ np.array([1.0, -2.0]), rtol=1e-10)
+
+    def nested(x):  # a scan whose body runs a fori_loop over a closed-over carry of the outer one
+        return lax.scan(lambda c, s: (lax.fori_loop(0, 3, lambda i, y: gnp.sin(y) * s + c * 0.1, c), c), x,
+                        gnp.asarray([0.5, 1.5]))[1]
+    x = gnp.asarray([0.3, 0.9])
+    assert_close(gpuad.jacfwd(nested)(x), gpuad.jacrev(nested)(x), rtol=1e-10, atol=1e-12)
+    assert_close(gpuad.jacfwd(nested)(x), numerical_jacobian(nested, [to_np(x)], 0), rtol=1e-6, atol=1e-8)
+    # no perturbation confusion: d/dx [x * d/dy fori(x + y)] = 1 for the loop that adds once
+    inner = lambda x: gpuad.grad(lambda y: lax.fori_loop(0, 1, lambda i, c: c + y, x))(1.0)  # noqa: E731
+    assert to_np(gpuad.grad(lambda x: x * inner(x))(2.0)) == 1.0
+
+
+def test_newton_while_loop_matches_the_implicit_function_theorem():
+    p = gnp.asarray([0.5, 1.0, 3.0])
+    y = to_np(_newton_cbrt(p))
+    np.testing.assert_allclose(y ** 3 + to_np(p) * y - 1.0, 0.0, atol=1e-13)
+    implicit = np.diag(-y / (3.0 * y ** 2 + to_np(p)))  # dy/dp = -g_p / g_y
+    assert_close(gpuad.jacfwd(_newton_cbrt)(p), implicit, rtol=1e-8, atol=1e-10)
+    assert_close(gpuad.jacrev(_newton_cbrt)(p), implicit, rtol=1e-8, atol=1e-10)
+
+
+def test_cond_derivatives_follow_the_branch_taken():
+    f = lambda x: lax.cond(gnp.sum(x) > 0, lambda y: gnp.sin(y) * y[0], lambda y: y ** 3, x)  # noqa: E731
+    for x in (np.array([0.4, 0.5]), np.array([-0.4, 0.1])):
+        fwd = gpuad.jacfwd(f)(gnp.asarray(x))
+        assert_close(fwd, gpuad.jacrev(f)(gnp.asarray(x)), rtol=1e-12, atol=1e-14)
+        assert_close(fwd, numerical_jacobian(f, [x], 0), rtol=1e-6, atol=1e-8)
+        assert_close(gpuad.hessian(lambda x: gnp.sum(f(x)))(gnp.asarray(x)),
+                     gpuad.jacrev(gpuad.jacrev(lambda x: gnp.sum(f(x))))(gnp.asarray(x)), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- vmap
+def test_vmap_of_loops_equals_each_example():
+    rng = np.random.default_rng(2)
+    ys0, ps = rng.normal(size=(4, 2)), rng.uniform(0.5, 1.5, size=(4, 2))
+    batched = gpuad.vmap(rk4_loop)(*on_backend(ys0, ps))
+    for k in range(4):
+        assert_close(batched[k], rk4_loop(*on_backend(ys0[k], ps[k])), rtol=1e-14)
+    jac = gpuad.vmap(gpuad.jacrev(rk4_loop, argnums=1), in_axes=(0, None))(gnp.asarray(ys0), gnp.asarray(P))
+    for k in range(4):
+        assert_close(jac[k], gpuad.jacfwd(rk4_loop, argnums=1)(gnp.asarray(ys0[k]), gnp.asarray(P)), rtol=1e-10)
+
+
+def test_vmap_of_a_while_loop_runs_until_every_example_is_done():
+    ps = np.array([0.5, 1.0, 3.0, 10.0])
+    per = lambda p: lax.while_loop(lambda s: s[0] < p, lambda s: (s[0] * 2.0, s[1] + 1), (gnp.asarray(0.1), 0))  # noqa
+    out = gpuad.vmap(per)(gnp.asarray(ps))
+    for k, p in enumerate(ps):
+        expect = per(gnp.asarray(p))
+        assert to_np(out[0][k]) == to_np(expect[0]) and to_np(out[1][k]) == to_np(expect[1])
+    assert len(set(to_np(out[1]).tolist())) > 1  # the examples took different trip counts
+    # and its derivatives, per example (the implicit function again)
+    assert_close(gpuad.vmap(gpuad.grad(lambda p: _newton_cbrt(p[None])[0]))(gnp.asarray(ps)),
+                 np.diag(to_np(gpuad.jacfwd(_newton_cbrt)(gnp.asarray(ps)))), rtol=1e-8)
+
+
+def test_vmap_of_cond_selects_per_example():
+    f = lambda x: lax.switch(gnp.where(x > 1.0, 2, gnp.where(x > 0.0, 1, 0)),  # noqa: E731
+                             [lambda y: -y, lambda y: y * y, lambda y: gnp.sin(y)], x)
+    xs = np.array([-1.0, 0.5, 2.0, 3.0])
+    assert_close(gpuad.vmap(f)(gnp.asarray(xs)), [1.0, 0.25, np.sin(2.0), np.sin(3.0)], rtol=1e-14)
+    assert_close(gpuad.vmap(gpuad.grad(f))(gnp.asarray(xs)), [-1.0, 1.0, np.cos(2.0), np.cos(3.0)], rtol=1e-14)
+    g = lambda x, s: lax.cond(s, lambda y: y * 2.0, lambda y: y, x)  # noqa: E731 (an unbatched predicate)
+    assert_close(gpuad.vmap(g, in_axes=(0, None))(gnp.asarray(xs), True), xs * 2.0)
+
+
+# ---------------------------------------------------------------- gpuad.jit
+def test_a_compiled_loop_is_one_equation_and_matches_eager():
+    y0, p = on_backend(Y0, P)
+    for steps in (20, 200):
+        g = functools.partial(rk4_loop, steps=steps)
+        f = gpuad.jit(gpuad.jacfwd(g, argnums=1))
+        text = f.lower(y0, p).as_text()
+        assert text.count("scan[") == 1 and len(text.splitlines()) < 20, text
+        assert_close(f(y0, p), gpuad.jacfwd(g, argnums=1)(y0, p), rtol=1e-13)
+    assert_close(gpuad.jit(gpuad.jacrev(rk4_loop, argnums=1))(y0, p), gpuad.jacfwd(rk4_loop, argnums=1)(y0, p),
+                 rtol=1e-10)
+    assert_close(gpuad.jit(gpuad.vmap(rk4_loop))(gnp.stack([y0, y0 * 2.0]), gnp.stack([p, p])),
+                 gpuad.vmap(rk4_loop)(gnp.stack([y0, y0 * 2.0]), gnp.stack([p, p])), rtol=1e-14)
+    # a jitted function differentiated outside jit runs its program's loop under the transform
+    assert_close(gpuad.jacrev(gpuad.jit(rk4_loop), argnums=1)(y0, p), gpuad.jacfwd(rk4_loop, argnums=1)(y0, p),
+                 rtol=1e-10)
+
+
+def test_compiled_while_and_cond():
+    p = gnp.asarray([0.5, 1.0, 3.0])
+    assert_close(gpuad.jit(_newton_cbrt)(p), _newton_cbrt(p), rtol=1e-15)
+    assert_close(gpuad.jit(gpuad.jacfwd(_newton_cbrt))(p), gpuad.jacfwd(_newton_cbrt)(p), rtol=1e-12)
+    with pytest.raises(TypeError, match="trip count"):
+        gpuad.jit(gpuad.jacrev(_newton_cbrt))(p)
+    nested = lambda p: lax.fori_loop(0, 2, lambda i, y: _newton_cbrt(p + y), p)  # noqa: E731
+    with pytest.raises(TypeError, match="inside the body of a loop"):
+        gpuad.jacrev(nested)(p)
+    assert_close(gpuad.jacfwd(nested)(p), numerical_jacobian(nested, [to_np(p)], 0), rtol=1e-6, atol=1e-8)
+    f = gpuad.jit(lambda x: lax.cond(x[0] > 0, lambda y: y * 2.0, lambda y: -y, x))
+    assert_close(f(gnp.asarray([1.0, 2.0])), [2.0, 4.0])
+    assert_close(f(gnp.asarray([-1.0, 2.0])), [1.0, -2.0])
+    assert_close(gpuad.jit(lambda x: lax.fori_loop(0, x.shape[0], lambda i, c: c + x[i], 0.0))(gnp.arange(4.0)), 6.0)
+
+
+# ---------------------------------------------------------------- checkpointing
+def test_checkpoint_recomputes_and_keeps_every_derivative():
+    def block(x, w):
+        return gnp.tanh(w * gnp.sin(x)) * x
+    f = lambda x, w: gnp.sum(gpuad.checkpoint(block)(x, w) ** 2)  # noqa: E731
+    g = lambda x, w: gnp.sum(block(x, w) ** 2)  # noqa: E731
+    x, w = gnp.asarray([0.3, -1.2, 2.0]), gnp.asarray(0.7)
+    for argnum in (0, 1):
+        assert_close(gpuad.grad(f, argnums=argnum)(x, w), gpuad.grad(g, argnums=argnum)(x, w), rtol=1e-14)
+    assert_close(gpuad.hessian(f)(x, w), gpuad.hessian(g)(x, w), rtol=1e-12)
+    assert_close(gpuad.vmap(gpuad.grad(f), in_axes=(0, None))(gnp.stack([x, -x]), w),
+                 gpuad.vmap(gpuad.grad(g), in_axes=(0, None))(gnp.stack([x, -x]), w), rtol=1e-14)
+    assert_close(gpuad.jit(gpuad.grad(f))(x, w), gpuad.grad(g)(x, w), rtol=1e-14)
+    evals = []
+    for h in (g, f):
+        before = core.stats["evals"]
+        gpuad.grad(h)(x, w)
+        evals.append(core.stats["evals"] - before)
+    assert evals[1] >= evals[0] + 4  # the sweep reran block's four primitives (sin, multiply, tanh, multiply)
+    with pytest.raises(ValueError, match="policy"):
+        gpuad.checkpoint(block, policy="dots_saveable")
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("checkpoint", [4, "sqrt", "auto"])
+def test_checkpointed_scan_equals_the_plain_one(reverse, checkpoint):
+    rng = np.random.default_rng(3)
+    args = on_backend(rng.normal(size=3), rng.normal(size=(23, 3)), rng.normal(size=(3, 3)) * 0.5)
+
+    def run(checkpoint):
+        def f(h0, xs, w):
+            h, ys = lax.scan(lambda h, x: (gnp.tanh(w @ h + x), gnp.sum(h)), h0, xs, reverse=reverse,
+                             checkpoint=checkpoint)
+            return gnp.concatenate([h, ys])
+        return f
+    for argnum in range(3):
+        assert_close(gpuad.jacrev(run(checkpoint), argnums=argnum)(*args),
+                     gpuad.jacfwd(run(None), argnums=argnum)(*args), rtol=1e-10, atol=1e-12)
+    assert_close(run(checkpoint)(*args), run(None)(*args), rtol=1e-14)
+
+
+def test_checkpointed_scan_stores_a_fraction_of_the_carries(monkeypatch):
+    import tracemalloc
+    w = gnp.asarray(np.linspace(0.5, 1.5, 20000))  # a carry of 160 kB
+
+    def loss(checkpoint):
+        return lambda x: gnp.sum(lax.scan(lambda c, _: (gnp.sin(c) * w, None), x, None, length=1000,
+                                          checkpoint=checkpoint)[0])
+    peaks, grads = {}, {}
+    for checkpoint in (None, "sqrt", "auto"):
+        if checkpoint == "auto":  # 6 MB for the carries: 2 levels need 63 of them (10 MB), 3 levels 30
+            monkeypatch.setattr(backends.current(), "free_memory", lambda: 24 * 10 ** 6)
+        tracemalloc.start()
+        grads[checkpoint] = to_np(gpuad.grad(loss(checkpoint))(w))
+        peaks[checkpoint] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        np.testing.assert_allclose(grads[checkpoint], grads[None], rtol=1e-12)
+    assert peaks["sqrt"] < 0.15 * peaks[None], peaks  # 1000 carries stored against 32 + 31
+    assert peaks["auto"] < 0.8 * peaks["sqrt"], peaks  # 10 + 10 + 10
+
+
+def test_auto_checkpointing_stores_every_carry_where_they_fit():
+    assert lax._levels(gnp.ones(1000), 10 ** 4) == 1  # 80 MB
+    assert lax._levels(gnp.ones(1000), 10 ** 12) > 2  # 8 PB
+
+
+def test_launches_count_each_trip_of_a_loop():
+    y0, p = on_backend(Y0, P)
+    counts = [gpuad.jit(gpuad.jacfwd(functools.partial(rk4_loop, steps=n), argnums=1)).lower(y0, p).launches
+              for n in (10, 20)]
+    f = gpuad.jit(gpuad.jacfwd(functools.partial(rk4_loop, steps=10), argnums=1))
+    body = next(eq for eq in f.lower(y0, p).program.equations if eq.prim.name == "scan").params["spec"].body
+    from gpuad.kernels import launches
+    assert launches.count(body) > 0 and counts[1] - counts[0] == 10 * launches.count(body)
+
+
+# ---------------------------------------------------------------- gpuad.sparse
+def _shift_step(y):
+    return y + 0.1 * gnp.sin(gnp.concatenate([y[1:], y[:1] * 0.0]) - y)
+
+
+def _smooth(x, steps):
+    return lax.fori_loop(0, steps, lambda i, y: _shift_step(y), x)
+
+
+def _smooth_python(x, steps):
+    for _ in range(steps):
+        x = _shift_step(x)
+    return x
+
+
+def test_sparsity_patterns_through_loops():
+    sparse = pytest.importorskip("scipy") and gpuad.sparse
+    x = gnp.asarray(np.linspace(0.1, 1.0, 12))
+    for steps in (1, 3):
+        loop, unrolled = functools.partial(_smooth, steps=steps), functools.partial(_smooth_python, steps=steps)
+        pattern = sparse.jacobian_sparsity(loop)(x).toarray()
+        np.testing.assert_array_equal(pattern, sparse.jacobian_sparsity(unrolled)(x).toarray())
+        assert pattern.sum() == sum(12 - k for k in range(steps + 1))  # an upper band of width steps
+        assert_close(sparse.jacobian(loop)(x).toarray(), gpuad.jacfwd(unrolled)(x), rtol=1e-13)
+        loss, loss_python = (lambda x, f=f: gnp.sum(f(x) ** 2) for f in (loop, unrolled))
+        np.testing.assert_array_equal(sparse.hessian_sparsity(loss)(x).toarray(),
+                                      sparse.hessian_sparsity(loss_python)(x).toarray())
+        assert_close(sparse.hessian(loss)(x).toarray(), gpuad.hessian(loss_python)(x), rtol=1e-12, atol=1e-14)
+    newton = sparse.jacobian_sparsity(_newton_cbrt)(gnp.asarray([0.5, 1.0, 3.0])).toarray()
+    np.testing.assert_array_equal(newton, np.eye(3, dtype=bool))  # elementwise: a fixed point at the diagonal
+    f = lambda x: lax.cond(x[0] > 0, lambda y: y * y[0], lambda y: y[::-1], x)  # noqa: E731
+    np.testing.assert_array_equal(sparse.jacobian_sparsity(f)(gnp.ones(3)).toarray(),
+                                  np.eye(3, dtype=bool) | np.eye(3, dtype=bool)[::-1] | (np.arange(3)[None] == 0))
+
+
+@gpuad.custom_jvp
+def _softplus(x):
+    return gnp.log1p(gnp.exp(x))
+
+
+@_softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    return _softplus(primals[0]), tangents[0] / (1.0 + gnp.exp(-primals[0]))
+
+
+@gpuad.custom_vjp
+def _sine(x):
+    return gnp.sin(x)
+
+
+_sine.defvjp(lambda x: (gnp.sin(x), gnp.cos(x)), lambda cos, g: (g * cos,))
+
+
+@pytest.mark.parametrize("rule", [_softplus, _sine])
+def test_custom_rules_inside_bodies_and_every_way_to_sweep(rule):
+    f = lambda x: lax.fori_loop(0, 3, lambda i, y: rule(y) * x, x)  # noqa: E731
+    x = gnp.asarray([0.3, -0.2])
+    fwd = gpuad.jacfwd(f)(x)
+    assert_close(fwd, numerical_jacobian(f, [to_np(x)], 0), rtol=1e-6, atol=1e-8)
+    for other in (gpuad.jacrev(f)(x), gpuad.jacrev(f, chunk_size=1)(x), gpuad.jacobian(f)(x),
+                  gnp.stack([gpuad.linearize(f, x)[1](gnp.asarray(e)) for e in np.eye(2)], axis=1)):
+        assert_close(other, fwd, rtol=1e-12, atol=1e-14)
+    assert_close(gpuad.jit(gpuad.jacrev(f))(x), fwd, rtol=1e-12, atol=1e-14)
+    assert_close(gpuad.vmap(gpuad.jacrev(f))(gnp.stack([x, x * 2.0]))[1], gpuad.jacfwd(f)(x * 2.0), rtol=1e-12)
+    s = lambda x: gnp.sum(f(x))  # noqa: E731
+    assert_close(gpuad.hessian(s)(x), gpuad.jacrev(gpuad.jacrev(s))(x), rtol=1e-10, atol=1e-12)
+
+
+def test_traced_bounds_make_a_while_loop():
+    power = lambda x, n: lax.fori_loop(0, n, lambda i, c: c * x, 1.0)  # noqa: E731
+    x, n = gnp.asarray(2.0), gnp.asarray(5)
+    assert to_np(gpuad.jit(power)(x, n)) == 32.0
+    assert to_np(gpuad.jit(gpuad.jacfwd(power))(x, n)) == 80.0
+    assert "while_loop[" in gpuad.jit(power).lower(x, n).as_text()
+    assert to_np(gpuad.grad(power)(x, n)) == 80.0  # eagerly the trip count is known: reverse mode works
