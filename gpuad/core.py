@@ -8,6 +8,7 @@ until plain backend arrays are reached and the primitive's `impl` runs. Levels k
 nested derivatives apart (no perturbation confusion).
 """
 import contextlib
+import contextvars
 import functools
 import math
 
@@ -19,7 +20,14 @@ from . import backends
 # Jacobian's cost in primitive applications does not grow with the number of directions.
 stats = {"evals": 0}
 
-_stack = []  # active traces, innermost last
+# The active traces, innermost last: per thread and per context (asyncio tasks), so that a trace
+# in one thread never takes another's values.
+_stack = contextvars.ContextVar("gpuad_traces", default=())
+
+
+def trace_stack():
+    """The traces active in this thread (and context), innermost last."""
+    return _stack.get()
 
 
 class ShapeDtypeStruct:
@@ -134,7 +142,7 @@ def bind(prim, *args, **params):
 
 def _staging():
     """The innermost active trace that stages primitives without arguments (a traced program's), or None."""
-    return next((t for t in reversed(_stack) if t.stages), None)
+    return next((t for t in reversed(_stack.get()) if t.stages), None)
 
 
 class Trace:
@@ -168,12 +176,13 @@ class Trace:
 
 @contextlib.contextmanager
 def new_trace(cls):
-    trace = cls(len(_stack) + 1)
-    _stack.append(trace)
+    traces = _stack.get()
+    trace = cls(len(traces) + 1)
+    token = _stack.set(traces + (trace,))
     try:
         yield trace
     finally:
-        _stack.pop()
+        _stack.reset(token)
 
 
 class Tracer:
