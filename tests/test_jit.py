@@ -315,6 +315,25 @@ def test_a_seed_contracted_with_a_constant_folds_from_its_non_zeros(chain, monke
     assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), rtol=1e-6 if "cast" in chain else 1e-14)
 
 
+@pytest.mark.parametrize("f", [lambda x: x[:3] @ _C3, lambda x: _C3 @ x[::4],
+                               lambda x: gnp.einsum("i,i->", x[2:5], _C3),
+                               lambda x: gnp.reshape(x, (4, 3))[1] @ _C3 * x[5]],
+                         ids=["slice @ c", "c @ strided", "einsum", "row of a reshape @ c, times x"])
+def test_a_seed_contracted_to_a_scalar_with_fewer_non_zeros_than_directions(f):
+    """Each direction of the seed meets the constant in a contraction to a scalar, and most
+    directions are zero there (12 directions, 3 non-zeros): jit(jacfwd) equals eager and jacrev."""
+    x = gnp.asarray(np.linspace(0.5, 1.7, 12))
+    want = gpuad.jacrev(f)(x)
+    assert_close(gpuad.jit(gpuad.jacfwd(f))(x), want, rtol=1e-14)
+    assert_close(gpuad.jacfwd(f)(x), want, rtol=1e-14)
+    assert_close(gpuad.jit(gpuad.hessian(f))(x), gpuad.hessian(f)(x), rtol=1e-14)
+
+
+def test_jacfwd_of_a_slice_times_a_constant_is_the_constant_at_its_places():
+    assert_close(gpuad.jit(gpuad.jacfwd(lambda x: x[:3] @ _C3))(gnp.ones(12)), np.r_[_C3, np.zeros(9)], rtol=0)
+
+
+_C3 = np.array([1.0, 2.0, 3.0])
 _W3 = np.linspace(-1, 1, 60).reshape(20, 3)
 _SPARSE_STEPS = {  # what folds after a seed's contraction that is mostly zeros, held as its entries
     "times a broadcast constant, divided": lambda c: c * _W3 / 2.0,
