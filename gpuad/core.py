@@ -131,7 +131,7 @@ def bind(prim, *args, **params):
         else:
             vals.append(coerce(a))  # lists, and NumPy arrays on the CuPy backend
     if top is None and not args:
-        top = _staging()  # made from its parameters alone: part of the program being traced, if any
+        top = staging()  # made from its parameters alone: part of the program being traced, if any
     if top is None:
         stats["evals"] += 1
         out = prim.impl(*vals, **params)
@@ -140,7 +140,7 @@ def bind(prim, *args, **params):
     return top.process(prim, vals, params)
 
 
-def _staging():
+def staging():
     """The innermost active trace that stages primitives without arguments (a traced program's), or None."""
     return next((t for t in reversed(_stack.get()) if t.stages), None)
 

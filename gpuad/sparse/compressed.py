@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from .. import backends
 from .. import numpy as gnp
 from ..api import Call, grad
-from ..core import Tracer, dtype, shape
+from ..core import Tracer, dtype, shape, staging
 from ..program import ProgramTracer
 from ..tree import register_pytree_node
 from .coloring import as_pattern, distance2, star, symmetric
@@ -186,16 +186,17 @@ class _Sweep:
         return self.seeds[key]
 
     def result(self, data):
-        """The CSR matrix with these values (its stored entries in order), or a TracedCSR under jit."""
-        if isinstance(data, ProgramTracer):
-            return TracedCSR(data, self)
-        if isinstance(data, Tracer):
+        """The CSR matrix with these values (its stored entries in order), or a TracedCSR under jit
+        (also where the values are constants of the program: the Jacobian of a linear function)."""
+        if isinstance(data, Tracer) and not isinstance(data, ProgramTracer):
             raise TypeError(
                 f"{self.name}: a sparse result is a CSR matrix, which gpuad.jit can return but no other "
                 "transform can take as a value (vmap would make a batch of matrices, jacfwd/jacrev/grad a sparse "
                 "tensor of order 3). For per-sample Jacobians take gpuad.sparse.jacobian of the batched function "
                 "(its pattern is block-diagonal, its colors those of one sample); for second derivatives "
                 "gpuad.sparse.hessian")
+        if staging() is not None:
+            return TracedCSR(data, self)
         return _csr(data, *self.structure, self.pattern.shape)
 
 
