@@ -138,13 +138,28 @@ class ProgramTracer(Tracer):
 
 
 class ProgramTrace(Trace):
-    __slots__ = ("equations", "_ids")
+    __slots__ = ("equations", "_ids", "_copies")
     stages = True
 
     def __init__(self, level):
         super().__init__(level)
         self.equations = []
         self._ids = itertools.count()
+        self._copies = {}  # id of an array read as a constant -> (that array, its copy)
+
+    def constant(self, a):
+        """a as a constant of the program: an array is copied once per trace, so the program sees
+        it as it was when traced, everywhere, as JAX does (a captured W changed in place after the
+        trace changes nothing); in a tuple (an index), each array. Scalars and values of other
+        traces stay as they are."""
+        if isinstance(a, tuple):
+            return tuple(self.constant(b) for b in a)
+        if isinstance(a, Tracer) or not backends.current().is_array(a):
+            return a
+        kept = self._copies.get(id(a))
+        if kept is None:
+            kept = self._copies[id(a)] = (a, a.copy())  # the original held: its id stays its own
+        return kept[1]
 
     def new_input(self, aval, origin):
         return ProgramTracer(self, Var(next(self._ids), aval), origin)
@@ -154,7 +169,8 @@ class ProgramTrace(Trace):
             raise NotImplementedError(f"primitive {prim.name} has no abstract rule: gpuad.jit cannot trace it")
         aval = prim.abstract(*args, **params)
         out = Var(next(self._ids), aval)
-        ins = [a.var if isinstance(a, ProgramTracer) and a._trace is self else a for a in args]
+        ins = [a.var if isinstance(a, ProgramTracer) and a._trace is self else self.constant(a) for a in args]
+        params = {k: self.constant(v) for k, v in params.items()}
         self.equations.append(Equation(prim, ins, out, params))
         return ProgramTracer(self, out, f"{prim.name}(...)")
 
@@ -165,7 +181,7 @@ def trace_program(fun, avals, names):
     with new_trace(ProgramTrace) as trace:
         inputs = [trace.new_input(a, n) for a, n in zip(avals, names)]
         outs = fun(inputs)
-        outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else o for o in outs]
+        outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else trace.constant(o) for o in outs]
     return optimised(Program([t.var for t in inputs], trace.equations, outs))
 
 

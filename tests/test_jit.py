@@ -136,6 +136,32 @@ def test_traces_once_per_signature_and_captures_constants():
     assert len(traces) == 2  # a new dtype traces again, new values do not
 
 
+_CAPTURED = {  # (function of x and the captured array c, c): each reads c in another way
+    "product and a folded sum": (lambda x, c: x * c + gnp.sum(c), np.array([1.0, 2.0, 3.0])),
+    "one repeated value": (lambda x, c: x * c, np.full(3, 2.0)),
+    "an index": (lambda x, c: x[c] * 2.0, np.array([0, 2, 2])),
+    "a contraction": (lambda x, c: gnp.tanh(c @ x), np.linspace(-1, 1, 9).reshape(3, 3)),
+    "returned as it is": (lambda x, c: (gnp.sin(x), c), np.array([4.0, 5.0, 6.0])),
+}
+
+
+@pytest.mark.parametrize("case", list(_CAPTURED))
+@pytest.mark.parametrize("transform", [None, gpuad.jacfwd, gpuad.jacrev], ids=["value", "jacfwd", "jacrev"])
+def test_a_captured_array_is_a_constant_as_it_was_when_traced(case, transform):
+    """As in JAX: changing a captured array in place after the trace changes no result, whether the
+    program read it live, folded it, or used it as an index (it held a mix of old and new)."""
+    f, c = _CAPTURED[case]
+    c = c.copy()
+    g = (lambda x: f(x, c)) if transform is None else transform(lambda x: f(x, c)[0] if "returned" in case else f(x, c))
+    x = gnp.asarray(np.array([0.3, -1.2, 0.7]))
+    want, want_jacobian = gpuad.tree_map(lambda v: v.copy(), g(x)), gpuad.jacfwd(g)(x)  # g may return c itself
+    compiled = gpuad.jit(g)
+    assert_tree_close(compiled(x), want, rtol=1e-14, atol=0)
+    c[...] = c[::-1] + 1 if c.dtype.kind == "f" else c[::-1]
+    assert_tree_close(compiled(x), want, rtol=1e-14, atol=0)
+    assert_tree_close(gpuad.jacfwd(compiled)(x), want_jacobian, rtol=1e-14, atol=0)  # over the cached program
+
+
 def test_static_arguments_allow_python_control_flow():
     traces = []
 
