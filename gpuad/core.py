@@ -15,6 +15,7 @@ import math
 import numpy as onp
 
 from . import backends
+from .counterparts import advice
 
 # Primitive evaluations on backend arrays since import; tests read it to show that a
 # Jacobian's cost in primitive applications does not grow with the number of directions.
@@ -220,14 +221,16 @@ class Tracer:
         return (self[i] for i in range(len(self)))
 
     def __array__(self, *a, **k):
-        raise TypeError(
-            f"a traced value (shape {self.shape}) cannot be converted to a NumPy array: it carries "
-            "derivatives. Use gpuad.numpy functions instead of numpy ones inside transformed functions.")
+        raise TypeError(f"{self._not_an_array()}. {advice('converts its arguments to NumPy arrays')}")
+
+    def _not_an_array(self):
+        return f"a traced value (shape {self.shape}) cannot be converted to a NumPy array: it carries derivatives"
 
     def __float__(self):
         raise TypeError(
             "float() (or int(), complex()) of a traced value would drop its derivative; keep it as an array "
-            "(use gpuad.numpy functions), or compute the value outside the transform.")
+            "(use gpuad.numpy functions), or compute the value outside the transform. A NumPy array calls "
+            "float() to store a value (y[i] = x): make y with gpuad.numpy and write y = y.at[i].set(x).")
 
     __int__ = __complex__ = __index__ = __float__
 

@@ -12,6 +12,7 @@ import threading
 from . import backends, graphs, replay
 from .api import as_output
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
+from .fpwarnings import at_user_line
 from .kernels import launches
 from .program import aval_of, trace_program
 from .replay import Replay
@@ -134,6 +135,7 @@ def _leaf(x, k):
 class _Entry:
     """One cache entry: the optimised program for one signature, and its replay once needed."""
 
+    @at_user_line  # constants folded while tracing
     def __init__(self, fun, sig):
         self.out_tree = None
 

@@ -23,6 +23,7 @@ from .. import backends
 from .. import numpy as gnp
 from ..api import Call, grad
 from ..core import Tracer, dtype, shape, staging
+from ..fpwarnings import at_user_line
 from ..program import ProgramTracer
 from ..tree import register_pytree_node
 from .coloring import as_pattern, distance2, star, symmetric
@@ -50,6 +51,7 @@ def jacobian(fun, argnums=0, mode="auto", sparsity=None):
     plans = _Plans("sparse.jacobian", fun, argnums, sparsity, jacobian_pattern, functools.partial(_jacobian_plan, mode))
 
     @functools.wraps(fun)
+    @at_user_line
     def jac(*args):
         plan = plans.get(args)
         return plan(Call("sparse.jacobian", fun, args, {}, argnums, False))
@@ -70,6 +72,7 @@ def hessian(fun, argnums=0, sparsity=None):
     plans = _Plans("sparse.hessian", fun, argnums, sparsity, hessian_pattern, _hessian_plan)
 
     @functools.wraps(fun)
+    @at_user_line
     def hess(*args):
         plan = plans.get(args)
         return plan(Call("sparse.hessian", grad(fun, argnums), args, {}, argnums, False))
