@@ -30,7 +30,6 @@ _LAUNCHES = {
     "solve": 4, "logabsdet": 4, "det_sign": 4,  # LU factorisation, solve or reductions, copies
     "cholesky": 2,
     "eigh": 4, "eig": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy
-    "pinv": 7,  # the SVD's 3, the cut-off (a maximum, a compare, a select) and the product
     "lu": lambda eq: 3 * prod(eq.ins[0].shape[:-2]) + 1,  # cupyx's lu_factor, one matrix at a time
     "contract": lambda eq: 1 + sum(_copies(eq)),
 }
