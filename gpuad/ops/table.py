@@ -135,8 +135,9 @@ class RuleNamespace:
         f = self._compiled.get(key)
         if f is None:
             expr, args = (row.primal, row.args) if i is None else (row.partials[i], row.args + ("y",))
-            if self.special is not None and expr.names & SPECIAL_NAMES:
-                self.functions, self.special = dict(self.functions, **self.special()), None  # an import of 0.3 s
+            load = self.special  # read once: another thread may load them meanwhile
+            if load is not None and expr.names & SPECIAL_NAMES:
+                self.functions, self.special = dict(self.functions, **load()), None  # an import of 0.3 s
             f = self._compiled[key] = expr.function(args, self.functions)
         return f
 
