@@ -12,6 +12,7 @@ from .batching import BatchTrace, BatchTracer
 from .chunking import Chunks, Footprint
 from .core import Tracer, dtype, held_bytes, is_inexact, new_trace, shape
 from .forward import JVPTrace, JVPTracer
+from .fpwarnings import at_user_line
 from .numpy.shapes import moveaxis
 from .ops.creation import eye
 from .ops.elementwise import astype
@@ -256,6 +257,7 @@ def _or_zeros(bundle, k, like):
 
 
 # ---------------------------------------------------------------- forward mode
+@at_user_line
 def jvp(fun, primals, tangents, has_aux=False):
     """Forward-mode Jacobian-vector product: (fun(*primals), J @ tangents).
 
@@ -294,6 +296,7 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     chunks = Chunks(chunk_size)
 
     @functools.wraps(fun)
+    @at_user_line
     def jacfun(*args, **kwargs):
         call = Call("jacfwd", fun, args, kwargs, argnums, has_aux)
         last = {}  # the primal outputs, their tree and aux: the same from every run, kept from the last
@@ -323,6 +326,7 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     chunks = Chunks(chunk_size)
 
     @functools.wraps(fun)
+    @at_user_line
     def jacfun(*args, **kwargs):
         rec = Call("jacrev", fun, args, kwargs, argnums, has_aux).record()
         return rec.call.result(rec.jacobian_by_rows(chunks), rec.aux)
@@ -342,6 +346,7 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
     chunks = Chunks(chunk_size)
 
     @functools.wraps(fun)
+    @at_user_line
     def jacfun(*args, **kwargs):
         rec = Call("jacobian", fun, args, kwargs, argnums, has_aux).record()
         by = rec.jacobian_by_columns if rec.call.n < rec.m else rec.jacobian_by_rows
@@ -349,6 +354,7 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
     return jacfun
 
 
+@at_user_line
 def vjp(fun, *primals, has_aux=False):
     """Reverse-mode vector-Jacobian product. Returns (fun(*primals), pullback); pullback(ct)
     returns a tuple with one cotangent per primal.
@@ -360,6 +366,7 @@ def vjp(fun, *primals, has_aux=False):
     """
     rec = Call("vjp", fun, primals, {}, tuple(range(len(primals))), has_aux).record()
 
+    @at_user_line
     def pullback(ct):
         cleaves, ctree = tree_flatten(ct)
         if ctree != rec.out_tree:
@@ -375,11 +382,13 @@ def vjp(fun, *primals, has_aux=False):
     return (out, pullback, rec.aux) if has_aux else (out, pullback)
 
 
+@at_user_line
 def linearize(fun, *primals):
     """(fun(*primals), f_jvp): f_jvp(*tangents) = J @ tangents, computed by a forward sweep of
     the tape recorded once here (fun is not run again)."""
     rec = Call("linearize", fun, primals, {}, tuple(range(len(primals))), False).record()
 
+    @at_user_line
     def f_jvp(*tangents):
         tleaves, ttree = tree_flatten(tuple(tangents))
         if ttree != rec.call.tree:
@@ -399,6 +408,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     (array(10.), array([2., 6.]))
     """
     @functools.wraps(fun)
+    @at_user_line
     def vg(*args, **kwargs):
         rec = Call("grad", fun, args, kwargs, argnums, has_aux).record()
         if len(rec.values) != 1 or shape(rec.values[0]) != ():
@@ -480,6 +490,7 @@ def vmap(fun, in_axes=0, out_axes=0):
     array([2., 2., 2.])
     """
     @functools.wraps(fun)
+    @at_user_line
     def batched(*args, **kwargs):
         spec = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         if isinstance(in_axes, (tuple, list)) and len(in_axes) != len(args):

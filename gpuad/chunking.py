@@ -36,10 +36,13 @@ if it fits; small runs never record.
 Values under an enclosing transform count what they carry for it (core.held_bytes): inside
 jacfwd with K directions a value holds its primal and K tangents.
 """
+import numbers
 import warnings
 
+import numpy as onp
+
 from . import backends
-from .core import Tracer, dtype, held_bytes, program_value, shape
+from .core import Tracer, dtype, held_bytes, program_value, shape, staging
 from .forward import SweepTooLarge
 from .ops.indexing import concatenate
 from .reverse import last_uses
@@ -94,9 +97,11 @@ class Chunks:
     the size that fit, remembered so that later calls go straight to it."""
 
     def __init__(self, chunk_size):
-        if not (chunk_size is None or chunk_size == "auto" or
-                isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1):
+        integer = isinstance(chunk_size, numbers.Integral) and not isinstance(chunk_size, (bool, onp.bool_))
+        if not (chunk_size is None or isinstance(chunk_size, str) and chunk_size == "auto" or
+                integer and chunk_size >= 1):
             raise ValueError(f'chunk_size must be a positive int, "auto" or None, got {chunk_size!r}')
+        chunk_size = int(chunk_size) if integer else chunk_size  # numpy.int64(2) too
         self.chunk_size, self.fitted, self.footprints = chunk_size, {}, {}
 
     def stacked(self, call, n, sweep, footprint, seeds=None):
@@ -107,6 +112,9 @@ class Chunks:
         chunk_size=None can start it without the estimate, and make one only when it turns out
         large. A sweep that runs out of memory is retried with half as many directions, down to
         one, and the smaller size is kept; one warning names it."""
+        program = staging()
+        if program is not None:
+            program.sweeps = True  # a compiled program too large for the memory can point to chunk_size
         if n == 0:
             return sweep(0, 0)
         size, budget = self._size(call, n, footprint, seeds)

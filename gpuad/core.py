@@ -8,18 +8,27 @@ until plain backend arrays are reached and the primitive's `impl` runs. Levels k
 nested derivatives apart (no perturbation confusion).
 """
 import contextlib
+import contextvars
 import functools
 import math
 
 import numpy as onp
 
 from . import backends
+from .counterparts import advice
 
 # Primitive evaluations on backend arrays since import; tests read it to show that a
 # Jacobian's cost in primitive applications does not grow with the number of directions.
 stats = {"evals": 0}
 
-_stack = []  # active traces, innermost last
+# The active traces, innermost last: per thread and per context (asyncio tasks), so that a trace
+# in one thread never takes another's values.
+_stack = contextvars.ContextVar("gpuad_traces", default=())
+
+
+def trace_stack():
+    """The traces active in this thread (and context), innermost last."""
+    return _stack.get()
 
 
 class ShapeDtypeStruct:
@@ -123,7 +132,7 @@ def bind(prim, *args, **params):
         else:
             vals.append(coerce(a))  # lists, and NumPy arrays on the CuPy backend
     if top is None and not args:
-        top = _staging()  # made from its parameters alone: part of the program being traced, if any
+        top = staging()  # made from its parameters alone: part of the program being traced, if any
     if top is None:
         stats["evals"] += 1
         out = prim.impl(*vals, **params)
@@ -132,9 +141,9 @@ def bind(prim, *args, **params):
     return top.process(prim, vals, params)
 
 
-def _staging():
+def staging():
     """The innermost active trace that stages primitives without arguments (a traced program's), or None."""
-    return next((t for t in reversed(_stack) if t.stages), None)
+    return next((t for t in reversed(_stack.get()) if t.stages), None)
 
 
 class Trace:
@@ -168,12 +177,13 @@ class Trace:
 
 @contextlib.contextmanager
 def new_trace(cls):
-    trace = cls(len(_stack) + 1)
-    _stack.append(trace)
+    traces = _stack.get()
+    trace = cls(len(traces) + 1)
+    token = _stack.set(traces + (trace,))
     try:
         yield trace
     finally:
-        _stack.pop()
+        _stack.reset(token)
 
 
 class Tracer:
@@ -211,14 +221,16 @@ class Tracer:
         return (self[i] for i in range(len(self)))
 
     def __array__(self, *a, **k):
-        raise TypeError(
-            f"a traced value (shape {self.shape}) cannot be converted to a NumPy array: it carries "
-            "derivatives. Use gpuad.numpy functions instead of numpy ones inside transformed functions.")
+        raise TypeError(f"{self._not_an_array()}. {advice('converts its arguments to NumPy arrays')}")
+
+    def _not_an_array(self):
+        return f"a traced value (shape {self.shape}) cannot be converted to a NumPy array: it carries derivatives"
 
     def __float__(self):
         raise TypeError(
             "float() (or int(), complex()) of a traced value would drop its derivative; keep it as an array "
-            "(use gpuad.numpy functions), or compute the value outside the transform.")
+            "(use gpuad.numpy functions), or compute the value outside the transform. A NumPy array calls "
+            "float() to store a value (y[i] = x): make y with gpuad.numpy and write y = y.at[i].set(x).")
 
     __int__ = __complex__ = __index__ = __float__
 

@@ -7,10 +7,12 @@ transform (jacfwd(jit(f)), vmap(jit(f)), grad(jit(f))), it evaluates the program
 so the transform runs over the program.
 """
 import functools
+import threading
 
 from . import backends, graphs, replay
 from .api import as_output
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
+from .fpwarnings import at_user_line
 from .kernels import launches
 from .program import aval_of, trace_program
 from .replay import Replay
@@ -44,6 +46,8 @@ class Jitted:
         self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
         self._cache = {}
         self._by_arrays = {}  # the common call, positional backend arrays only: (backend, avals) -> entry
+        self._filling = threading.RLock()  # threads calling with a new signature trace it once (reentrant:
+        # fun may call this function again while it is traced)
         functools.update_wrapper(self, fun, updated=())  # fun's __dict__ would overwrite these
 
     def __call__(self, *args, **kwargs):
@@ -73,9 +77,12 @@ class Jitted:
     def _entry(self, sig):
         entry = self._cache.get(sig.key)
         if entry is None:
-            entry = _Entry(self.fun, sig)
-            if entry.program.cacheable:
-                self._cache[sig.key] = entry
+            with self._filling:
+                entry = self._cache.get(sig.key)
+                if entry is None:
+                    entry = _Entry(self.fun, sig)
+                    if entry.program.cacheable:
+                        self._cache[sig.key] = entry
         return entry
 
 
@@ -128,6 +135,7 @@ def _leaf(x, k):
 class _Entry:
     """One cache entry: the optimised program for one signature, and its replay once needed."""
 
+    @at_user_line  # constants folded while tracing
     def __init__(self, fun, sig):
         self.out_tree = None
 
@@ -138,11 +146,13 @@ class _Entry:
 
         avals = [aval_of(x) for x in sig.leaves]
         self.program = trace_program(flat, avals, [f"jit argument leaf {k}" for k in range(len(avals))])
-        self._replay = None
+        self._replay, self._building = None, threading.Lock()
 
     def replay(self):
         if self._replay is None:
-            self._replay = Replay(self.program)
+            with self._building:  # compiled once, however many threads make its first call
+                if self._replay is None:
+                    self._replay = Replay(self.program)
         return self._replay
 
 

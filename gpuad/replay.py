@@ -81,7 +81,7 @@ class Replay:
         self.source, run = _generate(program, self.steps)
         run = _one_at_a_time(run) if self.regions and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run
-        self.run = run if self.peak < CHECK_FROM else _checked(run, self.peak)
+        self.run = run if self.peak < CHECK_FROM else _checked(run, self.peak, program.sweeps)
 
 
 def peak_bytes(program, steps):
@@ -123,15 +123,17 @@ def peak_bytes(program, steps):
     return peak
 
 
-def _checked(run, peak):
-    """run, refused with a MemoryError before it allocates when its buffers exceed the memory available."""
+def _checked(run, peak, sweeps):
+    """run, refused with a MemoryError before it allocates when its buffers exceed the memory available.
+    sweeps: whether the program holds Jacobian sweeps, which chunk_size can split."""
+    hint = ('pass chunk_size="auto" (or an int) to the Jacobian transforms inside jit to sweep fewer directions '
+            "at a time") if sweeps else "compute it in smaller parts (its arguments, or a loop over blocks)"
+
     def checked(*args):
         available = backends.current().free_memory()
         if available is not None and peak > available:
             raise MemoryError(f"gpuad.jit: a call needs about {size_text(peak)} of buffers (planned from the "
-                              f"compiled program), but {size_text(available)} of memory is available; pass "
-                              'chunk_size="auto" (or an int) to the Jacobian transforms inside jit to sweep '
-                              "fewer directions at a time")
+                              f"compiled program), but {size_text(available)} of memory is available; {hint}")
         return run(*args)
     return checked
 

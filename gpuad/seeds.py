@@ -68,7 +68,7 @@ def contract(nz, other, spec, seed_first, out_shape, out_dtype):
     at = tuple(nz.coords[s.index(c)] for c in kept)
     if kept and 4 * contrib.size <= onp.prod(out_shape):  # mostly zeros: held as its entries
         count = int(onp.prod(contrib.shape[1:]))
-        grid = onp.unravel_index(onp.arange(count), contrib.shape[1:])
+        grid = onp.unravel_index(onp.arange(count), contrib.shape[1:]) if free_b else ()  # () for a scalar each
         coords = dict(zip(kept + free_b,
                           [onp.repeat(c, count) for c in at] + [onp.tile(g, len(contrib)) for g in grid]))
         return NonZeros(tuple(coords[c] for c in o), contrib.reshape(-1).astype(out_dtype), tuple(out_shape))

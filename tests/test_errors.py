@@ -1,9 +1,15 @@
 """Misuse raises TypeError or ValueError with a message that says what was wrong."""
+import subprocess
+import sys
+import warnings
+
 import numpy as np
 import pytest
+import scipy.special
 
 import gpuad
 import gpuad.numpy as gnp
+import gpuad.sparse
 
 X = gnp.asarray([1.0, 2.0])
 
@@ -129,6 +135,22 @@ CASES = {
                              TypeError, "boolean mask would give a shape that depends on values.*where"),
     "numpy_constant_indexed_by_batched": (lambda: gpuad.vmap(lambda i: np.ones((3, 2))[i])(np.array([0, 2])),
                                           TypeError, "batched value cannot become a NumPy array.*gnp.take"),
+    "np_asarray_under_jit": (lambda: gpuad.jit(lambda x: np.asarray(x))(X), TypeError,
+                             "cannot be converted to a NumPy array: gpuad.jit traces the function without data"),
+    "tolist_of_traced": (lambda: gpuad.jacfwd(lambda x: gnp.asarray(x.tolist()))(X), TypeError,
+                         r"tolist\(\).*drop its derivative.*list\(x\)"),
+    "tolist_under_jit": (lambda: gpuad.jit(lambda x: gnp.asarray(x.tolist()))(X), TypeError, r"tolist\(\).*jit"),
+    "item_of_traced": (lambda: gpuad.grad(lambda x: x[0].item())(X), TypeError, r"item\(\)"),
+    "scipy_special_ufunc_without_counterpart": (lambda: gpuad.jacfwd(lambda x: scipy.special.zeta(x + 1.0, 1.0))(X),
+                                                TypeError, "scipy.special.zeta .*no counterpart of it yet"),
+    "scipy_special_ufunc_under_jit": (lambda: gpuad.jit(lambda x: scipy.special.zeta(x + 1.0, 1.0))(X), TypeError,
+                                      "scipy.special.zeta"),
+    "scipy_logsumexp_of_traced": (lambda: gpuad.grad(lambda x: scipy.special.logsumexp(x))(X), TypeError,
+                                  r"scipy.special.logsumexp .*call gpuad.scipy.special.logsumexp instead"),
+    "scipy_logsumexp_under_jit": (lambda: gpuad.jit(lambda x: scipy.special.logsumexp(x))(X), TypeError,
+                                  r"call gpuad.scipy.special.logsumexp instead"),
+    "if_inside_sparse_jacobian": (lambda: gpuad.sparse.jacobian(lambda x: x if x[0] > 0 else -x)(X), TypeError,
+                                  r"gpuad.sparse.jacobian \(finding the sparsity pattern.*not an array.*sparsity="),
     "bad_reshape": (lambda: gpuad.grad(lambda x: x.reshape(3).sum())(X), ValueError, "cannot reshape"),
     "bad_matmul": (lambda: gpuad.grad(lambda x: (x @ gnp.ones(3)).sum())(X), ValueError, "do not line up"),
 }
@@ -139,3 +161,81 @@ def test_clear_error(name):
     call, error, pattern = CASES[name]
     with pytest.raises(error, match=pattern):
         call()
+
+
+def test_a_python_if_inside_sparse_jacobian_does_not_speak_of_jit():
+    with pytest.raises(TypeError) as refused:
+        gpuad.sparse.jacobian(lambda x: x if x[0] > 0 else -x)(X)
+    assert "static_argnums" not in str(refused.value) and "gpuad.jit" not in str(refused.value)
+
+
+def _store(x):
+    y = np.zeros(2)
+    y[0] = x[0]  # NumPy calls float(x[0])
+    return gnp.asarray(y) * x
+
+
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jit], ids=["jacfwd", "jit"])
+def test_storing_a_traced_value_into_a_numpy_array_says_what_to_do(transform):
+    """NumPy reports 'setting an array element with a sequence' (a traced value can be indexed);
+    its cause, shown with it, is gpuad's message."""
+    with pytest.raises(ValueError) as refused:
+        transform(_store)(X)
+    assert r"y[i] = x" in str(refused.value.__cause__) and "y.at[i].set(x)" in str(refused.value.__cause__)
+
+
+def test_a_numpy_integer_chunk_size_is_an_int():
+    f = lambda x: gnp.sin(x) * x[0]  # noqa: E731
+    x = gnp.asarray(np.linspace(0.1, 1.0, 5))
+    for transform in (gpuad.jacfwd, gpuad.jacrev, gpuad.hessian):
+        np.testing.assert_allclose(transform(f, chunk_size=np.int64(2))(x), transform(f)(x), rtol=1e-15)
+    with pytest.raises(ValueError, match="chunk_size"):
+        gpuad.jacfwd(f, chunk_size=np.True_)(x)
+
+
+def _sqrt_sum(x):
+    return gnp.sum(gnp.sqrt(x))
+
+
+@pytest.mark.parametrize("name, call", [
+    ("jacfwd", lambda x: gpuad.jacfwd(gnp.sqrt)(x)), ("jacrev", lambda x: gpuad.jacrev(gnp.sqrt)(x)),
+    ("grad", lambda x: gpuad.grad(_sqrt_sum)(x)), ("hessian", lambda x: gpuad.hessian(_sqrt_sum)(x)),
+    ("vjp pullback", lambda x: gpuad.vjp(gnp.sqrt, x)[1](gnp.ones(2))),
+    ("vmap of jacfwd", lambda x: gpuad.vmap(gpuad.jacfwd(gnp.sqrt))(x[None]))])
+def test_warnings_of_derivative_rules_point_at_the_users_line(name, call):
+    """sqrt's derivative at 0 divides by zero: the RuntimeWarning names the rule and points at the
+    line that called the transform, not at gpuad's rule table."""
+    x = gnp.asarray(np.array([0.0, 1.0]))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        call(x)
+    runtime = [w for w in seen if issubclass(w.category, RuntimeWarning)]
+    assert runtime, "no warning for a derivative that divides by zero"
+    assert all(w.filename == __file__ for w in runtime), [(w.filename, w.lineno) for w in runtime]
+    assert any("divide by zero encountered in gpuad's rule" in str(w.message) for w in runtime)
+    users = {line, call.__code__.co_firstlineno, _sqrt_sum.__code__.co_firstlineno + 1}  # the call, or inside f
+    assert {w.lineno for w in runtime} <= users
+
+
+def test_floating_point_settings_of_the_user_are_kept():
+    x = gnp.asarray(np.array([0.0, 1.0]))
+    with warnings.catch_warnings(record=True) as seen, np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("always")
+        gpuad.jacfwd(gnp.sqrt)(x)
+    assert not seen
+    with np.errstate(divide="raise"), pytest.raises(FloatingPointError):
+        gpuad.jacrev(gnp.sqrt)(x)
+
+
+def test_scipy_special_is_imported_only_when_a_special_function_is_used():
+    code = ("import sys, numpy as np, gpuad, gpuad.numpy as gnp\n"
+            "x = np.linspace(0.1, 1, 3)\n"
+            "gpuad.jacfwd(gnp.sin)(x); gpuad.jacrev(gnp.tanh)(x); gpuad.jit(gpuad.grad(lambda x: gnp.sum(x ** 2)))(x)\n"
+            "assert 'scipy.special' not in sys.modules, 'imported by a transform without special functions'\n"
+            "import gpuad.scipy.special as gsp\n"
+            "assert 'scipy.special' not in sys.modules, 'imported by gpuad.scipy.special itself'\n"
+            "gpuad.jacfwd(gsp.erf)(x)\n"
+            "assert 'scipy.special' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

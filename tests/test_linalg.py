@@ -140,6 +140,11 @@ CASES = {
     "pinv_tall": (la.pinv, normal(4, 2)),
     "pinv_wide_stack": (la.pinv, normal(2, 2, 3, seed=7)),
     "lstsq": (lambda a: la.lstsq(a, normal(4, 2, seed=8))[0], normal(4, 3)),
+    # full rank, every singular value 1 (repeated): pinv is smooth there, the SVD's rules are not defined
+    "pinv_identity": (la.pinv, np.eye(3)),
+    "pinv_orthonormal_columns": (la.pinv, np.linalg.qr(normal(4, 2, seed=21))[0]),
+    "pinv_orthogonal_wide_stack": (la.pinv, np.swapaxes(np.linalg.qr(normal(2, 4, 3, seed=22))[0], -1, -2)),
+    "lstsq_identity": (lambda a: la.lstsq(a, normal(3, 2, seed=8))[0], np.eye(3)),
     "lstsq_residuals": (lambda b: la.lstsq(normal(4, 2), b)[1], normal(4)),
     "matrix_power_5": (lambda a: la.matrix_power(a, 5), well(3, 3) / 3),
     "matrix_power_minus_2": (lambda a: la.matrix_power(a, -2), well(2, 3, 3)),
@@ -243,6 +248,31 @@ def test_second_order_against_finite_differences(name):
     close(hess, fd_jacobian(gpuad.jacrev(f), x, eps=1e-5), rtol=1e-5, atol=1e-7)
     close(hess, gpuad.jacrev(gpuad.jacrev(f))(x), rtol=1e-10, atol=1e-11)
     close(hess, gpuad.jacfwd(gpuad.jacfwd(f))(x), rtol=1e-10, atol=1e-11)
+
+
+def test_pinv_at_the_identity_is_the_inverse_derivative():
+    """pinv = inv near I (full rank), so d pinv(A)[0, 1] / dA[0, 1] = -1 there (-(A^-1 E01 A^-1))."""
+    for jac in (gpuad.jacfwd(la.pinv), gpuad.jacrev(la.pinv), gpuad.jit(gpuad.jacfwd(la.pinv))):
+        close(jac(np.eye(3)), gpuad.jacfwd(la.inv)(np.eye(3)), atol=1e-14)
+        assert abs(to_np(jac(np.eye(3)))[0, 1, 0, 1] + 1) < 1e-14
+
+
+def test_pinv_derivative_along_a_path_of_constant_rank():
+    """A(t) = B(t) C(t)^T of rank 2 in 4 x 4 with repeated singular values at t = 0 (B, C with
+    orthonormal columns): the derivative of pinv along it equals the central difference."""
+    b0, c0 = np.linalg.qr(normal(4, 2, seed=23))[0], np.linalg.qr(normal(4, 2, seed=24))[0]
+    db, dc = normal(4, 2, seed=25), normal(4, 2, seed=26)
+
+    def path(t):
+        return (b0 + t * db) @ (c0 + t * dc).T
+    da = db @ c0.T + b0 @ dc.T
+    h = 1e-6
+    want = (np.linalg.pinv(path(h), rcond=1e-10) - np.linalg.pinv(path(-h), rcond=1e-10)) / (2 * h)
+    _, got = gpuad.jvp(lambda a: la.pinv(a, rcond=1e-10), (path(0.0),), (da,))
+    close(got, want, rtol=1e-6, atol=1e-8)
+    _, pullback = gpuad.vjp(lambda a: la.pinv(a, rcond=1e-10), path(0.0))
+    u = normal(4, 4, seed=27)
+    close(np.sum(to_np(pullback(gnp.asarray(u))[0]) * da), np.sum(u * want), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["solve_wrt_a", "solve_stack", "inv", "det", "cholesky", "norm_3", "eig_vectors"])

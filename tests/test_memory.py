@@ -291,6 +291,18 @@ def test_jit_checks_its_own_plan_not_the_estimate_of_a_sweep(name, memory):
         jac(*_x(n))
 
 
+def test_jit_without_a_sweep_does_not_suggest_chunk_size(memory):
+    """A compiled function with no Jacobian inside (a plain outer product) has no chunk_size to pass."""
+    x = gnp.asarray(np.linspace(0, 1, 3000))
+    outer = gpuad.jit(lambda x: gnp.outer(x, x) + 1.0)
+    planned = outer.lower(x).peak_bytes
+    assert planned >= chunking.CHECK_FROM
+    memory(planned - 1)
+    with pytest.raises(MemoryError, match="compute it in smaller parts") as refused:
+        outer(x)
+    assert "chunk_size" not in str(refused.value)
+
+
 def test_small_sweeps_do_not_ask_for_free_memory(memory):
     memory(0)
     gpuad.jacrev(_f)(*_x())  # far below chunking.CHECK_FROM: not checked, so nothing to refuse

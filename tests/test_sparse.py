@@ -468,6 +468,18 @@ def test_compiling_a_sparse_jacobian_gives_the_same_csr_matrix(mode):
                                        rtol=1e-13)
 
 
+@pytest.mark.parametrize("mode", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("name, fun", [("difference", lambda x: x[1:] - x[:-1]), ("cumsum", gnp.cumsum),
+                                       ("scaled", lambda x: 2 * x)])
+def test_compiling_the_sparse_jacobian_of_a_linear_function(name, fun, mode):
+    """A linear function's Jacobian is a constant of the compiled program: still a CSR matrix."""
+    x = gnp.asarray(RNG.normal(size=6))
+    J = gpuad.jit(sparse.jacobian(fun, mode=mode))(x)
+    assert type(J) is type(sparse.jacobian(fun)(x))
+    np.testing.assert_allclose(values_of(J), _dense(fun, x), rtol=1e-14)
+    np.testing.assert_allclose(values_of(J), gpuad.jacrev(fun)(x), rtol=1e-14)
+
+
 @pytest.mark.parametrize("name, fun, n", [("laplace_2d", lambda x: laplace_2d(x, 70), 4900),
                                           ("tridiagonal", tridiagonal, 5000)])  # seeds past the small constants
 def test_a_compiled_sparse_jacobian_planned_for_cupy_makes_its_seed_from_the_colors(name, fun, n):

@@ -3,14 +3,19 @@
 GPUAD_BACKEND=auto|numpy|cupy chooses at first use; auto takes CuPy when a GPU is usable.
 """
 import contextlib
+import contextvars
 import importlib
 import os
 
 _current = None
+_planned = contextvars.ContextVar("gpuad_planning", default=None)  # planning()'s, in this thread and context
 NAMES = ("auto", "numpy", "cupy")
 
 
 def current():
+    plan = _planned.get()
+    if plan is not None:
+        return plan
     if _current is None:
         set_backend(os.environ.get("GPUAD_BACKEND", "auto"))
     return _current
@@ -93,16 +98,15 @@ def backend():
 @contextlib.contextmanager
 def planning(name):
     """Trace for backend `name` without its device: inside, the active backend computes with NumPy
-    but makes the layout decisions of `name` (gpuad.jit(f).lower(..., backend="cupy") on a CPU)."""
-    global _current
+    but makes the layout decisions of `name` (gpuad.jit(f).lower(..., backend="cupy") on a CPU).
+    Other threads keep their backend."""
     if name not in ("numpy", "cupy"):
         raise ValueError(f"unknown backend {name!r} to plan for: choose numpy or cupy")
-    before = current()
     from .numpy import NumpyBackend
     plan = NumpyBackend()
     plan.name, plan.batch_innermost = name, name == "numpy"
-    _current = plan
+    token = _planned.set(plan)
     try:
         yield plan
     finally:
-        _current = before
+        _planned.reset(token)

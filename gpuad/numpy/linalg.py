@@ -1,7 +1,7 @@
 """gpuad.numpy.linalg: numpy.linalg's names and semantics, differentiable in every mode.
 
-solve, cholesky, log|det|, eigh, svd and qr are primitives (gpuad/ops/linalg.py); inv, det,
-slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, pinv, lstsq, matrix_power,
+solve, cholesky, log|det|, eigh, svd, pinv and qr are primitives (gpuad/ops/linalg.py); inv, det,
+slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, lstsq, matrix_power,
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
 
@@ -303,17 +303,13 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=None):
     if rcond is not None and rtol is not None:
         raise ValueError("pinv: rtol and rcond can't be both set")
     tol = (1e-15 if rcond is None and rtol is None else rcond if rcond is not None else rtol)
-    return _pinv_of(svd(a, full_matrices=False), tol)[0]
+    return L.pinv(_matrix(a, "pinv"), tol=_tolerance(tol, "pinv"))
 
 
-def _pinv_of(usv, tol):
-    """(the pseudo-inverse V diag(1/s) U^T, the kept singular values' mask) from a reduced SVD,
-    keeping the singular values above tol times the largest."""
-    u, s, vh = usv
-    keep = EW["greater"](s, EW["multiply"](tol, R.max(s, axis=-1, keepdims=True)))
-    inverse = where(keep, EW["divide"](1.0, where(keep, s, 1.0)), 0.0)
-    scaled = EW["multiply"](expand_dims(inverse, -1), swapaxes(u, -1, -2))
-    return matmul(swapaxes(vh, -1, -2), scaled), keep
+def _tolerance(tol, name):
+    if not isinstance(tol, numbers.Real):
+        raise TypeError(f"{name}: the cut-off (rcond, rtol) must be a real number, got {type(tol).__name__}")
+    return float(tol)
 
 
 def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
@@ -352,19 +348,20 @@ def lstsq(a, b, rcond=None):
     if len(shape(a)) != 2 or len(shape(b)) not in (1, 2) or shape(b)[0] != shape(a)[0]:
         raise ValueError(f"lstsq: a must be (m, n) and b (m,) or (m, k); got {shape(a)} and {shape(b)}")
     m, n = shape(a)
-    usv = svd(a, full_matrices=False)
-    ainv, keep = _pinv_of(usv, onp.finfo(a.dtype).eps * max(m, n) if rcond is None else rcond)
-    x = matmul(ainv, b)
+    tol = _tolerance(onp.finfo(a.dtype).eps * max(m, n) if rcond is None else rcond, "lstsq")
+    s = svd(a, compute_uv=False)
+    keep = EW["greater"](s, EW["multiply"](tol, R.max(s, axis=-1, keepdims=True)))
+    x = matmul(L.pinv(a, tol=tol), b)
     rank = R.sum(astype(keep, dtype=onp.dtype(onp.int64)))
     residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
     known = _known(rank)
     if known is None or shape(known) != ():  # JAX's form: the residuals, zeroed where NumPy's are empty
         full = EW["logical_and"](EW["equal"](rank, n), m > n)
-        return x, where(full, residuals, 0.0), rank, usv.S
+        return x, where(full, residuals, 0.0), rank, s
     rank = int(known)
     if not (rank == n and m > n):
         residuals = asarray(onp.zeros((0,), dtype=a.dtype))
-    return x, residuals, rank, usv.S
+    return x, residuals, rank, s
 
 
 def cond(x, p=None):

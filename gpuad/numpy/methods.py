@@ -1,10 +1,9 @@
 """Operators and array methods of traced values, so they behave like arrays, and NumPy's own
 functions and ufuncs called on them (NEP 13 and NEP 18), which run as gpuad's."""
-import importlib
-
 import numpy as onp
 
 from ..core import Primitive, Tracer
+from ..counterparts import NAMESPACES, advice, counterpart, library_caller
 from ..ops.elementwise import astype
 from . import elementwise as E
 from . import products as P
@@ -32,24 +31,17 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     so do scipy.special's (scipy.special.erf(x) runs gpuad.scipy.special.erf)."""
     f = None
     if method == "__call__" and not kwargs:
-        f = _UFUNCS.get(ufunc.__name__) or _counterpart("gpuad.scipy.special", ufunc.__name__)
+        f = _UFUNCS.get(ufunc.__name__) or counterpart("gpuad.scipy.special", ufunc.__name__)
     if f is None:
+        if library_caller() is not None:  # scipy.special.zeta calls the ufunc _zeta: name zeta
+            raise TypeError(f"a traced value cannot be computed with NumPy's ufuncs. {advice('computes with a ufunc')}")
         raise TypeError(f"numpy.{ufunc.__name__}{'.' + method if method != '__call__' else ''} cannot "
                         "take traced values; use the gpuad.numpy function instead")
     return f(*inputs)
 
 
-# NumPy's modules and the gpuad namespaces that hold their functions under the same names.
-_NAMESPACES = {"numpy": "gpuad.numpy", "numpy.linalg": "gpuad.numpy.linalg"}
 # NumPy functions that only read shape attributes: NumPy's own code serves traced values too.
 _METADATA = {"shape", "ndim", "size"}
-
-
-def _counterpart(namespace, name):
-    """namespace.name where it exists (imported on first use: gpuad.numpy is being built when
-    this module loads, and gpuad.scipy imports gpuad.numpy), else None."""
-    module = importlib.import_module(namespace)
-    return getattr(module, name, None) if name in getattr(module, "__all__", dir(module)) else None
 
 
 def _array_function(self, func, types, args, kwargs):
@@ -58,7 +50,7 @@ def _array_function(self, func, types, args, kwargs):
     module = func.__module__
     if module == "numpy" and func.__name__ in _METADATA:
         return func._implementation(*args, **kwargs)
-    f = _counterpart(_NAMESPACES[module], func.__name__) if module in _NAMESPACES else None
+    f = counterpart(NAMESPACES[module], func.__name__) if module in NAMESPACES else None
     if f is None:
         raise TypeError(f"{module}.{func.__name__} has no gpuad counterpart yet, so it cannot take traced "
                         "values; compose it from gpuad.numpy functions (import gpuad.numpy as gnp)")
@@ -68,6 +60,12 @@ def _array_function(self, func, types, args, kwargs):
 def _setitem(self, key, value):
     raise TypeError("traced values are immutable: instead of x[idx] = v, write x = x.at[idx].set(v) "
                     "(or .add(v)), as in JAX")
+
+
+def _values(self, *args, **kwargs):
+    raise TypeError("x.tolist() and x.item() need the values of a traced value, which would drop its "
+                    "derivative (and under gpuad.jit there are none while it traces): keep it an array and "
+                    "compute with gpuad.numpy; list(x) gives its traced elements")
 
 
 def _astype(self, dtype):
@@ -96,7 +94,7 @@ METHODS = {
     "__and__": E.logical_and, "__or__": E.logical_or, "__invert__": E.logical_not,
     "__array_ufunc__": _array_ufunc, "__array_function__": _array_function,
     "__getitem__": take_index, "__setitem__": _setitem, "__hash__": object.__hash__,
-    "at": property(_At), "T": property(lambda self: shapes.transpose(self)),
+    "tolist": _values, "item": _values, "at": property(_At), "T": property(lambda self: shapes.transpose(self)),
     "astype": _astype, "reshape": _reshape, "transpose": _transpose, "ravel": shapes.ravel,
     "flatten": shapes.ravel, "squeeze": shapes.squeeze, "swapaxes": shapes.swapaxes, "repeat": shapes.repeat,
     "sum": R.sum, "mean": R.mean, "prod": R.prod, "max": R.max, "min": R.min, "var": R.var,

@@ -21,23 +21,25 @@ CUDA_NAMES = {
     "erfinv": "gpuad_erfinv", "erfcinv": "gpuad_erfcinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
     "i0": "gpuad_i0", "i1": "gpuad_i1", "i0e": "gpuad_i0e", "i1e": "gpuad_i1e",
 }
+RULE_FILE = "<rule "  # how a rule's compiled code names its file (<rule 1 + y*y>): warnings from it are told apart
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 
 
 class Expr:
     """One parsed rule expression over named variables."""
-    __slots__ = ("text", "tree", "const")
+    __slots__ = ("text", "tree", "const", "names")
 
     def __init__(self, text):
         self.text = text
         self.tree = ast.parse(text, mode="eval").body
         self.const = _constant(self.tree)
+        self.names = frozenset(n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name))  # variables too
 
     def function(self, args, namespace):
         """A Python function of `args` evaluating this expression with `namespace`'s functions."""
         src = f"lambda {', '.join(args)}: {self.text}"
-        return eval(compile(src, f"<rule {self.text}>", "eval"), dict(namespace))
+        return eval(compile(src, f"{RULE_FILE}{self.text}>", "eval"), dict(namespace))
 
     def cuda(self, rename=None):
         """CUDA C source of this expression; `rename` maps variable names to C expressions."""

@@ -1,4 +1,5 @@
-"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`, `eig`, `svd`, `qr`, `lu`.
+"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`, `eig`, `svd`, `pinv`, `qr`,
+`lu`.
 
 All act on the last two axes of a stack of matrices (..., n, n), so a leading bundle or
 batch axis is just one more stack axis. Everything else (inv, det, slogdet, norm) is
@@ -367,6 +368,55 @@ svd_complement = _matrix_unary(
                                         dtype(a)))
 
 
+# ---------------------------------------------------------------- pinv
+def _pinv_impl(a, tol):
+    u, s, vh = xp().linalg.svd(a, full_matrices=False)
+    keep = s > tol * s.max(axis=-1, keepdims=True)
+    inverse = xp().where(keep, 1 / xp().where(keep, s, 1), 0)
+    return xp().matmul(_swap_last(vh), inverse[..., None] * _swap_last(u))
+
+
+def _pinv_jvp(primals, tangents, tol):
+    # Golub and Pereyra's derivative, exact wherever the rank does not change, repeated singular
+    # values included (the SVD's rules are not defined there): with X = A+,
+    # dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X
+    a, = primals
+    da = tangents[0]
+    nb = len(shape(a)) - 2
+    x = pinv(a, tol=tol)
+    left, right = _pinv_residuals(a, x, nb)
+    out = negative(_einsum(".ij,K.jk->K.ik", x, _einsum("K.ij,.jk->K.ik", da, x, nb), nb))
+    out = add(out, _einsum(".ij,K.jk->K.ik", _einsum(".ij,.kj->.ik", x, x, nb),
+                           _einsum("K.ji,.jk->K.ik", da, left, nb), nb))
+    return x, add(out, _einsum(".ij,K.jk->K.ik", right, _einsum("K.ji,.jk->K.ik", da,
+                                                                _einsum(".ji,.jk->.ik", x, x, nb), nb), nb))
+
+
+def _pinv_vjp(ct, args, x, needed, tol):
+    # The transpose of the JVP: -X^T G X^T + (I - A X) G^T X X^T + X^T X G^T (I - X A)
+    a, = args
+    nb = len(shape(a)) - 2
+    left, right = _pinv_residuals(a, x, nb)
+    out = negative(_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", x, ct, nb), x, nb))
+    out = add(out, _einsum(".ij,M.jk->M.ik", left, _einsum("M.ji,.jk->M.ik", ct,
+                                                           _einsum(".ij,.kj->.ik", x, x, nb), nb), nb))
+    return [add(out, _einsum(".ij,M.jk->M.ik", _einsum(".ji,.jk->.ik", x, x, nb),
+                             _einsum("M.ji,.jk->M.ik", ct, right, nb), nb))]
+
+
+def _pinv_residuals(a, x, nb):
+    """I - A X and I - X A: the projectors on the complements of A's range and of X's."""
+    m, n = shape(a)[-2:]
+    return (subtract(_eye(m, a), _einsum(".ij,.jk->.ik", a, x, nb)),
+            subtract(_eye(n, a), _einsum(".ij,.jk->.ik", x, a, nb)))
+
+
+# The Moore-Penrose pseudo-inverse of matrices (..., m, n) -> (..., n, m), dropping the singular
+# values at or below tol times the largest.
+pinv = Primitive("pinv", _pinv_impl, _pinv_jvp, _pinv_vjp, lambda args, batched, tol: (pinv(args[0], tol=tol), True),
+                 abstract=lambda a, tol: ShapeDtypeStruct(shape(a)[:-2] + shape(a)[:-3:-1], dtype(a)))
+
+
 # ---------------------------------------------------------------- qr
 def _qr_impl(a):
     q, r = xp().linalg.qr(a)
@@ -518,5 +568,5 @@ logabsdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
 det_sign.pattern = svd_complement.pattern = patterns.none
 # The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).
-for _factorisation in (eigh, eig, svd, qr, lu):
+for _factorisation in (eigh, eig, svd, qr, lu, pinv):
     _factorisation.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]

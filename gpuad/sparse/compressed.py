@@ -22,7 +22,8 @@ import scipy.sparse as sp
 from .. import backends
 from .. import numpy as gnp
 from ..api import Call, grad
-from ..core import Tracer, dtype, shape
+from ..core import Tracer, dtype, shape, staging
+from ..fpwarnings import at_user_line
 from ..program import ProgramTracer
 from ..tree import register_pytree_node
 from .coloring import as_pattern, distance2, star, symmetric
@@ -50,6 +51,7 @@ def jacobian(fun, argnums=0, mode="auto", sparsity=None):
     plans = _Plans("sparse.jacobian", fun, argnums, sparsity, jacobian_pattern, functools.partial(_jacobian_plan, mode))
 
     @functools.wraps(fun)
+    @at_user_line
     def jac(*args):
         plan = plans.get(args)
         return plan(Call("sparse.jacobian", fun, args, {}, argnums, False))
@@ -70,6 +72,7 @@ def hessian(fun, argnums=0, sparsity=None):
     plans = _Plans("sparse.hessian", fun, argnums, sparsity, hessian_pattern, _hessian_plan)
 
     @functools.wraps(fun)
+    @at_user_line
     def hess(*args):
         plan = plans.get(args)
         return plan(Call("sparse.hessian", grad(fun, argnums), args, {}, argnums, False))
@@ -186,16 +189,17 @@ class _Sweep:
         return self.seeds[key]
 
     def result(self, data):
-        """The CSR matrix with these values (its stored entries in order), or a TracedCSR under jit."""
-        if isinstance(data, ProgramTracer):
-            return TracedCSR(data, self)
-        if isinstance(data, Tracer):
+        """The CSR matrix with these values (its stored entries in order), or a TracedCSR under jit
+        (also where the values are constants of the program: the Jacobian of a linear function)."""
+        if isinstance(data, Tracer) and not isinstance(data, ProgramTracer):
             raise TypeError(
                 f"{self.name}: a sparse result is a CSR matrix, which gpuad.jit can return but no other "
                 "transform can take as a value (vmap would make a batch of matrices, jacfwd/jacrev/grad a sparse "
                 "tensor of order 3). For per-sample Jacobians take gpuad.sparse.jacobian of the batched function "
                 "(its pattern is block-diagonal, its colors those of one sample); for second derivatives "
                 "gpuad.sparse.hessian")
+        if staging() is not None:
+            return TracedCSR(data, self)
         return _csr(data, *self.structure, self.pattern.shape)
 
 

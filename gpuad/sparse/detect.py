@@ -154,7 +154,10 @@ def _trace(fun, sig):
     avals = [ShapeDtypeStruct(shape(x), dtype(x)) for x in sig.leaves] + abstract_rest
     names = [f"{sig.name} input leaf {k}" for k in range(len(sig.leaves))] + \
         [f"{sig.name} argument leaf {k} (not differentiated)" for k in range(len(abstract_rest))]
-    program = trace_program(flat, avals, names)
+    program = trace_program(flat, avals, names, (
+        f"gpuad.{sig.name} (finding the sparsity pattern, for all values at once)",
+        "pass what chooses the branch as an argument that is not an array (an int, a string: such arguments "
+        "are fixed per call), or give the pattern with sparsity="))
     if not program.cacheable:
         raise TypeError(f"{sig.name}: the function closes over values of an enclosing transform; "
                         "find the pattern outside it")
