@@ -36,6 +36,21 @@ float powf(float, float) __attribute__((simd("notinbranch")));
 #include <omp.h>
 #endif
 
+// numpy.ndarray's type object, set when the library loads (gpuad_init, called by
+// gpuad/kernels/host.py): the kernels' entries read only objects of exactly that type.
+inline const void* gpuad_ndarray = nullptr;
+
+// Whether the object at o is an ndarray whose items are of type number `num` or `alias` (int64 has
+// two), in this machine's byte order and aligned (NPY_ARRAY_ALIGNED: its data pointer and strides
+// are multiples of the item, these types' alignment), read through NumPy's struct field offsets.
+static inline bool gpuad_readable(const char* o, const int num, const int alias) {
+    if (*(const void* const*)(o + GPUAD_TYPE) != gpuad_ndarray || !(*(const int*)(o + GPUAD_FLAGS) & 0x100))
+        return false;
+    const char* descr = *(const char* const*)(o + GPUAD_DESCR);
+    const int type_num = *(const int*)(descr + GPUAD_TYPE_NUM);
+    return (type_num == num || type_num == alias) && descr[GPUAD_BYTEORDER] != GPUAD_SWAPPED;
+}
+
 // Run range(begin, end) over `units` (a region's elements, or its rows), split over the OpenMP
 // threads where the region has 256k elements or more (n), else in the caller's thread.
 template <class Range> static void gpuad_split(const long long units, const long long n, Range range) {

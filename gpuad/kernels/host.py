@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,21 +27,35 @@ _warned = []
 
 
 def _array_struct_offsets():
-    """Offsets of the data pointer and of the strides pointer in NumPy's array object (the
-    PyArrayObject_fields of NumPy's C API: data, nd, dimensions, strides follow the object
-    header), found on a probe and checked on a second array; None where they do not check out."""
+    """Offsets in NumPy's array object (PyArrayObject_fields of NumPy's C API: type, data, nd,
+    dimensions, strides, base, descr, flags) and in its dtype object (PyArray_Descr: byteorder,
+    type_num) that the kernels' entries read, found on a probe and checked on a second array;
+    None where they do not check out."""
     probe = numpy.empty((3, 5))[:, ::2]
     words = numpy.frombuffer(ctypes.string_at(id(probe), 96), dtype=numpy.uintp)
     hits = numpy.flatnonzero(words == probe.__array_interface__["data"][0])
-    if not hits.size:
+    kinds = numpy.flatnonzero(words == id(numpy.ndarray))
+    if not hits.size or not kinds.size:
         return None
-    data, strides = int(hits[0]) * 8, int(hits[0]) * 8 + 24
-    check = numpy.empty((4, 6, 2), numpy.float32)[::-1, 1:, :1]
-    raw = ctypes.string_at(id(check) + data, 32)
-    pointers = numpy.frombuffer(raw, dtype=numpy.uintp)
-    got = numpy.frombuffer(ctypes.string_at(int(pointers[3]), 24), dtype=numpy.int64)
-    ok = int(pointers[0]) == check.__array_interface__["data"][0] and tuple(got) == check.strides
-    return (data, strides) if ok else None
+    data = int(hits[0]) * 8
+    offsets = {"TYPE": int(kinds[0]) * 8, "DATA": data, "STRIDES": data + 24, "DESCR": data + 40,
+               "FLAGS": data + 48, "BYTEORDER": 26, "TYPE_NUM": 28}
+    return offsets if _offsets_check_out(offsets) else None
+
+
+def _offsets_check_out(at):
+    """Whether the offsets read a second array's fields and its swapped dtype's as Python sees them."""
+    check = numpy.empty((4, 6, 2), ">f4")[::-1, 1:, :1]
+
+    def word(address, offset, kind=numpy.uintp):
+        return int(numpy.frombuffer(ctypes.string_at(address + offset, 8), dtype=kind)[0])
+    descr = word(id(check), at["DESCR"])
+    strides = numpy.frombuffer(ctypes.string_at(word(id(check), at["STRIDES"]), 24), dtype=numpy.int64)
+    raw_descr = ctypes.string_at(descr, at["TYPE_NUM"] + 4)
+    return (word(id(check), at["DATA"]) == check.__array_interface__["data"][0] and tuple(strides) == check.strides
+            and descr == id(check.dtype) and word(id(check), at["FLAGS"], numpy.int32) == check.flags.num
+            and raw_descr[at["BYTEORDER"]:at["BYTEORDER"] + 1] == b">"
+            and int.from_bytes(raw_descr[at["TYPE_NUM"]:], sys.byteorder) == check.dtype.num)
 
 
 OFFSETS = _array_struct_offsets()
@@ -94,6 +109,7 @@ def library(kernels):
             return None
         _passive_threads()
         lib = _loaded[key] = ctypes.CDLL(str(path))
+        lib.gpuad_init(ctypes.c_void_p(id(numpy.ndarray)))
     return lib
 
 
@@ -175,15 +191,31 @@ def _warn_once(why):
 def launcher(lib, kernel, reuse=()):
     """A function (*arrays) -> outputs running one region's kernel on NumPy arrays. Outputs in
     `reuse` are written into buffers kept from call to call (values the caller never lets out):
-    large fresh buffers would be page-faulted in again at every call."""
+    large fresh buffers would be page-faulted in again at every call. Inputs the kernel cannot
+    read in place (another byte order, misaligned, strides not whole items, not an ndarray) are
+    copied first."""
     fn = getattr(lib, f"{kernel.name}_objects")
-    fn.restype = None
+    fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.py_object] * (len(kernel.arrays) + len(kernel.outs))
-    outs = [(v.shape, v.dtype) for v in kernel.outs]
+    outs = [(v.shape, v.dtype.newbyteorder("=")) for v in kernel.outs]
     kept = [numpy.empty(s, d) if v in reuse else None for (s, d), v in zip(outs, kernel.outs)]
+    dtypes = [numpy.dtype(a.dtype).newbyteorder("=") for a in kernel.arrays]
 
     def run(*arrays):
         results = [k if k is not None else numpy.empty(s, d) for k, (s, d) in zip(kept, outs)]
-        fn(*arrays, *results)
+        if fn(*arrays, *results):
+            arrays = [_readable(a, d) for a, d in zip(arrays, dtypes)]
+            refused = fn(*arrays, *results)
+            if refused:
+                raise TypeError(f"gpuad.jit: a fused kernel cannot read its argument {refused - 1} "
+                                f"({type(arrays[refused - 1]).__name__})")
         return results
     return run
+
+
+def _readable(a, dtype):
+    """a, or a copy of it a kernel can read: an ndarray of dtype, aligned (numpy.array copies
+    into a fresh, aligned, C-ordered buffer in this machine's byte order)."""
+    if type(a) is numpy.ndarray and a.dtype == dtype and a.flags.aligned:
+        return a
+    return numpy.array(a, dtype)
