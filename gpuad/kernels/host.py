@@ -2,28 +2,33 @@
 
 One shared library per program (all its regions; a large source compiled in parts side by side,
 one per core), built with OpenMP, cached on disk by the hash of its source ($GPUAD_CACHE_DIR,
-else ~/.cache/gpuad): a program traced again in a later process loads it without compiling.
-Where no compiler works, `library` returns None and says why once; the caller then replays
-without fusion.
+else ~/.cache/gpuad; gpuad/kernels/cache.py: private, each file checked against its recorded
+hash): a program traced again in a later process loads it without compiling. Where no compiler
+works (or it takes longer than $GPUAD_COMPILE_TIMEOUT), `library` returns None and says why
+once; the caller then replays without fusion.
 """
+import contextlib
 import ctypes
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
+import time
 import warnings
 from pathlib import Path
 
 import numpy
 
+from . import cache
 from .region import host_sources
 
 SPLIT_FROM = 100_000  # characters of source past which it is compiled in parts, one per core
 MAX_PARTS = 8  # compiler processes at once (each may take a GiB on a large program)
 _loaded = {}      # source hash -> ctypes.CDLL
 _warned = []
+_warned_cache = []
 
 
 def _array_struct_offsets():
@@ -59,10 +64,6 @@ def _offsets_check_out(at):
 
 
 OFFSETS = _array_struct_offsets()
-
-
-def cache_dir():
-    return Path(os.environ.get("GPUAD_CACHE_DIR") or Path.home() / ".cache" / "gpuad") / "host"
 
 
 def _isa():
@@ -103,13 +104,40 @@ def library(kernels):
     key = hashlib.sha1((head + body + " ".join(ISA)).encode()).hexdigest()  # a build for AVX2 alone: its own file
     lib = _loaded.get(key)
     if lib is None:
-        path = cache_dir() / f"gpuad_{key}.so"
         parts = min(_cores(), MAX_PARTS) if len(body) > SPLIT_FROM else 1
-        if not path.exists() and not _build(*host_sources(kernels, OFFSETS, parts), path):
+        lib = _load(f"gpuad_{key}.so", lambda: host_sources(kernels, OFFSETS, parts))
+        if lib is None:
             return None
-        _passive_threads()
-        lib = _loaded[key] = ctypes.CDLL(str(path))
-        lib.gpuad_init(ctypes.c_void_p(id(numpy.ndarray)))
+        _loaded[key] = lib
+    return lib
+
+
+def _load(name, sources):
+    """The library `name` from the kernel cache, built first where it is missing or damaged
+    (sources: a function giving the head and bodies); where the cache cannot be used, from a
+    private temporary folder; None where it cannot be built. One warning either way."""
+    try:
+        return _load_from(cache.folder(), name, sources)
+    except OSError as e:
+        unusable = e
+    try:
+        lib = _load_from(cache.private(), name, sources)
+    except OSError as e:
+        _warn_once(f"the fused kernels could not be built in the kernel cache ({unusable}) nor in a private "
+                   f"temporary folder ({e})")
+        return None
+    if lib is not None:
+        _warn_cache(unusable)
+    return lib
+
+
+def _load_from(where, name, sources):
+    path = where / name
+    if not cache.intact(path) and not _build(*sources(), path):
+        return None
+    _passive_threads()
+    lib = ctypes.CDLL(str(path))
+    lib.gpuad_init(ctypes.c_void_p(id(numpy.ndarray)))
     return lib
 
 
@@ -117,65 +145,87 @@ def _cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+class _TimedOut(Exception):
+    pass
+
+
 def _build(head, bodies, path):
     """Compile the sources (head + each body) side by side, one compiler process each, and link
-    them into path."""
+    them into path (in a workspace of path's folder, then moved there by cache.install). False,
+    having warned, where the compiler fails or takes longer than $GPUAD_COMPILE_TIMEOUT;
+    OSError where the folder cannot take the files."""
     cxx = compiler()
     if cxx is None:
         _warn_once("no C++ compiler found (set CXX, or install g++)")
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + cache.compile_timeout()
     # No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
     # then does not select its result (no trapping math: the branch-free loops vectorise).
     # OpenMP and glibc's vector math where the compiler and the C library have them.
     # sin and cos as builtins would merge into one scalar sincos call, which does not vectorise.
     simd = ["-fopenmp", "-DGPUAD_SIMD_MATH", *ISA, "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
             "-fno-builtin-cosf"]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "regions.so"
-        for flags, libs in ((simd, ["-lmvec"]), (["-fopenmp"], []), ([], [])):
-            base = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", *flags]
-            pch = _precompiled(base, head) if flags is simd else None
-            srcs = [Path(tmp) / f"regions{k}.cpp" for k in range(len(bodies))]
-            for src, body in zip(srcs, bodies):
-                src.write_text((f'#include "{_PRELUDE}"\n' if pch else head) + body)
-            include = ["-I", str(pch)] if pch else []
-            jobs = [subprocess.Popen([*base, *include, "-c", "-o", f"{src}.o", str(src)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True) for src in srcs]
-            errors = [err for job in jobs for err in [job.communicate()[1]] if job.returncode]
-            if not errors:
-                done = subprocess.run([*base, "-shared", "-o", str(out), *(f"{src}.o" for src in srcs), *libs],
-                                      capture_output=True, text=True)
-                if done.returncode == 0:
-                    os.replace(out, path)  # atomic: a concurrent process sees the whole file or none
+    try:
+        with cache.workspace(path.parent) as tmp:
+            out = tmp / "regions.so"
+            for flags, libs in ((simd, ["-lmvec"]), (["-fopenmp"], []), ([], [])):
+                base = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", *flags]
+                pch = _precompiled(base, head, path.parent, deadline) if flags is simd else None
+                srcs = [tmp / f"regions{k}.cpp" for k in range(len(bodies))]
+                for src, body in zip(srcs, bodies):
+                    src.write_text((f'#include "{_PRELUDE}"\n' if pch else head) + body)
+                include = ["-I", str(pch)] if pch else []
+                errors = _run([[*base, *include, "-c", "-o", f"{src}.o", str(src)] for src in srcs], deadline)
+                if not errors:
+                    errors = _run([[*base, "-shared", "-o", str(out), *(f"{src}.o" for src in srcs), *libs]], deadline)
+                if not errors:
+                    cache.install(out, path)  # a concurrent process sees the whole file or none
                     return True
-                errors = [done.stderr]
+    except _TimedOut:
+        _warn_once(f"{cxx} took longer than GPUAD_COMPILE_TIMEOUT ({cache.compile_timeout():g} s) to compile the "
+                   "fused kernels (set it higher for large programs)")
+        return False
     _warn_once(f"{cxx} could not compile the fused kernels:\n{errors[0][-2000:]}")
     return False
+
+
+def _run(commands, deadline):
+    """Run the commands side by side; the error output of those that failed. _TimedOut, with
+    every one stopped (its whole process group: the compiler's own children too), past deadline."""
+    jobs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            for c in commands]
+    try:
+        return [err for job in jobs for err in [job.communicate(timeout=max(0.0, deadline - time.monotonic()))[1]]
+                if job.returncode]
+    except subprocess.TimeoutExpired:
+        for job in jobs:
+            with contextlib.suppress(OSError):
+                os.killpg(job.pid, signal.SIGKILL)
+            job.communicate()
+        raise _TimedOut from None
 
 
 _PRELUDE = "gpuad_prelude.h"
 
 
-def _precompiled(base, head):
-    """A folder holding the prelude and its precompiled header for these compiler flags (built
-    once per machine, in the cache): a program's sources then include it instead of parsing
+def _precompiled(base, head, where, deadline):
+    """A folder in `where` holding the prelude and its precompiled header for these compiler flags
+    (built once per machine, in the cache): a program's sources then include it instead of parsing
     <cmath> again (0.25 -> 0.17 s for a small program). None where it cannot be built; a header
     the compiler finds unusable is parsed as text instead, so nothing depends on it."""
-    folder = cache_dir() / f"pch_{hashlib.sha1((' '.join(base) + head).encode()).hexdigest()[:16]}"
-    if (folder / f"{_PRELUDE}.gch").exists():
-        return folder
+    folder = where / f"pch_{hashlib.sha1((' '.join(base) + head).encode()).hexdigest()[:16]}"
+    header, gch = folder / _PRELUDE, folder / f"{_PRELUDE}.gch"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:  # each file appears whole or not at all
-            (Path(tmp) / _PRELUDE).write_text(head)
-            os.replace(Path(tmp) / _PRELUDE, folder / _PRELUDE)
-            gch = Path(tmp) / f"{_PRELUDE}.gch"
-            done = subprocess.run([*base, "-x", "c++-header", "-o", str(gch), str(folder / _PRELUDE)],
-                                  capture_output=True, text=True)
-            if done.returncode:
+        if cache.intact(header) and cache.intact(gch):
+            return folder
+        folder.mkdir(mode=0o700, exist_ok=True)
+        cache.check(folder, folder=True)
+        with cache.workspace(where) as tmp:  # each file appears whole or not at all
+            (tmp / _PRELUDE).write_text(head)
+            cache.install(tmp / _PRELUDE, header)
+            if _run([[*base, "-x", "c++-header", "-o", str(tmp / gch.name), str(header)]], deadline):
                 return None
-            os.replace(gch, folder / f"{_PRELUDE}.gch")
+            cache.install(tmp / gch.name, gch)
     except OSError:  # a cache that cannot take it: the sources carry the prelude as text
         return None
     return folder
@@ -186,6 +236,14 @@ def _warn_once(why):
         _warned.append(why)
         warnings.warn(f"gpuad.jit: {why}; compiled functions run without fused kernels on the CPU",
                       RuntimeWarning, stacklevel=4)
+
+
+def _warn_cache(error):
+    if not _warned_cache:
+        _warned_cache.append(error)
+        warnings.warn(f"gpuad.jit: the kernel cache cannot be used ({error}); the fused kernels are built in a "
+                      "private temporary folder for this process (set GPUAD_CACHE_DIR to a folder of your own)",
+                      RuntimeWarning, stacklevel=5)
 
 
 def launcher(lib, kernel, reuse=()):
