@@ -146,7 +146,7 @@ def test_a_reshape_that_splits_or_merges_axes_indexes_without_dividing_where_it_
 
 @pytest.mark.parametrize("shape", [(300_001,), (301, 1003)])
 def test_regions_of_256k_elements_or_more_split_over_the_threads(shape):
-    """The host loop's elements (or rows) split over the OpenMP threads from 262,144 elements."""
+    """The host loop's elements (or rows) split over the threads from 262,144 elements."""
     x = gnp.asarray(np.linspace(-1, 1, int(np.prod(shape))).reshape(shape))
 
     def f(x):

@@ -1,16 +1,18 @@
 """The fusion regions' kernels compiled for the CPU with the system's C++ compiler, run on NumPy.
 
 One shared library per program (all its regions; a large source compiled in parts side by side,
-one per core), built with OpenMP, cached on disk by the hash of its source ($GPUAD_CACHE_DIR,
-else ~/.cache/gpuad; gpuad/kernels/cache.py: private, each file checked against its recorded
-hash): a program traced again in a later process loads it without compiling. Where no compiler
-works (or it takes longer than $GPUAD_COMPILE_TIMEOUT), `library` returns None and says why
-once; the caller then replays without fusion.
+one per core; large regions split over the process's thread pool, kernels/host_pool.cpp), cached
+on disk by the hash of its source ($GPUAD_CACHE_DIR, else ~/.cache/gpuad; gpuad/kernels/cache.py:
+private, each file checked against its recorded hash): a program traced again in a later process
+loads it without compiling. Where no compiler works (or it takes longer than
+$GPUAD_COMPILE_TIMEOUT), `library` returns None and says why once; the caller then replays
+without fusion.
 """
 import contextlib
 import ctypes
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -21,8 +23,10 @@ from pathlib import Path
 
 import numpy
 
+from ..backends.numpy import _address_space_room
 from . import cache
 from .region import host_sources
+from .source import _read
 
 SPLIT_FROM = 100_000  # characters of source past which it is compiled in parts, one per core
 MAX_PARTS = 8  # compiler processes at once (each may take a GiB on a large program)
@@ -87,13 +91,6 @@ def compiler():
     return None
 
 
-def _passive_threads():
-    """OpenMP threads that sleep instead of spinning between kernels: spinning threads fight the
-    caller's other work (and each other on a busy machine) for the cores. The user's setting wins;
-    it is read when the first library loads."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-
 def library(kernels):
     """The loaded library holding these kernels, compiling it on first use; None without a compiler
     (or where NumPy's array struct could not be read)."""
@@ -105,23 +102,24 @@ def library(kernels):
     lib = _loaded.get(key)
     if lib is None:
         parts = min(_cores(), MAX_PARTS) if len(body) > SPLIT_FROM else 1
-        lib = _load(f"gpuad_{key}.so", lambda: host_sources(kernels, OFFSETS, parts))
+        lib = _load(f"gpuad_{key}.so", lambda path: _build(*host_sources(kernels, OFFSETS, parts), path))
         if lib is None:
             return None
+        lib.gpuad_init(ctypes.c_void_p(id(numpy.ndarray)), _thread_pool())
         _loaded[key] = lib
     return lib
 
 
-def _load(name, sources):
+def _load(name, build):
     """The library `name` from the kernel cache, built first where it is missing or damaged
-    (sources: a function giving the head and bodies); where the cache cannot be used, from a
-    private temporary folder; None where it cannot be built. One warning either way."""
+    (build(path) -> whether it built); where the cache cannot be used, from a private temporary
+    folder; None where it cannot be built. One warning either way."""
     try:
-        return _load_from(cache.folder(), name, sources)
+        return _load_from(cache.folder(), name, build)
     except OSError as e:
         unusable = e
     try:
-        lib = _load_from(cache.private(), name, sources)
+        lib = _load_from(cache.private(), name, build)
     except OSError as e:
         _warn_once(f"the fused kernels could not be built in the kernel cache ({unusable}) nor in a private "
                    f"temporary folder ({e})")
@@ -131,18 +129,67 @@ def _load(name, sources):
     return lib
 
 
-def _load_from(where, name, sources):
+def _load_from(where, name, build):
     path = where / name
-    if not cache.intact(path) and not _build(*sources(), path):
+    if not cache.intact(path) and not build(path):
         return None
-    _passive_threads()
-    lib = ctypes.CDLL(str(path))
-    lib.gpuad_init(ctypes.c_void_p(id(numpy.ndarray)))
-    return lib
+    return ctypes.CDLL(str(path))
+
+
+_pool = []  # the thread pool's library, or None where it could not be built
+
+
+def _thread_pool():
+    """The address of the run function of the process's thread pool (kernels/host_pool.cpp, built
+    and loaded once, sized by `threads()`), which every kernel library is given; None where it
+    cannot be built: the kernels then run in the caller's thread."""
+    if not _pool:
+        cxx, source = compiler(), _read("host_pool.cpp")
+        key = hashlib.sha1(f"{cxx}\n{source}".encode()).hexdigest()
+        _pool.append(cxx and _load(f"gpuad_pool_{key}.so", lambda path: _build_pool(cxx, source, path)))
+        if _pool[0]:
+            _pool[0].gpuad_pool_threads(threads())
+    return ctypes.cast(_pool[0].gpuad_pool_run, ctypes.c_void_p) if _pool[0] else None
+
+
+def set_threads(count):
+    """Use `count` threads for the kernels from now on (at most; 1: the caller's alone). For the
+    benchmarks, which compare thread counts in one process."""
+    if _thread_pool() is not None:
+        _pool[0].gpuad_pool_threads(int(count))
+
+
+def _build_pool(cxx, source, path):
+    try:
+        with cache.workspace(path.parent) as tmp:
+            (tmp / "pool.cpp").write_text(source)
+            errors = _run([[cxx, "-O2", "-fPIC", "-shared", "-pthread", "-o", str(tmp / "pool.so"),
+                            str(tmp / "pool.cpp")]], time.monotonic() + cache.compile_timeout())
+            if not errors:
+                cache.install(tmp / "pool.so", path)
+                return True
+    except _TimedOut:
+        errors = ["timed out"]
+    _warn_once(f"{cxx} could not compile the kernels' thread pool:\n{errors[0][-2000:]}")
+    return False
 
 
 def _cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads():
+    """The threads a large region is split over: $OMP_NUM_THREADS (its first level: the usual
+    setting), at most the cores this process may run on, and only as many as half the address
+    space left (ulimit -v) holds stacks for."""
+    wanted = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    count = min(int(wanted) if wanted.isdigit() and int(wanted) > 0 else _cores(), _cores())
+    room = _address_space_room()
+    if room is None:
+        return count
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]  # a thread's stack, glibc's default
+    stack = 32 << 20 if stack == resource.RLIM_INFINITY else stack
+    return max(1, min(count, 1 + room // 2 // stack))
 
 
 class _TimedOut(Exception):
@@ -161,14 +208,14 @@ def _build(head, bodies, path):
     deadline = time.monotonic() + cache.compile_timeout()
     # No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
     # then does not select its result (no trapping math: the branch-free loops vectorise).
-    # OpenMP and glibc's vector math where the compiler and the C library have them.
+    # OpenMP's simd loops and glibc's vector math where the compiler and the C library have them.
     # sin and cos as builtins would merge into one scalar sincos call, which does not vectorise.
-    simd = ["-fopenmp", "-DGPUAD_SIMD_MATH", *ISA, "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
+    simd = ["-fopenmp-simd", "-DGPUAD_SIMD_MATH", *ISA, "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
             "-fno-builtin-cosf"]
     try:
         with cache.workspace(path.parent) as tmp:
             out = tmp / "regions.so"
-            for flags, libs in ((simd, ["-lmvec"]), (["-fopenmp"], []), ([], [])):
+            for flags, libs in ((simd, ["-lmvec"]), (["-fopenmp-simd"], []), ([], [])):
                 base = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", *flags]
                 pch = _precompiled(base, head, path.parent, deadline) if flags is simd else None
                 srcs = [tmp / f"regions{k}.cpp" for k in range(len(bodies))]

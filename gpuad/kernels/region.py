@@ -578,12 +578,13 @@ def host_sources(kernels, offsets, parts=1):
     file starts with and the regions in `parts` bodies of about equal length (compiled side by
     side); offsets: NumPy's struct field offsets (host.OFFSETS). Regions that render alike (one
     name) are defined once; the first body defines `gpuad_init`, which the loader calls with
-    numpy.ndarray's address."""
+    numpy.ndarray's address and the thread pool's run function."""
     texts = sorted({k.name: k.text for k in kernels}.values(), key=len, reverse=True)
     groups = [[] for _ in range(max(1, min(parts, len(texts))))]
     for text in texts:  # the longest first, each to the shortest group so far
         min(groups, key=lambda g: sum(map(len, g))).append(text)
-    groups[0].insert(0, 'extern "C" void gpuad_init(const void* ndarray) { gpuad_ndarray = ndarray; }\n')
+    groups[0].insert(0, 'extern "C" void gpuad_init(const void* ndarray, void* pool) '
+                        '{ gpuad_ndarray = ndarray; gpuad_pool = (decltype(gpuad_pool))pool; }\n')
     swapped = "'>'" if sys.byteorder == "little" else "'<'"
     head = "".join(f"#define GPUAD_{field} {at}\n" for field, at in offsets.items())
     head += f"#define GPUAD_SWAPPED {swapped}\n" + _read("host_prelude.h") + "\n"
