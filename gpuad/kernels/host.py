@@ -169,8 +169,9 @@ def _build_pool(cxx, source, path):
                 cache.install(tmp / "pool.so", path)
                 return True
     except _TimedOut:
-        errors = ["timed out"]
-    _warn_once(f"{cxx} could not compile the kernels' thread pool:\n{errors[0][-2000:]}")
+        errors = ["it took longer than GPUAD_COMPILE_TIMEOUT"]
+    warnings.warn(f"gpuad.jit: {cxx} could not compile the kernels' thread pool ({errors[0][-2000:]}); the fused "
+                  "kernels run in the caller's thread", RuntimeWarning, stacklevel=5)
     return False
 
 
