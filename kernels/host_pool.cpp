@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <pthread.h>
 #include <thread>
 
 typedef void (*gpuad_range)(void* context, long long begin, long long end);
@@ -31,7 +32,16 @@ struct Pool {  // never destroyed: its workers wait on it until the process ends
     unsigned long long generation = 0;
     int workers = 0, threads = 1;
 };
-Pool& pool = *new Pool;
+Pool* state = new Pool;
+
+// A forked child has none of the workers, and its locks may be held by threads it does not have:
+// it starts a pool of its own (the parent's is left, unused).
+void forked() {
+    const int threads = state->threads;
+    state = new Pool;
+    state->threads = threads;
+}
+const int registered = pthread_atfork(nullptr, nullptr, forked);
 
 void work(Job* job) {
     for (long long c; (c = job->next.fetch_add(1)) < job->chunks;) {
@@ -44,21 +54,21 @@ void serve() {
     for (;;) {
         Job* job;
         {
-            std::unique_lock<std::mutex> hold(pool.lock);
-            pool.wake.wait(hold, [&] { return pool.generation != seen; });
-            seen = pool.generation;
-            job = pool.current;
+            std::unique_lock<std::mutex> hold(state->lock);
+            state->wake.wait(hold, [&] { return state->generation != seen; });
+            seen = state->generation;
+            job = state->current;
             if (job == nullptr) continue;
             ++job->joined;
         }
         work(job);
-        std::lock_guard<std::mutex> hold(pool.lock);
-        if (--job->joined == 0) pool.left.notify_all();
+        std::lock_guard<std::mutex> hold(state->lock);
+        if (--job->joined == 0) state->left.notify_all();
     }
 }
 
 void grow(int count) {  // to count - 1 workers (the caller is the other), as far as they can be made
-    for (; pool.workers < count - 1; ++pool.workers) {
+    for (; state->workers < count - 1; ++state->workers) {
         try {
             std::thread(serve).detach();
         } catch (...) {
@@ -68,12 +78,12 @@ void grow(int count) {  // to count - 1 workers (the caller is the other), as fa
 }
 }  // namespace
 
-extern "C" void gpuad_pool_threads(int count) { pool.threads = count < 1 ? 1 : count; }
+extern "C" void gpuad_pool_threads(int count) { state->threads = count < 1 ? 1 : count; }
 
 // range(context, begin, end) over [0, units), in 8 chunks per thread taken in turn.
 extern "C" void gpuad_pool_run(gpuad_range range, void* context, long long units) {
-    std::unique_lock<std::mutex> alone(pool.running, std::try_to_lock);
-    const int threads = pool.threads;
+    std::unique_lock<std::mutex> alone(state->running, std::try_to_lock);
+    const int threads = state->threads;
     if (!alone || threads < 2) {
         range(context, 0, units);
         return;
@@ -83,13 +93,13 @@ extern "C" void gpuad_pool_run(gpuad_range range, void* context, long long units
     job.range = range, job.context = context, job.units = units;
     job.chunks = units < 8LL * threads ? units : 8LL * threads;
     {
-        std::lock_guard<std::mutex> hold(pool.lock);
-        pool.current = &job;
-        ++pool.generation;
+        std::lock_guard<std::mutex> hold(state->lock);
+        state->current = &job;
+        ++state->generation;
     }
-    pool.wake.notify_all();
+    state->wake.notify_all();
     work(&job);
-    std::unique_lock<std::mutex> hold(pool.lock);
-    pool.current = nullptr;
-    pool.left.wait(hold, [&] { return job.joined == 0; });
+    std::unique_lock<std::mutex> hold(state->lock);
+    state->current = nullptr;
+    state->left.wait(hold, [&] { return job.joined == 0; });
 }

@@ -78,3 +78,27 @@ def test_python_threads_running_large_regions_at_once_get_their_own_results():
     for t in threads:
         t.join()
     assert not failures
+
+
+def _large_region_in_a_child(queue):
+    x = np.linspace(-1, 1, 300_000)
+    error = float(np.max(np.abs(_COMPILED(x) - (np.sin(x) * 2 + x * x))))
+    threads = int(Path("/proc/self/status").read_text().split("Threads:")[1].split()[0])
+    queue.put((error, threads))  # the threads counted before the queue starts its own
+
+
+_COMPILED = gpuad.jit(lambda x: gnp.sin(x) * 2.0 + x * x)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts threads in /proc")
+def test_a_forked_child_runs_large_regions_with_a_pool_of_its_own():
+    import multiprocessing
+    _COMPILED(np.linspace(-1, 1, 300_000))  # the parent's pool started
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_large_region_in_a_child, args=(queue,))
+    child.start()
+    child.join(120)
+    error, threads = queue.get(timeout=5)
+    assert child.exitcode == 0 and error < 1e-12
+    assert threads >= host.threads(), "the child split the region over fewer threads than it may use"
