@@ -21,6 +21,7 @@ pytestmark = pytest.mark.skipif(gpuad.backend() != "numpy" or host.compiler() is
                                 reason="the CPU kernels: NumPy backend and a C++ compiler")
 
 
+@pytest.mark.slow
 def test_many_threads_asked_for_under_an_address_space_limit_do_not_end_the_process():
     """OMP_NUM_THREADS=64 with 300 MB of address space left: 64 stacks of 8 MB do not fit."""
     code = """
@@ -55,6 +56,7 @@ def test_threads_are_capped_by_the_cores_and_the_room_for_stacks(monkeypatch):
         assert 1 <= count and (count - 1) * stack <= room / 2 and (count == 64 or count * stack > room / 2)
 
 
+@pytest.mark.slow
 def test_python_threads_running_large_regions_at_once_get_their_own_results():
     x = np.linspace(-1, 1, 300_000)
     functions = [gpuad.jit(lambda x: gnp.sin(x) * 2.0 + x * x), gpuad.jit(lambda x: gnp.exp(x * 0.5) - x)]

@@ -38,10 +38,9 @@ def _f(x):
 
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
-    """A process as if new: nothing loaded (kernels, thread pool) or warned; the cache in
-    tmp_path/cache (made by gpuad)."""
+    """A process as if new: no kernels loaded, nothing warned (the thread pool stays: loading it
+    again would start more threads); the cache in tmp_path/cache (made by gpuad)."""
     monkeypatch.setattr(host, "_loaded", {})
-    monkeypatch.setattr(host, "_pool", [])
     monkeypatch.setattr(host, "_warned", [])
     monkeypatch.setattr(host, "_warned_cache", [])
     monkeypatch.setattr(cache, "_private", [])
@@ -116,8 +115,9 @@ def _built_by_another_process(fresh):
 
 
 @pytest.mark.slow
-def test_a_library_or_prelude_replaced_behind_the_caches_back_is_rebuilt_not_run(fresh, tmp_path):
+def test_a_library_or_prelude_replaced_behind_the_caches_back_is_rebuilt_not_run(fresh, tmp_path, monkeypatch):
     _built_by_another_process(fresh)
+    monkeypatch.setattr(host, "_pool", [])  # the thread pool's library loaded from this cache too
     marker = tmp_path / "planted-ran"
     for library in fresh.glob("gpuad_*.so"):
         _marker_library(library, marker)
