@@ -437,9 +437,10 @@ def _staged(steps, prim, ids, x, **params):
 
 def simplify(program):
     """Drop equations that return one of their inputs unchanged: reshapes, broadcasts and
-    transposes to the same shape, casts to the same dtype, x * 1, x + 0, x - 0, x / 1, x ** 1
-    (the ones and zeros are constants: seeds and the rules' unit cotangents leave many), and a
-    `where` whose condition is a constant True or False."""
+    transposes to the same shape, casts to the same dtype, x * 1, x + (-0.0), x - 0.0, x / 1,
+    x ** 1 (the ones and zeros are constants: seeds and the rules' unit cotangents leave many),
+    and a `where` whose condition is a constant True or False. x + 0.0 stays: it makes -0.0
+    +0.0, as NumPy does."""
     rename, kept = {}, []
     for eq in program.equations:
         ins = [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins]
@@ -453,7 +454,8 @@ def simplify(program):
 
 
 # name -> (which argument may be the neutral constant, the neutral value): x * 1, 1 * x, x + 0, ...
-_NEUTRAL = {"multiply": ((0, 1), 1), "add": ((0, 1), 0), "subtract": ((1,), 0), "divide": ((1,), 1),
+# A float zero is neutral with its own sign only: x + 0.0 and x - (-0.0) are +0.0 where x is -0.0.
+_NEUTRAL = {"multiply": ((0, 1), 1), "add": ((0, 1), -0.0), "subtract": ((1,), 0.0), "divide": ((1,), 1),
             "power": ((1,), 1)}
 _SMALL = 1 << 12  # constants up to this size are looked at; larger ones are never neutral seeds
 
@@ -478,11 +480,16 @@ def _unchanged(name, ins, params):
 
 
 def _is_constant(x, value):
+    """Whether x is a constant equal to value everywhere; to a float value, a float constant of
+    the same sign (0.0 and -0.0 differ, and an integer zero is neither)."""
     if isinstance(x, (Var, Tracer)):
         return False
-    if isinstance(x, (bool, int, float)):
-        return x == value
-    return getattr(x, "size", _SMALL + 1) <= _SMALL and bool((x == value).all())
+    if not isinstance(x, (bool, int, float)) and getattr(x, "size", _SMALL + 1) > _SMALL:
+        return False
+    if not isinstance(value, float):
+        return bool(onp.all(x == value))
+    x = onp.asarray(x)
+    return x.dtype.kind == "f" and bool(onp.all((x == value) & (onp.signbit(x) == (math.copysign(1.0, value) < 0))))
 
 
 def _aval(x):

@@ -299,6 +299,17 @@ def _use_counts(program, steps):
     return uses
 
 
+def _borrowed(program, steps):
+    """The values that may be the caller's memory: the inputs and the views of them (or of
+    constants). A call returns copies of those, as eager NumPy would (x * 1.0 is a new array),
+    never an array that writes through to the input."""
+    lent = set(program.ins)
+    for s in steps:
+        if s.kind == "eq" and view(s.node) and (s.ins[0] in lent if isinstance(s.ins[0], Var) else True):
+            lent.update(s.outs)
+    return lent
+
+
 def _generate(program, steps):
     """Python source for the steps, compiled: (source, function)."""
     names = {v: f"x{k}" for k, v in enumerate(program.ins)}
@@ -328,7 +339,10 @@ def _generate(program, steps):
                 if last[a] == i and a not in keep]
         if dead:
             lines.append(f"    del {', '.join(dead)}")
-    lines.append(f"    return [{', '.join(ref(o) for o in program.outs)}]")
+    lent = _borrowed(program, steps)
+    outs = [f"{ref(o)}.copy()" if (o in lent if isinstance(o, Var) else hasattr(o, "copy")) else ref(o)
+            for o in program.outs]
+    lines.append(f"    return [{', '.join(outs)}]")
     source = "\n".join(lines)
     exec(compile(source, "<gpuad.jit replay>", "exec"), env)
     return source, env["replay"]

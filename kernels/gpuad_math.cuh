@@ -16,9 +16,9 @@ __device__ __forceinline__ long long gpuad_wrap(long long i, long long n) {
     return j < 0 ? 0 : (j < n ? j : n - 1);
 }
 
-// NumPy: sign(0) is 0 and sign(nan) is nan, so anything neither positive nor negative passes through.
+// NumPy: sign(0) and sign(-0) are +0, sign(nan) is nan.
 template <typename T> __device__ __forceinline__ T gpuad_sign(T x) {
-    return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x);
+    return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));
 }
 
 // NumPy's maximum and minimum propagate a NaN from either side; CUDA's fmax/fmin would drop it.
@@ -30,10 +30,10 @@ template <typename T> __device__ __forceinline__ T gpuad_minimum(T a, T b) {
     return (a < b || a != a) ? a : b;
 }
 
-// NumPy's remainder takes the sign of the divisor (Python's %); CUDA's fmod takes the dividend's.
+// NumPy's remainder takes the sign of the divisor (Python's %), a zero too; CUDA's fmod takes the dividend's.
 template <typename T> __device__ __forceinline__ T gpuad_remainder(T a, T b) {
     const T r = fmod(a, b);
-    return (r != T(0) && ((r < T(0)) != (b < T(0)))) ? r + b : r;
+    return r == T(0) ? copysign(T(0), b) : ((r < T(0)) != (b < T(0)) ? r + b : r);
 }
 
 // x >= 0 with erf(x) = y and erfc(x) = q, given both (q = 1 - y, exact): the shared core of

@@ -32,22 +32,32 @@ float powf(float, float) __attribute__((simd("notinbranch")));
 #else
 #define GPUAD_CLONES
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-// Run range(begin, end) over `units` (a region's elements, or its rows), split over the OpenMP
+// Set when the library loads (gpuad_init, called by gpuad/kernels/host.py): numpy.ndarray's type
+// object (the kernels' entries read only objects of exactly that type), and the run function of
+// the process's thread pool (kernels/host_pool.cpp; null: no threads).
+inline const void* gpuad_ndarray = nullptr;
+typedef void (*gpuad_range_fn)(void* context, long long begin, long long end);
+inline void (*gpuad_pool)(gpuad_range_fn range, void* context, long long units) = nullptr;
+
+// Whether the object at o is an ndarray whose items are of type number `num` or `alias` (int64 has
+// two), in this machine's byte order and aligned (NPY_ARRAY_ALIGNED: its data pointer and strides
+// are multiples of the item, these types' alignment), read through NumPy's struct field offsets.
+static inline bool gpuad_readable(const char* o, const int num, const int alias) {
+    if (*(const void* const*)(o + GPUAD_TYPE) != gpuad_ndarray || !(*(const int*)(o + GPUAD_FLAGS) & 0x100))
+        return false;
+    const char* descr = *(const char* const*)(o + GPUAD_DESCR);
+    const int type_num = *(const int*)(descr + GPUAD_TYPE_NUM);
+    return (type_num == num || type_num == alias) && descr[GPUAD_BYTEORDER] != GPUAD_SWAPPED;
+}
+
+// Run range(begin, end) over `units` (a region's elements, or its rows), split over the pool's
 // threads where the region has 256k elements or more (n), else in the caller's thread.
 template <class Range> static void gpuad_split(const long long units, const long long n, Range range) {
-#ifdef _OPENMP
-    if (n >= 262144) {
-#pragma omp parallel
-        {
-            const long long parts = omp_get_num_threads(), k = omp_get_thread_num();
-            range(units * k / parts, units * (k + 1) / parts);
-        }
+    if (n >= 262144 && gpuad_pool != nullptr) {
+        gpuad_pool([](void* r, long long begin, long long end) { (*static_cast<Range*>(r))(begin, end); },
+                   &range, units);
         return;
     }
-#endif
     range(0, units);
 }

@@ -1,10 +1,10 @@
-// One fusion region of a compiled program, compiled for the CPU (g++, OpenMP over the cores).
+// One fusion region of a compiled program, compiled for the CPU (g++, a thread pool over the cores).
 // The body is the same text the CUDA kernel of the region gets (kernels/region.cu): element i
 // of the region's iteration space reads its inputs through their strides (0 along broadcast
 // axes), computes the region's values in registers and writes the outputs the program needs.
 // The loop over a range of elements is its own function, vectorised (`omp simd`, glibc's vector
-// math where built with it, an AVX2 clone beside the baseline): OpenMP's outlined parallel loops
-// would lose both. Above 256k elements the range is split over the threads (gpuad_split).
+// math where built with it, an AVX2 clone beside the baseline). Above 256k elements the range is
+// split over the pool's threads (gpuad_split).
 // Where the body clamps indices into range (shifted reads near the ends), the elements between
 // lo and hi run the body without the clamps (fast_body): plain loads instead of gathers.
 //

@@ -146,7 +146,7 @@ def test_a_reshape_that_splits_or_merges_axes_indexes_without_dividing_where_it_
 
 @pytest.mark.parametrize("shape", [(300_001,), (301, 1003)])
 def test_regions_of_256k_elements_or_more_split_over_the_threads(shape):
-    """The host loop's elements (or rows) split over the OpenMP threads from 262,144 elements."""
+    """The host loop's elements (or rows) split over the threads from 262,144 elements."""
     x = gnp.asarray(np.linspace(-1, 1, int(np.prod(shape))).reshape(shape))
 
     def f(x):
@@ -494,3 +494,16 @@ def test_a_prelude_that_cannot_be_precompiled_is_compiled_as_text(monkeypatch, t
     plain, fused = _both(program, x)
     assert made and Replay(program, fusion=True).regions == 1
     assert_close(fused[0], plain[0], rtol=1e-14)
+
+
+def test_fused_remainder_and_sign_give_numpys_zero_signs():
+    a = gnp.asarray(np.array([0.0, -0.0, 3.0, -3.0, 1.5, -1.5, 0.0, -0.0]))
+    b = gnp.asarray(np.array([-1.0, 1.0, -3.0, 3.0, -1.5, 1.5, 2.0, -2.0]))
+
+    def f(a, b):
+        return gnp.remainder(a, b) * 1.0, gnp.sign(a) * 1.0, gnp.sign(-a * 0.0)
+    program = _program(f, a, b)
+    assert Replay(program).regions == 1
+    for fused, eager in zip(Replay(program).run(a, b), f(a, b)):
+        assert to_np(fused).tolist() == to_np(eager).tolist()
+        assert np.signbit(to_np(fused)).tolist() == np.signbit(to_np(eager)).tolist()

@@ -103,3 +103,22 @@ def test_a_run_of_kernels_replays_as_a_cuda_graph(cupy_backend):
             assert_close(cupy.asnumpy(got[k]), transform(f)(_inputs(k)), rtol=1e-12,
                          what=f"{transform.__name__} call {k}")
         gpuad.set_backend("cupy")
+
+
+def test_fused_cuda_kernels_read_odd_strides_and_keep_numpys_zero_signs(cupy_backend):
+    """A view whose strides are not whole items (as_strided over a float64 buffer, 12 bytes
+    apart) is copied before a kernel reads it; sign and remainder give NumPy's zeros."""
+    from cupy.lib.stride_tricks import as_strided
+
+    from gpuad.replay import Replay
+    buffer = cupy.arange(40.0)
+    odd = as_strided(buffer, (6,), (12,))
+    f = lambda x: gnp.sin(x) * 2.0 + x * x  # noqa: E731
+    replay = Replay(gpuad.jit(f).lower(odd).program)
+    assert replay.regions == 1
+    assert_close(cupy.asnumpy(replay.run(odd)[0]), f(cupy.asnumpy(odd)), rtol=1e-14)
+    a = cupy.asarray([0.0, -0.0, 3.0, -3.0, 0.0])
+    b = cupy.asarray([-1.0, 1.0, -3.0, 3.0, 2.0])
+    g = lambda a, b: (gnp.remainder(a, b) * 1.0, gnp.sign(-a * 0.0) * 1.0)  # noqa: E731
+    for got, want in zip(gpuad.jit(g)(a, b), g(cupy.asnumpy(a), cupy.asnumpy(b))):
+        assert np.signbit(cupy.asnumpy(got)).tolist() == np.signbit(want).tolist()

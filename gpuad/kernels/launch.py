@@ -66,6 +66,8 @@ def region_launcher(kernel):
     def run(*arrays):
         args = []
         for a, along in zip(arrays, kernel.axes):
+            if a.data.ptr % a.itemsize or any(s % a.itemsize for s in a.strides):
+                a = cupy.ascontiguousarray(a)  # a kernel reads whole, aligned items (strides in items)
             args.append(a)
             args += [numpy.int64(a.strides[d] // a.itemsize) for d in along]
         results = [cupy.empty(s, d) for s, d in outs]

@@ -530,14 +530,18 @@ def _contiguous_offset(in_shape, idx, shape):
 
 def _objects_entry(name, arrays, axes, outs, count):
     """A CPU entry `<name>_objects` taking the NumPy arrays themselves (PyObject pointers) and
-    reading their data pointers and strides from NumPy's array struct (GPUAD_DATA and
-    GPUAD_STRIDES, its field offsets, measured at import by gpuad/kernels/host.py): one cheap
-    argument per array instead of a pointer and strides converted in Python. It runs the
-    contiguous build when every input is C-contiguous along the axes it is read on."""
-    params, pointers, strides, checks = [], [], [], []
+    reading their data pointers and strides from NumPy's array struct (GPUAD_DATA and the other
+    field offsets, measured at import by gpuad/kernels/host.py): one cheap argument per array
+    instead of a pointer and strides converted in Python. It first checks that each argument is
+    an ndarray of the kernel's dtype in this machine's byte order, aligned (so its strides are
+    whole items), and returns 1 + the position of the first that is not, having read nothing;
+    else it runs the contiguous build when every input is C-contiguous along the axes it is read
+    on, and returns 0."""
+    params, pointers, strides, checks, readable = [], [], [], [], []
     for j, (a, along) in enumerate(zip(arrays, axes)):
         ctype, size = C_TYPES[numpy.dtype(a.dtype).name], numpy.dtype(a.dtype).itemsize
         params.append(f"const char* o{j}")
+        readable.append(_readable(f"o{j}", a.dtype))
         pointers.append(f"*(const {ctype}* const*)(o{j} + GPUAD_DATA)")
         dense = _contiguous_strides(a.shape)
         for d in along:
@@ -546,6 +550,7 @@ def _objects_entry(name, arrays, axes, outs, count):
             checks.append(f"{stride} == {dense[d]}LL")
     for k, v in enumerate(outs):
         params.append(f"const char* r{k}")
+        readable.append(_readable(f"r{k}", v.dtype))
         pointers.append(f"*({C_TYPES[v.dtype.name]}* const*)(r{k} + GPUAD_DATA)")
     generic = []
     for p, text in enumerate(pointers):
@@ -555,21 +560,34 @@ def _objects_entry(name, arrays, axes, outs, count):
     call_dense = f"{name}_c({', '.join(pointers + [n])})"
     call_strided = f"{name}({', '.join(generic + [n])})"
     test = " && ".join(checks) or "true"
-    return (f'extern "C" void {name}_objects({", ".join(params)}) {{\n'
-            f"    if ({test}) {call_dense}; else {call_strided};\n}}\n")
+    refuse = "".join(f"    if (!{r}) return {k + 1};\n" for k, r in enumerate(readable))
+    return (f'extern "C" int {name}_objects({", ".join(params)}) {{\n{refuse}'
+            f"    if ({test}) {call_dense}; else {call_strided};\n    return 0;\n}}\n")
+
+
+def _readable(arg, dtype):
+    """C test that the object `arg` is an array the kernel can read as `dtype` (gpuad_readable in
+    kernels/host_prelude.h); int64's two type numbers (long, long long) are both accepted."""
+    numbers = sorted({numpy.dtype(c).num for c in numpy.typecodes["All"]
+                      if c not in "OSUVMmc" and numpy.dtype(c) == numpy.dtype(dtype).newbyteorder("=")})
+    return f"gpuad_readable({arg}, {numbers[0]}, {numbers[-1]})"
 
 
 def host_sources(kernels, offsets, parts=1):
     """(prelude, bodies): the C++ source of the CPU build of several regions, the prelude every
     file starts with and the regions in `parts` bodies of about equal length (compiled side by
-    side); offsets: (data, strides) of NumPy's array struct. Regions that render alike (one name)
-    are defined once."""
-    data, strides = offsets
+    side); offsets: NumPy's struct field offsets (host.OFFSETS). Regions that render alike (one
+    name) are defined once; the first body defines `gpuad_init`, which the loader calls with
+    numpy.ndarray's address and the thread pool's run function."""
     texts = sorted({k.name: k.text for k in kernels}.values(), key=len, reverse=True)
     groups = [[] for _ in range(max(1, min(parts, len(texts))))]
     for text in texts:  # the longest first, each to the shortest group so far
         min(groups, key=lambda g: sum(map(len, g))).append(text)
-    head = f"#define GPUAD_DATA {data}\n#define GPUAD_STRIDES {strides}\n" + _read("host_prelude.h") + "\n"
+    groups[0].insert(0, 'extern "C" void gpuad_init(const void* ndarray, void* pool) '
+                        '{ gpuad_ndarray = ndarray; gpuad_pool = (decltype(gpuad_pool))pool; }\n')
+    swapped = "'>'" if sys.byteorder == "little" else "'<'"
+    head = "".join(f"#define GPUAD_{field} {at}\n" for field, at in offsets.items())
+    head += f"#define GPUAD_SWAPPED {swapped}\n" + _read("host_prelude.h") + "\n"
     return head, ["\n".join(g) for g in groups]
 
 
