@@ -7,6 +7,7 @@ import numpy as onp
 from ..core import Primitive, Tracer
 from ..ops.elementwise import astype
 from . import elementwise as E
+from . import mathematical as M
 from . import products as P
 from . import reductions as R
 from . import shapes, sorting
@@ -24,7 +25,7 @@ def _pow(x, p):
 
 
 _UFUNCS = dict(vars(E))
-_UFUNCS.update(absolute=E.abs, matmul=P.matmul)
+_UFUNCS.update(absolute=E.abs, matmul=P.matmul, conjugate=M.conjugate)
 
 
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
@@ -103,6 +104,7 @@ METHODS = {
     "std": R.std, "cumsum": R.cumsum, "argmax": R.argmax, "argmin": R.argmin,
     "argsort": sorting.argsort, "argpartition": sorting.argpartition, "dot": P.dot, "clip": E.clip,
     "diagonal": shapes.diagonal, "trace": P.trace,
+    "real": property(M.real), "imag": property(M.imag), "conj": M.conjugate, "conjugate": M.conjugate,
 }
 
 

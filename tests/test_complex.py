@@ -1,0 +1,280 @@
+"""Complex values under every transform, checked against central differences taken along the real
+and the imaginary part of each input (docs/complex.md states the conventions, which are JAX's):
+
+- jvp is the R-linear tangent map: for a tangent v of z, J_x Re(v) + J_y Im(v), with J_x and J_y
+  the derivatives along Re z and Im z (for holomorphic f, J_y = i J_x and this is f'(z) v);
+- vjp applies its transpose for the pairing Re(sum u w), never the adjoint: the cotangent of z
+  is Re(u . J_x) - i Re(u . J_y), of a real input Re(u . J_x);
+- so grad of a real f is df/dx - i df/dy (jax.grad(lambda z: abs(z) ** 2)(1 + 2j) == 2 - 4j);
+- jacfwd / jacrev / hessian with holomorphic=True give f'(z) (J_x); without it, jacfwd refuses
+  complex inputs and jacrev and grad complex outputs, as JAX does.
+"""
+import numpy as np
+import pytest
+from helpers import assert_close, to_np
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad import replay
+from gpuad.ops import table
+
+EPS = 1e-6
+TOL = 1e-7
+
+
+def crandom(shape, seed, lo=0.2, hi=1.2):
+    """Complex values with real and imaginary parts of magnitude in [lo, hi] and random signs: off
+    the principal branch cuts (the axes) of log, sqrt and the inverse trigonometric functions."""
+    rng = np.random.default_rng(seed)
+
+    def part():
+        return rng.uniform(lo, hi, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return part() + 1j * part()
+
+
+def partials(f, zs, k, eps=EPS):
+    """(J_x, J_y): central differences of f(*zs) along the real and the imaginary part of zs[k],
+    shaped out.shape + zs[k].shape; J_y is None for a real input."""
+    z = np.asarray(zs[k])
+    steps = (1.0, 1j) if np.iscomplexobj(z) else (1.0,)
+    out = []
+    for step in steps:
+        cols = []
+        for j in range(z.size):
+            d = np.zeros(z.size, dtype=z.dtype)
+            d[j] = step * eps
+            plus, minus = list(zs), list(zs)
+            plus[k], minus[k] = z + d.reshape(z.shape), z - d.reshape(z.shape)
+            cols.append((to_np(f(*plus)) - to_np(f(*minus))) / (2 * eps))
+        y = to_np(f(*zs))
+        out.append(np.stack(cols, axis=-1).reshape(y.shape + z.shape))
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
+def _contract_in(J, v):
+    """J (out + in) applied to v (in)."""
+    return np.tensordot(J, v, axes=v.ndim)
+
+
+def _contract_out(u, J):
+    """u (out) applied to J (out + in) from the left."""
+    return np.tensordot(u, J, axes=u.ndim)
+
+
+def random_like(x, seed):
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x)
+    v = rng.standard_normal(x.shape)
+    return v + 1j * rng.standard_normal(x.shape) if np.iscomplexobj(x) else v
+
+
+def check(f, zs, tol=TOL, seed=0):
+    """jvp and vjp of f at zs (a tuple of arrays, complex or real) against the differences."""
+    zs = tuple(np.asarray(z) for z in zs)
+    J = [partials(f, zs, k) for k in range(len(zs))]
+    vs = tuple(random_like(z, seed + k) for k, z in enumerate(zs))
+    y, t = gpuad.jvp(f, zs, vs)
+    expected = sum(_contract_in(Jx, v.real) + (_contract_in(Jy, v.imag) if Jy is not None else 0)
+                   for (Jx, Jy), v in zip(J, vs))
+    assert_close(t, np.asarray(expected).astype(to_np(y).dtype), tol, tol, "jvp")
+    u = random_like(to_np(y), seed + 10)
+    cts = gpuad.vjp(f, *zs)[1](gnp.asarray(u))
+    for k, ((Jx, Jy), c) in enumerate(zip(J, cts)):
+        want = _contract_out(u, Jx).real
+        if Jy is not None:
+            want = want - 1j * _contract_out(u, Jy).real
+        assert_close(c, want, tol, tol, f"vjp, input {k}")
+        assert to_np(c).dtype == zs[k].dtype, "a cotangent has its input's dtype"
+
+
+def check_holomorphic(f, z, tol=TOL):
+    """f is holomorphic at z (J_y = i J_x), and jacfwd/jacrev(holomorphic=True) give J_x."""
+    Jx, Jy = partials(f, (z,), 0)
+    assert_close(Jy, 1j * Jx, 1e-6, 1e-6, "the differences say f is not holomorphic here")
+    for jac in (gpuad.jacfwd, gpuad.jacrev):
+        assert_close(jac(f, holomorphic=True)(z), Jx, tol, tol, jac.__name__)
+
+
+# ---------------------------------------------------------------- the conventions, by hand
+def test_grad_of_a_real_function_is_jax_s():
+    assert to_np(gpuad.grad(lambda z: gnp.abs(z) ** 2)(np.complex128(1 + 2j))) == 2 - 4j
+
+
+def test_the_vjp_is_the_transpose_not_the_adjoint():
+    z = np.complex128(1 + 2j)
+    (c,) = gpuad.vjp(gnp.sin, z)[1](np.complex128(1 + 0j))
+    assert_close(c, np.cos(z), 1e-15, 1e-15)            # cos(z), not conj(cos(z))
+    assert_close(gpuad.vjp(gnp.real, z)[1](np.float64(1.0))[0], 1 + 0j, 0, 0)
+    assert_close(gpuad.vjp(gnp.imag, z)[1](np.float64(1.0))[0], -1j, 0, 0)
+    assert_close(gpuad.vjp(gnp.conj, z)[1](np.complex128(1 + 2j))[0], 1 - 2j, 0, 0)
+    # a real input's cotangent is the real part: Re((1 + 2j)(1 + 1j)) = -1
+    assert_close(gpuad.vjp(lambda x: x * (1 + 2j), np.float64(1.0))[1](np.complex128(1 + 1j))[0], -1.0, 0, 0)
+
+
+def test_abs_at_zero_has_derivative_zero():
+    """As in JAX (|z| is not differentiable at 0; its derivative there is taken as 0, not NaN)."""
+    assert to_np(gpuad.grad(gnp.abs)(np.complex128(0j))) == 0
+    assert to_np(gpuad.jvp(gnp.abs, (np.complex128(0j),), (np.complex128(1 + 1j),))[1]) == 0
+
+
+# ---------------------------------------------------------------- the holomorphic rows
+HOLOMORPHIC = [r for r in table.DIFFERENTIABLE if r.name not in table.REAL_ONLY]
+
+
+@pytest.mark.parametrize("row", HOLOMORPHIC, ids=lambda r: r.name)
+def test_holomorphic_rows(row):
+    """Each row's partials are the complex derivatives of NumPy's principal branches (arccosh's
+    where Re z < 0 too: JAX's 1 / sqrt(z^2 - 1) has the wrong sign there)."""
+    ours, numpys = getattr(gnp, row.name), getattr(np, row.name)
+    fs = [(ours, numpys)]
+    if len(row.args) == 2:  # each argument complex in turn, the other a complex constant
+        w = crandom((4,), 7)
+        fs = [(lambda z: ours(z, w), lambda z: numpys(z, w)), (lambda z: ours(w, z), lambda z: numpys(w, z))]
+    z = crandom((4,), 3)
+    for f, ref in fs:
+        assert_close(f(z), ref(z), 1e-14, 1e-14, "value")
+        check_holomorphic(f, z)
+        check(f, (z,))
+
+
+@pytest.mark.parametrize("name", sorted(table.REAL_ONLY - {"abs"} - table.SPECIAL_NAMES))
+def test_real_only_rows_refuse_complex_values_under_derivatives(name):
+    row = table.ROWS[name]
+    z = crandom((3,), 1)
+    args = (z,) if len(row.args) == 1 else (z, z)
+    with pytest.raises(TypeError, match=f"differentiates {name} of real values only, and got complex128"):
+        gpuad.jvp(lambda z: getattr(gnp, name)(*((z,) * len(args))), (z,), (z,))
+
+
+def test_linear_algebra_refuses_complex_values_under_derivatives():
+    a = crandom((3, 3), 2) + 3 * np.eye(3)
+    with pytest.raises(TypeError, match="differentiates solve of real values only"):
+        gpuad.jacfwd(lambda a: gnp.linalg.solve(a, gnp.ones(3)), holomorphic=True)(a)
+    assert_close(gnp.linalg.solve(a, np.ones(3)), np.linalg.solve(a, np.ones(3)), 1e-13, 1e-13)  # values are
+
+
+# ---------------------------------------------------------------- functions of complex values
+W = crandom((3, 3), 11)
+HOLO = {
+    "chain": lambda z: gnp.exp(z) * gnp.sin(z[::-1]) / (1 + z ** 2),
+    "branches": lambda z: gnp.log(z + 3) ** 1.5 + gnp.sqrt(gnp.tanh(z) + 2j) @ W,
+    "products": lambda z: gnp.einsum("ij,j,i->i", W, z, z) + gnp.dot(z, W) * gnp.prod(z),
+    "reductions": lambda z: gnp.cumsum(z) * gnp.mean(z ** 2) + gnp.sum(gnp.outer(z, z), axis=0),
+    "moves": lambda z: gnp.concatenate([z[1:], z[:1] * 2j]) * gnp.stack([z, -z])[1][::-1]
+    + gnp.reshape(gnp.transpose(gnp.reshape(gnp.tile(z, 3), (3, 3))), (9,))[:3],
+    "at_and_where": lambda z: gnp.where(gnp.arange(3) > 0, z * z, 1j) + gnp.at(z)[[0, 0]].add(z[1:] ** 3),
+}
+NONHOLO = {
+    "parts": lambda z: gnp.abs(z) ** 2 * gnp.conj(z) + gnp.real(z) * 1j * gnp.angle(z) - z.imag * z.conj(),
+    "modulus": lambda z: gnp.exp(1j * gnp.abs(z)) * gnp.sign(z.real) + gnp.var(z) * z,
+}
+REAL_VALUED = {
+    "energy": lambda z: gnp.sum(gnp.abs(gnp.exp(1j * z) - W @ z) ** 2),
+    "phase": lambda z: gnp.real(gnp.sum(gnp.conj(z) * (W @ z))) + gnp.std(z) * gnp.angle(z[0] ** 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOLO))
+def test_holomorphic_functions(name):
+    z = crandom((3,), 5)
+    check_holomorphic(HOLO[name], z)
+    check(HOLO[name], (z,))
+
+
+@pytest.mark.parametrize("name", sorted(NONHOLO))
+def test_non_holomorphic_functions(name):
+    check(NONHOLO[name], (crandom((3,), 6),))
+
+
+@pytest.mark.parametrize("name", sorted(REAL_VALUED))
+def test_gradients_of_real_functions_of_complex_values(name):
+    f, z = REAL_VALUED[name], crandom((3,), 9)
+    Jx, Jy = partials(f, (z,), 0)
+    assert_close(gpuad.grad(f)(z), Jx - 1j * Jy, TOL, TOL, "grad")
+    assert_close(gpuad.jacrev(lambda z: gnp.stack([f(z), f(2 * z)]))(z)[0], Jx - 1j * Jy, TOL, TOL, "jacrev")
+    check(f, (z,))
+    check(gpuad.grad(f), (z,), tol=1e-6)  # second order: the gradient's own R-linear map
+
+
+def test_mixed_real_and_complex_inputs():
+    def f(x, z):
+        return gnp.exp(1j * x) * z[:2] + gnp.real(z[2] * x) ** 2
+    x, z = np.array([0.3, -0.7]), crandom((3,), 12)
+    check(f, (x, z))
+    Jx, _ = partials(lambda x: f(x, z), (x,), 0)
+    assert_close(gpuad.jacfwd(f)(x, z), Jx, TOL, TOL, "jacfwd of a real input, complex output")
+
+
+def test_hessian_holomorphic():
+    f = lambda z: gnp.sum(gnp.sin(z) * z[::-1] ** 3)  # noqa: E731
+    z = crandom((3,), 13)
+    g = gpuad.grad(f, holomorphic=True)
+    Jx, _ = partials(g, (z,), 0)
+    H = gpuad.hessian(f, holomorphic=True)(z)
+    assert_close(H, Jx, 1e-6, 1e-6, "hessian")
+    assert_close(H, gpuad.jacrev(gpuad.jacrev(f, holomorphic=True), holomorphic=True)(z), 1e-12, 1e-12)
+
+
+def test_vmap_of_jvp_and_of_jacfwd_match_a_loop():
+    f = HOLO["branches"]
+    zs, vs = crandom((4, 3), 14), crandom((4, 3), 15)
+    ys, ts = gpuad.vmap(lambda z, v: gpuad.jvp(NONHOLO["parts"], (z,), (v,)))(zs, vs)
+    Js = gpuad.vmap(gpuad.jacfwd(f, holomorphic=True))(zs)
+    for k in range(4):
+        y, t = gpuad.jvp(NONHOLO["parts"], (zs[k],), (vs[k],))
+        assert_close(ys[k], y, 1e-14, 1e-14)
+        assert_close(ts[k], t, 1e-14, 1e-14)
+        assert_close(Js[k], gpuad.jacfwd(f, holomorphic=True)(zs[k]), 1e-14, 1e-14)
+
+
+def test_complex64_stays_complex64():
+    z = crandom((3,), 16).astype(np.complex64)
+    assert to_np(gpuad.jacfwd(HOLO["chain"], holomorphic=True)(z)).dtype == np.complex64
+    assert to_np(gpuad.grad(REAL_VALUED["energy"])(z)).dtype == np.complex64
+
+
+def test_a_complex_value_made_from_real_ones_has_complex_tangents():
+    """where(c, x, 1j) of real x: the forward bundle is real inside, complex outside (as in JAX)."""
+    J = gpuad.jacfwd(lambda x: gnp.where(x > 0, x, 1j))(np.array([1.0, -1.0]))
+    assert to_np(J).dtype == np.complex128
+    assert_close(J, np.diag([1.0, 0.0]).astype(complex), 0, 0)
+
+
+# ---------------------------------------------------------------- numpy functions on complex values
+def test_numpy_functions_of_complex_values():
+    z = np.array([1 + 2j, -0.5 + 1e-18j, 3.0 + 0j])
+    for name in ("real", "imag", "conj", "angle", "abs", "iscomplex", "isreal", "var", "std", "mean", "prod"):
+        assert_close(getattr(gnp, name)(z), getattr(np, name)(z), 1e-15, 1e-15, name)
+    assert gnp.iscomplexobj(z) and not gnp.iscomplexobj(z.real) and gnp.isrealobj(z.real)
+    assert_close(gnp.real_if_close(z[1:]), np.real_if_close(z[1:]), 0, 0)
+    assert to_np(gnp.real_if_close(z)).dtype == np.complex128
+    assert_close(gnp.angle(z, deg=True), np.angle(z, deg=True), 1e-14, 1e-14)
+
+
+def test_numpy_s_own_functions_dispatch_on_traced_complex_values():
+    z = crandom((3,), 17)
+    f = lambda z: np.real(np.abs(z) * np.conj(z)) + np.imag(z) * np.angle(z)  # noqa: E731
+    g = lambda z: gnp.real(gnp.abs(z) * gnp.conj(z)) + gnp.imag(z) * gnp.angle(z)  # noqa: E731
+    v = crandom((3,), 18)
+    assert_close(gpuad.jvp(f, (z,), (v,))[1], gpuad.jvp(g, (z,), (v,))[1], 1e-15, 1e-15)
+
+
+# ---------------------------------------------------------------- compiled
+def test_jit_of_complex_functions_and_their_derivatives():
+    z = crandom((3,), 19)
+    f = REAL_VALUED["energy"]
+    assert_close(gpuad.jit(f)(z), f(z), 1e-14, 1e-14)
+    assert_close(gpuad.jit(gpuad.grad(f))(z), gpuad.grad(f)(z), 1e-14, 1e-14)
+    assert_close(gpuad.grad(gpuad.jit(f))(z), gpuad.grad(f)(z), 1e-14, 1e-14)
+    h = HOLO["chain"]
+    assert_close(gpuad.jit(gpuad.jacfwd(h, holomorphic=True))(z), gpuad.jacfwd(h, holomorphic=True)(z), 1e-14, 1e-14)
+
+
+def test_jit_leaves_complex_values_unfused():
+    """The generated C++/CUDA kernels compute in float and double only: regions stop at complex values."""
+    x = np.array([1.0, 2.0])
+    f = lambda x: gnp.abs(gnp.exp(1j * gnp.sin(x) * gnp.cos(x)) + x) ** 2  # noqa: E731
+    steps = replay.plan(gpuad.jit(f).lower(x).program, backend="numpy")
+    regions = [s.node for s in steps if s.kind == "region"]
+    assert regions and all(eq.out.dtype.kind != "c" for r in regions for eq in r.equations)
+    assert_close(gpuad.jit(f)(x), f(x), 1e-14, 1e-14)
