@@ -52,9 +52,12 @@ class ShapeDtypeStruct:
         return f"ShapeDtypeStruct(shape={self.shape}, dtype={self.dtype.name})"
 
 
+SCALARS = (bool, int, float, complex)  # Python numbers: weak scalars wherever arrays are expected
+
+
 def result_dtype(*args):
     """NumPy's promotion of the arguments' dtypes; Python scalars are weak (float32 * 2.0 is float32)."""
-    return onp.result_type(*(a if isinstance(a, (bool, int, float, complex)) else dtype(a) for a in args))
+    return onp.result_type(*(a if isinstance(a, SCALARS) else dtype(a) for a in args))
 
 
 def same(x):

@@ -11,87 +11,21 @@ and the imaginary part of each input (docs/complex.md states the conventions, wh
 """
 import numpy as np
 import pytest
-from helpers import assert_close, to_np
+from helpers import assert_close, check_complex, complex_partials, crandom, to_np
 
 import gpuad
 import gpuad.numpy as gnp
 from gpuad import replay
 from gpuad.ops import table
 
-EPS = 1e-6
 TOL = 1e-7
-
-
-def crandom(shape, seed, lo=0.2, hi=1.2):
-    """Complex values with real and imaginary parts of magnitude in [lo, hi] and random signs: off
-    the principal branch cuts (the axes) of log, sqrt and the inverse trigonometric functions."""
-    rng = np.random.default_rng(seed)
-
-    def part():
-        return rng.uniform(lo, hi, size=shape) * rng.choice([-1.0, 1.0], size=shape)
-    return part() + 1j * part()
-
-
-def partials(f, zs, k, eps=EPS):
-    """(J_x, J_y): central differences of f(*zs) along the real and the imaginary part of zs[k],
-    shaped out.shape + zs[k].shape; J_y is None for a real input."""
-    z = np.asarray(zs[k])
-    steps = (1.0, 1j) if np.iscomplexobj(z) else (1.0,)
-    out = []
-    for step in steps:
-        cols = []
-        for j in range(z.size):
-            d = np.zeros(z.size, dtype=z.dtype)
-            d[j] = step * eps
-            plus, minus = list(zs), list(zs)
-            plus[k], minus[k] = z + d.reshape(z.shape), z - d.reshape(z.shape)
-            cols.append((to_np(f(*plus)) - to_np(f(*minus))) / (2 * eps))
-        y = to_np(f(*zs))
-        out.append(np.stack(cols, axis=-1).reshape(y.shape + z.shape))
-    return out[0], (out[1] if len(out) > 1 else None)
-
-
-def _contract_in(J, v):
-    """J (out + in) applied to v (in)."""
-    return np.tensordot(J, v, axes=v.ndim)
-
-
-def _contract_out(u, J):
-    """u (out) applied to J (out + in) from the left."""
-    return np.tensordot(u, J, axes=u.ndim)
-
-
-def random_like(x, seed):
-    rng = np.random.default_rng(seed)
-    x = np.asarray(x)
-    v = rng.standard_normal(x.shape)
-    return v + 1j * rng.standard_normal(x.shape) if np.iscomplexobj(x) else v
-
-
-def check(f, zs, tol=TOL, seed=0):
-    """jvp and vjp of f at zs (a tuple of arrays, complex or real) against the differences."""
-    zs = tuple(np.asarray(z) for z in zs)
-    J = [partials(f, zs, k) for k in range(len(zs))]
-    vs = tuple(random_like(z, seed + k) for k, z in enumerate(zs))
-    y, t = gpuad.jvp(f, zs, vs)
-    expected = sum(_contract_in(Jx, v.real) + (_contract_in(Jy, v.imag) if Jy is not None else 0)
-                   for (Jx, Jy), v in zip(J, vs))
-    assert_close(t, np.asarray(expected).astype(to_np(y).dtype), tol, tol, "jvp")
-    u = random_like(to_np(y), seed + 10)
-    cts = gpuad.vjp(f, *zs)[1](gnp.asarray(u))
-    for k, ((Jx, Jy), c) in enumerate(zip(J, cts)):
-        want = _contract_out(u, Jx).real
-        if Jy is not None:
-            want = want - 1j * _contract_out(u, Jy).real
-        assert_close(c, want, tol, tol, f"vjp, input {k}")
-        assert to_np(c).dtype == zs[k].dtype, "a cotangent has its input's dtype"
 
 
 def check_holomorphic(f, z, tol=TOL):
     """f is holomorphic at z (J_y = i J_x), and jacfwd/jacrev(holomorphic=True) give J_x."""
-    Jx, Jy = partials(f, (z,), 0)
+    Jx, Jy = complex_partials(f, (z,), 0)
     assert_close(Jy, 1j * Jx, 1e-6, 1e-6, "the differences say f is not holomorphic here")
-    for jac in (gpuad.jacfwd, gpuad.jacrev):
+    for jac in (gpuad.jacfwd, gpuad.jacrev, gpuad.jacobian):
         assert_close(jac(f, holomorphic=True)(z), Jx, tol, tol, jac.__name__)
 
 
@@ -134,7 +68,7 @@ def test_holomorphic_rows(row):
     for f, ref in fs:
         assert_close(f(z), ref(z), 1e-14, 1e-14, "value")
         check_holomorphic(f, z)
-        check(f, (z,))
+        check_complex(f, (z,))
 
 
 @pytest.mark.parametrize("name", sorted(table.REAL_ONLY - {"abs"} - table.SPECIAL_NAMES))
@@ -146,11 +80,46 @@ def test_real_only_rows_refuse_complex_values_under_derivatives(name):
         gpuad.jvp(lambda z: getattr(gnp, name)(*((z,) * len(args))), (z,), (z,))
 
 
-def test_linear_algebra_refuses_complex_values_under_derivatives():
-    a = crandom((3, 3), 2) + 3 * np.eye(3)
-    with pytest.raises(TypeError, match="differentiates solve of real values only"):
-        gpuad.jacfwd(lambda a: gnp.linalg.solve(a, gnp.ones(3)), holomorphic=True)(a)
-    assert_close(gnp.linalg.solve(a, np.ones(3)), np.linalg.solve(a, np.ones(3)), 1e-13, 1e-13)  # values are
+# ---------------------------------------------------------------- linear algebra
+A = crandom((3, 3), 2) + 3 * np.eye(3)
+LINALG = {
+    "solve": lambda a: gnp.linalg.solve(a, gnp.linalg.inv(a.T) @ gnp.arange(1.0, 4.0)),
+    "inv": lambda a: gnp.linalg.inv(a * a),
+    "det": lambda a: gnp.linalg.det(a) * a,
+    "logdet": lambda a: gnp.log(gnp.linalg.det(a[:2, :2] + 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINALG))
+def test_holomorphic_linear_algebra(name):
+    check_holomorphic(LINALG[name], A)
+    check_complex(LINALG[name], (A,))
+
+
+def test_slogdet_of_complex_matrices():
+    """The sign is the phase det / |det|, which moves with the matrix (not constant as for real ones)."""
+    sign, logabs = gnp.linalg.slogdet(A)
+    want = np.linalg.slogdet(A)
+    assert_close(sign, want[0], 1e-14, 1e-14)
+    assert_close(logabs, want[1], 1e-14, 1e-14)
+    check_complex(lambda a: gnp.linalg.slogdet(a)[0], (A,))
+    check_complex(lambda a: gnp.linalg.slogdet(a)[1], (A,))
+    check_complex(lambda a, b: gnp.linalg.solve(a, b), (A.real, crandom((3, 2), 4)))  # a real matrix
+
+
+@pytest.mark.parametrize("ord,axis", [(None, None), (1, 0), (np.inf, 1), (0.5, None), ("fro", (0, 1)), (1, (1, 0))])
+def test_norms_of_complex_values_are_norms_of_their_moduli(ord, axis):
+    z = A[:, :2] if axis is not None or ord is None else A[:, 0]
+    assert_close(gnp.linalg.norm(z, ord, axis), np.linalg.norm(z, ord, axis), 1e-14, 1e-14)
+    check_complex(lambda z: gnp.linalg.norm(z, ord, axis), (z,))
+
+
+@pytest.mark.parametrize("name", ["cholesky", "qr", "svd", "eigh", "eig", "eigvals"])
+def test_factorisations_refuse_complex_values_under_derivatives(name):
+    """Their rules are written for real matrices (no conjugates yet); values are NumPy's."""
+    h = A @ A.conj().T
+    with pytest.raises(TypeError, match="of real values only, and got complex128"):
+        gpuad.jvp(getattr(gnp.linalg, name), (h,), (h,))
 
 
 # ---------------------------------------------------------------- functions of complex values
@@ -178,38 +147,43 @@ REAL_VALUED = {
 def test_holomorphic_functions(name):
     z = crandom((3,), 5)
     check_holomorphic(HOLO[name], z)
-    check(HOLO[name], (z,))
+    check_complex(HOLO[name], (z,))
 
 
 @pytest.mark.parametrize("name", sorted(NONHOLO))
 def test_non_holomorphic_functions(name):
-    check(NONHOLO[name], (crandom((3,), 6),))
+    check_complex(NONHOLO[name], (crandom((3,), 6),))
 
 
 @pytest.mark.parametrize("name", sorted(REAL_VALUED))
 def test_gradients_of_real_functions_of_complex_values(name):
     f, z = REAL_VALUED[name], crandom((3,), 9)
-    Jx, Jy = partials(f, (z,), 0)
+    Jx, Jy = complex_partials(f, (z,), 0)
     assert_close(gpuad.grad(f)(z), Jx - 1j * Jy, TOL, TOL, "grad")
     assert_close(gpuad.jacrev(lambda z: gnp.stack([f(z), f(2 * z)]))(z)[0], Jx - 1j * Jy, TOL, TOL, "jacrev")
-    check(f, (z,))
-    check(gpuad.grad(f), (z,), tol=1e-6)  # second order: the gradient's own R-linear map
+    check_complex(f, (z,))
+    check_complex(gpuad.grad(f), (z,), tol=1e-6)  # second order: the gradient's own R-linear map
 
 
 def test_mixed_real_and_complex_inputs():
     def f(x, z):
         return gnp.exp(1j * x) * z[:2] + gnp.real(z[2] * x) ** 2
     x, z = np.array([0.3, -0.7]), crandom((3,), 12)
-    check(f, (x, z))
-    Jx, _ = partials(lambda x: f(x, z), (x,), 0)
+    check_complex(f, (x, z))
+    Jx, _ = complex_partials(lambda x: f(x, z), (x,), 0)
     assert_close(gpuad.jacfwd(f)(x, z), Jx, TOL, TOL, "jacfwd of a real input, complex output")
+
+
+def test_hessian_of_det_holomorphic():
+    Jx, _ = complex_partials(gpuad.jacrev(gnp.linalg.det, holomorphic=True), (A,), 0)
+    assert_close(gpuad.hessian(gnp.linalg.det, holomorphic=True)(A), Jx, 1e-6, 1e-6)
 
 
 def test_hessian_holomorphic():
     f = lambda z: gnp.sum(gnp.sin(z) * z[::-1] ** 3)  # noqa: E731
     z = crandom((3,), 13)
     g = gpuad.grad(f, holomorphic=True)
-    Jx, _ = partials(g, (z,), 0)
+    Jx, _ = complex_partials(g, (z,), 0)
     H = gpuad.hessian(f, holomorphic=True)(z)
     assert_close(H, Jx, 1e-6, 1e-6, "hessian")
     assert_close(H, gpuad.jacrev(gpuad.jacrev(f, holomorphic=True), holomorphic=True)(z), 1e-12, 1e-12)
@@ -231,6 +205,13 @@ def test_complex64_stays_complex64():
     z = crandom((3,), 16).astype(np.complex64)
     assert to_np(gpuad.jacfwd(HOLO["chain"], holomorphic=True)(z)).dtype == np.complex64
     assert to_np(gpuad.grad(REAL_VALUED["energy"])(z)).dtype == np.complex64
+
+
+def test_complex_scalar_types_cast_traced_values():
+    x = np.array([1.0, 2.0])
+    J = gpuad.jacfwd(lambda x: gnp.complex128(x) * 1j)(x)
+    assert_close(J, 1j * np.eye(2), 0, 0)
+    assert gnp.zeros(2, dtype=gnp.complex64).dtype == np.complex64
 
 
 def test_a_complex_value_made_from_real_ones_has_complex_tangents():

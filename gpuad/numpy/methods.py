@@ -41,7 +41,7 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 
 
 # NumPy's modules and the gpuad namespaces that hold their functions under the same names.
-_NAMESPACES = {"numpy": "gpuad.numpy", "numpy.linalg": "gpuad.numpy.linalg"}
+_NAMESPACES = {"numpy": "gpuad.numpy", "numpy.linalg": "gpuad.numpy.linalg", "numpy.fft": "gpuad.numpy.fft"}
 # NumPy functions that only read shape attributes: NumPy's own code serves traced values too.
 _METADATA = {"shape", "ndim", "size"}
 
