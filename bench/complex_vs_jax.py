@@ -58,6 +58,9 @@ def checks(gpuad, gnp, jax, jnp):
         jax.vmap(lambda a, b: jax.jvp(J["non-holomorphic"], (a,), (b,))[1])(W, W.T)
     yield "slogdet sign vjp", gpuad.vjp(lambda a: gnp.linalg.slogdet(a)[0], W)[1](onp.complex128(1 + 0.5j))[0], \
         jax.vjp(lambda a: jnp.linalg.slogdet(a)[0], W)[1](onp.complex128(1 + 0.5j))[0]
+    h = W @ W.conj().T + onp.eye(5)
+    yield "cholesky jvp", gpuad.jvp(gnp.linalg.cholesky, (h,), (W,))[1], jax.jvp(jnp.linalg.cholesky, (h,), (W,))[1]
+    yield "cholesky vjp", gpuad.vjp(gnp.linalg.cholesky, h)[1](W.T)[0], jax.vjp(jnp.linalg.cholesky, h)[1](W.T)[0]
     for s, axes in (((4, 6), (-2, -1)), ((6, 9), (-2, -1)), ((3, 4), (1, 0))):
         ct = rng.normal(size=s[::-1] if axes == (1, 0) else s)
         ours = gpuad.vjp(lambda a, s=s, axes=axes: gnp.fft.irfft2(a, s=s, axes=axes), W)[1](ct)[0]

@@ -114,7 +114,16 @@ def test_norms_of_complex_values_are_norms_of_their_moduli(ord, axis):
     check_complex(lambda z: gnp.linalg.norm(z, ord, axis), (z,))
 
 
-@pytest.mark.parametrize("name", ["cholesky", "qr", "svd", "eigh", "eig", "eigvals"])
+def test_cholesky_of_hermitian_matrices():
+    """A function of the Hermitian part (a + a^H) / 2, as jax.numpy.linalg.cholesky's: not holomorphic."""
+    h = A @ A.conj().T + np.eye(3)
+    assert_close(gnp.linalg.cholesky(h), np.linalg.cholesky(h), 1e-14, 1e-14)
+    check_complex(gnp.linalg.cholesky, (h,))
+    check_complex(lambda a: gnp.linalg.cholesky(a @ a.conj().T + 2 * gnp.eye(3), upper=True), (A,))
+    check_complex(gpuad.grad(lambda a: gnp.sum(gnp.abs(gnp.linalg.cholesky(a)) ** 2)), (h,), tol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["qr", "svd", "eigh", "eig", "eigvals"])
 def test_factorisations_refuse_complex_values_under_derivatives(name):
     """Their rules are written for real matrices (no conjugates yet); values are NumPy's."""
     h = A @ A.conj().T

@@ -4,8 +4,8 @@ solve, cholesky, log|det|, eigh, svd and qr are primitives (gpuad/ops/linalg.py)
 slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, pinv, lstsq, matrix_power,
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
-Complex matrices (docs/complex.md): solve, inv, det, slogdet and the norms of moduli; the other
-primitives refuse them under a derivative transform.
+Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky and the norms of moduli;
+the other primitives refuse them under a derivative transform.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
 are distinct, as in JAX; at repeated ones their derivative is not defined, and the rules take
@@ -21,7 +21,7 @@ from ..axes import distinct_axes
 from ..core import Tracer, shape
 from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
-from ..ops.elementwise import astype, real, where
+from ..ops.elementwise import astype, conj, real, where
 from ..program import ProgramTracer
 from . import reductions as R
 from .creation import asarray, eye
@@ -156,9 +156,10 @@ def cholesky(a, upper=False):
 
 
 def _symmetric(a):
-    """(a + a^T) / 2: the symmetric matrix a function of a symmetric matrix sees, so that its
-    derivative is that of a function of the whole matrix, not of one triangle."""
-    return EW["multiply"](0.5, EW["add"](a, swapaxes(a, -1, -2)))
+    """(a + a^H) / 2: the symmetric (Hermitian) matrix a function of a symmetric matrix sees, so
+    that its derivative is that of a function of the whole matrix, not of one triangle."""
+    at = swapaxes(a, -1, -2)
+    return EW["multiply"](0.5, EW["add"](a, conj(at) if a.dtype.kind == "c" else at))
 
 
 # ---------------------------------------------------------------- eigh, svd, qr

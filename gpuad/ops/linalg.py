@@ -17,7 +17,7 @@ from .. import backends
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
-from .elementwise import PRIMS, add, astype, divide, multiply, negative, subtract, where
+from .elementwise import PRIMS, add, astype, conj, divide, multiply, negative, subtract, where
 from .indexing import concatenate, getitem
 from .shape import broadcast_to, reduce_sum, reshape, transpose
 
@@ -161,28 +161,33 @@ def _phi(x):
     return multiply(mask, x)
 
 
+def _conj_of_complex(x):
+    return conj(x) if dtype(x).kind == "c" else x
+
+
 def _cholesky_jvp(primals, tangents):
     a, = primals
     low = cholesky(a)
     linv = inv(low)
     nb = len(shape(a)) - 2
-    # dA = dL L^T + L dL^T, so L^-1 dA L^-T = M + M^T with M = L^-1 dL lower triangular;
-    # Φ recovers M from that sum when dA is symmetric (gpuad.numpy.linalg.cholesky
-    # symmetrises its input, so it is): dL = L Φ(L^-1 dA L^-T).
-    x = _einsum(".ij,K.jk->K.ik", linv, _einsum("K.ij,.kj->K.ik", tangents[0], linv, nb), nb)
+    # dA = dL L^H + L dL^H, so L^-1 dA L^-H = M + M^H with M = L^-1 dL lower triangular (its
+    # diagonal real); Φ recovers M from that sum when dA is Hermitian (gpuad.numpy.linalg.cholesky
+    # takes the Hermitian part of its input, so it is): dL = L Φ(L^-1 dA L^-H). (^H is ^T of reals.)
+    x = _einsum(".ij,K.jk->K.ik", linv, _einsum("K.ij,.kj->K.ik", tangents[0], _conj_of_complex(linv), nb), nb)
     return low, _einsum(".ij,K.jk->K.ik", low, _phi(x), nb)
 
 
 def _cholesky_vjp(ct, args, low, needed):
-    # The adjoint of the JVP above: dA -> L Φ(L^-1 dA L^-T) is ct -> L^-T Φ(L^T ct) L^-1.
+    # The transpose of the JVP above: dA -> L Φ(L^-1 dA L^-H) is ct -> L^-T Φ(L^T ct) conj(L)^-1.
     nb = len(shape(low)) - 2
     linv = inv(low)
     p = _phi(_einsum(".ki,M.kj->M.ij", low, ct, nb))
-    return [_einsum("M.ij,.jk->M.ik", _einsum(".ki,M.kj->M.ij", linv, p, nb), linv, nb)]
+    return [_einsum("M.ij,.jk->M.ik", _einsum(".ki,M.kj->M.ij", linv, p, nb), _conj_of_complex(linv), nb)]
 
 
 cholesky = _matrix_unary(
     "cholesky", lambda a: xp().linalg.cholesky(a), _cholesky_jvp, _cholesky_vjp, abstract=same)
+cholesky.complex_ready = True  # of Hermitian matrices: R-linear rules, conjugates where L^H stands
 
 
 # ---------------------------------------------------------------- factorisations, packed
