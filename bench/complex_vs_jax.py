@@ -61,6 +61,11 @@ def checks(gpuad, gnp, jax, jnp):
     h = W @ W.conj().T + onp.eye(5)
     yield "cholesky jvp", gpuad.jvp(gnp.linalg.cholesky, (h,), (W,))[1], jax.jvp(jnp.linalg.cholesky, (h,), (W,))[1]
     yield "cholesky vjp", gpuad.vjp(gnp.linalg.cholesky, h)[1](W.T)[0], jax.vjp(jnp.linalg.cholesky, h)[1](W.T)[0]
+    def sine(np):  # a matrix function: blind to the eigenvectors' phases
+        return lambda a: (lambda w, v: (v * np.sin(w)) @ v.conj().T)(*np.linalg.eigh(a))
+    yield "eigh matrix function jvp", gpuad.jvp(sine(gnp), (h,), (W,))[1], jax.jvp(sine(jnp), (h,), (W,))[1]
+    yield "eigh matrix function vjp", gpuad.vjp(sine(gnp), h)[1](W.T)[0], jax.vjp(sine(jnp), h)[1](W.T)[0]
+    yield "eigvalsh vjp", gpuad.vjp(gnp.linalg.eigvalsh, h)[1](x[:5])[0], jax.vjp(jnp.linalg.eigvalsh, h)[1](x[:5])[0]
     for s, axes in (((4, 6), (-2, -1)), ((6, 9), (-2, -1)), ((3, 4), (1, 0))):
         ct = rng.normal(size=s[::-1] if axes == (1, 0) else s)
         ours = gpuad.vjp(lambda a, s=s, axes=axes: gnp.fft.irfft2(a, s=s, axes=axes), W)[1](ct)[0]

@@ -123,7 +123,19 @@ def test_cholesky_of_hermitian_matrices():
     check_complex(gpuad.grad(lambda a: gnp.sum(gnp.abs(gnp.linalg.cholesky(a)) ** 2)), (h,), tol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["qr", "svd", "eigh", "eig", "eigvals"])
+def test_eigh_of_hermitian_matrices():
+    """Eigenvectors are defined up to a phase each, so only functions that do not see the phases are
+    checked: the eigenvalues (real), and a matrix function V f(w) V^H."""
+    h = A @ A.conj().T + np.eye(3)
+    w, v = gnp.linalg.eigh(h)
+    assert to_np(w).dtype == np.float64
+    assert_close(w, np.linalg.eigvalsh(h), 1e-13, 1e-13)
+    assert_close((v * w) @ v.conj().T, h, 1e-13, 1e-13)
+    check_complex(gnp.linalg.eigvalsh, (h,), tol=1e-6)
+    check_complex(lambda a: (lambda w, v: (v * gnp.sin(w)) @ v.conj().T)(*gnp.linalg.eigh(a)), (h,), tol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["qr", "svd", "eig", "eigvals"])
 def test_factorisations_refuse_complex_values_under_derivatives(name):
     """Their rules are written for real matrices (no conjugates yet); values are NumPy's."""
     h = A @ A.conj().T

@@ -4,8 +4,8 @@ solve, cholesky, log|det|, eigh, svd and qr are primitives (gpuad/ops/linalg.py)
 slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, pinv, lstsq, matrix_power,
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
-Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky and the norms of moduli;
-the other primitives refuse them under a derivative transform.
+Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian) and the
+norms of moduli; the other primitives refuse them under a derivative transform.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
 are distinct, as in JAX; at repeated ones their derivative is not defined, and the rules take
@@ -194,7 +194,8 @@ def eigh(a, UPLO="L"):
     a = _float(a)
     n = _square(a, "eigh")
     packed = L.eigh(_symmetric(a))
-    return EighResult(packed[..., 0, :], packed[..., 1:n + 1, :])
+    w = packed[..., 0, :]
+    return EighResult(real(w) if a.dtype.kind == "c" else w, packed[..., 1:n + 1, :])
 
 
 def eigvalsh(a, UPLO="L"):

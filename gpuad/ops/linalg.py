@@ -240,28 +240,31 @@ def _eigh_parts(packed):
 
 
 def _eigh_jvp(primals, tangents):
-    # A = V diag(w) V^T: with S = V^T dA V, dw = diag(S) and dV = V (F o S), F_ij = 1/(w_j - w_i).
+    # A = V diag(w) V^H: with S = V^H dA V, dw = diag(S) and dV = V (F o S), F_ij = 1/(w_j - w_i).
+    # Of a Hermitian matrix the packed result is complex and this map C-linear (diag(S) is real for
+    # a Hermitian dA: gpuad.numpy.linalg.eigh takes the real part of the eigenvalues' row).
     a, = primals
     packed = eigh(a)
     v, f = _eigh_parts(packed)
     nb = len(shape(a)) - 2
-    s = _einsum(".ji,K.jk->K.ik", v, _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
+    s = _einsum(".ji,K.jk->K.ik", _conj_of_complex(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
     return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, multiply(f, s), nb))
 
 
 def _eigh_vjp(ct, args, packed, needed):
-    # The adjoint of the JVP: ct_A = V (diag(ct_w) + F o (V^T ct_V)) V^T.
+    # The transpose of the JVP: ct_A = conj(V) (diag(ct_w) + F o (V^T ct_V)) V^T.
     v, f = _eigh_parts(packed)
     n, nb = shape(v)[-1], len(shape(v)) - 2
     ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
     inner = add(multiply(_eye(n, ct), ct_w), multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))
-    return [_einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", v, inner, nb), v, nb)]
+    return [_einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", _conj_of_complex(v), inner, nb), v, nb)]
 
 
 # The eigenvalues (ascending) and eigenvectors of symmetric matrices (..., n, n), packed (..., n + 1, n).
 eigh = _matrix_unary(
     "eigh", _eigh_impl, _eigh_jvp, _eigh_vjp,
     abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+eigh.complex_ready = True  # of Hermitian matrices
 
 
 # ---------------------------------------------------------------- eig (real eigenvalues)
