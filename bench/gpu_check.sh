@@ -35,6 +35,7 @@ step 100 "test suite on CuPy (compiled functions unfused)" env GPUAD_BACKEND=cup
     "$PYTHON" -m pytest -q -p no:cacheprovider --maxfail=100 --tb=line -rf --durations=10 \
     -k "not no_host_round_trip and not cuda_graph" tests/test_gpu.py tests/test_transforms.py tests/test_jit.py \
     tests/test_gpu_memory.py tests/test_memory.py tests/test_graphs.py tests/test_sparse.py tests/test_linalg.py \
+    tests/test_complex.py tests/test_fft.py \
     tests/test_custom.py tests/test_errors.py tests/test_seeds.py tests/test_breadth.py tests/test_primitives.py \
     tests/test_numpy_dispatch.py tests/test_properties.py tests/test_docs.py tests/test_kernel_backend.py \
     tests/test_kernels.py

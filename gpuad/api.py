@@ -26,10 +26,14 @@ from .tree import tree_flatten, tree_map
 class Call:
     """One call of a derivative transform: the function (keyword arguments bound), its arguments,
     which of them are differentiated (argnums) with their leaves as backend arrays and their tree,
-    and whether the function returns aux data. `name` is the transform's, for error messages."""
+    and whether the function returns aux data. `name` is the transform's, for error messages.
+    real: the sides ("input", "output") that JAX's transform of that name requires real unless
+    holomorphic=True, which requires complex ones on both; None for jvp, vjp and linearize, which
+    take either."""
 
-    def __init__(self, name, fun, args, kwargs, argnums, has_aux):
+    def __init__(self, name, fun, args, kwargs, argnums, has_aux, real=None, holomorphic=False):
         self.name, self.args, self.kwargs, self.has_aux = name, tuple(args), kwargs, has_aux
+        self.real, self.holomorphic = real, holomorphic
         self.fun = functools.partial(fun, **kwargs) if kwargs else fun  # undifferentiated, as in JAX
         self.nums, self.single = _argnums(argnums, len(args), name)
         dyn = args[self.nums[0]] if self.single else tuple(args[i] for i in self.nums)
@@ -37,6 +41,7 @@ class Call:
         if not leaves:
             raise ValueError(f"{name}: the differentiated arguments hold no arrays")
         self.leaves = [_as_input(x, name, f"input {k} of the differentiated arguments") for k, x in enumerate(leaves)]
+        self.check_dtypes(self.leaves, "input")
         self.sizes = [math.prod(shape(x)) for x in self.leaves]
         self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
         self.n = sum(self.sizes)
@@ -55,7 +60,25 @@ class Call:
         else:
             aux = None
         outs, out_tree = tree_flatten(out)
-        return [as_output(o, self.name) for o in outs], out_tree, aux
+        outs = [as_output(o, self.name) for o in outs]
+        self.check_dtypes(outs, "output")
+        return outs, out_tree, aux
+
+    def check_dtypes(self, values, side):
+        """JAX's rules for complex inputs and outputs of jacfwd, jacrev, grad and hessian."""
+        if self.real is None:
+            return
+        for v in values:
+            d = dtype(v)
+            if self.holomorphic and d.kind != "c":
+                raise TypeError(f"{self.name} with holomorphic=True requires {side}s with complex dtype, "
+                                f"but got {d}.")
+            if d.kind == "c" and not self.holomorphic and side in self.real:
+                direct = "jvp" if side == "input" else "vjp"
+                raise TypeError(
+                    f"{self.name} requires real-valued {side}s ({side} dtype that is a sub-dtype of np.floating), "
+                    f"but got {d}. For holomorphic differentiation, pass holomorphic=True. For differentiation "
+                    f"of non-holomorphic functions involving complex {side}s, use gpuad.{direct} directly.")
 
     def forward(self, bundles, watch=None):
         """One forward run carrying a tangent bundle per input leaf (all with K directions); watch:
@@ -65,7 +88,8 @@ class Call:
             outs, out_tree, aux = self.run([JVPTracer(trace, x, t) for x, t in zip(self.leaves, bundles)])
             primals, tangents = trace.split(outs)
         k = shape(bundles[0])[0]
-        return primals, [_or_zeros(t, k, p) for p, t in zip(primals, tangents)], out_tree, _lower(aux, trace)
+        return primals, [_tangent_of(_or_zeros(t, k, p), p) for p, t in zip(primals, tangents)], out_tree, \
+            _lower(aux, trace)
 
     def record(self):
         """One run on a fresh tape, for sweeps back (rows) or forward (columns) afterwards."""
@@ -191,9 +215,6 @@ def _as_input(x, name, where):
         v = backends.current().coerce(x)
         if isinstance(v, (int, float, complex)):
             v = backends.current().asarray(v)
-    if dtype(v).kind == "c":
-        raise TypeError(f"{name}: {where} is complex ({dtype(v)}); gpuad differentiates real "
-                        "floating-point inputs only. Split it into real and imaginary parts.")
     if not is_inexact(v):
         raise TypeError(
             f"{name}: {where} has dtype {dtype(v)}; derivatives are defined for floating-point inputs "
@@ -249,6 +270,14 @@ def _in_dtype_of(bundle, leaf):
     return bundle if dtype(bundle) == dtype(leaf) else astype(bundle, dtype=dtype(leaf))
 
 
+def _tangent_of(bundle, primal):
+    """A tangent bundle in its complex primal's dtype where it was real (a complex value made from
+    real ones, as where(c, x, 1j) of a real x, has real tangents), as JAX gives it."""
+    if dtype(primal).kind == "c" and dtype(bundle).kind != "c":
+        return astype(bundle, dtype=dtype(primal))
+    return bundle
+
+
 def _or_zeros(bundle, k, like):
     """A bundle, or k directions of zeros shaped like `like` where there is none (no dependence)."""
     if bundle is not None:
@@ -279,8 +308,11 @@ def jvp(fun, primals, tangents, has_aux=False):
     return res + (aux,) if has_aux else res
 
 
-def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
+def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
     """Jacobian by forward mode: one run of fun carrying all n input directions at once.
+
+    As in JAX, complex inputs need holomorphic=True (then the Jacobian is the complex derivative;
+    docs/complex.md); real inputs may give complex outputs.
 
     Leaf shapes are out.shape + in.shape. chunk_size=k runs fun once per k directions to bound memory;
     chunk_size="auto" picks k before the first run from the available memory and an estimate of what
@@ -298,7 +330,7 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
     @functools.wraps(fun)
     @at_user_line
     def jacfun(*args, **kwargs):
-        call = Call("jacfwd", fun, args, kwargs, argnums, has_aux)
+        call = Call("jacfwd", fun, args, kwargs, argnums, has_aux, ("input",), holomorphic)
         last = {}  # the primal outputs, their tree and aux: the same from every run, kept from the last
 
         def sweep(lo, hi, watch=None):
@@ -314,8 +346,10 @@ def jacfwd(fun, argnums=0, has_aux=False, chunk_size=None):
 
 
 # ---------------------------------------------------------------- reverse mode
-def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
+def jacrev(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
     """Jacobian by reverse mode: one recorded run, one backward sweep with all m output directions.
+    As in JAX, complex outputs need holomorphic=True; complex inputs of real outputs give the rows
+    of JAX's gradients (d/dx - i d/dy).
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.jacrev(lambda x: gnp.sum(x * x))(gnp.array([1.0, 2.0]))
@@ -328,19 +362,20 @@ def jacrev(fun, argnums=0, has_aux=False, chunk_size=None):
     @functools.wraps(fun)
     @at_user_line
     def jacfun(*args, **kwargs):
-        rec = Call("jacrev", fun, args, kwargs, argnums, has_aux).record()
+        rec = Call("jacrev", fun, args, kwargs, argnums, has_aux, ("output",), holomorphic).record()
         return rec.call.result(rec.jacobian_by_rows(chunks), rec.aux)
     return jacfun
 
 
-def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
+def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None, holomorphic=False):
     """Jacobian in the cheaper mode. mode="auto" records fun once on a tape, then sweeps it
     forward with the n input directions when n < m (tall Jacobians), else backward with the
-    m output directions; "forward" and "reverse" are jacfwd and jacrev."""
+    m output directions; "forward" and "reverse" are jacfwd and jacrev. With mode="auto",
+    complex inputs or outputs need holomorphic=True (either sweep may run)."""
     if mode == "forward":
-        return jacfwd(fun, argnums, has_aux, chunk_size)
+        return jacfwd(fun, argnums, has_aux, holomorphic, chunk_size)
     if mode == "reverse":
-        return jacrev(fun, argnums, has_aux, chunk_size)
+        return jacrev(fun, argnums, has_aux, holomorphic, chunk_size)
     if mode != "auto":
         raise ValueError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     chunks = Chunks(chunk_size)
@@ -348,7 +383,7 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None):
     @functools.wraps(fun)
     @at_user_line
     def jacfun(*args, **kwargs):
-        rec = Call("jacobian", fun, args, kwargs, argnums, has_aux).record()
+        rec = Call("jacobian", fun, args, kwargs, argnums, has_aux, ("input", "output"), holomorphic).record()
         by = rec.jacobian_by_columns if rec.call.n < rec.m else rec.jacobian_by_rows
         return rec.call.result(by(chunks), rec.aux)
     return jacfun
@@ -400,8 +435,9 @@ def linearize(fun, *primals):
     return rec.out_tree.unflatten(rec.values), f_jvp
 
 
-def value_and_grad(fun, argnums=0, has_aux=False):
-    """(fun(*args), gradient) for a scalar-valued fun, by one reverse sweep.
+def value_and_grad(fun, argnums=0, has_aux=False, holomorphic=False):
+    """(fun(*args), gradient) for a scalar-valued fun, by one reverse sweep. Of complex inputs
+    (real output) the gradient is JAX's, df/dx - i df/dy; holomorphic=True gives f'(z).
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.value_and_grad(lambda x: gnp.sum(x ** 2))(gnp.array([1.0, 3.0]))
@@ -410,7 +446,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     @functools.wraps(fun)
     @at_user_line
     def vg(*args, **kwargs):
-        rec = Call("grad", fun, args, kwargs, argnums, has_aux).record()
+        rec = Call("grad", fun, args, kwargs, argnums, has_aux, ("output",), holomorphic).record()
         if len(rec.values) != 1 or shape(rec.values[0]) != ():
             shapes = [shape(v) for v in rec.values]
             raise TypeError(f"grad requires a function with one scalar output, but it returned shape(s) "
@@ -423,14 +459,16 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     return vg
 
 
-def grad(fun, argnums=0, has_aux=False):
-    """Gradient of a scalar-valued function (reverse mode).
+def grad(fun, argnums=0, has_aux=False, holomorphic=False):
+    """Gradient of a scalar-valued function (reverse mode); value_and_grad's conventions.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.grad(lambda x: x[0] ** 2 * x[1])(gnp.array([1.0, 2.0]))
     array([4., 1.])
+    >>> gpuad.grad(lambda z: gnp.abs(z) ** 2)(gnp.asarray(1 + 2j))
+    array(2.-4.j)
     """
-    vg = value_and_grad(fun, argnums, has_aux)
+    vg = value_and_grad(fun, argnums, has_aux, holomorphic)
 
     @functools.wraps(fun)
     def g(*args, **kwargs):
@@ -439,8 +477,9 @@ def grad(fun, argnums=0, has_aux=False):
     return g
 
 
-def hessian(fun, argnums=0, has_aux=False, chunk_size=None):
-    """Hessian as jacfwd(jacrev(fun)): leaf shapes out.shape + in.shape + in.shape.
+def hessian(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
+    """Hessian as jacfwd(jacrev(fun)): leaf shapes out.shape + in.shape + in.shape (holomorphic:
+    both levels', as in JAX).
 
     chunk_size applies at both levels: the outer jacfwd sweeps at most k of the n input directions
     at a time, and under each of its runs the inner jacrev at most k of fun's m output directions
@@ -454,7 +493,7 @@ def hessian(fun, argnums=0, has_aux=False, chunk_size=None):
     array([[ 4.,  2.],
            [ 2., 12.]])
     """
-    return jacfwd(jacrev(fun, argnums, has_aux, chunk_size), argnums, has_aux, chunk_size)
+    return jacfwd(jacrev(fun, argnums, has_aux, holomorphic, chunk_size), argnums, has_aux, holomorphic, chunk_size)
 
 
 def hvp(fun, primals, tangents):

@@ -14,6 +14,19 @@ def normalize_axes(axis, ndim):
     return tuple(sorted(set(out)))
 
 
+def distinct_axes(axes, ndim, what):
+    """A sequence of axes (negatives allowed) as non-negative ones, in their order; a ValueError
+    naming `what` for an axis out of bounds or repeated."""
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{what}: axis {a} is out of bounds for an array of dimension {ndim}")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{what}: duplicate axes {tuple(axes)!r}")
+    return tuple(out)
+
+
 def with_unit_axes(shape, positions):
     """`shape` with size-1 axes inserted so that they stand at `positions` of the result.
 

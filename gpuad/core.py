@@ -61,9 +61,12 @@ class ShapeDtypeStruct:
         return f"ShapeDtypeStruct(shape={self.shape}, dtype={self.dtype.name})"
 
 
+SCALARS = (bool, int, float, complex)  # Python numbers: weak scalars wherever arrays are expected
+
+
 def result_dtype(*args):
     """NumPy's promotion of the arguments' dtypes; Python scalars are weak (float32 * 2.0 is float32)."""
-    return onp.result_type(*(a if isinstance(a, (bool, int, float, complex)) else dtype(a) for a in args))
+    return onp.result_type(*(a if isinstance(a, SCALARS) else dtype(a) for a in args))
 
 
 def same(x):
@@ -82,9 +85,12 @@ class Primitive:
     vjp(ct, args, out, needed, **params) -> one cotangent bundle (or None) per argument
     batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
     Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
+    complex_ready: whether the jvp/vjp rules hold for complex values (JAX's conventions: the JVP is
+    the R-linear tangent map, the VJP its transpose, never its adjoint); the derivative traces refuse
+    complex arguments of a primitive without it (refuse_complex).
     """
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
-                 "rev_forward")
+                 "rev_forward", "complex_ready")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -93,6 +99,7 @@ class Primitive:
         self.lower = None  # (xp, argument shapes, **params) -> a compiled step's function, planned once
         self.pattern = None   # the sparsity rule (gpuad.sparse), where the primitive has one
         self.rev_forward = None  # (values, **params) -> output, where a tape records it (custom_call)
+        self.complex_ready = nondiff  # no rule, nothing to get wrong
 
     def __call__(self, *args, **params):
         return bind(self, *args, **params)
@@ -114,6 +121,7 @@ def linear(name, impl, lead, adjoint, abstract):
     an array with one extra leading axis (a bundle of directions, or a batch); its VJP is
     `adjoint(ct, arg_shape, **params)`, the transpose on a cotangent bundle."""
     prim = Primitive(name, impl, abstract=abstract)
+    prim.complex_ready = True  # a C-linear map is its own tangent map, and its transpose needs no conjugate
     prim.jvp = lambda primals, tangents, **kw: (prim(primals[0], **kw), lead(tangents[0], **kw))
     prim.batch = lambda args, batched, **kw: (lead(args[0], **kw), True)
     prim.vjp = lambda ct, args, out, needed, **kw: [adjoint(ct, shape(args[0]), **kw)]
@@ -139,6 +147,16 @@ def bind(prim, *args, **params):
         # NumPy returns scalars for 0-d results; results stay arrays, as the transforms promise
         return onp.asarray(out) if isinstance(out, onp.generic) else out
     return top.process(prim, vals, params)
+
+
+def refuse_complex(prim, values):
+    """A TypeError where a primitive whose derivative rules hold for real values only gets complex
+    arguments under a derivative transform."""
+    for v in values:
+        if dtype(v).kind == "c":
+            raise TypeError(f"gpuad differentiates {prim.name} of real values only, and got {dtype(v)}; "
+                            "split the value into gpuad.numpy.real and imag parts first, or compute it outside "
+                            "the transform (docs/complex.md lists what takes complex values)")
 
 
 def staging():

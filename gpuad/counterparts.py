@@ -5,7 +5,8 @@ import importlib
 import sys
 
 # NumPy's and SciPy's modules and the gpuad namespaces that hold their functions under the same names.
-NAMESPACES = {"numpy": "gpuad.numpy", "numpy.linalg": "gpuad.numpy.linalg", "scipy.special": "gpuad.scipy.special",
+NAMESPACES = {"numpy": "gpuad.numpy", "numpy.linalg": "gpuad.numpy.linalg", "numpy.fft": "gpuad.numpy.fft",
+              "scipy.special": "gpuad.scipy.special",
               "scipy.linalg": "gpuad.scipy.linalg", "scipy.stats": "gpuad.scipy.stats"}
 _LIBRARIES = ("numpy", "scipy", "cupy", "cupyx")
 

@@ -197,6 +197,7 @@ custom_call = Primitive("custom_call", lambda *xs, spec: spec.call(xs, keep=True
 custom_call.impl_for = lambda xp: lambda *xs, spec: spec.call(xs)
 custom_call.pattern = _pattern
 custom_call.rev_forward = lambda values, spec: spec.recorded(values)
+custom_call.complex_ready = True  # its rules are the user's, traced with gpuad's own primitives
 
 
 # ---------------------------------------------------------------- one call of a custom function

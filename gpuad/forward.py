@@ -3,7 +3,7 @@
 `jacfwd` seeds the bundle with all n basis vectors, so one run of the function gives
 the whole Jacobian; `jvp` is the same with K = 1.
 """
-from .core import Trace, Tracer, held_bytes, is_inexact
+from .core import Trace, Tracer, held_bytes, is_inexact, refuse_complex
 
 
 class SweepTooLarge(BaseException):
@@ -40,6 +40,8 @@ class JVPTrace(Trace):
         primals, tangents = self.split(args)
         if prim.nondiff:
             return prim(*primals, **params)
+        if not prim.complex_ready:
+            refuse_complex(prim, primals)
         out, tangent = prim.jvp(primals, tangents, **params)
         if tangent is None or not is_inexact(out):
             return out

@@ -76,13 +76,21 @@ def iteration_shape(shape):
     return tuple(shape[k:])
 
 
+def _readable(a):
+    """Whether a kernel can read an input: a real Python number, or an array of a C dtype with elements
+    (complex values, Python's or arrays', stay out of kernels)."""
+    if isinstance(a, (bool, int, float)):
+        return True
+    return not isinstance(a, complex) and a.dtype.name in _C_DTYPES and bool(prod(a.shape))
+
+
 def fusible(eq, backend="cupy"):
     """Whether an equation can be part of a region's kernel planned for `backend`."""
     name = eq.prim.name
     if eq.out.dtype.name not in _C_DTYPES or not prod(eq.out.shape):
         return False
     data = eq.ins[:1] if name == "take_along" else eq.ins
-    if not all(isinstance(a, (bool, int, float)) or (a.dtype.name in _C_DTYPES and prod(a.shape)) for a in data):
+    if not all(map(_readable, data)):
         return False
     if max(_gathered_axes(eq), default=0) > _GATHERED[backend]:
         return False

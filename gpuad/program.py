@@ -18,7 +18,7 @@ import math
 import numpy as onp
 
 from . import backends, seeds
-from .core import ShapeDtypeStruct, Trace, Tracer, bind, new_trace
+from .core import SCALARS, ShapeDtypeStruct, Trace, Tracer, bind, new_trace
 from .ops import MOVES
 from .ops.elementwise import multiply
 from .ops.shape import reshape, transpose
@@ -279,7 +279,7 @@ def _from_seeds(eq, seeded):
     structure (made from seeds and scalars: a seed, its slices, multiples); False to keep it
     unfolded. Index arithmetic with constant arrays folds where the result is no larger than those
     arrays (or small); other work (a contraction, a sum) where it is no larger than what it reads."""
-    arrays = [math.prod(a.shape) for a in eq.ins if not isinstance(a, (Var, bool, int, float))]
+    arrays = [math.prod(a.shape) for a in eq.ins if not isinstance(a, (Var,) + SCALARS)]
     keeps = eq.prim.name in _KEEPS or not eq.ins
     if keeps and max(arrays, default=1) == 1 and all(a in seeded for a in eq.ins if isinstance(a, Var)):
         return True
@@ -484,7 +484,7 @@ def _is_constant(x, value):
     the same sign (0.0 and -0.0 differ, and an integer zero is neither)."""
     if isinstance(x, (Var, Tracer)):
         return False
-    if not isinstance(x, (bool, int, float)) and getattr(x, "size", _SMALL + 1) > _SMALL:
+    if not isinstance(x, SCALARS) and getattr(x, "size", _SMALL + 1) > _SMALL:
         return False
     if not isinstance(value, float):
         return bool(onp.all(x == value))
@@ -493,7 +493,7 @@ def _is_constant(x, value):
 
 
 def _aval(x):
-    if isinstance(x, (bool, int, float)):
+    if isinstance(x, SCALARS):
         return None  # a Python scalar never stands for an array output
     return tuple(x.shape), x.dtype
 

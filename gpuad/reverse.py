@@ -4,8 +4,8 @@ The sweep carries a cotangent bundle of M directions (shape (M, *S)) per value, 
 `jacrev` gets all m rows of a Jacobian from one backward pass over the tape. The tape
 is kept, so the same recording can be swept again (chunks) or forward (`linearize`).
 """
-from .core import Trace, Tracer, is_inexact, shape
-from .ops.elementwise import add
+from .core import Trace, Tracer, dtype, is_inexact, refuse_complex, shape
+from .ops.elementwise import add, real
 from .ops.shape import unbroadcast
 
 
@@ -47,6 +47,8 @@ class RevTrace(Trace):
 
     def process(self, prim, args, params):
         values, ids = self.split(args)
+        if not prim.complex_ready:
+            refuse_complex(prim, values)
         forward = prim.rev_forward  # a primitive that keeps something for its VJP computes its value itself
         out = prim(*values, **params) if forward is None else forward(values, **params)
         if prim.nondiff or not is_inexact(out):
@@ -66,8 +68,7 @@ class RevTrace(Trace):
             for i, a, c in zip(eq.ids, eq.args, eq.prim.vjp(g, eq.args, eq.value, needed, **eq.params)):
                 if i is None or c is None:
                     continue
-                if shape(c)[1:] != shape(a):
-                    c = unbroadcast(c, shape(a))
+                c = fit_cotangent(c, a)
                 ct[i] = c if i not in ct else add(ct[i], c)
         return ct
 
@@ -86,6 +87,16 @@ class RevTrace(Trace):
                 if last.get(i) == k and i not in keep:
                     tan.pop(i, None)
         return {i: tan.get(i) for i in keep}
+
+
+def fit_cotangent(c, a):
+    """A cotangent bundle as its argument's: broadcasting undone, and the real part of a complex
+    one for a real argument (the transpose of R -> C, as in JAX). Rules never do either themselves."""
+    if shape(c)[1:] != shape(a):
+        c = unbroadcast(c, shape(a))
+    if dtype(c).kind == "c" and dtype(a).kind != "c":
+        c = real(c)
+    return c
 
 
 def last_uses(tape):

@@ -119,7 +119,7 @@ def fold(eq, to_numpy):
 
 
 def _scalar(a):
-    return isinstance(a, (bool, int, float)) or (hasattr(a, "shape") and a.shape == ())
+    return isinstance(a, (bool, int, float, complex)) or (hasattr(a, "shape") and a.shape == ())
 
 
 def _reshaped(nz, eq):

@@ -216,3 +216,73 @@ def count_evals(fn, *args):
     before = core.stats["evals"]
     out = fn(*args)
     return out, core.stats["evals"] - before
+
+
+# ---------------------------------------------------------------- complex values (docs/complex.md)
+# jvp is the R-linear tangent map J_x Re(v) + J_y Im(v) (J_x, J_y: the derivatives along the real
+# and the imaginary part of an input); vjp its transpose for the pairing Re(sum u w), not the
+# adjoint: the cotangent of a complex input is Re(u . J_x) - i Re(u . J_y), of a real one Re(u . J_x).
+def crandom(shape, seed, lo=0.2, hi=1.2):
+    """Complex values with real and imaginary parts of magnitude in [lo, hi] and random signs: off
+    the principal branch cuts (the axes) of log, sqrt and the inverse trigonometric functions."""
+    rng = np.random.default_rng(seed)
+
+    def part():
+        return rng.uniform(lo, hi, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return part() + 1j * part()
+
+
+def complex_partials(f, zs, k, eps=1e-6):
+    """(J_x, J_y): central differences of f(*zs) along the real and the imaginary part of zs[k],
+    shaped out.shape + zs[k].shape; J_y is None for a real input."""
+    z = np.asarray(zs[k])
+    steps = (1.0, 1j) if np.iscomplexobj(z) else (1.0,)
+    out = []
+    for step in steps:
+        cols = []
+        for j in range(z.size):
+            d = np.zeros(z.size, dtype=z.dtype)
+            d[j] = step * eps
+            plus, minus = list(zs), list(zs)
+            plus[k], minus[k] = z + d.reshape(z.shape), z - d.reshape(z.shape)
+            cols.append((to_np(f(*on_backend(*plus))) - to_np(f(*on_backend(*minus)))) / (2 * eps))
+        y = to_np(f(*on_backend(*zs)))
+        out.append(np.stack(cols, axis=-1).reshape(y.shape + z.shape))
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
+def _contract_in(J, v):
+    """J (out + in) applied to v (in)."""
+    return np.tensordot(J, v, axes=v.ndim)
+
+
+def _contract_out(u, J):
+    """u (out) applied to J (out + in) from the left."""
+    return np.tensordot(u, J, axes=u.ndim)
+
+
+def random_like(x, seed):
+    """Standard normal values shaped like x, complex where x is."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x)
+    v = rng.standard_normal(x.shape)
+    return v + 1j * rng.standard_normal(x.shape) if np.iscomplexobj(x) else v
+
+
+def check_complex(f, zs, tol=1e-7, seed=0):
+    """jvp and vjp of f at zs (a tuple of arrays, complex or real) against the differences."""
+    zs = tuple(np.asarray(z) for z in zs)
+    J = [complex_partials(f, zs, k) for k in range(len(zs))]
+    vs = tuple(random_like(z, seed + k) for k, z in enumerate(zs))
+    y, t = gpuad.jvp(f, on_backend(*zs), on_backend(*vs))
+    expected = sum(_contract_in(Jx, v.real) + (_contract_in(Jy, v.imag) if Jy is not None else 0)
+                   for (Jx, Jy), v in zip(J, vs))
+    assert_close(t, np.asarray(expected).astype(to_np(y).dtype), tol, tol, "jvp")
+    u = random_like(to_np(y), seed + 10)
+    cts = gpuad.vjp(f, *on_backend(*zs))[1](gnp.asarray(u))
+    for k, ((Jx, Jy), c) in enumerate(zip(J, cts)):
+        want = _contract_out(u, Jx).real
+        if Jy is not None:
+            want = want - 1j * _contract_out(u, Jy).real
+        assert_close(c, want, tol, tol, f"vjp, input {k}")
+        assert to_np(c).dtype == zs[k].dtype, "a cotangent has its input's dtype"

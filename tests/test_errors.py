@@ -46,10 +46,22 @@ def test_non_float_inputs_are_refused(transform, value):
         transform(loss)(value)
 
 
+# JAX's rules: jacfwd wants real inputs, jacrev and grad real outputs, unless holomorphic=True
+COMPLEX_REFUSED = {gpuad.grad: "outputs", gpuad.value_and_grad: "outputs", gpuad.jacrev: "outputs",
+                   gpuad.jacfwd: "inputs", gpuad.jacobian: "inputs", gpuad.hessian: "inputs"}
+
+
 @pytest.mark.parametrize("transform", DIFF_TRANSFORMS, ids=lambda t: t.__name__)
-def test_complex_inputs_are_refused(transform):
-    with pytest.raises(TypeError, match="complex.*real floating-point inputs only"):
+def test_complex_values_need_holomorphic(transform):
+    side = COMPLEX_REFUSED[transform]
+    with pytest.raises(TypeError, match=f"requires real-valued {side}.*complex128.*pass holomorphic=True"):
         transform(loss)(np.array([1.0 + 2.0j, 3.0]))
+
+
+@pytest.mark.parametrize("transform", DIFF_TRANSFORMS, ids=lambda t: t.__name__)
+def test_holomorphic_needs_complex_values(transform):
+    with pytest.raises(TypeError, match="holomorphic=True requires inputs with complex dtype, but got float64"):
+        transform(loss, holomorphic=True)(X)
 
 
 @pytest.mark.parametrize("transform", DIFF_TRANSFORMS + [

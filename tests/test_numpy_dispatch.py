@@ -61,8 +61,8 @@ def test_shape_functions_read_traced_values():
 
 
 def test_numpy_function_without_counterpart_is_a_type_error_naming_it():
-    with pytest.raises(TypeError, match=r"numpy\.fft\.fft has no gpuad counterpart.*gpuad\.numpy"):
-        gpuad.grad(lambda x: np.real(np.fft.fft(x)).sum())(gnp.ones(4))
+    with pytest.raises(TypeError, match=r"numpy\.linalg\.tensorsolve has no gpuad counterpart.*gpuad\.numpy"):
+        gpuad.grad(lambda x: np.linalg.tensorsolve(np.eye(4), x).sum())(gnp.ones(4))
     with pytest.raises(TypeError, match=r"numpy\.nanargmax has no gpuad counterpart"):
         gpuad.jacfwd(lambda x: np.nanargmax(x) * x)(gnp.ones(4))
     with pytest.raises(TypeError, match="numpy.add.reduce cannot take traced values"):

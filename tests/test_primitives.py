@@ -294,6 +294,19 @@ S("at_add_separated", lambda m, x, v: gnp.at(x)[[0, 1], :, [2, 3]].add(v), (3, 4
 S("at_add_negative_step", lambda m, x, v: gnp.at(x)[::-2].add(v), (4, 5), (5,),
   ref=lambda x, v: np_add(x, slice(None, None, -2), v))
 
+# ---------------------------------------------------------------- through complex values
+# Real inputs and outputs, complex values between: real, imag and conj (whose VJPs are JAX's
+# transposes) and the holomorphic rows on complex values, checked by the same real differences;
+# tests/test_complex.py checks complex inputs and outputs.
+S("complex_parts", lambda m, a, b: m.real(m.conj(a + 1j * b) * m.exp(1j * a)) - m.imag((a - 1j * b) ** 2),
+  (2, 3), (2, 3))
+S("complex_abs_angle", lambda m, a, b: m.abs(m.sin(a + 1j * b)) * m.angle(m.sqrt(1j * a + b + 3)), (2, 3), (3,))
+S("complex_det", lambda m, a, b: m.real(m.linalg.det(a + 1j * b + 3 * m.eye(3))
+                                         * m.linalg.inv(a - 1j * b + 3 * m.eye(3)))
+  + m.imag(m.linalg.slogdet(a * 1j + b + 3 * m.eye(3))[0]), (3, 3), (3, 3), domain=(-1.0, 1.0))
+S("fft_kinds", lambda m, x: m.fft.irfft(m.fft.rfft(x, axis=0) ** 2, n=3, axis=0)
+  + m.real(m.fft.ifft2(m.fft.fft(x) * 1j)), (3, 4))
+
 assert len({s.name for s in SPECS}) == len(SPECS), "spec names must be unique"
 ids = pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 

@@ -586,8 +586,8 @@ def test_a_primitive_without_a_rule_is_named():
 
 
 def test_every_primitive_has_a_rule():
-    from gpuad.ops import contract, elementwise, indexing, linalg, reductions, shape
-    prims = [p for m in (contract, elementwise, indexing, linalg, reductions, shape)
+    from gpuad.ops import contract, elementwise, fft, indexing, linalg, reductions, shape
+    prims = [p for m in (contract, elementwise, fft, indexing, linalg, reductions, shape)
              for p in vars(m).values() if isinstance(p, Primitive)]
     prims += list(elementwise.PRIMS.values())
     assert [p.name for p in prims if p.pattern is None] == []

@@ -5,7 +5,7 @@
 """
 import numpy as _onp
 
-from . import linalg  # noqa: F401
+from . import fft, linalg  # noqa: F401
 from .building import *  # noqa: F403  # noqa: F403
 from .creation import (  # noqa: F401
     arange,
@@ -21,7 +21,19 @@ from .creation import (  # noqa: F401
     zeros,
     zeros_like,
 )
-from .dtypes import bool_, float16, float32, float64, int8, int16, int32, int64, uint8  # noqa: F401
+from .dtypes import (  # noqa: F401
+    bool_,
+    complex64,
+    complex128,
+    float16,
+    float32,
+    float64,
+    int8,
+    int16,
+    int32,
+    int64,
+    uint8,
+)
 from .elementwise import *  # noqa: F403
 from .index_tricks import c_, r_  # noqa: F401
 from .indexing import at  # noqa: F401

@@ -42,3 +42,4 @@ class ScalarType:
 float16, float32, float64 = ScalarType(onp.float16), ScalarType(onp.float32), ScalarType(onp.float64)
 int8, int16, int32, int64 = (ScalarType(t) for t in (onp.int8, onp.int16, onp.int32, onp.int64))
 uint8, bool_ = ScalarType(onp.uint8), ScalarType(onp.bool_)
+complex64, complex128 = ScalarType(onp.complex64), ScalarType(onp.complex128)

@@ -4,6 +4,8 @@ solve, cholesky, log|det|, eigh, svd, pinv and qr are primitives (gpuad/ops/lina
 slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, lstsq, matrix_power,
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
+Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian) and the
+norms of moduli; the other primitives refuse them under a derivative transform.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
 are distinct, as in JAX; at repeated ones their derivative is not defined, and the rules take
@@ -15,13 +17,15 @@ from collections import namedtuple
 
 import numpy as onp
 
+from ..axes import distinct_axes
 from ..core import Tracer, shape
 from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
-from ..ops.elementwise import astype, where
+from ..ops.elementwise import astype, conj, real, where
 from ..program import ProgramTracer
 from . import reductions as R
 from .creation import asarray, eye
+from .elementwise import abs as _abs
 from .products import matmul
 from .shapes import broadcast_to, concatenate, expand_dims, moveaxis, reshape, squeeze, swapaxes
 
@@ -107,6 +111,9 @@ def slogdet(a):
     """
     a = _float(a)
     _square(a, "slogdet")
+    if a.dtype.kind == "c":  # the sign is a phase, exp(i arg det), and moves with a
+        ld = L.logdet(a)
+        return SlogdetResult(EW["exp"](ld - real(ld)), real(ld))
     return SlogdetResult(L.det_sign(a), L.logabsdet(a))
 
 
@@ -122,6 +129,10 @@ def det(a):
     [[ 3. -1.]
      [-1.  2.]]
     """
+    a = _float(a)
+    if a.dtype.kind == "c":
+        _square(a, "det")
+        return EW["exp"](L.logdet(a))
     sign, logabs = slogdet(a)
     return EW["multiply"](sign, EW["exp"](logabs))
 
@@ -145,9 +156,10 @@ def cholesky(a, upper=False):
 
 
 def _symmetric(a):
-    """(a + a^T) / 2: the symmetric matrix a function of a symmetric matrix sees, so that its
-    derivative is that of a function of the whole matrix, not of one triangle."""
-    return EW["multiply"](0.5, EW["add"](a, swapaxes(a, -1, -2)))
+    """(a + a^H) / 2: the symmetric (Hermitian) matrix a function of a symmetric matrix sees, so
+    that its derivative is that of a function of the whole matrix, not of one triangle."""
+    at = swapaxes(a, -1, -2)
+    return EW["multiply"](0.5, EW["add"](a, conj(at) if a.dtype.kind == "c" else at))
 
 
 # ---------------------------------------------------------------- eigh, svd, qr
@@ -182,7 +194,8 @@ def eigh(a, UPLO="L"):
     a = _float(a)
     n = _square(a, "eigh")
     packed = L.eigh(_symmetric(a))
-    return EighResult(packed[..., 0, :], packed[..., 1:n + 1, :])
+    w = packed[..., 0, :]
+    return EighResult(real(w) if a.dtype.kind == "c" else w, packed[..., 1:n + 1, :])
 
 
 def eigvalsh(a, UPLO="L"):
@@ -454,7 +467,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     x = _float(x)
     nd = len(shape(x))
     if axis is None and ord is None:
-        return R.root(R.sum(EW["square"](x), keepdims=keepdims), 2)
+        return R.root(R.sum(EW["square"](_modulus(x)), keepdims=keepdims), 2)
     if axis is None:
         if nd not in (1, 2):
             raise ValueError(f"norm: with ord={ord!r} and axis=None, x must be 1-D or 2-D; got {nd}-D. "
@@ -508,16 +521,17 @@ def _norm_axes(axis, nd):
     axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     if len(axes) not in (1, 2):
         raise ValueError(f"norm: axis must be an int or a pair of ints, got {axis!r}")
-    for a in axes:
-        if not -nd <= a < nd:
-            raise ValueError(f"norm: axis {a} is out of bounds for an array of dimension {nd}")
-    axes = tuple(a % nd for a in axes)
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"norm: duplicate axes {axis!r}")
-    return axes
+    return distinct_axes(axes, nd, "norm")
+
+
+def _modulus(x):
+    """|x| of complex x (a vector norm, and a matrix norm but those of the singular values, depends
+    on it alone), x itself of real x."""
+    return _abs(x) if x.dtype.kind == "c" else x
 
 
 def _vector_norm(x, ord, axis, keepdims):
+    x = _modulus(x)
     if ord is None or ord == 2:
         return R.root(R.sum(EW["square"](x), axis, keepdims), 2)
     if not isinstance(ord, numbers.Real):
@@ -538,6 +552,8 @@ def _matrix_norm(x, ord, axes, keepdims):
     if ord not in _MATRIX_ORDS:
         raise ValueError(f"norm: matrix norm ord={ord!r} is not supported; use None, 'fro', 1, -1, 2, -2, "
                          "'nuc', inf or -inf")
+    if ord not in (2, -2, "nuc"):
+        x = _modulus(x)
     if ord in (None, "fro"):
         return R.root(R.sum(EW["square"](x), axes, keepdims), 2)
     if ord in (2, -2, "nuc"):

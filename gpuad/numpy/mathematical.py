@@ -7,11 +7,15 @@ NaN or an infinity from the branch that is not taken.
 import numpy as onp
 
 from ..core import dtype, is_inexact, shape
+from ..ops.elementwise import conj as _conj
+from ..ops.elementwise import imag as _imag
+from ..ops.elementwise import real as _real
 from .creation import asarray, zeros_like
 from .elementwise import (
     abs,
     arctan2,
     equal,
+    is_complex,
     isfinite,
     isnan,
     less,
@@ -23,6 +27,7 @@ from .elementwise import (
     maximum,
     minimum,
     multiply,
+    not_equal,
     sin,
     where,
 )
@@ -121,37 +126,72 @@ def copysign(x1, x2):
     return where(_signbit(x2), -m, m)
 
 
-def _real_only(name, x):
-    """x as an array, refused if complex."""
-    x = asarray(x)
-    if dtype(x).kind == "c":
-        raise TypeError(f"gpuad.numpy.{name} takes real inputs; gpuad does not differentiate complex values")
-    return x
-
-
 def real(val):
-    """numpy.real of a real array: the array itself."""
-    return _real_only("real", val)
+    """numpy.real: the real part (the array itself for real values).
+
+    >>> import gpuad.numpy as gnp
+    >>> gnp.real(gnp.array([1 + 2j]))
+    array([1.])
+    """
+    val = asarray(val)
+    return _real(val) if is_complex(val) else val
 
 
 def imag(val):
-    """numpy.imag of a real array: zeros."""
-    return zeros_like(_real_only("imag", val))
+    """numpy.imag: the imaginary part (zeros for real values)."""
+    val = asarray(val)
+    return _imag(val) if is_complex(val) else zeros_like(val)
 
 
 def conjugate(x):
-    """numpy.conjugate of a real array: the array itself."""
-    return _real_only("conjugate", x)
+    """numpy.conjugate: the complex conjugate (the array itself for real values)."""
+    x = asarray(x)
+    return _conj(x) if is_complex(x) else x
 
 
 conj = conjugate
 
 
 def angle(z, deg=False):
-    """numpy.angle of real numbers: 0 for x >= +0.0, pi for x <= -0.0, NaN for NaN; no derivative."""
-    z = _real_only("angle", z)
-    a = where(isnan(z), onp.nan, where(_signbit(z), onp.pi, 0.0))
+    """numpy.angle: arctan2(imag z, real z). Of real numbers: 0 for x >= +0.0, pi for x <= -0.0,
+    NaN for NaN, with no derivative."""
+    z = asarray(z)
+    if is_complex(z):
+        a = arctan2(_imag(z), _real(z))
+    else:
+        a = where(isnan(z), onp.nan, where(_signbit(z), onp.pi, 0.0))
     return a * (180.0 / onp.pi) if deg else a
+
+
+def iscomplexobj(x):
+    """numpy.iscomplexobj: whether x has a complex dtype (a Python bool)."""
+    return is_complex(x)
+
+
+def iscomplex(x):
+    """numpy.iscomplex: where the imaginary part is not 0 (booleans; all False for real values)."""
+    return not_equal(imag(x), 0)
+
+
+def isreal(x):
+    """numpy.isreal: where the imaginary part is 0."""
+    return equal(imag(x), 0)
+
+
+def isrealobj(x):
+    """numpy.isrealobj: whether x has no complex dtype."""
+    return not is_complex(x)
+
+
+def real_if_close(a, tol=100):
+    """numpy.real_if_close: the real part where every imaginary part is below tol (in machine
+    epsilons of a's dtype when tol > 1), else a. The choice reads the values: under vmap it raises."""
+    a = asarray(a)
+    if not is_complex(a):
+        return a
+    if tol > 1:
+        tol = tol * onp.finfo(dtype(a)).eps
+    return _real(a) if bool(_all(less(abs(_imag(a)), tol))) else a
 
 
 # ---------------------------------------------------------------- comparisons (no derivative)
@@ -198,5 +238,6 @@ def array_equal(a1, a2, equal_nan=False):
 
 
 __all__ = ["deg2rad", "rad2deg", "radians", "degrees", "sinc", "logaddexp2", "fmax", "fmin", "nan_to_num",
-           "heaviside", "copysign", "real", "imag", "conj", "conjugate", "angle", "isclose", "allclose",
+           "heaviside", "copysign", "real", "imag", "conj", "conjugate", "angle", "iscomplex", "iscomplexobj", "isreal",
+           "isrealobj", "real_if_close", "isclose", "allclose",
            "array_equal"]

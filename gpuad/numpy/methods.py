@@ -6,6 +6,7 @@ from ..core import Primitive, Tracer
 from ..counterparts import NAMESPACES, advice, counterpart, library_caller
 from ..ops.elementwise import astype
 from . import elementwise as E
+from . import mathematical as M
 from . import products as P
 from . import reductions as R
 from . import shapes, sorting
@@ -23,7 +24,7 @@ def _pow(x, p):
 
 
 _UFUNCS = dict(vars(E))
-_UFUNCS.update(absolute=E.abs, matmul=P.matmul)
+_UFUNCS.update(absolute=E.abs, matmul=P.matmul, conjugate=M.conjugate)
 
 
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
@@ -101,6 +102,7 @@ METHODS = {
     "std": R.std, "cumsum": R.cumsum, "argmax": R.argmax, "argmin": R.argmin,
     "argsort": sorting.argsort, "argpartition": sorting.argpartition, "dot": P.dot, "clip": E.clip,
     "diagonal": shapes.diagonal, "trace": P.trace,
+    "real": property(M.real), "imag": property(M.imag), "conj": M.conjugate, "conjugate": M.conjugate,
 }
 
 

@@ -105,6 +105,7 @@ contract = Primitive(
     "contract", lambda a, b, spec: contract_arrays(xp(), a, b, spec),
     _contract_jvp, _contract_vjp, _contract_batch, abstract=_contract_abstract)
 contract.lower = _lowered
+contract.complex_ready = True  # bilinear: its rules are contractions again, without conjugates
 
 
 # ---------------------------------------------------------------- sparsity patterns

@@ -9,9 +9,9 @@ import math
 import numpy as onp
 
 from .. import backends
-from ..core import Primitive, ShapeDtypeStruct, Tracer, bind, dtype, result_dtype, shape
+from ..core import Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape
 from .shape import broadcast_to, reshape, transpose, with_unit_axes_at
-from .table import ROWS, SPECIAL_NAMES, RuleNamespace, cotangents_in, fit_output, tangent_out
+from .table import REAL_ONLY, ROWS, SPECIAL_NAMES, RuleNamespace, cotangents_in, fit_output, tangent_out
 
 _arrays = {}  # array module -> its RuleNamespace
 
@@ -74,6 +74,7 @@ def _row_primitive(row):
 
     prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff, abstract=abstract)
     prim.impl_for = lambda xp: on_arrays(xp).fn(row)
+    prim.complex_ready = row.nondiff or row.name not in REAL_ONLY
     return prim
 
 
@@ -161,19 +162,48 @@ where = Primitive("where", lambda c, a, b: backends.xp().where(c, a, b), _where_
                   lambda args, batched: broadcast_batch(where, args, batched),
                   abstract=lambda c, a, b: ShapeDtypeStruct(onp.broadcast_shapes(shape(c), shape(a), shape(b)),
                                                             result_dtype(a, b)))
+where.complex_ready = True
+
+
+# ---------------------------------------------------------------- real, imag, conj
+# R-linear maps of complex values. Each VJP is the transpose (JAX's convention, not the adjoint):
+# real's takes c to c + 0j, imag's to -1j c, conj's is conj. Under vmap and on bundles they apply
+# elementwise as they are.
+def _parts_dtype(x):
+    return ShapeDtypeStruct(shape(x), onp.real(onp.zeros((), dtype(x))).dtype)
+
+
+def _complex_of(ct):
+    return astype(ct, dtype=onp.result_type(dtype(ct), onp.complex64))
+
+
+real = linear("real", lambda x: backends.xp().real(x), lambda t: real(t), lambda ct, xs: _complex_of(ct),
+              _parts_dtype)
+imag = linear("imag", lambda x: backends.xp().imag(x), lambda t: imag(t),
+              lambda ct, xs: multiply(_complex_of(ct), -1j), _parts_dtype)
+conj = linear("conj", lambda x: backends.xp().conj(x), lambda t: conj(t), lambda ct, xs: conj(ct),
+              lambda x: ShapeDtypeStruct(shape(x), dtype(x)))
 
 
 # ---------------------------------------------------------------- astype
+def _cast(x, to):
+    """x as dtype `to`; complex to real keeps the real part (NumPy's cast, without its warning)."""
+    if dtype(x).kind == "c" and onp.dtype(to).kind != "c":
+        x = real(x)
+    return astype(x, dtype=to)
+
+
 def _astype_jvp(primals, tangents, dtype):
     y = astype(primals[0], dtype=dtype)
-    return y, (astype(tangents[0], dtype=dtype) if onp.dtype(dtype).kind in "fc" else None)
+    return y, (_cast(tangents[0], dtype) if onp.dtype(dtype).kind in "fc" else None)
 
 
 astype = Primitive(
     "astype", lambda x, dtype: x.astype(dtype), _astype_jvp,
-    lambda ct, args, out, needed, dtype: [astype(ct, dtype=args[0].dtype)],
+    lambda ct, args, out, needed, dtype: [_cast(ct, args[0].dtype)],
     lambda args, batched, dtype: (astype(args[0], dtype=dtype), True),
     abstract=lambda x, dtype: ShapeDtypeStruct(shape(x), dtype))
+astype.complex_ready = True
 
 
 # The table's rules over gpuad's own primitives, used whenever a value is traced (nesting).
@@ -190,3 +220,5 @@ for _prim in PRIMS.values():
 multiply.pattern = patterns.product  # a constant factor's zeros cut the dependence
 where.pattern = patterns.select
 astype.pattern = patterns.cast
+for _prim in (real, imag, conj):
+    _prim.pattern = patterns.elementwise

@@ -103,6 +103,7 @@ def _update(name, impl, base_ct):
         return _update_lead(b, v, idx), True
 
     prim = Primitive(name, impl, jvp, vjp, batch, abstract=lambda base, v, idx: same(base))
+    prim.complex_ready = True  # linear in base and v
     return prim
 
 
@@ -150,6 +151,7 @@ def _concat_abstract(*xs, axis):
 concatenate = Primitive(
     "concatenate", lambda *xs, axis: xp().concatenate(xs, axis=axis),
     _concat_jvp, _concat_vjp, _concat_batch, abstract=_concat_abstract)
+concatenate.complex_ready = True
 
 
 # ---------------------------------------------------------------- gathers along an axis
@@ -217,6 +219,7 @@ put_along = Primitive(
     "put_along", _put_along_impl, _put_jvp,
     lambda ct, args, out, needed, shape, axis: [take_along(ct, _lead(args[1]), axis=axis + 1), None],
     _put_batch, abstract=lambda v, idx, shape, axis: ShapeDtypeStruct(shape, dtype(v)))
+take_along.complex_ready = put_along.complex_ready = True  # linear in their values
 
 
 argsort = Primitive(

@@ -18,7 +18,7 @@ from .. import backends
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
-from .elementwise import PRIMS, add, astype, divide, multiply, negative, subtract, where
+from .elementwise import PRIMS, add, astype, conj, divide, multiply, negative, subtract, where
 from .indexing import concatenate, getitem
 from .shape import broadcast_to, reduce_sum, reshape, transpose
 
@@ -97,6 +97,7 @@ def _solve_batch(args, batched):
 solve = Primitive(
     "solve", lambda a, b: xp().linalg.solve(a, b), _solve_jvp, _solve_vjp, _solve_batch,
     abstract=lambda a, b: ShapeDtypeStruct(shape(b), result_dtype(a, b)))
+solve.complex_ready = True  # holomorphic in a and b; its VJP transposes, as JAX's, never conjugates
 
 
 def inv(a):
@@ -116,12 +117,15 @@ def _matrix_unary(name, impl, jvp=None, vjp=None, nondiff=False, abstract=None):
     return prim
 
 
+def _trace_of_inverse_times(a, t):
+    """trace(A^-1 dA) for each direction of the bundle t = <A^-T, dA>: one inverse, then one GEMM
+    for all K directions, cheaper than solving against each direction's n columns."""
+    return _einsum(".ji,K.ij->K.", inv(a), t, len(shape(a)) - 2)
+
+
 def _logabsdet_jvp(primals, tangents):
     a, = primals
-    # d log|det A| = trace(A^-1 dA) = <A^-T, dA>: one inverse, then one GEMM for all K
-    # directions, cheaper than solving against each direction's n columns.
-    ainv = inv(a)
-    return logabsdet(a), _einsum(".ji,K.ij->K.", ainv, tangents[0], len(shape(a)) - 2)
+    return logabsdet(a), _trace_of_inverse_times(a, tangents[0])  # d log|det A| = trace(A^-1 dA)
 
 
 def _logabsdet_vjp(ct, args, out, needed):
@@ -135,6 +139,20 @@ logabsdet = _matrix_unary(
 det_sign = _matrix_unary("det_sign", lambda a: xp().linalg.slogdet(a)[0], nondiff=True)
 
 
+def _logdet_impl(a):
+    sign, logabs = xp().linalg.slogdet(a)
+    return logabs + 1j * xp().angle(sign)
+
+
+# log det of complex matrices, log|det| + i arg(det): holomorphic (arg jumps by 2 pi, flat on each
+# side), with log|det|'s rules: d log det A = trace(A^-1 dA), the VJP ct A^-T (a transpose).
+# gpuad.numpy.linalg makes complex slogdet and det of it; the sign is not constant there.
+logdet = _matrix_unary("logdet", _logdet_impl,
+                       lambda primals, tangents: (logdet(primals[0]), _trace_of_inverse_times(primals[0], tangents[0])),
+                       _logabsdet_vjp)
+logdet.complex_ready = True
+
+
 # ---------------------------------------------------------------- cholesky
 def _phi(x):
     """The lower triangle with the diagonal halved; self-adjoint (a fixed elementwise mask)."""
@@ -144,28 +162,33 @@ def _phi(x):
     return multiply(mask, x)
 
 
+def _conj_of_complex(x):
+    return conj(x) if dtype(x).kind == "c" else x
+
+
 def _cholesky_jvp(primals, tangents):
     a, = primals
     low = cholesky(a)
     linv = inv(low)
     nb = len(shape(a)) - 2
-    # dA = dL L^T + L dL^T, so L^-1 dA L^-T = M + M^T with M = L^-1 dL lower triangular;
-    # Φ recovers M from that sum when dA is symmetric (gpuad.numpy.linalg.cholesky
-    # symmetrises its input, so it is): dL = L Φ(L^-1 dA L^-T).
-    x = _einsum(".ij,K.jk->K.ik", linv, _einsum("K.ij,.kj->K.ik", tangents[0], linv, nb), nb)
+    # dA = dL L^H + L dL^H, so L^-1 dA L^-H = M + M^H with M = L^-1 dL lower triangular (its
+    # diagonal real); Φ recovers M from that sum when dA is Hermitian (gpuad.numpy.linalg.cholesky
+    # takes the Hermitian part of its input, so it is): dL = L Φ(L^-1 dA L^-H). (^H is ^T of reals.)
+    x = _einsum(".ij,K.jk->K.ik", linv, _einsum("K.ij,.kj->K.ik", tangents[0], _conj_of_complex(linv), nb), nb)
     return low, _einsum(".ij,K.jk->K.ik", low, _phi(x), nb)
 
 
 def _cholesky_vjp(ct, args, low, needed):
-    # The adjoint of the JVP above: dA -> L Φ(L^-1 dA L^-T) is ct -> L^-T Φ(L^T ct) L^-1.
+    # The transpose of the JVP above: dA -> L Φ(L^-1 dA L^-H) is ct -> L^-T Φ(L^T ct) conj(L)^-1.
     nb = len(shape(low)) - 2
     linv = inv(low)
     p = _phi(_einsum(".ki,M.kj->M.ij", low, ct, nb))
-    return [_einsum("M.ij,.jk->M.ik", _einsum(".ki,M.kj->M.ij", linv, p, nb), linv, nb)]
+    return [_einsum("M.ij,.jk->M.ik", _einsum(".ki,M.kj->M.ij", linv, p, nb), _conj_of_complex(linv), nb)]
 
 
 cholesky = _matrix_unary(
     "cholesky", lambda a: xp().linalg.cholesky(a), _cholesky_jvp, _cholesky_vjp, abstract=same)
+cholesky.complex_ready = True  # of Hermitian matrices: R-linear rules, conjugates where L^H stands
 
 
 # ---------------------------------------------------------------- factorisations, packed
@@ -218,28 +241,31 @@ def _eigh_parts(packed):
 
 
 def _eigh_jvp(primals, tangents):
-    # A = V diag(w) V^T: with S = V^T dA V, dw = diag(S) and dV = V (F o S), F_ij = 1/(w_j - w_i).
+    # A = V diag(w) V^H: with S = V^H dA V, dw = diag(S) and dV = V (F o S), F_ij = 1/(w_j - w_i).
+    # Of a Hermitian matrix the packed result is complex and this map C-linear (diag(S) is real for
+    # a Hermitian dA: gpuad.numpy.linalg.eigh takes the real part of the eigenvalues' row).
     a, = primals
     packed = eigh(a)
     v, f = _eigh_parts(packed)
     nb = len(shape(a)) - 2
-    s = _einsum(".ji,K.jk->K.ik", v, _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
+    s = _einsum(".ji,K.jk->K.ik", _conj_of_complex(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
     return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, multiply(f, s), nb))
 
 
 def _eigh_vjp(ct, args, packed, needed):
-    # The adjoint of the JVP: ct_A = V (diag(ct_w) + F o (V^T ct_V)) V^T.
+    # The transpose of the JVP: ct_A = conj(V) (diag(ct_w) + F o (V^T ct_V)) V^T.
     v, f = _eigh_parts(packed)
     n, nb = shape(v)[-1], len(shape(v)) - 2
     ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
     inner = add(multiply(_eye(n, ct), ct_w), multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))
-    return [_einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", v, inner, nb), v, nb)]
+    return [_einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", _conj_of_complex(v), inner, nb), v, nb)]
 
 
 # The eigenvalues (ascending) and eigenvectors of symmetric matrices (..., n, n), packed (..., n + 1, n).
 eigh = _matrix_unary(
     "eigh", _eigh_impl, _eigh_jvp, _eigh_vjp,
     abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+eigh.complex_ready = True  # of Hermitian matrices
 
 
 # ---------------------------------------------------------------- eig (real eigenvalues)
@@ -564,7 +590,7 @@ def _solve_pattern(args, out):
 
 
 solve.pattern = _solve_pattern
-logabsdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
+logabsdet.pattern = logdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
 det_sign.pattern = svd_complement.pattern = patterns.none
 # The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).

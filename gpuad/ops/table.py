@@ -56,7 +56,9 @@ ELEMENTARY = [
     Row("cosh", "cosh(x)", "sinh(x)"),
     Row("tanh", "tanh(x)", "1 - y * y"),
     Row("arcsinh", "arcsinh(x)", "1 / sqrt(x * x + 1)"),
-    Row("arccosh", "arccosh(x)", "1 / sqrt(x * x - 1)"),
+    # not 1 / sqrt(x * x - 1): that is the derivative of the principal arccosh for real x > 1 only, and
+    # has the wrong sign where Re x < 0 off the real axis (jax.grad(holomorphic=True) there too)
+    Row("arccosh", "arccosh(x)", "1 / (sqrt(x - 1) * sqrt(x + 1))"),
     Row("arctanh", "arctanh(x)", "1 / (1 - x * x)"),
     Row("add", "a + b", "1", "1"),
     Row("subtract", "a - b", "1", "-1"),
@@ -69,7 +71,8 @@ ELEMENTARY = [
     Row("maximum", "maximum(a, b)", "0.5 + 0.5 * sign(a - b)", "0.5 - 0.5 * sign(a - b)"),
     Row("minimum", "minimum(a, b)", "0.5 - 0.5 * sign(a - b)", "0.5 + 0.5 * sign(a - b)"),
     Row("arctan2", "arctan2(a, b)", "b / (a * a + b * b)", "-a / (a * a + b * b)"),
-    Row("hypot", "hypot(a, b)", "a / y", "b / y"),
+    # 0 at the origin (as |z| of complex z, composed from it, in JAX), not 0 / 0
+    Row("hypot", "hypot(a, b)", "a / where(y == 0, 1, y)", "b / where(y == 0, 1, y)"),
     Row("remainder", "remainder(a, b)", "1", "-floor(a / b)"),
 ]
 
@@ -116,6 +119,14 @@ NONDIFF = [
 ]
 
 ROWS = {r.name: r for r in DIFFERENTIABLE + NONDIFF}
+
+# ---------------------------------------------------------------- complex values
+# The other differentiable rows are holomorphic on complex values, and their partials are the
+# complex derivatives: a JVP multiplies the tangent by them, a VJP the cotangent (JAX's transpose,
+# not the adjoint). These are not (or NumPy defines them on real values only): under a derivative
+# transform they refuse complex arguments. gpuad.numpy composes abs and angle of complex values
+# from real and imag instead.
+REAL_ONLY = frozenset({"abs", "cbrt", "maximum", "minimum", "arctan2", "hypot", "remainder"}) | SPECIAL_NAMES
 
 
 class RuleNamespace:

@@ -1,0 +1,282 @@
+"""Complex values under every transform, checked against central differences taken along the real
+and the imaginary part of each input (docs/complex.md states the conventions, which are JAX's):
+
+- jvp is the R-linear tangent map: for a tangent v of z, J_x Re(v) + J_y Im(v), with J_x and J_y
+  the derivatives along Re z and Im z (for holomorphic f, J_y = i J_x and this is f'(z) v);
+- vjp applies its transpose for the pairing Re(sum u w), never the adjoint: the cotangent of z
+  is Re(u . J_x) - i Re(u . J_y), of a real input Re(u . J_x);
+- so grad of a real f is df/dx - i df/dy (jax.grad(lambda z: abs(z) ** 2)(1 + 2j) == 2 - 4j);
+- jacfwd / jacrev / hessian with holomorphic=True give f'(z) (J_x); without it, jacfwd refuses
+  complex inputs and jacrev and grad complex outputs, as JAX does.
+"""
+import numpy as np
+import pytest
+from helpers import assert_close, check_complex, complex_partials, crandom, to_np
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad import replay
+from gpuad.ops import table
+
+TOL = 1e-7
+
+
+def check_holomorphic(f, z, tol=TOL):
+    """f is holomorphic at z (J_y = i J_x), and jacfwd/jacrev(holomorphic=True) give J_x."""
+    Jx, Jy = complex_partials(f, (z,), 0)
+    assert_close(Jy, 1j * Jx, 1e-6, 1e-6, "the differences say f is not holomorphic here")
+    for jac in (gpuad.jacfwd, gpuad.jacrev, gpuad.jacobian):
+        assert_close(jac(f, holomorphic=True)(z), Jx, tol, tol, jac.__name__)
+
+
+# ---------------------------------------------------------------- the conventions, by hand
+def test_grad_of_a_real_function_is_jax_s():
+    assert to_np(gpuad.grad(lambda z: gnp.abs(z) ** 2)(np.complex128(1 + 2j))) == 2 - 4j
+
+
+def test_the_vjp_is_the_transpose_not_the_adjoint():
+    z = np.complex128(1 + 2j)
+    (c,) = gpuad.vjp(gnp.sin, z)[1](np.complex128(1 + 0j))
+    assert_close(c, np.cos(z), 1e-15, 1e-15)            # cos(z), not conj(cos(z))
+    assert_close(gpuad.vjp(gnp.real, z)[1](np.float64(1.0))[0], 1 + 0j, 0, 0)
+    assert_close(gpuad.vjp(gnp.imag, z)[1](np.float64(1.0))[0], -1j, 0, 0)
+    assert_close(gpuad.vjp(gnp.conj, z)[1](np.complex128(1 + 2j))[0], 1 - 2j, 0, 0)
+    # a real input's cotangent is the real part: Re((1 + 2j)(1 + 1j)) = -1
+    assert_close(gpuad.vjp(lambda x: x * (1 + 2j), np.float64(1.0))[1](np.complex128(1 + 1j))[0], -1.0, 0, 0)
+
+
+def test_abs_at_zero_has_derivative_zero():
+    """As in JAX (|z| is not differentiable at 0; its derivative there is taken as 0, not NaN)."""
+    assert to_np(gpuad.grad(gnp.abs)(np.complex128(0j))) == 0
+    assert to_np(gpuad.jvp(gnp.abs, (np.complex128(0j),), (np.complex128(1 + 1j),))[1]) == 0
+
+
+# ---------------------------------------------------------------- the holomorphic rows
+HOLOMORPHIC = [r for r in table.DIFFERENTIABLE if r.name not in table.REAL_ONLY]
+
+
+@pytest.mark.parametrize("row", HOLOMORPHIC, ids=lambda r: r.name)
+def test_holomorphic_rows(row):
+    """Each row's partials are the complex derivatives of NumPy's principal branches (arccosh's
+    where Re z < 0 too: JAX's 1 / sqrt(z^2 - 1) has the wrong sign there)."""
+    ours, numpys = getattr(gnp, row.name), getattr(np, row.name)
+    fs = [(ours, numpys)]
+    if len(row.args) == 2:  # each argument complex in turn, the other a complex constant
+        w = crandom((4,), 7)
+        fs = [(lambda z: ours(z, w), lambda z: numpys(z, w)), (lambda z: ours(w, z), lambda z: numpys(w, z))]
+    z = crandom((4,), 3)
+    for f, ref in fs:
+        assert_close(f(z), ref(z), 1e-14, 1e-14, "value")
+        check_holomorphic(f, z)
+        check_complex(f, (z,))
+
+
+@pytest.mark.parametrize("name", sorted(table.REAL_ONLY - {"abs"} - table.SPECIAL_NAMES))
+def test_real_only_rows_refuse_complex_values_under_derivatives(name):
+    row = table.ROWS[name]
+    z = crandom((3,), 1)
+    args = (z,) if len(row.args) == 1 else (z, z)
+    with pytest.raises(TypeError, match=f"differentiates {name} of real values only, and got complex128"):
+        gpuad.jvp(lambda z: getattr(gnp, name)(*((z,) * len(args))), (z,), (z,))
+
+
+# ---------------------------------------------------------------- linear algebra
+A = crandom((3, 3), 2) + 3 * np.eye(3)
+LINALG = {
+    "solve": lambda a: gnp.linalg.solve(a, gnp.linalg.inv(a.T) @ gnp.arange(1.0, 4.0)),
+    "inv": lambda a: gnp.linalg.inv(a * a),
+    "det": lambda a: gnp.linalg.det(a) * a,
+    "logdet": lambda a: gnp.log(gnp.linalg.det(a[:2, :2] + 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINALG))
+def test_holomorphic_linear_algebra(name):
+    check_holomorphic(LINALG[name], A)
+    check_complex(LINALG[name], (A,))
+
+
+def test_slogdet_of_complex_matrices():
+    """The sign is the phase det / |det|, which moves with the matrix (not constant as for real ones)."""
+    sign, logabs = gnp.linalg.slogdet(A)
+    want = np.linalg.slogdet(A)
+    assert_close(sign, want[0], 1e-14, 1e-14)
+    assert_close(logabs, want[1], 1e-14, 1e-14)
+    check_complex(lambda a: gnp.linalg.slogdet(a)[0], (A,))
+    check_complex(lambda a: gnp.linalg.slogdet(a)[1], (A,))
+    check_complex(lambda a, b: gnp.linalg.solve(a, b), (A.real, crandom((3, 2), 4)))  # a real matrix
+
+
+@pytest.mark.parametrize("ord,axis", [(None, None), (1, 0), (np.inf, 1), (0.5, None), ("fro", (0, 1)), (1, (1, 0))])
+def test_norms_of_complex_values_are_norms_of_their_moduli(ord, axis):
+    z = A[:, :2] if axis is not None or ord is None else A[:, 0]
+    assert_close(gnp.linalg.norm(z, ord, axis), np.linalg.norm(z, ord, axis), 1e-14, 1e-14)
+    check_complex(lambda z: gnp.linalg.norm(z, ord, axis), (z,))
+
+
+def test_cholesky_of_hermitian_matrices():
+    """A function of the Hermitian part (a + a^H) / 2, as jax.numpy.linalg.cholesky's: not holomorphic."""
+    h = A @ A.conj().T + np.eye(3)
+    assert_close(gnp.linalg.cholesky(h), np.linalg.cholesky(h), 1e-14, 1e-14)
+    check_complex(gnp.linalg.cholesky, (h,))
+    check_complex(lambda a: gnp.linalg.cholesky(a @ a.conj().T + 2 * gnp.eye(3), upper=True), (A,))
+    check_complex(gpuad.grad(lambda a: gnp.sum(gnp.abs(gnp.linalg.cholesky(a)) ** 2)), (h,), tol=1e-6)
+
+
+def test_eigh_of_hermitian_matrices():
+    """Eigenvectors are defined up to a phase each, so only functions that do not see the phases are
+    checked: the eigenvalues (real), and a matrix function V f(w) V^H."""
+    h = A @ A.conj().T + np.eye(3)
+    w, v = gnp.linalg.eigh(h)
+    assert to_np(w).dtype == np.float64
+    assert_close(w, np.linalg.eigvalsh(h), 1e-13, 1e-13)
+    assert_close((v * w) @ v.conj().T, h, 1e-13, 1e-13)
+    check_complex(gnp.linalg.eigvalsh, (h,), tol=1e-6)
+    check_complex(lambda a: (lambda w, v: (v * gnp.sin(w)) @ v.conj().T)(*gnp.linalg.eigh(a)), (h,), tol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["qr", "svd", "eig", "eigvals"])
+def test_factorisations_refuse_complex_values_under_derivatives(name):
+    """Their rules are written for real matrices (no conjugates yet); values are NumPy's."""
+    h = A @ A.conj().T
+    with pytest.raises(TypeError, match="of real values only, and got complex128"):
+        gpuad.jvp(getattr(gnp.linalg, name), (h,), (h,))
+
+
+# ---------------------------------------------------------------- functions of complex values
+W = crandom((3, 3), 11)
+HOLO = {
+    "chain": lambda z: gnp.exp(z) * gnp.sin(z[::-1]) / (1 + z ** 2),
+    "branches": lambda z: gnp.log(z + 3) ** 1.5 + gnp.sqrt(gnp.tanh(z) + 2j) @ W,
+    "products": lambda z: gnp.einsum("ij,j,i->i", W, z, z) + gnp.dot(z, W) * gnp.prod(z),
+    "reductions": lambda z: gnp.cumsum(z) * gnp.mean(z ** 2) + gnp.sum(gnp.outer(z, z), axis=0),
+    "moves": lambda z: gnp.concatenate([z[1:], z[:1] * 2j]) * gnp.stack([z, -z])[1][::-1]
+    + gnp.reshape(gnp.transpose(gnp.reshape(gnp.tile(z, 3), (3, 3))), (9,))[:3],
+    "at_and_where": lambda z: gnp.where(gnp.arange(3) > 0, z * z, 1j) + gnp.at(z)[[0, 0]].add(z[1:] ** 3),
+}
+NONHOLO = {
+    "parts": lambda z: gnp.abs(z) ** 2 * gnp.conj(z) + gnp.real(z) * 1j * gnp.angle(z) - z.imag * z.conj(),
+    "modulus": lambda z: gnp.exp(1j * gnp.abs(z)) * gnp.sign(z.real) + gnp.var(z) * z,
+}
+REAL_VALUED = {
+    "energy": lambda z: gnp.sum(gnp.abs(gnp.exp(1j * z) - W @ z) ** 2),
+    "phase": lambda z: gnp.real(gnp.sum(gnp.conj(z) * (W @ z))) + gnp.std(z) * gnp.angle(z[0] ** 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOLO))
+def test_holomorphic_functions(name):
+    z = crandom((3,), 5)
+    check_holomorphic(HOLO[name], z)
+    check_complex(HOLO[name], (z,))
+
+
+@pytest.mark.parametrize("name", sorted(NONHOLO))
+def test_non_holomorphic_functions(name):
+    check_complex(NONHOLO[name], (crandom((3,), 6),))
+
+
+@pytest.mark.parametrize("name", sorted(REAL_VALUED))
+def test_gradients_of_real_functions_of_complex_values(name):
+    f, z = REAL_VALUED[name], crandom((3,), 9)
+    Jx, Jy = complex_partials(f, (z,), 0)
+    assert_close(gpuad.grad(f)(z), Jx - 1j * Jy, TOL, TOL, "grad")
+    assert_close(gpuad.jacrev(lambda z: gnp.stack([f(z), f(2 * z)]))(z)[0], Jx - 1j * Jy, TOL, TOL, "jacrev")
+    check_complex(f, (z,))
+    check_complex(gpuad.grad(f), (z,), tol=1e-6)  # second order: the gradient's own R-linear map
+
+
+def test_mixed_real_and_complex_inputs():
+    def f(x, z):
+        return gnp.exp(1j * x) * z[:2] + gnp.real(z[2] * x) ** 2
+    x, z = np.array([0.3, -0.7]), crandom((3,), 12)
+    check_complex(f, (x, z))
+    Jx, _ = complex_partials(lambda x: f(x, z), (x,), 0)
+    assert_close(gpuad.jacfwd(f)(x, z), Jx, TOL, TOL, "jacfwd of a real input, complex output")
+
+
+def test_hessian_of_det_holomorphic():
+    Jx, _ = complex_partials(gpuad.jacrev(gnp.linalg.det, holomorphic=True), (A,), 0)
+    assert_close(gpuad.hessian(gnp.linalg.det, holomorphic=True)(A), Jx, 1e-6, 1e-6)
+
+
+def test_hessian_holomorphic():
+    f = lambda z: gnp.sum(gnp.sin(z) * z[::-1] ** 3)  # noqa: E731
+    z = crandom((3,), 13)
+    g = gpuad.grad(f, holomorphic=True)
+    Jx, _ = complex_partials(g, (z,), 0)
+    H = gpuad.hessian(f, holomorphic=True)(z)
+    assert_close(H, Jx, 1e-6, 1e-6, "hessian")
+    assert_close(H, gpuad.jacrev(gpuad.jacrev(f, holomorphic=True), holomorphic=True)(z), 1e-12, 1e-12)
+
+
+def test_vmap_of_jvp_and_of_jacfwd_match_a_loop():
+    f = HOLO["branches"]
+    zs, vs = crandom((4, 3), 14), crandom((4, 3), 15)
+    ys, ts = gpuad.vmap(lambda z, v: gpuad.jvp(NONHOLO["parts"], (z,), (v,)))(zs, vs)
+    Js = gpuad.vmap(gpuad.jacfwd(f, holomorphic=True))(zs)
+    for k in range(4):
+        y, t = gpuad.jvp(NONHOLO["parts"], (zs[k],), (vs[k],))
+        assert_close(ys[k], y, 1e-14, 1e-14)
+        assert_close(ts[k], t, 1e-14, 1e-14)
+        assert_close(Js[k], gpuad.jacfwd(f, holomorphic=True)(zs[k]), 1e-14, 1e-14)
+
+
+def test_complex64_stays_complex64():
+    z = crandom((3,), 16).astype(np.complex64)
+    assert to_np(gpuad.jacfwd(HOLO["chain"], holomorphic=True)(z)).dtype == np.complex64
+    assert to_np(gpuad.grad(REAL_VALUED["energy"])(z)).dtype == np.complex64
+
+
+def test_complex_scalar_types_cast_traced_values():
+    x = np.array([1.0, 2.0])
+    J = gpuad.jacfwd(lambda x: gnp.complex128(x) * 1j)(x)
+    assert_close(J, 1j * np.eye(2), 0, 0)
+    assert gnp.zeros(2, dtype=gnp.complex64).dtype == np.complex64
+
+
+def test_a_complex_value_made_from_real_ones_has_complex_tangents():
+    """where(c, x, 1j) of real x: the forward bundle is real inside, complex outside (as in JAX)."""
+    J = gpuad.jacfwd(lambda x: gnp.where(x > 0, x, 1j))(np.array([1.0, -1.0]))
+    assert to_np(J).dtype == np.complex128
+    assert_close(J, np.diag([1.0, 0.0]).astype(complex), 0, 0)
+
+
+# ---------------------------------------------------------------- numpy functions on complex values
+def test_numpy_functions_of_complex_values():
+    z = np.array([1 + 2j, -0.5 + 1e-18j, 3.0 + 0j])
+    for name in ("real", "imag", "conj", "angle", "abs", "iscomplex", "isreal", "var", "std", "mean", "prod"):
+        assert_close(getattr(gnp, name)(z), getattr(np, name)(z), 1e-15, 1e-15, name)
+    assert gnp.iscomplexobj(z) and not gnp.iscomplexobj(z.real) and gnp.isrealobj(z.real)
+    assert_close(gnp.real_if_close(z[1:]), np.real_if_close(z[1:]), 0, 0)
+    assert to_np(gnp.real_if_close(z)).dtype == np.complex128
+    assert_close(gnp.angle(z, deg=True), np.angle(z, deg=True), 1e-14, 1e-14)
+
+
+def test_numpy_s_own_functions_dispatch_on_traced_complex_values():
+    z = crandom((3,), 17)
+    f = lambda z: np.real(np.abs(z) * np.conj(z)) + np.imag(z) * np.angle(z)  # noqa: E731
+    g = lambda z: gnp.real(gnp.abs(z) * gnp.conj(z)) + gnp.imag(z) * gnp.angle(z)  # noqa: E731
+    v = crandom((3,), 18)
+    assert_close(gpuad.jvp(f, (z,), (v,))[1], gpuad.jvp(g, (z,), (v,))[1], 1e-15, 1e-15)
+
+
+# ---------------------------------------------------------------- compiled
+def test_jit_of_complex_functions_and_their_derivatives():
+    z = crandom((3,), 19)
+    f = REAL_VALUED["energy"]
+    assert_close(gpuad.jit(f)(z), f(z), 1e-14, 1e-14)
+    assert_close(gpuad.jit(gpuad.grad(f))(z), gpuad.grad(f)(z), 1e-14, 1e-14)
+    assert_close(gpuad.grad(gpuad.jit(f))(z), gpuad.grad(f)(z), 1e-14, 1e-14)
+    h = HOLO["chain"]
+    assert_close(gpuad.jit(gpuad.jacfwd(h, holomorphic=True))(z), gpuad.jacfwd(h, holomorphic=True)(z), 1e-14, 1e-14)
+
+
+def test_jit_leaves_complex_values_unfused():
+    """The generated C++/CUDA kernels compute in float and double only: regions stop at complex values."""
+    x = np.array([1.0, 2.0])
+    f = lambda x: gnp.abs(gnp.exp(1j * gnp.sin(x) * gnp.cos(x)) + x) ** 2  # noqa: E731
+    steps = replay.plan(gpuad.jit(f).lower(x).program, backend="numpy")
+    regions = [s.node for s in steps if s.kind == "region"]
+    assert regions and all(eq.out.dtype.kind != "c" for r in regions for eq in r.equations)
+    assert_close(gpuad.jit(f)(x), f(x), 1e-14, 1e-14)
