@@ -20,7 +20,7 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .core import Primitive, ShapeDtypeStruct, Tracer, held_bytes, same, shape
-from .loops import Cond, Scan, While, cond_p, scan_p, trace_body, unpack, while_p
+from .loops import Cond, Scan, While, bind_scan, bind_while, cond_p, trace_body, unpack
 from .ops import patterns
 from .tree import tree_flatten, tree_map
 
@@ -130,7 +130,7 @@ def _scan(f, init, xs, n, reverse, name):
         return carry.check(out[0], "the body's output carry") + [_array(y) for y in ys]
     body, consts = trace_body(flat, carry.avals + x_avals, f"the {name} body")
     spec = Scan(body, len(consts), carry.n, n, bool(reverse), name)
-    leaves = unpack(scan_p(*consts, *carry.leaves, *x_leaves, spec=spec), spec.out_avals)
+    leaves = unpack(bind_scan(spec, consts + carry.leaves + x_leaves), spec.out_avals)
     return carry.tree.unflatten(leaves[:carry.n]), y_tree[0].unflatten(leaves[carry.n:])
 
 
@@ -173,7 +173,7 @@ def while_loop(cond_fun, body_fun, init_val):
     body, b_consts = trace_body(lambda vals: carry.check(body_fun(carry.tree.unflatten(vals)), "body_fun's output"),
                                 carry.avals, "the while_loop body")
     spec = While(cond, body, len(c_consts), len(b_consts))
-    return carry.tree.unflatten(unpack(while_p(*c_consts, *b_consts, *carry.leaves, spec=spec), spec.out_avals))
+    return carry.tree.unflatten(unpack(bind_while(spec, c_consts + b_consts + carry.leaves), spec.out_avals))
 
 
 def switch(index, branches, *operands):

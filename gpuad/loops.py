@@ -13,9 +13,10 @@ transform while tracing it, and binds the loop again:
 - vmap makes a batched body; a while loop whose condition differs along the batch runs until every
   example is done, each example's carry held once its condition is false; a cond whose index is
   batched runs every branch and selects.
-Every rule binds loops and gpuad.numpy ops, so the rules nest to any order. A primitive returns one
-array: a loop's output leaves (carries, then the stacked outputs of a scan) travel packed, raveled
-and concatenated in one dtype (`pack`), and are unpacked by the caller.
+Every rule binds loops and gpuad.numpy ops, so the rules nest to any order; every loop is bound
+through `bind_scan`/`bind_while`, which move its body's loop-invariant work out first (`hoisted`).
+A primitive returns one array: a loop's output leaves (carries, then the stacked outputs of a
+scan) travel packed, raveled and concatenated in one dtype (`pack`), and are unpacked by the caller.
 """
 import functools
 import operator
@@ -27,7 +28,7 @@ from . import numpy as gnp
 from .api import vmap
 from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
-from .program import Equation, Program, ProgramTrace, ProgramTracer, Var, optimised
+from .program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
 from .replay import Replay
 from .reverse import RevTrace, RevTracer
 
@@ -67,6 +68,63 @@ def in_avals(program):
 
 def inexact(aval):
     return aval.dtype.kind in "fc"
+
+
+# ---------------------------------------------------------------- loop-invariant code
+def hoisted(body, consts):
+    """The body's loop-invariant equations bound here, once, on its constants (the first
+    len(consts) inputs): eagerly they run once, in a traced program they join it (its passes see
+    them), under a transform they are differentiated or batched once. Returns (body, consts): the
+    body reading their results as constants, and only the constants it still needs.
+
+    Work on closed-over values alone never enters a body (bind hands it to the values' own
+    trace); what is left is work of constants with seeds staged in the body (the `eye` of a
+    jacfwd inside it: the Jacobian of a function of constants, made again each trip). Seeds and
+    what moves and scales them alone stay where they are used (made from indices, never held);
+    they are copied out where hoisted work reads them. An equation whose result is larger than
+    what it reads (a broadcast) stays too: the body makes it where it is used."""
+    n = len(consts)
+    const, seeded, pre, rest = set(body.ins[:n]), set(), [], []
+    for eq in body.equations:
+        read = {a for a in eq.ins if isinstance(a, Var)}
+        if not read <= const | seeded:
+            rest.append(eq)
+        elif not read & const:
+            seeded.add(eq.out)
+            pre.append(eq)
+            rest.append(eq)
+        elif _nbytes(eq.out) <= sum(map(_nbytes, read)):
+            const.add(eq.out)
+            pre.append(eq)
+        else:
+            rest.append(eq)
+    if len(rest) == len(body.equations):
+        return body, consts
+    used = {a for eq in rest for a in eq.ins if isinstance(a, Var)} | {o for o in body.outs if isinstance(o, Var)}
+    kept = [v for v in body.ins[:n] if v in used]
+    made = [eq.out for eq in pre if eq.out in used and eq.out in const]
+    values = [c for v, c in zip(body.ins, consts) if v in used] + \
+        dead_code(Program(body.ins[:n], pre, made)).evaluate(consts)
+    return dead_code(Program(kept + made + body.ins[n:], rest, body.outs)), values
+
+
+def bind_scan(spec, operands):
+    """scan_p bound on operands with the body's loop-invariant work hoisted out."""
+    consts, carry, xs = spec.split(operands)
+    body, consts = hoisted(spec.body, consts)
+    if body is not spec.body:
+        spec = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name)
+    return scan_p(*consts, *carry, *xs, spec=spec)
+
+
+def bind_while(spec, operands):
+    """while_p bound on operands with the condition's and the body's loop-invariant work hoisted out."""
+    cc, bc, carry = spec.split(operands)
+    cond, cc = hoisted(spec.cond, cc)
+    body, bc = hoisted(spec.body, bc)
+    if cond is not spec.cond or body is not spec.body:
+        spec = While(cond, body, len(cc), len(bc), spec.name)
+    return while_p(*cc, *bc, *carry, spec=spec)
 
 
 # ---------------------------------------------------------------- packing a loop's output leaves
@@ -313,7 +371,7 @@ def _scan_jvp(primals, tangents, spec):
     new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name)
     operands = consts + _present(tc) + init + _filled(tk, k_nz, ins[nc:], k) + xs + \
         [gnp.moveaxis(t, 0, 1) for t in _present(tx)]
-    leaves = unpack(scan_p(*operands, spec=new), new.out_avals)
+    leaves = unpack(bind_scan(new, operands), new.out_avals)
     car, rest = leaves[:nk], leaves[nk:]
     tcar, rest = iter(rest[:sum(k_nz)]), rest[sum(k_nz):]
     ys, tys = rest[:len(y_nz)], iter(rest[len(y_nz):])
@@ -367,7 +425,7 @@ def _scan_vjp(ct, args, out, needed, spec):
     back = Scan(body, nc, sum(k_w) + sum(c_w), spec.length, not spec.reverse, spec.name + " backward")
     operands = consts + [c for c, w in zip(cts[:nk], k_w) if w] + [zeros((m,), a) for a, w in zip(ins, c_w) if w] + \
         stored + xs + [gnp.moveaxis(c, 0, 1) for c, w in zip(cts[nk:], y_w) if w]
-    leaves = unpack(scan_p(*operands, spec=back), back.out_avals)
+    leaves = unpack(bind_scan(back, operands), back.out_avals)
     ct_init, ct_consts = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):sum(k_w) + sum(c_w)])
     ct_xs = iter(leaves[sum(k_w) + sum(c_w):])
     return [next(ct_consts) if w else None for w in c_w] + [next(ct_init) if w else None for w in k_w] + \
@@ -385,7 +443,7 @@ def _scan_batch(args, batched, spec):
     body = retrace(lambda vals: _vmapped(spec.body, vals, axes, b),
                    _batched_avals(in_avals(spec.body), axes, b), f"{spec.name}'s body under vmap")
     new = Scan(body, spec.n_consts, nk, spec.length, spec.reverse, spec.name)
-    leaves = unpack(scan_p(*consts, *init, *xs, spec=new), new.out_avals)
+    leaves = unpack(bind_scan(new, consts + init + xs), new.out_avals)
     return pack(leaves[:nk] + [gnp.moveaxis(y, 1, 0) for y in leaves[nk:]], spec.out_avals, lead=b), True
 
 
@@ -465,7 +523,7 @@ def _while_jvp(primals, tangents, spec):
                    in_avals(spec.cond) + [bundle(a, k) for a, m in zip(spec.out_avals, k_nz) if m],
                    f"{spec.name}'s condition")
     new = While(cond, body, n_cc, spec.n_bc + sum(b_nz), spec.name)
-    leaves = unpack(while_p(*cc, *bc, *_present(tb), *init, *_filled(tk, k_nz, ins[spec.n_bc:], k), spec=new),
+    leaves = unpack(bind_while(new, cc + bc + _present(tb) + init + _filled(tk, k_nz, ins[spec.n_bc:], k)),
                     new.out_avals)
     tcar = iter(leaves[nk:])
     touts = [next(tcar) if m else zeros((k,), a) for m, a in zip(k_nz, spec.out_avals)]
@@ -529,7 +587,7 @@ def _while_batch(args, batched, spec):
     body = retrace(step, c_avals[:n_cc] + _batched_avals(in_avals(spec.body), b_axes, b),
                    f"{spec.name}'s body under vmap")
     new = While(cond, body, n_cc, n_cc + n_bc, spec.name)
-    return pack(unpack(while_p(*cc, *cc, *bc, *init, spec=new), new.out_avals), spec.out_avals, lead=b), True
+    return pack(unpack(bind_while(new, cc + cc + bc + init), new.out_avals), spec.out_avals, lead=b), True
 
 
 while_p = Primitive("while_loop", _while_impl, _while_jvp, _while_vjp, _while_batch,

@@ -259,6 +259,138 @@ def test_compiled_while_and_cond():
     assert_close(gpuad.jit(lambda x: lax.fori_loop(0, x.shape[0], lambda i, c: c + x[i], 0.0))(gnp.arange(4.0)), 6.0)
 
 
+# ---------------------------------------------------------------- loop-invariant code
+def _jac(c):
+    """A Jacobian of a function of c alone: inside a body, its seed (eye) is staged in the body."""
+    return gpuad.jacfwd(lambda c: gnp.sin(c) * c)(c)
+
+
+def _step(x, jac):
+    return 0.5 * x + jac @ gnp.tanh(x)
+
+
+def _invariant_scan(x0, c, steps):
+    return lax.fori_loop(0, steps, lambda i, x: _step(x, _jac(c)), x0)
+
+
+def _invariant_while(x0, c, trips):
+    """The test and the body each read a Jacobian of c (the test scaled by its largest entry)."""
+    def test(s):
+        return s[0] * gnp.max(gnp.abs(_jac(c))) < trips * gnp.max(gnp.abs(_jac(c)))
+    return lax.while_loop(test, lambda s: (s[0] + 1.0, _step(s[1], _jac(c))), (gnp.asarray(0.0), x0))[1]
+
+
+def _unrolled(x0, c, steps):
+    x = x0
+    for _ in range(steps):
+        x = _step(x, _jac(c))
+    return x
+
+
+def _scan_by_hand(x0, c, steps):
+    jac = _jac(c)
+    return lax.fori_loop(0, steps, lambda i, x: _step(x, jac), x0)
+
+
+def _while_by_hand(x0, c, trips):
+    jac = _jac(c)
+    top = gnp.max(gnp.abs(jac))
+    return lax.while_loop(lambda s: s[0] * top < trips * top, lambda s: (s[0] + 1.0, _step(s[1], jac)),
+                          (gnp.asarray(0.0), x0))[1]
+
+
+def test_the_hoisting_pass_moves_work_on_constants_out_of_a_body():
+    from gpuad.loops import hoisted, trace_body
+    c, x = on_backend(np.array([0.3, 0.8, -0.2]), np.array([1.0, -0.5, 2.0]))
+    body, _ = trace_body(lambda v: [v[1] * gnp.sin(v[0]) + v[0][0] * v[0][:, None] * v[0][None, :]],
+                         [core.same(c), core.same(x)], "a body")
+    new, consts = hoisted(body, [c])
+    # sin(c), c[0] * c[:, None] and c[None, :] (no larger than what they read) leave; the outer
+    # product (9 elements from 3 + 3) stays
+    assert [eq.prim.name for eq in new.equations] == ["multiply", "multiply", "add"], new.text()
+    assert len(new.ins) == len(consts) + 1 and len(consts) == 3
+    assert_close(new.evaluate(consts + [x])[0], body.evaluate([c, x])[0], rtol=1e-15)
+
+
+def _loops_run(monkeypatch):
+    """The names of the primitives in the bodies (and conditions) of the loops run from now on."""
+    from gpuad.loops import scan_p, while_p
+    names = set()
+    for prim, programs in ((scan_p, lambda s: [s.body]), (while_p, lambda s: [s.cond, s.body])):
+        def impl(*args, spec, programs=programs, run=prim.impl):
+            names.update(eq.prim.name for p in programs(spec) for eq in p.equations)
+            return run(*args, spec=spec)
+        monkeypatch.setattr(prim, "impl", impl)
+    return names
+
+
+_TRANSFORMS = (("jacfwd", lambda f: gpuad.jacfwd(f, argnums=1), lambda x0, c: (x0, c)),
+               ("jacrev", lambda f: gpuad.jacrev(f, argnums=1), lambda x0, c: (x0, c)),
+               ("vmap", lambda f: gpuad.vmap(f, in_axes=(None, 0, None)), lambda x0, c: (x0, gnp.stack([c, -c]))),
+               ("jacfwd of vmap", lambda f: gpuad.jacfwd(gpuad.vmap(f, in_axes=(None, 0, None)), argnums=1),
+                lambda x0, c: (x0, gnp.stack([c, -c]))))
+
+
+def test_loop_invariant_work_leaves_the_bodies_under_every_transform(monkeypatch):
+    x0, c = on_backend(np.array([1.0, -0.5]), np.array([0.3, 0.8]))
+    names = _loops_run(monkeypatch)
+    for f in (_invariant_scan, _invariant_while):
+        for how, transform, args in _TRANSFORMS:
+            names.clear()
+            transform(f)(*args(x0, c), 4)
+            assert names and not names & {"eye", "sin", "cos"}, (f.__name__, how, names)
+
+
+def test_each_trip_evaluates_what_the_loop_hoisted_by_hand_does():
+    x0, c = on_backend(np.array([1.0, -0.5]), np.array([0.3, 0.8]))
+
+    def per_trip(g, args):
+        counts = []
+        for n in (4, 9):
+            before = core.stats["evals"]
+            g(*args, n)
+            counts.append(core.stats["evals"] - before)
+        return counts[1] - counts[0]
+    for f, by_hand in ((_invariant_scan, _scan_by_hand), (_invariant_while, _while_by_hand)):
+        for how, transform, args in _TRANSFORMS:
+            assert per_trip(transform(f), args(x0, c)) == per_trip(transform(by_hand), args(x0, c)), (f.__name__, how)
+
+
+def test_hoisted_loops_match_the_unhoisted_loop_and_their_derivatives():
+    x0, c = on_backend(np.array([1.0, -0.5]), np.array([0.3, 0.8]))
+    steps = 6
+    g = functools.partial(_unrolled, steps=steps)
+    for f in (functools.partial(_invariant_scan, steps=steps), functools.partial(_invariant_while, trips=steps)):
+        assert_close(f(x0, c), g(x0, c), rtol=1e-14)
+        for argnums in (0, 1):
+            fd = numerical_jacobian(g, [to_np(x0), to_np(c)], argnums)
+            for jac in (gpuad.jacfwd, gpuad.jacrev):
+                assert_close(jac(f, argnums=argnums)(x0, c), jac(g, argnums=argnums)(x0, c), rtol=1e-12)
+                assert_close(jac(f, argnums=argnums)(x0, c), fd, rtol=1e-6, atol=1e-8)
+            assert_close(gpuad.jit(gpuad.jacfwd(f, argnums=argnums))(x0, c), gpuad.jacfwd(g, argnums=argnums)(x0, c),
+                         rtol=1e-12)
+    f = functools.partial(_invariant_scan, steps=steps)
+    assert_close(gpuad.jit(gpuad.jacrev(f, argnums=1))(x0, c), gpuad.jacrev(g, argnums=1)(x0, c), rtol=1e-12)
+    assert_close(gpuad.hessian(lambda c: gnp.sum(f(x0, c) ** 2))(c),
+                 gpuad.hessian(lambda c: gnp.sum(g(x0, c) ** 2))(c), rtol=1e-11)
+
+
+def test_a_compiled_body_reads_the_hoisted_results_as_constants():
+    x0, c = on_backend(np.array([1.0, -0.5]), np.array([0.3, 0.8]))
+    program = gpuad.jit(lambda x0, c: _invariant_scan(x0, c, 5)).lower(x0, c).program
+    loop = next(eq for eq in program.equations if eq.prim.name == "scan")
+    names = sorted(eq.prim.name for eq in loop.params["spec"].body.equations)
+    assert names == ["add", "contract", "multiply", "tanh"], loop.params["spec"].body.text()
+    assert "eye" in [eq.prim.name for eq in program.equations]
+    # nested loops: the inner body's work on the outer loop's constants leaves both loops
+    nested = gpuad.jit(lambda x0, c: lax.fori_loop(0, 3, lambda i, y: _invariant_scan(y, c, 4), x0))
+    outer = next(eq for eq in nested.lower(x0, c).program.equations if eq.prim.name == "scan")
+    inner = next(eq for eq in outer.params["spec"].body.equations if eq.prim.name == "scan")
+    assert [eq.prim.name for eq in outer.params["spec"].body.equations] == ["scan"]
+    assert "eye" not in [eq.prim.name for eq in inner.params["spec"].body.equations]
+    assert_close(nested(x0, c), _unrolled(x0, c, 12), rtol=1e-14)
+
+
 # ---------------------------------------------------------------- checkpointing
 def test_checkpoint_recomputes_and_keeps_every_derivative():
     def block(x, w):
