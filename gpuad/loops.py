@@ -212,6 +212,10 @@ class Scan:
     def __repr__(self):
         return f"{self.name}(length={self.length}{', reverse' if self.reverse else ''})"
 
+    def per_call(self, cost):
+        """What one run costs, by cost(program) of a run of the body: its length's worth."""
+        return self.length * cost(self.body)
+
     def split(self, args):
         nc, nk = self.n_consts, self.n_carry
         return list(args[:nc]), list(args[nc:nc + nk]), list(args[nc + nk:])
@@ -469,6 +473,10 @@ class While:
     def __repr__(self):
         return self.name
 
+    def per_call(self, cost):
+        """What one trip costs (the trip count is not known before the loop runs)."""
+        return cost(self.cond) + cost(self.body)
+
     def split(self, args):
         a, b = self.n_cc, self.n_cc + self.n_bc
         return list(args[:a]), list(args[a:b]), list(args[b:])
@@ -608,6 +616,10 @@ class Cond:
 
     def __repr__(self):
         return f"{self.name}({len(self.branches)} branches)"
+
+    def per_call(self, cost):
+        """What the costliest branch costs."""
+        return max(cost(b) for b in self.branches)
 
     def run(self, index, ops, branches):
         i = min(max(int(index), 0), len(branches) - 1)
