@@ -26,7 +26,7 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .api import vmap
-from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
+from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, held_bytes, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
 from .program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
 from .replay import Replay
@@ -215,6 +215,11 @@ class Scan:
     def per_call(self, cost):
         """What one run costs, by cost(program) of a run of the body: its length's worth."""
         return self.length * cost(self.body)
+
+    def stored_bytes(self, args):
+        """Bytes reverse mode stores for this scan bound on args: the carry entering every step
+        (with what the carries hold for enclosing transforms)."""
+        return self.length * sum(map(held_bytes, self.split(args)[1]))
 
     def split(self, args):
         nc, nk = self.n_consts, self.n_carry
@@ -476,6 +481,10 @@ class While:
     def per_call(self, cost):
         """What one trip costs (the trip count is not known before the loop runs)."""
         return cost(self.cond) + cost(self.body)
+
+    def stored_bytes(self, args):
+        """Bytes reverse mode stores: the carries of the trips a tape counted (none before)."""
+        return self.kept[1].stored_bytes(args) if self.kept is not None else 0
 
     def split(self, args):
         a, b = self.n_cc, self.n_cc + self.n_bc

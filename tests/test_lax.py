@@ -471,6 +471,48 @@ def test_launches_count_each_trip_of_a_loop():
     assert launches.bytes_moved(body) > 0 and moved[1] - moved[0] == 10 * (launches.bytes_moved(body) + 8)
 
 
+# ---------------------------------------------------------------- memory: chunk sizes count stored carries
+_STEPS, _N = 400, 10
+
+
+def _looped(x):
+    return lax.fori_loop(0, _STEPS, lambda i, y: gnp.sin(y) * 0.5 + x, x)
+
+
+def _looped_while(x):
+    return lax.while_loop(lambda s: s[0] < _STEPS, lambda s: (s[0] + 1, gnp.sin(s[1]) * 0.5 + x), (0, x))[1]
+
+
+def _fake_memory(monkeypatch, b):
+    monkeypatch.setattr(backends.current(), "free_memory", lambda: b)
+
+
+def test_chunk_estimates_count_the_carries_a_loop_stores(monkeypatch):
+    from gpuad import api, chunking
+    x = gnp.asarray(np.linspace(0.1, 1.0, _N))
+    # reverse mode stores the carry entering each of the 400 steps (the while loop's: its count too)
+    for f, carries in ((_looped, _STEPS * _N * 8), (_looped_while, _STEPS * (_N + 1) * 8)):
+        record = api.Call("jacrev", f, (x,), {}, 0, False).record()
+        rows, columns = record.footprint(by_rows=True), record.footprint(by_rows=False)
+        assert rows.held == carries and columns.held == 0, (f.__name__, rows.held)
+        assert rows.peak(1, _N) == carries + _N * rows.result + rows.estimate
+    # where the carries leave no room for one sweep, chunk_size=None refuses; where they leave
+    # room for the Jacobian and 3 directions, "auto" sweeps 3 at a time
+    carries = _STEPS * _N * 8
+    expected = gpuad.jacfwd(_looped)(x)
+    monkeypatch.setattr(chunking, "CHECK_FROM", 0)
+    _fake_memory(monkeypatch, carries)
+    with pytest.raises(MemoryError, match="store fewer with gpuad.lax.scan"):
+        gpuad.jacrev(_looped)(x)
+    fp = api.Call("jacrev", _looped, (x,), {}, 0, False).record().footprint(by_rows=True)
+    _fake_memory(monkeypatch, int((carries + _N * fp.result + 3 * fp.estimate) / chunking.AUTO_SHARE) + 1)
+    sweeps = []
+    real = api.Recording.rows
+    monkeypatch.setattr(api.Recording, "rows", lambda self, lo, hi: sweeps.append(hi - lo) or real(self, lo, hi))
+    assert_close(gpuad.jacrev(_looped, chunk_size="auto")(x), expected, rtol=1e-12)
+    assert sweeps == [3, 3, 3, 1], sweeps
+
+
 # ---------------------------------------------------------------- gpuad.sparse
 def _shift_step(y):
     return y + 0.1 * gnp.sin(gnp.concatenate([y[1:], y[:1] * 0.0]) - y)
