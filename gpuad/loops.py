@@ -9,7 +9,8 @@ transform while tracing it, and binds the loop again:
 - reverse mode runs the loop once more storing the carry of every iteration (`rev_forward`), then
   one backward loop whose body is the body's VJP for all M cotangents at once (the body is
   recomputed from its stored carry, no tape of its primitives is kept); a while loop counts its
-  trips and is then differentiated as a scan of that many steps;
+  trips and is then differentiated as a scan of that many steps, or where the count is traced,
+  by a backward while loop recomputing each carry from the first;
 - vmap makes a batched body; a while loop whose condition differs along the batch runs until every
   example is done, each example's carry held once its condition is false; a cond whose index is
   batched runs every branch and selects.
@@ -549,7 +550,8 @@ def _while_jvp(primals, tangents, spec):
 
 def _trip_count(args, spec):
     """How many times the loop runs (the most over a batch), read from the values below every
-    transform: reverse mode stores that many carries."""
+    transform: reverse mode stores that many carries. Where the loop is traced (under
+    gpuad.jit, inside the body of a loop, a cond or a checkpoint), the count as a traced value."""
     n_cc, nk = spec.n_cc, spec.n_carry
     count = ShapeDtypeStruct((), "int64")
     body = retrace(lambda vals: spec.body.evaluate(vals[:-1]) + [vals[-1] + 1], in_avals(spec.body) + [count],
@@ -557,28 +559,74 @@ def _trip_count(args, spec):
     cond = retrace(lambda vals: spec.cond.evaluate(vals[:n_cc + nk]), in_avals(spec.cond) + [count],
                    f"{spec.name}'s condition")
     counting = While(cond, body, n_cc, spec.n_bc, spec.name)
-    n = unpack(while_p(*args, backends.current().asarray(onp.int64(0)), spec=counting), counting.out_avals)[-1]
+    traced = n = unpack(while_p(*args, backends.current().asarray(onp.int64(0)), spec=counting),
+                        counting.out_avals)[-1]
     while isinstance(n, Tracer):
         try:
             n = n._inner()
         except TypeError:
-            raise TypeError(f"reverse-mode differentiation of {spec.name} needs its trip count, which is not known "
-                            "while a program is traced: under gpuad.jit, or inside the body of a loop, a cond or "
-                            "a checkpoint that reverse mode differentiates. Use fori_loop with fixed bounds or scan "
-                            "(a fixed length), or forward mode (jacfwd), which works there") from None
+            return traced
     return int(onp.max(backends.current().to_numpy(n)))
 
 
 def _while_rev_forward(values, spec):
-    scan = spec.as_scan(_trip_count(values, spec))
+    n = _trip_count(values, spec)
+    if isinstance(n, Tracer):  # traced: the backward loop recomputes the carries (_recomputing_vjp)
+        spec.kept = None
+        return while_p(*values, spec=spec)
+    scan = spec.as_scan(n)
     spec.kept = (list(values), scan)
     return _scan_rev_forward(values, scan)
 
 
 def _while_vjp(ct, args, out, needed, spec):
     kept, spec.kept = spec.kept, None
-    scan = kept[1] if _kept(kept, args) else spec.as_scan(_trip_count(args, spec))
-    return _scan_vjp(ct, args, out, needed, scan)
+    if _kept(kept, args):
+        return _scan_vjp(ct, args, out, needed, kept[1])
+    n = _trip_count(args, spec)
+    if isinstance(n, Tracer):
+        return _recomputing_vjp(ct, args, needed, spec, n)
+    return _scan_vjp(ct, args, out, needed, spec.as_scan(n))
+
+
+def _recomputing_vjp(ct, args, needed, spec, n):
+    """The VJP where the trip count n is known only when the program runs, so no carries can be
+    stored in arrays of a traced shape: a backward while loop over j = n - 1 down to 0 recomputes
+    carry j from the initial one (the body run j times, its own while loop) and sweeps the body's
+    tape back from it with the M cotangents, accumulating the body constants' cotangents. No
+    memory beyond one carry; n (n + 1) / 2 runs of the body instead of n."""
+    m = shape(ct)[0]
+    n_bc, nk = spec.n_bc, spec.n_carry
+    _, bc, init = spec.split(args)
+    ins = in_avals(spec.body)
+    b_w = [needed[spec.n_cc + i] and inexact(a) for i, a in enumerate(ins[:n_bc])]
+    k_w = [inexact(a) for a in spec.out_avals]
+    if not any(b_w + k_w):
+        return [None] * len(args)
+    count = ShapeDtypeStruct((), dtype(n))
+    # carry j from the initial carries: the body run while a count stays below j
+    ahead = While(retrace(lambda v: [v[1] < v[0]], [count, count] + ins[n_bc:], f"{spec.name}'s carries, recomputed"),
+                  retrace(lambda v: [v[n_bc] + 1] + spec.body.evaluate(v[:n_bc] + v[n_bc + 1:]),
+                          ins[:n_bc] + [count] + ins[n_bc:], f"{spec.name}'s body, recomputed"),
+                  1, n_bc, spec.name)
+
+    def back(vals):
+        bcv, initv, (j, *rest) = vals[:n_bc], vals[n_bc:n_bc + nk], vals[n_bc + nk:]
+        ctk, acc = rest[:sum(k_w)], rest[sum(k_w):]
+        carry = unpack(bind_while(ahead, [j - 1] + bcv + [gnp.zeros((), dtype=count.dtype)] + initv),
+                       ahead.out_avals)[1:]
+        it = iter(ctk)
+        _, grads = vjp_of(spec.body, bcv + carry, b_w + k_w, [next(it) if w else None for w in k_w], m)
+        return [j - 1] + _present(grads[n_bc:]) + [a + g for a, g in zip(acc, _present(grads[:n_bc]))]
+    bundles = [bundle(a, m) for a, w in zip(ins[n_bc:], k_w) if w] + [bundle(a, m) for a, w in zip(ins, b_w) if w]
+    cond = retrace(lambda v: [v[0] > 0], [count] + bundles, f"{spec.name}'s backward condition")
+    body = retrace(back, ins + [count] + bundles, f"the VJP of {spec.name}'s body")
+    backward = While(cond, body, 0, n_bc + nk, spec.name + " backward")
+    cts = unpack(ct, spec.out_avals, lead=m)
+    leaves = unpack(bind_while(backward, bc + init + [n] + [c for c, w in zip(cts, k_w) if w] +
+                               [zeros((m,), a) for a, w in zip(ins, b_w) if w]), backward.out_avals)[1:]
+    ct_init, ct_bc = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):])
+    return [None] * spec.n_cc + [next(ct_bc) if w else None for w in b_w] + [next(ct_init) if w else None for w in k_w]
 
 
 def _while_batch(args, batched, spec):
