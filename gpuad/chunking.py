@@ -3,9 +3,11 @@
 A sweep with k directions holds a bundle (k, *S) for values of the function. Its peak is
 estimated from the shapes of a recording's values, before the sweep allocates anything:
 
-    peak(k) = n * result + k * per_direction     (only k * per_direction when k = n: one sweep)
+    peak(k) = held + n * result + k * per_direction     (no n * result when k = n: one sweep)
 
-`result` is one direction's share of the Jacobian, which chunks fill one array per leaf.
+`result` is one direction's share of the Jacobian, which chunks fill one array per leaf;
+`held` what a backward sweep holds for any k: the carries stored by the loops on the tape
+(gpuad.lax: a scan's steps x its carry).
 Per direction, the estimate follows the sweep through the tape: the seeds and the bundles
 swept out (inputs and outputs) are held throughout, any other value's bundle from the
 equation that makes it to the last one that uses it (a forward sweep drops it there; a
@@ -58,22 +60,31 @@ CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at le
 
 class Footprint:
     """Bytes per direction of a sweep: its share of the Jacobian, and the estimate of what the
-    sweep holds for it (see the module's docstring)."""
-    __slots__ = ("result", "estimate")
+    sweep holds for it (see the module's docstring); and `held`, the bytes it holds whatever
+    the number of directions: the carries a backward sweep reads of the loops on the tape."""
+    __slots__ = ("result", "estimate", "held")
 
-    def __init__(self, result, estimate):
-        self.result, self.estimate = result, estimate
+    def __init__(self, result, estimate, held=0):
+        self.result, self.estimate, self.held = result, estimate, held
 
     @classmethod
     def of(cls, inputs, tape, outputs, by_rows):
         """From a recording: its input values, tape (equations) and output values; by_rows: a
         backward sweep, whose result is the inputs' bundles (a forward one's, the outputs')."""
         ins, outs = sum(map(held_bytes, inputs)), sum(map(held_bytes, outputs))
-        return cls(ins if by_rows else outs, ins + outs + _live_peak(tape))
+        held = sum(map(_stored, tape)) if by_rows else 0
+        return cls(ins if by_rows else outs, ins + outs + _live_peak(tape), held)
 
     def peak(self, k, n):
         """Bytes a sweep of k of the n directions holds at its peak, the Jacobian apart when chunked."""
-        return (n * self.result if k < n else 0) + k * self.estimate
+        return self.held + (n * self.result if k < n else 0) + k * self.estimate
+
+
+def _stored(eq):
+    """Bytes an equation of the tape keeps for its backward sweep beside its arguments and value:
+    a loop's stored carries (its static part's stored_bytes, gpuad/loops.py)."""
+    spec = eq.params.get("spec")
+    return spec.stored_bytes(eq.args) if hasattr(spec, "stored_bytes") else 0
 
 
 def _live_peak(tape):
@@ -207,16 +218,16 @@ class Chunks:
 def _fit(call, fp, n, available):
     """The most directions whose working set fits within CHUNK_SHARE of the Jacobian (or
     CHUNK_FLOOR), the backend's auto_chunk_bytes and auto_sweep_bytes, the Jacobian and the
-    chunk within AUTO_SHARE of the available memory. One sweep where that holds no more than
+    chunk within AUTO_SHARE of the available memory less what any sweep holds. One sweep where that holds no more than
     chunks would. A program traced for gpuad.jit takes the available memory and auto_sweep_bytes
     alone: its replay fuses elementwise chains and drops each value after its last use, so the
     estimate overstates what a chunk holds, and it concatenates its chunks."""
     be = backends.current()
-    jac, room = n * fp.result, AUTO_SHARE * available
+    jac, room = n * fp.result, AUTO_SHARE * available - fp.held
     chunk = be.auto_sweep_bytes or room
     if program_value(call.leaves[0]) is None:
         chunk = min(chunk, max(CHUNK_SHARE * jac, CHUNK_FLOOR), be.auto_chunk_bytes or chunk)
-    if fp.peak(n, n) <= min(room, jac + chunk):
+    if fp.peak(n, n) - fp.held <= min(room, jac + chunk):
         return n
     k = int(min(room - jac, chunk) // max(fp.estimate, 1))
     if k < 1:
@@ -248,6 +259,9 @@ def _check(name, fp, n, k, available):
     what = f"a sweep of {k} direction{'s' if k > 1 else ''}" + (f" (of {n})" if k < n else "")
     hint = ('pass chunk_size="auto" (or an int) to sweep fewer directions at a time'
             if k > 1 and fp.peak(1, n) <= available else
+            f"the loops store {size_text(fp.held)} of carries for the backward sweep: store fewer with "
+            "gpuad.lax.scan(..., checkpoint=...) or gpuad.checkpoint, or use forward mode"
+            if fp.held and fp.peak(1, n) - fp.held <= available else
             "the Jacobian itself does not fit: differentiate fewer inputs or outputs at once")
     raise MemoryError(f"{name}: {what} needs about {size_text(need)} (estimated from the shapes of the function's "
                       f"values), but {size_text(available)} of memory is available; {hint}")

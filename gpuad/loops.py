@@ -9,13 +9,15 @@ transform while tracing it, and binds the loop again:
 - reverse mode runs the loop once more storing the carry of every iteration (`rev_forward`), then
   one backward loop whose body is the body's VJP for all M cotangents at once (the body is
   recomputed from its stored carry, no tape of its primitives is kept); a while loop counts its
-  trips and is then differentiated as a scan of that many steps;
+  trips and is then differentiated as a scan of that many steps, or where the count is traced,
+  by a backward while loop recomputing each carry from the first;
 - vmap makes a batched body; a while loop whose condition differs along the batch runs until every
   example is done, each example's carry held once its condition is false; a cond whose index is
   batched runs every branch and selects.
-Every rule binds loops and gpuad.numpy ops, so the rules nest to any order. A primitive returns one
-array: a loop's output leaves (carries, then the stacked outputs of a scan) travel packed, raveled
-and concatenated in one dtype (`pack`), and are unpacked by the caller.
+Every rule binds loops and gpuad.numpy ops, so the rules nest to any order; every loop is bound
+through `bind_scan`/`bind_while`, which move its body's loop-invariant work out first (`hoisted`).
+A primitive returns one array: a loop's output leaves (carries, then the stacked outputs of a
+scan) travel packed, raveled and concatenated in one dtype (`pack`), and are unpacked by the caller.
 """
 import functools
 import operator
@@ -25,9 +27,9 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .api import vmap
-from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
+from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, held_bytes, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
-from .program import Equation, Program, ProgramTrace, ProgramTracer, Var, optimised
+from .program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
 from .replay import Replay
 from .reverse import RevTrace, RevTracer
 
@@ -67,6 +69,63 @@ def in_avals(program):
 
 def inexact(aval):
     return aval.dtype.kind in "fc"
+
+
+# ---------------------------------------------------------------- loop-invariant code
+def hoisted(body, consts):
+    """The body's loop-invariant equations bound here, once, on its constants (the first
+    len(consts) inputs): eagerly they run once, in a traced program they join it (its passes see
+    them), under a transform they are differentiated or batched once. Returns (body, consts): the
+    body reading their results as constants, and only the constants it still needs.
+
+    Work on closed-over values alone never enters a body (bind hands it to the values' own
+    trace); what is left is work of constants with seeds staged in the body (the `eye` of a
+    jacfwd inside it: the Jacobian of a function of constants, made again each trip). Seeds and
+    what moves and scales them alone stay where they are used (made from indices, never held);
+    they are copied out where hoisted work reads them. An equation whose result is larger than
+    what it reads (a broadcast) stays too: the body makes it where it is used."""
+    n = len(consts)
+    const, seeded, pre, rest = set(body.ins[:n]), set(), [], []
+    for eq in body.equations:
+        read = {a for a in eq.ins if isinstance(a, Var)}
+        if not read <= const | seeded:
+            rest.append(eq)
+        elif not read & const:
+            seeded.add(eq.out)
+            pre.append(eq)
+            rest.append(eq)
+        elif _nbytes(eq.out) <= sum(map(_nbytes, read)):
+            const.add(eq.out)
+            pre.append(eq)
+        else:
+            rest.append(eq)
+    if len(rest) == len(body.equations):
+        return body, consts
+    used = {a for eq in rest for a in eq.ins if isinstance(a, Var)} | {o for o in body.outs if isinstance(o, Var)}
+    kept = [v for v in body.ins[:n] if v in used]
+    made = [eq.out for eq in pre if eq.out in used and eq.out in const]
+    values = [c for v, c in zip(body.ins, consts) if v in used] + \
+        dead_code(Program(body.ins[:n], pre, made)).evaluate(consts)
+    return dead_code(Program(kept + made + body.ins[n:], rest, body.outs)), values
+
+
+def bind_scan(spec, operands):
+    """scan_p bound on operands with the body's loop-invariant work hoisted out."""
+    consts, carry, xs = spec.split(operands)
+    body, consts = hoisted(spec.body, consts)
+    if body is not spec.body:
+        spec = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name)
+    return scan_p(*consts, *carry, *xs, spec=spec)
+
+
+def bind_while(spec, operands):
+    """while_p bound on operands with the condition's and the body's loop-invariant work hoisted out."""
+    cc, bc, carry = spec.split(operands)
+    cond, cc = hoisted(spec.cond, cc)
+    body, bc = hoisted(spec.body, bc)
+    if cond is not spec.cond or body is not spec.body:
+        spec = While(cond, body, len(cc), len(bc), spec.name)
+    return while_p(*cc, *bc, *carry, spec=spec)
 
 
 # ---------------------------------------------------------------- packing a loop's output leaves
@@ -153,6 +212,15 @@ class Scan:
 
     def __repr__(self):
         return f"{self.name}(length={self.length}{', reverse' if self.reverse else ''})"
+
+    def per_call(self, cost):
+        """What one run costs, by cost(program) of a run of the body: its length's worth."""
+        return self.length * cost(self.body)
+
+    def stored_bytes(self, args):
+        """Bytes reverse mode stores for this scan bound on args: the carry entering every step
+        (with what the carries hold for enclosing transforms)."""
+        return self.length * sum(map(held_bytes, self.split(args)[1]))
 
     def split(self, args):
         nc, nk = self.n_consts, self.n_carry
@@ -313,7 +381,7 @@ def _scan_jvp(primals, tangents, spec):
     new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name)
     operands = consts + _present(tc) + init + _filled(tk, k_nz, ins[nc:], k) + xs + \
         [gnp.moveaxis(t, 0, 1) for t in _present(tx)]
-    leaves = unpack(scan_p(*operands, spec=new), new.out_avals)
+    leaves = unpack(bind_scan(new, operands), new.out_avals)
     car, rest = leaves[:nk], leaves[nk:]
     tcar, rest = iter(rest[:sum(k_nz)]), rest[sum(k_nz):]
     ys, tys = rest[:len(y_nz)], iter(rest[len(y_nz):])
@@ -367,7 +435,7 @@ def _scan_vjp(ct, args, out, needed, spec):
     back = Scan(body, nc, sum(k_w) + sum(c_w), spec.length, not spec.reverse, spec.name + " backward")
     operands = consts + [c for c, w in zip(cts[:nk], k_w) if w] + [zeros((m,), a) for a, w in zip(ins, c_w) if w] + \
         stored + xs + [gnp.moveaxis(c, 0, 1) for c, w in zip(cts[nk:], y_w) if w]
-    leaves = unpack(scan_p(*operands, spec=back), back.out_avals)
+    leaves = unpack(bind_scan(back, operands), back.out_avals)
     ct_init, ct_consts = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):sum(k_w) + sum(c_w)])
     ct_xs = iter(leaves[sum(k_w) + sum(c_w):])
     return [next(ct_consts) if w else None for w in c_w] + [next(ct_init) if w else None for w in k_w] + \
@@ -385,7 +453,7 @@ def _scan_batch(args, batched, spec):
     body = retrace(lambda vals: _vmapped(spec.body, vals, axes, b),
                    _batched_avals(in_avals(spec.body), axes, b), f"{spec.name}'s body under vmap")
     new = Scan(body, spec.n_consts, nk, spec.length, spec.reverse, spec.name)
-    leaves = unpack(scan_p(*consts, *init, *xs, spec=new), new.out_avals)
+    leaves = unpack(bind_scan(new, consts + init + xs), new.out_avals)
     return pack(leaves[:nk] + [gnp.moveaxis(y, 1, 0) for y in leaves[nk:]], spec.out_avals, lead=b), True
 
 
@@ -410,6 +478,14 @@ class While:
 
     def __repr__(self):
         return self.name
+
+    def per_call(self, cost):
+        """What one trip costs (the trip count is not known before the loop runs)."""
+        return cost(self.cond) + cost(self.body)
+
+    def stored_bytes(self, args):
+        """Bytes reverse mode stores: the carries of the trips a tape counted (none before)."""
+        return self.kept[1].stored_bytes(args) if self.kept is not None else 0
 
     def split(self, args):
         a, b = self.n_cc, self.n_cc + self.n_bc
@@ -465,7 +541,7 @@ def _while_jvp(primals, tangents, spec):
                    in_avals(spec.cond) + [bundle(a, k) for a, m in zip(spec.out_avals, k_nz) if m],
                    f"{spec.name}'s condition")
     new = While(cond, body, n_cc, spec.n_bc + sum(b_nz), spec.name)
-    leaves = unpack(while_p(*cc, *bc, *_present(tb), *init, *_filled(tk, k_nz, ins[spec.n_bc:], k), spec=new),
+    leaves = unpack(bind_while(new, cc + bc + _present(tb) + init + _filled(tk, k_nz, ins[spec.n_bc:], k)),
                     new.out_avals)
     tcar = iter(leaves[nk:])
     touts = [next(tcar) if m else zeros((k,), a) for m, a in zip(k_nz, spec.out_avals)]
@@ -474,7 +550,8 @@ def _while_jvp(primals, tangents, spec):
 
 def _trip_count(args, spec):
     """How many times the loop runs (the most over a batch), read from the values below every
-    transform: reverse mode stores that many carries."""
+    transform: reverse mode stores that many carries. Where the loop is traced (under
+    gpuad.jit, inside the body of a loop, a cond or a checkpoint), the count as a traced value."""
     n_cc, nk = spec.n_cc, spec.n_carry
     count = ShapeDtypeStruct((), "int64")
     body = retrace(lambda vals: spec.body.evaluate(vals[:-1]) + [vals[-1] + 1], in_avals(spec.body) + [count],
@@ -482,28 +559,74 @@ def _trip_count(args, spec):
     cond = retrace(lambda vals: spec.cond.evaluate(vals[:n_cc + nk]), in_avals(spec.cond) + [count],
                    f"{spec.name}'s condition")
     counting = While(cond, body, n_cc, spec.n_bc, spec.name)
-    n = unpack(while_p(*args, backends.current().asarray(onp.int64(0)), spec=counting), counting.out_avals)[-1]
+    traced = n = unpack(while_p(*args, backends.current().asarray(onp.int64(0)), spec=counting),
+                        counting.out_avals)[-1]
     while isinstance(n, Tracer):
         try:
             n = n._inner()
         except TypeError:
-            raise TypeError(f"reverse-mode differentiation of {spec.name} needs its trip count, which is not known "
-                            "while a program is traced: under gpuad.jit, or inside the body of a loop, a cond or "
-                            "a checkpoint that reverse mode differentiates. Use fori_loop with fixed bounds or scan "
-                            "(a fixed length), or forward mode (jacfwd), which works there") from None
+            return traced
     return int(onp.max(backends.current().to_numpy(n)))
 
 
 def _while_rev_forward(values, spec):
-    scan = spec.as_scan(_trip_count(values, spec))
+    n = _trip_count(values, spec)
+    if isinstance(n, Tracer):  # traced: the backward loop recomputes the carries (_recomputing_vjp)
+        spec.kept = None
+        return while_p(*values, spec=spec)
+    scan = spec.as_scan(n)
     spec.kept = (list(values), scan)
     return _scan_rev_forward(values, scan)
 
 
 def _while_vjp(ct, args, out, needed, spec):
     kept, spec.kept = spec.kept, None
-    scan = kept[1] if _kept(kept, args) else spec.as_scan(_trip_count(args, spec))
-    return _scan_vjp(ct, args, out, needed, scan)
+    if _kept(kept, args):
+        return _scan_vjp(ct, args, out, needed, kept[1])
+    n = _trip_count(args, spec)
+    if isinstance(n, Tracer):
+        return _recomputing_vjp(ct, args, needed, spec, n)
+    return _scan_vjp(ct, args, out, needed, spec.as_scan(n))
+
+
+def _recomputing_vjp(ct, args, needed, spec, n):
+    """The VJP where the trip count n is known only when the program runs, so no carries can be
+    stored in arrays of a traced shape: a backward while loop over j = n - 1 down to 0 recomputes
+    carry j from the initial one (the body run j times, its own while loop) and sweeps the body's
+    tape back from it with the M cotangents, accumulating the body constants' cotangents. No
+    memory beyond one carry; n (n + 1) / 2 runs of the body instead of n."""
+    m = shape(ct)[0]
+    n_bc, nk = spec.n_bc, spec.n_carry
+    _, bc, init = spec.split(args)
+    ins = in_avals(spec.body)
+    b_w = [needed[spec.n_cc + i] and inexact(a) for i, a in enumerate(ins[:n_bc])]
+    k_w = [inexact(a) for a in spec.out_avals]
+    if not any(b_w + k_w):
+        return [None] * len(args)
+    count = ShapeDtypeStruct((), dtype(n))
+    # carry j from the initial carries: the body run while a count stays below j
+    ahead = While(retrace(lambda v: [v[1] < v[0]], [count, count] + ins[n_bc:], f"{spec.name}'s carries, recomputed"),
+                  retrace(lambda v: [v[n_bc] + 1] + spec.body.evaluate(v[:n_bc] + v[n_bc + 1:]),
+                          ins[:n_bc] + [count] + ins[n_bc:], f"{spec.name}'s body, recomputed"),
+                  1, n_bc, spec.name)
+
+    def back(vals):
+        bcv, initv, (j, *rest) = vals[:n_bc], vals[n_bc:n_bc + nk], vals[n_bc + nk:]
+        ctk, acc = rest[:sum(k_w)], rest[sum(k_w):]
+        carry = unpack(bind_while(ahead, [j - 1] + bcv + [gnp.zeros((), dtype=count.dtype)] + initv),
+                       ahead.out_avals)[1:]
+        it = iter(ctk)
+        _, grads = vjp_of(spec.body, bcv + carry, b_w + k_w, [next(it) if w else None for w in k_w], m)
+        return [j - 1] + _present(grads[n_bc:]) + [a + g for a, g in zip(acc, _present(grads[:n_bc]))]
+    bundles = [bundle(a, m) for a, w in zip(ins[n_bc:], k_w) if w] + [bundle(a, m) for a, w in zip(ins, b_w) if w]
+    cond = retrace(lambda v: [v[0] > 0], [count] + bundles, f"{spec.name}'s backward condition")
+    body = retrace(back, ins + [count] + bundles, f"the VJP of {spec.name}'s body")
+    backward = While(cond, body, 0, n_bc + nk, spec.name + " backward")
+    cts = unpack(ct, spec.out_avals, lead=m)
+    leaves = unpack(bind_while(backward, bc + init + [n] + [c for c, w in zip(cts, k_w) if w] +
+                               [zeros((m,), a) for a, w in zip(ins, b_w) if w]), backward.out_avals)[1:]
+    ct_init, ct_bc = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):])
+    return [None] * spec.n_cc + [next(ct_bc) if w else None for w in b_w] + [next(ct_init) if w else None for w in k_w]
 
 
 def _while_batch(args, batched, spec):
@@ -529,7 +652,7 @@ def _while_batch(args, batched, spec):
     body = retrace(step, c_avals[:n_cc] + _batched_avals(in_avals(spec.body), b_axes, b),
                    f"{spec.name}'s body under vmap")
     new = While(cond, body, n_cc, n_cc + n_bc, spec.name)
-    return pack(unpack(while_p(*cc, *cc, *bc, *init, spec=new), new.out_avals), spec.out_avals, lead=b), True
+    return pack(unpack(bind_while(new, cc + cc + bc + init), new.out_avals), spec.out_avals, lead=b), True
 
 
 while_p = Primitive("while_loop", _while_impl, _while_jvp, _while_vjp, _while_batch,
@@ -550,6 +673,10 @@ class Cond:
 
     def __repr__(self):
         return f"{self.name}({len(self.branches)} branches)"
+
+    def per_call(self, cost):
+        """What the costliest branch costs."""
+        return max(cost(b) for b in self.branches)
 
     def run(self, index, ops, branches):
         i = min(max(int(index), 0), len(branches) - 1)

@@ -4,7 +4,7 @@ import functools
 
 import numpy as np
 import pytest
-from helpers import assert_close, numerical_jacobian, on_backend, to_np
+from helpers import assert_close, assert_tree_close, numerical_jacobian, on_backend, to_np
 
 import gpuad
 import gpuad.numpy as gnp
@@ -247,16 +247,176 @@ def test_compiled_while_and_cond():
     p = gnp.asarray([0.5, 1.0, 3.0])
     assert_close(gpuad.jit(_newton_cbrt)(p), _newton_cbrt(p), rtol=1e-15)
     assert_close(gpuad.jit(gpuad.jacfwd(_newton_cbrt))(p), gpuad.jacfwd(_newton_cbrt)(p), rtol=1e-12)
-    with pytest.raises(TypeError, match="trip count"):
-        gpuad.jit(gpuad.jacrev(_newton_cbrt))(p)
     nested = lambda p: lax.fori_loop(0, 2, lambda i, y: _newton_cbrt(p + y), p)  # noqa: E731
-    with pytest.raises(TypeError, match="inside the body of a loop"):
-        gpuad.jacrev(nested)(p)
     assert_close(gpuad.jacfwd(nested)(p), numerical_jacobian(nested, [to_np(p)], 0), rtol=1e-6, atol=1e-8)
     f = gpuad.jit(lambda x: lax.cond(x[0] > 0, lambda y: y * 2.0, lambda y: -y, x))
     assert_close(f(gnp.asarray([1.0, 2.0])), [2.0, 4.0])
     assert_close(f(gnp.asarray([-1.0, 2.0])), [1.0, -2.0])
     assert_close(gpuad.jit(lambda x: lax.fori_loop(0, x.shape[0], lambda i, c: c + x[i], 0.0))(gnp.arange(4.0)), 6.0)
+
+
+# ---------------------------------------------------------------- loop-invariant code
+def _jac(c):
+    """A Jacobian of a function of c alone: inside a body, its seed (eye) is staged in the body."""
+    return gpuad.jacfwd(lambda c: gnp.sin(c) * c)(c)
+
+
+def _step(x, jac):
+    return 0.5 * x + jac @ gnp.tanh(x)
+
+
+def _invariant_scan(x0, c, steps):
+    return lax.fori_loop(0, steps, lambda i, x: _step(x, _jac(c)), x0)
+
+
+def _invariant_while(x0, c, trips):
+    """The test and the body each read a Jacobian of c (the test scaled by its largest entry)."""
+    def test(s):
+        return s[0] * gnp.max(gnp.abs(_jac(c))) < trips * gnp.max(gnp.abs(_jac(c)))
+    return lax.while_loop(test, lambda s: (s[0] + 1.0, _step(s[1], _jac(c))), (gnp.asarray(0.0), x0))[1]
+
+
+def _unrolled(x0, c, steps):
+    x = x0
+    for _ in range(steps):
+        x = _step(x, _jac(c))
+    return x
+
+
+def _scan_by_hand(x0, c, steps):
+    jac = _jac(c)
+    return lax.fori_loop(0, steps, lambda i, x: _step(x, jac), x0)
+
+
+def _while_by_hand(x0, c, trips):
+    jac = _jac(c)
+    top = gnp.max(gnp.abs(jac))
+    return lax.while_loop(lambda s: s[0] * top < trips * top, lambda s: (s[0] + 1.0, _step(s[1], jac)),
+                          (gnp.asarray(0.0), x0))[1]
+
+
+def test_the_hoisting_pass_moves_work_on_constants_out_of_a_body():
+    from gpuad.loops import hoisted, trace_body
+    c, x = on_backend(np.array([0.3, 0.8, -0.2]), np.array([1.0, -0.5, 2.0]))
+    body, _ = trace_body(lambda v: [v[1] * gnp.sin(v[0]) + v[0][0] * v[0][:, None] * v[0][None, :]],
+                         [core.same(c), core.same(x)], "a body")
+    new, consts = hoisted(body, [c])
+    # sin(c), c[0] * c[:, None] and c[None, :] (no larger than what they read) leave; the outer
+    # product (9 elements from 3 + 3) stays
+    assert [eq.prim.name for eq in new.equations] == ["multiply", "multiply", "add"], new.text()
+    assert len(new.ins) == len(consts) + 1 and len(consts) == 3
+    assert_close(new.evaluate(consts + [x])[0], body.evaluate([c, x])[0], rtol=1e-15)
+
+
+def _loops_run(monkeypatch):
+    """The names of the primitives in the bodies (and conditions) of the loops run from now on."""
+    from gpuad.loops import scan_p, while_p
+    names = set()
+    for prim, programs in ((scan_p, lambda s: [s.body]), (while_p, lambda s: [s.cond, s.body])):
+        def impl(*args, spec, programs=programs, run=prim.impl):
+            names.update(eq.prim.name for p in programs(spec) for eq in p.equations)
+            return run(*args, spec=spec)
+        monkeypatch.setattr(prim, "impl", impl)
+    return names
+
+
+_TRANSFORMS = (("jacfwd", lambda f: gpuad.jacfwd(f, argnums=1), lambda x0, c: (x0, c)),
+               ("jacrev", lambda f: gpuad.jacrev(f, argnums=1), lambda x0, c: (x0, c)),
+               ("vmap", lambda f: gpuad.vmap(f, in_axes=(None, 0, None)), lambda x0, c: (x0, gnp.stack([c, -c]))),
+               ("jacfwd of vmap", lambda f: gpuad.jacfwd(gpuad.vmap(f, in_axes=(None, 0, None)), argnums=1),
+                lambda x0, c: (x0, gnp.stack([c, -c]))))
+
+
+def test_loop_invariant_work_leaves_the_bodies_under_every_transform(monkeypatch):
+    x0, c = on_backend(np.array([1.0, -0.5]), np.array([0.3, 0.8]))
+    names = _loops_run(monkeypatch)
+    for f in (_invariant_scan, _invariant_while):
+        for how, transform, args in _TRANSFORMS:
+            names.clear()
+            transform(f)(*args(x0, c), 4)
+            assert names and not names & {"eye", "sin", "cos"}, (f.__name__, how, names)
+
+
+def test_each_trip_evaluates_what_the_loop_hoisted_by_hand_does():
+    x0, c = on_backend(np.array([1.0, -0.5]), np.array([0.3, 0.8]))
+
+    def per_trip(g, args):
+        counts = []
+        for n in (4, 9):
+            before = core.stats["evals"]
+            g(*args, n)
+            counts.append(core.stats["evals"] - before)
+        return counts[1] - counts[0]
+    for f, by_hand in ((_invariant_scan, _scan_by_hand), (_invariant_while, _while_by_hand)):
+        for how, transform, args in _TRANSFORMS:
+            assert per_trip(transform(f), args(x0, c)) == per_trip(transform(by_hand), args(x0, c)), (f.__name__, how)
+
+
+def test_hoisted_loops_match_the_unhoisted_loop_and_their_derivatives():
+    x0, c = on_backend(np.array([1.0, -0.5]), np.array([0.3, 0.8]))
+    steps = 6
+    g = functools.partial(_unrolled, steps=steps)
+    for f in (functools.partial(_invariant_scan, steps=steps), functools.partial(_invariant_while, trips=steps)):
+        assert_close(f(x0, c), g(x0, c), rtol=1e-14)
+        for argnums in (0, 1):
+            fd = numerical_jacobian(g, [to_np(x0), to_np(c)], argnums)
+            for jac in (gpuad.jacfwd, gpuad.jacrev):
+                assert_close(jac(f, argnums=argnums)(x0, c), jac(g, argnums=argnums)(x0, c), rtol=1e-12)
+                assert_close(jac(f, argnums=argnums)(x0, c), fd, rtol=1e-6, atol=1e-8)
+            assert_close(gpuad.jit(gpuad.jacfwd(f, argnums=argnums))(x0, c), gpuad.jacfwd(g, argnums=argnums)(x0, c),
+                         rtol=1e-12)
+    f = functools.partial(_invariant_scan, steps=steps)
+    assert_close(gpuad.jit(gpuad.jacrev(f, argnums=1))(x0, c), gpuad.jacrev(g, argnums=1)(x0, c), rtol=1e-12)
+    assert_close(gpuad.hessian(lambda c: gnp.sum(f(x0, c) ** 2))(c),
+                 gpuad.hessian(lambda c: gnp.sum(g(x0, c) ** 2))(c), rtol=1e-11)
+
+
+def test_a_compiled_body_reads_the_hoisted_results_as_constants():
+    x0, c = on_backend(np.array([1.0, -0.5]), np.array([0.3, 0.8]))
+    program = gpuad.jit(lambda x0, c: _invariant_scan(x0, c, 5)).lower(x0, c).program
+    loop = next(eq for eq in program.equations if eq.prim.name == "scan")
+    names = sorted(eq.prim.name for eq in loop.params["spec"].body.equations)
+    assert names == ["add", "contract", "multiply", "tanh"], loop.params["spec"].body.text()
+    assert "eye" in [eq.prim.name for eq in program.equations]
+    # nested loops: the inner body's work on the outer loop's constants leaves both loops
+    nested = gpuad.jit(lambda x0, c: lax.fori_loop(0, 3, lambda i, y: _invariant_scan(y, c, 4), x0))
+    outer = next(eq for eq in nested.lower(x0, c).program.equations if eq.prim.name == "scan")
+    inner = next(eq for eq in outer.params["spec"].body.equations if eq.prim.name == "scan")
+    assert [eq.prim.name for eq in outer.params["spec"].body.equations] == ["scan"]
+    assert "eye" not in [eq.prim.name for eq in inner.params["spec"].body.equations]
+    assert_close(nested(x0, c), _unrolled(x0, c, 12), rtol=1e-14)
+
+
+def _trips_depend_on_c(x, c):
+    """A while loop whose trip count depends on c and whose body reads x's carry and c."""
+    def body(s):
+        return s[0] * c + 0.3 * gnp.sin(s[0]), s[1] + gnp.sum(c)
+    return lax.while_loop(lambda s: s[1] < 3.0, body, (x, gnp.asarray(0.0)))[0]
+
+
+def test_reverse_mode_through_a_traced_while_loop_recomputes_its_carries():
+    """Under gpuad.jit or inside another loop's body the trip count is known only when the
+    program runs: the backward loop recomputes each carry from the first."""
+    p = gnp.asarray([0.5, 1.0, 3.0])
+    y = _newton_cbrt(p)
+    implicit = gnp.diag(-y / (3.0 * y ** 2 + p))  # d/dp of y^3 + p y - 1 = 0
+    assert_close(gpuad.jit(gpuad.jacrev(_newton_cbrt))(p), implicit, rtol=1e-8)
+    nested = lambda p: lax.fori_loop(0, 2, lambda i, y: _newton_cbrt(p + y), p)  # noqa: E731
+    assert_close(gpuad.jacrev(nested)(p), gpuad.jacfwd(nested)(p), rtol=1e-10)
+    x, c = on_backend(np.array([0.4, -0.7]), np.array([0.8, 0.5]))  # 3 trips at sum(c) = 1.3
+    for argnums in (0, 1, (0, 1)):
+        expected = gpuad.jacfwd(_trips_depend_on_c, argnums=argnums)(x, c)
+        assert_tree_close(gpuad.jit(gpuad.jacrev(_trips_depend_on_c, argnums=argnums))(x, c), expected, rtol=1e-12)
+        assert_tree_close(gpuad.jacrev(_trips_depend_on_c, argnums=argnums)(x, c), expected, rtol=1e-12)
+    assert_close(gpuad.jacrev(_trips_depend_on_c, argnums=1)(x, c),
+                 numerical_jacobian(_trips_depend_on_c, [to_np(x), to_np(c)], 1), rtol=1e-6, atol=1e-8)
+    # each example its own trip count (a batched count under vmap), and second order
+    cs = gnp.stack([c, c * 2.0, c * 0.4])
+    g = gpuad.grad(lambda x, c: gnp.sum(_trips_depend_on_c(x, c) ** 2), argnums=1)
+    assert_close(gpuad.jit(gpuad.vmap(g, in_axes=(None, 0)))(x, cs), gpuad.vmap(g, in_axes=(None, 0))(x, cs),
+                 rtol=1e-12)
+    h = lambda c: gnp.sum(_trips_depend_on_c(x, c) ** 2)  # noqa: E731
+    assert_close(gpuad.jit(gpuad.hessian(h))(c), gpuad.hessian(h)(c), rtol=1e-10)
 
 
 # ---------------------------------------------------------------- checkpointing
@@ -333,6 +493,52 @@ def test_launches_count_each_trip_of_a_loop():
     body = next(eq for eq in f.lower(y0, p).program.equations if eq.prim.name == "scan").params["spec"].body
     from gpuad.kernels import launches
     assert launches.count(body) > 0 and counts[1] - counts[0] == 10 * launches.count(body)
+    # bytes too: ten more trips move the body's bytes ten more times (and ten more loop indices)
+    moved = [gpuad.jit(gpuad.jacfwd(functools.partial(rk4_loop, steps=n), argnums=1)).lower(y0, p).bytes_moved
+             for n in (10, 20)]
+    assert launches.bytes_moved(body) > 0 and moved[1] - moved[0] == 10 * (launches.bytes_moved(body) + 8)
+
+
+# ---------------------------------------------------------------- memory: chunk sizes count stored carries
+_STEPS, _N = 400, 10
+
+
+def _looped(x):
+    return lax.fori_loop(0, _STEPS, lambda i, y: gnp.sin(y) * 0.5 + x, x)
+
+
+def _looped_while(x):
+    return lax.while_loop(lambda s: s[0] < _STEPS, lambda s: (s[0] + 1, gnp.sin(s[1]) * 0.5 + x), (0, x))[1]
+
+
+def _fake_memory(monkeypatch, b):
+    monkeypatch.setattr(backends.current(), "free_memory", lambda: b)
+
+
+def test_chunk_estimates_count_the_carries_a_loop_stores(monkeypatch):
+    from gpuad import api, chunking
+    x = gnp.asarray(np.linspace(0.1, 1.0, _N))
+    # reverse mode stores the carry entering each of the 400 steps (the while loop's: its count too)
+    for f, carries in ((_looped, _STEPS * _N * 8), (_looped_while, _STEPS * (_N + 1) * 8)):
+        record = api.Call("jacrev", f, (x,), {}, 0, False).record()
+        rows, columns = record.footprint(by_rows=True), record.footprint(by_rows=False)
+        assert rows.held == carries and columns.held == 0, (f.__name__, rows.held)
+        assert rows.peak(1, _N) == carries + _N * rows.result + rows.estimate
+    # where the carries leave no room for one sweep, chunk_size=None refuses; where they leave
+    # room for the Jacobian and 3 directions, "auto" sweeps 3 at a time
+    carries = _STEPS * _N * 8
+    expected = gpuad.jacfwd(_looped)(x)
+    monkeypatch.setattr(chunking, "CHECK_FROM", 0)
+    _fake_memory(monkeypatch, carries)
+    with pytest.raises(MemoryError, match="store fewer with gpuad.lax.scan"):
+        gpuad.jacrev(_looped)(x)
+    fp = api.Call("jacrev", _looped, (x,), {}, 0, False).record().footprint(by_rows=True)
+    _fake_memory(monkeypatch, int((carries + _N * fp.result + 3 * fp.estimate) / chunking.AUTO_SHARE) + 1)
+    sweeps = []
+    real = api.Recording.rows
+    monkeypatch.setattr(api.Recording, "rows", lambda self, lo, hi: sweeps.append(hi - lo) or real(self, lo, hi))
+    assert_close(gpuad.jacrev(_looped, chunk_size="auto")(x), expected, rtol=1e-12)
+    assert sweeps == [3, 3, 3, 1], sweeps
 
 
 # ---------------------------------------------------------------- gpuad.sparse

@@ -9,8 +9,8 @@ transposed view), and one-time setup (compilation, the constants' transfer).
 
 Bytes: each step reads its array inputs once and writes its outputs once (a region reads only
 the arrays it cannot make from indices or literals; an add in place reads and writes its target,
-an add at positions only the part it lands on;
-a GEMM's transposed operands cost a copy each); views move nothing. Caches are not modelled, so
+an add at positions only the part it lands on; a GEMM's transposed operands cost a copy each;
+a loop's body moves its bytes on every trip, as its launches count); views move nothing. Caches are not modelled, so
 this is the traffic of a machine whose cache holds none of the step's data.
 """
 from math import prod
@@ -32,12 +32,16 @@ _LAUNCHES = {
     "eigh": 4, "eig": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy
     "lu": lambda eq: 3 * prod(eq.ins[0].shape[:-2]) + 1,  # cupyx's lu_factor, one matrix at a time
     "contract": lambda eq: 1 + sum(_copies(eq)),
-    # loops and conditionals (gpuad/loops.py): their bodies' launches, per trip; a while loop's
-    # trip count is not known before it runs, so one trip is counted; a cond counts its longest branch
-    "scan": lambda eq: eq.params["spec"].length * count(eq.params["spec"].body),
-    "while_loop": lambda eq: count(eq.params["spec"].cond) + count(eq.params["spec"].body),
-    "cond": lambda eq: max(count(b) for b in eq.params["spec"].branches),
 }
+
+
+def _held(eq):
+    """The static part of a step that runs programs (a loop or conditional of gpuad/loops.py),
+    whose per_call(cost) says what a call costs from cost(program): a scan its body's cost per
+    trip, a while loop one trip (its trip count is not known before it runs), a cond its
+    costliest branch. None for other steps."""
+    spec = eq.params.get("spec")
+    return spec if hasattr(spec, "per_call") else None
 
 
 def count(program, fusion=True):
@@ -46,6 +50,8 @@ def count(program, fusion=True):
 
 
 def _launches(eq):
+    if _held(eq) is not None:
+        return _held(eq).per_call(count)
     n = _LAUNCHES.get(eq.prim.name, 1)
     return n(eq) if callable(n) else n
 
@@ -63,6 +69,8 @@ def bytes_moved(program, fusion=True):
         read, written = sum(map(_bytes, arrays)), sum(map(_bytes, step.outs))  # add_into: its target both
         if step.kind == "eq" and step.node.prim.name == "contract":
             read += 2 * sum(_bytes(a) for a, copy in zip(step.ins, _copies(step.node)) if copy)
+        if step.kind == "eq" and _held(step.node) is not None:  # its operands once, its bodies per trip
+            read += _held(step.node).per_call(bytes_moved)
         total += read + written
     return total
 
