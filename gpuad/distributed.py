@@ -44,41 +44,48 @@ BLOCK_SHARE = 0.25
 
 
 # ---------------------------------------------------------------- what the workers run
-class _Shipped:
-    """A function sent to the workers once, cloudpickled, with the programs each worker compiles
-    from it, per thread: a CPU replay keeps its buffers between calls, so threads sharing one
-    program would take turns. The programs stay on the worker (they are not pickled)."""
+_PROGRAMS = {}  # in each worker process: (transform, program, thread) -> its compiled program, across calls
+_KEPT = 64  # programs kept; the oldest go first
 
-    def __init__(self):
-        self.token, self._compiled = uuid.uuid4().hex, {}
+
+class _Shipped:
+    """A function sent to the workers once per call, cloudpickled. Each worker compiles its
+    program once per transform (`transform`: made once per gpuad.distributed transform, so that
+    later calls find their programs compiled), signature and thread: a CPU replay keeps its buffers
+    between calls, so threads sharing one program would take turns."""
+
+    def __init__(self, transform):
+        self.transform, self.id = transform, uuid.uuid4().hex
 
     def __getstate__(self):
-        state = dict(self.__dict__, _compiled={})
-        state["fun"] = cloudpickle.dumps(self.fun)
-        return state
+        return dict(self.__dict__, fun=cloudpickle.dumps(self.fun))
 
     def __setstate__(self, state):
-        state["fun"] = cloudpickle.loads(state["fun"])
-        self.__dict__.update(state)
+        self.__dict__.update(state, fun=cloudpickle.loads(state["fun"]))
 
     def __dask_tokenize__(self):
-        return self.token
+        return self.id
 
     def compiled(self):
-        key = threading.get_ident()
-        if key not in self._compiled:
-            self._compiled[key] = jit(self.program)
-        return self._compiled[key]
+        key = (self.transform, self.kind(), threading.get_ident())
+        if key not in _PROGRAMS:
+            if len(_PROGRAMS) >= _KEPT:
+                del _PROGRAMS[next(iter(_PROGRAMS))]
+            _PROGRAMS[key] = jit(self.program)
+        return _PROGRAMS[key]
 
 
 class _Products(_Shipped):
     """Products of fun's Jacobian with blocks of seed rows (forward: J S, reverse: S^T J, each as
     (directions, elements)), the directions given by their colors (arange: the basis)."""
 
-    def __init__(self, name, fun, argnums, by_rows, colors, outputs, seed_dtype):
-        super().__init__()
+    def __init__(self, transform, name, fun, argnums, by_rows, colors, outputs, seed_dtype):
+        super().__init__(transform)
         self.name, self.fun, self.argnums, self.by_rows = name, fun, argnums, by_rows
         self.colors, self.outputs, self.seed_dtype = colors, outputs, seed_dtype
+
+    def kind(self):
+        return self.by_rows, self.outputs
 
     def program(self, args, seed):
         from .sparse.compressed import _forward_product, _reverse_product
@@ -98,9 +105,12 @@ class _Products(_Shipped):
 class _Batches(_Shipped):
     """fun vectorised over chunks (jit(vmap(fun)) with these in_axes), its output leaves as a tuple."""
 
-    def __init__(self, fun, in_axes):
-        super().__init__()
+    def __init__(self, transform, fun, in_axes):
+        super().__init__(transform)
         self.fun, self.in_axes = fun, in_axes
+
+    def kind(self):
+        return self.in_axes
 
     def program(self, *args):
         return tuple(tree_flatten(api.vmap(self.fun, in_axes=self.in_axes)(*args))[0])
@@ -184,7 +194,7 @@ def _product(products, call, total, chunk_size, client):
     return da.concatenate(blocks, axis=0)
 
 
-def _products(name, fun, argnums, by_rows, colors, args, m):
+def _products(transform, name, fun, argnums, by_rows, colors, args, m):
     """(the block products of fun's Jacobian at args seeded by these colors, its api.Call)."""
     call = Call(name, fun, args, {}, argnums, False)
     if by_rows:
@@ -192,13 +202,14 @@ def _products(name, fun, argnums, by_rows, colors, args, m):
         seed_dtype = outs[0].dtype if outs else dtype(call.leaves[0])
     else:
         seed_dtype = dtype(call.leaves[0])
-    return _Products(name, fun, argnums, by_rows, colors, m, seed_dtype), call
+    return _Products(transform, name, fun, argnums, by_rows, colors, m, seed_dtype), call
 
 
 def _jacobian(name, fun, argnums, has_aux, by_rows, chunk_size, client):
     if has_aux:
         raise ValueError(f"{name}: has_aux=True is not supported by gpuad.distributed; "
                          "compute the auxiliary data with fun itself")
+    transform = uuid.uuid4().hex
 
     @functools.wraps(fun)
     def jacfun(*args):
@@ -207,7 +218,7 @@ def _jacobian(name, fun, argnums, has_aux, by_rows, chunk_size, client):
         call = Call(name, fun, args, {}, argnums, False)
         rows = m <= call.n if by_rows is None else by_rows  # "auto": the fewer directions
         total = m if rows else call.n
-        products, call = _products(name, fun, argnums, rows, onp.arange(total), args, m)
+        products, call = _products(transform, name, fun, argnums, rows, onp.arange(total), args, m)
         product = _product(products, call, total, chunk_size, client)
         return _as_tree(product if rows else product.T, call, outs, out_tree)
     return jacfun
@@ -255,6 +266,8 @@ def hessian(fun, argnums=0, has_aux=False, chunk_size="auto", client=None):
 
 # ---------------------------------------------------------------- sparse
 def _sparse(name, fun, argnums, chunk_size, client, plans, swept):
+    transform = uuid.uuid4().hex
+
     @functools.wraps(fun)
     def sparse(*args):
         from .sparse.compressed import _reverse_product
@@ -262,7 +275,7 @@ def _sparse(name, fun, argnums, chunk_size, client, plans, swept):
         m = plan.pattern.shape[0]
         products = []
         for product, colors, _ in plan.parts:
-            part, call = _products(name, swept, argnums, product is _reverse_product, colors, args, m)
+            part, call = _products(transform, name, swept, argnums, product is _reverse_product, colors, args, m)
             total = int(colors.max()) + 1 if colors.size else 0
             products.append(_product(part, call, total, chunk_size, client))
         return plan.assemble(dask.compute(*products))
@@ -306,6 +319,8 @@ def vmap(fun, in_axes=0, out_axes=0, client=None):
     >>> gd.vmap(gpuad.jacfwd(gnp.sin))(xs).chunks
     ((2, 2, 2), (3,), (3,))
     """
+    transform = uuid.uuid4().hex
+
     @functools.wraps(fun)
     def batched(*args):
         axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
@@ -321,7 +336,7 @@ def vmap(fun, in_axes=0, out_axes=0, client=None):
                              f"{[x.shape[0] for x in mapped]}")
         mapped = [x.rechunk((chunks,) + tuple(-1 for _ in x.shape[1:])) for x in mapped]
         fixed = [x for x, a in zip(args, axes) if a is None]
-        batches = _Batches(fun, tuple(None if a is None else 0 for a in axes))
+        batches = _Batches(transform, fun, tuple(None if a is None else 0 for a in axes))
         like, it = [], iter(mapped)
         for a, x in zip(axes, args):
             like.append(x if a is None else ShapeDtypeStruct((chunks[0],) + next(it).shape[1:], x.dtype))

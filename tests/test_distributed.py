@@ -68,10 +68,14 @@ def test_compiled_once_per_worker_and_shape(client):
         traces.append(1)  # Python runs only while tracing
         return coupled(x)
 
-    J = gd.jacfwd(counted, chunk_size=4)(X)  # 10 blocks of one shape
+    jac = gd.jacfwd(counted, chunk_size=4)
+    J = jac(X)  # 10 blocks of one shape
     J.compute()
-    # the client: eval_shape and the block's shapes; the workers: one compile each (2 workers x 1 thread)
+    # the client traces twice (eval_shape, the block's shapes); each worker compiles once (2 workers x 1 thread)
     assert len(J.chunks[1]) == 10 and len(traces) <= 2 + 2
+    before = len(traces)
+    jac(X).compute()
+    assert len(traces) - before == 2  # a later call finds the workers' programs compiled
 
 
 def test_to_zarr(client, tmp_path):
