@@ -46,6 +46,7 @@ BLOCK_SHARE = 0.25
 # ---------------------------------------------------------------- what the workers run
 _PROGRAMS = {}  # in each worker process: (transform, program, thread) -> its compiled program, across calls
 _KEPT = 64  # programs kept; the oldest go first
+_KEEPING = threading.Lock()
 
 
 class _Shipped:
@@ -68,11 +69,12 @@ class _Shipped:
 
     def compiled(self):
         key = (self.transform, self.kind(), threading.get_ident())
-        if key not in _PROGRAMS:
-            if len(_PROGRAMS) >= _KEPT:
-                del _PROGRAMS[next(iter(_PROGRAMS))]
-            _PROGRAMS[key] = jit(self.program)
-        return _PROGRAMS[key]
+        with _KEEPING:  # the worker's threads share the dict
+            if key not in _PROGRAMS:
+                if len(_PROGRAMS) >= _KEPT:
+                    del _PROGRAMS[next(iter(_PROGRAMS))]
+                _PROGRAMS[key] = jit(self.program)  # traced and compiled at its first call, outside the lock
+            return _PROGRAMS[key]
 
 
 class _Products(_Shipped):
@@ -126,8 +128,12 @@ def _client(client):
     (a local scheduler: threads, processes, or dask.config's)."""
     if client is not None:
         return client
-    owner = getattr(dask.base.get_scheduler(), "__self__", None)
-    return owner if type(owner).__name__ == "Client" else None
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    owner = getattr(dask.base.get_scheduler(), "__self__", None)  # a client's scheduler is its bound get
+    return owner if isinstance(owner, Client) else None
 
 
 def _ship(client, values):
@@ -185,13 +191,15 @@ def _product(products, call, total, chunk_size, client):
     cluster = _client(client)
     if chunk_size == "auto":
         chunk_size = _block_size(products, call.args, total, width, *_workers(cluster), call.name)
-    shipped, *leaves = _ship(cluster, (products, *call.args))
-    meta = backends.xp().empty((0, 0), dtype=info.dtype)
-    task = dask.delayed(_Products.block, pure=True)
-    blocks = [da.from_delayed(task(shipped, tuple(leaves), lo, min(lo + chunk_size, total)),
-                              shape=(min(chunk_size, total - lo), info.shape[1]), dtype=info.dtype, meta=meta)
-              for lo in range(0, total, chunk_size)]
-    return da.concatenate(blocks, axis=0)
+    sizes = (chunk_size,) * (total // chunk_size) + ((total % chunk_size,) if total % chunk_size else ())
+    # blockwise, so that what follows a block (a transpose, a store to zarr, a reduction) joins its task
+    return da.map_blocks(_block, *_ship(cluster, (products, *call.args)), chunks=(sizes, (info.shape[1],)),
+                         dtype=info.dtype, meta=backends.xp().empty((0, 0), dtype=info.dtype))
+
+
+def _block(products, *args, block_info=None):
+    (lo, hi), _ = block_info[None]["array-location"]
+    return products.block(args, lo, hi)
 
 
 def _products(transform, name, fun, argnums, by_rows, colors, args, m):

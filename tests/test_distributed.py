@@ -61,6 +61,17 @@ def test_pytrees_argnums_and_shapes(client):
         np.testing.assert_allclose(g.compute(), w, rtol=1e-13, atol=1e-13)
 
 
+def test_hessian_of_several_arguments(client):
+    def f(a, b):
+        return gnp.sum(gnp.sin(a) * b[0, 0]) + gnp.sum(b ** 3) * a[0]
+    a, b = RNG.normal(size=3), RNG.normal(size=(2, 2))
+    got = gd.hessian(f, argnums=(0, 1), chunk_size=2)(a, b)
+    want = gpuad.hessian(f, argnums=(0, 1))(a, b)
+    assert gpuad.tree_flatten(got)[1] == gpuad.tree_flatten(want)[1]
+    for g, w in zip(gpuad.tree_leaves(got), gpuad.tree_leaves(want)):
+        np.testing.assert_allclose(g.compute(), w, rtol=1e-13, atol=1e-13)
+
+
 def test_compiled_once_per_worker_and_shape(client):
     traces = []
 
