@@ -4,9 +4,9 @@ The directions of a Jacobian are independent: column blocks in forward mode, row
 reverse mode, colors of a sparse one. Here each block is one Dask task that runs, on a worker,
 the compiled (gpuad.jit) product of the Jacobian with that block of seed rows: the sweep
 gpuad.sparse runs with its compressed seed (sparse/compressed.py), here seeded with rows of the
-identity or of the compressed seed. The function (cloudpickled) and the inputs go to every worker
-once (scattered, or one literal of the graph without a distributed client); each worker compiles
-the block program once per signature. Results are dask arrays: `.compute()` gathers one,
+identity or of the compressed seed. The function (cloudpickled) and the inputs go into the graph
+once, each one key that the workers share; each worker compiles the block program once per
+signature. Results are dask arrays: `.compute()` gathers one,
 `.to_zarr(...)` writes one larger than any worker's memory. `vmap` runs jit(vmap(fun)) on each
 chunk of dask arrays chunked along the mapped axis.
 
@@ -136,12 +136,12 @@ def _client(client):
     return owner if isinstance(owner, Client) else None
 
 
-def _ship(client, values):
-    """Values every task may read, sent once: to every worker (a copy each, so that losing a
-    worker loses none), or as literals of the graph without a client."""
-    if client is None:
-        return [dask.delayed(v, name=f"gpuad-{dask.base.tokenize(v)}") for v in values]
-    return client.scatter(list(values), broadcast=True, hash=False)  # keys of their own: a released twin cannot take it
+def _ship(values):
+    """Values every task may read, sent once: literals of the graph, each one key that a worker
+    computes and its peers fetch. Not scattered: a scattered value whose last copy is on a worker
+    that dies is lost (the Active Memory Manager drops extra copies), where the scheduler makes a
+    lost literal again."""
+    return [dask.delayed(v, name=f"gpuad-{dask.base.tokenize(v)}") for v in values]
 
 
 def _workers(client):
@@ -193,7 +193,7 @@ def _product(products, call, total, chunk_size, client):
         chunk_size = _block_size(products, call.args, total, width, *_workers(cluster), call.name)
     sizes = (chunk_size,) * (total // chunk_size) + ((total % chunk_size,) if total % chunk_size else ())
     # blockwise, so that what follows a block (a transpose, a store to zarr, a reduction) joins its task
-    return da.map_blocks(_block, *_ship(cluster, (products, *call.args)), chunks=(sizes, (info.shape[1],)),
+    return da.map_blocks(_block, *_ship((products, *call.args)), chunks=(sizes, (info.shape[1],)),
                          dtype=info.dtype, meta=backends.xp().empty((0, 0), dtype=info.dtype))
 
 
@@ -286,7 +286,8 @@ def _sparse(name, fun, argnums, chunk_size, client, plans, swept):
             part, call = _products(transform, name, swept, argnums, product is _reverse_product, colors, args, m)
             total = int(colors.max()) + 1 if colors.size else 0
             products.append(_product(part, call, total, chunk_size, client))
-        return plan.assemble(dask.compute(*products))
+        cluster = _client(client)
+        return plan.assemble(dask.compute(*products, **({"scheduler": cluster} if cluster else {})))
     return sparse
 
 
@@ -316,11 +317,11 @@ sparse.__doc__ = "gpuad.sparse's jacobian and hessian, their colors split over a
 
 
 # ---------------------------------------------------------------- batches
-def vmap(fun, in_axes=0, out_axes=0, client=None):
+def vmap(fun, in_axes=0, out_axes=0):
     """gpuad.vmap over dask arrays chunked along the mapped axis: each chunk is one task running
     jit(vmap(fun)) on a worker, compiled once per worker and chunk shape. Arguments with in_axes
-    None are sent to every worker once; NumPy arrays mapped are taken as one chunk. Returns dask
-    arrays (a tree of them), chunked as the mapped arguments.
+    None are sent to the workers once; NumPy arrays mapped are taken as one chunk. Returns dask
+    arrays (a tree of them), chunked as the mapped arguments, computed where dask computes them.
 
     >>> import dask.array as da, gpuad, gpuad.numpy as gnp, gpuad.distributed as gd
     >>> xs = da.ones((6, 3), chunks=(2, 3))
@@ -349,7 +350,7 @@ def vmap(fun, in_axes=0, out_axes=0, client=None):
         for a, x in zip(axes, args):
             like.append(x if a is None else ShapeDtypeStruct((chunks[0],) + next(it).shape[1:], x.dtype))
         outs, out_tree = tree_flatten(eval_shape(api.vmap(fun, in_axes=batches.in_axes), *like))
-        shipped, *fixed = _ship(_client(client), (batches, *fixed))
+        shipped, *fixed = _ship((batches, *fixed))
         task = dask.delayed(_Batches.block, pure=True, nout=len(outs))
         parts = [task(shipped, tuple(fixed), tuple(x.blocks[i] for x in mapped)) for i in range(len(chunks))]
         leaves = [da.concatenate([da.from_delayed(p[k], shape=(c,) + o.shape[1:],
