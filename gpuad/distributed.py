@@ -34,6 +34,7 @@ except ImportError as e:  # gpuad itself runs without Dask; this module does not
 
 from . import api, backends
 from .api import Call, grad
+from .chunking import size_text
 from .core import ShapeDtypeStruct, dtype, shape
 from .jit import eval_shape, jit
 from .tree import tree_flatten
@@ -167,8 +168,8 @@ def _check_chunk_size(chunk_size, name):
 
 def _block_size(products, args, total, width, room, threads, name):
     """chunk_size="auto": the most directions whose block program (its planned buffers and its
-    seed) fits in BLOCK_SHARE of a worker thread's memory, and no more than share every thread
-    one block."""
+    seed) fits in BLOCK_SHARE of a worker thread's memory, and no more than gives every thread
+    a block."""
     lowered = jit(products.program)
     itemsize = onp.dtype(products.seed_dtype).itemsize
     peak = [lowered.lower(args, ShapeDtypeStruct((k, width), products.seed_dtype)).peak_bytes + k * width * itemsize
@@ -176,8 +177,9 @@ def _block_size(products, args, total, width, room, threads, name):
     per, fixed = peak[1] - peak[0], 2 * peak[0] - peak[1]
     fits = int((BLOCK_SHARE * room - fixed) // max(per, 1))
     if fits < 1:
-        raise MemoryError(f"{name}: one direction's block needs about {peak[0]} bytes, more than {BLOCK_SHARE} of "
-                          f"a worker thread's memory limit ({int(room)} bytes); give the workers more memory")
+        raise MemoryError(f"{name}: a block of one direction needs about {size_text(peak[0])}, more than "
+                          f"{BLOCK_SHARE} of a worker thread's memory limit ({size_text(room)}); give the workers "
+                          "more memory (or fewer threads each)")
     return max(1, min(fits, -(-total // threads)))
 
 
@@ -202,15 +204,11 @@ def _block(products, *args, block_info=None):
     return products.block(args, lo, hi)
 
 
-def _products(transform, name, fun, argnums, by_rows, colors, args, m):
-    """(the block products of fun's Jacobian at args seeded by these colors, its api.Call)."""
-    call = Call(name, fun, args, {}, argnums, False)
-    if by_rows:
-        outs = tree_flatten(eval_shape(fun, *args))[0]
-        seed_dtype = outs[0].dtype if outs else dtype(call.leaves[0])
-    else:
-        seed_dtype = dtype(call.leaves[0])
-    return _Products(transform, name, fun, argnums, by_rows, colors, m, seed_dtype), call
+def _products(transform, call, argnums, by_rows, colors, m):
+    """The block products of the call's Jacobian seeded by these colors."""
+    outs = tree_flatten(eval_shape(call.fun, *call.args))[0] if by_rows else None
+    seed_dtype = outs[0].dtype if outs else dtype(call.leaves[0])
+    return _Products(transform, call.name, call.fun, argnums, by_rows, colors, m, seed_dtype)
 
 
 def _jacobian(name, fun, argnums, has_aux, by_rows, chunk_size, client):
@@ -226,7 +224,7 @@ def _jacobian(name, fun, argnums, has_aux, by_rows, chunk_size, client):
         call = Call(name, fun, args, {}, argnums, False)
         rows = m <= call.n if by_rows is None else by_rows  # "auto": the fewer directions
         total = m if rows else call.n
-        products, call = _products(transform, name, fun, argnums, rows, onp.arange(total), args, m)
+        products = _products(transform, call, argnums, rows, onp.arange(total), m)
         product = _product(products, call, total, chunk_size, client)
         return _as_tree(product if rows else product.T, call, outs, out_tree)
     return jacfun
@@ -283,7 +281,8 @@ def _sparse(name, fun, argnums, chunk_size, client, plans, swept):
         m = plan.pattern.shape[0]
         products = []
         for product, colors, _ in plan.parts:
-            part, call = _products(transform, name, swept, argnums, product is _reverse_product, colors, args, m)
+            call = Call(name, swept, args, {}, argnums, False)
+            part = _products(transform, call, argnums, product is _reverse_product, colors, m)
             total = int(colors.max()) + 1 if colors.size else 0
             products.append(_product(part, call, total, chunk_size, client))
         cluster = _client(client)

@@ -141,6 +141,8 @@ def test_blocks_sized_from_the_workers_memory_limit():
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit=limit,
                                   dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
         J = gd.jacfwd(coupled, client=c)(np.ones(n))  # not computed: the block sizes are decided here
+        with pytest.raises(MemoryError, match="worker thread's memory limit"):  # 16 MB each for seed and block
+            gd.jacfwd(coupled, client=c)(np.ones(2 * 10**6))
     # the client's machine has gigabytes free, which would make one block of all n directions
     assert 1 < max(J.chunks[1]) < n
     assert max(J.chunks[1]) * n * 8 <= gd.BLOCK_SHARE * limit  # each block's own result alone fits
