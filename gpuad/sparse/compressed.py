@@ -167,9 +167,13 @@ class _Sweep:
 
     def __call__(self, call):
         traced = any(isinstance(x, ProgramTracer) for x in call.leaves)
-        values = [gnp.take(gnp.reshape(product(call, functools.partial(self.seed, colors, traced=traced),
-                                               self.pattern.shape[0]), (-1,)), at)
-                  for product, colors, at in self.parts]
+        return self.assemble([product(call, functools.partial(self.seed, colors, traced=traced), self.pattern.shape[0])
+                              for product, colors, _ in self.parts])
+
+    def assemble(self, products):
+        """The result from each part's compressed product (directions, elements), however computed
+        (gpuad.distributed computes them by blocks of colors on a cluster)."""
+        values = [gnp.take(gnp.reshape(p, (-1,)), at) for p, (_, _, at) in zip(products, self.parts)]
         return self.result(values[0] if len(values) == 1 else gnp.where(self.from_reverse, values[1], values[0]))
 
     def seed(self, colors, dt, traced=False):
