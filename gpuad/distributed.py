@@ -23,10 +23,10 @@ import threading
 import types
 import uuid
 
-import cloudpickle
 import numpy as onp
 
 try:
+    import cloudpickle
     import dask
     import dask.array as da
 except ImportError as e:  # gpuad itself runs without Dask; this module does not

@@ -12,12 +12,16 @@ from gpuad import backends
 _CUPY_ONLY = {"gpuad.backends.cupy", "gpuad.kernels.launch"}
 MODULES = sorted(m.name for m in pkgutil.walk_packages(gpuad.__path__, "gpuad.")
                  if m.name not in _CUPY_ONLY and not m.name.endswith("__main__"))
+# Modules of an optional extra, and the package their examples need (`pip install -e ".[dask]"`).
+_EXTRA = {"gpuad.distributed": "dask"}
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     if backends.backend() != "numpy":
         pytest.skip("the examples print NumPy arrays")
+    if name in _EXTRA:
+        pytest.importorskip(_EXTRA[name])
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
 
