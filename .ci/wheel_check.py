@@ -1,7 +1,7 @@
 """Run by .ci/run with the Python of a fresh venv that has only the built wheel installed, from a
 folder outside the checkout: the package imports from site-packages, ships no top-level `bench`,
-carries its kernel templates, and a compiled function builds and runs its fused kernel (any
-warning, such as fusion turned off for want of a compiler or a template, fails the check)."""
+carries its kernel templates and py.typed, and a compiled function builds and runs its fused
+kernel (any warning, such as fusion turned off for want of a compiler or a template, fails)."""
 import importlib.util
 import os
 import pathlib
@@ -18,6 +18,7 @@ here = pathlib.Path(gpuad.__file__).resolve()
 assert "site-packages" in here.parts, f"gpuad imported from {here}, not from the installed wheel"
 assert importlib.util.find_spec("bench") is None, "the wheel installs a top-level `bench` package"
 assert (template_dir() / "region.cu").is_file() and here.parent in template_dir().parents, template_dir()
+assert (here.parent / "py.typed").is_file(), "the wheel does not mark the package as typed"
 
 
 def f(x):
