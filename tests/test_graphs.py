@@ -128,6 +128,7 @@ def test_a_run_whose_capture_fails_warns_once_and_runs_step_by_step(monkeypatch)
     assert_close(third, gpuad.jacrev(_stencil)(_inputs(2)), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_call_on_another_stream_waits_for_the_last_calls_stream(fake):
     """The graph's buffers are shared by every call: a call on a new stream waits for the stream
     of the call before it (same stream: the stream keeps the order, no wait)."""
