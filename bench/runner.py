@@ -4,6 +4,7 @@ A wrong result is never timed: it is recorded as "wrong" with the size of the er
 the run ends with a failure status.
 """
 import gc
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -81,16 +82,49 @@ def run(cases, engines, unavailable, size, budget=None, settle_s=0.0):
     expected = {case.name: expected_result(case, s) for case in cases}
     results = [Result(case.name, name, "unavailable", reason) for name, reason in unavailable.items()
                for case in cases]
+    progress = Progress([c.name for c in cases], len(engines))
     for engine in engines.values():
         gc.collect()  # the last engine's garbage goes now, not inside this one's timings
         time.sleep(settle_s)
         t0 = time.perf_counter()
         for i, case in enumerate(cases, 1):
             res = measure(case, engine, s, expected[case.name], budget)
-            _progress(f"[{engine.name} {i}/{len(cases)}] {case.name:<20} {_summary(res)}")
+            _progress(f"{progress.step(case.name)} [{engine.name} {i}/{len(cases)}] {case.name:<20} {_summary(res)}")
             results.append(res)
         _progress(f"[{engine.name}] done in {time.perf_counter() - t0:.1f} s")
     return results
+
+
+class Progress:
+    """The run's progress: (case, engine) pairs done, the time so far and an estimate of the time
+    left. A case still to run on a later engine is expected to take what it took on the engines
+    before (its first call, its timed calls and its memory measurement); a case not run yet, the
+    median of what the pairs so far took (one slow problem does not stand for every other)."""
+
+    def __init__(self, cases, n_engines, clock=time.perf_counter):
+        self.cases, self.total, self.clock = cases, len(cases) * n_engines, clock
+        self.took = {}  # case -> seconds on each engine done
+        self.start = self.last = clock()
+
+    def step(self, case):
+        """Record that `case` finished on the current engine; the progress line."""
+        now = self.clock()
+        self.took.setdefault(case, []).append(now - self.last)
+        self.last = now
+        done = sum(map(len, self.took.values()))
+        return f"[{done}/{self.total}, {_clock(now - self.start)} so far, about {_clock(self.left(done))} left]"
+
+    def left(self, done):
+        """Seconds the pairs after the first `done` will take, by what the pairs so far took."""
+        typical = statistics.median_low([s for took in self.took.values() for s in took])
+        upcoming = [self.cases[k % len(self.cases)] for k in range(done, self.total)]
+        return sum(statistics.fmean(self.took[c]) if c in self.took else typical for c in upcoming)
+
+
+def _clock(seconds):
+    """m:ss"""
+    m, s = divmod(round(seconds), 60)
+    return f"{m}:{s:02d}"
 
 
 def _summary(res):

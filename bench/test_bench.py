@@ -53,6 +53,21 @@ def test_unsupported_transform_is_na():
     assert runner.measure(case, engine, QUICK, None, (0.01, 1, 1)).status == "n/a"
 
 
+def test_progress_estimates_the_time_left_from_what_each_case_took():
+    now = [0.0]
+    progress = runner.Progress(["a", "b", "c"], n_engines=2, clock=lambda: now[0])
+    now[0] = 100.0
+    assert progress.step("a") == "[1/6, 1:40 so far, about 8:20 left]"  # b, c, then a, b, c: 100 s each
+    now[0] = 101.0
+    assert progress.step("b") == "[2/6, 1:41 so far, about 1:43 left]"  # c, twice, as the median: 1 s
+    now[0] = 103.0
+    assert progress.step("c") == "[3/6, 1:43 so far, about 1:43 left]"  # a, b, c again: 100, 1 and 2 s
+    now[0] = 200.0
+    assert progress.step("a") == "[4/6, 3:20 so far, about 0:03 left]"
+    now[0] = 205.0
+    assert progress.step("b") == "[5/6, 3:25 so far, about 0:02 left]"
+
+
 def test_command_line_writes_report_and_json(tmp_path, capsys, monkeypatch):
     path = tmp_path / "out.json"
     # --glibc-malloc: leave this test process's allocator alone (it sets GPUAD_MALLOC: undone after)

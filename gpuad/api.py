@@ -6,6 +6,8 @@ loop over directions is `chunk_size`, which bounds memory by sweeping k directio
 """
 import functools
 import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeAlias
 
 from . import backends
 from .batching import BatchTrace, BatchTracer
@@ -19,7 +21,14 @@ from .ops.elementwise import astype
 from .ops.indexing import getitem
 from .ops.shape import broadcast_to, reshape, transpose
 from .reverse import RevTrace
-from .tree import tree_flatten, tree_map
+from .tree import TreeDef, tree_flatten, tree_map
+
+Fun: TypeAlias = Callable[..., Any]
+"""A function of arrays (or pytrees of arrays) to arrays (or pytrees of arrays)."""
+ArgNums: TypeAlias = int | Sequence[int]
+"""Which positional arguments are differentiated: one index, or a sequence of them."""
+ChunkSize: TypeAlias = int | Literal["auto"] | None
+"""At most this many directions a sweep; "auto" sizes them from the available memory."""
 
 
 # ---------------------------------------------------------------- one differentiation call
@@ -31,7 +40,8 @@ class Call:
     holomorphic=True, which requires complex ones on both; None for jvp, vjp and linearize, which
     take either."""
 
-    def __init__(self, name, fun, args, kwargs, argnums, has_aux, real=None, holomorphic=False):
+    def __init__(self, name: str, fun: Fun, args: Sequence[Any], kwargs: dict[str, Any], argnums: ArgNums,
+                 has_aux: bool, real: tuple[str, ...] | None = None, holomorphic: bool = False) -> None:
         self.name, self.args, self.kwargs, self.has_aux = name, tuple(args), kwargs, has_aux
         self.real, self.holomorphic = real, holomorphic
         self.fun = functools.partial(fun, **kwargs) if kwargs else fun  # undifferentiated, as in JAX
@@ -46,7 +56,7 @@ class Call:
         self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
         self.n = sum(self.sizes)
 
-    def run(self, leaves):
+    def run(self, leaves: list[Any]) -> tuple[list[Any], TreeDef, Any]:
         """fun with the differentiated leaves replaced: ([output leaves], output tree, aux)."""
         args = list(self.args)
         sub = self.tree.unflatten(leaves)
@@ -64,7 +74,7 @@ class Call:
         self.check_dtypes(outs, "output")
         return outs, out_tree, aux
 
-    def check_dtypes(self, values, side):
+    def check_dtypes(self, values: list[Any], side: str) -> None:
         """JAX's rules for complex inputs and outputs of jacfwd, jacrev, grad and hessian."""
         if self.real is None:
             return
@@ -80,7 +90,7 @@ class Call:
                     f"but got {d}. For holomorphic differentiation, pass holomorphic=True. For differentiation "
                     f"of non-holomorphic functions involving complex {side}s, use gpuad.{direct} directly.")
 
-    def forward(self, bundles, watch=None):
+    def forward(self, bundles: list[Any], watch: int | None = None) -> tuple[list[Any], list[Any], TreeDef, Any]:
         """One forward run carrying a tangent bundle per input leaf (all with K directions); watch:
         the tangent bytes it may make before it stops (JVPTrace.watch)."""
         with new_trace(JVPTrace) as trace:
@@ -91,7 +101,7 @@ class Call:
         return primals, [_tangent_of(_or_zeros(t, k, p), p) for p, t in zip(primals, tangents)], out_tree, \
             _lower(aux, trace)
 
-    def record(self):
+    def record(self) -> "Recording":
         """One run on a fresh tape, for sweeps back (rows) or forward (columns) afterwards."""
         with new_trace(RevTrace) as trace:
             inputs = [trace.new_input(x) for x in self.leaves]
@@ -99,11 +109,11 @@ class Call:
             values, ids = trace.split(outs)
         return Recording(self, trace, [t.id for t in inputs], values, ids, out_tree, _lower(aux, trace))
 
-    def basis(self, lo, hi):
+    def basis(self, lo: int, hi: int) -> list[Any]:
         """Input directions lo..hi of the n x n identity, one bundle per input leaf."""
         return [_basis_slice(x, off, lo, hi) for x, off in zip(self.leaves, self.offsets)]
 
-    def columns(self, tangent, out_value):
+    def columns(self, tangent: Any, out_value: Any) -> Any:
         """A tangent bundle (n, *So) of one output as its Jacobian blocks, one per input leaf,
         each shaped So + Sj."""
         so = shape(out_value)
@@ -116,10 +126,10 @@ class Call:
             blocks.append(transpose(b, perm=perm) if nx and so else b)
         return self.tree.unflatten(blocks)
 
-    def result(self, jac, aux):
+    def result(self, jac: Any, aux: Any) -> Any:
         return (jac, aux) if self.has_aux else jac
 
-    def signature(self):
+    def signature(self) -> tuple[Any, ...]:
         """What a sweep's memory depends on: the arguments' tree, shapes and dtypes (and bytes held
         under enclosing transforms), and the integers and strings among them (sizes, modes)."""
         array = backends.current().xp.ndarray
@@ -134,14 +144,16 @@ class Recording:
     """A tape recorded once for a Call: its input ids, and the outputs' values and ids (None for
     an output that does not depend on the inputs)."""
 
-    def __init__(self, call, trace, in_ids, values, ids, out_tree, aux):
+    def __init__(self, call: Call, trace: RevTrace, in_ids: list[int], values: list[Any], ids: list[int | None],
+                 out_tree: TreeDef, aux: Any) -> None:
         self.call, self.trace, self.in_ids = call, trace, in_ids
         self.values, self.ids, self.out_tree, self.aux = values, ids, out_tree, aux
         self.m = sum(math.prod(shape(v)) for v in values)
 
-    def rows(self, lo, hi):
+    def rows(self, lo: int, hi: int) -> list[Any]:
         """Cotangent bundles of the inputs for output directions lo..hi (one backward sweep)."""
-        seeds, off = {}, 0
+        seeds: dict[int, Any] = {}
+        off = 0
         for value, oid in zip(self.values, self.ids):
             size = math.prod(shape(value))
             if oid is not None and lo < off + size and off < hi:
@@ -150,36 +162,36 @@ class Recording:
             off += size
         return self.pull(seeds, hi - lo)
 
-    def pull(self, seeds, m):
+    def pull(self, seeds: dict[int, Any], m: int) -> list[Any]:
         """The inputs' cotangent bundles (m directions) from {output id: seed bundle}."""
         ct = self.trace.sweep_backward(seeds) if seeds else {}
         return [_in_dtype_of(_or_zeros(ct.get(i), m, x), x) for i, x in zip(self.in_ids, self.call.leaves)]
 
-    def columns(self, lo, hi):
+    def columns(self, lo: int, hi: int) -> list[Any]:
         """Tangent bundles of the outputs for input directions lo..hi (one forward sweep)."""
         return self.push(dict(zip(self.in_ids, self.call.basis(lo, hi))), hi - lo)
 
-    def push(self, tangents, k):
+    def push(self, tangents: dict[int, Any], k: int) -> list[Any]:
         """The outputs' tangent bundles (k directions) from {input id: tangent bundle}."""
         tan = self.trace.sweep_forward(tangents, {oid for oid in self.ids if oid is not None})
         return [_or_zeros(tan.get(oid) if oid is not None else None, k, v) for v, oid in zip(self.values, self.ids)]
 
-    def footprint(self, by_rows):
+    def footprint(self, by_rows: bool) -> Footprint:
         """The memory one direction of a sweep over this tape takes (chunking.Footprint)."""
         return Footprint.of(self.call.leaves, self.trace.tape, self.values, by_rows)
 
-    def jacobian_by_rows(self, chunks):
+    def jacobian_by_rows(self, chunks: Chunks) -> Any:
         """The Jacobian from backward sweeps: output tree of input trees, blocks So + Sj."""
         rows = chunks.stacked(self.call, self.m, self.rows, lambda: self.footprint(by_rows=True))
         per_input = [self._split_rows(c) for c in rows]
         blocks = [self.call.tree.unflatten([b[o] for b in per_input]) for o in range(len(self.values))]
         return self.out_tree.unflatten(blocks)
 
-    def jacobian_by_columns(self, chunks):
+    def jacobian_by_columns(self, chunks: Chunks) -> Any:
         tangents = chunks.stacked(self.call, self.call.n, self.columns, lambda: self.footprint(by_rows=False))
         return self.out_tree.unflatten([self.call.columns(t, v) for t, v in zip(tangents, self.values)])
 
-    def _split_rows(self, c):
+    def _split_rows(self, c: Any) -> list[Any]:
         """An input's cotangent bundle (m, *Sj) as one block per output leaf, So + Sj."""
         out, off = [], 0
         for value in self.values:
@@ -191,7 +203,7 @@ class Recording:
 
 
 # ---------------------------------------------------------------- argument handling
-def _argnums(argnums, nargs, name):
+def _argnums(argnums: ArgNums, nargs: int, name: str) -> tuple[tuple[int, ...], bool]:
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums) if isinstance(argnums, (tuple, list)) else ()
     if not nums or not all(isinstance(i, int) for i in nums):
@@ -206,7 +218,7 @@ def _argnums(argnums, nargs, name):
     return nums, single
 
 
-def _as_input(x, name, where):
+def _as_input(x: Any, name: str, where: str) -> Any:
     if isinstance(x, Tracer):
         v = x
     elif isinstance(x, bool) or not (isinstance(x, (int, float, complex)) or hasattr(x, "shape")):
@@ -222,7 +234,7 @@ def _as_input(x, name, where):
     return v
 
 
-def as_output(x, name):
+def as_output(x: Any, name: str) -> Any:
     """An output of a transformed function as an array (or traced value); a clear TypeError for
     anything else. `name` is the transform's, for the message."""
     if isinstance(x, Tracer) or backends.current().is_array(x):
@@ -233,12 +245,12 @@ def as_output(x, name):
                     f"but it returned a {type(x).__name__}")
 
 
-def _lower(tree, trace):
+def _lower(tree: Any, trace: Any) -> Any:
     """Strip one trace level off every value in tree (aux data)."""
     return tree_map(trace.lower, tree)
 
 
-def _bundle(t, like, name, what):
+def _bundle(t: Any, like: Any, name: str, what: str) -> Any:
     """A single tangent or cotangent as a bundle of one direction, after checking it fits."""
     if not isinstance(t, Tracer):
         t = backends.current().coerce(t)
@@ -252,25 +264,25 @@ def _bundle(t, like, name, what):
     return reshape(t, shape=(1,) + shape(t))
 
 
-def _single(bundle, like):
+def _single(bundle: Any, like: Any) -> Any:
     """The one direction of a bundle (1, *S) as a value of shape S (zeros for None)."""
     return reshape(_or_zeros(bundle, 1, like), shape=shape(like))
 
 
-def _basis_slice(x, offset, lo, hi):
+def _basis_slice(x: Any, offset: int, lo: int, hi: int) -> Any:
     """Rows lo..hi of the n x n identity, restricted to one leaf's columns, as a (hi-lo, *S) bundle."""
     e = eye(rows=hi - lo, cols=math.prod(shape(x)), k=lo - offset, dtype=dtype(x))
     return reshape(e, shape=(hi - lo,) + shape(x))
 
 
-def _in_dtype_of(bundle, leaf):
+def _in_dtype_of(bundle: Any, leaf: Any) -> Any:
     """A cotangent of a leaf in the leaf's dtype, as JAX gives it: a float32 input has a float32
     gradient even where float64 constants inside the function promoted its values. (Forward mode
     keeps the outputs' dtype, as JAX's jacfwd does.)"""
     return bundle if dtype(bundle) == dtype(leaf) else astype(bundle, dtype=dtype(leaf))
 
 
-def _tangent_of(bundle, primal):
+def _tangent_of(bundle: Any, primal: Any) -> Any:
     """A tangent bundle in its complex primal's dtype where it was real (a complex value made from
     real ones, as where(c, x, 1j) of a real x, has real tangents), as JAX gives it."""
     if dtype(primal).kind == "c" and dtype(bundle).kind != "c":
@@ -278,7 +290,7 @@ def _tangent_of(bundle, primal):
     return bundle
 
 
-def _or_zeros(bundle, k, like):
+def _or_zeros(bundle: Any, k: int, like: Any) -> Any:
     """A bundle, or k directions of zeros shaped like `like` where there is none (no dependence)."""
     if bundle is not None:
         return bundle
@@ -287,7 +299,7 @@ def _or_zeros(bundle, k, like):
 
 # ---------------------------------------------------------------- forward mode
 @at_user_line
-def jvp(fun, primals, tangents, has_aux=False):
+def jvp(fun: Fun, primals: Sequence[Any], tangents: Sequence[Any], has_aux: bool = False) -> tuple[Any, ...]:
     """Forward-mode Jacobian-vector product: (fun(*primals), J @ tangents).
 
     >>> import gpuad, gpuad.numpy as gnp
@@ -308,7 +320,8 @@ def jvp(fun, primals, tangents, has_aux=False):
     return res + (aux,) if has_aux else res
 
 
-def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
+def jacfwd(fun: Fun, argnums: ArgNums = 0, has_aux: bool = False, holomorphic: bool = False,
+           chunk_size: ChunkSize = None) -> Fun:
     """Jacobian by forward mode: one run of fun carrying all n input directions at once.
 
     As in JAX, complex inputs need holomorphic=True (then the Jacobian is the complex derivative;
@@ -316,7 +329,7 @@ def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
 
     Leaf shapes are out.shape + in.shape. chunk_size=k runs fun once per k directions to bound memory;
     chunk_size="auto" picks k before the first run from the available memory and an estimate of what
-    one direction takes (README, "Memory"), and remembers it per input signature; chunk_size=None
+    one direction takes (docs/memory.md), and remembers it per input signature; chunk_size=None
     (one run) raises MemoryError, before running, when that estimate exceeds the available memory.
     A sweep that runs out of memory is retried in halves, with a warning.
 
@@ -329,11 +342,11 @@ def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
 
     @functools.wraps(fun)
     @at_user_line
-    def jacfun(*args, **kwargs):
+    def jacfun(*args: Any, **kwargs: Any) -> Any:
         call = Call("jacfwd", fun, args, kwargs, argnums, has_aux, ("input",), holomorphic)
-        last = {}  # the primal outputs, their tree and aux: the same from every run, kept from the last
+        last: dict[str, Any] = {}  # the primal outputs, their tree and aux: the same from every run, kept from the last
 
-        def sweep(lo, hi, watch=None):
+        def sweep(lo: int, hi: int, watch: int | None = None) -> list[Any]:
             last["po"], tangents, last["tree"], last["aux"] = call.forward(call.basis(lo, hi), watch)
             return tangents
 
@@ -346,7 +359,8 @@ def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
 
 
 # ---------------------------------------------------------------- reverse mode
-def jacrev(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
+def jacrev(fun: Fun, argnums: ArgNums = 0, has_aux: bool = False, holomorphic: bool = False,
+           chunk_size: ChunkSize = None) -> Fun:
     """Jacobian by reverse mode: one recorded run, one backward sweep with all m output directions.
     As in JAX, complex outputs need holomorphic=True; complex inputs of real outputs give the rows
     of JAX's gradients (d/dx - i d/dy).
@@ -361,13 +375,15 @@ def jacrev(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
 
     @functools.wraps(fun)
     @at_user_line
-    def jacfun(*args, **kwargs):
+    def jacfun(*args: Any, **kwargs: Any) -> Any:
         rec = Call("jacrev", fun, args, kwargs, argnums, has_aux, ("output",), holomorphic).record()
         return rec.call.result(rec.jacobian_by_rows(chunks), rec.aux)
     return jacfun
 
 
-def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None, holomorphic=False):
+def jacobian(fun: Fun, argnums: ArgNums = 0, has_aux: bool = False,
+             mode: Literal["auto", "forward", "reverse"] = "auto", chunk_size: ChunkSize = None,
+             holomorphic: bool = False) -> Fun:
     """Jacobian in the cheaper mode. mode="auto" records fun once on a tape, then sweeps it
     forward with the n input directions when n < m (tall Jacobians), else backward with the
     m output directions; "forward" and "reverse" are jacfwd and jacrev. With mode="auto",
@@ -382,7 +398,7 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None, holomo
 
     @functools.wraps(fun)
     @at_user_line
-    def jacfun(*args, **kwargs):
+    def jacfun(*args: Any, **kwargs: Any) -> Any:
         rec = Call("jacobian", fun, args, kwargs, argnums, has_aux, ("input", "output"), holomorphic).record()
         by = rec.jacobian_by_columns if rec.call.n < rec.m else rec.jacobian_by_rows
         return rec.call.result(by(chunks), rec.aux)
@@ -390,7 +406,7 @@ def jacobian(fun, argnums=0, has_aux=False, mode="auto", chunk_size=None, holomo
 
 
 @at_user_line
-def vjp(fun, *primals, has_aux=False):
+def vjp(fun: Fun, *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
     """Reverse-mode vector-Jacobian product. Returns (fun(*primals), pullback); pullback(ct)
     returns a tuple with one cotangent per primal.
 
@@ -402,11 +418,11 @@ def vjp(fun, *primals, has_aux=False):
     rec = Call("vjp", fun, primals, {}, tuple(range(len(primals))), has_aux).record()
 
     @at_user_line
-    def pullback(ct):
+    def pullback(ct: Any) -> Any:
         cleaves, ctree = tree_flatten(ct)
         if ctree != rec.out_tree:
             raise ValueError(f"vjp: the cotangent has structure {ctree} but the output has {rec.out_tree}")
-        seeds = {}
+        seeds: dict[int, Any] = {}
         for c, value, oid in zip(cleaves, rec.values, rec.ids):
             b = _bundle(c, value, "vjp", "cotangent")
             if oid is not None:
@@ -418,13 +434,13 @@ def vjp(fun, *primals, has_aux=False):
 
 
 @at_user_line
-def linearize(fun, *primals):
+def linearize(fun: Fun, *primals: Any) -> tuple[Any, Fun]:
     """(fun(*primals), f_jvp): f_jvp(*tangents) = J @ tangents, computed by a forward sweep of
     the tape recorded once here (fun is not run again)."""
     rec = Call("linearize", fun, primals, {}, tuple(range(len(primals))), False).record()
 
     @at_user_line
-    def f_jvp(*tangents):
+    def f_jvp(*tangents: Any) -> Any:
         tleaves, ttree = tree_flatten(tuple(tangents))
         if ttree != rec.call.tree:
             raise ValueError(f"linearize: tangents have structure {ttree} but primals have {rec.call.tree}")
@@ -435,7 +451,7 @@ def linearize(fun, *primals):
     return rec.out_tree.unflatten(rec.values), f_jvp
 
 
-def value_and_grad(fun, argnums=0, has_aux=False, holomorphic=False):
+def value_and_grad(fun: Fun, argnums: ArgNums = 0, has_aux: bool = False, holomorphic: bool = False) -> Fun:
     """(fun(*args), gradient) for a scalar-valued fun, by one reverse sweep. Of complex inputs
     (real output) the gradient is JAX's, df/dx - i df/dy; holomorphic=True gives f'(z).
 
@@ -445,7 +461,7 @@ def value_and_grad(fun, argnums=0, has_aux=False, holomorphic=False):
     """
     @functools.wraps(fun)
     @at_user_line
-    def vg(*args, **kwargs):
+    def vg(*args: Any, **kwargs: Any) -> Any:
         rec = Call("grad", fun, args, kwargs, argnums, has_aux, ("output",), holomorphic).record()
         if len(rec.values) != 1 or shape(rec.values[0]) != ():
             shapes = [shape(v) for v in rec.values]
@@ -459,7 +475,7 @@ def value_and_grad(fun, argnums=0, has_aux=False, holomorphic=False):
     return vg
 
 
-def grad(fun, argnums=0, has_aux=False, holomorphic=False):
+def grad(fun: Fun, argnums: ArgNums = 0, has_aux: bool = False, holomorphic: bool = False) -> Fun:
     """Gradient of a scalar-valued function (reverse mode); value_and_grad's conventions.
 
     >>> import gpuad, gpuad.numpy as gnp
@@ -471,13 +487,14 @@ def grad(fun, argnums=0, has_aux=False, holomorphic=False):
     vg = value_and_grad(fun, argnums, has_aux, holomorphic)
 
     @functools.wraps(fun)
-    def g(*args, **kwargs):
+    def g(*args: Any, **kwargs: Any) -> Any:
         (_, aux), gr = vg(*args, **kwargs) if has_aux else ((None, None), vg(*args, **kwargs)[1])
         return (gr, aux) if has_aux else gr
     return g
 
 
-def hessian(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
+def hessian(fun: Fun, argnums: ArgNums = 0, has_aux: bool = False, holomorphic: bool = False,
+            chunk_size: ChunkSize = None) -> Fun:
     """Hessian as jacfwd(jacrev(fun)): leaf shapes out.shape + in.shape + in.shape (holomorphic:
     both levels', as in JAX).
 
@@ -496,7 +513,7 @@ def hessian(fun, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
     return jacfwd(jacrev(fun, argnums, has_aux, holomorphic, chunk_size), argnums, has_aux, holomorphic, chunk_size)
 
 
-def hvp(fun, primals, tangents):
+def hvp(fun: Fun, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
     """Hessian-vector product H @ v by forward-over-reverse, without forming H. Returns a value
     with the primals' structure (a single array when there is one primal).
 
@@ -504,13 +521,13 @@ def hvp(fun, primals, tangents):
     >>> gpuad.hvp(lambda x: x[0] ** 2 * x[1] + x[1] ** 3, (gnp.array([1.0, 2.0]),), (gnp.array([0.5, -0.5]),))
     array([ 1., -5.])
     """
-    argnums = 0 if len(primals) == 1 else tuple(range(len(primals)))
+    argnums: ArgNums = 0 if len(primals) == 1 else tuple(range(len(primals)))
     return jvp(grad(fun, argnums), tuple(primals), tuple(tangents))[1]
 
 
 # ---------------------------------------------------------------- vmap
 
-def _axes_for(spec, tree, what):
+def _axes_for(spec: Any, tree: Any, what: str) -> list[int | None]:
     """Broadcast an in_axes/out_axes prefix (int, None, or a container of them) to tree's leaves."""
     if spec is None or isinstance(spec, int):
         return [spec] * len(tree_flatten(tree)[0])
@@ -521,7 +538,7 @@ def _axes_for(spec, tree, what):
     raise ValueError(f"vmap: {what} {spec!r} does not match the structure of the values it describes")
 
 
-def vmap(fun, in_axes=0, out_axes=0):
+def vmap(fun: Fun, in_axes: Any = 0, out_axes: Any = 0) -> Fun:
     """Vectorise fun over an axis of its arguments: one run on the whole batch, no Python loop.
 
     >>> import gpuad, gpuad.numpy as gnp
@@ -530,7 +547,7 @@ def vmap(fun, in_axes=0, out_axes=0):
     """
     @functools.wraps(fun)
     @at_user_line
-    def batched(*args, **kwargs):
+    def batched(*args: Any, **kwargs: Any) -> Any:
         spec = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         if isinstance(in_axes, (tuple, list)) and len(in_axes) != len(args):
             raise ValueError(f"vmap: in_axes has {len(in_axes)} entries but the function got {len(args)} arguments")
@@ -549,8 +566,8 @@ def vmap(fun, in_axes=0, out_axes=0):
     return batched
 
 
-def _batch_size(leaves, axes):
-    sizes = {}
+def _batch_size(leaves: list[Any], axes: list[int | None]) -> int:
+    sizes: dict[int, int] = {}
     for k, (x, a) in enumerate(zip(leaves, axes)):
         if a is None:
             continue
@@ -566,7 +583,7 @@ def _batch_size(leaves, axes):
     return next(iter(sizes.values()))
 
 
-def _unbatch(o, axis, trace, size):
+def _unbatch(o: Any, axis: int | None, trace: BatchTrace, size: int) -> Any:
     batched = isinstance(o, BatchTracer) and o._trace is trace
     if axis is None:
         if batched:
@@ -579,6 +596,6 @@ def _unbatch(o, axis, trace, size):
     return moveaxis(v, 0, axis)
 
 
-def block_until_ready(tree):
+def block_until_ready(tree: Any) -> Any:
     """Wait until every array in tree is computed (CuPy runs asynchronously); returns tree."""
     return backends.current().block_until_ready(tree)

@@ -10,18 +10,22 @@ made (ignore, raise, their own callback) are kept: only "warn" is routed.
 import functools
 import sys
 import warnings
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import numpy as onp
 
 from .ops.expr import RULE_FILE
 
 _LIBRARIES = ("gpuad", "numpy", "scipy", "cupy", "cupyx")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def at_user_line(fun):
+def at_user_line(fun: Callable[P, R]) -> Callable[P, R]:
     """fun, with the floating-point warnings raised inside it pointed at the user's code."""
     @functools.wraps(fun)
-    def routed(*args, **kwargs):
+    def routed(*args: P.args, **kwargs: P.kwargs) -> R:
         now = onp.geterr()
         if "warn" not in now.values() or "call" in now.values():  # nothing to route, or a callback of theirs
             return fun(*args, **kwargs)

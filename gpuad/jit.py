@@ -8,18 +8,32 @@ so the transform runs over the program.
 """
 import functools
 import threading
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, overload
 
 from . import backends, graphs, replay
-from .api import as_output
+from .api import Fun, as_output
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .fpwarnings import at_user_line
 from .kernels import launches
-from .program import aval_of, trace_program
+from .program import Program, aval_of, trace_program
 from .replay import Replay
-from .tree import tree_flatten
+from .tree import TreeDef, tree_flatten
 
 
-def jit(fun=None, *, static_argnums=(), static_argnames=()):
+@overload
+def jit(fun: Fun, *, static_argnums: int | Sequence[int] = (), static_argnames: str | Sequence[str] = ()) -> "Jitted":
+    ...
+
+
+@overload
+def jit(fun: None = None, *, static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = ()) -> Callable[[Fun], "Jitted"]:
+    ...
+
+
+def jit(fun: Fun | None = None, *, static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = ()) -> "Jitted | Callable[[Fun], Jitted]":
     """Compile fun: trace it once per input signature into a program, optimise it, replay it.
 
     Usable as a decorator, with or without arguments. Inside fun, Python control flow cannot
@@ -40,17 +54,18 @@ def jit(fun=None, *, static_argnums=(), static_argnames=()):
 class Jitted:
     """A function compiled by gpuad.jit; call it like the function, or `lower` it."""
 
-    def __init__(self, fun, static_argnums, static_argnames):
+    def __init__(self, fun: Fun, static_argnums: int | Sequence[int], static_argnames: str | Sequence[str]) -> None:
         self.fun = fun
         self.static_argnums = _int_tuple(static_argnums, "static_argnums")
         self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
-        self._cache = {}
-        self._by_arrays = {}  # the common call, positional backend arrays only: (backend, avals) -> entry
+        self._cache: dict[Hashable, _Entry] = {}
+        # the common call, positional backend arrays only: (backend, avals) -> entry
+        self._by_arrays: dict[Hashable, _Entry] = {}
         self._filling = threading.RLock()  # threads calling with a new signature trace it once (reentrant:
         # fun may call this function again while it is traced)
         functools.update_wrapper(self, fun, updated=())  # fun's __dict__ would overwrite these
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         be = backends.current()
         plain = not kwargs and not self.static_argnums and all(isinstance(a, be.xp.ndarray) for a in args)
         if plain:  # skip flattening and key building: the signature is the arrays' shapes and dtypes
@@ -65,7 +80,7 @@ class Jitted:
             self._by_arrays[be, tuple((a.shape, a.dtype) for a in args)] = entry
         return entry.out_tree.unflatten(entry.replay().run(*sig.leaves))
 
-    def lower(self, *args, backend=None, **kwargs):
+    def lower(self, *args: Any, backend: str | None = None, **kwargs: Any) -> "Lowered":
         """Trace for these arguments (arrays or ShapeDtypeStructs) without running anything.
         backend="cupy" plans for CuPy on any machine (no GPU, no data needed); the result is not
         cached for calls."""
@@ -74,7 +89,7 @@ class Jitted:
         with backends.planning(backend):
             return Lowered(_Entry(self.fun, _Signature(self, args, kwargs)), backend)
 
-    def _entry(self, sig):
+    def _entry(self, sig: "_Signature") -> "_Entry":
         entry = self._cache.get(sig.key)
         if entry is None:
             with self._filling:
@@ -89,15 +104,15 @@ class Jitted:
 class _Signature:
     """A call's arguments split into the static ones and the leaves of the rest, with its cache key."""
 
-    def __init__(self, jitted, args, kwargs):
+    def __init__(self, jitted: Jitted, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         n = len(args)
         for i in jitted.static_argnums:
             if not -n <= i < n:
                 raise ValueError(f"jit: static_argnums {i} is out of range for a call with {n} positional "
                                  "arguments")
         nums = {i % n for i in jitted.static_argnums}
-        static = [(i, args[i]) for i in sorted(nums)] + [(k, kwargs[k]) for k in sorted(kwargs)
-                                                         if k in jitted.static_argnames]
+        static: list[tuple[int | str, Any]] = [(i, args[i]) for i in sorted(nums)]
+        static += [(k, kwargs[k]) for k in sorted(kwargs) if k in jitted.static_argnames]
         for where, value in static:
             try:
                 hash(value)
@@ -113,7 +128,7 @@ class _Signature:
         self.key = (self.tree, tuple((shape(x), dtype(x)) for x in self.leaves), tuple(static),
                     backends.backend())
 
-    def rebuild(self, leaves):
+    def rebuild(self, leaves: list[Any]) -> tuple[list[Any], dict[str, Any]]:
         """(args, kwargs) of the function with these leaves in place of the dynamic values."""
         dyn_args, kwargs = self.tree.unflatten(leaves)
         it = iter(dyn_args)
@@ -123,7 +138,7 @@ class _Signature:
         return args, kwargs
 
 
-def _leaf(x, k):
+def _leaf(x: Any, k: int) -> Any:
     if isinstance(x, (Tracer, ShapeDtypeStruct)):
         return x
     if isinstance(x, bool) or not (isinstance(x, (int, float, complex)) or hasattr(x, "shape")):
@@ -136,19 +151,22 @@ class _Entry:
     """One cache entry: the optimised program for one signature, and its replay once needed."""
 
     @at_user_line  # constants folded while tracing
-    def __init__(self, fun, sig):
-        self.out_tree = None
+    def __init__(self, fun: Fun, sig: _Signature) -> None:
+        self._replay: Replay | None = None
+        self._building = threading.Lock()
+        out_trees = []  # the output tree, known once fun has run
 
-        def flat(inputs):
+        def flat(inputs: list[Any]) -> list[Any]:
             args, kwargs = sig.rebuild(inputs)
-            outs, self.out_tree = tree_flatten(fun(*args, **kwargs))
+            outs, out_tree = tree_flatten(fun(*args, **kwargs))
+            out_trees.append(out_tree)
             return [as_output(o, "jit") for o in outs]
 
         avals = [aval_of(x) for x in sig.leaves]
-        self.program = trace_program(flat, avals, [f"jit argument leaf {k}" for k in range(len(avals))])
-        self._replay, self._building = None, threading.Lock()
+        self.program: Program = trace_program(flat, avals, [f"jit argument leaf {k}" for k in range(len(avals))])
+        self.out_tree: TreeDef = out_trees[-1]
 
-    def replay(self):
+    def replay(self) -> Replay:
         if self._replay is None:
             with self._building:  # compiled once, however many threads make its first call
                 if self._replay is None:
@@ -159,43 +177,43 @@ class _Entry:
 class Lowered:
     """A traced and optimised program, before it runs (gpuad.jit(f).lower(*args))."""
 
-    def __init__(self, entry, backend):
+    def __init__(self, entry: _Entry, backend: str) -> None:
         self.program, self.out_tree, self.backend = entry.program, entry.out_tree, backend
 
-    def as_text(self):
+    def as_text(self) -> str:
         """The optimised program, one equation a line (inputs and outputs typed)."""
         return self.program.text()
 
     @property
-    def launches(self):
+    def launches(self) -> int:
         """Device launches one call makes on CuPy (kernels, cuBLAS/cuSOLVER/CUB calls, memsets,
         copies; setup excluded), by the model of gpuad/kernels/launches.py."""
         return launches.count(self.program)
 
     @property
-    def bytes_moved(self):
+    def bytes_moved(self) -> int:
         """Bytes one call reads and writes in device memory, by the same model (no caches)."""
         return launches.bytes_moved(self.program)
 
     @property
-    def graphs(self):
+    def graphs(self) -> int:
         """Runs of steps a CuPy replay captures as CUDA graphs (gpuad/graphs.py), by the plan for
         CuPy: each launches its kernels with one host call from the third call on."""
         steps = replay.plan(self.program, backend="cupy")
         return len(graphs.runs(self.program, steps, replay.staying(self.program, steps)))
 
     @property
-    def peak_bytes(self):
+    def peak_bytes(self) -> int:
         """The most bytes of buffers one call holds at once, by the replay's plan (replay.peak_bytes):
         what a call checks against the available memory before it runs."""
         return replay.peak_bytes(self.program, replay.plan(self.program, backend=self.backend))
 
-    def out_info(self):
+    def out_info(self) -> Any:
         """ShapeDtypeStructs of the outputs, in the output tree."""
         return self.out_tree.unflatten([aval_of(o) for o in self.program.outs])
 
 
-def eval_shape(fun, *args, **kwargs):
+def eval_shape(fun: Fun, *args: Any, **kwargs: Any) -> Any:
     """Shapes and dtypes of fun's outputs (a tree of ShapeDtypeStructs), computed without data;
     args may be arrays or ShapeDtypeStructs.
 
@@ -206,7 +224,7 @@ def eval_shape(fun, *args, **kwargs):
     return jit(fun).lower(*args, **kwargs).out_info()
 
 
-def _int_tuple(nums, what):
+def _int_tuple(nums: int | Sequence[int], what: str) -> tuple[int, ...]:
     nums = (nums,) if isinstance(nums, int) else tuple(nums)
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in nums):
         raise TypeError(f"jit: {what} must be an int or a tuple of ints, got {nums!r}")

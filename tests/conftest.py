@@ -23,6 +23,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # building every kernel for the CPU takes the compiler tens of seconds
+        if "host_kernels" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
     marked = [item for item in items if "gpu" in item.keywords]
     if marked and not backends.cupy_usable():
         skip = pytest.mark.skip(reason="no usable GPU: CuPy cannot see a device")

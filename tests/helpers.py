@@ -10,6 +10,7 @@ import zlib
 from typing import Callable, NamedTuple
 
 import numpy as np
+import pytest
 
 import gpuad
 import gpuad.numpy as gnp
@@ -19,6 +20,15 @@ from gpuad.reverse import RevTrace
 EPS = 1e-5          # central-difference step, float64
 RTOL = 1e-6
 ATOL = 1e-6
+
+
+def sampled(values, every, ids=None):
+    """values as pytest params, all but every `every`-th marked slow. For a family whose members each
+    compile a program (with a cold kernel cache each pays the C++ compiler): the README's test command
+    runs a spread of it, `-m slow` (and CI) the rest."""
+    ids = ids or [None] * len(values)
+    return [pytest.param(v, id=i, marks=() if k % every == 0 else pytest.mark.slow)
+            for k, (v, i) in enumerate(zip(values, ids))]
 
 
 def to_np(x):

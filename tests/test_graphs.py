@@ -81,6 +81,7 @@ def test_a_long_run_of_kernels_over_little_data_is_captured_for_cupy():
     assert gpuad.jit(gpuad.jacfwd(lambda x: gnp.sin(x) * gnp.cos(x[::-1]))).lower(x, backend="cupy").graphs == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transform", [gpuad.jacrev, gpuad.hessian])
 def test_a_graph_is_captured_at_the_second_call_and_launched_after(fake, transform):
     f = _stencil if transform is gpuad.jacrev else (lambda x: gnp.sum(_stencil(x) ** 2))
@@ -111,6 +112,7 @@ def test_a_value_read_after_the_graph_is_passed_on_as_it_is(fake):
         assert_close(got[k], f(_inputs(k)), rtol=1e-14, what=f"call {k}")
 
 
+@pytest.mark.slow
 def test_a_run_whose_capture_fails_warns_once_and_runs_step_by_step(monkeypatch):
     be = GraphsOnNumpy(refuse=True)
     monkeypatch.setattr(backends, "_current", be)
@@ -126,6 +128,7 @@ def test_a_run_whose_capture_fails_warns_once_and_runs_step_by_step(monkeypatch)
     assert_close(third, gpuad.jacrev(_stencil)(_inputs(2)), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_call_on_another_stream_waits_for_the_last_calls_stream(fake):
     """The graph's buffers are shared by every call: a call on a new stream waits for the stream
     of the call before it (same stream: the stream keeps the order, no wait)."""
@@ -153,6 +156,7 @@ def test_graphs_off_and_the_held_memory_in_the_peak(fake, monkeypatch):
     assert graphs.wanted() is False
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(programs(), st.sampled_from([gpuad.jacfwd, gpuad.jacrev]), st.booleans())

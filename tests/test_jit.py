@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import test_primitives as tp  # module imports: their tables are read here, their tests not collected twice
 import test_transforms as tt
-from helpers import assert_close, assert_tree_close, on_backend
+from helpers import assert_close, assert_tree_close, on_backend, sampled
 
 import gpuad
 import gpuad.numpy as gnp
@@ -14,6 +14,7 @@ from gpuad.program import Equation, Program, Var, common_subexpressions, dead_co
 
 TRACEABLE = [s for s in tp.SPECS if s.batchable]  # the rest have value-dependent shapes (masks)
 specs = pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])
+compiled_specs = pytest.mark.parametrize("spec", sampled(TRACEABLE, 16, [s.name for s in TRACEABLE]))
 
 
 def _argnums(spec):
@@ -21,7 +22,7 @@ def _argnums(spec):
 
 
 # ---------------------------------------------------------------- compiled equals eager
-@specs
+@compiled_specs
 @pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev, gpuad.hessian],
                          ids=["jacfwd", "jacrev", "hessian"])
 def test_jit_of_transform_equals_eager(spec, transform):
@@ -30,7 +31,7 @@ def test_jit_of_transform_equals_eager(spec, transform):
     assert_tree_close(gpuad.jit(t)(*args), t(*args), rtol=1e-12, atol=1e-12)
 
 
-@specs
+@compiled_specs
 def test_transforms_of_jit_equal_eager(spec):
     """jacfwd, jacrev and vmap run over the compiled function's program."""
     xs = spec.inputs()
@@ -268,6 +269,7 @@ def test_jacfwd_of_a_sum_reads_the_diagonal_not_the_seed():
     assert_close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacrev(f)(x), rtol=1e-13)
 
 
+@pytest.mark.slow
 def test_diagonal_contractions_in_every_arrangement():
     """d * eye on either side, summed along either axis, d as a vector, row or column, the other
     operand's axes in any order, and eye alone: each equals the contraction it replaces."""
@@ -407,6 +409,7 @@ def test_peak_bytes_counts_a_reshape_of_a_transposed_view_as_a_copy():
     assert replay.peak_bytes(program, unfused) == 2 * 8000  # x * 2 and its transposed copy (the add writes into it)
 
 
+@pytest.mark.slow
 def test_positions_traced_by_jit_gather():
     """Integer positions that are arguments of a compiled function (or computed in it) index and
     take as they do eagerly, and carry the gradient to the picked elements."""

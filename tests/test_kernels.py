@@ -84,7 +84,7 @@ def test_pyproject_lists_every_package_and_ships_the_templates():
     tomllib = pytest.importorskip("tomllib")
     setuptools = pytest.importorskip("setuptools")
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    on_disk = setuptools.find_packages(str(ROOT), include=["gpuad", "gpuad.*", "bench", "bench.*"])
+    on_disk = setuptools.find_packages(str(ROOT), include=["gpuad", "gpuad.*"])
     assert set(cfg["packages"]) == set(on_disk) | {"gpuad.kernels.cuda"}
     assert cfg["package-dir"]["gpuad.kernels.cuda"] == "kernels"
     globs = cfg["package-data"]["gpuad.kernels.cuda"]

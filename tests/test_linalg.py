@@ -485,6 +485,7 @@ def test_eigenvector_jacobian_matches_the_closed_form():
     close(gpuad.jacfwd(lambda m: la.eigh(m).eigenvectors)(a), expected, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["eigh_vectors", "svd_u_tall", "svd_vh_wide", "qr_q", "pinv_tall", "cond",
                                   "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve", "expm_squared",
                                   "expm_stack", "eig_vectors", "qr_wide_r_stack",
@@ -526,6 +527,7 @@ def test_scipy_linalg_matches_scipy():
     assert to_np(gsl.block_diag()).shape == scipy.linalg.block_diag().shape
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("a", [normal(5, 3), np.outer([1.0, 2.0, 3.0, 4.0], [1.0, 1.0]), normal(2, 3)],
                          ids=["tall", "rank_deficient", "wide"])
 def test_lstsq_under_jit_and_vmap_has_jax_residuals(a):
@@ -543,6 +545,7 @@ def test_lstsq_under_jit_and_vmap_has_jax_residuals(a):
     close(gpuad.jit(gpuad.jacrev(f))(a), gpuad.jacfwd(f)(a) if res.size else np.zeros((2,) + a.shape), atol=1e-10)
 
 
+@pytest.mark.slow
 def test_expm_under_vmap_and_jit():
     """Each example, and each compiled call, squares as often as its own norm needs."""
     ms = normal(3, 2, 2) * np.array([0.1, 1.0, 8.0])[:, None, None]

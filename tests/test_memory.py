@@ -272,6 +272,7 @@ def test_one_sweep_through_large_intermediates_is_refused(name, sweeps, memory, 
         assert sweeps == [16] and len(records) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["jacfwd", "jacrev"])
 def test_jit_checks_its_own_plan_not_the_estimate_of_a_sweep(name, memory):
     """Under gpuad.jit, chunk_size=None is checked against the compiled program's buffers (the
@@ -415,6 +416,7 @@ UNDER_A_LIMIT = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
 def test_auto_completes_where_one_sweep_would_run_out_of_address_space():
     root = pathlib.Path(gpuad.__file__).parents[1]
@@ -461,6 +463,7 @@ TEMPORARIES_AGAIN = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_temporaries_of_a_later_call_are_not_faulted_in_again():
     root = pathlib.Path(gpuad.__file__).parents[1]

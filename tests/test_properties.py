@@ -8,6 +8,7 @@ Rows with kinks (abs, maximum, minimum) are left out: differences across a kink 
 derivatives.
 """
 import numpy as np
+import pytest
 from helpers import (
     assert_close,
     assert_tree_close,
@@ -127,6 +128,7 @@ def test_random_programs_vmap_matches_loop(program):
         assert_close(grads[k], expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow  # each example compiles its programs' kernels
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_random_programs_compiled_equal_eager(program):

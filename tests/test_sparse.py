@@ -228,7 +228,7 @@ def sparse_five_point(k):
 
 # large grids, past the sequential greedy's range: k = 250 takes j mod 6, k = 420 no j mod K below
 # 9 (the lockstep greedy takes fewer), 61 and 120 likewise on small grids
-@pytest.mark.parametrize("k", [61, 120, 250, 420])
+@pytest.mark.parametrize("k", [61, 120, *(pytest.param(k, marks=pytest.mark.slow) for k in (250, 420))])
 def test_five_point_stencils_of_any_size_take_at_most_eight_colors(k):
     p = sparse_five_point(k)
     colors = sparse.color(p)
@@ -319,6 +319,7 @@ def periodic_five_point(k):
     return coloring.as_pattern(sp.kron(line, sp.eye_array(k)) + sp.kron(sp.eye_array(k), line), "test")
 
 
+@pytest.mark.slow
 def test_periodic_stencils_take_the_greedy_in_rounds_in_index_order():
     p = periodic_five_point(316)  # not banded, past the sequential greedy's range
     colors, star = sparse.color(p), sparse.color(p, "star")
@@ -348,7 +349,7 @@ def thirteen_point(k):
     return coloring.as_pattern(five @ five, "test")
 
 
-@pytest.mark.parametrize("k, most", [(40, 16), (100, 20), (250, 16)])
+@pytest.mark.parametrize("k, most", [(40, 16), (100, 20), pytest.param(250, 16, marks=pytest.mark.slow)])
 def test_thirteen_point_star_colorings(k, most):
     p = thirteen_point(k)
     colors = sparse.color(p, "star")  # k = 250: j mod 16, past the sequential greedy's range
@@ -656,6 +657,7 @@ def test_the_pattern_of_a_forward_gradient_is_the_hessians(name, fun, n, known):
 
 # Random programs of tests/test_properties.py (elementwise rows, broadcasting, reductions,
 # cumsum, flips, rolls...): sparse results equal dense ones, and patterns hold them.
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_random_programs_sparse_equals_dense(program):
