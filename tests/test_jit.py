@@ -532,20 +532,20 @@ def test_replay_accumulates_a_slice_adjoint_without_its_zeros():
 
 
 # ---------------------------------------------------------------- results are new arrays, zeros keep NumPy's sign
-_CAPTURED = np.array([1.0, 2.0, 3.0])
+_HELD = np.array([1.0, 2.0, 3.0])
 
 
 @pytest.mark.parametrize("f", [lambda x: x * 1.0, lambda x: x + 0.0, lambda x: x, lambda x: x.reshape(3),
-                               lambda x: x[::-1], lambda x: gnp.broadcast_to(x, (2, 3)), lambda x: _CAPTURED,
+                               lambda x: x[::-1], lambda x: gnp.broadcast_to(x, (2, 3)), lambda x: _HELD,
                                lambda x: (x, x * 1.0)],
                          ids=["x * 1", "x + 0", "x", "reshape", "reversed", "broadcast", "captured", "pair"])
 def test_compiled_results_never_share_the_inputs_memory(f):
     x = np.array([-0.0, 1.0, 2.0])
     outs = gpuad.jit(f)(x)
     for out in outs if isinstance(outs, tuple) else (outs,):
-        assert not np.shares_memory(out, x) and not np.shares_memory(out, _CAPTURED)
+        assert not np.shares_memory(out, x) and not np.shares_memory(out, _HELD)
         out[...] = 7.0  # writable, and writing into it leaves the input alone
-    assert x.tolist() == [-0.0, 1.0, 2.0] and _CAPTURED.tolist() == [1.0, 2.0, 3.0]
+    assert x.tolist() == [-0.0, 1.0, 2.0] and _HELD.tolist() == [1.0, 2.0, 3.0]
 
 
 def test_adding_a_zero_makes_negative_zeros_positive_as_numpy_does():
