@@ -1,4 +1,5 @@
 """Elementwise functions of gpuad.numpy: the table's primitives, and a few composed from them."""
+from ..core import operand
 from ..ops.elementwise import PRIMS
 from ..ops.elementwise import where as _where
 from ..ops.table import SPECIAL_NAMES
@@ -40,6 +41,7 @@ def clip(a, a_min=None, a_max=None):
 
 def logaddexp(a, b):
     """log(exp(a) + exp(b)) without overflow."""
+    a, b = operand(a), operand(b)
     m = PRIMS["maximum"](a, b)
     return m + PRIMS["log"](PRIMS["exp"](a - m) + PRIMS["exp"](b - m))
 
