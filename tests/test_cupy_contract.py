@@ -68,3 +68,48 @@ def test_numpy_arrays_are_coerced_numpy_scalars_pass(entry_points):
 def test_memory_no_backend_reads_is_refused_with_a_clear_error(entry_points):
     with pytest.raises(TypeError, match="DLPack device 10.*cannot be read by the cupy backend"):
         CupyBackend().asarray(_Producer(np.ones(2), 10))  # ROCm
+
+
+# ---------------------------------------------------------------- no host synchronisation in a steady call
+def test_a_csr_result_is_made_without_cupys_checks(monkeypatch):
+    """CuPy's csr_matrix((data, indices, indptr)) reads indptr's ends back (a host synchronisation per
+    call); the parts gpuad makes are consistent, and go to _from_parts, which checks nothing on the device."""
+    import cupyx.scipy.sparse
+
+    from gpuad import backends
+    from gpuad.sparse import compressed
+    made = []
+
+    class Csr:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("the checking constructor")
+
+        @classmethod
+        def _from_parts(cls, data, indices, indptr, shape):
+            made.append((data, indices, indptr, shape))
+    monkeypatch.setattr(cupyx.scipy.sparse, "csr_matrix", Csr)
+    monkeypatch.setattr(backends, "backend", lambda: "cupy")
+    indices, indptr = np.array([0, 1, 1], np.int32), np.array([0, 2, 3], np.int32)
+    compressed._csr(np.ones(3), indices, indptr, (2, 2))
+    (data, got_indices, got_indptr, shape), = made
+    assert shape == (2, 2) and got_indices.dtype == got_indptr.dtype and got_indices is not indices
+
+
+def test_lu_factor_checks_no_finiteness(monkeypatch):
+    """cupyx's lu_factor(check_finite=True) reads isfinite(a).all() back, per matrix."""
+    import gpuad.scipy.linalg as gsl
+    from gpuad import backends
+    kwargs_seen, scipy_functions = [], backends.scipy_functions
+
+    def recording(xp, submodule, names):
+        found = scipy_functions(xp, submodule, names)
+        if "lu_factor" not in found:
+            return found
+
+        def lu_factor(a, **kwargs):
+            kwargs_seen.append(kwargs)
+            return found["lu_factor"](a, **kwargs)
+        return {"lu_factor": lu_factor}
+    monkeypatch.setattr(backends, "scipy_functions", recording)
+    gsl.lu_factor(np.stack([np.eye(3) * 2.0, np.eye(3) + 0.5]))
+    assert kwargs_seen == [{"check_finite": False}] * 2
