@@ -36,7 +36,7 @@ def parse(argv):
                     "page-faulted in again on later calls; times then depend on what ran before)")
     ap.add_argument("--save", action="store_true",
                     help="also write the report to bench/results/<cpu|gpu>-<date>-<machine>.md")
-    ap.add_argument("--json", metavar="PATH", help="write every figure as JSON")
+    ap.add_argument("--json", metavar="PATH", help="write every figure as JSON (rewritten as each case finishes)")
     ap.add_argument("--plot", metavar="PATH", help="draw a PNG bar chart (needs matplotlib)")
     return ap.parse_args(argv)
 
@@ -85,7 +85,9 @@ def main(argv=None):
     meta["allocator"] = "glibc keeps freed memory (mallopt)" if kept else "glibc defaults"
     other = machine.OtherWork()
     other.start()
-    results = runner.run(cases, loaded, unavailable, a.size, budget, settle_s=0.3 if device == "cpu" else 0.0)
+    save = (lambda results: report.write_json(a.json, results, meta)) if a.json else None  # case by case
+    results = runner.run(cases, loaded, unavailable, a.size, budget, settle_s=0.3 if device == "cpu" else 0.0,
+                         on_result=save)
     meta["other_work"] = other.share()
     _warn_if_busy(meta)
     text = report.markdown(results, meta, cases)

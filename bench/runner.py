@@ -70,8 +70,9 @@ def measure(case, engine, s, expected, budget):
     return res
 
 
-def run(cases, engines, unavailable, size, budget=None, settle_s=0.0):
-    """All results; engines is {name: Engine}, unavailable is {name: reason}.
+def run(cases, engines, unavailable, size, budget=None, settle_s=0.0, on_result=None):
+    """All results; engines is {name: Engine}, unavailable is {name: reason}. on_result(results so
+    far) is called as each case finishes (a run cut short keeps what finished).
 
     Engine by engine, not case by case: each library keeps worker threads that spin for a
     while after its last call (OpenBLAS for ~0.1 s), and on a 2-core machine a peer timed in
@@ -91,6 +92,8 @@ def run(cases, engines, unavailable, size, budget=None, settle_s=0.0):
             res = measure(case, engine, s, expected[case.name], budget)
             _progress(f"{progress.step(case.name)} [{engine.name} {i}/{len(cases)}] {case.name:<20} {_summary(res)}")
             results.append(res)
+            if on_result is not None:
+                on_result(results)
         _progress(f"[{engine.name}] done in {time.perf_counter() - t0:.1f} s")
     return results
 

@@ -8,7 +8,7 @@ import sys
 import numpy as onp
 import pytest
 
-from . import allocator, check, chunks, engines, problems, runner
+from . import allocator, check, chunks, engines, problems, report, runner
 from .__main__ import main
 
 QUICK = problems.SIZES["quick"]
@@ -72,12 +72,16 @@ def test_command_line_writes_report_and_json(tmp_path, capsys, monkeypatch):
     path = tmp_path / "out.json"
     # --glibc-malloc: leave this test process's allocator alone (it sets GPUAD_MALLOC: undone after)
     monkeypatch.setenv("GPUAD_MALLOC", "default")
+    written, write_json = [], report.write_json
+    monkeypatch.setattr(report, "write_json", lambda p, results, meta: written.append(len(results)) or
+                        write_json(p, results, meta))
     assert main(["--quick", "--problems", "readme_jacfwd,tall", "--engines", "gpuad", "--budget", "0.01",
                  "--glibc-malloc", "--json", str(path)]) == 0
-    report = capsys.readouterr().out
-    assert "| tall_jacobian | J 128x8 |" in report
+    text = capsys.readouterr().out
+    assert "| tall_jacobian | J 128x8 |" in text
     data = json.loads(path.read_text())
     assert {r["status"] for r in data["results"]} == {"ok"} and len(data["results"]) == 4
+    assert written[:4] == [1, 2, 3, 4]  # each case as it finished (a run cut short keeps them)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/status and clear_refs")

@@ -128,17 +128,20 @@ def linear(name, impl, lead, adjoint, abstract):
     return prim
 
 
+def operand(x):
+    """x as a primitive takes it: traced values and Python numbers as they are, anything else (a
+    list, a NumPy array on the CuPy backend) an array of the active backend. Code that applies
+    operators to its arguments itself (x - mean) takes them through this first."""
+    return x if isinstance(x, Tracer) else backends.current().coerce(x)
+
+
 def bind(prim, *args, **params):
-    coerce = backends.current().coerce
     top = None
     vals = []
     for a in args:
-        if isinstance(a, Tracer):
-            if top is None or a._trace.level > top.level:
-                top = a._trace
-            vals.append(a)
-        else:
-            vals.append(coerce(a))  # lists, and NumPy arrays on the CuPy backend
+        if isinstance(a, Tracer) and (top is None or a._trace.level > top.level):
+            top = a._trace
+        vals.append(operand(a))
     if top is None and not args:
         top = staging()  # made from its parameters alone: part of the program being traced, if any
     if top is None:

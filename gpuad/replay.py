@@ -12,6 +12,7 @@ accumulated) becomes `a[idx] += v` with no zeros-sized temporary.
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from math import prod
 
 import numpy as onp
@@ -22,6 +23,8 @@ from .fusion import Region, fuse, view
 from .kernels import region as region_source
 from .ops.indexing import add_at
 from .program import Var
+
+BUILD_THREADS = max(1, min(8, os.cpu_count() or 1))  # kernels a program builds at once
 
 
 class Step:
@@ -58,17 +61,18 @@ class Replay:
         fusion = fusion_wanted() if fusion is None else fusion
         be = backends.current()
         xp = be.xp
-        apart = set()
-        while True:  # a region whose kernel would be too long runs unfused; the others stay fused
+        apart, why = set(), []
+        while True:  # a region whose kernel is too long or does not build runs unfused; the others stay fused
             self.steps = plan(program, fusion, plan_for, apart)
             try:
                 built = _bind(program, self.steps, xp)
                 break
-            except _TooLarge as e:
+            except _Unfused as e:
                 apart |= {eq.out for r in e.regions for eq in r.equations}
+                why.append(str(e))
         if apart:
-            warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {region_source.MAX_LINES} lines; "
-                          f"its {len(apart)} equations run unfused", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"gpuad.jit: {'; '.join(why)}: their {len(apart)} equations run unfused, the other "
+                          "regions fused", RuntimeWarning, stacklevel=2)
         if not built:  # the region kernels cannot be built here
             self.steps = plan(program, False)
             _bind(program, self.steps, xp)
@@ -167,16 +171,16 @@ def _bind(program, steps, xp):
     return True
 
 
-class _TooLarge(Exception):
-    """Regions whose kernels would be too long to build."""
+class _Unfused(Exception):
+    """Regions whose kernels cannot be had (too long to build, or refused by the compiler)."""
 
-    def __init__(self, regions):
-        super().__init__(f"{len(regions)} regions too long")
+    def __init__(self, regions, why):
+        super().__init__(f"{len(regions)} fused region(s) {why}")
         self.regions = regions
 
 
 def _rendered(regions, target):
-    """Each region's Kernel for target; _TooLarge naming the regions that are too long."""
+    """Each region's Kernel for target; _Unfused naming the regions that are too long."""
     kernels, large = [], []
     for r in regions:
         try:
@@ -184,7 +188,7 @@ def _rendered(regions, target):
         except region_source.TooLarge:
             large.append(r)
     if large:
-        raise _TooLarge(large)
+        raise _Unfused(large, f"would exceed {region_source.MAX_LINES} lines")
     return kernels
 
 
@@ -194,19 +198,39 @@ def _region_runners(regions, xp, private):
         return {}
     if backends.backend() == "cupy":  # CuPy's pool already reuses device memory
         from .kernels.launch import region_launcher
-        kernels = _rendered(regions, "cuda")
-        try:
-            return {id(r): region_launcher(k) for r, k in zip(regions, kernels)}
-        except Exception as e:  # any build failure: run unfused, and say so
-            warnings.warn(f"gpuad.jit: a fused CUDA kernel could not be built ({e}); running unfused",
-                          RuntimeWarning, stacklevel=4)
-            return None
+        launchers = _each_built(regions, _rendered(regions, "cuda"), region_launcher)
+        return {id(r): f for r, f in zip(regions, launchers)}
     from .kernels import host
     kernels = _rendered(regions, "host")
     lib = host.library(kernels)
+    if lib is None and len(kernels) > 1 and host.compiler() is not None:  # which of them fail, alone?
+        _each_built(regions, [[k] for k in kernels], lambda ks: host.library(ks) or _refused(ks[0].name))
     if lib is None:
         return None
     return {id(r): host.launcher(lib, k, private) for r, k in zip(regions, kernels)}
+
+
+def _each_built(regions, kernels, build):
+    """build(kernel) for each region's kernel, several at once (NVRTC and the C++ compiler do not hold
+    the GIL); _Unfused naming the regions whose kernels failed to build."""
+    def attempt(kernel):
+        try:
+            return build(kernel)
+        except Exception as e:  # any build failure: that region runs unfused
+            return e
+    if len(kernels) == 1:
+        built = [attempt(kernels[0])]
+    else:
+        with ThreadPoolExecutor(min(len(kernels), BUILD_THREADS)) as pool:
+            built = list(pool.map(attempt, kernels))
+    failed = [(r, b) for r, b in zip(regions, built) if isinstance(b, Exception)]
+    if failed:
+        raise _Unfused([r for r, _ in failed], f"failed to build ({failed[0][1]})")
+    return built
+
+
+def _refused(name):
+    raise RuntimeError(f"the C++ compiler refused {name}")
 
 
 def staying(program, steps):

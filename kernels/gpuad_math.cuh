@@ -16,6 +16,25 @@ __device__ __forceinline__ long long gpuad_wrap(long long i, long long n) {
     return j < 0 ? 0 : (j < n ? j : n - 1);
 }
 
+// Double sin, cos, tan, pow and erf carry long slow paths (argument reduction, special cases) that
+// NVRTC inlines at every call: a chain of 400 sines took 10.8 s to compile, its jacfwd 30-39 s. On
+// the GPU they are called instead (__noinline__: one copy per kernel); float and the host inline
+// them (the host's loops vectorise through glibc's vector math).
+#ifdef __CUDACC__
+#define GPUAD_CALLED __device__ __noinline__
+#else
+#define GPUAD_CALLED inline
+#endif
+#define GPUAD_CALLED_DOUBLE(name, f)                                      \
+    __device__ __forceinline__ float name(float x) { return f(x); }       \
+    GPUAD_CALLED double name(double x) { return f(x); }
+GPUAD_CALLED_DOUBLE(gpuad_sin, sin)
+GPUAD_CALLED_DOUBLE(gpuad_cos, cos)
+GPUAD_CALLED_DOUBLE(gpuad_tan, tan)
+GPUAD_CALLED_DOUBLE(gpuad_erf, erf)
+__device__ __forceinline__ float gpuad_pow(float a, float b) { return pow(a, b); }
+GPUAD_CALLED double gpuad_pow(double a, double b) { return pow(a, b); }
+
 // NumPy: sign(0) and sign(-0) are +0, sign(nan) is nan.
 template <typename T> __device__ __forceinline__ T gpuad_sign(T x) {
     return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));

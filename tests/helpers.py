@@ -122,7 +122,7 @@ def numerical_jacobian_tree(f, args, argnums=0):
     leaves, in_tree = gpuad.tree_flatten(dyn)
 
     def g(*ls):
-        new = list(args)
+        new = [gpuad.tree_map(gnp.asarray, a) for a in args]  # the arguments held fixed too
         sub = in_tree.unflatten(list(ls))
         for i, v in zip(nums, (sub,) if isinstance(argnums, int) else sub):
             new[i] = gpuad.tree_map(gnp.asarray, v)

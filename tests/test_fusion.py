@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import gpuad
 import gpuad.numpy as gnp
 from gpuad.fusion import Region, fuse
-from gpuad.kernels import host, region
+from gpuad.kernels import host, programs, region
 from gpuad.kernels.launches import count
 from gpuad.program import Var
 from gpuad.replay import Replay
@@ -471,11 +471,32 @@ def test_a_region_too_long_to_compile_runs_unfused_and_the_others_stay_fused(mon
     sizes = sorted(len(s.node.equations) for s in whole.steps if s.kind == "region")
     assert len(sizes) >= 2
     monkeypatch.setattr(region, "MAX_LINES", 20)  # the small region's body takes 15 lines, the other more
-    with pytest.warns(RuntimeWarning, match="would exceed 20 lines; its .* equations run unfused"):
+    with pytest.warns(RuntimeWarning, match="would exceed 20 lines: their .* equations run unfused"):
         replay = Replay(program, fusion=True)
     assert 0 < replay.regions < whole.regions
     for got, want in zip(replay.run(x), Replay(program, fusion=False).run(x)):
         assert_close(got, want, rtol=1e-15)
+
+
+def test_a_region_whose_kernel_fails_to_build_runs_unfused_and_the_others_stay_fused(monkeypatch):
+    """A compiler that refuses one region's kernel (here: any with a cos) costs that region alone."""
+    if gpuad.backend() != "numpy":
+        pytest.skip("the C++ compiler builds the fused kernels of the NumPy backend only")
+    x = gnp.asarray(np.linspace(-1, 1, 7))
+    w = gnp.asarray(np.linspace(0.5, 1.5, 49).reshape(7, 7))
+
+    def f(x):
+        return gnp.cos(w @ (gnp.sin(x) * 2.0 + x) + 1.0) * x  # a region before the matmul and one after
+    program = _program(f, x)
+    assert Replay(program, fusion=True).regions == 2
+    library = host.library
+    monkeypatch.setattr(host, "library", lambda kernels: None if any("cos(" in k.text for k in kernels)
+                        else library(kernels))
+    with pytest.warns(RuntimeWarning, match="1 fused region.* failed to build .*refused .*: their 3 equations run "
+                                            "unfused, the other regions fused"):
+        replay = Replay(program, fusion=True)
+    assert replay.regions == 1
+    assert_close(replay.run(x)[0], f(x), rtol=1e-14)
 
 
 def test_a_prelude_that_cannot_be_precompiled_is_compiled_as_text(monkeypatch, tmp_path):
@@ -512,3 +533,31 @@ def test_fused_remainder_and_sign_give_numpys_zero_signs():
     for fused, eager in zip(Replay(program).run(a, b), f(a, b)):
         assert to_np(fused).tolist() == to_np(eager).tolist()
         assert np.signbit(to_np(fused)).tolist() == np.signbit(to_np(eager)).tolist()
+
+
+PROGRAMS = programs.programs()
+
+
+@pytest.mark.parametrize("name,fun,args", PROGRAMS, ids=[p[0] for p in PROGRAMS])
+def test_float32_and_mixed_programs_compile_for_cuda(nvrtc, name, fun, args):
+    """Operands of mixed types (float32 x, float64 y) compile: NVRTC refused pow(float, double),
+    atan2, hypot and the templates gpuad_maximum, gpuad_remainder, gpuad_polygamma."""
+    if nvrtc is None:
+        pytest.skip("NVRTC cannot be loaded")
+    kernels = programs.region_kernels(fun, *args, target="cuda")
+    assert kernels
+    failed = [f"{k.name}: {e}" for k, e in programs.compile_cuda(kernels) if e is not None]
+    assert not failed, failed[0][:2000]
+
+
+@pytest.mark.parametrize("name,fun,args", PROGRAMS, ids=[p[0] for p in PROGRAMS])
+def test_float32_and_mixed_programs_run_fused_on_the_host(name, fun, args):
+    """The same programs built by the C++ compiler (g++ refused the templates at mixed types) and
+    run fused, against the eager computation."""
+    if gpuad.backend() != "numpy":
+        pytest.skip("the C++ compiler builds the fused kernels of the NumPy backend only")
+    args = [gnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no region left unfused
+        got = gpuad.jit(fun)(*args)
+    assert_tree_close(got, fun(*args), rtol=1e-5)

@@ -312,14 +312,14 @@ def test_a_seed_met_by_a_constant_matrix_folds_at_any_depth():
 
 
 _RNG = np.random.default_rng(11)
-_B = _RNG.normal(size=(6, 4))
+_B = gnp.asarray(_RNG.normal(size=(6, 4)))  # the backend's: the eager reference meets it with backend arrays
 _SEED_CHAINS = {  # a seed made by eye and moves, then contracted with a constant (folded from its non-zeros)
     "W @ eye": lambda x: _B.T @ gnp.eye(6) * x[0],
     "eye slice @ B": lambda x: gnp.eye(6)[:, 1:5] @ _B[1:5] * x[1],
     "shifted rectangle, transposed": lambda x: gnp.eye(4, 6, k=2).T.T @ _B * x[0],
     "reshaped, contracted on a trailing axis": lambda x: gnp.reshape(gnp.eye(12, 6, k=-3), (3, 4, 6)) @ _B * x[2],
     "broadcast batch": lambda x: gnp.einsum("bij,bjk->bik", gnp.broadcast_to(gnp.eye(6)[None], (3, 6, 6)),
-                                            np.stack([_B] * 3)) * x[0],
+                                            gnp.stack([_B] * 3)) * x[0],
     "scaled, negated, cast": lambda x: (-(gnp.eye(6) * 2.5) / 4.0).astype(np.float32) @ _B.astype(np.float32) * x[0],
     "an int row and a new axis": lambda x: gnp.eye(6)[2, None, :] @ _B * x[1],
     "strided slice, reversed": lambda x: gnp.eye(6)[::-2] @ _B * x[0],
@@ -362,7 +362,7 @@ def test_jacfwd_of_a_slice_times_a_constant_is_the_constant_at_its_places():
 
 
 _C3 = np.array([1.0, 2.0, 3.0])
-_W3 = np.linspace(-1, 1, 60).reshape(20, 3)
+_W3 = gnp.asarray(np.linspace(-1, 1, 60).reshape(20, 3))
 _SPARSE_STEPS = {  # what folds after a seed's contraction that is mostly zeros, held as its entries
     "times a broadcast constant, divided": lambda c: c * _W3 / 2.0,
     "negated, cast": lambda c: (-c).astype(np.float32),
@@ -386,7 +386,7 @@ def test_a_folded_product_that_is_mostly_zeros_folds_on_as_its_entries(step, mon
     x = gnp.asarray(np.array([0.5, -1.5]))
 
     def f(x):
-        c = gnp.reshape(gnp.eye(400), (400, 20, 20)) @ np.linspace(0.5, 2.0, 60).reshape(20, 3)
+        c = gnp.reshape(gnp.eye(400), (400, 20, 20)) @ gnp.asarray(np.linspace(0.5, 2.0, 60).reshape(20, 3))
         return _SPARSE_STEPS[step](c) * x[0] + x[1]
     assert_close(gpuad.jit(f)(x), f(x), rtol=1e-6 if "cast" in step else 1e-14)
     assert folds, "the entries were not folded on"

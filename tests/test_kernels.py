@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from host_kernels import run_on_host as _run_on_host
 
+import gpuad.numpy as gnp
 from gpuad import backends
 from gpuad.kernels import __main__ as cli
 from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
@@ -69,7 +70,7 @@ def test_source_holds_the_rows_own_expressions(row, mode, variant, dtype):
 def test_numpy_path_and_kernel_read_the_same_row():
     """A row that is in no table: its one partial reaches both the NumPy rule and the CUDA text."""
     row = Row("scaled_sin", "sin(x)", "3 * cos(x)")
-    assert "const T d0 = (T(3) * cos(x));" in render(row, "jvp", "t", F64)
+    assert "const T d0 = (T(3) * gpuad_cos(x));" in render(row, "jvp", "t", F64)
     x, t = np.array([0.1, 0.7]), np.ones((1, 2))
     _, dy = array_jvp(row, [x], [t], np)
     np.testing.assert_allclose(dy[0], 3 * np.cos(x), rtol=1e-15)
@@ -279,12 +280,26 @@ def test_nvrtc_reports_a_broken_source(nvrtc):
 def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypatch, capsys):
     two = [(ROWS["sin"], "jvp", "t", F32), (ROWS["multiply"], "vjp", "ns", F64)]
     monkeypatch.setattr(cli, "every_kernel", lambda: two)
+    monkeypatch.setattr(cli, "_benchmark_programs", lambda: [])  # one program's regions, not all of them
+    monkeypatch.setattr(cli.programs, "programs", lambda: [("f32", lambda x: gnp.sin(x) * x, (np.ones(4, F32),))])
     assert cli.main(["--check"]) == 0
-    assert "compiled 2 of 2 kernel sources" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "compiled 2 of 2 kernel sources" in out and "compiled 1 of 1 region kernels" in out
     monkeypatch.setattr(cli, "render", lambda *k: "broken" if k[0].name == "sin" else render(*k))
     assert cli.main(["--check"]) == 1
     out = capsys.readouterr()
     assert "compiled 1 of 2" in out.out and "FAILED gpuad_jvp_sin_t_f32" in out.err
+    monkeypatch.setattr(cli.programs.region, "render", lambda region, target: region_of_a_broken_kernel)
+    assert cli.main(["--check"]) == 1
+    out = capsys.readouterr()
+    assert "compiled 0 of 1 region kernels" in out.out and "FAILED f32 gpuad_broken" in out.err
+
+
+class _Kernel:
+    name, text = "gpuad_broken", 'extern "C" __global__ void gpuad_broken() { undeclared_name = 1; }'
+
+
+region_of_a_broken_kernel = _Kernel()
 
 
 def test_warm_skips_without_a_gpu(monkeypatch, capsys):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import test_primitives
+from helpers import to_np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_properties import (  # a module import: its op specs are read here, its tests are not collected twice
@@ -498,7 +499,7 @@ def test_a_compiled_sparse_jacobian_planned_for_cupy_makes_its_seed_from_the_col
     consts = [a for eq in lowered.program.equations for a in eq.ins if hasattr(a, "shape") and not hasattr(a, "id")]
     assert not any(a.size >= k * n for a in consts), [a.shape for a in consts]
     data = Replay(lowered.program, plan_for="cupy").run(x)[0]
-    np.testing.assert_allclose(data, sparse.jacobian(fun)(x).data, rtol=1e-13)
+    np.testing.assert_allclose(to_np(data), to_np(sparse.jacobian(fun)(x).data), rtol=1e-13)
     try:
         nvrtc.version()
     except Exception:

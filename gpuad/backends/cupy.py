@@ -9,7 +9,7 @@ import contextlib
 import cupy
 
 from ..kernels import launch
-from .numpy import NumpyBackend
+from .numpy import DL_CUDA, DL_CUDA_MANAGED, NumpyBackend
 
 
 class CupyBackend(NumpyBackend):
@@ -18,6 +18,8 @@ class CupyBackend(NumpyBackend):
     batch_innermost = False  # GPU threads read batch-first arrays coalesced
     auto_sweep_bytes = None  # the device's memory is there for the sweeps: fill it
     auto_chunk_bytes = None  # a GPU's chunks are made large to amortise its launches
+    # cupy.from_dlpack refuses host memory ("CPU arrays cannot be directly imported")
+    dlpack_devices = frozenset({DL_CUDA, DL_CUDA_MANAGED})
 
     def to_numpy(self, x):
         return cupy.asnumpy(x)

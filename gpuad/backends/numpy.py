@@ -16,6 +16,9 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's 
 KEPT_BLOCK = 32 << 20   # glibc's most: larger blocks are always mapped afresh
 KEPT_HEAP = 256 << 20  # free heap kept for the next call, not returned to the system (2 GiB: no faster)
 
+# DLPack device types (dlpack.h's DLDeviceType) that the memory of an array can be in
+DL_CPU, DL_CUDA, DL_CUDA_HOST, DL_CUDA_MANAGED = 1, 2, 3, 13
+
 
 class NumpyBackend:
     name = "numpy"
@@ -28,6 +31,8 @@ class NumpyBackend:
     # chunks of 50 (16 MB): 0.18 s a call; of 200: 0.22-0.29 s; of 400: 0.28-0.32 s.
     auto_chunk_bytes = 16 << 20
     capture_graph = None  # a compiled program's steps run one by one: no graphs on the CPU
+    # the DLPack devices whose arrays xp.from_dlpack takes in place (numpy's dlpack.c)
+    dlpack_devices = frozenset({DL_CPU, DL_CUDA_HOST, DL_CUDA_MANAGED})
 
     def __init__(self):
         self._array_types = (self.xp.ndarray, self.xp.generic)
@@ -40,11 +45,22 @@ class NumpyBackend:
         return self.asarray(x)
 
     def asarray(self, x, dtype=None):
-        """An array of this backend. Arrays of other libraries that speak DLPack (PyTorch, JAX,
-        CuPy on NumPy's device or CuPy's) are taken without a copy where the device allows."""
+        """An array of this backend. Arrays of other libraries that speak DLPack (NumPy, PyTorch,
+        JAX, CuPy) are taken without a copy where their memory is one this backend reads in place
+        (dlpack_devices); host memory goes through NumPy, with one copy to the device."""
         if hasattr(x, "__dlpack__") and not isinstance(x, self._array_types):
-            x = self.xp.from_dlpack(x)
+            x = self._from_dlpack(x)
         return self.xp.asarray(x, dtype=dtype)
+
+    def _from_dlpack(self, x):
+        device = x.__dlpack_device__()[0] if hasattr(x, "__dlpack_device__") else DL_CPU
+        if device in self.dlpack_devices:
+            return self.xp.from_dlpack(x)
+        if device in (DL_CPU, DL_CUDA_HOST):
+            return numpy.from_dlpack(x)  # self.xp.asarray copies it to the device
+        raise TypeError(f"an array in DLPack device {device}'s memory cannot be read by the {self.name} "
+                        f"backend: copy it to {'the host' if self.name == 'numpy' else 'a CUDA device'} "
+                        f"first, or use the {'cupy' if self.name == 'numpy' else 'numpy'} backend")
 
     def to_numpy(self, x):
         return numpy.asarray(x)

@@ -1,14 +1,17 @@
 """python -m gpuad.kernels --check [--warm]
 
---check  compile every generated kernel source, float32 and float64, with NVRTC (no GPU needed);
-         print how many compiled and exit 1 if any failed.
+--check  compile every generated kernel source, float32 and float64, with NVRTC (no GPU needed),
+         and every fused region kernel of the benchmark problems at --size gpu and of a set of
+         float32 and mixed-dtype programs (gpuad/kernels/programs.py), for sm_90; print how many
+         compiled and exit 1 if any failed.
 --warm   compile every kernel for this machine's GPU through CuPy, filling its kernel cache
          ahead of the first Jacobian; skipped with a message where no GPU is usable.
 """
 import argparse
 import sys
 
-from .nvrtc import CompileError, compile_ptx, version
+from . import programs
+from .nvrtc import ARCH, CompileError, compile_ptx, version
 from .source import every_kernel, kernel_name, render
 
 
@@ -28,6 +31,42 @@ def check():
             failed += 1
             print(f"FAILED {kernel_name(*k)}: {e}", file=sys.stderr)
     print(f"--check: NVRTC {major}.{minor} compiled {len(kernels) - failed} of {len(kernels)} kernel sources")
+    return check_programs() and failed == 0
+
+
+def _benchmark_programs():
+    """(name, function, args) of the benchmark problems at --size gpu, as gpuad-jit runs them."""
+    try:
+        from bench import engines, problems
+    except ImportError:  # an installed gpuad without the repository's bench/
+        print("--check: bench/ not found: the benchmark problems' regions are not compiled")
+        return []
+    import gpuad.numpy as gnp
+    transforms = engines._gpuad("cpu").transforms
+    out = []
+    for case in problems.CASES:
+        f, args = case.setup(gnp, problems.SIZES["gpu"])
+        out.append((case.name, transforms[case.transform](f), args))
+    return out
+
+
+def check_programs():
+    """Compile every fused region kernel of the programs for sm_90; True when all compiled."""
+    regions = failed = 0
+    for name, fun, args in _benchmark_programs() + programs.programs():
+        try:
+            built = programs.compile_cuda(programs.region_kernels(fun, *args, target="cuda"))
+        except Exception as e:  # planning or rendering failed: no kernel to compile
+            failed += 1
+            print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        regions += len(built)
+        for kernel, error in built:
+            if error is not None:
+                failed += 1
+                print(f"FAILED {name} {kernel.name}: {error}", file=sys.stderr)
+    print(f"--check: compiled {regions - failed} of {regions} region kernels of the benchmark problems and "
+          f"float32/mixed programs for {ARCH}")
     return failed == 0
 
 

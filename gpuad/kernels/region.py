@@ -609,4 +609,6 @@ def _expression(eq, ops):
     if name == "astype":
         return f"T({ops[0]})"
     row = ROWS[name]
+    if eq.out.dtype != bool:  # operands of mixed types (float, double) computed in the result's, as NumPy
+        ops = [f"T({o})" for o in ops]  # does: pow(float, double) and the templates' T are ambiguous
     return row.primal.cuda(dict(zip(row.args, ops)))

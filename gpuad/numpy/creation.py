@@ -3,7 +3,7 @@ NumPy backend the arrays made here have JAX's `x.at[idx]` updates (indexing.ndar
 import numpy as onp
 
 from .. import backends
-from ..core import Tracer
+from ..core import Tracer, operand
 from ..ops.creation import eye as _eye
 from ..ops.elementwise import astype as _astype
 from .indexing import ndarray, updatable
@@ -86,6 +86,7 @@ def linspace(start, stop, num=50, endpoint=True, dtype=None):
     array([0. , 0.5, 1. ])
     """
     if not (isinstance(start, Tracer) or isinstance(stop, Tracer)):
+        start, stop = operand(start), operand(stop)  # CuPy's linspace takes no NumPy arrays
         return updatable(backends.xp().linspace(start, stop, num, endpoint=endpoint, dtype=dtype))
     steps = max(num - 1, 1) if endpoint else max(num, 1)
     ndim = max(onp.ndim(start), onp.ndim(stop))

@@ -2,6 +2,7 @@
 import numpy as _onp
 
 from ..core import dtype as _dtype
+from ..core import operand
 from ..ops.elementwise import PRIMS
 from ..ops.elementwise import imag as _imag
 from ..ops.elementwise import real as _real
@@ -66,6 +67,7 @@ def clip(a, a_min=None, a_max=None):
 
 def logaddexp(a, b):
     """log(exp(a) + exp(b)) without overflow."""
+    a, b = operand(a), operand(b)
     m = PRIMS["maximum"](a, b)
     return m + PRIMS["log"](PRIMS["exp"](a - m) + PRIMS["exp"](b - m))
 

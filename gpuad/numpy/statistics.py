@@ -116,7 +116,7 @@ def quantile(a, q, axis=None, keepdims=False, method="linear"):
     lo = onp.floor(pos).astype(int)
     hi = onp.minimum(lo + 1, n - 1)
     below, above = take(x, lo, axis=-1), take(x, hi, axis=-1)
-    out = below + (above - below) * (pos - lo)
+    out = below + (above - below) * asarray(pos - lo)  # the backend's: x may be a raw CuPy array
     out = where(isnan(take(x, [n - 1], axis=-1)), onp.nan, out)  # sort puts NaNs last: any makes it NaN
     out = moveaxis(out, -1, 0)
     kept = tuple(1 if d in axes else s[d] for d in range(len(s))) if keepdims else tuple(s[d] for d in rest)

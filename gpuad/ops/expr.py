@@ -11,13 +11,13 @@ import ast
 # Function names in the table, mapped to their CUDA spelling. Names starting with
 # gpuad_ are defined in kernels/gpuad_math.cuh.
 CUDA_NAMES = {
-    "sin": "sin", "cos": "cos", "tan": "tan", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
+    "sin": "gpuad_sin", "cos": "gpuad_cos", "tan": "gpuad_tan", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
     "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "arcsinh": "asinh", "arccosh": "acosh",
     "arctanh": "atanh", "exp": "exp", "exp2": "exp2", "expm1": "expm1", "log": "log", "log2": "log2",
     "log10": "log10", "log1p": "log1p", "sqrt": "sqrt", "cbrt": "cbrt", "abs": "fabs",
-    "floor": "floor", "ceil": "ceil", "round": "rint", "power": "pow", "arctan2": "atan2",
+    "floor": "floor", "ceil": "ceil", "round": "rint", "power": "gpuad_pow", "arctan2": "atan2",
     "hypot": "hypot", "sign": "gpuad_sign", "maximum": "gpuad_maximum", "minimum": "gpuad_minimum",
-    "remainder": "gpuad_remainder", "erf": "erf", "erfc": "erfc", "gammaln": "lgamma",
+    "remainder": "gpuad_remainder", "erf": "gpuad_erf", "erfc": "erfc", "gammaln": "lgamma",
     "erfinv": "gpuad_erfinv", "erfcinv": "gpuad_erfcinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
     "i0": "gpuad_i0", "i1": "gpuad_i1", "i0e": "gpuad_i0e", "i1e": "gpuad_i1e",
 }
@@ -66,7 +66,7 @@ def _cuda(node, rename):
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         return f"({_cuda(node.left, rename)} {_BINOPS[type(node.op)]} {_cuda(node.right, rename)})"
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-        return f"pow({_cuda(node.left, rename)}, {_cuda(node.right, rename)})"
+        return f"gpuad_pow({_cuda(node.left, rename)}, {_cuda(node.right, rename)})"
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
         op = _COMPARE[type(node.ops[0])]
         return f"({_cuda(node.left, rename)} {op} {_cuda(node.comparators[0], rename)})"

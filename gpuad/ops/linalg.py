@@ -502,13 +502,14 @@ qr = _matrix_unary("qr", _qr_impl, _qr_jvp, _qr_vjp, abstract=_qr_abstract)
 def _lu_impl(a):
     """scipy.linalg.lu_factor's (lu, piv), packed [lu; piv] (..., n + 1, n): the pivots are small
     integers, exact in floating point. A stack is factorised matrix by matrix, as cupyx's
-    lu_factor takes one matrix at a time."""
+    lu_factor takes one matrix at a time. No check that a is finite (NaNs propagate, as in JAX):
+    on CuPy it is a reduction read back, a host synchronisation per matrix."""
     factor = backends.scipy_functions(xp(), "linalg", ("lu_factor",))["lu_factor"]
     n = a.shape[-1]
     flat = a.reshape((-1, n, n))
     packed = xp().empty((flat.shape[0], n + 1, n), dtype=a.dtype)
     for k, m in enumerate(flat):
-        packed[k, :n], packed[k, n] = factor(m)
+        packed[k, :n], packed[k, n] = factor(m, check_finite=False)
     return packed.reshape(a.shape[:-2] + (n + 1, n))
 
 

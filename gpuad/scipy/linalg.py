@@ -33,7 +33,7 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
         raise ValueError(f"solve_triangular: expected a square matrix, got shape {a.shape}")
     t = gnp.tril(a) if lower else gnp.triu(a)
     if unit_diagonal:
-        eye = onp.eye(a.shape[-1])
+        eye = gnp.eye(a.shape[-1], dtype=t.dtype)  # the backend's: a NumPy one cannot meet a CuPy t
         t = t * (1.0 - eye) + eye
     return gnp.linalg.solve(gnp.swapaxes(t, -1, -2) if _TRANS[trans] else t, b)
 

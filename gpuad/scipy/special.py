@@ -10,6 +10,7 @@ cupyx.scipy.special.
 import numpy as onp
 
 from .. import numpy as gnp
+from ..core import operand
 from ..ops.elementwise import PRIMS
 
 __all__ = ["expit", "logit", "log_softmax", "softmax", "logsumexp", "xlogy", "xlog1py", "entr",
@@ -133,7 +134,7 @@ def _window_sum(log_term, peak):
     """sum over integers n >= 0 of exp(log_term(n)), from the TERMS ones nearest n = peak (a
     positive, unimodal sequence, largest near peak). The window's start carries no derivative."""
     start = gnp.maximum(gnp.floor(peak) - TERMS // 2, 0.0)
-    n = start[..., None] + onp.arange(TERMS, dtype=start.dtype)
+    n = start[..., None] + gnp.arange(TERMS, dtype=start.dtype)  # the backend's: start may be a raw CuPy array
     return gnp.sum(gnp.exp(log_term(n)), axis=-1)
 
 
@@ -266,6 +267,7 @@ def _x_times_log(x, y, log, pole):
     not finite (y at or below the pole, or infinite), y is replaced by pole + 1 before the log, so
     the derivatives there are finite too; elsewhere x * log(y) is 0 at x == 0 by itself, and its
     derivative in x is log(y), as it should be."""
+    x, y = operand(x), operand(y)
     outside = gnp.logical_or(gnp.less_equal(y, pole), gnp.isinf(y))
     masked = gnp.logical_and(gnp.equal(x, 0), outside)
     with onp.errstate(divide="ignore", invalid="ignore"):  # -inf at the pole, NaN below it: unwarned, as scipy

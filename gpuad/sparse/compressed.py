@@ -162,7 +162,8 @@ class _Sweep:
                       for product, part, width in ((_forward_product, forward, m), (_reverse_product, reverse, n))
                       if part is not None]
         self.from_reverse = None if from_reverse is None else xp.asarray(from_reverse)
-        self.structure = xp.asarray(pattern.indices), xp.asarray(pattern.indptr)
+        index = onp.promote_types(pattern.indices.dtype, pattern.indptr.dtype)  # one dtype, as CuPy's CSR wants
+        self.structure = xp.asarray(pattern.indices, dtype=index), xp.asarray(pattern.indptr, dtype=index)
         self.seeds = {}
 
     def __call__(self, call):
@@ -307,5 +308,11 @@ def _csr(data, indices, indptr, shape):
     """A CSR matrix of the backend (copies of the structure: each result owns its arrays)."""
     if backends.backend() == "cupy":
         import cupyx.scipy.sparse
-        return cupyx.scipy.sparse.csr_matrix((data, indices.copy(), indptr.copy()), shape=shape)
+        csr = cupyx.scipy.sparse.csr_matrix
+        # CuPy 14's constructor reads indptr's ends back to check them (a host synchronisation every
+        # call); _from_parts takes the parts as they are: ours are consistent by construction
+        made = getattr(csr, "_from_parts", None)
+        if made is not None:
+            return made(data, indices.copy(), indptr.copy(), shape)
+        return csr((data, indices.copy(), indptr.copy()), shape=shape)
     return sp.csr_array((data, indices.copy(), indptr.copy()), shape=shape)

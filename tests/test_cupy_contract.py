@@ -1,0 +1,115 @@
+"""The CuPy backend up to its first device allocation, without a GPU: CI checks what reaches
+CuPy's entry points (cupy.asarray, cupy.from_dlpack) for each kind of input. A GPU run checks
+the rest (tests/test_gpu.py)."""
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy")
+from gpuad.backends.cupy import CupyBackend  # noqa: E402 (needs cupy)
+
+
+class _Producer:
+    """Another library's array, as DLPack sees it: memory on one device."""
+    def __init__(self, array, device_type):
+        self._array, self._device = array, device_type
+
+    def __dlpack__(self, **kwargs):
+        return self._array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return (self._device, 0)
+
+
+@pytest.fixture
+def entry_points(monkeypatch):
+    """cupy.asarray and cupy.from_dlpack replaced by recorders: [(name, argument)]. from_dlpack
+    keeps CuPy's refusal of host memory, asarray returns its argument instead of allocating."""
+    calls, real_from_dlpack = [], cupy.from_dlpack
+
+    def from_dlpack(x, *args, **kwargs):
+        calls.append(("from_dlpack", x))
+        if x.__dlpack_device__()[0] == 1:
+            return real_from_dlpack(x)  # raises TypeError, as on a GPU machine
+        return x
+
+    def asarray(x, dtype=None, **kwargs):
+        calls.append(("asarray", x))
+        return x
+    monkeypatch.setattr(cupy, "from_dlpack", from_dlpack)
+    monkeypatch.setattr(cupy, "asarray", asarray)
+    return calls
+
+
+@pytest.mark.parametrize("make", [lambda a: a, lambda a: _Producer(a, 1), lambda a: _Producer(a, 3)],
+                         ids=["numpy", "cpu-dlpack", "cuda-host-dlpack"])
+def test_host_arrays_reach_the_device_through_numpy_with_one_copy(entry_points, make):
+    host = np.arange(6.0).reshape(2, 3)
+    CupyBackend().asarray(make(host))
+    assert [name for name, _ in entry_points] == ["asarray"]
+    copied = entry_points[0][1]
+    assert type(copied) is np.ndarray and np.shares_memory(copied, host)  # no copy on the host
+
+
+@pytest.mark.parametrize("device_type", [2, 13], ids=["cuda", "cuda-managed"])
+def test_device_arrays_are_taken_by_dlpack(entry_points, device_type):
+    device_array = _Producer(np.arange(3.0), device_type)
+    CupyBackend().asarray(device_array)
+    assert [name for name, _ in entry_points] == ["from_dlpack", "asarray"]
+    assert entry_points[0][1] is device_array
+
+
+def test_numpy_arrays_are_coerced_numpy_scalars_pass(entry_points):
+    be = CupyBackend()
+    assert be.coerce(np.float32(2.0)) == 2.0 and entry_points == []  # CuPy takes NumPy scalars as scalars
+    be.coerce(np.ones(2))
+    assert [name for name, _ in entry_points] == ["asarray"]
+
+
+def test_memory_no_backend_reads_is_refused_with_a_clear_error(entry_points):
+    with pytest.raises(TypeError, match="DLPack device 10.*cannot be read by the cupy backend"):
+        CupyBackend().asarray(_Producer(np.ones(2), 10))  # ROCm
+
+
+# ---------------------------------------------------------------- no host synchronisation in a steady call
+def test_a_csr_result_is_made_without_cupys_checks(monkeypatch):
+    """CuPy's csr_matrix((data, indices, indptr)) reads indptr's ends back (a host synchronisation per
+    call); the parts gpuad makes are consistent, and go to _from_parts, which checks nothing on the device."""
+    import cupyx.scipy.sparse
+
+    from gpuad import backends
+    from gpuad.sparse import compressed
+    made = []
+
+    class Csr:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("the checking constructor")
+
+        @classmethod
+        def _from_parts(cls, data, indices, indptr, shape):
+            made.append((data, indices, indptr, shape))
+    monkeypatch.setattr(cupyx.scipy.sparse, "csr_matrix", Csr)
+    monkeypatch.setattr(backends, "backend", lambda: "cupy")
+    indices, indptr = np.array([0, 1, 1], np.int32), np.array([0, 2, 3], np.int32)
+    compressed._csr(np.ones(3), indices, indptr, (2, 2))
+    (data, got_indices, got_indptr, shape), = made
+    assert shape == (2, 2) and got_indices.dtype == got_indptr.dtype and got_indices is not indices
+
+
+def test_lu_factor_checks_no_finiteness(monkeypatch):
+    """cupyx's lu_factor(check_finite=True) reads isfinite(a).all() back, per matrix."""
+    import gpuad.scipy.linalg as gsl
+    from gpuad import backends
+    kwargs_seen, scipy_functions = [], backends.scipy_functions
+
+    def recording(xp, submodule, names):
+        found = scipy_functions(xp, submodule, names)
+        if "lu_factor" not in found:
+            return found
+
+        def lu_factor(a, **kwargs):
+            kwargs_seen.append(kwargs)
+            return found["lu_factor"](a, **kwargs)
+        return {"lu_factor": lu_factor}
+    monkeypatch.setattr(backends, "scipy_functions", recording)
+    gsl.lu_factor(np.stack([np.eye(3) * 2.0, np.eye(3) + 0.5]))
+    assert kwargs_seen == [{"check_finite": False}] * 2
