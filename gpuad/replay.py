@@ -18,7 +18,7 @@ import numpy as onp
 
 from . import backends, graphs
 from .chunking import CHECK_FROM, size_text
-from .fusion import Region, fuse, view
+from .fusion import MEMBERS, Region, fuse, view
 from .kernels import region as region_source
 from .ops.indexing import add_at
 from .program import Var
@@ -39,10 +39,11 @@ def fusion_wanted():
     return os.environ.get("GPUAD_FUSION", "on") != "off"
 
 
-def plan(program, fusion=True, backend=None, apart=()):
+def plan(program, fusion=True, backend=None, apart=(), limit=MEMBERS):
     """The program's steps for `backend` (default: the active one), in order, with adds done in
-    place where nothing reads the target after; the equations making `apart` are not fused."""
-    nodes = fuse(program, backend, apart) if fusion else program.equations
+    place where nothing reads the target after; the equations making `apart` are not fused, and
+    no region has more than `limit` members."""
+    nodes = fuse(program, backend, apart, limit) if fusion else program.equations
     steps = [Step("region", n, list(n.ins), list(n.outs)) if isinstance(n, Region) else
              Step("eq", n, list(n.ins), [n.out]) for n in nodes]
     return _in_place(program, steps)
@@ -58,14 +59,15 @@ class Replay:
         fusion = fusion_wanted() if fusion is None else fusion
         be = backends.current()
         xp = be.xp
-        apart = set()
-        while True:  # a region whose kernel would be too long runs unfused; the others stay fused
-            self.steps = plan(program, fusion, plan_for, apart)
+        apart, limit = set(), MEMBERS
+        while True:  # a region whose kernel would be too long is split; a lone too long equation runs unfused
+            self.steps = plan(program, fusion, plan_for, apart, limit)
             try:
                 built = _bind(program, self.steps, xp)
                 break
             except _TooLarge as e:
-                apart |= {eq.out for r in e.regions for eq in r.equations}
+                limit, alone = _split_limit(e.regions, limit)
+                apart |= {eq.out for r in alone for eq in r.equations}
         if apart:
             warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {region_source.MAX_LINES} lines; "
                           f"its {len(apart)} equations run unfused", RuntimeWarning, stacklevel=2)
@@ -163,6 +165,15 @@ def _bind(program, steps, xp):
             f = s.node.prim.impl_on(xp, [onp.shape(a) for a in s.ins], **s.node.params)
             s.fn = _as_array(f) if not s.node.out.shape else f
     return True
+
+
+def _split_limit(regions, limit):
+    """(the member limit splitting these too long regions in halves at least, the regions too
+    small to split)."""
+    large = [r for r in regions if len(r.equations) > 2]
+    if large:
+        limit = min(limit, *(len(r.equations) // 2 for r in large))
+    return limit, [r for r in regions if len(r.equations) <= 2]
 
 
 class _TooLarge(Exception):

@@ -16,6 +16,7 @@ from gpuad import backends
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CuPy and a usable NVIDIA GPU; skipped otherwise")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
     # Before collection: test modules may build arrays at import, which needs the backend.
     if os.environ.get("GPUAD_BACKEND") == "cupy" and not backends.cupy_usable():
         pytest.exit("GPUAD_BACKEND=cupy, but CuPy sees no usable GPU: no test run", returncode=0)
