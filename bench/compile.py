@@ -2,6 +2,7 @@
 
     python -m bench.compile                       # the ODE at 25, 100, 200, 400 and 1600 steps
     python -m bench.compile --steps 400 --rounds 3
+    python -m bench.compile --first               # every benchmark problem's first call, against jax.jit
 
 The program: a 2-state ODE (van der Pol) stepped by a Python loop, y = y + 0.01 * rhs(y), under
 gpuad.jit(gpuad.jacfwd(...)): a straight-line program that grows with the steps (an unrolled
@@ -12,6 +13,11 @@ to trace and optimise (lower), to build the replay and run it once (fusion, sour
 the first call in all (wall clock, the process's own CPU time and its compilers'), and the
 median of later calls. GPUAD_COMPILE=sync: the first call waits for its kernels. The markdown
 table goes to stdout.
+
+--first: each problem of `python -m bench` (quick sizes), in a fresh process with an empty kernel
+cache, its first call under gpuad.jit as a new user gets it (GPUAD_COMPILE=async: the kernels
+build in the background meanwhile), under gpuad.jit waiting for its kernels (sync), and jax.jit's
+first call in the same process.
 """
 import argparse
 import json
@@ -66,13 +72,50 @@ def one(steps):
             "later_ms": 1e3 * statistics.median(later)}
 
 
-def fresh(steps):
-    """one(steps) in a new process with an empty kernel cache."""
+def first_calls(name):
+    """The first call of one benchmark problem: gpuad.jit (async, then sync on a second function)
+    and jax.jit, in this process; seconds."""
+    from . import engines, problems, runner
+    case = next(c for c in problems.CASES if c.name == name)
+    s = problems.SIZES["quick"]
+    out = {"problem": name}
+    gpuad_jit = engines.load("gpuad-jit", "cpu")
+    for mode in ("async", "sync"):
+        os.environ["GPUAD_COMPILE"] = mode
+        call = runner.prepare(case, gpuad_jit, s)
+        t = time.perf_counter()
+        gpuad_jit.block(call())
+        out[f"gpuad_{mode}_s"] = time.perf_counter() - t
+    try:
+        jax_jit = engines.load("jax-jit", "cpu")
+    except engines.Unavailable:
+        return out
+    call = runner.prepare(case, jax_jit, s)
+    t = time.perf_counter()
+    jax_jit.block(call())
+    out["jax_s"] = time.perf_counter() - t
+    return out
+
+
+def fresh(*args):
+    """The figures of `--one *args` measured in a new process with an empty kernel cache."""
     with tempfile.TemporaryDirectory(prefix="gpuad-bench-compile-") as cache:
         env = dict(os.environ, GPUAD_CACHE_DIR=cache, GPUAD_COMPILE="sync", OPENBLAS_NUM_THREADS="1")
-        out = subprocess.run([sys.executable, "-m", "bench.compile", "--one", str(steps)], env=env,
+        out = subprocess.run([sys.executable, "-m", "bench.compile", "--one", *map(str, args)], env=env,
                              capture_output=True, text=True, check=True)
         return json.loads(out.stdout.splitlines()[-1])
+
+
+def first_table(rows):
+    lines = ["| problem | gpuad.jit first call | waiting for its kernels | jax.jit first call | gpuad / jax |",
+             "|" + " --- |" * 5]
+    for r in rows:
+        jax = r.get("jax_s")
+        ratio = f"{r['gpuad_async_s'] / jax:.2f}" if jax else "n/a"
+        jax_text = f"{jax * 1e3:.0f} ms" if jax else "n/a"
+        lines.append(f"| {r['problem']} | {r['gpuad_async_s'] * 1e3:.0f} ms | {r['gpuad_sync_s'] * 1e3:.0f} ms | "
+                     f"{jax_text} | {ratio} |")
+    return "\n".join(lines)
 
 
 def table(rows):
@@ -89,10 +132,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.compile", description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, nargs="+", default=STEPS)
     ap.add_argument("--rounds", type=int, default=1, help="fresh processes per size; the least first call is kept")
-    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--first", action="store_true", help="every benchmark problem's first call, against jax.jit")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(one(args.one)))
+        print(json.dumps(one(int(args.one)) if args.one.isdigit() else first_calls(args.one)))
+        return
+    if args.first:
+        from . import problems
+        rows = [fresh(c.name) for c in problems.CASES if not c.name.startswith("memory")]
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
+        print(first_table(rows))
         return
     rows = []
     for steps in args.steps:

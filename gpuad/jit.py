@@ -6,12 +6,14 @@ backend). Called on arrays, it runs the program's replay; called on values of an
 transform (jacfwd(jit(f)), vmap(jit(f)), grad(jit(f))), it evaluates the program with `bind`,
 so the transform runs over the program.
 """
+import contextlib
 import functools
+import threading
 
 from . import backends, graphs, replay
 from .api import as_output
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
-from .kernels import launches
+from .kernels import builds, launches
 from .program import aval_of, trace_program
 from .replay import Replay
 from .tree import tree_flatten
@@ -66,7 +68,7 @@ class Jitted:
         backend="cupy" plans for CuPy on any machine (no GPU, no data needed); the result is not
         cached for calls."""
         if backend is None or backend == backends.backend():
-            return Lowered(self._entry(_Signature(self, args, kwargs)), backends.backend())
+            return Lowered(self._entry(_Signature(self, args, kwargs)), backends.backend(), self)
         with backends.planning(backend):
             return Lowered(_Entry(self.fun, _Signature(self, args, kwargs)), backend)
 
@@ -138,23 +140,34 @@ class _Entry:
 
         avals = [aval_of(x) for x in sig.leaves]
         self.program = trace_program(flat, avals, [f"jit argument leaf {k}" for k in range(len(avals))])
-        self._replay = None
+        self._replay, self._lock = None, threading.Lock()
 
-    def replay(self):
+    def replay(self, wait=None):
+        """The program's replay, made at first need (once, whichever thread asks first); its
+        kernels build in the background unless wait (default: GPUAD_COMPILE=sync)."""
         if self._replay is None:
-            self._replay = Replay(self.program)
+            with self._lock:
+                if self._replay is None:
+                    self._replay = Replay(self.program, wait=builds.waits() if wait is None else wait)
         return self._replay
 
 
 class Lowered:
     """A traced and optimised program, before it runs (gpuad.jit(f).lower(*args))."""
 
-    def __init__(self, entry, backend):
+    def __init__(self, entry, backend, jitted=None):
         self.program, self.out_tree, self.backend = entry.program, entry.out_tree, backend
+        self._entry, self._jitted = entry, jitted  # the function lowered for calls here, when it was
 
     def as_text(self):
         """The optimised program, one equation a line (inputs and outputs typed)."""
         return self.program.text()
+
+    def compile(self):
+        """Build every kernel of the program now, without running it (JAX's lower(...).compile()):
+        the C++ compiler for the NumPy backend; for CuPy, CuPy's compiler on a GPU, NVRTC alone
+        where none is active (lower(..., backend="cupy") on a CPU). Returns a Compiled."""
+        return Compiled(self)
 
     @property
     def launches(self):
@@ -183,6 +196,55 @@ class Lowered:
     def out_info(self):
         """ShapeDtypeStructs of the outputs, in the output tree."""
         return self.out_tree.unflatten([aval_of(o) for o in self.program.outs])
+
+
+class Compiled:
+    """A lowered program with its kernels built (gpuad.jit(f).lower(*args).compile()): `as_text()`
+    shows their sources; where it was lowered for the active backend, calling it runs the program."""
+
+    def __init__(self, lowered):
+        self.lowered, self.backend = lowered, lowered.backend
+        target = "cuda" if self.backend == "cupy" else "host"
+        with backends.planning(self.backend) if self.backend != backends.backend() else contextlib.nullcontext():
+            self.steps, kernels = replay.planned(lowered.program, replay.fusion_wanted(), self.backend, target)
+        self.kernels = list(kernels.values())
+        self._replay = None
+        if lowered._jitted is not None:  # built for calls: the replay, waiting for its kernels
+            self._replay = lowered._entry.replay(wait=True)
+            if self._replay.ready is not None:
+                self._replay.ready.result()
+        elif self.kernels:
+            _built_elsewhere(self.kernels, target)
+
+    def as_text(self):
+        """The kernels' sources, as the compiler gets them."""
+        if self.backend == "cupy":
+            return "\n\n".join(k.text for k in self.kernels)
+        from .kernels import host
+        if host.OFFSETS is None:
+            return "\n\n".join(k.text for k in self.kernels)
+        head, bodies = host.host_sources(self.kernels, host.OFFSETS)
+        return head + "".join(bodies)
+
+    def __call__(self, *args, **kwargs):
+        """The function's result, by the program's replay (its kernels built)."""
+        if self._replay is None:
+            raise ValueError(f"this program was compiled for the {self.backend} backend, not the active "
+                             f"{backends.backend()} one: lower it without backend= to call it here")
+        return self.lowered._jitted(*args, **kwargs)
+
+
+def _built_elsewhere(kernels, target):
+    """Build kernels for a backend other than the active one: NVRTC for CUDA (no GPU needed), the
+    C++ compiler for the host; raises what the compiler says."""
+    if target == "cuda":
+        from .kernels.nvrtc import compile_ptx
+        for k in kernels:
+            compile_ptx(k.text, k.name)
+        return
+    from .kernels import host
+    if host.library(kernels) is None:
+        raise RuntimeError("gpuad.jit: the C++ compiler could not build the fused kernels (see the warning)")
 
 
 def eval_shape(fun, *args, **kwargs):

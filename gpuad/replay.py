@@ -19,6 +19,7 @@ import numpy as onp
 from . import backends, graphs
 from .chunking import CHECK_FROM, size_text
 from .fusion import MEMBERS, Region, fuse, view
+from .kernels import builds
 from .kernels import region as region_source
 from .ops.indexing import add_at
 from .program import Var
@@ -55,35 +56,61 @@ class Replay:
     graphs. `plan_for` fuses as for another backend (the tests run the regions planned for CuPy on
     the CPU)."""
 
-    def __init__(self, program, fusion=None, plan_for=None):
+    def __init__(self, program, fusion=None, plan_for=None, wait=True):
+        """wait=False: where the kernels are not built yet, run unfused meanwhile and build them
+        in the background (gpuad/kernels/builds.py); `ready` says when the kernels run."""
         fusion = fusion_wanted() if fusion is None else fusion
         be = backends.current()
-        xp = be.xp
-        apart, limit = set(), MEMBERS
-        while True:  # a region whose kernel would be too long is split; a lone too long equation runs unfused
-            self.steps = plan(program, fusion, plan_for, apart, limit)
-            try:
-                built = _bind(program, self.steps, xp)
-                break
-            except _TooLarge as e:
-                limit, alone = _split_limit(e.regions, limit)
-                apart |= {eq.out for r in alone for eq in r.equations}
-        if apart:
-            warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {region_source.MAX_LINES} lines; "
-                          f"its {len(apart)} equations run unfused", RuntimeWarning, stacklevel=2)
-        if not built:  # the region kernels cannot be built here
-            self.steps = plan(program, False)
-            _bind(program, self.steps, xp)
-        self.regions = sum(s.kind == "region" for s in self.steps)
-        self.peak = peak_bytes(program, self.steps)
+        steps, kernels = planned(program, fusion, plan_for, "cuda" if be.name == "cupy" else "host")
+        self.ready = None
+        if not kernels or wait or _built(kernels, be):
+            self._use(program, steps, _region_runners(kernels, be, staying(program, steps)), be)
+            return
+        self._use(program, plan(program, False), {}, be)
+        self.ready = builds.submit(self._switch, program, steps, kernels, be)
+
+    def _switch(self, program, steps, kernels, be):
+        """Build the kernels, then run them from the next call on (the function is swapped last)."""
+        runners = _region_runners(kernels, be, staying(program, steps))
+        if runners is not None:
+            self._use(program, steps, runners, be)
+
+    def _use(self, program, steps, runners, be):
+        """Make steps (with their regions' functions `runners`; None where the kernels could not
+        be built: then unfused) the replay's on backend be."""
+        if runners is None:
+            steps, runners = plan(program, False), {}
+        _bind(program, steps, runners, be.xp)
+        regions = sum(s.kind == "region" for s in steps)
+        peak = peak_bytes(program, steps)
         if be.capture_graph is not None and graphs.wanted():
-            self.steps = _captured(program, self.steps, be)
-        self.graphs = sum(s.kind == "graph" for s in self.steps)
-        self.peak += sum(s.node.held for s in self.steps if s.kind == "graph")
-        self.source, run = _generate(program, self.steps)
-        run = _one_at_a_time(run) if self.regions and be.name == "numpy" else run
+            steps = _captured(program, steps, be)
+        self.graphs = sum(s.kind == "graph" for s in steps)
+        peak += sum(s.node.held for s in steps if s.kind == "graph")
+        self.source, run = _generate(program, steps)
+        run = _one_at_a_time(run) if regions and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run
-        self.run = run if self.peak < CHECK_FROM else _checked(run, self.peak)
+        self.steps, self.regions, self.peak = steps, regions, peak
+        self.run = run if peak < CHECK_FROM else _checked(run, peak)
+
+
+def planned(program, fusion=True, backend=None, target="host"):
+    """(steps, {id(region): Kernel}): the plan for `backend` (default: the active one) and its
+    regions' kernels rendered for target ("host" or "cuda"). A region whose kernel would be too
+    long is split (the member limit halves); a lone equation too long runs unfused, with a warning."""
+    apart, limit = set(), MEMBERS
+    while True:
+        steps = plan(program, fusion, backend, apart, limit)
+        try:
+            kernels = _rendered([s.node for s in steps if s.kind == "region"], target)
+            break
+        except _TooLarge as e:
+            limit, alone = _split_limit(e.regions, limit)
+            apart |= {eq.out for r in alone for eq in r.equations}
+    if apart:
+        warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {region_source.MAX_LINES} lines; "
+                      f"its {len(apart)} equations run unfused", RuntimeWarning, stacklevel=3)
+    return steps, kernels
 
 
 def peak_bytes(program, steps):
@@ -148,12 +175,8 @@ def _one_at_a_time(run):
     return locked
 
 
-def _bind(program, steps, xp):
-    """Give every step its function; False when the region kernels cannot be built."""
-    regions = [s for s in steps if s.kind == "region"]
-    runners = _region_runners([s.node for s in regions], xp, staying(program, steps))
-    if runners is None:
-        return False
+def _bind(program, steps, runners, xp):
+    """Give every step its function (a region's from runners: {id(region): function})."""
     for s in steps:
         if s.kind == "region":
             s.fn = runners[id(s.node)]
@@ -164,7 +187,6 @@ def _bind(program, steps, xp):
         else:
             f = s.node.prim.impl_on(xp, [onp.shape(a) for a in s.ins], **s.node.params)
             s.fn = _as_array(f) if not s.node.out.shape else f
-    return True
 
 
 def _split_limit(regions, limit):
@@ -185,11 +207,11 @@ class _TooLarge(Exception):
 
 
 def _rendered(regions, target):
-    """Each region's Kernel for target; _TooLarge naming the regions that are too long."""
-    kernels, large = [], []
+    """{id(region): Kernel} for target; _TooLarge naming the regions that are too long."""
+    kernels, large = {}, []
     for r in regions:
         try:
-            kernels.append(region_source.render(r, target))
+            kernels[id(r)] = region_source.render(r, target)
         except region_source.TooLarge:
             large.append(r)
     if large:
@@ -197,25 +219,30 @@ def _rendered(regions, target):
     return kernels
 
 
-def _region_runners(regions, xp, private):
-    """{id(region): function} on this backend, or None when its kernels cannot be built."""
-    if not regions:
+def _built(kernels, be):
+    """Whether these kernels load without a compiler run (the CPU's library is on disk)."""
+    from .kernels import host
+    return be.name == "numpy" and host.cached(list(kernels.values()))
+
+
+def _region_runners(kernels, be, private):
+    """{id(region): function} on backend be for {id(region): Kernel}, or None when the kernels
+    cannot be built."""
+    if not kernels:
         return {}
-    if backends.backend() == "cupy":  # CuPy's pool already reuses device memory
+    if be.name == "cupy":  # CuPy's pool already reuses device memory
         from .kernels.launch import region_launcher
-        kernels = _rendered(regions, "cuda")
         try:
-            return {id(r): region_launcher(k) for r, k in zip(regions, kernels)}
+            return {r: region_launcher(k) for r, k in kernels.items()}
         except Exception as e:  # any build failure: run unfused, and say so
             warnings.warn(f"gpuad.jit: a fused CUDA kernel could not be built ({e}); running unfused",
                           RuntimeWarning, stacklevel=4)
             return None
     from .kernels import host
-    kernels = _rendered(regions, "host")
-    lib = host.library(kernels)
+    lib = host.library(list(kernels.values()))
     if lib is None:
         return None
-    return {id(r): host.launcher(lib, k, private) for r, k in zip(regions, kernels)}
+    return {r: host.launcher(lib, k, private) for r, k in kernels.items()}
 
 
 def staying(program, steps):

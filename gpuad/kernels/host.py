@@ -85,7 +85,7 @@ def library(kernels):
         _warn_once("this NumPy's array layout is not the one the fused kernels read")
         return None
     head, (body,) = host_sources(kernels, OFFSETS)
-    key = hashlib.sha1((head + body + " ".join(ISA)).encode()).hexdigest()  # a build for AVX2 alone: its own file
+    key = _key(head, body)
     lib = _loaded.get(key)
     if lib is None:
         path = cache_dir() / f"gpuad_{key}.so"
@@ -95,6 +95,18 @@ def library(kernels):
         _passive_threads()
         lib = _loaded[key] = ctypes.CDLL(str(path))
     return lib
+
+
+def cached(kernels):
+    """Whether the library of these kernels is loaded or on disk: `library` runs no compiler."""
+    if OFFSETS is None:
+        return True  # `library` says at once why it cannot build
+    key = _key(*host_sources(kernels, OFFSETS))
+    return key in _loaded or (cache_dir() / f"gpuad_{key}.so").exists()
+
+
+def _key(head, bodies):
+    return hashlib.sha1((head + "".join(bodies) + " ".join(ISA)).encode()).hexdigest()  # AVX2 alone: its own file
 
 
 def _cores():

@@ -183,8 +183,8 @@ class _Body:
             index = tuple(f"d{d}" for d in range(len(outer))) + tuple(_digits(j, shape[len(outer):]))
             at = "i" if per == 1 else f"i * {per}LL + {j}LL"
             for k, v in enumerate(self.region.outs):
-                value = self.value(v, ("0LL",) * (len(v.shape) - len(shape)) + index)
-                lines.append(f"out{k}[{at}] = {value};")
+                value = self.value(v, ("0LL",) * (len(v.shape) - len(shape)) + index)  # a literal is in T
+                lines.append(f"{{ typedef {ctype(v.dtype)} T; out{k}[{at}] = {value}; }}")
         return "\n        ".join(lines)
 
     def value(self, a, idx):
