@@ -3,3 +3,6 @@
 Run `python -m bench --help`; `pytest bench/` runs the same problems for gpuad alone as a
 pytest-benchmark suite that asserts correctness.
 """
+import os
+
+os.environ.setdefault("GPUAD_COMPILE", "sync")  # a first call measured waits for its kernels, as it did

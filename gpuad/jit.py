@@ -6,6 +6,7 @@ backend). Called on arrays, it runs the program's replay; called on values of an
 transform (jacfwd(jit(f)), vmap(jit(f)), grad(jit(f))), it evaluates the program with `bind`,
 so the transform runs over the program.
 """
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -15,7 +16,7 @@ from . import backends, graphs, replay
 from .api import Fun, as_output
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .fpwarnings import at_user_line
-from .kernels import launches
+from .kernels import builds, launches
 from .program import Program, aval_of, trace_program
 from .replay import Replay
 from .tree import TreeDef, tree_flatten
@@ -85,7 +86,7 @@ class Jitted:
         backend="cupy" plans for CuPy on any machine (no GPU, no data needed); the result is not
         cached for calls."""
         if backend is None or backend == backends.backend():
-            return Lowered(self._entry(_Signature(self, args, kwargs)), backends.backend())
+            return Lowered(self._entry(_Signature(self, args, kwargs)), backends.backend(), self)
         with backends.planning(backend):
             return Lowered(_Entry(self.fun, _Signature(self, args, kwargs)), backend)
 
@@ -166,23 +167,32 @@ class _Entry:
         self.program: Program = trace_program(flat, avals, [f"jit argument leaf {k}" for k in range(len(avals))])
         self.out_tree: TreeDef = out_trees[-1]
 
-    def replay(self) -> Replay:
+    def replay(self, wait: bool | None = None) -> Replay:
+        """The program's replay, made at first need (once, whichever thread asks first); its
+        kernels build in the background unless wait (default: GPUAD_COMPILE=sync)."""
         if self._replay is None:
-            with self._building:  # compiled once, however many threads make its first call
+            with self._building:
                 if self._replay is None:
-                    self._replay = Replay(self.program)
+                    self._replay = Replay(self.program, wait=builds.waits() if wait is None else wait)
         return self._replay
 
 
 class Lowered:
     """A traced and optimised program, before it runs (gpuad.jit(f).lower(*args))."""
 
-    def __init__(self, entry: _Entry, backend: str) -> None:
+    def __init__(self, entry: _Entry, backend: str, jitted: "Jitted | None" = None) -> None:
         self.program, self.out_tree, self.backend = entry.program, entry.out_tree, backend
+        self._entry, self._jitted = entry, jitted  # the function lowered for calls here, when it was
 
     def as_text(self) -> str:
         """The optimised program, one equation a line (inputs and outputs typed)."""
         return self.program.text()
+
+    def compile(self) -> "Compiled":
+        """Build every kernel of the program now, without running it (JAX's lower(...).compile()):
+        the C++ compiler for the NumPy backend; for CuPy, CuPy's compiler on a GPU, NVRTC alone
+        where none is active (lower(..., backend="cupy") on a CPU). Returns a Compiled."""
+        return Compiled(self)
 
     @property
     def launches(self) -> int:
@@ -211,6 +221,58 @@ class Lowered:
     def out_info(self) -> Any:
         """ShapeDtypeStructs of the outputs, in the output tree."""
         return self.out_tree.unflatten([aval_of(o) for o in self.program.outs])
+
+
+class Compiled:
+    """A lowered program with its kernels built (gpuad.jit(f).lower(*args).compile()): `as_text()`
+    shows their sources; where it was lowered for the active backend, calling it runs the program."""
+
+    def __init__(self, lowered: Lowered) -> None:
+        self.lowered, self.backend = lowered, lowered.backend
+        target = "cuda" if self.backend == "cupy" else "host"
+        with backends.planning(self.backend) if self.backend != backends.backend() else contextlib.nullcontext():
+            self.steps, kernels = replay.planned(lowered.program, replay.fusion_wanted(), self.backend, target)
+        self.kernels = list(kernels.values())
+        self._replay = None
+        if lowered._jitted is not None:  # built for calls: the replay, waiting for its kernels
+            self._replay = lowered._entry.replay(wait=True)
+            if self._replay.ready is not None:
+                self._replay.ready.result()
+        elif self.kernels:
+            _built_elsewhere(self.kernels, target)
+
+    def as_text(self) -> str:
+        """The kernels' sources, as the compiler gets them."""
+        if self.backend == "cupy":
+            return "\n\n".join(k.text for k in self.kernels)
+        from .kernels import host
+        from .kernels.region import host_sources
+        if host.OFFSETS is None:
+            return "\n\n".join(k.text for k in self.kernels)
+        head, bodies = host_sources(self.kernels, host.OFFSETS)
+        return head + "".join(bodies)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The function's result, by the program's replay (its kernels built)."""
+        jitted = self.lowered._jitted
+        if self._replay is None or jitted is None:
+            raise ValueError(f"this program was compiled for the {self.backend} backend, not the active "
+                             f"{backends.backend()} one: lower it without backend= to call it here")
+        return jitted(*args, **kwargs)
+
+
+def _built_elsewhere(kernels: list[Any], target: str) -> None:
+    """Build kernels for a backend other than the active one: NVRTC for CUDA (no GPU needed), the
+    C++ compiler for the host; raises what the compiler says."""
+    if target == "cuda":
+        from .kernels.programs import compile_cuda
+        errors = [e for _, e in compile_cuda(kernels) if e is not None]
+        if errors:
+            raise errors[0]
+        return
+    from .kernels import host
+    if host.library(kernels) is None:
+        raise RuntimeError("gpuad.jit: the C++ compiler could not build the fused kernels (see the warning)")
 
 
 def eval_shape(fun: Fun, *args: Any, **kwargs: Any) -> Any:

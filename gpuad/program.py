@@ -204,7 +204,7 @@ def trace_program(fun, avals, names, who=JIT):
 
 def optimised(program):
     program = simplify(fold_constants(program))  # a seed's same-shape reshapes go before contractions are read
-    return dead_code(common_subexpressions(simplify(diagonal_contractions(program))))
+    return dead_code(common_subexpressions(simplify(broadcast_products(diagonal_contractions(program)))))
 
 
 def program_so_far(values):
@@ -372,6 +372,35 @@ def diagonal_contractions(program):
             _summed(eq, made) if eq.prim.name == "reduce_sum" else None
         out.extend(scaled or [eq])
     return Program(program.ins, out, program.outs)
+
+
+def broadcast_products(program):
+    """Contractions that sum over no letter (an outer product, batched: vmap of a gradient's
+    cotangent times an input) as a broadcast multiply of the operands laid out in the output's
+    axis order: elementwise, so it fuses with what makes and reads it, where a GEMM of inner
+    dimension 1 would be a step of its own."""
+    ids = itertools.count(max([eq.out.id for eq in program.equations] + [v.id for v in program.ins], default=0) + 1)
+    out = []
+    for eq in program.equations:
+        out.extend(_as_product(eq, ids) if eq.prim.name == "contract" else [eq])
+    return Program(program.ins, out, program.outs)
+
+
+def _as_product(eq, ids):
+    """[eq] or the equations computing it as a broadcast multiply (see broadcast_products)."""
+    sa, sb, so = eq.params["spec"]
+    a, b = eq.ins
+    if not set(sa) | set(sb) <= set(so) or len(set(sa)) < len(sa) or len(set(sb)) < len(sb) or \
+            eq.out.dtype != onp.result_type(*(x.dtype for x in (a, b))):
+        return [eq]
+    steps, laid = [], []
+    for x, letters in ((a, sa), (b, sb)):
+        order = sorted(letters, key=so.index)
+        if list(letters) != order:
+            x = _staged(steps, transpose, ids, x, perm=tuple(letters.index(c) for c in order))
+        shape = tuple(eq.out.shape[k] if c in letters else 1 for k, c in enumerate(so))
+        laid.append(_staged(steps, reshape, ids, x, shape=shape))
+    return steps + [Equation(multiply, laid, eq.out, {})]
 
 
 def _summed(eq, made):

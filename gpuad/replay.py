@@ -19,7 +19,8 @@ import numpy as onp
 
 from . import backends, graphs
 from .chunking import CHECK_FROM, size_text
-from .fusion import Region, fuse, view
+from .fusion import MEMBERS, Region, fuse, view
+from .kernels import builds
 from .kernels import region as region_source
 from .ops.indexing import add_at
 from .program import Var
@@ -42,10 +43,11 @@ def fusion_wanted():
     return os.environ.get("GPUAD_FUSION", "on") != "off"
 
 
-def plan(program, fusion=True, backend=None, apart=()):
+def plan(program, fusion=True, backend=None, apart=(), limit=MEMBERS):
     """The program's steps for `backend` (default: the active one), in order, with adds done in
-    place where nothing reads the target after; the equations making `apart` are not fused."""
-    nodes = fuse(program, backend, apart) if fusion else program.equations
+    place where nothing reads the target after; the equations making `apart` are not fused, and
+    no region has more than `limit` members."""
+    nodes = fuse(program, backend, apart, limit) if fusion else program.equations
     steps = [Step("region", n, list(n.ins), list(n.outs)) if isinstance(n, Region) else
              Step("eq", n, list(n.ins), [n.out]) for n in nodes]
     return _in_place(program, steps)
@@ -57,35 +59,79 @@ class Replay:
     graphs. `plan_for` fuses as for another backend (the tests run the regions planned for CuPy on
     the CPU)."""
 
-    def __init__(self, program, fusion=None, plan_for=None):
+    def __init__(self, program, fusion=None, plan_for=None, wait=True):
+        """wait=False: where the kernels are not built yet, run unfused meanwhile and build them
+        in the background (gpuad/kernels/builds.py); `ready` says when the kernels run."""
         fusion = fusion_wanted() if fusion is None else fusion
         be = backends.current()
-        xp = be.xp
-        apart, why = set(), []
-        while True:  # a region whose kernel is too long or does not build runs unfused; the others stay fused
-            self.steps = plan(program, fusion, plan_for, apart)
+        self._plan_for, self._target = plan_for, "cuda" if be.name == "cupy" else "host"
+        steps, kernels = planned(program, fusion, plan_for, self._target)
+        self.ready = None
+        if not kernels or wait or _built(kernels, be):
+            self._use(program, *self._built_runners(program, steps, kernels, be), be)
+            return
+        self._use(program, plan(program, False), {}, be)
+        self.ready = builds.submit(self._switch, program, steps, kernels, be)
+
+    def _switch(self, program, steps, kernels, be):
+        """Build the kernels, then run them from the next call on (the function is swapped last)."""
+        steps, runners = self._built_runners(program, steps, kernels, be)
+        if runners is not None:
+            self._use(program, steps, runners, be)
+
+    def _built_runners(self, program, steps, kernels, be):
+        """(steps, their regions' functions; None where no kernel can be built here): a region whose
+        kernel the compiler refuses runs unfused (planned again without it), the others keep theirs."""
+        apart = set()
+        while True:
             try:
-                built = _bind(program, self.steps, xp)
-                break
-            except _Unfused as e:
-                apart |= {eq.out for r in e.regions for eq in r.equations}
-                why.append(str(e))
-        if apart:
-            warnings.warn(f"gpuad.jit: {'; '.join(why)}: their {len(apart)} equations run unfused, the other "
-                          "regions fused", RuntimeWarning, stacklevel=2)
-        if not built:  # the region kernels cannot be built here
-            self.steps = plan(program, False)
-            _bind(program, self.steps, xp)
-        self.regions = sum(s.kind == "region" for s in self.steps)
-        self.peak = peak_bytes(program, self.steps)
+                return steps, _region_runners(kernels, be, staying(program, steps))
+            except _Refused as e:
+                refused = {eq.out for s in steps if s.kind == "region" and id(s.node) in e.regions
+                           for eq in s.node.equations}
+                apart |= refused
+                warnings.warn(f"gpuad.jit: {e}: their {len(refused)} equations run unfused, the other regions fused",
+                              RuntimeWarning, stacklevel=4)
+                steps, kernels = planned(program, True, self._plan_for, self._target, apart)
+
+    def _use(self, program, steps, runners, be):
+        """Make steps (with their regions' functions `runners`; None where the kernels could not
+        be built: then unfused) the replay's on backend be."""
+        if runners is None:
+            steps, runners = plan(program, False), {}
+        _bind(program, steps, runners, be.xp)
+        regions = sum(s.kind == "region" for s in steps)
+        peak = peak_bytes(program, steps)
         if be.capture_graph is not None and graphs.wanted():
-            self.steps = _captured(program, self.steps, be)
-        self.graphs = sum(s.kind == "graph" for s in self.steps)
-        self.peak += sum(s.node.held for s in self.steps if s.kind == "graph")
-        self.source, run = _generate(program, self.steps)
-        run = _one_at_a_time(run) if self.regions and be.name == "numpy" else run
+            steps = _captured(program, steps, be)
+        self.graphs = sum(s.kind == "graph" for s in steps)
+        peak += sum(s.node.held for s in steps if s.kind == "graph")
+        self.source, run = _generate(program, steps)
+        run = _one_at_a_time(run) if regions and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run
-        self.run = run if self.peak < CHECK_FROM else _checked(run, self.peak, program.sweeps)
+        self.steps, self.regions, self.peak = steps, regions, peak
+        self.run = run if peak < CHECK_FROM else _checked(run, peak, program.sweeps)
+
+
+def planned(program, fusion=True, backend=None, target="host", apart=()):
+    """(steps, {id(region): Kernel}): the plan for `backend` (default: the active one) and its
+    regions' kernels rendered for target ("host" or "cuda"), the equations making `apart` unfused.
+    A region whose kernel would be too long is split (the member limit halves); a lone equation
+    too long runs unfused, with a warning."""
+    apart, limit, alone_too_long = set(apart), MEMBERS, set()
+    while True:
+        steps = plan(program, fusion, backend, apart, limit)
+        try:
+            kernels = _rendered([s.node for s in steps if s.kind == "region"], target)
+            break
+        except _TooLarge as e:
+            limit, alone = _split_limit(e.regions, limit)
+            alone_too_long |= {eq.out for r in alone for eq in r.equations}
+            apart |= alone_too_long
+    if alone_too_long:
+        warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {region_source.MAX_LINES} lines; "
+                      f"its {len(alone_too_long)} equations run unfused", RuntimeWarning, stacklevel=3)
+    return steps, kernels
 
 
 def peak_bytes(program, steps):
@@ -152,12 +198,8 @@ def _one_at_a_time(run):
     return locked
 
 
-def _bind(program, steps, xp):
-    """Give every step its function; False when the region kernels cannot be built."""
-    regions = [s for s in steps if s.kind == "region"]
-    runners = _region_runners([s.node for s in regions], xp, staying(program, steps))
-    if runners is None:
-        return False
+def _bind(program, steps, runners, xp):
+    """Give every step its function (a region's from runners: {id(region): function})."""
     for s in steps:
         if s.kind == "region":
             s.fn = runners[id(s.node)]
@@ -168,65 +210,87 @@ def _bind(program, steps, xp):
         else:
             f = s.node.prim.impl_on(xp, [onp.shape(a) for a in s.ins], **s.node.params)
             s.fn = _as_array(f) if not s.node.out.shape else f
-    return True
 
 
-class _Unfused(Exception):
-    """Regions whose kernels cannot be had (too long to build, or refused by the compiler)."""
+def _split_limit(regions, limit):
+    """(the member limit splitting these too long regions in halves at least, the regions too
+    small to split)."""
+    large = [r for r in regions if len(r.equations) > 2]
+    if large:
+        limit = min(limit, *(len(r.equations) // 2 for r in large))
+    return limit, [r for r in regions if len(r.equations) <= 2]
 
-    def __init__(self, regions, why):
-        super().__init__(f"{len(regions)} fused region(s) {why}")
+
+class _TooLarge(Exception):
+    """Regions whose kernels would be too long to build."""
+
+    def __init__(self, regions):
+        super().__init__(f"{len(regions)} regions too long")
         self.regions = regions
 
 
 def _rendered(regions, target):
-    """Each region's Kernel for target; _Unfused naming the regions that are too long."""
-    kernels, large = [], []
+    """{id(region): Kernel} for target; _TooLarge naming the regions that are too long."""
+    kernels, large = {}, []
     for r in regions:
         try:
-            kernels.append(region_source.render(r, target))
+            kernels[id(r)] = region_source.render(r, target)
         except region_source.TooLarge:
             large.append(r)
     if large:
-        raise _Unfused(large, f"would exceed {region_source.MAX_LINES} lines")
+        raise _TooLarge(large)
     return kernels
 
 
-def _region_runners(regions, xp, private):
-    """{id(region): function} on this backend, or None when its kernels cannot be built."""
-    if not regions:
-        return {}
-    if backends.backend() == "cupy":  # CuPy's pool already reuses device memory
-        from .kernels.launch import region_launcher
-        launchers = _each_built(regions, _rendered(regions, "cuda"), region_launcher)
-        return {id(r): f for r, f in zip(regions, launchers)}
+def _built(kernels, be):
+    """Whether these kernels load without a compiler run (the CPU's library is on disk)."""
     from .kernels import host
-    kernels = _rendered(regions, "host")
-    lib = host.library(kernels)
+    return be.name == "numpy" and host.cached(list(kernels.values()))
+
+
+def _region_runners(kernels, be, private):
+    """{id(region): function} on backend be for {id(region): Kernel}; None where no kernel can be
+    built here (no compiler); _Refused naming the regions whose kernels the compiler refuses."""
+    if not kernels:
+        return {}
+    if be.name == "cupy":  # CuPy's pool already reuses device memory
+        from .kernels.launch import region_launcher
+        return _each_built(kernels, region_launcher)
+    from .kernels import host
+    lib = host.library(list(kernels.values()))
     if lib is None and len(kernels) > 1 and host.compiler() is not None:  # which of them fail, alone?
-        _each_built(regions, [[k] for k in kernels], lambda ks: host.library(ks) or _refused(ks[0].name))
+        _each_built(kernels, lambda k: host.library([k]) or _refused(k.name))
     if lib is None:
         return None
-    return {id(r): host.launcher(lib, k, private) for r, k in zip(regions, kernels)}
+    return {r: host.launcher(lib, k, private) for r, k in kernels.items()}
 
 
-def _each_built(regions, kernels, build):
-    """build(kernel) for each region's kernel, several at once (NVRTC and the C++ compiler do not hold
-    the GIL); _Unfused naming the regions whose kernels failed to build."""
+def _each_built(kernels, build):
+    """{id(region): build(kernel)} for {id(region): Kernel}, several at once (NVRTC and the C++
+    compiler do not hold the GIL); _Refused naming the regions whose kernels failed to build."""
     def attempt(kernel):
         try:
             return build(kernel)
         except Exception as e:  # any build failure: that region runs unfused
             return e
-    if len(kernels) == 1:
-        built = [attempt(kernels[0])]
+    items = list(kernels.items())
+    if len(items) == 1:
+        built = [attempt(items[0][1])]
     else:
-        with ThreadPoolExecutor(min(len(kernels), BUILD_THREADS)) as pool:
-            built = list(pool.map(attempt, kernels))
-    failed = [(r, b) for r, b in zip(regions, built) if isinstance(b, Exception)]
+        with ThreadPoolExecutor(min(len(items), BUILD_THREADS)) as pool:
+            built = list(pool.map(attempt, [k for _, k in items]))
+    failed = [(r, b) for (r, _), b in zip(items, built) if isinstance(b, Exception)]
     if failed:
-        raise _Unfused([r for r, _ in failed], f"failed to build ({failed[0][1]})")
-    return built
+        raise _Refused({r for r, _ in failed}, failed[0][1])
+    return {r: b for (r, _), b in zip(items, built)}
+
+
+class _Refused(Exception):
+    """Regions (their ids) whose kernels the compiler refused, with the first error."""
+
+    def __init__(self, regions, error):
+        super().__init__(f"{len(regions)} fused region(s) failed to build ({error})")
+        self.regions = regions
 
 
 def _refused(name):

@@ -13,6 +13,10 @@ import time
 
 import pytest
 
+# A compiled function's first call waits for its kernels, so that every test of a compiled function
+# runs them (tests/test_compile.py checks the default, kernels built in the background).
+os.environ.setdefault("GPUAD_COMPILE", "sync")
+
 import gpuad
 from gpuad import backends
 

@@ -1,6 +1,9 @@
 """gpuad.jit: compiled derivatives equal eager ones (every op spec, every transform case), jit composes
 with the transforms both ways and with itself, abstract shapes and dtypes are exact, the cache
 re-traces only on a new signature, the passes do what they say, and misuse gets clear errors."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import test_primitives as tp  # module imports: their tables are read here, their tests not collected twice
@@ -554,3 +557,31 @@ def test_adding_a_zero_makes_negative_zeros_positive_as_numpy_does():
         assert np.signbit(gpuad.jit(f)(x)).tolist() == np.signbit(f(x)).tolist() == [False, False, True]
     for f in (lambda x: x + (-0.0), lambda x: x - 0.0, lambda x: x * 1.0):  # these do return x's zeros
         assert np.signbit(gpuad.jit(f)(x)).tolist() == [True, False, True]
+
+
+def test_a_contraction_summing_nothing_is_a_broadcast_product():
+    """vmap of a gradient makes an outer product per sample (a contraction over no letter): the
+    program multiplies, broadcast, instead (fusible, no GEMM of inner dimension 1), same values."""
+    rng = np.random.default_rng(5)
+    X, w = gnp.asarray(rng.normal(size=(32, 6))), gnp.asarray(rng.normal(size=6))
+
+    def per_sample(w, X):
+        return gpuad.vmap(gpuad.grad(lambda w, x: gnp.log(1.0 + gnp.exp(-(x @ w)))), in_axes=(None, 0))(w, X)
+    program = gpuad.jit(per_sample).lower(w, X).program
+    assert not [eq for eq in program.equations if eq.prim.name == "contract" and
+                set(eq.params["spec"][0]) | set(eq.params["spec"][1]) <= set(eq.params["spec"][2])]
+    assert_close(gpuad.jit(per_sample)(w, X), per_sample(w, X), rtol=1e-14)
+    z = np.asarray(X) @ np.asarray(w)
+    assert_close(per_sample(w, X), -(1.0 / (1.0 + np.exp(z)))[:, None] * np.asarray(X), rtol=1e-12)
+
+
+def test_a_first_call_without_special_functions_does_not_import_scipy():
+    """SciPy's special functions load at the first call of one (a second of import): a program
+    without any does not wait for them."""
+    code = ("import sys, numpy as np, gpuad, gpuad.numpy as gnp, gpuad.scipy.special as sp\n"
+            "J = gpuad.jit(gpuad.jacfwd(lambda x: gnp.sin(x) * x))(np.ones(3))\n"
+            "print(J.shape, 'scipy.special' in sys.modules)\n"
+            "print(float(gpuad.jit(gpuad.grad(lambda x: gnp.sum(sp.gammaln(x))))(np.ones(2) * 3)[0]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "(3, 3) False"
+    assert abs(float(out[1]) - (1.5 - 0.5772156649015329)) < 1e-12  # digamma(3)

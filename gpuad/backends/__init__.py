@@ -4,6 +4,7 @@ GPUAD_BACKEND=auto|numpy|cupy chooses at first use; auto takes CuPy when a GPU i
 """
 import contextlib
 import contextvars
+import functools
 import importlib
 import os
 
@@ -32,20 +33,33 @@ _SCIPY = {"numpy": "scipy", "cupy": "cupyx.scipy"}
 
 def scipy_functions(xp, submodule, names):
     """{name: function} for arrays of the module xp, from scipy.<submodule> (NumPy) or
-    cupyx.scipy.<submodule> (CuPy). Where that module is missing, each function raises an
-    ImportError that names it when called: gpuad works without SciPy until such a function is used."""
+    cupyx.scipy.<submodule> (CuPy), imported at the first call of one of them (importing SciPy
+    takes about a second: a program without special functions does not wait for it). Where that
+    module is missing, each function raises an ImportError that names it when called: gpuad works
+    without SciPy until such a function is used."""
     module_name = f"{_SCIPY[xp.__name__]}.{submodule}"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        def missing(*args, **kwargs):
-            raise ImportError(f"gpuad's {', '.join(sorted(names))} evaluate with {module_name} on the "
-                              f"{xp.__name__} backend; it is not installed (pip install scipy)")
-        return dict.fromkeys(names, missing)
-    functions = {name: getattr(module, name) for name in names}
-    if "polygamma" in functions:
-        functions["polygamma"] = _weak_scalars(xp, functions["polygamma"])
-    return functions
+
+    @functools.cache
+    def resolved():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            return None
+        functions = {name: getattr(module, name) for name in names}
+        if "polygamma" in functions:
+            functions["polygamma"] = _weak_scalars(xp, functions["polygamma"])
+        return functions
+
+    def lazy(name):
+        def function(*args, **kwargs):
+            functions = resolved()
+            if functions is None:
+                raise ImportError(f"gpuad's {', '.join(sorted(names))} evaluate with {module_name} on the "
+                                  f"{xp.__name__} backend; it is not installed (pip install scipy)")
+            return functions[name](*args, **kwargs)
+        function.__name__ = name
+        return function
+    return {name: lazy(name) for name in names}
 
 
 def _weak_scalars(xp, f):

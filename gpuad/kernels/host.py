@@ -98,7 +98,7 @@ def library(kernels):
         _warn_once("this NumPy's array layout is not the one the fused kernels read")
         return None
     head, (body,) = host_sources(kernels, OFFSETS)
-    key = hashlib.sha1((head + body + " ".join(ISA)).encode()).hexdigest()  # a build for AVX2 alone: its own file
+    key = _key(head, body)
     lib = _loaded.get(key)
     if lib is None:
         parts = min(_cores(), MAX_PARTS) if len(body) > SPLIT_FROM else 1
@@ -173,6 +173,18 @@ def _build_pool(cxx, source, path):
     warnings.warn(f"gpuad.jit: {cxx} could not compile the kernels' thread pool ({errors[0][-2000:]}); the fused "
                   "kernels run in the caller's thread", RuntimeWarning, stacklevel=5)
     return False
+
+
+def cached(kernels):
+    """Whether the library of these kernels is loaded or on disk: `library` runs no compiler."""
+    if OFFSETS is None:
+        return True  # `library` says at once why it cannot build
+    key = _key(*host_sources(kernels, OFFSETS))
+    return key in _loaded or (cache.root() / f"gpuad_{key}.so").exists()  # checked again when loaded
+
+
+def _key(head, bodies):
+    return hashlib.sha1((head + "".join(bodies) + " ".join(ISA)).encode()).hexdigest()  # AVX2 alone: its own file
 
 
 def _cores():

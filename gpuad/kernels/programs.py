@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from . import region
 from .nvrtc import ARCH, CompileError, compile_ptx
 
 TARGETS = {"cuda": "cupy", "host": "numpy"}  # a target's kernels are planned as for this backend
@@ -17,10 +16,10 @@ TARGETS = {"cuda": "cupy", "host": "numpy"}  # a target's kernels are planned as
 def region_kernels(fun, *args, target="cuda"):
     """The Kernels of every fused region of jit(fun) at args (arrays or ShapeDtypeStructs)."""
     from ..jit import jit
-    from ..replay import plan
+    from ..replay import planned
     backend = TARGETS[target]
     program = jit(fun).lower(*args, backend=backend).program
-    return [region.render(s.node, target) for s in plan(program, True, backend) if s.kind == "region"]
+    return list(planned(program, True, backend, target)[1].values())
 
 
 def compile_cuda(kernels, arch=ARCH, threads=8):

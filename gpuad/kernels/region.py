@@ -21,6 +21,17 @@ from ..program import Var
 from .source import _read
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
+_C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}
+
+
+def ctype(dtype):
+    """The C type of a dtype (looked up by the dtype: its name is slow to make; a byte-swapped
+    array is copied to native order before a kernel reads it)."""
+    dtype = numpy.dtype(dtype)
+    c = _C_TYPES.get(dtype)
+    return c if c is not None else _C_TYPES[dtype.newbyteorder("=")]
+
+
 _UNROLLED = 16  # elements of the trailing axes one loop element computes together
 _UNROLLED_LINES = 4096  # ... as long as their equations, unrolled, are at most this many
 MAX_LINES = 20000  # a body longer than this (values read at too many index paths) is not built
@@ -48,14 +59,23 @@ def render(region, target):
     axes = [[k for k, d in enumerate(a.shape) if d != 1] for a in arrays]
     params = []
     for j, (a, along) in enumerate(zip(arrays, axes)):
-        params.append(f"const {C_TYPES[numpy.dtype(a.dtype).name]}* __restrict__ in{j}")
+        params.append(f"const {ctype(a.dtype)}* __restrict__ in{j}")
         params += [f"const long long s{j}_{k}" for k in along]
-    params += [f"{C_TYPES[v.dtype.name]}* __restrict__ out{k}" for k, v in enumerate(region.outs)]
+    params += [f"{ctype(v.dtype)}* __restrict__ out{k}" for k, v in enumerate(region.outs)]
 
     def strided(j, idx):
         return " + ".join(f"{idx[k]} * s{j}_{k}" for k in axes[j]) or "0"
     cols = _row_length(region) if target == "host" else None
-    body = _pulled(region, strided, cols)
+    loads = []  # the body is pulled once, its loads marked, then spelled for each layout
+
+    def marked(j, idx):
+        loads.append((j, idx))
+        return f"@{len(loads) - 1}@"
+    pulled = _pulled(region, marked, cols)
+
+    def spelled(offset):
+        return re.sub(r"@(\d+)@", lambda m: offset(*loads[int(m.group(1))]), pulled)
+    body = spelled(strided)
     signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
@@ -67,7 +87,7 @@ def render(region, target):
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
-        text += _fill(template, region, f"{name}_c", dense, _pulled(region, contiguous, cols), cols)
+        text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
     return Kernel(name, text, arrays, axes, list(region.outs), shape, size)
 
@@ -80,6 +100,7 @@ def _fill(template, region, name, params, body, cols=None):
 
 
 _CLAMP = "gpuad_clamp("
+_TOP_INDEX = re.compile(r"-?\d+LL|d\d+")  # indices valid for every element: constants, the element's digits
 _ROWS_FROM = 8  # a loop axis this long or longer is not unrolled, and the host loops by rows along it
 
 
@@ -135,14 +156,19 @@ class _Body:
     the index tuple the root's element reads it at (one C expression per axis), through the
     members' index maps, and computed once per index tuple (`memo`). Values under a condition
     (a scatter's positions, a concatenation's pieces) are computed at clamped indices and
-    selected where they are cheap, else inside their `if` block only; what a block (or a sum's
-    loop) computes is forgotten after it."""
+    selected where they are cheap, else inside their `if` block only; a sum's terms inside its
+    loop. A value is declared in the outermost block where it is valid (`levels`: the lines of
+    the blocks open, outermost first): one read at the element's own digits or constant indices,
+    from values valid there, goes before the blocks, so every block reads it, computed once; what
+    a block computes at its own indices is forgotten after it."""
 
     def __init__(self, region, offset):
         self.region, self.offset = region, offset
         self.made = {eq.out: eq for eq in region.equations}
         self.inputs = {_key(a): j for j, a in enumerate(region.ins)}
-        self.lines, self.memo, self.temps = [], {}, 0
+        self.levels, self.memo, self.temps, self.count = [[]], {}, 0, 0
+        self.keys = [[]]  # the memo keys of each open level, forgotten when it closes
+        self.deepest = 0  # the innermost level the value being computed needs
         self.nonnegative = {}  # id(constant positions) -> whether none is negative
 
     def text(self, cols=None):
@@ -154,14 +180,15 @@ class _Body:
         outer, per = shape[:len(shape) - inner], math.prod(shape[len(shape) - inner:])
         digits = [_digit(outer, d) for d in range(len(outer))] if cols is None else \
             [_digit(outer[:-1], d, "r") for d in range(len(outer) - 1)] + ["j"]
-        self.lines = [f"const long long d{d} = {digit};" for d, digit in enumerate(digits)]
+        lines = self.levels[0]
+        lines += [f"const long long d{d} = {digit};" for d, digit in enumerate(digits)]
         for j in range(per):
             index = tuple(f"d{d}" for d in range(len(outer))) + tuple(_digits(j, shape[len(outer):]))
             at = "i" if per == 1 else f"i * {per}LL + {j}LL"
             for k, v in enumerate(self.region.outs):
-                value = self.value(v, ("0LL",) * (len(v.shape) - len(shape)) + index)
-                self.lines.append(f"out{k}[{at}] = {value};")
-        return "\n        ".join(self.lines)
+                value = self.value(v, ("0LL",) * (len(v.shape) - len(shape)) + index)  # a literal is in T
+                lines.append(f"{{ typedef {ctype(v.dtype)} T; out{k}[{at}] = {value}; }}")
+        return "\n        ".join(lines)
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
@@ -172,11 +199,33 @@ class _Body:
             value = self.region.literals[key[1]]
             return f"{value}LL" if a.dtype.kind == "i" else _literal(value)  # int: a gather's position
         idx = tuple("0LL" if d == 1 else i for d, i in zip(a.shape, idx))
-        if (key, idx) not in self.memo:
-            self.memo[key, idx] = self._compute(a, idx)
-            if len(self.lines) > MAX_LINES:
+        entry = self.memo.get((key, idx))
+        if entry is None:
+            outer = self.deepest
+            self.deepest = 0 if all(map(_TOP_INDEX.fullmatch, idx)) else len(self.levels) - 1
+            entry = self.memo[key, idx] = (self._compute(a, idx), self.deepest)
+            self.keys[self.deepest].append((key, idx))
+            self.deepest = outer
+            if self.count > MAX_LINES:
                 raise TooLarge(f"a fused region's kernel would exceed {MAX_LINES} lines")
-        return self.memo[key, idx]
+        self.deepest = max(self.deepest, entry[1])
+        return entry[0]
+
+    def _emit(self, line, level=None):
+        self.levels[-1 if level is None else level].append(line)
+        self.count += 1
+
+    def _open(self):
+        """Open a block (a branch, a sum's loop): values computed inside it at its own indices
+        stay in it."""
+        self.levels.append([])
+        self.keys.append([])
+
+    def _close(self):
+        """Close the innermost block, forgetting its values: its lines, indented."""
+        for k in self.keys.pop():
+            del self.memo[k]
+        return ["    " + line for line in self.levels.pop()]
 
     def _compute(self, a, idx):
         if _key(a) in self.inputs:
@@ -223,10 +272,20 @@ class _Body:
         return f"gpuad_wrap({at}, {n}LL)"
 
     def _temp(self, dtype, expr):
-        name, ctype = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name]
+        """A new variable holding expr, declared in the level of the value being computed."""
+        name, c = f"t{self.temps}", ctype(dtype)
         self.temps += 1
-        self.lines.append(f"{ctype} {name}; {{ typedef {ctype} T; {name} = {expr}; }}")
+        self._emit(f"{c} {name}; {{ typedef {c} T; {name} = {expr}; }}", self.deepest)
         return name
+
+    def _declared(self, dtype):
+        """A new variable, zero, declared in the innermost open block (a sum's or a choice's
+        result, assigned inside blocks of its own)."""
+        name, c = f"t{self.temps}", ctype(dtype)
+        self.temps += 1
+        self.deepest = len(self.levels) - 1
+        self._emit(f"{c} {name} = {c}(0);")
+        return name, c
 
     def _sum(self, dtype, x, axes, keepdims, idx):
         """The sum of x over axes at idx of the result: unrolled when short, else a loop whose
@@ -237,15 +296,14 @@ class _Body:
         if n <= _UNROLLED:
             terms = [self.value(x, _summed_index(x, axes, keepdims, idx, _digits(j, dims))) for j in range(n)]
             return self._temp(dtype, " + ".join(terms))
-        name, ctype, r = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name], f"r{self.temps}"
-        self.temps += 1
-        self.lines.append(f"{ctype} {name} = {ctype}(0);")
-        self.lines.append(f"for (long long {r} = 0; {r} < {n}LL; ++{r}) {{")
-        saved = dict(self.memo)
+        name, ctype = self._declared(dtype)
+        r, deepest = f"r{name[1:]}", self.deepest
+        self._open()
         term = self.value(x, _summed_index(x, axes, keepdims, idx, _digits_of(r, dims)))
-        self.lines.append(f"    {{ typedef {ctype} T; {name} += {term}; }}")
-        self.memo = saved
-        self.lines.append("}")
+        self._emit(f"{{ typedef {ctype} T; {name} += {term}; }}")
+        body = self._close()
+        self.levels[-1] += [f"for (long long {r} = 0; {r} < {n}LL; ++{r}) {{"] + body + ["}"]
+        self.deepest = deepest
         return name
 
     def _cases(self, dtype, cases, otherwise):
@@ -253,6 +311,11 @@ class _Body:
         range)], first match, else `otherwise` (None: the last case holds where the others do
         not). Cheap cases are all computed, at clamped indices, and one selected: no branch, so
         the loop vectorises; costly ones are computed in `if` blocks, only where they hold."""
+        cases, otherwise = _decided(cases, otherwise)
+        if not cases:
+            return self._temp(dtype, otherwise)
+        if otherwise is None and len(cases) == 1:
+            return self.value(cases[0][1], cases[0][2])
         if self._few([v for _, v, _, _ in cases]):
             return self._select(dtype, cases, otherwise)
         return self._branches(dtype, cases, otherwise)
@@ -277,18 +340,29 @@ class _Body:
         return self._temp(dtype, expr)
 
     def _branches(self, dtype, cases, otherwise):
-        name, ctype = f"t{self.temps}", C_TYPES[numpy.dtype(dtype).name]
-        self.temps += 1
-        self.lines.append(f"{ctype} {name} = {ctype}(0);")
-        for k, (cond, v, idx, _) in enumerate(cases):
+        name, ctype = self._declared(dtype)
+        deepest, chain = self.deepest, []
+        for k, (cond, v, idx, _) in enumerate(cases):  # the blocks first: what they hoist goes before the chain
             last = otherwise is None and k == len(cases) - 1
             head = "else " if k else ""
-            self.lines.append(f"{head}{{" if last and k else f"{head}if ({cond}) {{")
-            saved = dict(self.memo)
-            self.lines.append(f"    {{ typedef {ctype} T; {name} = {self.value(v, idx)}; }}")
-            self.memo = saved
-            self.lines.append("}")
+            self._open()
+            self._emit(f"{{ typedef {ctype} T; {name} = {self.value(v, idx)}; }}")
+            chain += [f"{head}{{" if last and k else f"{head}if ({cond}) {{"] + self._close() + ["}"]
+        self.levels[-1] += chain
+        self.deepest = deepest
         return name
+
+
+def _decided(cases, otherwise):
+    """(cases, otherwise) with the cases whose condition is known false (at an unrolled index) dropped,
+    and the first known true made the last case holding where the others do not."""
+    kept = []
+    for k, case in enumerate(cases):
+        if case[0] == "true":
+            return kept + [case], None
+        if case[0] != "false" or (otherwise is None and k == len(cases) - 1):
+            kept.append(case)
+    return kept, otherwise
 
 
 def inner_axes(region):
@@ -468,17 +542,17 @@ def _scatter_case(out_shape, items, idx, v, inverse):
             c, mapped[o], clamped[o] = _slice_inverse(e, start, step, len(range(start, stop, step)), n)
             conds += c
         elif basic(item):
-            conds.append(f"{e} == {int(item) % n}LL")
+            conds.append(_compare(e, "==", int(item) % n))
         else:
             along.append(e)
     if along:
         dims = numpy.broadcast_shapes(*(i.shape for i in items if not basic(i)))
         b = inverse(tuple(along))
-        conds.append(f"{b} >= 0LL")
+        conds.append(_compare(b, ">=", 0))
         o = next(o for o, i in zip(axes, taken) if not basic(i))
         mapped[o:o + block] = _digits_of(b, dims)
-        clamped[o:o + block] = _digits_of(f"gpuad_clamp({b}, {math.prod(dims) - 1}LL)", dims)
-    return " && ".join(conds) or "true", v, tuple(mapped), tuple(clamped)
+        clamped[o:o + block] = _digits_of(_clamp(b, math.prod(dims) - 1), dims)
+    return _conjunction(conds), v, tuple(mapped), tuple(clamped)
 
 
 def _digits_of(e, dims):
@@ -490,14 +564,47 @@ def _slice_inverse(e, start, step, length, n):
     """(conditions, position in the slice, that position clamped) of index e of an axis of n, for
     the slice start::step of `length` (not 0)."""
     if step == 1:
-        conds = ([f"{e} >= {start}LL"] if start else []) + ([f"{e} < {start + length}LL"] if start + length < n else [])
+        conds = ([_compare(e, ">=", start)] if start else []) + ([_compare(e, "<", start + length)]
+                                                                 if start + length < n else [])
         m = _shifted(e, -start)
+    elif _constant(e) is not None:  # an unrolled index: where it lands is known
+        t = _constant(e) - start
+        inside = t % step == 0 and 0 <= t // step < length
+        conds, m = ["true" if inside else "false"], f"{t // step if inside else 0}LL"
     else:
         t = f"({e} - {start}LL)"
         sign = ">=" if step > 0 else "<="
         bound = f"{t} {'<' if step > 0 else '>'} {step * length}LL"
         conds, m = [f"{t} {sign} 0", f"{t} % {step}LL == 0", bound], f"({t} / {step}LL)"
-    return conds, m, (f"gpuad_clamp({m}, {length - 1}LL)" if conds else m)
+    return conds, m, (_clamp(m, length - 1) if conds else m)
+
+
+_COMPARE = {"<": int.__lt__, ">=": int.__ge__, "==": int.__eq__}
+
+
+def _constant(e):
+    """The value of an index expression that is an integer literal, else None."""
+    return int(e[:-2]) if re.fullmatch(r"-?\d+LL", e) else None
+
+
+def _compare(e, op, bound):
+    """The condition `e op bound`, "true" or "false" where e is a constant (an unrolled index)."""
+    c = _constant(e)
+    return f"{e} {op} {bound}LL" if c is None else "true" if _COMPARE[op](c, bound) else "false"
+
+
+def _conjunction(conds):
+    if "false" in conds:
+        return "false"
+    return " && ".join(c for c in conds if c != "true") or "true"
+
+
+def _clamp(e, hi):
+    """e clamped into 0..hi, folded where e is a constant or hi is 0."""
+    c = _constant(e)
+    if hi == 0 or c is not None:
+        return f"{min(max(c or 0, 0), hi)}LL"
+    return f"gpuad_clamp({e}, {hi}LL)"
 
 
 def _concatenate_cases(pieces, axis, idx):
@@ -506,8 +613,8 @@ def _concatenate_cases(pieces, axis, idx):
         n = v.shape[axis]
         if n:
             at = _shifted(idx[axis], -start)
-            clamped = f"gpuad_clamp({at}, {n - 1}LL)"
-            cases.append((f"{idx[axis]} < {start + n}LL", v, idx[:axis] + (at,) + idx[axis + 1:],
+            clamped = _clamp(at, n - 1)
+            cases.append((_compare(idx[axis], "<", start + n), v, idx[:axis] + (at,) + idx[axis + 1:],
                           idx[:axis] + (clamped,) + idx[axis + 1:]))
         start += n
     return cases
@@ -539,10 +646,10 @@ def _objects_entry(name, arrays, axes, outs, count):
     on, and returns 0."""
     params, pointers, strides, checks, readable = [], [], [], [], []
     for j, (a, along) in enumerate(zip(arrays, axes)):
-        ctype, size = C_TYPES[numpy.dtype(a.dtype).name], numpy.dtype(a.dtype).itemsize
+        c, size = ctype(a.dtype), numpy.dtype(a.dtype).itemsize
         params.append(f"const char* o{j}")
         readable.append(_readable(f"o{j}", a.dtype))
-        pointers.append(f"*(const {ctype}* const*)(o{j} + GPUAD_DATA)")
+        pointers.append(f"*(const {c}* const*)(o{j} + GPUAD_DATA)")
         dense = _contiguous_strides(a.shape)
         for d in along:
             stride = f"(*(const long long* const*)(o{j} + GPUAD_STRIDES))[{d}] / {size}"
@@ -551,7 +658,7 @@ def _objects_entry(name, arrays, axes, outs, count):
     for k, v in enumerate(outs):
         params.append(f"const char* r{k}")
         readable.append(_readable(f"r{k}", v.dtype))
-        pointers.append(f"*({C_TYPES[v.dtype.name]}* const*)(r{k} + GPUAD_DATA)")
+        pointers.append(f"*({ctype(v.dtype)}* const*)(r{k} + GPUAD_DATA)")
     generic = []
     for p, text in enumerate(pointers):
         generic.append(text)

@@ -10,6 +10,7 @@ A variant says how each argument reaches the kernel, one letter per argument:
     both: a  array without a derivative (full shape, or one element read with stride 0)
           s  scalar passed by value
 """
+import functools
 import itertools
 import re
 import string
@@ -32,6 +33,7 @@ def template_dir():
     return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "kernels"
 
 
+@functools.cache
 def _read(name):
     """A template with its local #include "..." lines replaced by the files they name, so the
     source is self-contained (CuPy caches compiled kernels by source text: a header edit must

@@ -20,9 +20,9 @@ def on_arrays(xp):
     """The rule namespace over a backend's array module (raw arrays: the fast path)."""
     ns = _arrays.get(xp)
     if ns is None:
-        ns = _arrays[xp] = RuleNamespace(dict(vars(xp)), xp.multiply, xp.add, xp.negative, xp.reshape,
-                                         xp.broadcast_to,
-                                         lambda: backends.scipy_functions(xp, "special", SPECIAL_NAMES))
+        functions = dict(vars(xp), **backends.scipy_functions(xp, "special", SPECIAL_NAMES))  # imported at first use
+        ns = _arrays[xp] = RuleNamespace(functions, xp.multiply, xp.add, xp.negative, xp.reshape,
+                                         xp.broadcast_to)
     return ns
 
 

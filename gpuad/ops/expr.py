@@ -28,13 +28,12 @@ _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: "
 
 class Expr:
     """One parsed rule expression over named variables."""
-    __slots__ = ("text", "tree", "const", "names")
+    __slots__ = ("text", "tree", "const")
 
     def __init__(self, text):
         self.text = text
         self.tree = ast.parse(text, mode="eval").body
         self.const = _constant(self.tree)
-        self.names = frozenset(n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name))  # variables too
 
     def function(self, args, namespace):
         """A Python function of `args` evaluating this expression with `namespace`'s functions."""

@@ -133,11 +133,10 @@ class RuleNamespace:
     """The array functions a row's rules are evaluated with: a backend's array module (raw
     arrays, the fast path) or gpuad's own primitives (traced values, so rules nest)."""
 
-    def __init__(self, functions, multiply, add, negative, reshape, broadcast_to, special=None):
+    def __init__(self, functions, multiply, add, negative, reshape, broadcast_to):
         self.functions = functions
         self.multiply, self.add, self.negative = multiply, add, negative
         self.reshape, self.broadcast_to = reshape, broadcast_to
-        self.special = special  # () -> the special functions, loaded when a rule first needs one
         self._compiled = {}
 
     def fn(self, row, i=None):
@@ -146,9 +145,6 @@ class RuleNamespace:
         f = self._compiled.get(key)
         if f is None:
             expr, args = (row.primal, row.args) if i is None else (row.partials[i], row.args + ("y",))
-            load = self.special  # read once: another thread may load them meanwhile
-            if load is not None and expr.names & SPECIAL_NAMES:
-                self.functions, self.special = dict(self.functions, **load()), None  # an import of 0.3 s
             f = self._compiled[key] = expr.function(args, self.functions)
         return f
 

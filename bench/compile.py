@@ -1,0 +1,157 @@
+"""python -m bench.compile: how long gpuad.jit takes to compile, as a program grows.
+
+    python -m bench.compile                       # the ODE at 25, 100, 200, 400 and 1600 steps
+    python -m bench.compile --steps 400 --rounds 3
+    python -m bench.compile --first               # every benchmark problem's first call, against jax.jit
+
+The program: a 2-state ODE (van der Pol) stepped by a Python loop, y = y + 0.01 * rhs(y), under
+gpuad.jit(gpuad.jacfwd(...)): a straight-line program that grows with the steps (an unrolled
+loop). Each size runs in a fresh process with an empty kernel cache of its own (a cold first
+call: tracing, the passes, fusion, the kernels' sources and their compilation). Columns: the
+program's equations, the fused regions and the equations left as steps of their own, the time
+to trace and optimise (lower), to build the replay and run it once (fusion, sources, the compiler),
+the first call in all (wall clock, the process's own CPU time and its compilers'), and the
+median of later calls. GPUAD_COMPILE=sync: the first call waits for its kernels. The markdown
+table goes to stdout.
+
+--first: each problem of `python -m bench` (quick sizes), in a fresh process with an empty kernel
+cache, its first call under gpuad.jit as a new user gets it (GPUAD_COMPILE=async: the kernels
+build in the background meanwhile), under gpuad.jit waiting for its kernels (sync), and jax.jit's
+first call in the same process.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+STEPS = (25, 100, 200, 400, 1600)
+
+
+def ode(steps):
+    import gpuad.numpy as gnp
+
+    def rhs(y):
+        return gnp.stack([y[1], -y[0] + 0.5 * (1 - y[0] ** 2) * y[1]])
+
+    def f(y0):
+        y = y0
+        for _ in range(steps):
+            y = y + 0.01 * rhs(y)
+        return y
+    return f
+
+
+def one(steps):
+    """Measure in this process (a fresh one, its cache empty): a dict of figures."""
+    import numpy as onp
+
+    import gpuad
+    from gpuad import replay
+    x = onp.array([1.0, 0.5])
+    fn = gpuad.jit(gpuad.jacfwd(ode(steps)))
+    t0, c0 = time.perf_counter(), os.times()
+    lowered = fn.lower(x)  # traced and optimised, cached for the call
+    t1 = time.perf_counter()
+    fn(x)  # the first call: its replay (fusion, sources, compilation) is built, then run
+    t2, c2 = time.perf_counter(), os.times()
+    later = []
+    for _ in range(20):
+        t = time.perf_counter()
+        fn(x)
+        later.append(time.perf_counter() - t)
+    planned = replay.plan(lowered.program)
+    regions = sum(s.kind == "region" for s in planned)
+    return {"steps": steps, "equations": len(lowered.program.equations), "regions": regions,
+            "plain": len(planned) - regions, "lower_s": t1 - t0, "replay_s": t2 - t1, "first_s": t2 - t0,
+            "cpu_s": (c2.user + c2.system) - (c0.user + c0.system),
+            "compiler_s": (c2.children_user + c2.children_system) - (c0.children_user + c0.children_system),
+            "later_ms": 1e3 * statistics.median(later)}
+
+
+def first_calls(name):
+    """The first call of one benchmark problem: gpuad.jit (async, then sync on a second function)
+    and jax.jit, in this process; seconds."""
+    from . import engines, problems, runner
+    case = next(c for c in problems.CASES if c.name == name)
+    s = problems.SIZES["quick"]
+    out = {"problem": name}
+    gpuad_jit = engines.load("gpuad-jit", "cpu")
+    for mode in ("async", "sync"):
+        os.environ["GPUAD_COMPILE"] = mode
+        call = runner.prepare(case, gpuad_jit, s)
+        t = time.perf_counter()
+        gpuad_jit.block(call())
+        out[f"gpuad_{mode}_s"] = time.perf_counter() - t
+    try:
+        jax_jit = engines.load("jax-jit", "cpu")
+    except engines.Unavailable:
+        return out
+    call = runner.prepare(case, jax_jit, s)
+    t = time.perf_counter()
+    jax_jit.block(call())
+    out["jax_s"] = time.perf_counter() - t
+    return out
+
+
+def fresh(*args):
+    """The figures of `--one *args` measured in a new process with an empty kernel cache."""
+    with tempfile.TemporaryDirectory(prefix="gpuad-bench-compile-") as cache:
+        env = dict(os.environ, GPUAD_CACHE_DIR=cache, GPUAD_COMPILE="sync", OPENBLAS_NUM_THREADS="1")
+        out = subprocess.run([sys.executable, "-m", "bench.compile", "--one", *map(str, args)], env=env,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.splitlines()[-1])
+
+
+def first_table(rows):
+    lines = ["| problem | gpuad.jit first call | waiting for its kernels | jax.jit first call | gpuad / jax |",
+             "|" + " --- |" * 5]
+    for r in rows:
+        jax = r.get("jax_s")
+        ratio = f"{r['gpuad_async_s'] / jax:.2f}" if jax else "n/a"
+        jax_text = f"{jax * 1e3:.0f} ms" if jax else "n/a"
+        lines.append(f"| {r['problem']} | {r['gpuad_async_s'] * 1e3:.0f} ms | {r['gpuad_sync_s'] * 1e3:.0f} ms | "
+                     f"{jax_text} | {ratio} |")
+    return "\n".join(lines)
+
+
+def table(rows):
+    lines = ["| steps | equations | regions | plain steps | lower | replay built | first call | its CPU | "
+             "compilers' CPU | later calls |", "|" + " --- |" * 10]
+    for r in rows:
+        lines.append(f"| {r['steps']} | {r['equations']} | {r['regions']} | {r['plain']} | {r['lower_s']:.2f} s | "
+                     f"{r['replay_s']:.2f} s | {r['first_s']:.2f} s | {r['cpu_s']:.2f} s | {r['compiler_s']:.2f} s | "
+                     f"{r['later_ms']:.2f} ms |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.compile", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, nargs="+", default=STEPS)
+    ap.add_argument("--rounds", type=int, default=1, help="fresh processes per size; the least first call is kept")
+    ap.add_argument("--first", action="store_true", help="every benchmark problem's first call, against jax.jit")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(one(int(args.one)) if args.one.isdigit() else first_calls(args.one)))
+        return
+    if args.first:
+        from . import problems
+        rows = [fresh(c.name) for c in problems.CASES if not c.name.startswith("memory")]
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
+        print(first_table(rows))
+        return
+    rows = []
+    for steps in args.steps:
+        runs = [fresh(steps) for _ in range(args.rounds)]
+        rows.append(min(runs, key=lambda r: r["first_s"]))
+        print(f"{steps} steps: first call {rows[-1]['first_s']:.2f} s", file=sys.stderr)
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
