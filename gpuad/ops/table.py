@@ -148,7 +148,7 @@ class RuleNamespace:
             expr, args = (row.primal, row.args) if i is None else (row.partials[i], row.args + ("y",))
             load = self.special  # read once: another thread may load them meanwhile
             if load is not None and expr.names & SPECIAL_NAMES:
-                self.functions, self.special = dict(self.functions, **load()), None  # an import of 0.3 s
+                self.functions, self.special = dict(self.functions, **load()), None  # a slow import: only when needed
             f = self._compiled[key] = expr.function(args, self.functions)
         return f
 

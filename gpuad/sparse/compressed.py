@@ -190,8 +190,7 @@ class _Sweep:
         traced by gpuad.jit for CuPy, an equation of the program instead: the columns of
         eye(K, K + 1) at the colors (K for the uncoloured), which a fused region makes from the
         colors where it reads them rather than reading a K x n constant (on a CPU the constant,
-        read contiguously, is faster than a gather of the colors per element: 22 against 52 ms
-        for the 10^6 five-point Jacobian)."""
+        read contiguously, is faster than a gather of the colors per element)."""
         traced = traced and backends.backend() == "cupy"
         key = id(colors), dt, traced
         if key not in self.seeds:
