@@ -13,7 +13,7 @@ swept out (inputs and outputs) are held throughout, any other value's bundle fro
 equation that makes it to the last one that uses it (a forward sweep drops it there; a
 backward sweep meets the same span in reverse), and the equation at hand makes TEMPORARIES
 bundles of its largest value on the way (mul's JVP, t * b + a * s, holds three). Measured
-with tracemalloc on NumPy, the real peak is 0.33-0.75x the estimate (README, "Memory"); a
+with tracemalloc on NumPy, the real peak stays below the estimate (docs/memory.md); a
 forward run (jacfwd) holds a value longer where Python keeps a reference to it.
 
 chunk_size="auto" keeps a chunk's working set (k * per_direction) within CHUNK_SHARE of the
@@ -51,7 +51,7 @@ from .reverse import last_uses
 
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
-CHUNK_SHARE = 0.25  # of the Jacobian: "auto" chunks peak near 1.25x it where one sweep holds 6x
+CHUNK_SHARE = 0.25  # of the Jacobian: "auto" chunks peak near it where one sweep holds several times it
 # however small the Jacobian, a chunk may hold this: on a GPU a 64 MiB bundle streams through in
 # tens of microseconds, a few launches' time (NumPy's auto_chunk_bytes is far less: the CPU's cache)
 CHUNK_FLOOR = 2**30

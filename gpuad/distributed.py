@@ -91,15 +91,15 @@ class _Products(_Shipped):
         return self.by_rows, self.outputs
 
     def program(self, args, seed):
-        from .sparse.compressed import _forward_product, _reverse_product
-        product = _reverse_product if self.by_rows else _forward_product
+        from .sparse.compressed import forward_product, reverse_product
+        product = reverse_product if self.by_rows else forward_product
         return product(Call(self.name, self.fun, args, {}, self.argnums, False), lambda dt: seed, self.outputs)
 
     def seed(self, lo, hi):
         """Seed rows lo..hi: each the sum of the basis vectors of its color."""
-        from .sparse.compressed import _seeds
+        from .sparse.compressed import seed_rows
         inside = (self.colors >= lo) & (self.colors < hi)
-        return _seeds(onp.where(inside, self.colors - lo, -1), self.seed_dtype)
+        return seed_rows(onp.where(inside, self.colors - lo, -1), self.seed_dtype)
 
     def block(self, args, lo, hi):
         return self.compiled()(args, self.seed(lo, hi))
@@ -276,13 +276,13 @@ def _sparse(name, fun, argnums, chunk_size, client, plans, swept):
 
     @functools.wraps(fun)
     def sparse(*args):
-        from .sparse.compressed import _reverse_product
+        from .sparse.compressed import reverse_product
         plan = plans.get(args)  # the pattern and its coloring, once per signature, on the client
         m = plan.pattern.shape[0]
         products = []
         for product, colors, _ in plan.parts:
             call = Call(name, swept, args, {}, argnums, False)
-            part = _products(transform, call, argnums, product is _reverse_product, colors, m)
+            part = _products(transform, call, argnums, product is reverse_product, colors, m)
             total = int(colors.max()) + 1 if colors.size else 0
             products.append(_product(part, call, total, chunk_size, client))
         cluster = _client(client)
@@ -295,10 +295,10 @@ def _sparse_jacobian(fun, argnums=0, mode="auto", sparsity=None, chunk_size="aut
     task each; the CSR matrix assembled on the client from the compressed products."""
     from .sparse import compressed
     from .sparse.detect import jacobian_pattern
-    if mode not in compressed._MODES:
-        raise ValueError(f"distributed.sparse.jacobian: mode must be one of {compressed._MODES}, got {mode!r}")
-    plans = compressed._Plans("distributed.sparse.jacobian", fun, argnums, sparsity, jacobian_pattern,
-                              functools.partial(compressed._jacobian_plan, mode))
+    if mode not in compressed.JACOBIAN_MODES:
+        raise ValueError(f"distributed.sparse.jacobian: mode must be one of {compressed.JACOBIAN_MODES}, got {mode!r}")
+    plans = compressed.Plans("distributed.sparse.jacobian", fun, argnums, sparsity, jacobian_pattern,
+                             functools.partial(compressed.jacobian_plan, mode))
     return _sparse("distributed.sparse.jacobian", fun, argnums, chunk_size, client, plans, fun)
 
 
@@ -306,8 +306,8 @@ def _sparse_hessian(fun, argnums=0, sparsity=None, chunk_size="auto", client=Non
     """gpuad.sparse.hessian with its star colors split over the workers, as sparse.jacobian."""
     from .sparse import compressed
     from .sparse.detect import hessian_pattern
-    plans = compressed._Plans("distributed.sparse.hessian", fun, argnums, sparsity, hessian_pattern,
-                              compressed._hessian_plan)
+    plans = compressed.Plans("distributed.sparse.hessian", fun, argnums, sparsity, hessian_pattern,
+                             compressed.hessian_plan)
     return _sparse("distributed.sparse.hessian", fun, argnums, chunk_size, client, plans, grad(fun, argnums))
 
 

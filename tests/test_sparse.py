@@ -403,8 +403,8 @@ def test_an_arrow_jacobian_is_right_and_warns_of_the_cost():
 def test_bidirectional_mode_takes_an_arrow_in_three_directions(monkeypatch):
     from gpuad.sparse import compressed
     seen = []
-    real = compressed._seeds
-    monkeypatch.setattr(compressed, "_seeds", lambda colors, dt: seen.append(compressed._count(colors)) or
+    real = compressed.seed_rows
+    monkeypatch.setattr(compressed, "seed_rows", lambda colors, dt: seen.append(compressed._count(colors)) or
                         real(colors, dt))
     x = gnp.asarray(RNG.normal(size=40))
     with warnings.catch_warnings():

@@ -14,7 +14,7 @@ import numpy
 # The host allocator (glibc), tuned by keep_freed_memory at the end of this module
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 KEPT_BLOCK = 32 << 20   # glibc's most: larger blocks are always mapped afresh
-KEPT_HEAP = 256 << 20  # free heap kept for the next call, not returned to the system (2 GiB: no faster)
+KEPT_HEAP = 256 << 20  # free heap kept for the next call, not returned to the system (glibc's 2 GiB was no faster)
 
 # DLPack device types (dlpack.h's DLDeviceType) that the memory of an array can be in
 DL_CPU, DL_CUDA, DL_CUDA_HOST, DL_CUDA_MANAGED = 1, 2, 3, 13
@@ -27,8 +27,8 @@ class NumpyBackend:
     # chunk_size="auto" keeps a sweep's estimate under this (the host's memory is everyone's),
     auto_sweep_bytes = 2**31
     # and an eager chunk's near the CPU's cache (half a server's L3): there its bundles pass from
-    # one operation to the next without a trip to memory. jacfwd of the coupled map at n=5000,
-    # chunks of 50 (16 MB): 0.18 s a call; of 200: 0.22-0.29 s; of 400: 0.28-0.32 s.
+    # one operation to the next without a trip to memory; larger chunks ran slower
+    # (docs/performance.md, "Measurements behind design choices").
     auto_chunk_bytes = 16 << 20
     capture_graph = None  # a compiled program's steps run one by one: no graphs on the CPU
     # the DLPack devices whose arrays xp.from_dlpack takes in place (numpy's dlpack.c)
@@ -142,8 +142,8 @@ def keep_freed_memory():
     """Have glibc keep freed memory for reuse: serve blocks up to KEPT_BLOCK from the heap and
     keep up to KEPT_HEAP of free heap instead of trimming it. By default glibc maps big blocks
     afresh and returns them when freed, so every call page-faults its temporaries in again
-    (the kernel zeroes each page): eager Jacobians of 2000 inputs took 1.5-2x longer
-    (bench/allocator.py; compiled ones keep their buffers already). Left alone under
+    (the kernel zeroes each page), which slows eager Jacobians markedly (docs/memory.md,
+    `python -m bench.allocator`; compiled ones keep their buffers already). Left alone under
     GPUAD_MALLOC=default or where the user tuned malloc (MALLOC_MMAP_THRESHOLD_,
     MALLOC_TRIM_THRESHOLD_, GLIBC_TUNABLES). True when set; False there and without glibc."""
     if os.environ.get("GPUAD_MALLOC") == "default" or any(v in os.environ for v in _GLIBC_VARIABLES):

@@ -370,8 +370,8 @@ def inner_axes(region):
     longest suffix of at most _UNROLLED elements (a per-sample Jacobian's rows and columns), as
     long as the unrolled body stays small enough to compile quickly, and unless its last axis of
     more than one element is _ROWS_FROM long or longer: the loop runs along such an axis, reading
-    and writing contiguous elements (unrolled, each loop element would write `per` apart: a
-    (200000, 10) sin/cos region took 33 ms unrolled, 5 ms by rows on the CPU)."""
+    and writing contiguous elements (unrolled, each loop element would write `per` apart: strided
+    writes, several times slower on the CPU: docs/performance.md)."""
     shape, k = region.shape, 0
     while k < len(shape) and shape[len(shape) - k - 1] == 1:
         k += 1

@@ -23,16 +23,15 @@ sequential greedy); for star colorings a round's vertices can close two-colored 
 them, and all but the earliest of each such group wait for the next round. Ties in the order go
 by index, as in the sequential greedy, whose natural order colors stencils best: a 2-D grid
 takes about i + j rounds; where the chain of earlier neighbours is longer than ROUNDS (a 1-D
-chain or ring: a round per vertex), by j mod 64, then j. At 10^6, a random pattern with 3
-entries a row takes 7 column colors in ~1 s and 17 star colors in ~5 s, the sequential greedy
-4.6 and 50 s; a 13-point star coloring 17 colors in ~6 s (13 s sequentially; j mod 19 in 1.2
-s). (Tried and left out: rounds passing over all entries, as plain Jones and Plassmann does,
-~75 of them on a random pattern at 10^6, 3x slower than the sequential loop, and over a
-thousand for star colorings at 10^5, whose rounds kept vertices three edges apart; a lockstep
-star greedy on banded patterns, 19 colors on a 13-point pattern; ties by j mod 64 throughout:
-19-20 star colors on the 13-point pattern, 8 on a periodic five-point one, 24 column colors on
-the 13-point one, where index order takes 17, 5 and 19; ties in a pseudo-random order, 1-2
-colors more still.)
+chain or ring: a round per vertex), by j mod 64, then j. On large patterns the rounds run
+several times faster than the sequential greedy, with as many colors or about as many (the
+times: bench/results/sparse-cpu-2026-11-26-frontier.md). (Tried and left out: rounds passing
+over all entries, as plain Jones and Plassmann does, ~75 of them on a random pattern at 10^6,
+slower than the sequential loop, and over a thousand for star colorings at 10^5, whose rounds
+kept vertices three edges apart; a lockstep star greedy on banded patterns, 19 colors on a
+13-point pattern; ties by j mod 64 throughout: 19-20 star colors on the 13-point pattern, 8 on a
+periodic five-point one, 24 column colors on the 13-point one, where index order takes 17, 5 and
+19; ties in a pseudo-random order, 1-2 colors more still.)
 """
 import numpy as onp
 import scipy.sparse as sp
@@ -43,8 +42,8 @@ BANDED_STEPS = 4096  # the widest row span colored in lockstep: 2-D grids up to 
 STAR_CYCLES = 32  # the largest cyclic K tried for star colorings (a full check counts n x K pairs)
 QUICK_CYCLES = 8  # a cyclic star coloring taken without the greedy beside it, on large patterns
 WINDOW = 1 << 14  # vertices of the subgraph on which a cyclic star coloring is tried first
-SEQUENTIAL_MAX = 50_000  # vertices up to which the greedy is the sequential one (< 0.1 s), not the one in rounds
-SEQUENTIAL_PATHS = 10**7  # paths on three vertices up to which the sequential star greedy (< 0.5 s) is tried
+SEQUENTIAL_MAX = 50_000  # vertices up to which the greedy is the sequential one (still quick), not the one in rounds
+SEQUENTIAL_PATHS = 10**7  # paths on three vertices up to which the sequential star greedy (still quick) is tried
 ROUNDS = 8192  # the longest chain of earlier neighbours that ties in index order may make rounds of
 FRONTIER_ROW = 256  # the longest row colored in rounds (each moves a row on by one column; masks widen)
 

@@ -11,6 +11,11 @@ a TracedCSR: the values traced, the structure (the pattern) known, a pytree node
 function returns the backend's CSR matrix. Other transforms cannot take a CSR matrix as a value
 (vmap would need a batch of them, jacfwd a sparse tensor of order 3): they raise a TypeError that
 says what to do instead.
+
+Besides jacobian and hessian, gpuad.distributed uses the parts that run elsewhere: the Plans (per
+input signature, a pattern's coloring and its sweep; jacobian_plan and hessian_plan make them),
+JACOBIAN_MODES, seed_rows (a block of compressed seed rows), and forward_product and
+reverse_product (the products of a function's Jacobian with a block of seed rows).
 """
 import functools
 import math
@@ -29,7 +34,7 @@ from ..tree import register_pytree_node
 from .coloring import as_pattern, distance2, star, symmetric
 from .detect import Signature, hessian_pattern, jacobian_pattern
 
-_MODES = ("auto", "forward", "reverse", "bidirectional")
+JACOBIAN_MODES = ("auto", "forward", "reverse", "bidirectional")
 NEARLY_DENSE = 0.5  # share of the dense sweep's directions above which compression is worth a warning
 
 
@@ -46,9 +51,9 @@ def jacobian(fun, argnums=0, mode="auto", sparsity=None):
     array([[2., 1., 0.],
            [0., 3., 2.]])
     """
-    if mode not in _MODES:
-        raise ValueError(f"sparse.jacobian: mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
-    plans = _Plans("sparse.jacobian", fun, argnums, sparsity, jacobian_pattern, functools.partial(_jacobian_plan, mode))
+    if mode not in JACOBIAN_MODES:
+        raise ValueError(f"sparse.jacobian: mode must be one of {', '.join(map(repr, JACOBIAN_MODES))}, got {mode!r}")
+    plans = Plans("sparse.jacobian", fun, argnums, sparsity, jacobian_pattern, functools.partial(jacobian_plan, mode))
 
     @functools.wraps(fun)
     @at_user_line
@@ -69,7 +74,7 @@ def hessian(fun, argnums=0, sparsity=None):
            [2., 6., 4.],
            [0., 4., 0.]])
     """
-    plans = _Plans("sparse.hessian", fun, argnums, sparsity, hessian_pattern, _hessian_plan)
+    plans = Plans("sparse.hessian", fun, argnums, sparsity, hessian_pattern, hessian_plan)
 
     @functools.wraps(fun)
     @at_user_line
@@ -79,9 +84,10 @@ def hessian(fun, argnums=0, sparsity=None):
     return hess
 
 
-class _Plans:
-    """Per input signature: the pattern (found, or given), its coloring, and the sweep to run (a
-    function of the api.Call that runs it)."""
+class Plans:
+    """What a sparse transform of fun runs, per input signature: the pattern (found by `find`, or
+    given), its coloring, and the sweep to run (made by `plan`; a function of the api.Call that
+    runs it). get(args) returns the sweep for these arguments."""
 
     def __init__(self, name, fun, argnums, sparsity, find, plan):
         self.name, self.fun, self.argnums, self.find, self.plan = name, fun, argnums, find, plan
@@ -100,7 +106,8 @@ class _Plans:
         return plan
 
 
-def _jacobian_plan(mode, name, pattern):
+def jacobian_plan(mode, name, pattern):
+    """The sweep of a Jacobian with this pattern in this mode (one of JACOBIAN_MODES)."""
     if mode == "bidirectional":
         return _bidirectional_plan(name, pattern)
     m, n = pattern.shape
@@ -136,7 +143,8 @@ def _bidirectional_plan(name, pattern):
                   from_reverse=dense[i] if forward and reverse else None)
 
 
-def _hessian_plan(name, pattern):
+def hessian_plan(name, pattern):
+    """The sweep of a Hessian with this (symmetrised) pattern, by a star coloring."""
     colors = star(symmetric(pattern, name))
     _warn_if_dense(name, _count(colors), "star", *pattern.shape, pattern.nnz)
     r, c = _entries(pattern)
@@ -159,7 +167,7 @@ class _Sweep:
         self.name, self.pattern = name, pattern
         m, n = pattern.shape
         self.parts = [(product, part[0], xp.asarray(part[1][0] * width + part[1][1]))
-                      for product, part, width in ((_forward_product, forward, m), (_reverse_product, reverse, n))
+                      for product, part, width in ((forward_product, forward, m), (reverse_product, reverse, n))
                       if part is not None]
         self.from_reverse = None if from_reverse is None else xp.asarray(from_reverse)
         index = onp.promote_types(pattern.indices.dtype, pattern.indptr.dtype)  # one dtype, as CuPy's CSR wants
@@ -182,12 +190,11 @@ class _Sweep:
         traced by gpuad.jit for CuPy, an equation of the program instead: the columns of
         eye(K, K + 1) at the colors (K for the uncoloured), which a fused region makes from the
         colors where it reads them rather than reading a K x n constant (on a CPU the constant,
-        read contiguously, is faster than a gather of the colors per element: 22 against 52 ms
-        for the 10^6 five-point Jacobian)."""
+        read contiguously, is faster than a gather of the colors per element)."""
         traced = traced and backends.backend() == "cupy"
         key = id(colors), dt, traced
         if key not in self.seeds:
-            self.seeds[key] = _columns(colors) if traced else _seeds(colors, dt)
+            self.seeds[key] = _columns(colors) if traced else seed_rows(colors, dt)
         if traced:
             k = _count(colors)
             return gnp.eye(k, k + 1, dtype=dt)[:, self.seeds[key]]
@@ -241,8 +248,9 @@ def _warn_if_dense(name, k, kind, m, n, nnz):
 
 
 # ---------------------------------------------------------------- sweeps
-def _seeds(colors, dt):
-    """The compressed seed matrix (K, n): row k sums the basis vectors of color k."""
+def seed_rows(colors, dt):
+    """The compressed seed matrix (K, n): row k sums the basis vectors of color k (a color of -1:
+    in no row)."""
     xp = backends.xp()
     s = xp.zeros((_count(colors), colors.size), dtype=dt)
     seeded = onp.flatnonzero(colors >= 0)
@@ -271,7 +279,7 @@ def _joined(bundles, k):
     return flat[0] if len(flat) == 1 else gnp.concatenate(flat, axis=1)
 
 
-def _forward_product(call, seeds, m):
+def forward_product(call, seeds, m):
     """J S (as (K, m): direction k is J @ seed k), by one forward run with K directions; seeds(dtype)
     gives S^T (K, n)."""
     s = seeds(dtype(call.leaves[0]))
@@ -281,7 +289,7 @@ def _forward_product(call, seeds, m):
     return product
 
 
-def _reverse_product(call, seeds, m):
+def reverse_product(call, seeds, m):
     """S^T J (as (M, n): direction k is seed k @ J), by one recorded run and one backward sweep;
     seeds(dtype) gives S^T (M, m)."""
     rec = call.record()
