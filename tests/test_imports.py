@@ -1,0 +1,149 @@
+"""The import graph of gpuad: imports make no circle, and they run down the layers,
+except the ones listed here (issue 23 removes them; a new one fails the test until it is listed).
+
+A module's imports are read with ast, module-level ones apart from those inside functions (which
+run on first use, so they can close a circle without breaking the import, but still tie a layer
+to the ones above it). `from .x import y` counts as an import of the module x.y where that is a
+module, else of x; the implicit import of a module's parent packages is not counted."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "gpuad"
+
+# The layers, bottom first, by what a module does (not by its folder): a module imports modules of
+# its own layer or of layers below it. "compiler" is the part issue 23 gathers into gpuad/compiler/.
+LAYERS = [
+    ("foundation", ["tree", "axes", "counterparts", "ops.expr", "ops.table", "fpwarnings"]),
+    ("array backends", ["backends", "backends.numpy", "backends.cupy", "kernels", "kernels.source",
+                        "kernels.plan", "kernels.launch", "kernels.nvrtc", "kernels.cache"]),
+    ("core", ["core"]),
+    ("primitives", ["ops", "ops.patterns", "ops.elementwise", "ops.shape", "ops.indexing", "ops.contract",
+                    "ops.creation", "ops.fft", "ops.linalg", "ops.reductions"]),
+    ("sweeps", ["forward", "reverse", "batching"]),
+    ("numpy and scipy", ["numpy", "numpy.*", "scipy", "scipy.*"]),
+    ("transforms", ["chunking", "api", "custom", "lax", "loops"]),
+    ("compiler", ["seeds", "program", "fusion", "graphs", "kernels.region", "kernels.host", "replay",
+                  "kernels.launches", "jit"]),
+    # "" is gpuad itself (its __init__); kernels.programs is the kernel check of python -m gpuad.kernels
+    ("extras and tools", ["sparse", "sparse.*", "distributed", "", "kernels.programs", "kernels.__main__"]),
+]
+
+# Imports that run up the layers today: (importer, imported) -> where.
+UPWARD = {
+    ("numpy.linalg", "program"): "module",       # isinstance(x, ProgramTracer): "am I traced by jit?"
+    ("custom", "program"): "module",             # aval_of and eval_shape: abstract tracing, which
+    ("custom", "jit"): "module",                 # issue 23 puts below the transforms
+    ("loops", "program"): "module",              # loops hold programs: they move with the compiler
+    ("loops", "replay"): "module",
+    ("loops", "sparse.detect"): "function",      # the loops' sparsity rules
+}
+
+
+def _modules():
+    names = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+MODULES = _modules()
+
+
+def _targets(module, node, package):
+    """The gpuad modules (names relative to gpuad) one import statement of module imports."""
+    if isinstance(node, ast.Import):
+        return [a.name.removeprefix("gpuad").lstrip(".") for a in node.names if a.name.split(".")[0] == "gpuad"]
+    if node.level:
+        here = module.split(".") if module else []
+        base = here[:len(here) + package - node.level]
+    elif (node.module or "").split(".")[0] == "gpuad":
+        base = []
+    else:
+        return []
+    name = node.module.removeprefix("gpuad").lstrip(".") if node.module else ""
+    prefix = ".".join(base + ([name] if name else []))
+    return [f"{prefix}.{a.name}".lstrip(".") if f"{prefix}.{a.name}".lstrip(".") in MODULES else prefix
+            for a in node.names]
+
+
+def _imports():
+    """{module: (module-level imports, imports inside functions only)}"""
+    graph = {}
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        package = path.name == "__init__.py"
+        inside = {n for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+        every = {n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))}
+        top = {t for n in every - inside for t in _targets(module, n, package)} - {module}
+        late = {t for n in inside for t in _targets(module, n, package)} - {module} - top
+        graph[module] = top, late
+    return graph
+
+
+GRAPH = _imports()
+
+
+def _layer(module):
+    for depth, (_, members) in enumerate(LAYERS):
+        if module in members or any(m.endswith(".*") and module.startswith(m[:-1]) for m in members):
+            return depth
+    return None
+
+
+def _circle(edges):
+    """One import circle in {module: imported modules}, as a list of modules, or None."""
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            return path[path.index(module):] + [module]
+        if module in done:
+            return None
+        path.append(module)
+        found = next(filter(None, map(visit, sorted(edges.get(module, ())))), None)
+        path.pop()
+        done.add(module)
+        return found
+
+    return next(filter(None, map(visit, sorted(edges))), None)
+
+
+def test_the_reader_finds_known_imports():
+    top, late = GRAPH["replay"]
+    assert {"chunking", "fusion", "program", "kernels.region", "backends"} <= top
+    assert "kernels.host" in late and "kernels.host" not in top
+    assert "ops.table" in GRAPH["kernels.source"][0] and GRAPH["tree"] == (set(), set())
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _circle({"a": {"b"}, "b": {"c"}, "d": {"a", "c"}}) is None
+
+
+def test_no_circle_among_module_level_imports():
+    assert _circle({m: top for m, (top, _) in GRAPH.items()}) is None
+
+
+def test_no_circle_with_the_imports_inside_functions():
+    """chunking and replay imported each other (chunking inside a function) before chunking's plan
+    check became a hook that replay installs."""
+    assert _circle({m: top | late for m, (top, late) in GRAPH.items()}) is None
+
+
+def test_every_module_has_one_layer():
+    unplaced = sorted(m for m in MODULES if _layer(m) is None)
+    assert not unplaced, f"put these modules in LAYERS: {unplaced}"
+    named = [m for _, members in LAYERS for m in members]
+    assert len(named) == len(set(named))
+
+
+def test_imports_run_down_the_layers_but_the_listed_ones():
+    upward = {}
+    for module, (top, late) in GRAPH.items():
+        for where, targets in (("module", top), ("function", late)):
+            for target in targets:
+                if _layer(target) > _layer(module):
+                    upward[module, target] = where
+    assert upward == UPWARD
