@@ -30,7 +30,6 @@ LAYERS = [
 
 # Imports that run up the layers today: (importer, imported) -> where.
 UPWARD = {
-    ("numpy.linalg", "program"): "module",       # isinstance(x, ProgramTracer): "am I traced by jit?"
     ("custom", "program"): "module",             # aval_of and eval_shape: abstract tracing, which
     ("custom", "jit"): "module",                 # issue 23 puts below the transforms
     ("loops", "program"): "module",              # loops hold programs: they move with the compiler
