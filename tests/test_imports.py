@@ -1,8 +1,9 @@
-"""The import graph of gpuad: imports make no circle, and they run down the layers,
-except the ones listed here (issue 23 removes them; a new one fails the test until it is listed).
+"""The import graph of gpuad: imports make no circle, they run down the tiers of
+docs/contributing.md but for the ones listed here (a new one fails the test until it is listed),
+and the AD layer and the compiler keep apart as issue 23 asks.
 
 A module's imports are read with ast, module-level ones apart from those inside functions (which
-run on first use, so they can close a circle without breaking the import, but still tie a layer
+run on first use, so they can close a circle without breaking the import, but still tie a tier
 to the ones above it). `from .x import y` counts as an import of the module x.y where that is a
 module, else of x; the implicit import of a module's parent packages is not counted."""
 import ast
@@ -10,32 +11,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "gpuad"
 
-# The layers, bottom first, by what a module does (not by its folder): a module imports modules of
-# its own layer or of layers below it. "compiler" is the part issue 23 gathers into gpuad/compiler/.
-LAYERS = [
-    ("foundation", ["tree", "axes", "counterparts", "ops.expr", "ops.table", "fpwarnings"]),
-    ("array backends", ["backends", "backends.numpy", "backends.cupy", "kernels", "kernels.source",
-                        "kernels.plan", "kernels.launch", "kernels.nvrtc", "kernels.cache"]),
-    ("core", ["core"]),
-    ("primitives", ["ops", "ops.patterns", "ops.elementwise", "ops.shape", "ops.indexing", "ops.contract",
-                    "ops.creation", "ops.fft", "ops.linalg", "ops.reductions"]),
-    ("sweeps", ["forward", "reverse", "batching"]),
-    ("numpy and scipy", ["numpy", "numpy.*", "scipy", "scipy.*"]),
-    ("transforms", ["chunking", "api", "custom", "lax", "loops"]),
-    ("compiler", ["seeds", "program", "fusion", "graphs", "kernels.region", "kernels.host", "replay",
-                  "kernels.launches", "jit"]),
-    # "" is gpuad itself (its __init__); kernels.programs is the kernel check of python -m gpuad.kernels
-    ("extras and tools", ["sparse", "sparse.*", "distributed", "", "kernels.programs", "kernels.__main__"]),
+# The tiers of docs/contributing.md, bottom first: a module imports from its own tier and those
+# below it. "" is gpuad itself (its __init__); a name ending in ".*" stands for a package's modules.
+TIERS = [
+    ("foundations", ["tree", "axes", "seeds", "ops.expr", "backends", "backends.numpy", "sparse.coloring",
+                     "kernels", "kernels.nvrtc", "kernels.cache", "counterparts", "fpwarnings"]),
+    ("primitives", ["core", "ops", "ops.*", "kernels.source", "kernels.plan", "kernels.launch", "backends.cupy"]),
+    ("transforms", ["forward", "reverse", "batching", "chunking"]),
+    ("compiler", ["program", "fusion", "graphs", "replay", "kernels.region", "kernels.host", "kernels.launches"]),
+    ("user API", ["api", "numpy", "numpy.*", "scipy", "scipy.*"]),
+    ("on top", ["jit", "custom", "sparse", "sparse.detect", "sparse.zeros", "sparse.compressed", "lax", "loops",
+                "distributed", "kernels.programs", "kernels.__main__", ""]),
 ]
 
-# Imports that run up the layers today: (importer, imported) -> where.
+# Imports that reach up a tier: (importer, imported) -> "module" or "function" (where it stands).
 UPWARD = {
-    ("custom", "program"): "module",             # aval_of and eval_shape: abstract tracing, which
-    ("custom", "jit"): "module",                 # issue 23 puts below the transforms
-    ("loops", "program"): "module",              # loops hold programs: they move with the compiler
-    ("loops", "replay"): "module",
-    ("loops", "sparse.detect"): "function",      # the loops' sparsity rules
+    ("backends", "backends.cupy"): "function",  # loaded when chosen, so NumPy-only installs never import CuPy
 }
+
+# Issue 23's split: the AD layer knows nothing of the compiler, and the compiler imports nothing of
+# the AD layer but these (each a later step of the issue).
+AD = {"forward", "reverse", "batching", "chunking", "api"}
+COMPILER = {"seeds", "program", "fusion", "graphs", "replay", "kernels.region", "kernels.host", "kernels.launches"}
+COMPILER_USES_AD = {("replay", "chunking")}  # CHECK_FROM and size_text, for the compiled program's memory check
 
 
 def _modules():
@@ -84,8 +82,8 @@ def _imports():
 GRAPH = _imports()
 
 
-def _layer(module):
-    for depth, (_, members) in enumerate(LAYERS):
+def _tier(module):
+    for depth, (_, members) in enumerate(TIERS):
         if module in members or any(m.endswith(".*") and module.startswith(m[:-1]) for m in members):
             return depth
     return None
@@ -131,18 +129,30 @@ def test_no_circle_with_the_imports_inside_functions():
     assert _circle({m: top | late for m, (top, late) in GRAPH.items()}) is None
 
 
-def test_every_module_has_one_layer():
-    unplaced = sorted(m for m in MODULES if _layer(m) is None)
-    assert not unplaced, f"put these modules in LAYERS: {unplaced}"
-    named = [m for _, members in LAYERS for m in members]
+def test_every_module_has_one_tier():
+    unplaced = sorted(m for m in MODULES if _tier(m) is None)
+    assert not unplaced, f"put these modules in TIERS (and in docs/contributing.md's table): {unplaced}"
+    named = [m for _, members in TIERS for m in members]
     assert len(named) == len(set(named))
 
 
-def test_imports_run_down_the_layers_but_the_listed_ones():
+def test_imports_run_down_the_tiers_but_the_listed_ones():
     upward = {}
     for module, (top, late) in GRAPH.items():
         for where, targets in (("module", top), ("function", late)):
             for target in targets:
-                if _layer(target) > _layer(module):
+                if _tier(target) > _tier(module):
                     upward[module, target] = where
     assert upward == UPWARD
+
+
+def test_the_ad_layer_imports_no_compiler_module():
+    """chunking imported program and replay (inside a function) before its plan check became a
+    hook that replay installs."""
+    found = {(m, t) for m in AD for t in set().union(*GRAPH[m]) if t in COMPILER}
+    assert not found
+
+
+def test_the_compiler_imports_of_the_ad_layer_only_the_listed():
+    found = {(m, t) for m in COMPILER for t in set().union(*GRAPH[m]) if t in AD}
+    assert found == COMPILER_USES_AD
