@@ -242,14 +242,19 @@ def _plan_fits(part):
     """Whether the replay's planned buffers for the program making this sweep's bundles (traced
     for gpuad.jit, under any transforms) fit in AUTO_SHARE of the available memory: fused, a
     compiled sweep holds little beside its result, far less than the estimate says."""
-    from .program import program_so_far  # the compiler's modules build on this one
-    from .replay import fusion_wanted, peak_bytes, plan
     values = [v for v in map(program_value, part) if v is not None]
     available = backends.current().free_memory()
     if not values or available is None:
         return True
-    program = program_so_far(values)
-    return peak_bytes(program, plan(program, fusion_wanted())) <= AUTO_SHARE * available
+    return _planned_bytes(values) <= AUTO_SHARE * available
+
+
+def install_plan_check(planned_bytes):
+    """The compiler's side of _plan_fits, installed by gpuad.replay when it is imported (jit
+    imports it): planned_bytes(values) is the peak of the buffers the replay plans for the
+    program that makes these traced values. A hook, so that the AD layer imports no compiler."""
+    global _planned_bytes
+    _planned_bytes = planned_bytes
 
 
 def _check(name, fp, n, k, available):

@@ -265,7 +265,7 @@ def _built_elsewhere(kernels: list[Any], target: str) -> None:
     """Build kernels for a backend other than the active one: NVRTC for CUDA (no GPU needed), the
     C++ compiler for the host; raises what the compiler says."""
     if target == "cuda":
-        from .kernels.programs import compile_cuda
+        from .kernels.nvrtc import compile_cuda
         errors = [e for _, e in compile_cuda(kernels) if e is not None]
         if errors:
             raise errors[0]

@@ -18,12 +18,12 @@ from math import prod
 import numpy as onp
 
 from . import backends, graphs
-from .chunking import CHECK_FROM, size_text
+from .chunking import CHECK_FROM, install_plan_check, size_text
 from .fusion import MEMBERS, Region, fuse, view
 from .kernels import builds
 from .kernels import region as region_source
 from .ops.indexing import add_at
-from .program import Var
+from .program import Var, program_so_far
 
 BUILD_THREADS = max(1, min(8, os.cpu_count() or 1))  # kernels a program builds at once
 
@@ -434,3 +434,6 @@ def _generate(program, steps):
     source = "\n".join(lines)
     exec(compile(source, "<gpuad.jit replay>", "exec"), env)
     return source, env["replay"]
+
+
+install_plan_check(lambda values: peak_bytes(p := program_so_far(values), plan(p, fusion_wanted())))

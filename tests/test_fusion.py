@@ -17,6 +17,7 @@ import gpuad.numpy as gnp
 from gpuad.fusion import Region, fuse
 from gpuad.kernels import host, programs, region
 from gpuad.kernels.launches import count
+from gpuad.kernels.nvrtc import compile_cuda
 from gpuad.program import Var
 from gpuad.replay import Replay
 
@@ -592,7 +593,7 @@ def test_float32_and_mixed_programs_compile_for_cuda(nvrtc, name, fun, args):
         pytest.skip("NVRTC cannot be loaded")
     kernels = programs.region_kernels(fun, *args, target="cuda")
     assert kernels
-    failed = [f"{k.name}: {e}" for k, e in programs.compile_cuda(kernels) if e is not None]
+    failed = [f"{k.name}: {e}" for k, e in compile_cuda(kernels) if e is not None]
     assert not failed, failed[0][:2000]
 
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from . import programs
-from .nvrtc import ARCH, CompileError, compile_ptx, version
+from .nvrtc import ARCH, CompileError, compile_cuda, compile_ptx, version
 from .source import every_kernel, kernel_name, render
 
 
@@ -55,7 +55,7 @@ def check_programs():
     regions = failed = 0
     for name, fun, args in _benchmark_programs() + programs.programs():
         try:
-            built = programs.compile_cuda(programs.region_kernels(fun, *args, target="cuda"))
+            built = compile_cuda(programs.region_kernels(fun, *args, target="cuda"))
         except Exception as e:  # planning or rendering failed: no kernel to compile
             failed += 1
             print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)

@@ -4,11 +4,7 @@ target ("cuda" for CuPy, "host" for the CPU) by the replay's own code. `python -
 --check` compiles those of the benchmark problems and of PROGRAMS with NVRTC, so CI sees every
 kernel a first GPU run would build.
 """
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy
-
-from .nvrtc import ARCH, CompileError, compile_ptx
 
 TARGETS = {"cuda": "cupy", "host": "numpy"}  # a target's kernels are planned as for this backend
 
@@ -20,18 +16,6 @@ def region_kernels(fun, *args, target="cuda"):
     backend = TARGETS[target]
     program = jit(fun).lower(*args, backend=backend).program
     return list(planned(program, True, backend, target)[1].values())
-
-
-def compile_cuda(kernels, arch=ARCH, threads=8):
-    """NVRTC on each kernel, several at once (NVRTC does not hold the GIL): [(kernel, error or None)]."""
-    def one(k):
-        try:
-            compile_ptx(k.text, k.name, arch)
-            return k, None
-        except CompileError as e:
-            return k, e
-    with ThreadPoolExecutor(max(1, min(threads, len(kernels)))) as pool:
-        return list(pool.map(one, kernels))
 
 
 def _mixed(x, y):

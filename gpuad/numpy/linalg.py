@@ -18,11 +18,10 @@ from collections import namedtuple
 import numpy as onp
 
 from ..axes import distinct_axes
-from ..core import Tracer, shape
+from ..core import Tracer, program_value, shape
 from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
 from ..ops.elementwise import astype, conj, real, where
-from ..program import ProgramTracer
 from . import reductions as R
 from .creation import asarray, eye
 from .elementwise import abs as _abs
@@ -32,9 +31,9 @@ from .shapes import broadcast_to, concatenate, expand_dims, moveaxis, reshape, s
 
 def _known(x):
     """The backend array beneath a value's transforms, or None while gpuad.jit traces it (no data)."""
+    if program_value(x) is not None:
+        return None
     while isinstance(x, Tracer):
-        if isinstance(x, ProgramTracer):
-            return None
         x = x._inner()
     return x
 
