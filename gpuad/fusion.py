@@ -54,8 +54,8 @@ _PARALLEL = {"cupy": 4096, "numpy": 256}
 _REPEATS = {"cupy": 4, "numpy": 2}
 # The longest axis a region gathers along. A GPU hides a gather's scattered reads behind other
 # threads; a CPU loop gathering along a long axis stalls on cache misses that NumPy's own gather (a
-# tight loop) overlaps, and its index arithmetic stops the loop's vectorisation (measured 1.5-2x
-# slower): there only picks along short axes (per-sample positions under vmap) join a region.
+# tight loop) overlaps, and its index arithmetic stops the loop's vectorisation (slower than NumPy:
+# docs/performance.md): there only picks along short axes (per-sample positions under vmap) join a region.
 _GATHERED = {"cupy": inf, "numpy": _SUMMED}
 # Whether a region may make a long sum along axes that are not its input's last (a column sum): on a
 # GPU neighbouring threads read neighbouring elements, coalesced; on a CPU each element's loop
