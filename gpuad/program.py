@@ -14,6 +14,7 @@ function over backend arrays, with no per-primitive dispatch.
 """
 import itertools
 import math
+from typing import Any
 
 import numpy as onp
 
@@ -29,10 +30,12 @@ class Var:
     """A typed variable of a program."""
     __slots__ = ("id", "shape", "dtype")
 
-    def __init__(self, id_, aval):
-        self.id, self.shape, self.dtype = id_, aval.shape, aval.dtype
+    def __init__(self, id_: int, aval: Any) -> None:
+        self.id: int = id_
+        self.shape: tuple[int, ...] = aval.shape
+        self.dtype: onp.dtype = aval.dtype
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"v{self.id}"
 
 
@@ -40,7 +43,7 @@ class Equation:
     """out = prim(*ins, **params); an input is a Var or a constant (array or Python scalar)."""
     __slots__ = ("prim", "ins", "out", "params")
 
-    def __init__(self, prim, ins, out, params):
+    def __init__(self, prim: Any, ins: list[Any], out: Var, params: dict[str, Any]) -> None:
         self.prim, self.ins, self.out, self.params = prim, ins, out, params
 
 
@@ -48,17 +51,17 @@ class Program:
     """Equations over variables: inputs in `ins`, outputs in `outs` (Vars or constants)."""
     sweeps = False  # set on a traced program whose function ran Jacobian sweeps (chunk_size can split them)
 
-    def __init__(self, ins, equations, outs):
+    def __init__(self, ins: list[Var], equations: list[Equation], outs: list[Any]) -> None:
         self.ins, self.equations, self.outs = ins, equations, outs
 
     @property
-    def cacheable(self):
+    def cacheable(self) -> bool:
         """False when a constant is a value of an enclosing transform (a closure over a tracer):
         such a program is valid for the call that traced it only."""
         return not any(isinstance(a, Tracer) for eq in self.equations for a in eq.ins) and \
             not any(isinstance(o, Tracer) for o in self.outs)
 
-    def evaluate(self, values):
+    def evaluate(self, values: list[Any]) -> list[Any]:
         """The outputs for input values of any kind (arrays, or tracers of outer transforms), by
         binding each equation's primitive: transforms of a compiled function run over it here."""
         env = dict(zip(self.ins, values))
@@ -66,7 +69,7 @@ class Program:
             env[eq.out] = bind(eq.prim, *[env[a] if isinstance(a, Var) else a for a in eq.ins], **eq.params)
         return [env[o] if isinstance(o, Var) else o for o in self.outs]
 
-    def text(self):
+    def text(self) -> str:
         """The program, one equation a line, readable like a jaxpr."""
         lines = [f"{{ lambda {', '.join(_typed(v) for v in self.ins)} ."]
         for eq in self.equations:
