@@ -147,7 +147,7 @@ def test_factorisations_refuse_complex_values_under_derivatives(name):
 W = crandom((3, 3), 11)
 HOLO = {
     "chain": lambda z: gnp.exp(z) * gnp.sin(z[::-1]) / (1 + z ** 2),
-    "branches": lambda z: gnp.log(z + 3) ** 1.5 + gnp.sqrt(gnp.tanh(z) + 2j) @ W,
+    "branches": lambda z: gnp.log(z + 3) ** 1.5 + gnp.sqrt(gnp.tanh(z) + 2j) @ gnp.asarray(W),
     "products": lambda z: gnp.einsum("ij,j,i->i", W, z, z) + gnp.dot(z, W) * gnp.prod(z),
     "reductions": lambda z: gnp.cumsum(z) * gnp.mean(z ** 2) + gnp.sum(gnp.outer(z, z), axis=0),
     "moves": lambda z: gnp.concatenate([z[1:], z[:1] * 2j]) * gnp.stack([z, -z])[1][::-1]
@@ -159,8 +159,8 @@ NONHOLO = {
     "modulus": lambda z: gnp.exp(1j * gnp.abs(z)) * gnp.sign(z.real) + gnp.var(z) * z,
 }
 REAL_VALUED = {
-    "energy": lambda z: gnp.sum(gnp.abs(gnp.exp(1j * z) - W @ z) ** 2),
-    "phase": lambda z: gnp.real(gnp.sum(gnp.conj(z) * (W @ z))) + gnp.std(z) * gnp.angle(z[0] ** 2),
+    "energy": lambda z: gnp.sum(gnp.abs(gnp.exp(1j * z) - gnp.asarray(W) @ z) ** 2),
+    "phase": lambda z: gnp.real(gnp.sum(gnp.conj(z) * (gnp.asarray(W) @ z))) + gnp.std(z) * gnp.angle(z[0] ** 2),
 }
 
 
@@ -191,7 +191,7 @@ def test_mixed_real_and_complex_inputs():
         return gnp.exp(1j * x) * z[:2] + gnp.real(z[2] * x) ** 2
     x, z = np.array([0.3, -0.7]), crandom((3,), 12)
     check_complex(f, (x, z))
-    Jx, _ = complex_partials(lambda x: f(x, z), (x,), 0)
+    Jx, _ = complex_partials(lambda x: f(x, gnp.asarray(z)), (x,), 0)
     assert_close(gpuad.jacfwd(f)(x, z), Jx, TOL, TOL, "jacfwd of a real input, complex output")
 
 
@@ -263,7 +263,7 @@ def test_numpy_s_own_functions_dispatch_on_traced_complex_values():
 
 # ---------------------------------------------------------------- compiled
 def test_jit_of_complex_functions_and_their_derivatives():
-    z = crandom((3,), 19)
+    z = gnp.asarray(crandom((3,), 19))
     f = REAL_VALUED["energy"]
     assert_close(gpuad.jit(f)(z), f(z), 1e-14, 1e-14)
     assert_close(gpuad.jit(gpuad.grad(f))(z), gpuad.grad(f)(z), 1e-14, 1e-14)
@@ -274,7 +274,7 @@ def test_jit_of_complex_functions_and_their_derivatives():
 
 def test_jit_leaves_complex_values_unfused():
     """The generated C++/CUDA kernels compute in float and double only: regions stop at complex values."""
-    x = np.array([1.0, 2.0])
+    x = gnp.asarray([1.0, 2.0])
     f = lambda x: gnp.abs(gnp.exp(1j * gnp.sin(x) * gnp.cos(x)) + x) ** 2  # noqa: E731
     steps = replay.plan(gpuad.jit(f).lower(x).program, backend="numpy")
     regions = [s.node for s in steps if s.kind == "region"]

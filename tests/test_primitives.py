@@ -28,7 +28,7 @@ import gpuad
 import gpuad.numpy as gnp
 import gpuad.scipy.special as gsp
 from gpuad import ops
-from gpuad.core import Primitive
+from gpuad.core import Primitive, Tracer
 from gpuad.ops import elementwise, table
 
 W, POS, UNIT = (-2.0, 2.0), (0.5, 3.0), (-0.8, 0.8)
@@ -65,6 +65,12 @@ SPECS += [Spec(f"{n}[{_shape_id(s)}]", lambda m, a, b, n=n: getattr(m, n)(a, b),
 MASK = np.array([[True, False, True, True, False], [False, False, True, False, True],
                  [True, True, False, False, False], [False, True, True, True, True]])
 C34 = np.arange(12.0).reshape(3, 4) / 7 - 0.5   # a NumPy constant operand
+
+
+def c34(m, x):
+    """C34 beside x: NumPy's array beside traced values (gpuad takes NumPy operands, as JAX does) and under
+    numpy; beside the backend's own arrays its copy there (CuPy refuses NumPy operands)."""
+    return C34 if m is np or isinstance(x, Tracer) else gnp.asarray(C34)
 
 
 def np_sigmoid(x):
@@ -126,7 +132,7 @@ S("mean", lambda m, x: m.mean(x), (3, 4))
 S("mean_axis_keepdims", lambda m, x: m.mean(x, axis=0, keepdims=True), (3, 4))
 S("prod", lambda m, x: m.prod(x), (2, 3), domain=(0.5, 1.5))
 S("prod_axis_keepdims", lambda m, x: m.prod(x, axis=1, keepdims=True), (3, 5), domain=(0.5, 1.5))
-S("prod_with_zero", lambda m, x: m.prod(x * np.array([1.0, 0.0, 1.0, 1.0])), (4,))
+S("prod_with_zero", lambda m, x: m.prod(x * m.asarray([1.0, 0.0, 1.0, 1.0])), (4,))
 S("max", lambda m, x: m.max(x), (3, 4))
 S("max_axis", lambda m, x: m.max(x, axis=0), (3, 4))
 S("max_axis_keepdims_method", lambda m, x: x.max(axis=(1,), keepdims=True), (2, 3, 4))
@@ -155,8 +161,8 @@ S("matmul_vv", lambda m, a, b: a @ b, (3,), (3,))
 S("matmul_batched", lambda m, a, b: m.matmul(a, b), (2, 3, 4), (2, 4, 2))
 S("matmul_broadcast_batch", lambda m, a, b: a @ b, (2, 1, 3, 2), (4, 2, 3))
 S("matmul_2d_3d", lambda m, a, b: a @ b, (3, 4), (2, 4, 2))
-S("matmul_numpy_const_left", lambda m, x: C34 @ x, (4, 2))
-S("matmul_numpy_const_right", lambda m, x: x @ C34, (2, 3))
+S("matmul_numpy_const_left", lambda m, x: c34(m, x) @ x, (4, 2))
+S("matmul_numpy_const_right", lambda m, x: x @ c34(m, x), (2, 3))
 S("outer", lambda m, a, b: m.outer(a, b), (3,), (4,))
 S("outer_2d", lambda m, a, b: m.outer(a, b), (2, 2), (3,))
 S("inner_vv", lambda m, a, b: m.inner(a, b), (4,), (4,))

@@ -54,10 +54,10 @@ def test_no_numpy_array_meets_a_backend_array(strict_arrays, name):
     assert_close(gpuad.jit(f)(*traced), expected)
 
 
-# Suites that run clean on strict arrays, test_sparse too (test_breadth, test_primitives and test_jit evaluate op
-# specs that hold NumPy constants eagerly on backend arrays: on CuPy those raise in the tests themselves)
-STRICT_SUITES = ["tests/test_transforms.py", "tests/test_linalg.py", "tests/test_custom.py",
-                 "tests/test_seeds.py"]
+# Suites that run clean on strict arrays
+STRICT_SUITES = ["tests/test_transforms.py", "tests/test_linalg.py", "tests/test_custom.py", "tests/test_seeds.py",
+                 "tests/test_breadth.py", "tests/test_primitives.py", "tests/test_jit.py", "tests/test_sparse.py",
+                 "tests/test_lax.py", "tests/test_complex.py", "tests/test_fft.py"]
 
 
 @pytest.mark.slow
