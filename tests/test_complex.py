@@ -135,7 +135,29 @@ def test_eigh_of_hermitian_matrices():
     check_complex(lambda a: (lambda w, v: (v * gnp.sin(w)) @ v.conj().T)(*gnp.linalg.eigh(a)), (h,), tol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["qr", "svd", "eig", "eigvals"])
+ROTATING = np.array([[0.5, -2.0, 0.3], [1.5, 0.2, -0.4], [0.1, 0.7, 1.0]])  # real, eigenvalues 1.0.., 0.35 +- 1.7i
+
+
+@pytest.mark.parametrize("a", [A, ROTATING], ids=["complex", "real_with_complex_eigenvalues"])
+def test_eig_of_general_matrices(a):
+    """Each eigenvector's phase is free, so only what does not see it is checked: the eigenvalues
+    (holomorphic in a complex matrix), the moduli |V| (the columns have unit norm) and the matrix
+    function V diag(exp(w)) V^-1."""
+    w, v = gnp.linalg.eig(a)
+    ref = np.linalg.eigvals(a)
+    assert to_np(w).dtype == np.complex128
+    assert_close(np.sort_complex(to_np(w)), np.sort_complex(ref), 1e-13, 1e-13)
+    assert_close((v * w) @ gnp.linalg.inv(v), a, 1e-13, 1e-13)
+    check_complex(gnp.linalg.eigvals, (a,), tol=1e-6)
+    check_complex(lambda a: gnp.abs(gnp.linalg.eig(a).eigenvectors), (a,), tol=1e-6)
+    check_complex(lambda a: (lambda w, v: (v * gnp.exp(w)) @ gnp.linalg.inv(v))(*gnp.linalg.eig(a)), (a,), tol=1e-6)
+    if a.dtype.kind == "c":
+        check_holomorphic(gnp.linalg.eigvals, a, tol=1e-6)
+    moduli = gpuad.jacrev(lambda a: gnp.abs(gnp.linalg.eig(a).eigenvectors))
+    assert_close(gpuad.jit(moduli)(a), moduli(a), 1e-12, 1e-12, "jit")
+
+
+@pytest.mark.parametrize("name", ["qr", "svd"])
 def test_factorisations_refuse_complex_values_under_derivatives(name):
     """Their rules are written for real matrices (no conjugates yet); values are NumPy's."""
     h = A @ A.conj().T

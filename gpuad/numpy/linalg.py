@@ -4,7 +4,7 @@ solve, cholesky, log|det|, eigh, svd, pinv and qr are primitives (gpuad/ops/lina
 slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, lstsq, matrix_power,
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
-Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian) and the
+Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian), eig and the
 norms of moduli; the other primitives refuse them under a derivative transform.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
@@ -213,17 +213,17 @@ EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
 
 
 def eig(a):
-    """(eigenvalues, eigenvectors as unit columns) of a square matrix or stack, as numpy's named
-    tuple, for matrices whose eigenvalues are all real (a ValueError otherwise: gpuad has no
-    complex values). With S = V^-1 dA V: dw = diag(S), dV = V (F o S), F_ij = 1/(w_j - w_i),
-    less its part along V, which keeps the columns at unit norm; defined where the eigenvalues
-    are distinct (repeated ones get 0 there, as in eigh).
+    """(eigenvalues, eigenvectors as unit columns) of a square matrix or stack, real or complex, as
+    numpy's named tuple. Both are complex always, as JAX's (numpy's are real where every eigenvalue
+    of a real matrix is, which only the values can tell). With S = V^-1 dA V: dw = diag(S),
+    dV = V (F o S), F_ij = 1/(w_j - w_i), less Re of its part along V, which keeps the columns at
+    unit norm (each column's phase is free: differentiate functions that do not see it, such as w
+    or V diag(f(w)) V^-1); defined where the eigenvalues are distinct (repeated ones get 0 there).
 
     >>> import gpuad, gpuad.numpy as gnp
-    >>> w, v = gnp.linalg.eig(gnp.array([[2.0, 1.0], [0.0, 3.0]]))
-    >>> print(w)
-    [2. 3.]
-    >>> print(gpuad.jacfwd(lambda a: gnp.linalg.eig(a).eigenvalues)(gnp.array([[2.0, 1.0], [0.0, 3.0]]))[0])
+    >>> print(gnp.linalg.eigvals(gnp.array([[0.0, -2.0], [2.0, 0.0]])))
+    [0.+2.j 0.-2.j]
+    >>> print(gpuad.jacfwd(lambda a: gnp.linalg.eig(a).eigenvalues.real)(gnp.array([[2.0, 1.0], [0.0, 3.0]]))[0])
     [[ 1.  0.]
      [-1.  0.]]
     """
@@ -234,7 +234,7 @@ def eig(a):
 
 
 def eigvals(a):
-    """The eigenvalues of a square matrix or stack whose eigenvalues are all real (numpy.linalg.eigvals)."""
+    """The eigenvalues of a square matrix or stack, complex (numpy.linalg.eigvals, as JAX's)."""
     return eig(a).eigenvalues
 
 

@@ -18,7 +18,7 @@ from .. import backends
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
-from .elementwise import PRIMS, add, astype, conj, divide, multiply, negative, subtract, where
+from .elementwise import PRIMS, add, astype, conj, divide, multiply, negative, real, subtract, where
 from .indexing import concatenate, getitem
 from .shape import broadcast_to, reduce_sum, reshape, transpose
 
@@ -268,45 +268,50 @@ eigh = _matrix_unary(
 eigh.complex_ready = True  # of Hermitian matrices
 
 
-# ---------------------------------------------------------------- eig (real eigenvalues)
+# ---------------------------------------------------------------- eig
 def _eig_impl(a):
-    w, v = xp().linalg.eig(a)
-    if w.dtype.kind == "c":  # numpy returns real arrays when every eigenvalue is real
-        raise ValueError("eig: the matrix has complex eigenvalues; gpuad.numpy.linalg.eig supports real ones "
-                         "only (for a symmetric matrix use eigh)")
-    return xp().concatenate([w[..., None, :], v], axis=-2)
+    w, v = xp().linalg.eig(a)  # numpy returns real arrays when every eigenvalue is real
+    packed = xp().concatenate([w[..., None, :], v], axis=-2)
+    return packed.astype(onp.result_type(a.dtype, onp.complex64))
 
 
 def _eig_jvp(primals, tangents):
-    # A = V diag(w) V^-1: with S = V^-1 dA V, dw = diag(S) and dV = V H, H = G - I o (V^T V G),
-    # G = F o S, F_ij = 1/(w_j - w_i); the second term keeps the columns of V at unit norm.
+    # A = V diag(w) V^-1: with S = V^-1 dA V, dw = diag(S) and dV = V H, H = G - I o Re(V^H V G),
+    # G = F o S, F_ij = 1/(w_j - w_i); the second term keeps the columns of V at unit norm (JAX's).
     a, = primals
     packed = eig(a)
     v, f = _eigh_parts(packed)
     nb = len(shape(a)) - 2
     s = _einsum(".ij,K.jk->K.ik", inv(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
     g = multiply(f, s)
-    vtv = _einsum(".ji,.jk->.ik", v, v, nb)
-    h = subtract(g, multiply(_eye(shape(v)[-1], g), _einsum(".ij,K.jk->K.ik", vtv, g, nb)))
+    vhv = _einsum(".ji,.jk->.ik", conj(v), v, nb)
+    h = subtract(g, multiply(_eye(shape(v)[-1], g), real(_einsum(".ij,K.jk->K.ik", vhv, g, nb))))
     return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, h, nb))
 
 
 def _eig_vjp(ct, args, packed, needed):
-    # The adjoint of the JVP: ct_A = V^-T (diag(ct_w) + F o (ct_H - V^T V (I o ct_H))) V^T, ct_H = V^T ct_V.
+    # The transpose of the JVP (Re and the mask I o are their own transposes):
+    # ct_A = V^-T (diag(ct_w) + F o (ct_H - V^T conj(V) (I o Re(ct_H)))) V^T, ct_H = V^T ct_V.
     v, f = _eigh_parts(packed)
     n, nb = shape(v)[-1], len(shape(v)) - 2
     ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
     eye = _eye(n, ct)
     ct_h = _einsum(".ji,M.jk->M.ik", v, ct_v, nb)
-    ct_g = subtract(ct_h, _einsum(".ji,M.jk->M.ik", _einsum(".ji,.jk->.ik", v, v, nb), multiply(eye, ct_h), nb))
+    vhv_t = _einsum(".ji,.jk->.ik", v, conj(v), nb)
+    ct_g = subtract(ct_h, _einsum(".ij,M.jk->M.ik", vhv_t, multiply(eye, real(ct_h)), nb))
     inner = add(multiply(eye, ct_w), multiply(f, ct_g))
     return [_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", inv(v), inner, nb), v, nb)]
 
 
-# The real eigenvalues (numpy's order) and unit eigenvectors of matrices (..., n, n), packed (..., n + 1, n).
-eig = _matrix_unary(
-    "eig", _eig_impl, _eig_jvp, _eig_vjp,
-    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+def _eig_abstract(a):
+    n = shape(a)[-1]
+    return ShapeDtypeStruct(shape(a)[:-2] + (n + 1, n), onp.result_type(dtype(a), onp.complex64))
+
+
+# The eigenvalues (numpy's order) and unit eigenvectors of matrices (..., n, n), real or complex,
+# packed (..., n + 1, n), always complex (as JAX's: real matrices may have complex eigenvalues).
+eig = _matrix_unary("eig", _eig_impl, _eig_jvp, _eig_vjp, abstract=_eig_abstract)
+eig.complex_ready = True
 
 
 # ---------------------------------------------------------------- svd
