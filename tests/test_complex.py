@@ -157,7 +157,27 @@ def test_eig_of_general_matrices(a):
     assert_close(gpuad.jit(moduli)(a), moduli(a), 1e-12, 1e-12, "jit")
 
 
-@pytest.mark.parametrize("name", ["qr", "svd"])
+@pytest.mark.parametrize("shape", [(3, 3), (4, 2), (2, 4), (2, 3, 2)], ids=["square", "tall", "wide", "stack"])
+def test_qr_of_complex_matrices(shape):
+    """R's diagonal is real (LAPACK's, and JAX's rule keeps it so), which leaves Q and R unique
+    nearby: both are checked, as is Q^H Q = I along a tangent (its derivative is skew-Hermitian)."""
+    a = crandom(shape, 21)
+    q, r = gnp.linalg.qr(a)
+    want = np.linalg.qr(a)
+    assert_close(q, want.Q, 1e-13, 1e-13)
+    assert_close(r, want.R, 1e-13, 1e-13)
+    check_complex(lambda a: gnp.linalg.qr(a).Q, (a,), tol=1e-6)
+    check_complex(lambda a: gnp.linalg.qr(a).R, (a,), tol=1e-6)
+    check_complex(lambda a: gnp.abs(gnp.linalg.qr(a).R) ** 2, (a.real,), tol=1e-6)  # a real matrix
+
+    def qh_q(a):
+        q = gnp.linalg.qr(a).Q
+        return gnp.swapaxes(q.conj(), -1, -2) @ q
+
+    assert_close(gpuad.jvp(qh_q, (a,), (crandom(shape, 22),))[1], np.zeros(qh_q(a).shape), 1e-12, 1e-12)
+
+
+@pytest.mark.parametrize("name", ["svd"])
 def test_factorisations_refuse_complex_values_under_derivatives(name):
     """Their rules are written for real matrices (no conjugates yet); values are NumPy's."""
     h = A @ A.conj().T

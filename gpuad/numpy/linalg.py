@@ -4,7 +4,7 @@ solve, cholesky, log|det|, eigh, svd, pinv and qr are primitives (gpuad/ops/lina
 slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, lstsq, matrix_power,
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
-Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian), eig and the
+Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian), eig, qr and the
 norms of moduli; the other primitives refuse them under a derivative transform.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
@@ -279,7 +279,7 @@ def _complete(basis, c):
 def qr(a, mode="reduced"):
     """The QR decomposition a = Q @ R of a matrix or stack (numpy.linalg.qr): mode 'reduced'
     gives the named tuple (Q, R), 'r' gives R; 'complete' equals 'reduced' for m <= n. A wide
-    matrix [X Y] (m < n) is factorised as X = Q R1 and R = [R1, Q^T Y], as JAX does: the same
+    matrix [X Y] (m < n) is factorised as X = Q R1 and R = [R1, Q^H Y], as JAX does: the same
     factors as LAPACK's, and a derivative that needs only the square X's.
 
     >>> import gpuad.numpy as gnp
@@ -295,7 +295,7 @@ def qr(a, mode="reduced"):
                                   "'reduced' or 'r' ('complete' where m <= n)")
     if m < n:
         q, r = qr(a[..., :m])
-        r = concatenate([r, matmul(swapaxes(q, -1, -2), a[..., m:])], axis=-1)
+        r = concatenate([r, matmul(conj(swapaxes(q, -1, -2)), a[..., m:])], axis=-1)
         return r if mode == "r" else QRResult(q, r)
     packed = L.qr(a)
     r = swapaxes(packed[..., m:, :], -1, -2)

@@ -18,7 +18,7 @@ from .. import backends
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
-from .elementwise import PRIMS, add, astype, conj, divide, multiply, negative, real, subtract, where
+from .elementwise import PRIMS, add, astype, conj, divide, imag, multiply, negative, real, subtract, where
 from .indexing import concatenate, getitem
 from .shape import broadcast_to, reduce_sum, reshape, transpose
 
@@ -464,23 +464,36 @@ def _strictly_lower(x):
     return multiply(xp().tril(xp().ones((n, n), dtype=dtype(x)), -1), x)
 
 
+def _imaginary_diagonal(x):
+    """I o (i Im x): the diagonal's imaginary parts, which the unitary freedom of complex QR fixes
+    (R's diagonal is real); none for real x. It is its own transpose."""
+    if dtype(x).kind != "c":
+        return None
+    return multiply(_eye(shape(x)[-1], x), multiply(1j, imag(x)))
+
+
+def _plus(x, y):
+    return x if y is None else add(x, y)
+
+
 def _qr_jvp(primals, tangents):
-    # With X = dA R^-1 and C = Q^T X: dR = (C - W) R and dQ = Q (W - C) + X, where the
-    # skew-symmetric W = tril(C, -1) - tril(C, -1)^T keeps Q^T Q = I and R upper triangular.
+    # With X = dA R^-1 and C = Q^H X: dR = (C - W) R and dQ = Q (W - C) + X, where the
+    # skew-Hermitian W = tril(C, -1) - tril(C, -1)^H + I o (i Im C) keeps Q^H Q = I and R upper
+    # triangular with a real diagonal (JAX's).
     a, = primals
     packed = qr(a)
     q, r, nb = _qr_parts(packed, a)
     x = _swap_last(solve_lead(_swap_last(r), _swap_last(tangents[0]), 1))
-    c = _einsum(".ji,K.jk->K.ik", q, x, nb)
+    c = _einsum(".ji,K.jk->K.ik", _conj_of_complex(q), x, nb)
     low = _strictly_lower(c)
-    w = subtract(low, _swap_last(low))
+    w = _plus(subtract(low, _swap_last(_conj_of_complex(low))), _imaginary_diagonal(c))
     dq = add(_einsum(".ij,K.jk->K.ik", q, subtract(w, c), nb), x)
     dr = _einsum("K.ij,.jk->K.ik", subtract(c, w), r, nb)
     return packed, _pack(dq, _swap_last(dr))
 
 
 def _qr_vjp(ct, args, packed, needed):
-    # The JVP's steps transposed in reverse order.
+    # The JVP's steps transposed in reverse order (X -> X^H transposes to ct -> ct^H).
     a, = args
     q, r, nb = _qr_parts(packed, a)
     m = shape(a)[-2]
@@ -488,8 +501,9 @@ def _qr_vjp(ct, args, packed, needed):
     d = _einsum("M.ij,.kj->M.ik", ct_r, r, nb)
     e = _einsum(".ji,M.jk->M.ik", q, ct_q, nb)
     ct_w = subtract(e, d)
-    ct_c = add(subtract(d, e), _strictly_lower(subtract(ct_w, _swap_last(ct_w))))
-    ct_x = add(ct_q, _einsum(".ij,M.jk->M.ik", q, ct_c, nb))
+    ct_c = add(subtract(d, e), _strictly_lower(subtract(ct_w, _swap_last(_conj_of_complex(ct_w)))))
+    ct_c = _plus(ct_c, _imaginary_diagonal(ct_w))
+    ct_x = add(ct_q, _einsum(".ij,M.jk->M.ik", _conj_of_complex(q), ct_c, nb))
     return [_swap_last(solve_lead(r, _swap_last(ct_x), 1))]
 
 
@@ -501,6 +515,7 @@ def _qr_abstract(a):
 # The reduced QR of matrices (..., m, n), m >= n (gpuad.numpy.linalg.qr splits wide ones), packed
 # [Q; R^T] (..., m + n, n).
 qr = _matrix_unary("qr", _qr_impl, _qr_jvp, _qr_vjp, abstract=_qr_abstract)
+qr.complex_ready = True
 
 
 # ---------------------------------------------------------------- lu
