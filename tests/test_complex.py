@@ -177,12 +177,41 @@ def test_qr_of_complex_matrices(shape):
     assert_close(gpuad.jvp(qh_q, (a,), (crandom(shape, 22),))[1], np.zeros(qh_q(a).shape), 1e-12, 1e-12)
 
 
-@pytest.mark.parametrize("name", ["svd"])
-def test_factorisations_refuse_complex_values_under_derivatives(name):
-    """Their rules are written for real matrices (no conjugates yet); values are NumPy's."""
-    h = A @ A.conj().T
-    with pytest.raises(TypeError, match="of real values only, and got complex128"):
-        gpuad.jvp(getattr(gnp.linalg, name), (h,), (h,))
+@pytest.mark.parametrize("ord", [2, -2, "nuc"])
+def test_norms_of_the_singular_values(ord):
+    z = crandom((3, 2), 41)
+    assert_close(gnp.linalg.norm(z, ord), np.linalg.norm(z, ord), 1e-14, 1e-14)
+    check_complex(lambda z: gnp.linalg.norm(z, ord), (z,), tol=1e-6)
+    check_complex(lambda a: gnp.linalg.cond(a, ord), (A,), tol=1e-6)
+    rank_one = np.outer(z[:, 0], z[:, 1].conj())
+    assert int(gnp.linalg.matrix_rank(rank_one)) == np.linalg.matrix_rank(rank_one) == 1
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 2), (2, 4), (2, 2, 3)], ids=["square", "tall", "wide", "stack"])
+def test_svd_of_complex_matrices(shape):
+    """Each pair of singular vectors shares a free phase, so what is checked does not see it: the
+    singular values, |U|, |V|, U diag(sin s) V^H and, with full_matrices=True, the projector on the
+    complement that the extra columns span."""
+    a = crandom(shape, 31)
+    u, s, vh = gnp.linalg.svd(a, full_matrices=False)
+    assert to_np(s).dtype == np.float64
+    assert_close(s, np.linalg.svd(a, compute_uv=False), 1e-13, 1e-13)
+    assert_close((u * s[..., None, :]) @ vh, a, 1e-13, 1e-13)
+    check_complex(lambda a: gnp.linalg.svd(a, compute_uv=False), (a,), tol=1e-6)
+    check_complex(lambda a: gnp.abs(gnp.linalg.svd(a, full_matrices=False).U), (a,), tol=1e-6)
+    check_complex(lambda a: gnp.abs(gnp.linalg.svd(a, full_matrices=False).Vh), (a,), tol=1e-6)
+    check_complex(lambda a: (lambda u, s, vh: (u * gnp.sin(s)[..., None, :]) @ vh)(
+        *gnp.linalg.svd(a, full_matrices=False)), (a,), tol=1e-6)
+    u_full, _, vh_full = gnp.linalg.svd(a)
+    assert_close(gnp.swapaxes(u_full.conj(), -1, -2) @ u_full, np.broadcast_to(np.eye(shape[-2]), u_full.shape),
+                 1e-13, 1e-13)
+    k = min(shape[-2:])
+    if shape[-2] > shape[-1]:
+        check_complex(lambda a: (lambda c: c @ gnp.swapaxes(c.conj(), -1, -2))(gnp.linalg.svd(a).U[..., k:]), (a,),
+                      tol=1e-6)
+    if shape[-1] > shape[-2]:
+        check_complex(lambda a: (lambda c: gnp.swapaxes(c.conj(), -1, -2) @ c)(gnp.linalg.svd(a).Vh[..., k:, :]),
+                      (a,), tol=1e-6)
 
 
 # ---------------------------------------------------------------- functions of complex values

@@ -4,8 +4,9 @@ solve, cholesky, log|det|, eigh, svd, pinv and qr are primitives (gpuad/ops/lina
 slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, lstsq, matrix_power,
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
-Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian), eig, qr and the
-norms of moduli; the other primitives refuse them under a derivative transform.
+Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian), eig,
+qr, svd (and what is composed from its values) and the norms of moduli; the other primitives
+refuse them under a derivative transform.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
 are distinct, as in JAX; at repeated ones their derivative is not defined, and the rules take
@@ -257,23 +258,30 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     m, n = shape(a)[-2:]
     packed = L.svd(a)
     u, s, v = packed[..., :m, :], packed[..., m, :], packed[..., m + 1:, :]
+    s = real(s) if a.dtype.kind == "c" else s
     if not compute_uv:
         return s
     if full_matrices and m > n:
         u = concatenate([u, _complete(u, L.svd_complement(a))], axis=-1)
     if full_matrices and m < n:
         v = concatenate([v, _complete(v, L.svd_complement(a))], axis=-1)
-    return SVDResult(u, s, swapaxes(v, -1, -2))
+    return SVDResult(u, s, _adjoint(v))
 
 
 def _complete(basis, c):
     """An orthonormal basis of the complement of basis's (orthonormal) columns, made from c, a
-    basis of it at the value (no derivative): P c L^-T with P = I - basis basis^T and L L^T =
-    (P c)^T P c. It equals c at the value and is an orthonormal basis of the complement nearby,
+    basis of it at the value (no derivative): P c L^-H with P = I - basis basis^H and L L^H =
+    (P c)^H P c. It equals c at the value and is an orthonormal basis of the complement nearby,
     so its derivatives of every order are those of one."""
-    pc = c - matmul(basis, matmul(swapaxes(basis, -1, -2), c))
-    low = cholesky(matmul(swapaxes(pc, -1, -2), pc))
-    return swapaxes(solve(low, swapaxes(pc, -1, -2)), -1, -2)
+    pc = c - matmul(basis, matmul(_adjoint(basis), c))
+    low = cholesky(matmul(_adjoint(pc), pc))
+    return _adjoint(solve(low, _adjoint(pc)))
+
+
+def _adjoint(x):
+    """x^H of a matrix or stack (x^T of reals)."""
+    xt = swapaxes(x, -1, -2)
+    return conj(xt) if x.dtype.kind == "c" else xt
 
 
 def qr(a, mode="reduced"):

@@ -228,6 +228,21 @@ def _gaps(row, square=False):
     return _reciprocal_or_zero(multiply(add(row, col), diff) if square else diff)
 
 
+def _imaginary_diagonal(x, scale=None):
+    """I o (i Im x), times scale where given: the diagonal's imaginary parts, where the phase
+    freedom of complex factorisations sits (QR's R has a real diagonal); None for real x. The
+    map is its own transpose."""
+    if dtype(x).kind != "c":
+        return None
+    d = multiply(_eye(shape(x)[-1], x), multiply(1j, imag(x)))
+    return d if scale is None else multiply(d, scale)
+
+
+def _plus(x, y):
+    """x + y, where y may be None (a zero)."""
+    return x if y is None else add(x, y)
+
+
 # ---------------------------------------------------------------- eigh
 def _eigh_impl(a):
     w, v = xp().linalg.eigh(a)
@@ -315,9 +330,14 @@ eig.complex_ready = True
 
 
 # ---------------------------------------------------------------- svd
+def _adjoint_of(x):
+    """x^H on backend arrays (x^T of reals)."""
+    return xp().conj(_swap_last(x)) if x.dtype.kind == "c" else _swap_last(x)
+
+
 def _svd_impl(a):
     u, s, vh = xp().linalg.svd(a, full_matrices=False)
-    return xp().concatenate([u, s[..., None, :], _swap_last(vh)], axis=-2)
+    return xp().concatenate([u, s[..., None, :].astype(a.dtype), _adjoint_of(vh)], axis=-2)
 
 
 def _svd_parts(packed, m):
@@ -327,51 +347,60 @@ def _svd_parts(packed, m):
 
 
 def _without(basis, x, nb, lead="K"):
-    """x minus its projection on the columns of the orthonormal basis: (I - B B^T) x."""
-    return subtract(x, _einsum(f".ij,{lead}.jk->{lead}.ik", basis, _einsum(f".ji,{lead}.jk->{lead}.ik",
-                                                                         basis, x, nb), nb))
+    """x minus its projection on the columns of the orthonormal basis: (I - B B^H) x."""
+    return subtract(x, _einsum(f".ij,{lead}.jk->{lead}.ik", basis, _einsum(
+        f".ji,{lead}.jk->{lead}.ik", _conj_of_complex(basis), x, nb), nb))
+
+
+def _hermitian_sum(x):
+    return add(x, _swap_last(_conj_of_complex(x)))
 
 
 def _svd_jvp(primals, tangents):
-    # A = U S V^T, P = U^T dA V: ds = diag(P), dU = U (F o (P S + S P^T)), dV = V (F o (S P + P^T S))
-    # with F_ij = 1/(s_j^2 - s_i^2); a tall A adds (I - U U^T) dA V S^-1 to dU, a wide one
-    # (I - V V^T) dA^T U S^-1 to dV (the directions the reduced factors do not span).
+    # A = U S V^H, P = U^H dA V: ds = Re diag(P), dU = U (F o (P S + S P^H) + I o (i Im P) S^-1),
+    # dV = V (F o (S P + P^H S)) with F_ij = 1/(s_j^2 - s_i^2) (JAX's: the phase freedom of each
+    # column pair goes to U); a tall A adds (I - U U^H) dA V S^-1 to dU, a wide one
+    # (I - V V^H) dA^H U S^-1 to dV (the directions the reduced factors do not span).
     a, = primals
     da = tangents[0]
     m, n = shape(a)[-2:]
     nb = len(shape(a)) - 2
     packed = svd(a)
     u, s, v, _ = _svd_parts(packed, m)
-    f, s_col = _gaps(s, square=True), _swap_last(s)
-    p = _einsum(".ji,K.jk->K.ik", u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
-    ps, sp = multiply(p, s), multiply(s_col, p)
-    du = _einsum(".ij,K.jk->K.ik", u, multiply(f, add(ps, _swap_last(ps))), nb)
-    dv = _einsum(".ij,K.jk->K.ik", v, multiply(f, add(sp, _swap_last(sp))), nb)
+    f, s_col, s_inv = _gaps(s, square=True), _swap_last(s), _reciprocal_or_zero(s)
+    p = _einsum(".ji,K.jk->K.ik", _conj_of_complex(u), _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
+    inner_u = multiply(f, _hermitian_sum(multiply(p, s)))
+    du = _einsum(".ij,K.jk->K.ik", u, _plus(inner_u, _imaginary_diagonal(p, s_inv)), nb)
+    dv = _einsum(".ij,K.jk->K.ik", v, multiply(f, _hermitian_sum(multiply(s_col, p))), nb)
     if m > n:
-        du = add(du, multiply(_without(u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb), _reciprocal_or_zero(s)))
+        du = add(du, multiply(_without(u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb), s_inv))
     if n > m:
-        dv = add(dv, multiply(_without(v, _einsum("K.ji,.jk->K.ik", da, u, nb), nb), _reciprocal_or_zero(s)))
-    return packed, _pack(du, _diagonal_row(p), dv)
+        dah_u = _einsum("K.ji,.jk->K.ik", _conj_of_complex(da), u, nb)
+        dv = add(dv, multiply(_without(v, dah_u, nb), s_inv))
+    ds = _diagonal_row(p)
+    return packed, _pack(du, ds if dtype(p).kind != "c" else astype(real(ds), dtype=dtype(p)), dv)
 
 
 def _svd_vjp(ct, args, packed, needed):
+    # The JVP's steps transposed (Y -> Y + Y^H to ct -> ct + ct^H, Re and I o i Im to themselves).
     a, = args
     m, n = shape(a)[-2:]
     nb = len(shape(a)) - 2
     u, s, v, _ = _svd_parts(packed, m)
-    f, s_col = _gaps(s, square=True), _swap_last(s)
+    f, s_col, s_inv = _gaps(s, square=True), _swap_last(s), _reciprocal_or_zero(s)
     ct_u, ct_s, ct_v = _svd_parts(ct, m)[:3]
-    g = multiply(f, _einsum(".ji,M.jk->M.ik", u, ct_u, nb))
-    h = multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb))
-    ct_p = add(add(multiply(_eye(shape(s)[-1], ct), ct_s), multiply(add(g, _swap_last(g)), s)),
-               multiply(s_col, add(h, _swap_last(h))))
-    ct_a = _einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", u, ct_p, nb), v, nb)
+    ut_ct_u = _einsum(".ji,M.jk->M.ik", u, ct_u, nb)
+    ct_s = ct_s if dtype(ct_s).kind != "c" else astype(real(ct_s), dtype=dtype(ct_s))
+    ct_p = add(add(multiply(_eye(shape(s)[-1], ct), ct_s), multiply(_hermitian_sum(multiply(f, ut_ct_u)), s)),
+               multiply(s_col, _hermitian_sum(multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))))
+    ct_p = _plus(ct_p, _imaginary_diagonal(ut_ct_u, s_inv))
+    ct_a = _einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", _conj_of_complex(u), ct_p, nb), v, nb)
     if m > n:
-        w = multiply(_without(u, ct_u, nb, "M"), _reciprocal_or_zero(s))
+        w = multiply(_without(_conj_of_complex(u), ct_u, nb, "M"), s_inv)
         ct_a = add(ct_a, _einsum("M.ij,.kj->M.ik", w, v, nb))
     if n > m:
-        w = multiply(_without(v, ct_v, nb, "M"), _reciprocal_or_zero(s))
-        ct_a = add(ct_a, _einsum(".ik,M.jk->M.ij", u, w, nb))
+        w = multiply(_without(_conj_of_complex(v), ct_v, nb, "M"), s_inv)
+        ct_a = add(ct_a, _conj_of_complex(_einsum(".ik,M.jk->M.ij", u, w, nb)))
     return [ct_a]
 
 
@@ -382,12 +411,13 @@ def _svd_abstract(a):
 
 # The reduced SVD of matrices (..., m, n), k = min(m, n), packed [U; s; V] (..., m + 1 + n, k).
 svd = _matrix_unary("svd", _svd_impl, _svd_jvp, _svd_vjp, abstract=_svd_abstract)
+svd.complex_ready = True
 
 
 def _svd_complement_impl(a):
     m, n = a.shape[-2:]
     u, _, vh = xp().linalg.svd(a, full_matrices=True)
-    return u[..., :, n:] if m > n else _swap_last(vh[..., m:, :])
+    return u[..., :, n:] if m > n else _adjoint_of(vh[..., m:, :])
 
 
 # The columns full_matrices=True adds to a non-square matrix's reduced SVD: U's last m - n for a tall
@@ -462,18 +492,6 @@ def _qr_parts(packed, a):
 def _strictly_lower(x):
     n = shape(x)[-1]
     return multiply(xp().tril(xp().ones((n, n), dtype=dtype(x)), -1), x)
-
-
-def _imaginary_diagonal(x):
-    """I o (i Im x): the diagonal's imaginary parts, which the unitary freedom of complex QR fixes
-    (R's diagonal is real); none for real x. It is its own transpose."""
-    if dtype(x).kind != "c":
-        return None
-    return multiply(_eye(shape(x)[-1], x), multiply(1j, imag(x)))
-
-
-def _plus(x, y):
-    return x if y is None else add(x, y)
 
 
 def _qr_jvp(primals, tangents):
