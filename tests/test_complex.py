@@ -177,6 +177,26 @@ def test_qr_of_complex_matrices(shape):
     assert_close(gpuad.jvp(qh_q, (a,), (crandom(shape, 22),))[1], np.zeros(qh_q(a).shape), 1e-12, 1e-12)
 
 
+@pytest.mark.parametrize("shape", [(4, 2), (2, 3, 2), (2, 4)], ids=["tall", "stack", "wide"])
+def test_pinv_and_lstsq_of_complex_matrices(shape):
+    """pinv = V S^-1 U^H is unique (no phase), so it is checked entry by entry; lstsq's solution
+    and residuals (real, sums of |r|^2) too, with a real b against a complex matrix."""
+    a = crandom(shape, 51)
+    assert_close(gnp.linalg.pinv(a), np.linalg.pinv(a), 1e-13, 1e-13)
+    check_complex(gnp.linalg.pinv, (a,), tol=1e-6)
+    if len(shape) == 2:
+        b = crandom(shape[:1], 52)
+        x, res, rank, s = gnp.linalg.lstsq(a, b)
+        want = np.linalg.lstsq(a, b)
+        for got, ref in zip((x, res, s), (want[0], want[1], want[3])):
+            assert_close(got, ref, 1e-13, 1e-13)
+            assert to_np(got).dtype == ref.dtype
+        assert rank == want[2]
+        check_complex(lambda a, b: gnp.linalg.lstsq(a, b)[0], (a, b.real), tol=1e-6)
+        if shape[0] > shape[1]:
+            check_complex(lambda a, b: gnp.linalg.lstsq(a, b)[1], (a, b), tol=1e-6)
+
+
 @pytest.mark.parametrize("ord", [2, -2, "nuc"])
 def test_norms_of_the_singular_values(ord):
     z = crandom((3, 2), 41)

@@ -5,7 +5,7 @@ slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, lstsq, matrix_p
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
 Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian), eig,
-qr, svd (and what is composed from its values) and the norms of moduli; the other primitives
+qr, svd, pinv, lstsq and what is composed from them, and the norms of moduli; the other primitives
 refuse them under a derivative transform.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
@@ -374,14 +374,14 @@ def lstsq(a, b, rcond=None):
     keep = EW["greater"](s, EW["multiply"](tol, R.max(s, axis=-1, keepdims=True)))
     x = matmul(L.pinv(a, tol=tol), b)
     rank = R.sum(astype(keep, dtype=onp.dtype(onp.int64)))
-    residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
+    residuals = R.sum(EW["square"](_modulus(EW["subtract"](b, matmul(a, x)))), axis=0, keepdims=len(shape(b)) == 1)
     known = _known(rank)
     if known is None or shape(known) != ():  # JAX's form: the residuals, zeroed where NumPy's are empty
         full = EW["logical_and"](EW["equal"](rank, n), m > n)
         return x, where(full, residuals, 0.0), rank, s
     rank = int(known)
     if not (rank == n and m > n):
-        residuals = asarray(onp.zeros((0,), dtype=a.dtype))
+        residuals = asarray(onp.zeros((0,), dtype=onp.finfo(a.dtype).dtype))  # real, as numpy's
     return x, residuals, rank, s
 
 

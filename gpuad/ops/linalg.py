@@ -434,35 +434,42 @@ def _pinv_impl(a, tol):
     u, s, vh = xp().linalg.svd(a, full_matrices=False)
     keep = s > tol * s.max(axis=-1, keepdims=True)
     inverse = xp().where(keep, 1 / xp().where(keep, s, 1), 0)
-    return xp().matmul(_swap_last(vh), inverse[..., None] * _swap_last(u))
+    return xp().matmul(_adjoint_of(vh), inverse[..., None] * _adjoint_of(u))
+
+
+def _pinv_grams(x, nb):
+    """X X^H and X^H X."""
+    xc = _conj_of_complex(x)
+    return _einsum(".ij,.kj->.ik", x, xc, nb), _einsum(".ji,.jk->.ik", xc, x, nb)
 
 
 def _pinv_jvp(primals, tangents, tol):
     # Golub and Pereyra's derivative, exact wherever the rank does not change, repeated singular
     # values included (the SVD's rules are not defined there): with X = A+,
-    # dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X
+    # dX = -X dA X + X X^H dA^H (I - A X) + (I - X A) dA^H X^H X
     a, = primals
     da = tangents[0]
     nb = len(shape(a)) - 2
     x = pinv(a, tol=tol)
     left, right = _pinv_residuals(a, x, nb)
+    xxh, xhx = _pinv_grams(x, nb)
+    dah = _conj_of_complex(da)
     out = negative(_einsum(".ij,K.jk->K.ik", x, _einsum("K.ij,.jk->K.ik", da, x, nb), nb))
-    out = add(out, _einsum(".ij,K.jk->K.ik", _einsum(".ij,.kj->.ik", x, x, nb),
-                           _einsum("K.ji,.jk->K.ik", da, left, nb), nb))
-    return x, add(out, _einsum(".ij,K.jk->K.ik", right, _einsum("K.ji,.jk->K.ik", da,
-                                                                _einsum(".ji,.jk->.ik", x, x, nb), nb), nb))
+    out = add(out, _einsum(".ij,K.jk->K.ik", xxh, _einsum("K.ji,.jk->K.ik", dah, left, nb), nb))
+    return x, add(out, _einsum(".ij,K.jk->K.ik", right, _einsum("K.ji,.jk->K.ik", dah, xhx, nb), nb))
 
 
 def _pinv_vjp(ct, args, x, needed, tol):
-    # The transpose of the JVP: -X^T G X^T + (I - A X) G^T X X^T + X^T X G^T (I - X A)
+    # The transpose of the JVP: -X^T G X^T + conj((I - A X) G^T X X^H + X^H X G^T (I - X A))
+    # (dA -> M conj(dA)^T N transposes to G -> conj(N G^T M)).
     a, = args
     nb = len(shape(a)) - 2
     left, right = _pinv_residuals(a, x, nb)
+    xxh, xhx = _pinv_grams(x, nb)
     out = negative(_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", x, ct, nb), x, nb))
-    out = add(out, _einsum(".ij,M.jk->M.ik", left, _einsum("M.ji,.jk->M.ik", ct,
-                                                           _einsum(".ij,.kj->.ik", x, x, nb), nb), nb))
-    return [add(out, _einsum(".ij,M.jk->M.ik", _einsum(".ji,.jk->.ik", x, x, nb),
-                             _einsum("M.ji,.jk->M.ik", ct, right, nb), nb))]
+    through_adjoint = add(_einsum(".ij,M.jk->M.ik", left, _einsum("M.ji,.jk->M.ik", ct, xxh, nb), nb),
+                          _einsum(".ij,M.jk->M.ik", xhx, _einsum("M.ji,.jk->M.ik", ct, right, nb), nb))
+    return [add(out, _conj_of_complex(through_adjoint))]
 
 
 def _pinv_residuals(a, x, nb):
@@ -476,6 +483,7 @@ def _pinv_residuals(a, x, nb):
 # values at or below tol times the largest.
 pinv = Primitive("pinv", _pinv_impl, _pinv_jvp, _pinv_vjp, lambda args, batched, tol: (pinv(args[0], tol=tol), True),
                  abstract=lambda a, tol: ShapeDtypeStruct(shape(a)[:-2] + shape(a)[:-3:-1], dtype(a)))
+pinv.complex_ready = True
 
 
 # ---------------------------------------------------------------- qr
