@@ -251,6 +251,25 @@ def test_maximum_and_minimum_order_complex_values_lexicographically(name):
     assert_close(tangent, np.array([2 + 1j]), 0, 0)
 
 
+SECOND_ORDER = {
+    "svd": lambda a: gnp.sum(gnp.linalg.svd(a, compute_uv=False) ** 3),
+    "qr": lambda a: gnp.sum(gnp.abs(gnp.linalg.qr(a).R) ** 2 * gnp.arange(3.0)),
+    "eigvals": lambda a: gnp.sum(gnp.abs(gnp.linalg.eigvals(a)) ** 2),
+    "pinv": lambda a: gnp.sum(gnp.abs(gnp.linalg.pinv(a[:, :2])) ** 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECOND_ORDER))
+def test_factorisation_rules_nest(name):
+    """The rules are written with gpuad's primitives: grad of a real function of a complex matrix,
+    differentiated again (jvp and vjp) against differences of grad; and vmap over a stack."""
+    a = crandom((3, 3), 5) + 2 * np.eye(3)
+    check_complex(gpuad.grad(SECOND_ORDER[name]), (a,), tol=1e-5)
+    stack = np.stack([a, a.T])
+    assert_close(gpuad.vmap(SECOND_ORDER[name])(stack), np.stack([SECOND_ORDER[name](x) for x in stack]),
+                 1e-14, 1e-14)
+
+
 # ---------------------------------------------------------------- functions of complex values
 W = crandom((3, 3), 11)
 HOLO = {
