@@ -66,6 +66,27 @@ def checks(gpuad, gnp, jax, jnp):
     yield "eigh matrix function jvp", gpuad.jvp(sine(gnp), (h,), (W,))[1], jax.jvp(sine(jnp), (h,), (W,))[1]
     yield "eigh matrix function vjp", gpuad.vjp(sine(gnp), h)[1](W.T)[0], jax.vjp(sine(jnp), h)[1](W.T)[0]
     yield "eigvalsh vjp", gpuad.vjp(gnp.linalg.eigvalsh, h)[1](x[:5])[0], jax.vjp(jnp.linalg.eigvalsh, h)[1](x[:5])[0]
+    yield "eigvals jvp", gpuad.jvp(gnp.linalg.eigvals, (W,), (h,))[1], jax.jvp(jnp.linalg.eigvals, (W,), (h,))[1]
+    yield "eigvals vjp", gpuad.vjp(gnp.linalg.eigvals, W)[1](W[0])[0], jax.vjp(jnp.linalg.eigvals, W)[1](W[0])[0]
+    def eigenvectors(a):  # JAX differentiates eigenvectors only when asked to
+        return jax.lax.linalg.eig(a, compute_left_eigenvectors=False, enable_eigvec_derivs=True)[1]
+    # |V| is blind to the eigenvectors' phases
+    yield "eig |V| of a real matrix vjp", gpuad.vjp(lambda a: gnp.abs(gnp.linalg.eig(a)[1]), W.real)[1](W.real)[0], \
+        jax.vjp(lambda a: jnp.abs(eigenvectors(a)), W.real)[1](W.real)[0]
+    yield "qr jvp", gpuad.jvp(lambda a: gnp.linalg.qr(a)[0], (W,), (h,))[1], \
+        jax.jvp(lambda a: jnp.linalg.qr(a)[0], (W,), (h,))[1]
+    yield "qr vjp (tall)", gpuad.vjp(lambda a: gnp.linalg.qr(a)[1], W[:, :3])[1](W[:3, :3])[0], \
+        jax.vjp(lambda a: jnp.linalg.qr(a)[1], W[:, :3])[1](W[:3, :3])[0]
+
+    def svd_function(np):  # U sin(S) V^H: blind to the singular vectors' phases
+        return lambda a: (lambda u, s, vh: (u * np.sin(s)) @ vh)(*np.linalg.svd(a, full_matrices=False))
+    yield "svd matrix function jvp (wide)", gpuad.jvp(svd_function(gnp), (W[:3],), (h[:3],))[1], \
+        jax.jvp(svd_function(jnp), (W[:3],), (h[:3],))[1]
+    yield "svd matrix function vjp (tall)", gpuad.vjp(svd_function(gnp), W[:, :3])[1](W[:, 2:])[0], \
+        jax.vjp(svd_function(jnp), W[:, :3])[1](W[:, 2:])[0]
+    yield "pinv vjp", gpuad.vjp(gnp.linalg.pinv, W[:, :3])[1](W[:3])[0], jax.vjp(jnp.linalg.pinv, W[:, :3])[1](W[:3])[0]
+    yield "maximum jvp", gpuad.jvp(gnp.maximum, (z, z[::-1]), (z, x[:len(z)] + 0j))[1], \
+        jax.jvp(jnp.maximum, (z, z[::-1]), (z, x[:len(z)] + 0j))[1]
     for s, axes in (((4, 6), (-2, -1)), ((6, 9), (-2, -1)), ((3, 4), (1, 0))):
         ct = rng.normal(size=s[::-1] if axes == (1, 0) else s)
         ours = gpuad.vjp(lambda a, s=s, axes=axes: gnp.fft.irfft2(a, s=s, axes=axes), W)[1](ct)[0]

@@ -71,7 +71,8 @@ def test_holomorphic_rows(row):
         check_complex(f, (z,))
 
 
-@pytest.mark.parametrize("name", sorted(table.REAL_ONLY - {"abs"} - table.SPECIAL_NAMES))
+# gpuad.numpy composes abs, maximum and minimum of complex values from other primitives
+@pytest.mark.parametrize("name", sorted(table.REAL_ONLY - {"abs", "maximum", "minimum"} - table.SPECIAL_NAMES))
 def test_real_only_rows_refuse_complex_values_under_derivatives(name):
     row = table.ROWS[name]
     z = crandom((3,), 1)
@@ -135,12 +136,138 @@ def test_eigh_of_hermitian_matrices():
     check_complex(lambda a: (lambda w, v: (v * gnp.sin(w)) @ v.conj().T)(*gnp.linalg.eigh(a)), (h,), tol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["qr", "svd", "eig", "eigvals"])
-def test_factorisations_refuse_complex_values_under_derivatives(name):
-    """Their rules are written for real matrices (no conjugates yet); values are NumPy's."""
-    h = A @ A.conj().T
-    with pytest.raises(TypeError, match="of real values only, and got complex128"):
-        gpuad.jvp(getattr(gnp.linalg, name), (h,), (h,))
+ROTATING = np.array([[0.5, -2.0, 0.3], [1.5, 0.2, -0.4], [0.1, 0.7, 1.0]])  # real, eigenvalues 1.0.., 0.35 +- 1.7i
+
+
+@pytest.mark.parametrize("a", [A, ROTATING], ids=["complex", "real_with_complex_eigenvalues"])
+def test_eig_of_general_matrices(a):
+    """Each eigenvector's phase is free, so only what does not see it is checked: the eigenvalues
+    (holomorphic in a complex matrix), the moduli |V| (the columns have unit norm) and the matrix
+    function V diag(exp(w)) V^-1."""
+    w, v = gnp.linalg.eig(a)
+    ref = np.linalg.eigvals(a)
+    assert to_np(w).dtype == np.complex128
+    assert_close(np.sort_complex(to_np(w)), np.sort_complex(ref), 1e-13, 1e-13)
+    assert_close((v * w) @ gnp.linalg.inv(v), a, 1e-13, 1e-13)
+    check_complex(gnp.linalg.eigvals, (a,), tol=1e-6)
+    check_complex(lambda a: gnp.abs(gnp.linalg.eig(a).eigenvectors), (a,), tol=1e-6)
+    check_complex(lambda a: (lambda w, v: (v * gnp.exp(w)) @ gnp.linalg.inv(v))(*gnp.linalg.eig(a)), (a,), tol=1e-6)
+    if a.dtype.kind == "c":
+        check_holomorphic(gnp.linalg.eigvals, a, tol=1e-6)
+    moduli = gpuad.jacrev(lambda a: gnp.abs(gnp.linalg.eig(a).eigenvectors))
+    assert_close(gpuad.jit(moduli)(a), moduli(a), 1e-12, 1e-12, "jit")
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 2), (2, 4), (2, 3, 2)], ids=["square", "tall", "wide", "stack"])
+def test_qr_of_complex_matrices(shape):
+    """R's diagonal is real (LAPACK's, and JAX's rule keeps it so), which leaves Q and R unique
+    nearby: both are checked, as is Q^H Q = I along a tangent (its derivative is skew-Hermitian)."""
+    a = crandom(shape, 21)
+    q, r = gnp.linalg.qr(a)
+    want = np.linalg.qr(a)
+    assert_close(q, want.Q, 1e-13, 1e-13)
+    assert_close(r, want.R, 1e-13, 1e-13)
+    check_complex(lambda a: gnp.linalg.qr(a).Q, (a,), tol=1e-6)
+    check_complex(lambda a: gnp.linalg.qr(a).R, (a,), tol=1e-6)
+    check_complex(lambda a: gnp.abs(gnp.linalg.qr(a).R) ** 2, (a.real,), tol=1e-6)  # a real matrix
+
+    def qh_q(a):
+        q = gnp.linalg.qr(a).Q
+        return gnp.swapaxes(q.conj(), -1, -2) @ q
+
+    assert_close(gpuad.jvp(qh_q, (a,), (crandom(shape, 22),))[1], np.zeros(qh_q(a).shape), 1e-12, 1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4, 2), (2, 3, 2), (2, 4)], ids=["tall", "stack", "wide"])
+def test_pinv_and_lstsq_of_complex_matrices(shape):
+    """pinv = V S^-1 U^H is unique (no phase), so it is checked entry by entry; lstsq's solution
+    and residuals (real, sums of |r|^2) too, with a real b against a complex matrix."""
+    a = crandom(shape, 51)
+    assert_close(gnp.linalg.pinv(a), np.linalg.pinv(a), 1e-13, 1e-13)
+    check_complex(gnp.linalg.pinv, (a,), tol=1e-6)
+    if len(shape) == 2:
+        b = crandom(shape[:1], 52)
+        x, res, rank, s = gnp.linalg.lstsq(a, b)
+        want = np.linalg.lstsq(a, b)
+        for got, ref in zip((x, res, s), (want[0], want[1], want[3])):
+            assert_close(got, ref, 1e-13, 1e-13)
+            assert to_np(got).dtype == ref.dtype
+        assert rank == want[2]
+        check_complex(lambda a, b: gnp.linalg.lstsq(a, b)[0], (a, b.real), tol=1e-6)
+        if shape[0] > shape[1]:
+            check_complex(lambda a, b: gnp.linalg.lstsq(a, b)[1], (a, b), tol=1e-6)
+
+
+@pytest.mark.parametrize("ord", [2, -2, "nuc"])
+def test_norms_of_the_singular_values(ord):
+    z = crandom((3, 2), 41)
+    assert_close(gnp.linalg.norm(z, ord), np.linalg.norm(z, ord), 1e-14, 1e-14)
+    check_complex(lambda z: gnp.linalg.norm(z, ord), (z,), tol=1e-6)
+    check_complex(lambda a: gnp.linalg.cond(a, ord), (A,), tol=1e-6)
+    rank_one = np.outer(z[:, 0], z[:, 1].conj())
+    assert int(gnp.linalg.matrix_rank(rank_one)) == np.linalg.matrix_rank(rank_one) == 1
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 2), (2, 4), (2, 2, 3)], ids=["square", "tall", "wide", "stack"])
+def test_svd_of_complex_matrices(shape):
+    """Each pair of singular vectors shares a free phase, so what is checked does not see it: the
+    singular values, |U|, |V|, U diag(sin s) V^H and, with full_matrices=True, the projector on the
+    complement that the extra columns span."""
+    a = crandom(shape, 31)
+    u, s, vh = gnp.linalg.svd(a, full_matrices=False)
+    assert to_np(s).dtype == np.float64
+    assert_close(s, np.linalg.svd(a, compute_uv=False), 1e-13, 1e-13)
+    assert_close((u * s[..., None, :]) @ vh, a, 1e-13, 1e-13)
+    check_complex(lambda a: gnp.linalg.svd(a, compute_uv=False), (a,), tol=1e-6)
+    check_complex(lambda a: gnp.abs(gnp.linalg.svd(a, full_matrices=False).U), (a,), tol=1e-6)
+    check_complex(lambda a: gnp.abs(gnp.linalg.svd(a, full_matrices=False).Vh), (a,), tol=1e-6)
+    check_complex(lambda a: (lambda u, s, vh: (u * gnp.sin(s)[..., None, :]) @ vh)(
+        *gnp.linalg.svd(a, full_matrices=False)), (a,), tol=1e-6)
+    u_full, _, vh_full = gnp.linalg.svd(a)
+    assert_close(gnp.swapaxes(u_full.conj(), -1, -2) @ u_full, np.broadcast_to(np.eye(shape[-2]), u_full.shape),
+                 1e-13, 1e-13)
+    k = min(shape[-2:])
+    if shape[-2] > shape[-1]:
+        check_complex(lambda a: (lambda c: c @ gnp.swapaxes(c.conj(), -1, -2))(gnp.linalg.svd(a).U[..., k:]), (a,),
+                      tol=1e-6)
+    if shape[-1] > shape[-2]:
+        check_complex(lambda a: (lambda c: gnp.swapaxes(c.conj(), -1, -2) @ c)(gnp.linalg.svd(a).Vh[..., k:, :]),
+                      (a,), tol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_maximum_and_minimum_order_complex_values_lexicographically(name):
+    """NumPy's values (real parts first, then imaginary; a NaN argument wins) and JAX's derivative:
+    the chosen argument's, half each at a tie."""
+    f, ref = getattr(gnp, name), getattr(np, name)
+    a = np.array([1 + 2j, 1 + 1j, 2 - 5j, 1 + 1j, np.nan, 3])
+    b = np.array([1 + 1j, 1 + 3j, 1 + 9j, 1 + 1j, 1j, np.nan * 1j])
+    assert_close(f(a, b), ref(a, b), 0, 0)
+    assert_close(ref(gnp.asarray(a), b), ref(a, b), 0, 0)  # NumPy's ufunc on a gpuad array runs gpuad's
+    z, w = crandom((4,), 61), crandom((4,), 62)
+    check_complex(f, (z, w))
+    check_complex(f, (z, w.real))
+    tangent = gpuad.jvp(f, (a[3:4], b[3:4]), (np.array([2j]), np.array([4 + 0j])))[1]
+    assert_close(tangent, np.array([2 + 1j]), 0, 0)
+
+
+SECOND_ORDER = {
+    "svd": lambda a: gnp.sum(gnp.linalg.svd(a, compute_uv=False) ** 3),
+    "qr": lambda a: gnp.sum(gnp.abs(gnp.linalg.qr(a).R) ** 2 * gnp.arange(3.0)),
+    "eigvals": lambda a: gnp.sum(gnp.abs(gnp.linalg.eigvals(a)) ** 2),
+    "pinv": lambda a: gnp.sum(gnp.abs(gnp.linalg.pinv(a[:, :2])) ** 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECOND_ORDER))
+def test_factorisation_rules_nest(name):
+    """The rules are written with gpuad's primitives: grad of a real function of a complex matrix,
+    differentiated again (jvp and vjp) against differences of grad; and vmap over a stack."""
+    a = crandom((3, 3), 5) + 2 * np.eye(3)
+    check_complex(gpuad.grad(SECOND_ORDER[name]), (a,), tol=1e-5)
+    stack = np.stack([a, a.T])
+    assert_close(gpuad.vmap(SECOND_ORDER[name])(stack), np.stack([SECOND_ORDER[name](x) for x in stack]),
+                 1e-14, 1e-14)
 
 
 # ---------------------------------------------------------------- functions of complex values

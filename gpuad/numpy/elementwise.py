@@ -42,6 +42,28 @@ def abs(x):
 absolute = abs
 
 
+def _ordered(prim, before, after):
+    """numpy.maximum or numpy.minimum: the table's row for real values."""
+    def pick(a, b):
+        if not (is_complex(a) or is_complex(b)):
+            return prim(a, b)
+        nan_a, nan_b = PRIMS["isnan"](a), PRIMS["isnan"](b)
+        either = PRIMS["logical_or"](nan_a, nan_b)
+        sa, sb = _where(either, 0.0, a), _where(either, 0.0, b)  # compared without NaN's warnings
+        tie = PRIMS["multiply"](0.5, PRIMS["add"](a, b))
+        chosen = _where(before(sa, sb), a, _where(after(sa, sb), b, tie))
+        return _where(nan_a, a, _where(nan_b, b, chosen))
+    pick.__name__ = prim.name
+    pick.__doc__ = (f"numpy.{prim.name}. Of complex values NumPy's and JAX's lexicographic order (real "
+                    "parts, then imaginary), as a choice between a and b: the derivative is the chosen "
+                    "argument's, half each at a tie (as JAX's); a NaN argument is the result, as NumPy's.")
+    return pick
+
+
+maximum = _ordered(PRIMS["maximum"], PRIMS["greater"], PRIMS["less"])
+minimum = _ordered(PRIMS["minimum"], PRIMS["less"], PRIMS["greater"])
+
+
 def where(condition, x, y):
     """Choose x where condition holds, else y (numpy.where with three arguments).
 

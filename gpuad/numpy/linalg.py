@@ -4,8 +4,9 @@ solve, cholesky, log|det|, eigh, svd, pinv and qr are primitives (gpuad/ops/lina
 slogdet, norm (and vector_norm, matrix_norm), eigvalsh, svdvals, lstsq, matrix_power,
 multi_dot, cond and matrix_rank are composed from them and from gpuad.numpy, so their
 derivatives come for free. Integer input is computed in float64, as numpy.linalg does.
-Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian) and the
-norms of moduli; the other primitives refuse them under a derivative transform.
+Complex matrices (docs/complex.md): solve, inv, det, slogdet, cholesky, eigh (Hermitian), eig,
+qr, svd, pinv, lstsq and what is composed from them, and the norms of moduli; the other primitives
+refuse them under a derivative transform.
 
 Eigenvectors and singular vectors are differentiable where the eigenvalues (singular values)
 are distinct, as in JAX; at repeated ones their derivative is not defined, and the rules take
@@ -212,17 +213,17 @@ EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
 
 
 def eig(a):
-    """(eigenvalues, eigenvectors as unit columns) of a square matrix or stack, as numpy's named
-    tuple, for matrices whose eigenvalues are all real (a ValueError otherwise: gpuad has no
-    complex values). With S = V^-1 dA V: dw = diag(S), dV = V (F o S), F_ij = 1/(w_j - w_i),
-    less its part along V, which keeps the columns at unit norm; defined where the eigenvalues
-    are distinct (repeated ones get 0 there, as in eigh).
+    """(eigenvalues, eigenvectors as unit columns) of a square matrix or stack, real or complex, as
+    numpy's named tuple. Both are complex always, as JAX's (numpy's are real where every eigenvalue
+    of a real matrix is, which only the values can tell). With S = V^-1 dA V: dw = diag(S),
+    dV = V (F o S), F_ij = 1/(w_j - w_i), less Re of its part along V, which keeps the columns at
+    unit norm (each column's phase is free: differentiate functions that do not see it, such as w
+    or V diag(f(w)) V^-1); defined where the eigenvalues are distinct (repeated ones get 0 there).
 
     >>> import gpuad, gpuad.numpy as gnp
-    >>> w, v = gnp.linalg.eig(gnp.array([[2.0, 1.0], [0.0, 3.0]]))
-    >>> print(w)
-    [2. 3.]
-    >>> print(gpuad.jacfwd(lambda a: gnp.linalg.eig(a).eigenvalues)(gnp.array([[2.0, 1.0], [0.0, 3.0]]))[0])
+    >>> print(gnp.linalg.eigvals(gnp.array([[0.0, -2.0], [2.0, 0.0]])))
+    [0.+2.j 0.-2.j]
+    >>> print(gpuad.jacfwd(lambda a: gnp.linalg.eig(a).eigenvalues.real)(gnp.array([[2.0, 1.0], [0.0, 3.0]]))[0])
     [[ 1.  0.]
      [-1.  0.]]
     """
@@ -233,7 +234,7 @@ def eig(a):
 
 
 def eigvals(a):
-    """The eigenvalues of a square matrix or stack whose eigenvalues are all real (numpy.linalg.eigvals)."""
+    """The eigenvalues of a square matrix or stack, complex (numpy.linalg.eigvals, as JAX's)."""
     return eig(a).eigenvalues
 
 
@@ -256,29 +257,36 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     m, n = shape(a)[-2:]
     packed = L.svd(a)
     u, s, v = packed[..., :m, :], packed[..., m, :], packed[..., m + 1:, :]
+    s = real(s) if a.dtype.kind == "c" else s
     if not compute_uv:
         return s
     if full_matrices and m > n:
         u = concatenate([u, _complete(u, L.svd_complement(a))], axis=-1)
     if full_matrices and m < n:
         v = concatenate([v, _complete(v, L.svd_complement(a))], axis=-1)
-    return SVDResult(u, s, swapaxes(v, -1, -2))
+    return SVDResult(u, s, _adjoint(v))
 
 
 def _complete(basis, c):
     """An orthonormal basis of the complement of basis's (orthonormal) columns, made from c, a
-    basis of it at the value (no derivative): P c L^-T with P = I - basis basis^T and L L^T =
-    (P c)^T P c. It equals c at the value and is an orthonormal basis of the complement nearby,
+    basis of it at the value (no derivative): P c L^-H with P = I - basis basis^H and L L^H =
+    (P c)^H P c. It equals c at the value and is an orthonormal basis of the complement nearby,
     so its derivatives of every order are those of one."""
-    pc = c - matmul(basis, matmul(swapaxes(basis, -1, -2), c))
-    low = cholesky(matmul(swapaxes(pc, -1, -2), pc))
-    return swapaxes(solve(low, swapaxes(pc, -1, -2)), -1, -2)
+    pc = c - matmul(basis, matmul(_adjoint(basis), c))
+    low = cholesky(matmul(_adjoint(pc), pc))
+    return _adjoint(solve(low, _adjoint(pc)))
+
+
+def _adjoint(x):
+    """x^H of a matrix or stack (x^T of reals)."""
+    xt = swapaxes(x, -1, -2)
+    return conj(xt) if x.dtype.kind == "c" else xt
 
 
 def qr(a, mode="reduced"):
     """The QR decomposition a = Q @ R of a matrix or stack (numpy.linalg.qr): mode 'reduced'
     gives the named tuple (Q, R), 'r' gives R; 'complete' equals 'reduced' for m <= n. A wide
-    matrix [X Y] (m < n) is factorised as X = Q R1 and R = [R1, Q^T Y], as JAX does: the same
+    matrix [X Y] (m < n) is factorised as X = Q R1 and R = [R1, Q^H Y], as JAX does: the same
     factors as LAPACK's, and a derivative that needs only the square X's.
 
     >>> import gpuad.numpy as gnp
@@ -294,7 +302,7 @@ def qr(a, mode="reduced"):
                                   "'reduced' or 'r' ('complete' where m <= n)")
     if m < n:
         q, r = qr(a[..., :m])
-        r = concatenate([r, matmul(swapaxes(q, -1, -2), a[..., m:])], axis=-1)
+        r = concatenate([r, matmul(conj(swapaxes(q, -1, -2)), a[..., m:])], axis=-1)
         return r if mode == "r" else QRResult(q, r)
     packed = L.qr(a)
     r = swapaxes(packed[..., m:, :], -1, -2)
@@ -365,14 +373,14 @@ def lstsq(a, b, rcond=None):
     keep = EW["greater"](s, EW["multiply"](tol, R.max(s, axis=-1, keepdims=True)))
     x = matmul(L.pinv(a, tol=tol), b)
     rank = R.sum(astype(keep, dtype=onp.dtype(onp.int64)))
-    residuals = R.sum(EW["square"](EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
+    residuals = R.sum(EW["square"](_modulus(EW["subtract"](b, matmul(a, x)))), axis=0, keepdims=len(shape(b)) == 1)
     known = _known(rank)
     if known is None or shape(known) != ():  # JAX's form: the residuals, zeroed where NumPy's are empty
         full = EW["logical_and"](EW["equal"](rank, n), m > n)
         return x, where(full, residuals, 0.0), rank, s
     rank = int(known)
     if not (rank == n and m > n):
-        residuals = asarray(onp.zeros((0,), dtype=a.dtype))
+        residuals = asarray(onp.zeros((0,), dtype=onp.finfo(a.dtype).dtype))  # real, as numpy's
     return x, residuals, rank, s
 
 

@@ -18,7 +18,7 @@ from .. import backends
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
-from .elementwise import PRIMS, add, astype, conj, divide, multiply, negative, subtract, where
+from .elementwise import PRIMS, add, astype, conj, divide, imag, multiply, negative, real, subtract, where
 from .indexing import concatenate, getitem
 from .shape import broadcast_to, reduce_sum, reshape, transpose
 
@@ -228,6 +228,21 @@ def _gaps(row, square=False):
     return _reciprocal_or_zero(multiply(add(row, col), diff) if square else diff)
 
 
+def _imaginary_diagonal(x, scale=None):
+    """I o (i Im x), times scale where given: the diagonal's imaginary parts, where the phase
+    freedom of complex factorisations sits (QR's R has a real diagonal); None for real x. The
+    map is its own transpose."""
+    if dtype(x).kind != "c":
+        return None
+    d = multiply(_eye(shape(x)[-1], x), multiply(1j, imag(x)))
+    return d if scale is None else multiply(d, scale)
+
+
+def _plus(x, y):
+    """x + y, where y may be None (a zero)."""
+    return x if y is None else add(x, y)
+
+
 # ---------------------------------------------------------------- eigh
 def _eigh_impl(a):
     w, v = xp().linalg.eigh(a)
@@ -268,51 +283,61 @@ eigh = _matrix_unary(
 eigh.complex_ready = True  # of Hermitian matrices
 
 
-# ---------------------------------------------------------------- eig (real eigenvalues)
+# ---------------------------------------------------------------- eig
 def _eig_impl(a):
-    w, v = xp().linalg.eig(a)
-    if w.dtype.kind == "c":  # numpy returns real arrays when every eigenvalue is real
-        raise ValueError("eig: the matrix has complex eigenvalues; gpuad.numpy.linalg.eig supports real ones "
-                         "only (for a symmetric matrix use eigh)")
-    return xp().concatenate([w[..., None, :], v], axis=-2)
+    w, v = xp().linalg.eig(a)  # numpy returns real arrays when every eigenvalue is real
+    packed = xp().concatenate([w[..., None, :], v], axis=-2)
+    return packed.astype(onp.result_type(a.dtype, onp.complex64))
 
 
 def _eig_jvp(primals, tangents):
-    # A = V diag(w) V^-1: with S = V^-1 dA V, dw = diag(S) and dV = V H, H = G - I o (V^T V G),
-    # G = F o S, F_ij = 1/(w_j - w_i); the second term keeps the columns of V at unit norm.
+    # A = V diag(w) V^-1: with S = V^-1 dA V, dw = diag(S) and dV = V H, H = G - I o Re(V^H V G),
+    # G = F o S, F_ij = 1/(w_j - w_i); the second term keeps the columns of V at unit norm (JAX's).
     a, = primals
     packed = eig(a)
     v, f = _eigh_parts(packed)
     nb = len(shape(a)) - 2
     s = _einsum(".ij,K.jk->K.ik", inv(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
     g = multiply(f, s)
-    vtv = _einsum(".ji,.jk->.ik", v, v, nb)
-    h = subtract(g, multiply(_eye(shape(v)[-1], g), _einsum(".ij,K.jk->K.ik", vtv, g, nb)))
+    vhv = _einsum(".ji,.jk->.ik", conj(v), v, nb)
+    h = subtract(g, multiply(_eye(shape(v)[-1], g), real(_einsum(".ij,K.jk->K.ik", vhv, g, nb))))
     return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, h, nb))
 
 
 def _eig_vjp(ct, args, packed, needed):
-    # The adjoint of the JVP: ct_A = V^-T (diag(ct_w) + F o (ct_H - V^T V (I o ct_H))) V^T, ct_H = V^T ct_V.
+    # The transpose of the JVP (Re and the mask I o are their own transposes):
+    # ct_A = V^-T (diag(ct_w) + F o (ct_H - V^T conj(V) (I o Re(ct_H)))) V^T, ct_H = V^T ct_V.
     v, f = _eigh_parts(packed)
     n, nb = shape(v)[-1], len(shape(v)) - 2
     ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
     eye = _eye(n, ct)
     ct_h = _einsum(".ji,M.jk->M.ik", v, ct_v, nb)
-    ct_g = subtract(ct_h, _einsum(".ji,M.jk->M.ik", _einsum(".ji,.jk->.ik", v, v, nb), multiply(eye, ct_h), nb))
+    vhv_t = _einsum(".ji,.jk->.ik", v, conj(v), nb)
+    ct_g = subtract(ct_h, _einsum(".ij,M.jk->M.ik", vhv_t, multiply(eye, real(ct_h)), nb))
     inner = add(multiply(eye, ct_w), multiply(f, ct_g))
     return [_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", inv(v), inner, nb), v, nb)]
 
 
-# The real eigenvalues (numpy's order) and unit eigenvectors of matrices (..., n, n), packed (..., n + 1, n).
-eig = _matrix_unary(
-    "eig", _eig_impl, _eig_jvp, _eig_vjp,
-    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+def _eig_abstract(a):
+    n = shape(a)[-1]
+    return ShapeDtypeStruct(shape(a)[:-2] + (n + 1, n), onp.result_type(dtype(a), onp.complex64))
+
+
+# The eigenvalues (numpy's order) and unit eigenvectors of matrices (..., n, n), real or complex,
+# packed (..., n + 1, n), always complex (as JAX's: real matrices may have complex eigenvalues).
+eig = _matrix_unary("eig", _eig_impl, _eig_jvp, _eig_vjp, abstract=_eig_abstract)
+eig.complex_ready = True
 
 
 # ---------------------------------------------------------------- svd
+def _adjoint_of(x):
+    """x^H on backend arrays (x^T of reals)."""
+    return xp().conj(_swap_last(x)) if x.dtype.kind == "c" else _swap_last(x)
+
+
 def _svd_impl(a):
     u, s, vh = xp().linalg.svd(a, full_matrices=False)
-    return xp().concatenate([u, s[..., None, :], _swap_last(vh)], axis=-2)
+    return xp().concatenate([u, s[..., None, :].astype(a.dtype), _adjoint_of(vh)], axis=-2)
 
 
 def _svd_parts(packed, m):
@@ -322,51 +347,60 @@ def _svd_parts(packed, m):
 
 
 def _without(basis, x, nb, lead="K"):
-    """x minus its projection on the columns of the orthonormal basis: (I - B B^T) x."""
-    return subtract(x, _einsum(f".ij,{lead}.jk->{lead}.ik", basis, _einsum(f".ji,{lead}.jk->{lead}.ik",
-                                                                         basis, x, nb), nb))
+    """x minus its projection on the columns of the orthonormal basis: (I - B B^H) x."""
+    return subtract(x, _einsum(f".ij,{lead}.jk->{lead}.ik", basis, _einsum(
+        f".ji,{lead}.jk->{lead}.ik", _conj_of_complex(basis), x, nb), nb))
+
+
+def _hermitian_sum(x):
+    return add(x, _swap_last(_conj_of_complex(x)))
 
 
 def _svd_jvp(primals, tangents):
-    # A = U S V^T, P = U^T dA V: ds = diag(P), dU = U (F o (P S + S P^T)), dV = V (F o (S P + P^T S))
-    # with F_ij = 1/(s_j^2 - s_i^2); a tall A adds (I - U U^T) dA V S^-1 to dU, a wide one
-    # (I - V V^T) dA^T U S^-1 to dV (the directions the reduced factors do not span).
+    # A = U S V^H, P = U^H dA V: ds = Re diag(P), dU = U (F o (P S + S P^H) + I o (i Im P) S^-1),
+    # dV = V (F o (S P + P^H S)) with F_ij = 1/(s_j^2 - s_i^2) (JAX's: the phase freedom of each
+    # column pair goes to U); a tall A adds (I - U U^H) dA V S^-1 to dU, a wide one
+    # (I - V V^H) dA^H U S^-1 to dV (the directions the reduced factors do not span).
     a, = primals
     da = tangents[0]
     m, n = shape(a)[-2:]
     nb = len(shape(a)) - 2
     packed = svd(a)
     u, s, v, _ = _svd_parts(packed, m)
-    f, s_col = _gaps(s, square=True), _swap_last(s)
-    p = _einsum(".ji,K.jk->K.ik", u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
-    ps, sp = multiply(p, s), multiply(s_col, p)
-    du = _einsum(".ij,K.jk->K.ik", u, multiply(f, add(ps, _swap_last(ps))), nb)
-    dv = _einsum(".ij,K.jk->K.ik", v, multiply(f, add(sp, _swap_last(sp))), nb)
+    f, s_col, s_inv = _gaps(s, square=True), _swap_last(s), _reciprocal_or_zero(s)
+    p = _einsum(".ji,K.jk->K.ik", _conj_of_complex(u), _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
+    inner_u = multiply(f, _hermitian_sum(multiply(p, s)))
+    du = _einsum(".ij,K.jk->K.ik", u, _plus(inner_u, _imaginary_diagonal(p, s_inv)), nb)
+    dv = _einsum(".ij,K.jk->K.ik", v, multiply(f, _hermitian_sum(multiply(s_col, p))), nb)
     if m > n:
-        du = add(du, multiply(_without(u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb), _reciprocal_or_zero(s)))
+        du = add(du, multiply(_without(u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb), s_inv))
     if n > m:
-        dv = add(dv, multiply(_without(v, _einsum("K.ji,.jk->K.ik", da, u, nb), nb), _reciprocal_or_zero(s)))
-    return packed, _pack(du, _diagonal_row(p), dv)
+        dah_u = _einsum("K.ji,.jk->K.ik", _conj_of_complex(da), u, nb)
+        dv = add(dv, multiply(_without(v, dah_u, nb), s_inv))
+    ds = _diagonal_row(p)
+    return packed, _pack(du, ds if dtype(p).kind != "c" else astype(real(ds), dtype=dtype(p)), dv)
 
 
 def _svd_vjp(ct, args, packed, needed):
+    # The JVP's steps transposed (Y -> Y + Y^H to ct -> ct + ct^H, Re and I o i Im to themselves).
     a, = args
     m, n = shape(a)[-2:]
     nb = len(shape(a)) - 2
     u, s, v, _ = _svd_parts(packed, m)
-    f, s_col = _gaps(s, square=True), _swap_last(s)
+    f, s_col, s_inv = _gaps(s, square=True), _swap_last(s), _reciprocal_or_zero(s)
     ct_u, ct_s, ct_v = _svd_parts(ct, m)[:3]
-    g = multiply(f, _einsum(".ji,M.jk->M.ik", u, ct_u, nb))
-    h = multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb))
-    ct_p = add(add(multiply(_eye(shape(s)[-1], ct), ct_s), multiply(add(g, _swap_last(g)), s)),
-               multiply(s_col, add(h, _swap_last(h))))
-    ct_a = _einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", u, ct_p, nb), v, nb)
+    ut_ct_u = _einsum(".ji,M.jk->M.ik", u, ct_u, nb)
+    ct_s = ct_s if dtype(ct_s).kind != "c" else astype(real(ct_s), dtype=dtype(ct_s))
+    ct_p = add(add(multiply(_eye(shape(s)[-1], ct), ct_s), multiply(_hermitian_sum(multiply(f, ut_ct_u)), s)),
+               multiply(s_col, _hermitian_sum(multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))))
+    ct_p = _plus(ct_p, _imaginary_diagonal(ut_ct_u, s_inv))
+    ct_a = _einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", _conj_of_complex(u), ct_p, nb), v, nb)
     if m > n:
-        w = multiply(_without(u, ct_u, nb, "M"), _reciprocal_or_zero(s))
+        w = multiply(_without(_conj_of_complex(u), ct_u, nb, "M"), s_inv)
         ct_a = add(ct_a, _einsum("M.ij,.kj->M.ik", w, v, nb))
     if n > m:
-        w = multiply(_without(v, ct_v, nb, "M"), _reciprocal_or_zero(s))
-        ct_a = add(ct_a, _einsum(".ik,M.jk->M.ij", u, w, nb))
+        w = multiply(_without(_conj_of_complex(v), ct_v, nb, "M"), s_inv)
+        ct_a = add(ct_a, _conj_of_complex(_einsum(".ik,M.jk->M.ij", u, w, nb)))
     return [ct_a]
 
 
@@ -377,12 +411,13 @@ def _svd_abstract(a):
 
 # The reduced SVD of matrices (..., m, n), k = min(m, n), packed [U; s; V] (..., m + 1 + n, k).
 svd = _matrix_unary("svd", _svd_impl, _svd_jvp, _svd_vjp, abstract=_svd_abstract)
+svd.complex_ready = True
 
 
 def _svd_complement_impl(a):
     m, n = a.shape[-2:]
     u, _, vh = xp().linalg.svd(a, full_matrices=True)
-    return u[..., :, n:] if m > n else _swap_last(vh[..., m:, :])
+    return u[..., :, n:] if m > n else _adjoint_of(vh[..., m:, :])
 
 
 # The columns full_matrices=True adds to a non-square matrix's reduced SVD: U's last m - n for a tall
@@ -399,35 +434,42 @@ def _pinv_impl(a, tol):
     u, s, vh = xp().linalg.svd(a, full_matrices=False)
     keep = s > tol * s.max(axis=-1, keepdims=True)
     inverse = xp().where(keep, 1 / xp().where(keep, s, 1), 0)
-    return xp().matmul(_swap_last(vh), inverse[..., None] * _swap_last(u))
+    return xp().matmul(_adjoint_of(vh), inverse[..., None] * _adjoint_of(u))
+
+
+def _pinv_grams(x, nb):
+    """X X^H and X^H X."""
+    xc = _conj_of_complex(x)
+    return _einsum(".ij,.kj->.ik", x, xc, nb), _einsum(".ji,.jk->.ik", xc, x, nb)
 
 
 def _pinv_jvp(primals, tangents, tol):
     # Golub and Pereyra's derivative, exact wherever the rank does not change, repeated singular
     # values included (the SVD's rules are not defined there): with X = A+,
-    # dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X
+    # dX = -X dA X + X X^H dA^H (I - A X) + (I - X A) dA^H X^H X
     a, = primals
     da = tangents[0]
     nb = len(shape(a)) - 2
     x = pinv(a, tol=tol)
     left, right = _pinv_residuals(a, x, nb)
+    xxh, xhx = _pinv_grams(x, nb)
+    dah = _conj_of_complex(da)
     out = negative(_einsum(".ij,K.jk->K.ik", x, _einsum("K.ij,.jk->K.ik", da, x, nb), nb))
-    out = add(out, _einsum(".ij,K.jk->K.ik", _einsum(".ij,.kj->.ik", x, x, nb),
-                           _einsum("K.ji,.jk->K.ik", da, left, nb), nb))
-    return x, add(out, _einsum(".ij,K.jk->K.ik", right, _einsum("K.ji,.jk->K.ik", da,
-                                                                _einsum(".ji,.jk->.ik", x, x, nb), nb), nb))
+    out = add(out, _einsum(".ij,K.jk->K.ik", xxh, _einsum("K.ji,.jk->K.ik", dah, left, nb), nb))
+    return x, add(out, _einsum(".ij,K.jk->K.ik", right, _einsum("K.ji,.jk->K.ik", dah, xhx, nb), nb))
 
 
 def _pinv_vjp(ct, args, x, needed, tol):
-    # The transpose of the JVP: -X^T G X^T + (I - A X) G^T X X^T + X^T X G^T (I - X A)
+    # The transpose of the JVP: -X^T G X^T + conj((I - A X) G^T X X^H + X^H X G^T (I - X A))
+    # (dA -> M conj(dA)^T N transposes to G -> conj(N G^T M)).
     a, = args
     nb = len(shape(a)) - 2
     left, right = _pinv_residuals(a, x, nb)
+    xxh, xhx = _pinv_grams(x, nb)
     out = negative(_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", x, ct, nb), x, nb))
-    out = add(out, _einsum(".ij,M.jk->M.ik", left, _einsum("M.ji,.jk->M.ik", ct,
-                                                           _einsum(".ij,.kj->.ik", x, x, nb), nb), nb))
-    return [add(out, _einsum(".ij,M.jk->M.ik", _einsum(".ji,.jk->.ik", x, x, nb),
-                             _einsum("M.ji,.jk->M.ik", ct, right, nb), nb))]
+    through_adjoint = add(_einsum(".ij,M.jk->M.ik", left, _einsum("M.ji,.jk->M.ik", ct, xxh, nb), nb),
+                          _einsum(".ij,M.jk->M.ik", xhx, _einsum("M.ji,.jk->M.ik", ct, right, nb), nb))
+    return [add(out, _conj_of_complex(through_adjoint))]
 
 
 def _pinv_residuals(a, x, nb):
@@ -441,6 +483,7 @@ def _pinv_residuals(a, x, nb):
 # values at or below tol times the largest.
 pinv = Primitive("pinv", _pinv_impl, _pinv_jvp, _pinv_vjp, lambda args, batched, tol: (pinv(args[0], tol=tol), True),
                  abstract=lambda a, tol: ShapeDtypeStruct(shape(a)[:-2] + shape(a)[:-3:-1], dtype(a)))
+pinv.complex_ready = True
 
 
 # ---------------------------------------------------------------- qr
@@ -460,22 +503,23 @@ def _strictly_lower(x):
 
 
 def _qr_jvp(primals, tangents):
-    # With X = dA R^-1 and C = Q^T X: dR = (C - W) R and dQ = Q (W - C) + X, where the
-    # skew-symmetric W = tril(C, -1) - tril(C, -1)^T keeps Q^T Q = I and R upper triangular.
+    # With X = dA R^-1 and C = Q^H X: dR = (C - W) R and dQ = Q (W - C) + X, where the
+    # skew-Hermitian W = tril(C, -1) - tril(C, -1)^H + I o (i Im C) keeps Q^H Q = I and R upper
+    # triangular with a real diagonal (JAX's).
     a, = primals
     packed = qr(a)
     q, r, nb = _qr_parts(packed, a)
     x = _swap_last(solve_lead(_swap_last(r), _swap_last(tangents[0]), 1))
-    c = _einsum(".ji,K.jk->K.ik", q, x, nb)
+    c = _einsum(".ji,K.jk->K.ik", _conj_of_complex(q), x, nb)
     low = _strictly_lower(c)
-    w = subtract(low, _swap_last(low))
+    w = _plus(subtract(low, _swap_last(_conj_of_complex(low))), _imaginary_diagonal(c))
     dq = add(_einsum(".ij,K.jk->K.ik", q, subtract(w, c), nb), x)
     dr = _einsum("K.ij,.jk->K.ik", subtract(c, w), r, nb)
     return packed, _pack(dq, _swap_last(dr))
 
 
 def _qr_vjp(ct, args, packed, needed):
-    # The JVP's steps transposed in reverse order.
+    # The JVP's steps transposed in reverse order (X -> X^H transposes to ct -> ct^H).
     a, = args
     q, r, nb = _qr_parts(packed, a)
     m = shape(a)[-2]
@@ -483,8 +527,9 @@ def _qr_vjp(ct, args, packed, needed):
     d = _einsum("M.ij,.kj->M.ik", ct_r, r, nb)
     e = _einsum(".ji,M.jk->M.ik", q, ct_q, nb)
     ct_w = subtract(e, d)
-    ct_c = add(subtract(d, e), _strictly_lower(subtract(ct_w, _swap_last(ct_w))))
-    ct_x = add(ct_q, _einsum(".ij,M.jk->M.ik", q, ct_c, nb))
+    ct_c = add(subtract(d, e), _strictly_lower(subtract(ct_w, _swap_last(_conj_of_complex(ct_w)))))
+    ct_c = _plus(ct_c, _imaginary_diagonal(ct_w))
+    ct_x = add(ct_q, _einsum(".ij,M.jk->M.ik", _conj_of_complex(q), ct_c, nb))
     return [_swap_last(solve_lead(r, _swap_last(ct_x), 1))]
 
 
@@ -496,6 +541,7 @@ def _qr_abstract(a):
 # The reduced QR of matrices (..., m, n), m >= n (gpuad.numpy.linalg.qr splits wide ones), packed
 # [Q; R^T] (..., m + n, n).
 qr = _matrix_unary("qr", _qr_impl, _qr_jvp, _qr_vjp, abstract=_qr_abstract)
+qr.complex_ready = True
 
 
 # ---------------------------------------------------------------- lu
