@@ -29,9 +29,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # gpuad.sparse needs SciPy, an optional extra: it is imported on first use, so that gpuad
-    # itself imports without SciPy (and the error names the extra where SciPy is missing)
-    if name == "sparse":
+    # gpuad.sparse needs SciPy and gpuad.distributed Dask, optional extras: they are imported on
+    # first use, so that gpuad itself imports without them (and the error names the extra)
+    if name in ("sparse", "distributed"):
         import importlib
-        return importlib.import_module(".sparse", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'gpuad' has no attribute {name!r}")

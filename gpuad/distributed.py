@@ -166,13 +166,12 @@ def _check_chunk_size(chunk_size, name):
         raise ValueError(f'{name}: chunk_size must be a positive int or "auto", got {chunk_size!r}')
 
 
-def _block_size(products, args, total, width, room, threads, name):
-    """chunk_size="auto": the most directions whose block program (its planned buffers and its
-    seed) fits in BLOCK_SHARE of a worker thread's memory, and no more than gives every thread
+def _block_size(jitted, products, args, total, width, room, threads, name):
+    """chunk_size="auto": the most directions whose block program (jitted: its planned buffers and
+    its seed) fits in BLOCK_SHARE of a worker thread's memory, and no more than gives every thread
     a block."""
-    lowered = jit(products.program)
     itemsize = onp.dtype(products.seed_dtype).itemsize
-    peak = [lowered.lower(args, ShapeDtypeStruct((k, width), products.seed_dtype)).peak_bytes + k * width * itemsize
+    peak = [jitted.lower(args, ShapeDtypeStruct((k, width), products.seed_dtype)).peak_bytes + k * width * itemsize
             for k in (1, 2)]
     per, fixed = peak[1] - peak[0], 2 * peak[0] - peak[1]
     fits = int((BLOCK_SHARE * room - fixed) // max(per, 1))
@@ -189,10 +188,11 @@ def _product(products, call, total, chunk_size, client):
     _check_chunk_size(chunk_size, call.name)
     width = products.outputs if products.by_rows else call.n
     seed = ShapeDtypeStruct((1, width), products.seed_dtype)
-    info = jit(products.program).lower(call.args, seed).out_info()  # checks fun on the client, before any task
+    jitted = jit(products.program)
+    info = jitted.lower(call.args, seed).out_info()  # checks fun on the client, before any task
     cluster = _client(client)
     if chunk_size == "auto":
-        chunk_size = _block_size(products, call.args, total, width, *_workers(cluster), call.name)
+        chunk_size = _block_size(jitted, products, call.args, total, width, *_workers(cluster), call.name)
     sizes = (chunk_size,) * (total // chunk_size) + ((total % chunk_size,) if total % chunk_size else ())
     # blockwise, so that what follows a block (a transpose, a store to zarr, a reduction) joins its task
     return da.map_blocks(_block, *_ship((products, *call.args)), chunks=(sizes, (info.shape[1],)),
@@ -204,10 +204,12 @@ def _block(products, *args, block_info=None):
     return products.block(args, lo, hi)
 
 
-def _products(transform, call, argnums, by_rows, colors, m):
-    """The block products of the call's Jacobian seeded by these colors."""
-    outs = tree_flatten(eval_shape(call.fun, *call.args))[0] if by_rows else None
-    seed_dtype = outs[0].dtype if outs else dtype(call.leaves[0])
+def _products(transform, call, argnums, by_rows, colors, m, outs=None):
+    """The block products of the call's Jacobian seeded by these colors (outs: the function's
+    output leaves, where the caller has them already)."""
+    if by_rows and outs is None:
+        outs = tree_flatten(eval_shape(call.fun, *call.args))[0]
+    seed_dtype = outs[0].dtype if by_rows and outs else dtype(call.leaves[0])
     return _Products(transform, call.name, call.fun, argnums, by_rows, colors, m, seed_dtype)
 
 
@@ -224,7 +226,7 @@ def _jacobian(name, fun, argnums, has_aux, by_rows, chunk_size, client):
         call = Call(name, fun, args, {}, argnums, False)
         rows = m <= call.n if by_rows is None else by_rows  # "auto": the fewer directions
         total = m if rows else call.n
-        products = _products(transform, call, argnums, rows, onp.arange(total), m)
+        products = _products(transform, call, argnums, rows, onp.arange(total), m, outs)
         product = _product(products, call, total, chunk_size, client)
         return _as_tree(product if rows else product.T, call, outs, out_tree)
     return jacfun

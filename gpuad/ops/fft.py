@@ -24,7 +24,6 @@ from ..core import ShapeDtypeStruct, dtype, linear, shape
 from .elementwise import conj, multiply, real
 from .indexing import getitem, scatter
 
-KINDS = ("fft", "ifft", "rfft", "irfft")
 NORMS = ("backward", "ortho", "forward")
 OPPOSITE = {"backward": "forward", "ortho": "ortho", "forward": "backward"}  # the inverse's scale
 
