@@ -20,6 +20,7 @@ import numpy as onp
 
 from . import backends, seeds
 from .core import SCALARS, ShapeDtypeStruct, Trace, Tracer, bind, new_trace
+from .core import dtype as _dtype
 from .ops import MOVES
 from .ops.elementwise import multiply
 from .ops.shape import reshape, transpose
@@ -520,8 +521,10 @@ def _is_constant(x, value):
         return False
     if not isinstance(value, float):
         return bool(onp.all(x == value))
-    x = onp.asarray(x)
-    return x.dtype.kind == "f" and bool(onp.all((x == value) & (onp.signbit(x) == (math.copysign(1.0, value) < 0))))
+    # NumPy's functions dispatch to the constant's own library: a CuPy constant stays on its device
+    # (numpy.asarray of it raises)
+    negative = math.copysign(1.0, value) < 0
+    return _dtype(x).kind == "f" and bool(onp.all((x == value) & (onp.signbit(x) == negative)))
 
 
 def _aval(x):

@@ -72,6 +72,7 @@ class Replay:
             return
         self._use(program, plan(program, False), {}, be)
         self.ready = builds.submit(self._switch, program, steps, kernels, be)
+        self.ready.add_done_callback(_said_if_failed)
 
     def _switch(self, program, steps, kernels, be):
         """Build the kernels, then run them from the next call on (the function is swapped last)."""
@@ -111,6 +112,14 @@ class Replay:
         run = graphs.in_turn(run, be) if self.graphs else run
         self.steps, self.regions, self.peak = steps, regions, peak
         self.run = run if peak < CHECK_FROM else _checked(run, peak, program.sweeps)
+
+
+def _said_if_failed(build):
+    """A background build that raised leaves the program unfused: say so (nobody reads the future)."""
+    error = build.exception()
+    if error is not None:
+        warnings.warn(f"gpuad.jit: building the fused kernels in the background failed ({error!r}); the program "
+                      "runs unfused", RuntimeWarning, stacklevel=2)
 
 
 def planned(program, fusion=True, backend=None, target="host", apart=()):

@@ -88,3 +88,26 @@ def test_an_unknown_compile_mode_is_refused(monkeypatch):
     monkeypatch.setenv("GPUAD_COMPILE", "later")
     with pytest.raises(ValueError, match="GPUAD_COMPILE='later'"):
         gpuad.jit(_f)(np.ones(3))
+
+
+def test_a_background_build_that_fails_says_so(monkeypatch, tmp_path, numpy_only):
+    """An error in the background build (not a refused region, which runs unfused alone) leaves the
+    program unfused with a warning, instead of vanishing in a future nobody reads."""
+    monkeypatch.setenv("GPUAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("GPUAD_COMPILE", "async")
+
+    def broken(kernels):
+        raise ValueError("GPUAD_COMPILE_TIMEOUT='soon' is not a number of seconds")
+    monkeypatch.setattr(host, "library", broken)
+    x = np.linspace(0.1, 1.0, 11)  # a shape no other test builds: its library is not loaded already
+    f = gpuad.jit(_f)
+    with pytest.warns(RuntimeWarning, match="in the background failed .*not a number of seconds"):
+        assert_close(f(x), _f(x), rtol=1e-14)
+        replay = next(iter(f._cache.values())).replay()
+        said = threading.Event()
+        replay.ready.add_done_callback(lambda build: said.set())  # runs after the replay's own callback
+        with pytest.raises(ValueError):
+            replay.ready.result(60)
+        assert said.wait(60)
+    assert replay.regions == 0
+    assert_close(f(x), _f(x), rtol=1e-14)

@@ -113,3 +113,41 @@ def test_lu_factor_checks_no_finiteness(monkeypatch):
     monkeypatch.setattr(backends, "scipy_functions", recording)
     gsl.lu_factor(np.stack([np.eye(3) * 2.0, np.eye(3) + 0.5]))
     assert kwargs_seen == [{"check_finite": False}] * 2
+
+
+class _DeviceArray:
+    """A CuPy array as NumPy sees it: NumPy's functions dispatch to it (NEP 13 and 18), and
+    numpy.asarray of it raises, as CuPy's implicit conversion does."""
+    def __init__(self, values):
+        self.a = np.asarray(values)
+        self.shape, self.dtype, self.size = self.a.shape, self.a.dtype, self.a.size
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _DeviceArray(getattr(ufunc, method)(*[_host(i) for i in inputs], **kwargs))
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _DeviceArray(func(*[_host(a) for a in args], **kwargs))
+
+    def __eq__(self, other):
+        return np.equal(self, other)
+
+    def __and__(self, other):
+        return np.logical_and(self, other)
+
+    def __bool__(self):
+        return bool(self.a)
+
+
+def _host(x):
+    return x.a if isinstance(x, _DeviceArray) else x
+
+
+def test_the_simplifier_reads_a_device_constant_on_its_device():
+    """`x + c` with c a small CuPy constant: whether c is a zero of the right sign is decided on the
+    device (numpy.asarray of a CuPy array raised there, so jit of it failed while tracing)."""
+    from gpuad.program import _is_constant
+    assert _is_constant(_DeviceArray([-0.0, -0.0]), -0.0) and not _is_constant(_DeviceArray([-0.0, 0.0]), -0.0)
+    assert _is_constant(_DeviceArray([1.0, 1.0]), 1) and not _is_constant(_DeviceArray([0, 0]), 0.0)
