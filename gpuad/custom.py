@@ -22,8 +22,9 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .api import vmap
-from .core import Primitive, Tracer, dtype, is_inexact, new_trace, result_dtype, same, shape
+from .core import Primitive, Tracer, dtype, is_inexact, new_trace, same, shape
 from .jit import eval_shape
+from .loops import pack, unpack
 from .ops.elementwise import add
 from .ops.patterns import Through
 from .program import aval_of
@@ -253,7 +254,7 @@ class _Spec:
         outs, self.out_tree = tree_flatten(tree)
         outs = [o if isinstance(o, Tracer) else backends.current().asarray(o) for o in outs]
         self.out_avals = [same(o) for o in outs]
-        return _pack(outs)
+        return pack(outs, self.out_avals)
 
     def pack_like_output(self, tree, what):
         """A value shaped like the output (a rule's tangent of it, say), checked against it, packed."""
@@ -261,17 +262,11 @@ class _Spec:
         if td != self.out_tree:
             raise ValueError(f"{self.custom.__name__}: {what} has structure {td}, but the function's output "
                              f"has {self.out_tree}")
-        return _pack([_checked(x, a, self.custom.__name__, what) for x, a in zip(leaves, self.out_avals)])
+        checked = [_checked(x, a, self.custom.__name__, what) for x, a in zip(leaves, self.out_avals)]
+        return pack(checked, self.out_avals)
 
     def unpack(self, packed):
-        if len(self.out_avals) == 1:
-            return [packed]
-        out, off = [], 0
-        for a in self.out_avals:
-            v = gnp.reshape(packed[off:off + a.size], a.shape)
-            out.append(v if dtype(v) == a.dtype else v.astype(a.dtype))
-            off += a.size
-        return out
+        return unpack(packed, self.out_avals)
 
 
 class _JVPSpec(_Spec):
@@ -421,13 +416,6 @@ def _transpose(linear, likes, seeds):
     ct = trace.sweep_backward(start)
     return [ct.get(t.id) if isinstance(t, Tracer) and t.id in ct else _zeros((m,) + shape(x), dtype(x))
             for t, x in zip(ins, likes)]
-
-
-def _pack(leaves):
-    if len(leaves) == 1:
-        return leaves[0]
-    dt = result_dtype(*leaves)
-    return gnp.concatenate([gnp.ravel(x if dtype(x) == dt else x.astype(dt)) for x in leaves])
 
 
 def _checked(x, aval, name, what):

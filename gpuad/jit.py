@@ -231,7 +231,7 @@ class Compiled:
         self.lowered, self.backend = lowered, lowered.backend
         target = "cuda" if self.backend == "cupy" else "host"
         with backends.planning(self.backend) if self.backend != backends.backend() else contextlib.nullcontext():
-            self.steps, kernels = replay.planned(lowered.program, replay.fusion_wanted(), self.backend, target)
+            _, kernels = replay.planned(lowered.program, replay.fusion_wanted(), self.backend, target)
         self.kernels = list(kernels.values())
         self._replay = None
         if lowered._jitted is not None:  # built for calls: the replay, waiting for its kernels
