@@ -243,7 +243,7 @@ def test_maximum_and_minimum_order_complex_values_lexicographically(name):
     a = np.array([1 + 2j, 1 + 1j, 2 - 5j, 1 + 1j, np.nan, 3])
     b = np.array([1 + 1j, 1 + 3j, 1 + 9j, 1 + 1j, 1j, np.nan * 1j])
     assert_close(f(a, b), ref(a, b), 0, 0)
-    assert_close(ref(gnp.asarray(a), b), ref(a, b), 0, 0)  # NumPy's ufunc on a gpuad array runs gpuad's
+    assert_close(gpuad.jit(ref)(a, b), ref(a, b), 0, 0)  # NumPy's ufunc on traced values runs gpuad's
     z, w = crandom((4,), 61), crandom((4,), 62)
     check_complex(f, (z, w))
     check_complex(f, (z, w.real))
