@@ -12,7 +12,6 @@ accumulated) becomes `a[idx] += v` with no zeros-sized temporary.
 import os
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from math import prod
 
 import numpy as onp
@@ -24,8 +23,6 @@ from .kernels import builds
 from .kernels import region as region_source
 from .ops.indexing import add_at
 from .program import Var, program_so_far
-
-BUILD_THREADS = max(1, min(8, os.cpu_count() or 1))  # kernels a program builds at once
 
 
 class Step:
@@ -275,23 +272,13 @@ def _region_runners(kernels, be, private):
 
 
 def _each_built(kernels, build):
-    """{id(region): build(kernel)} for {id(region): Kernel}, several at once (NVRTC and the C++
-    compiler do not hold the GIL); _Refused naming the regions whose kernels failed to build."""
-    def attempt(kernel):
-        try:
-            return build(kernel)
-        except Exception as e:  # any build failure: that region runs unfused
-            return e
-    items = list(kernels.items())
-    if len(items) == 1:
-        built = [attempt(items[0][1])]
-    else:
-        with ThreadPoolExecutor(min(len(items), BUILD_THREADS)) as pool:
-            built = list(pool.map(attempt, [k for _, k in items]))
-    failed = [(r, b) for (r, _), b in zip(items, built) if isinstance(b, Exception)]
+    """{id(region): build(kernel)} for {id(region): Kernel}, several at once; _Refused naming the
+    regions whose kernels failed to build (any failure: that region runs unfused)."""
+    built = dict(zip(kernels, builds.each(build, list(kernels.values()))))
+    failed = [(r, b) for r, b in built.items() if isinstance(b, Exception)]
     if failed:
         raise _Refused({r for r, _ in failed}, failed[0][1])
-    return {r: b for (r, _), b in zip(items, built)}
+    return built
 
 
 class _Refused(Exception):

@@ -31,3 +31,20 @@ def submit(fn, *args):
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             _pool.append(ThreadPoolExecutor(max_workers=max(2, cores), thread_name_prefix="gpuad-build"))
     return _pool[0].submit(fn, *args)
+
+
+THREADS = max(1, min(8, os.cpu_count() or 1))  # builds of one program at once
+
+
+def each(build, items, catch=Exception):
+    """[build(item), or the `catch` exception it raised] for each item, several at once (NVRTC and
+    the C++ compiler do not hold the GIL)."""
+    def attempt(item):
+        try:
+            return build(item)
+        except catch as e:
+            return e
+    if len(items) <= 1:
+        return [attempt(item) for item in items]
+    with ThreadPoolExecutor(min(len(items), THREADS)) as pool:
+        return list(pool.map(attempt, items))

@@ -3,7 +3,7 @@
 CuPy's own compile path asks the device for its architecture, so this calls the NVRTC
 bindings CuPy ships (cupy_backends.cuda.libs.nvrtc, library from the nvidia-cuda-nvrtc wheel).
 """
-from concurrent.futures import ThreadPoolExecutor
+from .builds import each
 
 
 class CompileError(Exception):
@@ -37,13 +37,8 @@ def compile_ptx(text, name, arch=None):
         nvrtc.destroyProgram(prog)
 
 
-def compile_cuda(kernels, arch=ARCH, threads=8):
-    """NVRTC on each kernel, several at once (NVRTC does not hold the GIL): [(kernel, error or None)]."""
+def compile_cuda(kernels, arch=ARCH):
+    """NVRTC on each kernel, several at once: [(kernel, error or None)]."""
     def one(k):
-        try:
-            compile_ptx(k.text, k.name, arch)
-            return k, None
-        except CompileError as e:
-            return k, e
-    with ThreadPoolExecutor(max(1, min(threads, len(kernels)))) as pool:
-        return list(pool.map(one, kernels))
+        compile_ptx(k.text, k.name, arch)
+    return [(k, e) for k, e in zip(kernels, each(one, kernels, CompileError))]
