@@ -50,7 +50,7 @@ def one(steps):
     import numpy as onp
 
     import gpuad
-    from gpuad import replay
+    from gpuad.compiler import replay
     x = onp.array([1.0, 0.5])
     fn = gpuad.jit(gpuad.jacfwd(ode(steps)))
     t0, c0 = time.perf_counter(), os.times()

@@ -4,7 +4,7 @@ A fused region of 256k elements or more is split over the kernels' threads. With
 busy on one of the cores, a thread there runs a fraction of the time; a split that gives each
 thread a fixed share waits for the slowest. This times each compiled problem (the cpu sizes) with
 one busy competitor (a process spinning on one core) running, alternating in one process between
-all the cores' threads and one thread (gpuad.kernels.host.set_threads), and prints the ratio of the medians:
+all the cores' threads and one thread (gpuad.compiler.host.set_threads), and prints the ratio of the medians:
 the target is at most 2 (never more than twice as slow as one thread).
 
     python -m bench.contention --reps 30 [--problems coupled_jacfwd,...] [--idle]
@@ -52,7 +52,7 @@ def main(argv=None):
     parser.add_argument("--size", default="cpu", choices=list(problems.SIZES))
     parser.add_argument("--idle", action="store_true", help="no competing process")
     args = parser.parse_args(argv)
-    from gpuad.kernels import host
+    from gpuad.compiler import host
     cores = len(os.sched_getaffinity(0))
     cases = [c for c in problems.select(args.problems) if not c.transform.startswith("auto")]
     competitor = None if args.idle else subprocess.Popen([sys.executable, "-c", _SPIN])

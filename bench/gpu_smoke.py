@@ -17,7 +17,7 @@ import numpy as np
 import gpuad
 import gpuad.numpy as gnp
 from gpuad import backends
-from gpuad.replay import plan
+from gpuad.compiler.replay import plan
 
 CHECKS = []
 

@@ -250,7 +250,7 @@ def _plan_fits(part):
 
 
 def install_plan_check(planned_bytes):
-    """The compiler's side of _plan_fits, installed by gpuad.replay when it is imported (jit
+    """The compiler's side of _plan_fits, installed by gpuad.compiler.replay when it is imported (jit
     imports it): planned_bytes(values) is the peak of the buffers the replay plans for the
     program that makes these traced values. A hook, so that the AD layer imports no compiler."""
     global _planned_bytes

@@ -22,12 +22,12 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .api import vmap
+from .compiler.program import aval_of
 from .core import Primitive, Tracer, dtype, is_inexact, new_trace, same, shape
 from .jit import eval_shape
 from .loops import pack, unpack
 from .ops.elementwise import add
 from .ops.patterns import Through
-from .program import aval_of
 from .reverse import RevTrace
 from .tree import tree_flatten, tree_map
 

@@ -12,13 +12,14 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, overload
 
-from . import backends, graphs, replay
+from . import backends
 from .api import Fun, as_output
+from .compiler import cost, graphs, replay
+from .compiler.program import Program, aval_of, trace_program
+from .compiler.replay import Replay
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .fpwarnings import at_user_line
-from .kernels import builds, launches
-from .program import Program, aval_of, trace_program
-from .replay import Replay
+from .kernels import builds
 from .tree import TreeDef, tree_flatten
 
 
@@ -197,17 +198,17 @@ class Lowered:
     @property
     def launches(self) -> int:
         """Device launches one call makes on CuPy (kernels, cuBLAS/cuSOLVER/CUB calls, memsets,
-        copies; setup excluded), by the model of gpuad/kernels/launches.py."""
-        return launches.count(self.program)
+        copies; setup excluded), by the model of gpuad/compiler/cost.py."""
+        return cost.count(self.program)
 
     @property
     def bytes_moved(self) -> int:
         """Bytes one call reads and writes in device memory, by the same model (no caches)."""
-        return launches.bytes_moved(self.program)
+        return cost.bytes_moved(self.program)
 
     @property
     def graphs(self) -> int:
-        """Runs of steps a CuPy replay captures as CUDA graphs (gpuad/graphs.py), by the plan for
+        """Runs of steps a CuPy replay captures as CUDA graphs (gpuad/compiler/graphs.py), by the plan for
         CuPy: each launches its kernels with one host call from the third call on."""
         steps = replay.plan(self.program, backend="cupy")
         return len(graphs.runs(self.program, steps, replay.staying(self.program, steps)))
@@ -245,8 +246,8 @@ class Compiled:
         """The kernels' sources, as the compiler gets them."""
         if self.backend == "cupy":
             return "\n\n".join(k.text for k in self.kernels)
-        from .kernels import host
-        from .kernels.region import host_sources
+        from .compiler import host
+        from .compiler.codegen import host_sources
         if host.OFFSETS is None:
             return "\n\n".join(k.text for k in self.kernels)
         head, bodies = host_sources(self.kernels, host.OFFSETS)
@@ -270,7 +271,7 @@ def _built_elsewhere(kernels: list[Any], target: str) -> None:
         if errors:
             raise errors[0]
         return
-    from .kernels import host
+    from .compiler import host
     if host.library(kernels) is None:
         raise RuntimeError("gpuad.jit: the C++ compiler could not build the fused kernels (see the warning)")
 

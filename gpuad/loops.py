@@ -27,10 +27,10 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .api import vmap
+from .compiler.program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
+from .compiler.replay import Replay
 from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, held_bytes, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
-from .program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
-from .replay import Replay
 from .reverse import RevTrace, RevTracer
 
 

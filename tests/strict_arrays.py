@@ -14,7 +14,7 @@ import numpy as np
 
 from gpuad import backends
 from gpuad.backends import numpy as numpy_backend
-from gpuad.kernels import host
+from gpuad.compiler import host
 
 _CONVERSIONS = {"asarray", "array", "asanyarray", "ascontiguousarray", "from_dlpack"}
 

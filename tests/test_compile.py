@@ -9,7 +9,7 @@ from helpers import assert_close
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.kernels import host
+from gpuad.compiler import host
 
 
 def _f(x):

@@ -15,7 +15,7 @@ from helpers import assert_close, check_complex, complex_partials, crandom, to_n
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad import replay
+from gpuad.compiler import replay
 from gpuad.ops import table
 
 TOL = 1e-7

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.fusion import Region, fuse
-from gpuad.kernels import host, programs, region
-from gpuad.kernels.launches import count
+from gpuad.compiler import codegen, host
+from gpuad.compiler.cost import count
+from gpuad.compiler.fusion import Region, fuse
+from gpuad.compiler.program import Var
+from gpuad.compiler.replay import Replay
+from gpuad.kernels import programs
 from gpuad.kernels.nvrtc import compile_cuda
-from gpuad.program import Var
-from gpuad.replay import Replay
 
 TRACEABLE = [s for s in tp.SPECS if s.batchable]
 
@@ -118,7 +119,7 @@ def test_regions_of_several_axes_loop_by_rows_on_the_cpu(shape, dtype, leading, 
     a, row = gnp.asarray(big), gnp.asarray(row)
     g = gpuad.jit(gpuad.jacfwd(lambda a: gnp.sum(f(a, row) ** 2, axis=0)))
     program = _program(f, a, row)
-    texts = [region.render(r, "host").text for r in fuse(program, "numpy") if isinstance(r, Region)]
+    texts = [codegen.render(r, "host").text for r in fuse(program, "numpy") if isinstance(r, Region)]
     assert any("const long long i = r * " in t for t in texts)
     # shifts along the last axis alone: the columns in range run without clamps
     fast = [f for t in texts for f in re.findall(r"void \w+_fast\(.*?\n}\n", t, re.S) if "out0[" in f]
@@ -134,7 +135,7 @@ def test_a_reshape_that_splits_or_merges_axes_indexes_without_dividing_where_it_
     """Axes are matched group by group (sizes multiplying to the same): pulling a (6, 10000) value
     at an index of its (6, 100, 100) reshape is d1 * 100 + d2, no division; the reverse divides
     within its group only; a reshape mixing groups is checked against NumPy."""
-    from gpuad.kernels.region import _reshape_index
+    from gpuad.compiler.codegen import _reshape_index
     assert _reshape_index((6, 10000), (6, 100, 100), ("d0", "d1", "d2")) == ("d0", "(d1 * 100LL + d2)")
     assert _reshape_index((6, 100, 100), (6, 10000), ("d0", "d1")) == ("d0", "(d1 / 100LL)", "(d1 % 100LL)")
     for in_shape, out_shape in [((4, 6), (3, 8)), ((2, 1, 3, 4), (6, 1, 4)), ((12,), (2, 2, 3)), ((3, 4, 5), (5, 12))]:
@@ -187,8 +188,8 @@ def _check_cupy_plan(program, args, plain, nvrtc, rtol):
     for node in fuse(program, "cupy"):
         if isinstance(node, Region) and nvrtc is not None:
             try:
-                kernel = region.render(node, "cuda")
-            except region.TooLarge:  # the replay runs such a region unfused (checked above)
+                kernel = codegen.render(node, "cuda")
+            except codegen.TooLarge:  # the replay runs such a region unfused (checked above)
                 continue
             nvrtc.compile_ptx(kernel.text, kernel.name)
 
@@ -243,7 +244,7 @@ def test_threads_calling_one_compiled_function_get_their_own_results():
 
 
 def test_bytes_moved_counts_one_pass_for_a_fused_chain():
-    from gpuad.kernels.launches import bytes_moved
+    from gpuad.compiler.cost import bytes_moved
     x = gnp.asarray(np.linspace(0, 1, 1000))
     program = _program(lambda x: gnp.sin(x) * 2.0 + 1.0, x)
     assert bytes_moved(program) == 2 * 8000            # read x, write the result: one region
@@ -477,7 +478,7 @@ def test_a_region_too_long_to_compile_is_split(monkeypatch):
     whole = Replay(program, fusion=True)
     sizes = sorted(len(s.node.equations) for s in whole.steps if s.kind == "region")
     assert len(sizes) >= 2
-    monkeypatch.setattr(region, "MAX_LINES", 40)  # the small region's body takes 15 lines, the other more
+    monkeypatch.setattr(codegen, "MAX_LINES", 40)  # the small region's body takes 15 lines, the other more
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing runs unfused
         replay = Replay(program, fusion=True)
@@ -527,7 +528,7 @@ def test_a_region_body_grows_linearly_with_its_members():
         program = _program(gpuad.jacfwd(_ode(steps)), x)
         big = max((n for n in fuse(program, "numpy", limit=10 ** 6) if isinstance(n, Region)),
                   key=lambda r: len(r.equations))
-        lines.append(region.render(big, "host").text.count(";"))
+        lines.append(codegen.render(big, "host").text.count(";"))
     assert lines[1] < 2.2 * lines[0]
 
 
@@ -540,7 +541,7 @@ def test_a_long_ode_stays_fused():
     nodes = fuse(program, "numpy")
     regions = [n for n in nodes if isinstance(n, Region)]
     for r in regions:
-        region.render(r, "host")
+        codegen.render(r, "host")
     plain = [n for n in nodes if not isinstance(n, Region)]
     assert len(regions) > 1600 and all(n.prim.name in ("getitem", "transpose") for n in plain)
     assert_close(gpuad.jit(gpuad.jacfwd(_ode(100)))(x), gpuad.jacfwd(_ode(100))(x), rtol=1e-12)

@@ -73,7 +73,7 @@ def test_a_run_of_kernels_replays_as_a_cuda_graph(cupy_backend):
     second, one graph launch after; every result its own and equal to the eager one on the CPU."""
     from test_graphs import _inputs, _stencil
 
-    from gpuad.replay import Replay
+    from gpuad.compiler.replay import Replay
     for transform in (gpuad.jacrev, gpuad.hessian):
         f = _stencil if transform is gpuad.jacrev else (lambda x: gnp.sum(_stencil(x) ** 2))
         program = gpuad.jit(transform(f)).lower(_inputs(0)).program
@@ -95,7 +95,7 @@ def test_fused_cuda_kernels_read_odd_strides_and_keep_numpys_zero_signs(cupy_bac
     apart) is copied before a kernel reads it; sign and remainder give NumPy's zeros."""
     from cupy.lib.stride_tricks import as_strided
 
-    from gpuad.replay import Replay
+    from gpuad.compiler.replay import Replay
     buffer = cupy.arange(40.0)
     odd = as_strided(buffer, (6,), (12,))
     f = lambda x: gnp.sin(x) * 2.0 + x * x  # noqa: E731

@@ -1,4 +1,4 @@
-"""CUDA graphs of compiled programs (gpuad/graphs.py): which runs of steps are captured, and the
+"""CUDA graphs of compiled programs (gpuad/compiler/graphs.py): which runs of steps are captured, and the
 replay around a graph (inputs copied in, what leaves the call copied out, the capture at the
 second call), checked on the CPU against a stand-in for CuPy's capture with its semantics: a
 capture runs nothing, and a launch rewrites the buffers the capture made. tests/test_gpu.py runs
@@ -15,9 +15,10 @@ from test_properties import program_function, programs
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad import backends, graphs
+from gpuad import backends
 from gpuad.backends.numpy import NumpyBackend
-from gpuad.replay import Replay, peak_bytes, plan
+from gpuad.compiler import graphs
+from gpuad.compiler.replay import Replay, peak_bytes, plan
 
 
 class _Stream:

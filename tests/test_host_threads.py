@@ -15,7 +15,7 @@ from helpers import assert_close
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.kernels import host
+from gpuad.compiler import host
 
 pytestmark = pytest.mark.skipif(gpuad.backend() != "numpy" or host.compiler() is None,
                                 reason="the CPU kernels: NumPy backend and a C++ compiler")

@@ -12,8 +12,8 @@ from helpers import assert_close, assert_tree_close, on_backend, sampled, to_np
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad import replay
-from gpuad.program import Equation, Program, Var, common_subexpressions, dead_code
+from gpuad.compiler import replay
+from gpuad.compiler.program import Equation, Program, Var, common_subexpressions, dead_code
 
 TRACEABLE = [s for s in tp.SPECS if s.batchable]  # the rest have value-dependent shapes (masks)
 specs = pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])
@@ -338,9 +338,9 @@ _SEED_CHAINS = {  # a seed made by eye and moves, then contracted with a constan
 
 @pytest.mark.parametrize("chain", list(_SEED_CHAINS))
 def test_a_seed_contracted_with_a_constant_folds_from_its_non_zeros(chain, monkeypatch):
-    """gpuad/seeds.py: the contraction of an eye moved, sliced, broadcast or scaled with a constant
+    """gpuad/compiler/seeds.py: the contraction of an eye moved, sliced, broadcast or scaled with a constant
     is folded from the seed's non-zeros (a gather, never the dense seed), equal to the eager result."""
-    from gpuad import seeds
+    from gpuad.compiler import seeds
     calls = []
     contract = seeds.contract
     monkeypatch.setattr(seeds, "contract", lambda *a: calls.append(1) or contract(*a))
@@ -385,9 +385,9 @@ _SPARSE_STEPS = {  # what folds after a seed's contraction that is mostly zeros,
 @pytest.mark.parametrize("step", list(_SPARSE_STEPS))
 def test_a_folded_product_that_is_mostly_zeros_folds_on_as_its_entries(step, monkeypatch):
     """A seed's contraction with a constant that is mostly zeros (each of 400 seed rows meets one
-    of 20 blocks) is held as its entries (gpuad/seeds.py) through what folds after it, and made dense
+    of 20 blocks) is held as its entries (gpuad/compiler/seeds.py) through what folds after it, and made dense
     only where the program reads it: equal to eager, and no dense seed contraction on the way."""
-    from gpuad import seeds
+    from gpuad.compiler import seeds
     folds = []
     fold = seeds.fold
     monkeypatch.setattr(seeds, "fold", lambda *a: folds.append(1) or fold(*a))
@@ -502,8 +502,8 @@ def test_vmap_layout_follows_the_planned_backend():
 
 
 def test_launch_model_counts_views_as_free_and_scatters_as_two():
-    from gpuad.kernels.launches import count
-    from gpuad.program import trace_program
+    from gpuad.compiler.cost import count
+    from gpuad.compiler.program import trace_program
     aval = gpuad.ShapeDtypeStruct((4, 3), np.float64)
     views = trace_program(lambda xs: [gnp.reshape(xs[0].T, (12,))[2:5]], [aval], ["x"])
     assert count(views) == 0
@@ -512,7 +512,7 @@ def test_launch_model_counts_views_as_free_and_scatters_as_two():
 
 
 def test_replay_adds_in_place_into_dead_owned_values_only():
-    from gpuad.replay import Replay
+    from gpuad.compiler.replay import Replay
 
     def f(x):
         a = gnp.sin(x)
@@ -530,7 +530,7 @@ def test_replay_adds_in_place_into_dead_owned_values_only():
 
 def test_replay_accumulates_a_slice_adjoint_without_its_zeros():
     """The adjoint of x[1:] + x[:-1] adds two scatters: one becomes an add at the positions."""
-    from gpuad.replay import Replay
+    from gpuad.compiler.replay import Replay
     g = gpuad.jit(gpuad.grad(lambda x: gnp.sum(gnp.sin(x[1:]) * x[:-1])))
     replay = Replay(g.lower(gnp.asarray(X)).program, fusion=False)
     names = [getattr(s.fn, "__name__", "") for s in replay.steps]

@@ -24,8 +24,9 @@ from helpers import assert_close
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.kernels import cache, host
-from gpuad.replay import Replay
+from gpuad.compiler import host
+from gpuad.compiler.replay import Replay
+from gpuad.kernels import cache
 
 pytestmark = pytest.mark.skipif(gpuad.backend() != "numpy" or host.compiler() is None or os.name != "posix",
                                 reason="the CPU kernels' cache: NumPy backend, a C++ compiler, POSIX")

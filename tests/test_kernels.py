@@ -14,8 +14,8 @@ from host_kernels import run_on_host as _run_on_host
 
 import gpuad.numpy as gnp
 from gpuad import backends
+from gpuad.compiler import codegen
 from gpuad.kernels import __main__ as cli
-from gpuad.kernels import region as region_source
 from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
 from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, jvp_launch, launch_config, vjp_launch
 from gpuad.kernels.source import DTYPES, every_kernel, kernel_name, render, template_dir, variants
@@ -290,7 +290,7 @@ def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypa
     assert cli.main(["--check"]) == 1
     out = capsys.readouterr()
     assert "compiled 1 of 2" in out.out and "FAILED gpuad_jvp_sin_t_f32" in out.err
-    monkeypatch.setattr(region_source, "render", lambda region, target: region_of_a_broken_kernel)
+    monkeypatch.setattr(codegen, "render", lambda region, target: region_of_a_broken_kernel)
     assert cli.main(["--check"]) == 1
     out = capsys.readouterr()
     assert "compiled 0 of 1 region kernels" in out.out and "FAILED f32 gpuad_broken" in out.err

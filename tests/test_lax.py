@@ -491,12 +491,12 @@ def test_launches_count_each_trip_of_a_loop():
               for n in (10, 20)]
     f = gpuad.jit(gpuad.jacfwd(functools.partial(rk4_loop, steps=10), argnums=1))
     body = next(eq for eq in f.lower(y0, p).program.equations if eq.prim.name == "scan").params["spec"].body
-    from gpuad.kernels import launches
-    assert launches.count(body) > 0 and counts[1] - counts[0] == 10 * launches.count(body)
+    from gpuad.compiler import cost
+    assert cost.count(body) > 0 and counts[1] - counts[0] == 10 * cost.count(body)
     # bytes too: ten more trips move the body's bytes ten more times (and ten more loop indices)
     moved = [gpuad.jit(gpuad.jacfwd(functools.partial(rk4_loop, steps=n), argnums=1)).lower(y0, p).bytes_moved
              for n in (10, 20)]
-    assert launches.bytes_moved(body) > 0 and moved[1] - moved[0] == 10 * (launches.bytes_moved(body) + 8)
+    assert cost.bytes_moved(body) > 0 and moved[1] - moved[0] == 10 * (cost.bytes_moved(body) + 8)
 
 
 # ---------------------------------------------------------------- memory: chunk sizes count stored carries

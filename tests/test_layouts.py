@@ -13,9 +13,9 @@ from numpy.lib.stride_tricks import as_strided
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.fusion import Region, fuse
-from gpuad.kernels import host, region
-from gpuad.replay import Replay
+from gpuad.compiler import codegen, host
+from gpuad.compiler.fusion import Region, fuse
+from gpuad.compiler.replay import Replay
 
 _INDEX = np.array([4, 0, 2, 2, 5, 1], dtype=">i8")  # a big-endian constant index array (read as positions)
 _WEIGHTS = np.linspace(0.5, 2.0, 6).astype(">f8")  # a big-endian captured constant
@@ -71,7 +71,7 @@ def test_compiled_gradient_of_a_big_endian_input():
 def _entry(fun, *args):
     """The `_objects` entry of the first fused kernel of fun's program, and its Kernel."""
     program = gpuad.jit(fun).lower(*args).program
-    kernel = region.render(next(n for n in fuse(program, "numpy") if isinstance(n, Region)), "host")
+    kernel = codegen.render(next(n for n in fuse(program, "numpy") if isinstance(n, Region)), "host")
     entry = getattr(host.library([kernel]), f"{kernel.name}_objects")
     entry.restype, entry.argtypes = ctypes.c_int, [ctypes.py_object] * (len(kernel.arrays) + len(kernel.outs))
     return entry, kernel

@@ -488,9 +488,10 @@ def test_a_compiled_sparse_jacobian_planned_for_cupy_makes_its_seed_from_the_col
     """Traced for CuPy, the compressed seed is eye(K, K + 1) at the colors (a region makes it from
     an n-vector), not a K x n constant; its regions, run on the host, give the eager values, and
     their CUDA source compiles."""
-    from gpuad.fusion import Region, fuse
-    from gpuad.kernels import nvrtc, region
-    from gpuad.replay import Replay
+    from gpuad.compiler import codegen
+    from gpuad.compiler.fusion import Region, fuse
+    from gpuad.compiler.replay import Replay
+    from gpuad.kernels import nvrtc
     if gpuad.backend() != "numpy":
         pytest.skip("plans for CuPy while the NumPy backend runs the kernels on the host")
     x = gnp.asarray(RNG.normal(size=n))
@@ -506,7 +507,7 @@ def test_a_compiled_sparse_jacobian_planned_for_cupy_makes_its_seed_from_the_col
         return  # no NVRTC here: the host run above still checked the regions
     for node in fuse(lowered.program, "cupy"):
         if isinstance(node, Region):
-            kernel = region.render(node, "cuda")
+            kernel = codegen.render(node, "cuda")
             nvrtc.compile_ptx(kernel.text, kernel.name)
 
 

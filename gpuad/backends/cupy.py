@@ -2,7 +2,7 @@
 
 Everything stays on the device during a sweep: nothing here copies to the host or waits for
 the GPU except `to_numpy` and `block_until_ready`, which users call on results (and a compiled
-call holding CUDA graphs, made on another stream than the call before it: gpuad/graphs.py).
+call holding CUDA graphs, made on another stream than the call before it: gpuad/compiler/graphs.py).
 """
 import contextlib
 

@@ -1,4 +1,4 @@
-"""The on-disk cache of the CPU kernels' libraries (gpuad/kernels/host.py): where it is, whether it
+"""The on-disk cache of the CPU kernels' libraries (gpuad/compiler/host.py): where it is, whether it
 can be trusted, and how a file enters it.
 
 A library is code this process will run, so the cache is private: its folders are made 0700 and

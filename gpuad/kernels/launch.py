@@ -53,7 +53,7 @@ _regions = {}  # kernel name -> cupy.RawKernel
 
 
 def region_launcher(kernel):
-    """A function (*arrays) -> outputs running one fusion region's kernel (gpuad/kernels/region.py)."""
+    """A function (*arrays) -> outputs running one fusion region's kernel (gpuad/compiler/codegen.py)."""
     raw = _regions.get(kernel.name)
     if raw is None:
         raw = cupy.RawKernel(kernel.text, kernel.name)

@@ -11,8 +11,8 @@ TARGETS = {"cuda": "cupy", "host": "numpy"}  # a target's kernels are planned as
 
 def region_kernels(fun, *args, target="cuda"):
     """The Kernels of every fused region of jit(fun) at args (arrays or ShapeDtypeStructs)."""
+    from ..compiler.replay import planned
     from ..jit import jit
-    from ..replay import planned
     backend = TARGETS[target]
     program = jit(fun).lower(*args, backend=backend).program
     return list(planned(program, True, backend, target)[1].values())

@@ -27,9 +27,9 @@ import scipy.sparse as sp
 from .. import backends
 from .. import numpy as gnp
 from ..api import Call, grad
+from ..compiler.program import ProgramTracer
 from ..core import Tracer, dtype, shape, staging
 from ..fpwarnings import at_user_line
-from ..program import ProgramTracer
 from ..tree import register_pytree_node
 from .coloring import as_pattern, distance2, star, symmetric
 from .detect import Signature, hessian_pattern, jacobian_pattern

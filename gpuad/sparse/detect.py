@@ -1,6 +1,6 @@
 """Sparsity patterns, found by propagating index sets through the function's traced program.
 
-The function is traced abstractly (gpuad.program.trace_program: shapes and dtypes, no data), so
+The function is traced abstractly (gpuad.compiler.program.trace_program: shapes and dtypes, no data), so
 the pattern holds for every value of the inputs: it is the union of the patterns of all the
 branches a value could take, and Python control flow on input values cannot occur (tracing
 refuses it, as gpuad.jit does). Each value's pattern is a boolean CSR matrix (its elements x the
@@ -21,9 +21,9 @@ import scipy.sparse as sp
 
 from .. import backends
 from ..api import _argnums, _as_input, grad
+from ..compiler.program import Var, trace_program
 from ..core import ShapeDtypeStruct, Tracer, dtype, shape
 from ..ops.patterns import Through, run, unknown
-from ..program import Var, trace_program
 from ..tree import tree_flatten
 from . import zeros
 

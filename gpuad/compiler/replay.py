@@ -1,7 +1,7 @@
 """Replay: a program compiled into one Python function over backend arrays.
 
 `plan` turns a program into steps without touching a device: plain equations, fusion regions
-(gpuad/fusion.py) and in-place accumulations. `Replay` gives each step its function: a
+(gpuad/compiler/fusion.py) and in-place accumulations. `Replay` gives each step its function: a
 primitive's impl with its parameters bound once (no bind, no dispatch), a region's generated
 kernel (CUDA on CuPy, the same source compiled for the CPU on NumPy), and generates one Python
 function calling them in order. A value is dropped after its last use, so the allocator reuses its
@@ -16,12 +16,12 @@ from math import prod
 
 import numpy as onp
 
-from . import backends, graphs
-from .chunking import CHECK_FROM, install_plan_check, size_text
+from .. import backends
+from ..chunking import CHECK_FROM, install_plan_check, size_text
+from ..kernels import builds
+from ..ops.indexing import add_at
+from . import codegen, graphs
 from .fusion import MEMBERS, Region, fuse, view
-from .kernels import builds
-from .kernels import region as region_source
-from .ops.indexing import add_at
 from .program import Var, program_so_far
 
 
@@ -135,7 +135,7 @@ def planned(program, fusion=True, backend=None, target="host", apart=()):
             alone_too_long |= {eq.out for r in alone for eq in r.equations}
             apart |= alone_too_long
     if alone_too_long:
-        warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {region_source.MAX_LINES} lines; "
+        warnings.warn(f"gpuad.jit: a fused region's kernel would exceed {codegen.MAX_LINES} lines; "
                       f"its {len(alone_too_long)} equations run unfused", RuntimeWarning, stacklevel=3)
     return steps, kernels
 
@@ -240,8 +240,8 @@ def _rendered(regions, target):
     kernels, large = {}, []
     for r in regions:
         try:
-            kernels[id(r)] = region_source.render(r, target)
-        except region_source.TooLarge:
+            kernels[id(r)] = codegen.render(r, target)
+        except codegen.TooLarge:
             large.append(r)
     if large:
         raise _TooLarge(large)
@@ -250,7 +250,7 @@ def _rendered(regions, target):
 
 def _built(kernels, be):
     """Whether these kernels load without a compiler run (the CPU's library is on disk)."""
-    from .kernels import host
+    from . import host
     return be.name == "numpy" and host.cached(list(kernels.values()))
 
 
@@ -260,9 +260,9 @@ def _region_runners(kernels, be, private):
     if not kernels:
         return {}
     if be.name == "cupy":  # CuPy's pool already reuses device memory
-        from .kernels.launch import region_launcher
+        from ..kernels.launch import region_launcher
         return _each_built(kernels, region_launcher)
-    from .kernels import host
+    from . import host
     lib = host.library(list(kernels.values()))
     if lib is None and len(kernels) > 1 and host.compiler() is not None:  # which of them fail, alone?
         _each_built(kernels, lambda k: host.library([k]) or _refused(k.name))

@@ -1,7 +1,7 @@
 """What one call of a compiled program costs on CuPy, by a model counted without a GPU: device
 launches, and bytes moved to and from device memory.
 
-The count follows the replay's plan (gpuad/replay.py): a fusion region is one kernel, an add in
+The count follows the replay's plan (gpuad/compiler/replay.py): a fusion region is one kernel, an add in
 place one, and each other step one CuPy call, which the table says how many kernels (or
 cuBLAS/cuSOLVER/CUB calls, memsets, copies) launches. Views launch nothing. Not counted: copies
 CuPy makes to lay out a non-contiguous operand that the model cannot see (a reshape of a
@@ -16,8 +16,8 @@ this is the traffic of a machine whose cache holds none of the step's data.
 from math import prod
 
 from ..ops.contract import plan as contract_plan
-from ..program import Var
-from ..replay import plan
+from .program import Var
+from .replay import plan
 
 # primitive name -> launches per call; a callable takes the equation
 _LAUNCHES = {

@@ -20,9 +20,9 @@ import threading
 import warnings
 from typing import NamedTuple
 
-from .core import held_bytes
+from ..core import held_bytes
+from ..ops.table import ROWS
 from .fusion import view
-from .ops.table import ROWS
 from .program import Var
 
 _HELD = 16 << 20  # the most bytes one graph may hold from call to call

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy
 
 from ..backends.numpy import _address_space_room
-from . import cache
-from .region import host_sources
-from .source import _read
+from ..kernels import cache
+from ..kernels.source import _read
+from .codegen import host_sources
 
 SPLIT_FROM = 100_000  # characters of source past which it is compiled in parts, one per core
 MAX_PARTS = 8  # compiler processes at once (each may take a GiB on a large program)

@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as onp
 
-from . import backends, seeds
-from .core import SCALARS, ShapeDtypeStruct, Trace, Tracer, bind, new_trace
-from .core import dtype as _dtype
-from .ops import MOVES
-from .ops.elementwise import multiply
-from .ops.shape import reshape, transpose
-from .ops.table import ROWS
+from .. import backends
+from ..core import SCALARS, ShapeDtypeStruct, Trace, Tracer, bind, new_trace
+from ..core import dtype as _dtype
+from ..ops import MOVES
+from ..ops.elementwise import multiply
+from ..ops.shape import reshape, transpose
+from ..ops.table import ROWS
+from . import seeds
 
 
 class Var:
@@ -292,7 +293,7 @@ def _from_seeds(eq, seeded):
 
 
 def _sparse_fold(eq, made, seeded):
-    """eq folded from the non-zeros of a seed or of a constant held as its entries (gpuad/seeds.py):
+    """eq folded from the non-zeros of a seed or of a constant held as its entries (gpuad/compiler/seeds.py):
     a contraction of a seed with a constant is a gather of the constant, never the dense seed;
     products, moves, selects and sums of entries stay entries (or a small dense result). None
     where that does not apply (the other operand still unevaluated, a seed made otherwise than by

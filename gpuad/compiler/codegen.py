@@ -1,4 +1,4 @@
-"""Source of a fusion region's kernel (gpuad/fusion.py), for CUDA and for the CPU.
+"""Source of a fusion region's kernel (gpuad/compiler/fusion.py), for CUDA and for the CPU.
 
 A pure function of the region: the body is rendered from the rule table's expressions through
 `Expr.cuda`, the same parse trees the NumPy path evaluates, so a fused kernel holds no second copy
@@ -15,10 +15,10 @@ import sys
 
 import numpy
 
-from ..fusion import basic
+from ..kernels.source import _read
 from ..ops.table import ROWS
-from ..program import Var
-from .source import _read
+from .fusion import basic
+from .program import Var
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
 _C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}
@@ -638,7 +638,7 @@ def _contiguous_offset(in_shape, idx, shape):
 def _objects_entry(name, arrays, axes, outs, count):
     """A CPU entry `<name>_objects` taking the NumPy arrays themselves (PyObject pointers) and
     reading their data pointers and strides from NumPy's array struct (GPUAD_DATA and the other
-    field offsets, measured at import by gpuad/kernels/host.py): one cheap argument per array
+    field offsets, measured at import by gpuad/compiler/host.py): one cheap argument per array
     instead of a pointer and strides converted in Python. It first checks that each argument is
     an ndarray of the kernel's dtype in this machine's byte order, aligned (so its strides are
     whole items), and returns 1 + the position of the first that is not, having read nothing;

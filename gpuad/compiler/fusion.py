@@ -31,10 +31,10 @@ from math import inf, prod
 
 import numpy as onp
 
-from . import backends
-from .core import Tracer
-from .ops import MOVES
-from .ops.table import ROWS
+from .. import backends
+from ..core import Tracer
+from ..ops import MOVES
+from ..ops.table import ROWS
 from .program import Var
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool")))  # dtypes, not names: names are slow

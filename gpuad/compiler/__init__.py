@@ -1,0 +1,14 @@
+"""gpuad's compiler: what `gpuad.jit` does to a traced program, from trace to kernel.
+
+program   the IR (Var, Equation, Program), tracing to it, and the passes that optimise it
+seeds     which entries of a value are made from the basis seeds of forward and reverse mode
+fusion    elementwise regions and the moves they read through, planned in linear time
+codegen   a region rendered as a C++ (host) or CUDA kernel source
+host      the host kernels built with the system's C++ compiler and loaded with ctypes
+graphs    CUDA graph capture of a steady CuPy program
+replay    the plan a compiled program runs: fused regions, plain steps, memory checks
+cost      the launch and byte model behind `lower(...).launches` and `.bytes_moved`
+
+The AD layer (forward, reverse, batching, chunking, api) imports nothing from here:
+tests/test_imports.py checks it, with the tiers of docs/contributing.md.
+"""
