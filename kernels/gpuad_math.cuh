@@ -8,6 +8,11 @@ __device__ __forceinline__ long long gpuad_clamp(long long i, long long hi) {
     return i < 0 ? 0 : (i > hi ? hi : i);
 }
 
+// The same in 32 bits, for a region kernel's 32-bit index variant (gpuad/kernels/index32.py).
+__device__ __forceinline__ int gpuad_clamp32(int i, int hi) {
+    return i < 0 ? 0 : (i > hi ? hi : i);
+}
+
 // A gather's position i along an axis of n: negative positions count from the end, as in NumPy
 // (which refuses any other); beyond the ends clamped, so that no read is out of bounds. Compares
 // and selects only: a loop of gathers still vectorises (a modulo of 64-bit integers would not).

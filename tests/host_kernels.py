@@ -74,3 +74,21 @@ class HostKernelBackend(NumpyBackend):
     def fused_vjp(self, row, args, y, ct, needed):
         call = vjp_launch(row, args, y, ct, needed, np)
         return None if call is None else self._launch(call)
+
+
+def run_region_on_host(directory, text, name, kernel, arrays, index=np.int64):
+    """A fusion region's CUDA kernel (`text` defining `name`: kernel's 64-bit source or its 32-bit
+    variant) built by g++ and run as one thread on NumPy arrays; its outputs."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed to run the kernels' source on the CPU")
+    source, lib = directory / f"{name}.cpp", directory / f"{name}.so"
+    source.write_text(_HOST_SHIM + text)
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(lib), str(source)], check=True, capture_output=True)
+    c_index = ctypes.c_int if index == np.int32 else ctypes.c_longlong
+    args = []
+    for a, along in zip(arrays, kernel.axes):
+        args.append(ctypes.c_void_p(a.ctypes.data))
+        args += [c_index(a.strides[d] // a.itemsize) for d in along]
+    outs = [np.empty(v.shape, v.dtype) for v in kernel.outs]
+    getattr(ctypes.CDLL(str(lib)), name)(*args, *(ctypes.c_void_p(o.ctypes.data) for o in outs), c_index(kernel.size))
+    return outs

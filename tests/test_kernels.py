@@ -297,7 +297,7 @@ def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypa
 
 
 class _Kernel:
-    name, text = "gpuad_broken", 'extern "C" __global__ void gpuad_broken() { undeclared_name = 1; }'
+    name, extent, text = "gpuad_broken", 1, 'extern "C" __global__ void gpuad_broken() { undeclared_name = 1; }'
 
 
 region_of_a_broken_kernel = _Kernel()

@@ -47,9 +47,10 @@ class Kernel:
     the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
     than 1 (one stride argument per such axis)."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape, size):
+    def __init__(self, name, text, arrays, axes, outs, shape, size, extent):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
         self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
+        self.extent = extent  # elements of its largest value (the bound of its flat indices)
 
 
 def render(region, target):
@@ -89,7 +90,8 @@ def render(region, target):
             return _contiguous_offset(arrays[j].shape, idx, shape)
         text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size)
+    extent = max(math.prod(v.shape) for v in [*arrays, *(eq.out for eq in region.equations)])
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent)
 
 
 def _fill(template, region, name, params, body, cols=None):
