@@ -84,6 +84,15 @@ def jit_fused_kernels():
         close(first, _f_jac(X, W), f"jit({name})")
 
 
+@check()
+def jit_warp_sums_and_index_widths():
+    """Row sums of few outputs run a warp per output (gpuad/compiler/warps.py) with 32-bit
+    indices (gpuad/kernels/index32.py); a strided (transposed) input is read in place."""
+    a = np.random.default_rng(0).uniform(-1, 1, (300, 4096)).T
+    f = gpuad.jit(lambda a: gnp.exp(gnp.sin(a).sum(axis=1) * 0.1) + (a * a).sum(axis=1))
+    close(f(gnp.asarray(a.T).T), np.exp(np.sin(a).sum(axis=1) * 0.1) + (a * a).sum(axis=1), "jit row sums")
+
+
 def _stencil(x):
     return gnp.tanh(x[2:] - 2.0 * x[1:-1] + x[:-2]) + 0.1 * gnp.sin(x[1:-1])
 

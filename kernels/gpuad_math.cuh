@@ -13,6 +13,15 @@ __device__ __forceinline__ int gpuad_clamp32(int i, int hi) {
     return i < 0 ? 0 : (i > hi ? hi : i);
 }
 
+#ifdef __CUDACC__
+// A warp's partial sums of one fused sum (gpuad/compiler/warps.py), added by shuffles: every lane
+// gets the total. All 32 lanes call it together (they share one loop element).
+template <typename T> __device__ __forceinline__ T gpuad_warp_sum(T x) {
+    for (int d = 16; d; d >>= 1) x += __shfl_xor_sync(0xffffffffu, x, d);
+    return x;
+}
+#endif
+
 // A gather's position i along an axis of n: negative positions count from the end, as in NumPy
 // (which refuses any other); beyond the ends clamped, so that no read is out of bounds. Compares
 // and selects only: a loop of gathers still vectorises (a modulo of 64-bit integers would not).

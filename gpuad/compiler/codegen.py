@@ -17,6 +17,7 @@ import numpy
 
 from ..kernels.source import _read
 from ..ops.table import ROWS
+from . import warps
 from .fusion import basic
 from .program import Var
 
@@ -47,10 +48,11 @@ class Kernel:
     the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
     than 1 (one stride argument per such axis)."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape, size, extent):
+    def __init__(self, name, text, arrays, axes, outs, shape, size, extent, lanes=1):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
         self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
         self.extent = extent  # elements of its largest value (the bound of its flat indices)
+        self.lanes = lanes  # threads per loop element (a warp where its sums are split: warps.py)
 
 
 def render(region, target):
@@ -76,13 +78,13 @@ def render(region, target):
 
     def spelled(offset):
         return re.sub(r"@(\d+)@", lambda m: offset(*loads[int(m.group(1))]), pulled)
-    body = spelled(strided)
+    body, lanes = warps.split(spelled(strided), size) if target == "cuda" else (spelled(strided), 1)
     signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
     # host: the prelude comes once per library; a loop of rows where the last loop axis is long
     template = _read("region.cu" if target == "cuda" else "region_host.cpp" if cols is None else "region_host_rows.cpp")
-    text = _fill(template, region, name, params, body, cols)
+    text = _fill(template, region, name, params, body, cols, lanes)
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long s")]
 
@@ -91,14 +93,14 @@ def render(region, target):
         text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
     extent = max(math.prod(v.shape) for v in [*arrays, *(eq.out for eq in region.equations)])
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent)
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent, lanes)
 
 
-def _fill(template, region, name, params, body, cols=None):
+def _fill(template, region, name, params, body, cols=None, lanes=1):
     loop = len(region.shape) - inner_axes(region)
     fast, lo, hi = _interior(body, f"d{loop - 1}", cols or _loop_size(region)) if cols or loop == 1 else ("", 0, 0)
     return string.Template(template).substitute(name=name, params=", ".join(params), body=body, args=_names(params),
-                                                fast_body=fast, lo=lo, hi=hi, cols=cols)
+                                                fast_body=fast, lo=lo, hi=hi, cols=cols, lanes=lanes)
 
 
 _CLAMP = "gpuad_clamp("

@@ -67,7 +67,7 @@ def region_launcher(kernel):
     its 32-bit index variant where the arrays' offsets allow (index32.py), else the 64-bit one."""
     narrow = index32.applies(kernel)
     first = _region_kernel(*index32.first(kernel))
-    (gx, _), block = launch_config(kernel.size)
+    (gx, _), block = launch_config(kernel.size * kernel.lanes)  # a warp per element where its sums split
     n = numpy.int64(kernel.size)
     outs = [(v.shape, v.dtype) for v in kernel.outs]
 
