@@ -30,9 +30,17 @@ _LAUNCHES = {
     "solve": 4, "logabsdet": 4, "det_sign": 4,  # LU factorisation, solve or reductions, copies
     "cholesky": 2,
     "eigh": 4, "eig": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy
-    "lu": lambda eq: 3 * prod(eq.ins[0].shape[:-2]) + 1,  # cupyx's lu_factor, one matrix at a time
+    "lu": lambda eq: _lu_launches(eq.ins[0].shape),
     "contract": lambda eq: 1 + sum(_copies(eq)),
 }
+
+
+def _lu_launches(shape):
+    """CuPy's batched LU (backends/cupy.py): the transposed copy, the pointer array, one
+    getrfBatched, the pivots made 0-based and the packing (2); cuSOLVER's getrf matrix by
+    matrix (a workspace and a call each) where the matrices are large and few, as CuPy chooses."""
+    batch, n = prod(shape[:-2]), shape[-1]
+    return 6 if batch * 65536 >= n * n else 4 + 2 * batch
 
 
 def _held(eq):

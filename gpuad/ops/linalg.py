@@ -547,16 +547,13 @@ qr.complex_ready = True
 # ---------------------------------------------------------------- lu
 def _lu_impl(a):
     """scipy.linalg.lu_factor's (lu, piv), packed [lu; piv] (..., n + 1, n): the pivots are small
-    integers, exact in floating point. A stack is factorised matrix by matrix, as cupyx's
-    lu_factor takes one matrix at a time. No check that a is finite (NaNs propagate, as in JAX):
-    on CuPy it is a reduction read back, a host synchronisation per matrix."""
-    factor = backends.scipy_functions(xp(), "linalg", ("lu_factor",))["lu_factor"]
-    n = a.shape[-1]
-    flat = a.reshape((-1, n, n))
-    packed = xp().empty((flat.shape[0], n + 1, n), dtype=a.dtype)
-    for k, m in enumerate(flat):
-        packed[k, :n], packed[k, n] = factor(m, check_finite=False)
-    return packed.reshape(a.shape[:-2] + (n + 1, n))
+    integers, exact in floating point. The backend factorises the stack (CuPy: in one batched
+    call, NumPy: matrix by matrix). No check that a is finite (NaNs propagate, as in JAX): on
+    CuPy it is a reduction read back, a host synchronisation."""
+    lu_, piv = backends.current().lu_factor(a)
+    packed = xp().empty(a.shape[:-2] + (a.shape[-1] + 1, a.shape[-1]), dtype=a.dtype)
+    packed[..., :-1, :], packed[..., -1, :] = lu_, piv
+    return packed
 
 
 def _masks(n, like):
