@@ -17,7 +17,7 @@ import numpy
 
 from ..kernels.source import _read
 from ..ops.table import ROWS
-from . import warps
+from . import coalesce, warps
 from .fusion import basic
 from .program import Var
 
@@ -78,7 +78,11 @@ def render(region, target):
 
     def spelled(offset):
         return re.sub(r"@(\d+)@", lambda m: offset(*loads[int(m.group(1))]), pulled)
-    body, lanes = warps.split(spelled(strided), size) if target == "cuda" else (spelled(strided), 1)
+    body, lanes = spelled(strided), 1
+    if target == "cuda":  # threads walk the loop as the largest operand lies in memory; long sums by warps
+        outer = shape[:len(shape) - inner_axes(region)]
+        body = coalesce.reordered(body, outer, coalesce.fastest(loads, arrays, outer, math.prod(shape)))
+        body, lanes = warps.split(body, size)
     signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
