@@ -1,43 +1,13 @@
-"""What NVRTC makes of a region kernel for the H100 (sm_90), read from its CUBIN without a GPU:
-machine instructions (the size of the kernel's .text section: 16 bytes an instruction on sm_70
-and later) and registers per thread (the EIATTR_REGCOUNT record of its .nv.info section).
+"""What NVRTC makes of each region kernel of benchmark cases for the H100 (sm_90), without a GPU:
+machine instructions and registers per thread (gpuad/kernels/cubin.py), of its 64-bit and
+32-bit index variants.
 
     python -m bench.sass memory_jacfwd tall_jacfwd ...   # each region of those cases at --size gpu,
                                                           # its 64-bit and 32-bit index variants
 """
-import struct
 import sys
 
-_REGCOUNT = 0x2F  # EIATTR_REGCOUNT: (function symbol, registers)
-
-
-def sections(elf):
-    """{name: bytes} of an ELF64 little-endian file's sections."""
-    shoff, = struct.unpack_from("<Q", elf, 0x28)
-    size, count, names = struct.unpack_from("<HHH", elf, 0x3A)
-    heads = [struct.unpack_from("<IIQQQQIIQQ", elf, shoff + k * size) for k in range(count)]
-    strtab = heads[names]
-    table = elf[strtab[4]:strtab[4] + strtab[5]]
-
-    def name(at):
-        return table[at:table.index(b"\0", at)].decode()
-    return {name(h[0]): elf[h[4]:h[4] + h[5]] for h in heads}
-
-
-def measure(cubin, name):
-    """(machine instructions, registers per thread) of kernel `name` in a CUBIN."""
-    found = sections(cubin)
-    symtab, strtab = found[".symtab"], found[".strtab"]
-    symbols = [strtab[o:strtab.index(b"\0", o)].decode()
-               for o, in (struct.unpack_from("<I", symtab, k) for k in range(0, len(symtab), 24))]
-    info, registers, at = found.get(".nv.info", b""), None, 0
-    while at + 4 <= len(info):
-        form, attr, length = struct.unpack_from("<BBH", info, at)
-        if form == 0x04 and attr == _REGCOUNT:
-            symbol, count = struct.unpack_from("<II", info, at + 4)
-            registers = count if symbols[symbol] == name else registers
-        at += 4 + (length if form == 0x04 else 0)
-    return len(found[f".text.{name}"]) // 16, registers
+from gpuad.kernels.cubin import measure
 
 
 def main(names):
