@@ -68,6 +68,9 @@ def eager_transforms():
     close(gpuad.jacfwd(_f)(x, w), _f_jac(X, W), "jacfwd")
     close(gpuad.jacrev(_f)(x, w), _f_jac(X, W), "jacrev")
     close(gpuad.hessian(_g)(x), np.diag(-np.sin(X)) + 2.0, "hessian")
+    col = np.array([[2.0], [-1.0]])  # a column broadcast along the rows: the kernels read it in place
+    f = lambda x: gnp.sin(gnp.reshape(x, (2, 3)) * gnp.asarray(col)).ravel()  # noqa: E731
+    close(gpuad.jacfwd(f)(x), np.diag((np.cos(X.reshape(2, 3) * col) * col).ravel()), "jacfwd, a broadcast column")
 
 
 @check()

@@ -22,6 +22,15 @@ template <typename T> __device__ __forceinline__ T gpuad_warp_sum(T x) {
 }
 #endif
 
+// Where element i of an elementwise op's output reads an argument broadcast to it without a copy
+// (gpuad/kernels/plan.py): r = 0, an argument of the output's shape (at i); else its elements
+// repeat every q output elements and its r elements cycle (r = 1: one element). q and r are the
+// same for every thread: the branches cost no divergence, and the full and one-element cases no
+// division.
+__device__ __forceinline__ long long gpuad_broadcast(long long i, long long q, long long r) {
+    return r == 0 ? i : (r == 1 ? 0 : i / q % r);
+}
+
 // A gather's position i along an axis of n: negative positions count from the end, as in NumPy
 // (which refuses any other); beyond the ends clamped, so that no read is out of bounds. Compares
 // and selects only: a loop of gathers still vectorises (a modulo of 64-bit integers would not).
