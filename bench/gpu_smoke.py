@@ -134,6 +134,20 @@ def cuda_graph_of_a_stencil():
 
 
 @check()
+def batched_lu():
+    """A stack of matrices LU-factorised in one batched call (the CuPy backend's lu_factor)."""
+    import scipy.linalg
+
+    import gpuad.scipy.linalg as gsl
+    a = np.random.default_rng(2).normal(size=(5, 4, 4))
+    lu, piv = gsl.lu_factor(gnp.asarray(a))
+    for k in range(len(a)):
+        want_lu, want_piv = scipy.linalg.lu_factor(a[k])
+        close(lu[k], want_lu, f"lu_factor, matrix {k}")
+        close(piv[k], want_piv, f"lu_factor's pivots, matrix {k}", rtol=0)
+
+
+@check()
 def csr_result():
     x = np.linspace(0.1, 1.0, 200)
     jac = gpuad.sparse.jacobian(_stencil)(gnp.asarray(x))

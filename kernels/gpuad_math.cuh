@@ -24,11 +24,12 @@ template <typename T> __device__ __forceinline__ T gpuad_warp_sum(T x) {
 
 // Where element i of an elementwise op's output reads an argument broadcast to it without a copy
 // (gpuad/kernels/plan.py): r = 0, an argument of the output's shape (at i); else its elements
-// repeat every q output elements and its r elements cycle (r = 1: one element). q and r are the
-// same for every thread: the branches cost no divergence, and the full and one-element cases no
-// division.
+// repeat every q output elements and its r elements cycle (r = 1: one element), the output
+// having fewer than 2^32 elements (a 32-bit division, a third of a 64-bit one's instructions). q
+// and r are the same for every thread: the branches cost no divergence, and the full and
+// one-element cases no division.
 __device__ __forceinline__ long long gpuad_broadcast(long long i, long long q, long long r) {
-    return r == 0 ? i : (r == 1 ? 0 : i / q % r);
+    return r == 0 ? i : (r == 1 ? 0 : (unsigned)i / (unsigned)q % (unsigned)r);
 }
 
 // A gather's position i along an axis of n: negative positions count from the end, as in NumPy

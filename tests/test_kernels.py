@@ -17,7 +17,7 @@ from gpuad import backends
 from gpuad.compiler import codegen
 from gpuad.kernels import __main__ as cli
 from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
-from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, jvp_launch, launch_config, vjp_launch
+from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, broadcast, jvp_launch, launch_config, vjp_launch
 from gpuad.kernels.source import DTYPES, every_kernel, kernel_name, render, template_dir, variants
 from gpuad.ops.elementwise import array_jvp, array_vjp, on_arrays
 from gpuad.ops.table import DIFFERENTIABLE, NONDIFF, ROWS, Row
@@ -145,6 +145,7 @@ def test_plan_copies_an_argument_broadcast_along_axes_apart():
     call = jvp_launch(ROWS["multiply"], [np.ones(shape), b], [np.ones((K,) + shape), None], np)
     assert call.args[2].shape == shape and call.args[2].flags.c_contiguous and call.args[3:5] == [1, 0]
     np.testing.assert_array_equal(call.args[2], np.broadcast_to(b, shape))
+    assert broadcast((4,), (2 ** 30, 4)) == (1, None)  # the kernel's 32-bit division would not reach
 
 
 def test_plan_passes_python_scalars_by_value_in_the_arrays_dtype():

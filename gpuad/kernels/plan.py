@@ -117,8 +117,9 @@ def broadcast(shape, ys):
     """(q, r) by which an array of `shape`, C-contiguous, is read at element i of an output of
     shape ys it broadcasts to (gpuad_broadcast in kernels/gpuad_math.cuh): (1, 0) where it has the
     output's shape, (1, 1) for one element, else element i // q % r where its axes longer than 1
-    are one run of ys's axes (a bias over the leading axes, a column over the trailing ones); (1, None)
-    where they are not (the caller copies it).
+    are one run of ys's axes (a bias over the leading axes, a column over the trailing ones) and the
+    output has fewer than 2^32 elements (the kernel divides in 32 bits); (1, None) where not (the
+    caller copies it).
 
     >>> broadcast((4,), (3, 4)), broadcast((3, 1), (3, 4)), broadcast((3, 1, 5), (3, 4, 5))
     ((1, 4), (4, 3), (1, None))
@@ -130,6 +131,6 @@ def broadcast(shape, ys):
     if not along:
         return 1, 1
     a, b = along[0], along[-1] + 1
-    if any(shape[k] != ys[k] for k in range(a, b)):
+    if any(shape[k] != ys[k] for k in range(a, b)) or math.prod(ys) >= 2 ** 32:
         return 1, None
     return math.prod(ys[b:]), math.prod(ys[a:b])
