@@ -8,9 +8,10 @@ transform while tracing it, and binds the loop again:
   scanned slices through one loop;
 - reverse mode runs the loop once more storing the carry of every iteration (`rev_forward`), then
   one backward loop whose body is the body's VJP for all M cotangents at once (the body is
-  recomputed from its stored carry, no tape of its primitives is kept); a while loop counts its
-  trips and is then differentiated as a scan of that many steps, or where the count is traced,
-  by a backward while loop recomputing each carry from the first;
+  recomputed from its stored carry, no tape of its primitives is kept); checkpointing, the same
+  backward steps run on carries recomputed from the few held (gpuad/revolve.py); a while loop
+  counts its trips and is then differentiated as a scan of that many steps, checkpointed where
+  the count is traced (known only when the loop runs) or its carries do not fit;
 - vmap makes a batched body; a while loop whose condition differs along the batch runs until every
   example is done, each example's carry held once its condition is false; a cond whose index is
   batched runs every branch and selects.
@@ -29,7 +30,7 @@ from . import numpy as gnp
 from .api import vmap
 from .compiler.program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
 from .compiler.replay import Replay
-from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, held_bytes, new_trace, result_dtype, same, shape
+from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
 from .reverse import RevTrace, RevTracer
 
@@ -114,7 +115,7 @@ def bind_scan(spec, operands):
     consts, carry, xs = spec.split(operands)
     body, consts = hoisted(spec.body, consts)
     if body is not spec.body:
-        spec = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name)
+        spec = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name, spec.checkpoint)
     return scan_p(*consts, *carry, *xs, spec=spec)
 
 
@@ -198,12 +199,14 @@ def vjp_of(program, primals, wanted, cts, m):
 # ---------------------------------------------------------------- scan
 class Scan:
     """A scan's static part: its body (inputs: constants, carries, one slice of each scanned array;
-    outputs: carries, then one slice of each stacked output), the counts, length and direction.
-    `kept` holds the stored carries of the last run a tape recorded (rev_forward), for its sweep."""
+    outputs: carries, then one slice of each stacked output), the counts, length and direction,
+    and what reverse mode stores (`checkpoint`: None every carry, an int or "auto" that many,
+    gpuad/revolve.py). `kept` holds the stored carries of the last run a tape recorded
+    (rev_forward), for its sweep."""
 
-    def __init__(self, body, n_consts, n_carry, length, reverse, name="scan"):
+    def __init__(self, body, n_consts, n_carry, length, reverse, name="scan", checkpoint=None):
         self.body, self.n_consts, self.n_carry = body, n_consts, n_carry
-        self.length, self.reverse, self.name = length, reverse, name
+        self.length, self.reverse, self.name, self.checkpoint = length, reverse, name, checkpoint
         carries = in_avals(body)[n_consts:n_consts + n_carry]
         ys = avals_of(body)[n_carry:]
         self.out_avals = carries + [ShapeDtypeStruct((length,) + a.shape, a.dtype) for a in ys]
@@ -218,9 +221,14 @@ class Scan:
         return self.length * cost(self.body)
 
     def stored_bytes(self, args):
-        """Bytes reverse mode stores for this scan bound on args: the carry entering every step
-        (with what the carries hold for enclosing transforms)."""
-        return self.length * sum(map(held_bytes, self.split(args)[1]))
+        """Bytes reverse mode stores for this scan bound on args: the carry entering every step, or
+        the carries the checkpoint schedule holds (with what they hold for enclosing transforms)."""
+        carry = revolve.carry_bytes(self.split(args)[1])
+        return (self.slots(args) or self.length) * carry
+
+    def slots(self, args):
+        """The carries reverse mode holds where it checkpoints; None where it stores every one."""
+        return revolve.slots(self.checkpoint, self.length, revolve.carry_bytes(self.split(args)[1]))
 
     def split(self, args):
         nc, nk = self.n_consts, self.n_carry
@@ -378,7 +386,7 @@ def _scan_jvp(primals, tangents, spec):
         return jvp_body(spec.body, (nc, nk, len(xs)), c_nz + k_nz + x_nz, k, k_nz, f"the JVP of {spec.name}'s body")
     k_nz, (body, nz) = _carry_mask(traced, [t is not None and inexact(a) for t, a in zip(tk, ins[nc:])], nk)
     y_nz = nz[nk:]
-    new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name)
+    new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name, spec.checkpoint)
     operands = consts + _present(tc) + init + _filled(tk, k_nz, ins[nc:], k) + xs + \
         [gnp.moveaxis(t, 0, 1) for t in _present(tx)]
     leaves = unpack(bind_scan(new, operands), new.out_avals)
@@ -391,7 +399,11 @@ def _scan_jvp(primals, tangents, spec):
 
 
 def _scan_rev_forward(values, spec):
-    """The scan where a tape records it: run once storing the carry entering each iteration."""
+    """The scan where a tape records it: run once storing the carry entering each iteration
+    (checkpointing, storing none: the backward sweep recomputes the ones it holds)."""
+    if spec.slots(values) is not None:
+        spec.kept = None
+        return scan_p(*values, spec=spec)
     stored = spec.stored()
     leaves = unpack(scan_p(*values, spec=stored), stored.out_avals)
     n = len(spec.out_avals)
@@ -399,14 +411,12 @@ def _scan_rev_forward(values, spec):
     return pack(leaves[:n], spec.out_avals)
 
 
-def _scan_vjp(ct, args, out, needed, spec):
+def _scan_vjp(ct, args, out, needed, spec, count=None):
     """One backward scan over the stored carries: each iteration recomputes the body from its carry
-    and sweeps the body's tape back with the M cotangents of its outputs."""
+    and sweeps the body's tape back with the M cotangents of its outputs. Checkpointing, or with
+    a trip count known only when the loop runs (`count`, a while loop's), the same backward
+    steps run on the carries the binomial schedule recomputes (revolve_p)."""
     kept, spec.kept = spec.kept, None  # a later sweep recomputes them: the spec holds no arrays after a sweep
-    if _kept(kept, args):
-        stored = kept[1]
-    else:
-        stored = unpack(scan_p(*args, spec=spec.stored()), spec.stored().out_avals)[len(spec.out_avals):]
     m = shape(ct)[0]
     nc, nk = spec.n_consts, spec.n_carry
     consts, init, xs = spec.split(args)
@@ -432,10 +442,19 @@ def _scan_vjp(ct, args, out, needed, spec):
         [bundle(a, m) for a, w in zip(ins[:nc], c_w) if w] + ins[nc:] + \
         [bundle(a, m) for a, w in zip(outs[nk:], y_w) if w]
     body = retrace(f, avals, f"the VJP of {spec.name}'s body")
-    back = Scan(body, nc, sum(k_w) + sum(c_w), spec.length, not spec.reverse, spec.name + " backward")
-    operands = consts + [c for c, w in zip(cts[:nk], k_w) if w] + [zeros((m,), a) for a, w in zip(ins, c_w) if w] + \
-        stored + xs + [gnp.moveaxis(c, 0, 1) for c, w in zip(cts[nk:], y_w) if w]
-    leaves = unpack(bind_scan(back, operands), back.out_avals)
+    back = [c for c, w in zip(cts[:nk], k_w) if w] + [zeros((m,), a) for a, w in zip(ins, c_w) if w]
+    zs = [gnp.moveaxis(c, 0, 1) for c, w in zip(cts[nk:], y_w) if w]
+    slots = spec.slots(args) if count is None else revolve.slots("auto", None, revolve.carry_bytes(init))
+    if slots is None:
+        stored = kept[1] if _kept(kept, args) else \
+            unpack(scan_p(*args, spec=spec.stored()), spec.stored().out_avals)[len(spec.out_avals):]
+        scan = Scan(body, nc, len(back), spec.length, not spec.reverse, spec.name + " backward")
+        leaves = unpack(bind_scan(scan, consts + back + stored + xs + zs), scan.out_avals)
+    else:
+        b = spec.body
+        steps = dead_code(Program(b.ins, b.equations, b.outs[:nk]))
+        loop = revolve.Revolve(steps, body, nc, nk, len(back), spec.length, spec.reverse, slots, spec.name)
+        leaves = revolve.bound(loop, consts + init + xs + back + zs + ([] if count is None else [count]))
     ct_init, ct_consts = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):sum(k_w) + sum(c_w)])
     ct_xs = iter(leaves[sum(k_w) + sum(c_w):])
     return [next(ct_consts) if w else None for w in c_w] + [next(ct_init) if w else None for w in k_w] + \
@@ -452,7 +471,7 @@ def _scan_batch(args, batched, spec):
     axes = [0 if m else None for m in mc] + [0] * nk + [0 if m else None for m in mx]
     body = retrace(lambda vals: _vmapped(spec.body, vals, axes, b),
                    _batched_avals(in_avals(spec.body), axes, b), f"{spec.name}'s body under vmap")
-    new = Scan(body, spec.n_consts, nk, spec.length, spec.reverse, spec.name)
+    new = Scan(body, spec.n_consts, nk, spec.length, spec.reverse, spec.name, spec.checkpoint)
     leaves = unpack(bind_scan(new, consts + init + xs), new.out_avals)
     return pack(leaves[:nk] + [gnp.moveaxis(y, 1, 0) for y in leaves[nk:]], spec.out_avals, lead=b), True
 
@@ -504,7 +523,8 @@ class While:
 
     def as_scan(self, n):
         """The loop as a scan of n steps, each step held where the condition is false (the same
-        carries for any n at least the trip count): what reverse mode differentiates."""
+        carries for any n at least the trip count): what reverse mode differentiates, storing
+        every carry where they fit (checkpoint="auto"). n None: a count known only when it runs."""
         cc, nb = self.n_cc, self.n_bc
 
         def step(vals):
@@ -512,7 +532,7 @@ class While:
             go = self.cond.evaluate(vals[:cc] + carry)[0]
             return [gnp.where(go, new, old) for new, old in zip(self.body.evaluate(vals[cc:]), carry)]
         body = retrace(step, in_avals(self.cond)[:cc] + in_avals(self.body), f"{self.name}'s body, counted")
-        return Scan(body, cc + nb, self.n_carry, n, False, self.name)
+        return Scan(body, cc + nb, self.n_carry, n, False, self.name, checkpoint="auto")
 
 
 def _while_impl(*args, spec):
@@ -571,7 +591,7 @@ def _trip_count(args, spec):
 
 def _while_rev_forward(values, spec):
     n = _trip_count(values, spec)
-    if isinstance(n, Tracer):  # traced: the backward loop recomputes the carries (_recomputing_vjp)
+    if isinstance(n, Tracer):  # traced: the backward sweep counts again and recomputes the carries it needs
         spec.kept = None
         return while_p(*values, spec=spec)
     scan = spec.as_scan(n)
@@ -580,53 +600,17 @@ def _while_rev_forward(values, spec):
 
 
 def _while_vjp(ct, args, out, needed, spec):
+    """The VJP of the scan of the counted trips. Where the count is known only when the program
+    runs (under gpuad.jit, or in another loop's body), no array of that many carries can be
+    laid out: the backward steps run on carries the binomial schedule recomputes, holding as many
+    as "auto" fits (revolve_p with the count as an operand)."""
     kept, spec.kept = spec.kept, None
     if _kept(kept, args):
         return _scan_vjp(ct, args, out, needed, kept[1])
     n = _trip_count(args, spec)
     if isinstance(n, Tracer):
-        return _recomputing_vjp(ct, args, needed, spec, n)
+        return _scan_vjp(ct, args, out, needed, spec.as_scan(None), count=n)
     return _scan_vjp(ct, args, out, needed, spec.as_scan(n))
-
-
-def _recomputing_vjp(ct, args, needed, spec, n):
-    """The VJP where the trip count n is known only when the program runs, so no carries can be
-    stored in arrays of a traced shape: a backward while loop over j = n - 1 down to 0 recomputes
-    carry j from the initial one (the body run j times, its own while loop) and sweeps the body's
-    tape back from it with the M cotangents, accumulating the body constants' cotangents. No
-    memory beyond one carry; n (n + 1) / 2 runs of the body instead of n."""
-    m = shape(ct)[0]
-    n_bc, nk = spec.n_bc, spec.n_carry
-    _, bc, init = spec.split(args)
-    ins = in_avals(spec.body)
-    b_w = [needed[spec.n_cc + i] and inexact(a) for i, a in enumerate(ins[:n_bc])]
-    k_w = [inexact(a) for a in spec.out_avals]
-    if not any(b_w + k_w):
-        return [None] * len(args)
-    count = ShapeDtypeStruct((), dtype(n))
-    # carry j from the initial carries: the body run while a count stays below j
-    ahead = While(retrace(lambda v: [v[1] < v[0]], [count, count] + ins[n_bc:], f"{spec.name}'s carries, recomputed"),
-                  retrace(lambda v: [v[n_bc] + 1] + spec.body.evaluate(v[:n_bc] + v[n_bc + 1:]),
-                          ins[:n_bc] + [count] + ins[n_bc:], f"{spec.name}'s body, recomputed"),
-                  1, n_bc, spec.name)
-
-    def back(vals):
-        bcv, initv, (j, *rest) = vals[:n_bc], vals[n_bc:n_bc + nk], vals[n_bc + nk:]
-        ctk, acc = rest[:sum(k_w)], rest[sum(k_w):]
-        carry = unpack(bind_while(ahead, [j - 1] + bcv + [gnp.zeros((), dtype=count.dtype)] + initv),
-                       ahead.out_avals)[1:]
-        it = iter(ctk)
-        _, grads = vjp_of(spec.body, bcv + carry, b_w + k_w, [next(it) if w else None for w in k_w], m)
-        return [j - 1] + _present(grads[n_bc:]) + [a + g for a, g in zip(acc, _present(grads[:n_bc]))]
-    bundles = [bundle(a, m) for a, w in zip(ins[n_bc:], k_w) if w] + [bundle(a, m) for a, w in zip(ins, b_w) if w]
-    cond = retrace(lambda v: [v[0] > 0], [count] + bundles, f"{spec.name}'s backward condition")
-    body = retrace(back, ins + [count] + bundles, f"the VJP of {spec.name}'s body")
-    backward = While(cond, body, 0, n_bc + nk, spec.name + " backward")
-    cts = unpack(ct, spec.out_avals, lead=m)
-    leaves = unpack(bind_while(backward, bc + init + [n] + [c for c, w in zip(cts, k_w) if w] +
-                               [zeros((m,), a) for a, w in zip(ins, b_w) if w]), backward.out_avals)[1:]
-    ct_init, ct_bc = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):])
-    return [None] * spec.n_cc + [next(ct_bc) if w else None for w in b_w] + [next(ct_init) if w else None for w in k_w]
 
 
 def _while_batch(args, batched, spec):
@@ -840,3 +824,6 @@ def _cond_pattern(args, out, spec):
 
 
 scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern
+
+
+from . import revolve  # noqa: E402  (revolve_p's rules build on this module's bodies and scans)
