@@ -14,18 +14,21 @@ array(32.)
 """
 import functools
 import itertools
+import types
 
 import numpy as onp
 
 from . import backends, revolve
 from . import numpy as gnp
-from .compiler.program import Program, Var
+from .compiler.program import Equation, Program, Var
 from .core import Primitive, ShapeDtypeStruct, Tracer, same, shape
 from .loops import Cond, Scan, While, bind_scan, bind_while, cond_p, trace_body, unpack
 from .ops import patterns
+from .ops.contract import contract
 from .tree import tree_flatten, tree_map
 
-__all__ = ["fori_loop", "scan", "while_loop", "cond", "switch", "map", "stop_gradient", "checkpoint", "remat"]
+__all__ = ["fori_loop", "scan", "while_loop", "cond", "switch", "map", "stop_gradient", "checkpoint", "remat",
+           "checkpoint_policies"]
 
 
 def scan(f, init, xs=None, length=None, reverse=False, unroll=1, checkpoint=None):
@@ -165,9 +168,14 @@ def _switch(index, branches, operands, name):
 def _taking(program, avals, lo, hi):
     """program, whose inputs are constants standing for avals[lo:hi] then the operands, taking all
     of avals ahead of the operands: the others are inputs it does not read."""
-    ids = itertools.count(1 + max(v.id for v in program.ins + [eq.out for eq in program.equations]))
+    ids = _fresh_ids(program)
     consts = [program.ins[k - lo] if lo <= k < hi else Var(next(ids), a) for k, a in enumerate(avals)]
     return Program(consts + program.ins[hi - lo:], program.equations, program.outs)
+
+
+def _fresh_ids(program):
+    """Ids no variable of the program has."""
+    return itertools.count(1 + max([v.id for v in program.ins + [eq.out for eq in program.equations]], default=0))
 
 
 def cond(pred, true_fun, false_fun, *operands):
@@ -196,17 +204,19 @@ def map(f, xs):
 def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
     """fun, whose reverse-mode derivative stores only its arguments and recomputes fun's inside
     when the backward sweep reaches it (jax.checkpoint, alias remat): memory for time. Its call is
-    one primitive (a one-branch cond) whose VJP rule reruns fun under the sweep. `policy` None
-    (save nothing inside fun) is the one supported; prevent_cse is accepted (the call is one
+    one primitive (a one-branch cond) whose VJP rule reruns fun under the sweep. `policy`, as
+    JAX's (gpuad.checkpoint_policies), says which results inside fun are saved instead:
+    policy(primitive, *argument avals, **params) -> bool, asked of each primitive application fun
+    makes; the sweep reads those and recomputes the rest. prevent_cse is accepted (the call is one
     equation that common-subexpression elimination never splits).
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.grad(gpuad.checkpoint(lambda x: gnp.sin(gnp.sin(x))))(gnp.asarray(0.0))
     array(1.)
     """
-    if policy is not None:
-        raise ValueError("checkpoint: only policy=None (save nothing inside the function, recompute it in the "
-                         "backward sweep) is supported")
+    if policy is not None and not callable(policy):
+        raise ValueError(f"checkpoint: policy must be None or a function (primitive, *avals, **params) -> bool "
+                         f"such as gpuad.checkpoint_policies.dots_saveable, got {policy!r}")
     nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
 
     @functools.wraps(fun)
@@ -217,11 +227,69 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
         def call(*dyn):
             it = iter(dyn)
             return fun(*[static[i] if i in static else next(it) for i in range(len(args))])
-        return _switch(gnp.asarray(0), [call], dynamic, "checkpoint")
+        if policy is None:
+            return _switch(gnp.asarray(0), [call], dynamic, "checkpoint")
+        return _saving(call, dynamic, policy)
     return rematted
 
 
 remat = checkpoint
+
+
+def _saving(call, operands, policy):
+    """call(*operands) as a one-branch cond that also outputs the results the policy saves; its
+    VJP reads them (known_p) instead of recomputing them."""
+    leaves, tree = tree_flatten(operands)
+    leaves = [_array(x) for x in leaves]
+    out_tree = []
+
+    def flat(vals):
+        o, t = tree_flatten(call(*tree.unflatten(vals)))
+        out_tree[:] = [t]
+        return [_array(x) for x in o]
+    program, consts = trace_body(flat, [same(x) for x in leaves], "the checkpointed function")
+    kept = {id(eq) for eq in program.equations if eq.out.dtype.kind in "fc" and
+            policy(eq.prim, *[ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else same(a) for a in eq.ins],
+                   **eq.params)}
+    saved = [eq.out for eq in program.equations if id(eq) in kept]
+    ids = _fresh_ids(program)
+    reads = [Var(next(ids), v) for v in saved]
+    known = iter(reads)
+    recompute = Program(program.ins + reads, [
+        Equation(known_p, [next(known)] + eq.ins, eq.out, {"op": eq.prim, "params": tuple(eq.params.items())})
+        if id(eq) in kept else eq for eq in program.equations], program.outs)
+    spec = Cond([Program(program.ins, program.equations, program.outs + saved)], "checkpoint",
+                saved=(len(saved), [recompute]))
+    outs = unpack(cond_p(gnp.asarray(0), *consts, *leaves, spec=spec), spec.out_avals)
+    return out_tree[0].unflatten(outs[:len(program.outs)])
+
+
+def _known_jvp(primals, tangents, op, params):
+    value, *args = primals
+    _, t = op.jvp(args, tangents[1:], **dict(params))
+    return value, t
+
+
+def _known_batch(args, batched, op, params):
+    return op.batch(args[1:], batched[1:], **dict(params))
+
+
+# known_p(value, *args, op, params): op's result on args, already known (saved by a checkpoint's
+# policy): nothing runs, and its rules are op's, reading the value where the VJP needs the result
+known_p = Primitive("known", lambda value, *args, op, params: value, _known_jvp,
+                    lambda ct, args, out, needed, op, params: [None] + list(
+                        op.vjp(ct, args[1:], args[0], needed[1:], **dict(params))),
+                    _known_batch, abstract=lambda value, *args, op, params: same(value))
+
+
+def _dots_saveable(prim, *avals, **params):
+    return prim is contract
+
+
+checkpoint_policies = types.SimpleNamespace(
+    nothing_saveable=lambda prim, *avals, **params: False,
+    everything_saveable=lambda prim, *avals, **params: True,
+    dots_saveable=_dots_saveable, checkpoint_dots=_dots_saveable)
 
 
 # ---------------------------------------------------------------- stop_gradient

@@ -648,10 +648,12 @@ while_p.rev_forward = _while_rev_forward
 # ---------------------------------------------------------------- cond
 class Cond:
     """A conditional's static part: its branches, each a body over the same operands (the index
-    apart) with outputs of the same shapes and dtypes."""
+    apart) with outputs of the same shapes and dtypes. `saved`: (r, programs) where its last r
+    outputs are values the VJP reads instead of recomputing them (a checkpoint's policy): each
+    branch's program over the operands and those values, making its other outputs."""
 
-    def __init__(self, branches, name="cond"):
-        self.branches, self.name = branches, name
+    def __init__(self, branches, name="cond", saved=(0, None)):
+        self.branches, self.name, self.saved = branches, name, saved
         self.out_avals = avals_of(branches[0])
         self._runners = None
 
@@ -698,24 +700,30 @@ def _cond_jvp(primals, tangents, spec):
 
 
 def _cond_vjp(ct, args, out, needed, spec):
+    """The branch taken swept back from its operands, recomputed (with the saved values read
+    where spec.saved has them)."""
     index, ops = args[0], list(args[1:])
     m = shape(ct)[0]
     ins = in_avals(spec.branches[0])
     w = [n and inexact(a) for n, a in zip(needed[1:], ins)]
-    y_w = [inexact(a) for a in spec.out_avals]
-    cts = unpack(ct, spec.out_avals, lead=m)
+    r, branches = spec.saved
+    n = len(spec.out_avals) - r
+    saved = unpack(out, spec.out_avals)[n:] if r else []
+    y_w = [inexact(a) for a in spec.out_avals[:n]]
+    cts = unpack(ct, spec.out_avals, lead=m)[:n]
 
     def vjp_branch(b):
         def f(vals):
-            it = iter(vals[len(ops):])
-            _, grads = vjp_of(b, vals[:len(ops)], w, [next(it) if yw else None for yw in y_w], m)
+            it = iter(vals[len(ops) + r:])
+            _, grads = vjp_of(b, vals[:len(ops) + r], w + [False] * r, [next(it) if yw else None for yw in y_w], m)
             return _present(grads)
-        return retrace(f, ins + [bundle(a, m) for a, yw in zip(spec.out_avals, y_w) if yw],
+        return retrace(f, ins + spec.out_avals[n:] + [bundle(a, m) for a, yw in zip(spec.out_avals, y_w) if yw],
                        f"the VJP of a {spec.name} branch")
     if not any(w):
         return [None] * len(args)
-    new = Cond([vjp_branch(b) for b in spec.branches], spec.name)
-    leaves = iter(unpack(cond_p(index, *ops, *[c for c, yw in zip(cts, y_w) if yw], spec=new), new.out_avals))
+    new = Cond([vjp_branch(b) for b in branches or spec.branches], spec.name)
+    leaves = iter(unpack(cond_p(index, *ops, *saved, *[c for c, yw in zip(cts, y_w) if yw], spec=new),
+                         new.out_avals))
     return [None] + [next(leaves) if x else None for x in w]
 
 

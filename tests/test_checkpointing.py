@@ -269,3 +269,38 @@ def test_a_traced_while_loop_is_swept_back_in_linear_time(monkeypatch):
     monkeypatch.setattr(revolve, "slots", lambda checkpoint, n, size: 3 if n is None else slots(checkpoint, n, size))
     assert_close(gpuad.jit(gpuad.jacrev(f))(x), expected, rtol=1e-12)
     assert sum(advanced) == revolve.forward_steps(40, 3) < 40 * 39 // 2
+
+
+# ---------------------------------------------------------------- gpuad.checkpoint's policies
+def test_checkpoint_policies_save_what_they_name(monkeypatch):
+    """The sweep reads the results a policy saves and recomputes the others: dots_saveable runs
+    the block's two matrix products once (the recomputation skips them), nothing_saveable twice."""
+    from gpuad.ops.contract import contract
+
+    def block(x, w):
+        return gnp.tanh(w @ gnp.sin(w @ x))
+
+    def loss(policy):
+        return lambda x, w: gnp.sum(gpuad.checkpoint(block, policy=policy)(x, w) ** 2)
+    rng = np.random.default_rng(2)
+    x, w = on_backend(rng.normal(size=4), rng.normal(size=(4, 4)) * 0.5)
+    plain = lambda x, w: gnp.sum(block(x, w) ** 2)  # noqa: E731
+    policies = gpuad.checkpoint_policies
+    runs, impl = [], contract.impl
+    monkeypatch.setattr(contract, "impl", lambda *a, **k: runs.append(1) or impl(*a, **k))
+    counts = {}
+    for name in ("nothing_saveable", "dots_saveable", "everything_saveable"):
+        runs.clear()
+        for argnum in (0, 1):
+            assert_close(gpuad.grad(loss(getattr(policies, name)), argnums=argnum)(x, w),
+                         gpuad.grad(plain, argnums=argnum)(x, w), rtol=1e-14)
+        counts[name] = len(runs)
+    assert counts["dots_saveable"] == counts["nothing_saveable"] - 4  # two products, two grads
+    assert counts["everything_saveable"] == counts["dots_saveable"]
+    monkeypatch.undo()
+    dots = loss(policies.dots_saveable)
+    assert_close(gpuad.hessian(dots)(x, w), gpuad.hessian(plain)(x, w), rtol=1e-12)
+    assert_close(gpuad.jit(gpuad.grad(dots, argnums=1))(x, w), gpuad.grad(plain, argnums=1)(x, w), rtol=1e-13)
+    xs = gnp.stack([x, -x])
+    assert_close(gpuad.vmap(gpuad.grad(dots), in_axes=(0, None))(xs, w),
+                 gpuad.vmap(gpuad.grad(plain), in_axes=(0, None))(xs, w), rtol=1e-13)
