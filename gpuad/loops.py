@@ -166,6 +166,17 @@ def unpack(packed, avals, lead=None):
     return out
 
 
+def packed_places(avals):
+    """The packed output of leaves of avals, allocated, and one view of it per leaf (to write it in place)."""
+    out = packed_aval(avals)
+    flat = backends.current().xp.empty(out.size, dtype=out.dtype)
+    places, off = [], 0
+    for a in avals:
+        places.append(flat[off:off + a.size].reshape(a.shape))
+        off += a.size
+    return flat.reshape(out.shape), places
+
+
 def zeros(lead, aval):
     return gnp.zeros(lead + aval.shape, dtype=aval.dtype)
 
@@ -238,12 +249,7 @@ class Scan:
         """The loop on arrays, step(list) -> list running the body once. Each step's outputs are
         written into their places in the packed output (no list of them, no copy to stack them)."""
         consts, carry, xs = self.split(args)
-        out = packed_aval(self.out_avals)
-        flat = backends.current().xp.empty(out.size, dtype=out.dtype)
-        places, off = [], 0
-        for a in self.out_avals:
-            places.append(flat[off:off + a.size].reshape(a.shape))
-            off += a.size
+        flat, places = packed_places(self.out_avals)
         for i in range(self.length - 1, -1, -1) if self.reverse else range(self.length):
             outs = step(consts + carry + [x[i, ...] for x in xs])
             carry = list(outs[:self.n_carry])
@@ -251,7 +257,7 @@ class Scan:
                 place[i] = y
         for place, c in zip(places, carry):
             place[...] = c
-        return flat.reshape(out.shape)
+        return flat
 
     def stored(self):
         """This scan with the carry entering each iteration as extra stacked outputs (what the

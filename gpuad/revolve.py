@@ -35,6 +35,7 @@ from .loops import (
     jvp_body,
     pack,
     packed_aval,
+    packed_places,
     retrace,
     unpack,
     vjp_of,
@@ -166,12 +167,7 @@ class Revolve:
     def run(self, args, fwd, bwd):
         consts, first, xs, b, zs, count = self.split(args)
         n = self.length if count is None else int(backends.current().to_numpy(count))
-        out = packed_aval(self.out_avals)
-        flat = backends.current().xp.empty(out.size, dtype=out.dtype)
-        places, off = [], 0
-        for a in self.out_avals:
-            places.append(flat[off:off + a.size].reshape(a.shape))
-            off += a.size
+        flat, places = packed_places(self.out_avals)
 
         def row(i):
             return n - 1 - i if self.reverse else i
@@ -189,7 +185,7 @@ class Revolve:
         reverse(n, max(1, min(self.slots, n)), advance, back, list(first))
         for place, c in zip(places, b):
             place[...] = c
-        return flat.reshape(out.shape)
+        return flat
 
     def compiled(self):
         if self._runners is None:
@@ -197,12 +193,9 @@ class Revolve:
         return self._runners
 
 
-def _impl(*args, spec):
-    return spec.run(args, spec.fwd.evaluate, spec.bwd.evaluate)
-
-
-def _lower(xp, shapes, spec):
-    fwd, bwd = spec.compiled()
+def _runner(spec, compiled):
+    """The loop on arrays: its steps evaluated, or their compiled replays (gpuad.jit)."""
+    fwd, bwd = spec.compiled() if compiled else (spec.fwd.evaluate, spec.bwd.evaluate)
     return lambda *args: spec.run(args, fwd, bwd)
 
 
@@ -295,8 +288,9 @@ def _unscheduled(spec, vals):
     return unpack(bind_scan(back, consts + b + stored + xs + zs), back.out_avals)
 
 
-revolve_p = Primitive("revolve", _impl, _jvp, _vjp, _batch, abstract=lambda *args, spec: packed_aval(spec.out_avals))
-revolve_p.lower = _lower
+revolve_p = Primitive("revolve", lambda *args, spec: _runner(spec, False)(*args), _jvp, _vjp, _batch,
+                      abstract=lambda *args, spec: packed_aval(spec.out_avals))
+revolve_p.lower = lambda xp, shapes, spec: _runner(spec, True)
 
 
 def bound(spec, operands):

@@ -227,24 +227,6 @@ def test_jacrev_through_a_hundred_thousand_steps_fits(tmp_path):
 
 
 # ---------------------------------------------------------------- while loops
-def _newton_cbrt(p):
-    """y with y**3 + p*y - 1 = 0 by Newton's method to convergence, in a while_loop."""
-    def step(s):
-        y, _ = s
-        g = y ** 3 + p * y - 1.0
-        return y - g / (3.0 * y ** 2 + p), gnp.abs(g)
-    return lax.while_loop(lambda s: gnp.max(s[1]) > 1e-14, step, (gnp.ones_like(p), gnp.ones_like(p)))[0]
-
-
-def test_newton_solve_in_a_while_loop_matches_the_implicit_function_theorem():
-    p = gnp.asarray([0.5, 1.0, 3.0])
-    y = _newton_cbrt(p)
-    implicit = gnp.diag(-y / (3.0 * y ** 2 + p))  # d/dp of y^3 + p y - 1 = 0
-    for jac in (gpuad.jacfwd, gpuad.jacrev):
-        assert_close(jac(_newton_cbrt)(p), implicit, rtol=1e-8)
-        assert_close(gpuad.jit(jac(_newton_cbrt))(p), implicit, rtol=1e-8)  # jacrev: a traced trip count
-
-
 def test_a_traced_while_loop_is_swept_back_in_linear_time(monkeypatch):
     """Under gpuad.jit the trip count is known only when the loop runs: the sweep counts the
     steps the schedule advances, n - 1 holding every carry (not n (n - 1) / 2 recomputing each
