@@ -57,7 +57,11 @@ def _reps(n, s):
 
 def forward_steps(n, s):
     """Forward steps the binomial schedule runs to reverse n steps holding s carries (the first
-    carry one of them); s = 1 recomputes each carry from the first."""
+    carry one of them); s = 1 recomputes each carry from the first.
+
+    >>> forward_steps(1000, 50), forward_steps(1000, 1000), forward_steps(4, 1)
+    (1948, 999, 6)
+    """
     if n <= 1:
         return 0
     if s == 1:
