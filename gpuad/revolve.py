@@ -165,8 +165,11 @@ class Revolve:
         return Scan(self.bwd, self.n_consts, self.n_back, self.length, not self.reverse, self.name + " backward")
 
     def per_call(self, cost):
-        n = 1 if self.length is None else self.length
-        return (forward_steps(n, self.slots) + n) * cost(self.fwd) + n * cost(self.bwd)
+        """What one run costs, by cost(program) of a run of a step: the schedule's forward steps
+        and the backward ones (one of each where the count is known only when it runs)."""
+        if self.length is None:
+            return cost(self.fwd) + cost(self.bwd)
+        return forward_steps(self.length, self.slots) * cost(self.fwd) + self.length * cost(self.bwd)
 
     def run(self, args, fwd, bwd):
         consts, first, xs, b, zs, count = self.split(args)

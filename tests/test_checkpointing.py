@@ -127,7 +127,10 @@ def test_checkpointed_loops_under_jit_vmap_and_hessian():
     assert_close(gpuad.jit(gpuad.hessian(cp))(w), hessian, rtol=1e-12)
     assert_close(gpuad.jit(gpuad.grad(cp))(w), gpuad.grad(plain)(w), rtol=1e-13)
     program = gpuad.jit(gpuad.grad(cp)).lower(w).program
-    assert "revolve" in [eq.prim.name for eq in program.equations]  # the compiled sweep holds the schedule
+    sweep = next(eq.params["spec"] for eq in program.equations if eq.prim is revolve.revolve_p)
+    from gpuad.compiler import cost  # launches: the schedule's forward steps and the 17 backward ones
+    assert cost.count(program) > sweep.per_call(cost.count) == \
+        revolve.forward_steps(17, 3) * cost.count(sweep.fwd) + 17 * cost.count(sweep.bwd) > 0
     ws = gnp.stack([w, 0.5 * w, -w])
     expected = gpuad.vmap(gpuad.grad(plain))(ws)
     assert_close(gpuad.vmap(gpuad.grad(cp))(ws), expected, rtol=1e-13)
