@@ -50,7 +50,7 @@ def _reps(n, s):
     """The fewest repetitions t with C(s + t, t) >= n: n steps reversed holding s carries run
     each step at most t times more."""
     t = 0
-    while math.comb(s + t, t) < n:
+    while _beta(s, t) < n:
         t += 1
     return t
 
@@ -67,19 +67,30 @@ def forward_steps(n, s):
     if s == 1:
         return n * (n - 1) // 2
     t = _reps(n, s)
-    return t * n - math.comb(s + t, t - 1)
+    return t * n - _beta(s + 1, t - 1)
+
+
+def _beta(s, t):
+    """C(s + t, t): the most steps s carries reverse running each at most t times more."""
+    return math.comb(s + t, t) if t >= 0 else 0
 
 
 @functools.lru_cache(maxsize=65536)
 def split(n, s):
     """Steps to run ahead before storing a carry when n steps are reversed holding s carries: the
-    m whose m + forward_steps(n - m, s - 1) + forward_steps(m, s) is least (convex in m: the
-    first m where it stops falling). Holding a carry per step (s >= n), the next step."""
+    m whose m + forward_steps(n - m, s - 1) + forward_steps(m, s) is least. Holding a carry per
+    step (s >= n), the next step. Where the steps left need t repetitions with s - 1 carries and
+    the m run ahead t - 1 with s, moving m changes nothing (the slopes, t and 1 + t - 1, cancel):
+    the least such m; else the least m where the cost, convex in m, stops falling."""
     if s >= n:
         return 1
 
     def cost(m):
         return m + forward_steps(n - m, s - 1) + forward_steps(m, s)
+    t = _reps(n, s)
+    m = max(_beta(s, t - 2) + 1, n - _beta(s - 1, t), 1)
+    if m < n and cost(m) == forward_steps(n, s):
+        return m
     lo, hi = 1, n - 1
     while lo < hi:
         mid = (lo + hi) // 2
