@@ -25,7 +25,7 @@ import operator
 
 import numpy as onp
 
-from . import backends
+from . import backends, revolve
 from . import numpy as gnp
 from .api import vmap
 from .compiler.program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
@@ -459,8 +459,8 @@ def _scan_vjp(ct, args, out, needed, spec, count=None):
     else:
         b = spec.body
         steps = dead_code(Program(b.ins, b.equations, b.outs[:nk]))
-        loop = revolve.Revolve(steps, body, nc, nk, len(back), spec.length, spec.reverse, slots, spec.name)
-        leaves = revolve.bound(loop, consts + init + xs + back + zs + ([] if count is None else [count]))
+        loop = Revolve(steps, body, nc, nk, len(back), spec.length, spec.reverse, slots, spec.name)
+        leaves = _revolved(loop, consts + init + xs + back + zs + ([] if count is None else [count]))
     ct_init, ct_consts = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):sum(k_w) + sum(c_w)])
     ct_xs = iter(leaves[sum(k_w) + sum(c_w):])
     return [next(ct_consts) if w else None for w in c_w] + [next(ct_init) if w else None for w in k_w] + \
@@ -757,6 +757,180 @@ cond_p = Primitive("cond", _cond_impl, _cond_jvp, _cond_vjp, _cond_batch,
 cond_p.lower = _cond_lower
 
 
+# ---------------------------------------------------------------- the checkpointed backward sweep (revolve_p)
+class Revolve:
+    """A forward recurrence c[i+1] = fwd(c[i], x[i]) and a backward one (b[i], y[i]) =
+    bwd(b[i+1], c[i], x[i], z[i]) from b[n], returning b[0] and the stacked y: what a scan's VJP
+    computes (b: the cotangents of the carries and the accumulated ones of the constants; y: those
+    of the scanned slices), and a while loop's with its trip count an operand known only when the
+    loop runs; the carries c are recomputed by the binomial schedule (gpuad/revolve.py) from the
+    `slots` held. Its rules make new fwd and bwd bodies and bind it again (JVP: both carry
+    tangents; vmap: both batched); its own VJP (reverse over reverse) is that of the scans it
+    stands for, every carry stored.
+    fwd's inputs: constants, carries, slices of xs; outputs: the carries. bwd's inputs: the
+    constants, backward carries, carries, slices of xs and of zs; outputs: the backward carries,
+    then one slice of each stacked output. `length` None: the step count is an int operand last.
+    Operands: constants, initial carries, xs, backward carries b[n], zs (then the count)."""
+
+    def __init__(self, fwd, bwd, n_consts, n_carry, n_back, length, reverse, slots, name):
+        self.fwd, self.bwd, self.n_consts, self.n_carry, self.n_back = fwd, bwd, n_consts, n_carry, n_back
+        self.length, self.reverse, self.slots, self.name = length, reverse, slots, name
+        self.n_xs = len(fwd.ins) - n_consts - n_carry
+        self.out_avals = self.unscheduled().out_avals
+        self._runners = None
+
+    def __repr__(self):
+        return f"{self.name}(length={self.length}, slots={self.slots}{', reverse' if self.reverse else ''})"
+
+    def split(self, args):
+        """(constants, carries, xs, backward carries, zs, count or None)."""
+        args, count = (list(args), None) if self.length is not None else (list(args[:-1]), args[-1])
+        a = self.n_consts
+        b, c = a + self.n_carry, a + self.n_carry + self.n_xs
+        return args[:a], args[a:b], args[b:c], args[c:c + self.n_back], args[c + self.n_back:], count
+
+    def unscheduled(self):
+        """The backward scan this loop stands for, reading every carry stored (its inputs: the
+        constants, the backward carries, then the carries, the xs and the zs, stacked)."""
+        return Scan(self.bwd, self.n_consts, self.n_back, self.length, not self.reverse, self.name + " backward")
+
+    def per_call(self, cost):
+        """What one run costs, by cost(program) of a run of a step: the schedule's forward steps
+        and the backward ones (one of each where the count is known only when it runs)."""
+        if self.length is None:
+            return cost(self.fwd) + cost(self.bwd)
+        return revolve.forward_steps(self.length, self.slots) * cost(self.fwd) + self.length * cost(self.bwd)
+
+    def run(self, args, fwd, bwd):
+        consts, first, xs, b, zs, count = self.split(args)
+        n = self.length if count is None else int(backends.current().to_numpy(count))
+        flat, places = packed_places(self.out_avals)
+
+        def row(i):
+            return n - 1 - i if self.reverse else i
+
+        def advance(c, p, q):
+            for i in range(p, q):
+                c = list(fwd(consts + c + [x[row(i)] for x in xs]))
+            return c
+
+        def back(i, c):
+            outs = bwd(consts + b + c + [x[row(i)] for x in xs] + [z[row(i)] for z in zs])
+            b[:] = outs[:self.n_back]
+            for place, y in zip(places[self.n_back:], outs[self.n_back:]):
+                place[row(i)] = y
+        revolve.reverse(n, max(1, min(self.slots, n)), advance, back, list(first))
+        for place, c in zip(places, b):
+            place[...] = c
+        return flat
+
+    def compiled(self):
+        if self._runners is None:
+            self._runners = compiled(self.fwd), compiled(self.bwd)
+        return self._runners
+
+
+def _revolve_runner(spec, replayed):
+    """The loop on arrays: its steps evaluated, or their compiled replays (gpuad.jit)."""
+    fwd, bwd = spec.compiled() if replayed else (spec.fwd.evaluate, spec.bwd.evaluate)
+    return lambda *args: spec.run(args, fwd, bwd)
+
+
+def _revolve_jvp(primals, tangents, spec):
+    """Both recurrences carry their tangent bundles (every inexact carry's, zeros where it starts
+    with none; the constants', slices' and zs' where they have one)."""
+    if all(t is None for t in tangents):
+        return revolve_p(*primals, spec=spec), None
+    k = next(shape(t)[0] for t in tangents if t is not None)
+    nc, nk, nx, nb = spec.n_consts, spec.n_carry, spec.n_xs, spec.n_back
+    consts, first, xs, b, zs, count = spec.split(primals)
+    tc, tk, tx, tb, tz, _ = spec.split(list(tangents))
+    f_ins, b_ins = in_avals(spec.fwd), in_avals(spec.bwd)
+    c_nz, x_nz, z_nz = [t is not None for t in tc], [t is not None for t in tx], [t is not None for t in tz]
+    k_nz = [inexact(a) for a in f_ins[nc:nc + nk]]
+    b_nz = [inexact(a) for a in b_ins[nc:nc + nb]]
+    fwd, _ = jvp_body(spec.fwd, (nc, nk, nx), c_nz + k_nz + x_nz, k, k_nz, f"the JVP of {spec.name}'s steps")
+    bwd, y_nz = jvp_body(spec.bwd, (nc, nb, nk, nx, len(zs)), c_nz + b_nz + k_nz + x_nz + z_nz, k, b_nz,
+                         f"the JVP of {spec.name}'s backward steps")
+    y_nz = y_nz[nb:]
+    new = Revolve(fwd, bwd, nc + sum(c_nz), nk + sum(k_nz), nb + sum(b_nz), spec.length, spec.reverse, spec.slots,
+                  spec.name)
+
+    def moved(ts):
+        return [gnp.moveaxis(t, 0, 1) for t in _present(ts)]
+    operands = consts + _present(tc) + first + _filled(tk, k_nz, f_ins[nc:], k) + xs + moved(tx) + \
+        b + _filled(tb, b_nz, b_ins[nc:], k) + zs + moved(tz) + ([] if count is None else [count])
+    leaves = unpack(revolve_p(*operands, spec=new), new.out_avals)
+    outs, tb_out = leaves[:nb], iter(leaves[nb:nb + sum(b_nz)])
+    ys, ty = leaves[nb + sum(b_nz):nb + sum(b_nz) + len(y_nz)], iter(leaves[nb + sum(b_nz) + len(y_nz):])
+    touts = [next(tb_out) if m else zeros((k,), a) for m, a in zip(b_nz, spec.out_avals)] + \
+        [gnp.moveaxis(next(ty), 0, 1) if m else zeros((k,), a) for m, a in zip(y_nz, spec.out_avals[nb:])]
+    return pack(outs + ys, spec.out_avals), pack(touts, spec.out_avals, lead=k)
+
+
+def _revolve_batch(args, batched, spec):
+    """Both recurrences batched: the carries (forward and backward) of every example, the
+    constants, xs and zs batched where they are; a batched count runs to the largest (a while
+    loop's steps hold an example's carry once its condition is false)."""
+    b = next(shape(a)[0] for a, m in zip(args, batched) if m)
+    nc, nb = spec.n_consts, spec.n_back
+    consts, first, xs, back, zs, count = spec.split(args)
+    mc, mk, mx, mb, mz, m_count = spec.split(batched)
+    first = [x if m else gnp.broadcast_to(x, (b,) + shape(x)) for x, m in zip(first, mk)]
+    back = [x if m else gnp.broadcast_to(x, (b,) + shape(x)) for x, m in zip(back, mb)]
+    xs = [gnp.moveaxis(x, 0, 1) if m else x for x, m in zip(xs, mx)]
+    zs = [gnp.moveaxis(z, 0, 1) if m else z for z, m in zip(zs, mz)]
+    c_axes, x_axes, z_axes = ([0 if m else None for m in ms] for ms in (mc, mx, mz))
+    f_axes = c_axes + [0] * spec.n_carry + x_axes
+    b_axes = c_axes + [0] * nb + [0] * spec.n_carry + x_axes + z_axes
+
+    def batched_body(program, axes, what):
+        return retrace(lambda vals: _vmapped(program, vals, axes, b), _batched_avals(in_avals(program), axes, b),
+                       f"{spec.name}'s {what} under vmap")
+    new = Revolve(batched_body(spec.fwd, f_axes, "steps"), batched_body(spec.bwd, b_axes, "backward steps"), nc,
+                  spec.n_carry, nb, spec.length, spec.reverse, spec.slots, spec.name)
+    if count is not None and m_count:
+        count = gnp.max(count)
+    leaves = unpack(revolve_p(*consts, *first, *xs, *back, *zs, *([] if count is None else [count]), spec=new),
+                    new.out_avals)
+    return pack(leaves[:nb] + [gnp.moveaxis(y, 1, 0) for y in leaves[nb:]], spec.out_avals, lead=b), True
+
+
+def _revolve_vjp(ct, args, out, needed, spec):
+    """Reverse over reverse: the VJP of the scans this loop stands for (every carry stored)."""
+    if spec.length is None:
+        raise NotImplementedError(f"reverse mode through the backward sweep of a {spec.name} whose trip count is "
+                                  "known only when it runs (under gpuad.jit, or in another loop's body) is not "
+                                  "supported: take the outer derivative in forward mode (gpuad.hessian does)")
+    m = shape(ct)[0]
+    avals = [ShapeDtypeStruct(shape(a), a.dtype) for a in args]
+    program = retrace(lambda vals: _unscheduled(spec, vals), avals, f"{spec.name}, every carry stored")
+    wanted = [w and inexact(a) for w, a in zip(needed, avals)]
+    _, grads = vjp_of(program, list(args), wanted, unpack(ct, spec.out_avals, lead=m), m)
+    return grads
+
+
+def _unscheduled(spec, vals):
+    consts, first, xs, b, zs, _ = spec.split(vals)
+    fwd = spec.fwd
+    nc, nk = spec.n_consts, spec.n_carry
+    forward = Scan(Program(fwd.ins, fwd.equations, fwd.outs + fwd.ins[nc:nc + nk]), nc, nk, spec.length,
+                   spec.reverse, spec.name)
+    stored = unpack(bind_scan(forward, consts + first + xs), forward.out_avals)[nk:]
+    back = spec.unscheduled()
+    return unpack(bind_scan(back, consts + b + stored + xs + zs), back.out_avals)
+
+
+revolve_p = Primitive("revolve", lambda *args, spec: _revolve_runner(spec, False)(*args), _revolve_jvp,
+                      _revolve_vjp, _revolve_batch, abstract=lambda *args, spec: packed_aval(spec.out_avals))
+revolve_p.lower = lambda xp, shapes, spec: _revolve_runner(spec, True)
+
+
+def _revolved(spec, operands):
+    """revolve_p on operands, its output leaves unpacked."""
+    return unpack(revolve_p(*operands, spec=spec), spec.out_avals)
+
+
 # ---------------------------------------------------------------- sparsity patterns (gpuad.sparse)
 def _columns(args):
     """Each operand's identity pattern among all the operands' elements, side by side (SciPy CSR)."""
@@ -839,5 +1013,3 @@ def _cond_pattern(args, out, spec):
 
 scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern
 
-
-from . import revolve  # noqa: E402  (revolve_p's rules build on this module's bodies and scans)

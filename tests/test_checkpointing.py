@@ -16,7 +16,7 @@ from helpers import assert_close, numerical_jacobian, on_backend, to_np
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad import backends, lax, revolve
+from gpuad import backends, lax, loops, revolve
 
 
 # ---------------------------------------------------------------- the schedule
@@ -128,7 +128,7 @@ def test_checkpointed_loops_under_jit_vmap_and_hessian():
     assert_close(gpuad.jit(gpuad.hessian(cp))(w), hessian, rtol=1e-12)
     assert_close(gpuad.jit(gpuad.grad(cp))(w), gpuad.grad(plain)(w), rtol=1e-13)
     program = gpuad.jit(gpuad.grad(cp)).lower(w).program
-    sweep = next(eq.params["spec"] for eq in program.equations if eq.prim is revolve.revolve_p)
+    sweep = next(eq.params["spec"] for eq in program.equations if eq.prim is loops.revolve_p)
     from gpuad.compiler import cost  # launches: the schedule's forward steps and the 17 backward ones
     assert cost.count(program) > sweep.per_call(cost.count) == \
         revolve.forward_steps(17, 3) * cost.count(sweep.fwd) + 17 * cost.count(sweep.bwd) > 0
