@@ -15,6 +15,7 @@ from . import backends
 from .core import held_bytes
 
 SHARE = 0.25  # of the available memory: what "auto" lets a loop's stored carries take
+UNBOUNDED = 2 ** 62  # slots where nothing bounds them and the step count is known only when the loop runs
 
 
 # ---------------------------------------------------------------- the schedule
@@ -99,7 +100,7 @@ def slots(checkpoint, n, carry_bytes):
     if checkpoint == "auto":
         available = backends.current().free_memory()
         if available is None or not carry_bytes:
-            return None if n is not None else 2 ** 62
+            return None if n is not None else UNBOUNDED
         fit = max(1, int(SHARE * available // carry_bytes))
         return None if n is not None and fit >= n else fit
     return None if n is not None and checkpoint >= n else checkpoint
