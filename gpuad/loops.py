@@ -860,7 +860,7 @@ def _revolve_jvp(primals, tangents, spec):
         return [gnp.moveaxis(t, 0, 1) for t in _present(ts)]
     operands = consts + _present(tc) + first + _filled(tk, k_nz, f_ins[nc:], k) + xs + moved(tx) + \
         b + _filled(tb, b_nz, b_ins[nc:], k) + zs + moved(tz) + ([] if count is None else [count])
-    leaves = unpack(revolve_p(*operands, spec=new), new.out_avals)
+    leaves = _revolved(new, operands)
     outs, tb_out = leaves[:nb], iter(leaves[nb:nb + sum(b_nz)])
     ys, ty = leaves[nb + sum(b_nz):nb + sum(b_nz) + len(y_nz)], iter(leaves[nb + sum(b_nz) + len(y_nz):])
     touts = [next(tb_out) if m else zeros((k,), a) for m, a in zip(b_nz, spec.out_avals)] + \
@@ -891,8 +891,7 @@ def _revolve_batch(args, batched, spec):
                   spec.n_carry, nb, spec.length, spec.reverse, spec.slots, spec.name)
     if count is not None and m_count:
         count = gnp.max(count)
-    leaves = unpack(revolve_p(*consts, *first, *xs, *back, *zs, *([] if count is None else [count]), spec=new),
-                    new.out_avals)
+    leaves = _revolved(new, consts + first + xs + back + zs + ([] if count is None else [count]))
     return pack(leaves[:nb] + [gnp.moveaxis(y, 1, 0) for y in leaves[nb:]], spec.out_avals, lead=b), True
 
 
