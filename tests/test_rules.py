@@ -20,9 +20,7 @@ BUDGET = {
     "compiler/fusion.py": 25,
     "compiler/codegen.py": 12,
     "compiler/program.py": 12,
-    "compiler/seeds.py": 10,
     "compiler/replay.py": 3,
-    "sparse/zeros.py": 3,
     "compiler/cost.py": 2,
     "compiler/graphs.py": 1,
 }
