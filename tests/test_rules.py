@@ -3,10 +3,11 @@
 moves its name tests onto the primitives: the branches on a primitive's name are counted per
 module with ast, and a module may hold no more than BUDGET says; the numbers only go down.
 
-Counted: a comparison (==, !=, in, not in) with a primitive's name on either side, and a lookup
-keyed by it (`TABLE[name]`, `TABLE.get(name)`). A primitive's name is `prim.name` or `<x>.prim.name`,
-or a variable assigned from one, or a parameter of a function of the same module that is called
-with one. Names in messages (f-strings, joins) are not branches and are not counted."""
+Counted: a comparison (==, !=, in, not in) with a primitive's name on either side, a lookup keyed
+by it (`TABLE[name]`, `TABLE.get(name)`), a string method of it (`name.startswith(...)`), a match
+on it. A primitive's name is `prim.name` or `<x>.prim.name`, or a variable assigned from one, or a
+parameter of a function of the same module that is called with one. Names in messages (f-strings,
+joins) are not branches and are not counted."""
 import ast
 from pathlib import Path
 
@@ -102,8 +103,11 @@ def _branches_in(node, aliases):
         return int(any(_is_prim_name(x, aliases) for x in [node.left, *node.comparators]))
     if isinstance(node, ast.Subscript):
         return int(_is_prim_name(node.slice, aliases))
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
-        return int(bool(node.args) and _is_prim_name(node.args[0], aliases))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):  # T.get(name), name.startswith(...)
+        return int(_is_prim_name(node.func.value, aliases) or
+                   (node.func.attr == "get" and bool(node.args) and _is_prim_name(node.args[0], aliases)))
+    if isinstance(node, ast.Match):
+        return int(_is_prim_name(node.subject, aliases))
     return 0
 
 
@@ -144,6 +148,8 @@ def _counts():
     ('def f(eq):\n    name = eq.prim.name\n    if name == "eye":\n        return ROWS[name]', 2),
     ('def f(eq):\n    name, p = eq.prim.name, eq.params\n    return name == "reshape"', 1),
     ('def f(eq):\n    return _RULES.get(eq.prim.name, None)', 1),
+    ('ok = eq.prim.name.startswith("reduce")', 1),
+    ('match eq.prim.name:\n    case "add":\n        pass', 1),
     ('def f(eq):\n    return g(eq.prim.name, 1)\ndef g(name, k):\n    return name in ("reshape",)', 1),
     ('def f(eq):\n    return g(1, kind=eq.prim.name)\ndef g(k, kind):\n    return TABLE[kind]', 1),
     ('def f(eq):\n    name = eq.prim.name\n    def g():\n        return 0\n    return name == "x"', 1),
