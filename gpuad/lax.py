@@ -280,6 +280,7 @@ known_p = Primitive("known", lambda value, *args, op, params: value, _known_jvp,
                     lambda ct, args, out, needed, op, params: [None] + list(
                         op.vjp(ct, args[1:], args[0], needed[1:], **dict(params))),
                     _known_batch, abstract=lambda value, *args, op, params: same(value))
+known_p.view = lambda op, params: True  # its result is its first argument: a compiled program adds into neither
 
 
 def _dots_saveable(prim, *avals, **params):
@@ -296,6 +297,7 @@ checkpoint_policies = types.SimpleNamespace(
 stop_gradient_p = Primitive("stop_gradient", lambda x: x, batch=lambda args, batched: (args[0], True), nondiff=True,
                             abstract=same)
 stop_gradient_p.pattern = patterns.none
+stop_gradient_p.view = lambda: True  # its result is its argument: a compiled program adds into neither
 
 
 def stop_gradient(x):

@@ -151,6 +151,17 @@ def test_stop_gradient():
     assert to_np(gpuad.hessian(f)(3.0)) == 0.0
 
 
+def test_compiled_stop_gradient_leaves_its_argument_alone():
+    """stop_gradient's result is its argument: the replay wrote x + y into the caller's x (an add
+    in place into a result it took for its own) and returned x itself."""
+    x, y = gnp.asarray([0.0, 1.0, 2.0]), gnp.ones(3)
+    f = gpuad.jit(lambda x, y: lax.stop_gradient(x) + y)
+    assert_close(f(x, y), [1.0, 2.0, 3.0])
+    assert_close(f(x, y), [1.0, 2.0, 3.0])
+    assert_close(x, [0.0, 1.0, 2.0])
+    assert gpuad.jit(lax.stop_gradient)(x) is not x
+
+
 # ---------------------------------------------------------------- derivatives
 def test_jacobians_of_an_integrator_match_the_unrolled_loop_and_finite_differences():
     y0, p = on_backend(Y0, P)
