@@ -640,3 +640,21 @@ det_sign.pattern = svd_complement.pattern = patterns.none
 # The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).
 for _factorisation in (eigh, eig, svd, qr, lu, pinv):
     _factorisation.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
+
+
+# ---------------------------------------------------------------- launches on CuPy (gpuad/compiler/cost.py)
+solve.launches = logabsdet.launches = det_sign.launches = 4  # LU factorisation, solve or reductions, copies
+cholesky.launches = 2
+for _factorisation in (eigh, eig, svd, qr):  # cuSOLVER's factorisation, its workspace and info, the packing copy
+    _factorisation.launches = 4
+
+
+def _lu_launches(args):
+    """CuPy's batched LU (backends/cupy.py): the transposed copy, the pointer array, one
+    getrfBatched, the pivots made 0-based and the packing (2); cuSOLVER's getrf matrix by
+    matrix (a workspace and a call each) where the matrices are large and few, as CuPy chooses."""
+    batch, n = math.prod(shape(args[0])[:-2]), shape(args[0])[-1]
+    return 6 if batch * 65536 >= n * n else 4 + 2 * batch
+
+
+lu.launches = _lu_launches
