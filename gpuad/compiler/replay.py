@@ -265,12 +265,16 @@ def _region_runners(kernels, be, private):
         from ..kernels.launch import region_launcher
         return _each_built(kernels, region_launcher)
     from . import host
-    lib = host.library(list(kernels.values()))
-    if lib is None and len(kernels) > 1 and host.compiler() is not None:  # which of them fail, alone?
-        _each_built(kernels, lambda k: host.library([k]) or _refused(k.name))
-    if lib is None:
-        return None
-    return {r: host.launcher(lib, k, private) for r, k in kernels.items()}
+    singles = {r: host.loaded([k]) for r, k in kernels.items()}  # left by a probe below, before a re-plan
+    if not all(singles.values()):
+        lib = host.library(list(kernels.values()))
+        if lib is not None:
+            return {r: host.launcher(lib, k, private) for r, k in kernels.items()}
+        if len(kernels) == 1 or host.compiler() is None or host.timed_out(list(kernels.values())):
+            return None  # a probe after a timeout would give each region a timeout of its own
+        # Which of them fail, alone? (_Refused names them; where none does, their libraries serve)
+        singles = _each_built(kernels, lambda k: host.library([k]) or _refused(k.name))
+    return {r: host.launcher(singles[r], k, private) for r, k in kernels.items()}
 
 
 def _each_built(kernels, build):
