@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent / "gpuad"
 # The tiers of docs/contributing.md, bottom first: a module imports from its own tier and those
 # below it. "" is gpuad itself (its __init__); a name ending in ".*" stands for a package's modules.
 TIERS = [
-    ("foundations", ["tree", "axes", "ops.expr", "backends", "backends.numpy", "sparse.coloring",
-                     "kernels", "kernels.nvrtc", "kernels.cache", "kernels.builds", "counterparts",
-                     "fpwarnings"]),
+    ("foundations", ["tree", "axes", "ops.expr", "backends", "backends.numpy", "backends.scipy_functions",
+                     "sparse.coloring", "kernels", "kernels.nvrtc", "kernels.cubin", "kernels.index32",
+                     "kernels.cache", "kernels.builds", "counterparts", "fpwarnings"]),
     ("primitives", ["core", "ops", "ops.*", "kernels.source", "kernels.plan", "kernels.launch", "backends.cupy"]),
     ("transforms", ["forward", "reverse", "batching", "chunking", "revolve"]),
     ("compiler", ["compiler", "compiler.*"]),
