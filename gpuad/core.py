@@ -85,12 +85,18 @@ class Primitive:
     vjp(ct, args, out, needed, **params) -> one cotangent bundle (or None) per argument
     batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
     Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
+    What the compiler's passes read (gpuad/compiler/passes.py), set beside the primitive:
+    elementwise (each output entry is a function of the arguments' entries at its own place,
+    broadcast), moves (each output entry is one entry of an argument, or zero, by an index map),
+    unchanged(constants, **params) -> the position of the argument the primitive returns unchanged
+    (its shape and dtype permitting) or None; constants holds each argument's constant value, None
+    where it is a variable of the program.
     complex_ready: whether the jvp/vjp rules hold for complex values (JAX's conventions: the JVP is
     the R-linear tangent map, the VJP its transpose, never its adjoint); the derivative traces refuse
     complex arguments of a primitive without it (refuse_complex).
     """
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
-                 "rev_forward", "complex_ready")
+                 "rev_forward", "complex_ready", "elementwise", "moves", "unchanged")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -100,6 +106,8 @@ class Primitive:
         self.pattern = None   # the sparsity rule (gpuad.sparse), where the primitive has one
         self.rev_forward = None  # (values, **params) -> output, where a tape records it (custom_call)
         self.complex_ready = nondiff  # no rule, nothing to get wrong
+        self.elementwise = self.moves = False
+        self.unchanged = None
 
     def __call__(self, *args, **params):
         return bind(self, *args, **params)

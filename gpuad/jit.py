@@ -15,8 +15,9 @@ from typing import Any, overload
 from . import backends
 from .api import Fun, as_output
 from .compiler import cost, graphs, replay
-from .compiler.program import Program, aval_of, trace_program
+from .compiler.ir import Program
 from .compiler.replay import Replay
+from .compiler.tracing import aval_of, trace_program
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .fpwarnings import at_user_line
 from .kernels import builds

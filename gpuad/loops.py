@@ -27,8 +27,10 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .api import vmap
-from .compiler.program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
+from .compiler.ir import Equation, Program, Var
+from .compiler.passes import dead_code, nbytes, optimised
 from .compiler.replay import Replay
+from .compiler.tracing import ProgramTrace, ProgramTracer
 from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, held_bytes, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
 from .reverse import RevTrace, RevTracer
@@ -94,7 +96,7 @@ def hoisted(body, consts):
             seeded.add(eq.out)
             pre.append(eq)
             rest.append(eq)
-        elif _nbytes(eq.out) <= sum(map(_nbytes, read)):
+        elif nbytes(eq.out) <= sum(map(nbytes, read)):
             const.add(eq.out)
             pre.append(eq)
         else:

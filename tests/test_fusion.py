@@ -17,7 +17,7 @@ import gpuad.numpy as gnp
 from gpuad.compiler import codegen, host
 from gpuad.compiler.cost import count
 from gpuad.compiler.fusion import Region, fuse
-from gpuad.compiler.program import Var
+from gpuad.compiler.ir import Var
 from gpuad.compiler.replay import Replay
 from gpuad.kernels import programs
 from gpuad.kernels.nvrtc import compile_cuda

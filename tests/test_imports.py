@@ -111,7 +111,7 @@ def _circle(edges):
 
 def test_the_reader_finds_known_imports():
     top, late = GRAPH["compiler.replay"]
-    assert {"chunking", "compiler.fusion", "compiler.program", "compiler.codegen", "backends"} <= top
+    assert {"chunking", "compiler.fusion", "compiler.ir", "compiler.tracing", "compiler.codegen", "backends"} <= top
     assert "compiler.host" in late and "compiler.host" not in top
     assert "ops.table" in GRAPH["kernels.source"][0] and GRAPH["tree"] == (set(), set())
 

@@ -13,7 +13,8 @@ from helpers import assert_close, assert_tree_close, on_backend, sampled, to_np
 import gpuad
 import gpuad.numpy as gnp
 from gpuad.compiler import replay
-from gpuad.compiler.program import Equation, Program, Var, common_subexpressions, dead_code
+from gpuad.compiler.ir import Equation, Program, Var
+from gpuad.compiler.passes import common_subexpressions, dead_code
 
 TRACEABLE = [s for s in tp.SPECS if s.batchable]  # the rest have value-dependent shapes (masks)
 specs = pytest.mark.parametrize("spec", TRACEABLE, ids=[s.name for s in TRACEABLE])
@@ -503,7 +504,7 @@ def test_vmap_layout_follows_the_planned_backend():
 
 def test_launch_model_counts_views_as_free_and_scatters_as_two():
     from gpuad.compiler.cost import count
-    from gpuad.compiler.program import trace_program
+    from gpuad.compiler.tracing import trace_program
     aval = gpuad.ShapeDtypeStruct((4, 3), np.float64)
     views = trace_program(lambda xs: [gnp.reshape(xs[0].T, (12,))[2:5]], [aval], ["x"])
     assert count(views) == 0

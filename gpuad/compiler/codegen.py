@@ -18,7 +18,7 @@ import numpy
 from ..kernels.source import _read
 from ..ops.table import ROWS
 from .fusion import basic
-from .program import Var
+from .ir import Var
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
 _C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}

@@ -16,7 +16,7 @@ this is the traffic of a machine whose cache holds none of the step's data.
 from math import prod
 
 from ..ops.contract import plan as contract_plan
-from .program import Var
+from .ir import Var
 from .replay import plan
 
 # primitive name -> launches per call; a callable takes the equation

@@ -35,7 +35,7 @@ from .. import backends
 from ..core import Tracer
 from ..ops import MOVES
 from ..ops.table import ROWS
-from .program import Var
+from .ir import Var
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool")))  # dtypes, not names: names are slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads

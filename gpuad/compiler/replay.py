@@ -22,7 +22,8 @@ from ..kernels import builds
 from ..ops.indexing import add_at
 from . import codegen, graphs
 from .fusion import MEMBERS, Region, fuse, view
-from .program import Var, program_so_far
+from .ir import Var, dying
+from .tracing import program_so_far
 
 
 class Step:
@@ -159,20 +160,19 @@ def peak_bytes(program, steps):
         for v in s.outs:
             buffer[v] = buffer.get(s.ins[0], id(v)) if shares and isinstance(s.ins[0], Var) else id(v)
             size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
-    last = {a: i for i, s in enumerate(steps) for a in s.ins if isinstance(a, Var)}
     names = {}  # buffer id -> live names
     for v in [v for s in steps for v in s.outs]:
         names[buffer[v]] = names.get(buffer[v], 0) + 1
     live, peak, held = 0, 0, set()
-    ends = {o for o in program.outs if isinstance(o, Var)} | set(program.ins)
-    for i, s in enumerate(steps):
+    ends = program.out_vars() | set(program.ins)
+    read = {a for s in steps for a in s.ins if isinstance(a, Var)}
+    for s, gone in zip(steps, dying(steps, ends)):
         for v in s.outs:
             if buffer[v] not in held:
                 held.add(buffer[v])
                 live += size[buffer[v]]
         peak = max(peak, live)
-        for v in {a for a in s.ins if isinstance(a, Var) and last[a] == i and a not in ends} | \
-                {v for v in s.outs if v not in last and v not in ends}:
+        for v in set(gone) | {v for v in s.outs if v not in read and v not in ends}:
             names[buffer[v]] -= 1
             if not names[buffer[v]]:
                 live -= size[buffer[v]]
@@ -405,24 +405,16 @@ def _generate(program, steps):
         env[f"c{len(env)}"] = a
         return f"c{len(env) - 1}"
 
-    last = {}
-    for i, step in enumerate(steps):
-        for a in step.ins:
-            if isinstance(a, Var):
-                last[a] = i
-    keep = {o for o in program.outs if isinstance(o, Var)} | set(program.ins)
     lines = [f"def replay({', '.join(names[v] for v in program.ins)}):"]
-    for i, step in enumerate(steps):
+    for i, (step, gone) in enumerate(zip(steps, dying(steps, program.out_vars() | set(program.ins)))):
         env[f"f{i}"] = step.fn
         args = ", ".join(ref(a) for a in step.ins)
         for k, v in enumerate(step.outs):
             names[v] = f"v{i}_{k}"
         targets = ", ".join(names[v] for v in step.outs) + ("," if step.kind in ("region", "graph") else "")
         lines.append(f"    {targets} = f{i}({args})")
-        dead = [names[a] for a in dict.fromkeys(a for a in step.ins if isinstance(a, Var))
-                if last[a] == i and a not in keep]
-        if dead:
-            lines.append(f"    del {', '.join(dead)}")
+        if gone:
+            lines.append(f"    del {', '.join(names[a] for a in gone)}")
     lent = _borrowed(program, steps)
     outs = [f"{ref(o)}.copy()" if (o in lent if isinstance(o, Var) else hasattr(o, "copy")) else ref(o)
             for o in program.outs]

@@ -240,6 +240,7 @@ from . import patterns  # noqa: E402  (here with the rules it serves)
 # line along the axis may be read or written.
 for _prim in (getitem, concatenate, index_set):
     _prim.pattern = patterns.moves(_prim)
+getitem.moves = scatter.moves = concatenate.moves = True
 scatter.pattern = patterns.spreads(lambda out_ids, args, shape, idx: patterns.run(getitem, [out_ids], {"idx": idx}))
 _take_known = patterns.moves(take_along, data=(0,))
 _put_known = patterns.spreads(

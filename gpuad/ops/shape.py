@@ -92,4 +92,7 @@ from . import patterns  # noqa: E402  (here with the rules it serves)
 
 for _prim in (reshape, transpose, broadcast_to):
     _prim.pattern = patterns.moves(_prim)
+    _prim.moves = True
+reshape.unchanged = broadcast_to.unchanged = lambda constants, shape: 0  # where the shape is the same
+transpose.unchanged = lambda constants, perm: 0 if perm == tuple(range(len(perm))) else None
 reduce_sum.pattern = patterns.reduction

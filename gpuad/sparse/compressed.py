@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from .. import backends
 from .. import numpy as gnp
 from ..api import Call, grad
-from ..compiler.program import ProgramTracer
+from ..compiler.tracing import ProgramTracer
 from ..core import Tracer, dtype, shape, staging
 from ..fpwarnings import at_user_line
 from ..tree import register_pytree_node

@@ -1,6 +1,6 @@
 """Sparsity patterns, found by propagating index sets through the function's traced program.
 
-The function is traced abstractly (gpuad.compiler.program.trace_program: shapes and dtypes, no data), so
+The function is traced abstractly (gpuad.compiler.tracing.trace_program: shapes and dtypes, no data), so
 the pattern holds for every value of the inputs: it is the union of the patterns of all the
 branches a value could take, and Python control flow on input values cannot occur (tracing
 refuses it, as gpuad.jit does). Each value's pattern is a boolean CSR matrix (its elements x the
@@ -21,7 +21,8 @@ import scipy.sparse as sp
 
 from .. import backends
 from ..api import _argnums, _as_input, grad
-from ..compiler.program import Var, trace_program
+from ..compiler.ir import Var, dying
+from ..compiler.tracing import trace_program
 from ..core import ShapeDtypeStruct, Tracer, dtype, shape
 from ..ops.patterns import Through, run, unknown
 from ..tree import tree_flatten
@@ -173,14 +174,11 @@ def propagate(program, inputs, n):
     constants) are computed where small, so that their zeros count as a constant's do."""
     env = dict(zip(program.ins, inputs))
     known, nonzero = {}, {}  # Var -> its value (made from constants alone); Var -> where it may be non-zero
-    last = {a: k for k, eq in enumerate(program.equations) for a in eq.ins if isinstance(a, Var)}
-    keep = {o for o in program.outs if isinstance(o, Var)}
-    for k, eq in enumerate(program.equations):
+    for eq, gone in zip(program.equations, dying(program.equations, program.out_vars())):
         _propagate_one(eq, env, known, nonzero)
-        for a in eq.ins:  # what no later equation reads is dropped: the patterns of large programs add up
-            if isinstance(a, Var) and last[a] == k and a not in keep:
-                for d in (env, known, nonzero):
-                    d.pop(a, None)
+        for a in gone:  # what no later equation reads is dropped: the patterns of large programs add up
+            for d in (env, known, nonzero):
+                d.pop(a, None)
     return [_or_empty(env.get(o) if isinstance(o, Var) else None, math.prod(shape(o)), n) for o in program.outs]
 
 

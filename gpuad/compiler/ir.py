@@ -1,0 +1,118 @@
+"""The compiler's IR: typed variables, equations over them, programs, and their printing.
+
+A `Program` is a straight list of `Equation`s, `out = prim(*ins, **params)`; an input of an
+equation (and an output of the program) is a `Var`, made by an earlier equation or an input of
+the program, or a constant (an array or a Python scalar) held in the equation. Programs are made
+by abstract tracing (tracing.py), rewritten by the passes (passes.py) and planned, fused and
+replayed by the rest of the package. `Program.check()` verifies one.
+"""
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as onp
+
+from ..core import Tracer, bind
+
+
+class Var:
+    """A typed variable of a program."""
+    __slots__ = ("id", "shape", "dtype")
+
+    def __init__(self, id_: int, aval: Any) -> None:
+        self.id: int = id_
+        self.shape: tuple[int, ...] = aval.shape
+        self.dtype: onp.dtype = aval.dtype
+
+    def __repr__(self) -> str:
+        return f"v{self.id}"
+
+
+class Equation:
+    """out = prim(*ins, **params); an input is a Var or a constant (array or Python scalar)."""
+    __slots__ = ("prim", "ins", "out", "params")
+
+    def __init__(self, prim: Any, ins: list[Any], out: Var, params: dict[str, Any]) -> None:
+        self.prim, self.ins, self.out, self.params = prim, ins, out, params
+
+
+class Program:
+    """Equations over variables: inputs in `ins`, outputs in `outs` (Vars or constants)."""
+    sweeps = False  # set on a traced program whose function ran Jacobian sweeps (chunk_size can split them)
+
+    def __init__(self, ins: list[Var], equations: list[Equation], outs: list[Any]) -> None:
+        self.ins, self.equations, self.outs = ins, equations, outs
+
+    @property
+    def cacheable(self) -> bool:
+        """False when a constant is a value of an enclosing transform (a closure over a tracer):
+        such a program is valid for the call that traced it only."""
+        return not any(isinstance(a, Tracer) for eq in self.equations for a in eq.ins) and \
+            not any(isinstance(o, Tracer) for o in self.outs)
+
+    def evaluate(self, values: Sequence[Any]) -> list[Any]:
+        """The outputs for input values of any kind (arrays, or tracers of outer transforms), by
+        binding each equation's primitive: transforms of a compiled function run over it here."""
+        env = dict(zip(self.ins, values))
+        for eq in self.equations:
+            env[eq.out] = bind(eq.prim, *[env[a] if isinstance(a, Var) else a for a in eq.ins], **eq.params)
+        return [env[o] if isinstance(o, Var) else o for o in self.outs]
+
+    def text(self) -> str:
+        """The program, one equation a line, readable like a jaxpr."""
+        lines = [f"{{ lambda {', '.join(_typed(v) for v in self.ins)} ."]
+        for eq in self.equations:
+            params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items())
+            args = " ".join(_atom(a) for a in eq.ins)
+            lines.append(f"    {_typed(eq.out)} = {eq.prim.name}{'[' + params + ']' if params else ''} {args}")
+        lines.append(f"  in ({', '.join(_atom(o) for o in self.outs)}) }}")
+        return "\n".join(lines)
+
+    def out_vars(self) -> set[Var]:
+        """The outputs that are variables (the others are constants)."""
+        return {o for o in self.outs if isinstance(o, Var)}
+
+    def next_id(self) -> int:
+        """An id above every variable's: where a pass numbers the variables it adds."""
+        return max([v.id for v in self.ins] + [eq.out.id for eq in self.equations], default=-1) + 1
+
+
+def dying(nodes: Sequence[Any], keep: Iterable[Var] = ()) -> list[list[Var]]:
+    """Last-use liveness: for each node (an equation, or a replay step: anything with `ins`), the
+    variables it reads for the last time, but for those in `keep` (outputs, inputs), in the order
+    it reads them: what may be dropped once it ran. Computed once for a list of nodes, by whoever
+    walks it (the folding pass, the sparsity propagation, the replay's peak and its source, a CUDA
+    graph's function)."""
+    last: dict[Var, int] = {}
+    for k, node in enumerate(nodes):
+        for a in node.ins:
+            if isinstance(a, Var):
+                last[a] = k
+    kept = set(keep)
+    return [[a for a in dict.fromkeys(a for a in node.ins if isinstance(a, Var)) if last[a] == k and a not in kept]
+            for k, node in enumerate(nodes)]
+
+
+def _typed(v: Var) -> str:
+    return f"{v}:{v.dtype.name}{list(v.shape)}"
+
+
+def _atom(a: Any) -> str:
+    if isinstance(a, Var):
+        return repr(a)
+    if hasattr(a, "shape") and a.shape:
+        return f"const:{a.dtype.name}{list(a.shape)}"
+    return repr(a.item() if hasattr(a, "item") else a)
+
+
+def _short(p: Any) -> str:
+    if isinstance(p, onp.dtype):
+        return p.name
+    if isinstance(p, tuple):
+        return "(" + ", ".join(_short(x) for x in p) + ")"
+    if hasattr(p, "shape"):
+        return f"array{list(p.shape)}"
+    if isinstance(p, slice):
+        text = ":".join("" if x is None else str(x) for x in (p.start, p.stop))
+        return text + (f":{p.step}" if p.step is not None else "")
+    return repr(p)
+
