@@ -170,9 +170,19 @@ def refuse_complex(prim, values):
                             "the transform (docs/complex.md lists what takes complex values)")
 
 
-def staging():
-    """The innermost active trace that stages primitives without arguments (a traced program's), or None."""
-    return next((t for t in reversed(_stack.get()) if t.stages), None)
+_STACK = object()  # staging()'s default: ask the stack of traces, not a value
+
+
+def staging(x=_STACK):
+    """gpuad.jit's "am I traced?", which every place that asks it asks here. staging(): the innermost
+    active trace that stages primitives (the trace of a program gpuad.jit traces), or None.
+    staging(x): the staging trace x is a value of, beneath any transforms over it, or None (x is a
+    constant, or a value of other transforms alone)."""
+    if x is _STACK:
+        return next((t for t in reversed(_stack.get()) if t.stages), None)
+    while isinstance(x, Tracer) and not x._trace.stages:
+        x = x._inner()
+    return x._trace if isinstance(x, Tracer) else None
 
 
 class Trace:
@@ -218,7 +228,6 @@ def new_trace(cls):
 class Tracer:
     """A value under a transform. Array methods and operators are installed by gpuad.numpy."""
     __slots__ = ("_trace",)
-    replayed = False  # True for values of a compiled program: their ops cost no dispatch when it runs
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (W @ x with W a NumPy array)
 
@@ -279,13 +288,6 @@ class Tracer:
 
     def _held_bytes(self):
         return held_bytes(self._inner())  # a tape id or a batch mark holds no array
-
-
-def program_value(x):
-    """The value of a program being traced (gpuad.jit) inside x, through any transforms over it, or None."""
-    while isinstance(x, Tracer) and not x.replayed:
-        x = x._inner()
-    return x if isinstance(x, Tracer) else None
 
 
 def shape(x):

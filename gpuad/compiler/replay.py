@@ -17,13 +17,12 @@ from math import prod
 import numpy as onp
 
 from .. import backends
-from ..chunking import CHECK_FROM, install_plan_check, size_text
 from ..kernels import builds
 from ..ops.indexing import add_at
+from ..sizes import CHECK_FROM, size_text
 from . import codegen, graphs
 from .fusion import MEMBERS, Region, fuse, view
 from .ir import Var, dying
-from .tracing import program_so_far
 
 
 class Step:
@@ -423,5 +422,3 @@ def _generate(program, steps):
     exec(compile(source, "<gpuad.jit replay>", "exec"), env)
     return source, env["replay"]
 
-
-install_plan_check(lambda values: peak_bytes(p := program_so_far(values), plan(p, fusion_wanted())))

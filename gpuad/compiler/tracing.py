@@ -22,7 +22,6 @@ from .passes import optimised
 class ProgramTracer(Tracer):
     """A value while a program is traced: a variable with a shape and a dtype, no data."""
     __slots__ = ("var", "origin")
-    replayed = True
 
     def __init__(self, trace, var, origin):
         self._trace, self.var, self.origin = trace, var, origin
@@ -119,12 +118,20 @@ def trace_program(fun, avals, names, who=JIT):
 
 
 def program_so_far(values):
-    """The optimised program making these values of a program being traced, from what has been
-    traced so far (its inputs: the variables it reads and does not make)."""
+    """The optimised program making these values of a program being traced (beneath any transforms
+    over it), from what has been traced so far (its inputs: the variables it reads and does not make)."""
+    values = [_beneath(v) for v in values]
     trace = values[0]._trace
     made = {eq.out for eq in trace.equations}
     ins = list(dict.fromkeys(a for eq in trace.equations for a in eq.ins if isinstance(a, Var) and a not in made))
     return optimised(Program(ins, list(trace.equations), [v.var for v in values]))
+
+
+def _beneath(x):
+    """The program's value beneath the transforms over x, a value of a program being traced."""
+    while not isinstance(x, ProgramTracer):
+        x = x._inner()
+    return x
 
 
 def aval_of(x):

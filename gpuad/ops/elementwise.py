@@ -9,7 +9,7 @@ import math
 import numpy as onp
 
 from .. import backends
-from ..core import SCALARS, Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape
+from ..core import SCALARS, Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape, staging
 from .shape import broadcast_to, reshape, transpose, with_unit_axes_at
 from .table import REAL_ONLY, ROWS, SPECIAL_NAMES, RuleNamespace, cotangents_in, fit_output, tangent_out
 
@@ -113,7 +113,7 @@ SMALL_EXAMPLE, LARGE_BATCH = 16, 256
 def _batch_last(args, batched):
     if not backends.current().batch_innermost:
         return False
-    if any(isinstance(a, Tracer) and not a.replayed for a in args):
+    if any(isinstance(a, Tracer) and staging(a) is not a._trace for a in args):  # a transform's value, not jit's
         return False
     ndim = max(len(shape(a)) - b for a, b in zip(args, batched))
     b = next(shape(a)[0] for a, f in zip(args, batched) if f)
