@@ -211,6 +211,7 @@ class Scan:
         self.out_avals = carries + [ShapeDtypeStruct((length,) + a.shape, a.dtype) for a in ys]
         self.kept = None
         self._stored = self._runner = None
+        self.bodies = [body]  # the programs it holds (Program.check verifies them)
 
     def __repr__(self):
         return f"{self.name}(length={self.length}{', reverse' if self.reverse else ''})"
@@ -477,6 +478,7 @@ class While:
         self.n_carry = len(self.out_avals)
         self.kept = None  # (operands, the scan of the counted trips) where a tape recorded the loop
         self._runners = None
+        self.bodies = [cond, body]
 
     def __repr__(self):
         return self.name
@@ -672,6 +674,7 @@ class Cond:
         self.branches, self.name = branches, name
         self.out_avals = avals_of(branches[0])
         self._runners = None
+        self.bodies = branches
 
     def __repr__(self):
         return f"{self.name}({len(self.branches)} branches)"

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as onp
 
-from ..core import Tracer, bind
+from ..core import ShapeDtypeStruct, Tracer, bind
 
 
 class Var:
@@ -60,12 +60,39 @@ class Program:
     def text(self) -> str:
         """The program, one equation a line, readable like a jaxpr."""
         lines = [f"{{ lambda {', '.join(_typed(v) for v in self.ins)} ."]
-        for eq in self.equations:
-            params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items())
-            args = " ".join(_atom(a) for a in eq.ins)
-            lines.append(f"    {_typed(eq.out)} = {eq.prim.name}{'[' + params + ']' if params else ''} {args}")
+        lines += [f"    {_line(eq)}" for eq in self.equations]
         lines.append(f"  in ({', '.join(_atom(o) for o in self.outs)}) }}")
         return "\n".join(lines)
+
+    def check(self) -> None:
+        """Verify the program, or raise ValueError naming the first fault: each variable assigned
+        once (an input, or one equation's output), every operand and output defined before it is
+        read, each equation's output of the shape and dtype its primitive's abstract rule gives,
+        and the programs a parameter holds (a loop's bodies, a cond's branches: its `bodies`)
+        verified likewise. The tests run it after every pass."""
+        defined: set[Var] = set()
+
+        def define(v: Var, where: str) -> None:
+            if v in defined:
+                raise ValueError(f"{where}: {v} is assigned a second time")
+            defined.add(v)
+        for v in self.ins:
+            define(v, "the program's inputs")
+        for k, eq in enumerate(self.equations):
+            where = f"equation {k} ({_line(eq)})"
+            unknown = [a for a in eq.ins if isinstance(a, Var) and a not in defined]
+            if unknown:
+                raise ValueError(f"{where}: reads {unknown[0]} before any input or equation defines it")
+            define(eq.out, where)
+            _check_aval(eq, where)
+            for body in (b for p in eq.params.values() for b in getattr(p, "bodies", ())):
+                try:
+                    body.check()
+                except ValueError as e:
+                    raise ValueError(f"{where}, in a body it holds: {e}") from None
+        unknown = [o for o in self.outs if isinstance(o, Var) and o not in defined]
+        if unknown:
+            raise ValueError(f"the program's output {unknown[0]} is defined by no input or equation")
 
     def out_vars(self) -> set[Var]:
         """The outputs that are variables (the others are constants)."""
@@ -90,6 +117,23 @@ def dying(nodes: Sequence[Any], keep: Iterable[Var] = ()) -> list[list[Var]]:
     kept = set(keep)
     return [[a for a in dict.fromkeys(a for a in node.ins if isinstance(a, Var)) if last[a] == k and a not in kept]
             for k, node in enumerate(nodes)]
+
+
+def _check_aval(eq: Equation, where: str) -> None:
+    """ValueError unless eq's output has the shape and dtype its primitive's abstract rule gives."""
+    if eq.prim.abstract is None:
+        raise ValueError(f"{where}: primitive {eq.prim.name} has no abstract rule to check its output by")
+    aval = eq.prim.abstract(*[ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else a for a in eq.ins],
+                            **eq.params)
+    if (tuple(aval.shape), onp.dtype(aval.dtype)) != (tuple(eq.out.shape), eq.out.dtype):
+        raise ValueError(f"{where}: its output is {_typed(eq.out)}, but {eq.prim.name} of these operands makes "
+                         f"{onp.dtype(aval.dtype).name}{list(aval.shape)}")
+
+
+def _line(eq: Equation) -> str:
+    params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items())
+    args = " ".join(_atom(a) for a in eq.ins)
+    return f"{_typed(eq.out)} = {eq.prim.name}{'[' + params + ']' if params else ''} {args}"
 
 
 def _typed(v: Var) -> str:

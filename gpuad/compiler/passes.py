@@ -23,8 +23,10 @@ from .ir import Equation, Program, Var, dying
 
 
 def optimised(program):
-    program = simplify(fold_constants(program))  # a seed's same-shape reshapes go before contractions are read
-    return dead_code(common_subexpressions(simplify(broadcast_products(diagonal_contractions(program)))))
+    """The program through every pass of PIPELINE, in order."""
+    for run in PIPELINE:
+        program = run(program)
+    return program
 
 
 class Renamed:
@@ -338,3 +340,8 @@ def _key(x):
     if isinstance(x, float) and x != x:  # nan != nan: key NaNs by identity, never merge them
         return ("id", id(x))
     return (type(x).__name__, x)
+
+
+# the passes optimised runs, in order: a seed's same-shape reshapes go (simplify) before contractions are read
+PIPELINE = (fold_constants, simplify, diagonal_contractions, broadcast_products, simplify, common_subexpressions,
+            dead_code)

@@ -107,12 +107,20 @@ def trace_program(fun, avals, names, who=JIT):
     """Trace fun(*leaves) over abstract inputs (ShapeDtypeStructs; `names` says what each is, for
     error messages). fun returns a flat list of outputs. Returns the optimised Program. who:
     (the name of what traces, the remedy its messages offer for control flow on a traced value)."""
+    program = traced(fun, avals, names, who)
+    optimal = optimised(program)
+    optimal.sweeps = program.sweeps
+    return optimal
+
+
+def traced(fun, avals, names, who=JIT):
+    """trace_program's Program before the passes (tests/test_passes.py runs them one by one)."""
     with new_trace(ProgramTrace) as trace:
         trace.who, trace.remedy = who
         inputs = [trace.new_input(a, n) for a, n in zip(avals, names)]
         outs = fun(inputs)
         outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else trace.constant(o) for o in outs]
-    program = optimised(Program([t.var for t in inputs], trace.equations, outs))
+    program = Program([t.var for t in inputs], trace.equations, outs)
     program.sweeps = trace.sweeps
     return program
 
