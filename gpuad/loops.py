@@ -27,10 +27,10 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .api import vmap
-from .compiler.ir import Equation, Program, Var
+from .compiler.ir import Equation, Lit, Program, Var
 from .compiler.passes import dead_code, nbytes, optimised
 from .compiler.replay import Replay
-from .compiler.tracing import ProgramTrace, ProgramTracer
+from .compiler.tracing import ProgramTrace
 from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, held_bytes, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
 from .reverse import RevTrace, RevTracer
@@ -48,21 +48,20 @@ def trace_body(fun, avals, what):
     hoisted, consts = {}, []
 
     def hoist(a):
-        if isinstance(a, ProgramTracer) and a._trace is trace:
-            return a.var
-        if not isinstance(a, Tracer):
+        """An atom of the body, a value of another trace (a Lit holding a tracer) made an input."""
+        if not (isinstance(a, Lit) and a.traced):
             return a
-        if id(a) not in hoisted:
-            hoisted[id(a)] = trace.new_input(same(a), "a closed-over value").var
-            consts.append(a)
-        return hoisted[id(a)]
+        if id(a.val) not in hoisted:
+            hoisted[id(a.val)] = trace.new_input(same(a.val), "a closed-over value").var
+            consts.append(a.val)
+        return hoisted[id(a.val)]
     equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.out, eq.params) for eq in trace.equations]
-    outs = [hoist(o) for o in outs]
+    outs = [hoist(trace.atom(o)) for o in outs]
     return optimised(Program(list(hoisted.values()) + [t.var for t in inputs], equations, outs)), consts
 
 
 def avals_of(program):
-    return [ShapeDtypeStruct(v.shape, v.dtype) if isinstance(v, Var) else same(v) for v in program.outs]
+    return [ShapeDtypeStruct(v.shape, v.dtype) for v in program.outs]
 
 
 def in_avals(program):

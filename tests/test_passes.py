@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.compiler.ir import Equation, Program, Var
+from gpuad.compiler.ir import Equation, Lit, Program, Var
 from gpuad.compiler.passes import PIPELINE, common_subexpressions, dead_code
 from gpuad.compiler.tracing import traced
 from gpuad.core import ShapeDtypeStruct
@@ -103,7 +103,7 @@ def test_check_names_each_fault(fault):
 
 def test_check_accepts_a_valid_hand_built_program_with_constants():
     x, a, b = _vars(3)
-    Program([x], [Equation(_SIN, [x], a, {}), Equation(PRIMS["add"], [a, 2.0], b, {})], [b, 1.5]).check()
+    Program([x], [Equation(_SIN, [x], a, {}), Equation(PRIMS["add"], [a, Lit(2.0)], b, {})], [b, Lit(1.5)]).check()
 
 
 def test_check_verifies_a_loop_body_it_holds():
@@ -146,8 +146,8 @@ def test_passes_on_a_hand_built_program():
 
 
 def _array_constants(lowered):
-    return [a for eq in lowered.program.equations for a in eq.ins if hasattr(a, "ndim") and a.ndim
-            and not isinstance(a, Var)]
+    return [a.val for eq in lowered.program.equations for a in eq.ins
+            if isinstance(a, Lit) and getattr(a.val, "ndim", 0)]
 
 
 def test_seeds_are_equations_and_what_combines_or_sums_them_folds():

@@ -18,7 +18,7 @@ import numpy
 from ..kernels.source import _read
 from ..ops.table import ROWS
 from .fusion import basic
-from .ir import Var
+from .ir import Lit, Var
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
 _C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}
@@ -192,8 +192,8 @@ class _Body:
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
-        if isinstance(a, (bool, int, float)):
-            return _literal(a)
+        if isinstance(a, Lit) and isinstance(a.val, (bool, int, float)):
+            return _literal(a.val)
         key = _key(a)
         if key[1] in self.region.literals:
             value = self.region.literals[key[1]]
@@ -240,7 +240,8 @@ class _Body:
         if name == "transpose":
             return self.value(eq.ins[0], _transpose_index(p["perm"], idx))
         if name == "getitem":
-            return self.value(eq.ins[0], _getitem_index(eq.ins[0].shape, p["idx"], idx, self._position))
+            at = _getitem_index(eq.ins[0].shape, p["idx"], idx, lambda i, at, n: self._position(Lit(i), at, n))
+            return self.value(eq.ins[0], at)
         if name == "take_along":
             x, positions, axis = eq.ins[0], eq.ins[1], p["axis"]
             at = self._position(positions, idx, x.shape[axis])
@@ -264,10 +265,10 @@ class _Body:
         at = self.value(p, _broadcast_index(p, idx))
         if re.fullmatch(r"-?\d+LL", at):
             return f"{int(at[:-2]) % n}LL"
-        if not isinstance(p, Var):
-            if id(p) not in self.nonnegative:
-                self.nonnegative[id(p)] = bool((p >= 0).all())
-            if self.nonnegative[id(p)]:
+        if isinstance(p, Lit):
+            if id(p.val) not in self.nonnegative:
+                self.nonnegative[id(p.val)] = bool((p.val >= 0).all())
+            if self.nonnegative[id(p.val)]:
                 return at
         return f"gpuad_wrap({at}, {n}LL)"
 
@@ -408,8 +409,6 @@ def _digit(shape, d, i="i"):
 
 def _broadcast_index(a, idx):
     """The index of a, right-aligned against idx (size-1 axes read at 0)."""
-    if isinstance(a, (bool, int, float)):
-        return ()
     lead = len(idx) - len(a.shape)
     return tuple("0LL" if d == 1 else idx[lead + k] for k, d in enumerate(a.shape))
 
@@ -705,7 +704,7 @@ def _literal(value):
 
 
 def _key(a):
-    return ("v", a.id) if isinstance(a, Var) else ("c", id(a))
+    return ("v", a.id) if isinstance(a, Var) else ("c", id(a.val))
 
 
 def _expression(eq, ops):

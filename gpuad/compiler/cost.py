@@ -65,7 +65,8 @@ def bytes_moved(program, fusion=True):
         if step.kind == "add_at_into":  # the added values, and the part of the target they land on
             total += 3 * _bytes(step.ins[1])
             continue
-        arrays = {id(a): a for a in step.ins if isinstance(a, Var) or hasattr(a, "nbytes")}.values()
+        arrays = {a if isinstance(a, Var) else id(a.val): a for a in step.ins
+                  if isinstance(a, Var) or hasattr(a.val, "nbytes")}.values()
         read, written = sum(map(_bytes, arrays)), sum(map(_bytes, step.outs))  # add_into: its target both
         if step.kind == "eq" and step.node.prim.name == "contract":
             read += 2 * sum(_bytes(a) for a, copy in zip(step.ins, _copies(step.node)) if copy)

@@ -125,7 +125,7 @@ def run_function(steps, ins, outs):
     def run(*arrays):
         env = dict(zip(ins, arrays))
         for s, dropped in zip(steps, gone):
-            result = s.fn(*[env[a] if isinstance(a, Var) else a for a in s.ins])
+            result = s.fn(*[a.read(env) for a in s.ins])
             env.update(zip(s.outs, result if s.kind == "region" else [result]))
             for a in dropped:
                 env.pop(a, None)

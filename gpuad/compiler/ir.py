@@ -1,8 +1,8 @@
 """The compiler's IR: typed variables, equations over them, programs, and their printing.
 
 A `Program` is a straight list of `Equation`s, `out = prim(*ins, **params)`; an input of an
-equation (and an output of the program) is a `Var`, made by an earlier equation or an input of
-the program, or a constant (an array or a Python scalar) held in the equation. Programs are made
+equation (and an output of the program) is an atom: a `Var`, made by an earlier equation or an
+input of the program, or a `Lit`, a constant held in the equation. Programs are made
 by abstract tracing (tracing.py), rewritten by the passes (passes.py) and planned, fused and
 replayed by the rest of the package. `Program.check()` verifies one.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as onp
 
-from ..core import ShapeDtypeStruct, Tracer, bind
+from ..core import ShapeDtypeStruct, Tracer, bind, dtype, shape
 
 
 class Var:
@@ -26,36 +26,72 @@ class Var:
     def __repr__(self) -> str:
         return f"v{self.id}"
 
+    def read(self, env: dict[Any, Any]) -> Any:
+        """Its value in env (Var -> value)."""
+        return env[self]
+
+
+class Lit:
+    """A constant operand held in an equation (or a constant output of a program): an array, a
+    Python number, or a value of an enclosing transform (`traced`: then the program is valid for
+    the call that traced it only). Hashed by identity, as a Var is."""
+    __slots__ = ("val",)
+
+    def __init__(self, val: Any) -> None:
+        self.val = val
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return shape(self.val)
+
+    @property
+    def dtype(self) -> onp.dtype:
+        return dtype(self.val)
+
+    @property
+    def traced(self) -> bool:
+        return isinstance(self.val, Tracer)
+
+    def read(self, env: dict[Any, Any]) -> Any:
+        """Its value, wherever it is read."""
+        return self.val
+
+    def __repr__(self) -> str:
+        return _atom(self)
+
+
+Atom = Var | Lit
+
 
 class Equation:
-    """out = prim(*ins, **params); an input is a Var or a constant (array or Python scalar)."""
+    """out = prim(*ins, **params); each input an atom (a Var or a Lit)."""
     __slots__ = ("prim", "ins", "out", "params")
 
-    def __init__(self, prim: Any, ins: list[Any], out: Var, params: dict[str, Any]) -> None:
+    def __init__(self, prim: Any, ins: list[Atom], out: Var, params: dict[str, Any]) -> None:
         self.prim, self.ins, self.out, self.params = prim, ins, out, params
 
 
 class Program:
-    """Equations over variables: inputs in `ins`, outputs in `outs` (Vars or constants)."""
+    """Equations over variables: inputs in `ins`, outputs in `outs` (atoms)."""
     sweeps = False  # set on a traced program whose function ran Jacobian sweeps (chunk_size can split them)
 
-    def __init__(self, ins: list[Var], equations: list[Equation], outs: list[Any]) -> None:
+    def __init__(self, ins: list[Var], equations: list[Equation], outs: list[Atom]) -> None:
         self.ins, self.equations, self.outs = ins, equations, outs
 
     @property
     def cacheable(self) -> bool:
         """False when a constant is a value of an enclosing transform (a closure over a tracer):
         such a program is valid for the call that traced it only."""
-        return not any(isinstance(a, Tracer) for eq in self.equations for a in eq.ins) and \
-            not any(isinstance(o, Tracer) for o in self.outs)
+        atoms = [a for eq in self.equations for a in eq.ins] + self.outs
+        return not any(isinstance(a, Lit) and a.traced for a in atoms)
 
     def evaluate(self, values: Sequence[Any]) -> list[Any]:
         """The outputs for input values of any kind (arrays, or tracers of outer transforms), by
         binding each equation's primitive: transforms of a compiled function run over it here."""
-        env = dict(zip(self.ins, values))
+        env: dict[Any, Any] = dict(zip(self.ins, values))
         for eq in self.equations:
-            env[eq.out] = bind(eq.prim, *[env[a] if isinstance(a, Var) else a for a in eq.ins], **eq.params)
-        return [env[o] if isinstance(o, Var) else o for o in self.outs]
+            env[eq.out] = bind(eq.prim, *[a.read(env) for a in eq.ins], **eq.params)
+        return [o.read(env) for o in self.outs]
 
     def text(self) -> str:
         """The program, one equation a line, readable like a jaxpr."""
@@ -119,12 +155,16 @@ def dying(nodes: Sequence[Any], keep: Iterable[Var] = ()) -> list[list[Var]]:
             for k, node in enumerate(nodes)]
 
 
+def abstract(a: Atom) -> Any:
+    """What a primitive's abstract rule takes for an atom: a Var's shape and dtype, a Lit's value."""
+    return ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else a.val
+
+
 def _check_aval(eq: Equation, where: str) -> None:
     """ValueError unless eq's output has the shape and dtype its primitive's abstract rule gives."""
     if eq.prim.abstract is None:
         raise ValueError(f"{where}: primitive {eq.prim.name} has no abstract rule to check its output by")
-    aval = eq.prim.abstract(*[ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else a for a in eq.ins],
-                            **eq.params)
+    aval = eq.prim.abstract(*map(abstract, eq.ins), **eq.params)
     if (tuple(aval.shape), onp.dtype(aval.dtype)) != (tuple(eq.out.shape), eq.out.dtype):
         raise ValueError(f"{where}: its output is {_typed(eq.out)}, but {eq.prim.name} of these operands makes "
                          f"{onp.dtype(aval.dtype).name}{list(aval.shape)}")
@@ -140,9 +180,10 @@ def _typed(v: Var) -> str:
     return f"{v}:{v.dtype.name}{list(v.shape)}"
 
 
-def _atom(a: Any) -> str:
+def _atom(a: Atom) -> str:
     if isinstance(a, Var):
         return repr(a)
+    a = a.val
     if hasattr(a, "shape") and a.shape:
         return f"const:{a.dtype.name}{list(a.shape)}"
     return repr(a.item() if hasattr(a, "item") else a)

@@ -19,7 +19,7 @@ from ..ops.creation import eye
 from ..ops.elementwise import SMALL_CONSTANT, multiply
 from ..ops.shape import reduce_sum, reshape, transpose
 from . import seeds
-from .ir import Equation, Program, Var, dying
+from .ir import Equation, Lit, Program, Var, abstract, dying
 
 
 def optimised(program):
@@ -46,7 +46,7 @@ def rewrite(program, visit, out=None):
     final value (default: as it is)."""
     rename, kept = {}, []
     for eq, gone in zip(program.equations, dying(program.equations, program.out_vars())):
-        eq = Equation(eq.prim, [rename.get(a, a) if isinstance(a, Var) else a for a in eq.ins], eq.out, eq.params)
+        eq = Equation(eq.prim, [rename.get(a, a) for a in eq.ins], eq.out, eq.params)
         for a in gone:
             rename.pop(a, None)
         result = visit(eq)
@@ -54,7 +54,7 @@ def rewrite(program, visit, out=None):
             rename[eq.out] = result.value
         else:
             kept.extend(result)
-    outs = [rename.get(o, o) if isinstance(o, Var) else o for o in program.outs]
+    outs = [rename.get(o, o) for o in program.outs]
     return Program(program.ins, kept, outs if out is None else [out(o) for o in outs])
 
 
@@ -79,18 +79,18 @@ def fold_constants(program):
 
     def visit(eq):
         nonlocal budget
-        if not all(a in made if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
+        if not all(a in made if isinstance(a, Var) else not a.traced for a in eq.ins):
             return [_dense_ins(eq)]
         seed = _from_seeds(eq, seeded)
         if seed is None:
             folded = _sparse_fold(eq, made, seeded)
             if folded is not None:
-                return Renamed(folded)
+                return Renamed(Lit(folded))
             eq = _dense_ins(eq)
             needed = _ancestors(eq, made)
             budget = _fold_budget() if budget is None else budget
             if 2 * max(map(nbytes, needed), default=0) <= budget:  # a value and a copy at once
-                return Renamed(_evaluate(eq, needed, made))
+                return Renamed(Lit(_evaluate(eq, needed, made)))
         eq = _dense_ins(eq)
         if seed:
             seeded.add(eq.out)
@@ -107,7 +107,7 @@ def _from_seeds(eq, seeded):
     structure (made from seeds and scalars: a seed, its slices, multiples); False to keep it
     unfolded. Index arithmetic with constant arrays folds where the result is no larger than those
     arrays (or small); other work (a contraction, a sum) where it is no larger than what it reads."""
-    arrays = [math.prod(a.shape) for a in eq.ins if not isinstance(a, (Var,) + SCALARS)]
+    arrays = [math.prod(a.shape) for a in eq.ins if isinstance(a, Lit) and not isinstance(a.val, SCALARS)]
     keeps = eq.prim.elementwise or eq.prim.moves or not eq.ins  # index arithmetic: a seed's structure survives
     if keeps and max(arrays, default=1) == 1 and all(a in seeded for a in eq.ins if isinstance(a, Var)):
         return True
@@ -125,19 +125,19 @@ def _sparse_fold(eq, made, seeded):
     if eq.prim is contract:
         for j in (0, 1):
             a, other = eq.ins[j], eq.ins[1 - j]
-            nz = a if isinstance(a, seeds.NonZeros) else \
-                seeds.nonzeros(a, made, be.to_numpy) if isinstance(a, Var) and a in seeded else None
-            if nz is not None and not isinstance(other, (Var, seeds.NonZeros)):
-                return _on_backend(seeds.contract(nz, be.to_numpy(other), eq.params["spec"], j == 0, eq.out.shape,
-                                                  eq.out.dtype))
+            nz = a.val if _entries(a) else \
+                seeds.nonzeros(a, made, be.to_numpy) if a in seeded else None
+            if nz is not None and isinstance(other, Lit) and not _entries(other):
+                return _on_backend(seeds.contract(nz, be.to_numpy(other.val), eq.params["spec"], j == 0,
+                                                  eq.out.shape, eq.out.dtype))
         return None
-    if not any(isinstance(a, seeds.NonZeros) for a in eq.ins):
+    if not any(map(_entries, eq.ins)):
         return None
     ins = []  # constants still unevaluated (a seed's scalars) are evaluated where small
     for a in eq.ins:
         if isinstance(a, Var) and math.prod(a.shape) > SMALL_CONSTANT:
             return None
-        ins.append(_evaluate(made[a], _ancestors(made[a], made), made) if isinstance(a, Var) else a)
+        ins.append(_evaluate(made[a], _ancestors(made[a], made), made) if isinstance(a, Var) else a.val)
     return _on_backend(seeds.fold(Equation(eq.prim, ins, eq.out, eq.params), be.to_numpy))
 
 
@@ -145,13 +145,18 @@ def _on_backend(value):
     return value if value is None or isinstance(value, seeds.NonZeros) else backends.current().asarray(value)
 
 
-def _dense(value):
-    return backends.current().asarray(seeds.dense(value)) if isinstance(value, seeds.NonZeros) else value
+def _entries(a):
+    """Whether an atom is a constant held as its entries (seeds.NonZeros) while constants fold."""
+    return isinstance(a, Lit) and isinstance(a.val, seeds.NonZeros)
+
+
+def _dense(a):
+    return Lit(backends.current().asarray(seeds.dense(a.val))) if _entries(a) else a
 
 
 def _dense_ins(eq):
     """eq with its constants held as entries made dense arrays."""
-    if not any(isinstance(a, seeds.NonZeros) for a in eq.ins):
+    if not any(map(_entries, eq.ins)):
         return eq
     return Equation(eq.prim, [_dense(a) for a in eq.ins], eq.out, eq.params)
 
@@ -181,7 +186,7 @@ def _evaluate(eq, needed, made):
     enclosing trace)."""
     values = {}
     for step in [made[v] for v in needed] + [eq]:
-        args = [values[a] if isinstance(a, Var) else a for a in step.ins]
+        args = [a.read(values) for a in step.ins]
         out = step.prim.impl(*args, **step.params)
         values[step.out] = onp.asarray(out) if isinstance(out, onp.generic) else out
     return values[eq.out]
@@ -267,7 +272,7 @@ _DIAGONAL = {contract: _as_scaled, reduce_sum: _summed}  # the rewrites of diago
 
 def _diagonal(x, made):
     """For x = eye(n), True; for x = d * eye(n) with d a vector (or a row or column of n), d; else None."""
-    eq = made.get(x) if isinstance(x, Var) else None
+    eq = made.get(x)
     if eq is None:
         return None
     if _is_identity(eq):
@@ -286,7 +291,7 @@ def _is_identity(eq):
 
 
 def _staged(steps, prim, ids, x, **params):
-    out = Var(next(ids), prim.abstract(x, **params))
+    out = Var(next(ids), prim.abstract(abstract(x), **params))
     steps.append(Equation(prim, [x], out, params))
     return out
 
@@ -307,12 +312,12 @@ def _unchanged(eq):
     """The input an equation returns unchanged (by its primitive's `unchanged` rule), or None."""
     if eq.prim.unchanged is None:
         return None
-    k = eq.prim.unchanged([None if isinstance(a, Var) else a for a in eq.ins], **eq.params)
+    k = eq.prim.unchanged([a.val if isinstance(a, Lit) else None for a in eq.ins], **eq.params)
     return None if k is None else eq.ins[k]
 
 
 def _aval(x):
-    if isinstance(x, SCALARS):
+    if isinstance(x, Lit) and isinstance(x.val, SCALARS):
         return None  # a Python scalar never stands for an array output
     return tuple(x.shape), x.dtype
 
@@ -329,6 +334,8 @@ def common_subexpressions(program):
 
 def _key(x):
     """A hashable stand-in for an equation's input or parameter; arrays by identity."""
+    if isinstance(x, Lit):
+        return _key(x.val)
     if isinstance(x, (Var, Tracer)) or hasattr(x, "__array_interface__") or hasattr(x, "__cuda_array_interface__"):
         return ("id", id(x))
     if isinstance(x, dict):

@@ -154,10 +154,10 @@ def peak_bytes(program, steps):
         if shares and s.kind == "eq":
             if s.node.prim.name != "reshape":
                 strided.update(s.outs)
-            elif isinstance(s.ins[0], Var) and s.ins[0] in strided:
+            elif s.ins[0] in strided:
                 shares = False
         for v in s.outs:
-            buffer[v] = buffer.get(s.ins[0], id(v)) if shares and isinstance(s.ins[0], Var) else id(v)
+            buffer[v] = buffer.get(s.ins[0], id(v)) if shares else id(v)  # a Lit's is a new buffer
             size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
     names = {}  # buffer id -> live names
     for v in [v for s in steps for v in s.outs]:
@@ -300,7 +300,7 @@ def staying(program, steps):
         for a in s.ins:
             if isinstance(a, Var):
                 readers.setdefault(a, []).append(s)
-    out = {o for o in program.outs if isinstance(o, Var)}
+    out = program.out_vars()
     return {v for s in steps for v in s.outs
             if v not in out and all(r.kind in ("region", "graph") or (r.kind == "eq" and not view(r.node))
                                     for r in readers.get(v, ()))}
@@ -333,7 +333,7 @@ def _in_place(program, steps):
     producer = {s.outs[0]: s.node for s in steps if s.kind == "eq"}
     uses = _use_counts(program, steps)
     owned = {v for s in steps if s.kind != "eq" or not view(s.node) for v in s.outs}
-    keep = {o for o in program.outs if isinstance(o, Var)}
+    keep = program.out_vars()
     out, skip = [], set()
     for step in steps:
         if step.kind == "eq" and step.node.prim.name == "add":
@@ -349,7 +349,7 @@ def _accumulate(step, producer, uses, owned, keep, skip):
         if not (isinstance(target, Var) and target in owned and target not in keep and uses[target] == 1
                 and target.shape == eq.out.shape and target.dtype == eq.out.dtype):
             continue
-        src = producer.get(other) if isinstance(other, Var) else None
+        src = producer.get(other)
         if src is not None and src.prim.name == "scatter" and uses[other] == 1 and other not in keep \
                 and src.params["shape"] == eq.out.shape and src.ins[0].dtype == eq.out.dtype:
             skip.add(other)
@@ -401,7 +401,7 @@ def _generate(program, steps):
     def ref(a):
         if isinstance(a, Var):
             return names[a]
-        env[f"c{len(env)}"] = a
+        env[f"c{len(env)}"] = a.val
         return f"c{len(env) - 1}"
 
     lines = [f"def replay({', '.join(names[v] for v in program.ins)}):"]
@@ -415,7 +415,7 @@ def _generate(program, steps):
         if gone:
             lines.append(f"    del {', '.join(names[a] for a in gone)}")
     lent = _borrowed(program, steps)
-    outs = [f"{ref(o)}.copy()" if (o in lent if isinstance(o, Var) else hasattr(o, "copy")) else ref(o)
+    outs = [f"{ref(o)}.copy()" if (o in lent if isinstance(o, Var) else hasattr(o.val, "copy")) else ref(o)
             for o in program.outs]
     lines.append(f"    return [{', '.join(outs)}]")
     source = "\n".join(lines)

@@ -15,7 +15,7 @@ import math
 
 from .. import backends
 from ..core import ShapeDtypeStruct, Trace, Tracer, new_trace
-from .ir import Equation, Program, Var
+from .ir import Equation, Lit, Program, Var
 from .passes import optimised
 
 
@@ -86,6 +86,10 @@ class ProgramTrace(Trace):
             kept = self._copies[id(a)] = (a, a.copy())  # the original held: its id stays its own
         return kept[1]
 
+    def atom(self, a):
+        """a as an operand of an equation: its Var where it is this trace's, else a Lit."""
+        return a.var if isinstance(a, ProgramTracer) and a._trace is self else Lit(self.constant(a))
+
     def new_input(self, aval, origin):
         return ProgramTracer(self, Var(next(self._ids), aval), origin)
 
@@ -94,7 +98,7 @@ class ProgramTrace(Trace):
             raise NotImplementedError(f"primitive {prim.name} has no abstract rule: gpuad.jit cannot trace it")
         aval = prim.abstract(*args, **params)
         out = Var(next(self._ids), aval)
-        ins = [a.var if isinstance(a, ProgramTracer) and a._trace is self else self.constant(a) for a in args]
+        ins = [self.atom(a) for a in args]
         params = {k: self.constant(v) for k, v in params.items()}
         self.equations.append(Equation(prim, ins, out, params))
         return ProgramTracer(self, out, f"{prim.name}(...)")
@@ -119,7 +123,7 @@ def traced(fun, avals, names, who=JIT):
         trace.who, trace.remedy = who
         inputs = [trace.new_input(a, n) for a, n in zip(avals, names)]
         outs = fun(inputs)
-        outs = [o.var if isinstance(o, ProgramTracer) and o._trace is trace else trace.constant(o) for o in outs]
+        outs = [trace.atom(o) for o in outs]
     program = Program([t.var for t in inputs], trace.equations, outs)
     program.sweeps = trace.sweeps
     return program

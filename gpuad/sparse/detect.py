@@ -179,14 +179,14 @@ def propagate(program, inputs, n):
         for a in gone:  # what no later equation reads is dropped: the patterns of large programs add up
             for d in (env, known, nonzero):
                 d.pop(a, None)
-    return [_or_empty(env.get(o) if isinstance(o, Var) else None, math.prod(shape(o)), n) for o in program.outs]
+    return [_or_empty(env.get(o), math.prod(o.shape), n) for o in program.outs]
 
 
 def _propagate_one(eq, env, known, nonzero):
     be = backends.current()
-    pats = [env.get(a) if isinstance(a, Var) else None for a in eq.ins]
+    pats = [env.get(a) for a in eq.ins]  # a Lit depends on nothing
     args = [known.get(a, ShapeDtypeStruct(a.shape, a.dtype)) if isinstance(a, Var) else
-            be.to_numpy(a) if be.is_array(a) else a for a in eq.ins]
+            be.to_numpy(a.val) if be.is_array(a.val) else a.val for a in eq.ins]
     small = math.prod(eq.out.shape) <= _KNOWN
     if all(p is None for p in pats):
         if small and not any(map(unknown, args)):
@@ -211,7 +211,7 @@ def _mask(arg, v, nonzero):
     (anywhere)."""
     if not unknown(arg):
         return onp.asarray(arg) != 0
-    return nonzero.get(v) if isinstance(v, Var) else None
+    return nonzero.get(v)
 
 
 def _union(size, terms):
