@@ -139,20 +139,22 @@ class Program:
         return max([v.id for v in self.ins] + [eq.out.id for eq in self.equations], default=-1) + 1
 
 
-def dying(nodes: Sequence[Any], keep: Iterable[Var] = ()) -> list[list[Var]]:
+def dying(nodes: Sequence[Any], keep: Iterable[Var] = ()) -> list[Sequence[Var]]:
     """Last-use liveness: for each node (an equation, or a replay step: anything with `ins`), the
-    variables it reads for the last time, but for those in `keep` (outputs, inputs), in the order
-    it reads them: what may be dropped once it ran. Computed once for a list of nodes, by whoever
-    walks it (the folding pass, the sparsity propagation, the replay's peak and its source, a CUDA
-    graph's function)."""
+    variables it reads for the last time, but for those in `keep` (outputs, inputs): what may be
+    dropped once it ran. Computed once for a list of nodes, by whoever walks it (the folding pass,
+    the sparsity propagation, the replay's peak and its source, a CUDA graph's function)."""
     last: dict[Var, int] = {}
     for k, node in enumerate(nodes):
         for a in node.ins:
             if isinstance(a, Var):
                 last[a] = k
     kept = set(keep)
-    return [[a for a in dict.fromkeys(a for a in node.ins if isinstance(a, Var)) if last[a] == k and a not in kept]
-            for k, node in enumerate(nodes)]
+    dead: dict[int, list[Var]] = {}
+    for a, k in last.items():
+        if a not in kept:
+            dead.setdefault(k, []).append(a)
+    return [dead.get(k, ()) for k in range(len(nodes))]
 
 
 def abstract(a: Atom) -> Any:

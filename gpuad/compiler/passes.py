@@ -38,16 +38,18 @@ class Renamed:
         self.value = value
 
 
-def rewrite(program, visit, out=None):
+def rewrite(program, visit, out=None, forget=False):
     """The program with each equation replaced, in order, by visit(eq): the equations that take its
     place ([eq] keeps it) or Renamed(value). eq arrives with its inputs renamed by the answers
-    before it; a rename is forgotten once the equation reading its variable last has been visited
-    (a folded constant is held no longer than its readers need it). `out` maps each output's
-    final value (default: as it is)."""
+    before it. forget: a rename is forgotten once the equation reading its variable last has been
+    visited (a folded constant is held no longer than its readers need it). `out` maps each
+    output's final value (default: as it is)."""
     rename, kept = {}, []
-    for eq, gone in zip(program.equations, dying(program.equations, program.out_vars())):
-        eq = Equation(eq.prim, [rename.get(a, a) for a in eq.ins], eq.out, eq.params)
-        for a in gone:
+    gone = dying(program.equations, program.out_vars()) if forget else itertools.repeat(())
+    for eq, dropped in zip(program.equations, gone):
+        if rename and any(a in rename for a in eq.ins):
+            eq = Equation(eq.prim, [rename.get(a, a) for a in eq.ins], eq.out, eq.params)
+        for a in dropped:
             rename.pop(a, None)
         result = visit(eq)
         if isinstance(result, Renamed):
@@ -96,7 +98,7 @@ def fold_constants(program):
             seeded.add(eq.out)
         made[eq.out] = eq
         return [eq]
-    return rewrite(program, visit, _dense)
+    return rewrite(program, visit, _dense, forget=True)
 
 
 _FOLDED_BYTES = 1 << 30  # the most bytes a folding may hold on the way (or a quarter of the memory)
