@@ -75,7 +75,6 @@ def _row_primitive(row):
     prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff, abstract=abstract)
     prim.impl_for = lambda xp: on_arrays(xp).fn(row)
     prim.complex_ready = row.nondiff or row.name not in REAL_ONLY
-    prim.elementwise = True
     return prim
 
 
@@ -195,7 +194,6 @@ where = Primitive("where", lambda c, a, b: backends.xp().where(c, a, b), _where_
                   abstract=lambda c, a, b: ShapeDtypeStruct(onp.broadcast_shapes(shape(c), shape(a), shape(b)),
                                                             result_dtype(a, b)))
 where.complex_ready = True
-where.elementwise = True
 # a condition that is a constant True or False picks its branch
 where.unchanged = lambda constants: 1 if constant_equal(constants[0], True) else \
     2 if constant_equal(constants[0], False) else None
@@ -240,7 +238,6 @@ astype = Primitive(
     lambda args, batched, dtype: (astype(args[0], dtype=dtype), True),
     abstract=lambda x, dtype: ShapeDtypeStruct(shape(x), dtype))
 astype.complex_ready = True
-astype.elementwise = True
 astype.unchanged = lambda constants, dtype: 0  # where the dtype is the same
 
 
@@ -260,3 +257,32 @@ where.pattern = patterns.select
 astype.pattern = patterns.cast
 for _prim in (real, imag, conj):
     _prim.pattern = patterns.elementwise
+
+
+# ---------------------------------------------------------------- compiler rules (gpuad/compiler/)
+def _row_expression(row):
+    """A row's C expression over its operands' expressions, or None where the kernels have no
+    spelling for one of its functions."""
+    try:
+        row.primal.cuda()
+    except ValueError:
+        return None
+
+    def expression(operands, out_dtype):
+        if out_dtype.kind != "b":  # operands of mixed types (float, double) computed in the result's, as NumPy
+            operands = [f"T({o})" for o in operands]  # does: pow(float, double) and the templates' T are ambiguous
+        return row.primal.cuda(dict(zip(row.args, operands)))
+    return expression
+
+
+for _row, _prim in zip(ROWS.values(), PRIMS.values()):
+    _prim.elementwise, _prim.expression = True, _row_expression(_row)
+where.elementwise = astype.elementwise = True
+where.expression = lambda operands, out_dtype: f"({operands[0]} ? T({operands[1]}) : T({operands[2]}))"
+astype.expression = lambda operands, out_dtype: f"T({operands[0]})"
+for _prim in (add, subtract, multiply, negative, PRIMS["square"], where, astype):
+    _prim.recompute = "cheap"
+multiply.zero_where = "any"
+add.zero_where = subtract.zero_where = "all"
+divide.zero_where = negative.zero_where = astype.zero_where = "first"
+where.zero_where = "selected"
