@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent / "gpuad"
 # below it. "" is gpuad itself (its __init__); a name ending in ".*" stands for a package's modules.
 TIERS = [
     ("foundations", ["tree", "axes", "ops.expr", "backends", "backends.numpy", "sparse.coloring",
-                     "kernels", "kernels.nvrtc", "kernels.cache", "kernels.builds", "counterparts",
+                     "kernels", "kernels.nvrtc", "kernels.cache", "kernels.builds", "kernels.cubin",
+                     "kernels.index32", "counterparts",
                      "fpwarnings", "sizes"]),
     ("primitives", ["core", "ops", "ops.*", "kernels.source", "kernels.plan", "kernels.launch", "backends.cupy"]),
     ("transforms", ["forward", "reverse", "batching", "chunking", "revolve"]),
