@@ -20,7 +20,7 @@ from ..ops.creation import eye
 from ..ops.indexing import basic, concatenate, getitem, scatter, take_along
 from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
 from . import coalesce, registers, warps
-from .program import Var
+from .ir import Lit, Var
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
 _C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}
@@ -207,8 +207,8 @@ class _Body:
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
-        if isinstance(a, (bool, int, float)):
-            return _literal(a)
+        if isinstance(a, Lit) and isinstance(a.val, (bool, int, float)):
+            return _literal(a.val)
         key = _key(a)
         if key[1] in self.region.literals:
             value = self.region.literals[key[1]]
@@ -269,10 +269,10 @@ class _Body:
         at = self.value(p, _broadcast_index(p, idx))
         if re.fullmatch(r"-?\d+LL", at):
             return f"{int(at[:-2]) % n}LL"
-        if not isinstance(p, Var):
-            if id(p) not in self.nonnegative:
-                self.nonnegative[id(p)] = bool((p >= 0).all())
-            if self.nonnegative[id(p)]:
+        if isinstance(p, Lit):
+            if id(p.val) not in self.nonnegative:
+                self.nonnegative[id(p.val)] = bool((p.val >= 0).all())
+            if self.nonnegative[id(p.val)]:
                 return at
         return f"gpuad_wrap({at}, {n}LL)"
 
@@ -364,8 +364,8 @@ _PULLS = {
     reshape: lambda body, eq, idx: body.value(eq.ins[0], _reshape_index(eq.ins[0].shape, eq.out.shape, idx)),
     broadcast_to: lambda body, eq, idx: body.value(eq.ins[0], _broadcast_index(eq.ins[0], idx)),
     transpose: lambda body, eq, idx: body.value(eq.ins[0], _transpose_index(eq.params["perm"], idx)),
-    getitem: lambda body, eq, idx: body.value(
-        eq.ins[0], _getitem_index(eq.ins[0].shape, eq.params["idx"], idx, body._position)),
+    getitem: lambda body, eq, idx: body.value(eq.ins[0], _getitem_index(
+        eq.ins[0].shape, eq.params["idx"], idx, lambda i, at, n: body._position(Lit(i), at, n))),
     take_along: _Body._take_along,
     scatter: _Body._scatter,
     concatenate: lambda body, eq, idx: body._cases(
@@ -427,8 +427,6 @@ def _digit(shape, d, i="i"):
 
 def _broadcast_index(a, idx):
     """The index of a, right-aligned against idx (size-1 axes read at 0)."""
-    if isinstance(a, (bool, int, float)):
-        return ()
     lead = len(idx) - len(a.shape)
     return tuple("0LL" if d == 1 else idx[lead + k] for k, d in enumerate(a.shape))
 
@@ -724,5 +722,5 @@ def _literal(value):
 
 
 def _key(a):
-    return ("v", a.id) if isinstance(a, Var) else ("c", id(a))
+    return ("v", a.id) if isinstance(a, Var) else ("c", id(a.val))
 
