@@ -46,6 +46,8 @@ VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # result
 MEMBERS = 256
 _SEARCHED = 1024  # the most steps a merge searches for a path between the two regions
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
+UNROLLED = 16  # elements of the trailing axes one loop element of a kernel computes together
+ROWS_FROM = 8  # a loop axis this long or longer is not unrolled, and the host loops by rows along it
 # a longer sum is fused when it makes at least this many elements: a GPU's threads, a CPU's vector lanes
 _PARALLEL = {"cupy": 4096, "numpy": 256}
 # How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
@@ -62,6 +64,10 @@ _GATHERED = {"cupy": inf, "numpy": _SUMMED}
 # strides through memory, where NumPy adds whole rows at a time (the mean over the first axis of
 # (256, 64, 128): 30 ms fused against 23 ms by NumPy).
 _ACROSS_ROWS = {"cupy": True, "numpy": False}
+# How many trailing axes of a region's iteration space its kernel resolves at render time: a GPU's
+# threads branch on the rest (all, in effect); a CPU's loop unrolls only short trailing axes, and
+# computes every lane of its vectorised loop along the others.
+_DECIDED = {"cupy": lambda shape: inf, "numpy": lambda shape: unrolled_axes(shape)}
 # arithmetic this cheap may be redone twice as often
 _CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
 _FREE = VIEWS | {"eye", "take_along"}  # index arithmetic and loads alone: redone wherever read
@@ -204,7 +210,6 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     as they are), planned for `backend` (default: the active one); the equations making the
     values in `apart` stay as they are; no region grows past `limit` members."""
     backend = backend or backends.backend()
-    repeats = _REPEATS[backend]
     readers = _readers(program)
     outs = {o for o in program.outs if isinstance(o, Var)}
     made_by = {eq.out: eq for eq in program.equations}
@@ -214,7 +219,7 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     for eq in reversed(program.equations):
         if eq.out not in free and eq.out not in apart and fusible(eq, backend) and \
                 not _adds_a_scatter(eq, made_by, backend):
-            r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
+            r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, backend)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
                 continue
             if r is None:
@@ -230,7 +235,8 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     for r in regions:  # the index-made values a region reads become its members too
         made = _made_from([a for eq in r.equations for a in eq.ins if isinstance(a, Var)], free, made_by)
         r.equations = sorted(r.equations + [made_by[v] for v in made], key=lambda e: order[id(e)])
-    regions = [r for r in regions if _worth_a_kernel(r)]
+    read_outside = _read_outside(program, region_of)
+    regions = [r for r in regions if _worth_a_kernel(r, read_outside, backend)]
     kept = {id(r) for r in regions}
     region_of = {v: r for v, r in region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
@@ -285,7 +291,7 @@ def _adds_a_scatter(eq, made_by, backend):
         for a in eq.ins)
 
 
-def _joined(steps, eq, readers, region_of, outs, evaluations, repeats):
+def _joined(steps, eq, readers, region_of, outs, evaluations, backend):
     """The region of eq's readers, which eq can join (merging the readers' regions), or None.
     Records how many times the region would evaluate eq's elements (`evaluations`)."""
     if eq.out in outs or not readers:
@@ -293,11 +299,11 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, repeats):
     regions = list({id(r): r for r in (region_of.get(c.out) for c in readers)}.values())
     if any(r is None or r.shape != regions[0].shape for r in regions):
         return None
-    times = _evaluations(eq.out, readers, evaluations)
+    times = _evaluations(eq.out, readers, evaluations, _DECIDED[backend](regions[0].shape))
     n = prod(eq.out.shape)
     # a view, a seed or a gather only loads or makes from indices: free to redo (a gather loads its
     # position too); a scalar is one value wherever it is read (once per element)
-    if eq.prim.name not in _FREE and n > 1 and times > repeats * n * (2 if eq.prim.name in _CHEAP else 1):
+    if eq.prim.name not in _FREE and n > 1 and times > _REPEATS[backend] * n * (2 if eq.prim.name in _CHEAP else 1):
         return None
     target = regions[0]
     if not steps.fits(*(r.equations for r in regions), [eq]):
@@ -309,22 +315,53 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, repeats):
     return target
 
 
-def _evaluations(v, readers, evaluations):
+def _evaluations(v, readers, evaluations, decided):
     """How many times a region would evaluate v's elements: elementwise readers of one shape read
-    it at the same index (once per element of theirs), every other reader at an index of its own."""
+    it at the same index (once per element of theirs), every other reader at an index of its own.
+    decided: how many trailing axes of the region's iteration space its kernel resolves at render
+    time (inf: all, as a GPU's threads branch)."""
     at = {}
     for c in readers:
         key = ("same", c.out.shape) if c.prim.name in ROWS or c.prim.name in ("where", "astype") else id(c)
-        at[key] = max(at.get(key, 0), evaluations[c.out] * _share(c, v))
+        at[key] = max(at.get(key, 0), evaluations[c.out] * _share(c, v, decided))
     return sum(at.values())
 
 
-def _share(reader, v):
-    """The fraction of its evaluations in which reader evaluates v: a scatter or concatenation
-    reads each input only where it lands, a sum each element once."""
-    if reader.prim.name in ("scatter", "concatenate", "reduce_sum"):
+def _share(reader, v, decided):
+    """The fraction of its evaluations in which reader evaluates v: a sum each element once; a
+    scatter or concatenation each input only where it lands, where the kernel tells where without
+    computing it (the axes it lands along partly are among the `decided` trailing ones), else
+    everywhere (a CPU's vectorised loop computes a value in every lane, then selects)."""
+    if reader.prim.name == "reduce_sum" or (reader.prim.name in ("scatter", "concatenate") and
+                                            max(_partly(reader), default=0) <= decided):
         return prod(v.shape) / prod(reader.out.shape)
     return 1.0
+
+
+def _partly(eq):
+    """The axes (counted from the last, 1 the last) of a scatter's or concatenation's result that
+    its input covers only in part."""
+    shape = eq.out.shape
+    if eq.prim.name == "concatenate":
+        return [len(shape) - eq.params["axis"] % len(shape)]
+    items = [i for i in eq.params["idx"] if i is not None]
+    return [len(shape) - k for k, (i, n) in enumerate(zip(items, shape))
+            if n > 1 and not (isinstance(i, slice) and len(range(*i.indices(n))) == n)]
+
+
+def unrolled_axes(shape, most=UNROLLED):
+    """How many trailing axes of an iteration space one loop element of its kernel unrolls (their
+    indices are known at render time): the longest suffix of at most `most` elements, unless its
+    last axis of more than one element is ROWS_FROM long or longer (the loop then runs along it,
+    reading and writing contiguous elements: docs/performance.md)."""
+    k = 0
+    while k < len(shape) and shape[len(shape) - k - 1] == 1:
+        k += 1
+    if k < len(shape) and shape[len(shape) - k - 1] >= ROWS_FROM:
+        return k
+    while k < len(shape) and prod(shape[len(shape) - k - 1:]) <= most:
+        k += 1
+    return k
 
 
 def _merge(steps, region_of, target, other):
@@ -372,8 +409,19 @@ def _merge_siblings(program, region_of, steps):
             refused.add((id(target), id(other)))
 
 
-def _worth_a_kernel(region):
-    return len(region.equations) >= 2 and not all(map(view, region.equations))
+def _worth_a_kernel(region, read_outside, backend):
+    """Whether a region saves more than its kernel costs: a pass over memory (a computed value that
+    never leaves it, or an input that two of its computing members would each read), or on a GPU a
+    launch (two computing members). Else its members run as they are: a library's loop moves the
+    same bytes as a generated one, and is often faster (bench/losses.py's mean_scaled)."""
+    computing = [eq for eq in region.equations if not view(eq)]
+    if len(region.equations) < 2 or not computing:
+        return False
+    if any(eq.out not in read_outside for eq in computing) or (backend == "cupy" and len(computing) > 1):
+        return True
+    inside = {eq.out for eq in region.equations}
+    reads = [a for eq in computing for a in {a for a in eq.ins if isinstance(a, Var) and a not in inside}]
+    return len(reads) > len(set(reads))
 
 
 class _Steps:
@@ -461,14 +509,19 @@ class _Steps:
         return x
 
 
-def _connect(program, regions, region_of):
-    """Each region's inputs (read from outside, in first-use order) and outputs (read outside)."""
-    used_outside = {o for o in program.outs if isinstance(o, Var)}
+def _read_outside(program, region_of):
+    """The values the program returns or a step outside their region reads."""
+    used = {o for o in program.outs if isinstance(o, Var)}
     for eq in program.equations:
         mine = region_of.get(eq.out)
-        for a in eq.ins:
-            if isinstance(a, Var) and region_of.get(a) is not None and region_of.get(a) is not mine:
-                used_outside.add(a)
+        used.update(a for a in eq.ins if isinstance(a, Var) and region_of.get(a) is not None and
+                    region_of.get(a) is not mine)
+    return used
+
+
+def _connect(program, regions, region_of):
+    """Each region's inputs (read from outside, in first-use order) and outputs (read outside)."""
+    used_outside = _read_outside(program, region_of)
     for r in regions:
         inside = {eq.out for eq in r.equations}
         seen = set()

@@ -23,7 +23,7 @@ from ..core import SCALARS, ShapeDtypeStruct, Trace, Tracer, bind, new_trace
 from ..core import dtype as _dtype
 from ..ops import MOVES
 from ..ops.elementwise import multiply
-from ..ops.shape import reshape, transpose
+from ..ops.shape import broadcast_to, reshape, transpose
 from ..ops.table import ROWS
 from . import seeds
 
@@ -368,14 +368,21 @@ def diagonal_contractions(program):
     """Contractions with a diagonal matrix, d * eye (the seed of a Jacobian meeting a linear
     layer: jacrev's cotangents through W @ x), as the scaled other operand: sum_q d[q] delta(p, q)
     B[..q..] is d[p] * B[..p..], a broadcast product (which fuses) instead of a GEMM; and a sum of
-    d * eye along one axis (jacfwd's tangent of a sum of the inputs' function) as d."""
-    made = {eq.out: eq for eq in program.equations}
-    ids = itertools.count(max([v.id for v in made] + [v.id for v in program.ins], default=0) + 1)
+    a diagonal matrix along one axis (jacfwd's tangent of a sum of the inputs' function, jacrev's
+    cotangent of a scalar broadcast over many points) as its diagonal, n values instead of n^2.
+    A matrix is diagonal where it is an identity, a product of one with a scalar or a vector, a
+    function that keeps zeros (f(0) = 0) of one, or such a function of two; its diagonal is
+    computed from theirs (the zeros off it are a seed's structural zeros, as JAX's symbolic zeros)."""
+    ids = itertools.count(max([eq.out.id for eq in program.equations] + [v.id for v in program.ins], default=0) + 1)
+    diagonals = {}  # Var -> True (an identity) or its diagonal (a Var of shape () or (n,))
     out = []
     for eq in program.equations:
-        scaled = _as_scaled(eq, made, ids) if eq.prim.name == "contract" else \
-            _summed(eq, made) if eq.prim.name == "reduce_sum" else None
+        scaled = _as_scaled(eq, diagonals, ids) if eq.prim.name == "contract" else \
+            _summed(eq, diagonals) if eq.prim.name == "reduce_sum" else None
         out.extend(scaled or [eq])
+        d = _diagonal(eq, diagonals, out, ids)  # its equations after eq: read only what eq reads
+        if d is not None:
+            diagonals[eq.out] = d
     return Program(program.ins, out, program.outs)
 
 
@@ -408,19 +415,19 @@ def _as_product(eq, ids):
     return steps + [Equation(multiply, laid, eq.out, {})]
 
 
-def _summed(eq, made):
-    """A sum of d * eye(n) along one of its axes (jacfwd's tangent of a sum) as d itself, reshaped."""
-    d = _diagonal(eq.ins[0], made)
+def _summed(eq, diagonals):
+    """A sum of a diagonal matrix along one of its axes as its diagonal, reshaped (or broadcast)."""
+    d = diagonals.get(eq.ins[0]) if isinstance(eq.ins[0], Var) else None
     if d is None or d is True or len(eq.params["axes"]) != 1 or eq.out.dtype != d.dtype:
         return None
-    return [Equation(reshape, [d], eq.out, {"shape": eq.out.shape})]
+    return [Equation(reshape if d.shape else broadcast_to, [d], eq.out, {"shape": eq.out.shape})]
 
 
-def _as_scaled(eq, made, ids):
+def _as_scaled(eq, diagonals, ids):
     """Equations computing eq (a contraction) as d * (the other operand, its axes in the output's
     order), where one operand is d * eye(n) with one of its axes summed and the other kept; else None."""
     for j in (0, 1):
-        diagonal = _diagonal(eq.ins[j], made)
+        diagonal = diagonals.get(eq.ins[j]) if isinstance(eq.ins[j], Var) else None
         spec, other = eq.params["spec"], eq.ins[1 - j]
         if diagonal is None or len(spec[j]) != 2 or eq.out.dtype != (
                 other.dtype if diagonal is True else onp.result_type(diagonal.dtype, other.dtype)):
@@ -435,7 +442,7 @@ def _as_scaled(eq, made, ids):
         if diagonal is not True:
             n = eq.ins[j].shape[0]
             axis = tuple(n if c == p else 1 for c in spec[2])
-            d = _staged(steps, reshape, ids, diagonal, shape=axis)
+            d = _staged(steps, reshape, ids, diagonal, shape=axis) if diagonal.shape else diagonal
             steps.append(Equation(multiply, [d, other], eq.out, {}))
         else:
             steps.append(Equation(reshape, [other], eq.out, {"shape": eq.out.shape}))
@@ -443,29 +450,50 @@ def _as_scaled(eq, made, ids):
     return None
 
 
-def _diagonal(x, made):
-    """For x = eye(n), True; for x = d * eye(n) with d a vector (or a row or column of n), d; else None."""
-    eq = made.get(x) if isinstance(x, Var) else None
-    if eq is None:
-        return None
+def _diagonal(eq, diagonals, steps, ids):
+    """For eq making an identity, True; for eq making a diagonal n x n matrix from diagonal ones
+    (`diagonals`), its diagonal (a Var of shape () or (n,)), computed by equations appended to
+    steps; else None."""
     if _is_identity(eq):
         return True
-    if eq.prim.name != "multiply" or len(x.shape) != 2:
+    x, ins = eq.out, eq.ins
+    if len(x.shape) != 2 or x.shape[0] != x.shape[1] or not any(isinstance(a, Var) and a in diagonals for a in ins):
         return None
-    for e, d in ((eq.ins[1], eq.ins[0]), (eq.ins[0], eq.ins[1])):
-        if isinstance(e, Var) and e in made and _is_identity(made[e]) and isinstance(d, Var) \
-                and math.prod(d.shape) == x.shape[0] and d.shape in ((x.shape[0],), (1, x.shape[0]), (x.shape[0], 1)):
-            return d
-    return None
+    ds = [diagonals.get(a) if isinstance(a, Var) else None for a in ins]
+    if eq.prim is multiply and (ds[0] is None) != (ds[1] is None):  # a diagonal times a scalar or a vector
+        k = 0 if ds[0] is not None else 1
+        v = _along_diagonal(ins[1 - k], x.shape[0], steps, ids)
+        if v is None or ds[k] is True:
+            return v if v is not None and v.dtype == x.dtype else None
+        ds[1 - k] = v
+    elif eq.prim.name not in ROWS or any(d is None or d is True for d in ds) or not _keeps_zeros(eq):
+        return None
+    d = _staged(steps, eq.prim, ids, *ds, **eq.params)
+    return d if d.dtype == x.dtype else None
+
+
+def _along_diagonal(v, n, steps, ids):
+    """v (broadcast against an n x n matrix) as the values it takes along the diagonal: v itself
+    where it is a scalar or a vector Var, reshaped where it is a row or a column; else None."""
+    if not isinstance(v, Var) or v.shape not in ((), (n,), (1, n), (n, 1), (1, 1)):
+        return None
+    return v if len(v.shape) <= 1 else _staged(steps, reshape, ids, v, shape=(n,) * (v.shape != (1, 1)))
+
+
+def _keeps_zeros(eq):
+    """Whether an elementwise equation makes 0 of zeros: f(0) = 0, f(0, 0) = 0."""
+    zeros = [onp.zeros((), a.dtype) for a in eq.ins]
+    with onp.errstate(all="ignore"):
+        return bool(eq.prim.impl_on(onp, [()] * len(zeros), **eq.params)(*zeros) == 0)
 
 
 def _is_identity(eq):
     return eq.prim.name == "eye" and eq.params["k"] == 0 and eq.params["rows"] == eq.params["cols"]
 
 
-def _staged(steps, prim, ids, x, **params):
-    out = Var(next(ids), prim.abstract(x, **params))
-    steps.append(Equation(prim, [x], out, params))
+def _staged(steps, prim, ids, *xs, **params):
+    out = Var(next(ids), prim.abstract(*xs, **params))
+    steps.append(Equation(prim, list(xs), out, params))
     return out
 
 

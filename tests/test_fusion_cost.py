@@ -1,0 +1,109 @@
+"""What a compiled program computes and what fusion refuses: work and passes over memory it
+would add. A seed's diagonal matrix summed along an axis is its diagonal (n values, not n^2); a
+vector scattered into columns that a CPU kernel cannot tell apart at render time is computed once,
+not in every column; a region that saves no pass over memory runs as its members. Each against
+the plan known to be better, and the values against eager, the other AD mode and differences."""
+import numpy as np
+import pytest
+from helpers import assert_close
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad.compiler.fusion import Region, fuse
+from gpuad.compiler.replay import Replay
+
+
+def _program(fun, *args):
+    return gpuad.jit(fun).lower(*args).program
+
+
+def _square_matrices(program, n):
+    return [eq.prim.name for eq in program.equations if eq.out.shape == (n, n)]
+
+
+def _peaks(k, n):
+    """A sum of k Gaussian peaks over n points, as a function of its 2k + 2 parameters."""
+    x = gnp.asarray(np.linspace(-5.0, 5.0, n))
+
+    def f(p):
+        y = p[-1] + 0.0 * x
+        for j in range(k):
+            y = y + p[j] * gnp.exp(-((x - p[k + j]) / p[-2]) ** 2)
+        return y
+    p = np.concatenate([np.linspace(1.0, 2.0, k), np.linspace(-2.0, 2.0, k), [1.3, 0.1]])
+    return f, p
+
+
+def _differences(f, p, h=1e-6):
+    return np.stack([(np.asarray(f(p + h * e)) - np.asarray(f(p - h * e))) / (2 * h) for e in np.eye(len(p))], -1)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_jacrev_of_scalars_broadcast_over_points_holds_no_n_by_n_matrix(k):
+    """jacrev's cotangent of each scalar parameter is its seed (eye(n)) times vectors, summed over
+    the points: the sums are the diagonals, and no n x n value is left in the program."""
+    n = 300
+    f, p = _peaks(k, n)
+    program = _program(gpuad.jacrev(f), p)
+    assert _square_matrices(program, n) == []
+    got = gpuad.jit(gpuad.jacrev(f))(p)
+    assert_close(got, gpuad.jacrev(f)(p), rtol=1e-12)
+    assert_close(got, gpuad.jacfwd(f)(p), rtol=1e-12)
+    assert_close(got, _differences(f, p), rtol=1e-6, atol=1e-7)
+
+
+def test_functions_that_keep_zeros_keep_a_matrix_diagonal():
+    """sin(D) and D1 + D2 of diagonal matrices are diagonal (sin(0) = 0): their sums are their
+    diagonals; cos(D) is not (cos(0) = 1), and stays a matrix."""
+    n = 50
+    d = np.linspace(0.1, 2.0, n)
+
+    def kept(d):
+        e = gnp.eye(n)
+        return gnp.sum(gnp.sin(d[:, None] * e) + (2.0 * d) * e, axis=0)
+
+    def full(d):
+        return gnp.sum(gnp.cos(d[:, None] * gnp.eye(n)), axis=1)
+    assert _square_matrices(_program(kept, d), n) == []
+    assert _square_matrices(_program(full, d), n) != []
+    assert_close(gpuad.jit(kept)(d), np.sin(d) + 2.0 * d, rtol=1e-14)
+    assert_close(gpuad.jit(full)(d), np.cos(d) + (n - 1), rtol=1e-14)
+    assert_close(gpuad.jit(gpuad.jacrev(kept))(d), gpuad.jacfwd(kept)(d), rtol=1e-12)
+
+
+def _regions(program, backend):
+    return [r for r in fuse(program, backend) if isinstance(r, Region)]
+
+
+def test_a_vector_scattered_into_columns_is_computed_once_on_the_cpu():
+    """The peaks' Jacobian (n x 8) is made by scattering n-vectors into its columns. A CPU kernel
+    along the 8 columns computes a value in each of them before selecting one, so the vectors'
+    exponentials stay out of the n x 8 region there (a region of their own computes each once);
+    a GPU's threads branch, and the n x 8 region makes them where they land."""
+    f, p = _peaks(3, 200)
+    program = _program(gpuad.jacrev(f), p)
+    wide = {b: [r for r in _regions(program, b) if r.shape == (200, 8)] for b in ("numpy", "cupy")}
+    assert len(wide["numpy"]) == 1 and len(wide["cupy"]) == 1
+    assert "exp" not in [eq.prim.name for eq in wide["numpy"][0].equations]
+    assert "exp" in [eq.prim.name for eq in wide["cupy"][0].equations]
+    unfused, fused = Replay(program, fusion=False).run(p), Replay(program, fusion=True).run(p)
+    assert_close(fused[0], unfused[0], rtol=1e-14)
+
+
+def test_a_region_that_saves_no_pass_over_memory_runs_as_its_members():
+    """g * s[:, None, None] alone (its mean over 256 rows is not fused) moves the bytes NumPy's
+    multiply moves: no region. With a value kept inside (+ 1 after it), or an input two members
+    read, a region; on a GPU two computing members save a launch."""
+    rng = np.random.default_rng(0)
+    g, s, t = rng.normal(size=(256, 8, 32)), rng.uniform(size=256), rng.normal(size=(256, 8, 32))
+    alone = _program(lambda g, s: gnp.mean(g * s[:, None, None], axis=0), g, s)
+    inside = _program(lambda g, s: gnp.mean(g * s[:, None, None] + 1.0, axis=0), g, s)
+    shared = _program(lambda g, t: (g * t, g - t), g, t)
+    apart = _program(lambda g, t: (g * 2.0, t - 1.0), g, t)
+    assert _regions(alone, "numpy") == [] and _regions(alone, "cupy") == []
+    assert len(_regions(inside, "numpy")) == 1
+    assert len(_regions(shared, "numpy")) == 1
+    assert _regions(apart, "numpy") == [] and len(_regions(apart, "cupy")) == 1
+    for program, args in ((alone, (g, s)), (inside, (g, s)), (shared, (g, t))):
+        for a, b in zip(*(Replay(program, fusion=f).run(*args) for f in (False, True))):
+            assert_close(b, a, rtol=1e-14)
