@@ -124,3 +124,24 @@ def test_a_kernel_reads_a_gpuad_numpy_array_in_place():
     got = gpuad.jit(f)(x)
     assert_close(got, gpuad.jit(f)(np.asarray(x)), rtol=1e-15)
     assert_close(got, f(x), rtol=1e-14)
+
+
+def test_scalars_picked_from_the_input_are_made_by_each_region_reading_them():
+    """A Newton step of a stiff 3-state system: its residual (3) and its Jacobian (3 x 3) read the
+    same entries of y, scaled. Read by regions of two iteration spaces, they joined neither and ran
+    as steps of their own (a call each); each region now makes them (a load and a multiply)."""
+    def rhs(y):
+        return gnp.stack([-0.04 * y[0] + 1e4 * y[1] * y[2], 0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
+                          3e7 * y[1] ** 2])
+
+    def step(y):
+        def g(z):
+            return z - y - 1e-3 * rhs(z)
+        return y - gnp.linalg.solve(gpuad.jacfwd(g)(y), g(y))
+    y = np.array([1.0, 1e-5, 0.0])
+    program = _program(step, y)
+    plain = [n for n in fuse(program, "numpy") if not isinstance(n, Region)]
+    assert [n.prim.name for n in plain if n.out.shape == ()] == []
+    unfused, fused = Replay(program, fusion=False).run(y), Replay(program, fusion=True).run(y)
+    assert_close(fused[0], unfused[0], rtol=1e-14)
+    assert_close(gpuad.jit(step)(y), step(y), rtol=1e-12)

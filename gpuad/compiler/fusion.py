@@ -70,6 +70,7 @@ _ACROSS_ROWS = {"cupy": True, "numpy": False}
 _DECIDED = {"cupy": lambda shape: inf, "numpy": lambda shape: unrolled_axes(shape)}
 # arithmetic this cheap may be redone twice as often
 _CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
+_SCALAR_CHAIN = 8  # the most equations making a scalar from the inputs that each region reading it redoes
 _FREE = VIEWS | {"eye", "take_along"}  # index arithmetic and loads alone: redone wherever read
 
 
@@ -214,7 +215,7 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     outs = {o for o in program.outs if isinstance(o, Var)}
     made_by = {eq.out: eq for eq in program.equations}
     region_of, evaluations = {}, {}
-    free = _index_made(program, backend)
+    free = _index_made(program, backend, apart)
     steps = _Steps(program, limit)
     for eq in reversed(program.equations):
         if eq.out not in free and eq.out not in apart and fusible(eq, backend) and \
@@ -244,14 +245,24 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     return _schedule(program, regions, region_of, unread)
 
 
-def _index_made(program, backend):
-    """Values made from the indices and constants alone by fusible equations other than sums: a
-    seed, its slices and shifts, their scalar multiples. Each region reading one makes it itself."""
-    free = set()
+def _index_made(program, backend, apart=()):
+    """Values each region reading one makes itself: those made from the indices and constants
+    alone by fusible equations other than sums (a seed, its slices and shifts, their scalar
+    multiples), and scalars made from the program's inputs by a few of them (a parameter picked
+    from the input and scaled: a load and a multiply in a kernel, where a step of its own costs a
+    call; read by regions of several iteration spaces, it would join none)."""
+    free, chains, inputs = set(), {}, set(program.ins)  # chains: scalar -> the equations making it
     for eq in program.equations:
-        if eq.prim.name != "reduce_sum" and fusible(eq, backend) and \
-                all(a in free if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
+        if eq.prim.name == "reduce_sum" or eq.out in apart or not fusible(eq, backend) or \
+                any(isinstance(a, Tracer) for a in eq.ins if not isinstance(a, Var)):
+            continue
+        read = [a for a in eq.ins if isinstance(a, Var)]
+        if all(a in free for a in read) and not any(a in chains for a in read):
             free.add(eq.out)
+        elif prod(eq.out.shape) == 1 and all(a in free or a in inputs for a in read):
+            chains[eq.out] = 1 + sum(chains.get(a, 0) for a in read)
+            if chains[eq.out] <= _SCALAR_CHAIN:
+                free.add(eq.out)
     return free
 
 
@@ -262,7 +273,7 @@ def _made_from(values, free, made_by):
         v = stack.pop()
         if v not in out:
             out.add(v)
-            stack.extend(a for a in made_by[v].ins if isinstance(a, Var))
+            stack.extend(a for a in made_by[v].ins if isinstance(a, Var) and a in free)
     return out
 
 
