@@ -127,18 +127,16 @@ def test_a_kernel_reads_a_gpuad_numpy_array_in_place():
 
 
 def test_scalars_picked_from_the_input_are_made_by_each_region_reading_them():
-    """A Newton step of a stiff 3-state system: its residual (3) and its Jacobian (3 x 3) read the
-    same entries of y, scaled. Read by regions of two iteration spaces, they joined neither and ran
-    as steps of their own (a call each); each region now makes them (a load and a multiply)."""
-    def rhs(y):
-        return gnp.stack([-0.04 * y[0] + 1e4 * y[1] * y[2], 0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
-                          3e7 * y[1] ** 2])
+    """An implicit Euler step of a predator-prey system: its residual (2) and its Jacobian (2 x 2)
+    read the same entries of y, scaled. Read by regions of two iteration spaces, they joined
+    neither and ran as steps of their own (a call each); each region now makes them."""
+    def residual(z, y):
+        prey, predator = 1.5 * z[0], 0.8 * z[1]
+        return z - y - 0.01 * gnp.stack([prey - prey * predator, predator * prey - 3.0 * predator])
 
     def step(y):
-        def g(z):
-            return z - y - 1e-3 * rhs(z)
-        return y - gnp.linalg.solve(gpuad.jacfwd(g)(y), g(y))
-    y = np.array([1.0, 1e-5, 0.0])
+        return y - gnp.linalg.solve(gpuad.jacfwd(residual)(y, y), residual(y, y))
+    y = np.array([1.2, 0.7])
     program = _program(step, y)
     plain = [n for n in fuse(program, "numpy") if not isinstance(n, Region)]
     assert [n.prim.name for n in plain if n.out.shape == ()] == []
