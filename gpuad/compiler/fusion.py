@@ -68,6 +68,11 @@ _ACROSS_ROWS = {"cupy": True, "numpy": False}
 # threads branch on the rest (all, in effect); a CPU's loop unrolls only short trailing axes, and
 # computes every lane of its vectorised loop along the others.
 _DECIDED = {"cupy": lambda shape: inf, "numpy": lambda shape: unrolled_axes(shape)}
+# The elements from which a region's passes over memory, not the calls it saves, decide whether it
+# is worth a kernel: on a CPU each of its members run alone is a call of microseconds, beside which
+# a pass over fewer elements costs little (bench/losses.py: dp_sgd's small regions of views and a
+# multiply gain, mean_scaled's large one loses); on a GPU views launch nothing.
+_PASS_FROM = {"cupy": 0, "numpy": 1 << 17}
 # arithmetic this cheap may be redone twice as often
 _CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
 _SCALAR_CHAIN = 8  # the most equations making a scalar from the inputs that each region reading it redoes
@@ -422,13 +427,15 @@ def _merge_siblings(program, region_of, steps):
 
 def _worth_a_kernel(region, read_outside, backend):
     """Whether a region saves more than its kernel costs: a pass over memory (a computed value that
-    never leaves it, or an input that two of its computing members would each read), or on a GPU a
-    launch (two computing members). Else its members run as they are: a library's loop moves the
-    same bytes as a generated one, and is often faster (bench/losses.py's mean_scaled)."""
+    never leaves it, or an input that two of its computing members would each read), on a GPU a
+    launch (two computing members), on a CPU the calls of its members where its elements are too
+    few for a pass over them to matter (_PASS_FROM). Else its members run as they are: a library's
+    loop moves the same bytes as a generated one, and is often faster (bench/losses.py's mean_scaled)."""
     computing = [eq for eq in region.equations if not view(eq)]
     if len(region.equations) < 2 or not computing:
         return False
-    if any(eq.out not in read_outside for eq in computing) or (backend == "cupy" and len(computing) > 1):
+    if prod(region.shape) < _PASS_FROM[backend] or any(eq.out not in read_outside for eq in computing) or \
+            (backend == "cupy" and len(computing) > 1):
         return True
     inside = {eq.out for eq in region.equations}
     reads = [a for eq in computing for a in {a for a in eq.ins if isinstance(a, Var) and a not in inside}]
