@@ -51,21 +51,21 @@ def test_jacrev_of_scalars_broadcast_over_points_holds_no_n_by_n_matrix(k):
 
 
 def test_functions_that_keep_zeros_keep_a_matrix_diagonal():
-    """sin(D) and D1 + D2 of diagonal matrices are diagonal (sin(0) = 0): their sums are their
-    diagonals; cos(D) is not (cos(0) = 1), and stays a matrix."""
+    """-D / 2 + (2 d) * D, of a diagonal matrix D, is diagonal (its primitives are zero where D is:
+    their zero_where): its sum is its diagonal. exp(D) is not (exp(0) = 1), and stays a matrix."""
     n = 50
     d = np.linspace(0.1, 2.0, n)
 
     def kept(d):
         e = gnp.eye(n)
-        return gnp.sum(gnp.sin(d[:, None] * e) + (2.0 * d) * e, axis=0)
+        return gnp.sum(-(d[:, None] * e) / 2.0 + (2.0 * d) * e, axis=0)
 
     def full(d):
-        return gnp.sum(gnp.cos(d[:, None] * gnp.eye(n)), axis=1)
+        return gnp.sum(gnp.exp(d[:, None] * gnp.eye(n)), axis=1)
     assert _square_matrices(_program(kept, d), n) == []
     assert _square_matrices(_program(full, d), n) != []
-    assert_close(gpuad.jit(kept)(d), np.sin(d) + 2.0 * d, rtol=1e-14)
-    assert_close(gpuad.jit(full)(d), np.cos(d) + (n - 1), rtol=1e-14)
+    assert_close(gpuad.jit(kept)(d), 1.5 * d, rtol=1e-14)
+    assert_close(gpuad.jit(full)(d), np.exp(d) + (n - 1), rtol=1e-14)
     assert_close(gpuad.jit(gpuad.jacrev(kept))(d), gpuad.jacfwd(kept)(d), rtol=1e-12)
 
 

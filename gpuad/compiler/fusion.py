@@ -33,13 +33,12 @@ import numpy as onp
 
 from .. import backends
 from ..core import Tracer
-from ..ops import MOVES
-from ..ops.table import ROWS
+from ..ops.elementwise import add
+from ..ops.indexing import scatter
 from .program import Var
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool")))  # dtypes, not names: names are slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
-VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
 # The most members a region has: a compiler's time grows faster than a function's length (one
 # region of 2,600 members took g++ 30 s, the same members in regions of 128 or less 1.4 s), and a
 # longer region saves little more than the passes over memory between its pieces.
@@ -73,10 +72,7 @@ _DECIDED = {"cupy": lambda shape: inf, "numpy": lambda shape: unrolled_axes(shap
 # a pass over fewer elements costs little (bench/losses.py: dp_sgd's small regions of views and a
 # multiply gain, mean_scaled's large one loses); on a GPU views launch nothing.
 _PASS_FROM = {"cupy": 0, "numpy": 1 << 17}
-# arithmetic this cheap may be redone twice as often
-_CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
 _SCALAR_CHAIN = 8  # the most equations making a scalar from the inputs that each region reading it redoes
-_FREE = VIEWS | {"eye", "take_along"}  # index arithmetic and loads alone: redone wherever read
 
 
 class Region:
@@ -111,35 +107,29 @@ def _readable(a):
 
 def fusible(eq, backend="cupy"):
     """Whether an equation can be part of a region's kernel planned for `backend`."""
-    name = eq.prim.name
+    prim = eq.prim
     if eq.out.dtype not in _C_DTYPES or not prod(eq.out.shape):
         return False
-    data = eq.ins[:1] if name == "take_along" else eq.ins
-    if not all(map(_readable, data)):
+    positions = _positions_of(eq)
+    if not all(_readable(a) for a in eq.ins if not any(a is p for p, _ in positions)):
         return False
-    if max(_gathered_axes(eq), default=0) > _GATHERED[backend]:
+    if max((n for _, n in positions), default=0) > _GATHERED[backend]:
         return False
-    if name == "take_along":
-        return _positions(eq.ins[1], eq.ins[0].shape[eq.params["axis"]])
-    if name == "getitem":
-        return all(basic(i) or _positions(i, n) for i, n in _indexed_axes(eq.params["idx"], eq.ins[0].shape))
-    if name == "scatter":  # at index arrays, a pull only where no two elements land on one position
-        items = eq.params["idx"]
-        return all(map(basic, items)) or (all(basic(i) or _positions(i, n) for i, n in _indexed_axes(
-            items, eq.params["shape"])) and _landings(eq) is not None)
-    if name in MOVES:
+    if not all(_positions(p, n) for p, n in positions):
+        return False
+    if prim.scatters and positions and _landings(eq) is None:  # a pull only where no two elements meet
+        return False
+    if prim.moves or positions:
         return True
     if eq.out.dtype.name == "bool":
         return False
-    if name == "eye":  # its elements come from the indices
+    if prim.entries is not None:  # its elements come from the indices
         return True
-    if name == "reduce_sum":  # each output element sums its own elements: enough of them to run in parallel
+    if prim.reduction == "add":  # each output element sums its own elements: enough of them to run in parallel
         n = prod(eq.ins[0].shape[a] for a in eq.params["axes"])
         return n <= _SUMMED or (prod(eq.out.shape) >= _PARALLEL[backend] and
                                 (_ACROSS_ROWS[backend] or _along_rows(eq.ins[0].shape, eq.params["axes"])))
-    if name in ROWS:
-        return _renders(ROWS[name])
-    return name in ("where", "astype")
+    return prim.expression is not None
 
 
 def _along_rows(shape, axes):
@@ -151,34 +141,18 @@ def _along_rows(shape, axes):
 def view(eq):
     """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
     broadcast, a getitem at ints and slices; not a gather, which copies)."""
-    return eq.prim.name in VIEWS and (eq.prim.name != "getitem" or all(map(basic, eq.params["idx"])))
+    return eq.prim.view is not None and eq.prim.view(**eq.params)
 
 
-def basic(i):
-    """An index the kernels map statically: an int, a slice, or None (a new unit axis)."""
-    return i is None or isinstance(i, slice) or (isinstance(i, (int, onp.integer)) and not isinstance(i, bool))
-
-
-def _indexed_axes(items, shape):
-    """(item, length of the axis it indexes) for the items of an index that take an axis (not None)."""
-    return zip([i for i in items if i is not None], shape)
-
-
-def _gathered_axes(eq):
-    """The lengths of the axes an equation gathers (or scatters) along at index arrays."""
-    if eq.prim.name == "take_along":
-        return [eq.ins[0].shape[eq.params["axis"]]]
-    if eq.prim.name in ("getitem", "scatter"):
-        shape = eq.ins[0].shape if eq.prim.name == "getitem" else eq.params["shape"]
-        return [n for i, n in _indexed_axes(eq.params["idx"], shape) if not basic(i)]
-    return []
+def _positions_of(eq):
+    """(index array, length of its axis) for the positions a gather reads at or a scatter writes at."""
+    return eq.prim.positions(eq.ins, **eq.params) if eq.prim.positions is not None else []
 
 
 def _landings(eq):
     """Where a scatter at index arrays puts each element of their broadcast block: its flat
     position over the axes the arrays index; None where two land on one (they add up)."""
-    arrays = [(backends.current().to_numpy(i), n) for i, n in _indexed_axes(eq.params["idx"], eq.params["shape"])
-              if not basic(i)]
+    arrays = [(backends.current().to_numpy(i), n) for i, n in _positions_of(eq)]
     block = onp.broadcast_shapes(*(a.shape for a, _ in arrays))
     flat = onp.ravel_multi_index([onp.broadcast_to(a % n, block) for a, n in arrays], [n for _, n in arrays])
     return flat.ravel() if onp.bincount(flat.ravel()).max() <= 1 else None
@@ -187,7 +161,7 @@ def _landings(eq):
 def _inverse(eq):
     """A scatter's positions inverted, as a backend array over the axes its arrays index: the
     flat position in their block of the element landing there, or -1."""
-    dims = _gathered_axes(eq)
+    dims = [n for _, n in _positions_of(eq)]
     landings = _landings(eq)
     inverse = onp.full(prod(dims), -1, onp.int64)
     inverse[landings] = onp.arange(landings.size)
@@ -200,14 +174,6 @@ def _positions(p, n):
     if p.dtype not in _INDEX_DTYPES or not prod(p.shape):
         return False
     return isinstance(p, Var) or bool(((p >= -n) & (p < n)).all())
-
-
-def _renders(row):
-    try:
-        row.primal.cuda()
-        return True
-    except ValueError:  # a function the kernels have no spelling for
-        return False
 
 
 def fuse(program, backend=None, apart=(), limit=MEMBERS):
@@ -258,7 +224,7 @@ def _index_made(program, backend, apart=()):
     call; read by regions of several iteration spaces, it would join none)."""
     free, chains, inputs = set(), {}, set(program.ins)  # chains: scalar -> the equations making it
     for eq in program.equations:
-        if eq.prim.name == "reduce_sum" or eq.out in apart or not fusible(eq, backend) or \
+        if eq.prim.reduction is not None or eq.out in apart or not fusible(eq, backend) or \
                 any(isinstance(a, Tracer) for a in eq.ins if not isinstance(a, Var)):
             continue
         read = [a for a in eq.ins if isinstance(a, Var)]
@@ -302,8 +268,8 @@ def _readers(program):
 def _adds_a_scatter(eq, made_by, backend):
     """An add of a scatter at index arrays left out of regions: the replay adds it in place at its
     positions instead."""
-    return eq.prim.name == "add" and any(
-        isinstance(a, Var) and a in made_by and made_by[a].prim.name == "scatter" and not fusible(made_by[a], backend)
+    return eq.prim is add and any(
+        isinstance(a, Var) and a in made_by and made_by[a].prim is scatter and not fusible(made_by[a], backend)
         for a in eq.ins)
 
 
@@ -319,7 +285,8 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, backend):
     n = prod(eq.out.shape)
     # a view, a seed or a gather only loads or makes from indices: free to redo (a gather loads its
     # position too); a scalar is one value wherever it is read (once per element)
-    if eq.prim.name not in _FREE and n > 1 and times > _REPEATS[backend] * n * (2 if eq.prim.name in _CHEAP else 1):
+    if eq.prim.recompute != "free" and n > 1 and \
+            times > _REPEATS[backend] * n * (2 if eq.prim.recompute == "cheap" else 1):
         return None
     target = regions[0]
     if not steps.fits(*(r.equations for r in regions), [eq]):
@@ -338,7 +305,7 @@ def _evaluations(v, readers, evaluations, decided):
     time (inf: all, as a GPU's threads branch)."""
     at = {}
     for c in readers:
-        key = ("same", c.out.shape) if c.prim.name in ROWS or c.prim.name in ("where", "astype") else id(c)
+        key = ("same", c.out.shape) if c.prim.elementwise else id(c)
         at[key] = max(at.get(key, 0), evaluations[c.out] * _share(c, v, decided))
     return sum(at.values())
 
@@ -348,21 +315,25 @@ def _share(reader, v, decided):
     scatter or concatenation each input only where it lands, where the kernel tells where without
     computing it (the axes it lands along partly are among the `decided` trailing ones), else
     everywhere (a CPU's vectorised loop computes a value in every lane, then selects)."""
-    if reader.prim.name == "reduce_sum" or (reader.prim.name in ("scatter", "concatenate") and
-                                            max(_partly(reader), default=0) <= decided):
+    if reader.prim.reduction is not None or (reader.prim.reads_each_once and
+                                             max(_partly(v.shape, reader.out.shape), default=0) <= decided):
         return prod(v.shape) / prod(reader.out.shape)
     return 1.0
 
 
-def _partly(eq):
-    """The axes (counted from the last, 1 the last) of a scatter's or concatenation's result that
-    its input covers only in part."""
-    shape = eq.out.shape
-    if eq.prim.name == "concatenate":
-        return [len(shape) - eq.params["axis"] % len(shape)]
-    items = [i for i in eq.params["idx"] if i is not None]
-    return [len(shape) - k for k, (i, n) in enumerate(zip(items, shape))
-            if n > 1 and not (isinstance(i, slice) and len(range(*i.indices(n))) == n)]
+def _partly(part, whole):
+    """The axes (counted from the last, 1 the last) of a scatter's or concatenation's result (of
+    shape whole) that its input (of shape part) covers only in part, matched from the last: an axis
+    of whole that part lacks (an int index) or where part is shorter (a slice, a piece)."""
+    partly, j = [], len(part) - 1
+    for k in range(len(whole) - 1, -1, -1):
+        if j >= 0 and (part[j] == whole[k] or len(part) == len(whole)):
+            if part[j] != whole[k]:
+                partly.append(len(whole) - k)
+            j -= 1
+        elif whole[k] > 1:
+            partly.append(len(whole) - k)
+    return partly
 
 
 def unrolled_axes(shape, most=UNROLLED):
@@ -544,7 +515,7 @@ def _connect(program, regions, region_of):
         inside = {eq.out for eq in r.equations}
         seen = set()
         for eq in r.equations:
-            if eq.prim.name == "scatter" and not all(map(basic, eq.params["idx"])):
+            if eq.prim.scatters and _positions_of(eq):
                 r.inverses[eq.out] = _inverse(eq)
             for a in _operands(eq, r):
                 if isinstance(a, (bool, int, float)) or (isinstance(a, Var) and a in inside):
@@ -561,11 +532,11 @@ def _connect(program, regions, region_of):
 
 
 def _operands(eq, region):
-    """What an equation's kernel code reads: its inputs, a getitem's index arrays, and a scatter's
-    inverted positions."""
-    if eq.prim.name == "getitem":
-        return list(eq.ins) + [i for i in eq.params["idx"] if not basic(i)]
-    return list(eq.ins) + ([region.inverses[eq.out]] if eq.out in region.inverses else [])
+    """What an equation's kernel code reads: its inputs, a gather's positions (a getitem's index
+    arrays), and a scatter's inverted positions."""
+    if eq.out in region.inverses:
+        return list(eq.ins) + [region.inverses[eq.out]]
+    return list(eq.ins) + [p for p, _ in _positions_of(eq) if not any(p is a for a in eq.ins)]
 
 
 def _uniform(c):

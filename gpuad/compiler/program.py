@@ -453,20 +453,27 @@ def _as_scaled(eq, diagonals, ids):
 def _diagonal(eq, diagonals, steps, ids):
     """For eq making an identity, True; for eq making a diagonal n x n matrix from diagonal ones
     (`diagonals`), its diagonal (a Var of shape () or (n,)), computed by equations appended to
-    steps; else None."""
+    steps; else None. By its primitive's zero_where, an elementwise result is diagonal where it is
+    zero wherever a diagonal argument is ("any": a product with scalars or vectors; "first": a
+    quotient or a negation of one) or wherever all are ("all": a sum of diagonals)."""
     if _is_identity(eq):
         return True
-    x, ins = eq.out, eq.ins
-    if len(x.shape) != 2 or x.shape[0] != x.shape[1] or not any(isinstance(a, Var) and a in diagonals for a in ins):
+    x, ins, zero = eq.out, eq.ins, eq.prim.zero_where
+    if not eq.prim.elementwise or zero not in ("any", "first", "all") or len(x.shape) != 2 or x.shape[0] != x.shape[1]:
         return None
     ds = [diagonals.get(a) if isinstance(a, Var) else None for a in ins]
-    if eq.prim is multiply and (ds[0] is None) != (ds[1] is None):  # a diagonal times a scalar or a vector
-        k = 0 if ds[0] is not None else 1
-        v = _along_diagonal(ins[1 - k], x.shape[0], steps, ids)
-        if v is None or ds[k] is True:
-            return v if v is not None and v.dtype == x.dtype else None
-        ds[1 - k] = v
-    elif eq.prim.name not in ROWS or any(d is None or d is True for d in ds) or not _keeps_zeros(eq):
+    diagonal = [d is not None for d in ds]
+    if (zero == "any" and sum(diagonal) == 1) or (zero == "first" and diagonal[0]):
+        for j, a in enumerate(ins):  # the other arguments: scalars or vectors, at their diagonal values
+            ds[j] = ds[j] if diagonal[j] else _along_diagonal(a, x.shape[0], steps, ids)
+            if ds[j] is None:
+                return None
+        if zero == "any" and True in ds and len(ds) == 2:  # an identity times v: v
+            d = ds[1 - ds.index(True)]
+            return d if isinstance(d, Var) and d.dtype == x.dtype else None
+    elif not all(diagonal):
+        return None
+    if any(d is True for d in ds) or not any(isinstance(d, Var) for d in ds):
         return None
     d = _staged(steps, eq.prim, ids, *ds, **eq.params)
     return d if d.dtype == x.dtype else None
@@ -474,17 +481,13 @@ def _diagonal(eq, diagonals, steps, ids):
 
 def _along_diagonal(v, n, steps, ids):
     """v (broadcast against an n x n matrix) as the values it takes along the diagonal: v itself
-    where it is a scalar or a vector Var, reshaped where it is a row or a column; else None."""
-    if not isinstance(v, Var) or v.shape not in ((), (n,), (1, n), (n, 1), (1, 1)):
+    where it is a scalar (a constant too) or a vector Var, reshaped where it is a row or a column;
+    else None."""
+    if not isinstance(v, Var):
+        return v if onp.ndim(v) == 0 else None
+    if v.shape not in ((), (n,), (1, n), (n, 1), (1, 1)):
         return None
     return v if len(v.shape) <= 1 else _staged(steps, reshape, ids, v, shape=(n,) * (v.shape != (1, 1)))
-
-
-def _keeps_zeros(eq):
-    """Whether an elementwise equation makes 0 of zeros: f(0) = 0, f(0, 0) = 0."""
-    zeros = [onp.zeros((), a.dtype) for a in eq.ins]
-    with onp.errstate(all="ignore"):
-        return bool(eq.prim.impl_on(onp, [()] * len(zeros), **eq.params)(*zeros) == 0)
 
 
 def _is_identity(eq):
