@@ -370,9 +370,9 @@ def diagonal_contractions(program):
     B[..q..] is d[p] * B[..p..], a broadcast product (which fuses) instead of a GEMM; and a sum of
     a diagonal matrix along one axis (jacfwd's tangent of a sum of the inputs' function, jacrev's
     cotangent of a scalar broadcast over many points) as its diagonal, n values instead of n^2.
-    A matrix is diagonal where it is an identity, a product of one with a scalar or a vector, a
-    function that keeps zeros (f(0) = 0) of one, or such a function of two; its diagonal is
-    computed from theirs (the zeros off it are a seed's structural zeros, as JAX's symbolic zeros)."""
+    A matrix is diagonal where it is an identity, or an elementwise result of diagonal ones that
+    is zero where they are (`_diagonal`); its diagonal is computed from theirs (the zeros off it are
+    a seed's structural zeros, as JAX's symbolic zeros)."""
     ids = itertools.count(max([eq.out.id for eq in program.equations] + [v.id for v in program.ins], default=0) + 1)
     diagonals = {}  # Var -> True (an identity) or its diagonal (a Var of shape () or (n,))
     out = []
