@@ -20,6 +20,9 @@ from ..ops.creation import eye
 from ..ops.indexing import basic, concatenate, getitem, scatter, take_along
 from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
 from . import coalesce, registers, warps
+from .fusion import ROWS_FROM as _ROWS_FROM
+from .fusion import UNROLLED as _UNROLLED
+from .fusion import unrolled_axes
 from .ir import Lit, Var
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
@@ -34,8 +37,8 @@ def ctype(dtype):
     return c if c is not None else _C_TYPES[dtype.newbyteorder("=")]
 
 
-_UNROLLED = 16  # elements of the trailing axes one loop element computes together
-_UNROLLED_LINES = 4096  # ... as long as their equations, unrolled, are at most this many
+# trailing axes are unrolled (fusion.unrolled_axes) while their equations, unrolled, are at most this many
+_UNROLLED_LINES = 4096
 MAX_LINES = 20000  # a body longer than this (values read at too many index paths) is not built
 _SELECTED_MEMBERS = 24  # cases of a choice made of up to this many members are all computed, then one selected
 
@@ -116,7 +119,6 @@ def _fill(template, region, name, params, body, inner, cols=None, lanes=1):
 
 _CLAMP = "gpuad_clamp("
 _TOP_INDEX = re.compile(r"-?\d+LL|d\d+")  # indices valid for every element: constants, the element's digits
-_ROWS_FROM = 8  # a loop axis this long or longer is not unrolled, and the host loops by rows along it
 
 
 def _row_length(region):
@@ -389,21 +391,10 @@ def _decided(cases, otherwise):
 
 
 def inner_axes(region):
-    """How many trailing axes of its iteration space one loop element of a region unrolls: the
-    longest suffix of at most _UNROLLED elements (a per-sample Jacobian's rows and columns), as
-    long as the unrolled body stays small enough to compile quickly, and unless its last axis of
-    more than one element is _ROWS_FROM long or longer: the loop runs along such an axis, reading
-    and writing contiguous elements (unrolled, each loop element would write `per` apart: strided
-    writes, several times slower on the CPU: docs/performance.md)."""
-    shape, k = region.shape, 0
-    while k < len(shape) and shape[len(shape) - k - 1] == 1:
-        k += 1
-    if k < len(shape) and shape[len(shape) - k - 1] >= _ROWS_FROM:
-        return k
-    while k < len(shape) and math.prod(shape[len(shape) - k - 1:]) <= _UNROLLED and \
-            math.prod(shape[len(shape) - k - 1:]) * len(region.equations) <= _UNROLLED_LINES:
-        k += 1
-    return k
+    """How many trailing axes of its iteration space one loop element of a region unrolls
+    (fusion.unrolled_axes: a per-sample Jacobian's rows and columns), as long as the unrolled body
+    stays small enough to compile quickly."""
+    return unrolled_axes(region.shape, min(_UNROLLED, _UNROLLED_LINES // max(1, len(region.equations))))
 
 
 def _digits(j, dims):

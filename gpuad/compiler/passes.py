@@ -17,7 +17,7 @@ from ..core import SCALARS, Tracer
 from ..ops.contract import contract
 from ..ops.creation import eye
 from ..ops.elementwise import SMALL_CONSTANT, multiply
-from ..ops.shape import reduce_sum, reshape, transpose
+from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
 from . import seeds
 from .ir import Equation, Lit, Program, Var, abstract, dying
 
@@ -198,13 +198,21 @@ def diagonal_contractions(program):
     """Contractions with a diagonal matrix, d * eye (the seed of a Jacobian meeting a linear
     layer: jacrev's cotangents through W @ x), as the scaled other operand: sum_q d[q] delta(p, q)
     B[..q..] is d[p] * B[..p..], a broadcast product (which fuses) instead of a GEMM; and a sum of
-    d * eye along one axis (jacfwd's tangent of a sum of the inputs' function) as d."""
-    made = {eq.out: eq for eq in program.equations}
+    a diagonal matrix along one axis (jacfwd's tangent of a sum of the inputs' function, jacrev's
+    cotangent of a scalar broadcast over many points) as its diagonal, n values instead of n^2.
+    A matrix is diagonal where it is an identity, or an elementwise result of diagonal ones that
+    is zero where they are (`_diagonal`); its diagonal is computed from theirs (the zeros off it are
+    a seed's structural zeros, as JAX's symbolic zeros)."""
     ids = itertools.count(program.next_id())
+    diagonals = {}  # Var -> True (an identity) or its diagonal (an atom of shape () or (n,))
 
     def visit(eq):
         rule = _DIAGONAL.get(eq.prim)
-        return (rule(eq, made, ids) if rule else None) or [eq]
+        steps = (rule(eq, diagonals, ids) if rule else None) or [eq]
+        d = _diagonal(eq, diagonals, steps, ids)  # its equations after eq's: read only what eq reads
+        if d is not None:
+            diagonals[eq.out] = d
+        return steps
     return rewrite(program, visit)
 
 
@@ -234,19 +242,19 @@ def _as_product(eq, ids):
     return steps + [Equation(multiply, laid, eq.out, {})]
 
 
-def _summed(eq, made, ids):
-    """A sum of d * eye(n) along one of its axes (jacfwd's tangent of a sum) as d itself, reshaped."""
-    d = _diagonal(eq.ins[0], made)
+def _summed(eq, diagonals, ids):
+    """A sum of a diagonal matrix along one of its axes as its diagonal, reshaped (or broadcast)."""
+    d = diagonals.get(eq.ins[0]) if isinstance(eq.ins[0], Var) else None
     if d is None or d is True or len(eq.params["axes"]) != 1 or eq.out.dtype != d.dtype:
         return None
-    return [Equation(reshape, [d], eq.out, {"shape": eq.out.shape})]
+    return [Equation(reshape if d.shape else broadcast_to, [d], eq.out, {"shape": eq.out.shape})]
 
 
-def _as_scaled(eq, made, ids):
+def _as_scaled(eq, diagonals, ids):
     """Equations computing eq (a contraction) as d * (the other operand, its axes in the output's
     order), where one operand is d * eye(n) with one of its axes summed and the other kept; else None."""
     for j in (0, 1):
-        diagonal = _diagonal(eq.ins[j], made)
+        diagonal = diagonals.get(eq.ins[j]) if isinstance(eq.ins[j], Var) else None
         spec, other = eq.params["spec"], eq.ins[1 - j]
         if diagonal is None or len(spec[j]) != 2 or eq.out.dtype != (
                 other.dtype if diagonal is True else onp.result_type(diagonal.dtype, other.dtype)):
@@ -261,7 +269,7 @@ def _as_scaled(eq, made, ids):
         if diagonal is not True:
             n = eq.ins[j].shape[0]
             axis = tuple(n if c == p else 1 for c in spec[2])
-            d = _staged(steps, reshape, ids, diagonal, shape=axis)
+            d = _staged(steps, reshape, ids, diagonal, shape=axis) if diagonal.shape else diagonal
             steps.append(Equation(multiply, [d, other], eq.out, {}))
         else:
             steps.append(Equation(reshape, [other], eq.out, {"shape": eq.out.shape}))
@@ -272,29 +280,54 @@ def _as_scaled(eq, made, ids):
 _DIAGONAL = {contract: _as_scaled, reduce_sum: _summed}  # the rewrites of diagonal_contractions
 
 
-def _diagonal(x, made):
-    """For x = eye(n), True; for x = d * eye(n) with d a vector (or a row or column of n), d; else None."""
-    eq = made.get(x)
-    if eq is None:
-        return None
+def _diagonal(eq, diagonals, steps, ids):
+    """For eq making an identity, True; for eq making a diagonal n x n matrix from diagonal ones
+    (`diagonals`), its diagonal (an atom of shape () or (n,)), computed by equations appended to
+    steps; else None. By its primitive's zero_where, an elementwise result is diagonal where it is
+    zero wherever a diagonal argument is ("any": a product with scalars or vectors; "first": a
+    quotient or a negation of one) or wherever all are ("all": a sum of diagonals)."""
     if _is_identity(eq):
         return True
-    if eq.prim is not multiply or len(x.shape) != 2:
+    x, ins, zero = eq.out, eq.ins, eq.prim.zero_where
+    if not eq.prim.elementwise or zero not in ("any", "first", "all") or len(x.shape) != 2 \
+            or x.shape[0] != x.shape[1]:
         return None
-    for e, d in ((eq.ins[1], eq.ins[0]), (eq.ins[0], eq.ins[1])):
-        if isinstance(e, Var) and e in made and _is_identity(made[e]) and isinstance(d, Var) \
-                and math.prod(d.shape) == x.shape[0] and d.shape in ((x.shape[0],), (1, x.shape[0]), (x.shape[0], 1)):
-            return d
-    return None
+    ds = [diagonals.get(a) if isinstance(a, Var) else None for a in ins]
+    diagonal = [d is not None for d in ds]
+    if (zero == "any" and sum(diagonal) == 1) or (zero == "first" and diagonal[0]):
+        for j, a in enumerate(ins):  # the other arguments: scalars or vectors, at their diagonal values
+            ds[j] = ds[j] if diagonal[j] else _along_diagonal(a, x.shape[0], steps, ids)
+            if ds[j] is None:
+                return None
+        if zero == "any" and True in ds and len(ds) == 2:  # an identity times v: v
+            d = ds[1 - ds.index(True)]
+            return d if isinstance(d, Var) and d.dtype == x.dtype else None
+    elif not all(diagonal):
+        return None
+    if any(d is True for d in ds) or not any(isinstance(d, Var) for d in ds):
+        return None
+    d = _staged(steps, eq.prim, ids, *ds, **eq.params)
+    return d if d.dtype == x.dtype else None
+
+
+def _along_diagonal(v, n, steps, ids):
+    """v (broadcast against an n x n matrix) as the values it takes along the diagonal: v itself
+    where it is a scalar (a constant too) or a vector Var, reshaped where it is a row or a column;
+    else None."""
+    if not isinstance(v, Var):
+        return v if not v.shape else None
+    if v.shape not in ((), (n,), (1, n), (n, 1), (1, 1)):
+        return None
+    return v if len(v.shape) <= 1 else _staged(steps, reshape, ids, v, shape=(n,) * (v.shape != (1, 1)))
 
 
 def _is_identity(eq):
     return eq.prim is eye and eq.params["k"] == 0 and eq.params["rows"] == eq.params["cols"]
 
 
-def _staged(steps, prim, ids, x, **params):
-    out = Var(next(ids), prim.abstract(abstract(x), **params))
-    steps.append(Equation(prim, [x], out, params))
+def _staged(steps, prim, ids, *xs, **params):
+    out = Var(next(ids), prim.abstract(*map(abstract, xs), **params))
+    steps.append(Equation(prim, list(xs), out, params))
     return out
 
 

@@ -107,7 +107,7 @@ class Replay:
         self.graphs = sum(s.kind == "graph" for s in steps)
         peak += sum(s.node.held for s in steps if s.kind == "graph")
         self.source, run = _generate(program, steps)
-        run = _one_at_a_time(run) if regions and be.name == "numpy" else run
+        run = _one_at_a_time(_plain_inputs(run)) if regions and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run
         self.steps, self.regions, self.peak = steps, regions, peak
         self.run = run if peak < CHECK_FROM else _checked(run, peak, program.sweeps)
@@ -193,6 +193,16 @@ def _checked(run, peak, sweeps):
                               f"compiled program), but {size_text(available)} of memory is available; {hint}")
         return run(*args)
     return checked
+
+
+def _plain_inputs(run):
+    """run, given its inputs of an ndarray subclass (gpuad.numpy's) as plain ndarrays, viewed once
+    a call: the CPU kernels' type check refuses a subclass, and each kernel reading one would try,
+    then view it, again."""
+    def plain(*args):
+        return run(*[a.view(onp.ndarray) if type(a) is not onp.ndarray and isinstance(a, onp.ndarray) else a
+                     for a in args])
+    return plain
 
 
 def _one_at_a_time(run):
