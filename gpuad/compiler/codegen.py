@@ -45,11 +45,15 @@ class TooLarge(ValueError):
 class Kernel:
     """A region's kernel: its name, the text of its function, and how to call it. `arrays` are
     the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
-    than 1 (one stride argument per such axis)."""
+    than 1 (one stride argument per such axis). `dense` is the loop body for C-contiguous inputs
+    (over `i`, reading in<j> and writing out<k>), `reads` the (input position, index tuple) of each
+    load in it: a whole loop rendered as one kernel (gpuad/compiler/loop_kernel.py) calls the body
+    and checks from the reads which elements each element reads."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape, size):
+    def __init__(self, name, text, arrays, axes, outs, shape, size, dense="", reads=()):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
         self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
+        self.dense, self.reads = dense, list(reads)
 
 
 def render(region, target):
@@ -82,14 +86,15 @@ def render(region, target):
     # host: the prelude comes once per library; a loop of rows where the last loop axis is long
     template = _read("region.cu" if target == "cuda" else "region_host.cpp" if cols is None else "region_host_rows.cpp")
     text = _fill(template, region, name, params, body, cols)
-    if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
-        dense = [p for p in params if not p.startswith("const long long s")]
 
-        def contiguous(j, idx):
-            return _contiguous_offset(arrays[j].shape, idx, shape)
-        text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), cols)
+    def contiguous(j, idx):
+        return _contiguous_offset(arrays[j].shape, idx, shape)
+    dense_body = spelled(contiguous)  # C-contiguous inputs: unit strides the compiler can vectorise
+    if target == "host":  # a second build for them
+        dense = [p for p in params if not p.startswith("const long long s")]
+        text += _fill(template, region, f"{name}_c", dense, dense_body, cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size)
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, dense_body if cols is None else "", loads)
 
 
 def _fill(template, region, name, params, body, cols=None):
