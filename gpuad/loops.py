@@ -284,7 +284,8 @@ def _scan_lower(xp, shapes, spec):
     if kernel is None:
         step = spec.compiled()
         return lambda *args: spec.run(list(args), step)
-    one, step = loop_kernel.runner(kernel, packed_aval(spec.out_avals)), None
+    one = loop_kernel.runner(kernel, packed_aval(spec.out_avals), spec.length * len(spec.body.equations))
+    step = None
 
     def run(*args):
         nonlocal step

@@ -277,24 +277,30 @@ extern "C" void @NAME@(${objects}, const long long trips) {
 """
 
 
-def runner(kernel, out):
-    """The Runner of a loop kernel (one per kernel: a replay planned again reuses its build)."""
+def runner(kernel, out, steps):
+    """The Runner of a loop kernel (one per kernel: a replay planned again reuses its build);
+    steps: the equations the loop runs per call when it runs from Python (trips times its body's)."""
     if kernel.runner is None:
-        kernel.runner = Runner(kernel, out)
+        kernel.runner = Runner(kernel, out, steps >= _WAIT_FROM)
     return kernel.runner
+
+
+# A loop that would run this many equations from Python (a few microseconds each) waits for its
+# kernel's build (about a second or two) rather than run them meanwhile.
+_WAIT_FROM = 500_000
 
 
 class Runner:
     """Calls of one loop kernel on the active backend: `(operands, trips)` -> the loop's packed
-    output, or None while the kernel is still being built (in the background, unless
+    output, or None while the kernel is still being built (in the background, unless `wait` or
     GPUAD_COMPILE=sync: then before the first call returns). A kernel that fails to build
     leaves every call None (the caller's loop runs instead)."""
 
-    def __init__(self, kernel, out):
+    def __init__(self, kernel, out, wait=False):
         self.kernel, self.out, self.call, self.ready = kernel, out, None, None
         be = backends.current()
         build = self._cuda if be.name == "cupy" else self._host
-        if builds.waits() or (be.name == "numpy" and host_cached(kernel)):
+        if wait or builds.waits() or (be.name == "numpy" and host_cached(kernel)):
             build()
         else:
             self.ready = builds.submit(build)
