@@ -6,23 +6,12 @@ import threading
 import numpy as np
 import pytest
 from helpers import assert_close, on_backend
+from test_lax import _rk4_step as _rk4  # an RK4 step of a damped pendulum
 
 import gpuad
 import gpuad.numpy as gnp
 from gpuad import backends, lax
 from gpuad.compiler import host
-
-
-def _field(y, p):
-    return gnp.stack([y[1], -p[0] * gnp.sin(y[0]) - p[1] * y[1] + 0.1 * y[0] * y[1]])
-
-
-def _rk4(y, p, h=0.05):
-    k1 = _field(y, p)
-    k2 = _field(y + 0.5 * h * k1, p)
-    k3 = _field(y + 0.5 * h * k2, p)
-    k4 = _field(y + h * k3, p)
-    return y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
 
 def integrate(z, steps=200):
