@@ -653,7 +653,7 @@ def _objects_entry(name, arrays, axes, outs, count):
     for j, (a, along) in enumerate(zip(arrays, axes)):
         c, size = ctype(a.dtype), numpy.dtype(a.dtype).itemsize
         params.append(f"const char* o{j}")
-        readable.append(_readable(f"o{j}", a.dtype))
+        readable.append(readable_test(f"o{j}", a.dtype))
         pointers.append(f"*(const {c}* const*)(o{j} + GPUAD_DATA)")
         dense = _contiguous_strides(a.shape)
         for d in along:
@@ -662,7 +662,7 @@ def _objects_entry(name, arrays, axes, outs, count):
             checks.append(f"{stride} == {dense[d]}LL")
     for k, v in enumerate(outs):
         params.append(f"const char* r{k}")
-        readable.append(_readable(f"r{k}", v.dtype))
+        readable.append(readable_test(f"r{k}", v.dtype))
         pointers.append(f"*({ctype(v.dtype)}* const*)(r{k} + GPUAD_DATA)")
     generic = []
     for p, text in enumerate(pointers):
@@ -677,7 +677,7 @@ def _objects_entry(name, arrays, axes, outs, count):
             f"    if ({test}) {call_dense}; else {call_strided};\n    return 0;\n}}\n")
 
 
-def _readable(arg, dtype):
+def readable_test(arg, dtype):
     """C test that the object `arg` is an array the kernel can read as `dtype` (gpuad_readable in
     kernels/host_prelude.h); int64's two type numbers (long, long long) are both accepted."""
     numbers = sorted({numpy.dtype(c).num for c in numpy.typecodes["All"]

@@ -252,8 +252,13 @@ class _Source:
                      if self.schedule == "element" else "const long long b0 = 0, b1 = 1;")
             return (f'extern "C" __global__ void @NAME@({params}, const long long trips) {{\n    {first}\n'
                     f"    {{\n        {body}\n    }}\n}}\n")
+        # each operand an ndarray of its dtype, aligned and C-contiguous (NumPy's flag 0x1), else 1 + its position
+        dtypes = [v.dtype for v in self.body.ins] + [c.dtype for c in self.constants] + [numpy.uint8, self.out.dtype]
+        checks = "\n    ".join(f"if (!({codegen.readable_test(f'o{k}', d)} && (*(const int*)(o{k} + GPUAD_FLAGS) & 1)))"
+                               " "
+                               f"return {k + 1};" for k, d in enumerate(dtypes))
         return string.Template(_HOST_ENTRY).substitute(
-            objects=", ".join(f"const char* o{k}" for k in range(len(ops))),
+            checks=checks, objects=", ".join(f"const char* o{k}" for k in range(len(ops))),
             pointers="\n    ".join(f"{t}* const {n} = *({t}* const*)(o{k} + GPUAD_DATA);"
                                    for k, (t, n) in enumerate(ops)),
             captured=", ".join(n for _, n in ops), chunks=-(-self.batch // self.chunk), chunk=self.chunk,
@@ -266,13 +271,15 @@ _HOST_ENTRY = """static void @NAME@_range(${params}, const long long trips, cons
         ${body}
 }
 
-extern "C" void @NAME@(${objects}, const long long trips) {
+extern "C" int @NAME@(${objects}, const long long trips) {
+    ${checks}
     ${pointers}
     gpuad_split(${chunks}LL, trips * ${work}LL, [&](const long long begin, const long long end) {
         for (long long k = begin; k < end; ++k)
             @NAME@_range(${captured}, trips, k * ${chunk}LL,
                          k * ${chunk}LL + ${chunk}LL < ${batch}LL ? k * ${chunk}LL + ${chunk}LL : ${batch}LL);
     });
+    return 0;
 }
 """
 
@@ -314,16 +321,22 @@ class Runner:
         if lib is None:
             return
         fn = getattr(lib, self.kernel.name)
-        fn.restype = None
+        fn.restype = ctypes.c_int
         constants = [_native(c) for c in self.kernel.constants]
         fn.argtypes = [ctypes.py_object] * (self.kernel.operands + len(constants) + 2) + [ctypes.c_longlong]
         shape, dtype = self.out.shape, numpy.dtype(self.out.dtype)
         scratch, lock = _aligned(self.kernel.scratch), threading.Lock()  # kept: no page faults each call
 
         def call(operands, trips):
-            out = numpy.empty(shape, dtype)
+            out, operands = numpy.empty(shape, dtype), list(operands)
             with lock:
-                fn(*map(_native, operands), *constants, scratch, out, trips)
+                while refused := fn(*operands, *constants, scratch, out, trips):  # copy what it cannot read
+                    a = operands[refused - 1]
+                    copy = _native(a)
+                    operands = [copy if x is a else x for x in operands]  # a loop reads a value several times
+                    if copy is a:
+                        raise TypeError(f"gpuad.jit: a loop kernel cannot read its argument {refused - 1} "
+                                        f"({type(a).__name__})")
             return out
         self.call = call
 
@@ -333,10 +346,10 @@ class Runner:
         raw.compile()
         shape, dtype, k = self.out.shape, self.out.dtype, self.kernel
         constants = [cupy.ascontiguousarray(cupy.asarray(c)) for c in k.constants]
-        scratch = [cupy.empty(k.scratch, numpy.uint8)] if k.schedule == "element" else []
 
-        def call(operands, trips):
+        def call(operands, trips):  # scratch of its own each call (CuPy's pool): calls on several streams
             out = cupy.empty(shape, dtype)
+            scratch = [cupy.empty(k.scratch, numpy.uint8)] if k.schedule == "element" else []
             raw((k.grid,), (k.block,), tuple([cupy.ascontiguousarray(a) for a in operands] + constants + scratch +
                                              [out, numpy.int64(trips)]))
             return out
@@ -351,8 +364,10 @@ def _aligned(n):
 
 
 def _native(a):
-    """a as an ndarray the kernel reads in place: C-contiguous, in this machine's byte order."""
-    return numpy.ascontiguousarray(a, dtype=numpy.dtype(a.dtype).newbyteorder("="))
+    """a as an ndarray the kernel reads in place: C-contiguous, aligned, in this machine's byte
+    order (numpy.array copies into a fresh buffer where it is not)."""
+    a = numpy.asarray(a)
+    return numpy.array(a, dtype=a.dtype.newbyteorder("="), order="C", copy=None)
 
 
 def host_cached(kernel):
