@@ -11,7 +11,7 @@ from test_lax import _rk4_step as _rk4  # an RK4 step of a damped pendulum
 import gpuad
 import gpuad.numpy as gnp
 from gpuad import backends, lax
-from gpuad.compiler import host
+from gpuad.compiler import host, loop_kernel
 
 
 def integrate(z, steps=200):
@@ -194,6 +194,14 @@ def test_a_first_call_runs_the_loop_unfused_while_its_kernel_builds(monkeypatch,
     kernel.runner.ready.result()
     assert kernel.runner.call is not None
     assert_close(f(z), fun(z), rtol=1e-12, atol=1e-12)
+    # a loop too long to run from Python meanwhile waits for its kernel
+    monkeypatch.setattr(loop_kernel, "_WAIT_FROM", 77 * 10)
+
+    def longer(z):
+        return lax.fori_loop(0, 77, lambda i, y: _rk4(y, z[2:], h=0.0321), z[:2])
+    g = gpuad.jit(longer)
+    assert_close(g(z), longer(z), rtol=1e-12, atol=1e-12)
+    assert _scans(g, z)[0].kernel("host").runner.call is not None
 
 
 @pytest.fixture(scope="module")

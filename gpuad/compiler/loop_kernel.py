@@ -151,9 +151,14 @@ class _Source:
             "".join(self._step(j, k) for j, k in enumerate(self.kernels)) + self._entry()
         name = "gpuad_loop_" + hashlib.sha1(text.encode()).hexdigest()[:16]
         text = text.replace("@NAME@", name)
-        grid = (-(-self.batch // _BLOCK) if self.schedule == "element" else 1) if self.cuda else None
+        grid = block = None
+        if self.cuda and self.schedule == "element":
+            grid, block = -(-self.batch // _BLOCK), _BLOCK
+        elif self.cuda:  # one block, of as many warps as the widest step has elements (a small state: one)
+            widest = max([k.size for k in self.kernels] + [math.prod(v.shape) for v in self.local])
+            grid, block = 1, min(_BLOCK, -(-widest // 32) * 32)
         return LoopKernel(name, text, len(self.body.ins), self.constants, self.scratch, self.schedule, self.batch,
-                          grid, _BLOCK if self.cuda else None)
+                          grid, block)
 
     def _step(self, j, kernel):
         """Region j as a function over a range of its loop's elements."""
