@@ -214,6 +214,21 @@ def nvrtc():
     return nvrtc
 
 
+def test_compile_builds_the_loop_kernels_ahead_of_time(monkeypatch, tmp_path):
+    if backends.backend() != "numpy":
+        pytest.skip("the C++ compiler builds the CPU's loop kernels")
+    monkeypatch.setenv("GPUAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("GPUAD_COMPILE", "async")
+    z = on_backend(Z)[0]
+
+    def fun(z):
+        return lax.fori_loop(0, 12, lambda i, y: _rk4(y, z[2:], h=0.0456), z[:2])
+    compiled = gpuad.jit(fun).lower(z).compile()
+    (kernel,) = [k for k in compiled.kernels if k.name.startswith("gpuad_loop_")]
+    assert kernel.runner.call is not None and kernel.name in compiled.as_text()
+    assert_close(compiled(z), fun(z), rtol=1e-12, atol=1e-12)
+
+
 def test_every_loop_kernel_compiles_for_cuda(nvrtc):
     z, zs = on_backend(Z, np.random.default_rng(0).uniform(0.1, 1.0, (300, 4)))
     c0, xs = on_backend(np.array([0.3, -0.2, 0.5]), np.linspace(-1.0, 1.0, 24).reshape(8, 3))
@@ -227,3 +242,6 @@ def test_every_loop_kernel_compiles_for_cuda(nvrtc):
             kernel = spec.kernel("cuda")
             assert kernel.schedule == schedule
             nvrtc.compile_ptx(kernel.text, kernel.name, nvrtc.ARCH)
+    # lower(..., backend="cupy").compile() builds them by NVRTC too, without a GPU
+    compiled = gpuad.jit(gpuad.jacfwd(integrate)).lower(z, backend="cupy").compile()
+    assert any(k.name.startswith("gpuad_loop_") for k in compiled.kernels)

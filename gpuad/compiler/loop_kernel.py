@@ -77,6 +77,12 @@ def plan(body, n_consts, n_carry, reverse, out, target):
     return _Source(body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes).kernel()
 
 
+def kernels_of(program, target):
+    """The loop kernels of a program's loops (its own equations) for target."""
+    held = [eq.params.get("spec") for eq in program.equations]
+    return [k for spec in held if hasattr(spec, "kernel") and (k := spec.kernel(target)) is not None]
+
+
 def _typed(v):
     """Whether a kernel can hold v (a C type of codegen's)."""
     try:
