@@ -37,6 +37,7 @@ from .program import Var
 _WHOLE = {"host": 1 << 18, "cuda": 40 << 10}
 _CHUNK_BYTES = 64 << 10  # the values of the batch elements a CPU thread runs together: within L2
 _BLOCK = 128  # threads of a launch's blocks
+_LOCAL_BYTES = 4 << 10  # a CPU whole loop's values this small are local arrays, not scratch
 _ALIGN = 64
 
 
@@ -189,6 +190,8 @@ class _Source:
     def _span(self, outer, inner, what):
         """what(begin, end) for each run of the batch range's elements of a layout (outer, inner)."""
         b = self.batch
+        if self.schedule == "whole":  # constant bounds: the compiler unrolls a small state's loops
+            return what("0LL", f"{outer * inner}LL")
         if outer == 1:
             return what(f"b0 * {inner}LL", f"b1 * {inner}LL")
         return (f"for (long long o = 0; o < {outer}LL; ++o) " +
@@ -202,8 +205,10 @@ class _Source:
                           lambda lo, hi: f"for (long long e = {lo}; e < {hi}; ++e) {statement}")
 
     def _buffers(self):
-        if self.shared:
-            return [f"__shared__ {codegen.ctype(v.dtype)} {self._name(v)}[{math.prod(v.shape)}];" for v in self.local]
+        if self.shared or (self.schedule == "whole" and self.scratch <= _LOCAL_BYTES):
+            # a small state in arrays of the function's own: held in registers where the loops unroll
+            return [f"{'__shared__ ' if self.shared else ''}{codegen.ctype(v.dtype)} {self._name(v)}"
+                    f"[{math.prod(v.shape)}];" for v in self.local]
         return [f"{codegen.ctype(v.dtype)}* const {self._name(v)} = ({codegen.ctype(v.dtype)}*)(scratch + "
                 f"{self.offsets[v]}LL);" for v in self.local]
 
