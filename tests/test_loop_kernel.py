@@ -1,6 +1,9 @@
 """A whole compiled loop as one kernel (gpuad/compiler/loop_kernel.py): its results against the
 eager (Python) loop and the other AD mode, both schedules (per element, whole), the edge cases
 of scan and fori_loop, the bodies that keep the per-trip replay, and the CUDA sources by NVRTC."""
+import ctypes
+import shutil
+import subprocess
 import threading
 
 import numpy as np
@@ -245,3 +248,70 @@ def test_every_loop_kernel_compiles_for_cuda(nvrtc):
     # lower(..., backend="cupy").compile() builds them by NVRTC too, without a GPU
     compiled = gpuad.jit(gpuad.jacfwd(integrate)).lower(z, backend="cupy").compile()
     assert any(k.name.startswith("gpuad_loop_") for k in compiled.kernels)
+
+
+# CUDA's qualifiers for the host, a grid of one-thread blocks run one after another (as in
+# tests/host_kernels.py) and one thread for a whole loop's block: its block-stride loops then run
+# every element in order and its synchronisations have nothing to wait for.
+_CUDA_ON_THE_HOST = r"""
+#include <cmath>
+using namespace std;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __noinline__
+#define __shared__ static
+#define __syncthreads()
+struct gpuad_dim3 { unsigned x, y, z; };
+static const gpuad_dim3 threadIdx = {0, 0, 0}, blockDim = {1, 1, 1};
+static gpuad_dim3 blockIdx = {0, 0, 0};
+extern "C" void gpuad_block(unsigned b) { blockIdx.x = b; }
+"""
+
+
+def _seen_by(kernel, f, args):
+    """(operands, trips, output) of the CPU loop kernel's call in f(*args)."""
+    f(*args)  # built
+    run, seen = kernel.runner.call, []
+
+    def call(operands, trips):
+        seen.append((list(operands), trips, run(operands, trips)))
+        return seen[-1][2]
+    kernel.runner.call = call
+    try:
+        f(*args)
+    finally:
+        kernel.runner.call = run
+    return seen[0]
+
+
+def test_the_cuda_loop_kernels_run_on_the_host_as_the_cpu_ones_do(tmp_path):
+    """Each CUDA loop kernel's source compiled as C++ (one thread a block) and run on the operands the
+    CPU's loop kernel got: the same results, for both schedules."""
+    if backends.backend() != "numpy" or shutil.which("g++") is None:
+        pytest.skip("runs the CUDA sources with g++ beside the NumPy backend's kernels")
+    zs = np.random.default_rng(1).uniform(0.1, 1.0, (37, 4))
+    c0, xs = np.array([0.3, -0.2, 0.5]), np.linspace(-1.0, 1.0, 24).reshape(8, 3)
+    cases = [(gpuad.jit(gpuad.jacfwd(integrate)), (Z,)),
+             (gpuad.jit(gpuad.vmap(gpuad.jacfwd(lambda z: integrate(z, 30)))), (zs,)),
+             (gpuad.jit(lambda c, xs: lax.scan(_decay, c, xs, reverse=True)), (c0, xs))]
+    runs = []  # (CUDA kernel, the operands and the output of the CPU's)
+    for f, args in cases:
+        (spec,) = _scans(f, *args)
+        runs.append((spec.kernel("cuda"), *_seen_by(spec.kernel("host"), f, args)))
+    source = _CUDA_ON_THE_HOST + "".join(f"namespace k{j} {{\n{k.text}\n}}\n" for j, (k, *_) in enumerate(runs))
+    (tmp_path / "loops.cpp").write_text(source)
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(tmp_path / "loops.so"), str(tmp_path / "loops.cpp")],
+                   check=True, capture_output=True)
+    lib = ctypes.CDLL(str(tmp_path / "loops.so"))
+    for kernel, operands, trips, expected in runs:
+        arrays = [np.ascontiguousarray(a) for a in operands] + [np.ascontiguousarray(c) for c in kernel.constants]
+        arrays += [np.zeros(kernel.scratch, np.uint8)] if kernel.schedule == "element" else []
+        out = np.zeros_like(expected)
+        fn = getattr(lib, kernel.name)
+        fn.argtypes = [ctypes.c_void_p] * (len(arrays) + 1) + [ctypes.c_longlong]
+        for b in range(kernel.grid):
+            for thread in range(kernel.block if kernel.schedule == "element" else 1):
+                lib.gpuad_block(b * kernel.block + thread)  # blockIdx.x of a one-thread block
+                fn(*[a.ctypes.data for a in arrays], out.ctypes.data, trips)
+        assert_close(out, expected, rtol=1e-13, atol=1e-13)
