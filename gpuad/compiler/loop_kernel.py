@@ -5,12 +5,12 @@ body's values in local buffers, the trip count an argument. A call is one ctypes
 The body's steps are its fusion regions (gpuad/compiler/fusion.py, `regions_only`), each rendered
 by gpuad/compiler/codegen.py as for a region of its own; a trip calls them in order, writes the
 scanned outputs of the trip into place and copies the new carries over the old. Two schedules:
-- per element: where every value the body makes and carries leads with one batch axis B and each
-  element of every region reads only its own batch element of those values (the loads the
-  rendered bodies make say so: codegen.Kernel.reads), the batch elements' loops are independent.
-  On the CPU the batch is cut into chunks small enough for the cache, each chunk (on the thread
-  pool) running all its trips before the next; on CUDA each thread runs one batch element's
-  trips in its own local memory. A vmap of a per-sample ODE, an elementwise fixed point.
+- per element: where every value the body makes and carries has one axis of the batch's length
+  B (the first carry's leading axis) and each element of every region reads only its own batch
+  element along it (the loads the rendered bodies make say so: codegen.Kernel.reads), the batch
+  elements' loops are independent. On the CPU the batch is cut into chunks whose values fit in
+  the cache, each chunk (on the thread pool) running all its trips before the next; on CUDA each
+  thread runs one batch element's trips. A vmap of a per-sample ODE, an elementwise fixed point.
 - whole: otherwise, where the body's values are small (a few-state ODE with its tangent bundle):
   one C loop on the CPU; on CUDA one block, its threads sharing each region's elements and
   synchronised between steps, the values in shared memory.
@@ -38,6 +38,7 @@ _WHOLE = {"host": 1 << 18, "cuda": 40 << 10}
 _CHUNK_BYTES = 64 << 10  # the values of the batch elements a CPU thread runs together: within L2
 _BLOCK = 128  # threads of a launch's blocks
 _LOCAL_BYTES = 4 << 10  # a CPU whole loop's values this small are local arrays, not scratch
+_KEPT_BYTES = 64 << 20  # a CPU loop's scratch this small is kept from call to call (no page faults)
 _ALIGN = 64
 
 
@@ -341,11 +342,13 @@ class Runner:
         constants = [_native(c) for c in self.kernel.constants]
         fn.argtypes = [ctypes.py_object] * (self.kernel.operands + len(constants) + 2) + [ctypes.c_longlong]
         shape, dtype = self.out.shape, numpy.dtype(self.out.dtype)
-        scratch, lock = _aligned(self.kernel.scratch), threading.Lock()  # kept: no page faults each call
+        n, lock = self.kernel.scratch, threading.Lock()
+        kept = _aligned(n) if n <= _KEPT_BYTES else None
 
         def call(operands, trips):
             out, operands = numpy.empty(shape, dtype), list(operands)
             with lock:
+                scratch = kept if kept is not None else _aligned(n)
                 while refused := fn(*operands, *constants, scratch, out, trips):  # copy what it cannot read
                     a = operands[refused - 1]
                     copy = _native(a)
