@@ -325,14 +325,14 @@ class Runner:
         be = backends.current()
         build = self._cuda if be.name == "cupy" else self._host
         if wait or builds.waits() or (be.name == "numpy" and host_cached(kernel)):
-            build()
+            build(be)
         else:
-            self.ready = builds.submit(build)
+            self.ready = builds.submit(build, be)
 
     def __call__(self, operands, trips):
         return None if self.call is None else self.call(operands, trips)
 
-    def _host(self):
+    def _host(self, be):
         from . import host
         lib = host.library([self.kernel])
         if lib is None:
@@ -342,7 +342,7 @@ class Runner:
         constants = [_native(c) for c in self.kernel.constants]
         fn.argtypes = [ctypes.py_object] * (self.kernel.operands + len(constants) + 2) + [ctypes.c_longlong]
         shape, dtype = self.out.shape, numpy.dtype(self.out.dtype)
-        n, lock = self.kernel.scratch, threading.Lock()
+        n, lock, result = self.kernel.scratch, threading.Lock(), be.xp.asarray  # the backend's array
         kept = _aligned(n) if n <= _KEPT_BYTES else None
 
         def call(operands, trips):
@@ -356,10 +356,10 @@ class Runner:
                     if copy is a:
                         raise TypeError(f"gpuad.jit: a loop kernel cannot read its argument {refused - 1} "
                                         f"({type(a).__name__})")
-            return out
+            return result(out)
         self.call = call
 
-    def _cuda(self):
+    def _cuda(self, be):
         import cupy
         raw = cupy.RawKernel(self.kernel.text, self.kernel.name)
         raw.compile()
