@@ -49,11 +49,19 @@ def test_a_small_coupled_loop_is_one_sequential_kernel():
     assert_close(out, gpuad.jacfwd(integrate)(z), rtol=1e-12, atol=1e-12)
     assert_close(out, gpuad.jacrev(integrate)(z), rtol=1e-12, atol=1e-12)
     assert_close(gpuad.jit(integrate)(z), integrate(z), rtol=1e-12, atol=1e-12)
-    # reverse mode compiled: the stored forward loop and the backward loop
-    assert_close(gpuad.jit(gpuad.jacrev(integrate))(z), gpuad.jacfwd(integrate)(z), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("batch", [37, 1500])
+@pytest.mark.slow
+def test_reverse_mode_compiled_runs_both_loops_as_kernels():
+    """jit(jacrev): the loop storing the carries and the backward loop, each one kernel."""
+    z = on_backend(Z)[0]
+    f = gpuad.jit(gpuad.jacrev(integrate))
+    out = f(z)
+    assert all(_one_kernel(spec) is not None for spec in _scans(f, z))
+    assert_close(out, gpuad.jacfwd(integrate)(z), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch", [37, pytest.param(1500, marks=pytest.mark.slow)])  # 1500: chunks on threads
 def test_vmap_of_a_per_sample_loop_runs_each_example_on_its_own(batch):
     zs = on_backend(np.random.default_rng(batch).uniform(0.1, 1.0, (batch, 4)))[0]
     g = gpuad.vmap(gpuad.jacfwd(lambda z: integrate(z, 60)))
