@@ -47,14 +47,15 @@ class Kernel:
     """A region's kernel: its name, the text of its function, and how to call it. `arrays` are
     the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
     than 1 (one stride argument per such axis). `dense` is the loop body for C-contiguous inputs
-    (over `i`, reading in<j> and writing out<k>), `reads` the (input position, index tuple) of each
-    load in it: a whole loop rendered as one kernel (gpuad/compiler/loop_kernel.py) calls the body
-    and checks from the reads which elements each element reads."""
+    (over `i`, one thread an element, reading in<j> and writing out<k>), `reads` the (input
+    position, index tuple) of each load in it, `inner` how many trailing axes one element of the
+    loop unrolls: a whole loop rendered as one kernel (gpuad/compiler/loop_kernel.py) calls the
+    body and checks from the reads which elements each element reads."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape, size, dense="", reads=()):
+    def __init__(self, name, text, arrays, axes, outs, shape, size, dense="", reads=(), inner=0):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
         self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
-        self.dense, self.reads = dense, list(reads)
+        self.dense, self.reads, self.inner = dense, list(reads), inner
 
 
 def render(region, target):
@@ -95,7 +96,8 @@ def render(region, target):
         dense = [p for p in params if not p.startswith("const long long s")]
         text += _fill(template, region, f"{name}_c", dense, dense_body, cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, dense_body if cols is None else "", loads)
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, dense_body if cols is None else "", loads,
+                  inner_axes(region))
 
 
 def _fill(template, region, name, params, body, cols=None):

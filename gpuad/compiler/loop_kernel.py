@@ -115,7 +115,7 @@ def _batch_axes(body, carries, local, regions, kernels):
     if None in at.values():
         return None
     for r, k in zip(regions, kernels):
-        a = at[r] = axis(r.shape, len(r.shape) - codegen.inner_axes(r))
+        a = at[r] = axis(r.shape, len(r.shape) - k.inner)
         if a is None:
             return None
         for j, idx in k.reads:
@@ -225,7 +225,7 @@ class _Source:
                   f"t * {math.prod(x.shape)}LL;" for x in self.xs]
         for j, (r, k) in enumerate(zip(self.regions, self.kernels)):
             args = ", ".join([self._name(a) for a in k.arrays] + [self._name(v) for v in k.outs])
-            loop = r.shape[:len(r.shape) - codegen.inner_axes(r)]
+            loop = r.shape[:len(r.shape) - k.inner]
             outer, inner = (1, k.size) if self.schedule == "whole" else self._around(loop, self.axis[r])
             if self.shared:
                 lines.append(f"    @NAME@_step{j}({args}, 0LL, {k.size}LL);")
