@@ -98,6 +98,10 @@ def test_an_elementwise_fixed_point_runs_per_element_and_a_stencil_as_one_loop()
         assert _one_kernel(_scans(f, x)[0]).schedule == schedule
         assert_close(out, fun(x), rtol=1e-12, atol=1e-12)
         assert_close(gpuad.jit(gpuad.jacfwd(fun))(x), gpuad.jacrev(fun)(x), rtol=1e-12, atol=1e-12)
+    # grad: the loop storing the carries and the backward loop, whose cotangent leads with a unit axis
+    g = gpuad.jit(gpuad.grad(lambda x: gnp.sum(fixed(x) ** 2)))
+    assert_close(g(x), gpuad.grad(lambda x: gnp.sum(fixed(x) ** 2))(x), rtol=1e-12, atol=1e-12)
+    assert [_one_kernel(spec).schedule for spec in _scans(g, x)] == ["element", "element"]
 
 
 def _decay(c, x):

@@ -100,13 +100,14 @@ def _nbytes(v):
 
 def _batch_axes(body, carries, local, regions, kernels):
     """Where the per-element schedule applies (see the module's docstring): (B, {value or
-    region: the position of its batch axis}); else None. B is the first carry's leading axis;
+    region: the position of its batch axis}); else None. B is the first carry's first axis longer
+    than 1 (a reverse sweep's bundle of one cotangent leads with a unit axis);
     each value the loop keeps and each region has one axis of that length, a region's among the
     axes its loop runs over (not unrolled), and each element of a region reads every array at
     its own batch element along that axis."""
-    if not carries or not carries[0].shape or carries[0].shape[0] < 2:
+    b = next((d for d in carries[0].shape if d > 1), None) if carries else None  # past a bundle's unit axis
+    if b is None:
         return None
-    b = carries[0].shape[0]
 
     def axis(shape, within=None):
         at = [k for k, d in enumerate(shape[:within]) if d == b]
