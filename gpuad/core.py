@@ -88,9 +88,11 @@ class Primitive:
     complex_ready: whether the jvp/vjp rules hold for complex values (JAX's conventions: the JVP is
     the R-linear tangent map, the VJP its transpose, never its adjoint); the derivative traces refuse
     complex arguments of a primitive without it (refuse_complex).
+    spelling: for an elementwise primitive outside the rule table, its kernel expression over x (an
+    ops.expr.Expr): fusion regions compute it in their generated code.
     """
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
-                 "rev_forward", "complex_ready")
+                 "rev_forward", "complex_ready", "spelling")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -100,6 +102,7 @@ class Primitive:
         self.pattern = None   # the sparsity rule (gpuad.sparse), where the primitive has one
         self.rev_forward = None  # (values, **params) -> output, where a tape records it (custom_call)
         self.complex_ready = nondiff  # no rule, nothing to get wrong
+        self.spelling = None
 
     def __call__(self, *args, **params):
         return bind(self, *args, **params)

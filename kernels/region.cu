@@ -6,6 +6,7 @@
 //
 // Slots (filled by gpuad/kernels/region.py): name, params, body.
 #include "gpuad_math.cuh"
+#include "gpuad_complex.cuh"
 
 extern "C" __global__ void ${name}(${params}, const long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x;

@@ -15,12 +15,13 @@ import sys
 
 import numpy
 
+from ..kernels.source import C_TYPES as _ELEMENT_TYPES
 from ..kernels.source import _read
 from ..ops.table import ROWS
 from .fusion import basic
 from .program import Var
 
-C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
+C_TYPES = dict(_ELEMENT_TYPES, bool="bool", int32="int", int64="long long")  # complex: kernels/gpuad_complex.cuh
 _C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}
 
 
@@ -192,7 +193,7 @@ class _Body:
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
-        if isinstance(a, (bool, int, float)):
+        if isinstance(a, (bool, int, float, complex)):
             return _literal(a)
         key = _key(a)
         if key[1] in self.region.literals:
@@ -408,7 +409,7 @@ def _digit(shape, d, i="i"):
 
 def _broadcast_index(a, idx):
     """The index of a, right-aligned against idx (size-1 axes read at 0)."""
-    if isinstance(a, (bool, int, float)):
+    if isinstance(a, (bool, int, float, complex)):
         return ()
     lead = len(idx) - len(a.shape)
     return tuple("0LL" if d == 1 else idx[lead + k] for k, d in enumerate(a.shape))
@@ -698,10 +699,13 @@ def host_sources(kernels, offsets, parts=1):
     return head, ["\n".join(g) for g in groups]
 
 
-def _literal(value):
-    """A number as C source; inf and NaN as the quotients gpuad_math.cuh writes them (C has no literal)."""
+def _literal(value, c="T"):
+    """A number as C source of type c; inf and NaN as the quotients gpuad_math.cuh writes them (C has
+    no literal); a complex one from its parts."""
+    if isinstance(value, complex):
+        return f"T(gpuad_complex<double>({_literal(value.real, 'double')}, {_literal(value.imag, 'double')}))"
     v = float(value)
-    return f"T({v!r})" if math.isfinite(v) else f"(T({math.copysign(1.0, v) if math.isinf(v) else 0.0}) / T(0))"
+    return f"{c}({v!r})" if math.isfinite(v) else f"({c}({math.copysign(1.0, v) if math.isinf(v) else 0.0}) / {c}(0))"
 
 
 def _key(a):
@@ -715,6 +719,8 @@ def _expression(eq, ops):
         return f"({ops[0]} ? T({ops[1]}) : T({ops[2]}))"
     if name == "astype":
         return f"T({ops[0]})"
+    if eq.prim.spelling is not None:  # real, imag, conj: read as they are (a cast to T would drop parts)
+        return eq.prim.spelling.cuda({"x": ops[0]})
     row = ROWS[name]
     if eq.out.dtype != bool:  # operands of mixed types (float, double) computed in the result's, as NumPy
         ops = [f"T({o})" for o in ops]  # does: pow(float, double) and the templates' T are ambiguous

@@ -34,10 +34,10 @@ import numpy as onp
 from .. import backends
 from ..core import Tracer
 from ..ops import MOVES
-from ..ops.table import ROWS
+from ..ops.table import HOLOMORPHIC, ROWS
 from .program import Var
 
-_C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool")))  # dtypes, not names: names are slow
+_C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
 VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
 # The most members a region has: a compiler's time grows faster than a function's length (one
@@ -88,11 +88,10 @@ def iteration_shape(shape):
 
 
 def _readable(a):
-    """Whether a kernel can read an input: a real Python number, or an array of a C dtype with elements
-    (complex values, Python's or arrays', stay out of kernels)."""
-    if isinstance(a, (bool, int, float)):
+    """Whether a kernel can read an input: a Python number, or an array of a C dtype with elements."""
+    if isinstance(a, (bool, int, float, complex)):
         return True
-    if isinstance(a, complex) or not prod(a.shape):
+    if not prod(a.shape):
         return False
     return a.dtype in _C_DTYPES or a.dtype.newbyteorder("=") in _C_DTYPES  # byte-swapped: copied before a launch
 
@@ -125,9 +124,15 @@ def fusible(eq, backend="cupy"):
         n = prod(eq.ins[0].shape[a] for a in eq.params["axes"])
         return n <= _SUMMED or (prod(eq.out.shape) >= _PARALLEL[backend] and
                                 (_ACROSS_ROWS[backend] or _along_rows(eq.ins[0].shape, eq.params["axes"])))
-    if name in ROWS:
-        return _renders(ROWS[name])
-    return name in ("where", "astype")
+    if name in ROWS:  # of complex values, the rows kernels/gpuad_complex.cuh spells
+        return _renders(ROWS[name]) and (ROWS[name] in HOLOMORPHIC or not _complex(eq))
+    return name in ("where", "astype") or eq.prim.spelling is not None
+
+
+def _complex(eq):
+    """Whether an equation reads or makes complex values."""
+    return eq.out.dtype.kind == "c" or any(isinstance(a, complex) or getattr(a, "dtype", None) is not None and
+                                           a.dtype.kind == "c" for a in eq.ins)
 
 
 def _along_rows(shape, axes):
@@ -476,7 +481,7 @@ def _connect(program, regions, region_of):
             if eq.prim.name == "scatter" and not all(map(basic, eq.params["idx"])):
                 r.inverses[eq.out] = _inverse(eq)
             for a in _operands(eq, r):
-                if isinstance(a, (bool, int, float)) or (isinstance(a, Var) and a in inside):
+                if isinstance(a, (bool, int, float, complex)) or (isinstance(a, Var) and a in inside):
                     continue
                 if not isinstance(a, Var) and _uniform(a):  # broadcast scalars: a literal
                     r.literals[id(a)] = a.ravel()[0].item()

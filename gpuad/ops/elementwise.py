@@ -9,7 +9,8 @@ import math
 import numpy as onp
 
 from .. import backends
-from ..core import Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape
+from ..core import SCALARS, Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape
+from .expr import Expr
 from .shape import broadcast_to, reshape, transpose, with_unit_axes_at
 from .table import REAL_ONLY, ROWS, SPECIAL_NAMES, RuleNamespace, cotangents_in, fit_output, tangent_out
 
@@ -84,7 +85,7 @@ _row_dtypes = {}  # (row name, argument dtypes or Python scalar types) -> output
 def _row_dtype(row, args):
     """The row's output dtype, found once per input dtypes by evaluating it on 0-d NumPy values
     (Python scalars stay Python scalars: weak, as in NumPy's promotion)."""
-    kinds = tuple(type(a) if isinstance(a, (bool, int, float)) else dtype(a) for a in args)
+    kinds = tuple(type(a) if isinstance(a, SCALARS) else dtype(a) for a in args)
     out = _row_dtypes.get((row.name, kinds))
     if out is None:
         probe = [k(0) if isinstance(k, type) else onp.zeros((), k) for k in kinds]
@@ -183,6 +184,8 @@ imag = linear("imag", lambda x: backends.xp().imag(x), lambda t: imag(t),
               lambda ct, xs: multiply(_complex_of(ct), -1j), _parts_dtype)
 conj = linear("conj", lambda x: backends.xp().conj(x), lambda t: conj(t), lambda ct, xs: conj(ct),
               lambda x: ShapeDtypeStruct(shape(x), dtype(x)))
+for _prim in (real, imag, conj):  # fused kernels spell them gpuad_real, ... (kernels/gpuad_complex.cuh)
+    _prim.spelling = Expr(f"{_prim.name}(x)")
 
 
 # ---------------------------------------------------------------- astype
