@@ -90,9 +90,11 @@ class Primitive:
     complex arguments of a primitive without it (refuse_complex).
     spelling: for an elementwise primitive outside the rule table, its kernel expression over x (an
     ops.expr.Expr): fusion regions compute it in their generated code.
+    impl_into: xp -> impl taking `out=` (a buffer of the output's shape and dtype, written in place),
+    where the array module has one: a compiled program keeps such buffers from call to call.
     """
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
-                 "rev_forward", "complex_ready", "spelling")
+                 "rev_forward", "complex_ready", "spelling", "impl_into")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -102,7 +104,7 @@ class Primitive:
         self.pattern = None   # the sparsity rule (gpuad.sparse), where the primitive has one
         self.rev_forward = None  # (values, **params) -> output, where a tape records it (custom_call)
         self.complex_ready = nondiff  # no rule, nothing to get wrong
-        self.spelling = None
+        self.spelling = self.impl_into = None
 
     def __call__(self, *args, **params):
         return bind(self, *args, **params)

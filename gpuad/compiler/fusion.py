@@ -39,7 +39,8 @@ from .program import Var
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
-VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
+# results may share an argument's memory (real and imag: the parts of a complex array, or a real array itself)
+VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem", "real", "imag"})
 # The most members a region has: a compiler's time grows faster than a function's length (one
 # region of 2,600 members took g++ 30 s, the same members in regions of 128 or less 1.4 s), and a
 # longer region saves little more than the passes over memory between its pieces.

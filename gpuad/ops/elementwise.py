@@ -75,6 +75,8 @@ def _row_primitive(row):
 
     prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff, abstract=abstract)
     prim.impl_for = lambda xp: on_arrays(xp).fn(row)
+    if isinstance(getattr(onp, row.name, None), onp.ufunc):  # the row is NumPy's ufunc (CuPy's too)
+        prim.impl_into = lambda xp: getattr(xp, row.name)
     prim.complex_ready = row.nondiff or row.name not in REAL_ONLY
     return prim
 

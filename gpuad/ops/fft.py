@@ -15,6 +15,7 @@ never the adjoint), written with the same primitive, so every order nests:
   X_k and conj(X_k): all but bin 0 and, for an even length, the last);
 each then cut or zero-padded back to the argument's sizes (the transpose of numpy's resizing).
 """
+import inspect
 import string
 
 import numpy as onp
@@ -30,6 +31,13 @@ OPPOSITE = {"backward": "forward", "ortho": "ortho", "forward": "backward"}  # t
 
 def _impl(x, kind, s, axes, norm):
     return getattr(xp().fft, kind + "n")(x, s=s, axes=axes, norm=norm)
+
+
+def _into(module):
+    """The transform writing into out= (numpy.fft's since NumPy 2.0), else None."""
+    if "out" not in inspect.signature(module.fft.fftn).parameters:
+        return None
+    return lambda x, kind, s, axes, norm, out: getattr(module.fft, kind + "n")(x, s=s, axes=axes, norm=norm, out=out)
 
 
 def _lead(t, kind, s, axes, norm):
@@ -84,6 +92,7 @@ def _abstract(x, kind, s, axes, norm):
 
 
 fft = linear("fft", _impl, _lead, _transpose, _abstract)
+fft.impl_into = _into
 
 
 # ---------------------------------------------------------------- sparsity pattern
