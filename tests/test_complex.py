@@ -399,3 +399,43 @@ def test_jit_of_complex_functions_and_their_derivatives():
     assert_close(gpuad.grad(gpuad.jit(f))(z), gpuad.grad(f)(z), 1e-14, 1e-14)
     h = HOLO["chain"]
     assert_close(gpuad.jit(gpuad.jacfwd(h, holomorphic=True))(z), gpuad.jacfwd(h, holomorphic=True)(z), 1e-14, 1e-14)
+
+
+# ---------------------------------------------------------------- LU
+def test_lu_factor_and_lu_solve_of_complex_matrices():
+    """lu is holomorphic in a (P A = L U), so are lu_solve's x for trans 0 and 1; trans 2 solves
+    with a^H, as scipy's: values against scipy, derivatives against the differences."""
+    sla = pytest.importorskip("scipy.linalg")
+    import gpuad.scipy.linalg as gsl
+    a = crandom((4, 4), 30) + 3 * np.eye(4)
+    a[[0, 2]] = a[[2, 0]]  # pivots that swap rows
+    b = crandom((4, 2), 31)
+    lu, piv = gsl.lu_factor(a)
+    want_lu, want_piv = sla.lu_factor(a)
+    assert_close(lu, want_lu, 1e-14, 1e-14, "lu")
+    assert (to_np(piv) == want_piv).all() and to_np(piv).tolist() != [0, 1, 2, 3]
+    check_holomorphic(lambda a: gsl.lu_factor(a)[0], a)
+    check_complex(lambda a: gsl.lu_factor(a)[0], (a,))
+    for trans in (0, 1, 2):
+        x = gsl.lu_solve((lu, piv), b, trans=trans)
+        assert_close(x, sla.lu_solve((want_lu, want_piv), b, trans=trans), 1e-13, 1e-13, f"trans {trans}")
+        check_complex(lambda a, b, trans=trans: gsl.lu_solve(gsl.lu_factor(a), b, trans=trans), (a, b))
+    assert_close(gsl.solve_triangular(a, b, trans="C", lower=True), sla.solve_triangular(a, b, trans="C", lower=True),
+                 1e-13, 1e-13, "solve_triangular")
+
+
+def test_at_max_and_min_of_complex_values_and_clip_refused():
+    """.at[].max/min order complex values as maximum and minimum do (lexicographically, JAX's
+    values); clip refuses them with JAX's reason."""
+    z = np.array([1 + 2j, 0.5 - 1j, -0.3 + 0.2j])
+    v = np.array([3 + 0j, 0.4 + 5j])  # real parts decide, apart from any tie (where the choice jumps)
+    for method in ("max", "min"):
+        f = lambda z, v, method=method: getattr(gnp.asarray(z).at[:2], method)(v)  # noqa: E731
+        want = z.copy()
+        want[:2] = np.maximum(z[:2], v) if method == "max" else np.minimum(z[:2], v)
+        assert_close(f(z, v), want, 0, 0, method)
+        check_complex(f, (z, v))
+    with pytest.raises(TypeError, match="complex values have no order to clip by"):
+        gnp.clip(gnp.asarray(z), 0.0, 1.0)
+    with pytest.raises(TypeError, match="complex values have no order to clip by"):
+        gnp.clip(gnp.asarray(z.real), 0.0, 1j)

@@ -190,6 +190,11 @@ for _prim in (real, imag, conj):  # fused kernels spell them gpuad_real, ... (ke
     _prim.spelling = Expr(f"{_prim.name}(x)")
 
 
+def conj_if_complex(x):
+    """conj(x) of complex values; real values as they are (no copy, no step)."""
+    return conj(x) if dtype(x).kind == "c" else x
+
+
 # ---------------------------------------------------------------- astype
 def _cast(x, to):
     """x as dtype `to`; complex to real keeps the real part (NumPy's cast, without its warning)."""

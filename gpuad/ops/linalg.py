@@ -586,7 +586,7 @@ def lu_permutation(piv):
 def _lu_parts(packed):
     n = shape(packed)[-1]
     lu_ = _part(packed, 0, n)
-    piv = astype(_part(packed, n, n + 1), dtype=onp.dtype(onp.int64))
+    piv = astype(real(_part(packed, n, n + 1)), dtype=onp.dtype(onp.int64))
     p = astype(lu_permutation(reshape(piv, shape=shape(piv)[:-2] + (n,))), dtype=dtype(packed))
     low, up = _masks(n, packed)
     return add(multiply(low, lu_), _eye(n, packed)), multiply(up, lu_), p, low, up
@@ -622,6 +622,7 @@ def _lu_vjp(ct, args, packed, needed):
 lu = _matrix_unary(
     "lu", _lu_impl, _lu_jvp, _lu_vjp,
     abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+lu.complex_ready = True  # P A = L U is holomorphic in A: its rules transpose, never conjugate
 
 
 # ---------------------------------------------------------------- sparsity patterns
