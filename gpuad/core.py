@@ -69,6 +69,12 @@ def result_dtype(*args):
     return onp.result_type(*(a if isinstance(a, SCALARS) else dtype(a) for a in args))
 
 
+def real_dtype(d):
+    """The real dtype of d's precision: float64 for complex128, d itself for a real dtype."""
+    d = onp.dtype(d)
+    return onp.finfo(d).dtype if d.kind == "c" else d
+
+
 def same(x):
     """The abstract value of an argument: its shape and dtype (the rule of shape-preserving ops)."""
     return ShapeDtypeStruct(shape(x), dtype(x))

@@ -439,3 +439,13 @@ def test_at_max_and_min_of_complex_values_and_clip_refused():
         gnp.clip(gnp.asarray(z), 0.0, 1.0)
     with pytest.raises(TypeError, match="complex values have no order to clip by"):
         gnp.clip(gnp.asarray(z.real), 0.0, 1j)
+
+
+def test_squared_moduli_are_sums_of_squared_parts():
+    """var, the 2-norms and lstsq's residuals square the parts of complex values (as NumPy does),
+    never a modulus rounded by its root: var equals NumPy's to the last bit."""
+    for seed in range(40):
+        z = crandom((7,), seed)
+        assert to_np(gnp.var(gnp.asarray(z))) == np.var(z)
+        assert_close(gnp.linalg.norm(gnp.asarray(z)), np.linalg.norm(z), 3e-16, 0)
+        assert_close(gnp.linalg.norm(gnp.asarray(z.reshape(7, 1)), "fro"), np.linalg.norm(z), 3e-16, 0)

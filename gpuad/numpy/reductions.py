@@ -3,8 +3,8 @@ rest are composed from them (mean from sum, var from mean, std from var, prod fr
 import numpy as onp
 
 from ..axes import normalize_axes
-from ..core import dtype, operand, shape
-from ..ops.elementwise import PRIMS, conj, real, where
+from ..core import operand, shape
+from ..ops.elementwise import PRIMS, squared_modulus, where
 from ..ops.indexing import getitem
 from ..ops.reductions import argmax as _argmax
 from ..ops.reductions import cumsum as _cumsum
@@ -36,8 +36,7 @@ def mean(x, axis=None, keepdims=False):
 def var(x, axis=None, ddof=0, keepdims=False):
     x, axes = operand(x), normalize_axes(axis, len(shape(x)))
     d = x - reduce_sum(x, axes=axes, keepdims=True) / _count(x, axes)
-    squares = real(d * conj(d)) if dtype(d).kind == "c" else d * d  # |d|^2: numpy's var is real
-    return reduce_sum(squares, axes=axes, keepdims=keepdims) / (_count(x, axes) - ddof)
+    return reduce_sum(squared_modulus(d), axes=axes, keepdims=keepdims) / (_count(x, axes) - ddof)  # real, as numpy's
 
 
 def std(x, axis=None, ddof=0, keepdims=False):

@@ -9,7 +9,18 @@ import math
 import numpy as onp
 
 from .. import backends
-from ..core import SCALARS, Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape
+from ..core import (
+    SCALARS,
+    Primitive,
+    ShapeDtypeStruct,
+    Tracer,
+    bind,
+    dtype,
+    linear,
+    real_dtype,
+    result_dtype,
+    shape,
+)
 from .expr import Expr
 from .shape import broadcast_to, reshape, transpose, with_unit_axes_at
 from .table import REAL_ONLY, ROWS, SPECIAL_NAMES, RuleNamespace, cotangents_in, fit_output, tangent_out
@@ -173,7 +184,7 @@ where.complex_ready = True
 # real's takes c to c + 0j, imag's to -1j c, conj's is conj. Under vmap and on bundles they apply
 # elementwise as they are.
 def _parts_dtype(x):
-    return ShapeDtypeStruct(shape(x), onp.real(onp.zeros((), dtype(x))).dtype)
+    return ShapeDtypeStruct(shape(x), real_dtype(dtype(x)))
 
 
 def _complex_of(ct):
@@ -193,6 +204,15 @@ for _prim in (real, imag, conj):  # fused kernels spell them gpuad_real, ... (ke
 def conj_if_complex(x):
     """conj(x) of complex values; real values as they are (no copy, no step)."""
     return conj(x) if dtype(x).kind == "c" else x
+
+
+def squared_modulus(x):
+    """|x|^2, real: re^2 + im^2 of complex values (not a modulus, rounded by its root, squared
+    again), x * x of real ones."""
+    if dtype(x).kind != "c":
+        return multiply(x, x)
+    re, im = real(x), imag(x)
+    return add(multiply(re, re), multiply(im, im))
 
 
 # ---------------------------------------------------------------- astype

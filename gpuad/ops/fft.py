@@ -21,7 +21,7 @@ import string
 import numpy as onp
 
 from ..backends import xp
-from ..core import ShapeDtypeStruct, dtype, linear, shape
+from ..core import ShapeDtypeStruct, dtype, linear, real_dtype, shape
 from .elementwise import conj, multiply, real
 from .indexing import getitem, scatter
 
@@ -66,7 +66,7 @@ def _read_twice(n, axis, ndim, like):
         w[-1] = 1.0
     at = [1] * ndim
     at[axis] = len(w)
-    return xp().asarray(w.reshape(at), dtype=onp.real(onp.zeros((), dtype(like))).dtype)
+    return xp().asarray(w.reshape(at), dtype=real_dtype(dtype(like)))
 
 
 def _transpose(ct, xs, kind, s, axes, norm):
@@ -88,7 +88,7 @@ def _abstract(x, kind, s, axes, norm):
     if kind == "rfft":
         out[axes[-1]] = s[-1] // 2 + 1
     spectrum = onp.result_type(dtype(x), onp.complex64)
-    return ShapeDtypeStruct(out, onp.real(onp.zeros((), spectrum)).dtype if kind == "irfft" else spectrum)
+    return ShapeDtypeStruct(out, real_dtype(spectrum) if kind == "irfft" else spectrum)
 
 
 fft = linear("fft", _impl, _lead, _transpose, _abstract)
