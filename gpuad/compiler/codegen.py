@@ -17,8 +17,9 @@ import numpy
 
 from ..kernels.source import C_TYPES as _ELEMENT_TYPES
 from ..kernels.source import _read
-from ..ops.table import ROWS
-from .fusion import basic
+from ..ops.creation import eye
+from ..ops.indexing import basic, concatenate, getitem, scatter, take_along
+from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
 from .program import Var
 
 C_TYPES = dict(_ELEMENT_TYPES, bool="bool", int32="int", int64="long long")  # complex: kernels/gpuad_complex.cuh
@@ -233,31 +234,21 @@ class _Body:
             j = self.inputs[_key(a)]
             return self._temp(a.dtype, f"in{j}[{self.offset(j, idx)}]")
         eq = self.made[a]
-        name, p = eq.prim.name, eq.params
-        if name == "reshape":
-            return self.value(eq.ins[0], _reshape_index(eq.ins[0].shape, a.shape, idx))
-        if name == "broadcast_to":
-            return self.value(eq.ins[0], _broadcast_index(eq.ins[0], idx))
-        if name == "transpose":
-            return self.value(eq.ins[0], _transpose_index(p["perm"], idx))
-        if name == "getitem":
-            return self.value(eq.ins[0], _getitem_index(eq.ins[0].shape, p["idx"], idx, self._position))
-        if name == "take_along":
-            x, positions, axis = eq.ins[0], eq.ins[1], p["axis"]
-            at = self._position(positions, idx, x.shape[axis])
-            return self.value(x, idx[:axis] + (at,) + idx[axis + 1:])
-        if name == "scatter":
-            inverse = self.region.inverses.get(a)
-            case = _scatter_case(a.shape, p["idx"], idx, eq.ins[0], lambda at: self.value(inverse, at))
-            return self._cases(a.dtype, [case], "T(0.0)")
-        if name == "concatenate":
-            return self._cases(a.dtype, _concatenate_cases(eq.ins, p["axis"], idx), None)
-        if name == "eye":
-            return self._temp(a.dtype, f"({idx[1]} - {idx[0]} == {p['k']}LL ? T(1.0) : T(0.0))")
-        if name == "reduce_sum":
-            return self._sum(a.dtype, eq.ins[0], p["axes"], p["keepdims"], idx)
+        pull = _PULLS.get(eq.prim)
+        if pull is not None:
+            return pull(self, eq, idx)
         ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
-        return self._temp(a.dtype, _expression(eq, ops))
+        return self._temp(a.dtype, eq.prim.expression(ops, a.dtype))
+
+    def _take_along(self, eq, idx):
+        x, positions, axis = eq.ins[0], eq.ins[1], eq.params["axis"]
+        at = self._position(positions, idx, x.shape[axis])
+        return self.value(x, idx[:axis] + (at,) + idx[axis + 1:])
+
+    def _scatter(self, eq, idx):
+        inverse = self.region.inverses.get(eq.out)
+        case = _scatter_case(eq.out.shape, eq.params["idx"], idx, eq.ins[0], lambda at: self.value(inverse, at))
+        return self._cases(eq.out.dtype, [case], "T(0.0)")
 
     def _position(self, p, idx, n):
         """The index along an axis of n that a gather's positions p give at idx (p broadcast
@@ -352,6 +343,24 @@ class _Body:
         self.levels[-1] += chain
         self.deepest = deepest
         return name
+
+
+# How a kernel pulls a member that is not elementwise at the index tuple idx of its value, keyed by
+# the primitive: its index map in C (an elementwise member is its primitive's expression)
+_PULLS = {
+    reshape: lambda body, eq, idx: body.value(eq.ins[0], _reshape_index(eq.ins[0].shape, eq.out.shape, idx)),
+    broadcast_to: lambda body, eq, idx: body.value(eq.ins[0], _broadcast_index(eq.ins[0], idx)),
+    transpose: lambda body, eq, idx: body.value(eq.ins[0], _transpose_index(eq.params["perm"], idx)),
+    getitem: lambda body, eq, idx: body.value(
+        eq.ins[0], _getitem_index(eq.ins[0].shape, eq.params["idx"], idx, body._position)),
+    take_along: _Body._take_along,
+    scatter: _Body._scatter,
+    concatenate: lambda body, eq, idx: body._cases(
+        eq.out.dtype, _concatenate_cases(eq.ins, eq.params["axis"], idx), None),
+    eye: lambda body, eq, idx: body._temp(
+        eq.out.dtype, f"({idx[1]} - {idx[0]} == {eq.params['k']}LL ? T(1.0) : T(0.0))"),
+    reduce_sum: lambda body, eq, idx: body._sum(eq.out.dtype, eq.ins[0], eq.params["axes"], eq.params["keepdims"], idx),
+}
 
 
 def _decided(cases, otherwise):
@@ -711,17 +720,3 @@ def _literal(value, c="T"):
 def _key(a):
     return ("v", a.id) if isinstance(a, Var) else ("c", id(a))
 
-
-def _expression(eq, ops):
-    """The C expression of an elementwise equation over its operands' expressions."""
-    name = eq.prim.name
-    if name == "where":
-        return f"({ops[0]} ? T({ops[1]}) : T({ops[2]}))"
-    if name == "astype":
-        return f"T({ops[0]})"
-    if eq.prim.spelling is not None:  # real, imag, conj: read as they are (a cast to T would drop parts)
-        return eq.prim.spelling.cuda({"x": ops[0]})
-    row = ROWS[name]
-    if eq.out.dtype != bool:  # operands of mixed types (float, double) computed in the result's, as NumPy
-        ops = [f"T({o})" for o in ops]  # does: pow(float, double) and the templates' T are ambiguous
-    return row.primal.cuda(dict(zip(row.args, ops)))

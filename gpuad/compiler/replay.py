@@ -19,7 +19,9 @@ import numpy as onp
 from .. import backends
 from ..chunking import CHECK_FROM, install_plan_check, size_text
 from ..kernels import builds
-from ..ops.indexing import add_at
+from ..ops.elementwise import add
+from ..ops.indexing import add_at, scatter
+from ..ops.shape import reshape
 from . import codegen, graphs
 from .fusion import MEMBERS, Region, fuse, view
 from .program import Var, program_so_far
@@ -152,7 +154,7 @@ def peak_bytes(program, steps):
     for s in steps:
         shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and view(s.node))
         if shares and s.kind == "eq":
-            if s.node.prim.name != "reshape":
+            if s.node.prim is not reshape:
                 strided.update(s.outs)
             elif isinstance(s.ins[0], Var) and s.ins[0] in strided:
                 shares = False
@@ -353,7 +355,7 @@ def _in_place(program, steps):
     keep = {o for o in program.outs if isinstance(o, Var)}
     out, skip = [], set()
     for step in steps:
-        if step.kind == "eq" and step.node.prim.name == "add":
+        if step.kind == "eq" and step.node.prim is add:
             step = _accumulate(step, producer, uses, owned, keep, skip)
         out.append(step)
     return [s for s in out if not set(s.outs) & skip]
@@ -367,7 +369,7 @@ def _accumulate(step, producer, uses, owned, keep, skip):
                 and target.shape == eq.out.shape and target.dtype == eq.out.dtype):
             continue
         src = producer.get(other) if isinstance(other, Var) else None
-        if src is not None and src.prim.name == "scatter" and uses[other] == 1 and other not in keep \
+        if src is not None and src.prim is scatter and uses[other] == 1 and other not in keep \
                 and src.params["shape"] == eq.out.shape and src.ins[0].dtype == eq.out.dtype:
             skip.add(other)
             return Step("add_at_into", eq, [target, src.ins[0]], [eq.out], src.params["idx"])

@@ -197,8 +197,6 @@ imag = linear("imag", lambda x: backends.xp().imag(x), lambda t: imag(t),
               lambda ct, xs: multiply(_complex_of(ct), -1j), _parts_dtype)
 conj = linear("conj", lambda x: backends.xp().conj(x), lambda t: conj(t), lambda ct, xs: conj(ct),
               lambda x: ShapeDtypeStruct(shape(x), dtype(x)))
-for _prim in (real, imag, conj):  # fused kernels spell them gpuad_real, ... (kernels/gpuad_complex.cuh)
-    _prim.spelling = Expr(f"{_prim.name}(x)")
 
 
 def conj_if_complex(x):
@@ -252,3 +250,44 @@ where.pattern = patterns.select
 astype.pattern = patterns.cast
 for _prim in (real, imag, conj):
     _prim.pattern = patterns.elementwise
+
+
+# ---------------------------------------------------------------- compiler rules (gpuad/compiler/)
+def _row_expression(row):
+    """A row's C expression over its operands' expressions, or None where the kernels have no
+    spelling for one of its functions."""
+    try:
+        row.primal.cuda()
+    except ValueError:
+        return None
+
+    def expression(operands, out_dtype):
+        if out_dtype.kind != "b":  # operands of mixed types (float, double) computed in the result's, as NumPy
+            operands = [f"T({o})" for o in operands]  # does: pow(float, double) and the templates' T are ambiguous
+        return row.primal.cuda(dict(zip(row.args, operands)))
+    return expression
+
+
+for _row, _prim in zip(ROWS.values(), PRIMS.values()):
+    _prim.elementwise, _prim.expression = True, _row_expression(_row)
+where.elementwise = astype.elementwise = True
+
+
+def _part_expression(prim):
+    """real, imag, conj over their operand as it is (a cast to the result's T would drop parts):
+    gpuad_real, ... (kernels/gpuad_complex.cuh)."""
+    spelled = Expr(f"{prim.name}(x)")
+    return lambda operands, out_dtype: spelled.cuda({"x": operands[0]})
+
+
+for _prim in (real, imag, conj):
+    _prim.elementwise, _prim.expression = True, _part_expression(_prim)
+real.view = imag.view = lambda: True  # the parts of a complex array, or a real array itself
+where.expression = lambda operands, out_dtype: f"({operands[0]} ? T({operands[1]}) : T({operands[2]}))"
+astype.expression = lambda operands, out_dtype: f"T({operands[0]})"
+for _prim in (add, subtract, multiply, negative, PRIMS["square"], where, astype):
+    _prim.recompute = "cheap"
+multiply.zero_where = "any"
+add.zero_where = subtract.zero_where = "all"
+divide.zero_where = negative.zero_where = astype.zero_where = "first"
+where.zero_where = "selected"

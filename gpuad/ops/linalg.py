@@ -653,3 +653,11 @@ det_sign.pattern = svd_complement.pattern = patterns.none
 # The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).
 for _factorisation in (eigh, eig, svd, qr, lu, pinv):
     _factorisation.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
+
+
+# ---------------------------------------------------------------- launches on CuPy (gpuad/compiler/cost.py)
+solve.launches = logabsdet.launches = det_sign.launches = 4  # LU factorisation, solve or reductions, copies
+cholesky.launches = 2
+for _factorisation in (eigh, eig, svd, qr):  # cuSOLVER's factorisation, its workspace and info, the packing copy
+    _factorisation.launches = 4
+lu.launches = lambda args: 3 * math.prod(shape(args[0])[:-2]) + 1  # cupyx's lu_factor, one matrix at a time
