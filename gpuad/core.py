@@ -171,10 +171,23 @@ def linear(name, impl, lead, adjoint, abstract):
 
 
 def operand(x):
-    """x as a primitive takes it: traced values and Python numbers as they are, anything else (a
-    list, a NumPy array on the CuPy backend) an array of the active backend. Code that applies
-    operators to its arguments itself (x - mean) takes them through this first."""
-    return x if isinstance(x, Tracer) else backends.current().coerce(x)
+    """x as a primitive takes it: traced values and Python numbers as they are, a (nested) list
+    holding traced values the traced array numpy.array would make of it, anything else (a list, a
+    NumPy array on the CuPy backend) an array of the active backend. Code that applies operators
+    to its arguments itself (x - mean) takes them through this first."""
+    if isinstance(x, Tracer):
+        return x
+    if holds_tracer(x) and stack_list is not None:
+        return stack_list(x)
+    return backends.current().coerce(x)
+
+
+stack_list = None  # list holding traced values -> one traced array: gpuad.numpy.creation installs its array
+
+
+def holds_tracer(x):
+    """Whether x is a (nested) list or tuple holding a traced value."""
+    return isinstance(x, (list, tuple)) and any(isinstance(v, Tracer) or holds_tracer(v) for v in x)
 
 
 def bind(prim, *args, **params):
@@ -325,14 +338,18 @@ def program_value(x):
 def shape(x):
     s = getattr(x, "shape", None)
     if s is None:  # Python scalars, and nested lists that bind() will turn into arrays
-        return () if isinstance(x, (int, float, complex)) else onp.shape(x)
+        if isinstance(x, (int, float, complex)):
+            return ()
+        return (len(x),) + shape(x[0]) if holds_tracer(x) else onp.shape(x)
     return tuple(s)
 
 
 def dtype(x):
     d = getattr(x, "dtype", None)
     if d is None:
-        return backends.current().xp.result_type(x)
+        if holds_tracer(x):
+            return result_dtype(*x)
+        return onp.asarray(x).dtype if isinstance(x, (list, tuple)) else backends.current().xp.result_type(x)
     return d
 
 

@@ -449,3 +449,17 @@ def test_squared_moduli_are_sums_of_squared_parts():
         assert to_np(gnp.var(gnp.asarray(z))) == np.var(z)
         assert_close(gnp.linalg.norm(gnp.asarray(z)), np.linalg.norm(z), 3e-16, 0)
         assert_close(gnp.linalg.norm(gnp.asarray(z.reshape(7, 1)), "fro"), np.linalg.norm(z), 3e-16, 0)
+
+
+def test_max_and_min_reductions_of_complex_values():
+    """Lexicographic, as NumPy's values; JAX's derivative: the chosen element's, split between ties."""
+    z = np.array([[1 + 2j, 1 + 3j, 0.5 - 1j, 1 + 3j], [-2 + 0j, -1 - 5j, -1 + 4j, -3 + 9j]])
+    for name in ("max", "min"):
+        for axis in (None, 0, 1):
+            f = lambda z, name=name, axis=axis: getattr(gnp, name)(z, axis=axis)  # noqa: E731
+            assert_close(f(z), getattr(np, name)(z, axis=axis), 0, 0, f"{name} axis {axis}")
+    v = np.array([[1, 2, 3, 4j], [0, 0, 0, 0]])
+    assert_close(gpuad.jvp(lambda z: gnp.max(z[0]), (z,), (v,))[1], (2 + 4j) / 2, 0, 0)  # the tie shares
+    w = crandom((3, 4), 40)  # no ties: each choice is differentiable
+    for name in ("max", "min"):
+        check_complex(lambda w, name=name: getattr(gnp, name)(w, axis=1), (w,))
