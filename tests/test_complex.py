@@ -430,7 +430,7 @@ def test_at_max_and_min_of_complex_values_and_clip_refused():
     z = np.array([1 + 2j, 0.5 - 1j, -0.3 + 0.2j])
     v = np.array([3 + 0j, 0.4 + 5j])  # real parts decide, apart from any tie (where the choice jumps)
     for method in ("max", "min"):
-        f = lambda z, v, method=method: getattr(gnp.asarray(z).at[:2], method)(v)  # noqa: E731
+        f = lambda z, v, method=method: getattr(gnp.at(z)[:2], method)(v)  # noqa: E731
         want = z.copy()
         want[:2] = np.maximum(z[:2], v) if method == "max" else np.minimum(z[:2], v)
         assert_close(f(z, v), want, 0, 0, method)

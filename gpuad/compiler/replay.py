@@ -222,7 +222,7 @@ def _bind(program, steps, runners, xp, keep=False):
             s.fn = _add_at_into(s.idx)
         elif s.node.out in private and s.node.out.shape and s.node.prim.impl_into is not None and \
                 s.node.prim.impl_into(xp) is not None:
-            s.fn = _into(s.node.prim.impl_into(xp), s.node)
+            s.fn = _into(s.node.prim.impl_into(xp), s.node, xp)
             kept += 1
         else:
             f = s.node.prim.impl_on(xp, [onp.shape(a) for a in s.ins], **s.node.params)
@@ -230,9 +230,9 @@ def _bind(program, steps, runners, xp, keep=False):
     return kept
 
 
-def _into(f, eq):
+def _into(f, eq, xp):
     """f writing into a buffer of eq's output, the same at every call."""
-    buffer, params = onp.empty(eq.out.shape, eq.out.dtype), eq.params
+    buffer, params = xp.empty(eq.out.shape, eq.out.dtype), eq.params
     return lambda *args: f(*args, out=buffer, **params)
 
 
