@@ -11,6 +11,8 @@ import resource
 
 import numpy
 
+from .scipy_functions import scipy_functions
+
 # The host allocator (glibc), tuned by keep_freed_memory at the end of this module
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 KEPT_BLOCK = 32 << 20   # glibc's most: larger blocks are always mapped afresh
@@ -81,6 +83,16 @@ class NumpyBackend:
         """
         rooms = [r for r in (_mem_available(), _cgroup_room(), _address_space_room()) if r is not None]
         return max(0, min(rooms)) if rooms else None
+
+    def lu_factor(self, a):
+        """scipy.linalg.lu_factor of each matrix of a stack (..., n, n): (lu, piv), piv 0-based;
+        NaNs propagate (no finiteness check)."""
+        factor = scipy_functions(self.xp, "linalg", ("lu_factor",))["lu_factor"]
+        n = a.shape[-1]
+        lu, piv = self.xp.empty(a.shape, a.dtype), self.xp.empty(a.shape[:-1], self.xp.int32)
+        for k, m in zip(numpy.ndindex(a.shape[:-2]), a.reshape((-1, n, n))):
+            lu[k], piv[k] = factor(m, check_finite=False)
+        return lu, piv
 
     # ------------------------------------------------------------------ fused hooks
     def fused_jvp(self, row, primals, tangents):

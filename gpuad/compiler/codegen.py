@@ -20,7 +20,8 @@ from ..kernels.source import _read
 from ..ops.creation import eye
 from ..ops.indexing import basic, concatenate, getitem, scatter, take_along
 from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
-from .program import Var
+from . import coalesce, registers, warps
+from .ir import Lit, Var
 
 C_TYPES = dict(_ELEMENT_TYPES, bool="bool", int32="int", int64="long long")  # complex: kernels/gpuad_complex.cuh
 _C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}
@@ -49,15 +50,16 @@ class Kernel:
     the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
     than 1 (one stride argument per such axis)."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape, size):
+    def __init__(self, name, text, arrays, axes, outs, shape, size, extent, lanes=1):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
         self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
+        self.extent = extent  # elements of its largest value (the bound of its flat indices)
+        self.lanes = lanes  # threads per loop element (a warp where its sums are split: warps.py)
 
 
 def render(region, target):
     """The Kernel of a region for target "cuda" or "host"."""
-    shape, size = region.shape, _loop_size(region)
-    arrays = list(region.ins)
+    shape, arrays = region.shape, list(region.ins)
     axes = [[k for k, d in enumerate(a.shape) if d != 1] for a in arrays]
     params = []
     for j, (a, along) in enumerate(zip(arrays, axes)):
@@ -73,32 +75,44 @@ def render(region, target):
     def marked(j, idx):
         loads.append((j, idx))
         return f"@{len(loads) - 1}@"
-    pulled = _pulled(region, marked, cols)
+    inner = inner_axes(region)
+    if target == "cuda" and inner:  # fewer axes unrolled where the copies' values would not fit in registers
+        one = registers.words(_pulled(region, lambda j, idx: "0", cols, 0))  # one element's values
+        while inner and math.prod(shape[len(shape) - inner:]) * one > registers.BUDGET:
+            inner -= 1
+    pulled = _pulled(region, marked, cols, inner)
+    size = math.prod(shape[:len(shape) - inner])
 
     def spelled(offset):
         return re.sub(r"@(\d+)@", lambda m: offset(*loads[int(m.group(1))]), pulled)
-    body = spelled(strided)
+    body, lanes = spelled(strided), 1
+    if target == "cuda":  # threads walk the loop as the largest operand lies in memory; long sums by warps
+        outer = shape[:len(shape) - inner]
+        body = coalesce.reordered(body, outer, coalesce.fastest(loads, arrays, outer, math.prod(shape)))
+        body, lanes = warps.split(body, size)
     signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
     # host: the prelude comes once per library; a loop of rows where the last loop axis is long
     template = _read("region.cu" if target == "cuda" else "region_host.cpp" if cols is None else "region_host_rows.cpp")
-    text = _fill(template, region, name, params, body, cols)
+    text = _fill(template, region, name, params, body, inner, cols, lanes)
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long s")]
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
-        text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), cols)
+        text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), inner, cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size)
+    extent = max(math.prod(v.shape) for v in [*arrays, *(eq.out for eq in region.equations)])
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent, lanes)
 
 
-def _fill(template, region, name, params, body, cols=None):
-    loop = len(region.shape) - inner_axes(region)
-    fast, lo, hi = _interior(body, f"d{loop - 1}", cols or _loop_size(region)) if cols or loop == 1 else ("", 0, 0)
+def _fill(template, region, name, params, body, inner, cols=None, lanes=1):
+    loop = len(region.shape) - inner
+    fast, lo, hi = _interior(body, f"d{loop - 1}", cols or math.prod(region.shape[:loop])) if cols or loop == 1 \
+        else ("", 0, 0)
     return string.Template(template).substitute(name=name, params=", ".join(params), body=body, args=_names(params),
-                                                fast_body=fast, lo=lo, hi=hi, cols=cols)
+                                                fast_body=fast, lo=lo, hi=hi, cols=cols, lanes=lanes)
 
 
 _CLAMP = "gpuad_clamp("
@@ -137,14 +151,14 @@ def _interior(body, digit, length):
     return "".join(pieces) + body[k:], lo, max(lo, hi)
 
 
-def _pulled(region, offset, cols=None):
+def _pulled(region, offset, cols, inner):
     """The body of the region's loop, reading inputs at `offset(j, index)` (by rows of `cols`
     elements where given: see _Body.text). Values are pulled recursively, a few frames per member
     along the longest chain: the recursion limit is raised for that while it runs."""
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 8 * len(region.equations) + 1000))
     try:
-        return _Body(region, offset).text(cols)
+        return _Body(region, offset).text(cols, inner)
     finally:
         sys.setrecursionlimit(limit)
 
@@ -173,12 +187,12 @@ class _Body:
         self.deepest = 0  # the innermost level the value being computed needs
         self.nonnegative = {}  # id(constant positions) -> whether none is negative
 
-    def text(self, cols=None):
+    def text(self, cols, inner):
         """Element i of the loop owns the elements of the iteration space whose leading indices
         are i's digits over the outer axes; the inner axes are unrolled, their indices constants
         (conditions on them fold away, and what does not depend on them is computed once). By
         rows (cols: the last outer axis's length), the digits come from the row r and column j."""
-        shape, inner = self.region.shape, inner_axes(self.region)
+        shape = self.region.shape
         outer, per = shape[:len(shape) - inner], math.prod(shape[len(shape) - inner:])
         digits = [_digit(outer, d) for d in range(len(outer))] if cols is None else \
             [_digit(outer[:-1], d, "r") for d in range(len(outer) - 1)] + ["j"]
@@ -194,8 +208,8 @@ class _Body:
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
-        if isinstance(a, (bool, int, float, complex)):
-            return _literal(a)
+        if isinstance(a, Lit) and isinstance(a.val, (bool, int, float, complex)):
+            return _literal(a.val)
         key = _key(a)
         if key[1] in self.region.literals:
             value = self.region.literals[key[1]]
@@ -256,10 +270,10 @@ class _Body:
         at = self.value(p, _broadcast_index(p, idx))
         if re.fullmatch(r"-?\d+LL", at):
             return f"{int(at[:-2]) % n}LL"
-        if not isinstance(p, Var):
-            if id(p) not in self.nonnegative:
-                self.nonnegative[id(p)] = bool((p >= 0).all())
-            if self.nonnegative[id(p)]:
+        if isinstance(p, Lit):
+            if id(p.val) not in self.nonnegative:
+                self.nonnegative[id(p.val)] = bool((p.val >= 0).all())
+            if self.nonnegative[id(p.val)]:
                 return at
         return f"gpuad_wrap({at}, {n}LL)"
 
@@ -351,8 +365,8 @@ _PULLS = {
     reshape: lambda body, eq, idx: body.value(eq.ins[0], _reshape_index(eq.ins[0].shape, eq.out.shape, idx)),
     broadcast_to: lambda body, eq, idx: body.value(eq.ins[0], _broadcast_index(eq.ins[0], idx)),
     transpose: lambda body, eq, idx: body.value(eq.ins[0], _transpose_index(eq.params["perm"], idx)),
-    getitem: lambda body, eq, idx: body.value(
-        eq.ins[0], _getitem_index(eq.ins[0].shape, eq.params["idx"], idx, body._position)),
+    getitem: lambda body, eq, idx: body.value(eq.ins[0], _getitem_index(
+        eq.ins[0].shape, eq.params["idx"], idx, lambda i, at, n: body._position(Lit(i), at, n))),
     take_along: _Body._take_along,
     scatter: _Body._scatter,
     concatenate: lambda body, eq, idx: body._cases(
@@ -393,10 +407,6 @@ def inner_axes(region):
     return k
 
 
-def _loop_size(region):
-    return math.prod(region.shape[:len(region.shape) - inner_axes(region)])
-
-
 def _digits(j, dims):
     """The constant indices of element j of an array of shape dims."""
     return [f"{j // math.prod(dims[m + 1:]) % d}LL" for m, d in enumerate(dims)]
@@ -418,8 +428,6 @@ def _digit(shape, d, i="i"):
 
 def _broadcast_index(a, idx):
     """The index of a, right-aligned against idx (size-1 axes read at 0)."""
-    if isinstance(a, (bool, int, float, complex)):
-        return ()
     lead = len(idx) - len(a.shape)
     return tuple("0LL" if d == 1 else idx[lead + k] for k, d in enumerate(a.shape))
 
@@ -718,5 +726,5 @@ def _literal(value, c="T"):
 
 
 def _key(a):
-    return ("v", a.id) if isinstance(a, Var) else ("c", id(a))
+    return ("v", a.id) if isinstance(a, Var) else ("c", id(a.val))
 

@@ -32,10 +32,9 @@ from math import inf, prod
 import numpy as onp
 
 from .. import backends
-from ..core import Tracer
 from ..ops.elementwise import add
 from ..ops.indexing import scatter
-from .program import Var
+from .ir import Lit, Var
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
@@ -64,12 +63,13 @@ _ACROSS_ROWS = {"cupy": True, "numpy": False}
 
 
 class Region:
-    """Equations fused into one kernel: `ins` (Vars and constants read), `outs` (Vars written)."""
+    """Equations fused into one kernel: `ins` (the atoms read: Vars, and Lits of constant operands, of a
+    getitem's index arrays and of a scatter's inverted positions), `outs` (Vars written)."""
 
     def __init__(self, shape):
         self.shape, self.equations, self.ins, self.outs = iteration_shape(shape), [], [], []
         self.literals = {}  # id(constant array) -> its one value, for constants filled with one value
-        self.inverses = {}  # a scatter's out Var -> its positions inverted (_inverse), for scatters at arrays
+        self.inverses = {}  # a scatter's out Var -> a Lit of its positions inverted (_inverse), for scatters at arrays
 
     def __repr__(self):
         return f"Region({list(self.shape)}: {' '.join(eq.prim.name for eq in self.equations)})"
@@ -85,6 +85,7 @@ def iteration_shape(shape):
 
 def _readable(a):
     """Whether a kernel can read an input: a Python number, or an array of a C dtype with elements."""
+    a = a.val if isinstance(a, Lit) else a
     if isinstance(a, (bool, int, float, complex)):
         return True
     if not prod(a.shape):
@@ -140,14 +141,16 @@ def view(eq):
 
 
 def _positions_of(eq):
-    """(index array, length of its axis) for the positions a gather reads at or a scatter writes at."""
-    return eq.prim.positions(eq.ins, **eq.params) if eq.prim.positions is not None else []
+    """(index array, length of its axis) for the positions a gather reads at or a scatter writes at,
+    each array an atom (a Lit where the rule gives a parameter's array)."""
+    found = eq.prim.positions(eq.ins, **eq.params) if eq.prim.positions is not None else []
+    return [(p if isinstance(p, (Var, Lit)) else Lit(p), n) for p, n in found]
 
 
 def _landings(eq):
     """Where a scatter at index arrays puts each element of their broadcast block: its flat
     position over the axes the arrays index; None where two land on one (they add up)."""
-    arrays = [(backends.current().to_numpy(i), n) for i, n in _positions_of(eq)]
+    arrays = [(backends.current().to_numpy(i.val), n) for i, n in _positions_of(eq)]
     block = onp.broadcast_shapes(*(a.shape for a, _ in arrays))
     flat = onp.ravel_multi_index([onp.broadcast_to(a % n, block) for a, n in arrays], [n for _, n in arrays])
     return flat.ravel() if onp.bincount(flat.ravel()).max() <= 1 else None
@@ -168,7 +171,7 @@ def _positions(p, n):
     entries in NumPy's range -n..n-1, else NumPy's step says it is out of bounds)."""
     if p.dtype not in _INDEX_DTYPES or not prod(p.shape):
         return False
-    return isinstance(p, Var) or bool(((p >= -n) & (p < n)).all())
+    return isinstance(p, Var) or bool(((p.val >= -n) & (p.val < n)).all())
 
 
 def fuse(program, backend=None, apart=(), limit=MEMBERS):
@@ -179,7 +182,7 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     backend = backend or backends.backend()
     repeats = _REPEATS[backend]
     readers = _readers(program)
-    outs = {o for o in program.outs if isinstance(o, Var)}
+    outs = program.out_vars()
     made_by = {eq.out: eq for eq in program.equations}
     region_of, evaluations = {}, {}
     free = _index_made(program, backend)
@@ -217,7 +220,7 @@ def _index_made(program, backend):
     free = set()
     for eq in program.equations:
         if eq.prim.reduction is None and fusible(eq, backend) and \
-                all(a in free if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
+                all(a in free if isinstance(a, Var) else not a.traced for a in eq.ins):
             free.add(eq.out)
     return free
 
@@ -235,7 +238,7 @@ def _made_from(values, free, made_by):
 
 def _read_outside_regions(program, region_of, free, made_by):
     """The index-made values a plain step or the caller reads: their equations stay as steps."""
-    reads = [o for o in program.outs if isinstance(o, Var)]
+    reads = list(program.out_vars())
     reads += [a for eq in program.equations if eq.out not in region_of and eq.out not in free
               for a in eq.ins if isinstance(a, Var)]
     return _made_from(reads, free, made_by)
@@ -254,7 +257,7 @@ def _adds_a_scatter(eq, made_by, backend):
     """An add of a scatter at index arrays left out of regions: the replay adds it in place at its
     positions instead."""
     return eq.prim is add and any(
-        isinstance(a, Var) and a in made_by and made_by[a].prim is scatter and not fusible(made_by[a], backend)
+        a in made_by and made_by[a].prim is scatter and not fusible(made_by[a], backend)
         for a in eq.ins)
 
 
@@ -436,7 +439,7 @@ class _Steps:
 
 def _connect(program, regions, region_of):
     """Each region's inputs (read from outside, in first-use order) and outputs (read outside)."""
-    used_outside = {o for o in program.outs if isinstance(o, Var)}
+    used_outside = program.out_vars()
     for eq in program.equations:
         mine = region_of.get(eq.out)
         for a in eq.ins:
@@ -447,14 +450,14 @@ def _connect(program, regions, region_of):
         seen = set()
         for eq in r.equations:
             if eq.prim.scatters and _positions_of(eq):
-                r.inverses[eq.out] = _inverse(eq)
+                r.inverses[eq.out] = Lit(_inverse(eq))
             for a in _operands(eq, r):
-                if isinstance(a, (bool, int, float, complex)) or (isinstance(a, Var) and a in inside):
+                if a in inside or (isinstance(a, Lit) and isinstance(a.val, (bool, int, float, complex))):
                     continue
-                if not isinstance(a, Var) and _uniform(a):  # broadcast scalars: a literal
-                    r.literals[id(a)] = a.ravel()[0].item()
+                if isinstance(a, Lit) and _uniform(a.val):  # broadcast scalars: a literal
+                    r.literals[id(a.val)] = a.val.ravel()[0].item()
                     continue
-                key = a if isinstance(a, Var) else id(a)
+                key = a if isinstance(a, Var) else id(a.val)
                 if key not in seen:
                     seen.add(key)
                     r.ins.append(a)
