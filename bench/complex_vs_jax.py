@@ -87,6 +87,18 @@ def checks(gpuad, gnp, jax, jnp):
     yield "pinv vjp", gpuad.vjp(gnp.linalg.pinv, W[:, :3])[1](W[:3])[0], jax.vjp(jnp.linalg.pinv, W[:, :3])[1](W[:3])[0]
     yield "maximum jvp", gpuad.jvp(gnp.maximum, (z, z[::-1]), (z, x[:len(z)] + 0j))[1], \
         jax.jvp(jnp.maximum, (z, z[::-1]), (z, x[:len(z)] + 0j))[1]
+    import jax.scipy.linalg as jsl
+
+    import gpuad.scipy.linalg as gsl
+    a = W + 3 * onp.eye(5)
+    yield "lu_factor jvp", gpuad.jvp(lambda a: gsl.lu_factor(a)[0], (a,), (h,))[1], \
+        jax.jvp(lambda a: jsl.lu_factor(a)[0], (a,), (h,))[1]
+    for trans in (0, 1, 2):
+        yield f"lu_solve trans={trans} vjp", gpuad.vjp(lambda a, trans=trans: gsl.lu_solve(gsl.lu_factor(a), z, trans),
+                                                        a)[1](v)[0], \
+            jax.vjp(lambda a, trans=trans: jsl.lu_solve(jsl.lu_factor(a), z, trans), a)[1](v)[0]
+    yield ".at[].max jvp", gpuad.jvp(lambda z: gnp.asarray(z).at[1:4].max(v[:3]), (z,), (v,))[1], \
+        jax.jvp(lambda z: z.at[1:4].max(v[:3]), (z,), (v,))[1]
     for s, axes in (((4, 6), (-2, -1)), ((6, 9), (-2, -1)), ((3, 4), (1, 0))):
         ct = rng.normal(size=s[::-1] if axes == (1, 0) else s)
         ours = gpuad.vjp(lambda a, s=s, axes=axes: gnp.fft.irfft2(a, s=s, axes=axes), W)[1](ct)[0]

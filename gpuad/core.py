@@ -69,6 +69,12 @@ def result_dtype(*args):
     return onp.result_type(*(a if isinstance(a, SCALARS) else dtype(a) for a in args))
 
 
+def real_dtype(d):
+    """The real dtype of d's precision: float64 for complex128, d itself for a real dtype."""
+    d = onp.dtype(d)
+    return onp.finfo(d).dtype if d.kind == "c" else d
+
+
 def same(x):
     """The abstract value of an argument: its shape and dtype (the rule of shape-preserving ops)."""
     return ShapeDtypeStruct(shape(x), dtype(x))
@@ -115,6 +121,9 @@ class Primitive:
     launches         the kernels (library calls, copies) one call launches on CuPy: an int, or a
                      function (args, **params) (the cost model, gpuad/compiler/cost.py)
     copied(args, **params) -> for each operand, whether the call copies it first (a GEMM's transposes)
+    impl_into        xp -> impl taking `out=` (a buffer of the output's shape and dtype, written in
+                     place), where the array module has one: a compiled program keeps such buffers
+                     from call to call
     unchanged(constants, **params) -> the position of the argument it returns unchanged (its shape and
                      dtype permitting), or None; constants holds each argument's constant value, None
                      where it is a variable of the program (the passes' simplify)
@@ -122,7 +131,7 @@ class Primitive:
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
                  "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
                  "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
-                 "launches", "copied", "unchanged")
+                 "launches", "copied", "unchanged", "impl_into")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -134,7 +143,7 @@ class Primitive:
         self.complex_ready = nondiff  # no rule, nothing to get wrong
         self.elementwise = self.moves = self.scatters = self.reads_each_once = False
         self.expression = self.view = self.positions = self.recompute = self.reduction = None
-        self.zero_where = self.entries = self.coords = self.copied = self.unchanged = None
+        self.zero_where = self.entries = self.coords = self.copied = self.unchanged = self.impl_into = None
         self.launches = 1
 
     def __call__(self, *args, **params):
@@ -165,10 +174,23 @@ def linear(name, impl, lead, adjoint, abstract):
 
 
 def operand(x):
-    """x as a primitive takes it: traced values and Python numbers as they are, anything else (a
-    list, a NumPy array on the CuPy backend) an array of the active backend. Code that applies
-    operators to its arguments itself (x - mean) takes them through this first."""
-    return x if isinstance(x, Tracer) else backends.current().coerce(x)
+    """x as a primitive takes it: traced values and Python numbers as they are, a (nested) list
+    holding traced values the traced array numpy.array would make of it, anything else (a list, a
+    NumPy array on the CuPy backend) an array of the active backend. Code that applies operators
+    to its arguments itself (x - mean) takes them through this first."""
+    if isinstance(x, Tracer):
+        return x
+    if holds_tracer(x) and stack_list is not None:
+        return stack_list(x)
+    return backends.current().coerce(x)
+
+
+stack_list = None  # list holding traced values -> one traced array: gpuad.numpy.creation installs its array
+
+
+def holds_tracer(x):
+    """Whether x is a (nested) list or tuple holding a traced value."""
+    return isinstance(x, (list, tuple)) and any(isinstance(v, Tracer) or holds_tracer(v) for v in x)
 
 
 def bind(prim, *args, **params):
@@ -321,14 +343,18 @@ class Tracer:
 def shape(x):
     s = getattr(x, "shape", None)
     if s is None:  # Python scalars, and nested lists that bind() will turn into arrays
-        return () if isinstance(x, (int, float, complex)) else onp.shape(x)
+        if isinstance(x, (int, float, complex)):
+            return ()
+        return (len(x),) + shape(x[0]) if holds_tracer(x) else onp.shape(x)
     return tuple(s)
 
 
 def dtype(x):
     d = getattr(x, "dtype", None)
     if d is None:
-        return backends.current().xp.result_type(x)
+        if holds_tracer(x):
+            return result_dtype(*x)
+        return onp.asarray(x).dtype if isinstance(x, (list, tuple)) else backends.current().xp.result_type(x)
     return d
 
 

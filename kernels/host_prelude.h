@@ -5,6 +5,7 @@ using namespace std;
 #define __device__
 #define __forceinline__ inline
 #include "gpuad_math.cuh"
+#include "gpuad_complex.cuh"
 
 #ifdef GPUAD_SIMD_MATH
 // glibc's vector math library (libmvec, linked by gpuad/kernels/host.py where it exists): its

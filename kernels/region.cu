@@ -9,6 +9,7 @@
 //
 // Slots (filled by gpuad/compiler/codegen.py): name, params, body, lanes.
 #include "gpuad_math.cuh"
+#include "gpuad_complex.cuh"
 
 extern "C" __global__ void ${name}(${params}, const long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x / ${lanes};

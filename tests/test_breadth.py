@@ -723,3 +723,27 @@ def test_multivariate_normal_misuse_raises_clear_errors():
         gst.multivariate_normal.logpdf(gnp.ones(3), gnp.zeros(2))
     with pytest.raises(NotImplementedError, match="allow_singular"):
         gst.multivariate_normal.logpdf(gnp.ones(2), gnp.zeros(2), allow_singular=True)
+
+
+# ---------------------------------------------------------------- from HIPS autograd's suite (bench/autograd_suite.py)
+def test_lists_of_traced_values_are_arrays_everywhere():
+    """A list or tuple holding traced values is the array numpy.array makes of it, in any function."""
+    assert gpuad.grad(lambda x: gnp.mean([x, x + 2]))(0.0) == 1.0
+    assert gpuad.grad(lambda x: gnp.std((x, x + 2)))(0.0) == 0.0
+    assert gpuad.grad(lambda x: gnp.var([x, 3 * x]))(1.0) == 2.0  # var = (x - 3x)^2 / 4 = x^2
+    assert gpuad.grad(lambda x: gnp.sum(gnp.append([x, 2 * x], 3.0)))(1.0) == 3.0
+    assert gpuad.jit(lambda x: gnp.max([x, -x]))(np.float64(-2.0)) == 2.0
+
+
+def test_any_all_dtype_and_tensordot_of_a_number():
+    x = np.array([[0.0, 1.0], [2.0, np.nan]])
+    for axis in (None, 0, 1):
+        for name in ("any", "all"):
+            got = getattr(gnp, name)(gnp.asarray(x), axis=axis, keepdims=axis == 1)
+            np.testing.assert_array_equal(to_np(got), getattr(np, name)(x, axis=axis, keepdims=axis == 1))
+    assert gpuad.jit(lambda x: gnp.where(gnp.all(x > 0), x, -x))(gnp.asarray([1.0, 2.0])).tolist() == [1.0, 2.0]
+    assert gnp.dtype("float32") == np.float32
+    assert gnp.result_type(np.float32(1.0), 2.0) == np.float32 and gnp.finfo(gnp.float64).eps == np.finfo(float).eps
+    sizes = gpuad.grad(lambda x: gnp.sum(x) * gnp.ndim(x) * gnp.size(x) * gnp.size(x, 1) * gnp.shape(x)[0])
+    assert_close(sizes(np.ones((2, 3))), np.full((2, 3), 2 * 6 * 3 * 2.0), 0, 0)
+    assert_close(gpuad.jacfwd(lambda a: gnp.tensordot(a, 2.5, axes=0))(np.ones(3)), 2.5 * np.eye(3), 0, 0)

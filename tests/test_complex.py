@@ -15,7 +15,6 @@ from helpers import assert_close, check_complex, complex_partials, crandom, to_n
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.compiler import replay
 from gpuad.ops import table
 
 TOL = 1e-7
@@ -353,6 +352,9 @@ def test_complex64_stays_complex64():
     z = crandom((3,), 16).astype(np.complex64)
     assert to_np(gpuad.jacfwd(HOLO["chain"], holomorphic=True)(z)).dtype == np.complex64
     assert to_np(gpuad.grad(REAL_VALUED["energy"])(z)).dtype == np.complex64
+    # a Python complex is a weak scalar, as in NumPy: 1j * float32 values are complex64, also traced
+    for x in (z, z.real):
+        assert gpuad.jit(lambda x: 1j * x).lower(x).out_info().dtype == np.complex64 == (1j * x).dtype
 
 
 def test_complex_scalar_types_cast_traced_values():
@@ -399,11 +401,65 @@ def test_jit_of_complex_functions_and_their_derivatives():
     assert_close(gpuad.jit(gpuad.jacfwd(h, holomorphic=True))(z), gpuad.jacfwd(h, holomorphic=True)(z), 1e-14, 1e-14)
 
 
-def test_jit_leaves_complex_values_unfused():
-    """The generated C++/CUDA kernels compute in float and double only: regions stop at complex values."""
-    x = gnp.asarray([1.0, 2.0])
-    f = lambda x: gnp.abs(gnp.exp(1j * gnp.sin(x) * gnp.cos(x)) + x) ** 2  # noqa: E731
-    steps = replay.plan(gpuad.jit(f).lower(x).program, backend="numpy")
-    regions = [s.node for s in steps if s.kind == "region"]
-    assert regions and all(eq.out.dtype.kind != "c" for r in regions for eq in r.equations)
-    assert_close(gpuad.jit(f)(x), f(x), 1e-14, 1e-14)
+# ---------------------------------------------------------------- LU
+def test_lu_factor_and_lu_solve_of_complex_matrices():
+    """lu is holomorphic in a (P A = L U), so are lu_solve's x for trans 0 and 1; trans 2 solves
+    with a^H, as scipy's: values against scipy, derivatives against the differences."""
+    sla = pytest.importorskip("scipy.linalg")
+    import gpuad.scipy.linalg as gsl
+    a = crandom((4, 4), 30) + 3 * np.eye(4)
+    a[[0, 2]] = a[[2, 0]]  # pivots that swap rows
+    b = crandom((4, 2), 31)
+    lu, piv = gsl.lu_factor(a)
+    want_lu, want_piv = sla.lu_factor(a)
+    assert_close(lu, want_lu, 1e-14, 1e-14, "lu")
+    assert (to_np(piv) == want_piv).all() and to_np(piv).tolist() != [0, 1, 2, 3]
+    check_holomorphic(lambda a: gsl.lu_factor(a)[0], a)
+    check_complex(lambda a: gsl.lu_factor(a)[0], (a,))
+    for trans in (0, 1, 2):
+        x = gsl.lu_solve((lu, piv), b, trans=trans)
+        assert_close(x, sla.lu_solve((want_lu, want_piv), b, trans=trans), 1e-13, 1e-13, f"trans {trans}")
+        check_complex(lambda a, b, trans=trans: gsl.lu_solve(gsl.lu_factor(a), b, trans=trans), (a, b))
+    assert_close(gsl.solve_triangular(a, b, trans="C", lower=True), sla.solve_triangular(a, b, trans="C", lower=True),
+                 1e-13, 1e-13, "solve_triangular")
+
+
+def test_at_max_and_min_of_complex_values_and_clip_refused():
+    """.at[].max/min order complex values as maximum and minimum do (lexicographically, JAX's
+    values); clip refuses them with JAX's reason."""
+    z = np.array([1 + 2j, 0.5 - 1j, -0.3 + 0.2j])
+    v = np.array([3 + 0j, 0.4 + 5j])  # real parts decide, apart from any tie (where the choice jumps)
+    for method in ("max", "min"):
+        f = lambda z, v, method=method: getattr(gnp.at(z)[:2], method)(v)  # noqa: E731
+        want = z.copy()
+        want[:2] = np.maximum(z[:2], v) if method == "max" else np.minimum(z[:2], v)
+        assert_close(f(z, v), want, 0, 0, method)
+        check_complex(f, (z, v))
+    with pytest.raises(TypeError, match="complex values have no order to clip by"):
+        gnp.clip(gnp.asarray(z), 0.0, 1.0)
+    with pytest.raises(TypeError, match="complex values have no order to clip by"):
+        gnp.clip(gnp.asarray(z.real), 0.0, 1j)
+
+
+def test_squared_moduli_are_sums_of_squared_parts():
+    """var, the 2-norms and lstsq's residuals square the parts of complex values (as NumPy does),
+    never a modulus rounded by its root: var equals NumPy's to the last bit."""
+    for seed in range(40):
+        z = crandom((7,), seed)
+        assert to_np(gnp.var(gnp.asarray(z))) == np.var(z)
+        assert_close(gnp.linalg.norm(gnp.asarray(z)), np.linalg.norm(z), 3e-16, 0)
+        assert_close(gnp.linalg.norm(gnp.asarray(z.reshape(7, 1)), "fro"), np.linalg.norm(z), 3e-16, 0)
+
+
+def test_max_and_min_reductions_of_complex_values():
+    """Lexicographic, as NumPy's values; JAX's derivative: the chosen element's, split between ties."""
+    z = np.array([[1 + 2j, 1 + 3j, 0.5 - 1j, 1 + 3j], [-2 + 0j, -1 - 5j, -1 + 4j, -3 + 9j]])
+    for name in ("max", "min"):
+        for axis in (None, 0, 1):
+            f = lambda z, name=name, axis=axis: getattr(gnp, name)(z, axis=axis)  # noqa: E731
+            assert_close(f(z), getattr(np, name)(z, axis=axis), 0, 0, f"{name} axis {axis}")
+    v = np.array([[1, 2, 3, 4j], [0, 0, 0, 0]])
+    assert_close(gpuad.jvp(lambda z: gnp.max(z[0]), (z,), (v,))[1], (2 + 4j) / 2, 0, 0)  # the tie shares
+    w = crandom((3, 4), 40)  # no ties: each choice is differentiable
+    for name in ("max", "min"):
+        check_complex(lambda w, name=name: getattr(gnp, name)(w, axis=1), (w,))

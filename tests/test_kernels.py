@@ -18,9 +18,9 @@ from gpuad.compiler import codegen
 from gpuad.kernels import __main__ as cli
 from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
 from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, broadcast, jvp_launch, launch_config, vjp_launch
-from gpuad.kernels.source import DTYPES, every_kernel, kernel_name, render, template_dir, variants
+from gpuad.kernels.source import C_TYPES, DTYPES, every_kernel, kernel_name, render, template_dir, variants
 from gpuad.ops.elementwise import array_jvp, array_vjp, on_arrays
-from gpuad.ops.table import DIFFERENTIABLE, NONDIFF, ROWS, Row
+from gpuad.ops.table import DIFFERENTIABLE, HOLOMORPHIC, NONDIFF, ROWS, Row
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = every_kernel()
@@ -38,7 +38,8 @@ GENERIC = {"jvp": lambda row, *params: array_jvp(row, *params, np),
 # ---------------------------------------------------------------- generated sources
 
 def test_every_differentiable_row_has_one_kernel_per_variant_and_dtype():
-    assert len(set(IDS)) == len(IDS) == sum(2 * len(variants(r, m)) for r in DIFFERENTIABLE for m in ("jvp", "vjp"))
+    assert len(set(IDS)) == len(IDS) == sum((4 if r in HOLOMORPHIC else 2) * len(variants(r, m))
+                                            for r in DIFFERENTIABLE for m in ("jvp", "vjp"))
     assert variants(ROWS["sin"], "jvp") == ["t"] and variants(ROWS["sin"], "vjp") == ["n"]
     assert variants(ROWS["power"], "jvp") == ["tt", "ta", "ts", "at", "st"]
     assert variants(ROWS["power"], "vjp") == ["nn", "na", "ns", "an", "sn"]
@@ -56,11 +57,19 @@ def test_an_unknown_variant_is_refused():
         render(ROWS["multiply"], "jvp", "aa", F64)
 
 
+def test_rows_of_real_values_only_have_no_complex_kernel():
+    with pytest.raises(ValueError, match="no kernel of complex128"):
+        render(ROWS["hypot"], "jvp", "tt", np.complex128)
+    a = np.ones(SHAPE, np.complex128)
+    assert jvp_launch(ROWS["hypot"], [a, a], [np.ones((K,) + SHAPE, np.complex128), None], np) is None
+
+
 @pytest.mark.parametrize("row,mode,variant,dtype", KERNELS, ids=IDS)
 def test_source_holds_the_rows_own_expressions(row, mode, variant, dtype):
     text = render(row, mode, variant, dtype)
     assert f'extern "C" __global__ void {kernel_name(row, mode, variant, dtype)}(' in text
-    assert f"typedef {'float' if dtype == F32 else 'double'} T;" in text
+    assert f"typedef {C_TYPES[np.dtype(dtype).name]} T;" in text
+    assert ("struct gpuad_complex" in text) == (np.dtype(dtype).kind == "c")
     assert "${" not in text and "#include" not in text  # slots filled, header inlined
     assert "gpuad_sign(T x)" in text
     assert (f"const T y = {row.primal.cuda()};" in text) == (mode == "jvp")
@@ -184,11 +193,16 @@ def call_arguments(row, mode, variant, dtype, plain_shape, rng):
     """NumPy arguments of one elementwise call of this kernel variant: (primals, tangents) for a
     JVP, (args, y, ct, needed) for a VJP. Plain arrays ("a") take plain_shape, to be broadcast."""
     lo, hi = DOMAINS.get(row.name, (0.2, 0.9))
-    args = [float(rng.uniform(lo, hi)) if code == "s" else
-            rng.uniform(lo, hi, plain_shape if code == "a" else SHAPE).astype(dtype) for code in variant]
+    cplx = np.dtype(dtype).kind == "c"
+
+    def draw(low, high, shape):  # complex: imaginary parts in (0.1, 0.5), off the branch cuts
+        x = rng.uniform(low, high, shape)
+        return np.asarray(x + 1j * rng.uniform(0.1, 0.5, shape) if cplx else x)
+    args = [draw(lo, hi, ()).item() if code == "s" else
+            draw(lo, hi, plain_shape if code == "a" else SHAPE).astype(dtype) for code in variant]
     if mode == "jvp":
-        return args, [rng.standard_normal((K,) + SHAPE).astype(dtype) if c == "t" else None for c in variant]
-    ct = rng.standard_normal((K,) + SHAPE).astype(dtype)
+        return args, [draw(-1, 1, (K,) + SHAPE).astype(dtype) if c == "t" else None for c in variant]
+    ct = draw(-1, 1, (K,) + SHAPE).astype(dtype)
     return args, on_arrays(np).fn(row)(*args), ct, [c == "n" for c in variant]
 
 
@@ -198,7 +212,7 @@ PLAIN_SHAPES = [(4,), (3, 1), ()]  # plain arrays broadcast to the output (read 
 def assert_kernel_close(actual, expected, dtype):
     # Values only: the NumPy path promotes a float32 tangent to float64 when a partial applies a
     # function to a Python scalar (log(a) for 2.0 ** x gives a NumPy float64); kernels keep float32.
-    rtol = 2e-5 if dtype == F32 else 1e-12
+    rtol = 2e-5 if dtype in (F32, np.complex64) else 1e-12
     np.testing.assert_allclose(actual, np.broadcast_to(expected, actual.shape), rtol=rtol, atol=rtol)
 
 
@@ -270,10 +284,10 @@ def nvrtc():
         pytest.skip(f"NVRTC cannot be loaded: {e}")
 
 
-# One variant per row and mode, and every variant of one binary row: the full set is CI's
+# One variant per row, mode and precision of complex values, and every variant of one binary row: the full set is CI's
 # `python -m gpuad.kernels --check`.
-SAMPLE = [k for k in KERNELS if k[2] == variants(k[0], k[1])[0] and k[3] == F32] + [
-    k for k in KERNELS if k[0].name == "power"]
+SAMPLE = [k for k in KERNELS if k[2] == variants(k[0], k[1])[0] and k[3] in (F32, np.complex128)] + [
+    k for k in KERNELS if k[0].name == "power" and k[3] != np.complex128]
 
 
 @pytest.mark.parametrize("row,mode,variant,dtype", SAMPLE, ids=[kernel_name(*k) for k in SAMPLE])

@@ -15,6 +15,7 @@ import sys
 
 import numpy
 
+from ..kernels.source import C_TYPES as _ELEMENT_TYPES
 from ..kernels.source import _read
 from ..ops.creation import eye
 from ..ops.indexing import basic, concatenate, getitem, scatter, take_along
@@ -25,7 +26,7 @@ from .fusion import UNROLLED as _UNROLLED
 from .fusion import unrolled_axes
 from .ir import Lit, Var
 
-C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
+C_TYPES = dict(_ELEMENT_TYPES, bool="bool", int32="int", int64="long long")  # complex: kernels/gpuad_complex.cuh
 _C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}
 
 
@@ -216,7 +217,7 @@ class _Body:
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
-        if isinstance(a, Lit) and isinstance(a.val, (bool, int, float)):
+        if isinstance(a, Lit) and isinstance(a.val, (bool, int, float, complex)):
             return _literal(a.val)
         key = _key(a)
         if key[1] in self.region.literals:
@@ -713,10 +714,13 @@ def host_sources(kernels, offsets, parts=1):
     return head, ["\n".join(g) for g in groups]
 
 
-def _literal(value):
-    """A number as C source; inf and NaN as the quotients gpuad_math.cuh writes them (C has no literal)."""
+def _literal(value, c="T"):
+    """A number as C source of type c; inf and NaN as the quotients gpuad_math.cuh writes them (C has
+    no literal); a complex one from its parts."""
+    if isinstance(value, complex):
+        return f"T(gpuad_complex<double>({_literal(value.real, 'double')}, {_literal(value.imag, 'double')}))"
     v = float(value)
-    return f"T({v!r})" if math.isfinite(v) else f"(T({math.copysign(1.0, v) if math.isinf(v) else 0.0}) / T(0))"
+    return f"{c}({v!r})" if math.isfinite(v) else f"({c}({math.copysign(1.0, v) if math.isinf(v) else 0.0}) / {c}(0))"
 
 
 def _key(a):

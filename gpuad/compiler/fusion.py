@@ -36,7 +36,7 @@ from ..ops.elementwise import add
 from ..ops.indexing import scatter
 from .ir import Lit, Var
 
-_C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool")))  # dtypes, not names: names are slow
+_C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
 # The most members a region has: a compiler's time grows faster than a function's length (one
 # region of 2,600 members took g++ 30 s, the same members in regions of 128 or less 1.4 s), and a
@@ -96,12 +96,11 @@ def iteration_shape(shape):
 
 
 def _readable(a):
-    """Whether a kernel can read an input: a real Python number, or an array of a C dtype with elements
-    (complex values, Python's or arrays', stay out of kernels)."""
+    """Whether a kernel can read an input: a Python number, or an array of a C dtype with elements."""
     a = a.val if isinstance(a, Lit) else a
-    if isinstance(a, (bool, int, float)):
+    if isinstance(a, (bool, int, float, complex)):
         return True
-    if isinstance(a, complex) or not prod(a.shape):
+    if not prod(a.shape):
         return False
     return a.dtype in _C_DTYPES or a.dtype.newbyteorder("=") in _C_DTYPES  # byte-swapped: copied before a launch
 
@@ -110,6 +109,8 @@ def fusible(eq, backend="cupy"):
     """Whether an equation can be part of a region's kernel planned for `backend`."""
     prim = eq.prim
     if eq.out.dtype not in _C_DTYPES or not prod(eq.out.shape):
+        return False
+    if _complex(eq) and (prim.nondiff or not prim.complex_ready):  # kernels/gpuad_complex.cuh spells the rest
         return False
     positions = _positions_of(eq)
     if not all(_readable(a) for a in eq.ins if not any(a is p for p, _ in positions)):
@@ -131,6 +132,12 @@ def fusible(eq, backend="cupy"):
         return n <= _SUMMED or (prod(eq.out.shape) >= _PARALLEL[backend] and
                                 (_ACROSS_ROWS[backend] or _along_rows(eq.ins[0].shape, eq.params["axes"])))
     return prim.expression is not None
+
+
+def _complex(eq):
+    """Whether an equation reads or makes complex values."""
+    return eq.out.dtype.kind == "c" or any(isinstance(a, complex) or getattr(a, "dtype", None) is not None and
+                                           a.dtype.kind == "c" for a in eq.ins)
 
 
 def _along_rows(shape, axes):
@@ -540,7 +547,7 @@ def _connect(program, regions, region_of):
             if eq.prim.scatters and _positions_of(eq):
                 r.inverses[eq.out] = Lit(_inverse(eq))
             for a in _operands(eq, r):
-                if a in inside or (isinstance(a, Lit) and isinstance(a.val, (bool, int, float))):
+                if a in inside or (isinstance(a, Lit) and isinstance(a.val, (bool, int, float, complex))):
                     continue
                 if isinstance(a, Lit) and _uniform(a.val):  # broadcast scalars: a literal
                     r.literals[id(a.val)] = a.val.ravel()[0].item()

@@ -55,8 +55,8 @@ def plan(program, fusion=True, backend=None, apart=(), limit=MEMBERS):
 class Replay:
     """`run(*inputs)` -> the program's outputs (a list), for backend arrays of the traced signature.
     `regions` counts the fused kernels among the steps, `graphs` the runs of steps captured as CUDA
-    graphs. `plan_for` fuses as for another backend (the tests run the regions planned for CuPy on
-    the CPU)."""
+    graphs, `kept` the other steps writing into buffers kept between calls (_bind). `plan_for`
+    fuses as for another backend (the tests run the regions planned for CuPy on the CPU)."""
 
     def __init__(self, program, fusion=None, plan_for=None, wait=True):
         """wait=False: where the kernels are not built yet, run unfused meanwhile and build them
@@ -99,7 +99,7 @@ class Replay:
         be built: then unfused) the replay's on backend be."""
         if runners is None:
             steps, runners = plan(program, False), {}
-        _bind(program, steps, runners, be.xp)
+        kept = _bind(program, steps, runners, be.xp, be.name == "numpy")
         regions = sum(s.kind == "region" for s in steps)
         peak = peak_bytes(program, steps)
         if be.capture_graph is not None and graphs.wanted():
@@ -107,9 +107,9 @@ class Replay:
         self.graphs = sum(s.kind == "graph" for s in steps)
         peak += sum(s.node.held for s in steps if s.kind == "graph")
         self.source, run = _generate(program, steps)
-        run = _one_at_a_time(_plain_inputs(run, be.xp)) if regions and be.name == "numpy" else run
+        run = _one_at_a_time(_plain_inputs(run, be.xp)) if (regions or kept) and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run
-        self.steps, self.regions, self.peak = steps, regions, peak
+        self.steps, self.regions, self.peak, self.kept = steps, regions, peak, kept
         self.run = run if peak < CHECK_FROM else _checked(run, peak, program.sweeps)
 
 
@@ -215,8 +215,13 @@ def _one_at_a_time(run):
     return locked
 
 
-def _bind(program, steps, runners, xp):
-    """Give every step its function (a region's from runners: {id(region): function})."""
+def _bind(program, steps, runners, xp, keep=False):
+    """Give every step its function (a region's from runners: {id(region): function}); with keep,
+    the steps whose primitive writes into a given buffer and whose value never leaves a call write
+    into one kept from call to call, as the CPU regions do (a large fresh buffer is page-faulted in
+    again at every call, which under memory pressure can cost more than the step's work: the
+    FFTs of a Jacobian's bundle, bench/spectral.py). Returns how many steps keep one."""
+    private, kept = staying(program, steps) if keep else (), 0
     for s in steps:
         if s.kind == "region":
             s.fn = runners[id(s.node)]
@@ -224,9 +229,20 @@ def _bind(program, steps, runners, xp):
             s.fn = _add_into(xp)
         elif s.kind == "add_at_into":
             s.fn = _add_at_into(s.idx)
+        elif s.node.out in private and s.node.out.shape and s.node.prim.impl_into is not None and \
+                s.node.prim.impl_into(xp) is not None:
+            s.fn = _into(s.node.prim.impl_into(xp), s.node, xp)
+            kept += 1
         else:
             f = s.node.prim.impl_on(xp, [onp.shape(a) for a in s.ins], **s.node.params)
             s.fn = _as_array(f) if not s.node.out.shape else f
+    return kept
+
+
+def _into(f, eq, xp):
+    """f writing into a buffer of eq's output, the same at every call."""
+    buffer, params = xp.empty(eq.out.shape, eq.out.dtype), eq.params
+    return lambda *args: f(*args, out=buffer, **params)
 
 
 def _split_limit(regions, limit):

@@ -2,7 +2,8 @@
 
 Pure array bookkeeping over an array module `xp` (CuPy in production, NumPy in the tests that
 run the kernels' C source on the host), so every decision here is testable without a GPU.
-A call takes the fused path when all arrays share one float32/float64 dtype and every
+A call takes the fused path when all arrays share one dtype the row has kernels of (float32,
+float64; complex64, complex128 for the holomorphic rows) and every
 derivative-bearing argument has the output's full shape; otherwise the plan is None and the
 backend runs the generic rule of the elementwise table.
 """
@@ -10,7 +11,7 @@ import math
 
 import numpy
 
-from .source import DTYPES, MODES
+from .source import MODES, dtypes
 
 BLOCK = 256          # threads per block: a multiple of the warp size, good occupancy on sm_70+
 MAX_BLOCKS = 65535   # the kernels loop with a grid stride, so a capped grid still covers any n
@@ -49,7 +50,7 @@ def launch_config(n, k=1):
 
 def jvp_launch(row, primals, tangents, xp):
     """The forward kernel call computing y and its K-direction tangent bundle, or None."""
-    dtype = _dtype(list(primals) + [t for t in tangents if t is not None], xp)
+    dtype = _dtype(row, list(primals) + [t for t in tangents if t is not None], xp)
     if dtype is None:
         return None
     ys = numpy.broadcast_shapes(*(numpy.shape(p) for p in primals))
@@ -73,7 +74,7 @@ def jvp_launch(row, primals, tangents, xp):
 
 def vjp_launch(row, args, y, ct, needed, xp):
     """The reverse kernel call applying the partials to an M-direction cotangent bundle, or None."""
-    dtype = _dtype(list(args) + [y, ct], xp)
+    dtype = _dtype(row, list(args) + [y, ct], xp)
     if dtype is None:
         return None
     ys = numpy.shape(y)
@@ -92,14 +93,17 @@ def vjp_launch(row, args, y, ct, needed, xp):
     return Launch(row, "vjp", variant, dtype, n, m, params + [numpy.int64(n), numpy.int64(m)], outputs)
 
 
-def _dtype(values, xp):
+def _dtype(row, values, xp):
     """The one kernel dtype of these values, or None. Python scalars are weak (NumPy 2 rules:
-    float32_array * 2.0 stays float32), so they adopt the arrays' dtype; a complex one cannot."""
-    dtypes = {v.dtype for v in values if hasattr(v, "dtype")}
-    if len(dtypes) != 1 or any(isinstance(v, complex) for v in values):
+    float32_array * 2.0 stays float32), so they adopt the arrays' dtype; a complex one only a
+    complex dtype's."""
+    kinds = {v.dtype for v in values if hasattr(v, "dtype")}
+    if len(kinds) != 1:
         return None
-    dtype = dtypes.pop()
-    return dtype if dtype in DTYPES and any(isinstance(v, xp.ndarray) for v in values) else None
+    dtype = kinds.pop()
+    if dtype.kind != "c" and any(isinstance(v, complex) for v in values):
+        return None
+    return dtype if dtype in dtypes(row) and any(isinstance(v, xp.ndarray) for v in values) else None
 
 
 def _plain(p, ys, dtype, xp):

@@ -18,12 +18,15 @@ from pathlib import Path
 
 import numpy
 
-from ..ops.table import DIFFERENTIABLE
+from ..ops.table import DIFFERENTIABLE, HOLOMORPHIC
 
 MODES = {"jvp": ("elementwise_fwd.cu", "t"), "vjp": ("elementwise_bwd.cu", "n")}
 DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
-_C_TYPES = {"float32": "float", "float64": "double"}
-_SUFFIX = {"float32": "f32", "float64": "f64"}
+COMPLEX_DTYPES = (numpy.dtype(numpy.complex64), numpy.dtype(numpy.complex128))  # the HOLOMORPHIC rows' too
+C_TYPES = {"float32": "float", "float64": "double", "complex64": "gpuad_complex<float>",
+           "complex128": "gpuad_complex<double>"}
+_SUFFIX = {"float32": "f32", "float64": "f64", "complex64": "c64", "complex128": "c128"}
+_HOLOMORPHIC = frozenset(r.name for r in HOLOMORPHIC)
 
 
 def template_dir():
@@ -65,9 +68,11 @@ def render(row, mode, variant, dtype):
         raise ValueError(f"{row.name} has no derivative, hence no fused kernel")
     if variant not in variants(row, mode):
         raise ValueError(f"{variant!r} is not a {mode} variant of {row.name}: {variants(row, mode)}")
+    if numpy.dtype(dtype) not in dtypes(row):
+        raise ValueError(f"{row.name} has no kernel of {numpy.dtype(dtype)} values")
     marked = MODES[mode][1]
     slots = dict(
-        T=_C_TYPES[numpy.dtype(dtype).name],
+        T=C_TYPES[numpy.dtype(dtype).name],
         name=kernel_name(row, mode, variant, dtype),
         params=", ".join(_param(code, v) for code, v in zip(variant, row.args)),
         loads=_lines(_load(code, v) for code, v in zip(variant, row.args)),
@@ -80,7 +85,18 @@ def render(row, mode, variant, dtype):
         writes=_lines((f"c_{v}[at] = d{j} * g;" for j, (code, v) in enumerate(zip(variant, row.args))
                        if code == "n"), indent=" " * 12),
     )
-    return string.Template(_read(MODES[mode][0])).substitute(slots)
+    return complex_header(dtype) + string.Template(_read(MODES[mode][0])).substitute(slots)
+
+
+def dtypes(row):
+    """The dtypes a row has kernels of: complex ones too where it is holomorphic."""
+    return DTYPES + COMPLEX_DTYPES if row.name in _HOLOMORPHIC else DTYPES
+
+
+def complex_header(*dtypes):
+    """kernels/gpuad_complex.cuh where a kernel computes with complex values, else nothing (the
+    kernels of real values keep their text, and their compile time)."""
+    return _read("gpuad_complex.cuh") if any(numpy.dtype(d).kind == "c" for d in dtypes) else ""
 
 
 def _param(code, v):
@@ -103,4 +119,4 @@ def _lines(lines, indent=" " * 8):
 def every_kernel():
     """(row, mode, variant, dtype) for every fused kernel gpuad can launch."""
     return [(row, mode, variant, dtype) for row in DIFFERENTIABLE for mode in MODES
-            for variant in variants(row, mode) for dtype in DTYPES]
+            for variant in variants(row, mode) for dtype in dtypes(row)]

@@ -5,6 +5,8 @@
 """
 import numpy as _onp
 
+from ..core import result_dtype as result_type  # noqa: F401  (NumPy's promotion; Python numbers weak)
+from ..core import shape as _shape
 from . import fft, linalg  # noqa: F401
 from .building import *  # noqa: F403  # noqa: F403
 from .creation import (  # noqa: F401
@@ -40,7 +42,7 @@ from .indexing import at  # noqa: F401
 from .mathematical import *  # noqa: F403
 from .methods import install as _install
 from .products import dot, einsum, inner, matmul, outer, tensordot, trace  # noqa: F401
-from .reductions import amax, amin, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401
+from .reductions import all, amax, amin, any, argmax, argmin, cumsum, max, mean, min, prod, std, sum, var  # noqa: F401
 from .shapes import (  # noqa: F401
     atleast_1d,
     broadcast_arrays,
@@ -71,6 +73,25 @@ from .sorting import argpartition, argsort, partition, sort, take_along_axis  # 
 from .statistics import *  # noqa: F403
 
 pi, e, inf, nan, newaxis = _onp.pi, _onp.e, _onp.inf, _onp.nan, None
+# Data about dtypes and shapes, not values: NumPy's own, and the shape of traced values too
+dtype, finfo, iinfo, issubdtype, promote_types, can_cast = (_onp.dtype, _onp.finfo, _onp.iinfo, _onp.issubdtype,
+                                                             _onp.promote_types, _onp.can_cast)
+
+
+def shape(a):
+    """numpy.shape, of traced values and lists of them too."""
+    return _shape(a)
+
+
+def ndim(a):
+    """numpy.ndim: the number of axes."""
+    return len(_shape(a))
+
+
+def size(a, axis=None):
+    """numpy.size: the number of elements (along one axis where given)."""
+    s = _shape(a)
+    return int(_onp.prod(s)) if axis is None else s[axis]
 
 _install()
 

@@ -2,8 +2,8 @@
 NumPy backend the arrays made here have JAX's `x.at[idx]` updates (indexing.ndarray)."""
 import numpy as onp
 
-from .. import backends
-from ..core import Tracer, operand
+from .. import backends, core
+from ..core import Tracer, holds_tracer, operand
 from ..ops.creation import eye as _eye
 from ..ops.elementwise import astype as _astype
 from .indexing import ndarray, updatable
@@ -11,9 +11,7 @@ from .shapes import stack
 
 
 def _has_tracer(obj):
-    if isinstance(obj, Tracer):
-        return True
-    return isinstance(obj, (list, tuple)) and any(_has_tracer(o) for o in obj)
+    return isinstance(obj, Tracer) or holds_tracer(obj)
 
 
 def array(obj, dtype=None):
@@ -26,6 +24,9 @@ def array(obj, dtype=None):
         out = obj if isinstance(obj, Tracer) else stack([array(o) for o in obj])
         return out if dtype is None else _astype(out, dtype=onp.dtype(dtype))
     return updatable(backends.current().asarray(obj, dtype=dtype))
+
+
+core.stack_list = array  # a list holding traced values, given to any primitive, is this array
 
 
 def asarray(obj, dtype=None):

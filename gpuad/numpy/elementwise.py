@@ -79,7 +79,11 @@ def positive(x):
 
 
 def clip(a, a_min=None, a_max=None):
-    """Limit values to [a_min, a_max]; the derivative is 1 inside, 0 outside, 1/2 on an edge."""
+    """Limit values to [a_min, a_max]; the derivative is 1 inside, 0 outside, 1/2 on an edge.
+    Complex values are refused, as by JAX (they have no order to clip by)."""
+    if any(v is not None and is_complex(v) for v in (a, a_min, a_max)):
+        raise TypeError("gpuad.numpy.clip: complex values have no order to clip by (JAX refuses them too); clip "
+                        "their real and imaginary parts, or their modulus, instead")
     if a_min is not None:
         a = PRIMS["maximum"](a, a_min)
     if a_max is not None:

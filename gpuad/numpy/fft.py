@@ -13,7 +13,6 @@ import operator
 
 import numpy as onp
 
-from ..axes import distinct_axes
 from ..core import dtype, shape
 from ..ops.fft import NORMS, OPPOSITE
 from ..ops.fft import fft as _transform
@@ -37,7 +36,11 @@ def _sizes_and_axes(a, s, axes, name, half_input):
     nd = len(shape(a))
     if axes is None:
         axes = range(nd - len(s), nd) if s is not None else range(nd)
-    axes = distinct_axes([operator.index(ax) for ax in axes], nd, f"gpuad.numpy.fft.{name}")
+    axes = [operator.index(ax) for ax in axes]
+    for ax in axes:
+        if not -nd <= ax < nd:
+            raise ValueError(f"gpuad.numpy.fft.{name}: axis {ax} is out of bounds for an array of dimension {nd}")
+    axes = tuple(ax % nd for ax in axes)
     if s is None:
         s = [shape(a)[ax] for ax in axes]
         if half_input and axes:
@@ -58,7 +61,23 @@ def _fftn(kind, a, s, axes, norm, name):
     s, axes = _sizes_and_axes(a, s, axes, name, kind == "irfft")
     if not axes:
         return a  # numpy returns its input unchanged
+    if len(set(axes)) < len(axes):
+        return _axis_by_axis(kind, a, s, axes, _norm(norm))
     return _transform(a, kind=kind, s=s, axes=axes, norm=_norm(norm))
+
+
+def _axis_by_axis(kind, a, s, axes, norm):
+    """A transform over repeated axes, as numpy's: one axis at a time, the last given first (an
+    rfft's real axis first, an irfft's last), an axis given twice transformed twice."""
+    full = {"rfft": "fft", "irfft": "ifft"}.get(kind, kind)
+    steps = [(full, n, ax) for n, ax in zip(s[:-1], axes[:-1])]
+    if kind == "irfft":
+        steps.append((kind, s[-1], axes[-1]))
+    else:
+        steps = [(kind, s[-1], axes[-1])] + steps[::-1]
+    for k, n, ax in steps:
+        a = _transform(a, kind=k, s=(n,), axes=(ax,), norm=norm)
+    return a
 
 
 def _one(n):

@@ -9,9 +9,9 @@ import numpy as onp
 from .. import backends
 from ..batching import BatchTracer
 from ..core import Tracer, shape, staging
-from ..ops.elementwise import PRIMS
 from ..ops.indexing import getitem, index_add, index_set, take_along
 from ..ops.shape import reshape
+from .elementwise import maximum, minimum
 
 _BASIC = (int, slice)
 
@@ -110,10 +110,11 @@ class _AtIndex:
         return self.set(self.get() * v)
 
     def min(self, v):
-        return self.set(PRIMS["minimum"](self.get(), v))
+        """x with minimum(x[idx], v) at idx (of complex values NumPy's and JAX's lexicographic order)."""
+        return self.set(minimum(self.get(), v))
 
     def max(self, v):
-        return self.set(PRIMS["maximum"](self.get(), v))
+        return self.set(maximum(self.get(), v))
 
     def get(self):
         return getitem(self.x, idx=self.idx)

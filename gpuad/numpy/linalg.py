@@ -19,10 +19,10 @@ from collections import namedtuple
 import numpy as onp
 
 from ..axes import distinct_axes
-from ..core import Tracer, shape, staging
+from ..core import Tracer, real_dtype, shape, staging
 from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
-from ..ops.elementwise import astype, conj, real, where
+from ..ops.elementwise import astype, conj, real, squared_modulus, where
 from . import reductions as R
 from .creation import asarray, eye
 from .elementwise import abs as _abs
@@ -158,8 +158,7 @@ def cholesky(a, upper=False):
 def _symmetric(a):
     """(a + a^H) / 2: the symmetric (Hermitian) matrix a function of a symmetric matrix sees, so
     that its derivative is that of a function of the whole matrix, not of one triangle."""
-    at = swapaxes(a, -1, -2)
-    return EW["multiply"](0.5, EW["add"](a, conj(at) if a.dtype.kind == "c" else at))
+    return EW["multiply"](0.5, EW["add"](a, L.adjoint(a)))
 
 
 # ---------------------------------------------------------------- eigh, svd, qr
@@ -264,7 +263,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
         u = concatenate([u, _complete(u, L.svd_complement(a))], axis=-1)
     if full_matrices and m < n:
         v = concatenate([v, _complete(v, L.svd_complement(a))], axis=-1)
-    return SVDResult(u, s, _adjoint(v))
+    return SVDResult(u, s, L.adjoint(v))
 
 
 def _complete(basis, c):
@@ -272,15 +271,9 @@ def _complete(basis, c):
     basis of it at the value (no derivative): P c L^-H with P = I - basis basis^H and L L^H =
     (P c)^H P c. It equals c at the value and is an orthonormal basis of the complement nearby,
     so its derivatives of every order are those of one."""
-    pc = c - matmul(basis, matmul(_adjoint(basis), c))
-    low = cholesky(matmul(_adjoint(pc), pc))
-    return _adjoint(solve(low, _adjoint(pc)))
-
-
-def _adjoint(x):
-    """x^H of a matrix or stack (x^T of reals)."""
-    xt = swapaxes(x, -1, -2)
-    return conj(xt) if x.dtype.kind == "c" else xt
+    pc = c - matmul(basis, matmul(L.adjoint(basis), c))
+    low = cholesky(matmul(L.adjoint(pc), pc))
+    return L.adjoint(solve(low, L.adjoint(pc)))
 
 
 def qr(a, mode="reduced"):
@@ -373,14 +366,14 @@ def lstsq(a, b, rcond=None):
     keep = EW["greater"](s, EW["multiply"](tol, R.max(s, axis=-1, keepdims=True)))
     x = matmul(L.pinv(a, tol=tol), b)
     rank = R.sum(astype(keep, dtype=onp.dtype(onp.int64)))
-    residuals = R.sum(EW["square"](_modulus(EW["subtract"](b, matmul(a, x)))), axis=0, keepdims=len(shape(b)) == 1)
+    residuals = R.sum(squared_modulus(EW["subtract"](b, matmul(a, x))), axis=0, keepdims=len(shape(b)) == 1)
     known = _known(rank)
     if known is None or shape(known) != ():  # JAX's form: the residuals, zeroed where NumPy's are empty
         full = EW["logical_and"](EW["equal"](rank, n), m > n)
         return x, where(full, residuals, 0.0), rank, s
     rank = int(known)
     if not (rank == n and m > n):
-        residuals = asarray(onp.zeros((0,), dtype=onp.finfo(a.dtype).dtype))  # real, as numpy's
+        residuals = asarray(onp.zeros((0,), dtype=real_dtype(a.dtype)))  # real, as numpy's
     return x, residuals, rank, s
 
 
@@ -474,7 +467,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     x = _float(x)
     nd = len(shape(x))
     if axis is None and ord is None:
-        return R.root(R.sum(EW["square"](_modulus(x)), keepdims=keepdims), 2)
+        return R.root(R.sum(squared_modulus(x), keepdims=keepdims), 2)
     if axis is None:
         if nd not in (1, 2):
             raise ValueError(f"norm: with ord={ord!r} and axis=None, x must be 1-D or 2-D; got {nd}-D. "
@@ -538,9 +531,9 @@ def _modulus(x):
 
 
 def _vector_norm(x, ord, axis, keepdims):
-    x = _modulus(x)
     if ord is None or ord == 2:
-        return R.root(R.sum(EW["square"](x), axis, keepdims), 2)
+        return R.root(R.sum(squared_modulus(x), axis, keepdims), 2)
+    x = _modulus(x)
     if not isinstance(ord, numbers.Real):
         raise ValueError(f"norm: invalid order {ord!r} for a vector norm; use a number, inf or -inf")
     mag = EW["abs"](x)
@@ -559,10 +552,10 @@ def _matrix_norm(x, ord, axes, keepdims):
     if ord not in _MATRIX_ORDS:
         raise ValueError(f"norm: matrix norm ord={ord!r} is not supported; use None, 'fro', 1, -1, 2, -2, "
                          "'nuc', inf or -inf")
+    if ord in (None, "fro"):
+        return R.root(R.sum(squared_modulus(x), axes, keepdims), 2)
     if ord not in (2, -2, "nuc"):
         x = _modulus(x)
-    if ord in (None, "fro"):
-        return R.root(R.sum(EW["square"](x), axes, keepdims), 2)
     if ord in (2, -2, "nuc"):
         s = svd(moveaxis(x, axes, (-2, -1)), compute_uv=False)
         y = {2: R.max, -2: R.min, "nuc": R.sum}[ord](s, axis=-1)

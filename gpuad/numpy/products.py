@@ -7,6 +7,7 @@ import numpy as onp
 from ..core import shape
 from ..ops.contract import contract
 from ..ops.shape import reduce_sum
+from .creation import asarray
 from .elementwise import multiply
 from .shapes import broadcast_to, diagonal, ravel, transpose
 
@@ -58,6 +59,7 @@ def outer(a, b):
 
 
 def tensordot(a, b, axes=2):
+    a, b = asarray(a), asarray(b)  # Python numbers and lists too, as numpy's
     na, nb = len(shape(a)), len(shape(b))
     if isinstance(axes, int):
         axes = (list(range(na - axes, na)), list(range(axes)))

@@ -3,8 +3,8 @@ rest are composed from them (mean from sum, var from mean, std from var, prod fr
 import numpy as onp
 
 from ..axes import normalize_axes
-from ..core import dtype, operand, shape
-from ..ops.elementwise import PRIMS, conj, real, where
+from ..core import dtype, operand, real_dtype, shape
+from ..ops.elementwise import PRIMS, astype, imag, real, squared_modulus, where
 from ..ops.indexing import getitem
 from ..ops.reductions import argmax as _argmax
 from ..ops.reductions import cumsum as _cumsum
@@ -36,8 +36,7 @@ def mean(x, axis=None, keepdims=False):
 def var(x, axis=None, ddof=0, keepdims=False):
     x, axes = operand(x), normalize_axes(axis, len(shape(x)))
     d = x - reduce_sum(x, axes=axes, keepdims=True) / _count(x, axes)
-    squares = real(d * conj(d)) if dtype(d).kind == "c" else d * d  # |d|^2: numpy's var is real
-    return reduce_sum(squares, axes=axes, keepdims=keepdims) / (_count(x, axes) - ddof)
+    return reduce_sum(squared_modulus(d), axes=axes, keepdims=keepdims) / (_count(x, axes) - ddof)  # real, as numpy's
 
 
 def std(x, axis=None, ddof=0, keepdims=False):
@@ -57,16 +56,47 @@ def root(s, p):
 
 
 def max(x, axis=None, keepdims=False):
-    """Maximum over axes; its derivative is split evenly between tied maxima."""
-    return reduce_max(x, axes=normalize_axes(axis, len(shape(x))), keepdims=keepdims)
+    """Maximum over axes; its derivative is split evenly between tied maxima. Of complex values
+    the lexicographic maximum (real parts, then imaginary), as NumPy's and JAX's."""
+    axes = normalize_axes(axis, len(shape(x)))
+    if dtype(x).kind == "c":
+        return _lexicographic_max(operand(x), axes, keepdims)
+    return reduce_max(x, axes=axes, keepdims=keepdims)
+
+
+def _lexicographic_max(x, axes, keepdims):
+    """The elements with the largest real part and, among them, the largest imaginary part: their
+    mean (they are equal), so the derivative is split evenly between ties, as JAX's."""
+    re, im = real(x), imag(x)
+    on_top = PRIMS["equal"](re, reduce_max(re, axes=axes, keepdims=True))
+    top_im = reduce_max(where(on_top, im, -onp.inf), axes=axes, keepdims=True)
+    chosen = PRIMS["logical_and"](on_top, PRIMS["equal"](im, top_im))
+    ties = reduce_sum(astype(chosen, dtype=real_dtype(dtype(x))), axes=axes, keepdims=keepdims)
+    return reduce_sum(where(chosen, x, 0.0), axes=axes, keepdims=keepdims) / ties
 
 
 def min(x, axis=None, keepdims=False):
     neg = PRIMS["negative"]  # not unary minus: x may be a list
-    return neg(reduce_max(neg(x), axes=normalize_axes(axis, len(shape(x))), keepdims=keepdims))
+    return neg(max(neg(x), axis=axis, keepdims=keepdims))  # of complex values too: -z reverses the order
 
 
 amax, amin = max, min
+
+
+def any(x, axis=None, keepdims=False):
+    """numpy.any: whether an element along the axes is non-zero (NaN is); booleans, no derivative."""
+    return PRIMS["greater"](_nonzeros(PRIMS["not_equal"](x, 0), axis, keepdims), 0)
+
+
+def all(x, axis=None, keepdims=False):
+    """numpy.all: whether every element along the axes is non-zero."""
+    return PRIMS["equal"](_nonzeros(PRIMS["equal"](x, 0), axis, keepdims), 0)
+
+
+def _nonzeros(hits, axis, keepdims):
+    """How many of the booleans hits are true along the axes."""
+    axes = normalize_axes(axis, len(shape(hits)))
+    return reduce_sum(astype(hits, dtype=onp.dtype(onp.int64)), axes=axes, keepdims=keepdims)
 
 
 def prod(x, axis=None, keepdims=False):

@@ -9,7 +9,20 @@ import math
 import numpy as onp
 
 from .. import backends
-from ..core import SCALARS, Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape, staging
+from ..core import (
+    SCALARS,
+    Primitive,
+    ShapeDtypeStruct,
+    Tracer,
+    bind,
+    dtype,
+    linear,
+    real_dtype,
+    result_dtype,
+    shape,
+    staging,
+)
+from .expr import Expr
 from .shape import broadcast_to, reshape, transpose, with_unit_axes_at
 from .table import REAL_ONLY, ROWS, SPECIAL_NAMES, RuleNamespace, cotangents_in, fit_output, tangent_out
 
@@ -74,6 +87,8 @@ def _row_primitive(row):
 
     prim = Primitive(row.name, impl, jvp, vjp, batch, nondiff=row.nondiff, abstract=abstract)
     prim.impl_for = lambda xp: on_arrays(xp).fn(row)
+    if isinstance(getattr(onp, row.name, None), onp.ufunc):  # the row is NumPy's ufunc (CuPy's too)
+        prim.impl_into = lambda xp: getattr(xp, row.name)
     prim.complex_ready = row.nondiff or row.name not in REAL_ONLY
     return prim
 
@@ -84,7 +99,7 @@ _row_dtypes = {}  # (row name, argument dtypes or Python scalar types) -> output
 def _row_dtype(row, args):
     """The row's output dtype, found once per input dtypes by evaluating it on 0-d NumPy values
     (Python scalars stay Python scalars: weak, as in NumPy's promotion)."""
-    kinds = tuple(type(a) if isinstance(a, (bool, int, float)) else dtype(a) for a in args)
+    kinds = tuple(type(a) if isinstance(a, SCALARS) else dtype(a) for a in args)
     out = _row_dtypes.get((row.name, kinds))
     if out is None:
         probe = [k(0) if isinstance(k, type) else onp.zeros((), k) for k in kinds]
@@ -204,7 +219,7 @@ where.unchanged = lambda constants: 1 if constant_equal(constants[0], True) else
 # real's takes c to c + 0j, imag's to -1j c, conj's is conj. Under vmap and on bundles they apply
 # elementwise as they are.
 def _parts_dtype(x):
-    return ShapeDtypeStruct(shape(x), onp.real(onp.zeros((), dtype(x))).dtype)
+    return ShapeDtypeStruct(shape(x), real_dtype(dtype(x)))
 
 
 def _complex_of(ct):
@@ -217,6 +232,20 @@ imag = linear("imag", lambda x: backends.xp().imag(x), lambda t: imag(t),
               lambda ct, xs: multiply(_complex_of(ct), -1j), _parts_dtype)
 conj = linear("conj", lambda x: backends.xp().conj(x), lambda t: conj(t), lambda ct, xs: conj(ct),
               lambda x: ShapeDtypeStruct(shape(x), dtype(x)))
+
+
+def conj_if_complex(x):
+    """conj(x) of complex values; real values as they are (no copy, no step)."""
+    return conj(x) if dtype(x).kind == "c" else x
+
+
+def squared_modulus(x):
+    """|x|^2, real: re^2 + im^2 of complex values (not a modulus, rounded by its root, squared
+    again), x * x of real ones."""
+    if dtype(x).kind != "c":
+        return multiply(x, x)
+    re, im = real(x), imag(x)
+    return add(multiply(re, re), multiply(im, im))
 
 
 # ---------------------------------------------------------------- astype
@@ -278,6 +307,18 @@ def _row_expression(row):
 for _row, _prim in zip(ROWS.values(), PRIMS.values()):
     _prim.elementwise, _prim.expression = True, _row_expression(_row)
 where.elementwise = astype.elementwise = True
+
+
+def _part_expression(prim):
+    """real, imag, conj over their operand as it is (a cast to the result's T would drop parts):
+    gpuad_real, ... (kernels/gpuad_complex.cuh)."""
+    spelled = Expr(f"{prim.name}(x)")
+    return lambda operands, out_dtype: spelled.cuda({"x": operands[0]})
+
+
+for _prim in (real, imag, conj):
+    _prim.elementwise, _prim.expression = True, _part_expression(_prim)
+real.view = imag.view = lambda: True  # the parts of a complex array, or a real array itself
 where.expression = lambda operands, out_dtype: f"({operands[0]} ? T({operands[1]}) : T({operands[2]}))"
 astype.expression = lambda operands, out_dtype: f"T({operands[0]})"
 for _prim in (add, subtract, multiply, negative, PRIMS["square"], where, astype):

@@ -9,7 +9,8 @@ kernels and the reference evaluation cannot drift apart.
 import ast
 
 # Function names in the table, mapped to their CUDA spelling. Names starting with
-# gpuad_ are defined in kernels/gpuad_math.cuh.
+# gpuad_ are defined in kernels/gpuad_math.cuh (their complex forms, and the parts real, imag and
+# conj, in kernels/gpuad_complex.cuh).
 CUDA_NAMES = {
     "sin": "gpuad_sin", "cos": "gpuad_cos", "tan": "gpuad_tan", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
     "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "arcsinh": "asinh", "arccosh": "acosh",
@@ -20,6 +21,7 @@ CUDA_NAMES = {
     "remainder": "gpuad_remainder", "erf": "gpuad_erf", "erfc": "erfc", "gammaln": "lgamma",
     "erfinv": "gpuad_erfinv", "erfcinv": "gpuad_erfcinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
     "i0": "gpuad_i0", "i1": "gpuad_i1", "i0e": "gpuad_i0e", "i1e": "gpuad_i1e",
+    "real": "gpuad_real", "imag": "gpuad_imag", "conj": "gpuad_conj",
 }
 RULE_FILE = "<rule "  # how a rule's compiled code names its file (<rule 1 + y*y>): warnings from it are told apart
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}

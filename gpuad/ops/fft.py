@@ -15,12 +15,13 @@ never the adjoint), written with the same primitive, so every order nests:
   X_k and conj(X_k): all but bin 0 and, for an even length, the last);
 each then cut or zero-padded back to the argument's sizes (the transpose of numpy's resizing).
 """
+import inspect
 import string
 
 import numpy as onp
 
 from ..backends import xp
-from ..core import ShapeDtypeStruct, dtype, linear, shape
+from ..core import ShapeDtypeStruct, dtype, linear, real_dtype, shape
 from .elementwise import conj, multiply, real
 from .indexing import getitem, scatter
 
@@ -30,6 +31,13 @@ OPPOSITE = {"backward": "forward", "ortho": "ortho", "forward": "backward"}  # t
 
 def _impl(x, kind, s, axes, norm):
     return getattr(xp().fft, kind + "n")(x, s=s, axes=axes, norm=norm)
+
+
+def _into(module):
+    """The transform writing into out= (numpy.fft's since NumPy 2.0), else None."""
+    if "out" not in inspect.signature(module.fft.fftn).parameters:
+        return None
+    return lambda x, kind, s, axes, norm, out: getattr(module.fft, kind + "n")(x, s=s, axes=axes, norm=norm, out=out)
 
 
 def _lead(t, kind, s, axes, norm):
@@ -58,7 +66,7 @@ def _read_twice(n, axis, ndim, like):
         w[-1] = 1.0
     at = [1] * ndim
     at[axis] = len(w)
-    return xp().asarray(w.reshape(at), dtype=onp.real(onp.zeros((), dtype(like))).dtype)
+    return xp().asarray(w.reshape(at), dtype=real_dtype(dtype(like)))
 
 
 def _transpose(ct, xs, kind, s, axes, norm):
@@ -80,10 +88,11 @@ def _abstract(x, kind, s, axes, norm):
     if kind == "rfft":
         out[axes[-1]] = s[-1] // 2 + 1
     spectrum = onp.result_type(dtype(x), onp.complex64)
-    return ShapeDtypeStruct(out, onp.real(onp.zeros((), spectrum)).dtype if kind == "irfft" else spectrum)
+    return ShapeDtypeStruct(out, real_dtype(spectrum) if kind == "irfft" else spectrum)
 
 
 fft = linear("fft", _impl, _lead, _transpose, _abstract)
+fft.impl_into = _into
 
 
 # ---------------------------------------------------------------- sparsity pattern

@@ -18,7 +18,20 @@ from .. import backends
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
 from .contract import contract
-from .elementwise import PRIMS, add, astype, conj, divide, imag, multiply, negative, real, subtract, where
+from .elementwise import (
+    PRIMS,
+    add,
+    astype,
+    conj,
+    conj_if_complex,
+    divide,
+    imag,
+    multiply,
+    negative,
+    real,
+    subtract,
+    where,
+)
 from .indexing import concatenate, getitem
 from .shape import broadcast_to, reduce_sum, reshape, transpose
 
@@ -162,10 +175,6 @@ def _phi(x):
     return multiply(mask, x)
 
 
-def _conj_of_complex(x):
-    return conj(x) if dtype(x).kind == "c" else x
-
-
 def _cholesky_jvp(primals, tangents):
     a, = primals
     low = cholesky(a)
@@ -174,7 +183,7 @@ def _cholesky_jvp(primals, tangents):
     # dA = dL L^H + L dL^H, so L^-1 dA L^-H = M + M^H with M = L^-1 dL lower triangular (its
     # diagonal real); Φ recovers M from that sum when dA is Hermitian (gpuad.numpy.linalg.cholesky
     # takes the Hermitian part of its input, so it is): dL = L Φ(L^-1 dA L^-H). (^H is ^T of reals.)
-    x = _einsum(".ij,K.jk->K.ik", linv, _einsum("K.ij,.kj->K.ik", tangents[0], _conj_of_complex(linv), nb), nb)
+    x = _einsum(".ij,K.jk->K.ik", linv, _einsum("K.ij,.kj->K.ik", tangents[0], conj_if_complex(linv), nb), nb)
     return low, _einsum(".ij,K.jk->K.ik", low, _phi(x), nb)
 
 
@@ -183,7 +192,7 @@ def _cholesky_vjp(ct, args, low, needed):
     nb = len(shape(low)) - 2
     linv = inv(low)
     p = _phi(_einsum(".ki,M.kj->M.ij", low, ct, nb))
-    return [_einsum("M.ij,.jk->M.ik", _einsum(".ki,M.kj->M.ij", linv, p, nb), _conj_of_complex(linv), nb)]
+    return [_einsum("M.ij,.jk->M.ik", _einsum(".ki,M.kj->M.ij", linv, p, nb), conj_if_complex(linv), nb)]
 
 
 cholesky = _matrix_unary(
@@ -263,7 +272,7 @@ def _eigh_jvp(primals, tangents):
     packed = eigh(a)
     v, f = _eigh_parts(packed)
     nb = len(shape(a)) - 2
-    s = _einsum(".ji,K.jk->K.ik", _conj_of_complex(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
+    s = _einsum(".ji,K.jk->K.ik", conj_if_complex(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
     return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, multiply(f, s), nb))
 
 
@@ -273,7 +282,7 @@ def _eigh_vjp(ct, args, packed, needed):
     n, nb = shape(v)[-1], len(shape(v)) - 2
     ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
     inner = add(multiply(_eye(n, ct), ct_w), multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))
-    return [_einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", _conj_of_complex(v), inner, nb), v, nb)]
+    return [_einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", conj_if_complex(v), inner, nb), v, nb)]
 
 
 # The eigenvalues (ascending) and eigenvectors of symmetric matrices (..., n, n), packed (..., n + 1, n).
@@ -330,14 +339,14 @@ eig.complex_ready = True
 
 
 # ---------------------------------------------------------------- svd
-def _adjoint_of(x):
-    """x^H on backend arrays (x^T of reals)."""
-    return xp().conj(_swap_last(x)) if x.dtype.kind == "c" else _swap_last(x)
+def adjoint(x):
+    """x^H of a matrix or stack (x^T of reals)."""
+    return conj_if_complex(_swap_last(x))
 
 
 def _svd_impl(a):
     u, s, vh = xp().linalg.svd(a, full_matrices=False)
-    return xp().concatenate([u, s[..., None, :].astype(a.dtype), _adjoint_of(vh)], axis=-2)
+    return xp().concatenate([u, s[..., None, :].astype(a.dtype), adjoint(vh)], axis=-2)
 
 
 def _svd_parts(packed, m):
@@ -349,11 +358,11 @@ def _svd_parts(packed, m):
 def _without(basis, x, nb, lead="K"):
     """x minus its projection on the columns of the orthonormal basis: (I - B B^H) x."""
     return subtract(x, _einsum(f".ij,{lead}.jk->{lead}.ik", basis, _einsum(
-        f".ji,{lead}.jk->{lead}.ik", _conj_of_complex(basis), x, nb), nb))
+        f".ji,{lead}.jk->{lead}.ik", conj_if_complex(basis), x, nb), nb))
 
 
 def _hermitian_sum(x):
-    return add(x, _swap_last(_conj_of_complex(x)))
+    return add(x, _swap_last(conj_if_complex(x)))
 
 
 def _svd_jvp(primals, tangents):
@@ -368,14 +377,14 @@ def _svd_jvp(primals, tangents):
     packed = svd(a)
     u, s, v, _ = _svd_parts(packed, m)
     f, s_col, s_inv = _gaps(s, square=True), _swap_last(s), _reciprocal_or_zero(s)
-    p = _einsum(".ji,K.jk->K.ik", _conj_of_complex(u), _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
+    p = _einsum(".ji,K.jk->K.ik", conj_if_complex(u), _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
     inner_u = multiply(f, _hermitian_sum(multiply(p, s)))
     du = _einsum(".ij,K.jk->K.ik", u, _plus(inner_u, _imaginary_diagonal(p, s_inv)), nb)
     dv = _einsum(".ij,K.jk->K.ik", v, multiply(f, _hermitian_sum(multiply(s_col, p))), nb)
     if m > n:
         du = add(du, multiply(_without(u, _einsum("K.ij,.jk->K.ik", da, v, nb), nb), s_inv))
     if n > m:
-        dah_u = _einsum("K.ji,.jk->K.ik", _conj_of_complex(da), u, nb)
+        dah_u = _einsum("K.ji,.jk->K.ik", conj_if_complex(da), u, nb)
         dv = add(dv, multiply(_without(v, dah_u, nb), s_inv))
     ds = _diagonal_row(p)
     return packed, _pack(du, ds if dtype(p).kind != "c" else astype(real(ds), dtype=dtype(p)), dv)
@@ -394,13 +403,13 @@ def _svd_vjp(ct, args, packed, needed):
     ct_p = add(add(multiply(_eye(shape(s)[-1], ct), ct_s), multiply(_hermitian_sum(multiply(f, ut_ct_u)), s)),
                multiply(s_col, _hermitian_sum(multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))))
     ct_p = _plus(ct_p, _imaginary_diagonal(ut_ct_u, s_inv))
-    ct_a = _einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", _conj_of_complex(u), ct_p, nb), v, nb)
+    ct_a = _einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", conj_if_complex(u), ct_p, nb), v, nb)
     if m > n:
-        w = multiply(_without(_conj_of_complex(u), ct_u, nb, "M"), s_inv)
+        w = multiply(_without(conj_if_complex(u), ct_u, nb, "M"), s_inv)
         ct_a = add(ct_a, _einsum("M.ij,.kj->M.ik", w, v, nb))
     if n > m:
-        w = multiply(_without(_conj_of_complex(v), ct_v, nb, "M"), s_inv)
-        ct_a = add(ct_a, _conj_of_complex(_einsum(".ik,M.jk->M.ij", u, w, nb)))
+        w = multiply(_without(conj_if_complex(v), ct_v, nb, "M"), s_inv)
+        ct_a = add(ct_a, conj_if_complex(_einsum(".ik,M.jk->M.ij", u, w, nb)))
     return [ct_a]
 
 
@@ -417,7 +426,7 @@ svd.complex_ready = True
 def _svd_complement_impl(a):
     m, n = a.shape[-2:]
     u, _, vh = xp().linalg.svd(a, full_matrices=True)
-    return u[..., :, n:] if m > n else _adjoint_of(vh[..., m:, :])
+    return u[..., :, n:] if m > n else adjoint(vh[..., m:, :])
 
 
 # The columns full_matrices=True adds to a non-square matrix's reduced SVD: U's last m - n for a tall
@@ -434,12 +443,12 @@ def _pinv_impl(a, tol):
     u, s, vh = xp().linalg.svd(a, full_matrices=False)
     keep = s > tol * s.max(axis=-1, keepdims=True)
     inverse = xp().where(keep, 1 / xp().where(keep, s, 1), 0)
-    return xp().matmul(_adjoint_of(vh), inverse[..., None] * _adjoint_of(u))
+    return xp().matmul(adjoint(vh), inverse[..., None] * adjoint(u))
 
 
 def _pinv_grams(x, nb):
     """X X^H and X^H X."""
-    xc = _conj_of_complex(x)
+    xc = conj_if_complex(x)
     return _einsum(".ij,.kj->.ik", x, xc, nb), _einsum(".ji,.jk->.ik", xc, x, nb)
 
 
@@ -453,7 +462,7 @@ def _pinv_jvp(primals, tangents, tol):
     x = pinv(a, tol=tol)
     left, right = _pinv_residuals(a, x, nb)
     xxh, xhx = _pinv_grams(x, nb)
-    dah = _conj_of_complex(da)
+    dah = conj_if_complex(da)
     out = negative(_einsum(".ij,K.jk->K.ik", x, _einsum("K.ij,.jk->K.ik", da, x, nb), nb))
     out = add(out, _einsum(".ij,K.jk->K.ik", xxh, _einsum("K.ji,.jk->K.ik", dah, left, nb), nb))
     return x, add(out, _einsum(".ij,K.jk->K.ik", right, _einsum("K.ji,.jk->K.ik", dah, xhx, nb), nb))
@@ -469,7 +478,7 @@ def _pinv_vjp(ct, args, x, needed, tol):
     out = negative(_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", x, ct, nb), x, nb))
     through_adjoint = add(_einsum(".ij,M.jk->M.ik", left, _einsum("M.ji,.jk->M.ik", ct, xxh, nb), nb),
                           _einsum(".ij,M.jk->M.ik", xhx, _einsum("M.ji,.jk->M.ik", ct, right, nb), nb))
-    return [add(out, _conj_of_complex(through_adjoint))]
+    return [add(out, conj_if_complex(through_adjoint))]
 
 
 def _pinv_residuals(a, x, nb):
@@ -510,9 +519,9 @@ def _qr_jvp(primals, tangents):
     packed = qr(a)
     q, r, nb = _qr_parts(packed, a)
     x = _swap_last(solve_lead(_swap_last(r), _swap_last(tangents[0]), 1))
-    c = _einsum(".ji,K.jk->K.ik", _conj_of_complex(q), x, nb)
+    c = _einsum(".ji,K.jk->K.ik", conj_if_complex(q), x, nb)
     low = _strictly_lower(c)
-    w = _plus(subtract(low, _swap_last(_conj_of_complex(low))), _imaginary_diagonal(c))
+    w = _plus(subtract(low, _swap_last(conj_if_complex(low))), _imaginary_diagonal(c))
     dq = add(_einsum(".ij,K.jk->K.ik", q, subtract(w, c), nb), x)
     dr = _einsum("K.ij,.jk->K.ik", subtract(c, w), r, nb)
     return packed, _pack(dq, _swap_last(dr))
@@ -527,9 +536,9 @@ def _qr_vjp(ct, args, packed, needed):
     d = _einsum("M.ij,.kj->M.ik", ct_r, r, nb)
     e = _einsum(".ji,M.jk->M.ik", q, ct_q, nb)
     ct_w = subtract(e, d)
-    ct_c = add(subtract(d, e), _strictly_lower(subtract(ct_w, _swap_last(_conj_of_complex(ct_w)))))
+    ct_c = add(subtract(d, e), _strictly_lower(subtract(ct_w, _swap_last(conj_if_complex(ct_w)))))
     ct_c = _plus(ct_c, _imaginary_diagonal(ct_w))
-    ct_x = add(ct_q, _einsum(".ij,M.jk->M.ik", _conj_of_complex(q), ct_c, nb))
+    ct_x = add(ct_q, _einsum(".ij,M.jk->M.ik", conj_if_complex(q), ct_c, nb))
     return [_swap_last(solve_lead(r, _swap_last(ct_x), 1))]
 
 
@@ -583,7 +592,7 @@ def lu_permutation(piv):
 def _lu_parts(packed):
     n = shape(packed)[-1]
     lu_ = _part(packed, 0, n)
-    piv = astype(_part(packed, n, n + 1), dtype=onp.dtype(onp.int64))
+    piv = astype(real(_part(packed, n, n + 1)), dtype=onp.dtype(onp.int64))
     p = astype(lu_permutation(reshape(piv, shape=shape(piv)[:-2] + (n,))), dtype=dtype(packed))
     low, up = _masks(n, packed)
     return add(multiply(low, lu_), _eye(n, packed)), multiply(up, lu_), p, low, up
@@ -619,6 +628,7 @@ def _lu_vjp(ct, args, packed, needed):
 lu = _matrix_unary(
     "lu", _lu_impl, _lu_jvp, _lu_vjp,
     abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+lu.complex_ready = True  # P A = L U is holomorphic in A: its rules transpose, never conjugate
 
 
 # ---------------------------------------------------------------- sparsity patterns

@@ -127,6 +127,7 @@ ROWS = {r.name: r for r in DIFFERENTIABLE + NONDIFF}
 # transform they refuse complex arguments. gpuad.numpy composes abs and angle of complex values
 # from real and imag instead.
 REAL_ONLY = frozenset({"abs", "cbrt", "maximum", "minimum", "arctan2", "hypot", "remainder"}) | SPECIAL_NAMES
+HOLOMORPHIC = tuple(r for r in DIFFERENTIABLE if r.name not in REAL_ONLY)  # kernels/gpuad_complex.cuh spells them
 
 
 class RuleNamespace:

@@ -10,14 +10,16 @@ from .. import backends
 from .. import numpy as gnp
 from ..numpy.linalg import _known
 from ..ops import linalg as L
+from ..ops.elementwise import conj_if_complex
 
 __all__ = ["solve_triangular", "cho_factor", "cho_solve", "lu_factor", "lu_solve", "expm", "block_diag"]
 
-_TRANS = {0: False, "N": False, 1: True, "T": True, 2: True, "C": True}  # real input: C is T
+_TRANS = {0: False, "N": False, 1: True, "T": True, 2: True, "C": True}  # transposed? (C: conjugated too)
+_CONJUGATED = (2, "C")
 
 
 def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False, check_finite=True):
-    """x with a @ x = b (trans 0 or 'N') or a.T @ x = b (1, 'T', 'C'), reading only the lower
+    """x with a @ x = b (trans 0 or 'N'), a.T @ x = b (1, 'T') or a.conj().T @ x = b (2, 'C'), reading only the lower
     (lower=True) or upper triangle of a, with ones on the diagonal if unit_diagonal: the other
     entries of a get no derivative, as they play no part. Solved by LU of the triangle (O(n^3),
     where a triangular solve would be O(n^2)): the same value, and the same rules as solve.
@@ -32,6 +34,7 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"solve_triangular: expected a square matrix, got shape {a.shape}")
     t = gnp.tril(a) if lower else gnp.triu(a)
+    t = conj_if_complex(t) if trans in _CONJUGATED else t
     if unit_diagonal:
         eye = gnp.eye(a.shape[-1], dtype=t.dtype)  # the backend's: a NumPy one cannot meet a CuPy t
         t = t * (1.0 - eye) + eye
@@ -68,7 +71,8 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
     """(lu, piv): the LU factorisation with partial pivoting of a square matrix or stack, as
     scipy.linalg.lu_factor (computed by it on NumPy, by CuPy's batched LU on CuPy): L (unit lower, below
     the diagonal) and U share lu; row i was swapped with row piv[i]. lu is differentiable
-    (dL = L tril(X, -1), dU = triu(X) U with X = L^-1 P dA U^-1); piv carries no derivative.
+    (dL = L tril(X, -1), dU = triu(X) U with X = L^-1 P dA U^-1; holomorphic in a complex a);
+    piv carries no derivative.
 
     >>> import gpuad.numpy as gnp, gpuad.scipy.linalg as gsl
     >>> lu, piv = gsl.lu_factor(gnp.array([[1.0, 2.0], [3.0, 4.0]]))
@@ -83,12 +87,13 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
         a = a.astype(gnp.float64)
     n = a.shape[-1]
     packed = L.lu(a)
-    return packed[..., :n, :], packed[..., n, :].astype(gnp.int32)
+    return packed[..., :n, :], gnp.real(packed[..., n, :]).astype(gnp.int32)  # pivots: small integers
 
 
 def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
-    """x with a @ x = b (trans 0) or a.T @ x = b (1 or 2), from lu_factor(a) = (lu, piv):
-    a permutation and two triangular solves, differentiable in lu and b.
+    """x with a @ x = b (trans 0), a.T @ x = b (1) or a.conj().T @ x = b (2), from lu_factor(a) =
+    (lu, piv): a permutation and two triangular solves, differentiable in lu and b (holomorphic
+    in both but for trans 2: the LU factors of conj(a) are conj(lu), with the same pivots).
 
     >>> import gpuad.numpy as gnp, gpuad.scipy.linalg as gsl
     >>> a = gnp.array([[1.0, 2.0], [3.0, 4.0]])
@@ -99,6 +104,7 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
         raise ValueError(f"lu_solve: trans must be 0, 1, 2, 'N', 'T' or 'C', got {trans!r}")
     lu, piv = lu_and_piv
     lu = gnp.asarray(lu)
+    lu = conj_if_complex(lu) if trans in _CONJUGATED else lu
     p = L.lu_permutation(gnp.asarray(piv)).astype(lu.dtype)  # p @ a = l @ u
     if _TRANS[trans]:  # a^T = u^T l^T p: x = p^T l^-T u^-T b
         y = solve_triangular(lu, solve_triangular(lu, b, trans=1), lower=True, unit_diagonal=True, trans=1)
