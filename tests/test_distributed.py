@@ -108,6 +108,15 @@ def test_vmap_chunks(client):
     np.testing.assert_allclose(got.compute(), gpuad.vmap(gpuad.jacfwd(coupled))(xs), rtol=1e-13, atol=1e-13)
 
 
+def test_vmap_is_blockwise(client):
+    """One graph layer per step, whatever the number of chunks: Dask fuses a chunk's jit(vmap(f))
+    with what follows it (a reduction's first step) into one task, and no chunk is made in one
+    task to be sliced or concatenated in others."""
+    xs = RNG.normal(size=(64, 3))
+    layers = [len(gd.vmap(gpuad.jacfwd(coupled))(da.from_array(xs, chunks=(c, 3))).dask.layers) for c in (32, 4)]
+    assert layers[0] == layers[1]
+
+
 def test_vmap_axes_and_fixed_arguments(client):
     xs, w = RNG.normal(size=(6, 50)), RNG.normal(size=6)
     f = gd.vmap(lambda x, w: (gnp.sum(x * w), x * w), in_axes=(1, None), out_axes=(0, 1))
@@ -144,6 +153,15 @@ def test_blocks_sized_from_the_workers_memory_limit():
     # the client's machine has gigabytes free, which would make one block of all n directions
     assert 1 < max(J.chunks[1]) < n
     assert max(J.chunks[1]) * n * 8 <= gd.BLOCK_SHARE * limit  # each block's own result alone fits
+
+
+def test_auto_blocks_within_the_backends_chunk_bytes_and_even_over_the_threads(client, monkeypatch):
+    n = 1000
+    monkeypatch.setattr(gpuad.backends.current(), "auto_chunk_bytes", 300 * 8 * n)  # at most 300 directions
+    J = gd.jacfwd(coupled)(np.linspace(0.1, 1.0, n))
+    assert J.chunks[1] == (250,) * 4  # 2 worker threads, 2 blocks each; not 300, 300, 300 and 100
+    x = RNG.normal(size=n)
+    np.testing.assert_allclose(gd.jacfwd(coupled)(x).compute(), gpuad.jacfwd(coupled)(x), rtol=1e-13, atol=1e-13)
 
 
 def test_bad_arguments(client):
