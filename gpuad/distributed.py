@@ -96,14 +96,16 @@ class _Products(_Shipped):
         product = reverse_product if self.by_rows else forward_product
         return product(Call(self.name, self.fun, args, {}, self.argnums, False), lambda dt: seed, self.outputs)
 
-    def seed(self, lo, hi):
-        """Seed rows lo..hi: each the sum of the basis vectors of its color."""
+    def seed(self, lo, hi, rows):
+        """Seed rows lo..hi, each the sum of the basis vectors of its color, then zero rows to `rows`."""
         from .sparse.compressed import seed_rows
         inside = (self.colors >= lo) & (self.colors < hi)
-        return seed_rows(onp.where(inside, self.colors - lo, -1), self.seed_dtype)
+        return seed_rows(onp.where(inside, self.colors - lo, -1), self.seed_dtype, rows)
 
-    def block(self, args, lo, hi):
-        return self.compiled()(args, self.seed(lo, hi))
+    def block(self, args, lo, hi, rows):
+        """The products of directions lo..hi, swept as a block of `rows` (every block's size: the last,
+        smaller one runs the program the others compiled, not one of its own)."""
+        return self.compiled()(args, self.seed(lo, hi, rows))[:hi - lo]
 
 
 class _Batches(_Shipped):
@@ -208,20 +210,20 @@ def _product(products, call, total, chunk_size, client):
     _check_chunk_size(chunk_size, call.name)
     width = products.outputs if products.by_rows else call.n
     seed = ShapeDtypeStruct((1, width), products.seed_dtype)
-    jitted = jit(products.program)
+    jitted = products.compiled()  # as the workers: a later call of the transform finds it traced
     info = jitted.lower(call.args, seed).out_info()  # checks fun on the client, before any task
     cluster = _client(client)
     if chunk_size == "auto":
         chunk_size = _block_size(jitted, products, call.args, total, width, info, *_workers(cluster), call.name)
     sizes = (chunk_size,) * (total // chunk_size) + ((total % chunk_size,) if total % chunk_size else ())
     # blockwise, so that what follows a block (a transpose, a store to zarr, a reduction) joins its task
-    return da.map_blocks(_block, *_ship((products, *call.args)), chunks=(sizes, (info.shape[1],)),
+    return da.map_blocks(_block, *_ship((products, *call.args)), rows=chunk_size, chunks=(sizes, (info.shape[1],)),
                          dtype=info.dtype, meta=backends.xp().empty((0, 0), dtype=info.dtype))
 
 
-def _block(products, *args, block_info=None):
+def _block(products, *args, rows, block_info=None):
     (lo, hi), _ = block_info[None]["array-location"]
-    return products.block(args, lo, hi)
+    return products.block(args, lo, hi, rows)
 
 
 def _products(transform, call, argnums, by_rows, colors, m, outs=None):

@@ -76,14 +76,14 @@ def test_compiled_once_per_worker_and_shape(client):
         traces.append(1)  # Python runs only while tracing
         return coupled(x)
 
-    jac = gd.jacfwd(counted, chunk_size=4)
-    J = jac(X)  # 10 blocks of one shape
-    J.compute()
+    jac = gd.jacfwd(counted, chunk_size=6)
+    J = jac(X)  # 6 blocks of 6 directions and one of 4, swept as one of 6
+    np.testing.assert_allclose(J.compute(), gpuad.jacfwd(coupled)(X), rtol=1e-13, atol=1e-13)
     # the client traces twice (eval_shape, the block's shapes); each worker compiles once (2 workers x 1 thread)
-    assert len(J.chunks[1]) == 10 and len(traces) <= 2 + 2
+    assert J.chunks[1] == (6,) * 6 + (4,) and len(traces) <= 2 + 2
     before = len(traces)
     jac(X).compute()
-    assert len(traces) - before == 2  # a later call finds the workers' programs compiled
+    assert len(traces) - before == 1  # a later call: eval_shape alone, the block program is compiled everywhere
 
 
 def test_to_zarr(client, tmp_path):
