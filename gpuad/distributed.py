@@ -30,6 +30,7 @@ try:
     import cloudpickle
     import dask
     import dask.array as da
+    import distributed
 except ImportError as e:  # gpuad itself runs without Dask; this module does not
     raise ImportError("gpuad.distributed needs dask and distributed: pip install gpuad[dask]") from e
 
@@ -134,15 +135,22 @@ def _chunk(batches, fixed, *args):
 # ---------------------------------------------------------------- the client side
 def _client(client):
     """The client given, else the one Dask would compute with (the default client), else None
-    (a local scheduler: threads, processes, or dask.config's)."""
+    (a local scheduler: threads, processes, or dask.config's). Its workers import gpuad now (_Preload)."""
+    if client is None:
+        owner = getattr(dask.base.get_scheduler(), "__self__", None)  # a client's scheduler is its bound get
+        client = owner if isinstance(owner, distributed.Client) else None
     if client is not None:
-        return client
-    try:
-        from distributed import Client
-    except ImportError:
-        return None
-    owner = getattr(dask.base.get_scheduler(), "__self__", None)  # a client's scheduler is its bound get
-    return owner if isinstance(owner, Client) else None
+        client.register_plugin(_Preload())
+    return client
+
+
+class _Preload(distributed.WorkerPlugin):
+    """Unpickled on every worker, this imports gpuad.distributed there: all workers at once, before
+    any task. Else the first to unpickle the shipped function imports gpuad while it computes
+    that key, and each peer imports it only when the fetched copy arrives, one after another, each
+    import holding the worker's event loop (and the transfers it serves). Registered on every
+    call: idempotent, the scheduler keeps the first and sends no other."""
+    name, idempotent = "gpuad-preload", True
 
 
 def _ship(values):
@@ -177,10 +185,10 @@ def _check_chunk_size(chunk_size, name):
 def _block_size(jitted, products, args, total, width, info, room, threads, name):
     """chunk_size="auto": the most directions whose block program (jitted: its planned buffers and
     its seed, `width` wide; info: its product's) fits in BLOCK_SHARE of a worker thread's memory,
-    and whose seed and product stay within the backend's auto_chunk_bytes, where it has one: on
-    the CPU an array under it reuses the heap a block freed, where a larger one is mapped afresh
-    and faulted in page by page, kernel time that cost a block more than its sweep. Then evened
-    out (_even) over the worker threads."""
+    and whose seed and product stay below the backend's reused_bytes, where it has one: there a
+    block reuses the memory the one before freed, where larger ones are faulted in afresh, kernel
+    time that cost a block more than its sweep (docs/distributed.md). Then evened out (_even)
+    over the worker threads."""
     itemsize = onp.dtype(products.seed_dtype).itemsize
     peak = [jitted.lower(args, ShapeDtypeStruct((k, width), products.seed_dtype)).peak_bytes + k * width * itemsize
             for k in (1, 2)]
@@ -190,8 +198,8 @@ def _block_size(jitted, products, args, total, width, info, room, threads, name)
         raise MemoryError(f"{name}: a block of one direction needs about {size_text(peak[0])}, more than "
                           f"{BLOCK_SHARE} of a worker thread's memory limit ({size_text(room)}); give the workers "
                           "more memory (or fewer threads each)")
-    cap, row = backends.current().auto_chunk_bytes, max(width * itemsize, info.shape[1] * info.dtype.itemsize, 1)
-    return _even(total, fits if cap is None else max(1, min(fits, cap // row)), threads)
+    cap, row = backends.current().reused_bytes, max(width * itemsize, info.shape[1] * info.dtype.itemsize, 1)
+    return _even(total, fits if cap is None else max(1, min(fits, (cap - 1) // row)), threads)
 
 
 def _even(total, most, threads):
@@ -355,6 +363,7 @@ def vmap(fun, in_axes=0, out_axes=0):
 
     @functools.wraps(fun)
     def batched(*args):
+        _client(None)
         axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         if len(axes) != len(args):
             raise ValueError(f"distributed.vmap: in_axes has {len(axes)} entries but the function got {len(args)} "

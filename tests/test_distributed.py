@@ -155,9 +155,9 @@ def test_blocks_sized_from_the_workers_memory_limit():
     assert max(J.chunks[1]) * n * 8 <= gd.BLOCK_SHARE * limit  # each block's own result alone fits
 
 
-def test_auto_blocks_within_the_backends_chunk_bytes_and_even_over_the_threads(client, monkeypatch):
+def test_auto_blocks_within_the_backends_reused_bytes_and_even_over_the_threads(client, monkeypatch):
     n = 1000
-    monkeypatch.setattr(gpuad.backends.current(), "auto_chunk_bytes", 300 * 8 * n)  # at most 300 directions
+    monkeypatch.setattr(gpuad.backends.current(), "reused_bytes", 300 * 8 * n + 1)  # at most 300 directions
     J = gd.jacfwd(coupled)(np.linspace(0.1, 1.0, n))
     assert J.chunks[1] == (250,) * 4  # 2 worker threads, 2 blocks each; not 300, 300, 300 and 100
     x = RNG.normal(size=n)
