@@ -139,7 +139,7 @@ def _client(client):
     if client is None:
         owner = getattr(dask.base.get_scheduler(), "__self__", None)  # a client's scheduler is its bound get
         client = owner if isinstance(owner, distributed.Client) else None
-    if client is not None:
+    if client is not None and not client.asynchronous:  # an asynchronous client's caller awaits what it calls
         client.register_plugin(_Preload())
     return client
 
