@@ -68,6 +68,9 @@ def eager_transforms():
     close(gpuad.jacfwd(_f)(x, w), _f_jac(X, W), "jacfwd")
     close(gpuad.jacrev(_f)(x, w), _f_jac(X, W), "jacrev")
     close(gpuad.hessian(_g)(x), np.diag(-np.sin(X)) + 2.0, "hessian")
+    col = np.array([[2.0], [-1.0]])  # a column broadcast along the rows: the kernels read it in place
+    f = lambda x: gnp.sin(gnp.reshape(x, (2, 3)) * gnp.asarray(col)).ravel()  # noqa: E731
+    close(gpuad.jacfwd(f)(x), np.diag((np.cos(X.reshape(2, 3) * col) * col).ravel()), "jacfwd, a broadcast column")
 
 
 @check()
@@ -82,6 +85,15 @@ def jit_fused_kernels():
         print(f"    {name}: first call (trace, plan, compile {regions} fused kernels) "
               f"{time.perf_counter() - start:.2f} s", flush=True)
         close(first, _f_jac(X, W), f"jit({name})")
+
+
+@check()
+def jit_warp_sums_and_index_widths():
+    """Row sums of few outputs run a warp per output (gpuad/compiler/warps.py) with 32-bit
+    indices (gpuad/kernels/index32.py); a strided (transposed) input is read in place."""
+    a = np.random.default_rng(0).uniform(-1, 1, (300, 4096)).T
+    f = gpuad.jit(lambda a: gnp.exp(gnp.sin(a).sum(axis=1) * 0.1) + (a * a).sum(axis=1))
+    close(f(gnp.asarray(a.T).T), np.exp(np.sin(a).sum(axis=1) * 0.1) + (a * a).sum(axis=1), "jit row sums")
 
 
 def _stencil(x):
@@ -119,6 +131,20 @@ def cuda_graph_of_a_stencil():
             close(got[k], to_np(gpuad.jacrev(_layers)(x)), f"graphed jacrev, call {k}", rtol=1e-12)
     finally:
         gpuad.set_backend("cupy")
+
+
+@check()
+def batched_lu():
+    """A stack of matrices LU-factorised in one batched call (the CuPy backend's lu_factor)."""
+    import scipy.linalg
+
+    import gpuad.scipy.linalg as gsl
+    a = np.random.default_rng(2).normal(size=(5, 4, 4))
+    lu, piv = gsl.lu_factor(gnp.asarray(a))
+    for k in range(len(a)):
+        want_lu, want_piv = scipy.linalg.lu_factor(a[k])
+        close(lu[k], want_lu, f"lu_factor, matrix {k}")
+        close(piv[k], want_piv, f"lu_factor's pivots, matrix {k}", rtol=0)
 
 
 @check()

@@ -4,15 +4,24 @@ installed; first call (tracing and kernel builds, with a cold kernel cache) and 
 interleaved in one process.
 
     python -m bench.loops [--steps 1000] [--unrolled 100] [--batch 100000]
+    python -m bench.loops --reverse [--steps 1000] [--size 20000] [--slots 50]
 
 --batch B adds jit(vmap(jacfwd)) of the --unrolled-step loop over B initial conditions.
+--reverse times reverse mode instead: grad through a scan of --steps steps of a --size-element carry,
+storing every carry and holding --slots of them (binomial checkpointing), eagerly and under jit,
+with the peak of NumPy's allocations (tracemalloc); beside JAX's jax.jit(grad) of lax.scan storing
+what its VJP needs, of lax.scan over a jax.checkpoint'ed step (every carry), and of the sqrt
+scheme (an outer scan over jax.checkpoint'ed blocks of sqrt(steps) steps), its peak the compiled
+program's temporaries (memory_analysis).
 """
 import argparse
 import functools
+import math
 import os
 import statistics
 import tempfile
 import time
+import tracemalloc
 
 import numpy as onp
 
@@ -56,13 +65,84 @@ def first_and_steady(call, block, reps):
     return out, first, statistics.median(times) if times else None
 
 
+def reverse_mode(steps, size, slots, reps):
+    """Rows (case, time of a call in ms, peak bytes) of grad through the scan, interleaved rounds."""
+    rng = onp.random.default_rng(0)
+    c0, w = rng.uniform(0.1, 1.0, size), rng.uniform(0.5, 1.5, size)
+
+    def step(np, w):
+        return lambda c, _: (c + 0.01 * np.tanh(w * c) * np.cos(c), None)
+
+    def gpuad_loss(checkpoint):
+        return lambda w: gnp.sum(gpuad.lax.scan(step(gnp, w), gnp.asarray(c0), None, length=steps,
+                                                checkpoint=checkpoint)[0])
+    cases = {}
+    for checkpoint, what in ((None, "every carry"), (slots, f"{slots} carries")):
+        cases[f"gpuad grad, {what}"] = (gpuad.grad(gpuad_loss(checkpoint)), gnp.asarray(w), lambda x: x, "traced")
+        cases[f"gpuad jit(grad), {what}"] = (gpuad.jit(gpuad.grad(gpuad_loss(checkpoint))), gnp.asarray(w),
+                                              lambda x: x, "traced")
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        jnp = jax.numpy
+
+        def jax_loss(kind):
+            def f(w):
+                body = step(jnp, w)
+                if kind == "sqrt":
+                    k = math.isqrt(steps)
+                    block = jax.checkpoint(lambda c, _: (jax.lax.scan(body, c, None, length=k)[0], None))
+                    c = jax.lax.scan(block, jnp.asarray(c0), None, length=steps // k)[0]
+                    return jnp.sum(jax.lax.scan(body, c, None, length=steps - k * (steps // k))[0])
+                return jnp.sum(jax.lax.scan(jax.checkpoint(body) if kind == "remat" else body, jnp.asarray(c0),
+                                            None, length=steps)[0])
+            return jax.jit(jax.grad(f))
+        for kind, what in (("all", "lax.scan"), ("remat", "lax.scan of jax.checkpoint(step)"),
+                           ("sqrt", "sqrt(steps) blocks, each jax.checkpoint'ed")):
+            f = jax_loss(kind)
+            temp = f.lower(jnp.asarray(w)).compile().memory_analysis().temp_size_in_bytes
+            cases[f"jax.jit(grad), {what}"] = (f, jnp.asarray(w), lambda x: x.block_until_ready(), temp)
+    except ImportError:
+        print("JAX is not installed: gpuad alone")
+    grads, times, peaks = {}, {}, {}
+    for name, (f, x, block, peak) in cases.items():  # first calls (compiles), then the peaks of a later call
+        block(f(x))
+        if peak == "traced":
+            tracemalloc.start()
+            grads[name] = onp.asarray(block(f(x)))
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        else:
+            grads[name], peaks[name] = onp.asarray(block(f(x))), peak
+    for _ in range(reps):  # interleaved: each round times every case once
+        for name, (f, x, block, _) in cases.items():
+            t0 = time.perf_counter()
+            block(f(x))
+            times.setdefault(name, []).append(time.perf_counter() - t0)
+    first = next(iter(grads.values()))
+    for name, g in grads.items():
+        if not onp.allclose(g, first, rtol=1e-10, atol=1e-12):
+            raise SystemExit(f"{name} disagrees with {next(iter(grads))}")
+    return [(name, statistics.median(times[name]) * 1e3, peaks[name]) for name in cases]
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--reverse", action="store_true", help="reverse mode through a scan, checkpointed or not")
+    parser.add_argument("--size", type=int, default=20000, help="--reverse: elements of the carry")
+    parser.add_argument("--slots", type=int, default=50, help="--reverse: carries held by the checkpointed scan")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--unrolled", type=int, default=100, help="steps of the Python-loop version")
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=0, help="initial conditions of the vmap case (0: none)")
     a = parser.parse_args()
+    if a.reverse:
+        print(f"grad through {a.steps} steps of a {a.size}-element carry ({a.size * 8 / 1e3:.0f} kB; every carry: "
+              f"{a.steps * a.size * 8 / 1e6:.0f} MB)\n")
+        print("| case | time (median) | peak memory |\n| --- | --- | --- |")
+        for name, ms, peak in reverse_mode(a.steps, a.size, a.slots, max(3, a.reps // 10)):
+            print(f"| {name} | {ms:.1f} ms | {peak / 1e6:.1f} MB |")
+        return
     z = onp.array([0.7, -0.3, 1.3, 0.2])
     cases = [(f"gpuad jit(jacfwd), fori_loop, {a.steps} steps",
               gpuad.jit(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, a.steps))), gnp.asarray(z), lambda x: x),

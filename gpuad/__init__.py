@@ -22,7 +22,7 @@ from .backends import backend, set_backend  # noqa: F401
 from .core import ShapeDtypeStruct  # noqa: F401
 from .custom import custom_jvp, custom_vjp  # noqa: F401
 from .jit import eval_shape, jit  # noqa: F401
-from .lax import checkpoint, remat  # noqa: F401
+from .lax import checkpoint, checkpoint_policies, remat  # noqa: F401
 from .tree import tree_flatten, tree_leaves, tree_map, tree_unflatten  # noqa: F401
 
 __version__ = "0.1.0"

@@ -88,9 +88,38 @@ class Primitive:
     complex_ready: whether the jvp/vjp rules hold for complex values (JAX's conventions: the JVP is
     the R-linear tangent map, the VJP its transpose, never its adjoint); the derivative traces refuse
     complex arguments of a primitive without it (refuse_complex).
+
+    What the compiler (gpuad/compiler/) asks a primitive, set where it is defined; unset, the
+    compiler leaves the primitive as one step of its own:
+    elementwise      computes each output element from the arguments' elements at its place
+    expression(operands, dtype) -> its C/CUDA expression over its operands' (an elementwise
+                     primitive the fused kernels can spell)
+    moves            each output element is one element of an argument, or zero (data movement)
+    view(**params)   -> whether its result may share its argument's memory (None: never)
+    positions(args, **params) -> [(index array, length of the axis it indexes)]: the positions a
+                     gather reads at, or a scatter writes at (then `scatters` is set)
+    reads_each_once  reads each element of its arguments once for the whole output (a sum, a
+                     concatenation, a scatter): a fused reader evaluates an argument size(arg)/size(out)
+                     times per output element
+    recompute        "free" (index arithmetic and loads) or "cheap" (one arithmetic operation): how
+                     freely a fused region may compute an element again where it is read
+    reduction        the operation it folds the reduced elements with ("add" for a sum)
+    zero_where       where its output is zero for zeros in its arguments: "first" (where its first
+                     argument is: a / b, -a), "any" (a * b), "all" (a + b), "selected" (where(c, a, b))
+    entries(**params) -> (coordinates, values, shape) of the non-zeros of an array made from its
+                     indices alone (eye: the seeds of jacfwd and jacrev)
+    coords(entries, out_shape, most, **params) -> (the coordinates in the output of an argument's
+                     entries (.coords, .values, .shape), which entries they are: an index into
+                     .values), or None where it does not apply or would make more than `most`: a
+                     data movement's map of non-zeros, which the seed analysis moves a seed by
+    launches         the kernels (library calls, copies) one call launches on CuPy: an int, or a
+                     function (args, **params) (the cost model, gpuad/compiler/cost.py)
+    copied(args, **params) -> for each operand, whether the call copies it first (a GEMM's transposes)
     """
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
-                 "rev_forward", "complex_ready")
+                 "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
+                 "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
+                 "launches", "copied")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -100,6 +129,10 @@ class Primitive:
         self.pattern = None   # the sparsity rule (gpuad.sparse), where the primitive has one
         self.rev_forward = None  # (values, **params) -> output, where a tape records it (custom_call)
         self.complex_ready = nondiff  # no rule, nothing to get wrong
+        self.elementwise = self.moves = self.scatters = self.reads_each_once = False
+        self.expression = self.view = self.positions = self.recompute = self.reduction = None
+        self.zero_where = self.entries = self.coords = self.copied = None
+        self.launches = 1
 
     def __call__(self, *args, **params):
         return bind(self, *args, **params)

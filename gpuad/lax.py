@@ -13,30 +13,33 @@ array(8.)
 array(32.)
 """
 import functools
-import math
+import itertools
+import types
 
 import numpy as onp
 
-from . import backends
+from . import backends, revolve
 from . import numpy as gnp
-from .core import Primitive, ShapeDtypeStruct, Tracer, held_bytes, same, shape
+from .compiler.program import Equation, Program, Var
+from .core import Primitive, ShapeDtypeStruct, Tracer, same, shape
 from .loops import Cond, Scan, While, bind_scan, bind_while, cond_p, trace_body, unpack
 from .ops import patterns
+from .ops.contract import contract
 from .tree import tree_flatten, tree_map
 
-__all__ = ["fori_loop", "scan", "while_loop", "cond", "switch", "map", "stop_gradient", "checkpoint", "remat"]
+__all__ = ["fori_loop", "scan", "while_loop", "cond", "switch", "map", "stop_gradient", "checkpoint", "remat",
+           "checkpoint_policies"]
 
 
 def scan(f, init, xs=None, length=None, reverse=False, unroll=1, checkpoint=None):
     """Loop f(carry, x) -> (carry, y) over the leading axis of xs; returns (final carry, stacked ys),
     as jax.lax.scan. `reverse` scans from the end (ys still line up with xs); `unroll` is accepted
     for JAX's signature (a compiled loop replays its body's program, so unrolling gains nothing).
-    Reverse mode stores the carry of every step; `checkpoint` (an extension) stores fewer: an int k
-    runs the scan in blocks of k steps, storing the carry entering each block and, while the
-    backward sweep is in a block, that block's carries (about n/k + k instead of n, for one more
-    forward run); "sqrt" picks k = sqrt(n); "auto" stores every carry where they fit in a quarter of
-    the memory available, else nests blocks in L levels (L n^(1/L) carries, L - 1 more forward
-    runs) with the fewest levels that fit.
+    Reverse mode stores the carry entering every step; `checkpoint` (an extension) stores fewer: an
+    int s holds s carries (the first included) and recomputes the others from them by the binomial
+    schedule (the fewest recomputations s carries allow: with 50, 1,000 steps run about twice
+    more); "auto" stores every carry where they fit in a quarter of the available memory, else as
+    many as fit (docs/loops.md).
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.lax.scan(lambda c, x: (c + x, c * x), 0.0, gnp.arange(1.0, 4.0))
@@ -44,17 +47,7 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1, checkpoint=None
     """
     if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
         raise TypeError(f"scan: unroll must be a positive int or a bool, got {unroll!r}")
-    n = _length(xs, length)
-    if checkpoint is None:
-        return _scan(f, init, xs, n, reverse, "scan")
-    if checkpoint == "sqrt":
-        return _nested(f, init, xs, n, 2, reverse)
-    if checkpoint == "auto":
-        return _nested(f, init, xs, n, _levels(init, n), reverse)
-    if isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1:
-        raise ValueError(f'scan: checkpoint must be None, a positive int (steps per block), "sqrt" or "auto", '
-                         f"got {checkpoint!r}")
-    return _blocked(f, init, xs, n, checkpoint, reverse, lambda f, c, block, k: _scan(f, c, block, k, reverse, "scan"))
+    return _scan(f, init, xs, _length(xs, length), reverse, "scan", revolve.check(checkpoint, "scan"))
 
 
 def _length(xs, length):
@@ -69,53 +62,7 @@ def _length(xs, length):
     return lengths.pop()
 
 
-def _levels(init, n):
-    """The fewest levels of nested blocks whose stored carries (L n^(1/L) of them, with what they
-    carry for enclosing transforms) fit in a quarter of the available memory."""
-    available = backends.current().free_memory()
-    carry = sum(held_bytes(x) for x in tree_flatten(init)[0])
-    if available is None or not carry:
-        return 1
-    most = max(1, math.ceil(math.log2(max(n, 2))))
-    return next((levels for levels in range(1, most + 1) if levels * n ** (1 / levels) * carry <= available / 4),
-                most)
-
-
-def _nested(f, init, xs, n, levels, reverse):
-    """The scan in `levels` levels of nested blocks (1: a plain scan): blocks of n^((L-1)/L) steps,
-    each run in L - 1 levels."""
-    if levels <= 1 or n < 4:
-        return _scan(f, init, xs, n, reverse, "scan")
-    k = max(1, round(n ** ((levels - 1) / levels)))
-    return _blocked(f, init, xs, n, k, reverse, lambda f, c, block, k: _nested(f, c, block, k, levels - 1, reverse))
-
-
-def _blocked(f, init, xs, n, k, reverse, inner):
-    """The scan as an outer scan over blocks of k steps, each `inner(f, carry, block xs, k)`, then
-    the n % k steps left (by inner too). Reverse mode stores the carry entering each block; sweeping a block back
-    recomputes it storing its own carries."""
-    blocks = n // k
-    if blocks <= 1:
-        return _scan(f, init, xs, n, reverse, "scan")
-    cut = blocks * k
-    head = tree_map(lambda x: gnp.reshape(x[:cut], (blocks, k) + shape(x)[1:]), xs)
-    tail = tree_map(lambda x: x[cut:], xs)
-
-    def run_head(c):
-        return _scan(lambda c, block: inner(f, c, block, k), c, head, blocks, reverse, "scan")
-
-    def run_tail(c):
-        return inner(f, c, tail, n - cut)
-    if reverse:  # the steps left over come first
-        c, ys_tail = run_tail(init)
-        c, ys_head = run_head(c)
-    else:
-        c, ys_head = run_head(init)
-        c, ys_tail = run_tail(c)
-    return c, tree_map(lambda h, t: gnp.concatenate([gnp.reshape(h, (cut,) + shape(h)[2:]), t]), ys_head, ys_tail)
-
-
-def _scan(f, init, xs, n, reverse, name):
+def _scan(f, init, xs, n, reverse, name, checkpoint=None):
     x_leaves, x_tree = tree_flatten(xs)
     x_leaves = [_array(x) for x in x_leaves]
     carry, x_avals = _Carry(name, init), [ShapeDtypeStruct(shape(x)[1:], x.dtype) for x in x_leaves]
@@ -129,14 +76,14 @@ def _scan(f, init, xs, n, reverse, name):
         y_tree[:] = [tree]
         return carry.check(out[0], "the body's output carry") + [_array(y) for y in ys]
     body, consts = trace_body(flat, carry.avals + x_avals, f"the {name} body")
-    spec = Scan(body, len(consts), carry.n, n, bool(reverse), name)
+    spec = Scan(body, len(consts), carry.n, n, bool(reverse), name, checkpoint)
     leaves = unpack(bind_scan(spec, consts + carry.leaves + x_leaves), spec.out_avals)
     return carry.tree.unflatten(leaves[:carry.n]), y_tree[0].unflatten(leaves[carry.n:])
 
 
-def fori_loop(lower, upper, body_fun, init_val):
+def fori_loop(lower, upper, body_fun, init_val, checkpoint=None):
     """body_fun(i, val) -> val for i from lower to upper - 1, as jax.lax.fori_loop: a scan when the
-    bounds are concrete (reverse mode differentiates it), else a while_loop.
+    bounds are concrete (reverse mode differentiates it; `checkpoint` as scan's), else a while_loop.
 
     >>> import gpuad
     >>> gpuad.lax.fori_loop(0, 4, lambda i, s: s + i, 0)
@@ -149,7 +96,8 @@ def fori_loop(lower, upper, body_fun, init_val):
         return while_loop(lambda state: state[0] < state[1], step, (_array(lower), _array(upper), init_val))[2]
     lo, hi = _concrete_int(lower, "lower"), _concrete_int(upper, "upper")
     steps = backends.current().asarray(onp.arange(lo, max(lo, hi), dtype=onp.result_type(lo, hi)))
-    return _scan(lambda val, i: (body_fun(i, val), None), init_val, steps, len(steps), False, "fori_loop")[0]
+    return _scan(lambda val, i: (body_fun(i, val), None), init_val, steps, len(steps), False, "fori_loop",
+                 revolve.check(checkpoint, "fori_loop"))[0]
 
 
 def while_loop(cond_fun, body_fun, init_val):
@@ -211,12 +159,23 @@ def _switch(index, branches, operands, name):
                             "structure, shapes and dtypes")
     consts = [c for _, cs in traced for c in cs]
     offsets = onp.cumsum([0] + [len(cs) for _, cs in traced])
-    n = len(consts)
     # every branch takes every branch's constants, then the operands
-    programs = [trace_body(lambda vals, p=p, k=k: p.evaluate(vals[offsets[k]:offsets[k + 1]] + vals[n:]),
-                           [same(c) for c in consts] + avals, f"branch {k}")[0] for k, (p, _) in enumerate(traced)]
+    programs = [_taking(p, [same(c) for c in consts], offsets[k], offsets[k + 1]) for k, (p, _) in enumerate(traced)]
     spec = Cond(programs, name)
     return out[0][0].unflatten(unpack(cond_p(index, *consts, *leaves, spec=spec), spec.out_avals))
+
+
+def _taking(program, avals, lo, hi):
+    """program, whose inputs are constants standing for avals[lo:hi] then the operands, taking all
+    of avals ahead of the operands: the others are inputs it does not read."""
+    ids = _fresh_ids(program)
+    consts = [program.ins[k - lo] if lo <= k < hi else Var(next(ids), a) for k, a in enumerate(avals)]
+    return Program(consts + program.ins[hi - lo:], program.equations, program.outs)
+
+
+def _fresh_ids(program):
+    """Ids no variable of the program has."""
+    return itertools.count(1 + max([v.id for v in program.ins + [eq.out for eq in program.equations]], default=0))
 
 
 def cond(pred, true_fun, false_fun, *operands):
@@ -245,17 +204,19 @@ def map(f, xs):
 def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
     """fun, whose reverse-mode derivative stores only its arguments and recomputes fun's inside
     when the backward sweep reaches it (jax.checkpoint, alias remat): memory for time. Its call is
-    one primitive (a one-branch cond) whose VJP rule reruns fun under the sweep. `policy` None
-    (save nothing inside fun) is the one supported; prevent_cse is accepted (the call is one
+    one primitive (a one-branch cond) whose VJP rule reruns fun under the sweep. `policy`, as
+    JAX's (gpuad.checkpoint_policies), says which results inside fun are saved instead:
+    policy(primitive, *argument avals, **params) -> bool, asked of each primitive application fun
+    makes; the sweep reads those and recomputes the rest. prevent_cse is accepted (the call is one
     equation that common-subexpression elimination never splits).
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.grad(gpuad.checkpoint(lambda x: gnp.sin(gnp.sin(x))))(gnp.asarray(0.0))
     array(1.)
     """
-    if policy is not None:
-        raise ValueError("checkpoint: only policy=None (save nothing inside the function, recompute it in the "
-                         "backward sweep) is supported")
+    if policy is not None and not callable(policy):
+        raise ValueError(f"checkpoint: policy must be None or a function (primitive, *avals, **params) -> bool "
+                         f"such as gpuad.checkpoint_policies.dots_saveable, got {policy!r}")
     nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
 
     @functools.wraps(fun)
@@ -266,17 +227,77 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
         def call(*dyn):
             it = iter(dyn)
             return fun(*[static[i] if i in static else next(it) for i in range(len(args))])
-        return _switch(gnp.asarray(0), [call], dynamic, "checkpoint")
+        if policy is None:
+            return _switch(gnp.asarray(0), [call], dynamic, "checkpoint")
+        return _saving(call, dynamic, policy)
     return rematted
 
 
 remat = checkpoint
 
 
+def _saving(call, operands, policy):
+    """call(*operands) as a one-branch cond that also outputs the results the policy saves; its
+    VJP reads them (known_p) instead of recomputing them."""
+    leaves, tree = tree_flatten(operands)
+    leaves = [_array(x) for x in leaves]
+    out_tree = []
+
+    def flat(vals):
+        o, t = tree_flatten(call(*tree.unflatten(vals)))
+        out_tree[:] = [t]
+        return [_array(x) for x in o]
+    program, consts = trace_body(flat, [same(x) for x in leaves], "the checkpointed function")
+    kept = {id(eq) for eq in program.equations if eq.out.dtype.kind in "fc" and
+            policy(eq.prim, *[ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else same(a) for a in eq.ins],
+                   **eq.params)}
+    saved = [eq.out for eq in program.equations if id(eq) in kept]
+    ids = _fresh_ids(program)
+    reads = [Var(next(ids), v) for v in saved]
+    known = iter(reads)
+    recompute = Program(program.ins + reads, [
+        Equation(known_p, [next(known)] + eq.ins, eq.out, {"op": eq.prim, "params": tuple(eq.params.items())})
+        if id(eq) in kept else eq for eq in program.equations], program.outs)
+    spec = Cond([Program(program.ins, program.equations, program.outs + saved)], "checkpoint",
+                saved=(len(saved), [recompute]))
+    outs = unpack(cond_p(gnp.asarray(0), *consts, *leaves, spec=spec), spec.out_avals)
+    return out_tree[0].unflatten(outs[:len(program.outs)])
+
+
+def _known_jvp(primals, tangents, op, params):
+    value, *args = primals
+    _, t = op.jvp(args, tangents[1:], **dict(params))
+    return value, t
+
+
+def _known_batch(args, batched, op, params):
+    return op.batch(args[1:], batched[1:], **dict(params))
+
+
+# known_p(value, *args, op, params): op's result on args, already known (saved by a checkpoint's
+# policy): nothing runs, and its rules are op's, reading the value where the VJP needs the result
+known_p = Primitive("known", lambda value, *args, op, params: value, _known_jvp,
+                    lambda ct, args, out, needed, op, params: [None] + list(
+                        op.vjp(ct, args[1:], args[0], needed[1:], **dict(params))),
+                    _known_batch, abstract=lambda value, *args, op, params: same(value))
+known_p.view = lambda op, params: True  # its result is its first argument: a compiled program adds into neither
+
+
+def _dots_saveable(prim, *avals, **params):
+    return prim is contract
+
+
+checkpoint_policies = types.SimpleNamespace(
+    nothing_saveable=lambda prim, *avals, **params: False,
+    everything_saveable=lambda prim, *avals, **params: True,
+    dots_saveable=_dots_saveable, checkpoint_dots=_dots_saveable)
+
+
 # ---------------------------------------------------------------- stop_gradient
 stop_gradient_p = Primitive("stop_gradient", lambda x: x, batch=lambda args, batched: (args[0], True), nondiff=True,
                             abstract=same)
 stop_gradient_p.pattern = patterns.none
+stop_gradient_p.view = lambda: True  # its result is its argument: a compiled program adds into neither
 
 
 def stop_gradient(x):

@@ -8,9 +8,10 @@ transform while tracing it, and binds the loop again:
   scanned slices through one loop;
 - reverse mode runs the loop once more storing the carry of every iteration (`rev_forward`), then
   one backward loop whose body is the body's VJP for all M cotangents at once (the body is
-  recomputed from its stored carry, no tape of its primitives is kept); a while loop counts its
-  trips and is then differentiated as a scan of that many steps, or where the count is traced,
-  by a backward while loop recomputing each carry from the first;
+  recomputed from its stored carry, no tape of its primitives is kept); checkpointing, the same
+  backward steps run on carries recomputed from the few held (gpuad/revolve.py); a while loop
+  counts its trips and is then differentiated as a scan of that many steps, checkpointed where
+  the count is traced (known only when the loop runs) or its carries do not fit;
 - vmap makes a batched body; a while loop whose condition differs along the batch runs until every
   example is done, each example's carry held once its condition is false; a cond whose index is
   batched runs every branch and selects.
@@ -24,12 +25,12 @@ import operator
 
 import numpy as onp
 
-from . import backends
+from . import backends, revolve
 from . import numpy as gnp
 from .api import vmap
 from .compiler.program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
 from .compiler.replay import Replay
-from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, held_bytes, new_trace, result_dtype, same, shape
+from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
 from .reverse import RevTrace, RevTracer
 
@@ -114,7 +115,7 @@ def bind_scan(spec, operands):
     consts, carry, xs = spec.split(operands)
     body, consts = hoisted(spec.body, consts)
     if body is not spec.body:
-        spec = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name)
+        spec = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name, spec.checkpoint)
     return scan_p(*consts, *carry, *xs, spec=spec)
 
 
@@ -165,6 +166,17 @@ def unpack(packed, avals, lead=None):
     return out
 
 
+def packed_places(avals):
+    """The packed output of leaves of avals, allocated, and one view of it per leaf (to write it in place)."""
+    out = packed_aval(avals)
+    flat = backends.current().xp.empty(out.size, dtype=out.dtype)
+    places, off = [], 0
+    for a in avals:
+        places.append(flat[off:off + a.size].reshape(a.shape))
+        off += a.size
+    return flat.reshape(out.shape), places
+
+
 def zeros(lead, aval):
     return gnp.zeros(lead + aval.shape, dtype=aval.dtype)
 
@@ -198,12 +210,14 @@ def vjp_of(program, primals, wanted, cts, m):
 # ---------------------------------------------------------------- scan
 class Scan:
     """A scan's static part: its body (inputs: constants, carries, one slice of each scanned array;
-    outputs: carries, then one slice of each stacked output), the counts, length and direction.
-    `kept` holds the stored carries of the last run a tape recorded (rev_forward), for its sweep."""
+    outputs: carries, then one slice of each stacked output), the counts, length and direction,
+    and what reverse mode stores (`checkpoint`: None every carry, an int or "auto" that many,
+    gpuad/revolve.py). `kept` holds the stored carries of the last run a tape recorded
+    (rev_forward), for its sweep."""
 
-    def __init__(self, body, n_consts, n_carry, length, reverse, name="scan"):
+    def __init__(self, body, n_consts, n_carry, length, reverse, name="scan", checkpoint=None):
         self.body, self.n_consts, self.n_carry = body, n_consts, n_carry
-        self.length, self.reverse, self.name = length, reverse, name
+        self.length, self.reverse, self.name, self.checkpoint = length, reverse, name, checkpoint
         carries = in_avals(body)[n_consts:n_consts + n_carry]
         ys = avals_of(body)[n_carry:]
         self.out_avals = carries + [ShapeDtypeStruct((length,) + a.shape, a.dtype) for a in ys]
@@ -218,9 +232,14 @@ class Scan:
         return self.length * cost(self.body)
 
     def stored_bytes(self, args):
-        """Bytes reverse mode stores for this scan bound on args: the carry entering every step
-        (with what the carries hold for enclosing transforms)."""
-        return self.length * sum(map(held_bytes, self.split(args)[1]))
+        """Bytes reverse mode stores for this scan bound on args: the carry entering every step, or
+        the carries the checkpoint schedule holds (with what they hold for enclosing transforms)."""
+        carry = revolve.carry_bytes(self.split(args)[1])
+        return (self.slots(args) or self.length) * carry
+
+    def slots(self, args):
+        """The carries reverse mode holds where it checkpoints; None where it stores every one."""
+        return revolve.slots(self.checkpoint, self.length, revolve.carry_bytes(self.split(args)[1]))
 
     def split(self, args):
         nc, nk = self.n_consts, self.n_carry
@@ -230,12 +249,7 @@ class Scan:
         """The loop on arrays, step(list) -> list running the body once. Each step's outputs are
         written into their places in the packed output (no list of them, no copy to stack them)."""
         consts, carry, xs = self.split(args)
-        out = packed_aval(self.out_avals)
-        flat = backends.current().xp.empty(out.size, dtype=out.dtype)
-        places, off = [], 0
-        for a in self.out_avals:
-            places.append(flat[off:off + a.size].reshape(a.shape))
-            off += a.size
+        flat, places = packed_places(self.out_avals)
         for i in range(self.length - 1, -1, -1) if self.reverse else range(self.length):
             outs = step(consts + carry + [x[i, ...] for x in xs])
             carry = list(outs[:self.n_carry])
@@ -243,7 +257,7 @@ class Scan:
                 place[i] = y
         for place, c in zip(places, carry):
             place[...] = c
-        return flat.reshape(out.shape)
+        return flat
 
     def stored(self):
         """This scan with the carry entering each iteration as extra stacked outputs (what the
@@ -378,7 +392,7 @@ def _scan_jvp(primals, tangents, spec):
         return jvp_body(spec.body, (nc, nk, len(xs)), c_nz + k_nz + x_nz, k, k_nz, f"the JVP of {spec.name}'s body")
     k_nz, (body, nz) = _carry_mask(traced, [t is not None and inexact(a) for t, a in zip(tk, ins[nc:])], nk)
     y_nz = nz[nk:]
-    new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name)
+    new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name, spec.checkpoint)
     operands = consts + _present(tc) + init + _filled(tk, k_nz, ins[nc:], k) + xs + \
         [gnp.moveaxis(t, 0, 1) for t in _present(tx)]
     leaves = unpack(bind_scan(new, operands), new.out_avals)
@@ -391,7 +405,11 @@ def _scan_jvp(primals, tangents, spec):
 
 
 def _scan_rev_forward(values, spec):
-    """The scan where a tape records it: run once storing the carry entering each iteration."""
+    """The scan where a tape records it: run once storing the carry entering each iteration
+    (checkpointing, storing none: the backward sweep recomputes the ones it holds)."""
+    if spec.slots(values) is not None:
+        spec.kept = None
+        return scan_p(*values, spec=spec)
     stored = spec.stored()
     leaves = unpack(scan_p(*values, spec=stored), stored.out_avals)
     n = len(spec.out_avals)
@@ -399,14 +417,12 @@ def _scan_rev_forward(values, spec):
     return pack(leaves[:n], spec.out_avals)
 
 
-def _scan_vjp(ct, args, out, needed, spec):
+def _scan_vjp(ct, args, out, needed, spec, count=None):
     """One backward scan over the stored carries: each iteration recomputes the body from its carry
-    and sweeps the body's tape back with the M cotangents of its outputs."""
+    and sweeps the body's tape back with the M cotangents of its outputs. Checkpointing, or with
+    a trip count known only when the loop runs (`count`, a while loop's), the same backward
+    steps run on the carries the binomial schedule recomputes (revolve_p)."""
     kept, spec.kept = spec.kept, None  # a later sweep recomputes them: the spec holds no arrays after a sweep
-    if _kept(kept, args):
-        stored = kept[1]
-    else:
-        stored = unpack(scan_p(*args, spec=spec.stored()), spec.stored().out_avals)[len(spec.out_avals):]
     m = shape(ct)[0]
     nc, nk = spec.n_consts, spec.n_carry
     consts, init, xs = spec.split(args)
@@ -432,10 +448,19 @@ def _scan_vjp(ct, args, out, needed, spec):
         [bundle(a, m) for a, w in zip(ins[:nc], c_w) if w] + ins[nc:] + \
         [bundle(a, m) for a, w in zip(outs[nk:], y_w) if w]
     body = retrace(f, avals, f"the VJP of {spec.name}'s body")
-    back = Scan(body, nc, sum(k_w) + sum(c_w), spec.length, not spec.reverse, spec.name + " backward")
-    operands = consts + [c for c, w in zip(cts[:nk], k_w) if w] + [zeros((m,), a) for a, w in zip(ins, c_w) if w] + \
-        stored + xs + [gnp.moveaxis(c, 0, 1) for c, w in zip(cts[nk:], y_w) if w]
-    leaves = unpack(bind_scan(back, operands), back.out_avals)
+    back = [c for c, w in zip(cts[:nk], k_w) if w] + [zeros((m,), a) for a, w in zip(ins, c_w) if w]
+    zs = [gnp.moveaxis(c, 0, 1) for c, w in zip(cts[nk:], y_w) if w]
+    slots = spec.slots(args) if count is None else revolve.slots("auto", None, revolve.carry_bytes(init))
+    if slots is None:
+        stored = kept[1] if _kept(kept, args) else \
+            unpack(scan_p(*args, spec=spec.stored()), spec.stored().out_avals)[len(spec.out_avals):]
+        scan = Scan(body, nc, len(back), spec.length, not spec.reverse, spec.name + " backward")
+        leaves = unpack(bind_scan(scan, consts + back + stored + xs + zs), scan.out_avals)
+    else:
+        b = spec.body
+        steps = dead_code(Program(b.ins, b.equations, b.outs[:nk]))
+        loop = Revolve(steps, body, nc, nk, len(back), spec.length, spec.reverse, slots, spec.name)
+        leaves = _revolved(loop, consts + init + xs + back + zs + ([] if count is None else [count]))
     ct_init, ct_consts = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):sum(k_w) + sum(c_w)])
     ct_xs = iter(leaves[sum(k_w) + sum(c_w):])
     return [next(ct_consts) if w else None for w in c_w] + [next(ct_init) if w else None for w in k_w] + \
@@ -452,7 +477,7 @@ def _scan_batch(args, batched, spec):
     axes = [0 if m else None for m in mc] + [0] * nk + [0 if m else None for m in mx]
     body = retrace(lambda vals: _vmapped(spec.body, vals, axes, b),
                    _batched_avals(in_avals(spec.body), axes, b), f"{spec.name}'s body under vmap")
-    new = Scan(body, spec.n_consts, nk, spec.length, spec.reverse, spec.name)
+    new = Scan(body, spec.n_consts, nk, spec.length, spec.reverse, spec.name, spec.checkpoint)
     leaves = unpack(bind_scan(new, consts + init + xs), new.out_avals)
     return pack(leaves[:nk] + [gnp.moveaxis(y, 1, 0) for y in leaves[nk:]], spec.out_avals, lead=b), True
 
@@ -504,7 +529,8 @@ class While:
 
     def as_scan(self, n):
         """The loop as a scan of n steps, each step held where the condition is false (the same
-        carries for any n at least the trip count): what reverse mode differentiates."""
+        carries for any n at least the trip count): what reverse mode differentiates, storing
+        every carry where they fit (checkpoint="auto"). n None: a count known only when it runs."""
         cc, nb = self.n_cc, self.n_bc
 
         def step(vals):
@@ -512,7 +538,7 @@ class While:
             go = self.cond.evaluate(vals[:cc] + carry)[0]
             return [gnp.where(go, new, old) for new, old in zip(self.body.evaluate(vals[cc:]), carry)]
         body = retrace(step, in_avals(self.cond)[:cc] + in_avals(self.body), f"{self.name}'s body, counted")
-        return Scan(body, cc + nb, self.n_carry, n, False, self.name)
+        return Scan(body, cc + nb, self.n_carry, n, False, self.name, checkpoint="auto")
 
 
 def _while_impl(*args, spec):
@@ -571,7 +597,7 @@ def _trip_count(args, spec):
 
 def _while_rev_forward(values, spec):
     n = _trip_count(values, spec)
-    if isinstance(n, Tracer):  # traced: the backward loop recomputes the carries (_recomputing_vjp)
+    if isinstance(n, Tracer):  # traced: the backward sweep counts again and recomputes the carries it needs
         spec.kept = None
         return while_p(*values, spec=spec)
     scan = spec.as_scan(n)
@@ -580,53 +606,17 @@ def _while_rev_forward(values, spec):
 
 
 def _while_vjp(ct, args, out, needed, spec):
+    """The VJP of the scan of the counted trips. Where the count is known only when the program
+    runs (under gpuad.jit, or in another loop's body), no array of that many carries can be
+    laid out: the backward steps run on carries the binomial schedule recomputes, holding as many
+    as "auto" fits (revolve_p with the count as an operand)."""
     kept, spec.kept = spec.kept, None
     if _kept(kept, args):
         return _scan_vjp(ct, args, out, needed, kept[1])
     n = _trip_count(args, spec)
     if isinstance(n, Tracer):
-        return _recomputing_vjp(ct, args, needed, spec, n)
+        return _scan_vjp(ct, args, out, needed, spec.as_scan(None), count=n)
     return _scan_vjp(ct, args, out, needed, spec.as_scan(n))
-
-
-def _recomputing_vjp(ct, args, needed, spec, n):
-    """The VJP where the trip count n is known only when the program runs, so no carries can be
-    stored in arrays of a traced shape: a backward while loop over j = n - 1 down to 0 recomputes
-    carry j from the initial one (the body run j times, its own while loop) and sweeps the body's
-    tape back from it with the M cotangents, accumulating the body constants' cotangents. No
-    memory beyond one carry; n (n + 1) / 2 runs of the body instead of n."""
-    m = shape(ct)[0]
-    n_bc, nk = spec.n_bc, spec.n_carry
-    _, bc, init = spec.split(args)
-    ins = in_avals(spec.body)
-    b_w = [needed[spec.n_cc + i] and inexact(a) for i, a in enumerate(ins[:n_bc])]
-    k_w = [inexact(a) for a in spec.out_avals]
-    if not any(b_w + k_w):
-        return [None] * len(args)
-    count = ShapeDtypeStruct((), dtype(n))
-    # carry j from the initial carries: the body run while a count stays below j
-    ahead = While(retrace(lambda v: [v[1] < v[0]], [count, count] + ins[n_bc:], f"{spec.name}'s carries, recomputed"),
-                  retrace(lambda v: [v[n_bc] + 1] + spec.body.evaluate(v[:n_bc] + v[n_bc + 1:]),
-                          ins[:n_bc] + [count] + ins[n_bc:], f"{spec.name}'s body, recomputed"),
-                  1, n_bc, spec.name)
-
-    def back(vals):
-        bcv, initv, (j, *rest) = vals[:n_bc], vals[n_bc:n_bc + nk], vals[n_bc + nk:]
-        ctk, acc = rest[:sum(k_w)], rest[sum(k_w):]
-        carry = unpack(bind_while(ahead, [j - 1] + bcv + [gnp.zeros((), dtype=count.dtype)] + initv),
-                       ahead.out_avals)[1:]
-        it = iter(ctk)
-        _, grads = vjp_of(spec.body, bcv + carry, b_w + k_w, [next(it) if w else None for w in k_w], m)
-        return [j - 1] + _present(grads[n_bc:]) + [a + g for a, g in zip(acc, _present(grads[:n_bc]))]
-    bundles = [bundle(a, m) for a, w in zip(ins[n_bc:], k_w) if w] + [bundle(a, m) for a, w in zip(ins, b_w) if w]
-    cond = retrace(lambda v: [v[0] > 0], [count] + bundles, f"{spec.name}'s backward condition")
-    body = retrace(back, ins + [count] + bundles, f"the VJP of {spec.name}'s body")
-    backward = While(cond, body, 0, n_bc + nk, spec.name + " backward")
-    cts = unpack(ct, spec.out_avals, lead=m)
-    leaves = unpack(bind_while(backward, bc + init + [n] + [c for c, w in zip(cts, k_w) if w] +
-                               [zeros((m,), a) for a, w in zip(ins, b_w) if w]), backward.out_avals)[1:]
-    ct_init, ct_bc = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):])
-    return [None] * spec.n_cc + [next(ct_bc) if w else None for w in b_w] + [next(ct_init) if w else None for w in k_w]
 
 
 def _while_batch(args, batched, spec):
@@ -664,10 +654,12 @@ while_p.rev_forward = _while_rev_forward
 # ---------------------------------------------------------------- cond
 class Cond:
     """A conditional's static part: its branches, each a body over the same operands (the index
-    apart) with outputs of the same shapes and dtypes."""
+    apart) with outputs of the same shapes and dtypes. `saved`: (r, programs) where its last r
+    outputs are values the VJP reads instead of recomputing them (a checkpoint's policy): each
+    branch's program over the operands and those values, making its other outputs."""
 
-    def __init__(self, branches, name="cond"):
-        self.branches, self.name = branches, name
+    def __init__(self, branches, name="cond", saved=(0, None)):
+        self.branches, self.name, self.saved = branches, name, saved
         self.out_avals = avals_of(branches[0])
         self._runners = None
 
@@ -714,24 +706,30 @@ def _cond_jvp(primals, tangents, spec):
 
 
 def _cond_vjp(ct, args, out, needed, spec):
+    """The branch taken swept back from its operands, recomputed (with the saved values read
+    where spec.saved has them)."""
     index, ops = args[0], list(args[1:])
     m = shape(ct)[0]
     ins = in_avals(spec.branches[0])
     w = [n and inexact(a) for n, a in zip(needed[1:], ins)]
-    y_w = [inexact(a) for a in spec.out_avals]
-    cts = unpack(ct, spec.out_avals, lead=m)
+    r, branches = spec.saved
+    n = len(spec.out_avals) - r
+    saved = unpack(out, spec.out_avals)[n:] if r else []
+    y_w = [inexact(a) for a in spec.out_avals[:n]]
+    cts = unpack(ct, spec.out_avals, lead=m)[:n]
 
     def vjp_branch(b):
         def f(vals):
-            it = iter(vals[len(ops):])
-            _, grads = vjp_of(b, vals[:len(ops)], w, [next(it) if yw else None for yw in y_w], m)
+            it = iter(vals[len(ops) + r:])
+            _, grads = vjp_of(b, vals[:len(ops) + r], w + [False] * r, [next(it) if yw else None for yw in y_w], m)
             return _present(grads)
-        return retrace(f, ins + [bundle(a, m) for a, yw in zip(spec.out_avals, y_w) if yw],
+        return retrace(f, ins + spec.out_avals[n:] + [bundle(a, m) for a, yw in zip(spec.out_avals, y_w) if yw],
                        f"the VJP of a {spec.name} branch")
     if not any(w):
         return [None] * len(args)
-    new = Cond([vjp_branch(b) for b in spec.branches], spec.name)
-    leaves = iter(unpack(cond_p(index, *ops, *[c for c, yw in zip(cts, y_w) if yw], spec=new), new.out_avals))
+    new = Cond([vjp_branch(b) for b in branches or spec.branches], spec.name)
+    leaves = iter(unpack(cond_p(index, *ops, *saved, *[c for c, yw in zip(cts, y_w) if yw], spec=new),
+                         new.out_avals))
     return [None] + [next(leaves) if x else None for x in w]
 
 
@@ -757,6 +755,179 @@ def _cond_batch(args, batched, spec):
 cond_p = Primitive("cond", _cond_impl, _cond_jvp, _cond_vjp, _cond_batch,
                    abstract=lambda *args, spec: packed_aval(spec.out_avals))
 cond_p.lower = _cond_lower
+
+
+# ---------------------------------------------------------------- the checkpointed backward sweep (revolve_p)
+class Revolve:
+    """A forward recurrence c[i+1] = fwd(c[i], x[i]) and a backward one (b[i], y[i]) =
+    bwd(b[i+1], c[i], x[i], z[i]) from b[n], returning b[0] and the stacked y: what a scan's VJP
+    computes (b: the cotangents of the carries and the accumulated ones of the constants; y: those
+    of the scanned slices), and a while loop's with its trip count an operand known only when the
+    loop runs; the carries c are recomputed by the binomial schedule (gpuad/revolve.py) from the
+    `slots` held. Its rules make new fwd and bwd bodies and bind it again (JVP: both carry
+    tangents; vmap: both batched); its own VJP (reverse over reverse) is that of the scans it
+    stands for, every carry stored.
+    fwd's inputs: constants, carries, slices of xs; outputs: the carries. bwd's inputs: the
+    constants, backward carries, carries, slices of xs and of zs; outputs: the backward carries,
+    then one slice of each stacked output. `length` None: the step count is an int operand last.
+    Operands: constants, initial carries, xs, backward carries b[n], zs (then the count)."""
+
+    def __init__(self, fwd, bwd, n_consts, n_carry, n_back, length, reverse, slots, name):
+        self.fwd, self.bwd, self.n_consts, self.n_carry, self.n_back = fwd, bwd, n_consts, n_carry, n_back
+        self.length, self.reverse, self.slots, self.name = length, reverse, slots, name
+        self.n_xs = len(fwd.ins) - n_consts - n_carry
+        self.out_avals = self.unscheduled().out_avals
+        self._runners = None
+
+    def __repr__(self):
+        return f"{self.name}(length={self.length}, slots={self.slots}{', reverse' if self.reverse else ''})"
+
+    def split(self, args):
+        """(constants, carries, xs, backward carries, zs, count or None)."""
+        args, count = (list(args), None) if self.length is not None else (list(args[:-1]), args[-1])
+        a = self.n_consts
+        b, c = a + self.n_carry, a + self.n_carry + self.n_xs
+        return args[:a], args[a:b], args[b:c], args[c:c + self.n_back], args[c + self.n_back:], count
+
+    def unscheduled(self):
+        """The backward scan this loop stands for, reading every carry stored (its inputs: the
+        constants, the backward carries, then the carries, the xs and the zs, stacked)."""
+        return Scan(self.bwd, self.n_consts, self.n_back, self.length, not self.reverse, self.name + " backward")
+
+    def per_call(self, cost):
+        """What one run costs, by cost(program) of a run of a step: the schedule's forward steps
+        and the backward ones (one of each where the count is known only when it runs)."""
+        if self.length is None:
+            return cost(self.fwd) + cost(self.bwd)
+        return revolve.forward_steps(self.length, self.slots) * cost(self.fwd) + self.length * cost(self.bwd)
+
+    def run(self, args, fwd, bwd):
+        consts, first, xs, b, zs, count = self.split(args)
+        n = self.length if count is None else int(backends.current().to_numpy(count))
+        flat, places = packed_places(self.out_avals)
+
+        def row(i):
+            return n - 1 - i if self.reverse else i
+
+        def advance(c, p, q):
+            for i in range(p, q):
+                c = list(fwd(consts + c + [x[row(i)] for x in xs]))
+            return c
+
+        def back(i, c):
+            outs = bwd(consts + b + c + [x[row(i)] for x in xs] + [z[row(i)] for z in zs])
+            b[:] = outs[:self.n_back]
+            for place, y in zip(places[self.n_back:], outs[self.n_back:]):
+                place[row(i)] = y
+        revolve.reverse(n, max(1, min(self.slots, n)), advance, back, list(first))
+        for place, c in zip(places, b):
+            place[...] = c
+        return flat
+
+    def compiled(self):
+        if self._runners is None:
+            self._runners = compiled(self.fwd), compiled(self.bwd)
+        return self._runners
+
+
+def _revolve_runner(spec, replayed):
+    """The loop on arrays: its steps evaluated, or their compiled replays (gpuad.jit)."""
+    fwd, bwd = spec.compiled() if replayed else (spec.fwd.evaluate, spec.bwd.evaluate)
+    return lambda *args: spec.run(args, fwd, bwd)
+
+
+def _revolve_jvp(primals, tangents, spec):
+    """Both recurrences carry their tangent bundles (every inexact carry's, zeros where it starts
+    with none; the constants', slices' and zs' where they have one)."""
+    if all(t is None for t in tangents):
+        return revolve_p(*primals, spec=spec), None
+    k = next(shape(t)[0] for t in tangents if t is not None)
+    nc, nk, nx, nb = spec.n_consts, spec.n_carry, spec.n_xs, spec.n_back
+    consts, first, xs, b, zs, count = spec.split(primals)
+    tc, tk, tx, tb, tz, _ = spec.split(list(tangents))
+    f_ins, b_ins = in_avals(spec.fwd), in_avals(spec.bwd)
+    c_nz, x_nz, z_nz = [t is not None for t in tc], [t is not None for t in tx], [t is not None for t in tz]
+    k_nz = [inexact(a) for a in f_ins[nc:nc + nk]]
+    b_nz = [inexact(a) for a in b_ins[nc:nc + nb]]
+    fwd, _ = jvp_body(spec.fwd, (nc, nk, nx), c_nz + k_nz + x_nz, k, k_nz, f"the JVP of {spec.name}'s steps")
+    bwd, y_nz = jvp_body(spec.bwd, (nc, nb, nk, nx, len(zs)), c_nz + b_nz + k_nz + x_nz + z_nz, k, b_nz,
+                         f"the JVP of {spec.name}'s backward steps")
+    y_nz = y_nz[nb:]
+    new = Revolve(fwd, bwd, nc + sum(c_nz), nk + sum(k_nz), nb + sum(b_nz), spec.length, spec.reverse, spec.slots,
+                  spec.name)
+
+    def moved(ts):
+        return [gnp.moveaxis(t, 0, 1) for t in _present(ts)]
+    operands = consts + _present(tc) + first + _filled(tk, k_nz, f_ins[nc:], k) + xs + moved(tx) + \
+        b + _filled(tb, b_nz, b_ins[nc:], k) + zs + moved(tz) + ([] if count is None else [count])
+    leaves = _revolved(new, operands)
+    outs, tb_out = leaves[:nb], iter(leaves[nb:nb + sum(b_nz)])
+    ys, ty = leaves[nb + sum(b_nz):nb + sum(b_nz) + len(y_nz)], iter(leaves[nb + sum(b_nz) + len(y_nz):])
+    touts = [next(tb_out) if m else zeros((k,), a) for m, a in zip(b_nz, spec.out_avals)] + \
+        [gnp.moveaxis(next(ty), 0, 1) if m else zeros((k,), a) for m, a in zip(y_nz, spec.out_avals[nb:])]
+    return pack(outs + ys, spec.out_avals), pack(touts, spec.out_avals, lead=k)
+
+
+def _revolve_batch(args, batched, spec):
+    """Both recurrences batched: the carries (forward and backward) of every example, the
+    constants, xs and zs batched where they are; a batched count runs to the largest (a while
+    loop's steps hold an example's carry once its condition is false)."""
+    b = next(shape(a)[0] for a, m in zip(args, batched) if m)
+    nc, nb = spec.n_consts, spec.n_back
+    consts, first, xs, back, zs, count = spec.split(args)
+    mc, mk, mx, mb, mz, m_count = spec.split(batched)
+    first = [x if m else gnp.broadcast_to(x, (b,) + shape(x)) for x, m in zip(first, mk)]
+    back = [x if m else gnp.broadcast_to(x, (b,) + shape(x)) for x, m in zip(back, mb)]
+    xs = [gnp.moveaxis(x, 0, 1) if m else x for x, m in zip(xs, mx)]
+    zs = [gnp.moveaxis(z, 0, 1) if m else z for z, m in zip(zs, mz)]
+    c_axes, x_axes, z_axes = ([0 if m else None for m in ms] for ms in (mc, mx, mz))
+    f_axes = c_axes + [0] * spec.n_carry + x_axes
+    b_axes = c_axes + [0] * nb + [0] * spec.n_carry + x_axes + z_axes
+
+    def batched_body(program, axes, what):
+        return retrace(lambda vals: _vmapped(program, vals, axes, b), _batched_avals(in_avals(program), axes, b),
+                       f"{spec.name}'s {what} under vmap")
+    new = Revolve(batched_body(spec.fwd, f_axes, "steps"), batched_body(spec.bwd, b_axes, "backward steps"), nc,
+                  spec.n_carry, nb, spec.length, spec.reverse, spec.slots, spec.name)
+    if count is not None and m_count:
+        count = gnp.max(count)
+    leaves = _revolved(new, consts + first + xs + back + zs + ([] if count is None else [count]))
+    return pack(leaves[:nb] + [gnp.moveaxis(y, 1, 0) for y in leaves[nb:]], spec.out_avals, lead=b), True
+
+
+def _revolve_vjp(ct, args, out, needed, spec):
+    """Reverse over reverse: the VJP of the scans this loop stands for (every carry stored)."""
+    if spec.length is None:
+        raise NotImplementedError(f"reverse mode through the backward sweep of a {spec.name} whose trip count is "
+                                  "known only when it runs (under gpuad.jit, or in another loop's body) is not "
+                                  "supported: take the outer derivative in forward mode (gpuad.hessian does)")
+    m = shape(ct)[0]
+    avals = [ShapeDtypeStruct(shape(a), a.dtype) for a in args]
+    program = retrace(lambda vals: _unscheduled(spec, vals), avals, f"{spec.name}, every carry stored")
+    wanted = [w and inexact(a) for w, a in zip(needed, avals)]
+    _, grads = vjp_of(program, list(args), wanted, unpack(ct, spec.out_avals, lead=m), m)
+    return grads
+
+
+def _unscheduled(spec, vals):
+    consts, first, xs, b, zs, _ = spec.split(vals)
+    fwd = spec.fwd
+    nc, nk = spec.n_consts, spec.n_carry
+    forward = Scan(Program(fwd.ins, fwd.equations, fwd.outs + fwd.ins[nc:nc + nk]), nc, nk, spec.length,
+                   spec.reverse, spec.name)
+    stored = unpack(bind_scan(forward, consts + first + xs), forward.out_avals)[nk:]
+    back = spec.unscheduled()
+    return unpack(bind_scan(back, consts + b + stored + xs + zs), back.out_avals)
+
+
+revolve_p = Primitive("revolve", lambda *args, spec: _revolve_runner(spec, False)(*args), _revolve_jvp,
+                      _revolve_vjp, _revolve_batch, abstract=lambda *args, spec: packed_aval(spec.out_avals))
+revolve_p.lower = lambda xp, shapes, spec: _revolve_runner(spec, True)
+
+
+def _revolved(spec, operands):
+    """revolve_p on operands, its output leaves unpacked."""
+    return unpack(revolve_p(*operands, spec=spec), spec.out_avals)
 
 
 # ---------------------------------------------------------------- sparsity patterns (gpuad.sparse)
@@ -840,3 +1011,4 @@ def _cond_pattern(args, out, spec):
 
 
 scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern
+

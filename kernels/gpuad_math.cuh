@@ -8,6 +8,30 @@ __device__ __forceinline__ long long gpuad_clamp(long long i, long long hi) {
     return i < 0 ? 0 : (i > hi ? hi : i);
 }
 
+// The same in 32 bits, for a region kernel's 32-bit index variant (gpuad/kernels/index32.py).
+__device__ __forceinline__ int gpuad_clamp32(int i, int hi) {
+    return i < 0 ? 0 : (i > hi ? hi : i);
+}
+
+#ifdef __CUDACC__
+// A warp's partial sums of one fused sum (gpuad/compiler/warps.py), added by shuffles: every lane
+// gets the total. All 32 lanes call it together (they share one loop element).
+template <typename T> __device__ __forceinline__ T gpuad_warp_sum(T x) {
+    for (int d = 16; d; d >>= 1) x += __shfl_xor_sync(0xffffffffu, x, d);
+    return x;
+}
+#endif
+
+// Where element i of an elementwise op's output reads an argument broadcast to it without a copy
+// (gpuad/kernels/plan.py): r = 0, an argument of the output's shape (at i); else its elements
+// repeat every q output elements and its r elements cycle (r = 1: one element), the output
+// having fewer than 2^32 elements (a 32-bit division, a third of a 64-bit one's instructions). q
+// and r are the same for every thread: the branches cost no divergence, and the full and
+// one-element cases no division.
+__device__ __forceinline__ long long gpuad_broadcast(long long i, long long q, long long r) {
+    return r == 0 ? i : (r == 1 ? 0 : (unsigned)i / (unsigned)q % (unsigned)r);
+}
+
 // A gather's position i along an axis of n: negative positions count from the end, as in NumPy
 // (which refuses any other); beyond the ends clamped, so that no read is out of bounds. Compares
 // and selects only: a loop of gathers still vectorises (a modulo of 64-bit integers would not).

@@ -4,12 +4,16 @@
 // in place), computes every value of the region in registers, and writes the outputs the rest
 // of the program reads. The same body is compiled for the CPU by kernels/region_host.cpp.
 //
-// Slots (filled by gpuad/kernels/region.py): name, params, body.
+// Where a long sum has few outputs, a warp owns each element instead (lanes 32): its lanes split
+// the sum's terms and add their partial sums (gpuad/compiler/warps.py); else lanes is 1.
+//
+// Slots (filled by gpuad/compiler/codegen.py): name, params, body, lanes.
 #include "gpuad_math.cuh"
 
 extern "C" __global__ void ${name}(${params}, const long long n) {
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const long long stride = (long long)gridDim.x * blockDim.x / ${lanes};
+    const int gpuad_lane = threadIdx.x % ${lanes};
+    for (long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / ${lanes}; i < n; i += stride) {
         ${body}
     }
 }

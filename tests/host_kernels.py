@@ -7,6 +7,7 @@ against the NumPy path with this; test_kernel_backend.py runs whole transforms t
 import ctypes
 import shutil
 import subprocess
+import threading
 
 import numpy as np
 import pytest
@@ -74,3 +75,63 @@ class HostKernelBackend(NumpyBackend):
     def fused_vjp(self, row, args, y, ct, needed):
         call = vjp_launch(row, args, y, ct, needed, np)
         return None if call is None else self._launch(call)
+
+
+# One warp of 32 lanes, each a thread of its own (running the whole grid-stride loop, as one
+# block of 32 threads does), adding partial sums as the shuffles do, in a tree of the same order.
+_WARP_SHIM = r"""
+#include <barrier>
+#include <cmath>
+using namespace std;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+struct gpuad_dim3 { unsigned x, y, z; };
+static thread_local gpuad_dim3 threadIdx = {0, 0, 0};
+static const gpuad_dim3 blockDim = {32, 1, 1}, blockIdx = {0, 0, 0}, gridDim = {1, 1, 1};
+extern "C" void gpuad_host_lane(unsigned lane) { threadIdx.x = lane; }
+static std::barrier<> gpuad_warp(32);
+template <typename T> T gpuad_warp_sum(T x) {
+    static T lanes[32];
+    for (int d = 16; d; d >>= 1) {
+        lanes[threadIdx.x] = x;
+        gpuad_warp.arrive_and_wait();
+        x += lanes[threadIdx.x ^ d];
+        gpuad_warp.arrive_and_wait();
+    }
+    return x;
+}
+"""
+
+
+def run_region_on_host(directory, text, name, kernel, arrays, index=np.int64):
+    """A fusion region's CUDA kernel (`text` defining `name`: kernel's 64-bit source or its 32-bit
+    variant) built by g++ and run on NumPy arrays as one thread, or as one warp of 32 threads
+    where its sums are split over the lanes (kernel.lanes); its outputs."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed to run the kernels' source on the CPU")
+    source, lib = directory / f"{name}.cpp", directory / f"{name}.so"
+    source.write_text((_HOST_SHIM if kernel.lanes == 1 else _WARP_SHIM) + text)
+    subprocess.run(["g++", "-O1", "-std=c++20", "-pthread", "-shared", "-fPIC", "-o", str(lib), str(source)],
+                   check=True, capture_output=True)
+    c_index = ctypes.c_int if index == np.int32 else ctypes.c_longlong
+    args = []
+    for a, along in zip(arrays, kernel.axes):
+        args.append(ctypes.c_void_p(a.ctypes.data))
+        args += [c_index(a.strides[d] // a.itemsize) for d in along]
+    outs = [np.empty(v.shape, v.dtype) for v in kernel.outs]
+    loaded = ctypes.CDLL(str(lib))
+    args += [ctypes.c_void_p(o.ctypes.data) for o in outs] + [c_index(kernel.size)]
+    if kernel.lanes == 1:
+        getattr(loaded, name)(*args)
+        return outs
+
+    def lane(k):  # ctypes lets go of the GIL during the call: the lanes run together
+        loaded.gpuad_host_lane(k)
+        getattr(loaded, name)(*args)
+    lanes = [threading.Thread(target=lane, args=(k,)) for k in range(kernel.lanes)]
+    for t in lanes:
+        t.start()
+    for t in lanes:
+        t.join()
+    return outs

@@ -115,6 +115,34 @@ def test_lu_factor_checks_no_finiteness(monkeypatch):
     assert kwargs_seen == [{"check_finite": False}] * 2
 
 
+class _Unread:
+    """A device array nobody may read back (a getrf's dev_info): any conversion raises."""
+    def __getattr__(self, name):
+        raise AssertionError(f"dev_info was read ({name}): a host synchronisation per call")
+
+
+def test_a_stack_is_lu_factorised_in_one_batched_call(monkeypatch):
+    """The CuPy backend's lu_factor hands the whole stack, transposed (cuBLAS is column-major), to
+    CuPy's batched LU (getrfBatched) once, reads no dev_info back, and gives scipy's (lu, piv)."""
+    import cupy.linalg._decomposition as decomposition
+    from scipy.linalg import lu_factor
+    calls = []
+
+    def batched(a_t, dtype):  # CuPy's contract: column-major LU of each matrix, 1-based pivots
+        calls.append((a_t.shape, dtype))
+        factors = [lu_factor(m.T) for m in a_t.reshape((-1,) + a_t.shape[-2:])]
+        lu_t = np.stack([f[0].T for f in factors]).reshape(a_t.shape)
+        return lu_t, np.stack([f[1] + 1 for f in factors]).reshape(a_t.shape[:-1]), _Unread()
+    monkeypatch.setattr(decomposition, "_lu_factor", batched)
+    a = np.random.default_rng(0).normal(size=(2, 3, 4, 4))
+    lu, piv = CupyBackend().lu_factor(a)
+    assert calls == [((2, 3, 4, 4), a.dtype)]
+    for k in np.ndindex(2, 3):
+        want_lu, want_piv = lu_factor(a[k])
+        np.testing.assert_allclose(lu[k], want_lu, rtol=1e-14)
+        np.testing.assert_array_equal(piv[k], want_piv)
+
+
 class _DeviceArray:
     """A CuPy array as NumPy sees it: NumPy's functions dispatch to it (NEP 13 and 18), and
     numpy.asarray of it raises, as CuPy's implicit conversion does."""

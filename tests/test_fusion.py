@@ -509,6 +509,29 @@ def test_a_region_whose_kernel_fails_to_build_runs_unfused_and_the_others_stay_f
     assert_close(replay.run(x)[0], f(x), rtol=1e-14)
 
 
+def test_regions_that_build_alone_but_not_together_keep_their_own_libraries(monkeypatch):
+    """Where the program's library fails but each region's builds alone (the probe for the one that
+    fails), those libraries serve: no region runs unfused and nothing is built again."""
+    if gpuad.backend() != "numpy":
+        pytest.skip("the C++ compiler builds the fused kernels of the NumPy backend only")
+    x = gnp.asarray(np.linspace(-1, 1, 7))
+    w = gnp.asarray(np.linspace(0.5, 1.5, 49).reshape(7, 7))
+
+    def f(x):
+        return gnp.tan(w @ (gnp.sin(x) * 2.0 + x) + 1.0) * x
+    program = _program(f, x)
+    library, asked = host.library, []
+    monkeypatch.setattr(host, "library", lambda kernels: asked.append(len(kernels)) or
+                        (None if len(kernels) > 1 else library(kernels)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing runs unfused
+        replay = Replay(program, fusion=True)
+    assert replay.regions == 2 and sorted(asked) == [1, 1, 2]
+    assert_close(replay.run(x)[0], f(x), rtol=1e-14)
+    asked.clear()
+    assert Replay(program, fusion=True).regions == 2 and asked == []  # the loaded libraries, once more
+
+
 def _ode(steps):
     """A 2-state ODE stepped by a Python loop: a straight-line program that grows with the steps."""
     def f(y):

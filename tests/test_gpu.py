@@ -109,6 +109,26 @@ def test_fused_cuda_kernels_read_odd_strides_and_keep_numpys_zero_signs(cupy_bac
         assert np.signbit(cupy.asnumpy(got)).tolist() == np.signbit(want).tolist()
 
 
+def test_a_region_read_past_31_bit_offsets_runs_its_64_bit_kernel(cupy_backend):
+    """The 32-bit index variant serves where offsets fit (gpuad/kernels/index32.py); a view read
+    2^31 items apart takes the 64-bit kernel, built at that first call, and both give the values."""
+    from gpuad.compiler.replay import Replay
+    from gpuad.kernels import index32
+    if cupy.cuda.runtime.memGetInfo()[0] < 12 << 30:
+        pytest.skip("needs 9 GiB of free device memory")
+    buffer = cupy.zeros(2 ** 31 + 1, cupy.float32)  # 8 GiB: its first and last items are read
+    buffer[0], buffer[-1] = 0.5, 1.5
+    far = buffer[::2 ** 31]
+    near = cupy.asarray([0.5, 1.5], cupy.float32)
+    f = lambda x: gnp.sin(x) * 2.0 + x * x  # noqa: E731
+    replay = Replay(gpuad.jit(f).lower(near).program)
+    assert replay.regions == 1 and index32.farthest([far], [[0]]) >= index32.LIMIT
+    want = f(np.array([0.5, 1.5], np.float32))
+    for x in (near, far, near):
+        assert_close(cupy.asnumpy(replay.run(x)[0]), want, rtol=1e-6)
+    del buffer, far
+
+
 # Last: CuPy compiles each of these kernels at its first use, so a run with a deadline may cut them short.
 @pytest.mark.parametrize("row,mode,variant,dtype", KERNELS, ids=IDS)
 def test_fused_kernel_matches_the_numpy_path(cupy_backend, row, mode, variant, dtype):

@@ -18,7 +18,7 @@ TIERS = [
                      "kernels", "kernels.nvrtc", "kernels.cache", "kernels.builds", "counterparts",
                      "fpwarnings"]),
     ("primitives", ["core", "ops", "ops.*", "kernels.source", "kernels.plan", "kernels.launch", "backends.cupy"]),
-    ("transforms", ["forward", "reverse", "batching", "chunking"]),
+    ("transforms", ["forward", "reverse", "batching", "chunking", "revolve"]),
     ("compiler", ["compiler", "compiler.*"]),
     ("user API", ["api", "numpy", "numpy.*", "scipy", "scipy.*"]),
     ("on top", ["jit", "custom", "sparse", "sparse.detect", "sparse.zeros", "sparse.compressed", "lax", "loops",

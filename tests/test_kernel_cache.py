@@ -220,6 +220,22 @@ def test_a_compiler_that_hangs_is_stopped_at_the_time_limit(fresh, monkeypatch, 
     assert not list(fresh.rglob("build-*"))
 
 
+def test_after_a_build_past_the_time_limit_no_region_is_built_alone(fresh, monkeypatch, tmp_path):
+    """A program of two regions whose build times out runs unfused at once, with the one warning:
+    probing each region alone would give each a timeout of its own."""
+    w = gnp.asarray(np.linspace(0.5, 1.5, 81).reshape(9, 9))
+
+    def f(x):
+        return gnp.cos(w @ (gnp.sin(x) * 2.0 + x) + 1.0) * x  # a region before the matmul and one after
+    monkeypatch.setenv("CXX", _fake_compiler(tmp_path, 60))
+    monkeypatch.setenv("GPUAD_COMPILE_TIMEOUT", "0.5")
+    builds, build = [], host._build
+    monkeypatch.setattr(host, "_build", lambda *args: builds.append(args) or build(*args))
+    with _one_warning("longer than GPUAD_COMPILE_TIMEOUT"):
+        assert _replay(f).regions == 0
+    assert len(builds) == 1
+
+
 def test_a_bad_time_limit_is_refused_clearly(monkeypatch):
     monkeypatch.setenv("GPUAD_COMPILE_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="GPUAD_COMPILE_TIMEOUT must be a number of seconds"):

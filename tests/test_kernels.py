@@ -17,7 +17,7 @@ from gpuad import backends
 from gpuad.compiler import codegen
 from gpuad.kernels import __main__ as cli
 from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
-from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, jvp_launch, launch_config, vjp_launch
+from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, broadcast, jvp_launch, launch_config, vjp_launch
 from gpuad.kernels.source import DTYPES, every_kernel, kernel_name, render, template_dir, variants
 from gpuad.ops.elementwise import array_jvp, array_vjp, on_arrays
 from gpuad.ops.table import DIFFERENTIABLE, NONDIFF, ROWS, Row
@@ -129,14 +129,23 @@ def _multiply_jvp(a, b, ta):
     return jvp_launch(ROWS["multiply"], [a, b], [ta, None], np)
 
 
-def test_plan_reads_one_element_with_stride_0_and_broadcasts_others():
+def test_plan_reads_broadcast_arguments_in_place():
+    """One element, a bias over the leading axes, a column over the trailing ones: read where they
+    are (gpuad_broadcast's q and r), not copied to the output's shape."""
     a, ta = np.ones(SHAPE), np.ones((K,) + SHAPE)
-    b = np.array(2.0)
-    call = _multiply_jvp(a, b, ta)
-    assert call.variant == "ta" and call.args[2] is b and call.args[3] == 0
-    call = _multiply_jvp(a, np.arange(4.0), ta)
-    assert call.args[2].shape == SHAPE and call.args[2].flags.c_contiguous and call.args[3] == 1
+    for b, qr in ((np.array(2.0), [1, 1]), (np.arange(4.0), [1, 4]), (np.arange(3.0)[:, None], [4, 3]),
+                  (np.ones(SHAPE), [1, 0])):
+        call = _multiply_jvp(a, b, ta)
+        assert call.variant == "ta" and call.args[2] is b and call.args[3:5] == qr
     assert call.n == 12 and [o.shape for o in call.outputs] == [SHAPE, (K,) + SHAPE]
+
+
+def test_plan_copies_an_argument_broadcast_along_axes_apart():
+    shape, b = (3, 4, 5), np.arange(15.0).reshape(3, 1, 5)
+    call = jvp_launch(ROWS["multiply"], [np.ones(shape), b], [np.ones((K,) + shape), None], np)
+    assert call.args[2].shape == shape and call.args[2].flags.c_contiguous and call.args[3:5] == [1, 0]
+    np.testing.assert_array_equal(call.args[2], np.broadcast_to(b, shape))
+    assert broadcast((4,), (2 ** 30, 4)) == (1, None)  # the kernel's 32-bit division would not reach
 
 
 def test_plan_passes_python_scalars_by_value_in_the_arrays_dtype():
@@ -183,7 +192,7 @@ def call_arguments(row, mode, variant, dtype, plain_shape, rng):
     return args, on_arrays(np).fn(row)(*args), ct, [c == "n" for c in variant]
 
 
-PLAIN_SHAPES = [(4,), ()]  # plain arrays broadcast to the output, or read as one element
+PLAIN_SHAPES = [(4,), (3, 1), ()]  # plain arrays broadcast to the output (read in place), or one element
 
 
 def assert_kernel_close(actual, expected, dtype):
@@ -245,7 +254,7 @@ def test_vjp_kernel_gives_broadcast_arguments_full_shaped_cotangents(host_kernel
     a, b = rng.uniform(0.5, 1, SHAPE), rng.uniform(0.5, 1, (4,))
     y, ct = a / b, rng.standard_normal((K,) + SHAPE)
     call = vjp_launch(row, [a, b], y, ct, [True, True], np)
-    assert call.variant == "nn" and call.args[3] == 1
+    assert call.variant == "nn" and call.args[3] is b and call.args[4:6] == [1, 4]
     ca, cb = _run_on_host(host_kernels, call)
     np.testing.assert_allclose(cb, -y / b * ct, rtol=1e-13)
     np.testing.assert_allclose(ca, ct / b, rtol=1e-13)
@@ -297,7 +306,7 @@ def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypa
 
 
 class _Kernel:
-    name, text = "gpuad_broken", 'extern "C" __global__ void gpuad_broken() { undeclared_name = 1; }'
+    name, extent, text = "gpuad_broken", 1, 'extern "C" __global__ void gpuad_broken() { undeclared_name = 1; }'
 
 
 region_of_a_broken_kernel = _Kernel()

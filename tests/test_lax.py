@@ -104,6 +104,26 @@ def test_cond_and_switch_run_the_branch_taken():
     assert to_np(lax.cond(x > 2.0, branch(10), branch(20), x)) == 21.0
 
 
+def test_switch_traces_each_branch_once(monkeypatch):
+    """Each branch is traced once into its program, whatever it closes over (a second trace of
+    each program taking every branch's constants doubled the tracing)."""
+    traced = []
+    trace_body = lax.trace_body
+
+    def counting(fun, avals, what):
+        traced.append(what)
+        return trace_body(fun, avals, what)
+    monkeypatch.setattr(lax, "trace_body", counting)
+    c = gnp.asarray([2.0, 3.0])
+    x = gnp.asarray(1.0)
+    branches = [lambda x: x * c[0], lambda x: x * c[1] + 1.0]
+    assert to_np(lax.switch(1, branches, x)) == 4.0
+    assert traced == ["branch 0", "branch 1"]
+    g = gpuad.grad(lambda c_: lax.switch(0, [lambda x: x * c_[0], lambda x: x * c_[1] ** 2], x))
+    assert_close(g(c), np.array([1.0, 0.0]))
+    assert_close(gpuad.jit(lambda x, c_: lax.switch(1, [lambda x: x * c_[0], lambda x: x * c_[1]], x))(x, c), 3.0)
+
+
 def test_a_body_that_changes_a_carry_names_the_leaf():
     with pytest.raises(TypeError, match=r"carry\['b'\].*float64\[2\] to float64\[3\]"):
         lax.fori_loop(0, 2, lambda i, s: {"a": s["a"], "b": gnp.concatenate([s["b"], s["a"]])},
@@ -129,6 +149,17 @@ def test_stop_gradient():
     assert to_np(gpuad.grad(f)(3.0)) == 9.0
     assert to_np(gpuad.jacfwd(f)(3.0)) == 9.0
     assert to_np(gpuad.hessian(f)(3.0)) == 0.0
+
+
+def test_compiled_stop_gradient_leaves_its_argument_alone():
+    """stop_gradient's result is its argument: the replay wrote x + y into the caller's x (an add
+    in place into a result it took for its own) and returned x itself."""
+    x, y = gnp.asarray([0.0, 1.0, 2.0]), gnp.ones(3)
+    f = gpuad.jit(lambda x, y: lax.stop_gradient(x) + y)
+    assert_close(f(x, y), [1.0, 2.0, 3.0])
+    assert_close(f(x, y), [1.0, 2.0, 3.0])
+    assert_close(x, [0.0, 1.0, 2.0])
+    assert gpuad.jit(lax.stop_gradient)(x) is not x
 
 
 # ---------------------------------------------------------------- derivatives
@@ -178,6 +209,8 @@ def test_newton_while_loop_matches_the_implicit_function_theorem():
     implicit = np.diag(-y / (3.0 * y ** 2 + to_np(p)))  # dy/dp = -g_p / g_y
     assert_close(gpuad.jacfwd(_newton_cbrt)(p), implicit, rtol=1e-8, atol=1e-10)
     assert_close(gpuad.jacrev(_newton_cbrt)(p), implicit, rtol=1e-8, atol=1e-10)
+    for jac in (gpuad.jacfwd, gpuad.jacrev):  # compiled, jacrev's trip count is known only when it runs
+        assert_close(gpuad.jit(jac(_newton_cbrt))(p), implicit, rtol=1e-8, atol=1e-10)
 
 
 def test_cond_derivatives_follow_the_branch_taken():
@@ -394,9 +427,9 @@ def _trips_depend_on_c(x, c):
     return lax.while_loop(lambda s: s[1] < 3.0, body, (x, gnp.asarray(0.0)))[0]
 
 
-def test_reverse_mode_through_a_traced_while_loop_recomputes_its_carries():
+def test_reverse_mode_through_a_traced_while_loop():
     """Under gpuad.jit or inside another loop's body the trip count is known only when the
-    program runs: the backward loop recomputes each carry from the first."""
+    program runs: the backward sweep recomputes the carries it does not hold (test_checkpointing)."""
     p = gnp.asarray([0.5, 1.0, 3.0])
     y = _newton_cbrt(p)
     implicit = gnp.diag(-y / (3.0 * y ** 2 + p))  # d/dp of y^3 + p y - 1 = 0
@@ -440,49 +473,6 @@ def test_checkpoint_recomputes_and_keeps_every_derivative():
     assert evals[1] >= evals[0] + 4  # the sweep reran block's four primitives (sin, multiply, tanh, multiply)
     with pytest.raises(ValueError, match="policy"):
         gpuad.checkpoint(block, policy="dots_saveable")
-
-
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("checkpoint", [4, "sqrt", "auto"])
-def test_checkpointed_scan_equals_the_plain_one(reverse, checkpoint):
-    rng = np.random.default_rng(3)
-    args = on_backend(rng.normal(size=3), rng.normal(size=(23, 3)), rng.normal(size=(3, 3)) * 0.5)
-
-    def run(checkpoint):
-        def f(h0, xs, w):
-            h, ys = lax.scan(lambda h, x: (gnp.tanh(w @ h + x), gnp.sum(h)), h0, xs, reverse=reverse,
-                             checkpoint=checkpoint)
-            return gnp.concatenate([h, ys])
-        return f
-    for argnum in range(3):
-        assert_close(gpuad.jacrev(run(checkpoint), argnums=argnum)(*args),
-                     gpuad.jacfwd(run(None), argnums=argnum)(*args), rtol=1e-10, atol=1e-12)
-    assert_close(run(checkpoint)(*args), run(None)(*args), rtol=1e-14)
-
-
-def test_checkpointed_scan_stores_a_fraction_of_the_carries(monkeypatch):
-    import tracemalloc
-    w = gnp.asarray(np.linspace(0.5, 1.5, 20000))  # a carry of 160 kB
-
-    def loss(checkpoint):
-        return lambda x: gnp.sum(lax.scan(lambda c, _: (gnp.sin(c) * w, None), x, None, length=1000,
-                                          checkpoint=checkpoint)[0])
-    peaks, grads = {}, {}
-    for checkpoint in (None, "sqrt", "auto"):
-        if checkpoint == "auto":  # 6 MB for the carries: 2 levels need 63 of them (10 MB), 3 levels 30
-            monkeypatch.setattr(backends.current(), "free_memory", lambda: 24 * 10 ** 6)
-        tracemalloc.start()
-        grads[checkpoint] = to_np(gpuad.grad(loss(checkpoint))(w))
-        peaks[checkpoint] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        np.testing.assert_allclose(grads[checkpoint], grads[None], rtol=1e-12)
-    assert peaks["sqrt"] < 0.15 * peaks[None], peaks  # 1000 carries stored against 32 + 31
-    assert peaks["auto"] < 0.8 * peaks["sqrt"], peaks  # 10 + 10 + 10
-
-
-def test_auto_checkpointing_stores_every_carry_where_they_fit():
-    assert lax._levels(gnp.ones(1000), 10 ** 4) == 1  # 80 MB
-    assert lax._levels(gnp.ones(1000), 10 ** 12) > 2  # 8 PB
 
 
 def test_launches_count_each_trip_of_a_loop():

@@ -35,6 +35,15 @@ class CupyBackend(NumpyBackend):
     def fused_vjp(self, row, args, y, ct, needed):
         return launch.vjp(row, args, y, ct, needed)
 
+    def lu_factor(self, a):
+        """(lu, piv) of each matrix of a stack, in one batched call and no read back: CuPy's own
+        batched path (cuBLAS getrfBatched; cuSOLVER's getrf matrix by matrix where the matrices
+        are large and few), on the transposed stack, as cuBLAS works in column-major order.
+        cupyx's lu_factor takes one matrix at a time and reads each one's dev_info back."""
+        from cupy.linalg._decomposition import _lu_factor
+        lu_t, piv, _ = _lu_factor(a.swapaxes(-1, -2), a.dtype)  # dev_info: not read (NaNs propagate)
+        return lu_t.swapaxes(-1, -2), piv - 1
+
     def current_stream(self):
         return cupy.cuda.get_current_stream()
 

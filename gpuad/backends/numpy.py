@@ -85,6 +85,17 @@ class NumpyBackend:
         rooms = [r for r in (_mem_available(), _cgroup_room(), _address_space_room()) if r is not None]
         return max(0, min(rooms)) if rooms else None
 
+    def lu_factor(self, a):
+        """scipy.linalg.lu_factor of each matrix of a stack (..., n, n): (lu, piv), piv 0-based;
+        NaNs propagate (no finiteness check)."""
+        from . import scipy_functions
+        factor = scipy_functions(self.xp, "linalg", ("lu_factor",))["lu_factor"]
+        n = a.shape[-1]
+        lu, piv = self.xp.empty(a.shape, a.dtype), self.xp.empty(a.shape[:-1], self.xp.int32)
+        for k, m in zip(numpy.ndindex(a.shape[:-2]), a.reshape((-1, n, n))):
+            lu[k], piv[k] = factor(m, check_finite=False)
+        return lu, piv
+
     # ------------------------------------------------------------------ fused hooks
     def fused_jvp(self, row, primals, tangents):
         """(y, tangent bundle) of one elementwise op in one kernel, or None: no kernel applies."""

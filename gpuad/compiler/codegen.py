@@ -16,8 +16,10 @@ import sys
 import numpy
 
 from ..kernels.source import _read
-from ..ops.table import ROWS
-from .fusion import basic
+from ..ops.creation import eye
+from ..ops.indexing import basic, concatenate, getitem, scatter, take_along
+from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
+from . import coalesce, registers, warps
 from .program import Var
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
@@ -47,15 +49,16 @@ class Kernel:
     the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
     than 1 (one stride argument per such axis)."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape, size):
+    def __init__(self, name, text, arrays, axes, outs, shape, size, extent, lanes=1):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
         self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
+        self.extent = extent  # elements of its largest value (the bound of its flat indices)
+        self.lanes = lanes  # threads per loop element (a warp where its sums are split: warps.py)
 
 
 def render(region, target):
     """The Kernel of a region for target "cuda" or "host"."""
-    shape, size = region.shape, _loop_size(region)
-    arrays = list(region.ins)
+    shape, arrays = region.shape, list(region.ins)
     axes = [[k for k, d in enumerate(a.shape) if d != 1] for a in arrays]
     params = []
     for j, (a, along) in enumerate(zip(arrays, axes)):
@@ -71,32 +74,44 @@ def render(region, target):
     def marked(j, idx):
         loads.append((j, idx))
         return f"@{len(loads) - 1}@"
-    pulled = _pulled(region, marked, cols)
+    inner = inner_axes(region)
+    if target == "cuda" and inner:  # fewer axes unrolled where the copies' values would not fit in registers
+        one = registers.words(_pulled(region, lambda j, idx: "0", cols, 0))  # one element's values
+        while inner and math.prod(shape[len(shape) - inner:]) * one > registers.BUDGET:
+            inner -= 1
+    pulled = _pulled(region, marked, cols, inner)
+    size = math.prod(shape[:len(shape) - inner])
 
     def spelled(offset):
         return re.sub(r"@(\d+)@", lambda m: offset(*loads[int(m.group(1))]), pulled)
-    body = spelled(strided)
+    body, lanes = spelled(strided), 1
+    if target == "cuda":  # threads walk the loop as the largest operand lies in memory; long sums by warps
+        outer = shape[:len(shape) - inner]
+        body = coalesce.reordered(body, outer, coalesce.fastest(loads, arrays, outer, math.prod(shape)))
+        body, lanes = warps.split(body, size)
     signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
     # host: the prelude comes once per library; a loop of rows where the last loop axis is long
     template = _read("region.cu" if target == "cuda" else "region_host.cpp" if cols is None else "region_host_rows.cpp")
-    text = _fill(template, region, name, params, body, cols)
+    text = _fill(template, region, name, params, body, inner, cols, lanes)
     if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
         dense = [p for p in params if not p.startswith("const long long s")]
 
         def contiguous(j, idx):
             return _contiguous_offset(arrays[j].shape, idx, shape)
-        text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), cols)
+        text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), inner, cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size)
+    extent = max(math.prod(v.shape) for v in [*arrays, *(eq.out for eq in region.equations)])
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent, lanes)
 
 
-def _fill(template, region, name, params, body, cols=None):
-    loop = len(region.shape) - inner_axes(region)
-    fast, lo, hi = _interior(body, f"d{loop - 1}", cols or _loop_size(region)) if cols or loop == 1 else ("", 0, 0)
+def _fill(template, region, name, params, body, inner, cols=None, lanes=1):
+    loop = len(region.shape) - inner
+    fast, lo, hi = _interior(body, f"d{loop - 1}", cols or math.prod(region.shape[:loop])) if cols or loop == 1 \
+        else ("", 0, 0)
     return string.Template(template).substitute(name=name, params=", ".join(params), body=body, args=_names(params),
-                                                fast_body=fast, lo=lo, hi=hi, cols=cols)
+                                                fast_body=fast, lo=lo, hi=hi, cols=cols, lanes=lanes)
 
 
 _CLAMP = "gpuad_clamp("
@@ -135,14 +150,14 @@ def _interior(body, digit, length):
     return "".join(pieces) + body[k:], lo, max(lo, hi)
 
 
-def _pulled(region, offset, cols=None):
+def _pulled(region, offset, cols, inner):
     """The body of the region's loop, reading inputs at `offset(j, index)` (by rows of `cols`
     elements where given: see _Body.text). Values are pulled recursively, a few frames per member
     along the longest chain: the recursion limit is raised for that while it runs."""
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 8 * len(region.equations) + 1000))
     try:
-        return _Body(region, offset).text(cols)
+        return _Body(region, offset).text(cols, inner)
     finally:
         sys.setrecursionlimit(limit)
 
@@ -171,12 +186,12 @@ class _Body:
         self.deepest = 0  # the innermost level the value being computed needs
         self.nonnegative = {}  # id(constant positions) -> whether none is negative
 
-    def text(self, cols=None):
+    def text(self, cols, inner):
         """Element i of the loop owns the elements of the iteration space whose leading indices
         are i's digits over the outer axes; the inner axes are unrolled, their indices constants
         (conditions on them fold away, and what does not depend on them is computed once). By
         rows (cols: the last outer axis's length), the digits come from the row r and column j."""
-        shape, inner = self.region.shape, inner_axes(self.region)
+        shape = self.region.shape
         outer, per = shape[:len(shape) - inner], math.prod(shape[len(shape) - inner:])
         digits = [_digit(outer, d) for d in range(len(outer))] if cols is None else \
             [_digit(outer[:-1], d, "r") for d in range(len(outer) - 1)] + ["j"]
@@ -232,31 +247,21 @@ class _Body:
             j = self.inputs[_key(a)]
             return self._temp(a.dtype, f"in{j}[{self.offset(j, idx)}]")
         eq = self.made[a]
-        name, p = eq.prim.name, eq.params
-        if name == "reshape":
-            return self.value(eq.ins[0], _reshape_index(eq.ins[0].shape, a.shape, idx))
-        if name == "broadcast_to":
-            return self.value(eq.ins[0], _broadcast_index(eq.ins[0], idx))
-        if name == "transpose":
-            return self.value(eq.ins[0], _transpose_index(p["perm"], idx))
-        if name == "getitem":
-            return self.value(eq.ins[0], _getitem_index(eq.ins[0].shape, p["idx"], idx, self._position))
-        if name == "take_along":
-            x, positions, axis = eq.ins[0], eq.ins[1], p["axis"]
-            at = self._position(positions, idx, x.shape[axis])
-            return self.value(x, idx[:axis] + (at,) + idx[axis + 1:])
-        if name == "scatter":
-            inverse = self.region.inverses.get(a)
-            case = _scatter_case(a.shape, p["idx"], idx, eq.ins[0], lambda at: self.value(inverse, at))
-            return self._cases(a.dtype, [case], "T(0.0)")
-        if name == "concatenate":
-            return self._cases(a.dtype, _concatenate_cases(eq.ins, p["axis"], idx), None)
-        if name == "eye":
-            return self._temp(a.dtype, f"({idx[1]} - {idx[0]} == {p['k']}LL ? T(1.0) : T(0.0))")
-        if name == "reduce_sum":
-            return self._sum(a.dtype, eq.ins[0], p["axes"], p["keepdims"], idx)
+        pull = _PULLS.get(eq.prim)
+        if pull is not None:
+            return pull(self, eq, idx)
         ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
-        return self._temp(a.dtype, _expression(eq, ops))
+        return self._temp(a.dtype, eq.prim.expression(ops, a.dtype))
+
+    def _take_along(self, eq, idx):
+        x, positions, axis = eq.ins[0], eq.ins[1], eq.params["axis"]
+        at = self._position(positions, idx, x.shape[axis])
+        return self.value(x, idx[:axis] + (at,) + idx[axis + 1:])
+
+    def _scatter(self, eq, idx):
+        inverse = self.region.inverses.get(eq.out)
+        case = _scatter_case(eq.out.shape, eq.params["idx"], idx, eq.ins[0], lambda at: self.value(inverse, at))
+        return self._cases(eq.out.dtype, [case], "T(0.0)")
 
     def _position(self, p, idx, n):
         """The index along an axis of n that a gather's positions p give at idx (p broadcast
@@ -353,6 +358,24 @@ class _Body:
         return name
 
 
+# How a kernel pulls a member that is not elementwise at the index tuple idx of its value, keyed by
+# the primitive: its index map in C (an elementwise member is its primitive's expression)
+_PULLS = {
+    reshape: lambda body, eq, idx: body.value(eq.ins[0], _reshape_index(eq.ins[0].shape, eq.out.shape, idx)),
+    broadcast_to: lambda body, eq, idx: body.value(eq.ins[0], _broadcast_index(eq.ins[0], idx)),
+    transpose: lambda body, eq, idx: body.value(eq.ins[0], _transpose_index(eq.params["perm"], idx)),
+    getitem: lambda body, eq, idx: body.value(
+        eq.ins[0], _getitem_index(eq.ins[0].shape, eq.params["idx"], idx, body._position)),
+    take_along: _Body._take_along,
+    scatter: _Body._scatter,
+    concatenate: lambda body, eq, idx: body._cases(
+        eq.out.dtype, _concatenate_cases(eq.ins, eq.params["axis"], idx), None),
+    eye: lambda body, eq, idx: body._temp(
+        eq.out.dtype, f"({idx[1]} - {idx[0]} == {eq.params['k']}LL ? T(1.0) : T(0.0))"),
+    reduce_sum: lambda body, eq, idx: body._sum(eq.out.dtype, eq.ins[0], eq.params["axes"], eq.params["keepdims"], idx),
+}
+
+
 def _decided(cases, otherwise):
     """(cases, otherwise) with the cases whose condition is known false (at an unrolled index) dropped,
     and the first known true made the last case holding where the others do not."""
@@ -381,10 +404,6 @@ def inner_axes(region):
             math.prod(shape[len(shape) - k - 1:]) * len(region.equations) <= _UNROLLED_LINES:
         k += 1
     return k
-
-
-def _loop_size(region):
-    return math.prod(region.shape[:len(region.shape) - inner_axes(region)])
 
 
 def _digits(j, dims):
@@ -707,15 +726,3 @@ def _literal(value):
 def _key(a):
     return ("v", a.id) if isinstance(a, Var) else ("c", id(a))
 
-
-def _expression(eq, ops):
-    """The C expression of an elementwise equation over its operands' expressions."""
-    name = eq.prim.name
-    if name == "where":
-        return f"({ops[0]} ? T({ops[1]}) : T({ops[2]}))"
-    if name == "astype":
-        return f"T({ops[0]})"
-    row = ROWS[name]
-    if eq.out.dtype != bool:  # operands of mixed types (float, double) computed in the result's, as NumPy
-        ops = [f"T({o})" for o in ops]  # does: pow(float, double) and the templates' T are ambiguous
-    return row.primal.cuda(dict(zip(row.args, ops)))

@@ -2,8 +2,8 @@
 launches, and bytes moved to and from device memory.
 
 The count follows the replay's plan (gpuad/compiler/replay.py): a fusion region is one kernel, an add in
-place one, and each other step one CuPy call, which the table says how many kernels (or
-cuBLAS/cuSOLVER/CUB calls, memsets, copies) launches. Views launch nothing. Not counted: copies
+place one, and each other step one CuPy call, which its primitive's `launches` says how many
+kernels (or cuBLAS/cuSOLVER/CUB calls, memsets, copies) launches. Views launch nothing. Not counted: copies
 CuPy makes to lay out a non-contiguous operand that the model cannot see (a reshape of a
 transposed view), and one-time setup (compilation, the constants' transfer).
 
@@ -15,24 +15,9 @@ this is the traffic of a machine whose cache holds none of the step's data.
 """
 from math import prod
 
-from ..ops.contract import plan as contract_plan
+from .fusion import view
 from .program import Var
 from .replay import plan
-
-# primitive name -> launches per call; a callable takes the equation
-_LAUNCHES = {
-    "reshape": 0, "transpose": 0, "broadcast_to": 0,
-    "getitem": lambda eq: 0 if all(isinstance(i, (int, slice, type(None))) for i in eq.params["idx"]) else 1,
-    "scatter": 2,         # zeros, then the add at the positions
-    "index_add": 2, "index_set": 2,  # copy, then the update
-    "put_along": 3,       # zeros, the index grids, the scatter-add
-    "argsort": 3, "argpartition": 3,  # CUB radix sort passes (CuPy's argpartition sorts)
-    "solve": 4, "logabsdet": 4, "det_sign": 4,  # LU factorisation, solve or reductions, copies
-    "cholesky": 2,
-    "eigh": 4, "eig": 4, "svd": 4, "qr": 4,  # cuSOLVER's factorisation, its workspace and info, the packing copy
-    "lu": lambda eq: 3 * prod(eq.ins[0].shape[:-2]) + 1,  # cupyx's lu_factor, one matrix at a time
-    "contract": lambda eq: 1 + sum(_copies(eq)),
-}
 
 
 def _held(eq):
@@ -52,8 +37,10 @@ def count(program, fusion=True):
 def _launches(eq):
     if _held(eq) is not None:
         return _held(eq).per_call(count)
-    n = _LAUNCHES.get(eq.prim.name, 1)
-    return n(eq) if callable(n) else n
+    if view(eq):
+        return 0
+    n = eq.prim.launches
+    return n(eq.ins, **eq.params) if callable(n) else n
 
 
 def bytes_moved(program, fusion=True):
@@ -67,8 +54,9 @@ def bytes_moved(program, fusion=True):
             continue
         arrays = {id(a): a for a in step.ins if isinstance(a, Var) or hasattr(a, "nbytes")}.values()
         read, written = sum(map(_bytes, arrays)), sum(map(_bytes, step.outs))  # add_into: its target both
-        if step.kind == "eq" and step.node.prim.name == "contract":
-            read += 2 * sum(_bytes(a) for a, copy in zip(step.ins, _copies(step.node)) if copy)
+        if step.kind == "eq" and step.node.prim.copied is not None:  # each copy reads and writes its operand
+            copied = step.node.prim.copied(step.node.ins, **step.node.params)
+            read += 2 * sum(_bytes(a) for a, copy in zip(step.ins, copied) if copy)
         if step.kind == "eq" and _held(step.node) is not None:  # its operands once, its bodies per trip
             read += _held(step.node).per_call(bytes_moved)
         total += read + written
@@ -78,9 +66,3 @@ def bytes_moved(program, fusion=True):
 def _bytes(a):
     return prod(a.shape) * a.dtype.itemsize
 
-
-def _copies(eq):
-    """Operands of a contraction that must be transposed to (batch, free, summed) order in memory
-    before the GEMM (gpuad/ops/contract.py): each is one copy."""
-    arranged = contract_plan(eq.params["spec"], *(a.shape for a in eq.ins))
-    return [arranged[0] is not None, arranged[2] is not None]

@@ -33,13 +33,12 @@ import numpy as onp
 
 from .. import backends
 from ..core import Tracer
-from ..ops import MOVES
-from ..ops.table import ROWS
+from ..ops.elementwise import add
+from ..ops.indexing import scatter
 from .program import Var
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool")))  # dtypes, not names: names are slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
-VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "getitem"})  # results may share an argument's memory
 # The most members a region has: a compiler's time grows faster than a function's length (one
 # region of 2,600 members took g++ 30 s, the same members in regions of 128 or less 1.4 s), and a
 # longer region saves little more than the passes over memory between its pieces.
@@ -62,9 +61,6 @@ _GATHERED = {"cupy": inf, "numpy": _SUMMED}
 # strides through memory, where NumPy adds whole rows at a time (the mean over the first axis of
 # (256, 64, 128): 30 ms fused against 23 ms by NumPy).
 _ACROSS_ROWS = {"cupy": True, "numpy": False}
-# arithmetic this cheap may be redone twice as often
-_CHEAP = frozenset({"add", "subtract", "multiply", "negative", "square", "where", "astype"})
-_FREE = VIEWS | {"eye", "take_along"}  # index arithmetic and loads alone: redone wherever read
 
 
 class Region:
@@ -99,35 +95,29 @@ def _readable(a):
 
 def fusible(eq, backend="cupy"):
     """Whether an equation can be part of a region's kernel planned for `backend`."""
-    name = eq.prim.name
+    prim = eq.prim
     if eq.out.dtype not in _C_DTYPES or not prod(eq.out.shape):
         return False
-    data = eq.ins[:1] if name == "take_along" else eq.ins
-    if not all(map(_readable, data)):
+    positions = _positions_of(eq)
+    if not all(_readable(a) for a in eq.ins if not any(a is p for p, _ in positions)):
         return False
-    if max(_gathered_axes(eq), default=0) > _GATHERED[backend]:
+    if max((n for _, n in positions), default=0) > _GATHERED[backend]:
         return False
-    if name == "take_along":
-        return _positions(eq.ins[1], eq.ins[0].shape[eq.params["axis"]])
-    if name == "getitem":
-        return all(basic(i) or _positions(i, n) for i, n in _indexed_axes(eq.params["idx"], eq.ins[0].shape))
-    if name == "scatter":  # at index arrays, a pull only where no two elements land on one position
-        items = eq.params["idx"]
-        return all(map(basic, items)) or (all(basic(i) or _positions(i, n) for i, n in _indexed_axes(
-            items, eq.params["shape"])) and _landings(eq) is not None)
-    if name in MOVES:
+    if not all(_positions(p, n) for p, n in positions):
+        return False
+    if prim.scatters and positions and _landings(eq) is None:  # a pull only where no two elements meet
+        return False
+    if prim.moves or positions:
         return True
     if eq.out.dtype.name == "bool":
         return False
-    if name == "eye":  # its elements come from the indices
+    if prim.entries is not None:  # its elements come from the indices
         return True
-    if name == "reduce_sum":  # each output element sums its own elements: enough of them to run in parallel
+    if prim.reduction == "add":  # each output element sums its own elements: enough of them to run in parallel
         n = prod(eq.ins[0].shape[a] for a in eq.params["axes"])
         return n <= _SUMMED or (prod(eq.out.shape) >= _PARALLEL[backend] and
                                 (_ACROSS_ROWS[backend] or _along_rows(eq.ins[0].shape, eq.params["axes"])))
-    if name in ROWS:
-        return _renders(ROWS[name])
-    return name in ("where", "astype")
+    return prim.expression is not None
 
 
 def _along_rows(shape, axes):
@@ -139,34 +129,18 @@ def _along_rows(shape, axes):
 def view(eq):
     """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
     broadcast, a getitem at ints and slices; not a gather, which copies)."""
-    return eq.prim.name in VIEWS and (eq.prim.name != "getitem" or all(map(basic, eq.params["idx"])))
+    return eq.prim.view is not None and eq.prim.view(**eq.params)
 
 
-def basic(i):
-    """An index the kernels map statically: an int, a slice, or None (a new unit axis)."""
-    return i is None or isinstance(i, slice) or (isinstance(i, (int, onp.integer)) and not isinstance(i, bool))
-
-
-def _indexed_axes(items, shape):
-    """(item, length of the axis it indexes) for the items of an index that take an axis (not None)."""
-    return zip([i for i in items if i is not None], shape)
-
-
-def _gathered_axes(eq):
-    """The lengths of the axes an equation gathers (or scatters) along at index arrays."""
-    if eq.prim.name == "take_along":
-        return [eq.ins[0].shape[eq.params["axis"]]]
-    if eq.prim.name in ("getitem", "scatter"):
-        shape = eq.ins[0].shape if eq.prim.name == "getitem" else eq.params["shape"]
-        return [n for i, n in _indexed_axes(eq.params["idx"], shape) if not basic(i)]
-    return []
+def _positions_of(eq):
+    """(index array, length of its axis) for the positions a gather reads at or a scatter writes at."""
+    return eq.prim.positions(eq.ins, **eq.params) if eq.prim.positions is not None else []
 
 
 def _landings(eq):
     """Where a scatter at index arrays puts each element of their broadcast block: its flat
     position over the axes the arrays index; None where two land on one (they add up)."""
-    arrays = [(backends.current().to_numpy(i), n) for i, n in _indexed_axes(eq.params["idx"], eq.params["shape"])
-              if not basic(i)]
+    arrays = [(backends.current().to_numpy(i), n) for i, n in _positions_of(eq)]
     block = onp.broadcast_shapes(*(a.shape for a, _ in arrays))
     flat = onp.ravel_multi_index([onp.broadcast_to(a % n, block) for a, n in arrays], [n for _, n in arrays])
     return flat.ravel() if onp.bincount(flat.ravel()).max() <= 1 else None
@@ -175,7 +149,7 @@ def _landings(eq):
 def _inverse(eq):
     """A scatter's positions inverted, as a backend array over the axes its arrays index: the
     flat position in their block of the element landing there, or -1."""
-    dims = _gathered_axes(eq)
+    dims = [n for _, n in _positions_of(eq)]
     landings = _landings(eq)
     inverse = onp.full(prod(dims), -1, onp.int64)
     inverse[landings] = onp.arange(landings.size)
@@ -188,14 +162,6 @@ def _positions(p, n):
     if p.dtype not in _INDEX_DTYPES or not prod(p.shape):
         return False
     return isinstance(p, Var) or bool(((p >= -n) & (p < n)).all())
-
-
-def _renders(row):
-    try:
-        row.primal.cuda()
-        return True
-    except ValueError:  # a function the kernels have no spelling for
-        return False
 
 
 def fuse(program, backend=None, apart=(), limit=MEMBERS):
@@ -243,7 +209,7 @@ def _index_made(program, backend):
     seed, its slices and shifts, their scalar multiples. Each region reading one makes it itself."""
     free = set()
     for eq in program.equations:
-        if eq.prim.name != "reduce_sum" and fusible(eq, backend) and \
+        if eq.prim.reduction is None and fusible(eq, backend) and \
                 all(a in free if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
             free.add(eq.out)
     return free
@@ -280,8 +246,8 @@ def _readers(program):
 def _adds_a_scatter(eq, made_by, backend):
     """An add of a scatter at index arrays left out of regions: the replay adds it in place at its
     positions instead."""
-    return eq.prim.name == "add" and any(
-        isinstance(a, Var) and a in made_by and made_by[a].prim.name == "scatter" and not fusible(made_by[a], backend)
+    return eq.prim is add and any(
+        isinstance(a, Var) and a in made_by and made_by[a].prim is scatter and not fusible(made_by[a], backend)
         for a in eq.ins)
 
 
@@ -297,7 +263,7 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, repeats):
     n = prod(eq.out.shape)
     # a view, a seed or a gather only loads or makes from indices: free to redo (a gather loads its
     # position too); a scalar is one value wherever it is read (once per element)
-    if eq.prim.name not in _FREE and n > 1 and times > repeats * n * (2 if eq.prim.name in _CHEAP else 1):
+    if eq.prim.recompute != "free" and n > 1 and times > repeats * n * (2 if eq.prim.recompute == "cheap" else 1):
         return None
     target = regions[0]
     if not steps.fits(*(r.equations for r in regions), [eq]):
@@ -314,7 +280,7 @@ def _evaluations(v, readers, evaluations):
     it at the same index (once per element of theirs), every other reader at an index of its own."""
     at = {}
     for c in readers:
-        key = ("same", c.out.shape) if c.prim.name in ROWS or c.prim.name in ("where", "astype") else id(c)
+        key = ("same", c.out.shape) if c.prim.elementwise else id(c)
         at[key] = max(at.get(key, 0), evaluations[c.out] * _share(c, v))
     return sum(at.values())
 
@@ -322,7 +288,7 @@ def _evaluations(v, readers, evaluations):
 def _share(reader, v):
     """The fraction of its evaluations in which reader evaluates v: a scatter or concatenation
     reads each input only where it lands, a sum each element once."""
-    if reader.prim.name in ("scatter", "concatenate", "reduce_sum"):
+    if reader.prim.reads_each_once:
         return prod(v.shape) / prod(reader.out.shape)
     return 1.0
 
@@ -473,7 +439,7 @@ def _connect(program, regions, region_of):
         inside = {eq.out for eq in r.equations}
         seen = set()
         for eq in r.equations:
-            if eq.prim.name == "scatter" and not all(map(basic, eq.params["idx"])):
+            if eq.prim.scatters and _positions_of(eq):
                 r.inverses[eq.out] = _inverse(eq)
             for a in _operands(eq, r):
                 if isinstance(a, (bool, int, float)) or (isinstance(a, Var) and a in inside):
@@ -490,11 +456,11 @@ def _connect(program, regions, region_of):
 
 
 def _operands(eq, region):
-    """What an equation's kernel code reads: its inputs, a getitem's index arrays, and a scatter's
-    inverted positions."""
-    if eq.prim.name == "getitem":
-        return list(eq.ins) + [i for i in eq.params["idx"] if not basic(i)]
-    return list(eq.ins) + ([region.inverses[eq.out]] if eq.out in region.inverses else [])
+    """What an equation's kernel code reads: its inputs, a gather's positions (a getitem's index
+    arrays), and a scatter's inverted positions."""
+    if eq.out in region.inverses:
+        return list(eq.ins) + [region.inverses[eq.out]]
+    return list(eq.ins) + [p for p, _ in _positions_of(eq) if not any(p is a for a in eq.ins)]
 
 
 def _uniform(c):

@@ -21,14 +21,11 @@ import warnings
 from typing import NamedTuple
 
 from ..core import held_bytes
-from ..ops.table import ROWS
 from .fusion import view
 from .program import Var
 
 _HELD = 16 << 20  # the most bytes one graph may hold from call to call
 _SAVED = 2  # a run is captured when it saves at least this many host-side launches
-
-_ELEMENTWISE = frozenset(ROWS) | {"where", "astype"}
 
 
 def wanted():
@@ -51,7 +48,7 @@ def capturable(step):
     """Whether a step's work is kernels CuPy can capture: nothing synchronises or calls cuBLAS."""
     if step.kind in ("region", "add_into"):
         return True
-    return step.kind == "eq" and (view(step.node) or step.node.prim.name in _ELEMENTWISE)
+    return step.kind == "eq" and (view(step.node) or step.node.prim.elementwise)
 
 
 def _launches(step):

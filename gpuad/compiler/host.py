@@ -31,6 +31,7 @@ from .codegen import host_sources
 SPLIT_FROM = 100_000  # characters of source past which it is compiled in parts, one per core
 MAX_PARTS = 8  # compiler processes at once (each may take a GiB on a large program)
 _loaded = {}      # source hash -> ctypes.CDLL
+_timed_out = set()  # source hashes whose build ran past $GPUAD_COMPILE_TIMEOUT
 _warned = []
 _warned_cache = []
 
@@ -102,12 +103,22 @@ def library(kernels):
     lib = _loaded.get(key)
     if lib is None:
         parts = min(_cores(), MAX_PARTS) if len(body) > SPLIT_FROM else 1
-        lib = _load(f"gpuad_{key}.so", lambda path: _build(*host_sources(kernels, OFFSETS, parts), path))
+        lib = _load(f"gpuad_{key}.so", lambda path: _build(*host_sources(kernels, OFFSETS, parts), path, key))
         if lib is None:
             return None
         lib.gpuad_init(ctypes.c_void_p(id(numpy.ndarray)), _thread_pool())
         _loaded[key] = lib
     return lib
+
+
+def loaded(kernels):
+    """The library of these kernels where this process has loaded it already, else None (no build)."""
+    return _loaded.get(_key(*host_sources(kernels, OFFSETS))) if OFFSETS is not None else None
+
+
+def timed_out(kernels):
+    """Whether building these kernels' library ran past $GPUAD_COMPILE_TIMEOUT in this process."""
+    return OFFSETS is not None and _key(*host_sources(kernels, OFFSETS)) in _timed_out
 
 
 def _load(name, build):
@@ -209,11 +220,11 @@ class _TimedOut(Exception):
     pass
 
 
-def _build(head, bodies, path):
+def _build(head, bodies, path, key):
     """Compile the sources (head + each body) side by side, one compiler process each, and link
     them into path (in a workspace of path's folder, then moved there by cache.install). False,
-    having warned, where the compiler fails or takes longer than $GPUAD_COMPILE_TIMEOUT;
-    OSError where the folder cannot take the files."""
+    having warned, where the compiler fails or takes longer than $GPUAD_COMPILE_TIMEOUT (then
+    `key` is recorded for `timed_out`); OSError where the folder cannot take the files."""
     cxx = compiler()
     if cxx is None:
         _warn_once("no C++ compiler found (set CXX, or install g++)")
@@ -242,6 +253,7 @@ def _build(head, bodies, path):
                     cache.install(out, path)  # a concurrent process sees the whole file or none
                     return True
     except _TimedOut:
+        _timed_out.add(key)
         _warn_once(f"{cxx} took longer than GPUAD_COMPILE_TIMEOUT ({cache.compile_timeout():g} s) to compile the "
                    "fused kernels (set it higher for large programs)")
         return False

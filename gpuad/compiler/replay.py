@@ -19,7 +19,9 @@ import numpy as onp
 from .. import backends
 from ..chunking import CHECK_FROM, install_plan_check, size_text
 from ..kernels import builds
-from ..ops.indexing import add_at
+from ..ops.elementwise import add
+from ..ops.indexing import add_at, scatter
+from ..ops.shape import reshape
 from . import codegen, graphs
 from .fusion import MEMBERS, Region, fuse, view
 from .program import Var, program_so_far
@@ -152,7 +154,7 @@ def peak_bytes(program, steps):
     for s in steps:
         shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and view(s.node))
         if shares and s.kind == "eq":
-            if s.node.prim.name != "reshape":
+            if s.node.prim is not reshape:
                 strided.update(s.outs)
             elif isinstance(s.ins[0], Var) and s.ins[0] in strided:
                 shares = False
@@ -263,12 +265,16 @@ def _region_runners(kernels, be, private):
         from ..kernels.launch import region_launcher
         return _each_built(kernels, region_launcher)
     from . import host
-    lib = host.library(list(kernels.values()))
-    if lib is None and len(kernels) > 1 and host.compiler() is not None:  # which of them fail, alone?
-        _each_built(kernels, lambda k: host.library([k]) or _refused(k.name))
-    if lib is None:
-        return None
-    return {r: host.launcher(lib, k, private) for r, k in kernels.items()}
+    singles = {r: host.loaded([k]) for r, k in kernels.items()}  # left by a probe below, before a re-plan
+    if not all(singles.values()):
+        lib = host.library(list(kernels.values()))
+        if lib is not None:
+            return {r: host.launcher(lib, k, private) for r, k in kernels.items()}
+        if len(kernels) == 1 or host.compiler() is None or host.timed_out(list(kernels.values())):
+            return None  # a probe after a timeout would give each region a timeout of its own
+        # Which of them fail, alone? (_Refused names them; where none does, their libraries serve)
+        singles = _each_built(kernels, lambda k: host.library([k]) or _refused(k.name))
+    return {r: host.launcher(singles[r], k, private) for r, k in kernels.items()}
 
 
 def _each_built(kernels, build):
@@ -337,7 +343,7 @@ def _in_place(program, steps):
     keep = {o for o in program.outs if isinstance(o, Var)}
     out, skip = [], set()
     for step in steps:
-        if step.kind == "eq" and step.node.prim.name == "add":
+        if step.kind == "eq" and step.node.prim is add:
             step = _accumulate(step, producer, uses, owned, keep, skip)
         out.append(step)
     return [s for s in out if not set(s.outs) & skip]
@@ -351,7 +357,7 @@ def _accumulate(step, producer, uses, owned, keep, skip):
                 and target.shape == eq.out.shape and target.dtype == eq.out.dtype):
             continue
         src = producer.get(other) if isinstance(other, Var) else None
-        if src is not None and src.prim.name == "scatter" and uses[other] == 1 and other not in keep \
+        if src is not None and src.prim is scatter and uses[other] == 1 and other not in keep \
                 and src.params["shape"] == eq.out.shape and src.ins[0].dtype == eq.out.dtype:
             skip.add(other)
             return Step("add_at_into", eq, [target, src.ins[0]], [eq.out], src.params["idx"])

@@ -40,11 +40,8 @@ def nonzeros(v, made, to_numpy):
     eq = made.get(v)
     if eq is None:
         return None
-    if eq.prim.name == "eye":
-        p = eq.params
-        lo = max(0, -p["k"])
-        rows = onp.arange(lo, max(lo, min(p["rows"], p["cols"] - p["k"])))
-        return NonZeros((rows, rows + p["k"]), onp.ones(len(rows), p["dtype"]), (p["rows"], p["cols"]))
+    if eq.prim.entries is not None:
+        return NonZeros(*eq.prim.entries(**eq.params))
     var = type(v)
     inner = [a for a in eq.ins if isinstance(a, var)]
     nz = nonzeros(inner[0], made, to_numpy) if len(inner) == 1 else None
@@ -85,25 +82,19 @@ def contract(nz, other, spec, seed_first, out_shape, out_dtype):
 def fold(eq, to_numpy):
     """eq evaluated where some of its arguments are NonZeros: NonZeros, a dense NumPy array, or
     None where no rule applies (the caller makes them dense)."""
-    name, shape, args = eq.prim.name, tuple(eq.out.shape), eq.ins
+    prim, shape, args = eq.prim, tuple(eq.out.shape), eq.ins
     k = next(j for j, a in enumerate(args) if isinstance(a, NonZeros))
     nz = args[k]
-    if k == 0 and name in _RULES:
-        return _RULES[name](nz, eq)
-    if name in ("negative", "astype"):
-        return NonZeros(nz.coords, (-nz.values if name == "negative" else nz.values).astype(eq.out.dtype), nz.shape)
-    if name in ("multiply", "divide") and not (name == "divide" and k) and nz.shape == shape and nz.coords:
-        other = args[1 - k]
-        if isinstance(other, NonZeros):
-            return None
-        other = onp.broadcast_to(to_numpy(other) if hasattr(other, "shape") else onp.asarray(other), shape)
-        values = nz.values * other[nz.coords] if name == "multiply" else nz.values / other[nz.coords]
-        return NonZeros(nz.coords, values.astype(eq.out.dtype), shape)
-    if name == "where" and k and _scalar(args[0]) and not isinstance(args[0], NonZeros):
+    if k == 0 and prim.coords is not None:  # data movement: the entries moved
+        moved = prim.coords(nz, shape, _MOST, **eq.params)
+        return None if moved is None else NonZeros(moved[0], nz.values[moved[1]], shape)
+    if prim.elementwise and (prim.zero_where == "any" or (prim.zero_where == "first" and k == 0)):
+        return _at_entries(eq, k, to_numpy)
+    if prim.zero_where == "selected" and k and _scalar(args[0]) and not isinstance(args[0], NonZeros):
         picked = args[1] if bool(args[0]) else args[2]
         return picked._replace(values=picked.values.astype(eq.out.dtype)) \
             if isinstance(picked, NonZeros) and picked.shape == shape else None
-    if name == "reduce_sum":
+    if prim.reduction == "add":
         axes, keepdims = eq.params["axes"], eq.params["keepdims"]
         out = onp.zeros(shape, eq.out.dtype)
         zero = onp.zeros(len(nz.values), onp.int64)
@@ -117,61 +108,18 @@ def fold(eq, to_numpy):
     return None
 
 
+def _at_entries(eq, k, to_numpy):
+    """An elementwise eq that is zero where its argument k (the NonZeros) is: evaluated at the
+    entries alone, its other arguments (dense) read at their places."""
+    nz, shape, others = eq.ins[k], tuple(eq.out.shape), eq.ins[:k] + eq.ins[k + 1:]
+    if others and not (nz.shape == shape and nz.coords) or any(isinstance(a, NonZeros) for a in others):
+        return None
+    operands = [nz.values if j == k else
+                onp.broadcast_to(to_numpy(a) if hasattr(a, "shape") else onp.asarray(a), shape)[nz.coords]
+                for j, a in enumerate(eq.ins)]
+    values = onp.asarray(eq.prim.impl_on(onp, **eq.params)(*operands))
+    return NonZeros(nz.coords, values.astype(eq.out.dtype), shape)
+
+
 def _scalar(a):
     return isinstance(a, (bool, int, float, complex)) or (hasattr(a, "shape") and a.shape == ())
-
-
-def _reshaped(nz, eq):
-    flat = onp.ravel_multi_index(nz.coords, nz.shape) if nz.shape else onp.zeros(len(nz.values), onp.int64)
-    shape = tuple(eq.out.shape)
-    return NonZeros(onp.unravel_index(flat, shape) if shape else (), nz.values, shape)
-
-
-def _transposed(nz, eq):
-    perm = eq.params["perm"]
-    return NonZeros(tuple(nz.coords[k] for k in perm), nz.values, tuple(nz.shape[k] for k in perm))
-
-
-def _broadcast(nz, eq):
-    shape = tuple(eq.out.shape)
-    lead = len(shape) - len(nz.shape)
-    old = (1,) * lead + nz.shape
-    grow = [k for k, (m, n) in enumerate(zip(old, shape)) if m == 1 and n != 1]
-    count = len(nz.values) * int(onp.prod([shape[k] for k in grow]))
-    if count > _MOST:
-        return None
-    coords = [onp.zeros(len(nz.values), onp.int64)] * lead + list(nz.coords)
-    grid = onp.indices([len(nz.values)] + [shape[k] for k in grow]).reshape(len(grow) + 1, -1)
-    coords = [c[grid[0]] for c in coords]
-    for j, k in enumerate(grow):
-        coords[k] = grid[j + 1]
-    return NonZeros(tuple(coords), nz.values[grid[0]], shape)
-
-
-def _sliced(nz, eq):
-    """A getitem at ints, slices and new axes (anything else: None)."""
-    items = list(eq.params["idx"])
-    keep = onp.ones(len(nz.values), bool)
-    coords, shape, axis = [], [], 0
-    for item in items:
-        if item is None:
-            coords.append(onp.zeros(len(nz.values), onp.int64))
-            shape.append(1)
-            continue
-        n, c = nz.shape[axis], nz.coords[axis]
-        axis += 1
-        if isinstance(item, slice):
-            start, stop, step = item.indices(n)
-            keep &= ((c - start) % step == 0) & ((c >= start) & (c < stop) if step > 0 else (c <= start) & (c > stop))
-            coords.append((c - start) // step)
-            shape.append(len(range(start, stop, step)))
-        elif isinstance(item, (int, onp.integer)) and not isinstance(item, bool):
-            keep &= c == item % n
-        else:
-            return None
-    coords += list(nz.coords[axis:])
-    shape += list(nz.shape[axis:])
-    return NonZeros(tuple(c[keep] for c in coords), nz.values[keep], tuple(shape))
-
-
-_RULES = {"reshape": _reshaped, "transpose": _transposed, "broadcast_to": _broadcast, "getitem": _sliced}

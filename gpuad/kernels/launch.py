@@ -6,6 +6,7 @@ CuPy compiles it with NVRTC at its first launch on a device and caches the binar
 import cupy
 import numpy
 
+from . import index32
 from .plan import jvp_launch, launch_config, vjp_launch
 from .source import every_kernel, kernel_name, render
 
@@ -52,25 +53,35 @@ def warm():
 _regions = {}  # kernel name -> cupy.RawKernel
 
 
-def region_launcher(kernel):
-    """A function (*arrays) -> outputs running one fusion region's kernel (gpuad/compiler/codegen.py)."""
-    raw = _regions.get(kernel.name)
+def _region_kernel(text, name):
+    raw = _regions.get(name)
     if raw is None:
-        raw = cupy.RawKernel(kernel.text, kernel.name)
+        raw = cupy.RawKernel(text, name)
         raw.compile()  # now, so that a kernel that cannot build fails while the replay is planned
-        _regions[kernel.name] = raw
-    (gx, _), block = launch_config(kernel.size)
+        _regions[name] = raw
+    return raw
+
+
+def region_launcher(kernel):
+    """A function (*arrays) -> outputs running one fusion region's kernel (gpuad/compiler/codegen.py):
+    its 32-bit index variant where the arrays' offsets allow (index32.py), else the 64-bit one."""
+    narrow = index32.applies(kernel)
+    first = _region_kernel(*index32.first(kernel))
+    (gx, _), block = launch_config(kernel.size * kernel.lanes)  # a warp per element where its sums split
     n = numpy.int64(kernel.size)
     outs = [(v.shape, v.dtype) for v in kernel.outs]
 
     def run(*arrays):
+        arrays = [a if a.data.ptr % a.itemsize == 0 and all(s % a.itemsize == 0 for s in a.strides)
+                  else cupy.ascontiguousarray(a) for a in arrays]  # a kernel reads whole, aligned items
+        small = narrow and index32.farthest(arrays, kernel.axes) < index32.LIMIT
+        index = numpy.int32 if small else numpy.int64
         args = []
         for a, along in zip(arrays, kernel.axes):
-            if a.data.ptr % a.itemsize or any(s % a.itemsize for s in a.strides):
-                a = cupy.ascontiguousarray(a)  # a kernel reads whole, aligned items (strides in items)
             args.append(a)
-            args += [numpy.int64(a.strides[d] // a.itemsize) for d in along]
+            args += [index(a.strides[d] // a.itemsize) for d in along]
         results = [cupy.empty(s, d) for s, d in outs]
-        raw((gx,), block, tuple(args + results + [n]))
+        raw = first if small or not narrow else _region_kernel(kernel.text, kernel.name)
+        raw((gx,), block, tuple(args + results + [index(n)]))
         return results
     return run

@@ -4,6 +4,7 @@ CuPy's own compile path asks the device for its architecture, so this calls the 
 bindings CuPy ships (cupy_backends.cuda.libs.nvrtc, library from the nvidia-cuda-nvrtc wheel).
 """
 from .builds import each
+from .index32 import first
 
 
 class CompileError(Exception):
@@ -38,7 +39,8 @@ def compile_ptx(text, name, arch=None):
 
 
 def compile_cuda(kernels, arch=ARCH):
-    """NVRTC on each kernel, several at once: [(kernel, error or None)]."""
+    """NVRTC on each region kernel (the variant its launcher builds first: index32.first), several
+    at once: [(kernel, error or None)]."""
     def one(k):
-        compile_ptx(k.text, k.name, arch)
+        compile_ptx(*first(k), arch)
     return [(k, e) for k, e in zip(kernels, each(one, kernels, CompileError))]

@@ -104,9 +104,33 @@ def _dtype(values, xp):
 
 def _plain(p, ys, dtype, xp):
     """(code, kernel arguments) of an argument without a derivative in this call: a scalar by
-    value, one element read with stride 0, or an array of the output's shape with stride 1."""
+    value, or an array read in place where it is broadcast to the output (`broadcast`)."""
     if not isinstance(p, xp.ndarray):
         return "s", [dtype.type(p)]
-    if p.size == 1:
-        return "a", [p, numpy.int64(0)]
-    return "a", [xp.ascontiguousarray(xp.broadcast_to(p, ys)), numpy.int64(1)]
+    q, r = broadcast(numpy.shape(p), ys)
+    if r is None:  # broadcast along axes apart: a copy at the output's shape
+        p, q, r = xp.broadcast_to(p, ys), 1, 0
+    return "a", [p if r == 1 else xp.ascontiguousarray(p), numpy.int64(q), numpy.int64(r)]
+
+
+def broadcast(shape, ys):
+    """(q, r) by which an array of `shape`, C-contiguous, is read at element i of an output of
+    shape ys it broadcasts to (gpuad_broadcast in kernels/gpuad_math.cuh): (1, 0) where it has the
+    output's shape, (1, 1) for one element, else element i // q % r where its axes longer than 1
+    are one run of ys's axes (a bias over the leading axes, a column over the trailing ones) and the
+    output has fewer than 2^32 elements (the kernel divides in 32 bits); (1, None) where not (the
+    caller copies it).
+
+    >>> broadcast((4,), (3, 4)), broadcast((3, 1), (3, 4)), broadcast((3, 1, 5), (3, 4, 5))
+    ((1, 4), (4, 3), (1, None))
+    """
+    shape = (1,) * (len(ys) - len(shape)) + tuple(shape)
+    if shape == tuple(ys):
+        return 1, 0
+    along = [k for k, d in enumerate(shape) if d != 1]
+    if not along:
+        return 1, 1
+    a, b = along[0], along[-1] + 1
+    if any(shape[k] != ys[k] for k in range(a, b)) or math.prod(ys) >= 2 ** 32:
+        return 1, None
+    return math.prod(ys[b:]), math.prod(ys[a:b])

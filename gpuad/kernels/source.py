@@ -86,14 +86,14 @@ def render(row, mode, variant, dtype):
 def _param(code, v):
     if code == "s":
         return f"const T {v}"
-    second = f"const T* __restrict__ t_{v}" if code == "t" else f"const long long s_{v}"
+    second = f"const T* __restrict__ t_{v}" if code == "t" else f"const long long q_{v}, const long long r_{v}"
     return f"const T* __restrict__ p_{v}, {second}"
 
 
 def _load(code, v):
-    """Read argument v for element i; a/n arguments may be one element broadcast (stride 0)."""
-    return {"t": f"const T {v} = p_{v}[i];", "a": f"const T {v} = p_{v}[i * s_{v}];",
-            "n": f"const T {v} = p_{v}[i * s_{v}];", "s": None}[code]
+    """Read argument v for element i; a/n arguments may be broadcast (plan.py's (q, r))."""
+    broadcast = f"const T {v} = p_{v}[gpuad_broadcast(i, q_{v}, r_{v})];"
+    return {"t": f"const T {v} = p_{v}[i];", "a": broadcast, "n": broadcast, "s": None}[code]
 
 
 def _lines(lines, indent=" " * 8):

@@ -125,3 +125,15 @@ def _masks(other, letters):
 
 
 contract.pattern = _contract_pattern
+
+
+# ---------------------------------------------------------------- compiler rules (gpuad/compiler/)
+def _copied(args, spec):
+    """Which operands are transposed to (batch, free, summed) order in memory before the GEMM."""
+    arranged = plan(spec, *(shape(a) for a in args))
+    return [arranged[0] is not None, arranged[2] is not None]
+
+
+contract.copied = _copied
+contract.launches = lambda args, spec: 1 + sum(_copied(args, spec))
+contract.zero_where = "any"

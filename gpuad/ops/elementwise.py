@@ -222,3 +222,32 @@ where.pattern = patterns.select
 astype.pattern = patterns.cast
 for _prim in (real, imag, conj):
     _prim.pattern = patterns.elementwise
+
+
+# ---------------------------------------------------------------- compiler rules (gpuad/compiler/)
+def _row_expression(row):
+    """A row's C expression over its operands' expressions, or None where the kernels have no
+    spelling for one of its functions."""
+    try:
+        row.primal.cuda()
+    except ValueError:
+        return None
+
+    def expression(operands, out_dtype):
+        if out_dtype.kind != "b":  # operands of mixed types (float, double) computed in the result's, as NumPy
+            operands = [f"T({o})" for o in operands]  # does: pow(float, double) and the templates' T are ambiguous
+        return row.primal.cuda(dict(zip(row.args, operands)))
+    return expression
+
+
+for _row, _prim in zip(ROWS.values(), PRIMS.values()):
+    _prim.elementwise, _prim.expression = True, _row_expression(_row)
+where.elementwise = astype.elementwise = True
+where.expression = lambda operands, out_dtype: f"({operands[0]} ? T({operands[1]}) : T({operands[2]}))"
+astype.expression = lambda operands, out_dtype: f"T({operands[0]})"
+for _prim in (add, subtract, multiply, negative, PRIMS["square"], where, astype):
+    _prim.recompute = "cheap"
+multiply.zero_where = "any"
+add.zero_where = subtract.zero_where = "all"
+divide.zero_where = negative.zero_where = astype.zero_where = "first"
+where.zero_where = "selected"

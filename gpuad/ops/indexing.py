@@ -270,3 +270,49 @@ index_add.pattern = _index_add_pattern
 take_along.pattern = _take_pattern
 put_along.pattern = _put_pattern
 argsort.pattern = argpartition.pattern = patterns.none
+
+
+# ---------------------------------------------------------------- compiler rules (gpuad/compiler/)
+def basic(i):
+    """An index item the kernels map statically: an int, a slice, or None (a new unit axis)."""
+    return i is None or isinstance(i, slice) or (isinstance(i, (int, onp.integer)) and not isinstance(i, bool))
+
+
+def _arrays(items, axes):
+    """(index array, length of the axis it indexes) for the items of an index that are arrays."""
+    return [(i, n) for i, n in zip([i for i in items if i is not None], axes) if not basic(i)]
+
+
+def _sliced_coords(entries, out_shape, most, idx):
+    """A getitem at ints, slices and new axes keeps the entries inside them (anything else: None)."""
+    keep = onp.ones(len(entries.values), bool)
+    coords, axis = [], 0
+    for item in idx:
+        if item is None:
+            coords.append(onp.zeros(len(entries.values), onp.int64))
+            continue
+        n, c = entries.shape[axis], entries.coords[axis]
+        axis += 1
+        if isinstance(item, slice):
+            start, stop, step = item.indices(n)
+            keep &= ((c - start) % step == 0) & ((c >= start) & (c < stop) if step > 0 else (c <= start) & (c > stop))
+            coords.append((c - start) // step)
+        elif basic(item):
+            keep &= c == item % n
+        else:
+            return None
+    return tuple(c[keep] for c in coords + list(entries.coords[axis:])), keep
+
+
+for _prim in (getitem, scatter, concatenate):
+    _prim.moves = True
+getitem.view = lambda idx: all(map(basic, idx))
+getitem.recompute = take_along.recompute = "free"
+getitem.positions = lambda args, idx: _arrays(idx, shape(args[0]))
+getitem.coords = _sliced_coords
+take_along.positions = lambda args, axis: [(args[1], shape(args[0])[axis])]
+scatter.positions = lambda args, idx, **params: _arrays(idx, params["shape"])
+scatter.scatters = scatter.reads_each_once = concatenate.reads_each_once = True
+scatter.launches = index_add.launches = index_set.launches = 2  # zeros or a copy, then the update at the positions
+put_along.launches = 3  # zeros, the index grids, the scatter-add
+argsort.launches = argpartition.launches = 3  # CUB radix sort passes (CuPy's argpartition sorts)

@@ -547,16 +547,13 @@ qr.complex_ready = True
 # ---------------------------------------------------------------- lu
 def _lu_impl(a):
     """scipy.linalg.lu_factor's (lu, piv), packed [lu; piv] (..., n + 1, n): the pivots are small
-    integers, exact in floating point. A stack is factorised matrix by matrix, as cupyx's
-    lu_factor takes one matrix at a time. No check that a is finite (NaNs propagate, as in JAX):
-    on CuPy it is a reduction read back, a host synchronisation per matrix."""
-    factor = backends.scipy_functions(xp(), "linalg", ("lu_factor",))["lu_factor"]
-    n = a.shape[-1]
-    flat = a.reshape((-1, n, n))
-    packed = xp().empty((flat.shape[0], n + 1, n), dtype=a.dtype)
-    for k, m in enumerate(flat):
-        packed[k, :n], packed[k, n] = factor(m, check_finite=False)
-    return packed.reshape(a.shape[:-2] + (n + 1, n))
+    integers, exact in floating point. The backend factorises the stack (CuPy: in one batched
+    call, NumPy: matrix by matrix). No check that a is finite (NaNs propagate, as in JAX): on
+    CuPy it is a reduction read back, a host synchronisation."""
+    lu_, piv = backends.current().lu_factor(a)
+    packed = xp().empty(a.shape[:-2] + (a.shape[-1] + 1, a.shape[-1]), dtype=a.dtype)
+    packed[..., :-1, :], packed[..., -1, :] = lu_, piv
+    return packed
 
 
 def _masks(n, like):
@@ -643,3 +640,21 @@ det_sign.pattern = svd_complement.pattern = patterns.none
 # The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).
 for _factorisation in (eigh, eig, svd, qr, lu, pinv):
     _factorisation.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
+
+
+# ---------------------------------------------------------------- launches on CuPy (gpuad/compiler/cost.py)
+solve.launches = logabsdet.launches = det_sign.launches = 4  # LU factorisation, solve or reductions, copies
+cholesky.launches = 2
+for _factorisation in (eigh, eig, svd, qr):  # cuSOLVER's factorisation, its workspace and info, the packing copy
+    _factorisation.launches = 4
+
+
+def _lu_launches(args):
+    """CuPy's batched LU (backends/cupy.py): the transposed copy, the pointer array, one
+    getrfBatched, the pivots made 0-based and the packing (2); cuSOLVER's getrf matrix by
+    matrix (a workspace and a call each) where the matrices are large and few, as CuPy chooses."""
+    batch, n = math.prod(shape(args[0])[:-2]), shape(args[0])[-1]
+    return 6 if batch * 65536 >= n * n else 4 + 2 * batch
+
+
+lu.launches = _lu_launches

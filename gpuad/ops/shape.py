@@ -5,6 +5,8 @@ extra leading axis, and its `adjoint` on a cotangent bundle. broadcast_to and re
 each other's adjoint, so they live together, with `unbroadcast`, which the backward sweep
 calls once per input so that rules never undo broadcasting themselves.
 """
+import math
+
 import numpy as onp
 
 from ..axes import lead_to_rank, with_unit_axes
@@ -93,3 +95,37 @@ from . import patterns  # noqa: E402  (here with the rules it serves)
 for _prim in (reshape, transpose, broadcast_to):
     _prim.pattern = patterns.moves(_prim)
 reduce_sum.pattern = patterns.reduction
+
+
+# ---------------------------------------------------------------- compiler rules (gpuad/compiler/)
+def _reshaped_coords(entries, out_shape, most, shape):
+    """A reshape moves an entry through its flat position."""
+    n = len(entries.values)
+    flat = onp.ravel_multi_index(entries.coords, entries.shape) if entries.shape else onp.zeros(n, onp.int64)
+    return (onp.unravel_index(flat, out_shape) if out_shape else ()), slice(None)
+
+
+def _broadcast_coords(entries, out_shape, most, shape):
+    """A broadcast repeats each entry along the axes it grows (None past `most` entries)."""
+    n = len(entries.values)
+    lead = len(out_shape) - len(entries.shape)
+    old = (1,) * lead + tuple(entries.shape)
+    grow = [k for k, (m, d) in enumerate(zip(old, out_shape)) if m == 1 and d != 1]
+    if n * math.prod(out_shape[k] for k in grow) > most:
+        return None
+    coords = [onp.zeros(n, onp.int64)] * lead + list(entries.coords)
+    grid = onp.indices([n] + [out_shape[k] for k in grow]).reshape(len(grow) + 1, -1)
+    coords = [c[grid[0]] for c in coords]
+    for j, k in enumerate(grow):
+        coords[k] = grid[j + 1]
+    return tuple(coords), grid[0]
+
+
+for _prim in (reshape, transpose, broadcast_to):
+    _prim.moves, _prim.recompute = True, "free"
+    _prim.view = lambda **params: True
+reshape.reads_each_once = transpose.reads_each_once = True
+reshape.coords = _reshaped_coords
+transpose.coords = lambda entries, out_shape, most, perm: (tuple(entries.coords[k] for k in perm), slice(None))
+broadcast_to.coords = _broadcast_coords
+reduce_sum.reduction, reduce_sum.reads_each_once = "add", True

@@ -66,7 +66,7 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
 
 def lu_factor(a, overwrite_a=False, check_finite=True):
     """(lu, piv): the LU factorisation with partial pivoting of a square matrix or stack, as
-    scipy.linalg.lu_factor (computed by it on NumPy, by cupyx's on CuPy): L (unit lower, below
+    scipy.linalg.lu_factor (computed by it on NumPy, by CuPy's batched LU on CuPy): L (unit lower, below
     the diagonal) and U share lu; row i was swapped with row piv[i]. lu is differentiable
     (dL = L tril(X, -1), dU = triu(X) U with X = L^-1 P dA U^-1); piv carries no derivative.
 

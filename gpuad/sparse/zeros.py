@@ -6,13 +6,12 @@ the Hessian's pattern instead of a dense one. A mask is a boolean array of the v
 """
 import numpy as onp
 
-from ..ops import MOVES
 from ..ops.patterns import run
 
 
 def may_be_nonzero(eq, masks):
     """The mask of eq's value from its arguments' masks (None where no rule below applies)."""
-    rule = _RULES.get(eq.prim.name, _moved if eq.prim.name in MOVES else None)
+    rule = _moved if eq.prim.moves else _sum if eq.prim.reduction == "add" else _RULES.get(eq.prim.zero_where)
     mask = None if rule is None else rule(eq, masks)
     return None if mask is None or mask.all() else onp.broadcast_to(mask, eq.out.shape)
 
@@ -26,9 +25,9 @@ def _product(eq, masks):
     if all(m is None for m in masks):
         return None
     a, b = (_full(m, onp.shape(x)) for m, x in zip(masks, eq.ins))
-    if eq.prim.name == "contract":
-        return run(eq.prim, [a.astype(onp.float64), b.astype(onp.float64)], eq.params) > 0
-    return a & b
+    if eq.prim.elementwise:
+        return a & b
+    return run(eq.prim, [a.astype(onp.float64), b.astype(onp.float64)], eq.params) > 0  # a contraction
 
 
 def _first(eq, masks):
@@ -62,5 +61,5 @@ def _moved(eq, masks):
     return run(eq.prim, [_full(m, onp.shape(x)) for m, x in zip(masks, eq.ins)], eq.params).astype(bool)
 
 
-_RULES = {"multiply": _product, "contract": _product, "divide": _first, "negative": _first, "astype": _first,
-          "add": _either, "subtract": _either, "where": _select, "reduce_sum": _sum}
+# by the primitive's zero_where: where its value is zero for zeros in its arguments
+_RULES = {"any": _product, "first": _first, "all": _either, "selected": _select}

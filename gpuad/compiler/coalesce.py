@@ -1,0 +1,55 @@
+"""The order in which a CUDA region kernel's threads walk its loop axes (gpuad/compiler/codegen.py).
+
+Thread i takes the loop element whose digits are i's in C order: neighbouring threads write
+neighbouring output elements. A region that reads a transposed operand (a tall or wide
+Jacobian's matrix, read at [d1, d0]) then has neighbouring threads read it a row apart (2 KB for
+256 doubles): each warp's load touches 32 memory sectors for 32 values. Where that input is at
+least as large as the region's output, the threads walk the loop axes with the one indexing the
+input's last axis fastest: its reads are coalesced and the writes go strided instead (a load
+stalls the thread that waits for it; a store does not, and the cache merges a block's strided
+stores into whole sectors). Inputs are taken as C-contiguous, as the arrays a program makes are.
+"""
+import math
+import re
+
+from .program import Var
+
+
+def fastest(loads, arrays, outer, out_size):
+    """The loop axis the threads should walk fastest: the one indexing the last axis of the largest
+    input read along a loop digit, where that input has at least out_size elements; else the last."""
+    best, axis = out_size, len(outer) - 1
+    for j, idx in loads:
+        unit = _unit_axis(arrays[j])
+        m = re.fullmatch(r"d(\d+)", idx[unit]) if unit is not None else None
+        if m and math.prod(arrays[j].shape) >= best and outer[int(m.group(1))] > 1:
+            best, axis = math.prod(arrays[j].shape), int(m.group(1))
+    return axis
+
+
+def _unit_axis(a):
+    """The axis along which a's neighbouring elements are neighbours in memory: a program's value's
+    last axis longer than 1; a constant's of stride one item (None where it has none)."""
+    along = [k for k, d in enumerate(a.shape) if d != 1]
+    if not along:
+        return None
+    if isinstance(a, Var):
+        return along[-1]
+    return next((k for k in along if abs(a.strides[k]) == a.itemsize), None)
+
+
+def reordered(body, outer, axis):
+    """The body with the loop digits taken from i with `axis` fastest (the others in order before
+    it), and the outputs written at the element's C-order position: unchanged where axis is last."""
+    if axis == len(outer) - 1:
+        return body
+    lines = body.split("\n        ")
+    order = [d for d in range(len(outer)) if d != axis] + [axis]
+    walked = [outer[d] for d in order]
+    for k, d in enumerate(order):
+        stride = math.prod(walked[k + 1:])
+        digit = "i" if stride == 1 else f"i / {stride}LL"
+        lines[d] = f"const long long d{d} = {digit if k == 0 else f'{digit} % {walked[k]}LL'};"  # line d: d's
+    at = " + ".join([f"d{d} * {math.prod(outer[d + 1:])}LL" for d in range(len(outer) - 1)] + [f"d{len(outer) - 1}"])
+    lines.insert(len(outer), f"const long long at = {at};")
+    return re.sub(r"(\bout\d+)\[i\b", r"\1[at", "\n        ".join(lines))

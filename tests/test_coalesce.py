@@ -1,0 +1,71 @@
+"""The order in which a CUDA region kernel's threads walk the loop (gpuad/compiler/coalesce.py):
+in the tall and wide Jacobians' regions, which read a matrix transposed, neighbouring threads
+read neighbouring addresses of the largest operand (they were a row, 2 KB, apart), each output
+element is still written once, and the kernel computes what the C-order walk computes."""
+import re
+
+import numpy as np
+import pytest
+from host_kernels import run_region_on_host
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad.compiler import coalesce
+from gpuad.compiler.program import Var
+from gpuad.kernels import programs
+
+_RNG = np.random.default_rng(5)
+_B = {"tall": _RNG.normal(size=(300, 24)), "wide": _RNG.normal(size=(24, 300))}
+
+
+def _kernels(key, transform):
+    b = _B[key]
+    return programs.region_kernels(getattr(gpuad, transform)(lambda x: gnp.sin(b @ gnp.tanh(x))),
+                                   np.linspace(-1, 1, b.shape[1]), target="cuda")
+
+
+def _index_map(kernel):
+    """(digits, output position) of each loop element i, evaluated from the kernel's own lines."""
+    lines = dict(re.findall(r"const long long (d\d+|at) = ([^;]+);", kernel.text))
+    def value(expr, env):
+        return eval(re.sub(r"(\d+)LL", r"\1", expr).replace("/", "//"), {}, env)
+    digits, at = [], []
+    for i in range(kernel.size):
+        env = {"i": i}
+        env.update({d: value(e, env) for d, e in lines.items() if d != "at"})
+        digits.append([env[f"d{k}"] for k in range(len(kernel.shape))])
+        at.append(value(lines.get("at", "i"), env))
+    return np.array(digits), np.array(at)
+
+
+@pytest.mark.parametrize("key", ["tall", "wide"])
+@pytest.mark.parametrize("transform", ["jacfwd", "jacrev"])
+def test_neighbouring_threads_read_neighbouring_addresses_of_the_largest_operand(key, transform):
+    for k in _kernels(key, transform):
+        if len(k.shape) != 2 or 1 in k.shape:
+            continue
+        digits, at = _index_map(k)
+        assert sorted(at) == list(range(k.size))  # every output element once
+        np.testing.assert_array_equal(digits, np.array(np.unravel_index(at, k.shape)).T)
+        j = max(range(len(k.arrays)), key=lambda j: np.prod(k.arrays[j].shape))
+        reads = re.search(rf"in{j}\[([^\]]+)\]", k.text).group(1)  # its offset over the digits
+        strides = {f"s{j}_{a}": s for a, s in enumerate(np.array(k.arrays[j].strides) // 8)} \
+            if not isinstance(k.arrays[j], Var) else \
+            {f"s{j}_{a}": int(np.prod(k.arrays[j].shape[a + 1:])) for a in range(len(k.arrays[j].shape))}
+        address = [eval(reads, {}, dict(strides, **{f"d{m}": int(v) for m, v in enumerate(row)})) for row in digits]
+        steps = np.diff(address)
+        assert np.mean(steps == 1) > 0.9, f"neighbouring threads read {np.median(steps) * 8:.0f} bytes apart"
+
+
+@pytest.mark.parametrize("key", ["tall", "wide"])
+def test_the_reordered_walk_computes_what_the_c_order_walk_does(key, tmp_path, monkeypatch):
+    kernels = {k.name: k for k in _kernels(key, "jacfwd")}
+    monkeypatch.setattr(coalesce, "fastest", lambda loads, arrays, outer, size: len(outer) - 1)
+    plain = _kernels(key, "jacfwd")
+    assert set(kernels) != {k.name for k in plain}  # some region's walk was reordered
+    for walked, c_order in zip(kernels.values(), plain):
+        arrays = [np.asarray(a) if not isinstance(a, Var) else _RNG.normal(size=a.shape) for a in walked.arrays]
+        got = run_region_on_host(tmp_path, walked.text, walked.name, walked, arrays)
+        want = run_region_on_host(tmp_path, c_order.text, c_order.name, c_order, arrays)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
