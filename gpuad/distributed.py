@@ -375,7 +375,7 @@ def vmap(fun, in_axes=0, out_axes=0):
         if len({x.shape[0] for x in mapped}) > 1:
             raise ValueError(f"distributed.vmap: mapped axes must all have the same size, got "
                              f"{[x.shape[0] for x in mapped]}")
-        mapped = [x.rechunk((chunks,) + tuple(-1 for _ in x.shape[1:])) for x in mapped]  # as is, if it is so
+        mapped = [x.rechunk((chunks,) + tuple(-1 for _ in x.shape[1:])) for x in mapped]  # no-op where so already
         fixed = [x for x, a in zip(args, axes) if a is None]
         batches = _Batches(transform, fun, tuple(None if a is None else 0 for a in axes))
         like, it = [], iter(mapped)
@@ -406,4 +406,4 @@ def _mapped(x, axis, k):
     x = x if isinstance(x, da.Array) else da.from_array(x, chunks=-1)
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"distributed.vmap: in_axes {axis} is out of range for argument {k} of shape {x.shape}")
-    return x if axis in (0, -x.ndim) else da.moveaxis(x, axis, 0)  # moveaxis would add a task a chunk
+    return x if axis in (0, -x.ndim) else da.moveaxis(x, axis, 0)  # an identity moveaxis ran as a task a chunk
