@@ -3,9 +3,10 @@
     python -m bench.distributed                        # the issue's sizes: n = 20,000, 10^7 examples
     python -m bench.distributed --n 8000 --examples 2000000 --workers 1,2
 
-1. The coupled map's Jacobian (bench/problems.py; n = 20,000: 3.2 GB) by column blocks sized from
-   the workers' memory limit (--memory, 1.5 GB each), written to zarr; every block read back and
-   checked against gpuad.jacfwd of the map restricted to that block's columns.
+1. The coupled map's Jacobian (bench/problems.py; n = 20,000: 3.2 GB) by column blocks sized by
+   chunk_size="auto" (within the workers' memory limit, --memory, 1.5 GB each, and the backend's
+   reused_bytes), written to zarr; every block read back and checked against gpuad.jacfwd of the
+   map restricted to that block's columns.
 2. vmap(jacfwd) of the coupled map on 4 elements over --examples examples, chunked (the
    Jacobians summed on the workers, so that only the sum comes back); the first chunk checked
    against gpuad.vmap(gpuad.jacfwd).
