@@ -44,10 +44,11 @@ import warnings
 import numpy as onp
 
 from . import backends
-from .core import Tracer, dtype, held_bytes, program_value, shape, staging
+from .core import Tracer, dtype, held_bytes, shape, staging
 from .forward import SweepTooLarge
 from .ops.indexing import concatenate
 from .reverse import last_uses
+from .sizes import CHECK_FROM, size_text
 
 TEMPORARIES = 3
 AUTO_SHARE = 0.75  # of the available memory: others allocate too, and the estimate is not exact
@@ -55,7 +56,6 @@ CHUNK_SHARE = 0.25  # of the Jacobian: "auto" chunks peak near it where one swee
 # however small the Jacobian, a chunk may hold this: on a GPU a 64 MiB bundle streams through in
 # tens of microseconds, a few launches' time (NumPy's auto_chunk_bytes is far less: the CPU's cache)
 CHUNK_FLOOR = 2**30
-CHECK_FROM = 64 * 2**20  # chunk_size=None checks sweeps whose estimate is at least this
 
 
 class Footprint:
@@ -169,7 +169,7 @@ class Chunks:
             return self._remembered(call, key, n), None
         if isinstance(self.chunk_size, int):
             return self.chunk_size, None
-        compiled = program_value(call.leaves[0]) is not None
+        compiled = staging(call.leaves[0]) is not None
         if self.chunk_size is None:
             if compiled:  # gpuad.jit checks the compiled program's own plan instead
                 return n, None
@@ -225,7 +225,7 @@ def _fit(call, fp, n, available):
     be = backends.current()
     jac, room = n * fp.result, AUTO_SHARE * available - fp.held
     chunk = be.auto_sweep_bytes or room
-    if program_value(call.leaves[0]) is None:
+    if staging(call.leaves[0]) is None:
         chunk = min(chunk, max(CHUNK_SHARE * jac, CHUNK_FLOOR), be.auto_chunk_bytes or chunk)
     if fp.peak(n, n) - fp.held <= min(room, jac + chunk):
         return n
@@ -242,7 +242,7 @@ def _plan_fits(part):
     """Whether the replay's planned buffers for the program making this sweep's bundles (traced
     for gpuad.jit, under any transforms) fit in AUTO_SHARE of the available memory: fused, a
     compiled sweep holds little beside its result, far less than the estimate says."""
-    values = [v for v in map(program_value, part) if v is not None]
+    values = [v for v in part if staging(v) is not None]
     available = backends.current().free_memory()
     if not values or available is None:
         return True
@@ -250,9 +250,9 @@ def _plan_fits(part):
 
 
 def install_plan_check(planned_bytes):
-    """The compiler's side of _plan_fits, installed by gpuad.compiler.replay when it is imported (jit
-    imports it): planned_bytes(values) is the peak of the buffers the replay plans for the
-    program that makes these traced values. A hook, so that the AD layer imports no compiler."""
+    """The compiler's side of _plan_fits, installed by gpuad.jit when it is imported: planned_bytes(values)
+    is the peak of the buffers the replay plans for the program that makes these values (of a
+    program being traced, beneath any transforms). A hook, so that the AD layer imports no compiler."""
     global _planned_bytes
     _planned_bytes = planned_bytes
 
@@ -270,12 +270,6 @@ def _check(name, fp, n, k, available):
             "the Jacobian itself does not fit: differentiate fewer inputs or outputs at once")
     raise MemoryError(f"{name}: {what} needs about {size_text(need)} (estimated from the shapes of the function's "
                       f"values), but {size_text(available)} of memory is available; {hint}")
-
-
-def size_text(b):
-    """Bytes in the largest binary unit that keeps them at least 1: 1.5 GiB, 300 MiB."""
-    unit = next((u for u in range(4, 0, -1) if b >= 1024**u), 0)
-    return f"{b / 1024**unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"
 
 
 class _Stack:

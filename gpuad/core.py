@@ -115,11 +115,14 @@ class Primitive:
     launches         the kernels (library calls, copies) one call launches on CuPy: an int, or a
                      function (args, **params) (the cost model, gpuad/compiler/cost.py)
     copied(args, **params) -> for each operand, whether the call copies it first (a GEMM's transposes)
+    unchanged(constants, **params) -> the position of the argument it returns unchanged (its shape and
+                     dtype permitting), or None; constants holds each argument's constant value, None
+                     where it is a variable of the program (the passes' simplify)
     """
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
                  "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
                  "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
-                 "launches", "copied")
+                 "launches", "copied", "unchanged")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -131,7 +134,7 @@ class Primitive:
         self.complex_ready = nondiff  # no rule, nothing to get wrong
         self.elementwise = self.moves = self.scatters = self.reads_each_once = False
         self.expression = self.view = self.positions = self.recompute = self.reduction = None
-        self.zero_where = self.entries = self.coords = self.copied = None
+        self.zero_where = self.entries = self.coords = self.copied = self.unchanged = None
         self.launches = 1
 
     def __call__(self, *args, **params):
@@ -195,9 +198,19 @@ def refuse_complex(prim, values):
                             "the transform (docs/complex.md lists what takes complex values)")
 
 
-def staging():
-    """The innermost active trace that stages primitives without arguments (a traced program's), or None."""
-    return next((t for t in reversed(_stack.get()) if t.stages), None)
+_STACK = object()  # staging()'s default: ask the stack of traces, not a value
+
+
+def staging(x=_STACK):
+    """gpuad.jit's "am I traced?", which every place that asks it asks here. staging(): the innermost
+    active trace that stages primitives (the trace of a program gpuad.jit traces), or None.
+    staging(x): the staging trace x is a value of, beneath any transforms over it, or None (x is a
+    constant, or a value of other transforms alone)."""
+    if x is _STACK:
+        return next((t for t in reversed(_stack.get()) if t.stages), None)
+    while isinstance(x, Tracer) and not x._trace.stages:
+        x = x._inner()
+    return x._trace if isinstance(x, Tracer) else None
 
 
 class Trace:
@@ -243,7 +256,6 @@ def new_trace(cls):
 class Tracer:
     """A value under a transform. Array methods and operators are installed by gpuad.numpy."""
     __slots__ = ("_trace",)
-    replayed = False  # True for values of a compiled program: their ops cost no dispatch when it runs
     __array_priority__ = 1000
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (W @ x with W a NumPy array)
 
@@ -304,13 +316,6 @@ class Tracer:
 
     def _held_bytes(self):
         return held_bytes(self._inner())  # a tape id or a batch mark holds no array
-
-
-def program_value(x):
-    """The value of a program being traced (gpuad.jit) inside x, through any transforms over it, or None."""
-    while isinstance(x, Tracer) and not x.replayed:
-        x = x._inner()
-    return x if isinstance(x, Tracer) else None
 
 
 def shape(x):

@@ -22,7 +22,7 @@ import numpy as onp
 from . import backends
 from . import numpy as gnp
 from .api import vmap
-from .compiler.program import aval_of
+from .compiler.tracing import aval_of
 from .core import Primitive, Tracer, dtype, is_inexact, new_trace, same, shape
 from .jit import eval_shape
 from .loops import pack, unpack

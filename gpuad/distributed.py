@@ -36,9 +36,9 @@ except ImportError as e:  # gpuad itself runs without Dask; this module does not
 
 from . import api, backends
 from .api import Call, grad
-from .chunking import size_text
 from .core import ShapeDtypeStruct, dtype, shape
 from .jit import eval_shape, jit
+from .sizes import size_text
 from .tree import tree_flatten
 
 # A block's planned buffers may take this share of a worker thread's memory limit: the rest holds

@@ -14,9 +14,11 @@ from typing import Any, overload
 
 from . import backends
 from .api import Fun, as_output
+from .chunking import install_plan_check
 from .compiler import cost, graphs, replay
-from .compiler.program import Program, aval_of, trace_program
+from .compiler.ir import Program
 from .compiler.replay import Replay
+from .compiler.tracing import aval_of, program_so_far, trace_program
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .fpwarnings import at_user_line
 from .kernels import builds
@@ -293,3 +295,12 @@ def _int_tuple(nums: int | Sequence[int], what: str) -> tuple[int, ...]:
         raise TypeError(f"jit: {what} must be an int or a tuple of ints, got {nums!r}")
     return nums
 
+
+# chunking's compiled chunk_size="auto" asks the replay's plan of the sweep traced so far: a hook, so
+# that the AD layer imports no compiler
+def _planned_peak(values: Sequence[Any]) -> int:
+    program = program_so_far(values)
+    return int(replay.peak_bytes(program, replay.plan(program, replay.fusion_wanted())))
+
+
+install_plan_check(_planned_peak)

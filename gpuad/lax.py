@@ -20,7 +20,7 @@ import numpy as onp
 
 from . import backends, revolve
 from . import numpy as gnp
-from .compiler.program import Equation, Program, Var
+from .compiler.ir import Equation, Program, Var
 from .core import Primitive, ShapeDtypeStruct, Tracer, same, shape
 from .loops import Cond, Scan, While, bind_scan, bind_while, cond_p, trace_body, unpack
 from .ops import patterns
@@ -249,7 +249,7 @@ def _saving(call, operands, policy):
         return [_array(x) for x in o]
     program, consts = trace_body(flat, [same(x) for x in leaves], "the checkpointed function")
     kept = {id(eq) for eq in program.equations if eq.out.dtype.kind in "fc" and
-            policy(eq.prim, *[ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else same(a) for a in eq.ins],
+            policy(eq.prim, *[ShapeDtypeStruct(a.shape, a.dtype) for a in eq.ins],
                    **eq.params)}
     saved = [eq.out for eq in program.equations if id(eq) in kept]
     ids = _fresh_ids(program)

@@ -28,8 +28,10 @@ import numpy as onp
 from . import backends, revolve
 from . import numpy as gnp
 from .api import vmap
-from .compiler.program import Equation, Program, ProgramTrace, ProgramTracer, Var, _nbytes, dead_code, optimised
+from .compiler.ir import Equation, Lit, Program, Var
+from .compiler.passes import dead_code, nbytes, optimised
 from .compiler.replay import Replay
+from .compiler.tracing import ProgramTrace
 from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
 from .reverse import RevTrace, RevTracer
@@ -47,21 +49,20 @@ def trace_body(fun, avals, what):
     hoisted, consts = {}, []
 
     def hoist(a):
-        if isinstance(a, ProgramTracer) and a._trace is trace:
-            return a.var
-        if not isinstance(a, Tracer):
+        """An atom of the body, a value of another trace (a Lit holding a tracer) made an input."""
+        if not (isinstance(a, Lit) and a.traced):
             return a
-        if id(a) not in hoisted:
-            hoisted[id(a)] = trace.new_input(same(a), "a closed-over value").var
-            consts.append(a)
-        return hoisted[id(a)]
+        if id(a.val) not in hoisted:
+            hoisted[id(a.val)] = trace.new_input(same(a.val), "a closed-over value").var
+            consts.append(a.val)
+        return hoisted[id(a.val)]
     equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.out, eq.params) for eq in trace.equations]
-    outs = [hoist(o) for o in outs]
+    outs = [hoist(trace.atom(o)) for o in outs]
     return optimised(Program(list(hoisted.values()) + [t.var for t in inputs], equations, outs)), consts
 
 
 def avals_of(program):
-    return [ShapeDtypeStruct(v.shape, v.dtype) if isinstance(v, Var) else same(v) for v in program.outs]
+    return [ShapeDtypeStruct(v.shape, v.dtype) for v in program.outs]
 
 
 def in_avals(program):
@@ -95,7 +96,7 @@ def hoisted(body, consts):
             seeded.add(eq.out)
             pre.append(eq)
             rest.append(eq)
-        elif _nbytes(eq.out) <= sum(map(_nbytes, read)):
+        elif nbytes(eq.out) <= sum(map(nbytes, read)):
             const.add(eq.out)
             pre.append(eq)
         else:
@@ -223,6 +224,7 @@ class Scan:
         self.out_avals = carries + [ShapeDtypeStruct((length,) + a.shape, a.dtype) for a in ys]
         self.kept = None
         self._stored = self._runner = None
+        self.bodies = [body]  # the programs it holds (Program.check verifies them)
 
     def __repr__(self):
         return f"{self.name}(length={self.length}{', reverse' if self.reverse else ''})"
@@ -500,6 +502,7 @@ class While:
         self.n_carry = len(self.out_avals)
         self.kept = None  # (operands, the scan of the counted trips) where a tape recorded the loop
         self._runners = None
+        self.bodies = [cond, body]
 
     def __repr__(self):
         return self.name
@@ -662,6 +665,7 @@ class Cond:
         self.branches, self.name, self.saved = branches, name, saved
         self.out_avals = avals_of(branches[0])
         self._runners = None
+        self.bodies = branches
 
     def __repr__(self):
         return f"{self.name}({len(self.branches)} branches)"

@@ -11,7 +11,7 @@ from host_kernels import run_region_on_host
 import gpuad
 import gpuad.numpy as gnp
 from gpuad.compiler import coalesce
-from gpuad.compiler.program import Var
+from gpuad.compiler.ir import Var
 from gpuad.kernels import programs
 
 _RNG = np.random.default_rng(5)
@@ -49,7 +49,7 @@ def test_neighbouring_threads_read_neighbouring_addresses_of_the_largest_operand
         np.testing.assert_array_equal(digits, np.array(np.unravel_index(at, k.shape)).T)
         j = max(range(len(k.arrays)), key=lambda j: np.prod(k.arrays[j].shape))
         reads = re.search(rf"in{j}\[([^\]]+)\]", k.text).group(1)  # its offset over the digits
-        strides = {f"s{j}_{a}": s for a, s in enumerate(np.array(k.arrays[j].strides) // 8)} \
+        strides = {f"s{j}_{a}": s for a, s in enumerate(np.array(k.arrays[j].val.strides) // 8)} \
             if not isinstance(k.arrays[j], Var) else \
             {f"s{j}_{a}": int(np.prod(k.arrays[j].shape[a + 1:])) for a in range(len(k.arrays[j].shape))}
         address = [eval(reads, {}, dict(strides, **{f"d{m}": int(v) for m, v in enumerate(row)})) for row in digits]
@@ -64,7 +64,7 @@ def test_the_reordered_walk_computes_what_the_c_order_walk_does(key, tmp_path, m
     plain = _kernels(key, "jacfwd")
     assert set(kernels) != {k.name for k in plain}  # some region's walk was reordered
     for walked, c_order in zip(kernels.values(), plain):
-        arrays = [np.asarray(a) if not isinstance(a, Var) else _RNG.normal(size=a.shape) for a in walked.arrays]
+        arrays = [np.asarray(a.val) if not isinstance(a, Var) else _RNG.normal(size=a.shape) for a in walked.arrays]
         got = run_region_on_host(tmp_path, walked.text, walked.name, walked, arrays)
         want = run_region_on_host(tmp_path, c_order.text, c_order.name, c_order, arrays)
         for g, w in zip(got, want):

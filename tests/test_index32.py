@@ -10,7 +10,7 @@ from host_kernels import run_region_on_host
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.compiler.program import Var
+from gpuad.compiler.ir import Var
 from gpuad.kernels import index32, programs
 from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
 
@@ -35,7 +35,7 @@ def _inputs(kernel, rng):
     out = []
     for a in kernel.arrays:
         if not isinstance(a, Var):
-            out.append(np.asarray(a))
+            out.append(np.asarray(a.val))
             continue
         shape = (2 * a.shape[0],) + a.shape[1:] if a.shape else ()
         values = rng.integers(-3, 8, shape) if a.dtype.kind == "i" else rng.uniform(0.5, 1.5, shape)

@@ -9,7 +9,7 @@ from host_kernels import run_region_on_host
 import gpuad
 import gpuad.numpy as gnp
 from gpuad.compiler import registers
-from gpuad.compiler.program import Var
+from gpuad.compiler.ir import Var
 from gpuad.kernels import programs
 from gpuad.kernels.cubin import measure
 from gpuad.kernels.nvrtc import compile_ptx, version
@@ -40,7 +40,7 @@ def test_the_gpu_unrolls_less_than_the_cpu_where_registers_would_not_hold_the_co
 def test_the_bounded_kernels_compute_the_jacobians(tmp_path):
     values, kernels = {}, programs.region_kernels(_JAC, _X, target="cuda")
     for k in kernels:  # in program order; the program's input is x
-        arrays = [values.get(a, _X) if isinstance(a, Var) else np.asarray(a) for a in k.arrays]
+        arrays = [values.get(a, _X) if isinstance(a, Var) else np.asarray(a.val) for a in k.arrays]
         values.update(zip(k.outs, run_region_on_host(tmp_path, k.text, k.name, k, arrays)))
     got = values[_largest(kernels).outs[0]]  # the tangents direction-first: the program's transpose follows
     np.testing.assert_allclose(got.swapaxes(1, 2), np.asarray(_JAC(gnp.asarray(_X))), rtol=1e-13)

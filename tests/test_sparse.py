@@ -17,6 +17,7 @@ from test_properties import (  # a module import: its op specs are read here, it
 import gpuad
 import gpuad.numpy as gnp
 from gpuad import backends, sparse
+from gpuad.compiler.ir import Lit
 from gpuad.core import Primitive, same
 from gpuad.numpy.linalg import cholesky, solve
 from gpuad.sparse import coloring
@@ -497,7 +498,8 @@ def test_a_compiled_sparse_jacobian_planned_for_cupy_makes_its_seed_from_the_col
     x = gnp.asarray(RNG.normal(size=n))
     lowered = gpuad.jit(sparse.jacobian(fun)).lower(x, backend="cupy")
     k = int(sparse.color(sparse.jacobian_sparsity(fun)(x)).max()) + 1
-    consts = [a for eq in lowered.program.equations for a in eq.ins if hasattr(a, "shape") and not hasattr(a, "id")]
+    consts = [a.val for eq in lowered.program.equations for a in eq.ins
+              if isinstance(a, Lit) and hasattr(a.val, "shape")]
     assert not any(a.size >= k * n for a in consts), [a.shape for a in consts]
     data = Replay(lowered.program, plan_for="cupy").run(x)[0]
     np.testing.assert_allclose(to_np(data), to_np(sparse.jacobian(fun)(x).data), rtol=1e-13)

@@ -4,9 +4,9 @@ GPUAD_BACKEND=auto|numpy|cupy chooses at first use; auto takes CuPy when a GPU i
 """
 import contextlib
 import contextvars
-import functools
-import importlib
 import os
+
+from .scipy_functions import scipy_functions  # noqa: F401  (backends.scipy_functions: the ops ask it)
 
 _current = None
 _planned = contextvars.ContextVar("gpuad_planning", default=None)  # planning()'s, in this thread and context
@@ -25,54 +25,6 @@ def current():
 def xp():
     """The active backend's array module (numpy or cupy)."""
     return current().xp
-
-
-# Where an array module's SciPy functions (erf, gammaln, lu_factor, ...) live: NumPy has none.
-_SCIPY = {"numpy": "scipy", "cupy": "cupyx.scipy"}
-
-
-def scipy_functions(xp, submodule, names):
-    """{name: function} for arrays of the module xp, from scipy.<submodule> (NumPy) or
-    cupyx.scipy.<submodule> (CuPy), imported at the first call of one of them (importing SciPy
-    takes about a second: a program without special functions does not wait for it). Where that
-    module is missing, each function raises an ImportError that names it when called: gpuad works
-    without SciPy until such a function is used."""
-    module_name = f"{_SCIPY[xp.__name__]}.{submodule}"
-
-    @functools.cache
-    def resolved():
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            return None
-        functions = {name: getattr(module, name) for name in names}
-        if "polygamma" in functions:
-            functions["polygamma"] = _weak_scalars(xp, functions["polygamma"])
-        return functions
-
-    def lazy(name):
-        def function(*args, **kwargs):
-            functions = resolved()
-            if functions is None:
-                raise ImportError(f"gpuad's {', '.join(sorted(names))} evaluate with {module_name} on the "
-                                  f"{xp.__name__} backend; it is not installed (pip install scipy)")
-            return functions[name](*args, **kwargs)
-        function.__name__ = name
-        return function
-    return {name: lazy(name) for name in names}
-
-
-def _weak_scalars(xp, f):
-    """f(a, b) with a Python number taking the other argument's dtype, as in NumPy's ufuncs:
-    scipy's polygamma calls asarray on its arguments, so polygamma(1, float32 array) would be
-    float64 (and the rules of float32 values would promote)."""
-    def weak(a, b):
-        if isinstance(a, (int, float)) and hasattr(b, "dtype"):
-            a = xp.asarray(a, dtype=b.dtype)
-        elif isinstance(b, (int, float)) and hasattr(a, "dtype"):
-            b = xp.asarray(b, dtype=a.dtype)
-        return f(a, b)
-    return weak
 
 
 def cupy_usable():

@@ -11,6 +11,8 @@ import resource
 
 import numpy
 
+from .scipy_functions import scipy_functions
+
 # The host allocator (glibc), tuned by keep_freed_memory at the end of this module
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 KEPT_BLOCK = 32 << 20   # glibc's most: larger blocks are always mapped afresh
@@ -88,7 +90,6 @@ class NumpyBackend:
     def lu_factor(self, a):
         """scipy.linalg.lu_factor of each matrix of a stack (..., n, n): (lu, piv), piv 0-based;
         NaNs propagate (no finiteness check)."""
-        from . import scipy_functions
         factor = scipy_functions(self.xp, "linalg", ("lu_factor",))["lu_factor"]
         n = a.shape[-1]
         lu, piv = self.xp.empty(a.shape, a.dtype), self.xp.empty(a.shape[:-1], self.xp.int32)

@@ -12,7 +12,7 @@ stores into whole sectors). Inputs are taken as C-contiguous, as the arrays a pr
 import math
 import re
 
-from .program import Var
+from .ir import Var
 
 
 def fastest(loads, arrays, outer, out_size):
@@ -35,7 +35,7 @@ def _unit_axis(a):
         return None
     if isinstance(a, Var):
         return along[-1]
-    return next((k for k in along if abs(a.strides[k]) == a.itemsize), None)
+    return next((k for k in along if abs(a.val.strides[k]) == a.val.itemsize), None)
 
 
 def reordered(body, outer, axis):

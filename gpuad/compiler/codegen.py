@@ -20,7 +20,10 @@ from ..ops.creation import eye
 from ..ops.indexing import basic, concatenate, getitem, scatter, take_along
 from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
 from . import coalesce, registers, warps
-from .program import Var
+from .fusion import ROWS_FROM as _ROWS_FROM
+from .fusion import UNROLLED as _UNROLLED
+from .fusion import unrolled_axes
+from .ir import Lit, Var
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "bool", "int32": "int", "int64": "long long"}
 _C_TYPES = {numpy.dtype(name): c for name, c in C_TYPES.items()}
@@ -34,8 +37,8 @@ def ctype(dtype):
     return c if c is not None else _C_TYPES[dtype.newbyteorder("=")]
 
 
-_UNROLLED = 16  # elements of the trailing axes one loop element computes together
-_UNROLLED_LINES = 4096  # ... as long as their equations, unrolled, are at most this many
+# trailing axes are unrolled (fusion.unrolled_axes) while their equations, unrolled, are at most this many
+_UNROLLED_LINES = 4096
 MAX_LINES = 20000  # a body longer than this (values read at too many index paths) is not built
 _SELECTED_MEMBERS = 24  # cases of a choice made of up to this many members are all computed, then one selected
 
@@ -116,7 +119,6 @@ def _fill(template, region, name, params, body, inner, cols=None, lanes=1):
 
 _CLAMP = "gpuad_clamp("
 _TOP_INDEX = re.compile(r"-?\d+LL|d\d+")  # indices valid for every element: constants, the element's digits
-_ROWS_FROM = 8  # a loop axis this long or longer is not unrolled, and the host loops by rows along it
 
 
 def _row_length(region):
@@ -207,8 +209,8 @@ class _Body:
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
-        if isinstance(a, (bool, int, float)):
-            return _literal(a)
+        if isinstance(a, Lit) and isinstance(a.val, (bool, int, float)):
+            return _literal(a.val)
         key = _key(a)
         if key[1] in self.region.literals:
             value = self.region.literals[key[1]]
@@ -269,10 +271,10 @@ class _Body:
         at = self.value(p, _broadcast_index(p, idx))
         if re.fullmatch(r"-?\d+LL", at):
             return f"{int(at[:-2]) % n}LL"
-        if not isinstance(p, Var):
-            if id(p) not in self.nonnegative:
-                self.nonnegative[id(p)] = bool((p >= 0).all())
-            if self.nonnegative[id(p)]:
+        if isinstance(p, Lit):
+            if id(p.val) not in self.nonnegative:
+                self.nonnegative[id(p.val)] = bool((p.val >= 0).all())
+            if self.nonnegative[id(p.val)]:
                 return at
         return f"gpuad_wrap({at}, {n}LL)"
 
@@ -364,8 +366,8 @@ _PULLS = {
     reshape: lambda body, eq, idx: body.value(eq.ins[0], _reshape_index(eq.ins[0].shape, eq.out.shape, idx)),
     broadcast_to: lambda body, eq, idx: body.value(eq.ins[0], _broadcast_index(eq.ins[0], idx)),
     transpose: lambda body, eq, idx: body.value(eq.ins[0], _transpose_index(eq.params["perm"], idx)),
-    getitem: lambda body, eq, idx: body.value(
-        eq.ins[0], _getitem_index(eq.ins[0].shape, eq.params["idx"], idx, body._position)),
+    getitem: lambda body, eq, idx: body.value(eq.ins[0], _getitem_index(
+        eq.ins[0].shape, eq.params["idx"], idx, lambda i, at, n: body._position(Lit(i), at, n))),
     take_along: _Body._take_along,
     scatter: _Body._scatter,
     concatenate: lambda body, eq, idx: body._cases(
@@ -389,21 +391,10 @@ def _decided(cases, otherwise):
 
 
 def inner_axes(region):
-    """How many trailing axes of its iteration space one loop element of a region unrolls: the
-    longest suffix of at most _UNROLLED elements (a per-sample Jacobian's rows and columns), as
-    long as the unrolled body stays small enough to compile quickly, and unless its last axis of
-    more than one element is _ROWS_FROM long or longer: the loop runs along such an axis, reading
-    and writing contiguous elements (unrolled, each loop element would write `per` apart: strided
-    writes, several times slower on the CPU: docs/performance.md)."""
-    shape, k = region.shape, 0
-    while k < len(shape) and shape[len(shape) - k - 1] == 1:
-        k += 1
-    if k < len(shape) and shape[len(shape) - k - 1] >= _ROWS_FROM:
-        return k
-    while k < len(shape) and math.prod(shape[len(shape) - k - 1:]) <= _UNROLLED and \
-            math.prod(shape[len(shape) - k - 1:]) * len(region.equations) <= _UNROLLED_LINES:
-        k += 1
-    return k
+    """How many trailing axes of its iteration space one loop element of a region unrolls
+    (fusion.unrolled_axes: a per-sample Jacobian's rows and columns), as long as the unrolled body
+    stays small enough to compile quickly."""
+    return unrolled_axes(region.shape, min(_UNROLLED, _UNROLLED_LINES // max(1, len(region.equations))))
 
 
 def _digits(j, dims):
@@ -427,8 +418,6 @@ def _digit(shape, d, i="i"):
 
 def _broadcast_index(a, idx):
     """The index of a, right-aligned against idx (size-1 axes read at 0)."""
-    if isinstance(a, (bool, int, float)):
-        return ()
     lead = len(idx) - len(a.shape)
     return tuple("0LL" if d == 1 else idx[lead + k] for k, d in enumerate(a.shape))
 
@@ -724,5 +713,5 @@ def _literal(value):
 
 
 def _key(a):
-    return ("v", a.id) if isinstance(a, Var) else ("c", id(a))
+    return ("v", a.id) if isinstance(a, Var) else ("c", id(a.val))
 

@@ -16,7 +16,7 @@ this is the traffic of a machine whose cache holds none of the step's data.
 from math import prod
 
 from .fusion import view
-from .program import Var
+from .ir import Var
 from .replay import plan
 
 
@@ -52,7 +52,8 @@ def bytes_moved(program, fusion=True):
         if step.kind == "add_at_into":  # the added values, and the part of the target they land on
             total += 3 * _bytes(step.ins[1])
             continue
-        arrays = {id(a): a for a in step.ins if isinstance(a, Var) or hasattr(a, "nbytes")}.values()
+        arrays = {a if isinstance(a, Var) else id(a.val): a for a in step.ins
+                  if isinstance(a, Var) or hasattr(a.val, "nbytes")}.values()
         read, written = sum(map(_bytes, arrays)), sum(map(_bytes, step.outs))  # add_into: its target both
         if step.kind == "eq" and step.node.prim.copied is not None:  # each copy reads and writes its operand
             copied = step.node.prim.copied(step.node.ins, **step.node.params)

@@ -32,10 +32,9 @@ from math import inf, prod
 import numpy as onp
 
 from .. import backends
-from ..core import Tracer
 from ..ops.elementwise import add
 from ..ops.indexing import scatter
-from .program import Var
+from .ir import Lit, Var
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool")))  # dtypes, not names: names are slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
@@ -45,6 +44,8 @@ _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' po
 MEMBERS = 256
 _SEARCHED = 1024  # the most steps a merge searches for a path between the two regions
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
+UNROLLED = 16  # elements of the trailing axes one loop element of a kernel computes together
+ROWS_FROM = 8  # a loop axis this long or longer is not unrolled, and the host loops by rows along it
 # a longer sum is fused when it makes at least this many elements: a GPU's threads, a CPU's vector lanes
 _PARALLEL = {"cupy": 4096, "numpy": 256}
 # How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
@@ -61,15 +62,26 @@ _GATHERED = {"cupy": inf, "numpy": _SUMMED}
 # strides through memory, where NumPy adds whole rows at a time (the mean over the first axis of
 # (256, 64, 128): 30 ms fused against 23 ms by NumPy).
 _ACROSS_ROWS = {"cupy": True, "numpy": False}
+# How many trailing axes of a region's iteration space its kernel resolves at render time: a GPU's
+# threads branch on the rest (all, in effect); a CPU's loop unrolls only short trailing axes, and
+# computes every lane of its vectorised loop along the others.
+_DECIDED = {"cupy": lambda shape: inf, "numpy": lambda shape: unrolled_axes(shape)}
+# The elements from which a region's passes over memory, not the calls it saves, decide whether it
+# is worth a kernel: on a CPU each of its members run alone is a call of microseconds, beside which
+# a pass over fewer elements costs little (bench/losses.py: dp_sgd's small regions of views and a
+# multiply gain, mean_scaled's large one loses); on a GPU views launch nothing.
+_PASS_FROM = {"cupy": 0, "numpy": 1 << 17}
+_SCALAR_CHAIN = 8  # the most equations making a scalar from the inputs that each region reading it redoes
 
 
 class Region:
-    """Equations fused into one kernel: `ins` (Vars and constants read), `outs` (Vars written)."""
+    """Equations fused into one kernel: `ins` (the atoms read: Vars, and Lits of constant operands, of a
+    getitem's index arrays and of a scatter's inverted positions), `outs` (Vars written)."""
 
     def __init__(self, shape):
         self.shape, self.equations, self.ins, self.outs = iteration_shape(shape), [], [], []
         self.literals = {}  # id(constant array) -> its one value, for constants filled with one value
-        self.inverses = {}  # a scatter's out Var -> its positions inverted (_inverse), for scatters at arrays
+        self.inverses = {}  # a scatter's out Var -> a Lit of its positions inverted (_inverse), for scatters at arrays
 
     def __repr__(self):
         return f"Region({list(self.shape)}: {' '.join(eq.prim.name for eq in self.equations)})"
@@ -86,6 +98,7 @@ def iteration_shape(shape):
 def _readable(a):
     """Whether a kernel can read an input: a real Python number, or an array of a C dtype with elements
     (complex values, Python's or arrays', stay out of kernels)."""
+    a = a.val if isinstance(a, Lit) else a
     if isinstance(a, (bool, int, float)):
         return True
     if isinstance(a, complex) or not prod(a.shape):
@@ -133,14 +146,16 @@ def view(eq):
 
 
 def _positions_of(eq):
-    """(index array, length of its axis) for the positions a gather reads at or a scatter writes at."""
-    return eq.prim.positions(eq.ins, **eq.params) if eq.prim.positions is not None else []
+    """(index array, length of its axis) for the positions a gather reads at or a scatter writes at,
+    each array an atom (a Lit where the rule gives a parameter's array)."""
+    found = eq.prim.positions(eq.ins, **eq.params) if eq.prim.positions is not None else []
+    return [(p if isinstance(p, (Var, Lit)) else Lit(p), n) for p, n in found]
 
 
 def _landings(eq):
     """Where a scatter at index arrays puts each element of their broadcast block: its flat
     position over the axes the arrays index; None where two land on one (they add up)."""
-    arrays = [(backends.current().to_numpy(i), n) for i, n in _positions_of(eq)]
+    arrays = [(backends.current().to_numpy(i.val), n) for i, n in _positions_of(eq)]
     block = onp.broadcast_shapes(*(a.shape for a, _ in arrays))
     flat = onp.ravel_multi_index([onp.broadcast_to(a % n, block) for a, n in arrays], [n for _, n in arrays])
     return flat.ravel() if onp.bincount(flat.ravel()).max() <= 1 else None
@@ -161,7 +176,7 @@ def _positions(p, n):
     entries in NumPy's range -n..n-1, else NumPy's step says it is out of bounds)."""
     if p.dtype not in _INDEX_DTYPES or not prod(p.shape):
         return False
-    return isinstance(p, Var) or bool(((p >= -n) & (p < n)).all())
+    return isinstance(p, Var) or bool(((p.val >= -n) & (p.val < n)).all())
 
 
 def fuse(program, backend=None, apart=(), limit=MEMBERS):
@@ -170,17 +185,16 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     as they are), planned for `backend` (default: the active one); the equations making the
     values in `apart` stay as they are; no region grows past `limit` members."""
     backend = backend or backends.backend()
-    repeats = _REPEATS[backend]
     readers = _readers(program)
-    outs = {o for o in program.outs if isinstance(o, Var)}
+    outs = program.out_vars()
     made_by = {eq.out: eq for eq in program.equations}
     region_of, evaluations = {}, {}
-    free = _index_made(program, backend)
+    free = _index_made(program, backend, apart)
     steps = _Steps(program, limit)
     for eq in reversed(program.equations):
         if eq.out not in free and eq.out not in apart and fusible(eq, backend) and \
                 not _adds_a_scatter(eq, made_by, backend):
-            r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, repeats)
+            r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, backend)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
                 continue
             if r is None:
@@ -196,7 +210,8 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     for r in regions:  # the index-made values a region reads become its members too
         made = _made_from([a for eq in r.equations for a in eq.ins if isinstance(a, Var)], free, made_by)
         r.equations = sorted(r.equations + [made_by[v] for v in made], key=lambda e: order[id(e)])
-    regions = [r for r in regions if _worth_a_kernel(r)]
+    read_outside = _read_outside(program, region_of)
+    regions = [r for r in regions if _worth_a_kernel(r, read_outside, backend)]
     kept = {id(r) for r in regions}
     region_of = {v: r for v, r in region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
@@ -204,14 +219,24 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     return _schedule(program, regions, region_of, unread)
 
 
-def _index_made(program, backend):
-    """Values made from the indices and constants alone by fusible equations other than sums: a
-    seed, its slices and shifts, their scalar multiples. Each region reading one makes it itself."""
-    free = set()
+def _index_made(program, backend, apart=()):
+    """Values each region reading one makes itself: those made from the indices and constants
+    alone by fusible equations other than sums (a seed, its slices and shifts, their scalar
+    multiples), and scalars made from the program's inputs by a few of them (a parameter picked
+    from the input and scaled: a load and a multiply in a kernel, where a step of its own costs a
+    call; read by regions of several iteration spaces, it would join none)."""
+    free, chains, inputs = set(), {}, set(program.ins)  # chains: scalar -> the equations making it
     for eq in program.equations:
-        if eq.prim.reduction is None and fusible(eq, backend) and \
-                all(a in free if isinstance(a, Var) else not isinstance(a, Tracer) for a in eq.ins):
+        if eq.prim.reduction is not None or eq.out in apart or not fusible(eq, backend) or \
+                any(a.traced for a in eq.ins if isinstance(a, Lit)):
+            continue
+        read = [a for a in eq.ins if isinstance(a, Var)]
+        if all(a in free for a in read) and not any(a in chains for a in read):
             free.add(eq.out)
+        elif prod(eq.out.shape) == 1 and all(a in free or a in inputs for a in read):
+            chains[eq.out] = 1 + sum(chains.get(a, 0) for a in read)
+            if chains[eq.out] <= _SCALAR_CHAIN:
+                free.add(eq.out)
     return free
 
 
@@ -222,13 +247,13 @@ def _made_from(values, free, made_by):
         v = stack.pop()
         if v not in out:
             out.add(v)
-            stack.extend(a for a in made_by[v].ins if isinstance(a, Var))
+            stack.extend(a for a in made_by[v].ins if isinstance(a, Var) and a in free)
     return out
 
 
 def _read_outside_regions(program, region_of, free, made_by):
     """The index-made values a plain step or the caller reads: their equations stay as steps."""
-    reads = [o for o in program.outs if isinstance(o, Var)]
+    reads = list(program.out_vars())
     reads += [a for eq in program.equations if eq.out not in region_of and eq.out not in free
               for a in eq.ins if isinstance(a, Var)]
     return _made_from(reads, free, made_by)
@@ -247,11 +272,11 @@ def _adds_a_scatter(eq, made_by, backend):
     """An add of a scatter at index arrays left out of regions: the replay adds it in place at its
     positions instead."""
     return eq.prim is add and any(
-        isinstance(a, Var) and a in made_by and made_by[a].prim is scatter and not fusible(made_by[a], backend)
+        a in made_by and made_by[a].prim is scatter and not fusible(made_by[a], backend)
         for a in eq.ins)
 
 
-def _joined(steps, eq, readers, region_of, outs, evaluations, repeats):
+def _joined(steps, eq, readers, region_of, outs, evaluations, backend):
     """The region of eq's readers, which eq can join (merging the readers' regions), or None.
     Records how many times the region would evaluate eq's elements (`evaluations`)."""
     if eq.out in outs or not readers:
@@ -259,11 +284,12 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, repeats):
     regions = list({id(r): r for r in (region_of.get(c.out) for c in readers)}.values())
     if any(r is None or r.shape != regions[0].shape for r in regions):
         return None
-    times = _evaluations(eq.out, readers, evaluations)
+    times = _evaluations(eq.out, readers, evaluations, _DECIDED[backend](regions[0].shape))
     n = prod(eq.out.shape)
     # a view, a seed or a gather only loads or makes from indices: free to redo (a gather loads its
     # position too); a scalar is one value wherever it is read (once per element)
-    if eq.prim.recompute != "free" and n > 1 and times > repeats * n * (2 if eq.prim.recompute == "cheap" else 1):
+    if eq.prim.recompute != "free" and n > 1 and \
+            times > _REPEATS[backend] * n * (2 if eq.prim.recompute == "cheap" else 1):
         return None
     target = regions[0]
     if not steps.fits(*(r.equations for r in regions), [eq]):
@@ -275,22 +301,57 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, repeats):
     return target
 
 
-def _evaluations(v, readers, evaluations):
+def _evaluations(v, readers, evaluations, decided):
     """How many times a region would evaluate v's elements: elementwise readers of one shape read
-    it at the same index (once per element of theirs), every other reader at an index of its own."""
+    it at the same index (once per element of theirs), every other reader at an index of its own.
+    decided: how many trailing axes of the region's iteration space its kernel resolves at render
+    time (inf: all, as a GPU's threads branch)."""
     at = {}
     for c in readers:
         key = ("same", c.out.shape) if c.prim.elementwise else id(c)
-        at[key] = max(at.get(key, 0), evaluations[c.out] * _share(c, v))
+        at[key] = max(at.get(key, 0), evaluations[c.out] * _share(c, v, decided))
     return sum(at.values())
 
 
-def _share(reader, v):
-    """The fraction of its evaluations in which reader evaluates v: a scatter or concatenation
-    reads each input only where it lands, a sum each element once."""
-    if reader.prim.reads_each_once:
+def _share(reader, v, decided):
+    """The fraction of its evaluations in which reader evaluates v: a sum each element once; a
+    scatter or concatenation each input only where it lands, where the kernel tells where without
+    computing it (the axes it lands along partly are among the `decided` trailing ones), else
+    everywhere (a CPU's vectorised loop computes a value in every lane, then selects)."""
+    if reader.prim.reduction is not None or (reader.prim.reads_each_once and
+                                             max(_partly(v.shape, reader.out.shape), default=0) <= decided):
         return prod(v.shape) / prod(reader.out.shape)
     return 1.0
+
+
+def _partly(part, whole):
+    """The axes (counted from the last, 1 the last) of a scatter's or concatenation's result (of
+    shape whole) that its input (of shape part) covers only in part, matched from the last: an axis
+    of whole that part lacks (an int index) or where part is shorter (a slice, a piece)."""
+    partly, j = [], len(part) - 1
+    for k in range(len(whole) - 1, -1, -1):
+        if j >= 0 and (part[j] == whole[k] or len(part) == len(whole)):
+            if part[j] != whole[k]:
+                partly.append(len(whole) - k)
+            j -= 1
+        elif whole[k] > 1:
+            partly.append(len(whole) - k)
+    return partly
+
+
+def unrolled_axes(shape, most=UNROLLED):
+    """How many trailing axes of an iteration space one loop element of its kernel unrolls (their
+    indices are known at render time): the longest suffix of at most `most` elements, unless its
+    last axis of more than one element is ROWS_FROM long or longer (the loop then runs along it,
+    reading and writing contiguous elements: docs/performance.md)."""
+    k = 0
+    while k < len(shape) and shape[len(shape) - k - 1] == 1:
+        k += 1
+    if k < len(shape) and shape[len(shape) - k - 1] >= ROWS_FROM:
+        return k
+    while k < len(shape) and prod(shape[len(shape) - k - 1:]) <= most:
+        k += 1
+    return k
 
 
 def _merge(steps, region_of, target, other):
@@ -338,8 +399,21 @@ def _merge_siblings(program, region_of, steps):
             refused.add((id(target), id(other)))
 
 
-def _worth_a_kernel(region):
-    return len(region.equations) >= 2 and not all(map(view, region.equations))
+def _worth_a_kernel(region, read_outside, backend):
+    """Whether a region saves more than its kernel costs: a pass over memory (a computed value that
+    never leaves it, or an input that two of its computing members would each read), on a GPU a
+    launch (two computing members), on a CPU the calls of its members where its elements are too
+    few for a pass over them to matter (_PASS_FROM). Else its members run as they are: a library's
+    loop moves the same bytes as a generated one, and is often faster (bench/losses.py's mean_scaled)."""
+    computing = [eq for eq in region.equations if not view(eq)]
+    if len(region.equations) < 2 or not computing:
+        return False
+    if prod(region.shape) < _PASS_FROM[backend] or any(eq.out not in read_outside for eq in computing) or \
+            (backend == "cupy" and len(computing) > 1):
+        return True
+    inside = {eq.out for eq in region.equations}
+    reads = [a for eq in computing for a in {a for a in eq.ins if isinstance(a, Var) and a not in inside}]
+    return len(reads) > len(set(reads))
 
 
 class _Steps:
@@ -427,27 +501,32 @@ class _Steps:
         return x
 
 
-def _connect(program, regions, region_of):
-    """Each region's inputs (read from outside, in first-use order) and outputs (read outside)."""
-    used_outside = {o for o in program.outs if isinstance(o, Var)}
+def _read_outside(program, region_of):
+    """The values the program returns or a step outside their region reads."""
+    used = program.out_vars()
     for eq in program.equations:
         mine = region_of.get(eq.out)
-        for a in eq.ins:
-            if isinstance(a, Var) and region_of.get(a) is not None and region_of.get(a) is not mine:
-                used_outside.add(a)
+        used.update(a for a in eq.ins if isinstance(a, Var) and region_of.get(a) is not None and
+                    region_of.get(a) is not mine)
+    return used
+
+
+def _connect(program, regions, region_of):
+    """Each region's inputs (read from outside, in first-use order) and outputs (read outside)."""
+    used_outside = _read_outside(program, region_of)
     for r in regions:
         inside = {eq.out for eq in r.equations}
         seen = set()
         for eq in r.equations:
             if eq.prim.scatters and _positions_of(eq):
-                r.inverses[eq.out] = _inverse(eq)
+                r.inverses[eq.out] = Lit(_inverse(eq))
             for a in _operands(eq, r):
-                if isinstance(a, (bool, int, float)) or (isinstance(a, Var) and a in inside):
+                if a in inside or (isinstance(a, Lit) and isinstance(a.val, (bool, int, float))):
                     continue
-                if not isinstance(a, Var) and _uniform(a):  # broadcast scalars: a literal
-                    r.literals[id(a)] = a.ravel()[0].item()
+                if isinstance(a, Lit) and _uniform(a.val):  # broadcast scalars: a literal
+                    r.literals[id(a.val)] = a.val.ravel()[0].item()
                     continue
-                key = a if isinstance(a, Var) else id(a)
+                key = a if isinstance(a, Var) else id(a.val)
                 if key not in seen:
                     seen.add(key)
                     r.ins.append(a)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from ..core import held_bytes
 from .fusion import view
-from .program import Var
+from .ir import Var, dying
 
 _HELD = 16 << 20  # the most bytes one graph may hold from call to call
 _SAVED = 2  # a run is captured when it saves at least this many host-side launches
@@ -117,16 +117,15 @@ def run_function(steps, ins, outs):
     """The steps as one function of the run's inputs, returning its outputs; each value is dropped
     after its last use, so the memory it held serves the values after it (within a capture too:
     the graph keeps the stream's order)."""
-    last = {a: k for k, s in enumerate(steps) for a in s.ins if isinstance(a, Var)}
+    gone = dying(steps, outs)
 
     def run(*arrays):
         env = dict(zip(ins, arrays))
-        for k, s in enumerate(steps):
-            result = s.fn(*[env[a] if isinstance(a, Var) else a for a in s.ins])
+        for s, dropped in zip(steps, gone):
+            result = s.fn(*[a.read(env) for a in s.ins])
             env.update(zip(s.outs, result if s.kind == "region" else [result]))
-            for a in s.ins:
-                if isinstance(a, Var) and last[a] == k and a not in outs:
-                    env.pop(a, None)
+            for a in dropped:
+                env.pop(a, None)
         return [env[v] for v in outs]
     return run
 

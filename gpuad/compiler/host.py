@@ -10,6 +10,7 @@ without fusion.
 """
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import resource
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy
@@ -98,11 +100,11 @@ def library(kernels):
     if OFFSETS is None:
         _warn_once("this NumPy's array layout is not the one the fused kernels read")
         return None
-    head, (body,) = host_sources(kernels, OFFSETS)
-    key = _key(head, body)
+    key = _key(kernels)
     lib = _loaded.get(key)
     if lib is None:
-        parts = min(_cores(), MAX_PARTS) if len(body) > SPLIT_FROM else 1
+        size = sum(len(k.text) for k in {k.name: k for k in kernels}.values())
+        parts = min(_cores(), MAX_PARTS) if size > SPLIT_FROM else 1
         lib = _load(f"gpuad_{key}.so", lambda path: _build(*host_sources(kernels, OFFSETS, parts), path, key))
         if lib is None:
             return None
@@ -113,12 +115,12 @@ def library(kernels):
 
 def loaded(kernels):
     """The library of these kernels where this process has loaded it already, else None (no build)."""
-    return _loaded.get(_key(*host_sources(kernels, OFFSETS))) if OFFSETS is not None else None
+    return _loaded.get(_key(kernels)) if OFFSETS is not None else None
 
 
 def timed_out(kernels):
     """Whether building these kernels' library ran past $GPUAD_COMPILE_TIMEOUT in this process."""
-    return OFFSETS is not None and _key(*host_sources(kernels, OFFSETS)) in _timed_out
+    return OFFSETS is not None and _key(kernels) in _timed_out
 
 
 def _load(name, build):
@@ -190,12 +192,31 @@ def cached(kernels):
     """Whether the library of these kernels is loaded or on disk: `library` runs no compiler."""
     if OFFSETS is None:
         return True  # `library` says at once why it cannot build
-    key = _key(*host_sources(kernels, OFFSETS))
+    key = _key(kernels)
     return key in _loaded or (cache.root() / f"gpuad_{key}.so").exists()  # checked again when loaded
 
 
-def _key(head, bodies):
-    return hashlib.sha1((head + "".join(bodies) + " ".join(ISA)).encode()).hexdigest()  # AVX2 alone: its own file
+def _key(kernels):
+    """The name of these kernels' library: a hash of the prelude, of each kernel's text (hashed once
+    per kernel: `cached`, then `library`, ask) and of the ISA flags (AVX2 alone: a file of its own).
+    Nothing is rendered: the source is put together only to be compiled."""
+    texts = "".join(sorted({_text_hash(k) for k in kernels}))
+    return hashlib.sha1((_prelude_hash() + texts + " ".join(ISA)).encode()).hexdigest()
+
+
+_text_hashes = weakref.WeakKeyDictionary()  # Kernel -> the hash of its text
+
+
+def _text_hash(kernel):
+    h = _text_hashes.get(kernel)
+    if h is None:
+        h = _text_hashes[kernel] = hashlib.sha1(kernel.text.encode()).hexdigest()
+    return h
+
+
+@functools.cache
+def _prelude_hash():
+    return hashlib.sha1(host_sources([], OFFSETS)[0].encode()).hexdigest()
 
 
 def _cores():
@@ -344,8 +365,11 @@ def launcher(lib, kernel, reuse=()):
 
 
 def _readable(a, dtype):
-    """a, or a copy of it a kernel can read: an ndarray of dtype, aligned (numpy.array copies
-    into a fresh, aligned, C-ordered buffer in this machine's byte order)."""
+    """a, or an array a kernel can read: an ndarray of dtype, aligned. An array of a subclass
+    (gpuad.numpy's, which the kernels' type check refuses) is viewed as a plain one, not copied;
+    else numpy.array copies into a fresh, aligned, C-ordered buffer in this machine's byte order."""
+    if isinstance(a, numpy.ndarray) and type(a) is not numpy.ndarray:
+        a = a.view(numpy.ndarray)
     if type(a) is numpy.ndarray and a.dtype == dtype and a.flags.aligned:
         return a
     return numpy.array(a, dtype)

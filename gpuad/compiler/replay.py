@@ -17,14 +17,14 @@ from math import prod
 import numpy as onp
 
 from .. import backends
-from ..chunking import CHECK_FROM, install_plan_check, size_text
 from ..kernels import builds
 from ..ops.elementwise import add
 from ..ops.indexing import add_at, scatter
 from ..ops.shape import reshape
+from ..sizes import CHECK_FROM, size_text
 from . import codegen, graphs
 from .fusion import MEMBERS, Region, fuse, view
-from .program import Var, program_so_far
+from .ir import Var, dying
 
 
 class Step:
@@ -107,7 +107,7 @@ class Replay:
         self.graphs = sum(s.kind == "graph" for s in steps)
         peak += sum(s.node.held for s in steps if s.kind == "graph")
         self.source, run = _generate(program, steps)
-        run = _one_at_a_time(run) if regions and be.name == "numpy" else run
+        run = _one_at_a_time(_plain_inputs(run)) if regions and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run
         self.steps, self.regions, self.peak = steps, regions, peak
         self.run = run if peak < CHECK_FROM else _checked(run, peak, program.sweeps)
@@ -156,25 +156,24 @@ def peak_bytes(program, steps):
         if shares and s.kind == "eq":
             if s.node.prim is not reshape:
                 strided.update(s.outs)
-            elif isinstance(s.ins[0], Var) and s.ins[0] in strided:
+            elif s.ins[0] in strided:
                 shares = False
         for v in s.outs:
-            buffer[v] = buffer.get(s.ins[0], id(v)) if shares and isinstance(s.ins[0], Var) else id(v)
+            buffer[v] = buffer.get(s.ins[0], id(v)) if shares else id(v)  # a Lit's is a new buffer
             size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
-    last = {a: i for i, s in enumerate(steps) for a in s.ins if isinstance(a, Var)}
     names = {}  # buffer id -> live names
     for v in [v for s in steps for v in s.outs]:
         names[buffer[v]] = names.get(buffer[v], 0) + 1
     live, peak, held = 0, 0, set()
-    ends = {o for o in program.outs if isinstance(o, Var)} | set(program.ins)
-    for i, s in enumerate(steps):
+    ends = program.out_vars() | set(program.ins)
+    read = {a for s in steps for a in s.ins if isinstance(a, Var)}
+    for s, gone in zip(steps, dying(steps, ends)):
         for v in s.outs:
             if buffer[v] not in held:
                 held.add(buffer[v])
                 live += size[buffer[v]]
         peak = max(peak, live)
-        for v in {a for a in s.ins if isinstance(a, Var) and last[a] == i and a not in ends} | \
-                {v for v in s.outs if v not in last and v not in ends}:
+        for v in set(gone) | {v for v in s.outs if v not in read and v not in ends}:
             names[buffer[v]] -= 1
             if not names[buffer[v]]:
                 live -= size[buffer[v]]
@@ -194,6 +193,16 @@ def _checked(run, peak, sweeps):
                               f"compiled program), but {size_text(available)} of memory is available; {hint}")
         return run(*args)
     return checked
+
+
+def _plain_inputs(run):
+    """run, given its inputs of an ndarray subclass (gpuad.numpy's) as plain ndarrays, viewed once
+    a call: the CPU kernels' type check refuses a subclass, and each kernel reading one would try,
+    then view it, again."""
+    def plain(*args):
+        return run(*[a.view(onp.ndarray) if type(a) is not onp.ndarray and isinstance(a, onp.ndarray) else a
+                     for a in args])
+    return plain
 
 
 def _one_at_a_time(run):
@@ -307,7 +316,7 @@ def staying(program, steps):
         for a in s.ins:
             if isinstance(a, Var):
                 readers.setdefault(a, []).append(s)
-    out = {o for o in program.outs if isinstance(o, Var)}
+    out = program.out_vars()
     return {v for s in steps for v in s.outs
             if v not in out and all(r.kind in ("region", "graph") or (r.kind == "eq" and not view(r.node))
                                     for r in readers.get(v, ()))}
@@ -340,7 +349,7 @@ def _in_place(program, steps):
     producer = {s.outs[0]: s.node for s in steps if s.kind == "eq"}
     uses = _use_counts(program, steps)
     owned = {v for s in steps if s.kind != "eq" or not view(s.node) for v in s.outs}
-    keep = {o for o in program.outs if isinstance(o, Var)}
+    keep = program.out_vars()
     out, skip = [], set()
     for step in steps:
         if step.kind == "eq" and step.node.prim is add:
@@ -356,7 +365,7 @@ def _accumulate(step, producer, uses, owned, keep, skip):
         if not (isinstance(target, Var) and target in owned and target not in keep and uses[target] == 1
                 and target.shape == eq.out.shape and target.dtype == eq.out.dtype):
             continue
-        src = producer.get(other) if isinstance(other, Var) else None
+        src = producer.get(other)
         if src is not None and src.prim is scatter and uses[other] == 1 and other not in keep \
                 and src.params["shape"] == eq.out.shape and src.ins[0].dtype == eq.out.dtype:
             skip.add(other)
@@ -408,34 +417,24 @@ def _generate(program, steps):
     def ref(a):
         if isinstance(a, Var):
             return names[a]
-        env[f"c{len(env)}"] = a
+        env[f"c{len(env)}"] = a.val
         return f"c{len(env) - 1}"
 
-    last = {}
-    for i, step in enumerate(steps):
-        for a in step.ins:
-            if isinstance(a, Var):
-                last[a] = i
-    keep = {o for o in program.outs if isinstance(o, Var)} | set(program.ins)
     lines = [f"def replay({', '.join(names[v] for v in program.ins)}):"]
-    for i, step in enumerate(steps):
+    for i, (step, gone) in enumerate(zip(steps, dying(steps, program.out_vars() | set(program.ins)))):
         env[f"f{i}"] = step.fn
         args = ", ".join(ref(a) for a in step.ins)
         for k, v in enumerate(step.outs):
             names[v] = f"v{i}_{k}"
         targets = ", ".join(names[v] for v in step.outs) + ("," if step.kind in ("region", "graph") else "")
         lines.append(f"    {targets} = f{i}({args})")
-        dead = [names[a] for a in dict.fromkeys(a for a in step.ins if isinstance(a, Var))
-                if last[a] == i and a not in keep]
-        if dead:
-            lines.append(f"    del {', '.join(dead)}")
+        if gone:
+            lines.append(f"    del {', '.join(names[a] for a in gone)}")
     lent = _borrowed(program, steps)
-    outs = [f"{ref(o)}.copy()" if (o in lent if isinstance(o, Var) else hasattr(o, "copy")) else ref(o)
+    outs = [f"{ref(o)}.copy()" if (o in lent if isinstance(o, Var) else hasattr(o.val, "copy")) else ref(o)
             for o in program.outs]
     lines.append(f"    return [{', '.join(outs)}]")
     source = "\n".join(lines)
     exec(compile(source, "<gpuad.jit replay>", "exec"), env)
     return source, env["replay"]
 
-
-install_plan_check(lambda values: peak_bytes(p := program_so_far(values), plan(p, fusion_wanted())))

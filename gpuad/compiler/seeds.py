@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as onp
 
+from .ir import Equation, Var
+
 _MOST = 1 << 24  # the most non-zeros a seed is held as; past this it is folded densely, as any value
 
 
@@ -42,12 +44,11 @@ def nonzeros(v, made, to_numpy):
         return None
     if eq.prim.entries is not None:
         return NonZeros(*eq.prim.entries(**eq.params))
-    var = type(v)
-    inner = [a for a in eq.ins if isinstance(a, var)]
+    inner = [a for a in eq.ins if isinstance(a, Var)]
     nz = nonzeros(inner[0], made, to_numpy) if len(inner) == 1 else None
     if nz is None:
         return None
-    value = fold(type(eq)(eq.prim, [nz if isinstance(a, var) else a for a in eq.ins], eq.out, eq.params), to_numpy)
+    value = fold(Equation(eq.prim, [nz if isinstance(a, Var) else a.val for a in eq.ins], eq.out, eq.params), to_numpy)
     return value if isinstance(value, NonZeros) else None
 
 

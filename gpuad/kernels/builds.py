@@ -7,11 +7,13 @@ first call waits for them (the benchmarks, and tests that check the kernels them
 `gpuad.jit(f).lower(*args).compile()` builds them ahead of time whatever the setting.
 """
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 
 _MODES = ("async", "sync")
-_pool = []
+_work = queue.SimpleQueue()  # (future, fn, args) for the build threads
+_threads = []
 _lock = threading.Lock()
 
 
@@ -25,12 +27,33 @@ def waits():
 
 
 def submit(fn, *args):
-    """Run fn(*args) on the build threads: a concurrent.futures.Future."""
+    """Run fn(*args) on the build threads: a concurrent.futures.Future. The threads are daemons: a
+    process that ends while a build runs does not wait for it (a library enters the cache whole or
+    not at all, gpuad/kernels/cache.py; its workspace goes with the next build)."""
     with _lock:
-        if not _pool:
+        if not _threads:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            _pool.append(ThreadPoolExecutor(max_workers=max(2, cores), thread_name_prefix="gpuad-build"))
-    return _pool[0].submit(fn, *args)
+            _threads.extend(_started(_serve, max(2, cores), "gpuad-build"))
+    future = Future()
+    _work.put((future, fn, args))
+    return future
+
+
+def _serve():
+    while True:
+        future, fn, args = _work.get()
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:  # the caller's future reports it
+                future.set_exception(e)
+
+
+def _started(target, count, name):
+    threads = [threading.Thread(target=target, name=name, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    return threads
 
 
 THREADS = max(1, min(8, os.cpu_count() or 1))  # builds of one program at once
@@ -38,13 +61,28 @@ THREADS = max(1, min(8, os.cpu_count() or 1))  # builds of one program at once
 
 def each(build, items, catch=Exception):
     """[build(item), or the `catch` exception it raised] for each item, several at once (NVRTC and
-    the C++ compiler do not hold the GIL)."""
-    def attempt(item):
-        try:
-            return build(item)
-        except catch as e:
-            return e
+    the C++ compiler do not hold the GIL), on daemon threads as `submit`'s."""
+    results, todo, uncaught = [None] * len(items), queue.SimpleQueue(), []
+    for k in range(len(items)):
+        todo.put(k)
+
+    def attempt():
+        while True:
+            try:
+                k = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results[k] = build(items[k])
+            except catch as e:
+                results[k] = e
+            except BaseException as e:  # raised in the caller's thread, as an executor's map would
+                uncaught.append(e)
     if len(items) <= 1:
-        return [attempt(item) for item in items]
-    with ThreadPoolExecutor(min(len(items), THREADS)) as pool:
-        return list(pool.map(attempt, items))
+        attempt()
+    else:
+        for t in _started(attempt, min(len(items), THREADS), "gpuad-build-part"):
+            t.join()
+    if uncaught:
+        raise uncaught[0]
+    return results

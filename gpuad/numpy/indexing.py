@@ -8,7 +8,7 @@ import numpy as onp
 
 from .. import backends
 from ..batching import BatchTracer
-from ..core import Tracer, program_value, shape
+from ..core import Tracer, shape, staging
 from ..ops.elementwise import PRIMS
 from ..ops.indexing import getitem, index_add, index_set, take_along
 from ..ops.shape import reshape
@@ -58,7 +58,7 @@ def normalize_index(key, ndim):
 def take_index(x, key):
     """x[key] for any value x; positions known only when the call runs (batched under vmap, or
     values of a program gpuad.jit traces) are gathered along the first axis."""
-    if isinstance(key, BatchTracer) or program_value(key) is not None:
+    if isinstance(key, BatchTracer) or staging(key) is not None:
         return _gather_leading(x, key)
     return getitem(x, idx=normalize_index(key, len(shape(x))))
 

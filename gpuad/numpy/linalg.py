@@ -19,7 +19,7 @@ from collections import namedtuple
 import numpy as onp
 
 from ..axes import distinct_axes
-from ..core import Tracer, program_value, shape
+from ..core import Tracer, shape, staging
 from ..ops import linalg as L
 from ..ops.elementwise import PRIMS as EW
 from ..ops.elementwise import astype, conj, real, where
@@ -32,7 +32,7 @@ from .shapes import broadcast_to, concatenate, expand_dims, moveaxis, reshape, s
 
 def _known(x):
     """The backend array beneath a value's transforms, or None while gpuad.jit traces it (no data)."""
-    if program_value(x) is not None:
+    if staging(x) is not None:
         return None
     while isinstance(x, Tracer):
         x = x._inner()

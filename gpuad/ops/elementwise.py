@@ -9,7 +9,7 @@ import math
 import numpy as onp
 
 from .. import backends
-from ..core import Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape
+from ..core import SCALARS, Primitive, ShapeDtypeStruct, Tracer, bind, dtype, linear, result_dtype, shape, staging
 from .shape import broadcast_to, reshape, transpose, with_unit_axes_at
 from .table import REAL_ONLY, ROWS, SPECIAL_NAMES, RuleNamespace, cotangents_in, fit_output, tangent_out
 
@@ -112,7 +112,7 @@ SMALL_EXAMPLE, LARGE_BATCH = 16, 256
 def _batch_last(args, batched):
     if not backends.current().batch_innermost:
         return False
-    if any(isinstance(a, Tracer) and not a.replayed for a in args):
+    if any(isinstance(a, Tracer) and staging(a) is not a._trace for a in args):  # a transform's value, not jit's
         return False
     ndim = max(len(shape(a)) - b for a, b in zip(args, batched))
     b = next(shape(a)[0] for a, f in zip(args, batched) if f)
@@ -136,6 +136,37 @@ def _batch_to_last(a):
 PRIMS = {name: _row_primitive(row) for name, row in ROWS.items()}
 add, multiply, negative, subtract, divide = (PRIMS[n] for n in ("add", "multiply", "negative", "subtract",
                                                                  "divide"))
+
+
+# ---------------------------------------------------------------- neutral constants (the compiler's simplify)
+SMALL_CONSTANT = 1 << 12  # constants up to this size are looked at; larger ones are never neutral
+
+
+def constant_equal(x, value):
+    """Whether x is a constant (None: a variable) equal to value everywhere; to a float value, a
+    float constant of the same sign (0.0 and -0.0 differ, and an integer zero is neither)."""
+    if x is None or isinstance(x, Tracer):
+        return False
+    if not isinstance(x, SCALARS) and getattr(x, "size", SMALL_CONSTANT + 1) > SMALL_CONSTANT:
+        return False
+    if not isinstance(value, float):
+        return bool(onp.all(x == value))
+    # NumPy's functions dispatch to the constant's own library: a CuPy constant stays on its device
+    # (numpy.asarray of it raises)
+    negative = math.copysign(1.0, value) < 0
+    return dtype(x).kind == "f" and bool(onp.all((x == value) & (onp.signbit(x) == negative)))
+
+
+def _neutral(positions, value):
+    """The `unchanged` rule of x * 1, 1 * x, x + 0, ...: the other argument where one at `positions`
+    is the constant `value`."""
+    return lambda constants, **params: next((1 - k for k in positions if constant_equal(constants[k], value)), None)
+
+
+# A float zero is neutral with its own sign only: x + 0.0 and x - (-0.0) are +0.0 where x is -0.0.
+for _name, (_positions, _value) in {"multiply": ((0, 1), 1), "add": ((0, 1), -0.0), "subtract": ((1,), 0.0),
+                                    "divide": ((1,), 1), "power": ((1,), 1)}.items():
+    PRIMS[_name].unchanged = _neutral(_positions, _value)
 
 
 # ---------------------------------------------------------------- where
@@ -163,6 +194,9 @@ where = Primitive("where", lambda c, a, b: backends.xp().where(c, a, b), _where_
                   abstract=lambda c, a, b: ShapeDtypeStruct(onp.broadcast_shapes(shape(c), shape(a), shape(b)),
                                                             result_dtype(a, b)))
 where.complex_ready = True
+# a condition that is a constant True or False picks its branch
+where.unchanged = lambda constants: 1 if constant_equal(constants[0], True) else \
+    2 if constant_equal(constants[0], False) else None
 
 
 # ---------------------------------------------------------------- real, imag, conj
@@ -204,6 +238,7 @@ astype = Primitive(
     lambda args, batched, dtype: (astype(args[0], dtype=dtype), True),
     abstract=lambda x, dtype: ShapeDtypeStruct(shape(x), dtype))
 astype.complex_ready = True
+astype.unchanged = lambda constants, dtype: 0  # where the dtype is the same
 
 
 # The table's rules over gpuad's own primitives, used whenever a value is traced (nesting).

@@ -129,3 +129,5 @@ reshape.coords = _reshaped_coords
 transpose.coords = lambda entries, out_shape, most, perm: (tuple(entries.coords[k] for k in perm), slice(None))
 broadcast_to.coords = _broadcast_coords
 reduce_sum.reduction, reduce_sum.reads_each_once = "add", True
+reshape.unchanged = broadcast_to.unchanged = lambda constants, shape: 0  # where the shape is the same
+transpose.unchanged = lambda constants, perm: 0 if perm == tuple(range(len(perm))) else None

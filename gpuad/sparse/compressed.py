@@ -27,7 +27,6 @@ import scipy.sparse as sp
 from .. import backends
 from .. import numpy as gnp
 from ..api import Call, grad
-from ..compiler.program import ProgramTracer
 from ..core import Tracer, dtype, shape, staging
 from ..fpwarnings import at_user_line
 from ..tree import register_pytree_node
@@ -175,7 +174,7 @@ class _Sweep:
         self.seeds = {}
 
     def __call__(self, call):
-        traced = any(isinstance(x, ProgramTracer) for x in call.leaves)
+        traced = any(staging(x) is not None for x in call.leaves)
         return self.assemble([product(call, functools.partial(self.seed, colors, traced=traced), self.pattern.shape[0])
                               for product, colors, _ in self.parts])
 
@@ -203,7 +202,7 @@ class _Sweep:
     def result(self, data):
         """The CSR matrix with these values (its stored entries in order), or a TracedCSR under jit
         (also where the values are constants of the program: the Jacobian of a linear function)."""
-        if isinstance(data, Tracer) and not isinstance(data, ProgramTracer):
+        if isinstance(data, Tracer) and staging(data) is not data._trace:  # a value of a transform, not of jit
             raise TypeError(
                 f"{self.name}: a sparse result is a CSR matrix, which gpuad.jit can return but no other "
                 "transform can take as a value (vmap would make a batch of matrices, jacfwd/jacrev/grad a sparse "

@@ -1,6 +1,6 @@
 """Sparsity patterns, found by propagating index sets through the function's traced program.
 
-The function is traced abstractly (gpuad.compiler.program.trace_program: shapes and dtypes, no data), so
+The function is traced abstractly (gpuad.compiler.tracing.trace_program: shapes and dtypes, no data), so
 the pattern holds for every value of the inputs: it is the union of the patterns of all the
 branches a value could take, and Python control flow on input values cannot occur (tracing
 refuses it, as gpuad.jit does). Each value's pattern is a boolean CSR matrix (its elements x the
@@ -21,7 +21,8 @@ import scipy.sparse as sp
 
 from .. import backends
 from ..api import _argnums, _as_input, grad
-from ..compiler.program import Var, trace_program
+from ..compiler.ir import Var, dying
+from ..compiler.tracing import trace_program
 from ..core import ShapeDtypeStruct, Tracer, dtype, shape
 from ..ops.patterns import Through, run, unknown
 from ..tree import tree_flatten
@@ -173,22 +174,19 @@ def propagate(program, inputs, n):
     constants) are computed where small, so that their zeros count as a constant's do."""
     env = dict(zip(program.ins, inputs))
     known, nonzero = {}, {}  # Var -> its value (made from constants alone); Var -> where it may be non-zero
-    last = {a: k for k, eq in enumerate(program.equations) for a in eq.ins if isinstance(a, Var)}
-    keep = {o for o in program.outs if isinstance(o, Var)}
-    for k, eq in enumerate(program.equations):
+    for eq, gone in zip(program.equations, dying(program.equations, program.out_vars())):
         _propagate_one(eq, env, known, nonzero)
-        for a in eq.ins:  # what no later equation reads is dropped: the patterns of large programs add up
-            if isinstance(a, Var) and last[a] == k and a not in keep:
-                for d in (env, known, nonzero):
-                    d.pop(a, None)
-    return [_or_empty(env.get(o) if isinstance(o, Var) else None, math.prod(shape(o)), n) for o in program.outs]
+        for a in gone:  # what no later equation reads is dropped: the patterns of large programs add up
+            for d in (env, known, nonzero):
+                d.pop(a, None)
+    return [_or_empty(env.get(o), math.prod(o.shape), n) for o in program.outs]
 
 
 def _propagate_one(eq, env, known, nonzero):
     be = backends.current()
-    pats = [env.get(a) if isinstance(a, Var) else None for a in eq.ins]
+    pats = [env.get(a) for a in eq.ins]  # a Lit depends on nothing
     args = [known.get(a, ShapeDtypeStruct(a.shape, a.dtype)) if isinstance(a, Var) else
-            be.to_numpy(a) if be.is_array(a) else a for a in eq.ins]
+            be.to_numpy(a.val) if be.is_array(a.val) else a.val for a in eq.ins]
     small = math.prod(eq.out.shape) <= _KNOWN
     if all(p is None for p in pats):
         if small and not any(map(unknown, args)):
@@ -213,7 +211,7 @@ def _mask(arg, v, nonzero):
     (anywhere)."""
     if not unknown(arg):
         return onp.asarray(arg) != 0
-    return nonzero.get(v) if isinstance(v, Var) else None
+    return nonzero.get(v)
 
 
 def _union(size, terms):
