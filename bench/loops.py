@@ -4,9 +4,15 @@ installed; first call (tracing and kernel builds, with a cold kernel cache) and 
 interleaved in one process.
 
     python -m bench.loops [--steps 1000] [--unrolled 100] [--batch 100000]
+    python -m bench.loops --first [--steps 1000]
     python -m bench.loops --reverse [--steps 1000] [--size 20000] [--slots 50]
 
---batch B adds jit(vmap(jacfwd)) of the --unrolled-step loop over B initial conditions.
+--batch B adds jit(vmap(jacfwd)) of the --unrolled-step loop over B initial conditions. The first
+calls of the main table wait for their kernels (GPUAD_COMPILE=sync). --first instead times the
+first call as a user gets it: in a fresh process, with an empty kernel cache, gpuad's default
+GPUAD_COMPILE=async (the loop runs from Python while its kernel builds) on the NumPy backend, then
+jax.jit's first call in the same process; the libraries imported and JAX's CPU client started
+before either clock starts.
 --reverse times reverse mode instead: grad through a scan of --steps steps of a --size-element carry,
 storing every carry and holding --slots of them (binomial checkpointing), eagerly and under jit,
 with the peak of NumPy's allocations (tracemalloc); beside JAX's jax.jit(grad) of lax.scan storing
@@ -16,9 +22,12 @@ program's temporaries (memory_analysis).
 """
 import argparse
 import functools
+import json
 import math
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -63,6 +72,36 @@ def first_and_steady(call, block, reps):
         block(call())
         times.append(time.perf_counter() - t0)
     return out, first, statistics.median(times) if times else None
+
+
+def first_calls_here(steps):
+    """gpuad's and jax.jit's first call of jit(jacfwd) of the steps-step fori_loop, in this process
+    (started with a cold cache by `cold_first_calls`); printed as JSON."""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    z = onp.array([0.7, -0.3, 1.3, 0.2])
+    jax.numpy.zeros(1).block_until_ready()  # JAX's CPU client starts here, outside its clock
+    t0 = time.perf_counter()
+    out = gpuad.jit(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, steps)))(gnp.asarray(z))
+    t1 = time.perf_counter()
+    ref = jax.jit(jax.jacfwd(integrator(jax.numpy, jax.lax.fori_loop, steps)))(jax.numpy.asarray(z))
+    ref.block_until_ready()
+    t2 = time.perf_counter()
+    assert onp.allclose(onp.asarray(out), onp.asarray(ref), rtol=1e-10, atol=1e-12)
+    print(json.dumps({"gpuad": t1 - t0, "jax": t2 - t1}))
+
+
+def cold_first_calls(steps, rounds=3):
+    """The first calls, each round in a fresh process with an empty kernel cache."""
+    print(f"| round | gpuad jit(jacfwd), fori_loop, {steps} steps | jax.jit(jacfwd), lax.fori_loop | ratio |\n"
+          "| --- | --- | --- | --- |")
+    for r in range(rounds):
+        env = dict(os.environ, GPUAD_CACHE_DIR=tempfile.mkdtemp(prefix="gpuad-loops-first-"), GPUAD_COMPILE="async",
+                   GPUAD_BACKEND="numpy", OPENBLAS_NUM_THREADS="1")
+        line = subprocess.run([sys.executable, "-m", "bench.loops", "--first-here", "--steps", str(steps)], env=env,
+                              capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+        t = json.loads(line)
+        print(f"| {r + 1} | {t['gpuad']:.3f} s | {t['jax']:.3f} s | {t['gpuad'] / t['jax']:.2f} |")
 
 
 def reverse_mode(steps, size, slots, reps):
@@ -135,7 +174,14 @@ def main():
     parser.add_argument("--unrolled", type=int, default=100, help="steps of the Python-loop version")
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=0, help="initial conditions of the vmap case (0: none)")
+    parser.add_argument("--python-loop", type=int, default=1, help="0: leave out the Python-loop case")
+    parser.add_argument("--first", action="store_true", help="first calls in fresh processes, against jax.jit")
+    parser.add_argument("--first-here", action="store_true", help=argparse.SUPPRESS)
     a = parser.parse_args()
+    if a.first_here:
+        return first_calls_here(a.steps)
+    if a.first:
+        return cold_first_calls(a.steps)
     if a.reverse:
         print(f"grad through {a.steps} steps of a {a.size}-element carry ({a.size * 8 / 1e3:.0f} kB; every carry: "
               f"{a.steps * a.size * 8 / 1e6:.0f} MB)\n")
@@ -144,10 +190,11 @@ def main():
             print(f"| {name} | {ms:.1f} ms | {peak / 1e6:.1f} MB |")
         return
     z = onp.array([0.7, -0.3, 1.3, 0.2])
+    python_loop = [(f"gpuad jit(jacfwd), Python loop, {a.unrolled} steps",
+                    gpuad.jit(gpuad.jacfwd(integrator(gnp, None, a.unrolled))), gnp.asarray(z), lambda x: x)]
     cases = [(f"gpuad jit(jacfwd), fori_loop, {a.steps} steps",
               gpuad.jit(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, a.steps))), gnp.asarray(z), lambda x: x),
-             (f"gpuad jit(jacfwd), Python loop, {a.unrolled} steps",
-              gpuad.jit(gpuad.jacfwd(integrator(gnp, None, a.unrolled))), gnp.asarray(z), lambda x: x),
+             *python_loop[:a.python_loop],
              (f"gpuad jit(jacfwd), fori_loop, {a.unrolled} steps",
               gpuad.jit(gpuad.jacfwd(integrator(gnp, gpuad.lax.fori_loop, a.unrolled))), gnp.asarray(z),
               lambda x: x)]

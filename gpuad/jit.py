@@ -15,7 +15,7 @@ from typing import Any, overload
 from . import backends
 from .api import Fun, as_output
 from .chunking import install_plan_check
-from .compiler import cost, graphs, replay
+from .compiler import cost, graphs, loop_kernel, replay
 from .compiler.ir import Program
 from .compiler.replay import Replay
 from .compiler.tracing import aval_of, program_so_far, trace_program
@@ -235,12 +235,14 @@ class Compiled:
         target = "cuda" if self.backend == "cupy" else "host"
         with backends.planning(self.backend) if self.backend != backends.backend() else contextlib.nullcontext():
             _, kernels = replay.planned(lowered.program, replay.fusion_wanted(), self.backend, target)
-        self.kernels = list(kernels.values())
+            loops = loop_kernel.kernels_of(lowered.program, target) if replay.fusion_wanted() else []
+        self.kernels = list(kernels.values()) + loops
         self._replay = None
-        if lowered._jitted is not None:  # built for calls: the replay, waiting for its kernels
+        if lowered._jitted is not None:  # built for calls: the replay, waiting for its kernels and its loops'
             self._replay = lowered._entry.replay(wait=True)
-            if self._replay.ready is not None:
-                self._replay.ready.result()
+            for ready in [self._replay.ready] + [k.runner.ready for k in loops if k.runner is not None]:
+                if ready is not None:
+                    ready.result()
         elif self.kernels:
             _built_elsewhere(self.kernels, target)
 

@@ -28,9 +28,10 @@ import numpy as onp
 from . import backends, revolve
 from . import numpy as gnp
 from .api import vmap
+from .compiler import loop_kernel
 from .compiler.ir import Equation, Lit, Program, Var
 from .compiler.passes import dead_code, nbytes, optimised
-from .compiler.replay import Replay
+from .compiler.replay import Replay, fusion_wanted
 from .compiler.tracing import ProgramTrace
 from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
@@ -225,9 +226,18 @@ class Scan:
         self.kept = None
         self._stored = self._runner = None
         self.bodies = [body]  # the programs it holds (Program.check verifies them)
+        self._kernels = {}
 
     def __repr__(self):
         return f"{self.name}(length={self.length}{', reverse' if self.reverse else ''})"
+
+    def kernel(self, target):
+        """The whole loop rendered as one kernel for target ("host", "cuda"), or None where its
+        body cannot run as one (gpuad/compiler/loop_kernel.py)."""
+        if target not in self._kernels:
+            self._kernels[target] = loop_kernel.plan(self.body, self.n_consts, self.n_carry, self.reverse,
+                                                     packed_aval(self.out_avals), target)
+        return self._kernels[target]
 
     def per_call(self, cost):
         """What one run costs, by cost(program) of a run of the body: its length's worth."""
@@ -283,8 +293,29 @@ def _scan_impl(*args, spec):
 
 
 def _scan_lower(xp, shapes, spec):
-    step = spec.compiled()
-    return lambda *args: spec.run(list(args), step)
+    """The scan's step in a compiled program: the whole loop as one kernel where its body renders
+    as one (the body replayed unfused per trip while that kernel builds), else the body's
+    compiled replay per trip."""
+    kernel = spec.kernel("cuda" if backends.current().name == "cupy" else "host") if fusion_wanted() else None
+    if kernel is None:
+        step = spec.compiled()
+        return lambda *args: spec.run(list(args), step)
+    one = loop_kernel.runner(kernel, packed_aval(spec.out_avals), spec.length * len(spec.body.equations))
+    step = None
+
+    def run(*args):
+        nonlocal step
+        out = one(args, spec.length)
+        if out is None:
+            step = step or _unfused(spec.body)
+            return spec.run(list(args), step)
+        return out
+    return run
+
+
+def _unfused(program):
+    run = Replay(program, fusion=False).run
+    return lambda vals: run(*vals)
 
 
 def compiled(program):

@@ -57,7 +57,8 @@ def test_no_numpy_array_meets_a_backend_array(strict_arrays, name):
 # Suites that run clean on strict arrays
 STRICT_SUITES = ["tests/test_transforms.py", "tests/test_linalg.py", "tests/test_custom.py", "tests/test_seeds.py",
                  "tests/test_breadth.py", "tests/test_primitives.py", "tests/test_jit.py", "tests/test_sparse.py",
-                 "tests/test_lax.py", "tests/test_complex.py", "tests/test_fft.py", "tests/test_checkpointing.py"]
+                 "tests/test_lax.py", "tests/test_loop_kernel.py", "tests/test_complex.py", "tests/test_fft.py",
+                 "tests/test_checkpointing.py"]
 
 
 @pytest.mark.slow

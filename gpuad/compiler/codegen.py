@@ -50,13 +50,18 @@ class TooLarge(ValueError):
 class Kernel:
     """A region's kernel: its name, the text of its function, and how to call it. `arrays` are
     the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
-    than 1 (one stride argument per such axis)."""
+    than 1 (one stride argument per such axis). `dense` is the loop body for C-contiguous inputs
+    (over `i`, one thread an element, reading in<j> and writing out<k>), `reads` the (input
+    position, index tuple) of each load in it, `inner` how many trailing axes one element of the
+    loop unrolls: a whole loop rendered as one kernel (gpuad/compiler/loop_kernel.py) calls the
+    body and checks from the reads which elements each element reads."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape, size, extent, lanes=1):
+    def __init__(self, name, text, arrays, axes, outs, shape, size, extent, lanes=1, dense="", reads=(), inner=0):
         self.name, self.text, self.arrays, self.axes, self.outs, self.shape = name, text, arrays, axes, outs, shape
         self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
         self.extent = extent  # elements of its largest value (the bound of its flat indices)
         self.lanes = lanes  # threads per loop element (a warp where its sums are split: warps.py)
+        self.dense, self.reads, self.inner = dense, list(reads), inner  # what a loop kernel reads (loop_kernel.py)
 
 
 def render(region, target):
@@ -98,15 +103,17 @@ def render(region, target):
     # host: the prelude comes once per library; a loop of rows where the last loop axis is long
     template = _read("region.cu" if target == "cuda" else "region_host.cpp" if cols is None else "region_host_rows.cpp")
     text = _fill(template, region, name, params, body, inner, cols, lanes)
-    if target == "host":  # a second build for C-contiguous inputs: unit strides the compiler can vectorise
-        dense = [p for p in params if not p.startswith("const long long s")]
 
-        def contiguous(j, idx):
-            return _contiguous_offset(arrays[j].shape, idx, shape)
-        text += _fill(template, region, f"{name}_c", dense, spelled(contiguous), inner, cols)
+    def contiguous(j, idx):
+        return _contiguous_offset(arrays[j].shape, idx, shape)
+    dense_body = spelled(contiguous)  # C-contiguous inputs: unit strides the compiler can vectorise
+    if target == "host":  # a second build for them
+        dense = [p for p in params if not p.startswith("const long long s")]
+        text += _fill(template, region, f"{name}_c", dense, dense_body, inner, cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
     extent = max(math.prod(v.shape) for v in [*arrays, *(eq.out for eq in region.equations)])
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent, lanes)
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent, lanes,
+                  dense_body if cols is None else "", loads, inner)
 
 
 def _fill(template, region, name, params, body, inner, cols=None, lanes=1):
@@ -656,7 +663,7 @@ def _objects_entry(name, arrays, axes, outs, count):
     for j, (a, along) in enumerate(zip(arrays, axes)):
         c, size = ctype(a.dtype), numpy.dtype(a.dtype).itemsize
         params.append(f"const char* o{j}")
-        readable.append(_readable(f"o{j}", a.dtype))
+        readable.append(readable_test(f"o{j}", a.dtype))
         pointers.append(f"*(const {c}* const*)(o{j} + GPUAD_DATA)")
         dense = _contiguous_strides(a.shape)
         for d in along:
@@ -665,7 +672,7 @@ def _objects_entry(name, arrays, axes, outs, count):
             checks.append(f"{stride} == {dense[d]}LL")
     for k, v in enumerate(outs):
         params.append(f"const char* r{k}")
-        readable.append(_readable(f"r{k}", v.dtype))
+        readable.append(readable_test(f"r{k}", v.dtype))
         pointers.append(f"*({ctype(v.dtype)}* const*)(r{k} + GPUAD_DATA)")
     generic = []
     for p, text in enumerate(pointers):
@@ -680,7 +687,7 @@ def _objects_entry(name, arrays, axes, outs, count):
             f"    if ({test}) {call_dense}; else {call_strided};\n    return 0;\n}}\n")
 
 
-def _readable(arg, dtype):
+def readable_test(arg, dtype):
     """C test that the object `arg` is an array the kernel can read as `dtype` (gpuad_readable in
     kernels/host_prelude.h); int64's two type numbers (long, long long) are both accepted."""
     numbers = sorted({numpy.dtype(c).num for c in numpy.typecodes["All"]

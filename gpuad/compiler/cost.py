@@ -10,7 +10,8 @@ transposed view), and one-time setup (compilation, the constants' transfer).
 Bytes: each step reads its array inputs once and writes its outputs once (a region reads only
 the arrays it cannot make from indices or literals; an add in place reads and writes its target,
 an add at positions only the part it lands on; a GEMM's transposed operands cost a copy each;
-a loop's body moves its bytes on every trip, as its launches count); views move nothing. Caches are not modelled, so
+a loop's body moves its bytes on every trip, as its launches count, unless the whole loop is one
+kernel: then one launch, its operands read and its output written); views move nothing. Caches are not modelled, so
 this is the traffic of a machine whose cache holds none of the step's data.
 """
 from math import prod
@@ -34,7 +35,15 @@ def count(program, fusion=True):
     return sum(1 if step.kind != "eq" else _launches(step.node) for step in plan(program, fusion, "cupy"))
 
 
+def _one_kernel(eq):
+    """Whether a loop step runs as one CUDA kernel (gpuad/compiler/loop_kernel.py)."""
+    kernel = getattr(_held(eq), "kernel", None)
+    return kernel is not None and kernel("cuda") is not None
+
+
 def _launches(eq):
+    if _one_kernel(eq):
+        return 1
     if _held(eq) is not None:
         return _held(eq).per_call(count)
     if view(eq):
@@ -58,7 +67,8 @@ def bytes_moved(program, fusion=True):
         if step.kind == "eq" and step.node.prim.copied is not None:  # each copy reads and writes its operand
             copied = step.node.prim.copied(step.node.ins, **step.node.params)
             read += 2 * sum(_bytes(a) for a, copy in zip(step.ins, copied) if copy)
-        if step.kind == "eq" and _held(step.node) is not None:  # its operands once, its bodies per trip
+        if step.kind == "eq" and _held(step.node) is not None and not _one_kernel(step.node):
+            # its operands once, its bodies per trip (a loop run as one kernel: its operands and output)
             read += _held(step.node).per_call(bytes_moved)
         total += read + written
     return total

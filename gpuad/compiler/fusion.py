@@ -219,6 +219,25 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     return _schedule(program, regions, region_of, unread)
 
 
+def regions_only(program, backend):
+    """The program's steps as regions alone (fuse's, and each other equation a region of its own),
+    in a valid order; None where an equation cannot be part of a kernel. What a whole loop rendered
+    as one kernel runs on each trip (gpuad/compiler/loop_kernel.py)."""
+    steps = fuse(program, backend)
+    alone = [n for n in steps if not isinstance(n, Region)]
+    if not all(fusible(eq, backend) for eq in alone):
+        return None
+    region_of = {}
+    for eq in alone:
+        r = region_of[eq.out] = Region(eq.out.shape)
+        r.equations.append(eq)
+    for n in steps:
+        if isinstance(n, Region):
+            region_of.update((eq.out, n) for eq in n.equations)
+    _connect(program, list(region_of[eq.out] for eq in alone), region_of)
+    return [region_of[n.out] if not isinstance(n, Region) else n for n in steps]
+
+
 def _index_made(program, backend, apart=()):
     """Values each region reading one makes itself: those made from the indices and constants
     alone by fusible equations other than sums (a seed, its slices and shifts, their scalar

@@ -107,7 +107,7 @@ class Replay:
         self.graphs = sum(s.kind == "graph" for s in steps)
         peak += sum(s.node.held for s in steps if s.kind == "graph")
         self.source, run = _generate(program, steps)
-        run = _one_at_a_time(_plain_inputs(run)) if regions and be.name == "numpy" else run
+        run = _one_at_a_time(_plain_inputs(run, be.xp)) if regions and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run
         self.steps, self.regions, self.peak = steps, regions, peak
         self.run = run if peak < CHECK_FROM else _checked(run, peak, program.sweeps)
@@ -195,12 +195,12 @@ def _checked(run, peak, sweeps):
     return checked
 
 
-def _plain_inputs(run):
-    """run, given its inputs of an ndarray subclass (gpuad.numpy's) as plain ndarrays, viewed once
-    a call: the CPU kernels' type check refuses a subclass, and each kernel reading one would try,
-    then view it, again."""
+def _plain_inputs(run, xp):
+    """run, given its inputs of an ndarray subclass (gpuad.numpy's) as the backend's arrays
+    (xp.asarray: plain ndarrays, viewed), once a call: the CPU kernels' type check refuses a
+    subclass, and each kernel reading one would try, then view it, again."""
     def plain(*args):
-        return run(*[a.view(onp.ndarray) if type(a) is not onp.ndarray and isinstance(a, onp.ndarray) else a
+        return run(*[xp.asarray(a) if type(a) is not onp.ndarray and isinstance(a, onp.ndarray) else a
                      for a in args])
     return plain
 
