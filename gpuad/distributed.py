@@ -19,6 +19,7 @@ Needs dask and distributed (pip install gpuad[dask]); docs/distributed.md.
 """
 import functools
 import math
+import operator
 import threading
 import types
 import uuid
@@ -29,6 +30,7 @@ try:
     import cloudpickle
     import dask
     import dask.array as da
+    import distributed
 except ImportError as e:  # gpuad itself runs without Dask; this module does not
     raise ImportError("gpuad.distributed needs dask and distributed: pip install gpuad[dask]") from e
 
@@ -95,14 +97,16 @@ class _Products(_Shipped):
         product = reverse_product if self.by_rows else forward_product
         return product(Call(self.name, self.fun, args, {}, self.argnums, False), lambda dt: seed, self.outputs)
 
-    def seed(self, lo, hi):
-        """Seed rows lo..hi: each the sum of the basis vectors of its color."""
+    def seed(self, lo, hi, rows):
+        """Seed rows lo..hi, each the sum of the basis vectors of its color, then zero rows to `rows`."""
         from .sparse.compressed import seed_rows
         inside = (self.colors >= lo) & (self.colors < hi)
-        return seed_rows(onp.where(inside, self.colors - lo, -1), self.seed_dtype)
+        return seed_rows(onp.where(inside, self.colors - lo, -1), self.seed_dtype, rows)
 
-    def block(self, args, lo, hi):
-        return self.compiled()(args, self.seed(lo, hi))
+    def block(self, args, lo, hi, rows):
+        """The products of directions lo..hi, swept as a block of `rows` (every block's size: the last,
+        smaller one runs the program the others compiled, not one of its own)."""
+        return self.compiled()(args, self.seed(lo, hi, rows))[:hi - lo]
 
 
 class _Batches(_Shipped):
@@ -123,18 +127,30 @@ class _Batches(_Shipped):
         return self.compiled()(*(next(fx) if a is None else next(it) for a in self.in_axes))
 
 
+def _chunk(batches, fixed, *args):
+    """One chunk's task: its `fixed` first arguments are those not mapped, the rest its chunks."""
+    return batches.block(args[:fixed], args[fixed:])
+
+
 # ---------------------------------------------------------------- the client side
 def _client(client):
     """The client given, else the one Dask would compute with (the default client), else None
-    (a local scheduler: threads, processes, or dask.config's)."""
-    if client is not None:
-        return client
-    try:
-        from distributed import Client
-    except ImportError:
-        return None
-    owner = getattr(dask.base.get_scheduler(), "__self__", None)  # a client's scheduler is its bound get
-    return owner if isinstance(owner, Client) else None
+    (a local scheduler: threads, processes, or dask.config's). Its workers import gpuad now (_Preload)."""
+    if client is None:
+        owner = getattr(dask.base.get_scheduler(), "__self__", None)  # a client's scheduler is its bound get
+        client = owner if isinstance(owner, distributed.Client) else None
+    if client is not None and not client.asynchronous:  # an asynchronous client's caller awaits what it calls
+        client.register_plugin(_Preload())
+    return client
+
+
+class _Preload(distributed.WorkerPlugin):
+    """Unpickled on every worker, this imports gpuad.distributed there: all workers at once, before
+    any task. Else the first to unpickle the shipped function imports gpuad while it computes
+    that key, and each peer imports it only when the fetched copy arrives, one after another, each
+    import holding the worker's event loop (and the transfers it serves). Registered on every
+    call: idempotent, the scheduler keeps the first and sends no other."""
+    name, idempotent = "gpuad-preload", True
 
 
 def _ship(values):
@@ -166,10 +182,13 @@ def _check_chunk_size(chunk_size, name):
         raise ValueError(f'{name}: chunk_size must be a positive int or "auto", got {chunk_size!r}')
 
 
-def _block_size(jitted, products, args, total, width, room, threads, name):
+def _block_size(jitted, products, args, total, width, info, room, threads, name):
     """chunk_size="auto": the most directions whose block program (jitted: its planned buffers and
-    its seed) fits in BLOCK_SHARE of a worker thread's memory, and no more than gives every thread
-    a block."""
+    its seed, `width` wide; info: its product's) fits in BLOCK_SHARE of a worker thread's memory,
+    and whose seed and product stay below the backend's reused_bytes, where it has one: there a
+    block reuses the memory the one before freed, where larger ones are faulted in afresh, kernel
+    time that cost a block more than its sweep (docs/distributed.md). Then evened out (_even)
+    over the worker threads."""
     itemsize = onp.dtype(products.seed_dtype).itemsize
     peak = [jitted.lower(args, ShapeDtypeStruct((k, width), products.seed_dtype)).peak_bytes + k * width * itemsize
             for k in (1, 2)]
@@ -179,7 +198,18 @@ def _block_size(jitted, products, args, total, width, room, threads, name):
         raise MemoryError(f"{name}: a block of one direction needs about {size_text(peak[0])}, more than "
                           f"{BLOCK_SHARE} of a worker thread's memory limit ({size_text(room)}); give the workers "
                           "more memory (or fewer threads each)")
-    return max(1, min(fits, -(-total // threads)))
+    cap, row = backends.current().reused_bytes, max(width * itemsize, info.shape[1] * info.dtype.itemsize, 1)
+    return _even(total, fits if cap is None else max(1, min(fits, (cap - 1) // row)), threads)
+
+
+def _even(total, most, threads):
+    """The block size for `total` directions at most `most` a block that deals the blocks evenly
+    to the threads: as many rounds of one block a thread as blocks of `most` need, the size then
+    shrunk to fill them (all blocks one size, the last smaller, as zarr's chunks must be). 20,000
+    directions at most 1,171 on 2 threads: 18 blocks of 1,112 (the last 1,096), not 17 of 1,171
+    and one of 93, where one thread ran a full block more than the other."""
+    rounds = -(-total // (most * threads))
+    return -(-total // (rounds * threads))
 
 
 def _product(products, call, total, chunk_size, client):
@@ -188,20 +218,20 @@ def _product(products, call, total, chunk_size, client):
     _check_chunk_size(chunk_size, call.name)
     width = products.outputs if products.by_rows else call.n
     seed = ShapeDtypeStruct((1, width), products.seed_dtype)
-    jitted = jit(products.program)
+    jitted = products.compiled()  # as the workers: a later call of the transform finds it traced
     info = jitted.lower(call.args, seed).out_info()  # checks fun on the client, before any task
     cluster = _client(client)
     if chunk_size == "auto":
-        chunk_size = _block_size(jitted, products, call.args, total, width, *_workers(cluster), call.name)
+        chunk_size = _block_size(jitted, products, call.args, total, width, info, *_workers(cluster), call.name)
     sizes = (chunk_size,) * (total // chunk_size) + ((total % chunk_size,) if total % chunk_size else ())
     # blockwise, so that what follows a block (a transpose, a store to zarr, a reduction) joins its task
-    return da.map_blocks(_block, *_ship((products, *call.args)), chunks=(sizes, (info.shape[1],)),
+    return da.map_blocks(_block, *_ship((products, *call.args)), rows=chunk_size, chunks=(sizes, (info.shape[1],)),
                          dtype=info.dtype, meta=backends.xp().empty((0, 0), dtype=info.dtype))
 
 
-def _block(products, *args, block_info=None):
+def _block(products, *args, rows, block_info=None):
     (lo, hi), _ = block_info[None]["array-location"]
-    return products.block(args, lo, hi)
+    return products.block(args, lo, hi, rows)
 
 
 def _products(transform, call, argnums, by_rows, colors, m, outs=None):
@@ -333,6 +363,7 @@ def vmap(fun, in_axes=0, out_axes=0):
 
     @functools.wraps(fun)
     def batched(*args):
+        _client(None)
         axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         if len(axes) != len(args):
             raise ValueError(f"distributed.vmap: in_axes has {len(axes)} entries but the function got {len(args)} "
@@ -344,7 +375,7 @@ def vmap(fun, in_axes=0, out_axes=0):
         if len({x.shape[0] for x in mapped}) > 1:
             raise ValueError(f"distributed.vmap: mapped axes must all have the same size, got "
                              f"{[x.shape[0] for x in mapped]}")
-        mapped = [x.rechunk((chunks,) + tuple(-1 for _ in x.shape[1:])) for x in mapped]
+        mapped = [x.rechunk((chunks,) + tuple(-1 for _ in x.shape[1:])) for x in mapped]  # no-op where so already
         fixed = [x for x, a in zip(args, axes) if a is None]
         batches = _Batches(transform, fun, tuple(None if a is None else 0 for a in axes))
         like, it = [], iter(mapped)
@@ -352,14 +383,18 @@ def vmap(fun, in_axes=0, out_axes=0):
             like.append(x if a is None else ShapeDtypeStruct((chunks[0],) + next(it).shape[1:], x.dtype))
         outs, out_tree = tree_flatten(eval_shape(api.vmap(fun, in_axes=batches.in_axes), *like))
         shipped, *fixed = _ship((batches, *fixed))
-        task = dask.delayed(_Batches.block, pure=True, nout=len(outs))
-        parts = [task(shipped, tuple(fixed), tuple(x.blocks[i] for x in mapped)) for i in range(len(chunks))]
-        leaves = [da.concatenate([da.from_delayed(p[k], shape=(c,) + o.shape[1:],
-                                                  dtype=o.dtype, meta=backends.xp().empty((0,) * len(o.shape), o.dtype))
-                                  for p, c in zip(parts, chunks)], axis=0)
+        # blockwise, one task a chunk: its leaves a tuple, each leaf taken from it blockwise (one leaf: all
+        # of it in one task, with what follows, as a reduction's first step); index "b" is the mapped axis
+        pairs = [(x, ("b", *(f"in{j}.{d}" for d in range(1, x.ndim)))) for j, x in enumerate(mapped)]
+        leaves = da.blockwise(_chunk, ("b",), shipped, None, len(fixed), None, *(p for f in fixed for p in (f, None)),
+                              *(p for pair in pairs for p in pair), concatenate=True, dtype=object,
+                              meta=onp.empty((0,), object))
+        arrays = [da.blockwise(operator.getitem, ("b", *(f"out{d}" for d in range(1, len(o.shape)))), leaves, ("b",),
+                               k, None, new_axes={f"out{d}": o.shape[d] for d in range(1, len(o.shape))},
+                               dtype=o.dtype, meta=backends.xp().empty((0,) * len(o.shape), o.dtype))
                   for k, o in enumerate(outs)]
-        oaxes = out_axes if isinstance(out_axes, (tuple, list)) else (out_axes,) * len(leaves)
-        return out_tree.unflatten([da.moveaxis(v, 0, a) for v, a in zip(leaves, oaxes)])
+        oaxes = out_axes if isinstance(out_axes, (tuple, list)) else (out_axes,) * len(arrays)
+        return out_tree.unflatten([da.moveaxis(v, 0, a) for v, a in zip(arrays, oaxes)])
     return batched
 
 
@@ -371,4 +406,4 @@ def _mapped(x, axis, k):
     x = x if isinstance(x, da.Array) else da.from_array(x, chunks=-1)
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"distributed.vmap: in_axes {axis} is out of range for argument {k} of shape {x.shape}")
-    return da.moveaxis(x, axis, 0)
+    return x if axis in (0, -x.ndim) else da.moveaxis(x, axis, 0)  # an identity moveaxis ran as a task a chunk

@@ -76,14 +76,14 @@ def test_compiled_once_per_worker_and_shape(client):
         traces.append(1)  # Python runs only while tracing
         return coupled(x)
 
-    jac = gd.jacfwd(counted, chunk_size=4)
-    J = jac(X)  # 10 blocks of one shape
-    J.compute()
+    jac = gd.jacfwd(counted, chunk_size=6)
+    J = jac(X)  # 6 blocks of 6 directions and one of 4, swept as one of 6
+    np.testing.assert_allclose(J.compute(), gpuad.jacfwd(coupled)(X), rtol=1e-13, atol=1e-13)
     # the client traces twice (eval_shape, the block's shapes); each worker compiles once (2 workers x 1 thread)
-    assert len(J.chunks[1]) == 10 and len(traces) <= 2 + 2
+    assert J.chunks[1] == (6,) * 6 + (4,) and len(traces) <= 2 + 2
     before = len(traces)
     jac(X).compute()
-    assert len(traces) - before == 2  # a later call finds the workers' programs compiled
+    assert len(traces) - before == 1  # a later call: eval_shape alone, the block program is compiled everywhere
 
 
 def test_to_zarr(client, tmp_path):
@@ -106,6 +106,15 @@ def test_vmap_chunks(client):
     got = gd.vmap(gpuad.jacfwd(coupled))(da.from_array(xs, chunks=(16, 6)))
     assert got.chunks == ((16, 16, 16, 2), (6,), (6,))
     np.testing.assert_allclose(got.compute(), gpuad.vmap(gpuad.jacfwd(coupled))(xs), rtol=1e-13, atol=1e-13)
+
+
+def test_vmap_is_blockwise(client):
+    """One graph layer per step, whatever the number of chunks: Dask fuses a chunk's jit(vmap(f))
+    with what follows it (a reduction's first step) into one task, and no chunk is made in one
+    task to be sliced or concatenated in others."""
+    xs = RNG.normal(size=(64, 3))
+    layers = [len(gd.vmap(gpuad.jacfwd(coupled))(da.from_array(xs, chunks=(c, 3))).dask.layers) for c in (32, 4)]
+    assert layers[0] == layers[1]
 
 
 def test_vmap_axes_and_fixed_arguments(client):
@@ -144,6 +153,15 @@ def test_blocks_sized_from_the_workers_memory_limit():
     # the client's machine has gigabytes free, which would make one block of all n directions
     assert 1 < max(J.chunks[1]) < n
     assert max(J.chunks[1]) * n * 8 <= gd.BLOCK_SHARE * limit  # each block's own result alone fits
+
+
+def test_auto_blocks_within_the_backends_reused_bytes_and_even_over_the_threads(client, monkeypatch):
+    n = 1000
+    monkeypatch.setattr(gpuad.backends.current(), "reused_bytes", 300 * 8 * n + 1)  # at most 300 directions
+    J = gd.jacfwd(coupled)(np.linspace(0.1, 1.0, n))
+    assert J.chunks[1] == (250,) * 4  # 2 worker threads, 2 blocks each; not 300, 300, 300 and 100
+    x = RNG.normal(size=n)
+    np.testing.assert_allclose(gd.jacfwd(coupled)(x).compute(), gpuad.jacfwd(coupled)(x), rtol=1e-13, atol=1e-13)
 
 
 def test_bad_arguments(client):

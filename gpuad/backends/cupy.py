@@ -18,6 +18,7 @@ class CupyBackend(NumpyBackend):
     batch_innermost = False  # GPU threads read batch-first arrays coalesced
     auto_sweep_bytes = None  # the device's memory is there for the sweeps: fill it
     auto_chunk_bytes = None  # a GPU's chunks are made large to amortise its launches
+    reused_bytes = None  # CuPy's memory pool reuses blocks of any size
     # cupy.from_dlpack refuses host memory ("CPU arrays cannot be directly imported")
     dlpack_devices = frozenset({DL_CUDA, DL_CUDA_MANAGED})
 

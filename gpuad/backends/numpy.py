@@ -32,6 +32,9 @@ class NumpyBackend:
     # one operation to the next without a trip to memory; larger chunks ran slower
     # (docs/performance.md, "Measurements behind design choices").
     auto_chunk_bytes = 16 << 20
+    # arrays below this reuse memory an array freed; larger ones are mapped afresh and faulted in
+    # page by page (kernel time): gpuad.distributed keeps its blocks' arrays below it
+    reused_bytes = KEPT_BLOCK
     capture_graph = None  # a compiled program's steps run one by one: no graphs on the CPU
     # the DLPack devices whose arrays xp.from_dlpack takes in place (numpy's dlpack.c)
     dlpack_devices = frozenset({DL_CPU, DL_CUDA_HOST, DL_CUDA_MANAGED})

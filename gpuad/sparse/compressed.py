@@ -247,11 +247,11 @@ def _warn_if_dense(name, k, kind, m, n, nnz):
 
 
 # ---------------------------------------------------------------- sweeps
-def seed_rows(colors, dt):
+def seed_rows(colors, dt, rows=None):
     """The compressed seed matrix (K, n): row k sums the basis vectors of color k (a color of -1:
-    in no row)."""
+    in no row); `rows` rows where given (the rows past K zero)."""
     xp = backends.xp()
-    s = xp.zeros((_count(colors), colors.size), dtype=dt)
+    s = xp.zeros((_count(colors) if rows is None else rows, colors.size), dtype=dt)
     seeded = onp.flatnonzero(colors >= 0)
     s[xp.asarray(colors[seeded]), xp.asarray(seeded)] = 1
     return s
