@@ -649,3 +649,28 @@ def test_norm_errors():
         la.norm(np.ones((2, 2, 2)), axis=(0, 1, 2))
     with pytest.raises(ValueError, match="duplicate"):
         la.norm(np.ones((2, 2)), axis=(1, -1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+def test_a_compiled_solve_calls_lapack_at_once_and_still_raises_on_a_singular_matrix(dtype, monkeypatch):
+    """A compiled solve of doubles skips numpy.linalg.solve's per-call checks (its cost on a small
+    system: bench/losses.py newton_stiff) and gives its values; other dtypes take NumPy's path;
+    a singular matrix raises LinAlgError either way."""
+    if backends.backend() != "numpy":
+        pytest.skip("the NumPy backend's lowering")
+    rng = np.random.default_rng(4)
+    a = (rng.normal(size=(2, 4, 4)) + 4 * np.eye(4)).astype(dtype)
+    b = rng.normal(size=(2, 4, 3)).astype(dtype)
+    f = gpuad.jit(lambda a, b: gnp.linalg.solve(a, b) * 2.0)
+    want = np.linalg.solve(a, b) * 2.0
+    numpys = np.linalg.solve
+    calls = []
+    monkeypatch.setattr(np.linalg, "solve", lambda *args: calls.append(1) or numpys(*args))
+    got = f(a, b)
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-13)
+    assert bool(calls) == (dtype == np.float32)
+    singular = a.copy()
+    singular[1, 3] = singular[1, 0]  # two equal rows
+    with pytest.raises(np.linalg.LinAlgError, match="Singular"):
+        f(singular, b)
