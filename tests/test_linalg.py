@@ -674,3 +674,20 @@ def test_a_compiled_solve_calls_lapack_at_once_and_still_raises_on_a_singular_ma
     singular[1, 3] = singular[1, 0]  # two equal rows
     with pytest.raises(np.linalg.LinAlgError, match="Singular"):
         f(singular, b)
+
+
+def test_a_compiled_program_moves_by_the_arrays_methods(monkeypatch):
+    """The views a compiled solve reads (its matrix transposed, its vector as a column) are steps
+    calling the arrays' own methods, not NumPy's function wrappers, and equal eager's values."""
+    if backends.backend() != "numpy":
+        pytest.skip("the NumPy backend's steps")
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(5, 5)) + 5 * np.eye(5), rng.normal(size=5)
+    f = gpuad.jit(lambda a, b: b - gnp.linalg.solve(a.T, b))
+    f(a, b)  # traced and planned with NumPy's functions in place
+    wrapped = []
+    for name in ("reshape", "transpose"):
+        numpys = getattr(np, name)
+        monkeypatch.setattr(np, name, lambda *args, numpys=numpys, **kw: wrapped.append(1) or numpys(*args, **kw))
+    np.testing.assert_allclose(f(a, b), b - np.linalg.solve(a.T, b), rtol=1e-13)
+    assert not wrapped
