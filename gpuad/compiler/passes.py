@@ -249,14 +249,15 @@ def summed_products(program):
     (mean(g * s[:, None, None], axis=0); a weighted sum of rows) as a contraction: one GEMV or GEMM
     reads each operand once, where the product and its sum are two passes over a product-sized
     temporary (a sum along a leading axis does not fuse on a CPU: fusion._ACROSS_ROWS). A product
-    read elsewhere too stays, and so does one with an operand made from constants alone (a seed:
-    a contraction would make it dense)."""
+    read elsewhere too stays, and so does one with an operand made from a seed (values made from
+    constants alone, and what is computed from them: a contraction would make a seed dense, and
+    hide the zeros of a tangent bundle that fusion and sparsity patterns follow through products)."""
     ids = itertools.count(program.next_id())
-    made, constant, uses = {}, set(), {}
+    made, seeded, uses = {}, set(), {}
     for eq in program.equations:
         made[eq.out] = eq
-        if all(isinstance(a, Lit) or a in constant for a in eq.ins):
-            constant.add(eq.out)
+        if all(isinstance(a, Lit) for a in eq.ins) or any(a in seeded for a in eq.ins if isinstance(a, Var)):
+            seeded.add(eq.out)
         for a in eq.ins:
             uses[a] = uses.get(a, 0) + 1
     for o in program.out_vars():
@@ -265,7 +266,7 @@ def summed_products(program):
     def visit(eq):
         product = made.get(eq.ins[0]) if eq.prim is reduce_sum and isinstance(eq.ins[0], Var) else None
         if product is None or product.prim is not multiply or uses[product.out] != 1 or \
-                any(isinstance(a, Var) and a in constant for a in product.ins):
+                any(isinstance(a, Var) and a in seeded for a in product.ins):
             return [eq]
         return _as_contraction(eq, product, ids) or [eq]
     return rewrite(program, visit)
