@@ -310,6 +310,14 @@ def like(constant, x):
     return np.asarray(constant, dtype=getattr(x, "dtype", float))
 
 
+for fn in ("logpdf", "pdf", "cdf"):
+    S(f"chi2_{fn}", lambda m, x, df, fn=fn: getattr(ST[m].chi2, fn)(x, df, 0.1, 1.5), (2, 3), (3,),
+      domain=[(0.5, 6.0), (1.0, 5.0)])
+for fn in ("logpdf", "pdf"):  # x normalised onto the simplex inside, so its differences stay on it
+    S(f"dirichlet_{fn}", lambda m, x, alpha, fn=fn: getattr(ST[m].dirichlet, fn)(x / m.sum(x), alpha), (3,), (3,),
+      domain=[(0.2, 1.0), (0.5, 4.0)])
+S("dirichlet_logpdf_points", lambda m, x, alpha: ST[m].dirichlet.logpdf(x / m.sum(x, axis=0), alpha), (3, 2), (3,),
+  domain=[(0.2, 1.0), (0.5, 4.0)])  # scipy's (k, n): n points, component first
 S("poisson_logpmf", lambda m, mu: ST[m].poisson.logpmf(like(COUNTS, mu), mu), (3,), domain=POS)
 S("poisson_pmf_loc", lambda m, mu: ST[m].poisson.pmf(like(COUNTS, mu), mu, loc=-1), (2, 3), domain=POS)
 
@@ -693,7 +701,7 @@ def test_stats_of_float32_inputs_are_float32_and_match_scipy(spec):
     np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-5 * max(1.0, np.max(np.abs(expected))))
 
 
-@pytest.mark.parametrize("name", ["norm", "t", "gamma", "beta", "multivariate_normal", "poisson"])
+@pytest.mark.parametrize("name", ["norm", "t", "gamma", "beta", "chi2", "dirichlet", "multivariate_normal", "poisson"])
 def test_stats_missing_names_say_what_exists(name):
     with pytest.raises(AttributeError, match=f"gpuad.scipy.stats.{name} has no 'entropy' yet: it has .*p[dm]f"):
         getattr(gst, name).entropy  # noqa: B018

@@ -54,7 +54,8 @@ def _shape_id(shapes):
 
 # The special-function rows: gpuad.scipy.special's, with scipy.special as the reference.
 SPECIAL = {"erf": W, "erfc": W, "erfinv": UNIT, "erfcinv": (0.2, 1.8), "gammaln": POS, "digamma": POS,
-           "i0": (-4.0, 4.0), "i1": (-4.0, 4.0), "i0e": (-12.0, 12.0), "i1e": (-12.0, 12.0)}
+           "i0": (-4.0, 4.0), "i1": (-4.0, 4.0), "i0e": (-12.0, 12.0), "i1e": (-12.0, 12.0),
+           "j0": (-9.0, 9.0), "j1": (-9.0, 9.0), "y0": (0.2, 9.0), "y1": (0.2, 9.0), "gammasgn": (-2.9, 2.9)}
 
 SPECS = [Spec(n, lambda m, x, n=n: getattr(m, n)(x), ((2, 3),), d) for n, d in UNARY.items()]
 SPECS += [Spec(n, lambda m, x, n=n: getattr(gsp, n)(x), ((2, 3),), d, ref=getattr(scipy.special, n))
@@ -100,6 +101,13 @@ S("polygamma_3", lambda m, x: gsp.polygamma(3, x), (2, 3), domain=(1.0, 3.0),
   ref=lambda x: scipy.special.polygamma(3, x))
 S("i1_near_zero", lambda m, x: gsp.i1(x), (2, 3), domain=(-0.15, 0.15), ref=scipy.special.i1)  # both sides of 0.1
 S("i1e_near_zero", lambda m, x: gsp.i1e(x), (2, 3), domain=(0.0, 0.15), ref=scipy.special.i1e)  # i1e: a kink at 0
+S("j1_near_zero", lambda m, x: gsp.j1(x), (2, 3), domain=(-0.15, 0.15), ref=scipy.special.j1)  # both sides of 0.1
+S("yn_2", lambda m, x: gsp.yn(2, x), (2, 3), domain=(0.5, 9.0), ref=lambda x: scipy.special.yn(2, x))
+S("yn_negative", lambda m, x: gsp.yn(-3, x), (2, 3), domain=(0.5, 9.0), ref=lambda x: scipy.special.yn(-3, x))
+S("rgamma", lambda m, x: gsp.rgamma(x), (2, 3), domain=(0.2, 4.0), ref=scipy.special.rgamma)
+S("rgamma_negative", lambda m, x: gsp.rgamma(x), (2, 3), domain=(-1.9, -1.1), ref=scipy.special.rgamma)
+S("multigammaln", lambda m, x: gsp.multigammaln(x, 3), (2, 3), domain=(1.5, 4.0),
+  ref=lambda x: scipy.special.multigammaln(x, 3))
 S("i0_numpy", lambda m, x: m.i0(x), (2, 3), domain=(-4.0, 4.0))  # numpy.i0: the same row as scipy's
 
 # ---------------------------------------------------------------- operators, composed elementwise

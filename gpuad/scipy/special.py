@@ -1,7 +1,7 @@
 """gpuad.scipy.special: scipy.special's names and semantics, differentiable in every mode.
 
-erf, erfc, erfinv, erfcinv, gammaln, digamma, polygamma and the modified Bessel functions i0,
-i1, i0e and i1e are rows of the elementwise table
+erf, erfc, erfinv, erfcinv, gammaln, digamma, polygamma, the modified Bessel functions i0,
+i1, i0e and i1e and the Bessel functions j0, j1, y0, y1 and yn are rows of the elementwise table
 (gpuad/ops/table.py: fused CUDA kernels, every derivative order, vmap); the rest is composed
 from them and from gpuad.numpy, numerically stable. On the NumPy backend the rows evaluate with
 scipy.special (an ImportError names it where SciPy is not installed), on CuPy with
@@ -15,11 +15,13 @@ from ..ops.elementwise import PRIMS
 
 __all__ = ["expit", "logit", "log_softmax", "softmax", "logsumexp", "xlogy", "xlog1py", "entr",
            "erf", "erfc", "erfinv", "erfcinv", "gammaln", "digamma", "psi", "polygamma", "gamma", "betaln", "beta",
-           "ndtr", "log_ndtr", "ndtri", "gammainc", "gammaincc", "betainc", "i0", "i1", "i0e", "i1e"]
+           "ndtr", "log_ndtr", "ndtri", "gammainc", "gammaincc", "betainc", "i0", "i1", "i0e", "i1e",
+           "j0", "j1", "y0", "y1", "yn", "gammasgn", "rgamma", "multigammaln"]
 
 erf, erfc, erfinv, erfcinv, gammaln, digamma = (PRIMS[n] for n in ("erf", "erfc", "erfinv", "erfcinv", "gammaln",
                                                                     "digamma"))
 i0, i1, i0e, i1e = (PRIMS[n] for n in ("i0", "i1", "i0e", "i1e"))  # I0' = I1, I1' = I0 - I1 / x (1/2 at 0)
+j0, j1, y0, y1 = (PRIMS[n] for n in ("j0", "j1", "y0", "y1"))  # J0' = -J1, J1' = J0 - J1 / x, Y likewise
 psi = digamma
 _SQRT2 = 1.4142135623730951
 
@@ -36,10 +38,59 @@ def polygamma(n, x):
     return PRIMS["polygamma"](n, x)
 
 
+def yn(n, x):
+    """scipy.special.yn: the Bessel function of the second kind of integer order n (a fractional
+    n is truncated, as scipy does). Differentiable in x at every order, (Y(n-1) - Y(n+1)) / 2; the
+    order carries no derivative.
+
+    >>> import gpuad, gpuad.scipy.special as gsp
+    >>> print(gsp.yn(2, 3.0).round(12), gpuad.grad(lambda x: gsp.yn(2, x))(3.0).round(12))
+    -0.160400393485 0.431608020448
+    """
+    return PRIMS["yn"](n, x)
+
+
 def _gamma_sign(x):
     """The sign of Gamma(x): 1 for x > 0; for x < 0, -1 between -1 and 0, 1 between -2 and -1, ..."""
     odd = gnp.equal(gnp.remainder(gnp.floor(x), 2.0), 1.0)
     return gnp.where(gnp.logical_or(gnp.greater(x, 0), gnp.logical_not(odd)), 1.0, -1.0).astype(x.dtype)
+
+
+def gammasgn(x):
+    """scipy.special.gammasgn, the sign of Gamma(x) (piecewise constant: its derivative is 0).
+
+    >>> import gpuad.scipy.special as gsp, gpuad.numpy as gnp
+    >>> print(gsp.gammasgn(gnp.array([2.5, -0.5, -1.5])))
+    [ 1. -1.  1.]
+    """
+    return _gamma_sign(gnp.asarray(x))
+
+
+def rgamma(x):
+    """scipy.special.rgamma, 1 / Gamma(x) = sign * exp(-gammaln(x)): 0 at the poles 0, -1, -2, ...
+    (gammaln is inf there). Its derivative is -digamma(x) / Gamma(x).
+
+    >>> import gpuad, gpuad.scipy.special as gsp
+    >>> print(gsp.rgamma(4.0).round(12), gpuad.grad(gsp.rgamma)(1.0).round(12))  # 1/6, Euler's constant
+    0.166666666667 0.577215664902
+    """
+    x = gnp.asarray(x)
+    return _gamma_sign(x) * gnp.exp(gnp.negative(gammaln(x)))
+
+
+def multigammaln(a, d):
+    """scipy.special.multigammaln, the log of the multivariate gamma function of dimension d (an
+    integer >= 1): d (d - 1) / 4 log(pi) + sum over j < d of gammaln(a - j / 2).
+
+    >>> import gpuad.scipy.special as gsp
+    >>> print(gsp.multigammaln(3.0, 2).round(12))  # log(pi^(1/2) Gamma(3) Gamma(5/2))
+    1.550194993958
+    """
+    if int(d) != d or d < 1:
+        raise ValueError(f"multigammaln: the dimension d must be an integer >= 1, got {d!r}")
+    a, d = gnp.asarray(a), int(d)
+    terms = gammaln(a[..., None] - 0.5 * gnp.arange(d, dtype=a.dtype if a.dtype.kind == "f" else None))
+    return gnp.sum(terms, axis=-1) + 0.25 * d * (d - 1) * onp.log(onp.pi)
 
 
 def gamma(x):
