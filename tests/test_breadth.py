@@ -320,6 +320,9 @@ S("dirichlet_logpdf_points", lambda m, x, alpha: ST[m].dirichlet.logpdf(x / m.su
   domain=[(0.2, 1.0), (0.5, 4.0)])  # scipy's (k, n): n points, component first
 S("poisson_logpmf", lambda m, mu: ST[m].poisson.logpmf(like(COUNTS, mu), mu), (3,), domain=POS)
 S("poisson_pmf_loc", lambda m, mu: ST[m].poisson.pmf(like(COUNTS, mu), mu, loc=-1), (2, 3), domain=POS)
+S("poisson_cdf", lambda m, mu: ST[m].poisson.cdf(like(COUNTS - 0.5, mu), mu, loc=0.2), (2, 3), domain=POS)
+S("t_logcdf", lambda m, x, df, loc, scale: ST[m].t.logcdf(x, df, loc, scale), (2, 3), (3,), (), (),
+  domain=[(-4.0, 4.0), (0.5, 30.0), W, POS])
 
 
 def mvn(fn, cov):
@@ -334,6 +337,8 @@ S("mvn_logpdf_points_grid", mvn("logpdf", SPD), (2, 2, 3), (3,), (3, 3))
 S("mvn_logpdf_diagonal", mvn("logpdf", lambda m, c: c), (4, 2), (2,), (2,), domain=[W, W, POS])
 S("mvn_logpdf_scalar_cov", mvn("logpdf", lambda m, c: c), (4, 2), (2,), (), domain=[W, W, POS])
 S("mvn_logpdf_one_dimension", mvn("logpdf", lambda m, c: c), (5,), (1,), (), domain=[W, W, POS])
+S("mvn_entropy", lambda m, mu, c: ST[m].multivariate_normal.entropy(mu, SPD(m, c)), (3,), (3, 3))
+S("mvn_entropy_diagonal", lambda m, c: ST[m].multivariate_normal.entropy(like(np.zeros(2), c), c), (2,), domain=POS)
 S("mvn_logpdf_default_mean", lambda m, x: ST[m].multivariate_normal.logpdf(x, cov=like(np.eye(2) * 2.0, x)),
   (3, 2))
 
@@ -703,8 +708,8 @@ def test_stats_of_float32_inputs_are_float32_and_match_scipy(spec):
 
 @pytest.mark.parametrize("name", ["norm", "t", "gamma", "beta", "chi2", "dirichlet", "multivariate_normal", "poisson"])
 def test_stats_missing_names_say_what_exists(name):
-    with pytest.raises(AttributeError, match=f"gpuad.scipy.stats.{name} has no 'entropy' yet: it has .*p[dm]f"):
-        getattr(gst, name).entropy  # noqa: B018
+    with pytest.raises(AttributeError, match=f"gpuad.scipy.stats.{name} has no 'isf' yet: it has .*p[dm]f"):
+        getattr(gst, name).isf  # noqa: B018
     with pytest.raises(AttributeError, match="gpuad.scipy.stats has no 'cauchy' yet: it has norm, t.*scipy.stats"):
         gst.cauchy  # noqa: B018
 
