@@ -635,6 +635,15 @@ def test_bessel_derivatives_at_zero_are_finite_and_match_differences(name):
                 assert_close(order(x0), _central(below, x0, 1e-4), rtol=1e-6, atol=1e-6, what=f"{name} at {x0}")
 
 
+def test_iv_at_zero_and_outside_its_orders():
+    """I_v(0) is 1 for v = 0, 0 for v > 0, as scipy's; orders below -1 that are not whole, and
+    fractional orders at x < 0 (complex, or through K_v, in scipy) are NaN, not a wrong number."""
+    v = np.array([0.0, 1.0, 2.5, -2.0])
+    np.testing.assert_array_equal(to_np(gsp.iv(gnp.asarray(v), 0.0)), scipy.special.iv(v, 0.0))
+    assert np.isnan(to_np(gsp.iv(gnp.asarray([-1.5, 0.5]), gnp.asarray([2.0, -2.0])))).all()
+    assert_close(gpuad.grad(gsp.iv, argnums=1)(0.0, 0.0), 0.0)  # I0'(0) = I1(0): finite at 0
+
+
 def test_float32_special_functions_stay_float32():
     x = np.linspace(0.5, 2.0, 4, dtype=np.float32)
     for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v), gsp.i0, gsp.i1, gsp.i0e,

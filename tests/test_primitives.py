@@ -104,6 +104,12 @@ S("i1e_near_zero", lambda m, x: gsp.i1e(x), (2, 3), domain=(0.0, 0.15), ref=scip
 S("j1_near_zero", lambda m, x: gsp.j1(x), (2, 3), domain=(-0.15, 0.15), ref=scipy.special.j1)  # both sides of 0.1
 S("yn_2", lambda m, x: gsp.yn(2, x), (2, 3), domain=(0.5, 9.0), ref=lambda x: scipy.special.yn(2, x))
 S("yn_negative", lambda m, x: gsp.yn(-3, x), (2, 3), domain=(0.5, 9.0), ref=lambda x: scipy.special.yn(-3, x))
+# iv and ive as series: differentiable in the order v as well as in x (checked against differences)
+S("iv", lambda m, v, x: gsp.iv(v, x), (2, 3), (2, 3), domain=[(-0.9, 6.0), (0.2, 9.0)], ref=scipy.special.iv)
+S("ive", lambda m, v, x: gsp.ive(v, x), (3,), (3,), domain=[(0.0, 40.0), (0.5, 60.0)], ref=scipy.special.ive)
+S("ive_large_x", lambda m, x: gsp.ive(2.5, x), (3,), domain=(300.0, 800.0), ref=lambda x: scipy.special.ive(2.5, x))
+S("iv_whole_orders_negative_x", lambda m, x: gsp.iv(gnp.asarray([[-3.0, 0.0, 1.0], [2.0, -1.0, 5.0]]), x), (2, 3),
+  domain=(-4.0, -0.3), ref=lambda x: scipy.special.iv(np.array([[-3.0, 0.0, 1.0], [2.0, -1.0, 5.0]]), x))
 S("rgamma", lambda m, x: gsp.rgamma(x), (2, 3), domain=(0.2, 4.0), ref=scipy.special.rgamma)
 S("rgamma_negative", lambda m, x: gsp.rgamma(x), (2, 3), domain=(-1.9, -1.1), ref=scipy.special.rgamma)
 S("multigammaln", lambda m, x: gsp.multigammaln(x, 3), (2, 3), domain=(1.5, 4.0),
