@@ -647,7 +647,8 @@ def test_iv_at_zero_and_outside_its_orders():
 def test_float32_special_functions_stay_float32():
     x = np.linspace(0.5, 2.0, 4, dtype=np.float32)
     for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v), gsp.i0, gsp.i1, gsp.i0e,
-              gsp.i1e, gnp.i0):
+              gsp.i1e, gnp.i0, gsp.j0, gsp.j1, gsp.y0, gsp.y1, lambda v: gsp.yn(2, v), gsp.rgamma,
+              lambda v: gsp.iv(1.5, v), lambda v: gsp.ive(2.0, v)):
         assert to_np(f(gnp.asarray(x))).dtype == np.float32
         assert to_np(gpuad.hessian(lambda v, f=f: gnp.sum(f(v)))(gnp.asarray(x))).dtype == np.float32
 

@@ -270,7 +270,7 @@ def _iv_series(v, x, scaled):
     peak = 0.5 * (gnp.sqrt(order * order + z_[..., 0] * z_[..., 0]) - order)
     series = _window_sum(lambda k: (2.0 * k + o_) * gnp.log(0.5 * z_) - shift - gammaln(k + 1.0)
                          - gammaln(k + o_ + 1.0), peak)
-    at_zero = gnp.where(gnp.equal(order, 0), 1.0, gnp.where(gnp.greater(order, 0), 0.0, onp.inf))
+    at_zero = gnp.where(gnp.equal(order, 0), 1.0, gnp.where(gnp.greater(order, 0), 0.0, onp.inf)).astype(x.dtype)
     value = gnp.where(positive, series, at_zero)
     odd = gnp.logical_and(whole, gnp.equal(gnp.remainder(order, 2.0), 1.0))
     negative = gnp.less(x, 0)
