@@ -21,8 +21,8 @@ def scipy_functions(xp, submodule, names):
         except ImportError:
             return None
         functions = {name: getattr(module, name) for name in names}
-        if "polygamma" in functions:
-            functions["polygamma"] = _weak_scalars(xp, functions["polygamma"])
+        for name in {"polygamma", "yn"} & set(functions):
+            functions[name] = _weak_scalars(xp, functions[name])
         return functions
 
     def lazy(name):
@@ -40,11 +40,14 @@ def scipy_functions(xp, submodule, names):
 def _weak_scalars(xp, f):
     """f(a, b) with a Python number taking the other argument's dtype, as in NumPy's ufuncs:
     scipy's polygamma calls asarray on its arguments, so polygamma(1, float32 array) would be
-    float64 (and the rules of float32 values would promote)."""
+    float64 (and the rules of float32 values would promote). yn has no float32 loop at all: its
+    value is cast back to the arguments' type."""
     def weak(a, b):
         if isinstance(a, (int, float)) and hasattr(b, "dtype"):
             a = xp.asarray(a, dtype=b.dtype)
         elif isinstance(b, (int, float)) and hasattr(a, "dtype"):
             b = xp.asarray(b, dtype=a.dtype)
-        return f(a, b)
+        y = f(a, b)
+        dtype = xp.result_type(a, b)
+        return y.astype(dtype, copy=False) if dtype.kind == "f" and y.dtype != dtype else y
     return weak
