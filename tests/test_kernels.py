@@ -244,14 +244,16 @@ BESSEL_POINTS = [-np.inf, -714.0, -30.0, -8.0, -7.99, -0.5, -0.0, 0.0, 1e-300, 0
                  714.0, 1e300, np.inf, np.nan]
 SPECIAL_POINTS.update(dict.fromkeys(["i0", "i1", "i0e", "i1e"], BESSEL_POINTS))
 # J and Y: both signs (Y NaN below 0), 0 (Y -inf), the C library's switch at |x| = 2 and large x.
-SPECIAL_POINTS.update(dict.fromkeys(["j0", "j1", "y0", "y1", "yn"], [-30.0, -2.0, -0.5, 0.0, 1e-300, 0.05, 1.99,
+SPECIAL_POINTS.update(dict.fromkeys(["j0", "j1", "y0", "y1", "jn", "yn"], [-30.0, -2.0, -0.5, 0.0, 1e-300, 0.05, 1.99,
                                                                      2.01, 8.0, 100.0, 1e5, np.inf, np.nan]))
 # glibc's and CUDA's J and Y are not Cephes': near their zeros they agree to an absolute 1e-14 only.
-ATOL = dict.fromkeys(["j0", "j1", "y0", "y1", "yn"], 1e-14)
+ATOL = dict.fromkeys(["j0", "j1", "y0", "y1", "jn", "yn"], 1e-14)
 # The orders of the binary rows, and their derivatives in x from scipy's values at the orders beside.
 ORDERS = {"polygamma": ((0, 1, 2, 3, 4), lambda n, x: scipy_special_call("polygamma", n + 1, x)),
           "yn": ((-3, -2, -1, 0, 1, 2, 5), lambda n, x: 0.5 * (scipy_special_call("yn", n - 1, x)
-                                                               - scipy_special_call("yn", n + 1, x)))}
+                                                               - scipy_special_call("yn", n + 1, x))),
+          "jn": ((-3, -2, -1, 0, 1, 2, 5), lambda n, x: 0.5 * (scipy_special_call("jn", n - 1, x)
+                                                               - scipy_special_call("jn", n + 1, x)))}
 
 
 def scipy_special_call(name, *args):

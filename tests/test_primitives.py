@@ -102,6 +102,9 @@ S("polygamma_3", lambda m, x: gsp.polygamma(3, x), (2, 3), domain=(1.0, 3.0),
 S("i1_near_zero", lambda m, x: gsp.i1(x), (2, 3), domain=(-0.15, 0.15), ref=scipy.special.i1)  # both sides of 0.1
 S("i1e_near_zero", lambda m, x: gsp.i1e(x), (2, 3), domain=(0.0, 0.15), ref=scipy.special.i1e)  # i1e: a kink at 0
 S("j1_near_zero", lambda m, x: gsp.j1(x), (2, 3), domain=(-0.15, 0.15), ref=scipy.special.j1)  # both sides of 0.1
+S("jn_2", lambda m, x: gsp.jn(2, x), (2, 3), domain=(-9.0, 9.0), ref=lambda x: scipy.special.jn(2, x))
+S("jn_negative_fraction", lambda m, x: gsp.jn(-3.6, x), (2, 3), domain=(-9.0, 9.0),  # truncated to -3
+  ref=lambda x: scipy.special.jn(-3, x))
 S("yn_2", lambda m, x: gsp.yn(2, x), (2, 3), domain=(0.5, 9.0), ref=lambda x: scipy.special.yn(2, x))
 S("yn_negative", lambda m, x: gsp.yn(-3, x), (2, 3), domain=(0.5, 9.0), ref=lambda x: scipy.special.yn(-3, x))
 # iv and ive as series: differentiable in the order v as well as in x (checked against differences)

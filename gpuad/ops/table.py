@@ -104,12 +104,13 @@ SPECIAL = [
     Row("i1e", "i1e(x)",
         f"where(abs(x) < 0.1, exp(-abs(x)) * {_I1_SLOPE_AT_0}, i0e(x) - y / where(abs(x) < 0.1, 1, x)) - sign(x) * y"),
     # Bessel functions of the first and second kind: J0' = -J1, J1' = J0 - J1 / x, Y likewise
-    # (Y0 and Y1 are real for x > 0 only, -inf at 0); Yn' = (Y(n-1) - Y(n+1)) / 2 for the integer
-    # order n (scipy truncates a fractional one), which carries no derivative.
+    # (Y0 and Y1 are real for x > 0 only, -inf at 0); Jn' = (J(n-1) - J(n+1)) / 2, Y likewise, for
+    # the integer order n (a fractional one is truncated, as scipy's yn does), which carries no derivative.
     Row("j0", "j0(x)", "-j1(x)"),
     Row("j1", "j1(x)", f"where(abs(x) < 0.1, {_J1_SLOPE_AT_0}, j0(x) - y / where(abs(x) < 0.1, 1, x))"),
     Row("y0", "y0(x)", "-y1(x)"),
     Row("y1", "y1(x)", "y0(x) - y / x"),
+    Row("jn", "jn(a, b)", "0", "0.5 * (jn(a - 1, b) - jn(a + 1, b))"),
     Row("yn", "yn(a, b)", "0", "0.5 * (yn(a - 1, b) - yn(a + 1, b))"),
 ]
 SPECIAL_NAMES = frozenset(r.name for r in SPECIAL)

@@ -1,7 +1,7 @@
 """gpuad.scipy.special: scipy.special's names and semantics, differentiable in every mode.
 
 erf, erfc, erfinv, erfcinv, gammaln, digamma, polygamma, the modified Bessel functions i0,
-i1, i0e and i1e and the Bessel functions j0, j1, y0, y1 and yn are rows of the elementwise table
+i1, i0e and i1e and the Bessel functions j0, j1, y0, y1, jn and yn are rows of the elementwise table
 (gpuad/ops/table.py: fused CUDA kernels, every derivative order, vmap); the rest is composed
 from them and from gpuad.numpy, numerically stable. On the NumPy backend the rows evaluate with
 scipy.special (an ImportError names it where SciPy is not installed), on CuPy with
@@ -16,7 +16,7 @@ from ..ops.elementwise import PRIMS
 __all__ = ["expit", "logit", "log_softmax", "softmax", "logsumexp", "xlogy", "xlog1py", "entr",
            "erf", "erfc", "erfinv", "erfcinv", "gammaln", "digamma", "psi", "polygamma", "gamma", "betaln", "beta",
            "ndtr", "log_ndtr", "ndtri", "gammainc", "gammaincc", "betainc", "i0", "i1", "i0e", "i1e",
-           "j0", "j1", "y0", "y1", "yn", "iv", "ive", "gammasgn", "rgamma", "multigammaln"]
+           "j0", "j1", "y0", "y1", "jn", "yn", "iv", "ive", "gammasgn", "rgamma", "multigammaln"]
 
 erf, erfc, erfinv, erfcinv, gammaln, digamma = (PRIMS[n] for n in ("erf", "erfc", "erfinv", "erfcinv", "gammaln",
                                                                     "digamma"))
@@ -36,6 +36,19 @@ def polygamma(n, x):
     1.644934066848 -2.404113806319
     """
     return PRIMS["polygamma"](n, x)
+
+
+def jn(n, x):
+    """The Bessel function of the first kind of integer order n (a fractional n is truncated, as
+    yn's; scipy's jn, an alias of jv, takes real orders, which gpuad does not have). Differentiable
+    in x at every order, (J(n-1) - J(n+1)) / 2; the order carries no derivative. On the CuPy
+    backend (cupyx has no jn) it evaluates in gpuad.jit's kernels only.
+
+    >>> import gpuad, gpuad.scipy.special as gsp
+    >>> print(gsp.jn(2, 3.0).round(12), gpuad.grad(lambda x: gsp.jn(2, x))(3.0).round(12))
+    0.486091260586 0.014998118135
+    """
+    return PRIMS["jn"](n, x)
 
 
 def yn(n, x):
