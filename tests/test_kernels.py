@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNELS = every_kernel()
 IDS = [kernel_name(*k) for k in KERNELS]
 SHAPE, K = (3, 4), 3
-# every other row is smooth on (0.2, 0.9); polygamma's order must be an integer (both arguments
-# draw from one domain: this is polygamma(1, 1); test_special_function_kernels_... covers the rest)
-DOMAINS = {"arccosh": (1.2, 2.0), "polygamma": (1.0, 1.0)}
+# every other row is smooth on (0.2, 0.9); the orders of polygamma, jn and yn must be integers (both
+# arguments draw from one domain: this is polygamma(1, 1), jn(2, 2); test_special_function_kernels_...
+# covers the rest)
+DOMAINS = {"arccosh": (1.2, 2.0), "polygamma": (1.0, 1.0), "jn": (2.0, 2.0), "yn": (2.0, 2.0)}
 F32, F64 = DTYPES
 # The generic rule of each mode on NumPy arrays: the reference every fused kernel must match.
 GENERIC = {"jvp": lambda row, *params: array_jvp(row, *params, np),
