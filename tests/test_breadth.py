@@ -644,6 +644,14 @@ def test_iv_at_zero_and_outside_its_orders():
     assert_close(gpuad.grad(gsp.iv, argnums=1)(0.0, 0.0), 0.0)  # I0'(0) = I1(0): finite at 0
 
 
+def test_a_scipy_function_the_backend_lacks_says_so_when_called():
+    """cupyx has no jn: the other special functions must still resolve, and jn say what is missing."""
+    functions = backends.scipy_functions(np, "special", ["erf", "no_such_function"])
+    assert_close(functions["erf"](np.array(0.5)), scipy.special.erf(0.5))
+    with pytest.raises(NotImplementedError, match="scipy.special has no no_such_function"):
+        functions["no_such_function"](np.array(0.5))
+
+
 def test_float32_special_functions_stay_float32():
     x = np.linspace(0.5, 2.0, 4, dtype=np.float32)
     for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v), gsp.i0, gsp.i1, gsp.i0e,
