@@ -36,17 +36,18 @@ def _loss(w, checkpoint, steps=100):
                                       checkpoint=checkpoint)[0])
 
 
-@pytest.mark.parametrize("slots", [5, 40])
+@pytest.mark.parametrize("slots", [None, 5, 40])
 def test_the_plan_counts_the_carries_a_checkpointed_sweep_holds(slots):
-    """jit(grad) of a 100-step scan holding `slots` carries of 400 kB (revolve_p): the plan is
-    the bytes the call allocates, within 10%; those are at least the slots."""
+    """jit(grad) of a 100-step scan holding `slots` carries of 400 kB (revolve_p), or storing
+    every one (a scan's stacked output, read back through a slice and a reshape that copy
+    nothing): the plan is the bytes the call allocates, within 10%; those are at least the carries."""
     w = gnp.asarray(np.linspace(0.5, 1.5, 50000))
     f = gpuad.jit(gpuad.grad(_loss(w, slots)))
     lowered = f.lower(w)
     lowered.compile()
     f(w)  # buffers a compiled step keeps from call to call are made by the first call
     allocated = _allocated(f, w)
-    assert allocated > slots * w.nbytes
+    assert allocated > (slots or 100) * w.nbytes
     assert abs(lowered.peak_bytes - allocated) < 0.1 * allocated, (lowered.peak_bytes, allocated)
 
 
@@ -92,22 +93,22 @@ def test_a_checkpointed_sweep_that_would_not_fit_is_refused_saying_checkpoint(mo
 
 @pytest.mark.slow
 def test_checkpoint_slots_over_the_address_space_are_refused_before_they_are_allocated(tmp_path):
-    """Under an address space capped at 1.5 GB, 150 slots of an 8 MB carry (1.2 GB) are refused by
+    """Under an address space capped at 1.5 GB, 190 slots of an 8 MB carry (1.5 GB) are refused by
     the plan, before the loop allocates them; 20 slots (160 MB) run, equal to the derivative by hand."""
     script = textwrap.dedent("""
         import numpy as np, gpuad, gpuad.numpy as gnp
         from gpuad import lax
         w = np.linspace(0.5, 1.0, 10 ** 6)
         loss = lambda slots: lambda x: gnp.sum(lax.scan(lambda c, _: (gnp.sin(c) * gnp.asarray(w), None), x,
-                                                        None, length=200, checkpoint=slots)[0])
+                                                        None, length=250, checkpoint=slots)[0])
         try:
-            gpuad.jit(gpuad.grad(loss(150)))(gnp.asarray(w))
-            raise AssertionError("150 slots fitted: the cap is too high to show anything")
+            gpuad.jit(gpuad.grad(loss(190)))(gnp.asarray(w))
+            raise AssertionError("190 slots fitted: the cap is too high to show anything")
         except MemoryError as e:
             assert "gpuad.jit: a call needs about" in str(e) and "checkpoint=" in str(e), e
         g = np.asarray(gpuad.jit(gpuad.grad(loss(20)))(gnp.asarray(w)))
         c, d = w.copy(), np.ones_like(w)
-        for _ in range(200):
+        for _ in range(250):
             d *= np.cos(c) * w
             c = np.sin(c) * w
         assert np.allclose(g, d, rtol=1e-10, atol=1e-300), abs(g - d).max()

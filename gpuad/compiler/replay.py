@@ -161,9 +161,9 @@ class Within:
 
 def peak_bytes(program, steps, within=None):
     """The most bytes of buffers a call holds at once, by the plan: each step's new outputs (views
-    and in-place adds share their argument's buffer; a reshape of a transposed, sliced or
-    broadcast view is counted as a copy) alive until the last name for them is
-    dropped, program outputs to the end, region buffers kept between calls throughout; the
+    and in-place adds share their argument's buffer; a reshape of a transposed or broadcast view,
+    or of a slice that is not one run of its buffer, is counted as a copy) alive until the last
+    name for them is dropped, program outputs to the end, region buffers kept between calls throughout; the
     inputs and constants exist already. What a step holds while it runs is counted at that step
     where its primitive says (`temporaries`: a loop's checkpointed carries and its kernel's
     scratch, asked with `within`, default Within()); other
@@ -173,10 +173,10 @@ def peak_bytes(program, steps, within=None):
     for s in steps:
         shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and view(s.node))
         if shares and s.kind == "eq":
-            if s.node.prim is not reshape:
+            if s.node.prim is reshape:
+                shares = s.ins[0] not in strided
+            elif s.ins[0] in strided or not _contiguous(s.node):
                 strided.update(s.outs)
-            elif s.ins[0] in strided:
-                shares = False
         for v in s.outs:
             buffer[v] = buffer.get(s.ins[0], id(v)) if shares else id(v)  # a Lit's is a new buffer
             size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
@@ -197,6 +197,11 @@ def peak_bytes(program, steps, within=None):
             if not names[buffer[v]]:
                 live -= size[buffer[v]]
     return peak
+
+
+def _contiguous(eq):
+    """Whether a view's result is C-contiguous where its argument is (its primitive's rule)."""
+    return eq.prim.contiguous is not None and eq.prim.contiguous(eq.ins, **eq.params)
 
 
 def _temporaries(step, within):
