@@ -49,6 +49,20 @@ def test_the_plan_counts_the_carries_a_checkpointed_sweep_holds(slots):
     assert abs(lowered.peak_bytes - allocated) < 0.1 * allocated, (lowered.peak_bytes, allocated)
 
 
+def test_the_plan_counts_a_trip_replayed_per_trip():
+    """A fori_loop whose body holds a GEMM (no loop kernel renders it) replays the body each trip:
+    the trip's carry and the body's buffers (the product, its tanh) are held beside the output."""
+    a = gnp.asarray(np.random.default_rng(0).standard_normal((400, 400)) / 40)
+    x = np.random.default_rng(1).standard_normal((400, 2000))
+    f = gpuad.jit(lambda x: lax.fori_loop(0, 10, lambda i, c: gnp.tanh(a @ c), x))
+    lowered = f.lower(x)
+    lowered.compile()
+    f(x)
+    allocated = _allocated(f, x)
+    assert allocated > 3 * x.nbytes
+    assert abs(lowered.peak_bytes - allocated) < 0.1 * allocated, (lowered.peak_bytes, allocated)
+
+
 def _per_sample(batch):
     zs = np.random.default_rng(0).uniform(0.1, 1.0, (batch, 4))
     return gpuad.jit(gpuad.vmap(gpuad.jacfwd(lambda z: integrate(z, 20)))), zs
