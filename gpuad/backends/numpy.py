@@ -97,6 +97,25 @@ class NumpyBackend:
             lu[k], piv[k] = factor(m, check_finite=False)
         return lu, piv
 
+    def solve_triangular(self, a, b, lower, transpose, unit_diagonal):
+        """x with T @ x = b, T the lower or upper triangle of a (unit diagonal if asked), transposed if
+        transpose; a (..., n, n), b (..., n, r) with the same stack axes. scipy.linalg.solve_triangular
+        (BLAS trsm, O(n^2 r)) matrix by matrix, or without SciPy numpy.linalg.solve of the triangle
+        (the same value, by LU: O(n^3))."""
+        solve = scipy_functions(self.xp, "linalg", ("solve_triangular",))["solve_triangular"]
+        n, r = b.shape[-2:]
+        x = self.xp.empty(b.shape, numpy.result_type(a.dtype, b.dtype))
+        try:
+            for k, m, rhs in zip(numpy.ndindex(a.shape[:-2]), a.reshape((-1, n, n)), b.reshape((-1, n, r))):
+                x[k] = solve(m, rhs, trans=int(transpose), lower=lower, unit_diagonal=unit_diagonal,
+                             check_finite=False)
+        except ImportError:  # SciPy is an optional extra
+            t = self.xp.tril(a) if lower else self.xp.triu(a)
+            if unit_diagonal:
+                t = t - t * self.xp.eye(n, dtype=t.dtype) + self.xp.eye(n, dtype=t.dtype)
+            return self.xp.linalg.solve(t.swapaxes(-1, -2) if transpose else t, b).astype(x.dtype)
+        return x
+
     # ------------------------------------------------------------------ fused hooks
     def fused_jvp(self, row, primals, tangents):
         """(y, tangent bundle) of one elementwise op in one kernel, or None: no kernel applies."""
