@@ -10,6 +10,7 @@ One factorisation serves a whole bundle: `solve_lead` folds the K directions of 
 into the right-hand-side columns, and the determinant and Cholesky rules reuse one
 inverse for all K directions through a single batched GEMM.
 """
+import functools
 import math
 
 import numpy as onp
@@ -135,14 +136,13 @@ def _triangular_solve_jvp(primals, tangents, lower, transpose, unit_diagonal):
         spec = "K.ji,.jk->K.ik" if transpose else "K.ij,.jk->K.ik"
         dtx = _einsum(spec, _triangle(ta, lower, unit_diagonal), x, len(shape(a)) - 2)
         rhs = negative(dtx) if tb is None else subtract(tb, dtx)
-    return x, solve_lead(a, rhs, 1, lambda a_, b_: triangular_solve(a_, b_, **params))
+    return x, triangular_solve_lead(a, rhs, 1, **params)
 
 
 def _triangular_solve_vjp(ct, args, x, needed, lower, transpose, unit_diagonal):
     # ct_b = T^-T ct (the other transpose flag); ct_T = -ct_b x^T, read back through op and the mask.
     a, _ = args
-    ct_b = solve_lead(a, ct, 1, lambda a_, b_: triangular_solve(
-        a_, b_, lower=lower, transpose=not transpose, unit_diagonal=unit_diagonal))
+    ct_b = triangular_solve_lead(a, ct, 1, lower=lower, transpose=not transpose, unit_diagonal=unit_diagonal)
     ct_a = None
     if needed[0]:
         spec = "M.jk,.ik->M.ij" if transpose else "M.ik,.jk->M.ij"
@@ -153,7 +153,7 @@ def _triangular_solve_vjp(ct, args, x, needed, lower, transpose, unit_diagonal):
 def _triangular_solve_batch(args, batched, **params):
     a, b = args
     if not batched[0]:  # one matrix for the whole batch: fold the batch into the columns
-        return solve_lead(a, b, 1, lambda a_, b_: triangular_solve(a_, b_, **params)), True
+        return triangular_solve_lead(a, b, 1, **params), True
     if not batched[1]:
         b = broadcast_to(b, shape=shape(a)[:1] + shape(b))
     return triangular_solve(a, b, **params), True
@@ -170,6 +170,12 @@ triangular_solve = Primitive(
     _triangular_solve_jvp, _triangular_solve_vjp, _triangular_solve_batch,
     abstract=lambda a, b, **params: ShapeDtypeStruct(shape(b), result_dtype(a, b)))
 triangular_solve.complex_ready = True
+
+
+def triangular_solve_lead(a, b, lead, **params):
+    """triangular_solve(a, b, **params) where b carries `lead` extra leading axes, folded into the
+    right-hand-side columns as in solve_lead: one trsm for all of them."""
+    return solve_lead(a, b, lead, functools.partial(triangular_solve, **params))
 
 
 def inv(a):
@@ -236,8 +242,7 @@ def _phi(x):
 
 def _lower_solve(low, b, lead, transpose=False):
     """L^-1 b (L^-T b if transpose) for b with `lead` extra leading axes: one triangular solve."""
-    return solve_lead(low, b, lead, lambda a_, b_: triangular_solve(
-        a_, b_, lower=True, transpose=transpose, unit_diagonal=False))
+    return triangular_solve_lead(low, b, lead, lower=True, transpose=transpose, unit_diagonal=False)
 
 
 def _cholesky_jvp(primals, tangents):

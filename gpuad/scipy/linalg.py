@@ -42,7 +42,7 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
     b = gnp.reshape(b, (n, 1)) if vector else b
     params = dict(lower=lower, transpose=_TRANS[trans], unit_diagonal=unit_diagonal)
     if a.ndim == 2:  # one matrix for every right-hand side: b's stack axes folded into its columns
-        x = L.solve_lead(a, b, b.ndim - 2, lambda a_, b_: L.triangular_solve(a_, b_, **params))
+        x = L.triangular_solve_lead(a, b, b.ndim - 2, **params)
     else:
         try:
             stack = onp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
