@@ -626,6 +626,10 @@ def test_scipy_linalg_errors():
         gsl.solve_triangular(A3, BVEC, trans=3)
     with pytest.raises(ValueError, match="square"):
         gsl.solve_triangular(np.ones((3, 2)), BVEC)
+    with pytest.raises(ValueError, match=r"b of shape \(4,\) does not fit a of shape \(3, 3\)"):
+        gsl.solve_triangular(A3, normal(4))
+    with pytest.raises(ValueError, match="stack axes"):
+        gsl.solve_triangular(ASTACK, normal(3, 3, 2))
     with pytest.raises(ValueError, match="square"):
         gsl.expm(np.ones(3))
     with pytest.raises(ValueError, match="at most 2"):
