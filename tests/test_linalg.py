@@ -531,6 +531,19 @@ def test_triangular_rules_solve_triangles_and_no_general_system(monkeypatch):
     assert calls and {p["lower"] for p in calls} == {True} and {p["transpose"] for p in calls} == {False, True}
 
 
+def test_inverse_derivatives_reuse_the_inverse(monkeypatch):
+    """inv's rules are GEMMs with the inverse it computed (-X dA X, -X^T ct X^T): no second
+    factorisation (numpy.linalg.solve is not called), the closed form's values."""
+    def refused(*args, **kwargs):
+        raise AssertionError("a factorisation where the inverse serves")
+    monkeypatch.setattr(np.linalg, "solve", refused)
+    a, w = well(4, 4, seed=3), normal(4, 4, seed=4)
+    x, wb = np.linalg.inv(a), gnp.asarray(w)
+    close(gpuad.grad(lambda m: gnp.sum(wb * la.inv(m)))(a), -x.T @ w @ x.T, rtol=1e-12)
+    close(gpuad.jvp(la.inv, (gnp.asarray(a),), (wb,))[1], -x @ w @ x, rtol=1e-12)
+    close(gpuad.jit(gpuad.grad(lambda m: gnp.sum(wb * la.inv(m))))(a), -x.T @ w @ x.T, rtol=1e-12)
+
+
 def test_triangular_solve_without_scipy_falls_back_to_a_general_solve(monkeypatch):
     """SciPy is an optional extra: without it the NumPy backend solves the triangle by LU, the same values."""
     from gpuad.backends import numpy as numpy_backend
@@ -552,7 +565,7 @@ def test_triangular_solve_without_scipy_falls_back_to_a_general_solve(monkeypatc
 def test_cholesky_gradient_of_a_large_matrix_matches_the_other_mode():
     """The triangular-solve rules at a size where the triangles' structure matters (n = 40)."""
     s = spd(40, 40, seed=7)
-    w = normal(40, 40, seed=8)
+    w = gnp.asarray(normal(40, 40, seed=8))
     f = lambda a: gnp.sum(w * la.cholesky(a))  # noqa: E731
     g = to_np(gpuad.grad(f)(s))
     e = np.zeros((40, 40))

@@ -1,14 +1,14 @@
-"""Linear-algebra primitives: `solve`, `triangular_solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`,
-`eig`, `svd`, `pinv`, `qr`, `lu`.
+"""Linear-algebra primitives: `solve`, `triangular_solve`, `inv`, `logabsdet`, `det_sign`, `cholesky`,
+`eigh`, `eig`, `svd`, `pinv`, `qr`, `lu`.
 
 All act on the last two axes of a stack of matrices (..., n, n), so a leading bundle or
-batch axis is just one more stack axis. Everything else (inv, det, slogdet, norm) is
+batch axis is just one more stack axis. Everything else (det, slogdet, norm) is
 composed from these in gpuad/numpy/linalg.py. Rules are written with gpuad's own
 primitives, so they nest to any order.
 
 One factorisation serves a whole bundle: `solve_lead` folds the K directions of a bundle
-into the right-hand-side columns, and the determinant and Cholesky rules reuse one
-inverse for all K directions through a single batched GEMM.
+into the right-hand-side columns (`triangular_solve_lead` likewise), and the determinant rules
+reuse one inverse for all K directions through a single batched GEMM.
 """
 import functools
 import math
@@ -178,11 +178,26 @@ def triangular_solve_lead(a, b, lead, **params):
     return solve_lead(a, b, lead, functools.partial(triangular_solve, **params))
 
 
-def inv(a):
-    """The inverse of each matrix of a stack, as solve(a, I)."""
-    s = shape(a)
-    eye = xp().eye(s[-1], dtype=a.dtype)
-    return solve(a, broadcast_to(eye, shape=s) if len(s) > 2 else eye)
+# ---------------------------------------------------------------- inverse
+def _inv_jvp(primals, tangents):
+    # d(A^-1) = -X dA X with X = A^-1: two GEMMs per direction, from the output.
+    a, = primals
+    x = inv(a)
+    nb = len(shape(a)) - 2
+    return x, negative(_einsum(".ij,K.jk->K.ik", x, _einsum("K.ij,.jk->K.ik", tangents[0], x, nb), nb))
+
+
+def _inv_vjp(ct, args, x, needed):
+    # The transpose: ct_A = -X^T ct X^T, two GEMMs where solve(A, I)'s VJP factorised A^T again
+    # (JAX's reuses the forward LU); holomorphic, so no conjugate.
+    nb = len(shape(x)) - 2
+    return [negative(_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", x, ct, nb), x, nb))]
+
+
+# The inverse of each matrix of a stack (..., n, n): LAPACK gesv against I (numpy.linalg.inv).
+inv = Primitive("inv", lambda a: xp().linalg.inv(a), _inv_jvp, _inv_vjp,
+                lambda args, batched: (inv(args[0]), True), abstract=same)
+inv.complex_ready = True
 
 
 # ---------------------------------------------------------------- determinant
@@ -714,6 +729,7 @@ def _solve_pattern(args, out):
 
 
 solve.pattern = triangular_solve.pattern = _solve_pattern
+inv.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
 logabsdet.pattern = logdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
 det_sign.pattern = svd_complement.pattern = patterns.none
@@ -723,7 +739,8 @@ for _factorisation in (eigh, eig, svd, qr, lu, pinv):
 
 
 # ---------------------------------------------------------------- launches on CuPy (gpuad/compiler/cost.py)
-solve.launches = logabsdet.launches = det_sign.launches = 4  # LU factorisation, solve or reductions, copies
+# LU factorisation, solve or reductions, copies
+solve.launches = inv.launches = logabsdet.launches = det_sign.launches = 4
 cholesky.launches = 2
 triangular_solve.launches = 3  # cupyx's copies of a and b to column-major order, one (batched) trsm
 for _factorisation in (eigh, eig, svd, qr):  # cuSOLVER's factorisation, its workspace and info, the packing copy
