@@ -522,9 +522,9 @@ def test_triangular_rules_solve_triangles_and_no_general_system(monkeypatch):
         return triangular(self, a, b, **params)
     monkeypatch.setattr(np.linalg, "solve", refused)
     monkeypatch.setattr(type(backends.current()), "solve_triangular", counted)
-    s = spd(4, 4)
+    s = spd(32, 32)  # at or above the order where the NumPy backend calls trsm (_TRSM_MIN_N)
     chol_sum = lambda a: gnp.sum(la.cholesky(a) ** 2)  # noqa: E731
-    chol_solve = lambda a: gsl.solve_triangular(la.cholesky(a), normal(4), lower=True)  # noqa: E731
+    chol_solve = lambda a: gsl.solve_triangular(la.cholesky(a), normal(32), lower=True)  # noqa: E731
     for derivative in (gpuad.grad(chol_sum), gpuad.jacfwd(chol_sum), gpuad.jacrev(chol_solve),
                        gpuad.jacfwd(chol_solve), gpuad.jit(gpuad.grad(chol_sum))):
         derivative(s)
@@ -545,14 +545,15 @@ def test_inverse_derivatives_reuse_the_inverse(monkeypatch):
 
 
 def test_triangular_solve_without_scipy_falls_back_to_a_general_solve(monkeypatch):
-    """SciPy is an optional extra: without it the NumPy backend solves the triangle by LU, the same values."""
+    """SciPy is an optional extra: without it the NumPy backend solves the triangle by LU, the same values
+    (n = 32: with SciPy, trsm computes `want`)."""
     from gpuad.backends import numpy as numpy_backend
 
     def missing(xp, submodule, names):
         def raising(*args, **kwargs):
             raise ImportError("no scipy")
         return {name: raising for name in names}
-    a, b = well(2, 4, 4, seed=5), normal(2, 4, 3, seed=6)
+    a, b = well(2, 32, 32, seed=5), normal(2, 32, 3, seed=6)
     want = {(lower, trans, unit): gsl.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit)
             for lower in (False, True) for trans in (0, 1) for unit in (False, True)}
     monkeypatch.setattr(numpy_backend, "scipy_functions", missing)
@@ -560,6 +561,21 @@ def test_triangular_solve_without_scipy_falls_back_to_a_general_solve(monkeypatc
         close(gsl.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit), x, atol=1e-12)
         close(x[0], scipy.linalg.solve_triangular(a[0], b[0], lower=lower, trans=trans, unit_diagonal=unit),
               atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{}, {"lower": True}, {"trans": 1}, {"trans": "T", "lower": True, "unit_diagonal": True},
+                                {"unit_diagonal": True}])
+def test_trsm_path_derivatives_match_the_other_mode_and_differences(kw):
+    """At n = 32 the NumPy backend calls trsm (smaller orders take the batched LU): a gradient in a and b
+    against a JVP and central differences along one direction."""
+    a, b, w = well(32, 32, seed=9), normal(32, 2, seed=10), gnp.asarray(normal(32, 2, seed=11))
+    da, db = normal(32, 32, seed=12), normal(32, 2, seed=13)
+    f = lambda a, b: gnp.sum(w * gsl.solve_triangular(a, b, **kw))  # noqa: E731
+    ga, gb = (to_np(g) for g in gpuad.grad(f, argnums=(0, 1))(a, b))
+    along = np.sum(ga * da) + np.sum(gb * db)
+    close(along, to_np(gpuad.jvp(f, (gnp.asarray(a), gnp.asarray(b)), (gnp.asarray(da), gnp.asarray(db)))[1]),
+          rtol=1e-10)
+    close(along, (to_np(f(a + 1e-6 * da, b + 1e-6 * db)) - to_np(f(a - 1e-6 * da, b - 1e-6 * db))) / 2e-6, rtol=1e-6)
 
 
 def test_cholesky_gradient_of_a_large_matrix_matches_the_other_mode():
