@@ -22,8 +22,8 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
     """x with a @ x = b (trans 0 or 'N'), a.T @ x = b (1, 'T') or a.conj().T @ x = b (2, 'C'), reading only the lower
     (lower=True) or upper triangle of a, with ones on the diagonal if unit_diagonal: the other
     entries of a get no derivative, as they play no part. b is (n,) or (..., n, r); stack axes
-    broadcast. One triangular solve (BLAS/cuBLAS trsm; without SciPy on NumPy, an LU solve of the
-    triangle), its derivatives triangular solves too.
+    broadcast. One triangular solve (BLAS/cuBLAS trsm; on NumPy under n = 32 or without SciPy, an LU
+    solve of the triangle), its derivatives triangular solves too.
 
     >>> import gpuad.numpy as gnp, gpuad.scipy.linalg as gsl
     >>> print(gsl.solve_triangular(gnp.array([[2.0, 9.0], [1.0, 4.0]]), gnp.array([2.0, 5.0]), lower=True))
