@@ -266,3 +266,28 @@ template <typename T> __device__ __forceinline__ T gpuad_i0(T x) {
 template <typename T> __device__ __forceinline__ T gpuad_i1(T x) {
     return exp(fabs(x)) * gpuad_i1e(x);
 }
+
+// scipy.special's j0, j1, y0, y1, jn and yn: the C library's (CUDA's on the device, glibc's on the
+// host), in double, and NaN at +-inf (x - x), as scipy's are. jn and yn truncate a fractional order,
+// as scipy's yn does; a negative one is J(-n) = (-1)^n J(n) (Y likewise), which CUDA leaves NaN.
+template <typename T> __device__ __forceinline__ T gpuad_j0(T x) { return isinf(x) ? x - x : T(j0(double(x))); }
+template <typename T> __device__ __forceinline__ T gpuad_j1(T x) { return isinf(x) ? x - x : T(j1(double(x))); }
+template <typename T> __device__ __forceinline__ T gpuad_y0(T x) { return isinf(x) ? x - x : T(y0(double(x))); }
+template <typename T> __device__ __forceinline__ T gpuad_y1(T x) { return isinf(x) ? x - x : T(y1(double(x))); }
+
+template <typename T, typename F> __device__ __forceinline__ T gpuad_whole_order(T n, T x, F f) {
+    if (n != n || isinf(x)) {
+        return n + (x - x);
+    }
+    const int k = int(n);
+    const double y = f(k < 0 ? -k : k, double(x));
+    return T(k < 0 && (k & 1) ? -y : y);
+}
+
+template <typename T> __device__ __forceinline__ T gpuad_jn(T n, T x) {
+    return gpuad_whole_order(n, x, [](int k, double z) { return jn(k, z); });
+}
+
+template <typename T> __device__ __forceinline__ T gpuad_yn(T n, T x) {
+    return gpuad_whole_order(n, x, [](int k, double z) { return yn(k, z); });
+}

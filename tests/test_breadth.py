@@ -310,8 +310,19 @@ def like(constant, x):
     return np.asarray(constant, dtype=getattr(x, "dtype", float))
 
 
+for fn in ("logpdf", "pdf", "cdf"):
+    S(f"chi2_{fn}", lambda m, x, df, fn=fn: getattr(ST[m].chi2, fn)(x, df, 0.1, 1.5), (2, 3), (3,),
+      domain=[(0.5, 6.0), (1.0, 5.0)])
+for fn in ("logpdf", "pdf"):  # x normalised onto the simplex inside, so its differences stay on it
+    S(f"dirichlet_{fn}", lambda m, x, alpha, fn=fn: getattr(ST[m].dirichlet, fn)(x / m.sum(x), alpha), (3,), (3,),
+      domain=[(0.2, 1.0), (0.5, 4.0)])
+S("dirichlet_logpdf_points", lambda m, x, alpha: ST[m].dirichlet.logpdf(x / m.sum(x, axis=0), alpha), (3, 2), (3,),
+  domain=[(0.2, 1.0), (0.5, 4.0)])  # scipy's (k, n): n points, component first
 S("poisson_logpmf", lambda m, mu: ST[m].poisson.logpmf(like(COUNTS, mu), mu), (3,), domain=POS)
 S("poisson_pmf_loc", lambda m, mu: ST[m].poisson.pmf(like(COUNTS, mu), mu, loc=-1), (2, 3), domain=POS)
+S("poisson_cdf", lambda m, mu: ST[m].poisson.cdf(like(COUNTS - 0.5, mu), mu, loc=0.2), (2, 3), domain=POS)
+S("t_logcdf", lambda m, x, df, loc, scale: ST[m].t.logcdf(x, df, loc, scale), (2, 3), (3,), (), (),
+  domain=[(-4.0, 4.0), (0.5, 30.0), W, POS])
 
 
 def mvn(fn, cov):
@@ -326,6 +337,8 @@ S("mvn_logpdf_points_grid", mvn("logpdf", SPD), (2, 2, 3), (3,), (3, 3))
 S("mvn_logpdf_diagonal", mvn("logpdf", lambda m, c: c), (4, 2), (2,), (2,), domain=[W, W, POS])
 S("mvn_logpdf_scalar_cov", mvn("logpdf", lambda m, c: c), (4, 2), (2,), (), domain=[W, W, POS])
 S("mvn_logpdf_one_dimension", mvn("logpdf", lambda m, c: c), (5,), (1,), (), domain=[W, W, POS])
+S("mvn_entropy", lambda m, mu, c: ST[m].multivariate_normal.entropy(mu, SPD(m, c)), (3,), (3, 3))
+S("mvn_entropy_diagonal", lambda m, c: ST[m].multivariate_normal.entropy(like(np.zeros(2), c), c), (2,), domain=POS)
 S("mvn_logpdf_default_mean", lambda m, x: ST[m].multivariate_normal.logpdf(x, cov=like(np.eye(2) * 2.0, x)),
   (3, 2))
 
@@ -622,10 +635,28 @@ def test_bessel_derivatives_at_zero_are_finite_and_match_differences(name):
                 assert_close(order(x0), _central(below, x0, 1e-4), rtol=1e-6, atol=1e-6, what=f"{name} at {x0}")
 
 
+def test_iv_at_zero_and_outside_its_orders():
+    """I_v(0) is 1 for v = 0, 0 for v > 0, as scipy's; orders below -1 that are not whole, and
+    fractional orders at x < 0 (complex, or through K_v, in scipy) are NaN, not a wrong number."""
+    v = np.array([0.0, 1.0, 2.5, -2.0])
+    np.testing.assert_array_equal(to_np(gsp.iv(gnp.asarray(v), 0.0)), scipy.special.iv(v, 0.0))
+    assert np.isnan(to_np(gsp.iv(gnp.asarray([-1.5, 0.5]), gnp.asarray([2.0, -2.0])))).all()
+    assert_close(gpuad.grad(gsp.iv, argnums=1)(0.0, 0.0), 0.0)  # I0'(0) = I1(0): finite at 0
+
+
+def test_a_scipy_function_the_backend_lacks_says_so_when_called():
+    """cupyx has no jn: the other special functions must still resolve, and jn say what is missing."""
+    functions = backends.scipy_functions(np, "special", ["erf", "no_such_function"])
+    assert_close(functions["erf"](np.array(0.5)), scipy.special.erf(0.5))
+    with pytest.raises(NotImplementedError, match="scipy.special has no no_such_function"):
+        functions["no_such_function"](np.array(0.5))
+
+
 def test_float32_special_functions_stay_float32():
     x = np.linspace(0.5, 2.0, 4, dtype=np.float32)
     for f in (gsp.erf, gsp.gammaln, gsp.digamma, gsp.gamma, lambda v: gsp.polygamma(2, v), gsp.i0, gsp.i1, gsp.i0e,
-              gsp.i1e, gnp.i0):
+              gsp.i1e, gnp.i0, gsp.j0, gsp.j1, gsp.y0, gsp.y1, lambda v: gsp.yn(2, v), gsp.rgamma,
+              lambda v: gsp.iv(1.5, v), lambda v: gsp.ive(2.0, v)):
         assert to_np(f(gnp.asarray(x))).dtype == np.float32
         assert to_np(gpuad.hessian(lambda v, f=f: gnp.sum(f(v)))(gnp.asarray(x))).dtype == np.float32
 
@@ -693,10 +724,10 @@ def test_stats_of_float32_inputs_are_float32_and_match_scipy(spec):
     np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-5 * max(1.0, np.max(np.abs(expected))))
 
 
-@pytest.mark.parametrize("name", ["norm", "t", "gamma", "beta", "multivariate_normal", "poisson"])
+@pytest.mark.parametrize("name", ["norm", "t", "gamma", "beta", "chi2", "dirichlet", "multivariate_normal", "poisson"])
 def test_stats_missing_names_say_what_exists(name):
-    with pytest.raises(AttributeError, match=f"gpuad.scipy.stats.{name} has no 'entropy' yet: it has .*p[dm]f"):
-        getattr(gst, name).entropy  # noqa: B018
+    with pytest.raises(AttributeError, match=f"gpuad.scipy.stats.{name} has no 'isf' yet: it has .*p[dm]f"):
+        getattr(gst, name).isf  # noqa: B018
     with pytest.raises(AttributeError, match="gpuad.scipy.stats has no 'cauchy' yet: it has norm, t.*scipy.stats"):
         gst.cauchy  # noqa: B018
 

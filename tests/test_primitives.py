@@ -54,7 +54,8 @@ def _shape_id(shapes):
 
 # The special-function rows: gpuad.scipy.special's, with scipy.special as the reference.
 SPECIAL = {"erf": W, "erfc": W, "erfinv": UNIT, "erfcinv": (0.2, 1.8), "gammaln": POS, "digamma": POS,
-           "i0": (-4.0, 4.0), "i1": (-4.0, 4.0), "i0e": (-12.0, 12.0), "i1e": (-12.0, 12.0)}
+           "i0": (-4.0, 4.0), "i1": (-4.0, 4.0), "i0e": (-12.0, 12.0), "i1e": (-12.0, 12.0),
+           "j0": (-9.0, 9.0), "j1": (-9.0, 9.0), "y0": (0.2, 9.0), "y1": (0.2, 9.0), "gammasgn": (-2.9, 2.9)}
 
 SPECS = [Spec(n, lambda m, x, n=n: getattr(m, n)(x), ((2, 3),), d) for n, d in UNARY.items()]
 SPECS += [Spec(n, lambda m, x, n=n: getattr(gsp, n)(x), ((2, 3),), d, ref=getattr(scipy.special, n))
@@ -100,6 +101,22 @@ S("polygamma_3", lambda m, x: gsp.polygamma(3, x), (2, 3), domain=(1.0, 3.0),
   ref=lambda x: scipy.special.polygamma(3, x))
 S("i1_near_zero", lambda m, x: gsp.i1(x), (2, 3), domain=(-0.15, 0.15), ref=scipy.special.i1)  # both sides of 0.1
 S("i1e_near_zero", lambda m, x: gsp.i1e(x), (2, 3), domain=(0.0, 0.15), ref=scipy.special.i1e)  # i1e: a kink at 0
+S("j1_near_zero", lambda m, x: gsp.j1(x), (2, 3), domain=(-0.15, 0.15), ref=scipy.special.j1)  # both sides of 0.1
+S("jn_2", lambda m, x: gsp.jn(2, x), (2, 3), domain=(-9.0, 9.0), ref=lambda x: scipy.special.jn(2, x))
+S("jn_negative_fraction", lambda m, x: gsp.jn(-3.6, x), (2, 3), domain=(-9.0, 9.0),  # truncated to -3
+  ref=lambda x: scipy.special.jn(-3, x))
+S("yn_2", lambda m, x: gsp.yn(2, x), (2, 3), domain=(0.5, 9.0), ref=lambda x: scipy.special.yn(2, x))
+S("yn_negative", lambda m, x: gsp.yn(-3, x), (2, 3), domain=(0.5, 9.0), ref=lambda x: scipy.special.yn(-3, x))
+# iv and ive as series: differentiable in the order v as well as in x (checked against differences)
+S("iv", lambda m, v, x: gsp.iv(v, x), (2, 3), (2, 3), domain=[(-0.9, 6.0), (0.2, 9.0)], ref=scipy.special.iv)
+S("ive", lambda m, v, x: gsp.ive(v, x), (3,), (3,), domain=[(0.0, 40.0), (0.5, 60.0)], ref=scipy.special.ive)
+S("ive_large_x", lambda m, x: gsp.ive(2.5, x), (3,), domain=(300.0, 800.0), ref=lambda x: scipy.special.ive(2.5, x))
+S("iv_whole_orders_negative_x", lambda m, x: gsp.iv(gnp.asarray([[-3.0, 0.0, 1.0], [2.0, -1.0, 5.0]]), x), (2, 3),
+  domain=(-4.0, -0.3), ref=lambda x: scipy.special.iv(np.array([[-3.0, 0.0, 1.0], [2.0, -1.0, 5.0]]), x))
+S("rgamma", lambda m, x: gsp.rgamma(x), (2, 3), domain=(0.2, 4.0), ref=scipy.special.rgamma)
+S("rgamma_negative", lambda m, x: gsp.rgamma(x), (2, 3), domain=(-1.9, -1.1), ref=scipy.special.rgamma)
+S("multigammaln", lambda m, x: gsp.multigammaln(x, 3), (2, 3), domain=(1.5, 4.0),
+  ref=lambda x: scipy.special.multigammaln(x, 3))
 S("i0_numpy", lambda m, x: m.i0(x), (2, 3), domain=(-4.0, 4.0))  # numpy.i0: the same row as scipy's
 
 # ---------------------------------------------------------------- operators, composed elementwise

@@ -21,6 +21,7 @@ CUDA_NAMES = {
     "remainder": "gpuad_remainder", "erf": "gpuad_erf", "erfc": "erfc", "gammaln": "lgamma",
     "erfinv": "gpuad_erfinv", "erfcinv": "gpuad_erfcinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
     "i0": "gpuad_i0", "i1": "gpuad_i1", "i0e": "gpuad_i0e", "i1e": "gpuad_i1e",
+    "j0": "gpuad_j0", "j1": "gpuad_j1", "y0": "gpuad_y0", "y1": "gpuad_y1", "jn": "gpuad_jn", "yn": "gpuad_yn",
     "real": "gpuad_real", "imag": "gpuad_imag", "conj": "gpuad_conj",
 }
 RULE_FILE = "<rule "  # how a rule's compiled code names its file (<rule 1 + y*y>): warnings from it are told apart

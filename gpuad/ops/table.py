@@ -87,6 +87,9 @@ ELEMENTARY = [
 # of every order up to 10 exact at 0). I1e's is the same times exp(-|x|), less sign(x) I1e(x).
 _I1_SLOPE_AT_0 = ("(0.5 + x * x * (0.1875 + x * x * (0.013020833333333334 + x * x * (0.0003797743055555556"
                   " + x * x * 6.103515625e-06))))")
+# J1'(x) = J0(x) - J1(x) / x likewise, its Taylor polynomial (the same terms, alternating) below |x| = 0.1.
+_J1_SLOPE_AT_0 = ("(0.5 - x * x * (0.1875 - x * x * (0.013020833333333334 - x * x * (0.0003797743055555556"
+                  " - x * x * 6.103515625e-06))))")
 SPECIAL = [
     Row("erf", "erf(x)", "1.1283791670955126 * exp(-x * x)"),      # 2 / sqrt(pi) exp(-x^2)
     Row("erfc", "erfc(x)", "-1.1283791670955126 * exp(-x * x)"),
@@ -100,6 +103,15 @@ SPECIAL = [
     Row("i0e", "i0e(x)", "i1e(x) - sign(x) * y"),      # exp(-|x|) I0(x): a kink at 0, sign(0) = 0 there
     Row("i1e", "i1e(x)",
         f"where(abs(x) < 0.1, exp(-abs(x)) * {_I1_SLOPE_AT_0}, i0e(x) - y / where(abs(x) < 0.1, 1, x)) - sign(x) * y"),
+    # Bessel functions of the first and second kind: J0' = -J1, J1' = J0 - J1 / x, Y likewise
+    # (Y0 and Y1 are real for x > 0 only, -inf at 0); Jn' = (J(n-1) - J(n+1)) / 2, Y likewise, for
+    # the integer order n (a fractional one is truncated, as scipy's yn does), which carries no derivative.
+    Row("j0", "j0(x)", "-j1(x)"),
+    Row("j1", "j1(x)", f"where(abs(x) < 0.1, {_J1_SLOPE_AT_0}, j0(x) - y / where(abs(x) < 0.1, 1, x))"),
+    Row("y0", "y0(x)", "-y1(x)"),
+    Row("y1", "y1(x)", "y0(x) - y / x"),
+    Row("jn", "jn(a, b)", "0", "0.5 * (jn(a - 1, b) - jn(a + 1, b))"),
+    Row("yn", "yn(a, b)", "0", "0.5 * (yn(a - 1, b) - yn(a + 1, b))"),
 ]
 SPECIAL_NAMES = frozenset(r.name for r in SPECIAL)
 DIFFERENTIABLE = ELEMENTARY + SPECIAL

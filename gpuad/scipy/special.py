@@ -1,7 +1,7 @@
 """gpuad.scipy.special: scipy.special's names and semantics, differentiable in every mode.
 
-erf, erfc, erfinv, erfcinv, gammaln, digamma, polygamma and the modified Bessel functions i0,
-i1, i0e and i1e are rows of the elementwise table
+erf, erfc, erfinv, erfcinv, gammaln, digamma, polygamma, the modified Bessel functions i0,
+i1, i0e and i1e and the Bessel functions j0, j1, y0, y1, jn and yn are rows of the elementwise table
 (gpuad/ops/table.py: fused CUDA kernels, every derivative order, vmap); the rest is composed
 from them and from gpuad.numpy, numerically stable. On the NumPy backend the rows evaluate with
 scipy.special (an ImportError names it where SciPy is not installed), on CuPy with
@@ -15,11 +15,13 @@ from ..ops.elementwise import PRIMS
 
 __all__ = ["expit", "logit", "log_softmax", "softmax", "logsumexp", "xlogy", "xlog1py", "entr",
            "erf", "erfc", "erfinv", "erfcinv", "gammaln", "digamma", "psi", "polygamma", "gamma", "betaln", "beta",
-           "ndtr", "log_ndtr", "ndtri", "gammainc", "gammaincc", "betainc", "i0", "i1", "i0e", "i1e"]
+           "ndtr", "log_ndtr", "ndtri", "gammainc", "gammaincc", "betainc", "i0", "i1", "i0e", "i1e",
+           "j0", "j1", "y0", "y1", "jn", "yn", "iv", "ive", "gammasgn", "rgamma", "multigammaln"]
 
 erf, erfc, erfinv, erfcinv, gammaln, digamma = (PRIMS[n] for n in ("erf", "erfc", "erfinv", "erfcinv", "gammaln",
                                                                     "digamma"))
 i0, i1, i0e, i1e = (PRIMS[n] for n in ("i0", "i1", "i0e", "i1e"))  # I0' = I1, I1' = I0 - I1 / x (1/2 at 0)
+j0, j1, y0, y1 = (PRIMS[n] for n in ("j0", "j1", "y0", "y1"))  # J0' = -J1, J1' = J0 - J1 / x, Y likewise
 psi = digamma
 _SQRT2 = 1.4142135623730951
 
@@ -36,10 +38,72 @@ def polygamma(n, x):
     return PRIMS["polygamma"](n, x)
 
 
+def jn(n, x):
+    """The Bessel function of the first kind of integer order n (a fractional n is truncated, as
+    yn's; scipy's jn, an alias of jv, takes real orders, which gpuad does not have). Differentiable
+    in x at every order, (J(n-1) - J(n+1)) / 2; the order carries no derivative. On the CuPy
+    backend (cupyx has no jn) it evaluates in gpuad.jit's kernels only.
+
+    >>> import gpuad, gpuad.scipy.special as gsp
+    >>> print(gsp.jn(2, 3.0).round(12), gpuad.grad(lambda x: gsp.jn(2, x))(3.0).round(12))
+    0.486091260586 0.014998118135
+    """
+    return PRIMS["jn"](n, x)
+
+
+def yn(n, x):
+    """scipy.special.yn: the Bessel function of the second kind of integer order n (a fractional
+    n is truncated, as scipy does). Differentiable in x at every order, (Y(n-1) - Y(n+1)) / 2; the
+    order carries no derivative.
+
+    >>> import gpuad, gpuad.scipy.special as gsp
+    >>> print(gsp.yn(2, 3.0).round(12), gpuad.grad(lambda x: gsp.yn(2, x))(3.0).round(12))
+    -0.160400393485 0.431608020448
+    """
+    return PRIMS["yn"](n, x)
+
+
 def _gamma_sign(x):
     """The sign of Gamma(x): 1 for x > 0; for x < 0, -1 between -1 and 0, 1 between -2 and -1, ..."""
     odd = gnp.equal(gnp.remainder(gnp.floor(x), 2.0), 1.0)
     return gnp.where(gnp.logical_or(gnp.greater(x, 0), gnp.logical_not(odd)), 1.0, -1.0).astype(x.dtype)
+
+
+def gammasgn(x):
+    """scipy.special.gammasgn, the sign of Gamma(x) (piecewise constant: its derivative is 0).
+
+    >>> import gpuad.scipy.special as gsp, gpuad.numpy as gnp
+    >>> print(gsp.gammasgn(gnp.array([2.5, -0.5, -1.5])))
+    [ 1. -1.  1.]
+    """
+    return _gamma_sign(gnp.asarray(x))
+
+
+def rgamma(x):
+    """scipy.special.rgamma, 1 / Gamma(x) = sign * exp(-gammaln(x)): 0 at the poles 0, -1, -2, ...
+    (gammaln is inf there). Its derivative is -digamma(x) / Gamma(x).
+
+    >>> import gpuad, gpuad.scipy.special as gsp
+    >>> print(gsp.rgamma(4.0).round(12), gpuad.grad(gsp.rgamma)(1.0).round(12))  # 1/6, Euler's constant
+    0.166666666667 0.577215664902
+    """
+    x = gnp.asarray(x)
+    return _gamma_sign(x) * gnp.exp(gnp.negative(gammaln(x)))
+
+
+def multigammaln(a, d):
+    """scipy.special.multigammaln, the log of the multivariate gamma function of dimension d (an
+    integer >= 1): d (d - 1) / 4 log(pi) + sum over j < d of gammaln(a - j / 2).
+
+    >>> import gpuad.scipy.special as gsp
+    >>> print(gsp.multigammaln(3.0, 2).round(12))  # log(pi^(1/2) Gamma(3) Gamma(5/2))
+    1.550194993958
+    """
+    if int(d) != d or d < 1:
+        raise ValueError(f"multigammaln: the dimension d must be an integer >= 1, got {d!r}")
+    a, d = gnp.asarray(a), int(d)
+    terms = gammaln(a[..., None] - 0.5 * gnp.arange(d, dtype=a.dtype if a.dtype.kind == "f" else None))
+    return gnp.sum(terms, axis=-1) + 0.25 * d * (d - 1) * onp.log(onp.pi)
 
 
 def gamma(x):
@@ -201,6 +265,51 @@ def betainc(a, b, x):
                             gnp.logical_and(gnp.greater_equal(x, 0), gnp.less_equal(x, 1)))
     edge = gnp.greater(x, 0).astype(x.dtype)  # 0 at x = 0, 1 at x = 1
     return gnp.where(valid, gnp.where(inside, i, edge), onp.nan)
+
+
+def _iv_series(v, x, scaled):
+    """I_v(x) (times exp(-|x|) where scaled) for real v > -1 or integer v, as the sum over k >= 0
+    of (|x|/2)^(2k+|v|) / (k! Gamma(k+|v|+1)), positive terms, in the TERMS window around the
+    largest (k near (sqrt(v^2 + x^2) - v) / 2): double precision for |x| up to about 900. Every
+    derivative, in x and in v, comes from gammaln's rules."""
+    v, x = _floats(v, x)
+    whole = gnp.equal(gnp.floor(v), v)
+    order = gnp.where(whole, gnp.abs(v), v)  # I_-n = I_n
+    z = gnp.abs(x)
+    positive = gnp.greater(z, 0)
+    z_ = gnp.where(positive, z, 1.0)[..., None]  # log(0) stays out of the terms and their derivatives
+    o_ = order[..., None]
+    shift = z_ if scaled else 0.0
+    peak = 0.5 * (gnp.sqrt(order * order + z_[..., 0] * z_[..., 0]) - order)
+    series = _window_sum(lambda k: (2.0 * k + o_) * gnp.log(0.5 * z_) - shift - gammaln(k + 1.0)
+                         - gammaln(k + o_ + 1.0), peak)
+    at_zero = gnp.where(gnp.equal(order, 0), 1.0, gnp.where(gnp.greater(order, 0), 0.0, onp.inf)).astype(x.dtype)
+    value = gnp.where(positive, series, at_zero)
+    odd = gnp.logical_and(whole, gnp.equal(gnp.remainder(order, 2.0), 1.0))
+    negative = gnp.less(x, 0)
+    value = gnp.where(gnp.logical_and(negative, odd), gnp.negative(value), value)  # I_n(-x) = (-1)^n I_n(x)
+    defined = gnp.logical_and(gnp.logical_or(whole, gnp.greater(v, -1.0)),
+                              gnp.logical_or(whole, gnp.logical_not(negative)))
+    return gnp.where(defined, value, onp.nan)
+
+
+def iv(v, x):
+    """scipy.special.iv, the modified Bessel function of the first kind of real order v, for
+    v > -1 or integer v (NaN for other orders, and for x < 0 with a fractional v, where scipy's
+    is complex or uses K_v). Differentiable in x and v at every order; |x| up to about 700
+    (I_v overflows beyond), double precision to about 900 for ive.
+
+    >>> import gpuad, gpuad.scipy.special as gsp
+    >>> print(gsp.iv(2.5, 3.0).round(12), gpuad.grad(gsp.iv, argnums=1)(2.5, 3.0).round(12))
+    1.515339446682 1.836700584491
+    """
+    return _iv_series(v, x, False)
+
+
+def ive(v, x):
+    """scipy.special.ive, exp(-|x|) iv(v, x), finite for large |x| (the exponent is taken inside
+    each term of the series)."""
+    return _iv_series(v, x, True)
 
 
 def expit(x):

@@ -7,8 +7,8 @@ Each function takes scipy's arguments (loc, scale and the shape parameters, broa
 x) and is composed from gpuad.numpy and gpuad.scipy.special, so it is differentiable in x and
 in every parameter, at every order, under vmap and gpuad.jit.
 """
-from . import beta, gamma, multivariate_normal, norm, poisson, t
+from . import beta, chi2, dirichlet, gamma, multivariate_normal, norm, poisson, t
 from ._support import missing_name
 
-__all__ = ["norm", "t", "gamma", "beta", "multivariate_normal", "poisson"]
+__all__ = ["norm", "t", "gamma", "beta", "chi2", "dirichlet", "multivariate_normal", "poisson"]
 __getattr__ = missing_name("gpuad.scipy.stats", __all__, "scipy.stats")

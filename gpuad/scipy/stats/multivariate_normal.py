@@ -12,7 +12,7 @@ import math
 from ... import numpy as gnp
 from ._support import missing_name
 
-__all__ = ["logpdf", "pdf"]
+__all__ = ["logpdf", "pdf", "entropy"]
 
 
 def _covariance(cov, d):
@@ -56,6 +56,14 @@ def logpdf(x, mean=None, cov=1, allow_singular=False):
 
 def pdf(x, mean=None, cov=1, allow_singular=False):
     return gnp.exp(logpdf(x, mean, cov, allow_singular))
+
+
+def entropy(mean=None, cov=1):
+    """The differential entropy, d (1 + log(2 pi)) / 2 + log det(cov) / 2 (mean only sets d)."""
+    cov = gnp.asarray(cov)
+    d = gnp.atleast_1d(gnp.asarray(mean)).shape[0] if mean is not None else (cov.shape[0] if cov.ndim == 2 else 1)
+    factor = gnp.linalg.cholesky(_covariance(cov, d))
+    return 0.5 * d * (1.0 + math.log(2 * math.pi)) + gnp.sum(gnp.log(gnp.diagonal(factor)))
 
 
 __getattr__ = missing_name("gpuad.scipy.stats.multivariate_normal", __all__, "scipy.stats.multivariate_normal")

@@ -10,7 +10,7 @@ from ... import numpy as gnp
 from .. import special
 from ._support import floats, missing_name, standardize
 
-__all__ = ["logpdf", "pdf", "cdf"]
+__all__ = ["logpdf", "pdf", "cdf", "logcdf"]
 
 
 def logpdf(x, df, loc=0.0, scale=1.0):
@@ -31,6 +31,12 @@ def cdf(x, df, loc=0.0, scale=1.0):
     with onp.errstate(divide="ignore", invalid="ignore"):  # df <= 0: NaN, unwarned, as scipy's
         tail = 0.5 * special.betainc(0.5 * df, 0.5, df / (df + z * z))
     return gnp.where(gnp.less(z, 0), tail, 1.0 - tail)
+
+
+def logcdf(x, df, loc=0.0, scale=1.0):
+    """log(cdf): as cdf's precision (far in the left tail, below about 1e-300, -inf)."""
+    with onp.errstate(divide="ignore"):
+        return gnp.log(cdf(x, df, loc, scale))
 
 
 __getattr__ = missing_name("gpuad.scipy.stats.t", __all__, "scipy.stats.t")
