@@ -743,3 +743,45 @@ def test_norm_errors():
         la.norm(np.ones((2, 2, 2)), axis=(0, 1, 2))
     with pytest.raises(ValueError, match="duplicate"):
         la.norm(np.ones((2, 2)), axis=(1, -1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+def test_a_compiled_solve_calls_lapack_at_once_and_still_raises_on_a_singular_matrix(dtype, monkeypatch):
+    """A compiled solve of doubles skips numpy.linalg.solve's per-call checks (its cost on a small
+    system: bench/losses.py newton_stiff) and gives its values; other dtypes take NumPy's path;
+    a singular matrix raises LinAlgError either way."""
+    if backends.backend() != "numpy":
+        pytest.skip("the NumPy backend's lowering")
+    rng = np.random.default_rng(4)
+    a = (rng.normal(size=(2, 4, 4)) + 4 * np.eye(4)).astype(dtype)
+    b = rng.normal(size=(2, 4, 3)).astype(dtype)
+    f = gpuad.jit(lambda a, b: gnp.linalg.solve(a, b) * 2.0)
+    want = np.linalg.solve(a, b) * 2.0
+    numpys = np.linalg.solve
+    calls = []
+    monkeypatch.setattr(np.linalg, "solve", lambda *args: calls.append(1) or numpys(*args))
+    got = f(a, b)
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-13)
+    assert bool(calls) == (dtype == np.float32)
+    singular = a.copy()
+    singular[1, 3] = singular[1, 0]  # two equal rows
+    with pytest.raises(np.linalg.LinAlgError, match="Singular"):
+        f(singular, b)
+
+
+def test_a_compiled_program_moves_by_the_arrays_methods(monkeypatch):
+    """The views a compiled solve reads (its matrix transposed, its vector as a column) are steps
+    calling the arrays' own methods, not NumPy's function wrappers, and equal eager's values."""
+    if backends.backend() != "numpy":
+        pytest.skip("the NumPy backend's steps")
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(5, 5)) + 5 * np.eye(5), rng.normal(size=5)
+    f = gpuad.jit(lambda a, b: b - gnp.linalg.solve(a.T, b))
+    f(a, b)  # traced and planned with NumPy's functions in place
+    wrapped = []
+    for name in ("reshape", "transpose"):
+        numpys = getattr(np, name)
+        monkeypatch.setattr(np, name, lambda *args, numpys=numpys, **kw: wrapped.append(1) or numpys(*args, **kw))
+    np.testing.assert_allclose(f(a, b), b - np.linalg.solve(a.T, b), rtol=1e-13)
+    assert not wrapped

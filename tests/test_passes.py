@@ -36,6 +36,8 @@ STEPS = {
     "a scaled seed summed": lambda v, x: gnp.sum(v * gnp.eye(N), axis=0),
     "a seed's slice @ constant": lambda v, x: v * (gnp.eye(N)[:, ::-1] @ _W)[1],
     "outer product summed": lambda v, x: gnp.sum(gnp.einsum("i,j->ij", v, x), axis=1),
+    "weighted rows summed": lambda v, x: gnp.sum(gnp.reshape(gnp.tile(v, N), (N, N)) * x[:, None], axis=0),
+    "a product summed to a scalar": lambda v, x: v * gnp.sum(v * gnp.cos(x)),
     "repeated work": lambda v, x: gnp.tanh(v) + gnp.tanh(v),
     "jacfwd inside": lambda v, x: gpuad.jacfwd(lambda u: gnp.tanh(_W @ u) * x)(v) @ v,
     "jacrev inside": lambda v, x: gnp.sum(gpuad.jacrev(lambda u: gnp.sin(u) * u)(v), axis=0),
@@ -362,3 +364,42 @@ def test_a_contraction_summing_nothing_is_a_broadcast_product():
     z = np.asarray(X) @ np.asarray(w)
     assert_close(per_sample(w, X), -(1.0 / (1.0 + np.exp(z)))[:, None] * np.asarray(X), rtol=1e-12)
 
+
+
+@pytest.mark.parametrize("case", ["leading axis", "keepdims", "last axis", "to a scalar", "grad"])
+def test_a_sum_of_a_broadcast_product_is_a_contraction(case):
+    """mean(g * s[:, None, None], axis=0) and its kin: the product and its sum (two passes over a
+    product-sized temporary) become one contraction reading each operand once, same values as
+    eager, and a gradient through it agrees with the closed form."""
+    rng = np.random.default_rng(7)
+    g, s = gnp.asarray(rng.normal(size=(16, 5, 6))), gnp.asarray(rng.uniform(size=16))
+    f = {"leading axis": lambda g, s: gnp.mean(g * s[:, None, None], axis=0),
+         "keepdims": lambda g, s: gnp.sum(s[:, None, None] * g, axis=0, keepdims=True),
+         "last axis": lambda g, s: gnp.sum(gnp.transpose(g, (1, 2, 0)) * s, axis=-1),
+         "to a scalar": lambda g, s: gnp.sum(g[:, 0, 0] * s),
+         "grad": lambda g, s: gpuad.grad(lambda s: gnp.sum(gnp.sum(g * s[:, None, None], axis=0) ** 2))(s)}[case]
+    program = gpuad.jit(f).lower(g, s).program
+    program.check()
+    assert any(eq.prim.name == "contract" for eq in program.equations)
+    assert not any(eq.prim.name == "multiply" and eq.out.shape == (16, 5, 6) for eq in program.equations)
+    assert_close(gpuad.jit(f)(g, s), f(g, s), rtol=1e-13)
+    if case == "leading axis":
+        assert_close(f(g, s), np.einsum("ijk,i->jk", np.asarray(g), np.asarray(s)) / 16, rtol=1e-13)
+    if case == "grad":  # d/ds sum(m^2), m = sum_i g_i s_i: 2 sum_jk m_jk g_ijk
+        m = np.einsum("ijk,i->jk", np.asarray(g), np.asarray(s))
+        assert_close(f(g, s), 2 * np.einsum("jk,ijk->i", m, np.asarray(g)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["kept axis in both", "read twice", "a seed", "a scalar"])
+def test_a_summed_product_that_is_no_plain_contraction_stays(case):
+    """A batch axis (per-row norms: a GEMM per row would lose to one pass), a product read elsewhere
+    too, a seed operand (a contraction would make it dense) and a scalar factor stay a multiply."""
+    rng = np.random.default_rng(8)
+    g = gnp.asarray(rng.normal(size=(12, 7)))
+    f = {"kept axis in both": lambda g: gnp.sum(g * g, axis=1),
+         "read twice": lambda g: (lambda p: gnp.sum(p, axis=0) + p[0])(g * g[0]),
+         "a seed": lambda g: gnp.sum(gnp.eye(7) * g[0], axis=0),
+         "a scalar": lambda g: gnp.sum(g * 3.0, axis=0)}[case]
+    program = gpuad.jit(f).lower(g).program
+    assert not any(eq.prim.name == "contract" for eq in program.equations)
+    assert_close(gpuad.jit(f)(g), f(g), rtol=1e-14)

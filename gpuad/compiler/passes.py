@@ -3,12 +3,14 @@
 `optimised` runs them in order: `fold_constants` (evaluate what constants alone make, keeping
 Jacobian seeds as equations), `simplify` (drop equations returning an input unchanged),
 `diagonal_contractions` and `broadcast_products` (contractions with a scaled identity, or that
-sum over nothing, as broadcast products), `common_subexpressions`, `dead_code`. What a pass
+sum over nothing, as broadcast products), `summed_products` (sums of broadcast products as
+contractions), `common_subexpressions`, `dead_code`. What a pass
 needs to know of a primitive is an attribute set beside the primitive (gpuad/ops/): `unchanged`,
 `elementwise`, `moves`; the few primitives a pass rewrites are keys of its rules, by object.
 """
 import itertools
 import math
+import string
 
 import numpy as onp
 
@@ -242,6 +244,68 @@ def _as_product(eq, ids):
     return steps + [Equation(multiply, laid, eq.out, {})]
 
 
+def summed_products(program):
+    """Sums of a broadcast product of two arrays that share every summed axis and no kept one
+    (mean(g * s[:, None, None], axis=0); a weighted sum of rows) as a contraction: one GEMV or GEMM
+    reads each operand once, where the product and its sum are two passes over a product-sized
+    temporary (a sum along a leading axis does not fuse on a CPU: fusion._ACROSS_ROWS). A product
+    read elsewhere too stays, and so does one with an operand made from a seed (values made from
+    constants alone, and what is computed from them: a contraction would make a seed dense, and
+    hide the zeros of a tangent bundle that fusion and sparsity patterns follow through products)."""
+    ids = itertools.count(program.next_id())
+    made, seeded, uses = {}, set(), {}
+    for eq in program.equations:
+        made[eq.out] = eq
+        if all(isinstance(a, Lit) for a in eq.ins) or any(a in seeded for a in eq.ins if isinstance(a, Var)):
+            seeded.add(eq.out)
+        for a in eq.ins:
+            uses[a] = uses.get(a, 0) + 1
+    for o in program.out_vars():
+        uses[o] = uses.get(o, 0) + 1
+
+    def visit(eq):
+        product = made.get(eq.ins[0]) if eq.prim is reduce_sum and isinstance(eq.ins[0], Var) else None
+        if product is None or product.prim is not multiply or uses[product.out] != 1 or \
+                any(isinstance(a, Var) and a in seeded for a in product.ins):
+            return [eq]
+        return _as_contraction(eq, product, ids) or [eq]
+    return rewrite(program, visit)
+
+
+def _as_contraction(eq, product, ids):
+    """The equations computing eq (a sum of `product`, a multiply) as a contraction, or None where
+    it is none (see summed_products)."""
+    shape, summed = product.out.shape, eq.params["axes"]
+    if not all(_array(a) and a.dtype == eq.out.dtype for a in product.ins) or \
+            product.out.dtype != eq.out.dtype or eq.out.dtype.kind not in "fc":
+        return None
+    letters = [[], []]  # each operand's axes of the product, by position
+    for k, n in enumerate(shape):
+        has = [n > 1 and len(a.shape) >= len(shape) - k and a.shape[k - len(shape)] == n for a in product.ins]
+        if n > 1 and (has[0] and has[1]) != (k in summed):  # a kept axis in both (a batch), a lone summed one
+            return None
+        for j in (0, 1):
+            if has[j]:
+                letters[j].append(k)
+    kept = [k for k in range(len(shape)) if shape[k] > 1 and k not in summed]
+    if len(letters[0]) + len(letters[1]) == len(kept):  # nothing summed
+        return None
+    steps, laid = [], []
+    for a, axes in zip(product.ins, letters):
+        laid.append(a if a.shape == tuple(shape[k] for k in axes) else
+                    _staged(steps, reshape, ids, a, shape=tuple(shape[k] for k in axes)))
+    spec = tuple("".join(string.ascii_letters[k] for k in axes) for axes in letters + [kept])
+    if tuple(shape[k] for k in kept) == eq.out.shape:
+        return steps + [Equation(contract, laid, eq.out, {"spec": spec})]
+    out = _staged(steps, contract, ids, *laid, spec=spec)
+    return steps + [Equation(reshape, [out], eq.out, {"shape": eq.out.shape})]
+
+
+def _array(a):
+    """Whether an atom is an array (with a shape and dtype), not a Python scalar."""
+    return not (isinstance(a, Lit) and isinstance(a.val, SCALARS))
+
+
 def _summed(eq, diagonals, ids):
     """A sum of a diagonal matrix along one of its axes as its diagonal, reshaped (or broadcast)."""
     d = diagonals.get(eq.ins[0]) if isinstance(eq.ins[0], Var) else None
@@ -385,5 +449,5 @@ def _key(x):
 
 
 # the passes optimised runs, in order: a seed's same-shape reshapes go (simplify) before contractions are read
-PIPELINE = (fold_constants, simplify, diagonal_contractions, broadcast_products, simplify, common_subexpressions,
-            dead_code)
+PIPELINE = (fold_constants, simplify, diagonal_contractions, broadcast_products, summed_products, simplify,
+            common_subexpressions, dead_code)
