@@ -102,6 +102,8 @@ class Primitive:
                      primitive the fused kernels can spell)
     moves            each output element is one element of an argument, or zero (data movement)
     view(**params)   -> whether its result may share its argument's memory (None: never)
+    contiguous(args, **params) -> whether that view of a C-contiguous argument is C-contiguous too
+                     (then reshaping it copies nothing); unset: it may not be
     positions(args, **params) -> [(index array, length of the axis it indexes)]: the positions a
                      gather reads at, or a scatter writes at (then `scatters` is set)
     reads_each_once  reads each element of its arguments once for the whole output (a sum, a
@@ -124,6 +126,10 @@ class Primitive:
     impl_into        xp -> impl taking `out=` (a buffer of the output's shape and dtype, written in
                      place), where the array module has one: a compiled program keeps such buffers
                      from call to call
+    temporaries(args, within, **params) -> bytes one call holds while it runs beside its arguments and
+                     its output (a loop's checkpointed carries, its kernel's scratch, its body's buffers):
+                     args the arguments' avals; within (a replay.Within) says the peak of a body
+                     program's run and the target; the replay's memory plan adds them at its step
     unchanged(constants, **params) -> the position of the argument it returns unchanged (its shape and
                      dtype permitting), or None; constants holds each argument's constant value, None
                      where it is a variable of the program (the passes' simplify)
@@ -131,7 +137,7 @@ class Primitive:
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
                  "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
                  "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
-                 "launches", "copied", "unchanged", "impl_into")
+                 "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -144,6 +150,7 @@ class Primitive:
         self.elementwise = self.moves = self.scatters = self.reads_each_once = False
         self.expression = self.view = self.positions = self.recompute = self.reduction = None
         self.zero_where = self.entries = self.coords = self.copied = self.unchanged = self.impl_into = None
+        self.temporaries = self.contiguous = None
         self.launches = 1
 
     def __call__(self, *args, **params):

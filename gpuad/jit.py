@@ -221,7 +221,8 @@ class Lowered:
     def peak_bytes(self) -> int:
         """The most bytes of buffers one call holds at once, by the replay's plan (replay.peak_bytes):
         what a call checks against the available memory before it runs."""
-        return replay.peak_bytes(self.program, replay.plan(self.program, target=self.target))
+        return replay.peak_bytes(self.program, replay.plan(self.program, target=self.target),
+                                 replay.Within(target=self.target))
 
     def out_info(self) -> Any:
         """ShapeDtypeStructs of the outputs, in the output tree."""

@@ -250,6 +250,16 @@ class Scan:
         carry = revolve.carry_bytes(self.split(args)[1])
         return (self.slots(args) or self.length) * carry
 
+    def temporaries(self, args, within):
+        """Bytes a compiled run holds beside its operands and output (replay.peak_bytes): the loop
+        kernel's scratch, or a trip's carry and body's buffers where the body is replayed per trip
+        (also while the kernel builds: the larger of the two)."""
+        replayed = _carried(self.split(args)[1]) + within.peak(self.body)
+        kernel = self.kernel(within.target) if within.fusion else None
+        if kernel is None:
+            return replayed
+        return max(kernel.scratch, _carried(self.split(args)[1]) + within.peak(self.body, fusion=False))
+
     def slots(self, args):
         """The carries reverse mode holds where it checkpoints; None where it stores every one."""
         return revolve.slots(self.checkpoint, self.length, revolve.carry_bytes(self.split(args)[1]))
@@ -287,6 +297,15 @@ class Scan:
         if self._runner is None:
             self._runner = compiled(self.body)
         return self._runner
+
+
+def _carried(avals):
+    """Bytes of values given as avals (the operands of a compiled step)."""
+    return sum(map(nbytes, avals))
+
+
+def _held(args, within, spec):
+    return spec.temporaries(args, within)
 
 
 def _scan_impl(*args, spec):
@@ -519,6 +538,7 @@ def _scan_batch(args, batched, spec):
 scan_p = Primitive("scan", _scan_impl, _scan_jvp, _scan_vjp, _scan_batch,
                    abstract=lambda *args, spec: packed_aval(spec.out_avals))
 scan_p.lower = _scan_lower
+scan_p.temporaries = _held
 scan_p.rev_forward = _scan_rev_forward
 
 
@@ -546,6 +566,10 @@ class While:
     def stored_bytes(self, args):
         """Bytes reverse mode stores: the carries of the trips a tape counted (none before)."""
         return self.kept[1].stored_bytes(args) if self.kept is not None else 0
+
+    def temporaries(self, args, within):
+        """A trip's carry and the larger of its condition's and body's buffers (replay.peak_bytes)."""
+        return _carried(self.split(args)[2]) + max(within.peak(self.cond), within.peak(self.body))
 
     def split(self, args):
         a, b = self.n_cc, self.n_cc + self.n_bc
@@ -683,6 +707,7 @@ def _while_batch(args, batched, spec):
 while_p = Primitive("while_loop", _while_impl, _while_jvp, _while_vjp, _while_batch,
                     abstract=lambda *args, spec: packed_aval(spec.out_avals))
 while_p.lower = _while_lower
+while_p.temporaries = _held
 while_p.rev_forward = _while_rev_forward
 
 
@@ -705,6 +730,10 @@ class Cond:
     def per_call(self, cost):
         """What the costliest branch costs."""
         return max(cost(b) for b in self.branches)
+
+    def temporaries(self, args, within):
+        """The buffers of the branch that holds the most (replay.peak_bytes)."""
+        return max(within.peak(b) for b in self.branches)
 
     def run(self, index, ops, branches):
         i = min(max(int(index), 0), len(branches) - 1)
@@ -791,6 +820,7 @@ def _cond_batch(args, batched, spec):
 cond_p = Primitive("cond", _cond_impl, _cond_jvp, _cond_vjp, _cond_batch,
                    abstract=lambda *args, spec: packed_aval(spec.out_avals))
 cond_p.lower = _cond_lower
+cond_p.temporaries = _held
 
 
 # ---------------------------------------------------------------- the checkpointed backward sweep (revolve_p)
@@ -836,6 +866,15 @@ class Revolve:
         if self.length is None:
             return cost(self.fwd) + cost(self.bwd)
         return revolve.forward_steps(self.length, self.slots) * cost(self.fwd) + self.length * cost(self.bwd)
+
+    def temporaries(self, args, within):
+        """Bytes a compiled run holds beside its operands and output (replay.peak_bytes): the
+        carries the schedule holds past the first (an operand), the one being advanced, the
+        backward carries and the larger of a step's buffers. Where the count is known only when
+        it runs, the slots it fills are not known before: the first alone is counted."""
+        _, first, _, b, _, _ = self.split(args)
+        held = 1 if self.length is None else max(1, min(self.slots, self.length))
+        return held * _carried(first) + _carried(b) + max(within.peak(self.fwd), within.peak(self.bwd))
 
     def run(self, args, fwd, bwd):
         consts, first, xs, b, zs, count = self.split(args)
@@ -959,6 +998,7 @@ def _unscheduled(spec, vals):
 revolve_p = Primitive("revolve", lambda *args, spec: _revolve_runner(spec, False)(*args), _revolve_jvp,
                       _revolve_vjp, _revolve_batch, abstract=lambda *args, spec: packed_aval(spec.out_avals))
 revolve_p.lower = lambda xp, shapes, spec: _revolve_runner(spec, True)
+revolve_p.temporaries = _held
 
 
 def _revolved(spec, operands):

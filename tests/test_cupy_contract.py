@@ -143,6 +143,31 @@ def test_a_stack_is_lu_factorised_in_one_batched_call(monkeypatch):
         np.testing.assert_array_equal(piv[k], want_piv)
 
 
+def test_a_stack_is_solved_triangular_in_one_call_without_checks(monkeypatch):
+    """The CuPy backend hands the whole stack to cupyx's solve_triangular once (cuBLAS trsmBatched),
+    with scipy's flags and check_finite=False (its check reads a reduction back: a host synchronisation)."""
+    import scipy.linalg
+
+    from gpuad.backends import cupy as cupy_backend
+    calls = []
+
+    def recording(xp, submodule, names):
+        assert (xp, submodule, names) == (cupy, "linalg", ("solve_triangular",))
+
+        def solve_triangular(a, b, **kwargs):  # cupyx's contract: batched (..., n, n), (..., n, r)
+            calls.append((a.shape, b.shape, kwargs))
+            return np.stack([scipy.linalg.solve_triangular(m, r, **kwargs) for m, r in zip(a, b)])
+        return {"solve_triangular": solve_triangular}
+    monkeypatch.setattr(cupy_backend, "scipy_functions", recording)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 4, 4)) + 4 * np.eye(4), rng.normal(size=(3, 4, 2))
+    x = CupyBackend().solve_triangular(a, b, lower=True, transpose=True, unit_diagonal=False)
+    assert calls == [((3, 4, 4), (3, 4, 2), {"trans": 1, "lower": True, "unit_diagonal": False,
+                                             "check_finite": False})]
+    for k in range(3):
+        np.testing.assert_allclose(np.tril(a[k]).T @ x[k], b[k], rtol=1e-12, atol=1e-12)
+
+
 class _DeviceArray:
     """A CuPy array as NumPy sees it: NumPy's functions dispatch to it (NEP 13 and 18), and
     numpy.asarray of it raises, as CuPy's implicit conversion does."""

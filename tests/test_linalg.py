@@ -156,6 +156,13 @@ CASES = {
     "solve_triangular_lower": (lambda a: gsl.solve_triangular(a, B32, lower=True), A3),
     "solve_triangular_trans_unit": (lambda a: gsl.solve_triangular(a, BVEC, trans="T", unit_diagonal=True), A3),
     "solve_triangular_wrt_b": (lambda b: gsl.solve_triangular(A3, b), BSTACK),
+    "solve_triangular_upper_trans": (lambda a: gsl.solve_triangular(a, B32, trans=1), A3),
+    "solve_triangular_lower_trans_unit": (
+        lambda a: gsl.solve_triangular(a, B32, trans="T", lower=True, unit_diagonal=True), A3),
+    "solve_triangular_upper_unit_both": (
+        lambda b: gsl.solve_triangular(b[0], b[1], unit_diagonal=True), np.stack([A3, normal(3, 3, seed=4)])),
+    "solve_triangular_stack_a": (lambda a: gsl.solve_triangular(a, BSTACK, lower=True), ASTACK),
+    "solve_triangular_stack_both": (lambda b: gsl.solve_triangular(ASTACK, b, trans=1, lower=True), BSTACK),
     "cho_solve": (lambda a: gsl.cho_solve(gsl.cho_factor(a), B32), spd(3, 3)),
     "cho_solve_lower_wrt_b": (lambda b: gsl.cho_solve(gsl.cho_factor(spd(3, 3), lower=True), b), BVEC),
     "lu_factor": (lambda a: gsl.lu_factor(a)[0], normal(3, 3)),
@@ -490,7 +497,8 @@ def test_eigenvector_jacobian_matches_the_closed_form():
 @pytest.mark.parametrize("name", ["eigh_vectors", "svd_u_tall", "svd_vh_wide", "qr_q", "pinv_tall", "cond",
                                   "matrix_power_minus_2", "lu_factor", "lu_solve", "cho_solve", "expm_squared",
                                   "expm_stack", "eig_vectors", "qr_wide_r_stack",
-                                  "svd_full_vh_one_extra_stack"])
+                                  "svd_full_vh_one_extra_stack", "solve_triangular_lower_trans_unit",
+                                  "solve_triangular_stack_a", "solve_triangular_upper_unit_both"])
 def test_decompositions_under_vmap_and_jit(name):
     f, x = CASES[name]
     xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=20)])
@@ -498,6 +506,88 @@ def test_decompositions_under_vmap_and_jit(name):
     close(gpuad.vmap(gpuad.jacrev(f))(xs), np.stack([to_np(gpuad.jacfwd(f)(v)) for v in xs]), atol=1e-10)
     close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), atol=1e-12)
     close(gpuad.jit(gpuad.hessian(f))(x), gpuad.hessian(f)(x), atol=1e-10)
+
+
+# ---------------------------------------------------------------- triangular solves
+def test_triangular_rules_solve_triangles_and_no_general_system(monkeypatch):
+    """solve_triangular and cholesky's derivatives in each mode call the backend's triangular solve
+    (BLAS trsm), never a general LU solve (O(n^3)): numpy.linalg.solve is not called at all."""
+    def refused(*args, **kwargs):
+        raise AssertionError("a general solve where a triangular one serves")
+    calls = []
+    triangular = type(backends.current()).solve_triangular
+
+    def counted(self, a, b, **params):
+        calls.append(params)
+        return triangular(self, a, b, **params)
+    monkeypatch.setattr(np.linalg, "solve", refused)
+    monkeypatch.setattr(type(backends.current()), "solve_triangular", counted)
+    s = spd(32, 32)  # at or above the order where the NumPy backend calls trsm (_TRSM_MIN_N)
+    chol_sum = lambda a: gnp.sum(la.cholesky(a) ** 2)  # noqa: E731
+    chol_solve = lambda a: gsl.solve_triangular(la.cholesky(a), normal(32), lower=True)  # noqa: E731
+    for derivative in (gpuad.grad(chol_sum), gpuad.jacfwd(chol_sum), gpuad.jacrev(chol_solve),
+                       gpuad.jacfwd(chol_solve), gpuad.jit(gpuad.grad(chol_sum))):
+        derivative(s)
+    assert calls and {p["lower"] for p in calls} == {True} and {p["transpose"] for p in calls} == {False, True}
+
+
+def test_inverse_derivatives_reuse_the_inverse(monkeypatch):
+    """inv's rules are GEMMs with the inverse it computed (-X dA X, -X^T ct X^T): no second
+    factorisation (numpy.linalg.solve is not called), the closed form's values."""
+    def refused(*args, **kwargs):
+        raise AssertionError("a factorisation where the inverse serves")
+    monkeypatch.setattr(np.linalg, "solve", refused)
+    a, w = well(4, 4, seed=3), normal(4, 4, seed=4)
+    x, wb = np.linalg.inv(a), gnp.asarray(w)
+    close(gpuad.grad(lambda m: gnp.sum(wb * la.inv(m)))(a), -x.T @ w @ x.T, rtol=1e-12)
+    close(gpuad.jvp(la.inv, (gnp.asarray(a),), (wb,))[1], -x @ w @ x, rtol=1e-12)
+    close(gpuad.jit(gpuad.grad(lambda m: gnp.sum(wb * la.inv(m))))(a), -x.T @ w @ x.T, rtol=1e-12)
+
+
+def test_triangular_solve_without_scipy_falls_back_to_a_general_solve(monkeypatch):
+    """SciPy is an optional extra: without it the NumPy backend solves the triangle by LU, the same values
+    (n = 32: with SciPy, trsm computes `want`)."""
+    from gpuad.backends import numpy as numpy_backend
+
+    def missing(xp, submodule, names):
+        def raising(*args, **kwargs):
+            raise ImportError("no scipy")
+        return {name: raising for name in names}
+    a, b = well(2, 32, 32, seed=5), normal(2, 32, 3, seed=6)
+    want = {(lower, trans, unit): gsl.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit)
+            for lower in (False, True) for trans in (0, 1) for unit in (False, True)}
+    monkeypatch.setattr(numpy_backend, "scipy_functions", missing)
+    for (lower, trans, unit), x in want.items():
+        close(gsl.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit), x, atol=1e-12)
+        close(x[0], scipy.linalg.solve_triangular(a[0], b[0], lower=lower, trans=trans, unit_diagonal=unit),
+              atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{}, {"lower": True}, {"trans": 1}, {"trans": "T", "lower": True, "unit_diagonal": True},
+                                {"unit_diagonal": True}])
+def test_trsm_path_derivatives_match_the_other_mode_and_differences(kw):
+    """At n = 32 the NumPy backend calls trsm (smaller orders take the batched LU): a gradient in a and b
+    against a JVP and central differences along one direction."""
+    a, b, w = well(32, 32, seed=9), normal(32, 2, seed=10), gnp.asarray(normal(32, 2, seed=11))
+    da, db = normal(32, 32, seed=12), normal(32, 2, seed=13)
+    f = lambda a, b: gnp.sum(w * gsl.solve_triangular(a, b, **kw))  # noqa: E731
+    ga, gb = (to_np(g) for g in gpuad.grad(f, argnums=(0, 1))(a, b))
+    along = np.sum(ga * da) + np.sum(gb * db)
+    close(along, to_np(gpuad.jvp(f, (gnp.asarray(a), gnp.asarray(b)), (gnp.asarray(da), gnp.asarray(db)))[1]),
+          rtol=1e-10)
+    close(along, (to_np(f(a + 1e-6 * da, b + 1e-6 * db)) - to_np(f(a - 1e-6 * da, b - 1e-6 * db))) / 2e-6, rtol=1e-6)
+
+
+def test_cholesky_gradient_of_a_large_matrix_matches_the_other_mode():
+    """The triangular-solve rules at a size where the triangles' structure matters (n = 40)."""
+    s = spd(40, 40, seed=7)
+    w = gnp.asarray(normal(40, 40, seed=8))
+    f = lambda a: gnp.sum(w * la.cholesky(a))  # noqa: E731
+    g = to_np(gpuad.grad(f)(s))
+    e = np.zeros((40, 40))
+    e[3, 5] = e[5, 3] = 1.0
+    close(np.sum(g * e), to_np(gpuad.jvp(f, (s,), (e,))[1]), rtol=1e-10)
+    close(np.sum(g * e), (to_np(f(s + 1e-6 * e)) - to_np(f(s - 1e-6 * e))) / 2e-6, rtol=1e-6)
 
 
 # ---------------------------------------------------------------- gpuad.scipy.linalg
@@ -565,6 +655,10 @@ def test_scipy_linalg_errors():
         gsl.solve_triangular(A3, BVEC, trans=3)
     with pytest.raises(ValueError, match="square"):
         gsl.solve_triangular(np.ones((3, 2)), BVEC)
+    with pytest.raises(ValueError, match=r"b of shape \(4,\) does not fit a of shape \(3, 3\)"):
+        gsl.solve_triangular(A3, normal(4))
+    with pytest.raises(ValueError, match="stack axes"):
+        gsl.solve_triangular(ASTACK, normal(3, 3, 2))
     with pytest.raises(ValueError, match="square"):
         gsl.expm(np.ones(3))
     with pytest.raises(ValueError, match="at most 2"):

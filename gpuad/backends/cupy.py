@@ -10,6 +10,7 @@ import cupy
 
 from ..kernels import launch
 from .numpy import DL_CUDA, DL_CUDA_MANAGED, NumpyBackend
+from .scipy_functions import scipy_functions
 
 
 class CupyBackend(NumpyBackend):
@@ -43,6 +44,12 @@ class CupyBackend(NumpyBackend):
         from cupy.linalg._decomposition import _lu_factor
         lu_t, piv, _ = _lu_factor(a.swapaxes(-1, -2), a.dtype)  # dev_info: not read (NaNs propagate)
         return lu_t.swapaxes(-1, -2), piv - 1
+
+    def solve_triangular(self, a, b, lower, transpose, unit_diagonal):
+        """The whole stack in one call of cupyx's solve_triangular (cuBLAS trsm, trsmBatched for a
+        stack), without its finiteness check (a reduction read back: a host synchronisation)."""
+        solve = scipy_functions(self.xp, "linalg", ("solve_triangular",))["solve_triangular"]
+        return solve(a, b, trans=int(transpose), lower=lower, unit_diagonal=unit_diagonal, check_finite=False)
 
     def current_stream(self):
         return cupy.cuda.get_current_stream()

@@ -22,6 +22,11 @@ KEPT_HEAP = 256 << 20  # free heap kept for the next call, not returned to the s
 DL_CPU, DL_CUDA, DL_CUDA_HOST, DL_CUDA_MANAGED = 1, 2, 3, 13
 
 
+# Below this order a batched LU of the triangle (NumPy's loop in C) beats scipy's trsm called per
+# matrix, whose call costs about 25 us (bench/results/linalg-rules-cpu-2026-12-07-xeon-2core-shared.md).
+_TRSM_MIN_N = 32
+
+
 class NumpyBackend:
     name = "numpy"
     xp = numpy
@@ -96,6 +101,32 @@ class NumpyBackend:
         for k, m in zip(numpy.ndindex(a.shape[:-2]), a.reshape((-1, n, n))):
             lu[k], piv[k] = factor(m, check_finite=False)
         return lu, piv
+
+    def solve_triangular(self, a, b, lower, transpose, unit_diagonal):
+        """x with T @ x = b, T the lower or upper triangle of a (unit diagonal if asked), transposed if
+        transpose; a (..., n, n), b (..., n, r) with the same stack axes. scipy.linalg.solve_triangular
+        (BLAS trsm, O(n^2 r)) matrix by matrix; numpy.linalg.solve of the triangle (the same value, by
+        LU: O(n^3), but one call for a stack) for n under _TRSM_MIN_N, or without SciPy."""
+        n, r = b.shape[-2:]
+        if n < _TRSM_MIN_N:
+            return self._solve_triangle_by_lu(a, b, lower, transpose, unit_diagonal)
+        solve = scipy_functions(self.xp, "linalg", ("solve_triangular",))["solve_triangular"]
+        x = self.xp.empty(b.shape, numpy.result_type(a.dtype, b.dtype))
+        try:
+            for k, m, rhs in zip(numpy.ndindex(a.shape[:-2]), a.reshape((-1, n, n)), b.reshape((-1, n, r))):
+                x[k] = solve(m, rhs, trans=int(transpose), lower=lower, unit_diagonal=unit_diagonal,
+                             check_finite=False)
+        except ImportError:  # SciPy is an optional extra
+            return self._solve_triangle_by_lu(a, b, lower, transpose, unit_diagonal)
+        return x
+
+    def _solve_triangle_by_lu(self, a, b, lower, transpose, unit_diagonal):
+        t = self.xp.tril(a) if lower else self.xp.triu(a)
+        if unit_diagonal:
+            eye = self.xp.eye(a.shape[-1], dtype=t.dtype)
+            t = t - t * eye + eye
+        x = self.xp.linalg.solve(t.swapaxes(-1, -2) if transpose else t, b)
+        return x.astype(numpy.result_type(a.dtype, b.dtype), copy=False)
 
     # ------------------------------------------------------------------ fused hooks
     def fused_jvp(self, row, primals, tangents):

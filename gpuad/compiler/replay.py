@@ -105,6 +105,7 @@ class Replay:
         kept = _bind(program, steps, runners, be.xp, be.name == "numpy")
         regions = sum(s.kind == "region" for s in steps)
         peak = peak_bytes(program, steps)
+        loops = any(s.kind == "eq" and s.node.prim.temporaries is not None for s in steps)
         if be.capture_graph is not None and graphs.wanted():
             steps = _captured(program, steps, be)
         self.graphs = sum(s.kind == "graph" for s in steps)
@@ -113,7 +114,7 @@ class Replay:
         run = _one_at_a_time(_plain_inputs(run, be.xp)) if (regions or kept) and be.name == "numpy" else run
         run = graphs.in_turn(run, be) if self.graphs else run
         self.steps, self.regions, self.peak, self.kept = steps, regions, peak, kept
-        self.run = run if peak < CHECK_FROM else _checked(run, peak, program.sweeps)
+        self.run = run if peak < CHECK_FROM else _checked(run, peak, program.sweeps, loops)
 
 
 def _said_if_failed(build):
@@ -147,22 +148,39 @@ def planned(program, fusion=True, target=None, kernel=None, apart=()):
     return steps, kernels
 
 
-def peak_bytes(program, steps):
+class Within:
+    """What a primitive's `temporaries` rule asks of the plan it is in: whether bodies are fused,
+    the Target they are planned for (a Target or a backend's name), the peak of a body's run. By
+    default as the replays of bodies run: fused unless GPUAD_FUSION=off, for the active backend."""
+
+    def __init__(self, fusion=None, target=None):
+        self.fusion, self.target = fusion_wanted() if fusion is None else fusion, target_of(target)
+
+    def peak(self, program, fusion=None):
+        """peak_bytes of one run of a body program, planned as its replay plans it (fused unless
+        fusion is False)."""
+        fusion = self.fusion if fusion is None else fusion
+        return peak_bytes(program, plan(program, fusion, self.target), Within(fusion, self.target))
+
+
+def peak_bytes(program, steps, within=None):
     """The most bytes of buffers a call holds at once, by the plan: each step's new outputs (views
-    and in-place adds share their argument's buffer; a reshape of a transposed, sliced or
-    broadcast view is counted as a copy) alive until the last name for them is
-    dropped, program outputs to the end, region buffers kept between calls throughout; the
-    inputs and constants exist already. Temporaries inside a step (a GEMM's workspace) are not
-    counted."""
+    and in-place adds share their argument's buffer; a reshape of a transposed or broadcast view,
+    or of a slice that is not one run of its buffer, is counted as a copy) alive until the last
+    name for them is dropped, program outputs to the end, region buffers kept between calls throughout; the
+    inputs and constants exist already. What a step holds while it runs is counted at that step
+    where its primitive says (`temporaries`: a loop's checkpointed carries and its kernel's
+    scratch, asked with `within`, default Within()); other
+    temporaries inside a step (a GEMM's workspace) are not."""
     buffer, size = {}, {}  # Var -> its buffer's id; buffer id -> bytes
     strided = set()  # views that may not be contiguous: reshaping one may copy it
     for s in steps:
         shares = s.kind in ("add_into", "add_at_into") or (s.kind == "eq" and view(s.node))
         if shares and s.kind == "eq":
-            if s.node.prim is not reshape:
+            if s.node.prim is reshape:
+                shares = s.ins[0] not in strided
+            elif s.ins[0] in strided or not _contiguous(s.node):
                 strided.update(s.outs)
-            elif s.ins[0] in strided:
-                shares = False
         for v in s.outs:
             buffer[v] = buffer.get(s.ins[0], id(v)) if shares else id(v)  # a Lit's is a new buffer
             size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
@@ -177,7 +195,7 @@ def peak_bytes(program, steps):
             if buffer[v] not in held:
                 held.add(buffer[v])
                 live += size[buffer[v]]
-        peak = max(peak, live)
+        peak = max(peak, live + _temporaries(s, within))
         for v in set(gone) | {v for v in s.outs if v not in read and v not in ends}:
             names[buffer[v]] -= 1
             if not names[buffer[v]]:
@@ -185,11 +203,28 @@ def peak_bytes(program, steps):
     return peak
 
 
-def _checked(run, peak, sweeps):
+def _contiguous(eq):
+    """Whether a view's result is C-contiguous where its argument is (its primitive's rule)."""
+    return eq.prim.contiguous is not None and eq.prim.contiguous(eq.ins, **eq.params)
+
+
+def _temporaries(step, within):
+    """Bytes a step holds while it runs beside its operands and outputs, by its primitive's rule."""
+    rule = step.node.prim.temporaries if step.kind == "eq" else None
+    if rule is None:
+        return 0
+    return rule(step.ins, within or Within(), **step.node.params)
+
+
+def _checked(run, peak, sweeps, loops):
     """run, refused with a MemoryError before it allocates when its buffers exceed the memory available.
-    sweeps: whether the program holds Jacobian sweeps, which chunk_size can split."""
-    hint = ('pass chunk_size="auto" (or an int) to the Jacobian transforms inside jit to sweep fewer directions '
-            "at a time") if sweeps else "compute it in smaller parts (its arguments, or a loop over blocks)"
+    sweeps: whether the program holds Jacobian sweeps, which chunk_size can split; loops: whether
+    it holds loops, whose stored carries checkpoint= cuts."""
+    hints = ['pass chunk_size="auto" (or an int) to the Jacobian transforms inside jit to sweep fewer directions '
+             "at a time"] if sweeps else []
+    hints += ['pass checkpoint= to lax.scan or lax.fori_loop (an int: fewer carries held for reverse mode, or '
+              '"auto") or run fewer examples through a loop at a time'] if loops else []
+    hint = "; or ".join(hints) or "compute it in smaller parts (its arguments, or a loop over blocks)"
 
     def checked(*args):
         available = backends.current().free_memory()

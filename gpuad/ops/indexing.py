@@ -278,6 +278,26 @@ def basic(i):
     return i is None or isinstance(i, slice) or (isinstance(i, (int, onp.integer)) and not isinstance(i, bool))
 
 
+def _contiguous(args, idx):
+    """Whether a getitem at ints, slices and new axes of a C-contiguous array is one: ints first,
+    then at most one slice of step 1 short of its axis, then whole axes (a run of the buffer)."""
+    dims, cut = iter(shape(args[0])), False
+    for item in idx:
+        if item is None:
+            continue
+        n = next(dims)
+        if not isinstance(item, slice):
+            if cut:
+                return False
+            continue
+        start, stop, step = item.indices(n)
+        length = len(range(start, stop, step))
+        if (length > 1 and step != 1) or (cut and length < n):
+            return False
+        cut = cut or length < n
+    return True
+
+
 def _arrays(items, axes):
     """(index array, length of the axis it indexes) for the items of an index that are arrays."""
     return [(i, n) for i, n in zip([i for i in items if i is not None], axes) if not basic(i)]
@@ -307,6 +327,7 @@ def _sliced_coords(entries, out_shape, most, idx):
 for _prim in (getitem, scatter, concatenate):
     _prim.moves = True
 getitem.view = lambda idx: all(map(basic, idx))
+getitem.contiguous = _contiguous
 getitem.recompute = take_along.recompute = "free"
 getitem.positions = lambda args, idx: _arrays(idx, shape(args[0]))
 getitem.coords = _sliced_coords

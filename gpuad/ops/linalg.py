@@ -1,15 +1,16 @@
-"""Linear-algebra primitives: `solve`, `logabsdet`, `det_sign`, `cholesky`, `eigh`, `eig`, `svd`, `pinv`, `qr`,
-`lu`.
+"""Linear-algebra primitives: `solve`, `triangular_solve`, `inv`, `logabsdet`, `det_sign`, `cholesky`,
+`eigh`, `eig`, `svd`, `pinv`, `qr`, `lu`.
 
 All act on the last two axes of a stack of matrices (..., n, n), so a leading bundle or
-batch axis is just one more stack axis. Everything else (inv, det, slogdet, norm) is
+batch axis is just one more stack axis. Everything else (det, slogdet, norm) is
 composed from these in gpuad/numpy/linalg.py. Rules are written with gpuad's own
 primitives, so they nest to any order.
 
 One factorisation serves a whole bundle: `solve_lead` folds the K directions of a bundle
-into the right-hand-side columns, and the determinant and Cholesky rules reuse one
-inverse for all K directions through a single batched GEMM.
+into the right-hand-side columns (`triangular_solve_lead` likewise), and the determinant rules
+reuse one inverse for all K directions through a single batched GEMM.
 """
+import functools
 import math
 
 import numpy as onp
@@ -63,18 +64,19 @@ def _reshape(x, s):
     return x if shape(x) == tuple(s) else reshape(x, shape=tuple(s))
 
 
-def solve_lead(a, b, lead):
+def solve_lead(a, b, lead, solver=None):
     """solve(a, b) where b carries `lead` extra leading axes: b (*L, ..., n, r), a (..., n, n).
 
     The L axes are folded into the right-hand-side columns, so a is factorised once for
     all of them (one LAPACK/cuSOLVER call), instead of being broadcast to L copies.
+    `solver(a, b)` stands for solve where given (a triangular solve).
     """
     bs = shape(b)
     nb = len(bs)
     to_end = tuple(range(lead, nb)) + tuple(range(lead))
     cols = _move(b, to_end)
     folded = _reshape(cols, bs[lead:-1] + (bs[-1] * math.prod(bs[:lead]),))
-    x = solve(a, folded)
+    x = (solver or solve)(a, folded)
     x = _reshape(x, shape(cols))
     return _move(x, tuple(range(nb - lead, nb)) + tuple(range(nb - lead)))
 
@@ -113,11 +115,89 @@ solve = Primitive(
 solve.complex_ready = True  # holomorphic in a and b; its VJP transposes, as JAX's, never conjugates
 
 
-def inv(a):
-    """The inverse of each matrix of a stack, as solve(a, I)."""
-    s = shape(a)
-    eye = xp().eye(s[-1], dtype=a.dtype)
-    return solve(a, broadcast_to(eye, shape=s) if len(s) > 2 else eye)
+# ---------------------------------------------------------------- triangular solve
+def _triangle(x, lower, unit_diagonal):
+    """x times the 0/1 mask of the entries a triangular solve reads: the lower (or upper) triangle,
+    without the diagonal if unit_diagonal (those ones are implied, not read)."""
+    n = shape(x)[-1]
+    ones = xp().ones((n, n), dtype=dtype(x))
+    k = -1 if unit_diagonal else 0
+    return multiply(xp().tril(ones, k) if lower else xp().triu(ones, -k), x)
+
+
+def _triangular_solve_jvp(primals, tangents, lower, transpose, unit_diagonal):
+    # T x = b with T = op(triangle(a)): T dx = db - dT x, dT = op(triangle(da)).
+    a, b = primals
+    ta, tb = tangents
+    params = dict(lower=lower, transpose=transpose, unit_diagonal=unit_diagonal)
+    x = triangular_solve(a, b, **params)
+    rhs = tb
+    if ta is not None:
+        spec = "K.ji,.jk->K.ik" if transpose else "K.ij,.jk->K.ik"
+        dtx = _einsum(spec, _triangle(ta, lower, unit_diagonal), x, len(shape(a)) - 2)
+        rhs = negative(dtx) if tb is None else subtract(tb, dtx)
+    return x, triangular_solve_lead(a, rhs, 1, **params)
+
+
+def _triangular_solve_vjp(ct, args, x, needed, lower, transpose, unit_diagonal):
+    # ct_b = T^-T ct (the other transpose flag); ct_T = -ct_b x^T, read back through op and the mask.
+    a, _ = args
+    ct_b = triangular_solve_lead(a, ct, 1, lower=lower, transpose=not transpose, unit_diagonal=unit_diagonal)
+    ct_a = None
+    if needed[0]:
+        spec = "M.jk,.ik->M.ij" if transpose else "M.ik,.jk->M.ij"
+        ct_a = negative(_triangle(_einsum(spec, ct_b, x, len(shape(a)) - 2), lower, unit_diagonal))
+    return [ct_a, ct_b if needed[1] else None]
+
+
+def _triangular_solve_batch(args, batched, **params):
+    a, b = args
+    if not batched[0]:  # one matrix for the whole batch: fold the batch into the columns
+        return triangular_solve_lead(a, b, 1, **params), True
+    if not batched[1]:
+        b = broadcast_to(b, shape=shape(a)[:1] + shape(b))
+    return triangular_solve(a, b, **params), True
+
+
+# x with T @ x = b, T the lower (lower=True) or upper triangle of a (ones on its diagonal if
+# unit_diagonal), transposed if transpose; a (..., n, n) and b (..., n, r) with the same stack axes.
+# One backend call (BLAS/cuBLAS trsm: O(n^2 r)); the other triangle of a is not read, and gets no
+# derivative. Holomorphic, as solve (conj(a) for scipy's trans='C' is the caller's).
+triangular_solve = Primitive(
+    "triangular_solve",
+    lambda a, b, lower, transpose, unit_diagonal: backends.current().solve_triangular(
+        a, b, lower=lower, transpose=transpose, unit_diagonal=unit_diagonal),
+    _triangular_solve_jvp, _triangular_solve_vjp, _triangular_solve_batch,
+    abstract=lambda a, b, **params: ShapeDtypeStruct(shape(b), result_dtype(a, b)))
+triangular_solve.complex_ready = True
+
+
+def triangular_solve_lead(a, b, lead, **params):
+    """triangular_solve(a, b, **params) where b carries `lead` extra leading axes, folded into the
+    right-hand-side columns as in solve_lead: one trsm for all of them."""
+    return solve_lead(a, b, lead, functools.partial(triangular_solve, **params))
+
+
+# ---------------------------------------------------------------- inverse
+def _inv_jvp(primals, tangents):
+    # d(A^-1) = -X dA X with X = A^-1: two GEMMs per direction, from the output.
+    a, = primals
+    x = inv(a)
+    nb = len(shape(a)) - 2
+    return x, negative(_einsum(".ij,K.jk->K.ik", x, _einsum("K.ij,.jk->K.ik", tangents[0], x, nb), nb))
+
+
+def _inv_vjp(ct, args, x, needed):
+    # The transpose: ct_A = -X^T ct X^T, two GEMMs where solve(A, I)'s VJP factorised A^T again
+    # (JAX's reuses the forward LU); holomorphic, so no conjugate.
+    nb = len(shape(x)) - 2
+    return [negative(_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", x, ct, nb), x, nb))]
+
+
+# The inverse of each matrix of a stack (..., n, n): LAPACK gesv against I (numpy.linalg.inv).
+inv = Primitive("inv", lambda a: xp().linalg.inv(a), _inv_jvp, _inv_vjp,
+                lambda args, batched: (inv(args[0]), True), abstract=same)
+inv.complex_ready = True
 
 
 # ---------------------------------------------------------------- determinant
@@ -175,24 +255,29 @@ def _phi(x):
     return multiply(mask, x)
 
 
+def _lower_solve(low, b, lead, transpose=False):
+    """L^-1 b (L^-T b if transpose) for b with `lead` extra leading axes: one triangular solve."""
+    return triangular_solve_lead(low, b, lead, lower=True, transpose=transpose, unit_diagonal=False)
+
+
 def _cholesky_jvp(primals, tangents):
     a, = primals
     low = cholesky(a)
-    linv = inv(low)
-    nb = len(shape(a)) - 2
     # dA = dL L^H + L dL^H, so L^-1 dA L^-H = M + M^H with M = L^-1 dL lower triangular (its
     # diagonal real); Φ recovers M from that sum when dA is Hermitian (gpuad.numpy.linalg.cholesky
     # takes the Hermitian part of its input, so it is): dL = L Φ(L^-1 dA L^-H). (^H is ^T of reals.)
-    x = _einsum(".ij,K.jk->K.ik", linv, _einsum("K.ij,.kj->K.ik", tangents[0], conj_if_complex(linv), nb), nb)
-    return low, _einsum(".ij,K.jk->K.ik", low, _phi(x), nb)
+    # Two triangular solves, as JAX's: W = L^-1 dA, then L^-1 dA L^-H = (conj(L)^-1 W^T)^T.
+    w = _lower_solve(low, tangents[0], 1)
+    x = _swap_last(_lower_solve(conj_if_complex(low), _swap_last(w), 1))
+    return low, _einsum(".ij,K.jk->K.ik", low, _phi(x), len(shape(a)) - 2)
 
 
 def _cholesky_vjp(ct, args, low, needed):
-    # The transpose of the JVP above: dA -> L Φ(L^-1 dA L^-H) is ct -> L^-T Φ(L^T ct) conj(L)^-1.
+    # The transpose of the JVP above: dA -> L Φ(L^-1 dA L^-H) is ct -> L^-T Φ(L^T ct) conj(L)^-1,
+    # by two triangular solves (no inverse): Y = L^-T Φ(L^T ct), then Y conj(L)^-1 = (conj(L)^-T Y^T)^T.
     nb = len(shape(low)) - 2
-    linv = inv(low)
-    p = _phi(_einsum(".ki,M.kj->M.ij", low, ct, nb))
-    return [_einsum("M.ij,.jk->M.ik", _einsum(".ki,M.kj->M.ij", linv, p, nb), conj_if_complex(linv), nb)]
+    y = _lower_solve(low, _phi(_einsum(".ki,M.kj->M.ij", low, ct, nb)), 1, transpose=True)
+    return [_swap_last(_lower_solve(conj_if_complex(low), _swap_last(y), 1, transpose=True))]
 
 
 cholesky = _matrix_unary(
@@ -643,7 +728,8 @@ def _solve_pattern(args, out):
             patterns.stacked(out, "XY", b, "ZY") if patterns.unknown(b) else None]
 
 
-solve.pattern = _solve_pattern
+solve.pattern = triangular_solve.pattern = _solve_pattern
+inv.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
 logabsdet.pattern = logdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
 det_sign.pattern = svd_complement.pattern = patterns.none
@@ -653,8 +739,10 @@ for _factorisation in (eigh, eig, svd, qr, lu, pinv):
 
 
 # ---------------------------------------------------------------- launches on CuPy (gpuad/compiler/cost.py)
-solve.launches = logabsdet.launches = det_sign.launches = 4  # LU factorisation, solve or reductions, copies
+# LU factorisation, solve or reductions, copies
+solve.launches = inv.launches = logabsdet.launches = det_sign.launches = 4
 cholesky.launches = 2
+triangular_solve.launches = 3  # cupyx's copies of a and b to column-major order, one (batched) trsm
 for _factorisation in (eigh, eig, svd, qr):  # cuSOLVER's factorisation, its workspace and info, the packing copy
     _factorisation.launches = 4
 

@@ -1,7 +1,7 @@
 """gpuad.scipy.linalg: scipy.linalg's names and semantics, differentiable in every mode.
 
-Everything here is composed from gpuad.numpy (solve, cholesky, matmul), so derivatives of any
-order, vmap and gpuad.jit come from those primitives' rules.
+Everything here is composed from gpuad.numpy (solve, cholesky, matmul) and the triangular solve
+primitive, so derivatives of any order, vmap and gpuad.jit come from those primitives' rules.
 """
 
 import numpy as onp
@@ -21,8 +21,9 @@ _CONJUGATED = (2, "C")
 def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False, check_finite=True):
     """x with a @ x = b (trans 0 or 'N'), a.T @ x = b (1, 'T') or a.conj().T @ x = b (2, 'C'), reading only the lower
     (lower=True) or upper triangle of a, with ones on the diagonal if unit_diagonal: the other
-    entries of a get no derivative, as they play no part. Solved by LU of the triangle (O(n^3),
-    where a triangular solve would be O(n^2)): the same value, and the same rules as solve.
+    entries of a get no derivative, as they play no part. b is (n,) or (..., n, r); stack axes
+    broadcast. One triangular solve (BLAS/cuBLAS trsm; on NumPy under n = 32 or without SciPy, an LU
+    solve of the triangle), its derivatives triangular solves too.
 
     >>> import gpuad.numpy as gnp, gpuad.scipy.linalg as gsl
     >>> print(gsl.solve_triangular(gnp.array([[2.0, 9.0], [1.0, 4.0]]), gnp.array([2.0, 5.0]), lower=True))
@@ -30,15 +31,31 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
     """
     if trans not in _TRANS:
         raise ValueError(f"solve_triangular: trans must be 0, 1, 2, 'N', 'T' or 'C', got {trans!r}")
-    a = gnp.asarray(a)
+    a, b = _floats(gnp.asarray(a)), _floats(gnp.asarray(b))
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"solve_triangular: expected a square matrix, got shape {a.shape}")
-    t = gnp.tril(a) if lower else gnp.triu(a)
-    t = conj_if_complex(t) if trans in _CONJUGATED else t
-    if unit_diagonal:
-        eye = gnp.eye(a.shape[-1], dtype=t.dtype)  # the backend's: a NumPy one cannot meet a CuPy t
-        t = t * (1.0 - eye) + eye
-    return gnp.linalg.solve(gnp.swapaxes(t, -1, -2) if _TRANS[trans] else t, b)
+    n, vector = a.shape[-1], b.ndim == 1
+    if b.ndim == 0 or b.shape[-1 if vector else -2] != n:
+        raise ValueError(f"solve_triangular: b of shape {b.shape} does not fit a of shape {a.shape}; "
+                         f"b must be ({n},) or (..., {n}, r)")
+    a = conj_if_complex(a) if trans in _CONJUGATED else a
+    b = gnp.reshape(b, (n, 1)) if vector else b
+    params = dict(lower=lower, transpose=_TRANS[trans], unit_diagonal=unit_diagonal)
+    if a.ndim == 2:  # one matrix for every right-hand side: b's stack axes folded into its columns
+        x = L.triangular_solve_lead(a, b, b.ndim - 2, **params)
+    else:
+        try:
+            stack = onp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"solve_triangular: the stack axes of a {a.shape} and b {b.shape} do not "
+                             "broadcast") from None
+        x = L.triangular_solve(gnp.broadcast_to(a, stack + a.shape[-2:]), gnp.broadcast_to(b, stack + b.shape[-2:]),
+                               **params)
+    return gnp.reshape(x, x.shape[:-1]) if vector else x
+
+
+def _floats(x):
+    return x if x.dtype.kind in "fc" else x.astype(gnp.float64)
 
 
 def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
