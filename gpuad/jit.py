@@ -6,7 +6,6 @@ backend). Called on arrays, it runs the program's replay; called on values of an
 transform (jacfwd(jit(f)), vmap(jit(f)), grad(jit(f))), it evaluates the program with `bind`,
 so the transform runs over the program.
 """
-import contextlib
 import functools
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -18,6 +17,7 @@ from .chunking import install_plan_check
 from .compiler import cost, graphs, loop_kernel, replay
 from .compiler.ir import Program
 from .compiler.replay import Replay
+from .compiler.target import CUPY, target_of
 from .compiler.tracing import aval_of, program_so_far, trace_program
 from .core import ShapeDtypeStruct, Tracer, dtype, shape
 from .fpwarnings import at_user_line
@@ -87,7 +87,8 @@ class Jitted:
     def lower(self, *args: Any, backend: str | None = None, **kwargs: Any) -> "Lowered":
         """Trace for these arguments (arrays or ShapeDtypeStructs) without running anything.
         backend="cupy" plans for CuPy on any machine (no GPU, no data needed); the result is not
-        cached for calls."""
+        cached for calls. Only the tracing runs under backends.planning (the layouts the transforms
+        choose while they trace); the planning after it is given the target."""
         if backend is None or backend == backends.backend():
             return Lowered(self._entry(_Signature(self, args, kwargs)), backends.backend(), self)
         with backends.planning(backend):
@@ -185,6 +186,7 @@ class Lowered:
 
     def __init__(self, entry: _Entry, backend: str, jitted: "Jitted | None" = None) -> None:
         self.program, self.out_tree, self.backend = entry.program, entry.out_tree, backend
+        self.target = target_of(backend)  # what compile() and the cost model plan for
         self._entry, self._jitted = entry, jitted  # the function lowered for calls here, when it was
 
     def as_text(self) -> str:
@@ -212,15 +214,15 @@ class Lowered:
     def graphs(self) -> int:
         """Runs of steps a CuPy replay captures as CUDA graphs (gpuad/compiler/graphs.py), by the plan for
         CuPy: each launches its kernels with one host call from the third call on."""
-        steps = replay.plan(self.program, backend="cupy")
+        steps = replay.plan(self.program, CUPY)
         return len(graphs.runs(self.program, steps, replay.staying(self.program, steps)))
 
     @property
     def peak_bytes(self) -> int:
         """The most bytes of buffers one call holds at once, by the replay's plan (replay.peak_bytes):
         what a call checks against the available memory before it runs."""
-        return replay.peak_bytes(self.program, replay.plan(self.program, backend=self.backend),
-                                 replay.Within(backend=self.backend))
+        return replay.peak_bytes(self.program, replay.plan(self.program, target=self.target),
+                                 replay.Within(target=self.target))
 
     def out_info(self) -> Any:
         """ShapeDtypeStructs of the outputs, in the output tree."""
@@ -233,10 +235,9 @@ class Compiled:
 
     def __init__(self, lowered: Lowered) -> None:
         self.lowered, self.backend = lowered, lowered.backend
-        target = "cuda" if self.backend == "cupy" else "host"
-        with backends.planning(self.backend) if self.backend != backends.backend() else contextlib.nullcontext():
-            _, kernels = replay.planned(lowered.program, replay.fusion_wanted(), self.backend, target)
-            loops = loop_kernel.kernels_of(lowered.program, target) if replay.fusion_wanted() else []
+        target = lowered.target
+        _, kernels = replay.planned(lowered.program, replay.fusion_wanted(), target)
+        loops = loop_kernel.kernels_of(lowered.program, target) if replay.fusion_wanted() else []
         self.kernels = list(kernels.values()) + loops
         self._replay = None
         if lowered._jitted is not None:  # built for calls: the replay, waiting for its kernels and its loops'
@@ -245,7 +246,7 @@ class Compiled:
                 if ready is not None:
                     ready.result()
         elif self.kernels:
-            _built_elsewhere(self.kernels, target)
+            _built_elsewhere(self.kernels, target.kernel)
 
     def as_text(self) -> str:
         """The kernels' sources, as the compiler gets them."""

@@ -32,6 +32,7 @@ from .compiler import loop_kernel
 from .compiler.ir import Equation, Lit, Program, Var
 from .compiler.passes import dead_code, nbytes, optimised
 from .compiler.replay import Replay, fusion_wanted
+from .compiler.target import target_of
 from .compiler.tracing import ProgramTrace
 from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
 from .forward import JVPTrace, JVPTracer
@@ -232,7 +233,7 @@ class Scan:
         return f"{self.name}(length={self.length}{', reverse' if self.reverse else ''})"
 
     def kernel(self, target):
-        """The whole loop rendered as one kernel for target ("host", "cuda"), or None where its
+        """The whole loop rendered as one kernel for a Target (gpuad/compiler/target.py), or None where its
         body cannot run as one (gpuad/compiler/loop_kernel.py)."""
         if target not in self._kernels:
             self._kernels[target] = loop_kernel.plan(self.body, self.n_consts, self.n_carry, self.reverse,
@@ -315,7 +316,7 @@ def _scan_lower(xp, shapes, spec):
     """The scan's step in a compiled program: the whole loop as one kernel where its body renders
     as one (the body replayed unfused per trip while that kernel builds), else the body's
     compiled replay per trip."""
-    kernel = spec.kernel("cuda" if backends.current().name == "cupy" else "host") if fusion_wanted() else None
+    kernel = spec.kernel(target_of()) if fusion_wanted() else None
     if kernel is None:
         step = spec.compiled()
         return lambda *args: spec.run(list(args), step)

@@ -9,7 +9,8 @@ from helpers import assert_close
 
 import gpuad
 import gpuad.numpy as gnp
-from gpuad.compiler import host
+from gpuad import backends
+from gpuad.compiler import codegen, host, replay
 
 
 def _f(x):
@@ -49,6 +50,36 @@ def test_compile_for_cuda_without_a_gpu_runs_nvrtc():
     if gpuad.backend() != "cupy":
         with pytest.raises(ValueError, match="compiled for the cupy backend"):
             compiled(np.ones(5, np.float32))
+
+
+def test_compiling_for_cuda_leaves_the_active_backend_alone(monkeypatch, numpy_only):
+    """lower(backend="cupy").compile() in a NumPy session plans and renders for CUDA from its target:
+    while it renders, this thread and another see the active NumPy backend, not one planning for CuPy."""
+    from gpuad.kernels import nvrtc
+    try:
+        nvrtc.version()
+    except Exception:
+        pytest.skip("NVRTC does not load here")
+    active, seen, render = backends.current(), {}, codegen.render
+
+    def watched(region, kernel):
+        if not seen:
+            other = threading.Thread(target=lambda: seen.setdefault("other", backends.current()))
+            other.start()
+            other.join()
+            seen["here"] = backends.current()
+        return render(region, kernel)
+    monkeypatch.setattr(codegen, "render", watched)
+    compiled = gpuad.jit(_f).lower(gpuad.ShapeDtypeStruct((5,), "float32"), backend="cupy").compile()
+    assert seen["here"] is active and seen["other"] is active
+    assert compiled.kernels and all(f"__global__ void {k.name}(" in compiled.as_text() for k in compiled.kernels)
+    assert backends.current() is active
+
+
+def test_planning_for_an_unknown_target_is_refused():
+    program = gpuad.jit(_f).lower(np.ones(3)).program
+    with pytest.raises(ValueError, match="unknown backend 'cuda' to plan for: choose one of numpy, cupy"):
+        replay.plan(program, target="cuda")
 
 
 def test_a_first_call_runs_unfused_while_its_kernels_build(monkeypatch, tmp_path, numpy_only):

@@ -149,7 +149,7 @@ def test_graphs_off_and_the_held_memory_in_the_peak(fake, monkeypatch):
     part of the memory a call is checked against."""
     program = gpuad.jit(gpuad.jacrev(_stencil)).lower(_inputs(0)).program
     replay = Replay(program, plan_for="cupy")
-    steps = plan(program, backend="cupy")
+    steps = plan(program, target="cupy")
     held = [s.node.held for s in replay.steps if s.kind == "graph"]
     assert len(held) == 1 and replay.peak == peak_bytes(program, steps) + held[0] > peak_bytes(program, steps)
     monkeypatch.setenv("GPUAD_GRAPHS", "off")

@@ -15,6 +15,7 @@ import gpuad
 import gpuad.numpy as gnp
 from gpuad import backends, lax
 from gpuad.compiler import host, loop_kernel
+from gpuad.compiler.target import CUPY, NUMPY, target_of
 
 
 def integrate(z, steps=200):
@@ -25,10 +26,6 @@ def integrate(z, steps=200):
 Z = np.array([0.7, -0.3, 1.3, 0.2])
 
 
-def _target():
-    return "cuda" if backends.backend() == "cupy" else "host"
-
-
 def _scans(jitted, *args):
     """The specs of the scans of a jitted function's program, in order."""
     return [eq.params["spec"] for eq in jitted.lower(*args).program.equations if eq.prim.name == "scan"]
@@ -36,7 +33,7 @@ def _scans(jitted, *args):
 
 def _one_kernel(spec):
     """The loop's kernel where the replay ran the whole loop as one (the tests build synchronously)."""
-    kernel = spec.kernel(_target())
+    kernel = spec.kernel(target_of())
     return kernel if kernel is not None and kernel.runner is not None and kernel.runner.call is not None else None
 
 
@@ -171,10 +168,10 @@ def test_bodies_no_kernel_renders_keep_the_per_trip_replay():
     for fun in (gemm, nested):
         f = gpuad.jit(fun)
         assert_close(f(h0, xs), fun(h0, xs), rtol=1e-14, atol=1e-14)
-        assert _scans(f, h0, xs)[0].kernel(_target()) is None
+        assert _scans(f, h0, xs)[0].kernel(target_of()) is None
     # the nested loop's own body renders: the inner loop runs as one kernel on each outer trip
     inner = _scans(gpuad.jit(nested), h0, xs)[0].body
-    assert any(eq.params["spec"].kernel(_target()) is not None for eq in inner.equations if eq.prim.name == "scan")
+    assert any(eq.params["spec"].kernel(target_of()) is not None for eq in inner.equations if eq.prim.name == "scan")
 
 
 def test_launches_of_a_loop_run_as_one_kernel_do_not_grow_with_its_trips():
@@ -203,7 +200,7 @@ def test_a_first_call_runs_the_loop_unfused_while_its_kernel_builds(monkeypatch,
         return lax.fori_loop(0, 77, lambda i, y: _rk4(y, z[2:], h=0.0123), z[:2])
     f = gpuad.jit(fun)
     assert_close(f(z), fun(z), rtol=1e-12, atol=1e-12)
-    kernel = _scans(f, z)[0].kernel("host")
+    kernel = _scans(f, z)[0].kernel(NUMPY)
     assert kernel.runner.call is None  # still building: the loop ran from Python
     release.set()
     kernel.runner.ready.result()
@@ -216,7 +213,7 @@ def test_a_first_call_runs_the_loop_unfused_while_its_kernel_builds(monkeypatch,
         return lax.fori_loop(0, 77, lambda i, y: _rk4(y, z[2:], h=0.0321), z[:2])
     g = gpuad.jit(longer)
     assert_close(g(z), longer(z), rtol=1e-12, atol=1e-12)
-    assert _scans(g, z)[0].kernel("host").runner.call is not None
+    assert _scans(g, z)[0].kernel(NUMPY).runner.call is not None
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +251,7 @@ def test_every_loop_kernel_compiles_for_cuda(nvrtc):
              (gpuad.jit(lambda c, xs: lax.scan(_decay, c, xs, reverse=True)), (c0, xs), "whole")]
     for f, args, schedule in cases:
         for spec in _scans(f, *args):
-            kernel = spec.kernel("cuda")
+            kernel = spec.kernel(CUPY)
             assert kernel.schedule == schedule
             nvrtc.compile_ptx(kernel.text, kernel.name, nvrtc.ARCH)
     # lower(..., backend="cupy").compile() builds them by NVRTC too, without a GPU
@@ -310,7 +307,7 @@ def test_the_cuda_loop_kernels_run_on_the_host_as_the_cpu_ones_do(tmp_path):
     runs = []  # (CUDA kernel, the operands and the output of the CPU's)
     for f, args in cases:
         (spec,) = _scans(f, *args)
-        runs.append((spec.kernel("cuda"), *_seen_by(spec.kernel("host"), f, args)))
+        runs.append((spec.kernel(CUPY), *_seen_by(spec.kernel(NUMPY), f, args)))
     source = _CUDA_ON_THE_HOST + "".join(f"namespace k{j} {{\n{k.text}\n}}\n" for j, (k, *_) in enumerate(runs))
     (tmp_path / "loops.cpp").write_text(source)
     subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(tmp_path / "loops.so"), str(tmp_path / "loops.cpp")],

@@ -15,6 +15,7 @@ import gpuad
 import gpuad.numpy as gnp
 from gpuad import backends, lax
 from gpuad.compiler import loop_kernel
+from gpuad.compiler.target import NUMPY
 
 pytestmark = pytest.mark.skipif(backends.backend() != "numpy", reason="tracemalloc sees host memory only")
 
@@ -76,7 +77,7 @@ def test_the_plan_counts_a_loop_kernels_scratch():
     lowered = f.lower(zs)
     lowered.compile()
     (spec,) = _scans(f, zs)
-    kernel = spec.kernel("host")
+    kernel = spec.kernel(NUMPY)
     assert kernel.schedule == "element" and kernel.scratch > loop_kernel._KEPT_BYTES
     allocated = _allocated(f, zs)
     assert allocated > kernel.scratch

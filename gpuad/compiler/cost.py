@@ -19,6 +19,7 @@ from math import prod
 from .fusion import view
 from .ir import Var
 from .replay import plan
+from .target import CUPY
 
 
 def _held(eq):
@@ -32,13 +33,13 @@ def _held(eq):
 
 def count(program, fusion=True):
     """Launches of one call of the program on CuPy, by the model above (default: one per step)."""
-    return sum(1 if step.kind != "eq" else _launches(step.node) for step in plan(program, fusion, "cupy"))
+    return sum(1 if step.kind != "eq" else _launches(step.node) for step in plan(program, fusion, CUPY))
 
 
 def _one_kernel(eq):
     """Whether a loop step runs as one CUDA kernel (gpuad/compiler/loop_kernel.py)."""
     kernel = getattr(_held(eq), "kernel", None)
-    return kernel is not None and kernel("cuda") is not None
+    return kernel is not None and kernel(CUPY) is not None
 
 
 def _launches(eq):
@@ -55,7 +56,7 @@ def _launches(eq):
 def bytes_moved(program, fusion=True):
     """Bytes one call of the program reads and writes in device memory, by the model above."""
     total = 0
-    for step in plan(program, fusion, "cupy"):
+    for step in plan(program, fusion, CUPY):
         if step.kind == "eq" and _launches(step.node) == 0:
             continue  # a view
         if step.kind == "add_at_into":  # the added values, and the part of the target they land on

@@ -35,6 +35,7 @@ from .. import backends
 from ..ops.elementwise import add
 from ..ops.indexing import scatter
 from .ir import Lit, Var
+from .target import CUPY, target_of
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
@@ -46,31 +47,6 @@ _SEARCHED = 1024  # the most steps a merge searches for a path between the two r
 _SUMMED = 16  # a sum over at most this many elements is unrolled: fused whatever its size
 UNROLLED = 16  # elements of the trailing axes one loop element of a kernel computes together
 ROWS_FROM = 8  # a loop axis this long or longer is not unrolled, and the host loops by rows along it
-# a longer sum is fused when it makes at least this many elements: a GPU's threads, a CPU's vector lanes
-_PARALLEL = {"cupy": 4096, "numpy": 256}
-# How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
-# is nearly free beside a pass over memory; on a CPU, a transcendental redone for each of K
-# directions costs more than a pass over cache-resident data (a value read at two shifts is fine).
-_REPEATS = {"cupy": 4, "numpy": 2}
-# The longest axis a region gathers along. A GPU hides a gather's scattered reads behind other
-# threads; a CPU loop gathering along a long axis stalls on cache misses that NumPy's own gather (a
-# tight loop) overlaps, and its index arithmetic stops the loop's vectorisation (slower than NumPy:
-# docs/performance.md): there only picks along short axes (per-sample positions under vmap) join a region.
-_GATHERED = {"cupy": inf, "numpy": _SUMMED}
-# Whether a region may make a long sum along axes that are not its input's last (a column sum): on a
-# GPU neighbouring threads read neighbouring elements, coalesced; on a CPU each element's loop
-# strides through memory, where NumPy adds whole rows at a time (the mean over the first axis of
-# (256, 64, 128): 30 ms fused against 23 ms by NumPy).
-_ACROSS_ROWS = {"cupy": True, "numpy": False}
-# How many trailing axes of a region's iteration space its kernel resolves at render time: a GPU's
-# threads branch on the rest (all, in effect); a CPU's loop unrolls only short trailing axes, and
-# computes every lane of its vectorised loop along the others.
-_DECIDED = {"cupy": lambda shape: inf, "numpy": lambda shape: unrolled_axes(shape)}
-# The elements from which a region's passes over memory, not the calls it saves, decide whether it
-# is worth a kernel: on a CPU each of its members run alone is a call of microseconds, beside which
-# a pass over fewer elements costs little (bench/losses.py: dp_sgd's small regions of views and a
-# multiply gain, mean_scaled's large one loses); on a GPU views launch nothing.
-_PASS_FROM = {"cupy": 0, "numpy": 1 << 17}
 _SCALAR_CHAIN = 8  # the most equations making a scalar from the inputs that each region reading it redoes
 
 
@@ -105,8 +81,8 @@ def _readable(a):
     return a.dtype in _C_DTYPES or a.dtype.newbyteorder("=") in _C_DTYPES  # byte-swapped: copied before a launch
 
 
-def fusible(eq, backend="cupy"):
-    """Whether an equation can be part of a region's kernel planned for `backend`."""
+def fusible(eq, target=CUPY):
+    """Whether an equation can be part of a region's kernel planned for `target` (compiler/target.py)."""
     prim = eq.prim
     if eq.out.dtype not in _C_DTYPES or not prod(eq.out.shape):
         return False
@@ -115,7 +91,7 @@ def fusible(eq, backend="cupy"):
     positions = _positions_of(eq)
     if not all(_readable(a) for a in eq.ins if not any(a is p for p, _ in positions)):
         return False
-    if max((n for _, n in positions), default=0) > _GATHERED[backend]:
+    if max((n for _, n in positions), default=0) > target.gathered:
         return False
     if not all(_positions(p, n) for p, n in positions):
         return False
@@ -129,8 +105,8 @@ def fusible(eq, backend="cupy"):
         return True
     if prim.reduction == "add":  # each output element sums its own elements: enough of them to run in parallel
         n = prod(eq.ins[0].shape[a] for a in eq.params["axes"])
-        return n <= _SUMMED or (prod(eq.out.shape) >= _PARALLEL[backend] and
-                                (_ACROSS_ROWS[backend] or _along_rows(eq.ins[0].shape, eq.params["axes"])))
+        return n <= _SUMMED or (prod(eq.out.shape) >= target.parallel and
+                                (target.across_rows or _along_rows(eq.ins[0].shape, eq.params["axes"])))
     return prim.expression is not None
 
 
@@ -186,22 +162,22 @@ def _positions(p, n):
     return isinstance(p, Var) or bool(((p.val >= -n) & (p.val < n)).all())
 
 
-def fuse(program, backend=None, apart=(), limit=MEMBERS):
+def fuse(program, target=None, apart=(), limit=MEMBERS):
     """The program's steps in a valid order: Equations, and Regions worth a kernel of their own
     (at least two members, one of which computes or scatters; lone equations and pure views stay
-    as they are), planned for `backend` (default: the active one); the equations making the
+    as they are), planned for `target` (default: the active one); the equations making the
     values in `apart` stay as they are; no region grows past `limit` members."""
-    backend = backend or backends.backend()
+    target = target_of(target)
     readers = _readers(program)
     outs = program.out_vars()
     made_by = {eq.out: eq for eq in program.equations}
     region_of, evaluations = {}, {}
-    free = _index_made(program, backend, apart)
+    free = _index_made(program, target, apart)
     steps = _Steps(program, limit)
     for eq in reversed(program.equations):
-        if eq.out not in free and eq.out not in apart and fusible(eq, backend) and \
-                not _adds_a_scatter(eq, made_by, backend):
-            r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, backend)
+        if eq.out not in free and eq.out not in apart and fusible(eq, target) and \
+                not _adds_a_scatter(eq, made_by, target):
+            r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, target)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
                 continue
             if r is None:
@@ -218,7 +194,7 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
         made = _made_from([a for eq in r.equations for a in eq.ins if isinstance(a, Var)], free, made_by)
         r.equations = sorted(r.equations + [made_by[v] for v in made], key=lambda e: order[id(e)])
     read_outside = _read_outside(program, region_of)
-    regions = [r for r in regions if _worth_a_kernel(r, read_outside, backend)]
+    regions = [r for r in regions if _worth_a_kernel(r, read_outside, target)]
     kept = {id(r) for r in regions}
     region_of = {v: r for v, r in region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
@@ -226,13 +202,13 @@ def fuse(program, backend=None, apart=(), limit=MEMBERS):
     return _schedule(program, regions, region_of, unread)
 
 
-def regions_only(program, backend):
+def regions_only(program, target):
     """The program's steps as regions alone (fuse's, and each other equation a region of its own),
     in a valid order; None where an equation cannot be part of a kernel. What a whole loop rendered
     as one kernel runs on each trip (gpuad/compiler/loop_kernel.py)."""
-    steps = fuse(program, backend)
+    steps = fuse(program, target)
     alone = [n for n in steps if not isinstance(n, Region)]
-    if not all(fusible(eq, backend) for eq in alone):
+    if not all(fusible(eq, target) for eq in alone):
         return None
     region_of = {}
     for eq in alone:
@@ -245,7 +221,7 @@ def regions_only(program, backend):
     return [region_of[n.out] if not isinstance(n, Region) else n for n in steps]
 
 
-def _index_made(program, backend, apart=()):
+def _index_made(program, target, apart=()):
     """Values each region reading one makes itself: those made from the indices and constants
     alone by fusible equations other than sums (a seed, its slices and shifts, their scalar
     multiples), and scalars made from the program's inputs by a few of them (a parameter picked
@@ -253,7 +229,7 @@ def _index_made(program, backend, apart=()):
     call; read by regions of several iteration spaces, it would join none)."""
     free, chains, inputs = set(), {}, set(program.ins)  # chains: scalar -> the equations making it
     for eq in program.equations:
-        if eq.prim.reduction is not None or eq.out in apart or not fusible(eq, backend) or \
+        if eq.prim.reduction is not None or eq.out in apart or not fusible(eq, target) or \
                 any(a.traced for a in eq.ins if isinstance(a, Lit)):
             continue
         read = [a for a in eq.ins if isinstance(a, Var)]
@@ -294,15 +270,15 @@ def _readers(program):
     return out
 
 
-def _adds_a_scatter(eq, made_by, backend):
+def _adds_a_scatter(eq, made_by, target):
     """An add of a scatter at index arrays left out of regions: the replay adds it in place at its
     positions instead."""
     return eq.prim is add and any(
-        a in made_by and made_by[a].prim is scatter and not fusible(made_by[a], backend)
+        a in made_by and made_by[a].prim is scatter and not fusible(made_by[a], target)
         for a in eq.ins)
 
 
-def _joined(steps, eq, readers, region_of, outs, evaluations, backend):
+def _joined(steps, eq, readers, region_of, outs, evaluations, target):
     """The region of eq's readers, which eq can join (merging the readers' regions), or None.
     Records how many times the region would evaluate eq's elements (`evaluations`)."""
     if eq.out in outs or not readers:
@@ -310,21 +286,22 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, backend):
     regions = list({id(r): r for r in (region_of.get(c.out) for c in readers)}.values())
     if any(r is None or r.shape != regions[0].shape for r in regions):
         return None
-    times = _evaluations(eq.out, readers, evaluations, _DECIDED[backend](regions[0].shape))
+    decided = unrolled_axes(regions[0].shape) if target.unrolls else inf  # the trailing axes resolved at render time
+    times = _evaluations(eq.out, readers, evaluations, decided)
     n = prod(eq.out.shape)
     # a view, a seed or a gather only loads or makes from indices: free to redo (a gather loads its
     # position too); a scalar is one value wherever it is read (once per element)
     if eq.prim.recompute != "free" and n > 1 and \
-            times > _REPEATS[backend] * n * (2 if eq.prim.recompute == "cheap" else 1):
+            times > target.repeats * n * (2 if eq.prim.recompute == "cheap" else 1):
         return None
-    target = regions[0]
+    into = regions[0]
     if not steps.fits(*(r.equations for r in regions), [eq]):
         return None
     for other in regions[1:]:
-        if not _merge(steps, region_of, target, other):
+        if not _merge(steps, region_of, into, other):
             return None
     evaluations[eq.out] = times
-    return target
+    return into
 
 
 def _evaluations(v, readers, evaluations, decided):
@@ -425,17 +402,17 @@ def _merge_siblings(program, region_of, steps):
             refused.add((id(target), id(other)))
 
 
-def _worth_a_kernel(region, read_outside, backend):
+def _worth_a_kernel(region, read_outside, target):
     """Whether a region saves more than its kernel costs: a pass over memory (a computed value that
     never leaves it, or an input that two of its computing members would each read), on a GPU a
     launch (two computing members), on a CPU the calls of its members where its elements are too
-    few for a pass over them to matter (_PASS_FROM). Else its members run as they are: a library's
+    few for a pass over them to matter (Target.pass_from). Else its members run as they are: a library's
     loop moves the same bytes as a generated one, and is often faster (bench/losses.py's mean_scaled)."""
     computing = [eq for eq in region.equations if not view(eq)]
     if len(region.equations) < 2 or not computing:
         return False
-    if prod(region.shape) < _PASS_FROM[backend] or any(eq.out not in read_outside for eq in computing) or \
-            (backend == "cupy" and len(computing) > 1):
+    if prod(region.shape) < target.pass_from or any(eq.out not in read_outside for eq in computing) or \
+            (target.launches and len(computing) > 1):
         return True
     inside = {eq.out for eq in region.equations}
     reads = [a for eq in computing for a in {a for a in eq.ins if isinstance(a, Var) and a not in inside}]

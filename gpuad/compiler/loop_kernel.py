@@ -59,8 +59,8 @@ class LoopKernel:
 
 def plan(body, n_consts, n_carry, reverse, out, target):
     """The LoopKernel of a scan (its body Program, counts and direction; `out`: the aval of its
-    packed output) for target "host" or "cuda", or None where the body cannot run as one."""
-    regions = fusion.regions_only(body, "cupy" if target == "cuda" else "numpy")
+    packed output) for a Target (compiler/target.py), or None where the body cannot run as one."""
+    regions = fusion.regions_only(body, target)
     if regions is None or not all(isinstance(o, Var) for o in body.outs):
         return None
     try:
@@ -75,14 +75,14 @@ def plan(body, n_consts, n_carry, reverse, out, target):
     if not all(map(_typed, body.ins + local + [out])):
         return None
     axes = _batch_axes(body, carries, local, regions, kernels)
-    if axes is None and (sum(nbytes(v) for v in local) if target == "cuda" else
-                         sum(math.prod(v.shape) for v in local)) > _WHOLE[target]:
+    if axes is None and (sum(nbytes(v) for v in local) if target.kernel == "cuda" else
+                         sum(math.prod(v.shape) for v in local)) > _WHOLE[target.kernel]:
         return None
     return _Source(body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes).kernel()
 
 
 def kernels_of(program, target):
-    """The loop kernels of a program's loops (its own equations) for target."""
+    """The loop kernels of a program's loops (its own equations) for a Target."""
     held = [eq.params.get("spec") for eq in program.equations]
     return [k for spec in held if hasattr(spec, "kernel") and (k := spec.kernel(target)) is not None]
 
@@ -133,7 +133,7 @@ class _Source:
     def __init__(self, body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes):
         self.body, self.nk, self.reverse, self.out = body, n_carry, reverse, out
         self.regions, self.kernels, self.local = regions, kernels, local
-        self.cuda, self.schedule = target == "cuda", "whole" if axes is None else "element"
+        self.cuda, self.schedule = target.kernel == "cuda", "whole" if axes is None else "element"
         self.batch, self.axis = axes or (1, {})
         self.shared = self.cuda and self.schedule == "whole"  # one block's threads, shared memory
         self.constants = list({id(a): a for k in kernels for a in k.arrays if isinstance(a, Lit)}.values())

@@ -25,6 +25,7 @@ from ..sizes import CHECK_FROM, size_text
 from . import codegen, graphs
 from .fusion import MEMBERS, Region, fuse, view
 from .ir import Var, dying
+from .target import target_of
 
 
 class Step:
@@ -42,11 +43,12 @@ def fusion_wanted():
     return os.environ.get("GPUAD_FUSION", "on") != "off"
 
 
-def plan(program, fusion=True, backend=None, apart=(), limit=MEMBERS):
-    """The program's steps for `backend` (default: the active one), in order, with adds done in
+def plan(program, fusion=True, target=None, apart=(), limit=MEMBERS):
+    """The program's steps for `target` (a Target or a backend's name; default: the active
+    backend's), in order, with adds done in
     place where nothing reads the target after; the equations making `apart` are not fused, and
     no region has more than `limit` members."""
-    nodes = fuse(program, backend, apart, limit) if fusion else program.equations
+    nodes = fuse(program, target, apart, limit) if fusion else program.equations
     steps = [Step("region", n, list(n.ins), list(n.outs)) if isinstance(n, Region) else
              Step("eq", n, list(n.ins), [n.out]) for n in nodes]
     return _in_place(program, steps)
@@ -56,15 +58,16 @@ class Replay:
     """`run(*inputs)` -> the program's outputs (a list), for backend arrays of the traced signature.
     `regions` counts the fused kernels among the steps, `graphs` the runs of steps captured as CUDA
     graphs, `kept` the other steps writing into buffers kept between calls (_bind). `plan_for`
-    fuses as for another backend (the tests run the regions planned for CuPy on the CPU)."""
+    (a Target or a backend's name) fuses as for another backend, its regions rendered for the
+    active one (the tests run the regions planned for CuPy on the CPU)."""
 
     def __init__(self, program, fusion=None, plan_for=None, wait=True):
         """wait=False: where the kernels are not built yet, run unfused meanwhile and build them
         in the background (gpuad/kernels/builds.py); `ready` says when the kernels run."""
         fusion = fusion_wanted() if fusion is None else fusion
-        be = backends.current()
-        self._plan_for, self._target = plan_for, "cuda" if be.name == "cupy" else "host"
-        steps, kernels = planned(program, fusion, plan_for, self._target)
+        be, here = backends.current(), target_of()
+        self._plan_for, self._kernel = target_of(plan_for or here), here.kernel
+        steps, kernels = planned(program, fusion, self._plan_for, self._kernel)
         self.ready = None
         if not kernels or wait or _built(kernels, be):
             self._use(program, *self._built_runners(program, steps, kernels, be), be)
@@ -92,7 +95,7 @@ class Replay:
                 apart |= refused
                 warnings.warn(f"gpuad.jit: {e}: their {len(refused)} equations run unfused, the other regions fused",
                               RuntimeWarning, stacklevel=4)
-                steps, kernels = planned(program, True, self._plan_for, self._target, apart)
+                steps, kernels = planned(program, True, self._plan_for, self._kernel, apart)
 
     def _use(self, program, steps, runners, be):
         """Make steps (with their regions' functions `runners`; None where the kernels could not
@@ -122,16 +125,18 @@ def _said_if_failed(build):
                       "runs unfused", RuntimeWarning, stacklevel=2)
 
 
-def planned(program, fusion=True, backend=None, target="host", apart=()):
-    """(steps, {id(region): Kernel}): the plan for `backend` (default: the active one) and its
-    regions' kernels rendered for target ("host" or "cuda"), the equations making `apart` unfused.
+def planned(program, fusion=True, target=None, kernel=None, apart=()):
+    """(steps, {id(region): Kernel}): the plan for `target` (a Target or a backend's name; default:
+    the active backend's) and its regions' kernels rendered for `kernel` ("host" or "cuda";
+    default: the target's), the equations making `apart` unfused.
     A region whose kernel would be too long is split (the member limit halves); a lone equation
     too long runs unfused, with a warning."""
-    apart, limit, alone_too_long = set(apart), MEMBERS, set()
+    target = target_of(target)
+    kernel, apart, limit, alone_too_long = kernel or target.kernel, set(apart), MEMBERS, set()
     while True:
-        steps = plan(program, fusion, backend, apart, limit)
+        steps = plan(program, fusion, target, apart, limit)
         try:
-            kernels = _rendered([s.node for s in steps if s.kind == "region"], target)
+            kernels = _rendered([s.node for s in steps if s.kind == "region"], kernel)
             break
         except _TooLarge as e:
             limit, alone = _split_limit(e.regions, limit)
@@ -145,18 +150,17 @@ def planned(program, fusion=True, backend=None, target="host", apart=()):
 
 class Within:
     """What a primitive's `temporaries` rule asks of the plan it is in: whether bodies are fused,
-    the target their kernels are rendered for ("host", "cuda"), the peak of a body's run. By
-    default as the replays of bodies run: fused unless GPUAD_FUSION=off, on the active backend."""
+    the Target they are planned for (a Target or a backend's name), the peak of a body's run. By
+    default as the replays of bodies run: fused unless GPUAD_FUSION=off, for the active backend."""
 
-    def __init__(self, fusion=None, backend=None):
-        self.fusion, self.backend = fusion_wanted() if fusion is None else fusion, backend
-        self.target = "cuda" if (backend or backends.current().name) == "cupy" else "host"
+    def __init__(self, fusion=None, target=None):
+        self.fusion, self.target = fusion_wanted() if fusion is None else fusion, target_of(target)
 
     def peak(self, program, fusion=None):
         """peak_bytes of one run of a body program, planned as its replay plans it (fused unless
         fusion is False)."""
         fusion = self.fusion if fusion is None else fusion
-        return peak_bytes(program, plan(program, fusion, self.backend), Within(fusion, self.backend))
+        return peak_bytes(program, plan(program, fusion, self.target), Within(fusion, self.target))
 
 
 def peak_bytes(program, steps, within=None):
@@ -298,12 +302,12 @@ class _TooLarge(Exception):
         self.regions = regions
 
 
-def _rendered(regions, target):
-    """{id(region): Kernel} for target; _TooLarge naming the regions that are too long."""
+def _rendered(regions, kernel):
+    """{id(region): Kernel} rendered for `kernel` ("host" or "cuda"); _TooLarge naming the regions that are too long."""
     kernels, large = {}, []
     for r in regions:
         try:
-            kernels[id(r)] = codegen.render(r, target)
+            kernels[id(r)] = codegen.render(r, kernel)
         except codegen.TooLarge:
             large.append(r)
     if large:

@@ -15,7 +15,7 @@ def region_kernels(fun, *args, target="cuda"):
     from ..jit import jit
     backend = TARGETS[target]
     program = jit(fun).lower(*args, backend=backend).program
-    return list(planned(program, True, backend, target)[1].values())
+    return list(planned(program, True, backend)[1].values())
 
 
 def _mixed(x, y):

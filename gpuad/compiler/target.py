@@ -1,0 +1,66 @@
+"""What a program is planned for: a Target, passed to the planner (fusion, the replay's plan, the
+rendering of regions, the cost model), never read from the active backend while planning. So
+`gpuad.jit(f).lower(x, backend="cupy")` plans for CUDA in a NumPy session (and another thread's
+calls keep theirs): only the tracing itself still runs under `backends.planning`, for the layout
+decisions the transforms make while they trace (vmap's batch axis: ops/elementwise.py).
+
+Besides the kernel language, each fact is one of fusion.py's cost rules, per machine.
+"""
+from dataclasses import dataclass
+from math import inf
+
+from .. import backends
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # the backend planned for: "numpy" or "cupy"
+    kernel: str  # what its regions are rendered to: "host" (C++, gpuad/compiler/host.py) or "cuda"
+    # a sum longer than fusion's unrolled ones is fused when it makes at least this many elements: a
+    # GPU's threads, a CPU's vector lanes
+    parallel: int
+    # How many times per element of it a region may evaluate a computed value: on a GPU, arithmetic
+    # is nearly free beside a pass over memory; on a CPU, a transcendental redone for each of K
+    # directions costs more than a pass over cache-resident data (a value read at two shifts is fine).
+    repeats: int
+    # The longest axis a region gathers along. A GPU hides a gather's scattered reads behind other
+    # threads; a CPU loop gathering along a long axis stalls on cache misses that NumPy's own gather
+    # (a tight loop) overlaps, and its index arithmetic stops the loop's vectorisation (slower than
+    # NumPy: docs/performance.md): there only picks along short axes (per-sample positions under
+    # vmap) join a region.
+    gathered: float
+    # Whether a region may make a long sum along axes that are not its input's last (a column sum):
+    # on a GPU neighbouring threads read neighbouring elements, coalesced; on a CPU each element's
+    # loop strides through memory, where NumPy adds whole rows at a time (the mean over the first
+    # axis of (256, 64, 128): 30 ms fused against 23 ms by NumPy).
+    across_rows: bool
+    # Whether a kernel resolves only the short trailing axes of its iteration space at render time
+    # (a CPU's loop unrolls those, and computes every lane of its vectorised loop along the others)
+    # rather than all of them (a GPU's threads branch on the rest).
+    unrolls: bool
+    # The elements from which a region's passes over memory, not the calls it saves, decide whether
+    # it is worth a kernel: on a CPU each of its members run alone is a call of microseconds, beside
+    # which a pass over fewer elements costs little (bench/losses.py: dp_sgd's small regions of views
+    # and a multiply gain, mean_scaled's large one loses); on a GPU views launch nothing.
+    pass_from: int
+    # Whether each computing member run alone is a device launch (two of them are worth a kernel).
+    launches: bool
+
+
+NUMPY = Target("numpy", "host", parallel=256, repeats=2, gathered=16, across_rows=False, unrolls=True,
+               pass_from=1 << 17, launches=False)
+CUPY = Target("cupy", "cuda", parallel=4096, repeats=4, gathered=inf, across_rows=True, unrolls=False,
+              pass_from=0, launches=True)
+_NAMED = {t.name: t for t in (NUMPY, CUPY)}
+
+
+def target_of(of=None):
+    """The Target of a backend name ("numpy" or "cupy"; a Target as it is); None: the active
+    backend's, the one place planning asks the global backend (a program planned to run here)."""
+    if isinstance(of, Target):
+        return of
+    if of is None:
+        of = backends.backend()
+    if of not in _NAMED:
+        raise ValueError(f"unknown backend {of!r} to plan for: choose one of {', '.join(_NAMED)}")
+    return _NAMED[of]
