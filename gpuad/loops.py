@@ -29,8 +29,8 @@ from . import backends, revolve
 from . import numpy as gnp
 from .api import vmap
 from .compiler import loop_kernel
-from .compiler.ir import Equation, Lit, Program, Var
-from .compiler.passes import dead_code, nbytes, optimised
+from .compiler.ir import Equation, Lit, Program, Var, nbytes
+from .compiler.passes import dead_code, optimised
 from .compiler.replay import Replay, fusion_wanted
 from .compiler.target import target_of
 from .compiler.tracing import ProgramTrace

@@ -14,10 +14,9 @@ a loop's body moves its bytes on every trip, as its launches count, unless the w
 kernel: then one launch, its operands read and its output written); views move nothing. Caches are not modelled, so
 this is the traffic of a machine whose cache holds none of the step's data.
 """
-from math import prod
 
 from .fusion import view
-from .ir import Var
+from .ir import Var, nbytes
 from .replay import plan
 from .target import CUPY
 
@@ -60,21 +59,17 @@ def bytes_moved(program, fusion=True):
         if step.kind == "eq" and _launches(step.node) == 0:
             continue  # a view
         if step.kind == "add_at_into":  # the added values, and the part of the target they land on
-            total += 3 * _bytes(step.ins[1])
+            total += 3 * nbytes(step.ins[1])
             continue
         arrays = {a if isinstance(a, Var) else id(a.val): a for a in step.ins
                   if isinstance(a, Var) or hasattr(a.val, "nbytes")}.values()
-        read, written = sum(map(_bytes, arrays)), sum(map(_bytes, step.outs))  # add_into: its target both
+        read, written = sum(map(nbytes, arrays)), sum(map(nbytes, step.outs))  # add_into: its target both
         if step.kind == "eq" and step.node.prim.copied is not None:  # each copy reads and writes its operand
             copied = step.node.prim.copied(step.node.ins, **step.node.params)
-            read += 2 * sum(_bytes(a) for a, copy in zip(step.ins, copied) if copy)
+            read += 2 * sum(nbytes(a) for a, copy in zip(step.ins, copied) if copy)
         if step.kind == "eq" and _held(step.node) is not None and not _one_kernel(step.node):
             # its operands once, its bodies per trip (a loop run as one kernel: its operands and output)
             read += _held(step.node).per_call(bytes_moved)
         total += read + written
     return total
-
-
-def _bytes(a):
-    return prod(a.shape) * a.dtype.itemsize
 

@@ -6,6 +6,7 @@ input of the program, or a `Lit`, a constant held in the equation. Programs are 
 by abstract tracing (tracing.py), rewritten by the passes (passes.py) and planned, fused and
 replayed by the rest of the package. `Program.check()` verifies one.
 """
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -155,6 +156,11 @@ def dying(nodes: Sequence[Any], keep: Iterable[Var] = ()) -> list[Sequence[Var]]
         if a not in kept:
             dead.setdefault(k, []).append(a)
     return [dead.get(k, ()) for k in range(len(nodes))]
+
+
+def nbytes(a: Any) -> int:
+    """Bytes of an atom's (or an aval's) value: its elements times its dtype's size."""
+    return math.prod(a.shape) * a.dtype.itemsize
 
 
 def abstract(a: Atom) -> Any:

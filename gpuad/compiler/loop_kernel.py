@@ -30,8 +30,7 @@ from .. import backends
 from ..kernels import builds
 from ..kernels.source import _read
 from . import codegen, fusion
-from .ir import Lit, Var
-from .passes import nbytes
+from .ir import Lit, Var, nbytes
 
 # The most a whole-schedule loop keeps: on the CPU elements for one thread's loop (larger ones
 # are split over the thread pool per region by the replay), on CUDA bytes of one block's shared memory.

@@ -21,7 +21,7 @@ from ..ops.creation import eye
 from ..ops.elementwise import SMALL_CONSTANT, multiply
 from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
 from . import seeds
-from .ir import Equation, Lit, Program, Var, abstract, dying
+from .ir import Equation, Lit, Program, Var, abstract, dying, nbytes
 
 
 def optimised(program):
@@ -179,10 +179,6 @@ def _ancestors(eq, made):
             needed.add(v)
             stack.extend(a for a in made[v].ins if isinstance(a, Var))
     return [v for v in made if v in needed]
-
-
-def nbytes(v):
-    return math.prod(v.shape) * v.dtype.itemsize
 
 
 def _evaluate(eq, needed, made):

@@ -12,7 +12,6 @@ accumulated) becomes `a[idx] += v` with no zeros-sized temporary.
 import os
 import threading
 import warnings
-from math import prod
 
 import numpy as onp
 
@@ -24,7 +23,7 @@ from ..ops.shape import reshape
 from ..sizes import CHECK_FROM, size_text
 from . import codegen, graphs
 from .fusion import MEMBERS, Region, fuse, view
-from .ir import Var, dying
+from .ir import Var, dying, nbytes
 from .target import target_of
 
 
@@ -183,7 +182,7 @@ def peak_bytes(program, steps, within=None):
                 strided.update(s.outs)
         for v in s.outs:
             buffer[v] = buffer.get(s.ins[0], id(v)) if shares else id(v)  # a Lit's is a new buffer
-            size.setdefault(buffer[v], v.dtype.itemsize * prod(v.shape))
+            size.setdefault(buffer[v], nbytes(v))
     names = {}  # buffer id -> live names
     for v in [v for s in steps for v in s.outs]:
         names[buffer[v]] = names.get(buffer[v], 0) + 1

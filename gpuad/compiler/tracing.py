@@ -11,11 +11,10 @@ function runs over its program, with no second copy of any rule) or compiled by
 `replay.Replay` into one Python function over backend arrays, with no per-primitive dispatch.
 """
 import itertools
-import math
 
 from .. import backends
 from ..core import ShapeDtypeStruct, Trace, Tracer, new_trace
-from .ir import Equation, Lit, Program, Var
+from .ir import Equation, Lit, Program, Var, nbytes
 from .passes import optimised
 
 
@@ -50,7 +49,7 @@ class ProgramTracer(Tracer):
         return self.var
 
     def _held_bytes(self):
-        return self.var.dtype.itemsize * math.prod(self.shape)
+        return nbytes(self.var)
 
     __float__ = __int__ = __complex__ = __index__ = lambda self, *a, **k: self._inner()
 
