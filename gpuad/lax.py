@@ -168,14 +168,9 @@ def _switch(index, branches, operands, name):
 def _taking(program, avals, lo, hi):
     """program, whose inputs are constants standing for avals[lo:hi] then the operands, taking all
     of avals ahead of the operands: the others are inputs it does not read."""
-    ids = _fresh_ids(program)
+    ids = itertools.count(program.next_id())
     consts = [program.ins[k - lo] if lo <= k < hi else Var(next(ids), a) for k, a in enumerate(avals)]
     return Program(consts + program.ins[hi - lo:], program.equations, program.outs)
-
-
-def _fresh_ids(program):
-    """Ids no variable of the program has."""
-    return itertools.count(1 + max([v.id for v in program.ins + [eq.out for eq in program.equations]], default=0))
 
 
 def cond(pred, true_fun, false_fun, *operands):
@@ -207,7 +202,8 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
     one primitive (a one-branch cond) whose VJP rule reruns fun under the sweep. `policy`, as
     JAX's (gpuad.checkpoint_policies), says which results inside fun are saved instead:
     policy(primitive, *argument avals, **params) -> bool, asked of each primitive application fun
-    makes; the sweep reads those and recomputes the rest. prevent_cse is accepted (the call is one
+    makes (but a factorisation's, of several results, which is recomputed); the sweep reads those
+    and recomputes the rest. prevent_cse is accepted (the call is one
     equation that common-subexpression elimination never splits).
 
     >>> import gpuad, gpuad.numpy as gnp
@@ -248,11 +244,11 @@ def _saving(call, operands, policy):
         out_tree[:] = [t]
         return [_array(x) for x in o]
     program, consts = trace_body(flat, [same(x) for x in leaves], "the checkpointed function")
-    kept = {id(eq) for eq in program.equations if eq.out.dtype.kind in "fc" and
+    kept = {id(eq) for eq in program.equations if not eq.prim.multiple_results and eq.out.dtype.kind in "fc" and
             policy(eq.prim, *[ShapeDtypeStruct(a.shape, a.dtype) for a in eq.ins],
                    **eq.params)}
     saved = [eq.out for eq in program.equations if id(eq) in kept]
-    ids = _fresh_ids(program)
+    ids = itertools.count(program.next_id())
     reads = [Var(next(ids), v) for v in saved]
     known = iter(reads)
     recompute = Program(program.ins + reads, [

@@ -10,6 +10,7 @@ import gpuad
 import gpuad.numpy as gnp
 import gpuad.scipy.linalg as gsl
 from gpuad import backends, core
+from gpuad.ops import linalg as linalg_ops
 
 la = gnp.linalg
 RTOL, ATOL = 1e-6, 1e-8
@@ -169,7 +170,36 @@ CASES = {
     "expm_squared": (gsl.expm, normal(3, 3, seed=9) * 2),
     "expm_stack": (gsl.expm, normal(2, 2, 2, seed=10)),
     "block_diag": (lambda a: gsl.block_diag(a, 2 * a[0], 3.0), normal(2, 3)),
+    # every factor of one factorisation at once: cotangents reach all of its results together
+    "eigh_both": (lambda a: _eigh_both(*la.eigh(a)), sym(3, 3, seed=6)),
+    "eig_both": (lambda a: _eig_both(*la.eig(a)), real_eig(3, 3, seed=7)),
+    "svd_all_tall": (lambda a: _svd_all(*la.svd(a, full_matrices=False)), normal(4, 3, seed=18)),
+    "svd_all_wide_stack": (lambda a: _svd_all(*la.svd(a, full_matrices=False)), normal(2, 2, 3, seed=19)),
+    "qr_both": (lambda a: _qr_both(*la.qr(a)), normal(4, 3, seed=20)),
+    "lu_factor_both": (lambda a: _lu_both(*gsl.lu_factor(a)), normal(3, 3, seed=21)),
 }
+
+
+def _eigh_both(w, v):
+    """V diag(sin w) V^T with the squared eigenvectors scaled by w: reads both factors (sign-free)."""
+    return (v * gnp.sin(w)[..., None, :]) @ gnp.swapaxes(v, -1, -2) + v * v * w[..., None, :]
+
+
+def _eig_both(w, v):
+    return ((v * gnp.exp(w)[..., None, :]) @ la.inv(v)).real + (v * v * w[..., None, :]).real
+
+
+def _svd_all(u, s, vh):
+    return (u * gnp.tanh(s)[..., None, :]) @ vh + gnp.sum(u ** 4 * s[..., None, :]) + gnp.sum(vh ** 4)
+
+
+def _qr_both(q, r):
+    return q @ (r * r) + q * gnp.sum(r)
+
+
+def _lu_both(lu, piv):
+    """lu_solve reads lu and the pivots; lu's square adds a term through lu alone."""
+    return gsl.lu_solve((lu, piv), B32) + (lu * lu)[:, :2]
 NAMES = sorted(CASES)
 
 
@@ -502,6 +532,38 @@ def test_decompositions_under_vmap_and_jit(name):
     close(gpuad.vmap(gpuad.jacrev(f))(xs), np.stack([to_np(gpuad.jacfwd(f)(v)) for v in xs]), atol=1e-10)
     close(gpuad.jit(gpuad.jacfwd(f))(x), gpuad.jacfwd(f)(x), atol=1e-12)
     close(gpuad.jit(gpuad.hessian(f))(x), gpuad.hessian(f)(x), atol=1e-10)
+
+
+# ---------------------------------------------------------------- factorisations of several results
+_SEVERAL = {"eigh_both": ("eigh", 2), "eig_both": ("eig", 2), "svd_all_tall": ("svd", 3), "qr_both": ("qr", 2),
+            "lu_factor_both": ("lu", 2)}
+
+
+@pytest.mark.parametrize("name", list(_SEVERAL))
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev])
+def test_a_factorisation_is_one_equation_of_several_results(name, transform):
+    """Under jit, each factorisation is one equation making every factor (no packed array sliced
+    apart), in the derivative's program too, and the program verifies."""
+    f, x = CASES[name]
+    prim, n = _SEVERAL[name]
+    program = gpuad.jit(transform(f)).lower(x).program
+    program.check()
+    made = [eq for eq in program.equations if eq.prim is getattr(linalg_ops, prim)]
+    assert len(made) == 1 and len(made[0].outs) == n, program.text()
+    close(gpuad.jit(transform(f))(x), transform(f)(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(_SEVERAL))
+def test_factorisations_of_several_results_under_vmap_jit_and_hessian(name):
+    f, x = CASES[name]
+    xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=30)])
+    close(gpuad.vmap(f)(xs), np.stack([to_np(f(v)) for v in xs]), atol=1e-12)
+    close(gpuad.jit(gpuad.vmap(gpuad.jacrev(f)))(xs), np.stack([to_np(gpuad.jacfwd(f)(v)) for v in xs]), atol=1e-10)
+    scalar = lambda a: gnp.sum(gnp.sin(f(a)))  # noqa: E731
+    hess = gpuad.jit(gpuad.hessian(scalar))(x)
+    close(hess, gpuad.jacrev(gpuad.jacrev(scalar))(x), rtol=1e-9, atol=1e-10)
+    close(hess, fd_jacobian(gpuad.grad(scalar), x, eps=1e-5), rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- triangular solves
