@@ -97,9 +97,36 @@ def newton(np, m):
     return step, (onp.array([1.0, 1e-5, 0.0]),)
 
 
+def eigh_loss(n):
+    """The gradient of a function of both factors of eigh (sign-free in the eigenvectors)."""
+    def case(np, m):
+        rng = onp.random.default_rng(4)
+        a, c = rng.normal(size=(n, n)), rng.normal(size=n)
+
+        def f(a):
+            w, v = np.linalg.eigh(a)
+            return np.sum(w * np.asarray(c)) + np.sum(v ** 4)
+        return m.grad(f), (a + a.T,)
+    return case
+
+
+def svd_loss(n):
+    """The gradient of a function of every factor of the reduced SVD."""
+    def case(np, m):
+        rng = onp.random.default_rng(5)
+        a, c = rng.normal(size=(n, n)), rng.normal(size=n)
+
+        def f(a):
+            u, s, vh = np.linalg.svd(a, full_matrices=False)
+            return np.sum(s * np.asarray(c)) + np.sum(u ** 4) + np.sum(vh ** 4)
+        return m.grad(f), (a,)
+    return case
+
+
 CASES = {"peaks1": peaks(1), "peaks2": peaks(2), "peaks3": peaks(3), "mean_scaled": mean_scaled,
          "dp_sgd": dp_sgd, "grad_cholesky": chol, "grad_cholesky_solve_triangular": chol_solve,
-         "grad_inv": inverse, "newton_stiff": newton}
+         "grad_inv": inverse, "newton_stiff": newton, "grad_eigh100": eigh_loss(100), "grad_eigh300": eigh_loss(300),
+         "grad_svd100": svd_loss(100), "grad_svd300": svd_loss(300)}
 
 
 class _Gpuad:

@@ -536,7 +536,23 @@ def test_decompositions_under_vmap_and_jit(name):
 
 # ---------------------------------------------------------------- factorisations of several results
 _SEVERAL = {"eigh_both": ("eigh", 2), "eig_both": ("eig", 2), "svd_all_tall": ("svd", 3), "qr_both": ("qr", 2),
-            "lu_factor_both": ("lu", 2)}
+            "lu_factor_both": ("lu", 2), "det": ("slogdet", 2)}
+
+
+def test_det_factorises_once(monkeypatch):
+    """det = sign * exp(log|det|) takes both results of one slogdet: one LU factorisation, eager and
+    in its gradient."""
+    calls = []
+    slogdet = np.linalg.slogdet
+
+    def counted(a):
+        calls.append(a.shape)
+        return slogdet(a)
+    monkeypatch.setattr(np.linalg, "slogdet", counted)
+    close(la.det(A3), np.linalg.det(A3), rtol=1e-12)
+    assert len(calls) == 1
+    close(gpuad.grad(la.det)(A3), np.linalg.det(A3) * np.linalg.inv(A3).T, rtol=1e-12)
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("name", list(_SEVERAL))

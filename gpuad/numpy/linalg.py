@@ -114,7 +114,7 @@ def slogdet(a):
     if a.dtype.kind == "c":  # the sign is a phase, exp(i arg det), and moves with a
         ld = L.logdet(a)
         return SlogdetResult(EW["exp"](ld - real(ld)), real(ld))
-    return SlogdetResult(L.det_sign(a), L.logabsdet(a))
+    return SlogdetResult(*L.slogdet(a))
 
 
 def det(a):

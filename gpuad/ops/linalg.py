@@ -1,8 +1,8 @@
-"""Linear-algebra primitives: `solve`, `triangular_solve`, `inv`, `logabsdet`, `det_sign`, `cholesky`,
+"""Linear-algebra primitives: `solve`, `triangular_solve`, `inv`, `slogdet`, `logdet`, `cholesky`,
 `eigh`, `eig`, `svd`, `pinv`, `qr`, `lu`.
 
 All act on the last two axes of a stack of matrices (..., n, n), so a leading bundle or
-batch axis is just one more stack axis. Everything else (det, slogdet, norm) is
+batch axis is just one more stack axis. Everything else (det, norm, ...) is
 composed from these in gpuad/numpy/linalg.py. Rules are written with gpuad's own
 primitives, so they nest to any order.
 
@@ -238,15 +238,23 @@ def _matrix_unary(name, impl, jvp=None, vjp=None, nondiff=False, abstract=None):
     return prim
 
 
+def _factorisation(name, impl, jvp, vjp, abstract):
+    """A primitive of one stack of matrices returning several factors; a batch axis is one more
+    stack axis."""
+    prim = Primitive(name, impl, jvp, vjp, abstract=abstract)
+    prim.multiple_results = True
+
+    def batch(args, batched):
+        outs = prim(args[0])
+        return outs, [True] * len(outs)
+    prim.batch = batch
+    return prim
+
+
 def _trace_of_inverse_times(a, t):
     """trace(A^-1 dA) for each direction of the bundle t = <A^-T, dA>: one inverse, then one GEMM
     for all K directions, cheaper than solving against each direction's n columns."""
     return _einsum(".ji,K.ij->K.", inv(a), t, len(shape(a)) - 2)
-
-
-def _logabsdet_jvp(primals, tangents):
-    a, = primals
-    return logabsdet(a), _trace_of_inverse_times(a, tangents[0])  # d log|det A| = trace(A^-1 dA)
 
 
 def _logabsdet_vjp(ct, args, out, needed):
@@ -254,10 +262,27 @@ def _logabsdet_vjp(ct, args, out, needed):
     return [_einsum("M.,.ji->M.ij", ct, inv(a), len(shape(a)) - 2)]
 
 
-logabsdet = _matrix_unary(
-    "logabsdet", lambda a: xp().linalg.slogdet(a)[1], _logabsdet_jvp, _logabsdet_vjp)
-# The sign of the determinant is piecewise constant: its derivative is zero.
-det_sign = _matrix_unary("det_sign", lambda a: xp().linalg.slogdet(a)[0], nondiff=True)
+def _slogdet_impl(a):
+    sign, logabs = xp().linalg.slogdet(a)
+    return xp().asarray(sign), xp().asarray(logabs)  # arrays, 0-d for one matrix
+
+
+def _slogdet_jvp(primals, tangents):
+    # d log|det A| = trace(A^-1 dA); the sign is piecewise constant: no tangent.
+    a, = primals
+    return slogdet(a), (None, _trace_of_inverse_times(a, tangents[0]))
+
+
+def _slogdet_vjp(cts, args, outs, needed):
+    return [None if cts[1] is None else _logabsdet_vjp(cts[1], args, outs[1], needed)[0]]
+
+
+def _slogdet_abstract(a):
+    return (ShapeDtypeStruct(shape(a)[:-2], dtype(a)),) * 2
+
+
+# (sign, log|det|) of real matrices (..., n, n), from one LU factorisation.
+slogdet = _factorisation("slogdet", _slogdet_impl, _slogdet_jvp, _slogdet_vjp, _slogdet_abstract)
 
 
 def _logdet_impl(a):
@@ -317,19 +342,6 @@ cholesky.complex_ready = True  # of Hermitian matrices: R-linear rules, conjugat
 # Each factorisation is one primitive of several results (multiple_results): one LAPACK/cuSOLVER
 # call makes every factor, and its rules see all of them at once. A cotangent of None is a factor
 # the function does not use (a zero): the VJPs skip its terms.
-def _factorisation(name, impl, jvp, vjp, abstract):
-    """A primitive of one stack of matrices returning several factors; a batch axis is one more
-    stack axis."""
-    prim = Primitive(name, impl, jvp, vjp, abstract=abstract)
-    prim.multiple_results = True
-
-    def batch(args, batched):
-        outs = prim(args[0])
-        return outs, [True] * len(outs)
-    prim.batch = batch
-    return prim
-
-
 def _eye(n, like):
     return xp().eye(n, dtype=dtype(like))
 
@@ -765,9 +777,9 @@ def _solve_pattern(args, out):
 
 solve.pattern = triangular_solve.pattern = _solve_pattern
 inv.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
-logabsdet.pattern = logdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
+logdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
-det_sign.pattern = svd_complement.pattern = patterns.none
+svd_complement.pattern = patterns.none
 
 
 def _factor_pattern(args, out):
@@ -778,13 +790,13 @@ def _factor_pattern(args, out):
     return [patterns.stacked(out, "XY"[:len(out.shape) - len(shape(args[0])) + 2], args[0], "ZW")]
 
 
-for _prim in (eigh, eig, svd, qr, lu, pinv):
+for _prim in (slogdet, eigh, eig, svd, qr, lu, pinv):  # (slogdet's sign too: a conservative pattern)
     _prim.pattern = _factor_pattern
 
 
 # ---------------------------------------------------------------- launches on CuPy (gpuad/compiler/cost.py)
 # LU factorisation, solve or reductions, copies
-solve.launches = inv.launches = logabsdet.launches = det_sign.launches = 4
+solve.launches = inv.launches = slogdet.launches = 4
 cholesky.launches = 2
 triangular_solve.launches = 3  # cupyx's copies of a and b to column-major order, one (batched) trsm
 for _prim in (eigh, eig, svd, qr):  # cuSOLVER's factorisation, its workspace and info
