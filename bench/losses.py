@@ -14,6 +14,7 @@ compiled to each of the others (below 1: compiled is faster).
 """
 import argparse
 import gc
+import importlib
 import os
 import statistics
 import sys
@@ -123,20 +124,35 @@ def svd_loss(n):
     return case
 
 
+def values_loss(n, decomposition):
+    """The gradient of a function of the eigenvalues (eigvalsh) or singular values alone: the
+    other factors get no cotangent."""
+    def case(np, m):
+        rng = onp.random.default_rng(6)
+        a, c = rng.normal(size=(n, n)), rng.normal(size=n)
+        values = {"eigvalsh": np.linalg.eigvalsh, "svdvals": lambda a: np.linalg.svd(a, compute_uv=False)}
+
+        def f(a):
+            return np.sum(values[decomposition](a) * np.asarray(c))
+        return m.grad(f), (a + a.T,)
+    return case
+
+
 CASES = {"peaks1": peaks(1), "peaks2": peaks(2), "peaks3": peaks(3), "mean_scaled": mean_scaled,
          "dp_sgd": dp_sgd, "grad_cholesky": chol, "grad_cholesky_solve_triangular": chol_solve,
          "grad_inv": inverse, "newton_stiff": newton, "grad_eigh100": eigh_loss(100), "grad_eigh300": eigh_loss(300),
-         "grad_svd100": svd_loss(100), "grad_svd300": svd_loss(300)}
+         "grad_svd100": svd_loss(100), "grad_svd300": svd_loss(300), "grad_eigvalsh300": values_loss(300, "eigvalsh"),
+         "grad_svdvals300": values_loss(300, "svdvals")}
 
 
 class _Gpuad:
-    def __init__(self):
-        import gpuad
-        import gpuad.numpy as gnp
-        import gpuad.scipy.linalg as gsl
-        self.np, self.gpuad = gnp, gpuad
+    """gpuad as the cases take it; package: its import name (bench/versions.py imports another
+    tree's gpuad under another name)."""
+    def __init__(self, package="gpuad"):
+        gpuad = importlib.import_module(package)
+        self.np, self.gpuad = importlib.import_module(f"{package}.numpy"), gpuad
         self.jacrev, self.jacfwd, self.grad, self.vmap = gpuad.jacrev, gpuad.jacfwd, gpuad.grad, gpuad.vmap
-        self.solve_triangular = gsl.solve_triangular
+        self.solve_triangular = importlib.import_module(f"{package}.scipy.linalg").solve_triangular
 
 
 class _Jax:
