@@ -189,24 +189,36 @@ def engines(name):
 
 def measure(name, rounds):
     calls = engines(name)
-    want = onp.asarray(calls["eager"]())
-    for engine, call in calls.items():  # the first calls (compilation) apart, and each result checked
+    checked(name, calls, "eager")
+    return timed(calls, rounds)
+
+
+def checked(name, calls, reference):
+    """Each call made once (the first calls, compilation, apart) and its result checked against
+    calls[reference]'s."""
+    want = onp.asarray(calls[reference]())
+    for engine, call in calls.items():
         got = onp.asarray(call())
         if not onp.allclose(got, want, rtol=1e-8, atol=1e-10 * onp.abs(want).max()):
-            raise AssertionError(f"{name}: {engine} differs from eager gpuad")
-    reps = {engine: _reps(call) for engine, call in calls.items()}
-    times = {engine: [] for engine in calls}
+            raise AssertionError(f"{name}: {engine} differs from {reference}")
+
+
+def timed(calls, rounds):
+    """{key: median seconds per call}: rounds interleaving the calls, a block of about 20 ms of
+    calls each, in turn."""
+    reps = {key: _reps(call) for key, call in calls.items()}
+    times = {key: [] for key in calls}
     gc.disable()
     try:
         for _ in range(rounds):
-            for engine, call in calls.items():
+            for key, call in calls.items():
                 t = time.perf_counter()
-                for _ in range(reps[engine]):
+                for _ in range(reps[key]):
                     call()
-                times[engine].append((time.perf_counter() - t) / reps[engine])
+                times[key].append((time.perf_counter() - t) / reps[key])
     finally:
         gc.enable()
-    return {engine: statistics.median(ts) for engine, ts in times.items()}
+    return {key: statistics.median(ts) for key, ts in times.items()}
 
 
 def _reps(call, block_s=0.02):

@@ -9,15 +9,10 @@ turn (blocks of about 20 ms of calls each, as bench/losses.py); both versions' r
 against each other first. The table gives the medians over rounds and the ratio after / before.
 """
 import argparse
-import gc
 import importlib.util
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
-
-import numpy as onp
 
 from . import losses
 
@@ -48,24 +43,8 @@ def measure(name, rounds):
     """{(version, engine): median seconds per call}."""
     runs = {(version, engine): call for version, package in (("before", BEFORE), ("after", "gpuad"))
             for engine, call in calls(name, package).items()}
-    want = onp.asarray(runs["after", "eager"]())
-    for key, call in runs.items():  # the first calls (tracing, compilation) apart, and each result checked
-        got = onp.asarray(call())
-        if not onp.allclose(got, want, rtol=1e-8, atol=1e-10 * onp.abs(want).max()):
-            raise AssertionError(f"{name}: {key} differs from this tree's eager result")
-    reps = {key: losses._reps(call) for key, call in runs.items()}
-    times = {key: [] for key in runs}
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            for key, call in runs.items():
-                t = time.perf_counter()
-                for _ in range(reps[key]):
-                    call()
-                times[key].append((time.perf_counter() - t) / reps[key])
-    finally:
-        gc.enable()
-    return {key: statistics.median(ts) for key, ts in times.items()}
+    losses.checked(name, runs, ("after", "eager"))
+    return losses.timed(runs, rounds)
 
 
 def main(argv=None):
