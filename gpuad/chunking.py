@@ -97,7 +97,7 @@ def _live_peak(tape):
         largest = max([size] + [held_bytes(a) for a, i in zip(eq.args, eq.ids) if i is not None])
         live += size
         peak = max(peak, live + TEMPORARIES * largest)
-        end = max(last.get(i, k) for i in eq.out_ids)
+        end = max(last.get(i, k) for i in results(eq.prim, eq.out_id))
         ending[end] = ending.get(end, 0) + size
         live -= ending.pop(k, 0)
     return peak

@@ -23,13 +23,15 @@ class RevTracer(Tracer):
 
 
 class Equation:
-    """One primitive application on the tape: its argument ids (None for constants), its outputs'
-    ids (None for an output not recorded: an integer one), and the argument values and the output
-    value (a tuple of them for a primitive with multiple_results) its rules need."""
-    __slots__ = ("prim", "ids", "out_ids", "args", "value", "params")
+    """One primitive application on the tape: its argument ids (None for constants), its output's
+    id, and the argument values and output value its rules need. For a primitive with
+    multiple_results, out_id and value are tuples (an output not recorded, an integer one, has the
+    id None). A tape holds an equation per primitive applied: one tuple more each would make the
+    garbage collector, which counts the objects kept, run that much more often."""
+    __slots__ = ("prim", "ids", "out_id", "args", "value", "params")
 
-    def __init__(self, prim, ids, out_ids, args, value, params):
-        self.prim, self.ids, self.out_ids = prim, ids, out_ids
+    def __init__(self, prim, ids, out_id, args, value, params):
+        self.prim, self.ids, self.out_id = prim, ids, out_id
         self.args, self.value, self.params = args, value, params
 
 
@@ -54,21 +56,35 @@ class RevTrace(Trace):
         out = prim(*values, **params) if forward is None else forward(values, **params)
         if prim.nondiff:
             return out
-        outs = results(prim, out)
-        tracers = [self.new_input(o) if is_inexact(o) else o for o in outs]
+        if prim.multiple_results:
+            return self._record_several(prim, ids, values, out, params)
+        if not is_inexact(out):
+            return out
+        tracer = self.new_input(out)
+        self.tape.append(Equation(prim, ids, tracer.id, values, out, params))
+        return tracer
+
+    def _record_several(self, prim, ids, values, outs, params):
+        """The outputs of a primitive of several results, each inexact one a new input of the tape,
+        and one equation making them all."""
+        tracers = tuple(self.new_input(o) if is_inexact(o) else o for o in outs)
         out_ids = tuple(t.id if isinstance(t, RevTracer) else None for t in tracers)
         if any(i is not None for i in out_ids):
-            self.tape.append(Equation(prim, ids, out_ids, values, out, params))
-        return tuple(tracers) if prim.multiple_results else tracers[0]
+            self.tape.append(Equation(prim, ids, out_ids, values, outs, params))
+        return tracers
 
     def sweep_backward(self, seeds):
         """Sweep the tape back from {id: cotangent bundle}; returns the bundles of all ids reached."""
         ct = dict(seeds)
         for eq in reversed(self.tape):
-            g = [ct.pop(i, None) for i in eq.out_ids]
-            if all(c is None for c in g):
-                continue
-            g = tuple(g) if eq.prim.multiple_results else g[0]
+            if eq.prim.multiple_results:
+                g = tuple(ct.pop(i, None) for i in eq.out_id)
+                if all(c is None for c in g):
+                    continue
+            else:
+                g = ct.pop(eq.out_id, None)
+                if g is None:
+                    continue
             needed = [i is not None for i in eq.ids]
             for i, a, c in zip(eq.ids, eq.args, eq.prim.vjp(g, eq.args, eq.value, needed, **eq.params)):
                 if i is None or c is None:
@@ -86,7 +102,7 @@ class RevTrace(Trace):
             ts = [tan.get(i) if i is not None else None for i in eq.ids]
             if any(t is not None for t in ts):
                 _, t = eq.prim.jvp(eq.args, ts, **eq.params)
-                for i, tk in zip(eq.out_ids, () if t is None else results(eq.prim, t)):
+                for i, tk in zip(results(eq.prim, eq.out_id), () if t is None else results(eq.prim, t)):
                     if i is not None and tk is not None:
                         tan[i] = tk
             for i in eq.ids:

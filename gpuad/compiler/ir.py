@@ -116,9 +116,8 @@ class Program:
         """Verify the program, or raise ValueError naming the first fault: each variable assigned
         once (an input, or one equation's output), every operand and output defined before it is
         read, each equation's outputs (as many as its primitive makes) of the shapes and dtypes its
-        primitive's abstract rule gives,
-        and the programs a parameter holds (a loop's bodies, a cond's branches: its `bodies`)
-        verified likewise. The tests run it after every pass."""
+        primitive's abstract rule gives, and the programs a parameter holds (a loop's bodies, a
+        cond's branches: its `bodies`) verified likewise. The tests run it after every pass."""
         defined: set[Var] = set()
 
         def define(v: Var, where: str) -> None:

@@ -42,10 +42,10 @@ class Renamed:
 
 def rewrite(program, visit, out=None, forget=False):
     """The program with each equation replaced, in order, by visit(eq): the equations that take its
-    place ([eq] keeps it) or Renamed(*values), one per output. eq arrives with its inputs renamed by the answers
-    before it. forget: a rename is forgotten once the equation reading its variable last has been
-    visited (a folded constant is held no longer than its readers need it). `out` maps each
-    output's final value (default: as it is)."""
+    place ([eq] keeps it) or Renamed(*values), one per output. eq arrives with its inputs renamed
+    by the answers before it. forget: a rename is forgotten once the equation reading its variable
+    last has been visited (a folded constant is held no longer than its readers need it). `out`
+    maps each output's final value (default: as it is)."""
     rename, kept = {}, []
     gone = dying(program.equations, program.out_vars()) if forget else itertools.repeat(())
     for eq, dropped in zip(program.equations, gone):
