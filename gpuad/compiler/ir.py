@@ -66,20 +66,16 @@ Atom = Var | Lit
 
 
 class Equation:
-    """outs = prim(*ins, **params); each input an atom (a Var or a Lit). `out`: its one output Var,
-    or a tuple of them (several for a primitive with multiple_results); `outs` is that tuple."""
-    __slots__ = ("prim", "ins", "outs", "params")
+    """outs = prim(*ins, **params); each input an atom (a Var or a Lit). `out`: its one output
+    Var, or a tuple of them (several for a primitive with multiple_results); `outs` is that tuple,
+    and `out` stays the one output (None for an equation of several: read its `outs`), a plain
+    attribute, as the passes and fusion read it often."""
+    __slots__ = ("prim", "ins", "outs", "out", "params")
 
     def __init__(self, prim: Any, ins: list[Atom], out: Var | tuple[Var, ...], params: dict[str, Any]) -> None:
         self.prim, self.ins, self.params = prim, ins, params
         self.outs: tuple[Var, ...] = out if isinstance(out, tuple) else (out,)
-
-    @property
-    def out(self) -> Var:
-        """The output of a one-result equation (an equation of several has `outs` alone)."""
-        if len(self.outs) != 1:
-            raise AttributeError(f"{self.prim.name} has {len(self.outs)} results: read eq.outs")
-        return self.outs[0]
+        self.out: Var | None = self.outs[0] if len(self.outs) == 1 else None
 
 
 class Program:

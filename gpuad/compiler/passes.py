@@ -251,7 +251,8 @@ def summed_products(program):
     ids = itertools.count(program.next_id())
     made, seeded, uses = {}, set(), {}
     for eq in program.equations:
-        made.update(dict.fromkeys(eq.outs, eq))
+        for v in eq.outs:
+            made[v] = eq
         if all(isinstance(a, Lit) for a in eq.ins) or any(a in seeded for a in eq.ins if isinstance(a, Var)):
             seeded.update(eq.outs)
         for a in eq.ins:

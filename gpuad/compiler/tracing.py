@@ -13,7 +13,7 @@ function runs over its program, with no second copy of any rule) or compiled by
 import itertools
 
 from .. import backends
-from ..core import ShapeDtypeStruct, Trace, Tracer, new_trace, results
+from ..core import ShapeDtypeStruct, Trace, Tracer, new_trace
 from .ir import Equation, Lit, Program, Var, nbytes
 from .passes import optimised
 
@@ -90,17 +90,22 @@ class ProgramTrace(Trace):
         return a.var if isinstance(a, ProgramTracer) and a._trace is self else Lit(self.constant(a))
 
     def new_input(self, aval, origin):
-        return ProgramTracer(self, Var(next(self._ids), aval), origin)
+        return ProgramTracer(self, self._var(aval), origin)
 
     def process(self, prim, args, params):
         if prim.abstract is None:
             raise NotImplementedError(f"primitive {prim.name} has no abstract rule: gpuad.jit cannot trace it")
-        outs = tuple(Var(next(self._ids), aval) for aval in results(prim, prim.abstract(*args, **params)))
+        avals = prim.abstract(*args, **params)
+        several = prim.multiple_results
+        out = tuple(map(self._var, avals)) if several else self._var(avals)
         ins = [self.atom(a) for a in args]
         params = {k: self.constant(v) for k, v in params.items()}
-        self.equations.append(Equation(prim, ins, outs if prim.multiple_results else outs[0], params))
-        tracers = tuple(ProgramTracer(self, v, f"{prim.name}(...)") for v in outs)
-        return tracers if prim.multiple_results else tracers[0]
+        self.equations.append(Equation(prim, ins, out, params))
+        origin = f"{prim.name}(...)"
+        return tuple(ProgramTracer(self, v, origin) for v in out) if several else ProgramTracer(self, out, origin)
+
+    def _var(self, aval):
+        return Var(next(self._ids), aval)
 
 
 JIT = ("gpuad.jit", "or mark the argument static with static_argnums / static_argnames")
