@@ -164,6 +164,8 @@ def unpack(packed, avals, lead=None):
     for a in avals:
         part = packed[off:off + a.size] if lead is None else packed[:, off:off + a.size]
         part = gnp.reshape(part, pre + a.shape)
+        if dtype(part).kind == "c" and a.dtype.kind != "c":  # a real leaf packed beside complex ones
+            part = gnp.real(part)
         out.append(part if dtype(part) == a.dtype else part.astype(a.dtype))
         off += a.size
     return out
@@ -1088,3 +1090,7 @@ def _cond_pattern(args, out, spec):
 
 scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern
 
+
+# Complex values: each rule runs the bodies under the transform, so a loop's derivative follows
+# JAX's convention wherever its bodies' primitives do, and those refuse what they cannot take.
+scan_p.complex_ready = while_p.complex_ready = cond_p.complex_ready = revolve_p.complex_ready = True
