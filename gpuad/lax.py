@@ -129,7 +129,10 @@ def while_loop(cond_fun, body_fun, init_val):
     return carry.tree.unflatten(unpack(bind_while(spec, c_consts + b_consts + carry.leaves), spec.out_avals))
 
 
-def switch(index, branches, *operands):
+_NO_OPERAND = object()  # cond's and switch's operand= not given (None is an operand)
+
+
+def switch(index, branches, *operands, operand=_NO_OPERAND):
     """branches[index](*operands), index clamped to the branches, as jax.lax.switch. Eagerly only the
     branch taken runs; under vmap with a batched index every branch runs and each example selects.
 
@@ -137,6 +140,7 @@ def switch(index, branches, *operands):
     >>> gpuad.lax.switch(1, [gnp.sin, gnp.cos], gnp.asarray(0.0))
     array(1.)
     """
+    operands = _operands(operands, operand, "switch")
     branches = list(branches)
     if not branches or not all(callable(b) for b in branches):
         raise TypeError("switch: branches must be a non-empty sequence of functions")
@@ -182,7 +186,7 @@ def _fresh_ids(program):
     return itertools.count(1 + max([v.id for v in program.ins + [eq.out for eq in program.equations]], default=0))
 
 
-def cond(pred, true_fun, false_fun, *operands):
+def cond(pred, true_fun, false_fun, *operands, operand=_NO_OPERAND):
     """true_fun(*operands) if pred else false_fun(*operands), as jax.lax.cond.
 
     >>> import gpuad, gpuad.numpy as gnp
@@ -192,7 +196,16 @@ def cond(pred, true_fun, false_fun, *operands):
     pred = gnp.asarray(pred)
     if shape(pred) != ():
         raise TypeError(f"cond: the predicate must be a scalar, got shape {shape(pred)}")
-    return switch(gnp.where(pred, 1, 0), [false_fun, true_fun], *operands)
+    return switch(gnp.where(pred, 1, 0), [false_fun, true_fun], *_operands(operands, operand, "cond"))
+
+
+def _operands(operands, operand, name):
+    """The branches' operands: JAX's older single `operand=` keyword is one operand."""
+    if operand is _NO_OPERAND:
+        return operands
+    if operands:
+        raise TypeError(f"{name}: give the operands either positionally or as operand=, not both")
+    return (operand,)
 
 
 def map(f, xs, *, batch_size=None):

@@ -111,7 +111,8 @@ def switching(np, lax, x):
     def step(c, t):
         y, s = c
         y = lax.cond(y[0] > 0, lambda y: y * np.cos(y) - 0.3, lambda y: y + 0.5 * np.sin(y) ** 2 + 0.2, y)
-        y = lax.switch(t % 3, [lambda v: v * 0.9, lambda v: np.sin(v) + v[::-1] * 0.1, lambda v: v - 0.05 * v ** 3], y)
+        y = lax.switch(t % 3, [lambda v: v * 0.9, lambda v: np.sin(v) + v[::-1] * 0.1, lambda v: v - 0.05 * v ** 3],
+                       operand=y)  # JAX's older keyword
         return (y, s + np.sum(y * y)), y[0] * s
     (y, s), ys = lax.scan(step, (x, np.asarray(0.0) * x[0]), np.arange(7))
     return np.concatenate([y, np.stack([s]), ys])
