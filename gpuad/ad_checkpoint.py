@@ -25,14 +25,15 @@ from .tree import tree_flatten, tree_map
 __all__ = ["checkpoint", "remat", "checkpoint_name", "checkpoint_policies"]
 
 
-def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
+def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=(), static_argnames=()):
     """fun, whose reverse-mode derivative stores only its arguments and recomputes fun's inside
     when the backward sweep reaches it (jax.checkpoint, alias remat): memory for time. Its call is
     one primitive (a one-branch cond) whose VJP rule reruns fun under the sweep. `policy`, as
     JAX's (gpuad.checkpoint_policies), says which results inside fun are saved instead:
     policy(primitive, *argument avals, **params) -> bool, asked of each primitive application fun
-    makes; the sweep reads those and recomputes the rest. prevent_cse is accepted (the call is one
-    equation that common-subexpression elimination never splits).
+    makes; the sweep reads those and recomputes the rest. static_argnums and static_argnames name
+    the arguments that are not arrays (passed as they are, not differentiated); prevent_cse is
+    accepted (the call is one equation that common-subexpression elimination never splits).
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.grad(gpuad.checkpoint(lambda x: gnp.sin(gnp.sin(x))))(gnp.asarray(0.0))
@@ -42,15 +43,19 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
         raise ValueError(f"checkpoint: policy must be None or a function (primitive, *avals, **params) -> bool "
                          f"such as gpuad.checkpoint_policies.dots_saveable, got {policy!r}")
     nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    names = {static_argnames} if isinstance(static_argnames, str) else set(static_argnames)
 
     @functools.wraps(fun)
-    def rematted(*args):
+    def rematted(*args, **kwargs):
         static = {i % len(args): args[i] for i in nums}
-        dynamic = [a for i, a in enumerate(args) if i not in static]
+        fixed = {k: v for k, v in kwargs.items() if k in names}
+        # the keyword arguments not static travel as one dict operand, after the positional ones
+        dynamic = [a for i, a in enumerate(args) if i not in static] + [
+            {k: v for k, v in kwargs.items() if k not in names}]
 
         def call(*dyn):
-            it = iter(dyn)
-            return fun(*[static[i] if i in static else next(it) for i in range(len(args))])
+            it = iter(dyn[:-1])
+            return fun(*[static[i] if i in static else next(it) for i in range(len(args))], **dyn[-1], **fixed)
         if policy is None:
             return _switch(gnp.asarray(0), [call], dynamic, "checkpoint")
         token = _naming.set(True)

@@ -351,3 +351,19 @@ def test_policies_that_name_values(monkeypatch):
         policies.save_only_these_names(1)
     with pytest.raises(TypeError, match="the name must be a str"):
         gpuad.checkpoint_name(x, 3)
+
+
+@pytest.mark.parametrize("policy", [None, gpuad.checkpoint_policies.dots_saveable])
+def test_checkpoint_takes_keyword_arguments_and_static_names(policy):
+    """Keyword arguments are differentiated as the positional ones are; static_argnames pass
+    theirs as they are (a Python int a loop in fun counts with)."""
+    def block(x, n, *, w, scale):
+        for _ in range(n):
+            x = gnp.tanh(w @ x) * scale
+        return x
+    ck = gpuad.checkpoint(block, policy=policy, static_argnums=1, static_argnames="scale")
+    rng = np.random.default_rng(4)
+    x, w = on_backend(rng.normal(size=3), rng.normal(size=(3, 3)))
+    for argnum in (0, 1):
+        assert_close(gpuad.jacrev(lambda x, w: ck(x, 3, w=w, scale=0.5), argnums=argnum)(x, w),
+                     gpuad.jacfwd(lambda x, w: block(x, 3, w=w, scale=0.5), argnums=argnum)(x, w), rtol=1e-13)
