@@ -162,3 +162,17 @@ def test_cupy_launchers_build_a_programs_regions_together(loaded, cache_dir, mon
         assert len(_Module.loaded) == (len(good) if broken else 1)
         launch.region_launchers(kernels)
         assert len(_Module.loaded) == (len(good) if broken else 1)  # built in this process: no build, no load
+
+
+def test_cupy_per_op_kernels_are_built_once_in_each_index_width(loaded, cache_dir, monkeypatch):
+    launch = pytest.importorskip("gpuad.kernels.launch")
+    from gpuad.ops.table import ROWS
+    monkeypatch.setattr(launch, "_arch", lambda: nvrtc.ARCH)
+    monkeypatch.setattr(launch.cupy, "RawModule", lambda path: _Module(path))
+    monkeypatch.setattr(launch, "_built", {})
+    monkeypatch.setattr(launch, "_kernels", {})
+    _Module.loaded = []
+    made = [launch.kernel(ROWS["sin"], "jvp", "t", np.dtype(np.float64), index) for index in ("int64", "int32")]
+    assert [name for _, name in made] == ["gpuad_jvp_sin_t_f64", "gpuad_jvp_sin_t_f64_i32"]
+    assert launch.kernel(ROWS["sin"], "jvp", "t", np.dtype(np.float64), "int32") is made[1]
+    assert len(_Module.loaded) == 2

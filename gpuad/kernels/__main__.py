@@ -1,12 +1,12 @@
 """python -m gpuad.kernels --check [--warm]
 
 --check  compile every generated kernel source, float32 and float64, 64- and 32-bit indices, with
-         NVRTC for sm_90 (no GPU needed, in programs of many kernels as the CuPy backend builds them),
+         NVRTC to PTX (no GPU needed, in programs of many kernels as the CuPy backend builds them),
          and every fused region kernel of the benchmark problems at --size gpu and of a set of
          float32 and mixed-dtype programs (gpuad/kernels/programs.py), for sm_90; print how many
          compiled and exit 1 if any failed.
---warm   compile every kernel for this machine's GPU through CuPy, filling its kernel cache
-         ahead of the first Jacobian; skipped with a message where no GPU is usable.
+--warm   compile every per-op kernel for this machine's GPU, filling gpuad's kernel cache ahead
+         of the first Jacobian; skipped with a message where no GPU is usable.
 """
 import argparse
 import sys
@@ -34,11 +34,11 @@ def check():
                 failed[name] = e
     total = len(sources) + len(failed)
     with tempfile.TemporaryDirectory(prefix="gpuad-check-") as where:  # compiled, not found in the cache
-        built = build(sources, ARCH, where)
+        built = build(sources, None, where)  # to PTX: half the time of SASS for sm_90, for 1,216 sources
         failed.update((name, e) for name, e in built.items() if isinstance(e, CompileError))
         for name, e in failed.items():
             print(f"FAILED {name}: {e}", file=sys.stderr)
-        print(f"--check: NVRTC {major}.{minor} compiled {total - len(failed)} of {total} kernel sources for {ARCH}")
+        print(f"--check: NVRTC {major}.{minor} compiled {total - len(failed)} of {total} kernel sources to PTX")
         return check_programs(where) and not failed
 
 
@@ -86,13 +86,13 @@ def warm():
         print("--warm: skipped, no usable GPU")
         return
     from .launch import warm as compile_all
-    print(f"--warm: compiled {compile_all()} kernels for this GPU into CuPy's kernel cache")
+    print(f"--warm: compiled {compile_all()} kernels for this GPU into the kernel cache")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gpuad.kernels", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compile every kernel source with NVRTC")
-    parser.add_argument("--warm", action="store_true", help="fill CuPy's kernel cache on this GPU")
+    parser.add_argument("--warm", action="store_true", help="fill the kernel cache on this GPU")
     args = parser.parse_args(argv)
     if not (args.check or args.warm):
         parser.error("give --check, --warm or both")

@@ -44,12 +44,14 @@ def kernel(row, mode, variant, dtype, index="int64"):
     key = (row.name, mode, variant, dtype, index)
     raw = _kernels.get(key)
     if raw is None:
-        raw = _kernels[key] = _one(render(row, mode, variant, dtype, index),
+        raw = _kernels[key] = compiled(render(row, mode, variant, dtype, index),
                                    kernel_name(row, mode, variant, dtype, index))
     return raw
 
 
-def _one(text, name):
+def compiled(text, name):
+    """The cupy.RawKernel of kernel `name` in CUDA source `text`, built at first request; raises
+    the CompileError of its source."""
     raw, = built([(text, name)])
     if isinstance(raw, Exception):
         raise raw
@@ -109,7 +111,7 @@ def _launcher(kernel, first):
             args.append(a)
             args += [index(a.strides[d] // a.itemsize) for d in along]
         results = [cupy.empty(s, d) for s, d in outs]
-        raw = first if small or not narrow else _one(kernel.text, kernel.name)
+        raw = first if small or not narrow else compiled(kernel.text, kernel.name)
         raw((gx,), block, tuple(args + results + [index(n)]))
         return results
     return run

@@ -4,10 +4,10 @@ here, and the CuPy backend builds its kernels here (gpuad/kernels/launch.py load
 CuPy's own compile path asks the device for its architecture, so this calls the NVRTC bindings
 CuPy ships (cupy_backends.cuda.libs.nvrtc, library from the nvidia-cuda-nvrtc wheel).
 
-Each NVRTC program costs a fixed 25-35 ms before its first kernel (bench/results/
-compile-cuda-*.md), so `build` compiles the kernels it is given together: one program per
-prelude they share (the inlined headers before the kernel function), split into parts of about
-equal source compiled side by side (NVRTC does not hold the GIL) where it is long. Each
+Each NVRTC program has a fixed cost before its first kernel (docs/gpu.md, python -m bench.compile
+--nvrtc), so `build` compiles the kernels it is given together: one program per prelude they
+share (the inlined headers before the kernel function), split into parts of about equal source
+compiled side by side (NVRTC does not hold the GIL) where it is long. Each
 program's CUBIN enters the kernel cache (gpuad/kernels/cache.py, folder "cuda") under the
 SHA-256 of NVRTC's version, the architecture and the source; a program that NVRTC refuses is
 compiled again kernel by kernel, so that one failing kernel costs no other its CUBIN.
@@ -33,7 +33,7 @@ def version():
 
 
 ARCH = "sm_90"  # the H100's: what --check compiles for, down to machine code
-SPLIT_FROM = 60_000  # characters of kernel functions past which a program is compiled in parts (each ~0.3 s)
+SPLIT_FROM = 60_000  # characters of kernel functions per part where a program is compiled in several
 
 
 def arch_for(capability):
@@ -64,8 +64,8 @@ def compile_ptx(text, name, arch=None):
 
 def build(sources, arch=ARCH, where=None):
     """{name: the CUBIN holding kernel `name` (a Path), or the CompileError of its source} for
-    sources [(text, name)], compiled together (see above). `where`: the folder the CUBINs go to;
-    default the kernel cache."""
+    sources [(text, name)], compiled together (see above); arch None: PTX for NVRTC's default
+    architecture instead. `where`: the folder the files go to; default the kernel cache."""
     where = _folder() if where is None else Path(where)
     texts = dict((name, text) for text, name in sources)
     programs = grouped(texts)
