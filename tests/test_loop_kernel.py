@@ -271,6 +271,7 @@ using namespace std;
 #define __noinline__
 #define __shared__ static
 #define __syncthreads()
+#define __syncthreads_or(p) (p)
 struct gpuad_dim3 { unsigned x, y, z; };
 static const gpuad_dim3 threadIdx = {0, 0, 0}, blockDim = {1, 1, 1};
 static gpuad_dim3 blockIdx = {0, 0, 0};
