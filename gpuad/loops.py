@@ -113,6 +113,64 @@ def hoisted(body, consts):
     return dead_code(Program(kept + made + body.ins[n:], rest, body.outs)), values
 
 
+# ---------------------------------------------------------------- constants handed once (passes.shared_operands)
+def _once(consts, programs):
+    """(the constants each handed once, the programs reading each at its first place) where one is
+    handed more than once, else None; each program's first len(consts) inputs are the constants."""
+    first, where = {}, []
+    for k, a in enumerate(consts):
+        where.append(first.setdefault(a if isinstance(a, Var) else id(a.val), k))
+    if len(first) == len(consts):
+        return None
+    kept = sorted(first.values())
+    merged = []
+    for p in programs:
+        to = {p.ins[k]: p.ins[w] for k, w in enumerate(where) if w != k}
+
+        def read(a, to=to):
+            return to.get(a, a) if isinstance(a, Var) else a
+        merged.append(Program([p.ins[k] for k in kept] + p.ins[len(consts):],
+                              [Equation(e.prim, [read(a) for a in e.ins], e.out, e.params) for e in p.equations],
+                              [read(o) for o in p.outs]))
+    return [consts[k] for k in kept], merged
+
+
+def _scan_once(eq):
+    spec = eq.params["spec"]
+    once = _once(eq.ins[:spec.n_consts], [spec.body])
+    if once is None:
+        return None
+    consts, (body,) = once
+    new = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name, spec.checkpoint)
+    return Equation(eq.prim, consts + eq.ins[spec.n_consts:], eq.out, dict(eq.params, spec=new))
+
+
+def _while_once(eq):
+    """The condition's and the body's constants each handed once, and the values both read
+    (vmap's loops: the condition's constants are the body's too) noted in `shared`, so that one
+    trip computes what both compute of them once (While.stepped)."""
+    spec = eq.params["spec"]
+    cc, bc, carry = spec.split(eq.ins)
+    cond, body = _once(cc, [spec.cond]), _once(bc, [spec.body])
+    (cc, (c,)), (bc, (b,)) = cond or (cc, [spec.cond]), body or (bc, [spec.body])
+    at = {a if isinstance(a, Var) else id(a.val): j for j, a in enumerate(bc)}
+    shared = tuple((k, at[key]) for k, a in enumerate(cc) if (key := a if isinstance(a, Var) else id(a.val)) in at)
+    if cond is None and body is None and shared == spec.shared:
+        return None
+    new = While(c, b, len(cc), len(bc), spec.name, spec.each, shared)
+    return Equation(eq.prim, cc + bc + carry, eq.out, dict(eq.params, spec=new))
+
+
+def _revolve_once(eq):
+    spec = eq.params["spec"]
+    once = _once(eq.ins[:spec.n_consts], [spec.fwd, spec.bwd])
+    if once is None:
+        return None
+    consts, (fwd, bwd) = once
+    new = Revolve(fwd, bwd, len(consts), spec.n_carry, spec.n_back, spec.length, spec.reverse, spec.slots, spec.name)
+    return Equation(eq.prim, consts + eq.ins[spec.n_consts:], eq.out, dict(eq.params, spec=new))
+
+
 def bind_scan(spec, operands):
     """scan_p bound on operands with the body's loop-invariant work hoisted out."""
     consts, carry, xs = spec.split(operands)
@@ -555,11 +613,12 @@ class While:
     Operands: the condition's constants, the body's, the initial carries. `each` (vmap's loops):
     the condition gives one boolean per example (the carries' leading axis), the loop runs while
     any is true, and the body holds each example whose own is false, so each example's loop is
-    independent of the others' (a loop kernel runs each element's trips on its own)."""
+    independent of the others' (a loop kernel runs each element's trips on its own). `shared`:
+    pairs (k, j) where the condition's constant k is the body's constant j (passes.shared_operands)."""
 
-    def __init__(self, cond, body, n_cc, n_bc, name="while_loop", each=False):
+    def __init__(self, cond, body, n_cc, n_bc, name="while_loop", each=False, shared=()):
         self.cond, self.body, self.n_cc, self.n_bc, self.name = cond, body, n_cc, n_bc, name
-        self.each = each
+        self.each, self.shared = each, shared
         self.out_avals = in_avals(body)[n_bc:]
         self.n_carry = len(self.out_avals)
         self.kept = None  # (operands, the scan of the counted trips) where a tape recorded the loop
@@ -584,12 +643,15 @@ class While:
     def stepped(self):
         """One trip as one program (inputs: the condition's constants, the body's, the carries;
         outputs: the body's carries, then the condition on the carries it read): the passes see
-        both, so what the condition and the body compute alike is computed once."""
+        both, so what the condition and the body compute alike (of the constants they share) is
+        computed once."""
         nc, nb = self.n_cc, self.n_bc
 
         def step(vals):
-            carry = vals[nc + nb:]
-            return self.body.evaluate(vals[nc:]) + self.cond.evaluate(vals[:nc] + carry)
+            cc, carry = list(vals[:nc]), vals[nc + nb:]
+            for k, j in self.shared:
+                cc[k] = vals[nc + j]
+            return self.body.evaluate(vals[nc:]) + self.cond.evaluate(cc + carry)
         return retrace(step, in_avals(self.cond)[:nc] + in_avals(self.body), f"{self.name}'s trip")
 
     def __repr__(self):
@@ -1143,3 +1205,5 @@ def _cond_pattern(args, out, spec):
 
 scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern
 
+
+scan_p.once, while_p.once, revolve_p.once = _scan_once, _while_once, _revolve_once

@@ -60,16 +60,25 @@ def programs():
     ]
 
 
+def newton_cubic(np, while_loop):
+    """p -> (the real root of x^3 + p0 x - p1 by Newton's method from x = p1, its trip count, at
+    most 60) in a while_loop of a float and an int carry, with np's functions (gpuad's or JAX's)."""
+    def solve(p):
+        def cond(s):
+            x, k = s
+            return (np.abs(x ** 3 + p[0] * x - p[1]) > 1e-13) & (k < 60)
+
+        def body(s):
+            x, k = s
+            return x - (x ** 3 + p[0] * x - p[1]) / (3.0 * x ** 2 + p[0]), k + 1
+        return while_loop(cond, body, (p[1], 0))
+    return solve
+
+
 def _newton(p):
-    """The root of x^3 + p0 x - p1 by Newton's method in a while_loop, with an int trip counter."""
     import gpuad.numpy as gnp
     from gpuad import lax
-
-    def body(s):
-        x, k = s
-        return x - (x ** 3 + p[0] * x - p[1]) / (3.0 * x ** 2 + p[0]), k + 1
-    return lax.while_loop(lambda s: (gnp.abs(s[0] ** 3 + p[0] * s[0] - p[1]) > 1e-13) & (s[1] < 60), body,
-                          (p[1], 0))[0]
+    return newton_cubic(gnp, lax.while_loop)(p)[0]
 
 
 def _wobble(x, n):
