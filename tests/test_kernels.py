@@ -352,9 +352,11 @@ def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypa
     monkeypatch.setattr(cli, "every_kernel", lambda: two)
     monkeypatch.setattr(cli, "_benchmark_programs", lambda: [])  # one program's regions, not all of them
     monkeypatch.setattr(cli.programs, "programs", lambda: [("f32", lambda x: gnp.sin(x) * x, (np.ones(4, F32),))])
+    monkeypatch.setattr(cli.programs, "loops", lambda: [])
     assert cli.main(["--check"]) == 0
     out = capsys.readouterr().out
-    assert "compiled 4 of 4 kernel sources" in out and "compiled 1 of 1 region kernels" in out  # 2 index widths
+    assert "compiled 4 of 4 kernel sources" in out  # 2 index widths
+    assert "compiled 1 of 1 region and loop kernels" in out
     monkeypatch.setattr(cli, "render", lambda *k: "broken" if k[0].name == "sin" else render(*k))
     assert cli.main(["--check"]) == 1
     out = capsys.readouterr()
@@ -363,7 +365,7 @@ def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypa
     monkeypatch.setattr(codegen, "render", lambda region, target: region_of_a_broken_kernel)
     assert cli.main(["--check"]) == 1
     out = capsys.readouterr()
-    assert "compiled 0 of 1 region kernels" in out.out and "FAILED f32 gpuad_broken" in out.err
+    assert "compiled 0 of 1 region and loop kernels" in out.out and "FAILED f32 gpuad_broken" in out.err
 
 
 class _Kernel:

@@ -261,7 +261,8 @@ class _Body:
         pull = _PULLS.get(eq.prim)
         if pull is not None:
             return pull(self, eq, idx)
-        ops = [self.value(b, _broadcast_index(b, idx)) for b in eq.ins]
+        ops = [_typed_literal(b.val) if a.dtype.kind == "b" and _number(b) else self.value(b, _broadcast_index(b, idx))
+               for b in eq.ins]  # a comparison's number in its own type, not the bool result's T
         return self._temp(a.dtype, eq.prim.expression(ops, a.dtype))
 
     def _take_along(self, eq, idx):
@@ -719,6 +720,17 @@ def _literal(value, c="T"):
         return f"T(gpuad_complex<double>({_literal(value.real, 'double')}, {_literal(value.imag, 'double')}))"
     v = float(value)
     return f"{c}({v!r})" if math.isfinite(v) else f"({c}({math.copysign(1.0, v) if math.isinf(v) else 0.0}) / {c}(0))"
+
+
+def _number(a):
+    return isinstance(a, Lit) and isinstance(a.val, (bool, int, float))
+
+
+def _typed_literal(value):
+    """A real Python number as C source of its own type (bool, long long, double)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value}LL" if isinstance(value, int) else _literal(value, "double")
 
 
 def _key(a):

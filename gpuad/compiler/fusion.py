@@ -39,6 +39,7 @@ from .target import CUPY, target_of
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
+_INTEGER_DTYPES = _C_DTYPES | _INDEX_DTYPES  # where a Target computes with integers (Target.integers)
 # The most members a region has: a compiler's time grows faster than a function's length (one
 # region of 2,600 members took g++ 30 s, the same members in regions of 128 or less 1.4 s), and a
 # longer region saves little more than the passes over memory between its pieces.
@@ -71,25 +72,26 @@ def iteration_shape(shape):
     return tuple(shape[k:])
 
 
-def _readable(a):
-    """Whether a kernel can read an input: a Python number, or an array of a C dtype with elements."""
+def _readable(a, dtypes=_C_DTYPES):
+    """Whether a kernel can read an input: a Python number, or an array of one of `dtypes` with elements."""
     a = a.val if isinstance(a, Lit) else a
     if isinstance(a, (bool, int, float, complex)):
         return True
     if not prod(a.shape):
         return False
-    return a.dtype in _C_DTYPES or a.dtype.newbyteorder("=") in _C_DTYPES  # byte-swapped: copied before a launch
+    return a.dtype in dtypes or a.dtype.newbyteorder("=") in dtypes  # byte-swapped: copied before a launch
 
 
 def fusible(eq, target=CUPY):
     """Whether an equation can be part of a region's kernel planned for `target` (compiler/target.py)."""
     prim = eq.prim
-    if eq.out.dtype not in _C_DTYPES or not prod(eq.out.shape):
+    dtypes = _INTEGER_DTYPES if target.integers else _C_DTYPES
+    if eq.out.dtype not in dtypes or not prod(eq.out.shape):
         return False
     if _complex(eq) and (prim.nondiff or not prim.complex_ready):  # kernels/gpuad_complex.cuh spells the rest
         return False
     positions = _positions_of(eq)
-    if not all(_readable(a) for a in eq.ins if not any(a is p for p, _ in positions)):
+    if not all(_readable(a, dtypes) for a in eq.ins if not any(a is p for p, _ in positions)):
         return False
     if max((n for _, n in positions), default=0) > target.gathered:
         return False
@@ -99,7 +101,7 @@ def fusible(eq, target=CUPY):
         return False
     if prim.moves or positions:
         return True
-    if eq.out.dtype.name == "bool":
+    if eq.out.dtype.name == "bool" and not target.integers:
         return False
     if prim.entries is not None:  # its elements come from the indices
         return True

@@ -3,7 +3,8 @@
 --check  compile every generated kernel source, float32 and float64, 64- and 32-bit indices, with
          NVRTC to PTX (no GPU needed, in programs of many kernels as the CuPy backend builds them),
          and every fused region kernel of the benchmark problems at --size gpu and of a set of
-         float32 and mixed-dtype programs (gpuad/kernels/programs.py), for sm_90; print how many
+         float32 and mixed-dtype programs and the loop kernels of loops (gpuad/kernels/programs.py:
+         while_loop, fori_loop, scan), for sm_90; print how many
          compiled and exit 1 if any failed.
 --warm   compile every per-op kernel for this machine's GPU, filling gpuad's kernel cache ahead
          of the first Jacobian; skipped with a message where no GPU is usable.
@@ -62,9 +63,10 @@ def check_programs(where):
     """Compile every fused region kernel of the programs for sm_90, into folder `where`; True when
     all compiled."""
     regions = failed = 0
-    for name, fun, args in _benchmark_programs() + programs.programs():
+    for name, fun, args in _benchmark_programs() + programs.programs() + programs.loops():
         try:
-            built = compile_cuda(programs.region_kernels(fun, *args, target="cuda"), ARCH, where)
+            built = compile_cuda(programs.region_kernels(fun, *args, target="cuda") +
+                                 programs.loop_kernels(fun, *args, target="cuda"), ARCH, where)
         except Exception as e:  # planning or rendering failed: no kernel to compile
             failed += 1
             print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)
@@ -74,8 +76,8 @@ def check_programs(where):
             if error is not None:
                 failed += 1
                 print(f"FAILED {name} {kernel.name}: {error}", file=sys.stderr)
-    print(f"--check: compiled {regions - failed} of {regions} region kernels of the benchmark problems and "
-          f"float32/mixed programs for {ARCH}")
+    print(f"--check: compiled {regions - failed} of {regions} region and loop kernels of the benchmark problems, "
+          f"float32/mixed programs and loops for {ARCH}")
     return failed == 0
 
 
