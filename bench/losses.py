@@ -9,12 +9,16 @@ gpuad.jit (fused kernels, GPUAD_COMPILE=sync), gpuad.jit with fusion off (the un
 gpuad eager, and jax.jit (float64). Every result is checked against eager gpuad's. The rounds
 interleave the engines (a block of about 20 ms of calls each, in turn: a microsecond call timed
 right after another engine's would pay for that engine's threads and caches), so a busy machine
-slows them alike; the table gives the medians over rounds of the time per call, and the ratios of
-compiled to each of the others (below 1: compiled is faster).
+slows them alike, in an order shuffled each round (seeded), so that each engine follows each other
+one about as often (in a fixed order, compiled always ran right after jax.jit, and a case without
+a region measured 1.24x between two identical replays); the table gives the medians over rounds
+of the time per call, and the ratios of compiled to each of the others (below 1: compiled is
+faster).
 """
 import argparse
 import gc
 import os
+import random
 import statistics
 import sys
 import time
@@ -153,10 +157,12 @@ def measure(name, rounds):
             raise AssertionError(f"{name}: {engine} differs from eager gpuad")
     reps = {engine: _reps(call) for engine, call in calls.items()}
     times = {engine: [] for engine in calls}
+    shuffled = random.Random(0)
     gc.disable()
     try:
         for _ in range(rounds):
-            for engine, call in calls.items():
+            for engine in shuffled.sample(list(calls), len(calls)):  # each engine after each other one
+                call = calls[engine]
                 t = time.perf_counter()
                 for _ in range(reps[engine]):
                     call()
