@@ -34,7 +34,8 @@ import numpy as onp
 from .. import backends
 from ..ops.elementwise import add
 from ..ops.indexing import scatter
-from .ir import Lit, Var
+from . import seconds
+from .ir import Lit, Var, view
 from .target import CUPY, target_of
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
@@ -124,12 +125,6 @@ def _along_rows(shape, axes):
     return all(k in summed or shape[k] == 1 for k in range(min(summed), len(shape)))
 
 
-def view(eq):
-    """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
-    broadcast, a getitem at ints and slices; not a gather, which copies)."""
-    return eq.prim.view is not None and eq.prim.view(**eq.params)
-
-
 def _positions_of(eq):
     """(index array, length of its axis) for the positions a gather reads at or a scatter writes at,
     each array an atom (a Lit where the rule gives a parameter's array)."""
@@ -196,7 +191,7 @@ def fuse(program, target=None, apart=(), limit=MEMBERS):
         made = _made_from([a for eq in r.equations for a in eq.ins if isinstance(a, Var)], free, made_by)
         r.equations = sorted(r.equations + [made_by[v] for v in made], key=lambda e: order[id(e)])
     read_outside = _read_outside(program, region_of)
-    regions = [r for r in regions if _worth_a_kernel(r, read_outside, target)]
+    regions = [r for r in regions if _worth_a_kernel(r, read_outside, evaluations, target)]
     kept = {id(r) for r in regions}
     region_of = {v: r for v, r in region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
@@ -404,21 +399,13 @@ def _merge_siblings(program, region_of, steps):
             refused.add((id(target), id(other)))
 
 
-def _worth_a_kernel(region, read_outside, target):
-    """Whether a region saves more than its kernel costs: a pass over memory (a computed value that
-    never leaves it, or an input that two of its computing members would each read), on a GPU a
-    launch (two computing members), on a CPU the calls of its members where its elements are too
-    few for a pass over them to matter (Target.pass_from). Else its members run as they are: a library's
-    loop moves the same bytes as a generated one, and is often faster (bench/losses.py's mean_scaled)."""
-    computing = [eq for eq in region.equations if not view(eq)]
-    if len(region.equations) < 2 or not computing:
+def _worth_a_kernel(region, read_outside, evaluations, target):
+    """Whether a region saves more than its kernel costs, by the time model of compiler/seconds.py
+    (calls, bytes moved, work redone on the target); at least two members, one of them computing."""
+    if len(region.equations) < 2 or all(view(eq) for eq in region.equations):
         return False
-    if prod(region.shape) < target.pass_from or any(eq.out not in read_outside for eq in computing) or \
-            (target.launches and len(computing) > 1):
-        return True
-    inside = {eq.out for eq in region.equations}
-    reads = [a for eq in computing for a in {a for a in eq.ins if isinstance(a, Var) and a not in inside}]
-    return len(reads) > len(set(reads))
+    outs = [eq.out for eq in region.equations if eq.out in read_outside]
+    return seconds.worth_a_kernel(region.equations, outs, evaluations, target)
 
 
 class _Steps:

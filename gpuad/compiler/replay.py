@@ -22,8 +22,8 @@ from ..ops.indexing import add_at, scatter
 from ..ops.shape import reshape
 from ..sizes import CHECK_FROM, size_text
 from . import codegen, graphs
-from .fusion import MEMBERS, Region, fuse, view
-from .ir import Var, dying, nbytes
+from .fusion import MEMBERS, Region, fuse
+from .ir import Var, dying, nbytes, view
 from .target import target_of
 
 
