@@ -11,12 +11,13 @@ array(12.)
 """
 import contextvars
 import functools
+import itertools
 import types
 
 from . import numpy as gnp
 from .compiler.ir import Equation, Program, Var
 from .core import Primitive, ShapeDtypeStruct, same
-from .lax import _array, _fresh_ids, _switch
+from .lax import _array, _switch
 from .loops import Cond, cond_p, trace_body, unpack
 from .ops import patterns
 from .ops.contract import contract
@@ -81,28 +82,30 @@ def _saving(call, operands, policy):
         out_tree[:] = [t]
         return [_array(x) for x in o]
     program, consts = trace_body(flat, [same(x) for x in leaves], "the checkpointed function")
-    saved = [eq.out for eq in program.equations if eq.out.dtype.kind in "fc" and _readable(eq) and
+    saved = [eq.out for eq in program.equations if _savable(eq) and
              policy(eq.prim, *[ShapeDtypeStruct(a.shape, a.dtype) for a in eq.ins], **eq.params)]
-    ids = _fresh_ids(program)
+    ids = itertools.count(program.next_id())
     reads = {v: Var(next(ids), v) for v in saved}
     # a name saves the value it names: the equation that made it reads it too, and does not run again
-    made = {eq.out: eq for eq in program.equations}
+    made = {o: eq for eq in program.equations for o in eq.outs}
     for eq in program.equations:
         source = made.get(eq.ins[0]) if eq.prim is name_p and eq.out in reads else None
-        if source is not None and source.out not in reads and _readable(source):
+        if source is not None and _savable(source) and source.out not in reads:
             reads[source.out] = reads[eq.out]
     recompute = Program(program.ins + [reads[v] for v in saved], [
         Equation(known_p, [reads[eq.out]] + eq.ins, eq.out, {"op": eq.prim, "params": tuple(eq.params.items())})
-        if eq.out in reads else eq for eq in program.equations], program.outs)
+        if eq.outs[0] in reads else eq for eq in program.equations], program.outs)
     spec = Cond([Program(program.ins, program.equations, program.outs + saved)], "checkpoint",
                 saved=(len(saved), [recompute]))
     outs = unpack(cond_p(gnp.asarray(0), *consts, *leaves, spec=spec), spec.out_avals)
     return out_tree[0].unflatten(outs[:len(program.outs)])
 
 
-def _readable(eq):
-    """Whether known_p may stand for eq: its rules are eq's, so eq takes complex values or sees none."""
-    return eq.prim.complex_ready or all(a.dtype.kind != "c" for a in eq.ins + [eq.out])
+def _savable(eq):
+    """Whether known_p may stand for eq: one floating result (a factorisation's several are
+    recomputed), and known_p's rules are eq's, so eq takes complex values or sees none."""
+    return len(eq.outs) == 1 and eq.out.dtype.kind in "fc" and (
+        eq.prim.complex_ready or all(a.dtype.kind != "c" for a in eq.ins + [eq.out]))
 
 
 def _known_jvp(primals, tangents, op, params):
@@ -122,7 +125,7 @@ known_p = Primitive("known", lambda value, *args, op, params: value, _known_jvp,
                         op.vjp(ct, args[1:], args[0], needed[1:], **dict(params))),
                     _known_batch, abstract=lambda value, *args, op, params: same(value))
 known_p.view = lambda op, params: True  # its result is its first argument: a compiled program adds into neither
-known_p.complex_ready = True  # it stands only for primitives that take complex values or see none (_readable)
+known_p.complex_ready = True  # it stands only for primitives that take complex values or see none (_savable)
 
 
 # ---------------------------------------------------------------- checkpoint_name

@@ -176,14 +176,9 @@ def _switch(index, branches, operands, name):
 def _taking(program, avals, lo, hi):
     """program, whose inputs are constants standing for avals[lo:hi] then the operands, taking all
     of avals ahead of the operands: the others are inputs it does not read."""
-    ids = _fresh_ids(program)
+    ids = itertools.count(program.next_id())
     consts = [program.ins[k - lo] if lo <= k < hi else Var(next(ids), a) for k, a in enumerate(avals)]
     return Program(consts + program.ins[hi - lo:], program.equations, program.outs)
-
-
-def _fresh_ids(program):
-    """Ids no variable of the program has."""
-    return itertools.count(1 + max([v.id for v in program.ins + [eq.out for eq in program.equations]], default=0))
 
 
 def cond(pred, true_fun, false_fun, *operands, operand=_NO_OPERAND):

@@ -58,7 +58,7 @@ def trace_body(fun, avals, what):
             hoisted[id(a.val)] = trace.new_input(same(a.val), "a closed-over value").var
             consts.append(a.val)
         return hoisted[id(a.val)]
-    equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.out, eq.params) for eq in trace.equations]
+    equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.outs, eq.params) for eq in trace.equations]
     outs = [hoist(trace.atom(o)) for o in outs]
     return optimised(Program(list(hoisted.values()) + [t.var for t in inputs], equations, outs)), consts
 
@@ -95,11 +95,11 @@ def hoisted(body, consts):
         if not read <= const | seeded:
             rest.append(eq)
         elif not read & const:
-            seeded.add(eq.out)
+            seeded.update(eq.outs)
             pre.append(eq)
             rest.append(eq)
-        elif nbytes(eq.out) <= sum(map(nbytes, read)):
-            const.add(eq.out)
+        elif sum(map(nbytes, eq.outs)) <= sum(map(nbytes, read)):
+            const.update(eq.outs)
             pre.append(eq)
         else:
             rest.append(eq)
@@ -107,7 +107,7 @@ def hoisted(body, consts):
         return body, consts
     used = {a for eq in rest for a in eq.ins if isinstance(a, Var)} | {o for o in body.outs if isinstance(o, Var)}
     kept = [v for v in body.ins[:n] if v in used]
-    made = [eq.out for eq in pre if eq.out in used and eq.out in const]
+    made = [v for eq in pre for v in eq.outs if v in used and v in const]
     values = [c for v, c in zip(body.ins, consts) if v in used] + \
         dead_code(Program(body.ins[:n], pre, made)).evaluate(consts)
     return dead_code(Program(kept + made + body.ins[n:], rest, body.outs)), values
@@ -130,7 +130,7 @@ def _once(consts, programs):
         def read(a, to=to):
             return to.get(a, a) if isinstance(a, Var) else a
         merged.append(Program([p.ins[k] for k in kept] + p.ins[len(consts):],
-                              [Equation(e.prim, [read(a) for a in e.ins], e.out, e.params) for e in p.equations],
+                              [Equation(e.prim, [read(a) for a in e.ins], e.outs, e.params) for e in p.equations],
                               [read(o) for o in p.outs]))
     return [consts[k] for k in kept], merged
 

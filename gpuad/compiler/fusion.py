@@ -87,7 +87,7 @@ def fusible(eq, target=CUPY):
     """Whether an equation can be part of a region's kernel planned for `target` (compiler/target.py)."""
     prim = eq.prim
     dtypes = _INTEGER_DTYPES if target.integers else _C_DTYPES
-    if eq.out.dtype not in dtypes or not prod(eq.out.shape):
+    if len(eq.outs) != 1 or eq.out.dtype not in dtypes or not prod(eq.out.shape):
         return False
     if _complex(eq) and (prim.nondiff or not prim.complex_ready):  # kernels/gpuad_complex.cuh spells the rest
         return False
@@ -167,12 +167,12 @@ def fuse(program, target=None, apart=(), limit=MEMBERS):
     target = target_of(target)
     readers = _readers(program)
     outs = program.out_vars()
-    made_by = {eq.out: eq for eq in program.equations}
+    made_by = {v: eq for eq in program.equations for v in eq.outs}
     region_of, evaluations = {}, {}
     free = _index_made(program, target, apart)
     steps = _Steps(program, limit)
     for eq in reversed(program.equations):
-        if eq.out not in free and eq.out not in apart and fusible(eq, target) and \
+        if fusible(eq, target) and eq.out not in free and eq.out not in apart and \
                 not _adds_a_scatter(eq, made_by, target):
             r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, target)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
@@ -226,7 +226,7 @@ def _index_made(program, target, apart=()):
     call; read by regions of several iteration spaces, it would join none)."""
     free, chains, inputs = set(), {}, set(program.ins)  # chains: scalar -> the equations making it
     for eq in program.equations:
-        if eq.prim.reduction is not None or eq.out in apart or not fusible(eq, target) or \
+        if eq.prim.reduction is not None or not fusible(eq, target) or eq.out in apart or \
                 any(a.traced for a in eq.ins if isinstance(a, Lit)):
             continue
         read = [a for a in eq.ins if isinstance(a, Var)]
@@ -253,7 +253,7 @@ def _made_from(values, free, made_by):
 def _read_outside_regions(program, region_of, free, made_by):
     """The index-made values a plain step or the caller reads: their equations stay as steps."""
     reads = list(program.out_vars())
-    reads += [a for eq in program.equations if eq.out not in region_of and eq.out not in free
+    reads += [a for eq in program.equations if _key(eq) not in region_of and _key(eq) not in free
               for a in eq.ins if isinstance(a, Var)]
     return _made_from(reads, free, made_by)
 
@@ -280,7 +280,7 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, target):
     Records how many times the region would evaluate eq's elements (`evaluations`)."""
     if eq.out in outs or not readers:
         return None
-    regions = list({id(r): r for r in (region_of.get(c.out) for c in readers)}.values())
+    regions = list({id(r): r for r in (region_of.get(_key(c)) for c in readers)}.values())
     if any(r is None or r.shape != regions[0].shape for r in regions):
         return None
     decided = unrolled_axes(regions[0].shape) if target.unrolls else inf  # the trailing axes resolved at render time
@@ -372,7 +372,7 @@ def _merge_siblings(program, region_of, steps):
     before it of its iteration space: neighbours, whose merge searches a short span of the order."""
     pairs, last, previous = [], {}, {}  # pairs of members of two regions, each with the one before it
     for eq in program.equations:
-        r = region_of.get(eq.out)
+        r = region_of.get(_key(eq))
         if r is None:
             continue
         for a in eq.ins:
@@ -383,7 +383,7 @@ def _merge_siblings(program, region_of, steps):
         previous[r.shape] = previous.get(r.shape, eq.out)
     neighbours = []
     for eq in program.equations:
-        r = region_of.get(eq.out)
+        r = region_of.get(_key(eq))
         if r is not None:
             neighbours.append((previous[r.shape], eq.out))
             previous[r.shape] = eq.out
@@ -418,7 +418,7 @@ class _Steps:
 
     def __init__(self, program, limit):
         self.limit = limit
-        self.node = {eq.out: k for k, eq in enumerate(program.equations)}
+        self.node = {v: k for k, eq in enumerate(program.equations) for v in eq.outs}
         n = len(program.equations)
         self.parent, self.order = list(range(n)), list(range(n))
         self.succ, self.pred = [set() for _ in range(n)], [set() for _ in range(n)]
@@ -497,7 +497,7 @@ def _read_outside(program, region_of):
     """The values the program returns or a step outside their region reads."""
     used = program.out_vars()
     for eq in program.equations:
-        mine = region_of.get(eq.out)
+        mine = region_of.get(_key(eq))
         used.update(a for a in eq.ins if isinstance(a, Var) and region_of.get(a) is not None and
                     region_of.get(a) is not mine)
     return used
@@ -546,14 +546,14 @@ def _schedule(program, regions, region_of, unread):
     nodes = []  # Equation or Region, first appearance in program order
     seen = set()
     for eq in program.equations:
-        if eq.out in unread:
+        if _key(eq) in unread:
             continue
-        r = region_of.get(eq.out)
+        r = region_of.get(_key(eq))
         node = r if r is not None else eq
         if id(node) not in seen:
             seen.add(id(node))
             nodes.append(node)
-    made_by = {v: k for k, node in enumerate(nodes) for v in _outs(node)}
+    made_by = {v: k for k, node in enumerate(nodes) for v in node.outs}
     waiting = [0] * len(nodes)  # how many of each node's reads are not produced yet
     readers = {}
     for k, node in enumerate(nodes):
@@ -581,5 +581,7 @@ def _reads(node):
     return [a for a in node.ins if isinstance(a, Var)]  # a region's ins are its reads from outside
 
 
-def _outs(node):
-    return node.outs if isinstance(node, Region) else [node.out]
+def _key(eq):
+    """The value an equation is found by in the maps of regions and index-made values: its first
+    output (an equation of several is never fusible, so it is in neither)."""
+    return eq.outs[0]
