@@ -130,6 +130,9 @@ class Primitive:
                      its output (a loop's checkpointed carries, its kernel's scratch, its body's buffers):
                      args the arguments' avals; within (a replay.Within) says the peak of a body
                      program's run and the target; the replay's memory plan adds them at its step
+    once(eq)         -> the equation (of this primitive, in a program) with the operands it is handed
+                     several times (a loop's constants: one value closed over by several stages of its
+                     body) handed once, or None where none is (the passes' shared_operands)
     unchanged(constants, **params) -> the position of the argument it returns unchanged (its shape and
                      dtype permitting), or None; constants holds each argument's constant value, None
                      where it is a variable of the program (the passes' simplify)
@@ -137,7 +140,7 @@ class Primitive:
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
                  "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
                  "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
-                 "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous")
+                 "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous", "once")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -150,7 +153,7 @@ class Primitive:
         self.elementwise = self.moves = self.scatters = self.reads_each_once = False
         self.expression = self.view = self.positions = self.recompute = self.reduction = None
         self.zero_where = self.entries = self.coords = self.copied = self.unchanged = self.impl_into = None
-        self.temporaries = self.contiguous = None
+        self.temporaries = self.contiguous = self.once = None
         self.launches = 1
 
     def __call__(self, *args, **params):

@@ -445,5 +445,14 @@ def _key(x):
 
 
 # the passes optimised runs, in order: a seed's same-shape reshapes go (simplify) before contractions are read
+def shared_operands(program):
+    """An equation handed one value as several operands (a loop's constants, after
+    common_subexpressions made them one) takes it once: its primitive's `once` rule."""
+    def visit(eq):
+        merged = eq.prim.once(eq) if eq.prim.once is not None else None
+        return [eq] if merged is None else [merged]
+    return rewrite(program, visit)
+
+
 PIPELINE = (fold_constants, simplify, diagonal_contractions, broadcast_products, summed_products, simplify,
-            common_subexpressions, dead_code)
+            common_subexpressions, shared_operands, dead_code)
