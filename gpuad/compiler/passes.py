@@ -10,6 +10,7 @@ Jacobian seeds as equations), `simplify` (drop equations returning an input unch
 its rules, by object. What a value's structure is (its zeros, whether it is made from indices) the
 passes ask structure.py.
 """
+import collections
 import itertools
 import math
 import string
@@ -207,11 +208,10 @@ def collapse(program):
     elementwise equations making the operand (`_values_at`). On constants the same rule folds
     (`_collapsed_constant`, from fold_constants). The analysis follows the program as rewritten:
     a collapsed contraction's support is its product's."""
-    analysis = Structure()
-    ids = itertools.count(program.next_id())
+    analysis, ids, read = Structure(), itertools.count(program.next_id()), {}  # read: _values_at's answers
 
     def visit(eq):
-        steps = next((s for j in range(len(eq.ins)) for s in [_collapsed(eq, j, analysis, ids)] if s is not None),
+        steps = next((s for j in range(len(eq.ins)) for s in [_collapsed(eq, j, analysis, ids, read)] if s is not None),
                      [eq]) if eq.prim is contract or eq.prim is reduce_sum else [eq]
         for step in steps:
             analysis.add(step)
@@ -229,7 +229,7 @@ def _letters(eq, j):
     return sa, None, "", "".join(c for k, c in enumerate(sa) if k not in eq.params["axes"])
 
 
-def _collapsed(eq, j, analysis, ids):
+def _collapsed(eq, j, analysis, ids, read):
     """The equations computing eq (a contraction or a sum) from operand j's values at its
     non-zeros (see collapse), or None where they do not meet each element of the result once or
     its values cannot be read so."""
@@ -261,9 +261,11 @@ def _collapsed(eq, j, analysis, ids):
     steps = []
     if any(s != slice(None) for s in cut):
         b = _applied(steps, getitem, ids, [b], {"idx": tuple(cut)})
-    x = _values_at(a, coords, analysis, steps, ids)
+    trial = collections.ChainMap({}, read)  # the values read here are kept only where eq collapses
+    x = _values_at(a, coords, analysis, steps, ids, trial)
     if x is None or onp.result_type(*(v.dtype for v in (x, b) if v is not None)) != eq.out.dtype:
         return None
+    read.update(trial.maps[0])
     if x.shape:
         x = _staged(steps, reshape, ids, x, shape=tuple(dims[c] for c in kept)) if len(kept) != 1 else x
     if b is None:  # a sum: x itself
@@ -300,13 +302,20 @@ def _laid(steps, x, letters, order, shape, ids):
     return x if x.shape == laid else _staged(steps, reshape, ids, x, shape=laid)
 
 
-def _values_at(a, coords, analysis, steps, ids):
+def _values_at(a, coords, analysis, steps, ids, read):
     """The values of atom a at these coordinates (an array per axis of its shape, m entries) as an
     atom of shape (m,), or a 0-d constant where they are one value: a constant's picked now, an
     index-made value's from its entries, a scalar itself, a value read in place where the
     coordinates run over its own elements in order (d of d * eye), one made by an elementwise
     equation computed from its arguments' values there (equations appended to steps); None where a
-    gather would be needed."""
+    gather would be needed. `read` holds the answers so far (a seed's values read once)."""
+    key = (a, tuple(c.tobytes() for c in coords))
+    if key not in read:
+        read[key] = _read_at(a, coords, analysis, steps, ids, read)
+    return read[key]
+
+
+def _read_at(a, coords, analysis, steps, ids, read):
     m = len(coords[0]) if coords else 1
     if isinstance(a, Lit):
         return a if isinstance(a.val, SCALARS) else \
@@ -327,7 +336,7 @@ def _values_at(a, coords, analysis, steps, ids):
     for x in eq.ins:
         lead = len(a.shape) - len(x.shape)
         ins.append(_values_at(x, tuple(c if n > 1 else onp.zeros(m, onp.int64)
-                                       for c, n in zip(coords[lead:], x.shape)), analysis, steps, ids))
+                                       for c, n in zip(coords[lead:], x.shape)), analysis, steps, ids, read))
         if ins[-1] is None:
             return None
     return _applied(steps, eq.prim, ids, ins, eq.params)
@@ -356,10 +365,14 @@ def _constant(values):
 
 def _entries_at(e, coords):
     """An Entries' values at these coordinates (zero where it has none; entries at one place added)."""
-    keys, inverse = onp.unique(onp.ravel_multi_index(e.coords, e.shape) if e.shape else
-                               onp.zeros(len(e.values), onp.int64), return_inverse=True)
-    summed = onp.zeros(len(keys), e.values.dtype)
-    onp.add.at(summed, inverse.reshape(-1), e.values)
+    flat = onp.ravel_multi_index(e.coords, e.shape) if e.shape else onp.zeros(len(e.values), onp.int64)
+    order = onp.argsort(flat, kind="stable")
+    keys, summed = flat[order], e.values[order]
+    if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():  # entries at one place: added
+        keys, inverse = onp.unique(keys, return_inverse=True)
+        added = onp.zeros(len(keys), e.values.dtype)
+        onp.add.at(added, inverse.reshape(-1), summed)
+        summed = added
     want = onp.ravel_multi_index(coords, e.shape) if e.shape else onp.zeros(1, onp.int64)
     at = onp.minimum(onp.searchsorted(keys, want), len(keys) - 1)
     return onp.where(keys[at] == want, summed[at], 0).astype(e.values.dtype) if len(keys) else \
