@@ -149,11 +149,9 @@ def support(eq, ins):
     if all(s.at is None for s in ins):
         return ANYWHERE
     if prim.moves:
-        if prim.coords is not None and len(ins) == 1:
-            e = _as_entries(ins[0].at, eq.ins[0].shape)
-            moved = prim.coords(e, shape, MOST, **eq.params)
-            return ANYWHERE if moved is None else _normal(_flat(moved[0], shape), shape)
-        return _densely(eq, ins)
+        moved = prim.coords(_as_entries(ins[0].at, eq.ins[0].shape), shape, MOST, **eq.params) \
+            if prim.coords is not None and len(ins) == 1 else None
+        return _normal(_flat(moved[0], shape), shape) if moved is not None else _densely(eq, ins)
     if prim.reduction == "add":
         axes, keep = eq.params["axes"], eq.params["keepdims"]
         coords = onp.unravel_index(ins[0].at, eq.ins[0].shape)
