@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as onp
 
 from .. import backends
+from ..compiler import index as ix
 from ..core import ShapeDtypeStruct
 
 MAX_PAIRS = 1 << 28  # (output, input) pairs one rule may list: 4 GiB of int64 rows and columns
@@ -201,6 +202,30 @@ def moves(prim, data=None):
         found = run(prim, probe, params).ravel()
         return [_located(found, spans.get(k)) for k in range(len(args))]
     return rule
+
+
+def index_map(prim, args, out_shape, **params):
+    """A move's index map (its `index` rule) evaluated at every element of its output: (which, flat),
+    arrays of out_shape holding the argument each output element reads (-1: none, a zero) and
+    its flat element there. args: the arguments, shapes (ShapeDtypeStruct) where unknown, arrays
+    where constant (the positions a gather reads at)."""
+    grid = onp.indices(out_shape)
+    env = {f"o{k}": grid[k] for k in range(len(out_shape))}
+    out = tuple(ix.sym(f"o{k}", 0, n - 1) for k, n in enumerate(out_shape))
+
+    def read(a, at):
+        values = onp.asarray(args[a] if isinstance(a, int) else a)
+        where = [onp.broadcast_to(ix.evaluate(e, env), out_shape) for e in at[len(at) - values.ndim:]]
+        name = f"p{len(env)}"
+        env[name] = values[tuple(onp.zeros_like(w) if d == 1 else w for w, d in zip(where, values.shape))]
+        return ix.sym(name, int(values.min(initial=0)), int(values.max(initial=0)))
+    shapes = [tuple(onp.shape(a)) for a in args]
+    which, flat = onp.full(out_shape, -1), onp.zeros(out_shape, onp.int64)
+    for cond, k, at in prim.index(out, shapes, read, **params):
+        hold = onp.broadcast_to(ix.evaluate(cond, env), out_shape) & (which < 0)
+        which[hold] = k
+        flat[hold] = onp.broadcast_to(ix.evaluate(ix.ravel(at, shapes[k]), env), out_shape)[hold]
+    return which, flat
 
 
 def _located(found, span):
