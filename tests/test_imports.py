@@ -16,12 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent / "gpuad"
 TIERS = [
     ("foundations", ["tree", "axes", "ops.expr", "backends", "backends.numpy", "backends.scipy_functions",
                      "sparse.coloring", "kernels", "kernels.nvrtc", "kernels.cubin", "kernels.index32",
-                     "kernels.cache", "kernels.builds", "counterparts", "fpwarnings", "sizes"]),
+                     "kernels.cache", "kernels.builds", "counterparts", "fpwarnings", "sizes",
+                     "compiler.index"]),
     ("primitives", ["core", "ops", "ops.*", "kernels.source", "kernels.plan", "kernels.launch", "backends.cupy"]),
     ("transforms", ["forward", "reverse", "batching", "chunking", "revolve"]),
     ("compiler", ["compiler", "compiler.*"]),
     ("user API", ["api", "numpy", "numpy.*", "scipy", "scipy.*"]),
     ("on top", ["jit", "custom", "sparse", "sparse.detect", "sparse.zeros", "sparse.compressed", "lax", "loops",
+                "ad_checkpoint",
                 "distributed", "kernels.programs", "kernels.__main__", ""]),
 ]
 

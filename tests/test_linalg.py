@@ -1,6 +1,8 @@
 """gpuad.numpy.linalg: values against numpy.linalg, derivatives against central finite
 differences (first and second order), against each other (jacfwd == jacrev), against closed
 forms, under vmap, with many directions at once, and on stacks of matrices."""
+import sys
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -858,29 +860,39 @@ def test_norm_errors():
         la.norm(np.ones((2, 2)), axis=(1, -1))
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32, np.complex64])
 def test_a_compiled_solve_calls_lapack_at_once_and_still_raises_on_a_singular_matrix(dtype, monkeypatch):
-    """A compiled solve of doubles skips numpy.linalg.solve's per-call checks (its cost on a small
-    system: bench/losses.py newton_stiff) and gives its values; other dtypes take NumPy's path;
-    a singular matrix raises LinAlgError either way."""
+    """A compiled solve of one system skips numpy.linalg.solve's per-call checks (its cost on a small
+    system: bench/losses.py newton_stiff) for SciPy's gesv, and gives NumPy's values in C order; a
+    stack takes NumPy's path; a singular matrix raises LinAlgError either way."""
     if backends.xp() is not np:
         pytest.skip("the NumPy backend's lowering, with numpy itself as its array module")
     rng = np.random.default_rng(4)
     a = (rng.normal(size=(2, 4, 4)) + 4 * np.eye(4)).astype(dtype)
     b = rng.normal(size=(2, 4, 3)).astype(dtype)
     f = gpuad.jit(lambda a, b: gnp.linalg.solve(a, b) * 2.0)
-    want = np.linalg.solve(a, b) * 2.0
     numpys = np.linalg.solve
     calls = []
     monkeypatch.setattr(np.linalg, "solve", lambda *args: calls.append(1) or numpys(*args))
-    got = f(a, b)
-    assert got.dtype == want.dtype
-    np.testing.assert_allclose(to_np(got), want, rtol=1e-5 if dtype == np.float32 else 1e-13)
-    assert bool(calls) == (dtype == np.float32)
-    singular = a.copy()
-    singular[1, 3] = singular[1, 0]  # two equal rows
-    with pytest.raises(np.linalg.LinAlgError, match="Singular"):
-        f(singular, b)
+    for a_, b_, by_numpy in ((a[0], b[0], False), (a, b, True)):
+        want = numpys(a_, b_) * 2.0
+        calls.clear()
+        got = f(a_, b_)
+        assert got.dtype == want.dtype and got.flags.c_contiguous
+        np.testing.assert_allclose(to_np(got), want, rtol=1e-4 if dtype in (np.float32, np.complex64) else 1e-13)
+        assert bool(calls) == by_numpy
+        singular = a_.copy()
+        singular[..., 3, :] = singular[..., 0, :]  # two equal rows
+        with pytest.raises(np.linalg.LinAlgError, match="Singular"):
+            f(singular, b_)
+
+
+def test_a_compiled_solve_without_scipy_takes_numpys_path(monkeypatch):
+    if backends.xp() is not np:
+        pytest.skip("the NumPy backend's lowering, with numpy itself as its array module")
+    monkeypatch.setitem(sys.modules, "scipy.linalg.lapack", None)  # importing it raises ImportError
+    a, b = normal(3, 3, seed=1) + 3 * np.eye(3), normal(3, 2, seed=2)
+    np.testing.assert_allclose(to_np(gpuad.jit(gnp.linalg.solve)(a, b)), np.linalg.solve(a, b), rtol=1e-13)
 
 
 def test_a_compiled_program_moves_by_the_arrays_methods(monkeypatch):
@@ -898,3 +910,26 @@ def test_a_compiled_program_moves_by_the_arrays_methods(monkeypatch):
         monkeypatch.setattr(np, name, lambda *args, numpys=numpys, **kw: wrapped.append(1) or numpys(*args, **kw))
     np.testing.assert_allclose(to_np(f(a, b)), b - np.linalg.solve(a.T, b), rtol=1e-13)
     assert not wrapped
+
+
+@pytest.mark.parametrize("order,dtype", [("C", np.float64), ("F", np.float64), ("C", np.complex128)])
+def test_triangular_solves_from_the_order_where_trsm_serves_match_scipy(order, dtype):
+    """From n = _TRSM_MIN_N the NumPy backend calls BLAS trsm on the C-ordered arrays read as
+    Fortran-ordered transposes: every flag, a stack, right-hand sides in either order, complex
+    values (transposed, never conjugated), values as SciPy's; a zero on the diagonal raises as
+    SciPy's solve_triangular does."""
+    a = np.stack([np.tril(normal(40, 40, seed=9)), np.triu(normal(40, 40, seed=10))]) + 6 * np.eye(40)
+    b = np.asarray(normal(2, 40, 3, seed=11), order=order)
+    if dtype == np.complex128:
+        a, b = a + 1j * normal(2, 40, 40, seed=12), b - 2j * normal(2, 40, 3, seed=13)
+    for lower in (True, False):
+        for trans in (0, 1):
+            for unit in (False, True):
+                kw = dict(lower=lower, trans=trans, unit_diagonal=unit)
+                x = to_np(gsl.solve_triangular(gnp.asarray(a), gnp.asarray(b), **kw))
+                for k in range(2):
+                    close(x[k], scipy.linalg.solve_triangular(a[k], b[k], **kw), rtol=1e-9, atol=1e-12)
+    singular = a[0].copy()
+    singular[7, 7] = 0.0
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        gsl.solve_triangular(gnp.asarray(singular), gnp.asarray(b[0]), lower=True)

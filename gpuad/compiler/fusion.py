@@ -34,11 +34,14 @@ import numpy as onp
 from .. import backends
 from ..ops.elementwise import add
 from ..ops.indexing import scatter
-from .ir import Lit, Var
+from . import seconds
+from .ir import Lit, Var, view
+from .structure import index_made
 from .target import CUPY, target_of
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
+_INTEGER_DTYPES = _C_DTYPES | _INDEX_DTYPES  # where a Target computes with integers (Target.integers)
 # The most members a region has: a compiler's time grows faster than a function's length (one
 # region of 2,600 members took g++ 30 s, the same members in regions of 128 or less 1.4 s), and a
 # longer region saves little more than the passes over memory between its pieces.
@@ -71,14 +74,14 @@ def iteration_shape(shape):
     return tuple(shape[k:])
 
 
-def _readable(a):
-    """Whether a kernel can read an input: a Python number, or an array of a C dtype with elements."""
+def _readable(a, dtypes=_C_DTYPES):
+    """Whether a kernel can read an input: a Python number, or an array of one of `dtypes` with elements."""
     a = a.val if isinstance(a, Lit) else a
     if isinstance(a, (bool, int, float, complex)):
         return True
     if not prod(a.shape):
         return False
-    return a.dtype in _C_DTYPES or a.dtype.newbyteorder("=") in _C_DTYPES  # byte-swapped: copied before a launch
+    return a.dtype in dtypes or a.dtype.newbyteorder("=") in dtypes  # byte-swapped: copied before a launch
 
 
 def fusible(eq, target=CUPY):
@@ -86,12 +89,13 @@ def fusible(eq, target=CUPY):
     prim = eq.prim
     if eq.out is None:  # an equation of several results is a step of its own (`out` None: no map here has it)
         return False
-    if eq.out.dtype not in _C_DTYPES or not prod(eq.out.shape):
+    dtypes = _INTEGER_DTYPES if target.integers else _C_DTYPES
+    if eq.out.dtype not in dtypes or not prod(eq.out.shape):
         return False
     if _complex(eq) and (prim.nondiff or not prim.complex_ready):  # kernels/gpuad_complex.cuh spells the rest
         return False
     positions = _positions_of(eq)
-    if not all(_readable(a) for a in eq.ins if not any(a is p for p, _ in positions)):
+    if not all(_readable(a, dtypes) for a in eq.ins if not any(a is p for p, _ in positions)):
         return False
     if max((n for _, n in positions), default=0) > target.gathered:
         return False
@@ -101,7 +105,7 @@ def fusible(eq, target=CUPY):
         return False
     if prim.moves or positions:
         return True
-    if eq.out.dtype.name == "bool":
+    if eq.out.dtype.name == "bool" and not target.integers:
         return False
     if prim.entries is not None:  # its elements come from the indices
         return True
@@ -122,12 +126,6 @@ def _along_rows(shape, axes):
     """Whether the summed axes are the input's last ones (past unit axes): each sum reads a row."""
     summed = {a % len(shape) for a in axes}
     return all(k in summed or shape[k] == 1 for k in range(min(summed), len(shape)))
-
-
-def view(eq):
-    """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
-    broadcast, a getitem at ints and slices; not a gather, which copies)."""
-    return eq.prim.view is not None and eq.prim.view(**eq.params)
 
 
 def _positions_of(eq):
@@ -196,7 +194,7 @@ def fuse(program, target=None, apart=(), limit=MEMBERS):
         made = _made_from([a for eq in r.equations for a in eq.ins if isinstance(a, Var)], free, made_by)
         r.equations = sorted(r.equations + [made_by[v] for v in made], key=lambda e: order[id(e)])
     read_outside = _read_outside(program, region_of)
-    regions = [r for r in regions if _worth_a_kernel(r, read_outside, target)]
+    regions = [r for r in regions if _worth_a_kernel(r, read_outside, evaluations, target)]
     kept = {id(r) for r in regions}
     region_of = {v: r for v, r in region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
@@ -224,20 +222,21 @@ def regions_only(program, target):
 
 
 def _index_made(program, target, apart=()):
-    """Values each region reading one makes itself: those made from the indices and constants
-    alone by fusible equations other than sums (a seed, its slices and shifts, their scalar
-    multiples), and scalars made from the program's inputs by a few of them (a parameter picked
+    """Values each region reading one makes itself: those index-made (structure.py: made from the
+    indices and constants alone, a seed, its slices and shifts, their scalar multiples) by fusible
+    equations, and scalars made from the program's inputs by a few of them (a parameter picked
     from the input and scaled: a load and a multiply in a kernel, where a step of its own costs a
     call; read by regions of several iteration spaces, it would join none)."""
-    free, chains, inputs = set(), {}, set(program.ins)  # chains: scalar -> the equations making it
+    made, free, chains, inputs = set(), set(), {}, set(program.ins)  # chains: scalar -> the equations making it
     for eq in program.equations:
-        if eq.prim.reduction is not None or eq.out in apart or not fusible(eq, target) or \
-                any(a.traced for a in eq.ins if isinstance(a, Lit)):
+        if eq.prim.reduction is not None or not fusible(eq, target) or eq.out in apart:
             continue
         read = [a for a in eq.ins if isinstance(a, Var)]
-        if all(a in free for a in read) and not any(a in chains for a in read):
+        if index_made(eq, made):
+            made.add(eq.out)
             free.add(eq.out)
-        elif prod(eq.out.shape) == 1 and all(a in free or a in inputs for a in read):
+        elif not any(a.traced for a in eq.ins if isinstance(a, Lit)) and \
+                prod(eq.out.shape) == 1 and all(a in free or a in inputs for a in read):
             chains[eq.out] = 1 + sum(chains.get(a, 0) for a in read)
             if chains[eq.out] <= _SCALAR_CHAIN:
                 free.add(eq.out)
@@ -404,21 +403,13 @@ def _merge_siblings(program, region_of, steps):
             refused.add((id(target), id(other)))
 
 
-def _worth_a_kernel(region, read_outside, target):
-    """Whether a region saves more than its kernel costs: a pass over memory (a computed value that
-    never leaves it, or an input that two of its computing members would each read), on a GPU a
-    launch (two computing members), on a CPU the calls of its members where its elements are too
-    few for a pass over them to matter (Target.pass_from). Else its members run as they are: a library's
-    loop moves the same bytes as a generated one, and is often faster (bench/losses.py's mean_scaled)."""
-    computing = [eq for eq in region.equations if not view(eq)]
-    if len(region.equations) < 2 or not computing:
+def _worth_a_kernel(region, read_outside, evaluations, target):
+    """Whether a region saves more than its kernel costs, by the time model of compiler/seconds.py
+    (calls, bytes moved, work redone on the target); at least two members, one of them computing."""
+    if len(region.equations) < 2 or all(view(eq) for eq in region.equations):
         return False
-    if prod(region.shape) < target.pass_from or any(eq.out not in read_outside for eq in computing) or \
-            (target.launches and len(computing) > 1):
-        return True
-    inside = {eq.out for eq in region.equations}
-    reads = [a for eq in computing for a in {a for a in eq.ins if isinstance(a, Var) and a not in inside}]
-    return len(reads) > len(set(reads))
+    outs = [eq.out for eq in region.equations if eq.out in read_outside]
+    return seconds.worth_a_kernel(region.equations, outs, evaluations, target)
 
 
 class _Steps:

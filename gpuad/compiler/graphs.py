@@ -21,8 +21,7 @@ import warnings
 from typing import NamedTuple
 
 from ..core import held_bytes
-from .fusion import view
-from .ir import Var, dying
+from .ir import Var, dying, view
 
 _HELD = 16 << 20  # the most bytes one graph may hold from call to call
 _SAVED = 2  # a run is captured when it saves at least this many host-side launches

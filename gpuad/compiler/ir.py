@@ -171,6 +171,12 @@ def nbytes(a: Any) -> int:
     return math.prod(a.shape) * a.dtype.itemsize
 
 
+def view(eq: "Equation") -> bool:
+    """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
+    broadcast, a getitem at ints and slices; not a gather, which copies)."""
+    return eq.prim.view is not None and eq.prim.view(**eq.params)
+
+
 def abstract(a: Atom) -> Any:
     """What a primitive's abstract rule takes for an atom: a Var's shape and dtype, a Lit's value."""
     return ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else a.val

@@ -22,8 +22,8 @@ from ..ops.indexing import add_at, scatter
 from ..ops.shape import reshape
 from ..sizes import CHECK_FROM, size_text
 from . import codegen, graphs
-from .fusion import MEMBERS, Region, fuse, view
-from .ir import Var, dying, nbytes
+from .fusion import MEMBERS, Region, fuse
+from .ir import Var, dying, nbytes, view
 from .target import target_of
 
 
@@ -319,7 +319,10 @@ def _rendered(regions, kernel):
 
 
 def _built(kernels, be):
-    """Whether these kernels load without a compiler run (the CPU's library is on disk)."""
+    """Whether these kernels load without a compiler run (the CPU's library, or NVRTC's CUBINs, on disk)."""
+    if be.name == "cupy":
+        from ..kernels.launch import ready
+        return ready(list(kernels.values()))
     from . import host
     return be.name == "numpy" and host.cached(list(kernels.values()))
 
@@ -329,9 +332,9 @@ def _region_runners(kernels, be, private):
     built here (no compiler); _Refused naming the regions whose kernels the compiler refuses."""
     if not kernels:
         return {}
-    if be.name == "cupy":  # CuPy's pool already reuses device memory
-        from ..kernels.launch import region_launcher
-        return _each_built(kernels, region_launcher)
+    if be.name == "cupy":  # CuPy's pool already reuses device memory; NVRTC builds them together
+        from ..kernels.launch import region_launchers
+        return _all_built(dict(zip(kernels, region_launchers(list(kernels.values())))))
     from . import host
     singles = {r: host.loaded([k]) for r, k in kernels.items()}  # left by a probe below, before a re-plan
     if not all(singles.values()):
@@ -348,7 +351,12 @@ def _region_runners(kernels, be, private):
 def _each_built(kernels, build):
     """{id(region): build(kernel)} for {id(region): Kernel}, several at once; _Refused naming the
     regions whose kernels failed to build (any failure: that region runs unfused)."""
-    built = dict(zip(kernels, builds.each(build, list(kernels.values()))))
+    return _all_built(dict(zip(kernels, builds.each(build, list(kernels.values())))))
+
+
+def _all_built(built):
+    """built ({id(region): its function, or the exception its build raised}); _Refused naming the
+    regions whose kernels failed to build."""
     failed = [(r, b) for r, b in built.items() if isinstance(b, Exception)]
     if failed:
         raise _Refused({r for r, _ in failed}, failed[0][1])
