@@ -122,7 +122,7 @@ def run_function(steps, ins, outs):
         env = dict(zip(ins, arrays))
         for s, dropped in zip(steps, gone):
             result = s.fn(*[a.read(env) for a in s.ins])
-            env.update(zip(s.outs, result if s.kind == "region" else [result]))
+            env.update(zip(s.outs, result if s.several else [result]))
             for a in dropped:
                 env.pop(a, None)
         return [env[v] for v in outs]

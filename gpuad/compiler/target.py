@@ -56,6 +56,11 @@ class Target:
     byte_s: float
     op_s: float
     library_op_s: float
+    # Whether regions compute with integers and booleans (a loop's counter, its condition). Only a
+    # whole loop rendered as one kernel plans its body so (compiler/loop_kernel.py: a trip run from
+    # Python costs more than any step of it); elsewhere NumPy's few integer steps are not worth a
+    # kernel's dtypes and casts.
+    integers: bool = False
 
 
 NUMPY = Target("numpy", "host", parallel=256, repeats=2, gathered=16, across_rows=False, unrolls=True,
