@@ -16,7 +16,7 @@ from gpuad.compiler import passes, structure
 from gpuad.compiler.ir import Var
 from gpuad.compiler.passes import collapse, fold_constants, simplify
 from gpuad.compiler.tracing import traced
-from gpuad.core import ShapeDtypeStruct
+from gpuad.core import ShapeDtypeStruct, results
 from gpuad.ops.contract import contract
 
 
@@ -24,7 +24,8 @@ def _values(program, inputs):
     """Every Var's value (NumPy), equation by equation."""
     env = dict(zip(program.ins, inputs))
     for eq in program.equations:
-        env[eq.out] = np.asarray(eq.prim.impl(*(a.read(env) for a in eq.ins), **eq.params))
+        out = eq.prim.impl(*(a.read(env) for a in eq.ins), **eq.params)
+        env.update((v, np.asarray(x)) for v, x in zip(eq.outs, results(eq.prim, out)))
     return env
 
 

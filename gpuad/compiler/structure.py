@@ -79,6 +79,8 @@ class Structure:
 
     def add(self, eq):
         """Take in the next equation (in program order)."""
+        if len(eq.outs) != 1:  # a factorisation's results: no rule, so non-zero anywhere and not index-made
+            return
         self.made_by[eq.out] = eq
         if index_made(eq, self.made):
             self.made.add(eq.out)
