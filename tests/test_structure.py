@@ -12,7 +12,7 @@ from test_passes import STEPS, _chain
 import gpuad
 import gpuad.numpy as gnp
 from gpuad import sparse
-from gpuad.compiler import structure
+from gpuad.compiler import passes, structure
 from gpuad.compiler.ir import Var
 from gpuad.compiler.passes import collapse, fold_constants, simplify
 from gpuad.compiler.tracing import traced
@@ -76,27 +76,48 @@ def test_a_tangent_bundle_has_its_seeds_support():
 
 _RNG = np.random.default_rng(4)
 _W = _RNG.normal(size=(7, 4))
-_COLLAPSED = {  # a contraction or sum with a seed moved, broadcast or scaled, as jit meets them
+_FOLDED = {  # a seed moved or broadcast, met by a constant: folded from its entries, no GEMM left with it
     "vmap of jacfwd (a seed broadcast over the batch)":
         (lambda x: gpuad.vmap(gpuad.jacfwd(lambda v: gnp.tanh(_W @ v)))(x), (5, 4)),
     "jacfwd of a reversed input": (lambda x: gpuad.jacfwd(lambda v: gnp.tanh(_W @ v[::-1]))(x), (4,)),
-    "a shifted seed": (lambda x: gnp.eye(3, 6, k=2) @ (_W[:6] @ gnp.sin(x)), (4,)),
+}
+_COLLAPSED = {  # a contraction or sum with a seed moved, broadcast or scaled, met by a computed value
     "jacrev through a linear layer": (lambda x: gpuad.jacrev(lambda v: gnp.tanh(_W @ gnp.sin(v)))(x), (4,)),
     "a sum of a scaled seed, float32": (lambda x: gnp.sum(gnp.eye(6, dtype=np.float32) * gnp.cos(x), axis=1), (6,)),
+    "a shifted seed": (lambda x: gnp.eye(3, 6, k=2) @ (_W[:6] @ gnp.sin(x)), (4,)),
+    "vmap of jacfwd of a quadratic form (a scaled seed broadcast, met by a computed matrix)":
+        (lambda x: gpuad.vmap(gpuad.jacfwd(lambda v: gnp.sin(v) @ gnp.outer(v, gnp.cos(v))))(x), (5, 4)),
+    "jacfwd of a reversed value met by a computed matrix (a scaled seed, reversed)":
+        (lambda x: gpuad.jacfwd(lambda v: gnp.sin(v)[::-1] @ gnp.outer(v, gnp.cos(v)))(x), (4,)),
 }
 
 
-@pytest.mark.parametrize("case", list(_COLLAPSED))
-def test_contractions_with_a_moved_or_broadcast_seed_collapse(case):
-    f, shape = _COLLAPSED[case]
-    x = gnp.asarray(_RNG.normal(size=shape).astype(np.float32 if "float32" in case else np.float64))
+def _contractions(f, x):
     program = gpuad.jit(f).lower(x).program
     program.check()
+    return program, [eq for eq in program.equations if eq.prim is contract]
+
+
+@pytest.mark.parametrize("case", list(_FOLDED))
+def test_a_moved_or_broadcast_seed_met_by_a_constant_folds(case):
+    f, shape = _FOLDED[case]
+    x = gnp.asarray(_RNG.normal(size=shape))
+    program, contractions = _contractions(f, x)
     analysis = structure.Structure(program)
-    seeded = [eq for eq in program.equations if eq.prim is contract and
-              any(analysis.support(a).at is not None for a in eq.ins)]
-    assert not seeded, program.text()
+    assert not [eq for eq in contractions if any(analysis.support(a).at is not None for a in eq.ins)], program.text()
+    assert_close(gpuad.jit(f)(x), f(x), rtol=1e-13)
+
+
+@pytest.mark.parametrize("case", list(_COLLAPSED))
+def test_contractions_with_a_moved_or_broadcast_seed_collapse(case, monkeypatch):
+    """Each case has fewer contractions than the pipeline without `collapse` leaves, and equals eager."""
+    f, shape = _COLLAPSED[case]
+    x = gnp.asarray(_RNG.normal(size=shape).astype(np.float32 if "float32" in case else np.float64))
+    program, contractions = _contractions(f, x)
     assert_close(gpuad.jit(f)(x), f(x), rtol=1e-6 if "float32" in case else 1e-13)
+    monkeypatch.setattr(passes, "PIPELINE", tuple(p for p in passes.PIPELINE if p is not collapse))
+    _, before = _contractions(f, x)
+    assert len(contractions) < len(before), program.text()
 
 
 def test_collapse_leaves_a_seed_whose_non_zeros_miss_elements():

@@ -24,7 +24,7 @@ from ..ops.elementwise import SMALL_CONSTANT, multiply
 from ..ops.indexing import getitem
 from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
 from .ir import Equation, Lit, Program, Var, abstract, dying, nbytes
-from .structure import Entries, Structure, dense, fold, index_made
+from .structure import MOST, Entries, Structure, dense, fold, index_made
 
 
 def optimised(program):
@@ -88,7 +88,7 @@ def fold_constants(program):
         nonlocal budget
         if eq.prim.multiple_results or not all(a in made if isinstance(a, Var) else not a.traced for a in eq.ins):
             return [_dense_ins(eq)]  # (a factorisation of constants is evaluated while tracing)
-        seed = _from_seeds(eq, seeds.made)
+        seed = _fold_or_keep(eq, seeds.made)
         if seed is None:
             folded = _sparse_fold(eq, made, seeds)
             if folded is not None:
@@ -109,7 +109,7 @@ def fold_constants(program):
 _FOLDED_BYTES = 1 << 30  # the most bytes a folding may hold on the way (or a quarter of the memory)
 
 
-def _from_seeds(eq, seeded):
+def _fold_or_keep(eq, seeded):
     """How to treat an equation of constants alone: None to fold it; True when it keeps a seed's
     structure (index-made, structure.py, from seeds and scalars: a seed, its slices, multiples);
     False to keep it unfolded. Index arithmetic with constant arrays folds where the result is no
@@ -204,8 +204,8 @@ def collapse(program):
     sum over r of it, times B[..r..], is x[i] * B[..i..]: a broadcast product (which fuses) instead
     of a GEMM (jacrev's cotangents through W @ x meet d * eye), and a sum of it along r is x[i], n
     values instead of n^2 (jacfwd's tangent of a sum). x, the operand's values at its non-zeros, is
-    read where they lie along an atom's own axes (d of d * eye) or computed there through the
-    elementwise equations making the operand (`_values_at`). On constants the same rule folds
+    read where they lie along an atom's own axes (d of d * eye), where a move took them from, or
+    computed there through the elementwise equations making the operand (`_values_at`). On constants the same rule folds
     (`_collapsed_constant`, from fold_constants). The analysis follows the program as rewritten:
     a collapsed contraction's support is its product's."""
     analysis, ids, read = Structure(), itertools.count(program.next_id()), {}  # read: _values_at's answers
@@ -306,8 +306,9 @@ def _values_at(a, coords, analysis, steps, ids, read):
     """The values of atom a at these coordinates (an array per axis of its shape, m entries) as an
     atom of shape (m,), or a 0-d constant where they are one value: a constant's picked now, an
     index-made value's from its entries, a scalar itself, a value read in place where the
-    coordinates run over its own elements in order (d of d * eye), one made by an elementwise
-    equation computed from its arguments' values there (equations appended to steps); None where a
+    coordinates run over its own elements in order (d of d * eye), a moved one where it came from
+    (by the move's coordinate rule), one made by an elementwise equation computed from its
+    arguments' values there (equations appended to steps); None where a
     gather would be needed. `read` holds the answers so far (a seed's values read once)."""
     key = (a, tuple(c.tobytes() for c in coords))
     if key not in read:
@@ -330,6 +331,9 @@ def _read_at(a, coords, analysis, steps, ids, read):
     if math.prod(a.shape) == m and onp.array_equal(flat, onp.arange(m)):
         return a if a.shape == (m,) else _staged(steps, reshape, ids, a, shape=(m,))
     eq = analysis.made_by.get(a)
+    if eq is not None and eq.prim.coords is not None and len(eq.ins) == 1:  # moved: read where it came from
+        at = _moved_from(eq, coords, analysis)
+        return None if at is None else _values_at(eq.ins[0], at, analysis, steps, ids, read)
     if eq is None or not eq.prim.elementwise:
         return None
     ins = []
@@ -340,6 +344,27 @@ def _read_at(a, coords, analysis, steps, ids, read):
         if ins[-1] is None:
             return None
     return _applied(steps, eq.prim, ids, ins, eq.params)
+
+
+def _moved_from(eq, coords, analysis):
+    """The coordinates in a move's argument of the elements at these coordinates of its result,
+    by the move's own coordinate rule applied to the argument's non-zeros; None where one of them
+    is none of those."""
+    x = eq.ins[0]
+    at = analysis.support(x).at
+    if at is None:
+        return None
+    moved = eq.prim.coords(Entries(onp.unravel_index(at, x.shape), onp.arange(len(at)), tuple(x.shape)),
+                           tuple(eq.out.shape), MOST, **eq.params)
+    if moved is None:
+        return None
+    flat = onp.ravel_multi_index(moved[0], eq.out.shape)
+    order = onp.argsort(flat, kind="stable")
+    want = onp.ravel_multi_index(coords, eq.out.shape)
+    k = onp.minimum(onp.searchsorted(flat[order], want), len(flat) - 1)
+    if not len(flat) or not (flat[order][k] == want).all():
+        return None
+    return onp.unravel_index(at[onp.arange(len(at))[moved[1]][order][k]], x.shape)
 
 
 def _applied(steps, prim, ids, ins, params):
