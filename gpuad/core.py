@@ -91,6 +91,10 @@ class Primitive:
     vjp(ct, args, out, needed, **params) -> one cotangent bundle (or None) per argument
     batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
     Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
+    multiple_results: the primitive has several outputs (a factorisation's factors), as JAX's: impl
+    and bind return a tuple of them, abstract a tuple of ShapeDtypeStructs, jvp (outs, tangents),
+    vjp takes cts and out as tuples (a None in cts: a zero cotangent), batch (outs, [batched]), the
+    sparsity rule `pattern` is asked once per output (with that output's aval).
     complex_ready: whether the jvp/vjp rules hold for complex values (JAX's conventions: the JVP is
     the R-linear tangent map, the VJP its transpose, never its adjoint); the derivative traces refuse
     complex arguments of a primitive without it (refuse_complex).
@@ -138,6 +142,7 @@ class Primitive:
                      where it is a variable of the program (the passes' simplify)
     """
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
+                 "multiple_results",
                  "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
                  "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
                  "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous", "once")
@@ -145,6 +150,7 @@ class Primitive:
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
         self.nondiff, self.abstract = nondiff, abstract
+        self.multiple_results = False
         self.impl_for = None  # xp -> impl on that array module with no backend lookup, where there is one
         self.lower = None  # (xp, argument shapes, **params) -> a compiled step's function, planned once
         self.pattern = None   # the sparsity rule (gpuad.sparse), where the primitive has one
@@ -215,9 +221,18 @@ def bind(prim, *args, **params):
     if top is None:
         stats["evals"] += 1
         out = prim.impl(*vals, **params)
-        # NumPy returns scalars for 0-d results; results stay arrays, as the transforms promise
-        return onp.asarray(out) if isinstance(out, onp.generic) else out
+        return tuple(map(_array, out)) if prim.multiple_results else _array(out)
     return top.process(prim, vals, params)
+
+
+def _array(out):
+    """NumPy returns scalars for 0-d results; results stay arrays, as the transforms promise."""
+    return onp.asarray(out) if isinstance(out, onp.generic) else out
+
+
+def results(prim, out):
+    """A primitive's output(s) as a tuple: one element where it has one result."""
+    return out if prim.multiple_results else (out,)
 
 
 def refuse_complex(prim, values):

@@ -58,7 +58,7 @@ def trace_body(fun, avals, what):
             hoisted[id(a.val)] = trace.new_input(same(a.val), "a closed-over value").var
             consts.append(a.val)
         return hoisted[id(a.val)]
-    equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.out, eq.params) for eq in trace.equations]
+    equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.outs, eq.params) for eq in trace.equations]
     outs = [hoist(trace.atom(o)) for o in outs]
     return optimised(Program(list(hoisted.values()) + [t.var for t in inputs], equations, outs)), consts
 
@@ -95,11 +95,11 @@ def hoisted(body, consts):
         if not read <= const | seeded:
             rest.append(eq)
         elif not read & const:
-            seeded.add(eq.out)
+            seeded.update(eq.outs)
             pre.append(eq)
             rest.append(eq)
-        elif nbytes(eq.out) <= sum(map(nbytes, read)):
-            const.add(eq.out)
+        elif sum(map(nbytes, eq.outs)) <= sum(map(nbytes, read)):
+            const.update(eq.outs)
             pre.append(eq)
         else:
             rest.append(eq)
@@ -107,7 +107,7 @@ def hoisted(body, consts):
         return body, consts
     used = {a for eq in rest for a in eq.ins if isinstance(a, Var)} | {o for o in body.outs if isinstance(o, Var)}
     kept = [v for v in body.ins[:n] if v in used]
-    made = [eq.out for eq in pre if eq.out in used and eq.out in const]
+    made = [v for eq in pre for v in eq.outs if v in used and v in const]
     values = [c for v, c in zip(body.ins, consts) if v in used] + \
         dead_code(Program(body.ins[:n], pre, made)).evaluate(consts)
     return dead_code(Program(kept + made + body.ins[n:], rest, body.outs)), values
@@ -130,7 +130,7 @@ def _once(consts, programs):
         def read(a, to=to):
             return to.get(a, a) if isinstance(a, Var) else a
         merged.append(Program([p.ins[k] for k in kept] + p.ins[len(consts):],
-                              [Equation(e.prim, [read(a) for a in e.ins], e.out, e.params) for e in p.equations],
+                              [Equation(e.prim, [read(a) for a in e.ins], e.outs, e.params) for e in p.equations],
                               [read(o) for o in p.outs]))
     return [consts[k] for k in kept], merged
 
@@ -222,6 +222,8 @@ def unpack(packed, avals, lead=None):
     for a in avals:
         part = packed[off:off + a.size] if lead is None else packed[:, off:off + a.size]
         part = gnp.reshape(part, pre + a.shape)
+        if dtype(part).kind == "c" and a.dtype.kind != "c":  # a real leaf packed beside complex ones
+            part = gnp.real(part)
         out.append(part if dtype(part) == a.dtype else part.astype(a.dtype))
         off += a.size
     return out
@@ -1206,4 +1208,7 @@ def _cond_pattern(args, out, spec):
 scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern
 
 
+# Complex values: each rule runs the bodies under the transform, so a loop's derivative follows
+# JAX's convention wherever its bodies' primitives do, and those refuse what they cannot take.
+scan_p.complex_ready = while_p.complex_ready = cond_p.complex_ready = revolve_p.complex_ready = True
 scan_p.once, while_p.once, revolve_p.once = _scan_once, _while_once, _revolve_once

@@ -15,6 +15,7 @@ import sys
 
 import numpy
 
+from ..kernels.builds import balanced
 from ..kernels.source import C_TYPES as _ELEMENT_TYPES
 from ..kernels.source import _read
 from ..ops.creation import eye
@@ -703,10 +704,7 @@ def host_sources(kernels, offsets, parts=1):
     side); offsets: NumPy's struct field offsets (host.OFFSETS). Regions that render alike (one
     name) are defined once; the first body defines `gpuad_init`, which the loader calls with
     numpy.ndarray's address and the thread pool's run function."""
-    texts = sorted({k.name: k.text for k in kernels}.values(), key=len, reverse=True)
-    groups = [[] for _ in range(max(1, min(parts, len(texts))))]
-    for text in texts:  # the longest first, each to the shortest group so far
-        min(groups, key=lambda g: sum(map(len, g))).append(text)
+    groups = balanced(list({k.name: k.text for k in kernels}.values()), parts)
     groups[0].insert(0, 'extern "C" void gpuad_init(const void* ndarray, void* pool) '
                         '{ gpuad_ndarray = ndarray; gpuad_pool = (decltype(gpuad_pool))pool; }\n')
     swapped = "'>'" if sys.byteorder == "little" else "'<'"

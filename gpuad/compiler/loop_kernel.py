@@ -372,8 +372,9 @@ class Runner:
 
     def _cuda(self, be):
         import cupy
-        raw = cupy.RawKernel(self.kernel.text, self.kernel.name)
-        raw.compile()
+
+        from ..kernels.launch import compiled
+        raw = compiled(self.kernel.text, self.kernel.name)  # NVRTC now: a kernel that cannot build fails here
         shape, dtype, k = self.out.shape, self.out.dtype, self.kernel
         constants = [cupy.ascontiguousarray(cupy.asarray(c.val)) for c in k.constants]
 
