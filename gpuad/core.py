@@ -108,6 +108,13 @@ class Primitive:
     view(**params)   -> whether its result may share its argument's memory (None: never)
     contiguous(args, **params) -> whether that view of a C-contiguous argument is C-contiguous too
                      (then reshaping it copies nothing); unset: it may not be
+    index(out, shapes, read, **params) -> [(condition, argument position, its index)]: a move's index
+                     map in index expressions (gpuad/compiler/index.py): the output element at the
+                     index tuple `out` is that argument's element at that index under the first case
+                     whose condition holds, else zero; shapes: the arguments' shapes; read(a, at): the
+                     integer at index `at` of the index array a (an argument's position, or an array
+                     of the params), read(None, at): which element of a scatter's index arrays lands at
+                     `at` (-1: none). Fused kernels print it; coordinate rules evaluate it on arrays
     positions(args, **params) -> [(index array, length of the axis it indexes)]: the positions a
                      gather reads at, or a scatter writes at (then `scatters` is set)
     reads_each_once  reads each element of its arguments once for the whole output (a sum, a
@@ -123,7 +130,8 @@ class Primitive:
     coords(entries, out_shape, most, **params) -> (the coordinates in the output of an argument's
                      entries (.coords, .values, .shape), which entries they are: an index into
                      .values), or None where it does not apply or would make more than `most`: a
-                     data movement's map of non-zeros, which the seed analysis moves a seed by
+                     data movement's map of non-zeros (compiler/structure.py moves supports and
+                     entries by it)
     launches         the kernels (library calls, copies) one call launches on CuPy: an int, or a
                      function (args, **params) (the cost model, gpuad/compiler/cost.py)
     copied(args, **params) -> for each operand, whether the call copies it first (a GEMM's transposes)
@@ -145,7 +153,7 @@ class Primitive:
                  "multiple_results",
                  "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
                  "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
-                 "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous", "once")
+                 "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous", "once", "index")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -159,7 +167,7 @@ class Primitive:
         self.elementwise = self.moves = self.scatters = self.reads_each_once = False
         self.expression = self.view = self.positions = self.recompute = self.reduction = None
         self.zero_where = self.entries = self.coords = self.copied = self.unchanged = self.impl_into = None
-        self.temporaries = self.contiguous = self.once = None
+        self.temporaries = self.contiguous = self.once = self.index = None
         self.launches = 1
 
     def __call__(self, *args, **params):

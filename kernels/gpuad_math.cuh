@@ -2,15 +2,27 @@
 // CUDA math library has no exact counterpart. The generated kernels inline this file, so each
 // source compiles on its own (NVRTC has no include path to search).
 
+// Index helpers of the fused kernels (gpuad/compiler/index.py prints them), templates on the index
+// type: long long, or int in a region kernel's 32-bit variant (gpuad/kernels/index32.py).
 // An index into [0, hi]: where a fused kernel computes a value it may then not select (the piece of
 // a concatenation or a scatter an element does not read), it reads in range.
-__device__ __forceinline__ long long gpuad_clamp(long long i, long long hi) {
+template <typename I> __device__ __forceinline__ I gpuad_clamp(I i, I hi) {
     return i < 0 ? 0 : (i > hi ? hi : i);
 }
 
-// The same in 32 bits, for a region kernel's 32-bit index variant (gpuad/kernels/index32.py).
-__device__ __forceinline__ int gpuad_clamp32(int i, int hi) {
-    return i < 0 ? 0 : (i > hi ? hi : i);
+// The same where the index is known in range (the host's fast body between lo and hi).
+template <typename I> __device__ __forceinline__ I gpuad_unclamped(I i, I) {
+    return i;
+}
+
+// Python's floor division and modulo by a positive n, for an i that may be negative.
+template <typename I> __device__ __forceinline__ I gpuad_floordiv(I i, I n) {
+    return i >= 0 ? i / n : -((n - 1 - i) / n);
+}
+
+template <typename I> __device__ __forceinline__ I gpuad_floormod(I i, I n) {
+    const I r = i % n;
+    return r < 0 ? r + n : r;
 }
 
 #ifdef __CUDACC__
@@ -30,14 +42,6 @@ template <typename T> __device__ __forceinline__ T gpuad_warp_sum(T x) {
 // one-element cases no division.
 __device__ __forceinline__ long long gpuad_broadcast(long long i, long long q, long long r) {
     return r == 0 ? i : (r == 1 ? 0 : (unsigned)i / (unsigned)q % (unsigned)r);
-}
-
-// A gather's position i along an axis of n: negative positions count from the end, as in NumPy
-// (which refuses any other); beyond the ends clamped, so that no read is out of bounds. Compares
-// and selects only: a loop of gathers still vectorises (a modulo of 64-bit integers would not).
-__device__ __forceinline__ long long gpuad_wrap(long long i, long long n) {
-    const long long j = i < 0 ? i + n : i;
-    return j < 0 ? 0 : (j < n ? j : n - 1);
 }
 
 // Double sin, cos, tan, pow and erf carry long slow paths (argument reduction, special cases) that

@@ -7,14 +7,15 @@
 // Where a long sum has few outputs, a warp owns each element instead (lanes 32): its lanes split
 // the sum's terms and add their partial sums (gpuad/compiler/warps.py); else lanes is 1.
 //
-// Slots (filled by gpuad/compiler/codegen.py): name, params, body, lanes.
+// Slots (filled by gpuad/compiler/codegen.py): name, params, body, lanes; @index@ is the index type
+// (long long, or int in the 32-bit variant: gpuad/kernels/index32.py).
 #include "gpuad_math.cuh"
 #include "gpuad_complex.cuh"
 
-extern "C" __global__ void ${name}(${params}, const long long n) {
-    const long long stride = (long long)gridDim.x * blockDim.x / ${lanes};
+extern "C" __global__ void ${name}(${params}, const @index@ n) {
+    const @index@ stride = (@index@)gridDim.x * blockDim.x / ${lanes};
     const int gpuad_lane = threadIdx.x % ${lanes};
-    for (long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / ${lanes}; i < n; i += stride) {
+    for (@index@ i = ((@index@)blockIdx.x * blockDim.x + threadIdx.x) / ${lanes}; i < n; i += stride) {
         ${body}
     }
 }

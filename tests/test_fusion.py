@@ -131,22 +131,6 @@ def test_regions_of_several_axes_loop_by_rows_on_the_cpu(shape, dtype, leading, 
     _check_cupy_plan(program, [a, row], plain, nvrtc, rtol=1e-5 if dtype == np.float32 else 1e-13)
 
 
-def test_a_reshape_that_splits_or_merges_axes_indexes_without_dividing_where_it_can():
-    """Axes are matched group by group (sizes multiplying to the same): pulling a (6, 10000) value
-    at an index of its (6, 100, 100) reshape is d1 * 100 + d2, no division; the reverse divides
-    within its group only; a reshape mixing groups is checked against NumPy."""
-    from gpuad.compiler.codegen import _reshape_index
-    assert _reshape_index((6, 10000), (6, 100, 100), ("d0", "d1", "d2")) == ("d0", "(d1 * 100LL + d2)")
-    assert _reshape_index((6, 100, 100), (6, 10000), ("d0", "d1")) == ("d0", "(d1 / 100LL)", "(d1 % 100LL)")
-    for in_shape, out_shape in [((4, 6), (3, 8)), ((2, 1, 3, 4), (6, 1, 4)), ((12,), (2, 2, 3)), ((3, 4, 5), (5, 12))]:
-        names = [f"d{k}" for k in range(len(out_shape))]
-        exprs = _reshape_index(in_shape, out_shape, names)
-        for out_index in np.ndindex(*out_shape):
-            env = dict(zip(names, out_index))
-            got = tuple(eval(e.replace("LL", "").replace("/", "//"), {}, env) for e in exprs)
-            assert got == np.unravel_index(np.ravel_multi_index(out_index, out_shape), in_shape)
-
-
 @pytest.mark.parametrize("shape", [(300_001,), (301, 1003)])
 def test_regions_of_256k_elements_or_more_split_over_the_threads(shape):
     """The host loop's elements (or rows) split over the threads from 262,144 elements."""

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent / "gpuad"
 TIERS = [
     ("foundations", ["tree", "axes", "ops.expr", "backends", "backends.numpy", "backends.scipy_functions",
                      "sparse.coloring", "kernels", "kernels.nvrtc", "kernels.cubin", "kernels.index32",
-                     "kernels.cache", "kernels.builds", "counterparts", "fpwarnings", "sizes"]),
+                     "kernels.cache", "kernels.builds", "counterparts", "fpwarnings", "sizes",
+                     "compiler.index"]),
     ("primitives", ["core", "ops", "ops.*", "kernels.source", "kernels.plan", "kernels.launch", "backends.cupy"]),
     ("transforms", ["forward", "reverse", "batching", "chunking", "revolve"]),
     ("compiler", ["compiler", "compiler.*"]),

@@ -12,6 +12,7 @@ stores into whole sectors). Inputs are taken as C-contiguous, as the arrays a pr
 import math
 import re
 
+from . import index as ix
 from .ir import Var
 
 
@@ -21,9 +22,9 @@ def fastest(loads, arrays, outer, out_size):
     best, axis = out_size, len(outer) - 1
     for j, idx in loads:
         unit = _unit_axis(arrays[j])
-        m = re.fullmatch(r"d(\d+)", idx[unit]) if unit is not None else None
-        if m and math.prod(arrays[j].shape) >= best and outer[int(m.group(1))] > 1:
-            best, axis = math.prod(arrays[j].shape), int(m.group(1))
+        d = next((d for d in range(len(outer)) if idx[unit] == ix.sym(f"d{d}")), None) if unit is not None else None
+        if d is not None and math.prod(arrays[j].shape) >= best and outer[d] > 1:
+            best, axis = math.prod(arrays[j].shape), d
     return axis
 
 
@@ -45,11 +46,9 @@ def reordered(body, outer, axis):
         return body
     lines = body.split("\n        ")
     order = [d for d in range(len(outer)) if d != axis] + [axis]
-    walked = [outer[d] for d in order]
-    for k, d in enumerate(order):
-        stride = math.prod(walked[k + 1:])
-        digit = "i" if stride == 1 else f"i / {stride}LL"
-        lines[d] = f"const long long d{d} = {digit if k == 0 else f'{digit} % {walked[k]}LL'};"  # line d: d's
-    at = " + ".join([f"d{d} * {math.prod(outer[d + 1:])}LL" for d in range(len(outer) - 1)] + [f"d{len(outer) - 1}"])
-    lines.insert(len(outer), f"const long long at = {at};")
+    walked = ix.unravel(ix.sym("i", 0, math.prod(outer) - 1), [outer[d] for d in order])
+    for d, digit in zip(order, walked):
+        lines[d] = f"const {ix.INDEX} d{d} = {ix.c(digit, ix.INDEX)};"  # line d: d's
+    at = ix.ravel([ix.sym(f"d{d}", 0, n - 1) for d, n in enumerate(outer)], outer)
+    lines.insert(len(outer), f"const {ix.INDEX} at = {ix.c(at, ix.INDEX)};")
     return re.sub(r"(\bout\d+)\[i\b", r"\1[at", "\n        ".join(lines))

@@ -37,6 +37,7 @@ from .. import backends
 from ..kernels import builds
 from ..kernels.source import _read
 from . import codegen, fusion
+from . import index as ix
 from .ir import Lit, Var, nbytes
 
 # The most a whole-schedule loop keeps: on the CPU elements for one thread's loop (larger ones
@@ -126,7 +127,7 @@ def _batch_axes(body, carries, local, regions, kernels):
             return None
         for j, idx in k.reads:
             shape = k.arrays[j].shape
-            if b in shape and (shape.count(b) > 1 or idx[shape.index(b)] != f"d{a}"):
+            if b in shape and (shape.count(b) > 1 or idx[shape.index(b)] != ix.sym(f"d{a}")):
                 return None
     return b, at
 

@@ -10,10 +10,12 @@ branch or another sum's loop stays one lane's (its conditions or counter may dif
 """
 import re
 
+from .index import INDEX
+
 LANES = 32  # a warp
 MAX_LOOP = 2 ** 17  # loop elements (outputs) up to which a warp each still leaves the grid reasonable
 MIN_TERMS = 4 * LANES  # a sum shorter than this is not worth the shuffles
-_LOOP = re.compile(r"^for \(long long r(\d+) = 0; r\1 < (\d+)LL; \+\+r\1\) \{$")
+_LOOP = re.compile(rf"^for \({INDEX} r(\d+) = 0; r\1 < (\d+); \+\+r\1\) \{{$")
 
 
 def split(body, size):

@@ -4,37 +4,24 @@ A region's kernel computes its indices (element digits, strided offsets, a sum's
 64-bit integers, which the GPU emulates with several 32-bit instructions each (a 64-bit
 division by a constant is a multiply-high sequence of about 20). Where every index fits in 31
 bits (the common case: arrays of fewer than 2^31 elements, read at offsets below 2^31 items),
-the same kernel with `int` indices runs instead: `variant` chooses per call from the arrays'
-strides, the source is `narrowed` from the 64-bit one. Values stay in their own types (an int64
-array's elements, a gather's positions loaded from one, stay 64-bit).
+the same kernel with `int` indices runs instead, chosen per call from the arrays' strides (the
+launcher, kernels/launch.py): the same index expressions printed with int (codegen.Kernel.source).
+Values stay in their own types (an int64 array's elements, a gather's positions loaded from one,
+stay 64-bit).
 """
-import re
-
 LIMIT = 2 ** 31 - 2 ** 25  # indices below this, with a grid's worth of threads (65535 x 256) to spare
-_LONG = re.compile(r"\blong long\b(?!\*| T;| t\d)")  # an index's type, not a value's (a temp, a pointer)
-_LITERAL = re.compile(r"(?<![\w.])(\d+)LL\b")
 
 
 def applies(kernel):
     """Whether the kernel's own extents (its values' element counts) leave its indices in 32 bits:
-    then `variant` may choose the narrow kernel, depending on the inputs' strides."""
+    then its launcher may choose the narrow kernel, depending on the inputs' strides."""
     return kernel.extent < LIMIT
 
 
 def first(kernel):
     """(source, name) of the variant a launcher builds at once: the narrow one where it may apply
     (the other is built at the first call that needs it)."""
-    return (narrowed(kernel.text, kernel.name), f"{kernel.name}_i32") if applies(kernel) else \
-        (kernel.text, kernel.name)
-
-
-def narrowed(text, name):
-    """The kernel `name` in CUDA source `text` (the region's kernel function, after the inlined
-    helpers), with 32-bit indices, named name + "_i32"."""
-    at = text.index(f'extern "C" __global__ void {name}(')
-    kernel = _LONG.sub("int", text[at:]).replace("gpuad_clamp(", "gpuad_clamp32(")
-    kernel = _LITERAL.sub(lambda m: m.group(1) if int(m.group(1)) < LIMIT else m.group(0), kernel)
-    return text[:at] + kernel.replace(f" {name}(", f" {name}_i32(", 1)
+    return kernel.source("int") if applies(kernel) else (kernel.text, kernel.name)
 
 
 def farthest(arrays, axes):

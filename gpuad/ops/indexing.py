@@ -7,9 +7,10 @@ Indices reach these primitives normalised by gpuad.numpy (slices, None, ints, in
 import numpy as onp
 
 from ..backends import xp
+from ..compiler import index as ix
 from ..core import Primitive, ShapeDtypeStruct, dtype, linear, result_dtype, same, shape
 from .elementwise import ON_PRIMITIVES
-from .shape import broadcast_to, transpose, with_unit_axes_at
+from .shape import backwards, broadcast_index, broadcast_to, transpose, with_unit_axes_at
 
 
 def _is_adv(i):
@@ -303,25 +304,105 @@ def _arrays(items, axes):
     return [(i, n) for i, n in zip([i for i in items if i is not None], axes) if not basic(i)]
 
 
-def _sliced_coords(entries, out_shape, most, idx):
-    """A getitem at ints, slices and new axes keeps the entries inside them (anything else: None)."""
-    keep = onp.ones(len(entries.values), bool)
-    coords, axis = [], 0
-    for item in idx:
-        if item is None:
-            coords.append(onp.zeros(len(entries.values), onp.int64))
-            continue
-        n, c = entries.shape[axis], entries.coords[axis]
-        axis += 1
+def _result_axes(items):
+    """How x[items] lays out its result (NumPy's rules): for each item that takes an axis of x
+    (not None), the result axis a slice maps to, or where the index arrays' broadcast axes (the
+    block) stand for an int or an array among arrays (None for a lone int: no axis); the block's
+    rank; and the result axis after those the items make. The block stands where the first of
+    the ints and arrays is when they are adjacent, else first."""
+    arrays = [i for i in items if not basic(i)]
+    block = len(onp.broadcast_shapes(*(a.shape for a in arrays))) if arrays else 0
+    advanced = [k for k, i in enumerate(items) if i is not None and not isinstance(i, slice)]
+    adjacent = not arrays or advanced[-1] - advanced[0] + 1 == len(advanced)
+    at, o, axes = (None, 0, []) if adjacent else (0, block, [])
+    for item in items:
+        if item is None:  # a new unit axis of the result
+            o += 1
+        elif isinstance(item, slice):
+            axes.append(o)
+            o += 1
+        elif arrays:
+            if at is None:
+                at, o = o, o + block
+            axes.append(at)
+        else:
+            axes.append(None)
+    return axes, block, o
+
+
+def _getitem_index(out, shapes, read, idx):
+    """x[idx] reads x at start + step * its index along a slice, at an int, and at an index
+    array's entry (negative ones wrapped) along the axis the array indexes."""
+    axes, block, rest = _result_axes(idx)
+    mapped = []
+    for item, n, o in zip([i for i in idx if i is not None], shapes[0], axes):
+        if isinstance(item, slice):
+            start, _, step = item.indices(n)
+            mapped.append(start + step * out[o])
+        elif basic(item):
+            mapped.append(ix.const(int(item) % n))
+        else:
+            mapped.append(ix.wrapped(read(item, out[o:o + block]), n))
+    return [(ix.TRUE, 0, tuple(mapped) + tuple(out[rest:]))]
+
+
+def _slice_inverse(e, start, step, length):
+    """(condition, position in the slice) of index e of an axis, for the slice start::step of
+    `length` elements."""
+    t = e - start if step > 0 else start - e
+    q = t // abs(step)
+    return ix.both(ix.ge(t, 0), ix.eq(t % abs(step), 0), ix.lt(q, length)), q
+
+
+def _scatter_index(out, shapes, read, shape, idx):
+    """zeros(shape)[idx] = v puts v's element at the index of x[idx] that reads out (where the
+    items hold arrays, no two of their elements landing on one position: read(None, at) says
+    which element of their block lands at `at` over the axes they index, -1 none)."""
+    axes, block, rest = _result_axes(idx)
+    taken = [i for i in idx if i is not None]
+    mapped = [ix.ZERO] * (rest + len(shape) - len(taken))  # v's unit axes (None items) read at 0
+    mapped[rest:] = out[len(taken):]
+    conds, along = [], []
+    for item, n, o, e in zip(taken, shape, axes, out):
         if isinstance(item, slice):
             start, stop, step = item.indices(n)
-            keep &= ((c - start) % step == 0) & ((c >= start) & (c < stop) if step > 0 else (c <= start) & (c > stop))
-            coords.append((c - start) // step)
+            cond, mapped[o] = _slice_inverse(e, start, step, len(range(start, stop, step)))
+            conds.append(cond)
         elif basic(item):
-            keep &= c == item % n
+            conds.append(ix.eq(e, int(item) % n))
         else:
-            return None
-    return tuple(c[keep] for c in coords + list(entries.coords[axis:])), keep
+            along.append(e)
+    if along:
+        b = read(None, tuple(along))
+        o = next(o for o, i in zip(axes, taken) if not basic(i))
+        mapped[o:o + block] = ix.unravel(b, onp.broadcast_shapes(*(i.shape for i in taken if not basic(i))))
+        conds.append(ix.ge(b, 0))
+    return [(ix.both(*conds), 0, tuple(mapped))]
+
+
+def _concatenate_index(out, shapes, read, axis):
+    """A concatenation reads piece k where the index along `axis` falls in it."""
+    cases, start = [], 0
+    for k, s in enumerate(shapes):
+        if s[axis]:
+            cases.append((ix.lt(out[axis], start + s[axis]), k, out[:axis] + (out[axis] - start,) + out[axis + 1:]))
+        start += s[axis]
+    return cases
+
+
+def _take_index(out, shapes, read, axis):
+    """take_along reads x along `axis` at the position its index array holds there."""
+    at = ix.wrapped(read(1, out), shapes[0][axis])
+    return [(ix.TRUE, 0, tuple(at if k == axis else i for k, i in enumerate(broadcast_index(shapes[0], out))))]
+
+
+def _sliced_coords(entries, out_shape, most, idx):
+    """A getitem at ints, slices and new axes keeps the entries inside them (anything else: None):
+    where the scatter back (its adjoint's index map) puts them."""
+    if not all(map(basic, idx)):
+        return None
+    keep, at = backwards(entries, _scatter_index, [out_shape], shape=entries.shape, idx=idx)
+    return tuple(a[keep] for a in at), keep
 
 
 for _prim in (getitem, scatter, concatenate):
@@ -331,6 +412,8 @@ getitem.contiguous = _contiguous
 getitem.recompute = take_along.recompute = "free"
 getitem.positions = lambda args, idx: _arrays(idx, shape(args[0]))
 getitem.coords = _sliced_coords
+getitem.index, scatter.index, concatenate.index, take_along.index = \
+    _getitem_index, _scatter_index, _concatenate_index, _take_index
 take_along.positions = lambda args, axis: [(args[1], shape(args[0])[axis])]
 scatter.positions = lambda args, idx, **params: _arrays(idx, params["shape"])
 scatter.scatters = scatter.reads_each_once = concatenate.reads_each_once = True

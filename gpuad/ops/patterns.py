@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as onp
 
 from .. import backends
+from ..compiler import index as ix
 from ..core import ShapeDtypeStruct
 
 MAX_PAIRS = 1 << 28  # (output, input) pairs one rule may list: 4 GiB of int64 rows and columns
@@ -39,6 +40,22 @@ def ids(shape):
 def nonzero(a):
     """A constant's non-zero mask, or None for an unknown argument (any entry may be non-zero)."""
     return None if unknown(a) else onp.asarray(a) != 0
+
+
+class Masked(ShapeDtypeStruct):
+    """An unknown argument that is zero outside `mask` for every value of the inputs (its
+    structural zeros: gpuad/compiler/structure.py)."""
+    __slots__ = ("mask",)
+
+    def __init__(self, shape, dtype, mask):
+        super().__init__(shape, dtype)
+        self.mask = mask
+
+
+def may_be_nonzero(a):
+    """Where an argument may be non-zero: a constant's non-zeros, an unknown one's mask where it
+    is Masked, else None (anywhere). A factor's zeros cut the other factor's dependence."""
+    return a.mask if isinstance(a, Masked) else nonzero(a)
 
 
 class Through(NamedTuple):
@@ -125,10 +142,11 @@ def cast(args, out, **params):
 
 
 def product(args, out, **params):
-    """a * b: where one factor is a constant, its zeros cut the other's dependence."""
+    """a * b: where one factor is zero (a constant's zeros, or structural ones), it cuts the
+    other's dependence."""
     a, b = args
-    return [_broadcast(a, out, nonzero(b)) if unknown(a) else None,
-            _broadcast(b, out, nonzero(a)) if unknown(b) else None]
+    return [_broadcast(a, out, may_be_nonzero(b)) if unknown(a) else None,
+            _broadcast(b, out, may_be_nonzero(a)) if unknown(b) else None]
 
 
 def select(args, out, **params):
@@ -184,6 +202,30 @@ def moves(prim, data=None):
         found = run(prim, probe, params).ravel()
         return [_located(found, spans.get(k)) for k in range(len(args))]
     return rule
+
+
+def index_map(prim, args, out_shape, **params):
+    """A move's index map (its `index` rule) evaluated at every element of its output: (which, flat),
+    arrays of out_shape holding the argument each output element reads (-1: none, a zero) and
+    its flat element there. args: the arguments, shapes (ShapeDtypeStruct) where unknown, arrays
+    where constant (the positions a gather reads at)."""
+    grid = onp.indices(out_shape)
+    env = {f"o{k}": grid[k] for k in range(len(out_shape))}
+    out = tuple(ix.sym(f"o{k}", 0, n - 1) for k, n in enumerate(out_shape))
+
+    def read(a, at):
+        values = onp.asarray(args[a] if isinstance(a, int) else a)
+        where = [onp.broadcast_to(ix.evaluate(e, env), out_shape) for e in at[len(at) - values.ndim:]]
+        name = f"p{len(env)}"
+        env[name] = values[tuple(onp.zeros_like(w) if d == 1 else w for w, d in zip(where, values.shape))]
+        return ix.sym(name, int(values.min(initial=0)), int(values.max(initial=0)))
+    shapes = [tuple(onp.shape(a)) for a in args]
+    which, flat = onp.full(out_shape, -1), onp.zeros(out_shape, onp.int64)
+    for cond, k, at in prim.index(out, shapes, read, **params):
+        hold = onp.broadcast_to(ix.evaluate(cond, env), out_shape) & (which < 0)
+        which[hold] = k
+        flat[hold] = onp.broadcast_to(ix.evaluate(ix.ravel(at, shapes[k]), env), out_shape)[hold]
+    return which, flat
 
 
 def _located(found, span):

@@ -99,11 +99,49 @@ reduce_sum.pattern = patterns.reduction
 
 
 # ---------------------------------------------------------------- compiler rules (gpuad/compiler/)
-def _reshaped_coords(entries, out_shape, most, shape):
-    """A reshape moves an entry through its flat position."""
+from ..compiler import index as ix  # noqa: E402  (a foundation: index expressions)
+
+
+def broadcast_index(in_shape, out):
+    """The index of an array of in_shape broadcast to the output index `out` (right-aligned,
+    size-1 axes read at 0)."""
+    lead = len(out) - len(in_shape)
+    return tuple(ix.ZERO if d == 1 else out[lead + k] for k, d in enumerate(in_shape))
+
+
+def _reshape_index(out, shapes, read, shape):
+    """A reshape reads its argument at the same flat position (folded: a group of axes kept whole
+    costs no division)."""
+    return [(ix.TRUE, 0, ix.unravel(ix.ravel(out, shape), shapes[0]))]
+
+
+def _transpose_index(out, shapes, read, perm):
+    mapped = [None] * len(perm)
+    for k, p in enumerate(perm):
+        mapped[p] = out[k]
+    return [(ix.TRUE, 0, tuple(mapped))]
+
+
+reshape.index = _reshape_index
+transpose.index = _transpose_index
+broadcast_to.index = lambda out, shapes, read, shape: [(ix.TRUE, 0, broadcast_index(shapes[0], out))]
+
+
+def backwards(entries, rule, shapes, **params):
+    """(condition, coordinates): an index rule whose output is the space the entries lie in
+    (the inverse of the move they go through: its adjoint's map) evaluated at their coordinates:
+    which of them land, and where, each an array of one value per entry."""
     n = len(entries.values)
-    flat = onp.ravel_multi_index(entries.coords, entries.shape) if entries.shape else onp.zeros(n, onp.int64)
-    return (onp.unravel_index(flat, out_shape) if out_shape else ()), slice(None)
+    place = tuple(ix.sym(f"c{k}", 0, d - 1) for k, d in enumerate(entries.shape))
+    (cond, _, at), = rule(place, shapes, None, **params)
+    env = {f"c{k}": c for k, c in enumerate(entries.coords)}
+    return (onp.broadcast_to(ix.evaluate(cond, env), (n,)),
+            tuple(onp.broadcast_to(ix.evaluate(a, env), (n,)) for a in at))
+
+
+def _reshaped_coords(entries, out_shape, most, shape):
+    """A reshape moves an entry through its flat position: the reshape back's map."""
+    return backwards(entries, _reshape_index, [out_shape], shape=entries.shape)[1], slice(None)
 
 
 def _broadcast_coords(entries, out_shape, most, shape):
@@ -127,7 +165,8 @@ for _prim in (reshape, transpose, broadcast_to):
     _prim.view = lambda **params: True
 reshape.reads_each_once = transpose.reads_each_once = True
 reshape.coords = _reshaped_coords
-transpose.coords = lambda entries, out_shape, most, perm: (tuple(entries.coords[k] for k in perm), slice(None))
+transpose.coords = lambda entries, out_shape, most, perm: (
+    backwards(entries, _transpose_index, [out_shape], perm=tuple(onp.argsort(perm)))[1], slice(None))
 broadcast_to.coords = _broadcast_coords
 reduce_sum.reduction, reduce_sum.reads_each_once = "add", True
 reshape.unchanged = broadcast_to.unchanged = lambda constants, shape: 0  # where the shape is the same
