@@ -18,6 +18,14 @@ table goes to stdout.
 cache, its first call under gpuad.jit as a new user gets it (GPUAD_COMPILE=async: the kernels
 build in the background meanwhile), under gpuad.jit waiting for its kernels (sync), and jax.jit's
 first call in the same process.
+
+--nvrtc: what the CuPy backend's kernels cost NVRTC (no GPU needed), for each benchmark problem at
+--size gpu and the 400-sine chain (x = sin(x) * 0.9 + 0.1, 40 points) and its jacfwd: the time to
+lower for CuPy (trace, optimise), the regions, the distinct kernels, the NVRTC programs they are
+compiled in (gpuad/kernels/nvrtc.py), their source, the most registers a kernel takes on sm_90,
+and NVRTC's wall time (its CPU time in brackets): one program per distinct kernel on the build
+threads (before the batching, duplicates too), the programs of nvrtc.build (a cold cache), and the
+second build (the cache's).
 """
 import argparse
 import json
@@ -97,6 +105,72 @@ def first_calls(name):
     return out
 
 
+def chain(x):
+    """The 400-sine chain of issue 20 (tests/test_fusion.py's long chain)."""
+    import gpuad.numpy as gnp
+    for _ in range(400):
+        x = gnp.sin(x) * 0.9 + 0.1
+    return x
+
+
+def nvrtc_programs():
+    """(name, function, args) of the programs --nvrtc measures."""
+    import numpy as onp
+
+    import gpuad
+    from gpuad.kernels.__main__ import _benchmark_programs
+    x = onp.linspace(-1, 1, 40)
+    return _benchmark_programs() + [("chain400", chain, (x,)), ("chain400_jacfwd", gpuad.jacfwd(chain), (x,))]
+
+
+def nvrtc_row(name, fun, args):
+    """NVRTC's figures for one program's CUDA kernels (seconds, characters, registers)."""
+    import gpuad
+    from gpuad.compiler import replay
+    from gpuad.kernels import builds, cubin, index32, nvrtc
+    t = time.perf_counter()
+    lowered = gpuad.jit(fun).lower(*args, backend="cupy")
+    lower_s = time.perf_counter() - t
+    kernels = list(replay.planned(lowered.program, True, lowered.target)[1].values())
+    sources = [index32.first(k) for k in kernels]
+    texts = {n: text for text, n in sources}
+    t, c = time.perf_counter(), _cpu()
+    builds.each(lambda n: nvrtc.compile_ptx(texts[n], n, nvrtc.ARCH), list(texts))
+    apart_s, apart_cpu = time.perf_counter() - t, _cpu() - c
+    with tempfile.TemporaryDirectory(prefix="gpuad-bench-nvrtc-") as where:
+        t, c = time.perf_counter(), _cpu()
+        built = nvrtc.build(sources, nvrtc.ARCH, where)
+        together_s, together_cpu = time.perf_counter() - t, _cpu() - c
+        t = time.perf_counter()
+        nvrtc.build(sources, nvrtc.ARCH, where)
+        cached_s = time.perf_counter() - t
+        registers = max((cubin.measure(built[n].read_bytes(), n)[1] for _, n in sources), default=0)
+    return {"program": name, "lower_s": lower_s, "regions": len(kernels), "kernels": len(texts),
+            "programs": len(set(built.values())), "chars": sum(len(p) for p, _ in nvrtc.grouped(texts)),
+            "registers": registers, "apart_s": apart_s, "apart_cpu": apart_cpu, "together_s": together_s,
+            "together_cpu": together_cpu, "cached_s": cached_s}
+
+
+def _cpu():
+    """This process's CPU seconds (NVRTC runs in its threads)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def nvrtc_table(rows):
+    return _markdown(["program", "lower", "regions", "distinct kernels", "NVRTC programs", "source", "most registers",
+                      "NVRTC, a program per kernel", "NVRTC, together", "from the cache"],
+                     [[r["program"], f"{r['lower_s']:.2f} s", r["regions"], r["kernels"], r["programs"],
+                       f"{r['chars'] / 1e3:.0f} kB", r["registers"], f"{r['apart_s']:.2f} s ({r['apart_cpu']:.2f} s)",
+                       f"{r['together_s']:.2f} s ({r['together_cpu']:.2f} s)", f"{r['cached_s'] * 1e3:.0f} ms"]
+                      for r in rows])
+
+
+def _markdown(header, rows):
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+                     + ["| " + " | ".join(map(str, cells)) + " |" for cells in rows])
+
+
 def fresh(*args):
     """The figures of `--one *args` measured in a new process with an empty kernel cache."""
     with tempfile.TemporaryDirectory(prefix="gpuad-bench-compile-") as cache:
@@ -107,25 +181,21 @@ def fresh(*args):
 
 
 def first_table(rows):
-    lines = ["| problem | gpuad.jit first call | waiting for its kernels | jax.jit first call | gpuad / jax |",
-             "|" + " --- |" * 5]
+    cells = []
     for r in rows:
         jax = r.get("jax_s")
-        ratio = f"{r['gpuad_async_s'] / jax:.2f}" if jax else "n/a"
-        jax_text = f"{jax * 1e3:.0f} ms" if jax else "n/a"
-        lines.append(f"| {r['problem']} | {r['gpuad_async_s'] * 1e3:.0f} ms | {r['gpuad_sync_s'] * 1e3:.0f} ms | "
-                     f"{jax_text} | {ratio} |")
-    return "\n".join(lines)
+        cells.append([r["problem"], f"{r['gpuad_async_s'] * 1e3:.0f} ms", f"{r['gpuad_sync_s'] * 1e3:.0f} ms",
+                      f"{jax * 1e3:.0f} ms" if jax else "n/a", f"{r['gpuad_async_s'] / jax:.2f}" if jax else "n/a"])
+    return _markdown(["problem", "gpuad.jit first call", "waiting for its kernels", "jax.jit first call",
+                      "gpuad / jax"], cells)
 
 
 def table(rows):
-    lines = ["| steps | equations | regions | plain steps | lower | replay built | first call | its CPU | "
-             "compilers' CPU | later calls |", "|" + " --- |" * 10]
-    for r in rows:
-        lines.append(f"| {r['steps']} | {r['equations']} | {r['regions']} | {r['plain']} | {r['lower_s']:.2f} s | "
-                     f"{r['replay_s']:.2f} s | {r['first_s']:.2f} s | {r['cpu_s']:.2f} s | {r['compiler_s']:.2f} s | "
-                     f"{r['later_ms']:.2f} ms |")
-    return "\n".join(lines)
+    return _markdown(["steps", "equations", "regions", "plain steps", "lower", "replay built", "first call", "its CPU",
+                      "compilers' CPU", "later calls"],
+                     [[r["steps"], r["equations"], r["regions"], r["plain"], f"{r['lower_s']:.2f} s",
+                       f"{r['replay_s']:.2f} s", f"{r['first_s']:.2f} s", f"{r['cpu_s']:.2f} s",
+                       f"{r['compiler_s']:.2f} s", f"{r['later_ms']:.2f} ms"] for r in rows])
 
 
 def main(argv=None):
@@ -133,8 +203,17 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, nargs="+", default=STEPS)
     ap.add_argument("--rounds", type=int, default=1, help="fresh processes per size; the least first call is kept")
     ap.add_argument("--first", action="store_true", help="every benchmark problem's first call, against jax.jit")
+    ap.add_argument("--nvrtc", action="store_true", help="NVRTC's time for the CuPy kernels of each program")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.nvrtc:
+        from gpuad.kernels.builds import THREADS
+        from gpuad.kernels.nvrtc import ARCH, version
+        rows = [nvrtc_row(*p) for p in nvrtc_programs()]
+        print(f"NVRTC {'.'.join(map(str, version()))} for {ARCH}, {THREADS} build threads; load average "
+              f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores after\n")
+        print(nvrtc_table(rows))
+        return
     if args.one is not None:
         print(json.dumps(one(int(args.one)) if args.one.isdigit() else first_calls(args.one)))
         return

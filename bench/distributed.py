@@ -173,37 +173,43 @@ def main(argv=None):
     counts = [int(w) for w in args.workers.split(",")]
     where = tempfile.mkdtemp(prefix="gpuad-bench-distributed-")
     try:
-        print(f"## Jacobian of the coupled map, n = {args.n} ({8 * args.n**2 / 1e9:.2f} GB), to zarr, "
-              f"workers limited to {args.memory}\n")
-        print(f"| workers | first call s | second call s | {CPU} | column blocks | largest worker peak RSS "
-              "| largest difference from jacfwd |")
-        print("|---|---|---|---|---|---|---|")
-        times, cpus = {}, {}
-        for w in counts:
+        blocks = []
+
+        def jacobian(w):
             store = os.path.join(where, f"J{w}.zarr")
-            times[w], cpus[w], blocks, rss = jacobian_run(args.n, w, args.memory, store)
+            times, cpu, blocks[:], rss = jacobian_run(args.n, w, args.memory, store)
             worst = check_blocks(args.n, store, blocks)
             shutil.rmtree(store)
-            print(f"| {w} | {times[w][0]:.1f} | {times[w][1]:.1f} | {_cpu_text(cpus[w])} | {len(blocks)} of "
-                  f"{max(blocks)} | {rss / 2**30:.2f} GiB | {worst:.1e} |", flush=True)
-        _speedup(times, cpus)
-        print(f"\n## vmap(jacfwd) of the coupled map on {EXAMPLE_SIZE} elements, {args.examples} examples in chunks "
-              f"of {args.chunk}\n")
-        print(f"| workers | first call s | second call s | {CPU} | examples/s (second) "
-              "| largest difference from gpuad.vmap(jacfwd), first chunk |")
-        print("|---|---|---|---|---|---|")
-        times, cpus = {}, {}
-        for w in counts:
-            times[w], cpus[w], error = vmap_run(args.examples, args.chunk, w, args.memory)
-            print(f"| {w} | {times[w][0]:.1f} | {times[w][1]:.1f} | {_cpu_text(cpus[w])} "
-                  f"| {args.examples / times[w][1]:.3g} | {error:.1e} |", flush=True)
-        _speedup(times, cpus)
+            return times, cpu, [f"{len(blocks)} of {max(blocks)}", f"{rss / 2**30:.2f} GiB", f"{worst:.1e}"]
+
+        def vmapped(w):
+            times, cpu, error = vmap_run(args.examples, args.chunk, w, args.memory)
+            return times, cpu, [f"{args.examples / times[1]:.3g}", f"{error:.1e}"]
+
+        _table(f"Jacobian of the coupled map, n = {args.n} ({8 * args.n**2 / 1e9:.2f} GB), to zarr, workers "
+               f"limited to {args.memory}", ["column blocks", "largest worker peak RSS",
+                                            "largest difference from jacfwd"], counts, jacobian)
+        _table(f"vmap(jacfwd) of the coupled map on {EXAMPLE_SIZE} elements, {args.examples} examples in "
+               f"chunks of {args.chunk}", ["examples/s (second)", "largest difference from "
+                                           "gpuad.vmap(jacfwd), first chunk"], counts, vmapped)
         _print_model(args.n, max(blocks), args.examples, args.chunk)
     finally:
         shutil.rmtree(where, ignore_errors=True)
 
 
-CPU = "second call CPU s: workers, client"
+def _table(title, headers, counts, run):
+    """A section: for each worker count, run(w) -> ((first, second) seconds, CPU times, its other
+    columns), a row as it finishes, then the speed-up of the most workers against the fewest."""
+    print(f"## {title}\n")
+    headers = ["workers", "first call s", "second call s", "second call CPU s: workers, client", *headers]
+    print("| " + " | ".join(headers) + " |\n" + "|---" * len(headers) + "|")
+    times, cpus = {}, {}
+    for w in counts:
+        times[w], cpus[w], cells = run(w)
+        print(f"| {w} | {times[w][0]:.1f} | {times[w][1]:.1f} | {_cpu_text(cpus[w])} | " + " | ".join(cells) + " |",
+              flush=True)
+    _speedup(times, cpus)
+    print()
 
 
 def _cpu_text(cpu):
@@ -221,7 +227,7 @@ def _speedup(times, cpus):
 
 def _print_model(n, block, examples, chunk):
     moved, per_block, per_chunk, rows = model(n, block, examples, chunk)
-    print(f"\n## Model: p GPUs, one worker each (HBM {HBM / 1e12:.1f} TB/s, PCIe {PCIE / 1e9:.0f} GB/s, "
+    print(f"## Model: p GPUs, one worker each (HBM {HBM / 1e12:.1f} TB/s, PCIe {PCIE / 1e9:.0f} GB/s, "
           f"storage {STORAGE / 1e9:.0f} GB/s a node, {TASK * 1e3:.0f} ms a task: assumed, not measured)\n")
     print(f"A block of {block} directions moves {moved / 1e9:.2f} GB in device memory (the CuPy plan of its "
           f"program) and ships {8 * block * n / 1e9:.2f} GB to the host: {per_block * 1e3:.1f} ms; the whole "

@@ -6,6 +6,7 @@ interleaved in one process.
     python -m bench.loops [--steps 1000] [--unrolled 100] [--batch 100000]
     python -m bench.loops --first [--steps 1000]
     python -m bench.loops --reverse [--steps 1000] [--size 20000] [--slots 50]
+    python -m bench.loops --while [--batch 100000] [--steps 1000]
 
 --batch B adds jit(vmap(jacfwd)) of the --unrolled-step loop over B initial conditions. The first
 calls of the main table wait for their kernels (GPUAD_COMPILE=sync). --first instead times the
@@ -19,6 +20,11 @@ with the peak of NumPy's allocations (tracemalloc); beside JAX's jax.jit(grad) o
 what its VJP needs, of lax.scan over a jax.checkpoint'ed step (every carry), and of the sqrt
 scheme (an outer scan over jax.checkpoint'ed blocks of sqrt(steps) steps), its peak the compiled
 program's temporaries (memory_analysis).
+--while times loops whose trip count is known only when they run: a Newton solve of a cubic by
+while_loop (jit(jacfwd), jit(jacrev), and jit(vmap) and jit(vmap(jacfwd)) over --batch cubics, each
+its own trip count), and jit(jacfwd) of the RK4 integration by a fori_loop whose bound is an
+argument (--steps at the call); gpuad's loop kernel, gpuad's per-trip replay (the loop kernel
+switched off: what ran before), and jax.jit with lax.while_loop / lax.fori_loop, interleaved.
 """
 import argparse
 import functools
@@ -38,6 +44,7 @@ os.environ.setdefault("GPUAD_CACHE_DIR", tempfile.mkdtemp(prefix="gpuad-loops-be
 
 import gpuad
 import gpuad.numpy as gnp
+from gpuad.kernels.programs import newton_cubic
 
 
 def integrator(np, fori_loop, steps, h=0.01):
@@ -165,9 +172,79 @@ def reverse_mode(steps, size, slots, reps):
     return [(name, statistics.median(times[name]) * 1e3, peaks[name]) for name in cases]
 
 
+def agree(results, problem):
+    """Exit where two cases of one problem (problem(case name)) disagree in their outputs."""
+    by_problem = {}
+    for name, (out, _, _) in results.items():
+        by_problem.setdefault(problem(name), []).append((name, onp.asarray(out)))
+    for outs in by_problem.values():
+        for name, out in outs[1:]:
+            if not onp.allclose(out, outs[0][1], rtol=1e-10, atol=1e-12):
+                raise SystemExit(f"{name} disagrees with {outs[0][0]}")
+
+
+def newton(np, while_loop):
+    """p -> the real root of x^3 + p0 x - p1 by Newton's method (programs.newton_cubic)."""
+    solve = newton_cubic(np, while_loop)
+    return lambda p: solve(p)[0]
+
+
+def while_loops(batch, steps, reps):
+    """Rows (case, first call s, later calls' median ms) of the loops of a run-time trip count."""
+    from gpuad.compiler import loop_kernel
+    rng = onp.random.default_rng(0)
+    p = onp.array([1.3, 2.1])
+    ps = onp.stack([rng.uniform(0.5, 3.0, batch), rng.uniform(0.2, 2.0, batch)], axis=1)
+    z, n = onp.array([0.7, -0.3, 1.3, 0.2]), onp.int64(steps)
+
+    def traced_bound(np, fori_loop):
+        return lambda z, n: integrator(np, fori_loop, n)(z)
+    problems = [
+        ("jit(jacfwd), while_loop Newton", lambda g, lax: g.jacfwd(newton(g.numpy, lax.while_loop)), (p,)),
+        ("jit(jacrev), while_loop Newton", lambda g, lax: g.jacrev(newton(g.numpy, lax.while_loop)), (p,)),
+        (f"jit(vmap), while_loop Newton, {batch} cubics", lambda g, lax: g.vmap(newton(g.numpy, lax.while_loop)),
+         (ps,)),
+        (f"jit(vmap(jacfwd)), while_loop Newton, {batch} cubics",
+         lambda g, lax: g.vmap(g.jacfwd(newton(g.numpy, lax.while_loop))), (ps,)),
+        (f"jit(jacfwd), fori_loop of a traced bound, RK4, {steps} steps",
+         lambda g, lax: g.jacfwd(traced_bound(g.numpy, lax.fori_loop)), (z, n)),
+    ]
+    engines = [("gpuad, loop kernel", gpuad, gpuad.lax, gnp.asarray, lambda x: x, None)]
+    plan = loop_kernel.plan
+    engines.append(("gpuad, per-trip replay", gpuad, gpuad.lax, gnp.asarray, lambda x: x,
+                    lambda *a, test=False, **k: None if test else plan(*a, test=test, **k)))
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        engines.append(("jax.jit", jax, jax.lax, jax.numpy.asarray, lambda x: x.block_until_ready(), None))
+    except ImportError:
+        print("JAX is not installed: gpuad alone")
+    cases = []
+    for problem, make, args in problems:
+        for engine, lib, lax, asarray, block, planned in engines:
+            if lib is not gpuad and "jacrev" in problem:
+                continue  # JAX refuses reverse mode through while_loop
+            cases.append((f"{engine}: {problem}", lib.jit(make(lib, lax)), [asarray(a) for a in args], block, planned))
+    results = {}
+    for name, f, args, block, planned in cases:  # first calls: each case's tracing and kernel builds
+        loop_kernel.plan = planned or plan  # the replay plans its while loops' kernels at the first call
+        try:
+            results[name] = first_and_steady(functools.partial(f, *args), block, 0)
+        finally:
+            loop_kernel.plan = plan
+    for _ in range(3):  # interleaved rounds, the best round's median kept
+        for name, f, args, block, _ in cases:
+            out, first, best = results[name]
+            med = first_and_steady(functools.partial(f, *args), block, reps)[2]
+            results[name] = out, first, med if best is None else min(med, best)
+    agree(results, lambda name: name.split(": ", 1)[1])  # every engine's answer to a problem
+    return [(name, first, med * 1e3) for name, (_, first, med) in results.items()]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--reverse", action="store_true", help="reverse mode through a scan, checkpointed or not")
+    parser.add_argument("--while", dest="while_", action="store_true", help="loops of a run-time trip count")
     parser.add_argument("--size", type=int, default=20000, help="--reverse: elements of the carry")
     parser.add_argument("--slots", type=int, default=50, help="--reverse: carries held by the checkpointed scan")
     parser.add_argument("--steps", type=int, default=1000)
@@ -182,6 +259,12 @@ def main():
         return first_calls_here(a.steps)
     if a.first:
         return cold_first_calls(a.steps)
+    if a.while_:
+        os.environ.setdefault("GPUAD_COMPILE", "sync")  # first calls wait for their kernels
+        print("| case | first call | later calls (median) |\n| --- | --- | --- |")
+        for name, first, ms in while_loops(a.batch or 100_000, a.steps, max(5, a.reps // 5)):
+            print(f"| {name} | {first:.3f} s | {ms:.4f} ms |")
+        return
     if a.reverse:
         print(f"grad through {a.steps} steps of a {a.size}-element carry ({a.size * 8 / 1e3:.0f} kB; every carry: "
               f"{a.steps * a.size * 8 / 1e6:.0f} MB)\n")
@@ -227,13 +310,7 @@ def main():
     print("| case | first call | later calls (median) |\n| --- | --- | --- |")
     for name, (_, first, med) in results.items():
         print(f"| {name} | {first:.3f} s | {med * 1e3:.4f} ms |")
-    by_problem = {}  # the same loop computed by gpuad and JAX must agree
-    for name, (out, _, _) in results.items():
-        by_problem.setdefault(name.split("), ", 1)[1], []).append((name, onp.asarray(out)))
-    for outs in by_problem.values():
-        for name, out in outs[1:]:
-            if not onp.allclose(out, outs[0][1], rtol=1e-10, atol=1e-12):
-                raise SystemExit(f"{name} disagrees with {outs[0][0]}")
+    agree(results, lambda name: name.split("), ", 1)[1])  # the same loop computed by gpuad and JAX
 
 if __name__ == "__main__":
     main()

@@ -44,4 +44,6 @@ class BatchTrace(Trace):
     def process(self, prim, args, params):
         values, marks = self.split(args)
         out, out_batched = prim.batch(values, [m is not None for m in marks], **params)
+        if prim.multiple_results:  # out_batched: one mark per output
+            return tuple(BatchTracer(self, o) if b else o for o, b in zip(out, out_batched))
         return BatchTracer(self, out) if out_batched else out

@@ -44,7 +44,7 @@ import warnings
 import numpy as onp
 
 from . import backends
-from .core import Tracer, dtype, held_bytes, shape, staging
+from .core import Tracer, dtype, held_bytes, results, shape, staging
 from .forward import SweepTooLarge
 from .ops.indexing import concatenate
 from .reverse import last_uses
@@ -93,11 +93,11 @@ def _live_peak(tape):
     last = last_uses(tape)
     ending, live, peak = {}, 0, 0
     for k, eq in enumerate(tape):
-        size = held_bytes(eq.value)
+        size = sum(map(held_bytes, results(eq.prim, eq.value)))
         largest = max([size] + [held_bytes(a) for a, i in zip(eq.args, eq.ids) if i is not None])
         live += size
         peak = max(peak, live + TEMPORARIES * largest)
-        end = last.get(eq.out_id, k)
+        end = max(last.get(i, k) for i in eq.out_ids)
         ending[end] = ending.get(end, 0) + size
         live -= ending.pop(k, 0)
     return peak

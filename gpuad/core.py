@@ -91,6 +91,10 @@ class Primitive:
     vjp(ct, args, out, needed, **params) -> one cotangent bundle (or None) per argument
     batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
     Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
+    multiple_results: the primitive has several outputs (a factorisation's factors), as JAX's: impl
+    and bind return a tuple of them, abstract a tuple of ShapeDtypeStructs, jvp (outs, tangents),
+    vjp takes cts and out as tuples (a None in cts: a zero cotangent), batch (outs, [batched]), the
+    sparsity rule `pattern` is asked once per output (with that output's aval).
     complex_ready: whether the jvp/vjp rules hold for complex values (JAX's conventions: the JVP is
     the R-linear tangent map, the VJP its transpose, never its adjoint); the derivative traces refuse
     complex arguments of a primitive without it (refuse_complex).
@@ -137,18 +141,23 @@ class Primitive:
                      its output (a loop's checkpointed carries, its kernel's scratch, its body's buffers):
                      args the arguments' avals; within (a replay.Within) says the peak of a body
                      program's run and the target; the replay's memory plan adds them at its step
+    once(eq)         -> the equation (of this primitive, in a program) with the operands it is handed
+                     several times (a loop's constants: one value closed over by several stages of its
+                     body) handed once, or None where none is (the passes' shared_operands)
     unchanged(constants, **params) -> the position of the argument it returns unchanged (its shape and
                      dtype permitting), or None; constants holds each argument's constant value, None
                      where it is a variable of the program (the passes' simplify)
     """
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "nondiff", "abstract", "impl_for", "lower", "pattern",
+                 "multiple_results",
                  "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
                  "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
-                 "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous", "index")
+                 "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous", "once", "index")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
         self.nondiff, self.abstract = nondiff, abstract
+        self.multiple_results = False
         self.impl_for = None  # xp -> impl on that array module with no backend lookup, where there is one
         self.lower = None  # (xp, argument shapes, **params) -> a compiled step's function, planned once
         self.pattern = None   # the sparsity rule (gpuad.sparse), where the primitive has one
@@ -157,7 +166,7 @@ class Primitive:
         self.elementwise = self.moves = self.scatters = self.reads_each_once = False
         self.expression = self.view = self.positions = self.recompute = self.reduction = None
         self.zero_where = self.entries = self.coords = self.copied = self.unchanged = self.impl_into = None
-        self.temporaries = self.contiguous = self.index = None
+        self.temporaries = self.contiguous = self.once = self.index = None
         self.launches = 1
 
     def __call__(self, *args, **params):
@@ -219,9 +228,18 @@ def bind(prim, *args, **params):
     if top is None:
         stats["evals"] += 1
         out = prim.impl(*vals, **params)
-        # NumPy returns scalars for 0-d results; results stay arrays, as the transforms promise
-        return onp.asarray(out) if isinstance(out, onp.generic) else out
+        return tuple(map(_array, out)) if prim.multiple_results else _array(out)
     return top.process(prim, vals, params)
+
+
+def _array(out):
+    """NumPy returns scalars for 0-d results; results stay arrays, as the transforms promise."""
+    return onp.asarray(out) if isinstance(out, onp.generic) else out
+
+
+def results(prim, out):
+    """A primitive's output(s) as a tuple: one element where it has one result."""
+    return out if prim.multiple_results else (out,)
 
 
 def refuse_complex(prim, values):

@@ -8,7 +8,7 @@ import sys
 NAMESPACES = {"numpy": "gpuad.numpy", "numpy.linalg": "gpuad.numpy.linalg", "numpy.fft": "gpuad.numpy.fft",
               "scipy.special": "gpuad.scipy.special",
               "scipy.linalg": "gpuad.scipy.linalg", "scipy.stats": "gpuad.scipy.stats"}
-_LIBRARIES = ("numpy", "scipy", "cupy", "cupyx")
+LIBRARIES = ("numpy", "scipy", "cupy", "cupyx")  # the array libraries a call can pass through
 
 
 def counterpart(namespace, name):
@@ -23,9 +23,9 @@ def library_caller():
     "scipy.special.logsumexp", the name of its gpuad counterpart or None), or None when the
     user's code called gpuad directly."""
     calls, frame = [], sys._getframe(1)
-    while frame is not None and _top(frame) == "gpuad":
+    while frame is not None and package(frame) == "gpuad":
         frame = frame.f_back
-    while frame is not None and _top(frame) in _LIBRARIES:
+    while frame is not None and package(frame) in LIBRARIES:
         calls.append(frame)
         frame = frame.f_back
     for frame in reversed(calls):  # the outermost first: the function the user called
@@ -50,5 +50,6 @@ def advice(what):
             "(and gpuad.scipy) functions.")
 
 
-def _top(frame):
+def package(frame):
+    """The top-level package of the module a frame runs in."""
     return (frame.f_globals.get("__name__") or "").split(".")[0]

@@ -43,6 +43,12 @@ class JVPTrace(Trace):
         if not prim.complex_ready:
             refuse_complex(prim, primals)
         out, tangent = prim.jvp(primals, tangents, **params)
+        if prim.multiple_results:
+            return tuple(map(self._dual, out, tangent or [None] * len(out)))
+        return self._dual(out, tangent)
+
+    def _dual(self, out, tangent):
+        """out carrying tangent (None: a zero tangent, then out as it is)."""
         if tangent is None or not is_inexact(out):
             return out
         if self.watch is not None:

@@ -15,9 +15,9 @@ from typing import ParamSpec, TypeVar
 
 import numpy as onp
 
+from .counterparts import LIBRARIES, package
 from .ops.expr import RULE_FILE
 
-_LIBRARIES = ("gpuad", "numpy", "scipy", "cupy", "cupyx")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -44,13 +44,13 @@ def _warn(kind, flag):
 
 
 def _inside(frame):
-    module = frame.f_globals.get("__name__") or ""
-    return frame.f_code.co_filename.startswith(RULE_FILE) or module.split(".")[0] in _LIBRARIES
+    return frame.f_code.co_filename.startswith(RULE_FILE) or package(frame) in ("gpuad", *LIBRARIES)
 
 
 def _describe(frame):
     name = frame.f_code.co_filename
     if name.startswith(RULE_FILE):
         return f"gpuad's rule {name[len(RULE_FILE):-1]!r} (a value or a derivative of an elementwise operation)"
-    module = frame.f_globals.get("__name__") or ""
-    return f"{module}.{frame.f_code.co_name}" if module.split(".")[0] in _LIBRARIES else "a NumPy operation"
+    if package(frame) in ("gpuad", *LIBRARIES):
+        return f"{frame.f_globals.get('__name__')}.{frame.f_code.co_name}"
+    return "a NumPy operation"

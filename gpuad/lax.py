@@ -12,23 +12,20 @@ array(8.)
 >>> gpuad.grad(lambda x: gpuad.lax.fori_loop(0, 3, lambda i, y: y * x, x))(gnp.asarray(2.0))
 array(32.)
 """
-import functools
 import itertools
-import types
 
 import numpy as onp
 
 from . import backends, revolve
 from . import numpy as gnp
-from .compiler.ir import Equation, Program, Var
+from .api import vmap
+from .compiler.ir import Program, Var
 from .core import Primitive, ShapeDtypeStruct, Tracer, same, shape
 from .loops import Cond, Scan, While, bind_scan, bind_while, cond_p, trace_body, unpack
 from .ops import patterns
-from .ops.contract import contract
 from .tree import tree_flatten, tree_map
 
-__all__ = ["fori_loop", "scan", "while_loop", "cond", "switch", "map", "stop_gradient", "checkpoint", "remat",
-           "checkpoint_policies"]
+__all__ = ["fori_loop", "scan", "while_loop", "cond", "switch", "map", "stop_gradient"]
 
 
 def scan(f, init, xs=None, length=None, reverse=False, unroll=1, checkpoint=None):
@@ -45,9 +42,13 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1, checkpoint=None
     >>> gpuad.lax.scan(lambda c, x: (c + x, c * x), 0.0, gnp.arange(1.0, 4.0))
     (array(6.), array([0., 2., 9.]))
     """
-    if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
-        raise TypeError(f"scan: unroll must be a positive int or a bool, got {unroll!r}")
+    _check_unroll(unroll, "scan")
     return _scan(f, init, xs, _length(xs, length), reverse, "scan", revolve.check(checkpoint, "scan"))
+
+
+def _check_unroll(unroll, name):
+    if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
+        raise TypeError(f"{name}: unroll must be a positive int or a bool, got {unroll!r}")
 
 
 def _length(xs, length):
@@ -81,14 +82,17 @@ def _scan(f, init, xs, n, reverse, name, checkpoint=None):
     return carry.tree.unflatten(leaves[:carry.n]), y_tree[0].unflatten(leaves[carry.n:])
 
 
-def fori_loop(lower, upper, body_fun, init_val, checkpoint=None):
+def fori_loop(lower, upper, body_fun, init_val, *, unroll=None, checkpoint=None):
     """body_fun(i, val) -> val for i from lower to upper - 1, as jax.lax.fori_loop: a scan when the
-    bounds are concrete (reverse mode differentiates it; `checkpoint` as scan's), else a while_loop.
+    bounds are concrete (reverse mode differentiates it; `unroll` and `checkpoint` as scan's), else
+    a while_loop.
 
     >>> import gpuad
     >>> gpuad.lax.fori_loop(0, 4, lambda i, s: s + i, 0)
     array(6)
     """
+    if unroll is not None:
+        _check_unroll(unroll, "fori_loop")
     if isinstance(lower, Tracer) or isinstance(upper, Tracer):
         def step(state):
             i, hi, val = state
@@ -125,7 +129,10 @@ def while_loop(cond_fun, body_fun, init_val):
     return carry.tree.unflatten(unpack(bind_while(spec, c_consts + b_consts + carry.leaves), spec.out_avals))
 
 
-def switch(index, branches, *operands):
+_NO_OPERAND = object()  # cond's and switch's operand= not given (None is an operand)
+
+
+def switch(index, branches, *operands, operand=_NO_OPERAND):
     """branches[index](*operands), index clamped to the branches, as jax.lax.switch. Eagerly only the
     branch taken runs; under vmap with a batched index every branch runs and each example selects.
 
@@ -133,6 +140,7 @@ def switch(index, branches, *operands):
     >>> gpuad.lax.switch(1, [gnp.sin, gnp.cos], gnp.asarray(0.0))
     array(1.)
     """
+    operands = _operands(operands, operand, "switch")
     branches = list(branches)
     if not branches or not all(callable(b) for b in branches):
         raise TypeError("switch: branches must be a non-empty sequence of functions")
@@ -168,17 +176,12 @@ def _switch(index, branches, operands, name):
 def _taking(program, avals, lo, hi):
     """program, whose inputs are constants standing for avals[lo:hi] then the operands, taking all
     of avals ahead of the operands: the others are inputs it does not read."""
-    ids = _fresh_ids(program)
+    ids = itertools.count(program.next_id())
     consts = [program.ins[k - lo] if lo <= k < hi else Var(next(ids), a) for k, a in enumerate(avals)]
     return Program(consts + program.ins[hi - lo:], program.equations, program.outs)
 
 
-def _fresh_ids(program):
-    """Ids no variable of the program has."""
-    return itertools.count(1 + max([v.id for v in program.ins + [eq.out for eq in program.equations]], default=0))
-
-
-def cond(pred, true_fun, false_fun, *operands):
+def cond(pred, true_fun, false_fun, *operands, operand=_NO_OPERAND):
     """true_fun(*operands) if pred else false_fun(*operands), as jax.lax.cond.
 
     >>> import gpuad, gpuad.numpy as gnp
@@ -188,109 +191,41 @@ def cond(pred, true_fun, false_fun, *operands):
     pred = gnp.asarray(pred)
     if shape(pred) != ():
         raise TypeError(f"cond: the predicate must be a scalar, got shape {shape(pred)}")
-    return switch(gnp.where(pred, 1, 0), [false_fun, true_fun], *operands)
+    return switch(gnp.where(pred, 1, 0), [false_fun, true_fun], *_operands(operands, operand, "cond"))
 
 
-def map(f, xs):
-    """f applied to each slice of xs along its leading axis, stacked, as jax.lax.map (a scan).
+def _operands(operands, operand, name):
+    """The branches' operands: JAX's older single `operand=` keyword is one operand."""
+    if operand is _NO_OPERAND:
+        return operands
+    if operands:
+        raise TypeError(f"{name}: give the operands either positionally or as operand=, not both")
+    return (operand,)
+
+
+def map(f, xs, *, batch_size=None):
+    """f applied to each slice of xs along its leading axis, stacked, as jax.lax.map (a scan). With
+    batch_size, as JAX's: a scan over batches of that many slices, each batch under vmap, and the
+    slices left over (fewer than a batch) under one more vmap.
 
     >>> import gpuad, gpuad.numpy as gnp
     >>> gpuad.lax.map(lambda x: x * x, gnp.arange(3.0))
     array([0., 1., 4.])
     """
-    return scan(lambda c, x: (c, f(x)), None, xs)[1]
-
-
-def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=()):
-    """fun, whose reverse-mode derivative stores only its arguments and recomputes fun's inside
-    when the backward sweep reaches it (jax.checkpoint, alias remat): memory for time. Its call is
-    one primitive (a one-branch cond) whose VJP rule reruns fun under the sweep. `policy`, as
-    JAX's (gpuad.checkpoint_policies), says which results inside fun are saved instead:
-    policy(primitive, *argument avals, **params) -> bool, asked of each primitive application fun
-    makes; the sweep reads those and recomputes the rest. prevent_cse is accepted (the call is one
-    equation that common-subexpression elimination never splits).
-
-    >>> import gpuad, gpuad.numpy as gnp
-    >>> gpuad.grad(gpuad.checkpoint(lambda x: gnp.sin(gnp.sin(x))))(gnp.asarray(0.0))
-    array(1.)
-    """
-    if policy is not None and not callable(policy):
-        raise ValueError(f"checkpoint: policy must be None or a function (primitive, *avals, **params) -> bool "
-                         f"such as gpuad.checkpoint_policies.dots_saveable, got {policy!r}")
-    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-
-    @functools.wraps(fun)
-    def rematted(*args):
-        static = {i % len(args): args[i] for i in nums}
-        dynamic = [a for i, a in enumerate(args) if i not in static]
-
-        def call(*dyn):
-            it = iter(dyn)
-            return fun(*[static[i] if i in static else next(it) for i in range(len(args))])
-        if policy is None:
-            return _switch(gnp.asarray(0), [call], dynamic, "checkpoint")
-        return _saving(call, dynamic, policy)
-    return rematted
-
-
-remat = checkpoint
-
-
-def _saving(call, operands, policy):
-    """call(*operands) as a one-branch cond that also outputs the results the policy saves; its
-    VJP reads them (known_p) instead of recomputing them."""
-    leaves, tree = tree_flatten(operands)
-    leaves = [_array(x) for x in leaves]
-    out_tree = []
-
-    def flat(vals):
-        o, t = tree_flatten(call(*tree.unflatten(vals)))
-        out_tree[:] = [t]
-        return [_array(x) for x in o]
-    program, consts = trace_body(flat, [same(x) for x in leaves], "the checkpointed function")
-    kept = {id(eq) for eq in program.equations if eq.out.dtype.kind in "fc" and
-            policy(eq.prim, *[ShapeDtypeStruct(a.shape, a.dtype) for a in eq.ins],
-                   **eq.params)}
-    saved = [eq.out for eq in program.equations if id(eq) in kept]
-    ids = _fresh_ids(program)
-    reads = [Var(next(ids), v) for v in saved]
-    known = iter(reads)
-    recompute = Program(program.ins + reads, [
-        Equation(known_p, [next(known)] + eq.ins, eq.out, {"op": eq.prim, "params": tuple(eq.params.items())})
-        if id(eq) in kept else eq for eq in program.equations], program.outs)
-    spec = Cond([Program(program.ins, program.equations, program.outs + saved)], "checkpoint",
-                saved=(len(saved), [recompute]))
-    outs = unpack(cond_p(gnp.asarray(0), *consts, *leaves, spec=spec), spec.out_avals)
-    return out_tree[0].unflatten(outs[:len(program.outs)])
-
-
-def _known_jvp(primals, tangents, op, params):
-    value, *args = primals
-    _, t = op.jvp(args, tangents[1:], **dict(params))
-    return value, t
-
-
-def _known_batch(args, batched, op, params):
-    return op.batch(args[1:], batched[1:], **dict(params))
-
-
-# known_p(value, *args, op, params): op's result on args, already known (saved by a checkpoint's
-# policy): nothing runs, and its rules are op's, reading the value where the VJP needs the result
-known_p = Primitive("known", lambda value, *args, op, params: value, _known_jvp,
-                    lambda ct, args, out, needed, op, params: [None] + list(
-                        op.vjp(ct, args[1:], args[0], needed[1:], **dict(params))),
-                    _known_batch, abstract=lambda value, *args, op, params: same(value))
-known_p.view = lambda op, params: True  # its result is its first argument: a compiled program adds into neither
-
-
-def _dots_saveable(prim, *avals, **params):
-    return prim is contract
-
-
-checkpoint_policies = types.SimpleNamespace(
-    nothing_saveable=lambda prim, *avals, **params: False,
-    everything_saveable=lambda prim, *avals, **params: True,
-    dots_saveable=_dots_saveable, checkpoint_dots=_dots_saveable)
+    if batch_size is None:
+        return scan(lambda c, x: (c, f(x)), None, xs)[1]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TypeError(f"map: batch_size must be a positive int or None, got {batch_size!r}")
+    n = _length(xs, None)
+    full = n - n % batch_size
+    parts = []
+    if full:
+        batches = tree_map(lambda x: gnp.reshape(x[:full], (full // batch_size, batch_size) + shape(x)[1:]), xs)
+        ys = scan(lambda c, x: (c, vmap(f)(x)), None, batches)[1]
+        parts.append(tree_map(lambda y: gnp.reshape(y, (full,) + shape(y)[2:]), ys))
+    if full < n:
+        parts.append(vmap(f)(tree_map(lambda x: x[full:], xs)))
+    return parts[0] if len(parts) == 1 else tree_map(lambda a, b: gnp.concatenate([a, b]), *parts)
 
 
 # ---------------------------------------------------------------- stop_gradient

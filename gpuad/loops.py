@@ -58,7 +58,7 @@ def trace_body(fun, avals, what):
             hoisted[id(a.val)] = trace.new_input(same(a.val), "a closed-over value").var
             consts.append(a.val)
         return hoisted[id(a.val)]
-    equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.out, eq.params) for eq in trace.equations]
+    equations = [Equation(eq.prim, [hoist(a) for a in eq.ins], eq.outs, eq.params) for eq in trace.equations]
     outs = [hoist(trace.atom(o)) for o in outs]
     return optimised(Program(list(hoisted.values()) + [t.var for t in inputs], equations, outs)), consts
 
@@ -95,11 +95,11 @@ def hoisted(body, consts):
         if not read <= const | seeded:
             rest.append(eq)
         elif not read & const:
-            seeded.add(eq.out)
+            seeded.update(eq.outs)
             pre.append(eq)
             rest.append(eq)
-        elif nbytes(eq.out) <= sum(map(nbytes, read)):
-            const.add(eq.out)
+        elif sum(map(nbytes, eq.outs)) <= sum(map(nbytes, read)):
+            const.update(eq.outs)
             pre.append(eq)
         else:
             rest.append(eq)
@@ -107,10 +107,68 @@ def hoisted(body, consts):
         return body, consts
     used = {a for eq in rest for a in eq.ins if isinstance(a, Var)} | {o for o in body.outs if isinstance(o, Var)}
     kept = [v for v in body.ins[:n] if v in used]
-    made = [eq.out for eq in pre if eq.out in used and eq.out in const]
+    made = [v for eq in pre for v in eq.outs if v in used and v in const]
     values = [c for v, c in zip(body.ins, consts) if v in used] + \
         dead_code(Program(body.ins[:n], pre, made)).evaluate(consts)
     return dead_code(Program(kept + made + body.ins[n:], rest, body.outs)), values
+
+
+# ---------------------------------------------------------------- constants handed once (passes.shared_operands)
+def _once(consts, programs):
+    """(the constants each handed once, the programs reading each at its first place) where one is
+    handed more than once, else None; each program's first len(consts) inputs are the constants."""
+    first, where = {}, []
+    for k, a in enumerate(consts):
+        where.append(first.setdefault(a if isinstance(a, Var) else id(a.val), k))
+    if len(first) == len(consts):
+        return None
+    kept = sorted(first.values())
+    merged = []
+    for p in programs:
+        to = {p.ins[k]: p.ins[w] for k, w in enumerate(where) if w != k}
+
+        def read(a, to=to):
+            return to.get(a, a) if isinstance(a, Var) else a
+        merged.append(Program([p.ins[k] for k in kept] + p.ins[len(consts):],
+                              [Equation(e.prim, [read(a) for a in e.ins], e.outs, e.params) for e in p.equations],
+                              [read(o) for o in p.outs]))
+    return [consts[k] for k in kept], merged
+
+
+def _scan_once(eq):
+    spec = eq.params["spec"]
+    once = _once(eq.ins[:spec.n_consts], [spec.body])
+    if once is None:
+        return None
+    consts, (body,) = once
+    new = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name, spec.checkpoint)
+    return Equation(eq.prim, consts + eq.ins[spec.n_consts:], eq.out, dict(eq.params, spec=new))
+
+
+def _while_once(eq):
+    """The condition's and the body's constants each handed once, and the values both read
+    (vmap's loops: the condition's constants are the body's too) noted in `shared`, so that one
+    trip computes what both compute of them once (While.stepped)."""
+    spec = eq.params["spec"]
+    cc, bc, carry = spec.split(eq.ins)
+    cond, body = _once(cc, [spec.cond]), _once(bc, [spec.body])
+    (cc, (c,)), (bc, (b,)) = cond or (cc, [spec.cond]), body or (bc, [spec.body])
+    at = {a if isinstance(a, Var) else id(a.val): j for j, a in enumerate(bc)}
+    shared = tuple((k, at[key]) for k, a in enumerate(cc) if (key := a if isinstance(a, Var) else id(a.val)) in at)
+    if cond is None and body is None and shared == spec.shared:
+        return None
+    new = While(c, b, len(cc), len(bc), spec.name, spec.each, shared)
+    return Equation(eq.prim, cc + bc + carry, eq.out, dict(eq.params, spec=new))
+
+
+def _revolve_once(eq):
+    spec = eq.params["spec"]
+    once = _once(eq.ins[:spec.n_consts], [spec.fwd, spec.bwd])
+    if once is None:
+        return None
+    consts, (fwd, bwd) = once
+    new = Revolve(fwd, bwd, len(consts), spec.n_carry, spec.n_back, spec.length, spec.reverse, spec.slots, spec.name)
+    return Equation(eq.prim, consts + eq.ins[spec.n_consts:], eq.out, dict(eq.params, spec=new))
 
 
 def bind_scan(spec, operands):
@@ -128,7 +186,7 @@ def bind_while(spec, operands):
     cond, cc = hoisted(spec.cond, cc)
     body, bc = hoisted(spec.body, bc)
     if cond is not spec.cond or body is not spec.body:
-        spec = While(cond, body, len(cc), len(bc), spec.name)
+        spec = While(cond, body, len(cc), len(bc), spec.name, spec.each)
     return while_p(*cc, *bc, *carry, spec=spec)
 
 
@@ -164,6 +222,8 @@ def unpack(packed, avals, lead=None):
     for a in avals:
         part = packed[off:off + a.size] if lead is None else packed[:, off:off + a.size]
         part = gnp.reshape(part, pre + a.shape)
+        if dtype(part).kind == "c" and a.dtype.kind != "c":  # a real leaf packed beside complex ones
+            part = gnp.real(part)
         out.append(part if dtype(part) == a.dtype else part.astype(a.dtype))
         off += a.size
     return out
@@ -254,11 +314,7 @@ class Scan:
         """Bytes a compiled run holds beside its operands and output (replay.peak_bytes): the loop
         kernel's scratch, or a trip's carry and body's buffers where the body is replayed per trip
         (also while the kernel builds: the larger of the two)."""
-        replayed = _carried(self.split(args)[1]) + within.peak(self.body)
-        kernel = self.kernel(within.target) if within.fusion else None
-        if kernel is None:
-            return replayed
-        return max(kernel.scratch, _carried(self.split(args)[1]) + within.peak(self.body, fusion=False))
+        return _kept_while_running(self, within, self.split(args)[1], [self.body])
 
     def slots(self, args):
         """The carries reverse mode holds where it checkpoints; None where it stores every one."""
@@ -302,6 +358,16 @@ class Scan:
 def _carried(avals):
     """Bytes of values given as avals (the operands of a compiled step)."""
     return sum(map(nbytes, avals))
+
+
+def _kept_while_running(spec, within, carry, bodies):
+    """What a loop holds while it runs: its kernel's scratch, or a trip's carry and the larger of
+    its bodies' buffers where they are replayed per trip (while the kernel builds: unfused; the
+    larger of the two)."""
+    def replayed(fusion=None):
+        return _carried(carry) + max(within.peak(b, fusion=fusion) for b in bodies)
+    kernel = spec.kernel(within.target) if within.fusion else None
+    return replayed() if kernel is None else max(kernel.scratch, replayed(fusion=False))
 
 
 def _held(args, within, spec):
@@ -546,15 +612,49 @@ scan_p.rev_forward = _scan_rev_forward
 class While:
     """A while loop's static part: its condition (inputs: its constants, the carries; output: a
     boolean scalar) and body (inputs: its constants, the carries; outputs: the carries).
-    Operands: the condition's constants, the body's, the initial carries."""
+    Operands: the condition's constants, the body's, the initial carries. `each` (vmap's loops):
+    the condition gives one boolean per example (the carries' leading axis), the loop runs while
+    any is true, and the body holds each example whose own is false, so each example's loop is
+    independent of the others' (a loop kernel runs each element's trips on its own). `shared`:
+    pairs (k, j) where the condition's constant k is the body's constant j (passes.shared_operands)."""
 
-    def __init__(self, cond, body, n_cc, n_bc, name="while_loop"):
+    def __init__(self, cond, body, n_cc, n_bc, name="while_loop", each=False, shared=()):
         self.cond, self.body, self.n_cc, self.n_bc, self.name = cond, body, n_cc, n_bc, name
+        self.each, self.shared = each, shared
         self.out_avals = in_avals(body)[n_bc:]
         self.n_carry = len(self.out_avals)
         self.kept = None  # (operands, the scan of the counted trips) where a tape recorded the loop
         self._runners = None
         self.bodies = [cond, body]
+        self._kernels = {}
+
+    def going(self, test):
+        """Whether the loop goes on, from its condition's output (an array or a traced value)."""
+        if not self.each:
+            return test
+        return test.any() if not isinstance(test, Tracer) else gnp.max(gnp.where(test, 1, 0)) > 0
+
+    def kernel(self, target):
+        """The whole loop rendered as one kernel for a Target, or None where its step cannot run
+        as one (gpuad/compiler/loop_kernel.py)."""
+        if target not in self._kernels:
+            self._kernels[target] = loop_kernel.plan(self.stepped(), self.n_cc + self.n_bc, self.n_carry, False,
+                                                     packed_aval(self.out_avals), target, test=True)
+        return self._kernels[target]
+
+    def stepped(self):
+        """One trip as one program (inputs: the condition's constants, the body's, the carries;
+        outputs: the body's carries, then the condition on the carries it read): the passes see
+        both, so what the condition and the body compute alike (of the constants they share) is
+        computed once."""
+        nc, nb = self.n_cc, self.n_bc
+
+        def step(vals):
+            cc, carry = list(vals[:nc]), vals[nc + nb:]
+            for k, j in self.shared:
+                cc[k] = vals[nc + j]
+            return self.body.evaluate(vals[nc:]) + self.cond.evaluate(cc + carry)
+        return retrace(step, in_avals(self.cond)[:nc] + in_avals(self.body), f"{self.name}'s trip")
 
     def __repr__(self):
         return self.name
@@ -568,8 +668,9 @@ class While:
         return self.kept[1].stored_bytes(args) if self.kept is not None else 0
 
     def temporaries(self, args, within):
-        """A trip's carry and the larger of its condition's and body's buffers (replay.peak_bytes)."""
-        return _carried(self.split(args)[2]) + max(within.peak(self.cond), within.peak(self.body))
+        """Bytes a compiled run holds beside its operands and output (replay.peak_bytes): the loop
+        kernel's scratch, or a trip's carry and the larger of its condition's and body's buffers."""
+        return _kept_while_running(self, within, self.split(args)[2], [self.cond, self.body])
 
     def split(self, args):
         a, b = self.n_cc, self.n_cc + self.n_bc
@@ -577,7 +678,7 @@ class While:
 
     def run(self, args, cond, body):
         cc, bc, carry = self.split(args)
-        while bool(cond(cc + carry)[0]):
+        while bool(self.going(cond(cc + carry)[0])):
             carry = list(body(bc + carry))
         return pack(carry, self.out_avals)
 
@@ -594,7 +695,7 @@ class While:
 
         def step(vals):
             carry = vals[cc + nb:]
-            go = self.cond.evaluate(vals[:cc] + carry)[0]
+            go = self.going(self.cond.evaluate(vals[:cc] + carry)[0])
             return [gnp.where(go, new, old) for new, old in zip(self.body.evaluate(vals[cc:]), carry)]
         body = retrace(step, in_avals(self.cond)[:cc] + in_avals(self.body), f"{self.name}'s body, counted")
         return Scan(body, cc + nb, self.n_carry, n, False, self.name, checkpoint="auto")
@@ -605,8 +706,26 @@ def _while_impl(*args, spec):
 
 
 def _while_lower(xp, shapes, spec):
-    cond, body = spec.compiled()
-    return lambda *args: spec.run(args, cond, body)
+    """The while loop's step in a compiled program: one kernel where its trip renders as one (the
+    condition and the body replayed unfused while it builds), else their compiled replays."""
+    kernel = spec.kernel(target_of()) if fusion_wanted() else None
+    if kernel is None:
+        cond, body = spec.compiled()
+        return lambda *args: spec.run(args, cond, body)
+    one = loop_kernel.runner(kernel, packed_aval(spec.out_avals), 0)
+    unfused = None
+
+    def run(*args):
+        nonlocal unfused
+        out = one(args, _TRIPS_GUESS)
+        if out is None:
+            unfused = unfused or (_unfused(spec.cond), _unfused(spec.body))
+            return spec.run(args, *unfused)
+        return out
+    return run
+
+
+_TRIPS_GUESS = 16  # a while loop kernel's trips, for its split over threads (not known before it runs)
 
 
 def _while_jvp(primals, tangents, spec):
@@ -625,7 +744,7 @@ def _while_jvp(primals, tangents, spec):
     cond = retrace(lambda vals: spec.cond.evaluate(vals[:n_cc + nk]),
                    in_avals(spec.cond) + [bundle(a, k) for a, m in zip(spec.out_avals, k_nz) if m],
                    f"{spec.name}'s condition")
-    new = While(cond, body, n_cc, spec.n_bc + sum(b_nz), spec.name)
+    new = While(cond, body, n_cc, spec.n_bc + sum(b_nz), spec.name, spec.each)
     leaves = unpack(bind_while(new, cc + bc + _present(tb) + init + _filled(tk, k_nz, ins[spec.n_bc:], k)),
                     new.out_avals)
     tcar = iter(leaves[nk:])
@@ -643,7 +762,7 @@ def _trip_count(args, spec):
                    f"{spec.name}'s body, counted")
     cond = retrace(lambda vals: spec.cond.evaluate(vals[:n_cc + nk]), in_avals(spec.cond) + [count],
                    f"{spec.name}'s condition")
-    counting = While(cond, body, n_cc, spec.n_bc, spec.name)
+    counting = While(cond, body, n_cc, spec.n_bc, spec.name, spec.each)
     traced = n = unpack(while_p(*args, backends.current().asarray(onp.int64(0)), spec=counting),
                         counting.out_avals)[-1]
     while isinstance(n, Tracer):
@@ -688,7 +807,8 @@ def _while_batch(args, batched, spec):
     b_axes = [0 if m else None for m in mb] + [0] * nk
 
     def going(vals):  # each example's condition, on the condition's constants and the carries
-        return _vmapped(spec.cond, vals, c_axes, b)[0]
+        test = _vmapped(spec.cond, vals, c_axes, b)[0]
+        return test if not spec.each else gnp.max(gnp.where(test, 1, 0), axis=tuple(range(1, len(shape(test))))) > 0
 
     def step(vals):
         carry = vals[n_cc + n_bc:]
@@ -696,11 +816,10 @@ def _while_batch(args, batched, spec):
         new = _vmapped(spec.body, vals[n_cc:], b_axes, b)
         return [gnp.where(gnp.reshape(go, (b,) + (1,) * (len(shape(o)) - 1)), n, o) for n, o in zip(new, carry)]
     c_avals = _batched_avals(in_avals(spec.cond), c_axes, b)
-    cond = retrace(lambda vals: [gnp.max(gnp.where(going(vals), 1, 0)) > 0], c_avals,
-                   f"{spec.name}'s condition under vmap")
+    cond = retrace(lambda vals: [going(vals)], c_avals, f"{spec.name}'s condition under vmap")
     body = retrace(step, c_avals[:n_cc] + _batched_avals(in_avals(spec.body), b_axes, b),
                    f"{spec.name}'s body under vmap")
-    new = While(cond, body, n_cc, n_cc + n_bc, spec.name)
+    new = While(cond, body, n_cc, n_cc + n_bc, spec.name, each=True)
     return pack(unpack(bind_while(new, cc + cc + bc + init), new.out_avals), spec.out_avals, lead=b), True
 
 
@@ -1088,3 +1207,8 @@ def _cond_pattern(args, out, spec):
 
 scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern
 
+
+# Complex values: each rule runs the bodies under the transform, so a loop's derivative follows
+# JAX's convention wherever its bodies' primitives do, and those refuse what they cannot take.
+scan_p.complex_ready = while_p.complex_ready = cond_p.complex_ready = revolve_p.complex_ready = True
+scan_p.once, while_p.once, revolve_p.once = _scan_once, _while_once, _revolve_once

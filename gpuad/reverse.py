@@ -4,7 +4,7 @@ The sweep carries a cotangent bundle of M directions (shape (M, *S)) per value, 
 `jacrev` gets all m rows of a Jacobian from one backward pass over the tape. The tape
 is kept, so the same recording can be swept again (chunks) or forward (`linearize`).
 """
-from .core import Trace, Tracer, dtype, is_inexact, refuse_complex, shape
+from .core import Trace, Tracer, dtype, is_inexact, refuse_complex, results, shape
 from .ops.elementwise import add, real
 from .ops.shape import unbroadcast
 
@@ -23,12 +23,13 @@ class RevTracer(Tracer):
 
 
 class Equation:
-    """One primitive application on the tape: its argument ids (None for constants), its output's
-    id, and the argument values and output value its rules need."""
-    __slots__ = ("prim", "ids", "out_id", "args", "value", "params")
+    """One primitive application on the tape: its argument ids (None for constants), its outputs'
+    ids (None for an output not recorded: an integer one), and the argument values and the output
+    value (a tuple of them for a primitive with multiple_results) its rules need."""
+    __slots__ = ("prim", "ids", "out_ids", "args", "value", "params")
 
-    def __init__(self, prim, ids, out_id, args, value, params):
-        self.prim, self.ids, self.out_id = prim, ids, out_id
+    def __init__(self, prim, ids, out_ids, args, value, params):
+        self.prim, self.ids, self.out_ids = prim, ids, out_ids
         self.args, self.value, self.params = args, value, params
 
 
@@ -51,19 +52,23 @@ class RevTrace(Trace):
             refuse_complex(prim, values)
         forward = prim.rev_forward  # a primitive that keeps something for its VJP computes its value itself
         out = prim(*values, **params) if forward is None else forward(values, **params)
-        if prim.nondiff or not is_inexact(out):
+        if prim.nondiff:
             return out
-        tracer = self.new_input(out)
-        self.tape.append(Equation(prim, ids, tracer.id, values, out, params))
-        return tracer
+        outs = results(prim, out)
+        tracers = [self.new_input(o) if is_inexact(o) else o for o in outs]
+        out_ids = tuple(t.id if isinstance(t, RevTracer) else None for t in tracers)
+        if any(i is not None for i in out_ids):
+            self.tape.append(Equation(prim, ids, out_ids, values, out, params))
+        return tuple(tracers) if prim.multiple_results else tracers[0]
 
     def sweep_backward(self, seeds):
         """Sweep the tape back from {id: cotangent bundle}; returns the bundles of all ids reached."""
         ct = dict(seeds)
         for eq in reversed(self.tape):
-            g = ct.pop(eq.out_id, None)
-            if g is None:
+            g = [ct.pop(i, None) for i in eq.out_ids]
+            if all(c is None for c in g):
                 continue
+            g = tuple(g) if eq.prim.multiple_results else g[0]
             needed = [i is not None for i in eq.ids]
             for i, a, c in zip(eq.ids, eq.args, eq.prim.vjp(g, eq.args, eq.value, needed, **eq.params)):
                 if i is None or c is None:
@@ -81,8 +86,9 @@ class RevTrace(Trace):
             ts = [tan.get(i) if i is not None else None for i in eq.ids]
             if any(t is not None for t in ts):
                 _, t = eq.prim.jvp(eq.args, ts, **eq.params)
-                if t is not None:
-                    tan[eq.out_id] = t
+                for i, tk in zip(eq.out_ids, () if t is None else results(eq.prim, t)):
+                    if i is not None and tk is not None:
+                        tan[i] = tk
             for i in eq.ids:
                 if last.get(i) == k and i not in keep:
                     tan.pop(i, None)

@@ -5,7 +5,8 @@
 // the backward sweep sums broadcast arguments down (gpuad/reverse.py).
 //
 // Slots (filled by gpuad/kernels/source.py from one row of the elementwise table):
-//   T        element type             name      kernel name (gpuad_vjp_<op>_<variant>_<f32|f64>)
+//   T        element type             name      kernel name (gpuad_vjp_<op>_<variant>_<f32|f64>[_i32])
+//   I        index type (long long; int where every index fits in 31 bits)
 //   params   the arguments' pointers, strides and by-value scalars
 //   outputs  one cotangent pointer c_<arg> per needed argument
 //   loads    reads the array arguments into locals named as in the table (x, or a and b)
@@ -13,17 +14,18 @@
 #include "gpuad_math.cuh"
 
 typedef ${T} T;
+typedef ${I} I;  // the indices: int where every one fits in 31 bits (gpuad/kernels/plan.py)
 
 extern "C" __global__ void ${name}(${params},
                                    const T* __restrict__ p_y, const T* __restrict__ ct${outputs},
-                                   const long long n, const long long M) {
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+                                   const I n, const I M) {
+    const I stride = (I)gridDim.x * blockDim.x;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         ${loads}
         const T y = p_y[i];
         ${partials}
-        for (long long m = blockIdx.y; m < M; m += gridDim.y) {
-            const long long at = m * n + i;
+        for (I m = blockIdx.y; m < M; m += gridDim.y) {
+            const I at = m * n + i;
             const T g = ct[at];
             ${writes}
         }

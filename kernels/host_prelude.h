@@ -13,18 +13,26 @@ using namespace std;
 // per call, within 4 ulp of the scalar functions; each kernel is built for AVX2 and for the
 // baseline, chosen when the library loads (or, where gpuad/kernels/host.py finds AVX2 on this
 // machine, for AVX2 alone: half the compilation).
+// Declared const too (no errno is read): GCC's if-conversion refuses a loop calling a function
+// with side effects, so a loop selecting (where, a while loop's frozen elements) around a vector
+// call would not vectorise.
+#define GPUAD_SIMD1(f) double f(double) __attribute__((simd("notinbranch"), const)); \
+    float f##f(float) __attribute__((simd("notinbranch"), const));
+#define GPUAD_SIMD2(f) double f(double, double) __attribute__((simd("notinbranch"), const)); \
+    float f##f(float, float) __attribute__((simd("notinbranch"), const));
 extern "C" {
-double sin(double) __attribute__((simd("notinbranch")));
-double cos(double) __attribute__((simd("notinbranch")));
-double exp(double) __attribute__((simd("notinbranch")));
-double log(double) __attribute__((simd("notinbranch")));
-double pow(double, double) __attribute__((simd("notinbranch")));
-float sinf(float) __attribute__((simd("notinbranch")));
-float cosf(float) __attribute__((simd("notinbranch")));
-float expf(float) __attribute__((simd("notinbranch")));
-float logf(float) __attribute__((simd("notinbranch")));
-float powf(float, float) __attribute__((simd("notinbranch")));
+GPUAD_SIMD1(sin) GPUAD_SIMD1(cos) GPUAD_SIMD1(exp) GPUAD_SIMD1(log) GPUAD_SIMD2(pow)
+#if defined(__GLIBC_PREREQ) && __GLIBC_PREREQ(2, 35)
+// glibc 2.35's additions: the hyperbolic and inverse functions of activations and integrators
+// (bench/vector_math.py measures each against NumPy)
+GPUAD_SIMD1(tanh) GPUAD_SIMD1(sinh) GPUAD_SIMD1(cosh) GPUAD_SIMD1(asinh) GPUAD_SIMD1(acosh) GPUAD_SIMD1(atanh)
+GPUAD_SIMD1(asin) GPUAD_SIMD1(acos) GPUAD_SIMD1(atan) GPUAD_SIMD1(exp2) GPUAD_SIMD1(expm1) GPUAD_SIMD1(log2)
+GPUAD_SIMD1(log10) GPUAD_SIMD1(log1p) GPUAD_SIMD1(cbrt) GPUAD_SIMD1(erfc)
+GPUAD_SIMD2(atan2) GPUAD_SIMD2(hypot)
+#endif
 }
+#undef GPUAD_SIMD1
+#undef GPUAD_SIMD2
 #ifdef GPUAD_ONE_ISA  // built for this machine's AVX2 alone (-mavx2): one build of each loop
 #define GPUAD_CLONES
 #else

@@ -14,7 +14,7 @@ import pytest
 
 from gpuad.backends.numpy import NumpyBackend
 from gpuad.kernels.plan import jvp_launch, vjp_launch
-from gpuad.kernels.source import _read, every_kernel, kernel_name, render
+from gpuad.kernels.source import INDEX_TYPES, _read, every_kernel, kernel_name, render
 
 _HOST_SHIM = r"""
 #include <cmath>
@@ -33,10 +33,12 @@ _HOST_SHIM += _read("gpuad_complex.cuh")
 
 
 def build(directory):
-    """Every generated kernel built into one shared library (one namespace per source)."""
+    """Every generated kernel, in both index variants, built into one shared library (one namespace
+    per source)."""
     if shutil.which("g++") is None:
         pytest.skip("g++ is needed to run the kernels' source on the CPU")
-    code = _HOST_SHIM + "".join(f"namespace k{i} {{\n{render(*k)}\n}}\n" for i, k in enumerate(every_kernel()))
+    sources = [render(*k, index) for k in every_kernel() for index in INDEX_TYPES]
+    code = _HOST_SHIM + "".join(f"namespace k{i} {{\n{text}\n}}\n" for i, text in enumerate(sources))
     (directory / "kernels.cpp").write_text(code)
     subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(directory / "kernels.so"),
                     str(directory / "kernels.cpp")], check=True, capture_output=True)
@@ -56,12 +58,13 @@ def _c_arg(a):
         return ctypes.c_void_p(a.ctypes.data)
     if isinstance(a, np.complexfloating):
         return {np.complex64: _Complex64, np.complex128: _Complex128}[type(a)](a.real, a.imag)
-    return {np.float32: ctypes.c_float, np.float64: ctypes.c_double, np.int64: ctypes.c_longlong}[type(a)](a)
+    return {np.float32: ctypes.c_float, np.float64: ctypes.c_double, np.int64: ctypes.c_longlong,
+            np.int32: ctypes.c_int}[type(a)](a)
 
 
 def run_on_host(lib, call, blocks_y=1):
     """Run a kernel as one thread per block, once for each of blocks_y blocks along y."""
-    kernel = getattr(lib, kernel_name(call.row, call.mode, call.variant, call.dtype))
+    kernel = getattr(lib, kernel_name(*call.kernel))
     for block in range(blocks_y):
         lib.gpuad_host_grid_y(blocks_y, block)
         kernel(*map(_c_arg, call.args))

@@ -301,3 +301,69 @@ def test_checkpoint_policies_save_what_they_name(monkeypatch):
     xs = gnp.stack([x, -x])
     assert_close(gpuad.vmap(gpuad.grad(dots), in_axes=(0, None))(xs, w),
                  gpuad.vmap(gpuad.grad(plain), in_axes=(0, None))(xs, w), rtol=1e-13)
+
+
+def test_policies_that_name_values(monkeypatch):
+    """save_only_these_names saves the products checkpoint_name named (the product that made a
+    named value does not run again in the sweep), the others name what they save or not; every
+    policy keeps every derivative; the offloading ones and bad names are refused."""
+    from gpuad.ops.contract import contract
+    policies = gpuad.checkpoint_policies
+
+    def block(x, w):
+        p = gpuad.checkpoint_name(w @ x, "p")
+        return gnp.tanh(gpuad.checkpoint_name(w @ gnp.sin(p), "q"))
+
+    def loss(policy):
+        return lambda x, w: gnp.sum(gpuad.checkpoint(block, policy=policy)(x, w) ** 2)
+    rng = np.random.default_rng(3)
+    x, w = on_backend(rng.normal(size=4), rng.normal(size=(4, 4)) * 0.5)
+    plain = lambda x, w: gnp.sum(block(x, w) ** 2)  # noqa: E731
+    runs, impl = [], contract.impl
+    monkeypatch.setattr(contract, "impl", lambda *a, **k: runs.append(1) or impl(*a, **k))
+    counts = {}
+    for name, policy in [("nothing", policies.nothing_saveable), ("p", policies.save_only_these_names("p")),
+                         ("p and q", policies.save_only_these_names("p", "q")),
+                         ("all names but q", policies.save_any_names_but_these("q")),
+                         ("anything but p", policies.save_anything_except_these_names("p")),
+                         ("both", policies.save_from_both_policies(policies.save_only_these_names("q"),
+                                                                   policies.dots_saveable)),
+                         ("no batch dims", policies.dots_with_no_batch_dims_saveable)]:
+        runs.clear()
+        assert_close(gpuad.grad(loss(policy), argnums=1)(x, w), gpuad.grad(plain, argnums=1)(x, w), rtol=1e-14)
+        counts[name] = len(runs)
+    assert counts["p"] == counts["all names but q"] == counts["nothing"] - 1
+    assert counts["p and q"] == counts["both"] == counts["no batch dims"] == counts["nothing"] - 2
+    # anything but p: q's product is saved and p's made again (it saves what made p, JAX's rule too)
+    assert counts["anything but p"] == counts["nothing"] - 2
+    monkeypatch.undo()
+    named = loss(policies.save_only_these_names("p"))
+    assert_close(gpuad.hessian(named)(x, w), gpuad.hessian(plain)(x, w), rtol=1e-12)
+    assert_close(gpuad.jit(gpuad.grad(named, argnums=1))(x, w), gpuad.grad(plain, argnums=1)(x, w), rtol=1e-13)
+    assert_close(gpuad.vmap(gpuad.grad(named), in_axes=(0, None))(gnp.stack([x, -x]), w),
+                 gpuad.vmap(gpuad.grad(plain), in_axes=(0, None))(gnp.stack([x, -x]), w), rtol=1e-13)
+    assert gpuad.checkpoint_name(x, "p") is x  # outside a checkpoint with a policy: x itself
+    with pytest.raises(NotImplementedError, match="offloading saved values to host memory is not supported"):
+        gpuad.checkpoint(block, policy=policies.save_and_offload_only_these_names(
+            names_which_can_be_saved=(), names_which_can_be_offloaded=("p",), offload_src="device",
+            offload_dst="pinned_host"))(x, w)
+    with pytest.raises(TypeError, match="names must be strs"):
+        policies.save_only_these_names(1)
+    with pytest.raises(TypeError, match="the name must be a str"):
+        gpuad.checkpoint_name(x, 3)
+
+
+@pytest.mark.parametrize("policy", [None, gpuad.checkpoint_policies.dots_saveable])
+def test_checkpoint_takes_keyword_arguments_and_static_names(policy):
+    """Keyword arguments are differentiated as the positional ones are; static_argnames pass
+    theirs as they are (a Python int a loop in fun counts with)."""
+    def block(x, n, *, w, scale):
+        for _ in range(n):
+            x = gnp.tanh(w @ x) * scale
+        return x
+    ck = gpuad.checkpoint(block, policy=policy, static_argnums=1, static_argnames="scale")
+    rng = np.random.default_rng(4)
+    x, w = on_backend(rng.normal(size=3), rng.normal(size=(3, 3)))
+    for argnum in (0, 1):
+        assert_close(gpuad.jacrev(lambda x, w: ck(x, 3, w=w, scale=0.5), argnums=argnum)(x, w),
+                     gpuad.jacfwd(lambda x, w: block(x, 3, w=w, scale=0.5), argnums=argnum)(x, w), rtol=1e-13)

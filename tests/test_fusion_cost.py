@@ -89,10 +89,11 @@ def test_a_vector_scattered_into_columns_is_computed_once_on_the_cpu():
 
 
 def test_a_region_that_saves_no_pass_over_memory_runs_as_its_members():
-    """g * s[:, None, None] alone moves the bytes NumPy's multiply moves: no region where its
-    elements are many (2^17). With a value kept inside (+ 1 after it), or an input two members
-    read, a region; on a GPU two computing members save a launch; on a CPU a small one saves the
-    calls of its members."""
+    """g * s[:, None, None] alone moves the bytes NumPy's multiply moves: no region on a GPU, and
+    none on a CPU where NumPy's loops are long (tests/test_seconds.py); here (256 rows of 512) the
+    rows decide: a region. With a value kept inside (+ 1 after it), or an input two members read, a
+    region; on a GPU two computing members save a launch; on a CPU two independent ones save too
+    little (compiler/seconds.py's margin)."""
     rng = np.random.default_rng(0)
     g, s, t = rng.normal(size=(256, 16, 32)), rng.uniform(size=256), rng.normal(size=(256, 16, 32))
     alone = _program(lambda g, s: g * s[:, None, None], g, s)
@@ -100,7 +101,7 @@ def test_a_region_that_saves_no_pass_over_memory_runs_as_its_members():
     shared = _program(lambda g, t: (g * t, g - t), g, t)
     apart = _program(lambda g, t: (g * 2.0, t - 1.0), g, t)
     small = _program(lambda g, s: g * s[:, None, None], g[:, :2], s)
-    assert _regions(alone, "numpy") == [] and _regions(alone, "cupy") == []
+    assert len(_regions(alone, "numpy")) == 1 and _regions(alone, "cupy") == []
     assert len(_regions(inside, "numpy")) == 1
     assert len(_regions(shared, "numpy")) == 1
     assert _regions(apart, "numpy") == [] and len(_regions(apart, "cupy")) == 1

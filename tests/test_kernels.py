@@ -16,6 +16,7 @@ import gpuad.numpy as gnp
 from gpuad import backends
 from gpuad.compiler import codegen
 from gpuad.kernels import __main__ as cli
+from gpuad.kernels import plan as launch_plan
 from gpuad.kernels.nvrtc import CompileError, compile_ptx, version
 from gpuad.kernels.plan import BLOCK, FILL_BLOCKS, MAX_BLOCKS, broadcast, jvp_launch, launch_config, vjp_launch
 from gpuad.kernels.source import C_TYPES, DTYPES, every_kernel, kernel_name, render, template_dir, variants
@@ -148,6 +149,32 @@ def test_plan_reads_broadcast_arguments_in_place():
         call = _multiply_jvp(a, b, ta)
         assert call.variant == "ta" and call.args[2] is b and call.args[3:5] == qr
     assert call.n == 12 and [o.shape for o in call.outputs] == [SHAPE, (K,) + SHAPE]
+
+
+def test_plan_takes_32_bit_indices_where_every_index_of_the_bundle_fits(monkeypatch):
+    """Indices below index32.LIMIT (the region kernels' bound) in int, the kernel's 32-bit variant."""
+    a, b, ta = np.ones(SHAPE), np.ones(SHAPE[-1:]), np.ones((K,) + SHAPE)
+    for limit, index in [(K * a.size + 1, np.int32), (K * a.size, np.int64)]:  # the last index is K * n - 1
+        monkeypatch.setattr(launch_plan, "LIMIT", limit)
+        for call in (_multiply_jvp(a, b, ta), vjp_launch(ROWS["multiply"], [a, b], a, ta, [True, False], np)):
+            assert call.index == np.dtype(index).name
+            assert kernel_name(*call.kernel).endswith("_i32") == (index == np.int32)
+            assert all(type(v) is index for v in call.args if isinstance(v, np.integer))  # q, r, n, K
+
+
+@pytest.mark.parametrize("name,mode,variant", [("tanh", "jvp", "t"), ("multiply", "jvp", "ta"),
+                                               ("hypot", "vjp", "na"), ("power", "vjp", "ns")])
+def test_both_index_variants_compute_the_same_bundles(host_kernels, monkeypatch, name, mode, variant):
+    row, rng = ROWS[name], np.random.default_rng(5)
+    params = call_arguments(row, mode, variant, F64, (3, 1), rng)
+    launch = jvp_launch if mode == "jvp" else vjp_launch
+    narrow = launch(row, *params, np)
+    monkeypatch.setattr(launch_plan, "LIMIT", 0)
+    wide = launch(row, *params, np)
+    assert (narrow.index, wide.index) == ("int32", "int64")
+    for a, b in zip(_run_on_host(host_kernels, narrow, blocks_y=2), _run_on_host(host_kernels, wide, blocks_y=2)):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
 
 
 def test_plan_copies_an_argument_broadcast_along_axes_apart():
@@ -325,17 +352,20 @@ def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypa
     monkeypatch.setattr(cli, "every_kernel", lambda: two)
     monkeypatch.setattr(cli, "_benchmark_programs", lambda: [])  # one program's regions, not all of them
     monkeypatch.setattr(cli.programs, "programs", lambda: [("f32", lambda x: gnp.sin(x) * x, (np.ones(4, F32),))])
+    monkeypatch.setattr(cli.programs, "loops", lambda: [])
     assert cli.main(["--check"]) == 0
     out = capsys.readouterr().out
-    assert "compiled 2 of 2 kernel sources" in out and "compiled 1 of 1 region kernels" in out
+    assert "compiled 4 of 4 kernel sources" in out  # 2 index widths
+    assert "compiled 1 of 1 region and loop kernels" in out
     monkeypatch.setattr(cli, "render", lambda *k: "broken" if k[0].name == "sin" else render(*k))
     assert cli.main(["--check"]) == 1
     out = capsys.readouterr()
-    assert "compiled 1 of 2" in out.out and "FAILED gpuad_jvp_sin_t_f32" in out.err
+    assert "compiled 2 of 4" in out.out
+    assert "FAILED gpuad_jvp_sin_t_f32:" in out.err and "FAILED gpuad_jvp_sin_t_f32_i32:" in out.err
     monkeypatch.setattr(codegen, "render", lambda region, target: region_of_a_broken_kernel)
     assert cli.main(["--check"]) == 1
     out = capsys.readouterr()
-    assert "compiled 0 of 1 region kernels" in out.out and "FAILED f32 gpuad_broken" in out.err
+    assert "compiled 0 of 1 region and loop kernels" in out.out and "FAILED f32 gpuad_broken" in out.err
 
 
 class _Kernel:

@@ -90,6 +90,27 @@ def test_pytree_carries_and_int_leaves():
     assert to_np(lax.fori_loop(3, 3, lambda i, x: x + 1.0, 5.0)) == 5.0  # no trips
 
 
+def test_jax_keywords_batch_size_unroll_and_operand():
+    """JAX's keywords: map's batch_size (batches under vmap, the slices left over apart),
+    fori_loop's unroll (accepted, as scan's), cond's and switch's older operand=."""
+    xs = gnp.reshape(gnp.arange(14.0), (7, 2))
+    f = lambda x: (gnp.sin(x) * x[0], gnp.sum(x))  # noqa: E731
+    expected = lax.map(f, xs)
+    for b in (1, 2, 3, 7, 9):
+        assert_tree_close(lax.map(f, xs, batch_size=b), expected, rtol=1e-15)
+    assert_close(gpuad.jacrev(lambda xs: lax.map(f, xs, batch_size=3)[0])(xs),
+                 gpuad.jacrev(lambda xs: lax.map(f, xs)[0])(xs), rtol=1e-15)
+    assert to_np(lax.fori_loop(0, 4, lambda i, x: x * 2.0, 1.0, unroll=2)) == 16.0
+    for bad in (0, 1.5, True):
+        with pytest.raises(TypeError, match="batch_size must be a positive int"):
+            lax.map(f, xs, batch_size=bad)
+    with pytest.raises(TypeError, match="unroll must be a positive int"):
+        lax.fori_loop(0, 4, lambda i, x: x, 1.0, unroll=0)
+    assert to_np(lax.cond(False, lambda x: x, lambda x: -x, operand=2.0)) == -2.0
+    assert to_np(lax.switch(1, [lambda x: gnp.asarray(1.0), lambda x: gnp.asarray(2.0)], operand=None)) == 2.0
+    with pytest.raises(TypeError, match="either positionally or as operand=, not both"):
+        lax.cond(True, lambda x, y: x, lambda x, y: y, 1.0, operand=2.0)
+
 def test_cond_and_switch_run_the_branch_taken():
     ran = []
 

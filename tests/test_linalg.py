@@ -1,6 +1,8 @@
 """gpuad.numpy.linalg: values against numpy.linalg, derivatives against central finite
 differences (first and second order), against each other (jacfwd == jacrev), against closed
 forms, under vmap, with many directions at once, and on stacks of matrices."""
+import sys
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -10,6 +12,7 @@ import gpuad
 import gpuad.numpy as gnp
 import gpuad.scipy.linalg as gsl
 from gpuad import backends, core
+from gpuad.ops import linalg as linalg_ops
 
 la = gnp.linalg
 RTOL, ATOL = 1e-6, 1e-8
@@ -169,7 +172,36 @@ CASES = {
     "expm_squared": (gsl.expm, normal(3, 3, seed=9) * 2),
     "expm_stack": (gsl.expm, normal(2, 2, 2, seed=10)),
     "block_diag": (lambda a: gsl.block_diag(a, 2 * a[0], 3.0), normal(2, 3)),
+    # every factor of one factorisation at once: cotangents reach all of its results together
+    "eigh_both": (lambda a: _eigh_both(*la.eigh(a)), sym(3, 3, seed=6)),
+    "eig_both": (lambda a: _eig_both(*la.eig(a)), real_eig(3, 3, seed=7)),
+    "svd_all_tall": (lambda a: _svd_all(*la.svd(a, full_matrices=False)), normal(4, 3, seed=18)),
+    "svd_all_wide_stack": (lambda a: _svd_all(*la.svd(a, full_matrices=False)), normal(2, 2, 3, seed=19)),
+    "qr_both": (lambda a: _qr_both(*la.qr(a)), normal(4, 3, seed=20)),
+    "lu_factor_both": (lambda a: _lu_both(*gsl.lu_factor(a)), normal(3, 3, seed=21)),
 }
+
+
+def _eigh_both(w, v):
+    """V diag(sin w) V^T with the squared eigenvectors scaled by w: reads both factors (sign-free)."""
+    return (v * gnp.sin(w)[..., None, :]) @ gnp.swapaxes(v, -1, -2) + v * v * w[..., None, :]
+
+
+def _eig_both(w, v):
+    return ((v * gnp.exp(w)[..., None, :]) @ la.inv(v)).real + (v * v * w[..., None, :]).real
+
+
+def _svd_all(u, s, vh):
+    return (u * gnp.tanh(s)[..., None, :]) @ vh + gnp.sum(u ** 4 * s[..., None, :]) + gnp.sum(vh ** 4)
+
+
+def _qr_both(q, r):
+    return q @ (r * r) + q * gnp.sum(r)
+
+
+def _lu_both(lu, piv):
+    """lu_solve reads lu and the pivots; lu's square adds a term through lu alone."""
+    return gsl.lu_solve((lu, piv), B32) + (lu * lu)[:, :2]
 NAMES = sorted(CASES)
 
 
@@ -504,6 +536,93 @@ def test_decompositions_under_vmap_and_jit(name):
     close(gpuad.jit(gpuad.hessian(f))(x), gpuad.hessian(f)(x), atol=1e-10)
 
 
+# ---------------------------------------------------------------- factorisations of several results
+_SEVERAL = {"eigh_both": ("eigh", 2), "eig_both": ("eig", 2), "svd_all_tall": ("svd", 3), "qr_both": ("qr", 2),
+            "lu_factor_both": ("lu", 2), "det": ("slogdet", 2)}
+
+
+@pytest.mark.parametrize("name", list(_SEVERAL))
+def test_linearize_sweeps_the_factors_of_one_tape_equation_forward(name):
+    """linearize records each factorisation once, an equation of several outputs on the tape, and
+    sweeps it forward: the tangent jvp gives."""
+    f, x = CASES[name]
+    t = normal(*np.shape(x), seed=31)
+    y, f_jvp = gpuad.linearize(f, x)
+    want_y, want_t = gpuad.jvp(f, (gnp.asarray(x),), (gnp.asarray(t),))
+    close(y, want_y, rtol=1e-12, atol=1e-12)
+    close(f_jvp(gnp.asarray(t)), want_t, rtol=1e-10, atol=1e-12)
+
+
+def test_a_loop_body_holding_a_factorisation():
+    """A scan whose body factorises: the body's program holds an equation of several results,
+    differentiated in both modes, compiled, and checked against finite differences."""
+    def f(a):
+        def body(c, x):
+            w, v = la.eigh(c + x)
+            return (v * gnp.sin(w)) @ gnp.swapaxes(v, -1, -2), gnp.sum(w * w)
+        c, ys = gpuad.lax.scan(body, a, gnp.stack([a, 2 * a]))
+        return gnp.sum(c) + gnp.sum(ys)
+    a = sym(3, 3, seed=8)
+    grad = gpuad.grad(f)(a)
+    close(grad, fd_jacobian(f, a))
+    close(gpuad.jacfwd(f)(a), grad, rtol=1e-10, atol=1e-12)
+    close(gpuad.jit(gpuad.grad(f))(a), grad, rtol=1e-10, atol=1e-12)
+
+
+def test_the_cost_model_counts_every_factor_of_one_call():
+    """A factorisation is one CuPy step of its own (cuSOLVER's call, its workspace and info) that
+    reads the matrix once and writes each factor once: eigh's w and V, svd's U, s and V."""
+    a, w = sym(8, 8), 8 * 8  # w: the bytes of one vector of 8 values
+    lowered = gpuad.jit(lambda m: la.eigh(m)).lower(a)
+    assert lowered.launches == 1 + 3  # the symmetrising region (a + a^T) / 2, then eigh
+    assert lowered.bytes_moved == 2 * a.nbytes + (a.nbytes + w + a.nbytes)
+    svd = gpuad.jit(lambda m: linalg_ops.svd(m)).lower(a)
+    assert svd.launches == 3 and svd.bytes_moved == a.nbytes + (a.nbytes + w + a.nbytes)
+
+
+def test_det_factorises_once(monkeypatch):
+    """det = sign * exp(log|det|) takes both results of one slogdet: one LU factorisation, eager and
+    in its gradient."""
+    calls = []
+    slogdet = np.linalg.slogdet
+
+    def counted(a):
+        calls.append(a.shape)
+        return slogdet(a)
+    monkeypatch.setattr(np.linalg, "slogdet", counted)
+    close(la.det(A3), np.linalg.det(A3), rtol=1e-12)
+    assert len(calls) == 1
+    close(gpuad.grad(la.det)(A3), np.linalg.det(A3) * np.linalg.inv(A3).T, rtol=1e-12)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("name", list(_SEVERAL))
+@pytest.mark.parametrize("transform", [gpuad.jacfwd, gpuad.jacrev])
+def test_a_factorisation_is_one_equation_of_several_results(name, transform):
+    """Under jit, each factorisation is one equation making every factor (no packed array sliced
+    apart), in the derivative's program too, and the program verifies."""
+    f, x = CASES[name]
+    prim, n = _SEVERAL[name]
+    program = gpuad.jit(transform(f)).lower(x).program
+    program.check()
+    made = [eq for eq in program.equations if eq.prim is getattr(linalg_ops, prim)]
+    assert len(made) == 1 and len(made[0].outs) == n, program.text()
+    close(gpuad.jit(transform(f))(x), transform(f)(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(_SEVERAL))
+def test_factorisations_of_several_results_under_vmap_jit_and_hessian(name):
+    f, x = CASES[name]
+    xs = np.stack([x, x + 0.01 * normal(*np.shape(x), seed=30)])
+    close(gpuad.vmap(f)(xs), np.stack([to_np(f(v)) for v in xs]), atol=1e-12)
+    close(gpuad.jit(gpuad.vmap(gpuad.jacrev(f)))(xs), np.stack([to_np(gpuad.jacfwd(f)(v)) for v in xs]), atol=1e-10)
+    scalar = lambda a: gnp.sum(gnp.sin(f(a)))  # noqa: E731
+    hess = gpuad.jit(gpuad.hessian(scalar))(x)
+    close(hess, gpuad.jacrev(gpuad.jacrev(scalar))(x), rtol=1e-9, atol=1e-10)
+    close(hess, fd_jacobian(gpuad.grad(scalar), x, eps=1e-5), rtol=1e-5, atol=1e-7)
+
+
 # ---------------------------------------------------------------- triangular solves
 def test_triangular_rules_solve_triangles_and_no_general_system(monkeypatch):
     """solve_triangular and cholesky's derivatives in each mode call the backend's triangular solve
@@ -741,29 +860,39 @@ def test_norm_errors():
         la.norm(np.ones((2, 2)), axis=(1, -1))
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32, np.complex64])
 def test_a_compiled_solve_calls_lapack_at_once_and_still_raises_on_a_singular_matrix(dtype, monkeypatch):
-    """A compiled solve of doubles skips numpy.linalg.solve's per-call checks (its cost on a small
-    system: bench/losses.py newton_stiff) and gives its values; other dtypes take NumPy's path;
-    a singular matrix raises LinAlgError either way."""
+    """A compiled solve of one system skips numpy.linalg.solve's per-call checks (its cost on a small
+    system: bench/losses.py newton_stiff) for SciPy's gesv, and gives NumPy's values in C order; a
+    stack takes NumPy's path; a singular matrix raises LinAlgError either way."""
     if backends.xp() is not np:
         pytest.skip("the NumPy backend's lowering, with numpy itself as its array module")
     rng = np.random.default_rng(4)
     a = (rng.normal(size=(2, 4, 4)) + 4 * np.eye(4)).astype(dtype)
     b = rng.normal(size=(2, 4, 3)).astype(dtype)
     f = gpuad.jit(lambda a, b: gnp.linalg.solve(a, b) * 2.0)
-    want = np.linalg.solve(a, b) * 2.0
     numpys = np.linalg.solve
     calls = []
     monkeypatch.setattr(np.linalg, "solve", lambda *args: calls.append(1) or numpys(*args))
-    got = f(a, b)
-    assert got.dtype == want.dtype
-    np.testing.assert_allclose(to_np(got), want, rtol=1e-5 if dtype == np.float32 else 1e-13)
-    assert bool(calls) == (dtype == np.float32)
-    singular = a.copy()
-    singular[1, 3] = singular[1, 0]  # two equal rows
-    with pytest.raises(np.linalg.LinAlgError, match="Singular"):
-        f(singular, b)
+    for a_, b_, by_numpy in ((a[0], b[0], False), (a, b, True)):
+        want = numpys(a_, b_) * 2.0
+        calls.clear()
+        got = f(a_, b_)
+        assert got.dtype == want.dtype and got.flags.c_contiguous
+        np.testing.assert_allclose(to_np(got), want, rtol=1e-4 if dtype in (np.float32, np.complex64) else 1e-13)
+        assert bool(calls) == by_numpy
+        singular = a_.copy()
+        singular[..., 3, :] = singular[..., 0, :]  # two equal rows
+        with pytest.raises(np.linalg.LinAlgError, match="Singular"):
+            f(singular, b_)
+
+
+def test_a_compiled_solve_without_scipy_takes_numpys_path(monkeypatch):
+    if backends.xp() is not np:
+        pytest.skip("the NumPy backend's lowering, with numpy itself as its array module")
+    monkeypatch.setitem(sys.modules, "scipy.linalg.lapack", None)  # importing it raises ImportError
+    a, b = normal(3, 3, seed=1) + 3 * np.eye(3), normal(3, 2, seed=2)
+    np.testing.assert_allclose(to_np(gpuad.jit(gnp.linalg.solve)(a, b)), np.linalg.solve(a, b), rtol=1e-13)
 
 
 def test_a_compiled_program_moves_by_the_arrays_methods(monkeypatch):
@@ -781,3 +910,26 @@ def test_a_compiled_program_moves_by_the_arrays_methods(monkeypatch):
         monkeypatch.setattr(np, name, lambda *args, numpys=numpys, **kw: wrapped.append(1) or numpys(*args, **kw))
     np.testing.assert_allclose(to_np(f(a, b)), b - np.linalg.solve(a.T, b), rtol=1e-13)
     assert not wrapped
+
+
+@pytest.mark.parametrize("order,dtype", [("C", np.float64), ("F", np.float64), ("C", np.complex128)])
+def test_triangular_solves_from_the_order_where_trsm_serves_match_scipy(order, dtype):
+    """From n = _TRSM_MIN_N the NumPy backend calls BLAS trsm on the C-ordered arrays read as
+    Fortran-ordered transposes: every flag, a stack, right-hand sides in either order, complex
+    values (transposed, never conjugated), values as SciPy's; a zero on the diagonal raises as
+    SciPy's solve_triangular does."""
+    a = np.stack([np.tril(normal(40, 40, seed=9)), np.triu(normal(40, 40, seed=10))]) + 6 * np.eye(40)
+    b = np.asarray(normal(2, 40, 3, seed=11), order=order)
+    if dtype == np.complex128:
+        a, b = a + 1j * normal(2, 40, 40, seed=12), b - 2j * normal(2, 40, 3, seed=13)
+    for lower in (True, False):
+        for trans in (0, 1):
+            for unit in (False, True):
+                kw = dict(lower=lower, trans=trans, unit_diagonal=unit)
+                x = to_np(gsl.solve_triangular(gnp.asarray(a), gnp.asarray(b), **kw))
+                for k in range(2):
+                    close(x[k], scipy.linalg.solve_triangular(a[k], b[k], **kw), rtol=1e-9, atol=1e-12)
+    singular = a[0].copy()
+    singular[7, 7] = 0.0
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        gsl.solve_triangular(gnp.asarray(singular), gnp.asarray(b[0]), lower=True)

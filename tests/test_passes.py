@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 import gpuad
 import gpuad.numpy as gnp
+import gpuad.scipy.linalg as gsl
 from gpuad.compiler.ir import Equation, Lit, Program, Var
 from gpuad.compiler.passes import PIPELINE, common_subexpressions, dead_code
 from gpuad.compiler.tracing import traced
 from gpuad.core import ShapeDtypeStruct
+from gpuad.ops import linalg as linalg_ops
 from gpuad.ops.elementwise import PRIMS
 
 X = np.array([0.3, -1.2, 0.7, 2.0])
@@ -44,7 +46,21 @@ STEPS = {
     "hessian inside": lambda v, x: gpuad.hessian(lambda u: gnp.sum(gnp.sin(u) ** 2))(v) @ x,
     "a scan": lambda v, x: gpuad.lax.scan(lambda c, xi: (c * 0.5 + xi, c * xi), 0.0, v)[1],
     "dead work": lambda v, x: (gnp.exp(x), v)[1],
+    # factorisations: equations of several results (sign-free functions of their factors)
+    "eigh, both factors": lambda v, x: (lambda w, q: (q * q) @ w)(*gnp.linalg.eigh(gnp.outer(v, x) + _W)),
+    "eigh twice, values alone": lambda v, x: (lambda m: gnp.linalg.eigvalsh(m) + gnp.linalg.eigh(m)[0] * x)(_sym(v)),
+    "svd, every factor": lambda v, x: (lambda u, s, vh: gnp.concatenate([s, s]) * ((u * s) @ vh).ravel()[:N])(
+        *gnp.linalg.svd(gnp.reshape(gnp.concatenate([v, x]), (4, 3)), full_matrices=False)),
+    "qr, one factor unused": lambda v, x: gnp.diagonal(gnp.linalg.qr(_W + gnp.outer(v, x)).R) ** 2,
+    "lu_factor and lu_solve": lambda v, x: gsl.lu_solve(gsl.lu_factor(_W + gnp.diag(v)), x),
+    "grad through eigh": lambda v, x: gpuad.grad(lambda u: gnp.sum(gnp.linalg.eigvalsh(_sym(u)) * x))(v),
+    "jacfwd through svd": lambda v, x: gnp.sum(gpuad.jacfwd(lambda u: gnp.linalg.svd(
+        gnp.reshape(gnp.concatenate([u, x]), (4, 3)), compute_uv=False))(v), axis=0) * x[:2].sum(),
 }
+
+
+def _sym(v):
+    return gnp.outer(v, v) + _W + _W.T
 
 
 def _chain(steps):
@@ -76,6 +92,7 @@ def test_every_pass_keeps_a_generated_program_valid_and_equal_to_the_unoptimised
 # ---------------------------------------------------------------- the verifier
 _AVAL = ShapeDtypeStruct((3,), np.float64)
 _SIN, _COS = PRIMS["sin"], PRIMS["cos"]
+_EIGH = linalg_ops.eigh
 
 
 def _vars(k, aval=_AVAL):
@@ -94,6 +111,22 @@ def _faulty():
         r"its output is v8:float32\[3\], but sin of these operands makes float64\[3\]":
             Program([x], [Equation(_SIN, [x], single, {})], [single]),
         "output v2 is defined by no input or equation": Program([x], [Equation(_SIN, [x], a, {})], [b]),
+        **_faulty_factorisations(),
+    }
+
+
+def _faulty_factorisations():
+    """Faults of equations of several results (eigh: (w, V))."""
+    square = ShapeDtypeStruct((3, 3), np.float64)
+    m, w, v, v2 = Var(10, square), Var(11, _AVAL), Var(12, square), Var(14, square)
+    v32 = Var(13, ShapeDtypeStruct((3, 3), np.float32))
+    return {
+        r"it has 1 output\(s\), but eigh makes 2": Program([m], [Equation(_EIGH, [m], (w,), {})], [w]),
+        r"its output is v13:float32\[3, 3\], but eigh of these operands makes float64\[3, 3\]":
+            Program([m], [Equation(_EIGH, [m], (w, v32), {})], [v32]),
+        "v11 is assigned a second time":
+            Program([m], [Equation(_EIGH, [m], (w, v), {}), Equation(_EIGH, [m], (w, v2), {})], [v2]),
+        "output v12 is defined by no input or equation": Program([m], [Equation(_EIGH, [m], (w, v2), {})], [v]),
     }
 
 
@@ -106,6 +139,20 @@ def test_check_names_each_fault(fault):
 def test_check_accepts_a_valid_hand_built_program_with_constants():
     x, a, b = _vars(3)
     Program([x], [Equation(_SIN, [x], a, {}), Equation(PRIMS["add"], [a, Lit(2.0)], b, {})], [b, Lit(1.5)]).check()
+
+
+def test_an_equation_of_several_results_is_read_through_outs():
+    m, w, v = Var(0, ShapeDtypeStruct((3, 3), np.float64)), Var(1, _AVAL), Var(2, ShapeDtypeStruct((3, 3), np.float64))
+    eq = Equation(_EIGH, [m], (w, v), {})
+    program = Program([m], [eq], [v, w])
+    program.check()
+    assert eq.outs == (w, v) and program.next_id() == 3
+    assert "v1:float64[3], v2:float64[3, 3] = eigh v0" in program.text()
+    with pytest.raises(AttributeError, match="eigh has 2 results: read eq.outs"):
+        eq.out  # noqa: B018
+    a = np.diag([3.0, 1.0, 2.0])
+    for got, want in zip(program.evaluate([a]), reversed(np.linalg.eigh(a))):
+        np.testing.assert_allclose(got, want)
 
 
 def test_check_verifies_a_loop_body_it_holds():

@@ -16,6 +16,7 @@ from test_properties import (  # a module import: its op specs are read here, it
 
 import gpuad
 import gpuad.numpy as gnp
+import gpuad.scipy.linalg as gsl
 from gpuad import backends, sparse
 from gpuad.compiler.ir import Lit
 from gpuad.core import Primitive, same
@@ -114,7 +115,16 @@ CASES = [
     ("inverse", lambda x: gnp.linalg.inv(gnp.eye(3) * 4 + gnp.diag(x[:3])).reshape(9) * x[3], 4,
      np.ones((9, 4), dtype=bool)),
     ("matrix_2d_out", lambda x: gnp.outer(x[:3], x[3:]) + x[:3, None], 5, None),
+    # every factor of each matrix of a stack depends on that matrix alone (28 values per matrix)
+    ("factorisations_stack", lambda x: _factors(x.reshape(2, 2, 2)), 8,
+     np.kron(np.eye(2, dtype=bool), np.ones((28, 4), dtype=bool))),
 ]
+
+
+def _factors(a):
+    """Every factor of eigh, svd, qr and lu_factor of a stack, a row of them per matrix."""
+    parts = [*gnp.linalg.eigh(a), *gnp.linalg.svd(a), *gnp.linalg.qr(a), gsl.lu_factor(a + 3 * gnp.eye(2))[0]]
+    return gnp.concatenate([p.reshape(2, -1) for p in parts], axis=1).ravel()
 
 
 def _dense(fun, x):

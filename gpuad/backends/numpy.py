@@ -25,6 +25,9 @@ DL_CPU, DL_CUDA, DL_CUDA_HOST, DL_CUDA_MANAGED = 1, 2, 3, 13
 # Below this order a batched LU of the triangle (NumPy's loop in C) beats scipy's trsm called per
 # matrix, whose call costs about 25 us (bench/results/linalg-rules-cpu-2026-12-07-xeon-2core-shared.md).
 _TRSM_MIN_N = 32
+BLAS = {numpy.dtype(numpy.float32): "s", numpy.dtype(numpy.float64): "d", numpy.dtype(numpy.complex64): "c",
+         numpy.dtype(numpy.complex128): "z"}  # the LAPACK and BLAS prefix of each dtype
+_TRSM = scipy_functions(numpy, "linalg.blas", tuple(f"{p}trsm" for p in BLAS.values()))
 
 
 class NumpyBackend:
@@ -104,18 +107,27 @@ class NumpyBackend:
 
     def solve_triangular(self, a, b, lower, transpose, unit_diagonal):
         """x with T @ x = b, T the lower or upper triangle of a (unit diagonal if asked), transposed if
-        transpose; a (..., n, n), b (..., n, r) with the same stack axes. scipy.linalg.solve_triangular
-        (BLAS trsm, O(n^2 r)) matrix by matrix; numpy.linalg.solve of the triangle (the same value, by
-        LU: O(n^3), but one call for a stack) for n under _TRSM_MIN_N, or without SciPy."""
+        transpose; a (..., n, n), b (..., n, r) with the same stack axes. BLAS trsm (SciPy's public
+        wrapper, O(n^2 r)) matrix by matrix, solving into x in place; numpy.linalg.solve of the
+        triangle (the same value, by LU: O(n^3), but one call for a stack) for n under _TRSM_MIN_N,
+        or without SciPy. A zero on the diagonal raises LinAlgError, as LAPACK's trtrs would."""
         n, r = b.shape[-2:]
-        if n < _TRSM_MIN_N:
+        if n < _TRSM_MIN_N or not b.size:
             return self._solve_triangle_by_lu(a, b, lower, transpose, unit_diagonal)
-        solve = scipy_functions(self.xp, "linalg", ("solve_triangular",))["solve_triangular"]
-        x = self.xp.empty(b.shape, numpy.result_type(a.dtype, b.dtype))
+        kind = numpy.result_type(a.dtype, b.dtype)
+        if kind not in BLAS:
+            return self._solve_triangle_by_lu(a, b, lower, transpose, unit_diagonal)
+        trsm = _TRSM[f"{BLAS[kind]}trsm"]
+        a = a.astype(kind, copy=False)
+        if not unit_diagonal and not self.xp.diagonal(a, axis1=-2, axis2=-1).all():
+            raise numpy.linalg.LinAlgError("singular matrix: a zero on the triangle's diagonal")
+        x = self.xp.array(b, dtype=kind, order="C")  # a fresh copy, which trsm overwrites
         try:
-            for k, m, rhs in zip(numpy.ndindex(a.shape[:-2]), a.reshape((-1, n, n)), b.reshape((-1, n, r))):
-                x[k] = solve(m, rhs, trans=int(transpose), lower=lower, unit_diagonal=unit_diagonal,
-                             check_finite=False)
+            for m, rhs in zip(a.reshape((-1, n, n)), x.reshape((-1, n, r))):
+                # C-ordered m and rhs are Fortran-ordered m.T and rhs.T: op(T) x = rhs is x.T op(T).T = rhs.T,
+                # a solve from the right against m.T's other triangle
+                trsm(1.0, m.T, rhs.T, side=1, lower=int(not lower), trans_a=int(transpose),
+                     diag=int(unit_diagonal), overwrite_b=1)
         except ImportError:  # SciPy is an optional extra
             return self._solve_triangle_by_lu(a, b, lower, transpose, unit_diagonal)
         return x

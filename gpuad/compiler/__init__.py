@@ -9,6 +9,7 @@ host      the host kernels built with the system's C++ compiler and loaded with 
 graphs    CUDA graph capture of a steady CuPy program
 replay    the plan a compiled program runs: fused regions, plain steps, memory checks
 cost      the launch and byte model behind `lower(...).launches` and `.bytes_moved`
+seconds   the time model by which fusion keeps a region only where its kernel costs less
 
 The AD layer (forward, reverse, batching, chunking, api) imports nothing from here:
 tests/test_imports.py checks it, with the tiers of docs/contributing.md.

@@ -17,6 +17,7 @@ import sys
 
 import numpy
 
+from ..kernels.builds import balanced
 from ..kernels.source import C_TYPES as _ELEMENT_TYPES
 from ..kernels.source import _read
 from ..ops.creation import eye
@@ -283,7 +284,8 @@ class _Body:
         pull = _PULLS.get(eq.prim)
         if pull is not None:
             return pull(self, eq, idx)
-        ops = [self.value(b, broadcast_index(b.shape, idx)) for b in eq.ins]
+        ops = [_typed_literal(b.val) if a.dtype.kind == "b" and _number(b) else  # a comparison's number: its own type
+               self.value(b, broadcast_index(b.shape, idx)) for b in eq.ins]
         return self._temp(a.dtype, eq.prim.expression(ops, a.dtype))
 
     def _read(self, eq, p, at):
@@ -507,10 +509,7 @@ def host_sources(kernels, offsets, parts=1):
     side); offsets: NumPy's struct field offsets (host.OFFSETS). Regions that render alike (one
     name) are defined once; the first body defines `gpuad_init`, which the loader calls with
     numpy.ndarray's address and the thread pool's run function."""
-    texts = sorted({k.name: k.text for k in kernels}.values(), key=len, reverse=True)
-    groups = [[] for _ in range(max(1, min(parts, len(texts))))]
-    for text in texts:  # the longest first, each to the shortest group so far
-        min(groups, key=lambda g: sum(map(len, g))).append(text)
+    groups = balanced(list({k.name: k.text for k in kernels}.values()), parts)
     groups[0].insert(0, 'extern "C" void gpuad_init(const void* ndarray, void* pool) '
                         '{ gpuad_ndarray = ndarray; gpuad_pool = (decltype(gpuad_pool))pool; }\n')
     swapped = "'>'" if sys.byteorder == "little" else "'<'"
@@ -526,6 +525,17 @@ def _literal(value, c="T"):
         return f"T(gpuad_complex<double>({_literal(value.real, 'double')}, {_literal(value.imag, 'double')}))"
     v = float(value)
     return f"{c}({v!r})" if math.isfinite(v) else f"({c}({math.copysign(1.0, v) if math.isinf(v) else 0.0}) / {c}(0))"
+
+
+def _number(a):
+    return isinstance(a, Lit) and isinstance(a.val, (bool, int, float))
+
+
+def _typed_literal(value):
+    """A real Python number as C source of its own type (bool, long long, double)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value}LL" if isinstance(value, int) else _literal(value, "double")
 
 
 def _key(a):

@@ -15,8 +15,7 @@ kernel: then one launch, its operands read and its output written); views move n
 this is the traffic of a machine whose cache holds none of the step's data.
 """
 
-from .fusion import view
-from .ir import Var, nbytes
+from .ir import Var, nbytes, view
 from .replay import plan
 from .target import CUPY
 

@@ -34,11 +34,13 @@ import numpy as onp
 from .. import backends
 from ..ops.elementwise import add
 from ..ops.indexing import scatter
-from .ir import Lit, Var
+from . import seconds
+from .ir import Lit, Var, view
 from .target import CUPY, target_of
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
 _INDEX_DTYPES = frozenset(map(onp.dtype, ("int32", "int64")))  # the gathers' positions a kernel loads
+_INTEGER_DTYPES = _C_DTYPES | _INDEX_DTYPES  # where a Target computes with integers (Target.integers)
 # The most members a region has: a compiler's time grows faster than a function's length (one
 # region of 2,600 members took g++ 30 s, the same members in regions of 128 or less 1.4 s), and a
 # longer region saves little more than the passes over memory between its pieces.
@@ -71,25 +73,26 @@ def iteration_shape(shape):
     return tuple(shape[k:])
 
 
-def _readable(a):
-    """Whether a kernel can read an input: a Python number, or an array of a C dtype with elements."""
+def _readable(a, dtypes=_C_DTYPES):
+    """Whether a kernel can read an input: a Python number, or an array of one of `dtypes` with elements."""
     a = a.val if isinstance(a, Lit) else a
     if isinstance(a, (bool, int, float, complex)):
         return True
     if not prod(a.shape):
         return False
-    return a.dtype in _C_DTYPES or a.dtype.newbyteorder("=") in _C_DTYPES  # byte-swapped: copied before a launch
+    return a.dtype in dtypes or a.dtype.newbyteorder("=") in dtypes  # byte-swapped: copied before a launch
 
 
 def fusible(eq, target=CUPY):
     """Whether an equation can be part of a region's kernel planned for `target` (compiler/target.py)."""
     prim = eq.prim
-    if eq.out.dtype not in _C_DTYPES or not prod(eq.out.shape):
+    dtypes = _INTEGER_DTYPES if target.integers else _C_DTYPES
+    if len(eq.outs) != 1 or eq.out.dtype not in dtypes or not prod(eq.out.shape):
         return False
     if _complex(eq) and (prim.nondiff or not prim.complex_ready):  # kernels/gpuad_complex.cuh spells the rest
         return False
     positions = _positions_of(eq)
-    if not all(_readable(a) for a in eq.ins if not any(a is p for p, _ in positions)):
+    if not all(_readable(a, dtypes) for a in eq.ins if not any(a is p for p, _ in positions)):
         return False
     if max((n for _, n in positions), default=0) > target.gathered:
         return False
@@ -99,7 +102,7 @@ def fusible(eq, target=CUPY):
         return False
     if prim.moves or positions:
         return True
-    if eq.out.dtype.name == "bool":
+    if eq.out.dtype.name == "bool" and not target.integers:
         return False
     if prim.entries is not None:  # its elements come from the indices
         return True
@@ -120,12 +123,6 @@ def _along_rows(shape, axes):
     """Whether the summed axes are the input's last ones (past unit axes): each sum reads a row."""
     summed = {a % len(shape) for a in axes}
     return all(k in summed or shape[k] == 1 for k in range(min(summed), len(shape)))
-
-
-def view(eq):
-    """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
-    broadcast, a getitem at ints and slices; not a gather, which copies)."""
-    return eq.prim.view is not None and eq.prim.view(**eq.params)
 
 
 def _positions_of(eq):
@@ -170,12 +167,12 @@ def fuse(program, target=None, apart=(), limit=MEMBERS):
     target = target_of(target)
     readers = _readers(program)
     outs = program.out_vars()
-    made_by = {eq.out: eq for eq in program.equations}
+    made_by = {v: eq for eq in program.equations for v in eq.outs}
     region_of, evaluations = {}, {}
     free = _index_made(program, target, apart)
     steps = _Steps(program, limit)
     for eq in reversed(program.equations):
-        if eq.out not in free and eq.out not in apart and fusible(eq, target) and \
+        if fusible(eq, target) and eq.out not in free and eq.out not in apart and \
                 not _adds_a_scatter(eq, made_by, target):
             r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, target)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
@@ -194,7 +191,7 @@ def fuse(program, target=None, apart=(), limit=MEMBERS):
         made = _made_from([a for eq in r.equations for a in eq.ins if isinstance(a, Var)], free, made_by)
         r.equations = sorted(r.equations + [made_by[v] for v in made], key=lambda e: order[id(e)])
     read_outside = _read_outside(program, region_of)
-    regions = [r for r in regions if _worth_a_kernel(r, read_outside, target)]
+    regions = [r for r in regions if _worth_a_kernel(r, read_outside, evaluations, target)]
     kept = {id(r) for r in regions}
     region_of = {v: r for v, r in region_of.items() if id(r) in kept}
     _connect(program, regions, region_of)
@@ -229,7 +226,7 @@ def _index_made(program, target, apart=()):
     call; read by regions of several iteration spaces, it would join none)."""
     free, chains, inputs = set(), {}, set(program.ins)  # chains: scalar -> the equations making it
     for eq in program.equations:
-        if eq.prim.reduction is not None or eq.out in apart or not fusible(eq, target) or \
+        if eq.prim.reduction is not None or not fusible(eq, target) or eq.out in apart or \
                 any(a.traced for a in eq.ins if isinstance(a, Lit)):
             continue
         read = [a for a in eq.ins if isinstance(a, Var)]
@@ -256,7 +253,7 @@ def _made_from(values, free, made_by):
 def _read_outside_regions(program, region_of, free, made_by):
     """The index-made values a plain step or the caller reads: their equations stay as steps."""
     reads = list(program.out_vars())
-    reads += [a for eq in program.equations if eq.out not in region_of and eq.out not in free
+    reads += [a for eq in program.equations if _key(eq) not in region_of and _key(eq) not in free
               for a in eq.ins if isinstance(a, Var)]
     return _made_from(reads, free, made_by)
 
@@ -283,7 +280,7 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, target):
     Records how many times the region would evaluate eq's elements (`evaluations`)."""
     if eq.out in outs or not readers:
         return None
-    regions = list({id(r): r for r in (region_of.get(c.out) for c in readers)}.values())
+    regions = list({id(r): r for r in (region_of.get(_key(c)) for c in readers)}.values())
     if any(r is None or r.shape != regions[0].shape for r in regions):
         return None
     decided = unrolled_axes(regions[0].shape) if target.unrolls else inf  # the trailing axes resolved at render time
@@ -375,7 +372,7 @@ def _merge_siblings(program, region_of, steps):
     before it of its iteration space: neighbours, whose merge searches a short span of the order."""
     pairs, last, previous = [], {}, {}  # pairs of members of two regions, each with the one before it
     for eq in program.equations:
-        r = region_of.get(eq.out)
+        r = region_of.get(_key(eq))
         if r is None:
             continue
         for a in eq.ins:
@@ -386,7 +383,7 @@ def _merge_siblings(program, region_of, steps):
         previous[r.shape] = previous.get(r.shape, eq.out)
     neighbours = []
     for eq in program.equations:
-        r = region_of.get(eq.out)
+        r = region_of.get(_key(eq))
         if r is not None:
             neighbours.append((previous[r.shape], eq.out))
             previous[r.shape] = eq.out
@@ -402,21 +399,13 @@ def _merge_siblings(program, region_of, steps):
             refused.add((id(target), id(other)))
 
 
-def _worth_a_kernel(region, read_outside, target):
-    """Whether a region saves more than its kernel costs: a pass over memory (a computed value that
-    never leaves it, or an input that two of its computing members would each read), on a GPU a
-    launch (two computing members), on a CPU the calls of its members where its elements are too
-    few for a pass over them to matter (Target.pass_from). Else its members run as they are: a library's
-    loop moves the same bytes as a generated one, and is often faster (bench/losses.py's mean_scaled)."""
-    computing = [eq for eq in region.equations if not view(eq)]
-    if len(region.equations) < 2 or not computing:
+def _worth_a_kernel(region, read_outside, evaluations, target):
+    """Whether a region saves more than its kernel costs, by the time model of compiler/seconds.py
+    (calls, bytes moved, work redone on the target); at least two members, one of them computing."""
+    if len(region.equations) < 2 or all(view(eq) for eq in region.equations):
         return False
-    if prod(region.shape) < target.pass_from or any(eq.out not in read_outside for eq in computing) or \
-            (target.launches and len(computing) > 1):
-        return True
-    inside = {eq.out for eq in region.equations}
-    reads = [a for eq in computing for a in {a for a in eq.ins if isinstance(a, Var) and a not in inside}]
-    return len(reads) > len(set(reads))
+    outs = [eq.out for eq in region.equations if eq.out in read_outside]
+    return seconds.worth_a_kernel(region.equations, outs, evaluations, target)
 
 
 class _Steps:
@@ -429,7 +418,7 @@ class _Steps:
 
     def __init__(self, program, limit):
         self.limit = limit
-        self.node = {eq.out: k for k, eq in enumerate(program.equations)}
+        self.node = {v: k for k, eq in enumerate(program.equations) for v in eq.outs}
         n = len(program.equations)
         self.parent, self.order = list(range(n)), list(range(n))
         self.succ, self.pred = [set() for _ in range(n)], [set() for _ in range(n)]
@@ -508,7 +497,7 @@ def _read_outside(program, region_of):
     """The values the program returns or a step outside their region reads."""
     used = program.out_vars()
     for eq in program.equations:
-        mine = region_of.get(eq.out)
+        mine = region_of.get(_key(eq))
         used.update(a for a in eq.ins if isinstance(a, Var) and region_of.get(a) is not None and
                     region_of.get(a) is not mine)
     return used
@@ -557,14 +546,14 @@ def _schedule(program, regions, region_of, unread):
     nodes = []  # Equation or Region, first appearance in program order
     seen = set()
     for eq in program.equations:
-        if eq.out in unread:
+        if _key(eq) in unread:
             continue
-        r = region_of.get(eq.out)
+        r = region_of.get(_key(eq))
         node = r if r is not None else eq
         if id(node) not in seen:
             seen.add(id(node))
             nodes.append(node)
-    made_by = {v: k for k, node in enumerate(nodes) for v in _outs(node)}
+    made_by = {v: k for k, node in enumerate(nodes) for v in node.outs}
     waiting = [0] * len(nodes)  # how many of each node's reads are not produced yet
     readers = {}
     for k, node in enumerate(nodes):
@@ -592,5 +581,7 @@ def _reads(node):
     return [a for a in node.ins if isinstance(a, Var)]  # a region's ins are its reads from outside
 
 
-def _outs(node):
-    return node.outs if isinstance(node, Region) else [node.out]
+def _key(eq):
+    """The value an equation is found by in the maps of regions and index-made values: its first
+    output (an equation of several is never fusible, so it is in neither)."""
+    return eq.outs[0]

@@ -21,8 +21,7 @@ import warnings
 from typing import NamedTuple
 
 from ..core import held_bytes
-from .fusion import view
-from .ir import Var, dying
+from .ir import Var, dying, view
 
 _HELD = 16 << 20  # the most bytes one graph may hold from call to call
 _SAVED = 2  # a run is captured when it saves at least this many host-side launches
@@ -123,7 +122,7 @@ def run_function(steps, ins, outs):
         env = dict(zip(ins, arrays))
         for s, dropped in zip(steps, gone):
             result = s.fn(*[a.read(env) for a in s.ins])
-            env.update(zip(s.outs, result if s.kind == "region" else [result]))
+            env.update(zip(s.outs, result if s.several else [result]))
             for a in dropped:
                 env.pop(a, None)
         return [env[v] for v in outs]

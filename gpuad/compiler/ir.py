@@ -1,6 +1,7 @@
 """The compiler's IR: typed variables, equations over them, programs, and their printing.
 
-A `Program` is a straight list of `Equation`s, `out = prim(*ins, **params)`; an input of an
+A `Program` is a straight list of `Equation`s, `outs = prim(*ins, **params)` (one output, or
+several for a primitive with `multiple_results`); an input of an
 equation (and an output of the program) is an atom: a `Var`, made by an earlier equation or an
 input of the program, or a `Lit`, a constant held in the equation. Programs are made
 by abstract tracing (tracing.py), rewritten by the passes (passes.py) and planned, fused and
@@ -65,11 +66,20 @@ Atom = Var | Lit
 
 
 class Equation:
-    """out = prim(*ins, **params); each input an atom (a Var or a Lit)."""
-    __slots__ = ("prim", "ins", "out", "params")
+    """outs = prim(*ins, **params); each input an atom (a Var or a Lit). `out`: its one output Var,
+    or a tuple of them (several for a primitive with multiple_results); `outs` is that tuple."""
+    __slots__ = ("prim", "ins", "outs", "params")
 
-    def __init__(self, prim: Any, ins: list[Atom], out: Var, params: dict[str, Any]) -> None:
-        self.prim, self.ins, self.out, self.params = prim, ins, out, params
+    def __init__(self, prim: Any, ins: list[Atom], out: Var | tuple[Var, ...], params: dict[str, Any]) -> None:
+        self.prim, self.ins, self.params = prim, ins, params
+        self.outs: tuple[Var, ...] = out if isinstance(out, tuple) else (out,)
+
+    @property
+    def out(self) -> Var:
+        """The output of a one-result equation (an equation of several has `outs` alone)."""
+        if len(self.outs) != 1:
+            raise AttributeError(f"{self.prim.name} has {len(self.outs)} results: read eq.outs")
+        return self.outs[0]
 
 
 class Program:
@@ -91,7 +101,8 @@ class Program:
         binding each equation's primitive: transforms of a compiled function run over it here."""
         env: dict[Any, Any] = dict(zip(self.ins, values))
         for eq in self.equations:
-            env[eq.out] = bind(eq.prim, *[a.read(env) for a in eq.ins], **eq.params)
+            out = bind(eq.prim, *[a.read(env) for a in eq.ins], **eq.params)
+            env.update(zip(eq.outs, out if eq.prim.multiple_results else (out,)))
         return [o.read(env) for o in self.outs]
 
     def text(self) -> str:
@@ -104,7 +115,8 @@ class Program:
     def check(self) -> None:
         """Verify the program, or raise ValueError naming the first fault: each variable assigned
         once (an input, or one equation's output), every operand and output defined before it is
-        read, each equation's output of the shape and dtype its primitive's abstract rule gives,
+        read, each equation's outputs (as many as its primitive makes) of the shapes and dtypes its
+        primitive's abstract rule gives,
         and the programs a parameter holds (a loop's bodies, a cond's branches: its `bodies`)
         verified likewise. The tests run it after every pass."""
         defined: set[Var] = set()
@@ -120,7 +132,8 @@ class Program:
             unknown = [a for a in eq.ins if isinstance(a, Var) and a not in defined]
             if unknown:
                 raise ValueError(f"{where}: reads {unknown[0]} before any input or equation defines it")
-            define(eq.out, where)
+            for v in eq.outs:
+                define(v, where)
             _check_aval(eq, where)
             for body in (b for p in eq.params.values() for b in getattr(p, "bodies", ())):
                 try:
@@ -137,7 +150,7 @@ class Program:
 
     def next_id(self) -> int:
         """An id above every variable's: where a pass numbers the variables it adds."""
-        return max([v.id for v in self.ins] + [eq.out.id for eq in self.equations], default=-1) + 1
+        return max([v.id for v in self.ins] + [v.id for eq in self.equations for v in eq.outs], default=-1) + 1
 
 
 def dying(nodes: Sequence[Any], keep: Iterable[Var] = ()) -> list[Sequence[Var]]:
@@ -163,25 +176,35 @@ def nbytes(a: Any) -> int:
     return math.prod(a.shape) * a.dtype.itemsize
 
 
+def view(eq: "Equation") -> bool:
+    """Whether an equation's result may share its argument's memory (a reshape, a transpose, a
+    broadcast, a getitem at ints and slices; not a gather, which copies)."""
+    return eq.prim.view is not None and eq.prim.view(**eq.params)
+
+
 def abstract(a: Atom) -> Any:
     """What a primitive's abstract rule takes for an atom: a Var's shape and dtype, a Lit's value."""
     return ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, Var) else a.val
 
 
 def _check_aval(eq: Equation, where: str) -> None:
-    """ValueError unless eq's output has the shape and dtype its primitive's abstract rule gives."""
+    """ValueError unless eq's outputs have the shapes and dtypes its primitive's abstract rule gives."""
     if eq.prim.abstract is None:
         raise ValueError(f"{where}: primitive {eq.prim.name} has no abstract rule to check its output by")
-    aval = eq.prim.abstract(*map(abstract, eq.ins), **eq.params)
-    if (tuple(aval.shape), onp.dtype(aval.dtype)) != (tuple(eq.out.shape), eq.out.dtype):
-        raise ValueError(f"{where}: its output is {_typed(eq.out)}, but {eq.prim.name} of these operands makes "
-                         f"{onp.dtype(aval.dtype).name}{list(aval.shape)}")
+    avals = eq.prim.abstract(*map(abstract, eq.ins), **eq.params)
+    avals = avals if eq.prim.multiple_results else (avals,)
+    if len(avals) != len(eq.outs):
+        raise ValueError(f"{where}: it has {len(eq.outs)} output(s), but {eq.prim.name} makes {len(avals)}")
+    for v, aval in zip(eq.outs, avals):
+        if (tuple(aval.shape), onp.dtype(aval.dtype)) != (tuple(v.shape), v.dtype):
+            raise ValueError(f"{where}: its output is {_typed(v)}, but {eq.prim.name} of these operands makes "
+                             f"{onp.dtype(aval.dtype).name}{list(aval.shape)}")
 
 
 def _line(eq: Equation) -> str:
     params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items())
     args = " ".join(_atom(a) for a in eq.ins)
-    return f"{_typed(eq.out)} = {eq.prim.name}{'[' + params + ']' if params else ''} {args}"
+    return f"{', '.join(map(_typed, eq.outs))} = {eq.prim.name}{'[' + params + ']' if params else ''} {args}"
 
 
 def _typed(v: Var) -> str:

@@ -1,6 +1,8 @@
-"""A whole loop as one kernel: a scan whose body runs as fusion regions alone is rendered as one
-C++ function (CPU) or one CUDA kernel that loops over the trips itself, the carries and the
-body's values in local buffers, the trip count an argument. A call is one ctypes call or one launch.
+"""A whole loop as one kernel: a scan or a while loop whose body runs as fusion regions alone is
+rendered as one C++ function (CPU) or one CUDA kernel that loops over the trips itself, the carries
+and the body's values in local buffers, a scan's trip count an argument, a while loop's condition
+computed in the kernel (its integer counters and comparisons too: the body is planned for the
+Target with `integers`). A call is one ctypes call or one launch.
 
 The body's steps are its fusion regions (gpuad/compiler/fusion.py, `regions_only`), each rendered
 by gpuad/compiler/codegen.py as for a region of its own; a trip calls them in order, writes the
@@ -14,11 +16,16 @@ scanned outputs of the trip into place and copies the new carries over the old. 
 - whole: otherwise, where the body's values are small (a few-state ODE with its tangent bundle):
   one C loop on the CPU; on CUDA one block, its threads sharing each region's elements and
   synchronised between steps, the values in shared memory.
+A while loop's step is its condition and its body traced together (gpuad/loops.py, While.stepped:
+the carries, then the condition): each trip computes both, stops where the condition is false
+(per element: where it is false for every element of the range; a vmapped while loop's body holds
+each element whose own condition is false, so the others run on) and else takes the new carries.
 Other bodies return None from `plan` (an equation no kernel renders: a GEMM, a long reduction,
-integer arithmetic, a nested loop; a large coupled state), and the caller replays the body
+a nested loop, complex values; a large coupled state), and the caller replays the body
 from Python on each trip (gpuad/loops.py).
 """
 import ctypes
+import dataclasses
 import hashlib
 import math
 import string
@@ -57,10 +64,11 @@ class LoopKernel:
         self.extent = math.inf  # no 32-bit variant (kernels/index32.py): its launcher builds this source
 
 
-def plan(body, n_consts, n_carry, reverse, out, target):
+def plan(body, n_consts, n_carry, reverse, out, target, test=False):
     """The LoopKernel of a scan (its body Program, counts and direction; `out`: the aval of its
-    packed output) for a Target (compiler/target.py), or None where the body cannot run as one."""
-    regions = fusion.regions_only(body, target)
+    packed output) for a Target (compiler/target.py), or None where the body cannot run as one.
+    `test`: the body is a while loop's step, its last output the condition."""
+    regions = fusion.regions_only(body, dataclasses.replace(target, integers=True))
     if regions is None or not all(isinstance(o, Var) for o in body.outs):
         return None
     try:
@@ -72,13 +80,13 @@ def plan(body, n_consts, n_carry, reverse, out, target):
     if any(o is not c and o not in made for c, o in zip(carries, body.outs)):
         return None  # a carry that takes another input's value: not worth an order of copies
     local = list(dict.fromkeys(list(carries) + made))
-    if not all(map(_typed, body.ins + local + [out])):
+    if not all(map(_typed, body.ins + local + [out])) or (test and body.outs[-1] not in local):
         return None
     axes = _batch_axes(body, carries, local, regions, kernels)
     if axes is None and (sum(nbytes(v) for v in local) if target.kernel == "cuda" else
                          sum(math.prod(v.shape) for v in local)) > _WHOLE[target.kernel]:
         return None
-    return _Source(body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes).kernel()
+    return _Source(body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes, test).kernel()
 
 
 def kernels_of(program, target):
@@ -130,8 +138,10 @@ class _Source:
     b0..b1 of the per-element schedule runs its elements of each region and value; the whole
     schedule is a batch of one (outer 1, inner: every element)."""
 
-    def __init__(self, body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes):
+    def __init__(self, body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes, test):
         self.body, self.nk, self.reverse, self.out = body, n_carry, reverse, out
+        self.test = body.outs[-1] if test else None  # a while loop's condition
+        self.ys = body.outs[n_carry:len(body.outs) - bool(test)]  # a scan's stacked outputs' slices
         self.regions, self.kernels, self.local = regions, kernels, local
         self.cuda, self.schedule = target.kernel == "cuda", "whole" if axes is None else "element"
         self.batch, self.axis = axes or (1, {})
@@ -218,8 +228,8 @@ class _Source:
         packed = codegen.ctype(self.out.dtype)
         lines = self._buffers()
         lines += [self._each(c, f"{self._name(c)}[e] = {self._name(c)}_in[e];") for c in self.carries] + sync
-        lines += ["for (long long s = 0; s < trips; ++s) {",
-                  f"    const long long t = {'trips - 1 - s' if self.reverse else 's'};"]
+        step = f"    const long long t = {'trips - 1 - s' if self.reverse else 's'};"
+        lines += ["for (;;) {"] if self.test is not None else ["for (long long s = 0; s < trips; ++s) {", step]
         lines += [f"    const {codegen.ctype(x.dtype)}* const {self._name(x)} = {self._name(x)}_all + "
                   f"t * {math.prod(x.shape)}LL;" for x in self.xs]
         for j, (r, k) in enumerate(zip(self.regions, self.kernels)):
@@ -232,8 +242,11 @@ class _Source:
                 call = f"@NAME@_step{j}({args}, " + "{}, {});"
                 lines.append("    " + self._span(outer, inner, call.format))
             lines += ["    " + s for s in sync]
+        if self.test is not None:  # on while the condition holds for an element of the range (of the block)
+            lines += ["    int go = 0;", "    " + self._each(self.test, f"go |= (int){self._name(self.test)}[e];"),
+                      "    if (!__syncthreads_or(go)) break;" if self.shared else "    if (!go) break;"]
         base, before = sum(math.prod(c.shape) for c in self.carries), 0
-        for y in self.body.outs[self.nk:]:  # the stacked outputs after the carries, each `trips` slices
+        for y in self.ys:  # the stacked outputs after the carries, each `trips` slices
             n = math.prod(y.shape)
             lines.append("    " + self._each(y, f"out[{base}LL + trips * {before}LL + t * {n}LL + e] = "
                                               f"({packed}){self._name(y)}[e];"))
@@ -360,8 +373,9 @@ class Runner:
 
     def _cuda(self, be):
         import cupy
-        raw = cupy.RawKernel(self.kernel.text, self.kernel.name)
-        raw.compile()
+
+        from ..kernels.launch import compiled
+        raw = compiled(self.kernel.text, self.kernel.name)  # NVRTC now: a kernel that cannot build fails here
         shape, dtype, k = self.out.shape, self.out.dtype, self.kernel
         constants = [cupy.ascontiguousarray(cupy.asarray(c.val)) for c in k.constants]
 

@@ -32,17 +32,17 @@ def optimised(program):
 
 
 class Renamed:
-    """A pass's answer for an equation whose result is another value: the equation goes, and its
-    readers read that value (a Var, or a constant) instead."""
-    __slots__ = ("value",)
+    """A pass's answer for an equation whose results are other values (one per output): the
+    equation goes, and its readers read those values (Vars, or constants) instead."""
+    __slots__ = ("values",)
 
-    def __init__(self, value):
-        self.value = value
+    def __init__(self, *values):
+        self.values = values
 
 
 def rewrite(program, visit, out=None, forget=False):
     """The program with each equation replaced, in order, by visit(eq): the equations that take its
-    place ([eq] keeps it) or Renamed(value). eq arrives with its inputs renamed by the answers
+    place ([eq] keeps it) or Renamed(*values), one per output. eq arrives with its inputs renamed by the answers
     before it. forget: a rename is forgotten once the equation reading its variable last has been
     visited (a folded constant is held no longer than its readers need it). `out` maps each
     output's final value (default: as it is)."""
@@ -50,12 +50,12 @@ def rewrite(program, visit, out=None, forget=False):
     gone = dying(program.equations, program.out_vars()) if forget else itertools.repeat(())
     for eq, dropped in zip(program.equations, gone):
         if rename and any(a in rename for a in eq.ins):
-            eq = Equation(eq.prim, [rename.get(a, a) for a in eq.ins], eq.out, eq.params)
+            eq = Equation(eq.prim, [rename.get(a, a) for a in eq.ins], eq.outs, eq.params)
         for a in dropped:
             rename.pop(a, None)
         result = visit(eq)
         if isinstance(result, Renamed):
-            rename[eq.out] = result.value
+            rename.update(zip(eq.outs, result.values))
         else:
             kept.extend(result)
     outs = [rename.get(o, o) for o in program.outs]
@@ -67,7 +67,7 @@ def dead_code(program):
     live = program.out_vars()
     kept = []
     for eq in reversed(program.equations):
-        if eq.out in live:
+        if not live.isdisjoint(eq.outs):
             kept.append(eq)
             live.update(a for a in eq.ins if isinstance(a, Var))
     return Program(program.ins, kept[::-1], program.outs)
@@ -83,8 +83,8 @@ def fold_constants(program):
 
     def visit(eq):
         nonlocal budget
-        if not all(a in made if isinstance(a, Var) else not a.traced for a in eq.ins):
-            return [_dense_ins(eq)]
+        if eq.prim.multiple_results or not all(a in made if isinstance(a, Var) else not a.traced for a in eq.ins):
+            return [_dense_ins(eq)]  # (a factorisation of constants is evaluated while tracing)
         seed = _from_seeds(eq, seeded)
         if seed is None:
             folded = _sparse_fold(eq, made, seeded)
@@ -162,7 +162,7 @@ def _dense_ins(eq):
     """eq with its constants held as entries made dense arrays."""
     if not any(map(_entries, eq.ins)):
         return eq
-    return Equation(eq.prim, [_dense(a) for a in eq.ins], eq.out, eq.params)
+    return Equation(eq.prim, [_dense(a) for a in eq.ins], eq.outs, eq.params)
 
 
 def _fold_budget():
@@ -251,9 +251,9 @@ def summed_products(program):
     ids = itertools.count(program.next_id())
     made, seeded, uses = {}, set(), {}
     for eq in program.equations:
-        made[eq.out] = eq
+        made.update(dict.fromkeys(eq.outs, eq))
         if all(isinstance(a, Lit) for a in eq.ins) or any(a in seeded for a in eq.ins if isinstance(a, Var)):
-            seeded.add(eq.out)
+            seeded.update(eq.outs)
         for a in eq.ins:
             uses[a] = uses.get(a, 0) + 1
     for o in program.out_vars():
@@ -348,9 +348,10 @@ def _diagonal(eq, diagonals, steps, ids):
     quotient or a negation of one) or wherever all are ("all": a sum of diagonals)."""
     if _is_identity(eq):
         return True
+    if not eq.prim.elementwise:
+        return None
     x, ins, zero = eq.out, eq.ins, eq.prim.zero_where
-    if not eq.prim.elementwise or zero not in ("any", "first", "all") or len(x.shape) != 2 \
-            or x.shape[0] != x.shape[1]:
+    if zero not in ("any", "first", "all") or len(x.shape) != 2 or x.shape[0] != x.shape[1]:
         return None
     ds = [diagonals.get(a) if isinstance(a, Var) else None for a in ins]
     diagonal = [d is not None for d in ds]
@@ -422,8 +423,8 @@ def common_subexpressions(program):
     seen = {}
 
     def visit(eq):
-        first = seen.setdefault((eq.prim, tuple(map(_key, eq.ins)), _key(eq.params)), eq.out)
-        return [eq] if first is eq.out else Renamed(first)
+        first = seen.setdefault((eq.prim, tuple(map(_key, eq.ins)), _key(eq.params)), eq.outs)
+        return [eq] if first is eq.outs else Renamed(*first)
     return rewrite(program, visit)
 
 
@@ -445,5 +446,14 @@ def _key(x):
 
 
 # the passes optimised runs, in order: a seed's same-shape reshapes go (simplify) before contractions are read
+def shared_operands(program):
+    """An equation handed one value as several operands (a loop's constants, after
+    common_subexpressions made them one) takes it once: its primitive's `once` rule."""
+    def visit(eq):
+        merged = eq.prim.once(eq) if eq.prim.once is not None else None
+        return [eq] if merged is None else [merged]
+    return rewrite(program, visit)
+
+
 PIPELINE = (fold_constants, simplify, diagonal_contractions, broadcast_products, summed_products, simplify,
-            common_subexpressions, dead_code)
+            common_subexpressions, shared_operands, dead_code)

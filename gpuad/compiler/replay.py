@@ -22,8 +22,8 @@ from ..ops.indexing import add_at, scatter
 from ..ops.shape import reshape
 from ..sizes import CHECK_FROM, size_text
 from . import codegen, graphs
-from .fusion import MEMBERS, Region, fuse, view
-from .ir import Var, dying, nbytes
+from .fusion import MEMBERS, Region, fuse
+from .ir import Var, dying, nbytes, view
 from .target import target_of
 
 
@@ -35,6 +35,11 @@ class Step:
 
     def __init__(self, kind, node, ins, outs, idx=None):
         self.kind, self.node, self.ins, self.outs, self.idx, self.fn = kind, node, ins, outs, idx, None
+
+    @property
+    def several(self):
+        """Whether its function returns a sequence of its outputs (else the one output itself)."""
+        return self.kind in ("region", "graph") or len(self.outs) != 1
 
 
 def fusion_wanted():
@@ -48,8 +53,7 @@ def plan(program, fusion=True, target=None, apart=(), limit=MEMBERS):
     place where nothing reads the target after; the equations making `apart` are not fused, and
     no region has more than `limit` members."""
     nodes = fuse(program, target, apart, limit) if fusion else program.equations
-    steps = [Step("region", n, list(n.ins), list(n.outs)) if isinstance(n, Region) else
-             Step("eq", n, list(n.ins), [n.out]) for n in nodes]
+    steps = [Step("region" if isinstance(n, Region) else "eq", n, list(n.ins), list(n.outs)) for n in nodes]
     return _in_place(program, steps)
 
 
@@ -268,13 +272,13 @@ def _bind(program, steps, runners, xp, keep=False):
             s.fn = _add_into(xp)
         elif s.kind == "add_at_into":
             s.fn = _add_at_into(s.idx)
-        elif s.node.out in private and s.node.out.shape and s.node.prim.impl_into is not None and \
-                s.node.prim.impl_into(xp) is not None:
+        elif not s.several and s.outs[0] in private and s.outs[0].shape and s.node.prim.impl_into is not None \
+                and s.node.prim.impl_into(xp) is not None:
             s.fn = _into(s.node.prim.impl_into(xp), s.node, xp)
             kept += 1
         else:
             f = s.node.prim.impl_on(xp, [onp.shape(a) for a in s.ins], **s.node.params)
-            s.fn = _as_array(f) if not s.node.out.shape else f
+            s.fn = _as_array(f) if not s.several and not s.outs[0].shape else f
     return kept
 
 
@@ -325,9 +329,9 @@ def _region_runners(kernels, be, private):
     built here (no compiler); _Refused naming the regions whose kernels the compiler refuses."""
     if not kernels:
         return {}
-    if be.name == "cupy":  # CuPy's pool already reuses device memory
-        from ..kernels.launch import region_launcher
-        return _each_built(kernels, region_launcher)
+    if be.name == "cupy":  # CuPy's pool already reuses device memory; NVRTC builds them together
+        from ..kernels.launch import region_launchers
+        return _all_built(dict(zip(kernels, region_launchers(list(kernels.values())))))
     from . import host
     singles = {r: host.loaded([k]) for r, k in kernels.items()}  # left by a probe below, before a re-plan
     if not all(singles.values()):
@@ -344,7 +348,12 @@ def _region_runners(kernels, be, private):
 def _each_built(kernels, build):
     """{id(region): build(kernel)} for {id(region): Kernel}, several at once; _Refused naming the
     regions whose kernels failed to build (any failure: that region runs unfused)."""
-    built = dict(zip(kernels, builds.each(build, list(kernels.values()))))
+    return _all_built(dict(zip(kernels, builds.each(build, list(kernels.values())))))
+
+
+def _all_built(built):
+    """built ({id(region): its function, or the exception its build raised}); _Refused naming the
+    regions whose kernels failed to build."""
     failed = [(r, b) for r, b in built.items() if isinstance(b, Exception)]
     if failed:
         raise _Refused({r for r, _ in failed}, failed[0][1])
@@ -401,7 +410,7 @@ def _in_place(program, steps):
     """Rewrite adds whose first (or second) operand is an owned, otherwise dead value of the
     output's shape and dtype: into that operand's buffer, and through a scatter made for the
     add alone, as an add at the scatter's positions."""
-    producer = {s.outs[0]: s.node for s in steps if s.kind == "eq"}
+    producer = {v: s.node for s in steps if s.kind == "eq" for v in s.outs}
     uses = _use_counts(program, steps)
     owned = {v for s in steps if s.kind != "eq" or not view(s.node) for v in s.outs}
     keep = program.out_vars()
@@ -481,7 +490,7 @@ def _generate(program, steps):
         args = ", ".join(ref(a) for a in step.ins)
         for k, v in enumerate(step.outs):
             names[v] = f"v{i}_{k}"
-        targets = ", ".join(names[v] for v in step.outs) + ("," if step.kind in ("region", "graph") else "")
+        targets = ", ".join(names[v] for v in step.outs) + ("," if step.several else "")
         lines.append(f"    {targets} = f{i}({args})")
         if gone:
             lines.append(f"    del {', '.join(names[a] for a in gone)}")

@@ -13,7 +13,7 @@ function runs over its program, with no second copy of any rule) or compiled by
 import itertools
 
 from .. import backends
-from ..core import ShapeDtypeStruct, Trace, Tracer, new_trace
+from ..core import ShapeDtypeStruct, Trace, Tracer, new_trace, results
 from .ir import Equation, Lit, Program, Var, nbytes
 from .passes import optimised
 
@@ -95,12 +95,12 @@ class ProgramTrace(Trace):
     def process(self, prim, args, params):
         if prim.abstract is None:
             raise NotImplementedError(f"primitive {prim.name} has no abstract rule: gpuad.jit cannot trace it")
-        aval = prim.abstract(*args, **params)
-        out = Var(next(self._ids), aval)
+        outs = tuple(Var(next(self._ids), aval) for aval in results(prim, prim.abstract(*args, **params)))
         ins = [self.atom(a) for a in args]
         params = {k: self.constant(v) for k, v in params.items()}
-        self.equations.append(Equation(prim, ins, out, params))
-        return ProgramTracer(self, out, f"{prim.name}(...)")
+        self.equations.append(Equation(prim, ins, outs if prim.multiple_results else outs[0], params))
+        tracers = tuple(ProgramTracer(self, v, f"{prim.name}(...)") for v in outs)
+        return tracers if prim.multiple_results else tracers[0]
 
 
 JIT = ("gpuad.jit", "or mark the argument static with static_argnums / static_argnames")
@@ -133,7 +133,7 @@ def program_so_far(values):
     over it), from what has been traced so far (its inputs: the variables it reads and does not make)."""
     values = [_beneath(v) for v in values]
     trace = values[0]._trace
-    made = {eq.out for eq in trace.equations}
+    made = {v for eq in trace.equations for v in eq.outs}
     ins = list(dict.fromkeys(a for eq in trace.equations for a in eq.ins if isinstance(a, Var) and a not in made))
     return optimised(Program(ins, list(trace.equations), [v.var for v in values]))
 

@@ -59,6 +59,19 @@ def _started(target, count, name):
 THREADS = max(1, min(8, os.cpu_count() or 1))  # builds of one program at once
 
 
+def balanced(items, parts, size=len):
+    """items in `parts` groups (fewer where there are fewer items) of about equal total size, to be
+    compiled side by side: the largest first, each to the smallest group so far (the same items in
+    the same order give the same groups: a cache keyed by a group's source finds it again)."""
+    groups = [[] for _ in range(max(1, min(parts, len(items))))]
+    totals = [0] * len(groups)
+    for item in sorted(items, key=size, reverse=True):
+        k = totals.index(min(totals))
+        groups[k].append(item)
+        totals[k] += size(item)
+    return groups
+
+
 def each(build, items, catch=Exception):
     """[build(item), or the `catch` exception it raised] for each item, several at once (NVRTC and
     the C++ compiler do not hold the GIL), on daemon threads as `submit`'s."""

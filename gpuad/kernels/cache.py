@@ -1,5 +1,6 @@
-"""The on-disk cache of the CPU kernels' libraries (gpuad/compiler/host.py): where it is, whether it
-can be trusted, and how a file enters it.
+"""The on-disk kernel cache: the CPU kernels' libraries (gpuad/compiler/host.py, folder "host") and
+the CUDA kernels' CUBINs (gpuad/kernels/nvrtc.py, folder "cuda"): where it is, whether it can be
+trusted, and how a file enters it.
 
 A library is code this process will run, so the cache is private: its folders are made 0700 and
 used only while they belong to this user and no one else can write to them (else the builds go to
@@ -26,15 +27,16 @@ class Unsafe(OSError):
     """A cache folder or file that this process must not use."""
 
 
-def root():
-    """The configured folder of the CPU libraries: $GPUAD_CACHE_DIR/host, else ~/.cache/gpuad/host."""
-    return Path(os.environ.get("GPUAD_CACHE_DIR") or Path.home() / ".cache" / "gpuad") / "host"
+def root(kind="host"):
+    """The configured folder of one kind of kernel file ("host": the CPU libraries, "cuda": the
+    CUBINs): $GPUAD_CACHE_DIR/<kind>, else ~/.cache/gpuad/<kind>."""
+    return Path(os.environ.get("GPUAD_CACHE_DIR") or Path.home() / ".cache" / "gpuad") / kind
 
 
-def folder():
-    """The configured cache folder, made 0700 where missing; Unsafe (an OSError) where it is not a
-    folder of this user's that only they can write, another OSError where it cannot be made."""
-    path = root()
+def folder(kind="host"):
+    """The configured cache folder of `kind`, made 0700 where missing; Unsafe (an OSError) where it
+    is not a folder of this user's that only they can write, another OSError where it cannot be made."""
+    path = root(kind)
     for level in (path.parent, path):
         if not level.exists():
             level.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1,33 +1,68 @@
-"""Compile and launch the fused elementwise kernels with CuPy. Only the CuPy backend imports this.
+"""Compile and launch the fused elementwise kernels and the fusion regions' kernels with CuPy.
+Only the CuPy backend imports this.
 
-Each kernel is a cupy.RawKernel created once per (row, mode, variant, dtype) and kept here;
-CuPy compiles it with NVRTC at its first launch on a device and caches the binary on disk.
+Every kernel is compiled by gpuad/kernels/nvrtc.py for this GPU's architecture (a program's
+regions together, the CUBINs kept in gpuad's kernel cache) and loaded once per process as a
+cupy.RawModule: what runs is what `python -m gpuad.kernels --check` compiles.
 """
+import functools
+
 import cupy
 import numpy
 
-from . import index32
+from . import index32, nvrtc
 from .plan import jvp_launch, launch_config, vjp_launch
-from .source import every_kernel, kernel_name, render
+from .source import INDEX_TYPES, every_kernel, kernel_name, render
 
-_kernels = {}  # (row name, mode, variant, dtype name) -> cupy.RawKernel
+_built = {}  # kernel name -> cupy.RawKernel, or the CompileError of its source
 
 
-def kernel(row, mode, variant, dtype):
-    """The cupy.RawKernel of one kernel variant, created at first request."""
-    key = (row.name, mode, variant, dtype.name)
-    k = _kernels.get(key)
-    if k is None:
-        k = _kernels[key] = cupy.RawKernel(render(row, mode, variant, dtype),
-                                           kernel_name(row, mode, variant, dtype))
-    return k
+@functools.cache
+def _arch():
+    return nvrtc.arch_for(int(cupy.cuda.Device().compute_capability))
+
+
+def built(sources):
+    """[the cupy.RawKernel of each kernel (text, name), or the CompileError of its source]: those not
+    built in this process yet compiled together (nvrtc.build)."""
+    todo = [(text, name) for text, name in sources if name not in _built]
+    modules = {}
+    for name, got in (nvrtc.build(todo, _arch()).items() if todo else ()):
+        if not isinstance(got, nvrtc.CompileError):
+            if got not in modules:
+                modules[got] = cupy.RawModule(path=str(got))
+            got = modules[got].get_function(name)  # loads the module on this device now
+        _built[name] = got
+    return [_built[name] for _, name in sources]
+
+
+_kernels = {}  # (row name, mode, variant, dtype, index) -> cupy.RawKernel: a launch renders nothing
+
+
+def kernel(row, mode, variant, dtype, index="int64"):
+    """The cupy.RawKernel of one kernel variant, built at first request."""
+    key = (row.name, mode, variant, dtype, index)
+    raw = _kernels.get(key)
+    if raw is None:
+        raw = _kernels[key] = compiled(render(row, mode, variant, dtype, index),
+                                   kernel_name(row, mode, variant, dtype, index))
+    return raw
+
+
+def compiled(text, name):
+    """The cupy.RawKernel of kernel `name` in CUDA source `text`, built at first request; raises
+    the CompileError of its source."""
+    raw, = built([(text, name)])
+    if isinstance(raw, Exception):
+        raise raw
+    return raw
 
 
 def _run(call):
     if call is None:
         return None
     grid, block = call.grid
-    kernel(call.row, call.mode, call.variant, call.dtype)(grid, block, tuple(call.args))
+    kernel(*call.kernel)(grid, block, tuple(call.args))
     return call.outputs
 
 
@@ -43,30 +78,25 @@ def vjp(row, args, y, ct, needed):
 
 
 def warm():
-    """Compile every kernel for the current device now, filling CuPy's kernel cache; returns the count."""
-    kernels = every_kernel()
-    for k in kernels:
-        kernel(*k).compile()
-    return len(kernels)
+    """Compile every kernel, each index variant, for the current device now, together, filling the
+    kernel cache; returns the count."""
+    sources = [(render(*k, index), kernel_name(*k, index)) for k in every_kernel() for index in INDEX_TYPES]
+    failed = [e for e in built(sources) if isinstance(e, Exception)]
+    if failed:
+        raise failed[0]
+    return len(sources)
 
 
-_regions = {}  # kernel name -> cupy.RawKernel
+def region_launchers(kernels):
+    """[a function (*arrays) -> outputs running each fusion region's kernel (gpuad/compiler/codegen.py),
+    or the CompileError of its source]: the kernels built together, each launched in its 32-bit
+    index variant where the arrays' offsets allow (index32.py), else the 64-bit one (built then)."""
+    return [raw if isinstance(raw, Exception) else _launcher(k, raw)
+            for k, raw in zip(kernels, built([index32.first(k) for k in kernels]))]
 
 
-def _region_kernel(text, name):
-    raw = _regions.get(name)
-    if raw is None:
-        raw = cupy.RawKernel(text, name)
-        raw.compile()  # now, so that a kernel that cannot build fails while the replay is planned
-        _regions[name] = raw
-    return raw
-
-
-def region_launcher(kernel):
-    """A function (*arrays) -> outputs running one fusion region's kernel (gpuad/compiler/codegen.py):
-    its 32-bit index variant where the arrays' offsets allow (index32.py), else the 64-bit one."""
+def _launcher(kernel, first):
     narrow = index32.applies(kernel)
-    first = _region_kernel(*index32.first(kernel))
     (gx, _), block = launch_config(kernel.size * kernel.lanes)  # a warp per element where its sums split
     n = numpy.int64(kernel.size)
     outs = [(v.shape, v.dtype) for v in kernel.outs]
@@ -81,7 +111,8 @@ def region_launcher(kernel):
             args.append(a)
             args += [index(a.strides[d] // a.itemsize) for d in along]
         results = [cupy.empty(s, d) for s, d in outs]
-        raw = first if small or not narrow else _region_kernel(kernel.text, kernel.name)
+        raw = first if small or not narrow else compiled(kernel.text, kernel.name)
         raw((gx,), block, tuple(args + results + [index(n)]))
         return results
     return run
+

@@ -5,12 +5,15 @@ run the kernels' C source on the host), so every decision here is testable witho
 A call takes the fused path when all arrays share one dtype the row has kernels of (float32,
 float64; complex64, complex128 for the holomorphic rows) and every
 derivative-bearing argument has the output's full shape; otherwise the plan is None and the
-backend runs the generic rule of the elementwise table.
+backend runs the generic rule of the elementwise table. Its indices are 32-bit where every one
+fits (the bundle has fewer than index32.LIMIT elements, the bound the region kernels use), else
+64-bit: a 64-bit index costs the GPU several 32-bit instructions per operation.
 """
 import math
 
 import numpy
 
+from .index32 import LIMIT
 from .source import MODES, dtypes
 
 BLOCK = 256          # threads per block: a multiple of the warp size, good occupancy on sm_70+
@@ -19,14 +22,19 @@ FILL_BLOCKS = 2048   # blocks that keep an H100 (132 SMs x 8 resident blocks of 
 
 
 class Launch:
-    """One fused-kernel call: the kernel (row, mode, variant, dtype), the element count n, the
-    arguments in the order of the kernel's parameters, and the arrays it fills (None for an
-    unneeded cotangent)."""
-    __slots__ = ("row", "mode", "variant", "dtype", "n", "k", "args", "outputs")
+    """One fused-kernel call: the kernel (row, mode, variant, dtype, index: "int64" or "int32"),
+    the element count n, the arguments in the order of the kernel's parameters, and the arrays it
+    fills (None for an unneeded cotangent)."""
+    __slots__ = ("row", "mode", "variant", "dtype", "index", "n", "k", "args", "outputs")
 
-    def __init__(self, row, mode, variant, dtype, n, k, args, outputs):
-        self.row, self.mode, self.variant, self.dtype = row, mode, variant, dtype
+    def __init__(self, row, mode, variant, dtype, index, n, k, args, outputs):
+        self.row, self.mode, self.variant, self.dtype, self.index = row, mode, variant, dtype, index
         self.n, self.k, self.args, self.outputs = n, k, args, outputs
+
+    @property
+    def kernel(self):
+        """(row, mode, variant, dtype, index): source.render's and source.kernel_name's arguments."""
+        return self.row, self.mode, self.variant, self.dtype, self.index
 
     @property
     def grid(self):
@@ -60,16 +68,17 @@ def jvp_launch(row, primals, tangents, xp):
                for p, t in zip(primals, tangents) if t is not None)
     if not full or n == 0 or k == 0:
         return None
-    variant, args = "", []
+    variant, args, index = "", [], _index(n * k)
     for p, t in zip(primals, tangents):
         if t is None:
-            code, more = _plain(p, ys, dtype, xp)
+            code, more = _plain(p, ys, dtype, index, xp)
         else:
             code, more = "t", [xp.ascontiguousarray(p), xp.ascontiguousarray(t)]
         variant += code
         args += more
     y, dy = xp.empty(ys, dtype), xp.empty((k,) + ys, dtype)
-    return Launch(row, "jvp", variant, dtype, n, k, args + [y, dy, numpy.int64(n), numpy.int64(k)], [y, dy])
+    i = numpy.dtype(index).type
+    return Launch(row, "jvp", variant, dtype, index, n, k, args + [y, dy, i(n), i(k)], [y, dy])
 
 
 def vjp_launch(row, args, y, ct, needed, xp):
@@ -81,16 +90,22 @@ def vjp_launch(row, args, y, ct, needed, xp):
     m, n = numpy.shape(ct)[0], math.prod(ys)
     if numpy.shape(ct) != (m,) + ys or n == 0 or m == 0:
         return None
-    variant, params = "", []
+    variant, params, index = "", [], _index(n * m)
     for a, need in zip(args, needed):
-        code, more = _plain(a, ys, dtype, xp)
+        code, more = _plain(a, ys, dtype, index, xp)
         if need and code == "s":
             return None
         variant += MODES["vjp"][1] if need else code
         params += more
     outputs = [xp.empty((m,) + ys, dtype) if need else None for need in needed]
     params += [xp.ascontiguousarray(y), xp.ascontiguousarray(ct)] + [c for c in outputs if c is not None]
-    return Launch(row, "vjp", variant, dtype, n, m, params + [numpy.int64(n), numpy.int64(m)], outputs)
+    i = numpy.dtype(index).type
+    return Launch(row, "vjp", variant, dtype, index, n, m, params + [i(n), i(m)], outputs)
+
+
+def _index(elements):
+    """The kernel's index type for a bundle of this many elements (each index below it)."""
+    return "int32" if elements < LIMIT else "int64"
 
 
 def _dtype(row, values, xp):
@@ -106,7 +121,7 @@ def _dtype(row, values, xp):
     return dtype if dtype in dtypes(row) and any(isinstance(v, xp.ndarray) for v in values) else None
 
 
-def _plain(p, ys, dtype, xp):
+def _plain(p, ys, dtype, index, xp):
     """(code, kernel arguments) of an argument without a derivative in this call: a scalar by
     value, or an array read in place where it is broadcast to the output (`broadcast`)."""
     if not isinstance(p, xp.ndarray):
@@ -114,7 +129,8 @@ def _plain(p, ys, dtype, xp):
     q, r = broadcast(numpy.shape(p), ys)
     if r is None:  # broadcast along axes apart: a copy at the output's shape
         p, q, r = xp.broadcast_to(p, ys), 1, 0
-    return "a", [p if r == 1 else xp.ascontiguousarray(p), numpy.int64(q), numpy.int64(r)]
+    i = numpy.dtype(index).type
+    return "a", [p if r == 1 else xp.ascontiguousarray(p), i(q), i(r)]
 
 
 def broadcast(shape, ys):

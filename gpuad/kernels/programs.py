@@ -1,8 +1,9 @@
 """The fused region kernels a compiled program makes, built without running it: the program
 traced for a backend (gpuad.jit's lowering), planned into regions, each region rendered for its
-target ("cuda" for CuPy, "host" for the CPU) by the replay's own code. `python -m gpuad.kernels
---check` compiles those of the benchmark problems and of PROGRAMS with NVRTC, so CI sees every
-kernel a first GPU run would build.
+target ("cuda" for CuPy, "host" for the CPU) by the replay's own code, and the kernels of its
+loops run as one (gpuad/compiler/loop_kernel.py). `python -m gpuad.kernels --check` compiles those
+of the benchmark problems, of `programs()` and of `loops()` with NVRTC, so CI sees every kernel a
+first GPU run would build.
 """
 import numpy
 
@@ -16,6 +17,15 @@ def region_kernels(fun, *args, target="cuda"):
     backend = TARGETS[target]
     program = jit(fun).lower(*args, backend=backend).program
     return list(planned(program, True, backend)[1].values())
+
+
+def loop_kernels(fun, *args, target="cuda"):
+    """The kernels of jit(fun)'s loops at args that run as one kernel each."""
+    from ..compiler.loop_kernel import kernels_of
+    from ..compiler.target import target_of
+    from ..jit import jit
+    backend = TARGETS[target]
+    return kernels_of(jit(fun).lower(*args, backend=backend).program, target_of(backend))
 
 
 def _mixed(x, y):
@@ -47,4 +57,50 @@ def programs():
         ("mixed arrays", _mixed, (x32, y64)),
         ("mixed jacfwd", jac, (x32, y64)),
         ("mixed jacrev", gpuad.jacrev(_mixed, argnums=(0, 1)), (x32, y64)),
+    ]
+
+
+def newton_cubic(np, while_loop):
+    """p -> (the real root of x^3 + p0 x - p1 by Newton's method from x = p1, its trip count, at
+    most 60) in a while_loop of a float and an int carry, with np's functions (gpuad's or JAX's)."""
+    def solve(p):
+        def cond(s):
+            x, k = s
+            return (np.abs(x ** 3 + p[0] * x - p[1]) > 1e-13) & (k < 60)
+
+        def body(s):
+            x, k = s
+            return x - (x ** 3 + p[0] * x - p[1]) / (3.0 * x ** 2 + p[0]), k + 1
+        return while_loop(cond, body, (p[1], 0))
+    return solve
+
+
+def _newton(p):
+    import gpuad.numpy as gnp
+    from gpuad import lax
+    return newton_cubic(gnp, lax.while_loop)(p)[0]
+
+
+def _wobble(x, n):
+    """A fori_loop with a traced trip count, its body reading the index."""
+    import gpuad.numpy as gnp
+    from gpuad import lax
+    return lax.fori_loop(0, n, lambda i, y: y * 0.9 + gnp.sin(y) * i, x)
+
+
+def loops():
+    """(name, function, args) of programs whose loops run as one kernel each, in both schedules:
+    while loops (a condition of comparisons and an int counter), a fori_loop of a traced bound,
+    a scan."""
+    import gpuad
+    import gpuad.numpy as gnp
+    from gpuad import lax
+    ps = numpy.stack([numpy.linspace(0.5, 3.0, 256), numpy.linspace(2.0, 0.2, 256)], axis=1)
+    x = numpy.linspace(0.0, 1.0, 256)
+    return [
+        ("while_loop jacfwd", gpuad.jacfwd(_newton), (ps[3],)),
+        ("while_loop vmap jacfwd", gpuad.vmap(gpuad.jacfwd(_newton)), (ps,)),
+        ("fori_loop traced bound", _wobble, (x[:4], 7)),
+        ("fori_loop traced bound vmap", gpuad.vmap(_wobble), (x, numpy.arange(256) % 9)),
+        ("scan vmap", gpuad.vmap(lambda x: lax.fori_loop(0, 9, lambda i, y: gnp.cos(y) * i + x, x)), (x[:, None],)),
     ]

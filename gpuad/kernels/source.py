@@ -26,6 +26,8 @@ COMPLEX_DTYPES = (numpy.dtype(numpy.complex64), numpy.dtype(numpy.complex128))  
 C_TYPES = {"float32": "float", "float64": "double", "complex64": "gpuad_complex<float>",
            "complex128": "gpuad_complex<double>"}
 _SUFFIX = {"float32": "f32", "float64": "f64", "complex64": "c64", "complex128": "c128"}
+# Each kernel has a 64-bit and a 32-bit index variant (plan.py picks the 32-bit one where every index fits)
+INDEX_TYPES = {"int64": ("long long", ""), "int32": ("int", "_i32")}
 _HOLOMORPHIC = frozenset(r.name for r in HOLOMORPHIC)
 
 
@@ -52,13 +54,15 @@ def variants(row, mode):
     return ["".join(v) for v in itertools.product(marked + "as", repeat=len(row.args)) if marked in v]
 
 
-def kernel_name(row, mode, variant, dtype):
-    """The kernel's name as a profiler shows it, e.g. gpuad_jvp_multiply_ts_f32."""
-    return f"gpuad_{mode}_{row.name}_{variant}_{_SUFFIX[numpy.dtype(dtype).name]}"
+def kernel_name(row, mode, variant, dtype, index="int64"):
+    """The kernel's name as a profiler shows it, e.g. gpuad_jvp_multiply_ts_f32 (its 32-bit index
+    variant gpuad_jvp_multiply_ts_f32_i32)."""
+    return f"gpuad_{mode}_{row.name}_{variant}_{_SUFFIX[numpy.dtype(dtype).name]}{INDEX_TYPES[index][1]}"
 
 
-def render(row, mode, variant, dtype):
-    """The complete CUDA source of one kernel: no includes, ready for NVRTC or cupy.RawKernel.
+def render(row, mode, variant, dtype, index="int64"):
+    """The complete CUDA source of one kernel, its indices of type `index` ("int64" or "int32"):
+    no includes, ready for NVRTC.
 
     >>> from gpuad.ops.table import ROWS
     >>> "cos(x)" in render(ROWS["sin"], "jvp", "t", "float64")
@@ -73,7 +77,8 @@ def render(row, mode, variant, dtype):
     marked = MODES[mode][1]
     slots = dict(
         T=C_TYPES[numpy.dtype(dtype).name],
-        name=kernel_name(row, mode, variant, dtype),
+        I=INDEX_TYPES[index][0],
+        name=kernel_name(row, mode, variant, dtype, index),
         params=", ".join(_param(code, v) for code, v in zip(variant, row.args)),
         loads=_lines(_load(code, v) for code, v in zip(variant, row.args)),
         partials=_lines(f"const T d{j} = {row.partials[j].cuda()};"
@@ -102,7 +107,7 @@ def complex_header(*dtypes):
 def _param(code, v):
     if code == "s":
         return f"const T {v}"
-    second = f"const T* __restrict__ t_{v}" if code == "t" else f"const long long q_{v}, const long long r_{v}"
+    second = f"const T* __restrict__ t_{v}" if code == "t" else f"const I q_{v}, const I r_{v}"
     return f"const T* __restrict__ p_{v}, {second}"
 
 

@@ -114,7 +114,7 @@ def slogdet(a):
     if a.dtype.kind == "c":  # the sign is a phase, exp(i arg det), and moves with a
         ld = L.logdet(a)
         return SlogdetResult(EW["exp"](ld - real(ld)), real(ld))
-    return SlogdetResult(L.det_sign(a), L.logabsdet(a))
+    return SlogdetResult(*L.slogdet(a))
 
 
 def det(a):
@@ -191,10 +191,8 @@ def eigh(a, UPLO="L"):
     if UPLO not in ("L", "U"):
         raise ValueError(f"eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
     a = _float(a)
-    n = _square(a, "eigh")
-    packed = L.eigh(_symmetric(a))
-    w = packed[..., 0, :]
-    return EighResult(real(w) if a.dtype.kind == "c" else w, packed[..., 1:n + 1, :])
+    _square(a, "eigh")
+    return EighResult(*L.eigh(_symmetric(a)))
 
 
 def eigvalsh(a, UPLO="L"):
@@ -227,9 +225,8 @@ def eig(a):
      [-1.  0.]]
     """
     a = _float(a)
-    n = _square(a, "eig")
-    packed = L.eig(a)
-    return EigResult(packed[..., 0, :], packed[..., 1:n + 1, :])
+    _square(a, "eig")
+    return EigResult(*L.eig(a))
 
 
 def eigvals(a):
@@ -254,9 +251,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """
     a = _matrix(a, "svd")
     m, n = shape(a)[-2:]
-    packed = L.svd(a)
-    u, s, v = packed[..., :m, :], packed[..., m, :], packed[..., m + 1:, :]
-    s = real(s) if a.dtype.kind == "c" else s
+    u, s, v = L.svd(a)
     if not compute_uv:
         return s
     if full_matrices and m > n:
@@ -297,9 +292,8 @@ def qr(a, mode="reduced"):
         q, r = qr(a[..., :m])
         r = concatenate([r, matmul(conj(swapaxes(q, -1, -2)), a[..., m:])], axis=-1)
         return r if mode == "r" else QRResult(q, r)
-    packed = L.qr(a)
-    r = swapaxes(packed[..., m:, :], -1, -2)
-    return r if mode == "r" else QRResult(packed[..., :m, :], r)
+    q, r = L.qr(a)
+    return r if mode == "r" else QRResult(q, r)
 
 
 # ---------------------------------------------------------------- composed from svd

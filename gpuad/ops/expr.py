@@ -27,6 +27,11 @@ CUDA_NAMES = {
 RULE_FILE = "<rule "  # how a rule's compiled code names its file (<rule 1 + y*y>): warnings from it are told apart
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+# The table's comparisons, spelled as C's operators (a bool of any operands)
+_INFIX = {"equal": "==", "not_equal": "!=", "less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">="}
+# and its logical operations on the operands' truth values: & and | of bools, not && and || (whose
+# short circuit is a branch: a loop holding one does not vectorise)
+_LOGICAL = {"logical_and": "&", "logical_or": "|", "logical_xor": "!="}
 
 
 class Expr:
@@ -75,6 +80,15 @@ def _cuda(node, rename):
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "where":
         c, a, b = (_cuda(n, rename) for n in node.args)
         return f"({c} ? {a} : {b})"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _INFIX:
+        a, b = (_cuda(n, rename) for n in node.args)
+        return f"({a} {_INFIX[node.func.id]} {b})"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "logical_not":
+        return f"(!{_cuda(node.args[0], rename)})"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _LOGICAL:
+        a, b = (_cuda(n, rename) for n in node.args)
+        return f"(!{a} {_LOGICAL[node.func.id]} !{b})" if node.func.id == "logical_xor" else \
+            f"(!!{a} {_LOGICAL[node.func.id]} !!{b})"
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CUDA_NAMES:
         args = ", ".join(_cuda(a, rename) for a in node.args)
         return f"{CUDA_NAMES[node.func.id]}({args})"

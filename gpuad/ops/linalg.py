@@ -1,8 +1,8 @@
-"""Linear-algebra primitives: `solve`, `triangular_solve`, `inv`, `logabsdet`, `det_sign`, `cholesky`,
+"""Linear-algebra primitives: `solve`, `triangular_solve`, `inv`, `slogdet`, `logdet`, `cholesky`,
 `eigh`, `eig`, `svd`, `pinv`, `qr`, `lu`.
 
 All act on the last two axes of a stack of matrices (..., n, n), so a leading bundle or
-batch axis is just one more stack axis. Everything else (det, slogdet, norm) is
+batch axis is just one more stack axis. Everything else (det, norm, ...) is
 composed from these in gpuad/numpy/linalg.py. Rules are written with gpuad's own
 primitives, so they nest to any order.
 
@@ -17,7 +17,9 @@ import numpy as onp
 
 from .. import backends
 from ..backends import xp
-from ..core import Primitive, ShapeDtypeStruct, dtype, result_dtype, same, shape
+from ..backends.numpy import BLAS
+from ..backends.scipy_functions import scipy_functions
+from ..core import Primitive, ShapeDtypeStruct, dtype, real_dtype, result_dtype, same, shape
 from .contract import contract
 from .elementwise import (
     PRIMS,
@@ -33,7 +35,7 @@ from .elementwise import (
     subtract,
     where,
 )
-from .indexing import concatenate, getitem
+from .indexing import getitem
 from .shape import broadcast_to, reduce_sum, reshape, transpose
 
 _BATCH = "pqrstuvw"  # letters for the stack axes of '.' in _einsum specs
@@ -116,28 +118,26 @@ solve.complex_ready = True  # holomorphic in a and b; its VJP transposes, as JAX
 
 
 def _solve_lowered(xp_, shapes):
-    """solve as a compiled step. On NumPy, for double (or double complex) operands of one dtype,
-    LAPACK's gufunc is called at once: numpy.linalg.solve's own checks and dtype dispatch cost more
-    than the solve of a small system (a Newton step's 3 x 3: 5.7 of its 7 us). A singular matrix
-    still raises LinAlgError; other dtypes, and NumPy builds without the gufunc, take NumPy's path."""
-    gufunc = getattr(getattr(onp.linalg, "_umath_linalg", None), "solve", None)
-    if xp_ is not onp or gufunc is None or len(shapes[0]) != len(shapes[1]):
+    """solve as a compiled step. On NumPy, a single system (not a stack) of two operands of one
+    LAPACK dtype calls SciPy's public LAPACK wrapper (gesv) at once: numpy.linalg.solve's own checks,
+    dtype dispatch and error state cost more than the solve of a small system (a Newton step's 3 x 3:
+    5.6 us against 0.7 us). A singular matrix still raises LinAlgError; stacks, other dtypes, and
+    installs without SciPy take NumPy's path."""
+    if xp_ is not onp or len(shapes[0]) != 2 or len(shapes[1]) != 2:
         return xp_.linalg.solve
+    gesv = scipy_functions(onp, "linalg.lapack", tuple(f"{p}gesv" for p in BLAS.values()))
 
     def solve_step(a, b):
-        signature = _LAPACK_SIGNATURES.get(a.dtype)
-        if signature is None or b.dtype != a.dtype:
+        if a.dtype not in BLAS or b.dtype != a.dtype or not b.size:
             return onp.linalg.solve(a, b)
-        with onp.errstate(call=_singular, invalid="call", over="ignore", divide="ignore", under="ignore"):
-            return gufunc(a, b, signature=signature)
+        try:
+            _, _, x, info = gesv[f"{BLAS[a.dtype]}gesv"](a, b)
+        except ImportError:  # SciPy is an optional extra
+            return onp.linalg.solve(a, b)
+        if info > 0:
+            raise onp.linalg.LinAlgError("Singular matrix")
+        return onp.ascontiguousarray(x)  # gesv's is in Fortran order (a column: both)
     return solve_step
-
-
-_LAPACK_SIGNATURES = {onp.dtype(onp.float64): "dd->d", onp.dtype(onp.complex128): "DD->D"}
-
-
-def _singular(error, flag):
-    raise onp.linalg.LinAlgError("Singular matrix")
 
 
 solve.lower = _solve_lowered
@@ -238,15 +238,23 @@ def _matrix_unary(name, impl, jvp=None, vjp=None, nondiff=False, abstract=None):
     return prim
 
 
+def _factorisation(name, impl, jvp, vjp, abstract):
+    """A primitive of one stack of matrices returning several factors; a batch axis is one more
+    stack axis."""
+    prim = Primitive(name, impl, jvp, vjp, abstract=abstract)
+    prim.multiple_results = True
+
+    def batch(args, batched):
+        outs = prim(args[0])
+        return outs, [True] * len(outs)
+    prim.batch = batch
+    return prim
+
+
 def _trace_of_inverse_times(a, t):
     """trace(A^-1 dA) for each direction of the bundle t = <A^-T, dA>: one inverse, then one GEMM
     for all K directions, cheaper than solving against each direction's n columns."""
     return _einsum(".ji,K.ij->K.", inv(a), t, len(shape(a)) - 2)
-
-
-def _logabsdet_jvp(primals, tangents):
-    a, = primals
-    return logabsdet(a), _trace_of_inverse_times(a, tangents[0])  # d log|det A| = trace(A^-1 dA)
 
 
 def _logabsdet_vjp(ct, args, out, needed):
@@ -254,10 +262,27 @@ def _logabsdet_vjp(ct, args, out, needed):
     return [_einsum("M.,.ji->M.ij", ct, inv(a), len(shape(a)) - 2)]
 
 
-logabsdet = _matrix_unary(
-    "logabsdet", lambda a: xp().linalg.slogdet(a)[1], _logabsdet_jvp, _logabsdet_vjp)
-# The sign of the determinant is piecewise constant: its derivative is zero.
-det_sign = _matrix_unary("det_sign", lambda a: xp().linalg.slogdet(a)[0], nondiff=True)
+def _slogdet_impl(a):
+    sign, logabs = xp().linalg.slogdet(a)
+    return xp().asarray(sign), xp().asarray(logabs)  # arrays, 0-d for one matrix
+
+
+def _slogdet_jvp(primals, tangents):
+    # d log|det A| = trace(A^-1 dA); the sign is piecewise constant: no tangent.
+    a, = primals
+    return slogdet(a), (None, _trace_of_inverse_times(a, tangents[0]))
+
+
+def _slogdet_vjp(cts, args, outs, needed):
+    return [None if cts[1] is None else _logabsdet_vjp(cts[1], args, outs[1], needed)[0]]
+
+
+def _slogdet_abstract(a):
+    return (ShapeDtypeStruct(shape(a)[:-2], dtype(a)),) * 2
+
+
+# (sign, log|det|) of real matrices (..., n, n), from one LU factorisation.
+slogdet = _factorisation("slogdet", _slogdet_impl, _slogdet_jvp, _slogdet_vjp, _slogdet_abstract)
 
 
 def _logdet_impl(a):
@@ -313,26 +338,32 @@ cholesky = _matrix_unary(
 cholesky.complex_ready = True  # of Hermitian matrices: R-linear rules, conjugates where L^H stands
 
 
-# ---------------------------------------------------------------- factorisations, packed
-# A primitive has one output, so each factorisation returns its factors stacked along the rows of
-# one array (eigh: [w; V], svd: [U; s; V], qr: [Q; R^T]); gpuad.numpy.linalg slices them apart.
-# One factorisation then serves every factor, and its rules see all of them at once.
-def _part(x, start, stop):
-    """Rows start:stop of each matrix of a stack (or bundle) x: one factor of a packed result."""
-    return getitem(x, idx=(slice(None),) * (len(shape(x)) - 2) + (slice(start, stop), slice(None)))
-
-
-def _pack(*parts):
-    return concatenate(*parts, axis=len(shape(parts[0])) - 2)
-
-
+# ---------------------------------------------------------------- factorisations
+# Each factorisation is one primitive of several results (multiple_results): one LAPACK/cuSOLVER
+# call makes every factor, and its rules see all of them at once. A cotangent of None is a factor
+# the function does not use (a zero): the VJPs skip its terms.
 def _eye(n, like):
     return xp().eye(n, dtype=dtype(like))
 
 
-def _diagonal_row(x):
-    """The diagonals of a stack (or bundle) of square matrices, as rows: (..., n, n) -> (..., 1, n)."""
-    return reduce_sum(multiply(_eye(shape(x)[-1], x), x), axes=(len(shape(x)) - 2,), keepdims=True)
+def _diagonal(x):
+    """The diagonals of a stack (or bundle) of square matrices: (..., n, n) -> (..., n)."""
+    return reduce_sum(multiply(_eye(shape(x)[-1], x), x), axes=(len(shape(x)) - 2,), keepdims=False)
+
+
+def _row(v):
+    """v (..., n) as rows (..., 1, n), to broadcast along the columns of matrices."""
+    return reshape(v, shape=shape(v)[:-1] + (1, shape(v)[-1]))
+
+
+def _diagonal_matrix(v):
+    """diag(v) of each vector of a stack (or bundle) v (..., n): (..., n, n)."""
+    return multiply(_eye(shape(v)[-1], v), _row(v))
+
+
+def _real_part(x):
+    """Re x: the tangent of a real factor (eigenvalues, singular values) of a complex matrix."""
+    return real(x) if dtype(x).kind == "c" else x
 
 
 def _reciprocal_or_zero(x):
@@ -343,8 +374,9 @@ def _reciprocal_or_zero(x):
     return where(zero, 0.0, divide(1.0, where(zero, 1.0, x)))
 
 
-def _gaps(row, square=False):
-    """F[i, j] = 1 / (v_j - v_i) (or 1 / (v_j^2 - v_i^2)), 0 on the diagonal, from v as a row (..., 1, n)."""
+def _gaps(values, square=False):
+    """F[i, j] = 1 / (v_j - v_i) (or 1 / (v_j^2 - v_i^2)), 0 on the diagonal, from v (..., n)."""
+    row = _row(values)
     col = _swap_last(row)
     diff = subtract(row, col)
     return _reciprocal_or_zero(multiply(add(row, col), diff) if square else diff)
@@ -352,102 +384,104 @@ def _gaps(row, square=False):
 
 def _imaginary_diagonal(x, scale=None):
     """I o (i Im x), times scale where given: the diagonal's imaginary parts, where the phase
-    freedom of complex factorisations sits (QR's R has a real diagonal); None for real x. The
-    map is its own transpose."""
-    if dtype(x).kind != "c":
+    freedom of complex factorisations sits (QR's R has a real diagonal); None for real x (or
+    None x: a zero). The map is its own transpose."""
+    if x is None or dtype(x).kind != "c":
         return None
     d = multiply(_eye(shape(x)[-1], x), multiply(1j, imag(x)))
     return d if scale is None else multiply(d, scale)
 
 
 def _plus(x, y):
-    """x + y, where y may be None (a zero)."""
-    return x if y is None else add(x, y)
+    """x + y, where either may be None (a zero)."""
+    return x if y is None else y if x is None else add(x, y)
+
+
+def _minus(x, y):
+    """x - y, where either may be None (a zero)."""
+    return x if y is None else negative(y) if x is None else subtract(x, y)
 
 
 # ---------------------------------------------------------------- eigh
 def _eigh_impl(a):
     w, v = xp().linalg.eigh(a)
-    return xp().concatenate([w[..., None, :], v], axis=-2)
-
-
-def _eigh_parts(packed):
-    n = shape(packed)[-1]
-    w, v = _part(packed, 0, 1), _part(packed, 1, n + 1)
-    return v, _gaps(w)
+    return w, v
 
 
 def _eigh_jvp(primals, tangents):
     # A = V diag(w) V^H: with S = V^H dA V, dw = diag(S) and dV = V (F o S), F_ij = 1/(w_j - w_i).
-    # Of a Hermitian matrix the packed result is complex and this map C-linear (diag(S) is real for
-    # a Hermitian dA: gpuad.numpy.linalg.eigh takes the real part of the eigenvalues' row).
+    # diag(S) is real for a Hermitian dA (gpuad.numpy.linalg.eigh symmetrises its input): its real
+    # part, an R-linear map, is dw of the real eigenvalues of a complex matrix.
     a, = primals
-    packed = eigh(a)
-    v, f = _eigh_parts(packed)
+    w, v = eigh(a)
     nb = len(shape(a)) - 2
     s = _einsum(".ji,K.jk->K.ik", conj_if_complex(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
-    return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, multiply(f, s), nb))
+    dv = _einsum(".ij,K.jk->K.ik", v, multiply(_gaps(w), s), nb)
+    return (w, v), (_real_part(_diagonal(s)), dv)
 
 
-def _eigh_vjp(ct, args, packed, needed):
+def _eigh_vjp(cts, args, outs, needed):
     # The transpose of the JVP: ct_A = conj(V) (diag(ct_w) + F o (V^T ct_V)) V^T.
-    v, f = _eigh_parts(packed)
-    n, nb = shape(v)[-1], len(shape(v)) - 2
-    ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
-    inner = add(multiply(_eye(n, ct), ct_w), multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))
+    ct_w, ct_v = cts
+    w, v = outs
+    nb = len(shape(v)) - 2
+    inner = _plus(None if ct_w is None else _diagonal_matrix(ct_w),
+                  None if ct_v is None else multiply(_gaps(w), _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))
     return [_einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", conj_if_complex(v), inner, nb), v, nb)]
 
 
-# The eigenvalues (ascending) and eigenvectors of symmetric matrices (..., n, n), packed (..., n + 1, n).
-eigh = _matrix_unary(
-    "eigh", _eigh_impl, _eigh_jvp, _eigh_vjp,
-    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+def _eigh_abstract(a):
+    return (ShapeDtypeStruct(shape(a)[:-1], real_dtype(dtype(a))), same(a))
+
+
+# (w, V): the eigenvalues (ascending, real) and eigenvectors of Hermitian matrices (..., n, n).
+eigh = _factorisation("eigh", _eigh_impl, _eigh_jvp, _eigh_vjp, _eigh_abstract)
 eigh.complex_ready = True  # of Hermitian matrices
 
 
 # ---------------------------------------------------------------- eig
 def _eig_impl(a):
     w, v = xp().linalg.eig(a)  # numpy returns real arrays when every eigenvalue is real
-    packed = xp().concatenate([w[..., None, :], v], axis=-2)
-    return packed.astype(onp.result_type(a.dtype, onp.complex64))
+    complex_ = onp.result_type(a.dtype, onp.complex64)
+    return w.astype(complex_, copy=False), v.astype(complex_, copy=False)
 
 
 def _eig_jvp(primals, tangents):
     # A = V diag(w) V^-1: with S = V^-1 dA V, dw = diag(S) and dV = V H, H = G - I o Re(V^H V G),
     # G = F o S, F_ij = 1/(w_j - w_i); the second term keeps the columns of V at unit norm (JAX's).
     a, = primals
-    packed = eig(a)
-    v, f = _eigh_parts(packed)
+    w, v = eig(a)
     nb = len(shape(a)) - 2
     s = _einsum(".ij,K.jk->K.ik", inv(v), _einsum("K.ij,.jk->K.ik", tangents[0], v, nb), nb)
-    g = multiply(f, s)
+    g = multiply(_gaps(w), s)
     vhv = _einsum(".ji,.jk->.ik", conj(v), v, nb)
     h = subtract(g, multiply(_eye(shape(v)[-1], g), real(_einsum(".ij,K.jk->K.ik", vhv, g, nb))))
-    return packed, _pack(_diagonal_row(s), _einsum(".ij,K.jk->K.ik", v, h, nb))
+    return (w, v), (_diagonal(s), _einsum(".ij,K.jk->K.ik", v, h, nb))
 
 
-def _eig_vjp(ct, args, packed, needed):
+def _eig_vjp(cts, args, outs, needed):
     # The transpose of the JVP (Re and the mask I o are their own transposes):
     # ct_A = V^-T (diag(ct_w) + F o (ct_H - V^T conj(V) (I o Re(ct_H)))) V^T, ct_H = V^T ct_V.
-    v, f = _eigh_parts(packed)
-    n, nb = shape(v)[-1], len(shape(v)) - 2
-    ct_w, ct_v = _part(ct, 0, 1), _part(ct, 1, n + 1)
-    eye = _eye(n, ct)
-    ct_h = _einsum(".ji,M.jk->M.ik", v, ct_v, nb)
-    vhv_t = _einsum(".ji,.jk->.ik", v, conj(v), nb)
-    ct_g = subtract(ct_h, _einsum(".ij,M.jk->M.ik", vhv_t, multiply(eye, real(ct_h)), nb))
-    inner = add(multiply(eye, ct_w), multiply(f, ct_g))
+    ct_w, ct_v = cts
+    w, v = outs
+    nb = len(shape(v)) - 2
+    inner = None if ct_w is None else _diagonal_matrix(ct_w)
+    if ct_v is not None:
+        ct_h = _einsum(".ji,M.jk->M.ik", v, ct_v, nb)
+        vhv_t = _einsum(".ji,.jk->.ik", v, conj(v), nb)
+        ct_g = subtract(ct_h, _einsum(".ij,M.jk->M.ik", vhv_t, multiply(_eye(shape(v)[-1], ct_h), real(ct_h)), nb))
+        inner = _plus(inner, multiply(_gaps(w), ct_g))
     return [_einsum("M.ij,.kj->M.ik", _einsum(".ji,M.jk->M.ik", inv(v), inner, nb), v, nb)]
 
 
 def _eig_abstract(a):
-    n = shape(a)[-1]
-    return ShapeDtypeStruct(shape(a)[:-2] + (n + 1, n), onp.result_type(dtype(a), onp.complex64))
+    complex_ = onp.result_type(dtype(a), onp.complex64)
+    return ShapeDtypeStruct(shape(a)[:-1], complex_), ShapeDtypeStruct(shape(a), complex_)
 
 
-# The eigenvalues (numpy's order) and unit eigenvectors of matrices (..., n, n), real or complex,
-# packed (..., n + 1, n), always complex (as JAX's: real matrices may have complex eigenvalues).
-eig = _matrix_unary("eig", _eig_impl, _eig_jvp, _eig_vjp, abstract=_eig_abstract)
+# (w, V): the eigenvalues (numpy's order) and unit eigenvectors of matrices (..., n, n), real or
+# complex; both always complex (as JAX's: real matrices may have complex eigenvalues).
+eig = _factorisation("eig", _eig_impl, _eig_jvp, _eig_vjp, _eig_abstract)
 eig.complex_ready = True
 
 
@@ -459,13 +493,8 @@ def adjoint(x):
 
 def _svd_impl(a):
     u, s, vh = xp().linalg.svd(a, full_matrices=False)
-    return xp().concatenate([u, s[..., None, :].astype(a.dtype), adjoint(vh)], axis=-2)
-
-
-def _svd_parts(packed, m):
-    n = shape(packed)[-2] - m - 1
-    u, s, v = _part(packed, 0, m), _part(packed, m, m + 1), _part(packed, m + 1, m + 1 + n)
-    return u, s, v, n
+    v = vh.swapaxes(-1, -2)
+    return u, s, v.conj() if v.dtype.kind == "c" else v
 
 
 def _without(basis, x, nb, lead="K"):
@@ -487,11 +516,11 @@ def _svd_jvp(primals, tangents):
     da = tangents[0]
     m, n = shape(a)[-2:]
     nb = len(shape(a)) - 2
-    packed = svd(a)
-    u, s, v, _ = _svd_parts(packed, m)
-    f, s_col, s_inv = _gaps(s, square=True), _swap_last(s), _reciprocal_or_zero(s)
+    u, s, v = svd(a)
+    s_row = _row(s)
+    f, s_col, s_inv = _gaps(s, square=True), _swap_last(s_row), _reciprocal_or_zero(s_row)
     p = _einsum(".ji,K.jk->K.ik", conj_if_complex(u), _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
-    inner_u = multiply(f, _hermitian_sum(multiply(p, s)))
+    inner_u = multiply(f, _hermitian_sum(multiply(p, s_row)))
     du = _einsum(".ij,K.jk->K.ik", u, _plus(inner_u, _imaginary_diagonal(p, s_inv)), nb)
     dv = _einsum(".ij,K.jk->K.ik", v, multiply(f, _hermitian_sum(multiply(s_col, p))), nb)
     if m > n:
@@ -499,28 +528,29 @@ def _svd_jvp(primals, tangents):
     if n > m:
         dah_u = _einsum("K.ji,.jk->K.ik", conj_if_complex(da), u, nb)
         dv = add(dv, multiply(_without(v, dah_u, nb), s_inv))
-    ds = _diagonal_row(p)
-    return packed, _pack(du, ds if dtype(p).kind != "c" else astype(real(ds), dtype=dtype(p)), dv)
+    return (u, s, v), (du, _real_part(_diagonal(p)), dv)
 
 
-def _svd_vjp(ct, args, packed, needed):
+def _svd_vjp(cts, args, outs, needed):
     # The JVP's steps transposed (Y -> Y + Y^H to ct -> ct + ct^H, Re and I o i Im to themselves).
-    a, = args
-    m, n = shape(a)[-2:]
-    nb = len(shape(a)) - 2
-    u, s, v, _ = _svd_parts(packed, m)
-    f, s_col, s_inv = _gaps(s, square=True), _swap_last(s), _reciprocal_or_zero(s)
-    ct_u, ct_s, ct_v = _svd_parts(ct, m)[:3]
-    ut_ct_u = _einsum(".ji,M.jk->M.ik", u, ct_u, nb)
-    ct_s = ct_s if dtype(ct_s).kind != "c" else astype(real(ct_s), dtype=dtype(ct_s))
-    ct_p = add(add(multiply(_eye(shape(s)[-1], ct), ct_s), multiply(_hermitian_sum(multiply(f, ut_ct_u)), s)),
-               multiply(s_col, _hermitian_sum(multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))))
-    ct_p = _plus(ct_p, _imaginary_diagonal(ut_ct_u, s_inv))
+    ct_u, ct_s, ct_v = cts
+    u, s, v = outs
+    m, n = shape(u)[-2], shape(v)[-2]
+    nb = len(shape(u)) - 2
+    s_row = _row(s)
+    f, s_col, s_inv = _gaps(s, square=True), _swap_last(s_row), _reciprocal_or_zero(s_row)
+    ct_p = None if ct_s is None else _diagonal_matrix(ct_s)
+    if ct_u is not None:
+        ut_ct_u = _einsum(".ji,M.jk->M.ik", u, ct_u, nb)
+        ct_p = _plus(_plus(ct_p, multiply(_hermitian_sum(multiply(f, ut_ct_u)), s_row)),
+                     _imaginary_diagonal(ut_ct_u, s_inv))
+    if ct_v is not None:
+        ct_p = _plus(ct_p, multiply(s_col, _hermitian_sum(multiply(f, _einsum(".ji,M.jk->M.ik", v, ct_v, nb)))))
     ct_a = _einsum("M.ij,.kj->M.ik", _einsum(".ij,M.jk->M.ik", conj_if_complex(u), ct_p, nb), v, nb)
-    if m > n:
+    if m > n and ct_u is not None:
         w = multiply(_without(conj_if_complex(u), ct_u, nb, "M"), s_inv)
         ct_a = add(ct_a, _einsum("M.ij,.kj->M.ik", w, v, nb))
-    if n > m:
+    if n > m and ct_v is not None:
         w = multiply(_without(conj_if_complex(v), ct_v, nb, "M"), s_inv)
         ct_a = add(ct_a, conj_if_complex(_einsum(".ik,M.jk->M.ij", u, w, nb)))
     return [ct_a]
@@ -528,11 +558,14 @@ def _svd_vjp(ct, args, packed, needed):
 
 def _svd_abstract(a):
     m, n = shape(a)[-2:]
-    return ShapeDtypeStruct(shape(a)[:-2] + (m + 1 + n, min(m, n)), dtype(a))
+    k, stack = min(m, n), shape(a)[:-2]
+    return (ShapeDtypeStruct(stack + (m, k), dtype(a)), ShapeDtypeStruct(stack + (k,), real_dtype(dtype(a))),
+            ShapeDtypeStruct(stack + (n, k), dtype(a)))
 
 
-# The reduced SVD of matrices (..., m, n), k = min(m, n), packed [U; s; V] (..., m + 1 + n, k).
-svd = _matrix_unary("svd", _svd_impl, _svd_jvp, _svd_vjp, abstract=_svd_abstract)
+# (U, s, V): the reduced SVD A = U diag(s) V^H of matrices (..., m, n), k = min(m, n): U (..., m, k),
+# s (..., k) real and descending, V (..., n, k).
+svd = _factorisation("svd", _svd_impl, _svd_jvp, _svd_vjp, _svd_abstract)
 svd.complex_ready = True
 
 
@@ -610,13 +643,7 @@ pinv.complex_ready = True
 
 # ---------------------------------------------------------------- qr
 def _qr_impl(a):
-    q, r = xp().linalg.qr(a)
-    return xp().concatenate([q, _swap_last(r)], axis=-2)
-
-
-def _qr_parts(packed, a):
-    m, n = shape(a)[-2:]
-    return _part(packed, 0, m), _swap_last(_part(packed, m, m + n)), len(shape(a)) - 2
+    return tuple(xp().linalg.qr(a))
 
 
 def _strictly_lower(x):
@@ -629,53 +656,48 @@ def _qr_jvp(primals, tangents):
     # skew-Hermitian W = tril(C, -1) - tril(C, -1)^H + I o (i Im C) keeps Q^H Q = I and R upper
     # triangular with a real diagonal (JAX's).
     a, = primals
-    packed = qr(a)
-    q, r, nb = _qr_parts(packed, a)
+    q, r = qr(a)
+    nb = len(shape(a)) - 2
     x = _swap_last(solve_lead(_swap_last(r), _swap_last(tangents[0]), 1))
     c = _einsum(".ji,K.jk->K.ik", conj_if_complex(q), x, nb)
     low = _strictly_lower(c)
     w = _plus(subtract(low, _swap_last(conj_if_complex(low))), _imaginary_diagonal(c))
     dq = add(_einsum(".ij,K.jk->K.ik", q, subtract(w, c), nb), x)
     dr = _einsum("K.ij,.jk->K.ik", subtract(c, w), r, nb)
-    return packed, _pack(dq, _swap_last(dr))
+    return (q, r), (dq, dr)
 
 
-def _qr_vjp(ct, args, packed, needed):
+def _qr_vjp(cts, args, outs, needed):
     # The JVP's steps transposed in reverse order (X -> X^H transposes to ct -> ct^H).
-    a, = args
-    q, r, nb = _qr_parts(packed, a)
-    m = shape(a)[-2]
-    ct_q, ct_r = _part(ct, 0, m), _swap_last(_part(ct, m, shape(ct)[-2]))
-    d = _einsum("M.ij,.kj->M.ik", ct_r, r, nb)
-    e = _einsum(".ji,M.jk->M.ik", q, ct_q, nb)
-    ct_w = subtract(e, d)
-    ct_c = add(subtract(d, e), _strictly_lower(subtract(ct_w, _swap_last(conj_if_complex(ct_w)))))
+    ct_q, ct_r = cts
+    q, r = outs
+    nb = len(shape(q)) - 2
+    d = None if ct_r is None else _einsum("M.ij,.kj->M.ik", ct_r, r, nb)
+    e = None if ct_q is None else _einsum(".ji,M.jk->M.ik", q, ct_q, nb)
+    ct_w = _minus(e, d)
+    ct_c = add(negative(ct_w), _strictly_lower(subtract(ct_w, _swap_last(conj_if_complex(ct_w)))))
     ct_c = _plus(ct_c, _imaginary_diagonal(ct_w))
-    ct_x = add(ct_q, _einsum(".ij,M.jk->M.ik", conj_if_complex(q), ct_c, nb))
+    ct_x = _plus(ct_q, _einsum(".ij,M.jk->M.ik", conj_if_complex(q), ct_c, nb))
     return [_swap_last(solve_lead(r, _swap_last(ct_x), 1))]
 
 
 def _qr_abstract(a):
     m, n = shape(a)[-2:]
-    return ShapeDtypeStruct(shape(a)[:-2] + (m + n, min(m, n)), dtype(a))
+    return ShapeDtypeStruct(shape(a)[:-2] + (m, n), dtype(a)), ShapeDtypeStruct(shape(a)[:-2] + (n, n), dtype(a))
 
 
-# The reduced QR of matrices (..., m, n), m >= n (gpuad.numpy.linalg.qr splits wide ones), packed
-# [Q; R^T] (..., m + n, n).
-qr = _matrix_unary("qr", _qr_impl, _qr_jvp, _qr_vjp, abstract=_qr_abstract)
+# (Q, R): the reduced QR of matrices (..., m, n), m >= n (gpuad.numpy.linalg.qr splits wide ones).
+qr = _factorisation("qr", _qr_impl, _qr_jvp, _qr_vjp, _qr_abstract)
 qr.complex_ready = True
 
 
 # ---------------------------------------------------------------- lu
 def _lu_impl(a):
-    """scipy.linalg.lu_factor's (lu, piv), packed [lu; piv] (..., n + 1, n): the pivots are small
-    integers, exact in floating point. The backend factorises the stack (CuPy: in one batched
-    call, NumPy: matrix by matrix). No check that a is finite (NaNs propagate, as in JAX): on
-    CuPy it is a reduction read back, a host synchronisation."""
+    """scipy.linalg.lu_factor's (lu, piv), piv 0-based int32. The backend factorises the stack
+    (CuPy: in one batched call, NumPy: matrix by matrix). No check that a is finite (NaNs
+    propagate, as in JAX): on CuPy it is a reduction read back, a host synchronisation."""
     lu_, piv = backends.current().lu_factor(a)
-    packed = xp().empty(a.shape[:-2] + (a.shape[-1] + 1, a.shape[-1]), dtype=a.dtype)
-    packed[..., :-1, :], packed[..., -1, :] = lu_, piv
-    return packed
+    return lu_, piv.astype(onp.int32, copy=False)
 
 
 def _masks(n, like):
@@ -691,9 +713,9 @@ def lu_permutation(piv):
     n = shape(piv)[-1]
     idx = xp().arange(n)
     perm = broadcast_to(idx, shape=shape(piv))
-    column = reshape(piv, shape=shape(piv) + (1,))
+    stack = (slice(None),) * (len(shape(piv)) - 1)
     for i in range(n):
-        p = reshape(_part(column, i, i + 1), shape=shape(piv)[:-1] + (1,))  # the pivot of step i
+        p = getitem(piv, idx=stack + (slice(i, i + 1),))  # the pivot of step i
         at_p = PRIMS["equal"](idx, p)
         at_i = PRIMS["equal"](idx, i)
         row_i = reduce_sum(where(at_i, perm, 0), axes=(len(shape(perm)) - 1,), keepdims=True)
@@ -702,34 +724,32 @@ def lu_permutation(piv):
     return PRIMS["equal"](reshape(perm, shape=shape(perm) + (1,)), idx)
 
 
-def _lu_parts(packed):
-    n = shape(packed)[-1]
-    lu_ = _part(packed, 0, n)
-    piv = astype(real(_part(packed, n, n + 1)), dtype=onp.dtype(onp.int64))
-    p = astype(lu_permutation(reshape(piv, shape=shape(piv)[:-2] + (n,))), dtype=dtype(packed))
-    low, up = _masks(n, packed)
-    return add(multiply(low, lu_), _eye(n, packed)), multiply(up, lu_), p, low, up
+def _lu_factors(lu_, piv):
+    """L (unit lower), U, P and the two triangles' masks, from lu_factor's (lu, piv)."""
+    n = shape(lu_)[-1]
+    p = astype(lu_permutation(piv), dtype=dtype(lu_))
+    low, up = _masks(n, lu_)
+    return add(multiply(low, lu_), _eye(n, lu_)), multiply(up, lu_), p, low, up
 
 
 def _lu_jvp(primals, tangents):
     # P A = L U: with X = L^-1 P dA U^-1, dL = L tril(X, -1) and dU = triu(X) U; lu holds both.
     a, = primals
-    packed = lu(a)
-    low_l, up_u, p, low, up = _lu_parts(packed)
+    lu_, piv = lu(a)
+    low_l, up_u, p, low, up = _lu_factors(lu_, piv)
     nb = len(shape(a)) - 2
     y = solve_lead(low_l, _einsum(".ij,K.jk->K.ik", p, tangents[0], nb), 1)
     x = _swap_last(solve_lead(_swap_last(up_u), _swap_last(y), 1))
     d_lu = add(_einsum(".ij,K.jk->K.ik", low_l, multiply(low, x), nb),
                _einsum("K.ij,.jk->K.ik", multiply(up, x), up_u, nb))
-    pivots = xp().zeros(shape(d_lu)[:-2] + (1, shape(d_lu)[-1]), dtype=dtype(d_lu))  # no derivative
-    return packed, _pack(d_lu, pivots)
+    return (lu_, piv), (d_lu, None)  # the pivots: integers, no derivative
 
 
-def _lu_vjp(ct, args, packed, needed):
+def _lu_vjp(cts, args, outs, needed):
     # The JVP's adjoint: ct_X = tril(L^T ct, -1) + triu(ct U^T), ct_A = P^T L^-T ct_X U^-T.
-    low_l, up_u, p, low, up = _lu_parts(packed)
-    n, nb = shape(p)[-1], len(shape(p)) - 2
-    ct_lu = _part(ct, 0, n)
+    ct_lu = cts[0]
+    low_l, up_u, p, low, up = _lu_factors(*outs)
+    nb = len(shape(p)) - 2
     ct_x = add(multiply(low, _einsum(".ji,M.jk->M.ik", low_l, ct_lu, nb)),
                multiply(up, _einsum("M.ij,.kj->M.ik", ct_lu, up_u, nb)))
     z = solve_lead(_swap_last(low_l), ct_x, 1)
@@ -737,10 +757,9 @@ def _lu_vjp(ct, args, packed, needed):
     return [_einsum(".ji,M.jk->M.ik", p, w, nb)]
 
 
-# scipy.linalg.lu_factor of square matrices (..., n, n), packed [lu; piv] (..., n + 1, n).
-lu = _matrix_unary(
-    "lu", _lu_impl, _lu_jvp, _lu_vjp,
-    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (shape(a)[-1] + 1, shape(a)[-1]), dtype(a)))
+# (lu, piv): scipy.linalg.lu_factor of square matrices (..., n, n); piv (..., n) int32, 0-based.
+lu = _factorisation("lu", _lu_impl, _lu_jvp, _lu_vjp,
+                    lambda a: (same(a), ShapeDtypeStruct(shape(a)[:-1], onp.int32)))
 lu.complex_ready = True  # P A = L U is holomorphic in A: its rules transpose, never conjugate
 
 
@@ -758,29 +777,38 @@ def _solve_pattern(args, out):
 
 solve.pattern = triangular_solve.pattern = _solve_pattern
 inv.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
-logabsdet.pattern = logdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
+logdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
-det_sign.pattern = svd_complement.pattern = patterns.none
-# The factorisations: every factor of a matrix depends on all of its entries (stacks stay apart).
-for _factorisation in (eigh, eig, svd, qr, lu, pinv):
-    _factorisation.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
+svd_complement.pattern = patterns.none
+
+
+def _factor_pattern(args, out):
+    """The pattern of a factor (asked for each one): every factor of a matrix depends on all of its
+    entries (stacks stay apart), LU's integer pivots on none."""
+    if out.dtype.kind not in "fc":
+        return [None]
+    return [patterns.stacked(out, "XY"[:len(out.shape) - len(shape(args[0])) + 2], args[0], "ZW")]
+
+
+for _prim in (slogdet, eigh, eig, svd, qr, lu, pinv):  # (slogdet's sign too: a conservative pattern)
+    _prim.pattern = _factor_pattern
 
 
 # ---------------------------------------------------------------- launches on CuPy (gpuad/compiler/cost.py)
 # LU factorisation, solve or reductions, copies
-solve.launches = inv.launches = logabsdet.launches = det_sign.launches = 4
+solve.launches = inv.launches = slogdet.launches = 4
 cholesky.launches = 2
 triangular_solve.launches = 3  # cupyx's copies of a and b to column-major order, one (batched) trsm
-for _factorisation in (eigh, eig, svd, qr):  # cuSOLVER's factorisation, its workspace and info, the packing copy
-    _factorisation.launches = 4
+for _prim in (eigh, eig, svd, qr):  # cuSOLVER's factorisation, its workspace and info
+    _prim.launches = 3
 
 
 def _lu_launches(args):
     """CuPy's batched LU (backends/cupy.py): the transposed copy, the pointer array, one
-    getrfBatched, the pivots made 0-based and the packing (2); cuSOLVER's getrf matrix by
-    matrix (a workspace and a call each) where the matrices are large and few, as CuPy chooses."""
+    getrfBatched and the pivots made 0-based; cuSOLVER's getrf matrix by matrix (a workspace and
+    a call each) where the matrices are large and few, as CuPy chooses."""
     batch, n = math.prod(shape(args[0])[:-2]), shape(args[0])[-1]
-    return 6 if batch * 65536 >= n * n else 4 + 2 * batch
+    return 4 if batch * 65536 >= n * n else 2 + 2 * batch
 
 
 lu.launches = _lu_launches

@@ -220,9 +220,11 @@ def _located(found, span):
 
 
 def run(prim, arrays, params):
-    """prim's impl on NumPy arrays (through the active backend), with a NumPy result."""
+    """prim's impl on NumPy arrays (through the active backend), with a NumPy result (a tuple of
+    them for a primitive of multiple results)."""
     be = backends.current()
-    return be.to_numpy(prim.impl(*[be.coerce(a) for a in arrays], **params))
+    out = prim.impl(*[be.coerce(a) for a in arrays], **params)
+    return tuple(map(be.to_numpy, out)) if prim.multiple_results else be.to_numpy(out)
 
 
 def spreads(gather):

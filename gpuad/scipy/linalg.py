@@ -102,9 +102,7 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
         raise ValueError(f"lu_factor: expected a square matrix or a stack of them, got shape {a.shape}")
     if a.dtype.kind not in "fc":
         a = a.astype(gnp.float64)
-    n = a.shape[-1]
-    packed = L.lu(a)
-    return packed[..., :n, :], gnp.real(packed[..., n, :]).astype(gnp.int32)  # pivots: small integers
+    return L.lu(a)
 
 
 def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):

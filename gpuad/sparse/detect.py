@@ -23,7 +23,7 @@ from .. import backends
 from ..api import _argnums, _as_input, grad
 from ..compiler.ir import Var, dying
 from ..compiler.tracing import trace_program
-from ..core import ShapeDtypeStruct, Tracer, dtype, shape
+from ..core import ShapeDtypeStruct, Tracer, dtype, results, shape
 from ..ops.patterns import Through, run, unknown
 from ..tree import tree_flatten
 from . import zeros
@@ -187,23 +187,24 @@ def _propagate_one(eq, env, known, nonzero):
     pats = [env.get(a) for a in eq.ins]  # a Lit depends on nothing
     args = [known.get(a, ShapeDtypeStruct(a.shape, a.dtype)) if isinstance(a, Var) else
             be.to_numpy(a.val) if be.is_array(a.val) else a.val for a in eq.ins]
-    small = math.prod(eq.out.shape) <= _KNOWN
+    small = all(math.prod(v.shape) <= _KNOWN for v in eq.outs)
     if all(p is None for p in pats):
         if small and not any(map(unknown, args)):
-            known[eq.out] = run(eq.prim, args, eq.params)
+            known.update(zip(eq.outs, results(eq.prim, run(eq.prim, args, eq.params))))
         return
     rule = eq.prim.pattern
     if rule is None:
         raise NotImplementedError(f"gpuad.sparse: primitive {eq.prim.name!r} has no sparsity rule, so the "
                                   "pattern of a function that uses it cannot be found; pass sparsity=")
-    out = ShapeDtypeStruct(eq.out.shape, eq.out.dtype)
-    p = _union(out.size, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
-                          if loc is not None and p is not None])
-    mask = zeros.may_be_nonzero(eq, [_mask(a, v, nonzero) for a, v in zip(args, eq.ins)]) if small else None
-    if mask is not None and p is not None:
-        nonzero[eq.out] = mask
-        p = p.multiply(mask.reshape(-1, 1)).tocsr()  # no dependence where the value is zero for every input
-    env[eq.out] = p
+    for v in eq.outs:  # a primitive of several results is asked for each one's pattern
+        out = ShapeDtypeStruct(v.shape, v.dtype)
+        env[v] = _union(out.size, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
+                                   if loc is not None and p is not None])
+    if len(eq.outs) == 1 and small:
+        mask = zeros.may_be_nonzero(eq, [_mask(a, v, nonzero) for a, v in zip(args, eq.ins)])
+        if mask is not None and env[eq.out] is not None:
+            nonzero[eq.out] = mask  # no dependence where the value is zero for every input
+            env[eq.out] = env[eq.out].multiply(mask.reshape(-1, 1)).tocsr()
 
 
 def _mask(arg, v, nonzero):
