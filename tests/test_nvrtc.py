@@ -83,6 +83,13 @@ def _broken(text, name):
     return text[:at] + kernel, name + "_broken"
 
 
+def _break(kernel):
+    """A region's Kernel broken in both its index widths (Kernel.source spells the 32-bit one)."""
+    narrow = _broken(*kernel.source("int"))
+    kernel.text, kernel.name = _broken(kernel.text, kernel.name)
+    kernel.source = lambda index: narrow
+
+
 def test_a_kernel_nvrtc_refuses_costs_no_other_kernel(loaded, cache_dir):
     sources = [index32.first(k) for k in _program_kernels()]
     at = sources[0][0].index('extern "C"')
@@ -94,7 +101,7 @@ def test_a_kernel_nvrtc_refuses_costs_no_other_kernel(loaded, cache_dir):
         assert name in _kernels_in(built[name].read_bytes())
     # compile_cuda (lower(...).compile(), --check) reports it against its kernel alone
     kernels = _program_kernels()
-    kernels[0].text, kernels[0].name = _broken(kernels[0].text, kernels[0].name)
+    _break(kernels[0])
     errors = [e for _, e in nvrtc.compile_cuda(kernels)]
     assert isinstance(errors[0], nvrtc.CompileError)
     assert all(e is None for k, e in zip(kernels[1:], errors[1:]) if k.name != kernels[0].name)
@@ -153,7 +160,7 @@ def test_cupy_launchers_build_a_programs_regions_together(loaded, cache_dir, mon
     for broken in (False, True):
         monkeypatch.setattr(launch, "_built", {})
         if broken:
-            kernels[0].text, kernels[0].name = _broken(kernels[0].text, kernels[0].name)
+            _break(kernels[0])
         _Module.loaded = []
         made = launch.region_launchers(kernels)
         good = {index32.first(k)[1] for k in kernels[broken:]}
