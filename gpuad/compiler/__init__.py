@@ -4,6 +4,8 @@ program   the IR (Var, Equation, Program), tracing to it, and the passes that op
 seeds     which entries of a value are made from the basis seeds of forward and reverse mode
 target    what a program is planned for (NumPy or CuPy): an argument of planning, not global state
 fusion    elementwise regions and the moves they read through, planned in linear time
+index     index expressions: the moves' index maps, folded, printed to C, evaluated on arrays
+          (a foundation: gpuad/ops/ writes its rules with them)
 codegen   a region rendered as a C++ (host) or CUDA kernel source
 host      the host kernels built with the system's C++ compiler and loaded with ctypes
 graphs    CUDA graph capture of a steady CuPy program
