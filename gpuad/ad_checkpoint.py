@@ -89,7 +89,8 @@ def _saving(call, operands, policy):
     # a name saves the value it names: the equation that made it reads it too, and does not run again
     made = {o: eq for eq in program.equations for o in eq.outs}
     for eq in program.equations:
-        source = made.get(eq.ins[0]) if eq.prim is name_p and eq.out in reads else None
+        named = eq.prim is name_p and eq.out in reads and isinstance(eq.ins[0], Var)
+        source = made.get(eq.ins[0]) if named else None
         if source is not None and _savable(source) and source.out not in reads:
             reads[source.out] = reads[eq.out]
     recompute = Program(program.ins + [reads[v] for v in saved], [

@@ -130,7 +130,8 @@ class Primitive:
     coords(entries, out_shape, most, **params) -> (the coordinates in the output of an argument's
                      entries (.coords, .values, .shape), which entries they are: an index into
                      .values), or None where it does not apply or would make more than `most`: a
-                     data movement's map of non-zeros, which the seed analysis moves a seed by
+                     data movement's map of non-zeros (compiler/structure.py moves supports and
+                     entries by it)
     launches         the kernels (library calls, copies) one call launches on CuPy: an int, or a
                      function (args, **params) (the cost model, gpuad/compiler/cost.py)
     copied(args, **params) -> for each operand, whether the call copies it first (a GEMM's transposes)

@@ -343,6 +343,11 @@ def test_policies_that_name_values(monkeypatch):
     assert_close(gpuad.vmap(gpuad.grad(named), in_axes=(0, None))(gnp.stack([x, -x]), w),
                  gpuad.vmap(gpuad.grad(plain), in_axes=(0, None))(gnp.stack([x, -x]), w), rtol=1e-13)
     assert gpuad.checkpoint_name(x, "p") is x  # outside a checkpoint with a policy: x itself
+    # a named argument and a named constant: no equation made them
+    edge = gpuad.checkpoint(lambda x: x * gpuad.checkpoint_name(gnp.asarray(3.0), "p") +
+                            gpuad.checkpoint_name(x, "p") ** 2, policy=policies.save_only_these_names("p"))
+    for grad in (gpuad.grad(edge), gpuad.jit(gpuad.grad(edge))):
+        assert_close(grad(gnp.asarray(2.0)), 7.0, rtol=1e-15)
     with pytest.raises(NotImplementedError, match="offloading saved values to host memory is not supported"):
         gpuad.checkpoint(block, policy=policies.save_and_offload_only_these_names(
             names_which_can_be_saved=(), names_which_can_be_offloaded=("p",), offload_src="device",

@@ -139,6 +139,21 @@ def test_traces_once_per_signature_and_captures_constants():
     assert len(traces) == 2  # a new dtype traces again, new values do not
 
 
+def test_calls_alternating_signatures_and_transforms_each_run_their_own_program():
+    """A call like the last one skips the key (jit's last-signature check): calls of another
+    shape, dtype or number of arrays, and a transform's tracers after plain calls, still run the
+    program of their own signature."""
+    f = gpuad.jit(lambda *xs: sum(gnp.sin(x) * (k + 1) for k, x in enumerate(xs)))
+    x, y, z = np.linspace(0.0, 1.0, 4), np.linspace(0.0, 1.0, 5), np.linspace(0.0, 1.0, 4).astype(np.float32)
+    for _ in range(2):
+        for args in ((x,), (x,), (y,), (z,), (x, x), (x,)):
+            got = f(*map(gnp.asarray, args))
+            assert got.shape == args[0].shape and got.dtype == args[0].dtype
+            assert_close(got, sum(np.sin(a) * (k + 1) for k, a in enumerate(args)), rtol=1e-6)
+        assert_close(gpuad.jacfwd(f)(gnp.asarray(x)), np.diag(np.cos(x)), rtol=1e-12, atol=1e-15)
+        assert_close(gpuad.vmap(f)(gnp.asarray(np.stack([x, y[:4]]))), np.sin(np.stack([x, y[:4]])), rtol=1e-12)
+
+
 _CAPTURED = {  # (function of x and the captured array c, c): each reads c in another way
     "product and a folded sum": (lambda x, c: x * c + gnp.sum(c), np.array([1.0, 2.0, 3.0])),
     "one repeated value": (lambda x, c: x * c, np.full(3, 2.0)),

@@ -371,7 +371,7 @@ def test_check_counts_compiled_sources_and_fails_on_a_broken_one(nvrtc, monkeypa
 class _Kernel:
     name, extent, text = "gpuad_broken", 1, 'extern "C" __global__ void gpuad_broken() { undeclared_name = 1; }'
 
-    def source(self, index):  # its 32-bit variant: the same
+    def source(self, index):  # its 32-bit variant (codegen.Kernel.source): the same broken text
         return self.text, self.name
 
 

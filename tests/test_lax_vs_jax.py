@@ -297,3 +297,49 @@ def test_complex_while_loop():
         _close(jacobian(ours, holomorphic=True)(gnp.asarray(c)), expected, jacobian.__name__)
     v = _complex(3, 5)
     _close(gpuad.jvp(ours, (c,), (v,))[1], jax.jvp(theirs, (c,), (v,))[1], "jvp")
+
+
+# ---------------------------------------------------------------- checkpoint policies
+def remat_recurrence(np, lax, ad, x, policy):
+    """A scan whose body is a checkpointed cell with named values, under a policy of JAX's."""
+    w = np.reshape(x[:9], (3, 3)) * 0.5
+
+    def cell(h, t):
+        pre = ad.checkpoint_name(w @ h + t, "pre")
+        h = np.tanh(pre) * ad.checkpoint_name(np.cos(w.T @ h), "gate")
+        return h, np.sum(h * pre)
+    body = ad.checkpoint(cell, policy=policy(ad.checkpoint_policies))
+    h, ys = lax.scan(body, x[9:], np.linspace(-1.0, 1.0, 5))
+    return np.concatenate([h, ys])
+
+
+POLICIES = {
+    "nothing": lambda p: p.nothing_saveable,
+    "only pre": lambda p: p.save_only_these_names("pre"),
+    "names but gate": lambda p: p.save_any_names_but_these("gate"),
+    "anything but pre": lambda p: p.save_anything_except_these_names("pre"),
+    "dots or gate": lambda p: p.save_from_both_policies(p.dots_saveable, p.save_only_these_names("gate")),
+    "dots without batch axes": lambda p: p.dots_with_no_batch_dims_saveable,
+}
+
+
+@pytest.mark.slow  # JAX's compiles (tests/test_checkpointing.py checks the policies without JAX)
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_checkpoint_policies(policy):
+    import types
+
+    import jax.ad_checkpoint
+
+    import gpuad.ad_checkpoint
+    ours = types.SimpleNamespace(checkpoint=gpuad.checkpoint, checkpoint_name=gpuad.ad_checkpoint.checkpoint_name,
+                                 checkpoint_policies=gpuad.checkpoint_policies)
+    theirs = types.SimpleNamespace(checkpoint=jax.checkpoint, checkpoint_name=jax.ad_checkpoint.checkpoint_name,
+                                   checkpoint_policies=jax.checkpoint_policies)
+    f = functools.partial(remat_recurrence, gnp, lax, ours, policy=POLICIES[policy])
+    g = functools.partial(remat_recurrence, jnp, jax.lax, theirs, policy=POLICIES[policy])
+    x = np.random.default_rng(7).uniform(-0.8, 0.8, 12)
+    _close(f(gnp.asarray(x)), g(jnp.asarray(x)), "values")
+    _close(gpuad.jacrev(f)(gnp.asarray(x)), jax.jacrev(g)(jnp.asarray(x)), "jacrev")
+    u = np.random.default_rng(8).normal(size=8)
+    _close(gpuad.hessian(lambda x: gnp.sum(gnp.asarray(u) * f(x)))(gnp.asarray(x)),
+           jax.hessian(lambda x: jnp.sum(jnp.asarray(u) * g(x)))(jnp.asarray(x)), "hessian")

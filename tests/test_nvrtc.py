@@ -84,10 +84,10 @@ def _broken(text, name):
 
 
 def _break(kernel):
-    """A region's Kernel broken in both its index widths (Kernel.source spells the 32-bit one)."""
-    narrow = _broken(*kernel.source("int"))
-    kernel.text, kernel.name = _broken(kernel.text, kernel.name)
-    kernel.source = lambda index: narrow
+    """A region's Kernel broken in both index widths (its 32-bit source renders from _text)."""
+    name = kernel.name
+    kernel.text, kernel.name = _broken(kernel.text, name)
+    kernel._text = _broken(kernel._text, name)[0]
 
 
 def test_a_kernel_nvrtc_refuses_costs_no_other_kernel(loaded, cache_dir):
@@ -183,3 +183,26 @@ def test_cupy_per_op_kernels_are_built_once_in_each_index_width(loaded, cache_di
     assert [name for _, name in made] == ["gpuad_jvp_sin_t_f64", "gpuad_jvp_sin_t_f64_i32"]
     assert launch.kernel(ROWS["sin"], "jvp", "t", np.dtype(np.float64), "int32") is made[1]
     assert len(_Module.loaded) == 2
+
+
+def test_a_program_whose_cubins_are_cached_is_ready_without_nvrtc(loaded, cache_dir, monkeypatch):
+    """launch.ready (the replay runs fused from its first call where it holds): built in this
+    process, or every NVRTC program the build would compile found in the kernel cache."""
+    launch = pytest.importorskip("gpuad.kernels.launch")
+    monkeypatch.setattr(launch, "_arch", lambda: nvrtc.ARCH)
+    monkeypatch.setattr(launch.cupy, "RawModule", lambda path: _Module(path))
+    monkeypatch.setattr(launch, "_built", {})
+    kernels = _program_kernels()
+    assert not launch.ready(kernels)
+    launch.region_launchers(kernels)
+    assert launch.ready(kernels)
+    monkeypatch.setattr(launch, "_built", {})  # a later process
+    assert launch.ready(kernels)
+    compiled = []
+    monkeypatch.setattr(nvrtc, "compile_ptx", lambda *a: compiled.append(a))
+    launch.region_launchers(kernels)
+    assert compiled == []
+    monkeypatch.setattr(launch, "_built", {})
+    for cubin in cache_dir.glob("*.cubin"):
+        cubin.unlink()
+    assert not launch.ready(kernels)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from helpers import assert_close
 
-from gpuad.compiler import seeds
+from gpuad.compiler import structure
 from gpuad.ops.creation import eye
 from gpuad.ops.indexing import getitem, take_along
 from gpuad.ops.shape import broadcast_to, reshape, transpose
@@ -181,9 +181,9 @@ def test_the_budget_goes_down_as_branches_go():
 def _entries(x):
     """x's non-zeros as the seed analysis holds them (a 0-d x: its one value, at no coordinates)."""
     if not x.shape:
-        return seeds.NonZeros((), x.reshape(1), ())
+        return structure.Entries((), x.reshape(1), ())
     at = np.nonzero(x)
-    return seeds.NonZeros(tuple(c.astype(np.int64) for c in at), x[at], x.shape)
+    return structure.Entries(tuple(c.astype(np.int64) for c in at), x[at], x.shape)
 
 
 MOVED = [  # (primitive, argument shape, params)
@@ -203,13 +203,13 @@ MOVED = [  # (primitive, argument shape, params)
 
 @pytest.mark.parametrize("prim, shape, params", MOVED)
 def test_a_data_movements_coordinate_map_moves_entries_as_its_impl_moves_elements(prim, shape, params):
-    """The seed analysis (gpuad/compiler/seeds.py) moves a seed's non-zeros by prim.coords; the
+    """The analysis of structure (gpuad/compiler/structure.py) moves a seed's non-zeros by prim.coords; the
     impl moves every element: dense, the two agree."""
     rng = np.random.default_rng(0)
     x = np.asarray(rng.standard_normal(shape) * (rng.random(shape) < 0.5) if shape else 1.5)
     out = np.asarray(prim.impl(x, **params))
     moved = prim.coords(_entries(x), out.shape, 1 << 20, **params)
-    assert_close(seeds.dense(seeds.NonZeros(moved[0], _entries(x).values[moved[1]], out.shape)), out, rtol=0)
+    assert_close(structure.dense(structure.Entries(moved[0], _entries(x).values[moved[1]], out.shape)), out, rtol=0)
 
 
 def test_a_broadcast_past_the_most_entries_is_refused():
@@ -221,7 +221,7 @@ def test_a_broadcast_past_the_most_entries_is_refused():
 @pytest.mark.parametrize("k", [-2, 0, 3])
 def test_eyes_entries_are_its_impls_ones(k):
     params = {"rows": 4, "cols": 6, "k": k, "dtype": np.dtype("float32")}
-    made = seeds.dense(seeds.NonZeros(*eye.entries(**params)))
+    made = structure.dense(structure.Entries(*eye.entries(**params)))
     assert made.dtype == np.float32
     assert_close(made, np.eye(4, 6, k), rtol=0)
 

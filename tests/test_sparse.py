@@ -650,7 +650,7 @@ def test_every_primitive_spec_hessian_pattern_holds_its_hessian(spec):
 @pytest.mark.parametrize("spec", ONE_INPUT, ids=[s.name for s in ONE_INPUT])
 def test_every_primitive_spec_forward_jacobian_pattern_holds_its_derivative(spec):
     """jacfwd carries an identity seed, zero off its diagonal: structural zeros through every
-    primitive's forward rule (gpuad/sparse/zeros.py) must keep each entry that can be non-zero."""
+    primitive's forward rule (gpuad/compiler/structure.py) must keep each entry that can be non-zero."""
     x, = spec.inputs()
 
     def jac(v):

@@ -1,7 +1,7 @@
 """gpuad's compiler: what `gpuad.jit` does to a traced program, from trace to kernel.
 
 program   the IR (Var, Equation, Program), tracing to it, and the passes that optimise it
-seeds     which entries of a value are made from the basis seeds of forward and reverse mode
+structure where each value may be non-zero, and which values are made from indices alone (a seed)
 target    what a program is planned for (NumPy or CuPy): an argument of planning, not global state
 fusion    elementwise regions and the moves they read through, planned in linear time
 index     index expressions: the moves' index maps, folded, printed to C, evaluated on arrays

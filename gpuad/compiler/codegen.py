@@ -284,8 +284,8 @@ class _Body:
         pull = _PULLS.get(eq.prim)
         if pull is not None:
             return pull(self, eq, idx)
-        ops = [_typed_literal(b.val) if a.dtype.kind == "b" and _number(b) else  # a comparison's number: its own type
-               self.value(b, broadcast_index(b.shape, idx)) for b in eq.ins]
+        ops = [_typed_literal(b.val) if a.dtype.kind == "b" and _number(b) else  # a comparison's number in its
+               self.value(b, broadcast_index(b.shape, idx)) for b in eq.ins]   # own type, not the bool result's T
         return self._temp(a.dtype, eq.prim.expression(ops, a.dtype))
 
     def _read(self, eq, p, at):

@@ -36,6 +36,7 @@ from ..ops.elementwise import add
 from ..ops.indexing import scatter
 from . import seconds
 from .ir import Lit, Var, view
+from .structure import index_made
 from .target import CUPY, target_of
 
 _C_DTYPES = frozenset(map(onp.dtype, ("float32", "float64", "bool", "complex64", "complex128")))  # not names: slow
@@ -219,20 +220,21 @@ def regions_only(program, target):
 
 
 def _index_made(program, target, apart=()):
-    """Values each region reading one makes itself: those made from the indices and constants
-    alone by fusible equations other than sums (a seed, its slices and shifts, their scalar
-    multiples), and scalars made from the program's inputs by a few of them (a parameter picked
+    """Values each region reading one makes itself: those index-made (structure.py: made from the
+    indices and constants alone, a seed, its slices and shifts, their scalar multiples) by fusible
+    equations, and scalars made from the program's inputs by a few of them (a parameter picked
     from the input and scaled: a load and a multiply in a kernel, where a step of its own costs a
     call; read by regions of several iteration spaces, it would join none)."""
-    free, chains, inputs = set(), {}, set(program.ins)  # chains: scalar -> the equations making it
+    made, free, chains, inputs = set(), set(), {}, set(program.ins)  # chains: scalar -> the equations making it
     for eq in program.equations:
-        if eq.prim.reduction is not None or not fusible(eq, target) or eq.out in apart or \
-                any(a.traced for a in eq.ins if isinstance(a, Lit)):
+        if eq.prim.reduction is not None or not fusible(eq, target) or eq.out in apart:
             continue
         read = [a for a in eq.ins if isinstance(a, Var)]
-        if all(a in free for a in read) and not any(a in chains for a in read):
+        if index_made(eq, made):
+            made.add(eq.out)
             free.add(eq.out)
-        elif prod(eq.out.shape) == 1 and all(a in free or a in inputs for a in read):
+        elif not any(a.traced for a in eq.ins if isinstance(a, Lit)) and \
+                prod(eq.out.shape) == 1 and all(a in free or a in inputs for a in read):
             chains[eq.out] = 1 + sum(chains.get(a, 0) for a in read)
             if chains[eq.out] <= _SCALAR_CHAIN:
                 free.add(eq.out)

@@ -2,12 +2,15 @@
 
 `optimised` runs them in order: `fold_constants` (evaluate what constants alone make, keeping
 Jacobian seeds as equations), `simplify` (drop equations returning an input unchanged),
-`diagonal_contractions` and `broadcast_products` (contractions with a scaled identity, or that
-sum over nothing, as broadcast products), `summed_products` (sums of broadcast products as
-contractions), `common_subexpressions`, `dead_code`. What a pass
-needs to know of a primitive is an attribute set beside the primitive (gpuad/ops/): `unchanged`,
-`elementwise`, `moves`; the few primitives a pass rewrites are keys of its rules, by object.
+`collapse` (contractions and sums with a seed-like operand, from its values at its non-zeros),
+`broadcast_products` (contractions that sum over nothing, as broadcast products),
+`summed_products` (sums of broadcast products as contractions), `common_subexpressions`,
+`dead_code`. What a pass needs to know of a primitive is an attribute set beside the primitive
+(gpuad/ops/): `unchanged`, `elementwise`, `moves`; the few primitives a pass rewrites are keys of
+its rules, by object. What a value's structure is (its zeros, whether it is made from indices) the
+passes ask structure.py.
 """
+import collections
 import itertools
 import math
 import string
@@ -17,11 +20,11 @@ import numpy as onp
 from .. import backends
 from ..core import SCALARS, Tracer
 from ..ops.contract import contract
-from ..ops.creation import eye
 from ..ops.elementwise import SMALL_CONSTANT, multiply
+from ..ops.indexing import getitem
 from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
-from . import seeds
 from .ir import Equation, Lit, Program, Var, abstract, dying, nbytes
+from .structure import Entries, Structure, dense, fold, index_made
 
 
 def optimised(program):
@@ -79,15 +82,15 @@ def fold_constants(program):
     A seed and what is made from it by moves and scalar arithmetic alone (its slices, shifts,
     multiples) stay in the program, made where they are used (fused: from indices) rather than
     held for the program's life."""
-    made, seeded, budget = {}, set(), None
+    made, seeds, budget = {}, Structure(), None  # seeds: the kept equations of index-made values
 
     def visit(eq):
         nonlocal budget
         if eq.prim.multiple_results or not all(a in made if isinstance(a, Var) else not a.traced for a in eq.ins):
             return [_dense_ins(eq)]  # (a factorisation of constants is evaluated while tracing)
-        seed = _from_seeds(eq, seeded)
+        seed = _from_seeds(eq, seeds.made)
         if seed is None:
-            folded = _sparse_fold(eq, made, seeded)
+            folded = _sparse_fold(eq, made, seeds)
             if folded is not None:
                 return Renamed(Lit(folded))
             eq = _dense_ins(eq)
@@ -97,7 +100,7 @@ def fold_constants(program):
                 return Renamed(Lit(_evaluate(eq, needed, made)))
         eq = _dense_ins(eq)
         if seed:
-            seeded.add(eq.out)
+            seeds.add(eq)
         made[eq.out] = eq
         return [eq]
     return rewrite(program, visit, _dense, forget=True)
@@ -108,20 +111,22 @@ _FOLDED_BYTES = 1 << 30  # the most bytes a folding may hold on the way (or a qu
 
 def _from_seeds(eq, seeded):
     """How to treat an equation of constants alone: None to fold it; True when it keeps a seed's
-    structure (made from seeds and scalars: a seed, its slices, multiples); False to keep it
-    unfolded. Index arithmetic with constant arrays folds where the result is no larger than those
-    arrays (or small); other work (a contraction, a sum) where it is no larger than what it reads."""
+    structure (index-made, structure.py, from seeds and scalars: a seed, its slices, multiples);
+    False to keep it unfolded. Index arithmetic with constant arrays folds where the result is no
+    larger than those arrays (or small); other work (a contraction, a sum) where it is no larger
+    than what it reads."""
     arrays = [math.prod(a.shape) for a in eq.ins if isinstance(a, Lit) and not isinstance(a.val, SCALARS)]
-    keeps = eq.prim.elementwise or eq.prim.moves or not eq.ins  # index arithmetic: a seed's structure survives
-    if keeps and max(arrays, default=1) == 1 and all(a in seeded for a in eq.ins if isinstance(a, Var)):
+    if index_made(eq, seeded) and max(arrays, default=1) == 1:
         return True
+    keeps = eq.prim.elementwise or eq.prim.moves or not eq.ins  # index arithmetic: a seed's structure survives
     read = [] if keeps else [math.prod(a.shape) for a in eq.ins if isinstance(a, Var)]
     return None if math.prod(eq.out.shape) <= max([SMALL_CONSTANT] + arrays + read) else False
 
 
-def _sparse_fold(eq, made, seeded):
-    """eq folded from the non-zeros of a seed or of a constant held as its entries (gpuad/compiler/seeds.py):
-    a contraction of a seed with a constant is a gather of the constant, never the dense seed;
+def _sparse_fold(eq, made, seeds):
+    """eq folded from the entries of a seed (`seeds`, a Structure of the index-made values kept) or
+    of a constant held as its entries (structure.Entries): a contraction of a seed with a constant
+    is a gather of the constant (the collapse, `_collapsed_constant`), never the dense seed;
     products, moves, selects and sums of entries stay entries (or a small dense result). None
     where that does not apply (the other operand still unevaluated, a seed made otherwise than by
     moves and scalars, an operation with no rule for entries)."""
@@ -129,33 +134,33 @@ def _sparse_fold(eq, made, seeded):
     if eq.prim is contract:
         for j in (0, 1):
             a, other = eq.ins[j], eq.ins[1 - j]
-            nz = a.val if _entries(a) else \
-                seeds.nonzeros(a, made, be.to_numpy) if a in seeded else None
-            if nz is not None and isinstance(other, Lit) and not _entries(other):
-                return _on_backend(seeds.contract(nz, be.to_numpy(other.val), eq.params["spec"], j == 0,
-                                                  eq.out.shape, eq.out.dtype))
+            e = seeds.entries(a)
+            if e is not None and isinstance(other, Lit) and not _entries(other):
+                return _on_backend(_collapsed_constant(e, be.to_numpy(other.val), eq.params["spec"], j == 0,
+                                                       eq.out.shape, eq.out.dtype))
         return None
     if not any(map(_entries, eq.ins)):
         return None
-    ins = []  # constants still unevaluated (a seed's scalars) are evaluated where small
+    values = {}  # constants still unevaluated (a seed's scalars) are evaluated where small
     for a in eq.ins:
-        if isinstance(a, Var) and math.prod(a.shape) > SMALL_CONSTANT:
-            return None
-        ins.append(_evaluate(made[a], _ancestors(made[a], made), made) if isinstance(a, Var) else a.val)
-    return _on_backend(seeds.fold(Equation(eq.prim, ins, eq.out, eq.params), be.to_numpy))
+        if isinstance(a, Var):
+            if math.prod(a.shape) > SMALL_CONSTANT:
+                return None
+            values[a] = _evaluate(made[a], _ancestors(made[a], made), made)
+    return _on_backend(fold(eq, lambda a: values[a] if isinstance(a, Var) else a.val, be.to_numpy))
 
 
 def _on_backend(value):
-    return value if value is None or isinstance(value, seeds.NonZeros) else backends.current().asarray(value)
+    return value if value is None or isinstance(value, Entries) else backends.current().asarray(value)
 
 
 def _entries(a):
-    """Whether an atom is a constant held as its entries (seeds.NonZeros) while constants fold."""
-    return isinstance(a, Lit) and isinstance(a.val, seeds.NonZeros)
+    """Whether an atom is a constant held as its entries (structure.Entries) while constants fold."""
+    return isinstance(a, Lit) and isinstance(a.val, Entries)
 
 
 def _dense(a):
-    return Lit(backends.current().asarray(seeds.dense(a.val))) if _entries(a) else a
+    return Lit(backends.current().asarray(dense(a.val))) if _entries(a) else a
 
 
 def _dense_ins(eq):
@@ -192,26 +197,214 @@ def _evaluate(eq, needed, made):
     return values[eq.out]
 
 
-def diagonal_contractions(program):
-    """Contractions with a diagonal matrix, d * eye (the seed of a Jacobian meeting a linear
-    layer: jacrev's cotangents through W @ x), as the scaled other operand: sum_q d[q] delta(p, q)
-    B[..q..] is d[p] * B[..p..], a broadcast product (which fuses) instead of a GEMM; and a sum of
-    a diagonal matrix along one axis (jacfwd's tangent of a sum of the inputs' function, jacrev's
-    cotangent of a scalar broadcast over many points) as its diagonal, n values instead of n^2.
-    A matrix is diagonal where it is an identity, or an elementwise result of diagonal ones that
-    is zero where they are (`_diagonal`); its diagonal is computed from theirs (the zeros off it are
-    a seed's structural zeros, as JAX's symbolic zeros)."""
-    ids = itertools.count(program.next_id())
-    diagonals = {}  # Var -> True (an identity) or its diagonal (an atom of shape () or (n,))
+def collapse(program):
+    """Contractions and sums with an operand of known support (structure.py: a seed, a scaled seed,
+    a tangent bundle zero off a seed's diagonal) whose non-zeros meet each element of the result
+    once. Such an operand is where(i == r, x, 0) along its kept letters i and summed letters r, and a
+    sum over r of it, times B[..r..], is x[i] * B[..i..]: a broadcast product (which fuses) instead
+    of a GEMM (jacrev's cotangents through W @ x meet d * eye), and a sum of it along r is x[i], n
+    values instead of n^2 (jacfwd's tangent of a sum). x, the operand's values at its non-zeros, is
+    read where they lie along an atom's own axes (d of d * eye) or computed there through the
+    elementwise equations making the operand (`_values_at`). On constants the same rule folds
+    (`_collapsed_constant`, from fold_constants). The analysis follows the program as rewritten:
+    a collapsed contraction's support is its product's."""
+    analysis, ids, read = Structure(), itertools.count(program.next_id()), {}  # read: _values_at's answers
 
     def visit(eq):
-        rule = _DIAGONAL.get(eq.prim)
-        steps = (rule(eq, diagonals, ids) if rule else None) or [eq]
-        d = _diagonal(eq, diagonals, steps, ids)  # its equations after eq's: read only what eq reads
-        if d is not None:
-            diagonals[eq.out] = d
+        steps = next((s for j in range(len(eq.ins)) for s in [_collapsed(eq, j, analysis, ids, read)] if s is not None),
+                     [eq]) if eq.prim is contract or eq.prim is reduce_sum else [eq]
+        for step in steps:
+            analysis.add(step)
         return steps
     return rewrite(program, visit)
+
+
+def _letters(eq, j):
+    """(a's letters, the other operand and its letters, the output's) of a contraction with its
+    operand j first, or of a sum (no other operand)."""
+    if eq.prim is contract:
+        sa, sb, so = eq.params["spec"] if j == 0 else (eq.params["spec"][1], eq.params["spec"][0], eq.params["spec"][2])
+        return sa, eq.ins[1 - j], sb, so
+    sa = string.ascii_letters[:len(eq.ins[0].shape)]
+    return sa, None, "", "".join(c for k, c in enumerate(sa) if k not in eq.params["axes"])
+
+
+def _collapsed(eq, j, analysis, ids, read):
+    """The equations computing eq (a contraction or a sum) from operand j's values at its
+    non-zeros (see collapse), or None where they do not meet each element of the result once or
+    its values cannot be read so."""
+    a = eq.ins[j]
+    at = analysis.support(a).at
+    sa, b, sb, so = _letters(eq, j)
+    summed = [c for c in sa if c not in so]
+    if at is None or not summed:
+        return None
+    kept = [c for c in sa if c in so]
+    dims = dict(zip(sa, a.shape))
+    coords = onp.unravel_index(at, a.shape)
+    grid = onp.ravel_multi_index([coords[sa.index(c)] for c in kept], [dims[c] for c in kept]) if kept else \
+        onp.zeros(len(at), onp.int64)
+    size = math.prod(dims[c] for c in kept)
+    if len(grid) != size or onp.bincount(grid, minlength=size).max() != 1:  # one non-zero per element kept
+        return None
+    coords = tuple(c[onp.argsort(grid)] for c in coords)  # in the order of the kept elements
+    rename, cut = {}, [slice(None)] * len(sb)  # B's summed letter -> the kept letter it follows, by a slice
+    for c in (c for c in summed if c in sb):
+        rename[c], cut[sb.index(c)] = next(
+            ((p, s) for p in kept for s in [_as_slice(coords[sa.index(p)], coords[sa.index(c)], dims[p], dims[c])]
+             if s is not None), (None, None))
+        if rename[c] is None:
+            return None
+    letters = "".join(rename.get(c, c) for c in sb)
+    if len(set(letters)) < len(letters):
+        return None
+    steps = []
+    if any(s != slice(None) for s in cut):
+        b = _applied(steps, getitem, ids, [b], {"idx": tuple(cut)})
+    trial = collections.ChainMap({}, read)  # the values read here are kept only where eq collapses
+    x = _values_at(a, coords, analysis, steps, ids, trial)
+    if x is None or onp.result_type(*(v.dtype for v in (x, b) if v is not None)) != eq.out.dtype:
+        return None
+    read.update(trial.maps[0])
+    if x.shape:
+        x = _staged(steps, reshape, ids, x, shape=tuple(dims[c] for c in kept)) if len(kept) != 1 else x
+    if b is None:  # a sum: x itself
+        return steps + [Equation(reshape if x.shape else broadcast_to, [x], eq.out, {"shape": eq.out.shape})]
+    laid = [_laid(steps, v, letters_v, so, eq.out.shape, ids) for v, letters_v in ((x, "".join(kept)), (b, letters))]
+    if _unchanged(Equation(multiply, laid, eq.out, {})) is laid[1] and laid[1].dtype == eq.out.dtype:  # x is ones
+        return steps + [Equation(reshape if laid[1].shape == eq.out.shape else broadcast_to, [laid[1]], eq.out,
+                                 {"shape": eq.out.shape})]
+    return steps + [Equation(multiply, laid, eq.out, {})]
+
+
+def _as_slice(p, r, n, length):
+    """The slice of an axis of `length` that takes r along p, where r = start + step * p at every
+    non-zero (p running over 0..n-1); slice(None) where that is the whole axis in order; else None."""
+    start = int(r[onp.argmax(p == 0)])
+    step = int(r[onp.argmax(p == 1)]) - start if n > 1 else 1
+    if step == 0 or not onp.array_equal(r, start + step * p):
+        return None
+    if (start, step, n) == (0, 1, length):
+        return slice(None)
+    stop = start + step * n
+    return slice(start, stop if stop >= 0 else None, step)
+
+
+def _laid(steps, x, letters, order, shape, ids):
+    """x (its axes lettered) transposed to the letters' order in `order`, with unit axes for the
+    letters it lacks (a 0-d constant as it is)."""
+    if not x.shape:
+        return x
+    ordered = sorted(letters, key=order.index)
+    if list(letters) != ordered:
+        x = _staged(steps, transpose, ids, x, perm=tuple(letters.index(c) for c in ordered))
+    laid = tuple(shape[k] if c in letters else 1 for k, c in enumerate(order))
+    return x if x.shape == laid else _staged(steps, reshape, ids, x, shape=laid)
+
+
+def _values_at(a, coords, analysis, steps, ids, read):
+    """The values of atom a at these coordinates (an array per axis of its shape, m entries) as an
+    atom of shape (m,), or a 0-d constant where they are one value: a constant's picked now, an
+    index-made value's from its entries, a scalar itself, a value read in place where the
+    coordinates run over its own elements in order (d of d * eye), one made by an elementwise
+    equation computed from its arguments' values there (equations appended to steps); None where a
+    gather would be needed. `read` holds the answers so far (a seed's values read once)."""
+    key = (a, tuple(c.tobytes() for c in coords))
+    if key not in read:
+        read[key] = _read_at(a, coords, analysis, steps, ids, read)
+    return read[key]
+
+
+def _read_at(a, coords, analysis, steps, ids, read):
+    m = len(coords[0]) if coords else 1
+    if isinstance(a, Lit):
+        return a if isinstance(a.val, SCALARS) else \
+            _constant(onp.broadcast_to(backends.current().to_numpy(a.val), a.shape)[coords])
+    e = analysis.entries(a)
+    if e is not None:
+        return _constant(_entries_at(e, coords))
+    if math.prod(a.shape) == 1:  # one value wherever it is read
+        return a if not a.shape else _staged(steps, reshape, ids, a, shape=())
+    own = [(c, n) for c, n in zip(coords, a.shape) if n > 1]
+    flat = onp.ravel_multi_index([c for c, _ in own], [n for _, n in own]) if own else onp.zeros(m, onp.int64)
+    if math.prod(a.shape) == m and onp.array_equal(flat, onp.arange(m)):
+        return a if a.shape == (m,) else _staged(steps, reshape, ids, a, shape=(m,))
+    eq = analysis.made_by.get(a)
+    if eq is None or not eq.prim.elementwise:
+        return None
+    ins = []
+    for x in eq.ins:
+        lead = len(a.shape) - len(x.shape)
+        ins.append(_values_at(x, tuple(c if n > 1 else onp.zeros(m, onp.int64)
+                                       for c, n in zip(coords[lead:], x.shape)), analysis, steps, ids, read))
+        if ins[-1] is None:
+            return None
+    return _applied(steps, eq.prim, ids, ins, eq.params)
+
+
+def _applied(steps, prim, ids, ins, params):
+    """prim of these atoms: evaluated now where they are constants, the one it returns unchanged
+    where it does (x * 1), else a new equation."""
+    if all(isinstance(x, Lit) for x in ins):
+        return Lit(_on_backend(prim.impl(*(x.val for x in ins), **params)))
+    out = Var(next(ids), prim.abstract(*map(abstract, ins), **params))
+    same = _unchanged(Equation(prim, ins, out, params))
+    if same is not None and _aval(same) == (out.shape, out.dtype):
+        return same
+    steps.append(Equation(prim, ins, out, params))
+    return out
+
+
+def _constant(values):
+    """Values picked from a constant, as a constant atom: 0-d where they are one value."""
+    values = onp.asarray(values)
+    if values.size and (values == values.flat[0]).all():
+        values = values.reshape(-1)[:1].reshape(())
+    return Lit(backends.current().asarray(values))
+
+
+def _entries_at(e, coords):
+    """An Entries' values at these coordinates (zero where it has none; entries at one place added)."""
+    flat = onp.ravel_multi_index(e.coords, e.shape) if e.shape else onp.zeros(len(e.values), onp.int64)
+    order = onp.argsort(flat, kind="stable")
+    keys, summed = flat[order], e.values[order]
+    if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():  # entries at one place: added
+        keys, inverse = onp.unique(keys, return_inverse=True)
+        added = onp.zeros(len(keys), e.values.dtype)
+        onp.add.at(added, inverse.reshape(-1), summed)
+        summed = added
+    want = onp.ravel_multi_index(coords, e.shape) if e.shape else onp.zeros(1, onp.int64)
+    at = onp.minimum(onp.searchsorted(keys, want), len(keys) - 1)
+    return onp.where(keys[at] == want, summed[at], 0).astype(e.values.dtype) if len(keys) else \
+        onp.zeros(len(want), e.values.dtype)
+
+
+def _collapsed_constant(e, other, spec, first, out_shape, out_dtype):
+    """The collapse on constants: the contraction (spec) of Entries with the NumPy array `other`
+    (the entries the first operand where `first`), a gather of `other` at the entries' summed
+    coordinates and an add at their kept ones. Held as Entries where the result is mostly zeros."""
+    s, b, o = spec if first else (spec[1], spec[0], spec[2])
+    shared = [c for c in s if c in b]
+    free_b = [c for c in b if c not in s]
+    kept = [c for c in o if c in s]
+    picked = onp.transpose(other, [b.index(c) for c in shared + free_b])[tuple(e.coords[s.index(c)] for c in shared)]
+    contrib = e.values.reshape((-1,) + (1,) * len(free_b)) * picked
+    at = tuple(e.coords[s.index(c)] for c in kept)
+    if kept and 4 * contrib.size <= onp.prod(out_shape):  # mostly zeros: held as its entries
+        count = int(onp.prod(contrib.shape[1:]))
+        grid = onp.unravel_index(onp.arange(count), contrib.shape[1:]) if free_b else ()  # () for a scalar each
+        coords = dict(zip(kept + free_b,
+                          [onp.repeat(c, count) for c in at] + [onp.tile(g, len(contrib)) for g in grid]))
+        return Entries(tuple(coords[c] for c in o), contrib.reshape(-1).astype(out_dtype), tuple(out_shape))
+    out = onp.zeros(out_shape, out_dtype)
+    view = onp.transpose(out, [o.index(c) for c in kept + free_b])  # writes reach out
+    if not kept:  # every axis of the entries summed
+        view[...] = contrib.sum(axis=0)
+    elif len(onp.unique(onp.ravel_multi_index(at, view.shape[:len(kept)]))) == len(contrib):
+        view[at] = contrib  # one entry per place (a one-hot seed): no add.at, many times slower
+    else:
+        onp.add.at(view, at, contrib)
+    return out
 
 
 def broadcast_products(program):
@@ -245,24 +438,20 @@ def summed_products(program):
     (mean(g * s[:, None, None], axis=0); a weighted sum of rows) as a contraction: one GEMV or GEMM
     reads each operand once, where the product and its sum are two passes over a product-sized
     temporary (a sum along a leading axis does not fuse on a CPU: fusion._ACROSS_ROWS). A product
-    read elsewhere too stays, and so does one with an operand made from a seed (values made from
-    constants alone, and what is computed from them: a contraction would make a seed dense, and
-    hide the zeros of a tangent bundle that fusion and sparsity patterns follow through products)."""
+    read elsewhere too stays. (A product with a seed was collapsed before: `collapse`; the zeros of
+    a tangent bundle are followed through a contraction as through a product: structure.py.)"""
     ids = itertools.count(program.next_id())
-    made, seeded, uses = {}, set(), {}
+    made, uses = {}, {}
     for eq in program.equations:
         made.update(dict.fromkeys(eq.outs, eq))
-        if all(isinstance(a, Lit) for a in eq.ins) or any(a in seeded for a in eq.ins if isinstance(a, Var)):
-            seeded.update(eq.outs)
         for a in eq.ins:
             uses[a] = uses.get(a, 0) + 1
     for o in program.out_vars():
         uses[o] = uses.get(o, 0) + 1
 
     def visit(eq):
-        product = made.get(eq.ins[0]) if eq.prim is reduce_sum and isinstance(eq.ins[0], Var) else None
-        if product is None or product.prim is not multiply or uses[product.out] != 1 or \
-                any(isinstance(a, Var) and a in seeded for a in product.ins):
+        product = made.get(eq.ins[0]) if eq.prim is reduce_sum else None
+        if product is None or product.prim is not multiply or uses[product.out] != 1:
             return [eq]
         return _as_contraction(eq, product, ids) or [eq]
     return rewrite(program, visit)
@@ -300,90 +489,6 @@ def _as_contraction(eq, product, ids):
 def _array(a):
     """Whether an atom is an array (with a shape and dtype), not a Python scalar."""
     return not (isinstance(a, Lit) and isinstance(a.val, SCALARS))
-
-
-def _summed(eq, diagonals, ids):
-    """A sum of a diagonal matrix along one of its axes as its diagonal, reshaped (or broadcast)."""
-    d = diagonals.get(eq.ins[0]) if isinstance(eq.ins[0], Var) else None
-    if d is None or d is True or len(eq.params["axes"]) != 1 or eq.out.dtype != d.dtype:
-        return None
-    return [Equation(reshape if d.shape else broadcast_to, [d], eq.out, {"shape": eq.out.shape})]
-
-
-def _as_scaled(eq, diagonals, ids):
-    """Equations computing eq (a contraction) as d * (the other operand, its axes in the output's
-    order), where one operand is d * eye(n) with one of its axes summed and the other kept; else None."""
-    for j in (0, 1):
-        diagonal = diagonals.get(eq.ins[j]) if isinstance(eq.ins[j], Var) else None
-        spec, other = eq.params["spec"], eq.ins[1 - j]
-        if diagonal is None or len(spec[j]) != 2 or eq.out.dtype != (
-                other.dtype if diagonal is True else onp.result_type(diagonal.dtype, other.dtype)):
-            continue  # the product would promote otherwise than the contraction
-        p, q = spec[j] if spec[j][1] in spec[1 - j] else spec[j][::-1]  # q: the summed letter
-        if q in spec[2] or p in spec[1 - j] or p not in spec[2] or not set(spec[1 - j]) <= set(spec[2]) | {q}:
-            continue
-        letters = spec[1 - j].replace(q, p)
-        steps = []
-        if letters != spec[2]:
-            other = _staged(steps, transpose, ids, other, perm=tuple(letters.index(c) for c in spec[2]))
-        if diagonal is not True:
-            n = eq.ins[j].shape[0]
-            axis = tuple(n if c == p else 1 for c in spec[2])
-            d = _staged(steps, reshape, ids, diagonal, shape=axis) if diagonal.shape else diagonal
-            steps.append(Equation(multiply, [d, other], eq.out, {}))
-        else:
-            steps.append(Equation(reshape, [other], eq.out, {"shape": eq.out.shape}))
-        return steps
-    return None
-
-
-_DIAGONAL = {contract: _as_scaled, reduce_sum: _summed}  # the rewrites of diagonal_contractions
-
-
-def _diagonal(eq, diagonals, steps, ids):
-    """For eq making an identity, True; for eq making a diagonal n x n matrix from diagonal ones
-    (`diagonals`), its diagonal (an atom of shape () or (n,)), computed by equations appended to
-    steps; else None. By its primitive's zero_where, an elementwise result is diagonal where it is
-    zero wherever a diagonal argument is ("any": a product with scalars or vectors; "first": a
-    quotient or a negation of one) or wherever all are ("all": a sum of diagonals)."""
-    if _is_identity(eq):
-        return True
-    if not eq.prim.elementwise:
-        return None
-    x, ins, zero = eq.out, eq.ins, eq.prim.zero_where
-    if zero not in ("any", "first", "all") or len(x.shape) != 2 or x.shape[0] != x.shape[1]:
-        return None
-    ds = [diagonals.get(a) if isinstance(a, Var) else None for a in ins]
-    diagonal = [d is not None for d in ds]
-    if (zero == "any" and sum(diagonal) == 1) or (zero == "first" and diagonal[0]):
-        for j, a in enumerate(ins):  # the other arguments: scalars or vectors, at their diagonal values
-            ds[j] = ds[j] if diagonal[j] else _along_diagonal(a, x.shape[0], steps, ids)
-            if ds[j] is None:
-                return None
-        if zero == "any" and True in ds and len(ds) == 2:  # an identity times v: v
-            d = ds[1 - ds.index(True)]
-            return d if isinstance(d, Var) and d.dtype == x.dtype else None
-    elif not all(diagonal):
-        return None
-    if any(d is True for d in ds) or not any(isinstance(d, Var) for d in ds):
-        return None
-    d = _staged(steps, eq.prim, ids, *ds, **eq.params)
-    return d if d.dtype == x.dtype else None
-
-
-def _along_diagonal(v, n, steps, ids):
-    """v (broadcast against an n x n matrix) as the values it takes along the diagonal: v itself
-    where it is a scalar (a constant too) or a vector Var, reshaped where it is a row or a column;
-    else None."""
-    if not isinstance(v, Var):
-        return v if not v.shape else None
-    if v.shape not in ((), (n,), (1, n), (n, 1), (1, 1)):
-        return None
-    return v if len(v.shape) <= 1 else _staged(steps, reshape, ids, v, shape=(n,) * (v.shape != (1, 1)))
-
-
-def _is_identity(eq):
-    return eq.prim is eye and eq.params["k"] == 0 and eq.params["rows"] == eq.params["cols"]
 
 
 def _staged(steps, prim, ids, *xs, **params):
@@ -445,7 +550,6 @@ def _key(x):
     return (type(x).__name__, x)
 
 
-# the passes optimised runs, in order: a seed's same-shape reshapes go (simplify) before contractions are read
 def shared_operands(program):
     """An equation handed one value as several operands (a loop's constants, after
     common_subexpressions made them one) takes it once: its primitive's `once` rule."""
@@ -455,5 +559,6 @@ def shared_operands(program):
     return rewrite(program, visit)
 
 
-PIPELINE = (fold_constants, simplify, diagonal_contractions, broadcast_products, summed_products, simplify,
+# the passes optimised runs, in order: a seed's same-shape reshapes go (simplify) before contractions are read
+PIPELINE = (fold_constants, simplify, collapse, broadcast_products, summed_products, simplify,
             common_subexpressions, shared_operands, dead_code)

@@ -319,7 +319,10 @@ def _rendered(regions, kernel):
 
 
 def _built(kernels, be):
-    """Whether these kernels load without a compiler run (the CPU's library is on disk)."""
+    """Whether these kernels load without a compiler run (the CPU's library, or NVRTC's CUBINs, on disk)."""
+    if be.name == "cupy":
+        from ..kernels.launch import ready
+        return ready(list(kernels.values()))
     from . import host
     return be.name == "numpy" and host.cached(list(kernels.values()))
 

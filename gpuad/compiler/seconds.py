@@ -1,17 +1,20 @@
 """The time model fusion decides by: what a region's kernel costs on a Target against its members
 run one by one (NumPy's ufuncs and views on the CPU, CuPy's kernels on a GPU), in seconds, from
-what each call costs, the bytes each moves and the work a region redoes. A region is kept only
-where its kernel costs less (fusion.fuse); the constants are the Target's (compiler/target.py).
+what each call costs, the bytes each moves and the arithmetic each does (a kernel's own, and the
+work it redoes). A region is kept only where its kernel costs less, by a margin (fusion.fuse); the
+constants are the Target's (compiler/target.py).
 
-- A member run alone: a call (a view's costs less; on a GPU none, it launches nothing), the bytes
-  it reads and writes (an operand viewed by another member is read at its base's size: a broadcast
-  reads its source), and on the CPU a loop of NumPy's per row of its output, the trailing axes along
-  which each operand runs whole (a (256, 1) column times a (256, 64) matrix loops 256 times over 64
-  elements: rows, not elements, decide a small broadcast's time).
-- A region's kernel: one call, the arrays it reads from outside once each and the values it writes,
-  and the elements it evaluates more than once (a value redone for each reader, fusion._evaluations;
-  not a scalar, which the loop reads as one invariant value) at the arithmetic they cost.
-Caches are not modelled: every byte costs the same, so the model prefers the plan that moves fewer.
+- A member run alone: a call (a view's costs less; on a GPU none, it launches nothing), then the
+  longer of moving its bytes (an operand viewed by another member is read at its base's size: a
+  broadcast reads its source) and its arithmetic (Target.library_op_s: NumPy's loops over strided
+  columns run scalar code where a kernel's are vectorised), and on the CPU a loop of NumPy's per
+  row of its output, the trailing axes along which each operand runs whole (a (256, 1) column times
+  a (256, 64) matrix loops 256 times over 64 elements: rows, not elements, decide its time).
+- A region's kernel: one call, then the longer of moving the arrays it reads from outside (once
+  each) and the values it writes, and its arithmetic, counting each element as many times as it
+  is evaluated (a value redone for each reader, fusion._evaluations; a scalar once: the loop
+  reads it as one invariant value).
+Caches are not modelled: every byte costs the same.
 """
 from math import prod
 
@@ -37,9 +40,9 @@ def kernel(equations, outs, evaluations, target):
     reads = {a if isinstance(a, Var) else id(a.val): a for eq in equations for a in eq.ins
              if (isinstance(a, Var) and a not in inside) or (isinstance(a, Lit) and hasattr(a.val, "nbytes"))}
     moved = sum(map(nbytes, reads.values())) + sum(map(nbytes, outs))
-    redone = sum(max(0, evaluations.get(eq.out, 0) - prod(eq.out.shape)) * _OPERATIONS[eq.prim.recompute]
-                 for eq in equations if prod(eq.out.shape) > 1)  # a scalar: loop-invariant, computed once
-    return target.kernel_s + moved * target.byte_s + redone * target.op_s
+    work = sum(_OPERATIONS[eq.prim.recompute] * max(prod(eq.out.shape), evaluations.get(eq.out, 0))
+               for eq in equations if prod(eq.out.shape) > 1)
+    return target.kernel_s + max(moved * target.byte_s, work * target.op_s)
 
 
 def alone(equations, target):
@@ -52,7 +55,9 @@ def alone(equations, target):
             continue
         arrays = [a for a in eq.ins if isinstance(a, Var) or hasattr(a.val, "nbytes")]
         moved = sum(nbytes(_base(a, made)) for a in arrays) + nbytes(eq.out)
-        total += target.call_s + moved * target.byte_s + _rows(eq, arrays) * target.row_s
+        work = _OPERATIONS[eq.prim.recompute] * prod(eq.out.shape)
+        total += target.call_s + _rows(eq, arrays) * target.row_s + \
+            max(moved * target.byte_s, work * target.library_op_s)
     return total
 
 

@@ -41,17 +41,21 @@ class Target:
     # The time model fusion keeps a region by (compiler/seconds.py), in seconds: a region's kernel
     # call; a computing member's call run alone; a view's; one of NumPy's inner loops (per row of a
     # broadcast: a CuPy kernel's threads cover every element at once); a byte read or written; an
-    # arithmetic operation on one element inside a kernel (the work a region redoes). The CPU's are
-    # rounded from step timings on the 2-core Xeon (a 3-element region's ctypes call, a ufunc's, a
-    # reshape's; a (256, 64) times (256, 1) product against a flat one for a row; 300 x 300 adds
-    # for a byte, cache-resident); the GPU's are a launch, none for a view (it launches nothing, its
-    # host time hidden behind the device's), and an H100's bandwidth, unmeasured here.
+    # arithmetic operation on one element inside a kernel (vectorised on a CPU, glibc's vector
+    # math) and in a library call. The CPU's are rounded from step timings on the 2-core Xeon
+    # under load: a 3-element region's ctypes call, a ufunc's, a reshape's; a (256, 64) times
+    # (256, 1) product against a flat one for a row; 300 x 300 adds for a byte (cache-resident);
+    # NumPy's exp and cos of strided columns (batched_vmap_jacfwd: about 5 ns an element, as 8
+    # operations) for the library's arithmetic. The GPU's are a launch, none for a view (it
+    # launches nothing, its host time hidden behind the device's), an H100's bandwidth, and the
+    # same arithmetic for CuPy's kernels as for a region's: unmeasured here.
     kernel_s: float
     call_s: float
     view_s: float
     row_s: float
     byte_s: float
     op_s: float
+    library_op_s: float
     # Whether regions compute with integers and booleans (a loop's counter, its condition). Only a
     # whole loop rendered as one kernel plans its body so (compiler/loop_kernel.py: a trip run from
     # Python costs more than any step of it); elsewhere NumPy's few integer steps are not worth a
@@ -60,9 +64,11 @@ class Target:
 
 
 NUMPY = Target("numpy", "host", parallel=256, repeats=2, gathered=16, across_rows=False, unrolls=True,
-               kernel_s=1.2e-6, call_s=0.6e-6, view_s=0.4e-6, row_s=30e-9, byte_s=5e-11, op_s=0.3e-9)
+               kernel_s=1.2e-6, call_s=0.6e-6, view_s=0.4e-6, row_s=30e-9, byte_s=5e-11, op_s=0.12e-9,
+               library_op_s=0.6e-9)
 CUPY = Target("cupy", "cuda", parallel=4096, repeats=4, gathered=inf, across_rows=True, unrolls=False,
-              kernel_s=3e-6, call_s=3e-6, view_s=0.0, row_s=0.0, byte_s=3e-13, op_s=1e-13)
+              kernel_s=3e-6, call_s=3e-6, view_s=0.0, row_s=0.0, byte_s=3e-13, op_s=1e-13,
+              library_op_s=1e-13)
 _NAMED = {t.name: t for t in (NUMPY, CUPY)}
 
 

@@ -87,6 +87,12 @@ def warm():
     return len(sources)
 
 
+def ready(kernels):
+    """Whether these region kernels load without NVRTC: built in this process, or in the kernel cache."""
+    todo = [s for s in map(index32.first, kernels) if s[1] not in _built]
+    return not todo or nvrtc.cached(todo, _arch())
+
+
 def region_launchers(kernels):
     """[a function (*arrays) -> outputs running each fusion region's kernel (gpuad/compiler/codegen.py),
     or the CompileError of its source]: the kernels built together, each launched in its 32-bit

@@ -96,12 +96,24 @@ def grouped(texts):
     return programs
 
 
+def cached(sources, arch=ARCH):
+    """Whether `build` would find every program of sources [(text, name)] in the kernel cache
+    (its files are checked again when built)."""
+    where = cache.root("cuda")
+    return all((where / _file(source, arch)).exists() for source, _ in grouped(dict((n, t) for t, n in sources)))
+
+
+def _file(source, arch):
+    """The name of an NVRTC program's CUBIN: the hash of what it is made from."""
+    made_of = "\n".join([str(version()), str(arch), source])
+    return f"gpuad_{hashlib.sha256(made_of.encode()).hexdigest()[:32]}.cubin"
+
+
 def _built(source, arch, where):
     """The CUBIN of one NVRTC program in folder `where`, compiled where it is not there intact."""
-    key = hashlib.sha256(f"{version()}\n{arch}\n{source}".encode()).hexdigest()[:32]
-    path = where / f"gpuad_{key}.cubin"
+    path = where / _file(source, arch)
     if not cache.intact(path):
-        cubin = compile_ptx(source, f"gpuad_{key}", arch)
+        cubin = compile_ptx(source, path.stem, arch)
         with cache.workspace(where) as tmp:
             (tmp / path.name).write_bytes(cubin)
             cache.install(tmp / path.name, path)

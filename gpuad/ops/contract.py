@@ -113,14 +113,15 @@ from . import patterns  # noqa: E402  (here with the rules it serves)
 
 
 def _contract_pattern(args, out, spec):
-    """An output element depends on the elements its letters meet; a constant operand's zeros cut."""
+    """An output element depends on the elements its letters meet; an operand's zeros cut (a
+    constant's, or structural ones: patterns.may_be_nonzero)."""
     (a, b), (sa, sb, so) = args, spec
     return [patterns.mixing(out.shape, so, a.shape, sa, _masks(b, sb)) if patterns.unknown(a) else None,
             patterns.mixing(out.shape, so, b.shape, sb, _masks(a, sa)) if patterns.unknown(b) else None]
 
 
 def _masks(other, letters):
-    mask = patterns.nonzero(other)
+    mask = patterns.may_be_nonzero(other)
     return () if mask is None else ((mask, letters),)
 
 

@@ -42,6 +42,22 @@ def nonzero(a):
     return None if unknown(a) else onp.asarray(a) != 0
 
 
+class Masked(ShapeDtypeStruct):
+    """An unknown argument that is zero outside `mask` for every value of the inputs (its
+    structural zeros: gpuad/compiler/structure.py)."""
+    __slots__ = ("mask",)
+
+    def __init__(self, shape, dtype, mask):
+        super().__init__(shape, dtype)
+        self.mask = mask
+
+
+def may_be_nonzero(a):
+    """Where an argument may be non-zero: a constant's non-zeros, an unknown one's mask where it
+    is Masked, else None (anywhere). A factor's zeros cut the other factor's dependence."""
+    return a.mask if isinstance(a, Masked) else nonzero(a)
+
+
 class Through(NamedTuple):
     """A local pattern factored through an intermediate index space of `size` elements: the
     argument's elements reach it by `first` (rows in it, cols in the argument), the output's by
@@ -126,10 +142,11 @@ def cast(args, out, **params):
 
 
 def product(args, out, **params):
-    """a * b: where one factor is a constant, its zeros cut the other's dependence."""
+    """a * b: where one factor is zero (a constant's zeros, or structural ones), it cuts the
+    other's dependence."""
     a, b = args
-    return [_broadcast(a, out, nonzero(b)) if unknown(a) else None,
-            _broadcast(b, out, nonzero(a)) if unknown(b) else None]
+    return [_broadcast(a, out, may_be_nonzero(b)) if unknown(a) else None,
+            _broadcast(b, out, may_be_nonzero(a)) if unknown(b) else None]
 
 
 def select(args, out, **params):

@@ -9,8 +9,8 @@ per argument, and the output's is the union of local @ argument pattern. No deri
 computed and nothing is random. The other arguments' arrays are traced abstractly too, so the
 pattern holds for all their values; their non-array leaves (Python numbers, strings) are static.
 A constant the function closes over is known, and its zeros count (W @ x with a constant W has
-W's pattern); so do a value's zeros for every input (gpuad/sparse/zeros.py: forward mode's seed
-off its diagonal, and products with it). Patterns are structural: x - x still depends on x.
+W's pattern); so do a value's zeros for every input (its support, gpuad/compiler/structure.py:
+forward mode's seed off its diagonal, and products with it). Patterns are structural: x - x still depends on x.
 """
 import functools
 import math
@@ -21,12 +21,12 @@ import scipy.sparse as sp
 
 from .. import backends
 from ..api import _argnums, _as_input, grad
+from ..compiler import structure
 from ..compiler.ir import Var, dying
 from ..compiler.tracing import trace_program
 from ..core import ShapeDtypeStruct, Tracer, dtype, results, shape
-from ..ops.patterns import Through, run, unknown
+from ..ops.patterns import Masked, Through, run, unknown
 from ..tree import tree_flatten
-from . import zeros
 
 
 def jacobian_sparsity(fun, argnums=0):
@@ -173,19 +173,19 @@ def propagate(program, inputs, n):
     Values made from constants alone (forward mode's identity seed, its slices and products with
     constants) are computed where small, so that their zeros count as a constant's do."""
     env = dict(zip(program.ins, inputs))
-    known, nonzero = {}, {}  # Var -> its value (made from constants alone); Var -> where it may be non-zero
+    known, supports = {}, {}  # Var -> its value (made from constants alone); Var -> where it may be non-zero
     for eq, gone in zip(program.equations, dying(program.equations, program.out_vars())):
-        _propagate_one(eq, env, known, nonzero)
+        _propagate_one(eq, env, known, supports)
         for a in gone:  # what no later equation reads is dropped: the patterns of large programs add up
-            for d in (env, known, nonzero):
+            for d in (env, known, supports):
                 d.pop(a, None)
     return [_or_empty(env.get(o), math.prod(o.shape), n) for o in program.outs]
 
 
-def _propagate_one(eq, env, known, nonzero):
+def _propagate_one(eq, env, known, supports):
     be = backends.current()
     pats = [env.get(a) for a in eq.ins]  # a Lit depends on nothing
-    args = [known.get(a, ShapeDtypeStruct(a.shape, a.dtype)) if isinstance(a, Var) else
+    args = [known.get(a, _unknown(a, supports)) if isinstance(a, Var) else
             be.to_numpy(a.val) if be.is_array(a.val) else a.val for a in eq.ins]
     small = all(math.prod(v.shape) <= _KNOWN for v in eq.outs)
     if all(p is None for p in pats):
@@ -201,18 +201,25 @@ def _propagate_one(eq, env, known, nonzero):
         env[v] = _union(out.size, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
                                    if loc is not None and p is not None])
     if len(eq.outs) == 1 and small:
-        mask = zeros.may_be_nonzero(eq, [_mask(a, v, nonzero) for a, v in zip(args, eq.ins)])
-        if mask is not None and env[eq.out] is not None:
-            nonzero[eq.out] = mask  # no dependence where the value is zero for every input
-            env[eq.out] = env[eq.out].multiply(mask.reshape(-1, 1)).tocsr()
+        s = structure.support(eq, [_support(a, v, supports) for a, v in zip(args, eq.ins)])
+        if s is not None and s.at is not None and env[eq.out] is not None:
+            supports[eq.out] = s  # no dependence where it is zero for every input
+            env[eq.out] = env[eq.out].multiply(structure.mask(s, (math.prod(eq.out.shape), 1))).tocsr()
 
 
-def _mask(arg, v, nonzero):
-    """Where an argument may be non-zero: a constant's non-zeros, a computed value's mask, or None
-    (anywhere)."""
+def _unknown(v, supports):
+    """A Var's value while its pattern is found: its shape and dtype, and its structural zeros
+    where it has some (a product or contraction with it has no dependence there)."""
+    s = supports.get(v)
+    return ShapeDtypeStruct(v.shape, v.dtype) if s is None else Masked(v.shape, v.dtype, structure.mask(s, v.shape))
+
+
+def _support(arg, v, supports):
+    """Where an argument may be non-zero: a constant's non-zeros, a computed value's support, or
+    anywhere."""
     if not unknown(arg):
-        return onp.asarray(arg) != 0
-    return nonzero.get(v)
+        return structure.of_constant(onp.asarray(arg))
+    return supports.get(v, structure.ANYWHERE)
 
 
 def _union(size, terms):
