@@ -4,6 +4,8 @@ program   the IR (Var, Equation, Program), tracing to it, and the passes that op
 structure where each value may be non-zero, and which values are made from indices alone (a seed)
 target    what a program is planned for (NumPy or CuPy): an argument of planning, not global state
 fusion    elementwise regions and the moves they read through, planned in linear time
+index     index expressions: the moves' index maps, folded, printed to C, evaluated on arrays
+          (a foundation: gpuad/ops/ writes its rules with them)
 codegen   a region rendered as a C++ (host) or CUDA kernel source
 host      the host kernels built with the system's C++ compiler and loaded with ctypes
 graphs    CUDA graph capture of a steady CuPy program

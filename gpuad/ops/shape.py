@@ -105,6 +105,8 @@ from ..compiler import index as ix  # noqa: E402  (a foundation: index expressio
 def broadcast_index(in_shape, out):
     """The index of an array of in_shape broadcast to the output index `out` (right-aligned,
     size-1 axes read at 0)."""
+    if len(out) == len(in_shape) and 1 not in in_shape:  # the common case, as it is
+        return tuple(out)
     lead = len(out) - len(in_shape)
     return tuple(ix.ZERO if d == 1 else out[lead + k] for k, d in enumerate(in_shape))
 
