@@ -107,9 +107,9 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None, checkpoint=None)
 def while_loop(cond_fun, body_fun, init_val):
     """Repeat val = body_fun(val) while cond_fun(val), as jax.lax.while_loop. Reverse mode works too
     (JAX refuses it): the loop runs once counting its trips, then it is differentiated as a scan of
-    that many steps storing every carry. Where the loop is traced rather than run (under gpuad.jit,
-    inside another loop's body differentiated in reverse mode) the backward loop recomputes each
-    carry from the first instead (n (n + 1) / 2 runs of the body for n trips, one carry stored).
+    that many steps with checkpoint="auto". Where the loop is traced rather than run (under
+    gpuad.jit, inside another loop's body differentiated in reverse mode) the backward sweep counts
+    the trips when the program runs and follows the same schedule (docs/loops.md).
 
     >>> import gpuad
     >>> gpuad.lax.while_loop(lambda x: x < 10.0, lambda x: x * 3.0, 1.0)
