@@ -412,6 +412,35 @@ def test_a_contraction_summing_nothing_is_a_broadcast_product():
 
 
 
+@pytest.mark.parametrize("f", [lambda a, b: gnp.sum(a @ b), lambda a, b: gnp.sum(gnp.sum(gnp.tanh(a) @ b, axis=0) ** 2),
+                               lambda a, b: gnp.sum(gnp.linalg.cholesky(a @ a.T + 40.0 * gnp.eye(40)))],
+                         ids=["sum of a product", "column sums of a product", "sum of a Cholesky factor"])
+def test_a_contraction_with_a_broadcast_along_a_summed_letter_sums_the_other_first(f):
+    """Reverse mode's cotangent of a sum is ones broadcast, met by a matrix (L^T @ ones): the other
+    operand is summed first (n^2 work), so no contraction sums a letter along which an operand is
+    a broadcast; results equal eager's and central differences."""
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(40, 40)), rng.normal(size=(40, 30))
+    g = gpuad.grad(f, argnums=(0, 1))
+    program = gpuad.jit(g).lower(a, b).program
+    made = {eq.out: eq for eq in program.equations if len(eq.outs) == 1}
+    summed_broadcasts = 0  # letters a contraction sums along which its operand is a broadcast
+    for eq in program.equations:
+        src = [made.get(x) for x in eq.ins] if eq.prim.name == "contract" else []
+        for x, letters, s in zip(eq.ins, eq.params.get("spec", ()), src):
+            if s is not None and s.prim.name == "broadcast_to":
+                base = (1,) * (len(x.shape) - len(s.ins[0].shape)) + tuple(s.ins[0].shape)
+                summed_broadcasts += sum(base[k] == 1 < x.shape[k] and c not in eq.params["spec"][2]
+                                         for k, c in enumerate(letters))
+    assert summed_broadcasts == 0
+    for got, want in zip(gpuad.jit(g)(a, b), g(a, b)):
+        assert_close(got, want, rtol=1e-12)
+    e, h = np.zeros_like(b), 1e-6
+    e[3, 4] = h
+    fd = (float(np.sum(f(a, b + e))) - float(np.sum(f(a, b - e)))) / (2 * h)
+    assert_close(gpuad.jit(g)(a, b)[1][3, 4], fd, rtol=1e-6)
+
+
 @pytest.mark.parametrize("case", ["leading axis", "keepdims", "last axis", "to a scalar", "grad"])
 def test_a_sum_of_a_broadcast_product_is_a_contraction(case):
     """mean(g * s[:, None, None], axis=0) and its kin: the product and its sum (two passes over a

@@ -436,9 +436,46 @@ def broadcast_products(program):
     """Contractions that sum over no letter (an outer product, batched: vmap of a gradient's
     cotangent times an input) as a broadcast multiply of the operands laid out in the output's
     axis order: elementwise, so it fuses with what makes and reads it, where a GEMM of inner
-    dimension 1 would be a step of its own."""
-    ids = itertools.count(program.next_id())
-    return rewrite(program, lambda eq: _as_product(eq, ids) if eq.prim is contract else [eq])
+    dimension 1 would be a step of its own. A contraction with an operand broadcast along a summed
+    letter sums the other operand along it first (`_summed_first`)."""
+    ids, made = itertools.count(program.next_id()), {}
+
+    def visit(eq):
+        steps = [eq]
+        if eq.prim is contract:
+            steps = _summed_first(eq, made, ids)
+            steps[-1:] = _as_product(steps[-1], ids)
+        made.update((step.out, step) for step in steps if len(step.outs) == 1)
+        return steps
+    return rewrite(program, visit)
+
+
+def _summed_first(eq, made, ids):
+    """[eq] or, where an operand of the contraction is a broadcast along a letter it sums with the
+    other (reverse mode's cotangent of a sum, ones, met by a matrix: L^T @ ones), the other summed
+    along it first, then a contraction of what is left: sum_k a[k..] * b[..] is (sum_k a[k..]) * b,
+    n^2 work where the GEMM does n^3."""
+    specs = eq.params["spec"]
+    for j in (0, 1):
+        x, letters, other, others = eq.ins[j], specs[j], eq.ins[1 - j], specs[1 - j]
+        src = made.get(x) if isinstance(x, Var) else None
+        if src is None or src.prim is not broadcast_to or not isinstance(src.ins[0], Var) or \
+                len(set(letters)) < len(letters) or len(set(others)) < len(others) or \
+                not x.dtype == other.dtype == eq.out.dtype:
+            continue
+        base = (1,) * (len(x.shape) - len(src.ins[0].shape)) + tuple(src.ins[0].shape)
+        summed = [c for k, c in enumerate(letters) if base[k] == 1 < x.shape[k] and c in others and c not in specs[2]]
+        if not summed:
+            continue
+        steps, kept = [], [k for k, c in enumerate(letters) if c not in summed]
+        total = _staged(steps, reduce_sum, ids, other, axes=tuple(others.index(c) for c in summed), keepdims=False)
+        narrow = _staged(steps, reshape, ids, src.ins[0], shape=tuple(base[k] for k in kept))
+        if narrow.shape != tuple(x.shape[k] for k in kept):
+            narrow = _staged(steps, broadcast_to, ids, narrow, shape=tuple(x.shape[k] for k in kept))
+        left = ("".join(letters[k] for k in kept), "".join(c for c in others if c not in summed))
+        ins, spec = ([narrow, total], left) if j == 0 else ([total, narrow], left[::-1])
+        return steps + [Equation(contract, ins, eq.out, {"spec": (*spec, specs[2])})]
+    return [eq]
 
 
 def _as_product(eq, ids):
