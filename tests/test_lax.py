@@ -402,8 +402,8 @@ def test_each_trip_evaluates_what_the_loop_hoisted_by_hand_does():
             counts.append(core.stats["evals"] - before)
         return counts[1] - counts[0]
     for f, by_hand in ((_invariant_scan, _scan_by_hand), (_invariant_while, _while_by_hand)):
-        for how, transform, args in _TRANSFORMS:
-            assert per_trip(transform(f), args(x0, c)) == per_trip(transform(by_hand), args(x0, c)), (f.__name__, how)
+        for how, transform, args in _TRANSFORMS:  # fewer where a hoisted value's structure collapses work
+            assert per_trip(transform(f), args(x0, c)) <= per_trip(transform(by_hand), args(x0, c)), (f.__name__, how)
 
 
 def test_hoisted_loops_match_the_unhoisted_loop_and_their_derivatives():
@@ -430,8 +430,9 @@ def test_a_compiled_body_reads_the_hoisted_results_as_constants():
     program = gpuad.jit(lambda x0, c: _invariant_scan(x0, c, 5)).lower(x0, c).program
     loop = next(eq for eq in program.equations if eq.prim.name == "scan")
     names = sorted(eq.prim.name for eq in loop.params["spec"].body.equations)
-    assert names == ["add", "contract", "multiply", "tanh"], loop.params["spec"].body.text()
-    assert "eye" in [eq.prim.name for eq in program.equations]
+    # the hoisted Jacobian is diagonal (structure.py): its product with tanh(x) collapses to a multiply
+    assert names == ["add", "multiply", "multiply", "tanh"], loop.params["spec"].body.text()
+    assert {"sin", "cos"} <= {eq.prim.name for eq in program.equations}  # the Jacobian's work, outside
     # nested loops: the inner body's work on the outer loop's constants leaves both loops
     nested = gpuad.jit(lambda x0, c: lax.fori_loop(0, 3, lambda i, y: _invariant_scan(y, c, 4), x0))
     outer = next(eq for eq in nested.lower(x0, c).program.equations if eq.prim.name == "scan")
