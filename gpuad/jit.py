@@ -149,7 +149,7 @@ class _Signature:
         return args, kwargs
 
 
-def _matches(args: Sequence[Any], avals: tuple[Any, ...], array: type) -> bool:
+def _matches(args: Sequence[Any], avals: tuple[Any, ...], array: Any) -> bool:
     """Whether args are arrays of the type `array` with these (shape, dtype) pairs, in order."""
     if len(args) != len(avals):
         return False
