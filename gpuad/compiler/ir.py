@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as onp
 
-from ..core import ShapeDtypeStruct, Tracer, bind, dtype, shape
+from ..core import ShapeDtypeStruct, Tracer, bind, dtype, results, shape
 
 
 class Var:
@@ -98,7 +98,7 @@ class Program:
         env: dict[Any, Any] = dict(zip(self.ins, values))
         for eq in self.equations:
             out = bind(eq.prim, *[a.read(env) for a in eq.ins], **eq.params)
-            env.update(zip(eq.outs, out if eq.prim.multiple_results else (out,)))
+            env.update(zip(eq.outs, results(eq.prim, out)))
         return [o.read(env) for o in self.outs]
 
     def text(self) -> str:
@@ -186,8 +186,7 @@ def _check_aval(eq: Equation, where: str) -> None:
     """ValueError unless eq's outputs have the shapes and dtypes its primitive's abstract rule gives."""
     if eq.prim.abstract is None:
         raise ValueError(f"{where}: primitive {eq.prim.name} has no abstract rule to check its output by")
-    avals = eq.prim.abstract(*map(abstract, eq.ins), **eq.params)
-    avals = avals if eq.prim.multiple_results else (avals,)
+    avals = results(eq.prim, eq.prim.abstract(*map(abstract, eq.ins), **eq.params))
     if len(avals) != len(eq.outs):
         raise ValueError(f"{where}: it has {len(eq.outs)} output(s), but {eq.prim.name} makes {len(avals)}")
     for v, aval in zip(eq.outs, avals):
