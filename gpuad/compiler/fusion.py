@@ -105,7 +105,7 @@ def fusible(eq, target=CUPY):
         return False
     if prim.moves or positions:
         return True
-    if eq.out.dtype.name == "bool" and not target.integers:
+    if eq.out.dtype.kind == "b" and not target.integers:  # (kind: dtype.name builds a string each time)
         return False
     if prim.entries is not None:  # its elements come from the indices
         return True
