@@ -22,9 +22,12 @@ GPU too), so that no source error waits for the device run.
 import argparse
 import contextlib
 import os
+import queue
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -344,7 +347,7 @@ def cubin_cache_across_processes():
         backend = "cupy" if gpuad.backend() == "cupy" else "numpy"
         for stage in ("build", "load"):
             done = subprocess.run([sys.executable, __file__, "--backend", backend, "--cache-child", stage],
-                                  env=env, capture_output=True, text=True, timeout=120)
+                                  env=env, capture_output=True, text=True, timeout=40)
             if done.returncode:
                 raise AssertionError(f"the {stage} process failed: {(done.stdout + done.stderr)[-1500:]}")
 
@@ -712,13 +715,78 @@ def run(f, gpu_only, programs, nvrtc_folder):
     return failed
 
 
+def _read_into(stream, lines):
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def supervised(argv, names, limit):
+    """Run the checks `names` in a child process, and in a fresh one after a check that fails (a
+    CUDA error can leave the device's context unusable for every later check), hangs past `limit`
+    seconds (a kernel that never ends: it is killed) or dies: every check gets its line. Returns
+    the failures."""
+    failed, todo = 0, list(names)
+    while todo:
+        child = subprocess.Popen([sys.executable, __file__, *argv, "--child", "--only", *todo],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = queue.Queue()
+        threading.Thread(target=_read_into, args=(child.stdout, lines), daemon=True).start()
+        current, since, dirty = None, time.monotonic(), False
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=max(0.1, since + limit - time.monotonic()))
+                except queue.Empty:
+                    if current is None:
+                        print(f"FAIL gpu_smoke: no check started within {limit} s", flush=True)
+                        return failed + len(todo)
+                    line = f"FAIL {current}: no result after {limit} s: killed (a kernel that never ends?)\n"
+                if line is None:  # the child ended: the check it was running died with it
+                    if current in todo:
+                        print(f"FAIL {current}: the process died (exit status {child.wait()})", flush=True)
+                        failed += 1
+                        todo.remove(current)
+                    elif current is None:  # it ran no check: the backend did not start
+                        return failed + len(todo)
+                    break
+                word, _, rest = line.partition(" ")
+                name = rest.split(" ", 1)[0].rstrip(":\n")
+                if word == "START":
+                    if dirty:  # after a failure, the next check in a fresh process
+                        break
+                    current, since = name, time.monotonic()
+                    continue
+                print(line, end="", flush=True)
+                failed += word == "FAIL"
+                if word in ("PASS", "FAIL", "SKIP") and name == current:
+                    todo.remove(current)
+                    dirty = word == "FAIL"
+                    if line.startswith(f"FAIL {current}: no result"):
+                        break
+        finally:
+            child.kill()
+            child.wait()
+    return failed
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="cupy", choices=("cupy", "numpy", "strict"))
     parser.add_argument("--nvrtc", action="store_true", help="NVRTC on every CUDA kernel the checks compile")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run these checks only")
+    parser.add_argument("--check-limit", type=float, default=40.0, metavar="SECONDS",
+                        help="a check running longer is killed and reported as failed (default 40)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cache-child", choices=("build", "load"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    names = [f.__name__ for f, _, _ in CHECKS if not args.only or f.__name__ in args.only]
+    unknown = set(args.only or ()) - {f.__name__ for f, _, _ in CHECKS}
+    if unknown:
+        parser.error(f"no check named {', '.join(sorted(unknown))}")
+    if not (args.child or args.cache_child):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(len(names)))  # `timeout`: the child is killed too
+        return supervised(["--backend", args.backend] + ["--nvrtc"] * args.nvrtc, names, args.check_limit)
     os.environ.setdefault("GPUAD_COMPILE", "sync")  # the first call runs the fused kernels it checks
     try:
         _strict() if args.backend == "strict" else gpuad.set_backend(args.backend)
@@ -729,12 +797,13 @@ def main(argv=None):
         return _cache_child(args.cache_child)
     print(f"gpu_smoke on the {gpuad.backend()} backend{' (strict arrays)' if args.backend == 'strict' else ''}",
           flush=True)
-    unknown = set(args.only or ()) - {f.__name__ for f, _, _ in CHECKS}
-    if unknown:
-        parser.error(f"no check named {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="gpuad-smoke-nvrtc-") as folder:
-        return sum(run(f, gpu_only, programs, folder if args.nvrtc else None) for f, gpu_only, programs in CHECKS
-                   if not args.only or f.__name__ in args.only)
+        failed = 0
+        for f, gpu_only, programs in CHECKS:
+            if f.__name__ in names:
+                print(f"START {f.__name__}", flush=True)
+                failed += run(f, gpu_only, programs, folder if args.nvrtc else None)
+        return failed
 
 
 if __name__ == "__main__":
