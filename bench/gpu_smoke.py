@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's gpuad, not an installed one
 import gpuad
 import gpuad.numpy as gnp
 import gpuad.scipy.linalg as gsl
@@ -605,16 +606,30 @@ def _steady_calls(asarray):
             "jit jacrev FFT": (gpuad.jit(gpuad.jacrev(lambda x: _spectral(gnp, x))), (x,))}
 
 
-@check(gpu_only=True, programs=lambda: [c for c in _steady_calls(np.asarray).values() if hasattr(c[0], "lower")])
+class Skip(Exception):
+    """A check that does not apply on this backend."""
+
+
+def _no_host_sync():
+    """The guard under which a host synchronisation raises: CuPy's, or the strict arrays' own
+    (--backend strict: a backend array's value read by the host)."""
+    if gpuad.backend() == "cupy":
+        import cupyx
+        return cupyx.allow_synchronize(False)  # CuPy raises DeviceSynchronized
+    if "strict_arrays" not in sys.modules:
+        raise Skip("needs the CuPy backend or strict arrays (--backend strict)")
+    return sys.modules["strict_arrays"].no_host_reads()  # raises HostRead
+
+
+@check(programs=lambda: [c for c in _steady_calls(np.asarray).values() if hasattr(c[0], "lower")])
 def no_host_sync_in_a_steady_call():
-    import cupy
-    import cupyx
-    calls = _steady_calls(cupy.asarray)
+    _no_host_sync()  # Skip where there is no guard
+    calls = _steady_calls(gnp.asarray)
     for f, args in calls.values():  # the first calls trace, plan, compile, capture graphs
         f(*args), f(*args)
     failed = []
     for name, (f, args) in calls.items():
-        with cupyx.allow_synchronize(False):  # CuPy raises DeviceSynchronized at a host synchronisation
+        with _no_host_sync():
             try:
                 f(*args)
             except Exception as e:
@@ -640,7 +655,7 @@ class Recorded:
             leaves = list(args) + list(kwargs.values())
             if not any(isinstance(a, Tracer) for a in leaves):
                 key = (id(f), tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves))
-                self.calls.setdefault(key, (f, [_plain(a) for a in args], {k: _plain(a) for k, a in kwargs.items()}))
+                self.calls.setdefault(key, (f, args, kwargs))  # read when compiled: no host read in the check
             return call(f, *args, **kwargs)
         jitted.__call__ = recorded
         try:
@@ -667,7 +682,7 @@ def nvrtc_check(compiled, where):
     sources, errors = {}, []
     for f, args, kwargs in compiled.calls.values():
         try:
-            program = f.lower(*args, backend="cupy", **kwargs).program
+            program = f.lower(*map(_plain, args), backend="cupy", **{k: _plain(a) for k, a in kwargs.items()}).program
             for k in planned(program, True, cupy)[1].values():
                 sources.update({name: text for text, name in {index32.first(k), (k.text, k.name)}})
             sources.update({k.name: k.text for k in loop_kernel.kernels_of(program, cupy)})
@@ -690,21 +705,22 @@ def run(f, gpu_only, programs, nvrtc_folder):
     """Run one check, print its line (and its NVRTC line under --nvrtc); returns its failures."""
     failed = 0
     compiled = Recorded()
-    if gpu_only and gpuad.backend() != "cupy":
-        print(f"SKIP {f.__name__}: needs the CuPy backend", flush=True)
+    start = time.perf_counter()
+    try:
+        if gpu_only and gpuad.backend() != "cupy":
+            raise Skip("needs the CuPy backend")
+        with compiled.recording() if nvrtc_folder is not None else contextlib.nullcontext():
+            f()
+        gpuad.block_until_ready(None)
+        print(f"PASS {f.__name__} ({time.perf_counter() - start:.2f} s)", flush=True)
+    except Skip as e:
+        print(f"SKIP {f.__name__}: {e}", flush=True)
         if programs is not None and nvrtc_folder is not None:
             compiled.add(programs())
-    else:
-        start = time.perf_counter()
-        try:
-            with compiled.recording() if nvrtc_folder is not None else contextlib.nullcontext():
-                f()
-            gpuad.block_until_ready(None)
-            print(f"PASS {f.__name__} ({time.perf_counter() - start:.2f} s)", flush=True)
-        except Exception as e:
-            failed += 1
-            print(f"FAIL {f.__name__} ({time.perf_counter() - start:.2f} s): {type(e).__name__}: {e}", flush=True)
-            traceback.print_exc(limit=-3, file=sys.stdout)
+    except Exception as e:
+        failed += 1
+        print(f"FAIL {f.__name__} ({time.perf_counter() - start:.2f} s): {type(e).__name__}: {e}", flush=True)
+        traceback.print_exc(limit=-3, file=sys.stdout)
     if nvrtc_folder is not None and compiled.calls:
         start = time.perf_counter()
         count, errors = nvrtc_check(compiled, nvrtc_folder)
@@ -795,8 +811,8 @@ def main(argv=None):
         return len(CHECKS)
     if args.cache_child:
         return _cache_child(args.cache_child)
-    print(f"gpu_smoke on the {gpuad.backend()} backend{' (strict arrays)' if args.backend == 'strict' else ''}",
-          flush=True)
+    print(f"gpu_smoke on the {gpuad.backend()} backend{' (strict arrays)' if args.backend == 'strict' else ''}, "
+          f"gpuad from {Path(gpuad.__file__).parent}", flush=True)
     with tempfile.TemporaryDirectory(prefix="gpuad-smoke-nvrtc-") as folder:
         failed = 0
         for f, gpu_only, programs in CHECKS:
