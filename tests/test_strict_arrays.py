@@ -82,6 +82,9 @@ STEADY = {
         gpuad.jit(gpuad.grad(lambda x: _cells(x, gpuad.checkpoint_policies.save_only_these_names("a")))),
         (np.linspace(0.1, 1.0, 5),)),
     "eager grad(checkpoint)": (gpuad.grad(lambda x: _cells(x, None)), (np.linspace(0.1, 1.0, 5),)),
+    "eager grad(fori_loop), Python bounds": (
+        gpuad.grad(lambda x: gnp.sum(gpuad.lax.fori_loop(0, 5, lambda i, y: gnp.sin(y) * i, x))),
+        (np.linspace(0.1, 1.0, 5),)),
 }
 
 
