@@ -73,6 +73,9 @@ class StrictArray(np.ndarray):
     def __getitem__(self, index):  # CuPy copies NumPy indices to the device
         return _strict(super().__getitem__(_plain(index)))
 
+    def __setitem__(self, index, value):  # CuPy copies a 0-d value into an element on the device: no host read
+        super().__setitem__(_plain(index), _plain(value))
+
     def __array_function__(self, func, types, args, kwargs):
         _refuse_plain(func.__name__, (args, kwargs))
         return _strict(func(*_plain(args), **_plain(kwargs)))
