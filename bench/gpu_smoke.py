@@ -744,8 +744,8 @@ def supervised(argv, names, limit):
     the failures."""
     failed, todo = 0, list(names)
     while todo:
-        child = subprocess.Popen([sys.executable, __file__, *argv, "--child", "--only", *todo],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        child = subprocess.Popen([sys.executable, __file__, *argv, "--child", "--only", *todo], text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         lines = queue.Queue()
         threading.Thread(target=_read_into, args=(child.stdout, lines), daemon=True).start()
         current, since, dirty = None, time.monotonic(), False
@@ -780,8 +780,9 @@ def supervised(argv, names, limit):
                     dirty = word == "FAIL"
                     if line.startswith(f"FAIL {current}: no result"):
                         break
-        finally:
-            child.kill()
+        finally:  # the child and what it started (the cache check's processes)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
             child.wait()
     return failed
 
