@@ -1,10 +1,12 @@
-"""The GPU check's first evidence: one PASS/FAIL/SKIP line per check, with its time, in about a minute.
+"""The GPU check's first evidence: one PASS/FAIL/SKIP line per check, with its time, in a minute or so.
 
     python bench/gpu_smoke.py [--backend cupy|numpy|strict] [--nvrtc] [--only NAME ...]
 
-Each check runs on its own (one failing does not stop the others), most important first, and
-compares with NumPy: a closed form, plain NumPy's central differences, or the NumPy backend's
-answer. Compiled functions build their kernels before their first call returns
+Each check runs on its own, most important first, and compares with NumPy: a closed form, plain
+NumPy's central differences, or the NumPy backend's answer. The checks run in a child process, a
+fresh one after a check that fails (a CUDA error can spoil the device's context for every later
+check) or in place of one that hangs past --check-limit seconds or dies, so every check gets its
+line. Compiled functions build their kernels before their first call returns
 (GPUAD_COMPILE=sync), so what is checked is the fused kernel, not the unfused steps that run while
 it builds. On the NumPy backend the checks that need a GPU say SKIP; without a GPU the CuPy
 backend says FAIL. The exit status counts the failures.
@@ -17,7 +19,9 @@ The CPU rehearsal of the device run (no GPU needed):
 (tests/strict_arrays.py: a NumPy array beside a backend array raises, as CuPy does). --nvrtc then
 has NVRTC compile, for sm_90, every CUDA kernel the check's compiled functions would build on
 CuPy (each fused region in both index widths, each loop kernel; those of the checks that need a
-GPU too), so that no source error waits for the device run.
+GPU too), so that no source error waits for the device run. (The per-op kernels of the eager
+checks are among those `python -m gpuad.kernels --check` compiles.) Strict arrays stand in for
+the no-host-sync check too: within their no_host_reads() a backend value read by the host raises.
 """
 import argparse
 import contextlib
