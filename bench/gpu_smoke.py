@@ -741,14 +741,14 @@ def _read_into(stream, lines):
     lines.put(None)
 
 
-def supervised(argv, names, limit):
-    """Run the checks `names` in a child process, and in a fresh one after a check that fails (a
-    CUDA error can leave the device's context unusable for every later check), hangs past `limit`
-    seconds (a kernel that never ends: it is killed) or dies: every check gets its line. Returns
-    the failures."""
+def supervised(argv, names, limit, script=__file__):
+    """Run the checks `names` in a child process (`script` *argv --child --only *names), and in a
+    fresh one after a check that fails (a CUDA error can leave the device's context unusable for
+    every later check), hangs past `limit` seconds (a kernel that never ends: it is killed) or
+    dies: every check gets its line. Returns the failures."""
     failed, todo = 0, list(names)
     while todo:
-        child = subprocess.Popen([sys.executable, __file__, *argv, "--child", "--only", *todo], text=True,
+        child = subprocess.Popen([sys.executable, script, *argv, "--child", "--only", *todo], text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         lines = queue.Queue()
         threading.Thread(target=_read_into, args=(child.stdout, lines), daemon=True).start()
