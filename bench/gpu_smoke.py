@@ -331,6 +331,8 @@ def _cache_child(stage):
         lowered.compile()
         return 0
     from gpuad.kernels import launch
+    modules, module = [], launch.cupy.RawModule
+    launch.cupy.RawModule = lambda **kw: modules.append(kw) or module(**kw)
     os.environ["GPUAD_COMPILE"] = "async"  # cached kernels run from the first call all the same
     jac, y = f(x, 7)
     close(jac, _f_jac(X, W), "the cached program's Jacobian")
@@ -338,6 +340,9 @@ def _cache_child(stage):
     missing = [name for _, name in kernels if not callable(launch._built.get(name))]
     if missing:
         raise AssertionError(f"kernels not loaded at the first call: {missing}")
+    programs = nvrtc.grouped({name: text for text, name in kernels})
+    if len(modules) != len(programs):  # the kernels built together come in one module per NVRTC program
+        raise AssertionError(f"{len(modules)} modules loaded for {len(programs)} NVRTC programs")
     return 0
 
 
