@@ -34,6 +34,9 @@ STEPS = {
     "same-shape moves and casts": lambda v, x: gnp.broadcast_to(gnp.reshape(v, (N,)), (N,)).astype(v.dtype),
     "constant conditions": lambda v, x: gnp.where(True, v, x) + gnp.where(np.zeros(N, bool), x, 0.5),
     "computed condition": lambda v, x: gnp.where(v > 0, v, x),
+    "conditions on a tangent's zeros": lambda v, x: (lambda j: gnp.where(j != 0, gnp.cos(v)[:, None] * x, 0.0) @ x
+                                                     + gnp.where(j < 0, x, 0.0) @ v + gnp.where(j == 0, 0.0, j) @ x)(
+        gpuad.jacfwd(gnp.sin)(v)),
     "diagonal contraction": lambda v, x: (v * gnp.eye(N)) @ gnp.cos(x),
     "a scaled seed summed": lambda v, x: gnp.sum(v * gnp.eye(N), axis=0),
     "a seed's slice @ constant": lambda v, x: v * (gnp.eye(N)[:, ::-1] @ _W)[1],
