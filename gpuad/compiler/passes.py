@@ -244,12 +244,9 @@ def _collapsed(eq, j, analysis, ids, read):
     kept = [c for c in sa if c in so]
     dims = dict(zip(sa, a.shape))
     coords = onp.unravel_index(at, a.shape)
-    met, local = {}, {}  # a kept letter -> the slice of its axis the non-zeros meet; their places in it
-    for c in kept:
-        values, local[c] = onp.unique(coords[sa.index(c)], return_inverse=True)
-        met[c] = _as_slice(onp.arange(len(values)), values, len(values), dims[c])
-        if met[c] is None:
-            return None
+    met, local = _met(coords, sa, kept, dims, len(at))
+    if met is None:
+        return None
     inner = {c: len(range(dims[c])[met[c]]) for c in kept}
     grid = onp.ravel_multi_index([local[c] for c in kept], [inner[c] for c in kept]) if kept else \
         onp.zeros(len(at), onp.int64)
@@ -295,6 +292,20 @@ def _collapsed(eq, j, analysis, ids, read):
         steps.append(Equation(scatter, [out], eq.out, {"shape": eq.out.shape,
                                                        "idx": tuple(met.get(c, slice(None)) for c in so)}))
     return steps
+
+
+def _met(coords, sa, kept, dims, count):
+    """({kept letter: the slice of its axis the non-zeros meet}, {kept letter: each non-zero's
+    place along that slice}), or (None, None) where they meet no slice."""
+    if count == math.prod(dims[c] for c in kept):  # as many as the elements: every one, if each once
+        return dict.fromkeys(kept, slice(None)), {c: coords[sa.index(c)] for c in kept}
+    met, local = {}, {}
+    for c in kept:
+        values, local[c] = onp.unique(coords[sa.index(c)], return_inverse=True)
+        met[c] = _as_slice(onp.arange(len(values)), values, len(values), dims[c])
+        if met[c] is None:
+            return None, None
+    return met, local
 
 
 def _as_slice(p, r, n, length):
