@@ -79,7 +79,7 @@ class _Several:
     def _refuse(self, *args: Any) -> Any:
         raise TypeError(self._SAY)
 
-    __hash__ = __eq__ = __ne__ = __bool__ = __iter__ = __len__ = _refuse  # type: ignore[assignment]
+    __hash__ = __eq__ = __ne__ = __bool__ = __iter__ = __len__ = _refuse
 
     def __repr__(self) -> str:
         return "<several results: read outs>"
