@@ -351,15 +351,16 @@ _WAIT_FROM = 500_000
 
 class Runner:
     """Calls of one loop kernel on the active backend: `(operands, trips)` -> the loop's packed
-    output, or None while the kernel is still being built (in the background, unless `wait` or
-    GPUAD_COMPILE=sync: then before the first call returns). A kernel that fails to build
-    leaves every call None (the caller's loop runs instead)."""
+    output, or None while the kernel is still being built (in the background, unless `wait`,
+    GPUAD_COMPILE=sync or a build found in the kernel cache: then before the first call returns).
+    A kernel that fails to build leaves every call None (the caller's loop runs instead)."""
 
     def __init__(self, kernel, out, wait=False):
         self.kernel, self.out, self.call, self.ready = kernel, out, None, None
         be = backends.current()
-        build = self._cuda if be.name == "cupy" else self._host
-        if wait or builds.waits() or (be.name == "numpy" and host_cached(kernel)):
+        cuda = be.name == "cupy"
+        build = self._cuda if cuda else self._host
+        if wait or builds.waits() or (cuda_cached(kernel) if cuda else host_cached(kernel)):
             build(be)
         else:
             self.ready = builds.submit(build, be)
@@ -429,3 +430,10 @@ def host_cached(kernel):
     """Whether the CPU library of a loop kernel is loaded or on disk (no compiler run)."""
     from . import host
     return host.cached([kernel])
+
+
+def cuda_cached(kernel):
+    """Whether the CUBIN of a loop kernel is loaded or in the kernel cache (no NVRTC run), as a
+    program's regions are asked (kernels/launch.py's ready)."""
+    from ..kernels.launch import ready
+    return ready([kernel])

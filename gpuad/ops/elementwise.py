@@ -327,3 +327,7 @@ multiply.zero_where = "any"
 add.zero_where = subtract.zero_where = "all"
 divide.zero_where = negative.zero_where = astype.zero_where = "first"
 where.zero_where = "selected"
+# comparisons False where both operands are zero (0 != 0, 0 < 0, 0 > 0): zero where both are, as an add
+# (compiler/structure.py: where(x != 0, y, 0) is zero where x is); ==, <=, >= hold there: no rule
+for _name in ("not_equal", "less", "greater"):
+    PRIMS[_name].zero_where = "all"
