@@ -289,6 +289,7 @@ def test_a_killed_build_leaves_nothing_in_the_cache(fresh, tmp_path):
 def test_tracing_for_the_cpu_builds_the_precompiled_prelude_before_any_kernel_is_asked_for(fresh, monkeypatch):
     """A cold cache's first build finds the header ready: gpuad.jit starts it as it traces."""
     monkeypatch.setattr(host, "_headers", {})
+    monkeypatch.setattr(host, "_asked", set())
     gpuad.jit(_f).lower(_X)  # traced and planned: nothing compiled yet
     assert len(host._headers) == 1
     folder = next(iter(host._headers.values())).result()

@@ -225,7 +225,13 @@ def _text_hash(kernel):
 
 @functools.cache
 def _prelude_hash():
-    return hashlib.sha1(host_sources([], OFFSETS)[0].encode()).hexdigest()
+    return hashlib.sha1(_prelude().encode()).hexdigest()
+
+
+@functools.cache
+def _prelude():
+    """The prelude every source of this process starts with."""
+    return host_sources([], OFFSETS)[0]
 
 
 def _cores():
@@ -304,6 +310,7 @@ def _run(commands, deadline):
 _PRELUDE = "gpuad_prelude.h"
 _headers = {}  # (compiler command, prelude, folder) -> a Future of _precompiled's folder
 _headers_lock = threading.Lock()
+_asked = set()  # ($CXX, the cache's folder) prepare has been called for
 
 
 def prepare():
@@ -312,6 +319,10 @@ def prepare():
     cold cache's first library build, after the tracing and planning, finds it made (else it is
     built then: 0.4 s of the 400-step ODE's first call). Nothing where there is no compiler or
     cache, or it is under way or made."""
+    asked = (os.environ.get("CXX"), cache.root())  # once each (a trace's cost: no PATH search, no stat)
+    if asked in _asked:
+        return
+    _asked.add(asked)
     cxx = compiler()
     if cxx is None or OFFSETS is None:
         return
@@ -319,7 +330,7 @@ def prepare():
         where = cache.folder()
     except OSError:
         return
-    base, head = [cxx, *FLAGS, *SIMD], host_sources([], OFFSETS)[0]
+    base, head = [cxx, *FLAGS, *SIMD], _prelude()
     key = (tuple(base), head, str(where))
     with _headers_lock:
         if key not in _headers:
