@@ -380,14 +380,18 @@ class Runner:
         shape, dtype = self.out.shape, numpy.dtype(self.out.dtype)
         n, lock, result = self.kernel.scratch, threading.Lock(), be.xp.asarray  # the backend's array
         kept = _aligned(n) if n <= _KEPT_BYTES else None
+        copied = set()  # positions refused at an earlier call (a seed's strided column, a 0-d scalar's view):
+        # copied before the call, where each refusal costs a call of its own
 
         def call(operands, trips):
-            out, operands = numpy.empty(shape, dtype), list(operands)
+            out = numpy.empty(shape, dtype)
+            operands = [_native(a) if k in copied else a for k, a in enumerate(operands)]
             with lock:
                 scratch = kept if kept is not None else _aligned(n)
                 while refused := fn(*operands, *constants, scratch, out, trips):  # copy what it cannot read
                     a = operands[refused - 1]
                     copy = _native(a)
+                    copied.update(k for k, x in enumerate(operands) if x is a)
                     operands = [copy if x is a else x for x in operands]  # a loop reads a value several times
                     if copy is a:
                         raise TypeError(f"gpuad.jit: a loop kernel cannot read its argument {refused - 1} "
