@@ -14,6 +14,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def _blocked(f, xs):
     return f(*xs).block_until_ready()
 
 
-def loop_calls(batch, steps, rounds):
+def loop_calls(batch, steps, rounds, statistic=statistics.median):
     """bench/loops.py's loops of a run-time trip count (--while) under both versions and jax.jit
     where it is installed: {(problem, engine): median seconds per call}."""
     from .loops import while_problems
@@ -77,7 +78,7 @@ def loop_calls(batch, steps, rounds):
             xs = [importlib.import_module(f"{lib.__name__}.numpy").asarray(a) for a in args]
             runs[engine] = functools.partial(_blocked if engine == "jax.jit" else _called, f, xs)
         losses.checked(problem, runs, "after")
-        results.update(((problem, engine), t) for engine, t in losses.timed(runs, rounds).items())
+        results.update(((problem, engine), t) for engine, t in losses.timed(runs, rounds, statistic).items())
     return results
 
 
@@ -90,11 +91,14 @@ def main(argv=None):
     ap.add_argument("--loops", action="store_true", help="bench/loops.py --while's loops instead of the cases")
     ap.add_argument("--batch", type=int, default=100000, help="--loops: cubics of the vmapped Newton solves")
     ap.add_argument("--steps", type=int, default=1000, help="--loops: the traced bound of the RK4 loop")
+    ap.add_argument("--statistic", choices=("median", "min"), default="median",
+                    help="--loops: of the rounds' times per call (min: on a shared machine)")
     args = ap.parse_args(argv)
     import_tree(args.before)
     print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, {args.rounds} rounds\n")
     if args.loops:
-        r = loop_calls(args.batch, args.steps, args.rounds)
+        r = loop_calls(args.batch, args.steps, args.rounds, getattr(statistics, args.statistic) if
+                       args.statistic == "median" else min)
         print("| loop | before | after | after / before | jax.jit | after / jax.jit |\n" + "|" + " --- |" * 6)
         for problem in dict.fromkeys(p for p, _ in r):
             before, after, jax = r[problem, "before"], r[problem, "after"], r.get((problem, "jax.jit"))
