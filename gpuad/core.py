@@ -102,8 +102,9 @@ class Primitive:
     What the compiler (gpuad/compiler/) asks a primitive, set where it is defined; unset, the
     compiler leaves the primitive as one step of its own:
     elementwise      computes each output element from the arguments' elements at its place
-    expression(operands, dtype) -> its C/CUDA expression over its operands' (an elementwise
-                     primitive the fused kernels can spell)
+    expression(operands, dtype, numbers) -> its C/CUDA expression over its operands' (an elementwise
+                     primitive the fused kernels can spell); numbers: each operand's value where it
+                     is a literal number, else None (a power by a literal 2 multiplies)
     moves            each output element is one element of an argument, or zero (data movement)
     view(**params)   -> whether its result may share its argument's memory (None: never)
     contiguous(args, **params) -> whether that view of a C-contiguous argument is C-contiguous too
