@@ -261,11 +261,8 @@ class _Body:
         lines = [f"const {ix.INDEX} d{d} = {_c(digit)};" for d, digit in enumerate(digits)]
         if at is not None:
             lines.append(f"const {ix.INDEX} at = {_c(at)};")
-        for line in self.levels[0]:
-            text = line if isinstance(line, str) else line.printed(layout)
-            if text is not None:
-                lines.append(text)
-        return "\n        ".join(lines)
+        lines += [line if line.__class__ is str else line.printed(layout) for line in self.levels[0]]
+        return "\n        ".join(lines if not self.split else [line for line in lines if line is not None])
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
@@ -309,7 +306,7 @@ class _Body:
             j = self.inputs[_key(a)]
             self._clamped(idx)
             self.loads.append((j, idx))
-            return self._temp(a.dtype, lambda layout: f"in{j}[{layout.offset(j, idx)}]")
+            return self._temp(a.dtype, load=(j, idx))
         eq = self.made[a]
         if eq.prim.index is not None:  # a move: its index map
             cases = eq.prim.index(idx, [b.shape for b in eq.ins], lambda p, at: self._read(eq, p, at), **eq.params)
@@ -363,15 +360,17 @@ class _Body:
         self._clamped([x])
         return _c(x)
 
-    def _temp(self, dtype, expr):
-        """A new variable holding expr (C source, or a function of the layout giving it),
-        declared in the level of the value being computed."""
+    def _temp(self, dtype, expr=None, load=None):
+        """A new variable holding expr, or (load: (j, idx)) input j at idx, read where the layout
+        the body is printed for has it; declared in the level of the value being computed."""
         name, c = f"t{self.temps}", ctype(dtype)
         self.temps += 1
-        if isinstance(expr, str):
-            self._emit(f"{c} {name}; {{ typedef {c} T; {name} = {expr}; }}", self.deepest)
+        head = f"{c} {name}; {{ typedef {c} T; {name} = "
+        if load is None:
+            self._emit(f"{head}{expr}; }}", self.deepest)
         else:
-            self._emit(_Line(lambda layout: f"{c} {name}; {{ typedef {c} T; {name} = {expr(layout)}; }}"), self.deepest)
+            j, idx = load
+            self._emit(_Line(lambda layout: f"{head}in{j}[{layout.offset(j, idx)}]; }}"), self.deepest)
         return name
 
     def _declared(self, dtype):
@@ -466,10 +465,10 @@ _PULLS = {
 
 
 def _written(k, dtype, value, per, j):
-    """The line writing value to output k at element j of the loop element's unrolled ones (per),
-    the loop element at its C-order position (i, or `at` where the walk is another)."""
-    c = ctype(dtype)
-    return _Line(lambda layout: f"{{ typedef {c} T; out{k}[{_c(ix.sym('at' if layout.walk else 'i') * per + j)}] = "
+    """The line writing value to output k at element j of the loop element's `per` unrolled ones,
+    the loop element at its C-order position: i, or `at` where the threads walk it otherwise."""
+    c, at = ctype(dtype), _c(ix.sym("i") * per + j)
+    return _Line(lambda layout: f"{{ typedef {c} T; out{k}[{_c(ix.sym('at') * per + j) if layout.walk else at}] = "
                                 f"{value}; }}")
 
 
