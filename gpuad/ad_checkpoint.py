@@ -14,10 +14,10 @@ import functools
 import itertools
 import types
 
+from .branches import as_array, switch_branches
 from .compiler.ir import Equation, Program, Var
 from .core import Primitive, ShapeDtypeStruct, same
-from .lax import _array, _switch
-from .loops import Cond, cond_p, trace_body, unpack
+from .loops import Cond, cond_p, trace_body
 from .ops import patterns
 from .ops.contract import contract
 from .tree import tree_flatten, tree_map
@@ -57,7 +57,7 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=(), static_
             it = iter(dyn[:-1])
             return fun(*[static[i] if i in static else next(it) for i in range(len(args))], **dyn[-1], **fixed)
         if policy is None:
-            return _switch(0, [call], dynamic, "checkpoint")
+            return switch_branches(0, [call], dynamic, "checkpoint")
         token = _naming.set(True)
         try:
             return _saving(call, dynamic, policy)
@@ -73,13 +73,13 @@ def _saving(call, operands, policy):
     """call(*operands) as a one-branch cond that also outputs the results the policy saves; its
     VJP reads them (known_p) instead of recomputing them."""
     leaves, tree = tree_flatten(operands)
-    leaves = [_array(x) for x in leaves]
+    leaves = [as_array(x) for x in leaves]
     out_tree = []
 
     def flat(vals):
         o, t = tree_flatten(call(*tree.unflatten(vals)))
         out_tree[:] = [t]
-        return [_array(x) for x in o]
+        return [as_array(x) for x in o]
     program, consts = trace_body(flat, [same(x) for x in leaves], "the checkpointed function")
     saved = [eq.out for eq in program.equations if _savable(eq) and
              policy(eq.prim, *[ShapeDtypeStruct(a.shape, a.dtype) for a in eq.ins], **eq.params)]
@@ -97,14 +97,15 @@ def _saving(call, operands, policy):
         if eq.outs[0] in reads else eq for eq in program.equations], program.outs)
     spec = Cond([Program(program.ins, program.equations, program.outs + saved)], "checkpoint",
                 saved=(len(saved), [recompute]))
-    outs = unpack(cond_p(0, *consts, *leaves, spec=spec), spec.out_avals)
+    outs = cond_p(0, *consts, *leaves, spec=spec)
     return out_tree[0].unflatten(outs[:len(program.outs)])
 
 
 def _savable(eq):
-    """Whether known_p may stand for eq: one floating result (a factorisation's several are
-    recomputed), and known_p's rules are eq's, so eq takes complex values or sees none."""
-    return len(eq.outs) == 1 and eq.out.dtype.kind in "fc" and (
+    """Whether known_p may stand for eq: a primitive of one floating result (a factorisation's,
+    a loop's results are recomputed: its rules take tuples), and known_p's rules are eq's, so eq
+    takes complex values or sees none."""
+    return not eq.prim.multiple_results and eq.out.dtype.kind in "fc" and (
         eq.prim.complex_ready or all(a.dtype.kind != "c" for a in eq.ins + [eq.out]))
 
 
@@ -145,7 +146,7 @@ def checkpoint_name(x, name):
         raise TypeError(f"checkpoint_name: the name must be a str, got {name!r}")
     if not _naming.get():
         return x
-    return tree_map(lambda leaf: name_p(_array(leaf), name=name), x)
+    return tree_map(lambda leaf: name_p(as_array(leaf), name=name), x)
 
 
 # name_p(x, name): x, named for a checkpoint's policy

@@ -91,10 +91,11 @@ class Primitive:
     vjp(ct, args, out, needed, **params) -> one cotangent bundle (or None) per argument
     batch(args, batched, **params)      -> (out, out_batched); batched values lead with the batch axis
     Non-differentiable primitives (comparisons, floor, ...) set nondiff and need no jvp/vjp.
-    multiple_results: the primitive has several outputs (a factorisation's factors), as JAX's: impl
-    and bind return a tuple of them, abstract a tuple of ShapeDtypeStructs, jvp (outs, tangents),
-    vjp takes cts and out as tuples (a None in cts: a zero cotangent), batch (outs, [batched]), the
-    sparsity rule `pattern` is asked once per output (with that output's aval).
+    multiple_results: the primitive has several outputs (a factorisation's factors, a loop's output
+    leaves), as JAX's: impl and bind return a tuple of them, abstract a tuple of ShapeDtypeStructs,
+    jvp (outs, tangents: None, or a tuple holding None for a zero one), vjp takes cts and out as
+    tuples (a None in cts: a zero cotangent), batch (outs, [batched]), the sparsity rule `pattern`
+    takes a tuple of the outputs' avals and returns one list per output.
     complex_ready: whether the jvp/vjp rules hold for complex values (JAX's conventions: the JVP is
     the R-linear tangent map, the VJP its transpose, never its adjoint); the derivative traces refuse
     complex arguments of a primitive without it (refuse_complex).
@@ -236,7 +237,7 @@ def bind(prim, *args, **params):
     if top is None:
         stats["evals"] += 1
         out = prim.impl(*vals, **params)
-        return tuple(map(_array, out)) if prim.multiple_results else _array(out)
+        return map_results(prim, _array, out)
     return top.process(prim, vals, params)
 
 
@@ -248,6 +249,12 @@ def _array(out):
 def results(prim, out):
     """A primitive's output(s) as a tuple: one element where it has one result."""
     return out if prim.multiple_results else (out,)
+
+
+def map_results(prim, f, out):
+    """f applied to each of a primitive's outputs, returned as the primitive returns them (a tuple
+    where it has multiple_results, else one value)."""
+    return tuple(map(f, out)) if prim.multiple_results else f(out)
 
 
 def refuse_complex(prim, values):

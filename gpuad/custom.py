@@ -12,7 +12,8 @@ one backward sweep, seeded with the bundle, over the rule's tape recorded at zer
 written with gpuad.numpy, so enclosing transforms differentiate them again (the Hessian of a
 custom_jvp function differentiates its JVP rule, as in JAX).
 
-A primitive returns one array, so a call's output leaves travel packed: raveled and concatenated.
+custom_call is a primitive of several results (multiple_results): one per leaf of the function's
+output, each of its own shape and dtype.
 """
 import functools
 import inspect
@@ -25,7 +26,6 @@ from .api import vmap
 from .compiler.tracing import aval_of
 from .core import Primitive, Tracer, dtype, is_inexact, new_trace, same, shape
 from .jit import eval_shape
-from .loops import pack, unpack
 from .ops.elementwise import add
 from .ops.patterns import Through
 from .reverse import RevTrace
@@ -174,25 +174,29 @@ def _jvp(primals, tangents, spec):
 
 
 def _vjp(ct, args, out, needed, spec):
-    return spec.cotangents(args, out, ct)
+    m = next(shape(c)[0] for c in ct if c is not None)
+    return spec.cotangents(args, out, tuple(_zeros((m,) + shape(o), dtype(o)) if c is None else c
+                                            for c, o in zip(ct, out)))
 
 
 def _batch(args, batched, spec):
-    return custom_call(*args, spec=_Batched(spec, batched)), True
+    outs = custom_call(*args, spec=_Batched(spec, batched))
+    return outs, [True] * len(outs)
 
 
 def _abstract(*args, spec):
-    return eval_shape(lambda *xs: spec.call(xs), *map(aval_of, args))
+    return tuple(eval_shape(lambda *xs: spec.call(xs), *map(aval_of, args)))
 
 
-def _pattern(args, out, spec):
+def _pattern(args, outs, spec):
     # the function is opaque to gpuad.sparse: every output element may depend on every input element
-    return [Through(1, (onp.zeros(a.size, int), onp.arange(a.size)), (onp.arange(out.size), onp.zeros(out.size, int)))
-            for a in args]
+    return [[Through(1, (onp.zeros(a.size, int), onp.arange(a.size)), (onp.arange(o.size), onp.zeros(o.size, int)))
+             for a in args] for o in outs]
 
 
 custom_call = Primitive("custom_call", lambda *xs, spec: spec.call(xs, keep=True), _jvp, _vjp, _batch,
                         abstract=_abstract)
+custom_call.multiple_results = True
 # a compiled program replays the function alone: its derivative rules were traced with it, and
 # kept residuals would only hold the last call's arrays alive
 custom_call.impl_for = lambda xp: lambda *xs, spec: spec.call(xs)
@@ -205,7 +209,7 @@ custom_call.complex_ready = True  # its rules are the user's, traced with gpuad'
 class _Spec:
     """One call: the custom function, the call's arguments (the nondiff ones static), the leaves
     and tree of the differentiated ones, and, once the function has run, its output's tree and
-    leaves' shapes and dtypes (to pack and unpack them)."""
+    leaves' shapes and dtypes (to check a rule's values against them)."""
 
     def __init__(self, custom, args):
         n = len(args)
@@ -225,8 +229,8 @@ class _Spec:
         return self.custom.__name__
 
     def bind(self):
-        packed = custom_call(*self.leaves, spec=self)  # runs the function: out_tree is known after it
-        return self.out_tree.unflatten(self.unpack(packed))
+        outs = custom_call(*self.leaves, spec=self)  # runs the function: out_tree is known after it
+        return self.out_tree.unflatten(list(outs))
 
     def nondiff(self):
         return [self.args[i] for i in sorted(self.nums)]
@@ -243,35 +247,31 @@ class _Spec:
         return [self.args[i] if i in self.nums else next(it) for i in range(len(self.args))]
 
     def call(self, leaves, keep=False):
-        """The function on the leaves, packed (keep: see _VJPSpec)."""
+        """The function's output leaves, a tuple (keep: see _VJPSpec)."""
         return self.record(self.custom.fun(*self.full_args(list(leaves))), "the function's output")
 
     def record(self, tree, what):
-        """An output of the function (or of the rule that stands for it), packed; its structure is
-        recorded the first time (to unpack it) and checked afterwards."""
+        """An output of the function (or of the rule that stands for it), as a tuple of its leaves;
+        its structure is recorded the first time and checked afterwards."""
         if self.out_tree is not None:
-            return self.pack_like_output(tree, what)
+            return self.like_output(tree, what)
         outs, self.out_tree = tree_flatten(tree)
-        outs = [o if isinstance(o, Tracer) else backends.current().asarray(o) for o in outs]
+        outs = tuple(o if isinstance(o, Tracer) else backends.current().asarray(o) for o in outs)
         self.out_avals = [same(o) for o in outs]
-        return pack(outs, self.out_avals)
+        return outs
 
-    def pack_like_output(self, tree, what):
-        """A value shaped like the output (a rule's tangent of it, say), checked against it, packed."""
+    def like_output(self, tree, what):
+        """The leaves of a value shaped like the output (a rule's tangent of it, say), checked against it."""
         leaves, td = tree_flatten(tree)
         if td != self.out_tree:
             raise ValueError(f"{self.custom.__name__}: {what} has structure {td}, but the function's output "
                              f"has {self.out_tree}")
-        checked = [_checked(x, a, self.custom.__name__, what) for x, a in zip(leaves, self.out_avals)]
-        return pack(checked, self.out_avals)
-
-    def unpack(self, packed):
-        return unpack(packed, self.out_avals)
+        return tuple(_checked(x, a, self.custom.__name__, what) for x, a in zip(leaves, self.out_avals))
 
 
 class _JVPSpec(_Spec):
     def rule(self, primals, tangents):
-        """The rule for one direction: (primal_out, tangent_out), both packed."""
+        """The rule for one direction: (primal_out, tangent_out), each a tuple of leaves."""
         rule = self.custom.jvp
         if rule is None:
             raise TypeError(f"custom_jvp function {self.custom.__name__} has no JVP rule: define one with "
@@ -280,14 +280,14 @@ class _JVPSpec(_Spec):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"{self.custom.__name__}: the JVP rule must return a pair (primal_out, tangent_out)")
         out = self.record(pair[0], "the JVP rule's primal_out")
-        return out, self.pack_like_output(pair[1], "the JVP rule's tangent_out")
+        return out, self.like_output(pair[1], "the JVP rule's tangent_out")
 
     def jvp(self, primals, bundles):
         # primal_out does not depend on the direction: out_axes None keeps one copy of it
         return vmap(lambda *ts: self.rule(primals, ts), out_axes=(None, 0))(*bundles)
 
     def cotangents(self, primals, out, ct):
-        return _transpose(lambda ts: [self.rule(primals, ts)[1]], primals, [ct])
+        return _transpose(lambda ts: list(self.rule(primals, ts)[1]), primals, list(ct))
 
 
 class _VJPSpec(_Spec):
@@ -328,8 +328,8 @@ class _VJPSpec(_Spec):
         return pair
 
     def cotangent(self, primals, res, ct):
-        """bwd's cotangents of the differentiated leaves for one direction ct (packed)."""
-        cts = self.custom.bwd(*self.nondiff(), res, self.out_tree.unflatten(self.unpack(ct)))
+        """bwd's cotangents of the differentiated leaves for one direction ct (one per output leaf)."""
+        cts = self.custom.bwd(*self.nondiff(), res, self.out_tree.unflatten(list(ct)))
         args = self.diff_args(list(primals))
         if not isinstance(cts, (tuple, list)) or len(cts) != len(args):
             got = f"{len(cts)} values" if isinstance(cts, (tuple, list)) else f"a {type(cts).__name__}"
@@ -354,7 +354,8 @@ class _VJPSpec(_Spec):
     def jvp(self, primals, bundles):
         out, res = self.fwd(primals)
         out = self.record(out, "fwd's output")
-        return out, _transpose(lambda cs: self.cotangent(primals, res, cs[0]), [out], bundles)[0]
+        return out, tuple(_transpose(lambda cs: self.cotangent(primals, res, cs), list(out), bundles))
+
 
 
 class _Batched:

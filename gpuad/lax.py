@@ -12,16 +12,14 @@ array(8.)
 >>> gpuad.grad(lambda x: gpuad.lax.fori_loop(0, 3, lambda i, y: y * x, x))(gnp.asarray(2.0))
 array(32.)
 """
-import itertools
-
 import numpy as onp
 
 from . import backends, revolve
 from . import numpy as gnp
 from .api import vmap
-from .compiler.ir import Program, Var
+from .branches import as_array, switch_branches
 from .core import Primitive, ShapeDtypeStruct, Tracer, same, shape
-from .loops import Cond, Scan, While, bind_scan, bind_while, cond_p, trace_body, unpack
+from .loops import Scan, While, bind_scan, bind_while, trace_body
 from .ops import patterns
 from .tree import tree_flatten, tree_map
 
@@ -65,7 +63,7 @@ def _length(xs, length):
 
 def _scan(f, init, xs, n, reverse, name, checkpoint=None):
     x_leaves, x_tree = tree_flatten(xs)
-    x_leaves = [_array(x) for x in x_leaves]
+    x_leaves = [as_array(x) for x in x_leaves]
     carry, x_avals = _Carry(name, init), [ShapeDtypeStruct(shape(x)[1:], x.dtype) for x in x_leaves]
     y_tree = []
 
@@ -75,10 +73,10 @@ def _scan(f, init, xs, n, reverse, name, checkpoint=None):
             raise TypeError(f"{name}: the body must return a pair (carry, y), got {type(out).__name__}")
         ys, tree = tree_flatten(out[1])
         y_tree[:] = [tree]
-        return carry.check(out[0], "the body's output carry") + [_array(y) for y in ys]
+        return carry.check(out[0], "the body's output carry") + [as_array(y) for y in ys]
     body, consts = trace_body(flat, carry.avals + x_avals, f"the {name} body")
     spec = Scan(body, len(consts), carry.n, n, bool(reverse), name, checkpoint)
-    leaves = unpack(bind_scan(spec, consts + carry.leaves + x_leaves), spec.out_avals)
+    leaves = bind_scan(spec, consts + carry.leaves + x_leaves)
     return carry.tree.unflatten(leaves[:carry.n]), y_tree[0].unflatten(leaves[carry.n:])
 
 
@@ -97,7 +95,7 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None, checkpoint=None)
         def step(state):
             i, hi, val = state
             return i + 1, hi, body_fun(i, val)
-        return while_loop(lambda state: state[0] < state[1], step, (_array(lower), _array(upper), init_val))[2]
+        return while_loop(lambda state: state[0] < state[1], step, (as_array(lower), as_array(upper), init_val))[2]
     lo, hi = _concrete_int(lower, "lower"), _concrete_int(upper, "upper")
     steps = backends.current().asarray(onp.arange(lo, max(lo, hi), dtype=onp.result_type(lo, hi)))
     return _scan(lambda val, i: (body_fun(i, val), None), init_val, steps, len(steps), False, "fori_loop",
@@ -119,14 +117,14 @@ def while_loop(cond_fun, body_fun, init_val):
 
     def test(vals):
         out = cond_fun(carry.tree.unflatten(vals))
-        if shape(out) != () or same(_array(out)).dtype != onp.bool_:
-            raise TypeError(f"while_loop: cond_fun must return a boolean scalar, got {same(_array(out))}")
+        if shape(out) != () or same(as_array(out)).dtype != onp.bool_:
+            raise TypeError(f"while_loop: cond_fun must return a boolean scalar, got {same(as_array(out))}")
         return [out]
     cond, c_consts = trace_body(test, carry.avals, "the while_loop condition")
     body, b_consts = trace_body(lambda vals: carry.check(body_fun(carry.tree.unflatten(vals)), "body_fun's output"),
                                 carry.avals, "the while_loop body")
     spec = While(cond, body, len(c_consts), len(b_consts))
-    return carry.tree.unflatten(unpack(bind_while(spec, c_consts + b_consts + carry.leaves), spec.out_avals))
+    return carry.tree.unflatten(bind_while(spec, c_consts + b_consts + carry.leaves))
 
 
 _NO_OPERAND = object()  # cond's and switch's operand= not given (None is an operand)
@@ -147,38 +145,7 @@ def switch(index, branches, *operands, operand=_NO_OPERAND):
     index = gnp.asarray(index)
     if shape(index) != () or index.dtype.kind not in "biu":
         raise TypeError(f"switch: the index must be an integer scalar, got {same(index)}")
-    return _switch(index.astype("int64"), branches, operands, "cond")
-
-
-def _switch(index, branches, operands, name):
-    leaves, tree = tree_flatten(operands)
-    leaves = [_array(x) for x in leaves]
-    avals = [same(x) for x in leaves]
-    traced, out = [], []
-    for k, br in enumerate(branches):
-        def flat(vals, br=br):
-            o, t = tree_flatten(br(*tree.unflatten(vals)))
-            out.append((t, [same(_array(x)) for x in o]))
-            return [_array(x) for x in o]
-        traced.append(trace_body(flat, avals, f"branch {k}"))
-        if out[k] != out[0]:
-            raise TypeError(f"switch/cond: branch {k} returns {out[k][0]} with leaves {out[k][1]}, but branch 0 "
-                            f"returns {out[0][0]} with leaves {out[0][1]}; every branch must return the same "
-                            "structure, shapes and dtypes")
-    consts = [c for _, cs in traced for c in cs]
-    offsets = onp.cumsum([0] + [len(cs) for _, cs in traced])
-    # every branch takes every branch's constants, then the operands
-    programs = [_taking(p, [same(c) for c in consts], offsets[k], offsets[k + 1]) for k, (p, _) in enumerate(traced)]
-    spec = Cond(programs, name)
-    return out[0][0].unflatten(unpack(cond_p(index, *consts, *leaves, spec=spec), spec.out_avals))
-
-
-def _taking(program, avals, lo, hi):
-    """program, whose inputs are constants standing for avals[lo:hi] then the operands, taking all
-    of avals ahead of the operands: the others are inputs it does not read."""
-    ids = itertools.count(program.next_id())
-    consts = [program.ins[k - lo] if lo <= k < hi else Var(next(ids), a) for k, a in enumerate(avals)]
-    return Program(consts + program.ins[hi - lo:], program.equations, program.outs)
+    return switch_branches(index.astype("int64"), branches, operands, "cond")
 
 
 def cond(pred, true_fun, false_fun, *operands, operand=_NO_OPERAND):
@@ -251,7 +218,7 @@ class _Carry:
 
     def __init__(self, name, init):
         leaves, self.tree = tree_flatten(init)
-        self.name, self.leaves = name, [_array(x) for x in leaves]
+        self.name, self.leaves = name, [as_array(x) for x in leaves]
         self.avals, self.n = [same(x) for x in self.leaves], len(self.leaves)
 
     def check(self, out, what):
@@ -259,7 +226,7 @@ class _Carry:
         if tree != self.tree:
             raise TypeError(f"{self.name}: {what} has structure {tree}, but the carry has {self.tree}; a loop's "
                             "carry keeps its structure")
-        leaves = [_array(x) for x in leaves]
+        leaves = [as_array(x) for x in leaves]
         names = _leaf_names(self.tree)
         for name, x, a in zip(names, leaves, self.avals):
             if same(x) != a:
@@ -283,13 +250,9 @@ def _text(aval):
     return f"{aval.dtype.name}{list(aval.shape)}"
 
 
-def _array(x):
-    return x if isinstance(x, Tracer) else backends.current().asarray(backends.current().coerce(x))
-
-
 def _concrete_int(x, what):
     # a Python or NumPy integer as it is: through the backend it went to the GPU and back (a wait)
-    value = onp.asarray(x if isinstance(x, (int, onp.integer)) else backends.current().to_numpy(_array(x)))
+    value = onp.asarray(x if isinstance(x, (int, onp.integer)) else backends.current().to_numpy(as_array(x)))
     if value.shape or value.dtype.kind not in "iu":
         raise TypeError(f"fori_loop: {what} must be an integer scalar, got {x!r}")
     return value[()]  # a NumPy integer: its dtype is the loop index's

@@ -17,8 +17,9 @@ transform while tracing it, and binds the loop again:
   batched runs every branch and selects.
 Every rule binds loops and gpuad.numpy ops, so the rules nest to any order; every loop is bound
 through `bind_scan`/`bind_while`, which move its body's loop-invariant work out first (`hoisted`).
-A primitive returns one array: a loop's output leaves (carries, then the stacked outputs of a
-scan) travel packed, raveled and concatenated in one dtype (`pack`), and are unpacked by the caller.
+Each loop is a primitive of several results (multiple_results): one per output leaf (the carries,
+then a scan's stacked outputs), each of its own shape and dtype; a rule returns a tangent (None:
+zero) per result and takes a cotangent (None: zero) per result.
 """
 import functools
 import operator
@@ -34,7 +35,7 @@ from .compiler.passes import dead_code, optimised
 from .compiler.replay import Replay, fusion_wanted
 from .compiler.target import target_of
 from .compiler.tracing import ProgramTrace
-from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, result_dtype, same, shape
+from .core import Primitive, ShapeDtypeStruct, Tracer, dtype, new_trace, same, shape
 from .forward import JVPTrace, JVPTracer
 from .reverse import RevTrace, RevTracer
 
@@ -142,7 +143,7 @@ def _scan_once(eq):
         return None
     consts, (body,) = once
     new = Scan(body, len(consts), spec.n_carry, spec.length, spec.reverse, spec.name, spec.checkpoint)
-    return Equation(eq.prim, consts + eq.ins[spec.n_consts:], eq.out, dict(eq.params, spec=new))
+    return Equation(eq.prim, consts + eq.ins[spec.n_consts:], eq.outs, dict(eq.params, spec=new))
 
 
 def _while_once(eq):
@@ -158,7 +159,7 @@ def _while_once(eq):
     if cond is None and body is None and shared == spec.shared:
         return None
     new = While(c, b, len(cc), len(bc), spec.name, spec.each, shared)
-    return Equation(eq.prim, cc + bc + carry, eq.out, dict(eq.params, spec=new))
+    return Equation(eq.prim, cc + bc + carry, eq.outs, dict(eq.params, spec=new))
 
 
 def _revolve_once(eq):
@@ -168,7 +169,7 @@ def _revolve_once(eq):
         return None
     consts, (fwd, bwd) = once
     new = Revolve(fwd, bwd, len(consts), spec.n_carry, spec.n_back, spec.length, spec.reverse, spec.slots, spec.name)
-    return Equation(eq.prim, consts + eq.ins[spec.n_consts:], eq.out, dict(eq.params, spec=new))
+    return Equation(eq.prim, consts + eq.ins[spec.n_consts:], eq.outs, dict(eq.params, spec=new))
 
 
 def bind_scan(spec, operands):
@@ -190,54 +191,31 @@ def bind_while(spec, operands):
     return while_p(*cc, *bc, *carry, spec=spec)
 
 
-# ---------------------------------------------------------------- packing a loop's output leaves
-def packed_aval(avals):
-    if len(avals) == 1:
-        return avals[0]
-    return ShapeDtypeStruct((sum(a.size for a in avals),), _packed_dtype(avals))
+# ---------------------------------------------------------------- a loop's results
+def _places(avals):
+    """An array of each aval, allocated, for a loop to write its results into in place."""
+    xp = backends.current().xp
+    return [xp.empty(a.shape, dtype=a.dtype) for a in avals]
 
 
-def _packed_dtype(avals):
-    return result_dtype(*[onp.zeros((), a.dtype) for a in avals]) if avals else onp.dtype("float64")
+def _own(results, operands):
+    """The results, a copy of any that is an operand (a loop of no trips returns its carries):
+    a compiled program adds into a loop's result in place, which must not write into an operand."""
+    return tuple(r.copy() if any(r is a for a in operands) else r for r in results)
 
 
-def pack(leaves, avals, lead=None):
-    """The leaves raveled and concatenated in one dtype; with `lead` (a bundle's or a batch's size),
-    each leaf leads with that axis and the result has shape (lead, total)."""
-    if len(leaves) == 1:
-        return leaves[0]
-    dt = _packed_dtype(avals)
-    flat = [gnp.ravel(x) if lead is None else gnp.reshape(x, (lead, -1)) for x in leaves]
-    if not flat:
-        return gnp.zeros((0,) if lead is None else (lead, 0), dtype=dt)
-    return gnp.concatenate([x if dtype(x) == dt else x.astype(dt) for x in flat], axis=0 if lead is None else 1)
+def _abstract(*args, spec):
+    return tuple(spec.out_avals)
 
 
-def unpack(packed, avals, lead=None):
-    """pack undone: one value per aval (with a leading axis of `lead` where given)."""
-    if len(avals) == 1:
-        return [packed]
-    out, off = [], 0
-    pre = () if lead is None else (lead,)
-    for a in avals:
-        part = packed[off:off + a.size] if lead is None else packed[:, off:off + a.size]
-        part = gnp.reshape(part, pre + a.shape)
-        if dtype(part).kind == "c" and a.dtype.kind != "c":  # a real leaf packed beside complex ones
-            part = gnp.real(part)
-        out.append(part if dtype(part) == a.dtype else part.astype(a.dtype))
-        off += a.size
-    return out
+def _directions(cts):
+    """The length of the leading (direction) axis of the bundles given (a None: a zero one)."""
+    return next(shape(c)[0] for c in cts if c is not None)
 
 
-def packed_places(avals):
-    """The packed output of leaves of avals, allocated, and one view of it per leaf (to write it in place)."""
-    out = packed_aval(avals)
-    flat = backends.current().xp.empty(out.size, dtype=out.dtype)
-    places, off = [], 0
-    for a in avals:
-        places.append(flat[off:off + a.size].reshape(a.shape))
-        off += a.size
-    return flat.reshape(out.shape), places
+def _or_zeros(cts, avals, m):
+    """Cotangent (or tangent) bundles of M directions, zeros where a result's is None."""
+    return [zeros((m,), a) if c is None else c for c, a in zip(cts, avals)]
 
 
 def zeros(lead, aval):
@@ -297,7 +275,7 @@ class Scan:
         body cannot run as one (gpuad/compiler/loop_kernel.py)."""
         if target not in self._kernels:
             self._kernels[target] = loop_kernel.plan(self.body, self.n_consts, self.n_carry, self.reverse,
-                                                     packed_aval(self.out_avals), target)
+                                                     self.out_avals, target)
         return self._kernels[target]
 
     def per_call(self, cost):
@@ -312,9 +290,9 @@ class Scan:
 
     def temporaries(self, args, within):
         """Bytes a compiled run holds beside its operands and output (replay.peak_bytes): the loop
-        kernel's scratch, or a trip's carry and body's buffers where the body is replayed per trip
-        (also while the kernel builds: the larger of the two)."""
-        return _kept_while_running(self, within, self.split(args)[1], [self.body])
+        kernel's scratch, or the body's buffers where the body is replayed per trip (also while the
+        kernel builds: the larger of the two)."""
+        return _kept_while_running(self, within, [self.body])
 
     def slots(self, args):
         """The carries reverse mode holds where it checkpoints; None where it stores every one."""
@@ -325,18 +303,17 @@ class Scan:
         return list(args[:nc]), list(args[nc:nc + nk]), list(args[nc + nk:])
 
     def run(self, args, step):
-        """The loop on arrays, step(list) -> list running the body once. Each step's outputs are
-        written into their places in the packed output (no list of them, no copy to stack them)."""
+        """The loop on arrays, step(list) -> list running the body once: its results, the last
+        carries and the stacked outputs, each step's outputs written into their places in those
+        (no list of them, no copy to stack them)."""
         consts, carry, xs = self.split(args)
-        flat, places = packed_places(self.out_avals)
+        ys = _places(self.out_avals[self.n_carry:])
         for i in range(self.length - 1, -1, -1) if self.reverse else range(self.length):
-            outs = step(consts + carry + [x[i, ...] for x in xs])
-            carry = list(outs[:self.n_carry])
-            for place, y in zip(places[self.n_carry:], outs[self.n_carry:]):
+            made = step(consts + carry + [x[i, ...] for x in xs])
+            carry = list(made[:self.n_carry])
+            for place, y in zip(ys, made[self.n_carry:]):
                 place[i] = y
-        for place, c in zip(places, carry):
-            place[...] = c
-        return flat
+        return _own(carry, args) + tuple(ys)
 
     def stored(self):
         """This scan with the carry entering each iteration as extra stacked outputs (what the
@@ -360,12 +337,12 @@ def _carried(avals):
     return sum(map(nbytes, avals))
 
 
-def _kept_while_running(spec, within, carry, bodies):
-    """What a loop holds while it runs: its kernel's scratch, or a trip's carry and the larger of
-    its bodies' buffers where they are replayed per trip (while the kernel builds: unfused; the
-    larger of the two)."""
+def _kept_while_running(spec, within, bodies):
+    """What a loop holds while it runs: its kernel's scratch, or the larger of its bodies' buffers
+    where they are replayed per trip (while the kernel builds: unfused; the larger of the two).
+    The carry a trip reads is the loop's result in the making: the output the replay counts."""
     def replayed(fusion=None):
-        return _carried(carry) + max(within.peak(b, fusion=fusion) for b in bodies)
+        return max(within.peak(b, fusion=fusion) for b in bodies)
     kernel = spec.kernel(within.target) if within.fusion else None
     return replayed() if kernel is None else max(kernel.scratch, replayed(fusion=False))
 
@@ -386,7 +363,8 @@ def _scan_lower(xp, shapes, spec):
     if kernel is None:
         step = spec.compiled()
         return lambda *args: spec.run(list(args), step)
-    one = loop_kernel.runner(kernel, packed_aval(spec.out_avals), spec.length * len(spec.body.equations))
+    one = loop_kernel.runner(kernel, spec.out_avals, spec.length * len(spec.body.equations))
+
     step = None
 
     def run(*args):
@@ -500,7 +478,7 @@ def _kept(kept, args):
 def _scan_jvp(primals, tangents, spec):
     if all(t is None for t in tangents):
         return scan_p(*primals, spec=spec), None
-    k = next(shape(t)[0] for t in tangents if t is not None)
+    k = _directions(tangents)
     nc, nk = spec.n_consts, spec.n_carry
     consts, init, xs = spec.split(primals)
     tc, tk, tx = spec.split(tangents)
@@ -514,13 +492,12 @@ def _scan_jvp(primals, tangents, spec):
     new = Scan(body, nc + sum(c_nz), nk + sum(k_nz), spec.length, spec.reverse, spec.name, spec.checkpoint)
     operands = consts + _present(tc) + init + _filled(tk, k_nz, ins[nc:], k) + xs + \
         [gnp.moveaxis(t, 0, 1) for t in _present(tx)]
-    leaves = unpack(bind_scan(new, operands), new.out_avals)
+    leaves = bind_scan(new, operands)
     car, rest = leaves[:nk], leaves[nk:]
     tcar, rest = iter(rest[:sum(k_nz)]), rest[sum(k_nz):]
     ys, tys = rest[:len(y_nz)], iter(rest[len(y_nz):])
-    touts = [next(tcar) if m else zeros((k,), a) for m, a in zip(k_nz, spec.out_avals)] + \
-        [gnp.moveaxis(next(tys), 0, 1) if m else zeros((k,), a) for m, a in zip(y_nz, spec.out_avals[nk:])]
-    return pack(car + ys, spec.out_avals), pack(touts, spec.out_avals, lead=k)
+    touts = [next(tcar) if m else None for m in k_nz] + [gnp.moveaxis(next(tys), 0, 1) if m else None for m in y_nz]
+    return car + ys, tuple(touts)
 
 
 def _scan_rev_forward(values, spec):
@@ -529,11 +506,10 @@ def _scan_rev_forward(values, spec):
     if spec.slots(values) is not None:
         spec.kept = None
         return scan_p(*values, spec=spec)
-    stored = spec.stored()
-    leaves = unpack(scan_p(*values, spec=stored), stored.out_avals)
+    leaves = scan_p(*values, spec=spec.stored())
     n = len(spec.out_avals)
     spec.kept = (list(values), leaves[n:])
-    return pack(leaves[:n], spec.out_avals)
+    return leaves[:n]
 
 
 def _scan_vjp(ct, args, out, needed, spec, count=None):
@@ -542,7 +518,7 @@ def _scan_vjp(ct, args, out, needed, spec, count=None):
     a trip count known only when the loop runs (`count`, a while loop's), the same backward
     steps run on the carries the binomial schedule recomputes (revolve_p)."""
     kept, spec.kept = spec.kept, None  # a later sweep recomputes them: the spec holds no arrays after a sweep
-    m = shape(ct)[0]
+    m = _directions(ct)
     nc, nk = spec.n_consts, spec.n_carry
     consts, init, xs = spec.split(args)
     ins, outs = in_avals(spec.body), avals_of(spec.body)
@@ -550,7 +526,7 @@ def _scan_vjp(ct, args, out, needed, spec, count=None):
     k_w = [inexact(a) for a in ins[nc:nc + nk]]
     x_w = [needed[nc + nk + j] and inexact(a) for j, a in enumerate(ins[nc + nk:])]
     y_w = [inexact(a) for a in outs[nk:]]
-    cts = unpack(ct, spec.out_avals, lead=m)
+    cts = _or_zeros(ct, spec.out_avals, m)
 
     def f(vals):
         it = iter(vals)
@@ -571,15 +547,14 @@ def _scan_vjp(ct, args, out, needed, spec, count=None):
     zs = [gnp.moveaxis(c, 0, 1) for c, w in zip(cts[nk:], y_w) if w]
     slots = spec.slots(args) if count is None else revolve.slots("auto", None, revolve.carry_bytes(init))
     if slots is None:
-        stored = kept[1] if _kept(kept, args) else \
-            unpack(scan_p(*args, spec=spec.stored()), spec.stored().out_avals)[len(spec.out_avals):]
+        stored = list(kept[1] if _kept(kept, args) else scan_p(*args, spec=spec.stored())[len(spec.out_avals):])
         scan = Scan(body, nc, len(back), spec.length, not spec.reverse, spec.name + " backward")
-        leaves = unpack(bind_scan(scan, consts + back + stored + xs + zs), scan.out_avals)
+        leaves = bind_scan(scan, consts + back + stored + xs + zs)
     else:
         b = spec.body
         steps = dead_code(Program(b.ins, b.equations, b.outs[:nk]))
         loop = Revolve(steps, body, nc, nk, len(back), spec.length, spec.reverse, slots, spec.name)
-        leaves = _revolved(loop, consts + init + xs + back + zs + ([] if count is None else [count]))
+        leaves = revolve_p(*consts, *init, *xs, *back, *zs, *([] if count is None else [count]), spec=loop)
     ct_init, ct_consts = iter(leaves[:sum(k_w)]), iter(leaves[sum(k_w):sum(k_w) + sum(c_w)])
     ct_xs = iter(leaves[sum(k_w) + sum(c_w):])
     return [next(ct_consts) if w else None for w in c_w] + [next(ct_init) if w else None for w in k_w] + \
@@ -597,12 +572,13 @@ def _scan_batch(args, batched, spec):
     body = retrace(lambda vals: _vmapped(spec.body, vals, axes, b),
                    _batched_avals(in_avals(spec.body), axes, b), f"{spec.name}'s body under vmap")
     new = Scan(body, spec.n_consts, nk, spec.length, spec.reverse, spec.name, spec.checkpoint)
-    leaves = unpack(bind_scan(new, consts + init + xs), new.out_avals)
-    return pack(leaves[:nk] + [gnp.moveaxis(y, 1, 0) for y in leaves[nk:]], spec.out_avals, lead=b), True
+    leaves = bind_scan(new, consts + init + xs)
+    return leaves[:nk] + tuple(gnp.moveaxis(y, 1, 0) for y in leaves[nk:]), [True] * len(leaves)
 
 
-scan_p = Primitive("scan", _scan_impl, _scan_jvp, _scan_vjp, _scan_batch,
-                   abstract=lambda *args, spec: packed_aval(spec.out_avals))
+scan_p = Primitive("scan", _scan_impl, _scan_jvp, _scan_vjp, _scan_batch, abstract=_abstract)
+scan_p.multiple_results = True
+
 scan_p.lower = _scan_lower
 scan_p.temporaries = _held
 scan_p.rev_forward = _scan_rev_forward
@@ -639,7 +615,7 @@ class While:
         as one (gpuad/compiler/loop_kernel.py)."""
         if target not in self._kernels:
             self._kernels[target] = loop_kernel.plan(self.stepped(), self.n_cc + self.n_bc, self.n_carry, False,
-                                                     packed_aval(self.out_avals), target, test=True)
+                                                     self.out_avals, target, test=True)
         return self._kernels[target]
 
     def stepped(self):
@@ -669,8 +645,8 @@ class While:
 
     def temporaries(self, args, within):
         """Bytes a compiled run holds beside its operands and output (replay.peak_bytes): the loop
-        kernel's scratch, or a trip's carry and the larger of its condition's and body's buffers."""
-        return _kept_while_running(self, within, self.split(args)[2], [self.cond, self.body])
+        kernel's scratch, or the larger of its condition's and body's buffers."""
+        return _kept_while_running(self, within, [self.cond, self.body])
 
     def split(self, args):
         a, b = self.n_cc, self.n_cc + self.n_bc
@@ -680,7 +656,7 @@ class While:
         cc, bc, carry = self.split(args)
         while bool(self.going(cond(cc + carry)[0])):
             carry = list(body(bc + carry))
-        return pack(carry, self.out_avals)
+        return _own(carry, args)
 
     def compiled(self):
         if self._runners is None:
@@ -712,7 +688,7 @@ def _while_lower(xp, shapes, spec):
     if kernel is None:
         cond, body = spec.compiled()
         return lambda *args: spec.run(args, cond, body)
-    one = loop_kernel.runner(kernel, packed_aval(spec.out_avals), 0)
+    one = loop_kernel.runner(kernel, spec.out_avals, 0)
     unfused = None
 
     def run(*args):
@@ -733,7 +709,7 @@ def _while_jvp(primals, tangents, spec):
     _, tb, tk = spec.split(tangents)
     if all(t is None for t in tb + tk):
         return while_p(*primals, spec=spec), None
-    k = next(shape(t)[0] for t in tb + tk if t is not None)
+    k = _directions(tb + tk)
     nk, ins = spec.n_carry, in_avals(spec.body)
     b_nz = [t is not None for t in tb]
 
@@ -745,11 +721,9 @@ def _while_jvp(primals, tangents, spec):
                    in_avals(spec.cond) + [bundle(a, k) for a, m in zip(spec.out_avals, k_nz) if m],
                    f"{spec.name}'s condition")
     new = While(cond, body, n_cc, spec.n_bc + sum(b_nz), spec.name, spec.each)
-    leaves = unpack(bind_while(new, cc + bc + _present(tb) + init + _filled(tk, k_nz, ins[spec.n_bc:], k)),
-                    new.out_avals)
+    leaves = bind_while(new, cc + bc + _present(tb) + init + _filled(tk, k_nz, ins[spec.n_bc:], k))
     tcar = iter(leaves[nk:])
-    touts = [next(tcar) if m else zeros((k,), a) for m, a in zip(k_nz, spec.out_avals)]
-    return pack(leaves[:nk], spec.out_avals), pack(touts, spec.out_avals, lead=k)
+    return leaves[:nk], tuple(next(tcar) if m else None for m in k_nz)
 
 
 def _trip_count(args, spec):
@@ -763,8 +737,7 @@ def _trip_count(args, spec):
     cond = retrace(lambda vals: spec.cond.evaluate(vals[:n_cc + nk]), in_avals(spec.cond) + [count],
                    f"{spec.name}'s condition")
     counting = While(cond, body, n_cc, spec.n_bc, spec.name, spec.each)
-    traced = n = unpack(while_p(*args, backends.current().asarray(onp.int64(0)), spec=counting),
-                        counting.out_avals)[-1]
+    traced = n = while_p(*args, backends.current().asarray(onp.int64(0)), spec=counting)[-1]
     while isinstance(n, Tracer):
         try:
             n = n._inner()
@@ -820,11 +793,12 @@ def _while_batch(args, batched, spec):
     body = retrace(step, c_avals[:n_cc] + _batched_avals(in_avals(spec.body), b_axes, b),
                    f"{spec.name}'s body under vmap")
     new = While(cond, body, n_cc, n_cc + n_bc, spec.name, each=True)
-    return pack(unpack(bind_while(new, cc + cc + bc + init), new.out_avals), spec.out_avals, lead=b), True
+    return bind_while(new, cc + cc + bc + init), [True] * nk
 
 
-while_p = Primitive("while_loop", _while_impl, _while_jvp, _while_vjp, _while_batch,
-                    abstract=lambda *args, spec: packed_aval(spec.out_avals))
+while_p = Primitive("while_loop", _while_impl, _while_jvp, _while_vjp, _while_batch, abstract=_abstract)
+while_p.multiple_results = True
+
 while_p.lower = _while_lower
 while_p.temporaries = _held
 while_p.rev_forward = _while_rev_forward
@@ -856,7 +830,7 @@ class Cond:
 
     def run(self, index, ops, branches):
         i = min(max(int(index), 0), len(branches) - 1)
-        return pack(list(branches[i](list(ops))), self.out_avals)
+        return tuple(branches[i](list(ops)))
 
     def compiled(self):
         if self._runners is None:
@@ -877,30 +851,29 @@ def _cond_jvp(primals, tangents, spec):
     index, ops, tops = primals[0], list(primals[1:]), tangents[1:]
     if all(t is None for t in tops):
         return cond_p(*primals, spec=spec), None
-    k = next(shape(t)[0] for t in tops if t is not None)
+    k = _directions(tops)
     nz = [t is not None for t in tops]
     forced = [inexact(a) for a in spec.out_avals]
     new = Cond([jvp_body(b, (len(ops),), nz, k, forced, f"the JVP of a {spec.name} branch")[0]
                 for b in spec.branches], spec.name)
-    leaves = unpack(cond_p(index, *ops, *_present(tops), spec=new), new.out_avals)
+    leaves = cond_p(index, *ops, *_present(tops), spec=new)
     n = len(spec.out_avals)
     touts = iter(leaves[n:])
-    return pack(leaves[:n], spec.out_avals), pack(
-        [next(touts) if f else zeros((k,), a) for f, a in zip(forced, spec.out_avals)], spec.out_avals, lead=k)
+    return leaves[:n], tuple(next(touts) if f else None for f in forced)
 
 
 def _cond_vjp(ct, args, out, needed, spec):
     """The branch taken swept back from its operands, recomputed (with the saved values read
     where spec.saved has them)."""
     index, ops = args[0], list(args[1:])
-    m = shape(ct)[0]
+    m = _directions(ct)
     ins = in_avals(spec.branches[0])
     w = [n and inexact(a) for n, a in zip(needed[1:], ins)]
     r, branches = spec.saved
     n = len(spec.out_avals) - r
-    saved = unpack(out, spec.out_avals)[n:] if r else []
+    saved = list(out[n:])
     y_w = [inexact(a) for a in spec.out_avals[:n]]
-    cts = unpack(ct, spec.out_avals, lead=m)[:n]
+    cts = _or_zeros(ct[:n], spec.out_avals, m)
 
     def vjp_branch(b):
         def f(vals):
@@ -912,8 +885,7 @@ def _cond_vjp(ct, args, out, needed, spec):
     if not any(w):
         return [None] * len(args)
     new = Cond([vjp_branch(b) for b in branches or spec.branches], spec.name)
-    leaves = iter(unpack(cond_p(index, *ops, *saved, *[c for c, yw in zip(cts, y_w) if yw], spec=new),
-                         new.out_avals))
+    leaves = iter(cond_p(index, *ops, *saved, *[c for c, yw in zip(cts, y_w) if yw], spec=new))
     return [None] + [next(leaves) if x else None for x in w]
 
 
@@ -925,7 +897,7 @@ def _cond_batch(args, batched, spec):
         new = Cond([retrace(lambda vals, br=br: _vmapped(br, vals, axes, b),
                             _batched_avals(in_avals(br), axes, b), f"a {spec.name} branch under vmap")
                     for br in spec.branches], spec.name)
-        return pack(unpack(cond_p(index, *ops, spec=new), new.out_avals), spec.out_avals, lead=b), True
+        return cond_p(index, *ops, spec=new), [True] * len(spec.out_avals)
     # each example picks its own branch: run them all, select per example
     index = gnp.clip(index, 0, len(spec.branches) - 1)
     outs = [_vmapped(br, ops, axes, b) for br in spec.branches]
@@ -933,11 +905,11 @@ def _cond_batch(args, batched, spec):
     for k, out in enumerate(outs[1:], 1):
         picked = [gnp.where(gnp.reshape(index == k, (b,) + (1,) * (len(shape(o)) - 1)), o, p)
                   for o, p in zip(out, picked)]
-    return pack(picked, spec.out_avals, lead=b), True
+    return tuple(picked), [True] * len(picked)
 
 
-cond_p = Primitive("cond", _cond_impl, _cond_jvp, _cond_vjp, _cond_batch,
-                   abstract=lambda *args, spec: packed_aval(spec.out_avals))
+cond_p = Primitive("cond", _cond_impl, _cond_jvp, _cond_vjp, _cond_batch, abstract=_abstract)
+cond_p.multiple_results = True
 cond_p.lower = _cond_lower
 cond_p.temporaries = _held
 
@@ -963,6 +935,7 @@ class Revolve:
         self.n_xs = len(fwd.ins) - n_consts - n_carry
         self.out_avals = self.unscheduled().out_avals
         self._runners = None
+        self.bodies = [fwd, bwd]  # the programs it holds (Program.check verifies them)
 
     def __repr__(self):
         return f"{self.name}(length={self.length}, slots={self.slots}{', reverse' if self.reverse else ''})"
@@ -988,17 +961,18 @@ class Revolve:
 
     def temporaries(self, args, within):
         """Bytes a compiled run holds beside its operands and output (replay.peak_bytes): the
-        carries the schedule holds past the first (an operand), the one being advanced, the
-        backward carries and the larger of a step's buffers. Where the count is known only when
-        it runs, the slots it fills are not known before: the first alone is counted."""
-        _, first, _, b, _, _ = self.split(args)
+        carries the schedule holds past the first (an operand), the one being advanced, and the
+        larger of a step's buffers (the backward carries are its result in the making: the output
+        the replay counts). Where the count is known only when it runs, the slots it fills are not
+        known before: the first alone is counted."""
+        first = self.split(args)[1]
         held = 1 if self.length is None else max(1, min(self.slots, self.length))
-        return held * _carried(first) + _carried(b) + max(within.peak(self.fwd), within.peak(self.bwd))
+        return held * _carried(first) + max(within.peak(self.fwd), within.peak(self.bwd))
 
     def run(self, args, fwd, bwd):
         consts, first, xs, b, zs, count = self.split(args)
         n = self.length if count is None else int(backends.current().to_numpy(count))
-        flat, places = packed_places(self.out_avals)
+        ys = _places(self.out_avals[self.n_back:])
 
         def row(i):
             return n - 1 - i if self.reverse else i
@@ -1009,14 +983,12 @@ class Revolve:
             return c
 
         def back(i, c):
-            outs = bwd(consts + b + c + [x[row(i)] for x in xs] + [z[row(i)] for z in zs])
-            b[:] = outs[:self.n_back]
-            for place, y in zip(places[self.n_back:], outs[self.n_back:]):
+            made = bwd(consts + b + c + [x[row(i)] for x in xs] + [z[row(i)] for z in zs])
+            b[:] = made[:self.n_back]
+            for place, y in zip(ys, made[self.n_back:]):
                 place[row(i)] = y
         revolve.reverse(n, max(1, min(self.slots, n)), advance, back, list(first))
-        for place, c in zip(places, b):
-            place[...] = c
-        return flat
+        return _own(b, args) + tuple(ys)
 
     def compiled(self):
         if self._runners is None:
@@ -1035,7 +1007,7 @@ def _revolve_jvp(primals, tangents, spec):
     with none; the constants', slices' and zs' where they have one)."""
     if all(t is None for t in tangents):
         return revolve_p(*primals, spec=spec), None
-    k = next(shape(t)[0] for t in tangents if t is not None)
+    k = _directions(tangents)
     nc, nk, nx, nb = spec.n_consts, spec.n_carry, spec.n_xs, spec.n_back
     consts, first, xs, b, zs, count = spec.split(primals)
     tc, tk, tx, tb, tz, _ = spec.split(list(tangents))
@@ -1054,12 +1026,11 @@ def _revolve_jvp(primals, tangents, spec):
         return [gnp.moveaxis(t, 0, 1) for t in _present(ts)]
     operands = consts + _present(tc) + first + _filled(tk, k_nz, f_ins[nc:], k) + xs + moved(tx) + \
         b + _filled(tb, b_nz, b_ins[nc:], k) + zs + moved(tz) + ([] if count is None else [count])
-    leaves = _revolved(new, operands)
+    leaves = revolve_p(*operands, spec=new)
     outs, tb_out = leaves[:nb], iter(leaves[nb:nb + sum(b_nz)])
     ys, ty = leaves[nb + sum(b_nz):nb + sum(b_nz) + len(y_nz)], iter(leaves[nb + sum(b_nz) + len(y_nz):])
-    touts = [next(tb_out) if m else zeros((k,), a) for m, a in zip(b_nz, spec.out_avals)] + \
-        [gnp.moveaxis(next(ty), 0, 1) if m else zeros((k,), a) for m, a in zip(y_nz, spec.out_avals[nb:])]
-    return pack(outs + ys, spec.out_avals), pack(touts, spec.out_avals, lead=k)
+    touts = [next(tb_out) if m else None for m in b_nz] + [gnp.moveaxis(next(ty), 0, 1) if m else None for m in y_nz]
+    return outs + ys, tuple(touts)
 
 
 def _revolve_batch(args, batched, spec):
@@ -1085,8 +1056,8 @@ def _revolve_batch(args, batched, spec):
                   spec.n_carry, nb, spec.length, spec.reverse, spec.slots, spec.name)
     if count is not None and m_count:
         count = gnp.max(count)
-    leaves = _revolved(new, consts + first + xs + back + zs + ([] if count is None else [count]))
-    return pack(leaves[:nb] + [gnp.moveaxis(y, 1, 0) for y in leaves[nb:]], spec.out_avals, lead=b), True
+    leaves = revolve_p(*consts, *first, *xs, *back, *zs, *([] if count is None else [count]), spec=new)
+    return leaves[:nb] + tuple(gnp.moveaxis(y, 1, 0) for y in leaves[nb:]), [True] * len(leaves)
 
 
 def _revolve_vjp(ct, args, out, needed, spec):
@@ -1095,11 +1066,10 @@ def _revolve_vjp(ct, args, out, needed, spec):
         raise NotImplementedError(f"reverse mode through the backward sweep of a {spec.name} whose trip count is "
                                   "known only when it runs (under gpuad.jit, or in another loop's body) is not "
                                   "supported: take the outer derivative in forward mode (gpuad.hessian does)")
-    m = shape(ct)[0]
     avals = [ShapeDtypeStruct(shape(a), a.dtype) for a in args]
     program = retrace(lambda vals: _unscheduled(spec, vals), avals, f"{spec.name}, every carry stored")
     wanted = [w and inexact(a) for w, a in zip(needed, avals)]
-    _, grads = vjp_of(program, list(args), wanted, unpack(ct, spec.out_avals, lead=m), m)
+    _, grads = vjp_of(program, list(args), wanted, list(ct), _directions(ct))
     return grads
 
 
@@ -1109,20 +1079,16 @@ def _unscheduled(spec, vals):
     nc, nk = spec.n_consts, spec.n_carry
     forward = Scan(Program(fwd.ins, fwd.equations, fwd.outs + fwd.ins[nc:nc + nk]), nc, nk, spec.length,
                    spec.reverse, spec.name)
-    stored = unpack(bind_scan(forward, consts + first + xs), forward.out_avals)[nk:]
-    back = spec.unscheduled()
-    return unpack(bind_scan(back, consts + b + stored + xs + zs), back.out_avals)
+    stored = list(bind_scan(forward, consts + first + xs)[nk:])
+    return list(bind_scan(spec.unscheduled(), consts + b + stored + xs + zs))
 
 
 revolve_p = Primitive("revolve", lambda *args, spec: _revolve_runner(spec, False)(*args), _revolve_jvp,
-                      _revolve_vjp, _revolve_batch, abstract=lambda *args, spec: packed_aval(spec.out_avals))
+                      _revolve_vjp, _revolve_batch, abstract=_abstract)
+revolve_p.multiple_results = True
 revolve_p.lower = lambda xp, shapes, spec: _revolve_runner(spec, True)
 revolve_p.temporaries = _held
 
-
-def _revolved(spec, operands):
-    """revolve_p on operands, its output leaves unpacked."""
-    return unpack(revolve_p(*operands, spec=spec), spec.out_avals)
 
 
 # ---------------------------------------------------------------- sparsity patterns (gpuad.sparse)
@@ -1137,12 +1103,15 @@ def _columns(args):
     return eye, offsets, n
 
 
-def _locals(pattern, offsets):
-    """The output's pattern split by operand: (rows, cols) per operand, None where it is empty."""
+def _locals(patterns, offsets):
+    """Each result's pattern split by operand: per result, (rows, cols) per operand, None where
+    it is empty."""
     out = []
-    for lo, hi in zip(offsets[:-1], offsets[1:]):
-        part = pattern[:, lo:hi].tocoo()
-        out.append((part.row, part.col) if part.nnz else None)
+    for pattern in patterns:
+        out.append([])
+        for lo, hi in zip(offsets[:-1], offsets[1:]):
+            part = pattern[:, lo:hi].tocoo()
+            out[-1].append((part.row, part.col) if part.nnz else None)
     return out
 
 
@@ -1177,13 +1146,11 @@ def _scan_pattern(args, out, spec):
         ys = [sp.csr_array((a.size // max(spec.length, 1), n), dtype=bool) for a in spec.out_avals[nk:]]
     stacked = [sp.vstack([y] * spec.length, format="csr") if spec.length else
                sp.csr_array((0, n), dtype=bool) for y in ys]
-    return _locals(sp.vstack(carry + stacked, format="csr"), offsets)
+    return _locals(carry + stacked, offsets)
 
 
 def _while_pattern(args, out, spec):
     """The carries' patterns through the body to a fixed point (the trip count is not known)."""
-    import scipy.sparse as sp
-
     from .sparse.detect import propagate
     eye, offsets, n = _columns(args)
     start = spec.n_cc + spec.n_bc
@@ -1191,18 +1158,16 @@ def _while_pattern(args, out, spec):
     while True:
         grown = [a + b for a, b in zip(carry, propagate(spec.body, eye[spec.n_cc:start] + carry, n))]
         if all(_same(a, b) for a, b in zip(carry, grown)):
-            return _locals(sp.vstack(carry, format="csr"), offsets)
+            return _locals(carry, offsets)
         carry = grown
 
 
 def _cond_pattern(args, out, spec):
     """The union of the branches' patterns (the index does not enter them)."""
-    import scipy.sparse as sp
-
     from .sparse.detect import propagate
     eye, offsets, n = _columns(args)
-    outs = [sp.vstack(propagate(b, eye[1:], n), format="csr") for b in spec.branches]
-    return _locals(functools.reduce(operator.add, outs), offsets)
+    outs = [propagate(b, eye[1:], n) for b in spec.branches]
+    return _locals([functools.reduce(operator.add, o) for o in zip(*outs)], offsets)
 
 
 scan_p.pattern, while_p.pattern, cond_p.pattern = _scan_pattern, _while_pattern, _cond_pattern

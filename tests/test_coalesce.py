@@ -12,7 +12,7 @@ import gpuad
 import gpuad.numpy as gnp
 from gpuad.compiler import coalesce
 from gpuad.compiler.ir import Var
-from gpuad.kernels import programs
+from gpuad.kernels import index32, programs
 
 _RNG = np.random.default_rng(5)
 _B = {"tall": _RNG.normal(size=(300, 24)), "wide": _RNG.normal(size=(24, 300))}
@@ -69,3 +69,15 @@ def test_the_reordered_walk_computes_what_the_c_order_walk_does(key, tmp_path, m
         want = run_region_on_host(tmp_path, c_order.text, c_order.name, c_order, arrays)
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
+
+
+def test_a_walk_of_a_region_unrolling_inner_axes_writes_each_element_where_it_belongs(tmp_path):
+    """A region unrolling its trailing axis (3 elements) that reads a transposed operand as large
+    as its output walks the operand's last axis fastest; each loop element's unrolled outputs are
+    written at the element's C-order position (they were written at i, the thread's)."""
+    x = _RNG.normal(size=(3, 50, 60))
+    [k] = programs.region_kernels(lambda x: gnp.sin(gnp.transpose(x)) * 2.0, x, target="cuda")
+    assert k.inner == 1 and "const long long at = " in k.text  # walked other than in C order
+    for text, name, index in ((k.text, k.name, np.int64), (*index32.first(k), np.int32)):
+        [got] = run_region_on_host(tmp_path, text, name, k, [x], index)
+        np.testing.assert_allclose(got, np.sin(x.T) * 2.0, rtol=1e-15)

@@ -23,7 +23,7 @@ TIERS = [
     ("compiler", ["compiler", "compiler.*"]),
     ("user API", ["api", "numpy", "numpy.*", "scipy", "scipy.*"]),
     ("on top", ["jit", "custom", "sparse", "sparse.detect", "sparse.zeros", "sparse.compressed", "lax", "loops",
-                "ad_checkpoint",
+                "branches", "ad_checkpoint",
                 "distributed", "kernels.programs", "kernels.__main__", ""]),
 ]
 

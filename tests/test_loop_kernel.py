@@ -280,7 +280,7 @@ extern "C" void gpuad_block(unsigned b) { blockIdx.x = b; }
 
 
 def _seen_by(kernel, f, args):
-    """(operands, trips, output) of the CPU loop kernel's call in f(*args)."""
+    """(operands, trips, results) of the CPU loop kernel's call in f(*args)."""
     f(*args)  # built
     run, seen = kernel.runner.call, []
 
@@ -296,8 +296,8 @@ def _seen_by(kernel, f, args):
 
 
 def cuda_on_the_host(runs, tmp_path):
-    """[(output, the CPU kernel's)] of each CUDA loop kernel of runs (kernel, the CPU kernel's
-    operands, trips and output) compiled as C++ and run one thread a block."""
+    """[(result, the CPU kernel's)] of each result of each CUDA loop kernel of runs (kernel, the
+    CPU kernel's operands, trips and results) compiled as C++ and run one thread a block."""
     source = _CUDA_ON_THE_HOST + "".join(f"namespace k{j} {{\n{k.text}\n}}\n" for j, (k, *_) in enumerate(runs))
     (tmp_path / "loops.cpp").write_text(source)
     subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(tmp_path / "loops.so"), str(tmp_path / "loops.cpp")],
@@ -307,14 +307,14 @@ def cuda_on_the_host(runs, tmp_path):
     for kernel, operands, trips, expected in runs:
         arrays = [np.ascontiguousarray(a) for a in operands] + [np.ascontiguousarray(c) for c in kernel.constants]
         arrays += [np.zeros(kernel.scratch, np.uint8)] if kernel.schedule == "element" else []
-        out = np.zeros_like(expected)
+        results = [np.zeros_like(e) for e in expected]
         fn = getattr(lib, kernel.name)
-        fn.argtypes = [ctypes.c_void_p] * (len(arrays) + 1) + [ctypes.c_longlong]
+        fn.argtypes = [ctypes.c_void_p] * (len(arrays) + len(results)) + [ctypes.c_longlong]
         for b in range(kernel.grid):
             for thread in range(kernel.block if kernel.schedule == "element" else 1):
                 lib.gpuad_block(b * kernel.block + thread)  # blockIdx.x of a one-thread block
-                fn(*[a.ctypes.data for a in arrays], out.ctypes.data, trips)
-        outs.append((out, expected))
+                fn(*[a.ctypes.data for a in arrays + results], trips)
+        outs += zip(results, expected)
     return outs
 
 

@@ -62,7 +62,7 @@ def test_a_newton_solve_is_one_kernel_and_matches_the_implicit_function_theorem(
     assert_close(x, want[0], rtol=1e-14, atol=1e-15)
     assert int(k) == int(want[1]) and 3 <= int(k) < 60  # the counter, an int carry, counted in the kernel
     (eq,) = [eq for eq in f.lower(p).program.equations if eq.prim.name == "while_loop"]
-    alone = Program([a for a in eq.ins if isinstance(a, Var)], [eq], [eq.out])
+    alone = Program([a for a in eq.ins if isinstance(a, Var)], [eq], list(eq.outs))
     assert cost.count(alone) == 1  # the whole loop: one launch on CuPy (the replay per trip: the body's each trip)
 
 

@@ -8,9 +8,10 @@ least as large as the region's output, the threads walk the loop axes with the o
 input's last axis fastest: its reads are coalesced and the writes go strided instead (a load
 stalls the thread that waits for it; a store does not, and the cache merges a block's strided
 stores into whole sectors). Inputs are taken as C-contiguous, as the arrays a program makes are.
+codegen asks `fastest` of the loads of a region's pulled body, and prints the digits and the
+outputs' position of the `walk` at the head of the kernel's body.
 """
 import math
-import re
 
 from . import index as ix
 from .ir import Var
@@ -39,16 +40,13 @@ def _unit_axis(a):
     return next((k for k in along if abs(a.val.strides[k]) == a.val.itemsize), None)
 
 
-def reordered(body, outer, axis):
-    """The body with the loop digits taken from i with `axis` fastest (the others in order before
-    it), and the outputs written at the element's C-order position: unchanged where axis is last."""
+def walk(outer, axis):
+    """(digits, at) where the threads walk the loop axes `outer` with `axis` fastest (the others
+    in order before it): each loop digit as an expression of the loop element i, and the element's
+    C-order position over the digits, where its outputs are written; None where axis is last."""
     if axis == len(outer) - 1:
-        return body
-    lines = body.split("\n        ")
+        return None
     order = [d for d in range(len(outer)) if d != axis] + [axis]
-    walked = ix.unravel(ix.sym("i", 0, math.prod(outer) - 1), [outer[d] for d in order])
-    for d, digit in zip(order, walked):
-        lines[d] = f"const {ix.INDEX} d{d} = {ix.c(digit, ix.INDEX)};"  # line d: d's
+    walked = dict(zip(order, ix.unravel(ix.sym("i", 0, math.prod(outer) - 1), [outer[d] for d in order])))
     at = ix.ravel([ix.sym(f"d{d}", 0, n - 1) for d, n in enumerate(outer)], outer)
-    lines.insert(len(outer), f"const {ix.INDEX} at = {ix.c(at, ix.INDEX)};")
-    return re.sub(r"(\bout\d+)\[i\b", r"\1[at", "\n        ".join(lines))
+    return tuple(walked[d] for d in range(len(outer))), at

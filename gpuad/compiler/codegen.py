@@ -11,7 +11,6 @@ layout of its inputs (views are read in place).
 """
 import hashlib
 import math
-import re
 import string
 import sys
 
@@ -91,45 +90,38 @@ def render(region, target):
             offset = offset + idx[k] * ix.sym(f"s{j}_{k}")
         return _c(offset)
     cols = _row_length(region) if target == "host" else None
-    loads = []  # the body is pulled once, its loads marked, then spelled for each layout
-
-    def marked(j, idx):
-        loads.append((j, idx))
-        return f"@{len(loads) - 1}@"
     inner = inner_axes(region)
     if target == "cuda" and inner:  # fewer axes unrolled where the copies' values would not fit in registers
-        one = registers.words(_pulled(region, lambda j, idx: "0", cols, 0)[0])  # one element's values
+        one = registers.words(_pulled(region, cols, 0).printed(_Layout(lambda j, idx: "0")))  # one element's values
         while inner and math.prod(shape[len(shape) - inner:]) * one > registers.BUDGET:
             inner -= 1
-    pulled, clamps = _pulled(region, marked, cols, inner)
+    pulled = _pulled(region, cols, inner)  # pulled once, printed for each layout of the inputs
     size = math.prod(shape[:len(shape) - inner])
-
-    def spelled(offset):
-        return re.sub(r"@(\d+)@", lambda m: offset(*loads[int(m.group(1))]), pulled)
-    body, lanes = spelled(strided), 1
+    layout = _Layout(strided)
     if target == "cuda":  # threads walk the loop as the largest operand lies in memory; long sums by warps
         outer = shape[:len(shape) - inner]
-        body = coalesce.reordered(body, outer, coalesce.fastest(loads, arrays, outer, math.prod(shape)))
-        body, lanes = warps.split(body, size)
+        axis = coalesce.fastest(pulled.loads, arrays, outer, math.prod(shape))
+        layout = _Layout(strided, coalesce.walk(outer, axis), warps.lanes(size) if pulled.split else 1)
+    body = pulled.printed(layout)
     signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
     digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
     name = f"gpuad_region_{digest}"
     # host: the prelude comes once per library; a loop of rows where the last loop axis is long
     template = _read("region.cu" if target == "cuda" else "region_host.cpp" if cols is None else "region_host_rows.cpp")
     loop = len(shape) - inner
-    interior = _interior(clamps, f"d{loop - 1}", cols or size) if cols or loop == 1 else None
-    text = _fill(template, name, params, body, interior, cols, lanes)
+    interior = _interior(pulled.clamps, f"d{loop - 1}", cols or size) if cols or loop == 1 else None
+    text = _fill(template, name, params, body, interior, cols, layout.lanes)
 
     def contiguous(j, idx):
         return _c(_contiguous_offset(arrays[j].shape, idx, shape))
-    dense_body = spelled(contiguous)  # C-contiguous inputs: unit strides the compiler can vectorise
+    dense_body = pulled.printed(_Layout(contiguous))  # C-contiguous inputs: unit strides the compiler can vectorise
     if target == "host":  # a second build for them
         dense = [p for p in params if not p.startswith(f"const {ix.INDEX} s")]
         text += _fill(template, f"{name}_c", dense, dense_body, interior, cols)
         text += _objects_entry(name, arrays, axes, region.outs, size)
     extent = max(math.prod(v.shape) for v in [*arrays, *(eq.out for eq in region.equations)])
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent, lanes,
-                  _indexed(dense_body) if cols is None else "", loads, inner)
+    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent, layout.lanes,
+                  _indexed(dense_body) if cols is None else "", pulled.loads, inner)
 
 
 _CLAMP = "@clamp@"  # where the body clamps an index: gpuad_clamp, or gpuad_unclamped in the host's fast body
@@ -174,22 +166,50 @@ def _interior(clamps, digit, length):
     return lo, max(lo, hi)
 
 
-def _pulled(region, offset, cols, inner):
-    """The body of the region's loop, reading inputs at `offset(j, index)` (by rows of `cols`
-    elements where given: see _Body.text). Values are pulled recursively, a few frames per member
-    along the longest chain: the recursion limit is raised for that while it runs. With the body,
-    the clamps its indices hold."""
+def _pulled(region, cols, inner):
+    """The _Body of the region's loop, pulled (by rows of `cols` elements where given: see
+    _Body.pull). Values are pulled recursively, a few frames per member along the longest chain:
+    the recursion limit is raised for that while it runs."""
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 8 * len(region.equations) + 1000))
     try:
-        body = _Body(region, offset)
-        return body.text(cols, inner), body.clamps
+        body = _Body(region)
+        body.pull(cols, inner)
+        return body
     finally:
         sys.setrecursionlimit(limit)
 
 
 def _names(params):
     return ", ".join(p.split()[-1] for p in params)
+
+
+class _Layout:
+    """How a pulled body is printed: `offset(j, idx)`, the C offset of input j at index idx;
+    `walk`, where the threads walk the loop other than in C order, (digits, at): each loop digit
+    as an expression of i, and the element's C-order position, where the outputs are written
+    (coalesce.walk), else None; `lanes`, the threads over which each long top-level sum's terms
+    are split (warps.py)."""
+    __slots__ = ("offset", "walk", "lanes")
+
+    def __init__(self, offset, walk=None, lanes=1):
+        self.offset, self.walk, self.lanes = offset, walk, lanes
+
+
+class _Line:
+    """A line of a body whose text depends on the layout it is printed for: text(layout), or
+    None for no line there."""
+    __slots__ = ("text", "indent")
+
+    def __init__(self, text, indent=""):
+        self.text, self.indent = text, indent
+
+    def indented(self):
+        return _Line(self.text, "    " + self.indent)
+
+    def printed(self, layout):
+        text = self.text(layout)
+        return None if text is None else self.indent + text
 
 
 class _Body:
@@ -201,10 +221,12 @@ class _Body:
     loop. A value is declared in the outermost block where it is valid (`levels`: the lines of
     the blocks open, outermost first): one read at the element's own digits or constant indices,
     from values valid there, goes before the blocks, so every block reads it, computed once; what
-    a block computes at its own indices is forgotten after it."""
+    a block computes at its own indices is forgotten after it. The body is pulled once, then
+    printed for each layout (`printed`): what a layout decides (where the inputs are read, the
+    order of the digits, the lanes of a sum) is held in _Lines until then."""
 
-    def __init__(self, region, offset):
-        self.region, self.offset = region, offset
+    def __init__(self, region):
+        self.region = region
         self.made = {eq.out: eq for eq in region.equations}
         self.inputs = {_key(a): j for j, a in enumerate(region.ins)}
         self.levels, self.memo, self.temps, self.count = [[]], {}, 0, 0
@@ -212,8 +234,10 @@ class _Body:
         self.deepest = 0  # the innermost level the value being computed needs
         self.bounds = {}  # id(constant positions) -> (least, greatest)
         self.clamps = set()  # the clamp nodes of the indices printed
+        self.loads = []  # (input position, index) of each load, in order
+        self.split = False  # whether a long sum is at the top level (warps.py)
 
-    def text(self, cols, inner):
+    def pull(self, cols, inner):
         """Element i of the loop owns the elements of the iteration space whose leading indices
         are i's digits over the outer axes; the inner axes are unrolled, their indices constants
         (conditions on them fold away, and what does not depend on them is computed once). By
@@ -221,19 +245,24 @@ class _Body:
         shape = self.region.shape
         outer, per = shape[:len(shape) - inner], math.prod(shape[len(shape) - inner:])
         size = math.prod(outer)
-        digits = ix.unravel(ix.sym("i", 0, size - 1), outer) if cols is None else \
-            ix.unravel(ix.sym("r", 0, size // cols - 1), outer[:-1]) + (ix.sym("j", 0, cols - 1),)
+        self.order = ix.unravel(ix.sym("i", 0, size - 1), outer) if cols is None else \
+            ix.unravel(ix.sym("r", 0, size // cols - 1), outer[:-1]) + (ix.sym("j", 0, cols - 1),)  # C's
         self.digits = {ix.sym(f"d{d}") for d in range(len(outer))}
-        lines = self.levels[0]
-        lines += [f"const {ix.INDEX} d{d} = {_c(digit)};" for d, digit in enumerate(digits)]
         for j in range(per):
             index = tuple(ix.sym(f"d{d}", 0, n - 1) for d, n in enumerate(outer)) + \
                 ix.unravel(ix.const(j), shape[len(outer):])
-            at = _c(ix.sym("i") * per + j)
             for k, v in enumerate(self.region.outs):
                 value = self.value(v, (ix.ZERO,) * (len(v.shape) - len(shape)) + index)  # a literal is in T
-                lines.append(f"{{ typedef {ctype(v.dtype)} T; out{k}[{at}] = {value}; }}")
-        return "\n        ".join(lines)
+                self.levels[0].append(_written(k, v.dtype, value, per, j))
+
+    def printed(self, layout):
+        """The body's C source for a layout: the loop digits first, then the lines."""
+        digits, at = layout.walk or (self.order, None)
+        lines = [f"const {ix.INDEX} d{d} = {_c(digit)};" for d, digit in enumerate(digits)]
+        if at is not None:
+            lines.append(f"const {ix.INDEX} at = {_c(at)};")
+        lines += [line if line.__class__ is str else line.printed(layout) for line in self.levels[0]]
+        return "\n        ".join(lines if not self.split else [line for line in lines if line is not None])
 
     def value(self, a, idx):
         """A C expression for a at the index tuple idx."""
@@ -270,13 +299,14 @@ class _Body:
         """Close the innermost block, forgetting its values: its lines, indented."""
         for k in self.keys.pop():
             del self.memo[k]
-        return ["    " + line for line in self.levels.pop()]
+        return ["    " + line if isinstance(line, str) else line.indented() for line in self.levels.pop()]
 
     def _compute(self, a, idx):
         if _key(a) in self.inputs:
             j = self.inputs[_key(a)]
             self._clamped(idx)
-            return self._temp(a.dtype, f"in{j}[{self.offset(j, idx)}]")
+            self.loads.append((j, idx))
+            return self._temp(a.dtype, load=(j, idx))
         eq = self.made[a]
         if eq.prim.index is not None:  # a move: its index map
             cases = eq.prim.index(idx, [b.shape for b in eq.ins], lambda p, at: self._read(eq, p, at), **eq.params)
@@ -330,11 +360,17 @@ class _Body:
         self._clamped([x])
         return _c(x)
 
-    def _temp(self, dtype, expr):
-        """A new variable holding expr, declared in the level of the value being computed."""
+    def _temp(self, dtype, expr=None, load=None):
+        """A new variable holding expr, or (load: (j, idx)) input j at idx, read where the layout
+        the body is printed for has it; declared in the level of the value being computed."""
         name, c = f"t{self.temps}", ctype(dtype)
         self.temps += 1
-        self._emit(f"{c} {name}; {{ typedef {c} T; {name} = {expr}; }}", self.deepest)
+        head = f"{c} {name}; {{ typedef {c} T; {name} = "
+        if load is None:
+            self._emit(f"{head}{expr}; }}", self.deepest)
+        else:
+            j, idx = load
+            self._emit(_Line(lambda layout: f"{head}in{j}[{layout.offset(j, idx)}]; }}"), self.deepest)
         return name
 
     def _declared(self, dtype):
@@ -361,8 +397,13 @@ class _Body:
         self._open()
         term = self.value(x, _summed_index(x, axes, keepdims, idx, ix.unravel(ix.sym(r, 0, n - 1), dims)))
         self._emit(f"{{ typedef {ctype} T; {name} += {term}; }}")
-        body = self._close()
-        self.levels[-1] += [f"for ({ix.INDEX} {r} = 0; {r} < {_c(ix.const(n))}; ++{r}) {{"] + body + ["}"]
+        body, bound = self._close(), _c(ix.const(n))
+        if warps.split(n, len(self.levels) == 1):  # over the layout's lanes, their partial sums added after
+            self.split = True
+            self.levels[-1] += [_Line(lambda layout: warps.head(r, bound, layout.lanes)), *body, "}",
+                                _Line(lambda layout: warps.total(name, layout.lanes))]
+        else:
+            self.levels[-1] += [warps.head(r, bound), *body, "}"]
         self.deepest = deepest
         return name
 
@@ -421,6 +462,14 @@ _PULLS = {
         eq.out.dtype, [(ix.eq(idx[1] - idx[0], eq.params["k"]), Lit(1.0), ())], "T(0.0)"),
     reduce_sum: lambda body, eq, idx: body._sum(eq.out.dtype, eq.ins[0], eq.params["axes"], eq.params["keepdims"], idx),
 }
+
+
+def _written(k, dtype, value, per, j):
+    """The line writing value to output k at element j of the loop element's `per` unrolled ones,
+    the loop element at its C-order position: i, or `at` where the threads walk it otherwise."""
+    c, at = ctype(dtype), _c(ix.sym("i") * per + j)
+    return _Line(lambda layout: f"{{ typedef {c} T; out{k}[{_c(ix.sym('at') * per + j) if layout.walk else at}] = "
+                                f"{value}; }}")
 
 
 def _decided(cases, otherwise):

@@ -64,9 +64,9 @@ class LoopKernel:
         self.extent = math.inf  # no 32-bit variant (kernels/index32.py): its launcher builds this source
 
 
-def plan(body, n_consts, n_carry, reverse, out, target, test=False):
-    """The LoopKernel of a scan (its body Program, counts and direction; `out`: the aval of its
-    packed output) for a Target (compiler/target.py), or None where the body cannot run as one.
+def plan(body, n_consts, n_carry, reverse, outs, target, test=False):
+    """The LoopKernel of a scan (its body Program, counts and direction; `outs`: the avals of its
+    results) for a Target (compiler/target.py), or None where the body cannot run as one.
     `test`: the body is a while loop's step, its last output the condition."""
     regions = fusion.regions_only(body, dataclasses.replace(target, integers=True))
     if regions is None or not all(isinstance(o, Var) for o in body.outs):
@@ -80,14 +80,14 @@ def plan(body, n_consts, n_carry, reverse, out, target, test=False):
     if any(o is not c and o not in made for c, o in zip(carries, body.outs)):
         return None  # a carry that takes another input's value: not worth an order of copies
     local = list(dict.fromkeys(list(carries) + made))
-    if not all(map(_typed, body.ins + local + [out])) or (test and body.outs[-1] not in local):
+    if not all(map(_typed, body.ins + local + list(outs))) or (test and body.outs[-1] not in local):
         return None
     axes = _batch_axes(body, carries, local, regions, kernels)
     wide = _bool_dtype(local)
     if axes is None and (sum(_held_bytes(v, wide) for v in local) if target.kernel == "cuda" else
                          sum(math.prod(v.shape) for v in local)) > _WHOLE[target.kernel]:
         return None
-    return _Source(body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes, test).kernel()
+    return _Source(body, n_consts, n_carry, reverse, outs, target, regions, kernels, local, axes, test).kernel()
 
 
 def kernels_of(program, target):
@@ -156,8 +156,8 @@ class _Source:
     b0..b1 of the per-element schedule runs its elements of each region and value; the whole
     schedule is a batch of one (outer 1, inner: every element)."""
 
-    def __init__(self, body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes, test):
-        self.body, self.nk, self.reverse, self.out = body, n_carry, reverse, out
+    def __init__(self, body, n_consts, n_carry, reverse, outs, target, regions, kernels, local, axes, test):
+        self.body, self.nk, self.reverse, self.outs = body, n_carry, reverse, outs
         self.test = body.outs[-1] if test else None  # a while loop's condition
         self.ys = body.outs[n_carry:len(body.outs) - bool(test)]  # a scan's stacked outputs' slices
         self.regions, self.kernels, self.local = regions, kernels, local
@@ -248,7 +248,6 @@ class _Source:
     def _trips(self):
         """A batch range's loop: its carries in, the trips, its carries out."""
         sync = ["__syncthreads();"] if self.shared else []
-        packed = codegen.ctype(self.out.dtype)
         lines = self._buffers()
         lines += [self._each(c, f"{self._name(c)}[e] = {self._name(c)}_in[e];") for c in self.carries] + sync
         step = f"    const long long t = {'trips - 1 - s' if self.reverse else 's'};"
@@ -268,32 +267,24 @@ class _Source:
         if self.test is not None:  # on while the condition holds for an element of the range (of the block)
             lines += ["    int go = 0;", "    " + self._each(self.test, f"go |= (int){self._name(self.test)}[e];"),
                       "    if (!__syncthreads_or(go)) break;" if self.shared else "    if (!go) break;"]
-        base, before = sum(math.prod(c.shape) for c in self.carries), 0
-        for y in self.ys:  # the stacked outputs after the carries, each `trips` slices
-            n = math.prod(y.shape)
-            lines.append("    " + self._each(y, f"out[{base}LL + trips * {before}LL + t * {n}LL + e] = "
-                                              f"({packed}){self._name(y)}[e];"))
-            before += n
+        for j, y in enumerate(self.ys, self.nk):  # the stacked outputs (results after the carries): slice t
+            lines.append("    " + self._each(y, f"r{j}[t * {math.prod(y.shape)}LL + e] = {self._name(y)}[e];"))
         lines += ["    " + s for s in sync]  # every stacked output read before the carries change
         lines += ["    " + self._each(c, f"{self._name(c)}[e] = {self._name(o)}[e];")
                   for c, o in zip(self.carries, self.body.outs) if o is not c]
         lines += ["    " + s for s in sync] + ["}"]
-        at = 0
-        for c in self.carries:
-            lines.append(self._each(c, f"out[{at}LL + e] = ({packed}){self._name(c)}[e];"))
-            at += math.prod(c.shape)
-        return lines
+        return lines + [self._each(c, f"r{j}[e] = {self._name(c)}[e];") for j, c in enumerate(self.carries)]
 
     def _operands(self):
         """(C type, name) of the kernel's array arguments: the loop's operands, its regions'
-        constants, the scratch buffers (unless shared), the packed output."""
+        constants, the scratch buffers (unless shared), its results."""
         ops = []
         for v in self.body.ins:
             suffix = "_in" if v in self.carries else "_all" if v in self.xs else ""
             ops.append((f"const {codegen.ctype(v.dtype)}", self._name(v) + suffix))
         ops += [(f"const {codegen.ctype(c.dtype)}", self._name(c)) for c in self.constants]
         ops += [] if self.shared else [("char", "scratch")]
-        return ops + [(codegen.ctype(self.out.dtype), "out")]
+        return ops + [(codegen.ctype(a.dtype), f"r{j}") for j, a in enumerate(self.outs)]
 
     def _entry(self):
         ops, body = self._operands(), "\n        ".join(self._trips())
@@ -305,7 +296,8 @@ class _Source:
             return (f'extern "C" __global__ void @NAME@({params}, const long long trips) {{\n    {first}\n'
                     f"    {{\n        {body}\n    }}\n}}\n")
         # each operand an ndarray of its dtype, aligned and C-contiguous (NumPy's flag 0x1), else 1 + its position
-        dtypes = [v.dtype for v in self.body.ins] + [c.dtype for c in self.constants] + [numpy.uint8, self.out.dtype]
+        dtypes = [v.dtype for v in self.body.ins] + [c.dtype for c in self.constants] + [numpy.uint8] + \
+            [a.dtype for a in self.outs]
         checks = "\n    ".join(f"if (!({codegen.readable_test(f'o{k}', d)} && (*(const int*)(o{k} + GPUAD_FLAGS) & 1)))"
                                " "
                                f"return {k + 1};" for k, d in enumerate(dtypes))
@@ -336,11 +328,12 @@ extern "C" int @NAME@(${objects}, const long long trips) {
 """
 
 
-def runner(kernel, out, steps):
-    """The Runner of a loop kernel (one per kernel: a replay planned again reuses its build);
-    steps: the equations the loop runs per call when it runs from Python (trips times its body's)."""
+def runner(kernel, outs, steps):
+    """The Runner of a loop kernel (one per kernel: a replay planned again reuses its build) whose
+    results have the avals outs; steps: the equations the loop runs per call when it runs from
+    Python (trips times its body's)."""
     if kernel.runner is None:
-        kernel.runner = Runner(kernel, out, steps >= _WAIT_FROM)
+        kernel.runner = Runner(kernel, outs, steps >= _WAIT_FROM)
     return kernel.runner
 
 
@@ -350,13 +343,13 @@ _WAIT_FROM = 500_000
 
 
 class Runner:
-    """Calls of one loop kernel on the active backend: `(operands, trips)` -> the loop's packed
-    output, or None while the kernel is still being built (in the background, unless `wait`,
+    """Calls of one loop kernel on the active backend: `(operands, trips)` -> the loop's results
+    (a tuple), or None while the kernel is still being built (in the background, unless `wait`,
     GPUAD_COMPILE=sync or a build found in the kernel cache: then before the first call returns).
     A kernel that fails to build leaves every call None (the caller's loop runs instead)."""
 
-    def __init__(self, kernel, out, wait=False):
-        self.kernel, self.out, self.call, self.ready = kernel, out, None, None
+    def __init__(self, kernel, outs, wait=False):
+        self.kernel, self.outs, self.call, self.ready = kernel, outs, None, None
         be = backends.current()
         cuda = be.name == "cupy"
         build = self._cuda if cuda else self._host
@@ -376,19 +369,19 @@ class Runner:
         fn = getattr(lib, self.kernel.name)
         fn.restype = ctypes.c_int
         constants = [_native(c.val) for c in self.kernel.constants]
-        fn.argtypes = [ctypes.py_object] * (self.kernel.operands + len(constants) + 2) + [ctypes.c_longlong]
-        shape, dtype = self.out.shape, numpy.dtype(self.out.dtype)
+        fn.argtypes = [ctypes.py_object] * (self.kernel.operands + len(constants) + 1 + len(self.outs)) + \
+            [ctypes.c_longlong]
         n, lock, result = self.kernel.scratch, threading.Lock(), be.xp.asarray  # the backend's array
         kept = _aligned(n) if n <= _KEPT_BYTES else None
         copied = set()  # positions refused at an earlier call (a seed's strided column, a 0-d scalar's view):
         # copied before the call, where each refusal costs a call of its own
 
         def call(operands, trips):
-            out = numpy.empty(shape, dtype)
+            outs = [numpy.empty(a.shape, a.dtype) for a in self.outs]
             operands = [_native(a) if k in copied else a for k, a in enumerate(operands)]
             with lock:
                 scratch = kept if kept is not None else _aligned(n)
-                while refused := fn(*operands, *constants, scratch, out, trips):  # copy what it cannot read
+                while refused := fn(*operands, *constants, scratch, *outs, trips):  # copy what it cannot read
                     a = operands[refused - 1]
                     copy = _native(a)
                     copied.update(k for k, x in enumerate(operands) if x is a)
@@ -396,7 +389,7 @@ class Runner:
                     if copy is a:
                         raise TypeError(f"gpuad.jit: a loop kernel cannot read its argument {refused - 1} "
                                         f"({type(a).__name__})")
-            return result(out)
+            return tuple(map(result, outs))
         self.call = call
 
     def _cuda(self, be):
@@ -404,15 +397,16 @@ class Runner:
 
         from ..kernels.launch import compiled
         raw = compiled(self.kernel.text, self.kernel.name)  # NVRTC now: a kernel that cannot build fails here
-        shape, dtype, k = self.out.shape, self.out.dtype, self.kernel
+        k = self.kernel
         constants = [cupy.ascontiguousarray(cupy.asarray(c.val)) for c in k.constants]
 
         def call(operands, trips):  # scratch of its own each call (CuPy's pool): calls on several streams
-            out = cupy.empty(shape, dtype)
+            outs = tuple(cupy.empty(a.shape, a.dtype) for a in self.outs)
             scratch = [cupy.empty(k.scratch, numpy.uint8)] if k.schedule == "element" else []
             raw((k.grid,), (k.block,), tuple([cupy.ascontiguousarray(a) for a in operands] + constants + scratch +
-                                             [out, numpy.int64(trips)]))
-            return out
+                                             [*outs, numpy.int64(trips)]))
+            return outs
+
         self.call = call
 
 

@@ -39,7 +39,7 @@ class Step:
     @property
     def several(self):
         """Whether its function returns a sequence of its outputs (else the one output itself)."""
-        return self.kind in ("region", "graph") or len(self.outs) != 1
+        return self.kind in ("region", "graph") or self.node.prim.multiple_results
 
 
 def fusion_wanted():

@@ -23,6 +23,7 @@ from .ir import Lit, Var
 
 MOST = 1 << 24  # the most entries a value is held as; past this it is dense, as any value
 _DENSE = 1 << 22  # the most elements of a value whose support a move without coordinates finds on masks
+_JOINED = 1 << 22  # the most pairs of non-zeros (or positions) a rule of its own joins (8 bytes each, a few arrays)
 
 
 class Entries(NamedTuple):
@@ -167,7 +168,7 @@ def support(eq, ins):
         kept = tuple(onp.zeros_like(c) if d in axes else c for d, c in enumerate(coords) if keep or d not in axes)
         return _normal(_flat(kept, shape), shape)
     if prim.support is not None:  # a rule of its own (a contraction's join of its operands' non-zeros)
-        at = prim.support([s.at for s in ins], [tuple(onp.shape(a)) for a in eq.ins], shape, MOST, **eq.params)
+        at = prim.support([s.at for s in ins], [tuple(onp.shape(a)) for a in eq.ins], shape, _JOINED, **eq.params)
         return ANYWHERE if at is None else _normal(at, shape)
     zero = prim.zero_where
     if zero not in _RULES or not prim.elementwise:

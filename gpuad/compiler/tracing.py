@@ -13,7 +13,7 @@ function runs over its program, with no second copy of any rule) or compiled by
 import itertools
 
 from .. import backends
-from ..core import ShapeDtypeStruct, Trace, Tracer, new_trace
+from ..core import ShapeDtypeStruct, Trace, Tracer, map_results, new_trace
 from .ir import Equation, Lit, Program, Var, nbytes
 from .passes import optimised
 
@@ -95,14 +95,12 @@ class ProgramTrace(Trace):
     def process(self, prim, args, params):
         if prim.abstract is None:
             raise NotImplementedError(f"primitive {prim.name} has no abstract rule: gpuad.jit cannot trace it")
-        avals = prim.abstract(*args, **params)
-        several = prim.multiple_results
-        out = tuple(map(self._var, avals)) if several else self._var(avals)
+        out = map_results(prim, self._var, prim.abstract(*args, **params))
         ins = [self.atom(a) for a in args]
         params = {k: self.constant(v) for k, v in params.items()}
         self.equations.append(Equation(prim, ins, out, params))
         origin = f"{prim.name}(...)"
-        return tuple(ProgramTracer(self, v, origin) for v in out) if several else ProgramTracer(self, out, origin)
+        return map_results(prim, lambda v: ProgramTracer(self, v, origin), out)
 
     def _var(self, aval):
         return Var(next(self._ids), aval)

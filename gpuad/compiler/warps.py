@@ -7,27 +7,34 @@ element instead: its 32 lanes run the same body, each summing every 32nd term, t
 partial sums by shuffles (gpuad_warp_sum in kernels/gpuad_math.cuh) and carry on with the total;
 every lane writes the same outputs. Only sums at the body's top level are split: a sum inside a
 branch or another sum's loop stays one lane's (its conditions or counter may differ by lane).
+codegen's _Body asks `split` of each sum it builds, and prints a split one's loop with `head` and
+`total` over the lanes its layout has (`lanes`: 1 in the host's and the loop kernels' bodies).
 """
-import re
-
 from .index import INDEX
 
 LANES = 32  # a warp
 MAX_LOOP = 2 ** 17  # loop elements (outputs) up to which a warp each still leaves the grid reasonable
 MIN_TERMS = 4 * LANES  # a sum shorter than this is not worth the shuffles
-_LOOP = re.compile(rf"^for \({INDEX} r(\d+) = 0; r\1 < (\d+); \+\+r\1\) \{{$")
 
 
-def split(body, size):
-    """(body, lanes): the CUDA loop body with its long top-level sums split over a warp's lanes
-    and 32, where the region's loop of `size` elements is short enough; else (body, 1)."""
-    lines = body.split("\n        ")
-    loops = [k for k, line in enumerate(lines) if (m := _LOOP.match(line)) and int(m.group(2)) >= MIN_TERMS]
-    if size > MAX_LOOP or not loops:
-        return body, 1
-    for k in reversed(loops):
-        r = _LOOP.match(lines[k]).group(1)
-        end = lines.index("}", k)  # the loop's own close: its body's lines are indented
-        lines[k] = lines[k].replace(f"= 0; r{r}", f"= gpuad_lane; r{r}").replace(f"++r{r}", f"r{r} += {LANES}")
-        lines.insert(end + 1, f"t{r} = gpuad_warp_sum(t{r});")
-    return "\n        ".join(lines), LANES
+def split(terms, top):
+    """Whether a sum of `terms` terms is split over a warp's lanes (`top`: at the body's top level)."""
+    return top and terms >= MIN_TERMS
+
+
+def lanes(size):
+    """The threads per loop element of a CUDA region kernel of `size` loop elements that has a
+    split sum: a warp, where the loop is short enough."""
+    return LANES if size <= MAX_LOOP else 1
+
+
+def head(r, n, lanes=1):
+    """The head of a sum's loop over r < n (C source): the terms of this lane, of `lanes`."""
+    if lanes == 1:
+        return f"for ({INDEX} {r} = 0; {r} < {n}; ++{r}) {{"
+    return f"for ({INDEX} {r} = gpuad_lane; {r} < {n}; {r} += {lanes}) {{"
+
+
+def total(t, lanes):
+    """The line after a split sum's loop making t, a lane's partial sum, the whole (None with one lane)."""
+    return f"{t} = gpuad_warp_sum({t});" if lanes > 1 else None

@@ -141,7 +141,6 @@ contract.copied = _copied
 contract.launches = lambda args, spec: 1 + sum(_copied(args, spec))
 
 
-
 def _contract_support(ats, shapes, out_shape, most, spec):
     """Where the contraction may be non-zero, from where its operands may be (sorted flat positions,
     None: anywhere): at the output coordinates of each pair of operand non-zeros that agree on the

@@ -778,15 +778,16 @@ cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW",
 
 
 def _factor_pattern(args, out):
-    """The pattern of a factor (asked for each one): every factor of a matrix depends on all of its
-    entries (stacks stay apart), LU's integer pivots on none."""
+    """The pattern of a factor: every factor of a matrix depends on all of its entries (stacks
+    stay apart), LU's integer pivots on none."""
     if out.dtype.kind not in "fc":
         return [None]
     return [patterns.stacked(out, "XY"[:len(out.shape) - len(shape(args[0])) + 2], args[0], "ZW")]
 
 
-for _prim in (slogdet, eigh, eig, svd, qr, lu, pinv):  # (slogdet's sign too: a conservative pattern)
-    _prim.pattern = _factor_pattern
+pinv.pattern = _factor_pattern
+for _prim in (slogdet, eigh, eig, svd, qr, lu):  # (slogdet's sign too: a conservative pattern)
+    _prim.pattern = lambda args, outs: [_factor_pattern(args, out) for out in outs]
 
 
 # ---------------------------------------------------------------- launches on CuPy (gpuad/compiler/cost.py)

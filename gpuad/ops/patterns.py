@@ -21,7 +21,7 @@ import numpy as onp
 
 from .. import backends
 from ..compiler import index as ix
-from ..core import ShapeDtypeStruct
+from ..core import ShapeDtypeStruct, map_results
 
 MAX_PAIRS = 1 << 28  # (output, input) pairs one rule may list: 4 GiB of int64 rows and columns
 _AXES = "abcdefghijklmnopqrstuvwxyz"  # letters of ordinary axes; upper case ones are the rules' own
@@ -241,7 +241,7 @@ def run(prim, arrays, params):
     them for a primitive of multiple results)."""
     be = backends.current()
     out = prim.impl(*[be.coerce(a) for a in arrays], **params)
-    return tuple(map(be.to_numpy, out)) if prim.multiple_results else be.to_numpy(out)
+    return map_results(prim, be.to_numpy, out)
 
 
 def spreads(gather):

@@ -196,10 +196,13 @@ def _propagate_one(eq, env, known, supports):
     if rule is None:
         raise NotImplementedError(f"gpuad.sparse: primitive {eq.prim.name!r} has no sparsity rule, so the "
                                   "pattern of a function that uses it cannot be found; pass sparsity=")
-    for v in eq.outs:  # a primitive of several results is asked for each one's pattern
-        out = ShapeDtypeStruct(v.shape, v.dtype)
-        env[v] = _union(out.size, [(loc, p) for loc, p, a in zip(rule(args, out, **eq.params), pats, args)
-                                   if loc is not None and p is not None])
+    avals = tuple(ShapeDtypeStruct(v.shape, v.dtype) for v in eq.outs)
+    # a primitive of several results is asked once, for all of them: one list of locals per result
+    locals_ = rule(args, avals, **eq.params) if eq.prim.multiple_results else [rule(args, avals[0], **eq.params)]
+    for v, local in zip(eq.outs, locals_):
+        env[v] = _union(math.prod(v.shape), [(loc, p) for loc, p, a in zip(local, pats, args)
+                                             if loc is not None and p is not None])
+
     if len(eq.outs) == 1 and small:
         s = structure.support(eq, [_support(a, v, supports) for a, v in zip(args, eq.ins)])
         if s.at is not None:
