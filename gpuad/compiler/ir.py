@@ -40,7 +40,8 @@ class Lit:
     __slots__ = ("val", "_dtype")
 
     def __init__(self, val: Any) -> None:
-        self.val, self._dtype = val, None
+        self.val = val
+        self._dtype: onp.dtype | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
