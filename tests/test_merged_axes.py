@@ -1,0 +1,235 @@
+"""Region kernels loop over their iteration space with the neighbouring axes every value treats
+alike merged (gpuad/compiler/merge.py): the compiled values equal eager and the unfused replay
+for every input layout (contiguous, transposed, sliced, reversed, broadcast views, unit axes);
+the merged body reads every layout its stride checks accept, in both index widths, and those
+checks accept exactly the layouts NumPy reshapes without a copy; the merged kernels compute
+fewer digits; their CUDA sources compile with NVRTC."""
+import ctypes
+import re
+
+import numpy as np
+import pytest
+from helpers import assert_close, to_np
+
+import gpuad
+import gpuad.numpy as gnp
+from gpuad.compiler import codegen, host
+from gpuad.compiler import merge as merging
+from gpuad.compiler.fusion import Region, fuse
+from gpuad.compiler.ir import Lit
+from gpuad.compiler.replay import Replay
+
+_SHAPE = (40, 16, 3)
+
+
+def _chain(x, y):
+    return gnp.sin(x) * y + gnp.exp(0.5 * x)
+
+
+def _broadcast(x, b):  # b broadcast along some axes: the pairs it reads at both digits or neither merge
+    return gnp.tanh(x) * b - x
+
+
+def _unit(x, y):  # a unit axis inside the iteration space
+    return gnp.cos(x) * y + x
+
+
+def _transposed(x, y):  # a transpose inside the region: the pair it swaps reads apart
+    return gnp.sin(x) + gnp.transpose(y, (0, 2, 1))
+
+
+def _summed(x, y):  # a sum over the last axis: the leading pair merges in its reads
+    return gnp.sum(gnp.sin(x) * y, axis=-1) + x[..., 0]
+
+
+# (function, shapes of its arguments, the merged iteration space of its region)
+_CASES = {
+    "chain": (_chain, [_SHAPE, _SHAPE], (1920,)),
+    "broadcast": (_broadcast, [_SHAPE, (40, 16, 1)], (640, 3)),
+    # the trailing pair merges in every read, but a loop of 40 x 48 elements takes more digits
+    # per element than one of 40 x 16 unrolling 3
+    "broadcast row": (_broadcast, [_SHAPE, (16, 3)], _SHAPE),
+    "unit axis": (_unit, [(40, 1, 16), (40, 1, 16)], (640,)),
+    "transposed": (_transposed, [(40, 16, 3), (40, 3, 16)], (40, 16, 3)),
+    "summed": (_summed, [_SHAPE, _SHAPE], (640,)),
+}
+
+
+def _views(shape, rng):
+    """Arrays of `shape` in several layouts: C-contiguous, transposed, sliced along each axis,
+    reversed, broadcast (each a view NumPy made, not a copy)."""
+    def base(s):
+        return rng.uniform(-1, 1, s)
+    out = {"contiguous": base(shape), "transposed": base(shape[::-1]).T,
+           "reversed": base(shape)[(slice(None, None, -1),) * len(shape)],
+           "every second": base((shape[0], 2 * shape[1]) + shape[2:])[:, ::2]}
+    out["leading slice"] = base((shape[0], shape[1] + 5) + shape[2:])[:, :shape[1]]
+    out["broadcast"] = np.broadcast_to(base((1,) + shape[1:]), shape)
+    if len(shape) == 3:
+        out["last slice"] = base(shape[:2] + (shape[2] + 2,))[..., 1:-1]
+    return out
+
+
+def _region(fun, *args):
+    program = gpuad.jit(fun).lower(*args).program
+    regions = [n for n in fuse(program, "numpy") if isinstance(n, Region)]
+    assert len(regions) == 1, regions
+    return program, regions[0]
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_merged_kernels_equal_eager_and_unfused_for_every_layout(case):
+    fun, shapes, merged = _CASES[case]
+    rng = np.random.default_rng(0)
+    program, region = _region(fun, *[np.ones(s) for s in shapes])
+    assert codegen.render(region, "cuda").shape == merged
+    compiled = gpuad.jit(fun)
+    for name, x in _views(shapes[0], rng).items():
+        args = [gnp.asarray(x)] + [gnp.asarray(rng.uniform(-1, 1, s)) for s in shapes[1:]]
+        eager = fun(*args)
+        assert_close(compiled(*args), eager, rtol=1e-14, atol=1e-14, what=name)
+        unfused = Replay(program, fusion=False).run(*args)[0]
+        assert_close(Replay(program, fusion=True).run(*args)[0], unfused, rtol=1e-14, atol=1e-14, what=name)
+
+
+class _Source:
+    """A function's C++ text to build for the host (host.library reads name and text)."""
+
+    def __init__(self, name, text):
+        self.name, self.text = name, text
+
+
+def _merged_strided(region, index):
+    """The merged kernel of a region that reads runtime strides (the CUDA kernel's body, built for
+    the host) with indices of C type `index`: (function, the Variant)."""
+    variant = codegen._Variant(region, "host", codegen.merged_groups(region, "host")[0], None)
+    kernel = codegen.Kernel(variant.name, variant.fill(variant.name), variant.arrays, variant.axes, region.outs,
+                            variant.shape, variant.size, 0)
+    text, name = (kernel.text, kernel.name) if index == "long long" else kernel.source(index)
+    return getattr(host.library([_Source(name, text)]), name), variant
+
+
+def _call(fn, variant, arrays, index):
+    c_index = ctypes.c_longlong if index == "long long" else ctypes.c_int
+    args = []
+    for a, axes in zip(arrays, variant.axes):
+        args.append(ctypes.c_void_p(a.ctypes.data))
+        args += [c_index(a.strides[k] // a.itemsize) for k in axes]
+    out = np.empty(variant.region.outs[0].shape)
+    fn(*args, ctypes.c_void_p(out.ctypes.data), ctypes.c_longlong(variant.size))
+    return out
+
+
+@pytest.mark.parametrize("index", ["long long", "int"])
+@pytest.mark.parametrize("case", ["chain", "broadcast", "unit axis", "summed"])
+def test_the_merged_body_reads_the_layouts_its_checks_accept(case, index):
+    """Each layout: where the kernel's stride checks hold, the merged body (one stride per run of
+    axes read as one) gives eager's values, in both index widths; the checks hold exactly where
+    NumPy views the input in the merged shape without a copy."""
+    fun, shapes, merged = _CASES[case]
+    rng = np.random.default_rng(1)
+    _, region = _region(fun, *[np.ones(s) for s in shapes])
+    fn, variant = _merged_strided(region, index)
+    assert variant.shape == merged and variant.checks
+    accepted = 0
+    for name, x in _views(shapes[0], rng).items():
+        others = [rng.uniform(-1, 1, s) for s in shapes[1:]]
+        arrays = [x] + others
+        holds = True
+        for j, p, q, n in variant.checks:  # each as NumPy sees it: axes p..q of input j viewed as one
+            one = merging.holds(arrays[j].strides, [(p, q, n)])
+            assert one == _views_as_one(arrays[j], p, q), (name, j, p, q)
+            holds = holds and one
+        if holds:
+            accepted += 1
+            assert_close(_call(fn, variant, arrays, index), to_np(fun(*map(gnp.asarray, arrays))), rtol=1e-14,
+                         atol=1e-14, what=name)
+    assert accepted >= 2  # contiguous and reversed at least
+
+
+def _views_as_one(a, p, q):
+    """Whether NumPy reshapes a with its axes p..q as one without a copy."""
+    view = a.view()
+    try:
+        view.shape = a.shape[:p] + (-1,) + a.shape[q + 1:]
+    except AttributeError:
+        return False
+    return True
+
+
+def _digit_operations(text):
+    """Divisions and modulos on the index lines of a kernel: its digits and its loads' offsets."""
+    lines = [line for line in text.split("\n") if re.search(r"const (long long|int) d\d+ =|\bin\d+\[", line)]
+    return sum(len(re.findall(r" [/%] ", line)) for line in lines)
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_merged_kernels_compute_fewer_digits(case, nvrtc):
+    fun, shapes, merged = _CASES[case]
+    _, region = _region(fun, *[np.ones(s) for s in shapes])
+    for target in ("cuda", "host"):
+        kernel, apart = codegen.render(region, target), codegen.render(region, target, merge=False)
+        if merged == region.shape:
+            assert kernel.text == apart.text
+            continue
+        assert kernel.shape == merged
+        if target == "host":  # its strided build keeps the axes apart; the dense one loops over fewer axes
+            assert _digit_operations(kernel.text) <= _digit_operations(apart.text)
+            assert len(kernel.shape) - kernel.inner < len(apart.shape) - apart.inner
+            continue
+        assert _digit_operations(kernel.text) < _digit_operations(apart.text)
+        if target == "cuda" and nvrtc is not None:  # both index widths, and the variant reading every layout
+            for text, name in [(kernel.text, kernel.name), kernel.source("int"), (apart.text, apart.name)]:
+                nvrtc.compile_ptx(text, name)
+            assert kernel.unmerged().text == apart.text
+
+
+def test_values_made_by_a_region_are_read_merged_without_checks():
+    """A region reading another region's output (a fresh C-contiguous buffer) checks no stride of
+    it; the program's own input is checked."""
+    x = np.ones(_SHAPE)
+
+    def f(x):
+        y = gnp.sin(x) * 2.0
+        return gnp.exp(y) + gnp.sum(y, axis=(0, 1, 2)), y
+    program = gpuad.jit(f).lower(x).program
+    regions = [n for n in fuse(program, "cupy") if isinstance(n, Region)]
+    kernels = [codegen.render(r, "cuda") for r in regions]
+    made = [(k, r) for k, r in zip(kernels, regions) if any(a in r.contiguous for a in r.ins)]
+    assert made
+    for k, r in made:
+        assert k.shape == (1920,)
+        assert not [c for c in k.checks if r.ins[c[0]] in r.contiguous]
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_a_constant_is_read_merged_only_where_its_strides_allow(order):
+    """A captured constant's strides are known when the kernel renders: read with one stride in a
+    C-contiguous layout, with a stride per axis in another (the plan lays constants out in C
+    order: the F one is put in place here), and checked at no call."""
+    rng = np.random.default_rng(2)
+    c = rng.uniform(size=_SHAPE)
+
+    def f(x):
+        return gnp.sin(x) * c
+    x = rng.uniform(size=_SHAPE)
+    _, region = _region(f, x)
+    j = next(j for j, a in enumerate(region.ins) if isinstance(a, Lit))
+    region.ins[j].val = np.asarray(region.ins[j].val, order=order)
+    kernel = codegen.render(region, "cuda")
+    assert kernel.shape == (1920,) and not [ch for ch in kernel.checks if ch[0] == j]
+    assert kernel.axes[j] == ([2] if order == "C" else [0, 1, 2])
+    fn, variant = _merged_strided(region, "long long")
+    arrays = [x if k != j else region.ins[j].val for k in range(2)]
+    assert_close(_call(fn, variant, arrays, "long long"), np.sin(x) * c, rtol=1e-14)
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    """gpuad.kernels.nvrtc where NVRTC loads, else None."""
+    from gpuad.kernels import nvrtc
+    try:
+        nvrtc.version()
+    except Exception:
+        return None
+    return nvrtc
