@@ -111,14 +111,16 @@ def merged_groups(region, target, merge=True):
     False), the registers one element's values take in a CUDA kernel that unrolls (None where
     not needed)), from the body rendered at symbolic digits."""
     shape, inner = region.shape, inner_axes(region.shape, len(region.equations))
-    if not (merge and len(shape) > 1) and not (target == "cuda" and inner):
+    inner_of = lambda s: inner_axes(s, len(region.equations))  # noqa: E731
+    merge = merge and len(shape) > 1 and merging.worth_trying(shape, inner_of)
+    if not merge and not (target == "cuda" and inner):
         return [(k,) for k in range(len(shape))], None
     probe = []
     text = _pulled(region, lambda j, idx: probe.append((j, idx)) or f"@{len(probe) - 1}@", None, 0)[0]
     one = registers.words(re.sub(r"@\d+@", "0", text))
-    if not (merge and len(shape) > 1):
+    if not merge:
         return [(k,) for k in range(len(shape))], one
-    return merging.groups(shape, text, probe, region.ins, lambda s: inner_axes(s, len(region.equations))), one
+    return merging.groups(shape, text, probe, region.ins, inner_of), one
 
 
 def _digest(signature):

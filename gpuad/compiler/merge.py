@@ -31,13 +31,32 @@ def groups(shape, text, loads, arrays, inner_of):
     to the unrolled axes only where that leaves fewer digit operations per element (a broadcast
     row's axes merged into a loop of three times the elements would cost more)."""
     inner = inner_of(shape)
+    if not worth_trying(shape, inner_of):
+        return _joined(len(shape), ())
     rest = "\n".join(text.split("\n")[len(shape):])
     named = {k for k in range(len(shape)) if re.search(rf"\bd{k}\b", rest)}
     read = [(arrays[j].shape, idx, [ix.symbols(x) for x in idx]) for j, idx in loads]
-    pairs = {k for k in range(len(shape) - 1) if k < len(shape) - inner and not named & {k, k + 1} and
+    pairs = {k for k in _pairs(shape, inner) if not named & {k, k + 1} and
              all(_alike(in_shape, idx, names, shape, k) for in_shape, idx, names in read)}
-    tried = [_joined(len(shape), pairs), _joined(len(shape), pairs - {len(shape) - inner - 1}), _joined(len(shape), ())]
-    return min(tried, key=lambda g: _digit_operations(merged_shape(shape, g), inner_of))
+    return min(_tried(shape, inner, pairs), key=lambda g: _digit_operations(merged_shape(shape, g), inner_of))
+
+
+def worth_trying(shape, inner_of):
+    """Whether merging the pairs of axes that may merge would leave fewer digit operations per
+    element, were every value to allow it (else the body need not be read)."""
+    apart = _digit_operations(shape, inner_of)
+    return any(_digit_operations(merged_shape(shape, g), inner_of) < apart
+               for g in _tried(shape, inner_of(shape), _pairs(shape, inner_of(shape))))
+
+
+def _pairs(shape, inner):
+    """The pairs of neighbouring axes (k, k + 1) that may merge: not both unrolled."""
+    return set(range(min(len(shape) - 1, len(shape) - inner)))
+
+
+def _tried(shape, inner, pairs):
+    """The groupings compared: the pairs merged, those not joining the loop to the unrolled axes, none."""
+    return [_joined(len(shape), pairs), _joined(len(shape), pairs - {len(shape) - inner - 1}), _joined(len(shape), ())]
 
 
 def _joined(n, pairs):
