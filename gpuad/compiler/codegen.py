@@ -9,6 +9,7 @@ variant (a gather's index is loaded from its index array). Shapes are baked
 into the source; input strides and the element count are arguments, so one kernel serves every
 layout of its inputs (views are read in place).
 """
+import functools
 import hashlib
 import math
 import re
@@ -54,16 +55,17 @@ class TooLarge(ValueError):
 
 class Kernel:
     """A region's kernel: its name, the text of its function, and how to call it. `arrays` are
-    the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
-    than 1 (one stride argument per such axis). `dense` is the loop body for C-contiguous inputs
-    (over `i`, one thread an element, reading in<j> and writing out<k>), `reads` the (input
-    position, index expressions) of each load in it, `inner` how many trailing axes one element of
-    the loop unrolls: a whole loop rendered as one kernel (gpuad/compiler/loop_kernel.py) calls the
-    body and checks from the reads which elements each element reads. `shape` is the iteration
-    space the loop runs over, its neighbouring axes merged (merge.py) where every value treats them
-    alike; `checks` the stride conditions (input position, p, q, n: s_p == s_q * n) its inputs of
-    a layout the plan does not know must meet for it, else `unmerged()` renders the kernel that
-    reads every layout (None where there is nothing to check)."""
+    the region inputs passed as pointers (Vars, or constant arrays), each with the axes it passes
+    a stride argument for (its axes longer than 1; of a run of axes read as one, the last).
+    `dense` is the loop body for C-contiguous inputs (over `i`, one thread an element, reading
+    in<j> and writing out<k>), `reads` the (input position, index expressions) of each load in
+    it, `inner` how many trailing axes one element of the loop unrolls: a whole loop rendered as
+    one kernel (gpuad/compiler/loop_kernel.py) calls the body and checks from the reads which
+    elements each element reads. `shape` is the iteration space the loop runs over, its
+    neighbouring axes merged (merge.py) where every value treats them alike; `checks` the stride
+    conditions (input position, p, q, n: s_p == s_q * n) its inputs of a layout the plan does not
+    know must meet for it, else `unmerged()` renders the kernel that reads every layout (None
+    where there is nothing to check)."""
 
     def __init__(self, name, text, arrays, axes, outs, shape, size, extent, lanes=1, dense="", reads=(), inner=0,
                  checks=(), unmerged=None):
@@ -111,7 +113,7 @@ def merged_groups(region, target, merge=True):
     False), the registers one element's values take in a CUDA kernel that unrolls (None where
     not needed)), from the body rendered at symbolic digits."""
     shape, inner = region.shape, inner_axes(region.shape, len(region.equations))
-    inner_of = lambda s: inner_axes(s, len(region.equations))  # noqa: E731
+    inner_of = functools.partial(inner_axes, members=len(region.equations))
     merge = merge and len(shape) > 1 and merging.worth_trying(shape, inner_of)
     if not merge and not (target == "cuda" and inner):
         return [(k,) for k in range(len(shape))], None
