@@ -50,21 +50,23 @@ _CASES = {
     # per element than one of 40 x 16 unrolling 3
     "broadcast row": (_broadcast, [_SHAPE, (16, 3)], _SHAPE),
     "unit axis": (_unit, [(40, 1, 16), (40, 1, 16)], (640,)),
+    # an input read along the leading axis alone: the axes either side of the unit one stay apart
+    "unit axis, broadcast": (_broadcast, [(40, 1, 16), (40, 1, 1)], (40, 1, 16)),
     "transposed": (_transposed, [(40, 16, 3), (40, 3, 16)], (40, 16, 3)),
     "summed": (_summed, [_SHAPE, _SHAPE], (640,)),
 }
 
 
-def _views(shape, rng):
+def _views(shape, rng, xp=np):
     """Arrays of `shape` in several layouts: C-contiguous, transposed, sliced along each axis,
-    reversed, broadcast (each a view NumPy made, not a copy)."""
+    reversed, broadcast (each a view `xp` made, not a copy)."""
     def base(s):
-        return rng.uniform(-1, 1, s)
+        return xp.asarray(rng.uniform(-1, 1, s))
     out = {"contiguous": base(shape), "transposed": base(shape[::-1]).T,
            "reversed": base(shape)[(slice(None, None, -1),) * len(shape)],
            "every second": base((shape[0], 2 * shape[1]) + shape[2:])[:, ::2]}
     out["leading slice"] = base((shape[0], shape[1] + 5) + shape[2:])[:, :shape[1]]
-    out["broadcast"] = np.broadcast_to(base((1,) + shape[1:]), shape)
+    out["broadcast"] = xp.broadcast_to(base((1,) + shape[1:]), shape)
     if len(shape) == 3:
         out["last slice"] = base(shape[:2] + (shape[2] + 2,))[..., 1:-1]
     return out
@@ -237,3 +239,20 @@ def test_a_constant_is_read_merged_only_where_its_strides_allow(order):
     fn, variant = _merged_strided(region, "long long")
     arrays = [x if k != j else region.ins[j].val for k in range(2)]
     assert_close(_call(fn, variant, arrays, "long long"), np.sin(x) * c, rtol=1e-14)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["chain", "broadcast", "unit axis", "summed"])
+def test_on_a_gpu_each_layout_runs_the_merged_kernel_or_the_unmerged_one(case, cupy_backend):
+    """CuPy views of every layout: the merged kernel where its checks hold, else the unmerged
+    variant (built then), each giving the unfused replay's values."""
+    cupy = pytest.importorskip("cupy")
+    fun, shapes, _ = _CASES[case]
+    rng = np.random.default_rng(3)
+    others = [cupy.asarray(rng.uniform(-1, 1, s)) for s in shapes[1:]]
+    program = gpuad.jit(fun).lower(cupy.ones(shapes[0]), *others).program
+    replay = Replay(program, fusion=True)
+    assert replay.regions >= 1
+    unfused = Replay(program, fusion=False)
+    for name, x in _views(shapes[0], rng, cupy).items():
+        assert_close(replay.run(x, *others)[0], unfused.run(x, *others)[0], rtol=1e-13, atol=1e-13, what=name)

@@ -36,8 +36,13 @@ def groups(shape, text, loads, arrays, inner_of):
     rest = "\n".join(text.split("\n")[len(shape):])
     named = {k for k in range(len(shape)) if re.search(rf"\bd{k}\b", rest)}
     read = [(arrays[j].shape, idx, [ix.symbols(x) for x in idx]) for j, idx in loads]
-    pairs = {k for k in _pairs(shape, inner) if not named & {k, k + 1} and
-             all(_alike(in_shape, idx, names, shape, k) for in_shape, idx, names in read)}
+    pairs = set()
+    for k, m in _neighbours(shape):  # axes longer than 1 with only unit axes between: those join as they do
+        if k in _pairs(shape, inner) and not named & {k, m} and \
+                all(_alike(in_shape, idx, names, shape, k, m) for in_shape, idx, names in read):
+            pairs.update(range(k, m))
+    real = [k for k, n in enumerate(shape) if n != 1]
+    pairs.update(range(real[-1] if real else 0, len(shape) - 1))  # trailing unit axes join the axis before
     return min(_tried(shape, inner, pairs), key=lambda g: _digit_operations(merged_shape(shape, g), inner_of))
 
 
@@ -76,20 +81,24 @@ def _digit_operations(shape, inner_of):
     return 2 * max(len(loop) - 1, 0) / math.prod(shape[len(shape) - inner_of(shape):])
 
 
-def _alike(in_shape, idx, names, shape, k):
+def _neighbours(shape):
+    """(k, m): axes longer than 1, m the next such after k."""
+    real = [k for k, n in enumerate(shape) if n != 1]
+    return list(zip(real, real[1:]))
+
+
+def _alike(in_shape, idx, names, shape, k, m):
     """Whether a load at idx (over an input of in_shape; names: the digits of each index) reads
-    axes k and k+1 of the iteration space alike: at neither, or at d_k and d_k+1 themselves along
+    axes k and m of the iteration space alike: at neither, or at d_k and d_m themselves along
     neighbouring axes of the input (past unit axes) as long as theirs."""
-    at = [[p for p, n in enumerate(names) if f"d{d}" in n] for d in (k, k + 1)]
-    if shape[k] == 1 or shape[k + 1] == 1:
-        return not at[shape[k] != 1]  # a unit axis's digit read nowhere: the other's alone
+    at = [[p for p, n in enumerate(names) if f"d{d}" in n] for d in (k, m)]
     if not at[0] and not at[1]:
         return True
     if len(at[0]) != 1 or len(at[1]) != 1:
         return False
     p, q = at[0][0], at[1][0]
     return p < q and all(in_shape[m] == 1 for m in range(p + 1, q)) and \
-        (idx[p], idx[q]) == (ix.sym(f"d{k}"), ix.sym(f"d{k + 1}")) and (in_shape[p], in_shape[q]) == shape[k:k + 2]
+        (idx[p], idx[q]) == (ix.sym(f"d{k}"), ix.sym(f"d{m}")) and (in_shape[p], in_shape[q]) == (shape[k], shape[m])
 
 
 def merged_shape(shape, groups):
