@@ -4,7 +4,8 @@
 # file under $OUT (default bench/results/gpu-check), written as it happens, so a run cut short keeps
 # what finished. The script carries on after a failing step; its exit status counts failed steps.
 # What CI checks already (NVRTC of every per-op and region kernel: python -m gpuad.kernels --check)
-# is not repeated here.
+# is not repeated here, nor what the CPU rehearsal checks (bench/gpu_smoke.py --backend strict
+# --nvrtc: the smoke's checks on strict arrays, NVRTC on every kernel they compile).
 #
 #     bash bench/gpu_check.sh 2>&1 | tee $OUT/gpu-check.txt      (../shared/gpu/README.md)
 cd "$(dirname "$0")/.." || exit 1
@@ -47,19 +48,21 @@ try:
 except Exception as e:
     print("CuPy device query failed:", e)
 '
-step 60 smoke.txt "smoke: one PASS/FAIL line per check" "$PYTHON" bench/gpu_smoke.py --backend cupy
+# each check in a process of its own after a failure (a CUDA error spoils the context) or one past 30 s
+step 90 smoke.txt "smoke: one PASS/FAIL line per check" "$PYTHON" bench/gpu_smoke.py --backend cupy --check-limit 30
 # gpuad (compiled and eager) against JAX-jit and torch.func; the JSON is rewritten as each case finishes.
 step 70 bench.txt "benchmarks at --size gpu" "$PYTHON" -m bench --size gpu --backend cupy \
     --engines gpuad-jit,jax-jit,torch,gpuad --budget 0.3 --json "$OUT/bench-gpu.json"
-step 60 test-gpu.txt "GPU tests (the per-op kernels last)" env GPUAD_BACKEND=cupy GPUAD_TEST_TIMEOUT=30 "$PYTHON" -m pytest -v \
+step 45 test-gpu.txt "GPU tests (the per-op kernels last)" env GPUAD_BACKEND=cupy GPUAD_TEST_TIMEOUT=30 "$PYTHON" -m pytest -v \
     -p no:cacheprovider --tb=short -rf tests/test_gpu_memory.py tests/test_gpu.py
-step 25 test-fusion.txt "fused region kernels on CuPy (no long chains)" env GPUAD_BACKEND=cupy GPUAD_TEST_TIMEOUT=20 \
-    "$PYTHON" -m pytest -v -p no:cacheprovider --tb=short -rf tests/test_fusion.py \
+step 30 test-fusion.txt "loop kernels and fused region kernels on CuPy (no long chains)" env GPUAD_BACKEND=cupy \
+    GPUAD_TEST_TIMEOUT=20 "$PYTHON" -m pytest -v -p no:cacheprovider --tb=short -rf -m "not slow" \
+    tests/test_while_kernel.py tests/test_loop_kernel.py tests/test_fusion.py \
     -k "not every_spec and not random and not long_chains"
 # The suite on CuPy, each outcome printed as it happens; compiled functions unfused (each new program's
 # kernels would be compiled by NVRTC, which a thousand programs cannot afford here: the step above
 # runs fused kernels). A test past 20 s fails and the run goes on.
-step 65 test-suite.txt "test suite on CuPy (compiled functions unfused)" env GPUAD_BACKEND=cupy GPUAD_FUSION=off \
+step 45 test-suite.txt "test suite on CuPy (compiled functions unfused)" env GPUAD_BACKEND=cupy GPUAD_FUSION=off \
     GPUAD_TEST_TIMEOUT=20 "$PYTHON" -m pytest -v -p no:cacheprovider --maxfail=200 --tb=line -rf -m "not slow" \
     tests/test_transforms.py tests/test_jit.py tests/test_memory.py tests/test_graphs.py tests/test_sparse.py \
     tests/test_linalg.py tests/test_complex.py tests/test_fft.py tests/test_lax.py tests/test_custom.py tests/test_errors.py tests/test_seeds.py tests/test_breadth.py \

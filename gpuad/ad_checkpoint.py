@@ -14,7 +14,6 @@ import functools
 import itertools
 import types
 
-from . import numpy as gnp
 from .compiler.ir import Equation, Program, Var
 from .core import Primitive, ShapeDtypeStruct, same
 from .lax import _array, _switch
@@ -58,7 +57,7 @@ def checkpoint(fun, *, prevent_cse=True, policy=None, static_argnums=(), static_
             it = iter(dyn[:-1])
             return fun(*[static[i] if i in static else next(it) for i in range(len(args))], **dyn[-1], **fixed)
         if policy is None:
-            return _switch(gnp.asarray(0), [call], dynamic, "checkpoint")
+            return _switch(0, [call], dynamic, "checkpoint")
         token = _naming.set(True)
         try:
             return _saving(call, dynamic, policy)
@@ -98,7 +97,7 @@ def _saving(call, operands, policy):
         if eq.outs[0] in reads else eq for eq in program.equations], program.outs)
     spec = Cond([Program(program.ins, program.equations, program.outs + saved)], "checkpoint",
                 saved=(len(saved), [recompute]))
-    outs = unpack(cond_p(gnp.asarray(0), *consts, *leaves, spec=spec), spec.out_avals)
+    outs = unpack(cond_p(0, *consts, *leaves, spec=spec), spec.out_avals)
     return out_tree[0].unflatten(outs[:len(program.outs)])
 
 

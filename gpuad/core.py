@@ -102,8 +102,9 @@ class Primitive:
     What the compiler (gpuad/compiler/) asks a primitive, set where it is defined; unset, the
     compiler leaves the primitive as one step of its own:
     elementwise      computes each output element from the arguments' elements at its place
-    expression(operands, dtype) -> its C/CUDA expression over its operands' (an elementwise
-                     primitive the fused kernels can spell)
+    expression(operands, dtype, numbers) -> its C/CUDA expression over its operands' (an elementwise
+                     primitive the fused kernels can spell); numbers: each operand's value where it
+                     is a literal number, else None (a power by a literal 2 multiplies)
     moves            each output element is one element of an argument, or zero (data movement)
     view(**params)   -> whether its result may share its argument's memory (None: never)
     contiguous(args, **params) -> whether that view of a C-contiguous argument is C-contiguous too
@@ -124,7 +125,7 @@ class Primitive:
                      freely a fused region may compute an element again where it is read
     reduction        the operation it folds the reduced elements with ("add" for a sum)
     zero_where       where its output is zero for zeros in its arguments: "first" (where its first
-                     argument is: a / b, -a), "any" (a * b), "all" (a + b), "selected" (where(c, a, b))
+                     argument is: a / b, -a), "any" (a * b), "all" (a + b, a != b), "selected" (where(c, a, b))
     entries(**params) -> (coordinates, values, shape) of the non-zeros of an array made from its
                      indices alone (eye: the seeds of jacfwd and jacrev)
     coords(entries, out_shape, most, **params) -> (the coordinates in the output of an argument's
@@ -132,6 +133,10 @@ class Primitive:
                      .values), or None where it does not apply or would make more than `most`: a
                      data movement's map of non-zeros (compiler/structure.py moves supports and
                      entries by it)
+    support(ats, shapes, out_shape, most, **params) -> the sorted flat positions where its output may
+                     be non-zero, from each argument's (ats: sorted flat positions, None where it may
+                     be non-zero anywhere; shapes: the arguments' shapes), or None (anywhere, or more
+                     than `most` to find): a rule of its own for compiler/structure.py (a contraction's)
     launches         the kernels (library calls, copies) one call launches on CuPy: an int, or a
                      function (args, **params) (the cost model, gpuad/compiler/cost.py)
     copied(args, **params) -> for each operand, whether the call copies it first (a GEMM's transposes)
@@ -153,7 +158,8 @@ class Primitive:
                  "multiple_results",
                  "rev_forward", "complex_ready", "elementwise", "expression", "moves", "view", "positions",
                  "scatters", "reads_each_once", "recompute", "reduction", "zero_where", "entries", "coords",
-                 "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous", "once", "index")
+                 "support", "launches", "copied", "unchanged", "impl_into", "temporaries", "contiguous", "once",
+                 "index")
 
     def __init__(self, name, impl, jvp=None, vjp=None, batch=None, nondiff=False, abstract=None):
         self.name, self.impl, self.jvp, self.vjp, self.batch = name, impl, jvp, vjp, batch
@@ -166,7 +172,8 @@ class Primitive:
         self.complex_ready = nondiff  # no rule, nothing to get wrong
         self.elementwise = self.moves = self.scatters = self.reads_each_once = False
         self.expression = self.view = self.positions = self.recompute = self.reduction = None
-        self.zero_where = self.entries = self.coords = self.copied = self.unchanged = self.impl_into = None
+        self.zero_where = self.entries = self.coords = self.support = None
+        self.copied = self.unchanged = self.impl_into = None
         self.temporaries = self.contiguous = self.once = self.index = None
         self.launches = 1
 

@@ -288,7 +288,8 @@ def _array(x):
 
 
 def _concrete_int(x, what):
-    value = onp.asarray(backends.current().to_numpy(_array(x)))
+    # a Python or NumPy integer as it is: through the backend it went to the GPU and back (a wait)
+    value = onp.asarray(x if isinstance(x, (int, onp.integer)) else backends.current().to_numpy(_array(x)))
     if value.shape or value.dtype.kind not in "iu":
         raise TypeError(f"fori_loop: {what} must be an integer scalar, got {x!r}")
     return value[()]  # a NumPy integer: its dtype is the loop index's

@@ -144,6 +144,13 @@ template <typename T> GPUAD_COMPLEX_CALLED gpuad_complex<T> gpuad_pow(gpuad_comp
     }
     return exp(b * log(a));
 }
+// the half powers gpuad/ops/expr.py lowers by (gpuad_math.cuh's are real): NumPy's power here too
+template <typename T> __device__ __forceinline__ gpuad_complex<T> gpuad_pow_half(gpuad_complex<T> z) {
+    return gpuad_pow(z, gpuad_complex<T>(T(0.5)));
+}
+template <typename T> __device__ __forceinline__ gpuad_complex<T> gpuad_pow_minus_half(gpuad_complex<T> z) {
+    return gpuad_pow(z, gpuad_complex<T>(T(-0.5)));
+}
 
 // ------------------------------------------------------------------ trigonometric and hyperbolic
 template <typename T> GPUAD_COMPLEX_CALLED gpuad_complex<T> gpuad_sin(gpuad_complex<T> z) {

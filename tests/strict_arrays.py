@@ -7,7 +7,12 @@ as in CuPy) and return StrictArrays (0-d ones for scalars); `asarray`/`array`/`f
 the device. A ufunc or NumPy function that meets a StrictArray and a plain ndarray raises.
 
     python -m pytest --strict-arrays tests/test_x.py    # a suite on it (tests/conftest.py)
+
+Within `no_host_reads()` a backend array's value read by the host (int(), float(), bool(),
+.item(), .tolist(), the backend's to_numpy) raises HostRead, where CuPy waits for the GPU (and
+raises DeviceSynchronized within cupyx.allow_synchronize(False)).
 """
+import contextlib
 import types
 
 import numpy as np
@@ -19,8 +24,45 @@ from gpuad.compiler import host
 _CONVERSIONS = {"asarray", "array", "asanyarray", "ascontiguousarray", "from_dlpack"}
 
 
+class HostRead(RuntimeError):
+    """A backend array's value read by the host within no_host_reads()."""
+
+
+_refusing = []  # non-empty within no_host_reads()
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Refuse host reads of backend arrays' values (see the module's docstring) while it lasts."""
+    _refusing.append(True)
+    try:
+        yield
+    finally:
+        _refusing.pop()
+
+
+def _read(what):
+    if _refusing:
+        raise HostRead(f"strict arrays: {what} reads a backend array's value on the host (on CuPy: a wait for "
+                       "the GPU)")
+
+
+def _reading(name):
+    method = getattr(np.ndarray, name)
+
+    def read(self, *args, **kwargs):
+        _read(f"{name}")
+        return method(self, *args, **kwargs)
+    read.__name__ = name
+    return read
+
+
 class StrictArray(np.ndarray):
     """A backend array: arithmetic and NumPy functions refuse plain NumPy arrays beside it."""
+
+    __int__, __float__, __complex__, __bool__, __index__ = map(_reading, ("__int__", "__float__", "__complex__",
+                                                                          "__bool__", "__index__"))
+    item, tolist = _reading("item"), _reading("tolist")
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         _refuse_plain(f"{ufunc.__name__}.{method}", inputs + (out or ()))
@@ -30,6 +72,9 @@ class StrictArray(np.ndarray):
 
     def __getitem__(self, index):  # CuPy copies NumPy indices to the device
         return _strict(super().__getitem__(_plain(index)))
+
+    def __setitem__(self, index, value):  # CuPy copies a 0-d value into an element on the device: no host read
+        super().__setitem__(_plain(index), _plain(value))
 
     def __array_function__(self, func, types, args, kwargs):
         _refuse_plain(func.__name__, (args, kwargs))
@@ -130,6 +175,11 @@ xp = strict_module(np, "numpy")  # named numpy: scipy_functions finds SciPy's fo
 
 class StrictBackend(numpy_backend.NumpyBackend):
     xp = xp
+
+    def to_numpy(self, x):
+        if isinstance(x, StrictArray):
+            _read("to_numpy")
+        return super().to_numpy(x)
 
 
 def install(monkeypatch):

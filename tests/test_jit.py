@@ -227,10 +227,13 @@ def test_positions_traced_by_jit_gather():
 
 
 def test_gnp_eye_is_an_equation_under_jit_and_an_array_outside():
-    g = gpuad.jit(lambda x: gnp.eye(300, k=1) @ x)
+    g = gpuad.jit(lambda x: gnp.eye(300, k=1) * x)
     x = gnp.asarray(np.linspace(0, 1, 300))
     assert " eye[rows=300, cols=300, k=1, dtype=float64]" in g.lower(x).as_text()
-    assert_close(g(x), np.eye(300, k=1) @ np.linspace(0, 1, 300), rtol=1e-15)
+    assert_close(g(x), np.eye(300, k=1) * np.linspace(0, 1, 300), rtol=1e-15)
+    shifted = gpuad.jit(lambda x: gnp.eye(300, k=1) @ x)  # x[1:] placed into zeros: no eye, no GEMM
+    assert "eye" not in shifted.lower(x).as_text() and "contract" not in shifted.lower(x).as_text()
+    assert_close(shifted(x), np.eye(300, k=1) @ np.linspace(0, 1, 300), rtol=1e-15)
     e = gnp.eye(3, 4, k=-1, dtype=np.float32)
     assert e.dtype == np.float32 and np.array_equal(np.asarray(e), np.eye(3, 4, k=-1))
 

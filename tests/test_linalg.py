@@ -131,6 +131,9 @@ CASES = {
     "svd_full_vh_one_extra_stack": (lambda a: la.svd(a).Vh, normal(2, 2, 3, seed=15)),
     "svd_full_u_projector": (lambda a: complement_projector(la.svd(a)[0][..., 2:]), normal(5, 2, seed=16)),
     "svd_full_vh_projector": (lambda a: complement_projector(la.svd(a).Vh[1:].T), normal(1, 4, seed=17)),
+    "svd_full_vh_projector_wide": (lambda a: complement_projector(la.svd(a).Vh[2:].T), normal(2, 5, seed=27)),
+    "svd_full_every_factor_tall": (lambda a: (lambda u, s, vh: (u[:, :3] * s) @ vh + (u[:, 3:] @ u[:, 3:].T)[:, :3])(
+        *la.svd(a)), normal(6, 3, seed=28)),
     "qr_q": (lambda a: la.qr(a).Q, well(3, 3)),
     "qr_r": (lambda a: la.qr(a).R, well(3, 3)),
     "qr_tall_q": (lambda a: la.qr(a)[0], normal(4, 2)),
@@ -593,6 +596,24 @@ def test_det_factorises_once(monkeypatch):
     close(la.det(A3), np.linalg.det(A3), rtol=1e-12)
     assert len(calls) == 1
     close(gpuad.grad(la.det)(A3), np.linalg.det(A3) * np.linalg.inv(A3).T, rtol=1e-12)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("a", [normal(5, 3, seed=29), normal(2, 2, 4, seed=30)], ids=["tall", "wide_stack"])
+def test_a_full_svd_factorises_once(a, monkeypatch):
+    """full_matrices=True of a non-square matrix: the reduced factors and the columns it adds come
+    from one LAPACK factorisation (NumPy's own: the same columns), eager and in its derivative."""
+    calls, linalg, ref = [], backends.xp().linalg, np.linalg.svd(a)
+    svd = linalg.svd
+
+    def counted(b, **params):
+        calls.append(params)
+        return svd(b, **params)
+    monkeypatch.setattr(linalg, "svd", counted)
+    for got, want in zip(la.svd(a), ref):
+        close(got, want, atol=1e-12)
+    assert len(calls) == 1 and calls[0]["full_matrices"]
+    gpuad.jacfwd(lambda b: la.svd(b).U)(a)
     assert len(calls) == 2
 
 

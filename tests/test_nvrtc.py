@@ -206,3 +206,33 @@ def test_a_program_whose_cubins_are_cached_is_ready_without_nvrtc(loaded, cache_
     for cubin in cache_dir.glob("*.cubin"):
         cubin.unlink()
     assert not launch.ready(kernels)
+
+
+def test_a_loop_kernel_whose_cubin_is_cached_runs_from_the_first_call(loaded, cache_dir, monkeypatch):
+    """On CuPy a loop kernel found in the kernel cache is loaded before the first call returns,
+    as a program's regions are (launch.ready), not built in the background while that call runs
+    the loop from Python; one not found builds in the background."""
+    import types
+
+    from gpuad.compiler import loop_kernel
+    from gpuad.core import ShapeDtypeStruct
+    launch = pytest.importorskip("gpuad.kernels.launch")
+    monkeypatch.setattr(launch, "_arch", lambda: nvrtc.ARCH)
+    monkeypatch.setattr(launch.cupy, "RawModule", lambda path: _Module(path))
+    monkeypatch.setattr(launch, "_built", {})
+    monkeypatch.setenv("GPUAD_COMPILE", "async")
+    name, fun, args = programs.loops()[2]  # a fori_loop of a traced bound, no constants (no device array)
+    (kernel,) = programs.loop_kernels(fun, *args, target="cuda")
+    monkeypatch.setattr(loop_kernel.backends, "current", lambda: types.SimpleNamespace(name="cupy"))
+    out = ShapeDtypeStruct((4,), np.float64)
+    building = loop_kernel.Runner(kernel, out)
+    assert building.ready is not None  # not cached: built in the background
+    building.ready.result()
+    assert building.call is not None
+    monkeypatch.setattr(launch, "_built", {})  # a later process, the CUBIN in the cache
+    _Module.loaded = []
+    compiled = []
+    monkeypatch.setattr(nvrtc, "compile_ptx", lambda *a: compiled.append(a))
+    cached = loop_kernel.Runner(kernel, out)
+    assert cached.ready is None and cached.call is not None
+    assert compiled == [] and len(_Module.loaded) == 1

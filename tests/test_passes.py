@@ -34,6 +34,9 @@ STEPS = {
     "same-shape moves and casts": lambda v, x: gnp.broadcast_to(gnp.reshape(v, (N,)), (N,)).astype(v.dtype),
     "constant conditions": lambda v, x: gnp.where(True, v, x) + gnp.where(np.zeros(N, bool), x, 0.5),
     "computed condition": lambda v, x: gnp.where(v > 0, v, x),
+    "conditions on a tangent's zeros": lambda v, x: (lambda j: gnp.where(j != 0, gnp.cos(v)[:, None] * x, 0.0) @ x
+                                                     + gnp.where(j < 0, x, 0.0) @ v + gnp.where(j == 0, 0.0, j) @ x)(
+        gpuad.jacfwd(gnp.sin)(v)),
     "diagonal contraction": lambda v, x: (v * gnp.eye(N)) @ gnp.cos(x),
     "a scaled seed summed": lambda v, x: gnp.sum(v * gnp.eye(N), axis=0),
     "a seed's slice @ constant": lambda v, x: v * (gnp.eye(N)[:, ::-1] @ _W)[1],
@@ -146,11 +149,20 @@ def test_an_equation_of_several_results_is_read_through_outs():
     eq = Equation(_EIGH, [m], (w, v), {})
     program = Program([m], [eq], [v, w])
     program.check()
-    assert eq.outs == (w, v) and eq.out is None and program.next_id() == 3
+    assert eq.outs == (w, v) and program.next_id() == 3
     assert "v1:float64[3], v2:float64[3, 3] = eigh v0" in program.text()
     a = np.diag([3.0, 1.0, 2.0])
     for got, want in zip(program.evaluate([a]), reversed(np.linalg.eigh(a))):
         np.testing.assert_allclose(got, want)
+
+
+@pytest.mark.parametrize("use", [lambda out: out.shape, lambda out: {out: 1}, lambda out: out == out,
+                                 lambda out: bool(out), lambda out: [v for v in out]],
+                         ids=["attribute", "hash", "equality", "truth", "iteration"])
+def test_the_one_out_of_an_equation_of_several_results_fails_loudly(use):
+    m, w, v = Var(0, ShapeDtypeStruct((3, 3), np.float64)), Var(1, _AVAL), Var(2, ShapeDtypeStruct((3, 3), np.float64))
+    with pytest.raises((AttributeError, TypeError), match="read its `outs`"):
+        use(Equation(_EIGH, [m], (w, v), {}).out)
 
 
 def test_check_verifies_a_loop_body_it_holds():

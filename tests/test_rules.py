@@ -17,7 +17,7 @@ from helpers import assert_close
 
 from gpuad.compiler import structure
 from gpuad.ops.creation import eye
-from gpuad.ops.indexing import getitem, take_along
+from gpuad.ops.indexing import getitem, scatter, take_along
 from gpuad.ops.shape import broadcast_to, reshape, transpose
 
 ROOT = Path(__file__).resolve().parent.parent / "gpuad"
@@ -198,6 +198,9 @@ MOVED = [  # (primitive, argument shape, params)
     (getitem, (5, 4), {"idx": (None, slice(1, 4), slice(None))}),
     (getitem, (5, 4, 3), {"idx": (-1, None, slice(3, 0, -1))}),
     (getitem, (5, 4), {"idx": (slice(2, 5),)}),
+    (scatter, (3, 4), {"shape": (6, 4), "idx": (slice(None, None, 2), slice(None))}),
+    (scatter, (2, 1, 3), {"shape": (5, 4), "idx": (slice(4, 0, -2), None, slice(1, 4))}),
+    (scatter, (3,), {"shape": (5, 4), "idx": (1, slice(0, 3))}),
 ]
 
 

@@ -104,6 +104,9 @@ CASES = [
     ("constant_matmul", lambda x: gnp.asarray(W) @ gnp.tanh(x), 9, W != 0),
     ("where_const", lambda x: gnp.where(np.arange(6) % 2 == 0, x ** 2, x[::-1]), 6,
      (np.eye(6) * (np.arange(6) % 2 == 0)[:, None] + np.eye(6)[::-1] * (np.arange(6) % 2 == 1)[:, None]) > 0),
+    # a condition computed from a value's structural zeros: J != 0 is False off J's diagonal
+    ("where_tangent", lambda x: gnp.where(gpuad.jacfwd(gnp.sin)(x) != 0, gnp.outer(x, gnp.cos(x)), 0.0).ravel(), 4,
+     np.eye(4, dtype=bool).repeat(4, axis=0) & (np.arange(16) % 5 == 0)[:, None]),
     ("gathers", gathers, 7, None),
     ("sort", lambda x: gnp.sort(x.reshape(2, 4), axis=1).reshape(8) * x, 8, None),
     ("max_reduce", lambda x: gnp.max(x.reshape(3, 3), axis=0) * x[:3], 9, None),

@@ -67,3 +67,38 @@ def test_suites_run_on_strict_arrays():
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-arrays",
                           "-m", "not slow", *STRICT_SUITES], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stdout[-4000:]
+
+
+def _cells(x, policy):
+    cell = gpuad.checkpoint(lambda h: gnp.sin(gpuad.checkpoint_name(gnp.tanh(h), "a")) * h, policy=policy)
+    return gnp.sum(cell(cell(x)) ** 2)
+
+
+# Compiled calls whose steady state reads no backend value on the host (CuPy would wait for the GPU)
+STEADY = {
+    "jit(jacrev)": (gpuad.jit(gpuad.jacrev(lambda x: gnp.tanh(x) * gnp.sum(x))), (np.linspace(0.1, 1.0, 5),)),
+    "jit(grad(checkpoint))": (gpuad.jit(gpuad.grad(lambda x: _cells(x, None))), (np.linspace(0.1, 1.0, 5),)),
+    "jit(grad(checkpoint, a policy))": (
+        gpuad.jit(gpuad.grad(lambda x: _cells(x, gpuad.checkpoint_policies.save_only_these_names("a")))),
+        (np.linspace(0.1, 1.0, 5),)),
+    "eager grad(checkpoint)": (gpuad.grad(lambda x: _cells(x, None)), (np.linspace(0.1, 1.0, 5),)),
+    "eager grad(fori_loop), Python bounds": (
+        gpuad.grad(lambda x: gnp.sum(gpuad.lax.fori_loop(0, 5, lambda i, y: gnp.sin(y) * i, x))),
+        (np.linspace(0.1, 1.0, 5),)),
+}
+
+
+@pytest.mark.parametrize("name", list(STEADY))
+def test_a_steady_call_reads_no_backend_value_on_the_host(strict_arrays, name):
+    """The strict arrays' no_host_reads, standing for cupyx.allow_synchronize(False): after the
+    first calls (tracing, planning, building), a call reads no value back."""
+    from strict_arrays import HostRead, no_host_reads
+    f, args = STEADY[name]
+    args = [gnp.asarray(a) for a in args]
+    expected = to_np(f(*args))
+    f(*args)
+    with no_host_reads():
+        got = f(*args)
+    assert_close(got, expected, rtol=1e-14)
+    with no_host_reads(), pytest.raises(HostRead):  # the guard itself
+        float(gnp.sum(args[0]))

@@ -374,7 +374,13 @@ class _Body:
             return pull(self, eq, idx)
         ops = [_typed_literal(b.val) if a.dtype.kind == "b" and _number(b) else  # a comparison's number in its
                self.value(b, broadcast_index(b.shape, idx)) for b in eq.ins]   # own type, not the bool result's T
-        return self._temp(a.dtype, eq.prim.expression(ops, a.dtype))
+        return self._temp(a.dtype, eq.prim.expression(ops, a.dtype, [self._literal_number(b) for b in eq.ins]))
+
+    def _literal_number(self, a):
+        """The real number an operand printed as a literal holds (`value`), else None."""
+        if _number(a):
+            return a.val
+        return self.region.literals.get(_key(a)[1]) if isinstance(a, Lit) else None
 
     def _read(self, eq, p, at):
         """The index expression of an integer an index rule reads (core.Primitive.index): the

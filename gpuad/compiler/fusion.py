@@ -88,7 +88,7 @@ def _readable(a, dtypes=_C_DTYPES):
 def fusible(eq, target=CUPY):
     """Whether an equation can be part of a region's kernel planned for `target` (compiler/target.py)."""
     prim = eq.prim
-    if eq.out is None:  # an equation of several results is a step of its own (`out` None: no map here has it)
+    if len(eq.outs) > 1:  # an equation of several results is a step of its own
         return False
     dtypes = _INTEGER_DTYPES if target.integers else _C_DTYPES
     if eq.out.dtype not in dtypes or not prod(eq.out.shape):
@@ -176,7 +176,7 @@ def fuse(program, target=None, apart=(), limit=MEMBERS):
     free = _index_made(program, target, apart)
     steps = _Steps(program, limit)
     for eq in reversed(program.equations):
-        if eq.out not in free and eq.out not in apart and fusible(eq, target) and \
+        if len(eq.outs) == 1 and eq.out not in free and eq.out not in apart and fusible(eq, target) and \
                 not _adds_a_scatter(eq, made_by, target):
             r = _joined(steps, eq, readers.get(eq.out, ()), region_of, outs, evaluations, target)
             if r is None and view(eq):  # a view read by several steps costs nothing as it is
@@ -258,7 +258,7 @@ def _made_from(values, free, made_by):
 def _read_outside_regions(program, region_of, free, made_by):
     """The index-made values a plain step or the caller reads: their equations stay as steps."""
     reads = list(program.out_vars())
-    reads += [a for eq in program.equations if eq.out not in region_of and eq.out not in free
+    reads += [a for eq in program.equations if eq.outs[0] not in region_of and eq.outs[0] not in free
               for a in eq.ins if isinstance(a, Var)]
     return _made_from(reads, free, made_by)
 
@@ -285,7 +285,8 @@ def _joined(steps, eq, readers, region_of, outs, evaluations, target):
     Records how many times the region would evaluate eq's elements (`evaluations`)."""
     if eq.out in outs or not readers:
         return None
-    regions = list({id(r): r for r in (region_of.get(c.out) for c in readers)}.values())
+    # (a reader of several results is never in a region: its first result is in no map here)
+    regions = list({id(r): r for r in (region_of.get(c.outs[0]) for c in readers)}.values())
     if any(r is None or r.shape != regions[0].shape for r in regions):
         return None
     decided = unrolled_axes(regions[0].shape) if target.unrolls else inf  # the trailing axes resolved at render time
@@ -377,7 +378,7 @@ def _merge_siblings(program, region_of, steps):
     before it of its iteration space: neighbours, whose merge searches a short span of the order."""
     pairs, last, previous = [], {}, {}  # pairs of members of two regions, each with the one before it
     for eq in program.equations:
-        r = region_of.get(eq.out)
+        r = region_of.get(eq.outs[0])
         if r is None:
             continue
         for a in eq.ins:
@@ -388,7 +389,7 @@ def _merge_siblings(program, region_of, steps):
         previous[r.shape] = previous.get(r.shape, eq.out)
     neighbours = []
     for eq in program.equations:
-        r = region_of.get(eq.out)
+        r = region_of.get(eq.outs[0])
         if r is not None:
             neighbours.append((previous[r.shape], eq.out))
             previous[r.shape] = eq.out
@@ -502,7 +503,7 @@ def _read_outside(program, region_of):
     """The values the program returns or a step outside their region reads."""
     used = program.out_vars()
     for eq in program.equations:
-        mine = region_of.get(eq.out)
+        mine = region_of.get(eq.outs[0])
         used.update(a for a in eq.ins if isinstance(a, Var) and region_of.get(a) is not None and
                     region_of.get(a) is not mine)
     return used
@@ -553,9 +554,9 @@ def _schedule(program, regions, region_of, unread):
     nodes = []  # Equation or Region, first appearance in program order
     seen = set()
     for eq in program.equations:
-        if eq.out in unread:
+        if eq.outs[0] in unread:
             continue
-        r = region_of.get(eq.out)
+        r = region_of.get(eq.outs[0])
         node = r if r is not None else eq
         if id(node) not in seen:
             seen.add(id(node))

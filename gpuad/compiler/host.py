@@ -84,6 +84,14 @@ def _isa():
 
 
 ISA = _isa()
+# No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
+# then does not select its result (no trapping math: the branch-free loops vectorise).
+FLAGS = ["-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC"]
+# OpenMP's simd loops and glibc's vector math where the compiler and the C library have them (the
+# first build tried). sin and cos as builtins would merge into one scalar sincos call, which does
+# not vectorise.
+SIMD = ["-fopenmp-simd", "-DGPUAD_SIMD_MATH", *ISA, "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
+        "-fno-builtin-cosf"]
 
 
 def compiler():
@@ -251,18 +259,12 @@ def _build(head, bodies, path, key):
         _warn_once("no C++ compiler found (set CXX, or install g++)")
         return False
     deadline = time.monotonic() + cache.compile_timeout()
-    # No fused multiply-adds (results round as NumPy's do). Arithmetic may run where a kernel
-    # then does not select its result (no trapping math: the branch-free loops vectorise).
-    # OpenMP's simd loops and glibc's vector math where the compiler and the C library have them.
-    # sin and cos as builtins would merge into one scalar sincos call, which does not vectorise.
-    simd = ["-fopenmp-simd", "-DGPUAD_SIMD_MATH", *ISA, "-fno-builtin-sin", "-fno-builtin-cos", "-fno-builtin-sinf",
-            "-fno-builtin-cosf"]
     try:
         with cache.workspace(path.parent) as tmp:
             out = tmp / "regions.so"
-            for flags, libs in ((simd, ["-lmvec"]), (["-fopenmp-simd"], []), ([], [])):
-                base = [cxx, "-O2", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", *flags]
-                pch = _precompiled(base, head, path.parent, deadline) if flags is simd else None
+            for flags, libs in ((SIMD, ["-lmvec"]), (["-fopenmp-simd"], []), ([], [])):
+                base = [cxx, *FLAGS, *flags]
+                pch = _precompiled(base, head, path.parent, deadline) if flags is SIMD else None
                 srcs = [tmp / f"regions{k}.cpp" for k in range(len(bodies))]
                 for src, body in zip(srcs, bodies):
                     src.write_text((f'#include "{_PRELUDE}"\n' if pch else head) + body)

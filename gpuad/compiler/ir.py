@@ -65,17 +65,40 @@ class Lit:
 Atom = Var | Lit
 
 
+class _Several:
+    """`out` of an equation of several results: there is no one output, so any use of it (an
+    attribute, a hash, a comparison, a truth value) raises, saying to read `outs`. A plain
+    attribute holding this object costs nothing where `out` is read (a property raising costs
+    compile time: the passes and fusion read `out` very often)."""
+    __slots__ = ()
+    _SAY = "an equation of several results has no one `out`: read its `outs` (a tuple of Vars)"
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{self._SAY} (`.{name}` was asked)")
+
+    def _refuse(self, *args: Any) -> Any:
+        raise TypeError(self._SAY)
+
+    __hash__ = __eq__ = __ne__ = __bool__ = __iter__ = __len__ = _refuse
+
+    def __repr__(self) -> str:
+        return "<several results: read outs>"
+
+
+SEVERAL = _Several()
+
+
 class Equation:
     """outs = prim(*ins, **params); each input an atom (a Var or a Lit). `out`: its one output
     Var, or a tuple of them (several for a primitive with multiple_results); `outs` is that tuple,
-    and `out` stays the one output (None for an equation of several: read its `outs`), a plain
-    attribute, as the passes and fusion read it often."""
+    and `out` stays the one output, a plain attribute, as the passes and fusion read it often; on
+    an equation of several it is SEVERAL, which raises wherever it is used."""
     __slots__ = ("prim", "ins", "outs", "out", "params")
 
     def __init__(self, prim: Any, ins: list[Atom], out: Var | tuple[Var, ...], params: dict[str, Any]) -> None:
         self.prim, self.ins, self.params = prim, ins, params
         self.outs: tuple[Var, ...] = out if isinstance(out, tuple) else (out,)
-        self.out: Var | None = self.outs[0] if len(self.outs) == 1 else None
+        self.out: Var = self.outs[0] if len(self.outs) == 1 else SEVERAL  # type: ignore[assignment]
 
 
 class Program:

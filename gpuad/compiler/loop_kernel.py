@@ -38,7 +38,7 @@ from ..kernels import builds
 from ..kernels.source import _read
 from . import codegen, fusion
 from . import index as ix
-from .ir import Lit, Var, nbytes
+from .ir import Lit, Var
 
 # The most a whole-schedule loop keeps: on the CPU elements for one thread's loop (larger ones
 # are split over the thread pool per region by the replay), on CUDA bytes of one block's shared memory.
@@ -83,7 +83,8 @@ def plan(body, n_consts, n_carry, reverse, out, target, test=False):
     if not all(map(_typed, body.ins + local + [out])) or (test and body.outs[-1] not in local):
         return None
     axes = _batch_axes(body, carries, local, regions, kernels)
-    if axes is None and (sum(nbytes(v) for v in local) if target.kernel == "cuda" else
+    wide = _bool_dtype(local)
+    if axes is None and (sum(_held_bytes(v, wide) for v in local) if target.kernel == "cuda" else
                          sum(math.prod(v.shape) for v in local)) > _WHOLE[target.kernel]:
         return None
     return _Source(body, n_consts, n_carry, reverse, out, target, regions, kernels, local, axes, test).kernel()
@@ -93,6 +94,23 @@ def kernels_of(program, target):
     """The loop kernels of a program's loops (its own equations) for a Target."""
     held = [eq.params.get("spec") for eq in program.equations]
     return [k for spec in held if hasattr(spec, "kernel") and (k := spec.kernel(target)) is not None]
+
+
+def _bool_dtype(local):
+    """The dtype a loop holds its bool values in: an integer as wide as its widest value (the
+    loop's index type beside doubles), so a step's loop loads and stores them in vectors of as
+    many lanes as its numbers (GCC 12 vectorises no loop loading a 1-byte bool beside doubles)."""
+    width = min(8, max((v.dtype.itemsize for v in local), default=1))
+    return numpy.dtype(numpy.bool_ if width == 1 else f"int{8 * width}")
+
+
+def _held(v, wide):
+    """The dtype a loop's buffer of value v holds."""
+    return wide if v.dtype == numpy.bool_ else v.dtype
+
+
+def _held_bytes(v, wide):
+    return math.prod(v.shape) * _held(v, wide).itemsize
 
 
 def _typed(v):
@@ -143,6 +161,7 @@ class _Source:
         self.test = body.outs[-1] if test else None  # a while loop's condition
         self.ys = body.outs[n_carry:len(body.outs) - bool(test)]  # a scan's stacked outputs' slices
         self.regions, self.kernels, self.local = regions, kernels, local
+        self.wide = _bool_dtype(local)  # bools held as integers of this type (converted at the copies in and out)
         self.cuda, self.schedule = target.kernel == "cuda", "whole" if axes is None else "element"
         self.batch, self.axis = axes or (1, {})
         self.shared = self.cuda and self.schedule == "whole"  # one block's threads, shared memory
@@ -155,13 +174,17 @@ class _Source:
         self.offsets, at = {}, 0
         for v in local:
             self.offsets[v] = at
-            at += -(-nbytes(v) // _ALIGN) * _ALIGN
+            at += -(-_held_bytes(v, self.wide) // _ALIGN) * _ALIGN
         self.scratch = 0 if self.shared else at
         per = at // self.batch  # bytes of one batch element's values
         self.chunk = max(1, min(self.batch, _CHUNK_BYTES // max(per, 1))) if not self.cuda else 1
 
     def _name(self, a):
         return self.names[a if isinstance(a, Var) else id(a)]
+
+    def _ctype(self, a):
+        """The C type of a's elements in this kernel: a bool of its own buffers held wide."""
+        return codegen.ctype(_held(a, self.wide) if a in self.offsets else a.dtype)
 
     def kernel(self):
         text = (_read("gpuad_math.cuh") + "\n" if self.cuda else "") + \
@@ -179,8 +202,8 @@ class _Source:
 
     def _step(self, j, kernel):
         """Region j as a function over a range of its loop's elements."""
-        params = [f"const {codegen.ctype(a.dtype)}* __restrict__ in{m}" for m, a in enumerate(kernel.arrays)]
-        params += [f"{codegen.ctype(v.dtype)}* __restrict__ out{m}" for m, v in enumerate(kernel.outs)]
+        params = [f"const {self._ctype(a)}* __restrict__ in{m}" for m, a in enumerate(kernel.arrays)]
+        params += [f"{self._ctype(v)}* __restrict__ out{m}" for m, v in enumerate(kernel.outs)]
         if not self.cuda:
             head, loop = "static inline void", "#pragma omp simd\n    for (long long i = begin; i < end; ++i)"
         elif not self.shared:
@@ -217,9 +240,9 @@ class _Source:
     def _buffers(self):
         if self.shared or (self.schedule == "whole" and self.scratch <= _LOCAL_BYTES):
             # a small state in arrays of the function's own: held in registers where the loops unroll
-            return [f"{'__shared__ ' if self.shared else ''}{codegen.ctype(v.dtype)} {self._name(v)}"
+            return [f"{'__shared__ ' if self.shared else ''}{self._ctype(v)} {self._name(v)}"
                     f"[{math.prod(v.shape)}];" for v in self.local]
-        return [f"{codegen.ctype(v.dtype)}* const {self._name(v)} = ({codegen.ctype(v.dtype)}*)(scratch + "
+        return [f"{self._ctype(v)}* const {self._name(v)} = ({self._ctype(v)}*)(scratch + "
                 f"{self.offsets[v]}LL);" for v in self.local]
 
     def _trips(self):
@@ -328,15 +351,16 @@ _WAIT_FROM = 500_000
 
 class Runner:
     """Calls of one loop kernel on the active backend: `(operands, trips)` -> the loop's packed
-    output, or None while the kernel is still being built (in the background, unless `wait` or
-    GPUAD_COMPILE=sync: then before the first call returns). A kernel that fails to build
-    leaves every call None (the caller's loop runs instead)."""
+    output, or None while the kernel is still being built (in the background, unless `wait`,
+    GPUAD_COMPILE=sync or a build found in the kernel cache: then before the first call returns).
+    A kernel that fails to build leaves every call None (the caller's loop runs instead)."""
 
     def __init__(self, kernel, out, wait=False):
         self.kernel, self.out, self.call, self.ready = kernel, out, None, None
         be = backends.current()
-        build = self._cuda if be.name == "cupy" else self._host
-        if wait or builds.waits() or (be.name == "numpy" and host_cached(kernel)):
+        cuda = be.name == "cupy"
+        build = self._cuda if cuda else self._host
+        if wait or builds.waits() or (cuda_cached(kernel) if cuda else host_cached(kernel)):
             build(be)
         else:
             self.ready = builds.submit(build, be)
@@ -406,3 +430,10 @@ def host_cached(kernel):
     """Whether the CPU library of a loop kernel is loaded or on disk (no compiler run)."""
     from . import host
     return host.cached([kernel])
+
+
+def cuda_cached(kernel):
+    """Whether the CUBIN of a loop kernel is loaded or in the kernel cache (no NVRTC run), as a
+    program's regions are asked (kernels/launch.py's ready)."""
+    from ..kernels.launch import ready
+    return ready([kernel])

@@ -18,10 +18,10 @@ import string
 import numpy as onp
 
 from .. import backends
-from ..core import SCALARS, Tracer
+from ..core import SCALARS, ShapeDtypeStruct, Tracer
 from ..ops.contract import contract
 from ..ops.elementwise import SMALL_CONSTANT, multiply
-from ..ops.indexing import getitem
+from ..ops.indexing import getitem, scatter
 from ..ops.shape import broadcast_to, reduce_sum, reshape, transpose
 from .ir import Equation, Lit, Program, Var, abstract, dying, nbytes
 from .structure import MOST, Entries, Structure, dense, fold, index_made
@@ -231,30 +231,39 @@ def _letters(eq, j):
 
 def _collapsed(eq, j, analysis, ids, read):
     """The equations computing eq (a contraction or a sum) from operand j's values at its
-    non-zeros (see collapse), or None where they do not meet each element of the result once or
-    its values cannot be read so."""
+    non-zeros (see collapse), or None where they do not meet each element of the result at most
+    once, or its values cannot be read so. Where they miss some elements (a strided or partial
+    slice of a seed), the elements they meet must be a slice along each kept axis: the product is
+    computed there and scattered into zeros (a move that fuses)."""
     a = eq.ins[j]
     at = analysis.support(a).at
     sa, b, sb, so = _letters(eq, j)
     summed = [c for c in sa if c not in so]
-    if at is None or not summed:
+    if at is None or not summed or not len(at):
         return None
     kept = [c for c in sa if c in so]
     dims = dict(zip(sa, a.shape))
     coords = onp.unravel_index(at, a.shape)
-    grid = onp.ravel_multi_index([coords[sa.index(c)] for c in kept], [dims[c] for c in kept]) if kept else \
-        onp.zeros(len(at), onp.int64)
-    size = math.prod(dims[c] for c in kept)
-    if len(grid) != size or onp.bincount(grid, minlength=size).max() != 1:  # one non-zero per element kept
+    met, local = _met(coords, sa, kept, dims, len(at))
+    if met is None:
         return None
-    coords = tuple(c[onp.argsort(grid)] for c in coords)  # in the order of the kept elements
+    inner = {c: len(range(dims[c])[met[c]]) for c in kept}
+    grid = onp.ravel_multi_index([local[c] for c in kept], [inner[c] for c in kept]) if kept else \
+        onp.zeros(len(at), onp.int64)
+    size = math.prod(inner.values())
+    if len(grid) != size or onp.bincount(grid, minlength=size).max() != 1:  # one non-zero per element met
+        return None
+    order = onp.argsort(grid)  # in the order of the kept elements
+    coords, local = tuple(c[order] for c in coords), {c: p[order] for c, p in local.items()}
     rename, cut = {}, [slice(None)] * len(sb)  # B's summed letter -> the kept letter it follows, by a slice
     for c in (c for c in summed if c in sb):
         rename[c], cut[sb.index(c)] = next(
-            ((p, s) for p in kept for s in [_as_slice(coords[sa.index(p)], coords[sa.index(c)], dims[p], dims[c])]
+            ((p, s) for p in kept for s in [_as_slice(local[p], coords[sa.index(c)], inner[p], dims[c])]
              if s is not None), (None, None))
         if rename[c] is None:
             return None
+    for c in (c for c in kept if c in sb):  # a batch letter: B's elements along the slice met
+        cut[sb.index(c)] = met[c]
     letters = "".join(rename.get(c, c) for c in sb)
     if len(set(letters)) < len(letters):
         return None
@@ -267,14 +276,36 @@ def _collapsed(eq, j, analysis, ids, read):
         return None
     read.update(trial.maps[0])
     if x.shape:
-        x = _staged(steps, reshape, ids, x, shape=tuple(dims[c] for c in kept)) if len(kept) != 1 else x
+        x = _staged(steps, reshape, ids, x, shape=tuple(inner[c] for c in kept)) if len(kept) != 1 else x
+    shape = tuple(inner.get(c, n) for c, n in zip(so, eq.out.shape))  # the elements met
+    out = eq.out if shape == tuple(eq.out.shape) else Var(next(ids), ShapeDtypeStruct(shape, eq.out.dtype))
     if b is None:  # a sum: x itself
-        return steps + [Equation(reshape if x.shape else broadcast_to, [x], eq.out, {"shape": eq.out.shape})]
-    laid = [_laid(steps, v, letters_v, so, eq.out.shape, ids) for v, letters_v in ((x, "".join(kept)), (b, letters))]
-    if _unchanged(Equation(multiply, laid, eq.out, {})) is laid[1] and laid[1].dtype == eq.out.dtype:  # x is ones
-        return steps + [Equation(reshape if laid[1].shape == eq.out.shape else broadcast_to, [laid[1]], eq.out,
-                                 {"shape": eq.out.shape})]
-    return steps + [Equation(multiply, laid, eq.out, {})]
+        steps.append(Equation(reshape if x.shape else broadcast_to, [x], out, {"shape": shape}))
+    else:
+        laid = [_laid(steps, v, letters_v, so, shape, ids) for v, letters_v in ((x, "".join(kept)), (b, letters))]
+        if _unchanged(Equation(multiply, laid, out, {})) is laid[1] and laid[1].dtype == eq.out.dtype:  # x is ones
+            steps.append(Equation(reshape if laid[1].shape == shape else broadcast_to, [laid[1]], out,
+                                  {"shape": shape}))
+        else:
+            steps.append(Equation(multiply, laid, out, {}))
+    if out is not eq.out:  # zeros where no non-zero meets the element
+        steps.append(Equation(scatter, [out], eq.out, {"shape": eq.out.shape,
+                                                       "idx": tuple(met.get(c, slice(None)) for c in so)}))
+    return steps
+
+
+def _met(coords, sa, kept, dims, count):
+    """({kept letter: the slice of its axis the non-zeros meet}, {kept letter: each non-zero's
+    place along that slice}), or (None, None) where they meet no slice."""
+    if count == math.prod(dims[c] for c in kept):  # as many as the elements: every one, if each once
+        return dict.fromkeys(kept, slice(None)), {c: coords[sa.index(c)] for c in kept}
+    met, local = {}, {}
+    for c in kept:
+        values, local[c] = onp.unique(coords[sa.index(c)], return_inverse=True)
+        met[c] = _as_slice(onp.arange(len(values)), values, len(values), dims[c])
+        if met[c] is None:
+            return None, None
+    return met, local
 
 
 def _as_slice(p, r, n, length):
@@ -306,7 +337,8 @@ def _values_at(a, coords, analysis, steps, ids, read):
     """The values of atom a at these coordinates (an array per axis of its shape, m entries) as an
     atom of shape (m,), or a 0-d constant where they are one value: a constant's picked now, an
     index-made value's from its entries, a scalar itself, a value read in place where the
-    coordinates run over its own elements in order (d of d * eye), a moved one where it came from
+    coordinates run over its own elements in order (d of d * eye) or a slice of its one axis, a
+    moved one where it came from
     (by the move's coordinate rule), one made by an elementwise equation computed from its
     arguments' values there (equations appended to steps); None where a
     gather would be needed. `read` holds the answers so far (a seed's values read once)."""
@@ -330,6 +362,10 @@ def _read_at(a, coords, analysis, steps, ids, read):
     flat = onp.ravel_multi_index([c for c, _ in own], [n for _, n in own]) if own else onp.zeros(m, onp.int64)
     if math.prod(a.shape) == m and onp.array_equal(flat, onp.arange(m)):
         return a if a.shape == (m,) else _staged(steps, reshape, ids, a, shape=(m,))
+    cut = _as_slice(onp.arange(m), flat, m, math.prod(a.shape)) if len(own) == 1 and m > 1 else None
+    if cut is not None:  # a slice of its one axis (x[1:] of a shifted seed's)
+        flat_a = a if len(a.shape) == 1 else _staged(steps, reshape, ids, a, shape=(math.prod(a.shape),))
+        return _staged(steps, getitem, ids, flat_a, idx=(cut,))
     eq = analysis.made_by.get(a)
     if eq is not None and eq.prim.coords is not None and len(eq.ins) == 1:  # moved: read where it came from
         at = _moved_from(eq, coords, analysis)

@@ -6,10 +6,11 @@ Forward mode's seed is an `eye`; its slices, shifts, broadcasts and scalar multi
 held as their entries (`Entries`), never as a dense n x n array. A value's support follows from its
 arguments' through the rules each primitive carries (core.Primitive: `entries` for a value made from
 its indices, `coords` and `moves` for data movement, `zero_where` for arithmetic, `reduction` for a
-sum): the tangents of jacfwd stay zero off the seed's diagonal through products, and that is what
-the sparsity patterns cut dependences by (gpuad/sparse/detect.py) and what the passes collapse a
-contraction with a seed by (passes.collapse). The transfer rules are `support` (an equation's
-support from its arguments') and `fold` (an equation evaluated where arguments are held as entries).
+sum, `support` for a rule of its own, a contraction's): the tangents of jacfwd stay zero off the
+seed's diagonal through products, and that is what the sparsity patterns cut dependences by
+(gpuad/sparse/detect.py) and what the passes collapse a contraction with a seed by (passes.collapse).
+The transfer rules are `support` (an equation's support from its arguments') and `fold` (an
+equation evaluated where arguments are held as entries).
 """
 import math
 from typing import NamedTuple
@@ -21,8 +22,7 @@ from ..ops.shape import broadcast_to
 from .ir import Lit, Var
 
 MOST = 1 << 24  # the most entries a value is held as; past this it is dense, as any value
-_DENSE = 1 << 22  # the most elements of a value whose support a rule without coordinates finds densely
-_DENSE_WORK = 1 << 32  # and the most (output elements) x (elements of an argument) of its run on masks
+_DENSE = 1 << 22  # the most elements of a value whose support a move without coordinates finds on masks
 
 
 class Entries(NamedTuple):
@@ -41,6 +41,7 @@ class Support(NamedTuple):
 
 
 ANYWHERE = Support()
+_NUMBERS = (bool, int, float, complex, onp.generic)
 
 
 def of_constant(value):
@@ -86,8 +87,14 @@ class Structure:
             self.made.add(eq.out)
 
     def support(self, a):
-        """Where atom a may be non-zero (a constant: anywhere, its zeros are not looked for)."""
-        return self._resolve(a, self._supports, lambda eq, ins: support(eq, ins), ANYWHERE)
+        """Where atom a may be non-zero (a constant: anywhere, its zeros are not looked for, but a
+        number's: where(c, x, 0) and x != 0 hold a literal zero)."""
+        if isinstance(a, Lit):
+            return of_constant(a.val) if isinstance(a.val, _NUMBERS) else ANYWHERE
+        return self._resolve(a, self._supports, self._support_of, ANYWHERE)
+
+    def _support_of(self, eq, ins):
+        return support(eq, [self.support(u) if isinstance(u, Lit) else s for u, s in zip(eq.ins, ins)])
 
     def entries(self, a):
         """The entries of an index-made atom (or of a constant held as entries), else None."""
@@ -159,9 +166,10 @@ def support(eq, ins):
         coords = onp.unravel_index(ins[0].at, eq.ins[0].shape)
         kept = tuple(onp.zeros_like(c) if d in axes else c for d, c in enumerate(coords) if keep or d not in axes)
         return _normal(_flat(kept, shape), shape)
+    if prim.support is not None:  # a rule of its own (a contraction's join of its operands' non-zeros)
+        at = prim.support([s.at for s in ins], [tuple(onp.shape(a)) for a in eq.ins], shape, MOST, **eq.params)
+        return ANYWHERE if at is None else _normal(at, shape)
     zero = prim.zero_where
-    if zero == "any" and not prim.elementwise:  # a contraction: zero where every product it sums is
-        return _densely(eq, ins)
     if zero not in _RULES or not prim.elementwise:
         return ANYWHERE
     return _RULES[zero]([_broadcast(s, a, shape) for s, a in zip(ins, eq.ins)])
@@ -192,28 +200,26 @@ def _any_of(ins):
 
 
 def _selected(ins):
-    """where(c, a, b): a's support where c holds, b's where it does not (either where c is not
-    known exactly)."""
+    """where(c, a, b): b where c is False, so outside c's support (a comparison's too: x != 0 is
+    False where x is structurally zero); a's support where c may hold, b's where it may not (b's
+    wherever c is not known exactly)."""
     c, a, b = ins
-    if a.at is None or b.at is None:
+    if b.at is None or (a.at is None and c.at is None):
         return ANYWHERE
-    if not c.exact:
-        return Support(onp.union1d(a.at, b.at))
-    return Support(onp.union1d(onp.intersect1d(a.at, c.at), onp.setdiff1d(b.at, c.at)))
+    held = c.at if a.at is None else a.at if c.at is None else onp.intersect1d(a.at, c.at, assume_unique=True)
+    return Support(onp.union1d(held, onp.setdiff1d(b.at, c.at, assume_unique=True) if c.exact else b.at))
 
 
 _RULES = {"any": _all_of, "first": _first, "all": _any_of, "selected": _selected}  # by zero_where
 
 
 def _densely(eq, ins):
-    """The support of a rule without coordinates: the primitive run on the arguments' masks (a
-    contraction or a move of booleans as numbers), where the value is small."""
+    """The support of a move without a coordinate rule: the primitive run on the arguments' masks,
+    where the value is small."""
     sizes = [math.prod(a.shape) for a in eq.ins]
-    if math.prod(eq.out.shape) > _DENSE or max(sizes) > _DENSE or math.prod(eq.out.shape) * max(sizes) > _DENSE_WORK:
+    if math.prod(eq.out.shape) > _DENSE or max(sizes) > _DENSE:
         return ANYWHERE
     masks = [onp.ones(a.shape, bool) if s.at is None else mask(s, a.shape) for s, a in zip(ins, eq.ins)]
-    if not eq.prim.moves:
-        masks = [m.astype(onp.float64) for m in masks]
     out = run(eq.prim, masks, eq.params) != 0
     return _normal(onp.flatnonzero(out), tuple(eq.out.shape))
 

@@ -42,9 +42,14 @@ def _float32(x):
     return gnp.tanh(x) * gnp.exp(-x * x) + gnp.maximum(x, 0.5) ** 2.5 + gnp.remainder(x, 0.3)
 
 
+def _powers(x):
+    """Powers by every literal exponent the kernels lower without pow (gpuad/ops/expr.py)."""
+    return x ** 3 - x ** 2 + x ** -1 + x ** 0.5 + x ** -0.5 + x ** 0 + x ** 1
+
+
 def programs():
     """(name, function, args) of programs whose regions --check compiles: float32 ones and mixed
-    float32/float64 ones, their values and their derivatives."""
+    float32/float64 ones, their values and their derivatives, literal powers."""
     import gpuad
     x32 = numpy.linspace(0.1, 2.0, 64, dtype=numpy.float32)
     y64 = numpy.linspace(0.5, 1.5, 64)
@@ -57,6 +62,8 @@ def programs():
         ("mixed arrays", _mixed, (x32, y64)),
         ("mixed jacfwd", jac, (x32, y64)),
         ("mixed jacrev", gpuad.jacrev(_mixed, argnums=(0, 1)), (x32, y64)),
+        ("literal powers jacfwd", gpuad.jacfwd(_powers), (y64[:16],)),
+        ("literal powers float32 jacfwd", gpuad.jacfwd(_powers), (x32[:16],)),
     ]
 
 

@@ -251,13 +251,14 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """
     a = _matrix(a, "svd")
     m, n = shape(a)[-2:]
-    u, s, v = L.svd(a)
-    if not compute_uv:
-        return s
-    if full_matrices and m > n:
-        u = concatenate([u, _complete(u, L.svd_complement(a))], axis=-1)
-    if full_matrices and m < n:
-        v = concatenate([v, _complete(v, L.svd_complement(a))], axis=-1)
+    if not (compute_uv and full_matrices and m != n):
+        u, s, v = L.svd(a)
+        return SVDResult(u, s, L.adjoint(v)) if compute_uv else s
+    u, s, v, c = L.svd(a, complement=True)  # one factorisation: LAPACK's full one
+    if m > n:
+        u = concatenate([u, _complete(u, c)], axis=-1)
+    else:
+        v = concatenate([v, _complete(v, c)], axis=-1)
     return SVDResult(u, s, L.adjoint(v))
 
 

@@ -7,6 +7,8 @@ one (batched) GEMM: on CuPy that is one cuBLAS call for all directions of a bund
 """
 from math import prod
 
+import numpy as onp
+
 from ..backends import xp
 from ..core import Primitive, ShapeDtypeStruct, result_dtype, shape
 from .elementwise import add
@@ -137,4 +139,54 @@ def _copied(args, spec):
 
 contract.copied = _copied
 contract.launches = lambda args, spec: 1 + sum(_copied(args, spec))
-contract.zero_where = "any"
+
+
+
+def _contract_support(ats, shapes, out_shape, most, spec):
+    """Where the contraction may be non-zero, from where its operands may be (sorted flat positions,
+    None: anywhere): at the output coordinates of each pair of operand non-zeros that agree on the
+    letters both carry (a join of their coordinates, no masks, so a block-diagonal or banded seed of
+    any size keeps its structure), an operand non-zero anywhere adding the whole range of its own
+    letters. None where that is more than `most` pairs or positions."""
+    known = [j for j in (0, 1) if ats[j] is not None]
+    sa, sb, so = spec if known[0] == 0 else (spec[1], spec[0], spec[2])
+    a, shape_a, shape_b = ats[known[0]], shapes[known[0]], shapes[1 - known[0]]
+    dims = dict(zip(sb, shape_b)) | dict(zip(sa, shape_a))
+    coords = dict(zip(sa, _unravelled(a, shape_a)))
+    if len(known) == 1:  # b anywhere: a's output letters where a is non-zero, b's own letters everywhere
+        kept, own = [c for c in so if c in sa], [c for c in so if c not in sa]
+        rows = onp.unique(onp.stack([coords[c] for c in kept] + [onp.zeros(len(a), onp.int64)]), axis=1)[:-1]
+        count = prod(dims[c] for c in own)
+        if rows.shape[1] * count > most:
+            return None
+        coords = dict(zip(kept, onp.repeat(rows, count, axis=1)))
+        coords.update(zip(own, onp.tile(onp.indices([dims[c] for c in own]).reshape(len(own), count), rows.shape[1])))
+        total = rows.shape[1] * count
+    else:
+        b = ats[1 - known[0]]
+        coords_b = dict(zip(sb, _unravelled(b, shape_b)))
+        shared = [c for c in sa if c in sb]
+        key_a = _positions([coords[c] for c in shared], [dims[c] for c in shared], len(a))
+        key_b = _positions([coords_b[c] for c in shared], [dims[c] for c in shared], len(b))
+        order = onp.argsort(key_b, kind="stable")
+        lo, hi = onp.searchsorted(key_b[order], key_a, "left"), onp.searchsorted(key_b[order], key_a, "right")
+        counts = hi - lo
+        total = int(counts.sum())
+        if total > most:
+            return None
+        first = onp.repeat(onp.arange(len(a)), counts)  # the pairs: a's entry and b's entry
+        second = order[onp.arange(total) - onp.repeat(onp.cumsum(counts) - counts - lo, counts)]
+        coords = {c: coords[c][first] if c in sa else coords_b[c][second] for c in so}
+    return onp.unique(_positions([coords[c] for c in so], [dims[c] for c in so], total))
+
+
+def _unravelled(at, shape):
+    return onp.unravel_index(at, shape) if shape else ()
+
+
+def _positions(coords, shape, n):
+    """Flat positions of n coordinates (one array per axis) in an array of this shape."""
+    return onp.ravel_multi_index(coords, shape) if shape else onp.zeros(n, onp.int64)
+
+
+contract.support = _contract_support

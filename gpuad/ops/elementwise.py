@@ -297,10 +297,10 @@ def _row_expression(row):
     except ValueError:
         return None
 
-    def expression(operands, out_dtype):
+    def expression(operands, out_dtype, numbers):
         if out_dtype.kind != "b":  # operands of mixed types (float, double) computed in the result's, as NumPy
             operands = [f"T({o})" for o in operands]  # does: pow(float, double) and the templates' T are ambiguous
-        return row.primal.cuda(dict(zip(row.args, operands)))
+        return row.primal.cuda(dict(zip(row.args, operands)), dict(zip(row.args, numbers)))
     return expression
 
 
@@ -313,17 +313,21 @@ def _part_expression(prim):
     """real, imag, conj over their operand as it is (a cast to the result's T would drop parts):
     gpuad_real, ... (kernels/gpuad_complex.cuh)."""
     spelled = Expr(f"{prim.name}(x)")
-    return lambda operands, out_dtype: spelled.cuda({"x": operands[0]})
+    return lambda operands, out_dtype, numbers: spelled.cuda({"x": operands[0]})
 
 
 for _prim in (real, imag, conj):
     _prim.elementwise, _prim.expression = True, _part_expression(_prim)
 real.view = imag.view = lambda: True  # the parts of a complex array, or a real array itself
-where.expression = lambda operands, out_dtype: f"({operands[0]} ? T({operands[1]}) : T({operands[2]}))"
-astype.expression = lambda operands, out_dtype: f"T({operands[0]})"
+where.expression = lambda operands, out_dtype, numbers: f"({operands[0]} ? T({operands[1]}) : T({operands[2]}))"
+astype.expression = lambda operands, out_dtype, numbers: f"T({operands[0]})"
 for _prim in (add, subtract, multiply, negative, PRIMS["square"], where, astype):
     _prim.recompute = "cheap"
 multiply.zero_where = "any"
 add.zero_where = subtract.zero_where = "all"
 divide.zero_where = negative.zero_where = astype.zero_where = "first"
 where.zero_where = "selected"
+# comparisons False where both operands are zero (0 != 0, 0 < 0, 0 > 0): zero where both are, as an add
+# (compiler/structure.py: where(x != 0, y, 0) is zero where x is); ==, <=, >= hold there: no rule
+for _name in ("not_equal", "less", "greater"):
+    PRIMS[_name].zero_where = "all"

@@ -16,7 +16,7 @@ CUDA_NAMES = {
     "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "arcsinh": "asinh", "arccosh": "acosh",
     "arctanh": "atanh", "exp": "exp", "exp2": "exp2", "expm1": "expm1", "log": "log", "log2": "log2",
     "log10": "log10", "log1p": "log1p", "sqrt": "sqrt", "cbrt": "cbrt", "abs": "fabs",
-    "floor": "floor", "ceil": "ceil", "round": "rint", "power": "gpuad_pow", "arctan2": "atan2",
+    "floor": "floor", "ceil": "ceil", "round": "rint", "arctan2": "atan2",
     "hypot": "hypot", "sign": "gpuad_sign", "maximum": "gpuad_maximum", "minimum": "gpuad_minimum",
     "remainder": "gpuad_remainder", "erf": "gpuad_erf", "erfc": "erfc", "gammaln": "lgamma",
     "erfinv": "gpuad_erfinv", "erfcinv": "gpuad_erfcinv", "digamma": "gpuad_digamma", "polygamma": "gpuad_polygamma",
@@ -48,48 +48,72 @@ class Expr:
         src = f"lambda {', '.join(args)}: {self.text}"
         return eval(compile(src, f"{RULE_FILE}{self.text}>", "eval"), dict(namespace))
 
-    def cuda(self, rename=None):
-        """CUDA C source of this expression; `rename` maps variable names to C expressions."""
-        return _cuda(self.tree, rename or {})
+    def cuda(self, rename=None, numbers=None):
+        """CUDA C source of this expression; `rename` maps variable names to C expressions,
+        `numbers` those known to be a literal number to it (a power then lowers by it)."""
+        return _cuda(self.tree, rename or {}, numbers or {})
 
 
-def _constant(node):
-    """The number a constant expression stands for (``1``, ``-1``), else None."""
+def _constant(node, numbers=None):
+    """The number a constant expression stands for (``1``, ``-1``, a variable `numbers` gives), else None."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
         return node.value
+    if isinstance(node, ast.Name):
+        return (numbers or {}).get(node.id)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _constant(node.operand)
+        inner = _constant(node.operand, numbers)
         return None if inner is None else -inner
     return None
 
 
-def _cuda(node, rename):
+# Powers by a literal exponent, as XLA lowers them: multiplies, sqrt and a division instead of pow
+# (kernels/gpuad_math.cuh), each within 1 ulp of NumPy's power, its zeros, infinities and NaNs too.
+# Not -2 or 4 and up: their extra rounding lands 2 ulps from pow in about 1% of arguments.
+_POWERS = {2: "gpuad_pow2", 3: "gpuad_pow3", -1: "gpuad_pow_1", 0.5: "gpuad_pow_half", -0.5: "gpuad_pow_minus_half"}
+
+
+def _power(base, exponent, rename, numbers):
+    """a ** b in C: by `_POWERS` where b is a literal listed there, else gpuad_pow."""
+    b = _constant(exponent, numbers)
+    a = _cuda(base, rename, numbers)
+    if b == 0:  # pow(a, 0) is 1 for every a, NaN too
+        return "T(1)"
+    if b == 1:
+        return a
+    if b in _POWERS:
+        return f"{_POWERS[b]}({a})"
+    return f"gpuad_pow({a}, {_cuda(exponent, rename, numbers)})"
+
+
+def _cuda(node, rename, numbers):
     if isinstance(node, ast.Constant):
         return f"T({node.value!r})"
     if isinstance(node, ast.Name):
         return rename.get(node.id, node.id)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return f"(-{_cuda(node.operand, rename)})"
+        return f"(-{_cuda(node.operand, rename, numbers)})"
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return f"({_cuda(node.left, rename)} {_BINOPS[type(node.op)]} {_cuda(node.right, rename)})"
+        return f"({_cuda(node.left, rename, numbers)} {_BINOPS[type(node.op)]} {_cuda(node.right, rename, numbers)})"
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-        return f"gpuad_pow({_cuda(node.left, rename)}, {_cuda(node.right, rename)})"
+        return _power(node.left, node.right, rename, numbers)
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
         op = _COMPARE[type(node.ops[0])]
-        return f"({_cuda(node.left, rename)} {op} {_cuda(node.comparators[0], rename)})"
+        return f"({_cuda(node.left, rename, numbers)} {op} {_cuda(node.comparators[0], rename, numbers)})"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "power":
+        return _power(*node.args, rename, numbers)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "where":
-        c, a, b = (_cuda(n, rename) for n in node.args)
+        c, a, b = (_cuda(n, rename, numbers) for n in node.args)
         return f"({c} ? {a} : {b})"
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _INFIX:
-        a, b = (_cuda(n, rename) for n in node.args)
+        a, b = (_cuda(n, rename, numbers) for n in node.args)
         return f"({a} {_INFIX[node.func.id]} {b})"
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "logical_not":
-        return f"(!{_cuda(node.args[0], rename)})"
+        return f"(!{_cuda(node.args[0], rename, numbers)})"
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _LOGICAL:
-        a, b = (_cuda(n, rename) for n in node.args)
+        a, b = (_cuda(n, rename, numbers) for n in node.args)
         return f"(!{a} {_LOGICAL[node.func.id]} !{b})" if node.func.id == "logical_xor" else \
             f"(!!{a} {_LOGICAL[node.func.id]} !!{b})"
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CUDA_NAMES:
-        args = ", ".join(_cuda(a, rename) for a in node.args)
+        args = ", ".join(_cuda(a, rename, numbers) for a in node.args)
         return f"{CUDA_NAMES[node.func.id]}({args})"
     raise ValueError(f"cannot translate {ast.unparse(node)!r} to CUDA")

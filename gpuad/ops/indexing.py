@@ -405,13 +405,21 @@ def _sliced_coords(entries, out_shape, most, idx):
     return tuple(a[keep] for a in at), keep
 
 
+def _scattered_coords(entries, out_shape, most, shape, idx):
+    """A scatter at ints, slices and new axes puts each entry where the getitem back reads it
+    (anything else: None)."""
+    if not all(map(basic, idx)):
+        return None
+    return backwards(entries, _getitem_index, [out_shape], idx=idx)[1], slice(None)
+
+
 for _prim in (getitem, scatter, concatenate):
     _prim.moves = True
 getitem.view = lambda idx: all(map(basic, idx))
 getitem.contiguous = _contiguous
 getitem.recompute = take_along.recompute = "free"
 getitem.positions = lambda args, idx: _arrays(idx, shape(args[0]))
-getitem.coords = _sliced_coords
+getitem.coords, scatter.coords = _sliced_coords, _scattered_coords
 getitem.index, scatter.index, concatenate.index, take_along.index = \
     _getitem_index, _scatter_index, _concatenate_index, _take_index
 take_along.positions = lambda args, axis: [(args[1], shape(args[0])[axis])]

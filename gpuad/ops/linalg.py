@@ -244,8 +244,8 @@ def _factorisation(name, impl, jvp, vjp, abstract):
     prim = Primitive(name, impl, jvp, vjp, abstract=abstract)
     prim.multiple_results = True
 
-    def batch(args, batched):
-        outs = prim(args[0])
+    def batch(args, batched, **params):
+        outs = prim(args[0], **params)
         return outs, [True] * len(outs)
     prim.batch = batch
     return prim
@@ -491,10 +491,15 @@ def adjoint(x):
     return conj_if_complex(_swap_last(x))
 
 
-def _svd_impl(a):
-    u, s, vh = xp().linalg.svd(a, full_matrices=False)
+def _svd_impl(a, complement=False):
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    u, s, vh = xp().linalg.svd(a, full_matrices=complement)
     v = vh.swapaxes(-1, -2)
-    return u, s, v.conj() if v.dtype.kind == "c" else v
+    v = v.conj() if v.dtype.kind == "c" else v
+    if not complement:
+        return u, s, v
+    return u[..., :k], s, v[..., :k], u[..., k:] if m > n else v[..., k:]
 
 
 def _without(basis, x, nb, lead="K"):
@@ -507,7 +512,7 @@ def _hermitian_sum(x):
     return add(x, _swap_last(conj_if_complex(x)))
 
 
-def _svd_jvp(primals, tangents):
+def _svd_jvp(primals, tangents, complement=False):
     # A = U S V^H, P = U^H dA V: ds = Re diag(P), dU = U (F o (P S + S P^H) + I o (i Im P) S^-1),
     # dV = V (F o (S P + P^H S)) with F_ij = 1/(s_j^2 - s_i^2) (JAX's: the phase freedom of each
     # column pair goes to U); a tall A adds (I - U U^H) dA V S^-1 to dU, a wide one
@@ -516,7 +521,8 @@ def _svd_jvp(primals, tangents):
     da = tangents[0]
     m, n = shape(a)[-2:]
     nb = len(shape(a)) - 2
-    u, s, v = svd(a)
+    outs = svd(a, complement=complement)
+    u, s, v = outs[:3]
     s_row = _row(s)
     f, s_col, s_inv = _gaps(s, square=True), _swap_last(s_row), _reciprocal_or_zero(s_row)
     p = _einsum(".ji,K.jk->K.ik", conj_if_complex(u), _einsum("K.ij,.jk->K.ik", da, v, nb), nb)
@@ -528,13 +534,13 @@ def _svd_jvp(primals, tangents):
     if n > m:
         dah_u = _einsum("K.ji,.jk->K.ik", conj_if_complex(da), u, nb)
         dv = add(dv, multiply(_without(v, dah_u, nb), s_inv))
-    return (u, s, v), (du, _real_part(_diagonal(p)), dv)
+    return outs, (du, _real_part(_diagonal(p)), dv) + (None,) * complement  # the complement: none
 
 
-def _svd_vjp(cts, args, outs, needed):
+def _svd_vjp(cts, args, outs, needed, complement=False):
     # The JVP's steps transposed (Y -> Y + Y^H to ct -> ct + ct^H, Re and I o i Im to themselves).
-    ct_u, ct_s, ct_v = cts
-    u, s, v = outs
+    ct_u, ct_s, ct_v = cts[:3]  # (the complement has no derivative)
+    u, s, v = outs[:3]
     m, n = shape(u)[-2], shape(v)[-2]
     nb = len(shape(u)) - 2
     s_row = _row(s)
@@ -556,32 +562,22 @@ def _svd_vjp(cts, args, outs, needed):
     return [ct_a]
 
 
-def _svd_abstract(a):
+def _svd_abstract(a, complement=False):
     m, n = shape(a)[-2:]
     k, stack = min(m, n), shape(a)[:-2]
     return (ShapeDtypeStruct(stack + (m, k), dtype(a)), ShapeDtypeStruct(stack + (k,), real_dtype(dtype(a))),
-            ShapeDtypeStruct(stack + (n, k), dtype(a)))
+            ShapeDtypeStruct(stack + (n, k), dtype(a))) + \
+        (ShapeDtypeStruct(stack + (max(m, n), abs(m - n)), dtype(a)),) * complement
 
 
 # (U, s, V): the reduced SVD A = U diag(s) V^H of matrices (..., m, n), k = min(m, n): U (..., m, k),
-# s (..., k) real and descending, V (..., n, k).
+# s (..., k) real and descending, V (..., n, k). With complement=True, of the same factorisation
+# (LAPACK's full_matrices=True), also the columns that adds to a non-square matrix's: U's last m - n
+# for a tall one, V's last n - m for a wide one, as LAPACK picks them. Those are not unique, so they
+# have no derivative here: gpuad.numpy.linalg.svd makes a differentiable basis of that complement
+# from them.
 svd = _factorisation("svd", _svd_impl, _svd_jvp, _svd_vjp, _svd_abstract)
 svd.complex_ready = True
-
-
-def _svd_complement_impl(a):
-    m, n = a.shape[-2:]
-    u, _, vh = xp().linalg.svd(a, full_matrices=True)
-    return u[..., :, n:] if m > n else adjoint(vh[..., m:, :])
-
-
-# The columns full_matrices=True adds to a non-square matrix's reduced SVD: U's last m - n for a tall
-# one, V's last n - m for a wide one, as LAPACK picks them. Not unique, so no derivative here:
-# gpuad.numpy.linalg.svd makes a differentiable basis of that complement from them.
-svd_complement = _matrix_unary(
-    "svd_complement", _svd_complement_impl, nondiff=True,
-    abstract=lambda a: ShapeDtypeStruct(shape(a)[:-2] + (max(shape(a)[-2:]), abs(shape(a)[-1] - shape(a)[-2])),
-                                        dtype(a)))
 
 
 # ---------------------------------------------------------------- pinv
@@ -779,7 +775,6 @@ solve.pattern = triangular_solve.pattern = _solve_pattern
 inv.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW")]
 logdet.pattern = lambda args, out: [patterns.stacked(out, "", args[0], "XY")]
 cholesky.pattern = lambda args, out: [patterns.stacked(out, "XY", args[0], "ZW", lower=True)]
-svd_complement.pattern = patterns.none
 
 
 def _factor_pattern(args, out):

@@ -202,9 +202,10 @@ def _propagate_one(eq, env, known, supports):
                                    if loc is not None and p is not None])
     if len(eq.outs) == 1 and small:
         s = structure.support(eq, [_support(a, v, supports) for a, v in zip(args, eq.ins)])
-        if s is not None and s.at is not None and env[eq.out] is not None:
-            supports[eq.out] = s  # no dependence where it is zero for every input
-            env[eq.out] = env[eq.out].multiply(structure.mask(s, (math.prod(eq.out.shape), 1))).tocsr()
+        if s.at is not None:
+            supports[eq.out] = s  # (a comparison's too, which depends on nothing: where(x != 0, y, 0))
+            if env[eq.out] is not None:  # no dependence where it is zero for every input
+                env[eq.out] = env[eq.out].multiply(structure.mask(s, (math.prod(eq.out.shape), 1))).tocsr()
 
 
 def _unknown(v, supports):
