@@ -256,3 +256,50 @@ def test_on_a_gpu_each_layout_runs_the_merged_kernel_or_the_unmerged_one(case, c
     unfused = Replay(program, fusion=False)
     for name, x in _views(shapes[0], rng, cupy).items():
         assert_close(replay.run(x, *others)[0], unfused.run(x, *others)[0], rtol=1e-13, atol=1e-13, what=name)
+
+
+class _DeviceArray:
+    """A NumPy array as the CUDA launcher sees a CuPy one (data.ptr, strides, itemsize, shape)."""
+
+    def __init__(self, a):
+        self.a, self.shape, self.strides, self.itemsize = a, a.shape, a.strides, a.itemsize
+        self.data = type("Pointer", (), {"ptr": a.ctypes.data})()
+
+
+class _Raw:
+    """A compiled kernel standing in for cupy.RawKernel: records the stride arguments of its launches."""
+
+    def __init__(self, name):
+        self.name, self.calls = name, []
+
+    def __call__(self, grid, block, args):
+        self.calls.append([int(a) for a in args if not isinstance(a, (_DeviceArray, np.ndarray))])
+
+
+def test_the_cuda_launcher_runs_the_merged_kernel_where_the_strides_allow_else_the_unmerged_one(monkeypatch):
+    """The launcher (kernels/launch.py) checks the strides of the inputs of unknown layout: a
+    C-contiguous or reversed input gets the merged kernel and one stride per run of axes; a
+    transposed one the unmerged kernel (built at that call) and a stride per axis. CuPy stood in
+    (no GPU here): the arguments each kernel is launched with."""
+    launch = pytest.importorskip("gpuad.kernels.launch")
+    _, region = _region(_chain, np.ones(_SHAPE), np.ones(_SHAPE))
+    kernel = codegen.render(region, "cuda")
+    built = {}
+
+    def compiled(text, name):
+        return built.setdefault(name, _Raw(name))
+    monkeypatch.setattr(launch, "compiled", compiled)
+    monkeypatch.setattr(launch.cupy, "empty", np.empty)
+    run = launch._launcher(kernel, compiled(*launch.index32.first(kernel)))
+    rng = np.random.default_rng(4)
+    y = _DeviceArray(rng.uniform(size=_SHAPE))
+    views = _views(_SHAPE, rng)
+    for name in ("contiguous", "reversed"):
+        run(_DeviceArray(views[name]), y)
+    merged = built[launch.index32.first(kernel)[1]]
+    assert merged.calls == [[1, 1, 1920], [-1, 1, 1920]]  # each input's last stride, and the elements
+    assert len(built) == 1
+    run(_DeviceArray(views["transposed"]), y)
+    (name, apart), = [(n, k) for n, k in built.items() if k is not merged]
+    assert apart.calls == [[1, 40, 640, 48, 3, 1, 640]]  # three strides each, the unmerged loop's elements
+    assert name == launch.index32.first(kernel.unmerged())[1]
