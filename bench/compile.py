@@ -26,7 +26,9 @@ lower for CuPy (trace, optimise), the regions, the distinct kernels, the NVRTC p
 compiled in (gpuad/kernels/nvrtc.py), their source, the most registers a kernel takes on sm_90,
 and NVRTC's wall time (its CPU time in brackets): one program per distinct kernel on the build
 threads (before the batching, duplicates too), the programs of nvrtc.build (a cold cache), and the
-second build (the cache's).
+second build (the cache's); and the kernels that loop over merged axes (gpuad/compiler/merge.py),
+those of them whose inputs' strides are checked at a call, and NVRTC's time for their unmerged
+variants built together (a call with strides the merged kernels cannot read builds them then).
 """
 import argparse
 import json
@@ -132,7 +134,9 @@ def nvrtc_row(name, fun, args):
     t = time.perf_counter()
     lowered = gpuad.jit(fun).lower(*args, backend="cupy")
     lower_s = time.perf_counter() - t
-    kernels = list(replay.planned(lowered.program, True, lowered.target)[1].values())
+    steps, by_region = replay.planned(lowered.program, True, lowered.target)
+    kernels = list(by_region.values())
+    merged = sum(s.node.shape != by_region[id(s.node)].shape for s in steps if s.kind == "region")
     sources = [index32.first(k) for k in kernels]
     texts = {n: text for text, n in sources}
     t, c = time.perf_counter(), _cpu()
@@ -146,10 +150,16 @@ def nvrtc_row(name, fun, args):
         nvrtc.build(sources, nvrtc.ARCH, where)
         cached_s = time.perf_counter() - t
         registers = max((cubin.measure(built[n].read_bytes(), n)[1] for _, n in sources), default=0)
+        unmerged = [index32.first(k.unmerged()) for k in kernels if k.checks]
+        t = time.perf_counter()
+        if unmerged:
+            nvrtc.build(unmerged, nvrtc.ARCH, where)
+        unmerged_s = time.perf_counter() - t
     return {"program": name, "lower_s": lower_s, "regions": len(kernels), "kernels": len(texts),
             "programs": len(set(built.values())), "chars": sum(len(p) for p, _ in nvrtc.grouped(texts)),
             "registers": registers, "apart_s": apart_s, "apart_cpu": apart_cpu, "together_s": together_s,
-            "together_cpu": together_cpu, "cached_s": cached_s}
+            "together_cpu": together_cpu, "cached_s": cached_s, "merged": merged, "checked": len(unmerged),
+            "unmerged_s": unmerged_s}
 
 
 def _cpu():
@@ -160,10 +170,12 @@ def _cpu():
 
 def nvrtc_table(rows):
     return _markdown(["program", "lower", "regions", "distinct kernels", "NVRTC programs", "source", "most registers",
-                      "NVRTC, a program per kernel", "NVRTC, together", "from the cache"],
+                      "NVRTC, a program per kernel", "NVRTC, together", "from the cache", "kernels merged", "checked",
+                      "NVRTC, their unmerged variants"],
                      [[r["program"], f"{r['lower_s']:.2f} s", r["regions"], r["kernels"], r["programs"],
                        f"{r['chars'] / 1e3:.0f} kB", r["registers"], f"{r['apart_s']:.2f} s ({r['apart_cpu']:.2f} s)",
-                       f"{r['together_s']:.2f} s ({r['together_cpu']:.2f} s)", f"{r['cached_s'] * 1e3:.0f} ms"]
+                       f"{r['together_s']:.2f} s ({r['together_cpu']:.2f} s)", f"{r['cached_s'] * 1e3:.0f} ms",
+                       r["merged"], r["checked"], f"{r['unmerged_s']:.2f} s"]
                       for r in rows])
 
 

@@ -72,7 +72,7 @@ def plan(body, n_consts, n_carry, reverse, outs, target, test=False):
     if regions is None or not all(isinstance(o, Var) for o in body.outs):
         return None
     try:
-        kernels = [codegen.render(r, "cuda") for r in regions]  # the cuda body: one loop over `i`
+        kernels = [codegen.render(r, "cuda", merge=False) for r in regions]  # the cuda body: one loop over `i`
     except codegen.TooLarge:
         return None
     carries = body.ins[n_consts:n_consts + n_carry]
