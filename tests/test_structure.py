@@ -144,6 +144,32 @@ def test_a_sum_of_a_seed_whose_non_zeros_miss_elements_collapses_to_a_scatter(k)
     assert_close(after.evaluate([x])[0], np.asarray(f(gnp.asarray(x))), rtol=0)
 
 
+
+@pytest.mark.parametrize("k", [0, 2, -1])
+def test_a_sum_with_keepdims_of_a_seed_collapses_to_its_own_shape(k):
+    """As above, the sum keeping its summed axis (jacfwd of x - max(x, keepdims=True) sums so):
+    the collapse writes the kept unit axis, whether the diagonal meets every column (k=0) or
+    misses some (a scatter of the whole row shape, then the unit axis)."""
+    def f(x):
+        return gnp.sum(gnp.eye(4, 4 if k == 0 else 6, k=k) * x[:, None], axis=0, keepdims=True)
+    program = traced(lambda xs: [f(xs[0])], [ShapeDtypeStruct((4,), np.float64)], ["x"])
+    after = collapse(program)
+    after.check()
+    assert not [eq for eq in after.equations if eq.prim.reduction is not None], after.text()
+    x = np.linspace(1.0, 2.0, 4)
+    assert_close(after.evaluate([x])[0], np.asarray(f(gnp.asarray(x))), rtol=0)
+
+
+def test_the_jacobian_of_a_shifted_softmax_numerator_replays_unfused():
+    """jacfwd of exp(x - max(x, keepdims=True)): the max's tangent is such a sum; replayed
+    equation by equation (no fusion region to hide a wrong scatter), it equals eager."""
+    from gpuad.compiler.replay import Replay
+    jac = gpuad.jacfwd(lambda x: gnp.exp(x - gnp.max(x, axis=-1, keepdims=True)))
+    for shape in [(3,), (2, 3)]:
+        x = gnp.asarray(_RNG.normal(size=shape))
+        lowered = gpuad.jit(jac).lower(x)
+        assert_close(Replay(lowered.program, fusion=False).run(x)[0], jac(x), rtol=1e-14)
+
 def _tangent_conditions(xs):
     """Conditions on jacfwd(sin)(x), zero off its diagonal: != 0, > 0 and 0 < are False there
     (so the wheres are zero there), == 0 and >= 0 are True there (no cut)."""

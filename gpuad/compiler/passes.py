@@ -277,8 +277,10 @@ def _collapsed(eq, j, analysis, ids, read):
     read.update(trial.maps[0])
     if x.shape:
         x = _staged(steps, reshape, ids, x, shape=tuple(inner[c] for c in kept)) if len(kept) != 1 else x
-    shape = tuple(inner.get(c, n) for c, n in zip(so, eq.out.shape))  # the elements met
-    out = eq.out if shape == tuple(eq.out.shape) else Var(next(ids), ShapeDtypeStruct(shape, eq.out.dtype))
+    plain = tuple(dims[c] for c in so) if b is None else tuple(eq.out.shape)  # a sum's result without keepdims
+    target = eq.out if plain == tuple(eq.out.shape) else Var(next(ids), ShapeDtypeStruct(plain, eq.out.dtype))
+    shape = tuple(inner.get(c, n) for c, n in zip(so, plain))  # the elements met
+    out = target if shape == plain else Var(next(ids), ShapeDtypeStruct(shape, eq.out.dtype))
     if b is None:  # a sum: x itself
         steps.append(Equation(reshape if x.shape else broadcast_to, [x], out, {"shape": shape}))
     else:
@@ -288,9 +290,11 @@ def _collapsed(eq, j, analysis, ids, read):
                                   {"shape": shape}))
         else:
             steps.append(Equation(multiply, laid, out, {}))
-    if out is not eq.out:  # zeros where no non-zero meets the element
-        steps.append(Equation(scatter, [out], eq.out, {"shape": eq.out.shape,
+    if out is not target:  # zeros where no non-zero meets the element
+        steps.append(Equation(scatter, [out], target, {"shape": plain,
                                                        "idx": tuple(met.get(c, slice(None)) for c in so)}))
+    if target is not eq.out:  # a sum's kept unit axes
+        steps.append(Equation(reshape, [target], eq.out, {"shape": eq.out.shape}))
     return steps
 
 
