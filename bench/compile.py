@@ -2,6 +2,7 @@
 
     python -m bench.compile                       # the ODE at 25, 100, 200, 400 and 1600 steps
     python -m bench.compile --steps 400 --rounds 3
+    python -m bench.compile --steps 400 --rounds 5 --before /path/to/other/tree   # interleaved with another tree
     python -m bench.compile --first               # every benchmark problem's first call, against jax.jit
 
 The program: a 2-state ODE (van der Pol) stepped by a Python loop, y = y + 0.01 * rhs(y), under
@@ -25,7 +26,9 @@ lower for CuPy (trace, optimise), the regions, the distinct kernels, the NVRTC p
 compiled in (gpuad/kernels/nvrtc.py), their source, the most registers a kernel takes on sm_90,
 and NVRTC's wall time (its CPU time in brackets): one program per distinct kernel on the build
 threads (before the batching, duplicates too), the programs of nvrtc.build (a cold cache), and the
-second build (the cache's).
+second build (the cache's); and the kernels that loop over merged axes (gpuad/compiler/merge.py),
+those of them whose inputs' strides are checked at a call, and NVRTC's time for their unmerged
+variants built together (a call with strides the merged kernels cannot read builds them then).
 """
 import argparse
 import json
@@ -131,7 +134,9 @@ def nvrtc_row(name, fun, args):
     t = time.perf_counter()
     lowered = gpuad.jit(fun).lower(*args, backend="cupy")
     lower_s = time.perf_counter() - t
-    kernels = list(replay.planned(lowered.program, True, lowered.target)[1].values())
+    steps, by_region = replay.planned(lowered.program, True, lowered.target)
+    kernels = list(by_region.values())
+    merged = sum(s.node.shape != by_region[id(s.node)].shape for s in steps if s.kind == "region")
     sources = [index32.first(k) for k in kernels]
     texts = {n: text for text, n in sources}
     t, c = time.perf_counter(), _cpu()
@@ -145,10 +150,16 @@ def nvrtc_row(name, fun, args):
         nvrtc.build(sources, nvrtc.ARCH, where)
         cached_s = time.perf_counter() - t
         registers = max((cubin.measure(built[n].read_bytes(), n)[1] for _, n in sources), default=0)
+        unmerged = [index32.first(k.unmerged()) for k in kernels if k.checks]
+        t = time.perf_counter()
+        if unmerged:
+            nvrtc.build(unmerged, nvrtc.ARCH, where)
+        unmerged_s = time.perf_counter() - t
     return {"program": name, "lower_s": lower_s, "regions": len(kernels), "kernels": len(texts),
             "programs": len(set(built.values())), "chars": sum(len(p) for p, _ in nvrtc.grouped(texts)),
             "registers": registers, "apart_s": apart_s, "apart_cpu": apart_cpu, "together_s": together_s,
-            "together_cpu": together_cpu, "cached_s": cached_s}
+            "together_cpu": together_cpu, "cached_s": cached_s, "merged": merged, "checked": len(unmerged),
+            "unmerged_s": unmerged_s}
 
 
 def _cpu():
@@ -159,10 +170,12 @@ def _cpu():
 
 def nvrtc_table(rows):
     return _markdown(["program", "lower", "regions", "distinct kernels", "NVRTC programs", "source", "most registers",
-                      "NVRTC, a program per kernel", "NVRTC, together", "from the cache"],
+                      "NVRTC, a program per kernel", "NVRTC, together", "from the cache", "kernels merged", "checked",
+                      "NVRTC, their unmerged variants"],
                      [[r["program"], f"{r['lower_s']:.2f} s", r["regions"], r["kernels"], r["programs"],
                        f"{r['chars'] / 1e3:.0f} kB", r["registers"], f"{r['apart_s']:.2f} s ({r['apart_cpu']:.2f} s)",
-                       f"{r['together_s']:.2f} s ({r['together_cpu']:.2f} s)", f"{r['cached_s'] * 1e3:.0f} ms"]
+                       f"{r['together_s']:.2f} s ({r['together_cpu']:.2f} s)", f"{r['cached_s'] * 1e3:.0f} ms",
+                       r["merged"], r["checked"], f"{r['unmerged_s']:.2f} s"]
                       for r in rows])
 
 
@@ -171,12 +184,13 @@ def _markdown(header, rows):
                      + ["| " + " | ".join(map(str, cells)) + " |" for cells in rows])
 
 
-def fresh(*args):
-    """The figures of `--one *args` measured in a new process with an empty kernel cache."""
+def fresh(*args, tree=None):
+    """The figures of `--one *args` measured in a new process with an empty kernel cache, under
+    this tree's gpuad or (tree: its root) another's."""
     with tempfile.TemporaryDirectory(prefix="gpuad-bench-compile-") as cache:
         env = dict(os.environ, GPUAD_CACHE_DIR=cache, GPUAD_COMPILE="sync", OPENBLAS_NUM_THREADS="1")
         out = subprocess.run([sys.executable, "-m", "bench.compile", "--one", *map(str, args)], env=env,
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, cwd=tree)
         return json.loads(out.stdout.splitlines()[-1])
 
 
@@ -191,9 +205,9 @@ def first_table(rows):
 
 
 def table(rows):
-    return _markdown(["steps", "equations", "regions", "plain steps", "lower", "replay built", "first call", "its CPU",
-                      "compilers' CPU", "later calls"],
-                     [[r["steps"], r["equations"], r["regions"], r["plain"], f"{r['lower_s']:.2f} s",
+    return _markdown(["tree", "steps", "equations", "regions", "plain steps", "lower", "replay built", "first call",
+                      "its CPU", "compilers' CPU", "later calls"],
+                     [[r["tree"], r["steps"], r["equations"], r["regions"], r["plain"], f"{r['lower_s']:.2f} s",
                        f"{r['replay_s']:.2f} s", f"{r['first_s']:.2f} s", f"{r['cpu_s']:.2f} s",
                        f"{r['compiler_s']:.2f} s", f"{r['later_ms']:.2f} ms"] for r in rows])
 
@@ -204,6 +218,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=1, help="fresh processes per size; the least first call is kept")
     ap.add_argument("--first", action="store_true", help="every benchmark problem's first call, against jax.jit")
     ap.add_argument("--nvrtc", action="store_true", help="NVRTC's time for the CuPy kernels of each program")
+    ap.add_argument("--before", help="another gpuad tree's root: each size's processes alternate between the "
+                                     "two trees, both rows kept")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.nvrtc:
@@ -224,10 +240,16 @@ def main(argv=None):
         print(first_table(rows))
         return
     rows = []
+    trees = {"this tree": None} if args.before is None else {"before": args.before, "after": None}
     for steps in args.steps:
-        runs = [fresh(steps) for _ in range(args.rounds)]
-        rows.append(min(runs, key=lambda r: r["first_s"]))
-        print(f"{steps} steps: first call {rows[-1]['first_s']:.2f} s", file=sys.stderr)
+        runs = {name: [] for name in trees}
+        for _ in range(args.rounds):  # interleaved: a busy machine slows both trees alike
+            for name, tree in trees.items():
+                runs[name].append(fresh(steps, tree=tree))
+        for name in trees:
+            rows.append(dict(min(runs[name], key=lambda r: r["first_s"]), tree=name))
+            each = ", ".join(f"{r['first_s']:.2f} ({r['cpu_s']:.2f} + {r['compiler_s']:.2f})" for r in runs[name])
+            print(f"{steps} steps, {name}: first calls (its CPU + compilers' CPU) {each} s", file=sys.stderr)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
     print(table(rows))
 

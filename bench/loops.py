@@ -189,9 +189,9 @@ def newton(np, while_loop):
     return lambda p: solve(p)[0]
 
 
-def while_loops(batch, steps, reps):
-    """Rows (case, first call s, later calls' median ms) of the loops of a run-time trip count."""
-    from gpuad.compiler import loop_kernel
+def while_problems(batch, steps):
+    """(problem, make(library, its lax) -> the function to jit, args) of the loops of a run-time
+    trip count (bench/versions.py --loops times them under two trees)."""
     rng = onp.random.default_rng(0)
     p = onp.array([1.3, 2.1])
     ps = onp.stack([rng.uniform(0.5, 3.0, batch), rng.uniform(0.2, 2.0, batch)], axis=1)
@@ -199,7 +199,7 @@ def while_loops(batch, steps, reps):
 
     def traced_bound(np, fori_loop):
         return lambda z, n: integrator(np, fori_loop, n)(z)
-    problems = [
+    return [
         ("jit(jacfwd), while_loop Newton", lambda g, lax: g.jacfwd(newton(g.numpy, lax.while_loop)), (p,)),
         ("jit(jacrev), while_loop Newton", lambda g, lax: g.jacrev(newton(g.numpy, lax.while_loop)), (p,)),
         (f"jit(vmap), while_loop Newton, {batch} cubics", lambda g, lax: g.vmap(newton(g.numpy, lax.while_loop)),
@@ -209,6 +209,12 @@ def while_loops(batch, steps, reps):
         (f"jit(jacfwd), fori_loop of a traced bound, RK4, {steps} steps",
          lambda g, lax: g.jacfwd(traced_bound(g.numpy, lax.fori_loop)), (z, n)),
     ]
+
+
+def while_loops(batch, steps, reps):
+    """Rows (case, first call s, later calls' median ms) of the loops of a run-time trip count."""
+    from gpuad.compiler import loop_kernel
+    problems = while_problems(batch, steps)
     engines = [("gpuad, loop kernel", gpuad, gpuad.lax, gnp.asarray, lambda x: x, None)]
     plan = loop_kernel.plan
     engines.append(("gpuad, per-trip replay", gpuad, gpuad.lax, gnp.asarray, lambda x: x,

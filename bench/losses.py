@@ -52,6 +52,14 @@ def mean_scaled(np, m):
                                                                    rng.uniform(size=256))
 
 
+def batch_chain(np, m):
+    """An elementwise chain over a (4096, 64, 3) batch: one loop of 786,432 elements where its
+    kernel merges the axes (gpuad/compiler/merge.py); no derivative."""
+    rng = onp.random.default_rng(7)
+    return (lambda x, y: np.sin(x) * y + np.exp(0.5 * x)), (rng.normal(size=(4096, 64, 3)),
+                                                            rng.normal(size=(4096, 64, 3)))
+
+
 def dp_sgd(np, m):
     """A DP-SGD step: per-example gradients of a logistic model, their norms, clipping, the mean."""
     rng = onp.random.default_rng(1)
@@ -144,6 +152,7 @@ def values_loss(n, decomposition):
 
 
 CASES = {"peaks1": peaks(1), "peaks2": peaks(2), "peaks3": peaks(3), "mean_scaled": mean_scaled,
+         "batch_chain": batch_chain,
          "dp_sgd": dp_sgd, "grad_cholesky": chol, "grad_cholesky_solve_triangular": chol_solve,
          "grad_inv": inverse, "newton_stiff": newton, "grad_eigh100": eigh_loss(100), "grad_eigh300": eigh_loss(300),
          "grad_svd100": svd_loss(100), "grad_svd300": svd_loss(300), "grad_eigvalsh300": values_loss(300, "eigvalsh"),

@@ -183,6 +183,9 @@ class _Entry:
             out_trees.append(out_tree)
             return [as_output(o, "jit") for o in outs]
 
+        if backends.current().name == "numpy" and replay.fusion_wanted():
+            from .compiler import host
+            host.prepare()  # the C++ compiler's precompiled prelude builds while this traces
         avals = [aval_of(x) for x in sig.leaves]
         self.program: Program = trace_program(flat, avals, [f"jit argument leaf {k}" for k in range(len(avals))])
         self.out_tree: TreeDef = out_trees[-1]

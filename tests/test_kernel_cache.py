@@ -284,3 +284,16 @@ def test_a_killed_build_leaves_nothing_in_the_cache(fresh, tmp_path):
     assert not list(fresh.rglob("*.so")) and not list(fresh.rglob("*.gch"))
     _replay()  # the next build clears what the killed one left
     assert not list(fresh.rglob("build-*")) and cache.intact(next(fresh.glob("gpuad_*.so")))
+
+
+def test_tracing_for_the_cpu_builds_the_precompiled_prelude_before_any_kernel_is_asked_for(fresh, monkeypatch):
+    """A cold cache's first build finds the header ready: gpuad.jit starts it as it traces."""
+    monkeypatch.setattr(host, "_headers", {})
+    monkeypatch.setattr(host, "_asked", set())
+    gpuad.jit(_f).lower(_X)  # traced and planned: nothing compiled yet
+    assert len(host._headers) == 1
+    folder = next(iter(host._headers.values())).result()
+    assert folder is not None and (folder / "gpuad_prelude.h.gch").exists()
+    assert not [name for name in _files(fresh) if name.endswith(".so")]
+    _replay()  # the library's build uses that header: no second one made
+    assert len([p for p in Path(fresh).glob("pch_*")]) == 1

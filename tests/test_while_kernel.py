@@ -164,3 +164,49 @@ def test_the_cuda_while_kernels_run_on_the_host_as_the_cpu_ones_do(tmp_path):
         runs.append((spec.kernel(CUPY), *_seen_by(spec.kernel(NUMPY), f, args)))
     for out, expected in cuda_on_the_host(runs, tmp_path):
         assert_close(out, expected, rtol=1e-14, atol=1e-15)  # the CPU kernel vectorises pow: ulps apart
+
+
+class _Counted:
+    """A ctypes function counting its calls (restype and argtypes set on the real one)."""
+
+    def __init__(self, fn):
+        object.__setattr__(self, "fn", fn)
+        object.__setattr__(self, "calls", 0)
+
+    def __call__(self, *args):
+        object.__setattr__(self, "calls", self.calls + 1)
+        return self.fn(*args)
+
+    def __setattr__(self, name, value):
+        setattr(self.fn, name, value)
+
+
+def test_an_operand_a_loop_kernel_refused_is_copied_before_its_next_calls(monkeypatch):
+    """jit(jacfwd) of the Newton solve hands its kernel strided columns of the seed, which it
+    cannot read in place: refused once, they are copied before each later call (one ctypes call,
+    not one more per refused operand), with the same answers."""
+    if gpuad.backend() != "numpy":
+        pytest.skip("the CPU loop kernels")
+    from gpuad.compiler import host
+    counted = {}
+    real = host.library
+
+    def library(kernels):
+        lib = real(kernels)
+
+        class Counting:
+            def __getattr__(self, name):
+                return counted.setdefault(name, _Counted(getattr(lib, name)))
+        return None if lib is None else Counting()
+    monkeypatch.setattr(host, "library", library)
+    monkeypatch.setenv("GPUAD_COMPILE", "sync")
+    f = gpuad.jit(gpuad.jacfwd(root))
+    p = P[3]
+    first = to_np(f(gnp.asarray(p)))
+    [fn] = [c for name, c in counted.items() if name.startswith("gpuad_loop_")]
+    assert fn.calls > 1  # refused at least once
+    before = fn.calls
+    for _ in range(3):
+        assert_close(f(gnp.asarray(p)), first, rtol=1e-15, atol=0)
+    assert fn.calls - before == 3
+    assert_close(first, implicit(p), rtol=1e-8, atol=1e-12)

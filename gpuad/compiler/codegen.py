@@ -9,6 +9,7 @@ variant (a gather's index is loaded from its index array). Shapes are baked
 into the source; input strides and the element count are arguments, so one kernel serves every
 layout of its inputs (views are read in place).
 """
+import functools
 import hashlib
 import math
 import string
@@ -23,6 +24,7 @@ from ..ops.creation import eye
 from ..ops.shape import broadcast_index, reduce_sum
 from . import coalesce, registers, warps
 from . import index as ix
+from . import merge as merging
 from .fusion import ROWS_FROM as _ROWS_FROM
 from .fusion import UNROLLED as _UNROLLED
 from .fusion import unrolled_axes
@@ -52,20 +54,27 @@ class TooLarge(ValueError):
 
 class Kernel:
     """A region's kernel: its name, the text of its function, and how to call it. `arrays` are
-    the region inputs passed as pointers (Vars, or constant arrays), each with its axes longer
-    than 1 (one stride argument per such axis). `dense` is the loop body for C-contiguous inputs
-    (over `i`, one thread an element, reading in<j> and writing out<k>), `reads` the (input
-    position, index expressions) of each load in it, `inner` how many trailing axes one element of
-    the loop unrolls: a whole loop rendered as one kernel (gpuad/compiler/loop_kernel.py) calls the
-    body and checks from the reads which elements each element reads."""
+    the region inputs passed as pointers (Vars, or constant arrays), each with the axes it passes
+    a stride argument for (its axes longer than 1; of a run of axes read as one, the last).
+    `dense` is the loop body for C-contiguous inputs (over `i`, one thread an element, reading
+    in<j> and writing out<k>), `reads` the (input position, index expressions) of each load in
+    it, `inner` how many trailing axes one element of the loop unrolls: a whole loop rendered as
+    one kernel (gpuad/compiler/loop_kernel.py) calls the body and checks from the reads which
+    elements each element reads. `shape` is the iteration space the loop runs over, its
+    neighbouring axes merged (merge.py) where every value treats them alike; `checks` the stride
+    conditions (input position, p, q, n: s_p == s_q * n) its inputs of a layout the plan does not
+    know must meet for it, else `unmerged()` renders the kernel that reads every layout (None
+    where there is nothing to check)."""
 
-    def __init__(self, name, text, arrays, axes, outs, shape, size, extent, lanes=1, dense="", reads=(), inner=0):
+    def __init__(self, name, text, arrays, axes, outs, shape, size, extent, lanes=1, dense="", reads=(), inner=0,
+                 checks=(), unmerged=None):
         self.name, self.arrays, self.axes, self.outs, self.shape = name, arrays, axes, outs, shape
         self._text, self.text = text, _indexed(text)  # the 64-bit kernel
         self.size = size  # elements of the loop (each computes the unrolled inner axes' elements)
         self.extent = extent  # elements of its largest value (the bound of its flat indices)
         self.lanes = lanes  # threads per loop element (a warp where its sums are split: warps.py)
         self.dense, self.reads, self.inner = dense, list(reads), inner  # what a loop kernel reads (loop_kernel.py)
+        self.checks, self.unmerged = list(checks), unmerged
 
     def source(self, index):
         """(text, name) of the kernel with indices of C type `index` other than long long (int:
@@ -74,54 +83,136 @@ class Kernel:
         return _indexed(self._text, index).replace(f" {self.name}(", f" {name}(", 1), name
 
 
-def render(region, target):
-    """The Kernel of a region for target "cuda" or "host"."""
-    shape, arrays = region.shape, list(region.ins)
-    axes = [[k for k, d in enumerate(a.shape) if d != 1] for a in arrays]
-    params = []
-    for j, (a, along) in enumerate(zip(arrays, axes)):
-        params.append(f"const {ctype(a.dtype)}* __restrict__ in{j}")
-        params += [f"const {ix.INDEX} s{j}_{k}" for k in along]
-    params += [f"{ctype(v.dtype)}* __restrict__ out{k}" for k, v in enumerate(region.outs)]
-
-    def strided(j, idx):
-        offset = ix.ZERO
-        for k in axes[j]:
-            offset = offset + idx[k] * ix.sym(f"s{j}_{k}")
-        return _c(offset)
-    cols = _row_length(region) if target == "host" else None
-    inner = inner_axes(region)
-    if target == "cuda" and inner:  # fewer axes unrolled where the copies' values would not fit in registers
-        one = registers.words(_pulled(region, cols, 0).printed(_Layout(lambda j, idx: "0")))  # one element's values
-        while inner and math.prod(shape[len(shape) - inner:]) * one > registers.BUDGET:
-            inner -= 1
-    pulled = _pulled(region, cols, inner)  # pulled once, printed for each layout of the inputs
-    size = math.prod(shape[:len(shape) - inner])
-    layout = _Layout(strided)
-    if target == "cuda":  # threads walk the loop as the largest operand lies in memory; long sums by warps
-        outer = shape[:len(shape) - inner]
-        axis = coalesce.fastest(pulled.loads, arrays, outer, math.prod(shape))
-        layout = _Layout(strided, coalesce.walk(outer, axis), warps.lanes(size) if pulled.split else 1)
-    body = pulled.printed(layout)
-    signature = f"{target}\n{shape}\n{[tuple(a.shape) for a in arrays]}\n{', '.join(params)}\n{body}"
-    digest = hashlib.sha1(signature.encode()).hexdigest()[:16]  # one name, one text
-    name = f"gpuad_region_{digest}"
-    # host: the prelude comes once per library; a loop of rows where the last loop axis is long
-    template = _read("region.cu" if target == "cuda" else "region_host.cpp" if cols is None else "region_host_rows.cpp")
-    loop = len(shape) - inner
-    interior = _interior(pulled.clamps, f"d{loop - 1}", cols or size) if cols or loop == 1 else None
-    text = _fill(template, name, params, body, interior, cols, layout.lanes)
-
-    def contiguous(j, idx):
-        return _c(_contiguous_offset(arrays[j].shape, idx, shape))
-    dense_body = pulled.printed(_Layout(contiguous))  # C-contiguous inputs: unit strides the compiler can vectorise
-    if target == "host":  # a second build for them
-        dense = [p for p in params if not p.startswith(f"const {ix.INDEX} s")]
-        text += _fill(template, f"{name}_c", dense, dense_body, interior, cols)
-        text += _objects_entry(name, arrays, axes, region.outs, size)
+def render(region, target, merge=True):
+    """The Kernel of a region for target "cuda" or "host", over its iteration space with the
+    neighbouring axes every value treats alike merged (merge.py; merge=False: as it is). On the
+    host the strided build keeps the axes apart (it serves every layout) and the dense `_c` build,
+    for C-contiguous inputs, loops over the merged shape; a CUDA kernel loops over the merged
+    shape where its inputs' strides allow (Kernel.checks), else its `unmerged` variant runs."""
+    groups, one = merged_groups(region, target, merge)
+    apart = [(k,) for k in range(len(region.shape))]
+    main = _Variant(region, target, groups, one)
+    arrays, name = main.arrays, main.name
+    if target == "host":  # the strided build keeps the axes apart; the dense one merges them
+        strided = main if groups == apart else _Variant(region, target, apart, one)
+        name = strided.name if groups == apart else f"gpuad_region_{_digest(strided.signature + main.signature)}"
+        text = strided.fill(name) + main.fill(f"{name}_c", dense=True)
+        text += _objects_entry(name, arrays, strided.axes, region.outs, strided.size, main.size)
+        main.axes, main.checks = strided.axes, []
+    else:
+        text = main.fill(name)
+    unmerged = None if not main.checks else lambda: render(region, target, merge=False)
     extent = max(math.prod(v.shape) for v in [*arrays, *(eq.out for eq in region.equations)])
-    return Kernel(name, text, arrays, axes, list(region.outs), shape, size, extent, layout.lanes,
-                  _indexed(dense_body) if cols is None else "", pulled.loads, inner)
+    return Kernel(name, text, arrays, main.axes, list(region.outs), main.shape, main.size, extent, main.lanes,
+                  main.dense, main.loads, main.inner, main.checks, unmerged)
+
+
+def merged_groups(region, target, merge=True):
+    """(the region's axes in the groups its kernel merges (merge.groups; each apart where merge is
+    False), the registers one element's values take in a CUDA kernel that unrolls (None where
+    not needed)), from the body pulled at symbolic digits."""
+    shape, inner = region.shape, inner_axes(region.shape, len(region.equations))
+    inner_of = functools.partial(inner_axes, members=len(region.equations))
+    merge = merge and len(shape) > 1 and merging.worth_trying(shape, inner_of)
+    if not merge and not (target == "cuda" and inner):
+        return [(k,) for k in range(len(shape))], None
+    pulled = _pulled(region, None, 0)
+    one = registers.words(pulled.printed(_Layout(lambda j, idx: "0")))
+    if not merge:
+        return [(k,) for k in range(len(shape))], one
+    probe = []  # the loads as printed, marked, so that merge.groups sees which digits the rest names
+    text = pulled.printed(_Layout(lambda j, idx: probe.append((j, idx)) or f"@{len(probe) - 1}@"))
+    return merging.groups(shape, text, probe, region.ins, inner_of), one
+
+
+def _digest(signature):
+    return hashlib.sha1(signature.encode()).hexdigest()[:16]
+
+
+class _Variant:
+    """A region's kernel over its iteration space with its axes in `groups` (merge.py), the
+    unrolled inner axes and the host's rows loop decided over the merged shape: its parameters
+    (`axes`: the input axes each input passes a stride for), its body for strided inputs and for
+    C-contiguous ones (`dense`), the stride conditions the strided body needs (`checks`: (input
+    position, p, q, n) for s_p == s_q * n, for inputs whose layout the plan does not know)."""
+
+    def __init__(self, region, target, groups, one):
+        self.region, self.target, self.arrays = region, target, list(region.ins)
+        shape = self.shape = merging.merged_shape(region.shape, groups)
+        inner = inner_axes(shape, len(region.equations))
+        if target == "cuda" and inner:  # fewer axes unrolled where the copies' values would not fit in registers
+            while inner and math.prod(shape[len(shape) - inner:]) * one > registers.BUDGET:
+                inner -= 1
+        self.inner, self.cols = inner, _row_length(shape, inner) if target == "host" else None
+        pulled = _pulled(region, self.cols, inner, groups)  # pulled once, printed for each layout of the inputs
+        loads = self.loads = pulled.loads
+        loop = len(shape) - inner
+        self.size = math.prod(shape[:loop])
+        runs = merging.runs(region.shape, groups, loop)
+        strided = {(j, idx): merging.terms(idx, self.arrays[j].shape, runs, self._allowed(j)) for j, idx in loads}
+        dense = {(j, idx): merging.terms(idx, self.arrays[j].shape, runs, lambda axes: True)[0] for j, idx in loads}
+        self.axes, self.checks = self._strides(strided.items())
+        self.params = []
+        for j, (a, along) in enumerate(zip(self.arrays, self.axes)):
+            self.params.append(f"const {ctype(a.dtype)}* __restrict__ in{j}")
+            self.params += [f"const {ix.INDEX} s{j}_{k}" for k in along]
+        self.params += [f"{ctype(v.dtype)}* __restrict__ out{k}" for k, v in enumerate(region.outs)]
+
+        def offset(j, idx):
+            return _c(_strided_offset(j, strided[j, idx][0]))
+        walk, lanes = None, 1
+        if target == "cuda":  # threads walk the loop as the largest operand lies in memory; long sums by warps
+            outer = shape[:loop]
+            walk = coalesce.walk(outer, coalesce.fastest(loads, self.arrays, outer, math.prod(shape)))
+            lanes = warps.lanes(self.size) if pulled.split else 1
+        self.body, self.lanes = pulled.printed(_Layout(offset, walk, lanes)), lanes
+        # C-contiguous inputs: unit strides the compiler can vectorise
+        self.dense_body = pulled.printed(_Layout(
+            lambda j, idx: _c(_contiguous_offset(self.arrays[j].shape, dense[j, idx], shape, inner))))
+        self.signature = f"{target}\n{region.shape}\n{shape}\n{[tuple(a.shape) for a in self.arrays]}\n" \
+                         f"{', '.join(self.params)}\n{self.body}"
+        self.name = f"gpuad_region_{_digest(self.signature)}"  # one name, one text
+        # host: the prelude comes once per library; a loop of rows where the last loop axis is long
+        self.template = _read("region.cu" if target == "cuda" else
+                              "region_host.cpp" if self.cols is None else "region_host_rows.cpp")
+        self.interior = _interior(pulled.clamps, f"d{loop - 1}", self.cols or self.size) \
+            if self.cols or loop == 1 else None
+        self.dense = _indexed(self.dense_body) if self.cols is None else ""  # what a loop kernel runs
+
+    def _allowed(self, j):
+        """Whether input j may be read along a run of axes as one: a value the program made in a
+        region (C-contiguous), a constant whose strides allow it, anything else at run time (checks)."""
+        a = self.arrays[j]
+        if isinstance(a, Var):
+            return lambda axes: True
+        return lambda axes: merging.holds(a.val.strides, merging.checks(axes, a.shape))
+
+    def _strides(self, strided):
+        """(the axes each input passes a stride for, the stride conditions on inputs of unknown
+        layout), from each load's ((j, idx), (terms, runs))."""
+        used, conditions = [set() for _ in self.arrays], []
+        for (j, _), (terms, runs) in strided:
+            used[j].update(p for _, p in terms)
+            if isinstance(self.arrays[j], Var) and self.arrays[j] not in self.region.contiguous:
+                conditions += [(j, *c) for axes in runs for c in merging.checks(axes, self.arrays[j].shape)]
+        axes = [[k for k, d in enumerate(a.shape) if d != 1 and (k in used[j] or not used[j])]
+                for j, a in enumerate(self.arrays)]
+        return axes, list(dict.fromkeys(conditions))
+
+    def fill(self, name, dense=False):
+        """The text of this variant's function `name`: strided, or for C-contiguous inputs (dense)."""
+        if not dense:
+            return _fill(self.template, name, self.params, self.body, self.interior, self.cols, self.lanes)
+        params = [p for p in self.params if not p.startswith(f"const {ix.INDEX} s")]
+        return _fill(self.template, name, params, self.dense_body, self.interior, self.cols)
+
+
+def _strided_offset(j, terms):
+    """Input j's offset: each term's index times the stride of its axis (a parameter)."""
+    offset = ix.ZERO
+    for i, k in terms:
+        offset = offset + i * ix.sym(f"s{j}_{k}")
+    return offset
 
 
 _CLAMP = "@clamp@"  # where the body clamps an index: gpuad_clamp, or gpuad_unclamped in the host's fast body
@@ -143,10 +234,10 @@ def _fill(template, name, params, body, interior, cols=None, lanes=1):
                                                 fast_body=fast, lo=lo, hi=hi, cols=cols, lanes=lanes)
 
 
-def _row_length(region):
+def _row_length(shape, inner):
     """The last loop axis's length where the host loop runs by rows (several loop axes, the last
     long enough to vectorise along), else None."""
-    loop = region.shape[:len(region.shape) - inner_axes(region)]
+    loop = shape[:len(shape) - inner]
     return loop[-1] if len(loop) >= 2 and loop[-1] >= _ROWS_FROM else None
 
 
@@ -166,15 +257,15 @@ def _interior(clamps, digit, length):
     return lo, max(lo, hi)
 
 
-def _pulled(region, cols, inner):
-    """The _Body of the region's loop, pulled (by rows of `cols` elements where given: see
-    _Body.pull). Values are pulled recursively, a few frames per member along the longest chain:
-    the recursion limit is raised for that while it runs."""
+def _pulled(region, cols, inner, groups=None):
+    """The _Body of the region's loop, pulled (by rows of `cols` elements where given, over the
+    axes merged in `groups`: see _Body.pull). Values are pulled recursively, a few frames per
+    member along the longest chain: the recursion limit is raised for that while it runs."""
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 8 * len(region.equations) + 1000))
     try:
         body = _Body(region)
-        body.pull(cols, inner)
+        body.pull(cols, inner, groups)
         return body
     finally:
         sys.setrecursionlimit(limit)
@@ -237,22 +328,26 @@ class _Body:
         self.loads = []  # (input position, index) of each load, in order
         self.split = False  # whether a long sum is at the top level (warps.py)
 
-    def pull(self, cols, inner):
+    def pull(self, cols, inner, groups=None):
         """Element i of the loop owns the elements of the iteration space whose leading indices
         are i's digits over the outer axes; the inner axes are unrolled, their indices constants
         (conditions on them fold away, and what does not depend on them is computed once). By
-        rows (cols: the last outer axis's length), the digits come from the row r and column j."""
-        shape = self.region.shape
+        rows (cols: the last outer axis's length), the digits come from the row r and column j.
+        The loop runs over the region's shape with its axes merged in `groups` (merge.py; default
+        apart): a value is pulled at the merged digits' parts."""
+        groups = groups or [(k,) for k in range(len(self.region.shape))]
+        shape = merging.merged_shape(self.region.shape, groups)
         outer, per = shape[:len(shape) - inner], math.prod(shape[len(shape) - inner:])
         size = math.prod(outer)
         self.order = ix.unravel(ix.sym("i", 0, size - 1), outer) if cols is None else \
             ix.unravel(ix.sym("r", 0, size // cols - 1), outer[:-1]) + (ix.sym("j", 0, cols - 1),)  # C's
         self.digits = {ix.sym(f"d{d}") for d in range(len(outer))}
         for j in range(per):
-            index = tuple(ix.sym(f"d{d}", 0, n - 1) for d, n in enumerate(outer)) + \
+            merged = tuple(ix.sym(f"d{d}", 0, n - 1) for d, n in enumerate(outer)) + \
                 ix.unravel(ix.const(j), shape[len(outer):])
+            index = merging.digits(self.region.shape, groups, merged)
             for k, v in enumerate(self.region.outs):
-                value = self.value(v, (ix.ZERO,) * (len(v.shape) - len(shape)) + index)  # a literal is in T
+                value = self.value(v, (ix.ZERO,) * (len(v.shape) - len(index)) + index)  # a literal is in T
                 self.levels[0].append(_written(k, v.dtype, value, per, j))
 
     def printed(self, layout):
@@ -484,11 +579,11 @@ def _decided(cases, otherwise):
     return kept, otherwise
 
 
-def inner_axes(region):
-    """How many trailing axes of its iteration space one loop element of a region unrolls
-    (fusion.unrolled_axes: a per-sample Jacobian's rows and columns), as long as the unrolled body
-    stays small enough to compile quickly."""
-    return unrolled_axes(region.shape, min(_UNROLLED, _UNROLLED_LINES // max(1, len(region.equations))))
+def inner_axes(shape, members):
+    """How many trailing axes of an iteration space one loop element of a region of `members`
+    equations unrolls (fusion.unrolled_axes: a per-sample Jacobian's rows and columns), as long as
+    the unrolled body stays small enough to compile quickly."""
+    return unrolled_axes(shape, min(_UNROLLED, _UNROLLED_LINES // max(1, members)))
 
 
 def _summed_index(x, axes, keepdims, idx, digits):
@@ -502,26 +597,27 @@ def _contiguous_strides(in_shape):
     return [math.prod(in_shape[m + 1:]) for m in range(len(in_shape))]
 
 
-def _contiguous_offset(in_shape, idx, shape):
-    """An input's offset at idx when it is C-contiguous: the element's own index i where it is read
-    at its element (same elements as the iteration space, at the thread's indices), else idx
-    times the input's C strides."""
-    along = [k for k, d in enumerate(in_shape) if d != 1]
-    if [in_shape[k] for k in along] == list(shape) and [idx[k] for k in along] == [ix.sym(f"d{d}")
-                                                                                   for d in range(len(shape))]:
+def _contiguous_offset(in_shape, terms, shape, inner):
+    """A C-contiguous input's offset (its terms: merge.terms) times its C strides: the element's
+    own index i where it is read at its element (no unrolled axes, read at the loop's digits)."""
+    strides = _contiguous_strides(in_shape)
+    offset = ix.ZERO
+    for i, k in terms:
+        offset = offset + i * strides[k]
+    if not inner and offset == ix.ravel([ix.sym(f"d{d}") for d in range(len(shape))], shape):
         return ix.sym("i")
-    return ix.ravel(idx, in_shape)
+    return offset
 
 
-def _objects_entry(name, arrays, axes, outs, count):
+def _objects_entry(name, arrays, axes, outs, count, dense_count):
     """A CPU entry `<name>_objects` taking the NumPy arrays themselves (PyObject pointers) and
     reading their data pointers and strides from NumPy's array struct (GPUAD_DATA and the other
     field offsets, measured at import by gpuad/compiler/host.py): one cheap argument per array
     instead of a pointer and strides converted in Python. It first checks that each argument is
     an ndarray of the kernel's dtype in this machine's byte order, aligned (so its strides are
     whole items), and returns 1 + the position of the first that is not, having read nothing;
-    else it runs the contiguous build when every input is C-contiguous along the axes it is read
-    on, and returns 0."""
+    else it runs the contiguous build (of `dense_count` loop elements: its axes may be merged) when
+    every input is C-contiguous along the axes it is read on, and returns 0."""
     params, pointers, strides, checks, readable = [], [], [], [], []
     for j, (a, along) in enumerate(zip(arrays, axes)):
         c, size = ctype(a.dtype), numpy.dtype(a.dtype).itemsize
@@ -541,9 +637,8 @@ def _objects_entry(name, arrays, axes, outs, count):
     for p, text in enumerate(pointers):
         generic.append(text)
         generic += [stride for owner, stride in strides if owner == p]
-    n = f"{count}LL"
-    call_dense = f"{name}_c({', '.join(pointers + [n])})"
-    call_strided = f"{name}({', '.join(generic + [n])})"
+    call_dense = f"{name}_c({', '.join(pointers + [f'{dense_count}LL'])})"
+    call_strided = f"{name}({', '.join(generic + [f'{count}LL'])})"
     test = " && ".join(checks) or "true"
     refuse = "".join(f"    if (!{r}) return {k + 1};\n" for k, r in enumerate(readable))
     return (f'extern "C" int {name}_objects({", ".join(params)}) {{\n{refuse}'

@@ -61,6 +61,7 @@ class Region:
         self.shape, self.equations, self.ins, self.outs = iteration_shape(shape), [], [], []
         self.literals = {}  # id(constant array) -> its one value, for constants filled with one value
         self.inverses = {}  # a scatter's out Var -> a Lit of its positions inverted (_inverse), for scatters at arrays
+        self.contiguous = set()  # ins known C-contiguous: other regions' outputs (fresh buffers)
 
     def __repr__(self):
         return f"Region({list(self.shape)}: {' '.join(eq.prim.name for eq in self.equations)})"
@@ -105,7 +106,7 @@ def fusible(eq, target=CUPY):
         return False
     if prim.moves or positions:
         return True
-    if eq.out.dtype.name == "bool" and not target.integers:
+    if eq.out.dtype.kind == "b" and not target.integers:  # (kind: dtype.name builds a string each time)
         return False
     if prim.entries is not None:  # its elements come from the indices
         return True
@@ -527,6 +528,8 @@ def _connect(program, regions, region_of):
                 if key not in seen:
                     seen.add(key)
                     r.ins.append(a)
+                    if isinstance(a, Var) and a in region_of:
+                        r.contiguous.add(a)
         r.outs = [eq.out for eq in r.equations if eq.out in used_outside]
         assert all(iteration_shape(v.shape) == r.shape for v in r.outs), r
 

@@ -37,10 +37,11 @@ class Lit:
     """A constant operand held in an equation (or a constant output of a program): an array, a
     Python number, or a value of an enclosing transform (`traced`: then the program is valid for
     the call that traced it only). Hashed by identity, as a Var is."""
-    __slots__ = ("val",)
+    __slots__ = ("val", "_dtype")
 
     def __init__(self, val: Any) -> None:
         self.val = val
+        self._dtype: onp.dtype | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -48,7 +49,9 @@ class Lit:
 
     @property
     def dtype(self) -> onp.dtype:
-        return dtype(self.val)
+        if self._dtype is None:  # once: a Python number's asks the backend's result_type, which every pass reads
+            self._dtype = dtype(self.val)
+        return self._dtype
 
     @property
     def traced(self) -> bool:

@@ -72,7 +72,7 @@ def plan(body, n_consts, n_carry, reverse, outs, target, test=False):
     if regions is None or not all(isinstance(o, Var) for o in body.outs):
         return None
     try:
-        kernels = [codegen.render(r, "cuda") for r in regions]  # the cuda body: one loop over `i`
+        kernels = [codegen.render(r, "cuda", merge=False) for r in regions]  # the cuda body: one loop over `i`
     except codegen.TooLarge:
         return None
     carries = body.ins[n_consts:n_consts + n_carry]
@@ -373,14 +373,18 @@ class Runner:
             [ctypes.c_longlong]
         n, lock, result = self.kernel.scratch, threading.Lock(), be.xp.asarray  # the backend's array
         kept = _aligned(n) if n <= _KEPT_BYTES else None
+        copied = set()  # positions refused at an earlier call (a seed's strided column, a 0-d scalar's view):
+        # copied before the call, where each refusal costs a call of its own
 
         def call(operands, trips):
-            outs, operands = [numpy.empty(a.shape, a.dtype) for a in self.outs], list(operands)
+            outs = [numpy.empty(a.shape, a.dtype) for a in self.outs]
+            operands = [_native(a) if k in copied else a for k, a in enumerate(operands)]
             with lock:
                 scratch = kept if kept is not None else _aligned(n)
                 while refused := fn(*operands, *constants, scratch, *outs, trips):  # copy what it cannot read
                     a = operands[refused - 1]
                     copy = _native(a)
+                    copied.update(k for k, x in enumerate(operands) if x is a)
                     operands = [copy if x is a else x for x in operands]  # a loop reads a value several times
                     if copy is a:
                         raise TypeError(f"gpuad.jit: a loop kernel cannot read its argument {refused - 1} "

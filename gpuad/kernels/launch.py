@@ -106,16 +106,23 @@ def _launcher(kernel, first):
     (gx, _), block = launch_config(kernel.size * kernel.lanes)  # a warp per element where its sums split
     n = numpy.int64(kernel.size)
     outs = [(v.shape, v.dtype) for v in kernel.outs]
+    along = [[d for d, m in enumerate(a.shape) if m != 1] for a in kernel.arrays]  # read along (merged or not)
+    unmerged = []  # the launcher of the kernel reading every layout, made at the first call that needs it
 
     def run(*arrays):
         arrays = [a if a.data.ptr % a.itemsize == 0 and all(s % a.itemsize == 0 for s in a.strides)
                   else cupy.ascontiguousarray(a) for a in arrays]  # a kernel reads whole, aligned items
-        small = narrow and index32.farthest(arrays, kernel.axes) < index32.LIMIT
+        if kernel.checks and not all(arrays[j].strides[p] == arrays[j].strides[q] * m for j, p, q, m in kernel.checks):
+            if not unmerged:  # strides that do not allow the merged axes (codegen.Kernel.checks)
+                apart = kernel.unmerged()
+                unmerged.append(_launcher(apart, compiled(*index32.first(apart))))
+            return unmerged[0](*arrays)
+        small = narrow and index32.farthest(arrays, along) < index32.LIMIT
         index = numpy.int32 if small else numpy.int64
         args = []
-        for a, along in zip(arrays, kernel.axes):
+        for a, axes in zip(arrays, kernel.axes):
             args.append(a)
-            args += [index(a.strides[d] // a.itemsize) for d in along]
+            args += [index(a.strides[d] // a.itemsize) for d in axes]
         results = [cupy.empty(s, d) for s, d in outs]
         raw = first if small or not narrow else compiled(kernel.text, kernel.name)
         raw((gx,), block, tuple(args + results + [index(n)]))
