@@ -3,7 +3,7 @@
 Keeping the batch axis leading means every primitive's batching rule is its `lead`
 form, the same one the derivative bundles use.
 """
-from .core import Trace, Tracer, shape
+from .core import Trace, Tracer, map_results, shape
 
 
 class BatchTracer(Tracer):
@@ -44,6 +44,4 @@ class BatchTrace(Trace):
     def process(self, prim, args, params):
         values, marks = self.split(args)
         out, out_batched = prim.batch(values, [m is not None for m in marks], **params)
-        if prim.multiple_results:  # out_batched: one mark per output
-            return tuple(BatchTracer(self, o) if b else o for o, b in zip(out, out_batched))
-        return BatchTracer(self, out) if out_batched else out
+        return map_results(prim, lambda o, b: BatchTracer(self, o) if b else o, out, out_batched)

@@ -251,10 +251,11 @@ def results(prim, out):
     return out if prim.multiple_results else (out,)
 
 
-def map_results(prim, f, out):
-    """f applied to each of a primitive's outputs, returned as the primitive returns them (a tuple
-    where it has multiple_results, else one value)."""
-    return tuple(map(f, out)) if prim.multiple_results else f(out)
+def map_results(prim, f, out, *beside):
+    """f applied to each of a primitive's outputs (and the matching element of each of `beside`,
+    given as the outputs are), returned as the primitive returns them (a tuple where it has
+    multiple_results, else one value)."""
+    return tuple(map(f, out, *beside)) if prim.multiple_results else f(out, *beside)
 
 
 def refuse_complex(prim, values):

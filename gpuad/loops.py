@@ -525,8 +525,8 @@ def _scan_vjp(ct, args, out, needed, spec, count=None):
     c_w = [needed[i] and inexact(a) for i, a in enumerate(ins[:nc])]
     k_w = [inexact(a) for a in ins[nc:nc + nk]]
     x_w = [needed[nc + nk + j] and inexact(a) for j, a in enumerate(ins[nc + nk:])]
-    y_w = [inexact(a) for a in outs[nk:]]
-    cts = _or_zeros(ct, spec.out_avals, m)
+    y_w = [inexact(a) and c is not None for a, c in zip(outs[nk:], ct[nk:])]  # a stacked output's zero: no work
+    cts = _or_zeros(ct[:nk], spec.out_avals, m) + list(ct[nk:])
 
     def f(vals):
         it = iter(vals)
@@ -872,8 +872,7 @@ def _cond_vjp(ct, args, out, needed, spec):
     r, branches = spec.saved
     n = len(spec.out_avals) - r
     saved = list(out[n:])
-    y_w = [inexact(a) for a in spec.out_avals[:n]]
-    cts = _or_zeros(ct[:n], spec.out_avals, m)
+    y_w = [inexact(a) and c is not None for a, c in zip(spec.out_avals[:n], ct)]  # a zero cotangent: no work
 
     def vjp_branch(b):
         def f(vals):
@@ -885,7 +884,7 @@ def _cond_vjp(ct, args, out, needed, spec):
     if not any(w):
         return [None] * len(args)
     new = Cond([vjp_branch(b) for b in branches or spec.branches], spec.name)
-    leaves = iter(cond_p(index, *ops, *saved, *[c for c, yw in zip(cts, y_w) if yw], spec=new))
+    leaves = iter(cond_p(index, *ops, *saved, *[c for c, yw in zip(ct, y_w) if yw], spec=new))
     return [None] + [next(leaves) if x else None for x in w]
 
 

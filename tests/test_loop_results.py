@@ -181,3 +181,18 @@ def test_a_loop_inside_a_checkpoint_that_saves_everything():
     x = on_backend(X)[0]
     assert_close(gpuad.grad(g)(x), gpuad.grad(f)(x), rtol=1e-13, atol=1e-15)
     assert_close(gpuad.grad(g)(x), numerical_jacobian(f, [X], 0), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_result_without_a_cotangent(which):
+    """Reverse mode where one result of a scan or a cond is unused (its cotangent None: no zeros
+    swept back for it): the gradient as forward mode's and central differences."""
+    def f(x):
+        c, ys = lax.scan(lambda c, w: (gnp.sin(c) * w, gnp.cos(c) * w), x, gnp.linspace(0.5, 1.0, 4))
+        a, b = lax.cond(gnp.sum(x) > 0.0, lambda y: (gnp.exp(y), y * y), lambda y: (y, y), c)
+        return gnp.sum((c, ys)[which] ** 2) + gnp.sum((a, b)[which])
+    x = on_backend(X)[0]
+    grad = gpuad.grad(f)(x)
+    assert_close(grad, numerical_jacobian(f, [X], 0), rtol=1e-6, atol=1e-8)
+    assert_close(grad, gpuad.jacfwd(f)(x), rtol=1e-12, atol=1e-14)
+    assert_close(gpuad.jit(gpuad.grad(f))(x), grad, rtol=1e-12, atol=1e-14)
