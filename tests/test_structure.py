@@ -130,28 +130,14 @@ def test_contractions_with_a_moved_or_broadcast_seed_collapse(case, monkeypatch)
     assert len(contractions) < len(before), program.text()
 
 
-@pytest.mark.parametrize("k", [2, -1])
-def test_a_sum_of_a_seed_whose_non_zeros_miss_elements_collapses_to_a_scatter(k):
+@pytest.mark.parametrize("k, keepdims", [(2, False), (-1, False), (0, True), (2, True), (-1, True)])
+def test_a_sum_of_a_seed_collapses_to_x_placed_into_zeros(k, keepdims):
     """eye(4, 6, k) times x summed over its rows: the columns its diagonal misses are zeros, the
-    others x where the diagonal meets them: x placed into zeros, no sum left."""
+    others x where the diagonal meets them: x placed into zeros, no sum left. Keeping the summed
+    axis (as jacfwd of x - max(x, keepdims=True) sums), the collapse writes the kept unit axis,
+    whether the diagonal meets every column (k=0) or misses some."""
     def f(x):
-        return gnp.sum(gnp.eye(4, 6, k=k) * x[:, None], axis=0)
-    program = traced(lambda xs: [f(xs[0])], [ShapeDtypeStruct((4,), np.float64)], ["x"])
-    after = collapse(program)
-    after.check()
-    assert not [eq for eq in after.equations if eq.prim.reduction is not None], after.text()
-    x = np.linspace(1.0, 2.0, 4)
-    assert_close(after.evaluate([x])[0], np.asarray(f(gnp.asarray(x))), rtol=0)
-
-
-
-@pytest.mark.parametrize("k", [0, 2, -1])
-def test_a_sum_with_keepdims_of_a_seed_collapses_to_its_own_shape(k):
-    """As above, the sum keeping its summed axis (jacfwd of x - max(x, keepdims=True) sums so):
-    the collapse writes the kept unit axis, whether the diagonal meets every column (k=0) or
-    misses some (a scatter of the whole row shape, then the unit axis)."""
-    def f(x):
-        return gnp.sum(gnp.eye(4, 4 if k == 0 else 6, k=k) * x[:, None], axis=0, keepdims=True)
+        return gnp.sum(gnp.eye(4, 4 if k == 0 else 6, k=k) * x[:, None], axis=0, keepdims=keepdims)
     program = traced(lambda xs: [f(xs[0])], [ShapeDtypeStruct((4,), np.float64)], ["x"])
     after = collapse(program)
     after.check()
