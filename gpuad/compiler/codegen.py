@@ -137,7 +137,7 @@ class _Variant:
     position, p, q, n) for s_p == s_q * n, for inputs whose layout the plan does not know)."""
 
     def __init__(self, region, target, groups, one):
-        self.region, self.target, self.arrays = region, target, list(region.ins)
+        self.region, self.arrays = region, list(region.ins)
         shape = self.shape = merging.merged_shape(region.shape, groups)
         inner = inner_axes(shape, len(region.equations))
         if target == "cuda" and inner:  # fewer axes unrolled where the copies' values would not fit in registers

@@ -352,7 +352,6 @@ def _precompiled_once(base, head, where, deadline):
     return _precompiled(base, head, where, deadline) if started is None else started.result()
 
 
-
 def _precompiled(base, head, where, deadline):
     """A folder in `where` holding the prelude and its precompiled header for these compiler flags
     (built once per machine, in the cache): a program's sources then include it instead of parsing

@@ -373,8 +373,9 @@ class Runner:
             [ctypes.c_longlong]
         n, lock, result = self.kernel.scratch, threading.Lock(), be.xp.asarray  # the backend's array
         kept = _aligned(n) if n <= _KEPT_BYTES else None
-        copied = set()  # positions refused at an earlier call (a seed's strided column, a 0-d scalar's view):
-        # copied before the call, where each refusal costs a call of its own
+        # positions refused at an earlier call (a seed's strided column, a 0-d scalar's view): copied
+        # before the call, where each refusal costs a call of its own
+        copied = set()
 
         def call(operands, trips):
             outs = [numpy.empty(a.shape, a.dtype) for a in self.outs]
