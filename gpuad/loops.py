@@ -364,7 +364,6 @@ def _scan_lower(xp, shapes, spec):
         step = spec.compiled()
         return lambda *args: spec.run(list(args), step)
     one = loop_kernel.runner(kernel, spec.out_avals, spec.length * len(spec.body.equations))
-
     step = None
 
     def run(*args):
